@@ -10,6 +10,7 @@ people CA (and a bot's from a trustme CA through the tls backend).
 from __future__ import annotations
 
 import asyncio
+import datetime
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,32 @@ async def test_a_session_with_little_life_left_is_replaced_not_reused(people: Au
     assert _session_of(people, (await _connect(people, der)).token) == new
     live = {s.session_id for s in await _certificate_sessions(people, password_token)}
     assert live == {old, new}  # the old one runs out on its own
+
+
+async def test_a_session_ends_when_its_certificate_expires(people: AuthServer) -> None:
+    name = unique("short")
+    await people.add_user(name)
+    password_token = (await people.sign_in(name)).token
+    issued = await people.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(
+            token=password_token, csr_pem=_csr(), label="short", validity_seconds=4
+        )
+    )
+    der = _der(issued.certificate_pem)
+    not_after = x509.load_der_x509_certificate(der).not_valid_after_utc
+    # A certificate with less left than a reused session must have still shares one.
+    results = [await _connect(people, der) for _ in range(3)]
+    (session,) = await _certificate_sessions(people, password_token)
+    assert {_session_of(people, r.token) for r in results} == {session.session_id}
+    assert session.expires_at is not None
+    assert session.expires_at <= not_after
+    for result in results:
+        assert result.expires_at is not None
+        assert result.expires_at <= not_after
+    await asyncio.sleep((not_after - datetime.datetime.now(datetime.UTC)).total_seconds() + 1)
+    assert await _certificate_sessions(people, password_token) == []
+    listed = await people.stub.list_sessions(v1.ListSessionsRequest(token=password_token))
+    assert [s.authenticator for s in listed.sessions] == ["local"]
 
 
 async def test_a_bots_connections_share_one_session_too(

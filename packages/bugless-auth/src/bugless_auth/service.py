@@ -36,6 +36,7 @@ from bugless_auth.sessions import (
     CERTIFICATE_SESSION_RENEW_FRACTION,
     PEOPLE_CA,
     SERVICE,
+    SeenCertificate,
     SessionStore,
 )
 from bugless_auth.settings import AuthSettings
@@ -289,16 +290,19 @@ class AuthService(UserAdministration, UserLookups):
         if not backends and self.people.ca is None:
             raise FailedPrecondition("no certificate authenticator is enabled on this server")
         cert = parse_certificate(certificate_der)
-        # The certificate's connections share one session (bugless_auth.sessions).
-        fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+        # The certificate's connections share one session (bugless_auth.sessions),
+        # which ends when the certificate does.
+        seen = SeenCertificate(
+            cert.fingerprint(hashes.SHA256()).hex(), cert.not_valid_after_utc.timestamp()
+        )
         person = await self.people.person(cert)
         if person is not None:  # signed by the people CA: named by user id, no mapping
             record = await self.record_of(person.user_id)
-            return await self._session(record, PEOPLE_CA, certificate=fingerprint)
+            return await self._session(record, PEOPLE_CA, certificate=seen)
         for backend in backends:
             found = await backend.authenticate(certificate_der)
             if found is not None:
-                return await self._signed_in(found, backend.name, certificate=fingerprint)
+                return await self._signed_in(found, backend.name, certificate=seen)
         raise Unauthenticated(
             f"certificate subject {cert.subject.rfc4514_string()} is not mapped to a bugless user",
             reason="CERTIFICATE_NOT_MAPPED",
@@ -358,7 +362,7 @@ class AuthService(UserAdministration, UserLookups):
         authenticator: str,
         client_address: str = "",
         *,
-        certificate: str | None = None,
+        certificate: SeenCertificate | None = None,
     ) -> Authenticated:
         # Fewer groups: it ends the sessions as the re-sync would have, which
         # after this refresh finds nothing lost (bugless_auth.group_loss).
@@ -390,7 +394,7 @@ class AuthService(UserAdministration, UserLookups):
         authenticator: str,
         client_address: str = "",
         *,
-        certificate: str | None = None,
+        certificate: SeenCertificate | None = None,
     ) -> Authenticated:
         """A session for a user the caller authenticated (refused when disabled).
 
@@ -398,10 +402,11 @@ class AuthService(UserAdministration, UserLookups):
         user's row (:meth:`SessionStore.record`), so a disable committed since
         is not outlived by a session recorded after it ended the user's.
 
-        With ``certificate`` (a client certificate's SHA-256, hex) the live
-        session already made for it and this user is reused while more than
-        :data:`CERTIFICATE_SESSION_RENEW_FRACTION` of a token's lifetime is
-        left: the token names it and expires with it. A disable that ended the
+        With ``certificate`` (a client certificate's SHA-256 and expiry) the
+        live session already made for it and this user is reused while more
+        than :data:`CERTIFICATE_SESSION_RENEW_FRACTION` of a token's lifetime
+        is left: the token names it and expires with it. A certificate's
+        session, and its tokens, end when the certificate expires. A disable that ended the
         user's sessions leaves none to reuse (and ends one reused just before).
         Of concurrent first connections of a certificate one records its
         session and the others reuse it (:meth:`SessionStore.record`).
@@ -415,7 +420,10 @@ class AuthService(UserAdministration, UserLookups):
         for _ in range(_CERTIFICATE_SESSION_ATTEMPTS):
             if certificate is not None:
                 live = await self.sessions.reuse_for_certificate(
-                    record.user_id, certificate, min_seconds_left=min_seconds_left
+                    record.user_id,
+                    certificate.fingerprint,
+                    min_seconds_left=min_seconds_left,
+                    until=certificate.not_after,
                 )
                 if live is not None:
                     issued = self.tokens.issue(record.user_id, authenticator, session=live)
@@ -423,15 +431,17 @@ class AuthService(UserAdministration, UserLookups):
                         self._identity(cached, authenticator), issued.session_id
                     )
                     return Authenticated(identity, issued.token, issued.expires_at)
-            issued = self.tokens.issue(record.user_id, authenticator)
+            until = certificate.not_after if certificate is not None else None
+            issued = self.tokens.issue(record.user_id, authenticator, until=until)
             refused = await self.sessions.record(
                 issued.session_id,
                 user_id=record.user_id,
                 authenticator=authenticator,
                 client_address=client_address,
                 expires_at=issued.expires_at,
-                certificate=certificate,
+                certificate=certificate.fingerprint if certificate is not None else None,
                 min_seconds_left=min_seconds_left,
+                certificate_until=until,
             )
             if refused is not CERTIFICATE_HAS_SESSION:
                 break

@@ -32,7 +32,10 @@ revoking the certificate keeps it out, and that ends its sessions too. The
 rule holds for simultaneous first connections too: each certificate session
 has a generation unique per user and certificate (migration 0014), so the
 database, not a read before the write, lets one of them record the session
-and the others reuse it.
+and the others reuse it. A certificate session expires no later than its
+certificate (its tokens too), so the sessions page stops listing it when the
+certificate expires; one with less left than a renewal needs is reused all
+the same, since a new one could not last longer.
 
 A person sees their own live sessions (:meth:`SessionStore.list_live`, the
 sessions page) and ends one by id (:meth:`SessionStore.end`). Each row says
@@ -78,11 +81,15 @@ CERTIFICATE_SESSION_RENEW_FRACTION = 0.25
 LAST_USED_GRANULARITY_SECONDS = 300.0
 
 #: Whether ``s`` is a session of user ``{user}`` for certificate ``{certificate}``
-#: that a new connection may use: live, with more than ``{seconds}`` seconds left.
-#: What :data:`_REUSE_FOR_CERTIFICATE` takes and :data:`_INSERT` records none beside.
+#: that a new connection may use: live, with more than ``{seconds}`` seconds left,
+#: or lasting until the certificate itself expires (``{until}``: a session ends
+#: with its certificate, so one with less left than that is as good as a new
+#: one). What :data:`_REUSE_FOR_CERTIFICATE` takes and :data:`_INSERT` records
+#: none beside.
 _USABLE_FOR_CERTIFICATE = """
 s.user_id = {user} AND s.certificate = {certificate} AND s.revoked_at IS NULL
-AND s.expires_at > now() + {seconds}::float8 * INTERVAL '1 second'
+AND s.expires_at > now()
+AND s.expires_at >= LEAST(now() + {seconds}::float8 * INTERVAL '1 second', {until}::timestamptz)
 """
 #: Record session $1 of user $2, only if that user may have one now: their
 #: account (a placeholder merged into one: that account) is not disabled, and
@@ -107,7 +114,7 @@ AND s.expires_at > now() + {seconds}::float8 * INTERVAL '1 second'
 #:
 #: A session for certificate $6 (not NULL) is recorded only while the account
 #: has no session usable for it (:data:`_USABLE_FOR_CERTIFICATE`, $7 seconds
-#: left), with the generation after the highest of its
+#: left, $8 the certificate's end), with the generation after the highest of its
 #: sessions for it; the generation is unique per user and certificate (migration
 #: 0014), so of two inserts that read the same sessions one records nothing
 #: (``ON CONFLICT DO NOTHING`` once the other committed; at SERIALIZABLE a 40001
@@ -117,7 +124,7 @@ AND s.expires_at > now() + {seconds}::float8 * INTERVAL '1 second'
 #: Returns the account's row as found (none: no such user) and whether the
 #: session was recorded.
 _USABLE_BESIDE_INSERT = _USABLE_FOR_CERTIFICATE.format(
-    user="target.user_id", certificate="$6", seconds="$7"
+    user="target.user_id", certificate="$6", seconds="$7", until="$8"
 )
 _INSERT = f"""
 WITH target AS (
@@ -148,15 +155,16 @@ SELECT COALESCE(last_used_at, created_at) > now() - $2::float8 * INTERVAL '1 sec
 FROM sessions WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now()
 """
 #: The live session of user $1 made for certificate $2 that has more than $3
-#: seconds left, marked used now: its id and expiry (none: make a new one). A
-#: write, as the INSERT it replaces was; a disable that ends the user's sessions
-#: first leaves nothing to find (READ COMMITTED re-checks ``revoked_at``), and one
-#: that ends them after ends this one too.
+#: seconds left (or lasts until the certificate's end, $4), marked used now: its
+#: id and expiry (none: make a new one). A write, as the INSERT it replaces was;
+#: a disable that ends the user's sessions first leaves nothing to find (READ
+#: COMMITTED re-checks ``revoked_at``), and one that ends them after ends this
+#: one too.
 _REUSE_FOR_CERTIFICATE = f"""
 UPDATE sessions SET last_used_at = now()
 WHERE session_id = (
     SELECT s.session_id FROM sessions s
-    WHERE {_USABLE_FOR_CERTIFICATE.format(user="$1", certificate="$2", seconds="$3")}
+    WHERE {_USABLE_FOR_CERTIFICATE.format(user="$1", certificate="$2", seconds="$3", until="$4")}
     ORDER BY s.expires_at DESC, s.session_id
     LIMIT 1
 ) AND revoked_at IS NULL
@@ -206,6 +214,19 @@ _PURGE = "DELETE FROM sessions WHERE expires_at < now() - $1::float8 * INTERVAL 
 
 
 @dataclass(frozen=True)
+class SeenCertificate:
+    """The client certificate a session is made for.
+
+    Attributes:
+        fingerprint: SHA-256 of its DER, hex (the ``certificate`` column).
+        not_after: When it expires (POSIX time): its session ends then too.
+    """
+
+    fingerprint: str
+    not_after: float
+
+
+@dataclass(frozen=True)
 class NotRecorded:
     """Why :meth:`SessionStore.record` wrote no session: the user's row as it found it.
 
@@ -241,6 +262,11 @@ def _refusal(row: asyncpg.Record | None) -> NotRecorded | None:
     return CERTIFICATE_HAS_SESSION
 
 
+def _when(posix: float) -> datetime.datetime:
+    """A POSIX time as the ``timestamptz`` asyncpg sends."""
+    return datetime.datetime.fromtimestamp(posix, datetime.UTC)
+
+
 def _count(status: str) -> int:
     """Rows touched, from asyncpg's command status (``UPDATE 3``)."""
     return int(status.rsplit(" ", 1)[-1])
@@ -264,6 +290,7 @@ class SessionStore:
         expires_at: float,
         certificate: str | None = None,
         min_seconds_left: float = 0.0,
+        certificate_until: float | None = None,
     ) -> NotRecorded | None:
         """Write the row of a token about to be handed out, if its user may have one now.
 
@@ -276,9 +303,13 @@ class SessionStore:
         session made for that certificate, for :meth:`reuse_for_certificate`;
         none is recorded while the user has one for it with more than
         ``min_seconds_left`` to live, even one recorded a moment ago by a
-        concurrent call (the answer is then :data:`CERTIFICATE_HAS_SESSION`).
+        concurrent call (the answer is then :data:`CERTIFICATE_HAS_SESSION`),
+        nor one that lasts until the certificate's own expiry
+        (``certificate_until``, a POSIX time: the caller's ``expires_at`` is
+        no later).
         """
         expires = datetime.datetime.fromtimestamp(expires_at, datetime.UTC)
+        until = _when(certificate_until) if certificate_until is not None else expires
         address = client_address[:256]
         row = await self._store.run(
             lambda conn: conn.fetchrow(
@@ -290,6 +321,7 @@ class SessionStore:
                 expires,
                 certificate,
                 min_seconds_left,
+                until,
             ),
             transaction=False,
         )
@@ -297,17 +329,18 @@ class SessionStore:
         return _refusal(row)
 
     async def reuse_for_certificate(
-        self, user_id: str, certificate: str, *, min_seconds_left: float
+        self, user_id: str, certificate: str, *, min_seconds_left: float, until: float
     ) -> tuple[str, float] | None:
         """The live session ``user_id`` has for ``certificate``, marked used: id and expiry.
 
-        Only one with more than ``min_seconds_left`` to live; None when there
-        is none (the caller records a new one). One statement, a write as the
-        insert it saves was.
+        Only one with more than ``min_seconds_left`` to live, or one lasting
+        until the certificate expires (``until``, a POSIX time); None when
+        there is none (the caller records a new one). One statement, a write
+        as the insert it saves was.
         """
         row = await self._store.run(
             lambda conn: conn.fetchrow(
-                _REUSE_FOR_CERTIFICATE, user_id, certificate, min_seconds_left
+                _REUSE_FOR_CERTIFICATE, user_id, certificate, min_seconds_left, _when(until)
             ),
             transaction=False,
         )
