@@ -317,6 +317,22 @@ async def test_non_admin_cannot_drain(client: AsyncTestClient[Any]) -> None:
     assert response.status_code == 403
 
 
+async def test_only_admins_see_the_operations_link_in_the_top_bar(
+    client: AsyncTestClient[Any],
+) -> None:
+    """The admin page (drain, failed notifications) is reachable without knowing its URL."""
+    link = '<a href="/admin" title="Drain this replica; failed notifications">Operations</a>'
+    await sign_in(client, "alice")
+    home = await client.get("/")
+    assert link in home.text
+    admin = await client.get("/admin")
+    assert admin.status_code == 200
+    assert 'href="/admin/notifications"' in admin.text
+    await sign_in(client, "bob")
+    assert link not in (await client.get("/")).text
+    assert (await client.get("/admin")).status_code == 403
+
+
 async def test_xss_corpus_in_titles_comments_and_names_stays_inert(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
