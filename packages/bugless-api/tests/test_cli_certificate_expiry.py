@@ -1,12 +1,13 @@
 """A client command refuses an expired certificate without importing ``cryptography.x509``.
 
-``_refuse_expired`` reads a certificate's notAfter from its DER itself and
-asks ``cryptography`` only when that says expired or cannot tell. These tests
-hold the fast reading to ``cryptography``'s on real certificates (both time
-encodings, v1 and v3, a chain), check the refusal and its message are as
-before, that a certificate replaced at the same path is judged afresh, and
-that a fresh interpreter checking a valid certificate loads no
-``cryptography.x509``.
+``refuse_expired`` (of ``bugless_api._connection_settings``, which the
+commands and ``BuglessClient.from_config`` share) reads a certificate's
+notAfter from its DER itself and asks ``cryptography`` only when that says
+expired or cannot tell. These tests hold the fast reading to
+``cryptography``'s on real certificates (both time encodings, v1 and v3, a
+chain), check the refusal and its message are as before, that a certificate
+replaced at the same path is judged afresh, and that a fresh interpreter
+checking a valid certificate loads no ``cryptography.x509``.
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bugless_api.cli import _common
+from bugless_api import _connection_settings as settings
+from bugless_core.errors import InvalidArgument
 
 _NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 _DAY = datetime.timedelta(days=1)
@@ -63,9 +63,9 @@ def _pem(
 
 def _without_version(der: bytes) -> bytes:
     """The DER ``der`` with tbsCertificate's [0] version removed, as PEM (signature now wrong)."""
-    _, body, _ = _common._der_item(der, 0)
-    _, tbs_body, tbs_end = _common._der_item(der, body)
-    _, _, version_end = _common._der_item(der, tbs_body)
+    _, body, _ = settings._der_item(der, 0)
+    _, tbs_body, tbs_end = settings._der_item(der, body)
+    _, _, version_end = settings._der_item(der, tbs_body)
     inner = der[version_end:tbs_end]
     whole = _der_sequence(inner) + der[tbs_end:]
     outer = _der_sequence(whole)
@@ -103,18 +103,18 @@ def test_the_fast_reading_agrees_with_cryptography(
 ) -> None:
     pem = _pem(not_before, not_after)
     expected = x509.load_pem_x509_certificate(pem).not_valid_after_utc
-    assert _common._pem_not_after(pem) == expected == not_after
+    assert settings.pem_not_after(pem) == expected == not_after
     # A chain file: the first certificate counts, as for cryptography.
     chain = pem + _pem(_NOW - _DAY, _NOW + 3 * _DAY)
     assert (
-        _common._pem_not_after(chain) == x509.load_pem_x509_certificate(chain).not_valid_after_utc
+        settings.pem_not_after(chain) == x509.load_pem_x509_certificate(chain).not_valid_after_utc
     )
 
 
 def test_a_v1_certificate_is_read_too() -> None:
     pem = _pem(_NOW - _DAY, _NOW + 2 * _DAY, version=x509.Version.v1)
     assert x509.load_pem_x509_certificate(pem).version is x509.Version.v1
-    assert _common._pem_not_after(pem) == _NOW + 2 * _DAY
+    assert settings.pem_not_after(pem) == _NOW + 2 * _DAY
 
 
 @pytest.mark.parametrize(
@@ -129,65 +129,64 @@ def test_a_v1_certificate_is_read_too() -> None:
     ],
 )
 def test_anything_unreadable_is_left_to_cryptography(pem: bytes) -> None:
-    assert _common._pem_not_after(pem) is None
+    assert settings.pem_not_after(pem) is None
 
 
-def _refusal(cert_file: Path) -> tuple[int, str]:
-    """The exit code and stderr of ``_refuse_expired(cert_file)`` (0 when it lets it through)."""
-
-    @click.command()
-    def probe() -> None:
-        _common._refuse_expired(cert_file)
-
-    result = CliRunner().invoke(probe, [])
-    return result.exit_code, result.stderr
+def _refusal(cert_file: Path) -> str:
+    """The message of ``refuse_expired(cert_file)`` ("" when it lets it through)."""
+    try:
+        settings.refuse_expired(cert_file)
+    except InvalidArgument as exc:
+        refused = exc
+    else:
+        return ""
+    assert refused.metadata["origin"] == "client"  # the commands exit 2 for it
+    return refused.message
 
 
 def test_an_expired_certificate_is_refused_as_before(tmp_path: Path) -> None:
     cert_file = tmp_path / "bot.pem"
     until = _NOW - _DAY
     cert_file.write_bytes(_pem(_NOW - 30 * _DAY, until))
-    code, stderr = _refusal(cert_file)
-    assert code == _common.EXIT_USAGE
-    assert stderr == (
-        f"error: the certificate {cert_file} expired at {until:%Y-%m-%d %H:%M} UTC; "
-        "run `bugless login` again\n"
+    assert _refusal(cert_file) == (
+        f"the certificate {cert_file} expired at {until:%Y-%m-%d %H:%M} UTC; "
+        "run `bugless login` again"
     )
 
 
 def test_a_certificate_replaced_at_the_same_path_is_judged_afresh(tmp_path: Path) -> None:
     cert_file = tmp_path / "bot.pem"
     cert_file.write_bytes(_pem(_NOW - _DAY, _NOW + 30 * _DAY))
-    assert _refusal(cert_file) == (0, "")
-    assert _refusal(cert_file) == (0, "")
+    assert _refusal(cert_file) == ""
+    assert _refusal(cert_file) == ""
     stat = cert_file.stat()
     expired = _pem(_NOW - 30 * _DAY, _NOW - _DAY)
     cert_file.write_bytes(expired)
     os.utime(cert_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same path and mtime
-    code, stderr = _refusal(cert_file)
-    assert code == _common.EXIT_USAGE
-    assert "run `bugless login` again" in stderr
+    assert "run `bugless login` again" in _refusal(cert_file)
 
 
 def test_unreadable_certificates_are_left_to_the_tls_layer(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pem"
     garbage.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-    assert _refusal(garbage) == (0, "")
-    assert _refusal(tmp_path / "missing.pem") == (0, "")
+    assert _refusal(garbage) == ""
+    assert _refusal(tmp_path / "missing.pem") == ""
 
 
 #: Checks the certificates named in argv, then prints whether cryptography.x509 was loaded.
 _PROBE = """
 import json, sys
 from pathlib import Path
-from bugless_api.cli._common import _refuse_expired
+from bugless_api._connection_settings import refuse_expired
+from bugless_core.errors import InvalidArgument
 for name in sys.argv[1:]:
     try:
-        _refuse_expired(Path(name))
-    except SystemExit as exc:
-        print(json.dumps(["exit", exc.code, "cryptography.x509" in sys.modules]))
+        refuse_expired(Path(name))
+    except InvalidArgument as exc:
+        print(exc.message, file=sys.stderr)
+        print(json.dumps(["refused", "cryptography.x509" in sys.modules]))
         raise SystemExit(0)
-print(json.dumps(["ok", 0, "cryptography.x509" in sys.modules]))
+print(json.dumps(["ok", "cryptography.x509" in sys.modules]))
 """
 
 
@@ -207,9 +206,9 @@ def _probe(*files: Path) -> tuple[list[object], str]:
 def test_a_valid_certificate_is_checked_without_importing_cryptography(tmp_path: Path) -> None:
     cert_file = tmp_path / "bot.pem"
     cert_file.write_bytes(_pem(_NOW - _DAY, _NOW + 30 * _DAY))
-    assert _probe(cert_file, cert_file) == (["ok", 0, False], "")
+    assert _probe(cert_file, cert_file) == (["ok", False], "")
     # Replaced by an expired one at the same path: refused, through cryptography.
     cert_file.write_bytes(_pem(_NOW - 30 * _DAY, _NOW - _DAY))
     verdict, stderr = _probe(cert_file)
-    assert verdict == ["exit", _common.EXIT_USAGE, True]
+    assert verdict == ["refused", True]
     assert "run `bugless login` again" in stderr

@@ -12,12 +12,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bugless_api.client import BuglessClient
+from bugless_core.errors import InvalidArgument
+
 BUGLESS = str(Path(sys.executable).with_name("bugless"))
 
 
-def _whoami(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
-    env["BUGLESS_CLIENT_CONFIG"] = str(config)
+def _whoami(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")},
+        **(env or {}),
+        "BUGLESS_CLIENT_CONFIG": str(config),
+    }
     return subprocess.run(
         [BUGLESS, "whoami", *args], env=env, capture_output=True, text=True, check=False
     )
@@ -48,3 +58,28 @@ def test_a_missing_file_given_as_a_flag_is_still_named_as_the_flag(tmp_path: Pat
     done = _whoami(_logged_out(tmp_path), "--cert", str(tmp_path / "elsewhere.pem"))
     assert done.returncode == 2
     assert f"--cert: {tmp_path / 'elsewhere.pem'} is not a readable file" in done.stderr
+
+
+@pytest.mark.parametrize("case", ["logged out", "variable names a missing file"])
+def test_a_script_and_a_command_are_refused_alike(tmp_path: Path, case: str) -> None:
+    """``BuglessClient.from_config`` and the commands read one settings order, one message.
+
+    Before, each had its own copy: after ``logout`` a script was told
+    ``cert: …/login.pem is not a readable file`` while a command said "not
+    logged in", and a command blamed ``--cert`` for a file ``BUGLESS_CERT`` named.
+    """
+    config = _logged_out(tmp_path)
+    environ = {"BUGLESS_CLIENT_CONFIG": str(config)}
+    expected = (
+        f"not logged in: {tmp_path / 'login.pem'}, the cert {config} names, does not exist; "
+        "run `bugless login`"
+    )
+    if case != "logged out":
+        environ["BUGLESS_CERT"] = str(tmp_path / "elsewhere.pem")
+        expected = f"BUGLESS_CERT: {tmp_path / 'elsewhere.pem'} is not a readable file"
+    with pytest.raises(InvalidArgument) as refused:
+        BuglessClient.from_config(environ)
+    assert refused.value.message == expected
+    done = _whoami(config, env=environ)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {expected}")

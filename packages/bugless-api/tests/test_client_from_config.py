@@ -111,7 +111,11 @@ def test_a_certificate_logout_deleted_says_to_log_in(bots: Bots, tmp_path: Path)
         key=tmp_path / "login.key",
         ca=bots.stack.pki.ca_file,
     )
-    with pytest.raises(InvalidArgument, match=r"login\.pem is not a readable file; run `bugless "):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"^not logged in: .*login\.pem, the cert .*client\.toml names, does not exist; "
+        r"run `bugless login`$",
+    ):
         BuglessClient.from_config({"BUGLESS_CLIENT_CONFIG": str(config)})
 
 

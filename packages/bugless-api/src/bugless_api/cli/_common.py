@@ -1,13 +1,10 @@
 """What every client command shares: connection settings, output, exit codes.
 
 Connection settings come from flags, then ``BUGLESS_API``/``BUGLESS_CERT``/
-``BUGLESS_KEY``/``BUGLESS_CA``, then the config file
-(``~/.config/bugless/client.toml``, or ``BUGLESS_CLIENT_CONFIG``)::
-
-    api = "bugless-api.example.com:50053"
-    cert = "~/.config/bugless/bot.pem"
-    key = "~/.config/bugless/bot.key"
-    ca = "~/.config/bugless/ca.pem"
+``BUGLESS_KEY``/``BUGLESS_CA``/``BUGLESS_TIME_ZONE``, then the config file
+(``~/.config/bugless/client.toml``, or ``BUGLESS_CLIENT_CONFIG``), then the
+defaults: the order is :mod:`bugless_api._connection_settings`'s, which
+:meth:`BuglessClient.from_config` follows too.
 
 Exit codes scripts can rely on: 0 success, 1 an error reported by the server
 (message on stderr), 2 bad usage or configuration, 3 not found, 4 conflict
@@ -16,23 +13,20 @@ Exit codes scripts can rely on: 0 success, 1 an error reported by the server
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 import datetime
 import enum
 import functools
 import inspect
 import json
-import os
 import sys
-import tomllib
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
 import click
 
+from bugless_api._connection_settings import SETTINGS, ConnectionSettings, connection_settings
 from bugless_core import ids
 from bugless_core.errors import InvalidArgument
 
@@ -89,225 +83,49 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
 
-DEFAULT_CONFIG = Path("~/.config/bugless/client.toml")
 
+def resolve_config(options: dict[str, Any]) -> ConnectionSettings:
+    """The connection settings, with ``options`` as the flags given; exit 2 if incomplete.
 
-@dataclass(frozen=True)
-class ClientConfig:
-    """Where the API is and which certificate to present.
-
-    Attributes:
-        api: ``host:port`` of the API frontend.
-        cert: PEM client certificate.
-        key: Its private key.
-        ca: PEM bundle that signed the server's certificate.
-        time_zone: IANA zone days in queries are counted in ("" for UTC).
+    Only values typed on the command line count as flags: click also fills
+    an option from its variable (so ``--help`` and docs/cli.md name it), but
+    which of a variable and the config file wins is decided in one place,
+    :func:`bugless_api._connection_settings.connection_settings`.
     """
-
-    api: str
-    cert: Path
-    key: Path
-    ca: Path
-    time_zone: str = ""
-
-
-def local_zone_name() -> str:
-    """This machine's time zone as an IANA name, or "" (UTC) when none can be told.
-
-    ``TZ`` first (as every other program on the machine reads it), then the
-    zone file ``/etc/localtime`` links to: a person's ``created>today-7`` at a
-    terminal means their own today, as it does in their browser.
-    """
-    import zoneinfo  # noqa: PLC0415
-
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        options = {
+            name: value
+            for name, value in options.items()
+            if context.get_parameter_source(name) is click.ParameterSource.COMMANDLINE
+        }
     try:
-        target = Path("/etc/localtime").resolve(strict=True).as_posix()
-    except OSError:
-        target = ""
-    if "/zoneinfo/" in target:
-        name = target.split("/zoneinfo/", 1)[1]
-        candidates.append(name.removeprefix("posix/").removeprefix("right/"))
-    for name in candidates:
-        if not name or name.startswith("/"):
-            continue
-        try:
-            zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            continue
-        return name
-    return ""
-
-
-def _read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        fail(f"config file {path}: {exc}", EXIT_USAGE)
-
-
-def resolve_config(options: dict[str, Any]) -> ClientConfig:
-    """Flags/env (already in ``options``), then the config file; exit 2 if incomplete."""
-    path = Path(os.environ.get("BUGLESS_CLIENT_CONFIG", str(DEFAULT_CONFIG))).expanduser()
-    from_file = _read_config_file(path)
-    values: dict[str, str] = {}
-    missing: list[str] = []
-    for name in ("api", "cert", "key", "ca"):
-        value = options.get(name) or from_file.get(name)
-        if not value:
-            missing.append(f"--{name} (or BUGLESS_{name.upper()}, or {name} in {path})")
-        else:
-            values[name] = str(value)
-    if missing:
-        fail("not configured: " + "; ".join(missing), EXIT_USAGE)
-    files = {name: Path(values[name]).expanduser() for name in ("cert", "key", "ca")}
-    for name, file in files.items():
-        if not file.is_file():
-            if name in {"cert", "key"} and not options.get(name) and not file.exists():
-                # `bugless logout` deletes the login certificate the file names.
-                fail(
-                    f"not logged in: {file}, the {name} {path} names, does not exist; "
-                    f"run `bugless login` (or give --{name})",
-                    EXIT_USAGE,
-                )
-            fail(f"--{name}: {file} is not a readable file", EXIT_USAGE)
-    _refuse_expired(files["cert"])
-    zone = options.get("time_zone") or from_file.get("time_zone") or local_zone_name()
-    return ClientConfig(api=values["api"], **files, time_zone=str(zone))
-
-
-def _refuse_expired(cert_file: Path) -> None:
-    """Say so, instead of failing the TLS handshake, when the certificate has expired.
-
-    A bot runs a client command many times, and importing ``cryptography.x509``
-    costs ~25 ms of CPU per run; so the certificate's notAfter is first read
-    straight from its DER (:func:`_pem_not_after`). That fast path only ever
-    lets a certificate through: one it finds expired, or cannot read, goes
-    through ``cryptography`` as before, which says (or lets the TLS layer say)
-    exactly what it always said. Nothing is cached, so a certificate replaced
-    at the same path is judged afresh.
-    """
-    try:
-        pem = cert_file.read_bytes()
-    except OSError:
-        return  # the TLS layer reports an unreadable certificate precisely
-    not_after = _pem_not_after(pem)
-    if not_after is not None and not_after >= datetime.datetime.now(datetime.UTC):
-        return
-    from cryptography import x509  # noqa: PLC0415
-
-    try:
-        certificate = x509.load_pem_x509_certificate(pem)
-    except ValueError:
-        return  # the TLS layer reports an unreadable certificate precisely
-    if certificate.not_valid_after_utc < datetime.datetime.now(datetime.UTC):
-        fail(
-            f"the certificate {cert_file} expired at "
-            f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; run `bugless login` again",
-            EXIT_USAGE,
-        )
-
-
-_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
-_PEM_END = b"-----END CERTIFICATE-----"
-
-
-def _pem_not_after(pem: bytes) -> datetime.datetime | None:
-    """The notAfter of the PEM file's first certificate, or None on any doubt.
-
-    Reads the DER by hand (RFC 5280 section 4.1: Certificate, tbsCertificate,
-    [0] version, serialNumber, signature, issuer, validity) and accepts only
-    the two time forms RFC 5280 allows (``YYMMDDHHMMSSZ``, ``YYYYMMDDHHMMSSZ``);
-    anything else is None, and the caller asks ``cryptography``. The stdlib
-    ``ssl`` module decodes a certificate's dates only through private APIs.
-    """
-    start = pem.find(b"-----BEGIN ")
-    if start < 0 or not pem.startswith(_PEM_BEGIN, start):
-        return None
-    end = pem.find(_PEM_END, start)
-    if end < 0:
-        return None
-    try:
-        der = binascii.a2b_base64(pem[start + len(_PEM_BEGIN) : end], strict_mode=False)
-        tag, body, _ = _der_item(der, 0)  # Certificate
-        if tag != 0x30:
-            return None
-        tag, position, _ = _der_item(der, body)  # tbsCertificate
-        if tag != 0x30:
-            return None
-        tag, _, after = _der_item(der, position)
-        if tag == 0xA0:  # [0] version (absent in a v1 certificate)
-            tag, _, after = _der_item(der, after)
-        for expected in (0x02, 0x30, 0x30):  # serialNumber, signature, issuer
-            if tag != expected:
-                return None
-            tag, position, after = _der_item(der, after)
-        if tag != 0x30:  # validity
-            return None
-        _, _, after = _der_item(der, position)  # notBefore
-        tag, value, value_end = _der_item(der, after)  # notAfter
-        return _der_time(tag, der[value:value_end])
-    except (ValueError, IndexError):
-        return None
-
-
-def _der_item(der: bytes, offset: int) -> tuple[int, int, int]:
-    """The tag, value start and value end of the DER item at ``offset``."""
-    tag = der[offset]
-    length = der[offset + 1]
-    start = offset + 2
-    if length & 0x80:
-        size = length & 0x7F
-        if not 1 <= size <= 4 or start + size > len(der):
-            raise ValueError("bad DER length")
-        length = int.from_bytes(der[start : start + size], "big")
-        start += size
-    if start + length > len(der):
-        raise ValueError("truncated DER")
-    return tag, start, start + length
-
-
-def _der_time(tag: int, value: bytes) -> datetime.datetime | None:
-    """A UTCTime (0x17) or GeneralizedTime (0x18) in RFC 5280's form, else None."""
-    text = value.decode("ascii")
-    if tag == 0x17 and len(text) == 13:
-        year = int(text[:2])
-        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
-    elif tag != 0x18 or len(text) != 15:
-        return None
-    if not (text.endswith("Z") and text[:14].isdigit()):
-        return None
-    month, day, hour, minute, second = (int(text[i : i + 2]) for i in range(4, 14, 2))
-    return datetime.datetime(int(text[:4]), month, day, hour, minute, second, tzinfo=datetime.UTC)
+        return connection_settings(options, flags_are_options=True)
+    except InvalidArgument as exc:
+        fail(exc.message, EXIT_USAGE)
 
 
 def client_options(fn: F) -> F:
-    """Add --api/--cert/--key/--ca, --time-zone and --json to a client command."""
+    """Add --api/--cert/--key/--ca, --time-zone (as declared in SETTINGS) and --json."""
     fn = click.option(
         "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table."
     )(fn)
-    fn = click.option(
-        "--time-zone",
-        "time_zone",
-        envvar="BUGLESS_TIME_ZONE",
-        default=None,
-        metavar="ZONE",
-        help="IANA time zone that days in queries (created>today-7) are counted in "
-        "[env BUGLESS_TIME_ZONE; default: time_zone in the config file, else this "
-        "machine's zone, else UTC].",
-    )(fn)
-    for name, env, text in reversed(
-        [
-            ("api", "BUGLESS_API", "host:port of the bugless API"),
-            ("cert", "BUGLESS_CERT", "PEM client certificate"),
-            ("key", "BUGLESS_KEY", "private key of --cert"),
-            ("ca", "BUGLESS_CA", "CA bundle of the server's certificate"),
-        ]
-    ):
-        fn = click.option(f"--{name}", envvar=env, default=None, help=f"{text} [env {env}].")(fn)
+    for setting in reversed(SETTINGS):
+        if setting.name == "time_zone":
+            text = (
+                f"{setting.help} [env {setting.env}; default: time_zone in the config "
+                "file, else this machine's zone, else UTC]."
+            )
+        else:
+            text = f"{setting.help} [env {setting.env}]."
+        fn = click.option(
+            setting.flag,
+            setting.name,
+            envvar=setting.env,
+            default=None,
+            metavar="ZONE" if setting.name == "time_zone" else None,
+            help=text,
+        )(fn)
     return fn
 
 

@@ -25,8 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bugless_api._connection_settings import config_path
 from bugless_api.cli._common import (
-    DEFAULT_CONFIG,
     EXIT_SERVER_ERROR,
     EXIT_USAGE,
     Detail,
@@ -37,10 +37,6 @@ from bugless_api.cli._common import (
 
 #: Longest a login waits for approval when the server does not say.
 _DEFAULT_WAIT_SECONDS = 600
-
-
-def _config_path() -> Path:
-    return Path(os.environ.get("BUGLESS_CLIENT_CONFIG", str(DEFAULT_CONFIG))).expanduser()
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -124,7 +120,7 @@ def login_command(  # noqa: PLR0917 - click passes every option by keyword anywa
 ) -> None:
     """Get a short-lived client certificate for yourself, approved in the web UI."""
     base = web_url.rstrip("/")
-    config = _config_path()
+    config = config_path()
     directory = config.parent
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
@@ -201,7 +197,7 @@ async def _logout(client: Any) -> Detail:
 def logout_command(**params: Any) -> None:
     """Revoke this machine's login certificate and delete it."""
     _logout(**params)
-    config = _config_path()
+    config = config_path()
     for name in ("login.pem", "login.key"):
         (config.parent / name).unlink(missing_ok=True)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Self
 
+from bugless_api._connection_settings import connection_settings
 from bugless_api.client._attachments import AttachmentCalls
 from bugless_api.client._catalog import ComponentCalls
-from bugless_api.client._config import connection_settings
 from bugless_api.client._hotlists import HotlistCalls, SavedSearchCalls
 from bugless_api.client._issues import IssueCalls
 from bugless_api.client._notifications import NotificationCalls
@@ -34,10 +34,12 @@ class BuglessClient(
     def from_config(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
         """A client connected as the ``bugless`` commands are: the script's own identity.
 
-        Reads ``BUGLESS_API``, ``BUGLESS_CERT``, ``BUGLESS_KEY``, ``BUGLESS_CA``
-        and ``BUGLESS_TIME_ZONE``, then ``client.toml`` (``BUGLESS_CLIENT_CONFIG``,
-        else ``~/.config/bugless/client.toml``, which ``bugless login`` writes),
-        each setting on its own; the zone then falls back to the machine's.
+        Each setting comes from where the commands take it, in their order
+        (:mod:`bugless_api._connection_settings`): the keyword given here
+        (``time_zone``), else ``BUGLESS_API``, ``BUGLESS_CERT``, ``BUGLESS_KEY``,
+        ``BUGLESS_CA``, ``BUGLESS_TIME_ZONE``, else ``client.toml``
+        (``BUGLESS_CLIENT_CONFIG``, else ``~/.config/bugless/client.toml``,
+        which ``bugless login`` writes), else the default (the machine's zone).
 
         Args:
             environ: The variables to read (default: ``os.environ``).
@@ -49,6 +51,6 @@ class BuglessClient(
                 exist, or the certificate has expired (``metadata["origin"]``
                 is ``"client"``: nothing was sent).
         """
-        found = connection_settings(environ)
+        found = connection_settings(environ=environ)
         options.setdefault("time_zone", found.time_zone)
         return cls(found.api, found.cert, found.key, found.ca, **options)

@@ -61,9 +61,9 @@ class SyncBuglessClient:
     @classmethod
     def from_config(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
         """As :meth:`BuglessClient.from_config`: the settings the ``bugless`` commands use."""
-        from bugless_api.client._config import connection_settings  # noqa: PLC0415
+        from bugless_api._connection_settings import connection_settings  # noqa: PLC0415
 
-        found = connection_settings(environ)
+        found = connection_settings(environ=environ)
         options.setdefault("time_zone", found.time_zone)
         return cls(found.api, found.cert, found.key, found.ca, **options)
 
