@@ -17,8 +17,11 @@ believes its ingress), so the test speaks from two addresses.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from web_support import World
 
-from bugless_auth.people import MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS
+from bugless_auth.people import MAX_LABEL, MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS
 from bugless_auth.throttle import DEVICE_STARTS_PER_WINDOW
 from bugless_dev.stack import RunningService
 
@@ -138,3 +141,46 @@ def test_one_ipv6_host_cannot_flood_from_every_address_of_its_64(device_web: str
         assert statuses == [200] * DEVICE_STARTS_PER_WINDOW + [429] * 5, statuses
         _assert_retry_after_as_in_message(answers[-5:])
         assert start(f"2001:db8:{secrets.randbelow(0xFFFF):x}:ffff::1").status_code == 200
+
+
+def _login(web_url: str, *arguments: str, config: Path) -> subprocess.CompletedProcess[str]:
+    """``bugless login`` as a person runs it, with a config file of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
+    env["BUGLESS_CLIENT_CONFIG"] = str(config)
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("bugless")), "login", "--web", web_url, *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_login_says_which_option_the_web_refused_and_what_to_give(
+    device_web: str, tmp_path: Path
+) -> None:
+    """A refused ``--label`` is named as the option, with what to do, not as ``label:``.
+
+    Before: ``error: http://…/device/start: label: at most 100 characters``.
+    """
+    done = _login(device_web, "--label", "x" * (MAX_LABEL + 1), config=tmp_path / "c.toml")
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"error: --label: at most {MAX_LABEL} characters; give a shorter --label, or none "
+        "(this machine's name is used)\n"
+    )
+    assert not (tmp_path / "c.toml").exists()
+
+
+def test_login_at_an_address_that_is_not_the_web_ui_says_to_check_web(
+    device_web: str, tmp_path: Path
+) -> None:
+    """A 404 that is no bugless refusal asks for the right ``--web``, not "Not Found"."""
+    wrong = f"{device_web}/not-the-web-ui"
+    done = _login(wrong, "--no-browser", config=tmp_path / "c.toml")
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"error: {wrong}/device/start answered 404 Not Found, not as the bugless web UI does; "
+        "check that --web is the address of the bugless web UI\n"
+    )

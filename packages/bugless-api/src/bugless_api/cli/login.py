@@ -48,6 +48,48 @@ def _write_private(path: Path, data: bytes) -> None:
     path.chmod(0o600)
 
 
+#: What the person must do when the web UI refuses a request field ``bugless login``
+#: filled: the option it came from (None: the command's own doing) and the advice.
+_FIELD_ADVICE: dict[str, tuple[str | None, str]] = {
+    "label": ("--label", "give a shorter --label, or none (this machine's name is used)"),
+    "validity_seconds": (
+        "--hours",
+        "give --hours as a number of hours above 0, or leave it out for the server's default",
+    ),
+    "csr_pem": (
+        None,
+        "the web UI refused the certificate request this command made ({detail}); this "
+        "bugless and the server's disagree: upgrade bugless, or tell whoever runs the server",
+    ),
+    "device_code": (
+        None,
+        "the web UI no longer knows this login (it expired, or was cleared); "
+        "run `bugless login` again",
+    ),
+}
+
+
+def refusal_in_words(message: str, *, retry_after: str | None = None) -> str:
+    """A refusal of the device endpoints as what the person must do.
+
+    The Authenticator's messages name the request field at fault
+    (``label: at most 100 characters``): a person typed ``--label``, never
+    ``label``, and did not make the CSR at all. A refusal for a field the
+    command fills from an option names the option and says what to give; one
+    for a field the command fills itself says who can fix it; a message that
+    names no field (a rate limit, a server without a people CA) already says
+    what to do and is kept, with the wait the server asks for.
+    """
+    field, colon, detail = message.partition(": ")
+    if colon and field in _FIELD_ADVICE:
+        option, advice = _FIELD_ADVICE[field]
+        advice = advice.format(detail=detail)
+        return f"{option}: {detail}; {advice}" if option else advice
+    if retry_after and "try again" not in message:
+        return f"{message} (try again in {retry_after} s)"
+    return message
+
+
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(
         url,
@@ -60,11 +102,21 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
             answer: dict[str, Any] = json.loads(response.read() or b"{}")
             return answer
     except urllib.error.HTTPError as exc:
+        code = EXIT_USAGE if exc.code < 500 else EXIT_SERVER_ERROR
         try:
-            message = json.loads(exc.read()).get("error", exc.reason)
+            said = json.loads(exc.read())
         except ValueError:
-            message = exc.reason
-        fail(f"{url}: {message}", EXIT_USAGE if exc.code < 500 else EXIT_SERVER_ERROR)
+            said = None
+        message = said.get("error") if isinstance(said, dict) else None
+        if not isinstance(message, str) or not message:
+            # Not the bugless web UI's JSON refusal: a proxy's page, another
+            # site, or a web UI too old to have the endpoint.
+            fail(
+                f"{url} answered {exc.code} {exc.reason}, not as the bugless web UI does; "
+                "check that --web is the address of the bugless web UI",
+                code,
+            )
+        fail(refusal_in_words(message, retry_after=exc.headers.get("retry-after")), code)
     except (urllib.error.URLError, OSError) as exc:
         fail(f"cannot reach {url}: {getattr(exc, 'reason', exc)}", EXIT_SERVER_ERROR)
 
