@@ -37,8 +37,20 @@ def test_the_groups_help_imports_no_command_module() -> None:
     assert "serve" in shown
     assert "user" in shown
     assert loaded_among(loaded, SERVER_STACK) == []
-    commands = ("bugless_auth.serve_commands", "bugless_auth.user_commands", "asyncio")
+    commands = (
+        "bugless_auth.serve_commands",
+        "bugless_auth.user_commands",
+        "bugless_auth.bot_commands",
+        "asyncio",
+    )
     assert loaded_among(loaded, commands) == []
+
+
+def test_the_bot_commands_help_signs_nothing_and_loads_no_server_stack() -> None:
+    loaded, shown, _ = modules_after_command("auth", "bot", "issue", "--help")
+    assert "--mapping-file" in shown
+    assert loaded_among(loaded, ("bugless_auth.bot_certificates", "cryptography.x509")) == []
+    assert loaded_among(loaded, SERVER_STACK) == []
 
 
 @pytest.mark.parametrize(

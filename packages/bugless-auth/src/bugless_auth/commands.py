@@ -2,7 +2,8 @@
 
 ``bugless auth serve|migrate|keygen`` are in :mod:`bugless_auth.serve_commands`,
 ``bugless auth user add|set-password|disable`` in
-:mod:`bugless_auth.user_commands`. The group names them by reference, so
+:mod:`bugless_auth.user_commands`, ``bugless auth bot issue`` in
+:mod:`bugless_auth.bot_commands`. The group names them by reference, so
 ``bugless auth --help`` imports neither, and each imports the Authenticator's
 store (asyncpg), password hashing and token keys only in the command that
 uses them: showing a command's help, or running ``keygen``, never loads the
@@ -51,6 +52,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "user": (
         "bugless_auth.user_commands:user_group",
         "Manage users of the local store (connects to the database directly).",
+    ),
+    "bot": (
+        "bugless_auth.bot_commands:bot_group",
+        "Give bots their client certificates (signed here, mapped in the tls mapping file).",
     ),
 }
 

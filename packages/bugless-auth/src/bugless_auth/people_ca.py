@@ -273,23 +273,34 @@ def parse_csr(csr_pem: str) -> x509.CertificateSigningRequest:
         ) from exc
 
 
+def check_csr_key(csr: x509.CertificateSigningRequest, *, field: str = "csr_pem") -> None:
+    """Refuse a CSR not signed by its own key, or for a key too weak for a client certificate.
+
+    The one rule for people's certificates and bots' (``bugless auth bot issue``).
+
+    Raises:
+        InvalidArgument: naming ``field`` and what is wrong with the key.
+    """
+    if not csr.is_signature_valid:
+        raise InvalidArgument(f"{field}: its signature does not verify with its own public key")
+    key = csr.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < _MIN_RSA_BITS:
+            raise InvalidArgument(f"{field}: RSA keys need at least {_MIN_RSA_BITS} bits")
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, _CURVES):
+            raise InvalidArgument(f"{field}: use an EC key on P-256, P-384 or P-521")
+    elif not isinstance(key, ed25519.Ed25519PublicKey):
+        raise InvalidArgument(f"{field}: use an EC (P-256), Ed25519 or RSA (2048+) key")
+
+
 def check_csr(csr: x509.CertificateSigningRequest, *, username: str) -> None:
     """Refuse a CSR that asks for more than a person's own client certificate.
 
     Raises:
         InvalidArgument: naming what the CSR asked for.
     """
-    if not csr.is_signature_valid:
-        raise InvalidArgument("csr_pem: its signature does not verify with its own public key")
-    key = csr.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < _MIN_RSA_BITS:
-            raise InvalidArgument(f"csr_pem: RSA keys need at least {_MIN_RSA_BITS} bits")
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, _CURVES):
-            raise InvalidArgument("csr_pem: use an EC key on P-256, P-384 or P-521")
-    elif not isinstance(key, ed25519.Ed25519PublicKey):
-        raise InvalidArgument("csr_pem: use an EC (P-256), Ed25519 or RSA (2048+) key")
+    check_csr_key(csr)
     attributes = list(csr.subject)
     own = [x509.NameAttribute(NameOID.COMMON_NAME, username)]
     if attributes and attributes != own:

@@ -1,0 +1,133 @@
+"""``bugless auth bot issue``: an operator gives a team's bot its client certificate.
+
+Named by reference from :mod:`bugless_auth.commands`. The command reads files
+only (the team's CSR, the CA, the mapping file) and touches no database or
+service: the Authenticator serving with that mapping file picks the new
+entry up within its ``reload_check_seconds``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TextIO
+
+import click
+
+#: Validity of a bot certificate when the operator names none.
+DEFAULT_DAYS = 90
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` at once: a serving Authenticator never reads half a mapping."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+@click.group("bot")
+def bot_group() -> None:
+    """Give bots their client certificates (signed here, mapped in the tls mapping file)."""
+
+
+@bot_group.command("issue")
+@click.argument("name")
+@click.option(
+    "--csr",
+    "csr_file",
+    type=click.File("r"),
+    required=True,
+    help="The team's certificate signing request (PEM; '-' reads stdin). Its subject is "
+    "empty or CN=NAME; the team keeps the key.",
+)
+@click.option(
+    "--ca-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Certificate of the CA the API trusts for bots (in its --client-ca bundle).",
+)
+@click.option(
+    "--ca-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="That CA's private key (PEM, unencrypted).",
+)
+@click.option(
+    "--mapping-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="BUGLESS_AUTH_TLS_MAPPING_FILE",
+    required=True,
+    help="The tls authenticator's mapping file (JSON or TOML; made when missing): NAME is "
+    "added to it, mapped to --username.",
+)
+@click.option("--username", default=None, help="The bot's bugless username [default: NAME].")
+@click.option("--display-name", default="", help="The bot's display name [default: username].")
+@click.option(
+    "--groups", default="", metavar="A,B", help="The bot's groups, comma-separated (e.g. bots)."
+)
+@click.option(
+    "--days",
+    type=float,
+    default=DEFAULT_DAYS,
+    show_default=True,
+    help="How long the certificate is valid.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the certificate here [default: stdout].",
+)
+def issue_command(  # noqa: PLR0917 - click passes every option by keyword anyway
+    name: str,
+    csr_file: TextIO,
+    ca_cert: Path,
+    ca_key: Path,
+    mapping_file: Path,
+    username: str | None,
+    display_name: str,
+    groups: str,
+    days: float,
+    out: Path | None,
+) -> None:
+    """Sign a bot's CSR with the bots' CA and map its NAME (CN) to a bot user.
+
+    Everything is checked before anything is written: a refused CSR, CA,
+    name or mapping leaves the mapping file as it was and writes no
+    certificate. A NAME already mapped to the same user is a renewal: the
+    mapping stays, and the bot keeps its user id.
+    """
+    from bugless_auth.bot_certificates import mapping_with_bot, sign_bot_csr  # noqa: PLC0415
+    from bugless_core.errors import InvalidArgument  # noqa: PLC0415
+
+    try:
+        ca_cert_pem, ca_key_pem = ca_cert.read_bytes(), ca_key.read_bytes()
+    except OSError as exc:
+        raise click.UsageError(f"{exc.filename}: {exc.strerror}") from exc
+    user = username or name
+    try:
+        issued = sign_bot_csr(
+            csr_file.read(), name=name, ca_cert_pem=ca_cert_pem, ca_key_pem=ca_key_pem, days=days
+        )
+        mapping = mapping_with_bot(
+            mapping_file,
+            name,
+            username=user,
+            groups=[g.strip() for g in groups.split(",") if g.strip()],
+            display_name=display_name,
+        )
+    except InvalidArgument as exc:
+        raise click.UsageError(exc.message) from exc
+    if out is None:
+        click.echo(issued.pem, nl=False)
+    else:
+        out.write_text(issued.pem, encoding="utf-8")
+    if mapping is not None:
+        _write_atomically(mapping_file, mapping)
+    mapped = "added to" if mapping is not None else "already in"
+    click.echo(
+        f"issued CN={name} (serial {issued.serial}, valid until "
+        f"{issued.not_after:%Y-%m-%d %H:%M} UTC); {name!r} -> bot {user!r} {mapped} "
+        f"{mapping_file}",
+        err=True,
+    )

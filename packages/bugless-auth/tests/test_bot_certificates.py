@@ -1,0 +1,184 @@
+"""``bugless auth bot issue``: the operator's path to a bot certificate, end to end.
+
+The team makes a key and a CSR; the operator runs the real command (a
+subprocess) with the CA the API trusts for bots and the mapping file a
+serving Authenticator reads; the certificate it writes then signs in through
+``AuthenticateCertificate`` on a real Authenticator as the bot, with its
+groups. Refusals (a CSR for another name, a name mapped to someone else)
+write nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from auth_support import AuthServer, StartAuth
+from certificates import Pki, make_pki
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from bugless_proto import v1
+
+BUGLESS = str(Path(sys.executable).with_name("bugless"))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("bot-pki"))
+
+
+def _team_csr(directory: Path, common_name: str | None) -> Path:
+    """What the team does: a key that stays with them, and a CSR to send."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    (directory / "bot.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names))
+    path = directory / "bot.csr"
+    path.write_bytes(csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def _issue(pki: Pki, directory: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``bugless auth bot issue`` as the operator runs it."""
+    ca_key = directory / "client-ca.key"
+    if not ca_key.exists():
+        pki.ca.private_key_pem.write_to_path(str(ca_key))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
+    ca = ["--ca-cert", str(pki.ca_file), "--ca-key", str(ca_key)]
+    return subprocess.run(
+        [BUGLESS, "auth", "bot", "issue", *arguments, *ca],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def _present(server: AuthServer, pem: bytes) -> v1.AuthenticationResult:
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    return await server.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=der)
+    )
+
+
+async def test_an_issued_bot_certificate_signs_in_as_the_bot_without_a_restart(
+    start_auth_server: StartAuth, pki: Pki, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "certificates.json"
+    mapping.write_text(pki.mapping_file.read_text())
+    server = await start_auth_server(
+        authenticators=("tls",),
+        authenticator_options={
+            "tls": {
+                "mapping_file": str(mapping),
+                "ca_file": str(pki.ca_file),
+                "reload_check_seconds": "0",
+            }
+        },
+    )
+    csr = _team_csr(tmp_path, "release-bot")
+    done = await asyncio.to_thread(
+        _issue,
+        pki,
+        tmp_path,
+        "release-bot",
+        "--csr",
+        str(csr),
+        "--mapping-file",
+        str(mapping),
+        "--groups",
+        "bots,releasers",
+        "--out",
+        str(tmp_path / "bot.pem"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"'release-bot' -> bot 'release-bot' added to {mapping}" in done.stderr
+    result = await _present(server, (tmp_path / "bot.pem").read_bytes())
+    assert result.identity is not None
+    assert result.identity.user is not None
+    assert result.identity.user.username == "release-bot"
+    assert result.identity.user.bot
+    assert result.identity.groups == ["bots", "releasers"]
+    assert json.loads(mapping.read_text())["deploy-bot"]["username"] == "deploy-bot"
+
+    # A renewal (a new key, the same name) keeps the mapping and the user id.
+    before = mapping.read_text()
+    renewed = await asyncio.to_thread(
+        _issue,
+        pki,
+        tmp_path,
+        "release-bot",
+        "--csr",
+        str(_team_csr(tmp_path, None)),
+        "--mapping-file",
+        str(mapping),
+        "--out",
+        str(tmp_path / "renewed.pem"),
+    )
+    assert renewed.returncode == 0, renewed.stderr
+    assert "already in" in renewed.stderr
+    assert mapping.read_text() == before
+    again = await _present(server, (tmp_path / "renewed.pem").read_bytes())
+    assert again.identity is not None
+    assert again.identity.user is not None
+    assert again.identity.user.user_id == result.identity.user.user_id
+
+
+def test_a_toml_mapping_keeps_its_lines_and_gains_the_bot(pki: Pki, tmp_path: Path) -> None:
+    mapping = tmp_path / "certificates.toml"
+    mapping.write_text('# the team bots\n["deploy-bot"]\nusername = "deploy-bot"\n')
+    done = _issue(
+        pki,
+        tmp_path,
+        "nightly-bot",
+        "--csr",
+        str(_team_csr(tmp_path, None)),
+        "--mapping-file",
+        str(mapping),
+        "--display-name",
+        "Nightly builds",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("-----BEGIN CERTIFICATE-----")
+    text = mapping.read_text()
+    assert text.startswith('# the team bots\n["deploy-bot"]\nusername = "deploy-bot"\n')
+    assert '["nightly-bot"]\nusername = "nightly-bot"\ngroups = []\nbot = true\n' in text
+    assert 'display_name = "Nightly builds"' in text
+
+
+@pytest.mark.parametrize(
+    ("name", "csr_name", "message"),
+    [
+        ("release-bot", "someone-else", "--csr: asks for the subject 'CN=someone-else', not "),
+        ("deploy-bot", None, "'deploy-bot' is mapped to 'deploy-bot'"),
+    ],
+)
+def test_a_refused_request_writes_nothing(
+    pki: Pki, tmp_path: Path, name: str, csr_name: str | None, message: str
+) -> None:
+    mapping = tmp_path / "certificates.json"
+    mapping.write_text(pki.mapping_file.read_text())
+    before = mapping.read_text()
+    arguments = ["--csr", str(_team_csr(tmp_path, csr_name)), "--mapping-file", str(mapping)]
+    if name == "deploy-bot":
+        arguments += ["--username", "another-bot"]
+    done = _issue(pki, tmp_path, name, *arguments, "--out", str(tmp_path / "bot.pem"))
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert mapping.read_text() == before
+    assert not (tmp_path / "bot.pem").exists()
