@@ -142,6 +142,69 @@ async def test_bulk_edit_changes_selected_and_reports_conflicts(
     assert "Changed by someone else meanwhile" in stale.text
 
 
+async def test_a_refused_bulk_edit_keeps_the_search_the_selection_and_the_input(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """An unknown user or no selection: the search again, not an error page that lost it all."""
+    a = await create_issue(model, world, "Bulk narwhal a")
+    b = await create_issue(model, world, "Bulk narwhal b")
+    c = await create_issue(model, world, "Bulk narwhal c")
+    token = await sign_in(client, "bob")
+    typed = {"priority": "P1", "assignee": "nobody_at_all", "cc_add": "carol"}
+    refused = await client.post(
+        "/issues/bulk",
+        data={
+            "_csrf": token,
+            "q": "narwhal",
+            "issue": [f"{a.id}:1", f"{c.id}:1"],
+            **typed,
+            "comment": "Sweep <b>notes</b>",
+        },
+    )
+    assert refused.status_code == 400
+    html = refused.text
+    assert "<title>narwhal &middot; bugless</title>" in html  # the search, not an error page
+    assert "Bulk narwhal b</a>" in html
+    assert (
+        '<p class="banner error" role="alert">Nothing was changed: '
+        "assignee: no user named &#39;nobody_at_all&#39;</p>"
+    ) in html
+    assert '<details class="bulk" open>' in html
+    assert '<option value="P1" selected>' in html
+    assert 'name="assignee" value="nobody_at_all"' in html
+    assert 'name="cc_add" value="carol"' in html
+    assert "Sweep &lt;b&gt;notes&lt;/b&gt;</textarea>" in html
+    for issue, ticked in ((a, True), (b, False), (c, True)):
+        box = f'value="{issue.id}:1" checked ' if ticked else f'value="{issue.id}:1" aria-label'
+        assert box in html, issue.id
+    for issue in (a, b, c):
+        now = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+        assert now.version == 1
+        assert now.priority != v1.Priority.P1
+
+    nothing = await client.post(
+        "/issues/bulk", data={"_csrf": token, "q": "narwhal", "comment": "kept"}
+    )
+    assert nothing.status_code == 400
+    assert "Nothing was changed: select at least one issue for a bulk edit" in nothing.text
+    assert ">kept</textarea>" in nothing.text
+
+    # A row changed since it was ticked comes back unticked: sending again
+    # must not overwrite that change.
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=world.admin, issue_id=a.id, expected_version=1, comment="meanwhile"
+        ),
+    )
+    again = await client.post(
+        "/issues/bulk",
+        data={"_csrf": token, "q": "narwhal", "issue": [f"{a.id}:1"], "assignee": "nobody_at_all"},
+    )
+    assert again.status_code == 400
+    assert f'value="{a.id}:2" aria-label' in again.text
+
+
 async def test_user_page_lists_their_open_issues(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

@@ -180,7 +180,21 @@ def result_rows(results: SearchResults, columns: Sequence[str], *, selectable: b
     """
     others = [_other_cell(results, c) for c in columns if c not in _FRAGMENTS]
     write = _row_writer(tuple(columns), selectable)
-    return Markup("".join(write(results, results.issues, {}, others)))
+    rows = write(results, results.issues, {}, others)
+    if selectable and results.selected:
+        rows = [
+            _ticked(row, issue, results.selected)
+            for row, issue in zip(rows, results.issues, strict=True)
+        ]
+    return Markup("".join(rows))
+
+
+def _ticked(row: str, issue: v1.Issue, selected: frozenset[str]) -> str:
+    """``row`` with its check box ticked when ``selected`` names the issue at the version shown."""
+    value = f'value="{issue.id}:{issue.version}" '
+    if f"{issue.id}:{issue.version}" not in selected:
+        return row
+    return row.replace(value, f"{value}checked ", 1)
 
 
 __all__ = ["result_rows"]

@@ -242,6 +242,8 @@ class SearchResults:
             does, for its bulk menu): the column picker offers these, and
             custom column headers are named from them, since the rows carry
             custom values only when a custom column is shown.
+        selected: Check box values (``ID:VERSION``) to show ticked: the
+            selection of a refused bulk edit, shown again.
     """
 
     query: str
@@ -255,6 +257,7 @@ class SearchResults:
     users: dict[str, v1.User] = field(default_factory=dict)
     components: dict[int, str] = field(default_factory=dict)
     custom_fields: Sequence[v1.CustomField] = ()
+    selected: frozenset[str] = frozenset()
 
     @property
     def sort(self) -> tuple[SortSpec, ...]:

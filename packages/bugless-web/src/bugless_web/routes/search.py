@@ -6,6 +6,7 @@ import asyncio
 import functools
 import re
 import urllib.parse
+from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -102,7 +103,48 @@ def _export_href(query: str, columns: tuple[str, ...]) -> str:
     return "/search.csv?" + urllib.parse.urlencode({"q": query, "columns": ",".join(columns)})
 
 
-async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[str]:
+#: The bulk form's fields that come back as typed when the edit is refused.
+BULK_FIELDS = (
+    "status",
+    "priority",
+    "assignee",
+    "cc_add",
+    "hotlist_add",
+    "custom_field",
+    "custom_value",
+    "comment",
+)
+
+
+@dataclass
+class RefusedBulkEdit:
+    """A bulk edit refused before any issue changed, shown again on its search page.
+
+    Attributes:
+        problem: Why, as the service or the form check said it.
+        values: What was typed or chosen in each of :data:`BULK_FIELDS`.
+        selected: The rows' check box values (``ID:VERSION``) that were
+            ticked; a row shown at another version now stays unticked, so
+            sending again cannot overwrite a change made meanwhile.
+    """
+
+    problem: str
+    values: dict[str, str] = field(default_factory=dict)
+    selected: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_form(cls, form: Any, problem: str) -> RefusedBulkEdit:
+        """The refused form's values, as posted."""
+        return cls(
+            problem=problem,
+            values={name: str(form.get(name, "") or "") for name in BULK_FIELDS},
+            selected=frozenset(str(value) for value in form.getall("issue", [])),
+        )
+
+
+async def _search_page(
+    request: Request[Any, Any, Any], text: str, refused: RefusedBulkEdit | None = None
+) -> Response[str]:
     viewer = await viewer_of(request)
     frontend = frontend_of(request)
     params = request.query_params
@@ -125,6 +167,8 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
         frontend.backends, viewer, (i.component_id for i in results.issues)
     )
     results.custom_fields = bulk_fields
+    if refused is not None:
+        results.selected = refused.selected
     previous = trail.previous_link()
     response = render(
         request,
@@ -154,8 +198,9 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
             "export_cap": frontend.settings.export_row_cap,
             "my_hotlists": hotlists,
             "bulk_fields": bulk_fields,
+            "refused_bulk": refused,
         },
-        status_code=400 if results.error else 200,
+        status_code=400 if results.error or refused else 200,
         viewer=viewer,
     )
     remember_columns(request, response, columns)
@@ -214,6 +259,44 @@ async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     form = await request.form()
+    try:
+        selected, delta = await _bulk_change(backends, form)
+        response = await call(
+            backends.model.batch_change_issues,
+            v1.BatchChangeIssuesRequest(
+                caller=viewer.caller,
+                issues=selected,
+                delta=delta,
+                comment=str(form.get("comment", "")),
+                atomic=False,
+            ),
+        )
+    except InvalidArgument as exc:
+        # Nothing changed: the search again, the selection and what was typed kept.
+        refused = RefusedBulkEdit.from_form(form, exc.message)
+        return await _search_page(request, str(form.get("q", "")), refused)
+    failed = [r for r in response.results if r.code != 0]
+    if not failed:
+        session_of(request).update(notice=f"Changed {len(response.results)} issues.")
+        return redirect(_return_to_search(form))
+    return render(
+        request,
+        "bulk_result.html",
+        {"results": response.results, "return_to": _return_to_search(form)},
+        status_code=409 if all(r.code == 10 for r in failed) else 400,
+        viewer=viewer,
+    )
+
+
+async def _bulk_change(
+    backends: Backends, form: Any
+) -> tuple[list[v1.IssueVersion], v1.IssueDelta]:
+    """The rows a bulk edit names and the one delta it applies to them.
+
+    Raises:
+        InvalidArgument: No row, too many, or a value the form cannot take
+            (an unknown user, a malformed number); nothing is sent then.
+    """
     selected: list[v1.IssueVersion] = []
     for value in form.getall("issue", []):
         issue_id, _, version = str(value).partition(":")
@@ -259,24 +342,7 @@ async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
         hotlist_add=[hotlist] if hotlist else [],
         custom_fields_set=await _bulk_custom_value(backends, form),
     )
-    comment = str(form.get("comment", ""))
-    response = await call(
-        backends.model.batch_change_issues,
-        v1.BatchChangeIssuesRequest(
-            caller=viewer.caller, issues=selected, delta=delta, comment=comment, atomic=False
-        ),
-    )
-    failed = [r for r in response.results if r.code != 0]
-    if not failed:
-        session_of(request).update(notice=f"Changed {len(response.results)} issues.")
-        return redirect(_return_to_search(form))
-    return render(
-        request,
-        "bulk_result.html",
-        {"results": response.results, "return_to": _return_to_search(form)},
-        status_code=409 if all(r.code == 10 for r in failed) else 400,
-        viewer=viewer,
-    )
+    return selected, delta
 
 
 async def _bulk_custom_value(backends: Backends, form: Any) -> list[v1.CustomFieldValue]:
