@@ -172,6 +172,19 @@ class RelationReplay:
         return changes
 
 
+def changes_relations(items: Sequence[tuple[int, v1.ImportedEntry]]) -> bool:
+    """Whether any of ``items`` (index, entry) changes a relation.
+
+    Not the same as naming an issue: an entry that only clears the parent or
+    the duplicate (its path in the mask, no reference) names none.
+    """
+    for index, item in items:
+        paths = set(item.update_mask.paths) if item.update_mask else set()
+        if paths.intersection(SCALAR_RELATIONS) or _references(index, item):
+            return True
+    return False
+
+
 def initial_relations() -> dict[str, Any]:
     """A new imported issue's relations: none (they come with its history)."""
     return {"parent_id": 0, "duplicate_of_id": 0, "blocking_ids": [], "blocked_by_ids": []}

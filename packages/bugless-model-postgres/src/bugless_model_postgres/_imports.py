@@ -35,6 +35,7 @@ from bugless_model_postgres._context import WriteContext
 from bugless_model_postgres._convert import changes_to_json, scalar_text
 from bugless_model_postgres._import_relations import (
     RelationReplay,
+    changes_relations,
     initial_relations,
     resolve,
     write_relations,
@@ -350,7 +351,7 @@ async def _create(
     first = _Entry(request.reporter, created_at, request.description, _creation_changes(state))
     items = list(enumerate(request.history))
     resolved = await resolve(ctx, request.external_id, 0, items)
-    if resolved:
+    if changes_relations(items):
         replay.relations = RelationReplay(initial_relations(), resolved)
     for index, item in items:
         replay.apply(index, item)
@@ -432,7 +433,7 @@ async def _extend(
     )
     items = list(enumerate(newer, start=position))
     resolved = await resolve(ctx, request.external_id, issue_id, items)
-    if resolved:
+    if changes_relations(items):
         relations = {name: row[name] for name in ("parent_id", "duplicate_of_id")}
         relations.update(blocking_ids=list(row["blocking_ids"]))
         relations.update(blocked_by_ids=list(row["blocked_by_ids"]))

@@ -51,6 +51,9 @@ IMPORTED_ENTRY_PATHS = IMPORTED_SCALAR_PATHS | IMPORTED_RELATION_PATHS
 _CREATE_PATHS = IMPORTED_SCALAR_PATHS - {"status"}
 #: A bugless issue id in decimal, as a relation reference may give one.
 _ISSUE_ID = re.compile(r"^[1-9][0-9]{0,18}$")
+#: The largest issue id (a signed 64-bit column): a larger number names no
+#: issue, and the database could not even be asked about it.
+_MAX_ISSUE_ID = 2**63 - 1
 
 
 def check_import_permission(caller: v1.Caller | None) -> None:
@@ -84,6 +87,8 @@ def check_issue_reference(value: str, path: str) -> None:
             f"{value!r} names no issue: give its external id (<source>:<key>, e.g. trac:12) "
             "or its bugless id in decimal (e.g. 123)",
         )
+    if _ISSUE_ID.match(value) and int(value) > _MAX_ISSUE_ID:
+        raise _fail(path, f"{value} names no issue: bugless ids are at most {_MAX_ISSUE_ID}")
 
 
 def _check_relations(entry: v1.ImportedEntry, where: str, paths: Sequence[str]) -> bool:

@@ -246,3 +246,38 @@ class ImportedRelationContract:
             model.import_issue(request), Status.FAILED_PRECONDITION, "history[0].parent"
         )
         assert (await get_issue(model, parent.id)).parent_id == 0
+
+    async def test_a_refresh_that_only_clears_the_parent_clears_it(
+        self, model: v1.ModelStub
+    ) -> None:
+        # The source removed the parent later: the new entry names no issue at all.
+        component = await make_component(model)
+        epic_ref, epic = await _imported(model, component.id)
+        external_id = f"trac:{unique('rel')}"
+        set_parent = _relation("src-dev", 1, parent=epic_ref)
+        first = await model.import_issue(_request(component.id, external_id, set_parent))
+        assert first.issue is not None
+        assert first.issue.parent_id == epic.id
+        cleared = _relation("src-dev", 2, "Not part of it after all.", parent="", duplicate_of="")
+        again = await model.import_issue(_request(component.id, external_id, set_parent, cleared))
+        assert again.issue is not None
+        assert again.entries_written == 1
+        assert (again.issue.parent_id, again.issue.duplicate_of_id) == (0, 0)
+        last = changes_by_field((await history(model, first.issue.id))[-1])
+        assert (last["parent_id"].old_value, last["parent_id"].new_value) == (str(epic.id), "")
+        assert "duplicate_of_id" not in last
+        await _assert_replays(model, first.issue.id)
+
+    async def test_a_bugless_id_beyond_any_issue_id_is_refused_naming_the_entry(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        external_id = f"trac:{unique('rel')}"
+        for reference in ("9223372036854775808", "9999999999999999999"):  # past int64
+            request = _request(
+                component.id, external_id, _relation("a", 1, blocking_add=[reference])
+            )
+            await expect_error(
+                model.import_issue(request), Status.INVALID_ARGUMENT, "history[0].blocking_add[0]"
+            )
+        assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id)) == []
