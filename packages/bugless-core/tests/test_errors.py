@@ -46,6 +46,23 @@ def test_version_conflict_round_trips_with_current_version() -> None:
     assert (back.issue_id, back.expected_version, back.current_version) == (7, 3, 5)
 
 
+def test_a_pruned_feed_position_round_trips_with_where_the_feed_now_is() -> None:
+    """A watcher or feed reader catches the one class, and reads the positions off it."""
+    metadata = {"oldest_position": "40", "head_position": "90"}
+    grpc_error = errors.to_grpc_error(errors.FeedPositionPruned("gone", metadata=metadata))
+    assert grpc_error.status is Status.FAILED_PRECONDITION
+    back = errors.from_grpc_error(grpc_error)
+    assert isinstance(back, errors.FeedPositionPruned)
+    assert (back.reason, back.oldest_position, back.head_position) == (
+        "FEED_POSITION_PRUNED",
+        40,
+        90,
+    )
+    # Any other precondition stays a plain one.
+    other = errors.from_grpc_error(errors.to_grpc_error(errors.FailedPrecondition("cycle")))
+    assert type(other) is errors.FailedPrecondition
+
+
 def test_retry_after_round_trips() -> None:
     back = errors.from_grpc_error(
         errors.to_grpc_error(errors.ResourceExhausted("slow down", retry_after=1.5))

@@ -1,6 +1,6 @@
 """The shared Model contracts, run against the cockroach backend: one class per contract.
 
-``FeedContract`` and ``WatchContract`` are deselected at collection (the
+``FeedContract``, ``WatchContract`` and ``WatchResumeContract`` are deselected at collection (the
 backend declares neither ``change_feed`` nor ``watch``; the README says why)
 and listed in the run's summary.
 """
@@ -40,6 +40,7 @@ from bugless_testing.model_contracts import (
     SearchReadMaskContract,
     ServerInfoContract,
     WatchContract,
+    WatchResumeContract,
 )
 
 pytestmark = pytest.mark.bugless_backend.with_args(CockroachBackend)
@@ -91,6 +92,9 @@ class TestServerInfo(ServerInfoContract): ...
 
 
 class TestWatch(WatchContract): ...
+
+
+class TestWatchResume(WatchResumeContract): ...
 
 
 class TestEdit(EditContract): ...

@@ -35,6 +35,7 @@ from bugless_testing.model_contracts import (
     SearchReadMaskContract,
     ServerInfoContract,
     WatchContract,
+    WatchResumeContract,
 )
 
 # `with_args`: `mark(SomeClass)` with a lone class argument would decorate that
@@ -88,6 +89,9 @@ class TestServerInfo(ServerInfoContract): ...
 
 
 class TestWatch(WatchContract): ...
+
+
+class TestWatchResume(WatchResumeContract): ...
 
 
 class TestEdit(EditContract): ...

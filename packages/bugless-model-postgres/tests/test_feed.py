@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
 from write_support import ADMIN, connected, fresh_component, migrated, wait_behind_lock
 
-from bugless_core.errors import FailedPrecondition
+from bugless_core.errors import FeedPositionPruned
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend, _watch
 from bugless_proto import v1
@@ -51,15 +51,74 @@ async def test_a_position_older_than_the_retention_is_failed_precondition(
     await asyncio.sleep(1.5)
     await _issue(backend, "new")
     await backend._feed.prune()  # due now, as it would be within a minute
-    with pytest.raises(FailedPrecondition) as caught:
+    with pytest.raises(FeedPositionPruned) as caught:
         await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, after_position=0))
     assert "retention" in caught.value.message
+    assert caught.value.reason == "FEED_POSITION_PRUNED"
+    assert "resume at the head" in caught.value.message
     oldest = int(caught.value.metadata["oldest_position"])
     head = int(caught.value.metadata["head_position"])
     assert oldest == head - 1  # the second issue's component and issue remain
     kept = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, after_position=oldest - 1))
     assert [c.position for c in kept.changes] == [oldest, head]
     assert kept.oldest_position == oldest
+
+
+async def test_a_watch_resumed_below_the_retention_is_failed_precondition(
+    short_retention: PostgresBackend,
+) -> None:
+    """A resumed Watch answers as ReadFeed does, telling the watcher to re-read."""
+    backend = short_retention
+    old = await _issue(backend, "old")
+    await asyncio.sleep(1.5)
+    await _issue(backend, "new")
+    await backend._feed.prune()
+    request = v1.WatchRequest(caller=ADMIN, issue_id=old.id, after_position=0)
+    with pytest.raises(FeedPositionPruned) as caught:
+        await anext(aiter(backend.watch(request)))
+    assert "retention" in caught.value.message
+    assert "re-read the current state" in caught.value.message
+    head = int(caught.value.metadata["head_position"])
+    oldest = int(caught.value.metadata["oldest_position"])
+    assert oldest == head - 1
+    request.after_position = oldest - 1  # nothing after it is pruned: accepted
+    stream = backend.watch(request)
+    assert isinstance(stream, AsyncGenerator)  # PostgresBackend.watch is one
+    marker = await anext(stream)
+    await stream.aclose()
+    assert marker.subscribed
+    assert marker.position == head
+
+
+async def test_a_watch_whose_replay_is_pruned_under_it_fails_instead_of_skipping(
+    short_retention: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows pruned between two reads of a replay leave a gap in the positions it
+    reads: the stream fails FAILED_PRECONDITION rather than skip those changes."""
+    monkeypatch.setattr(_watch, "_WATCH_BATCH", 1)
+    backend = short_retention
+    issue = await _issue(backend, "pruned under a replay")
+    start = (
+        await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
+    ).head_position
+    for n in range(3):
+        response = await backend.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ADMIN, issue_id=issue.id, expected_version=issue.version, comment=f"{n}"
+            )
+        )
+        assert response.issue is not None
+        issue = response.issue
+    stream = backend.watch(v1.WatchRequest(caller=ADMIN, issue_id=issue.id, after_position=start))
+    assert (await anext(aiter(stream))).subscribed
+    first = await anext(aiter(stream))
+    assert first.entry is not None
+    assert first.entry.version == 2
+    await asyncio.sleep(1.5)
+    await _issue(backend, "newer")  # pruning keeps the newest change: make one
+    await backend._feed.prune()
+    with pytest.raises(FeedPositionPruned, match="retention"):
+        await asyncio.wait_for(anext(aiter(stream)), 10)
 
 
 async def test_pruning_runs_periodically_without_any_reader(

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 from write_support import ADMIN, fresh_component
 
 from bugless_core.errors import IssueVersionConflict
-from bugless_model_postgres import PostgresBackend
+from bugless_core.model.backend import Capability
+from bugless_core.model.servicer import ModelServicer
+from bugless_model_postgres import PostgresBackend, _watch
 from bugless_proto import v1
 
 STRANGER = v1.Caller(user_id="stranger")
@@ -45,7 +50,7 @@ async def _comment(backend: PostgresBackend, issue: v1.Issue, text: str) -> v1.I
 async def _start(stream: AsyncIterator[v1.WatchEvent]) -> asyncio.Task[v1.WatchEvent]:
     """Wait for the subscribed marker, then start waiting for the first change."""
     marker = await asyncio.wait_for(anext(stream), 10)
-    assert marker == v1.WatchEvent(subscribed=True)
+    assert marker == v1.WatchEvent(subscribed=True, position=marker.position)
     return asyncio.ensure_future(anext(stream))
 
 
@@ -132,4 +137,62 @@ async def test_a_late_notification_of_an_earlier_commit_is_not_delivered(
     assert event.entry is not None
     assert event.entry.version == 2
     assert event.entry.comment == "after subscribing"
+    await stream.aclose()
+
+
+async def _head(backend: PostgresBackend) -> int:
+    answer = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
+    return answer.head_position
+
+
+async def test_a_commit_during_the_replay_comes_once_after_it(
+    bugless_model_backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seam, made deterministic: the stream is held part-way through its
+    replay (its generator suspended inside the batch it read, with batches of
+    two rows) while a change commits; that change comes after the replay, once."""
+    monkeypatch.setattr(_watch, "_WATCH_BATCH", 2)
+    backend = bugless_model_backend
+    issue = await _issue(backend, await _component(backend), "seam")
+    start = await _head(backend)
+    for n in range(5):
+        issue = await _comment(backend, issue, f"away {n}")
+    stream = backend.watch(v1.WatchRequest(caller=ADMIN, issue_id=issue.id, after_position=start))
+    assert isinstance(stream, AsyncGenerator)  # PostgresBackend.watch is one
+    marker = await asyncio.wait_for(anext(stream), 10)
+    assert marker.subscribed
+    events = [await asyncio.wait_for(anext(stream), 10) for _ in range(3)]
+    issue = await _comment(backend, issue, "during the replay")
+    events += [await asyncio.wait_for(anext(stream), 10) for _ in range(3)]
+    later = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.5)
+    assert not later.done(), f"an event after the last change: {later.result()}"
+    later.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await later
+    await stream.aclose()
+    assert [e.entry.version for e in events if e.entry] == [2, 3, 4, 5, 6, 7]
+    assert events[-1].entry is not None
+    assert events[-1].entry.comment == "during the replay"
+    assert [e.position <= marker.position for e in events] == [True] * 5 + [False]
+
+
+async def test_resuming_needs_the_change_feed_capability(
+    bugless_model_backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend that watches without a change feed has nothing to replay: the
+    servicer says so (UNIMPLEMENTED) instead of passing a position it ignores."""
+    backend = bugless_model_backend
+    issue = await _issue(backend, await _component(backend), "no feed")
+    monkeypatch.setattr(backend, "capabilities", backend.capabilities - {Capability.CHANGE_FEED})
+    servicer = ModelServicer(backend)
+    request = v1.WatchRequest(caller=ADMIN, issue_id=issue.id, after_position=0)
+    with pytest.raises(GRPCError) as caught:
+        await anext(aiter(servicer.watch(request)))
+    assert caught.value.status is Status.UNIMPLEMENTED
+    assert "without after_position" in (caught.value.message or "")
+    # Without a position the same servicer watches as ever.
+    stream = servicer.watch(v1.WatchRequest(caller=ADMIN, issue_id=issue.id))
+    assert isinstance(stream, AsyncGenerator)
+    assert (await anext(stream)).subscribed
     await stream.aclose()

@@ -151,6 +151,28 @@ class ContentGone(FailedPrecondition):
     default_reason = "CONTENT_GONE"
 
 
+class FeedPositionPruned(FailedPrecondition):
+    """A change feed position (ReadFeed's or a resumed Watch's) older than the retention.
+
+    The changes after it are gone, so a consumer cannot resume there: it
+    re-reads the current state and starts again from the head. The reason
+    ``FEED_POSITION_PRUNED`` tells it from every other precondition, and the
+    metadata says where the feed now starts and ends.
+    """
+
+    default_reason = "FEED_POSITION_PRUNED"
+
+    @property
+    def oldest_position(self) -> int:
+        """The oldest position still kept (the feed's metadata ``oldest_position``)."""
+        return int(self.metadata["oldest_position"])
+
+    @property
+    def head_position(self) -> int:
+        """The feed's head when the position was refused (metadata ``head_position``)."""
+        return int(self.metadata["head_position"])
+
+
 class PermissionDenied(BuglessError):
     """The caller is known but may not do this."""
 
@@ -304,6 +326,12 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
         return SizeLimitExceeded(message, limit_bytes=int(metadata["limit_bytes"]))
     if reason == ContentGone.default_reason and error.status is Status.FAILED_PRECONDITION:
         return ContentGone(message, metadata=metadata)
+    if (
+        reason == FeedPositionPruned.default_reason
+        and error.status is Status.FAILED_PRECONDITION
+        and {"oldest_position", "head_position"} <= metadata.keys()
+    ):
+        return FeedPositionPruned(message, metadata=metadata)
     if error.status is Status.RESOURCE_EXHAUSTED:
         return ResourceExhausted(message, retry_after=float(metadata.get("retry_after", "1")))
     if error.status is Status.DEADLINE_EXCEEDED:

@@ -27,7 +27,11 @@ always fallen back to.
 A Watch stream subscribes by reading ``head``: every transaction committing
 later takes a greater position (it cannot take one before the holder of
 ``head`` commits), so once the stream has read it, it yields its
-``subscribed`` marker and then every change above it.
+``subscribed`` marker and then every change above it. A resumed stream
+(``after_position``) walks up from that position instead, through the same
+loop: it checks the position as ReadFeed does, and a gap in the positions it
+reads (rows pruned while it read them) fails the stream rather than skipping
+changes.
 
 Pruning (rows older than ``--feed-retention-seconds``) runs in a task of
 every backend process, once per :data:`PRUNE_EVERY_SECONDS`, whether or not
@@ -55,7 +59,7 @@ import asyncpg
 
 from bugless_core import limits
 from bugless_core.database_errors import is_database_error
-from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_core.errors import FeedPositionPruned, InvalidArgument
 from bugless_core.migrations import quote_schema
 from bugless_core.model.backend import ModelSettings
 from bugless_core.search.build import all_of, term
@@ -85,6 +89,11 @@ LISTEN_RETRY_SECONDS = 5.0
 PRUNE_EVERY_SECONDS = 60.0
 #: Rows a Watch stream reads per look.
 _WATCH_BATCH = 200
+#: What a watcher resuming below the retention must do.
+_WATCH_REMEDY = (
+    "the changes since are gone: re-read the current state (the issue, or a search) "
+    "and watch again without after_position"
+)
 
 
 class ChangeFeed:
@@ -249,7 +258,7 @@ class ChangeFeed:
         """Changes after ``request.after_position``, waiting for one if asked.
 
         Raises:
-            FailedPrecondition: the position is older than the retention.
+            FeedPositionPruned: the position is older than the retention.
             InvalidArgument: the position is beyond the head (another feed's).
         """
         caller = request.caller or v1.Caller()
@@ -276,21 +285,37 @@ class ChangeFeed:
 
         The first event is the ``subscribed`` marker, sent once the head is
         read (and a watched issue found visible): every change committed
-        later has a greater position and is read from the table.
+        later has a greater position and is read from the table. A resumed
+        watch (``after_position``) reads from that position instead, through
+        the same loop: the replay and the live changes are one walk up the
+        dense positions, so a change committed during the replay is simply
+        the next row, never missed nor read twice.
+
+        Raises:
+            FeedPositionPruned: the resume position is older than the
+                retention, or the rows after it were pruned while the stream
+                was reading them (their changes are gone).
+            InvalidArgument: the resume position is beyond the head.
         """
         caller = request.caller or v1.Caller()
         await self._listen()
         async with translated_errors(), self._pool.acquire() as conn:
-            position, _ = await self._state(conn)
+            head, pruned = await self._state(conn)
+            if request.after_position is not None:
+                _check_position(request.after_position, head, pruned, _WATCH_REMEDY)
             if request.issue_id and not await fetch_issues(conn, caller, [request.issue_id]):
                 raise issue_not_found(request.issue_id)
+        position = head if request.after_position is None else request.after_position
         self.streams += 1
         try:
-            yield v1.WatchEvent(subscribed=True)
+            yield v1.WatchEvent(subscribed=True, position=head)
             while not self._closed:
                 changed = self._changed
                 async with translated_errors(), self._pool.acquire() as conn:
                     rows = await conn.fetch(q.READ_FEED, position, _WATCH_BATCH)
+                    if rows and rows[0]["position"] != position + 1:
+                        head, pruned = await self._state(conn)
+                        _check_position(position, head, pruned, _WATCH_REMEDY)
                 for row in rows:
                     position = row["position"]
                     for issue_id, version in zip(row["issue_ids"], row["versions"], strict=True):
@@ -298,6 +323,7 @@ class ChangeFeed:
                             continue
                         event = await self._event(request, caller, issue_id, version)
                         if event is not None:
+                            event.position = position
                             yield event
                 if not rows:
                     await self._listen()
@@ -330,15 +356,25 @@ class ChangeFeed:
         return v1.WatchEvent(issue=issues[issue_id], entry=entry)
 
 
-def _check_position(after: int, head: int, pruned: int) -> None:
+def _check_position(
+    after: int,
+    head: int,
+    pruned: int,
+    remedy: str = "rebuild from the current state and resume at the head",
+) -> None:
+    """Refuse a resume position whose later changes are pruned, or beyond the head.
+
+    ReadFeed and a resumed Watch give the same answer (and the same
+    ErrorInfo metadata), so a consumer handles both alike.
+    """
     metadata = {"oldest_position": str(pruned + 1), "head_position": str(head)}
     if after < pruned:
         msg = (
             f"after_position {after} is older than the change feed's retention: changes up to "
             f"{pruned} were pruned (the oldest kept is {pruned + 1}, the head {head}); "
-            "rebuild from the current state and resume at the head"
+            f"{remedy}"
         )
-        raise FailedPrecondition(msg, metadata=metadata)
+        raise FeedPositionPruned(msg, metadata=metadata)
     if after > head:
         msg = (
             f"after_position {after} is beyond the change feed's head {head}: "

@@ -24,12 +24,17 @@ MAX_FEED_WAIT_MS = 30_000
 def check_read_feed(request: v1.ReadFeedRequest) -> None:
     """ReadFeed: a position at or after 0, a bounded batch and wait."""
     require_caller(request.caller)
-    if request.after_position < 0:
-        raise _fail("after_position", "must be 0 (the feed's start) or a position read before")
+    check_resume_position(request.after_position)
     if not 0 <= request.max_changes <= MAX_FEED_BATCH:
         raise _fail("max_changes", f"must be between 1 and {MAX_FEED_BATCH} (0: 100)")
     if not 0 <= request.wait_ms <= MAX_FEED_WAIT_MS:
         raise _fail("wait_ms", f"must be between 0 and {MAX_FEED_WAIT_MS} milliseconds")
+
+
+def check_resume_position(after_position: int) -> None:
+    """``after_position`` of ReadFeed or a resumed Watch: 0 or more (the backend checks it)."""
+    if after_position < 0:
+        raise _fail("after_position", "must be 0 (the feed's start) or a position read before")
 
 
 #: Channels a person may choose; "none" switches notifications off. Not

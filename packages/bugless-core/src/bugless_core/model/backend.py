@@ -231,7 +231,15 @@ class ModelBackend(ABC):
         The first event must be ``WatchEvent(subscribed=True)`` (no issue, no
         entry), yielded only once every change committed from then on is sure
         to reach the stream: clients wait for it instead of guessing how long
-        subscribing takes.
+        subscribing takes. Its ``position`` is the feed's head then; every
+        later event carries the position of the change that wrote its entry.
+        With ``request.after_position`` (backends with
+        :attr:`Capability.CHANGE_FEED` too; the servicer checks its sign), the
+        changes after it that match come first, in commit order, then live
+        ones, none missed or repeated; a position older than the retention is
+        :class:`~bugless_core.errors.FailedPrecondition` and one beyond the
+        head :class:`~bugless_core.errors.InvalidArgument`, with ReadFeed's
+        ErrorInfo metadata.
         """
         msg = f"the {self.name} backend does not declare the watch capability"
         raise NotImplementedError(msg)

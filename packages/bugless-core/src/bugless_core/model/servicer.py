@@ -262,7 +262,9 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         """Stream changes of an issue or a query's issues (capability "watch").
 
         The backend's ``subscribed`` marker goes out first, as is: it tells the
-        client when changes can no longer be missed.
+        client when changes can no longer be missed. A resume position
+        (``after_position``) needs the change feed as well: the backend replays
+        the feed from it.
         """
         with handler_errors("watch"):
             check.require_caller(message.caller)
@@ -278,6 +280,14 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
                 check.check_query(message.query, "query")
             else:
                 raise InvalidArgument("target: set issue_id or query")
+            if message.after_position is not None:
+                feed_checks.check_resume_position(message.after_position)
+                if Capability.CHANGE_FEED not in self.backend.capabilities:
+                    raise GRPCError(
+                        Status.UNIMPLEMENTED,
+                        f"the {self.backend.name} backend has no change feed to resume a watch "
+                        "from; watch without after_position",
+                    )
             async for event in self.backend.watch(message):
                 yield event
 

@@ -38,6 +38,7 @@ from bugless_testing.model_contracts._search_parity import SearchParityContract
 from bugless_testing.model_contracts._server_info import ServerInfoContract
 from bugless_testing.model_contracts._settings import NotificationSettingsContract
 from bugless_testing.model_contracts._watch import WatchContract
+from bugless_testing.model_contracts._watch_resume import WatchResumeContract
 
 __all__ = [
     "ATTACHMENT_LIMITS",
@@ -70,4 +71,5 @@ __all__ = [
     "SearchReadMaskContract",
     "ServerInfoContract",
     "WatchContract",
+    "WatchResumeContract",
 ]

@@ -1,0 +1,212 @@
+"""Contract: resuming a Watch from a feed position (capabilities ``watch`` and ``change_feed``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from grpclib.const import Status
+
+from bugless_core.errors import from_grpc_error
+from bugless_core.model.backend import Capability
+from bugless_proto import v1
+from bugless_testing.events import EventStream
+from bugless_testing.model_contracts._support import (
+    ADMIN,
+    ALICE,
+    BOB,
+    change,
+    delta,
+    eq,
+    expect_error,
+    make_component,
+    make_issue,
+    user_entry,
+    within,
+)
+from bugless_testing.plugin import requires_capability
+
+#: Changes made while a resumed watcher was away, in the seam test.
+AWAY = 12
+#: Changes committed while that watcher is replaying them.
+DURING_REPLAY = 6
+
+
+async def _head(model: v1.ModelStub) -> int:
+    answer = await model.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
+    return answer.head_position
+
+
+@contextlib.asynccontextmanager
+async def _resumed(
+    model: v1.ModelStub, request: v1.WatchRequest
+) -> AsyncIterator[tuple[EventStream, v1.WatchEvent]]:
+    """A running watch and its subscribed marker (checked to carry no change)."""
+    stream = EventStream(model.watch(request, timeout=60))
+    try:
+        marker = await stream.next()
+        assert marker.subscribed, f"the first event is not the subscribed marker: {marker}"
+        assert marker.issue is None
+        assert marker.entry is None
+        yield stream, marker
+    finally:
+        await stream.close()
+
+
+def _seen(event: v1.WatchEvent) -> tuple[int, int]:
+    assert event.issue is not None
+    assert event.entry is not None
+    return event.issue.id, event.entry.version
+
+
+@requires_capability(Capability.WATCH, Capability.CHANGE_FEED)
+class WatchResumeContract:
+    """Watch with ``after_position``: no change missed or repeated across a reconnect.
+
+    Pins down: every event carries the feed position of its change (the
+    marker the head it subscribed at, as ReadFeed reports it); a watch
+    resumed after a position first delivers, in commit order, the matching
+    changes after it (issue and query watches alike, never an issue the
+    caller may not view), then live ones, and a change committed while the
+    replay is being sent arrives once, after it; positions beyond the head
+    or negative are refused with the reason. (Positions older than the
+    retention need a pruned feed: each backend's own tests prune theirs.)
+    """
+
+    async def test_events_carry_the_positions_readfeed_reports(self, model: v1.ModelStub) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        request = v1.WatchRequest(caller=BOB, issue_id=issue.id)
+        async with _resumed(model, request) as (stream, marker):
+            assert marker.position == await _head(model)
+            made = await change(model, issue, comment="positioned")
+            event = await stream.next()
+        answer = await model.read_feed(
+            v1.ReadFeedRequest(caller=ADMIN, after_position=marker.position)
+        )
+        written = [
+            c.position
+            for c in answer.changes
+            if any(e.issue_id == issue.id and e.version == made.issue.version for e in c.entries)
+        ]
+        assert written == [event.position]
+        assert event.position > marker.position
+
+    async def test_a_resumed_issue_watch_replays_what_it_missed_then_goes_live(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        other = await make_issue(model, comp.id)
+        request = v1.WatchRequest(caller=BOB, issue_id=issue.id)
+        async with _resumed(model, request) as (stream, _):
+            first = await change(model, issue, comment="seen live")
+            handled = await stream.next()
+        assert handled.entry == first.entry
+        # The watcher is away: two changes of its issue, one of another.
+        second = await change(model, first.issue, comment="missed one")
+        await change(model, other, comment="not watched")
+        third = await change(model, second.issue, delta(priority=v1.Priority.P1))
+        request.after_position = handled.position
+        async with _resumed(model, request) as (stream, marker):
+            replay = [await stream.next(), await stream.next()]
+            fourth = await change(model, third.issue, comment="live again")
+            live = await stream.next()
+            await stream.nothing_more()
+        assert [e.entry for e in replay] == [second.entry, third.entry]
+        assert all(handled.position < e.position <= marker.position for e in replay)
+        assert replay[0].position < replay[1].position
+        assert live.entry == fourth.entry
+        assert live.position > marker.position
+
+    async def test_a_resumed_query_watch_replays_matching_changes_only(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        hit = await make_issue(model, comp.id)
+        miss = await make_issue(model, comp.id)
+        start = await _head(model)
+        raised = await change(model, hit, delta(priority=v1.Priority.P0))
+        await change(model, miss, comment="still P2")
+        created = await make_issue(model, comp.id, priority=v1.Priority.P0)
+        query = v1.StructuredQuery(filter=within(comp.id, eq(v1.SearchField.PRIORITY, 0)))
+        request = v1.WatchRequest(caller=BOB, query=query, after_position=start)
+        async with _resumed(model, request) as (stream, _):
+            events = [await stream.next(), await stream.next()]
+            await stream.nothing_more()
+        assert [_seen(e) for e in events] == [(hit.id, raised.issue.version), (created.id, 1)]
+
+    async def test_the_replay_never_reports_invisible_issues(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        secret_comp = await make_component(
+            model, parent_id=root.id, acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        secret = await make_issue(model, secret_comp.id, caller=ALICE)
+        public = await make_issue(model, root.id)
+        start = await _head(model)
+        await change(model, secret, comment="hush", caller=ALICE)
+        said = await change(model, public, comment="hello")
+        query = v1.StructuredQuery(filter=within(root.id))
+        request = v1.WatchRequest(caller=BOB, query=query, after_position=start)
+        async with _resumed(model, request) as (stream, _):
+            event = await stream.next()
+            await stream.nothing_more()
+        assert _seen(event) == (public.id, said.issue.version)
+        # Alice may view both: the same replay tells her of the secret change.
+        request.caller = ALICE
+        async with _resumed(model, request) as (stream, _):
+            events = [await stream.next(), await stream.next()]
+        assert [e.issue.id for e in events if e.issue] == [secret.id, public.id]
+
+    async def test_changes_committed_during_the_replay_arrive_once_after_it(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        start = await _head(model)
+        for n in range(AWAY):
+            issue = (await change(model, issue, comment=f"away {n}")).issue
+        request = v1.WatchRequest(caller=BOB, issue_id=issue.id, after_position=start)
+        async with _resumed(model, request) as (stream, marker):
+            # The replay is being read and sent while these commit.
+            for n in range(DURING_REPLAY):
+                issue = (await change(model, issue, comment=f"during {n}")).issue
+            events = [await stream.next() for _ in range(AWAY + DURING_REPLAY)]
+            await stream.nothing_more()
+        versions = [_seen(e)[1] for e in events]
+        assert versions == list(range(2, 2 + AWAY + DURING_REPLAY)), "missed, repeated or unordered"
+        positions = [e.position for e in events]
+        assert positions == sorted(positions)
+        assert len(set(positions)) == len(positions)
+        assert all(p <= marker.position for p in positions[:AWAY])
+        assert all(p > marker.position for p in positions[AWAY:])
+
+    async def test_resuming_at_the_head_is_a_fresh_watch(self, model: v1.ModelStub) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        head = await _head(model)
+        request = v1.WatchRequest(caller=BOB, issue_id=issue.id, after_position=head)
+        async with _resumed(model, request) as (stream, marker):
+            assert marker.position >= head
+            await stream.nothing_more(0.2)
+            made = await change(model, issue, comment="next")
+            event = await stream.next()
+        assert event.entry == made.entry
+
+    async def test_bad_resume_positions_are_refused(self, model: v1.ModelStub) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        head = await _head(model)
+
+        async def first_event(after: int) -> None:
+            request = v1.WatchRequest(caller=BOB, issue_id=issue.id, after_position=after)
+            async for event in model.watch(request, timeout=10):
+                raise AssertionError(f"a bad position was accepted: {event}")
+
+        error = await expect_error(
+            first_event(head + 1000), Status.INVALID_ARGUMENT, "after_position", "head"
+        )
+        refusal = from_grpc_error(error)
+        assert refusal.metadata["head_position"] == str(head)
+        assert "oldest_position" in refusal.metadata
+        await expect_error(first_event(-1), Status.INVALID_ARGUMENT, "after_position")
