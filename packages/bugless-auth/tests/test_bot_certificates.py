@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,27 @@ def test_a_toml_mapping_keeps_its_lines_and_gains_the_bot(pki: Pki, tmp_path: Pa
     assert text.startswith('# the team bots\n["deploy-bot"]\nusername = "deploy-bot"\n')
     assert '["nightly-bot"]\nusername = "nightly-bot"\ngroups = []\nbot = true\n' in text
     assert 'display_name = "Nightly builds"' in text
+
+
+def test_a_toml_mapping_takes_a_display_name_past_the_basic_plane(pki: Pki, tmp_path: Path) -> None:
+    # JSON escapes an emoji as two surrogates, which TOML refuses: before, the
+    # command ended in a traceback (exit 1) instead of mapping the bot.
+    mapping = tmp_path / "certificates.toml"
+    mapping.write_text('["deploy-bot"]\nusername = "deploy-bot"\n')
+    done = _issue(
+        pki,
+        tmp_path,
+        "nightly-bot",
+        "--csr",
+        str(_team_csr(tmp_path, None)),
+        "--mapping-file",
+        str(mapping),
+        "--display-name",
+        "\N{ROBOT FACE} Nightly\x7f",
+    )
+    assert done.returncode == 0, done.stderr
+    entry = tomllib.loads(mapping.read_text())["nightly-bot"]
+    assert entry["display_name"] == "\N{ROBOT FACE} Nightly\x7f"
 
 
 @pytest.mark.parametrize(

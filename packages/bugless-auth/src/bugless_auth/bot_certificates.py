@@ -196,8 +196,25 @@ def mapping_with_bot(
     if isinstance(data, dict) or not text.strip():
         updated = json.dumps({**(data or {}), name: entry}, indent=2) + "\n"
     else:
-        lines = [f"\n[{json.dumps(name)}]"]
-        lines += [f"{key} = {json.dumps(value)}" for key, value in entry.items()]
+        lines = [f"\n[{_toml_value(name)}]"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in entry.items()]
         updated = text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
-    parse_mapping(updated, origin=str(mapping_file))
+    try:
+        updated.encode("utf-8")
+        parse_mapping(updated, origin=str(mapping_file))
+    except ValueError as exc:  # UnicodeEncodeError too: a name that is no text
+        raise InvalidArgument(
+            f"--mapping-file: the entry for {name!r} would not read back: {exc}"
+        ) from exc
     return updated
+
+
+def _toml_value(value: object) -> str:
+    """``value`` (text, a bool, a list of texts) written as TOML.
+
+    JSON's notation is TOML's for these, except that JSON writes a character
+    past U+FFFF (an emoji in a display name) as two surrogate escapes,
+    which TOML refuses: such characters are written as they are instead
+    (TOML files are UTF-8), and DEL, which TOML allows only escaped, as one.
+    """
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
