@@ -89,6 +89,43 @@ def test_bulk_edit_bar_sits_above_the_table_and_counts_the_selection(
     assert list(iter_console_problems(tab.console)) == []
 
 
+def test_a_refused_bulk_edit_comes_back_open_with_the_rows_still_ticked(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    """The problem spans the form, above its fields; the count and the typed comment are kept."""
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    for n in range(3):
+        create_issue_ui(tab, web_server, f"Bulk refusal {n} okapi")
+    page.goto(f"{web_server.url}/search?q=okapi")
+    boxes = page.locator('input[name="issue"]')
+    boxes.nth(0).check()
+    boxes.nth(2).check()
+    page.locator("summary:has-text('Bulk edit')").click()
+    page.locator('#bulk input[name="assignee"]').fill("nobody_of_that_name")
+    page.locator('#bulk textarea[name="comment"]').fill("Sweeping the okapis")
+    page.click('#bulk button:has-text("Apply to selected")')
+    problem = page.locator('#bulk [role="alert"]')
+    expect(problem).to_have_text(
+        "Nothing was changed: assignee: no user named 'nobody_of_that_name'"
+    )
+    expect(page.locator(".bulk-count")).to_have_text("2 issues selected")
+    expect(page.locator('#bulk textarea[name="comment"]')).to_have_value("Sweeping the okapis")
+    assert [boxes.nth(n).is_checked() for n in range(3)] == [True, False, True]
+    form_box, problem_box = page.locator("#bulk").bounding_box(), problem.bounding_box()
+    assert form_box
+    assert problem_box
+    assert problem_box["width"] >= form_box["width"] - 2  # its own line, not squeezed beside
+    status_box = page.locator('#bulk select[name="status"]').bounding_box()
+    assert status_box
+    assert problem_box["y"] + problem_box["height"] <= status_box["y"]
+    save_screenshot(page, tmp_path, "31-bulk-refused")
+    page.locator('#bulk input[name="assignee"]').fill("carol")
+    page.click('#bulk button:has-text("Apply to selected")')
+    expect(page.locator(".banner.notice")).to_contain_text("Changed 2 issues.")
+
+
 def test_column_picker_choice_stays_for_the_next_list(
     web_server: RunningService, context: BrowserContext
 ) -> None:
