@@ -360,7 +360,7 @@ def test_keyboard_reaches_search_results_and_bulk_edit_with_a_visible_focus(
     else:
         pytest.fail("Tab never reached the bulk form's Apply button")
     page.keyboard.press("Enter")
-    expect(page.locator(".banner.notice")).to_contain_text("Changed 1 issues.")
+    expect(page.locator(".banner.notice")).to_contain_text("Changed 1 issue.")
     assert list(iter_console_problems(tab.console)) == []
 
 

@@ -85,7 +85,7 @@ def test_bulk_edit_bar_sits_above_the_table_and_counts_the_selection(
     page.locator('#bulk select[name="priority"]').select_option("P0")
     save_screenshot(page, tmp_path, "30-bulk-bar")
     page.click('#bulk button:has-text("Apply to selected")')
-    expect(page.locator(".banner.notice")).to_contain_text("Changed 1 issues.")
+    expect(page.locator(".banner.notice")).to_contain_text("Changed 1 issue.")
     assert list(iter_console_problems(tab.console)) == []
 
 

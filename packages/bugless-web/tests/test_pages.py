@@ -134,6 +134,13 @@ async def test_bulk_edit_changes_selected_and_reports_conflicts(
         assert issue.priority == v1.Priority.P0
         assert issue.assignee == world.users["carol"]
         assert issue.version == 2
+    assert "Changed 2 issues." in (await client.get(response.headers["location"])).text
+    one = await client.post(
+        "/issues/bulk",
+        data={"_csrf": token, "q": "walrus", "issue": [f"{b.id}:2"], "priority": "P1"},
+    )
+    assert one.status_code == 200
+    assert "Changed 1 issue." in one.text  # was "Changed 1 issues."
     stale = await client.post(
         "/issues/bulk",
         data={"_csrf": token, "q": "walrus", "issue": [f"{a.id}:1"], "priority": "P3"},

@@ -277,7 +277,8 @@ async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
         return await _search_page(request, str(form.get("q", "")), refused)
     failed = [r for r in response.results if r.code != 0]
     if not failed:
-        session_of(request).update(notice=f"Changed {len(response.results)} issues.")
+        count = len(response.results)
+        session_of(request).update(notice=f"Changed {count} issue{'' if count == 1 else 's'}.")
         return redirect(_return_to_search(form))
     return render(
         request,
