@@ -136,6 +136,51 @@ async def test_simultaneous_renewals_of_a_session_with_little_life_left_make_one
     assert live == {old, *renewed}
 
 
+async def test_a_first_connection_meeting_an_uncommitted_session_of_its_certificate_reuses_it(
+    people: AuthServer,
+) -> None:
+    # The race of two first connections, made certain: the other one's session
+    # is inserted, not yet committed, when this one records its own. The unique
+    # generation (migration 0014) makes this one wait for it and then reuse
+    # it; without it, each insert saw no session and recorded one.
+    password_token, issued = await _person_with_certificate(people)
+    der = _der(issued.certificate_pem)
+    fingerprint = x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256()).hex()
+    user_id = await people.store.run(
+        lambda conn: conn.fetchval(
+            "SELECT user_id FROM sessions WHERE session_id = $1",
+            _session_of(people, password_token),
+        )
+    )
+    other = unique("other-connection")
+    async with people.store.connection() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO sessions (session_id, user_id, authenticator, expires_at, certificate,"
+            " certificate_generation) VALUES ($1, $2, 'people-ca',"
+            " now() + $3::float8 * INTERVAL '1 second', $4, 1)",
+            other,
+            user_id,
+            float(people.service.tokens.ttl_seconds),
+            fingerprint,
+        )
+        connecting = asyncio.create_task(_connect(people, der))
+        for _ in range(200):  # until its insert waits on ours (or it is done: no wait)
+            await asyncio.sleep(0.05)
+            waiting = await people.store.run(
+                lambda c: c.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ),
+                transaction=False,
+            )
+            if waiting or connecting.done():
+                break
+    result = await connecting
+    assert _session_of(people, result.token) == other
+    sessions = await _certificate_sessions(people, password_token)
+    assert [s.session_id for s in sessions] == [other]
+
+
 async def test_ending_the_shared_session_refuses_its_tokens_and_the_next_connection_signs_in_again(
     people: AuthServer,
 ) -> None:
