@@ -50,7 +50,9 @@ class UnconditionedSessions(SessionStore):
         authenticator: str,
         client_address: str,
         expires_at: float,
-        certificate: str | None = None,  # the old statement had no such column
+        certificate: str | None = None,  # the old statement had no such columns,
+        min_seconds_left: float = 0.0,  # nor a session per certificate to keep to
+        certificate_until: float | None = None,
     ) -> NotRecorded | None:
         expires = datetime.datetime.fromtimestamp(expires_at, datetime.UTC)
         await self._store.run(
