@@ -319,5 +319,24 @@ async def test_user_sessions_lists_a_users_live_sessions_and_ends_one(
         said = stderr.decode()
         assert "ann has no live session 'laptop-session'" in said
         assert "Traceback" not in said
+
+        # A service acting for ann (the notifier's IssueAssertion) is listed apart.
+        refused = await sessions.record(
+            "notifier-session",
+            user_id=ann.user_id,
+            authenticator="service",
+            client_address="notify",
+            expires_at=time.time() + 3600,
+        )
+        assert refused is None
+        for kind, expected in (
+            ("services", ["notifier-session"]),
+            ("people", ["phone-session"]),
+            ("all", ["notifier-session", "phone-session"]),
+        ):
+            shown = await run(
+                BUGLESS, "auth", "user", "sessions", "ann", "--kind", kind, "--json", env=cli_env
+            )
+            assert [s["session_id"] for s in json.loads(shown)] == expected
     finally:
         await store.close()

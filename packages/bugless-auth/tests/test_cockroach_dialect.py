@@ -39,6 +39,7 @@ from test_certificate_sessions import (
 )
 from test_session_list import (
     session_replicas,
+    test_a_kind_lists_only_its_sessions_and_pages_through_all_of_them,
     test_a_person_sees_their_live_sessions_how_and_where_made_and_which_is_this_one,
     test_a_services_assertion_is_listed_as_a_session_of_its_own,
     test_a_session_may_end_itself,
@@ -132,6 +133,7 @@ RERUN = (
     test_bad_requests_are_refused_naming_the_field,
     test_last_use_is_recorded_when_the_one_recorded_is_minutes_old,
     test_a_services_assertion_is_listed_as_a_session_of_its_own,
+    test_a_kind_lists_only_its_sessions_and_pages_through_all_of_them,
     people,
     test_simultaneous_first_connections_with_one_certificate_make_one_session,
     test_simultaneous_renewals_of_a_session_with_little_life_left_make_one_new_session,

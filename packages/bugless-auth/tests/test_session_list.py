@@ -34,9 +34,9 @@ async def sign_in(server: AuthServer, name: str, address: str) -> str:
 
 
 async def listed(
-    server: AuthServer, token: str, *, username: str = "", page_size: int = 0
+    server: AuthServer, token: str, *, username: str = "", page_size: int = 0, kind: str = ""
 ) -> list[v1.Session]:
-    """Every page of the listing, in order."""
+    """Every page of the listing (of ``kind``), in order."""
     sessions: list[v1.Session] = []
     page_token = ""
     while True:
@@ -45,6 +45,7 @@ async def listed(
                 token=token,
                 username=username,
                 page=v1.PageRequest(page_size=page_size, page_token=page_token),
+                kind=kind,
             )
         )
         sessions.extend(reply.sessions)
@@ -323,3 +324,49 @@ async def test_a_services_assertion_is_listed_as_a_session_of_its_own(auth: Auth
         ("local", "password"),
         ("service", "service"),
     ]
+
+
+async def test_a_kind_lists_only_its_sessions_and_pages_through_all_of_them(
+    auth: AuthServer,
+) -> None:
+    # A busy notifier's sessions (one a mail) must not push a person's own
+    # sign-ins off the pages, nor the other way round.
+    name = unique("kinds")
+    record = await auth.add_user(name, password="pw")
+    own = [await sign_in(auth, name, f"192.0.2.{60 + i}") for i in range(3)]
+    for _ in range(7):
+        await auth.stub.issue_assertion(v1.IssueAssertionRequest(user_id=record.user_id))
+    everything = await listed(auth, own[0], page_size=500)
+    assert len(everything) == 10
+    by_kind = {
+        kind: await listed(auth, own[0], page_size=2, kind=kind)
+        for kind in ("people", "services", "all")
+    }
+    assert [s.kind for s in by_kind["people"]] == ["password"] * 3
+    assert [s.kind for s in by_kind["services"]] == ["service"] * 7
+    assert by_kind["all"] == everything
+    # Each kind's pages are the full listing's sessions of that kind, in its order.
+    assert by_kind["people"] == [s for s in everything if s.kind != "service"]
+    assert by_kind["services"] == [s for s in everything if s.kind == "service"]
+    # A page of services, then of people: each its own listing.
+    first = await auth.stub.list_sessions(
+        v1.ListSessionsRequest(token=own[0], page=v1.PageRequest(page_size=2), kind="people")
+    )
+    assert len(first.sessions) == 2
+    assert first.next_page_token
+    for kind in ("services", "all", ""):
+        error = await expect_status(
+            auth.stub.list_sessions(
+                v1.ListSessionsRequest(
+                    token=own[0], page=v1.PageRequest(page_token=first.next_page_token), kind=kind
+                )
+            ),
+            Status.INVALID_ARGUMENT,
+        )
+        assert "page.page_token" in (error.message or "")
+    error = await expect_status(
+        auth.stub.list_sessions(v1.ListSessionsRequest(token=own[0], kind="robots")),
+        Status.INVALID_ARGUMENT,
+    )
+    assert "kind" in (error.message or "")
+    assert "people" in (error.message or "")

@@ -24,6 +24,7 @@ from bugless_core.clients import call
 from bugless_core.errors import Unauthenticated
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
+from bugless_web.routes.sessions import PAGE_SIZE
 from bugless_web.session import DEV_COOKIE_NAME, Session, SessionCodec
 
 #: The replicas' --token-cache-seconds: how late a replica may notice.
@@ -441,3 +442,36 @@ async def test_services_acting_for_a_person_are_one_folded_line_each_still_endab
     after = (await person.get("/settings/sessions")).text
     assert "Services acting for you: 2, latest at " in after
     assert services[0] not in after
+
+
+async def test_a_page_of_services_never_pushes_the_persons_own_sessions_off_the_page(
+    world: World,
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    """More services' sessions than a page holds: the person's own stay on page one."""
+    first, _ = replicas
+    world.stack.add_user("busymail", PASSWORD)
+    person = browser(browsers, first)
+    await sign_in(person, "busymail")
+    await acting_for(world.stack, "busymail", PAGE_SIZE + 2)  # all newer than the sign-in
+
+    page = (await person.get("/settings/sessions")).text
+
+    own, _, folded = page.partition('<details class="manage services-acting">')
+    assert [current for _, current in listed_sessions(own)] == [True]
+    assert 'rel="next">Older sessions' not in own  # the person's own fit one page
+    assert f"Services acting for you: {PAGE_SIZE}+, latest at " in folded
+    newest = [session for session, _ in listed_sessions(folded)]
+    assert len(newest) == PAGE_SIZE
+    older_link = re.search(r'href="(/settings/sessions\?services_page=[^"]+)" rel="next"', folded)
+    assert older_link is not None, folded
+    older = (await person.get(older_link.group(1).replace("&amp;", "&"))).text
+    own_again, _, folded_older = older.partition('<details class="manage services-acting" open>')
+    assert [current for _, current in listed_sessions(own_again)] == [True]
+    rest = [session for session, _ in listed_sessions(folded_older)]
+    assert len(rest) == 2
+    assert not set(rest) & set(newest)
+    assert "Services acting for you: 2 older ones" in folded_older
+    forged = await person.get("/settings/sessions?services_page=forged")
+    assert forged.status_code == 400

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from bugless_auth.people_rpcs import MAX_CERTIFICATE, MAX_TOKEN, PeopleRpcs, check_length
 from bugless_auth.service import AuthService
+from bugless_auth.sessions import ALL_SESSIONS, SESSION_KINDS
 from bugless_auth.user_admin import MAX_SESSIONS_PAGE_SIZE
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
@@ -318,11 +319,17 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
                 f"got {page.page_size}"
             )
         check_length(page.page_token, "page.page_token", MAX_TOKEN)
+        kind = message.kind or ALL_SESSIONS
+        if kind not in SESSION_KINDS:
+            raise InvalidArgument(
+                f"kind: {message.kind[:40]!r} is not one of {', '.join(SESSION_KINDS)} (empty: all)"
+            )
         return await self.service.list_sessions(
             message.token,
             username=message.username,
             page_size=page.page_size,
             page_token=page.page_token,
+            kind=kind,
         )
 
     @grpc_errors

@@ -71,6 +71,11 @@ SERVICE = "service"
 #: How the sessions no backend makes are recorded (their ``authenticator``),
 #: and their kind on the wire (``Session.kind``). A backend's sessions have its kind.
 BUILT_IN_KINDS = {PEOPLE_CA: "certificate", SERVICE: "service"}
+#: What a listing of sessions may ask for (``ListSessionsRequest.kind``): all
+#: of them, the user's own sign-ins ("people": password, single sign-on, client
+#: certificates), or the sessions of services acting for them (``SERVICE``).
+ALL_SESSIONS, PEOPLE, SERVICES = "all", "people", "services"
+SESSION_KINDS = (ALL_SESSIONS, PEOPLE, SERVICES)
 #: A certificate's connections share its live session while more than this
 #: part of a token's lifetime is left (3 h of the default 12 h); then the next
 #: connection makes a new one, so a long-lived connection never holds a token
@@ -182,11 +187,14 @@ _COLUMNS = """
 session_id, user_id, authenticator, client_address, created_at,
 COALESCE(last_used_at, created_at) AS last_used_at, expires_at
 """
-#: The live sessions of user $1, newest first, after the position ($2, $3)
-#: (created_at, session_id; NULL: from the start), at most $4.
+#: The live sessions of user $1 of kind $5 (:data:`SESSION_KINDS`), newest
+#: first, after the position ($2, $3) (created_at, session_id; NULL: from the
+#: start), at most $4. The kind is in the query, not a filter of its pages, so
+#: a page holds that many of that kind whatever the other kind's count.
 _LIST_LIVE = f"""
 SELECT {_COLUMNS} FROM sessions
 WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+  AND ($5::text = '{ALL_SESSIONS}' OR (authenticator = '{SERVICE}') = ($5::text = '{SERVICES}'))
   AND ($2::timestamptz IS NULL OR (created_at, session_id) < ($2::timestamptz, $3::text))
 ORDER BY created_at DESC, session_id DESC
 LIMIT $4
@@ -368,16 +376,24 @@ class SessionStore:
         return True
 
     async def list_live(
-        self, user_id: str, *, after: tuple[datetime.datetime, str] | None, limit: int
+        self,
+        user_id: str,
+        *,
+        after: tuple[datetime.datetime, str] | None,
+        limit: int,
+        kind: str = ALL_SESSIONS,
     ) -> list[asyncpg.Record]:
         """``user_id``'s live sessions, newest first, after a position, at most ``limit``.
 
-        Each row has the columns of :data:`_COLUMNS`; a row's position for
-        the next page is ``(created_at, session_id)``.
+        Only those of ``kind`` (one of :data:`SESSION_KINDS`). Each row has
+        the columns of :data:`_COLUMNS`; a row's position for the next page
+        is ``(created_at, session_id)``.
         """
+        if kind not in SESSION_KINDS:
+            raise ValueError(f"kind: {kind!r} is not one of {', '.join(SESSION_KINDS)}")
         since, session_id = after if after is not None else (None, "")
         rows: list[asyncpg.Record] = await self._store.run(
-            lambda conn: conn.fetch(_LIST_LIVE, user_id, since, session_id, limit),
+            lambda conn: conn.fetch(_LIST_LIVE, user_id, since, session_id, limit, kind),
             transaction=False,
         )
         return rows

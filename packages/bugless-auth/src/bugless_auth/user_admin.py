@@ -18,7 +18,7 @@ from bugless_auth import disabling, placeholders
 from bugless_auth.disabling import Ends
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.policy import IMPORT_ISSUES, MANAGE_USERS
-from bugless_auth.sessions import BUILT_IN_KINDS
+from bugless_auth.sessions import ALL_SESSIONS, BUILT_IN_KINDS
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core.errors import (
     FailedPrecondition,
@@ -295,13 +295,20 @@ class UserAdministration:
         return {**BUILT_IN_KINDS, **{b.name: b.kind.value for b in self.backends}}
 
     async def list_sessions(
-        self, token: str, *, username: str, page_size: int, page_token: str
+        self,
+        token: str,
+        *,
+        username: str,
+        page_size: int,
+        page_token: str,
+        kind: str = ALL_SESSIONS,
     ) -> v1.ListSessionsResponse:
         """Live sessions of the token's user, or of ``username`` (manage_users), newest first.
 
         ``page_size`` 0 is :data:`SESSIONS_PAGE_SIZE`; the servicer has
-        checked it is at most :data:`MAX_SESSIONS_PAGE_SIZE`. A page token
-        belongs to the user whose sessions it lists.
+        checked it is at most :data:`MAX_SESSIONS_PAGE_SIZE`, and that
+        ``kind`` is one of :data:`~bugless_auth.sessions.SESSION_KINDS`. A
+        page token belongs to the user and the kind whose sessions it lists.
 
         Raises:
             Unauthenticated: the token is invalid, expired or ended.
@@ -324,12 +331,16 @@ class UserAdministration:
                 raise NotFound(f"username: no bugless user is called {username!r}")
             user_id = found[0].user_id
         pages = self.tokens.page_tokens
-        fingerprint = pages.fingerprint("ListSessions", user_id)
+        # "all" keeps the fingerprint of the listing before kinds: its tokens still work.
+        listing = (
+            ("ListSessions", user_id) if kind == ALL_SESSIONS else ("ListSessions", user_id, kind)
+        )
+        fingerprint = pages.fingerprint(*listing)
         after = None
         if page_token:
             after = _page_position(pages.decode(page_token, fingerprint))
         size = page_size or SESSIONS_PAGE_SIZE
-        rows = await self.sessions.list_live(user_id, after=after, limit=size + 1)
+        rows = await self.sessions.list_live(user_id, after=after, limit=size + 1, kind=kind)
         next_token = ""
         if len(rows) > size:
             rows = rows[:size]

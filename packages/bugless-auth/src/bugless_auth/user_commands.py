@@ -326,6 +326,15 @@ def user_disable_command(
     metavar="SESSION_ID",
     help="End this session of the user (repeatable); the rest are listed as before.",
 )
+@click.option(
+    "--kind",
+    type=click.Choice(["people", "services", "all"]),
+    default="all",
+    show_default=True,
+    help="Which sessions to list: the user's own sign-ins (people: password, single "
+    "sign-on, client certificates), those of services acting for them (services: the "
+    "notifier, imports), or all.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
@@ -334,6 +343,7 @@ def user_sessions_command(
     *,
     username: str,
     end_ids: tuple[str, ...],
+    kind: str,
     as_json: bool,
     lock_wait_seconds: float,
 ) -> None:
@@ -362,7 +372,7 @@ def user_sessions_command(
                     f"--end: {username} has no live session {session_id!r} (ended or expired "
                     "already?); sessions before it on the command line were ended"
                 )
-        rows = await sessions.list_live(user_id, after=None, limit=100_000)
+        rows = await sessions.list_live(user_id, after=None, limit=100_000, kind=kind)
         return [
             {
                 "session_id": row["session_id"],
@@ -386,7 +396,8 @@ def user_sessions_command(
         click.echo(json.dumps(listed, indent=2))
         return
     if not listed:
-        click.echo(f"{username} has no live sessions")
+        of_kind = {"people": " of their own", "services": " of services"}.get(kind, "")
+        click.echo(f"{username} has no live sessions{of_kind}")
     for row in listed:
         click.echo(
             f"{row['session_id']}  {row['authenticator']:<10} {row['client_address'] or '-':<20} "

@@ -6,7 +6,10 @@ address, when, when last used), this one marked; each other one has a
 "Sign out" button (``EndSession``), and "sign out everywhere" ends them all.
 The sessions of services acting for the person (each notifier mail makes one)
 are folded into one line, "Services acting for you: N, latest at ...", that
-opens (``<details>``, no script needed) to their rows, each endable.
+opens (``<details>``, no script needed) to their rows, each endable. The two
+are two listings (``ListSessions`` by kind, each paged on its own:
+``?page=`` the person's, ``?services_page=`` the services'), so a busy
+notifier's sessions never push the person's own sign-ins to a later page.
 
 An ended session is refused by every Authenticator replica at once; a web
 replica that validated its token a moment before keeps accepting it for at
@@ -16,6 +19,7 @@ page knows the session only by id), which the page says.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -28,9 +32,6 @@ from bugless_web.frontend import frontend_of, redirect, render, session_of, view
 SESSIONS_PAGE = "/settings/sessions"
 #: Sessions shown a page.
 PAGE_SIZE = 50
-#: The kind of a service's session (the notifier or an import acting for the
-#: person, ``IssueAssertion``): listed apart, folded into one line.
-SERVICE_KIND = "service"
 #: How a session was made, as the page says it (``Session.kind``).
 KIND_LABELS = {
     "password": "Password",
@@ -42,27 +43,39 @@ KIND_LABELS = {
 
 @get(SESSIONS_PAGE)
 async def sessions_page(request: Request[Any, Any, Any]) -> Response[str]:
-    """The person's live sessions, newest first, a page at a time."""
+    """The person's live sessions, newest first, a page at a time (theirs and services' apart)."""
     viewer = await viewer_of(request)
     frontend = frontend_of(request)
     page_token = request.query_params.get("page", "")
-    reply = await call(
-        frontend.backends.auth.list_sessions,
-        v1.ListSessionsRequest(
-            token=viewer.token, page=v1.PageRequest(page_size=PAGE_SIZE, page_token=page_token)
-        ),
+    services_page = request.query_params.get("services_page", "")
+
+    async def listing(kind: str, token: str) -> v1.ListSessionsResponse:
+        return await call(
+            frontend.backends.auth.list_sessions,
+            v1.ListSessionsRequest(
+                token=viewer.token,
+                page=v1.PageRequest(page_size=PAGE_SIZE, page_token=token),
+                kind=kind,
+            ),
+        )
+
+    # A busy notifier makes a session a mail, each ~5 minutes long: one folded
+    # line, opened to see or end them, and never in the way of the person's own.
+    own, services = await asyncio.gather(
+        listing("people", page_token), listing("services", services_page)
     )
     return render(
         request,
         "sessions.html",
         {
             "title": "Sessions",
-            # A busy notifier makes a session a mail, each ~5 minutes long:
-            # one folded line, opened to see or end them, not a screenful.
-            "sessions": [s for s in reply.sessions if s.kind != SERVICE_KIND],
-            "services": [s for s in reply.sessions if s.kind == SERVICE_KIND],
-            "next_page_token": reply.next_page_token,
+            "sessions": own.sessions,
+            "services": services.sessions,
+            "page_token": page_token,
+            "next_page_token": own.next_page_token,
             "first_page": not page_token,
+            "services_page": services_page,
+            "services_next_page": services.next_page_token,
             "kind_labels": KIND_LABELS,
             "cache_seconds": frontend.settings.token_cache_seconds,
         },
