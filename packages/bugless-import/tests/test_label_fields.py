@@ -8,7 +8,7 @@ from import_support import ADMIN
 
 from bugless_core.clients import call
 from bugless_import.mapping import LabelTarget, Mapping
-from bugless_import.runner import _Labels
+from bugless_import.targets import Labels
 from bugless_proto import v1
 
 
@@ -29,7 +29,7 @@ async def test_a_label_names_its_field_by_case_folding(model: v1.ModelStub) -> N
         ),
     )
     mapping = Mapping(labels={"fruit": LabelTarget(field="ÄPFEL-STRASSE", value="Hoch")})
-    labels = _Labels(model, ADMIN, mapping)
+    labels = Labels(model, ADMIN, mapping)
     await labels.prepare([component.id])
     assert labels(component.id, ["fruit"]) == (
         [],

@@ -53,6 +53,7 @@ from bugless_import.progress import Progress
 from bugless_import.report import ImportReport
 from bugless_import.settings import ImportSettings
 from bugless_import.state import DoneState, RefusedFiles, no_redirects_warning, write_outputs
+from bugless_import.targets import Components, Labels
 from bugless_proto import v1
 
 _MATCH_BATCH = 1000
@@ -198,104 +199,6 @@ async def _identity(auth: v1.AuthenticatorStub, token: str) -> v1.Caller:
     )
 
 
-class _Components:
-    """Source component -> component id, creating what is missing (not in a dry run)."""
-
-    def __init__(self, model: v1.ModelStub, caller: v1.Caller, dry_run: bool) -> None:
-        self.model, self.caller, self.dry_run = model, caller, dry_run
-        self.created: list[str] = []
-        self._ids: dict[str, int] = {}
-
-    async def path_id(self, path: str) -> int:
-        if path in self._ids:
-            return self._ids[path]
-        parent = 0
-        prefix: list[str] = []
-        for name in [p.strip() for p in path.split(">") if p.strip()]:
-            prefix.append(name)
-            here = ">".join(prefix)
-            if here in self._ids:
-                parent = self._ids[here]
-                continue
-            try:
-                found = await call(
-                    self.model.get_component,
-                    v1.GetComponentRequest(caller=self.caller, path=here),
-                )
-                parent = found.id
-            except NotFound:
-                self.created.append(here)
-                if self.dry_run:
-                    parent = -len(self.created)
-                else:
-                    made = await call(
-                        self.model.create_component,
-                        v1.CreateComponentRequest(caller=self.caller, parent_id=parent, name=name),
-                    )
-                    parent = made.id
-            self._ids[here] = parent
-        self._ids[path] = parent
-        return parent
-
-
-class _Labels:
-    """Labels -> hotlists (found or created) and custom field values."""
-
-    def __init__(self, model: v1.ModelStub, caller: v1.Caller, mapping: Mapping) -> None:
-        self.model, self.caller, self.mapping = model, caller, mapping
-        self.hotlists: dict[str, int] = {}
-        self.fields: dict[int, dict[str, v1.CustomField]] = {}
-
-    async def prepare(self, components: Iterable[int]) -> None:
-        wanted = {t.hotlist for t in self.mapping.labels.values() if t.hotlist}
-        if wanted:
-            page = await call(
-                self.model.list_hotlists,
-                v1.ListHotlistsRequest(
-                    caller=self.caller,
-                    member=self.caller.user_id,
-                    page=v1.PageRequest(page_size=500),
-                ),
-            )
-            self.hotlists = {h.name: h.id for h in page.hotlists if h.name in wanted}
-            for name in sorted(wanted - set(self.hotlists)):
-                made = await call(
-                    self.model.create_hotlist,
-                    v1.CreateHotlistRequest(caller=self.caller, name=name),
-                )
-                self.hotlists[name] = made.id
-        if any(t.field for t in self.mapping.labels.values()):
-            for component_id in set(components):
-                listed = await call(
-                    self.model.list_custom_fields,
-                    v1.ListCustomFieldsRequest(caller=self.caller, component_id=component_id),
-                )
-                self.fields[component_id] = {f.name.casefold(): f for f in listed.custom_fields}
-
-    def __call__(
-        self, component_id: int, labels: Sequence[str]
-    ) -> tuple[list[int], list[v1.CustomFieldValue]]:
-        hotlists: set[int] = set()
-        values: dict[int, list[str]] = {}
-        for label in labels:
-            target = self.mapping.label(label, count=False)
-            if target is None:
-                continue
-            if target.hotlist:
-                hotlists.add(self.hotlists[target.hotlist])
-                continue
-            found = self.fields.get(component_id, {}).get(target.field.casefold())
-            if found is None:
-                self.mapping.unmapped[("labels", f"{label} (no field {target.field!r} here)")] += 1
-                continue
-            chosen = values.setdefault(found.id, [])
-            if found.type is v1.CustomFieldType.ENUM_MULTI or not chosen:
-                chosen.append(target.value)
-        return sorted(hotlists), [
-            v1.CustomFieldValue(field_id=fid, values=vals) for fid, vals in sorted(values.items())
-        ]
-
-
 async def run_import(
     importer: Importer, settings: ImportSettings, *, progress: TextIO | None = None
 ) -> ImportReport:
@@ -374,7 +277,7 @@ async def _run(
             ids = await _match_people(
                 auth, token, importer.name, people, create=not settings.dry_run, report=report
             )
-        components = _Components(model, caller, settings.dry_run)
+        components = Components(model, caller, settings.dry_run)
         component_ids: dict[str, int] = {}
         with _reaching("the Model", settings.model, settings):
             for name in sorted(component_names(issues)):
@@ -383,7 +286,7 @@ async def _run(
                     path = settings.component_root + (f">{name}" if name else "")
                 component_ids[name] = await components.path_id(path)
         report.components_to_create = components.created
-        labels = _Labels(model, caller, mapping)
+        labels = Labels(model, caller, mapping)
         if settings.dry_run:
             _dry_convert(importer, issues, mapping)
             report.relations = _dry_relations(importer, issues, found, settings)
