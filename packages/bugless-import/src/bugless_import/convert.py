@@ -19,6 +19,12 @@ from bugless_core.errors import FailedPrecondition
 from bugless_core.importer import SourceAttachment, SourceChange, SourceIssue
 from bugless_core.issue_references import imported_file_link
 from bugless_import.mapping import Mapping as ValueMapping
+from bugless_import.relation_history import (
+    HeldRelations,
+    RelationChanges,
+    apply_relation_changes,
+    has_relation_changes,
+)
 from bugless_import.sources.markup import cite_source_issues
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -180,6 +186,8 @@ def to_request(
     reference_link: Callable[[str], str] = lambda _number: "",
     files: Sequence[v1.ImportedAttachment | str] | None = None,
     entry_files: Sequence[Sequence[v1.ImportedAttachment | str]] | None = None,
+    relation_reference: Callable[[str], str | None] = lambda _key: None,
+    relation_counts: RelationChanges | None = None,
 ) -> v1.ImportIssueRequest:
     """The ImportIssue call for ``issue``.
 
@@ -195,6 +203,10 @@ def to_request(
     they ride on the entry itself. A stored file with a ``link`` has that
     link in its text (the comment, or the description) rewritten to
     :func:`imported_file_link`; one not stored keeps the source's link.
+    ``relation_reference`` gives the external id of a source key an entry's
+    relation change names, None for an issue outside the import (the change
+    is left out and counted in ``relation_counts``): see
+    :mod:`bugless_import.relation_history`.
     """
 
     def text(markdown: str) -> str:
@@ -225,6 +237,7 @@ def to_request(
     last = max([issue.created_at, *files_at, *entries_at])
     description = issue.description
     labels = _LabelReplay(resolved, component_id, initial_labels(issue))
+    held = HeldRelations()
     edits = [c for e in issue.entries for c in e.changes if c.field == "description"]
     if edits:
         description = edits[0].old  # the text at creation; the edits follow as entries
@@ -281,6 +294,8 @@ def to_request(
         if paths:
             item.fields = delta
             item.update_mask = FieldMask(paths=paths)
+        if entry.relations:
+            apply_relation_changes(item, entry.relations, relation_reference, held, relation_counts)
         if "component_id" in paths:
             labels.component_id = delta.component_id
         labels.apply(item, entry.changes)
@@ -295,6 +310,7 @@ def to_request(
             or item.custom_fields
             or item.comment.strip()
             or item.attachments
+            or has_relation_changes(item)
         ):
             history.append(item)
     attach_until(None)

@@ -13,8 +13,11 @@ rules a native change follows (a relation already held changes nothing,
 FieldChanges with bugless ids) and :func:`write_relations` writes the end
 state. Blocking is two-way, as :mod:`._issues` keeps it: each entry that
 changes it gives the other issue an entry of its own, caused by this one,
-at the source's time unless the other issue's history is already later
-(its entries stay in time order).
+at the source's time unless the other issue's last entry is later (its
+entries stay in time order). A source that logs a blocking change on both
+issues is therefore imported from one side only (the blocked issue's), or
+the other side's own record would find the relation already held, or
+removed again, by then.
 """
 
 from __future__ import annotations
@@ -237,7 +240,7 @@ async def _write_other_side(
 ) -> None:
     lists = {name: set(row[name]) for name in LIST_RELATIONS}
     version = int(row["version"])
-    latest: datetime = row["modified_at"]
+    latest: datetime = row["last_entry_at"] or row["modified_at"]
     versions: list[int] = []
     authors: list[str] = []
     times: list[datetime] = []
@@ -267,7 +270,7 @@ async def _write_other_side(
     other = int(row["id"])
     await ctx.conn.execute(
         q.UPDATE_IMPORTED_OTHER_SIDE, other, sorted(lists["blocking_ids"]),
-        sorted(lists["blocked_by_ids"]), latest, version,
+        sorted(lists["blocked_by_ids"]), max(latest, row["modified_at"]), version,
     )  # fmt: skip
     await ctx.conn.execute(
         q.INSERT_IMPORTED_CAUSED_ENTRIES, other, versions, authors, times, changes, external_id,

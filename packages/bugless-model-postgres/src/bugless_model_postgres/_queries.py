@@ -528,10 +528,12 @@ UPDATE issues SET parent_id = $2, duplicate_of_id = $3, blocking_ids = $4, block
  WHERE id = $1
 """
 
-#: The other issues of an imported history's blocking changes (locked before).
+#: The other issues of an imported history's blocking changes (locked before),
+#: with their last entry's time.
 IMPORT_OTHER_SIDES = """
-SELECT id, blocking_ids, blocked_by_ids, modified_at, version
-  FROM issues WHERE id = ANY ($1::bigint[])
+SELECT i.id, i.blocking_ids, i.blocked_by_ids, i.modified_at, i.version,
+       (SELECT max(h.created_at) FROM issue_history h WHERE h.issue_id = i.id) AS last_entry_at
+  FROM issues i WHERE i.id = ANY ($1::bigint[])
 """
 
 #: The other side's lists after an imported history's blocking changes.

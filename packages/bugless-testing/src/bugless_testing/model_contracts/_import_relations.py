@@ -151,6 +151,22 @@ class ImportedRelationContract:
         assert entries[-1].created_at == _at(50)
         assert entries[-1].author == "src-dev"
 
+    async def test_the_other_side_entry_is_at_the_source_time_after_its_last_entry(
+        self, model: v1.ModelStub
+    ) -> None:
+        """The other issue's source modification time may be later than its last entry."""
+        component = await make_component(model)
+        request = _request(component.id, f"trac:{unique('rel')}")
+        request.modified_at = _at(40)
+        blocked = await model.import_issue(request)
+        assert blocked.issue is not None
+        await _imported(
+            model, component.id, _relation("src-dev", 2, blocking_add=[request.external_id])
+        )
+        caused = (await history(model, blocked.issue.id))[-1]
+        assert caused.created_at == _at(2)
+        assert (await get_issue(model, blocked.issue.id)).modified_at == _at(40)
+
     async def test_a_refresh_appends_relation_entries_and_then_writes_nothing(
         self, model: v1.ModelStub
     ) -> None:

@@ -3384,7 +3384,8 @@ class ImportedEntry(betterproto2.Message):
     does (FieldChanges parent_id, duplicate_of_id, blocking_ids,
     blocked_by_ids, with bugless ids), and blocking stays two-way: the other
     issue gets an entry caused by this one, at this entry's time (or its own
-    last modification, if later: its history stays in time order).
+    last entry's, if later: its history stays in time order). A source that
+    logs a blocking change on both issues sends it from one of them.
     The parent (update_mask path parent_id; empty: none). A cycle of parents
     or duplicates is FAILED_PRECONDITION, as for ChangeIssue.
     """

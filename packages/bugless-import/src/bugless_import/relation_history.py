@@ -1,0 +1,173 @@
+"""Relation history: the source's relation changes as the entries' own changes.
+
+A source logs when a relation was added or removed (Trac's ticket_change rows
+of MasterTicketsPlugin's and TracSubtickets' fields, Roundup's journal of
+``superseder``, ``blockers`` and ``dependencies``, Jira's changelog of links,
+"Epic Link" and "Parent"). Each becomes a relation change of its entry
+(ImportedEntry ``parent``, ``duplicate_of``, ``blocking_add`` ...), naming the
+other issue by its external id, which the Model resolves in the issue's
+transaction and refuses when no issue has it.
+
+So the other issue must exist first. The run imports in two passes: the
+first sends every issue with its history cut before its first relation
+change (:func:`cut`), so that after it every issue of the import exists; the
+second sends the whole history of the issues it cut, one at a time, and the
+Model appends the rest (an import appends only the entries beyond those it
+has). A change naming an issue outside the import (nor imported by an earlier
+run) is left out of the entry, and counted; the relation pass then reports
+the relation as it does today. Which changes are left out depends on the
+source and the state directory only, so a second run sends the same history.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bugless_core.importer import SourceRelationChange
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+#: ImportedEntry list fields, by (kind, reverse) and whether the change removes.
+_LISTS = {
+    ("blocks", False, False): "blocking_add",
+    ("blocks", False, True): "blocking_remove",
+    ("blocks", True, False): "blocked_by_add",
+    ("blocks", True, True): "blocked_by_remove",
+}
+#: ImportedEntry reference fields of the one-valued relations, with their mask path.
+_ONE_VALUED = {
+    "parent": ("parent", "parent_id"),
+    "duplicate_of": ("duplicate_of", "duplicate_of_id"),
+}
+_RELATION_LISTS = ("blocking_add", "blocking_remove", "blocked_by_add", "blocked_by_remove")
+_RELATION_PATHS = frozenset(path for _, path in _ONE_VALUED.values())
+
+
+@dataclass
+class RelationChanges:
+    """Counts of the source's relation changes: kept in the history, or left out."""
+
+    kept: int = 0
+    left_out: int = 0
+
+
+@dataclass
+class HeldRelations:
+    """The one-valued relations while an issue's history is converted (external ids)."""
+
+    parent: str = ""
+    duplicate_of: str = ""
+
+
+def apply_relation_changes(
+    item: v1.ImportedEntry,
+    changes: Sequence[SourceRelationChange],
+    reference: Callable[[str], str | None],
+    held: HeldRelations,
+    counts: RelationChanges | None = None,
+) -> None:
+    """Set ``item``'s relation changes from the source entry's ``changes``.
+
+    ``reference`` gives a source key's external id, or None for an issue
+    outside the import (the change is then left out). A removal of a parent or
+    duplicate that is not the one held changes nothing; a reverse one is left
+    to the other issue's history.
+    """
+    paths = list(item.update_mask.paths) if item.update_mask else []
+    for change in changes:
+        one_valued = _ONE_VALUED.get(change.kind)
+        list_name = _LISTS.get((change.kind, change.reverse, change.removed))
+        if list_name is None and (one_valued is None or change.reverse):
+            continue
+        target = reference(change.target)
+        if target is None:
+            if counts is not None:
+                counts.left_out += 1
+            continue
+        if counts is not None:
+            counts.kept += 1
+        if list_name is not None:
+            values = getattr(item, list_name)
+            if target not in values:
+                values.append(target)
+            continue
+        assert one_valued is not None
+        field, path = one_valued
+        current = getattr(held, field)
+        if change.removed:
+            if current != target:
+                continue
+            target = ""
+        setattr(held, field, target)
+        setattr(item, field, target)
+        if path not in paths:
+            paths.append(path)
+    for add, remove in (_RELATION_LISTS[:2], _RELATION_LISTS[2:]):
+        both = set(getattr(item, add)) & set(getattr(item, remove))
+        if both:  # added and removed by one entry: no change
+            setattr(item, add, [v for v in getattr(item, add) if v not in both])
+            setattr(item, remove, [v for v in getattr(item, remove) if v not in both])
+    if paths:
+        item.update_mask = FieldMask(paths=paths)
+
+
+def has_relation_changes(item: v1.ImportedEntry) -> bool:
+    """Whether the item changes a relation (it names another issue, or clears one)."""
+    paths = set(item.update_mask.paths) if item.update_mask else set()
+    return bool(_RELATION_PATHS & paths) or any(getattr(item, n) for n in _RELATION_LISTS)
+
+
+def cut(request: v1.ImportIssueRequest) -> v1.ImportIssueRequest | None:
+    """The first pass's request: the history before its first relation change.
+
+    None when the history changes no relation (the request is sent whole).
+    Its modified and closed times are left to the Model (the last entry's,
+    the last move into a closed status): the source's may be later than the
+    cut history.
+    """
+    for index, item in enumerate(request.history):
+        if has_relation_changes(item):
+            first = copy.copy(request)
+            first.history = request.history[:index]
+            first.modified_at = None
+            first.closed_at = None
+            return first
+    return None
+
+
+def without_relations(request: v1.ImportIssueRequest, reason: str) -> v1.ImportIssueRequest:
+    """``request`` with no relation changes, each entry that had some saying why.
+
+    For an issue whose relation history the Model refused (a cycle of parents
+    or duplicates the source allowed): the rest of its history is imported,
+    and the relation pass reports the relation. Every entry stays (one left
+    with nothing else keeps the note), so the history's positions are the
+    whole request's and a later ``--refresh`` appends only what is new.
+    """
+    note = f"(Relation changes of this entry not imported: {reason}.)"
+    history = []
+    for item in request.history:
+        if not has_relation_changes(item):
+            history.append(item)
+            continue
+        paths = [p for p in item.update_mask.paths if p not in _RELATION_PATHS]
+        history.append(
+            v1.ImportedEntry(
+                author=item.author,
+                created_at=item.created_at,
+                comment=f"{item.comment}\n\n{note}" if item.comment.strip() else note,
+                fields=item.fields,
+                update_mask=FieldMask(paths=paths),
+                cc_add=item.cc_add,
+                cc_remove=item.cc_remove,
+                hotlist_add=item.hotlist_add,
+                hotlist_remove=item.hotlist_remove,
+                custom_fields=item.custom_fields,
+                attachments=item.attachments,
+            )
+        )
+    stripped = copy.copy(request)
+    stripped.history = history
+    return stripped
