@@ -12,8 +12,9 @@ bugless-core and its source's client library, nothing else.
 Records carry the issue as it is *now* and its history as the source logged
 it (each change with its old and new value); the command rolls the changes
 back to find the state at creation. Relations between issues (duplicate of,
-parent, blocking) are carried by the source's keys: the command sets them
-once both ends are imported.
+parent, blocking) are carried by the source's keys, as they are now and as
+each entry changed them: the command imports the changes with the history
+once both ends exist, and sets the ones still lacking after that.
 """
 
 from __future__ import annotations
@@ -148,13 +149,37 @@ class SourceRelation:
 
 
 @dataclass(frozen=True)
+class SourceRelationChange:
+    """A relation one history entry added or removed, as the source logged it.
+
+    Attributes:
+        kind: One of :data:`RELATION_KINDS` (others are not imported as
+            history), read as :class:`SourceRelation` reads it.
+        target: The other issue's :attr:`SourceIssue.key`.
+        reverse: As :attr:`SourceRelation.reverse`. bugless records a parent
+            or a duplicate on the sub-issue or the duplicate only, so a
+            reverse ``parent``/``duplicate_of`` change (a sub-issue added to
+            this issue) is left out of this issue's history: the other
+            issue's history, or the relation pass, has it.
+        removed: True: the entry removed the relation; False: added it.
+    """
+
+    kind: str
+    target: str
+    reverse: bool = False
+    removed: bool = False
+
+
+@dataclass(frozen=True)
 class SourceEntry:
     """One entry of the source's history: who, when, what they wrote and changed.
 
     ``attachments`` are the files its comment links (their
     :attr:`SourceAttachment.link`, GitHub's pasted files): attached by this
     entry itself rather than by entries of their own, each link in the
-    comment then pointing at the copy.
+    comment then pointing at the copy. ``relations`` are the relations it
+    added or removed, which the import keeps as the entry's relation changes
+    (``bugless_import.relation_history``).
     """
 
     author: str
@@ -162,6 +187,7 @@ class SourceEntry:
     comment: str = ""
     changes: tuple[SourceChange, ...] = ()
     attachments: tuple[SourceAttachment, ...] = ()
+    relations: tuple[SourceRelationChange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,8 +219,9 @@ class SourceIssue:
             (``bugless import`` stores the content, then ImportIssue attaches it);
             those with a ``link`` are the files the description links.
         relations: Its relations to other issues of the source as it has them
-            now (the source's history of them is not imported: see
-            ``bugless_import.relations``).
+            now, which the relation pass sets where the history did not
+            (``bugless_import.relations``); their changes over time are the
+            entries' ``relations``.
     """
 
     key: str

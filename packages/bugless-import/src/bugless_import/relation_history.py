@@ -51,6 +51,8 @@ class RelationChanges:
 
     kept: int = 0
     left_out: int = 0
+    #: Of ``kept``, those in issues whose relation history the Model refused.
+    refused: int = 0
 
 
 @dataclass
@@ -71,12 +73,15 @@ def apply_relation_changes(
     """Set ``item``'s relation changes from the source entry's ``changes``.
 
     ``reference`` gives a source key's external id, or None for an issue
-    outside the import (the change is then left out). A removal of a parent or
-    duplicate that is not the one held changes nothing; a reverse one is left
-    to the other issue's history.
+    outside the import (the change is then left out). bugless holds one
+    parent and one duplicate: an entry's removals apply first (a move from one
+    parent to another is a removal and an addition), a removal of one not
+    held changes nothing, and an addition while one is held is not imported
+    (the relation pass reports the second, as it does for the source's
+    relations now). A reverse one is left to the other issue's history.
     """
     paths = list(item.update_mask.paths) if item.update_mask else []
-    for change in changes:
+    for change in sorted(changes, key=lambda c: not c.removed):
         one_valued = _ONE_VALUED.get(change.kind)
         list_name = _LISTS.get((change.kind, change.reverse, change.removed))
         if list_name is None and (one_valued is None or change.reverse):
@@ -86,20 +91,21 @@ def apply_relation_changes(
             if counts is not None:
                 counts.left_out += 1
             continue
-        if counts is not None:
-            counts.kept += 1
         if list_name is not None:
             values = getattr(item, list_name)
             if target not in values:
                 values.append(target)
+            if counts is not None:
+                counts.kept += 1
             continue
         assert one_valued is not None
         field, path = one_valued
         current = getattr(held, field)
-        if change.removed:
-            if current != target:
-                continue
-            target = ""
+        if (change.removed and current != target) or (not change.removed and current):
+            continue  # not the one held; or one is held already
+        if counts is not None:
+            counts.kept += 1
+        target = "" if change.removed else target
         setattr(held, field, target)
         setattr(item, field, target)
         if path not in paths:
@@ -117,6 +123,16 @@ def has_relation_changes(item: v1.ImportedEntry) -> bool:
     """Whether the item changes a relation (it names another issue, or clears one)."""
     paths = set(item.update_mask.paths) if item.update_mask else set()
     return bool(_RELATION_PATHS & paths) or any(getattr(item, n) for n in _RELATION_LISTS)
+
+
+def count_relation_changes(request: v1.ImportIssueRequest) -> int:
+    """How many relation changes the request's history sends (each reference, each clearing)."""
+    total = 0
+    for item in request.history:
+        paths = set(item.update_mask.paths) if item.update_mask else set()
+        total += len(_RELATION_PATHS & paths)
+        total += sum(len(getattr(item, name)) for name in _RELATION_LISTS)
+    return total
 
 
 def cut(request: v1.ImportIssueRequest) -> v1.ImportIssueRequest | None:
@@ -152,7 +168,8 @@ def without_relations(request: v1.ImportIssueRequest, reason: str) -> v1.ImportI
         if not has_relation_changes(item):
             history.append(item)
             continue
-        paths = [p for p in item.update_mask.paths if p not in _RELATION_PATHS]
+        mask = item.update_mask.paths if item.update_mask else []
+        paths = [p for p in mask if p not in _RELATION_PATHS]
         history.append(
             v1.ImportedEntry(
                 author=item.author,

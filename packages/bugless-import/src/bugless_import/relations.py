@@ -1,10 +1,13 @@
-"""The relations between imported issues: duplicate of, parent, blocking.
+"""The relations between imported issues as they are now: duplicate of, parent, blocking.
 
 A relation can only be set once both of its issues exist in bugless, and a
 source lists relations to issues a run may not read (another project, a
-filtered listing). So ImportIssue carries none (its ``parent_id`` and
-``duplicate_of_id`` must be 0); after the issues are imported, this pass
-sets each relation both of whose issues the state directory knows, with an
+filtered listing). The source's logged changes of relations come with the
+history (:mod:`.relation_history`); the relations as the source has them at
+the end are what this pass makes sure of: after the issues are imported, it
+sets each relation both of whose issues the state directory knows and that
+the history did not set (a source that logs none; a relation the issue had
+when it was created), with an
 ordinary change of the issue holding it (BatchChangeIssues for the issues
 lacking the same change, such as the sub-issues of one parent; ChangeIssue
 for one alone).

@@ -69,6 +69,12 @@ class ImportReport:
     seconds: float = 0.0
     #: The relation pass (None: the source lists no relations, or the run stopped before it).
     relations: RelationReport | None = None
+    #: The history's relation changes sent with their entries, and those left
+    #: out (naming an issue outside the import): :mod:`.relation_history`.
+    relation_changes: int = 0
+    relation_changes_left_out: int = 0
+    #: Those the Model refused (a cycle): their issues' warnings name why.
+    relation_changes_refused: int = 0
 
     def render(self) -> str:
         """The report as people read it."""
@@ -120,6 +126,17 @@ class ImportReport:
                 f"    {external_id}: {name!r} not copied: {why}"
                 for external_id, name, why in self.files_skipped
             ]
+        if self.relation_changes or self.relation_changes_left_out:
+            lines.append(
+                f"  relation changes in the history: {self.relation_changes} imported with "
+                f"their entries, {self.relation_changes_left_out} left out (an issue outside "
+                "the import)"
+                + (
+                    f", {self.relation_changes_refused} refused by the Model (below)"
+                    if self.relation_changes_refused
+                    else ""
+                )
+            )
         lines += self._relation_lines()
         if self.unmapped:
             lines.append("  unmapped values (add them to the mapping file):")

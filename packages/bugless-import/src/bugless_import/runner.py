@@ -15,7 +15,10 @@ Order of work, and why:
    ``<state-dir>/<source>-done.jsonl``: after Ctrl-C the same command skips
    what is done and imports the rest, with neither duplicates (the Model
    finds an external id it has) nor gaps (nothing is marked done before the
-   Model answered).
+   Model answered). An issue whose history changes a relation is sent up to
+   that change; once every issue exists, the rest of its history follows, one
+   issue at a time, and only then is it marked done
+   (:mod:`bugless_import.relation_history`).
 4. Set the relations between issues (:mod:`bugless_import.relations`):
    only now do both ends of each exist; up to ``--concurrency`` changes of
    different issues at once.
@@ -46,7 +49,7 @@ from bugless_core.errors import (
 from bugless_core.importer import Importer, SourceAttachment, SourceIssue, SourcePerson
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import placeholder_username
-from bugless_import import convert, relations
+from bugless_import import convert, relation_history, relations
 from bugless_import.files import Files
 from bugless_import.mapping import Mapping, load_mapping
 from bugless_import.progress import Progress
@@ -255,7 +258,7 @@ async def _run(
 
     found = relations.links(importer, issues)
     if settings.model is None or settings.auth is None:
-        _dry_convert(importer, issues, mapping)
+        _dry_convert(importer, issues, mapping, report)
         report.relations = _dry_relations(importer, issues, found, settings)
         report.unmapped = _unmapped(mapping)
         report.seconds = time.perf_counter() - started
@@ -288,7 +291,7 @@ async def _run(
         report.components_to_create = components.created
         labels = Labels(model, caller, mapping)
         if settings.dry_run:
-            _dry_convert(importer, issues, mapping)
+            _dry_convert(importer, issues, mapping, report)
             report.relations = _dry_relations(importer, issues, found, settings)
             report.unmapped = _unmapped(mapping)
             report.seconds = time.perf_counter() - started
@@ -329,8 +332,10 @@ async def _run(
     return report
 
 
-def _dry_convert(importer: Importer, issues: Sequence[SourceIssue], mapping: Mapping) -> None:
-    """Convert every issue with stand-in ids: what counts unmapped values."""
+def _dry_convert(
+    importer: Importer, issues: Sequence[SourceIssue], mapping: Mapping, report: ImportReport
+) -> None:
+    """Convert every issue with stand-in ids: what counts unmapped values and relation changes."""
 
     class _Anyone(dict[str, str]):
         def __missing__(self, key: str) -> str:
@@ -342,10 +347,22 @@ def _dry_convert(importer: Importer, issues: Sequence[SourceIssue], mapping: Map
 
     resolved = convert.Resolved(people=_Anyone(), components=_AnyComponent())
     count_labels(issues, mapping)
+    in_import = {importer.external_id(issue) for issue in issues}
+    counts = relation_history.RelationChanges()
+
+    def reference(key: str) -> str | None:
+        external_id = importer.key_external_id(key)
+        return external_id if external_id in in_import else None
+
     for issue in issues:
         external_id = importer.external_id(issue)
         link = importer.references_in(issue)
-        convert.to_request(issue, external_id, mapping, resolved, v1.Caller(), reference_link=link)
+        convert.to_request(
+            issue, external_id, mapping, resolved, v1.Caller(), reference_link=link,
+            relation_reference=reference, relation_counts=counts,
+        )  # fmt: skip
+    report.relation_changes = counts.kept
+    report.relation_changes_left_out = counts.left_out
 
 
 def _dry_relations(
@@ -389,6 +406,28 @@ async def _import_all(
     """Import what is not done; return every imported external id's issue id (all runs)."""
     state = DoneState(settings.state_dir, importer.name)
     bar = Progress(len(issues), f"importing {importer.name}", None if settings.quiet else progress)
+    in_import = {importer.external_id(issue) for issue in issues}
+    counts = relation_history.RelationChanges()
+    #: Issues the first pass cut before their first relation change, and their whole request.
+    deferred: list[tuple[SourceIssue, v1.ImportIssueRequest]] = []
+    deferred_ids: set[str] = set()
+    #: Whether the first pass created or extended a deferred issue (else it counted unchanged).
+    first_wrote: dict[str, bool] = {}
+
+    def reference(key: str) -> str | None:
+        """A relation's other issue by external id: one of this import's or of an earlier run's."""
+        external_id = importer.key_external_id(key)
+        return external_id if external_id in in_import or external_id in state.done else None
+
+    def first_pass(issue: SourceIssue, request: v1.ImportIssueRequest) -> v1.ImportIssueRequest:
+        """What the first pass sends: the history up to its first relation change."""
+        cut = relation_history.cut(request)
+        if cut is None:
+            return request
+        deferred.append((issue, request))
+        deferred_ids.add(request.external_id)
+        return cut
+
     pending: asyncio.Queue[SourceIssue] = asyncio.Queue()
     for issue in issues:
         if importer.external_id(issue) in state.done and not settings.refresh:
@@ -401,9 +440,12 @@ async def _import_all(
         while not pending.empty():
             issue = pending.get_nowait()
             external_id = importer.external_id(issue)
-            request = await request_for(issue)
+            request = first_pass(issue, await request_for(issue))
             answer = await call(model.import_issue, request)
             count(answer.created, answer.entries_written)
+            if external_id in deferred_ids:
+                first_wrote[external_id] = answer.created or answer.entries_written > 0
+                continue  # recorded once the second pass sent the rest
             state.record(
                 external_id, answer.issue.id if answer.issue else 0, issue.url,
                 files=state.with_files(external_id),
@@ -432,14 +474,16 @@ async def _import_all(
             for file in source_files(issue):
                 files.skip(external_id, file, "the issue was imported before files were copied")
             return convert.to_request(
-                issue, external_id, mapping, resolved, caller, reference_link=link, files=None
-            )
+                issue, external_id, mapping, resolved, caller, reference_link=link, files=None,
+                relation_reference=reference, relation_counts=counts,
+            )  # fmt: skip
         done = state.done.get(external_id)
         issue_id = int(str(done["issue_id"])) if done else 0
         own, per_entry = await files.store(issue, external_id, issue_id=issue_id)
         return convert.to_request(
             issue, external_id, mapping, resolved, caller, reference_link=link,
-            files=own, entry_files=per_entry,
+            files=own, entry_files=per_entry, relation_reference=reference,
+            relation_counts=counts,
         )  # fmt: skip
 
     def count(created: bool, written: int) -> None:
@@ -456,7 +500,7 @@ async def _import_all(
             batch: list[SourceIssue] = []
             while len(batch) < settings.batch_size and not pending.empty():
                 batch.append(pending.get_nowait())
-            requests = [await request_for(i) for i in batch]
+            requests = [first_pass(i, await request_for(i)) for i in batch]
             answer = await call(
                 model.import_issues, v1.ImportIssuesRequest(caller=caller, issues=requests)
             )
@@ -467,6 +511,9 @@ async def _import_all(
                         f"{result.external_id}: {result.message}"
                     )
                 count(result.created, result.entries_written)
+                if result.external_id in deferred_ids:
+                    first_wrote[result.external_id] = result.created or result.entries_written > 0
+                    continue  # recorded once the second pass sent the rest
                 state.record(
                     result.external_id, result.issue_id, issue.url,
                     files=state.with_files(result.external_id),
@@ -474,10 +521,38 @@ async def _import_all(
                 )  # fmt: skip
                 bar.advance()
 
+    async def second_pass() -> None:
+        """The cut issues' whole history, one at a time (each may write the others')."""
+        for issue, request in deferred:
+            try:
+                answer = await call(model.import_issue, request)
+            except (FailedPrecondition, InvalidArgument) as exc:
+                report.warnings.append(
+                    f"{request.external_id}: the Model refused its relation history "
+                    f"({exc.message}); its entries were imported without their relation changes"
+                )
+                counts.refused += relation_history.count_relation_changes(request)
+                stripped = relation_history.without_relations(request, exc.message)
+                answer = await call(model.import_issue, stripped)
+            report.entries_written += answer.entries_written
+            if answer.entries_written and not first_wrote.get(request.external_id, True):
+                report.unchanged -= 1  # the newer history is past the first pass's cut
+                report.extended += 1
+            state.record(
+                request.external_id, answer.issue.id if answer.issue else 0, issue.url,
+                files=state.with_files(request.external_id),
+                linked=state.with_linked_files(request.external_id),
+            )  # fmt: skip
+            bar.advance()
+
     worker = batches if settings.batch_size else one_by_one
     tasks = [asyncio.create_task(worker()) for _ in range(settings.concurrency)]
     try:
         await asyncio.gather(*tasks)
+        await second_pass()
+        report.relation_changes = max(counts.kept - counts.refused, 0)
+        report.relation_changes_left_out = counts.left_out
+        report.relation_changes_refused = counts.refused
     except asyncio.CancelledError:
         report.interrupted = True
         raise

@@ -44,6 +44,10 @@ the link types ``Duplicate`` (duplicates / is duplicated by) and ``Blocks``
 (blocks / is blocked by) are set as bugless holds them. Other link types
 (``Relates``, ``Cloners``, a site's own) have no bugless counterpart: the
 report lists them by their outward name. Jira lists a link on both issues.
+The changelog's "Link" items (of those two types, by their stock phrases:
+"is blocked by", "duplicates"), "Epic Link" and parent items ("Parent",
+Jira Cloud's ``IssueParentAssociation``) are the entries' relation changes,
+kept in the imported history.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from bugless_core.importer import (
     SourceIssue,
     SourcePerson,
     SourceRelation,
+    SourceRelationChange,
 )
 from bugless_import.sources._http import open_file, retry_count
 from bugless_import.sources.markup import jira_to_markdown
@@ -79,6 +84,17 @@ _LINKS = {"duplicate": "duplicate_of", "blocks": "blocks"}
 #: Jira Software's custom field type of the classic "Epic Link".
 _EPIC_LINK_TYPE = "com.pyxis.greenhopper.jira:gh-epic-link"
 _CUSTOM_FIELD = re.compile(r"customfield_[0-9]+")
+#: An issue key, as a changelog's ``from``/``to`` give the linked issue.
+_KEY = re.compile(r"^[A-Z][A-Z0-9_]*-[0-9]+$")
+#: A changelog "Link" item's text ("This issue is blocked by ROCK-1") -> the
+#: relation it changes (kind, reverse), for the stock link types' phrases.
+#: Jira logs a link on both issues: the blocked issue's and the duplicate's
+#: items are imported, the Model writes the other side (the outward "blocks"
+#: would find it written already), and "is duplicated by" is the other
+#: issue's to hold.
+_LINK_PHRASES = {"is blocked by": ("blocks", True), "duplicates": ("duplicate_of", False)}
+#: Changelog fields that change an issue's parent (their strings are keys).
+_PARENT_FIELDS = frozenset({"Epic Link", "Parent", "parent", "IssueParentAssociation"})
 
 
 def when(text: str) -> datetime:
@@ -326,11 +342,14 @@ class JiraImporter(Importer):
             at = when(history["created"])
             author = self._person(history.get("author"))
             changes: list[SourceChange] = []
+            relations: list[SourceRelationChange] = []
             before = _status(status, resolution)
             for change in history.get("items", []):
                 name = change.get("field")
                 old, new = str(change.get("fromString") or ""), str(change.get("toString") or "")
-                if name == "status":
+                if name == "Link" or name in _PARENT_FIELDS:
+                    relations += _relation_changes(str(name), change)
+                elif name == "status":
                     status = new
                 elif name == "resolution":
                     resolution = new
@@ -363,9 +382,35 @@ class JiraImporter(Importer):
             after = _status(status, resolution)
             if after != before:
                 changes.insert(0, SourceChange("status", old=before, new=after))
-            if changes:
-                out.append((at, 0, SourceEntry(author=author, at=at, changes=tuple(changes))))
+            if changes or relations:
+                entry = SourceEntry(
+                    author=author, at=at, changes=tuple(changes), relations=tuple(relations)
+                )
+                out.append((at, 0, entry))
         return out
+
+
+def _relation_changes(name: str, item: dict[str, Any]) -> list[SourceRelationChange]:
+    """A changelog item's relation changes: a link added or removed, a parent or epic changed.
+
+    A "Link" item names the other issue in ``to`` (added) or ``from``
+    (removed), with the link's phrase in ``toString``/``fromString``; a
+    parent's and an epic's items give the keys in ``fromString``/``toString``.
+    """
+    found: list[SourceRelationChange] = []
+    if name == "Link":
+        for side, removed in (("from", True), ("to", False)):
+            key, text = str(item.get(side) or ""), str(item.get(f"{side}String") or "")
+            phrase = text.removeprefix("This issue ").removesuffix(key).strip()
+            kind = _LINK_PHRASES.get(phrase)
+            if kind and _KEY.match(key):
+                found.append(SourceRelationChange(kind[0], key, kind[1], removed=removed))
+        return found
+    for side, removed in (("fromString", True), ("toString", False)):
+        key = str(item.get(side) or "")
+        if _KEY.match(key):
+            found.append(SourceRelationChange("parent", key, removed=removed))
+    return found
 
 
 def _origin(url: str) -> tuple[str, str]:

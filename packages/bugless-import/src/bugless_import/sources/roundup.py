@@ -53,7 +53,9 @@ lowest-numbered is set and the report names the others. ``blockers`` (the
 customisation Roundup's documentation shows, "Blocking issues") and
 ``dependencies`` (bugs.python.org's; the devel template's), multilinks to
 the issues this one waits for, make those issues block it. A property the
-tracker's schema lacks imports no relation of its kind.
+tracker's schema lacks imports no relation of its kind. The journal's
+changes of these properties (the issue holding them logs them) are the
+entries' relation changes, kept in the imported history.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ from bugless_core.importer import (
     SourceIssue,
     SourcePerson,
     SourceRelation,
+    SourceRelationChange,
 )
 from bugless_import.sources._http import open_file, read_with_retries, retry_count
 
@@ -134,6 +137,12 @@ _MULTILINKS = {"nosy": "user", "keyword": "keyword", "messages": "msg"}
 _PAGE = 500
 #: Issue multilinks to the issues that block the issue (where the schema has them).
 _BLOCKED_BY = ("blockers", "dependencies")
+#: Issue multilinks that are relations: property -> (kind, reverse), as
+#: :class:`SourceRelation` reads them.
+_RELATION_PROPERTIES = {
+    "superseder": ("duplicate_of", False),
+    **{name: ("blocks", True) for name in _BLOCKED_BY},
+}
 
 
 class _Users(dict[str, str]):
@@ -506,9 +515,19 @@ class RoundupImporter(Importer):
         """One ``set`` journal record as an entry; rolls ``current`` back past it."""
         params: dict[str, Any] = record.get("params") or {}
         changes: list[SourceChange] = []
+        relations: list[SourceRelationChange] = []
         comment: list[str] = []
         for field, before in sorted(params.items()):
-            if field in _MULTILINKS:
+            if field in _RELATION_PROPERTIES:
+                kind, reverse = _RELATION_PROPERTIES[field]
+                relations += [
+                    SourceRelationChange(
+                        kind, f"{self.tracker}#{i}", reverse=reverse, removed=op == "-"
+                    )
+                    for op, ids in before
+                    for i in sorted(map(str, ids), key=int)
+                ]
+            elif field in _MULTILINKS:
                 added = {i for op, ids in before if op == "+" for i in map(str, ids)}
                 removed = {i for op, ids in before if op == "-" for i in map(str, ids)}
                 sets[field] = (sets[field] - added) | removed
@@ -546,11 +565,12 @@ class RoundupImporter(Importer):
                 if value_old != value_new:
                     changes.append(SourceChange(target, old=value_old, new=value_new))
         text = "\n\n".join(comment)
-        if not changes and not text.strip():
+        if not changes and not relations and not text.strip():
             return None
         return SourceEntry(
             author=users.get(str(record["user"]), ""),
             at=roundup_date(record["date"]),
             comment=text,
             changes=tuple(changes),
+            relations=tuple(relations),
         )

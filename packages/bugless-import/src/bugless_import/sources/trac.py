@@ -43,7 +43,11 @@ Core Trac has no relations between tickets. Two common plugins keep them in
 custom fields, which are read as relations rather than labels when the
 environment declares them: MasterTicketsPlugin's ``blockedby`` and
 ``blocking`` (ticket numbers, comma-separated) and TracSubtickets'
-``parents`` (bugless holds one parent: the report names the others).
+``parents`` (bugless holds one parent: the report names the others). Their
+``ticket_change`` rows are the entries' relation changes (the numbers a row
+added and removed), kept in the imported history: ``blockedby`` and
+``parents`` rows; a ``blocking`` row is the other side of a ``blockedby`` row
+MasterTicketsPlugin writes with it, which the Model writes itself.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ from bugless_core.importer import (
     SourceIssue,
     SourcePerson,
     SourceRelation,
+    SourceRelationChange,
 )
 from bugless_core.issue_references import imported_file_link
 from bugless_import.sources.markup import trac_to_markdown
@@ -180,6 +185,9 @@ class TracImporter(Importer):
             )
         self._env: Any = None
         self._custom_fields: set[str] = set()
+        #: The plugins' relation fields the environment declares (their change
+        #: rows are relation changes).
+        self._relation_fields: set[str] = set()
         #: The base URL Trac links in the text point at (read once).
         self._trac_url: str | None = None
         #: The environment's wiki page names, which a CamelCase word links to.
@@ -306,6 +314,11 @@ class TracImporter(Importer):
             if env.config.get("ticket-custom", name) != "textarea"
             and name not in _RELATION_FIELDS
         }  # fmt: skip
+        # MasterTicketsPlugin logs a blocking change on both tickets; the
+        # blocked one's ``blockedby`` row is imported, and the Model writes
+        # the blocking ticket's side (its ``blocking`` row would find the
+        # relation already changed).
+        self._relation_fields = {n for n in _RELATION_FIELDS if n in declared and n != "blocking"}
         custom: dict[int, dict[str, str]] = {}
         related: dict[int, list[SourceRelation]] = {}
         for ticket, name, value in env.db_query(_CUSTOM):
@@ -333,6 +346,17 @@ class TracImporter(Importer):
             SourceRelation(kind, f"{self.project}#{n}" if self.project else n, reverse=reverse)
             for n in dict.fromkeys(str(int(n)) for n in numbers)
         ]
+
+    def _relation_changes(self, field: str, old: object, new: object) -> list[SourceRelationChange]:
+        """A relation field's change row as the relations it added and removed."""
+        was = {r.target: r for r in self._relations(field, old)}
+        now = {r.target: r for r in self._relations(field, new)}
+        return [
+            *(SourceRelationChange(r.kind, r.target, r.reverse) for k, r in now.items()
+              if k not in was),
+            *(SourceRelationChange(r.kind, r.target, r.reverse, removed=True)
+              for k, r in was.items() if k not in now),
+        ]  # fmt: skip
 
     def _attachments(self, number: int) -> tuple[SourceAttachment, ...]:
         """Ticket ``number``'s files, oldest first, read from where Trac keeps them."""
@@ -382,10 +406,13 @@ class TracImporter(Importer):
         for (at, author), group in groupby(rows, key=lambda r: (int(r[1]), str(r[2] or ""))):
             comment = ""
             found: list[SourceChange] = []
+            relation_changes: list[SourceRelationChange] = []
             before = _status(current_status, current_resolution)
             for _, _, _, name, old, new in group:
                 if name == "comment":
                     comment = self._markdown(str(new or ""), ticket_id)
+                elif name in self._relation_fields:
+                    relation_changes.extend(self._relation_changes(name, old, new))
                 elif name == "status":
                     current_status = str(new or "")
                 elif name == "resolution":
@@ -440,10 +467,13 @@ class TracImporter(Importer):
                 found.insert(0, SourceChange("status", old=before, new=after))
                 if current_status == "closed":
                     closed_at = _time(at)
-            if comment.strip() or found:
+            if comment.strip() or found or relation_changes:
                 entries.append(
-                    SourceEntry(author=author, at=_time(at), comment=comment, changes=tuple(found))
-                )
+                    SourceEntry(
+                        author=author, at=_time(at), comment=comment, changes=tuple(found),
+                        relations=tuple(relation_changes),
+                    )
+                )  # fmt: skip
         final_status = _status(str(status or "new"), str(resolution or ""))
         if final_status.startswith("closed") and closed_at is None:
             closed_at = _time(int(changed))
