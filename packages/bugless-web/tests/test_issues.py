@@ -337,3 +337,56 @@ async def test_an_imported_issue_shows_its_source_and_marks_imported_entries(
     assert page.text.count(f"imported from {external_id}") == 2
     found = await client.get("/search", params={"q": f'externalid:"{external_id}"'})
     assert f'href="/issues/{response.issue.id}"' in found.text
+
+
+async def test_an_imported_relation_change_shows_as_a_change_on_both_issues(
+    client: AsyncTestClient[Any], world: World
+) -> None:
+    """An imported history's blocking change reads like one made here, on both issues."""
+    created = await asyncio.to_thread(
+        world.stack.add_user, f"importer-{secrets.token_hex(3)}", groups=["importers"]
+    )
+    importer = v1.Caller(user_id=created["user_id"], admin=True, import_issues=True)
+    source = f"trac:web{secrets.token_hex(3)}"
+    component = next(iter(world.components.values()))
+
+    def request(number: int, *history: v1.ImportedEntry) -> v1.ImportIssueRequest:
+        return v1.ImportIssueRequest(
+            caller=importer,
+            external_id=f"{source}#{number}",
+            fields=v1.IssueFields(title=f"Ticket {number}", component_id=component),
+            reporter=world.users["carol"],
+            created_at=datetime(2018, 5, 6, tzinfo=UTC),
+            history=list(history),
+        )
+
+    channel = world.stack.client_address("model", "import").channel()
+    try:
+        model = world.stack.acting_model(v1.ModelStub(channel))
+        blocker = await call(model.import_issue, request(1))
+        blocked = await call(
+            model.import_issue,
+            request(
+                2,
+                v1.ImportedEntry(
+                    author=world.users["bob"],
+                    created_at=datetime(2018, 5, 7, tzinfo=UTC),
+                    blocked_by_add=[f"{source}#1"],
+                ),
+            ),
+        )
+    finally:
+        channel.close()
+    assert blocker.issue is not None
+    assert blocked.issue is not None
+    await sign_in(client, "bob")
+    page = await client.get(f"/issues/{blocked.issue.id}")
+    link = f'<span class="added">+ <a href="/issues/{blocker.issue.id}" class="issue-ref">'
+    assert link in page.text
+    assert page.text.count(f"imported from {source}#2") == 2
+    other = await client.get(f"/issues/{blocker.issue.id}")
+    assert f'changed it through <a href="/issues/{blocked.issue.id}">' in other.text
+    assert f'<span class="added">+ <a href="/issues/{blocked.issue.id}" class="issue-ref">' in (
+        other.text
+    )
+    assert f"imported from {source}#2" in other.text
