@@ -269,6 +269,33 @@ async def test_watch_prints_each_change_as_a_line(
     assert events[0]["issue"]["id"] == str(issue.id)
 
 
+async def test_watch_after_a_position_prints_what_was_missed_with_positions(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    """``--after`` first prints the changes made since that position, each with its own."""
+    component = await _component(cli_bot, "WatchAfter")
+    (issue,) = await _issues(cli_bot, component, 1)
+    watch = cli_bot.watch(issue_id=issue.id, reconnect=False)
+    start = (await anext(watch)).position  # the marker: the head now
+    await watch.aclose()
+    await cli_bot.comment(issue.id, "missed one")
+    await cli_bot.comment(issue.id, "missed two")
+    done = await asyncio.to_thread(
+        bugless_cli,
+        served_api,
+        *("issue", "watch", str(issue.id), "--after", str(start), "--json", "--count", "2"),
+    )
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["entry"]["comment"] for e in events] == ["missed one", "missed two"]
+    assert start < events[0]["position"] < events[1]["position"]
+    assert f"watching from position {events[1]['position']}" in done.stderr
+    too_far = bugless_cli(
+        served_api, "issue", "watch", str(issue.id), "--after", str(10**12), check=False
+    )
+    assert too_far.returncode != 0
+    assert "beyond the change feed's head" in too_far.stderr
+
+
 async def test_hotlists_are_renamed_reranked_noted_and_deleted(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:

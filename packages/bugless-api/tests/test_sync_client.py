@@ -260,3 +260,29 @@ async def test_a_script_pages_through_a_search_with_iter_issues(sync_as: SyncAs)
             next(iter(bugless.iter_issues(query)))
 
     await _in_thread(script)
+
+
+async def test_a_script_watches_with_a_plain_generator_from_a_position(
+    sync_as: SyncAs, connect_as: ConnectAs
+) -> None:
+    """``watch`` blocks for each event; ``after_position`` replays what the script missed.
+
+    Before, the blocking client had no ``watch`` at all (async only).
+    """
+    (boss,) = await signed_in(connect_as, "boss")
+    component = await boss.create_component(f"SyncWatch-{secrets.token_hex(3)}")
+    issue = await boss.create_issue("watched by a script", component.id)
+    head = boss.watch(issue_id=issue.id, reconnect=False)
+    start = (await anext(head)).position
+    await head.aclose()
+    await boss.comment(issue.id, "while the script was away")
+
+    def script() -> list[tuple[bool, str]]:
+        with sync_as("robot") as bugless:
+            events = bugless.watch(issue_id=issue.id, after_position=start)
+            seen = [next(events), next(events)]
+            events.close()  # leaving early cancels the call on the client's loop
+            assert bugless.get_issue(issue.id).id == issue.id
+        return [(e.subscribed, e.entry.comment if e.entry else "") for e in seen]
+
+    assert await _in_thread(script) == [(True, ""), (False, "while the script was away")]

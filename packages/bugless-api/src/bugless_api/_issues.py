@@ -273,9 +273,12 @@ class IssuesService(GatewayService, v1.IssuesBase):
 
         The Model's first event, the ``subscribed`` marker, names nobody and
         goes through as is: the bot learns when its changes can no longer be
-        missed, at the moment the Model knows it.
+        missed, at the moment the Model knows it. A resume position goes to
+        the Model as is, and so do its refusals (a pruned position keeps its
+        ErrorInfo), and the events' feed positions come back unchanged: the
+        bot resumes through whichever replica it reaches next.
         """
-        request = v1.WatchRequest()
+        request = v1.WatchRequest(after_position=message.after_position)
         zone = time_zone(message.time_zone)
         if message.issue_id is not None:
             request.issue_id = message.issue_id

@@ -254,15 +254,32 @@ async def comment_command(
 @click.option(
     "--count", type=click.IntRange(min=1), default=None, help="Stop after this many changes."
 )
+@click.option(
+    "--after",
+    "after_position",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="POSITION",
+    help="First print the matching changes made after this change feed position "
+    '(a --json line\'s "position"), then live ones.',
+)
 @client_options
 def watch_command(
-    issue_id: int | None, query: str | None, count: int | None, as_json: bool, **options: Any
+    issue_id: int | None,
+    query: str | None,
+    count: int | None,
+    after_position: int | None,
+    as_json: bool,
+    **options: Any,
 ) -> None:
     """Print each change to ISSUE_ID (or to issues matching --query) as it is committed.
 
-    One line per change (with --json, one JSON object per line), flushed at
-    once, until Ctrl-C or --count changes. "watching" on stderr says the
-    watch is in place: any change made after it is printed.
+    One line per change (with --json, one JSON object per line, with the
+    change's feed "position"), flushed at once, until Ctrl-C or --count
+    changes. "watching" on stderr says the watch is in place: any change made
+    after it is printed. A lost connection (a restart of the API) is
+    reconnected by itself, resuming where it stopped. To come back later, pass
+    the last position printed as --after.
     """
     if (issue_id is None) == (query is None):
         raise click.UsageError("give an ISSUE_ID or --query (not both)")
@@ -270,9 +287,13 @@ def watch_command(
     async def work(client: BuglessClient) -> None:
         seen = 0
         with query_mistakes():
-            async for event in client.watch(issue_id=issue_id, query=query):
+            async for event in client.watch(
+                issue_id=issue_id, query=query, after_position=after_position
+            ):
                 if event.subscribed:
-                    click.echo("watching (Ctrl-C to stop)", err=True)
+                    click.echo(
+                        f"watching from position {event.position} (Ctrl-C to stop)", err=True
+                    )
                     continue
                 _print_event(event, as_json=as_json)
                 seen += 1
@@ -287,7 +308,7 @@ def watch_command(
 
 def _print_event(event: v1.WatchEvent, *, as_json: bool) -> None:
     if as_json:
-        data = {"issue": event.issue, "entry": event.entry}
+        data = {"position": event.position, "issue": event.issue, "entry": event.entry}
         click.echo(json.dumps(to_plain(data), sort_keys=True))
     else:
         issue = event.issue

@@ -15,7 +15,7 @@ from bugless_api.client._base import (
     pages,
 )
 from bugless_api.client._custom_values import FieldValue, named_values
-from bugless_core.clients import call_errors
+from bugless_api.client._watch import resuming_watch
 from bugless_core.deltas import issue_delta
 from bugless_core.errors import InvalidArgument
 from bugless_core.ids import check_id
@@ -449,18 +449,52 @@ class IssueCalls(ClientBase):
         issue_id: int | None = None,
         query: str | None = None,
         time_zone: str | None = None,
-    ) -> AsyncIterator[v1.WatchEvent]:
+        after_position: int | None = None,
+        reconnect: bool = True,
+    ) -> AsyncGenerator[v1.WatchEvent, None]:
         """Changes as they are committed, for one issue or a query (no deadline).
 
         The first event has ``subscribed=True`` and no issue or entry: it
         arrives once the watch is in place, so a change made after it is
         always delivered. Skip it when only changes matter. Days in ``query``
         run in ``time_zone`` (an IANA name; the client's when None).
+
+        Every event carries ``position``, the change feed position of its
+        change (the marker: the one the watch is live from). A script that
+        stores the position of the last event it handled and passes it as
+        ``after_position`` next time first gets every matching change made
+        while it was not running, then live ones.
+
+        Once in place (the marker came), the stream survives restarts and
+        network cuts: when it ends or is UNAVAILABLE, the client reconnects
+        (backing off as its :class:`RetryPolicy`, for as long as it takes,
+        logging each attempt on the ``bugless.client`` logger) and resumes
+        after the last change it yielded, so each change is yielded once, in
+        order; the marker only once. ``reconnect=False``, or before the
+        marker came: the first end or failure ends the watch
+        (``Unavailable`` when the API is not reached).
+
+        Raises:
+            FeedPositionPruned: ``after_position`` (or the position of a
+                reconnection, after a very long outage) is older than the
+                feed's retention: the changes since are gone. Re-read the
+                current state and watch again without a position.
+            InvalidArgument: a position beyond the feed's head, a bad query.
         """
         if issue_id is not None:
             check_id(issue_id, "issue_id")
+        if after_position is not None and after_position < 0:
+            raise client_mistake("after_position: must be 0 or a position an event carried")
         zone = self.time_zone if time_zone is None else time_zone
-        request = v1.QueryWatchRequest(issue_id=issue_id, query=query, time_zone=zone)
-        with call_errors(self.unreachable):
-            async for event in self.issues.watch(request):
-                yield event
+        request = v1.QueryWatchRequest(
+            issue_id=issue_id, query=query, time_zone=zone, after_position=after_position
+        )
+        async for event in resuming_watch(
+            self.issues.watch,
+            request,
+            channel=self.channel,
+            unreachable=self.unreachable,
+            retry=self.retry,
+            reconnect=reconnect,
+        ):
+            yield event

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
@@ -36,9 +36,10 @@ class SyncBuglessClient:
 
     Each method runs the async one to completion on a private event loop; the
     signatures and errors are the same; :meth:`iter_issues` is a generator
-    over the pages. The streaming iterators (``watch``, ``iter_history``,
-    ``iter_attachment``) are async only. Use it as a context manager, or call :meth:`close`. Not for
-    use from inside a running event loop.
+    over the pages, and :meth:`watch` a generator of the events. The other
+    streaming iterators (``iter_history``, ``iter_attachment``) are async
+    only. Use it as a context manager, or call :meth:`close`. Not for use
+    from inside a running event loop.
     """
 
     def __init__(
@@ -116,6 +117,40 @@ class SyncBuglessClient:
             # on its loop, not in the garbage collector's, which has none.
             if not self._loop.is_closed():
                 self._loop.run_until_complete(issues.aclose())
+
+    def watch(
+        self,
+        *,
+        issue_id: int | None = None,
+        query: str | None = None,
+        time_zone: str | None = None,
+        after_position: int | None = None,
+        reconnect: bool = True,
+    ) -> Generator[v1.WatchEvent, None, None]:
+        """As :meth:`BuglessClient.watch`: a generator of the events, reconnecting by itself.
+
+        Each ``next()`` blocks until the next event; leave the loop to stop
+        watching (the call is cancelled on the client's loop).
+        """
+        if self._loop.is_closed():
+            raise RuntimeError("watch: the SyncBuglessClient is closed")
+        events = self._client.watch(
+            issue_id=issue_id,
+            query=query,
+            time_zone=time_zone,
+            after_position=after_position,
+            reconnect=reconnect,
+        )
+        try:
+            while True:
+                try:
+                    event = self._loop.run_until_complete(anext(events))
+                except StopAsyncIteration:
+                    return
+                yield event
+        finally:
+            if not self._loop.is_closed():
+                self._loop.run_until_complete(events.aclose())
 
     #: Builds the IssueDelta of ``change_issue``/``batch_change_issues`` (no call made).
     delta = staticmethod(BuglessClient.delta)
