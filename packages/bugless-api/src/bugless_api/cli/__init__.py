@@ -108,7 +108,10 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "add": ("hotlists:hotlist_add", "Add issues to a hotlist."),
         "remove": ("hotlists:hotlist_remove", "Remove issues from a hotlist."),
-        "rank": ("hotlists:hotlist_rank", "Move ISSUE_ID to the 0-based POSITION of the hotlist."),
+        "rank": (
+            "hotlists:hotlist_rank",
+            "Move ISSUE_ID to POSITION of the hotlist: 0 is the first place, -1 the last.",
+        ),
         "rerank": (
             "hotlists:hotlist_rerank",
             "Put ISSUE_IDS at the top of the hotlist in the order given (the rest follow).",

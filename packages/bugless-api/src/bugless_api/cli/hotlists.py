@@ -208,9 +208,9 @@ async def hotlist_remove(
 async def hotlist_rank(
     client: BuglessClient, hotlist_id: int, issue_id: int, position: int
 ) -> Detail:
-    """Move ISSUE_ID to the 0-based POSITION of the hotlist.
+    """Move ISSUE_ID to POSITION of the hotlist: 0 is the first place, -1 the last.
 
-    A negative POSITION counts from the end: -1 is the last place. The
+    A negative POSITION counts from the end (-2 is the place before the last). The
     server counts, in the same transaction as the move, so an item added
     meanwhile does not shift where it lands.
     """
