@@ -253,6 +253,49 @@ async def test_issue_in_a_component_i_cannot_see_is_404(
     assert missing.status_code == 404
 
 
+async def test_a_viewer_gets_no_edit_form_but_the_reason_and_keeps_star_and_mute(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The Model refuses a viewer's comment, change or upload: the page offers none of them."""
+    name = f"Read-only {secrets.token_hex(3)}"
+    created = await call(
+        model.create_component,
+        v1.CreateComponentRequest(
+            caller=world.admin,
+            name=name,
+            acl=[
+                v1.AclEntry(principal=v1.Principal(user=world.users["carol"]), role=v1.Role.VIEWER),
+                v1.AclEntry(principal=v1.Principal(user=world.users["bob"]), role=v1.Role.EDITOR),
+            ],
+        ),
+    )
+    issue = await call(
+        model.create_issue,
+        v1.CreateIssueRequest(
+            caller=world.caller("bob"),
+            fields=v1.IssueFields(title="Readable only", component_id=created.id),
+            idempotency_key=secrets.token_hex(8),
+        ),
+    )
+    await sign_in(client, "carol")
+    page = await client.get(f"/issues/{issue.id}")
+    assert page.status_code == 200
+    assert 'id="issue-form"' not in page.text
+    assert 'class="attach-form"' not in page.text
+    assert "needs the editor role on" in page.text
+    assert f'<a href="/components/{created.id}">{name}</a>; its admins can give it to you.' in (
+        page.text
+    )
+    assert f'action="/issues/{issue.id}/star"' in page.text
+    assert f'action="/issues/{issue.id}/mute"' in page.text
+
+    await sign_in(client, "bob")
+    editable = await client.get(f"/issues/{issue.id}")
+    assert 'id="issue-form"' in editable.text
+    assert 'class="attach-form"' in editable.text
+    assert "needs the editor role on" not in editable.text
+
+
 async def test_create_issue_from_component_template(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

@@ -107,6 +107,12 @@ async def _issue_page(
     )
     own = next((c for c in components if c.id == issue.component_id), None)
     can_redact = viewer.is_admin or (own is not None and own.caller_role == v1.Role.ADMIN)
+    # A viewer of the component may star and mute, not comment, change or
+    # attach (the Model refuses those): the page shows why instead of a form
+    # that would lose what they typed to a 403 page.
+    can_change = (
+        viewer.is_admin or own is None or own.caller_role in (v1.Role.EDITOR, v1.Role.ADMIN)
+    )
     csrf_token = session_of(request).csrf
     # The reader's own edit forms and the redact forms depend on who reads.
     # Every history entry is a new issue version, so a timeline kept for this
@@ -203,6 +209,7 @@ async def _issue_page(
             or FieldErrors(edit_fields(fields), labels=custom_fields.labelled(fields)),
             "custom_fields": fields,
             "attachments": attachments,
+            "can_change": can_change,
             "live": "watch" in capabilities,
             "title": f"{issue.id}: {issue.title}",
         },
