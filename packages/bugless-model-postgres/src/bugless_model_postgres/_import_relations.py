@@ -67,17 +67,6 @@ def _references(index: int, item: v1.ImportedEntry) -> list[tuple[str, str, str]
     return found
 
 
-def changes_relations(items: Sequence[tuple[int, v1.ImportedEntry]]) -> bool:
-    """Whether any item changes a relation (names another issue, or clears one)."""
-    for _, item in items:
-        paths = set(item.update_mask.paths) if item.update_mask else set()
-        if paths & SCALAR_RELATIONS.keys():
-            return True
-        if any(getattr(item, name) for pair in LIST_RELATIONS.values() for name in pair):
-            return True
-    return False
-
-
 async def resolve(
     ctx: WriteContext,
     external_id: str,

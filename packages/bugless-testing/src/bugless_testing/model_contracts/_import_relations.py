@@ -184,19 +184,6 @@ class ImportedRelationContract:
         assert again.issue is not None
         assert again.issue.version == first.issue.version
 
-    async def test_a_refresh_that_only_clears_a_parent_clears_it(self, model: v1.ModelStub) -> None:
-        """An entry naming no issue at all (parent set to none) is still a relation change."""
-        component = await make_component(model)
-        epic_ref, _ = await _imported(model, component.id)
-        items = [_relation("src-dev", 1, parent=epic_ref)]
-        external_id, issue = await _imported(model, component.id, *items)
-        request = _request(component.id, external_id, *items, _relation("src-dev", 2, parent=""))
-        cleared = await model.import_issue(request)
-        assert cleared.entries_written == 1
-        assert cleared.issue is not None
-        assert (cleared.issue.parent_id, cleared.issue.version) == (0, issue.version + 1)
-        await _assert_replays(model, issue.id)
-
     async def test_a_reference_to_no_issue_is_refused_naming_the_entry(
         self, model: v1.ModelStub
     ) -> None:
