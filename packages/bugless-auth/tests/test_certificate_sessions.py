@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_errors import expect_status
 from grpclib.const import Status
 
+from bugless_auth.sessions import CERTIFICATE_LAST_USED_GRANULARITY_SECONDS
 from bugless_auth.settings import PeopleCaSettings
 from bugless_proto import v1
 
@@ -265,6 +266,39 @@ async def test_a_session_ends_when_its_certificate_expires(people: AuthServer) -
     assert await _certificate_sessions(people, password_token) == []
     listed = await people.stub.list_sessions(v1.ListSessionsRequest(token=password_token))
     assert [s.authenticator for s in listed.sessions] == ["local"]
+
+
+async def test_a_connections_use_is_recorded_at_most_once_a_minute(people: AuthServer) -> None:
+    # Certificate sessions never pass ValidateToken: each API connection (and
+    # identity re-check) asking AuthenticateCertificate is their use.
+    password_token, issued = await _person_with_certificate(people)
+    der = _der(issued.certificate_pem)
+    session = _session_of(people, (await _connect(people, der)).token)
+
+    async def recorded_ago(seconds: float) -> datetime.datetime:
+        """Move the recorded last use ``seconds`` back; what it became."""
+        return await people.store.run(
+            lambda conn: conn.fetchval(
+                "UPDATE sessions SET last_used_at = now() - $2::float8 * interval '1 second' "
+                "WHERE session_id = $1 RETURNING last_used_at",
+                session,
+                seconds,
+            )
+        )
+
+    async def last_used() -> datetime.datetime | None:
+        (listed,) = await _certificate_sessions(people, password_token)
+        return listed.last_used_at
+
+    written = await recorded_ago(CERTIFICATE_LAST_USED_GRANULARITY_SECONDS / 2)
+    await _connect(people, der)
+    assert await last_used() == written  # used within the minute: nothing written
+    await recorded_ago(CERTIFICATE_LAST_USED_GRANULARITY_SECONDS + 30)
+    before = datetime.datetime.now(datetime.UTC)
+    await _connect(people, der)
+    used = await last_used()
+    assert used is not None
+    assert used >= before - datetime.timedelta(seconds=5)  # recorded again, now
 
 
 async def test_a_bots_connections_share_one_session_too(

@@ -42,7 +42,14 @@ sessions page) and ends one by id (:meth:`SessionStore.end`). Each row says
 when it was last used: the liveness check writes ``last_used_at`` when the
 one recorded is older than :data:`LAST_USED_GRANULARITY_SECONDS`, so an
 active session costs one small UPDATE every few minutes, and a validation
-otherwise stays the one read it was.
+otherwise stays the one read it was. A certificate session never passes the
+liveness check (the API holds no token, only the answer to
+``AuthenticateCertificate``); its use is recorded by the reuse every new
+connection and every identity re-check of an open one makes (the API's
+``--identity-ttl-seconds``, 5 minutes, less the assertion's margin), written
+at most every :data:`CERTIFICATE_LAST_USED_GRANULARITY_SECONDS`: so a
+certificate in use shows a last use within about that re-check interval plus a
+minute, and a connection that finds it recent writes nothing.
 """
 
 from __future__ import annotations
@@ -84,6 +91,10 @@ CERTIFICATE_SESSION_RENEW_FRACTION = 0.25
 #: How far behind a session's recorded last use may be (the sessions page
 #: says "to within 5 minutes"): the write a validation makes at most this often.
 LAST_USED_GRANULARITY_SECONDS = 300.0
+#: The same for a certificate session, whose use is seen only at a connection
+#: or an identity re-check (the API asks every ~4.5 minutes while calls come):
+#: written at most once a minute, so the page's last use stays within ~5.5.
+CERTIFICATE_LAST_USED_GRANULARITY_SECONDS = 60.0
 
 #: Whether ``s`` is a session of user ``{user}`` for certificate ``{certificate}``
 #: that a new connection may use: live, with more than ``{seconds}`` seconds left,
@@ -160,20 +171,19 @@ SELECT COALESCE(last_used_at, created_at) > now() - $2::float8 * INTERVAL '1 sec
 FROM sessions WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now()
 """
 #: The live session of user $1 made for certificate $2 that has more than $3
-#: seconds left (or lasts until the certificate's end, $4), marked used now: its
-#: id and expiry (none: make a new one). A write, as the INSERT it replaces was;
-#: a disable that ends the user's sessions first leaves nothing to find (READ
-#: COMMITTED re-checks ``revoked_at``), and one that ends them after ends this
-#: one too.
+#: seconds left (or lasts until the certificate's end, $4): its id, its expiry,
+#: and whether its last use is recorded within $5 seconds (none: make a new
+#: one). A read: :meth:`SessionStore.reuse_for_certificate` writes the use only
+#: when it is not (:data:`_TOUCH`), as the token path does. A disable that ended
+#: the user's sessions before leaves nothing to find; one committed after ends
+#: this session too, and its tokens and assertions with it.
 _REUSE_FOR_CERTIFICATE = f"""
-UPDATE sessions SET last_used_at = now()
-WHERE session_id = (
-    SELECT s.session_id FROM sessions s
-    WHERE {_USABLE_FOR_CERTIFICATE.format(user="$1", certificate="$2", seconds="$3", until="$4")}
-    ORDER BY s.expires_at DESC, s.session_id
-    LIMIT 1
-) AND revoked_at IS NULL
-RETURNING session_id, expires_at
+SELECT s.session_id, s.expires_at,
+       COALESCE(s.last_used_at, s.created_at) > now() - $5::float8 * INTERVAL '1 second' AS recent
+FROM sessions s
+WHERE {_USABLE_FOR_CERTIFICATE.format(user="$1", certificate="$2", seconds="$3", until="$4")}
+ORDER BY s.expires_at DESC, s.session_id
+LIMIT 1
 """
 #: End the live sessions of user $1 made for certificate $2 (it was revoked).
 _REVOKE_CERTIFICATE = """
@@ -339,22 +349,32 @@ class SessionStore:
     async def reuse_for_certificate(
         self, user_id: str, certificate: str, *, min_seconds_left: float, until: float
     ) -> tuple[str, float] | None:
-        """The live session ``user_id`` has for ``certificate``, marked used: id and expiry.
+        """The live session ``user_id`` has for ``certificate``: id and expiry.
 
         Only one with more than ``min_seconds_left`` to live, or one lasting
         until the certificate expires (``until``, a POSIX time); None when
-        there is none (the caller records a new one). One statement, a write
-        as the insert it saves was.
+        there is none (the caller records a new one). Its use is recorded as
+        a validation's is: a second statement when the recorded last use is
+        older than :data:`CERTIFICATE_LAST_USED_GRANULARITY_SECONDS`, else
+        nothing written (every API connection and identity re-check comes here).
         """
         row = await self._store.run(
             lambda conn: conn.fetchrow(
-                _REUSE_FOR_CERTIFICATE, user_id, certificate, min_seconds_left, _when(until)
+                _REUSE_FOR_CERTIFICATE,
+                user_id,
+                certificate,
+                min_seconds_left,
+                _when(until),
+                CERTIFICATE_LAST_USED_GRANULARITY_SECONDS,
             ),
             transaction=False,
         )
         if row is None:
             return None
-        return str(row["session_id"]), float(row["expires_at"].timestamp())
+        session_id = str(row["session_id"])
+        if not row["recent"]:
+            await self._store.run(lambda conn: conn.execute(_TOUCH, session_id), transaction=False)
+        return session_id, float(row["expires_at"].timestamp())
 
     async def is_live(self, session_id: str) -> bool:
         """Whether the session exists, has not been ended and has not expired.

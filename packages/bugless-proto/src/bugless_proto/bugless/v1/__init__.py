@@ -5551,7 +5551,10 @@ class Session(betterproto2.Message):
     When a token of it was last validated, to within about 5 minutes (the
     Authenticator writes it at most that often); created_at when unused
     since. A frontend's token cache (the web's --token-cache-seconds) means
-    a use is seen only when the frontend asks again.
+    a use is seen only when the frontend asks again. A client certificate's
+    session is used when the API authenticates the certificate (a new
+    connection, or an open one's identity re-check, about every 5 minutes
+    while calls come), written at most once a minute.
     """
 
     expires_at: "datetime.datetime | None" = betterproto2.field(
