@@ -288,12 +288,20 @@ async def test_a_viewer_gets_no_edit_form_but_the_reason_and_keeps_star_and_mute
     )
     assert f'action="/issues/{issue.id}/star"' in page.text
     assert f'action="/issues/{issue.id}/mute"' in page.text
+    # Filing there needs the editor role too: no "New issue" link, not in the picker.
+    new_here = f'href="/issues/new?component={created.id}"'
+    assert new_here not in (await client.get(f"/components/{created.id}")).text
+    assert new_here not in (await client.get("/components")).text
+    assert f'<option value="{created.id}"' not in (await client.get("/issues/new")).text
 
     await sign_in(client, "bob")
     editable = await client.get(f"/issues/{issue.id}")
     assert 'id="issue-form"' in editable.text
     assert 'class="attach-form"' in editable.text
     assert "needs the editor role on" not in editable.text
+    assert new_here in (await client.get(f"/components/{created.id}")).text
+    assert new_here in (await client.get("/components")).text
+    assert f'<option value="{created.id}"' in (await client.get("/issues/new")).text
 
 
 async def test_create_issue_from_component_template(

@@ -53,7 +53,16 @@ DEFAULTS: dict[str, str] = {
 
 
 async def _open_components(backends: Backends, viewer: Viewer) -> list[v1.Component]:
-    return [c for c in await list_all_components(backends, viewer) if not c.archived]
+    """The components ``viewer`` may file issues in: not archived, and not only readable to them.
+
+    Filing needs the editor role (the Model refuses a viewer), so the picker
+    offers no component that would only come back refused.
+    """
+    return [
+        c
+        for c in await list_all_components(backends, viewer)
+        if not c.archived and c.caller_role != v1.Role.VIEWER
+    ]
 
 
 async def template_values(backends: Backends, component: v1.Component | None) -> dict[str, str]:
