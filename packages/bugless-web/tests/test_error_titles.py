@@ -49,3 +49,31 @@ async def test_a_body_too_large_is_titled_so(client: AsyncTestClient[Any]) -> No
     )
     assert response.status_code == 413
     assert _title_of(response.text) == "Too large"
+
+
+async def test_an_unknown_address_and_a_forms_address_say_what_to_do(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """Not the router's bare "Not Found" / "Method Not Allowed" under a "Not allowed" title."""
+    issue = await create_issue(model, world, "Errors that say what to do")
+    await sign_in(client, "bob")
+    unknown = await client.get("/isues/1")
+    assert unknown.status_code == 404
+    assert "There is no page at this address. Check the link" in unknown.text
+    assert ">Not Found<" not in unknown.text
+    # A form's address opened as a page (a refused bulk edit's page reloaded
+    # from the address bar, a link to a star button's action).
+    for address in ("/issues/bulk", f"/issues/{issue.id}/star"):
+        opened = await client.get(address)
+        assert opened.status_code == 405
+        assert _title_of(opened.text) == "Not a page"  # was "Not allowed", as for a 403
+        assert "This address takes a form&#39;s submission; it is not a page to open." in (
+            opened.text
+        )
+        assert "Method Not Allowed" not in opened.text
+    star = await client.get(f"/issues/{issue.id}/star")
+    assert f'<a href="/issues/{issue.id}" class="button primary">Back to issue {issue.id}</a>' in (
+        star.text
+    )
+    # A refusal of the service keeps its own reason.
+    assert "issue 999999999 not found" in (await client.get("/issues/999999999")).text

@@ -229,12 +229,13 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         status = exc.status_code
         title = _TITLES.get(status, "Cannot do that")
         message = exc.detail if status < 500 else "The server could not finish this request."
+        message = _ROUTING_MESSAGES.get((status, message), message)
     else:
         _log.exception("unexpected error on %s %s", request.method, request.url.path)
         status, title = 500, "Something went wrong"
         message = "The server could not finish this request. The error was logged."
     headers = {"retry-after": retry_after_header(exc)} if status == 429 else {}
-    back = _posted_from(request) if request.method == "POST" else None
+    back = _posted_from(request) if request.method == "POST" or status == 405 else None
     try:
         page = render(
             request,
@@ -292,12 +293,25 @@ def _session_refused(request: Request[Any, Any, Any], exc: Exception) -> bool:
     return True
 
 
+#: What the router's bare refusals ("Not Found" for an address no route
+#: takes, "Method Not Allowed" for a form's address opened as a page, say by
+#: reloading it from the address bar) tell a person instead.
+_ROUTING_MESSAGES = {
+    (404, "Not Found"): (
+        "There is no page at this address. Check the link for a typing mistake, "
+        "or search for the issue from the box above."
+    ),
+    (405, "Method Not Allowed"): (
+        "This address takes a form's submission; it is not a page to open. "
+        "Go back to the page the form was on and send it from there."
+    ),
+}
 _TITLES = {
     400: "That did not work",
     401: "Sign in needed",
     403: "Not allowed",
     404: "Not found",
-    405: "Not allowed",
+    405: "Not a page",  # a form's address opened as a page
     408: "Took too long",  # a stalled upload (bugless_web.transfers.UploadStalled)
     409: "Conflict",
     410: "Gone",  # a deleted attachment (ContentGone)
