@@ -224,6 +224,43 @@ async def test_revoking_the_certificate_ends_its_session_and_refuses_new_connect
     assert await _certificate_sessions(people, password_token) == []
 
 
+async def test_a_connection_racing_the_certificates_revocation_leaves_no_live_session(
+    people: AuthServer,
+) -> None:
+    # The revocation commits after the connection found the certificate live,
+    # before its session is recorded: the revocation's end of the
+    # certificate's sessions found none, so a session recorded after it would
+    # outlive the certificate on the Sessions page (and in the Model).
+    password_token, issued = await _person_with_certificate(people)
+    der = _der(issued.certificate_pem)
+    fingerprint = x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256()).hex()
+    async with people.store.connection() as conn, conn.transaction():
+        # What RevokePersonCertificate writes, held uncommitted.
+        await conn.execute(
+            "UPDATE people_certificates SET revoked_at = now() WHERE fingerprint = $1",
+            fingerprint,
+        )
+        await conn.execute(
+            "UPDATE sessions SET revoked_at = now() WHERE certificate = $1 AND revoked_at IS NULL",
+            fingerprint,
+        )
+        connecting = asyncio.create_task(_connect(people, der))
+        for _ in range(200):  # until its insert waits on the revocation (or it is done)
+            await asyncio.sleep(0.05)
+            waiting = await people.store.run(
+                lambda c: c.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ),
+                transaction=False,
+            )
+            if waiting or connecting.done():
+                break
+    error = await expect_status(connecting, Status.UNAUTHENTICATED)
+    assert "revoked" in (error.message or "")
+    assert await _certificate_sessions(people, password_token) == []
+
+
 async def test_a_session_with_little_life_left_is_replaced_not_reused(people: AuthServer) -> None:
     password_token, issued = await _person_with_certificate(people)
     der = _der(issued.certificate_pem)

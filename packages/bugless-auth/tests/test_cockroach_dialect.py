@@ -32,6 +32,7 @@ from auth_support import TEST_ENDS, KeyFiles, StartAuth, set_disabled, start_aut
 from test_auth_conformance import TestLocalPasswords, password_backend_case
 from test_certificate_sessions import (
     people,
+    test_a_connection_racing_the_certificates_revocation_leaves_no_live_session,
     test_a_first_connection_meeting_an_uncommitted_session_of_its_certificate_reuses_it,
     test_a_session_ends_when_its_certificate_expires,
     test_simultaneous_first_connections_with_one_certificate_make_one_session,
@@ -139,6 +140,7 @@ RERUN = (
     test_simultaneous_renewals_of_a_session_with_little_life_left_make_one_new_session,
     test_a_session_ends_when_its_certificate_expires,
     test_a_first_connection_meeting_an_uncommitted_session_of_its_certificate_reuses_it,
+    test_a_connection_racing_the_certificates_revocation_leaves_no_live_session,
 )
 
 

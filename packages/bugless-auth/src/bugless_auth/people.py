@@ -46,6 +46,8 @@ from bugless_core.errors import (
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.auth.people")
+#: What a revoked people certificate is told (its owner's own: `bugless login` is the fix).
+CERTIFICATE_REVOKED_MESSAGE = "this certificate has been revoked; run `bugless login` again"
 
 #: Letters a person reads off one screen and types into another: no vowels
 #: (no words), no 0/O, 1/I look-alikes.
@@ -347,10 +349,7 @@ class PeopleCertificates:
                 reason="CERTIFICATE_UNKNOWN",
             )
         if row["revoked_at"] is not None:
-            raise Unauthenticated(
-                "this certificate has been revoked; run `bugless login` again",
-                reason="CERTIFICATE_REVOKED",
-            )
+            raise Unauthenticated(CERTIFICATE_REVOKED_MESSAGE, reason="CERTIFICATE_REVOKED")
         return PersonFromCertificate(user_id=user_id, serial=serial)
 
     def _ours(self, cert: x509.Certificate) -> bool:

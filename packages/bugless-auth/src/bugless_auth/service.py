@@ -28,11 +28,12 @@ from bugless_auth.assertions import AssertionIssuer
 from bugless_auth.directory import CachedUser, UserDirectory
 from bugless_auth.group_loss import GroupLoss
 from bugless_auth.passwords import PasswordHashes
-from bugless_auth.people import PeopleCertificates
+from bugless_auth.people import CERTIFICATE_REVOKED_MESSAGE, PeopleCertificates
 from bugless_auth.policy import Decision, Policy
 from bugless_auth.resync import DirectoryResync
 from bugless_auth.sessions import (
     CERTIFICATE_HAS_SESSION,
+    CERTIFICATE_REVOKED,
     CERTIFICATE_SESSION_RENEW_FRACTION,
     PEOPLE_CA,
     SERVICE,
@@ -451,9 +452,11 @@ class AuthService(UserAdministration, UserLookups):
             raise Unavailable(
                 "the session of this certificate kept changing while signing in; try again"
             )
-        if refused is not None:  # disabled (or gone) since ``record`` was read
+        if refused is not None:  # disabled (or gone, or revoked) since ``record`` was read
             if refused.reason == "USER_UNKNOWN":
                 raise Unauthenticated("this user no longer exists", reason="USER_UNKNOWN")
+            if refused is CERTIFICATE_REVOKED:
+                raise Unauthenticated(CERTIFICATE_REVOKED_MESSAGE, reason="CERTIFICATE_REVOKED")
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
         _log.info(
             "%s signed in with %s",

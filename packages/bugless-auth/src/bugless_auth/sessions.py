@@ -28,7 +28,9 @@ for the same user reuses it while enough of it is left
 (:meth:`SessionStore.reuse_for_certificate`). Ending it cuts the connections
 that use it (the Model refuses their assertions); the certificate's next
 connection, or an open one's next identity check, makes a new session: only
-revoking the certificate keeps it out, and that ends its sessions too. The
+revoking the certificate keeps it out, and that ends its sessions too (a
+session being recorded as the revocation commits included: its insert reads
+the certificate's row ``FOR SHARE``, as it reads the user's). The
 rule holds for simultaneous first connections too: each certificate session
 has a generation unique per user and certificate (migration 0014), so the
 database, not a read before the write, lets one of them record the session
@@ -137,8 +139,14 @@ AND s.expires_at >= LEAST(now() + {seconds}::float8 * INTERVAL '1 second', {unti
 #: and a re-run, which then sees the other's row): the caller reuses the
 #: winner's.
 #:
-#: Returns the account's row as found (none: no such user) and whether the
-#: session was recorded.
+#: A people CA certificate's row is read ``FOR SHARE`` likewise, against its
+#: revocation: a revocation that committed first leaves this insert nothing to
+#: do (``certificate_revoked``; the caller checked the certificate live before
+#: it began), and one that commits after waits for this insert, then ends the
+#: session it recorded with the certificate's others (:mod:`bugless_auth.people`).
+#:
+#: Returns the account's row as found (none: no such user), whether the
+#: session was recorded and whether the certificate was found revoked.
 _USABLE_BESIDE_INSERT = _USABLE_FOR_CERTIFICATE.format(
     user="target.user_id", certificate="$6", seconds="$7", until="$8"
 )
@@ -148,6 +156,10 @@ WITH target AS (
     FROM users u {sql.ACCOUNT_OF_U}
     WHERE u.user_id = $2
     FOR SHARE
+), people_certificate AS (
+    SELECT revoked_at IS NOT NULL AS revoked FROM people_certificates
+    WHERE fingerprint = $6
+    FOR SHARE
 ), recorded AS (
     INSERT INTO sessions (session_id, user_id, authenticator, client_address, expires_at,
                           certificate, certificate_generation)
@@ -155,14 +167,15 @@ WITH target AS (
         SELECT COALESCE(max(s.certificate_generation), 0) + 1 FROM sessions s
         WHERE s.user_id = target.user_id AND s.certificate = $6
     ) END
-    FROM target WHERE NOT disabled AND NOT placeholder AND NOT EXISTS (
-        SELECT 1 FROM sessions s
-        WHERE {_USABLE_BESIDE_INSERT}
-    )
+    FROM target WHERE NOT disabled AND NOT placeholder
+      AND NOT EXISTS (SELECT 1 FROM people_certificate WHERE revoked)
+      AND NOT EXISTS (SELECT 1 FROM sessions s WHERE {_USABLE_BESIDE_INSERT})
     ON CONFLICT DO NOTHING
     RETURNING session_id
 )
-SELECT user_id, disabled, placeholder, EXISTS (SELECT 1 FROM recorded) AS recorded FROM target
+SELECT user_id, disabled, placeholder, EXISTS (SELECT 1 FROM recorded) AS recorded,
+       EXISTS (SELECT 1 FROM people_certificate WHERE revoked) AS certificate_revoked
+FROM target
 """
 #: Whether session $1 is live, and whether its last use is recorded within $2
 #: seconds (a sign-in is a use). Used on every validation: one index read.
@@ -265,6 +278,9 @@ class NotRecorded:
 #: certificate because one usable for it was recorded first (by a concurrent
 #: first connection): the caller reuses that one.
 CERTIFICATE_HAS_SESSION = NotRecorded("CERTIFICATE_HAS_SESSION", "has a session for it already")
+#: What it answers when the people certificate was revoked while the session
+#: was being made (after the caller found it live).
+CERTIFICATE_REVOKED = NotRecorded("CERTIFICATE_REVOKED", "has had this certificate revoked")
 
 
 def _refusal(row: asyncpg.Record | None) -> NotRecorded | None:
@@ -277,6 +293,8 @@ def _refusal(row: asyncpg.Record | None) -> NotRecorded | None:
         return NotRecorded("USER_DISABLED", "is disabled")
     if row["placeholder"]:
         return NotRecorded("USER_PLACEHOLDER", "is a placeholder (an imported person)")
+    if row["certificate_revoked"]:
+        return CERTIFICATE_REVOKED
     return CERTIFICATE_HAS_SESSION
 
 
