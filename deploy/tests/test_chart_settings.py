@@ -38,6 +38,7 @@ from chart_rendering import (
 from bugless_auth.ldap import LdapSettings
 from bugless_auth.oidc import OidcSettings
 from bugless_auth.settings import PeopleCaSettings
+from bugless_auth.tls import TlsAuthenticator
 from bugless_core.blobs import STORE_ENV
 from bugless_core.cli import build_cli
 from bugless_core.networks import parse_networks
@@ -79,6 +80,9 @@ def _runtime_variables(args: list[str]) -> set[str]:
         for backend, settings in AUTH_BACKEND_SETTINGS.items():
             prefix = f"BUGLESS_AUTH_{backend.upper()}_"
             names |= {prefix + f.name.upper() for f in dataclasses.fields(settings)}
+        # The tls backend has no settings class: its files are the options it
+        # declares for the start-up check (the chart renders only these).
+        names |= {f"BUGLESS_AUTH_TLS_{key.upper()}" for key in TlsAuthenticator.file_options}
     if args[0] == "model":
         plugins = load_plugins()
         names.add(STORE_ENV)

@@ -1,0 +1,128 @@
+"""The Authenticator's `tls` backend gets the mapping it cannot start without.
+
+Every shipped values file enables the `tls` backend (bots sign in with client
+certificates), and the backend refuses to open without a mapping. The chart
+once set ``BUGLESS_AUTH_AUTHENTICATORS=...,tls`` and nothing else, so no
+shipped configuration could start an Authenticator. Here the rendered pod is
+followed as the kubelet would: the ConfigMap's data is written where the pod
+mounts it, the container's environment is read the way ``bugless auth serve``
+reads it, and the real backend opens from that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chart_rendering import VALUES_FILES, Manifest, env_of, load_values, of_kind, render
+
+from bugless_auth.settings import options_from_environment
+from bugless_auth.tls import TlsAuthenticator, mapping_content
+
+#: Values files of releases that use another release's Authenticator.
+WITHOUT_AUTHENTICATOR = frozenset({"values-web-next.yaml"})
+
+_BOT = """\
+["cn=release-bot"]
+username = "release-bot"
+groups = ["bots"]
+"""
+
+
+def _auth_pod(manifests: list[Manifest]) -> dict[str, Any]:
+    (auth,) = [
+        d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"].endswith("-auth")
+    ]
+    pod: dict[str, Any] = auth["spec"]["template"]["spec"]
+    return pod
+
+
+def _config_maps(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
+    return {m["metadata"]["name"]: m.get("data", {}) for m in of_kind(manifests, "ConfigMap")}
+
+
+async def _open_as_the_pod_would(
+    manifests: list[Manifest], root: Path, config_maps: dict[str, dict[str, str]]
+) -> TlsAuthenticator:
+    """Mount the pod's ConfigMap volumes under ``root`` and open its tls backend."""
+    pod = _auth_pod(manifests)
+    (container,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container["volumeMounts"]:
+        source = volumes[mount["name"]].get("configMap")
+        if source is None:
+            continue
+        data = config_maps[source["name"]]
+        for item in source["items"]:
+            path = root / mount["mountPath"].lstrip("/") / item["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(data[item["key"]], encoding="utf-8")
+    environ = {
+        name: str(entry["value"]) for name, entry in env_of(container).items() if "value" in entry
+    }
+    backends = environ["BUGLESS_AUTH_AUTHENTICATORS"].split(",")
+    assert "tls" in backends
+    options = dict(options_from_environment(environ, backends)["tls"])
+    options["mapping_file"] = str(root / options["mapping_file"].lstrip("/"))
+    # What `bugless auth serve` checks before it starts, then the backend itself.
+    mapping_content(await asyncio.to_thread(Path(options["mapping_file"]).read_bytes))
+    return await TlsAuthenticator.open(options)
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES)
+async def test_every_shipped_configuration_with_tls_opens_its_backend(
+    values_file: str, tmp_path: Path
+) -> None:
+    manifests = render(load_values(values_file))
+    runs_auth = any(
+        d["metadata"]["name"].endswith("-auth") for d in of_kind(manifests, "Deployment")
+    )
+    assert runs_auth == (values_file not in WITHOUT_AUTHENTICATOR)
+    if not runs_auth:
+        return
+    backend = await _open_as_the_pod_would(manifests, tmp_path, _config_maps(manifests))
+    assert backend.mapping == {}, "no bot is mapped until the operator maps one"
+
+
+async def test_the_charts_mapping_content_lets_its_bots_in(tmp_path: Path) -> None:
+    manifests = render({"auth": {"tlsMapping": {"content": _BOT}}})
+    backend = await _open_as_the_pod_would(manifests, tmp_path, _config_maps(manifests))
+    assert backend.mapping["cn=release-bot"].username == "release-bot"
+    assert backend.mapping["cn=release-bot"].groups == ("bots",)
+
+
+async def test_an_operators_config_map_is_mounted_and_the_chart_makes_none(
+    tmp_path: Path,
+) -> None:
+    manifests = render({"auth": {"tlsMapping": {"configMapName": "bots", "key": "bots.json"}}})
+    assert "bots" not in _config_maps(manifests)
+    assert not [name for name in _config_maps(manifests) if name.endswith("-auth-tls-mapping")]
+    volume = next(v for v in _auth_pod(manifests)["volumes"] if v["name"] == "tls-mapping")
+    assert volume["configMap"] == {
+        "name": "bots",
+        "items": [{"key": "bots.json", "path": "bots.json"}],
+    }
+    kept = {"bots": {"bots.json": '{"cn=ci": {"username": "ci"}}'}}
+    backend = await _open_as_the_pod_would(manifests, tmp_path, kept)
+    assert backend.mapping["cn=ci"].username == "ci"
+
+
+def test_a_mapping_directory_is_mounted_not_a_sub_path() -> None:
+    """A subPath mount never sees the ConfigMap change: a new bot would wait for a rollout."""
+    (container,) = _auth_pod(render())["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls-mapping"]
+    assert mount == {
+        "name": "tls-mapping",
+        "mountPath": "/etc/bugless/tls-mapping",
+        "readOnly": True,
+    }
+
+
+def test_without_the_tls_backend_there_is_no_mapping() -> None:
+    manifests = render({"auth": {"backends": ["local"]}})
+    pod = _auth_pod(manifests)
+    assert "BUGLESS_AUTH_TLS_MAPPING_FILE" not in env_of(pod["containers"][0])
+    assert all(v["name"] != "tls-mapping" for v in pod["volumes"])
+    assert not [name for name in _config_maps(manifests) if name.endswith("-auth-tls-mapping")]
