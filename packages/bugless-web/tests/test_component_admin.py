@@ -205,27 +205,71 @@ async def test_group_entries_roles_and_removal(
     ]
 
 
-async def test_acl_form_errors_are_400_pages_naming_the_problem(
-    client: AsyncTestClient[Any], dora: str
+async def test_acl_form_errors_come_back_in_the_form_naming_the_problem(
+    client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
 ) -> None:
+    """A refused access list: its page again, the form as sent, the reason; nothing saved.
+
+    Before, a 400 error page lost the edit (and offered only "Back to my issues").
+    """
     token = await sign_in(client, dora)
     component_id = await create_component(client, token, f"Errors {secrets.token_hex(3)}")
     version = version_of((await client.get(f"/components/{component_id}")).text)
+    dora_row, bob_row = f"userid:{world.users['dora']}", f"userid:{world.users['bob']}"
+    added = await client.post(
+        f"/components/{component_id}/acl",
+        data={"_csrf": token, "version": version, "principal": dora_row, "role": "admin"}
+        | {"new_name": "bob", "new_role": "viewer"},
+        follow_redirects=False,
+    )
+    assert added.status_code == 303, added.text
+    page = (await client.get(f"/components/{component_id}")).text
+    version = version_of(page)
     unknown = await client.post(
         f"/components/{component_id}/acl",
-        data={"_csrf": token, "version": version, "new_name": "nobody_here", "new_role": "admin"},
+        data={
+            "_csrf": token,
+            "version": version,
+            "principal": [dora_row, bob_row],
+            "role": ["admin", "editor"],  # bob promoted in the same edit
+            "new_name": "nobody_here",
+            "new_role": "admin",
+        },
     )
     assert unknown.status_code == 400
-    assert "no user named &#39;nobody_here&#39;" in unknown.text
-    # Back to the component the form was on (before: only "Back to my issues").
-    back = f'<a href="/components/{component_id}" class="button primary">'
-    assert f"{back}Back to component {component_id}</a>" in unknown.text
+    html = unknown.text
+    assert (
+        '<p class="banner error" role="alert" id="acl-problem">'
+        "Nothing was saved: no user named &#39;nobody_here&#39;</p>"
+    ) in html
+    assert (
+        'value="nobody_here" placeholder="username or group" aria-label="Username or group name"'
+        ' autocomplete="off" data-suggest="users" aria-describedby="acl-problem"'
+        ' aria-invalid="true" autofocus>'
+    ) in html
+    bob_select = html.split(f'value="{bob_row}">', 1)[1].split("</select>", 1)[0]
+    assert '<option value="editor" selected>' in bob_select  # as sent, not as stored
+    new_role = html.split('name="new_role"', 1)[1].split("</select>", 1)[0]
+    assert '<option value="admin" selected>' in new_role
+    stored = await call(
+        model.get_component,
+        v1.GetComponentRequest(caller=world.caller(dora), component_id=component_id),
+    )
+    assert [e.role for e in stored.acl] == [v1.Role.ADMIN, v1.Role.VIEWER]
     bad_role = await client.post(
         f"/components/{component_id}/acl",
         data={"_csrf": token, "version": version, "new_name": "bob", "new_role": "owner"},
     )
     assert bad_role.status_code == 400
     assert "viewer, editor, admin" in bad_role.text
+    # Another form on the page still refused by an error page leads back here.
+    template = await client.post(
+        f"/components/{component_id}/template",
+        data={"_csrf": token, "version": version, "assignee": "nobody_here"},
+    )
+    assert template.status_code == 400
+    back = f'<a href="/components/{component_id}" class="button primary">'
+    assert f"{back}Back to component {component_id}</a>" in template.text
 
 
 async def test_stale_acl_edit_is_a_409_page(client: AsyncTestClient[Any], dora: str) -> None:

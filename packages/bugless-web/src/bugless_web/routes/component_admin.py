@@ -41,6 +41,7 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
+from bugless_web.routes.components import RefusedAclEdit, component_page_for
 
 #: The role picker's value that drops an entry.
 REMOVE = "remove"
@@ -263,19 +264,29 @@ async def change_acl(
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     form = await request.form()
-    acl = await _acl_from_form(backends, form)
     version = form_int(str(form.get("version", "")), "version")
-    if form.get("leave_admin") != "yes":
-        await _refuse_self_lockout(backends, viewer, component_id, version, acl)
-    await call(
-        backends.model.update_component,
-        v1.UpdateComponentRequest(
-            caller=viewer.caller,
-            component=v1.Component(id=component_id, acl=acl),
-            update_mask=FieldMask(paths=["acl"]),
-            expected_version=version,
-        ),
-    )
+    try:
+        acl = await _acl_from_form(backends, form)
+        if form.get("leave_admin") != "yes":
+            await _refuse_self_lockout(backends, viewer, component_id, version, acl)
+        await call(
+            backends.model.update_component,
+            v1.UpdateComponentRequest(
+                caller=viewer.caller,
+                component=v1.Component(id=component_id, acl=acl),
+                update_mask=FieldMask(paths=["acl"]),
+                expected_version=version,
+            ),
+        )
+    except (InvalidArgument, FailedPrecondition) as exc:
+        # Nothing saved: the page again with the form as sent and the reason.
+        return await component_page_for(
+            request,
+            viewer,
+            component_id,
+            refused_acl=RefusedAclEdit.from_form(form, exc.message),
+            status_code=exc.http_status,
+        )
     backends.forget_components()
     count = f"{len(acl)} entr{'y' if len(acl) == 1 else 'ies'}"
     session_of(request).update(notice=f"Saved the access list ({count}).")

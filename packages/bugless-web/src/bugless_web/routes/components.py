@@ -6,6 +6,7 @@ Changing them is :mod:`bugless_web.routes.component_admin`.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Request, Response, get
@@ -34,17 +35,72 @@ async def component_tree(request: Request[Any, Any, Any]) -> Response[str]:
     )
 
 
+@dataclass
+class RefusedAclEdit:
+    """An access list edit refused before anything was saved, shown again in its form.
+
+    Attributes:
+        problem: Why, as the form check or the Model said it.
+        roles: The role picked for each existing entry, by its principal
+            (``userid:<id>`` or ``group:<name>``), ``remove`` included.
+        new_kind: ``user`` or ``group`` in the add row.
+        new_name: What was typed in the add row.
+        new_role: The role picked in the add row.
+        leave_admin: Whether "I may remove my own admin access" was ticked.
+    """
+
+    problem: str
+    roles: dict[str, str] = field(default_factory=dict)
+    new_kind: str = "user"
+    new_name: str = ""
+    new_role: str = "editor"
+    leave_admin: bool = False
+
+    @property
+    def about_new_entry(self) -> bool:
+        """Whether the problem is the added entry (an unknown user, a bad group name)."""
+        return (
+            bool(self.new_name.strip()) and repr(self.new_name.strip()[:40])[1:-1] in self.problem
+        )
+
+    @classmethod
+    def from_form(cls, form: Any, problem: str) -> RefusedAclEdit:
+        """The refused form's choices, as posted."""
+        principals = [str(v) for v in form.getall("principal", [])]
+        roles = [str(v) for v in form.getall("role", [])]
+        return cls(
+            problem=problem,
+            roles=dict(zip(principals, roles, strict=False)),
+            new_kind=str(form.get("new_kind", "user") or "user"),
+            new_name=str(form.get("new_name", "") or ""),
+            new_role=str(form.get("new_role", "editor") or "editor"),
+            leave_admin=form.get("leave_admin") == "yes",
+        )
+
+
 @get("/components/{component_text:str}")
 async def component_page(
     request: Request[Any, Any, Any], component_text: FromPath[str]
 ) -> Response[str]:
-    """A component: description, subcomponents, open issues, and the ACL for admins.
+    """A component: description, subcomponents, open issues, and the ACL for admins."""
+    component_id = path_id(component_text, "component_id")
+    viewer = await viewer_of(request)
+    return await component_page_for(request, viewer, component_id)
+
+
+async def component_page_for(
+    request: Request[Any, Any, Any],
+    viewer: Viewer,
+    component_id: int,
+    *,
+    refused_acl: RefusedAclEdit | None = None,
+    status_code: int = 200,
+) -> Response[str]:
+    """The component's page; with ``refused_acl``, its access list form as it was sent.
 
     Also whether the viewer subscribed to it (one ListSubscriptions call: this
     page is no hot path), so the page offers Subscribe or Unsubscribe.
     """
-    component_id = path_id(component_text, "component_id")
-    viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     component = await call(
         backends.model.get_component,
@@ -96,7 +152,9 @@ async def component_page(
             "search_query": query,
             "subscription": subscription,
             "covering": covering,
+            "refused_acl": refused_acl,
         },
+        status_code=status_code,
         viewer=viewer,
     )
 
