@@ -23,6 +23,7 @@ from bugless_dev.stack import LocalStack
 from bugless_import import run_import
 from bugless_import.sources.redmine import RedmineImporter
 from bugless_proto import v1
+from bugless_testing.ports import refused_port
 
 BUGLESS = str(Path(sys.executable).with_name("bugless"))
 
@@ -96,3 +97,13 @@ async def test_an_unreachable_service_is_named_with_its_address(
         await run_import(importer, plaintext)
     assert raised.value.message.startswith(f"the Authenticator at {auth.host}:{auth.port}: ")
     assert raised.value.message.endswith("if it serves TLS, give --tls-ca, --tls-cert, --tls-key")
+
+
+async def test_an_unreachable_ipv6_service_is_named_with_its_host_in_brackets(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """Before: 'the Authenticator at ::1:PORT', which reads as one address."""
+    importer = RedmineImporter(str(redmine_tree(tmp_path, 9153)), {})
+    with refused_port("::1") as port, pytest.raises(Unavailable) as raised:
+        await run_import(importer, make_settings(auth=ServiceAddress("::1", port)))
+    assert raised.value.message.startswith(f"the Authenticator at [::1]:{port}: ")

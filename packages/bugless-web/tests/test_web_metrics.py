@@ -12,6 +12,7 @@ import http.cookiejar
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -316,6 +317,24 @@ def test_a_metrics_port_in_use_stops_the_start_with_the_reason(
         start_web_server(world.stack, extra_env=taken)
     assert f"cannot serve metrics on 127.0.0.1:{web.metrics_port}" in str(failed.value)
     assert "address already in use" in str(failed.value).lower()
+
+
+@pytest.mark.parametrize("setting", ["", "METRICS_"])
+def test_an_ipv6_address_in_use_is_named_with_its_host_in_brackets(
+    world: World, setting: str
+) -> None:
+    """Before: 'cannot listen on ::1:PORT', which reads as one address."""
+    with socket.socket(socket.AF_INET6) as busy:
+        busy.bind(("::1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        metrics = setting == "METRICS_"
+        taken = {f"BUGLESS_WEB_{setting}HOST": "::1"}
+        taken |= {"BUGLESS_WEB_METRICS_PORT": str(port) if metrics else "0"}
+        with pytest.raises(ServiceFailed) as failed:  # the stack passes --port: the flag wins
+            start_web_server(world.stack, extra_env=taken, port=0 if metrics else port)
+    doing = "serve metrics" if metrics else "listen"
+    assert f"cannot {doing} on [::1]:{port}: " in str(failed.value)
 
 
 FEED_READ = "bugless_user_feed_last_read_timestamp_seconds"

@@ -229,8 +229,8 @@ def _set_password(username: str) -> str:
 def _print_import(running: Running, bugless: str) -> None:
     """How to run ``bugless import`` into this stack: its services, the import certificate."""
     exports = {
-        "BUGLESS_IMPORT_MODEL": f"{running.model.host}:{running.model.port}",
-        "BUGLESS_IMPORT_AUTH": f"{running.auth.host}:{running.auth.port}",
+        "BUGLESS_IMPORT_MODEL": running.model.authority,
+        "BUGLESS_IMPORT_AUTH": running.auth.authority,
     }
     if running.model.ca is not None:  # not --insecure-local
         exports |= {

@@ -239,7 +239,7 @@ class LocalStack:
 
     def backend_flags(self) -> list[str]:
         """``--model``/``--auth`` of a frontend: the first Model and Authenticator started."""
-        return ["--model", _host_port(self.model), "--auth", _host_port(self.auth)]
+        return ["--model", self.model.authority, "--auth", self.auth.authority]
 
     def api_tls_flags(self) -> list[str]:
         """The API's mandatory mutual TLS: the stack's server certificate and CA."""
@@ -535,10 +535,6 @@ class _SignedHere(ActingFor):
         return self._stack.assertion_for(
             caller.user_id, groups=caller.groups, permissions=permissions
         )
-
-
-def _host_port(address: ServiceAddress) -> str:
-    return f"{address.host}:{address.port}"
 
 
 __all__ = [

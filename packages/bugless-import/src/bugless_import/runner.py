@@ -169,9 +169,7 @@ def _reaching(service: str, address: ServiceAddress, settings: ImportSettings) -
         yield
     except Unavailable as exc:
         hint = "" if settings.tls_ca else "; if it serves TLS, give --tls-ca, --tls-cert, --tls-key"
-        raise Unavailable(
-            f"{service} at {address.host}:{address.port}: {exc.message}{hint}"
-        ) from exc
+        raise Unavailable(f"{service} at {address.authority}: {exc.message}{hint}") from exc
 
 
 async def _session_token(auth: v1.AuthenticatorStub, settings: ImportSettings) -> str:

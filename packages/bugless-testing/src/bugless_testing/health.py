@@ -28,6 +28,5 @@ async def health_until(
                 await asyncio.sleep(0.2)
     except TimeoutError:
         raise AssertionError(
-            f"{service} at {address.host}:{address.port} answered {last}, not {wanted}, "
-            f"for {seconds:g} s"
+            f"{service} at {address.authority} answered {last}, not {wanted}, for {seconds:g} s"
         ) from None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from bugless_core.service_address import host_port
 from bugless_core.settings import settings_command
 from bugless_web.builds import DEFAULT_KEEP, export_assets
 from bugless_web.settings import WebSettings
@@ -40,15 +41,15 @@ def serve_command(settings: WebSettings) -> None:
         listener = listen(settings.host, settings.port, reuse_port=settings.reuse_port)
     except OSError as exc:
         raise click.ClickException(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+            f"cannot listen on {host_port(settings.host, settings.port)}: {exc.strerror or exc}"
         ) from exc
     try:
         metrics = bind_metrics(settings, metrics_directory)
-    except OSError as exc:
+    except OSError as exc:  # only with a --metrics-port: without one nothing is bound
         listener.close()
+        where = host_port(settings.metrics_host, settings.metrics_port or 0)
         raise click.ClickException(
-            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
-            f"{exc.strerror or exc}"
+            f"cannot serve metrics on {where}: {exc.strerror or exc}"
         ) from exc
     if settings.workers > 1:
         raise SystemExit(
