@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
 from grpclib.client import Channel
 from grpclib.const import Status
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CURRENT_ASSERTION",
     "ActingFor",
+    "AssertionSource",
     "ServiceAddress",
     "acting_as",
     "acting_model",
@@ -273,10 +274,27 @@ class ActingFor:
         self._cache.pop(user_id, None)
 
 
+class AssertionSource(Protocol):
+    """Where :func:`acting_model` gets each caller's assertion.
+
+    :class:`ActingFor` asks the Authenticator; a test stack that holds the
+    token key signs them itself, with no Authenticator running
+    (``LocalStack.acting_model(..., as_requested=True)``).
+    """
+
+    async def assertion_for(self, caller: v1.Caller) -> str:
+        """An assertion for the user ``caller`` names."""
+        ...
+
+    def forget(self, user_id: str) -> None:
+        """Drop what is kept of ``user_id``'s assertion (the Model refused it)."""
+        ...
+
+
 class _ActingStub:
     """A stub whose every call carries the assertion of its request's caller."""
 
-    def __init__(self, stub: object, acting: ActingFor) -> None:
+    def __init__(self, stub: object, acting: AssertionSource) -> None:
         self._stub = stub
         self._acting = acting
 
@@ -306,7 +324,7 @@ class _ActingStub:
         return acting_call
 
 
-def acting_model(model: v1.ModelStub, acting: ActingFor) -> v1.ModelStub:
+def acting_model(model: v1.ModelStub, acting: AssertionSource) -> v1.ModelStub:
     """``model`` making each unary call with an assertion for its request's ``caller``.
 
     The Model ignores the ``caller`` in a request: what it acts on is the

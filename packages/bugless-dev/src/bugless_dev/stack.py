@@ -290,14 +290,15 @@ class LocalStack:
         closed by :meth:`stop`. With ``as_requested`` the assertions are
         signed here instead (:meth:`assertion_for`) with exactly what each
         request's caller claims, for tests whose callers are made-up users
-        the Authenticator does not know.
+        the Authenticator does not know; no Authenticator is asked, so the
+        stack need not run one.
         """
+        if as_requested:  # no Authenticator asked: a stack may run none (--insecure-local)
+            return acting_model(model, _SignedHere(self))
         channel = self.client_address("auth", "admin").channel()
         with self._lock:
             self._channels.append(channel)
-        auth = v1.AuthenticatorStub(channel)
-        acting = _SignedHere(auth, self) if as_requested else ActingFor(auth)
-        return acting_model(model, acting)
+        return acting_model(model, ActingFor(v1.AuthenticatorStub(channel)))
 
     def assertion_for(
         self,
@@ -519,12 +520,18 @@ class LocalStack:
             service.process.kill()
 
 
-class _SignedHere(ActingFor):
-    """Assertions of exactly the callers requests name, signed with the stack's key."""
+class _SignedHere:
+    """Assertions of exactly the callers requests name, signed with the stack's key.
 
-    def __init__(self, auth: v1.AuthenticatorStub, stack: LocalStack) -> None:
-        super().__init__(auth)
+    An :class:`~bugless_core.clients.AssertionSource` that needs no
+    Authenticator; each call signs anew, so there is nothing to forget.
+    """
+
+    def __init__(self, stack: LocalStack) -> None:
         self._stack = stack
+
+    def forget(self, user_id: str) -> None:
+        """Nothing is kept: the next call signs a new assertion anyway."""
 
     async def assertion_for(self, caller: v1.Caller) -> str:
         permissions = [
