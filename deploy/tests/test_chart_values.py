@@ -236,6 +236,23 @@ def test_a_webhook_ca_secret_is_mounted_and_named_to_the_notifier() -> None:
     assert all(v["name"] != "webhook-ca" for v in default.get("volumes", []))
 
 
+def test_an_smtp_ca_secret_is_mounted_and_named_to_the_notifier() -> None:
+    """notify.smtp.caSecretName: its ca.crt is the notifier's --smtp-ca-file."""
+    values = {"notify": {"smtp": {"caSecretName": "relay-ca"}}}
+    notify = _deployment(render(values), "notify")
+    pod = notify["spec"]["template"]["spec"]
+    env = env_of(pod["containers"][0])
+    assert env["BUGLESS_NOTIFY_SMTP_CA_FILE"]["value"] == "/etc/bugless/smtp-ca/ca.crt"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "smtp-ca"]
+    assert volume["secret"]["secretName"] == "relay-ca"
+    assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "smtp-ca"]
+    assert mount == {"name": "smtp-ca", "mountPath": "/etc/bugless/smtp-ca", "readOnly": True}
+    default = _deployment(render(), "notify")["spec"]["template"]["spec"]
+    assert "BUGLESS_NOTIFY_SMTP_CA_FILE" not in env_of(default["containers"][0])
+    assert all(v["name"] != "smtp-ca" for v in default.get("volumes", []))
+
+
 def test_a_web_only_release_uses_the_main_releases_backends() -> None:
     manifests = rendered("values-web-next.yaml")
     assert [d["metadata"]["name"] for d in of_kind(manifests, "Deployment")] == ["bugless-web"]
