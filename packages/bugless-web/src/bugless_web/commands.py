@@ -34,7 +34,8 @@ def serve_command(settings: WebSettings) -> None:
     metrics_directory = (
         prepare_workers() if settings.workers > 1 and settings.metrics_port is not None else None
     )
-    from bugless_web.server import bind_metrics, listen, serve, serve_workers  # noqa: PLC0415
+    from bugless_web.server import bind_metrics, listen, serve  # noqa: PLC0415
+    from bugless_web.workers import serve_workers  # noqa: PLC0415
 
     settings.log.configure()
     try:

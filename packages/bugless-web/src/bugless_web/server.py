@@ -19,8 +19,6 @@ import contextlib
 import ipaddress
 import logging
 import math
-import os
-import shutil
 import signal
 import socket
 import threading
@@ -30,7 +28,7 @@ from types import FrameType
 
 import uvicorn
 
-from bugless_core import logs, tracing
+from bugless_core import tracing
 from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
 from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.metrics_endpoint import MetricsEndpoint
@@ -39,7 +37,7 @@ from bugless_core.ready_file import write_ready_file
 from bugless_web.app import create_app
 from bugless_web.frontend import Frontend
 from bugless_web.http_protocol import HeadHoldingHttpToolsProtocol
-from bugless_web.metrics import default_registry, worker_exited, workers_registry
+from bugless_web.metrics import default_registry, workers_registry
 from bugless_web.settings import WebSettings
 
 _log = logging.getLogger("bugless.web")
@@ -353,7 +351,7 @@ def serve(
         metrics: This process's bound ``/metrics`` (:func:`bind_metrics`),
             served from here on and stopped after the last request.
         parent_metrics_port: In a worker: the port on which the parent serves
-            every worker's metrics (:func:`serve_workers`).
+            every worker's metrics (:func:`bugless_web.workers.serve_workers`).
     """
     if listener is None:
         listener = listen(settings.host, settings.port, reuse_port=settings.reuse_port)
@@ -394,115 +392,6 @@ def serve(
     )
     server.run(sockets=[listener])
     return EXIT_CUT_AT_SIGNAL if server.cut_at_signal else 0
-
-
-def serve_workers(
-    settings: WebSettings,
-    listener: socket.socket,
-    workers: int,
-    *,
-    metrics: MetricsEndpoint | None = None,
-    metrics_directory: Path | None = None,
-) -> int:
-    """Run ``workers`` processes that all accept on ``listener``; the exit status.
-
-    The web tier keeps nothing a request needs from another (sessions are
-    signed cookies, every cache is a short per-process copy), so one machine
-    serves pages on all of its cores by forking replicas that share the
-    socket bound once before the fork: the kernel hands each new connection
-    to whichever worker accepts first, and a busy or stalled worker leaves
-    its connections to the others. Each worker is a whole replica (its own
-    channels, caches, event loop, and drain on SIGTERM); the parent only
-    passes SIGTERM/SIGINT on to every worker and waits for them. A worker
-    that dies is not restarted: the parent stops the others and exits
-    non-zero, so that the supervisor (Kubernetes, systemd) restarts the lot
-    and sees that something went wrong.
-
-    With ``--metrics-port`` the parent serves ``/metrics``: the merge of the
-    workers' values (sums; the connection windows' minimum), which they keep
-    in files of ``metrics_directory``
-    (:func:`bugless_web.metrics.prepare_workers`, called before anything
-    created a metric). The port is bound before the fork (:func:`bind_metrics`),
-    so that each worker can name it in the ready file, and served once they
-    are forked.
-
-    Args:
-        settings: Each worker's settings.
-        listener: The bound, listening socket the workers share.
-        workers: How many processes (2 or more).
-        metrics: The bound ``/metrics`` of the sum (:func:`bind_metrics`).
-        metrics_directory: Where the workers keep their metrics; ``None``
-            when ``settings`` serve none.
-    """
-    endpoint = metrics
-    children: set[int] = set()
-    # Each worker's pid, by its number (what its log records say as ``worker``).
-    numbered: list[int] = []
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the worker; its exit ends this branch
-            status = 0
-            try:
-                logs.set_worker(index)
-                parent_port = None
-                if endpoint is not None:
-                    parent_port = endpoint.port
-                    endpoint.close_inherited()
-                status = serve(settings, listener, parent_metrics_port=parent_port)
-            except BaseException:
-                _log.exception("web worker %d (pid %d) failed", index, os.getpid())
-                status = 1
-            finally:
-                logging.shutdown()
-            os._exit(status)
-        children.add(pid)
-        numbered.append(pid)
-    listener.close()
-    if endpoint is not None:
-        endpoint.run()
-    _log.info(
-        "started %d web workers: %s",
-        workers,
-        numbered,
-        extra={
-            "metrics_port": endpoint.port if endpoint is not None else None,
-            "worker_pids": numbered,
-        },
-    )
-
-    def forward(sig: int, _frame: FrameType | None) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, sig)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    failed = False
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        children.discard(pid)
-        if metrics_directory is not None:
-            worker_exited(metrics_directory, pid)
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0 and not failed:
-            failed = True
-            worker = numbered.index(pid)
-            _log.error(
-                "web worker %d (pid %d) exited with %d; stopping the others",
-                worker,
-                pid,
-                code,
-                extra={"worker_pid": pid, "exit_status": code, "exited_worker": worker},
-            )
-            forward(signal.SIGTERM, None)
-    if endpoint is not None:
-        endpoint.stop_blocking()
-    if metrics_directory is not None:
-        shutil.rmtree(metrics_directory, ignore_errors=True)
-    return 1 if failed else 0
 
 
 def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:

@@ -178,7 +178,7 @@ class WebSettings:
             process uses one core: this is how one machine serves pages on all
             of its cores (in Kubernetes, run more replicas instead).
         workers: Processes that serve the one listening socket, forked after
-            it is bound (:func:`bugless_web.server.serve_workers`): a single
+            it is bound (:func:`bugless_web.workers.serve_workers`): a single
             ``bugless web serve`` then uses that many cores. Each is a whole
             replica with its own short caches.
         tls_ca: CA of the Model's and Authenticator's certificates; setting it
