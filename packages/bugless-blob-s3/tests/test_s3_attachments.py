@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
+from grpclib.exceptions import GRPCError
 from s3_support import settings_on
 
 from bugless_blob_s3 import S3BlobStore
+from bugless_core.errors import NotFound, from_grpc_error
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
+from bugless_proto import v1
 from bugless_testing.model_contracts import ATTACHMENT_LIMITS, AttachmentContract
 from bugless_testing.s3 import S3TestServer
 
@@ -47,3 +50,59 @@ async def bugless_model_backend(
 
 
 class TestAttachmentsInS3(AttachmentContract): ...
+
+
+class _DeletedAfterTheCheck(S3BlobStore):
+    """The store, with the object deleted right after ``open`` found it (the race, made sure)."""
+
+    async def _size(self, sha256: str) -> int | None:
+        size = await super()._size(sha256)
+        await self.delete(sha256)
+        return size
+
+
+async def test_content_deleted_as_the_download_starts_is_not_found_before_any_message(
+    model: v1.ModelStub,
+    bugless_model_backend: PostgresBackend,
+    s3_server: S3TestServer,
+    bucket: str,
+) -> None:
+    """The download answers NOT_FOUND (CONTENT_MISSING), not an attachment and then a cut.
+
+    Before, the object's GET came after the attachment message had gone: the
+    web had answered 200 and cut the body; an API client got the blob's own
+    message about a hash.
+    """
+    admin = v1.Caller(user_id="root", admin=True)
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=admin, name="Deleted while read")
+    )
+    fields = v1.IssueFields(title="A log goes", component_id=component.id)
+    issue = await model.create_issue(v1.CreateIssueRequest(caller=admin, fields=fields))
+    header = v1.UploadAttachmentHeader(caller=admin, issue_id=issue.id, name="gone.log")
+    uploaded = await model.upload_attachment(
+        [v1.UploadAttachmentRequest(header=header), v1.UploadAttachmentRequest(chunk=b"x" * 4096)]
+    )
+    assert uploaded.attachment is not None
+    kept = bugless_model_backend.blob_store
+    assert isinstance(kept, S3BlobStore)
+    sha = uploaded.attachment.sha256
+    prefix = kept.key_of(sha).removesuffix(f"{sha[:2]}/{sha}")
+    racing = await _DeletedAfterTheCheck.connect(settings_on(s3_server, bucket, prefix=prefix))
+    bugless_model_backend.use_blob_store(racing)
+    received: list[v1.DownloadAttachmentResponse] = []
+    error: Exception | None = None
+    try:
+        request = v1.DownloadAttachmentRequest(caller=admin, attachment_id=uploaded.attachment.id)
+        try:
+            async for part in model.download_attachment(request):
+                received.append(part)
+        except GRPCError as exc:
+            error = from_grpc_error(exc)
+    finally:
+        bugless_model_backend.use_blob_store(kept)
+        await racing.close()
+    assert received == []
+    assert isinstance(error, NotFound)
+    assert error.reason == "CONTENT_MISSING"
+    assert "the file's content is missing from storage; tell the operator" in error.message

@@ -222,21 +222,42 @@ class BlobReader:
         self.length = length
         self._chunks = chunks
         self._yielded = 0
+        self._first: bytes | None = None
+
+    async def _start(self) -> None:
+        """Read the first chunk now, kept for the first ``anext``.
+
+        :meth:`BlobStore.open` calls it, so that content deleted between the
+        existence check and the store's first read (an S3 GET, a database
+        store's first batch) fails the open, before its caller has sent
+        anything, instead of the first read of a response already under
+        way. The generator is started, so :meth:`aclose` releases what it
+        holds even if nothing more is read.
+        """
+        try:
+            self._first = await anext(self._chunks)
+        except StopAsyncIteration:
+            pass  # the next anext ends again, and says how many bytes came
+        except BaseException:
+            await self._chunks.aclose()
+            raise
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> bytes:
-        try:
-            chunk = await anext(self._chunks)
-        except StopAsyncIteration:
-            if self._yielded != self.length:
-                msg = (
-                    f"blob {self.ref.sha256}: the store returned {self._yielded} of "
-                    f"{self.length} bytes"
-                )
-                raise BuglessError(msg) from None
-            raise
+        chunk, self._first = self._first, None
+        if chunk is None:
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                if self._yielded != self.length:
+                    msg = (
+                        f"blob {self.ref.sha256}: the store returned {self._yielded} of "
+                        f"{self.length} bytes"
+                    )
+                    raise BuglessError(msg) from None
+                raise
         self._yielded += len(chunk)
         return chunk
 
@@ -340,9 +361,11 @@ class BlobStore(ABC):
     async def open(self, sha256: str, *, offset: int = 0, length: int | None = None) -> BlobReader:
         """Open stored content for reading, all of it or ``length`` bytes from ``offset``.
 
-        The existence check and the range check happen here, before any
-        chunk is read, so a web handler can answer 404 or 416 before it starts
-        a response.
+        The existence check, the range check and the first read happen
+        here, so a web handler can answer 404 or 416 before it starts a
+        response, also when the content is deleted between the check and the
+        read (content deleted later ends the read with NotFound where the
+        store cannot hold on to it: an S3 GET under way reads to its end).
 
         Raises:
             NotFound: no content with this hash.
@@ -351,7 +374,9 @@ class BlobStore(ABC):
         ref = await self.stat(sha256)
         offset, length = resolve_range(ref.size, offset, length)
         chunks = self._read(ref, offset, length) if length else _no_chunks()
-        return BlobReader(ref, offset, length, chunks)
+        reader = BlobReader(ref, offset, length, chunks)
+        await reader._start()
+        return reader
 
     async def stat(self, sha256: str) -> BlobRef:
         """The stored content's hash and size.
