@@ -32,11 +32,10 @@ from bugless_auth.people import CERTIFICATE_REVOKED_MESSAGE, PeopleCertificates
 from bugless_auth.policy import Decision, Policy
 from bugless_auth.resync import DirectoryResync
 from bugless_auth.sessions import (
-    CERTIFICATE_HAS_SESSION,
     CERTIFICATE_REVOKED,
-    CERTIFICATE_SESSION_RENEW_FRACTION,
     PEOPLE_CA,
     SERVICE,
+    NotRecorded,
     SeenCertificate,
     SessionStore,
 )
@@ -74,10 +73,6 @@ WRONG_CREDENTIALS = "wrong username or password"
 DISABLED = "this account is disabled; ask a bugless administrator"
 SESSION_ENDED = "this session has ended (signed out, or ended by an administrator): sign in again"
 _FLOW_KEYS = ("_authenticator", "_redirect_uri")
-#: Rounds of reuse-or-record for a certificate's session: one loses a race
-#: with a concurrent first connection at most once, unless that session ends
-#: at once.
-_CERTIFICATE_SESSION_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -403,67 +398,50 @@ class AuthService(UserAdministration, UserLookups):
         user's row (:meth:`SessionStore.record`), so a disable committed since
         is not outlived by a session recorded after it ended the user's.
 
-        With ``certificate`` (a client certificate's SHA-256 and expiry) the
-        live session already made for it and this user is reused while more
-        than :data:`CERTIFICATE_SESSION_RENEW_FRACTION` of a token's lifetime
-        is left: the token names it and expires with it. A certificate's
-        session, and its tokens, end when the certificate expires. A disable that ended the
-        user's sessions leaves none to reuse (and ends one reused just before).
-        Of concurrent first connections of a certificate one records its
-        session and the others reuse it (:meth:`SessionStore.record`).
+        With ``certificate`` the session is that certificate's, shared by its
+        connections (:meth:`SessionStore.for_certificate`): the token names it
+        and expires with it, at the latest when the certificate does. A
+        disable that ended the user's sessions leaves none to reuse.
         """
         cached = self.directory.remember(record)
         if record.placeholder:  # never mapped by a sign-in flow; refused all the same
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
         if record.disabled:
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
-        min_seconds_left = self.tokens.ttl_seconds * CERTIFICATE_SESSION_RENEW_FRACTION
-        for _ in range(_CERTIFICATE_SESSION_ATTEMPTS):
-            if certificate is not None:
-                live = await self.sessions.reuse_for_certificate(
-                    record.user_id,
-                    certificate.fingerprint,
-                    min_seconds_left=min_seconds_left,
-                    until=certificate.not_after,
-                )
-                if live is not None:
-                    issued = self.tokens.issue(record.user_id, authenticator, session=live)
-                    identity = self.assertions.with_assertion(
-                        self._identity(cached, authenticator), issued.session_id
-                    )
-                    return Authenticated(identity, issued.token, issued.expires_at)
-            until = certificate.not_after if certificate is not None else None
-            issued = self.tokens.issue(record.user_id, authenticator, until=until)
+        if certificate is None:
+            issued = self.tokens.issue(record.user_id, authenticator)
             refused = await self.sessions.record(
                 issued.session_id,
                 user_id=record.user_id,
                 authenticator=authenticator,
                 client_address=client_address,
                 expires_at=issued.expires_at,
-                certificate=certificate.fingerprint if certificate is not None else None,
-                min_seconds_left=min_seconds_left,
-                certificate_until=until,
             )
-            if refused is not CERTIFICATE_HAS_SESSION:
-                break
-            # A concurrent first connection of the certificate recorded its
-            # session first: reuse that one (gone again already: try again).
+            new = True
         else:
-            raise Unavailable(
-                "the session of this certificate kept changing while signing in; try again"
+            found = await self.sessions.for_certificate(
+                certificate,
+                user_id=record.user_id,
+                authenticator=authenticator,
+                client_address=client_address,
+                lifetime=self.tokens.ttl_seconds,
             )
+            refused, new = (found, False) if isinstance(found, NotRecorded) else (None, found[2])
+            if not isinstance(found, NotRecorded):
+                issued = self.tokens.issue(record.user_id, authenticator, session=found[:2])
         if refused is not None:  # disabled (or gone, or revoked) since ``record`` was read
             if refused.reason == "USER_UNKNOWN":
                 raise Unauthenticated("this user no longer exists", reason="USER_UNKNOWN")
             if refused is CERTIFICATE_REVOKED:
                 raise Unauthenticated(CERTIFICATE_REVOKED_MESSAGE, reason="CERTIFICATE_REVOKED")
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
-        _log.info(
-            "%s signed in with %s",
-            record.user_id,
-            authenticator,
-            extra={"user_id": record.user_id, "authenticator": authenticator},
-        )
+        if new:
+            _log.info(
+                "%s signed in with %s",
+                record.user_id,
+                authenticator,
+                extra={"user_id": record.user_id, "authenticator": authenticator},
+            )
         identity = self.assertions.with_assertion(
             self._identity(cached, authenticator), issued.session_id
         )

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,7 @@ import asyncpg
 
 from bugless_auth import _queries as sql
 from bugless_auth.store import IdentityStore
+from bugless_core.errors import Unavailable
 
 _log = logging.getLogger("bugless.auth")
 
@@ -90,6 +92,10 @@ SESSION_KINDS = (ALL_SESSIONS, PEOPLE, SERVICES)
 #: connection makes a new one, so a long-lived connection never holds a token
 #: about to expire, and a certificate has at most two live sessions at a time.
 CERTIFICATE_SESSION_RENEW_FRACTION = 0.25
+#: Rounds of reuse-or-record for a certificate's session: one loses a race
+#: with a concurrent first connection at most once, unless that session ends
+#: at once.
+_CERTIFICATE_SESSION_ATTEMPTS = 3
 #: How far behind a session's recorded last use may be (the sessions page
 #: says "to within 5 minutes"): the write a validation makes at most this often.
 LAST_USED_GRANULARITY_SECONDS = 300.0
@@ -363,6 +369,60 @@ class SessionStore:
         )
         await self._purge_now_and_then()
         return _refusal(row)
+
+    async def for_certificate(
+        self,
+        certificate: SeenCertificate,
+        *,
+        user_id: str,
+        authenticator: str,
+        client_address: str,
+        lifetime: float,
+    ) -> tuple[str, float, bool] | NotRecorded:
+        """The session a connection with ``certificate`` uses: id, expiry and whether it is new.
+
+        The live session ``user_id`` has for it when one has more than
+        :data:`CERTIFICATE_SESSION_RENEW_FRACTION` of ``lifetime`` left (or
+        lasts until the certificate's end), else a new one of ``lifetime``
+        seconds, no longer than the certificate's; of concurrent first
+        connections one records it and the others reuse it. A token naming
+        it expires no later than the expiry returned. Otherwise why none
+        could be recorded (:meth:`record`'s answers, never
+        :data:`CERTIFICATE_HAS_SESSION`).
+
+        Raises:
+            Unavailable: the certificate's session kept ending as it was found.
+        """
+        min_seconds_left = lifetime * CERTIFICATE_SESSION_RENEW_FRACTION
+        for _ in range(_CERTIFICATE_SESSION_ATTEMPTS):
+            live = await self.reuse_for_certificate(
+                user_id,
+                certificate.fingerprint,
+                min_seconds_left=min_seconds_left,
+                until=certificate.not_after,
+            )
+            if live is not None:
+                return (*live, False)
+            session_id = secrets.token_urlsafe(18)
+            expires_at = float(int(min(time.time() + lifetime, certificate.not_after)))
+            refused = await self.record(
+                session_id,
+                user_id=user_id,
+                authenticator=authenticator,
+                client_address=client_address,
+                expires_at=expires_at,
+                certificate=certificate.fingerprint,
+                min_seconds_left=min_seconds_left,
+                certificate_until=certificate.not_after,
+            )
+            if refused is None:
+                return session_id, expires_at, True
+            if refused is not CERTIFICATE_HAS_SESSION:
+                return refused
+            # A concurrent first connection recorded its session first: reuse it.
+        raise Unavailable(
+            "the session of this certificate kept changing while signing in; try again"
+        )
 
     async def reuse_for_certificate(
         self, user_id: str, certificate: str, *, min_seconds_left: float, until: float

@@ -168,7 +168,6 @@ class TokenAuthority:
         authenticator: str,
         *,
         session: tuple[str, float] | None = None,
-        until: float | None = None,
     ) -> IssuedToken:
         """A signed session token for ``user_id``, naming a new session id (``jti``).
 
@@ -177,17 +176,13 @@ class TokenAuthority:
         session is unknown. With ``session`` (an id and its expiry) the token
         names that recorded session instead, and expires no later than it:
         a certificate's connections share one (``AuthService._session``).
-        With ``until`` (a POSIX time: a client certificate's expiry) it
-        expires no later than that either.
         """
         now = int(time.time())
         expires_at = now + self.ttl_seconds
         session_id = secrets.token_urlsafe(18)
         if session is not None:
-            session_id, session_until = session
-            expires_at = min(expires_at, session_until)
-        if until is not None:
-            expires_at = min(expires_at, int(until))
+            session_id, until = session
+            expires_at = min(expires_at, until)
         claims = {
             "iss": self.issuer,
             "sub": user_id,
