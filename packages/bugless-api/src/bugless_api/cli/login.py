@@ -109,8 +109,16 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
             said = None
         message = said.get("error") if isinstance(said, dict) else None
         if not isinstance(message, str) or not message:
-            # Not the bugless web UI's JSON refusal: a proxy's page, another
-            # site, or a web UI too old to have the endpoint.
+            # Not the bugless web UI's JSON refusal. A 5xx page is a server
+            # that failed (the web UI down behind its load balancer during a
+            # rollout): the address is right. A 4xx one is another site, or a
+            # web UI too old to have the endpoint: the address may be wrong.
+            if exc.code >= 500:
+                fail(
+                    f"{url} answered {exc.code} {exc.reason}: the web UI, or a proxy in front "
+                    "of it, failed; try again shortly, and tell whoever runs bugless if it lasts",
+                    code,
+                )
             fail(
                 f"{url} answered {exc.code} {exc.reason}, not as the bugless web UI does; "
                 "check that --web is the address of the bugless web UI",
