@@ -267,10 +267,17 @@ async def _rolling_restart(
             result.notes.append(f"{name}: the old replica did not exit after SIGTERM; killed")
         result.notes.append(
             f"{name}: replacement routed after {surge:.1f}s; old replica out of rotation "
-            f"{out:.1f}s after SIGTERM, exited ({code}) after {exited:.1f}s"
+            f"{out:.1f}s after SIGTERM (at +{sent_sigterm - started:.2f}s), exited ({code}) "
+            f"after {exited:.1f}s"
         )
         await asyncio.sleep(settings.settle_seconds)
     result.recovery_seconds = _error_window(result.tally, started)
+    # A rolling restart should fail nothing: when one does, say when, beside
+    # the tiers' SIGTERM times above, so the next run's report shows which
+    # tier's restart cut it.
+    result.notes.extend(
+        f"failed at +{f.at - started:.2f}s: {f.operation}: {f.error}" for f in result.tally.failures
+    )
 
 
 async def _kill_model(

@@ -54,8 +54,10 @@ def test_no_acknowledged_write_is_lost(report: DrillReport, phase: str) -> None:
 
 
 def test_rolling_restart_fails_no_request(report: DrillReport) -> None:
-    tally = report.phases[ROLLING].tally
-    assert tally.failed == 0, sorted({f.error for f in tally.failures})
+    phase = report.phases[ROLLING]
+    tally = phase.tally
+    # The notes time each tier's SIGTERM and each failure from the phase's start.
+    assert tally.failed == 0, "\n".join(phase.notes)
     assert tally.succeeded == tally.sent
 
 
