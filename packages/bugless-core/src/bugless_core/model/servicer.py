@@ -11,6 +11,7 @@ call is here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
@@ -19,7 +20,7 @@ from grpclib.exceptions import GRPCError
 
 from bugless_core import attachments, limits
 from bugless_core.assertions import AssertionVerifier
-from bugless_core.errors import BuglessError, InvalidArgument, Unauthenticated
+from bugless_core.errors import BuglessError, InvalidArgument, NotFound, Unauthenticated
 from bugless_core.grpc import AccessTable, grpc_errors, handler_errors
 from bugless_core.model import _feed_checks as feed_checks
 from bugless_core.model import _import_checks as imports
@@ -30,6 +31,7 @@ from bugless_core.model._organising_calls import OrganisingCalls
 from bugless_core.model.backend import Capability, ModelBackend, batch_create_failure
 from bugless_proto import v1, wire_unread
 
+_log = logging.getLogger("bugless.model")
 #: The frontends: they act for people, so they may change data.
 _FRONTENDS = frozenset({"web", "api"})
 #: Who may read: the frontends and the notifier (which reads issues, never writes).
@@ -439,11 +441,14 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
             attachment, reader = await self.backend.open_attachment(message)
             async with reader:
                 yield v1.DownloadAttachmentResponse(attachment=attachment)
-                async for chunk in reader:
-                    for start in range(0, len(chunk), attachments.CHUNK_BYTES):
-                        yield v1.DownloadAttachmentResponse(
-                            chunk=chunk[start : start + attachments.CHUNK_BYTES]
-                        )
+                try:
+                    async for chunk in reader:
+                        for start in range(0, len(chunk), attachments.CHUNK_BYTES):
+                            yield v1.DownloadAttachmentResponse(
+                                chunk=chunk[start : start + attachments.CHUNK_BYTES]
+                            )
+                except NotFound as exc:
+                    raise _deleted_while_downloaded(attachment, exc) from exc
 
     @grpc_errors
     async def get_attachment(self, message: v1.GetAttachmentRequest) -> v1.Attachment:
@@ -578,3 +583,27 @@ async def _upload_chunks(
     if header.size and received != header.size:
         msg = f"header.size: {header.size} bytes declared, {received} were sent"
         raise InvalidArgument(msg)
+
+
+def _deleted_while_downloaded(attachment: v1.Attachment, cause: NotFound) -> NotFound:
+    """NOT_FOUND for content that went while its download streamed (the attachment was sent).
+
+    The store's own message names a blob hash; the person or bot downloading
+    gets the attachment's name, and the log keeps the hash and the cause. A
+    download started now would answer NOT_FOUND (or the attachment's deletion)
+    before sending anything.
+    """
+    _log.warning(
+        "attachment %s (issue %s, %r): its content %s went while it was being downloaded (%s); "
+        "the download ends short",
+        attachment.id,
+        attachment.issue_id,
+        attachment.name,
+        attachment.sha256,
+        cause.message,
+    )
+    return NotFound(
+        f"attachment {attachment.id} ({attachment.name}): its content was deleted while it "
+        "was being downloaded",
+        metadata={"attachment_id": str(attachment.id)},
+    )
