@@ -263,13 +263,53 @@ async def test_acl_form_errors_come_back_in_the_form_naming_the_problem(
     assert bad_role.status_code == 400
     assert "viewer, editor, admin" in bad_role.text
     # Another form on the page still refused by an error page leads back here.
-    template = await client.post(
-        f"/components/{component_id}/template",
-        data={"_csrf": token, "version": version, "assignee": "nobody_here"},
+    stale = await client.post(
+        f"/components/{component_id}/archive",
+        data={"_csrf": token, "version": "1", "archived": "yes"},
     )
-    assert template.status_code == 400
+    assert stale.status_code == 409
     back = f'<a href="/components/{component_id}" class="button primary">'
-    assert f"{back}Back to component {component_id}</a>" in template.text
+    assert f"{back}Back to component {component_id}</a>" in stale.text
+
+
+async def test_a_refused_template_comes_back_as_typed_with_the_problem_at_its_field(
+    client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
+) -> None:
+    """An unknown assignee or priority: the page again, the long description kept; nothing saved."""
+    token = await sign_in(client, dora)
+    component_id = await create_component(client, token, f"Template {secrets.token_hex(3)}")
+    version = version_of((await client.get(f"/components/{component_id}")).text)
+    typed = {
+        "title": "[Crash] <what crashed>",
+        "priority": "P1",
+        "severity": "",
+        "type": "FEATURE_REQUEST",
+        "description": "## Steps\n1. Open it & wait\n",
+    }
+    for field, value, problem in (
+        ("assignee", "nobody_here", "no user named &#39;nobody_here&#39;"),
+        ("severity", "S9", "&#39;S9&#39; is not one of s0, s1, s2, s3, s4"),
+    ):
+        refused = await client.post(
+            f"/components/{component_id}/template",
+            data={"_csrf": token, "version": version, **typed, field: value},
+        )
+        assert refused.status_code == 400, refused.text
+        html = refused.text.split('<h2 id="template">', 1)[1].split('<h2 id="archive">', 1)[0]
+        assert "1 problem to fix before saving" in html
+        assert (f'aria-invalid="true" aria-describedby="field-{field}-error" autofocus') in html
+        assert f'<span class="field-error" id="field-{field}-error">{problem}</span>' in html
+        assert 'value="[Crash] &lt;what crashed&gt;"' in html
+        assert '<option value="P1" selected>' in html
+        assert '<option value="FEATURE_REQUEST" selected>' in html
+        assert ">## Steps\n1. Open it &amp; wait\n</textarea>" in html
+        if field == "assignee":
+            assert 'value="nobody_here"' in html
+    stored = await call(
+        model.get_component,
+        v1.GetComponentRequest(caller=world.caller(dora), component_id=component_id),
+    )
+    assert not stored.template or not stored.template.title
 
 
 async def test_stale_acl_edit_is_a_409_page(client: AsyncTestClient[Any], dora: str) -> None:

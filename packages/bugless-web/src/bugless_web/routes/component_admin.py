@@ -13,6 +13,7 @@ each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -41,7 +42,12 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
-from bugless_web.routes.components import RefusedAclEdit, component_page_for
+from bugless_web.routes.components import (
+    TEMPLATE_FIELDS,
+    RefusedAclEdit,
+    RefusedTemplateEdit,
+    component_page_for,
+)
 
 #: The role picker's value that drops an entry.
 REMOVE = "remove"
@@ -306,6 +312,37 @@ async def change_template(
     def text(name: str) -> str:
         return str(form.get(name, "") or "")
 
+    errors = FieldErrors(TEMPLATE_FIELDS)
+    try:
+        template = await _template_from_form(backends, text)
+        await call(
+            backends.model.update_component,
+            v1.UpdateComponentRequest(
+                caller=viewer.caller,
+                component=v1.Component(id=component_id, template=template),
+                update_mask=FieldMask(paths=["template"]),
+                expected_version=form_int(text("version"), "version"),
+            ),
+        )
+    except InvalidArgument as exc:
+        if not errors.take(exc):
+            raise
+        # Nothing saved: the page again, the template as typed, the problem at its field.
+        refused = RefusedTemplateEdit({name: text(name) for name in TEMPLATE_FIELDS}, errors)
+        return await component_page_for(
+            request, viewer, component_id, refused_template=refused, status_code=400
+        )
+    backends.forget_components()
+    session_of(request).update(notice="Saved the issue template.")
+    return redirect(f"/components/{component_id}#template")
+
+
+async def _template_from_form(backends: Backends, text: Callable[[str], str]) -> v1.IssueTemplate:
+    """The template the form describes.
+
+    Raises:
+        InvalidArgument: An unknown assignee or a value no picker offers.
+    """
     assignee = text("assignee").strip()
     assignee_id = ""
     if assignee:
@@ -313,7 +350,7 @@ async def change_template(
         if assignee not in found:
             raise InvalidArgument(f"assignee: no user named {assignee!r}")
         assignee_id = found[assignee].user_id
-    template = v1.IssueTemplate(
+    return v1.IssueTemplate(
         title=text("title"),
         description=text("description"),
         priority=enum_by_name(v1.Priority, text("priority"), "priority", blank=v1.Priority(0)),
@@ -321,18 +358,6 @@ async def change_template(
         type=enum_by_name(v1.IssueType, text("type"), "type", blank=v1.IssueType(0)),
         assignee=assignee_id,
     )
-    await call(
-        backends.model.update_component,
-        v1.UpdateComponentRequest(
-            caller=viewer.caller,
-            component=v1.Component(id=component_id, template=template),
-            update_mask=FieldMask(paths=["template"]),
-            expected_version=form_int(text("version"), "version"),
-        ),
-    )
-    backends.forget_components()
-    session_of(request).update(notice="Saved the issue template.")
-    return redirect(f"/components/{component_id}#template")
 
 
 @post("/components/{component_text:str}/archive")

@@ -15,6 +15,7 @@ from litestar.params import FromPath
 from bugless_core.clients import call
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
+from bugless_web.form_errors import FieldErrors
 from bugless_web.frontend import frontend_of, path_id, render, viewer_of
 from bugless_web.routes.issues import list_all_components
 from bugless_web.searching import DEFAULT_COLUMNS, run_search
@@ -78,6 +79,23 @@ class RefusedAclEdit:
         )
 
 
+#: The issue template form's fields, in page order.
+TEMPLATE_FIELDS = ("title", "priority", "severity", "type", "assignee", "description")
+
+
+@dataclass
+class RefusedTemplateEdit:
+    """An issue template edit refused before anything was saved, shown again in its form.
+
+    Attributes:
+        values: What was typed or picked in each of :data:`TEMPLATE_FIELDS`.
+        errors: The problem, at its field.
+    """
+
+    values: dict[str, str]
+    errors: FieldErrors
+
+
 @get("/components/{component_text:str}")
 async def component_page(
     request: Request[Any, Any, Any], component_text: FromPath[str]
@@ -94,9 +112,10 @@ async def component_page_for(
     component_id: int,
     *,
     refused_acl: RefusedAclEdit | None = None,
+    refused_template: RefusedTemplateEdit | None = None,
     status_code: int = 200,
 ) -> Response[str]:
-    """The component's page; with ``refused_acl``, its access list form as it was sent.
+    """The component's page; with a refused edit, that form as it was sent and the reason.
 
     Also whether the viewer subscribed to it (one ListSubscriptions call: this
     page is no hot path), so the page offers Subscribe or Unsubscribe.
@@ -153,6 +172,10 @@ async def component_page_for(
             "subscription": subscription,
             "covering": covering,
             "refused_acl": refused_acl,
+            "refused_template": refused_template,
+            "template_errors": refused_template.errors
+            if refused_template
+            else FieldErrors(TEMPLATE_FIELDS),
         },
         status_code=status_code,
         viewer=viewer,
