@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -449,3 +450,38 @@ async def test_ending_a_certificates_session_ends_that_connection_not_the_certif
         people.stub.authenticate_certificate(request), Status.UNAUTHENTICATED
     )
     assert "revoked" in (error.message or "")
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (lambda: rsa.generate_private_key(65537, 1024), "RSA keys need at least 2048 bits"),
+        (lambda: ec.generate_private_key(ec.SECP256K1()), "use an EC key on P-256, P-384 or P-521"),
+    ],
+)
+async def test_device_login_refuses_a_weak_key_at_once(
+    people: AuthServer,
+    key: Callable[[], ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey],
+    message: str,
+) -> None:
+    """The key rule of issuance (``check_csr_key``) applies when the login starts.
+
+    Before, the start checked only the CSR's signature: a login with a key
+    no certificate would be issued for was recorded, given a user code to
+    show the person, and refused only at approval.
+    """
+    address = unique("weak-key-device")
+    error = await expect_status(
+        people.stub.start_device_login(
+            v1.StartDeviceLoginRequest(csr_pem=_csr(key=key()), client_address=address)
+        ),
+        Status.INVALID_ARGUMENT,
+    )
+    assert f"csr_pem: {message}" in (error.message or "")
+    recorded = await people.store.run(
+        lambda conn: conn.fetchval(
+            "SELECT count(*) FROM device_logins WHERE client_address = $1", address
+        ),
+        transaction=False,
+    )
+    assert recorded == 0

@@ -27,6 +27,7 @@ from cryptography import x509
 from bugless_auth.people_ca import (
     IssuedCertificate,
     PeopleCa,
+    check_csr_key,
     issued_by,
     load_ca_certificate,
     parse_csr,
@@ -369,9 +370,7 @@ class PeopleCertificates:
         signature, key), and fully at approval.
         """
         self._require_ca()
-        csr = parse_csr(csr_pem)
-        if not csr.is_signature_valid:
-            raise InvalidArgument("csr_pem: its signature does not verify with its own public key")
+        check_csr_key(parse_csr(csr_pem))
         label = _label(label)
         self._seconds(seconds)
         device_code = secrets.token_urlsafe(32)
