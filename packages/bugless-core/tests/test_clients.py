@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bugless_core.clients import ServiceAddress, call, call_errors
+from bugless_core.clients import ServiceAddress, call, call_errors, warn_if_insecure
 from bugless_core.errors import BuglessError, IssueVersionConflict, NotFound, Unavailable
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner, grpc_errors, handler_errors
 from bugless_proto import v1
@@ -100,3 +100,11 @@ async def test_an_unexpected_error_in_a_stream_is_internal_without_its_details(
 async def test_a_stream_from_an_unreachable_service_is_unavailable() -> None:
     with pytest.raises(Unavailable, match=r"^the model service stream broke: "):
         await _read_watch(ServiceAddress("127.0.0.1", 1), 1)
+
+
+def test_the_insecure_local_warning_writes_an_ipv6_backend_in_brackets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: 'reaches the model service at ::1:7', which reads as one address."""
+    warn_if_insecure("web", model=ServiceAddress("::1", 7))
+    assert "web reaches the model service at [::1]:7 with --insecure-local" in caplog.text

@@ -97,12 +97,11 @@ def warn_if_insecure(service: str, **addresses: ServiceAddress) -> None:
     for name, address in addresses.items():
         if address.ca is None or address.cert is None:
             _log.warning(
-                "%s reaches the %s service at %s:%d with --insecure-local: no mutual TLS, "
+                "%s reaches the %s service at %s with --insecure-local: no mutual TLS, "
                 "so it proves no service identity; debugging on one machine only",
                 service,
                 name,
-                address.host,
-                address.port,
+                address.authority,
                 extra={"service": service, "insecure_local": True, "backend": name},
             )
 

@@ -497,3 +497,17 @@ async def test_metrics_endpoint_is_closed_with_the_server(start_runner: StartRun
 def test_inconsistent_settings_are_refused_when_built(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         GrpcServerSettings(**fields)
+
+
+async def test_a_server_on_ipv6_loopback_logs_its_address_in_brackets(
+    start_runner: StartRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: 'serving gRPC on ::1:PORT' and 'anyone who can reach ::1:PORT'."""
+    caplog.set_level(logging.INFO)
+    settings = GrpcServerSettings(
+        insecure_local=True, host="::1", drain_seconds=0.0, grace_seconds=1.0
+    )
+    runner = await start_runner(settings)
+    logged = [record.getMessage() for record in caplog.records]
+    assert f"test-model serving gRPC on [::1]:{runner.port}" in logged
+    assert [line for line in logged if f"anyone who can reach [::1]:{runner.port} may" in line]

@@ -34,6 +34,7 @@ from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.metrics_endpoint import MetricsEndpoint
 from bugless_core.networks import IPNetwork
 from bugless_core.ready_file import write_ready_file
+from bugless_core.service_address import host_port
 from bugless_web.app import create_app
 from bugless_web.frontend import Frontend
 from bugless_web.http_protocol import HeadHoldingHttpToolsProtocol
@@ -138,9 +139,8 @@ class DrainingServer(uvicorn.Server):
         host, port = self.servers[0].sockets[0].getsockname()[:2]
         metrics_port = self._metrics_port
         _log.info(
-            "serving HTTP on %s:%d",
-            host,
-            port,
+            "serving HTTP on %s",
+            host_port(host, port),
             extra={"port": port, "metrics_port": metrics_port},
         )
         if self._ready_file is not None:

@@ -36,6 +36,7 @@ from bugless_core.grpc._reflection import with_reflection
 from bugless_core.grpc._settings import GrpcServerSettings
 from bugless_core.grpc._tls import build_server_ssl_context
 from bugless_core.ready_file import write_ready_file
+from bugless_core.service_address import host_port
 from bugless_proto import DESCRIPTOR_POOL
 
 logger = logging.getLogger("bugless_core.grpc")
@@ -276,18 +277,16 @@ class GrpcServiceRunner:
         if not settings.mutual_tls:
             logger.warning(
                 "%s runs with --insecure-local: no mutual TLS, so no caller's service "
-                "identity is checked and anyone who can reach %s:%d may call any method; "
+                "identity is checked and anyone who can reach %s may call any method; "
                 "debugging on one machine only",
                 self.name,
-                settings.host,
-                self._port,
+                host_port(settings.host, self._port),
                 extra={"service": self.name, "insecure_local": True},
             )
         logger.info(
-            "%s serving gRPC on %s:%d",
+            "%s serving gRPC on %s",
             self.name,
-            settings.host,
-            self._port,
+            host_port(settings.host, self._port),
             extra={
                 "service": self.name,
                 "host": settings.host,
