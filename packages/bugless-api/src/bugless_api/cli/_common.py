@@ -363,12 +363,13 @@ def emit(result: object, *, as_json: bool) -> None:
 
 
 @contextlib.contextmanager
-def query_mistakes() -> Iterator[None]:
-    """Report a query the server cannot parse as bad usage (exit 2), like a bad flag.
+def server_usage_mistakes() -> Iterator[None]:
+    """Report the server's InvalidArgument as bad usage (exit 2), like a bad flag.
 
-    The server finds the mistake (the search language lives there; a hotlist
-    rank's ``-N`` is counted there), but it is the command line's: scripts
-    tell it from a failure of the service by the exit code.
+    For what only the server can check but only the command line gets wrong:
+    a query it cannot parse (the search language lives there), a hotlist
+    rank's position (``-N`` is counted there). Scripts tell such a mistake
+    from a failure of the service by the exit code.
     """
     from bugless_core.errors import InvalidArgument as Invalid  # noqa: PLC0415
 

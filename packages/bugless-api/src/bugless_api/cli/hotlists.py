@@ -13,7 +13,7 @@ from bugless_api.cli._common import (
     Text,
     client_options,
     command,
-    query_mistakes,
+    server_usage_mistakes,
 )
 from bugless_api.cli._option_names import (
     HOTLIST_ADD_OPTIONS,
@@ -214,7 +214,7 @@ async def hotlist_rank(
     server counts, in the same transaction as the move, so an item added
     meanwhile does not shift where it lands.
     """
-    with query_mistakes():
+    with server_usage_mistakes():
         return _hotlist_detail(await client.rank_hotlist_item(hotlist_id, issue_id, position))
 
 

@@ -17,8 +17,8 @@ from bugless_api.cli._common import (
     client_options,
     command,
     id_or_path,
-    query_mistakes,
     run_with_client,
+    server_usage_mistakes,
     to_plain,
 )
 from bugless_api.cli._option_names import ISSUE_COMMENT_OPTIONS, ISSUE_CREATE_OPTIONS
@@ -66,7 +66,7 @@ async def search_all(
     found: list[v1.Issue] = []
     token = ""
     total, lower_bound = 0, False
-    with query_mistakes():
+    with server_usage_mistakes():
         while True:
             size = page_size if limit is None else min(page_size, limit - len(found))
             page = await client.search_issues(
@@ -286,7 +286,7 @@ def watch_command(
 
     async def work(client: BuglessClient) -> None:
         seen = 0
-        with query_mistakes():
+        with server_usage_mistakes():
             async for event in client.watch(
                 issue_id=issue_id, query=query, after_position=after_position
             ):
