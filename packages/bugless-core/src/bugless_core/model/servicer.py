@@ -11,7 +11,6 @@ call is here.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
@@ -22,6 +21,7 @@ from bugless_core import attachments, limits
 from bugless_core.assertions import AssertionVerifier
 from bugless_core.errors import BuglessError, InvalidArgument, NotFound, Unauthenticated
 from bugless_core.grpc import AccessTable, grpc_errors, handler_errors
+from bugless_core.model import _attachment_checks as attachment_checks
 from bugless_core.model import _feed_checks as feed_checks
 from bugless_core.model import _import_checks as imports
 from bugless_core.model import _more_checks as more
@@ -31,7 +31,6 @@ from bugless_core.model._organising_calls import OrganisingCalls
 from bugless_core.model.backend import Capability, ModelBackend, batch_create_failure
 from bugless_proto import v1, wire_unread
 
-_log = logging.getLogger("bugless.model")
 #: The frontends: they act for people, so they may change data.
 _FRONTENDS = frozenset({"web", "api"})
 #: Who may read: the frontends and the notifier (which reads issues, never writes).
@@ -426,8 +425,10 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         header = first.header if first is not None else None
         if header is None:
             raise InvalidArgument("header: the first message of an upload must be its header")
-        check_upload_header(header)
-        return await self.backend.upload_attachment(header, _upload_chunks(messages, header))
+        attachment_checks.check_upload_header(header)
+        return await self.backend.upload_attachment(
+            header, attachment_checks.upload_chunks(messages, header)
+        )
 
     async def download_attachment(
         self, message: v1.DownloadAttachmentRequest
@@ -448,7 +449,7 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
                                 chunk=chunk[start : start + attachments.CHUNK_BYTES]
                             )
                 except NotFound as exc:
-                    raise _deleted_while_downloaded(attachment, exc) from exc
+                    raise attachment_checks.deleted_while_downloaded(attachment, exc) from exc
 
     @grpc_errors
     async def get_attachment(self, message: v1.GetAttachmentRequest) -> v1.Attachment:
@@ -536,74 +537,3 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
                 valid.append(item)
         written = iter(await self.backend.import_issues(message.caller, valid))
         return v1.ImportIssuesResponse(results=[r or next(written) for r in results])
-
-
-def check_upload_header(header: v1.UploadAttachmentHeader) -> None:
-    """The shape of an upload's header (the API gateway checks it too, before streaming)."""
-    check.require_caller(header.caller)
-    if header.import_content:
-        imports.check_import_permission(header.caller)
-        if header.issue_id or header.expected_version or header.comment:
-            raise InvalidArgument(
-                "header.import_content: stores content only; give no issue_id, "
-                "expected_version or comment (ImportIssue attaches it)"
-            )
-    else:
-        check.check_id(header.issue_id, "header.issue_id")
-    if header.expected_version < 0:
-        raise InvalidArgument("header.expected_version: must not be negative (0: none)")
-    check.check_text(header.name, "header.name", attachments.MAX_RAW_NAME_CHARS, required=True)
-    check.check_text(
-        header.content_type, "header.content_type", attachments.MAX_CONTENT_TYPE_LENGTH
-    )
-    check.check_text(header.comment, "header.comment", limits.MAX_COMMENT_LENGTH)
-    if header.size < 0:
-        raise InvalidArgument("header.size: must not be negative (0: unknown)")
-
-
-async def _upload_chunks(
-    messages: AsyncIterator[v1.UploadAttachmentRequest], header: v1.UploadAttachmentHeader
-) -> AsyncIterator[bytes]:
-    """The content of an upload's messages; the declared size, when given, must match."""
-    received = 0
-    async for message in messages:
-        if message.header is not None:
-            raise InvalidArgument("header: only the first message of an upload carries one")
-        chunk = message.chunk or b""
-        if len(chunk) > attachments.MAX_CHUNK_BYTES:
-            msg = (
-                f"chunk: {len(chunk)} bytes in one message; send at most "
-                f"{attachments.MAX_CHUNK_BYTES} per message"
-            )
-            raise InvalidArgument(msg)
-        received += len(chunk)
-        if header.size and received > header.size:
-            raise InvalidArgument(f"header.size: {header.size} bytes declared, more were sent")
-        yield chunk
-    if header.size and received != header.size:
-        msg = f"header.size: {header.size} bytes declared, {received} were sent"
-        raise InvalidArgument(msg)
-
-
-def _deleted_while_downloaded(attachment: v1.Attachment, cause: NotFound) -> NotFound:
-    """NOT_FOUND for content that went while its download streamed (the attachment was sent).
-
-    The store's own message names a blob hash; the person or bot downloading
-    gets the attachment's name, and the log keeps the hash and the cause. A
-    download started now would answer NOT_FOUND (or the attachment's deletion)
-    before sending anything.
-    """
-    _log.warning(
-        "attachment %s (issue %s, %r): its content %s went while it was being downloaded (%s); "
-        "the download ends short",
-        attachment.id,
-        attachment.issue_id,
-        attachment.name,
-        attachment.sha256,
-        cause.message,
-    )
-    return NotFound(
-        f"attachment {attachment.id} ({attachment.name}): its content was deleted while it "
-        "was being downloaded",
-        metadata={"attachment_id": str(attachment.id)},
-    )
