@@ -75,6 +75,12 @@ SELECT * FROM attachments
  WHERE issue_id = $1 AND entry_version = ANY ($2::bigint[])
  ORDER BY id
 """
+#: Attachments added by the entries (issue $1[n], version $2[n]), exactly those.
+OF_ENTRY_PAIRS = """
+SELECT a.* FROM unnest($1::bigint[], $2::bigint[]) AS p(issue_id, version)
+  JOIN attachments a ON a.issue_id = p.issue_id AND a.entry_version = p.version
+ ORDER BY a.id
+"""
 #: Attachments added by entries of issues $1 at versions $2 (a superset of
 #: the pairs wanted: the caller keeps its own pairs; portable to CockroachDB).
 OF_FEED_ENTRIES = """
@@ -454,6 +460,21 @@ async def fill_entries(conn: Conn, issue_id: int, entries: list[v1.HistoryEntry]
         by_version.setdefault(row["entry_version"], []).append(attachment_from_row(row))
     for entry in entries:
         entry.attachments = by_version.get(entry.version, [])
+
+
+async def fill_entries_of_issues(conn: Conn, entries: list[v1.HistoryEntry]) -> None:
+    """:func:`fill_entries` for entries of several issues, in one statement."""
+    if not entries:
+        return
+    rows = await conn.fetch(
+        OF_ENTRY_PAIRS, [e.issue_id for e in entries], [e.version for e in entries]
+    )
+    by_entry: dict[tuple[int, int], list[v1.Attachment]] = {}
+    for row in rows:
+        key = (row["issue_id"], row["entry_version"])
+        by_entry.setdefault(key, []).append(attachment_from_row(row))
+    for entry in entries:
+        entry.attachments = by_entry.get((entry.issue_id, entry.version), [])
 
 
 async def fill_feed_entries(conn: Conn, entries: list[v1.FeedEntry]) -> None:

@@ -333,6 +333,12 @@ RETURNING *
 """
 
 FETCH_ENTRY = "SELECT * FROM issue_history WHERE issue_id = $1 AND version = $2"
+#: The entries of the (issue $1[n], version $2[n]) pairs, each once: a Watch
+#: stream's batch of feed rows reads its entries in this one statement.
+FETCH_ENTRIES = """
+SELECT h.* FROM unnest($1::bigint[], $2::bigint[]) AS p(issue_id, version)
+  JOIN issue_history h ON h.issue_id = p.issue_id AND h.version = p.version
+"""
 #: The latest row of every history entry of issue $1: ``original`` the
 #: entry, ``version`` its row (the entry or its latest edit), ``body`` its
 #: text (redacted ones empty). The current texts an issue's mentions

@@ -1,0 +1,168 @@
+"""A Watch stream reads per batch of feed rows and still answers as per change.
+
+A resumed watch used to read each change's issue, query match and entry by
+itself (three or four statements a change); it now reads them for a batch
+of rows at once (``_watch._events``). These tests hold the batch path to
+what the change-at-a-time path gave: each caller's visibility, the query,
+the feed's order (also within a position, as a blocking link writes an
+entry on each of its two issues) and the position on each event, with the
+batch cut between the two entries of one change, and they count the
+statements a replay sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+
+import pytest
+from write_support import ADMIN, Sent, fresh_component
+
+from bugless_core.model.backend import ModelSettings
+from bugless_core.search.build import term
+from bugless_model_postgres import PostgresBackend, _watch
+from bugless_proto import v1
+
+STRANGER = v1.Caller(user_id="stranger")
+INSIDER = v1.Caller(user_id="insider")
+#: (position, issue id, version) of each event, or of each FeedEntry.
+Seen = list[tuple[int, int, int]]
+
+
+async def _issue(backend: PostgresBackend, component_id: int, title: str) -> v1.Issue:
+    return await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN, fields=v1.IssueFields(title=title, component_id=component_id)
+        )
+    )
+
+
+async def _change(
+    backend: PostgresBackend, issue_id: int, comment: str = "", delta: v1.IssueDelta | None = None
+) -> None:
+    current = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=issue_id))
+    await backend.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ADMIN,
+            issue_id=issue_id,
+            expected_version=current.version,
+            comment=comment,
+            delta=delta,
+        )
+    )
+
+
+async def _head(backend: PostgresBackend) -> int:
+    answer = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
+    return answer.head_position
+
+
+async def _replay(backend: PostgresBackend, request: v1.WatchRequest, count: int) -> Seen:
+    """The first ``count`` events after the marker; then none within 0.5 s."""
+    stream = backend.watch(request)
+    assert isinstance(stream, AsyncGenerator)  # PostgresBackend.watch is one
+    try:
+        assert (await asyncio.wait_for(anext(stream), 10)).subscribed
+        seen: Seen = []
+        for _ in range(count):
+            event = await asyncio.wait_for(anext(stream), 10)
+            assert event.issue is not None
+            assert event.entry is not None
+            assert event.entry.issue_id == event.issue.id
+            seen.append((event.position, event.issue.id, event.entry.version))
+        later = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.5)
+        assert not later.done(), f"an event beyond the changes made: {later.result()}"
+        later.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await later
+    finally:
+        await stream.aclose()
+    return seen
+
+
+async def _feed(backend: PostgresBackend, caller: v1.Caller, after: int, ids: set[int]) -> Seen:
+    """What ReadFeed (its own visibility check) lists for ``caller`` among ``ids``."""
+    answer = await backend.read_feed(
+        v1.ReadFeedRequest(caller=caller, after_position=after, max_changes=1000)
+    )
+    return [
+        (change.position, entry.issue_id, entry.version)
+        for change in answer.changes
+        for entry in change.entries
+        if entry.issue_id in ids
+    ]
+
+
+@pytest.mark.parametrize(("rows", "entries"), [(200, 500), (3, 2), (1, 1)])
+async def test_a_resumed_query_watch_keeps_visibility_and_order_across_batches(
+    bugless_model_backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch, rows: int, entries: int
+) -> None:
+    """Several issues, two of them hidden from the stranger, and blocking links
+    (two entries at one position, one of them on a hidden issue), replayed to
+    three callers: each gets what ReadFeed lists for them, among the query's
+    issues, in feed order, with the feed's positions, whatever the batch sizes
+    (``(3, 2)`` cuts a blocking change's two entries apart)."""
+    monkeypatch.setattr(_watch, "_WATCH_BATCH", rows)
+    monkeypatch.setattr(_watch, "_EVENT_BATCH", entries)
+    backend = bugless_model_backend
+    shown = (await fresh_component(backend, "batches")).id
+    insiders = [v1.AclEntry(principal=v1.Principal(user="insider"), role=v1.Role.EDITOR)]
+    hidden = (await fresh_component(backend, "batches", acl=insiders)).id
+    a, b, c = [(await _issue(backend, shown, f"shown {n}")).id for n in range(3)]
+    h, k = [(await _issue(backend, hidden, f"hidden {n}")).id for n in range(2)]
+    outside = (await _issue(backend, shown, "not in the query")).id
+    start = await _head(backend)
+    await _change(backend, a, "one")
+    await _change(backend, h, "hidden one")
+    await _change(backend, a, delta=v1.IssueDelta(blocking_add=[b]))  # a and b at one position
+    await _change(backend, outside, "outside")
+    await _change(backend, c, delta=v1.IssueDelta(blocked_by_add=[h]))  # c and h at one
+    await _change(backend, b, "two")
+    await _change(backend, k, delta=v1.IssueDelta(blocking_add=[a]))  # k and a at one
+    await _change(backend, outside, delta=v1.IssueDelta(blocking_add=[c]))  # only c matches
+    await _change(backend, c, "three")
+    watched = {a, b, c, h, k}
+    query = v1.StructuredQuery(filter=term(v1.SearchField.ID, v1.SearchOperator.EQ, *watched))
+
+    expected: dict[str, Seen] = {}
+    for name, caller in (("admin", ADMIN), ("insider", INSIDER), ("stranger", STRANGER)):
+        expected[name] = await _feed(backend, caller, start, watched)
+        request = v1.WatchRequest(caller=caller, query=query, after_position=start)
+        assert await _replay(backend, request, len(expected[name])) == expected[name], name
+
+    # What those lists hold, so the comparison above compares something.
+    assert len(expected["admin"]) == 11
+    assert expected["insider"] == expected["admin"]
+    assert [i for _, i, _ in expected["stranger"]] == [a, a, b, c, b, a, c, c]
+    positions = [p for p, _, _ in expected["admin"]]
+    assert positions == sorted(positions)
+    pairs = [p for p in set(positions) if positions.count(p) == 2]
+    assert len(pairs) == 3  # the blocking links: two entries each
+
+
+async def test_a_replay_reads_per_batch_not_per_change(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """Sixteen changes replayed to a query watch: a handful of statements, where
+    the change-at-a-time path sent four a change (the issue, the query's match,
+    the entry, its attachments)."""
+    backend = bugless_model_backend
+    component = (await fresh_component(backend, "batches")).id
+    issues = [(await _issue(backend, component, f"replayed {n}")).id for n in range(4)]
+    start = await _head(backend)
+    for n in range(16):
+        await _change(backend, issues[n % 4], f"change {n}")
+    query = v1.StructuredQuery(filter=term(v1.SearchField.ID, v1.SearchOperator.EQ, *issues))
+    request = v1.WatchRequest(caller=STRANGER, query=query, after_position=start)
+    async with Sent(backend, model_settings.pool_max_size) as sent:
+        seen = await _replay(backend, request, 16)
+    assert [i for _, i, _ in seen] == issues * 4
+    assert sent.starting("SELECT * FROM issue_history") == 0  # no entry read by itself
+    entry_reads = [s for s in sent.statements if "JOIN issue_history h" in s]
+    assert len(entry_reads) == 1, sent.statements
+    # The feed's state, its rows (and the empty look after them), the issues,
+    # the query's matches, the entries and their attachments, plus a few
+    # more empty looks within the 0.5 s of waiting.
+    assert len(sent.statements) <= 12, sent.statements
