@@ -111,6 +111,45 @@ async def resolve(
     return resolved
 
 
+async def lock_touched_in_id_order(ctx: WriteContext, request: v1.ImportIssueRequest) -> None:
+    """Lock the imported issue and the issues its new entries' blocking names, in id order.
+
+    ChangeIssue locks every issue it touches in one statement, in id order
+    (``LOCK_ISSUES``); an import extending its issue otherwise locks that
+    issue's row first (:data:`q.IMPORTED_ISSUE`) and the other issues when
+    it writes their sides (:func:`write_relations`). Against a native change
+    touching the same two issues, with the other one's id lower, each would
+    hold one and wait for the other: a deadlock (40P01). Called before that
+    read, for a request whose history names issues: the other issues are
+    those its entries past the issue's import position name in blocking
+    (a superset of those whose lists change). A reference to no issue raises
+    here as it would later. A new issue (none under the external id yet)
+    is not visible to a native change, so nothing is locked for it.
+    """
+    if not any(_list_references(item) for item in request.history):
+        return
+    found = await ctx.conn.fetchrow(q.IMPORTED_ISSUE_POSITION, request.external_id)
+    if found is None:
+        return
+    issue_id, position = int(found["id"]), int(found["import_position"])
+    items = list(enumerate(request.history[position:], start=position))
+    references = [value for _, item in items for value in _list_references(item)]
+    if not references:
+        return
+    resolved = await resolve(ctx, request.external_id, issue_id, items)
+    touched = {issue_id, *(resolved[value] for value in references)}
+    await ctx.conn.execute(q.LOCK_ISSUES, sorted(touched))
+
+
+def _list_references(item: v1.ImportedEntry) -> list[str]:
+    """The references of an entry's blocking changes (those that write another issue)."""
+    return [
+        value
+        for add, remove in LIST_RELATIONS.values()
+        for value in (*getattr(item, add), *getattr(item, remove))
+    ]
+
+
 @dataclass
 class _OtherEntry:
     """One entry's change of the other issue's blocking lists (this issue added/removed)."""

@@ -37,6 +37,7 @@ from bugless_model_postgres._import_relations import (
     RelationReplay,
     changes_relations,
     initial_relations,
+    lock_touched_in_id_order,
     resolve,
     write_relations,
 )
@@ -334,6 +335,7 @@ async def import_issue(
         The issue id, whether this call created it, and how many entries it
         wrote.
     """
+    await lock_touched_in_id_order(ctx, request)
     existing = await ctx.conn.fetchrow(q.IMPORTED_ISSUE, request.external_id)
     if existing is not None:
         return await _extend(ctx, request, existing, files)

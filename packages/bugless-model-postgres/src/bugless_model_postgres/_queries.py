@@ -478,6 +478,13 @@ SELECT id, title, status, priority, severity, type, component_id, assignee, veri
    FOR UPDATE
 """
 
+#: The issue imported before under external id $1 and how much of its
+#: source's history it holds, read without a lock (to lock it in id order
+#: with the issues its new entries name).
+IMPORTED_ISSUE_POSITION = """
+SELECT id, import_position FROM issues WHERE external_id = $1 AND external_id <> ''
+"""
+
 #: An imported issue in its final state, with the times and counts its
 #: source recorded. ``RETURNING id``: no row when a concurrent import of the
 #: same external id committed first. ``{id}``/``{id_value}`` as in
