@@ -17,8 +17,9 @@ import contextlib
 from collections.abc import AsyncGenerator
 
 import pytest
-from write_support import ADMIN, Sent, fresh_component
+from write_support import ADMIN, Sent, fresh_component, valued_issue
 
+from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
 from bugless_core.search.build import term
 from bugless_model_postgres import PostgresBackend, _watch
@@ -166,3 +167,46 @@ async def test_a_replay_reads_per_batch_not_per_change(
     # the query's matches, the entries and their attachments, plus a few
     # more empty looks within the 0.5 s of waiting.
     assert len(sent.statements) <= 12, sent.statements
+
+
+async def test_a_query_watch_on_a_custom_field_replays_the_matching_issues(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """A query naming a custom field (``"Found In":1.2``) is judged with the
+    field's definition: the issue holding the value comes, the other does not.
+    Before, the watch compiled its query without the definitions, so the first
+    visible change failed the stream with "there is no custom field"."""
+    backend = bugless_model_backend
+    issue, field = await valued_issue(backend)
+    other = await _issue(backend, issue.component_id, "no value")
+    start = await _head(backend)
+    await _change(backend, other.id, "not matching")
+    await _change(backend, issue.id, "matching")
+    for custom in (
+        v1.SearchTerm(custom_field_name=field.name, values=[v1.SearchValue(text="1.2")]),
+        v1.SearchTerm(custom_field_id=field.id, values=[v1.SearchValue(text="1.2")]),
+    ):
+        custom.field = v1.SearchField.CUSTOM
+        query = v1.StructuredQuery(filter=v1.SearchNode(term=custom))
+        request = v1.WatchRequest(caller=ADMIN, query=query, after_position=start)
+        seen = await _replay(backend, request, 1)
+        assert [(i, v) for _, i, v in seen] == [(issue.id, issue.version + 1)]
+
+
+async def test_a_query_watch_on_no_such_custom_field_is_refused_before_its_marker(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """As a search refuses it, and before anything is sent: it used to subscribe
+    and then fail at the first visible change."""
+    backend = bugless_model_backend
+    unknown = v1.SearchTerm(
+        field=v1.SearchField.CUSTOM,
+        custom_field_name="no such field",
+        values=[v1.SearchValue(text="1.2")],
+    )
+    query = v1.StructuredQuery(filter=v1.SearchNode(term=unknown))
+    stream = backend.watch(v1.WatchRequest(caller=ADMIN, query=query))
+    assert isinstance(stream, AsyncGenerator)  # PostgresBackend.watch is one
+    with pytest.raises(InvalidArgument, match="there is no custom field named 'no such field'"):
+        await anext(stream)
+    await stream.aclose()

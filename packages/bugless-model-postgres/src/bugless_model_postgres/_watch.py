@@ -71,6 +71,7 @@ from bugless_model_postgres import _search
 from bugless_model_postgres._attachments import fill_entries_of_issues, fill_feed_entries
 from bugless_model_postgres._context import fetch_issue_rows, fetch_issues, issue_not_found
 from bugless_model_postgres._convert import Conn, entry_from_row, principals_of
+from bugless_model_postgres._custom_search import load_catalog
 from bugless_model_postgres._database import server_settings, translated_errors
 from bugless_proto import v1
 
@@ -300,7 +301,8 @@ class ChangeFeed:
             FeedPositionPruned: the resume position is older than the
                 retention, or the rows after it were pruned while the stream
                 was reading them (their changes are gone).
-            InvalidArgument: the resume position is beyond the head.
+            InvalidArgument: the resume position is beyond the head, or the
+                query names a custom field there is none of.
         """
         caller = request.caller or v1.Caller()
         await self._listen()
@@ -310,6 +312,9 @@ class ChangeFeed:
                 _check_position(request.after_position, head, pruned, _WATCH_REMEDY)
             if request.issue_id and not await fetch_issues(conn, caller, [request.issue_id]):
                 raise issue_not_found(request.issue_id)
+            if request.query is not None and not request.issue_id:
+                # Refused before the marker, as a search would refuse it.
+                await _matching_sql(conn, request.query, caller, [])
         position = head if request.after_position is None else request.after_position
         self.streams += 1
         try:
@@ -360,15 +365,8 @@ class ChangeFeed:
             issues = await fetch_issues(conn, caller, sorted({i for _, i, _ in wanted}))
             if issues and request.query is not None and not request.issue_id:
                 ids = sorted(issues)
-                only = all_of(
-                    request.query.filter or v1.SearchNode(),
-                    term(v1.SearchField.ID, v1.SearchOperator.EQ, *ids),
-                )
-                compiled = _search.compile_search(
-                    v1.StructuredQuery(filter=only), caller, principals_of(caller), None
-                )
-                rows = await conn.fetch(compiled.page_sql, *compiled.page_params, len(ids))
-                matching = {row["id"] for row in rows}
+                sql, params = await _matching_sql(conn, request.query, caller, ids)
+                matching = {row["id"] for row in await conn.fetch(sql, *params, len(ids))}
                 issues = {i: issue for i, issue in issues.items() if i in matching}
             pairs = [(i, v) for _, i, v in wanted if i in issues]
             if not pairs:
@@ -381,6 +379,28 @@ class ChangeFeed:
             for position, i, v in wanted
             if i in issues and (i, v) in entries
         ]
+
+
+async def _matching_sql(
+    conn: Conn, query: v1.StructuredQuery, caller: v1.Caller, ids: list[int]
+) -> tuple[str, list[object]]:
+    """The statement (and its parameters but the limit) of ``query``'s matches among ``ids``.
+
+    The query is compiled with the definitions of the custom fields it
+    names (one statement when it names any), as a search compiles it: without
+    them a custom field term failed the stream at its first change.
+
+    Raises:
+        InvalidArgument: the query names a custom field there is none of.
+    """
+    only = all_of(
+        query.filter or v1.SearchNode(), term(v1.SearchField.ID, v1.SearchOperator.EQ, *ids)
+    )
+    catalog = await load_catalog(conn, query)
+    compiled = _search.compile_search(
+        v1.StructuredQuery(filter=only), caller, principals_of(caller), None, catalog
+    )
+    return compiled.page_sql, list(compiled.page_params)
 
 
 def _check_position(
