@@ -7,7 +7,9 @@ what the change-at-a-time path gave: each caller's visibility, the query,
 the feed's order (also within a position, as a blocking link writes an
 entry on each of its two issues) and the position on each event, with the
 batch cut between the two entries of one change, and they count the
-statements a replay sends.
+statements a replay sends. A query naming a custom field is judged with the
+field's definitions (it used to fail the stream), and one naming no such
+field is refused before the marker.
 """
 
 from __future__ import annotations
