@@ -51,6 +51,7 @@ async def test_query_syntax_error_is_a_400_with_the_position(client: AsyncTestCl
     assert "at column 8" in page.text
     assert "status: foo(\n       ^" in page.text
     assert "<mark>" in page.text
+    assert "<h1>That query does not parse</h1>" in page.text
 
 
 async def test_unknown_username_in_query_is_reported_with_position(
@@ -60,6 +61,12 @@ async def test_unknown_username_in_query_is_reported_with_position(
     page = await client.get("/search", params={"q": "assignee:nobody_here"})
     assert page.status_code == 400
     assert "nobody_here" in page.text
+    # Good syntax naming nobody: not "does not parse" (the CSV export says the same).
+    assert "<h1>That query cannot be run</h1>" in page.text
+    assert "does not parse" not in page.text
+    export = await client.get("/search.csv", params={"q": "assignee:nobody_here"})
+    assert export.status_code == 400
+    assert "That query cannot be run" in export.text
 
 
 async def test_sort_link_toggles_direction_and_paging_uses_tokens(

@@ -205,13 +205,23 @@ def parse_columns(text: str | None) -> tuple[str, ...]:
 
 @dataclass
 class SearchError:
-    """A query that could not be parsed or resolved, with where it went wrong."""
+    """A query that could not be parsed or resolved, with where it went wrong.
+
+    ``parsed`` tells the two apart for the heading: ``assignee:nosuch`` is
+    good syntax naming nobody, which "does not parse" would misdescribe.
+    """
 
     message: str
     caret: str
     position: int
     length: int
     query: str
+    parsed: bool = False
+
+    @property
+    def heading(self) -> str:
+        """What the error page's heading says went wrong."""
+        return "That query cannot be run" if self.parsed else "That query does not parse"
 
     @property
     def before(self) -> str:
@@ -343,6 +353,7 @@ async def run_search(
     shows (:func:`read_mask`); without, every field but description and cc.
     """
     results = SearchResults(query=text)
+    parsed: Query | None = None
     try:
         parsed = _parsed(text)
         structured = await resolve_query(
@@ -365,6 +376,7 @@ async def run_search(
             position=exc.position,
             length=exc.length,
             query=exc.query,
+            parsed=parsed is not None,
         )
         return results
     results.parsed = parsed

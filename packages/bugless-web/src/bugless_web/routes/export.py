@@ -146,7 +146,7 @@ async def export_csv(request: Request[Any, Any, Any]) -> Response[Any]:
             "error.html",
             {
                 "status": 400,
-                "error_title": "That query does not parse",
+                "error_title": first.error.heading,
                 "message": first.error.message,
             },
             status_code=400,
