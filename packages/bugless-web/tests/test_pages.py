@@ -10,6 +10,7 @@ from xss_corpus import PAYLOADS, dangerous_markup
 
 from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 from bugless_web.routes.api_access import CSRF_EXEMPT
 
 
@@ -210,6 +211,80 @@ async def test_a_refused_bulk_edit_keeps_the_search_the_selection_and_the_input(
     )
     assert again.status_code == 400
     assert f'value="{a.id}:2" aria-label' in again.text
+
+
+def _bulk_form_fields(html: str) -> dict[str, str]:
+    """The hidden fields of a search page's bulk form, as a browser would send them."""
+    form = html.split('<form id="bulk"', 1)[1].split("</form>", 1)[0]
+    return dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', form))
+
+
+async def test_a_refused_bulk_edit_on_a_later_page_shows_that_page_again(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The bulk form carries its page (size and position): a refusal shows the rows
+    that were ticked on it, and a change goes back to it, not to page 1 at the
+    deployment's page size (where a row ticked on page 2 was not shown ticked)."""
+    for letter in "abc":
+        await create_issue(model, world, f"Pagebulk okapi {letter}")
+    token = await sign_in(client, "bob")
+    first = await client.get("/search", params={"q": "okapi", "page_size": "2"})
+    next_href = re.search(r'<a rel="next" class="button" href="([^"]+)"', first.text)
+    assert next_href is not None
+    second = await client.get(next_href.group(1).replace("&amp;", "&"))
+    boxes = re.findall(r'name="issue" value="(\d+):1"', second.text)
+    assert len(boxes) == 1, second.text  # the third issue, alone on page 2
+    others = set(re.findall(r'name="issue" value="(\d+):1"', first.text))
+    hidden = _bulk_form_fields(second.text)
+    assert hidden["page_size"] == "2"
+    assert hidden["page_token"]
+
+    refused = await client.post(
+        "/issues/bulk",
+        data={**hidden, "_csrf": token, "issue": f"{boxes[0]}:1", "assignee": "nobody_at_all"},
+    )
+    assert refused.status_code == 400
+    assert "Nothing was changed: assignee: no user named" in refused.text
+    assert f'value="{boxes[0]}:1" checked ' in refused.text
+    assert '<span class="current" aria-current="page">2</span>' in refused.text
+    assert not any(f'value="{other}:1"' in refused.text for other in others)
+
+    again = {**_bulk_form_fields(refused.text), "_csrf": token, "issue": f"{boxes[0]}:1"}
+    changed = await client.post(
+        "/issues/bulk", data={**again, "priority": "P1"}, follow_redirects=False
+    )
+    assert changed.status_code in (302, 303)
+    back = changed.headers["location"]
+    assert back.startswith("/search?q=okapi&page_size=2&page_token=")
+    assert "page_token=" + hidden["page_token"].replace("=", "%3D") in back
+    issue = await call(
+        model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=int(boxes[0]))
+    )
+    assert issue.priority == v1.Priority.P1
+
+
+async def test_a_refused_bulk_edit_says_why_when_the_search_finds_no_row_any_more(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """Rows gone from the search meanwhile take the bulk form with them: the reason
+    still shows, instead of a 400 page that says nothing."""
+    issue = await create_issue(model, world, "Vanishing quokka")
+    token = await sign_in(client, "bob")
+    renamed = v1.IssueDelta(
+        fields=v1.IssueFields(title="Renamed"), update_mask=FieldMask(paths=["title"])
+    )
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=world.admin, issue_id=issue.id, expected_version=1, delta=renamed
+        ),
+    )
+    refused = await client.post(
+        "/issues/bulk",
+        data={"_csrf": token, "q": "quokka", "issue": f"{issue.id}:1", "assignee": "nobody_x"},
+    )
+    assert refused.status_code == 400
+    assert '<p class="banner error" role="alert">Nothing was changed: assignee:' in refused.text
 
 
 async def test_user_page_lists_their_open_issues(

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +55,10 @@ def page_sizes(default: int, current: int) -> tuple[int, ...]:
 _PAGE_SIZE_TEXT = re.compile(r"-?[0-9]+")
 
 
-def _page_size(request: Request[Any, Any, Any]) -> int:
-    """The page's size: ``?page_size=`` (any of 1 to :data:`MAX_PAGE_SIZE`), else the default.
+def _page_size(request: Request[Any, Any, Any], params: Mapping[str, str]) -> int:
+    """The page's size: ``page_size`` (any of 1 to :data:`MAX_PAGE_SIZE`), else the default.
+
+    ``params`` are the page's address's (a bulk edit's form carries them).
 
     Like the API's ``page_size``, a size that cannot be served is refused
     with the reason rather than quietly replaced by another.
@@ -63,7 +66,7 @@ def _page_size(request: Request[Any, Any, Any]) -> int:
     Raises:
         InvalidArgument: The size is not a whole number from 1 to :data:`MAX_PAGE_SIZE`.
     """
-    text = (request.query_params.get("page_size") or "").strip()
+    text = (params.get("page_size") or "").strip()
     if not text:
         return frontend_of(request).settings.page_size
     shown = text if len(text) <= 20 else text[:20] + "…"
@@ -103,6 +106,10 @@ def _export_href(query: str, columns: tuple[str, ...]) -> str:
     return "/search.csv?" + urllib.parse.urlencode({"q": query, "columns": ",".join(columns)})
 
 
+#: Where the bulk form was sent from: its search page's size and position
+#: (hidden fields), so a refusal shows that page again and a change returns
+#: to it, with the rows that were ticked on it.
+PAGE_FIELDS = ("page_size", "page_token", "trail")
 #: The bulk form's fields that come back as typed when the edit is refused.
 BULK_FIELDS = (
     "status",
@@ -126,11 +133,13 @@ class RefusedBulkEdit:
         selected: The rows' check box values (``ID:VERSION``) that were
             ticked; a row shown at another version now stays unticked, so
             sending again cannot overwrite a change made meanwhile.
+        page: The search page the form was on (:data:`PAGE_FIELDS`).
     """
 
     problem: str
     values: dict[str, str] = field(default_factory=dict)
     selected: frozenset[str] = frozenset()
+    page: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_form(cls, form: Any, problem: str) -> RefusedBulkEdit:
@@ -139,7 +148,13 @@ class RefusedBulkEdit:
             problem=problem,
             values={name: str(form.get(name, "") or "") for name in BULK_FIELDS},
             selected=frozenset(str(value) for value in form.getall("issue", [])),
+            page=page_of(form),
         )
+
+
+def page_of(form: Any) -> dict[str, str]:
+    """The search page a bulk form was sent from (:data:`PAGE_FIELDS`, those given)."""
+    return {name: str(form.get(name)) for name in PAGE_FIELDS if form.get(name)}
 
 
 async def _search_page(
@@ -147,9 +162,9 @@ async def _search_page(
 ) -> Response[str]:
     viewer = await viewer_of(request)
     frontend = frontend_of(request)
-    params = request.query_params
+    params: Mapping[str, str] = request.query_params if refused is None else refused.page
     columns = columns_of(request)
-    page_size = _page_size(request)
+    page_size = _page_size(request, params)
     trail = PageTrail.from_params(params.get("page_token", ""), params.get("trail", ""))
     results, hotlists = await asyncio.gather(
         run_search(
@@ -183,6 +198,7 @@ async def _search_page(
             "page_size": page_size,
             "page_sizes": page_sizes(frontend.settings.page_size, page_size),
             "page_number": trail.number,
+            "this_page": trail.link(trail.number),
             "page_total": page_count(results.total, page_size),
             "page_links": [
                 (link, search_href(text, columns, page_size, link))
@@ -244,8 +260,9 @@ async def search(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 def _return_to_search(form: Any) -> str:
-    query = str(form.get("q", ""))
-    return "/search?" + urllib.parse.urlencode({"q": query})
+    """The search page the bulk form was sent from: its query, size and position."""
+    params = {"q": str(form.get("q", "")), **page_of(form)}
+    return "/search?" + urllib.parse.urlencode(params)
 
 
 @post("/issues/bulk")
