@@ -3,7 +3,8 @@
 A source logs when a relation was added or removed (Trac's ticket_change rows
 of MasterTicketsPlugin's and TracSubtickets' fields, Roundup's journal of
 ``superseder``, ``blockers`` and ``dependencies``, Jira's changelog of links,
-"Epic Link" and "Parent"). Each becomes a relation change of its entry
+"Epic Link" and "Parent", Redmine's journal of relations and ``parent_id``,
+GitHub's timeline of parent and blocked-by events). Each becomes a relation change of its entry
 (ImportedEntry ``parent``, ``duplicate_of``, ``blocking_add`` ...), naming the
 other issue by its external id, which the Model resolves in the issue's
 transaction and refuses when no issue has it.

@@ -28,6 +28,17 @@ GitHub's REST API names no issue a duplicate is a duplicate of (the
 ``marked_as_duplicate`` event has no target): a ``closed/duplicate`` issue
 gets its status, not a ``duplicate of``.
 
+Relation history: the timeline's ``parent_issue_added``/``_removed`` events
+of a sub-issue and ``blocked_by_added``/``_removed`` of a blocked issue are
+its entries' relation changes, the other issue read from the event's
+``parent_issue`` / ``blocking_issue`` object (its ``repository_url`` and
+``number``); an event naming none is not read. GitHub logs each on both
+issues: the parent's ``sub_issue_added`` and the blocker's
+``blocking_added`` are the same changes, which the Model writes on those
+issues. ``marked_as_duplicate`` names no issue (as above) and
+``cross-referenced`` is a mention, not a relation: neither is one in the
+history.
+
 GitHub has no attachments API: a file pasted into an issue or a comment is
 a link in its Markdown (or an ``<img src>``) to ``/user-attachments/assets/``
 or ``/user-attachments/files/`` on the repository's host, to
@@ -70,10 +81,22 @@ from bugless_core.importer import (
     SourceIssue,
     SourcePerson,
     SourceRelation,
+    SourceRelationChange,
 )
 from bugless_core.issue_references import EXTERNAL_ID, imported_link
 from bugless_import.sources._http import open_file, retry_count
 
+#: Timeline events that add or remove a relation, as the issue that holds it
+#: sees it -> (the event's object naming the other issue, kind, reverse,
+#: removed). GitHub logs each on both issues: the sub-issue's and the
+#: blocked issue's events are read, and the Model writes the other side
+#: (``sub_issue_added`` and ``blocking_added`` would repeat them).
+_RELATION_EVENTS = {
+    "parent_issue_added": ("parent_issue", "parent", False, False),
+    "parent_issue_removed": ("parent_issue", "parent", False, True),
+    "blocked_by_added": ("blocking_issue", "blocks", True, False),
+    "blocked_by_removed": ("blocking_issue", "blocks", True, True),
+}
 #: A label that names a file: ``launch.log``, not ``image`` or ``screenshot``.
 _FILE_NAME = re.compile(r"[^\s/\\]+\.[A-Za-z0-9]{1,10}")
 
@@ -327,7 +350,47 @@ class GitHubImporter(Importer):
                 )
             if change is not None:
                 out.append((at, n, SourceEntry(author=actor, at=at, changes=(change,))))
+            elif kind in _RELATION_EVENTS:
+                relation = _relation_change(event, str(item["repository_url"]))
+                last = out[-1][2] if out else None
+                if relation is None:
+                    continue
+                if last and (last.at, last.author, last.changes) == (at, actor, ()):
+                    # A move to another parent is two events of one moment:
+                    # one entry, as bugless makes it one change.
+                    merged = SourceEntry(author=actor, at=at, relations=(*last.relations, relation))
+                    out[-1] = (at, out[-1][1], merged)
+                else:
+                    out.append((at, n, SourceEntry(author=actor, at=at, relations=(relation,))))
         return out
+
+
+def _issue_key(other: Any, repository_url: str) -> str:
+    """``OWNER/REPO#N`` of an issue object an event names ("" if it names none).
+
+    Its repository from its ``repository_url`` (the API's), else its
+    ``html_url``, else the repository of the issue whose timeline it is in.
+    """
+    if not isinstance(other, dict) or not str(other.get("number") or "").isdigit():
+        return ""
+    number = int(other["number"])
+    if other.get("repository_url"):
+        repo = str(other["repository_url"]).split("/repos/", 1)[-1]
+    elif "/issues/" in str(other.get("html_url") or ""):
+        repo = urlsplit(str(other["html_url"])).path.strip("/").rsplit("/issues/", 1)[0]
+    else:
+        repo = repository_url.split("/repos/", 1)[-1]
+    return f"{repo}#{number}"
+
+
+def _relation_change(event: dict[str, Any], repository_url: str) -> SourceRelationChange | None:
+    """A sub-issue's or a blocked issue's timeline event as the relation change it made.
+
+    None for an event that names no other issue (nothing to import it by).
+    """
+    field, kind, reverse, removed = _RELATION_EVENTS[str(event["event"])]
+    key = _issue_key(event.get(field), repository_url)
+    return SourceRelationChange(kind, key, reverse, removed=removed) if key else None
 
 
 def _token(options: dict[str, str]) -> str:

@@ -60,6 +60,13 @@ Relations: an issue's ``parent`` makes it a sub-issue, and its relations
 ``duplicated`` and ``blocked``). ``relates``, ``precedes``/``follows`` and
 ``copied_to``/``copied_from`` have no bugless counterpart: the report lists
 them. An export made without ``relations`` in ``include`` has none.
+
+Relation history: Redmine journals a relation added or removed on both of
+its issues (a ``relation`` detail naming the other issue) and a parent
+changed on the sub-issue (the ``parent_id`` attribute). The blocked issue's
+``blocked`` details, the duplicate's ``duplicates`` and the sub-issue's
+``parent_id`` are the entries' relation changes, kept in the imported
+history (the Model writes the blocking issue's side).
 """
 
 from __future__ import annotations
@@ -92,6 +99,7 @@ from bugless_core.importer import (
     SourceIssue,
     SourcePerson,
     SourceRelation,
+    SourceRelationChange,
 )
 from bugless_import.sources._http import (
     RETRYABLE_STATUSES,
@@ -115,6 +123,14 @@ _RELATIONS = {
     "copied_to": ("copied_to", False),
     "copied_from": ("copied_to", True),
 }
+#: A journal's ``relation`` detail (its name the relation as this issue sees
+#: it, its value the other issue's id) -> the relation change it is (kind,
+#: reverse). Redmine journals a relation on both issues; the blocked issue's
+#: and the duplicate's details are read, and the Model writes the blocking
+#: issue's side (the blocker's ``blocks`` detail would repeat it); a
+#: ``duplicated`` is the duplicate's to hold. ``relates``, ``precedes`` and
+#: ``copied_to`` have no bugless counterpart.
+_RELATION_DETAILS = {"blocked": ("blocks", True), "duplicates": ("duplicate_of", False)}
 #: Where each file of the export comes from over REST (issues/N.json aside).
 _ENDPOINTS = {
     "issue_statuses.json": "issue_statuses.json",
@@ -412,8 +428,10 @@ class RedmineImporter(Importer):
         entries: list[SourceEntry] = []
         for journal in sorted(item.get("journals") or [], key=lambda j: (j["created_on"], j["id"])):
             changes = []
+            relations: list[SourceRelationChange] = []
             for detail in journal.get("details") or []:
                 name = detail.get("name")
+                relations += _relation_changes(detail)
                 if detail.get("property") != "attr" or name not in _ATTRIBUTES:
                     continue
                 field = _ATTRIBUTES[name][0]
@@ -425,13 +443,14 @@ class RedmineImporter(Importer):
                     )
                 )
             notes = str(journal.get("notes") or "")
-            if notes.strip() or changes:
+            if notes.strip() or changes or relations:
                 entries.append(
                     SourceEntry(
                         author=self._person(journal.get("user")),
                         at=when(journal["created_on"]),
                         comment=notes,
                         changes=tuple(changes),
+                        relations=tuple(relations),
                     )
                 )
         status = item.get("status") or {}
@@ -472,6 +491,28 @@ class RedmineImporter(Importer):
             comment=str(attachment.get("description") or ""),
             open=functools.partial(self.source.content, attachment),
         )
+
+
+def _relation_changes(detail: dict[str, Any]) -> list[SourceRelationChange]:
+    """A journal detail's relation changes: a relation added or removed, the parent changed.
+
+    Redmine journals a relation as ``{"property": "relation", "name":
+    "blocked", "new_value": "7"}`` (``old_value`` when it was removed) and a
+    new parent as the attribute ``parent_id``, on the sub-issue only.
+    """
+    property_, name = detail.get("property"), str(detail.get("name") or "")
+    if property_ == "relation" and name in _RELATION_DETAILS:
+        kind, reverse = _RELATION_DETAILS[name]
+    elif property_ == "attr" and name == "parent_id":
+        kind, reverse = "parent", False
+    else:
+        return []
+    found: list[SourceRelationChange] = []
+    for side, removed in (("old_value", True), ("new_value", False)):
+        other = str(detail.get(side) or "").strip()
+        if other.isdigit():
+            found.append(SourceRelationChange(kind, other, reverse, removed=removed))
+    return found
 
 
 def _relations(item: dict[str, Any]) -> tuple[SourceRelation, ...]:
