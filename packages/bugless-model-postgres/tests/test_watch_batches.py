@@ -8,8 +8,9 @@ the feed's order (also within a position, as a blocking link writes an
 entry on each of its two issues) and the position on each event, with the
 batch cut between the two entries of one change, and they count the
 statements a replay sends. A query naming a custom field is judged with the
-field's definitions (it used to fail the stream), and one naming no such
-field is refused before the marker.
+field's definitions (it used to fail the stream), one naming no such
+field is refused before the marker, and one whose field is deleted or
+renamed while it is open ends with FAILED_PRECONDITION naming the field.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import contextlib
 from collections.abc import AsyncGenerator
 
 import pytest
-from write_support import ADMIN, Sent, fresh_component, valued_issue
+from write_support import ADMIN, Sent, component_with_field, fresh_component, valued_issue
 
-from bugless_core.errors import InvalidArgument
+from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.model.backend import ModelSettings
 from bugless_core.search.build import term
 from bugless_model_postgres import PostgresBackend, _watch
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 
 STRANGER = v1.Caller(user_id="stranger")
 INSIDER = v1.Caller(user_id="insider")
@@ -212,3 +214,102 @@ async def test_a_query_watch_on_no_such_custom_field_is_refused_before_its_marke
     with pytest.raises(InvalidArgument, match="there is no custom field named 'no such field'"):
         await anext(stream)
     await stream.aclose()
+
+
+def _custom_query(field: v1.CustomField, *, by_id: bool) -> v1.StructuredQuery:
+    """``"<field>":1.2``, naming the field by its id or by its name."""
+    custom = v1.SearchTerm(field=v1.SearchField.CUSTOM, values=[v1.SearchValue(text="1.2")])
+    if by_id:
+        custom.custom_field_id = field.id
+    else:
+        custom.custom_field_name = field.name
+    return v1.StructuredQuery(filter=v1.SearchNode(term=custom))
+
+
+async def _subscribed(
+    backend: PostgresBackend, query: v1.StructuredQuery
+) -> AsyncGenerator[v1.WatchEvent, None]:
+    stream = backend.watch(v1.WatchRequest(caller=ADMIN, query=query))
+    assert isinstance(stream, AsyncGenerator)  # PostgresBackend.watch is one
+    assert (await asyncio.wait_for(anext(stream), 10)).subscribed
+    return stream
+
+
+async def _delete_field(backend: PostgresBackend, field: v1.CustomField) -> None:
+    listed = await backend.list_custom_fields(
+        v1.ListCustomFieldsRequest(caller=ADMIN, component_id=field.component_id)
+    )
+    (current,) = [f for f in listed.custom_fields if f.id == field.id]
+    await backend.delete_custom_field(
+        v1.DeleteCustomFieldRequest(
+            caller=ADMIN, field_id=field.id, expected_version=current.version
+        )
+    )
+
+
+@pytest.mark.parametrize("by_id", [False, True], ids=["by name", "by id"])
+async def test_a_query_watch_whose_field_is_deleted_ends_saying_so(
+    bugless_model_backend: PostgresBackend, by_id: bool
+) -> None:
+    """The field a query watch names is deleted while it is open: at the next
+    change it judges, the stream ends with FAILED_PRECONDITION (reason
+    WATCHED_FIELD_CHANGED) naming the field as the watch knew it. Before, it
+    ended with the INVALID_ARGUMENT a new query naming no such field gets
+    ("there is no custom field named ..."), which the command line reports as
+    a mistake in the query the person typed."""
+    backend = bugless_model_backend
+    issue, field = await valued_issue(backend)
+    stream = await _subscribed(backend, _custom_query(field, by_id=by_id))
+    try:
+        await _change(backend, issue.id, "seen before the deletion")
+        before = await asyncio.wait_for(anext(stream), 10)
+        assert before.entry is not None
+        assert before.entry.comment == "seen before the deletion"
+        await _delete_field(backend, field)
+        await _change(backend, issue.id, "after the deletion")
+        with pytest.raises(FailedPrecondition) as raised:
+            await asyncio.wait_for(anext(stream), 10)
+    finally:
+        await stream.aclose()
+    error = raised.value
+    assert error.reason == "WATCHED_FIELD_CHANGED"
+    assert repr(field.name) in error.message
+    assert "deleted or renamed while the watch was open" in error.message
+    assert (f"custom field {field.id}" in error.message) is by_id
+    assert error.metadata["field"] == "query.filter"
+
+
+async def test_a_query_watch_goes_on_while_another_field_bears_the_name(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """Two components each define a field of one name; the watch names it. One
+    is deleted: the query still means something (the other's values), so the
+    watch goes on and delivers the other component's matching change."""
+    backend = bugless_model_backend
+    issue, field = await valued_issue(backend)
+    other_component, twin = await component_with_field(backend, "twins")
+    twin = await backend.update_custom_field(
+        v1.UpdateCustomFieldRequest(
+            caller=ADMIN,
+            custom_field=v1.CustomField(id=twin.id, name=field.name),
+            update_mask=FieldMask(paths=["name"]),
+        )
+    )
+    other = await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN,
+            fields=v1.IssueFields(title="the twin's", component_id=other_component.id),
+            custom_fields=[v1.CustomFieldValue(field_id=twin.id, values=["1.2"])],
+        )
+    )
+    stream = await _subscribed(backend, _custom_query(field, by_id=False))
+    try:
+        await _delete_field(backend, field)
+        await _change(backend, issue.id, "no longer matching")
+        await _change(backend, other.id, "matching by the twin")
+        event = await asyncio.wait_for(anext(stream), 10)
+    finally:
+        await stream.aclose()
+    assert event.issue is not None
+    assert event.entry is not None
+    assert (event.issue.id, event.entry.comment) == (other.id, "matching by the twin")

@@ -61,7 +61,7 @@ import asyncpg
 
 from bugless_core import limits
 from bugless_core.database_errors import is_database_error
-from bugless_core.errors import FeedPositionPruned, InvalidArgument
+from bugless_core.errors import FailedPrecondition, FeedPositionPruned, InvalidArgument
 from bugless_core.migrations import quote_schema
 from bugless_core.model.backend import ModelSettings
 from bugless_core.search.build import all_of, term
@@ -71,7 +71,7 @@ from bugless_model_postgres import _search
 from bugless_model_postgres._attachments import fill_entries_of_issues, fill_feed_entries
 from bugless_model_postgres._context import fetch_issue_rows, fetch_issues, issue_not_found
 from bugless_model_postgres._convert import Conn, entry_from_row, principals_of
-from bugless_model_postgres._custom_search import load_catalog
+from bugless_model_postgres._custom_search import CustomCatalog, catalog_key, load_catalog
 from bugless_model_postgres._database import server_settings, translated_errors
 from bugless_proto import v1
 
@@ -303,6 +303,9 @@ class ChangeFeed:
                 was reading them (their changes are gone).
             InvalidArgument: the resume position is beyond the head, or the
                 query names a custom field there is none of.
+            FailedPrecondition: a custom field the query names was deleted
+                or renamed while the stream was open (reason
+                ``WATCHED_FIELD_CHANGED``, see :func:`_fields_gone`).
         """
         caller = request.caller or v1.Caller()
         await self._listen()
@@ -312,9 +315,11 @@ class ChangeFeed:
                 _check_position(request.after_position, head, pruned, _WATCH_REMEDY)
             if request.issue_id and not await fetch_issues(conn, caller, [request.issue_id]):
                 raise issue_not_found(request.issue_id)
+            named = CustomCatalog()
             if request.query is not None and not request.issue_id:
                 # Refused before the marker, as a search would refuse it.
-                await _matching_sql(conn, request.query, caller, [])
+                named = await load_catalog(conn, request.query)
+                _matching_sql(request.query, caller, [], named)
         position = head if request.after_position is None else request.after_position
         self.streams += 1
         try:
@@ -334,7 +339,7 @@ class ChangeFeed:
                 ]
                 for start in range(0, len(wanted), _EVENT_BATCH):
                     for event in await self._events(
-                        request, caller, wanted[start : start + _EVENT_BATCH]
+                        request, caller, named, wanted[start : start + _EVENT_BATCH]
                     ):
                         yield event
                 if rows:
@@ -346,12 +351,18 @@ class ChangeFeed:
             self.streams -= 1
 
     async def _events(
-        self, request: v1.WatchRequest, caller: v1.Caller, wanted: list[tuple[int, int, int]]
+        self,
+        request: v1.WatchRequest,
+        caller: v1.Caller,
+        named: CustomCatalog,
+        wanted: list[tuple[int, int, int]],
     ) -> list[v1.WatchEvent]:
         """The events of ``wanted`` (position, issue id, version), in its order.
 
         Each is left out when the caller may not view its issue, the issue
-        does not match the query, or its entry is gone. Three or four
+        does not match the query, or its entry is gone. The query is judged
+        with the custom field definitions as they are now; ``named`` are the
+        ones it named when the watch began (see :func:`_fields_gone`). Three or four
         statements for the lot (the issues with the caller's visibility, the
         query's matches among them, the entries, their attachments) where a
         change used to cost as many by itself: a watch resumed after
@@ -365,7 +376,18 @@ class ChangeFeed:
             issues = await fetch_issues(conn, caller, sorted({i for _, i, _ in wanted}))
             if issues and request.query is not None and not request.issue_id:
                 ids = sorted(issues)
-                sql, params = await _matching_sql(conn, request.query, caller, ids)
+                catalog = await load_catalog(conn, request.query)
+                if gone := _fields_gone(request.query, named, catalog):
+                    raise gone
+                try:
+                    sql, params = _matching_sql(request.query, caller, ids, catalog)
+                except InvalidArgument as exc:  # it compiled at subscribe: a field changed
+                    raise FailedPrecondition(
+                        f"{exc.message} (a custom field the query names was changed while "
+                        "the watch was open); watch again with a query that fits the fields now",
+                        reason="WATCHED_FIELD_CHANGED",
+                        metadata=exc.metadata,
+                    ) from exc
                 matching = {row["id"] for row in await conn.fetch(sql, *params, len(ids))}
                 issues = {i: issue for i, issue in issues.items() if i in matching}
             pairs = [(i, v) for _, i, v in wanted if i in issues]
@@ -381,13 +403,13 @@ class ChangeFeed:
         ]
 
 
-async def _matching_sql(
-    conn: Conn, query: v1.StructuredQuery, caller: v1.Caller, ids: list[int]
+def _matching_sql(
+    query: v1.StructuredQuery, caller: v1.Caller, ids: list[int], catalog: CustomCatalog
 ) -> tuple[str, list[object]]:
     """The statement (and its parameters but the limit) of ``query``'s matches among ``ids``.
 
-    The query is compiled with the definitions of the custom fields it
-    names (one statement when it names any), as a search compiles it: without
+    The query is compiled with ``catalog``, the definitions of the custom
+    fields it names (:func:`load_catalog`), as a search compiles it: without
     them a custom field term failed the stream at its first change.
 
     Raises:
@@ -396,11 +418,50 @@ async def _matching_sql(
     only = all_of(
         query.filter or v1.SearchNode(), term(v1.SearchField.ID, v1.SearchOperator.EQ, *ids)
     )
-    catalog = await load_catalog(conn, query)
     compiled = _search.compile_search(
         v1.StructuredQuery(filter=only), caller, principals_of(caller), None, catalog
     )
     return compiled.page_sql, list(compiled.page_params)
+
+
+def _fields_gone(
+    query: v1.StructuredQuery, named: CustomCatalog, now: CustomCatalog
+) -> FailedPrecondition | None:
+    """What ends a query watch whose custom fields went away while it was open.
+
+    A field the query names by id that was deleted, or a name no field bears
+    any more (its fields deleted or renamed), leaves the query meaning
+    nothing a watcher asked for: the stream ends with FAILED_PRECONDITION
+    (reason ``WATCHED_FIELD_CHANGED``) naming the fields, as they were named
+    when the watch began, rather than the INVALID_ARGUMENT "there is no
+    custom field" a new query gets (the query was good; the fields changed
+    under it). A name another field still bears (a field of that name in
+    another component, or a new one) keeps the watch going: the query still
+    means something, judged as a search of it now would be.
+    """
+    key = catalog_key(query)
+    if key is None:
+        return None
+    ids, names = key
+    gone = [
+        f"custom field {i} ({named.by_id[i].name!r})" if i in named.by_id else f"custom field {i}"
+        for i in ids
+        if i not in now.by_id
+    ]
+    gone += [
+        f"custom field {named.by_name[n][0].name!r}" if n in named.by_name else repr(n)
+        for n in names
+        if n not in now.by_name
+    ]
+    if not gone:
+        return None
+    return FailedPrecondition(
+        f"query.filter: the query's {', '.join(gone)} {'was' if len(gone) == 1 else 'were'} "
+        "deleted or renamed while the watch was open, so it no longer means what it did; "
+        "watch again with a query naming fields that exist",
+        reason="WATCHED_FIELD_CHANGED",
+        metadata={"field": "query.filter", "custom_fields": ", ".join(gone)},
+    )
 
 
 def _check_position(

@@ -480,6 +480,10 @@ class IssueCalls(ClientBase):
                 feed's retention: the changes since are gone. Re-read the
                 current state and watch again without a position.
             InvalidArgument: a position beyond the feed's head, a bad query.
+            FailedPrecondition: a custom field the query names was deleted or
+                renamed while the watch was open (reason
+                ``WATCHED_FIELD_CHANGED``, the message names it): watch again
+                with a query that names fields that exist.
         """
         if issue_id is not None:
             check_id(issue_id, "issue_id")

@@ -6465,6 +6465,12 @@ class WatchRequest(betterproto2.Message):
     )
     """
     Every issue matching the query (evaluated against each changed issue).
+    A query naming a custom field there is none of is INVALID_ARGUMENT
+    before the subscribed marker. A custom field it names that is deleted
+    or renamed while the watch is open (no field left with that id or
+    name) ends the stream with FAILED_PRECONDITION, ErrorInfo reason
+    WATCHED_FIELD_CHANGED, naming the field; a name another field still
+    bears keeps the watch going.
     """
 
     after_position: "int | None" = betterproto2.field(4, betterproto2.TYPE_INT64, optional=True)
