@@ -18,6 +18,7 @@ from web_support import PASSWORD, World, create_issue, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 from bugless_web import WebSettings, create_app
 
 
@@ -328,6 +329,67 @@ async def test_stale_acl_edit_is_a_409_page(client: AsyncTestClient[Any], dora: 
     )
     assert second.status_code == 409
     assert "reload it and apply your change again" in second.text
+
+
+def _form_version(html: str, form_class: str) -> str:
+    """The hidden version of the page's form of ``form_class``."""
+    form = html.split(f'class="{form_class}"', 1)[1].split("</form>", 1)[0]
+    return version_of(form)
+
+
+async def test_a_refused_edit_sent_again_after_a_change_meanwhile_is_stale(
+    client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
+) -> None:
+    """A refused template or access list form comes back at the version it was
+    sent at, not the page's current one: corrected and sent again after another
+    admin's change, it is the 409 stale page, and that change stays."""
+    token = await sign_in(client, dora)
+    component_id = await create_component(client, token, f"Meanwhile {secrets.token_hex(3)}")
+    sent_at = version_of((await client.get(f"/components/{component_id}")).text)
+    theirs = v1.IssueTemplate(title="[theirs] ")
+    await call(
+        model.update_component,
+        v1.UpdateComponentRequest(
+            caller=world.caller(dora),
+            component=v1.Component(id=component_id, template=theirs),
+            update_mask=FieldMask(paths=["template"]),
+            expected_version=int(sent_at),
+        ),
+    )
+    refused = await client.post(
+        f"/components/{component_id}/template",
+        data={"_csrf": token, "version": sent_at, "title": "[mine] ", "assignee": "nobody_here"},
+    )
+    assert refused.status_code == 400
+    assert _form_version(refused.text, "issue-form template-form") == sent_at
+    assert _form_version(refused.text, "acl-form") == str(int(sent_at) + 1)  # not refused
+    kept = _form_version(refused.text, "issue-form template-form")
+    again = await client.post(
+        f"/components/{component_id}/template",
+        data={"_csrf": token, "version": kept, "title": "[mine] "},
+    )
+    assert again.status_code == 409
+    acl_refused = await client.post(
+        f"/components/{component_id}/acl",
+        data={"_csrf": token, "version": sent_at, "new_name": "nobody_here"},
+    )
+    assert acl_refused.status_code == 400
+    assert "Nothing was saved:" in acl_refused.text
+    assert _form_version(acl_refused.text, "acl-form") == sent_at
+    kept = _form_version(acl_refused.text, "acl-form")
+    acl_again = await client.post(
+        f"/components/{component_id}/acl",
+        data={"_csrf": token, "version": kept, "new_name": "carol", "new_role": "viewer"},
+    )
+    assert acl_again.status_code == 409
+    stored = await call(
+        model.get_component,
+        v1.GetComponentRequest(caller=world.caller(dora), component_id=component_id),
+    )
+    assert stored.template is not None
+    assert stored.template.title == "[theirs] "
+    carol = world.caller("carol").user_id
+    assert all(entry.principal is None or entry.principal.user != carol for entry in stored.acl)
 
 
 async def test_subcomponents_need_admin_on_the_parent(

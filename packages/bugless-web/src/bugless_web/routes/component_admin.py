@@ -328,7 +328,9 @@ async def change_template(
         if not errors.take(exc):
             raise
         # Nothing saved: the page again, the template as typed, the problem at its field.
-        refused = RefusedTemplateEdit({name: text(name) for name in TEMPLATE_FIELDS}, errors)
+        refused = RefusedTemplateEdit(
+            {name: text(name) for name in TEMPLATE_FIELDS}, errors, version=text("version")
+        )
         return await component_page_for(
             request, viewer, component_id, refused_template=refused, status_code=400
         )

@@ -48,6 +48,9 @@ class RefusedAclEdit:
         new_name: What was typed in the add row.
         new_role: The role picked in the add row.
         leave_admin: Whether "I may remove my own admin access" was ticked.
+        version: The component version the form was sent at: it is sent
+            again, so a second send after someone else's change meanwhile is
+            the stale-edit 409, not a silent overwrite of that change.
     """
 
     problem: str
@@ -56,6 +59,7 @@ class RefusedAclEdit:
     new_name: str = ""
     new_role: str = "editor"
     leave_admin: bool = False
+    version: str = ""
 
     @property
     def about_new_entry(self) -> bool:
@@ -76,6 +80,7 @@ class RefusedAclEdit:
             new_name=str(form.get("new_name", "") or ""),
             new_role=str(form.get("new_role", "editor") or "editor"),
             leave_admin=form.get("leave_admin") == "yes",
+            version=str(form.get("version", "") or ""),
         )
 
 
@@ -90,10 +95,14 @@ class RefusedTemplateEdit:
     Attributes:
         values: What was typed or picked in each of :data:`TEMPLATE_FIELDS`.
         errors: The problem, at its field.
+        version: The component version the form was sent at (as
+            :attr:`RefusedAclEdit.version`: a second send after a change
+            meanwhile is the stale-edit 409).
     """
 
     values: dict[str, str]
     errors: FieldErrors
+    version: str = ""
 
 
 @get("/components/{component_text:str}")
