@@ -216,7 +216,7 @@ async def test_jira_sub_tasks_and_duplicate_and_blocks_links_are_set(
     assert "    not set (jira:OTHER-5 not imported): jira:RELS-2 blocks jira:OTHER-5\n" in text
     assert (
         "  relations bugless does not hold, not imported: 1\n"
-        "    jira:RELS-4 relates to jira:RELS-3\n"
+        '    jira:RELS-4 relates to jira:RELS-3 (type "Relates")\n'
     ) in text
 
 

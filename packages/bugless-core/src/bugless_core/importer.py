@@ -141,11 +141,17 @@ class SourceRelation:
         reverse: False: this issue ``kind`` the target (is a duplicate of
             it, is its sub-issue, blocks it). True: the target ``kind`` this
             issue (duplicates it, is its sub-issue, blocks it).
+        type_name: The source's own name of the relation's type, where a
+            site names its types (Jira's link types: ``Relates``, a
+            ``Dependency`` of its own), or "": the report names it beside a
+            relation bugless does not hold, so a site's types can be told
+            apart whatever their phrases.
     """
 
     kind: str
     target: str
     reverse: bool = False
+    type_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -73,9 +73,12 @@ class Link:
     holder: str
     kind: str
     target: str
+    #: The source's name of the relation's type (:attr:`SourceRelation.type_name`), or "".
+    type_name: str = ""
 
     def __str__(self) -> str:
-        return f"{self.holder} {PHRASES.get(self.kind, self.kind)} {self.target}"
+        named = f' (type "{self.type_name}")' if self.type_name else ""
+        return f"{self.holder} {PHRASES.get(self.kind, self.kind)} {self.target}{named}"
 
 
 def links(importer: Importer, issues: Iterable[SourceIssue]) -> list[Link]:
@@ -91,7 +94,7 @@ def links(importer: Importer, issues: Iterable[SourceIssue]) -> list[Link]:
         for relation in issue.relations:
             other = importer.key_external_id(relation.target)
             holder, target = (other, own) if relation.reverse else (own, other)
-            seen.setdefault(Link(holder, relation.kind, target), None)
+            seen.setdefault(Link(holder, relation.kind, target, relation.type_name), None)
     return list(seen)
 
 

@@ -40,14 +40,19 @@ page's ``names``, ``"Epic Link"``, or ``schema``, Jira Software's
 ``gh-epic-link`` type: export with ``expand=changelog,names,schema``; or
 given as ``--option epic-link-field=customfield_10014``) and
 ``fields.subtasks`` make sub-issues; ``fields.issuelinks`` of
-the link types ``Duplicate`` (duplicates / is duplicated by) and ``Blocks``
-(blocks / is blocked by) are set as bugless holds them. Other link types
-(``Relates``, ``Cloners``, a site's own) have no bugless counterpart: the
-report lists them by their outward name. Jira lists a link on both issues.
-The changelog's "Link" items (of those two types, by their stock phrases:
-"is blocked by", "duplicates"), "Epic Link" and parent items ("Parent",
-Jira Cloud's ``IssueParentAssociation``) are the entries' relation changes,
-kept in the imported history.
+a link type are read by the type's phrases (``outward``/``inward``): the
+stock ``Duplicate`` (duplicates / is duplicated by) and ``Blocks`` (blocks /
+is blocked by), and a site's own types whose phrases say the same ("depends
+on" / "is depended on by" blocks; "is child of" / "is parent of" makes a
+sub-issue; see ``_PHRASES``) are set as bugless holds them, in the direction
+the phrases give. Other link types (``Relates``, ``Cloners``, a site's own
+whose phrases say none of those, or contradict each other) have no bugless
+counterpart: the report lists each link by its outward phrase and its type's
+name. Jira lists a link on both issues. The changelog's "Link" items (read
+by the same phrases: "is blocked by", "depends on", "duplicates", "is child
+of" ...), "Epic Link" and parent items ("Parent", Jira Cloud's
+``IssueParentAssociation``) are the entries' relation changes, kept in the
+imported history.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ from urllib.request import Request
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.importer import (
+    RELATION_KINDS,
     Importer,
     SourceAttachment,
     SourceChange,
@@ -79,20 +85,47 @@ from bugless_import.sources._http import open_file, retry_count
 from bugless_import.sources.markup import jira_to_markdown
 
 _OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
-#: Jira's link type names (lower case) -> the relation bugless holds.
+#: Jira's stock link type names (lower case) -> the relation bugless holds.
 _LINKS = {"duplicate": "duplicate_of", "blocks": "blocks"}
+#: A link phrase (lower case) -> the relation "this issue <phrase> the other"
+#: is (kind, reverse): the stock types' phrases and those a site's own types
+#: commonly use for the relations bugless holds. A type is read by its
+#: phrases, so a site's "Dependency" (depends on / is depended on by) blocks,
+#: and a type whose phrases run the other way round than its name is read
+#: the way its phrases say.
+_PHRASES = {
+    "blocks": ("blocks", False),
+    "is blocked by": ("blocks", True),
+    "depends on": ("blocks", True),
+    "is depended on by": ("blocks", False),
+    "is a dependency of": ("blocks", False),
+    "is dependency of": ("blocks", False),
+    "is required by": ("blocks", False),
+    "duplicates": ("duplicate_of", False),
+    "is a duplicate of": ("duplicate_of", False),
+    "is duplicated by": ("duplicate_of", True),
+    "is child of": ("parent", False),
+    "is a child of": ("parent", False),
+    "is subtask of": ("parent", False),
+    "is sub-task of": ("parent", False),
+    "is parent of": ("parent", True),
+    "is a parent of": ("parent", True),
+}
 #: Jira Software's custom field type of the classic "Epic Link".
 _EPIC_LINK_TYPE = "com.pyxis.greenhopper.jira:gh-epic-link"
 _CUSTOM_FIELD = re.compile(r"customfield_[0-9]+")
 #: An issue key, as a changelog's ``from``/``to`` give the linked issue.
 _KEY = re.compile(r"^[A-Z][A-Z0-9_]*-[0-9]+$")
-#: A changelog "Link" item's text ("This issue is blocked by ROCK-1") -> the
-#: relation it changes (kind, reverse), for the stock link types' phrases.
-#: Jira logs a link on both issues: the blocked issue's and the duplicate's
-#: items are imported, the Model writes the other side (the outward "blocks"
-#: would find it written already), and "is duplicated by" is the other
-#: issue's to hold.
-_LINK_PHRASES = {"is blocked by": ("blocks", True), "duplicates": ("duplicate_of", False)}
+#: A changelog "Link" item's text ("This issue is blocked by ROCK-1") is read
+#: by :data:`_PHRASES`. Jira logs a link on both issues: the blocked issue's,
+#: the duplicate's and the sub-issue's items are imported, the Model writes
+#: the other side (the outward "blocks" would find it written already), and
+#: "is duplicated by" is the other issue's to hold.
+_HISTORY_PHRASES = {
+    phrase: meaning
+    for phrase, meaning in _PHRASES.items()
+    if meaning[1] == (meaning[0] == "blocks")
+}
 #: Changelog fields that change an issue's parent (their strings are keys).
 _PARENT_FIELDS = frozenset({"Epic Link", "Parent", "parent", "IssueParentAssociation"})
 
@@ -402,7 +435,7 @@ def _relation_changes(name: str, item: dict[str, Any]) -> list[SourceRelationCha
         for side, removed in (("from", True), ("to", False)):
             key, text = str(item.get(side) or ""), str(item.get(f"{side}String") or "")
             phrase = text.removeprefix("This issue ").removesuffix(key).strip()
-            kind = _LINK_PHRASES.get(phrase)
+            kind = _HISTORY_PHRASES.get(phrase.lower())
             if kind and _KEY.match(key):
                 found.append(SourceRelationChange(kind[0], key, kind[1], removed=removed))
         return found
@@ -466,11 +499,45 @@ def _relations(fields: dict[str, Any], epic_fields: set[str]) -> tuple[SourceRel
         if sub.get("key")
     ]
     for link in fields.get("issuelinks") or []:
-        kind_of = link.get("type") or {}
-        name = str(kind_of.get("name") or "").lower()
-        kind = _LINKS.get(name) or str(kind_of.get("outward") or name).lower()
+        kind, turned, type_name = link_meaning(link.get("type") or {})
         if (link.get("outwardIssue") or {}).get("key"):
-            found.append(SourceRelation(kind, str(link["outwardIssue"]["key"])))
+            target, reverse = str(link["outwardIssue"]["key"]), turned
         elif (link.get("inwardIssue") or {}).get("key"):
-            found.append(SourceRelation(kind, str(link["inwardIssue"]["key"]), reverse=True))
+            target, reverse = str(link["inwardIssue"]["key"]), not turned
+        else:
+            continue
+        found.append(SourceRelation(kind, target, reverse, type_name=type_name))
     return tuple(found)
+
+
+def link_meaning(link_type: dict[str, Any]) -> tuple[str, bool, str]:
+    """What an issue link of ``link_type`` is: (kind, reverse, the type's name to report).
+
+    ``kind`` and ``reverse`` say what "outward issue" means ("this issue
+    <outward phrase> the outward issue"). By the type's phrases where they
+    are clear: one of them in :data:`_PHRASES` and the other its converse
+    or a phrase it does not know; else, with neither phrase known, by the
+    stock names ``Blocks`` and ``Duplicate``. Any other type (its phrases
+    unknown or contradicting each other: "blocks" / "duplicates") keeps its
+    outward phrase as a kind bugless does not hold, and its name, for the
+    report. The name is "" for the stock types read as such (the report
+    needs no name to tell them apart).
+    """
+    name = str(link_type.get("name") or "")
+    outward = " ".join(str(link_type.get("outward") or "").lower().split())
+    inward = " ".join(str(link_type.get("inward") or "").lower().split())
+    out_meaning, in_meaning = _PHRASES.get(outward), _PHRASES.get(inward)
+    meaning = None
+    if out_meaning and in_meaning in (None, (out_meaning[0], not out_meaning[1])):
+        meaning = out_meaning
+    elif in_meaning and out_meaning is None:
+        meaning = (in_meaning[0], not in_meaning[1])
+    elif out_meaning is None and name.lower() in _LINKS:
+        meaning = (_LINKS[name.lower()], False)
+    if meaning is None:
+        phrase = outward or name.lower() or "linked to"
+        if phrase in RELATION_KINDS:  # "blocks" / "duplicates": not a blocking link
+            phrase = f"{outward} / {inward}"
+        return phrase, False, name or "(unnamed)"
+    stock = name.lower() in _LINKS and meaning == (_LINKS[name.lower()], False)
+    return meaning[0], meaning[1], "" if stock else name
