@@ -204,3 +204,46 @@ def test_a_refused_request_writes_nothing(
     assert message in done.stderr
     assert mapping.read_text() == before
     assert not (tmp_path / "bot.pem").exists()
+
+
+def test_a_mapping_file_that_cannot_be_written_hands_out_no_certificate(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """Its directory missing (or read-only): a clear error, no traceback, and no
+    certificate for a name the mapping does not hold (it was printed before the
+    mapping's write failed in an OSError traceback)."""
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    mapping = not_a_directory / "certificates.toml"
+    done = _issue(
+        pki,
+        tmp_path,
+        "nightly-bot",
+        "--csr",
+        str(_team_csr(tmp_path, None)),
+        "--mapping-file",
+        str(mapping),
+        "--out",
+        str(tmp_path / "bot.pem"),
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"--mapping-file: cannot write {mapping}" in done.stderr
+    assert not (tmp_path / "bot.pem").exists()
+    assert done.stdout == ""
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_the_rewritten_mapping_keeps_the_files_permissions(pki: Pki, tmp_path: Path) -> None:
+    """Replaced through a new file, the mapping keeps its mode (0640: the
+    Authenticator's account reads it through its group), not the umask's."""
+    mapping = tmp_path / "certificates.toml"
+    mapping.write_text('["deploy-bot"]\nusername = "deploy-bot"\n')
+    mapping.chmod(0o640)
+    done = _issue(
+        pki, tmp_path, "nightly-bot", "--csr", str(_team_csr(tmp_path, None)),
+        "--mapping-file", str(mapping),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "nightly-bot" in tomllib.loads(mapping.read_text())
+    assert mapping.stat().st_mode & 0o777 == 0o640

@@ -8,7 +8,9 @@ entry up within its ``reload_check_seconds``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path
 from typing import TextIO
 
@@ -19,10 +21,31 @@ DEFAULT_DAYS = 90
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` at once: a serving Authenticator never reads half a mapping."""
+    """Replace ``path`` at once: a serving Authenticator never reads half a mapping.
+
+    The new file keeps the old one's permission bits (the Authenticator's
+    account may read it only through its group), and a write that fails
+    leaves the old file as it was and no temporary file behind.
+
+    Raises:
+        click.ClickException: the file cannot be written (a read-only
+            directory, a missing one): said as such, not a traceback.
+    """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else None
+        temporary.write_text(text, encoding="utf-8")
+        if mode is not None:
+            temporary.chmod(mode)
+        temporary.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # never written, or its directory is gone
+            temporary.unlink()
+        raise click.ClickException(
+            f"--mapping-file: cannot write {path} ({exc.strerror or exc}); nothing was issued "
+            "or changed: run the command where the file is writable (with a ConfigMap, on a "
+            "local copy you then apply)"
+        ) from exc
 
 
 @click.group("bot")
@@ -94,8 +117,10 @@ def issue_command(  # noqa: PLR0917 - click passes every option by keyword anywa
 
     Everything is checked before anything is written: a refused CSR, CA,
     name or mapping leaves the mapping file as it was and writes no
-    certificate. A NAME already mapped to the same user is a renewal: the
-    mapping stays, and the bot keeps its user id.
+    certificate; so does a mapping file that cannot be written (the mapping
+    is written before the certificate is handed out). A NAME already mapped
+    to the same user is a renewal: the mapping stays, and the bot keeps its
+    user id.
     """
     from bugless_auth.bot_certificates import mapping_with_bot, sign_bot_csr  # noqa: PLC0415
     from bugless_core.errors import InvalidArgument  # noqa: PLC0415
@@ -118,12 +143,20 @@ def issue_command(  # noqa: PLR0917 - click passes every option by keyword anywa
         )
     except InvalidArgument as exc:
         raise click.UsageError(exc.message) from exc
+    # The mapping first: a certificate handed out for a name the mapping
+    # could not take would be refused at its first connection.
+    if mapping is not None:
+        _write_atomically(mapping_file, mapping)
     if out is None:
         click.echo(issued.pem, nl=False)
     else:
-        out.write_text(issued.pem, encoding="utf-8")
-    if mapping is not None:
-        _write_atomically(mapping_file, mapping)
+        try:
+            out.write_text(issued.pem, encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(
+                f"--out: cannot write {out} ({exc.strerror or exc}); {name!r} is mapped: run "
+                "the command again with another --out (the mapping stays as it is)"
+            ) from exc
     mapped = "added to" if mapping is not None else "already in"
     click.echo(
         f"issued CN={name} (serial {issued.serial}, valid until "
