@@ -296,6 +296,30 @@ async def test_watch_after_a_position_prints_what_was_missed_with_positions(
     assert "beyond the change feed's head" in too_far.stderr
 
 
+async def test_a_watch_line_of_a_replayed_change_says_the_issue_moved_on(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    """A line shows the issue as it is now with the change as it was: the first
+    of two changes printed by ``--after`` is marked "(now at #3)" and its
+    priority change reads P2 -> P0 although the title shown is the later one."""
+    component = await _component(cli_bot, "WatchLines")
+    (issue,) = await _issues(cli_bot, component, 1)
+    watch = cli_bot.watch(issue_id=issue.id, reconnect=False)
+    start = (await anext(watch)).position
+    await watch.aclose()
+    await cli_bot.update_issue(issue.id, priority="P0")
+    await cli_bot.update_issue(issue.id, title="renamed since")
+    done = await asyncio.to_thread(
+        bugless_cli,
+        served_api,
+        *("issue", "watch", str(issue.id), "--after", str(start), "--count", "2"),
+    )
+    first, second = done.stdout.splitlines()
+    assert first.startswith(f"{issue.id} 'renamed since' (now at #3): #2 ")
+    assert "priority: P2 -> P0" in first
+    assert second.startswith(f"{issue.id} 'renamed since': #3 ")
+
+
 async def test_hotlists_are_renamed_reranked_noted_and_deleted(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:

@@ -280,6 +280,12 @@ def watch_command(
     after it is printed. A lost connection (a restart of the API) is
     reconnected by itself, resuming where it stopped. To come back later, pass
     the last position printed as --after.
+
+    A line is the issue's id and title as they are when it is printed, then
+    the change: its entry number, time, author and what it changed (old and
+    new values). "(now at #N)" after the title says the issue was changed
+    again since, as a change printed by --after often was. With --json,
+    "entry" is the change and "issue" the issue as it is now.
     """
     if (issue_id is None) == (query is None):
         raise click.UsageError("give an ISSUE_ID or --query (not both)")
@@ -311,8 +317,16 @@ def _print_event(event: v1.WatchEvent, *, as_json: bool) -> None:
         data = {"position": event.position, "issue": event.issue, "entry": event.entry}
         click.echo(json.dumps(to_plain(data), sort_keys=True))
     else:
-        issue = event.issue
-        head = f"{issue.id} {issue.title!r}: " if issue is not None else ""
-        text = entry_text(event.entry) if event.entry is not None else ""
-        click.echo(head + text)
+        click.echo(_event_line(event))
     sys.stdout.flush()
+
+
+def _event_line(event: v1.WatchEvent) -> str:
+    """The issue (as it is now) and the change, marked when the issue moved on since."""
+    issue, entry = event.issue, event.entry
+    head = ""
+    if issue is not None:
+        later = entry is not None and issue.version > entry.version
+        head = f"{issue.id} {issue.title!r}" + (f" (now at #{issue.version})" if later else "")
+        head += ": "
+    return head + (entry_text(entry) if entry is not None else "")

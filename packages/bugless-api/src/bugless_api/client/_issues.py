@@ -465,6 +465,13 @@ class IssueCalls(ClientBase):
         ``after_position`` next time first gets every matching change made
         while it was not running, then live ones.
 
+        ``event.entry`` is the change itself (its author, time, comment and
+        each field's old and new value, ``entry.changes``); ``event.issue``
+        is the issue as it is when the event is sent, which the query was
+        judged on. Replayed changes of an issue changed since all carry its
+        current state (``issue.version > entry.version``), so read what a
+        change did from its entry, not by comparing issues.
+
         Once in place (the marker came), the stream survives restarts and
         network cuts: when it ends or is UNAVAILABLE, the client reconnects
         (backing off as its :class:`RetryPolicy`, for as long as it takes,

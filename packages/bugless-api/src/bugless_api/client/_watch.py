@@ -8,6 +8,11 @@ change since, so the client reconnects (with backoff) and asks for what it
 has not yielded yet: the script's loop sees each change once, in order,
 whatever happened underneath.
 
+Events are the Model's as they come: each carries its change (the entry)
+and the issue as it was when the event was sent, the current one for a
+change replayed after a cut (the proto's ``WatchEvent.issue``); nothing here
+rebuilds an older state of the issue.
+
 One change can give several events with one position (a batch change, a
 blocking link, which writes the other side's entry too), so a stream cut
 between two of them resumes from the position before and drops the entries

@@ -68,8 +68,9 @@ class WatchResumeContract:
     resumed after a position first delivers, in commit order, the matching
     changes after it (issue and query watches alike, never an issue the
     caller may not view), then live ones, and a change committed while the
-    replay is being sent arrives once, after it; positions beyond the head
-    or negative are refused with the reason. (Positions older than the
+    replay is being sent arrives once, after it; a replayed event carries
+    the issue as it is now and its change as it was; positions beyond the
+    head or negative are refused with the reason. (Positions older than the
     retention need a pruned feed: each backend's own tests prune theirs.)
     """
 
@@ -118,6 +119,44 @@ class WatchResumeContract:
         assert replay[0].position < replay[1].position
         assert live.entry == fourth.entry
         assert live.position > marker.position
+
+    async def test_a_replayed_event_carries_the_issue_now_and_the_change_as_it_was(
+        self, model: v1.ModelStub
+    ) -> None:
+        """WatchEvent.issue is the issue when the event is sent; the entry is the change.
+
+        Two changes of one issue made while the watcher was away: both replayed
+        events carry the issue as it is after the second (its title, priority
+        and version), while each entry holds its own change with the old and
+        new values, so ``issue.version > entry.version`` tells the first one's
+        issue moved on since, and its entry alone says what it did.
+        """
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id, title="as filed")
+        start = await _head(model)
+        raised = await change(model, issue, delta(priority=v1.Priority.P1))
+        renamed = await change(model, raised.issue, delta(title="as it is now"))
+        request = v1.WatchRequest(caller=BOB, issue_id=issue.id, after_position=start)
+        async with _resumed(model, request) as (stream, _):
+            replay = [await stream.next(), await stream.next()]
+            await stream.nothing_more()
+        assert [e.entry for e in replay] == [raised.entry, renamed.entry]
+        for event in replay:
+            assert event.issue is not None
+            assert event.issue.version == renamed.issue.version
+            assert event.issue.title == "as it is now"
+            assert event.issue.priority == v1.Priority.P1
+        first = replay[0]
+        assert first.issue is not None
+        assert first.entry is not None
+        assert first.issue.version > first.entry.version
+        (priority,) = [c for c in first.entry.changes if c.field == "priority"]
+        assert (priority.old_value, priority.new_value) == ("P2", "P1")
+        assert not [c for c in first.entry.changes if c.field == "title"]
+        last = replay[1]
+        assert last.issue is not None
+        assert last.entry is not None
+        assert last.issue.version == last.entry.version
 
     async def test_a_resumed_query_watch_replays_matching_changes_only(
         self, model: v1.ModelStub

@@ -4991,7 +4991,8 @@ class QueryWatchRequest(betterproto2.Message):
     reason FEED_POSITION_PRUNED, metadata oldest_position, head_position)
     when it is older than the
     feed's retention (re-read the current state, watch again without it),
-    INVALID_ARGUMENT when beyond the head.
+    INVALID_ARGUMENT when beyond the head. A replayed event carries the
+    issue as it is now and the change as it was (WatchEvent.issue, .entry).
     """
 
 
@@ -6401,8 +6402,22 @@ class WatchEvent(betterproto2.Message):
         return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["WatchEvent"]
 
     issue: "Issue | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The issue as it is when the event is sent, not as this change left it:
+    the same issue the query was judged on (see WatchRequest.after_position).
+    Live, that is usually the change's own state; in a resumed watch's
+    replay, and live when later changes committed before this one was sent,
+    it carries them too (issue.version > entry.version). A watcher that
+    needs the state the change made reads `entry`; `issue.version ==
+    entry.version` says the issue is exactly as the change left it.
+    """
 
     entry: "HistoryEntry | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The change itself, as ListHistory gives it: who made it and when, its
+    comment, and each field it changed with the old and the new value
+    (FieldChange), the record of what the change did whenever it is sent.
+    """
 
     subscribed: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
     """
@@ -6479,7 +6494,8 @@ class WatchRequest(betterproto2.Message):
     position that matches the watch (the same issue or query, and the same
     rule that the caller must be allowed to view the issue, as live events;
     the issue and the query are judged as the issue is when the change is
-    sent, as for live events), then go on live, with no change missed or
+    sent, as for live events, and the event carries that issue: see
+    WatchEvent.issue), then go on live, with no change missed or
     sent twice in between. Unset: only changes committed after the
     subscribed marker's position (0 is a position: the feed's start).
     A position older than the feed's retention is FAILED_PRECONDITION with
