@@ -392,6 +392,38 @@ async def test_a_refused_edit_sent_again_after_a_change_meanwhile_is_stale(
     assert all(entry.principal is None or entry.principal.user != carol for entry in stored.acl)
 
 
+async def test_a_refused_form_of_an_admin_who_lost_the_role_says_so(
+    client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
+) -> None:
+    """An admin's access list or template form, refused (an unknown user) after
+    their admin role ended: 403 with the reason, not a 400 page without the
+    form, where the refusal was shown."""
+    token = await sign_in(client, dora)
+    component_id = await create_component(client, token, f"Demoted {secrets.token_hex(3)}")
+    version = version_of((await client.get(f"/components/{component_id}")).text)
+    editor = v1.AclEntry(principal=v1.Principal(user=world.users["dora"]), role=v1.Role.EDITOR)
+    await call(
+        model.update_component,
+        v1.UpdateComponentRequest(
+            caller=world.admin,
+            component=v1.Component(id=component_id, acl=[editor]),
+            update_mask=FieldMask(paths=["acl"]),
+            expected_version=int(version),
+        ),
+    )
+    for form, data, what in (
+        ("acl", {"new_name": "nobody_here"}, "its access list"),
+        ("template", {"assignee": "nobody_here"}, "its issue template"),
+    ):
+        refused = await client.post(
+            f"/components/{component_id}/{form}",
+            data={"_csrf": token, "version": version, **data},
+        )
+        assert refused.status_code == 403, form
+        assert "admin role on component" in refused.text
+        assert f"needed to change {what}; nothing was saved" in refused.text
+
+
 async def test_subcomponents_need_admin_on_the_parent(
     client: AsyncTestClient[Any], other_client: AsyncTestClient[Any], world: World
 ) -> None:

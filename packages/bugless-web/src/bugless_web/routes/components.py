@@ -13,6 +13,7 @@ from litestar import Request, Response, get
 from litestar.params import FromPath
 
 from bugless_core.clients import call
+from bugless_core.errors import PermissionDenied
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import FieldErrors
@@ -149,6 +150,14 @@ async def component_page_for(
         call(backends.model.list_subscriptions, v1.ListSubscriptionsRequest(caller=viewer.caller)),
     )
     is_admin = component.caller_role == v1.Role.ADMIN
+    if (refused_acl or refused_template) and not is_admin:
+        # The forms are an admin's; one whose admin role ended since the page
+        # was loaded would get the page without the form and its problem.
+        what = "its access list" if refused_acl else "its issue template"
+        raise PermissionDenied(
+            f"admin role on component {component.path} needed to change {what}; nothing was saved",
+            metadata={"component_id": str(component_id)},
+        )
     acl_users = (
         await backends.users(
             [
