@@ -16,6 +16,7 @@ served by the loopback Redmine of ``redmine_server``) come in the same way.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -46,6 +47,7 @@ from bugless_core.attachments import AttachmentSettings, check_content_type, fil
 from bugless_core.clients import ServiceAddress, acting_as
 from bugless_core.errors import InvalidArgument
 from bugless_core.importer import SourceAttachment, SourceIssue
+from bugless_core.issue_references import imported_file_link
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import ImportSettings, run_import
 from bugless_import.files import _refuses_the_file
@@ -493,3 +495,42 @@ def test_only_a_refusal_of_the_file_itself_is_remembered() -> None:
         assert _refuses_the_file(refused.value), refused.value.message
     assert _refuses_the_file(file_too_large(4096))
     assert not _refuses_the_file(InvalidArgument("header.size: 10 bytes declared, 5 were sent"))
+
+
+async def test_a_trac_text_naming_a_file_the_model_refused_says_so_instead_of_linking_it(
+    small_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    """``attachment:core.dump`` of a refused file is its name and why, not a link.
+
+    Before, the text linked bugless's copy by the file's SHA-256 although
+    there was none, and the web sent the reader on to the issue's files, as
+    if it were among them. A file copied keeps its link.
+    """
+    env = Environment(
+        str(tmp_path / "env"), create=True, options=[("trac", "database", "sqlite:db/trac.db")]
+    )
+    ticket = Ticket(env)
+    ticket.populate(
+        {"summary": "Core dumps", "status": "new", "reporter": "ann",
+         "description": "See attachment:core.dump and attachment:\"engine log.txt\"."}
+    )  # fmt: skip
+    ticket.insert(when=_hours(0))
+    dump = b"\0" * (LIMIT + 1)
+    _attach(env, "ann", 1, "core.dump", dump)
+    _attach(env, "ann", 2, "engine log.txt", LOG)
+    ticket.save_changes(
+        "ann", "The [[Image(core.dump)]] [attachment:core.dump dump].", when=_hours(3)
+    )
+
+    report = await run_import(_Trac41(env.path, {"project": "refused"}), small_settings())
+    (why,) = [why for _, name, why in report.files_skipped if name == "core.dump"]
+    assert "limit" in why
+    (issue,) = await find(model, "trac41:refused#1")
+    log_link = imported_file_link("trac41:refused#1", hashlib.sha256(LOG).hexdigest())
+    assert issue.description == (
+        f"See attachment:core.dump (not imported: {why}) and "
+        f'[attachment:"engine log.txt"]({log_link}).'
+    )
+    (comment,) = [e.comment for e in await history(model, issue.id) if e.created_at == _hours(3)]
+    assert comment == f"The core.dump (not imported: {why}) dump (not imported: {why})."
+    assert hashlib.sha256(dump).hexdigest() not in issue.description + comment

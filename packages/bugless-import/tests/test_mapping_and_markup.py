@@ -151,6 +151,28 @@ def test_trac_shorthands_need_their_own_boundaries_and_a_known_page() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Set foo.wiki:Bar in the config.",
+        "see config.ticket:12 there",
+        "a-wiki:Bar, x+source:trunk/a.py",
+        "the foo.wiki:WikiStart key",
+        "see log.attachment:a.txt",
+    ],
+)
+def test_a_realm_inside_a_longer_scheme_is_no_trac_link(text: str) -> None:
+    """``foo.wiki:Bar`` is an InterWiki name Trac lacks (its scheme runs from the ``f``): text.
+
+    Before, the ``wiki:Bar`` inside it became a link to the old Trac's page
+    Bar (and ``config.ticket:12`` a reference to ticket 12).
+    """
+    base = "https://trac.example.org/rocket"
+    assert trac_to_markdown(text, base, {"Bar", "WikiStart"}) == text
+    # The realm on its own still links.
+    assert trac_to_markdown("(wiki:Bar)", base, {"Bar"}) == f"([wiki:Bar]({base}/wiki/Bar))"
+
+
 def test_trac_attachments_link_where_the_importer_says_and_the_unlinkable_stay_code() -> None:
     """Each form's (realm, id, file, raw), as Trac's attachment module and Image read them."""
     asked: list[tuple[str, str, str, bool]] = []

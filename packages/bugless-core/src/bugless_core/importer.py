@@ -106,6 +106,11 @@ class SourceAttachment:
             description links, by an entry of its own at its time), and the
             link in the text is rewritten to bugless's copy
             (:func:`~bugless_core.issue_references.imported_file_link`).
+        sha256: The content's SHA-256 (hex) when the issue's own text already
+            links bugless's copy by it (Trac's ``attachment:f.txt``, converted
+            while reading), or "". A file the run does not import (the Model
+            refused it, it is unreadable) then has those links replaced by
+            its name and why, instead of leading to a copy that is not there.
     """
 
     name: str
@@ -115,6 +120,7 @@ class SourceAttachment:
     content_type: str = ""
     comment: str = ""
     link: str = ""
+    sha256: str = ""
     open: Callable[[], BinaryIO] = field(default=io.BytesIO, compare=False, repr=False)
 
 

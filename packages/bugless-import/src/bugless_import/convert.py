@@ -11,6 +11,7 @@ whenever the source's log is complete.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -202,14 +203,23 @@ def to_request(
     ``attachments`` (files its comment links) as stored, in the same way:
     they ride on the entry itself. A stored file with a ``link`` has that
     link in its text (the comment, or the description) rewritten to
-    :func:`imported_file_link`; one not stored keeps the source's link.
-    ``relation_reference`` gives the external id of a source key an entry's
+    :func:`imported_file_link`; one not stored keeps the source's link. A
+    file of ``issue.attachments`` not stored whose ``sha256`` the text links
+    by (Trac's) has those links replaced by its name and why
+    (:func:`unlink_file`). ``relation_reference`` gives the external id of a source key an entry's
     relation change names, None for an issue outside the import (the change
     is left out and counted in ``relation_counts``): see
     :mod:`bugless_import.relation_history`.
     """
+    not_imported = [
+        (a.sha256, why)
+        for a, why in zip(issue.attachments, files or (), strict=False)
+        if a.sha256 and isinstance(why, str)
+    ]
 
     def text(markdown: str) -> str:
+        for sha256, why in not_imported:
+            markdown = unlink_file(markdown, imported_file_link(external_id, sha256), why)
         return cite_source_issues(markdown, reference_link)
 
     def relinked(markdown: str, pairs: Sequence[tuple[SourceAttachment, object]]) -> str:
@@ -328,6 +338,21 @@ def to_request(
         hotlist_ids=hotlists,
         custom_fields=custom,
     )
+
+
+def unlink_file(markdown: str, link: str, why: str) -> str:
+    """``markdown`` with its links to ``link`` (a file not imported) as text saying why.
+
+    A Trac text naming one of its ticket's files (``attachment:big.bin``)
+    links bugless's copy by its content; a file the run did not import has
+    none, and the link would lead to the issue's files instead, as if it
+    were there. Each ``[label](link...)`` or image becomes ``label (not
+    imported: why)``; the file's own entry says why too.
+    """
+    pattern = re.compile(
+        r"!?\[(?P<label>(?:\\.|[^\[\]\\\n])*)\]\(" + re.escape(link) + r"(?:&[^)\s]*)?\)"
+    )
+    return pattern.sub(lambda m: f"{m['label']} (not imported: {why})", markdown)
 
 
 def _file_entry(

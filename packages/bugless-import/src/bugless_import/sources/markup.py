@@ -274,13 +274,15 @@ _TRAC_SHORTHAND = re.compile(
     # [WikiPage the label]
     rf"|\[(?P<bpage>{_WIKI_PAGE})\s+(?P<plabel>[^\[\]\n]+)\]"
     r"|\{(?P<report>[0-9]+)\}"
-    # changeset:abc, wiki:"Page name", source:trunk/a.py@12#L3, log:trunk@1:3
-    rf"|(?<![\w/:\[\x00])(?P<realm>{_REALM}):{_TRAC_TARGET.format('target')}"
+    # changeset:abc, wiki:"Page name", source:trunk/a.py@12#L3, log:trunk@1:3; not
+    # foo.wiki:Bar or x-ticket:1: Trac reads a scheme ("[a-zA-Z][-a-zA-Z0-9+._]*")
+    # from its first letter, so foo.wiki is one, an InterWiki name it lacks: text
+    rf"|(?<![\w/:\[\x00.+-])(?P<realm>{_REALM}):{_TRAC_TARGET.format('target')}"
     # r123, r1:3 (a revision log)
     r"|(?<![\w/:\[#&\x00])r(?P<rev>[0-9]+)(?:[:-](?P<revto>[0-9]+))?\b"
     # !#12: an escaped ticket (an unescaped one is the import's to link)
     r"|(?(bang)(?P<ticket>\#[0-9]+\b)|(?!))"
-    rf"|(?<![\w/\x00])(?P<page>{_WIKI_PAGE})"
+    rf"|(?<![\w/:\x00])(?P<page>{_WIKI_PAGE})"
     r")"
 )
 #: A macro call: ``[[Image(f.png, 50%)]]``, ``[[TOC]]``, ``[[BR]]``. Its

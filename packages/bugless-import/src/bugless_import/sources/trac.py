@@ -52,6 +52,7 @@ MasterTicketsPlugin writes with it, which the Model writes itself.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import re
@@ -241,8 +242,11 @@ class TracImporter(Importer):
 
         A file Trac has of a ticket is copied with it: the link is bugless's
         (:func:`imported_file_link`, by the file's SHA-256), which the web
-        sends on to the copy, to the issue's files if the copy was refused,
-        or shows the old Trac's page for it while the ticket is not imported.
+        sends on to the copy, or shows the old Trac's page for it while the
+        ticket is not imported. A file of the text's own ticket that the run
+        does not import (refused, unreadable) is then its name and why
+        (:attr:`SourceAttachment.sha256`); one of another ticket leads to
+        that issue's files.
         A file Trac has that is not copied (a wiki page's) or cannot be read
         links to the old Trac when its URL is known. A file Trac does not
         have is code: Trac itself shows it as a missing attachment.
@@ -500,9 +504,20 @@ class TracImporter(Importer):
                 *(label for name, value in sorted(custom.items()) for label in _label(name, value)),
             ),
             entries=tuple(entries),
-            attachments=attachments,
+            attachments=tuple(self._with_linked_digest(ticket_id, a) for a in attachments),
             relations=relations,
         )
+
+    def _with_linked_digest(self, ticket: int, attachment: SourceAttachment) -> SourceAttachment:
+        """``attachment`` with the SHA-256 its ticket's text links it by, if it does.
+
+        Known once the ticket's texts are converted (:meth:`_attachment_link`
+        reads a file's digest only when a text names it), so that the run
+        can tell those links that the file was not imported.
+        """
+        path = self._attachment_paths.get(("ticket", str(ticket), attachment.name))
+        digest = self._digests.get(path, "") if path else ""
+        return dataclasses.replace(attachment, sha256=digest) if digest else attachment
 
 
 def _open_file(path: str) -> BinaryIO:
