@@ -14,7 +14,7 @@ from browser_support import (
     save_screenshot,
     sign_in,
 )
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, Route, expect
 
 from bugless_dev.stack import RunningService
 
@@ -147,6 +147,76 @@ def test_a_comment_saved_after_uploads_from_its_box_is_not_a_conflict(
     expect(page.locator(".conflict")).to_contain_text("Someone changed this issue")
     expect(page.locator(".conflict .meanwhile")).to_contain_text("retitled")
     assert [line for line in iter_console_problems(tab.console) if "409" not in line] == []
+    assert tab.dialogs == []
+
+
+def test_save_pressed_while_an_upload_runs_waits_for_it(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    """Save while a file still goes up: the comment is saved once it is attached, linking it.
+
+    Before, Save left at once: the comment was saved without the link the
+    upload adds, and the navigation cut uploads still running, so the file
+    the comment spoke of could be missing. An upload that fails while the
+    save waits saves nothing and says so; the comment stays as typed.
+    """
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    issue_id = create_issue_ui(tab, web_server, "Save while uploading")
+    issue_url = f"{web_server.url}/issues/{issue_id}"
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route(f"**/issues/{issue_id}/attachments", hold)
+
+    def wait_for_upload(count: int) -> None:
+        for _ in range(200):
+            if len(held) == count:
+                return
+            page.wait_for_timeout(50)
+        raise AssertionError(f"{count} uploads were expected, {len(held)} were sent")
+
+    _send(page, "drop", "slow.log", b"a slow log\n", "text/plain")
+    wait_for_upload(1)
+    comment = page.locator('#issue-form textarea[name="comment"]')
+    comment.press_sequentially("The log shows it.")
+    page.click('#issue-form button:has-text("Save")')
+    waiting = page.locator(".attach-wait")
+    expect(waiting).to_have_text("Saving once the upload finishes…")
+    expect(waiting).to_have_attribute("role", "status")
+    page.wait_for_timeout(300)
+    assert page.url == issue_url
+    held[0].continue_()
+    expect(page).to_have_url(f"{issue_url}#entry-3")
+    saved = page.locator("#entry-3")
+    expect(saved).to_contain_text("The log shows it.")
+    expect(saved.locator('a[href$="/slow.log"]')).to_have_count(1)
+    expect(page.locator("#entry-2")).to_contain_text("slow.log")
+    save_screenshot(page, tmp_path, "63-saved-after-the-upload")
+
+    # An upload refused while the save waits: nothing is saved, the reason shows.
+    _send(page, "drop", "huge.log", b"too big\n", "text/plain")
+    wait_for_upload(2)
+    comment.press_sequentially("And the second one.")
+    page.click('#issue-form button:has-text("Save")')
+    expect(waiting).to_have_text("Saving once the upload finishes…")
+    held[1].fulfill(
+        status=413,
+        content_type="application/json",
+        body='{"error": "huge.log is over the 1 KiB limit"}',
+    )
+    expect(waiting).to_contain_text("Not saved: an upload failed")
+    expect(page.locator(".attach-progress li.failed")).to_contain_text("over the 1 KiB limit")
+    assert page.url == f"{issue_url}#entry-3"
+    expect(comment).to_have_value("And the second one.")
+    expect(page.locator("#entry-4")).to_have_count(0)
+    page.click('#issue-form button:has-text("Save")')
+    expect(page).to_have_url(f"{issue_url}#entry-4")
+    expect(page.locator("#entry-4")).to_contain_text("And the second one.")
+    assert [line for line in iter_console_problems(tab.console) if "413" not in line] == []
     assert tab.dialogs == []
 
 

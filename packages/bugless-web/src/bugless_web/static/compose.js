@@ -139,6 +139,49 @@
     var input = zone.querySelector(".attach-input");
     var versionField = form ? form.querySelector('input[name="version"]') : null;
     var ownVersions = {};
+    // Save pressed while files still go up would leave with the comment as it
+    // is: without the links the uploads add, and the page's navigation cuts
+    // the uploads still running, so a file the comment speaks of may never
+    // be attached. The save waits for them instead (one status line says so)
+    // and goes ahead once all are attached; if one fails, nothing is saved
+    // and the line says why, with the comment kept as typed.
+    var running = 0;
+    var waiting = null;
+    var waitLine = document.createElement("p");
+    waitLine.className = "attach-wait muted";
+    waitLine.setAttribute("role", "status");
+    zone.appendChild(waitLine);
+    function sayWaiting() {
+      waitLine.className = "attach-wait muted";
+      waitLine.textContent = running === 1
+        ? "Saving once the upload finishes…"
+        : "Saving once the " + running + " uploads finish…";
+    }
+    function uploadEnded(ok) {
+      running -= 1;
+      if (!waiting) return;
+      if (!ok) waiting.failed = true;
+      if (running > 0) { sayWaiting(); return; }
+      var submitter = waiting.submitter;
+      var failed = waiting.failed;
+      waiting = null;
+      if (failed) {
+        waitLine.className = "attach-wait failed";
+        waitLine.textContent = "Not saved: an upload failed (see above). " +
+          "Save again to save without it.";
+        return;
+      }
+      waitLine.textContent = "Saving…";
+      if (form.requestSubmit) { form.requestSubmit(submitter || undefined); } else { form.submit(); }
+    }
+    if (form) {
+      form.addEventListener("submit", function (event) {
+        if (running === 0) return;
+        event.preventDefault();
+        waiting = { submitter: event.submitter || null, failed: (waiting && waiting.failed) || false };
+        sayWaiting();
+      });
+    }
     zone.hidden = false;
     // Each upload is a history entry of its own: a new issue version. The form
     // still names the version it was rendered at, so saving the comment the
@@ -168,6 +211,7 @@
       state.textContent = "uploading…";
       item.appendChild(label); item.appendChild(bar); item.appendChild(state);
       list.appendChild(item);
+      running += 1;
       var xhr = new XMLHttpRequest();
       xhr.open("POST", url);
       xhr.setRequestHeader("X-CSRF-Token", csrfToken);
@@ -197,11 +241,13 @@
           state.className = "state failed";
           item.classList.add("failed");
         }
+        uploadEnded(xhr.status === 201);
       });
       xhr.addEventListener("error", function () {
         state.textContent = "the upload failed: the connection broke";
         state.className = "state failed";
         item.classList.add("failed");
+        uploadEnded(false);
       });
       xhr.send(file);
     }
