@@ -187,7 +187,9 @@ async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
     dry = await run_import(importer, small_settings(dry_run=True))
     total = len(LOG) + len(PNG) + LIMIT + 1 + len(b"gone before the import")
     assert (dry.attachments, dry.attachment_issues, dry.attachment_bytes) == (4, 1, total)
-    assert f"attachments: 4 on 1 issue, 4.5 KiB ({total} bytes) would be copied" in dry.render()
+    assert (
+        f"attachments: 4 files on 1 issue, 4.5 KiB ({total} bytes) would be copied" in dry.render()
+    )
     assert dry.files_sent == 0
 
     report = await run_import(importer, settings)

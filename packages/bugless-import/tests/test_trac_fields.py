@@ -89,7 +89,7 @@ async def test_milestones_versions_and_custom_fields_are_labels_the_mapping_send
         ("labels", "version:1.0", 1),
     ], "the current values are listed to be mapped; a textarea is not a label"
     assert dry.attachments == 1
-    assert "attachments: 1 on 1 issue, 12 bytes would be copied" in dry.render()
+    assert "attachments: 1 file on 1 issue, 12 bytes would be copied" in dry.render()
 
     mapping = tmp_path / "mapping.toml"
     mapping.write_text(
@@ -171,4 +171,4 @@ def test_the_command_says_nothing_about_pkg_resources(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
-    assert "source: 1 issues" in done.stdout
+    assert "source: 1 issue, " in done.stdout

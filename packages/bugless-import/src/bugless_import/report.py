@@ -15,6 +15,17 @@ if TYPE_CHECKING:
 _KINDS = {"duplicate_of": "duplicate of", "parent": "sub-issue of", "blocks": "blocking"}
 
 
+def counted(count: int, one: str, many: str = "") -> str:
+    """``count`` with the unit it counts: ``1 issue``, ``3 issues``, ``2 people``.
+
+    Every figure of the report says what it counts (issues, history
+    entries, files, people), so that figures of different things on one
+    line cannot be read as one kind. ``many`` is the plural where adding
+    an ``s`` is wrong.
+    """
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
 def issue_rate(count: int, seconds: float) -> str:
     """``count`` issues in ``seconds`` as people read a rate: ``1 issue/s``, ``0.4 issues/s``.
 
@@ -81,12 +92,14 @@ class ImportReport:
         what = "would import" if self.dry_run else "imported"
         lines = [
             f"bugless import {self.source}{' (dry run)' if self.dry_run else ''}",
-            f"  source: {self.issues} issues, {self.entries} history entries "
-            f"({self.comments} comments), {self.people} people",
+            f"  source: {counted(self.issues, 'issue')}, "
+            f"{counted(self.entries, 'history entry', 'history entries')} "
+            f"({self.comments} with a comment), {counted(self.people, 'person', 'people')}",
         ]
         if self.matched or self.placeholders:
             by = ", ".join(f"{n} by {how}" for how, n in sorted(self.matched.items()))
-            lines.append(f"  people matched to accounts: {by or 'none'}")
+            matched = counted(sum(self.matched.values()), "person", "people")
+            lines.append(f"  people matched to accounts: {matched}" + (f" ({by})" if by else ""))
             lines += [
                 f"    {source} -> {account} (by {how})"
                 for source, account, how in sorted(self.matches)[:200]
@@ -99,7 +112,9 @@ class ImportReport:
             lines.append(f"  components {verb}: {len(self.components_to_create)}")
             lines += [f"    {path}" for path in self.components_to_create]
         if self.skipped:
-            lines.append(f"  skipped, gone from the source while reading: {len(self.skipped)}")
+            lines.append(
+                f"  issues skipped, gone from the source while reading: {len(self.skipped)}"
+            )
             lines += [f"    {why}" for why in self.skipped[:50]]
         if self.attachments:
             size = describe_size(self.attachment_bytes)
@@ -107,15 +122,15 @@ class ImportReport:
                 size += f" ({self.attachment_bytes} bytes)"
             if self.attachments_unsized:
                 size += f" and {self.attachments_unsized} of a size the source does not say"
-            issues = "issue" if self.attachment_issues == 1 else "issues"
             lines.append(
-                f"  attachments: {self.attachments} on {self.attachment_issues} {issues}, {size}"
+                f"  attachments: {counted(self.attachments, 'file')} on "
+                f"{counted(self.attachment_issues, 'issue')}, {size}"
                 + (" would be copied" if self.dry_run else "")
             )
         if not self.dry_run and (self.files_sent or self.files_skipped):
             lines.append(
-                f"  files copied: {self.files_sent} ({self.bytes_sent} bytes); "
-                f"skipped: {len(self.files_skipped)}"
+                f"  files copied: {self.files_sent} ({counted(self.bytes_sent, 'byte')}); "
+                f"files skipped: {len(self.files_skipped)}"
             )
             if self.files_refused_before:
                 lines.append(
@@ -140,12 +155,12 @@ class ImportReport:
         lines += self._relation_lines()
         if self.unmapped:
             lines.append("  unmapped values (add them to the mapping file):")
-            lines += [f"    [{s}] {v!r}: {n} times" for s, v, n in self.unmapped]
+            lines += [f"    [{s}] {v!r}: {_uses(s, n)}" for s, v, n in self.unmapped]
         if not self.dry_run:
             lines.append(
-                f"  {what}: {self.created} new, {self.extended} with newer history, "
+                f"  issues {what}: {self.created} new, {self.extended} with newer history, "
                 f"{self.unchanged} unchanged, {self.done_before} done in an earlier run; "
-                f"{self.entries_written} entries written"
+                f"history entries written: {self.entries_written}"
             )
             done = self.created + self.extended + self.unchanged
             lines.append(f"  {self.seconds:.1f} s, {issue_rate(done, self.seconds)}")
@@ -177,3 +192,15 @@ class ImportReport:
             )
             lines += [f"    {link}" for link in found.unsupported[:200]]
         return lines
+
+
+def _uses(section: str, count: int) -> str:
+    """How often an unmapped value was met, in what it counts.
+
+    A label is counted once per issue holding it (``runner.count_labels``);
+    a status, priority, type or severity each time an issue or one of its
+    changes names it.
+    """
+    if section == "labels":
+        return f"on {counted(count, 'issue')}"
+    return f"{counted(count, 'time')} in issues and their changes"

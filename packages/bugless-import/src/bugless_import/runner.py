@@ -378,7 +378,7 @@ def _dry_relations(
 
 
 def count_labels(issues: Iterable[SourceIssue], mapping: Mapping) -> None:
-    """Count each issue's unmapped labels once: "N times" is on N issues."""
+    """Count each issue's unmapped labels once: the report's "on N issues"."""
     for issue in issues:
         for label in sorted(set(issue.labels)):
             mapping.label(label)
