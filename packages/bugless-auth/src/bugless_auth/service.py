@@ -27,6 +27,7 @@ from bugless_auth._cache import TtlCache
 from bugless_auth.assertions import AssertionIssuer
 from bugless_auth.directory import CachedUser, UserDirectory
 from bugless_auth.group_loss import GroupLoss
+from bugless_auth.mapped_sessions import MappedSessions
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.people import CERTIFICATE_REVOKED_MESSAGE, PeopleCertificates
 from bugless_auth.policy import Decision, Policy
@@ -129,6 +130,7 @@ class AuthService(UserAdministration, UserLookups):
         self.policy = Policy(settings.policy)
         self.throttle = LoginThrottle(settings.throttle, store)
         self.sessions = SessionStore(store)
+        self.mapped_sessions = MappedSessions(store, self.backends)
         self.people = PeopleCertificates(store, settings.people_ca)
         self.directory = UserDirectory(
             store,
@@ -286,11 +288,11 @@ class AuthService(UserAdministration, UserLookups):
         if not backends and self.people.ca is None:
             raise FailedPrecondition("no certificate authenticator is enabled on this server")
         cert = parse_certificate(certificate_der)
-        # The certificate's connections share one session (bugless_auth.sessions),
-        # which ends when the certificate does.
+        # Its connections share a session (.sessions), ended with it or its mapping.
         seen = SeenCertificate(
             cert.fingerprint(hashes.SHA256()).hex(), cert.not_valid_after_utc.timestamp()
         )
+        await self.mapped_sessions.end_unmapped()  # a removed entry's sessions first
         person = await self.people.person(cert)
         if person is not None:  # signed by the people CA: named by user id, no mapping
             record = await self.record_of(person.user_id)

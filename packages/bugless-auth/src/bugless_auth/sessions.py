@@ -37,7 +37,9 @@ database, not a read before the write, lets one of them record the session
 and the others reuse it. A certificate session expires no later than its
 certificate (its tokens too), so the sessions page stops listing it when the
 certificate expires; one with less left than a renewal needs is reused all
-the same, since a new one could not last longer.
+the same, since a new one could not last longer. A session made through a
+mapping (the ``tls`` backend) ends when the mapping stops naming its user
+(:mod:`bugless_auth.mapped_sessions`).
 
 A person sees their own live sessions (:meth:`SessionStore.list_live`, the
 sessions page) and ends one by id (:meth:`SessionStore.end`). Each row says

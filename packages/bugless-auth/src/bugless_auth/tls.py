@@ -176,6 +176,8 @@ class TlsAuthenticator(CertificateAuthenticator):
         self._check_every = reload_check_seconds
         self._next_check = time.monotonic() + reload_check_seconds
         self._seen = _file_state(mapping_file) if mapping_file is not None else None
+        #: The mapping's subjects (:meth:`mapped_subjects`) and the mapping they are of.
+        self._subjects: tuple[dict[str, CertificateMapping], frozenset[str]] | None = None
 
     @classmethod
     async def open(cls, config: Mapping[str, Any]) -> Self:
@@ -242,6 +244,13 @@ class TlsAuthenticator(CertificateAuthenticator):
             len(mapping),
             extra={"mapping_file": str(self._file), "entries": len(mapping)},
         )
+
+    async def mapped_subjects(self) -> frozenset[str]:
+        """The mapping's subjects (re-read first if its file changed), one object per mapping."""
+        await self._reload_if_changed()
+        if self._subjects is None or self._subjects[0] is not self.mapping:
+            self._subjects = (self.mapping, frozenset(f"tls:{name}" for name in self.mapping))
+        return self._subjects[1]
 
     @property
     def display_name(self) -> str:

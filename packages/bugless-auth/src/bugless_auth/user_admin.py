@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from bugless_auth._cache import TtlCache
     from bugless_auth.directory import UserDirectory
+    from bugless_auth.mapped_sessions import MappedSessions
     from bugless_auth.people import PeopleCertificates
     from bugless_auth.policy import Policy
     from bugless_auth.sessions import SessionStore
@@ -157,6 +158,7 @@ class UserAdministration:
         hashes: PasswordHashes
         policy: Policy
         sessions: SessionStore
+        mapped_sessions: MappedSessions
         people: PeopleCertificates
         directory: UserDirectory
         _valid_tokens: TtlCache[str, SessionClaims]
@@ -340,6 +342,7 @@ class UserAdministration:
         if page_token:
             after = _page_position(pages.decode(page_token, fingerprint))
         size = page_size or SESSIONS_PAGE_SIZE
+        await self.mapped_sessions.end_unmapped()  # none listed that a mapping dropped
         rows = await self.sessions.list_live(user_id, after=after, limit=size + 1, kind=kind)
         next_token = ""
         if len(rows) > size:

@@ -1,0 +1,148 @@
+"""A certificate's session ends when the tls mapping stops naming its user.
+
+It used to stay live until it expired (12 hours): listed on the sessions
+page and by ``bugless auth user sessions``, its token still valid. Real
+Authenticators over gRPC on one PostgreSQL schema, trustme certificates, a
+mapping file edited while they serve, as a ConfigMap update edits it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from auth_support import AuthServer, StartAuth, unique
+from certificates import Pki, make_pki
+from grpc_errors import expect_status
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from bugless_auth.mapped_sessions import unmapped_reason
+from bugless_proto import v1
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+class Deployment:
+    """An Authenticator with the tls backend reading ``mapping_file``, and an admin's token."""
+
+    def __init__(self, start: StartAuth, pki: Pki, mapping_file: Path) -> None:
+        self.start = start
+        self.pki = pki
+        self.mapping_file = mapping_file
+        self.bots = {unique("gone-bot"): unique("gone"), unique("kept-bot"): unique("kept")}
+
+    def write(self, *common_names: str) -> None:
+        mapping = {cn: {"username": self.bots[cn]} for cn in common_names}
+        self.mapping_file.write_text(json.dumps(mapping, indent=1))
+
+    async def replica(self, schema: str | None = None) -> AuthServer:
+        return await self.start(
+            schema=schema,
+            authenticators=("local", "tls"),
+            authenticator_options={
+                "tls": {
+                    "mapping_file": str(self.mapping_file),
+                    "ca_file": str(self.pki.ca_file),
+                    "reload_check_seconds": "0",
+                }
+            },
+        )
+
+
+@pytest.fixture
+def deployment(start_auth_server: StartAuth, pki: Pki, tmp_path: Path) -> Deployment:
+    made = Deployment(start_auth_server, pki, tmp_path / "certificates.json")
+    made.write(*made.bots)
+    return made
+
+
+async def _connect(server: AuthServer, der: bytes) -> v1.AuthenticationResult:
+    """What the API does for each new connection with the certificate."""
+    return await server.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=der)
+    )
+
+
+async def _admin(server: AuthServer) -> str:
+    name = unique("admin")
+    await server.add_user(name, groups=["admins"])
+    return (await server.sign_in(name)).token
+
+
+async def _listed(server: AuthServer, admin: str, username: str) -> list[str]:
+    reply = await server.stub.list_sessions(v1.ListSessionsRequest(token=admin, username=username))
+    return [s.session_id for s in reply.sessions]
+
+
+async def _valid(server: AuthServer, token: str) -> bool:
+    try:
+        await server.stub.validate_token(v1.ValidateTokenRequest(token=token))
+    except GRPCError as exc:
+        if exc.status is not Status.UNAUTHENTICATED:
+            raise
+        return False
+    return True
+
+
+@pytest.mark.parametrize("noticed_by", ["the sessions page", "the certificate's next connection"])
+async def test_a_removed_mapping_entry_ends_its_certificates_session(
+    deployment: Deployment, noticed_by: str
+) -> None:
+    """The entry of one of two bots is removed: whichever comes first, a listing
+    of sessions or the certificate's next connection (refused), the removed
+    bot's session is ended (not listed, its token refused with SESSION_ENDED)
+    and the other bot's is untouched. Before, both stayed live and listed."""
+    server = await deployment.replica()
+    admin = await _admin(server)
+    gone_cn, kept_cn = deployment.bots
+    gone_der, kept_der = deployment.pki.client(gone_cn), deployment.pki.client(kept_cn)
+    gone, kept = await _connect(server, gone_der), await _connect(server, kept_der)
+    gone_session = server.service.tokens.verify(gone.token).token_id
+    assert await _listed(server, admin, deployment.bots[gone_cn]) == [gone_session]
+
+    deployment.write(kept_cn)
+    if noticed_by == "the certificate's next connection":
+        await expect_status(_connect(server, gone_der), Status.UNAUTHENTICATED)
+    assert await _listed(server, admin, deployment.bots[gone_cn]) == []
+    ended = await expect_status(
+        server.stub.validate_token(v1.ValidateTokenRequest(token=gone.token)),
+        Status.UNAUTHENTICATED,
+    )
+    assert "ended" in (ended.message or "")
+    assert await _valid(server, kept.token)
+    assert len(await _listed(server, admin, deployment.bots[kept_cn])) == 1
+    reason = await server.store.run(
+        lambda conn: conn.fetchval(
+            "SELECT revoked_reason FROM sessions WHERE session_id = $1", gone_session
+        ),
+        transaction=False,
+    )
+    assert reason == unmapped_reason("tls")
+    # The entry back: a new connection makes a new session.
+    deployment.write(gone_cn, kept_cn)
+    again = await _connect(server, gone_der)
+    assert await _valid(server, again.token)
+
+
+async def test_a_replica_started_after_the_removal_ends_the_session_too(
+    deployment: Deployment,
+) -> None:
+    """No replica saw the entry go (it was removed while none served, or the one
+    that had it stopped): the first look of a replica that starts with the
+    new mapping ends the sessions no entry names, and lists none of them."""
+    first = await deployment.replica()
+    gone_cn, kept_cn = deployment.bots
+    gone = await _connect(first, deployment.pki.client(gone_cn))
+    kept = await _connect(first, deployment.pki.client(kept_cn))
+    deployment.write(kept_cn)
+    later = await deployment.replica(schema=first.settings.schema)
+    admin = await _admin(later)
+    assert await _listed(later, admin, deployment.bots[gone_cn]) == []
+    assert not await _valid(later, gone.token)
+    assert not await _valid(first, gone.token)
+    assert await _valid(later, kept.token)
