@@ -300,6 +300,16 @@ async def test_a_viewer_gets_no_edit_form_but_the_reason_and_keeps_star_and_mute
     assert new_here not in (await client.get(f"/components/{created.id}")).text
     assert new_here not in (await client.get("/components")).text
     assert f'<option value="{created.id}"' not in (await client.get("/issues/new")).text
+    # A link to file there says why the form has no component chosen.
+    linked = await client.get(f"/issues/new?component={created.id}")
+    assert linked.status_code == 200
+    assert (
+        f'<span class="field-error" id="component-picker-error">filing issues in {name} '
+        "needs the editor role on it (you can read it; its admins can give it): choose "
+        "another component</span>"
+    ) in linked.text
+    unseen = await client.get("/issues/new?component=999999999")
+    assert "there is no component 999999999 you can see" in unseen.text
 
     await sign_in(client, "bob")
     editable = await client.get(f"/issues/{issue.id}")
@@ -309,6 +319,9 @@ async def test_a_viewer_gets_no_edit_form_but_the_reason_and_keeps_star_and_mute
     assert new_here in (await client.get(f"/components/{created.id}")).text
     assert new_here in (await client.get("/components")).text
     assert f'<option value="{created.id}"' in (await client.get("/issues/new")).text
+    chosen = (await client.get(f"/issues/new?component={created.id}")).text
+    assert f'<option value="{created.id}" selected' in chosen
+    assert "component-picker-error" not in chosen
 
 
 async def test_create_issue_from_component_template(

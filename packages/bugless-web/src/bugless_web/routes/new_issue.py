@@ -179,6 +179,9 @@ async def new_issue_form(request: Request[Any, Any, Any]) -> Response[str]:
     chosen = next((c for c in components if c.id == component_id), None)
     values = await template_values(backends, chosen)
     fields = await custom_fields.applicable_fields(backends, viewer, chosen.id if chosen else 0)
+    errors = _errors(fields)
+    if component_id and chosen is None:
+        errors.add("component_id", await _not_offered(backends, viewer, component_id))
     return _form_page(
         request,
         viewer,
@@ -189,6 +192,26 @@ async def new_issue_form(request: Request[Any, Any, Any]) -> Response[str]:
         idempotency_key=new_idempotency_key(),
         fields=fields,
         custom=await field_defaults(backends, fields),
+        errors=errors,
+    )
+
+
+async def _not_offered(backends: Backends, viewer: Viewer, component_id: int) -> str:
+    """Why ``?component=`` (a link to file an issue there) is not in the picker.
+
+    Only readable to the person, archived, or not visible to them at all:
+    the form says so at the picker, instead of silently showing no component
+    chosen to someone who followed a "file a bug in X" link.
+    """
+    listed = await list_all_components(backends, viewer)
+    found = next((c for c in listed if c.id == component_id), None)
+    if found is None:
+        return f"there is no component {component_id} you can see: choose one from the list"
+    if found.archived:
+        return f"{found.path} is archived and takes no new issues: choose another component"
+    return (
+        f"filing issues in {found.path} needs the editor role on it (you can read it; its "
+        "admins can give it): choose another component"
     )
 
 
