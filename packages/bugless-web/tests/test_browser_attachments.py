@@ -90,6 +90,13 @@ def test_drop_and_paste_attach_with_progress_and_thumbnails(
             "img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle()
         )
     expect(page.locator(".attachment-list li.attachment")).to_have_count(2)
+    # Inset in their entry as a comment's text is, not against its border.
+    for index in range(2):
+        inset = thumbs.nth(index).evaluate(
+            "t => t.getBoundingClientRect().left"
+            " - t.closest('article').getBoundingClientRect().left"
+        )
+        assert inset >= 10, inset
     save_screenshot(page, tmp_path, "61-attachment-thumbnails")
 
     first = page.locator(".attachment-list li.attachment").first
