@@ -63,6 +63,9 @@ async def test_admins_define_fields_of_every_type_and_the_subtree_inherits_them(
         v1.CreateComponentRequest(caller=world.admin, parent_id=parent.id, name="Leaf"),
     )
     csrf = await sign_in(client, "alice")
+    empty = await client.get(f"/components/{parent.id}/fields")
+    assert "new-field-form" in empty.text
+    assert "fields-admins-only" not in empty.text
     found_in = await _define(
         client,
         csrf,
@@ -127,6 +130,10 @@ async def test_non_admins_see_the_fields_but_cannot_define_them(
     page = await client.get(f"/components/{component.id}/fields")
     assert page.status_code == 200
     assert "new-field-form" not in page.text
+    # Who may, instead of a page that only lacks the form.
+    assert 'id="fields-admins-only"' in page.text
+    assert "Only admins define and change custom fields" in page.text
+    assert "Your role here: Editor." in page.text
     refused = await client.post(
         f"/components/{component.id}/fields",
         data={"_csrf": csrf, "name": "Sneaky", "type": "text"},
