@@ -80,6 +80,16 @@ async def test_hotlist_create_add_rerank_note_remove(
         str(first.id),
     ]
     assert 'value="ship it"' in page.text
+    # Its issues are one link away from the search page's bulk edit and CSV export.
+    link = f'<a href="/search?q=hotlistid%3A{hotlist_id}#bulk-edit" class="hotlist-search">'
+    assert link in page.text
+    listed = await client.get(f"/search?q=hotlistid%3A{hotlist_id}")
+    assert set(re.findall(r'class="open-link">(\d+)<', listed.text)) == {
+        str(first.id),
+        str(second.id),
+        str(third.id),
+    }
+    assert 'id="bulk"' in listed.text
     await client.post(f"{url}/items/{second.id}/remove", data={"_csrf": token})
     items = await call(
         model.list_hotlist_items,
