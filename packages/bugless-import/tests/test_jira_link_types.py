@@ -61,6 +61,8 @@ async def test_a_sites_own_link_types_are_set_by_their_phrases_and_the_rest_name
         "LT-6": [_link(*HIERARCHY, inward="LT-5"), _link(*ODD, inward="LT-2")],
     }
     issues = [_jira_issue(key, issuelinks=listed) for key, listed in links.items()]
+    # A sub-task's parent field and the parent-child link name one relation.
+    issues[5]["fields"]["parent"] = {"key": "LT-5"}
     # The dependency's changelog item, on the dependent issue (and its other side).
     issues[1]["changelog"] = {
         "histories": [_changelog("2021-05-03T10:00:00.000+0000", _link_item("depends on", "LT-1"))]

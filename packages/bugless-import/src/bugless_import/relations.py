@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from bugless_core.clients import call
@@ -74,7 +74,9 @@ class Link:
     kind: str
     target: str
     #: The source's name of the relation's type (:attr:`SourceRelation.type_name`), or "".
-    type_name: str = ""
+    #: Not part of what the link is: one relation listed by a field and by a
+    #: named link type (Jira's ``parent`` and a parent-child link) is one.
+    type_name: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         named = f' (type "{self.type_name}")' if self.type_name else ""
