@@ -226,6 +226,52 @@ async def test_a_roundup_journal_of_superseders_blockers_and_dependencies(
         assert again.entries_written == 0
 
 
+async def test_a_roundup_tracker_whose_superseder_and_dependencies_are_links(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    """A schema holding one superseder and one dependency per issue (``Link``, as
+    bugs.python.org's superseder is): their journal keeps the value before each
+    change, not the multilink's +/- lists. It ended the run in a traceback
+    (unpacking the old id); now each change is the entry's relation change."""
+    home = tmp_path / "tracker"
+    _install(home, 'superseder=Link("issue"), dependencies=Link("issue")')
+    one, two, three, four = [_create(home, "admin", f"L{n}", f"Text {n}.") for n in range(4)]
+    steps: list[dict[str, dict[str, str | None]]] = [
+        {three: {"superseder": one}},
+        {three: {"superseder": two}},
+        {four: {"dependencies": two}},
+        {four: {"dependencies": None}},
+        {four: {"dependencies": three}},
+    ]
+    for changes in steps:
+        db = _as(home, "admin")
+        for issue, values in changes.items():
+            db.issue.set(issue, **values)
+        db.commit()
+        db.close()
+    secret = tmp_path / "password"
+    secret.write_text(ADMIN_PASSWORD, encoding="utf-8")
+    options = {"user": "admin", "password-file": str(secret), "tracker": "lnk"}
+    with _served(home) as url:
+        report = await run_import(RoundupImporter(url, options), make_settings())
+        assert report.created == 4
+        h1, h2, h3, h4 = [
+            (await find(model, f"roundup:lnk#{n}"))[0] for n in (one, two, three, four)
+        ]
+        assert (h3.duplicate_of_id, h4.blocked_by_ids) == (h2.id, [h3.id])
+        assert _changes_only(await history(model, h3.id)) == [
+            ("duplicate_of_id", f"->{h1.id}"),
+            ("duplicate_of_id", f"{h1.id}->{h2.id}"),
+            ("blocking_ids", f"+{h4.id}"),
+        ]
+        assert _changes_only(await history(model, h4.id)) == [
+            ("blocked_by_ids", f"+{h2.id}"),
+            ("blocked_by_ids", f"-{h2.id}"),
+            ("blocked_by_ids", f"+{h3.id}"),
+        ]
+        assert (report.relation_changes, report.relation_changes_left_out) == (6, 0)
+
+
 def _changelog(at: str, *items: dict[str, Any]) -> dict[str, Any]:
     person = {"name": "yan", "displayName": "Yan Jira", "emailAddress": "yan@jira.example.org"}
     return {"created": at, "author": person, "items": list(items)}

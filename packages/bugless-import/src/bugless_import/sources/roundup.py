@@ -53,7 +53,8 @@ lowest-numbered is set and the report names the others. ``blockers`` (the
 customisation Roundup's documentation shows, "Blocking issues") and
 ``dependencies`` (bugs.python.org's; the devel template's), multilinks to
 the issues this one waits for, make those issues block it. A property the
-tracker's schema lacks imports no relation of its kind. The journal's
+tracker's schema lacks imports no relation of its kind; one a schema
+declares as a ``Link`` (one issue) is read as its one id. The journal's
 changes of these properties (the issue holding them logs them) are the
 entries' relation changes, kept in the imported history.
 """
@@ -171,8 +172,29 @@ class _Users(dict[str, str]):
 
 
 def _ids(value: Any) -> list[str]:
-    """A multilink's ids, from REST's ``[{"id": ...}]`` or a plain list."""
-    return [str(v["id"] if isinstance(v, dict) else v) for v in (value or [])]
+    """A multilink's ids (REST's ``[{"id": ...}]`` or a plain list); a link's one id, or none.
+
+    A link: a tracker's ``superseder`` or ``dependencies`` declared ``Link``.
+    """
+    if value is None or isinstance(value, (dict, str)):
+        return [found] if (found := _id(value)) else []
+    return [str(v["id"] if isinstance(v, dict) else v) for v in value]
+
+
+def _journal_relations(field: str, before: Any, current: dict[str, Any]) -> list[tuple[str, bool]]:
+    """A journal record's change of relation property ``field``: (issue id, removed) pairs.
+
+    A multilink's record lists what it added and removed (``[["+", ["12"]]]``);
+    a link's keeps only the value before, the one after being where the
+    roll-back of the journal stands (``current``), which it then moves back.
+    """
+    if isinstance(before, list):
+        return [(i, op == "-") for op, ids in before for i in sorted(map(str, ids), key=int)]
+    old, new = _id(before), current.get(field, "")
+    current[field] = old
+    if old == new:
+        return []
+    return [*([(old, True)] if old else []), *([(new, False)] if new else [])]
 
 
 def _id(value: Any) -> str:
@@ -425,6 +447,9 @@ class RoundupImporter(Importer):
         issue_id = str(item["id"])
         current: dict[str, Any] = {f: _id(item.get(f)) for f in _LINKS}
         current["title"] = str(item.get("title") or "")
+        for name in _RELATION_PROPERTIES:  # a relation held by a Link: its one issue
+            if name in item and not isinstance(item[name], list):
+                current[name] = _id(item[name])
         sets: dict[str, set[str]] = {f: set(_ids(item.get(f))) for f in _MULTILINKS}
         final = dict(current), {f: set(v) for f, v in sets.items()}
         messages = {m: self._message(m) for m in _ids(item.get("messages"))}
@@ -522,10 +547,9 @@ class RoundupImporter(Importer):
                 kind, reverse = _RELATION_PROPERTIES[field]
                 relations += [
                     SourceRelationChange(
-                        kind, f"{self.tracker}#{i}", reverse=reverse, removed=op == "-"
+                        kind, f"{self.tracker}#{i}", reverse=reverse, removed=removed
                     )
-                    for op, ids in before
-                    for i in sorted(map(str, ids), key=int)
+                    for i, removed in _journal_relations(field, before, current)
                 ]
             elif field in _MULTILINKS:
                 added = {i for op, ids in before if op == "+" for i in map(str, ids)}
