@@ -26,6 +26,7 @@ import pytest
 from browser_support import start_web_server
 from prometheus_client.parser import text_string_to_metric_families
 from web_support import PASSWORD, World, create_issue
+from worker_support import metrics_servers
 
 from bugless_dev.processes import ServiceFailed
 from bugless_dev.stack import RunningService
@@ -177,7 +178,8 @@ def _workers_of(server: RunningService, count: int) -> list[int]:
         assert time.monotonic() < deadline, server.log.read_text()
         time.sleep(0.1)
     parent = server.process.pid
-    return [int(pid) for pid in open(f"/proc/{parent}/task/{parent}/children").read().split()]
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children if int(pid) not in metrics_servers(server)]
 
 
 def _is_stopped(pid: int) -> bool:

@@ -65,7 +65,8 @@ class MetricsEndpoint:
         """Bind ``host:port`` without serving yet (:meth:`run` serves).
 
         Apart so that a parent can bind before forking workers (they learn the
-        port) and serve after, once no worker can inherit the serving thread.
+        port) and have the port served by a process of its own
+        (:meth:`run` there), keeping the forking process free of threads.
 
         Raises:
             OSError: The address cannot be bound.
@@ -92,7 +93,11 @@ class MetricsEndpoint:
         self._thread.start()
 
     def close_inherited(self) -> None:
-        """In a forked child: close this copy of the socket, which the parent serves."""
+        """Close this process's copy of the bound socket, which another process serves.
+
+        A forked worker's copy (the parent's metrics server serves it), or a
+        ``--workers`` parent's once its metrics server has stopped.
+        """
         if self._httpd is not None:
             self._httpd.socket.close()
             self._httpd = None

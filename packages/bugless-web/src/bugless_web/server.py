@@ -23,6 +23,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -80,6 +81,32 @@ def forwarded_allow_ips(networks: tuple[IPNetwork, ...]) -> list[str]:
     return allowed
 
 
+class StartupSignals:
+    """SIGTERM and SIGINT that arrive before the server handles them, for it to handle then.
+
+    uvicorn installs its handlers only once it runs, after the app is made;
+    a signal before that, with Python's default handlers, killed the process
+    (SIGTERM: by the signal; SIGINT: a KeyboardInterrupt traceback), so a
+    replica stopped while starting, or a ``--workers`` worker started again
+    just before the pod's SIGTERM, ended as a crash. Installed first thing,
+    these handlers only record the signal; :class:`DrainingServer` handles
+    what they recorded as soon as its own handlers are in place (a drain,
+    or an exit now for a second signal), so no signal falls in between.
+    """
+
+    def __init__(self) -> None:
+        #: The signals received so far, in order.
+        self.received: list[int] = []
+
+    def install(self) -> None:
+        """Record SIGTERM and SIGINT from now on (until the server installs its handlers)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._record)
+
+    def _record(self, sig: int, _frame: FrameType | None) -> None:
+        self.received.append(sig)
+
+
 class DrainingServer(uvicorn.Server):
     """A uvicorn server whose SIGTERM starts a drain instead of an exit.
 
@@ -100,6 +127,7 @@ class DrainingServer(uvicorn.Server):
         metrics_port: int | None = None,
         metrics_endpoint: MetricsEndpoint | None = None,
         worker_windows: bool = False,
+        startup_signals: StartupSignals | None = None,
     ) -> None:
         """A server that drains; ``metrics_*`` say where ``/metrics`` is.
 
@@ -107,7 +135,8 @@ class DrainingServer(uvicorn.Server):
         process's own, stopped after the last request (none under a parent).
         ``worker_windows``: a worker whose parent serves ``/metrics`` writes
         its connections' windows and its loops' outage lengths for it every
-        :data:`WINDOWS_REFRESH_SECONDS`.
+        :data:`WINDOWS_REFRESH_SECONDS`. ``startup_signals``: the signals
+        received before it runs, handled as soon as it does.
         Once it stops accepting, ordinary requests have ``grace_seconds`` and
         transfers ``transfer_seconds`` (not less) to finish; ``config``'s
         ``timeout_graceful_shutdown`` is set past both, as a backstop.
@@ -125,8 +154,22 @@ class DrainingServer(uvicorn.Server):
         self._timer: threading.Timer | None = None
         self._worker_windows = worker_windows
         self._windows_task: asyncio.Task[None] | None = None
+        self._startup_signals = startup_signals
         #: How many requests the second signal cut (:meth:`_cut_at_once`).
         self.cut_at_signal = 0
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Install uvicorn's SIGTERM/SIGINT handlers, then handle the signals received before."""
+        with super().capture_signals():
+            if self._startup_signals is not None:
+                for sig in self._startup_signals.received[:2]:
+                    _log.info(
+                        "%s arrived while the server was starting; handling it now",
+                        signal.Signals(sig).name,
+                    )
+                    self.handle_exit(sig, None)
+            yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Listen (uvicorn), then say where: the log line and the ready file."""
@@ -338,6 +381,7 @@ def serve(
     *,
     metrics: MetricsEndpoint | None = None,
     parent_metrics_port: int | None = None,
+    early_signals: StartupSignals | None = None,
 ) -> int:
     """Run one replica until SIGTERM (then drain) or SIGINT; the exit status.
 
@@ -352,7 +396,13 @@ def serve(
             served from here on and stopped after the last request.
         parent_metrics_port: In a worker: the port on which the parent serves
             every worker's metrics (:func:`bugless_web.workers.serve_workers`).
+        early_signals: Installed by the caller before anything that takes
+            time (a forked worker's first step); else installed here. A
+            SIGTERM from then on drains the replica once it serves.
     """
+    if early_signals is None:
+        early_signals = StartupSignals()
+        early_signals.install()
     if listener is None:
         listener = listen(settings.host, settings.port, reuse_port=settings.reuse_port)
     tracing.configure("web")
@@ -389,6 +439,7 @@ def serve(
         metrics_port=metrics_port,
         metrics_endpoint=metrics,
         worker_windows=parent_metrics_port is not None,
+        startup_signals=early_signals,
     )
     server.run(sockets=[listener])
     return EXIT_CUT_AT_SIGNAL if server.cut_at_signal else 0

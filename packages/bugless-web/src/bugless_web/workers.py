@@ -3,6 +3,15 @@
 One uvicorn process uses one core; the parent forks N replicas that accept
 on one socket (:func:`serve_workers`), passes SIGTERM/SIGINT on, starts a
 crashed worker again, and gives up on a crash loop.
+
+The parent runs no thread, ever: a fork copies only the thread that calls
+it, so a lock another thread held at that moment (stderr's buffer while it
+wrote a traceback, an import's module lock, a logging handler's) stays held
+in the child for good, and the child hangs the first time it takes it. So
+the parent waits for signals synchronously (:func:`signal.sigtimedwait`, the
+signals blocked) instead of in handlers, and ``/metrics``, which
+prometheus_client serves from threads, runs in a process of its own, forked
+like a worker (:func:`_run_metrics_server`).
 """
 
 from __future__ import annotations
@@ -16,13 +25,12 @@ import signal
 import socket
 import time
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
 from bugless_core import logs
 from bugless_core.metrics_endpoint import MetricsEndpoint
 from bugless_web.metrics import worker_exited
-from bugless_web.server import serve
+from bugless_web.server import StartupSignals, serve
 from bugless_web.settings import WebSettings
 
 _log = logging.getLogger("bugless.web")
@@ -32,16 +40,24 @@ _log = logging.getLogger("bugless.web")
 #: (0.1, 0.2, 0.4, 0.8, 1.6 s): a worker that dies at once again does not
 #: spin a core, and one stray crash costs its share of the pod for 0.1 s.
 RESTART_BACKOFF_SECONDS = 0.1
-#: More than this many worker crashes within :data:`CRASH_LOOP_SECONDS` are a
-#: crash loop: the parent stops every worker and exits 1, leaving it to the
-#: supervisor (whose restart, Kubernetes' CrashLoopBackOff, also shows).
+#: More than this many crashes (of workers or of the metrics server) within
+#: :data:`CRASH_LOOP_SECONDS` are a crash loop: the parent stops every worker
+#: and exits 1, leaving it to the supervisor (whose restart, Kubernetes'
+#: CrashLoopBackOff, also shows).
 CRASH_LOOP_CRASHES = 5
 #: The window :data:`CRASH_LOOP_CRASHES` counts in.
 CRASH_LOOP_SECONDS = 60.0
-#: How often the parent looks for an exited worker while a restart waits.
-_RESTART_POLL_SECONDS = 0.05
+#: How long the metrics server gets to stop once the last worker has.
+METRICS_STOP_SECONDS = 5.0
+#: The longest the parent waits for a signal before it looks again: only a
+#: bound, in case a child's exit came without a SIGCHLD it could wait for.
+_LONGEST_WAIT_SECONDS = 1.0
 #: What the parent passes on to its workers.
 _FORWARDED = frozenset({signal.SIGTERM, signal.SIGINT})
+#: What the parent waits for: a stop, or a child's exit.
+_WATCHED = _FORWARDED | {signal.SIGCHLD}
+#: The number the metrics server goes by where workers go by theirs.
+_METRICS_SERVER = -1
 
 
 def serve_workers(
@@ -61,29 +77,42 @@ def serve_workers(
     to whichever worker accepts first, and a busy or stalled worker leaves
     its connections to the others. Each worker is a whole replica (its own
     channels, caches, event loop, and drain on SIGTERM); the parent passes
-    SIGTERM/SIGINT on to every worker and waits for them.
+    SIGTERM/SIGINT on to every worker and waits for them. A signal that
+    arrives while the parent is still forking waits until every worker can
+    receive it, and one that reaches a worker before it serves is kept for
+    the moment it does (:class:`bugless_web.server.StartupSignals`).
 
     A worker that crashes (killed by a signal: the OOM killer, a segfault in
-    a C extension; or exits non-zero) is started again under the same
-    number, so that one bad request does not take the pod's whole web tier
-    down: the others serve meanwhile, and the parent keeps the socket open
-    for the new one. The restart waits :data:`RESTART_BACKOFF_SECONDS`,
-    doubled for each earlier crash of the last :data:`CRASH_LOOP_SECONDS`;
-    more than :data:`CRASH_LOOP_CRASHES` crashes in that window are a crash
-    loop that restarting will not mend: the parent then stops the others and
-    exits 1, so that the supervisor (Kubernetes, systemd) sees it and backs
-    off in its turn. A worker that exits 0 by itself (it was sent SIGTERM
-    alone, and drained) is not started again.
+    a C extension; or exits non-zero; or could not be forked) is started
+    again under the same number, so that one bad request does not take the
+    pod's whole web tier down: the others serve meanwhile, and the parent
+    keeps the socket open for the new one. The restart waits
+    :data:`RESTART_BACKOFF_SECONDS`, doubled for each earlier crash of the
+    last :data:`CRASH_LOOP_SECONDS`; more than :data:`CRASH_LOOP_CRASHES`
+    crashes in that window are a crash loop that restarting will not mend:
+    the parent then stops the others and exits 1, so that the supervisor
+    (Kubernetes, systemd) sees it and backs off in its turn. A worker that
+    exits 0 by itself (it was sent SIGTERM alone, and drained) is not
+    started again.
 
-    With ``--metrics-port`` the parent serves ``/metrics``: the merge of the
-    workers' values (sums; the connection windows' minimum), which they keep
-    in files of ``metrics_directory``
+    The exit status says how the stop went: 0 when it was asked for
+    (SIGTERM/SIGINT) and every worker that was running then stopped with 0,
+    even if a worker crashed just before or while the others drained (a
+    crash is logged, as it is while serving, and a rolling update is no
+    failure); a worker's own non-zero status when it reported one while
+    stopping (1, :data:`~bugless_core.exit_status.EXIT_CUT_AT_SIGNAL`: a
+    second signal cut its requests); 1 after a crash loop.
+
+    With ``--metrics-port`` a process of the parent's serves ``/metrics``:
+    the merge of the workers' values (sums; the connection windows'
+    minimum), which they keep in files of ``metrics_directory``
     (:func:`bugless_web.metrics.prepare_workers`, called before anything
     created a metric). The port is bound before the fork (:func:`bind_metrics`),
-    so that each worker can name it in the ready file, and served once they
-    are forked. A worker that exits leaves its counters in the sum and takes
-    its gauges with it (:func:`bugless_web.metrics.worker_exited`); the one
-    started in its place writes files of its own.
+    so that each worker can name it in the ready file; the metrics server is
+    started again if it crashes, and stopped after the last worker. A worker
+    that exits leaves its counters in the sum and takes its gauges with it
+    (:func:`bugless_web.metrics.worker_exited`); the one started in its
+    place writes files of its own.
 
     Args:
         settings: Each worker's settings.
@@ -93,125 +122,296 @@ def serve_workers(
         metrics_directory: Where the workers keep their metrics; ``None``
             when ``settings`` serve none.
     """
-    endpoint = metrics
-    # Each live worker's number (what its log records say as ``worker``), by pid.
-    children: dict[int, int] = {}
-    # Each worker's latest pid, by its number.
-    numbered: list[int] = []
-    stopping = False
+    # Inherited SIG_IGN would make the kernel reap the workers unseen.
+    previous_chld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
+    supervisor = _Supervisor(settings, listener, workers, metrics, metrics_directory)
+    try:
+        return supervisor.run()
+    finally:
+        supervisor.stop_what_is_left()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        signal.signal(signal.SIGCHLD, previous_chld)
 
-    def start_worker(index: int) -> int:
-        # Held until the pid is known, so that a SIGTERM arriving meanwhile
-        # reaches the new worker too, and the worker cannot run the parent's
-        # handler (which signals every worker) before it has reset it.
-        signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+
+class _Supervisor:
+    """The parent's state: its children, the restarts due, the crashes counted, the stop."""
+
+    def __init__(
+        self,
+        settings: WebSettings,
+        listener: socket.socket,
+        workers: int,
+        metrics: MetricsEndpoint | None,
+        metrics_directory: Path | None,
+    ) -> None:
+        self._settings = settings
+        self._listener = listener
+        self._metrics = metrics
+        self._metrics_directory = metrics_directory
+        # Each live worker's number (what its log records say as ``worker``), by pid.
+        self._workers: dict[int, int] = {}
+        # Each worker's latest pid, by its number (0: never forked).
+        self._pids = [0] * workers
+        self._metrics_pid: int | None = None
+        # The metrics server stops when this, its pipe's write end, closes.
+        self._metrics_pipe: int | None = None
+        # When each worker (or _METRICS_SERVER) is to be started again, by number.
+        self._due: dict[int, float] = {}
+        self._crashes: collections.deque[float] = collections.deque()
+        # The signal that asked for the stop; the workers that were sent it.
+        self._stopping: int | None = None
+        self._signalled: set[int] = set()
+        self._status = 0
+
+    def run(self) -> int:
+        """Start everything, keep it running until it stops; the exit status."""
+        for index in range(len(self._pids)):
+            self._start_worker(index)
+        if self._metrics is not None:
+            self._start_metrics_server()
+        _log.info(
+            "started %d web workers: %s",
+            len(self._pids),
+            self._pids,
+            extra={
+                "metrics_port": self._metrics.port if self._metrics is not None else None,
+                "metrics_pid": self._metrics_pid,
+                "worker_pids": self._pids,
+            },
+        )
+        while True:
+            self._reap_exited()
+            if not self._workers and not any(n != _METRICS_SERVER for n in self._due):
+                break
+            self._start_due()
+            received = signal.sigtimedwait(_WATCHED, self._wait_seconds())
+            if received is not None and received.si_signo in _FORWARDED:
+                self._stop(received.si_signo)
+        self._listener.close()
+        self._stop_metrics_server()
+        if self._metrics_directory is not None:
+            shutil.rmtree(self._metrics_directory, ignore_errors=True)
+        _log.info("web workers stopped; exiting with %d", self._status)
+        return self._status
+
+    def stop_what_is_left(self) -> None:
+        """After a failure of the parent itself: stop and reap every child, leaving no orphan."""
+        if not self._workers and self._metrics_pid is None:
+            return
+        _log.error("the web workers' parent failed; stopping its workers")
+        for pid in [*self._workers, *([self._metrics_pid] if self._metrics_pid else [])]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        if self._metrics_pipe is not None:
+            os.close(self._metrics_pipe)
+            self._metrics_pipe = None
+        with contextlib.suppress(ChildProcessError):
+            while True:
+                os.waitpid(-1, 0)
+
+    def _start_worker(self, index: int) -> None:
         try:
             pid = os.fork()
-            if pid == 0:  # pragma: no cover - the worker; its exit ends this branch
-                _run_worker(settings, listener, endpoint, index)
-            children[pid] = index
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
-        return pid
+        except OSError as exc:
+            self._crashed(index, f"could not be forked ({exc.strerror or exc})", {})
+            return
+        if pid == 0:  # pragma: no cover - the worker; its exit ends this branch
+            inherited = [self._metrics_pipe] if self._metrics_pipe is not None else []
+            _run_worker(self._settings, self._listener, self._metrics, index, inherited)
+        self._workers[pid] = index
+        self._pids[index] = pid
 
-    numbered.extend(start_worker(index) for index in range(workers))
-    if endpoint is not None:
-        endpoint.run()
-    _log.info(
-        "started %d web workers: %s",
-        workers,
-        numbered,
-        extra={
-            "metrics_port": endpoint.port if endpoint is not None else None,
-            "worker_pids": numbered,
-        },
-    )
-    # A worker's number, by when it is to be started again.
-    pending: dict[int, float] = {}
-    crashes: collections.deque[float] = collections.deque()
+    def _start_metrics_server(self) -> None:
+        assert self._metrics is not None
+        stop_read, stop_write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(stop_read)
+            os.close(stop_write)
+            self._crashed(_METRICS_SERVER, f"could not be forked ({exc.strerror or exc})", {})
+            return
+        if pid == 0:  # pragma: no cover - the metrics server; its exit ends this branch
+            os.close(stop_write)
+            _run_metrics_server(self._metrics, self._listener, stop_read)
+        os.close(stop_read)
+        self._metrics_pid, self._metrics_pipe = pid, stop_write
 
-    def forward(sig: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            pending.clear()
-            # The workers hold their copies: the socket closes when they
-            # have drained, as it did before the parent kept one.
-            listener.close()
-        for child in list(children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, sig)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    failed = False
-    while children or pending:
-        reaped = _reap(block=not pending)
-        if reaped is None:
-            if not pending:
-                break
-            now = time.monotonic()
-            for index, due in list(pending.items()):
-                if due <= now and not stopping:
-                    del pending[index]
-                    numbered[index] = start_worker(index)
-                    _log.info(
-                        "started web worker %d again: pid %d",
-                        index,
-                        numbered[index],
-                        extra={"worker_pids": numbered, "restarted_worker": index},
-                    )
-            if pending:
-                time.sleep(_RESTART_POLL_SECONDS)
-            continue
-        pid, status = reaped
-        worker = children.pop(pid)
-        if metrics_directory is not None:
-            worker_exited(metrics_directory, pid)
-        code = os.waitstatus_to_exitcode(status)
-        how = _exit_description(code)
-        facts = {"worker_pid": pid, "exit_status": code, "exited_worker": worker}
-        if stopping or code == 0:
-            if code != 0 and not failed:
-                failed = True
-                _log.error("web worker %d (pid %d) %s", worker, pid, how, extra=facts)
-            elif code == 0 and not stopping:
-                _log.info("web worker %d (pid %d) exited with 0; not started again", worker, pid)
-            continue
+    def _start_due(self) -> None:
         now = time.monotonic()
-        crashes.append(now)
-        while crashes[0] <= now - CRASH_LOOP_SECONDS:
-            crashes.popleft()
-        if len(crashes) > CRASH_LOOP_CRASHES:
-            failed = True
+        for index, due in sorted(self._due.items()):
+            # A fork that failed may have ended in a crash loop, and the stop.
+            if due > now or self._stopping is not None:
+                continue
+            del self._due[index]
+            if index == _METRICS_SERVER:
+                self._start_metrics_server()
+                if self._metrics_pid is not None:
+                    _log.info(
+                        "started the metrics server again: pid %d",
+                        self._metrics_pid,
+                        extra={"metrics_pid": self._metrics_pid},
+                    )
+                continue
+            before = self._pids[index]
+            self._start_worker(index)
+            if self._pids[index] != before:
+                _log.info(
+                    "started web worker %d again: pid %d",
+                    index,
+                    self._pids[index],
+                    extra={"worker_pids": self._pids, "restarted_worker": index},
+                )
+
+    def _wait_seconds(self) -> float:
+        if not self._due:
+            return _LONGEST_WAIT_SECONDS
+        return min(_LONGEST_WAIT_SECONDS, max(0.0, min(self._due.values()) - time.monotonic()))
+
+    def _reap_exited(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if not pid:
+                return
+            self._exited(pid, os.waitstatus_to_exitcode(status))
+
+    def _exited(self, pid: int, code: int) -> None:
+        how = _exit_description(code)
+        if pid == self._metrics_pid:
+            self._metrics_pid = None
+            if self._metrics_pipe is not None:
+                os.close(self._metrics_pipe)
+                self._metrics_pipe = None
+            if self._stopping is None:
+                facts = {"metrics_pid": pid, "exit_status": code}
+                self._crashed(_METRICS_SERVER, f"(pid {pid}) {how}", facts)
+            else:
+                _log.error("the metrics server (pid %d) %s while stopping", pid, how)
+            return
+        index = self._workers.pop(pid, None)
+        if index is None:
+            return
+        if self._metrics_directory is not None:
+            worker_exited(self._metrics_directory, pid)
+        facts = {"worker_pid": pid, "exit_status": code, "exited_worker": index}
+        if self._stopping is not None:
+            self._exited_while_stopping(pid, index, code, facts)
+        elif code == 0:
+            _log.info("web worker %d (pid %d) exited with 0; not started again", index, pid)
+        else:
+            self._crashed(index, f"(pid {pid}) {how}", facts)
+
+    def _exited_while_stopping(
+        self, pid: int, index: int, code: int, facts: dict[str, int]
+    ) -> None:
+        how = _exit_description(code)
+        stop = signal.Signals(self._stopping or signal.SIGTERM).name
+        signalled = pid in self._signalled
+        self._signalled.discard(pid)
+        if not signalled:  # it had ended before the stop was passed on
             _log.error(
-                "web worker %d (pid %d) %s: %d crashes in the last %g s, a crash loop; "
-                "stopping the others",
-                worker,
+                "web worker %d (pid %d) %s; not started again: the server is stopping (%s)",
+                index,
                 pid,
                 how,
-                len(crashes),
-                CRASH_LOOP_SECONDS,
-                extra={**facts, "crashes": len(crashes)},
+                stop,
+                extra=facts,
             )
-            forward(signal.SIGTERM, None)
-            continue
-        delay = RESTART_BACKOFF_SECONDS * 2 ** (len(crashes) - 1)
-        pending[worker] = now + delay
+        elif code == 0:
+            _log.info("web worker %d (pid %d) stopped", index, pid, extra=facts)
+        elif code > 0:
+            self._status = self._status or code
+            _log.error("web worker %d (pid %d) %s while stopping", index, pid, how, extra=facts)
+        else:
+            _log.error(
+                "web worker %d (pid %d) %s while stopping; its requests still running were lost",
+                index,
+                pid,
+                how,
+                extra=facts,
+            )
+
+    def _crashed(self, index: int, how: str, facts: dict[str, int]) -> None:
+        """Count a crash of worker ``index`` (or the metrics server): start it again, or stop."""
+        name = "the metrics server" if index == _METRICS_SERVER else f"web worker {index}"
+        now = time.monotonic()
+        self._crashes.append(now)
+        while self._crashes[0] <= now - CRASH_LOOP_SECONDS:
+            self._crashes.popleft()
+        crashes = len(self._crashes)
+        if crashes > CRASH_LOOP_CRASHES:
+            self._status = 1
+            _log.error(
+                "%s %s: %d crashes in the last %g s, a crash loop; stopping the others",
+                name,
+                how,
+                crashes,
+                CRASH_LOOP_SECONDS,
+                extra={**facts, "crashes": crashes},
+            )
+            self._stop(signal.SIGTERM, crash_loop=True)
+            return
+        delay = RESTART_BACKOFF_SECONDS * 2 ** (crashes - 1)
+        self._due[index] = now + delay
         _log.error(
-            "web worker %d (pid %d) %s; starting it again in %g s",
-            worker,
-            pid,
+            "%s %s; starting it again in %g s",
+            name,
             how,
             delay,
-            extra={**facts, "crashes": len(crashes)},
+            extra={**facts, "crashes": crashes},
         )
-    listener.close()
-    if endpoint is not None:
-        endpoint.stop_blocking()
-    if metrics_directory is not None:
-        shutil.rmtree(metrics_directory, ignore_errors=True)
-    return 1 if failed else 0
+
+    def _stop(self, sig: int, *, crash_loop: bool = False) -> None:
+        """Pass ``sig`` on to every worker; the first time, stop starting any."""
+        name = signal.Signals(sig).name
+        if self._stopping is None:
+            self._stopping = sig
+            # Exits from before the stop was passed on are crashes, not part of it.
+            self._reap_exited()
+            self._due.clear()
+            # The workers hold their copies: the socket closes when they
+            # have drained, as it did before the parent kept one.
+            self._listener.close()
+            if not crash_loop:
+                _log.info(
+                    "%s: stopping web workers %s",
+                    name,
+                    sorted(self._workers),
+                    extra={"worker_pids": sorted(self._workers)},
+                )
+        else:
+            _log.warning("%s again: passing it on to web workers %s", name, sorted(self._workers))
+        for pid in list(self._workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            self._signalled.add(pid)
+
+    def _stop_metrics_server(self) -> None:
+        pid = self._metrics_pid
+        if self._metrics_pipe is not None:
+            os.close(self._metrics_pipe)
+            self._metrics_pipe = None
+        if self._metrics is not None:
+            self._metrics.close_inherited()
+        if pid is None:
+            return
+        deadline = time.monotonic() + METRICS_STOP_SECONDS
+        while not os.waitpid(pid, os.WNOHANG)[0]:
+            if time.monotonic() > deadline:
+                _log.warning(
+                    "the metrics server (pid %d) did not stop within %g s; killing it",
+                    pid,
+                    METRICS_STOP_SECONDS,
+                )
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            signal.sigtimedwait({signal.SIGCHLD}, 0.05)
+        self._metrics_pid = None
 
 
 def _run_worker(
@@ -219,20 +419,29 @@ def _run_worker(
     listener: socket.socket,
     endpoint: MetricsEndpoint | None,
     index: int,
+    inherited: list[int],
 ) -> NoReturn:  # pragma: no cover - runs in the forked worker
-    """The forked worker ``index``: serve until stopped, then exit with its status."""
+    """The forked worker ``index``: serve until stopped, then exit with its status.
+
+    ``inherited``: the parent's descriptors this worker must not hold open
+    (the metrics server's stop pipe: it stops when the parent closes it).
+    """
     status = 0
     try:
-        # A new process's handlers, not the parent's forward (then unblocked).
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
+        # A signal held by the parent's mask since the fork is recorded now
+        # and handled once the server can drain (StartupSignals).
+        early = StartupSignals()
+        early.install()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
+        for descriptor in inherited:
+            os.close(descriptor)
         logs.set_worker(index)
         parent_port = None
         if endpoint is not None:
             parent_port = endpoint.port
             endpoint.close_inherited()
-        status = serve(settings, listener, parent_metrics_port=parent_port)
+        status = serve(settings, listener, parent_metrics_port=parent_port, early_signals=early)
     except BaseException:
         _log.exception("web worker %d (pid %d) failed", index, os.getpid())
         status = 1
@@ -241,13 +450,35 @@ def _run_worker(
     os._exit(status)
 
 
-def _reap(*, block: bool) -> tuple[int, int] | None:
-    """A worker that exited and its wait status; None if none has (or none is left)."""
+def _run_metrics_server(
+    endpoint: MetricsEndpoint, listener: socket.socket, stop: int
+) -> NoReturn:  # pragma: no cover - runs in the forked metrics server
+    """Serve ``/metrics`` of the workers' sum until ``stop`` (a pipe's read end) closes.
+
+    It ignores SIGTERM and SIGINT, so that a signal sent to the whole
+    process group (Ctrl-C in a terminal, systemd's control-group stop) does
+    not end the scrapes while the workers drain; the parent closes the pipe
+    after the last worker, and its death closes it too, so none outlives it.
+    """
+    status = 0
     try:
-        pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
-    except ChildProcessError:
-        return None
-    return (pid, status) if pid else None
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
+        # Else the web's port would take connections no worker accepts
+        # until this process ends, after the workers have drained.
+        listener.close()
+        endpoint.run()
+        while os.read(stop, 1):
+            pass
+        endpoint.stop_blocking()
+    except BaseException:
+        _log.exception("the metrics server (pid %d) failed", os.getpid())
+        status = 1
+    finally:
+        logging.shutdown()
+    os._exit(status)
 
 
 def _exit_description(code: int) -> str:
@@ -263,6 +494,7 @@ def _exit_description(code: int) -> str:
 __all__ = [
     "CRASH_LOOP_CRASHES",
     "CRASH_LOOP_SECONDS",
+    "METRICS_STOP_SECONDS",
     "RESTART_BACKOFF_SECONDS",
     "serve_workers",
 ]

@@ -1,0 +1,203 @@
+"""``bugless web serve --workers N``: restarts that cannot hang, and stops that say how they went.
+
+Real multi-worker webs against the test stack, crashed the way the OOM
+killer does it (SIGKILL). The parent used to serve ``/metrics`` from threads
+of its own and fork replacements beside them: a lock one of them held at the
+fork (stderr's buffer while it wrote a traceback, an import's module lock)
+stayed held in the new worker for good. And a worker that crashed just
+before the pod's SIGTERM made the parent exit 1, a failed stop in a rolling
+update's record.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import threading
+import urllib.request
+from pathlib import Path
+
+from browser_support import start_web_server
+from web_support import World
+from worker_support import WORKERS, alive, children, get_status, records, started, wait_for
+
+from bugless_dev.stack import RunningService
+from bugless_web.workers import CRASH_LOOP_CRASHES
+
+
+def _serving(server: RunningService, pid: int) -> bool:
+    """Whether worker ``pid`` has said it serves."""
+    return any(
+        r["message"] == "Application startup complete." and r["pid"] == pid for r in records(server)
+    )
+
+
+def _grew(items: list[int], past: int) -> bool:
+    return len(items) > past
+
+
+def _serves_alone(server: RunningService, pid: int, others: list[int]) -> list[int]:
+    """Statuses of requests answered while every worker but ``pid`` is stopped (SIGSTOP)."""
+    for other in others:
+        os.kill(other, signal.SIGSTOP)
+    try:
+        return [get_status(f"{server.url}/readyz") for _ in range(3)]
+    finally:
+        for other in others:
+            os.kill(other, signal.SIGCONT)
+
+
+def test_workers_started_again_while_metrics_are_scraped_all_serve(world: World) -> None:
+    """As many restarts as the crash-loop limit allows, under a continuous scrape.
+
+    Four scrapers keep ``/metrics`` busy throughout, so that every fork of a
+    replacement happens while scrapes run; the parent is sampled meanwhile
+    and never has a second thread (the scrapes are served by a process of
+    its own), and each replacement serves alone.
+    """
+    server = start_web_server(world.stack, extra_env={**WORKERS, "BUGLESS_WEB_METRICS_PORT": "0"})
+    done = threading.Event()
+    scraped: list[int] = []
+    failures: list[str] = []
+    threads_seen: set[int] = set()
+
+    def scrape() -> None:
+        url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+        while not done.is_set():
+            try:
+                with urllib.request.urlopen(url, timeout=30) as response:
+                    response.read()
+                    scraped.append(response.status)
+            except OSError as exc:
+                failures.append(repr(exc))
+
+    def sample_parent() -> None:
+        task = Path(f"/proc/{server.process.pid}/task")
+        while not done.is_set():
+            threads_seen.add(len(list(task.iterdir())))
+
+    try:
+        pids = started(server)
+        workers = [threading.Thread(target=scrape) for _ in range(4)]
+        workers.append(threading.Thread(target=sample_parent))
+        for thread in workers:
+            thread.start()
+        try:
+            for round_ in range(CRASH_LOOP_CRASHES):
+                index = round_ % 2
+                killed = pids[index]
+                before = len(scraped)
+                os.kill(killed, signal.SIGKILL)
+                wait_for(lambda: len(set(children(server)) - set(pids)) == 1, "a new worker")
+                (new,) = set(children(server)) - set(pids)
+                pids[index] = new
+                wait_for(functools.partial(_serving, server, new), f"worker {new} serving")
+                others = [pid for pid in pids if pid != new]
+                assert _serves_alone(server, new, others) == [200] * 3
+                wait_for(
+                    functools.partial(_grew, scraped, before + 4), "scrapes across the restart"
+                )
+        finally:
+            done.set()
+            for thread in workers:
+                thread.join()
+    finally:
+        world.stack.stop_service(server)
+    assert server.process.returncode == 0
+    assert failures == []
+    assert set(scraped) == {200}
+    assert threads_seen == {1}, "the forking parent never runs a thread"
+    restarted = [r for r in records(server) if r["message"].startswith("started web worker")]
+    assert len(restarted) == CRASH_LOOP_CRASHES
+    assert not [pid for pid in pids if alive(pid)]
+
+
+def test_a_worker_crashed_just_before_sigterm_leaves_a_clean_stop(world: World) -> None:
+    """The parent learns of the crash only after the SIGTERM: the stop is still clean (0).
+
+    The parent is held (SIGSTOP) while a worker is killed and the SIGTERM
+    sent, so that both wait for it at once, as when they come close
+    together. Before, the parent took the dead worker for one that failed
+    its drain and exited 1.
+    """
+    server = start_web_server(world.stack, extra_env=WORKERS)
+    try:
+        crashed, kept = started(server)
+        parent = server.process.pid
+        os.kill(parent, signal.SIGSTOP)
+        try:
+            os.kill(crashed, signal.SIGKILL)
+            wait_for(lambda: not alive(crashed), "the worker's death")
+            os.kill(parent, signal.SIGTERM)
+        finally:
+            os.kill(parent, signal.SIGCONT)
+        assert server.process.wait(timeout=60) == 0
+    finally:
+        world.stack.stop_service(server)
+    messages = [r["message"] for r in records(server) if r["pid"] == parent]
+    assert (
+        f"web worker 0 (pid {crashed}) was killed by SIGKILL; not started again: "
+        "the server is stopping (SIGTERM)"
+    ) in messages
+    assert f"web worker 1 (pid {kept}) stopped" in messages
+    assert messages[-1] == "web workers stopped; exiting with 0"
+    assert not [m for m in messages if m.startswith("started web worker")]
+    assert not alive(kept)
+
+
+def test_a_worker_killed_while_draining_leaves_a_clean_stop_and_says_so(world: World) -> None:
+    server = start_web_server(world.stack, extra_env={**WORKERS, "BUGLESS_WEB_DRAIN_SECONDS": "3"})
+    try:
+        crashed, _ = started(server)
+        parent = server.process.pid
+        os.kill(parent, signal.SIGTERM)
+
+        def draining() -> bool:
+            return any(
+                r["pid"] == crashed and r["message"].startswith("SIGTERM: draining")
+                for r in records(server)
+            )
+
+        wait_for(draining, "the worker's drain")
+        os.kill(crashed, signal.SIGKILL)
+        assert server.process.wait(timeout=60) == 0
+    finally:
+        world.stack.stop_service(server)
+    logged = [r for r in records(server) if r["pid"] == parent]
+    (lost,) = [r for r in logged if r.get("worker_pid") == crashed]
+    assert lost["level"] == "ERROR"
+    assert lost["message"] == (
+        f"web worker 0 (pid {crashed}) was killed by SIGKILL while stopping; "
+        "its requests still running were lost"
+    )
+    assert logged[-1]["message"] == "web workers stopped; exiting with 0"
+
+
+def test_a_worker_stopped_before_it_serves_drains_once_it_does(world: World) -> None:
+    """A SIGTERM that reaches a replacement still starting is kept until it serves.
+
+    The replacement is held (SIGSTOP) as soon as it exists, long before
+    uvicorn has installed its handlers, and the parent's SIGTERM passed on
+    to it meanwhile. Before, Python's default handler killed it by SIGTERM
+    and the parent exited 1.
+    """
+    server = start_web_server(world.stack, extra_env=WORKERS)
+    try:
+        crashed, kept = started(server)
+        os.kill(crashed, signal.SIGKILL)
+        wait_for(lambda: bool(set(children(server)) - {crashed, kept}), "a new worker")
+        (new,) = set(children(server)) - {crashed, kept}
+        os.kill(new, signal.SIGSTOP)
+        try:
+            assert not _serving(server, new)
+            os.kill(server.process.pid, signal.SIGTERM)
+            wait_for(lambda: not alive(kept), "the other worker's stop")
+        finally:
+            os.kill(new, signal.SIGCONT)
+        assert server.process.wait(timeout=60) == 0
+    finally:
+        world.stack.stop_service(server)
+    mine = [r["message"] for r in records(server) if r["pid"] == new]
+    assert "SIGTERM arrived while the server was starting; handling it now" in mine
+    assert f"web worker 0 (pid {new}) stopped" in [r["message"] for r in records(server)]
