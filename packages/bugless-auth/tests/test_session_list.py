@@ -14,7 +14,10 @@ from auth_support import AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
-from bugless_auth.sessions import LAST_USED_GRANULARITY_SECONDS
+from bugless_auth.sessions import (
+    CERTIFICATE_LAST_USED_GRANULARITY_SECONDS,
+    LAST_USED_GRANULARITY_SECONDS,
+)
 from bugless_proto import v1
 
 
@@ -370,3 +373,39 @@ async def test_a_kind_lists_only_its_sessions_and_pages_through_all_of_them(
     )
     assert "kind" in (error.message or "")
     assert "people" in (error.message or "")
+
+
+async def test_every_page_says_how_many_of_its_kind_there_are_and_how_late_last_use_is(
+    auth: AuthServer,
+) -> None:
+    """A page of 2 of 7 services' sessions says 7 (the web's folded line showed "2+"),
+    a page of people's 3, and both say how far behind last use may be, from the
+    granularities the Authenticator writes it with, not a figure of its own."""
+    name = unique("counted")
+    record = await auth.add_user(name, password="pw")
+    own = [await sign_in(auth, name, f"192.0.2.{70 + i}") for i in range(3)]
+    for _ in range(7):
+        await auth.stub.issue_assertion(v1.IssueAssertionRequest(user_id=record.user_id))
+
+    async def page(kind: str, token: str = "") -> v1.ListSessionsResponse:
+        return await auth.stub.list_sessions(
+            v1.ListSessionsRequest(
+                token=own[0], page=v1.PageRequest(page_size=2, page_token=token), kind=kind
+            )
+        )
+
+    services = await page("services")
+    assert (len(services.sessions), services.total_count) == (2, 7)
+    later = await page("services", services.next_page_token)
+    assert later.total_count == 7
+    assert (await page("people")).total_count == 3
+    assert (await page("")).total_count == 10
+    await auth.stub.end_session(
+        v1.EndSessionRequest(token=own[0], session_id=services.sessions[0].session_id)
+    )
+    assert (await page("services")).total_count == 6
+    assert services.last_used_granularity_seconds == LAST_USED_GRANULARITY_SECONDS
+    assert (
+        services.certificate_last_used_granularity_seconds
+        == CERTIFICATE_LAST_USED_GRANULARITY_SECONDS
+    )

@@ -10,6 +10,7 @@ administrator disables the person.
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -444,6 +445,27 @@ async def test_services_acting_for_a_person_are_one_folded_line_each_still_endab
     assert services[0] not in after
 
 
+async def test_the_small_print_says_how_late_last_use_is_from_the_settings(
+    world: World,
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    """The Authenticator's granularity (5 minutes) and the replicas'
+    --token-cache-seconds (1) make the figure; the page used to say "about five
+    minutes" whatever they were."""
+    first, _ = replicas
+    world.stack.add_user("smallprint", PASSWORD)
+    person = browser(browsers, first)
+    await sign_in(person, "smallprint")
+    page = (await person.get("/settings/sessions")).text
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    assert (
+        "“Last used” is recorded to within about 5 minutes: a use is noted at most every "
+        "5 minutes, and this server checks a signed-in session again only every 1 second."
+    ) in text
+    assert "(a new connection, or now and then on a long one), at most every 60 seconds." in text
+
+
 async def test_a_page_of_services_never_pushes_the_persons_own_sessions_off_the_page(
     world: World,
     replicas: tuple[RunningService, RunningService],
@@ -461,7 +483,8 @@ async def test_a_page_of_services_never_pushes_the_persons_own_sessions_off_the_
     own, _, folded = page.partition('<details class="manage services-acting">')
     assert [current for _, current in listed_sessions(own)] == [True]
     assert 'rel="next">Older sessions' not in own  # the person's own fit one page
-    assert f"Services acting for you: {PAGE_SIZE}+, latest at " in folded
+    # The real count, not the page's ("50+" before).
+    assert f"Services acting for you: {PAGE_SIZE + 2}, latest at " in folded
     newest = [session for session, _ in listed_sessions(folded)]
     assert len(newest) == PAGE_SIZE
     older_link = re.search(r'href="(/settings/sessions\?services_page=[^"]+)" rel="next"', folded)
@@ -472,6 +495,6 @@ async def test_a_page_of_services_never_pushes_the_persons_own_sessions_off_the_
     rest = [session for session, _ in listed_sessions(folded_older)]
     assert len(rest) == 2
     assert not set(rest) & set(newest)
-    assert "Services acting for you: 2 older ones" in folded_older
+    assert f"Services acting for you: {PAGE_SIZE + 2}, older ones below" in folded_older
     forged = await person.get("/settings/sessions?services_page=forged")
     assert forged.status_code == 400

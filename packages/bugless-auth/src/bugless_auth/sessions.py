@@ -98,8 +98,8 @@ CERTIFICATE_SESSION_RENEW_FRACTION = 0.25
 #: with a concurrent first connection at most once, unless that session ends
 #: at once.
 _CERTIFICATE_SESSION_ATTEMPTS = 3
-#: How far behind a session's recorded last use may be (the sessions page
-#: says "to within 5 minutes"): the write a validation makes at most this often.
+#: How far behind a session's recorded last use may be (ListSessions says it,
+#: and the sessions page from it): the write a validation makes at most this often.
 LAST_USED_GRANULARITY_SECONDS = 300.0
 #: The same for a certificate session, whose use is seen only at a connection
 #: or an identity re-check (the API asks every ~4.5 minutes while calls come):
@@ -218,18 +218,25 @@ _COLUMNS = """
 session_id, user_id, authenticator, client_address, created_at,
 COALESCE(last_used_at, created_at) AS last_used_at, expires_at
 """
-#: The live sessions of user $1 of kind $5 (:data:`SESSION_KINDS`), newest
-#: first, after the position ($2, $3) (created_at, session_id; NULL: from the
-#: start), at most $4. The kind is in the query, not a filter of its pages, so
-#: a page holds that many of that kind whatever the other kind's count.
+#: The live sessions of user $1 of kind ``{kind}`` (:data:`SESSION_KINDS`).
+_LIVE_OF_KIND = f"""
+user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+AND ({{kind}}::text = '{ALL_SESSIONS}'
+     OR (authenticator = '{SERVICE}') = ({{kind}}::text = '{SERVICES}'))
+"""
+#: Those of kind $5, newest first, after the position ($2, $3) (created_at,
+#: session_id; NULL: from the start), at most $4. The kind is in the query, not
+#: a filter of its pages, so a page holds that many of that kind whatever the
+#: other kind's count.
 _LIST_LIVE = f"""
 SELECT {_COLUMNS} FROM sessions
-WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
-  AND ($5::text = '{ALL_SESSIONS}' OR (authenticator = '{SERVICE}') = ($5::text = '{SERVICES}'))
+WHERE {_LIVE_OF_KIND.format(kind="$5")}
   AND ($2::timestamptz IS NULL OR (created_at, session_id) < ($2::timestamptz, $3::text))
 ORDER BY created_at DESC, session_id DESC
 LIMIT $4
 """
+#: How many live sessions of kind $2 user $1 has: :data:`_LIST_LIVE`'s rows on every page.
+_COUNT_LIVE = f"SELECT count(*) FROM sessions WHERE {_LIVE_OF_KIND.format(kind='$2')}"
 #: End live session $1 if it is user $2's (any user's when $2 is empty).
 _END_ONE = f"""
 UPDATE sessions SET revoked_at = now(), revoked_reason = $3
@@ -497,6 +504,15 @@ class SessionStore:
             transaction=False,
         )
         return rows
+
+    async def count_live(self, user_id: str, *, kind: str = ALL_SESSIONS) -> int:
+        """How many live sessions of ``kind`` ``user_id`` has (what :meth:`list_live` pages)."""
+        if kind not in SESSION_KINDS:
+            raise ValueError(f"kind: {kind!r} is not one of {', '.join(SESSION_KINDS)}")
+        count: int = await self._store.run(
+            lambda conn: conn.fetchval(_COUNT_LIVE, user_id, kind), transaction=False
+        )
+        return count
 
     async def end(self, session_id: str, *, owner: str, reason: str) -> asyncpg.Record | None:
         """End one live session, only if ``owner``'s (anyone's when ``owner`` is empty).

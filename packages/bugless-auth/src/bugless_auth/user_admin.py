@@ -18,7 +18,12 @@ from bugless_auth import disabling, placeholders
 from bugless_auth.disabling import Ends
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.policy import IMPORT_ISSUES, MANAGE_USERS
-from bugless_auth.sessions import ALL_SESSIONS, BUILT_IN_KINDS
+from bugless_auth.sessions import (
+    ALL_SESSIONS,
+    BUILT_IN_KINDS,
+    CERTIFICATE_LAST_USED_GRANULARITY_SECONDS,
+    LAST_USED_GRANULARITY_SECONDS,
+)
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core.errors import (
     FailedPrecondition,
@@ -355,6 +360,9 @@ class UserAdministration:
         return v1.ListSessionsResponse(
             sessions=[session_message(row, kinds, current) for row in rows],
             next_page_token=next_token,
+            total_count=await self.sessions.count_live(user_id, kind=kind),
+            last_used_granularity_seconds=LAST_USED_GRANULARITY_SECONDS,
+            certificate_last_used_granularity_seconds=CERTIFICATE_LAST_USED_GRANULARITY_SECONDS,
         )
 
     async def end_session(self, token: str, session_id: str) -> v1.EndSessionResponse:

@@ -15,6 +15,15 @@ An ended session is refused by every Authenticator replica at once; a web
 replica that validated its token a moment before keeps accepting it for at
 most ``--token-cache-seconds`` (it cannot be told: it holds tokens, and this
 page knows the session only by id), which the page says.
+
+How far behind "Last used" may be comes from the settings that make it so,
+never a figure written into the page: the Authenticator's granularity of
+recording a use (``ListSessionsResponse.last_used_granularity_seconds``,
+and its certificate sessions' own) plus this replica's
+``--token-cache-seconds``, for which it asks the Authenticator nothing. The
+folded line counts every service's session (``total_count``), not the page's.
+An Authenticator that predates those fields answers 0: the page then says
+"+" after a full page and names no figure.
 """
 
 from __future__ import annotations
@@ -76,11 +85,39 @@ async def sessions_page(request: Request[Any, Any, Any]) -> Response[str]:
             "first_page": not page_token,
             "services_page": services_page,
             "services_next_page": services.next_page_token,
+            "services_total": services.total_count,
             "kind_labels": KIND_LABELS,
             "cache_seconds": frontend.settings.token_cache_seconds,
+            "last_used": last_used_lag(own, frontend.settings.token_cache_seconds),
         },
         viewer=viewer,
     )
+
+
+def about(seconds: float) -> str:
+    """A duration as the page says it: seconds under two minutes, else half-minutes."""
+    if seconds < 120:
+        whole = round(seconds)
+        return f"{whole} second{'' if whole == 1 else 's'}"
+    halves = round(seconds / 30)
+    return f"{halves // 2}{'½' if halves % 2 else ''} minutes"
+
+
+def last_used_lag(listing: v1.ListSessionsResponse, cache_seconds: float) -> dict[str, str]:
+    """What the small print says of "Last used": how far behind it may be, and why.
+
+    Empty when the Authenticator did not say its granularity (one older than
+    the field): the page then names no figure rather than a made-up one.
+    """
+    granularity = listing.last_used_granularity_seconds
+    if granularity <= 0:
+        return {}
+    lag = {"within": about(granularity + cache_seconds), "granularity": about(granularity)}
+    if cache_seconds > 0:
+        lag["cache"] = about(cache_seconds)
+    if listing.certificate_last_used_granularity_seconds > 0:
+        lag["certificate"] = about(listing.certificate_last_used_granularity_seconds)
+    return lag
 
 
 @post(f"{SESSIONS_PAGE}/end")
