@@ -247,3 +247,32 @@ def test_the_rewritten_mapping_keeps_the_files_permissions(pki: Pki, tmp_path: P
     assert done.returncode == 0, done.stderr
     assert "nightly-bot" in tomllib.loads(mapping.read_text())
     assert mapping.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_renewal_asking_for_other_groups_or_name_says_the_entry_is_kept(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """A renewal keeps the mapped entry: --groups or --display-name that differ
+    from it are refused, naming what it holds, instead of being dropped while
+    the command said the name was "already in" the mapping (exit 0)."""
+    mapping = tmp_path / "certificates.toml"
+    mapping.write_text("# bots\n")
+    first = ["--mapping-file", str(mapping), "--groups", "bots", "--display-name", "Nightly"]
+    done = _issue(pki, tmp_path, "nightly-bot", "--csr", str(_team_csr(tmp_path, None)), *first)
+    assert done.returncode == 0, done.stderr
+    before = mapping.read_text()
+    same = _issue(pki, tmp_path, "nightly-bot", "--csr", str(_team_csr(tmp_path, None)), *first)
+    assert same.returncode == 0, same.stderr
+    assert "already in" in same.stderr
+    for option, value, said in (
+        ("--groups", "bots,deployers", "is mapped with the groups bots in"),
+        ("--display-name", "Nightly builds", "is mapped as 'Nightly' in"),
+    ):
+        refused = _issue(
+            pki, tmp_path, "nightly-bot", "--csr", str(_team_csr(tmp_path, None)),
+            "--mapping-file", str(mapping), option, value, "--out", str(tmp_path / "new.pem"),
+        )  # fmt: skip
+        assert refused.returncode == 2, option
+        assert f"{option}: 'nightly-bot' {said} {mapping}" in refused.stderr
+        assert mapping.read_text() == before
+        assert not (tmp_path / "new.pem").exists()

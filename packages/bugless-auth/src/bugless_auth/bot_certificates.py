@@ -35,7 +35,7 @@ from bugless_auth.people_ca import (
     check_csr_key,
     parse_csr,
 )
-from bugless_auth.tls import parse_mapping
+from bugless_auth.tls import CertificateMapping, parse_mapping
 from bugless_core.errors import InvalidArgument
 from bugless_core.usernames import username_problem
 
@@ -169,7 +169,9 @@ def mapping_with_bot(
 
     Raises:
         InvalidArgument: the file cannot be read or parsed, the name is
-            mapped to another user, or ``username`` cannot be a bugless name.
+            mapped to another user (or to this one with other ``groups`` or
+            ``display_name``, when given), or ``username`` cannot be a
+            bugless name.
     """
     if problem := username_problem(username):
         raise InvalidArgument(f"--username: {username!r} {problem}")
@@ -181,6 +183,7 @@ def mapping_with_bot(
     found = current.get(name.lower())
     if found is not None:
         if found.username == username:
+            _check_renewal(found, mapping_file, groups=groups, display_name=display_name)
             return None
         raise InvalidArgument(
             f"--mapping-file: {name!r} is mapped to {found.username!r} in {mapping_file}; "
@@ -207,6 +210,32 @@ def mapping_with_bot(
             f"--mapping-file: the entry for {name!r} would not read back: {exc}"
         ) from exc
     return updated
+
+
+def _check_renewal(
+    found: CertificateMapping, mapping_file: Path, *, groups: Sequence[str], display_name: str
+) -> None:
+    """A renewal keeps the entry: refuse ``--groups``/``--display-name`` that differ from it.
+
+    They would otherwise be dropped without a word while the command said the
+    name was "already in" the mapping, and the bot would lack the groups the
+    operator meant to give it.
+
+    Raises:
+        InvalidArgument: an option given that the mapped entry does not hold.
+    """
+    if groups and sorted(set(groups)) != sorted(set(found.groups)):
+        raise InvalidArgument(
+            f"--groups: {found.username!r} is mapped with the groups "
+            f"{', '.join(found.groups) or '(none)'} in {mapping_file}; a renewal keeps its "
+            "entry: change the groups there, or leave --groups out"
+        )
+    if display_name and display_name != found.display_name:
+        raise InvalidArgument(
+            f"--display-name: {found.username!r} is mapped as {found.display_name!r} in "
+            f"{mapping_file}; a renewal keeps its entry: change it there, or leave "
+            "--display-name out"
+        )
 
 
 def _toml_value(value: object) -> str:
