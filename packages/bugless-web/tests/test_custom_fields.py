@@ -412,6 +412,47 @@ async def test_bulk_edit_search_and_sort_by_a_custom_field(
     assert set(shown) == {i.id for i in issues}
 
 
+async def test_a_bulk_edit_says_which_issues_a_field_does_not_apply_to(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """A hotlist mixes components: the field is set where it applies, the others say why not.
+
+    The reason names the issue's component by its path, without the request
+    path the Model starts it with (it read 'delta.custom_fields_set[0].field_id:
+    custom field 7 does not apply to component 12').
+    """
+    component = await _component(model, world)
+    elsewhere = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    build = await _define(client, csrf, component.id, name="Build", type="integer")
+    inside = await _issue(model, world, component.id, "Bulk mixed inside")
+    outside = await _issue(model, world, elsewhere.id, "Bulk mixed outside")
+    response = await client.post(
+        "/issues/bulk",
+        data={
+            "_csrf": csrf,
+            "q": "",
+            "issue": [f"{i.id}:{i.version}" for i in (inside, outside)],
+            "custom_field": f"{build}:INTEGER",
+            "custom_value": "42",
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 400
+    row = re.search(rf'<a href="/issues/{outside.id}">.*?</tr>', response.text, re.S)
+    assert row, response.text
+    shown = row.group(0).replace("&gt;", ">").replace("&#39;", "'")
+    assert (
+        f"Not changed: custom field {build} does not apply to "
+        f"'{elsewhere.path}', the issue's component" in shown
+    )
+    assert "delta." not in response.text
+    changed = await call(
+        model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=inside.id)
+    )
+    assert _values(changed) == {build: ["42"]}
+
+
 async def test_deleting_a_field_keeps_its_old_values_readable_in_history(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

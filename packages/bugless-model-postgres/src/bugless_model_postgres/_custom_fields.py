@@ -44,6 +44,9 @@ SELECT f.* FROM custom_fields f JOIN components c ON f.component_id = ANY (c.pat
  WHERE c.id = $1
  ORDER BY array_position(c.path_ids, f.component_id), f.id
 """
+#: The path of component $1, to name it in a refusal (an issue's component:
+#: the caller sees it).
+COMPONENT_PATH = "SELECT path FROM components WHERE id = $1"
 #: ListCustomFields in one statement: component $1's effective ACL (to check
 #: the caller may view it) with each field that applies, root's first; one
 #: row of NULL fields when none apply, no row when the component is missing.
@@ -232,9 +235,11 @@ async def plan_values(
         where = f"{path}[{i}]"
         field = fields.get(item.field_id)
         if field is None:
+            component_path = await ctx.conn.fetchval(COMPONENT_PATH, component_id)
             raise InvalidArgument(
-                f"{where}.field_id: custom field {item.field_id} does not apply to component "
-                f"{component_id} (fields apply to the subtree of the component defining them)",
+                f"{where}.field_id: custom field {item.field_id} does not apply to "
+                f"{component_path or component_id!r}, the issue's component (a field applies "
+                "to the issues of the component defining it and of the components below it)",
                 metadata={"field": f"{where}.field_id"},
             )
         stored = cf.to_stored(field, cf.normalize_values(field, item.values, f"{where}.values"))

@@ -107,10 +107,11 @@ class CustomFieldContract:
         )
         assert [f.id for f in at_root.custom_fields] == [top.id]
         issue = await create(model, root.id)
+        # Named by the issue's component's path, which the caller sees (not its id).
         await expect_error(
             change(model, issue, v1.IssueDelta(custom_fields_set=[values(low.id, "3")])),
             Status.INVALID_ARGUMENT,
-            "does not apply",
+            f"custom field {low.id} does not apply to {root.path!r}, the issue's component",
         )
 
     async def test_only_component_admins_define_fields(self, model: v1.ModelStub) -> None:

@@ -20,6 +20,7 @@ from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web import custom_fields
 from bugless_web.backends import Backends
+from bugless_web.form_errors import message_without_path
 from bugless_web.frontend import (
     form_int,
     frontend_of,
@@ -297,10 +298,13 @@ async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
         count = len(response.results)
         session_of(request).update(notice=f"Changed {count} issue{'' if count == 1 else 's'}.")
         return redirect(_return_to_search(form))
+    # Each reason without the request path the Model starts it with
+    # (``delta.custom_fields_set[0].field_id: ``): no field of this page.
+    reasons = {r.issue_id: message_without_path(r.message) for r in failed}
     return render(
         request,
         "bulk_result.html",
-        {"results": response.results, "return_to": _return_to_search(form)},
+        {"results": response.results, "reasons": reasons, "return_to": _return_to_search(form)},
         status_code=409 if all(r.code == 10 for r in failed) else 400,
         viewer=viewer,
     )
