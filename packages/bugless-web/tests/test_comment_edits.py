@@ -43,6 +43,10 @@ async def test_the_author_edits_and_the_page_shows_the_latest_text_marked_edited
     csrf = await sign_in(client, "bob")
     page = await client.get(f"/issues/{issue.id}")
     assert f'action="/issues/{issue.id}/entries/{entry}/edit"' in _entry_html(page.text, entry)
+    # An edit keeps the old text: the author, who may not redact, is told who can.
+    own = _entry_html(page.text, entry)
+    assert "ask an admin of the issue's component to redact it" in own
+    assert 'class="redact-form"' not in own
     version = (await _issue(model, world, issue.id)).version
     response = await client.post(
         f"/issues/{issue.id}/entries/{entry}/edit",
