@@ -8,6 +8,7 @@ mapping file edited while they serve, as a ConfigMap update edits it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from grpc_errors import expect_status
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from bugless_auth import mapped_sessions
 from bugless_auth.mapped_sessions import unmapped_reason
 from bugless_proto import v1
 
@@ -146,3 +148,26 @@ async def test_a_replica_started_after_the_removal_ends_the_session_too(
     assert not await _valid(later, gone.token)
     assert not await _valid(first, gone.token)
     assert await _valid(later, kept.token)
+
+
+async def test_a_bot_that_never_comes_back_loses_its_session_at_the_next_sweep(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No listing through the replica and no connection of the certificate: the
+    replica's own sweep ends the session, so ``bugless auth user sessions``,
+    which reads the table, does not list it for hours either."""
+    monkeypatch.setattr(mapped_sessions, "SWEEP_SECONDS", 0.2)
+    server = await deployment.replica()
+    gone_cn, kept_cn = deployment.bots
+    gone = await _connect(server, deployment.pki.client(gone_cn))
+    session = server.service.tokens.verify(gone.token).token_id
+    deployment.write(kept_cn)
+    deadline = asyncio.get_running_loop().time() + 10
+    while await server.service.sessions.count_live(_user_id(server, gone)) == 1:
+        assert asyncio.get_running_loop().time() < deadline, f"{session} still live"
+        await asyncio.sleep(0.1)
+    assert not await _valid(server, gone.token)
+
+
+def _user_id(server: AuthServer, result: v1.AuthenticationResult) -> str:
+    return server.service.tokens.verify(result.token).user_id

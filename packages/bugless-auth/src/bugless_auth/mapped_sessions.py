@@ -14,9 +14,13 @@ what changed while it was not serving is caught too), the Authenticator
 ends the live certificate sessions of that backend whose user no mapped
 subject names any more. It looks when it authenticates a certificate
 (before asking the backend, so the certificate of a removed entry finds its
-session ended) and before it lists sessions; a backend re-reads its file at
-most every few seconds, so each look is one ``stat`` at most. A round the
-database failed is run again at the next look.
+session ended), before it lists sessions, and every :data:`SWEEP_SECONDS` by
+itself, so a bot that never connects again is not listed for hours either
+(``bugless auth user sessions`` reads the table, not a replica); a backend
+re-reads its file at most every few seconds, so each look is one ``stat`` at
+most. A round the database failed is run again at the next look; the sweep is
+supervised as ``auth.mapped_sessions`` (an outage logged once, a bug logged
+and counted, and the sweeps go on).
 
 A session records its certificate's fingerprint, not the entry that mapped
 it, so the rule is per user: a user still named by another entry (two
@@ -33,13 +37,24 @@ at most, and ends what it finds in one UPDATE.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 
 import asyncpg
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_auth.sessions import log_ended
 from bugless_auth.store import IdentityStore
 from bugless_core.auth_backend import AuthenticatorBackend, CertificateAuthenticator
+from bugless_core.errors import BuglessError
+from bugless_core.supervision import OutageLog, SupervisedLoop
+
+_log = logging.getLogger("bugless.auth")
+
+#: How often each replica looks at its certificate backends' mappings by itself.
+SWEEP_SECONDS = 10.0
 
 #: End the live certificate sessions of backend $1 whose user (a placeholder
 #: merged into an account: that account, whose the session is) no subject of
@@ -65,12 +80,59 @@ def unmapped_reason(backend: str) -> str:
 class MappedSessions:
     """Ends the certificate sessions of users a backend's changed mapping no longer names."""
 
-    def __init__(self, store: IdentityStore, backends: Sequence[AuthenticatorBackend]) -> None:
-        """Watch ``backends``' mappings (the certificate backends among them)."""
+    def __init__(
+        self,
+        store: IdentityStore,
+        backends: Sequence[AuthenticatorBackend],
+        *,
+        metrics_registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        """Watch ``backends``' mappings (the certificate backends among them).
+
+        ``metrics_registry`` is the service's, where the sweep's unexpected
+        failures are counted.
+        """
         self._store = store
         self._backends = [b for b in backends if isinstance(b, CertificateAuthenticator)]
         #: The list each backend's sessions were last brought in line with.
         self._done: dict[str, frozenset[str]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._supervised = SupervisedLoop(
+            "auth.mapped_sessions",
+            registry=metrics_registry,
+            outage=OutageLog(
+                "ending sessions of unmapped certificates",
+                logger=_log,
+                meanwhile="tried again at the next sweep",
+            ),
+        )
+
+    def start(self) -> None:
+        """Sweep every :data:`SWEEP_SECONDS` until :meth:`stop` (with a certificate backend)."""
+        if self._backends and self._task is None:
+            self._task = asyncio.create_task(self._every_sweep())
+
+    async def stop(self) -> None:
+        """Stop sweeping (one under way is cancelled: a single UPDATE, done or not)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _every_sweep(self) -> None:
+        wait = SWEEP_SECONDS
+        while True:
+            await asyncio.sleep(wait)
+            wait = SWEEP_SECONDS
+            try:
+                await self.end_unmapped()
+            except BuglessError as exc:  # the database is away
+                self._supervised.unavailable(exc)
+            except Exception as exc:  # a bug: logged and counted once, the sweeps go on
+                wait = self._supervised.failed(exc, at_least=SWEEP_SECONDS)
+            else:
+                self._supervised.succeeded()
 
     async def end_unmapped(self) -> int:
         """Bring the sessions in line with every mapping that changed since; how many ended.

@@ -106,11 +106,7 @@ class AuthService(UserAdministration, UserLookups):
         hashes: PasswordHashes,
         metrics_registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        """Assemble from open parts; see :meth:`open` for the usual way.
-
-        ``metrics_registry`` is the one the service's ``/metrics`` serves (its
-        background loops' failures are counted there).
-        """
+        """Assemble from open parts (see :meth:`open`); ``metrics_registry``: the service's."""
         self.settings = settings
         self.store = store
         self.backends = list(backends)
@@ -130,7 +126,7 @@ class AuthService(UserAdministration, UserLookups):
         self.policy = Policy(settings.policy)
         self.throttle = LoginThrottle(settings.throttle, store)
         self.sessions = SessionStore(store)
-        self.mapped_sessions = MappedSessions(store, self.backends)
+        self.mapped_sessions = MappedSessions(store, backends, metrics_registry=metrics_registry)
         self.people = PeopleCertificates(store, settings.people_ca)
         self.directory = UserDirectory(
             store,
@@ -220,11 +216,13 @@ class AuthService(UserAdministration, UserLookups):
         for resync in service.resyncs:
             resync.start()
         service.user_feed.start()
+        service.mapped_sessions.start()
         return service
 
     async def close(self) -> None:
-        """Stop the feed follower and the directory re-syncs, close the backends, then the store."""
+        """Stop the background loops (feed, re-syncs, mapping sweep), close backends, then store."""
         await self.user_feed.stop()
+        await self.mapped_sessions.stop()
         for resync in self.resyncs:
             await resync.stop()
         for backend in self.backends:
