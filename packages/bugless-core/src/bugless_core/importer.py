@@ -287,6 +287,14 @@ class Importer(ABC):
         #: (deleted while the import ran), one line each with why; the run's
         #: report names them instead of the whole run failing.
         self.skipped: list[str] = []
+        #: What the source shows only to some of its readers and the import
+        #: left out (Redmine's private notes, Jira's comments restricted to a
+        #: role or a group): where (``#12 journal 7``) -> whom the source
+        #: shows it to. bugless has no per-comment visibility: imported, such
+        #: a comment would be read by everyone who may read the issue, so an
+        #: importer leaves it out and the report counts and names it. Keyed by
+        #: where, so that reading the issues twice names each once.
+        self.withheld: dict[str, str] = {}
 
     @abstractmethod
     def people(self) -> Iterator[SourcePerson]:

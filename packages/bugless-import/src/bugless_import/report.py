@@ -69,6 +69,9 @@ class ImportReport:
     components_to_create: list[str] = field(default_factory=list)
     unmapped: list[tuple[str, str, int]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: (where, whom the source shows it to) of comments left out because the
+    #: source restricts who may read them (:attr:`Importer.withheld`).
+    withheld: list[tuple[str, str]] = field(default_factory=list)
     created: int = 0
     extended: int = 0
     unchanged: int = 0
@@ -116,6 +119,12 @@ class ImportReport:
                 f"  issues skipped, gone from the source while reading: {len(self.skipped)}"
             )
             lines += [f"    {why}" for why in self.skipped[:50]]
+        if self.withheld:
+            lines.append(
+                f"  restricted comments not imported: {len(self.withheld)} (bugless has no "
+                "per-comment visibility: imported, everyone who may read the issue would read them)"
+            )
+            lines += [f"    {where}: {whom}" for where, whom in self.withheld[:200]]
         if self.attachments:
             size = describe_size(self.attachment_bytes)
             if not size.endswith(" bytes"):

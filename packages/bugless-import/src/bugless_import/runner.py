@@ -240,6 +240,7 @@ async def _run(
         source=importer.name,
         dry_run=settings.dry_run,
         skipped=list(importer.skipped),
+        withheld=list(importer.withheld.items()),
     )
     if not settings.new_url:
         report.warnings.append(no_redirects_warning(importer.name))

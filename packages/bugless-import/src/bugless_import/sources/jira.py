@@ -10,6 +10,9 @@ Comments come from each issue's ``fields.comment.comments`` (every one is
 included when the search returns them; otherwise add
 ``/rest/api/2/issue/KEY/comment`` pages as ``comments-KEY*.json``).
 Text fields are Jira wiki notation (API v2) and are converted to Markdown.
+A comment Jira shows only to a role or a group (its ``visibility``) is not
+imported: bugless has no per-comment visibility, so it would be read by
+everyone who may read the issue. The report counts and names each one.
 Times carry their offset (``2019-03-04T10:00:00.000+0100``).
 
 The status is written ``<status>/<resolution>`` when the issue has a
@@ -271,6 +274,7 @@ class JiraImporter(Importer):
         comments = list((fields.get("comment") or {}).get("comments") or [])
         known = {str(c.get("id")) for c in comments}
         comments += [c for c in self._extra_comments(key) if str(c.get("id")) not in known]
+        comments = [c for c in comments if not self._withheld(key, c)]
         entries: list[tuple[datetime, int, SourceEntry]] = [
             (
                 when(c["created"]),
@@ -321,6 +325,23 @@ class JiraImporter(Importer):
             ),
             relations=_relations(fields, self._epic_fields),
         )
+
+    def _withheld(self, key: str, comment: dict[str, Any]) -> bool:
+        """Whether Jira shows ``comment`` only to a role or a group (then it is noted, not read).
+
+        bugless has no per-comment visibility: imported, the comment would be
+        read by everyone who may read the issue.
+        """
+        visibility = comment.get("visibility") or {}
+        if not visibility:
+            return False
+        kind = str(visibility.get("type") or "role")
+        whom = str(visibility.get("value") or visibility.get("identifier") or "?")
+        author = (comment.get("author") or {}).get("displayName") or "someone"
+        self.withheld[f"{key} comment {comment.get('id')}"] = (
+            f"by {author} of {comment.get('created')}, visible to the {kind} {whom!r} only"
+        )
+        return True
 
     def _attachment(self, attachment: dict[str, Any], base: str) -> SourceAttachment:
         """One of an issue's files; its bytes are read when ``bugless import`` copies it."""

@@ -53,6 +53,13 @@ a ``content_url`` outside LOCATION is read at LOCATION's
 From files, the bytes are ``attachments/ID/FILENAME`` of the directory; a
 file missing there is reported and left out.
 
+Private notes (a journal's ``private_notes``: Redmine shows the note only
+to those with the "View private notes" permission) are not imported: bugless
+has no per-comment visibility, so the note would be read by everyone who may
+read the issue. The journal's changes, which Redmine shows to everyone, are
+imported; the report counts and names each note left out. (A key whose user
+lacks that permission gets no private notes from Redmine at all.)
+
 Relations: an issue's ``parent`` makes it a sub-issue, and its relations
 (``include=relations``, listed on both issues; Redmine stores each one way,
 ``issue_id`` to ``issue_to_id``) are set as bugless holds them:
@@ -443,6 +450,16 @@ class RedmineImporter(Importer):
                     )
                 )
             notes = str(journal.get("notes") or "")
+            if journal.get("private_notes") and notes.strip():
+                # Only those with "View private notes" read it in Redmine; in
+                # bugless everyone who reads the issue would. Its changes are
+                # not private (Redmine shows them to all), so they stay.
+                author = str((journal.get("user") or {}).get("name") or "someone")
+                self.withheld[f"#{item['id']} journal {journal['id']}"] = (
+                    f"private note by {author} of {journal['created_on']} (Redmine shows it "
+                    'to those with "View private notes")'
+                )
+                notes = ""
             if notes.strip() or changes or relations:
                 entries.append(
                     SourceEntry(
