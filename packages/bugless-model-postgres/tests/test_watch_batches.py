@@ -313,3 +313,25 @@ async def test_a_query_watch_goes_on_while_another_field_bears_the_name(
     assert event.issue is not None
     assert event.entry is not None
     assert (event.issue.id, event.entry.comment) == (other.id, "matching by the twin")
+
+
+async def test_a_query_watch_goes_on_when_only_its_sort_keys_field_is_deleted(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """A watch sends changes, not an order: a custom field only the query's sort
+    key names is deleted, and the watch goes on delivering its issue's changes."""
+    backend = bugless_model_backend
+    issue, field = await valued_issue(backend)
+    query = v1.StructuredQuery(
+        filter=term(v1.SearchField.ID, v1.SearchOperator.EQ, issue.id),
+        order_by=[v1.SortKey(field=v1.SortField.CUSTOM, custom_field_id=field.id)],
+    )
+    stream = await _subscribed(backend, query)
+    try:
+        await _delete_field(backend, field)
+        await _change(backend, issue.id, "still watched")
+        event = await asyncio.wait_for(anext(stream), 10)
+    finally:
+        await stream.aclose()
+    assert event.entry is not None
+    assert event.entry.comment == "still watched"

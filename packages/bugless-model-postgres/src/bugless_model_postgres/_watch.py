@@ -439,7 +439,7 @@ def _fields_gone(
     another component, or a new one) keeps the watch going: the query still
     means something, judged as a search of it now would be.
     """
-    key = catalog_key(query)
+    key = catalog_key(v1.StructuredQuery(filter=query.filter))  # a sort key judges nothing
     if key is None:
         return None
     ids, names = key
