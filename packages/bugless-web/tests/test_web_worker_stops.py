@@ -11,16 +11,28 @@ update's record.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
+import socket
 import threading
 import urllib.request
 from pathlib import Path
 
+import pytest
 from browser_support import start_web_server
 from web_support import World
-from worker_support import WORKERS, alive, children, get_status, records, started, wait_for
+from worker_support import (
+    WORKERS,
+    alive,
+    children,
+    get_status,
+    metrics_servers,
+    records,
+    started,
+    wait_for,
+)
 
 from bugless_dev.stack import RunningService
 from bugless_web.workers import CRASH_LOOP_CRASHES
@@ -31,6 +43,10 @@ def _serving(server: RunningService, pid: int) -> bool:
     return any(
         r["message"] == "Application startup complete." and r["pid"] == pid for r in records(server)
     )
+
+
+def _ended(pid: int) -> bool:
+    return not alive(pid)
 
 
 def _grew(items: list[int], past: int) -> bool:
@@ -201,3 +217,28 @@ def test_a_worker_stopped_before_it_serves_drains_once_it_does(world: World) -> 
     mine = [r["message"] for r in records(server) if r["pid"] == new]
     assert "SIGTERM arrived while the server was starting; handling it now" in mine
     assert f"web worker 0 (pid {new}) stopped" in [r["message"] for r in records(server)]
+
+
+def test_the_workers_and_the_metrics_server_end_with_the_parent(world: World) -> None:
+    """A parent killed outright (SIGKILL, the OOM killer) leaves no orphan serving the port.
+
+    The kernel sends each worker SIGTERM (``PR_SET_PDEATHSIG``), and it drains
+    as at a stop; the metrics server sees its pipe close. Before, the workers
+    served on, unsupervised, holding the port a restarted parent needs.
+    """
+    server = start_web_server(world.stack, extra_env={**WORKERS, "BUGLESS_WEB_METRICS_PORT": "0"})
+    pids = started(server)
+    (metrics,) = metrics_servers(server)
+    try:
+        os.kill(server.process.pid, signal.SIGKILL)
+        for pid in [*pids, metrics]:
+            wait_for(functools.partial(_ended, pid), f"process {pid} ending")
+    finally:
+        for pid in [*pids, metrics]:  # an orphan must not outlive a failed test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        world.stack.stop_service(server)
+    drained = {r["pid"] for r in records(server) if r["message"].startswith("SIGTERM: draining")}
+    assert drained == set(pids)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()

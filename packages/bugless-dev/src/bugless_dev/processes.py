@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bugless_core.clients import ServiceAddress
+from bugless_core.parent_death import signal_on_parent_death
 
 #: How a subprocess runs the ``bugless`` command of this interpreter's install
 #: (works whether or not the console script is on PATH).
@@ -65,7 +65,6 @@ RESERVATION_ADMITS_SERVER = sys.platform.startswith("linux")
 STOP_TIMEOUT_SECONDS = 30.0
 #: How long it then has to exit before it is killed.
 STOP_NOW_SECONDS = 10.0
-_PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
 
 
@@ -96,29 +95,9 @@ def run_in_thread(coro: Coroutine[Any, Any, _T]) -> _T:
     return result[0]
 
 
-def _load_prctl() -> Callable[..., int] | None:
-    """Libc's ``prctl``, looked up here in the parent (Linux only).
-
-    The child cannot import anything: it may already run as another user
-    (PostgreSQL's, when the parent is root) who cannot read this Python's
-    files, so a preexec function must only call what the parent prepared.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
-_PRCTL = _load_prctl()
-
-
 def _die_with_parent() -> None:
     """In the child, before exec: get SIGTERM when the parent dies (Linux)."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal_on_parent_death(signal.SIGTERM)
 
 
 def tail(path: Path, lines: int = 40) -> str:

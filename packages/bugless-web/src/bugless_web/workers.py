@@ -29,6 +29,7 @@ from typing import NoReturn
 
 from bugless_core import logs
 from bugless_core.metrics_endpoint import MetricsEndpoint
+from bugless_core.parent_death import signal_on_parent_death
 from bugless_web.metrics import worker_exited
 from bugless_web.server import StartupSignals, serve
 from bugless_web.settings import WebSettings
@@ -211,6 +212,7 @@ class _Supervisor:
                 os.waitpid(-1, 0)
 
     def _start_worker(self, index: int) -> None:
+        parent = os.getpid()
         try:
             pid = os.fork()
         except OSError as exc:
@@ -218,7 +220,9 @@ class _Supervisor:
             return
         if pid == 0:  # pragma: no cover - the worker; its exit ends this branch
             inherited = [self._metrics_pipe] if self._metrics_pipe is not None else []
-            _run_worker(self._settings, self._listener, self._metrics, index, inherited)
+            _run_worker(
+                self._settings, self._listener, self._metrics, index, inherited, parent=parent
+            )
         self._workers[pid] = index
         self._pids[index] = pid
 
@@ -420,11 +424,16 @@ def _run_worker(
     endpoint: MetricsEndpoint | None,
     index: int,
     inherited: list[int],
+    *,
+    parent: int,
 ) -> NoReturn:  # pragma: no cover - runs in the forked worker
     """The forked worker ``index``: serve until stopped, then exit with its status.
 
     ``inherited``: the parent's descriptors this worker must not hold open
     (the metrics server's stop pipe: it stops when the parent closes it).
+    When ``parent`` dies, however it dies (SIGKILL, the OOM killer), the
+    worker is sent SIGTERM and drains: an orphan would serve on, unsupervised,
+    holding the port that a restarted parent needs.
     """
     status = 0
     try:
@@ -432,6 +441,8 @@ def _run_worker(
         # and handled once the server can drain (StartupSignals).
         early = StartupSignals()
         early.install()
+        if signal_on_parent_death(signal.SIGTERM) and os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)  # it died before that took effect
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
         for descriptor in inherited:
