@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from api_support import ConnectAs, signed_in
+from api_support import ConnectAs, acl, signed_in
 
 from bugless_api.client import BuglessClient
 from bugless_api.server import RunningApi
-from bugless_core.errors import InvalidArgument, NotFound
+from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from bugless_proto import v1
 from bugless_testing.events import DELIVERY_TIMEOUT, EventStream
 
@@ -185,6 +185,41 @@ async def test_a_watch_with_a_bad_query_is_invalid_and_positioned(connect_as: Co
         await _first_event(connect_as("robot").watch(query="is:open status:"))
 
     assert caught.value.metadata["position"] == "15"
+
+
+async def test_a_watch_whose_custom_field_is_deleted_ends_failed_precondition(
+    connect_as: ConnectAs,
+) -> None:
+    """Through the API as from the Model: the field a watched query names is
+    deleted, and the bot's watch ends with FailedPrecondition naming it (reason
+    WATCHED_FIELD_CHANGED), not the INVALID_ARGUMENT of a query typed wrong,
+    nor an internal error; the client does not reconnect on it."""
+    (robot,) = await signed_in(connect_as, "robot")
+    component = await robot.create_component(
+        f"Fields-{secrets.token_hex(3)}", acl=[acl(v1.Principal(user="robot"), v1.Role.ADMIN)]
+    )
+    name = f"Seen In {secrets.token_hex(2)}"
+    field = await robot.create_custom_field(component.id, name, v1.CustomFieldType.TEXT)
+    issue = await robot.create_issue(
+        "with a value",
+        component.id,
+        custom_fields=[v1.CustomFieldValue(field_id=field.id, values=["4.2"])],
+    )
+    events = EventStream(robot.watch(query=f'c:{component.id} "{name}":4.2'))
+    try:
+        await events.subscribed()
+        await robot.comment(issue.id, "before")
+        before = await events.next()
+        assert before.entry is not None
+        assert before.entry.comment == "before"
+        await robot.delete_custom_field(field.id)
+        await robot.comment(issue.id, "after")
+        with pytest.raises(FailedPrecondition) as ended:
+            await events.next()
+    finally:
+        await events.close()
+    assert ended.value.reason == "WATCHED_FIELD_CHANGED"
+    assert repr(name) in ended.value.message
 
 
 async def test_a_watch_without_a_target_is_invalid(connect_as: ConnectAs) -> None:
