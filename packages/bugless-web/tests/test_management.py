@@ -169,6 +169,76 @@ async def test_saved_search_edit_checks_the_query_and_the_owner(
     assert refused.status_code in (403, 404)
 
 
+async def test_saved_search_edit_keeps_the_people_it_is_shared_with(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """Readers named one by one (as the CLI and the API share) show and stay.
+
+    The form had groups only: renaming a search shared with carol sent the
+    groups as every reader, and carol lost it without a word.
+    """
+    saved = await call(
+        model.create_saved_search,
+        v1.CreateSavedSearchRequest(
+            caller=world.caller("bob"),
+            name="For carol",
+            query="is:open",
+            readers=[v1.Principal(group="oncall"), v1.Principal(user=world.users["carol"])],
+        ),
+    )
+    token = await sign_in(client, "bob")
+    listing = await client.get("/searches")
+    rows = re.findall(r'<tr class="row".*?</tr>', listing.text, re.S)
+    ours = next(r for r in rows if f'href="/searches/{saved.id}/edit"' in r)
+    row = re.search(r'<td class="saved-readers">(.*?)</td>', ours, re.S)
+    assert row
+    assert "oncall" in row.group(1)
+    assert 'href="/users/carol"' in row.group(1)
+    form_page = await client.get(f"/searches/{saved.id}/edit")
+    people = re.search(r'<input name="share_with_people"[^>]*>', form_page.text)
+    assert people
+    assert 'value="carol"' in people.group(0)
+    unknown = await client.post(
+        f"/searches/{saved.id}/edit",
+        data={
+            "_csrf": token,
+            "version": str(saved.version),
+            "name": "For carol",
+            "query": "is:open",
+            "share_with_groups": "oncall",
+            "share_with_people": "carol nosuchperson",
+        },
+    )
+    assert unknown.status_code == 400
+    field = re.search(r'<input name="share_with_people"[^>]*>', unknown.text)
+    assert field
+    assert 'aria-invalid="true"' in field.group(0)
+    assert "no user named &#39;nosuchperson&#39;" in unknown.text
+    renamed = await client.post(
+        f"/searches/{saved.id}/edit",
+        data={
+            "_csrf": token,
+            "version": str(saved.version),
+            "name": "For carol (renamed)",
+            "query": "is:open",
+            "share_with_groups": "oncall",
+            "share_with_people": "carol",
+        },
+        follow_redirects=False,
+    )
+    assert renamed.status_code == 303, renamed.text
+    stored = await call(
+        model.list_saved_searches,
+        v1.ListSavedSearchesRequest(caller=world.caller("carol")),
+    )
+    hers = next(s for s in stored.saved_searches if s.id == saved.id)
+    assert hers.name == "For carol (renamed)"
+    assert {(p.group or "", p.user or "") for p in hers.readers} == {
+        ("oncall", ""),
+        ("", world.users["carol"]),
+    }
+
+
 async def test_saved_search_columns_are_saved_shown_and_checked(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

@@ -11,6 +11,7 @@ is saved, so a saved search that cannot run is caught at the form.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -37,7 +38,7 @@ from bugless_web.frontend import (
 from bugless_web.searching import COLUMNS, columns_to_store, parse_columns, saved_columns
 
 #: The edit form's fields in page order.
-SAVED_SEARCH_FIELDS = ("name", "query", "share_with_groups", "columns")
+SAVED_SEARCH_FIELDS = ("name", "query", "share_with_groups", "share_with_people", "columns")
 #: Saved searches read per ListSavedSearches call.
 _PAGE = 500
 
@@ -82,6 +83,21 @@ def _readers_text(saved: v1.SavedSearch) -> str:
     return " ".join(p.group for p in saved.readers if p.group)
 
 
+def _reader_ids(searches: Iterable[v1.SavedSearch]) -> set[str]:
+    """The people (user ids) the searches are shared with one by one."""
+    return {p.user for saved in searches for p in saved.readers if p.user}
+
+
+async def _people_readers(backends: Backends, text: str, errors: FieldErrors) -> list[v1.Principal]:
+    """The people ``text`` names (usernames), as readers; an unknown name is an error."""
+    names = _groups(text)
+    found = await backends.users_by_name(names)
+    unknown = [name for name in names if name not in found]
+    if unknown:
+        errors.add("share_with_people", f"no user named {', '.join(map(repr, unknown))}")
+    return [v1.Principal(user=found[name].user_id) for name in names if name in found]
+
+
 def _edit_page(
     request: Request[Any, Any, Any],
     viewer: Viewer,
@@ -117,7 +133,7 @@ async def saved_searches(request: Request[Any, Any, Any]) -> Response[str]:
     )
     mine = [s for s in everything if s.owner == viewer.caller.user_id]
     shared = [s for s in everything if s.owner != viewer.caller.user_id]
-    users = await backends.users(s.owner for s in shared)
+    users = await backends.users({s.owner for s in shared} | _reader_ids(mine))
     return render(
         request,
         "saved_searches.html",
@@ -181,11 +197,17 @@ async def edit_search_form(
     """The edit form of one of my saved searches."""
     saved_search_id = path_id(saved_search_text, "saved_search_id")
     viewer = await viewer_of(request)
-    saved = await _my_saved_search(frontend_of(request).backends, viewer, saved_search_id)
+    backends = frontend_of(request).backends
+    saved = await _my_saved_search(backends, viewer, saved_search_id)
+    people = await backends.users(_reader_ids([saved]))
     values = {
         "name": saved.name,
         "query": saved.query,
         "share_with_groups": _readers_text(saved),
+        # Shown so that saving keeps them: the form sends every reader.
+        "share_with_people": " ".join(
+            people[p.user].username for p in saved.readers if p.user in people
+        ),
         "columns": list(saved_columns(saved)),
     }
     return _edit_page(request, viewer, saved, values, FieldErrors(SAVED_SEARCH_FIELDS))
@@ -217,6 +239,7 @@ async def edit_search(
         check_columns(columns, "columns")
     except InvalidArgument as exc:
         errors.take(exc)
+    people = await _people_readers(backends, values["share_with_people"], errors)
     if errors:
         saved = await _my_saved_search(backends, viewer, saved_search_id)
         return _edit_page(request, viewer, saved, values, errors)
@@ -228,7 +251,10 @@ async def edit_search(
                 id=saved_search_id,
                 name=values["name"].strip(),
                 query=values["query"],
-                readers=[v1.Principal(group=g) for g in _groups(values["share_with_groups"])],
+                readers=[
+                    *(v1.Principal(group=g) for g in _groups(values["share_with_groups"])),
+                    *people,
+                ],
                 columns=columns_to_store(columns),
             ),
             update_mask=FieldMask(paths=["name", "query", "readers", "columns"]),
