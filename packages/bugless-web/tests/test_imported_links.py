@@ -106,7 +106,7 @@ async def test_an_imported_reference_redirects_to_the_issue_imported_with_that_i
 
 
 async def test_an_imported_file_link_redirects_to_the_attachment_with_that_content(
-    client: AsyncTestClient[Any], world: World
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
     """What the import writes for a file the source's text linked (GitHub's pasted files)."""
     external_id = f"github:org/files{secrets.token_hex(3)}#7"
@@ -124,10 +124,53 @@ async def test_an_imported_file_link_redirects_to_the_attachment_with_that_conte
     download = await client.get(location)
     assert download.status_code == 200
     assert download.content == content
-    other = imported_file_link(external_id, hashlib.sha256(b"not this one").hexdigest())
-    missing = await client.get(other, follow_redirects=False)
-    assert missing.status_code == 303
-    assert missing.headers["location"] == f"/issues/{issue_id}#attachments", "the issue, then"
+    stored = (
+        await call(
+            model.list_attachments,
+            v1.ListAttachmentsRequest(caller=world.admin, issue_id=issue_id),
+        )
+    ).attachments
+    await call(
+        model.delete_attachment,
+        v1.DeleteAttachmentRequest(caller=world.admin, attachment_id=stored[0].id),
+    )
+    deleted = await client.get(link, follow_redirects=False)
+    assert deleted.status_code == 303
+    assert deleted.headers["location"] == f"/issues/{issue_id}#attachments", (
+        "deleted since: the issue's files, whose history says so"
+    )
+
+
+async def test_a_link_to_a_file_the_import_left_out_is_a_404_naming_file_and_issue(
+    listing: AsyncTestClient[Any], world: World
+) -> None:
+    """Trac's link in one ticket to another ticket's file the Model refused at import.
+
+    Before, it led to that issue's files, as if the link were merely stale.
+    """
+    external_id = f"trac:{secrets.randbelow(10**9) + 10**9}"
+    issue_id = await _import(world, external_id, "Platform", file=("small.txt", b"kept"))
+    await sign_in(listing, "bob")
+    refused = hashlib.sha256(b"a core dump over the limit").hexdigest()
+    source = "https://trac.example.org/attachment/ticket/12/core%20dump.bin"
+    response = await listing.get(
+        imported_file_link(external_id, refused, source), follow_redirects=False
+    )
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert (
+        f"The file <code>core dump.bin</code> was not imported onto "
+        f'<a href="/issues/{issue_id}">issue {issue_id}</a>'
+    ) in response.text
+    assert f'<a href="{source}" rel="nofollow noopener noreferrer">' in response.text
+    # A source the tier does not list names nothing: the content's hash instead.
+    unlisted = await listing.get(
+        imported_file_link(external_id, refused, "https://evil.example/x/Click%20here.exe")
+    )
+    assert unlisted.status_code == 404
+    assert f"The file with SHA-256 <code>{refused}</code> was not imported" in unlisted.text
+    assert "Click" not in unlisted.text
+    assert "evil.example" not in unlisted.text
 
 
 async def test_an_issue_the_viewer_cannot_see_is_not_found_like_any_other(

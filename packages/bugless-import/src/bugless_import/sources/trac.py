@@ -246,7 +246,8 @@ class TracImporter(Importer):
         ticket is not imported. A file of the text's own ticket that the run
         does not import (refused, unreadable) is then its name and why
         (:attr:`SourceAttachment.sha256`); one of another ticket leads to
-        that issue's files.
+        that issue's copy, or to the web's page saying that issue's import
+        left the file out.
         A file Trac has that is not copied (a wiki page's) or cannot be read
         links to the old Trac when its URL is known. A file Trac does not
         have is code: Trac itself shows it as a missing attachment.

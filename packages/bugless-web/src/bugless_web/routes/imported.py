@@ -14,12 +14,19 @@ redirect either.
 
 ``file=<sha256>`` (a file the source's text linked, copied with the issue)
 sends the viewer on to that issue's attachment with that content, or to the
-issue when the attachment has since been deleted or redacted.
+issue when the attachment has since been deleted or redacted. An issue that
+never had a file of that content (the import left it out: the Model refused
+it, the source could not give it) is a 404 page saying so, naming the file
+by the old tracker's link when that is one the deployment lists: a link in
+one ticket to another ticket's file keeps leading here whether or not that
+file was imported, and the issue's files without it would read as if the
+link were merely stale.
 """
 
 from __future__ import annotations
 
 import datetime
+import re
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +44,8 @@ from bugless_web.frontend import frontend_of, redirect, render, viewer_of
 
 #: The longest ``source=`` URL shown (the Model keeps source URLs this short).
 _MAX_SOURCE_URL = 2048
+#: A file's content hash as links carry it (``file=``).
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @get(IMPORTED_PATH)
@@ -48,7 +57,10 @@ async def imported_issue(request: Request[Any, Any, Any]) -> Response[Any]:
     if issue_id:
         sha256 = request.query_params.get("file", "")
         if sha256:
-            return redirect(await _file_of(request, viewer, issue_id, sha256))
+            found = await _file_of(request, viewer, issue_id, sha256)
+            if found:
+                return redirect(found)
+            return _file_missing(request, viewer, external_id, issue_id, sha256)
         return redirect(f"/issues/{issue_id}")
     return render(
         request,
@@ -97,15 +109,45 @@ async def _issue_imported_as(
 async def _file_of(
     request: Request[Any, Any, Any], viewer: Viewer, issue_id: int, sha256: str
 ) -> str:
-    """Where the attachment of ``issue_id`` with content ``sha256`` is; else the issue's page."""
+    """Where the attachment of ``issue_id`` with content ``sha256`` is; "" if it never had one.
+
+    One deleted or redacted since leads to the issue's files, whose history
+    says what became of it.
+    """
     listed = await call(
         frontend_of(request).backends.model.list_attachments,
-        v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue_id),
+        v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue_id, include_deleted=True),
     )
-    for attachment in listed.attachments:
-        if attachment.sha256 == sha256 and not attachment.redacted:
+    held = [a for a in listed.attachments if a.sha256 == sha256.lower()]
+    for attachment in held:
+        if not attachment.redacted and not attachment.deleted_in_version:
             return attachment_url(attachment)
-    return f"/issues/{issue_id}#attachments"
+    return f"/issues/{issue_id}#attachments" if held else ""
+
+
+def _file_missing(
+    request: Request[Any, Any, Any], viewer: Viewer, external_id: str, issue_id: int, sha256: str
+) -> Response[Any]:
+    """The 404 page for a file the issue imported as ``external_id`` never had."""
+    source_url = shown_source_url(
+        request.query_params.get("source", ""), frontend_of(request).settings.imported_sources
+    )
+    # The old tracker's link ends in the file's name (Trac's
+    # /attachment/ticket/12/core.dump); a link elsewhere is not trusted to.
+    name = urllib.parse.unquote(urllib.parse.urlsplit(source_url).path.rsplit("/", 1)[-1])
+    return render(
+        request,
+        "imported_file_missing.html",
+        {
+            "external_id": external_id,
+            "issue_id": issue_id,
+            "name": name,
+            "sha256": sha256.lower() if _SHA256.fullmatch(sha256) else "",
+            "source_url": source_url,
+        },
+        status_code=404,
+        viewer=viewer,
+    )
 
 
 def shown_source_url(candidate: str, sources: Sequence[str]) -> str:
