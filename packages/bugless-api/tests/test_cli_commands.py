@@ -373,6 +373,13 @@ async def test_hotlist_rank_takes_a_negative_position_from_the_end(
     past = bugless_cli(served_api, "hotlist", "rank", hotlist_id, first, "-4", check=False)
     assert past.returncode == 2
     assert "POSITION: -4 is before the first place of a hotlist of 3 items" in past.stderr
+    # Past the wire's int32: it wrapped when encoded (-4294967295 arrived as 1).
+    wrapped = bugless_cli(
+        served_api, "hotlist", "rank", hotlist_id, first, "-4294967295", check=False
+    )
+    assert wrapped.returncode == 2
+    assert "POSITION: -4294967295 is no place in a hotlist" in wrapped.stderr
+    assert await order() == [third, second, first]
     typo = bugless_cli(served_api, "hotlist", "rank", hotlist_id, second, "0", "--jsn", check=False)
     assert typo.returncode == 2
     assert "--jsn" in typo.stderr

@@ -5,9 +5,29 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bugless_api.client._base import ClientBase, checked_ids, page, pages
+from bugless_core.errors import InvalidArgument
 from bugless_core.ids import check_id
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+
+#: A hotlist position is an int32 on the wire: a larger one would wrap when
+#: encoded (-4294967295 arrived as 1, moving the item to the second place).
+_POSITIONS = range(-(2**31), 2**31)
+
+
+def _checked_position(position: int) -> int:
+    """``position`` once it fits the wire's int32 (refused before encoding: no wrap).
+
+    Raises:
+        InvalidArgument: (a client mistake) it does not.
+    """
+    if position not in _POSITIONS:
+        raise InvalidArgument(
+            f"position: {position} is no place in a hotlist; give one from 0 (the first), "
+            "or from -1 (the last) back",
+            metadata={"field": "position", "origin": "client"},
+        )
+    return position
 
 
 class HotlistCalls(ClientBase):
@@ -71,7 +91,7 @@ class HotlistCalls(ClientBase):
         request = v1.AddHotlistItemsRequest(
             hotlist_id=hotlist_id,
             issue_ids=checked_ids(issue_ids, "issue_ids"),
-            position=position,
+            position=_checked_position(position),
             note=note,
         )
         # Adding present issues changes nothing, so a retry is harmless.
@@ -90,12 +110,13 @@ class HotlistCalls(ClientBase):
 
         The server counts from the end under the hotlist's lock, so an item
         added meanwhile does not shift the place. ``position`` further back
-        than the first place is refused (InvalidArgument), nothing moved.
+        than the first place is refused (InvalidArgument), nothing moved;
+        so is one outside the wire's int32 (before anything is sent).
         """
         check_id(hotlist_id, "hotlist_id")
         check_id(issue_id, "issue_id")
         request = v1.RankHotlistItemRequest(
-            hotlist_id=hotlist_id, issue_id=issue_id, position=position
+            hotlist_id=hotlist_id, issue_id=issue_id, position=_checked_position(position)
         )
         return await self._call(self.hotlists.rank_hotlist_item, request, idempotent=True)
 
