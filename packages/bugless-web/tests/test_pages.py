@@ -350,6 +350,11 @@ async def test_security_headers_on_pages_errors_and_assets(client: AsyncTestClie
     asset = await client.get(css.group(1))
     assert asset.status_code == 200
     assert "immutable" in asset.headers["cache-control"]
+    assert asset.headers["content-type"] == "text/css; charset=utf-8"  # one charset, not two
+    script = re.search(r'src="(/static/app\.[0-9a-f]{12}\.js)"', page.text)
+    assert script
+    code = await client.get(script.group(1))
+    assert code.headers["content-type"] == "text/javascript; charset=utf-8"
     assert (await client.get("/static/app.000000000000.css")).status_code == 404
     assert "<script>" not in page.text.replace('<script src="', "")
 

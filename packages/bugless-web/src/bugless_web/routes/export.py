@@ -163,7 +163,8 @@ async def export_csv(request: Request[Any, Any, Any]) -> Response[Any]:
             zone=zone,
             today=today,
         ),
-        media_type="text/csv; charset=utf-8",
+        # Litestar adds "; charset=utf-8" to a text/ type (given here, it was sent twice).
+        media_type="text/csv",
         headers={
             "content-disposition": 'attachment; filename="bugless-issues.csv"',
             "cache-control": "private, no-store",
