@@ -15,7 +15,7 @@ import time
 from auth_support import unique
 
 from bugless_auth import _queries as sql
-from bugless_auth import sessions as sessions_module
+from bugless_auth import _session_queries as session_sql
 from bugless_auth.sessions import SessionStore
 from bugless_auth.store import IdentityStore
 
@@ -54,7 +54,7 @@ async def test_recently_ended_sessions_are_found_through_their_index(auth_databa
             )
             assert await sessions.revoke(f"ended-{n}", "test") == 1
         await store.run(lambda conn: conn.execute("ANALYZE sessions"))
-        query = sessions_module._REVOKED_SINCE  # the statement under test
+        query = session_sql.REVOKED_SINCE  # the statement under test
         plan = await store.run(lambda conn: conn.fetchval("EXPLAIN (FORMAT JSON) " + query, 30.0))
         assert await sessions.revoked_within(30.0) == ["ended-0", "ended-1", "ended-2"]
     finally:

@@ -35,7 +35,7 @@ from test_people_ca import _csr
 from test_user_change_feed import eventually
 
 from bugless_auth import _queries as sql
-from bugless_auth import sessions as sessions_module
+from bugless_auth import _session_queries as session_sql
 from bugless_auth.placeholders import match_people, merge_placeholder
 from bugless_auth.settings import PeopleCaSettings
 from bugless_auth.store import UserRecord
@@ -130,7 +130,7 @@ async def disable_as_the_service_does(connection: asyncpg.Connection, user: User
     writes = UserWrites(connection)
     await writes.fetchrow(sql.SET_DISABLED, username_key(user.username), True)
     await writes.log()
-    await connection.execute(sessions_module._REVOKE_USER, user.user_id, "disabled by the test")
+    await connection.execute(session_sql.REVOKE_USER, user.user_id, "disabled by the test")
     await connection.execute(REVOKE_CERTIFICATES, user.user_id)
 
 
@@ -329,7 +329,7 @@ async def test_an_assertion_waiting_for_the_disables_row_lock_is_refused(
             second.stub.issue_assertion(v1.IssueAssertionRequest(user_id=bob.user_id))
         )
         await waiting(lock_connection, "the session's insert")
-    await lock_connection.execute(sessions_module._REVOKE_USER, bob.user_id, "disabled by the test")
+    await lock_connection.execute(session_sql.REVOKE_USER, bob.user_id, "disabled by the test")
     await expect_status(task, Status.PERMISSION_DENIED)
     assert await live(lock_connection, bob) == (0, 0)
 

@@ -11,7 +11,7 @@ of theirs is live, or nothing changed.
 
 Locks are taken in the order users row, feed head (the change is logged
 before the ends, not as the last statement), sessions, certificates. A
-session or certificate insert (:data:`bugless_auth.sessions._INSERT`,
+session or certificate insert (:data:`bugless_auth._session_queries.INSERT`,
 :meth:`bugless_auth.people.PeopleCertificates.issue`) holds only the user's
 row ``FOR SHARE`` and its own new row; no other writer locks sessions or
 certificates together with a users row or the feed head, so no cycle can form.

@@ -236,7 +236,7 @@ class PeopleCertificates:
 
         ``person`` was read before: the check is made again on the user's
         row, locked against a concurrent disable as a session's insert does
-        (:data:`bugless_auth.sessions._INSERT`), so a disable either waits
+        (:data:`bugless_auth._session_queries.INSERT`), so a disable either waits
         for this and then revokes the certificate, or is seen here. Only a
         recorded certificate is accepted (:meth:`person`).
         """

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from bugless_auth.people_rpcs import MAX_CERTIFICATE, MAX_TOKEN, PeopleRpcs, check_length
 from bugless_auth.service import AuthService
-from bugless_auth.sessions import ALL_SESSIONS, SESSION_KINDS
+from bugless_auth.session_kinds import ALL_SESSIONS, SESSION_KINDS
 from bugless_auth.user_admin import MAX_SESSIONS_PAGE_SIZE
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument

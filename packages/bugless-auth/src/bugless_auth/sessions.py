@@ -67,7 +67,8 @@ from typing import Any
 
 import asyncpg
 
-from bugless_auth import _queries as sql
+from bugless_auth import _session_queries as sql
+from bugless_auth.session_kinds import ALL_SESSIONS, SESSION_KINDS
 from bugless_auth.store import IdentityStore
 from bugless_core.errors import Unavailable
 
@@ -77,18 +78,6 @@ _log = logging.getLogger("bugless.auth")
 KEEP_EXPIRED_SECONDS = 24 * 3600.0
 #: How often one replica purges expired rows (at most).
 PURGE_EVERY_SECONDS = 600.0
-#: The ``authenticator`` of sessions opened with a people CA certificate.
-PEOPLE_CA = "people-ca"
-#: The ``authenticator`` of a service's assertion's session (``AuthService.issue_assertion``).
-SERVICE = "service"
-#: How the sessions no backend makes are recorded (their ``authenticator``),
-#: and their kind on the wire (``Session.kind``). A backend's sessions have its kind.
-BUILT_IN_KINDS = {PEOPLE_CA: "certificate", SERVICE: "service"}
-#: What a listing of sessions may ask for (``ListSessionsRequest.kind``): all
-#: of them, the user's own sign-ins ("people": password, single sign-on, client
-#: certificates), or the sessions of services acting for them (``SERVICE``).
-ALL_SESSIONS, PEOPLE, SERVICES = "all", "people", "services"
-SESSION_KINDS = (ALL_SESSIONS, PEOPLE, SERVICES)
 #: A certificate's connections share its live session while more than this
 #: part of a token's lifetime is left (3 h of the default 12 h); then the next
 #: connection makes a new one, so a long-lived connection never holds a token
@@ -105,158 +94,6 @@ LAST_USED_GRANULARITY_SECONDS = 300.0
 #: or an identity re-check (the API asks every ~4.5 minutes while calls come):
 #: written at most once a minute, so the page's last use stays within ~5.5.
 CERTIFICATE_LAST_USED_GRANULARITY_SECONDS = 60.0
-
-#: Whether ``s`` is a session of user ``{user}`` for certificate ``{certificate}``
-#: that a new connection may use: live, with more than ``{seconds}`` seconds left,
-#: or lasting until the certificate itself expires (``{until}``: a session ends
-#: with its certificate, so one with less left than that is as good as a new
-#: one). What :data:`_REUSE_FOR_CERTIFICATE` takes and :data:`_INSERT` records
-#: none beside.
-_USABLE_FOR_CERTIFICATE = """
-s.user_id = {user} AND s.certificate = {certificate} AND s.revoked_at IS NULL
-AND s.expires_at > now()
-AND s.expires_at >= LEAST(now() + {seconds}::float8 * INTERVAL '1 second', {until}::timestamptz)
-"""
-#: Record session $1 of user $2, only if that user may have one now: their
-#: account (a placeholder merged into one: that account) is not disabled, and
-#: they are no placeholder left unmerged. The row is the account's, so whatever
-#: ends the account's sessions ends it. ``FOR SHARE`` locks the user's row and
-#: the account's until this statement's commit, against every write of
-#: ``users`` (a disable is an UPDATE of the account's row, a merge of the
-#: placeholder's), so either
-#:
-#: * the disable's UPDATE waits for this commit, and its end of the user's
-#:   sessions, a later statement of its transaction (:mod:`bugless_auth.disabling`),
-#:   finds this row; or
-#: * this waits for the disable's commit, and then sees the row as it left it
-#:   (READ COMMITTED re-checks a locked row's new version; at SERIALIZABLE the
-#:   statement fails with 40001 and :meth:`IdentityStore.run` runs it again):
-#:   nothing is inserted.
-#:
-#: It locks only those rows (its own new row aside), and no writer locks both a
-#: placeholder's row and its account's, so it cannot deadlock with a disable,
-#: which locks the account's row, then the feed's head, then (in a later
-#: statement of the same transaction) the account's sessions.
-#:
-#: A session for certificate $6 (not NULL) is recorded only while the account
-#: has no session usable for it (:data:`_USABLE_FOR_CERTIFICATE`, $7 seconds
-#: left, $8 the certificate's end), with the generation after the highest of its
-#: sessions for it; the generation is unique per user and certificate (migration
-#: 0014), so of two inserts that read the same sessions one records nothing
-#: (``ON CONFLICT DO NOTHING`` once the other committed; at SERIALIZABLE a 40001
-#: and a re-run, which then sees the other's row): the caller reuses the
-#: winner's.
-#:
-#: A people CA certificate's row is read ``FOR SHARE`` likewise, against its
-#: revocation: a revocation that committed first leaves this insert nothing to
-#: do (``certificate_revoked``; the caller checked the certificate live before
-#: it began), and one that commits after waits for this insert, then ends the
-#: session it recorded with the certificate's others (:mod:`bugless_auth.people`).
-#:
-#: Returns the account's row as found (none: no such user), whether the
-#: session was recorded and whether the certificate was found revoked.
-_USABLE_BESIDE_INSERT = _USABLE_FOR_CERTIFICATE.format(
-    user="target.user_id", certificate="$6", seconds="$7", until="$8"
-)
-_INSERT = f"""
-WITH target AS (
-    SELECT t.user_id, t.disabled, u.placeholder AND u.merged_into = '' AS placeholder
-    FROM users u {sql.ACCOUNT_OF_U}
-    WHERE u.user_id = $2
-    FOR SHARE
-), people_certificate AS (
-    SELECT revoked_at IS NOT NULL AS revoked FROM people_certificates
-    WHERE fingerprint = $6
-    FOR SHARE
-), recorded AS (
-    INSERT INTO sessions (session_id, user_id, authenticator, client_address, expires_at,
-                          certificate, certificate_generation)
-    SELECT $1, target.user_id, $3, $4, $5, $6, CASE WHEN $6::text IS NOT NULL THEN (
-        SELECT COALESCE(max(s.certificate_generation), 0) + 1 FROM sessions s
-        WHERE s.user_id = target.user_id AND s.certificate = $6
-    ) END
-    FROM target WHERE NOT disabled AND NOT placeholder
-      AND NOT EXISTS (SELECT 1 FROM people_certificate WHERE revoked)
-      AND NOT EXISTS (SELECT 1 FROM sessions s WHERE {_USABLE_BESIDE_INSERT})
-    ON CONFLICT DO NOTHING
-    RETURNING session_id
-)
-SELECT user_id, disabled, placeholder, EXISTS (SELECT 1 FROM recorded) AS recorded,
-       EXISTS (SELECT 1 FROM people_certificate WHERE revoked) AS certificate_revoked
-FROM target
-"""
-#: Whether session $1 is live, and whether its last use is recorded within $2
-#: seconds (a sign-in is a use). Used on every validation: one index read.
-_IS_LIVE = """
-SELECT COALESCE(last_used_at, created_at) > now() - $2::float8 * INTERVAL '1 second' AS recent
-FROM sessions WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now()
-"""
-#: The live session of user $1 made for certificate $2 that has more than $3
-#: seconds left (or lasts until the certificate's end, $4): its id, its expiry,
-#: and whether its last use is recorded within $5 seconds (none: make a new
-#: one). A read: :meth:`SessionStore.reuse_for_certificate` writes the use only
-#: when it is not (:data:`_TOUCH`), as the token path does. A disable that ended
-#: the user's sessions before leaves nothing to find; one committed after ends
-#: this session too, and its tokens and assertions with it.
-_REUSE_FOR_CERTIFICATE = f"""
-SELECT s.session_id, s.expires_at,
-       COALESCE(s.last_used_at, s.created_at) > now() - $5::float8 * INTERVAL '1 second' AS recent
-FROM sessions s
-WHERE {_USABLE_FOR_CERTIFICATE.format(user="$1", certificate="$2", seconds="$3", until="$4")}
-ORDER BY s.expires_at DESC, s.session_id
-LIMIT 1
-"""
-#: End the live sessions of user $1 made for certificate $2 (it was revoked).
-_REVOKE_CERTIFICATE = """
-UPDATE sessions SET revoked_at = now(), revoked_reason = $3
-WHERE user_id = $1 AND certificate = $2 AND revoked_at IS NULL AND expires_at > now()
-"""
-_TOUCH = """
-UPDATE sessions SET last_used_at = now() WHERE session_id = $1 AND revoked_at IS NULL
-"""
-_COLUMNS = """
-session_id, user_id, authenticator, client_address, created_at,
-COALESCE(last_used_at, created_at) AS last_used_at, expires_at
-"""
-#: The live sessions of user $1 of kind ``{kind}`` (:data:`SESSION_KINDS`).
-_LIVE_OF_KIND = f"""
-user_id = $1 AND revoked_at IS NULL AND expires_at > now()
-AND ({{kind}}::text = '{ALL_SESSIONS}'
-     OR (authenticator = '{SERVICE}') = ({{kind}}::text = '{SERVICES}'))
-"""
-#: Those of kind $5, newest first, after the position ($2, $3) (created_at,
-#: session_id; NULL: from the start), at most $4. The kind is in the query, not
-#: a filter of its pages, so a page holds that many of that kind whatever the
-#: other kind's count.
-_LIST_LIVE = f"""
-SELECT {_COLUMNS} FROM sessions
-WHERE {_LIVE_OF_KIND.format(kind="$5")}
-  AND ($2::timestamptz IS NULL OR (created_at, session_id) < ($2::timestamptz, $3::text))
-ORDER BY created_at DESC, session_id DESC
-LIMIT $4
-"""
-#: How many live sessions of kind $2 user $1 has: :data:`_LIST_LIVE`'s rows on every page.
-_COUNT_LIVE = f"SELECT count(*) FROM sessions WHERE {_LIVE_OF_KIND.format(kind='$2')}"
-#: End live session $1 if it is user $2's (any user's when $2 is empty).
-_END_ONE = f"""
-UPDATE sessions SET revoked_at = now(), revoked_reason = $3
-WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now()
-  AND ($2 = '' OR user_id = $2)
-RETURNING {_COLUMNS}
-"""
-_REVOKE_ONE = """
-UPDATE sessions SET revoked_at = now(), revoked_reason = $2
-WHERE session_id = $1 AND revoked_at IS NULL
-"""
-_REVOKE_USER = """
-UPDATE sessions SET revoked_at = now(), revoked_reason = $2
-WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
-"""
-_REVOKED_SINCE = """
-SELECT session_id FROM sessions
-WHERE revoked_at > now() - $1::float8 * INTERVAL '1 second' AND expires_at > now()
-"""
-_PURGE = "DELETE FROM sessions WHERE expires_at < now() - $1::float8 * INTERVAL '1 second'"
 
 
 @dataclass(frozen=True)
@@ -299,7 +136,7 @@ CERTIFICATE_REVOKED = NotRecorded("CERTIFICATE_REVOKED", "has had this certifica
 
 
 def _refusal(row: asyncpg.Record | None) -> NotRecorded | None:
-    """What a row of :data:`_INSERT` says: None when the session was recorded."""
+    """What a row of :data:`sql.INSERT` says: None when the session was recorded."""
     if row is None:
         return NotRecorded("USER_UNKNOWN", "does not exist")
     if row["recorded"]:
@@ -348,7 +185,7 @@ class SessionStore:
         The caller hands the token out only when this returns None: the
         user existed, was enabled and no unmerged placeholder when the row
         was written, and any disable committed after that ends this session
-        too (see :data:`_INSERT`; a merged placeholder's session is its
+        too (see :data:`sql.INSERT`; a merged placeholder's session is its
         account's). Otherwise nothing was written, and the answer says why.
         ``certificate`` (SHA-256 of a client certificate's DER, hex) marks a
         session made for that certificate, for :meth:`reuse_for_certificate`;
@@ -364,7 +201,7 @@ class SessionStore:
         address = client_address[:256]
         row = await self._store.run(
             lambda conn: conn.fetchrow(
-                _INSERT,
+                sql.INSERT,
                 session_id,
                 user_id,
                 authenticator,
@@ -447,7 +284,7 @@ class SessionStore:
         """
         row = await self._store.run(
             lambda conn: conn.fetchrow(
-                _REUSE_FOR_CERTIFICATE,
+                sql.REUSE_FOR_CERTIFICATE,
                 user_id,
                 certificate,
                 min_seconds_left,
@@ -460,7 +297,9 @@ class SessionStore:
             return None
         session_id = str(row["session_id"])
         if not row["recent"]:
-            await self._store.run(lambda conn: conn.execute(_TOUCH, session_id), transaction=False)
+            await self._store.run(
+                lambda conn: conn.execute(sql.TOUCH, session_id), transaction=False
+            )
         return session_id, float(row["expires_at"].timestamp())
 
     async def is_live(self, session_id: str) -> bool:
@@ -473,13 +312,15 @@ class SessionStore:
         if not session_id:
             return False
         recent = await self._store.run(
-            lambda conn: conn.fetchval(_IS_LIVE, session_id, LAST_USED_GRANULARITY_SECONDS),
+            lambda conn: conn.fetchval(sql.IS_LIVE, session_id, LAST_USED_GRANULARITY_SECONDS),
             transaction=False,
         )
         if recent is None:
             return False
         if not recent:
-            await self._store.run(lambda conn: conn.execute(_TOUCH, session_id), transaction=False)
+            await self._store.run(
+                lambda conn: conn.execute(sql.TOUCH, session_id), transaction=False
+            )
         return True
 
     async def list_live(
@@ -493,14 +334,14 @@ class SessionStore:
         """``user_id``'s live sessions, newest first, after a position, at most ``limit``.
 
         Only those of ``kind`` (one of :data:`SESSION_KINDS`). Each row has
-        the columns of :data:`_COLUMNS`; a row's position for the next page
+        the columns of :data:`sql.COLUMNS`; a row's position for the next page
         is ``(created_at, session_id)``.
         """
         if kind not in SESSION_KINDS:
             raise ValueError(f"kind: {kind!r} is not one of {', '.join(SESSION_KINDS)}")
         since, session_id = after if after is not None else (None, "")
         rows: list[asyncpg.Record] = await self._store.run(
-            lambda conn: conn.fetch(_LIST_LIVE, user_id, since, session_id, limit, kind),
+            lambda conn: conn.fetch(sql.LIST_LIVE, user_id, since, session_id, limit, kind),
             transaction=False,
         )
         return rows
@@ -510,20 +351,20 @@ class SessionStore:
         if kind not in SESSION_KINDS:
             raise ValueError(f"kind: {kind!r} is not one of {', '.join(SESSION_KINDS)}")
         count: int = await self._store.run(
-            lambda conn: conn.fetchval(_COUNT_LIVE, user_id, kind), transaction=False
+            lambda conn: conn.fetchval(sql.COUNT_LIVE, user_id, kind), transaction=False
         )
         return count
 
     async def end(self, session_id: str, *, owner: str, reason: str) -> asyncpg.Record | None:
         """End one live session, only if ``owner``'s (anyone's when ``owner`` is empty).
 
-        Returns the session's row as it was (:data:`_COLUMNS`), or None when
+        Returns the session's row as it was (:data:`sql.COLUMNS`), or None when
         no live session of that owner has the id: never ended, ended or
         expired already, or someone else's, which the caller cannot tell
         apart.
         """
         row: asyncpg.Record | None = await self._store.run(
-            lambda conn: conn.fetchrow(_END_ONE, session_id, owner, reason), transaction=False
+            lambda conn: conn.fetchrow(sql.END_ONE, session_id, owner, reason), transaction=False
         )
         if row is not None:
             log_ended(str(row["user_id"]), 1, reason)
@@ -536,14 +377,14 @@ class SessionStore:
         earlier has no assertion left that could still be accepted.
         """
         rows = await self._store.run(
-            lambda conn: conn.fetch(_REVOKED_SINCE, seconds), transaction=False
+            lambda conn: conn.fetch(sql.REVOKED_SINCE, seconds), transaction=False
         )
         return [str(row["session_id"]) for row in rows]
 
     async def revoke(self, session_id: str, reason: str) -> int:
         """End one session; 1 if it was live, else 0."""
         status = await self._store.run(
-            lambda conn: conn.execute(_REVOKE_ONE, session_id, reason), transaction=False
+            lambda conn: conn.execute(sql.REVOKE_ONE, session_id, reason), transaction=False
         )
         return _count(status)
 
@@ -561,7 +402,7 @@ class SessionStore:
             return
         self._next_purge = now + PURGE_EVERY_SECONDS
         await self._store.run(
-            lambda conn: conn.execute(_PURGE, KEEP_EXPIRED_SECONDS), transaction=False
+            lambda conn: conn.execute(sql.PURGE, KEEP_EXPIRED_SECONDS), transaction=False
         )
 
 
@@ -573,7 +414,7 @@ async def end_certificate_sessions(conn: Any, user_id: str, certificate: str, re
     refuses their assertions within ``--assertion-refresh-seconds``), not
     only new connections.
     """
-    return _count(await conn.execute(_REVOKE_CERTIFICATE, user_id, certificate, reason))
+    return _count(await conn.execute(sql.REVOKE_CERTIFICATE, user_id, certificate, reason))
 
 
 async def end_user_sessions(conn: Any, user_id: str, reason: str) -> int:
@@ -583,7 +424,7 @@ async def end_user_sessions(conn: Any, user_id: str, reason: str) -> int:
     so that the user is never left disabled with sessions the database still
     calls live, nor enabled again with them.
     """
-    return _count(await conn.execute(_REVOKE_USER, user_id, reason))
+    return _count(await conn.execute(sql.REVOKE_USER, user_id, reason))
 
 
 def log_ended(user_id: str, revoked: int, reason: str) -> None:

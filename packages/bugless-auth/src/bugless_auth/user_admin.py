@@ -18,9 +18,8 @@ from bugless_auth import disabling, placeholders
 from bugless_auth.disabling import Ends
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.policy import IMPORT_ISSUES, MANAGE_USERS
+from bugless_auth.session_kinds import ALL_SESSIONS, BUILT_IN_KINDS
 from bugless_auth.sessions import (
-    ALL_SESSIONS,
-    BUILT_IN_KINDS,
     CERTIFICATE_LAST_USED_GRANULARITY_SECONDS,
     LAST_USED_GRANULARITY_SECONDS,
 )
@@ -92,7 +91,7 @@ def check_username(username: str, field: str = "username") -> None:
 
 
 def session_message(row: asyncpg.Record, kinds: Mapping[str, str], current: str) -> v1.Session:
-    """A ``sessions`` row (:data:`bugless_auth.sessions._COLUMNS`) on the wire.
+    """A ``sessions`` row (:data:`bugless_auth._session_queries.COLUMNS`) on the wire.
 
     ``kinds`` maps an authenticator name to its kind; ``current`` is the
     session id of the token the request carries.
@@ -314,7 +313,7 @@ class UserAdministration:
 
         ``page_size`` 0 is :data:`SESSIONS_PAGE_SIZE`; the servicer has
         checked it is at most :data:`MAX_SESSIONS_PAGE_SIZE`, and that
-        ``kind`` is one of :data:`~bugless_auth.sessions.SESSION_KINDS`. A
+        ``kind`` is one of :data:`~bugless_auth.session_kinds.SESSION_KINDS`. A
         page token belongs to the user and the kind whose sessions it lists.
 
         Raises:
