@@ -264,3 +264,49 @@ async def test_a_github_timeline_of_sub_issues_and_dependencies(
         assert [(await find(model, f"github:{repo}#{n}"))[0].version for n in (1, 2, 3)] == (
             versions
         )
+
+
+async def test_a_github_relation_event_of_another_shape_is_reported_not_dropped(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    """GitHub's REST docs do not list these events' fields: a shape not read is named.
+
+    Before, an event naming its other issue elsewhere than the webhooks'
+    ``parent_issue`` / ``blocking_issue`` left no trace in the history or
+    the report.
+    """
+    repo = "acme/relshape"
+    issue = {n: _github_issue(n, repo) for n in (1, 2)}
+    timeline = [
+        {**_event("parent_issue_added", 3, parent=issue[1]), "id": 701},
+        {**_event("blocked_by_added", 4, blocking=issue[1]), "id": 702},
+    ]
+    (tmp_path / "timeline").mkdir()
+    (tmp_path / "sub_issues").mkdir()
+    (tmp_path / "issues.json").write_text(json.dumps(list(issue.values())), encoding="utf-8")
+    (tmp_path / "timeline" / "2.json").write_text(json.dumps(timeline), "utf-8")
+    (tmp_path / "sub_issues" / "1.json").write_text(json.dumps([issue[2]]), "utf-8")
+
+    report = await run_import(GitHubImporter(str(tmp_path), {}), make_settings())
+
+    one, two = [(await find(model, f"github:{repo}#{n}"))[0] for n in (1, 2)]
+    assert two.parent_id == one.id, "the relation as it is now, from sub_issues/"
+    assert report.relation_changes == 0
+    assert report.not_understood == [
+        (
+            f"{repo}#2 timeline event 701",
+            "parent_issue_added of 2024-03-03T12:00:00Z names no issue in 'parent_issue' "
+            "(its other fields: parent); the change is not in the history, the relation as it "
+            "is now is set from sub_issues/ and blocked_by/",
+        ),
+        (
+            f"{repo}#2 timeline event 702",
+            "blocked_by_added of 2024-03-04T12:00:00Z names no issue in 'blocking_issue' "
+            "(its other fields: blocking); the change is not in the history, the relation as "
+            "it is now is set from sub_issues/ and blocked_by/",
+        ),
+    ]
+    assert (
+        "source records in a shape the importer does not know, not imported: 2\n"
+        f"    {repo}#2 timeline event 701: parent_issue_added"
+    ) in report.render()

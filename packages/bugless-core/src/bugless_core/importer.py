@@ -295,6 +295,11 @@ class Importer(ABC):
         #: importer leaves it out and the report counts and names it. Keyed by
         #: where, so that reading the issues twice names each once.
         self.withheld: dict[str, str] = {}
+        #: What the source holds in a shape the importer does not know (a
+        #: relation event naming no issue where the importer looks), left
+        #: out: where -> what. The report names each, so that a change in the
+        #: source's format shows instead of history vanishing unnoticed.
+        self.not_understood: dict[str, str] = {}
 
     @abstractmethod
     def people(self) -> Iterator[SourcePerson]:

@@ -72,6 +72,9 @@ class ImportReport:
     #: (where, whom the source shows it to) of comments left out because the
     #: source restricts who may read them (:attr:`Importer.withheld`).
     withheld: list[tuple[str, str]] = field(default_factory=list)
+    #: (where, what) of records in a shape the importer does not know, left
+    #: out (:attr:`Importer.not_understood`).
+    not_understood: list[tuple[str, str]] = field(default_factory=list)
     created: int = 0
     extended: int = 0
     unchanged: int = 0
@@ -125,6 +128,12 @@ class ImportReport:
                 "per-comment visibility: imported, everyone who may read the issue would read them)"
             )
             lines += [f"    {where}: {whom}" for where, whom in self.withheld[:200]]
+        if self.not_understood:
+            lines.append(
+                f"  source records in a shape the importer does not know, not imported: "
+                f"{len(self.not_understood)}"
+            )
+            lines += [f"    {where}: {what}" for where, what in self.not_understood[:200]]
         if self.attachments:
             size = describe_size(self.attachment_bytes)
             if not size.endswith(" bytes"):

@@ -32,7 +32,12 @@ Relation history: the timeline's ``parent_issue_added``/``_removed`` events
 of a sub-issue and ``blocked_by_added``/``_removed`` of a blocked issue are
 its entries' relation changes, the other issue read from the event's
 ``parent_issue`` / ``blocking_issue`` object (its ``repository_url`` and
-``number``); an event naming none is not read. GitHub logs each on both
+``number``). Those are the names GitHub's ``sub_issues`` and
+``issue_dependencies`` webhooks use; its REST documentation does not list
+these timeline events' fields, so an event naming no issue there is not
+read, and the report names it ("source records in a shape the importer does
+not know") with the fields it has: the relation as it is now still comes
+from ``sub_issues/`` and ``blocked_by/``. GitHub logs each on both
 issues: the parent's ``sub_issue_added`` and the blocker's
 ``blocking_added`` are the same changes, which the Model writes on those
 issues. ``marked_as_duplicate`` names no issue (as above) and
@@ -97,6 +102,12 @@ _RELATION_EVENTS = {
     "blocked_by_added": ("blocking_issue", "blocks", True, False),
     "blocked_by_removed": ("blocking_issue", "blocks", True, True),
 }
+#: Fields every timeline event has (GitHub's "issue event object common
+#: properties"): not what names the other issue of a relation event.
+_EVENT_COMMON = frozenset(
+    {"id", "node_id", "url", "actor", "event", "commit_id", "commit_url", "created_at",
+     "performed_via_github_app"}
+)  # fmt: skip
 #: A label that names a file: ``launch.log``, not ``image`` or ``screenshot``.
 _FILE_NAME = re.compile(r"[^\s/\\]+\.[A-Za-z0-9]{1,10}")
 
@@ -354,6 +365,7 @@ class GitHubImporter(Importer):
                 relation = _relation_change(event, str(item["repository_url"]))
                 last = out[-1][2] if out else None
                 if relation is None:
+                    self._not_understood(number, item, event)
                     continue
                 if last and (last.at, last.author, last.changes) == (at, actor, ()):
                     # A move to another parent is two events of one moment:
@@ -363,6 +375,24 @@ class GitHubImporter(Importer):
                 else:
                     out.append((at, n, SourceEntry(author=actor, at=at, relations=(relation,))))
         return out
+
+    def _not_understood(self, number: int, item: dict[str, Any], event: dict[str, Any]) -> None:
+        """Note a relation event that names no issue where :data:`_RELATION_EVENTS` looks.
+
+        GitHub's REST documentation does not list these events' fields (the
+        names read are its webhooks'); if the timeline names the other issue
+        elsewhere, the run's report says so instead of the history losing the
+        change unnoticed. The relation as it is now still comes from
+        ``sub_issues/`` and ``blocked_by/``.
+        """
+        repo = str(item["repository_url"]).split("/repos/", 1)[-1]
+        field = _RELATION_EVENTS[str(event["event"])][0]
+        keys = ", ".join(sorted(k for k in event if k not in _EVENT_COMMON)) or "none"
+        self.not_understood[f"{repo}#{number} timeline event {event.get('id', '?')}"] = (
+            f"{event['event']} of {event.get('created_at')} names no issue in {field!r} "
+            f"(its other fields: {keys}); the change is not in the history, the relation "
+            "as it is now is set from sub_issues/ and blocked_by/"
+        )
 
 
 def _issue_key(other: Any, repository_url: str) -> str:
