@@ -294,6 +294,13 @@ async def test_watch_after_a_position_prints_what_was_missed_with_positions(
     )
     assert too_far.returncode != 0
     assert "beyond the change feed's head" in too_far.stderr
+    # Past int64 it wrapped when encoded (2**64 + 1 arrived as 1: a replay from the start).
+    wrapped = bugless_cli(
+        served_api, "issue", "watch", str(issue.id), "--after", str(2**64 + 1), "--count", "1",
+        check=False,
+    )  # fmt: skip
+    assert wrapped.returncode == 2
+    assert "after_position: must be 0 or a position an event carried" in wrapped.stderr
 
 
 async def test_a_watch_line_of_a_replayed_change_says_the_issue_moved_on(

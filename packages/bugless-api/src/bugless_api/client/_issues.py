@@ -494,7 +494,8 @@ class IssueCalls(ClientBase):
         """
         if issue_id is not None:
             check_id(issue_id, "issue_id")
-        if after_position is not None and after_position < 0:
+        # An int64 on the wire: a larger one would wrap into another position.
+        if after_position is not None and not 0 <= after_position < 2**63:
             raise client_mistake("after_position: must be 0 or a position an event carried")
         zone = self.time_zone if time_zone is None else time_zone
         request = v1.QueryWatchRequest(
