@@ -365,6 +365,51 @@ async def test_the_create_form_shows_defaults_and_sends_values(
     assert _values(issue) == {found_in: ["4.2"], due: ["2026-12-24"]}
 
 
+async def test_a_required_field_left_empty_on_create_shows_the_form_with_the_reason_there(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """A required field without a default, left empty: the form again, nothing created.
+
+    The Model's refusal names the field by metadata (its path is the whole
+    custom_fields list): the page was the bare 400 error page, the title and
+    description typed into the form gone.
+    """
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    cause = await _define(
+        client, csrf, component.id, name="Root cause", type="text", required="yes"
+    )
+    form = {
+        "_csrf": csrf,
+        "component_id": str(component.id),
+        "title": "Needs its root cause",
+        "description": "A long description worth keeping",
+        "priority": "P2",
+        "severity": "S2",
+        "type": "BUG",
+        "idempotency_key": secrets.token_hex(8),
+        "cf_fields": str(cause),
+        f"cf_{cause}": "",
+    }
+    refused = await client.post("/issues/new", data=form)
+    assert refused.status_code == 400
+    assert 'id="create-form"' in refused.text
+    assert "A long description worth keeping" in refused.text
+    assert 'value="Needs its root cause"' in refused.text
+    problem = re.search(rf'id="field-cf_{cause}-error"[^>]*>(.*?)<', refused.text, re.S)
+    assert problem, refused.text
+    assert "&#39;Root cause&#39;" in problem.group(1)
+    assert "is required" in problem.group(1)
+    assert "custom_fields:" not in refused.text
+    listed = await client.get("/search", params={"q": f"componentid:{component.id}"})
+    assert re.findall(r'class="open-link">(\d+)<', listed.text) == []
+    form[f"cf_{cause}"] = "a bad cable"
+    made = await client.post("/issues/new", data=form, follow_redirects=False)
+    assert made.status_code == 303, made.text
+    listed = await client.get("/search", params={"q": f"componentid:{component.id}"})
+    assert len(re.findall(r'class="open-link">(\d+)<', listed.text)) == 1
+
+
 async def test_bulk_edit_search_and_sort_by_a_custom_field(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

@@ -24,18 +24,13 @@ from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
-from bugless_web.form_errors import FieldErrors, message_without_path
+from bugless_web.form_errors import FieldErrors, input_name, message_without_path
 
 #: The hidden input listing the custom field ids a form shows.
 FIELDS_INPUT = "cf_fields"
 #: Form values per custom field id (usernames for user fields), in form order.
 CustomValues = dict[int, tuple[str, ...]]
 _MAX_FIELDS = 200
-
-
-def input_name(field_id: int) -> str:
-    """The form input of a custom field (``cf_12``)."""
-    return f"cf_{field_id}"
 
 
 def form_field_names(fields: Iterable[v1.CustomField]) -> tuple[str, ...]:

@@ -94,12 +94,25 @@ class FieldErrors:
         return self.raw.get(name, parsed)
 
 
+def input_name(field_id: int | str) -> str:
+    """The form input of a custom field (``cf_12``)."""
+    return f"cf_{field_id}"
+
+
 def field_of(
     error: BuglessError,
     fields: Sequence[str],
     aliases: Mapping[str, str] = REQUEST_FIELD_ALIASES,
 ) -> str | None:
-    """The form field a service error is about, if it names one of ``fields``."""
+    """The form field a service error is about, if it names one of ``fields``.
+
+    An error about one custom field (``metadata["custom_field_id"]``, as the
+    Model's "is required" refusal of a create has, whose path is the whole
+    ``custom_fields`` list) is about that field's input when the form has it.
+    """
+    custom = error.metadata.get("custom_field_id", "")
+    if custom and input_name(custom) in fields:
+        return input_name(custom)
     path = error.metadata.get("field", "")
     if not path:
         match = _LEADING_PATH.match(error.message)
