@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from grpclib.client import Channel
 
@@ -80,17 +80,20 @@ async def resuming_watch(
     unreachable: str,
     retry: RetryPolicy,
     reconnect: bool,
-) -> AsyncIterator[v1.WatchEvent]:
+) -> AsyncGenerator[v1.WatchEvent, None]:
     """The events of ``request``, reconnecting after UNAVAILABLE or an ended stream.
 
     Only once the watch was in place (its ``subscribed`` marker came): a
     first connection that fails is the script's to see (a wrong address must
     not wait forever). Only the first marker is yielded: a reconnection is
     not a new watch, the stream goes on where it was. The waits between attempts
-    grow as ``retry``'s (full jitter, capped at its ``max_backoff``), start
-    again from the first once a stream delivers anything, and go on for as
-    long as it takes (a rollout can take minutes); each is logged at WARNING
-    on the ``bugless.client`` logger. Any other error ends the watch, a
+    grow as ``retry``'s (full jitter, capped at its ``max_backoff``) and go
+    on for as long as it takes (a rollout can take minutes). They start again
+    from the first only once a stream proved healthy: it delivered a change,
+    or it stayed up for ``retry.max_backoff`` seconds. A marker proves
+    nothing (a server that ends every stream right after it would otherwise
+    be reconnected to at the first, shortest wait forever). Each wait is
+    logged at WARNING on the ``bugless.client`` logger. Any other error ends the watch, a
     position older than the feed's retention included
     (:class:`~bugless_core.errors.FeedPositionPruned`: re-read the state and
     watch again without a position).
@@ -98,19 +101,22 @@ async def resuming_watch(
     resume = _Resume(request.after_position)
     subscribed = False
     failures = 0
+    loop = asyncio.get_running_loop()
     while True:
         request.after_position = resume.after_position()
         used = channel_connection(channel)
+        opened = loop.time()
         try:
             with call_errors(unreachable):
                 async for event in open_stream(request):
-                    failures = 0
                     if event.subscribed:
                         resume.subscribed(event)
                         if not subscribed:
                             subscribed = True
                             yield event
-                    elif resume.is_new(event):
+                        continue
+                    failures = 0
+                    if resume.is_new(event):
                         yield event
             cause: Exception = Unavailable(f"{unreachable}: the watch stream ended")
         except Unavailable as exc:
@@ -122,6 +128,8 @@ async def resuming_watch(
         # The connection that ended the stream leads nowhere (a stopped or
         # draining server): the next attempt opens a new one.
         forget_connection(channel, used)
+        if loop.time() - opened >= retry.max_backoff:
+            failures = 0  # a stream that stayed up that long was not a failing server
         wait = retry.delay(failures, cause)
         _log.warning(
             "the watch stream ended (%s); reconnecting in %.1f s, resuming after position %s",
