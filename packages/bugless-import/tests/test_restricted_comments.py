@@ -1,10 +1,13 @@
-"""Comments the source shows only to some readers are left out, counted and named.
+"""Comments and issues the source shows only to some readers are left out and named.
 
 bugless has no per-comment visibility: a Redmine private note or a Jira
 comment restricted to a role or a group, imported as a comment, would be
 read by everyone who may read the issue. Before, both were imported as
 ordinary comments; now the import leaves them out (keeping a journal's
 changes, which Redmine shows to everyone) and its report names each one.
+Likewise a Redmine private issue or a Jira issue with a security level:
+the import would put it in the component its fields map to, whoever may
+read that.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ async def test_redmine_private_notes_are_left_out_and_their_changes_kept(
         }
     )
     path.write_text(json.dumps(data), encoding="utf-8")
+    private = tree / "issues" / "8514.json"
+    hidden = json.loads(private.read_text(encoding="utf-8"))
+    hidden["issue"]["is_private"] = True
+    private.write_text(json.dumps(hidden), encoding="utf-8")
     key_file = tmp_path / "key"
     key_file.write_text(KEY, encoding="utf-8")
 
@@ -78,6 +85,16 @@ async def test_redmine_private_notes_are_left_out_and_their_changes_kept(
     assert "restricted comments not imported: 2 (bugless has no per-comment visibility" in text
     assert "    #8512 journal 851299: private note by Ann R" in text
     assert "hunter2" not in text, "the report names the note, never its text"
+    assert await find(model, "redmine:8514") == [], "a private issue is not imported"
+    assert len(await find(model, "redmine:8513")) == 1
+    assert report.restricted_issues == [
+        (
+            "#8514",
+            "a private issue (Redmine shows it to its author, its assignee and those with "
+            '"View private issues")',
+        )
+    ]
+    assert "restricted issues not imported: 1 (the source shows them only to some" in text
 
 
 async def test_jira_comments_restricted_to_a_role_or_group_are_left_out(
@@ -93,6 +110,11 @@ async def test_jira_comments_restricted_to_a_role_or_group_are_left_out(
     comments = first["fields"]["comment"]["comments"]
     comments[1]["visibility"] = {"type": "role", "value": "Developers"}
     page.write_text(json.dumps(data), encoding="utf-8")
+    later = root / "search-0001.json"
+    data = json.loads(later.read_text(encoding="utf-8"))
+    (second,) = [i for i in data["issues"] if i["key"] == "PRV-2"]
+    second["fields"]["security"] = {"id": "10000", "name": "Staff only"}
+    later.write_text(json.dumps(data), encoding="utf-8")
     # A comment the search did not return, from the issue's comment pages.
     extra = dict(comments[0], id="77", body="Internal: the vendor's contract number is 4711.")
     extra["visibility"] = {"type": "group", "value": "jira-staff", "identifier": "a1b2"}
@@ -116,3 +138,7 @@ async def test_jira_comments_restricted_to_a_role_or_group_are_left_out(
         ),
     ]
     assert "restricted comments not imported: 2" in report.render()
+    assert await find(model, "jira:PRV-2") == [], "an issue behind a security level is not"
+    assert report.restricted_issues == [
+        ("PRV-2", "issue security level 'Staff only' (Jira shows it to that level's members only)")
+    ]

@@ -295,6 +295,14 @@ class Importer(ABC):
         #: importer leaves it out and the report counts and names it. Keyed by
         #: where, so that reading the issues twice names each once.
         self.withheld: dict[str, str] = {}
+        #: Issues the source shows only to some of its readers (Redmine's
+        #: private issues, a Jira issue security level), left out: the
+        #: issue's key -> whom the source shows it to. bugless restricts who
+        #: reads an issue by its component only, and the import puts an issue
+        #: where its source's values map it, which says nothing of who may
+        #: read it there: the report names each, for whoever decides where it
+        #: may go.
+        self.restricted_issues: dict[str, str] = {}
         #: What the source holds in a shape the importer does not know (a
         #: relation event naming no issue where the importer looks), left
         #: out: where -> what. The report names each, so that a change in the

@@ -72,6 +72,9 @@ class ImportReport:
     #: (where, whom the source shows it to) of comments left out because the
     #: source restricts who may read them (:attr:`Importer.withheld`).
     withheld: list[tuple[str, str]] = field(default_factory=list)
+    #: (issue, whom the source shows it to) of issues left out because the
+    #: source restricts who may read them (:attr:`Importer.restricted_issues`).
+    restricted_issues: list[tuple[str, str]] = field(default_factory=list)
     #: (where, what) of records in a shape the importer does not know, left
     #: out (:attr:`Importer.not_understood`).
     not_understood: list[tuple[str, str]] = field(default_factory=list)
@@ -128,6 +131,13 @@ class ImportReport:
                 "per-comment visibility: imported, everyone who may read the issue would read them)"
             )
             lines += [f"    {where}: {whom}" for where, whom in self.withheld[:200]]
+        if self.restricted_issues:
+            lines.append(
+                f"  restricted issues not imported: {len(self.restricted_issues)} (the source "
+                "shows them only to some readers; in bugless whoever reads their component "
+                "would read them: import them by hand into a component only those may see)"
+            )
+            lines += [f"    {key}: {whom}" for key, whom in self.restricted_issues[:200]]
         if self.not_understood:
             lines.append(
                 f"  source records in a shape the importer does not know, not imported: "

@@ -241,6 +241,7 @@ async def _run(
         dry_run=settings.dry_run,
         skipped=list(importer.skipped),
         withheld=list(importer.withheld.items()),
+        restricted_issues=list(importer.restricted_issues.items()),
         not_understood=list(importer.not_understood.items()),
     )
     if not settings.new_url:

@@ -10,8 +10,11 @@ Comments come from each issue's ``fields.comment.comments`` (every one is
 included when the search returns them; otherwise add
 ``/rest/api/2/issue/KEY/comment`` pages as ``comments-KEY*.json``).
 Text fields are Jira wiki notation (API v2) and are converted to Markdown.
-A comment Jira shows only to a role or a group (its ``visibility``) is not
-imported: bugless has no per-comment visibility, so it would be read by
+An issue with an issue security level (``fields.security``: Jira shows it
+to the level's members only) is not imported, and the report names it: the
+import puts an issue in the component its Jira component maps to, whoever
+may read that. A comment Jira shows only to a role or a group (its
+``visibility``) is not imported: bugless has no per-comment visibility, so it would be read by
 everyone who may read the issue. The report counts and names each one.
 Times carry their offset (``2019-03-04T10:00:00.000+0100``).
 
@@ -264,6 +267,15 @@ class JiraImporter(Importer):
             key=lambda i: (str(i["key"]).rsplit("-", 1)[0], int(str(i["key"]).rsplit("-", 1)[1]))
         )
         for item in items:
+            security = (item.get("fields") or {}).get("security")
+            if security:
+                # An issue security level: only the level's members read it in Jira.
+                name = security.get("name") if isinstance(security, dict) else security
+                self.restricted_issues[str(item["key"])] = (
+                    f"issue security level {str(name or '?')!r} (Jira shows it to that "
+                    "level's members only)"
+                )
+                continue
             yield self._issue(item)
 
     def _issue(self, item: dict[str, Any]) -> SourceIssue:

@@ -53,6 +53,12 @@ a ``content_url`` outside LOCATION is read at LOCATION's
 From files, the bytes are ``attachments/ID/FILENAME`` of the directory; a
 file missing there is reported and left out.
 
+Private issues (``is_private``: Redmine shows them to their author, their
+assignee and those with "View private issues") are not imported: the import
+puts an issue in the component its category maps to, whoever may read that;
+the report names each, to be imported by hand where only its readers may
+see it.
+
 Private notes (a journal's ``private_notes``: Redmine shows the note only
 to those with the "View private notes" permission) are not imported: bugless
 has no per-comment visibility, so the note would be read by everyone who may
@@ -415,6 +421,14 @@ class RedmineImporter(Importer):
             except NotFound:
                 # Listed, then deleted before it was read: not an error of the run.
                 self.skipped.append(f"#{number}: listed, then gone (404) when read")
+                continue
+            if data["issue"].get("is_private"):
+                # Only its author, assignee and those with "View private
+                # issues" read it in Redmine.
+                self.restricted_issues[f"#{number}"] = (
+                    "a private issue (Redmine shows it to its author, its assignee and those "
+                    'with "View private issues")'
+                )
                 continue
             yield self._issue(data["issue"], self.base)
 
