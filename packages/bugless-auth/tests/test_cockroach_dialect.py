@@ -13,7 +13,8 @@ and throttle tests of ``test_sessions``, the session listing of
 ``test_sessions_vs_disable`` (an insert that waited on a disable's row fails
 with 40001 here, and runs again) and the simultaneous first connections of one
 certificate of ``test_certificate_sessions`` (the loser's insert fails with
-40001, runs again and finds the winner's session) run here again, unchanged, on this dialect:
+40001, runs again and finds the winner's session) and the end of a refused certificate's
+sessions of ``test_mapped_sessions`` run here again, unchanged, on this dialect:
 their fixtures are overridden below to start the Authenticator on the
 SERIALIZABLE database with ``database_dialect="cockroach"``.
 """
@@ -37,6 +38,11 @@ from test_certificate_sessions import (
     test_a_session_ends_when_its_certificate_expires,
     test_simultaneous_first_connections_with_one_certificate_make_one_session,
     test_simultaneous_renewals_of_a_session_with_little_life_left_make_one_new_session,
+)
+from test_mapped_sessions import (
+    deployment,
+    pki,
+    test_a_certificate_its_ca_no_longer_signs_for_loses_its_session_at_its_refusal,
 )
 from test_session_list import (
     session_replicas,
@@ -136,6 +142,9 @@ RERUN = (
     test_a_services_assertion_is_listed_as_a_session_of_its_own,
     test_a_kind_lists_only_its_sessions_and_pages_through_all_of_them,
     people,
+    deployment,
+    pki,
+    test_a_certificate_its_ca_no_longer_signs_for_loses_its_session_at_its_refusal,
     test_simultaneous_first_connections_with_one_certificate_make_one_session,
     test_simultaneous_renewals_of_a_session_with_little_life_left_make_one_new_session,
     test_a_session_ends_when_its_certificate_expires,

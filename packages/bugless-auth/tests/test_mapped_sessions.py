@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+import trustme
 from auth_support import AuthServer, StartAuth, unique
 from certificates import Pki, make_pki
 from grpc_errors import expect_status
@@ -171,3 +172,115 @@ async def test_a_bot_that_never_comes_back_loses_its_session_at_the_next_sweep(
 
 def _user_id(server: AuthServer, result: v1.AuthenticationResult) -> str:
     return server.service.tokens.verify(result.token).user_id
+
+
+async def _sessions_table(server: AuthServer) -> list[tuple[str, str, object, object]]:
+    """Every row of the sessions table with its row version (``xmin``): any write changes it."""
+    rows = await server.store.run(
+        lambda conn: conn.fetch(
+            "SELECT session_id, xmin::text AS version, revoked_at, last_used_at FROM sessions "
+            "ORDER BY session_id"
+        ),
+        transaction=False,
+    )
+    return [(r["session_id"], r["version"], r["revoked_at"], r["last_used_at"]) for r in rows]
+
+
+async def test_two_entries_naming_one_username_end_only_the_removed_ones_session(
+    deployment: Deployment,
+) -> None:
+    """Two entries name one bot's username (its old and its new certificate's CN)
+    and the old one's is removed: the old certificate's session ends and its
+    next connection is refused, the new one's session goes on. Each entry is a
+    subject of its own, and the store gives each subject its user (the newer
+    sign-in takes the username), so this holds by the per-user rule; the
+    refusal finds nothing left to end."""
+    old_cn, new_cn = unique("old-cert"), unique("new-cert")
+    bot = unique("rotating-bot")
+
+    def write(*common_names: str) -> None:
+        mapping = {cn: {"username": bot} for cn in common_names}
+        deployment.mapping_file.write_text(json.dumps(mapping, indent=1))
+
+    write(old_cn, new_cn)
+    server = await deployment.replica()
+    old_der, new_der = deployment.pki.client(old_cn), deployment.pki.client(new_cn)
+    old, new = await _connect(server, old_der), await _connect(server, new_der)
+    new_session = server.service.tokens.verify(new.token).token_id
+
+    write(new_cn)
+    refused = await expect_status(_connect(server, old_der), Status.UNAUTHENTICATED)
+    assert "is not mapped to a bugless user" in (refused.message or "")
+    assert not await _valid(server, old.token)
+    assert await _valid(server, new.token)
+    assert await server.service.sessions.count_live(_user_id(server, old)) == 0
+    again = await _connect(server, new_der)
+    assert server.service.tokens.verify(again.token).token_id == new_session
+
+
+async def test_a_certificate_its_ca_no_longer_signs_for_loses_its_session_at_its_refusal(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The bot CA is replaced (the tls backend's ``ca_file``) and the bot has a
+    certificate of each: its entry (a CN) still names it, so nothing ends per
+    user, but the old CA's certificate is refused at its next connection
+    (CERTIFICATE_NOT_MAPPED), and that refusal ends the sessions of that one
+    certificate: not listed, its token refused, while the new certificate's
+    session goes on. Before, the old certificate's session stayed live and
+    listed until it expired (12 h)."""
+    gone_cn, _ = deployment.bots
+    bot = deployment.bots[gone_cn]
+    first = await deployment.replica()
+    admin = await _admin(first)
+    old_der = deployment.pki.client(gone_cn)
+    old = await _connect(first, old_der)
+    old_session = first.service.tokens.verify(old.token).token_id
+
+    new_ca = trustme.CA()
+    new_ca_file = tmp_path / "new-client-ca.pem"
+    new_ca.cert_pem.write_to_path(str(new_ca_file))
+    later = await deployment.start(
+        schema=first.settings.schema,
+        authenticators=("local", "tls"),
+        authenticator_options={
+            "tls": {
+                "mapping_file": str(deployment.mapping_file),
+                "ca_file": str(new_ca_file),
+                "reload_check_seconds": "0",
+            }
+        },
+    )
+    new_der = deployment.pki.client(gone_cn, ca=new_ca)
+    new = await _connect(later, new_der)
+    new_session = later.service.tokens.verify(new.token).token_id
+    assert sorted(await _listed(later, admin, bot)) == sorted([old_session, new_session])
+
+    refused = await expect_status(_connect(later, old_der), Status.UNAUTHENTICATED)
+    assert "is not mapped to a bugless user" in (refused.message or "")
+    assert await _listed(later, admin, bot) == [new_session]
+    assert not await _valid(later, old.token)
+    assert not await _valid(first, old.token)
+    assert await _valid(later, new.token)
+    reason = await later.store.run(
+        lambda conn: conn.fetchval(
+            "SELECT revoked_reason FROM sessions WHERE session_id = $1", old_session
+        ),
+        transaction=False,
+    )
+    assert reason == mapped_sessions.REFUSED_REASON
+
+
+async def test_a_refused_unknown_certificate_writes_nothing(deployment: Deployment) -> None:
+    """A certificate of the trusted CA that nothing maps, and that never had a
+    session, is refused with no row of the sessions table written (each row's
+    version is as it was), however many sessions other certificates hold."""
+    server = await deployment.replica()
+    for cn in deployment.bots:
+        await _connect(server, deployment.pki.client(cn))
+    before = await _sessions_table(server)
+    assert len(before) == 2
+    stranger = deployment.pki.client(unique("stranger"))
+    for _ in range(3):
+        refused = await expect_status(_connect(server, stranger), Status.UNAUTHENTICATED)
+        assert "is not mapped to a bugless user" in (refused.message or "")
+    assert await _sessions_table(server) == before

@@ -115,12 +115,17 @@ async def test_a_replaced_people_ca_without_overlap_ends_the_old_ones_certificat
 ) -> None:
     """Replaced with no ``previous_cert_files``: every certificate of the old CA signs nobody in.
 
-    Sessions go on (they hang on the token keys) and the new CA issues at once.
+    The password sign-in's session goes on (it hangs on the token keys) and
+    the new CA issues at once; the session an old certificate's connections
+    shared ends at its refusal (before, it stayed live until it expired).
     """
     before = await start_auth_server(authenticators=("local",), people_ca=people_ca_settings)
     name = unique("carol")
     token = await _token(before, name)
     old = await _issue(before, token, "laptop")
+    connected = await before.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=_der(old.certificate_pem))
+    )
     replacement = trustme.CA(organization_name="bugless people CA 2")
     cert, key = _ca_files(tmp_path, replacement, "people-ca-2")
     after = await start_auth_server(
@@ -135,6 +140,12 @@ async def test_a_replaced_people_ca_without_overlap_ends_the_old_ones_certificat
         Status.UNAUTHENTICATED,
     )
     assert "is not mapped to a bugless user" in (refused.message or "")
+    ended = await expect_status(
+        after.stub.validate_token(v1.ValidateTokenRequest(token=connected.token)),
+        Status.UNAUTHENTICATED,
+    )
+    assert "ended" in (ended.message or "")
+    await after.stub.validate_token(v1.ValidateTokenRequest(token=token))
     new = await _issue(after, token, "laptop")
     issuer = x509.load_pem_x509_certificate(new.certificate_pem.encode()).issuer
     assert issuer == x509.load_pem_x509_certificate(replacement.cert_pem.bytes()).subject

@@ -1,8 +1,9 @@
 """The indexes of the sessions and users tables serve the queries run on every poll.
 
 The Model's replicas each ask every few seconds which sessions ended within an
-assertion's lifetime (``SessionStore.revoked_within``). On a table of many
-sessions, that must read an index, not every row: the plan is checked with
+assertion's lifetime (``SessionStore.revoked_within``), and every refused client
+certificate ends its sessions (``MappedSessions.end_refused``). On a table of
+many sessions, each must read an index, not every row: the plan is checked with
 EXPLAIN after ANALYZE, on a table big enough that a scan would cost more.
 """
 
@@ -16,6 +17,8 @@ from auth_support import unique
 
 from bugless_auth import _queries as sql
 from bugless_auth import _session_queries as session_sql
+from bugless_auth import mapped_sessions
+from bugless_auth.mapped_sessions import MappedSessions
 from bugless_auth.sessions import SessionStore
 from bugless_auth.store import IdentityStore
 
@@ -96,4 +99,62 @@ async def test_merged_placeholders_of_looked_up_users_are_found_through_their_in
     text = json.dumps(json.loads(plan) if isinstance(plan, str) else plan)
     assert "users_merged_into" in text, f"each look-up scans the users: {text}"
     assert "users_by_username_key" in text, f"each look-up scans the users: {text}"
+    assert "Seq Scan" not in text
+
+
+async def test_a_refused_certificates_sessions_are_found_through_their_index(
+    auth_database: str,
+) -> None:
+    """Any certificate the API's CA bundle lets through may be refused, as often as
+    it connects: ending its sessions reads the index of live certificate
+    sessions, never the table, and ends only that certificate's."""
+    schema = f"auth_{secrets.token_hex(4)}"
+    await IdentityStore.migrate(auth_database, schema, dialect="postgres")
+    store = await IdentityStore.open(auth_database, schema, dialect="postgres")
+    try:
+        user = await store.create_local_user(
+            username=unique("bot"), display_name="", email="", groups=(), password_hash="x"
+        )
+        await store.run(
+            lambda conn: conn.execute(
+                """
+                INSERT INTO sessions (session_id, user_id, authenticator, expires_at, revoked_at,
+                                      certificate)
+                SELECT 's' || n, $1, 'tls', now() + interval '1 day',
+                       CASE WHEN n % 3 = 0 THEN now() - interval '1 day' END,
+                       CASE WHEN n % 2 = 0 THEN 'fingerprint-' || (n % 5000) END
+                  FROM generate_series(1, $2::int) AS n
+                """,
+                user.user_id,
+                ROWS,
+            )
+        )
+        await store.run(lambda conn: conn.execute("ANALYZE sessions"))
+        live = await store.run(
+            lambda conn: conn.fetchval(
+                "SELECT count(*) FROM sessions WHERE certificate = 'fingerprint-2' "
+                "AND revoked_at IS NULL"
+            )
+        )
+        ended = await MappedSessions(store, []).end_refused("fingerprint-2")
+        plan = await store.run(
+            lambda conn: conn.fetchval(
+                "EXPLAIN (FORMAT JSON) " + mapped_sessions.END_REFUSED,
+                "fingerprint-4",
+                mapped_sessions.REFUSED_REASON,
+                mapped_sessions.REFUSED_SESSIONS_LIMIT,
+            )
+        )
+        left = await store.run(
+            lambda conn: conn.fetchval(
+                "SELECT count(*) FROM sessions WHERE revoked_reason = $1",
+                mapped_sessions.REFUSED_REASON,
+            )
+        )
+    finally:
+        await store.close()
+    assert live > 0
+    assert ended == live == left
+    text = json.dumps(json.loads(plan) if isinstance(plan, str) else plan)
+    assert "sessions_live_by_certificate" in text, f"a refusal scans the sessions: {text}"
     assert "Seq Scan" not in text

@@ -23,16 +23,26 @@ supervised as ``auth.mapped_sessions`` (an outage logged once, a bug logged
 and counted, and the sweeps go on).
 
 A session records its certificate's fingerprint, not the entry that mapped
-it, so the rule is per user: a user still named by another entry (two
-certificates, one entry removed) keeps their sessions, and the removed
-entry's certificate is refused at its next connection or identity re-check
-(the API's ``--identity-ttl-seconds``) all the same; its session then stays
-listed until it expires. Ending a session takes the Model's acceptance of
-its assertions within ``--assertion-refresh-seconds``, as any ended session.
+it, so that rule is per user. Each entry is a subject of its own (the store
+gives two entries naming one username two users, the later sign-in taking the
+name), so removing an entry ends its own user's sessions. A certificate can
+still be refused while its user stays mapped: the backend's ``ca_file``
+replaced by a new bot CA while the entry (a CN) names the new certificate
+too, or a people certificate whose CA the Authenticator no longer lists. Its
+next connection or identity re-check (the API's ``--identity-ttl-seconds``) is
+refused, and that refusal ends the sessions of that one certificate
+(:meth:`MappedSessions.end_refused`), by its fingerprint, whoever they were
+made for. Ending a session takes the Model's acceptance of its assertions
+within ``--assertion-refresh-seconds``, as any ended session.
 
-The statement scans the live sessions of the backend (no index on
+The per-user statement scans the live sessions of the backend (no index on
 ``authenticator``): it runs only when a mapping changed, a few times a day
-at most, and ends what it finds in one UPDATE.
+at most, and ends what it finds in one UPDATE. The per-certificate one runs
+at every refusal, which any certificate the API's client CA bundle lets
+through can cause as often as it connects: it reads the index of live
+certificate sessions (migration 0015) and ends at most
+:data:`REFUSED_SESSIONS_LIMIT` rows, so an unknown certificate costs one
+index probe that finds nothing and writes nothing.
 """
 
 from __future__ import annotations
@@ -70,6 +80,28 @@ WHERE s.authenticator = $1 AND s.certificate IS NOT NULL
   )
 RETURNING s.user_id
 """
+
+
+#: The most sessions one refusal ends. A certificate has at most two live
+#: sessions per user it was mapped to (``CERTIFICATE_SESSION_RENEW_FRACTION``);
+#: any beyond this bound are ended by its next refusal.
+REFUSED_SESSIONS_LIMIT = 16
+#: End the live sessions made for certificate $1 (SHA-256 of its DER, hex),
+#: at most $3 of them, with reason $2; the ended sessions' users. The inner
+#: read goes through ``sessions_live_by_certificate`` (migration 0015), so a
+#: certificate without sessions, the common case, reads one index page and
+#: updates no row.
+END_REFUSED = """
+UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+WHERE session_id IN (
+    SELECT session_id FROM sessions
+    WHERE certificate = $1 AND revoked_at IS NULL AND expires_at > now()
+    LIMIT $3
+)
+RETURNING user_id
+"""
+#: Why a refused certificate's sessions ended (their ``revoked_reason``).
+REFUSED_REASON = "this certificate no longer maps to a bugless user (refused at a connection)"
 
 
 def unmapped_reason(backend: str) -> str:
@@ -159,6 +191,33 @@ class MappedSessions:
                 log_ended(user_id, count, reason)
             ended += len(rows)
         return ended
+
+    async def end_refused(self, fingerprint: str) -> int:
+        """End the live sessions of a certificate just refused as unmapped; how many.
+
+        Called when no certificate backend and no people CA maps the
+        certificate (``CERTIFICATE_NOT_MAPPED``): its sessions, whoever they
+        were made for, would otherwise stay live, listed and accepted until
+        they expire, although the certificate can make no new one. One
+        bounded statement through the index of live certificate sessions
+        (:data:`END_REFUSED`); a certificate that never had a session
+        changes no row.
+
+        Raises:
+            Unavailable: the database cannot be reached.
+        """
+        rows: list[asyncpg.Record] = await self._store.run(
+            lambda conn: conn.fetch(
+                END_REFUSED, fingerprint, REFUSED_REASON, REFUSED_SESSIONS_LIMIT
+            ),
+            transaction=False,
+        )
+        users: dict[str, int] = {}
+        for row in rows:
+            users[row["user_id"]] = users.get(row["user_id"], 0) + 1
+        for user_id, count in users.items():
+            log_ended(user_id, count, REFUSED_REASON)
+        return len(rows)
 
     async def _end(self, backend: str, mapped: list[str], reason: str) -> list[asyncpg.Record]:
         rows: list[asyncpg.Record] = await self._store.run(

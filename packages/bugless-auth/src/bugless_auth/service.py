@@ -276,7 +276,9 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
 
         Raises:
             InvalidArgument: not a DER certificate.
-            Unauthenticated: no backend maps the certificate's subject.
+            Unauthenticated: no backend maps the certificate's subject (the
+                sessions made for the certificate are ended first:
+                :meth:`MappedSessions.end_refused`).
         """
         backends = [b for b in self.backends if isinstance(b, CertificateAuthenticator)]
         if not backends and self.people.ca is None:
@@ -295,6 +297,8 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
             found = await backend.authenticate(certificate_der)
             if found is not None:
                 return await self._signed_in(found, backend.name, certificate=seen)
+        # Nothing maps it any more: the sessions it made end now, not when they expire.
+        await self.mapped_sessions.end_refused(seen.fingerprint)
         raise Unauthenticated(
             f"certificate subject {cert.subject.rfc4514_string()} is not mapped to a bugless user",
             reason="CERTIFICATE_NOT_MAPPED",

@@ -38,7 +38,8 @@ and the others reuse it. A certificate session expires no later than its
 certificate (its tokens too), so the sessions page stops listing it when the
 certificate expires; one with less left than a renewal needs is reused all
 the same, since a new one could not last longer. A session made through a
-mapping (the ``tls`` backend) ends when the mapping stops naming its user
+mapping (the ``tls`` backend) ends when the mapping stops naming its user, and
+any certificate session ends when its certificate is refused as unmapped
 (:mod:`bugless_auth.mapped_sessions`).
 
 A person sees their own live sessions (:meth:`SessionStore.list_live`, the

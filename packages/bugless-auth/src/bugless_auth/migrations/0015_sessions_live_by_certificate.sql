@@ -1,0 +1,26 @@
+-- An index for "the live sessions of this certificate", read when a client
+-- certificate is refused.
+--
+-- A certificate session records its certificate's SHA-256 (0013
+-- `certificate`). When the API's AuthenticateCertificate for a certificate
+-- is refused because nothing maps it any more (CERTIFICATE_NOT_MAPPED: the
+-- tls backend's CA replaced while the entry still names its user, or its
+-- people CA no longer listed), the Authenticator ends that certificate's live
+-- sessions (bugless_auth.mapped_sessions, END_REFUSED), so its session stops
+-- being listed and its token and assertions stop being accepted at once
+-- rather than when it expires. Any certificate that chains to a CA the API
+-- trusts reaches that statement, mapped or not, so it must never read more
+-- than the certificate's own rows: without this index it would scan every
+-- session row, live or kept for audit. Most sessions are no certificate's
+-- (password, single sign-on, services' assertions) and most rows are ended or
+-- expired, so the index holds only live certificate sessions (a partial
+-- index: CockroachDB has them too).
+--
+-- Valid on PostgreSQL 14+ and CockroachDB 23.2+. Built in the migration's
+-- transaction, as every file is (no CONCURRENTLY): on PostgreSQL, writes of
+-- `sessions` (sign-ins, ends, last-use updates of the replicas still
+-- serving) wait for the build, one read of the table; CockroachDB builds it
+-- online. A replica of the previous release serving during the rollout
+-- neither reads nor needs it (it ends no session at a refusal, as before).
+CREATE INDEX sessions_live_by_certificate ON sessions (certificate)
+    WHERE certificate IS NOT NULL AND revoked_at IS NULL;
