@@ -14,6 +14,7 @@ import pytest
 from api_support import Bots, ConnectAs, signed_in
 
 from bugless_api.server import RunningApi
+from bugless_core.errors import InvalidArgument
 from bugless_dev.processes import BUGLESS_COMMAND
 from bugless_proto import v1
 
@@ -165,7 +166,7 @@ async def test_fields_are_defined_set_with_field_and_listed(
     bad = await _bugless(
         env, "issue", "update", str(created["id"]), "--field", "Cost=many", check=False
     )
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # the client checks the value: usage, as the unknown name
     assert "whole number" in bad.stderr
 
     renamed = await _json(
@@ -204,6 +205,125 @@ async def test_fields_are_defined_set_with_field_and_listed(
     assert "Found In" not in {v["name"] for v in after["custom_fields"]}
     history = (await _bugless(env, "issue", "history", str(created["id"]))).stdout
     assert "Found In" in history  # the deleted field's old values stay readable
+
+
+async def test_field_is_refused_as_the_client_refuses_fields_and_nothing_is_written(
+    cli_env: dict[str, str], connect_as: ConnectAs
+) -> None:
+    """``--field NAME=VALUE`` goes through the client's by-name path: same checks, same words.
+
+    Before, the CLI matched the names itself and sent the values as typed:
+    a value that does not fit its field was the server's refusal (exit 1),
+    in a bulk update each issue's own failure after the preview.
+    """
+    env = cli_env
+    (client,) = await signed_in(connect_as, "cli-bot")
+    component = await _admin_component(connect_as)
+    c = str(component.id)
+    await client.create_custom_field(component.id, "Cost", v1.CustomFieldType.INTEGER)
+    await client.create_custom_field(
+        component.id, "Found In", v1.CustomFieldType.ENUM, options=["4.1", "4.2"]
+    )
+    issue = await client.create_issue("kept", component.id)
+
+    for spec, fields in [
+        ("Cost=many", {"Cost": "many"}),
+        ("Found In=9.9", {"Found In": "9.9"}),
+        ("Cost=1,2", {"Cost": "1,2"}),
+        ("Nope=1", {"Nope": "1"}),
+    ]:
+        with pytest.raises(InvalidArgument) as refused:
+            await client.update_issue(issue.id, fields=fields)
+        assert refused.value.metadata["origin"] == "client"
+        said = refused.value.message.split(": ", 1)[1]
+        for args in (
+            ["issue", "create", "--title", "refused", "--component", c],
+            ["issue", "update", str(issue.id)],
+            ["issue", "update", "--query", f"componentid:{c}", "--yes"],
+        ):
+            result = await _bugless(env, *args, "--field", spec, check=False)
+            assert (result.returncode, result.stderr.strip()) == (2, f"error: --field: {said}")
+    twice = await _bugless(
+        env, "issue", "update", str(issue.id), "--field", "Cost=1", "--field", "Cost=2", check=False
+    )
+    assert (twice.returncode, twice.stderr.strip()) == (
+        2,
+        "error: --field: custom field 'Cost' is given twice",
+    )
+    assert (await client.get_issue(issue.id)).version == issue.version
+    assert [i.id for i in (await client.search_issues(f"componentid:{c}")).issues] == [issue.id]
+    changed = await _json(env, "issue", "update", str(issue.id), "--field", "found in= 4.2")
+    assert {v["name"]: v["values"] for v in changed["custom_fields"]}["Found In"] == ["4.2"]
+
+
+async def test_field_names_mean_the_issues_components_fields_and_change_in_one_entry(
+    cli_env: dict[str, str], connect_as: ConnectAs
+) -> None:
+    """Two ``--field`` options are one change; a field of another component is no field here.
+
+    The names are resolved among the fields of the issue's component (of
+    the component it moves to, with ``--component``): a field defined on a
+    sibling, by name or as ``customfield<ID>``, is refused with the names
+    that do apply, and nothing is written, in a bulk update too.
+    """
+    env = cli_env
+    (client,) = await signed_in(connect_as, "cli-bot")
+    here, there = await _admin_component(connect_as), await _admin_component(connect_as)
+    await client.create_custom_field(here.id, "Cost", v1.CustomFieldType.INTEGER)
+    await client.create_custom_field(
+        here.id, "Found In", v1.CustomFieldType.ENUM, options=["4.1", "4.2"]
+    )
+    rack = await client.create_custom_field(there.id, "Rack", v1.CustomFieldType.TEXT)
+    issue = await client.create_issue("two fields", here.id)
+    elsewhere = await client.create_issue("over there", there.id)
+
+    both = await _json(
+        env, "issue", "update", str(issue.id), "--field", "Cost=3", "--field", "Found In=4.2"
+    )
+    assert both["version"] == issue.version + 1  # one history entry holds both
+    assert {v["name"]: v["values"] for v in both["custom_fields"]} == {
+        "Cost": ["3"],
+        "Found In": ["4.2"],
+    }
+    made = await _json(
+        env,
+        "issue",
+        "create",
+        "--title",
+        "made with two",
+        "--component",
+        str(here.id),
+        "--field",
+        "cost=7",
+        "--field",
+        "found in=4.1",
+    )
+    assert {v["name"]: v["values"] for v in made["custom_fields"]} == {
+        "Cost": ["7"],
+        "Found In": ["4.1"],
+    }
+
+    not_here = "error: --field: no custom field {!r} applies here (known: 'Cost', 'Found In')"
+    for spec, name in [("Rack=r1", "Rack"), (f"customfield{rack.id}=r1", f"customfield{rack.id}")]:
+        for args in (
+            ["issue", "update", str(issue.id)],
+            ["issue", "create", "--title", "refused", "--component", str(here.id)],
+            ["issue", "update", str(issue.id), str(elsewhere.id), "--yes"],
+        ):
+            refused = await _bugless(env, *args, "--field", spec, check=False)
+            assert (refused.returncode, refused.stderr.strip()) == (2, not_here.format(name))
+    assert (await client.get_issue(issue.id)).version == issue.version + 1
+    assert (await client.get_issue(elsewhere.id)).version == elsewhere.version
+    assert {i.id for i in (await client.search_issues(f"componentid:{here.id}")).issues} == {
+        issue.id,
+        int(made["id"]),  # an int64 in the JSON is a string
+    }
+
+    moved = await _json(
+        env, "issue", "update", str(issue.id), "--component", str(there.id), "--field", "Rack=r1"
+    )
+    assert (int(moved["component_id"]), moved["version"]) == (there.id, issue.version + 2)
+    assert {v["name"]: v["values"] for v in moved["custom_fields"]}["Rack"] == ["r1"]
 
 
 async def test_edit_comment_and_redact(cli_env: dict[str, str], connect_as: ConnectAs) -> None:

@@ -201,7 +201,7 @@ async def test_comment_edit_redact_attach_and_field_commands_name_their_options(
                 1,
                 f"--comment: {too_long} are accepted",
             ),
-            (["issue", "update", i, "--field", f"Os{tag}=zz"], 1, f"--field: {not_an_option}"),
+            (["issue", "update", i, "--field", f"Os{tag}=zz"], 2, f"--field: {not_an_option}"),
             (
                 ["issue", "update", i, "--field", "nosuch=1"],
                 2,

@@ -50,6 +50,7 @@ ISSUE_UPDATE_OPTIONS: OptionNames = {
     },
     "delta.custom_fields_set": "--field",
     "field": "--field",  # the CLI's own reading of NAME=VALUE
+    "fields[]": "--field",  # the client's by name (BuglessClient.custom_field_values)
     "comment": "--comment",
     "expected_version": "--expected-version",
 }
@@ -72,6 +73,7 @@ ISSUE_CREATE_OPTIONS: OptionNames = {
     "blocked_by_ids": "--blocked-by",
     "custom_fields": "--field",
     "field": "--field",  # the CLI's own reading of NAME=VALUE
+    "fields[]": "--field",  # the client's by name (BuglessClient.custom_field_values)
     "idempotency_key": "--idempotency-key",
 }
 
@@ -230,17 +232,24 @@ def attach_options(params: Mapping[str, Any]) -> OptionNames:
 
 
 _INDEX = re.compile(r"\[\d+\]")
-#: A message's leading ``path: `` (``delta.cc_add[1]: ...``).
-_LEADING_PATH = re.compile(r"([a-z_][a-z0-9_]*(?:\[\d+\])*(?:\.[a-z_][a-z0-9_]*(?:\[\d+\])*)*): ")
+#: A key's subscript, as the client names an entry of a mapping (``fields['OS']``).
+_KEY = re.compile(r"""\[(?:'[^']*'|"[^"]*")\]""")
+_SUBSCRIPT = r"""(?:\[\d+\]|\['[^']*'\]|\["[^"]*"\])"""
+#: A message's leading ``path: `` (``delta.cc_add[1]: ...``, ``fields['OS']: ...``).
+_LEADING_PATH = re.compile(
+    rf"([a-z_][a-z0-9_]*{_SUBSCRIPT}*(?:\.[a-z_][a-z0-9_]*{_SUBSCRIPT}*)*): "
+)
 
 
 def option_for(path: str, options: OptionNames) -> str | None:
     """The option that set the field at ``path``, or of the nearest field holding it.
 
     ``delta.cc_add[1]`` is ``--cc-add``'s second value;
-    ``delta.custom_fields_set[0].values[2]`` is inside ``--field``'s.
+    ``delta.custom_fields_set[0].values[2]`` is inside ``--field``'s; a
+    mapping's entry is looked up as ``name[]`` (the client's ``fields['OS']``,
+    a custom field given by name, is ``fields[]``).
     """
-    key = _INDEX.sub("", path)
+    key = _KEY.sub("[]", _INDEX.sub("", path))
     while key:
         found = options.get(key)
         if found is not None:

@@ -52,25 +52,28 @@ async def component_id_of(client: BuglessClient, ref: str) -> int:
 async def field_values(
     client: BuglessClient, component_ids: Iterable[int], specs: Iterable[str]
 ) -> list[v1.CustomFieldValue]:
-    """The values ``--field`` specs set, for issues of ``component_ids``.
+    """The values ``--field`` specs set, for issues of ``component_ids`` (a bulk update).
 
-    With several components (a bulk update) each name must mean the same
-    field in all of them; a field that does not apply to some issue's
-    component makes that issue fail alone.
+    Each component's fields are found and each value checked by the client
+    (:meth:`BuglessClient.custom_field_values`, the path of ``fields`` in
+    ``update_issue``), before the preview and before anything is written:
+    a name must mean the same field in all of them, and one that no field
+    of some issue's component has refuses the whole change.
 
     Raises:
         InvalidArgument: a client mistake (unknown name, malformed spec, a
-            name meaning different fields in different components).
+            value that does not fit, a name meaning different fields in
+            different components).
     """
-    from bugless_api.client import custom_values  # noqa: PLC0415
     from bugless_api.client._base import client_mistake  # noqa: PLC0415
+    from bugless_api.client._custom_values import field_specs  # noqa: PLC0415
 
-    specs = list(specs)
-    if not specs:
+    fields = field_specs(specs)
+    if not fields:
         return []
     chosen: list[v1.CustomFieldValue] | None = None
     for component_id in sorted(set(component_ids)):
-        values = custom_values(await client.list_custom_fields(component_id), specs)
+        values = await client.custom_field_values(component_id, fields)
         if chosen is not None and [v.field_id for v in values] != [v.field_id for v in chosen]:
             msg = (
                 "field: the names mean different fields in the issues' components; "

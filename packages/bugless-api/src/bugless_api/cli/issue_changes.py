@@ -206,18 +206,14 @@ def _client_keywords(changes: dict[str, Any], component_id: int | None) -> dict[
 async def _update_one(
     client: BuglessClient, issue_id: int, expected_version: int | None, changes: dict[str, Any]
 ) -> object:
+    from bugless_api.client._custom_values import field_specs  # noqa: PLC0415
+
     component_id = await _component_id(client, changes["component"])
-    custom = []
-    if changes["fields"]:
-        issue = await client.get_issue(issue_id)
-        if expected_version is None:
-            expected_version = issue.version
-        custom = await field_values(client, [component_id or issue.component_id], changes["fields"])
     reply = await client.update_issue(
         issue_id,
         expected_version=expected_version,
         comment=changes["comment"],
-        custom_fields_set=custom,
+        fields=field_specs(changes["fields"]),
         **_client_keywords(changes, component_id),
     )
     assert reply.issue is not None

@@ -31,7 +31,7 @@ from bugless_api.cli._render import (
     issue_detail,
     issue_row,
 )
-from bugless_api.cli.custom_fields import FIELD_OPTION, field_values
+from bugless_api.cli.custom_fields import FIELD_OPTION
 from bugless_api.cli.groups import issue_group
 
 if TYPE_CHECKING:
@@ -183,12 +183,13 @@ async def history_command(client: BuglessClient, issue_id: int) -> Text:
 async def create_command(client: BuglessClient, **options: Any) -> Detail:
     """Create an issue (its retries never make a second one; see --idempotency-key)."""
     from bugless_api.client import new_idempotency_key  # noqa: PLC0415
+    from bugless_api.client._custom_values import field_specs  # noqa: PLC0415
     from bugless_core.errors import Unavailable  # noqa: PLC0415
 
     ref = id_or_path(options["component"])
     component_id = ref if isinstance(ref, int) else (await client.get_component(ref)).id
     key = options["idempotency_key"] or new_idempotency_key()
-    custom = await field_values(client, [component_id], options["fields"])
+    fields = field_specs(options["fields"])
     try:
         issue = await client.create_issue(
             options["title"],
@@ -205,7 +206,7 @@ async def create_command(client: BuglessClient, **options: Any) -> Detail:
             blocked_by_ids=options["blocked_by"],
             hotlist_ids=options["hotlists"],
             idempotency_key=key,
-            custom_fields=custom,
+            fields=fields,
         )
     except Unavailable as exc:
         # The issue may have been made: the same key finds it instead of a twin.

@@ -32,6 +32,29 @@ def _unknown(name: str, fields: Sequence[v1.CustomField], where: str) -> Invalid
     return client_mistake(f"{where}: no custom field {name!r} applies here (known: {known})")
 
 
+def field_specs(specs: Iterable[str]) -> dict[str, str]:
+    """``Name=value`` texts (the CLI's ``--field``) as ``fields`` by name.
+
+    Only the text is read here; which field a name means and whether the
+    value fits it is :func:`named_values`' work (or :func:`custom_values`'),
+    so a spec and a script's ``fields`` go through the same look-up.
+
+    Raises:
+        InvalidArgument: (a client mistake) a spec without ``=`` or a name,
+            or one name given twice.
+    """
+    given: dict[str, str] = {}
+    for spec in specs:
+        name, equals, value = spec.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise client_mistake(f"field: {spec!r} is not Name=value")
+        if name in given:
+            raise client_mistake(f"fields[{name!r}]: custom field {name!r} is given twice")
+        given[name] = value
+    return given
+
+
 def custom_values(
     fields: Sequence[v1.CustomField], specs: Iterable[str]
 ) -> list[v1.CustomFieldValue]:
@@ -41,7 +64,9 @@ def custom_values(
     apply to the issue's component, from ``list_custom_fields``). An empty
     value clears the field; a multi-choice field takes a comma list
     (``OS=linux,mac``); a user field takes a username. The values are sent
-    as typed: the Model checks them against the field's type.
+    as typed: the Model checks them against the field's type (a script that
+    wants them checked first gives ``fields`` to ``create_issue`` or
+    ``update_issue``, as the CLI does).
 
     Raises:
         InvalidArgument: (a client mistake) a spec without ``=``, a name no
@@ -49,11 +74,7 @@ def custom_values(
     """
     by_key, by_name = _field_lookup(fields)
     out: dict[int, v1.CustomFieldValue] = {}
-    for spec in specs:
-        name, equals, value = spec.partition("=")
-        name = name.strip()
-        if not equals or not name:
-            raise client_mistake(f"field: {spec!r} is not Name=value")
+    for name, value in field_specs(specs).items():
         found = by_key.get(name.casefold()) or by_name.get(name.casefold())
         if found is None:
             raise _unknown(name, fields, "field")

@@ -260,6 +260,23 @@ class IssueCalls(ClientBase):
             expected_version = (await self.get_issue(issue_id)).version
         return await self.change_issue(issue_id, expected_version, delta, comment=comment)
 
+    async def custom_field_values(
+        self, component_id: int, fields: Mapping[str, FieldValue]
+    ) -> list[v1.CustomFieldValue]:
+        """``fields`` (by name) as prepared values for issues of ``component_id``.
+
+        What :meth:`create_issue` and :meth:`update_issue` do with their
+        ``fields``, for a call that takes prepared values (a
+        :meth:`delta` for :meth:`batch_change_issues`): the same lookup, kept
+        list and checks, the same errors.
+
+        Raises:
+            InvalidArgument: (a client mistake) an unknown name, a field named
+                twice, or a value that does not fit its field.
+        """
+        check_id(component_id, "component_id")
+        return await self._with_named_values(component_id, (), fields)
+
     async def _with_named_values(
         self,
         component_id: int,

@@ -180,6 +180,7 @@ class SyncBuglessClient:
     change_issue = _blocking(BuglessClient.change_issue)
     update_issue = _blocking(BuglessClient.update_issue)
     batch_change_issues = _blocking(BuglessClient.batch_change_issues)
+    custom_field_values = _blocking(BuglessClient.custom_field_values)
     comment = _blocking(BuglessClient.comment)
     edit_comment = _blocking(BuglessClient.edit_comment)
     redact = _blocking(BuglessClient.redact)
