@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,23 @@ class Pki:
     ca_file: Path
     mapping_file: Path
 
-    def client(self, common_name: str, *emails: str, ca: trustme.CA | None = None) -> bytes:
+    def client(
+        self,
+        common_name: str,
+        *emails: str,
+        ca: trustme.CA | None = None,
+        not_before: datetime.datetime | None = None,
+        not_after: datetime.datetime | None = None,
+    ) -> bytes:
+        """A client certificate's DER (valid from now, for trustme's default span, unless given)."""
         issuer = ca or self.ca
-        return der_of(issuer.issue_cert(*emails or ("client.invalid",), common_name=common_name))
+        leaf = issuer.issue_cert(
+            *emails or ("client.invalid",),
+            common_name=common_name,
+            not_before=not_before,
+            not_after=not_after,
+        )
+        return der_of(leaf)
 
 
 MAPPING = {

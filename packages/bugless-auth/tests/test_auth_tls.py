@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -76,6 +77,51 @@ async def test_unmapped_cn_is_refused_naming_the_subject(tls_server: AuthServer,
 async def test_mapped_cn_from_another_ca_is_refused(tls_server: AuthServer, pki: Pki) -> None:
     forged = pki.client("deploy-bot", ca=pki.foreign)
     await expect_status(present(tls_server, forged), Status.UNAUTHENTICATED)
+
+
+_NOW = datetime.datetime.now(datetime.UTC)
+#: (not_before, not_after) of a certificate outside its window, and how it is refused.
+_OUT_OF_WINDOW = {
+    "expired": (
+        _NOW - datetime.timedelta(days=30),
+        _NOW - datetime.timedelta(days=1),
+        "expired at",
+    ),
+    "not yet valid": (
+        _NOW + datetime.timedelta(days=1),
+        _NOW + datetime.timedelta(days=30),
+        "is not valid until",
+    ),
+}
+
+
+@pytest.mark.parametrize("with_ca", [True, False], ids=["ca_file", "no ca_file"])
+@pytest.mark.parametrize("window", sorted(_OUT_OF_WINDOW))
+async def test_a_mapped_certificate_outside_its_validity_window_maps_to_nobody(
+    start_auth_server: StartAuth, pki: Pki, window: str, with_ca: bool
+) -> None:
+    """The window is checked with or without ``ca_file``.
+
+    Before, a tls backend without ``ca_file`` returned "trusted" before it
+    looked at the dates: an expired certificate with a mapped CN, passed
+    on by a frontend, signed in as that bot.
+    """
+    options = {"mapping_file": str(pki.mapping_file)}
+    if with_ca:
+        options["ca_file"] = str(pki.ca_file)
+    server = await start_auth_server(
+        authenticators=("local", "tls"), authenticator_options={"tls": options}
+    )
+    not_before, not_after, said = _OUT_OF_WINDOW[window]
+    outside = pki.client("deploy-bot", not_before=not_before, not_after=not_after)
+
+    error = await expect_status(present(server, outside), Status.UNAUTHENTICATED)
+    bound = not_after if window == "expired" else not_before
+    message = error.message or ""
+    assert message.startswith("certificate subject ")
+    assert "CN=deploy-bot" in message
+    assert message.endswith(f" {said} {bound:%Y-%m-%d %H:%M} UTC"), message
+    assert (await present(server, pki.client("deploy-bot"))).identity is not None
 
 
 async def test_garbage_is_invalid_argument(tls_server: AuthServer) -> None:

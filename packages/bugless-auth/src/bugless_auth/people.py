@@ -36,6 +36,7 @@ from bugless_auth.people_ca import (
 from bugless_auth.sessions import end_certificate_sessions
 from bugless_auth.settings import PeopleCaSettings
 from bugless_auth.store import IdentityStore, UserRecord
+from bugless_auth.tls import validity_problem
 from bugless_core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -330,8 +331,7 @@ class PeopleCertificates:
             # Not a person's certificate (no bugless:user: name): a bot's or a
             # service's, even from the same CA, goes to the tls mapping.
             return None
-        now = datetime.datetime.now(datetime.UTC)
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        if validity_problem(cert) is not None:
             raise Unauthenticated(
                 "this people certificate has expired; run `bugless login` again",
                 reason="CERTIFICATE_EXPIRED",

@@ -43,7 +43,7 @@ from bugless_auth.sessions import (
 from bugless_auth.settings import AuthSettings
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.throttle import LoginThrottle
-from bugless_auth.tls import parse_certificate
+from bugless_auth.tls import parse_certificate, validity_problem
 from bugless_auth.tokens import SessionClaims, TokenAuthority, load_key
 from bugless_auth.user_admin import UserAdministration
 from bugless_auth.user_feed import UserFeedFollower
@@ -278,7 +278,8 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
             InvalidArgument: not a DER certificate.
             Unauthenticated: no backend maps the certificate's subject (the
                 sessions made for the certificate are ended first:
-                :meth:`MappedSessions.end_refused`).
+                :meth:`MappedSessions.end_refused`); reason
+                ``CERTIFICATE_EXPIRED`` when it is outside its validity window.
         """
         backends = [b for b in self.backends if isinstance(b, CertificateAuthenticator)]
         if not backends and self.people.ca is None:
@@ -299,9 +300,11 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
                 return await self._signed_in(found, backend.name, certificate=seen)
         # Nothing maps it any more: the sessions it made end now, not when they expire.
         await self.mapped_sessions.end_refused(seen.fingerprint)
+        expired = validity_problem(cert)  # why no backend took it, if it is the reason
         raise Unauthenticated(
-            f"certificate subject {cert.subject.rfc4514_string()} is not mapped to a bugless user",
-            reason="CERTIFICATE_NOT_MAPPED",
+            f"certificate subject {cert.subject.rfc4514_string()} "
+            + (expired or "is not mapped to a bugless user"),
+            reason="CERTIFICATE_EXPIRED" if expired else "CERTIFICATE_NOT_MAPPED",
         )
 
     def _oidc_backend(self, name: str) -> OidcAuthenticator:

@@ -3,10 +3,12 @@
 The frontend terminates mutual TLS and verifies the chain; it passes the DER of
 the client certificate. Verification alone is not authorisation — a cluster
 CA signs certificates for many workloads — so the backend accepts only
-certificates its *mapping* names, by SHA-256 fingerprint, SAN email or CN, and
-(when ``ca_file`` is configured) only ones issued directly by that CA and
-within their validity period, so a certificate from another CA that happens to
-carry a mapped CN is refused even if a frontend was misconfigured.
+certificates its *mapping* names, by SHA-256 fingerprint, SAN email or CN, only
+within their validity period, and (when ``ca_file`` is configured) only ones
+issued directly by that CA, so a certificate from another CA that happens to
+carry a mapped CN is refused even if a frontend was misconfigured. The
+validity window is checked with or without ``ca_file``: a frontend that
+passes on an expired certificate (or one not yet valid) maps it to nobody.
 
 Mapping (JSON or TOML; ``mapping_file`` or inline ``mapping``)::
 
@@ -148,6 +150,20 @@ def certificate_names(cert: x509.Certificate) -> list[str]:
     return names
 
 
+def validity_problem(cert: x509.Certificate) -> str | None:
+    """What puts ``cert`` outside its validity window now, or None when it is within it.
+
+    Worded to follow "certificate subject CN=...": ``expired at ...`` or
+    ``is not valid until ...`` (UTC, to the minute).
+    """
+    now = datetime.datetime.now(datetime.UTC)
+    if now > cert.not_valid_after_utc:
+        return f"expired at {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if now < cert.not_valid_before_utc:
+        return f"is not valid until {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+    return None
+
+
 class TlsAuthenticator(CertificateAuthenticator):
     """Maps client certificates to users through a configured allow-list."""
 
@@ -258,11 +274,11 @@ class TlsAuthenticator(CertificateAuthenticator):
         return "TLS client certificate"
 
     def _trusted(self, cert: x509.Certificate) -> bool:
+        """Whether ``cert`` is within its validity window and (with a ``ca``) issued by it."""
+        if validity_problem(cert) is not None:
+            return False
         if self.ca is None:
             return True
-        now = datetime.datetime.now(datetime.UTC)
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            return False
         try:
             cert.verify_directly_issued_by(self.ca)
         except (ValueError, TypeError, InvalidSignature):
