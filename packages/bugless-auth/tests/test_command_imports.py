@@ -12,6 +12,8 @@ import os
 
 import pytest
 
+from bugless_auth.sessions import LAST_USED_GRANULARITY_SECONDS
+from bugless_auth.user_commands import _minutes_or_seconds
 from bugless_testing.import_boundary import loaded_among, modules_after_command
 
 #: The server stack: the database driver, password hashing, token keys, the store, the server.
@@ -93,3 +95,15 @@ def test_keygen_prints_a_key_without_the_store() -> None:
     assert shown.startswith("-----BEGIN PRIVATE KEY-----")
     stack = ("asyncpg", "argon2", "bugless_auth.store", "bugless_auth.runner")
     assert loaded_among(loaded, stack) == []
+
+
+def test_the_sessions_help_states_the_last_use_figure_the_sessions_are_recorded_with() -> None:
+    """``auth user sessions --help`` says how far behind a last use may be from
+    ``LAST_USED_GRANULARITY_SECONDS`` itself (it said "5 minutes" as a fixed
+    figure), and still loads no driver to say it."""
+    loaded, shown, _ = modules_after_command("auth", "user", "sessions", "--help")
+    figure = _minutes_or_seconds(LAST_USED_GRANULARITY_SECONDS)
+    assert f"to within {figure}," in " ".join(shown.split())
+    assert loaded_among(loaded, SERVER_STACK) == []
+    assert (_minutes_or_seconds(300), _minutes_or_seconds(60)) == ("5 minutes", "1 minute")
+    assert _minutes_or_seconds(90) == "90 seconds"

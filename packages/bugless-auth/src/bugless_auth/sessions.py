@@ -64,14 +64,16 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from bugless_auth import _session_queries as sql
 from bugless_auth.session_kinds import ALL_SESSIONS, SESSION_KINDS
-from bugless_auth.store import IdentityStore
 from bugless_core.errors import Unavailable
+
+if TYPE_CHECKING:  # the driver and the store only in annotations: the CLI's help reads this module
+    import asyncpg
+
+    from bugless_auth.store import IdentityStore
 
 _log = logging.getLogger("bugless.auth")
 

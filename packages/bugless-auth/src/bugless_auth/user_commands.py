@@ -3,8 +3,9 @@
 The user commands talk to the database directly: they are how the first
 administrator exists, before anyone could call CreateLocalUser with a token.
 Named by reference from :mod:`bugless_auth.commands`; this module imports
-the settings only, and each command the store (asyncpg), password hashing and
-sessions when it runs, so ``bugless auth user add --help`` loads none of them.
+the settings and :mod:`bugless_auth.sessions` (whose figures the help states;
+it loads no driver) only, and each command the store (asyncpg) and password
+hashing when it runs, so ``bugless auth user add --help`` loads none of them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from bugless_auth.commands import DATABASE_SETTINGS, ENV_PREFIX, HASHING_SETTINGS, run
+from bugless_auth.sessions import LAST_USED_GRANULARITY_SECONDS, SessionStore
 from bugless_auth.settings import AuthSettings
 from bugless_core.errors import BuglessError
 from bugless_core.settings import settings_command
@@ -317,7 +319,28 @@ def user_disable_command(
     _print_user(record, as_json)
 
 
-@user_group.command("sessions")
+def _minutes_or_seconds(seconds: float) -> str:
+    """A duration as help text says it: whole minutes when it is some, else seconds."""
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    return f"{seconds:g} seconds"
+
+
+#: ``bugless auth user sessions --help``. The last-use figure is the one the
+#: sessions are recorded with (:data:`~bugless_auth.sessions.LAST_USED_GRANULARITY_SECONDS`),
+#: so the help says what the code does when that changes.
+USER_SESSIONS_HELP = f"""List USERNAME's live sessions (newest first), or end some with --end.
+
+What the web's Sessions page shows its owner: how each was made, from
+which address, when, when last used (to within
+{_minutes_or_seconds(LAST_USED_GRANULARITY_SECONDS)}, plus a frontend's token cache), and
+when it expires. An ended session is refused on its next validation by every
+Authenticator replica; every session at once: `bugless auth user disable`.
+"""
+
+
+@user_group.command("sessions", help=USER_SESSIONS_HELP)
 @click.argument("username")
 @click.option(
     "--end",
@@ -347,14 +370,7 @@ def user_sessions_command(
     as_json: bool,
     lock_wait_seconds: float,
 ) -> None:
-    """List USERNAME's live sessions (newest first), or end some with --end.
-
-    What the web's Sessions page shows its owner: how each was made, from
-    which address, when, when last used (to within 5 minutes), and when it
-    expires. An ended session is refused on its next validation by every
-    Authenticator replica; every session at once: `bugless auth user disable`.
-    """
-    from bugless_auth.sessions import SessionStore  # noqa: PLC0415 - module docstring
+    """List or end USERNAME's live sessions (what the command says: :data:`USER_SESSIONS_HELP`)."""
     from bugless_core.errors import NotFound  # noqa: PLC0415
 
     async def work(store: IdentityStore) -> list[dict[str, Any]]:
