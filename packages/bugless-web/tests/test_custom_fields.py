@@ -287,6 +287,44 @@ async def test_values_show_on_the_issue_and_change_through_the_versioned_form(
     ).version == now.version
 
 
+async def test_moving_an_issue_to_a_component_requiring_a_field_asks_for_it_in_the_form(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The move is refused until the field is given, and the form offers the field.
+
+    The form showed the issue's own component's fields only: the Model's
+    refusal was a bare 400 page (the comment typed lost), and no form could
+    ever give the destination's field, so the web could not move the issue.
+    """
+    here = await _component(model, world)
+    there = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    cause = await _define(client, csrf, there.id, name="Root cause", type="text", required="yes")
+    issue = await _issue(model, world, here.id, "Move me where a cause is required")
+    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    assert f"cf_{cause}" not in form
+    form.update({"_csrf": csrf, "component_id": str(there.id), "comment": "Belongs over there"})
+    refused = await client.post(f"/issues/{issue.id}", data=form)
+    assert refused.status_code == 400
+    assert 'id="issue-form"' in refused.text
+    assert "Belongs over there" in refused.text
+    problem = re.search(rf'id="field-cf_{cause}-error"[^>]*>(.*?)<', refused.text, re.S)
+    assert problem, refused.text
+    assert "is required" in problem.group(1)
+    unchanged = await call(
+        model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id)
+    )
+    assert (unchanged.component_id, unchanged.version) == (here.id, issue.version)
+    again = _form_of(refused.text)
+    assert again["component_id"] == str(there.id)
+    again.update({"_csrf": csrf, f"cf_{cause}": "a loose cable", "comment": "Belongs over there"})
+    moved = await client.post(f"/issues/{issue.id}", data=again, follow_redirects=False)
+    assert moved.status_code == 303, moved.text
+    now = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+    assert now.component_id == there.id
+    assert _values(now) == {cause: ["a loose cable"]}
+
+
 async def test_a_stale_form_keeps_my_custom_change_and_their_other_changes(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

@@ -6,8 +6,9 @@ Creating an issue is :mod:`bugless_web.routes.new_issue`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -93,11 +94,15 @@ async def _issue_page(
     errors: FieldErrors | None = None,
     status_code: int = 200,
     comment_edit: tuple[int, str, str] | None = None,
+    moved_fields: Sequence[v1.CustomField] = (),
 ) -> Response[str]:
     """The issue page.
 
     ``comment_edit`` (entry version, typed text, problem) reopens that
     entry's edit form with the text kept and the problem shown.
+    ``moved_fields``: the fields of the component a refused edit moves the
+    issue to, shown in the form after the issue's own (a required one can
+    then be given with the move).
     """
     frontend = frontend_of(request)
     backends = frontend.backends
@@ -139,6 +144,7 @@ async def _issue_page(
         backends.capabilities(),
         backends.custom_fields(viewer, issue.component_id),
     )
+    form_fields = _with_moved(fields, moved_fields)
 
     timeline = Timeline.of(
         history,
@@ -206,8 +212,8 @@ async def _issue_page(
             "edited_version": edited_version,
             "original": form.original or current_form,
             "errors": errors
-            or FieldErrors(edit_fields(fields), labels=custom_fields.labelled(fields)),
-            "custom_fields": fields,
+            or FieldErrors(edit_fields(form_fields), labels=custom_fields.labelled(form_fields)),
+            "custom_fields": form_fields,
             "attachments": attachments,
             "can_change": can_change,
             "live": "watch" in capabilities,
@@ -261,6 +267,16 @@ async def change_issue(request: Request[Any, Any, Any], issue_text: FromPath[str
         backends.model.get_issue, v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id)
     )
     fields = await custom_fields.applicable_fields(backends, viewer, current.component_id)
+    # A move reads (and shows again) the destination's fields too: one it
+    # requires without a default is given with the move, or the Model
+    # refuses the move and the form shows that field with the reason.
+    destination = _destination(form_data, current.component_id)
+    moved_fields: list[v1.CustomField] = []
+    if destination != current.component_id:
+        # A component that is not there: the change refuses it at the picker.
+        with contextlib.suppress(NotFound, PermissionDenied):
+            moved_fields = await custom_fields.applicable_fields(backends, viewer, destination)
+        fields = _with_moved(fields, moved_fields)
     errors = FieldErrors(edit_fields(fields), labels=custom_fields.labelled(fields))
     submitted = EditForm.from_form(form_data, errors=errors)
     people, users = await asyncio.gather(
@@ -285,7 +301,13 @@ async def change_issue(request: Request[Any, Any, Any], issue_text: FromPath[str
     wanted = custom_fields.to_wire(fields, rebased.custom, people, errors)
     if errors:
         return await _issue_page(
-            request, viewer, issue_id, form=submitted, errors=errors, status_code=400
+            request,
+            viewer,
+            issue_id,
+            form=submitted,
+            errors=errors,
+            status_code=400,
+            moved_fields=moved_fields,
         )
     delta = rebased.delta_against(current, people, users)
     delta.custom_fields_set = custom_fields.changed(wanted, current.custom_fields)
@@ -309,13 +331,33 @@ async def change_issue(request: Request[Any, Any, Any], issue_text: FromPath[str
         if not errors.take(exc):
             raise
         return await _issue_page(
-            request, viewer, issue_id, form=submitted, errors=errors, status_code=400
+            request,
+            viewer,
+            issue_id,
+            form=submitted,
+            errors=errors,
+            status_code=400,
+            moved_fields=moved_fields,
         )
     version = response.entry.version if response.entry else submitted.version + 1
     return redirect(f"/issues/{issue_id}#entry-{version}")
 
 
-def edit_fields(fields: list[v1.CustomField]) -> tuple[str, ...]:
+def _destination(form: Any, current: int) -> int:
+    """The component the edit form moves the issue to (``current`` when none is read)."""
+    text = str(form.get("component_id", "") or "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else current
+
+
+def _with_moved(
+    fields: Sequence[v1.CustomField], moved: Sequence[v1.CustomField]
+) -> list[v1.CustomField]:
+    """The issue's fields, then those of the component it moves to that it lacks."""
+    ids = {f.id for f in fields}
+    return [*fields, *(f for f in moved if f.id not in ids)]
+
+
+def edit_fields(fields: Sequence[v1.CustomField]) -> tuple[str, ...]:
     """The edit form's inputs in page order: the built-in ones, then the custom fields."""
     names = custom_fields.form_field_names(fields)
     return (*EDIT_FIELDS[:-1], *names, EDIT_FIELDS[-1])
