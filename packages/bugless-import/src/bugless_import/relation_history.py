@@ -23,9 +23,11 @@ source and the state directory only, so a second run sends the same history.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bugless_core.errors import BuglessError
 from bugless_core.importer import SourceRelationChange
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -44,6 +46,12 @@ _ONE_VALUED = {
 }
 _RELATION_LISTS = ("blocking_add", "blocking_remove", "blocked_by_add", "blocked_by_remove")
 _RELATION_PATHS = frozenset(path for _, path in _ONE_VALUED.values())
+#: A field of an imported entry's relation change, as the Model names it when
+#: it refuses one (its reference, a cycle it would close, a misplaced id).
+_RELATION_FIELD = re.compile(
+    r"history\[\d+\]\.(?:parent|duplicate_of|fields\.parent_id|fields\.duplicate_of_id"
+    rf"|(?:{'|'.join(_RELATION_LISTS)})(?:\[\d+\])?)"
+)
 
 
 @dataclass
@@ -152,6 +160,28 @@ def cut(request: v1.ImportIssueRequest) -> v1.ImportIssueRequest | None:
             first.closed_at = None
             return first
     return None
+
+
+def refused_field(error: BuglessError) -> str:
+    """The field the Model named when it refused a request ("" when it named none).
+
+    Its ``field`` detail, else the path its message starts with (``path: why``).
+    """
+    field = error.metadata.get("field", "")
+    if not field:
+        head, sep, _ = error.message.partition(": ")
+        field = head if sep and " " not in head else ""
+    return field
+
+
+def refuses_a_relation_change(error: BuglessError) -> bool:
+    """Whether the Model refused a whole history for one of its relation changes.
+
+    Only then does the history without them have a chance: a refusal of
+    anything else (an over-long comment, a custom field) stands whatever
+    the relations are.
+    """
+    return bool(_RELATION_FIELD.fullmatch(refused_field(error)))
 
 
 def without_relations(request: v1.ImportIssueRequest, reason: str) -> v1.ImportIssueRequest:

@@ -528,6 +528,17 @@ async def _import_all(
             try:
                 answer = await call(model.import_issue, request)
             except (FailedPrecondition, InvalidArgument) as exc:
+                if not relation_history.refuses_a_relation_change(exc):
+                    # Stop as the first pass would have for that entry; the
+                    # message names the issue, which the Model's does not.
+                    kind = (
+                        InvalidArgument if isinstance(exc, InvalidArgument) else FailedPrecondition
+                    )
+                    raise kind(
+                        f"{request.external_id}: {exc.message}",
+                        reason=exc.reason,
+                        metadata=exc.metadata,
+                    ) from None
                 report.warnings.append(
                     f"{request.external_id}: the Model refused its relation history "
                     f"({exc.message}); its entries were imported without their relation changes"
