@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
+import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import urllib.request
 from pathlib import Path
@@ -34,8 +38,9 @@ from worker_support import (
     wait_for,
 )
 
+from bugless_dev.processes import BUGLESS_COMMAND
 from bugless_dev.stack import RunningService
-from bugless_web.workers import CRASH_LOOP_CRASHES
+from bugless_web.workers import CRASH_LOOP_CRASHES, START_WARNING_SECONDS
 
 
 def _serving(server: RunningService, pid: int) -> bool:
@@ -242,3 +247,113 @@ def test_the_workers_and_the_metrics_server_end_with_the_parent(world: World) ->
     assert drained == set(pids)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+
+
+def test_a_worker_slow_to_serve_is_logged_until_it_serves(world: World) -> None:
+    """A worker that does not serve takes no connection, and no probe shows it: the log does.
+
+    The replacement is held (SIGSTOP) before it serves, past
+    :data:`~bugless_web.workers.START_WARNING_SECONDS`, then let go.
+    """
+    server = start_web_server(world.stack, extra_env=WORKERS)
+    try:
+        crashed, kept = started(server)
+        os.kill(crashed, signal.SIGKILL)
+        wait_for(lambda: bool(set(children(server)) - {crashed, kept}), "a new worker")
+        (new,) = set(children(server)) - {crashed, kept}
+        os.kill(new, signal.SIGSTOP)
+        try:
+            wait_for(functools.partial(_logged, server, new, "has not started"), "the warning")
+        finally:
+            os.kill(new, signal.SIGCONT)
+        wait_for(functools.partial(_logged, server, new, "serves"), "the worker serving")
+        assert _serves_alone(server, new, [kept]) == [200] * 3
+    finally:
+        world.stack.stop_service(server)
+    assert server.process.returncode == 0
+    (warned,) = [r for r in records(server) if r.get("worker_pid") == new and "not" in r["message"]]
+    assert warned["level"] == "WARNING"
+    assert re.fullmatch(
+        rf"web worker 0 \(pid {new}\) has not started serving (30|31) s after it was started; "
+        "it takes no connection meanwhile",
+        warned["message"],
+    )
+    (served,) = [
+        r for r in records(server) if r.get("worker_pid") == new and "serves" in r["message"]
+    ]
+    assert served["level"] == "INFO"
+    assert served["starting_seconds"] >= START_WARNING_SECONDS
+    assert not [
+        r for r in records(server) if r.get("worker_pid") == kept and "start" in r["message"]
+    ]
+
+
+def _logged(server: RunningService, pid: int, words: str) -> bool:
+    """Whether the parent logged worker ``pid`` with ``words`` in its message."""
+    return any(r.get("worker_pid") == pid and words in r["message"] for r in records(server))
+
+
+def test_ctrl_c_in_a_terminal_drains_each_worker_once(world: World, tmp_path: Path) -> None:
+    """Ctrl-C reaches every process of the terminal's foreground group; the parent adds none.
+
+    The server runs with a pseudo-terminal as its controlling terminal, and
+    ``^C`` is typed into it: the kernel sends SIGINT to the parent and to
+    each worker. Before, the parent passed its own on as well, and a
+    worker's second SIGINT means "exit now": its requests were cut, not
+    drained. The two copies often merged into one (a signal pending twice
+    is handled once), so the parent is held (SIGSTOP) until both workers
+    drain, as when it is slow to wake: its copy then came second, always.
+    """
+    master, terminal = os.openpty()
+    ready = tmp_path / "ready.json"
+    log = tmp_path / "web.log"
+    serve = [*BUGLESS_COMMAND, "web", "serve", "--dev", "--port", "0"]
+    serve += [*world.stack.backend_flags(), "--ready-file", str(ready)]
+    env = {**world.stack.env, **WORKERS, "BUGLESS_WEB_DRAIN_SECONDS": "5"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _TAKE_TERMINAL_AND_EXEC, *serve],
+            env=env,
+            stdin=terminal,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    os.close(terminal)
+    try:
+        wait_for(
+            lambda: log.read_text().count("Application startup complete") >= 2,
+            "both workers serving",
+        )
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            os.write(master, b"\x03")
+            wait_for(
+                lambda: log.read_text().count("SIGINT: draining") >= 2, "both workers draining"
+            )
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    logged = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    (started_record,) = [r for r in logged if r["message"].startswith("started 2 web workers")]
+    pids = started_record["worker_pids"]
+    assert not [r for r in logged if r["message"].startswith("second SIGINT")]
+    drained = {r["pid"] for r in logged if r["message"].startswith("SIGINT: draining")}
+    assert drained == set(pids)
+    assert f"SIGINT: stopping web workers {sorted(pids)} (it reached them too)" in [
+        r["message"] for r in logged if r["pid"] == process.pid
+    ]
+
+
+#: Run as a new session's leader: make stdin (a terminal) the controlling
+#: terminal, then become ``bugless web serve`` (same pid).
+_TAKE_TERMINAL_AND_EXEC = (
+    "import fcntl, os, sys, termios; "
+    "fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)

@@ -19,6 +19,7 @@ import contextlib
 import ipaddress
 import logging
 import math
+import os
 import signal
 import socket
 import threading
@@ -128,6 +129,7 @@ class DrainingServer(uvicorn.Server):
         metrics_endpoint: MetricsEndpoint | None = None,
         worker_windows: bool = False,
         startup_signals: StartupSignals | None = None,
+        ready_pipe: int | None = None,
     ) -> None:
         """A server that drains; ``metrics_*`` say where ``/metrics`` is.
 
@@ -136,7 +138,9 @@ class DrainingServer(uvicorn.Server):
         ``worker_windows``: a worker whose parent serves ``/metrics`` writes
         its connections' windows and its loops' outage lengths for it every
         :data:`WINDOWS_REFRESH_SECONDS`. ``startup_signals``: the signals
-        received before it runs, handled as soon as it does.
+        received before it runs, handled as soon as it does. ``ready_pipe``: a
+        ``--workers`` worker's, to tell its parent that it serves (a byte, once
+        it listens; then closed).
         Once it stops accepting, ordinary requests have ``grace_seconds`` and
         transfers ``transfer_seconds`` (not less) to finish; ``config``'s
         ``timeout_graceful_shutdown`` is set past both, as a backstop.
@@ -155,6 +159,7 @@ class DrainingServer(uvicorn.Server):
         self._worker_windows = worker_windows
         self._windows_task: asyncio.Task[None] | None = None
         self._startup_signals = startup_signals
+        self._ready_pipe = ready_pipe
         #: How many requests the second signal cut (:meth:`_cut_at_once`).
         self.cut_at_signal = 0
 
@@ -188,6 +193,10 @@ class DrainingServer(uvicorn.Server):
         )
         if self._ready_file is not None:
             write_ready_file(self._ready_file, port=port, metrics_port=metrics_port)
+        if self._ready_pipe is not None:
+            os.write(self._ready_pipe, b"1")
+            os.close(self._ready_pipe)
+            self._ready_pipe = None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting, finish the requests within their bounds, then stop serving ``/metrics``.
@@ -382,6 +391,7 @@ def serve(
     metrics: MetricsEndpoint | None = None,
     parent_metrics_port: int | None = None,
     early_signals: StartupSignals | None = None,
+    ready_pipe: int | None = None,
 ) -> int:
     """Run one replica until SIGTERM (then drain) or SIGINT; the exit status.
 
@@ -399,6 +409,7 @@ def serve(
         early_signals: Installed by the caller before anything that takes
             time (a forked worker's first step); else installed here. A
             SIGTERM from then on drains the replica once it serves.
+        ready_pipe: In a worker: where it tells the parent that it serves.
     """
     if early_signals is None:
         early_signals = StartupSignals()
@@ -440,6 +451,7 @@ def serve(
         metrics_endpoint=metrics,
         worker_windows=parent_metrics_port is not None,
         startup_signals=early_signals,
+        ready_pipe=ready_pipe,
     )
     server.run(sockets=[listener])
     return EXIT_CUT_AT_SIGNAL if server.cut_at_signal else 0

@@ -11,13 +11,14 @@ in the child for good, and the child hangs the first time it takes it. So
 the parent waits for signals synchronously (:func:`signal.sigtimedwait`, the
 signals blocked) instead of in handlers, and ``/metrics``, which
 prometheus_client serves from threads, runs in a process of its own, forked
-like a worker (:func:`_run_metrics_server`).
+like a worker (:func:`bugless_web._forked.run_metrics_server`).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -25,13 +26,10 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import NoReturn
 
-from bugless_core import logs
 from bugless_core.metrics_endpoint import MetricsEndpoint
-from bugless_core.parent_death import signal_on_parent_death
+from bugless_web._forked import FORWARDED, WATCHED, run_metrics_server, run_worker
 from bugless_web.metrics import worker_exited
-from bugless_web.server import StartupSignals, serve
 from bugless_web.settings import WebSettings
 
 _log = logging.getLogger("bugless.web")
@@ -48,15 +46,21 @@ RESTART_BACKOFF_SECONDS = 0.1
 CRASH_LOOP_CRASHES = 5
 #: The window :data:`CRASH_LOOP_CRASHES` counts in.
 CRASH_LOOP_SECONDS = 60.0
+#: A worker not serving this long after its fork is logged (a WARNING, then
+#: one a minute until it serves): it takes no connection meanwhile, so the pod
+#: serves on fewer cores than it was given, which no probe shows (the other
+#: workers answer ``/readyz``).
+START_WARNING_SECONDS = 30.0
+#: How often a worker still not serving is logged again.
+_START_REMINDER_SECONDS = 60.0
+#: ``si_code`` of a signal the kernel sent (Linux): from a terminal, to its
+#: whole foreground process group, the workers included.
+_SI_KERNEL = 0x80
 #: How long the metrics server gets to stop once the last worker has.
 METRICS_STOP_SECONDS = 5.0
 #: The longest the parent waits for a signal before it looks again: only a
 #: bound, in case a child's exit came without a SIGCHLD it could wait for.
 _LONGEST_WAIT_SECONDS = 1.0
-#: What the parent passes on to its workers.
-_FORWARDED = frozenset({signal.SIGTERM, signal.SIGINT})
-#: What the parent waits for: a stop, or a child's exit.
-_WATCHED = _FORWARDED | {signal.SIGCHLD}
 #: The number the metrics server goes by where workers go by theirs.
 _METRICS_SERVER = -1
 
@@ -125,7 +129,7 @@ def serve_workers(
     """
     # Inherited SIG_IGN would make the kernel reap the workers unseen.
     previous_chld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
     supervisor = _Supervisor(settings, listener, workers, metrics, metrics_directory)
     try:
         return supervisor.run()
@@ -133,6 +137,24 @@ def serve_workers(
         supervisor.stop_what_is_left()
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         signal.signal(signal.SIGCHLD, previous_chld)
+
+
+@dataclasses.dataclass
+class _Starting:
+    """A worker that has not said it serves yet.
+
+    Attributes:
+        index: Its number.
+        ready: The read end of its pipe (non-blocking): it writes a byte once
+            it listens (:class:`bugless_web.server.DrainingServer`).
+        forked: When it was forked (:func:`time.monotonic`).
+        logged: When it was last logged as not serving yet; None: never.
+    """
+
+    index: int
+    ready: int
+    forked: float
+    logged: float | None = None
 
 
 class _Supervisor:
@@ -163,6 +185,8 @@ class _Supervisor:
         # The signal that asked for the stop; the workers that were sent it.
         self._stopping: int | None = None
         self._signalled: set[int] = set()
+        # The workers that have not said they serve yet, by pid.
+        self._starting: dict[int, _Starting] = {}
         self._status = 0
 
     def run(self) -> int:
@@ -182,13 +206,19 @@ class _Supervisor:
             },
         )
         while True:
+            # A stop that came while the parent was busy (or held) comes
+            # before the exits that came meanwhile: those are not restarted.
+            stop = signal.sigtimedwait(FORWARDED, 0)
+            if stop is not None:
+                self._stop(stop.si_signo, to_group=stop.si_code == _SI_KERNEL)
             self._reap_exited()
             if not self._workers and not any(n != _METRICS_SERVER for n in self._due):
                 break
+            self._check_starting()
             self._start_due()
-            received = signal.sigtimedwait(_WATCHED, self._wait_seconds())
-            if received is not None and received.si_signo in _FORWARDED:
-                self._stop(received.si_signo)
+            received = signal.sigtimedwait(WATCHED, self._wait_seconds())
+            if received is not None and received.si_signo in FORWARDED:
+                self._stop(received.si_signo, to_group=received.si_code == _SI_KERNEL)
         self._listener.close()
         self._stop_metrics_server()
         if self._metrics_directory is not None:
@@ -213,18 +243,71 @@ class _Supervisor:
 
     def _start_worker(self, index: int) -> None:
         parent = os.getpid()
+        ready_read, ready_write = os.pipe()
         try:
             pid = os.fork()
         except OSError as exc:
+            os.close(ready_read)
+            os.close(ready_write)
             self._crashed(index, f"could not be forked ({exc.strerror or exc})", {})
             return
         if pid == 0:  # pragma: no cover - the worker; its exit ends this branch
-            inherited = [self._metrics_pipe] if self._metrics_pipe is not None else []
-            _run_worker(
-                self._settings, self._listener, self._metrics, index, inherited, parent=parent
+            inherited = [ready_read, *(s.ready for s in self._starting.values())]
+            if self._metrics_pipe is not None:
+                inherited.append(self._metrics_pipe)
+            run_worker(
+                self._settings,
+                self._listener,
+                self._metrics,
+                index,
+                inherited,
+                parent=parent,
+                ready=ready_write,
             )
+        os.close(ready_write)
+        os.set_blocking(ready_read, False)
+        self._starting[pid] = _Starting(index, ready_read, time.monotonic())
         self._workers[pid] = index
         self._pids[index] = pid
+
+    def _check_starting(self) -> None:
+        """Log a worker slow to serve, and when it serves after all."""
+        now = time.monotonic()
+        for pid, starting in list(self._starting.items()):
+            try:
+                said = os.read(starting.ready, 1)
+            except BlockingIOError:
+                since = now - starting.forked
+                due = (
+                    starting.forked + START_WARNING_SECONDS
+                    if starting.logged is None
+                    else starting.logged + _START_REMINDER_SECONDS
+                )
+                if now >= due and self._stopping is None:
+                    starting.logged = now
+                    _log.warning(
+                        "web worker %d (pid %d) has not started serving %.0f s after it was "
+                        "started; it takes no connection meanwhile",
+                        starting.index,
+                        pid,
+                        since,
+                        extra={"worker_pid": pid, "starting_seconds": round(since, 1)},
+                    )
+                continue
+            self._forget_starting(pid)
+            if said and starting.logged is not None:
+                _log.info(
+                    "web worker %d (pid %d) serves, %.0f s after it was started",
+                    starting.index,
+                    pid,
+                    now - starting.forked,
+                    extra={"worker_pid": pid, "starting_seconds": round(now - starting.forked, 1)},
+                )
+
+    def _forget_starting(self, pid: int) -> None:
+        starting = self._starting.pop(pid, None)
+        if starting is not None:
+            os.close(starting.ready)
 
     def _start_metrics_server(self) -> None:
         assert self._metrics is not None
@@ -238,7 +321,7 @@ class _Supervisor:
             return
         if pid == 0:  # pragma: no cover - the metrics server; its exit ends this branch
             os.close(stop_write)
-            _run_metrics_server(self._metrics, self._listener, stop_read)
+            run_metrics_server(self._metrics, self._listener, stop_read)
         os.close(stop_read)
         self._metrics_pid, self._metrics_pipe = pid, stop_write
 
@@ -299,6 +382,7 @@ class _Supervisor:
         index = self._workers.pop(pid, None)
         if index is None:
             return
+        self._forget_starting(pid)
         if self._metrics_directory is not None:
             worker_exited(self._metrics_directory, pid)
         facts = {"worker_pid": pid, "exit_status": code, "exited_worker": index}
@@ -369,9 +453,17 @@ class _Supervisor:
             extra={**facts, "crashes": crashes},
         )
 
-    def _stop(self, sig: int, *, crash_loop: bool = False) -> None:
-        """Pass ``sig`` on to every worker; the first time, stop starting any."""
+    def _stop(self, sig: int, *, crash_loop: bool = False, to_group: bool = False) -> None:
+        """Pass ``sig`` on to every worker; the first time, stop starting any.
+
+        ``to_group``: the kernel sent it to the whole process group (a
+        terminal's Ctrl-C), so every worker has it already; a second copy
+        from here would be a second signal, which cuts a worker's requests
+        instead of letting them drain.
+        """
         name = signal.Signals(sig).name
+        passed = "it reached them too" if to_group else "passing it on"
+
         if self._stopping is None:
             self._stopping = sig
             # Exits from before the stop was passed on are crashes, not part of it.
@@ -382,16 +474,18 @@ class _Supervisor:
             self._listener.close()
             if not crash_loop:
                 _log.info(
-                    "%s: stopping web workers %s",
+                    "%s: stopping web workers %s (%s)",
                     name,
                     sorted(self._workers),
+                    passed,
                     extra={"worker_pids": sorted(self._workers)},
                 )
         else:
-            _log.warning("%s again: passing it on to web workers %s", name, sorted(self._workers))
+            _log.warning("%s again: %s to web workers %s", name, passed, sorted(self._workers))
         for pid in list(self._workers):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+            if not to_group:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
             self._signalled.add(pid)
 
     def _stop_metrics_server(self) -> None:
@@ -416,80 +510,6 @@ class _Supervisor:
                 break
             signal.sigtimedwait({signal.SIGCHLD}, 0.05)
         self._metrics_pid = None
-
-
-def _run_worker(
-    settings: WebSettings,
-    listener: socket.socket,
-    endpoint: MetricsEndpoint | None,
-    index: int,
-    inherited: list[int],
-    *,
-    parent: int,
-) -> NoReturn:  # pragma: no cover - runs in the forked worker
-    """The forked worker ``index``: serve until stopped, then exit with its status.
-
-    ``inherited``: the parent's descriptors this worker must not hold open
-    (the metrics server's stop pipe: it stops when the parent closes it).
-    When ``parent`` dies, however it dies (SIGKILL, the OOM killer), the
-    worker is sent SIGTERM and drains: an orphan would serve on, unsupervised,
-    holding the port that a restarted parent needs.
-    """
-    status = 0
-    try:
-        # A signal held by the parent's mask since the fork is recorded now
-        # and handled once the server can drain (StartupSignals).
-        early = StartupSignals()
-        early.install()
-        if signal_on_parent_death(signal.SIGTERM) and os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)  # it died before that took effect
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
-        for descriptor in inherited:
-            os.close(descriptor)
-        logs.set_worker(index)
-        parent_port = None
-        if endpoint is not None:
-            parent_port = endpoint.port
-            endpoint.close_inherited()
-        status = serve(settings, listener, parent_metrics_port=parent_port, early_signals=early)
-    except BaseException:
-        _log.exception("web worker %d (pid %d) failed", index, os.getpid())
-        status = 1
-    finally:
-        logging.shutdown()
-    os._exit(status)
-
-
-def _run_metrics_server(
-    endpoint: MetricsEndpoint, listener: socket.socket, stop: int
-) -> NoReturn:  # pragma: no cover - runs in the forked metrics server
-    """Serve ``/metrics`` of the workers' sum until ``stop`` (a pipe's read end) closes.
-
-    It ignores SIGTERM and SIGINT, so that a signal sent to the whole
-    process group (Ctrl-C in a terminal, systemd's control-group stop) does
-    not end the scrapes while the workers drain; the parent closes the pipe
-    after the last worker, and its death closes it too, so none outlives it.
-    """
-    status = 0
-    try:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
-        # Else the web's port would take connections no worker accepts
-        # until this process ends, after the workers have drained.
-        listener.close()
-        endpoint.run()
-        while os.read(stop, 1):
-            pass
-        endpoint.stop_blocking()
-    except BaseException:
-        _log.exception("the metrics server (pid %d) failed", os.getpid())
-        status = 1
-    finally:
-        logging.shutdown()
-    os._exit(status)
 
 
 def _exit_description(code: int) -> str:
