@@ -16,9 +16,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from import_support import FIXTURES, MakeSettings, find, history, redmine_tree
 from redmine_server import Redmine, serve
 
+from bugless_core.errors import InvalidArgument
 from bugless_import import run_import
 from bugless_import.sources.jira import JiraImporter
 from bugless_import.sources.redmine import RedmineImporter
@@ -142,3 +144,89 @@ async def test_jira_comments_restricted_to_a_role_or_group_are_left_out(
     assert report.restricted_issues == [
         ("PRV-2", "issue security level 'Staff only' (Jira shows it to that level's members only)")
     ]
+
+
+def _service_desk_export(tmp_path: Path, project: str) -> Path:
+    """The Jira fixtures as a service desk ``project``: comment 2 internal, a third by property."""
+    root = tmp_path / "jira"
+    shutil.copytree(FIXTURES / "jira", root)
+    for page in root.glob("*.json"):
+        text = page.read_text(encoding="utf-8").replace("ROCK-", f"{project}-")
+        page.write_text(text, encoding="utf-8")
+    page = root / "search-0000.json"
+    data = json.loads(page.read_text(encoding="utf-8"))
+    (first,) = [i for i in data["issues"] if i["key"] == f"{project}-1"]
+    comments = first["fields"]["comment"]["comments"]
+    comments[0]["jsdPublic"] = True
+    comments[1]["jsdPublic"] = False
+    # Read with expand=properties: the property says it, jsdPublic absent.
+    comments.append(
+        dict(
+            comments[0],
+            id="3",
+            body="Agent note: refund approved by finance.",
+            properties=[{"key": "sd.public.comment", "value": {"internal": True}}],
+        )
+    )
+    del comments[2]["jsdPublic"]
+    page.write_text(json.dumps(data), encoding="utf-8")
+    return root
+
+
+async def test_jira_service_desk_internal_comments_are_left_out_by_default(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    """An agents' note would be read by a customer with an account: left out and named.
+
+    Before, ``jsdPublic: false`` was not read and the note became an
+    ordinary comment.
+    """
+    root = _service_desk_export(tmp_path, "JSD")
+
+    report = await run_import(JiraImporter(str(root), {}), make_settings())
+
+    (issue,) = await find(model, "jira:JSD-1")
+    comments_now = [e.comment for e in await history(model, issue.id) if e.comment]
+    assert "*Looking* into it." in comments_now, "a public comment is imported"
+    assert not any("does not work for me" in c for c in comments_now)
+    assert not any("refund" in c for c in comments_now)
+    internal = (
+        "(Jira Service Management shows it to the service desk's agents only; --option "
+        "internal-comments=import imports such comments)"
+    )
+    assert report.withheld == [
+        ("JSD-1 comment 2", f"internal comment by Bob of 2020-02-02T23:30:00.000-0500 {internal}"),
+        (
+            "JSD-1 comment 3",
+            f"internal comment by Ann K of 2020-02-01T10:00:00.000+0100 {internal}",
+        ),
+    ]
+    text = report.render()
+    assert "restricted comments not imported: 2" in text
+    assert "refund" not in text
+
+
+async def test_jira_internal_comments_are_imported_when_the_option_says_so(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    """``--option internal-comments=import``: for a deployment where only agents have accounts."""
+    root = _service_desk_export(tmp_path, "JSE")
+
+    importer = JiraImporter(str(root), {"internal-comments": "import"})
+    report = await run_import(importer, make_settings())
+
+    (issue,) = await find(model, "jira:JSE-1")
+    comments_now = [e.comment for e in await history(model, issue.id) if e.comment]
+    assert any("does not work for me" in c for c in comments_now)
+    assert "Agent note: refund approved by finance." in comments_now
+    assert report.withheld == []
+
+
+def test_an_unknown_internal_comments_value_is_refused(tmp_path: Path) -> None:
+    """A misspelt value must not silently import (or leave out) agents' notes."""
+    with pytest.raises(InvalidArgument) as refused:
+        JiraImporter(str(tmp_path), {"internal-comments": "yes"})
+    assert refused.value.message.startswith(
+        "--option internal-comments='yes': give leave-out (the default: Jira Service "
+        "Management's internal comments are not imported) or import"
+    )

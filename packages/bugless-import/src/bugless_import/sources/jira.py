@@ -16,6 +16,12 @@ import puts an issue in the component its Jira component maps to, whoever
 may read that. A comment Jira shows only to a role or a group (its
 ``visibility``) is not imported: bugless has no per-comment visibility, so it would be read by
 everyone who may read the issue. The report counts and names each one.
+Jira Service Management's internal comments (``jsdPublic: false``, or the
+``sd.public.comment`` property saying ``internal``: agents' notes the
+customer portal does not show) are left out the same way, since a customer
+with a bugless account could read them, unless
+``--option internal-comments=import`` says that only agents have accounts
+(``leave-out``, the default, is the other value).
 Times carry their offset (``2019-03-04T10:00:00.000+0100``).
 
 The status is written ``<status>/<resolution>`` when the issue has a
@@ -88,6 +94,7 @@ from bugless_core.importer import (
     SourceRelationChange,
 )
 from bugless_import.sources._http import open_file, retry_count
+from bugless_import.sources._jira_comments import imports_internal_comments, withheld_because
 from bugless_import.sources.markup import jira_to_markdown
 
 _OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
@@ -217,6 +224,8 @@ class JiraImporter(Importer):
             raise InvalidArgument(msg)
         #: The "Epic Link" fields' ids (``customfield_N``; it differs by site).
         self._epic_fields = {epic_field} if epic_field else set()
+        #: Whether internal comments are imported as ordinary comments.
+        self._import_internal = imports_internal_comments(options)
 
     def _person(self, user: dict[str, Any] | None) -> str:
         if not user:
@@ -339,21 +348,16 @@ class JiraImporter(Importer):
         )
 
     def _withheld(self, key: str, comment: dict[str, Any]) -> bool:
-        """Whether Jira shows ``comment`` only to a role or a group (then it is noted, not read).
+        """Whether the import leaves ``comment`` out (then it is noted, not read).
 
-        bugless has no per-comment visibility: imported, the comment would be
-        read by everyone who may read the issue.
+        bugless has no per-comment visibility: imported, a comment Jira shows
+        to a role, a group or a service desk's agents only would be read by
+        everyone who may read the issue.
         """
-        visibility = comment.get("visibility") or {}
-        if not visibility:
-            return False
-        kind = str(visibility.get("type") or "role")
-        whom = str(visibility.get("value") or visibility.get("identifier") or "?")
-        author = (comment.get("author") or {}).get("displayName") or "someone"
-        self.withheld[f"{key} comment {comment.get('id')}"] = (
-            f"by {author} of {comment.get('created')}, visible to the {kind} {whom!r} only"
-        )
-        return True
+        why = withheld_because(comment, import_internal=self._import_internal)
+        if why is not None:
+            self.withheld[f"{key} comment {comment.get('id')}"] = why
+        return why is not None
 
     def _attachment(self, attachment: dict[str, Any], base: str) -> SourceAttachment:
         """One of an issue's files; its bytes are read when ``bugless import`` copies it."""
