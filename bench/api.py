@@ -131,7 +131,7 @@ def run(
                 env=env,
             )
             apis[f":{label}" if label else ""] = {
-                "address": f"{api_address.host}:{api_address.port}",
+                "address": api_address.authority,
                 "cert": str(api_bot.cert),
                 "key": str(api_bot.key),
             }
@@ -265,7 +265,7 @@ def run_assertion_cost(issues: int, seconds: float, repeat: int, clients: int) -
             **prepared,
         }
         chains = {
-            "cached": ({**common, "address": f"{address.host}:{address.port}"}, "model", "api"),
+            "cached": ({**common, "address": address.authority}, "model", "api"),
             "verify-all": (
                 {**common, "address": f"127.0.0.1:{api_verify_all.port}"},
                 "model-verify-all",

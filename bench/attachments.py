@@ -204,7 +204,7 @@ def main() -> None:
 
             async def api_rounds() -> list[dict[str, float]]:
                 async with BuglessClient(
-                    f"{address.host}:{address.port}", cert=bot.cert, key=bot.key,
+                    address.authority, cert=bot.cert, key=bot.key,
                     ca=bench.stack.pki.ca_file, timeout=600,
                 ) as client:  # fmt: skip
                     return [

@@ -155,6 +155,21 @@ async def test_a_refused_connection_is_retryable_and_names_the_endpoint_not_its_
     assert "secret-token-path" not in result.reason
 
 
+async def test_an_ipv6_endpoint_is_named_with_its_host_in_brackets(
+    channel: WebhookChannel, pool: asyncpg.Pool, endpoints: WebhookEndpointStore
+) -> None:
+    """The delivery's error (shown on the dead letters page) writes ``http://[::1]:PORT``.
+
+    Before, it took the URL's bare hostname: ``(http://::1)``, no address at all.
+    """
+    with refused_port("::1") as port:
+        await _add(pool, endpoints, "gone6", f"http://[::1]:{port}/secret-token-path")
+        result = await channel.deliver(_notification("gone6"))
+    assert result.status is DeliveryStatus.RETRY
+    assert f"webhook endpoint 'gone6' (http://[::1]:{port})" in result.reason
+    assert "secret-token-path" not in result.reason
+
+
 async def test_a_receiver_that_never_answers_times_out_as_retryable(
     channel: WebhookChannel,
     receiver: WebhookReceiver,

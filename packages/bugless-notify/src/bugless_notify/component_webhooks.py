@@ -28,7 +28,6 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -39,7 +38,7 @@ from bugless_core.grpc import current_metadata
 from bugless_core.migrations import quote_schema
 from bugless_notify.addresses import AddressPolicy
 from bugless_notify.sealing import SecretSealer
-from bugless_notify.webhook import PayloadFormat, WebhookEndpoint
+from bugless_notify.webhook import PayloadFormat, WebhookEndpoint, url_origin
 from bugless_proto import v1
 
 #: History entries returned with a list.
@@ -58,16 +57,11 @@ class ComponentEndpoint:
     created_by: str
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-
-
 def _shown(row: asyncpg.Record, sealer: SecretSealer) -> v1.ComponentWebhook:
     return v1.ComponentWebhook(
         name=row["name"],
         component_id=row["component_id"],
-        url_origin=_origin(row["url"]),
+        url_origin=url_origin(row["url"]),
         secret_hint=sealer.hint(row["secret"]),
         payload_format=row["payload_format"],
         include_subtree=row["include_subtree"],
@@ -163,7 +157,7 @@ class ComponentWebhookStore:
                 subtree,
                 actor,
             )
-            detail = f"{_origin(endpoint.url)} {endpoint.payload_format}" + (
+            detail = f"{url_origin(endpoint.url)} {endpoint.payload_format}" + (
                 " +subtree" if subtree else ""
             )
             await conn.execute(self._history, component_id, endpoint.name, "add", actor, detail)

@@ -256,14 +256,22 @@ def proxy_url_problem(url: str) -> str | None:
     return None
 
 
-def _describe(endpoint: WebhookEndpoint) -> str:
-    """An endpoint for an error message: its name and host, never the full URL.
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, as written there: never its path or user info.
 
-    Some receivers (Slack's among them) carry their secret in the URL's path,
-    and these messages are shown on the admin page.
+    Some receivers (Slack's among them) carry their secret in the URL's
+    path, and a user and password may ride in it too; what an admin page or
+    a delivery's error shows is this. The host is kept as the URL writes it,
+    so an IPv6 one stays in brackets (``http://[::1]:8080``): the bare
+    ``hostname`` read ``http://::1``, which is no address.
     """
-    parts = urlsplit(endpoint.url)
-    return f"webhook endpoint {endpoint.name!r} ({parts.scheme}://{parts.hostname})"
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _describe(endpoint: WebhookEndpoint) -> str:
+    """An endpoint for an error message: its name and origin, never the full URL."""
+    return f"webhook endpoint {endpoint.name!r} ({url_origin(endpoint.url)})"
 
 
 class WebhookChannel(NotificationChannel):

@@ -10,7 +10,7 @@ event loop being busy never slows it down. Enable the fixture with::
 or start one yourself: ``with SmtpSink() as sink: ... sink.port``.
 ``python -m bugless_testing.smtp`` runs one as a process (for the
 benchmark, so it does not share a core's worth of GIL with the sender) and
-prints ``listening on 127.0.0.1:PORT``.
+prints ``listening on 127.0.0.1:PORT`` (``--host ::1``: ``listening on [::1]:PORT``).
 
 It can be told to refuse a recipient for good (``refusals``: a 5xx answer),
 to defer one a number of times (``deferrals``: 451 and then accept), and to
@@ -37,6 +37,8 @@ from typing import Any, cast
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from bugless_core.service_address import host_port
 
 
 @dataclass(frozen=True)
@@ -329,12 +331,15 @@ def smtp_sink() -> Iterator[SmtpSink]:
 def main() -> None:
     """Run a sink until interrupted: ``python -m bugless_testing.smtp``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (::1 too)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--data-delay", type=float, default=0.0, help="seconds before DATA's 250")
     args = parser.parse_args()
-    sink = SmtpSink(port=args.port, data_delay_seconds=args.data_delay, keep_messages=False)
+    sink = SmtpSink(
+        host=args.host, port=args.port, data_delay_seconds=args.data_delay, keep_messages=False
+    )
     with sink:
-        print(f"listening on {sink.host}:{sink.port}", flush=True)
+        print(f"listening on {host_port(sink.host, sink.port)}", flush=True)
         try:
             while True:
                 time.sleep(3600)
