@@ -357,3 +357,28 @@ _TAKE_TERMINAL_AND_EXEC = (
     "fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
     "os.execv(sys.argv[1], sys.argv[1:])"
 )
+
+
+def test_a_crashed_metrics_server_is_started_again(world: World) -> None:
+    """``/metrics`` comes back after its process is killed; the workers serve on meanwhile."""
+    server = start_web_server(world.stack, extra_env={**WORKERS, "BUGLESS_WEB_METRICS_PORT": "0"})
+    try:
+        pids = started(server)
+        (killed,) = metrics_servers(server)
+        os.kill(killed, signal.SIGKILL)
+        assert [get_status(f"{server.url}/readyz") for _ in range(3)] == [200] * 3
+        wait_for(lambda: len(metrics_servers(server)) == 2, "a new metrics server")
+        (new,) = metrics_servers(server) - {killed}
+        assert alive(new)
+        assert get_status(f"http://127.0.0.1:{server.metrics_port}/metrics") == 200
+        assert sorted(children(server)) == sorted(pids)
+    finally:
+        world.stack.stop_service(server)
+    assert server.process.returncode == 0
+    assert not alive(new)
+    (crashed,) = [
+        r for r in records(server) if r.get("metrics_pid") == killed and r["level"] == "ERROR"
+    ]
+    assert crashed["message"] == (
+        f"the metrics server (pid {killed}) was killed by SIGKILL; starting it again in 0.1 s"
+    )

@@ -321,6 +321,8 @@ class _Supervisor:
             return
         if pid == 0:  # pragma: no cover - the metrics server; its exit ends this branch
             os.close(stop_write)
+            for starting in self._starting.values():
+                os.close(starting.ready)
             run_metrics_server(self._metrics, self._listener, stop_read)
         os.close(stop_read)
         self._metrics_pid, self._metrics_pipe = pid, stop_write
