@@ -446,3 +446,57 @@ def test_the_people_cert_rate_and_device_login_wait_reach_the_authenticators_opt
     settings = settings_from_environ(PeopleCaSettings, read, env_prefix="BUGLESS_AUTH_")
     assert settings.issue_per_hour == issue_per_hour
     assert settings.device_login_seconds == device_login_seconds
+
+
+def _api_pod(values: dict[str, Any]) -> tuple[Manifest, dict[str, Any]]:
+    """The workload running ``bugless api serve``, and its pod template."""
+    ((workload, pod),) = [
+        (workload, pod)
+        for workload, pod in pod_templates(render(values))
+        for c in pod["spec"]["containers"]
+        if [str(a) for a in c.get("args", [])][:2] == ["api", "serve"]
+    ]
+    return workload, pod
+
+
+def test_the_people_cas_reach_the_apis_handshake_without_a_bundle_edit_or_a_key() -> None:
+    """``auth.peopleCa``'s current and earlier CAs are ``--people-ca-cert`` of the API.
+
+    The API trusts a people CA's certificates only while the Authenticator
+    lists the CA: the same values set both, so a rotation's steps edit no
+    client CA bundle. Only each Secret's certificate is mounted in the API's
+    pod, never the current CA's key; without a people CA nothing is rendered.
+    """
+    variable = "BUGLESS_API_PEOPLE_CA_CERTS"
+    env, option = _served_env_and_option({}, "api", "people_ca_certs")
+    assert variable in (option.envvar or ())
+    assert variable not in env
+    assert not option.default
+    _, pod = _api_pod({})
+    assert not [v for v in pod["spec"]["volumes"] if v["name"].startswith("people-ca")]
+
+    secrets = ["people-ca-2025", "people-ca-2024"]
+    values = {
+        "auth": {"peopleCa": {"secretName": "people-ca-2026", "previousSecretNames": secrets}}
+    }
+    env, option = _served_env_and_option(values, "api", "people_ca_certs")
+    paths = option.type.split_envvar_value(env[variable]["value"])
+    assert paths == [
+        "/etc/bugless/people-ca/tls.crt",
+        "/etc/bugless/people-ca-previous/0/tls.crt",
+        "/etc/bugless/people-ca-previous/1/tls.crt",
+    ]
+    workload, pod = _api_pod(values)
+    kubernetes_validate.validate(workload, "1.29.0", strict=True)  # Chart.yaml's kubeVersion
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    for name, secret, path in zip(
+        ["people-ca", "people-ca-previous-0", "people-ca-previous-1"],
+        ["people-ca-2026", *secrets],
+        paths,
+        strict=True,
+    ):
+        assert volumes[name]["secret"]["secretName"] == secret
+        assert volumes[name]["secret"]["items"] == [{"key": "tls.crt", "path": "tls.crt"}]
+        assert mounts[name]["readOnly"]
+        assert f"{mounts[name]['mountPath']}/tls.crt" == path

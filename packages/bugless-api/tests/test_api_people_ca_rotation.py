@@ -12,6 +12,7 @@ with it.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from grpclib.client import Channel
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core.grpc import build_client_ssl_context
 from bugless_dev.stack import LocalStack, RunningService
@@ -164,6 +165,73 @@ async def test_the_api_accepts_both_cas_people_during_a_rotation_and_the_old_one
         assert refused.value.status is Status.UNAUTHENTICATED
         assert "is not mapped to a bugless user" in (refused.value.message or "")
         assert await _who_am_i(after[1], stack, new) == username
+    finally:
+        for service in reversed(started):
+            await asyncio.to_thread(stack.stop_service, service)
+
+
+async def test_the_apis_people_ca_setting_trusts_each_listed_ca_and_no_other(
+    bugless_stack: LocalStack, tmp_path: Path
+) -> None:
+    """The people CAs reach the API's handshake as a setting of their own, no bundle edited.
+
+    ``--client-ca`` holds the stack's CA alone (bots, services); the people
+    CAs are ``--people-ca-cert``, as the chart sets ``BUGLESS_API_PEOPLE_CA_CERTS``
+    from ``auth.peopleCa``. During the overlap (new CA and the old one listed)
+    a certificate of either calls the API; with the old CA no longer listed,
+    its certificate is refused by the TLS handshake itself, before any call,
+    while the new CA's still works. Before the setting existed, the only way
+    was a bundle concatenated by hand.
+    """
+    stack = bugless_stack
+    old_cert, old_key = _ca_files(tmp_path, "people-ca-2025")
+    new_cert, new_key = _ca_files(tmp_path, "people-ca-2026")
+    username = "person-of-two-cas"
+    await asyncio.to_thread(stack.add_user, username, PASSWORD)
+
+    def start_api(name: str, auth: RunningService, *people_cas: Path) -> RunningService:
+        flags = [arg for ca in people_cas for arg in ("--people-ca-cert", str(ca))]
+        return stack.start_api(
+            "--auth",
+            f"127.0.0.1:{auth.port}",
+            "--client-ca",
+            str(stack.pki.ca_file),
+            *flags,
+            name=name,
+        )
+
+    started: list[RunningService] = []
+    try:
+        before = await asyncio.to_thread(
+            stack.start,
+            "auth",
+            ["auth", "serve", "--port", "0"],
+            name="auth-people-2025",
+            env=_people_ca_env(old_cert, old_key),
+        )
+        started.append(before)
+        old = await _certificate(before, await _sign_in(before, username), tmp_path, "old")
+        overlap = await asyncio.to_thread(
+            stack.start,
+            "auth",
+            ["auth", "serve", "--port", "0"],
+            name="auth-people-2026",
+            env=_people_ca_env(new_cert, new_key, previous=old_cert),
+        )
+        started.append(overlap)
+        new = await _certificate(overlap, await _sign_in(overlap, username), tmp_path, "new")
+
+        during = await asyncio.to_thread(start_api, "api-people-both", overlap, new_cert, old_cert)
+        started.append(during)
+        assert [await _who_am_i(during, stack, c) for c in (old, new)] == [username] * 2
+
+        after = await asyncio.to_thread(start_api, "api-people-new", overlap, new_cert)
+        started.append(after)
+        assert await _who_am_i(after, stack, new) == username
+        # TLS 1.3: the server refuses the certificate after the client's last
+        # handshake message, so the client sees the connection cut, no status.
+        with pytest.raises((ssl.SSLError, ConnectionError, StreamTerminatedError)):
+            await _who_am_i(after, stack, old)
     finally:
         for service in reversed(started):
             await asyncio.to_thread(stack.stop_service, service)

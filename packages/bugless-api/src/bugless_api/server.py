@@ -137,6 +137,7 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
         settings.grpc,
         name="api",
         readiness_checks=checks,
+        more_client_cas=settings.people_ca_certs,
         **runner_options,  # type: ignore[arg-type]
     )
     try:

@@ -129,6 +129,15 @@ class ApiSettings:
             not below ``user_cache_seconds``
             (too rare to vouch for a translation older than that), never
             reads it: ``user_cache_seconds`` then bounds every translation.
+        people_ca_certs: Certificates of the people CAs (the Authenticator's
+            ``--people-ca-cert`` and each ``--people-ca-previous-cert``)
+            whose client certificates the TLS handshake accepts beside
+            ``--client-ca``'s. Kept apart from that bundle so a people CA
+            rotation adds the new CA and later drops the old one as the
+            Authenticator's settings do (the chart sets both from
+            ``auth.peopleCa``), instead of someone editing a concatenated
+            bundle; whether a certificate names a person is still the
+            Authenticator's answer.
         backend_timeout_seconds: Deadline of each call to the Model and the
             Authenticator (searches included), so a stuck backend turns into
             UNAVAILABLE rather than a hung client.
@@ -176,6 +185,17 @@ class ApiSettings:
         "cannot be followed (renames show after it; 0: no cache).",
     )
     user_changes_seconds: float = setting(1.0, help=USER_CHANGES_SECONDS_HELP)
+    people_ca_certs: tuple[Path, ...] = setting(
+        (),
+        flag="--people-ca-cert",
+        env="BUGLESS_API_PEOPLE_CA_CERTS",
+        multiple=True,
+        must_exist=True,
+        content=pem_certificates,
+        help="A people CA's certificate (PEM; repeatable, env: paths separated by ':'): the "
+        "client certificates it signed pass the TLS handshake beside --client-ca's. List the "
+        "Authenticator's --people-ca-cert and, during a rotation, its --people-ca-previous-cert.",
+    )
     backend_timeout_seconds: float = setting(
         30.0,
         deprecated_flags=("--backend-timeout",),

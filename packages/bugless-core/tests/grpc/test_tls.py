@@ -7,6 +7,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+import trustme
 from grpc_test_server import OpenChannel, Pki, SlowModel, StartRunner
 from grpclib.exceptions import StreamTerminatedError
 
@@ -132,3 +133,22 @@ def test_server_context_requires_client_certificates_only_with_a_client_ca(pki: 
 def test_client_key_without_certificate_is_refused(pki: Pki) -> None:
     with pytest.raises(ValueError, match="without a client certificate"):
         build_client_ssl_context(pki.ca, key=pki.client_key)
+
+
+def test_more_client_cas_are_trusted_beside_the_client_ca_and_need_it(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """The API's people CAs: each file adds its CA to what the handshake trusts;
+    without ``client_ca`` no certificate is asked for, so they are refused."""
+    people_ca = tmp_path / "people-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(people_ca))
+    mutual = build_server_ssl_context(pki.mutual_tls_settings())
+    more = build_server_ssl_context(pki.mutual_tls_settings(), more_client_cas=[people_ca])
+    assert mutual is not None
+    assert more is not None
+    assert more.cert_store_stats()["x509_ca"] == mutual.cert_store_stats()["x509_ca"] + 1
+    server_only = GrpcServerSettings(
+        tls_cert=Path(pki.server_cert), tls_key=Path(pki.server_key), insecure_local=True
+    )
+    with pytest.raises(ValueError, match="more_client_cas need client_ca"):
+        build_server_ssl_context(server_only, more_client_cas=[people_ca])

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 
 from google.protobuf.descriptor_pool import DescriptorPool
@@ -139,6 +140,7 @@ class GrpcServiceRunner:
         readiness_checks: Sequence[CheckBase] = (),
         descriptor_pool: DescriptorPool | None = None,
         metrics_registry: CollectorRegistry = REGISTRY,
+        more_client_cas: Sequence[Path] = (),
     ) -> None:
         """Prepare the runner; nothing is bound until :meth:`start`.
 
@@ -153,6 +155,9 @@ class GrpcServiceRunner:
                 ``bugless_proto.DESCRIPTOR_POOL``.
             metrics_registry: Where call metrics are registered; the process
                 default registry unless a caller (a test) wants its own.
+            more_client_cas: CA certificate files whose client certificates
+                the handshake accepts beside ``settings.client_ca``'s
+                (:func:`build_server_ssl_context`).
 
         Raises:
             ValueError: No servables, or two of them serve the same service.
@@ -162,6 +167,7 @@ class GrpcServiceRunner:
         self.name = name
         self.settings = settings
         self.metrics_registry = metrics_registry
+        self._more_client_cas = tuple(more_client_cas)
         self._servables = list(servables)
         self._statuses: dict[str, ServiceStatus] = {}
         for servable in self._servables:
@@ -249,7 +255,7 @@ class GrpcServiceRunner:
         if self._server is not None:
             raise RuntimeError("the gRPC server is already started; a runner starts once")
         settings = self.settings
-        ssl_context = build_server_ssl_context(settings)
+        ssl_context = build_server_ssl_context(settings, more_client_cas=self._more_client_cas)
         server = CorkedServer(
             self._tracker.track(
                 with_reflection([*self._servables, self.health], self._descriptor_pool)

@@ -9,6 +9,7 @@ which current gRPC clients (grpc-go, hence grpcurl) refuse to do without.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 
 from bugless_core.grpc._settings import GrpcServerSettings
@@ -23,7 +24,9 @@ def _restrict_for_http2(context: ssl.SSLContext) -> None:
     context.set_alpn_protocols(["h2"])
 
 
-def build_server_ssl_context(settings: GrpcServerSettings) -> ssl.SSLContext | None:
+def build_server_ssl_context(
+    settings: GrpcServerSettings, *, more_client_cas: Sequence[Path] = ()
+) -> ssl.SSLContext | None:
     """Build the server-side TLS context that ``settings`` asks for.
 
     With ``client_ca`` set, clients must present a certificate that chains to
@@ -33,6 +36,10 @@ def build_server_ssl_context(settings: GrpcServerSettings) -> ssl.SSLContext | N
 
     Args:
         settings: The server's settings; only the TLS fields are read.
+        more_client_cas: CA certificate files trusted for client certificates
+            beside ``client_ca`` (the API's people CAs, current and earlier:
+            each is its own setting, so a rotation adds and drops a CA without
+            anyone editing a bundle). Only with ``client_ca``.
 
     Returns:
         The context, or ``None`` when the settings configure plaintext.
@@ -40,7 +47,10 @@ def build_server_ssl_context(settings: GrpcServerSettings) -> ssl.SSLContext | N
     Raises:
         OSError: A configured file cannot be read.
         ssl.SSLError: A file is not valid PEM, or the key does not match.
+        ValueError: ``more_client_cas`` without ``client_ca``.
     """
+    if more_client_cas and settings.client_ca is None:
+        raise ValueError("more_client_cas need client_ca: without it no certificate is asked for")
     if settings.tls_cert is None or settings.tls_key is None:
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -49,6 +59,8 @@ def build_server_ssl_context(settings: GrpcServerSettings) -> ssl.SSLContext | N
     if settings.client_ca is not None:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cafile=settings.client_ca)
+        for ca_file in more_client_cas:
+            context.load_verify_locations(cafile=ca_file)
     return context
 
 
