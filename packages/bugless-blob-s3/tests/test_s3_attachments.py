@@ -8,7 +8,8 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -16,7 +17,7 @@ from grpclib.exceptions import GRPCError
 from s3_support import settings_on
 
 from bugless_blob_s3 import S3BlobStore
-from bugless_core.errors import NotFound, from_grpc_error
+from bugless_core.errors import ContentGone, NotFound, from_grpc_error
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
@@ -106,3 +107,85 @@ async def test_content_deleted_as_the_download_starts_is_not_found_before_any_me
     assert isinstance(error, NotFound)
     assert error.reason == "CONTENT_MISSING"
     assert "the file's content is missing from storage; tell the operator" in error.message
+
+
+class _AttachmentDeletedAsOpened(S3BlobStore):
+    """The store, running ``as_opened`` once between the object's HEAD and its GET.
+
+    What happens when another request deletes the attachment just after a
+    download read its row: the object goes with it, under the open.
+    """
+
+    as_opened: Callable[[], Awaitable[object]] | None = None
+
+    async def _size(self, sha256: str) -> int | None:
+        size = await super()._size(sha256)
+        run, self.as_opened = self.as_opened, None
+        if run is not None:
+            await run()
+        return size
+
+
+async def test_an_attachment_deleted_as_its_download_opens_is_gone_not_missing_from_storage(
+    model: v1.ModelStub,
+    bugless_model_backend: PostgresBackend,
+    s3_server: S3TestServer,
+    bucket: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """CONTENT_GONE naming the entry that deleted it, as a download started after it says.
+
+    Before, the Model took the missing object for a loss in storage: NOT_FOUND
+    "the file's content is missing from storage; tell the operator", and an
+    error in its log asking for a restore from the backup.
+    """
+    admin = v1.Caller(user_id="root", admin=True)
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=admin, name="Deleted as opened")
+    )
+    fields = v1.IssueFields(title="A log is deleted", component_id=component.id)
+    issue = await model.create_issue(v1.CreateIssueRequest(caller=admin, fields=fields))
+    header = v1.UploadAttachmentHeader(caller=admin, issue_id=issue.id, name="deleted.log")
+    uploaded = await model.upload_attachment(
+        [
+            v1.UploadAttachmentRequest(header=header),
+            v1.UploadAttachmentRequest(chunk=os.urandom(4096)),
+        ]
+    )
+    attachment = uploaded.attachment
+    assert attachment is not None
+    kept = bugless_model_backend.blob_store
+    assert isinstance(kept, S3BlobStore)
+    sha = attachment.sha256
+    prefix = kept.key_of(sha).removesuffix(f"{sha[:2]}/{sha}")
+    racing = await _AttachmentDeletedAsOpened.connect(settings_on(s3_server, bucket, prefix=prefix))
+    deleted: list[v1.ChangeIssueResponse] = []
+
+    async def delete() -> None:
+        request = v1.DeleteAttachmentRequest(caller=admin, attachment_id=attachment.id)
+        deleted.append(await bugless_model_backend.delete_attachment(request))
+
+    racing.as_opened = delete
+    bugless_model_backend.use_blob_store(racing)
+    received: list[v1.DownloadAttachmentResponse] = []
+    error: Exception | None = None
+    try:
+        request = v1.DownloadAttachmentRequest(caller=admin, attachment_id=attachment.id)
+        try:
+            async for part in model.download_attachment(request):
+                received.append(part)
+        except GRPCError as exc:
+            error = from_grpc_error(exc)
+    finally:
+        bugless_model_backend.use_blob_store(kept)
+        await racing.close()
+    assert received == []
+    assert not await kept.exists(sha)  # the deletion removed the object
+    entry = deleted[0].entry
+    assert entry is not None
+    assert isinstance(error, ContentGone)
+    assert error.message == (
+        f"attachment {attachment.id} was deleted (entry {entry.version} of its issue): "
+        "its content is gone"
+    )
+    assert "missing from" not in caplog.text

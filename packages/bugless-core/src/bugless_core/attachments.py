@@ -17,10 +17,14 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bugless_core.blobs import describe_size
-from bugless_core.errors import InvalidArgument, SizeLimitExceeded
+from bugless_core.errors import ContentGone, InvalidArgument, SizeLimitExceeded
 from bugless_core.settings import setting
+
+if TYPE_CHECKING:
+    from bugless_proto import v1
 
 MiB = 1024 * 1024
 #: Longest sanitised file name, in characters (what most file systems take).
@@ -214,6 +218,24 @@ _HTML_OPENINGS = (
     b"<!--",
 )  # fmt: skip
 _TAG_ENDS = (b"", b" ", b">", b"\t", b"\n", b"\r", b"\x0c", b"/")
+
+
+def content_gone(attachment: v1.Attachment) -> ContentGone | None:
+    """ContentGone for an attachment whose content was removed for good, else None.
+
+    A deleted attachment (the message names the issue's entry that deleted
+    it) or a redacted one: a download asked for it, or one whose content
+    went while it was opened or read, says that, not that storage lost it.
+    """
+    gone = "was redacted" if attachment.redacted else ""
+    if attachment.deleted_in_version:
+        gone = f"was deleted (entry {attachment.deleted_in_version} of its issue)"
+    if not gone:
+        return None
+    return ContentGone(
+        f"attachment {attachment.id} {gone}: its content is gone",
+        metadata={"attachment_id": str(attachment.id)},
+    )
 
 
 def sniff_content_type(head: bytes) -> str:

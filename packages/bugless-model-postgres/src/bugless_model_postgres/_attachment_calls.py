@@ -24,12 +24,13 @@ from bugless_core.attachments import (
     AttachmentSettings,
     SniffedChunks,
     check_content_type,
+    content_gone,
     file_too_large,
     issue_too_large,
     sanitise_name,
 )
 from bugless_core.blobs import BlobReader, BlobStore
-from bugless_core.errors import ContentGone, NotFound, SizeLimitExceeded
+from bugless_core.errors import NotFound, SizeLimitExceeded
 from bugless_model_postgres import _attachments as att
 from bugless_model_postgres import _delete_in_one, _import_files, _upload_in_one
 from bugless_model_postgres._context import WriteContext, fetch_issue_rows, issue_not_found
@@ -175,19 +176,18 @@ class AttachmentCalls(EditsAndCustomFields):
         """The attachment and a reader over its content; none for deleted or redacted ones."""
         row = await self._visible(request.caller, request.attachment_id)
         attachment = att.attachment_from_row(row)
-        gone = "was redacted" if attachment.redacted else ""
-        if attachment.deleted_in_version:
-            gone = f"was deleted (entry {attachment.deleted_in_version} of its issue)"
-        if gone:
-            raise ContentGone(
-                f"attachment {attachment.id} {gone}: its content is gone",
-                metadata={"attachment_id": str(attachment.id)},
-            )
+        if (gone := content_gone(attachment)) is not None:
+            raise gone
         try:
             reader = await self.blob_store.open(
                 attachment.sha256, offset=request.offset, length=request.length or None
             )
         except NotFound as exc:
+            # Deleted (or redacted) since its row was read, its content
+            # removed with it: that is what to say, not a loss in storage.
+            now = att.attachment_from_row(await self._visible(request.caller, attachment.id))
+            if (gone := content_gone(now)) is not None:
+                raise gone from exc
             raise content_missing(attachment, self.blob_store.name, exc) from exc
         return attachment, reader
 

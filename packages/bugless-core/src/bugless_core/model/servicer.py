@@ -449,6 +449,14 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
                                 chunk=chunk[start : start + attachments.CHUNK_BYTES]
                             )
                 except NotFound as exc:
+                    # The attachment's deletion (or redaction) removes its
+                    # content: the caller hears that, with the entry.
+                    request = v1.GetAttachmentRequest(
+                        caller=message.caller, attachment_id=attachment.id
+                    )
+                    gone = attachments.content_gone(await self.backend.get_attachment(request))
+                    if gone is not None:
+                        raise gone from exc
                     raise attachment_checks.deleted_while_downloaded(attachment, exc) from exc
 
     @grpc_errors
