@@ -188,3 +188,38 @@ async def test_an_earlier_ca_file_that_is_no_ca_is_refused_at_start(
                 previous_cert_files=(leaf,),
             )
         )
+
+
+async def test_the_incoming_ca_listed_first_maps_its_certificates_before_anything_uses_it(
+    start_auth_server: StartAuth, tmp_path: Path
+) -> None:
+    """The README's step 2: the new CA listed in ``previous_cert_files`` beside the
+    current one, so the API and every replica trust it before the swap. A replica
+    still at that step maps a certificate a swapped replica already issued, and
+    issues from the current CA only."""
+    old_ca = trustme.CA(organization_name="bugless people CA", organization_unit_name="2025")
+    new_ca = trustme.CA(organization_name="bugless people CA", organization_unit_name="2026")
+    old_cert, old_key = _ca_files(tmp_path, old_ca, "people-ca-2025")
+    new_cert, new_key = _ca_files(tmp_path, new_ca, "people-ca-2026")
+    step_2 = await start_auth_server(
+        authenticators=("local",),
+        people_ca=PeopleCaSettings(
+            cert_file=old_cert, key_file=old_key, previous_cert_files=(new_cert,)
+        ),
+    )
+    swapped = await start_auth_server(
+        schema=step_2.settings.schema,
+        authenticators=("local",),
+        people_ca=PeopleCaSettings(
+            cert_file=new_cert, key_file=new_key, previous_cert_files=(old_cert,)
+        ),
+    )
+    name = unique("erin")
+    token = await _token(step_2, name)
+    from_step_2 = await _issue(step_2, token, "desk")
+    from_swapped = await _issue(swapped, token, "laptop")
+    x509.load_pem_x509_certificate(from_step_2.certificate_pem.encode()).verify_directly_issued_by(
+        x509.load_pem_x509_certificate(old_ca.cert_pem.bytes())
+    )
+    for server in (step_2, swapped):
+        assert [await _username(server, c) for c in (from_step_2, from_swapped)] == [name, name]

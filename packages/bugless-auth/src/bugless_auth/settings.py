@@ -179,6 +179,9 @@ class PeopleCaSettings:
             rotation's overlap), and they sign nothing. Listed while the
             people holding such certificates move to new ones, removed once
             those have expired (at most ``max_seconds`` after the switch).
+            In a rotation's first step the incoming CA is listed here, so
+            every replica and the API trust it before any replica signs
+            with it.
         default_seconds: Lifetime of a certificate when the person asks for none.
         max_seconds: Longest lifetime anyone may ask for.
         issue_per_hour: Certificates one person may obtain per hour.
@@ -211,9 +214,10 @@ class PeopleCaSettings:
         multiple=True,
         must_exist=True,
         content=_ca_certificate,
-        help="The certificate (PEM) of a people CA that --people-ca-cert replaced (repeatable; "
-        "env: paths separated by ':'): the certificates it signed are still accepted, and it "
-        "signs none. Remove it once they have expired (--people-cert-max-seconds).",
+        help="The certificate (PEM) of a people CA that --people-ca-cert replaced, or in a "
+        "rotation's first step the one about to replace it (repeatable; env: paths separated "
+        "by ':'): the certificates it signed are accepted, and it signs none. Remove a replaced "
+        "one once they have expired (--people-cert-max-seconds).",
     )
     default_seconds: float = setting(
         12 * 3600.0,
