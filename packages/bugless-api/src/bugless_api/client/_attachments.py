@@ -32,7 +32,7 @@ from typing import BinaryIO
 from grpclib.const import Cardinality
 from grpclib.exceptions import StreamTerminatedError
 
-from bugless_api.client._base import ClientBase, client_mistake
+from bugless_api.client._base import ClientBase, check_wire_ranges, client_mistake
 from bugless_core.attachments import CHUNK_BYTES
 from bugless_core.clients import call_errors, channel_connection, forget_connection
 from bugless_core.errors import AlreadyExists, InvalidArgument, Unavailable
@@ -261,6 +261,7 @@ class AttachmentCalls(ClientBase):
         header = v1.UploadAttachmentHeader(
             issue_id=issue_id, name=shown, content_type=content_type, comment=comment, size=size
         )
+        check_wire_ranges(header)
 
         async def upload() -> v1.UploadAttachmentResponse:
             """One UploadAttachment call: the header, then the content from where ``handle`` is."""
@@ -351,6 +352,7 @@ class AttachmentCalls(ClientBase):
         """The raw download stream: the Attachment, then content chunks from ``offset``."""
         check_id(attachment_id, "attachment_id")
         request = v1.DownloadAttachmentRequest(attachment_id=attachment_id, offset=offset)
+        check_wire_ranges(request)
         with call_errors(self.unreachable):
             async for part in self.issues.download_attachment(request):
                 yield part

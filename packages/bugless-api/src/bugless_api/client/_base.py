@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self, TypeVar
 
+import betterproto2
 from grpclib.client import Channel
 
 from bugless_core.backoff import Backoff
@@ -23,6 +24,7 @@ from bugless_core.enums import enum_by_name
 from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from bugless_core.ids import check_id
 from bugless_proto import v1
+from bugless_proto.int_ranges import out_of_range
 
 R = TypeVar("R")
 E = TypeVar("E", bound=enum.Enum)
@@ -88,6 +90,29 @@ def enum_value(cls: type[E], value: E | str, what: str) -> E:
 def client_mistake(message: str) -> InvalidArgument:
     """An InvalidArgument found before sending: the CLI reports it as bad usage (exit 2)."""
     return InvalidArgument(message, metadata={"origin": "client"})
+
+
+def check_wire_ranges(request: betterproto2.Message | Sequence[betterproto2.Message]) -> None:
+    """Refuse ``request`` when one of its integers does not fit its field's wire type.
+
+    ``request`` may be the messages of a client-streaming call, each looked at.
+
+    betterproto2 sends such a value as its low bits, another value the
+    server cannot tell apart (``page_size=2**32`` is 0: the default page), so
+    every request the client sends is looked at first, every integer field
+    of it, nested, repeated and map ones included
+    (:func:`bugless_proto.int_ranges.out_of_range`, planned once per message
+    class: a few microseconds a call).
+
+    Raises:
+        InvalidArgument: Origin client (the CLI's usage error); the message
+            names the field, the value and the type
+            (``page.page_size: 4294967296 is outside int32 (...)``).
+    """
+    for message in [request] if isinstance(request, betterproto2.Message) else request:
+        problem = out_of_range(message)
+        if problem is not None:
+            raise client_mistake(problem)
 
 
 def checked_ids(values: Iterable[int], field: str) -> list[int]:
@@ -205,8 +230,13 @@ class ClientBase:
         self._channel.close()
 
     async def _call(
-        self, method: Callable[..., Awaitable[R]], request: object, *, idempotent: bool
+        self,
+        method: Callable[..., Awaitable[R]],
+        request: betterproto2.Message | Sequence[betterproto2.Message],
+        *,
+        idempotent: bool,
     ) -> R:
+        check_wire_ranges(request)
         attempt = 0
         while True:
             used = channel_connection(self._channel)

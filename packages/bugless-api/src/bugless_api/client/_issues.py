@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Se
 
 from bugless_api.client._base import (
     ClientBase,
+    check_wire_ranges,
     checked_ids,
     client_mistake,
     enum_value,
@@ -518,6 +519,7 @@ class IssueCalls(ClientBase):
         request = v1.QueryWatchRequest(
             issue_id=issue_id, query=query, time_zone=zone, after_position=after_position
         )
+        check_wire_ranges(request)
         async for event in resuming_watch(
             self.issues.watch,
             request,
