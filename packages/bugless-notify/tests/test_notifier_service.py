@@ -260,6 +260,45 @@ async def test_people_a_change_removes_are_told_they_were_removed(
     }
 
 
+async def test_a_move_names_the_component_left_by_its_path(
+    model: v1.ModelStub,
+    people: People,
+    notifier: tuple[RunningService, list[str]],
+    smtp_sink: SmtpSink,
+) -> None:
+    """ "Component: Old>Path → New>Path", not "component 3 → New>Path".
+
+    The notifier checked its recipients with a views request naming no entry,
+    so the Model's answer held the issue's (new) component only.
+    """
+    tag = secrets.token_hex(4)
+    left = await model.create_component(v1.CreateComponentRequest(caller=ADMIN, name=f"left-{tag}"))
+    went = await model.create_component(v1.CreateComponentRequest(caller=ADMIN, name=f"went-{tag}"))
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=people.caller("alice"),
+            fields=v1.IssueFields(
+                title="Moves house", component_id=left.id, assignee=people.ids["bob"]
+            ),
+        )
+    )
+    await _settle(smtp_sink, 1)
+    smtp_sink.clear()
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=people.caller("alice"),
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=issue_delta(component_id=went.id),
+        )
+    )
+    mails = await _settle(smtp_sink, 1)
+    assert [list(m.recipients) for m in mails] == [[_addr(people, "bob")]]
+    body = mails[0].message.get_body(("plain",))
+    assert body is not None
+    assert f"Component: {left.path} \u2192 {went.path}" in body.get_content()
+
+
 async def test_a_mention_of_a_name_in_any_script_notifies_that_person(
     bugless_stack: LocalStack,
     model: v1.ModelStub,

@@ -130,7 +130,9 @@ class IssueDeliveries:
                 work.append((entry, entry.author or author, people))
         if not work:
             return
-        checked = await self._check(issue_id, {c.user_id for _, _, ps in work for c in ps})
+        checked = await self._check(
+            issue_id, {c.user_id for _, _, ps in work for c in ps}, [e for e, _, _ in work]
+        )
         if not checked.viewers:
             return
         viewers = {v.user_id: v for v in checked.viewers}
@@ -194,7 +196,11 @@ class IssueDeliveries:
         targets = endpoints_for(batch.webhooks, issue.component_id, ancestors)
         if not targets:
             return
-        checked = await self._check(issue.id, {t.created_by for t in targets})
+        checked = await self._check(
+            issue.id,
+            {t.created_by for t in targets},
+            [e for e in views.entries if e.version in {v for v, _ in entries}],
+        )
         viewers = {v.user_id: v for v in checked.viewers}
         paths = dict(checked.component_paths or views.component_paths)
         found = {e.version: e for e in views.entries}
@@ -252,13 +258,18 @@ class IssueDeliveries:
                 found.append(current)
         return found
 
-    async def _check(self, issue_id: int, user_ids: set[str]) -> v1.NotificationViews:
+    async def _check(
+        self, issue_id: int, user_ids: set[str], entries: Sequence[v1.HistoryEntry] = ()
+    ) -> v1.NotificationViews:
         """Which of ``user_ids`` may see the issue, checked with their own identities.
 
         Each recipient's identity assertion (``IssueAssertion``, cached until
         shortly before it expires) goes to the Model, which takes their groups
         and permissions from it; a person with none (unknown, disabled) is not
-        a recipient.
+        a recipient. Of ``entries``, those that move the issue are named to the
+        Model, so that its answer holds the path of the component left (and
+        which recipients may see it) as well as the issue's own: without them
+        a move read "Component: component 3 → Platform>Networking".
         """
         ids = sorted(user_ids)
         assertions = await asyncio.gather(
@@ -272,6 +283,7 @@ class IssueDeliveries:
                 issue_id=issue_id,
                 viewer_assertions=[a for _, a in known if a],
                 viewers=[v1.Caller(user_id=u) for u, _ in known],
+                versions=sorted({e.version for e in entries if any(_moves(c) for c in e.changes)}),
             ),
         )
 
@@ -386,3 +398,8 @@ def _visible_change(change: v1.FieldChange, issue: v1.Issue) -> v1.FieldChange |
     visible = {str(h) for h in issue.hotlist_ids}
     added = [h for h in change.added if h in visible]
     return dataclasses.replace(change, added=added, removed=[]) if added else None
+
+
+def _moves(change: v1.FieldChange) -> bool:
+    """Whether ``change`` moves the issue to another component."""
+    return change.field == "component_id"
