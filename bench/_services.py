@@ -105,6 +105,39 @@ class BenchStack:
             pids[process.name] = process.pid
         return pids
 
+    def models_before_after(self, before: str) -> dict[str, RunningService]:
+        """The stack's Model as ``after`` and, with ``before``, a second one as ``before``.
+
+        ``before`` is the ``packages/*/src`` of an older checkout (a
+        ``PYTHONPATH``): the second Model (``model-before``) runs that code on
+        the same database, so a bench can measure old and new code side by
+        side under the same load. "" starts nothing more.
+        """
+        models = {"after": self.stack.first("model")}
+        if before:
+            models["before"] = self.stack.start(
+                "model",
+                ["model", "serve", "--port", "0"],
+                name="model-before",
+                env={"PYTHONPATH": before},
+            )
+        return models
+
+    def model_call_params(self, user_id: str, groups: Sequence[str]) -> dict[str, Any]:
+        """What a bench's client needs to call a Model as ``user_id`` in ``groups``.
+
+        The CA, the API's certificate and key (a Model takes calls from the
+        frontends' identities) and an identity assertion for the user, under
+        the keys the benches' ``model_stub`` and call functions read.
+        """
+        identity = self.stack.identities["api"]
+        return {
+            "ca": str(self.stack.pki.ca_file),
+            "model_cert": str(identity.cert),
+            "model_key": str(identity.key),
+            "assertion": self.stack.assertion_for(user_id, groups=list(groups)),
+        }
+
     def start_api(
         self,
         processes: int = 1,

@@ -529,21 +529,10 @@ def run(
         if history:
             print(f"appending {history} comments to each of {len(ids)} issues ...", flush=True)
             asyncio.run(_append_history(bench.stack.model_database_url, ids, history))
-        models = {"after": bench.stack.first("model")}
-        if before:
-            models["before"] = bench.stack.start(
-                "model",
-                ["model", "serve", "--port", "0"],
-                name="model-before",
-                env={"PYTHONPATH": before},
-            )
+        models = bench.models_before_after(before)
         pids = bench.service_pids()
-        identity = bench.stack.identities["api"]
         params: dict[str, Any] = {
-            "ca": str(bench.stack.pki.ca_file),
-            "model_cert": str(identity.cert),
-            "model_key": str(identity.key),
-            "assertion": bench.stack.assertion_for(CALLER_ID, groups=["eng"]),
+            **bench.model_call_params(CALLER_ID, ["eng"]),
             "issue_ids": ids,
             "found_in_ids": found_in_ids,
             "caller_id": CALLER_ID,

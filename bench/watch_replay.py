@@ -123,21 +123,10 @@ def run(issues: int, changes: int, rounds: int, before: str) -> None:
         url = bench.stack.model_database_url
         asyncio.run(seed_and_verify(url, "bugless", SeedOptions(issues=issues), check=False))
         ids = asyncio.run(_open_issue_ids(url, 4000))
-        models = {"after": bench.stack.first("model")}
-        if before:
-            models["before"] = bench.stack.start(
-                "model",
-                ["model", "serve", "--port", "0"],
-                name="model-before",
-                env={"PYTHONPATH": before},
-            )
+        models = bench.models_before_after(before)
         pids = bench.service_pids()
-        identity = bench.stack.identities["api"]
         params: dict[str, Any] = {
-            "ca": str(bench.stack.pki.ca_file),
-            "model_cert": str(identity.cert),
-            "model_key": str(identity.key),
-            "assertion": bench.stack.assertion_for(CALLER_ID, groups=["eng"]),
+            **bench.model_call_params(CALLER_ID, CALLER.groups),
             "model_port": models["after"].port,
         }
         print(f"making {changes:,} changes on {len(ids)} issues ...", flush=True)
