@@ -12,6 +12,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import asyncpg
 import pytest
 import trustme
 from auth_support import AuthServer, StartAuth, unique
@@ -284,3 +285,62 @@ async def test_a_refused_unknown_certificate_writes_nothing(deployment: Deployme
         refused = await expect_status(_connect(server, stranger), Status.UNAUTHENTICATED)
         assert "is not mapped to a bugless user" in (refused.message or "")
     assert await _sessions_table(server) == before
+
+
+#: Backends waiting for a lock the connection running this holds (as test_store_outage's).
+WAITING = """
+SELECT DISTINCT pid FROM pg_locks
+ WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))
+"""
+
+
+async def test_a_refusal_the_database_cannot_record_is_still_a_refusal(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The end of a refused certificate's sessions meets a database that drops its
+    connection (``pg_terminate_backend`` while the UPDATE waits on a row lock):
+    the certificate is refused as unmapped all the same, not told to try again,
+    its session is left as it was, and the next refusal ends it."""
+    gone_cn, _ = deployment.bots
+    first = await deployment.replica()
+    old_der = deployment.pki.client(gone_cn)
+    old = await _connect(first, old_der)
+    old_session = first.service.tokens.verify(old.token).token_id
+    new_ca = trustme.CA()
+    new_ca_file = tmp_path / "new-client-ca.pem"
+    new_ca.cert_pem.write_to_path(str(new_ca_file))
+    later = await deployment.start(
+        schema=first.settings.schema,
+        authenticators=("local", "tls"),
+        authenticator_options={
+            "tls": {
+                "mapping_file": str(deployment.mapping_file),
+                "ca_file": str(new_ca_file),
+                "reload_check_seconds": "0",
+            }
+        },
+    )
+    blocker = await asyncpg.connect(later.settings.database_url)
+    try:
+        holding = blocker.transaction()
+        await holding.start()
+        await blocker.execute(
+            f'SELECT 1 FROM "{later.settings.schema}".sessions WHERE session_id = $1 FOR UPDATE',
+            old_session,
+        )
+        call = asyncio.create_task(expect_status(_connect(later, old_der), Status.UNAUTHENTICATED))
+        for _ in range(200):
+            waiting = await blocker.fetch(WAITING)
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert len(waiting) == 1, waiting
+        assert await blocker.fetchval("SELECT pg_terminate_backend($1)", waiting[0]["pid"])
+        refused = await asyncio.wait_for(call, timeout=10)
+        await holding.rollback()
+    finally:
+        await blocker.close()
+    assert "is not mapped to a bugless user" in (refused.message or "")
+    assert await _valid(later, old.token)
+    await expect_status(_connect(later, old_der), Status.UNAUTHENTICATED)
+    assert not await _valid(later, old.token)

@@ -58,7 +58,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from bugless_auth.sessions import log_ended
 from bugless_auth.store import IdentityStore
 from bugless_core.auth_backend import AuthenticatorBackend, CertificateAuthenticator
-from bugless_core.errors import BuglessError
+from bugless_core.errors import BuglessError, Unavailable
 from bugless_core.supervision import OutageLog, SupervisedLoop
 
 _log = logging.getLogger("bugless.auth")
@@ -129,6 +129,14 @@ class MappedSessions:
         #: The list each backend's sessions were last brought in line with.
         self._done: dict[str, frozenset[str]] = {}
         self._task: asyncio.Task[None] | None = None
+        #: A refusal that could not end its certificate's sessions, logged once per outage.
+        self._refusal_outage = OutageLog(
+            "ending the sessions of refused certificates",
+            logger=_log,
+            meanwhile="certificates are refused all the same; their sessions end at a later "
+            "refusal, or when they expire",
+            unit="refusals",
+        )
         self._supervised = SupervisedLoop(
             "auth.mapped_sessions",
             registry=metrics_registry,
@@ -203,15 +211,22 @@ class MappedSessions:
         (:data:`END_REFUSED`); a certificate that never had a session
         changes no row.
 
-        Raises:
-            Unavailable: the database cannot be reached.
+        A database that cannot be reached ends nothing and raises nothing
+        (logged once per outage): the certificate is refused all the same,
+        rather than told to try again, and its sessions end at a later
+        refusal or expire.
         """
-        rows: list[asyncpg.Record] = await self._store.run(
-            lambda conn: conn.fetch(
-                END_REFUSED, fingerprint, REFUSED_REASON, REFUSED_SESSIONS_LIMIT
-            ),
-            transaction=False,
-        )
+        try:
+            rows: list[asyncpg.Record] = await self._store.run(
+                lambda conn: conn.fetch(
+                    END_REFUSED, fingerprint, REFUSED_REASON, REFUSED_SESSIONS_LIMIT
+                ),
+                transaction=False,
+            )
+        except Unavailable as exc:
+            self._refusal_outage.failed(exc)
+            return 0
+        self._refusal_outage.recovered()
         users: dict[str, int] = {}
         for row in rows:
             users[row["user_id"]] = users.get(row["user_id"], 0) + 1
