@@ -96,6 +96,31 @@ async def test_hotlist_create_add_rerank_note_remove(
         v1.ListHotlistItemsRequest(caller=world.admin, hotlist_id=hotlist_id),
     )
     assert [i.issue_id for i in items.items] == [third.id, first.id]
+    # The bulk bar takes several issues off it at once.
+    listed = await client.get(f"/search?q=hotlistid%3A{hotlist_id}")
+    remove = re.search(r'<select name="hotlist_remove">(.*?)</select>', listed.text, re.S)
+    assert remove
+    assert f'<option value="{hotlist_id}">' in remove.group(1)
+    rows = [
+        await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=i))
+        for i in (third.id, first.id)
+    ]
+    removed = await client.post(
+        "/issues/bulk",
+        data={
+            "_csrf": token,
+            "q": f"hotlistid:{hotlist_id}",
+            "issue": [f"{i.id}:{i.version}" for i in rows],
+            "hotlist_remove": str(hotlist_id),
+        },
+        follow_redirects=False,
+    )
+    assert removed.status_code == 303, removed.text
+    items = await call(
+        model.list_hotlist_items,
+        v1.ListHotlistItemsRequest(caller=world.admin, hotlist_id=hotlist_id),
+    )
+    assert list(items.items) == []
     index = await client.get("/hotlists")
     assert "Release blockers" in index.text
 

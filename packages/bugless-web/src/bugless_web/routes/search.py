@@ -118,6 +118,7 @@ BULK_FIELDS = (
     "assignee",
     "cc_add",
     "hotlist_add",
+    "hotlist_remove",
     "custom_field",
     "custom_value",
     "comment",
@@ -357,11 +358,15 @@ async def _bulk_change(
         msg = f"cc: no user named {', '.join(map(repr, unknown))}"
         raise InvalidArgument(msg)
     hotlist = form_int(str(form.get("hotlist_add", "")), "hotlist")
+    # A hotlist's page links here (hotlistid:N): taking several issues off it
+    # at once is the other half of adding them.
+    leaving = form_int(str(form.get("hotlist_remove", "")), "hotlist")
     delta = v1.IssueDelta(
         fields=fields,
         update_mask=FieldMask(paths=paths),
         cc_add=[people[u].user_id for u in cc_add],
         hotlist_add=[hotlist] if hotlist else [],
+        hotlist_remove=[leaving] if leaving else [],
         custom_fields_set=await _bulk_custom_value(backends, form),
     )
     return selected, delta
