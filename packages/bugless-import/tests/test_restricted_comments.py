@@ -91,7 +91,7 @@ async def test_redmine_private_notes_are_left_out_and_their_changes_kept(
     assert len(await find(model, "redmine:8513")) == 1
     assert report.restricted_issues == [
         (
-            "#8514",
+            "redmine:8514",
             "a private issue (Redmine shows it to its author, its assignee and those with "
             '"View private issues")',
         )
@@ -142,7 +142,10 @@ async def test_jira_comments_restricted_to_a_role_or_group_are_left_out(
     assert "restricted comments not imported: 2" in report.render()
     assert await find(model, "jira:PRV-2") == [], "an issue behind a security level is not"
     assert report.restricted_issues == [
-        ("PRV-2", "issue security level 'Staff only' (Jira shows it to that level's members only)")
+        (
+            "jira:PRV-2",
+            "issue security level 'Staff only' (Jira shows it to that level's members only)",
+        )
     ]
 
 

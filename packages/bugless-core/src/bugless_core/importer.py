@@ -234,6 +234,14 @@ class SourceIssue:
             now, which the relation pass sets where the history did not
             (``bugless_import.relations``); their changes over time are the
             entries' ``relations``.
+        restricted: Whom the source shows the issue to, when that is only
+            some of those who read its project (a Redmine private issue, a
+            Jira issue security level), in the report's words; "" for an
+            issue everyone who reads the project reads. bugless restricts who
+            reads an issue by its component only, so ``bugless import``
+            leaves such an issue out, or puts it in the one component
+            ``--restricted-component`` names, and never where its fields
+            map it.
     """
 
     key: str
@@ -255,6 +263,7 @@ class SourceIssue:
     entries: tuple[SourceEntry, ...] = ()
     attachments: tuple[SourceAttachment, ...] = ()
     relations: tuple[SourceRelation, ...] = ()
+    restricted: str = ""
 
 
 class Importer(ABC):
@@ -295,14 +304,6 @@ class Importer(ABC):
         #: importer leaves it out and the report counts and names it. Keyed by
         #: where, so that reading the issues twice names each once.
         self.withheld: dict[str, str] = {}
-        #: Issues the source shows only to some of its readers (Redmine's
-        #: private issues, a Jira issue security level), left out: the
-        #: issue's key -> whom the source shows it to. bugless restricts who
-        #: reads an issue by its component only, and the import puts an issue
-        #: where its source's values map it, which says nothing of who may
-        #: read it there: the report names each, for whoever decides where it
-        #: may go.
-        self.restricted_issues: dict[str, str] = {}
         #: What the source holds in a shape the importer does not know (a
         #: relation event naming no issue where the importer looks), left
         #: out: where -> what. The report names each, so that a change in the

@@ -7,10 +7,12 @@ import sys
 
 import click
 
+from bugless_core.cli import EXIT_USAGE, fail
 from bugless_core.eventloop import run
 from bugless_core.plugins import Plugins
 from bugless_core.settings import settings_command
 from bugless_import.progress import default_progress_stream
+from bugless_import.restricted import RestrictedComponentRefused
 from bugless_import.runner import run_import
 from bugless_import.settings import ImportSettings
 
@@ -47,6 +49,9 @@ def import_command(
     importer = importer_class(location, dict(settings.options))
     try:
         report = run(run_import(importer, settings, progress=default_progress_stream()))
+    except RestrictedComponentRefused as exc:
+        # Configuration, like a bad flag: nothing was written (exit 2).
+        fail(exc.message, EXIT_USAGE)
     except KeyboardInterrupt:
         click.echo(
             f"\ninterrupted: what was imported is kept in {settings.state_dir}; "

@@ -84,6 +84,13 @@ class Mapping:
         """The bugless path a source component maps to ("" when not named)."""
         return self.sections.get("components", {}).get(value.casefold(), "")
 
+    def path_of(self, value: str, root: str) -> str:
+        """Where the source component ``value`` goes: its mapped path, else ``root>value``.
+
+        The source's "no component" ("") goes to ``root`` itself.
+        """
+        return (self.component(value) if value else "") or root + (f">{value}" if value else "")
+
     def label(self, value: str, *, count: bool = True) -> LabelTarget | None:
         """Where a label goes, if anywhere (unmapped labels are counted unless ``count`` is off).
 

@@ -75,6 +75,10 @@ class ImportReport:
     #: (issue, whom the source shows it to) of issues left out because the
     #: source restricts who may read them (:attr:`Importer.restricted_issues`).
     restricted_issues: list[tuple[str, str]] = field(default_factory=list)
+    #: ``--restricted-component``: where those issues go ("": left out).
+    restricted_component: str = ""
+    #: What was found of that component's ACL against the import's.
+    restricted_checked: list[str] = field(default_factory=list)
     #: (where, what) of records in a shape the importer does not know, left
     #: out (:attr:`Importer.not_understood`).
     not_understood: list[tuple[str, str]] = field(default_factory=list)
@@ -131,13 +135,23 @@ class ImportReport:
                 "per-comment visibility: imported, everyone who may read the issue would read them)"
             )
             lines += [f"    {where}: {whom}" for where, whom in self.withheld[:200]]
-        if self.restricted_issues:
+        if self.restricted_issues and self.restricted_component:
+            lines.append(
+                f"  restricted issues {'to import' if self.dry_run else 'imported'} into "
+                f"{self.restricted_component} (the source shows "
+                f"them only to some readers): {counted(len(self.restricted_issues), 'issue')}"
+            )
+            lines += [f"    {key}: {whom}" for key, whom in self.restricted_issues[:200]]
+        elif self.restricted_issues:
             lines.append(
                 f"  restricted issues not imported: {len(self.restricted_issues)} (the source "
                 "shows them only to some readers; in bugless whoever reads their component "
-                "would read them: import them by hand into a component only those may see)"
+                "would read them: give --restricted-component a component only those may read)"
             )
             lines += [f"    {key}: {whom}" for key, whom in self.restricted_issues[:200]]
+        if self.restricted_checked:
+            lines.append(f"  restricted component checked: {self.restricted_component}")
+            lines += [f"    {line}" for line in self.restricted_checked]
         if self.not_understood:
             lines.append(
                 f"  source records in a shape the importer does not know, not imported: "

@@ -49,7 +49,7 @@ from bugless_core.errors import (
 from bugless_core.importer import Importer, SourceAttachment, SourceIssue, SourcePerson
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import placeholder_username
-from bugless_import import convert, relation_history, relations
+from bugless_import import convert, relation_history, relations, restricted
 from bugless_import.files import Files
 from bugless_import.mapping import Mapping, load_mapping
 from bugless_import.progress import Progress
@@ -234,14 +234,20 @@ async def _run(
     mapping = load_mapping(settings.mapping, type(importer).default_mapping)
     # Issues first: reading them can find people the source no longer lists
     # (Roundup's retired users), whom people() then includes.
-    issues = await asyncio.to_thread(lambda: list(importer.issues()))
+    read = await asyncio.to_thread(lambda: list(importer.issues()))
     known_people = await asyncio.to_thread(lambda: list(importer.people()))
+    restricted_ones = [i for i in read if i.restricted]
+    if settings.restricted_component:
+        issues = [restricted.rehome(i) if i.restricted else i for i in read]
+    else:
+        issues = [i for i in read if not i.restricted]
     report = ImportReport(
         source=importer.name,
         dry_run=settings.dry_run,
         skipped=list(importer.skipped),
         withheld=list(importer.withheld.items()),
-        restricted_issues=list(importer.restricted_issues.items()),
+        restricted_issues=[(importer.external_id(i), i.restricted) for i in restricted_ones],
+        restricted_component=settings.restricted_component,
         not_understood=list(importer.not_understood.items()),
     )
     if not settings.new_url:
@@ -259,6 +265,11 @@ async def _run(
 
     found = relations.links(importer, issues)
     if settings.model is None or settings.auth is None:
+        if settings.restricted_component:
+            report.restricted_checked = [
+                f"{settings.restricted_component} not checked: a dry run without --model and "
+                "--auth cannot read its ACL (the run will check it before writing anything)"
+            ]
         _dry_convert(importer, issues, mapping, report)
         report.relations = _dry_relations(importer, issues, found, settings)
         report.unmapped = _unmapped(mapping)
@@ -278,6 +289,17 @@ async def _run(
         with _reaching("the Authenticator", settings.auth, settings):
             token = await _session_token(auth, settings)
             caller = await _identity(auth, token)
+        target = None
+        if settings.restricted_component:
+            # Before anything is written: a refusal leaves the Model as it was.
+            with _reaching("the Model", settings.model, settings):
+                root = settings.component_root
+                paths = {mapping.path_of(n, root) for n in component_names(restricted_ones)}
+                target = await restricted.check(
+                    model, auth, caller, settings.restricted_component, [root, *sorted(paths)]
+                )
+            report.restricted_checked = list(target.checked)
+        with _reaching("the Authenticator", settings.auth, settings):
             ids = await _match_people(
                 auth, token, importer.name, people, create=not settings.dry_run, report=report
             )
@@ -285,9 +307,10 @@ async def _run(
         component_ids: dict[str, int] = {}
         with _reaching("the Model", settings.model, settings):
             for name in sorted(component_names(issues)):
-                path = mapping.component(name) if name else ""
-                if not path:
-                    path = settings.component_root + (f">{name}" if name else "")
+                if name == restricted.RESTRICTED and target is not None:
+                    component_ids[name] = target.component_id
+                    continue
+                path = mapping.path_of(name, settings.component_root)
                 component_ids[name] = await components.path_id(path)
         report.components_to_create = components.created
         labels = Labels(model, caller, mapping)
@@ -323,6 +346,9 @@ async def _run(
                 concurrency=settings.concurrency,
             )
             await setter.apply(by_holder)
+        if target is not None:
+            restricted_ids = [importer.external_id(i) for i in restricted_ones]
+            report.warnings += await target.elsewhere(model, caller, restricted_ids, issue_ids)
         count_labels(issues, mapping)
         report.unmapped = _unmapped(mapping)
     finally:

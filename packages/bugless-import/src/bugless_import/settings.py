@@ -69,6 +69,12 @@ class ImportSettings:
             host needs absolute new URLs.
         component_root: Components the mapping does not name are created
             under this top-level component, by the source's names.
+        restricted_component: The component (path) to import the issues
+            the source shows only to some of its readers into (Redmine
+            private issues, Jira issues with a security level); without it
+            they are left out. It must exist and be readable by fewer than
+            ``component_root`` and the components their own map to
+            (:mod:`bugless_import.restricted`), or the run refuses to start.
         options: Importer options, ``key=value`` (see each importer).
         quiet: No progress bar.
         call_timeout_seconds: Deadline of each call to a service.
@@ -157,6 +163,13 @@ class ImportSettings:
     )
     component_root: str = setting(
         "Imported", help="Top-level component for source components the mapping does not name."
+    )
+    restricted_component: str = setting(
+        "",
+        metavar="PATH",
+        help="Import the issues the source restricts (Redmine private issues, Jira issues with "
+        "a security level) into this existing component, whose ACL must let fewer people read "
+        "it than --component-root; without it they are left out and listed in the report.",
     )
     options: tuple[tuple[str, str], ...] = setting(
         (),

@@ -11,9 +11,10 @@ included when the search returns them; otherwise add
 ``/rest/api/2/issue/KEY/comment`` pages as ``comments-KEY*.json``).
 Text fields are Jira wiki notation (API v2) and are converted to Markdown.
 An issue with an issue security level (``fields.security``: Jira shows it
-to the level's members only) is not imported, and the report names it: the
-import puts an issue in the component its Jira component maps to, whoever
-may read that. A comment Jira shows only to a role or a group (its
+to the level's members only) is marked restricted, and the report names it:
+the import puts an issue in the component its Jira component maps to,
+whoever may read that, so it is left out, or imported into the component
+``--restricted-component`` names. A comment Jira shows only to a role or a group (its
 ``visibility``) is not imported: bugless has no per-comment visibility, so it would be read by
 everyone who may read the issue. The report counts and names each one.
 Jira Service Management's internal comments (``jsdPublic: false``, or the
@@ -70,6 +71,7 @@ imported history.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
 import os
@@ -276,16 +278,17 @@ class JiraImporter(Importer):
             key=lambda i: (str(i["key"]).rsplit("-", 1)[0], int(str(i["key"]).rsplit("-", 1)[1]))
         )
         for item in items:
+            issue = self._issue(item)
             security = (item.get("fields") or {}).get("security")
             if security:
                 # An issue security level: only the level's members read it in Jira.
                 name = security.get("name") if isinstance(security, dict) else security
-                self.restricted_issues[str(item["key"])] = (
-                    f"issue security level {str(name or '?')!r} (Jira shows it to that "
-                    "level's members only)"
+                issue = dataclasses.replace(
+                    issue,
+                    restricted=f"issue security level {str(name or '?')!r} (Jira shows it to "
+                    "that level's members only)",
                 )
-                continue
-            yield self._issue(item)
+            yield issue
 
     def _issue(self, item: dict[str, Any]) -> SourceIssue:
         fields = item["fields"]

@@ -54,10 +54,10 @@ From files, the bytes are ``attachments/ID/FILENAME`` of the directory; a
 file missing there is reported and left out.
 
 Private issues (``is_private``: Redmine shows them to their author, their
-assignee and those with "View private issues") are not imported: the import
-puts an issue in the component its category maps to, whoever may read that;
-the report names each, to be imported by hand where only its readers may
-see it.
+assignee and those with "View private issues") are marked restricted: the
+import puts an issue in the component its category maps to, whoever may
+read that, so ``bugless import`` leaves them out, or imports them into the
+component ``--restricted-component`` names, and the report names each.
 
 Private notes (a journal's ``private_notes``: Redmine shows the note only
 to those with the "View private notes" permission) are not imported: bugless
@@ -84,6 +84,7 @@ history (the Model writes the blocking issue's side).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -126,6 +127,11 @@ PAGE = 100
 #: Redmine relation type -> (the relation as SourceRelation names it, whether
 #: it runs from ``issue_to_id`` to ``issue_id``). Redmine stores the reverse
 #: types turned round, but an export may name them.
+#: Whom Redmine shows a private issue to, in the report's words.
+_PRIVATE = (
+    'a private issue (Redmine shows it to its author, its assignee and those with "View '
+    'private issues")'
+)
 _RELATIONS = {
     "duplicates": ("duplicate_of", False),
     "duplicated": ("duplicate_of", True),
@@ -422,15 +428,12 @@ class RedmineImporter(Importer):
                 # Listed, then deleted before it was read: not an error of the run.
                 self.skipped.append(f"#{number}: listed, then gone (404) when read")
                 continue
+            issue = self._issue(data["issue"], self.base)
             if data["issue"].get("is_private"):
                 # Only its author, assignee and those with "View private
                 # issues" read it in Redmine.
-                self.restricted_issues[f"#{number}"] = (
-                    "a private issue (Redmine shows it to its author, its assignee and those "
-                    'with "View private issues")'
-                )
-                continue
-            yield self._issue(data["issue"], self.base)
+                issue = dataclasses.replace(issue, restricted=_PRIVATE)
+            yield issue
 
     def _value(self, attribute: str, raw: Any) -> str:
         field, table = _ATTRIBUTES[attribute]
