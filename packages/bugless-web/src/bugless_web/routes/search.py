@@ -14,12 +14,12 @@ from litestar import Request, Response, get, post
 
 from bugless_core.clients import call
 from bugless_core.enums import enum_by_name
-from bugless_core.errors import InvalidArgument, NotFound
+from bugless_core.errors import BuglessError, InvalidArgument, NotFound
 from bugless_core.limits import MAX_BATCH_CHANGE
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web import custom_fields
-from bugless_web.backends import Backends
+from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import message_without_path
 from bugless_web.frontend import (
     form_int,
@@ -267,6 +267,53 @@ def _return_to_search(form: Any) -> str:
     return "/search?" + urllib.parse.urlencode(params)
 
 
+async def _return_after_bulk_edit(
+    request: Request[Any, Any, Any], viewer: Viewer, form: Any
+) -> str:
+    """The search page to show after a bulk edit: the one it was sent from, if it has rows.
+
+    An edit can empty the page it was made on (closing every row of the last
+    page under ``is:open``): the person would land on an empty page N with
+    the pager pointing back. The nearest earlier page that has rows is
+    shown instead, found by walking back the page trail (page 1 at worst,
+    which is shown even when empty). Anything that keeps the page from being
+    read (a trail or size this site did not write, the Model unavailable)
+    leaves the address as the form gave it: the edit is done, and that page
+    says what is wrong.
+    """
+    text = str(form.get("q", ""))
+    page = page_of(form)
+    try:
+        trail = PageTrail.from_params(page.get("page_token", ""), page.get("trail", ""))
+        size = _page_size(request, page)
+        while trail.number > 1:
+            results = await run_search(
+                frontend_of(request).backends,
+                viewer,
+                text,
+                zone=zone_of(request),
+                page_token=trail.page_token,
+                page_size=size,
+                columns=(),
+            )
+            if results.issues or results.error:
+                break
+            previous = trail.previous_link()
+            assert previous is not None  # only page 1 has none
+            trail = PageTrail.from_params(previous.page_token, previous.trail)
+    except BuglessError:
+        return _return_to_search(form)
+    here = trail.link(trail.number)
+    params = {"q": text}
+    if "page_size" in page:
+        params["page_size"] = page["page_size"]
+    if here.trail:
+        params["trail"] = here.trail
+    if here.page_token:
+        params["page_token"] = here.page_token
+    return "/search?" + urllib.parse.urlencode(params)
+
+
 @post("/issues/bulk")
 async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
     """Apply one delta to the selected rows with one BatchChangeIssues.
@@ -298,7 +345,7 @@ async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
     if not failed:
         count = len(response.results)
         session_of(request).update(notice=f"Changed {count} issue{'' if count == 1 else 's'}.")
-        return redirect(_return_to_search(form))
+        return redirect(await _return_after_bulk_edit(request, viewer, form))
     # Each reason without the request path the Model starts it with
     # (``delta.custom_fields_set[0].field_id: ``): no field of this page.
     reasons = {r.issue_id: message_without_path(r.message) for r in failed}
