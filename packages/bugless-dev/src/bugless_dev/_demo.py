@@ -159,9 +159,12 @@ async def seed_demo(running: Running, state: StateDir, echo: Callable[[str], Non
     finally:
         channel.close()
     state.remember(demo_seeded=True)
+    # Named, so that a newcomer can sign in as one (no command lists users).
+    names = ", ".join(username for username, _, _ in PEOPLE)
     echo(
-        "  demo data: done (people's passwords are unknown; "
-        "set one with bugless auth user set-password)"
+        f"  demo data: done; its people are {names} (passwords unknown: "
+        f'bugless auth user set-password {PEOPLE[0][0]} --database-url "$BUGLESS_DEV_DATABASE_URL" '
+        "sets one)"
     )
 
 

@@ -261,6 +261,9 @@ def test_restart_keeps_the_data_and_seeds_demo_data_without_a_new_password(
         url = dev.wait_for_url()
         assert dev.password() is None, dev.output
         assert "The administrator `admin` exists" in dev.output
+        # The demo's people by name, and how to sign in as one.
+        assert "its people are alice, bob, carol, dan, erin, farid, grace, hiro" in dev.output
+        assert "bugless auth user set-password alice --database-url" in dev.output
         env = dev.client_env()
         shown = run_bugless("issue", "show", str(first_run.issue_id), "--json", env=env)
         assert shown.returncode == 0, shown.stderr
