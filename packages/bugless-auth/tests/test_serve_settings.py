@@ -164,3 +164,28 @@ def test_an_earlier_people_ca_without_a_current_one_is_a_usage_error(
     result = _serve(key_files, "--people-ca-previous-cert", str(previous))
     assert result.exit_code == 2
     assert "--people-ca-previous-cert needs --people-ca-cert and --people-ca-key" in result.output
+
+
+def test_a_tls_ca_file_with_no_certificate_is_a_usage_error_saying_what_it_must_hold(
+    key_files: KeyFiles, tmp_path: Path
+) -> None:
+    """Refused before anything connects, naming the flag and what the file must hold."""
+    mapping = tmp_path / "certificates.toml"
+    mapping.write_text('["deploy-bot"]\nusername = "deploy-bot"\n')
+    ca_file = tmp_path / "bots-ca.pem"
+    ca_file.write_text("# the bots' CAs go here\n")
+    result = _serve(
+        key_files,
+        "--authenticator",
+        "local,tls",
+        "--authenticator-option",
+        f"tls.mapping_file={mapping}",
+        "--authenticator-option",
+        f"tls.ca_file={ca_file}",
+    )
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "--authenticator-option tls.ca_file" in output
+    assert "not a PEM certificate: no BEGIN CERTIFICATE block" in output
+    assert "(or of each CA, one after the other, while one replaces another)" in output
+    assert "Traceback" not in result.output

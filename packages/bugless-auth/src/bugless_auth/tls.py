@@ -5,10 +5,13 @@ the client certificate. Verification alone is not authorisation — a cluster
 CA signs certificates for many workloads — so the backend accepts only
 certificates its *mapping* names, by SHA-256 fingerprint, SAN email or CN, only
 within their validity period, and (when ``ca_file`` is configured) only ones
-issued directly by that CA, so a certificate from another CA that happens to
-carry a mapped CN is refused even if a frontend was misconfigured. The
-validity window is checked with or without ``ca_file``: a frontend that
-passes on an expired certificate (or one not yet valid) maps it to nobody.
+issued directly by one of its CAs, so a certificate from another CA that
+happens to carry a mapped CN is refused even if a frontend was misconfigured.
+``ca_file`` is a PEM bundle: during a rotation of the CA that signs the bots'
+certificates it holds the old CA and the new one, and a certificate either
+key signed is accepted. The validity window is checked with or without
+``ca_file``: a frontend that passes on an expired certificate (or one not yet
+valid) maps it to nobody.
 
 Mapping (JSON or TOML; ``mapping_file`` or inline ``mapping``)::
 
@@ -30,7 +33,11 @@ looked at most once every :data:`RELOAD_CHECK_SECONDS`, or the config key
 ``reload_check_seconds``), so adding a bot needs
 no restart; that is also how a Kubernetes ConfigMap update arrives. A file
 that no longer parses is logged and ignored: the last good mapping stays in
-force rather than locking every certificate user out.
+force rather than locking every certificate user out. The ``ca_file`` is
+re-read the same way, so adding the new CA of a rotation and later removing
+the old one (whose certificates are then refused) needs no restart either; a
+replacement holding no certificate is logged and ignored alike, the last good
+bundle staying in force.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ import logging
 import os
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -59,7 +66,7 @@ from bugless_core.usernames import username_problem
 
 _log = logging.getLogger("bugless.auth.tls")
 
-#: At most this often a mapping file is checked for changes (one ``stat``).
+#: At most this often the mapping and CA files are checked for changes (a ``stat`` each).
 RELOAD_CHECK_SECONDS = 2.0
 
 
@@ -122,6 +129,23 @@ def parse_mapping(text: str, *, origin: str) -> dict[str, CertificateMapping]:
     return mapping
 
 
+def ca_bundle_content(data: bytes) -> list[x509.Certificate]:
+    """What ``ca_file`` must hold: the PEM certificates of the CAs bot certificates come from.
+
+    Checked when ``bugless auth serve`` starts and whenever the file is re-read.
+
+    Raises:
+        ValueError: it holds no certificate, or one that does not parse.
+    """
+    try:
+        return pem_certificates(data)
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc}; give the PEM certificate of the CA that signs the bots' certificates "
+            "(or of each CA, one after the other, while one replaces another)"
+        ) from exc
+
+
 def parse_certificate(der: bytes) -> x509.Certificate:
     """Decode DER, with an error a caller can act on.
 
@@ -170,28 +194,32 @@ class TlsAuthenticator(CertificateAuthenticator):
     name = "tls"
     file_options: ClassVar[Mapping[str, FileContent]] = {
         "mapping_file": mapping_content,
-        "ca_file": pem_certificates,
+        "ca_file": ca_bundle_content,
     }
 
     def __init__(
         self,
         mapping: Mapping[str, CertificateMapping],
-        ca: x509.Certificate | None = None,
+        cas: Sequence[x509.Certificate] = (),
         *,
         mapping_file: Path | None = None,
+        ca_file: Path | None = None,
         reload_check_seconds: float = RELOAD_CHECK_SECONDS,
     ) -> None:
-        """Accept certificates named in ``mapping`` (issued by ``ca``, if given).
+        """Accept certificates named in ``mapping`` (issued by one of ``cas``, if any).
 
-        With ``mapping_file`` (the file ``mapping`` was read from), changes to
-        the file replace the mapping while serving.
+        With ``mapping_file`` (the file ``mapping`` was read from) and
+        ``ca_file`` (the bundle ``cas`` were read from), changes to either
+        file replace what it gave while serving.
         """
         self.mapping = dict(mapping)
-        self.ca = ca
+        self.cas = tuple(cas)
         self._file = mapping_file
+        self._ca_file = ca_file
         self._check_every = reload_check_seconds
         self._next_check = time.monotonic() + reload_check_seconds
         self._seen = _file_state(mapping_file) if mapping_file is not None else None
+        self._seen_ca = _file_state(ca_file) if ca_file is not None else None
         #: The mapping's subjects (:meth:`mapped_subjects`) and the mapping they are of.
         self._subjects: tuple[dict[str, CertificateMapping], frozenset[str]] | None = None
 
@@ -218,47 +246,90 @@ class TlsAuthenticator(CertificateAuthenticator):
                 "the tls authenticator needs a mapping: set BUGLESS_AUTH_TLS_MAPPING_FILE "
                 "(or --authenticator-option tls.mapping_file=PATH)"
             )
-        ca = None
+        cas: list[x509.Certificate] = []
+        ca_file: Path | None = None
         if config.get("ca_file"):
-            ca_path = Path(str(config["ca_file"]))
-            try:
-                ca = x509.load_pem_x509_certificate(await asyncio.to_thread(ca_path.read_bytes))
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"tls ca_file {ca_path}: not a readable PEM certificate") from exc
+            ca_file = Path(str(config["ca_file"]))
+            cas = await _read_ca_bundle(ca_file)
         try:
             check = float(config.get("reload_check_seconds", RELOAD_CHECK_SECONDS))
         except (TypeError, ValueError) as exc:
             raise ValueError("tls reload_check_seconds: give a number of seconds") from exc
         if check < 0:
             raise ValueError("tls reload_check_seconds: give 0 or more seconds")
-        return cls(mapping, ca, mapping_file=mapping_file, reload_check_seconds=check)
+        return cls(
+            mapping,
+            cas,
+            mapping_file=mapping_file,
+            ca_file=ca_file,
+            reload_check_seconds=check,
+        )
 
     async def _reload_if_changed(self) -> None:
-        """Re-read the mapping file if it changed since it was last read."""
-        if self._file is None or time.monotonic() < self._next_check:
+        """Re-read the mapping and CA files if they changed since they were last read."""
+        if (self._file is None and self._ca_file is None) or time.monotonic() < self._next_check:
             return
         self._next_check = time.monotonic() + self._check_every
-        state = _file_state(self._file)
+        if self._file is not None:
+            await self._reload_mapping(self._file)
+        if self._ca_file is not None:
+            await self._reload_cas(self._ca_file)
+
+    async def _reload_mapping(self, path: Path) -> None:
+        """Replace the mapping by ``path``'s if the file changed and still parses."""
+        state = _file_state(path)
         if state == self._seen:
             return
         self._seen = state
         try:
-            text = await asyncio.to_thread(self._file.read_text, encoding="utf-8")
-            mapping = parse_mapping(text, origin=str(self._file))
+            text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+            mapping = parse_mapping(text, origin=str(path))
         except (OSError, ValueError) as exc:
             _log.error(
                 "tls mapping_file %s changed but cannot be used (%s); keeping the last good one",
-                self._file,
+                path,
                 exc,
-                extra={"mapping_file": str(self._file)},
+                extra={"mapping_file": str(path)},
             )
             return
         self.mapping = mapping
         _log.info(
             "tls mapping_file %s reloaded: %d entries",
-            self._file,
+            path,
             len(mapping),
-            extra={"mapping_file": str(self._file), "entries": len(mapping)},
+            extra={"mapping_file": str(path), "entries": len(mapping)},
+        )
+
+    async def _reload_cas(self, path: Path) -> None:
+        """Replace the CA bundle by ``path``'s if the file changed and still holds a certificate.
+
+        A bundle that cannot be used keeps the last good one in force, as a
+        broken mapping does: refusing every bot over a bad edit would be worse
+        than trusting for a while longer a CA the operator meant to remove,
+        and the error says so.
+        """
+        state = _file_state(path)
+        if state == self._seen_ca:
+            return
+        self._seen_ca = state
+        try:
+            cas = await _read_ca_bundle(path)
+        except ValueError as exc:
+            _log.error(
+                "tls ca_file %s changed but cannot be used (%s); keeping the last good one "
+                "(%d CA certificates)",
+                path,
+                exc,
+                len(self.cas),
+                extra={"ca_file": str(path)},
+            )
+            return
+        self.cas = tuple(cas)
+        _log.info(
+            "tls ca_file %s reloaded: %d CA certificates",
+            path,
+            len(cas),
+            extra={"ca_file": str(path), "certificates": len(cas)},
         )
 
     async def mapped_subjects(self) -> frozenset[str]:
@@ -274,16 +345,10 @@ class TlsAuthenticator(CertificateAuthenticator):
         return "TLS client certificate"
 
     def _trusted(self, cert: x509.Certificate) -> bool:
-        """Whether ``cert`` is within its validity window and (with a ``ca``) issued by it."""
+        """Whether ``cert`` is within its validity window and (with ``cas``) issued by one."""
         if validity_problem(cert) is not None:
             return False
-        if self.ca is None:
-            return True
-        try:
-            cert.verify_directly_issued_by(self.ca)
-        except (ValueError, TypeError, InvalidSignature):
-            return False
-        return True
+        return not self.cas or any(_directly_issued_by(cert, ca) for ca in self.cas)
 
     async def authenticate(self, certificate_der: bytes) -> ExternalIdentity | None:
         """The mapped identity, or None for an unmapped or untrusted certificate."""
@@ -304,6 +369,31 @@ class TlsAuthenticator(CertificateAuthenticator):
                     username_from=f"the certificate mapping's entry {name!r}",
                 )
         return None
+
+
+async def _read_ca_bundle(path: Path) -> list[x509.Certificate]:
+    """The CA certificates of the PEM bundle ``path`` (one or more).
+
+    Raises:
+        ValueError: it cannot be read, or holds no certificate, or one that does not parse.
+    """
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        raise ValueError(f"tls ca_file {path}: {exc.strerror or exc}") from exc
+    try:
+        return ca_bundle_content(data)
+    except ValueError as exc:
+        raise ValueError(f"tls ca_file {path}: {exc}") from exc
+
+
+def _directly_issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether ``ca``'s key signed ``cert`` (its issuer name is ``ca``'s subject)."""
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _file_state(path: Path) -> tuple[int, int] | None:

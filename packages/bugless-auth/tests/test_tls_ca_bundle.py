@@ -1,0 +1,115 @@
+"""The tls backend's ``ca_file`` as a bundle: the overlap of a bot-CA rotation.
+
+Before, ``ca_file`` was read as one certificate (the first of the file), so
+the moment it named a new bot CA every bot still holding a certificate of
+the old one was refused. Real trustme CAs, a real Authenticator over gRPC.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import trustme
+from auth_support import AuthServer, StartAuth
+from certificates import Pki, make_pki
+from grpc_errors import expect_status
+from grpclib.const import Status
+
+from bugless_auth.tls import TlsAuthenticator
+from bugless_proto import v1
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def write_bundle(path: Path, *cas: trustme.CA) -> None:
+    path.write_bytes(b"".join(ca.cert_pem.bytes() for ca in cas))
+
+
+async def start_with_bundle(start: StartAuth, pki: Pki, ca_file: Path) -> AuthServer:
+    return await start(
+        authenticators=("local", "tls"),
+        authenticator_options={
+            "tls": {
+                "mapping_file": str(pki.mapping_file),
+                "ca_file": str(ca_file),
+                "reload_check_seconds": "0",
+            }
+        },
+    )
+
+
+async def signs_in_as(server: AuthServer, der: bytes) -> str:
+    result = await server.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=der)
+    )
+    assert result.identity is not None
+    assert result.identity.user is not None
+    return result.identity.user.username
+
+
+async def is_refused(server: AuthServer, der: bytes) -> None:
+    error = await expect_status(
+        server.stub.authenticate_certificate(
+            v1.AuthenticateCertificateRequest(certificate_der=der)
+        ),
+        Status.UNAUTHENTICATED,
+    )
+    assert "CN=deploy-bot" in (error.message or "")
+
+
+async def test_a_bundle_of_two_cas_accepts_a_leaf_of_each_and_refuses_a_third(
+    start_auth_server: StartAuth, pki: Pki, tmp_path: Path
+) -> None:
+    old, new, third = pki.ca, trustme.CA(), trustme.CA()
+    bundle = tmp_path / "bots-ca.pem"
+    write_bundle(bundle, old, new)
+    server = await start_with_bundle(start_auth_server, pki, bundle)
+
+    assert await signs_in_as(server, pki.client("deploy-bot", ca=old)) == "deploy-bot"
+    assert await signs_in_as(server, pki.client("deploy-bot", ca=new)) == "deploy-bot"
+    await is_refused(server, pki.client("deploy-bot", ca=third))
+
+
+async def test_a_ca_removed_from_the_bundle_refuses_its_leaves_without_a_restart(
+    start_auth_server: StartAuth, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rotation's last step: the old CA leaves the file and its certificates stop mapping."""
+    caplog.set_level(logging.INFO, logger="bugless.auth.tls")
+    old, new = trustme.CA(), trustme.CA()
+    bundle = tmp_path / "bots-ca.pem"
+    write_bundle(bundle, new, old)
+    server = await start_with_bundle(start_auth_server, pki, bundle)
+    old_leaf, new_leaf = pki.client("deploy-bot", ca=old), pki.client("deploy-bot", ca=new)
+    assert await signs_in_as(server, old_leaf) == "deploy-bot"
+
+    write_bundle(bundle, new)
+    await is_refused(server, old_leaf)
+    assert await signs_in_as(server, new_leaf) == "deploy-bot"
+    assert f"tls ca_file {bundle} reloaded: 1 CA certificates" in caplog.text
+
+    # A replacement with no certificate in it is logged and changes nothing.
+    bundle.write_text("# the bots' CAs\n")
+    assert await signs_in_as(server, new_leaf) == "deploy-bot"
+    await is_refused(server, old_leaf)
+    assert "changed but cannot be used (tls ca_file" in caplog.text
+    assert "no BEGIN CERTIFICATE block" in caplog.text
+
+    # Putting the old CA back (a rotation undone) is read too.
+    write_bundle(bundle, old, new)
+    assert await signs_in_as(server, old_leaf) == "deploy-bot"
+
+
+async def test_a_ca_file_with_no_certificate_is_refused_at_open_naming_it(
+    pki: Pki, tmp_path: Path
+) -> None:
+    empty = tmp_path / "bots-ca.pem"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="no BEGIN CERTIFICATE block") as raised:
+        await TlsAuthenticator.open({"mapping_file": str(pki.mapping_file), "ca_file": str(empty)})
+    assert str(empty) in str(raised.value)
+    assert "the PEM certificate of the CA that signs the bots' certificates" in str(raised.value)
