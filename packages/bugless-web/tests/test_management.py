@@ -172,21 +172,41 @@ async def test_saved_search_edit_checks_the_query_and_the_owner(
 async def test_saved_search_edit_keeps_the_people_it_is_shared_with(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    """Readers named one by one (as the CLI and the API share) show and stay.
+    """Readers named one by one (as the CLI and the API share, and now the save form) stay.
 
     The form had groups only: renaming a search shared with carol sent the
     groups as every reader, and carol lost it without a word.
     """
-    saved = await call(
-        model.create_saved_search,
-        v1.CreateSavedSearchRequest(
-            caller=world.caller("bob"),
-            name="For carol",
-            query="is:open",
-            readers=[v1.Principal(group="oncall"), v1.Principal(user=world.users["carol"])],
-        ),
-    )
     token = await sign_in(client, "bob")
+    page = await client.get("/search", params={"q": "is:open"})
+    assert 'name="share_with_people"' in page.text.split('class="save-search"', 1)[1]
+    unknown = await client.post(
+        "/searches",
+        data={"_csrf": token, "name": "For carol", "query": "is:open", "share_with_people": "zed"},
+    )
+    assert unknown.status_code == 400
+    assert "no user named &#39;zed&#39;" in unknown.text
+    made = await client.post(
+        "/searches",
+        data={
+            "_csrf": token,
+            "name": "For carol",
+            "query": "is:open",
+            "share_with_groups": "oncall",
+            "share_with_people": "carol",
+        },
+        follow_redirects=False,
+    )
+    assert made.status_code == 303, made.text
+    found = await call(
+        model.list_saved_searches,
+        v1.ListSavedSearchesRequest(caller=world.caller("bob"), owned_only=True),
+    )
+    saved = next(s for s in found.saved_searches if s.name == "For carol")
+    assert {(p.group or "", p.user or "") for p in saved.readers} == {
+        ("oncall", ""),
+        ("", world.users["carol"]),
+    }
     listing = await client.get("/searches")
     rows = re.findall(r'<tr class="row".*?</tr>', listing.text, re.S)
     ours = next(r for r in rows if f'href="/searches/{saved.id}/edit"' in r)

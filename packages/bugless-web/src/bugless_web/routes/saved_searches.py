@@ -149,24 +149,29 @@ async def saved_searches(request: Request[Any, Any, Any]) -> Response[str]:
 
 @post("/searches")
 async def save_search(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Save a query under a name, optionally shared with groups."""
+    """Save a query under a name, optionally shared with groups and people."""
     viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
     form = await request.form()
     name = str(form.get("name", "")).strip()
     query = str(form.get("query", ""))
     if not name:
         raise InvalidArgument("name: give the saved search a name")
     groups = _groups(str(form.get("share_with_groups", "")))
+    problems = FieldErrors(SAVED_SEARCH_FIELDS)
+    people = await _people_readers(backends, str(form.get("share_with_people", "")), problems)
+    if problems:
+        raise InvalidArgument(f"share_with_people: {problems.messages['share_with_people']}")
     # The columns the list was showing when "Save this search" was pressed
     # (none stored when they are the default ones: see columns_to_store).
     columns = columns_to_store(parse_columns(str(form.get("columns", "") or "")))
     await call(
-        frontend_of(request).backends.model.create_saved_search,
+        backends.model.create_saved_search,
         v1.CreateSavedSearchRequest(
             caller=viewer.caller,
             name=name,
             query=query,
-            readers=[v1.Principal(group=g) for g in groups],
+            readers=[*(v1.Principal(group=g) for g in groups), *people],
             columns=columns,
         ),
     )
