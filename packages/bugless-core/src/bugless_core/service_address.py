@@ -18,6 +18,17 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from grpclib.client import Channel
+    from grpclib.config import Configuration
+
+
+#: Each attachment transfer stream's HTTP/2 window on a frontend's transfer
+#: channel (:meth:`ServiceAddress.transfer_channel`): what the Model may send
+#: one download ahead of its reader (grpclib's default, which moves a file at
+#: full speed over a low-latency link).
+TRANSFER_STREAM_WINDOW = 4 * 1024 * 1024
+#: How many downloads on a transfer channel may stall (hold their whole
+#: stream window unread) at once before the others on it wait for credit.
+STALLED_TRANSFERS_SHARED = 8
 
 
 def host_port(host: str, port: int) -> str:
@@ -77,16 +88,44 @@ class ServiceAddress:
 
         return build_client_ssl_context(self.ca, self.cert, self.key)
 
-    def channel(self) -> Channel:
+    def channel(self, config: Configuration | None = None) -> Channel:
         """A new grpclib channel (connects lazily, reconnects by itself).
 
         Every call made on it inside :func:`acting_as` carries that
-        assertion.
+        assertion. ``config`` overrides grpclib's defaults (its HTTP/2
+        flow-control windows: :meth:`transfer_channel`).
         """
         from bugless_core.clients import forward_assertions  # noqa: PLC0415 - see module
         from bugless_core.grpc import CorkedChannel  # noqa: PLC0415
 
-        return forward_assertions(CorkedChannel(self.host, self.port, ssl=self.ssl_context()))
+        return forward_assertions(
+            CorkedChannel(self.host, self.port, ssl=self.ssl_context(), config=config)
+        )
+
+    def transfer_channel(self) -> Channel:
+        """A new channel for attachment uploads and downloads, apart from every other call.
+
+        A frontend passes a download on only as fast as its reader (a
+        browser, an API client) takes it, and HTTP/2 gives the Model more
+        credit only for what was read: a stream may hold its window unread,
+        and so may a connection in all. On grpclib's defaults the
+        connection's window is one stream's (4 MiB), so one reader that
+        stopped held every other call on that connection until the download
+        was released. On a channel of their own, transfers share no window
+        with the other calls; its connection window is
+        :data:`STALLED_TRANSFERS_SHARED` stream windows, so a stalled
+        download holds up no other transfer either (up to that many at
+        once), while what the Model may send the frontend unread stays
+        bounded by it (32 MiB), however many transfers run.
+        """
+        from grpclib.config import Configuration  # noqa: PLC0415 - see module
+
+        return self.channel(
+            Configuration(
+                http2_stream_window_size=TRANSFER_STREAM_WINDOW,
+                http2_connection_window_size=TRANSFER_STREAM_WINDOW * STALLED_TRANSFERS_SHARED,
+            )
+        )
 
 
 def client_tls_problem(

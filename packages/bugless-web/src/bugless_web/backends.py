@@ -23,8 +23,9 @@ retried once when a replica going away made it fail and retrying is safe
 (:mod:`bugless_web.retries`), so a rolling restart of either service does not
 show people the 503 page. Each has ``call_timeout_seconds``; an upload
 (:meth:`Backends.upload_attachment`) and a download
-(:meth:`Backends.download_attachment`) are bounded by how they move instead
-(:mod:`bugless_web.transfers`).
+(:meth:`Backends.download_attachment`) are bounded by how they move instead,
+and go over a connection to the Model of their own, so that a browser that
+stops reading holds up no page (:mod:`bugless_web.transfers`).
 """
 
 from __future__ import annotations
@@ -172,15 +173,19 @@ class Backends(ViewerCaches):
                 stub.metrics = metrics
         #: For the Watch stream, which lives as long as a page is open.
         self.model_stream = v1.ModelStub(self._model_channel)
+        # Transfers move at a browser's pace, on a connection of their own
+        # with a wider window: a stalled download holds up neither the pages
+        # nor the other downloads (ServiceAddress.transfer_channel).
+        self._transfer_channel: Channel = settings.model.transfer_channel()
         #: For uploads (:meth:`upload_attachment`): their deadline is the whole
         #: allowance, as the Model should know it; this replica watches progress.
         self.model_uploads = v1.ModelStub(
-            self._model_channel,
+            self._transfer_channel,
             timeout=settings.upload_timeout_seconds + settings.call_timeout_seconds,
         )
         #: For downloads (:meth:`download_attachment`), likewise.
         self.model_downloads = v1.ModelStub(
-            self._model_channel,
+            self._transfer_channel,
             timeout=settings.download_timeout_seconds + settings.call_timeout_seconds,
         )
         # The users' change feed is read on a stub of its own, not retried:
@@ -236,6 +241,7 @@ class Backends(ViewerCaches):
         """Stop following the users' change feed, close the channels (on application shutdown)."""
         self._users.close()
         self._model_channel.close()
+        self._transfer_channel.close()
         self._auth_channel.close()
         if self._notify_channel is not None:
             self._notify_channel.close()

@@ -48,6 +48,18 @@ released: ``DEADLINE_EXCEEDED``; ``CANCELLED`` for a browser that went away).
 
 The gRPC deadline the Model is sent is a transfer's whole allowance, a bound
 it enforces too should this replica stop watching.
+
+**A connection of their own**
+(:meth:`bugless_core.service_address.ServiceAddress.transfer_channel`): a
+download reads the Model's stream only as fast as the browser reads, and
+HTTP/2 gives the Model more credit only for what was read. Over the one
+connection the pages use, whose window was no larger than a stream's (4 MiB),
+one browser that stopped reading a larger file held every other call of this
+replica (everyone's pages) until its idle limit released it. Transfers
+therefore go over a connection of their own, whose window holds eight
+streams' windows: pages share nothing with a stream read at a browser's
+pace, a stalled download holds up no other (up to eight at once), and what
+the Model may send this replica unread stays bounded (32 MiB).
 """
 
 from __future__ import annotations
