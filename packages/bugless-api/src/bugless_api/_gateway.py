@@ -53,6 +53,11 @@ class Gateway:
     Attributes:
         settings: The API settings.
         model: Stub of the Model service.
+        model_transfers: Stub of the Model for attachment uploads and
+            downloads, on a channel of their own
+            (:meth:`~bugless_core.service_address.ServiceAddress.transfer_channel`):
+            a download moves at its client's pace, and one that stopped
+            reading must hold up no other call.
         auth: Stub of the Authenticator.
         notifier: Stub of the notifier (``--notify``), for component webhooks.
         identities: Certificate to identity, cached per connection.
@@ -71,16 +76,19 @@ class Gateway:
         *,
         on_feed_read: Callable[[float], None] | None = None,
         metrics_registry: CollectorRegistry | None = None,
+        model_transfers: v1.ModelStub | None = None,
     ) -> None:
         """Serve through the given stubs (their channels are the caller's to close).
 
         ``on_feed_read``: called whenever the users' change feed was read, with
         the seconds since that read began (the metrics, ``UserCache(on_read=)``).
         ``metrics_registry``: where the feed's follower reports as a background
-        loop (``UserCache(metrics_registry=)``).
+        loop (``UserCache(metrics_registry=)``). ``model_transfers``: the
+        transfers' stub (``model`` when None).
         """
         self.settings = settings
         self.model = model
+        self.model_transfers = model_transfers if model_transfers is not None else model
         self.auth = auth
         self.notifier = notifier
         timeout = settings.backend_timeout_seconds

@@ -333,15 +333,21 @@ class IssuesService(GatewayService, v1.IssuesBase):
                 yield message
 
         gateway = self.gateway
-        return await UPLOAD_ATTACHMENT.call_streamed(gateway.model, gateway.users, forwarded())
+        return await UPLOAD_ATTACHMENT.call_streamed(
+            gateway.model_transfers, gateway.users, forwarded()
+        )
 
     async def download_attachment(
         self, message: v1.DownloadAttachmentRequest
     ) -> AsyncIterator[v1.DownloadAttachmentResponse]:
-        """Pass the Model's download stream through, chunk by chunk (no deadline)."""
+        """Pass the Model's download stream through, chunk by chunk (no deadline).
+
+        On the transfers' channel (:attr:`Gateway.model_transfers`): the
+        stream is read only as fast as the client reads.
+        """
         caller_of(message)
         with call_errors("the model service stream broke"):
-            async for part in self.gateway.model.download_attachment(message):
+            async for part in self.gateway.model_transfers.download_attachment(message):
                 if part.attachment is not None:
                     out = UserRefs()
                     out.attachment(part.attachment)

@@ -101,8 +101,11 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
     if settings.notify is not None:
         warn_if_insecure("api", notify=settings.notify)
     model_channel = settings.model.channel()
+    # Attachment transfers move at their clients' pace: on a connection of
+    # their own, a client that stops reading holds up no other call.
+    transfer_channel = settings.model.transfer_channel()
     auth_channel = settings.auth.channel()
-    channels = [model_channel, auth_channel]
+    channels = [model_channel, transfer_channel, auth_channel]
     notifier = None
     if settings.notify is not None:
         notify_channel = settings.notify.channel()
@@ -118,6 +121,7 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
         notifier,
         on_feed_read=feed_read_recorder(cast("CollectorRegistry", registry)),
         metrics_registry=cast("CollectorRegistry", registry),
+        model_transfers=DrainAwareModelStub(transfer_channel),
     )
     services: list[IServable] = [service(gateway) for service in SERVICE_CLASSES]
     checks = [
