@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -59,11 +60,16 @@ def _grew(items: list[int], past: int) -> bool:
 
 
 def _serves_alone(server: RunningService, pid: int, others: list[int]) -> list[int]:
-    """Statuses of requests answered while every worker but ``pid`` is stopped (SIGSTOP)."""
+    """Statuses of requests answered while every worker but ``pid`` is stopped (SIGSTOP).
+
+    ``/healthz``: the worker's own answer. ``/readyz`` would also time the
+    worker's first calls to the backends (0.8 s, a new mTLS channel each),
+    which a loaded test machine can exceed.
+    """
     for other in others:
         os.kill(other, signal.SIGSTOP)
     try:
-        return [get_status(f"{server.url}/readyz") for _ in range(3)]
+        return [get_status(f"{server.url}/healthz") for _ in range(3)]
     finally:
         for other in others:
             os.kill(other, signal.SIGCONT)
@@ -382,3 +388,43 @@ def test_a_crashed_metrics_server_is_started_again(world: World) -> None:
     assert crashed["message"] == (
         f"the metrics server (pid {killed}) was killed by SIGKILL; starting it again in 0.1 s"
     )
+
+
+def test_the_ready_file_waits_for_every_worker(world: World) -> None:
+    """``--ready-file`` with workers is the parent's, written once all of them serve.
+
+    One worker is held (SIGSTOP) as soon as it exists; the other serves, and
+    the file stays unwritten until the held one serves too. Before, each
+    worker wrote it as it listened: a start counted as done at the first, and
+    a benchmark measured a tier still importing its second worker.
+    """
+    args = ["web", "serve", "--dev", "--port", "0", *world.stack.backend_flags()]
+    process = world.stack.spawn("web", args, env={**WORKERS, "BUGLESS_WEB_DRAIN_SECONDS": "0.2"})
+    server = RunningService("web", process.name, process, 0)
+    ready = process.ready_file
+    assert ready is not None
+    try:
+        wait_for(lambda: len(children(server)) == 2, "two workers")
+        held, other = children(server)
+        os.kill(held, signal.SIGSTOP)
+        try:
+            wait_for(functools.partial(_serving, server, other), "the other worker serving")
+            wait_for(functools.partial(_logged_by, server, other, "serving HTTP on"), "its log")
+            time.sleep(1)  # the parent would have written it by now (it looks every 0.05 s)
+            assert not ready.exists()
+        finally:
+            os.kill(held, signal.SIGCONT)
+        running = world.stack.wait_started("web", process)
+        assert json.loads(ready.read_text())["pid"] == process.pid
+        assert _serving(server, held)
+        assert get_status(f"{running.url}/readyz") == 200
+    finally:
+        world.stack.stop_service(server)
+    assert process.returncode == 0
+    (all_serve,) = [r for r in records(server) if r["message"] == "all 2 web workers serve"]
+    assert sorted(all_serve["worker_pids"]) == sorted([held, other])
+
+
+def _logged_by(server: RunningService, pid: int, words: str) -> bool:
+    """Whether process ``pid`` logged a record starting with ``words``."""
+    return any(r["pid"] == pid and r["message"].startswith(words) for r in records(server))

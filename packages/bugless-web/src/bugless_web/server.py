@@ -446,7 +446,8 @@ def serve(
         settings.drain_seconds,
         grace_seconds=settings.grace_seconds,
         transfer_seconds=settings.drain_transfer_seconds,
-        ready_file=settings.ready_file,
+        # A worker tells its parent instead, which writes the file once all serve.
+        ready_file=settings.ready_file if ready_pipe is None else None,
         metrics_port=metrics_port,
         metrics_endpoint=metrics,
         worker_windows=parent_metrics_port is not None,

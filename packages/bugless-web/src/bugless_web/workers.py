@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from bugless_core.metrics_endpoint import MetricsEndpoint
+from bugless_core.ready_file import write_ready_file
 from bugless_web._forked import FORWARDED, WATCHED, run_metrics_server, run_worker
 from bugless_web.metrics import worker_exited
 from bugless_web.settings import WebSettings
@@ -61,6 +62,8 @@ METRICS_STOP_SECONDS = 5.0
 #: The longest the parent waits for a signal before it looks again: only a
 #: bound, in case a child's exit came without a SIGCHLD it could wait for.
 _LONGEST_WAIT_SECONDS = 1.0
+#: The same while a worker has not said it serves (the ready file waits on it).
+_STARTING_WAIT_SECONDS = 0.05
 #: The number the metrics server goes by where workers go by theirs.
 _METRICS_SERVER = -1
 
@@ -112,12 +115,15 @@ def serve_workers(
     the merge of the workers' values (sums; the connection windows'
     minimum), which they keep in files of ``metrics_directory``
     (:func:`bugless_web.metrics.prepare_workers`, called before anything
-    created a metric). The port is bound before the fork (:func:`bind_metrics`),
-    so that each worker can name it in the ready file; the metrics server is
-    started again if it crashes, and stopped after the last worker. A worker
-    that exits leaves its counters in the sum and takes its gauges with it
-    (:func:`bugless_web.metrics.worker_exited`); the one started in its
-    place writes files of its own.
+    created a metric). The port is bound before the fork (:func:`bind_metrics`);
+    the metrics server is started again if it crashes, and stopped after the
+    last worker. A worker that exits leaves its counters in the sum and takes
+    its gauges with it (:func:`bugless_web.metrics.worker_exited`); the one
+    started in its place writes files of its own.
+
+    The ready file (``--ready-file``) is the parent's: written, with its pid,
+    once every worker has said it serves, so that whoever waits for it (a
+    test, a benchmark, a start-up probe) finds all N serving, not the first.
 
     Args:
         settings: Each worker's settings.
@@ -187,6 +193,9 @@ class _Supervisor:
         self._signalled: set[int] = set()
         # The workers that have not said they serve yet, by pid.
         self._starting: dict[int, _Starting] = {}
+        # The numbers of the workers that have served; once all have, the
+        # ready file is written (then None).
+        self._not_yet_served: set[int] | None = set(range(workers))
         self._status = 0
 
     def run(self) -> int:
@@ -295,6 +304,8 @@ class _Supervisor:
                     )
                 continue
             self._forget_starting(pid)
+            if said:
+                self._served(starting.index)
             if said and starting.logged is not None:
                 _log.info(
                     "web worker %d (pid %d) serves, %.0f s after it was started",
@@ -303,6 +314,24 @@ class _Supervisor:
                     now - starting.forked,
                     extra={"worker_pid": pid, "starting_seconds": round(now - starting.forked, 1)},
                 )
+
+    def _served(self, index: int) -> None:
+        """Worker ``index`` serves; the first time all have, say so (log, ready file)."""
+        if self._not_yet_served is None:
+            return
+        self._not_yet_served.discard(index)
+        if self._not_yet_served or self._stopping is not None:
+            return
+        self._not_yet_served = None
+        port = int(self._listener.getsockname()[1])
+        metrics_port = self._metrics.port if self._metrics is not None else None
+        _log.info(
+            "all %d web workers serve",
+            len(self._pids),
+            extra={"port": port, "metrics_port": metrics_port, "worker_pids": self._pids},
+        )
+        if self._settings.ready_file is not None:
+            write_ready_file(self._settings.ready_file, port=port, metrics_port=metrics_port)
 
     def _forget_starting(self, pid: int) -> None:
         starting = self._starting.pop(pid, None)
@@ -354,9 +383,11 @@ class _Supervisor:
                 )
 
     def _wait_seconds(self) -> float:
+        # A worker says it serves through a pipe, which wakes no sigtimedwait.
+        longest = _STARTING_WAIT_SECONDS if self._starting else _LONGEST_WAIT_SECONDS
         if not self._due:
-            return _LONGEST_WAIT_SECONDS
-        return min(_LONGEST_WAIT_SECONDS, max(0.0, min(self._due.values()) - time.monotonic()))
+            return longest
+        return min(longest, max(0.0, min(self._due.values()) - time.monotonic()))
 
     def _reap_exited(self) -> None:
         while True:
