@@ -4,7 +4,9 @@ It answers the requests the importer makes the way Redmine does: an
 ``X-Redmine-API-Key`` header or 401; ``/issues.json`` paginated by
 ``limit``/``offset`` with ``total_count`` (``limit`` capped like a Redmine
 whose "objects per page" limit is low), only open issues unless
-``status_id=*``, only one project's issues with ``project_id``; an issue's
+``status_id=*``, only one project's issues with ``project_id``; a
+project's categories at ``/projects/ID/issue_categories.json`` (by id or
+identifier; the tree's ``issue_categories.json`` holds every project's); an issue's
 journals, watchers, attachments and relations only when ``include`` asks for them,
 each attachment with the ``content_url`` Redmine builds from its "Host
 name" setting (``host``; the server's own address by default), and its bytes
@@ -33,6 +35,8 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 PROJECT = "rocket"
+#: The numeric id of ``PROJECT``, as issues and categories name it.
+PROJECT_ID = 1
 
 
 @dataclass
@@ -54,6 +58,11 @@ class Redmine:
     #: Path (without query) -> where a 302 sends it (after the key is checked),
     #: as a Redmine behind a file store or a proxy does.
     redirects: dict[str, str] = field(default_factory=dict)
+    #: Project ids besides ``PROJECT_ID`` (their categories are those of
+    #: ``issue_categories.json`` that name them).
+    projects: set[int] = field(default_factory=set)
+    #: Project ids whose categories answer 403, as for a key not let see them.
+    forbidden_projects: set[int] = field(default_factory=set)
 
 
 def _page(items: list[Any], key: str, query: dict[str, str], cap: int) -> dict[str, Any]:
@@ -127,10 +136,11 @@ def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
                 "/issue_statuses.json": "issue_statuses.json",
                 "/trackers.json": "trackers.json",
                 "/enumerations/issue_priorities.json": "issue_priorities.json",
-                f"/projects/{PROJECT}/issue_categories.json": "issue_categories.json",
             }
             if path in lists:
                 return self._file(lists[path])
+            if path.startswith("/projects/") and path.endswith("/issue_categories.json"):
+                return self._categories(path.split("/")[2])
             if path == "/issues.json":
                 if query.get("project_id", PROJECT) != PROJECT:
                     return None
@@ -167,6 +177,17 @@ def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
                     return 403
                 return _page(self._file("users.json")["users"], "users", query, redmine.cap)
             return None
+
+        def _categories(self, project: str) -> Any:
+            """A project's categories (by identifier or id) as Redmine lists them, or 404."""
+            number = PROJECT_ID if project == PROJECT else int(project) if project.isdigit() else 0
+            if number in redmine.forbidden_projects:
+                return 403
+            if number not in {PROJECT_ID, *redmine.projects}:
+                return None
+            everything = self._file("issue_categories.json")["issue_categories"]
+            own = [c for c in everything if c["project"]["id"] == number]
+            return {"issue_categories": own, "total_count": len(own)}
 
     return Handler
 

@@ -309,6 +309,12 @@ class Importer(ABC):
         #: out: where -> what. The report names each, so that a change in the
         #: source's format shows instead of history vanishing unnoticed.
         self.not_understood: dict[str, str] = {}
+        #: Ids the source's history names but no longer has a name for (a
+        #: Redmine category deleted since), kept under a readable stand-in
+        #: (``category 9 (deleted)``): where (``#12 journal 7``) -> what it
+        #: was kept as. The report names each, so an admin can rename the
+        #: component the stand-in made.
+        self.unnamed: dict[str, str] = {}
 
     @abstractmethod
     def people(self) -> Iterator[SourcePerson]:

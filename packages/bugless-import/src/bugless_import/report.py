@@ -82,6 +82,9 @@ class ImportReport:
     #: (where, what) of records in a shape the importer does not know, left
     #: out (:attr:`Importer.not_understood`).
     not_understood: list[tuple[str, str]] = field(default_factory=list)
+    #: (where, what it was kept as) of ids the source no longer names
+    #: (:attr:`Importer.unnamed`).
+    unnamed: list[tuple[str, str]] = field(default_factory=list)
     created: int = 0
     extended: int = 0
     unchanged: int = 0
@@ -158,6 +161,11 @@ class ImportReport:
                 f"{len(self.not_understood)}"
             )
             lines += [f"    {where}: {what}" for where, what in self.not_understood[:200]]
+        if self.unnamed:
+            lines.append(
+                f"  ids the source no longer names, kept under a stand-in: {len(self.unnamed)}"
+            )
+            lines += [f"    {where}: {what}" for where, what in self.unnamed[:200]]
         if self.attachments:
             size = describe_size(self.attachment_bytes)
             if not size.endswith(" bytes"):

@@ -249,6 +249,7 @@ async def _run(
         restricted_issues=[(importer.external_id(i), i.restricted) for i in restricted_ones],
         restricted_component=settings.restricted_component,
         not_understood=list(importer.not_understood.items()),
+        unnamed=list(importer.unnamed.items()),
     )
     if not settings.new_url:
         report.warnings.append(no_redirects_warning(importer.name))

@@ -8,6 +8,7 @@ read over its REST API, or a directory of files exported from it::
     trackers.json               GET /trackers.json
     issue_priorities.json       GET /enumerations/issue_priorities.json
     issue_categories.json       GET /projects/P/issue_categories.json  (optional)
+    projects/ID/issue_categories.json   GET /projects/ID/issue_categories.json (optional)
     users.json                  GET /users.json?limit=100 (pages merged; admin only, optional)
     attachments/ID/FILENAME     GET /attachments/download/ID/FILENAME  (a file's bytes)
 
@@ -22,9 +23,7 @@ and an import of that Redmine's exported files give the same issues. Options:
   taken from a file or the ``REDMINE_API_KEY`` environment variable, never
   from the command line, where every user of the machine can read it in the
   process list. Without a key the import reads what anonymous users may.
-* ``project=IDENTIFIER``: only that project's issues (``project_id``), and
-  its issue categories as components (categories are per project, so there
-  are none without it).
+* ``project=IDENTIFIER``: only that project's issues (``project_id``).
 * ``url=...``: the Redmine base URL for the redirect list; over HTTP it is
   LOCATION by default.
 * ``retries=N``: how often a request that failed for now (429, 500, 502,
@@ -42,6 +41,16 @@ Journal details name ids (``status_id`` 1 -> 5); the lists above turn them
 into names. A closed status (``is_closed``) becomes ``<status>`` as named;
 trackers are the type, categories the component. Text is left as Redmine
 stored it (Markdown or Textile, by the instance's text formatting).
+
+Categories are per project, and Redmine has no list of them all: an issue
+names its own (``category: {id, name}``), and a journal's ``category_id``
+id is looked up in the categories of the projects the issue was in (its
+``project`` and the journal's ``project_id`` changes), read once per project
+as ``projects/ID/issue_categories.json`` when an id is not known yet. An id
+no project lists any more (the category was deleted in Redmine) becomes the
+component ``category ID (deleted)``, ``category ID (name unknown)`` where a
+project's list could not be had (403, or not among the exported files), and
+the report names each.
 
 An issue's attachments (``include=attachments``: id, filename, filesize,
 content_type, description, author, created_on) are copied by ``bugless
@@ -112,7 +121,6 @@ from bugless_core.importer import (
     SourceEntry,
     SourceIssue,
     SourcePerson,
-    SourceRelation,
     SourceRelationChange,
 )
 from bugless_import.sources._http import (
@@ -121,35 +129,15 @@ from bugless_import.sources._http import (
     read_with_retries,
     retry_count,
 )
+from bugless_import.sources._redmine_relations import issue_relations, relation_changes
 
 #: Issues and users per request; Redmine caps it at its "limit" setting (100 by default).
 PAGE = 100
-#: Redmine relation type -> (the relation as SourceRelation names it, whether
-#: it runs from ``issue_to_id`` to ``issue_id``). Redmine stores the reverse
-#: types turned round, but an export may name them.
 #: Whom Redmine shows a private issue to, in the report's words.
 _PRIVATE = (
     'a private issue (Redmine shows it to its author, its assignee and those with "View '
     'private issues")'
 )
-_RELATIONS = {
-    "duplicates": ("duplicate_of", False),
-    "duplicated": ("duplicate_of", True),
-    "blocks": ("blocks", False),
-    "blocked": ("blocks", True),
-    "precedes": ("precedes", False),
-    "follows": ("precedes", True),
-    "copied_to": ("copied_to", False),
-    "copied_from": ("copied_to", True),
-}
-#: A journal's ``relation`` detail (its name the relation as this issue sees
-#: it, its value the other issue's id) -> the relation change it is (kind,
-#: reverse). Redmine journals a relation on both issues; the blocked issue's
-#: and the duplicate's details are read, and the Model writes the blocking
-#: issue's side (the blocker's ``blocks`` detail would repeat it); a
-#: ``duplicated`` is the duplicate's to hold. ``relates``, ``precedes`` and
-#: ``copied_to`` have no bugless counterpart.
-_RELATION_DETAILS = {"blocked": ("blocks", True), "duplicates": ("duplicate_of", False)}
 #: Where each file of the export comes from over REST (issues/N.json aside).
 _ENDPOINTS = {
     "issue_statuses.json": "issue_statuses.json",
@@ -292,6 +280,8 @@ class _Rest:
     def read(self, name: str) -> Any:
         if name.startswith("issues/"):
             return self.get(name, include="journals,watchers,attachments,relations")
+        if name.startswith("projects/"):  # projects/ID/issue_categories.json
+            return self.get(name)
         if name == "issue_categories.json":
             if not self.project:
                 return None
@@ -371,6 +361,12 @@ class RedmineImporter(Importer):
             "trackers": self._names("trackers.json", "trackers"),
             "categories": self._names("issue_categories.json", "issue_categories"),
         }
+        #: Project id -> whether its categories were read (False: 403 or 404).
+        self._category_lists = {
+            str(c["project"]["id"]): True
+            for c in (self._read("issue_categories.json") or {}).get("issue_categories", [])
+            if (c.get("project") or {}).get("id") is not None
+        }
         self._people: dict[str, SourcePerson] = {}
         self._issues: list[SourceIssue] | None = None
 
@@ -435,35 +431,76 @@ class RedmineImporter(Importer):
                 issue = dataclasses.replace(issue, restricted=_PRIVATE)
             yield issue
 
-    def _value(self, attribute: str, raw: Any) -> str:
+    def _value(self, attribute: str, raw: Any, item: dict[str, Any], where: str) -> str:
         field, table = _ATTRIBUTES[attribute]
         if raw in (None, ""):
             return ""
         text = str(raw)
+        if field == "component":
+            return self._category(text, item, where)
         if field == "assignee":
             self._people.setdefault(text, SourcePerson(key=text))
             return text
         if not table:
             return text
-        name = self.names[table].get(text, text)
-        return name if field == "component" else name.lower()
+        return self.names[table].get(text, text).lower()
+
+    def _category(self, category_id: str, item: dict[str, Any], where: str) -> str:
+        """The name of the category ``category_id`` that ``where`` (of ``item``) names.
+
+        Looked up in the categories of every project the issue was in, read
+        once each; a raw id would make a component named ``7``.
+        """
+        projects = {str((item.get("project") or {}).get("id") or "")}
+        for journal in item.get("journals") or []:
+            for detail in journal.get("details") or []:
+                if detail.get("property") == "attr" and detail.get("name") == "project_id":
+                    projects |= {str(detail.get(side) or "") for side in ("old_value", "new_value")}
+        projects = {p for p in projects if p.isdigit()}
+        read = [self._project_categories(p) for p in sorted(projects)]
+        known = self.names["categories"].get(category_id)
+        if known:
+            return known
+        why = "deleted" if projects and all(read) else "name unknown"
+        name = f"category {category_id} ({why})"
+        lists = ", ".join(sorted(projects)) or "none"
+        self.unnamed[f"{where}, category_id {category_id}"] = (
+            f"kept as the component {name!r} (not among the categories of the issue's "
+            f"projects: {lists})"
+        )
+        return name
+
+    def _project_categories(self, project: str) -> bool:
+        """Learn project ``project``'s categories (read once); whether Redmine listed them."""
+        if project not in self._category_lists:
+            try:
+                data = self._read(f"projects/{project}/issue_categories.json")
+            except (NotFound, PermissionDenied):
+                data = None  # a project gone, or its categories not for this key
+            for category in (data or {}).get("issue_categories", []):
+                self.names["categories"][str(category["id"])] = str(category["name"])
+            self._category_lists[project] = data is not None
+        return self._category_lists[project]
 
     def _issue(self, item: dict[str, Any], base: str) -> SourceIssue:
+        category = item.get("category") or {}
+        if category.get("id") is not None and category.get("name"):
+            self.names["categories"][str(category["id"])] = str(category["name"])
         entries: list[SourceEntry] = []
         for journal in sorted(item.get("journals") or [], key=lambda j: (j["created_on"], j["id"])):
             changes = []
             relations: list[SourceRelationChange] = []
             for detail in journal.get("details") or []:
                 name = detail.get("name")
-                relations += _relation_changes(detail)
+                relations += relation_changes(detail)
                 if detail.get("property") != "attr" or name not in _ATTRIBUTES:
                     continue
-                field = _ATTRIBUTES[name][0]
+                where = f"#{item['id']} journal {journal['id']}"
                 changes.append(
                     SourceChange(
-                        field,
-                        old=self._value(name, detail.get("old_value")),
-                        new=self._value(name, detail.get("new_value")),
+                        _ATTRIBUTES[name][0],
+                        old=self._value(name, detail.get("old_value"), item, where),
+                        new=self._value(name, detail.get("new_value"), item, where),
                     )
                 )
             notes = str(journal.get("notes") or "")
@@ -510,7 +547,7 @@ class RedmineImporter(Importer):
                     item.get("attachments") or [], key=lambda a: (a["created_on"], int(a["id"]))
                 )
             ),
-            relations=_relations(item),
+            relations=issue_relations(item),
         )
 
     def _attachment(self, attachment: dict[str, Any]) -> SourceAttachment:
@@ -525,45 +562,3 @@ class RedmineImporter(Importer):
             comment=str(attachment.get("description") or ""),
             open=functools.partial(self.source.content, attachment),
         )
-
-
-def _relation_changes(detail: dict[str, Any]) -> list[SourceRelationChange]:
-    """A journal detail's relation changes: a relation added or removed, the parent changed.
-
-    Redmine journals a relation as ``{"property": "relation", "name":
-    "blocked", "new_value": "7"}`` (``old_value`` when it was removed) and a
-    new parent as the attribute ``parent_id``, on the sub-issue only.
-    """
-    property_, name = detail.get("property"), str(detail.get("name") or "")
-    if property_ == "relation" and name in _RELATION_DETAILS:
-        kind, reverse = _RELATION_DETAILS[name]
-    elif property_ == "attr" and name == "parent_id":
-        kind, reverse = "parent", False
-    else:
-        return []
-    found: list[SourceRelationChange] = []
-    for side, removed in (("old_value", True), ("new_value", False)):
-        other = str(detail.get(side) or "").strip()
-        if other.isdigit():
-            found.append(SourceRelationChange(kind, other, reverse, removed=removed))
-    return found
-
-
-def _relations(item: dict[str, Any]) -> tuple[SourceRelation, ...]:
-    """The issue's parent and its relations, as seen from the issue."""
-    own = str(item["id"])
-    found: list[SourceRelation] = []
-    parent = (item.get("parent") or {}).get("id")
-    if parent is not None:
-        found.append(SourceRelation("parent", str(parent)))
-    for relation in item.get("relations") or []:
-        name = str(relation.get("relation_type") or "")
-        kind, turned = _RELATIONS.get(name, (name, False))
-        source, target = str(relation["issue_id"]), str(relation["issue_to_id"])
-        if turned:
-            source, target = target, source
-        if source == own:
-            found.append(SourceRelation(kind, target))
-        elif target == own:
-            found.append(SourceRelation(kind, source, reverse=True))
-    return tuple(found)
