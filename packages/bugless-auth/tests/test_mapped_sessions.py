@@ -23,6 +23,7 @@ from grpclib.exceptions import GRPCError
 
 from bugless_auth import mapped_sessions
 from bugless_auth.mapped_sessions import unmapped_reason
+from bugless_core.errors import from_grpc_error
 from bugless_proto import v1
 
 
@@ -225,7 +226,7 @@ async def test_a_certificate_its_ca_no_longer_signs_for_loses_its_session_at_its
     """The bot CA is replaced (the tls backend's ``ca_file``) and the bot has a
     certificate of each: its entry (a CN) still names it, so nothing ends per
     user, but the old CA's certificate is refused at its next connection
-    (CERTIFICATE_NOT_MAPPED), and that refusal ends the sessions of that one
+    (CERTIFICATE_UNTRUSTED), and that refusal ends the sessions of that one
     certificate: not listed, its token refused, while the new certificate's
     session goes on. Before, the old certificate's session stayed live and
     listed until it expired (12 h)."""
@@ -257,7 +258,8 @@ async def test_a_certificate_its_ca_no_longer_signs_for_loses_its_session_at_its
     assert sorted(await _listed(later, admin, bot)) == sorted([old_session, new_session])
 
     refused = await expect_status(_connect(later, old_der), Status.UNAUTHENTICATED)
-    assert "is not mapped to a bugless user" in (refused.message or "")
+    assert "is not signed by a CA in the tls authenticator's ca_file" in (refused.message or "")
+    assert from_grpc_error(refused).reason == "CERTIFICATE_UNTRUSTED"
     assert await _listed(later, admin, bot) == [new_session]
     assert not await _valid(later, old.token)
     assert not await _valid(first, old.token)
@@ -340,7 +342,7 @@ async def test_a_refusal_the_database_cannot_record_is_still_a_refusal(
         await holding.rollback()
     finally:
         await blocker.close()
-    assert "is not mapped to a bugless user" in (refused.message or "")
+    assert from_grpc_error(refused).reason == "CERTIFICATE_UNTRUSTED"
     assert await _valid(later, old.token)
     await expect_status(_connect(later, old_der), Status.UNAUTHENTICATED)
     assert not await _valid(later, old.token)

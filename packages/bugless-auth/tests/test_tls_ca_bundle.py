@@ -7,6 +7,7 @@ the old one was refused. Real trustme CAs, a real Authenticator over gRPC.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_auth.tls import TlsAuthenticator
+from bugless_core.errors import BuglessError, from_grpc_error
 from bugless_proto import v1
 
 
@@ -113,3 +115,55 @@ async def test_a_ca_file_with_no_certificate_is_refused_at_open_naming_it(
         await TlsAuthenticator.open({"mapping_file": str(pki.mapping_file), "ca_file": str(empty)})
     assert str(empty) in str(raised.value)
     assert "the PEM certificate of the CA that signs the bots' certificates" in str(raised.value)
+
+
+async def refusal(server: AuthServer, der: bytes) -> BuglessError:
+    error = await expect_status(
+        server.stub.authenticate_certificate(
+            v1.AuthenticateCertificateRequest(certificate_der=der)
+        ),
+        Status.UNAUTHENTICATED,
+    )
+    return from_grpc_error(error)
+
+
+async def test_a_refusal_says_why_untrusted_expired_or_not_mapped(
+    start_auth_server: StartAuth, pki: Pki, tmp_path: Path
+) -> None:
+    """A mapped CN that no CA of ca_file signed is refused as untrusted, naming
+    its issuer, not as "not mapped" (which sent the operator to a mapping that
+    names it: the old code's CERTIFICATE_NOT_MAPPED); an expired one as
+    expired, an unmapped one of a trusted CA as not mapped."""
+    bundle = tmp_path / "bots-ca.pem"
+    write_bundle(bundle, pki.ca)
+    server = await start_with_bundle(start_auth_server, pki, bundle)
+    stranger = trustme.CA(organization_name="Stranger Bots")
+
+    untrusted = await refusal(server, pki.client("deploy-bot", ca=stranger))
+    assert untrusted.reason == "CERTIFICATE_UNTRUSTED"
+    assert untrusted.message.startswith("certificate subject CN=deploy-bot,")
+    assert (
+        " is not signed by a CA in the tls authenticator's ca_file (its issuer is "
+        in untrusted.message
+    )
+    assert "O=Stranger Bots; the file holds 1 CA certificate)" in untrusted.message
+    assert "not mapped" not in untrusted.message
+
+    expired = await refusal(
+        server,
+        pki.client(
+            "deploy-bot",
+            not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
+            not_after=datetime.datetime(2020, 1, 2, tzinfo=datetime.UTC),
+        ),
+    )
+    assert expired.reason == "CERTIFICATE_EXPIRED"
+    assert expired.message.endswith(" expired at 2020-01-02 00:00 UTC")
+
+    unmapped = await refusal(server, pki.client("nobody-maps-me"))
+    assert unmapped.reason == "CERTIFICATE_NOT_MAPPED"
+    assert unmapped.message.endswith(" is not mapped to a bugless user")
+    assert unmapped.message.startswith("certificate subject CN=nobody-maps-me,")
+    # An unmapped CN of a CA outside ca_file: mapping it is the first fix.
+    other = await refusal(server, pki.client("nobody-maps-me", ca=stranger))
+    assert other.reason == "CERTIFICATE_NOT_MAPPED"

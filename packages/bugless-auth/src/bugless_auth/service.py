@@ -278,8 +278,11 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
             InvalidArgument: not a DER certificate.
             Unauthenticated: no backend maps the certificate's subject (the
                 sessions made for the certificate are ended first:
-                :meth:`MappedSessions.end_refused`); reason
-                ``CERTIFICATE_EXPIRED`` when it is outside its validity window.
+                :meth:`MappedSessions.end_refused`). The reason says why:
+                ``CERTIFICATE_EXPIRED`` outside its validity window,
+                ``CERTIFICATE_UNTRUSTED`` mapped but signed by no CA the
+                mapping's backend trusts (the tls backend's ``ca_file``), else
+                ``CERTIFICATE_NOT_MAPPED``.
         """
         backends = [b for b in self.backends if isinstance(b, CertificateAuthenticator)]
         if not backends and self.people.ca is None:
@@ -300,11 +303,16 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
                 return await self._signed_in(found, backend.name, certificate=seen)
         # Nothing maps it any more: the sessions it made end now, not when they expire.
         await self.mapped_sessions.end_refused(seen.fingerprint)
-        expired = validity_problem(cert)  # why no backend took it, if it is the reason
+        subject = f"certificate subject {cert.subject.rfc4514_string()} "
+        expired = validity_problem(cert)  # why no backend took it, the first that applies
+        if expired:
+            raise Unauthenticated(subject + expired, reason="CERTIFICATE_EXPIRED")
+        for backend in backends:
+            untrusted = await backend.untrusted(certificate_der)
+            if untrusted:
+                raise Unauthenticated(subject + untrusted, reason="CERTIFICATE_UNTRUSTED")
         raise Unauthenticated(
-            f"certificate subject {cert.subject.rfc4514_string()} "
-            + (expired or "is not mapped to a bugless user"),
-            reason="CERTIFICATE_EXPIRED" if expired else "CERTIFICATE_NOT_MAPPED",
+            subject + "is not mapped to a bugless user", reason="CERTIFICATE_NOT_MAPPED"
         )
 
     def _oidc_backend(self, name: str) -> OidcAuthenticator:

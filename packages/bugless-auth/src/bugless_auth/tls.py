@@ -350,6 +350,26 @@ class TlsAuthenticator(CertificateAuthenticator):
             return False
         return not self.cas or any(_directly_issued_by(cert, ca) for ca in self.cas)
 
+    async def untrusted(self, certificate_der: bytes) -> str | None:
+        """That no CA of ``ca_file`` signed a certificate the mapping names, or None.
+
+        Only for a mapped name: a certificate the mapping does not name is
+        refused as not mapped whoever signed it (a person's certificate of a
+        people CA included), since mapping it is the first fix.
+        """
+        cert = parse_certificate(certificate_der)
+        await self._reload_if_changed()
+        if not self.cas or not any(name in self.mapping for name in certificate_names(cert)):
+            return None
+        if any(_directly_issued_by(cert, ca) for ca in self.cas):
+            return None
+        count = len(self.cas)
+        return (
+            f"is not signed by a CA in the tls authenticator's ca_file (its issuer is "
+            f"{cert.issuer.rfc4514_string()}; the file holds {count} CA "
+            f"certificate{'' if count == 1 else 's'})"
+        )
+
     async def authenticate(self, certificate_der: bytes) -> ExternalIdentity | None:
         """The mapped identity, or None for an unmapped or untrusted certificate."""
         cert = parse_certificate(certificate_der)

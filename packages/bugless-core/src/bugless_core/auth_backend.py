@@ -183,3 +183,14 @@ class CertificateAuthenticator(AuthenticatorBackend):
         costs). None (the default): no such list.
         """
         return None
+
+    async def untrusted(self, certificate_der: bytes) -> str | None:
+        """Why the backend does not trust a certificate it would map, or None.
+
+        Asked only after no backend took the certificate, so that the refusal
+        names the fix: a certificate this backend's CAs did not sign sends
+        the operator to the CA, not to a mapping that may well name it.
+        Worded to follow "certificate subject CN=...". None (the default):
+        the backend's only reason to refuse is its mapping.
+        """
+        return None
