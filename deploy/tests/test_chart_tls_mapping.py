@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from chart_rendering import VALUES_FILES, Manifest, env_of, load_values, of_kind, render
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from bugless_auth.settings import options_from_environment
-from bugless_auth.tls import TlsAuthenticator, mapping_content
+from bugless_auth.tls import TlsAuthenticator, ca_bundle_content, mapping_content
 
 #: Values files of releases that use another release's Authenticator.
 WITHOUT_AUTHENTICATOR = frozenset({"values-web-next.yaml"})
@@ -44,17 +47,26 @@ def _config_maps(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
 
 
 async def _open_as_the_pod_would(
-    manifests: list[Manifest], root: Path, config_maps: dict[str, dict[str, str]]
+    manifests: list[Manifest],
+    root: Path,
+    config_maps: dict[str, dict[str, str]],
+    secrets: dict[str, dict[str, str]] | None = None,
 ) -> TlsAuthenticator:
-    """Mount the pod's ConfigMap volumes under ``root`` and open its tls backend."""
+    """Mount the pod's ConfigMap (and ``secrets``') volumes under ``root``; open its tls backend."""
     pod = _auth_pod(manifests)
     (container,) = pod["containers"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     for mount in container["volumeMounts"]:
-        source = volumes[mount["name"]].get("configMap")
-        if source is None:
+        volume = volumes[mount["name"]]
+        if "configMap" in volume:
+            source, data = volume["configMap"], config_maps[volume["configMap"]["name"]]
+        elif secrets is not None and "secret" in volume and "items" in volume["secret"]:
+            source = volume["secret"]
+            data = secrets.get(source["secretName"], {})
+            if not data:
+                continue  # another Secret (the token keys, internal TLS): not the backend's
+        else:
             continue
-        data = config_maps[source["name"]]
         for item in source["items"]:
             path = root / mount["mountPath"].lstrip("/") / item["path"]
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +78,9 @@ async def _open_as_the_pod_would(
     assert "tls" in backends
     options = dict(options_from_environment(environ, backends)["tls"])
     options["mapping_file"] = str(root / options["mapping_file"].lstrip("/"))
+    if "ca_file" in options:
+        options["ca_file"] = str(root / options["ca_file"].lstrip("/"))
+        ca_bundle_content(await asyncio.to_thread(Path(options["ca_file"]).read_bytes))
     # What `bugless auth serve` checks before it starts, then the backend itself.
     mapping_content(await asyncio.to_thread(Path(options["mapping_file"]).read_bytes))
     return await TlsAuthenticator.open(options)
@@ -126,3 +141,50 @@ def test_without_the_tls_backend_there_is_no_mapping() -> None:
     assert "BUGLESS_AUTH_TLS_MAPPING_FILE" not in env_of(pod["containers"][0])
     assert all(v["name"] != "tls-mapping" for v in pod["volumes"])
     assert not [name for name in _config_maps(manifests) if name.endswith("-auth-tls-mapping")]
+
+
+def _der(ca: trustme.CA, common_name: str) -> bytes:
+    leaf = ca.issue_cert("bot.invalid", common_name=common_name)
+    pem = leaf.cert_chain_pems[0].bytes()
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+async def test_the_ca_secret_is_the_backends_ca_file_and_refuses_another_cas_bot(
+    tmp_path: Path,
+) -> None:
+    """auth.tlsMapping.caSecretName: its ca.crt, mounted where the pod reads it, is the
+    backend's ca_file; a mapped CN of that CA signs in, the same CN from another CA is
+    refused. Before, the chart could not set ca_file at all."""
+    bots_ca, other_ca = trustme.CA(), trustme.CA()
+    by_cn = '["release-bot"]\nusername = "release-bot"\n'
+    values = {"auth": {"tlsMapping": {"content": by_cn, "caSecretName": "bots-ca"}}}
+    manifests = render(values)
+    pod = _auth_pod(manifests)
+    (container,) = pod["containers"]
+    assert env_of(container)["BUGLESS_AUTH_TLS_CA_FILE"]["value"] == "/etc/bugless/tls-ca/ca.crt"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "tls-ca"]
+    # Only the certificates: whatever else the Secret holds (a key) is not mounted.
+    assert volume["secret"] == {
+        "secretName": "bots-ca",
+        "defaultMode": 0o440,
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls-ca"]
+    assert mount == {"name": "tls-ca", "mountPath": "/etc/bugless/tls-ca", "readOnly": True}
+
+    secrets = {"bots-ca": {"ca.crt": bots_ca.cert_pem.bytes().decode()}}
+    backend = await _open_as_the_pod_would(manifests, tmp_path, _config_maps(manifests), secrets)
+    assert len(backend.cas) == 1
+    found = await backend.authenticate(_der(bots_ca, "release-bot"))
+    assert found is not None
+    assert found.username == "release-bot"
+    assert await backend.authenticate(_der(other_ca, "release-bot")) is None
+    assert "not signed by a CA" in (await backend.untrusted(_der(other_ca, "release-bot")) or "")
+
+
+def test_without_a_ca_secret_or_the_tls_backend_there_is_no_ca_file() -> None:
+    for values in ({}, {"auth": {"backends": ["local"], "tlsMapping": {"caSecretName": "x"}}}):
+        pod = _auth_pod(render(values))
+        assert "BUGLESS_AUTH_TLS_CA_FILE" not in env_of(pod["containers"][0])
+        assert all(v["name"] != "tls-ca" for v in pod["volumes"])
+        assert all(m["name"] != "tls-ca" for m in pod["containers"][0]["volumeMounts"])
