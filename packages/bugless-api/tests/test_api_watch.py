@@ -232,7 +232,7 @@ async def test_hanging_up_a_watch_ends_its_model_stream(
     api: RunningApi, connect_as: ConnectAs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bot that stops watching does not leave the API streaming from the Model."""
-    model = api.gateway.model
+    model = api.gateway.model_watches
     real_watch = model.watch
     open_streams: list[v1.WatchRequest] = []
     ended = asyncio.Event()

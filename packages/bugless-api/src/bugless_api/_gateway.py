@@ -58,6 +58,10 @@ class Gateway:
             (:meth:`~bugless_core.service_address.ServiceAddress.transfer_channel`):
             a download moves at its client's pace, and one that stopped
             reading must hold up no other call.
+        model_watches: Stub of the Model for Watch streams, on a channel of
+            their own
+            (:meth:`~bugless_core.service_address.ServiceAddress.watch_channel`)
+            for the same reason: a watch moves at its bot's pace.
         auth: Stub of the Authenticator.
         notifier: Stub of the notifier (``--notify``), for component webhooks.
         identities: Certificate to identity, cached per connection.
@@ -77,6 +81,7 @@ class Gateway:
         on_feed_read: Callable[[float], None] | None = None,
         metrics_registry: CollectorRegistry | None = None,
         model_transfers: v1.ModelStub | None = None,
+        model_watches: v1.ModelStub | None = None,
     ) -> None:
         """Serve through the given stubs (their channels are the caller's to close).
 
@@ -84,11 +89,12 @@ class Gateway:
         the seconds since that read began (the metrics, ``UserCache(on_read=)``).
         ``metrics_registry``: where the feed's follower reports as a background
         loop (``UserCache(metrics_registry=)``). ``model_transfers``: the
-        transfers' stub (``model`` when None).
+        transfers' stub and ``model_watches`` the watches' (``model`` when None).
         """
         self.settings = settings
         self.model = model
         self.model_transfers = model_transfers if model_transfers is not None else model
+        self.model_watches = model_watches if model_watches is not None else model
         self.auth = auth
         self.notifier = notifier
         timeout = settings.backend_timeout_seconds

@@ -277,6 +277,9 @@ class IssuesService(GatewayService, v1.IssuesBase):
         the Model as is, and so do its refusals (a pruned position keeps its
         ErrorInfo), and the events' feed positions come back unchanged: the
         bot resumes through whichever replica it reaches next.
+
+        On the watches' channel (:attr:`Gateway.model_watches`): the stream
+        is read only as fast as the bot reads.
         """
         request = v1.WatchRequest(after_position=message.after_position)
         zone = time_zone(message.time_zone)
@@ -288,7 +291,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
             raise InvalidArgument("target: give issue_id or query")
         caller_of(request)
         with call_errors("the model service stream broke"):
-            async for event in self.gateway.model.watch(request):
+            async for event in self.gateway.model_watches.watch(request):
                 if event.subscribed:
                     yield event
                     continue

@@ -104,8 +104,11 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
     # Attachment transfers move at their clients' pace: on a connection of
     # their own, a client that stops reading holds up no other call.
     transfer_channel = settings.model.transfer_channel()
+    # So do watches, at their bots' pace: on another connection, apart from
+    # the calls and the transfers.
+    watch_channel = settings.model.watch_channel()
     auth_channel = settings.auth.channel()
-    channels = [model_channel, transfer_channel, auth_channel]
+    channels = [model_channel, transfer_channel, watch_channel, auth_channel]
     notifier = None
     if settings.notify is not None:
         notify_channel = settings.notify.channel()
@@ -122,6 +125,7 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
         on_feed_read=feed_read_recorder(cast("CollectorRegistry", registry)),
         metrics_registry=cast("CollectorRegistry", registry),
         model_transfers=DrainAwareModelStub(transfer_channel),
+        model_watches=DrainAwareModelStub(watch_channel),
     )
     services: list[IServable] = [service(gateway) for service in SERVICE_CLASSES]
     checks = [

@@ -29,6 +29,14 @@ TRANSFER_STREAM_WINDOW = 4 * 1024 * 1024
 #: How many downloads on a transfer channel may stall (hold their whole
 #: stream window unread) at once before the others on it wait for credit.
 STALLED_TRANSFERS_SHARED = 8
+#: Each Watch stream's HTTP/2 window on a frontend's watch channel
+#: (:meth:`ServiceAddress.watch_channel`): several of the largest events (a
+#: comment and a description of 64 Ki characters each) ahead of the reader.
+WATCH_STREAM_WINDOW = 1024 * 1024
+#: How many watches on a watch channel may stall at once before the others
+#: on it wait for credit: its connection window holds that many stream
+#: windows (32 MiB, as a transfer channel's).
+STALLED_WATCHES_SHARED = 32
 
 
 def host_port(host: str, port: int) -> str:
@@ -124,6 +132,28 @@ class ServiceAddress:
             Configuration(
                 http2_stream_window_size=TRANSFER_STREAM_WINDOW,
                 http2_connection_window_size=TRANSFER_STREAM_WINDOW * STALLED_TRANSFERS_SHARED,
+            )
+        )
+
+    def watch_channel(self) -> Channel:
+        """A new channel for Watch streams passed on at their readers' pace.
+
+        The API passes a watch's events on only as fast as its bot reads
+        them, so a bot that stops reading a busy watch leaves its stream's
+        window unread, as a stalled download does (see
+        :meth:`transfer_channel`): on the calls' channel it held every other
+        call. Not on the transfer channel either: watches are many and
+        long-lived, and neither kind should use up the connection window
+        the other needs. A watch's events are small, so its stream window is
+        smaller than a transfer's and more of them (:data:`STALLED_WATCHES_SHARED`)
+        may stall before the others wait, within the same 32 MiB bound.
+        """
+        from grpclib.config import Configuration  # noqa: PLC0415 - see module
+
+        return self.channel(
+            Configuration(
+                http2_stream_window_size=WATCH_STREAM_WINDOW,
+                http2_connection_window_size=WATCH_STREAM_WINDOW * STALLED_WATCHES_SHARED,
             )
         )
 
