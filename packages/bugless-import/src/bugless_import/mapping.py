@@ -96,7 +96,7 @@ class Mapping:
 
         Resolving an issue's labels looks a label up again for each change of
         its labels; those look-ups pass ``count=False``, and a run counts each
-        issue's labels once (:func:`bugless_import.runner.count_labels`).
+        issue's labels once (:func:`bugless_import.dry_run.count_labels`).
         """
         target = self.labels.get(value.casefold())
         if target is None and count:

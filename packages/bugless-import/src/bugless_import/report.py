@@ -247,7 +247,7 @@ class ImportReport:
 def _uses(section: str, count: int) -> str:
     """How often an unmapped value was met, in what it counts.
 
-    A label is counted once per issue holding it (``runner.count_labels``);
+    A label is counted once per issue holding it (``dry_run.count_labels``);
     a status, priority, type or severity each time an issue or one of its
     changes names it.
     """

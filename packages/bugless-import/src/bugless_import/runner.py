@@ -49,7 +49,7 @@ from bugless_core.errors import (
 from bugless_core.importer import Importer, SourceAttachment, SourceIssue, SourcePerson
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import placeholder_username
-from bugless_import import convert, relation_history, relations, restricted
+from bugless_import import convert, dry_run, relation_history, relations, restricted
 from bugless_import.files import Files
 from bugless_import.mapping import Mapping, load_mapping
 from bugless_import.progress import Progress
@@ -271,8 +271,8 @@ async def _run(
                 f"{settings.restricted_component} not checked: a dry run without --model and "
                 "--auth cannot read its ACL (the run will check it before writing anything)"
             ]
-        _dry_convert(importer, issues, mapping, report)
-        report.relations = _dry_relations(importer, issues, found, settings)
+        dry_run.convert_all(importer, issues, mapping, report)
+        report.relations = dry_run.relations_found(importer, issues, found, settings)
         report.unmapped = _unmapped(mapping)
         report.seconds = time.perf_counter() - started
         return report
@@ -316,8 +316,8 @@ async def _run(
         report.components_to_create = components.created
         labels = Labels(model, caller, mapping)
         if settings.dry_run:
-            _dry_convert(importer, issues, mapping, report)
-            report.relations = _dry_relations(importer, issues, found, settings)
+            dry_run.convert_all(importer, issues, mapping, report)
+            report.relations = dry_run.relations_found(importer, issues, found, settings)
             report.unmapped = _unmapped(mapping)
             report.seconds = time.perf_counter() - started
             return report
@@ -350,7 +350,7 @@ async def _run(
         if target is not None:
             restricted_ids = [importer.external_id(i) for i in restricted_ones]
             report.warnings += await target.elsewhere(model, caller, restricted_ids, issue_ids)
-        count_labels(issues, mapping)
+        dry_run.count_labels(issues, mapping)
         report.unmapped = _unmapped(mapping)
     finally:
         model_channel.close()
@@ -358,60 +358,6 @@ async def _run(
     report.seconds = time.perf_counter() - started
     write_outputs(settings, importer.name, report)
     return report
-
-
-def _dry_convert(
-    importer: Importer, issues: Sequence[SourceIssue], mapping: Mapping, report: ImportReport
-) -> None:
-    """Convert every issue with stand-in ids: what counts unmapped values and relation changes."""
-
-    class _Anyone(dict[str, str]):
-        def __missing__(self, key: str) -> str:
-            return key or convert.GHOST
-
-    class _AnyComponent(dict[str, int]):
-        def __missing__(self, key: str) -> int:
-            return 1
-
-    resolved = convert.Resolved(people=_Anyone(), components=_AnyComponent())
-    count_labels(issues, mapping)
-    in_import = {importer.external_id(issue) for issue in issues}
-    counts = relation_history.RelationChanges()
-
-    def reference(key: str) -> str | None:
-        external_id = importer.key_external_id(key)
-        return external_id if external_id in in_import else None
-
-    for issue in issues:
-        external_id = importer.external_id(issue)
-        link = importer.references_in(issue)
-        convert.to_request(
-            issue, external_id, mapping, resolved, v1.Caller(), reference_link=link,
-            relation_reference=reference, relation_counts=counts,
-        )  # fmt: skip
-    report.relation_changes = counts.kept
-    report.relation_changes_left_out = counts.left_out
-
-
-def _dry_relations(
-    importer: Importer,
-    issues: Sequence[SourceIssue],
-    found: Sequence[relations.Link],
-    settings: ImportSettings,
-) -> relations.RelationReport | None:
-    """What the relation pass would find: this run's issues and those imported before."""
-    if not found:
-        return None
-    known = {importer.external_id(i): 0 for i in issues}
-    known.update(DoneState.read(settings.state_dir, importer.name))
-    return relations.plan(found, known)[0]
-
-
-def count_labels(issues: Iterable[SourceIssue], mapping: Mapping) -> None:
-    """Count each issue's unmapped labels once: the report's "on N issues"."""
-    for issue in issues:
-        for label in sorted(set(issue.labels)):
-            mapping.label(label)
 
 
 def _unmapped(mapping: Mapping) -> list[tuple[str, str, int]]:
