@@ -288,6 +288,40 @@ def test_an_issues_hotlist_box_names_the_hotlist_it_removes_from(
     expect(label.locator(".visually-hidden")).to_have_text(f"from Storage fires {seeded.suffix}")
 
 
+def test_the_issue_heading_is_its_number_and_title_alone(
+    web_server: RunningService, browser: Browser, seeded: Seeded
+) -> None:
+    # The star and mute buttons sat inside the <h1>: a screen reader read the
+    # heading as "301 Disk fills up ... Star this issue; 0 stars Mute". They
+    # sit beside it now, and still work with script and without.
+    heading = f"{seeded.issue_id} Disk fills up during backup {seeded.suffix}"
+    for script in (True, False):
+        ctx = browser.new_context(viewport=DESKTOP, java_script_enabled=script)
+        try:
+            tab = new_tab(ctx)
+            page = tab.page
+            sign_in(tab, web_server, "bob")
+            page.goto(f"{web_server.url}/issues/{seeded.issue_id}")
+            h1 = page.get_by_role("heading", level=1)
+            expect(h1).to_have_accessible_name(heading)
+            star = page.locator(".issue-head form.star button")
+            expect(star).to_have_accessible_name("Star this issue; 0 stars")
+            star.click()
+            expect(star).to_have_attribute("aria-pressed", "true")
+            expect(star).to_have_accessible_name("Star this issue; 1 star")
+            mute = page.locator(".issue-head form.mute button")
+            mute.click()
+            expect(mute).to_have_text("Unmute")
+            expect(h1).to_have_accessible_name(heading)
+            # Put back, so the other pass (and the module's audits) see them as seeded.
+            star.click()
+            expect(star).to_have_attribute("aria-pressed", "false")
+            mute.click()
+            expect(mute).to_have_text("Mute")
+        finally:
+            ctx.close()
+
+
 def _what(focused: dict[str, Any]) -> str:
     """The kind of control the keyboard is on, as the keyboard test names it."""
     if focused["id"] == "q":
