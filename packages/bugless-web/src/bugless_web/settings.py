@@ -172,7 +172,8 @@ class WebSettings:
         metrics_port: Port of that endpoint (:mod:`bugless_web.metrics`):
             requests by route, method and status, calls to each backend by
             method and code. ``None`` serves none, 0 picks a free one (in the
-            ready file). With ``workers`` the parent serves one sum over them.
+            ready file). With ``workers`` a process the parent forks for it
+            serves one sum over them (:func:`bugless_web.workers.serve_workers`).
         reuse_port: Bind with ``SO_REUSEPORT`` so several web processes share
             the port; the kernel spreads connections over them. One Python
             process uses one core: this is how one machine serves pages on all
@@ -264,8 +265,9 @@ class WebSettings:
     metrics_port: int | None = setting(
         None,
         help="Prometheus /metrics port (requests by route and status, calls to the backends); "
-        "unset serves none, 0 picks a free one (see --ready-file). With --workers the parent "
-        "serves the sum over its workers.",
+        "unset serves none, 0 picks a free one (see --ready-file). With --workers a process of "
+        "its own, forked by the parent, serves the sum over the workers (connection windows: "
+        "their minimum).",
     )
     public_url: str = setting(
         "", help="External base URL, e.g. https://bugs.example.com (OIDC redirect URI)."
