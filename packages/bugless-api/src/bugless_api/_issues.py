@@ -10,14 +10,17 @@ points at its column.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
+import logging
 import re
 import zoneinfo
 from collections.abc import AsyncIterator
 from typing import ClassVar, TypeVar
 
 import betterproto2
+from grpclib.const import Status
 
 from bugless_api._custom_users import delta_components, sets_values, user_field_ids
 from bugless_api._gateway import Gateway, GatewayService, caller_of
@@ -46,6 +49,21 @@ from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of
 from bugless_proto import v1
+
+_log = logging.getLogger(__name__)
+
+
+class DownloadStalled(BuglessError):
+    """The client read nothing of a download for ``--download-idle-seconds``.
+
+    Its Model call was released when that passed; the client learns it at
+    its next read, and may download again from the offset it reached.
+    """
+
+    grpc_status: ClassVar[Status] = Status.DEADLINE_EXCEEDED
+    http_status: ClassVar[int] = 408
+    default_reason: ClassVar[str] = "DOWNLOAD_STALLED"
+
 
 M = TypeVar("M", bound=betterproto2.Message)
 
@@ -346,16 +364,53 @@ class IssuesService(GatewayService, v1.IssuesBase):
         """Pass the Model's download stream through, chunk by chunk (no deadline).
 
         On the transfers' channel (:attr:`Gateway.model_transfers`): the
-        stream is read only as fast as the client reads.
+        stream is read only as fast as the client reads. While the client
+        takes a message (the ``yield``, when this frame is not running) a
+        timer waits ``download_idle_seconds``; if it passes, the Model call
+        is released then, however long the client keeps the call, and the
+        client's next read fails with :class:`DownloadStalled`.
         """
         caller_of(message)
-        with call_errors("the model service stream broke"):
-            async for part in self.gateway.model_transfers.download_attachment(message):
-                if part.attachment is not None:
-                    out = UserRefs()
-                    out.attachment(part.attachment)
-                    await self._named(out)
-                yield part
+        idle = self.gateway.settings.download_idle_seconds
+        loop = asyncio.get_running_loop()
+        parts = self.gateway.model_transfers.download_attachment(message)
+        released: asyncio.Task[None] | None = None
+        timer: asyncio.TimerHandle | None = None
+
+        def release() -> None:
+            nonlocal released
+            released = loop.create_task(_closed(parts))
+            _log.warning(
+                "attachment %d: the client read nothing of the download for %g s; "
+                "its model call is released",
+                message.attachment_id,
+                idle,
+                extra={"attachment_id": message.attachment_id},
+            )
+
+        try:
+            with call_errors("the model service stream broke"):
+                async for part in parts:
+                    if part.attachment is not None:
+                        out = UserRefs()
+                        out.attachment(part.attachment)
+                        await self._named(out)
+                    timer = loop.call_later(idle, release)
+                    yield part
+                    timer.cancel()
+                    if released is not None:
+                        msg = (
+                            f"the download stalled: the client read nothing for {idle:g} s "
+                            "(--download-idle-seconds); download again from the offset reached"
+                        )
+                        raise DownloadStalled(msg)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if released is not None:
+                await released
+            else:
+                await _closed(parts)
 
     async def get_attachment(self, message: v1.GetAttachmentRequest) -> v1.Attachment:
         """One attachment's metadata, if the caller may view its issue."""
@@ -375,3 +430,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
         """Detach a file (its uploader or a component admin)."""
         caller_of(message)
         return await self._wire_reply(DELETE_ATTACHMENT, message)
+
+
+async def _closed(parts: AsyncIterator[v1.DownloadAttachmentResponse]) -> None:
+    """End the Model call behind ``parts`` (its stream is reset if unfinished)."""
+    aclose = getattr(parts, "aclose", None)
+    if aclose is not None:
+        await aclose()

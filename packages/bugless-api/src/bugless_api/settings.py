@@ -141,6 +141,15 @@ class ApiSettings:
         backend_timeout_seconds: Deadline of each call to the Model and the
             Authenticator (searches included), so a stuck backend turns into
             UNAVAILABLE rather than a hung client.
+        download_idle_seconds: How long a download may wait for its client
+            to read the next message. The API reads the Model's stream only
+            as fast as the client reads, so a client that stopped would
+            otherwise hold a Model stream and its share of the transfer
+            connection's window for as long as it kept the call open (no
+            deadline bounds a download: a large file over a slow link takes
+            the time it takes). Past it the Model call is released and the
+            client's next read fails with DEADLINE_EXCEEDED
+            (``DOWNLOAD_STALLED``); as the web's ``download_idle_seconds``.
         batch_reads: Whether concurrent GetIssue calls of one caller are sent
             to the Model as one BatchGetIssues (see ``bugless_api._coalesce``;
             the answers are the same, each call costs a fraction). Off sends
@@ -202,6 +211,12 @@ class ApiSettings:
         deprecated_env=("BUGLESS_API_BACKEND_TIMEOUT",),
         help="Deadline in seconds of each call to the Model or the Authenticator.",
     )
+    download_idle_seconds: float = setting(
+        60.0,
+        help="An attachment download's Model call is released once the client has read "
+        "nothing for this long (the client's next read fails); one that keeps reading is "
+        "never cut off by it.",
+    )
     batch_reads: bool = setting(
         True, help="Send concurrent GetIssue calls of one caller to the Model as one batch."
     )
@@ -230,6 +245,8 @@ class ApiSettings:
             raise ValueError(
                 "user_changes_seconds (--user-changes-seconds) must be between 0 (never) and 60"
             )
+        if self.download_idle_seconds <= 0:
+            raise ValueError("download_idle_seconds (--download-idle-seconds) must be more than 0")
         if self.backend_timeout_seconds <= 0:
             raise ValueError(
                 "backend_timeout_seconds (--backend-timeout-seconds) must be more than 0"
