@@ -37,10 +37,11 @@ held for 2 minutes: below 1/16 of grpclib's 4 MiB initial window at every
 scrape for 7 minutes.
 
 A process that is not scraped itself (a ``bugless web serve --workers N``
-worker: its parent serves the sum of the workers' prometheus_client
-multiprocess files, which carry values, not collectors) keeps the same
-figures in :class:`ConnectionWindowGauges` instead, refreshed on a timer;
-the parent merges them (:func:`without_idle_sides`) into the same series.
+worker: a metrics process its parent forked serves the sum of the workers'
+prometheus_client multiprocess files, which carry values, not collectors)
+keeps the same figures in :class:`ConnectionWindowGauges` instead, refreshed
+on a timer; the metrics process merges them (:func:`without_idle_sides`)
+into the same series.
 """
 
 from __future__ import annotations
@@ -143,13 +144,13 @@ def register_connection_windows(registry: CollectorRegistry) -> None:
 
 
 class ConnectionWindowGauges:
-    """The same figures in gauges a parent process merges, for a process that is not scraped.
+    """The same figures in gauges another process merges, for a process that is not scraped.
 
     A collector runs in the process whose registry is scraped. A web worker's
-    is not: its parent serves the sum of the workers' prometheus_client
-    multiprocess files, which hold values written by the workers and no
-    collector. So a worker calls :meth:`refresh` on a timer, and the parent
-    merges the workers' values: the window as ``livemin`` (the smallest over
+    is not: a metrics process the parent forked serves the sum of the workers'
+    prometheus_client multiprocess files, which hold values written by the
+    workers and no collector. So a worker calls :meth:`refresh` on a timer, and
+    the metrics process merges the workers' values: the window as ``livemin`` (the smallest over
     the live workers, i.e. over all their connections), the count as
     ``livesum``; a worker's values leave with it (the parent's
     ``mark_process_dead`` removes the live gauges' files of a worker that
