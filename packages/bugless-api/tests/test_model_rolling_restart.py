@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import secrets
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import RateLimitSettings
 from bugless_core.errors import NotFound
 from bugless_dev.stack import RunningService
+from bugless_proto import v1
 from bugless_testing.events import EventStream
 from bugless_testing.metrics import metric_total
 
@@ -65,6 +66,7 @@ async def test_an_upload_refused_by_a_draining_model_is_sent_again_and_attached_
     new: RunningService | None = None
     running: RunningApi | None = None
     watch: EventStream | None = None
+    held: AsyncIterator[v1.DownloadAttachmentResponse] | None = None
     try:
         settings = api_settings(stack, rate_limit=RateLimitSettings(rate=1000.0, burst=1000))
         model = dataclasses.replace(settings.model, port=old.port)
@@ -76,6 +78,15 @@ async def test_an_upload_refused_by_a_draining_model_is_sent_again_and_attached_
         issue = await robot.create_issue("an upload survives a rolling restart", component.id)
         watch = EventStream(robot.watch(query=f"c:{component.id}"))
         await watch.subscribed()
+        # Uploads go on the API's transfer connection: a download left open keeps
+        # that connection to the old replica while it drains, as the watch keeps
+        # the calls' one.
+        held_path = tmp_path / "held.bin"
+        held_path.write_bytes(CONTENT)
+        before = await robot.attach(issue.id, held_path)
+        assert before.attachment is not None
+        held = robot.iter_attachment(before.attachment.id)
+        await anext(held)
 
         async def watching() -> bool:
             return await _metric(old, "grpc_server_in_flight_calls", grpc_method="Watch") > 0
@@ -97,7 +108,7 @@ async def test_an_upload_refused_by_a_draining_model_is_sent_again_and_attached_
         assert reply.attachment.size == len(CONTENT)
         assert reply.attachment.uploader == "robot"  # renamed by the relay, as ever
         assert await _handled(old, "UploadAttachment", "UNAVAILABLE") == 1
-        assert await _handled(old, "UploadAttachment") == 0
+        assert await _handled(old, "UploadAttachment") == 1  # the one before the drain
         assert await _handled(new, "UploadAttachment") == 1
         attached = await robot.list_attachments(issue.id)
         assert [a.name for a in attached if a.name == "rolled.bin"] == ["rolled.bin"]
@@ -108,6 +119,8 @@ async def test_an_upload_refused_by_a_draining_model_is_sent_again_and_attached_
         assert await _handled(old, "UploadAttachment", "NOT_FOUND") == 0
         assert not old.process.exited, "the old replica closed too early"
     finally:
+        if held is not None:
+            await held.aclose()  # type: ignore[attr-defined]
         if watch is not None:
             await watch.close()
         if running is not None:
