@@ -35,9 +35,9 @@ async def test_a_bulk_edit_that_empties_its_page_lands_on_the_nearest_page_with_
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
     for letter in "abcde":
-        await create_issue(model, world, f"Emptied wombat {letter}")
+        await create_issue(model, world, f"Emptied quoll {letter}")
     token = await sign_in(client, "bob")
-    first = await client.get("/search", params={"q": "wombat is:open", "page_size": "2"})
+    first = await client.get("/search", params={"q": "quoll is:open", "page_size": "2"})
     second = await _next_page(client, first.text)
     third = await _next_page(client, second)
     assert _CURRENT.findall(third) == ["3"]
