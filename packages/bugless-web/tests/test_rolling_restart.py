@@ -125,6 +125,14 @@ async def restart(
             csrf = await sign_in(client, "bob")
             first = await client.get(f"/issues/{issue.id}")  # the connection to the old replica
             assert first.status_code == 200, first.text
+            # Transfers have a connection of their own (e9f59dcf): open it to the old
+            # replica too, as a replica that served attachments before its drain has.
+            opened = await client.post(
+                f"/issues/{issue.id}/attachments",
+                content=b"opens the transfer connection",
+                headers={"x-csrf-token": csrf, "x-file-name": "before-the-drain.txt"},
+            )
+            assert opened.status_code == 201, opened.text
             rig = Restart(world, client, csrf, issue, port, old, watch_channel)
             yield rig
             if rig.new is not None:
@@ -198,6 +206,8 @@ async def _assert_uploaded_once_by_the_new_replica(
     their own answer to the browser.
     """
     assert await grpc_calls(restart.old.metrics_port, "UploadAttachment", "UNAVAILABLE") == 1
+    # The old replica's one OK upload is the fixture's, before the drain.
+    assert await grpc_calls(restart.old.metrics_port, "UploadAttachment", "OK") == 1
     assert await grpc_calls(new.metrics_port, "UploadAttachment") == 1
     assert await _attachments_named(model, world, restart.issue.id, name) == 1
 
