@@ -68,6 +68,40 @@ class IssuedCertificate:
     fingerprint: str
 
 
+def client_only(builder: x509.CertificateBuilder, issuer_public: object) -> x509.CertificateBuilder:
+    """``builder`` with the usage every certificate bugless signs for a client has.
+
+    TLS client authentication only, a signature key (no encipherment, no
+    certificate or CRL signing), and the issuer's key id: one set for people's
+    certificates (:meth:`PeopleCa.issue`) and bots'
+    (:mod:`bugless_auth.bot_certificates`), so neither can drift into a
+    certificate a server would accept or a CA could sign with.
+    """
+    return (
+        builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public),  # type: ignore[arg-type]
+            critical=False,
+        )
+    )
+
+
 class PeopleCa:
     """Signs people's CSRs and recognises the certificates it signed."""
 
@@ -143,26 +177,8 @@ class PeopleCa:
                 ),
                 critical=False,
             )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public),  # type: ignore[arg-type]
-                critical=False,
-            )
         )
+        builder = client_only(builder, issuer_public)
         algorithm = None if isinstance(self._key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
         cert = builder.sign(self._key, algorithm)
         return IssuedCertificate(
