@@ -164,6 +164,35 @@ async def test_chosen_columns_are_kept_in_this_browser(client: AsyncTestClient[A
     assert client.cookies.get(COLUMNS_COOKIE) == "id.title.reporter"
 
 
+async def test_an_unknown_column_is_a_400_naming_it_and_the_known_ones(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """Before, ``columns=id,titel`` showed the ID column alone, and the CSV one column."""
+    await create_issue(model, world, "Numbat with columns")
+    await sign_in(client, "bob")
+    for path in ("/search", "/search.csv"):
+        bad = await client.get(path, params={"q": "numbat", "columns": "id,titel"})
+        assert bad.status_code == 400, path
+        text = html_lib.unescape(bad.text)
+        assert "'titel' is not a list column" in text, path
+        assert "id, priority, severity, type, title" in text, path
+        assert "customfield<ID>" in text, path
+        assert bad.headers["content-type"].startswith("text/html"), path
+    too_many = ",".join(f"customfield{n}" for n in range(1, 7))
+    refused = await client.get("/search", params={"q": "numbat", "columns": f"id,{too_many}"})
+    assert refused.status_code == 400
+    assert "6 custom field columns; a list shows at most 5" in refused.text
+    # Known columns, named twice or with spaces, and a custom field's column stay fine.
+    fine = await client.get(
+        "/search", params={"q": "numbat", "columns": "id, title,id,customfield9"}
+    )
+    assert fine.status_code == 200
+    assert re.findall(r'<th class="col-([a-z0-9]+)"', fine.text) == ["id", "title", "customfield9"]
+    csv_fine = await client.get("/search.csv", params={"q": "numbat", "columns": "id,title"})
+    assert csv_fine.status_code == 200
+    assert csv_fine.text.splitlines()[0] == "ID,Title"
+
+
 @pytest.fixture
 async def small_cap_client(world: World) -> AsyncIterator[AsyncTestClient[Litestar]]:
     settings = WebSettings(

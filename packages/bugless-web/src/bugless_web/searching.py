@@ -23,12 +23,14 @@ from typing import Any
 from litestar import Request, Response
 
 from bugless_core.clients import call, resolve_query
+from bugless_core.errors import InvalidArgument
 from bugless_core.list_columns import (
     COLUMN_LABELS,
     DEFAULT_COLUMNS,
     MAX_CUSTOM_COLUMNS,
     custom_column_id,
     is_column,
+    valid_columns_text,
 )
 from bugless_core.search import (
     Query,
@@ -131,11 +133,19 @@ def _sort_link_query(parsed: Query, column: str) -> str:
 
 
 def columns_of(request: Request[Any, Any, Any]) -> tuple[str, ...]:
-    """The columns to show: the URL's ``columns=``, else this browser's choice, else the default."""
+    """The columns to show: the URL's ``columns=``, else this browser's choice, else the default.
+
+    A column the URL names that no list has is refused (:func:`parse_columns`);
+    the cookie's choice is this site's own writing, so one a later release no
+    longer knows is dropped there rather than making every list a 400.
+
+    Raises:
+        InvalidArgument: ``columns=`` names an unknown column or too many custom ones.
+    """
     chosen = request.query_params.get("columns")
     if chosen:
         return parse_columns(chosen)
-    return parse_columns(request.cookies.get(COLUMNS_COOKIE, "").replace(".", ","))
+    return parse_columns(request.cookies.get(COLUMNS_COOKIE, "").replace(".", ","), strict=False)
 
 
 def remember_columns(
@@ -193,13 +203,38 @@ def read_mask(columns: Iterable[str]) -> FieldMask:
     return FieldMask(paths=sorted(fields))
 
 
-def parse_columns(text: str | None) -> tuple[str, ...]:
-    """The columns a ``columns=`` parameter names (unknown ones dropped)."""
+def parse_columns(text: str | None, *, strict: bool = True) -> tuple[str, ...]:
+    """The columns a ``columns=`` parameter names, each once, in its order.
+
+    A column named twice is shown once. Strict (what a link or form sent),
+    a key that is no column, or more custom field columns than a list
+    shows, is refused: dropped silently, a typo in a bookmarked link or a
+    script's export showed other columns than asked with nothing saying so.
+    Not strict (this site's own cookie), those are dropped.
+
+    Raises:
+        InvalidArgument: strict, naming the unknown column and the known ones
+            (``customfield<ID>`` for a custom field), or the custom column limit.
+    """
     if not text:
         return DEFAULT_COLUMNS
-    chosen = tuple(dict.fromkeys(c for c in text.split(",") if is_column(c)))
-    custom = [c for c in chosen if c not in COLUMNS][MAX_CUSTOM_COLUMNS:]
-    chosen = tuple(c for c in chosen if c not in custom)
+    named = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in named if not is_column(c)]
+    if unknown and strict:
+        msg = (
+            f"columns: {unknown[0]!r} is not a list column; the columns are {valid_columns_text()}"
+        )
+        raise InvalidArgument(msg, metadata={"field": "columns"})
+    chosen = tuple(dict.fromkeys(c for c in named if is_column(c)))
+    custom = [c for c in chosen if c not in COLUMNS]
+    if len(custom) > MAX_CUSTOM_COLUMNS:
+        if strict:
+            msg = (
+                f"columns: {len(custom)} custom field columns; "
+                f"a list shows at most {MAX_CUSTOM_COLUMNS}"
+            )
+            raise InvalidArgument(msg, metadata={"field": "columns"})
+        chosen = tuple(c for c in chosen if c not in custom[MAX_CUSTOM_COLUMNS:])
     return chosen or DEFAULT_COLUMNS
 
 
