@@ -193,10 +193,10 @@ async def test_two_entries_naming_one_username_end_only_the_removed_ones_session
 ) -> None:
     """Two entries name one bot's username (its old and its new certificate's CN)
     and the old one's is removed: the old certificate's session ends and its
-    next connection is refused, the new one's session goes on. Each entry is a
-    subject of its own, and the store gives each subject its user (the newer
-    sign-in takes the username), so this holds by the per-user rule; the
-    refusal finds nothing left to end."""
+    next connection is refused, the new one's session goes on. Both entries are
+    one user (an entry names a user by its username), which the other entry
+    still maps, so the per-user rule ends nothing: the refusal ends the old
+    certificate's session, by its fingerprint."""
     old_cn, new_cn = unique("old-cert"), unique("new-cert")
     bot = unique("rotating-bot")
 
@@ -209,13 +209,14 @@ async def test_two_entries_naming_one_username_end_only_the_removed_ones_session
     old_der, new_der = deployment.pki.client(old_cn), deployment.pki.client(new_cn)
     old, new = await _connect(server, old_der), await _connect(server, new_der)
     new_session = server.service.tokens.verify(new.token).token_id
+    assert _user_id(server, old) == _user_id(server, new)
 
     write(new_cn)
     refused = await expect_status(_connect(server, old_der), Status.UNAUTHENTICATED)
     assert "is not mapped to a bugless user" in (refused.message or "")
     assert not await _valid(server, old.token)
     assert await _valid(server, new.token)
-    assert await server.service.sessions.count_live(_user_id(server, old)) == 0
+    assert await server.service.sessions.count_live(_user_id(server, old)) == 1
     again = await _connect(server, new_der)
     assert server.service.tokens.verify(again.token).token_id == new_session
 

@@ -85,6 +85,9 @@ VALUES ($1, $2, $3, now())
 
 TOUCH_SUBJECT = "UPDATE external_subjects SET last_login_at = now() WHERE subject = $1"
 
+#: Subject $1 is now user $2's (a tls mapping entry whose username another user holds).
+MOVE_SUBJECT = "UPDATE external_subjects SET user_id = $2 WHERE subject = $1"
+
 USERNAME_HOLDER = """
 SELECT u.user_id, ARRAY(SELECT s.subject FROM external_subjects s WHERE s.user_id = u.user_id)
 FROM users u

@@ -23,9 +23,13 @@ supervised as ``auth.mapped_sessions`` (an outage logged once, a bug logged
 and counted, and the sweeps go on).
 
 A session records its certificate's fingerprint, not the entry that mapped
-it, so that rule is per user. Each entry is a subject of its own (the store
-gives two entries naming one username two users, the later sign-in taking the
-name), so removing an entry ends its own user's sessions. A certificate can
+it, so that rule is per user. Each entry is a subject of its own, and two
+entries naming one username are two subjects of one user (the store joins
+them), so removing one of them ends no session while the other still names
+the user: the removed entry's certificate loses its sessions at its next
+refusal (below). An entry whose username is changed to another mapped user's
+moves its subject to that user, and the user it left, named by no subject any
+more, loses its sessions then (:meth:`MappedSessions.recheck`). A certificate can
 still be refused while its user stays mapped: the backend's ``ca_file``
 replaced by a new bot CA while the entry (a CN) names the new certificate
 too, or a people certificate whose CA the Authenticator no longer lists. Its
@@ -199,6 +203,22 @@ class MappedSessions:
                 log_ended(user_id, count, reason)
             ended += len(rows)
         return ended
+
+    async def recheck(self) -> None:
+        """Bring every backend's sessions in line again although no mapping changed.
+
+        After a mapping entry's subject moved to the user its username now
+        names (:meth:`IdentityStore.resolve
+        <bugless_auth.store.IdentityStore.resolve>`), the user it left may be
+        named by no subject any more, and its certificate sessions end here
+        rather than at the next change of the mapping. A database that cannot
+        be reached is logged; the sweep does it at its next round.
+        """
+        self._done.clear()
+        try:
+            await self.end_unmapped()
+        except Unavailable as exc:
+            _log.warning("ending the sessions of a user a mapping entry left: %s", exc.message)
 
     async def end_refused(self, fingerprint: str) -> int:
         """End the live sessions of a certificate just refused as unmapped; how many.

@@ -281,8 +281,9 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
                 :meth:`MappedSessions.end_refused`). The reason says why:
                 ``CERTIFICATE_EXPIRED`` outside its validity window,
                 ``CERTIFICATE_UNTRUSTED`` mapped but signed by no CA the
-                mapping's backend trusts (the tls backend's ``ca_file``), else
-                ``CERTIFICATE_NOT_MAPPED``.
+                mapping's backend trusts (the tls backend's ``ca_file``),
+                ``USERNAME_TAKEN`` mapped to a username a user of another
+                backend holds (never taken over), else ``CERTIFICATE_NOT_MAPPED``.
         """
         backends = [b for b in self.backends if isinstance(b, CertificateAuthenticator)]
         if not backends and self.people.ca is None:
@@ -297,13 +298,21 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
         if person is not None:  # signed by the people CA: named by user id, no mapping
             record = await self.record_of(person.user_id)
             return await self._session(record, PEOPLE_CA, certificate=seen)
+        subject = f"certificate subject {cert.subject.rfc4514_string()} "
         for backend in backends:
             found = await backend.authenticate(certificate_der)
-            if found is not None:
+            if found is None:
+                continue
+            try:
                 return await self._signed_in(found, backend.name, certificate=seen)
+            except FailedPrecondition as exc:  # its username is another backend's user's
+                raise Unauthenticated(
+                    f"{subject}is mapped to username {found.username!r}, which is not the "
+                    f"{backend.name} mapping's to give: {exc.message}",
+                    reason="USERNAME_TAKEN",
+                ) from exc
         # Nothing maps it any more: the sessions it made end now, not when they expire.
         await self.mapped_sessions.end_refused(seen.fingerprint)
-        subject = f"certificate subject {cert.subject.rfc4514_string()} "
         expired = validity_problem(cert)  # why no backend took it, the first that applies
         if expired:
             raise Unauthenticated(subject + expired, reason="CERTIFICATE_EXPIRED")
@@ -378,6 +387,8 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
         loss.logged(record.user_id)
         for user_id in released:
             self.directory.forget(user_id)
+        if released and certificate is not None:  # a mapping entry's subject changed user
+            await self.mapped_sessions.recheck()
         return await self._session(record, authenticator, client_address, certificate=certificate)
 
     def _matters(self, group: str) -> bool:

@@ -26,10 +26,11 @@ from bugless_auth import _queries as sql
 from bugless_auth.external_names import check_external_username
 from bugless_auth.name_keys import derived_names, fold_users, key_usernames
 from bugless_auth.user_writes import UserWrites
+from bugless_auth.username_holders import free_username, named_user
 from bugless_core import leases
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.database_errors import is_statement_given_up, is_unreachable
-from bugless_core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from bugless_core.errors import AlreadyExists, NotFound, Unavailable
 from bugless_core.migrations import (
     applied_version,
     check_schema_version,
@@ -98,10 +99,6 @@ class UserRecord:
 def _known_version() -> int:
     """The newest schema version this release ships."""
     return load_migrations("bugless_auth")[-1].version
-
-
-def _namespace(subject: str) -> str:
-    return subject.split(":", 1)[0]
 
 
 class IdentityStore:
@@ -330,8 +327,16 @@ class IdentityStore:
     ) -> tuple[UserRecord, tuple[str, ...]]:
         """The user ``identity.subject`` maps to, minted on first sight, refreshed always.
 
-        Also returns the ids of users whose username was taken from them (see
-        :meth:`_free_username`), so callers can forget what they cached.
+        Also returns the ids of users whose username was taken from them
+        (:func:`bugless_auth.username_holders.free_username`), or who lost the
+        subject to the user its username names, so callers can forget what
+        they cached.
+
+        For a backend whose username names the user
+        (``identity.username_names_user``: the tls mapping) the subject is
+        the holder's: a new subject joins the user who holds its username,
+        and a known one whose username is now another such user's moves to
+        that user (:mod:`bugless_auth.username_holders`).
 
         Username, display name, email, groups and the bot flag are overwritten
         with what the backend reports; ``disabled`` is bugless's own and kept.
@@ -346,27 +351,39 @@ class IdentityStore:
         Raises:
             FailedPrecondition: the username is held by a user from another
                 authenticator (two directories disagree; an administrator must
-                rename one), which is refused rather than merged, since merging
-                would let one directory take over another's account.
+                rename one), which is refused (and logged) rather than merged,
+                since merging would let one directory take over another's account.
             Unauthenticated: the username cannot be a bugless username
                 (:func:`bugless_auth.external_names.check_external_username`,
                 reason ``USERNAME_UNUSABLE``); nothing was written.
         """
         check_external_username(identity, authenticator)
 
-        async def work(writes: UserWrites) -> tuple[asyncpg.Record, list[str], bool]:
+        async def work(writes: UserWrites) -> tuple[asyncpg.Record, list[str], bool, str]:
             conn = writes.conn
             if self.dialect.subject_lock is not None:
                 await conn.execute(self.dialect.subject_lock, identity.subject)
             released: list[str] = []
             before: tuple[str, ...] = ()
             user_id = await conn.fetchval(sql.USER_OF_SUBJECT, identity.subject)
+            linked = ""  # how the subject came to the user its username names
+            if identity.username_names_user:  # the username's holder is who the subject is
+                named = await named_user(writes, identity)
+                if named is not None and named != user_id:
+                    if user_id is None:
+                        await conn.execute(
+                            sql.INSERT_SUBJECT, identity.subject, named, authenticator
+                        )
+                        linked = "joins"
+                    else:
+                        await conn.execute(sql.MOVE_SUBJECT, identity.subject, named)
+                        released.append(user_id)
+                        linked = f"moves from {user_id} to"
+                    user_id = named
             created = user_id is None
             if user_id is None:
                 user_id = mint_user_id()
-                released += await self._free_username(
-                    writes, identity.username, user_id, identity.subject
-                )
+                released += await free_username(writes, identity, user_id)
                 await writes.fetchrow(
                     sql.INSERT_USER,
                     user_id,
@@ -379,9 +396,7 @@ class IdentityStore:
                 )
                 await conn.execute(sql.INSERT_SUBJECT, identity.subject, user_id, authenticator)
             else:
-                released += await self._free_username(
-                    writes, identity.username, user_id, identity.subject
-                )
+                released += await free_username(writes, identity, user_id)
                 if sign_in:  # the directory re-sync refreshes without signing in
                     await conn.execute(sql.TOUCH_SUBJECT, identity.subject)
                 if then is not None:  # locked as the refresh below would lock it
@@ -400,11 +415,11 @@ class IdentityStore:
                 row = await conn.fetchrow(sql.USER_BY_ID, user_id)
             if then is not None:
                 await then(writes, before, UserRecord.from_row(row))
-            return row, released, created
+            return row, released, created, linked
 
         for attempt in range(_FIRST_SIGHT_RACES):
             try:
-                row, released, created = await self.write_users(work)
+                row, released, created, linked = await self.write_users(work)
                 break
             except asyncpg.UniqueViolationError:
                 # Another replica minted this subject (or took this username)
@@ -412,7 +427,16 @@ class IdentityStore:
                 if attempt == _FIRST_SIGHT_RACES - 1:
                     raise
         record = UserRecord.from_row(row)
-        for holder_id in released:
+        if linked:
+            _log.info(
+                "%s %s user %s, whose username %s its entry names",
+                identity.subject,
+                linked,
+                record.user_id,
+                identity.username,
+                extra={"user_id": record.user_id, "authenticator": authenticator},
+            )
+        for holder_id in [] if linked else released:  # linked: the name stayed with its holder
             _log.info(
                 "username %s moved from %s to %s", identity.username, holder_id, record.user_id
             )
@@ -424,36 +448,6 @@ class IdentityStore:
                 extra={"user_id": record.user_id, "authenticator": authenticator},
             )
         return record, tuple(released)
-
-    async def _free_username(
-        self, writes: UserWrites, username: str, user_id: str, subject: str
-    ) -> list[str]:
-        """Make ``username`` available to ``user_id``, or refuse.
-
-        A directory is authoritative for its own namespace: when it now gives a
-        username to a different subject, the previous holder from the same
-        directory must have been renamed or removed there, so the stale row is
-        renamed to ``<name>~<id>`` until that user logs in again.
-        """
-        holder = await writes.conn.fetchrow(sql.USERNAME_HOLDER, username_key(username))
-        if holder is None or holder[0] == user_id:
-            return []
-        holder_id, holder_subjects = holder[0], list(holder[1])
-        if holder_subjects and all(_namespace(s) == _namespace(subject) for s in holder_subjects):
-            released = f"{username}~{holder_id}"
-            await writes.fetchrow(
-                sql.RELEASE_USERNAME,
-                holder_id,
-                released,
-                username_key(released),
-                released.casefold(),
-            )
-            return [holder_id]
-        namespaces = ", ".join(sorted({_namespace(s) for s in holder_subjects})) or "none"
-        raise FailedPrecondition(
-            f"username {username!r} already belongs to another bugless user (from {namespaces}); "
-            "an administrator must rename or remove one of the two accounts"
-        )
 
     # ---- look-ups ----
 

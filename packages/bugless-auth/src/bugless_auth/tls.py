@@ -387,6 +387,7 @@ class TlsAuthenticator(CertificateAuthenticator):
                     groups=entry.groups,
                     bot=entry.bot,
                     username_from=f"the certificate mapping's entry {name!r}",
+                    username_names_user=True,
                 )
         return None
 

@@ -53,6 +53,14 @@ class ExternalIdentity:
             uid", "OIDC claim preferred_username"), for the operator's log
             line when the name cannot be used
             (:func:`bugless_core.usernames.username_problem`).
+        username_names_user: The username *is* who the subject is (a tls
+            mapping entry names a bugless user), rather than what a directory
+            calls a subject today. A subject seen for the first time whose
+            username a user of the same backend holds becomes another subject
+            of that user (a second entry for a bot's new certificate), and one
+            whose username is now another such user's moves to that user;
+            a directory's subject would instead take the name from its stale
+            holder. Either way a user of another backend keeps its name.
     """
 
     subject: str
@@ -62,6 +70,7 @@ class ExternalIdentity:
     groups: tuple[str, ...] = ()
     bot: bool = False
     username_from: str = ""
+    username_names_user: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,106 @@
+"""Who holds a username a sign-in brings, and what the sign-in may do about it.
+
+:meth:`IdentityStore.resolve <bugless_auth.store.IdentityStore.resolve>` asks
+here, inside its transaction, before it writes a user. Two rules, by what
+the backend's username means (``ExternalIdentity.username_names_user``):
+
+* A directory (LDAP, OIDC) names a *subject*, and the username is what it
+  calls that subject today. When it gives a username to another subject,
+  the holder from the same directory was renamed or removed there: the
+  stale row gives the name up (:func:`free_username`).
+* A tls mapping entry names a *user*. Two entries with one username (a
+  ``sha256:`` entry added for a bot's new certificate beside its CN entry)
+  are one user: the second subject joins the holder (:func:`named_user`)
+  rather than taking its name, so the bot keeps its id and with it its
+  issues, grants and group memberships.
+
+In both, a username held by a user of another backend is refused and logged,
+never taken over: merging would let one backend take another's account.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bugless_auth import _queries as sql
+from bugless_auth.user_writes import UserWrites
+from bugless_core.auth_backend import ExternalIdentity
+from bugless_core.errors import FailedPrecondition
+from bugless_core.usernames import username_key
+
+_log = logging.getLogger("bugless.auth")
+
+
+def namespace(subject: str) -> str:
+    """The backend part of a subject (``tls`` of ``tls:deploy-bot``)."""
+    return subject.split(":", 1)[0]
+
+
+async def named_user(writes: UserWrites, identity: ExternalIdentity) -> str | None:
+    """The user ``identity.username`` names among its backend's users, None when nobody holds it.
+
+    For a backend whose username names the user
+    (``identity.username_names_user``): the subject is (or becomes) another
+    subject of that user. The holder row is locked, as for a rename.
+
+    Raises:
+        FailedPrecondition: a user of another backend (or a user with no
+            subject: a placeholder, or one whose subjects all moved away)
+            holds the username; logged with both parties.
+    """
+    holder = await writes.conn.fetchrow(sql.USERNAME_HOLDER, username_key(identity.username))
+    if holder is None:
+        return None
+    holder_id: str = holder[0]
+    subjects = list(holder[1])
+    if subjects and all(namespace(s) == namespace(identity.subject) for s in subjects):
+        return holder_id
+    raise _refused(identity, holder_id, subjects)
+
+
+async def free_username(writes: UserWrites, identity: ExternalIdentity, user_id: str) -> list[str]:
+    """Make ``identity.username`` available to ``user_id``; the ids it was taken from.
+
+    A directory is authoritative for its own namespace: when it now gives a
+    username to a different subject, the previous holder from the same
+    directory must have been renamed or removed there, so the stale row is
+    renamed to ``<name>~<id>`` until that user logs in again.
+
+    Raises:
+        FailedPrecondition: a user of another backend (or with no subject)
+            holds the username; logged with both parties.
+    """
+    holder = await writes.conn.fetchrow(sql.USERNAME_HOLDER, username_key(identity.username))
+    if holder is None or holder[0] == user_id:
+        return []
+    holder_id, subjects = holder[0], list(holder[1])
+    if subjects and all(namespace(s) == namespace(identity.subject) for s in subjects):
+        released = f"{identity.username}~{holder_id}"
+        await writes.fetchrow(
+            sql.RELEASE_USERNAME,
+            holder_id,
+            released,
+            username_key(released),
+            released.casefold(),
+        )
+        return [holder_id]
+    raise _refused(identity, holder_id, subjects)
+
+
+def _refused(identity: ExternalIdentity, holder_id: str, subjects: list[str]) -> FailedPrecondition:
+    """The refusal of a username another backend's user holds, logged for the operator."""
+    namespaces = ", ".join(sorted({namespace(s) for s in subjects})) or "none"
+    _log.warning(
+        "%s names username %r (from %s), which user %s of %s holds: refused, the name stays "
+        "with its holder; rename one of the two (the mapping entry, or the account)",
+        identity.subject,
+        identity.username,
+        identity.username_from or "its backend",
+        holder_id,
+        namespaces,
+        extra={"subject": identity.subject, "username": identity.username, "holder": holder_id},
+    )
+    return FailedPrecondition(
+        f"username {identity.username!r} already belongs to another bugless user "
+        f"(from {namespaces}); an administrator must rename or remove one of the two accounts"
+    )

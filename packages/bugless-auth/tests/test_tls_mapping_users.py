@@ -1,0 +1,170 @@
+"""A tls mapping entry names a bugless user: two entries with one username are one user.
+
+A bot's certificate rotation adds a ``sha256:`` entry for the new certificate
+beside the old one's, with the same username. The second subject used to mint
+a second user that took the name (the first renamed to ``name~id``), leaving
+the bot's issues, grants and groups with the old id, and the two certificates
+took the name from each other at every sign-in. Real Authenticator over gRPC
+on PostgreSQL, trustme certificates, a mapping file edited while it serves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from auth_support import AuthServer, StartAuth, unique
+from certificates import Pki, make_pki
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from grpc_errors import expect_status
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from bugless_core.errors import from_grpc_error
+from bugless_proto import v1
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+class Mapping:
+    """A mapping file the test edits, and an Authenticator reading it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict[str, object]] = {}
+
+    def set(self, key: str, username: str) -> None:
+        self.entries[key] = {"username": username, "groups": ["bots"]}
+        self.path.write_text(json.dumps(self.entries, indent=1))
+
+
+@pytest.fixture
+async def mapped(
+    start_auth_server: StartAuth, pki: Pki, tmp_path: Path
+) -> tuple[AuthServer, Mapping]:
+    mapping = Mapping(tmp_path / "certificates.json")
+    mapping.set("placeholder-bot", unique("placeholder"))
+    server = await start_auth_server(
+        authenticators=("local", "tls"),
+        authenticator_options={
+            "tls": {
+                "mapping_file": str(mapping.path),
+                "ca_file": str(pki.ca_file),
+                "reload_check_seconds": "0",
+            }
+        },
+    )
+    return server, mapping
+
+
+def fingerprint(der: bytes) -> str:
+    return "sha256:" + x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256()).hex()
+
+
+async def signed_in(server: AuthServer, der: bytes) -> v1.User:
+    result = await server.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=der)
+    )
+    assert result.identity is not None
+    assert result.identity.user is not None
+    return result.identity.user
+
+
+async def users_named(server: AuthServer, prefix: str) -> dict[str, str]:
+    """Username to user id of every user whose username starts with ``prefix``."""
+    rows = await server.store.run(
+        lambda conn: conn.fetch(
+            "SELECT username, user_id FROM users WHERE username LIKE $1", prefix + "%"
+        ),
+        transaction=False,
+    )
+    return {r["username"]: r["user_id"] for r in rows}
+
+
+async def test_a_second_entry_for_a_bots_new_certificate_signs_in_as_the_same_user(
+    mapped: tuple[AuthServer, Mapping], pki: Pki
+) -> None:
+    """The rotation: old certificate by fingerprint, the new one by another; one user,
+    whichever signs in, and neither takes the name from the other."""
+    server, mapping = mapped
+    bot = unique("release-bot")
+    old_der, new_der = pki.client(bot), pki.client(bot)
+    mapping.set(fingerprint(old_der), bot)
+    before = await signed_in(server, old_der)
+
+    mapping.set(fingerprint(new_der), bot)
+    after = await signed_in(server, new_der)
+    again = await signed_in(server, old_der)
+
+    assert after.user_id == before.user_id == again.user_id
+    assert after.username == again.username == bot
+    assert await users_named(server, bot) == {bot: before.user_id}
+    subjects = await server.store.subjects_of("tls")
+    assert sorted(s for s, user in subjects if user == before.user_id) == sorted(
+        f"tls:{fingerprint(d)}" for d in (old_der, new_der)
+    )
+
+
+async def test_an_entry_changed_to_another_mapped_username_moves_to_that_user(
+    mapped: tuple[AuthServer, Mapping], pki: Pki
+) -> None:
+    """An entry now naming another mapped bot's username signs in as that bot; the
+    user it left keeps its name (no ``name~id``) and its certificate session ends."""
+    server, mapping = mapped
+    first_cn, second_cn = unique("first-cn"), unique("second-cn")
+    first_name, second_name = unique("first-bot"), unique("second-bot")
+    mapping.set(first_cn, first_name)
+    mapping.set(second_cn, second_name)
+    first_der, second_der = pki.client(first_cn), pki.client(second_cn)
+    first = await signed_in(server, first_der)
+    second_result = await server.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=second_der)
+    )
+    assert second_result.identity is not None
+    assert second_result.identity.user is not None
+    second = second_result.identity.user
+
+    mapping.set(second_cn, first_name)
+    moved = await signed_in(server, second_der)
+    assert moved.user_id == first.user_id
+    assert (await signed_in(server, first_der)).user_id == first.user_id
+    assert await users_named(server, first_name) == {first_name: first.user_id}
+    assert await users_named(server, second_name) == {second_name: second.user_id}
+    with pytest.raises(GRPCError) as ended:
+        await server.stub.validate_token(v1.ValidateTokenRequest(token=second_result.token))
+    assert ended.value.status is Status.UNAUTHENTICATED
+
+
+async def test_an_entry_naming_another_backends_user_is_refused_and_the_name_kept(
+    mapped: tuple[AuthServer, Mapping], pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A mapping entry never takes over a local (LDAP, OIDC) user's name or account:
+    refused, saying why, logged for the operator, and nothing written."""
+    server, mapping = mapped
+    person = unique("carol")
+    local = await server.add_user(person)
+    cn = unique("imposter")
+    mapping.set(cn, person)
+
+    with caplog.at_level(logging.WARNING, logger="bugless.auth"):
+        error = await expect_status(
+            server.stub.authenticate_certificate(
+                v1.AuthenticateCertificateRequest(certificate_der=pki.client(cn))
+            ),
+            Status.UNAUTHENTICATED,
+        )
+
+    assert from_grpc_error(error).reason == "USERNAME_TAKEN"
+    assert f"username {person!r}" in (error.message or "")
+    assert "another bugless user (from local)" in (error.message or "")
+    assert await users_named(server, person) == {person: local.user_id}
+    assert f"tls:{cn}" not in {s for s, _ in await server.store.subjects_of("tls")}
+    assert f"tls:{cn} names username {person!r}" in caplog.text
+    assert local.user_id in caplog.text
+    assert (await server.sign_in(person)).identity is not None
