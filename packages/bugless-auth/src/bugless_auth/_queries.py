@@ -75,6 +75,14 @@ WHERE user_id = $1
 RETURNING {USER_COLUMNS}
 """
 USER_BY_ID = f"SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"
+#: The user whose username key is $1, with the authenticators of their
+#: subjects (none for an import's placeholder): why a local-only change is refused.
+AUTHENTICATORS_OF_USERNAME = """
+SELECT u.user_id,
+       ARRAY(SELECT DISTINCT s.authenticator FROM external_subjects s
+             WHERE s.user_id = u.user_id ORDER BY 1) AS authenticators
+FROM users u WHERE u.username_key = $1
+"""
 #: User $1's groups before a refresh, their row locked until the commit.
 GROUPS_FOR_UPDATE = "SELECT groups FROM users WHERE user_id = $1 FOR UPDATE"
 

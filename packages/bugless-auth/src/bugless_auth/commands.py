@@ -1,7 +1,7 @@
 """``bugless auth``: the group, its commands named by reference, and what they share.
 
 ``bugless auth serve|migrate|keygen`` are in :mod:`bugless_auth.serve_commands`,
-``bugless auth user add|set-password|disable`` in
+``bugless auth user add|update|set-password|disable|sessions`` in
 :mod:`bugless_auth.user_commands`, ``bugless auth bot issue`` in
 :mod:`bugless_auth.bot_commands`. The group names them by reference, so
 ``bugless auth --help`` imports neither, and each imports the Authenticator's

@@ -1,4 +1,4 @@
-"""``bugless auth user add|set-password|disable``: the local store, written directly.
+"""``bugless auth user add|update|set-password|disable|sessions``: the local store, directly.
 
 The user commands talk to the database directly: they are how the first
 administrator exists, before anyone could call CreateLocalUser with a token.
@@ -47,7 +47,13 @@ def _read_password(password: str | None, password_stdin: bool) -> str | None:
     return password
 
 
-def _print_user(record: UserRecord, as_json: bool, password: str | None = None) -> None:
+def _print_user(
+    record: UserRecord,
+    as_json: bool,
+    password: str | None = None,
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
     data: dict[str, Any] = {
         "user_id": record.user_id,
         "username": record.username,
@@ -60,6 +66,7 @@ def _print_user(record: UserRecord, as_json: bool, password: str | None = None) 
     if password is not None:
         data["password"] = password
     if as_json:
+        data.update(extra or {})
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in data.items():
@@ -317,6 +324,92 @@ def user_disable_command(
         option_names={"username": "USERNAME"},
     )
     _print_user(record, as_json)
+
+
+def _group_list(value: str) -> list[str]:
+    return [g.strip() for g in value.split(",") if g.strip()]
+
+
+@user_group.command("update")
+@click.argument("username")
+@click.option("--display-name", default=None, help="The new display name ('' for the username).")
+@click.option("--email", default=None, help="The new mail address ('' removes it).")
+@click.option(
+    "--groups",
+    default=None,
+    help="The whole new group list, comma-separated ('' for none); not with "
+    "--add-group/--remove-group.",
+)
+@click.option(
+    "--add-group", "add_groups", multiple=True, metavar="GROUP", help="Add a group (repeatable)."
+)
+@click.option(
+    "--remove-group",
+    "remove_groups",
+    multiple=True,
+    metavar="GROUP",
+    help="Remove a group (repeatable; one the user is not in is refused). Losing a group "
+    "ends the user's sessions.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_lock_wait_option
+@settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
+def user_update_command(
+    settings: AuthSettings,
+    *,
+    username: str,
+    display_name: str | None,
+    email: str | None,
+    groups: str | None,
+    add_groups: tuple[str, ...],
+    remove_groups: tuple[str, ...],
+    as_json: bool,
+    lock_wait_seconds: float,
+) -> None:
+    """Change a local USERNAME's display name, email or groups.
+
+    Directory users (LDAP, OIDC, certificates) are refused: their directory
+    states these at each sign-in. The change reaches every Authenticator
+    replica through the users' change feed; a user who loses a group has
+    their sessions ended at once (they sign in again with the groups they
+    have now), as when their directory removes them from one.
+    """
+    from bugless_auth.local_profiles import (  # noqa: PLC0415 - module docstring
+        ProfileChange,
+        ProfileUpdated,
+        update_local_user,
+    )
+
+    change = ProfileChange(
+        display_name=display_name,
+        email=email,
+        groups=None if groups is None else _group_list(groups),
+        add_groups=[g.strip() for g in add_groups],
+        remove_groups=[g.strip() for g in remove_groups],
+    )
+
+    async def apply(store: IdentityStore) -> ProfileUpdated:
+        return await update_local_user(store, username, change)
+
+    done = _with_store(
+        settings,
+        apply,
+        command="update",
+        lock_wait_seconds=lock_wait_seconds,
+        option_names={
+            "username": "USERNAME",
+            "groups": "--groups",
+            "add_groups": "--add-group",
+            "remove_groups": "--remove-group",
+        },
+    )
+    ended = {"sessions_ended": done.sessions} if done.lost else {}
+    _print_user(done.record, as_json, extra=ended)
+    if done.lost and not as_json:
+        click.echo(
+            f"{done.record.username} lost {', '.join(done.lost)}: {done.sessions} session(s) "
+            "ended; they sign in again with the groups above"
+        )
 
 
 def _minutes_or_seconds(seconds: float) -> str:

@@ -1,0 +1,165 @@
+"""``bugless auth user update``: a local user's groups, display name and email, changed later.
+
+Before it, groups were given once by ``bugless auth user add`` and nothing
+could change them: an administrator putting an existing person into the
+group a component's access list names needed SQL. The command runs as a
+subprocess against the schema of a real Authenticator, which must see the
+change through the users' change feed (no restart, no cache left stale).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+from auth_support import AuthServer, unique
+from grpc_errors import expect_status
+from grpclib.const import Status
+
+from bugless_core.auth_backend import ExternalIdentity
+from bugless_proto import v1
+
+BUGLESS = str(Path(sys.executable).parent / "bugless")
+
+
+@pytest.fixture
+def cli_env(auth: AuthServer) -> dict[str, str]:
+    """The environment of ``bugless auth user ...`` on ``auth``'s database and schema."""
+    return {
+        **os.environ,
+        "BUGLESS_AUTH_DATABASE_URL": auth.settings.database_url,
+        "BUGLESS_AUTH_SCHEMA": auth.settings.schema,
+    }
+
+
+async def update(*args: str, env: dict[str, str], status: int = 0) -> tuple[str, str]:
+    """``bugless auth user update ARGS``, which must exit with ``status``: (stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        BUGLESS,
+        "auth",
+        "user",
+        "update",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(180):  # a CLI process imports a lot on a loaded machine
+        stdout, stderr = await process.communicate()
+    assert process.returncode == status, (args, stdout.decode(), stderr.decode())
+    return stdout.decode(), stderr.decode()
+
+
+async def identity_once(auth: AuthServer, token: str, groups: list[str]) -> v1.Identity:
+    """The token's identity once the server says it has ``groups`` (its feed: about 1 s)."""
+    async with asyncio.timeout(30):
+        while True:
+            identity = await auth.stub.validate_token(v1.ValidateTokenRequest(token=token))
+            if identity.groups == groups:
+                return identity
+            await asyncio.sleep(0.1)
+
+
+async def test_a_group_given_later_reaches_the_users_open_session(
+    auth: AuthServer, cli_env: dict[str, str]
+) -> None:
+    name = unique("ann")
+    await auth.add_user(name, groups=["web"])
+    token = (await auth.sign_in(name)).token
+    assert (await auth.stub.validate_token(v1.ValidateTokenRequest(token=token))).groups == ["web"]
+
+    out, _ = await update(
+        name,
+        "--add-group",
+        "platform",
+        "--display-name",
+        "Ann Example",
+        "--email",
+        "ann@example.com",
+        "--json",
+        env=cli_env,
+    )
+
+    shown = json.loads(out)
+    assert shown["groups"] == ["web", "platform"]
+    assert (shown["display_name"], shown["email"]) == ("Ann Example", "ann@example.com")
+    assert "sessions_ended" not in shown  # nothing was lost: her session stays
+    identity = await identity_once(auth, token, ["web", "platform"])
+    assert identity.user is not None
+    assert identity.user.display_name == "Ann Example"
+    assert identity.user.email == "ann@example.com"
+    [looked_up] = (await auth.stub.lookup_users(v1.LookupUsersRequest(usernames=[name]))).users
+    assert looked_up.display_name == "Ann Example"
+
+
+async def test_losing_a_group_ends_the_users_sessions(
+    auth: AuthServer, cli_env: dict[str, str]
+) -> None:
+    name = unique("bob")
+    await auth.add_user(name, groups=["platform", "web"])
+    token = (await auth.sign_in(name)).token
+
+    out, _ = await update(name, "--remove-group", "platform", env=cli_env)
+
+    assert "groups: web\n" in out
+    assert f"{name} lost platform: 1 session(s) ended" in out
+    await expect_status(
+        auth.stub.validate_token(v1.ValidateTokenRequest(token=token)), Status.UNAUTHENTICATED
+    )
+    again = await auth.sign_in(name)
+    assert again.identity is not None
+    assert again.identity.groups == ["web"]
+
+    out, _ = await update(name, "--groups", "", "--json", env=cli_env)
+    assert json.loads(out)["groups"] == []
+    assert json.loads(out)["sessions_ended"] == 1
+
+
+async def test_a_refused_update_says_why_and_changes_nothing(
+    auth: AuthServer, cli_env: dict[str, str]
+) -> None:
+    name = unique("cat")
+    await auth.add_user(name, groups=["platform"], display_name="Cat")
+    mapped = unique("deploy-bot")
+    await auth.store.resolve(
+        ExternalIdentity(subject=f"tls:{mapped}", username=mapped, groups=("bots",), bot=True),
+        "tls",
+    )
+    nobody = unique("nobody")
+    conn = await asyncpg.connect(
+        auth.settings.database_url, server_settings={"search_path": auth.settings.schema}
+    )
+    try:
+        users_before = await conn.fetch("SELECT * FROM users ORDER BY user_id")
+        feed_before = await conn.fetchval("SELECT count(*) FROM user_changes")
+
+        refusals = {
+            (name, "--remove-group", "platfrom"): (
+                f"Error: --remove-group: {name} is not in 'platfrom' (their groups: platform); "
+                "nothing was changed"
+            ),
+            (name, "--groups", "a", "--add-group", "b"): (
+                "Error: --groups: give the whole list, or groups to add and remove, not both"
+            ),
+            (name,): "Error: nothing to change: give a display name, an email, groups, "
+            "or groups to add or remove",
+            (name, "--add-group", " "): "Error: --add-group: '' is not a group name",
+            (nobody, "--add-group", "x"): f"Error: USERNAME: no bugless user is called {nobody!r}",
+        }
+        for args, said in refusals.items():
+            _, err = await update(*args, env=cli_env, status=1)
+            assert err.strip() == said, args
+        _, err = await update(mapped, "--add-group", "deployers", env=cli_env, status=1)
+        assert f"Error: USERNAME: {mapped!r} is a user of the tls authenticator" in err
+        assert "change them there" in err
+        assert "Traceback" not in err
+
+        assert await conn.fetch("SELECT * FROM users ORDER BY user_id") == users_before
+        assert await conn.fetchval("SELECT count(*) FROM user_changes") == feed_before
+    finally:
+        await conn.close()
