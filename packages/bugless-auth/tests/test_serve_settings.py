@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trustme
 from auth_support import KeyFiles
 from click.testing import CliRunner, Result
 
@@ -188,4 +189,31 @@ def test_a_tls_ca_file_with_no_certificate_is_a_usage_error_saying_what_it_must_
     assert "--authenticator-option tls.ca_file" in output
     assert "not a PEM certificate: no BEGIN CERTIFICATE block" in output
     assert "(or of each CA, one after the other, while one replaces another)" in output
+    assert "Traceback" not in result.output
+
+
+def test_a_tls_ca_file_holding_a_leaf_is_a_usage_error_naming_the_file_and_the_certificate(
+    key_files: KeyFiles, tmp_path: Path
+) -> None:
+    """A bot's certificate given as the CA (CA:FALSE) stops the start, saying which and why."""
+    mapping = tmp_path / "certificates.toml"
+    mapping.write_text('["deploy-bot"]\nusername = "deploy-bot"\n')
+    ca_file = tmp_path / "bots-ca.pem"
+    leaf = trustme.CA().issue_cert("deploy-bot.invalid", common_name="deploy-bot")
+    ca_file.write_bytes(leaf.cert_chain_pems[0].bytes())
+    result = _serve(
+        key_files,
+        "--authenticator",
+        "local,tls",
+        "--authenticator-option",
+        f"tls.mapping_file={mapping}",
+        "--authenticator-option",
+        f"tls.ca_file={ca_file}",
+    )
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "--authenticator-option tls.ca_file" in output
+    assert str(ca_file) in output
+    assert "certificate 1 of 1 (subject CN=deploy-bot," in output
+    assert "is not a CA: its basicConstraints say CA:FALSE" in output
     assert "Traceback" not in result.output

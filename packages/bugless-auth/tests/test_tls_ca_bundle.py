@@ -15,6 +15,11 @@ import pytest
 import trustme
 from auth_support import AuthServer, StartAuth
 from certificates import Pki, make_pki
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 from grpc_errors import expect_status
 from grpclib.const import Status
 
@@ -115,6 +120,59 @@ async def test_a_ca_file_with_no_certificate_is_refused_at_open_naming_it(
         await TlsAuthenticator.open({"mapping_file": str(pki.mapping_file), "ca_file": str(empty)})
     assert str(empty) in str(raised.value)
     assert "the PEM certificate of the CA that signs the bots' certificates" in str(raised.value)
+
+
+def not_a_ca_pem(common_name: str) -> bytes:
+    """A self-signed certificate with no basicConstraints at all (neither CA nor leaf said)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(Encoding.PEM)
+
+
+@pytest.mark.parametrize("mistake", ["a leaf (CA:FALSE)", "no basicConstraints"])
+async def test_a_ca_file_holding_a_certificate_that_is_not_a_ca_is_refused_at_open(
+    pki: Pki, tmp_path: Path, mistake: str
+) -> None:
+    """A bot's own certificate (or one that says nothing of being a CA) beside the real CA
+    is refused, naming the file and which certificate, before anything serves."""
+    bundle = tmp_path / "bots-ca.pem"
+    if mistake == "a leaf (CA:FALSE)":
+        wrong = pki.ca.issue_cert("leaf.invalid", common_name="release-bot").cert_chain_pems[0]
+        bundle.write_bytes(pki.ca.cert_pem.bytes() + wrong.bytes())
+        said = "its basicConstraints say CA:FALSE"
+    else:
+        bundle.write_bytes(pki.ca.cert_pem.bytes() + not_a_ca_pem("release-bot"))
+        said = "it has no basicConstraints extension"
+    with pytest.raises(ValueError, match="is not a CA") as raised:
+        await TlsAuthenticator.open({"mapping_file": str(pki.mapping_file), "ca_file": str(bundle)})
+    message = str(raised.value)
+    assert str(bundle) in message
+    assert "certificate 2 of 2 (subject CN=release-bot" in message
+    assert said in message
+
+
+async def test_a_ca_file_changed_to_a_leaf_while_serving_keeps_the_last_good_bundle(
+    start_auth_server: StartAuth, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle = tmp_path / "bots-ca.pem"
+    write_bundle(bundle, pki.ca)
+    server = await start_with_bundle(start_auth_server, pki, bundle)
+    leaf = pki.client("deploy-bot")
+    bundle.write_bytes(pki.ca.issue_cert("leaf.invalid").cert_chain_pems[0].bytes())
+    assert await signs_in_as(server, leaf) == "deploy-bot"
+    assert "changed but cannot be used" in caplog.text
+    assert "is not a CA: its basicConstraints say CA:FALSE" in caplog.text
 
 
 async def refusal(server: AuthServer, der: bytes) -> BuglessError:

@@ -36,8 +36,9 @@ that no longer parses is logged and ignored: the last good mapping stays in
 force rather than locking every certificate user out. The ``ca_file`` is
 re-read the same way, so adding the new CA of a rotation and later removing
 the old one (whose certificates are then refused) needs no restart either; a
-replacement holding no certificate is logged and ignored alike, the last good
-bundle staying in force.
+replacement holding no certificate, or one that is not a CA's, is logged and
+ignored alike, the last good bundle staying in force (at start-up either is
+refused).
 """
 
 from __future__ import annotations
@@ -133,17 +134,49 @@ def ca_bundle_content(data: bytes) -> list[x509.Certificate]:
     """What ``ca_file`` must hold: the PEM certificates of the CAs bot certificates come from.
 
     Checked when ``bugless auth serve`` starts and whenever the file is re-read.
+    Each certificate must be a CA's (basicConstraints ``CA:TRUE``, and
+    ``keyCertSign`` when it has a key usage): a leaf put there by mistake (a
+    bot's own certificate, the API's server certificate) would make every
+    certificate issued by it "trusted" in name only, since a leaf signs
+    nothing, and would leave the bots' real CA out, so it is refused, naming
+    the certificate, rather than found out when every bot is refused.
 
     Raises:
-        ValueError: it holds no certificate, or one that does not parse.
+        ValueError: it holds no certificate, one that does not parse, or one
+            that is not a CA's.
     """
+    what = (
+        "give the PEM certificate of the CA that signs the bots' certificates "
+        "(or of each CA, one after the other, while one replaces another)"
+    )
     try:
-        return pem_certificates(data)
+        certificates = pem_certificates(data)
     except ValueError as exc:
-        raise ValueError(
-            f"{exc}; give the PEM certificate of the CA that signs the bots' certificates "
-            "(or of each CA, one after the other, while one replaces another)"
-        ) from exc
+        raise ValueError(f"{exc}; {what}") from exc
+    for number, certificate in enumerate(certificates, start=1):
+        if problem := _not_a_ca(certificate):
+            raise ValueError(
+                f"certificate {number} of {len(certificates)} "
+                f"(subject {certificate.subject.rfc4514_string()}) is not a CA: {problem}; {what}"
+            )
+    return certificates
+
+
+def _not_a_ca(certificate: x509.Certificate) -> str | None:
+    """Why ``certificate`` cannot sign certificates, or None when it is a CA's."""
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return "it has no basicConstraints extension (a CA's says CA:TRUE)"
+    if not constraints.value.ca:
+        return "its basicConstraints say CA:FALSE (a leaf's certificate)"
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    if not usage.key_cert_sign:
+        return "its key usage leaves out keyCertSign (it may not sign certificates)"
+    return None
 
 
 def parse_certificate(der: bytes) -> x509.Certificate:
