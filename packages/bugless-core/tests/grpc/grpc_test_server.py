@@ -164,6 +164,8 @@ class ServerProcess:
     def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
         self.process = process
         self.port = port
+        #: stderr lines :meth:`wait_logged` has read so far (kept for :meth:`log_records`).
+        self._read: list[str] = []
 
     def signal(self, signum: signal.Signals) -> None:
         os.kill(self.process.pid, signum)
@@ -172,10 +174,21 @@ class ServerProcess:
         async with asyncio.timeout(within):
             return await self.process.wait()
 
+    async def wait_logged(self, words: str, within: float) -> None:
+        """Return as soon as the process logs a line holding ``words``."""
+        assert self.process.stderr is not None
+        async with asyncio.timeout(within):
+            while True:
+                line = (await self.process.stderr.readline()).decode()
+                assert line, f"the server process ended without logging {words!r}"
+                self._read.append(line)
+                if words in line:
+                    return
+
     async def log_records(self) -> list[dict[str, object]]:
         """The JSON log lines the process wrote to stderr (once it has exited)."""
         assert self.process.stderr is not None
-        lines = (await self.process.stderr.read()).decode().splitlines()
+        lines = [*self._read, *(await self.process.stderr.read()).decode().splitlines()]
         return [json.loads(line) for line in lines if line.startswith("{")]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 
 import pytest
 from grpc_test_server import (
@@ -16,9 +17,10 @@ from grpc_test_server import (
     health_status,
 )
 from grpclib.client import Channel
-from grpclib.exceptions import StreamTerminatedError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
+from bugless_core.failover import refused_while_draining
 from bugless_proto import v1
 
 
@@ -87,4 +89,29 @@ async def test_second_signal_with_no_call_running_exits_0(
     assert await server_process.exit_code(within=3) == 0
     messages = [str(record["message"]) for record in await server_process.log_records()]
     assert any("received SIGTERM again; stopping now" in message for message in messages)
+    assert any("stopped; 0 calls were cancelled" in message for message in messages)
+
+
+async def test_a_call_sent_as_the_drain_stops_accepting_is_refused_not_cut_off(
+    server_process: ServerProcess, open_channel: OpenChannel
+) -> None:
+    """The rolling restart's lost call (the HA drill, ci55): a frontend whose
+    connection had no call in flight when the server stopped accepting sent
+    one just then, and the server had closed the connection under it: the
+    call failed with "Connection lost", which no client may send again (it
+    may have run). Refused as DRAINING instead, it is sent elsewhere."""
+    channel = open_channel(server_process.port)
+    stub = v1.ModelStub(channel)
+    assert await health_status(channel) == SERVING  # the connection is open, and idle
+
+    server_process.signal(signal.SIGTERM)
+    await server_process.wait_logged("stopped accepting calls", within=PROCESS_DRAIN_SECONDS + 10)
+    # A client whose event loop runs late, as on a loaded machine: whatever the
+    # server does next reaches this socket while the loop cannot read it.
+    time.sleep(0.2)  # noqa: ASYNC251 - the blocked loop is the point
+    with pytest.raises(GRPCError) as refused:
+        await stub.get_server_info(timeout=5)
+    assert refused_while_draining(refused.value), refused.value
+    assert await server_process.exit_code(within=10) == 0
+    messages = [str(record["message"]) for record in await server_process.log_records()]
     assert any("stopped; 0 calls were cancelled" in message for message in messages)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         current_peer_certificate,
     )
     from bugless_core.grpc._server import (
+        CLOSE_LINGER_SECONDS,
         READINESS_TTL_SECONDS,
         GrpcServiceRunner,
         listening_port,
@@ -61,6 +62,7 @@ _LAZY = {
     "ANY_CLIENT": "bugless_core.grpc._access",
     "AccessRules": "bugless_core.grpc._access",
     "AccessTable": "bugless_core.grpc._access",
+    "CLOSE_LINGER_SECONDS": "bugless_core.grpc._server",
     "ConnectionWindowGauges": "bugless_core.grpc._windows",
     "CorkedChannel": "bugless_core.grpc._cork",
     "CorkedServer": "bugless_core.grpc._cork",
@@ -94,6 +96,7 @@ _LAZY = {
 __all__ = [
     "ADMIN_ROLE",
     "ANY_CLIENT",
+    "CLOSE_LINGER_SECONDS",
     "IMPORT_ROLE",
     "READINESS_TTL_SECONDS",
     "SERVICE_IDENTITIES",

@@ -98,6 +98,10 @@ class ConnectionRegistry:
             self._by_transport[transport] = connection
         return connection
 
+    def open_count(self) -> int:
+        """How many known connections are still open (neither side has closed them)."""
+        return sum(1 for transport in list(self._by_transport) if not transport.is_closing())
+
     def close_all(self) -> int:
         """Close every known connection still open; return how many were closed."""
         closed = 0

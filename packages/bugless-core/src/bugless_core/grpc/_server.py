@@ -6,7 +6,10 @@ Kubernetes needs: on SIGTERM report NOT_SERVING and keep serving for
 ``drain_seconds`` (so balancers take the pod out of rotation first), then stop
 accepting, let in-flight calls finish for up to ``grace_seconds`` (and
 attachment transfers for up to ``drain_transfer_seconds``, with
-:class:`~bugless_core.grpc.TransferServerSettings`), then close.
+:class:`~bugless_core.grpc.TransferServerSettings`), keep refusing new calls
+on the open connections for at least :data:`CLOSE_LINGER_SECONDS` from the
+stop (so that a call already on its way is refused, and sent elsewhere, rather
+than cut off), then close.
 """
 
 from __future__ import annotations
@@ -57,6 +60,17 @@ _LONG_LIVED_METHODS = frozenset(
 #: an outage within seconds, long enough that probes from several balancers
 #: cost one query. Every service's readiness checks use it.
 READINESS_TTL_SECONDS = 2.0
+#: How long, from the moment a draining server stops accepting, it keeps its
+#: open connections (within ``grace_seconds``) even once no call is left on
+#: them, refusing every new call as DRAINING. A client learns that a
+#: connection is closed only when its event loop reads the close: a call it
+#: sends before then (a busy frontend's next call, or a late loop's on a
+#: loaded machine) meets a closed connection and fails with "Connection
+#: lost", which no client may send again (it may have run). Refused instead,
+#: it is sent again on a new connection (:mod:`bugless_core.failover`), and
+#: every client that calls at least once in this time has left before the
+#: close. Ends early once the clients have closed every connection.
+CLOSE_LINGER_SECONDS = 1.0
 #: Upper bound on waiting for grpclib to finish closing once calls are
 #: cancelled; only a connection we never saw a call on can hold it up.
 _CLOSE_TIMEOUT_SECONDS = 2.0
@@ -339,7 +353,9 @@ class GrpcServiceRunner:
         the close would end them) and wait for the transfers up to
         ``drain_transfer_seconds`` (counted from the same moment; with
         :class:`~bugless_core.grpc.TransferServerSettings`, else the grace
-        ends them too); cancel what
+        ends them too); keep the connections open, refusing, until
+        :data:`CLOSE_LINGER_SECONDS` (at most ``grace_seconds``) have passed
+        since the stop, unless their clients closed them all; cancel what
         is left and close, as soon as nothing is left to wait for. :meth:`stop_now`
         (a second signal) skips the remaining waits. Calling it again, or while
         it runs, waits for the same shutdown.
@@ -401,7 +417,31 @@ class GrpcServiceRunner:
             asyncio.get_running_loop().time() - stopped,
             extra={"service": self.name},
         )
+        await self._linger(until=stopped + min(CLOSE_LINGER_SECONDS, settings.grace_seconds))
         await self.close()
+
+    async def _linger(self, *, until: float) -> None:
+        """Keep refusing on the open connections until ``until`` (loop time), unless none is left.
+
+        See :data:`CLOSE_LINGER_SECONDS`. :meth:`stop_now` ends it.
+        """
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        kept = self._connections.open_count()
+        while (
+            self._connections.open_count()
+            and not self._stop_now.is_set()
+            and (left := until - loop.time()) > 0
+        ):
+            await _wait_for_any(self._stop_now, seconds=min(left, 0.05))
+        if kept:
+            logger.info(
+                "%s: kept %d connection(s) open %.2fs more, refusing new calls, before closing",
+                self.name,
+                kept,
+                loop.time() - began,
+                extra={"service": self.name, "connections": kept},
+            )
 
     def stop_now(self) -> None:
         """Make a running :meth:`drain` skip its remaining waits and close now."""
