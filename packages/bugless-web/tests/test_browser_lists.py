@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from browser_support import (
+    Tab,
     create_issue_ui,
     iter_console_problems,
     new_tab,
@@ -15,6 +18,7 @@ from browser_support import (
     sign_in,
 )
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
+from web_support import World
 
 from bugless_dev.stack import RunningService
 
@@ -184,6 +188,65 @@ def test_saved_search_keeps_its_columns_and_its_edit_form_changes_them(
     page.locator("tr.row", has_text="Okapi list").locator("a:has-text('Okapi list')").click()
     expect(page.locator("th.col-reporter")).to_be_visible()
     expect(page.locator("th.col-severity")).to_have_count(0)
+    assert list(iter_console_problems(tab.console)) == []
+
+
+def _define_text_field(tab: Tab, server: RunningService, component_id: int, name: str) -> int:
+    """Define a text field on the component through its fields page; its id."""
+    page = tab.page
+    page.goto(f"{server.url}/components/{component_id}/fields")
+    form = page.locator("#new-field-form")
+    form.locator('input[name="name"]').fill(name)
+    form.locator('select[name="type"]').select_option("text")
+    form.locator('button:has-text("Define field")').click()
+    expect(page.locator(".custom-field-list .cf-name", has_text=name)).to_have_count(1)
+    match = re.search(r"#field-(\d+)$", page.url)
+    assert match, page.url
+    return int(match.group(1))
+
+
+def test_saved_search_edit_names_custom_columns_and_adds_the_fields_one_sees(
+    web_server: RunningService, context: BrowserContext, world: World
+) -> None:
+    """Before, a custom column showed as ``customfield12`` and no custom field was offered."""
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "alice")
+    name = f"Cols{secrets.token_hex(3)}"
+    page.goto(f"{web_server.url}/components/new?parent={world.components['Platform']}")
+    page.fill('form.stack input[name="name"]', name)
+    page.click('button:has-text("Create component")')
+    component_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    rollout = _define_text_field(tab, web_server, component_id, f"Rollout {name}")
+    owner = _define_text_field(tab, web_server, component_id, f"Team {name}")
+    query = f"componentid:{component_id}"
+    page.goto(
+        f"{web_server.url}/search?"
+        + urlencode({"q": query, "columns": f"id,title,customfield{rollout}"})
+    )
+    expect(page.locator(f"th.col-customfield{rollout}")).to_contain_text(f"Rollout {name}")
+    page.locator("summary:has-text('Save this search')").click()
+    page.locator('.save-search input[name="name"]').fill(f"Search {name}")
+    page.locator('.save-search button:has-text("Save")').click()
+    expect(page.locator(".banner.notice")).to_contain_text(f"Saved search 'Search {name}'")
+    page.locator("tr.row", has_text=f"Search {name}").locator("a.edit-search").click()
+    columns = page.locator("fieldset.saved-columns")
+    chosen = columns.locator("label", has=page.locator(f'input[value="customfield{rollout}"]'))
+    expect(chosen).to_have_text(f"Rollout {name}")
+    expect(chosen.locator("input")).to_be_checked()
+    expect(columns).not_to_contain_text("customfield")
+    # The other field of a component alice sees is offered, unticked; tick it.
+    offered = columns.locator("label", has=page.locator(f'input[value="customfield{owner}"]'))
+    expect(offered).to_have_text(f"Team {name}")
+    expect(offered.locator("input")).not_to_be_checked()
+    offered.locator("input").check()
+    page.locator('.edit-saved-search button:has-text("Save")').click()
+    expect(page.locator(".banner.notice")).to_contain_text("updated")
+    page.locator("tr.row", has_text=f"Search {name}").locator(
+        f"a:has-text('Search {name}')"
+    ).click()
+    expect(page.locator(f"th.col-customfield{owner}")).to_contain_text(f"Team {name}")
+    expect(page.locator(f"th.col-customfield{rollout}")).to_contain_text(f"Rollout {name}")
     assert list(iter_console_problems(tab.console)) == []
 
 

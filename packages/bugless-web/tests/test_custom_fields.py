@@ -641,6 +641,26 @@ async def test_the_picker_offers_the_fields_of_the_pages_components_without_aski
     assert f'value="customfield{rollout}" checked' in chosen.text
 
 
+async def test_a_chosen_custom_column_is_named_also_when_no_row_is_of_its_component(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """Before, an empty result's header, and its CSV's, said ``customfield<ID>``."""
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    name = f"Window {secrets.token_hex(3)}"
+    window = await _define(client, csrf, component.id, name=name, type="text")
+    query = f"componentid:{component.id}"
+    columns = f"id,customfield{window},customfield999999"
+    page = await client.get("/search", params={"q": query, "columns": columns})
+    assert page.status_code == 200
+    header = page.text.split("<thead>", 1)[1].split("</thead>", 1)[0]
+    assert name in header
+    assert f"customfield{window}<" not in header
+    assert "customfield999999" in header  # no such field: its key, not an error
+    export = await client.get("/search.csv", params={"q": query, "columns": columns})
+    assert export.text.splitlines() == [f"ID,{name},customfield999999"]
+
+
 async def test_a_user_fields_history_shows_people_also_after_the_field_is_deleted(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

@@ -31,6 +31,8 @@ FIELDS_INPUT = "cf_fields"
 #: Form values per custom field id (usernames for user fields), in form order.
 CustomValues = dict[int, tuple[str, ...]]
 _MAX_FIELDS = 200
+#: At most this many components are asked for their fields by :func:`visible_fields`.
+MAX_FIELD_COMPONENTS = 500
 
 
 def form_field_names(fields: Iterable[v1.CustomField]) -> tuple[str, ...]:
@@ -73,6 +75,21 @@ async def fields_of_components(
         lists += await asyncio.gather(*(backends.custom_fields(viewer, c) for c in missing))
     by_id = {f.id: f for fields in lists for f in fields}
     return sorted(by_id.values(), key=lambda f: (f.name.casefold(), f.id))
+
+
+async def visible_fields(backends: Backends, viewer: Viewer) -> list[v1.CustomField]:
+    """Every custom field that applies to a component ``viewer`` sees, each once, by name.
+
+    A field applies to its component's subtree, so the fields of the leaves
+    of the visible tree (components none of whose children the viewer sees)
+    are those of every visible component: one cached call per such leaf
+    (:func:`fields_of_components`), at most :data:`MAX_FIELD_COMPONENTS`
+    of them, the first by id.
+    """
+    tree = await backends.components(viewer)
+    parents = {c.parent_id for c in tree}
+    leaves = [c.id for c in tree if c.id not in parents]
+    return await fields_of_components(backends, viewer, leaves, limit=MAX_FIELD_COMPONENTS)
 
 
 def user_ids(values: Iterable[v1.CustomFieldValue]) -> set[str]:

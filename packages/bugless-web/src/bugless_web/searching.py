@@ -44,6 +44,7 @@ from bugless_core.search import (
 )
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+from bugless_web import custom_fields
 from bugless_web.backends import Backends, Viewer
 from bugless_web.timezones import CallerZone
 
@@ -438,6 +439,27 @@ async def run_search(
     return results
 
 
+async def name_custom_columns(
+    backends: Backends, viewer: Viewer, results: SearchResults, columns: Iterable[str]
+) -> None:
+    """Add to ``results`` the definitions of chosen custom columns it cannot name.
+
+    A page names a custom column from the fields of its rows' components and
+    the values its rows carry; a page with no row of such a component (an
+    empty result, or one field among several components) showed the header
+    ``customfield12``. Those are looked up among the fields the viewer sees
+    (:func:`bugless_web.custom_fields.visible_fields`); one still unknown
+    (deleted, or not visible) keeps its key.
+    """
+    unnamed = {
+        custom_column_id(c) for c in columns if custom_column_id(c) and results.column_label(c) == c
+    }
+    if not unnamed:
+        return
+    visible = await custom_fields.visible_fields(backends, viewer)
+    results.custom_fields = [*results.custom_fields, *(f for f in visible if f.id in unnamed)]
+
+
 def _sort_key(column: str) -> SortSpec:
     field_id = custom_column_id(column)
     if field_id:
@@ -483,6 +505,7 @@ __all__ = [
     "columns_of",
     "columns_to_store",
     "custom_column_id",
+    "name_custom_columns",
     "parse_columns",
     "read_mask",
     "remember_columns",

@@ -19,10 +19,11 @@ from litestar.params import FromPath
 
 from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument, NotFound
-from bugless_core.list_columns import check_columns
+from bugless_core.list_columns import check_columns, custom_column_id
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+from bugless_web import custom_fields
 from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import FieldErrors
 from bugless_web.frontend import (
@@ -98,7 +99,29 @@ async def _people_readers(backends: Backends, text: str, errors: FieldErrors) ->
     return [v1.Principal(user=found[name].user_id) for name in names if name in found]
 
 
-def _edit_page(
+async def _column_labels(
+    backends: Backends, viewer: Viewer, chosen: Iterable[str]
+) -> dict[str, str]:
+    """Every column the form offers with its label: built-in, then custom fields by name.
+
+    The custom ones are the fields of the components the viewer sees
+    (:func:`bugless_web.custom_fields.visible_fields`, the fields the search
+    page's picker and bulk menu offer per page). A chosen one among none of
+    them (its field deleted, or on a component no longer visible) is still
+    listed, ticked, saying so, so saving does not drop it unseen.
+    """
+    # Spelled out as the search page's picker does (the table headers are "P" and "S").
+    labels = {c: c.capitalize() if c in ("priority", "severity") else v for c, v in COLUMNS.items()}
+    for definition in await custom_fields.visible_fields(backends, viewer):
+        labels[f"customfield{definition.id}"] = definition.name
+    for column in chosen:
+        field_id = custom_column_id(column)
+        if field_id and column not in labels:
+            labels[column] = f"custom field {field_id} (not a field you can see)"
+    return labels
+
+
+async def _edit_page(
     request: Request[Any, Any, Any],
     viewer: Viewer,
     saved: v1.SavedSearch,
@@ -107,6 +130,7 @@ def _edit_page(
 ) -> Response[str]:
     """The edit form; the column boxes list the chosen ones first, in their order."""
     chosen = list(values["columns"])
+    labels = await _column_labels(frontend_of(request).backends, viewer, chosen)
     return render(
         request,
         "saved_search_edit.html",
@@ -114,8 +138,8 @@ def _edit_page(
             "saved": saved,
             "values": values,
             "errors": errors,
-            "column_choices": chosen + [c for c in COLUMNS if c not in chosen],
-            "column_labels": COLUMNS,
+            "column_choices": chosen + [c for c in labels if c not in chosen],
+            "column_labels": labels,
         },
         status_code=400 if errors else 200,
         viewer=viewer,
@@ -215,7 +239,7 @@ async def edit_search_form(
         ),
         "columns": list(saved_columns(saved)),
     }
-    return _edit_page(request, viewer, saved, values, FieldErrors(SAVED_SEARCH_FIELDS))
+    return await _edit_page(request, viewer, saved, values, FieldErrors(SAVED_SEARCH_FIELDS))
 
 
 @post("/searches/{saved_search_text:str}/edit")
@@ -247,7 +271,7 @@ async def edit_search(
     people = await _people_readers(backends, values["share_with_people"], errors)
     if errors:
         saved = await _my_saved_search(backends, viewer, saved_search_id)
-        return _edit_page(request, viewer, saved, values, errors)
+        return await _edit_page(request, viewer, saved, values, errors)
     updated = await call(
         backends.model.update_saved_search,
         v1.UpdateSavedSearchRequest(

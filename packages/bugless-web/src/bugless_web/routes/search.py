@@ -34,6 +34,7 @@ from bugless_web.searching import (
     COLUMNS,
     SORTABLE,
     columns_of,
+    name_custom_columns,
     remember_columns,
     run_search,
 )
@@ -184,6 +185,7 @@ async def _search_page(
         frontend.backends, viewer, (i.component_id for i in results.issues)
     )
     results.custom_fields = bulk_fields
+    await name_custom_columns(frontend.backends, viewer, results, columns)
     if refused is not None:
         results.selected = refused.selected
     previous = trail.previous_link()
