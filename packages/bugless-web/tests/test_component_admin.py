@@ -206,6 +206,43 @@ async def test_group_entries_roles_and_removal(
     ]
 
 
+async def test_a_group_nobody_is_in_is_marked_and_warned_of(
+    client: AsyncTestClient[Any], dora: str, world: World
+) -> None:
+    """A misspelt group was saved and shown like any other while it gave nobody access."""
+    token = await sign_in(client, dora)
+    component_id = await create_component(client, token, f"Typos {secrets.token_hex(3)}")
+    page = await client.get(f"/components/{component_id}")
+    assert "acl-empty-groups" not in page.text
+    for group in ("component-creatros", "component-creators"):  # a typo, then dora's own
+        await client.post(
+            f"/components/{component_id}/acl",
+            data={
+                "_csrf": token,
+                "version": version_of(page.text),
+                "principal": [f"userid:{world.users['dora']}"]
+                + (["group:component-creatros"] if group == "component-creators" else []),
+                "role": ["admin"] + (["editor"] if group == "component-creators" else []),
+                "new_kind": "group",
+                "new_name": group,
+                "new_role": "editor",
+            },
+        )
+        page = await client.get(f"/components/{component_id}")
+
+    warning = re.search(r'<p class="banner warn acl-empty-groups"[^>]*>(.*?)</p>', page.text)
+    assert warning, page.text
+    assert warning.group(1).startswith(
+        "Nobody is in group <code>component-creatros</code>: its entry gives no one access. "
+        "Check the spelling"
+    )
+    assert "component-creators</code> <span" in page.text
+    row = r'group <code>([^<]+)</code> <span class="muted group-members">· ([^<]+)<'
+    counts = dict(re.findall(row, page.text))
+    assert counts["component-creatros"] == "nobody"
+    assert re.fullmatch(r"\d+ (person|people)", counts["component-creators"]), counts
+
+
 async def test_acl_form_errors_come_back_in_the_form_naming_the_problem(
     client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
 ) -> None:

@@ -83,6 +83,15 @@ SELECT u.user_id,
              WHERE s.user_id = u.user_id ORDER BY 1) AS authenticators
 FROM users u WHERE u.username_key = $1
 """
+#: How many enabled, real users each group of $1 has (0 for one nobody is in),
+#: one row per distinct name. A scan of ``users`` (no index on ``groups``):
+#: asked for one access list's groups, by its component's admins.
+COUNT_GROUP_MEMBERS = """
+SELECT g.name AS group_name, count(u.user_id)::int AS members
+FROM (SELECT DISTINCT unnest($1::text[]) AS name) g
+LEFT JOIN users u ON u.groups @> ARRAY[g.name] AND NOT u.disabled AND NOT u.placeholder
+GROUP BY g.name
+"""
 #: User $1's groups before a refresh, their row locked until the commit.
 GROUPS_FOR_UPDATE = "SELECT groups FROM users WHERE user_id = $1 FOR UPDATE"
 

@@ -78,6 +78,8 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         "GetUsers": _DIRECTORY_READERS,
         "LookupUsers": _DIRECTORY_READERS,
         "SuggestUsers": {"web", "api"},
+        # The web's access-list form says which groups nobody is in.
+        "CountGroupMembers": {"web"},
         # Whoever caches what GetUsers answers follows what changed.
         "GetUserChanges": _DIRECTORY_READERS,
         "Authorize": _DIRECTORY_READERS,
@@ -212,6 +214,22 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
                 f"limit: between 0 and {limits.MAX_SUGGEST_USERS}, got {message.limit}"
             )
         return await self.service.suggest_users(message.prefix, message.limit or 10)
+
+    @grpc_errors
+    async def count_group_members(
+        self, message: v1.CountGroupMembersRequest
+    ) -> v1.CountGroupMembersResponse:
+        """How many enabled users each named group has (0: nobody, or nobody yet)."""
+        if len(message.groups) > limits.MAX_ACL_ENTRIES:
+            raise InvalidArgument(
+                f"groups: at most {limits.MAX_ACL_ENTRIES} (an access list's entries), "
+                f"got {len(message.groups)}"
+            )
+        for index, group in enumerate(message.groups):
+            if not group:
+                raise InvalidArgument(f"groups[{index}]: empty; give a group name")
+            check_length(group, f"groups[{index}]", _MAX_FIELD)
+        return await self.service.count_group_members(message.groups)
 
     @grpc_errors
     async def authorize(self, message: v1.AuthorizeRequest) -> v1.AuthorizeResponse:

@@ -473,6 +473,13 @@ class IdentityStore:
         )
         return [UserRecord.from_row(r) for r in rows]
 
+    async def count_group_members(self, groups: Sequence[str]) -> dict[str, int]:
+        """Enabled, real users per group name (groups nobody is in map to 0)."""
+        rows = await self.run(
+            lambda conn: conn.fetch(sql.COUNT_GROUP_MEMBERS, list(groups)), transaction=False
+        )
+        return {r["group_name"]: r["members"] for r in rows}
+
     # ---- directory re-sync ----
 
     async def subjects_of(

@@ -55,6 +55,21 @@ class UserLookups:
             users=[self.directory.remember(r, version).message for r in records], version=version
         )
 
+    async def count_group_members(self, groups: Sequence[str]) -> v1.CountGroupMembersResponse:
+        """How many enabled users the store knows in each group, in request order.
+
+        Read from the store, not the directory cache, which holds only the
+        users looked up lately. A directory's members count once they have
+        signed in (the store learns their groups then), so 0 means "nobody
+        yet", which for a group of the local store or the tls mapping is
+        nobody at all, and for any group often a misspelt name.
+        """
+        names = list(dict.fromkeys(groups))
+        counts = await self.store.count_group_members(names)
+        return v1.CountGroupMembersResponse(
+            groups=[v1.GroupMembers(group=g, members=counts.get(g, 0)) for g in names]
+        )
+
     async def get_user_changes(self, after_version: int) -> v1.UserChanges:
         """The users changed after ``after_version`` (the users' change feed).
 

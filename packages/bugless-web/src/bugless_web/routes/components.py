@@ -13,7 +13,7 @@ from litestar import Request, Response, get
 from litestar.params import FromPath
 
 from bugless_core.clients import call
-from bugless_core.errors import PermissionDenied
+from bugless_core.errors import BuglessError, PermissionDenied
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import FieldErrors
@@ -169,6 +169,7 @@ async def component_page_for(
         else {}
     )
     results.users.update(acl_users)
+    members = await group_members(backends, component.acl) if is_admin else {}
     subscription = next(
         (s for s in subscriptions.components if s.component_id == component_id), None
     )
@@ -190,6 +191,8 @@ async def component_page_for(
             "subscription": subscription,
             "covering": covering,
             "refused_acl": refused_acl,
+            "group_members": members,
+            "empty_groups": sorted(g for g, n in members.items() if n == 0),
             "refused_template": refused_template,
             "template_errors": refused_template.errors
             if refused_template
@@ -198,6 +201,29 @@ async def component_page_for(
         status_code=status_code,
         viewer=viewer,
     )
+
+
+async def group_members(backends: Backends, acl: list[v1.AclEntry]) -> dict[str, int]:
+    """How many enabled users each group ``acl`` names has, for its admins' form.
+
+    An access list names groups by name only, and the Model cannot tell a
+    group from a typo (it knows no groups): an entry for "platfrom" was
+    saved and shown like any other, while it gave nobody access and, as the
+    component's first entry, took it away from everyone else. The form
+    shows each group's count and warns of one nobody is in. Advisory: an
+    Authenticator that does not answer (unreachable, or of an earlier
+    release: UNIMPLEMENTED) leaves the page without counts.
+    """
+    groups = [e.principal.group for e in acl if e.principal and e.principal.group]
+    if not groups:
+        return {}
+    try:
+        answer = await call(
+            backends.auth.count_group_members, v1.CountGroupMembersRequest(groups=groups)
+        )
+    except BuglessError:
+        return {}
+    return {g.group: g.members for g in answer.groups}
 
 
 async def _covering_subscription(
