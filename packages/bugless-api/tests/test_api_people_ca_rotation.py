@@ -163,7 +163,9 @@ async def test_the_api_accepts_both_cas_people_during_a_rotation_and_the_old_one
         with pytest.raises(GRPCError) as refused:
             await _who_am_i(after[1], stack, old)
         assert refused.value.status is Status.UNAUTHENTICATED
-        assert "is not mapped to a bugless user" in (refused.value.message or "")
+        # Told why, and the fix: the person's own certificate, not a mapping.
+        assert "is a person's certificate, but its issuer" in (refused.value.message or "")
+        assert "run `bugless login` for a new one" in (refused.value.message or "")
         assert await _who_am_i(after[1], stack, new) == username
     finally:
         for service in reversed(started):

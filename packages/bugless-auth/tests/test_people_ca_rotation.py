@@ -20,6 +20,7 @@ from grpclib.const import Status
 from test_people_ca import _csr, _der, _token
 
 from bugless_auth.settings import PeopleCaSettings
+from bugless_core.errors import from_grpc_error
 from bugless_proto import v1
 
 #: The people CA's fixture, used here as there (the CA being replaced).
@@ -106,7 +107,8 @@ async def test_during_a_rotation_both_cas_certificates_sign_in_and_only_the_new_
         ),
         Status.UNAUTHENTICATED,
     )
-    assert "is not mapped to a bugless user" in (refused.message or "")
+    assert from_grpc_error(refused).reason == "CERTIFICATE_UNTRUSTED"
+    assert "is not a people CA this Authenticator trusts" in (refused.message or "")
     assert await _username(after, new) == name
 
 
@@ -139,7 +141,8 @@ async def test_a_replaced_people_ca_without_overlap_ends_the_old_ones_certificat
         ),
         Status.UNAUTHENTICATED,
     )
-    assert "is not mapped to a bugless user" in (refused.message or "")
+    assert from_grpc_error(refused).reason == "CERTIFICATE_UNTRUSTED"
+    assert "is not a people CA this Authenticator trusts" in (refused.message or "")
     ended = await expect_status(
         after.stub.validate_token(v1.ValidateTokenRequest(token=connected.token)),
         Status.UNAUTHENTICATED,

@@ -122,12 +122,12 @@ async def test_a_ca_file_with_no_certificate_is_refused_at_open_naming_it(
     assert "the PEM certificate of the CA that signs the bots' certificates" in str(raised.value)
 
 
-def not_a_ca_pem(common_name: str) -> bytes:
-    """A self-signed certificate with no basicConstraints at all (neither CA nor leaf said)."""
+def self_signed(common_name: str, *extensions: x509.ExtensionType) -> x509.Certificate:
+    """A self-signed certificate with only ``extensions`` (none: no basicConstraints at all)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -135,9 +135,20 @@ def not_a_ca_pem(common_name: str) -> bytes:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
     )
-    return certificate.public_bytes(Encoding.PEM)
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def not_a_ca_pem(common_name: str) -> bytes:
+    return self_signed(common_name).public_bytes(Encoding.PEM)
+
+
+def person_certificate(user_id: str) -> bytes:
+    """A person's certificate (its ``bugless:user:`` URI) that no people CA here signed."""
+    name = x509.UniformResourceIdentifier(f"bugless:user:{user_id}")
+    return self_signed("ann", x509.SubjectAlternativeName([name])).public_bytes(Encoding.DER)
 
 
 @pytest.mark.parametrize("mistake", ["a leaf (CA:FALSE)", "no basicConstraints"])
@@ -188,10 +199,10 @@ async def refusal(server: AuthServer, der: bytes) -> BuglessError:
 async def test_a_refusal_says_why_untrusted_expired_or_not_mapped(
     start_auth_server: StartAuth, pki: Pki, tmp_path: Path
 ) -> None:
-    """A mapped CN that no CA of ca_file signed is refused as untrusted, naming
-    its issuer, not as "not mapped" (which sent the operator to a mapping that
-    names it: the old code's CERTIFICATE_NOT_MAPPED); an expired one as
-    expired, an unmapped one of a trusted CA as not mapped."""
+    """A certificate that no CA of ca_file signed is refused as untrusted,
+    naming its issuer, mapped or not, not as "not mapped" (which sent the
+    operator to a mapping that names it); an expired one as expired, an
+    unmapped one of a trusted CA as not mapped."""
     bundle = tmp_path / "bots-ca.pem"
     write_bundle(bundle, pki.ca)
     server = await start_with_bundle(start_auth_server, pki, bundle)
@@ -222,6 +233,18 @@ async def test_a_refusal_says_why_untrusted_expired_or_not_mapped(
     assert unmapped.reason == "CERTIFICATE_NOT_MAPPED"
     assert unmapped.message.endswith(" is not mapped to a bugless user")
     assert unmapped.message.startswith("certificate subject CN=nobody-maps-me,")
-    # An unmapped CN of a CA outside ca_file: mapping it is the first fix.
+    # An unmapped CN of a CA outside ca_file hears what a mapped one does: the
+    # API passes this reason on to the holder, so it must not tell which CNs
+    # are mapped.
     other = await refusal(server, pki.client("nobody-maps-me", ca=stranger))
-    assert other.reason == "CERTIFICATE_NOT_MAPPED"
+    assert other.reason == "CERTIFICATE_UNTRUSTED"
+    assert (
+        other.message.partition(" is not signed by ")[2]
+        == (untrusted.message.partition(" is not signed by ")[2])
+    )
+
+    # A person's certificate (bugless:user: name) of a CA that is no people CA here.
+    stale = await refusal(server, person_certificate("u_aaaaaaaaaaaaaaaa"))
+    assert stale.reason == "CERTIFICATE_UNTRUSTED"
+    assert "is a person's certificate, but its issuer" in stale.message
+    assert "run `bugless login` for a new one" in stale.message

@@ -29,8 +29,23 @@ _log = logging.getLogger("bugless.api")
 
 #: A connection's identity is asked for again this long before its assertion expires.
 ASSERTION_MARGIN = 30.0
-#: Refusals of a people-CA certificate whose reason the caller is told (it is their own).
-_SAY_WHY = frozenset({"CERTIFICATE_REVOKED", "CERTIFICATE_EXPIRED"})
+#: Refusals whose reason the certificate's holder is told: facts of their own certificate
+#: (expired or not yet valid, revoked, signed by a CA bugless does not trust for it, a people
+#: certificate the people CA has no record of) or of the account it names (disabled, gone),
+#: none of which depends on what the mapping holds. The rest (not mapped; mapped to a username
+#: that cannot be used or that another backend's user holds) would tell a caller which names
+#: the mapping holds and what it maps them to, so they hear "not mapped" and the API's log
+#: has the Authenticator's reason.
+_SAY_WHY = frozenset(
+    {
+        "CERTIFICATE_EXPIRED",
+        "CERTIFICATE_REVOKED",
+        "CERTIFICATE_UNTRUSTED",
+        "CERTIFICATE_UNKNOWN",
+        "USER_DISABLED",
+        "USER_UNKNOWN",
+    }
+)
 #: Global permission that makes the caller an admin everywhere in the Model.
 ADMIN_PERMISSION = "admin"
 
@@ -206,16 +221,18 @@ class IdentityResolver:
                 exc.message,
                 extra={"subject": subject, "connection_id": connection.id},
             )
-            if exc.reason in _SAY_WHY:
-                # A person's own certificate that expired or was revoked: they
-                # should hear that, and that `bugless login` is the fix.
+            if exc.reason in _SAY_WHY:  # their own certificate's or account's fault: the fix
                 raise Unauthenticated(exc.message, reason=exc.reason) from exc
             raise Unauthenticated(
-                f"certificate subject {subject} is not mapped to a bugless user"
+                f"certificate subject {subject} is not mapped to a bugless user",
+                reason="CERTIFICATE_NOT_MAPPED",
             ) from exc
         identity = result.identity
         if identity is None or identity.user is None or not identity.user.user_id:
-            raise Unauthenticated(f"certificate subject {subject} is not mapped to a bugless user")
+            raise Unauthenticated(
+                f"certificate subject {subject} is not mapped to a bugless user",
+                reason="CERTIFICATE_NOT_MAPPED",
+            )
         if identity.user.disabled:
             raise Unauthenticated(f"the bugless user of certificate subject {subject} is disabled")
         admin = ADMIN_PERMISSION in identity.permissions

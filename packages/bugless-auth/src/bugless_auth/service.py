@@ -31,6 +31,7 @@ from bugless_auth.identity_checks import DISABLED, IdentityChecks
 from bugless_auth.mapped_sessions import MappedSessions
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.people import CERTIFICATE_REVOKED_MESSAGE, PeopleCertificates
+from bugless_auth.people_ca import person_of
 from bugless_auth.policy import Policy
 from bugless_auth.resync import DirectoryResync
 from bugless_auth.session_kinds import PEOPLE_CA
@@ -280,8 +281,9 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
                 sessions made for the certificate are ended first:
                 :meth:`MappedSessions.end_refused`). The reason says why:
                 ``CERTIFICATE_EXPIRED`` outside its validity window,
-                ``CERTIFICATE_UNTRUSTED`` mapped but signed by no CA the
-                mapping's backend trusts (the tls backend's ``ca_file``),
+                ``CERTIFICATE_UNTRUSTED`` signed by no CA the backend trusts
+                (the tls backend's ``ca_file``; for a person's certificate,
+                the people CAs), whether or not it is mapped,
                 ``USERNAME_TAKEN`` mapped to a username a user of another
                 backend holds (never taken over), else ``CERTIFICATE_NOT_MAPPED``.
         """
@@ -316,6 +318,13 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
         expired = validity_problem(cert)  # why no backend took it, the first that applies
         if expired:
             raise Unauthenticated(subject + expired, reason="CERTIFICATE_EXPIRED")
+        if person_of(cert) is not None:  # a person's, of a CA no longer (or never) a people CA
+            raise Unauthenticated(
+                f"{subject}is a person's certificate, but its issuer "
+                f"({cert.issuer.rfc4514_string()}) is not a people CA this Authenticator "
+                "trusts; run `bugless login` for a new one",
+                reason="CERTIFICATE_UNTRUSTED",
+            )
         for backend in backends:
             untrusted = await backend.untrusted(certificate_der)
             if untrusted:

@@ -384,17 +384,17 @@ class TlsAuthenticator(CertificateAuthenticator):
         return not self.cas or any(_directly_issued_by(cert, ca) for ca in self.cas)
 
     async def untrusted(self, certificate_der: bytes) -> str | None:
-        """That no CA of ``ca_file`` signed a certificate the mapping names, or None.
+        """That no CA of ``ca_file`` signed the certificate, or None.
 
-        Only for a mapped name: a certificate the mapping does not name is
-        refused as not mapped whoever signed it (a person's certificate of a
-        people CA included), since mapping it is the first fix.
+        Whatever the mapping says of its names: the API tells the
+        certificate's holder this reason (their certificate's issuer is no
+        secret to them), so it must not depend on the mapping, or anyone the
+        API's client CA bundle lets through could learn which CNs are mapped
+        by choosing the CN of a certificate another CA signed.
         """
         cert = parse_certificate(certificate_der)
         await self._reload_if_changed()
-        if not self.cas or not any(name in self.mapping for name in certificate_names(cert)):
-            return None
-        if any(_directly_issued_by(cert, ca) for ca in self.cas):
+        if not self.cas or any(_directly_issued_by(cert, ca) for ca in self.cas):
             return None
         count = len(self.cas)
         return (

@@ -194,12 +194,15 @@ class CertificateAuthenticator(AuthenticatorBackend):
         return None
 
     async def untrusted(self, certificate_der: bytes) -> str | None:
-        """Why the backend does not trust a certificate it would map, or None.
+        """Why the backend does not trust a certificate, or None.
 
         Asked only after no backend took the certificate, so that the refusal
         names the fix: a certificate this backend's CAs did not sign sends
-        the operator to the CA, not to a mapping that may well name it.
-        Worded to follow "certificate subject CN=...". None (the default):
-        the backend's only reason to refuse is its mapping.
+        the operator to the CA, not to a mapping that may well name it. The
+        answer must not depend on the backend's mapping: the API tells the
+        certificate's holder this reason, and an answer that did would tell
+        them which names are mapped. Worded to follow "certificate subject
+        CN=...". None (the default): the backend's only reason to refuse is
+        its mapping.
         """
         return None
