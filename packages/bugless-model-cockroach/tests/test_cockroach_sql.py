@@ -76,6 +76,7 @@ def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
             for table in (
                 "change_feed",
                 "change_feed_state",
+                "change_feed_pending",
                 "issue_stars",
                 "component_subscriptions",
                 "saved_search_subscriptions",

@@ -5,11 +5,13 @@ Two dialects, chosen when the backend opens by asking the server what it is:
 * :data:`COCKROACH` on a CockroachDB server: no advisory locks (migrations
   hold a lease, :class:`bugless_core.migrations.LeaseLock`; SERIALIZABLE, CockroachDB's
   isolation, makes the cycle check's write skew abort and retry instead of
-  needing the hierarchy lock), no LISTEN/NOTIFY and no change feed (the
-  backend declares neither ``watch`` nor ``change_feed``; see the README),
-  and follower reads for searches with ``allow_stale``; no user-defined
-  aggregates, so an edit or a redaction parses every current comment text
-  again to make its issue's comment vector (``stored_comment_vectors``).
+  needing the hierarchy lock), no LISTEN/NOTIFY (readers poll), a change
+  feed whose writers append to a pending table that a sequencer numbers
+  (``feed_append``, :mod:`._sequencer`; one ``head`` row updated by every
+  writer would make overlapping writers restart), and follower reads for
+  searches with ``allow_stale``; no user-defined aggregates, so an edit or
+  a redaction parses every current comment text again to make its issue's
+  comment vector (``stored_comment_vectors``).
 * :data:`COMPATIBILITY` on PostgreSQL running SERIALIZABLE by default (how
   this package is tested where no CockroachDB server exists): the same,
   except that ``AS OF SYSTEM TIME`` does not exist there, so stale searches
@@ -27,7 +29,7 @@ COCKROACH = Dialect(
     hierarchy_lock=None,
     notify=None,
     stale_read=q.FOLLOWER_READ,
-    change_feed=False,
+    feed_append=q.FEED_PENDING_APPEND,
     stored_comment_vectors=False,
 )
 
@@ -36,7 +38,7 @@ COMPATIBILITY = Dialect(
     hierarchy_lock=None,
     notify=None,
     stale_read=None,
-    change_feed=False,
+    feed_append=q.FEED_PENDING_APPEND,
     stored_comment_vectors=False,
 )
 

@@ -42,3 +42,48 @@ RETURNING name, fence_ms
 #: replica can serve. CockroachDB docs: "SET TRANSACTION" (AS OF SYSTEM TIME)
 #: and "Follower Reads" (exact staleness reads, follower_read_timestamp()).
 FOLLOWER_READ = "SET TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()"
+
+# ---- the change feed (both; migration 0026 of this package) ----
+
+#: A write transaction's change, appended as its last statement
+#: (``Dialect.feed_append``; ``FEED_APPEND``'s parameters): committed_at,
+#: author, issue ids, versions, component ids. Returns the ticket (> 0).
+FEED_PENDING_APPEND = """
+INSERT INTO change_feed_pending (committed_at, author, issue_ids, versions, component_ids)
+VALUES ($1, $2, $3::bigint[], $4::bigint[], $5::bigint[])
+RETURNING ticket
+"""
+
+#: One sequencing pass, one statement: the first $1 pending changes by
+#: ticket take the positions after ``head``, in ticket order, and leave the
+#: pending table; ``head`` moves past them. ``head`` is updated before any
+#: row is inserted (the insert reads its new value), so two passes at once
+#: meet on that row: the second waits and fails with 40001, never writes a
+#: position twice. With nothing pending, nothing is written and no row is
+#: locked. Returns how many were numbered and removed (equal).
+SEQUENCE_FEED = """
+WITH batch AS (
+    SELECT ticket, committed_at, author, issue_ids, versions, component_ids
+      FROM change_feed_pending
+     ORDER BY ticket
+     LIMIT $1
+), counted AS (
+    SELECT count(*) AS n FROM batch
+), head AS (
+    UPDATE change_feed_state SET position = position + (SELECT n FROM counted)
+     WHERE name = 'head' AND (SELECT n FROM counted) > 0
+    RETURNING position
+), numbered AS (
+    INSERT INTO change_feed (position, committed_at, author, issue_ids, versions, component_ids)
+    SELECT head.position - counted.n + row_number() OVER (ORDER BY batch.ticket),
+           batch.committed_at, batch.author, batch.issue_ids, batch.versions,
+           batch.component_ids
+      FROM batch, head, counted
+    RETURNING position
+), gone AS (
+    DELETE FROM change_feed_pending
+     WHERE ticket IN (SELECT ticket FROM batch) AND EXISTS (SELECT 1 FROM head)
+    RETURNING ticket
+)
+SELECT (SELECT count(*) FROM numbered) AS numbered, (SELECT count(*) FROM gone) AS gone
+"""

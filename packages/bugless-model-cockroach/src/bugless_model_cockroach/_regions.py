@@ -67,9 +67,11 @@ IN_PRIMARY_REGION = (
     "bugless_leases",
     "schema_migrations",
     # The change feed is one commit-ordered sequence for the whole
-    # deployment: its head row is written by every write, wherever it runs.
+    # deployment: every write, wherever it runs, appends a pending row (and
+    # takes a ticket from its sequence); the sequencer numbers them there.
     "change_feed",
     "change_feed_state",
+    "change_feed_pending",
     "issue_stars",
     "component_subscriptions",
     "saved_search_subscriptions",

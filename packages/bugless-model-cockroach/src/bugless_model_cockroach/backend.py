@@ -17,15 +17,18 @@ compiler, the write logic). This class replaces only:
   ``survival_goal``; ``open`` checks ``locality`` against the database's
   regions and the gateway its connections land on (:mod:`._regions`).
 
-It does not declare ``watch``: CockroachDB has no LISTEN/NOTIFY, and its
-changefeeds need a sink or a long-lived core changefeed connection per
-stream (see the README for why polling was not built instead).
+* **the change feed**: a write appends its change to a pending table
+  (this package's migration 0026) instead of updating the ``head`` row
+  every other writer needs; a sequencer run by the feed's readers numbers
+  what has committed (:mod:`._sequencer`). Readers poll (no LISTEN/NOTIFY);
+  ReadFeed, Watch and its resume are then the PostgreSQL backend's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from importlib import resources
 from typing import Any, ClassVar, Self
 
 import asyncpg
@@ -33,7 +36,7 @@ import asyncpg
 from bugless_core.errors import FailedPrecondition
 from bugless_core.migrations import LeaseLock, Migration, MigrationLock
 from bugless_core.model.backend import Capability, ModelSettings
-from bugless_model_cockroach import _dialect, _leases, _regions
+from bugless_model_cockroach import _dialect, _leases, _regions, _sequencer
 from bugless_model_cockroach import _queries as q
 from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres.seam import Conn, Dialect, translated_errors
@@ -42,6 +45,8 @@ _log = logging.getLogger(__name__)
 #: Model migration versions that only make PostgreSQL-specific objects.
 _POSTGRES_ONLY = frozenset({8, 13, 15, 16, 17})
 _NO_OP = "SELECT 1"
+#: Model migration versions whose SQL is this package's (a no-op in PostgreSQL's).
+_COCKROACH_ONLY = {26: "0026_change_feed_pending.sql"}
 
 
 class CockroachBackend(PostgresBackend):
@@ -58,6 +63,8 @@ class CockroachBackend(PostgresBackend):
             Capability.SNOWFLAKE_IDS,
             Capability.MULTI_REGION,
             Capability.RELATION_FLAGS,
+            Capability.CHANGE_FEED,
+            Capability.WATCH,
         }
     )
     migration_lock: ClassVar[MigrationLock] = LeaseLock()
@@ -80,9 +87,22 @@ class CockroachBackend(PostgresBackend):
         has no triggers, and SERIALIZABLE refuses that race by itself (a
         write skew: each transaction read what the other wrote); 16 and 17
         alter that trigger's function (its search_path; an exact comparison).
+
+        The other way round, version 26 is a no-op in PostgreSQL's files and
+        this package's ``migrations/0026_change_feed_pending.sql`` here: the
+        pending table of the change feed (:mod:`._sequencer`).
         """
+        files = resources.files("bugless_model_cockroach").joinpath("migrations")
+        own = {
+            v: files.joinpath(name).read_text(encoding="utf-8")
+            for v, name in _COCKROACH_ONLY.items()
+        }
         return [
-            dataclasses.replace(m, sql=_NO_OP) if m.version in _POSTGRES_ONLY else m
+            dataclasses.replace(m, sql=_NO_OP)
+            if m.version in _POSTGRES_ONLY
+            else dataclasses.replace(m, sql=own[m.version])
+            if m.version in own
+            else m
             for m in PostgresBackend.migrations()
         ]
 
@@ -92,6 +112,7 @@ class CockroachBackend(PostgresBackend):
         self._dialect = _dialect.COMPATIBILITY
         self._retry_policy = _dialect.COCKROACH_RETRIES
         self._node = _leases.NodeLease(pool)
+        self._feed.sequencer = self.sequencer = _sequencer.Sequencer(pool, self._retry_policy)
         self._new_issue_id = self._snowflake_id
         #: The region this replica runs in (``locality``), checked on open.
         self.home_region: str | None = None
@@ -171,6 +192,8 @@ class CockroachBackend(PostgresBackend):
         try:
             async with translated_errors(), backend._pool.acquire() as conn:
                 backend._dialect = await cls._server_dialect(conn)
+                if not backend.on_cockroach:  # no predicate locks on writers (see _sequencer)
+                    backend.sequencer.isolation = "repeatable_read"
                 backend.home_region = await backend._check_locality(conn)
             async with translated_errors():
                 await backend._node.start()

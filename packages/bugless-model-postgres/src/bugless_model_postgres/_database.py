@@ -142,6 +142,10 @@ async def append_to_feed(ctx: WriteContext) -> None:
     Must be the transaction's last statement: from it to the commit the
     transaction holds the feed's ``head`` row, and every other writer waits
     there (see migration 0005), so the window is kept to one round trip.
+    Where the dialect appends to a pending table instead
+    (``Dialect.feed_append``), being last is what orders it: its key is
+    taken after every row the transaction wrote, so a later change of the
+    same issue (which waited for this one's commit) takes a greater key.
     Nothing to do when the transaction's last statement appended it already
     (the one-statement create).
     """
@@ -156,7 +160,9 @@ async def append_to_feed(ctx: WriteContext) -> None:
         [v for _, v in ctx.written],
         ctx.components_changed,
     )
-    if ctx.dialect.notify is None:
+    if ctx.dialect.feed_append is not None:  # numbered after commit by the sequencer
+        ctx.feed_position = await ctx.conn.fetchval(ctx.dialect.feed_append, *values)
+    elif ctx.dialect.notify is None:
         ctx.feed_position = await ctx.conn.fetchval(q.FEED_APPEND, *values)
     else:
         ctx.feed_position = await ctx.conn.fetchval(ctx.dialect.notify, *values, ctx.channel)

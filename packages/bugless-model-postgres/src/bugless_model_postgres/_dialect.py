@@ -29,10 +29,15 @@ class Dialect:
         stale_read: First statement of a read-only search transaction that
             may read slightly stale data (``allow_stale``); ``None`` reads fresh.
         change_feed: Whether write transactions append to the change feed.
-            Its positions come from one row every writer updates just before
-            commit: cheap under READ COMMITTED (writers queue on the row lock),
-            but under SERIALIZABLE every overlapping writer aborts (40001),
-            so a SERIALIZABLE database leaves it out.
+        feed_append: ``None``: a write takes its feed position from the one
+            ``head`` row every writer updates just before commit (``notify``
+            or ``FEED_APPEND``): cheap under READ COMMITTED (writers queue on
+            the row lock), but under SERIALIZABLE every overlapping writer
+            aborts (40001). Set, the statement a write appends its change to
+            a pending table with instead (``FEED_APPEND``'s parameters,
+            returning a non-zero key): no row shared between writers, and
+            positions are handed out after commit by the feed's sequencer
+            (``ChangeFeed.sequencer``, bugless-model-cockroach's README).
         statement_snapshots: The server runs READ COMMITTED: every statement
             reads a snapshot of its own, in a transaction or not. A write that
             only reads (taking no locks) before writing everything in one
@@ -54,6 +59,7 @@ class Dialect:
     notify: str | None
     stale_read: str | None
     change_feed: bool = True
+    feed_append: str | None = None
     statement_snapshots: bool = False
     stored_comment_vectors: bool = True
 

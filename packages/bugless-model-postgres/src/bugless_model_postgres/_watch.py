@@ -8,6 +8,13 @@ with ``position > n`` and misses nothing, however the writers' transactions
 interleaved: that is the whole contract, and the one mechanism behind
 ReadFeed, Watch streams (and so the web's live updates) and the notifier.
 
+Where writers cannot share the ``head`` row (SERIALIZABLE: bugless-model-cockroach),
+a write appends its change to a pending table instead, and a
+:class:`FeedSequencer` numbers the committed ones into ``change_feed``:
+ReadFeed, Watch and pruning each run it (:meth:`ChangeFeed.catch_up`) before
+they read the head or the rows, one pass at a time per process; what they
+read is then the same dense, commit-ordered table as here.
+
 Readers learn of new rows by LISTEN/NOTIFY where the database has it (the
 append NOTIFYs its position; the database sends it at commit) and by polling
 otherwise. A notification is only a wake-up: what a reader returns always
@@ -56,6 +63,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import asyncpg
 
@@ -102,6 +110,19 @@ _WATCH_REMEDY = (
 )
 
 
+class FeedSequencer(Protocol):
+    """Numbers committed pending changes into ``change_feed`` (``Dialect.feed_append``)."""
+
+    async def sequence(self) -> int:
+        """Number every change committed so far; how many were numbered.
+
+        Raises:
+            Unavailable: the database is away, or the pass kept conflicting
+                with another replica's.
+        """
+        ...
+
+
 class ChangeFeed:
     """The process's view of the change feed: wake-ups, reads, pruning."""
 
@@ -140,6 +161,10 @@ class ChangeFeed:
         self.prunings = 0
         #: Open Watch streams (for tests and metrics).
         self.streams = 0
+        #: Set by a backend whose writes append to a pending table.
+        self.sequencer: FeedSequencer | None = None
+        self._sequencing = asyncio.Lock()
+        self._pass_started = float("-inf")
 
     # ---- wake-ups ----
 
@@ -208,6 +233,34 @@ class ChangeFeed:
         listening = self._conn is not None and not self._conn.is_closed()
         return NOTIFIED_POLL_SECONDS if listening else POLL_SECONDS
 
+    def committed(self) -> None:
+        """A write of this process committed: wake its readers (they sequence it at once)."""
+        self._wake()
+
+    async def catch_up(self) -> None:
+        """Have the sequencer number what has committed so far (no sequencer: nothing).
+
+        One pass at a time in a process: a caller that waited for another
+        caller's pass runs none of its own when that pass started after it
+        asked (it saw every commit the caller must see); otherwise, that
+        pass's snapshot may predate a commit the caller was told of, and it
+        runs one. Passes that numbered something wake the other readers.
+
+        Raises:
+            Unavailable: the database is away, or passes kept conflicting.
+        """
+        if self.sequencer is None:
+            return
+        asked = time.monotonic()
+        async with self._sequencing:
+            if self._pass_started > asked:
+                return
+            self._pass_started = time.monotonic()
+            async with translated_errors():
+                numbered = await self.sequencer.sequence()
+        if numbered:
+            self._wake()
+
     async def _wait(self, event: asyncio.Event, seconds: float) -> None:
         """Until ``event`` (taken *before* the read that found nothing) or ``seconds``."""
         with contextlib.suppress(TimeoutError):
@@ -254,7 +307,12 @@ class ChangeFeed:
             await asyncio.sleep(wait)
 
     async def prune(self) -> None:
-        """Delete the changes older than the retention, now."""
+        """Number the pending changes (if sequenced), then delete those older than the retention.
+
+        Sequencing here too keeps a pending table bounded where nobody reads
+        the feed.
+        """
+        await self.catch_up()
         cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.feed_retention_seconds)
         async with self._pool.acquire() as conn:
             await conn.execute(q.PRUNE_FEED, cutoff)
@@ -273,6 +331,7 @@ class ChangeFeed:
         await self._listen()
         while True:
             changed = self._changed
+            await self.catch_up()
             async with translated_errors(), self._pool.acquire() as conn:
                 head, pruned = await self._state(conn)
                 if request.head_only:
@@ -309,6 +368,7 @@ class ChangeFeed:
         """
         caller = request.caller or v1.Caller()
         await self._listen()
+        await self.catch_up()
         async with translated_errors(), self._pool.acquire() as conn:
             head, pruned = await self._state(conn)
             if request.after_position is not None:
@@ -326,6 +386,7 @@ class ChangeFeed:
             yield v1.WatchEvent(subscribed=True, position=head)
             while not self._closed:
                 changed = self._changed
+                await self.catch_up()
                 async with translated_errors(), self._pool.acquire() as conn:
                     rows = await conn.fetch(q.READ_FEED, position, _WATCH_BATCH)
                     if rows and rows[0]["position"] != position + 1:

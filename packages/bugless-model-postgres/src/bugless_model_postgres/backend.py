@@ -266,6 +266,8 @@ class PostgresBackend(
             new_issue_id=self._new_issue_id,
             one_statement=one_statement,
         )
+        if ctx.feed_position and self._feed.sequencer is not None:
+            self._feed.committed()  # no NOTIFY there: this process's readers sequence it now
         if ctx.written and self._change_listeners:
             for issue, entry in await self._events(ctx):
                 self._emit_committed(issue, entry)

@@ -12,6 +12,9 @@ private and may change without notice. A subclass:
   :class:`RetryPolicy` (what errors re-run a transaction, with what backoff);
 * may set ``self._new_issue_id`` (an :data:`IssueIdSource`: how a create
   mints an issue id, when not from the sequence);
+* with a dialect whose ``feed_append`` appends to a pending table, sets
+  ``self._feed.sequencer`` to a :class:`FeedSequencer` (what numbers the
+  committed changes into ``change_feed``; readers and pruning run it);
 * types the connections it is handed as :data:`Conn` (a direct asyncpg
   connection or a pooled one's proxy);
 * may override the migration hooks ``_before_migrate``/``_after_migrate``
@@ -33,12 +36,14 @@ from bugless_model_postgres._database import (
     translated_errors,
 )
 from bugless_model_postgres._dialect import POSTGRES, Dialect
+from bugless_model_postgres._watch import FeedSequencer
 
 __all__ = [
     "POSTGRES",
     "POSTGRES_RETRIES",
     "Conn",
     "Dialect",
+    "FeedSequencer",
     "IssueIdSource",
     "RetryPolicy",
     "release_as_is",

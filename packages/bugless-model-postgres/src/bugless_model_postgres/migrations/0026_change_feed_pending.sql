@@ -1,0 +1,12 @@
+-- bugless schema: reserved for bugless-model-cockroach's pending change
+-- feed (its migrations/0026_change_feed_pending.sql, which it runs in this
+-- version's place).
+--
+-- On PostgreSQL a write numbers its change itself, holding the `head` row
+-- of `change_feed_state` to commit (0005). Under SERIALIZABLE (CockroachDB,
+-- and that backend's compatibility mode) overlapping writers cannot share
+-- that row, so there a write appends to a table of its own and a sequencer
+-- numbers what has committed. Nothing here needs it: the version is taken
+-- so both backends keep one numbering, as that backend does with the
+-- PostgreSQL-only versions (8, 13, 15, 16, 17).
+SELECT 1;
