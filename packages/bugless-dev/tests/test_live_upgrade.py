@@ -59,6 +59,7 @@ from bugless_testing.health import health_until
 ROOT = Path(__file__).resolve().parents[3]
 MIGRATIONS = "packages/bugless-model-postgres/src/bugless_model_postgres/migrations"
 AUTH_MIGRATIONS = "packages/bugless-auth/src/bugless_auth/migrations"
+NOTIFY_MIGRATIONS = "packages/bugless-notify/src/bugless_notify/migrations"
 MODEL_SERVICE = "bugless.v1.Model"
 AUTH_SERVICE = "bugless.v1.Authenticator"
 BEFORE = b"written by the previous release before the migration\n" * 40
@@ -73,12 +74,14 @@ class PreviousRelease:
         commit: The commit it was extracted from.
         added: The Model's migration files this checkout has and it lacks.
         auth_added: The Authenticator's (none when no migration of its came since).
+        notify_added: The notifier's (likewise).
         python_path: Its packages' ``src`` folders, for ``PYTHONPATH``.
     """
 
     commit: str
     added: tuple[str, ...]
     auth_added: tuple[str, ...]
+    notify_added: tuple[str, ...]
     python_path: str
 
 
@@ -98,10 +101,21 @@ def _git(*args: str) -> bytes:
     return done.stdout
 
 
-def previous_release(directory: Path) -> PreviousRelease:
-    """Extract the code before the commit that added the newest Model migration."""
-    adding = _git("log", "-1", "--diff-filter=A", "--format=%H", "--", MIGRATIONS).decode().strip()
-    assert adding, f"git log finds no commit adding a file to {MIGRATIONS}"
+def previous_release(
+    directory: Path, folder: str = MIGRATIONS, *, newest: int = 1
+) -> PreviousRelease:
+    """Extract the code before the commit that added ``folder``'s ``newest``-th newest migration.
+
+    By default the code before the newest Model migration. ``folder`` names
+    another service's migrations (:data:`AUTH_MIGRATIONS`, :data:`NOTIFY_MIGRATIONS`),
+    and ``newest=2`` goes back before the second newest file (two migrations
+    that came in two commits, as the Authenticator's certificate sessions did).
+    """
+    names = sorted(p.name for p in (ROOT / folder).glob("*.sql"))
+    assert len(names) >= newest, f"{folder} has {len(names)} migrations, not {newest}"
+    path = f"{folder}/{names[-newest]}"
+    adding = _git("log", "-1", "--diff-filter=A", "--format=%H", "--", path).decode().strip()
+    assert adding, f"git log finds no commit adding {path}"
     commit = _git("rev-parse", f"{adding}^").decode().strip()
     archive = _git("archive", "--format=tar", commit, "packages")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -112,6 +126,7 @@ def previous_release(directory: Path) -> PreviousRelease:
         commit,
         _added_since(commit, MIGRATIONS),
         _added_since(commit, AUTH_MIGRATIONS),
+        _added_since(commit, NOTIFY_MIGRATIONS),
         os.pathsep.join(sources),
     )
 
