@@ -24,6 +24,7 @@ from typing import TypeVar
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.settings import setting
 from bugless_dev._cluster import PostgresInstall, locate, server_major_version
+from bugless_dev._stack_config import SERVICE_KINDS
 from bugless_dev._state import StateDir, StateDirError
 from bugless_dev.mailsink import MailSink
 from bugless_dev.pki import CertificateFiles, LocalPki
@@ -259,6 +260,11 @@ class DevStack:
                 extra_env={
                     "BUGLESS_AUTH_PEOPLE_CA_CERT": str(pki.ca_file),
                     "BUGLESS_AUTH_PEOPLE_CA_KEY": str(pki.directory / "ca.key"),
+                    # Every service serves Prometheus /metrics on a free
+                    # loopback port (printed at the start), as a deployment
+                    # does on --metrics-port: an operator trying bugless
+                    # reads them, and the alerts' series, before deploying.
+                    **{f"BUGLESS_{kind.upper()}_METRICS_PORT": "0" for kind in SERVICE_KINDS},
                 },
             )
         )

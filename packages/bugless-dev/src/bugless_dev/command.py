@@ -251,6 +251,21 @@ def _print_import(running: Running, bugless: str) -> None:
     )
 
 
+def _print_operations(running: Running) -> None:
+    """Where each service's Prometheus metrics are, and how to ask for health."""
+    scraped = [(s.kind, s.metrics_port) for s in running.stack.services if s.metrics_port]
+    if not scraped:
+        return
+    click.echo("Metrics (Prometheus), one page a service:")
+    for kind, port in scraped:
+        click.echo(f"    {kind:<7} http://127.0.0.1:{port}/metrics")
+    click.echo(
+        f"Health: {running.web_url}/healthz and /readyz; the gRPC services answer "
+        "grpc.health.v1.Health/Check (grpcurl, with the certificates above)"
+    )
+    click.echo("")
+
+
 def _print_ready(running: Running) -> None:
     """What a person needs, once everything answers; the URL line comes last."""
     admin = running.admin
@@ -299,6 +314,7 @@ def _print_ready(running: Running) -> None:
     click.echo("")
     _print_import(running, bugless)
     click.echo("")
+    _print_operations(running)
     click.echo(
         f"Database (superuser): export BUGLESS_DEV_DATABASE_URL={shlex.quote(running.database_url)}"
     )

@@ -98,6 +98,8 @@ class FirstRun:
     mail_page: str
     notifications_page: httpx.Response
     api_access_page: str
+    #: What each printed metrics URL answered, by the service kind printed with it.
+    metrics: dict[str, httpx.Response]
     exit_code: int
     postgres_pid: int
 
@@ -145,6 +147,12 @@ def first_run(state_root: Path) -> FirstRun:
             notifications_page = web.get("/admin/notifications")
             api_access_page = web.get("/settings/api-access")
             assert api_access_page.status_code == 200, api_access_page.text
+        metrics = {
+            kind: httpx.get(url, timeout=30.0)
+            for kind, url in re.findall(
+                r"^ +(\w+) +(http://127\.0\.0\.1:\d+/metrics)$", dev.output, re.M
+            )
+        }
         exit_code = dev.interrupt(signal.SIGINT)
     except BaseException:
         dev.kill()
@@ -162,6 +170,7 @@ def first_run(state_root: Path) -> FirstRun:
         mail_page=mail_page,
         notifications_page=notifications_page,
         api_access_page=api_access_page.text,
+        metrics=metrics,
         exit_code=exit_code,
         postgres_pid=postgres_pid,
     )
@@ -238,6 +247,19 @@ def test_the_notifier_mails_the_dev_sink_and_the_page_shows_it(first_run: FirstR
         r"Mail the notifier sent .*: http://127\.0\.0\.1:\d+/dev/mail", first_run.output
     )
     assert any((first_run.state_dir / "mail").glob("*.eml"))
+
+
+def test_every_service_serves_prometheus_metrics_at_the_printed_url(first_run: FirstRun) -> None:
+    # Before, bugless dev started no service with --metrics-port: an operator
+    # trying bugless could read none of the series the alerts (docs/alerts.md) use.
+    assert sorted(first_run.metrics) == sorted(SERVICE_KINDS), first_run.output
+    for kind, answer in first_run.metrics.items():
+        assert answer.status_code == 200, (kind, answer.text)
+        assert "# TYPE " in answer.text, kind
+    assert "bugless_" in first_run.metrics["model"].text
+    assert re.search(
+        r"^Health: http://127\.0\.0\.1:\d+/healthz and /readyz", first_run.output, re.M
+    )
 
 
 def test_the_web_reaches_the_notifier_where_it_was_told_it_listens(first_run: FirstRun) -> None:
