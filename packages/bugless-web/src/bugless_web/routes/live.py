@@ -6,6 +6,10 @@ see changes"). Each event carries the entry already rendered by the same
 template as the page, so the browser inserts sanitised HTML and no markup
 logic lives in JavaScript. Events have the entry version as id: a reconnecting
 browser sends ``Last-Event-ID`` and gets what it missed from the history.
+A browser that stops reading does not make the web hold events for it
+without limit, nor hold up the Model's watch reader: past
+:data:`LIVE_BACKLOG_EVENTS` unsent, the watch ends and the page is told to
+reload.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
 
 from litestar import Request, Response, get
 from litestar.params import FromPath
@@ -34,6 +38,43 @@ _log = logging.getLogger("bugless.web.live")
 KEEPALIVE_SECONDS = 15.0
 #: While draining, how often an idle stream checks whether to close.
 DRAIN_POLL_SECONDS = 1.0
+#: Watch events a stream holds for a browser that reads slower than they come.
+#: An issue changes a few times a minute at most; this many unsent means the
+#: browser stopped reading (a suspended laptop, a stalled link), not a burst.
+LIVE_BACKLOG_EVENTS = 64
+
+
+class _Backlog:
+    """The Watch events one stream has not sent yet, at most ``size`` of them.
+
+    The Model's watch is read on the pages' channel, so its reader must
+    never wait for a browser: an event that does not fit marks the stream
+    behind and ends the watch, and the stream tells the page to reload
+    (:func:`_reload_event`) instead of holding events without limit.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[v1.WatchEvent | BaseException] = asyncio.Queue(size)
+        self.behind = False
+
+    def offer(self, item: v1.WatchEvent | BaseException) -> bool:
+        """Queue ``item`` without waiting; False (and behind) when the backlog is full."""
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.behind = True
+            return False
+        return True
+
+
+def _reload_event(issue_id: int, last: int) -> ServerSentEventMessage:
+    """Tell the page to reload: it fell too far behind for the stream to keep its events.
+
+    The page's handler (``reload`` in pages.js) closes the stream and reloads
+    once per distinct ``data`` (keeping what was typed), so the data names the
+    point the page fell behind at: falling behind again later reloads again.
+    """
+    return ServerSentEventMessage(data=f"behind-{issue_id}-{last}", event="reload")
 
 
 def _entry_event(frontend: Frontend, entry: v1.HistoryEntry, html: str) -> ServerSentEventMessage:
@@ -56,7 +97,8 @@ async def _entry_message(
 async def _stream(
     frontend: Frontend, viewer: Viewer, issue_id: int, after: int
 ) -> AsyncIterator[ServerSentEventMessage]:
-    queue: asyncio.Queue[v1.WatchEvent | BaseException] = asyncio.Queue()
+    backlog = _Backlog(LIVE_BACKLOG_EVENTS)
+    queue = backlog.queue
 
     async def follow() -> None:
         # The stream's failures are the Model's outage as the pages' calls
@@ -64,14 +106,20 @@ async def _stream(
         outage = frontend.backends.model_outage
         try:
             request = v1.WatchRequest(caller=viewer.caller, issue_id=issue_id)
-            stream = frontend.backends.model_stream.watch(request)
-            async for event in stream:
-                if event.subscribed:
-                    record_call(outage, MODEL_WATCH_ROUTE, None)
-                await queue.put(event)
+            stream = cast(
+                "AsyncGenerator[v1.WatchEvent, None]",
+                frontend.backends.model_stream.watch(request),
+            )
+            # Closed on leaving, so a watch ended here is released at the Model now.
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    if event.subscribed:
+                        record_call(outage, MODEL_WATCH_ROUTE, None)
+                    if not backlog.offer(event):
+                        return
         except Exception as exc:
             record_call(outage, MODEL_WATCH_ROUTE, exc)
-            await queue.put(exc)
+            backlog.offer(exc)
 
     watcher = asyncio.create_task(follow())
     try:
@@ -83,6 +131,15 @@ async def _stream(
             last = entry.version
         idle = 0.0
         while not frontend.drain.draining:
+            if backlog.behind:
+                _log.info(
+                    "live stream of issue %d fell %d events behind its browser; "
+                    "told the page to reload",
+                    issue_id,
+                    LIVE_BACKLOG_EVENTS,
+                )
+                yield _reload_event(issue_id, last)
+                return
             try:
                 item = await asyncio.wait_for(queue.get(), timeout=DRAIN_POLL_SECONDS)
             except TimeoutError:
