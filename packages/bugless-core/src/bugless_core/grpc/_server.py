@@ -33,6 +33,7 @@ from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
 from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.grpc._access import AccessRules
 from bugless_core.grpc._calls import CallTracker
+from bugless_core.grpc._client_ca_reload import ClientCaReload
 from bugless_core.grpc._cork import CorkedServer
 from bugless_core.grpc._metrics import GrpcServerMetrics, MetricsEndpoint, split_method_name
 from bugless_core.grpc._peer import ConnectionRegistry
@@ -137,9 +138,15 @@ class GrpcServiceRunner:
     when asked. A ``ServiceStatus`` starts unknown, which reads NOT_SERVING,
     until it is first set.
 
+    With client certificates (``client_ca``), the CA files are re-read while
+    serving (:mod:`bugless_core.grpc._client_ca_reload`): a CA added to or
+    removed from the bundle takes effect for new connections without a restart.
+
     Attributes:
         name: The service's name in logs (``model``, ``auth``, ...).
         settings: What the runner was configured with.
+        client_cas: What re-reads the client CA files, once started with
+            ``client_ca`` (None before, and without it).
         health: The health servable, served by the runner already.
         metrics_registry: The Prometheus registry the call metrics are in, and
             the one ``/metrics`` serves; services add their own metrics to it.
@@ -209,6 +216,8 @@ class GrpcServiceRunner:
         )
         self._metrics_endpoint = MetricsEndpoint(metrics_registry)
         self._server: Server | None = None
+        #: With client certificates (``client_ca``), what re-reads their CAs while serving.
+        self.client_cas: ClientCaReload | None = None
         self._port: int | None = None
         self._draining = False
         self._stop_now = asyncio.Event()
@@ -270,6 +279,10 @@ class GrpcServiceRunner:
             raise RuntimeError("the gRPC server is already started; a runner starts once")
         settings = self.settings
         ssl_context = build_server_ssl_context(settings, more_client_cas=self._more_client_cas)
+        if ssl_context is not None and settings.client_ca is not None:
+            self.client_cas = ClientCaReload(
+                ssl_context, settings, self._more_client_cas, name=self.name
+            )
         server = CorkedServer(
             self._tracker.track(
                 with_reflection([*self._servables, self.health], self._descriptor_pool)
@@ -294,6 +307,8 @@ class GrpcServiceRunner:
                 raise
         for status in self._statuses.values():
             status.set(True)
+        if self.client_cas is not None:
+            self.client_cas.start()
         if not settings.mutual_tls:
             logger.warning(
                 "%s runs with --insecure-local: no mutual TLS, so no caller's service "
@@ -460,6 +475,8 @@ class GrpcServiceRunner:
         for status in self._statuses.values():
             status.set(False)
         self._stop_accepting(server)
+        if self.client_cas is not None:
+            await self.client_cas.stop()
         cancelled = self._tracker.blocking_drain + self._cut_at_grace
         if self._stop_now.is_set():
             self._cut_at_signal = self._tracker.blocking_drain
