@@ -15,6 +15,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import helm_python
 import pytest
 import trustme
 from chart_rendering import VALUES_FILES, Manifest, env_of, load_values, of_kind, render
@@ -27,8 +28,10 @@ from bugless_auth.tls import TlsAuthenticator, ca_bundle_content, mapping_conten
 #: Values files of releases that use another release's Authenticator.
 WITHOUT_AUTHENTICATOR = frozenset({"values-web-next.yaml"})
 
+#: A mapping entry as an operator writes one: the key is the certificate's CN
+#: itself (a SAN email, or ``sha256:`` and the fingerprint), never "cn=...".
 _BOT = """\
-["cn=release-bot"]
+["release-bot"]
 username = "release-bot"
 groups = ["bots"]
 """
@@ -102,10 +105,16 @@ async def test_every_shipped_configuration_with_tls_opens_its_backend(
 
 
 async def test_the_charts_mapping_content_lets_its_bots_in(tmp_path: Path) -> None:
+    """The content, through the chart's ConfigMap and the pod's mount, maps a real
+    certificate with that CN to its user and groups (before, the test's key was
+    "cn=release-bot", which no certificate matches, and it only read the entry back)."""
     manifests = render({"auth": {"tlsMapping": {"content": _BOT}}})
     backend = await _open_as_the_pod_would(manifests, tmp_path, _config_maps(manifests))
-    assert backend.mapping["cn=release-bot"].username == "release-bot"
-    assert backend.mapping["cn=release-bot"].groups == ("bots",)
+    bots_ca = trustme.CA()
+    found = await backend.authenticate(_der(bots_ca, "release-bot"))
+    assert found is not None
+    assert (found.username, found.groups, found.bot) == ("release-bot", ("bots",), True)
+    assert await backend.authenticate(_der(bots_ca, "other-bot")) is None
 
 
 async def test_an_operators_config_map_is_mounted_and_the_chart_makes_none(
@@ -119,9 +128,11 @@ async def test_an_operators_config_map_is_mounted_and_the_chart_makes_none(
         "name": "bots",
         "items": [{"key": "bots.json", "path": "bots.json"}],
     }
-    kept = {"bots": {"bots.json": '{"cn=ci": {"username": "ci"}}'}}
+    kept = {"bots": {"bots.json": '{"ci": {"username": "ci"}}'}}
     backend = await _open_as_the_pod_would(manifests, tmp_path, kept)
-    assert backend.mapping["cn=ci"].username == "ci"
+    found = await backend.authenticate(_der(trustme.CA(), "ci"))
+    assert found is not None
+    assert found.username == "ci"
 
 
 def test_a_mapping_directory_is_mounted_not_a_sub_path() -> None:
@@ -182,9 +193,32 @@ async def test_the_ca_secret_is_the_backends_ca_file_and_refuses_another_cas_bot
     assert "not signed by a CA" in (await backend.untrusted(_der(other_ca, "release-bot")) or "")
 
 
-def test_without_a_ca_secret_or_the_tls_backend_there_is_no_ca_file() -> None:
-    for values in ({}, {"auth": {"backends": ["local"], "tlsMapping": {"caSecretName": "x"}}}):
-        pod = _auth_pod(render(values))
-        assert "BUGLESS_AUTH_TLS_CA_FILE" not in env_of(pod["containers"][0])
-        assert all(v["name"] != "tls-ca" for v in pod["volumes"])
-        assert all(m["name"] != "tls-ca" for m in pod["containers"][0]["volumeMounts"])
+def test_without_a_ca_secret_there_is_no_ca_file() -> None:
+    pod = _auth_pod(render())
+    assert "BUGLESS_AUTH_TLS_CA_FILE" not in env_of(pod["containers"][0])
+    assert all(v["name"] != "tls-ca" for v in pod["volumes"])
+    assert all(m["name"] != "tls-ca" for m in pod["containers"][0]["volumeMounts"])
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        {"content": _BOT},
+        {"configMapName": "bots"},
+        {"caSecretName": "bots-ca"},
+        {"content": _BOT, "caSecretName": "bots-ca"},
+    ],
+)
+def test_tls_mapping_values_without_the_tls_backend_fail_the_render(
+    mapping: dict[str, str],
+) -> None:
+    """Before, they were ignored without a word: the operator believed bots were mapped
+    and every bot certificate was refused. The message names what is set and the fix."""
+    named = ", ".join(
+        f"auth.tlsMapping.{k}" for k in ("configMapName", "content", "caSecretName") if k in mapping
+    )
+    with pytest.raises(helm_python.HelmError) as failed:
+        render({"auth": {"backends": ["local", "ldap"], "tlsMapping": mapping}})
+    message = " ".join(str(failed.value).split())
+    assert f"{named} set, but auth.backends (local, ldap) has no tls" in message
+    assert "add tls to auth.backends, or remove" in message
