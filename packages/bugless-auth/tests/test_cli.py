@@ -154,6 +154,31 @@ async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
     assert server.returncode == 0
 
 
+async def test_migrate_logs_each_migration_it_applies(cli_env: dict[str, str]) -> None:
+    latest = load_migrations("bugless_auth")
+    first = await asyncio.create_subprocess_exec(
+        BUGLESS, "auth", "migrate", env=cli_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(180):
+        out, err = await first.communicate()
+    assert first.returncode == 0, err.decode()
+    assert f"is at version {latest[-1].version}" in out.decode()
+    for migration in latest:
+        assert f"applied migration {migration.version:04d}_{migration.name}" in err.decode()
+    again = await asyncio.create_subprocess_exec(
+        BUGLESS, "auth", "migrate", "--log-json", env=cli_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(180):
+        _, err = await again.communicate()
+    said = [json.loads(line)["message"] for line in err.decode().splitlines()]
+    schema = cli_env["BUGLESS_AUTH_SCHEMA"]
+    assert said == [
+        f"bugless-auth schema {schema!r}: at version {latest[-1].version} already, nothing to apply"
+    ]
+
+
 async def test_user_add_refuses_a_look_alike_name_and_writes_nothing(
     cli_env: dict[str, str],
 ) -> None:

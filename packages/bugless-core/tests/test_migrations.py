@@ -68,6 +68,23 @@ async def test_concurrent_replicas_apply_each_file_once(
         assert await applied_version(conn, schema) == 2
 
 
+async def test_what_a_migration_applied_is_logged_file_by_file(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before, only the version it ended at was said: the same whether this run
+    # applied files or another replica had, so an upgrade's Job log showed nothing.
+    caplog.set_level(logging.INFO, logger="bugless.migrations")
+    lock = AdvisoryLock()
+    await migrate(pool, "told", MIGRATIONS[:1], component="the tester", lock=lock)
+    await migrate(pool, "told", MIGRATIONS, component="the tester", lock=lock)
+    await migrate(pool, "told", MIGRATIONS, component="the tester", lock=lock)
+    assert [r.getMessage() for r in caplog.records if r.name == "bugless.migrations"] == [
+        "the tester schema 'told': applied migration 0001_slow",
+        "the tester schema 'told': applied migration 0002_more",
+        "the tester schema 'told': at version 2 already, nothing to apply",
+    ]
+
+
 @pytest.mark.parametrize("lock", LOCKS, ids=lambda lock: lock.name)
 async def test_a_failing_file_leaves_the_schema_as_it_was(
     pool: asyncpg.Pool, lock: MigrationLock

@@ -99,18 +99,36 @@ def check_backend_files(
             check_setting_file(given_as, Path(str(value)), content)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AuthMigrateSettings:
+    """What ``bugless auth migrate`` is configured with.
+
+    Attributes:
+        auth: The Authenticator's database (only its URL, schema and dialect matter).
+        log: Log level and format: the migrations applied are logged, as the
+            Model's are (``bugless model migrate``), for a migration Job's log.
+    """
+
+    auth: AuthSettings = group(AuthSettings)
+    log: LogSettings = group(LogSettings)
+
+
 @click.command("migrate")
-@settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
-def migrate_command(settings: AuthSettings) -> None:
+@settings_command(
+    AuthMigrateSettings,
+    env_prefix=ENV_PREFIX,
+    only=(*(f"auth.{name}" for name in DATABASE_SETTINGS), "log.level", "log.json"),
+)
+def migrate_command(settings: AuthMigrateSettings) -> None:
     """Create or upgrade the Authenticator's schema (safe from several replicas)."""
     from bugless_auth.store import IdentityStore  # noqa: PLC0415 - the module docstring
 
+    settings.log.configure()
+    auth = settings.auth
     version = run(
-        IdentityStore.migrate(
-            settings.database_url, settings.schema, dialect=settings.database_dialect
-        )
+        IdentityStore.migrate(auth.database_url, auth.schema, dialect=auth.database_dialect)
     )
-    click.echo(f"schema {settings.schema!r} is at version {version} (bugless-auth)")
+    click.echo(f"schema {auth.schema!r} is at version {version} (bugless-auth)")
 
 
 @click.command("keygen")

@@ -20,6 +20,7 @@ asyncpg, so bugless-core does not depend on a database driver.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -46,6 +47,8 @@ __all__ = [
     "quote_schema",
     "schema_too_new",
 ]
+
+_log = logging.getLogger("bugless.migrations")
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -285,6 +288,7 @@ async def migrate(
     """
     quoted = quote_schema(schema)
     committing = False
+    applied: list[Migration] = []
     try:
         async with (
             pool.acquire() as conn,
@@ -305,12 +309,37 @@ async def migrate(
                         _RECORD.format(schema=quoted), migration.version, migration.name
                     )
                     current = migration.version
+                    applied.append(migration)
             committing = True  # the next await is the COMMIT
     except Unavailable as exc:
         if exc.reason != leases.LEASE_LOST or not committing:
             raise
         raise _lost_while_committing(exc) from exc
+    _log_applied(component, schema, applied, current)
     return current
+
+
+def _log_applied(component: str, schema: str, applied: list[Migration], current: int) -> None:
+    """Say what a committed :func:`migrate` did: each file applied, or that none was.
+
+    Whoever runs an upgrade (a Helm hook Job's log, ``bugless model
+    migrate`` in a shell) reads what changed in the schema, not only the
+    version it ended at, which is the same whether the run applied files
+    or another replica had.
+    """
+    for migration in applied:
+        _log.info(
+            "%s schema %r: applied migration %04d_%s",
+            component,
+            schema,
+            migration.version,
+            migration.name,
+            extra={"schema": schema, "version": migration.version},
+        )
+    if not applied:
+        _log.info(
+            "%s schema %r: at version %d already, nothing to apply", component, schema, current
+        )
 
 
 def _lost_while_committing(lost: Unavailable) -> Unavailable:
