@@ -27,6 +27,10 @@ Mapping (JSON or TOML; ``mapping_file`` or inline ``mapping``)::
     username = "release-bot"
 
 Entries default to ``bot = true``; ``display_name`` defaults to the username.
+An entry names a bugless user by its username: two entries with one username
+(a bot's old and new certificate during a rotation) are one user, and a
+username another backend's user holds is refused, never taken over
+(:mod:`bugless_auth.username_holders`).
 
 A ``mapping_file`` is re-read when it changes (its modification time or size,
 looked at most once every :data:`RELOAD_CHECK_SECONDS`, or the config key
