@@ -35,6 +35,9 @@ from bugless_testing.metrics import metric_total
 MISSING_ISSUE = 999_999_999
 #: More than one chunk: part of it has gone out when the refusal arrives.
 CONTENT = bytes(range(256)) * 4096 * 3  # 3 MiB
+#: Far more than the windows and socket buffers between the Model and a bot
+#: that reads one message: its download stays in flight on the Model.
+HELD_CONTENT = bytes(range(256)) * 4096 * 32  # 32 MiB
 
 
 def _start_model(bots: Bots, port: int, name: str) -> RunningService:
@@ -123,6 +126,90 @@ async def test_an_upload_refused_by_a_draining_model_is_sent_again_and_attached_
             await held.aclose()  # type: ignore[attr-defined]
         if watch is not None:
             await watch.close()
+        if running is not None:
+            await running.close()
+        for replica in (old, new):
+            if replica is not None:
+                await asyncio.to_thread(stack.stop_service, replica)
+
+
+async def test_a_download_and_a_watch_refused_by_a_draining_model_are_opened_again(
+    bots: Bots, connect_as: ConnectAs, api: RunningApi, tmp_path: Path
+) -> None:
+    """Downloads and watches have connections of their own, which nothing else moves.
+
+    A download left open keeps the API's transfer connection on the old
+    replica, and a watch its watch connection, for the whole drain: a new
+    download or watch the old replica refuses there is opened once more on
+    a new connection, as a refused upload is sent again, instead of failing
+    every try (the client's retries reach the same pinned connection).
+    """
+    stack = bots.stack
+    old = await asyncio.to_thread(_start_model, bots, 0, "model-old")
+    new: RunningService | None = None
+    running: RunningApi | None = None
+    watch: EventStream | None = None
+    again: EventStream | None = None
+    held: AsyncIterator[v1.DownloadAttachmentResponse] | None = None
+    try:
+        settings = api_settings(stack, rate_limit=RateLimitSettings(rate=1000.0, burst=1000))
+        model = dataclasses.replace(settings.model, port=old.port)
+        running = await start_api(
+            dataclasses.replace(settings, model=model), metrics_registry=CollectorRegistry()
+        )
+        robot = connect_as("robot", port=running.port)
+        component = await robot.create_component(f"Rolling-{secrets.token_hex(3)}")
+        issue = await robot.create_issue("downloads and watches survive a restart", component.id)
+        watch = EventStream(robot.watch(query=f"c:{component.id}"))
+        await watch.subscribed()
+        path = tmp_path / "held.bin"
+        path.write_bytes(HELD_CONTENT)
+        big = await robot.attach(issue.id, path)
+        assert big.attachment is not None
+        # Held by a client of its own: its unread window would stall the robot's calls.
+        held = connect_as("robot", port=running.port).iter_attachment(big.attachment.id)
+        await anext(held)
+        path.write_bytes(CONTENT)
+        attached = await robot.attach(issue.id, path)
+        assert attached.attachment is not None
+
+        async def pinned() -> bool:
+            watches = await _metric(old, "grpc_server_in_flight_calls", grpc_method="Watch")
+            downloads = await _metric(
+                old, "grpc_server_in_flight_calls", grpc_method="DownloadAttachment"
+            )
+            return watches > 0 and downloads > 0
+
+        await _until(pinned)
+        old.process.signal(signal.SIGTERM)
+
+        async def refusing() -> bool:
+            return "stopped accepting" in old.process.output()
+
+        await _until(refusing)
+        new = await asyncio.to_thread(_start_model, bots, old.port, "model-new")
+
+        got = await robot.download_attachment(attached.attachment.id, tmp_path / "got.bin")
+        assert got.size == len(CONTENT)
+        assert (tmp_path / "got.bin").read_bytes() == CONTENT
+        assert await _handled(old, "DownloadAttachment", "UNAVAILABLE") == 1
+        assert await _handled(new, "DownloadAttachment") == 1
+
+        again = EventStream(robot.watch(query=f"c:{component.id}", reconnect=False))
+        await again.subscribed()
+        await robot.comment(issue.id, "seen by the watch opened during the drain")
+        event = await again.next()
+        assert event.issue is not None
+        assert event.issue.id == issue.id
+        assert await _handled(old, "Watch", "UNAVAILABLE") == 1
+        assert await _metric(new, "grpc_server_in_flight_calls", grpc_method="Watch") == 1
+        assert not old.process.exited, "the old replica closed too early"
+    finally:
+        if held is not None:
+            await held.aclose()  # type: ignore[attr-defined]
+        for stream in (watch, again):
+            if stream is not None:
+                await stream.close()
         if running is not None:
             await running.close()
         for replica in (old, new):

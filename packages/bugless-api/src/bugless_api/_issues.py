@@ -45,6 +45,7 @@ from bugless_api._wire_issues import (
 from bugless_core import limits
 from bugless_core.clients import call_errors, resolve_query
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
+from bugless_core.failover import MODEL_DOWNLOAD_ROUTE, MODEL_WATCH_ROUTE, open_again_if_refused
 from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of
@@ -297,7 +298,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
         bot resumes through whichever replica it reaches next.
 
         On the watches' channel (:attr:`Gateway.model_watches`): the stream
-        is read only as fast as the bot reads.
+        is read only as fast as the bot reads. A watch a draining Model
+        refuses is opened once more on a new connection
+        (:func:`~bugless_core.failover.open_again_if_refused`): the other
+        watches keep that channel on the old replica while it drains.
         """
         request = v1.WatchRequest(after_position=message.after_position)
         zone = time_zone(message.time_zone)
@@ -308,16 +312,22 @@ class IssuesService(GatewayService, v1.IssuesBase):
         else:
             raise InvalidArgument("target: give issue_id or query")
         caller_of(request)
+        stub = self.gateway.model_watches
         with call_errors("the model service stream broke"):
-            async for event in self.gateway.model_watches.watch(request):
-                if event.subscribed:
+            event, events = await open_again_if_refused(
+                stub.channel, lambda: stub.watch(request), MODEL_WATCH_ROUTE
+            )
+            try:
+                while event is not None:
+                    if not event.subscribed:
+                        out = UserRefs()
+                        out.issue(event.issue)
+                        out.entry(event.entry)
+                        await self._named(out)
                     yield event
-                    continue
-                out = UserRefs()
-                out.issue(event.issue)
-                out.entry(event.entry)
-                await self._named(out)
-                yield event
+                    event = await anext(events, None)
+            finally:
+                await _closed(events)
 
     # ---- attachments ----
 
@@ -368,12 +378,19 @@ class IssuesService(GatewayService, v1.IssuesBase):
         takes a message (the ``yield``, when this frame is not running) a
         timer waits ``download_idle_seconds``; if it passes, the Model call
         is released then, however long the client keeps the call, and the
-        client's next read fails with :class:`DownloadStalled`.
+        client's next read fails with :class:`DownloadStalled`. A download
+        a draining Model refuses is opened once more on a new connection
+        (:func:`~bugless_core.failover.open_again_if_refused`): a download
+        in progress keeps that channel on the old replica while it drains.
         """
         caller_of(message)
         idle = self.gateway.settings.download_idle_seconds
         loop = asyncio.get_running_loop()
-        parts = self.gateway.model_transfers.download_attachment(message)
+        stub = self.gateway.model_transfers
+        with call_errors("the model service stream broke"):
+            part, parts = await open_again_if_refused(
+                stub.channel, lambda: stub.download_attachment(message), MODEL_DOWNLOAD_ROUTE
+            )
         released: asyncio.Task[None] | None = None
         timer: asyncio.TimerHandle | None = None
 
@@ -390,7 +407,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
 
         try:
             with call_errors("the model service stream broke"):
-                async for part in parts:
+                while part is not None:
                     if part.attachment is not None:
                         out = UserRefs()
                         out.attachment(part.attachment)
@@ -404,6 +421,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
                             "(--download-idle-seconds); download again from the offset reached"
                         )
                         raise DownloadStalled(msg)
+                    part = await anext(parts, None)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -432,7 +450,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
         return await self._wire_reply(DELETE_ATTACHMENT, message)
 
 
-async def _closed(parts: AsyncIterator[v1.DownloadAttachmentResponse]) -> None:
+async def _closed(parts: AsyncIterator[object]) -> None:
     """End the Model call behind ``parts`` (its stream is reset if unfinished)."""
     aclose = getattr(parts, "aclose", None)
     if aclose is not None:

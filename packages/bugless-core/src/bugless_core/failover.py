@@ -15,6 +15,8 @@ end. A client therefore has to leave by itself:
   :class:`DrainAwareAuthenticatorStub` do it for every unary call;
 * :func:`upload_again_if_refused` does it for an upload (a client stream),
   sending again what it had already sent;
+* :func:`open_again_if_refused` does it for a server stream (a download, a
+  watch), whose refusal comes instead of its first message;
 * :func:`serving_behind` asks whether *some* replica behind an address is
   SERVING, each time on a fresh connection, so a readiness check does not
   report the whole tier down because its one connection is pinned to the
@@ -54,6 +56,10 @@ _Send = Callable[..., Awaitable[T]]
 RESEND_BACKOFF = Backoff(first_seconds=0.1, max_seconds=0.1, jitter=0.8)
 #: The Model's upload method, as :func:`upload_again_if_refused` calls it by default.
 MODEL_UPLOAD_ROUTE = "/bugless.v1.Model/UploadAttachment"
+#: The Model's download method (a server stream: :func:`open_again_if_refused`).
+MODEL_DOWNLOAD_ROUTE = "/bugless.v1.Model/DownloadAttachment"
+#: The Model's change stream (likewise).
+MODEL_WATCH_ROUTE = "/bugless.v1.Model/Watch"
 #: What a bugless server (grpclib's default configuration) lets a client send
 #: on one call before the call's handler has read any of it: its HTTP/2
 #: stream window. A call refused without being run was never read, so the
@@ -160,6 +166,44 @@ async def upload_again_if_refused(
         on_retry(route)
     await asyncio.sleep(RESEND_BACKOFF.delay(1))
     return await _upload(stub, route, _replayed(again, source), reply_type, _ignore)
+
+
+async def open_again_if_refused(
+    channel: Channel, open_stream: Callable[[], AsyncIterator[T]], route: str
+) -> tuple[T | None, AsyncIterator[T]]:
+    """Open ``open_stream()`` on ``channel`` and take its first message; again if refused.
+
+    A server stream (a download, a watch) is refused by a draining server
+    instead of its first message, so that message is awaited here, and on a
+    refusal :func:`refused_while_draining` recognises the stream is opened
+    once more on a new connection (:func:`send_again_if_refused`). A frontend
+    needs this for a channel that carries only streams: nothing else on it
+    would ever move it off the draining replica, whose other streams keep
+    the connection open for the whole drain (a download up to its
+    ``drain_transfer_seconds``), so every stream opened there meanwhile
+    would be refused, its client's retries included.
+
+    Returns:
+        The first message (None if the stream ended without one) and the
+        stream, to read the rest from and to close.
+
+    Raises:
+        GRPCError: The server's status (the second attempt's if there was one).
+        StreamTerminatedError: The connection dropped.
+        OSError: No connection could be made.
+    """
+
+    async def opened(_route: str, _request: None) -> tuple[T | None, AsyncIterator[T]]:
+        stream = open_stream()
+        try:
+            return await anext(stream, None), stream
+        except BaseException:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            raise
+
+    return await send_again_if_refused(channel, opened, route, None)
 
 
 class _Kept:

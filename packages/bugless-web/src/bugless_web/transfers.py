@@ -75,7 +75,11 @@ from grpclib.const import Status
 
 from bugless_core.clients import call_errors
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
-from bugless_core.failover import MODEL_UPLOAD_ROUTE, upload_again_if_refused
+from bugless_core.failover import (
+    MODEL_DOWNLOAD_ROUTE,
+    MODEL_UPLOAD_ROUTE,
+    upload_again_if_refused,
+)
 from bugless_proto import v1
 from bugless_web.drain import cut_by_drain
 from bugless_web.retries import call_code, counted_call, outage_fed, send_with_retry
@@ -87,8 +91,6 @@ if TYPE_CHECKING:
 
 
 _log = logging.getLogger("bugless.web")
-#: The download's route, as the metrics name it.
-MODEL_DOWNLOAD_ROUTE = "/bugless.v1.Model/DownloadAttachment"
 
 
 class UploadStalled(BuglessError):
