@@ -238,6 +238,24 @@ async def test_disabling_a_user_ends_their_web_sessions_and_tokens(
             await call(auth.validate_token, v1.ValidateTokenRequest(token=token))
         await dead_within(first, cookie, "/")
         await dead_within(second, cookie, "/")
+
+        # Signing in again with the right password says why it fails; before,
+        # it said "Wrong username or password." and the person reset a
+        # password that was never the problem. A wrong password learns nothing.
+        again = browser(browsers, first)
+        form = await again.get("/signin")
+        said = {}
+        for password in (PASSWORD, "not-the-password"):
+            refused = await again.post(
+                "/signin",
+                data={"username": "leaver", "password": password, "_csrf": csrf_of(form.text)},
+            )
+            assert refused.status_code == 401, refused.text
+            said[password] = html.unescape(refused.text)
+        assert "this account is disabled; ask a bugless administrator" in said[PASSWORD]
+        assert "Wrong username or password." not in said[PASSWORD]
+        assert "Wrong username or password." in said["not-the-password"]
+        assert "disabled" not in said["not-the-password"]
     finally:
         channel.close()
 

@@ -64,6 +64,10 @@ async def _sign_in_page(
     )
 
 
+#: Refusals of a sign-in whose password was right, shown as the Authenticator words them.
+_SAID_AFTER_THE_PASSWORD = frozenset({"USERNAME_UNUSABLE", "USER_DISABLED"})
+
+
 @get("/signin", name="signin")
 async def sign_in_form(request: Request[Any, Any, Any]) -> Response[Any]:
     """The sign-in page (or straight on when already signed in)."""
@@ -94,8 +98,14 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
         )
     except Unauthenticated as exc:
         # The password was right but the directory's name for this person
-        # cannot be a bugless username: say so (they cannot fix it by retyping).
-        error = exc.message if exc.reason == "USERNAME_UNUSABLE" else "Wrong username or password."
+        # cannot be a bugless username, or the account is disabled: say so
+        # (they cannot fix it by retyping, and a person told "wrong password"
+        # resets a password that was never the problem). The Authenticator
+        # says either only after the password checked out, so a wrong one
+        # still learns nothing about the account.
+        error = (
+            exc.message if exc.reason in _SAID_AFTER_THE_PASSWORD else "Wrong username or password."
+        )
         return await _sign_in_page(request, error=error, username=username, status_code=401)
     except FailedPrecondition as exc:
         # The password was right but the sign-in cannot go on as things
