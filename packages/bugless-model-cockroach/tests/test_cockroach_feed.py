@@ -15,13 +15,16 @@ import asyncio
 import contextlib
 import dataclasses
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from bugless_model_cockroach import CockroachBackend
 from bugless_model_cockroach._dialect import COCKROACH_RETRIES, CockroachRetryPolicy
-from bugless_model_cockroach._sequencer import Sequencer
+from bugless_model_cockroach._sequencer import Sequencer, sequence_order
 from bugless_model_postgres._context import WriteContext
 from bugless_model_postgres._database import run_write
 from bugless_proto import v1
@@ -264,3 +267,70 @@ async def test_pruning_sequences_what_nobody_read(
     assert await backend._pool.fetchval(pending, issue.id) == 0
     numbered = "SELECT count(*) FROM change_feed WHERE $1 = ANY(issue_ids)"
     assert await backend._pool.fetchval(numbered, issue.id) == 1
+
+
+def pending_row(ticket: int, at: int, **versions: int) -> dict[str, Any]:
+    """A pending row at second ``at`` holding ``issue<N>=version`` entries."""
+    return {
+        "ticket": uuid.UUID(int=ticket),
+        "committed_at": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=at),
+        "issue_ids": [int(name.removeprefix("issue")) for name in versions],
+        "versions": list(versions.values()),
+    }
+
+
+def test_the_order_is_by_time_but_never_before_an_earlier_version_of_an_issue() -> None:
+    """Clocks of two replicas disagree: a later change of issue 1 carries an earlier time."""
+    rows = [
+        pending_row(1, at=10, issue1=5),
+        pending_row(2, at=3, issue1=6),  # written after ticket 1, stamped earlier
+        pending_row(3, at=5, issue2=1),  # unrelated: by time
+        pending_row(4, at=1, issue2=2, issue3=7),  # needs issue 2's version 1 first
+        pending_row(5, at=0, issue3=8),  # needs issue 3's version 7 first
+        pending_row(6, at=4),  # components only: by time
+    ]
+    order = [t.int for t in sequence_order(rows)]
+    assert order == [6, 3, 4, 5, 1, 2]
+    for issue, versions in {1: [5, 6], 2: [1, 2], 3: [7, 8]}.items():
+        held = [dict(zip(r["issue_ids"], r["versions"], strict=True)) for r in rows]
+        by_ticket = {r["ticket"].int: h for r, h in zip(rows, held, strict=True)}
+        seen = [by_ticket[t][issue] for t in order if issue in by_ticket[t]]
+        assert seen == versions
+    # A prefix is a batch of its own: never a version without the lower ones.
+    assert [t.int for t in sequence_order(rows)[:3]] == [6, 3, 4]
+
+
+async def test_a_change_stamped_earlier_than_the_issues_previous_one_is_numbered_after_it(
+    bugless_model_backend: CockroachBackend,
+) -> None:
+    """The same through the database: the pending rows' clocks skewed by hand."""
+    backend = bugless_model_backend
+    component = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"skew {secrets.token_hex(4)}")
+    )
+    start = (
+        await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
+    ).head_position
+    issue = await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN, fields=v1.IssueFields(title="skewed", component_id=component.id)
+        )
+    )
+    for n in range(3):
+        reply = await backend.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ADMIN, issue_id=issue.id, expected_version=issue.version, comment=f"c{n}"
+            )
+        )
+        assert reply.issue is not None
+        issue = reply.issue
+    # Each later change looks an hour older than the one before it.
+    skewed = await backend._pool.execute(
+        "UPDATE change_feed_pending SET committed_at = committed_at - versions[1] * "
+        "INTERVAL '1 hour' WHERE $1 = ANY(issue_ids)",
+        issue.id,
+    )
+    assert skewed == "UPDATE 4"
+    changes = await read_all(backend, start)
+    versions = [e.version for c in changes for e in c.entries if e.issue_id == issue.id]
+    assert versions == [1, 2, 3, 4]

@@ -47,26 +47,31 @@ FOLLOWER_READ = "SET TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()"
 
 #: A write transaction's change, appended as its last statement
 #: (``Dialect.feed_append``; ``FEED_APPEND``'s parameters): committed_at,
-#: author, issue ids, versions, component ids. Returns the ticket (> 0).
+#: author, issue ids, versions, component ids. Returns -1: appended, its
+#: position not known until the sequencer numbers it.
 FEED_PENDING_APPEND = """
 INSERT INTO change_feed_pending (committed_at, author, issue_ids, versions, component_ids)
 VALUES ($1, $2, $3::bigint[], $4::bigint[], $5::bigint[])
-RETURNING ticket
+RETURNING -1
 """
 
-#: One sequencing pass, one statement: the first $1 pending changes by
-#: ticket take the positions after ``head``, in ticket order, and leave the
-#: pending table; ``head`` moves past them. ``head`` is updated before any
-#: row is inserted (the insert reads its new value), so two passes at once
-#: meet on that row: the second waits and fails with 40001, never writes a
-#: position twice. With nothing pending, nothing is written and no row is
-#: locked. Returns how many were numbered and removed (equal).
+#: What a sequencing pass orders (all of it: a prefix of the order is a batch).
+PENDING_CHANGES = """
+SELECT ticket, committed_at, issue_ids, versions FROM change_feed_pending
+"""
+
+#: Number the pending changes $1 (tickets, in that order) after ``head``, in
+#: one statement: they take positions ``head + 1 ...``, leave the pending
+#: table, and ``head`` moves past them. ``head`` is updated before any row
+#: is inserted (the insert reads its new value), so two passes at once meet
+#: on that row: the second waits and fails with 40001, never writes a
+#: position twice. Returns how many were numbered and removed (equal).
 SEQUENCE_FEED = """
 WITH batch AS (
-    SELECT ticket, committed_at, author, issue_ids, versions, component_ids
-      FROM change_feed_pending
-     ORDER BY ticket
-     LIMIT $1
+    SELECT p.ticket, p.committed_at, p.author, p.issue_ids, p.versions, p.component_ids,
+           o.ord
+      FROM unnest($1::uuid[]) WITH ORDINALITY AS o(ticket, ord)
+      JOIN change_feed_pending p ON p.ticket = o.ticket
 ), counted AS (
     SELECT count(*) AS n FROM batch
 ), head AS (
@@ -75,7 +80,7 @@ WITH batch AS (
     RETURNING position
 ), numbered AS (
     INSERT INTO change_feed (position, committed_at, author, issue_ids, versions, component_ids)
-    SELECT head.position - counted.n + row_number() OVER (ORDER BY batch.ticket),
+    SELECT head.position - counted.n + row_number() OVER (ORDER BY batch.ord),
            batch.committed_at, batch.author, batch.issue_ids, batch.versions,
            batch.component_ids
       FROM batch, head, counted

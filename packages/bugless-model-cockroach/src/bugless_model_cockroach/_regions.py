@@ -67,8 +67,8 @@ IN_PRIMARY_REGION = (
     "bugless_leases",
     "schema_migrations",
     # The change feed is one commit-ordered sequence for the whole
-    # deployment: every write, wherever it runs, appends a pending row (and
-    # takes a ticket from its sequence); the sequencer numbers them there.
+    # deployment: every write, wherever it runs, appends a pending row; the
+    # sequencer numbers them there.
     "change_feed",
     "change_feed_state",
     "change_feed_pending",

@@ -3,23 +3,34 @@
 A write transaction here appends its change to ``change_feed_pending``
 (migration 0026 of this package) instead of taking a position from the
 ``head`` row, which overlapping SERIALIZABLE writers cannot share. The
-sequencer gives positions afterwards: one statement
-(:data:`~bugless_model_cockroach._queries.SEQUENCE_FEED`) takes the pending
-changes in ticket order, inserts them at ``head + 1 ...``, deletes them and
-moves ``head``. Only sequencers write ``head``, so writers never wait or
-restart because of it; positions stay dense (one writer of ``head`` at a
-time) and each issue's changes keep their commit order (tickets do: see
-the migration).
+sequencer gives positions afterwards, in one transaction: it reads what is
+pending, orders it (:func:`sequence_order`), and one statement
+(:data:`~bugless_model_cockroach._queries.SEQUENCE_FEED`) inserts the first
+:data:`BATCH` at ``head + 1 ...``, deletes them and moves ``head``. Only
+sequencers write ``head``, so writers never wait or restart because of it,
+and positions stay dense (one writer of ``head`` at a time).
+
+Order. Each issue's changes keep their commit order because their
+versions say it: a change of an issue is numbered only after every pending
+change holding a lower version of that issue. A pass that sees a change
+sees the issue's earlier ones (they committed before it began: both wrote
+the issue's row), so none is left for a later pass. Changes no issue
+relates are numbered by ``committed_at`` (the writer's clock), then
+``ticket``: roughly in time, as nothing promises more. No shared
+counter orders them: a sequence would put one range every write waits for
+(cross-region, on a multi-region cluster) back in front of every write,
+and ``cluster_logical_timestamp()`` fixes a transaction's timestamp, so a
+writer the pass's read pushes would restart instead of refreshing.
 
 Who runs it: the feed's readers, before they read the head or the rows
 (the PostgreSQL backend's ``ChangeFeed.catch_up``: ReadFeed, each Watch
 poll, and pruning, once a minute, so the pending table stays bounded where
-nobody reads), one pass at a time per process. Two replicas'
-passes at once meet on ``head``: one fails with 40001 and is retried by
-the backend's policy, finding what the other left. A lease
-(``LeaseLock``) was not used: a sequencer holding it and dying would stall
-every replica's feed until the lease expired (its TTL of latency for every
-notification), where a conflict costs one retry of a short statement.
+nobody reads), one pass at a time per process. Two replicas' passes at
+once meet on ``head``: one fails with 40001 and is retried by the
+backend's policy, finding what the other left. A lease (``LeaseLock``) was
+not used: a sequencer holding it and dying would stall every replica's
+feed until the lease expired (its TTL of latency for every notification),
+where a conflict costs one retry of a short transaction.
 
 Isolation. On CockroachDB the pass runs SERIALIZABLE (there is nothing
 else in 23.2): a writer inserting into the pending span after the pass
@@ -28,16 +39,19 @@ at commit, which fails (a restart) only if something it read changed
 meanwhile. On PostgreSQL (compatibility mode) SERIALIZABLE would give
 every writer an rw-antidependency from the pass (the pass read the range
 the writer inserts into), and SSI aborts a writer that has one in and one
-out (any page another writer changed after it read it): measured, the
-feed added restarts. So there the pass runs REPEATABLE READ, which takes
-no predicate locks: it still sees one snapshot (all of an issue's earlier
-changes if it sees a later one), and two passes still meet on ``head``
-(the second's update of a row the first changed fails with 40001).
+out (it read a row another transaction then changed): measured, the feed
+added restarts. So there the pass runs REPEATABLE READ, which takes no
+predicate locks: it still reads one snapshot, and two passes still meet on
+``head`` (the second's update of a row the first changed fails with 40001).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import heapq
+import itertools
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import asyncpg
 
@@ -45,8 +59,53 @@ from bugless_core.transactions import RetryPolicy, retrying
 from bugless_model_cockroach import _queries as q
 from bugless_model_postgres.seam import translated_errors
 
+_log = logging.getLogger(__name__)
+
 #: Pending changes one statement numbers; a pass loops while it fills one.
 BATCH = 500
+
+
+def sequence_order(pending: Sequence[Any]) -> list[Any]:
+    """The tickets of ``pending`` rows in the order they are to be numbered.
+
+    Rows have ``ticket``, ``committed_at``, ``issue_ids`` and ``versions``.
+    Order: by ``(committed_at, ticket)``, except that a row holding an
+    issue's version comes after every row holding a lower version of that
+    issue (a topological order of those constraints, the earliest key
+    first). Any prefix of it is a batch that can be numbered alone.
+    """
+    rows = sorted(pending, key=lambda r: (r["committed_at"], r["ticket"]))
+    holders: dict[int, list[tuple[int, int]]] = {}
+    for index, row in enumerate(rows):
+        for issue_id, version in zip(row["issue_ids"], row["versions"], strict=True):
+            holders.setdefault(issue_id, []).append((version, index))
+    after: list[set[int]] = [set() for _ in rows]
+    waiting = [0] * len(rows)
+    for held in holders.values():
+        held.sort()
+        for (_, first), (_, then) in itertools.pairwise(held):
+            if first != then and then not in after[first]:
+                after[first].add(then)
+                waiting[then] += 1
+    ready = [index for index, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        index = heapq.heappop(ready)
+        order.append(index)
+        for then in after[index]:
+            waiting[then] -= 1
+            if waiting[then] == 0:
+                heapq.heappush(ready, then)
+    if len(order) < len(rows):  # pragma: no cover - versions grow in commit order
+        _log.error(
+            "change feed: pending changes hold issue versions in no possible commit order; "
+            "numbering %d of them by time",
+            len(rows) - len(order),
+        )
+        numbered = set(order)
+        order += [index for index in range(len(rows)) if index not in numbered]
+    return [rows[index]["ticket"] for index in order]
 
 
 class Sequencer:
@@ -57,9 +116,9 @@ class Sequencer:
         self._pool = pool
         self.policy = policy
         self._batch = batch
-        #: The pass's isolation level; ``None``: the database's (SERIALIZABLE).
-        #: Compatibility mode sets ``repeatable_read`` (see the module).
-        self.isolation: Literal["repeatable_read"] | None = None
+        #: The pass's isolation level (the database's: SERIALIZABLE);
+        #: compatibility mode sets ``repeatable_read`` (see the module).
+        self.isolation: Literal["serializable", "repeatable_read"] = "serializable"
         #: Changes numbered and passes run by this process (tests, metrics).
         self.numbered = 0
         self.passes = 0
@@ -82,16 +141,18 @@ class Sequencer:
         return total
 
     async def _one_batch(self) -> int:
-        async with translated_errors(), self._pool.acquire() as conn:
-            if self.isolation is None:
-                row = await conn.fetchrow(q.SEQUENCE_FEED, self._batch)
-            else:
-                async with conn.transaction(isolation=self.isolation):
-                    row = await conn.fetchrow(q.SEQUENCE_FEED, self._batch)
-        if (
-            row is None or row["numbered"] != row["gone"]
-        ):  # pragma: no cover - one row, one snapshot
-            msg = f"the sequencing statement answered {row!r}"
-            raise RuntimeError(msg)
-        numbered: int = row["numbered"]
-        return numbered
+        """Number the first :data:`BATCH` pending changes in :func:`sequence_order`."""
+        async with (
+            translated_errors(),
+            self._pool.acquire() as conn,
+            conn.transaction(isolation=self.isolation),
+        ):
+            pending = await conn.fetch(q.PENDING_CHANGES)
+            if not pending:
+                return 0
+            tickets = sequence_order(pending)[: self._batch]
+            row = await conn.fetchrow(q.SEQUENCE_FEED, tickets)
+        if row is None or row["numbered"] != row["gone"] or row["numbered"] != len(tickets):
+            msg = f"the sequencing statement answered {row!r} for {len(tickets)} changes"
+            raise RuntimeError(msg)  # pragma: no cover - one snapshot read them all
+        return len(tickets)

@@ -71,10 +71,10 @@ class WriteContext:
             id column's default (the identity sequence).
         written: ``(issue_id, version)`` of every history entry written.
         components_changed: Ids of components created or changed.
-        feed_position: The change-feed position the transaction took, or
+        feed_position: The change-feed position the transaction took; -1
             where positions are handed out after commit
-            (``Dialect.feed_append``) its pending row's key (0: it changed
-            nothing the feed reports).
+            (``Dialect.feed_append``) once it appended its change; 0: it
+            changed nothing the feed reports.
         one_statement: No BEGIN/COMMIT around this attempt (``run_write``'s
             ``one_statement`` on READ COMMITTED): the work must write
             everything in one statement, and refuses before writing if it

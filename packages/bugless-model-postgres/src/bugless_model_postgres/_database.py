@@ -143,9 +143,8 @@ async def append_to_feed(ctx: WriteContext) -> None:
     transaction holds the feed's ``head`` row, and every other writer waits
     there (see migration 0005), so the window is kept to one round trip.
     Where the dialect appends to a pending table instead
-    (``Dialect.feed_append``), being last is what orders it: its key is
-    taken after every row the transaction wrote, so a later change of the
-    same issue (which waited for this one's commit) takes a greater key.
+    (``Dialect.feed_append``), nothing is held: it is last only to name
+    every entry the transaction wrote.
     Nothing to do when the transaction's last statement appended it already
     (the one-statement create).
     """

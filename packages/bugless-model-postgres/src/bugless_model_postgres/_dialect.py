@@ -35,7 +35,7 @@ class Dialect:
             the row lock), but under SERIALIZABLE every overlapping writer
             aborts (40001). Set, the statement a write appends its change to
             a pending table with instead (``FEED_APPEND``'s parameters,
-            returning a non-zero key): no row shared between writers, and
+            returning -1: no position yet): no row shared by writers, and
             positions are handed out after commit by the feed's sequencer
             (``ChangeFeed.sequencer``, bugless-model-cockroach's README).
         statement_snapshots: The server runs READ COMMITTED: every statement
