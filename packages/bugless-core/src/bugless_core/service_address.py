@@ -39,6 +39,16 @@ WATCH_STREAM_WINDOW = 1024 * 1024
 STALLED_WATCHES_SHARED = 32
 
 
+def _transfer_windows() -> Configuration:
+    """HTTP/2 windows for streams read at a reader's pace: 4 MiB each, 32 MiB in all."""
+    from grpclib.config import Configuration  # noqa: PLC0415 - see module
+
+    return Configuration(
+        http2_stream_window_size=TRANSFER_STREAM_WINDOW,
+        http2_connection_window_size=TRANSFER_STREAM_WINDOW * STALLED_TRANSFERS_SHARED,
+    )
+
+
 def host_port(host: str, port: int) -> str:
     """``host:port`` as a person writes it, an IPv6 host in brackets (``[::1]:443``)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -126,14 +136,23 @@ class ServiceAddress:
         once), while what the Model may send the frontend unread stays
         bounded by it (32 MiB), however many transfers run.
         """
-        from grpclib.config import Configuration  # noqa: PLC0415 - see module
+        return self.channel(_transfer_windows())
 
-        return self.channel(
-            Configuration(
-                http2_stream_window_size=TRANSFER_STREAM_WINDOW,
-                http2_connection_window_size=TRANSFER_STREAM_WINDOW * STALLED_TRANSFERS_SHARED,
-            )
-        )
+    def paced_channel(self) -> Channel:
+        """A new channel for calls and for streams read at their caller's pace, together.
+
+        For a client library (the API's Python client) that hands its caller
+        a download's or a watch's messages only as the caller asks for them,
+        on the one channel its calls use. A caller that pauses such a stream
+        (to make another call in the middle of it, say) leaves the stream's
+        window unread, and on grpclib's defaults that is the whole
+        connection's window (4 MiB): the other call's answer could not come
+        until its deadline. The connection window here is a transfer
+        channel's (:data:`STALLED_TRANSFERS_SHARED` stream windows): up to
+        that many paused streams hold up no call, and what the server may
+        send unread stays bounded (32 MiB).
+        """
+        return self.channel(_transfer_windows())
 
     def watch_channel(self) -> Channel:
         """A new channel for Watch streams passed on at their readers' pace.

@@ -193,7 +193,10 @@ class ClientBase:
         self.time_zone = time_zone
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        self._channel: Channel = self.address.channel()
+        # Downloads and watches are read at the caller's pace on the calls'
+        # channel: its connection window holds eight streams' windows, so a
+        # caller that pauses one to make another call is not kept waiting.
+        self._channel: Channel = self.address.paced_channel()
         self.account = v1.AccountStub(self._channel)
         self.issues = v1.IssuesStub(self._channel)
         self.components = v1.ComponentsStub(self._channel)
