@@ -333,6 +333,9 @@ def create_app(settings: WebSettings) -> Litestar:
 
     async def open_backends() -> None:
         frontend.start()
+        # Before uvicorn listens (and so before the worker says it serves):
+        # /readyz's first probe then finds the backends' connections open.
+        await frontend.backends.open_connections()
 
     async def close_backends() -> None:
         frontend.stop()

@@ -30,8 +30,10 @@ stops reading holds up no page (:mod:`bugless_web.transfers`).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
@@ -40,7 +42,7 @@ from dataclasses import dataclass
 from grpclib.client import Channel
 
 from bugless_core.clients import call, warn_if_insecure
-from bugless_core.errors import Unauthenticated
+from bugless_core.errors import BuglessError, Unauthenticated
 from bugless_core.outage import OutageLog
 from bugless_core.user_cache import (
     FetchChanges,
@@ -65,6 +67,7 @@ from bugless_web.single_flight import SingleFlight
 from bugless_web.transfers import download_from_model, upload_to_model
 from bugless_web.viewer_caches import ViewerCaches
 
+_log = logging.getLogger("bugless.web")
 #: Most validated tokens remembered at once (oldest forgotten first).
 TOKEN_CACHE_SIZE = 10_000
 #: How long the Model's capabilities and the sign-in methods are reused.
@@ -236,6 +239,42 @@ class Backends(ViewerCaches):
         return await download_from_model(
             self.model_downloads, request, self._settings, self._metrics, outage=self.model_outage
         )
+
+    async def answering(self) -> None:
+        """Ask the Model and the Authenticator one cheap call each, together.
+
+        What ``/readyz`` asks, and what a worker asks once at start-up
+        (:meth:`open_connections`), so the channels readiness uses are
+        connected before the worker says it serves.
+
+        Raises:
+            BuglessError: a backend answered with an error, or not at all.
+        """
+        await asyncio.gather(
+            call(self.model.get_server_info, v1.GetServerInfoRequest()),
+            call(self.auth.list_authenticators, v1.ListAuthenticatorsRequest()),
+        )
+
+    async def open_connections(self) -> None:
+        """Connect to the Model and the Authenticator now, within one call's timeout.
+
+        The channels connect on their first call; left to ``/readyz``, a new
+        worker's first probe paid for two connections (TCP, TLS, HTTP/2)
+        inside its short timeout and could answer 503 on a busy host though
+        both backends answered. Called at start-up, before the worker
+        listens. A backend that does not answer is logged and start-up goes
+        on: ``/readyz`` says so until it does.
+        """
+        try:
+            async with asyncio.timeout(self._settings.call_timeout_seconds):
+                await self.answering()
+        except (BuglessError, TimeoutError) as exc:
+            reason = exc.message if isinstance(exc, BuglessError) else "no answer in time"
+            _log.warning(
+                "the backends did not both answer at start-up (%s); /readyz says not ready "
+                "until they do",
+                reason,
+            )
 
     def close(self) -> None:
         """Stop following the users' change feed, close the channels (on application shutdown)."""

@@ -15,9 +15,7 @@ from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from bugless_core.clients import call
 from bugless_core.errors import BuglessError, PermissionDenied
-from bugless_proto import v1
 from bugless_web.assets import IMMUTABLE_CACHE_CONTROL
 from bugless_web.frontend import frontend_of, redirect, render, session_of, viewer_of
 
@@ -43,13 +41,11 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[str]:
             status_code=503,
             headers=headers,
         )
-    backends = frontend.backends
     try:
+        # The round trip only: the connections were opened at start-up
+        # (Backends.open_connections), not inside this probe's timeout.
         async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
-            await asyncio.gather(
-                call(backends.model.get_server_info, v1.GetServerInfoRequest()),
-                call(backends.auth.list_authenticators, v1.ListAuthenticatorsRequest()),
-            )
+            await frontend.backends.answering()
     except (BuglessError, TimeoutError) as exc:
         reason = exc.message if isinstance(exc, BuglessError) else "a backend did not answer"
         return Response(
