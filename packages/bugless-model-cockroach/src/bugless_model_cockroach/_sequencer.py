@@ -119,7 +119,7 @@ class Sequencer:
         #: The pass's isolation level (the database's: SERIALIZABLE);
         #: compatibility mode sets ``repeatable_read`` (see the module).
         self.isolation: Literal["serializable", "repeatable_read"] = "serializable"
-        #: Changes numbered and passes run by this process (tests, metrics).
+        #: Changes numbered and passes run by this sequencer (read by tests).
         self.numbered = 0
         self.passes = 0
 
