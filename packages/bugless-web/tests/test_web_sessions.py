@@ -213,7 +213,8 @@ async def test_disabling_a_user_ends_their_web_sessions_and_tokens(
 ) -> None:
     first, second = replicas
     world.stack.add_user("leaver", PASSWORD)
-    cookie = await sign_in(browser(browsers, second), "leaver")
+    leaver = browser(browsers, second)
+    cookie = await sign_in(leaver, "leaver")
     channel = world.stack.auth.channel()
     try:
         auth = v1.AuthenticatorStub(channel)
@@ -238,6 +239,16 @@ async def test_disabling_a_user_ends_their_web_sessions_and_tokens(
             await call(auth.validate_token, v1.ValidateTokenRequest(token=token))
         await dead_within(first, cookie, "/")
         await dead_within(second, cookie, "/")
+        # The browser itself lands on the sign-in page told why (before: the
+        # page alone, nothing saying what had happened).
+        landed = await leaver.get("/", follow_redirects=True)
+        assert landed.url.path == "/signin"
+        assert re.search(
+            r'class="banner notice"[^>]*>You were signed out: this session has ended '
+            r"\(signed out, or ended by an administrator\)",
+            html.unescape(landed.text),
+        ), landed.text
+        assert "You were signed out" not in (await leaver.get("/signin")).text  # once only
 
         # Signing in again with the right password says why it fails; before,
         # it said "Wrong username or password." and the person reset a

@@ -34,6 +34,7 @@ from bugless_web.frontend import (
     require_csrf,
     retry_after_header,
     session_of,
+    signed_out,
 )
 from bugless_web.metrics import metrics_middleware
 from bugless_web.middleware import drain_middleware, security_headers_middleware, session_middleware
@@ -289,7 +290,7 @@ def _session_refused(request: Request[Any, Any, Any], exc: Exception) -> bool:
     state = request.scope.get("state", {})
     if not isinstance(state.get(VIEWER_KEY), Viewer):
         return False
-    session_of(request).sign_out()
+    signed_out(session_of(request), exc)
     return True
 
 

@@ -257,6 +257,18 @@ def session_of(request: Request[Any, Any, Any]) -> Session:
     return session
 
 
+def signed_out(session: Session, refusal: Unauthenticated) -> None:
+    """Sign a browser out whose sign-in a backend refused, saying why on the next page.
+
+    The session ended elsewhere (signed out in another tab or on another
+    device, ended by an administrator, the account disabled) or the token
+    expired: before, the person only found themselves on the sign-in page,
+    with nothing saying what had happened or whether to ask anyone.
+    """
+    session.sign_out()
+    session.update(notice=f"You were signed out: {refusal.message}")
+
+
 async def optional_viewer(request: Request[Any, Any, Any]) -> Viewer | None:
     """The signed-in person, or None; an expired token signs the browser out."""
     state = request.scope.setdefault("state", {})
@@ -268,8 +280,8 @@ async def optional_viewer(request: Request[Any, Any, Any]) -> Viewer | None:
     if session.token:
         try:
             viewer = await frontend_of(request).backends.viewer(session.token)
-        except Unauthenticated:
-            session.sign_out()
+        except Unauthenticated as exc:
+            signed_out(session, exc)
     state[VIEWER_KEY] = viewer
     # Every Model call of this request acts for this person, by the signed
     # assertion the Authenticator issued (session_middleware resets it).
