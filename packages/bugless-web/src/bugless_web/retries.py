@@ -63,10 +63,11 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core.backoff import Backoff
 from bugless_core.clients import channel_connection, forget_connection
-from bugless_core.errors import BuglessError
+from bugless_core.errors import BuglessError, InvalidArgument
 from bugless_core.failover import refused_while_draining
 from bugless_core.outage import OutageLog
 from bugless_proto import v1
+from bugless_proto.int_ranges import out_of_range
 from bugless_proto.stubs import UnaryUnaryInterceptor
 
 if TYPE_CHECKING:
@@ -133,6 +134,25 @@ RETRY_BACKOFF = Backoff(first_seconds=0.2, max_seconds=0.2, jitter=0.75)
 _Send = Callable[..., Awaitable[T]]
 
 
+def refuse_out_of_range(request: Any) -> None:
+    """Refuse a request one of whose integers its field's wire type cannot hold.
+
+    betterproto2 would send such a value as its low bits, another value
+    the backend cannot tell apart (a rank to 4294967297 arrives as 0, a
+    component past int64 as a small one that may exist). The pages read
+    their numbers within range where they can name the form's field; this
+    is the net under them, for every call the web makes: a 400 naming the
+    request's field (``position: 4294967296 is outside int32 (...)``), and
+    nothing sent.
+
+    Raises:
+        InvalidArgument: naming the field, the value and the type.
+    """
+    problem = out_of_range(request)
+    if problem is not None:
+        raise InvalidArgument(f"{problem}; nothing was changed")
+
+
 class RetryingCalls(UnaryUnaryInterceptor):
     """Mixed into a stub (listed first): one retry where :func:`send_with_retry` allows it.
 
@@ -154,7 +174,12 @@ class RetryingCalls(UnaryUnaryInterceptor):
     async def intercept_unary_unary(
         self, send: _Send[T], route: str, request: Any, response_type: type[T], **options: Any
     ) -> T:
-        """Send through :func:`send_with_retry`, counted when metrics are on."""
+        """Send through :func:`send_with_retry`, counted when metrics are on.
+
+        A request with an integer its field cannot hold is refused first
+        (:func:`refuse_out_of_range`): never sent, counted or an outage.
+        """
+        refuse_out_of_range(request)
         channel: Channel = self.channel  # type: ignore[attr-defined]
         try:
             if self.metrics is None:

@@ -82,7 +82,13 @@ from bugless_core.failover import (
 )
 from bugless_proto import v1
 from bugless_web.drain import cut_by_drain
-from bugless_web.retries import call_code, counted_call, outage_fed, send_with_retry
+from bugless_web.retries import (
+    call_code,
+    counted_call,
+    outage_fed,
+    refuse_out_of_range,
+    send_with_retry,
+)
 
 if TYPE_CHECKING:
     from bugless_core.outage import OutageLog
@@ -344,7 +350,10 @@ async def download_from_model(
         Unavailable: The Model did not send the attachment within
             ``call_timeout_seconds``, or could not be reached (twice).
         BuglessError: The Model's refusal (not found ...).
+        InvalidArgument: An integer of ``request`` its field cannot hold
+            (:func:`~bugless_web.retries.refuse_out_of_range`): nothing sent.
     """
+    refuse_out_of_range(request)
     count = _CallCount(metrics)
 
     async def start(

@@ -44,6 +44,7 @@ from litestar.response import Redirect, Stream
 from bugless_core.attachments import CHUNK_BYTES, is_inline_type, normalise_type
 from bugless_core.clients import CURRENT_ASSERTION, call
 from bugless_core.errors import BuglessError, NotFound
+from bugless_core.ids import MAX_ID
 from bugless_proto import v1
 from bugless_web.display import attachment_url
 from bugless_web.frontend import audit, frontend_of, path_id, redirect, session_of, viewer_of
@@ -109,7 +110,10 @@ async def upload_attachment(
         issue_id=issue_id,
         name=name,
         content_type=request.headers.get("content-type", "")[:255],
-        size=int(declared) if declared.isdigit() else 0,
+        # A length past int64 (which no upload reaches) is sent as the
+        # largest: the Model refuses it as over its limit, naming it,
+        # instead of reading a wrapped, small size.
+        size=min(int(declared), MAX_ID) if declared.isdigit() else 0,
     )
 
     async def messages() -> AsyncIterator[v1.UploadAttachmentRequest]:
@@ -141,13 +145,21 @@ async def upload_attachment(
 
 
 def _requested_range(request: Request[Any, Any, Any]) -> tuple[int, int] | None:
-    """``(offset, length)`` of a single ``Range: bytes=a-b`` (length 0: to the end)."""
+    """``(offset, length)`` of a single ``Range: bytes=a-b`` (length 0: to the end).
+
+    A byte position past int64, which no attachment reaches, makes the
+    header ignored (as HTTP lets a server do): the whole file, 200. Sent to
+    the Model, it wrapped to a small offset, and the browser got a 206 of
+    other bytes than it asked for, labelled with the range it asked for.
+    """
     match = _RANGE.match(request.headers.get("range", "").strip())
     if match is None:
         return None
     start = int(match.group(1))
     end = int(match.group(2)) if match.group(2) else None
     if end is not None and end < start:
+        return None
+    if max(start, end or 0) >= MAX_ID:
         return None
     return start, 0 if end is None else end - start + 1
 

@@ -30,6 +30,10 @@ from bugless_web.frontend import (
     viewer_of,
 )
 
+#: The last 1-based position a rank form may name: the Model's position is an
+#: int32 counted from 0 (one past the end of any real hotlist: the end).
+MAX_POSITION = 2**31
+
 
 def _answer(request: Request[Any, Any, Any], hotlist_id: int, notice: str) -> Response[Any]:
     """204 for the script, a redirect with a notice for a plain form."""
@@ -188,8 +192,9 @@ async def rank_item(
     viewer = await viewer_of(request)
     form = await request.form()
     position = form_int(str(form.get("position", "")), "position")
-    if position < 1:
-        raise InvalidArgument("position: give a position from 1")
+    if not 1 <= position <= MAX_POSITION:
+        # Past int32 the wire kept the low bits: 4294967297 moved it to the top.
+        raise InvalidArgument(f"position: give a position from 1 to {MAX_POSITION}")
     await call(
         frontend_of(request).backends.model.rank_hotlist_item,
         v1.RankHotlistItemRequest(

@@ -23,6 +23,7 @@ from bugless_core.errors import (
     NotFound,
     PermissionDenied,
 )
+from bugless_core.ids import try_parse_id
 from bugless_proto import v1
 from bugless_web import custom_fields
 from bugless_web.backends import Backends, Viewer
@@ -344,9 +345,15 @@ async def change_issue(request: Request[Any, Any, Any], issue_text: FromPath[str
 
 
 def _destination(form: Any, current: int) -> int:
-    """The component the edit form moves the issue to (``current`` when none is read)."""
+    """The component the edit form moves the issue to (``current`` when none is read).
+
+    Read as an id (:func:`bugless_core.ids.try_parse_id`): one past int64 is
+    no component (its fields were asked for with the value wrapped); the
+    form's own reading of it (:func:`bugless_web.issue_form.read_int`)
+    refuses it at the picker.
+    """
     text = str(form.get("component_id", "") or "").strip()
-    return int(text) if text.isdigit() and int(text) > 0 else current
+    return try_parse_id(text) or current
 
 
 def _with_moved(
