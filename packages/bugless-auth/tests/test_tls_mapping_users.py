@@ -23,6 +23,7 @@ from grpc_errors import expect_status
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from bugless_auth.tls import TlsAuthenticator
 from bugless_core.errors import from_grpc_error
 from bugless_proto import v1
 
@@ -168,3 +169,36 @@ async def test_an_entry_naming_another_backends_user_is_refused_and_the_name_kep
     assert f"tls:{cn} names username {person!r}" in caplog.text
     assert local.user_id in caplog.text
     assert (await server.sign_in(person)).identity is not None
+
+
+async def test_entries_of_one_user_that_disagree_are_refused_at_start_and_while_serving(
+    mapped: tuple[AuthServer, Mapping], pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each sign-in writes its entry's groups: two entries of one user with other groups
+    would flip the user's groups (and end its sessions) at every sign-in. Such a mapping
+    is refused when the Authenticator starts, and an edit to one while it serves is
+    logged and the last good mapping kept."""
+    bot = unique("split-bot")
+    disagreeing = {
+        "old-cert": {"username": bot, "groups": ["bots", "deployers"]},
+        "new-cert": {"username": bot, "groups": ["bots"]},
+    }
+    path = tmp_path / "disagreeing.json"
+    path.write_text(json.dumps(disagreeing))
+    with pytest.raises(ValueError, match="differ in groups") as refused:
+        await TlsAuthenticator.open({"mapping_file": str(path)})
+    assert f"'old-cert' and 'new-cert' name one user ({bot!r})" in str(refused.value)
+
+    server, mapping = mapped
+    mapping.set("old-cert", bot)
+    before = await signed_in(server, pki.client("old-cert"))
+    mapping.entries["new-cert"] = {"username": bot, "groups": ["bots", "admins"]}
+    mapping.path.write_text(json.dumps(mapping.entries))
+    await expect_status(
+        server.stub.authenticate_certificate(
+            v1.AuthenticateCertificateRequest(certificate_der=pki.client("new-cert"))
+        ),
+        Status.UNAUTHENTICATED,
+    )
+    assert "differ in groups" in caplog.text
+    assert (await signed_in(server, pki.client("old-cert"))).user_id == before.user_id

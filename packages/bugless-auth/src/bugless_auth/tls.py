@@ -67,7 +67,7 @@ from cryptography.x509.oid import NameOID
 from bugless_core.auth_backend import CertificateAuthenticator, ExternalIdentity
 from bugless_core.errors import InvalidArgument
 from bugless_core.setting_files import FileContent, pem_certificates
-from bugless_core.usernames import username_problem
+from bugless_core.usernames import username_key, username_problem
 
 _log = logging.getLogger("bugless.auth.tls")
 
@@ -131,7 +131,42 @@ def parse_mapping(text: str, *, origin: str) -> dict[str, CertificateMapping]:
             groups=tuple(groups),
             bot=bool(entry.get("bot", True)),
         )
+    _check_entries_of_one_user(mapping, origin)
     return mapping
+
+
+def _check_entries_of_one_user(mapping: Mapping[str, CertificateMapping], origin: str) -> None:
+    """Entries naming one username must say the same of that user.
+
+    They are one user (:mod:`bugless_auth.username_holders`), and each sign-in
+    writes its own entry's groups, display name, email and bot flag: entries
+    that disagree would flip the user between them with every certificate that
+    signs in, and one with fewer groups would end the user's sessions each time
+    (:mod:`bugless_auth.group_loss`).
+
+    Raises:
+        ValueError: naming both entries and the first field they disagree on.
+    """
+    first: dict[str, tuple[str, CertificateMapping]] = {}
+    for key, entry in mapping.items():
+        seen = first.setdefault(username_key(entry.username), (key, entry))
+        other_key, other = seen
+        if other_key == key:
+            continue
+        fields = {
+            "username": (other.username, entry.username),
+            "groups": (sorted(other.groups), sorted(entry.groups)),
+            "display_name": (other.display_name, entry.display_name),
+            "email": (other.email, entry.email),
+            "bot": (other.bot, entry.bot),
+        }
+        for field, (was, now) in fields.items():
+            if was != now:
+                raise ValueError(
+                    f"{origin}: {other_key!r} and {key!r} name one user ({entry.username!r}) "
+                    f"but differ in {field} ({was!r} and {now!r}): entries of one user must "
+                    "agree, or each sign-in would change the user to its own entry's"
+                )
 
 
 def ca_bundle_content(data: bytes) -> list[x509.Certificate]:
