@@ -10,21 +10,19 @@ points at its column.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
-import logging
 import re
 import zoneinfo
 from collections.abc import AsyncIterator
 from typing import ClassVar, TypeVar
 
 import betterproto2
-from grpclib.const import Status
 
 from bugless_api._custom_users import delta_components, sets_values, user_field_ids
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
+from bugless_api._idle import DownloadStalled, IdleRelease, WatchStalled
 from bugless_api._users import UserRefs
 from bugless_api._wire_issues import (
     BATCH_CHANGE_ISSUES,
@@ -50,21 +48,6 @@ from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of
 from bugless_proto import v1
-
-_log = logging.getLogger(__name__)
-
-
-class DownloadStalled(BuglessError):
-    """The client read nothing of a download for ``--download-idle-seconds``.
-
-    Its Model call was released when that passed; the client learns it at
-    its next read, and may download again from the offset it reached.
-    """
-
-    grpc_status: ClassVar[Status] = Status.DEADLINE_EXCEEDED
-    http_status: ClassVar[int] = 408
-    default_reason: ClassVar[str] = "DOWNLOAD_STALLED"
-
 
 M = TypeVar("M", bound=betterproto2.Message)
 
@@ -298,7 +281,11 @@ class IssuesService(GatewayService, v1.IssuesBase):
         bot resumes through whichever replica it reaches next.
 
         On the watches' channel (:attr:`Gateway.model_watches`): the stream
-        is read only as fast as the bot reads. A watch a draining Model
+        is read only as fast as the bot reads, and a bot that takes nothing
+        for ``watch_idle_seconds`` while events wait has the Model call
+        released then (:class:`~bugless_api._idle.IdleRelease`); its next
+        read fails with :class:`~bugless_api._idle.WatchStalled`, and it
+        resumes from its position. A watch a draining Model
         refuses is opened once more on a new connection
         (:func:`~bugless_core.failover.open_again_if_refused`): the other
         watches keep that channel on the old replica while it drains.
@@ -312,10 +299,23 @@ class IssuesService(GatewayService, v1.IssuesBase):
         else:
             raise InvalidArgument("target: give issue_id or query")
         caller_of(request)
+        idle = self.gateway.settings.watch_idle_seconds
         stub = self.gateway.model_watches
         with call_errors("the model service stream broke"):
             event, events = await open_again_if_refused(
                 stub.channel, lambda: stub.watch(request), MODEL_WATCH_ROUTE
+            )
+            client = IdleRelease(
+                events,
+                idle,
+                stalled=WatchStalled(
+                    f"the watch stalled: the bot read nothing for {idle:g} s while events "
+                    "waited (--watch-idle-seconds); watch again from the position of the "
+                    "last event handled"
+                ),
+                released=f"a watch's bot read nothing for {idle:g} s while events waited; "
+                "its model call is released",
+                extra={"watch_idle_seconds": idle},
             )
             try:
                 while event is not None:
@@ -324,10 +324,12 @@ class IssuesService(GatewayService, v1.IssuesBase):
                         out.issue(event.issue)
                         out.entry(event.entry)
                         await self._named(out)
+                    client.waiting()
                     yield event
+                    client.taken()
                     event = await anext(events, None)
             finally:
-                await _closed(events)
+                await client.close()
 
     # ---- attachments ----
 
@@ -375,36 +377,32 @@ class IssuesService(GatewayService, v1.IssuesBase):
 
         On the transfers' channel (:attr:`Gateway.model_transfers`): the
         stream is read only as fast as the client reads. While the client
-        takes a message (the ``yield``, when this frame is not running) a
-        timer waits ``download_idle_seconds``; if it passes, the Model call
-        is released then, however long the client keeps the call, and the
-        client's next read fails with :class:`DownloadStalled`. A download
+        takes a message a timer waits ``download_idle_seconds``
+        (:class:`~bugless_api._idle.IdleRelease`); if it passes, the Model
+        call is released then, however long the client keeps the call, and
+        the client's next read fails with :class:`~bugless_api._idle.DownloadStalled`. A download
         a draining Model refuses is opened once more on a new connection
         (:func:`~bugless_core.failover.open_again_if_refused`): a download
         in progress keeps that channel on the old replica while it drains.
         """
         caller_of(message)
         idle = self.gateway.settings.download_idle_seconds
-        loop = asyncio.get_running_loop()
         stub = self.gateway.model_transfers
         with call_errors("the model service stream broke"):
             part, parts = await open_again_if_refused(
                 stub.channel, lambda: stub.download_attachment(message), MODEL_DOWNLOAD_ROUTE
             )
-        released: asyncio.Task[None] | None = None
-        timer: asyncio.TimerHandle | None = None
-
-        def release() -> None:
-            nonlocal released
-            released = loop.create_task(_closed(parts))
-            _log.warning(
-                "attachment %d: the client read nothing of the download for %g s; "
-                "its model call is released",
-                message.attachment_id,
-                idle,
-                extra={"attachment_id": message.attachment_id},
-            )
-
+        client = IdleRelease(
+            parts,
+            idle,
+            stalled=DownloadStalled(
+                f"the download stalled: the client read nothing for {idle:g} s "
+                "(--download-idle-seconds); download again from the offset reached"
+            ),
+            released=f"attachment {message.attachment_id}: the client read nothing of the "
+            f"download for {idle:g} s; its model call is released",
+            extra={"attachment_id": message.attachment_id},
+        )
         try:
             with call_errors("the model service stream broke"):
                 while part is not None:
@@ -412,23 +410,12 @@ class IssuesService(GatewayService, v1.IssuesBase):
                         out = UserRefs()
                         out.attachment(part.attachment)
                         await self._named(out)
-                    timer = loop.call_later(idle, release)
+                    client.waiting()
                     yield part
-                    timer.cancel()
-                    if released is not None:
-                        msg = (
-                            f"the download stalled: the client read nothing for {idle:g} s "
-                            "(--download-idle-seconds); download again from the offset reached"
-                        )
-                        raise DownloadStalled(msg)
+                    client.taken()
                     part = await anext(parts, None)
         finally:
-            if timer is not None:
-                timer.cancel()
-            if released is not None:
-                await released
-            else:
-                await _closed(parts)
+            await client.close()
 
     async def get_attachment(self, message: v1.GetAttachmentRequest) -> v1.Attachment:
         """One attachment's metadata, if the caller may view its issue."""
@@ -448,10 +435,3 @@ class IssuesService(GatewayService, v1.IssuesBase):
         """Detach a file (its uploader or a component admin)."""
         caller_of(message)
         return await self._wire_reply(DELETE_ATTACHMENT, message)
-
-
-async def _closed(parts: AsyncIterator[object]) -> None:
-    """End the Model call behind ``parts`` (its stream is reset if unfinished)."""
-    aclose = getattr(parts, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -150,6 +150,14 @@ class ApiSettings:
             the time it takes). Past it the Model call is released and the
             client's next read fails with DEADLINE_EXCEEDED
             (``DOWNLOAD_STALLED``); as the web's ``download_idle_seconds``.
+        watch_idle_seconds: How long a watch may wait for its bot to read the
+            next event, for the same reason: a bot that stopped reading a busy
+            watch would otherwise hold a Model stream and its share of the
+            watch connection's window for as long as it kept the call open,
+            and 32 of them (one script may open that many) every watch of the
+            replica. Past it the Model call is released and the bot's next
+            read fails with DEADLINE_EXCEEDED (``WATCH_STALLED``); the Python
+            client resumes from the position of the last event it handled.
         batch_reads: Whether concurrent GetIssue calls of one caller are sent
             to the Model as one BatchGetIssues (see ``bugless_api._coalesce``;
             the answers are the same, each call costs a fraction). Off sends
@@ -217,6 +225,12 @@ class ApiSettings:
         "nothing for this long (the client's next read fails); one that keeps reading is "
         "never cut off by it.",
     )
+    watch_idle_seconds: float = setting(
+        60.0,
+        help="A watch's Model call is released once its bot has read nothing for this long "
+        "while events wait (the bot's next read fails, and the client resumes from its "
+        "position); a bot that keeps reading is never cut off by it.",
+    )
     batch_reads: bool = setting(
         True, help="Send concurrent GetIssue calls of one caller to the Model as one batch."
     )
@@ -247,6 +261,8 @@ class ApiSettings:
             )
         if self.download_idle_seconds <= 0:
             raise ValueError("download_idle_seconds (--download-idle-seconds) must be more than 0")
+        if self.watch_idle_seconds <= 0:
+            raise ValueError("watch_idle_seconds (--watch-idle-seconds) must be more than 0")
         if self.backend_timeout_seconds <= 0:
             raise ValueError(
                 "backend_timeout_seconds (--backend-timeout-seconds) must be more than 0"

@@ -1,0 +1,125 @@
+"""Releasing a Model stream whose client stopped reading (downloads, watches).
+
+The API passes a download's chunks and a watch's events on only as fast as
+its client takes them, and HTTP/2 gives the Model more credit only for what
+the API read: a client that stops reading keeps its Model stream, and that
+stream's share of a channel's connection window (the transfers' or the
+watches', :class:`~bugless_api._gateway.Gateway`), for as long as it holds
+its own call open. Enough such clients (eight downloads, 32 watches: one
+user's script may open them) would hold up every other stream of the
+replica on that channel.
+
+:class:`IdleRelease` bounds that wait, and only that wait: a handler calls
+:meth:`IdleRelease.waiting` just before it yields a message and
+:meth:`IdleRelease.taken` just after. The ``yield`` is where the handler
+waits for its client (grpclib sends the message on, as flow control allows,
+before it asks for the next), and its frame is not running then, so a timer
+releases the Model call on time even if the client never reads again; the
+client's next read fails with the stalled error, which it may resume from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+from grpclib.const import Status
+
+from bugless_core.errors import BuglessError
+
+_log = logging.getLogger(__name__)
+
+
+class DownloadStalled(BuglessError):
+    """The client read nothing of a download for ``--download-idle-seconds``.
+
+    Its Model call was released when that passed; the client learns it at
+    its next read, and may download again from the offset it reached.
+    """
+
+    grpc_status: ClassVar[Status] = Status.DEADLINE_EXCEEDED
+    http_status: ClassVar[int] = 408
+    default_reason: ClassVar[str] = "DOWNLOAD_STALLED"
+
+
+class WatchStalled(BuglessError):
+    """The bot read nothing of a watch for ``--watch-idle-seconds`` while events waited.
+
+    Its Model call was released when that passed; the bot learns it at its
+    next read, and resumes from the position of the last event it handled
+    (the Python client does so by itself, as after any broken stream).
+    """
+
+    grpc_status: ClassVar[Status] = Status.DEADLINE_EXCEEDED
+    http_status: ClassVar[int] = 408
+    default_reason: ClassVar[str] = "WATCH_STALLED"
+
+
+class IdleRelease:
+    """Closes a Model stream once its client has taken nothing for a while (see the module)."""
+
+    def __init__(
+        self,
+        stream: AsyncIterator[object],
+        seconds: float,
+        *,
+        stalled: BuglessError,
+        released: str,
+        extra: dict[str, object],
+    ) -> None:
+        """Watch the waits on the client of ``stream`` (the Model call to release).
+
+        Args:
+            stream: The Model's stream, closed when a wait passes ``seconds``.
+            seconds: The longest wait for the client to take a message.
+            stalled: What the client's next read fails with after a release.
+            released: The warning logged at the release, when it happens
+                (the client may never read again).
+            extra: The log record's fields.
+        """
+        self._stream = stream
+        self._seconds = seconds
+        self._stalled = stalled
+        self._released_message = released
+        self._extra = extra
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    def waiting(self) -> None:
+        """The handler is about to yield a message: the wait on the client starts."""
+        self._timer = asyncio.get_running_loop().call_later(self._seconds, self._release)
+
+    def taken(self) -> None:
+        """The client took the message.
+
+        Raises:
+            BuglessError: the ``stalled`` error, when the wait had passed.
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._closing is not None:
+            raise self._stalled
+
+    async def close(self) -> None:
+        """End the Model call (its stream is reset if unfinished), once however it ended."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(closed(self._stream))
+        await self._closing
+
+    def _release(self) -> None:
+        self._timer = None
+        self._closing = asyncio.ensure_future(closed(self._stream))
+        _log.warning(self._released_message, extra=self._extra)
+
+
+async def closed(stream: AsyncIterator[object]) -> None:
+    """End the Model call behind ``stream`` (its stream is reset if unfinished)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
