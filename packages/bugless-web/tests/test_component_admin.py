@@ -240,6 +240,9 @@ async def test_a_group_nobody_is_in_is_marked_and_warned_of(
     row = r'group <code>([^<]+)</code> <span class="muted group-members">· ([^<]+)<'
     counts = dict(re.findall(row, page.text))
     assert counts["component-creatros"] == "nobody"
+    # Each entry's role picker says whose role it is (before, every one was "Role").
+    assert 'aria-label="Role of group component-creatros"' in page.text
+    assert 'aria-label="Role of dora"' in page.text
     assert re.fullmatch(r"\d+ (person|people)", counts["component-creators"]), counts
 
 
