@@ -151,6 +151,26 @@ async def test_own_common_name_is_accepted_and_lifetimes_are_capped(people: Auth
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() <= 7200 + 61
 
 
+async def test_a_lifetime_that_is_not_a_number_is_refused_naming_it(people: AuthServer) -> None:
+    """Before, NaN passed the checks and failed signing: INTERNAL (a 500 at the web's form)."""
+    token = await _token(people, unique("nan"))
+    for seconds in (float("nan"), -1.0):
+        error = await expect_status(
+            people.stub.issue_person_certificate(
+                v1.IssuePersonCertificateRequest(
+                    token=token, csr_pem=_csr(), validity_seconds=seconds
+                )
+            ),
+            Status.INVALID_ARGUMENT,
+        )
+        assert "validity_seconds: " in (error.message or ""), seconds
+        assert "is not a number of seconds from 0" in (error.message or ""), seconds
+    listed = await people.stub.list_person_certificates(
+        v1.ListPersonCertificatesRequest(token=token, include_inactive=True)
+    )
+    assert not listed.certificates  # nothing signed, nothing recorded
+
+
 async def test_an_expired_certificate_signs_nobody_in(people: AuthServer) -> None:
     token = await _token(people, unique("brief"))
     issued = await people.stub.issue_person_certificate(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -170,8 +171,12 @@ class PeopleCertificates:
         return self.ca
 
     def _seconds(self, asked: float) -> float:
-        if asked < 0:
-            raise InvalidArgument("validity_seconds: must not be negative")
+        # NaN passed every comparison here and failed signing (a 500 at the
+        # web's forms, where "nan" reads as a number); infinity is capped.
+        if math.isnan(asked) or asked < 0:
+            raise InvalidArgument(
+                f"validity_seconds: {asked} is not a number of seconds from 0 (0: the default)"
+            )
         return min(asked or self.settings.default_seconds, self.settings.max_seconds)
 
     async def issue(
