@@ -6,6 +6,8 @@ packages installed, e.g. the project venv)::
     python deploy/ha/drill.py              # the full drill, ~2-3 minutes
     python deploy/ha/drill.py --reduced    # the CI form, under a minute
     python deploy/ha/drill.py --no-web     # without the web tier
+    python deploy/ha/drill.py --reduced --phases rolling --repeat 15   # one phase, again and again
+    python deploy/ha/drill.py --reduced --phases rolling --bots 4 --api-rate 20   # a heavier load
 
 On this machine it starts PostgreSQL, 2 Model replicas, 1 Authenticator,
 2 API and 2 web replicas, all behind HAProxy (frontends reach the Model and
@@ -43,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import asyncpg
@@ -53,6 +55,8 @@ from ha_topology import Topology, TopologySettings, grpc_health, start_topology
 from bugless_api.client import BuglessClient
 
 ROLLING, KILL, POSTGRES = "rolling restart", "kill model", "restart postgres"
+#: The phases in the order they run, by their ``--phases`` name.
+PHASES = {"rolling": ROLLING, "kill": KILL, "postgres": POSTGRES}
 #: Issue ids and ports, folded so that failures group by kind.
 _NUMBERS = re.compile(r"(?<=/issues/)\d+|(?<=componentid:)\d+|(?<=', )\d+(?=\))")
 
@@ -69,6 +73,9 @@ class DrillSettings:
         outage_hold_seconds: How long PostgreSQL stays down once both Model
             replicas report NOT_SERVING.
         status_timeout: Bound on waiting for any state change (health, exit).
+        phases: Which phases run (all by default), in their fixed order: a
+            race seen once in one phase is chased by running it alone, many
+            times.
     """
 
     topology: TopologySettings
@@ -76,6 +83,7 @@ class DrillSettings:
     settle_seconds: float = 4.0
     outage_hold_seconds: float = 2.0
     status_timeout: float = 30.0
+    phases: tuple[str, ...] = (ROLLING, KILL, POSTGRES)
 
     @classmethod
     def full(cls, directory: Path, *, with_web: bool = True) -> DrillSettings:
@@ -162,6 +170,22 @@ class DrillReport:
         if rolling is not None and rolling.tally.failed:
             errors = sorted({f.error for f in rolling.tally.failures})
             found.append(f"{ROLLING}: {rolling.tally.failed} requests failed: {errors[:5]}")
+        if POSTGRES in self.phases:
+            found += self._outage_violations()
+        if self.duplicate_creates:
+            found.append(f"{self.duplicate_creates} idempotency keys created more than one issue")
+        if KILL in self.phases and not self.kill_recovered:
+            found.append(f"{KILL}: clients did not recover once the replacement was routed")
+        answered = [t for t, refused in self.plaintext_refused.items() if not refused]
+        if not self.plaintext_refused or answered:
+            found.append(f"mutual TLS: plaintext health checks answered by {answered}")
+        silent = [t for t, ok in self.mutual_tls_serving.items() if not ok]
+        if not self.mutual_tls_serving or silent:
+            found.append(f"mutual TLS: not SERVING over mutual TLS: {silent}")
+        return found
+
+    def _outage_violations(self) -> list[str]:
+        found: list[str] = []
         if not self.model_not_serving_during_outage or not all(
             self.model_not_serving_during_outage.values()
         ):
@@ -176,16 +200,6 @@ class DrillReport:
             )
         if not self.model_pids_unchanged:
             found.append("restart postgres: a Model replica was restarted to recover")
-        if self.duplicate_creates:
-            found.append(f"{self.duplicate_creates} idempotency keys created more than one issue")
-        if KILL in self.phases and not self.kill_recovered:
-            found.append(f"{KILL}: clients did not recover once the replacement was routed")
-        answered = [t for t, refused in self.plaintext_refused.items() if not refused]
-        if not self.plaintext_refused or answered:
-            found.append(f"mutual TLS: plaintext health checks answered by {answered}")
-        silent = [t for t, ok in self.mutual_tls_serving.items() if not ok]
-        if not self.mutual_tls_serving or silent:
-            found.append(f"mutual TLS: not SERVING over mutual TLS: {silent}")
         return found
 
 
@@ -431,17 +445,20 @@ async def run_drill(settings: DrillSettings) -> DrillReport:
         load_task = asyncio.create_task(load.run())
         await asyncio.sleep(settings.settle_seconds)
 
-        result = report.phases[ROLLING] = PhaseResult(load.begin_phase(ROLLING))
-        await asyncio.sleep(settings.settle_seconds)
-        await _rolling_restart(topology, load, settings, result)
+        if ROLLING in settings.phases:
+            result = report.phases[ROLLING] = PhaseResult(load.begin_phase(ROLLING))
+            await asyncio.sleep(settings.settle_seconds)
+            await _rolling_restart(topology, load, settings, result)
 
-        result = report.phases[KILL] = PhaseResult(load.begin_phase(KILL))
-        await asyncio.sleep(settings.settle_seconds)
-        await _kill_model(topology, load, settings, result, report)
+        if KILL in settings.phases:
+            result = report.phases[KILL] = PhaseResult(load.begin_phase(KILL))
+            await asyncio.sleep(settings.settle_seconds)
+            await _kill_model(topology, load, settings, result, report)
 
-        result = report.phases[POSTGRES] = PhaseResult(load.begin_phase(POSTGRES))
-        await asyncio.sleep(settings.settle_seconds)
-        await _restart_postgres(topology, load, settings, result, report)
+        if POSTGRES in settings.phases:
+            result = report.phases[POSTGRES] = PhaseResult(load.begin_phase(POSTGRES))
+            await asyncio.sleep(settings.settle_seconds)
+            await _restart_postgres(topology, load, settings, result, report)
         await _check_mutual_tls(topology, report)  # the replacements too
 
         load.begin_phase("cool-down")
@@ -502,22 +519,73 @@ def format_table(report: DrillReport) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: run the drill, print the table; exit 1 if an invariant failed."""
+def argument_parser() -> argparse.ArgumentParser:
+    """The command line: the drill's form, which phases, how often, how heavy a load."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--reduced", action="store_true", help="the shorter CI form")
     parser.add_argument("--no-web", dest="web", action="store_false", help="without web tier")
     parser.add_argument("--keep", type=Path, help="keep logs and configs in this directory")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated phases to run, of {', '.join(PHASES)} (default: all)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the drill this many times (a new topology each)"
+    )
+    parser.add_argument("--bots", type=int, help="bot identities of the API load")
+    parser.add_argument("--api-rate", type=float, help="requests per second of each bot")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace, directory: Path) -> DrillSettings:
+    """The drill the command line asks for, run in ``directory``.
+
+    Raises:
+        SystemExit: A phase name that is not one of :data:`PHASES` (exit 2, naming them).
+    """
+    shape = DrillSettings.reduced if args.reduced else DrillSettings.full
+    settings = shape(directory, with_web=args.web)
+    names = [name.strip() for name in args.phases.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PHASES]
+    if unknown or not names:
+        named = ", ".join(unknown) or "none"
+        argument_parser().error(f"--phases: {named}; choose from {', '.join(PHASES)}")
+    wanted = {PHASES[name] for name in names}
+    settings = replace(settings, phases=tuple(p for p in PHASES.values() if p in wanted))
+    if args.bots is not None:
+        settings = replace(settings, topology=replace(settings.topology, bots=args.bots))
+    if args.api_rate is not None:
+        settings = replace(settings, load=replace(settings.load, api_rate=args.api_rate))
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: run the drill, print the table; exit 1 if an invariant failed.
+
+    With ``--repeat N`` each run gets a topology of its own (under
+    ``--keep``: ``run-1``, ``run-2``, ...), each table is printed as it ends,
+    and the last line counts the runs whose invariants did not all hold.
+    """
+    parser = argument_parser()
     args = parser.parse_args(argv)
-    with contextlib.ExitStack() as stack:
-        if args.keep is not None:
-            directory: Path = args.keep
-        else:
-            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="drill-")))
-        shape = DrillSettings.reduced if args.reduced else DrillSettings.full
-        report = asyncio.run(run_drill(shape(directory, with_web=args.web)))
-        print(format_table(report))
-        return 1 if report.violations() else 0
+    if args.repeat < 1:
+        parser.error(f"--repeat: {args.repeat}; at least 1")
+    violated = 0
+    for run in range(1, args.repeat + 1):
+        with contextlib.ExitStack() as stack:
+            if args.keep is not None:
+                directory: Path = args.keep if args.repeat == 1 else args.keep / f"run-{run}"
+            else:
+                directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="drill-")))
+            report = asyncio.run(run_drill(settings_from_args(args, directory)))
+            if args.repeat > 1:
+                print(f"== run {run} of {args.repeat}")
+            print(format_table(report), flush=True)
+            violated += bool(report.violations())
+    if args.repeat > 1:
+        print(f"== {violated} of {args.repeat} runs violated an invariant")
+    return 1 if violated else 0
 
 
 if __name__ == "__main__":

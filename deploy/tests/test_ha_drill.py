@@ -22,7 +22,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ha"))
 
-from drill import KILL, POSTGRES, ROLLING, DrillReport, DrillSettings, format_table, run_drill
+from drill import (
+    KILL,
+    POSTGRES,
+    ROLLING,
+    DrillReport,
+    DrillSettings,
+    PhaseResult,
+    argument_parser,
+    format_table,
+    run_drill,
+    settings_from_args,
+)
+from ha_load import PhaseTally
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +104,36 @@ def test_no_idempotency_key_created_two_issues(report: DrillReport) -> None:
 
 def test_clients_recover_from_a_killed_model_replica(report: DrillReport) -> None:
     assert report.kill_recovered
+
+
+def test_the_command_line_runs_the_phases_asked_for_in_their_order_under_the_load_asked_for(
+    tmp_path: Path,
+) -> None:
+    """How a race seen once in one phase is chased: that phase alone, heavier, many times."""
+    args = argument_parser().parse_args(
+        ["--reduced", "--phases", "postgres,rolling", "--bots", "4", "--api-rate", "20"]
+    )
+    settings = settings_from_args(args, tmp_path)
+    assert settings.phases == (ROLLING, POSTGRES)
+    assert (settings.topology.bots, settings.load.api_rate) == (4, 20.0)
+    assert settings.topology.drain_seconds == DrillSettings.reduced(tmp_path).topology.drain_seconds
+    every = settings_from_args(argument_parser().parse_args([]), tmp_path)
+    assert every.phases == (ROLLING, KILL, POSTGRES)
+
+
+def test_an_unknown_phase_is_refused_naming_the_phases(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        settings_from_args(argument_parser().parse_args(["--phases", "rolling,restart"]), tmp_path)
+    assert refused.value.code == 2
+    assert "--phases: restart; choose from rolling, kill, postgres" in capsys.readouterr().err
+
+
+def test_a_phase_not_run_has_no_invariant_to_violate() -> None:
+    report = DrillReport(phases={ROLLING: PhaseResult(PhaseTally(ROLLING, sent=3, succeeded=3))})
+    report.plaintext_refused = {"model replica": True}
+    report.mutual_tls_serving = {"model replica": True}
+    assert report.violations() == []
+    report.phases[POSTGRES] = PhaseResult(PhaseTally(POSTGRES))
+    assert any(v.startswith("restart postgres: not every") for v in report.violations())
