@@ -188,7 +188,7 @@ async def test_a_sequencing_pass_never_makes_a_writer_a_serialization_pivot(
     (an rw-antidependency out of the writer). A pass running SERIALIZABLE
     then adds one into it (it read the pending range the writer inserts
     into), and PostgreSQL's SSI aborts the writer as the pivot: the test
-    shows that, then that the backend's pass (REPEATABLE READ in
+    shows that, then that the backend's pass (READ COMMITTED in
     compatibility mode) restarts no writer.
     """
     backend = bugless_model_backend
@@ -232,12 +232,16 @@ async def test_two_replicas_sequencing_at_once_number_each_change_once_in_order(
     start = (
         await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
     ).head_position
-    replicas = [Sequencer(backend._pool, counting()) for _ in range(2)]
+    policies = [counting(), counting()]
+    replicas = [Sequencer(backend._pool, policy) for policy in policies]
     for replica in replicas:
         replica.isolation = backend.sequencer.isolation
     async with sequencing(*replicas):
         issues = await concurrent_writes(backend, "two sequencers")
     assert all(r.passes > 0 for r in replicas)
+    assert sum(r.numbered for r in replicas) > 0
+    # They queued on the head row's lock instead of failing each other.
+    assert [p.seen for p in policies] == [[], []]
     changes = await read_all(backend, start)  # dense, checked there
     assert await backend._pool.fetchval("SELECT count(*) FROM change_feed_pending") == 0
     ids = {i.id for i in issues}

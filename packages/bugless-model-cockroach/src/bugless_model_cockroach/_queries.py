@@ -55,6 +55,12 @@ VALUES ($1, $2, $3::bigint[], $4::bigint[], $5::bigint[])
 RETURNING -1
 """
 
+#: Whether a sequencing pass has anything to do (read before it locks).
+ANY_PENDING = "SELECT EXISTS (SELECT 1 FROM change_feed_pending)"
+
+#: A pass's first statement: passes of several replicas queue here.
+LOCK_HEAD = "SELECT position FROM change_feed_state WHERE name = 'head' FOR UPDATE"
+
 #: What a sequencing pass orders (all of it: a prefix of the order is a batch).
 PENDING_CHANGES = """
 SELECT ticket, committed_at, issue_ids, versions FROM change_feed_pending
@@ -62,10 +68,10 @@ SELECT ticket, committed_at, issue_ids, versions FROM change_feed_pending
 
 #: Number the pending changes $1 (tickets, in that order) after ``head``, in
 #: one statement: they take positions ``head + 1 ...``, leave the pending
-#: table, and ``head`` moves past them. ``head`` is updated before any row
-#: is inserted (the insert reads its new value), so two passes at once meet
-#: on that row: the second waits and fails with 40001, never writes a
-#: position twice. Returns how many were numbered and removed (equal).
+#: table, and ``head`` moves past them. Run by the holder of
+#: :data:`LOCK_HEAD`'s lock; ``head`` is updated before any row is inserted
+#: (the insert reads its new value) all the same. Returns how many were
+#: numbered and removed (equal).
 SEQUENCE_FEED = """
 WITH batch AS (
     SELECT p.ticket, p.committed_at, p.author, p.issue_ids, p.versions, p.component_ids,

@@ -3,7 +3,8 @@
 A write transaction here appends its change to ``change_feed_pending``
 (migration 0026 of this package) instead of taking a position from the
 ``head`` row, which overlapping SERIALIZABLE writers cannot share. The
-sequencer gives positions afterwards, in one transaction: it reads what is
+sequencer gives positions afterwards, in one transaction: it locks the
+``head`` row (``SELECT ... FOR UPDATE``, its first statement), reads what is
 pending, orders it (:func:`sequence_order`), and one statement
 (:data:`~bugless_model_cockroach._queries.SEQUENCE_FEED`) inserts the first
 :data:`BATCH` at ``head + 1 ...``, deletes them and moves ``head``. Only
@@ -25,24 +26,32 @@ writer the pass's read pushes would restart instead of refreshing.
 Who runs it: the feed's readers, before they read the head or the rows
 (the PostgreSQL backend's ``ChangeFeed.catch_up``: ReadFeed, each Watch
 poll, and pruning, once a minute, so the pending table stays bounded where
-nobody reads), one pass at a time per process. Two replicas' passes at
-once meet on ``head``: one fails with 40001 and is retried by the
-backend's policy, finding what the other left. A lease (``LeaseLock``) was
-not used: a sequencer holding it and dying would stall every replica's
-feed until the lease expired (its TTL of latency for every notification),
-where a conflict costs one retry of a short transaction.
+nobody reads), one pass at a time per process, and only when something is
+pending (one read outside the transaction; no lock is taken otherwise).
+Two replicas' passes at once queue on the ``head`` row's lock: the second
+starts reading once the first committed, and finds what it left. (Without
+the lock they met on ``head`` all the same, but the second failed with
+40001 and, under constant writes with many replicas, could lose often
+enough for a reader to get UNAVAILABLE.) A lease (``LeaseLock``) was not
+used: a sequencer holding it and dying would stall every replica's feed
+until the lease expired (its TTL of latency for every notification),
+where the row lock is released the moment a pass ends, or its connection.
 
 Isolation. On CockroachDB the pass runs SERIALIZABLE (there is nothing
-else in 23.2): a writer inserting into the pending span after the pass
-read it has its timestamp pushed above the read and refreshes its reads
-at commit, which fails (a restart) only if something it read changed
-meanwhile. On PostgreSQL (compatibility mode) SERIALIZABLE would give
-every writer an rw-antidependency from the pass (the pass read the range
-the writer inserts into), and SSI aborts a writer that has one in and one
-out (it read a row another transaction then changed): measured, the feed
-added restarts. So there the pass runs REPEATABLE READ, which takes no
-predicate locks: it still reads one snapshot, and two passes still meet on
-``head`` (the second's update of a row the first changed fails with 40001).
+else in 23.2): the lock is its first statement, so a pass that waited
+for it has read nothing its pushed timestamp could invalidate; a writer
+inserting into the pending span after the pass read it has its timestamp
+pushed above the read and refreshes its reads at commit, which fails (a
+restart) only if something it read changed meanwhile. On PostgreSQL
+(compatibility mode) SERIALIZABLE would give every writer an
+rw-antidependency from the pass (the pass read the range the writer
+inserts into), and SSI aborts a writer that has one in and one out (it
+read a row another transaction then changed): measured, the feed added
+restarts. So there the pass runs READ COMMITTED, which takes no predicate
+locks: each statement reads a snapshot taken after the lock is held (a
+snapshot showing an issue's later change shows its earlier ones), and only
+a holder of the lock deletes pending rows or moves ``head``, so the tickets
+read are still pending when the numbering statement runs.
 """
 
 from __future__ import annotations
@@ -117,8 +126,8 @@ class Sequencer:
         self.policy = policy
         self._batch = batch
         #: The pass's isolation level (the database's: SERIALIZABLE);
-        #: compatibility mode sets ``repeatable_read`` (see the module).
-        self.isolation: Literal["serializable", "repeatable_read"] = "serializable"
+        #: compatibility mode sets ``read_committed`` (see the module).
+        self.isolation: Literal["serializable", "read_committed"] = "serializable"
         #: Changes numbered and passes run by this sequencer (read by tests).
         self.numbered = 0
         self.passes = 0
@@ -142,17 +151,28 @@ class Sequencer:
 
     async def _one_batch(self) -> int:
         """Number the first :data:`BATCH` pending changes in :func:`sequence_order`."""
-        async with (
-            translated_errors(),
-            self._pool.acquire() as conn,
-            conn.transaction(isolation=self.isolation),
-        ):
-            pending = await conn.fetch(q.PENDING_CHANGES)
-            if not pending:
+        async with translated_errors(), self._pool.acquire() as conn:
+            if not await self._anything_pending(conn):
                 return 0
-            tickets = sequence_order(pending)[: self._batch]
-            row = await conn.fetchrow(q.SEQUENCE_FEED, tickets)
+            async with conn.transaction(isolation=self.isolation):
+                await conn.execute(q.LOCK_HEAD)  # another replica's pass: wait for it
+                pending = await conn.fetch(q.PENDING_CHANGES)
+                if not pending:
+                    return 0
+                tickets = sequence_order(pending)[: self._batch]
+                row = await conn.fetchrow(q.SEQUENCE_FEED, tickets)
         if row is None or row["numbered"] != row["gone"] or row["numbered"] != len(tickets):
             msg = f"the sequencing statement answered {row!r} for {len(tickets)} changes"
             raise RuntimeError(msg)  # pragma: no cover - one snapshot read them all
         return len(tickets)
+
+    async def _anything_pending(self, conn: Any) -> bool:
+        """Whether anything is pending, read at the pass's isolation level.
+
+        At the database's SERIALIZABLE in compatibility mode even this one
+        read would give each writer an rw-antidependency (see the module).
+        """
+        if self.isolation == "serializable":
+            return bool(await conn.fetchval(q.ANY_PENDING))
+        async with conn.transaction(isolation=self.isolation, readonly=True):
+            return bool(await conn.fetchval(q.ANY_PENDING))

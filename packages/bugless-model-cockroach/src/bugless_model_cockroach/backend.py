@@ -193,7 +193,7 @@ class CockroachBackend(PostgresBackend):
             async with translated_errors(), backend._pool.acquire() as conn:
                 backend._dialect = await cls._server_dialect(conn)
                 if not backend.on_cockroach:  # no predicate locks on writers (see _sequencer)
-                    backend.sequencer.isolation = "repeatable_read"
+                    backend.sequencer.isolation = "read_committed"
                 backend.home_region = await backend._check_locality(conn)
             async with translated_errors():
                 await backend._node.start()
