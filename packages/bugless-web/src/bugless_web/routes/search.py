@@ -410,6 +410,11 @@ async def _bulk_change(
     # A hotlist's page links here (hotlistid:N): taking several issues off it
     # at once is the other half of adding them.
     leaving = form_int(str(form.get("hotlist_remove", "")), "hotlist")
+    if hotlist and hotlist == leaving:
+        # The Model would refuse it too, but by the delta's wire path and an id.
+        raise InvalidArgument(
+            "Add to hotlist and Remove from hotlist name the same hotlist: choose one of them"
+        )
     delta = v1.IssueDelta(
         fields=fields,
         update_mask=FieldMask(paths=paths),
