@@ -89,3 +89,45 @@ async def test_list_and_update_take_the_parent_by_path_too(
         3,
         "error: component 'No>Such' not found",
     )
+
+
+async def test_update_changes_the_access_list_entry_by_entry(
+    served_api: dict[str, str], connect_as: ConnectAs
+) -> None:
+    """Before, only ``create`` set an ACL: a script could not change one afterwards."""
+    await signed_in(connect_as, "cli-bot", "viewer")
+    name = f"Access-{secrets.token_hex(3)}"
+    cli_json(served_api, "component", "create", name, "--admin", "cli-bot", "--viewer", "group:qa")
+
+    changed = cli_json(
+        served_api, "component", "update", name, "--editor", "group:qa", "--viewer", "viewer"
+    )
+    entries = [(e["role"], e["principal"]) for e in changed["acl"]]
+    assert entries == [
+        ("ADMIN", {"user": "cli-bot", "group": None}),
+        ("EDITOR", {"user": None, "group": "qa"}),
+        ("VIEWER", {"user": "viewer", "group": None}),
+    ]
+    assert changed["version"] == 2
+    removed = cli_json(served_api, "component", "update", name, "--remove", "user:viewer")
+    assert [e["principal"] for e in removed["acl"]] == [
+        {"user": "cli-bot", "group": None},
+        {"user": None, "group": "qa"},
+    ]
+
+    typo = bugless_cli(
+        served_api, "component", "update", name, "--remove", "group:qaa", check=False
+    )
+    assert typo.returncode == 2
+    assert (
+        "Invalid value for --remove: the access list has no entry for group:qaa "
+        "(its entries: user:cli-bot, group:qa)"
+    ) in typo.stderr
+    stale = bugless_cli(
+        served_api, "component", "update", name, "--viewer", "group:ops",
+        "--expected-version", "2", check=False,
+    )  # fmt: skip
+    assert stale.returncode == 4, stale.stderr
+    shown = bugless_cli(served_api, "component", "show", name).stdout
+    assert "access       admin user:cli-bot, editor group:qa\n" in shown
+    assert "version      3\n" in shown

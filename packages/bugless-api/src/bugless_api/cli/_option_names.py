@@ -130,6 +130,9 @@ COMPONENT_UPDATE_OPTIONS: OptionNames = {
     "component.parent_id": "--parent",
     "parent_id": "--parent",
     "expected_version": "--expected-version",
+    **{
+        f"component.acl.principal.{kind}": "--admin/--editor/--viewer" for kind in ("user", "group")
+    },
 }
 
 #: ``bugless hotlist rename HOTLIST_ID NAME`` (UpdateHotlistRequest).

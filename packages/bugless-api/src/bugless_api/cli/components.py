@@ -1,4 +1,4 @@
-"""``bugless component ...``: list, show, create, rename, change, archive, unarchive."""
+"""``bugless component ...``: list, show, create, rename, change (access list too), archive."""
 
 from __future__ import annotations
 
@@ -90,6 +90,12 @@ async def component_show(client: BuglessClient, component_ref: str) -> Detail:
     return _component_detail(component)
 
 
+_SET_ROLE_HELP = (
+    "user:NAME or group:NAME (a bare name is a user) given the {} role, replacing the "
+    "role it had (repeatable)."
+)
+
+
 _ROLE_HELP = "user:NAME or group:NAME (a bare name is a user) given the {} role (repeatable)."
 
 
@@ -173,6 +179,31 @@ async def _update(
     "--parent", "parent_ref", default=None, help="Move under this id or path (0: to the top level)."
 )
 @click.option(
+    "--admin", "admins", multiple=True, callback=_principals, help=_SET_ROLE_HELP.format("admin")
+)
+@click.option(
+    "--editor",
+    "editors",
+    multiple=True,
+    callback=_principals,
+    help=_SET_ROLE_HELP.format("editor"),
+)
+@click.option(
+    "--viewer",
+    "viewers",
+    multiple=True,
+    callback=_principals,
+    help=_SET_ROLE_HELP.format("viewer"),
+)
+@click.option(
+    "--remove",
+    "removed",
+    multiple=True,
+    metavar="PRINCIPAL",
+    help="user:NAME or group:NAME whose entry leaves the access list (repeatable; one it "
+    "does not list is refused).",
+)
+@click.option(
     "--expected-version",
     metavar="N",
     type=ID_OR_ZERO,
@@ -188,15 +219,67 @@ async def component_update(
     name: str | None,
     description: str | None,
     parent_ref: str | None,
+    admins: list[v1.AclEntry],
+    editors: list[v1.AclEntry],
+    viewers: list[v1.AclEntry],
+    removed: tuple[str, ...],
     expected_version: int | None,
 ) -> Detail:
-    """Rename, describe or move a component (its admins)."""
+    """Rename, describe, move a component or change its access list (its admins).
+
+    --admin/--editor/--viewer give a user or group that role, replacing the
+    entry they had; --remove takes an entry out. The other entries stay as
+    they are: the list is read, changed and written back at the version
+    read (--expected-version pins another), so a change someone else made
+    meanwhile is refused (exit 4), never overwritten.
+    """
     parent_id = None if parent_ref is None else await _component_id(client, parent_ref)
     given = {"name": name, "description": description, "parent_id": parent_id}
-    changes = {field: value for field, value in given.items() if value is not None}
+    changes: dict[str, object] = {f: v for f, v in given.items() if v is not None}
+    roles = [*admins, *editors, *viewers]
+    if roles or removed:
+        current = await client.get_component(id_or_path(component_ref))
+        changes["acl"] = _changed_acl(current.acl, roles, removed)
+        expected_version = expected_version or current.version
     if not changes:
-        raise click.UsageError("nothing to change: give --name, --description or --parent")
+        raise click.UsageError(
+            "nothing to change: give --name, --description, --parent, "
+            "--admin/--editor/--viewer or --remove"
+        )
     return await _update(client, component_ref, changes, expected_version)
+
+
+def _principal_key(principal: v1.Principal | None) -> str:
+    if principal is None:
+        return ""
+    return f"user:{principal.user}" if principal.user is not None else f"group:{principal.group}"
+
+
+def _changed_acl(
+    acl: list[v1.AclEntry], roles: list[v1.AclEntry], removed: tuple[str, ...]
+) -> list[v1.AclEntry]:
+    """``acl`` with each principal of ``roles`` set to its role and those of ``removed`` gone.
+
+    Raises:
+        click.BadParameter: --remove names a principal the list does not hold,
+            or one also given a role.
+    """
+    entries = {_principal_key(e.principal): e for e in acl}
+    given = {_principal_key(e.principal) for e in roles}
+    for text in removed:
+        key = text if text.startswith(("user:", "group:")) else f"user:{text}"
+        if key in given:
+            raise click.BadParameter(f"{text!r} is also given a role", param_hint="--remove")
+        if key not in entries:
+            listed = ", ".join(entries) or "none"
+            raise click.BadParameter(
+                f"the access list has no entry for {key} (its entries: {listed})",
+                param_hint="--remove",
+            )
+        del entries[key]
+    for entry in roles:
+        entries[_principal_key(entry.principal)] = entry
+    return list(entries.values())
 
 
 @component_group.command("archive")
