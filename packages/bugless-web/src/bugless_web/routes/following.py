@@ -265,9 +265,11 @@ async def save_notification_settings(request: Request[Any, Any, Any]) -> Respons
     """
     viewer = await viewer_of(request)
     form = await _form(request)
-    enabled = {int(v) for v in form.get("event", []) if v.isdigit()}
+    # Compared as the page wrote them: a value no event has (a crafted "²",
+    # which str.isdigit took and int refused with a 500) enables nothing.
+    enabled = {v.strip() for v in form.get("event", [])}
     settings = v1.NotificationSettings(
-        disabled_events=[event for event, _ in EVENTS if int(event) not in enabled],
+        disabled_events=[event for event, _ in EVENTS if str(int(event)) not in enabled],
         channel=form.get("channel", ["email"])[0],
         digest=v1.DigestMode.DAILY
         if form.get("digest", [""])[0] == "daily"
