@@ -405,6 +405,14 @@ def test_component_admin_creates_one_and_edits_its_acl_in_the_browser(
     form = page.locator("form.acl-form")
     form.locator('input[name="new_name"]').press_sequentially("car")
     expect(page.locator('datalist option[value="carol"]')).to_have_count(1)
+    # A group name is no person's: with "group" picked, the people suggested
+    # go and none are suggested (before, typing a group listed usernames).
+    form.locator('select[name="new_kind"]').select_option("group")
+    expect(page.locator('datalist option[value="carol"]')).to_have_count(0)
+    form.locator('input[name="new_name"]').press_sequentially("o")
+    page.wait_for_timeout(800)  # well past the suggestion's 150 ms debounce and its fetch
+    expect(page.locator('datalist option[value="carol"]')).to_have_count(0)
+    form.locator('select[name="new_kind"]').select_option("user")
     form.locator('input[name="new_name"]').fill("carol")
     form.locator('select[name="new_role"]').select_option("admin")
     form.locator('button:has-text("Save access list")').click()

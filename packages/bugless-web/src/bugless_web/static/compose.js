@@ -304,6 +304,18 @@
     input.setAttribute("list", list.id);
     var timer = null;
     var asked = "";
+    // data-suggest-when="NAME=VALUE": suggest people only while the form's
+    // control NAME says VALUE (the ACL add row: a group name is no person's).
+    var when = (input.getAttribute("data-suggest-when") || "").split("=");
+    var whenControl = when[0] && input.form ? input.form.elements[when[0]] : null;
+    function wanted() {
+      return !whenControl || whenControl.value === when[1];
+    }
+    if (whenControl) {
+      whenControl.addEventListener("change", function () {
+        if (!wanted()) { asked = ""; fill("", "", []); }  // no stale names under a group
+      });
+    }
     function fill(prefix, kept, people) {
       while (list.firstChild) list.removeChild(list.firstChild);
       people.forEach(function (person) {
@@ -324,6 +336,11 @@
         prefix = value.slice(cut);
       }
       window.clearTimeout(timer);
+      if (!wanted()) {
+        asked = "";
+        fill("", "", []);
+        return;
+      }
       if (!prefix || value === asked) return;
       timer = window.setTimeout(function () {
         asked = value;
