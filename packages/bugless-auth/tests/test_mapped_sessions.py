@@ -9,6 +9,7 @@ mapping file edited while they serve, as a ConfigMap update edits it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 
@@ -188,37 +189,145 @@ async def _sessions_table(server: AuthServer) -> list[tuple[str, str, object, ob
     return [(r["session_id"], r["version"], r["revoked_at"], r["last_used_at"]) for r in rows]
 
 
-async def test_two_entries_naming_one_username_end_only_the_removed_ones_session(
+class OneBot:
+    """A bot two entries map: its CN, and a ``sha256:`` entry for another certificate of it."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.username = unique("rotating-bot")
+        self.leaked_der = deployment.pki.client(unique("leaked-cert"))
+        self.kept_cn = unique("bot-cn")
+        self.kept_der = deployment.pki.client(self.kept_cn)
+        self.leaked_key = "sha256:" + hashlib.sha256(self.leaked_der).hexdigest()
+
+    def write(self, *keys: str) -> None:
+        mapping = {key: {"username": self.username} for key in keys}
+        self.deployment.mapping_file.write_text(json.dumps(mapping, indent=1))
+
+
+async def _subject_of(server: AuthServer, session_id: str) -> str | None:
+    subject: str | None = await server.store.run(
+        lambda conn: conn.fetchval(
+            "SELECT subject FROM sessions WHERE session_id = $1", session_id
+        ),
+        transaction=False,
+    )
+    return subject
+
+
+@pytest.mark.parametrize(
+    "noticed_by", ["the sessions page", "the other certificate's next connection", "the sweep"]
+)
+async def test_a_removed_entry_ends_its_certificates_session_while_another_maps_the_user(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch, noticed_by: str
+) -> None:
+    """A leaked certificate's ``sha256:`` entry is removed while the bot's CN entry
+    still maps its username (one user): at the mapping change, before the leaked
+    certificate connects again, its session ends (not listed, its token refused),
+    and its next connection is refused; the other certificate's session goes on
+    and is reused. Before, the other entry still naming the user kept the leaked
+    certificate's session live until it expired or the certificate came back."""
+    monkeypatch.setattr(mapped_sessions, "SWEEP_SECONDS", 0.2)
+    bot = OneBot(deployment)
+    bot.write(bot.leaked_key, bot.kept_cn)
+    server = await deployment.replica()
+    admin = await _admin(server)
+    leaked, kept = await _connect(server, bot.leaked_der), await _connect(server, bot.kept_der)
+    assert _user_id(server, leaked) == _user_id(server, kept)
+    leaked_session = server.service.tokens.verify(leaked.token).token_id
+    kept_session = server.service.tokens.verify(kept.token).token_id
+    assert await _subject_of(server, leaked_session) == f"tls:{bot.leaked_key}"
+    assert await _subject_of(server, kept_session) == f"tls:{bot.kept_cn}"
+
+    bot.write(bot.kept_cn)
+    if noticed_by == "the sessions page":
+        assert await _listed(server, admin, bot.username) == [kept_session]
+    elif noticed_by == "the other certificate's next connection":
+        again = await _connect(server, bot.kept_der)
+        assert server.service.tokens.verify(again.token).token_id == kept_session
+    else:
+        deadline = asyncio.get_running_loop().time() + 10
+        while await _valid(server, leaked.token):
+            assert asyncio.get_running_loop().time() < deadline, "the sweep ended nothing"
+            await asyncio.sleep(0.1)
+    assert not await _valid(server, leaked.token)
+    assert await _valid(server, kept.token)
+    assert await _listed(server, admin, bot.username) == [kept_session]
+    reason = await server.store.run(
+        lambda conn: conn.fetchval(
+            "SELECT revoked_reason FROM sessions WHERE session_id = $1", leaked_session
+        ),
+        transaction=False,
+    )
+    assert reason == unmapped_reason("tls")
+    refused = await expect_status(_connect(server, bot.leaked_der), Status.UNAUTHENTICATED)
+    assert "is not mapped to a bugless user" in (refused.message or "")
+    again = await _connect(server, bot.kept_der)
+    assert server.service.tokens.verify(again.token).token_id == kept_session
+
+
+async def test_an_entry_moved_to_another_user_ends_only_the_sessions_it_admitted(
     deployment: Deployment,
 ) -> None:
-    """Two entries name one bot's username (its old and its new certificate's CN)
-    and the old one's is removed: the old certificate's session ends and its
-    next connection is refused, the new one's session goes on. Both entries are
-    one user (an entry names a user by its username), which the other entry
-    still maps, so the per-user rule ends nothing: the refusal ends the old
-    certificate's session, by its fingerprint."""
-    old_cn, new_cn = unique("old-cert"), unique("new-cert")
-    bot = unique("rotating-bot")
+    """One of a bot's two entries is changed to another mapped bot's username: at its
+    next sign-in it moves to that bot, and the session it had admitted for the bot it
+    left ends, while that bot's other entry's session goes on. Before, the other entry
+    still naming the bot kept the moved entry's session live."""
+    first_name, second_name = unique("first-bot"), unique("second-bot")
+    stays_cn, moves_cn, other_cn = unique("stays"), unique("moves"), unique("other")
 
-    def write(*common_names: str) -> None:
-        mapping = {cn: {"username": bot} for cn in common_names}
+    def write(moved_to: str) -> None:
+        mapping = {
+            stays_cn: {"username": first_name},
+            moves_cn: {"username": moved_to},
+            other_cn: {"username": second_name},
+        }
         deployment.mapping_file.write_text(json.dumps(mapping, indent=1))
 
-    write(old_cn, new_cn)
+    write(first_name)
     server = await deployment.replica()
-    old_der, new_der = deployment.pki.client(old_cn), deployment.pki.client(new_cn)
-    old, new = await _connect(server, old_der), await _connect(server, new_der)
-    new_session = server.service.tokens.verify(new.token).token_id
-    assert _user_id(server, old) == _user_id(server, new)
+    stays_der, moves_der = deployment.pki.client(stays_cn), deployment.pki.client(moves_cn)
+    second = await _connect(server, deployment.pki.client(other_cn))
+    stays, moves = await _connect(server, stays_der), await _connect(server, moves_der)
+    assert _user_id(server, stays) == _user_id(server, moves) != _user_id(server, second)
 
-    write(new_cn)
-    refused = await expect_status(_connect(server, old_der), Status.UNAUTHENTICATED)
-    assert "is not mapped to a bugless user" in (refused.message or "")
-    assert not await _valid(server, old.token)
-    assert await _valid(server, new.token)
-    assert await server.service.sessions.count_live(_user_id(server, old)) == 1
-    again = await _connect(server, new_der)
-    assert server.service.tokens.verify(again.token).token_id == new_session
+    write(second_name)
+    moved = await _connect(server, moves_der)
+    assert _user_id(server, moved) == _user_id(server, second)
+    assert not await _valid(server, moves.token)
+    assert await _valid(server, stays.token)
+    assert await _valid(server, moved.token)
+    assert await _valid(server, second.token)
+
+
+async def test_a_session_recorded_without_its_entry_keeps_the_per_user_rule_until_reused(
+    deployment: Deployment,
+) -> None:
+    """A session row of the previous release (no ``subject``, migration 0016): its
+    certificate's next connection reuses it and records the entry that admitted it;
+    one never used again is kept while an entry names its user (the rule of before),
+    and ends at its certificate's next refusal."""
+    bot = OneBot(deployment)
+    bot.write(bot.leaked_key, bot.kept_cn)
+    server = await deployment.replica()
+    leaked, kept = await _connect(server, bot.leaked_der), await _connect(server, bot.kept_der)
+    leaked_session = server.service.tokens.verify(leaked.token).token_id
+    kept_session = server.service.tokens.verify(kept.token).token_id
+    await server.store.run(
+        lambda conn: conn.execute("UPDATE sessions SET subject = NULL"), transaction=False
+    )
+
+    again = await _connect(server, bot.kept_der)
+    assert server.service.tokens.verify(again.token).token_id == kept_session
+    assert await _subject_of(server, kept_session) == f"tls:{bot.kept_cn}"
+    assert await _subject_of(server, leaked_session) is None
+
+    bot.write(bot.kept_cn)
+    assert await server.service.mapped_sessions.end_unmapped() == 0
+    assert await _valid(server, leaked.token)
+    await expect_status(_connect(server, bot.leaked_der), Status.UNAUTHENTICATED)
+    assert not await _valid(server, leaked.token)
+    assert await _valid(server, kept.token)
 
 
 async def test_a_certificate_its_ca_no_longer_signs_for_loses_its_session_at_its_refusal(

@@ -9,7 +9,7 @@ order upgrades it, while its callers keep calling:
 
 - **The Authenticator** (step 2, so everything else still runs the previous
   code): the code before the commit that added its second newest migration
-  (the certificate sessions' 0014 and 0015 came in two commits). A bot keeps
+  (the certificate sessions' 0015 and 0016 came in two commits). A bot keeps
   connecting to the previous API with its certificate, each round on a new
   connection, so that the API authenticates it again
   (``AuthenticateCertificate``) and then files and changes an issue. A current

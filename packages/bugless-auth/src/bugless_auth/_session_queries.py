@@ -59,6 +59,11 @@ AND s.expires_at >= LEAST(now() + {seconds}::float8 * INTERVAL '1 second', {unti
 #: it began), and one that commits after waits for this insert, then ends the
 #: session it recorded with the certificate's others (:mod:`bugless_auth.people`).
 #:
+#: $9 is the subject of the mapping entry that admitted the certificate (NULL:
+#: none, a people certificate's or a password's): migration 0016, read by
+#: :mod:`bugless_auth.mapped_sessions` to end exactly the sessions of an entry
+#: that is removed.
+#:
 #: Returns the account's row as found (none: no such user), whether the
 #: session was recorded and whether the certificate was found revoked.
 _USABLE_BESIDE_INSERT = USABLE_FOR_CERTIFICATE.format(
@@ -76,11 +81,11 @@ WITH target AS (
     FOR SHARE
 ), recorded AS (
     INSERT INTO sessions (session_id, user_id, authenticator, client_address, expires_at,
-                          certificate, certificate_generation)
+                          certificate, certificate_generation, subject)
     SELECT $1, target.user_id, $3, $4, $5, $6, CASE WHEN $6::text IS NOT NULL THEN (
         SELECT COALESCE(max(s.certificate_generation), 0) + 1 FROM sessions s
         WHERE s.user_id = target.user_id AND s.certificate = $6
-    ) END
+    ) END, $9
     FROM target WHERE NOT disabled AND NOT placeholder
       AND NOT EXISTS (SELECT 1 FROM people_certificate WHERE revoked)
       AND NOT EXISTS (SELECT 1 FROM sessions s WHERE {_USABLE_BESIDE_INSERT})
@@ -99,13 +104,15 @@ FROM sessions WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now(
 """
 #: The live session of user $1 made for certificate $2 that has more than $3
 #: seconds left (or lasts until the certificate's end, $4): its id, its expiry,
-#: and whether its last use is recorded within $5 seconds (none: make a new
-#: one). A read: :meth:`SessionStore.reuse_for_certificate` writes the use only
-#: when it is not (:data:`TOUCH`), as the token path does. A disable that ended
-#: the user's sessions before leaves nothing to find; one committed after ends
-#: this session too, and its tokens and assertions with it.
+#: the subject it records (migration 0016), and whether its last use is
+#: recorded within $5 seconds (none: make a new one). A read:
+#: :meth:`SessionStore.reuse_for_certificate` writes the use only when it is
+#: not, or the subject is another (:data:`TOUCH_CERTIFICATE`), as the token
+#: path does. A disable that ended the user's sessions before leaves nothing to
+#: find; one committed after ends this session too, and its tokens and
+#: assertions with it.
 REUSE_FOR_CERTIFICATE = f"""
-SELECT s.session_id, s.expires_at,
+SELECT s.session_id, s.expires_at, s.subject,
        COALESCE(s.last_used_at, s.created_at) > now() - $5::float8 * INTERVAL '1 second' AS recent
 FROM sessions s
 WHERE {USABLE_FOR_CERTIFICATE.format(user="$1", certificate="$2", seconds="$3", until="$4")}
@@ -119,6 +126,17 @@ WHERE user_id = $1 AND certificate = $2 AND revoked_at IS NULL AND expires_at > 
 """
 TOUCH = """
 UPDATE sessions SET last_used_at = now() WHERE session_id = $1 AND revoked_at IS NULL
+"""
+#: A use of certificate session $1 by a connection the mapping's subject $2
+#: admitted: its last use, and that subject from now on (the one a removal of
+#: the entry ends it by, :mod:`bugless_auth.mapped_sessions`). Written when the
+#: recorded use is old or the session records another subject (none: recorded
+#: before migration 0016 or by the previous release; another: the certificate
+#: now matches a more specific entry, or its old one was removed and another
+#: admits it).
+TOUCH_CERTIFICATE = """
+UPDATE sessions SET last_used_at = now(), subject = COALESCE($2, subject)
+WHERE session_id = $1 AND revoked_at IS NULL
 """
 COLUMNS = """
 session_id, user_id, authenticator, client_address, created_at,

@@ -1,4 +1,4 @@
-"""A certificate session lasts only while a mapping still names its user.
+"""A certificate session lasts only while the mapping entry that admitted it does.
 
 A session made for a certificate that the ``tls`` backend maps (its mapping
 file's CN, SAN email or fingerprint entries) used to outlive the entry: once
@@ -11,35 +11,50 @@ So whenever a certificate backend's mapping changed
 (:meth:`~bugless_core.auth_backend.CertificateAuthenticator.mapped_subjects`
 answers another list: its file re-read; or the replica's first look, so
 what changed while it was not serving is caught too), the Authenticator
-ends the live certificate sessions of that backend whose user no mapped
-subject names any more. It looks when it authenticates a certificate
-(before asking the backend, so the certificate of a removed entry finds its
-session ended), before it lists sessions, and every :data:`SWEEP_SECONDS` by
-itself, so a bot that never connects again is not listed for hours either
-(``bugless auth user sessions`` reads the table, not a replica); a backend
-re-reads its file at most every few seconds, so each look is one ``stat`` at
-most. A round the database failed is run again at the next look; the sweep is
-supervised as ``auth.mapped_sessions`` (an outage logged once, a bug logged
-and counted, and the sweeps go on).
+ends the live certificate sessions of that backend whose entry is gone. It
+looks when it authenticates a certificate (before asking the backend, so the
+certificate of a removed entry finds its session ended), before it lists
+sessions, and every :data:`SWEEP_SECONDS` by itself, so a bot that never
+connects again is not listed for hours either (``bugless auth user
+sessions`` reads the table, not a replica); a backend re-reads its file at
+most every few seconds, so each look is one ``stat`` at most. A round the
+database failed is run again at the next look; the sweep is supervised as
+``auth.mapped_sessions`` (an outage logged once, a bug logged and counted,
+and the sweeps go on).
 
-A session records its certificate's fingerprint, not the entry that mapped
-it, so that rule is per user. Each entry is a subject of its own, and two
-entries naming one username are two subjects of one user (the store joins
-them), so removing one of them ends no session while the other still names
-the user: the removed entry's certificate loses its sessions at its next
-refusal (below). An entry whose username is changed to another mapped user's
-moves its subject to that user, and the user it left, named by no subject any
-more, loses its sessions then (:meth:`MappedSessions.recheck`). A certificate can
-still be refused while its user stays mapped: the backend's ``ca_file``
-replaced by a new bot CA while the entry (a CN) names the new certificate
-too, or a people certificate whose CA the Authenticator no longer lists. Its
-next connection or identity re-check (the API's ``--identity-ttl-seconds``) is
-refused, and that refusal ends the sessions of that one certificate
-(:meth:`MappedSessions.end_refused`), by its fingerprint, whoever they were
-made for. Ending a session takes the Model's acceptance of its assertions
-within ``--assertion-refresh-seconds``, as any ended session.
+Each session records the subject of the entry that admitted its certificate
+(``sessions.subject``, migration 0016: ``tls:sha256:…``, ``tls:<cn>``), and
+lives while the mapping holds that subject *and* the store has it as the
+session's user's. Two entries naming one username are two subjects of one
+user (the store joins them): removing one, the ``sha256:`` entry of a leaked
+certificate say, ends exactly the sessions that entry admitted at the
+mapping change, while the other entry's go on. An entry whose username is
+changed to another mapped user's moves its subject to that user at its next
+sign-in, and the sessions it had admitted for the user it left end then
+(:meth:`MappedSessions.recheck`). A certificate that matches two entries
+signs in by the most specific (fingerprint, then SAN email, then CN); its
+session records the entry of its latest sign-in, so removing that entry ends
+the session although the other still admits the certificate, whose next
+connection or identity re-check then makes a new one.
 
-The per-user statement scans the live sessions of the backend (no index on
+A row recorded before migration 0016 (or by the previous release during the
+rollout) has no subject. It is kept by the rule of before, while any subject
+of the mapping names its user, and records its subject at its next use
+(:meth:`bugless_auth.sessions.SessionStore.reuse_for_certificate`): ending
+such rows at the upgrade would cut every bot's connections at once, and
+ending none would leave them to the weaker rule for their whole life.
+
+A certificate can still be refused while its entry stays mapped: the
+backend's ``ca_file`` replaced by a new bot CA while the entry (a CN) names
+the new certificate too, or a people certificate whose CA the Authenticator
+no longer lists. Its next connection or identity re-check (the API's
+``--identity-ttl-seconds``) is refused, and that refusal ends the sessions of
+that one certificate (:meth:`MappedSessions.end_refused`), by its
+fingerprint, whoever they were made for. Ending a session takes the Model's
+acceptance of its assertions within ``--assertion-refresh-seconds``, as any
+ended session.
+
+The per-entry statement scans the live sessions of the backend (no index on
 ``authenticator``): it runs only when a mapping changed, a few times a day
 at most, and ends what it finds in one UPDATE. The per-certificate one runs
 at every refusal, which any certificate the API's client CA bundle lets
@@ -70,9 +85,12 @@ _log = logging.getLogger("bugless.auth")
 #: How often each replica looks at its certificate backends' mappings by itself.
 SWEEP_SECONDS = 10.0
 
-#: End the live certificate sessions of backend $1 whose user (a placeholder
-#: merged into an account: that account, whose the session is) no subject of
-#: $2 maps, with reason $3; the ended sessions' users.
+#: End the live certificate sessions of backend $1 whose subject (the entry
+#: that admitted the certificate) is not among $2, or is the store's subject of
+#: another user, with reason $3; the ended sessions' users. A session recording
+#: no subject (before migration 0016) ends when no subject of $2 names its user.
+#: A subject's user is a placeholder merged into an account: that account,
+#: whose the session is.
 _END_UNMAPPED = """
 UPDATE sessions s SET revoked_at = now(), revoked_reason = $3
 WHERE s.authenticator = $1 AND s.certificate IS NOT NULL
@@ -80,6 +98,7 @@ WHERE s.authenticator = $1 AND s.certificate IS NOT NULL
   AND NOT EXISTS (
       SELECT 1 FROM external_subjects x JOIN users u ON u.user_id = x.user_id
       WHERE x.authenticator = $1 AND x.subject = ANY($2::text[])
+        AND (s.subject IS NULL OR x.subject = s.subject)
         AND s.user_id = (CASE WHEN u.merged_into <> '' THEN u.merged_into ELSE u.user_id END)
   )
 RETURNING s.user_id
@@ -110,11 +129,11 @@ REFUSED_REASON = "this certificate no longer maps to a bugless user (refused at 
 
 def unmapped_reason(backend: str) -> str:
     """Why such a session ended (its ``revoked_reason``, in the log line)."""
-    return f"the {backend} mapping no longer names this user's certificate"
+    return f"the {backend} mapping no longer holds the entry that admitted this certificate"
 
 
 class MappedSessions:
-    """Ends the certificate sessions of users a backend's changed mapping no longer names."""
+    """Ends the certificate sessions of entries a backend's changed mapping no longer holds."""
 
     def __init__(
         self,
@@ -209,10 +228,10 @@ class MappedSessions:
 
         After a mapping entry's subject moved to the user its username now
         names (:meth:`IdentityStore.resolve
-        <bugless_auth.store.IdentityStore.resolve>`), the user it left may be
-        named by no subject any more, and its certificate sessions end here
-        rather than at the next change of the mapping. A database that cannot
-        be reached is logged; the sweep does it at its next round.
+        <bugless_auth.store.IdentityStore.resolve>`), the sessions that entry
+        had admitted for the user it left end here rather than at the next
+        change of the mapping. A database that cannot be reached is logged;
+        the sweep does it at its next round.
         """
         self._done.clear()
         try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -398,6 +398,8 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
             self.directory.forget(user_id)
         if released and certificate is not None:  # a mapping entry's subject changed user
             await self.mapped_sessions.recheck()
+        if certificate is not None:  # the session ends with the entry that admitted it
+            certificate = replace(certificate, subject=found.subject)
         return await self._session(record, authenticator, client_address, certificate=certificate)
 
     def _matters(self, group: str) -> bool:

@@ -38,9 +38,10 @@ and the others reuse it. A certificate session expires no later than its
 certificate (its tokens too), so the sessions page stops listing it when the
 certificate expires; one with less left than a renewal needs is reused all
 the same, since a new one could not last longer. A session made through a
-mapping (the ``tls`` backend) ends when the mapping stops naming its user, and
-any certificate session ends when its certificate is refused as unmapped
-(:mod:`bugless_auth.mapped_sessions`).
+mapping (the ``tls`` backend) records the entry that admitted it (its
+``subject``, migration 0016) and ends when the mapping stops holding that entry
+or the entry maps another user, and any certificate session ends when its
+certificate is refused as unmapped (:mod:`bugless_auth.mapped_sessions`).
 
 A person sees their own live sessions (:meth:`SessionStore.list_live`, the
 sessions page) and ends one by id (:meth:`SessionStore.end`). Each row says
@@ -106,10 +107,15 @@ class SeenCertificate:
     Attributes:
         fingerprint: SHA-256 of its DER, hex (the ``certificate`` column).
         not_after: When it expires (POSIX time): its session ends then too.
+        subject: The mapping entry's subject that admitted it (``tls:…``;
+            the ``subject`` column), or None when no mapping did (a people
+            certificate): its session ends when that entry is removed or
+            maps another user (:mod:`bugless_auth.mapped_sessions`).
     """
 
     fingerprint: str
     not_after: float
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ class SessionStore:
         certificate: str | None = None,
         min_seconds_left: float = 0.0,
         certificate_until: float | None = None,
+        subject: str | None = None,
     ) -> NotRecorded | None:
         """Write the row of a token about to be handed out, if its user may have one now.
 
@@ -197,7 +204,8 @@ class SessionStore:
         concurrent call (the answer is then :data:`CERTIFICATE_HAS_SESSION`),
         nor one that lasts until the certificate's own expiry
         (``certificate_until``, a POSIX time: the caller's ``expires_at`` is
-        no later).
+        no later). ``subject`` is the mapping entry's that admitted the
+        certificate (:attr:`SeenCertificate.subject`).
         """
         expires = datetime.datetime.fromtimestamp(expires_at, datetime.UTC)
         until = _when(certificate_until) if certificate_until is not None else expires
@@ -213,6 +221,7 @@ class SessionStore:
                 certificate,
                 min_seconds_left,
                 until,
+                subject,
             ),
             transaction=False,
         )
@@ -249,6 +258,7 @@ class SessionStore:
                 certificate.fingerprint,
                 min_seconds_left=min_seconds_left,
                 until=certificate.not_after,
+                subject=certificate.subject,
             )
             if live is not None:
                 return (*live, False)
@@ -263,6 +273,7 @@ class SessionStore:
                 certificate=certificate.fingerprint,
                 min_seconds_left=min_seconds_left,
                 certificate_until=certificate.not_after,
+                subject=certificate.subject,
             )
             if refused is None:
                 return session_id, expires_at, True
@@ -274,7 +285,13 @@ class SessionStore:
         )
 
     async def reuse_for_certificate(
-        self, user_id: str, certificate: str, *, min_seconds_left: float, until: float
+        self,
+        user_id: str,
+        certificate: str,
+        *,
+        min_seconds_left: float,
+        until: float,
+        subject: str | None = None,
     ) -> tuple[str, float] | None:
         """The live session ``user_id`` has for ``certificate``: id and expiry.
 
@@ -284,6 +301,11 @@ class SessionStore:
         a validation's is: a second statement when the recorded last use is
         older than :data:`CERTIFICATE_LAST_USED_GRANULARITY_SECONDS`, else
         nothing written (every API connection and identity re-check comes here).
+        The session records ``subject``, the mapping entry's that admitted the
+        certificate this time, from then on: a row that records none (made
+        before migration 0016, or by the previous release) or another entry's
+        is written then too, so the entry that now admits the certificate is
+        the one whose removal ends it.
         """
         row = await self._store.run(
             lambda conn: conn.fetchrow(
@@ -299,9 +321,10 @@ class SessionStore:
         if row is None:
             return None
         session_id = str(row["session_id"])
-        if not row["recent"]:
+        if not row["recent"] or (subject is not None and row["subject"] != subject):
             await self._store.run(
-                lambda conn: conn.execute(sql.TOUCH, session_id), transaction=False
+                lambda conn: conn.execute(sql.TOUCH_CERTIFICATE, session_id, subject),
+                transaction=False,
             )
         return session_id, float(row["expires_at"].timestamp())
 

@@ -1,0 +1,25 @@
+-- Which mapping entry a certificate session was opened by (its external subject).
+--
+-- Two tls mapping entries that name one username are one user (a bot's CN
+-- entry and a `sha256:` entry for one certificate of it, or the old and the
+-- new certificate's during a rotation). Certificate sessions were kept while
+-- any subject of the backend's mapping still named the session's *user*, so
+-- when an administrator removed the entry of a leaked certificate while
+-- another entry still mapped its user, the leaked certificate's live
+-- sessions went on until they expired or the certificate's next refusal.
+-- Each certificate session of a mapping backend now records the subject that
+-- admitted it (`tls:sha256:…`, `tls:<cn>`, `tls:<email>`), and the
+-- Authenticator ends exactly the sessions whose subject the mapping no longer
+-- holds, or that now maps another user, at the mapping change
+-- (bugless_auth.mapped_sessions).
+--
+-- Only a nullable column is added. Rows without one (recorded before this
+-- migration, or by a replica of the previous release during the rollout,
+-- which does not insert the column) are kept by the rule of before: live
+-- while a subject of the mapping still names their user. The next use of
+-- such a session by a current replica records the subject it signed in with
+-- (`AuthenticateCertificate` reuses it), so a row keeps the old rule only
+-- until the certificate's next connection or identity re-check, or until it
+-- expires (at most --token-ttl-seconds). People-CA and password sessions
+-- record none: no mapping admits them.
+ALTER TABLE sessions ADD COLUMN subject text;
