@@ -144,6 +144,22 @@ async def test_retry_after_is_passed_on(
     assert result.retry_after_seconds == 120.0
 
 
+async def test_a_retry_after_that_is_no_number_is_ignored_not_a_failed_delivery(
+    channel: WebhookChannel,
+    receiver: WebhookReceiver,
+    pool: asyncpg.Pool,
+    endpoints: WebhookEndpointStore,
+) -> None:
+    """A superscript two is a digit to str.isdigit, not to float: it raised ValueError."""
+    await _add(pool, endpoints, "ops", receiver.url("/odd"))
+    receiver.script("/odd", 503)
+    receiver.retry_after["/odd"] = "\N{SUPERSCRIPT TWO}"
+    result = await channel.deliver(_notification("ops"))
+    assert result.status is DeliveryStatus.RETRY
+    assert result.retry_after_seconds is None
+    assert "HTTP 503" in result.reason
+
+
 async def test_a_refused_connection_is_retryable_and_names_the_endpoint_not_its_url(
     channel: WebhookChannel, pool: asyncpg.Pool, endpoints: WebhookEndpointStore
 ) -> None:

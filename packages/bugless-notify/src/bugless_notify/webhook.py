@@ -154,7 +154,9 @@ def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # ASCII digits only: str.isdigit also takes "²", which float refuses,
+    # and the header is the receiver's to write.
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
