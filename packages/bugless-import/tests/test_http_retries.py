@@ -69,6 +69,14 @@ def test_retry_after_is_honoured_up_to_a_minute() -> None:
     assert pauses == [3.0, MAX_RETRY_AFTER_SECONDS, DEFAULT_PAUSES[2]], "a date: the own pause"
 
 
+def test_a_retry_after_that_is_no_number_gets_the_own_pause() -> None:
+    """A superscript two is a digit to str.isdigit, not to float: it raised ValueError."""
+    fetch, calls = _answers(_status(503, "\N{SUPERSCRIPT TWO}"), b"ok")
+    pauses: list[float] = []
+    assert read_with_retries(fetch, sleep=pauses.append, draw=_nominal) == b"ok"
+    assert (len(calls), pauses) == (2, DEFAULT_PAUSES[:1])
+
+
 @pytest.mark.parametrize("code", [400, 401, 403, 404, 410])
 def test_answers_that_would_only_repeat_are_raised_at_once(code: int) -> None:
     fetch, calls = _answers(_status(code), b"never")
@@ -116,7 +124,7 @@ def test_the_retries_option(option: str | None, retries: int) -> None:
     assert retry_count(option) == retries
 
 
-@pytest.mark.parametrize("option", ["-1", "two", "11", "1.5"])
+@pytest.mark.parametrize("option", ["-1", "two", "11", "1.5", "\N{SUPERSCRIPT TWO}"])
 def test_a_bad_retries_option_is_refused_by_name(option: str) -> None:
     with pytest.raises(ValueError, match=f"retries={option!r}: give a whole number"):
         retry_count(option)

@@ -62,7 +62,8 @@ def retry_count(option: str | None) -> int:
     """
     if option is None or option == "":
         return DEFAULT_RETRIES
-    if not option.isdigit() or int(option) > 10:
+    # ASCII digits only: str.isdigit also takes "²", which int refuses.
+    if not (option.isascii() and option.isdigit()) or int(option) > 10:
         msg = f"retries={option!r}: give a whole number of retries from 0 to 10"
         raise ValueError(msg)
     return int(option)
@@ -71,8 +72,8 @@ def retry_count(option: str | None) -> int:
 def _retry_after(error: HTTPError) -> float | None:
     """The pause a 429/503 asks for in seconds (only the delta-seconds form)."""
     value = error.headers.get("Retry-After") if error.headers else None
-    if value is None or not value.strip().isdigit():
-        return None
+    if value is None or not (value.strip().isascii() and value.strip().isdigit()):
+        return None  # a date, or no number (the server's to write: "²" passed isdigit)
     return min(float(value.strip()), MAX_RETRY_AFTER_SECONDS)
 
 
