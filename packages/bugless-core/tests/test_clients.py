@@ -45,6 +45,8 @@ def test_addresses_parse_host_and_port() -> None:
     assert ServiceAddress.parse("[::1]:7").host == "::1"
     with pytest.raises(ValueError, match="not host:port"):
         ServiceAddress.parse("model")
+    with pytest.raises(ValueError, match="not host:port"):
+        ServiceAddress.parse("model:5005\N{SUPERSCRIPT TWO}")
 
 
 async def test_errors_arrive_as_the_bugless_error_the_server_raised(

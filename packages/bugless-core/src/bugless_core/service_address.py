@@ -84,7 +84,9 @@ class ServiceAddress:
     ) -> ServiceAddress:
         """``host:port`` (or ``[v6]:port``) plus optional TLS files."""
         host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit():
+        # ASCII digits only: str.isdigit also takes "²", which int refuses
+        # with its own words instead of these.
+        if not sep or not host or not (port.isascii() and port.isdigit()):
             msg = f"{address!r} is not host:port"
             raise ValueError(msg)
         return cls(host=host.strip("[]"), port=int(port), ca=ca, cert=cert, key=key)
