@@ -6,12 +6,14 @@ import re
 import secrets
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 from test_issues import _form_of
 from web_support import World, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_web import custom_fields
 from bugless_web.searching import DEFAULT_COLUMNS, read_mask
 
 
@@ -698,3 +700,28 @@ async def test_a_user_fields_history_shows_people_also_after_the_field_is_delete
     change = history.split('<span class="field">Reviewer</span>', 1)[1].split("</li>", 1)[0]
     assert "Carol Coder" in change
     assert world.users["carol"] not in change
+
+
+async def test_the_fields_of_every_leaf_are_named_on_a_tree_past_one_round(
+    client: AsyncTestClient[Any],
+    world: World,
+    model: v1.ModelStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, only the first 500 leaves by id were asked: a later one's field was unnamed.
+
+    The round is made 2 components here, so the shared world's tree (many
+    more leaves than that) is past it, and the fresh component, the newest
+    leaf, is in the last round.
+    """
+    monkeypatch.setattr(custom_fields, "FIELD_COMPONENTS_PER_ROUND", 2)
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    name = f"Late {secrets.token_hex(3)}"
+    late = await _define(client, csrf, component.id, name=name, type="text")
+    query = f"componentid:{component.id}"
+    export = await client.get(
+        "/search.csv", params={"q": query, "columns": f"id,customfield{late}"}
+    )
+    assert export.status_code == 200
+    assert export.text.splitlines() == [f"ID,{name}"]

@@ -31,8 +31,8 @@ FIELDS_INPUT = "cf_fields"
 #: Form values per custom field id (usernames for user fields), in form order.
 CustomValues = dict[int, tuple[str, ...]]
 _MAX_FIELDS = 200
-#: At most this many components are asked for their fields by :func:`visible_fields`.
-MAX_FIELD_COMPONENTS = 500
+#: :func:`visible_fields` asks this many components for their fields at a time.
+FIELD_COMPONENTS_PER_ROUND = 100
 
 
 def form_field_names(fields: Iterable[v1.CustomField]) -> tuple[str, ...]:
@@ -83,13 +83,20 @@ async def visible_fields(backends: Backends, viewer: Viewer) -> list[v1.CustomFi
     A field applies to its component's subtree, so the fields of the leaves
     of the visible tree (components none of whose children the viewer sees)
     are those of every visible component: one cached call per such leaf
-    (:func:`fields_of_components`), at most :data:`MAX_FIELD_COMPONENTS`
-    of them, the first by id.
+    (:func:`fields_of_components`), every leaf, in rounds of
+    :data:`FIELD_COMPONENTS_PER_ROUND` concurrent calls. Asking only the
+    first leaves by id left out the fields defined below the others on a
+    large tree, and the saved search form never offered them.
     """
     tree = await backends.components(viewer)
     parents = {c.parent_id for c in tree}
-    leaves = [c.id for c in tree if c.id not in parents]
-    return await fields_of_components(backends, viewer, leaves, limit=MAX_FIELD_COMPONENTS)
+    leaves = sorted(c.id for c in tree if c.id not in parents)
+    by_id: dict[int, v1.CustomField] = {}
+    for start in range(0, len(leaves), FIELD_COMPONENTS_PER_ROUND):
+        round_ = leaves[start : start + FIELD_COMPONENTS_PER_ROUND]
+        for field in await fields_of_components(backends, viewer, round_, limit=len(round_)):
+            by_id[field.id] = field
+    return sorted(by_id.values(), key=lambda f: (f.name.casefold(), f.id))
 
 
 def user_ids(values: Iterable[v1.CustomFieldValue]) -> set[str]:
