@@ -24,7 +24,8 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from bugless_auth.tls import TlsAuthenticator
-from bugless_core.errors import from_grpc_error
+from bugless_core.auth_backend import ExternalIdentity
+from bugless_core.errors import FailedPrecondition, from_grpc_error
 from bugless_proto import v1
 
 
@@ -202,3 +203,46 @@ async def test_entries_of_one_user_that_disagree_are_refused_at_start_and_while_
     )
     assert "differ in groups" in caplog.text
     assert (await signed_in(server, pki.client("old-cert"))).user_id == before.user_id
+
+
+async def test_a_user_its_entries_all_left_is_claimed_back_by_an_entry_with_its_username(
+    mapped: tuple[AuthServer, Mapping], pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bot's only entry is changed to another mapped bot's username and moves there,
+    leaving the bot mapped by nothing (its name, id, issues and groups kept). A later
+    entry with the bot's username signs in as that bot again, claiming it back, rather
+    than being refused as "held by another bugless user (from none)", which no command
+    could fix. A directory's sign-in with that username is still refused, and told how
+    the mapping takes the user back."""
+    server, mapping = mapped
+    left_name, other_name = unique("left-bot"), unique("other-bot")
+    moving_cn, other_cn, returning_cn = unique("moving"), unique("other"), unique("returning")
+    mapping.set(moving_cn, left_name)
+    mapping.set(other_cn, other_name)
+    left = await signed_in(server, pki.client(moving_cn))
+    other = await signed_in(server, pki.client(other_cn))
+    mapping.set(moving_cn, other_name)
+    assert (await signed_in(server, pki.client(moving_cn))).user_id == other.user_id
+    assert left.user_id not in {user for _, user in await server.store.subjects_of("tls")}
+
+    directory = ExternalIdentity(
+        subject=f"oidc:https://id.example#{unique('sub')}",
+        username=left_name,
+        username_from="OIDC claim preferred_username",
+    )
+    with pytest.raises(FailedPrecondition) as refused:
+        await server.store.resolve(directory, "oidc")
+    assert "(from a certificate mapping, which maps it no more)" in refused.value.message
+    assert f"a tls mapping entry with username {left_name!r} takes that user back" in (
+        refused.value.message
+    )
+
+    mapping.set(returning_cn, left_name)
+    with caplog.at_level(logging.INFO, logger="bugless.auth"):
+        back = await signed_in(server, pki.client(returning_cn))
+    assert back.user_id == left.user_id
+    assert back.username == left_name
+    assert await users_named(server, left_name) == {left_name: left.user_id}
+    assert f"tls:{returning_cn} claims back user {left.user_id}" in caplog.text
+    assert (f"tls:{returning_cn}", left.user_id) in await server.store.subjects_of("tls")
+    assert (await signed_in(server, pki.client(moving_cn))).user_id == other.user_id

@@ -16,6 +16,20 @@ the backend's username means (``ExternalIdentity.username_names_user``):
 
 In both, a username held by a user of another backend is refused and logged,
 never taken over: merging would let one backend take another's account.
+
+A user can be left with no subject at all: a tls entry whose username was
+changed to another mapped user's moves its subject there, and when it was
+the user's only entry, nothing maps the user any more; it keeps its name, id,
+issues and groups. Every other way of making a user gives it a subject
+(``local:`` at ``user add``, ``import:`` for an import's placeholder, the
+backend's at a first sign-in), and no statement removes one (only that move
+takes one away), so a user with none was left by a mapping whose usernames
+name users. Such a mapping may name it again: a tls entry with its username
+claims it back (:func:`named_user`), as an entry joins any user its username
+names, rather than being refused as "held by another user" with no command
+that could fix it. A directory (LDAP, OIDC) does not take its name: that
+would hand an account with its history to whoever the directory calls that;
+it is refused, the message saying how the mapping takes the user back.
 """
 
 from __future__ import annotations
@@ -43,16 +57,27 @@ async def named_user(writes: UserWrites, identity: ExternalIdentity) -> str | No
     (``identity.username_names_user``): the subject is (or becomes) another
     subject of that user. The holder row is locked, as for a rename.
 
+    A user with no subject left (every entry that mapped it moved to other
+    users) is claimed back: the subject joins it, and it is logged.
+
     Raises:
-        FailedPrecondition: a user of another backend (or a user with no
-            subject: a placeholder, or one whose subjects all moved away)
-            holds the username; logged with both parties.
+        FailedPrecondition: a user of another backend (or an import's
+            placeholder) holds the username; logged with both parties.
     """
     holder = await writes.conn.fetchrow(sql.USERNAME_HOLDER, username_key(identity.username))
     if holder is None:
         return None
     holder_id: str = holder[0]
     subjects = list(holder[1])
+    if not subjects and not holder[2]:  # left by its entries: this mapping's to name again
+        _log.info(
+            "%s claims back user %s (username %s), whom no mapping entry mapped any more",
+            identity.subject,
+            holder_id,
+            identity.username,
+            extra={"subject": identity.subject, "user_id": holder_id},
+        )
+        return holder_id
     if subjects and all(namespace(s) == namespace(identity.subject) for s in subjects):
         return holder_id
     raise _refused(identity, holder_id, subjects)
@@ -67,8 +92,9 @@ async def free_username(writes: UserWrites, identity: ExternalIdentity, user_id:
     renamed to ``<name>~<id>`` until that user logs in again.
 
     Raises:
-        FailedPrecondition: a user of another backend (or with no subject)
-            holds the username; logged with both parties.
+        FailedPrecondition: a user of another backend (or one no subject
+            maps any more, which only a tls entry may claim back) holds the
+            username; logged with both parties.
     """
     holder = await writes.conn.fetchrow(sql.USERNAME_HOLDER, username_key(identity.username))
     if holder is None or holder[0] == user_id:
@@ -89,18 +115,30 @@ async def free_username(writes: UserWrites, identity: ExternalIdentity, user_id:
 
 def _refused(identity: ExternalIdentity, holder_id: str, subjects: list[str]) -> FailedPrecondition:
     """The refusal of a username another backend's user holds, logged for the operator."""
-    namespaces = ", ".join(sorted({namespace(s) for s in subjects})) or "none"
+    if subjects:
+        holder = ", ".join(sorted({namespace(s) for s in subjects}))
+        fix = (
+            "an administrator must rename one of the two (the directory's name, the mapping "
+            "entry, or the account)"
+        )
+    else:  # its tls entries moved to other users: only the mapping may name it again
+        holder = "a certificate mapping, which maps it no more"
+        fix = (
+            f"a tls mapping entry with username {identity.username!r} takes that user back "
+            "(with its issues and groups); else an administrator must give this one another name"
+        )
     _log.warning(
-        "%s names username %r (from %s), which user %s of %s holds: refused, the name stays "
-        "with its holder; rename one of the two (the mapping entry, or the account)",
+        "%s names username %r (from %s), which user %s (from %s) holds: refused, the name "
+        "stays with its holder; %s",
         identity.subject,
         identity.username,
         identity.username_from or "its backend",
         holder_id,
-        namespaces,
+        holder,
+        fix,
         extra={"subject": identity.subject, "username": identity.username, "holder": holder_id},
     )
     return FailedPrecondition(
         f"username {identity.username!r} already belongs to another bugless user "
-        f"(from {namespaces}); an administrator must rename or remove one of the two accounts"
+        f"(from {holder}); {fix}"
     )
