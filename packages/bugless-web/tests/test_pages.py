@@ -476,10 +476,17 @@ async def test_health_readiness_and_drain_steering(world: World) -> None:
     async with AsyncTestClient(app) as c:
         token = await sign_in(c, "alice")
         assert (await c.get("/readyz")).status_code == 200
+        assert _sentence_of(await c.get("/admin"), "Serving.") == (
+            "Serving. Draining makes /readyz fail and steers new page loads to "
+            "https://other.example."
+        )
         drained = await c.post("/admin/drain", data={"_csrf": token, "action": "start"})
         assert drained.status_code == 200
         assert "<title>Operations &middot; bugless</title>" in drained.text
         assert re.search(r"Draining for \d+ s \(admin alice\)", drained.text), drained.text
+        assert _sentence_of(drained, "Draining for").endswith(
+            "Readiness fails; page loads go to https://other.example."
+        )
         ready = await c.get("/readyz")
         assert ready.status_code == 503
         assert "draining" in ready.text
@@ -494,6 +501,30 @@ async def test_health_readiness_and_drain_steering(world: World) -> None:
         assert stop.status_code == 303
         assert stop.headers["location"] == "/admin"
         assert (await c.get("/readyz")).status_code == 200
+
+
+def _sentence_of(page: Any, start: str) -> str:
+    """The text of the paragraph of ``page`` that begins with ``start``, tags removed."""
+    found = re.search(r"<p[^>]*>(" + re.escape(start) + r".*?)</p>", page.text, re.S)
+    assert found, page.text
+    return re.sub(r"<[^>]+>", "", found.group(1))
+
+
+async def test_the_operations_page_says_what_a_drain_does_without_steer_to(
+    client: AsyncTestClient[Any],
+) -> None:
+    """No --steer-to: the page says page loads stay here, in a sentence that reads right."""
+    token = await sign_in(client, "alice")
+    assert _sentence_of(await client.get("/admin"), "Serving.") == (
+        "Serving. Draining makes /readyz fail; page loads that still arrive are served "
+        "here, as no --steer-to is set."
+    )
+    drained = await client.post("/admin/drain", data={"_csrf": token, "action": "start"})
+    assert _sentence_of(drained, "Draining for").endswith(
+        "Readiness fails; page loads are still served here, as no --steer-to is set."
+    )
+    assert (await client.get("/search?q=is:open", follow_redirects=False)).status_code == 200
+    await client.post("/admin/drain", data={"_csrf": token, "action": "stop"})
 
 
 async def test_non_admin_cannot_drain(client: AsyncTestClient[Any]) -> None:
