@@ -5,8 +5,11 @@ new, 1 with newer history, ...; 40 entries written" (issues, then history
 entries), "attachments: 4 on 1 issue", "files copied: 2 (300 bytes);
 skipped: 1", "people matched to accounts: 2 by email", "source: 1 issues",
 and an unmapped value's "3 times" counted issues for a label but every
-mention for a status. The report of a dry run and of a real one are
-rendered whole and compared line by line.
+mention for a status. The source's history entries leave out each issue's
+creation, which the written count includes, so "2 history entries" stood next
+to "history entries written: 4" with nothing to say why: both now say it.
+The report of a dry run and of a real one are rendered whole and compared
+line by line.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def test_every_figure_of_a_run_says_what_it_counts() -> None:
     )  # fmt: skip
     assert report.render().splitlines() == [
         "bugless import trac",
-        "  source: 1 issue, 40 history entries (12 with a comment), 3 people",
+        "  source: 1 issue, 40 history entries after creation (12 with a comment), 3 people",
         "  people matched to accounts: 2 people (1 by email, 1 by username)",
         "    ann -> ann (by email)",
         "    bob -> bob (by username)",
@@ -62,7 +65,7 @@ def test_every_figure_of_a_run_says_what_it_counts() -> None:
         "    [labels] 'regression': on 2 issues",
         "    [statuses] 'closed/wontfix': 5 times in issues and their changes",
         "  issues imported: 1 new, 0 with newer history, 0 unchanged, 2 done in an earlier run"
-        "; history entries written: 41",
+        "; history entries written: 41 (1 creating a new issue, 40 after creation)",
         "  2.0 s, 0.5 issues/s",
     ]
 
@@ -75,7 +78,7 @@ def test_a_dry_run_counts_files_and_issues_by_name() -> None:
     )  # fmt: skip
     assert report.render().splitlines() == [
         "bugless import redmine (dry run)",
-        "  source: 2 issues, 1 history entry (0 with a comment), 1 person",
+        "  source: 2 issues, 1 history entry after creation (0 with a comment), 1 person",
         "  attachments: 1 file on 1 issue, 12 bytes would be copied",
         "  unmapped values (add them to the mapping file):",
         "    [priorities] 'urgent': 1 time in issues and their changes",

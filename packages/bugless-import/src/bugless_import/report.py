@@ -109,7 +109,7 @@ class ImportReport:
         lines = [
             f"bugless import {self.source}{' (dry run)' if self.dry_run else ''}",
             f"  source: {counted(self.issues, 'issue')}, "
-            f"{counted(self.entries, 'history entry', 'history entries')} "
+            f"{counted(self.entries, 'history entry', 'history entries')} after creation "
             f"({self.comments} with a comment), {counted(self.people, 'person', 'people')}",
         ]
         if self.matched or self.placeholders:
@@ -210,7 +210,7 @@ class ImportReport:
             lines.append(
                 f"  issues {what}: {self.created} new, {self.extended} with newer history, "
                 f"{self.unchanged} unchanged, {self.done_before} done in an earlier run; "
-                f"history entries written: {self.entries_written}"
+                f"history entries written: {self.entries_written} ({self._written_parts()})"
             )
             done = self.created + self.extended + self.unchanged
             lines.append(f"  {self.seconds:.1f} s, {issue_rate(done, self.seconds)}")
@@ -218,6 +218,16 @@ class ImportReport:
         if self.interrupted:
             lines.append("  INTERRUPTED: run the same command again to import the rest")
         return "\n".join(lines)
+
+    def _written_parts(self) -> str:
+        """What ``entries_written`` adds up: each new issue's creation entry, then the rest.
+
+        The source's count leaves the creation out (it is the issue itself, not
+        a change of it), so without this split the two figures seemed to disagree.
+        """
+        later = self.entries_written - self.created
+        new = "a new issue" if self.created == 1 else "new issues"
+        return f"{self.created} creating {new}, {later} after creation"
 
     def _relation_lines(self) -> list[str]:
         """Relations found, set, and not set with why (each one named)."""
