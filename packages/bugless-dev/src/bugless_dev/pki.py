@@ -326,6 +326,19 @@ class LocalPki:
             }
             self._write_mapping()
 
+    def unmap_subject(self, key: str) -> None:
+        """Remove the mapping's entry ``key`` (a CN, SAN email or ``sha256:…``).
+
+        As an operator stops a bot, or a leaked certificate of one; the
+        Authenticator re-reads the file while it serves.
+
+        Raises:
+            KeyError: no entry has that key.
+        """
+        with self._lock:
+            del self._mapping[key.lower()]
+            self._write_mapping()
+
     def client_certificate_for(
         self,
         username: str,
