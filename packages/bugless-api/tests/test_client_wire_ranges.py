@@ -11,12 +11,13 @@ client (the CLI's usage error, exit 2). Real API, real Model.
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 from api_support import ConnectAs
 
 from bugless_api.cli._common import EXIT_USAGE, exit_code_for
-from bugless_core.errors import InvalidArgument
+from bugless_core.errors import InvalidArgument, RangeNotSatisfiable
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -54,3 +55,31 @@ async def test_out_of_range_integers_are_refused_naming_the_field(connect_as: Co
         async for _part in robot.iter_attachment(1, offset=2**63):
             pass
     assert refused.value.message == f"offset: {2**63} is outside {INT64}"
+
+
+async def test_a_download_offset_past_the_end_is_out_of_range_with_the_size(
+    connect_as: ConnectAs, tmp_path: Path
+) -> None:
+    """Through the API as from the Model: the end itself reads nothing, past it is refused.
+
+    Before, the Model's refusal was INVALID_ARGUMENT about "the 10-byte blob":
+    neither the attachment nor a status a client could act on.
+    """
+    robot = connect_as("robot")
+    component = await robot.create_component(f"Ends-{secrets.token_hex(3)}")
+    issue = await robot.create_issue("a file resumed at and past its end", component.id)
+    source = tmp_path / "ten.bin"
+    source.write_bytes(b"0123456789")
+    done = await robot.attach(issue.id, source)
+    assert done.attachment is not None
+    attachment_id = done.attachment.id
+    at_end = [part async for part in robot.iter_attachment(attachment_id, offset=10)]
+    assert [p.attachment for p in at_end] == [done.attachment]
+    with pytest.raises(RangeNotSatisfiable) as refused:
+        async for _part in robot.iter_attachment(attachment_id, offset=11):
+            pass
+    assert refused.value.size == 10
+    assert refused.value.message == (
+        f"offset: 11 is past the end of attachment {attachment_id} (10 bytes); "
+        "a download starts at 0 to 10"
+    )

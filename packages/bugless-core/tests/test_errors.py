@@ -63,6 +63,18 @@ def test_a_pruned_feed_position_round_trips_with_where_the_feed_now_is() -> None
     assert type(other) is errors.FailedPrecondition
 
 
+def test_a_range_past_the_end_round_trips_with_the_size() -> None:
+    """The web reads the size off it for ``Content-Range: bytes */SIZE`` (416)."""
+    error = errors.RangeNotSatisfiable("offset: 9 is past the end", size=4)
+    assert error.http_status == 416
+    grpc_error = errors.to_grpc_error(error)
+    assert grpc_error.status is Status.OUT_OF_RANGE
+    back = errors.from_grpc_error(grpc_error)
+    assert isinstance(back, errors.RangeNotSatisfiable)
+    assert isinstance(back, errors.InvalidArgument)
+    assert (back.size, back.message) == (4, "offset: 9 is past the end")
+
+
 def test_retry_after_round_trips() -> None:
     back = errors.from_grpc_error(
         errors.to_grpc_error(errors.ResourceExhausted("slow down", retry_after=1.5))

@@ -202,3 +202,49 @@ async def test_the_upload_form_needs_the_csrf_token_and_a_file(
     assert [a.name for a in listed.attachments] == ["x.txt"]
     history = (await client.get(f"/issues/{issue.id}")).text
     assert "the log" in history
+
+
+async def test_ranges_are_answered_as_rfc_9110_says(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """Before, a range from the end or past it had a negative length and a wrong Content-Range.
+
+    A last byte past the end is cut at the end, ``bytes=-N`` is the last N
+    bytes, one starting at or past the end is 416 with ``bytes */SIZE``, and
+    a malformed header is ignored: the whole file.
+    """
+    issue = await create_issue(model, world, "Ranges of a download")
+    csrf = await sign_in(client, "bob")
+    content = b"0123456789abcdef"
+    url = (await _upload(client, csrf, issue.id, content, "r.bin")).json()["url"]
+    satisfiable = {
+        "bytes=3-5": (3, 5),
+        "bytes=10-99": (10, 15),
+        "bytes=0-": (0, 15),
+        "bytes=15-15": (15, 15),
+        "bytes=-4": (12, 15),
+        "bytes=-99": (0, 15),
+    }
+    for header, (first, last) in satisfiable.items():
+        ranged = await client.get(url, headers={"range": header})
+        assert ranged.status_code == 206, header
+        assert ranged.content == content[first : last + 1], header
+        assert ranged.headers["content-range"] == f"bytes {first}-{last}/16", header
+        assert ranged.headers["content-length"] == str(last + 1 - first), header
+    for header in ("bytes=16-", "bytes=16-20", "bytes=99-100", "bytes=-0"):
+        refused = await client.get(url, headers={"range": header})
+        assert refused.status_code == 416, header
+        assert refused.headers["content-range"] == "bytes */16", header
+        assert "past the end of its 16 bytes" in refused.text, header
+        assert refused.headers["x-content-type-options"] == "nosniff"
+    for header in ("bytes=5-3", "bytes=abc", "items=0-3", "bytes=0-1,3-4", "bytes=-", "bytes 1-2"):
+        whole = await client.get(url, headers={"range": header})
+        assert (whole.status_code, whole.content) == (200, content), header
+        assert "content-range" not in whole.headers, header
+
+    empty = (await _upload(client, csrf, issue.id, b"", "empty.txt")).json()["url"]
+    assert (await client.get(empty)).status_code == 200
+    for header in ("bytes=0-", "bytes=-5"):
+        refused = await client.get(empty, headers={"range": header})
+        assert refused.status_code == 416, header
+        assert refused.headers["content-range"] == "bytes */0", header

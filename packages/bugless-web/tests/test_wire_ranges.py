@@ -4,9 +4,10 @@ betterproto2 sends an integer its field's wire type cannot hold as its low
 bits, so before these checks such a number reached the Model as another,
 smaller one, which it acted on: a hotlist rank to 4294967297 moved the item
 to the top, a download range past int64 was served from byte 3. Each is
-now refused (or, for a header HTTP lets a server ignore, ignored) before
-anything is sent; under them, every call the web makes is checked the same
-way and refused with a 400 naming the request's field.
+now refused (or, for a download range, cut to int64: a first byte there
+is past the end, a last byte there the end) before anything is sent;
+under them, every call the web makes is checked the same way and refused
+with a 400 naming the request's field.
 """
 
 from __future__ import annotations
@@ -85,10 +86,13 @@ async def test_an_edit_moving_to_a_component_past_int64_is_refused_at_the_picker
     assert (now.version, now.component_id) == (issue.version, issue.component_id)
 
 
-async def test_a_download_range_past_int64_is_ignored_not_wrapped(
+async def test_a_download_range_past_int64_is_answered_not_wrapped(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    """Before, ``bytes=18446744073709551619-`` (2**64 + 3) was a 206 of the bytes from 3 on."""
+    """Before, ``bytes=18446744073709551619-`` (2**64 + 3) was a 206 of the bytes from 3 on.
+
+    A first byte that far is past the end (416); a last byte that far is the end.
+    """
     issue = await create_issue(model, world, "A file read from far away")
     token = await sign_in(client, "bob")
     content = b"0123456789abcdef"
@@ -99,10 +103,18 @@ async def test_a_download_range_past_int64_is_ignored_not_wrapped(
     )
     assert uploaded.status_code == 201, uploaded.text
     url = uploaded.json()["url"]
-    for header in (f"bytes={2**64 + 3}-", f"bytes=0-{2**64 + 3}", f"bytes=0-{2**63 - 1}"):
+    for header in (f"bytes={2**64 + 3}-", f"bytes={2**63 - 1}-{2**64}", f"bytes=-{2**64}0"):
+        far = await client.get(url, headers={"range": header})
+        if header.startswith("bytes=-"):
+            assert (far.status_code, far.content) == (206, content), header
+            assert far.headers["content-range"] == "bytes 0-15/16", header
+        else:
+            assert far.status_code == 416, header
+            assert far.headers["content-range"] == "bytes */16", header
+    for header in (f"bytes=0-{2**64 + 3}", f"bytes=0-{2**63 - 1}"):
         whole = await client.get(url, headers={"range": header})
-        assert (whole.status_code, whole.content) == (200, content), header
-        assert "content-range" not in whole.headers, header
+        assert (whole.status_code, whole.content) == (206, content), header
+        assert whole.headers["content-range"] == "bytes 0-15/16", header
     ranged = await client.get(url, headers={"range": "bytes=3-5"})
     assert (ranged.status_code, ranged.content) == (206, b"345")
 

@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bugless_core.blobs import describe_size
-from bugless_core.errors import ContentGone, InvalidArgument, SizeLimitExceeded
+from bugless_core.errors import (
+    ContentGone,
+    InvalidArgument,
+    RangeNotSatisfiable,
+    SizeLimitExceeded,
+)
 from bugless_core.settings import setting
 
 if TYPE_CHECKING:
@@ -236,6 +241,25 @@ def content_gone(attachment: v1.Attachment) -> ContentGone | None:
         f"attachment {attachment.id} {gone}: its content is gone",
         metadata={"attachment_id": str(attachment.id)},
     )
+
+
+def check_download_offset(attachment: v1.Attachment, offset: int) -> None:
+    """Refuse a download that starts past the attachment's end, naming it and its size.
+
+    An offset equal to the size is a download of nothing (a client resuming
+    one that had everything already); beyond it there is nothing to read.
+    Checked against the attachment before its content is opened, so the
+    caller hears about the attachment, not the store's blob.
+
+    Raises:
+        RangeNotSatisfiable: ``offset`` is past the end (OUT_OF_RANGE, HTTP 416).
+    """
+    if offset > attachment.size:
+        raise RangeNotSatisfiable(
+            f"offset: {offset} is past the end of attachment {attachment.id} "
+            f"({attachment.size} bytes); a download starts at 0 to {attachment.size}",
+            size=attachment.size,
+        )
 
 
 def sniff_content_type(head: bytes) -> str:

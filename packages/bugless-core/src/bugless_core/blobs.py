@@ -32,7 +32,13 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
-from bugless_core.errors import BuglessError, InvalidArgument, NotFound, SizeLimitExceeded
+from bugless_core.errors import (
+    BuglessError,
+    InvalidArgument,
+    NotFound,
+    RangeNotSatisfiable,
+    SizeLimitExceeded,
+)
 from bugless_core.settings import settings_from_environ
 
 if TYPE_CHECKING:
@@ -87,7 +93,8 @@ def resolve_range(size: int, offset: int, length: int | None) -> tuple[int, int]
     offset past the end is an error (the web tier answers it with 416).
 
     Raises:
-        InvalidArgument: negative offset or length, or offset beyond the end.
+        InvalidArgument: negative offset or length.
+        RangeNotSatisfiable: offset beyond the end.
     """
     if offset < 0:
         raise InvalidArgument(f"offset: {offset} is negative; ranges start at 0")
@@ -95,7 +102,7 @@ def resolve_range(size: int, offset: int, length: int | None) -> tuple[int, int]
         raise InvalidArgument(f"length: {length} is negative; use a length of 0 or more")
     if offset > size:
         msg = f"offset: {offset} is past the end of the {size}-byte blob"
-        raise InvalidArgument(msg)
+        raise RangeNotSatisfiable(msg, size=size)
     available = size - offset
     return offset, available if length is None else min(length, available)
 

@@ -63,6 +63,26 @@ class InvalidArgument(BuglessError):
     default_reason = "INVALID_ARGUMENT"
 
 
+class RangeNotSatisfiable(InvalidArgument):
+    """A read starts past the end of content (an attachment's ``size`` bytes).
+
+    gRPC's OUT_OF_RANGE (reading past the end of a file, as its status list
+    says) with reason ``RANGE_NOT_SATISFIABLE`` and the content's ``size`` in
+    the metadata, and HTTP 416: the web tier answers a ``Range:`` it cannot
+    serve with ``Content-Range: bytes */SIZE`` from it, with no second call.
+    A subclass of :class:`InvalidArgument`, so code that handles bad input
+    handles it too.
+    """
+
+    grpc_status = Status.OUT_OF_RANGE
+    http_status = 416
+    default_reason = "RANGE_NOT_SATISFIABLE"
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message, metadata={"size": str(size)})
+        self.size = size
+
+
 class NotFound(BuglessError):
     """The thing does not exist, or the caller may not know that it does."""
 
@@ -332,6 +352,8 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
         and {"oldest_position", "head_position"} <= metadata.keys()
     ):
         return FeedPositionPruned(message, metadata=metadata)
+    if error.status is Status.OUT_OF_RANGE and metadata.get("size", "").isdigit():
+        return RangeNotSatisfiable(message, size=int(metadata["size"]))
     if error.status is Status.RESOURCE_EXHAUSTED:
         return ResourceExhausted(message, retry_after=float(metadata.get("retry_after", "1")))
     if error.status is Status.DEADLINE_EXCEEDED:

@@ -24,6 +24,7 @@ from bugless_core.attachments import (
     AttachmentSettings,
     SniffedChunks,
     check_content_type,
+    check_download_offset,
     content_gone,
     file_too_large,
     issue_too_large,
@@ -178,6 +179,7 @@ class AttachmentCalls(EditsAndCustomFields):
         attachment = att.attachment_from_row(row)
         if (gone := content_gone(attachment)) is not None:
             raise gone
+        check_download_offset(attachment, request.offset)
         try:
             reader = await self.blob_store.open(
                 attachment.sha256, offset=request.offset, length=request.length or None

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from grpclib.const import Status
 
 from bugless_core.attachments import AttachmentSettings
-from bugless_core.errors import ContentGone, from_grpc_error
+from bugless_core.errors import ContentGone, RangeNotSatisfiable, from_grpc_error
 from bugless_core.model.backend import Capability, ModelBackend
 from bugless_core.search.build import negate, term
 from bugless_proto import v1
@@ -183,6 +183,31 @@ class AttachmentContract:
         assert part == content[99_990:]
         _, part = await download(model, done.attachment.id, offset=5, length=7)
         assert part == content[5:12]
+
+    async def test_an_offset_past_the_end_is_out_of_range_naming_the_size(
+        self, model: v1.ModelStub
+    ) -> None:
+        """At the end is an empty download (a resumed one that had it all); past it, refused."""
+        component = await make_component(model)
+        issue = await make_issue(model, component.id)
+        done = await upload(model, issue.id, b"0123456789")
+        assert done.attachment is not None
+        attachment_id = done.attachment.id
+        got, part = await download(model, attachment_id, offset=10)
+        assert (got, part) == (done.attachment, b"")
+        refused = await expect_error(
+            download(model, attachment_id, offset=11, length=5),
+            Status.OUT_OF_RANGE,
+            "offset: 11",
+            f"attachment {attachment_id}",
+            "10 bytes",
+        )
+        back = from_grpc_error(refused)
+        assert isinstance(back, RangeNotSatisfiable)
+        assert back.size == 10
+        await expect_error(
+            download(model, attachment_id, offset=-1), Status.INVALID_ARGUMENT, "offset"
+        )
 
     async def test_the_served_type_is_sniffed_not_declared(self, model: v1.ModelStub) -> None:
         component = await make_component(model)

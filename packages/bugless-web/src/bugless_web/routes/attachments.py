@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -43,7 +44,7 @@ from litestar.response import Redirect, Stream
 
 from bugless_core.attachments import CHUNK_BYTES, is_inline_type, normalise_type
 from bugless_core.clients import CURRENT_ASSERTION, call
-from bugless_core.errors import BuglessError, NotFound
+from bugless_core.errors import BuglessError, NotFound, RangeNotSatisfiable
 from bugless_core.ids import MAX_ID
 from bugless_proto import v1
 from bugless_web.display import attachment_url
@@ -54,7 +55,6 @@ from bugless_web.transfers import UploadStalled
 DOWNLOAD_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 #: Header carrying the file name of an upload (percent-encoded UTF-8).
 NAME_HEADER = "x-file-name"
-_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
 def content_disposition(attachment: v1.Attachment, *, inline: bool) -> str:
@@ -144,24 +144,86 @@ async def upload_attachment(
     )
 
 
-def _requested_range(request: Request[Any, Any, Any]) -> tuple[int, int] | None:
-    """``(offset, length)`` of a single ``Range: bytes=a-b`` (length 0: to the end).
+@dataclass(frozen=True)
+class ByteRange:
+    """A single ``Range: bytes=...`` as asked (RFC 9110 14.1.2), before the size is known.
 
-    A byte position past int64, which no attachment reaches, makes the
-    header ignored (as HTTP lets a server do): the whole file, 200. Sent to
-    the Model, it wrapped to a small offset, and the browser got a 206 of
-    other bytes than it asked for, labelled with the range it asked for.
+    Attributes:
+        first: The first byte asked for; None for a suffix range (``bytes=-N``).
+        last: The last byte asked for (inclusive); None for "to the end". For
+            a suffix range, how many bytes from the end.
     """
-    match = _RANGE.match(request.headers.get("range", "").strip())
-    if match is None:
+
+    first: int | None
+    last: int | None
+
+    def wire(self, size: int | None = None) -> tuple[int, int]:
+        """``(offset, length)`` to ask the Model for (length 0: to the end).
+
+        A suffix range needs ``size`` (more bytes than there are: all of
+        them). Positions past int64 (no attachment reaches them) are cut to
+        the largest: a first byte there is past the end, which the Model
+        says with the size; a last byte there is the end. Sent as they
+        were, they wrapped to small numbers, and the browser got other
+        bytes than it asked for.
+        """
+        if self.first is None:
+            return max(0, (size or 0) - (self.last or 0)), 0
+        first = min(self.first, MAX_ID)
+        if self.last is None or self.last >= MAX_ID:
+            return first, 0
+        return first, self.last - first + 1
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def requested_range(header: str) -> ByteRange | None:
+    """The single byte range of a ``Range`` header, or None to serve the whole file.
+
+    A header that is not one syntactically valid ``bytes`` range (another
+    unit, several ranges, a last byte before the first, ``bytes=-``) is
+    ignored, as RFC 9110 lets a server do: the whole file, 200.
+    """
+    match = _RANGE.match(header.strip())
+    if match is None or not (match.group(1) or match.group(2)):
         return None
-    start = int(match.group(1))
-    end = int(match.group(2)) if match.group(2) else None
-    if end is not None and end < start:
+    if not match.group(1):
+        return ByteRange(None, int(match.group(2)))
+    first = int(match.group(1))
+    last = int(match.group(2)) if match.group(2) else None
+    if last is not None and last < first:
         return None
-    if max(start, end or 0) >= MAX_ID:
-        return None
-    return start, 0 if end is None else end - start + 1
+    return ByteRange(first, last)
+
+
+def range_not_satisfiable(attachment_id: int, header: str, size: int) -> Response[str]:
+    """416 with ``Content-Range: bytes */SIZE`` (RFC 9110 15.5.17), saying why in words."""
+    return Response(
+        f"attachment {attachment_id}: the range {header!r} is past the end of its {size} bytes",
+        status_code=416,
+        media_type="text/plain",
+        headers={
+            "content-range": f"bytes */{size}",
+            "content-security-policy": DOWNLOAD_CSP,
+            "x-content-type-options": "nosniff",
+            "cache-control": "private, no-store",
+        },
+    )
+
+
+async def _size_for_suffix(
+    request: Request[Any, Any, Any], caller: v1.Caller, attachment_id: int
+) -> int:
+    """The attachment's size, which a suffix range (``bytes=-N``) needs before any byte.
+
+    One ``GetAttachment`` first (an attachment's size never changes).
+    """
+    attachment = await call(
+        frontend_of(request).backends.model.get_attachment,
+        v1.GetAttachmentRequest(caller=caller, attachment_id=attachment_id),
+    )
+    return attachment.size
 
 
 @get("/attachments/{attachment_text:str}/{name:str}")
@@ -173,7 +235,11 @@ async def download_attachment(
     The first message (the attachment) is read before the response starts,
     so a missing or hidden attachment is a 404 page, never a broken download.
     The rest lasts as long as the browser takes to read it, while it keeps
-    reading (:mod:`bugless_web.transfers`).
+    reading (:mod:`bugless_web.transfers`). A ``Range`` is answered as RFC
+    9110 says: 206 with the bytes and ``Content-Range`` (a last byte past
+    the end cut at the end, ``bytes=-N`` the last N), 416 with
+    ``Content-Range: bytes */SIZE`` for one starting at or past the end
+    (before, the served length came out negative and the header wrong).
     """
     attachment_id = path_id(attachment_text, "attachment_id")
     frontend = frontend_of(request)
@@ -196,14 +262,33 @@ async def download_attachment(
                 f"{download_url}/attachments/{attachment_id}/{quote(name, safe='')}?t={sealed}",
                 status_code=303,
             )
-    wanted = _requested_range(request)
-    offset, length = wanted or (0, 0)
-    attachment, content = await frontend.backends.download_attachment(
-        v1.DownloadAttachmentRequest(
-            caller=caller, attachment_id=attachment_id, offset=offset, length=length
+    header = request.headers.get("range", "")
+    wanted = requested_range(header)
+    offset, length = 0, 0
+    if wanted is not None and wanted.first is None:
+        # A suffix longer than the file is all of it; bytes=-0, or any
+        # suffix of an empty file, selects nothing.
+        size = await _size_for_suffix(request, caller, attachment_id)
+        if not wanted.last or not size:
+            return range_not_satisfiable(attachment_id, header, size)
+        offset, length = wanted.wire(size)
+    elif wanted is not None:
+        offset, length = wanted.wire()
+    try:
+        attachment, content = await frontend.backends.download_attachment(
+            v1.DownloadAttachmentRequest(
+                caller=caller, attachment_id=attachment_id, offset=offset, length=length
+            )
         )
-    )
+    except RangeNotSatisfiable as exc:
+        return range_not_satisfiable(attachment_id, header, exc.size)
     size = attachment.size
+    if wanted is not None and offset >= size:
+        # At the very end the Model sends no bytes: read its empty stream to
+        # its end (which ends the call and its count), then say why.
+        async for _ in content:
+            pass
+        return range_not_satisfiable(attachment_id, header, size)
     served = min(length, size - offset) if length else size - offset
     headers = serving_headers(attachment, served)
     status = 200
