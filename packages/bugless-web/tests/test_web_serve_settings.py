@@ -270,6 +270,10 @@ def test_the_apis_public_address_and_ca_hint_come_from_flags_or_variables() -> N
         (["--api-public-address", "api.example.com"], "with a port from 1 to 65535"),
         (["--api-public-address", "api.example.com:0"], "with a port from 1 to 65535"),
         (["--api-public-address", "api.example.com:70000"], "with a port from 1 to 65535"),
+        # str.isdigit takes these, but int refuses the first in its own words
+        # and reads the second as 443, which no copied command could use.
+        (["--api-public-address", "api.example.com:443\N{SUPERSCRIPT TWO}"], "a port from 1 to"),
+        (["--api-public-address", "api.example.com:\u0664\u0664\u0663"], "a port from 1 to"),
         (["--api-public-address", "2001:db8::1:443"], "write an IPv6 address in brackets"),
         (["--api-public-address", "api example:443"], "give host:port (no scheme"),
         (["--api-ca-hint", "ca.pem\nrm -rf ~"], "give a file name on one line"),

@@ -591,7 +591,9 @@ def _checked_api_address(value: str) -> str:
     if "://" in value or "/" in value or any(c.isspace() for c in value):
         msg = f"{flag} {value!r}: give host:port (no scheme or path), e.g. api.example.com:443"
         raise ValueError(msg)
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    # ASCII digits only: str.isdigit also takes "²" (which int refuses in its
+    # own words) and "٤٤٣" (which int reads as 443, a command nobody can copy).
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         msg = f"{flag} {value!r}: give host:port with a port from 1 to 65535"
         raise ValueError(msg)
     if ":" in host and not (host.startswith("[") and host.endswith("]")):
