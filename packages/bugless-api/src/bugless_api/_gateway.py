@@ -31,7 +31,7 @@ from bugless_api._users import UserDirectory
 from bugless_api._wire_issues import BATCH_CREATE_ISSUES, BATCH_GET_ISSUES
 from bugless_api.settings import ApiSettings
 from bugless_core.clients import CURRENT_ASSERTION, call
-from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_core.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 from bugless_core.grpc import handler_errors
 from bugless_proto import v1
 
@@ -101,6 +101,8 @@ class Gateway:
         self.identities = IdentityResolver(
             auth, ttl_seconds=settings.identity_ttl_seconds, timeout_seconds=timeout
         )
+        # A user the feed names (disabled, regrouped, renamed) is asked for
+        # again on their connections' next call, not after identity_ttl_seconds.
         self.users = UserDirectory(
             auth,
             timeout_seconds=timeout,
@@ -108,6 +110,7 @@ class Gateway:
             changes_seconds=settings.user_changes_seconds,
             on_feed_read=on_feed_read,
             metrics_registry=metrics_registry,
+            on_users_changed=self.identities.forget_users,
         )
         self.limiter = RateLimiter(settings.rate_limit)
         self.issue_reader = (
@@ -122,8 +125,34 @@ class Gateway:
         self.users.close()
 
     async def admit(self) -> CallerIdentity:
-        """Authenticate the current call and charge its rate limit."""
+        """Authenticate the current call and charge its rate limit.
+
+        The users' change feed is followed from the first call on (it drops
+        the identities of users who changed), whether or not any call has
+        needed a username translated yet.
+        """
+        self.users.cache.follow()
         return self.admit_known(await self.identities.identify())
+
+    async def session_ended(self, refused: Unauthenticated) -> Unauthenticated:
+        """Why the Model refused the connection's assertion as of an ended session.
+
+        The Model knows only that the session has ended ("sign in again",
+        which means nothing to a bot). The connection's identity is asked
+        for again: a disabled user (or a certificate no longer mapped, or
+        revoked) gets the Authenticator's own refusal; otherwise the
+        connection now has a new session, and the caller is told to call again.
+        """
+        self.identities.forget_connection()
+        try:
+            await self.identities.identify()
+        except Unauthenticated as exc:
+            return exc
+        return Unauthenticated(
+            "this connection's session ended while the call was made, and the connection "
+            "has a new one now: make the call again",
+            reason=refused.reason,
+        )
 
     def admit_known(self, identity: CallerIdentity) -> CallerIdentity:
         """Charge the rate limit of the current call, whose caller is ``identity``.
@@ -227,6 +256,11 @@ class GatewayService:
                     await gateway.admit()
                 else:
                     gateway.admit_known(identity)
-                await func(stream)
+                try:
+                    await func(stream)
+                except Unauthenticated as exc:
+                    if exc.reason != "SESSION_ENDED":
+                        raise
+                    raise await gateway.session_ended(exc) from exc
 
         return handle

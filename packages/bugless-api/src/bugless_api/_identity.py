@@ -8,6 +8,17 @@ connection costs one ``AuthenticateCertificate`` (and one ``Authorize``). The
 cache is keyed weakly on the connection object, so it is dropped with the
 connection, and the entry expires after ``identity_ttl_seconds`` so that a
 disabled user or a removed mapping stops working on a long-lived connection.
+
+A change of the user is not left to that TTL: the users' change feed the API
+follows anyway (:class:`bugless_api._users.UserDirectory`) names every user
+disabled, renamed or given other groups, and their connections' entries are
+dropped then (:meth:`IdentityResolver.forget_users`), so the next call asks
+the Authenticator again and a disabled bot is told so within about a poll of
+the feed, as a person's web session is. A Model call refused because the
+assertion's session has ended (the Model can learn of it first) drops the
+connection's entry too (:meth:`IdentityResolver.forget_connection`): the
+gateway asks again at once, so the bot hears why its session ended, not the
+Model's "sign in again".
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -155,9 +166,34 @@ class IdentityResolver:
         self._clock = clock
         self._cache: weakref.WeakKeyDictionary[PeerConnection, _Entry] = weakref.WeakKeyDictionary()
         self.lookups = 0
-        self._pending: weakref.WeakKeyDictionary[PeerConnection, asyncio.Future[CallerIdentity]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._pending: weakref.WeakKeyDictionary[
+            PeerConnection, asyncio.Future[tuple[CallerIdentity, int]]
+        ] = weakref.WeakKeyDictionary()
+        #: Grows with every :meth:`forget_users`: a look-up that began before
+        #: one may hold what it dropped, and is used once, not kept.
+        self._forgets = 0
+
+    def forget_users(self, user_ids: Collection[str] | None) -> None:
+        """Drop the identities of connections whose user is in ``user_ids`` (None: all).
+
+        The users' change feed calls it with the users it names; their
+        connections' next call asks the Authenticator again. A look-up under
+        way now is not kept either (it may have been answered before the change).
+        """
+        self._forgets += 1
+        if user_ids is None:
+            self._cache.clear()
+            return
+        changed = set(user_ids)
+        for connection, entry in list(self._cache.items()):
+            if entry.identity.user_id in changed:
+                self._cache.pop(connection, None)
+
+    def forget_connection(self) -> None:
+        """Drop the current call's connection's identity: its next look-up asks again."""
+        connection = current_peer()
+        if connection is not None:
+            self._cache.pop(connection, None)
 
     def cached(self) -> CallerIdentity | None:
         """The identity of the current call's connection if known and unexpired, else None.
@@ -192,10 +228,12 @@ class IdentityResolver:
             return entry.identity
         pending = self._pending.get(connection)
         if pending is None:
-            pending = asyncio.ensure_future(self._authenticate(connection))
+            pending = asyncio.ensure_future(self._look_up(connection))
             self._pending[connection] = pending
             pending.add_done_callback(lambda _: self._pending.pop(connection, None))
-        identity = await asyncio.shield(pending)
+        identity, forgets = await asyncio.shield(pending)
+        if forgets != self._forgets:  # the feed named someone meanwhile: maybe this user
+            return identity
         keep = self._ttl
         expires_at = identity.identity.assertion_expires_at
         if expires_at is not None:
@@ -203,6 +241,11 @@ class IdentityResolver:
             keep = max(0.0, min(keep, expires_at.timestamp() - time.time() - ASSERTION_MARGIN))
         self._cache[connection] = _Entry(identity, self._clock() + keep)
         return identity
+
+    async def _look_up(self, connection: PeerConnection) -> tuple[CallerIdentity, int]:
+        """The identity, and how many times users were forgotten when the look-up began."""
+        forgets = self._forgets
+        return await self._authenticate(connection), forgets
 
     async def _authenticate(self, connection: PeerConnection) -> CallerIdentity:
         assert connection.certificate is not None
@@ -234,7 +277,10 @@ class IdentityResolver:
                 reason="CERTIFICATE_NOT_MAPPED",
             )
         if identity.user.disabled:
-            raise Unauthenticated(f"the bugless user of certificate subject {subject} is disabled")
+            raise Unauthenticated(
+                f"the bugless user of certificate subject {subject} is disabled",
+                reason="USER_DISABLED",
+            )
         admin = ADMIN_PERMISSION in identity.permissions
         if not admin:
             admin = await self._authorized(identity, ADMIN_PERMISSION)

@@ -22,7 +22,7 @@ messages, both read them.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableSequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, MutableSequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -271,13 +271,15 @@ class UserDirectory:
         clock: Callable[[], float] = time.monotonic,
         on_feed_read: Callable[[float], None] | None = None,
         metrics_registry: CollectorRegistry | None = None,
+        on_users_changed: Callable[[Collection[str] | None], None] | None = None,
     ) -> None:
         """Translate through ``auth``, each look-up bounded by ``timeout_seconds``.
 
         ``on_feed_read``: called whenever the feed was read, with the seconds
         since that read began (the metrics, ``UserCache(on_read=)``);
         ``metrics_registry``: where the feed's follower reports as a background
-        loop (``UserCache(metrics_registry=)``).
+        loop (``UserCache(metrics_registry=)``); ``on_users_changed``: called
+        with the ids each read of the feed names (``UserCache(on_changed=)``).
         """
         self.cache = UserCache(
             ttl_seconds=cache_seconds,
@@ -287,6 +289,7 @@ class UserDirectory:
             poll_seconds=changes_seconds,
             on_read=on_feed_read,
             metrics_registry=metrics_registry,
+            on_changed=on_users_changed,
         )
         self._get = get_users(auth, timeout=timeout_seconds)
         self._lookup = lookup_users(auth, timeout=timeout_seconds)

@@ -112,8 +112,10 @@ class ApiSettings:
         rate_limit: The per-identity rate limit.
         identity_ttl_seconds: How long the identity derived from a
             connection's certificate is reused before it is asked for again.
-            It bounds how long a disabled user, a changed group or a removed
-            certificate mapping keeps working on a long-lived connection.
+            It bounds how long a removed certificate mapping keeps working on
+            a long-lived connection; a disabled user or a changed group is
+            re-checked at the next call once the users' change feed names
+            them (while ``user_changes_seconds`` follows it).
         user_cache_seconds: How long an id→username (and username→id)
             translation from the Authenticator is reused while the users'
             change feed cannot be followed (the Authenticator away, or too

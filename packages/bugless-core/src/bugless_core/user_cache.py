@@ -52,7 +52,7 @@ import math
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Literal
 
 from bugless_core import limits
@@ -164,6 +164,11 @@ class UserCache:
             :class:`~bugless_core.supervision.SupervisedLoop`): the registry
             the frontend's ``/metrics`` serves; None: prometheus_client's
             process registry.
+        on_changed: Called with the user ids each read of the feed names,
+            or None when the feed was reset (anyone may have changed), so
+            that what a frontend keeps per user beside this cache (the API's
+            identity of a bot's connection) is dropped as promptly as the
+            people here: a disable or a group change is a change of the user.
     """
 
     def __init__(
@@ -177,8 +182,10 @@ class UserCache:
         backstop_seconds: float = BACKSTOP_SECONDS,
         on_read: Callable[[float], None] | None = None,
         metrics_registry: CollectorRegistry | None = None,
+        on_changed: Callable[[Collection[str] | None], None] | None = None,
     ) -> None:
         self._ttl = ttl_seconds
+        self._on_changed = on_changed
         self._metrics_registry = metrics_registry
         self._on_read = on_read
         self._max_entries = max_entries
@@ -291,8 +298,12 @@ class UserCache:
                 self._by_id.clear()
                 self._by_name.clear()
                 self.following.started(reply.version, began - reply.read_age_seconds)
+                if self._on_changed is not None:
+                    self._on_changed(None)
                 return
             self._forget(reply.user_ids)
+            if self._on_changed is not None and reply.user_ids:
+                self._on_changed(reply.user_ids)
             # Only the last page vouches for "every change before the read is
             # known": after an earlier one the rest is still unread, and a
             # failure before it must leave the feed counted as read from the
@@ -339,6 +350,14 @@ class UserCache:
             self._ttl - self._poll_seconds,
             worst,
         )
+
+    def follow(self) -> None:
+        """Start following the feed now (on the running loop), before the cache is first used.
+
+        For a frontend whose ``on_changed`` matters before anyone is looked
+        up: the API's first bot may only ever ask ``WhoAmI``.
+        """
+        self._follow()
 
     def _follow(self) -> None:
         """Start the follower on the running loop, the first time the cache is used."""
