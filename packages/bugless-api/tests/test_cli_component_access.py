@@ -131,3 +131,34 @@ async def test_update_changes_the_access_list_entry_by_entry(
     shown = bugless_cli(served_api, "component", "show", name).stdout
     assert "access       admin user:cli-bot, editor group:qa\n" in shown
     assert "version      3\n" in shown
+
+
+async def test_update_finds_a_users_entry_however_the_name_is_spelt(
+    served_api: dict[str, str], connect_as: ConnectAs
+) -> None:
+    """A username is one user in any case: --viewer VIEWER changes viewer's entry.
+
+    Before, the entry was matched by the name as typed, so ``--viewer
+    user:VIEWER`` beside viewer's ADMIN entry added a second entry for the
+    same person and the demotion left them an admin; ``--remove user:Viewer``
+    was refused as naming no entry.
+    """
+    await signed_in(connect_as, "cli-bot", "viewer")
+    name = f"Spelt-{secrets.token_hex(3)}"
+    cli_json(served_api, "component", "create", name, "--admin", "cli-bot", "--admin", "viewer")
+
+    demoted = cli_json(served_api, "component", "update", name, "--viewer", "user:VIEWER")
+    entries = [(e["role"], e["principal"]["user"]) for e in demoted["acl"]]
+    assert entries == [("ADMIN", "cli-bot"), ("VIEWER", "viewer")]
+    removed = cli_json(served_api, "component", "update", name, "--remove", "user:Viewer")
+    assert [e["principal"]["user"] for e in removed["acl"]] == ["cli-bot"]
+
+    twice = bugless_cli(
+        served_api, "component", "update", name, "--editor", "viewer", "--viewer", "Viewer",
+        check=False,
+    )  # fmt: skip
+    assert twice.returncode == 2, twice.stderr
+    assert "user:Viewer is named more than once in --admin/--editor/--viewer" in " ".join(
+        twice.stderr.split()
+    )
+    assert "version      3\n" in bugless_cli(served_api, "component", "show", name).stdout

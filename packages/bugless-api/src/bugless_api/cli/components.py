@@ -249,10 +249,26 @@ async def component_update(
     return await _update(client, component_ref, changes, expected_version)
 
 
-def _principal_key(principal: v1.Principal | None) -> str:
+def _key(kind: str, name: str) -> str:
+    """Who an entry is for, as entries are compared: a user by its username's key.
+
+    A username names one user however it is spelt ("Alice" is alice), so an
+    entry typed in another case must find the user's entry; matched as
+    typed, it was added beside it, and a demotion left the person their
+    old role.
+    """
+    from bugless_core.usernames import username_key  # noqa: PLC0415
+
+    return f"user:{username_key(name)}" if kind == "user" else f"group:{name}"
+
+
+def _principal_text(principal: v1.Principal | None) -> tuple[str, str]:
+    """(kind, name) of an entry's principal: ``user`` or ``group``."""
     if principal is None:
-        return ""
-    return f"user:{principal.user}" if principal.user is not None else f"group:{principal.group}"
+        return "user", ""
+    if principal.user is not None:
+        return "user", principal.user
+    return "group", principal.group or ""
 
 
 def _changed_acl(
@@ -262,23 +278,34 @@ def _changed_acl(
 
     Raises:
         click.BadParameter: --remove names a principal the list does not hold,
-            or one also given a role.
+            or one also given a role; or one principal is given more than
+            one role.
     """
-    entries = {_principal_key(e.principal): e for e in acl}
-    given = {_principal_key(e.principal) for e in roles}
+    entries = {_key(*_principal_text(e.principal)): e for e in acl}
+    given: dict[str, v1.AclEntry] = {}
+    for entry in roles:
+        kind, name = _principal_text(entry.principal)
+        if (key := _key(kind, name)) in given:
+            raise click.BadParameter(
+                f"{kind}:{name} is named more than once in --admin/--editor/--viewer; "
+                "give it one role"
+            )
+        given[key] = entry
     for text in removed:
-        key = text if text.startswith(("user:", "group:")) else f"user:{text}"
+        kind, _, name = text.partition(":")
+        if kind not in {"user", "group"} or not name:
+            kind, name = "user", text
+        key = _key(kind, name)
         if key in given:
             raise click.BadParameter(f"{text!r} is also given a role", param_hint="--remove")
         if key not in entries:
-            listed = ", ".join(entries) or "none"
+            listed = ", ".join(":".join(_principal_text(e.principal)) for e in entries.values())
             raise click.BadParameter(
-                f"the access list has no entry for {key} (its entries: {listed})",
+                f"the access list has no entry for {kind}:{name} (its entries: {listed or 'none'})",
                 param_hint="--remove",
             )
         del entries[key]
-    for entry in roles:
-        entries[_principal_key(entry.principal)] = entry
+    entries.update(given)
     return list(entries.values())
 
 
