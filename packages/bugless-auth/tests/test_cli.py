@@ -199,7 +199,7 @@ async def test_user_add_refuses_a_look_alike_name_and_writes_nothing(
     async with asyncio.timeout(180):
         stdout, stderr = await process.communicate(b"paul-password\n")
 
-    assert process.returncode == 1
+    assert process.returncode == 2  # a value the command refuses: bad usage
     assert stdout == b""
     said = stderr.decode()
     assert f"Error: USERNAME: {name!r} cannot be a username: it mixes scripts" in said
@@ -214,8 +214,8 @@ async def test_user_add_refuses_a_look_alike_name_and_writes_nothing(
         await conn.close()
 
 
-async def _refused(*args: str, env: dict[str, str], stdin: bytes = b"") -> str:
-    """``bugless ARGS`` that must fail (exit 1): its error line."""
+async def _refused(*args: str, env: dict[str, str], stdin: bytes = b"", status: int) -> str:
+    """``bugless ARGS`` that must fail with exit ``status``: its error line."""
     process = await asyncio.create_subprocess_exec(
         BUGLESS,
         *args,
@@ -226,7 +226,7 @@ async def _refused(*args: str, env: dict[str, str], stdin: bytes = b"") -> str:
     )
     async with asyncio.timeout(180):
         _, stderr = await process.communicate(stdin)
-    assert process.returncode == 1, stderr.decode()
+    assert process.returncode == status, stderr.decode()
     return stderr.decode().strip()
 
 
@@ -237,14 +237,13 @@ async def test_user_commands_name_the_argument_or_option_a_refusal_is_about(
     await run(BUGLESS, "auth", "migrate", env=cli_env)
     nobody = unique("nobody")
     add = ("auth", "user", "add", unique("ann"))
-    assert await _refused(*add, "--password-stdin", env=cli_env, stdin=b"short\n") == (
-        "Error: --password-stdin: use at least 8 characters"
-    )
-    assert await _refused(*add, "--password", "short", env=cli_env) == (
+    short = await _refused(*add, "--password-stdin", env=cli_env, stdin=b"short\n", status=2)
+    assert short == "Error: --password-stdin: use at least 8 characters"
+    assert await _refused(*add, "--password", "short", env=cli_env, status=2) == (
         "Error: --password: use at least 8 characters"
     )
     for command in ("set-password", "disable", "sessions"):
-        said = await _refused("auth", "user", command, nobody, env=cli_env)
+        said = await _refused("auth", "user", command, nobody, env=cli_env, status=3)
         assert said.startswith("Error: USERNAME: no "), (command, said)
         assert f"is called {nobody!r}" in said, (command, said)
     conn = await asyncpg.connect(
@@ -253,6 +252,33 @@ async def test_user_commands_name_the_argument_or_option_a_refusal_is_about(
     )
     try:
         assert await conn.fetchval("SELECT count(*) FROM users") == 0
+    finally:
+        await conn.close()
+
+
+async def test_user_add_of_a_taken_name_exits_with_the_conflict_status(
+    cli_env: dict[str, str],
+) -> None:
+    """A name taken is 4, as the client commands say a conflict; nothing is written.
+
+    It used to exit 1, the status of a service that failed, where the
+    documented table (``bugless --help``, docs/cli.md) gives a name taken 4.
+    """
+    await run(BUGLESS, "auth", "migrate", env=cli_env)
+    name = unique("zoe")
+    await run(
+        BUGLESS, "auth", "user", "add", name, "--password-stdin", env=cli_env, stdin=b"zoe-pass1\n"
+    )
+    said = await _refused(
+        "auth", "user", "add", name.upper(), "--password", "other-pass", env=cli_env, status=4
+    )
+    assert said == f"Error: USERNAME: {name.upper()!r} is taken; choose another username"
+    conn = await asyncpg.connect(
+        cli_env["BUGLESS_AUTH_DATABASE_URL"],
+        server_settings={"search_path": cli_env["BUGLESS_AUTH_SCHEMA"]},
+    )
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 1
     finally:
         await conn.close()
 
@@ -340,7 +366,7 @@ async def test_user_sessions_lists_a_users_live_sessions_and_ends_one(
         )
         async with asyncio.timeout(180):
             _, stderr = await process.communicate()
-        assert process.returncode == 1
+        assert process.returncode == 3  # not found, as the client commands say it
         said = stderr.decode()
         assert "ann has no live session 'laptop-session'" in said
         assert "Traceback" not in said

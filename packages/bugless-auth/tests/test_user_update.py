@@ -152,7 +152,8 @@ async def test_a_refused_update_says_why_and_changes_nothing(
             (nobody, "--add-group", "x"): f"Error: USERNAME: no bugless user is called {nobody!r}",
         }
         for args, said in refusals.items():
-            _, err = await update(*args, env=cli_env, status=1)
+            # A value refused is bad usage (2); a user that is not there, not found (3).
+            _, err = await update(*args, env=cli_env, status=3 if args[0] == nobody else 2)
             assert err.strip() == said, args
         _, err = await update(mapped, "--add-group", "deployers", env=cli_env, status=1)
         assert f"Error: USERNAME: {mapped!r} is a user of the tls authenticator" in err

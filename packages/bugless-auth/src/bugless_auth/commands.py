@@ -22,7 +22,13 @@ from typing import Any, TypeVar
 
 import click
 
-from bugless_core.cli import CommandGroup
+from bugless_core.cli import (
+    EXIT_CONFLICT,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    CommandGroup,
+    exit_status_of,
+)
 from bugless_core.errors import BuglessError
 
 DEFAULT_AUTH_PORT = 50052
@@ -60,14 +66,46 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; a bugless error becomes click's error message."""
+def run(coro: Coroutine[Any, Any, T], *, statuses: bool = False) -> T:
+    """Run a command's coroutine; a bugless error becomes click's error message.
+
+    It exits 1, or with ``statuses`` the status the error's kind has in the
+    documented table (:func:`bugless_core.cli.exit_status_of`: 2 for a value
+    refused, 3 not found, 4 a name taken), which ``bugless auth user`` uses.
+    """
     from bugless_core import eventloop  # noqa: PLC0415 - `bugless auth --help` runs none
 
     try:
         return eventloop.run(coro)
     except BuglessError as exc:
-        raise click.ClickException(exc.message) from exc
+        status = exit_status_of(exc) if statuses else 1
+        raise _REFUSALS.get(status, click.ClickException)(exc.message) from exc
+
+
+class _Usage(click.ClickException):
+    """Click's error message, exiting 2: a value the command refuses."""
+
+    exit_code = EXIT_USAGE
+
+
+class _NotFound(click.ClickException):
+    """Click's error message, exiting 3: a user (or session) that is not there."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class _Conflict(click.ClickException):
+    """Click's error message, exiting 4: a username taken."""
+
+    exit_code = EXIT_CONFLICT
+
+
+#: The documented statuses (:func:`bugless_core.cli.exit_status_of`) other than 1.
+_REFUSALS: dict[int, type[click.ClickException]] = {
+    EXIT_USAGE: _Usage,
+    EXIT_NOT_FOUND: _NotFound,
+    EXIT_CONFLICT: _Conflict,
+}
 
 
 @click.group("auth", cls=CommandGroup)

@@ -6,6 +6,12 @@ Named by reference from :mod:`bugless_auth.commands`; this module imports
 the settings and :mod:`bugless_auth.sessions` (whose figures the help states;
 it loads no driver) only, and each command the store (asyncpg) and password
 hashing when it runs, so ``bugless auth user add --help`` loads none of them.
+
+Their exit statuses are the documented table's (``bugless --help``,
+docs/cli.md), as the client commands': 2 for a value refused (a username
+that cannot be one, a password too short, a group the user is not in),
+3 for a user or session that is not there, 4 for a username taken, and 1 for
+the rest (a user another authenticator holds, the database away or locked).
 """
 
 from __future__ import annotations
@@ -148,7 +154,7 @@ def _with_store(
                 "ended, or wait longer with --lock-wait-seconds"
             ) from exc
 
-    return run(named())
+    return run(named(), statuses=True)
 
 
 def _lock_wait_option(fn: F) -> F:

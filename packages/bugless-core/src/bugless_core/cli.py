@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from bugless_core.errors import BuglessError
+from bugless_core.errors import (
+    AlreadyExists,
+    BuglessError,
+    Conflict,
+    ContentGone,
+    InvalidArgument,
+    NotFound,
+)
 from bugless_core.plugins import PluginLoadError, Plugins, load_plugins
 from bugless_core.registry import DuplicateRegistrationError
 
@@ -26,6 +33,8 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
 
 #: Every exit status a ``bugless`` command ends with, and what it means; one
 #: table for ``bugless --help`` and docs/cli.md. 1 is also
@@ -42,12 +51,38 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
     (
         EXIT_USAGE,
         "bad usage or configuration (flags, settings, credentials; a query that does not "
-        "parse, in query explain and the client commands)",
+        "parse, in query explain and the client commands; a value auth user refuses, such "
+        "as a username it cannot take or a password too short)",
     ),
-    (3, "client commands: not found, or gone for good (a deleted or redacted attachment)"),
-    (4, "client commands: conflict (a stale --expected-version, a name taken)"),
+    (
+        EXIT_NOT_FOUND,
+        "client commands and auth user: not found, or gone for good (a deleted or redacted "
+        "attachment)",
+    ),
+    (
+        EXIT_CONFLICT,
+        "client commands and auth user: conflict (a stale --expected-version, a name taken)",
+    ),
     (130, "interrupted (Ctrl-C): issue watch, and import (the same command resumes it)"),
 )
+
+
+def exit_status_of(error: BuglessError) -> int:
+    """The status of :data:`EXIT_STATUSES` a command that checks its input itself exits with.
+
+    For the commands that work on a database directly (``bugless auth
+    user``): what they refuse of their own arguments (:class:`InvalidArgument`)
+    is bad usage; a user that is not there is "not found", a username taken
+    a conflict, as the client commands say of the API's answers; anything
+    else (a user another authenticator holds, the database away) is 1.
+    """
+    if isinstance(error, NotFound | ContentGone):
+        return EXIT_NOT_FOUND
+    if isinstance(error, AlreadyExists | Conflict):
+        return EXIT_CONFLICT
+    if isinstance(error, InvalidArgument):
+        return EXIT_USAGE
+    return EXIT_ERROR
 
 
 def exit_statuses_help() -> str:
