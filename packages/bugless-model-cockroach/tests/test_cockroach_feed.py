@@ -14,19 +14,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
+from bugless_core.migrations import quote_schema
+from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
+from bugless_model_cockroach import _queries as q
 from bugless_model_cockroach._dialect import COCKROACH_RETRIES, CockroachRetryPolicy
 from bugless_model_cockroach._sequencer import Sequencer, sequence_order
 from bugless_model_postgres._context import WriteContext
-from bugless_model_postgres._database import run_write
+from bugless_model_postgres._database import release_as_is, run_write, server_settings
 from bugless_proto import v1
 
 ADMIN = v1.Caller(user_id="root", admin=True)
@@ -338,3 +343,84 @@ async def test_a_change_stamped_earlier_than_the_issues_previous_one_is_numbered
     changes = await read_all(backend, start)
     versions = [e.version for c in changes for e in c.entries if e.issue_id == issue.id]
     assert versions == [1, 2, 3, 4]
+
+
+async def test_a_reader_carries_on_with_what_is_numbered_when_a_pass_fails(
+    bugless_model_backend: CockroachBackend,
+    model_settings: ModelSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before, ReadFeed and Watch failed with UNAVAILABLE when the sequencing pass did.
+
+    The pass fails for real: another connection holds the ``head`` row's
+    lock, and the pass's connections give up waiting for it after 200 ms
+    (``lock_timeout``), on each of its policy's tries. The readers answer
+    from what is numbered; once the lock is gone a later pass numbers the
+    change left pending, above the head they saw, and a watch gets it.
+    """
+    backend = bugless_model_backend
+    connect = server_settings(model_settings, quote_schema(model_settings.schema))
+    pool = await asyncpg.create_pool(
+        model_settings.database_url,
+        min_size=1,
+        max_size=2,
+        server_settings={**connect, "lock_timeout": "200"},
+        reset=release_as_is,  # as the backend's pools: asyncpg's own is not CockroachDB's
+    )
+    holder = await asyncpg.connect(model_settings.database_url, server_settings=connect)
+    try:
+        impatient = Sequencer(
+            pool, CockroachRetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, jitter=False)
+        )
+        impatient.isolation = backend.sequencer.isolation
+        monkeypatch.setattr(backend._feed, "sequencer", impatient)
+        component = await backend.create_component(
+            v1.CreateComponentRequest(caller=ADMIN, name=f"held head {secrets.token_hex(3)}")
+        )
+        head = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
+        start = head.head_position
+
+        async def create(title: str) -> v1.Issue:
+            return await backend.create_issue(
+                v1.CreateIssueRequest(
+                    caller=ADMIN, fields=v1.IssueFields(title=title, component_id=component.id)
+                )
+            )
+
+        numbered = await create("numbered before the lock")
+        before = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, after_position=start))
+        locked_head = before.head_position
+        async with holder.transaction():
+            await holder.execute(q.LOCK_HEAD)
+            pending = await create("committed while the head is locked")
+            with caplog.at_level(logging.WARNING, logger="bugless_model_postgres._feed_passes"):
+                answer = await backend.read_feed(
+                    v1.ReadFeedRequest(caller=ADMIN, after_position=start)
+                )
+                stream = backend.watch(v1.WatchRequest(caller=ADMIN, issue_id=pending.id))
+                marker = await anext(stream)
+            assert answer.head_position == locked_head
+            read = {e.issue_id for c in answer.changes for e in c.entries}
+            assert numbered.id in read
+            assert pending.id not in read
+            assert (marker.subscribed, marker.position) == (True, locked_head)
+            warnings = [r.getMessage() for r in caplog.records]
+            assert any(
+                "change feed sequencing" in m and "lock" in m and "a later pass" in m
+                for m in warnings
+            ), warnings
+            left = "SELECT count(*) FROM change_feed_pending WHERE $1 = ANY(issue_ids)"
+            assert await backend._pool.fetchval(left, pending.id) == 1
+        try:
+            with caplog.at_level(logging.INFO, logger="bugless_model_postgres._feed_passes"):
+                event = await asyncio.wait_for(anext(stream), 30)
+            assert event.entry is not None
+            assert (event.entry.issue_id, event.entry.version) == (pending.id, 1)
+            assert event.position > locked_head
+            assert any("working again" in r.getMessage() for r in caplog.records)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+    finally:
+        await holder.close()
+        await pool.close()

@@ -36,6 +36,9 @@ enough for a reader to get UNAVAILABLE.) A lease (``LeaseLock``) was not
 used: a sequencer holding it and dying would stall every replica's feed
 until the lease expired (its TTL of latency for every notification),
 where the row lock is released the moment a pass ends, or its connection.
+A pass that fails (:meth:`Sequencer.sequence` raises) fails no reader:
+the reader logs it and reads what is numbered, and a later pass numbers
+the rest (the PostgreSQL backend's ``ChangeFeed.catch_up``).
 
 Isolation. On CockroachDB the pass runs SERIALIZABLE (there is nothing
 else in 23.2): the lock is its first statement, so a pass that waited

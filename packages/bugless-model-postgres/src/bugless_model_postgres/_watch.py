@@ -14,6 +14,8 @@ a write appends its change to a pending table instead, and a
 ReadFeed, Watch and pruning each run it (:meth:`ChangeFeed.catch_up`) before
 they read the head or the rows, one pass at a time per process; what they
 read is then the same dense, commit-ordered table as here.
+A pass that fails is logged (as LISTEN's failures are) and the reader
+reads what is numbered already: a later pass numbers the rest.
 
 Readers learn of new rows by LISTEN/NOTIFY where the database has it (the
 append NOTIFYs its position; the database sends it at commit) and by polling
@@ -63,7 +65,6 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 import asyncpg
 
@@ -81,6 +82,7 @@ from bugless_model_postgres._context import fetch_issue_rows, fetch_issues, issu
 from bugless_model_postgres._convert import Conn, entry_from_row, principals_of
 from bugless_model_postgres._custom_search import CustomCatalog, catalog_key, load_catalog
 from bugless_model_postgres._database import server_settings, translated_errors
+from bugless_model_postgres._feed_passes import FeedSequencer, SequencingPasses
 from bugless_proto import v1
 
 _log = logging.getLogger(__name__)
@@ -108,19 +110,6 @@ _WATCH_REMEDY = (
     "the changes since are gone: re-read the current state (the issue, or a search) "
     "and watch again without after_position"
 )
-
-
-class FeedSequencer(Protocol):
-    """Numbers committed pending changes into ``change_feed`` (``Dialect.feed_append``)."""
-
-    async def sequence(self) -> int:
-        """Number every change committed so far; how many were numbered.
-
-        Raises:
-            Unavailable: the database is away, or the pass kept conflicting
-                with another replica's.
-        """
-        ...
 
 
 class ChangeFeed:
@@ -163,8 +152,7 @@ class ChangeFeed:
         self.streams = 0
         #: Set by a backend whose writes append to a pending table.
         self.sequencer: FeedSequencer | None = None
-        self._sequencing = asyncio.Lock()
-        self._pass_started = float("-inf")
+        self._passes = SequencingPasses(self._wake)
 
     # ---- wake-ups ----
 
@@ -240,26 +228,11 @@ class ChangeFeed:
     async def catch_up(self) -> None:
         """Have the sequencer number what has committed so far (no sequencer: nothing).
 
-        One pass at a time in a process: a caller that waited for another
-        caller's pass runs none of its own when that pass started after it
-        asked (it saw every commit the caller must see); otherwise, that
-        pass's snapshot may predate a commit the caller was told of, and it
-        runs one. Passes that numbered something wake the other readers.
-
-        Raises:
-            Unavailable: the database is away, or passes kept conflicting.
+        Never raises (but cancellation): a failed pass is logged and the
+        reader reads what is numbered (:mod:`bugless_model_postgres._feed_passes`).
         """
-        if self.sequencer is None:
-            return
-        asked = time.monotonic()
-        async with self._sequencing:
-            if self._pass_started > asked:
-                return
-            self._pass_started = time.monotonic()
-            async with translated_errors():
-                numbered = await self.sequencer.sequence()
-        if numbered:
-            self._wake()
+        if self.sequencer is not None:
+            await self._passes.catch_up(self.sequencer)
 
     async def _wait(self, event: asyncio.Event, seconds: float) -> None:
         """Until ``event`` (taken *before* the read that found nothing) or ``seconds``."""

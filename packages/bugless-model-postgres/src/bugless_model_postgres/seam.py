@@ -36,7 +36,7 @@ from bugless_model_postgres._database import (
     translated_errors,
 )
 from bugless_model_postgres._dialect import POSTGRES, Dialect
-from bugless_model_postgres._watch import FeedSequencer
+from bugless_model_postgres._feed_passes import FeedSequencer
 
 __all__ = [
     "POSTGRES",
