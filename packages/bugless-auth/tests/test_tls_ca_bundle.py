@@ -151,7 +151,24 @@ def person_certificate(user_id: str) -> bytes:
     return self_signed("ann", x509.SubjectAlternativeName([name])).public_bytes(Encoding.DER)
 
 
-@pytest.mark.parametrize("mistake", ["a leaf (CA:FALSE)", "no basicConstraints"])
+def with_two_basic_constraints(ca: trustme.CA) -> bytes:
+    """``ca``'s certificate (PEM) with its subjectKeyIdentifier relabelled basicConstraints.
+
+    Well-formed DER holding one extension twice, which cryptography refuses
+    to read with DuplicateExtension (not a ValueError): how a hand-edited
+    or badly generated CA certificate can look.
+    """
+    der = ca.cert_pem.bytes()
+    cert = x509.load_pem_x509_certificate(der).public_bytes(Encoding.DER)
+    ski, basic = bytes.fromhex("0603551d0e"), bytes.fromhex("0603551d13")
+    assert cert.count(ski) == 1
+    twice = x509.load_der_x509_certificate(cert.replace(ski, basic))
+    return twice.public_bytes(Encoding.PEM)
+
+
+@pytest.mark.parametrize(
+    "mistake", ["a leaf (CA:FALSE)", "no basicConstraints", "basicConstraints twice"]
+)
 async def test_a_ca_file_holding_a_certificate_that_is_not_a_ca_is_refused_at_open(
     pki: Pki, tmp_path: Path, mistake: str
 ) -> None:
@@ -162,6 +179,11 @@ async def test_a_ca_file_holding_a_certificate_that_is_not_a_ca_is_refused_at_op
         wrong = pki.ca.issue_cert("leaf.invalid", common_name="release-bot").cert_chain_pems[0]
         bundle.write_bytes(pki.ca.cert_pem.bytes() + wrong.bytes())
         said = "its basicConstraints say CA:FALSE"
+    elif mistake == "basicConstraints twice":
+        bundle.write_bytes(pki.ca.cert_pem.bytes() + with_two_basic_constraints(pki.ca))
+        subject = x509.load_pem_x509_certificate(pki.ca.cert_pem.bytes()).subject
+        said = f"certificate 2 of 2 (subject {subject.rfc4514_string()}) is not a CA: its"
+        said += " extensions do not read: it holds extension 2.5.29.19 (basicConstraints) twice"
     else:
         bundle.write_bytes(pki.ca.cert_pem.bytes() + not_a_ca_pem("release-bot"))
         said = "it has no basicConstraints extension"
@@ -169,8 +191,9 @@ async def test_a_ca_file_holding_a_certificate_that_is_not_a_ca_is_refused_at_op
         await TlsAuthenticator.open({"mapping_file": str(pki.mapping_file), "ca_file": str(bundle)})
     message = str(raised.value)
     assert str(bundle) in message
-    assert "certificate 2 of 2 (subject CN=release-bot" in message
     assert said in message
+    if mistake != "basicConstraints twice":
+        assert "certificate 2 of 2 (subject CN=release-bot" in message
 
 
 async def test_a_ca_file_changed_to_a_leaf_while_serving_keeps_the_last_good_bundle(

@@ -201,16 +201,37 @@ def ca_bundle_content(data: bytes) -> list[x509.Certificate]:
     return certificates
 
 
+#: The extensions :func:`_not_a_ca` reads, by name for its reasons.
+_CA_EXTENSIONS = {
+    x509.oid.ExtensionOID.BASIC_CONSTRAINTS: "basicConstraints",
+    x509.oid.ExtensionOID.KEY_USAGE: "keyUsage",
+}
+
+
 def _not_a_ca(certificate: x509.Certificate) -> str | None:
-    """Why ``certificate`` cannot sign certificates, or None when it is a CA's."""
+    """Why ``certificate`` cannot sign certificates, or None when it is a CA's.
+
+    Extensions that do not read (one of them twice, which cryptography
+    raises as DuplicateExtension, not a ValueError; or a value that does
+    not parse) are a reason too: raised from here, they were a traceback at
+    start-up and escaped the reload's "keeping the last good one".
+    """
     try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+        extensions = certificate.extensions
+    except x509.DuplicateExtension as exc:
+        named = _CA_EXTENSIONS.get(exc.oid)
+        which = f"{exc.oid.dotted_string} ({named})" if named else exc.oid.dotted_string
+        return f"its extensions do not read: it holds extension {which} twice"
+    except ValueError as exc:
+        return f"its extensions do not read: {exc}"
+    try:
+        constraints = extensions.get_extension_for_class(x509.BasicConstraints)
     except x509.ExtensionNotFound:
         return "it has no basicConstraints extension (a CA's says CA:TRUE)"
     if not constraints.value.ca:
         return "its basicConstraints say CA:FALSE (a leaf's certificate)"
     try:
-        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return None
     if not usage.key_cert_sign:
