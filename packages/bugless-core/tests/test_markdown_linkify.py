@@ -4,7 +4,8 @@
 and test with "no link" for text without ``:``, ``//`` or an e-mail name's
 last character before ``@``. These tests hold that to linkify-it itself:
 every generated comment parses to the same tokens (and so the same
-rendering and mentions) as with a stock ``LinkifyIt``, and the shortcut's
+rendering and mentions) as with a stock ``LinkifyIt`` (in the same
+configuration, mention units included), and the shortcut's
 premises (the schemas, the e-mail name's characters, no fuzzy links) are
 checked against the library's own patterns.
 """
@@ -23,7 +24,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from mdit_py_plugins.tasklists import tasklists_plugin
 
-from bugless_core.markdown import QuickLinkify, markdown_parser
+from bugless_core.markdown import QuickLinkify, markdown_parser, mention_units
 from bugless_testing.usernames import MARKDOWN_PIECES, usernames
 
 #: Pieces of links and near-links: schemas (in any case), e-mail addresses
@@ -44,6 +45,7 @@ def _stock_parser() -> MarkdownIt:
     markdown.linkify = LinkifyIt()
     markdown.linkify.set({"fuzzy_link": False})
     markdown.use(tasklists_plugin, enabled=False)
+    markdown.use(mention_units)
     return markdown
 
 
@@ -70,6 +72,7 @@ linkable_texts = st.lists(
 @example("ftp://x.org/@bob `http://a.example` [x](http://b.example) www.example.com @ann")
 @example("\u212a@k.com @bob, http\u017f://s.com/@cy, http\\://d.example/@dee")
 @example("| a | b |\n|---|---|\n| x\\|me@ann.com | https://e.example/@f |\n\n- [ ] //g.example")
+@example("-@a.net0._0_ a_@b.com._c_ _x a_@b.com_")
 def test_the_parse_is_the_one_with_linkify_its_own_linkifier(text: str) -> None:
     assert _tokens(markdown_parser().parse(text)) == _tokens(_STOCK.parse(text))
 

@@ -17,7 +17,7 @@ import unicodedata
 from datetime import date
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bugless_core import mentions
@@ -86,14 +86,12 @@ def test_every_written_username_is_mentioned_by_its_key(name: str, context: str)
     found = list(find_mentions(text))
     assert [m.name for m in found] == [name] * context.count("{}")
     assert all(text[m.start : m.end] == "@" + name for m in found)
-    # Read as Markdown (as the page shows it), a name's "_" beside punctuation
-    # can pair up as emphasis with another's ("@a_.b, @a_.b" shows "a_." then
-    # *b, @a*): the page links "@a" then, and so the rule reads "a". Written
-    # "\_", as Markdown has it, the name is whole.
+    # Read as Markdown (as the page shows it), the name is one unit: a "_"
+    # beside punctuation in it is no emphasis ("@a_.b, @a_.b" mentions a_.b).
+    # Written "\_", as Markdown escapes it, it is the same name.
+    assert mentioned_usernames(text) == [username_key(name)]
     markdown = text.replace("_", "\\_")
     assert mentioned_usernames(markdown) == [username_key(name)]
-    if "_" not in name:
-        assert mentioned_usernames(text) == [username_key(name)]
     # Composed or decomposed, in any case, it is one person.
     nfc, nfd = unicodedata.normalize("NFC", name), unicodedata.normalize("NFD", name)
     both = f"@{nfc} @{nfd}".replace("_", "\\_")
@@ -134,10 +132,64 @@ def test_mention_search_looks_for_the_key_of_every_spelling(name: str) -> None:
         ("![@bob](https://example.com/bob.png) \\@ann", ["ann"]),
         ("@" + "a" * USERNAME_MAX_LENGTH, ["a" * USERNAME_MAX_LENGTH]),
         ("@" + "a" * (USERNAME_MAX_LENGTH + 1), []),  # longer than any username
+        # A name is one unit: the "_" runs in it are never emphasis...
+        ("for @0._0_.0.", ["0._0_.0"]),
+        ("@a_.b, @a_.b and @c-__d__+e", ["a_.b", "c-__d__+e"]),
+        ("@ann@corp_x_.example, @f+_g_+h", ["ann@corp_x_.example", "f+_g_+h"]),
+        # ...while emphasis around it, or ending just before its "@", still is.
+        (
+            "_@a_b_.c_, *@d._e_.f*, **@g__h__.i** ~~@j_.k~~",
+            ["a_b_.c", "d._e_.f", "g__h__.i", "j_.k"],
+        ),
+        ("_see_@bob_x_.y", ["bob_x_.y"]),
+        # An "_" left as text before the "@" refuses the mention, as it always did.
+        ("_@a_b_c", []),
+        ("x_@a_b_.c_", []),
+        ("\\_@d_.e_", []),
+        # Code, links and e-mail addresses mention nobody, whatever the name holds.
+        ("`@a_b_.c` [@d_e_.f](https://example.com) me@g_h_.i", []),
+        ("x-@ann.com._b_ and (-@cy.org._x_), me_@ann.com._x_", []),
+        ("@" + "a._" * 43 + "a", []),  # longer than any username, though "_" would cut it
     ],
 )
 def test_mentions_in_prose(text: str, expected: list[str]) -> None:
     assert mentioned_usernames(text) == expected
+
+
+#: Names whose "_" runs stand beside the punctuation that lets CommonMark read
+#: them as emphasis, and the other delimiter runs a name may hold.
+delimited_names = st.builds(
+    lambda first, middle, last: first + middle + last,
+    st.sampled_from("a0Ö"),
+    st.lists(
+        st.sampled_from(("_", "__", "___", ".", "-", "+", "@", "x", "_x_", ".__x__.", "é")),
+        max_size=8,
+    ).map("".join),
+    st.sampled_from("b9ß"),
+)
+#: Emphasis and other delimiter runs around and beside a mention.
+AROUND = (
+    "for @{}.",
+    "_@{}_",
+    "*@{}*",
+    "**@{}**",
+    "__@{}__",
+    "~~@{}~~",
+    "_see_@{}",
+    "*a* @{}, _b_ *c*",
+    "_@{}_ and *@{}*",
+)
+
+
+@given(delimited_names, st.sampled_from(AROUND))
+@example("0._0_.0", "for @{}.")
+@example("a_.b", "_@{}_ and *@{}*")
+def test_a_name_with_delimiter_runs_is_one_mention_and_shown_whole(name: str, around: str) -> None:
+    """Emphasis never cuts a name: it is mentioned whole and the page shows it whole."""
+    assert is_valid_username(name)
+    text = around.format(*[name] * around.count("{}"))
+    assert mentioned_usernames(text) == [username_key(name)]
+    assert "@" + html.escape(name, quote=False) in markdown_parser().render(text)
 
 
 def _mentions_in_rendered_prose(text: str) -> set[str]:

@@ -310,9 +310,18 @@ async def test_a_mention_of_a_name_in_any_script_notifies_that_person(
 
     Before, the mention grammar was ASCII: "@Ölaf" mentioned nobody, and
     "@t…josé" mentioned "t…jos", a user of its own here, who must hear nothing.
+    Likewise "@d…._0_.0" reaches "d…._0_.0", not "d…": Markdown's emphasis
+    ("_0_" beside ".") cut the name there before.
     """
     tag = secrets.token_hex(3)
-    for name, mail in ((f"Ölaf{tag}", "olaf"), (f"t{tag}josé", "jose"), (f"t{tag}jos", "jos")):
+    users = (
+        (f"Ölaf{tag}", "olaf"),
+        (f"t{tag}josé", "jose"),
+        (f"t{tag}jos", "jos"),
+        (f"d{tag}._0_.0", "dot"),
+        (f"d{tag}", "cut"),
+    )
+    for name, mail in users:
         bugless_stack.add_user(
             name, "pw-" + secrets.token_hex(8), email=f"{mail}{tag}@example.test"
         )
@@ -330,11 +339,16 @@ async def test_a_mention_of_a_name_in_any_script_notifies_that_person(
             caller=people.caller("alice"),
             issue_id=issue.id,
             expected_version=issue.version,
-            comment=f"@O\u0308LAF{tag}, see this (and @t{tag}josé). Not mail: x@t{tag}jos.x",
+            comment=(
+                f"@O\u0308LAF{tag}, see this (and @t{tag}josé), for @d{tag}._0_.0. "
+                f"Not mail: x@t{tag}jos.x"
+            ),
         )
     )
-    mails = await _settle(smtp_sink, 2)
-    assert _to(mails) == Counter([f"olaf{tag}@example.test", f"jose{tag}@example.test"])
+    mails = await _settle(smtp_sink, 3)
+    assert _to(mails) == Counter(
+        [f"olaf{tag}@example.test", f"jose{tag}@example.test", f"dot{tag}@example.test"]
+    )
     assert {m.message["X-Bugless-Reason"] for m in mails} == {"mentioned"}
 
 

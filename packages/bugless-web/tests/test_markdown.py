@@ -68,6 +68,18 @@ def test_mentions_link_to_the_person_outside_code_links_and_addresses() -> None:
     assert "javascript:" not in forged.replace("&lt;", "").split("<a", 1)[-1]
 
 
+def test_a_name_emphasis_could_cut_links_whole() -> None:
+    """``@0._0_.0`` links the user ``0._0_.0``: its ``_0_`` beside "." is no emphasis.
+
+    Before, CommonMark's emphasis cut it ("@0.<em>0</em>.0") and the page
+    linked ``@0``; emphasis around a name still is emphasis.
+    """
+    html = str(render_markdown("for @0._0_.0. and _@a_b_.c_, **@d__e__-f**"))
+    assert f'for <a class="mention" href="/users/0._0_.0" {REL}>@0._0_.0</a>. and' in html
+    assert f'<em><a class="mention" href="/users/a_b_.c" {REL}>@a_b_.c</a></em>,' in html
+    assert f'<strong><a class="mention" href="/users/d__e__-f" {REL}>@d__e__-f</a></strong>' in html
+
+
 def test_task_lists_are_read_only_checkboxes() -> None:
     html = str(render_markdown("- [ ] write tests\n- [x] make them fail\n- plain item"))
     boxes = re.findall(r"<input[^>]*>", html)

@@ -79,6 +79,33 @@ async def test_the_mentions_the_page_links_are_the_ones_search_finds(
         assert (f'href="/issues/{issue.id}"' in found.text) is mentioned, name
 
 
+async def test_a_name_emphasis_could_cut_is_linked_and_found_whole(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """``@x._0_.0`` (an ``_0_`` beside ".") links its person, and ``mention:`` finds them.
+
+    Before, Markdown read ``_0_`` as emphasis: the page linked ``@x`` (a
+    person nobody is), and the Model kept ``x``, so the person was neither
+    linked, found nor notified.
+    """
+    tag = secrets.token_hex(3)
+    name = f"dot{tag}._0_.0"
+    world.stack.add_user(name, PASSWORD, display_name=f"Dot Underscore {tag}")
+    issue = await create_issue(model, world, f"Cut names {tag}", description=f"for @{name}.")
+    await sign_in(client, "bob")
+    page = await client.get(f"/issues/{issue.id}")
+    assert page.status_code == 200
+    assert _MENTION.findall(page.text) == [(f"/users/{name}", f"@{name}")]
+    person = await client.get(f"/users/{name}")
+    assert person.status_code == 200
+    assert f"Dot Underscore {tag}" in person.text
+    found = await client.get("/search", params={"q": f"mention:{name}"})
+    assert found.status_code == 200
+    assert f'href="/issues/{issue.id}"' in found.text
+    cut = await client.get("/search", params={"q": f"mention:dot{tag}"})
+    assert f'href="/issues/{issue.id}"' not in cut.text
+
+
 async def test_a_mention_of_nobody_is_muted_text_and_every_mention_link_finds_a_person(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

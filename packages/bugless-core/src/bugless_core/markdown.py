@@ -9,6 +9,12 @@ links as a mention is exactly what the Model stores for ``mention:``
 searches and the notifier notifies: ``_@ann_`` (emphasis around a mention)
 mentions ann, while ```@ann``` (code) and the ``@ann`` of a link's URL do
 not.
+
+A mentioned name is one unit of that reading (:func:`mention_units`): CommonMark
+would read the ``_0_`` of ``@0._0_.0`` (an ``_`` beside punctuation) as
+emphasis and cut the name in three, so the user ``0._0_.0`` could not be
+mentioned. The parser reads ``@`` and the name as text before emphasis can
+see its ``_``; everything else is CommonMark's reading.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ from collections.abc import Iterator, Sequence
 
 from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
+from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 from mdit_py_plugins.tasklists import tasklists_plugin
 
-__all__ = ["QuickLinkify", "markdown_parser", "prose_text"]
+from bugless_core.mentions import mention_name_pattern, mention_pattern
+
+__all__ = ["QuickLinkify", "markdown_parser", "mention_units", "prose_text"]
 
 
 #: A character that can end an e-mail address's name part just before its ``@``:
@@ -71,6 +80,70 @@ class QuickLinkify(LinkifyIt):  # type: ignore[misc] # linkify-it-py has no type
         return not self._cannot_link(text) and bool(super().test(text))
 
 
+def _after_emphasis_underscore(state: StateInline) -> bool:
+    """Whether an ``_`` run that may open or close emphasis was the last thing read.
+
+    If it pairs up, it leaves the text and the ``@`` after it starts a
+    run of prose (``_@ann_`` mentions ann); if not, it stays text before the
+    ``@`` and the grammar's look-behind refuses the mention (``_@ann``).
+    Which one is known only once the inline run is read, so the name is
+    kept whole for either answer.
+    """
+    if state.pending or not state.delimiters:
+        return False
+    last = state.delimiters[-1]
+    return (
+        last.marker == ord("_")
+        and last.token == len(state.tokens) - 1
+        and (last.open or last.close)
+    )
+
+
+def _mention_unit(state: StateInline, silent: bool) -> bool:
+    """Inline rule: ``@`` and a username as one run of text, so emphasis cannot split it.
+
+    Where :func:`~bugless_core.mentions.mention_pattern` matches at the
+    ``@`` (so not in an e-mail address's ``me@ann``), or the ``@`` follows
+    an ``_`` delimiter (:func:`_after_emphasis_underscore`), the name goes
+    to the pending text as the text rule would put it, except that its
+    ``_`` are never delimiters: ``@0._0_.0`` stays one name, ``_@a_b_.c_``
+    is emphasis around the mention of ``a_b_.c``. What is a mention is
+    still decided on the parse's text (:func:`bugless_core.mentions.prose_mentions`),
+    so code, links (linkify reads the same text) and the length bound keep
+    their say. Only ``_`` runs inside a name change the parse: no other
+    rule starts at a username character (``+`` and ``-`` start none here).
+
+    In silent mode (the look-ahead over a link's label) the rule reads
+    nothing: a name holds no bracket, backtick or ``<``, so skipping it a
+    character at a time ends the label at the same place.
+    """
+    pos = state.pos
+    src = state.src
+    if silent or src[pos] != "@":
+        return False
+    if pos > 0 and src[pos - 1] == "_" and _after_emphasis_underscore(state):
+        name = mention_name_pattern().match(src, pos + 1, state.posMax)
+        end = None if name is None else name.end()
+    else:
+        mention = mention_pattern().match(src, pos, state.posMax)
+        end = None if mention is None else mention.end()
+    if end is None:
+        return False
+    state.append_pending(src[pos:end])
+    state.pos = end
+    return True
+
+
+def mention_units(markdown: MarkdownIt) -> None:
+    """markdown-it plugin: read each ``@name`` as one unit (:func:`_mention_unit`).
+
+    Pushed last among the inline rules: no other rule starts at ``@``, so
+    it runs only where every other rule declined (an ``@``, or another
+    character that starts nothing), at a comparison's cost.
+    """
+    markdown.inline.ruler.push("mention_unit", _mention_unit)
+
+
 @functools.cache
 def markdown_parser() -> MarkdownIt:
     """The parser every comment and description is read with (built once per process).
@@ -89,6 +162,7 @@ def markdown_parser() -> MarkdownIt:
     markdown.linkify = QuickLinkify()
     markdown.linkify.set({"fuzzy_link": False})
     markdown.use(tasklists_plugin, enabled=False)
+    markdown.use(mention_units)
     return markdown
 
 
