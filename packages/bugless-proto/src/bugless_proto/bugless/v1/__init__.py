@@ -1915,7 +1915,8 @@ class CountGroupMembersRequest(betterproto2.Message):
 
     groups: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
     """
-    Group names, exactly as access lists and identities spell them; at most 100.
+    Group names, exactly as access lists and identities spell them; at most
+    200 (an access list's entries), each at most 256 characters.
     """
 
 
@@ -2509,7 +2510,9 @@ class DownloadAttachmentRequest(betterproto2.Message):
 
     offset: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
     """
-    First byte to send (resuming a download).
+    First byte to send (resuming a download). The attachment's size sends
+    nothing; past it: OUT_OF_RANGE, reason RANGE_NOT_SATISFIABLE, with the
+    size in the metadata.
     """
 
     length: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
