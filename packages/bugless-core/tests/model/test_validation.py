@@ -247,6 +247,17 @@ def test_acl_entry_needs_a_principal_and_a_role() -> None:
         check.check_acl([v1.AclEntry(principal=v1.Principal(group="eng"))], "acl")
 
 
+def test_an_acl_names_each_principal_once() -> None:
+    admin = v1.AclEntry(principal=v1.Principal(user="u-1"), role=v1.Role.ADMIN)
+    viewer = v1.AclEntry(principal=v1.Principal(user="u-1"), role=v1.Role.VIEWER)
+    group = v1.AclEntry(principal=v1.Principal(group="u-1"), role=v1.Role.VIEWER)
+    check.check_acl([admin, group], "acl")  # a group may bear a user's id as its name
+    with pytest.raises(
+        InvalidArgument, match=r"acl\[2\]\.principal: user 'u-1' is already acl\[0\]"
+    ):
+        check.check_acl([admin, group, viewer], "acl")
+
+
 def test_a_read_mask_names_issue_fields_only() -> None:
     check.check_read_mask(None, "read_mask")
     check.check_read_mask(FieldMask(paths=["title", "modified_at", "custom_fields"]), "read_mask")

@@ -520,12 +520,28 @@ def _check_custom_values(values: Sequence[v1.CustomFieldValue], path: str) -> No
 
 
 def check_acl(entries: Sequence[v1.AclEntry], path: str) -> None:
-    """ACL entries: a principal and a role each, bounded count."""
+    """ACL entries: a principal and a role each, each principal once, bounded count.
+
+    A principal listed twice would hold two roles, and which one counts is
+    not what its editor meant: a "demotion" written as a second entry next
+    to an ADMIN one leaves the person an admin. So the second is refused,
+    naming the first.
+    """
     if len(entries) > limits.MAX_ACL_ENTRIES:
         raise _fail(path, f"at most {limits.MAX_ACL_ENTRIES} entries")
+    seen: dict[tuple[str, object], int] = {}
     for i, entry in enumerate(entries):
         check_principal(entry.principal, f"{path}[{i}].principal")
         check_enum(entry.role, f"{path}[{i}].role", allow_unspecified=False)
+        assert entry.principal is not None  # check_principal refused an unset one
+        principal = betterproto2.which_one_of(entry.principal, "kind")
+        first = seen.setdefault(principal, i)
+        if first != i:
+            kind, value = principal
+            raise _fail(
+                f"{path}[{i}].principal",
+                f"{kind} {value!r} is already {path}[{first}]; give each user or group one entry",
+            )
 
 
 def check_principal(principal: v1.Principal | None, path: str) -> None:

@@ -362,6 +362,35 @@ class BadInputContract:
         assert await get_component(model, comp.id) == await get_component(model, comp.id)
         assert (await get_component(model, comp.id)).version == comp.version
 
+    async def test_an_acl_naming_a_user_twice_is_invalid_argument_and_writes_nothing(
+        self, model: v1.ModelStub
+    ) -> None:
+        twice = [
+            v1.AclEntry(principal=v1.Principal(user=ALICE.user_id), role=v1.Role.ADMIN),
+            v1.AclEntry(principal=v1.Principal(group="eng"), role=v1.Role.EDITOR),
+            v1.AclEntry(principal=v1.Principal(user=ALICE.user_id), role=v1.Role.VIEWER),
+        ]
+        await expect_error(
+            model.create_component(
+                v1.CreateComponentRequest(caller=ADMIN, name="acl twice", acl=twice)
+            ),
+            Status.INVALID_ARGUMENT,
+            "acl[2].principal",
+        )
+        comp = await make_component(model)
+        await expect_error(
+            model.update_component(
+                v1.UpdateComponentRequest(
+                    caller=ADMIN,
+                    component=v1.Component(id=comp.id, acl=twice),
+                    update_mask=FieldMask(paths=["acl"]),
+                )
+            ),
+            Status.INVALID_ARGUMENT,
+            "component.acl[2].principal",
+        )
+        assert (await get_component(model, comp.id)).version == comp.version
+
     async def test_component_page_size_above_1000_is_invalid_argument(
         self, model: v1.ModelStub
     ) -> None:
