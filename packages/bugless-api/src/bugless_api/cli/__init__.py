@@ -127,7 +127,7 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "update": (
             "components:component_update",
-            "Rename, describe or move a component (its admins).",
+            "Rename, describe, move a component or change its access list (its admins).",
         ),
         "archive": (
             "components:component_archive",
