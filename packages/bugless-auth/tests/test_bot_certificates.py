@@ -184,15 +184,18 @@ def test_a_toml_mapping_takes_a_display_name_past_the_basic_plane(pki: Pki, tmp_
 
 
 @pytest.mark.parametrize(
-    ("name", "csr_name", "message"),
+    ("name", "csr_name", "message", "status"),
     [
-        ("release-bot", "someone-else", "--csr: asks for the subject 'CN=someone-else', not "),
-        ("deploy-bot", None, "'deploy-bot' is mapped to 'deploy-bot'"),
+        ("release-bot", "someone-else", "--csr: asks for the subject 'CN=someone-else', not ", 2),
+        ("deploy-bot", None, "'deploy-bot' is mapped to 'deploy-bot'", 4),
     ],
 )
 def test_a_refused_request_writes_nothing(
-    pki: Pki, tmp_path: Path, name: str, csr_name: str | None, message: str
+    pki: Pki, tmp_path: Path, *, name: str, csr_name: str | None, message: str, status: int
 ) -> None:
+    """A value refused exits 2; a name mapped to another bot is a name taken,
+    4 as in ``bugless auth user add`` (it exited 2, so a script could not
+    tell it from a CSR it should fix)."""
     mapping = tmp_path / "certificates.json"
     mapping.write_text(pki.mapping_file.read_text())
     before = mapping.read_text()
@@ -200,7 +203,7 @@ def test_a_refused_request_writes_nothing(
     if name == "deploy-bot":
         arguments += ["--username", "another-bot"]
     done = _issue(pki, tmp_path, name, *arguments, "--out", str(tmp_path / "bot.pem"))
-    assert done.returncode == 2
+    assert done.returncode == status, done.stderr
     assert message in done.stderr
     assert mapping.read_text() == before
     assert not (tmp_path / "bot.pem").exists()
@@ -211,7 +214,9 @@ def test_a_mapping_file_that_cannot_be_written_hands_out_no_certificate(
 ) -> None:
     """Its directory missing (or read-only): a clear error, no traceback, and no
     certificate for a name the mapping does not hold (it was printed before the
-    mapping's write failed in an OSError traceback)."""
+    mapping's write failed in an OSError traceback). It exits 2, a flag naming
+    a place the command cannot write, as a client command's -o does (it was 1,
+    the status of a service that failed)."""
     not_a_directory = tmp_path / "a-file"
     not_a_directory.write_text("")
     mapping = not_a_directory / "certificates.toml"
@@ -226,7 +231,7 @@ def test_a_mapping_file_that_cannot_be_written_hands_out_no_certificate(
         "--out",
         str(tmp_path / "bot.pem"),
     )
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert f"--mapping-file: cannot write {mapping}" in done.stderr
     assert not (tmp_path / "bot.pem").exists()

@@ -37,7 +37,7 @@ from bugless_auth.people_ca import (
     parse_csr,
 )
 from bugless_auth.tls import CertificateMapping, parse_mapping
-from bugless_core.errors import InvalidArgument
+from bugless_core.errors import AlreadyExists, InvalidArgument
 from bugless_core.usernames import username_problem
 
 #: The longest a bot certificate may be valid (the CA/Browser Forum's old cap).
@@ -151,10 +151,11 @@ def mapping_with_bot(
     by the Authenticator's own parser before the caller writes it.
 
     Raises:
+        AlreadyExists: the name is mapped to another user (the name is
+            taken: ``bot issue`` exits 4, as a username taken does).
         InvalidArgument: the file cannot be read or parsed, the name is
-            mapped to another user (or to this one with other ``groups`` or
-            ``display_name``, when given), or ``username`` cannot be a
-            bugless name.
+            mapped to this user with other ``groups`` or ``display_name``
+            (when given), or ``username`` cannot be a bugless name.
     """
     if problem := username_problem(username):
         raise InvalidArgument(f"--username: {username!r} {problem}")
@@ -168,7 +169,7 @@ def mapping_with_bot(
         if found.username == username:
             _check_renewal(found, mapping_file, groups=groups, display_name=display_name)
             return None
-        raise InvalidArgument(
+        raise AlreadyExists(
             f"--mapping-file: {name!r} is mapped to {found.username!r} in {mapping_file}; "
             "give the bot another name, or edit that entry yourself"
         )

@@ -16,6 +16,8 @@ from typing import TextIO
 
 import click
 
+from bugless_core.errors import BuglessError, InvalidArgument
+
 #: Validity of a bot certificate when the operator names none.
 DEFAULT_DAYS = 90
 
@@ -28,8 +30,9 @@ def _write_atomically(path: Path, text: str) -> None:
     leaves the old file as it was and no temporary file behind.
 
     Raises:
-        click.ClickException: the file cannot be written (a read-only
-            directory, a missing one): said as such, not a traceback.
+        InvalidArgument: the file cannot be written (a read-only
+            directory, a missing one): said as such, not a traceback, and
+            exiting 2 as a ``-o`` the client commands cannot write does.
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -41,10 +44,27 @@ def _write_atomically(path: Path, text: str) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):  # never written, or its directory is gone
             temporary.unlink()
-        raise click.ClickException(
+        raise InvalidArgument(
             f"--mapping-file: cannot write {path} ({exc.strerror or exc}); nothing was issued "
             "or changed: run the command where the file is writable (with a ConfigMap, on a "
             "local copy you then apply)"
+        ) from exc
+
+
+def _write_certificate(out: Path, pem: str, name: str) -> None:
+    """Write the certificate to ``--out``, after the mapping took its name.
+
+    Raises:
+        InvalidArgument: ``out`` cannot be written; the message says the
+            name is mapped, so running again with another ``--out`` is a
+            renewal that hands the certificate out.
+    """
+    try:
+        out.write_text(pem, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidArgument(
+            f"--out: cannot write {out} ({exc.strerror or exc}); {name!r} is mapped: run "
+            "the command again with another --out (the mapping stays as it is)"
         ) from exc
 
 
@@ -123,7 +143,7 @@ def issue_command(  # noqa: PLR0917 - click passes every option by keyword anywa
     user id.
     """
     from bugless_auth.bot_certificates import mapping_with_bot, sign_bot_csr  # noqa: PLC0415
-    from bugless_core.errors import InvalidArgument  # noqa: PLC0415
+    from bugless_auth.commands import refusal  # noqa: PLC0415 - it names this module
 
     try:
         ca_cert_pem, ca_key_pem = ca_cert.read_bytes(), ca_key.read_bytes()
@@ -141,22 +161,16 @@ def issue_command(  # noqa: PLR0917 - click passes every option by keyword anywa
             groups=[g.strip() for g in groups.split(",") if g.strip()],
             display_name=display_name,
         )
-    except InvalidArgument as exc:
-        raise click.UsageError(exc.message) from exc
-    # The mapping first: a certificate handed out for a name the mapping
-    # could not take would be refused at its first connection.
-    if mapping is not None:
-        _write_atomically(mapping_file, mapping)
-    if out is None:
-        click.echo(issued.pem, nl=False)
-    else:
-        try:
-            out.write_text(issued.pem, encoding="utf-8")
-        except OSError as exc:
-            raise click.ClickException(
-                f"--out: cannot write {out} ({exc.strerror or exc}); {name!r} is mapped: run "
-                "the command again with another --out (the mapping stays as it is)"
-            ) from exc
+        # The mapping first: a certificate handed out for a name the mapping
+        # could not take would be refused at its first connection.
+        if mapping is not None:
+            _write_atomically(mapping_file, mapping)
+        if out is None:
+            click.echo(issued.pem, nl=False)
+        else:
+            _write_certificate(out, issued.pem, name)
+    except BuglessError as exc:  # the exit status of its kind: 2 refused, 4 a name taken
+        raise refusal(exc) from exc
     mapped = "added to" if mapping is not None else "already in"
     click.echo(
         f"issued CN={name} (serial {issued.serial}, valid until "

@@ -70,16 +70,29 @@ def run(coro: Coroutine[Any, Any, T], *, statuses: bool = False) -> T:
     """Run a command's coroutine; a bugless error becomes click's error message.
 
     It exits 1, or with ``statuses`` the status the error's kind has in the
-    documented table (:func:`bugless_core.cli.exit_status_of`: 2 for a value
-    refused, 3 not found, 4 a name taken), which ``bugless auth user`` uses.
+    documented table (:func:`refusal`: 2 for a value refused, 3 not found, 4
+    a name taken), which ``bugless auth user`` and ``migrate`` use. ``serve``
+    keeps 1: a supervisor reads any failed start the same way.
     """
     from bugless_core import eventloop  # noqa: PLC0415 - `bugless auth --help` runs none
 
     try:
         return eventloop.run(coro)
     except BuglessError as exc:
-        status = exit_status_of(exc) if statuses else 1
-        raise _REFUSALS.get(status, click.ClickException)(exc.message) from exc
+        if statuses:
+            raise refusal(exc) from exc
+        raise click.ClickException(exc.message) from exc
+
+
+def refusal(error: BuglessError) -> click.ClickException:
+    """Click's error message for ``error``, exiting with its status in the documented table.
+
+    The one mapping of ``bugless auth``'s commands that check their input
+    themselves (``user``, ``bot issue``): :func:`bugless_core.cli.exit_status_of`
+    decides, so a script tells a value refused (2) from a thing not there
+    (3), a name taken (4) and anything else (1).
+    """
+    return _REFUSALS.get(exit_status_of(error), click.ClickException)(error.message)
 
 
 class _Usage(click.ClickException):
@@ -95,7 +108,7 @@ class _NotFound(click.ClickException):
 
 
 class _Conflict(click.ClickException):
-    """Click's error message, exiting 4: a username taken."""
+    """Click's error message, exiting 4: a username (or a bot's certificate name) taken."""
 
     exit_code = EXIT_CONFLICT
 

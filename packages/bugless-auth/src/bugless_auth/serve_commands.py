@@ -126,7 +126,8 @@ def migrate_command(settings: AuthMigrateSettings) -> None:
     settings.log.configure()
     auth = settings.auth
     version = run(
-        IdentityStore.migrate(auth.database_url, auth.schema, dialect=auth.database_dialect)
+        IdentityStore.migrate(auth.database_url, auth.schema, dialect=auth.database_dialect),
+        statuses=True,
     )
     click.echo(f"schema {auth.schema!r} is at version {version} (bugless-auth)")
 

@@ -51,8 +51,9 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
     (
         EXIT_USAGE,
         "bad usage or configuration (flags, settings, credentials; a query that does not "
-        "parse, in query explain and the client commands; a value auth user refuses, such "
-        "as a username it cannot take or a password too short)",
+        "parse, in query explain and the client commands; a value auth user or auth bot "
+        "issue refuses, such as a username it cannot take, a password too short or a "
+        "--mapping-file it cannot write)",
     ),
     (
         EXIT_NOT_FOUND,
@@ -61,7 +62,8 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
     ),
     (
         EXIT_CONFLICT,
-        "client commands and auth user: conflict (a stale --expected-version, a name taken)",
+        "client commands, auth user and auth bot issue: conflict (a stale --expected-version, "
+        "a name taken)",
     ),
     (130, "interrupted (Ctrl-C): issue watch, and import (the same command resumes it)"),
 )
@@ -70,11 +72,12 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
 def exit_status_of(error: BuglessError) -> int:
     """The status of :data:`EXIT_STATUSES` a command that checks its input itself exits with.
 
-    For the commands that work on a database directly (``bugless auth
-    user``): what they refuse of their own arguments (:class:`InvalidArgument`)
-    is bad usage; a user that is not there is "not found", a username taken
-    a conflict, as the client commands say of the API's answers; anything
-    else (a user another authenticator holds, the database away) is 1.
+    For the commands that work on a database or files directly (``bugless
+    auth user``, ``auth migrate``, ``auth bot issue``): what they refuse of
+    their own arguments (:class:`InvalidArgument`) is bad usage; a user that
+    is not there is "not found", a username (or a bot's certificate name)
+    taken a conflict, as the client commands say of the API's answers;
+    anything else (a user another authenticator holds, the database away) is 1.
     """
     if isinstance(error, NotFound | ContentGone):
         return EXIT_NOT_FOUND
