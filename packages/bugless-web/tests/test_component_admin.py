@@ -285,7 +285,8 @@ async def test_acl_form_errors_come_back_in_the_form_naming_the_problem(
     ) in html
     assert (
         'value="nobody_here" placeholder="username or group" aria-label="Username or group name"'
-        ' autocomplete="off" data-suggest="users" aria-describedby="acl-problem"'
+        ' autocomplete="off" data-suggest="users" data-suggest-when="new_kind=user"'
+        ' aria-describedby="acl-problem"'
         ' aria-invalid="true" autofocus>'
     ) in html
     bob_select = html.split(f'value="{bob_row}">', 1)[1].split("</select>", 1)[0]
