@@ -176,19 +176,35 @@ async def _acl_from_form(backends: Backends, form: Any) -> list[v1.AclEntry]:
     and a role or ``remove``; the one blank row adds a user (by username) or
     a group, and wins over an existing row for the same principal, so
     "add bob as admin" also promotes bob.
+
+    A list saved before the Model refused a principal named twice may still
+    hold two rows for one person or group. Kept with two different roles,
+    they are refused, naming both, rather than one silently dropped: the
+    Model counts the higher, so keeping the last would demote an admin
+    whenever anyone saved the list, and keeping the higher would ignore a
+    demotion typed into the other row. Setting one of them to Remove (or
+    naming the principal in the add row) saves one entry.
+
+    Raises:
+        InvalidArgument: a row is malformed, a role unknown, the added user
+            or group not one, or two kept rows give one principal two roles.
     """
     principals = [str(v) for v in form.getall("principal", [])]
     roles = [str(v) for v in form.getall("role", [])]
     if len(principals) != len(roles):
         raise InvalidArgument("acl: every entry needs a principal and a role; reload the page")
     chosen: dict[tuple[str, str], v1.Role] = {}
+    twice: dict[tuple[str, str], tuple[v1.Role, v1.Role]] = {}
     for principal, role in zip(principals, roles, strict=True):
         kind, _, value = principal.partition(":")
         if kind not in ("userid", "group") or not value:
             raise InvalidArgument(f"acl: {principal!r} is not a user or group entry")
         if role != REMOVE:
             principal_key = ("user" if kind == "userid" else "group", value)
-            chosen[principal_key] = enum_by_name(v1.Role, role, "role")
+            picked = enum_by_name(v1.Role, role, "role")
+            earlier = chosen.setdefault(principal_key, picked)
+            if earlier != picked:
+                twice.setdefault(principal_key, (earlier, picked))
     new_name = str(form.get("new_name", "")).strip()
     if new_name:
         new_role = enum_by_name(v1.Role, str(form.get("new_role", "")), "role")
@@ -204,6 +220,9 @@ async def _acl_from_form(backends: Backends, form: Any) -> list[v1.AclEntry]:
             key = ("user", found[new_name].user_id)
         chosen.pop(key, None)
         chosen[key] = new_role
+        twice.pop(key, None)
+    if twice:
+        raise InvalidArgument(await _named_twice(backends, twice))
     return [
         v1.AclEntry(
             principal=v1.Principal(user=value) if kind == "user" else v1.Principal(group=value),
@@ -211,6 +230,23 @@ async def _acl_from_form(backends: Backends, form: Any) -> list[v1.AclEntry]:
         )
         for (kind, value), role in chosen.items()
     ]
+
+
+async def _named_twice(
+    backends: Backends, twice: dict[tuple[str, str], tuple[v1.Role, v1.Role]]
+) -> str:
+    """The refusal of rows that give one principal two roles, naming who and which roles."""
+    users = await backends.users([value for kind, value in twice if kind == "user"])
+    (kind, value), (first, second) = next(iter(twice.items()))
+    if kind == "group":
+        who = f"group {value!r}"
+    else:
+        found = users.get(value)
+        who = repr(found.username) if found is not None and found.username else f"user {value}"
+    return (
+        f"acl: {who} has two entries here, as {first.name.lower()} and as "
+        f"{second.name.lower()}; set one of them to Remove, so the list gives them one role"
+    )
 
 
 def _holds_admin(viewer: Viewer, acl: list[v1.AclEntry]) -> bool:

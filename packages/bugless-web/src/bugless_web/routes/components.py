@@ -45,6 +45,9 @@ class RefusedAclEdit:
         problem: Why, as the form check or the Model said it.
         roles: The role picked for each existing entry, by its principal
             (``userid:<id>`` or ``group:<name>``), ``remove`` included.
+        rows: Each existing row's principal and role, in form order, so
+            two rows of one principal (a list from before the Model refused
+            that) each come back with their own pick (:meth:`picked`).
         new_kind: ``user`` or ``group`` in the add row.
         new_name: What was typed in the add row.
         new_role: The role picked in the add row.
@@ -56,6 +59,7 @@ class RefusedAclEdit:
 
     problem: str
     roles: dict[str, str] = field(default_factory=dict)
+    rows: list[tuple[str, str]] = field(default_factory=list)
     new_kind: str = "user"
     new_name: str = ""
     new_role: str = "editor"
@@ -69,6 +73,16 @@ class RefusedAclEdit:
             bool(self.new_name.strip()) and repr(self.new_name.strip()[:40])[1:-1] in self.problem
         )
 
+    def picked(self, index: int, principal: str) -> str | None:
+        """The role sent for the page's ``index``-th row, which names ``principal``.
+
+        By position while the row there names the same principal (the list
+        unchanged since the form was sent), else by principal.
+        """
+        if index < len(self.rows) and self.rows[index][0] == principal:
+            return self.rows[index][1]
+        return self.roles.get(principal)
+
     @classmethod
     def from_form(cls, form: Any, problem: str) -> RefusedAclEdit:
         """The refused form's choices, as posted."""
@@ -77,6 +91,7 @@ class RefusedAclEdit:
         return cls(
             problem=problem,
             roles=dict(zip(principals, roles, strict=False)),
+            rows=list(zip(principals, roles, strict=False)),
             new_kind=str(form.get("new_kind", "user") or "user"),
             new_name=str(form.get("new_name", "") or ""),
             new_role=str(form.get("new_role", "editor") or "editor"),
