@@ -35,7 +35,13 @@ from grpclib.exceptions import StreamTerminatedError
 from bugless_api.client._base import ClientBase, check_wire_ranges, client_mistake
 from bugless_core.attachments import CHUNK_BYTES
 from bugless_core.clients import call_errors, channel_connection, forget_connection
-from bugless_core.errors import AlreadyExists, InvalidArgument, Unavailable
+from bugless_core.errors import (
+    AlreadyExists,
+    BuglessError,
+    InvalidArgument,
+    RangeNotSatisfiable,
+    Unavailable,
+)
 from bugless_core.ids import check_id
 from bugless_proto import v1
 
@@ -64,6 +70,24 @@ def _unwritable(target: Path, error: OSError) -> InvalidArgument:
     else:
         problem = error.strerror or str(error)
     return client_mistake(f"{target}: cannot be written: {problem}")
+
+
+def _past_the_end(attachment_id: int, size: int, received: int, target: Path) -> BuglessError:
+    """The error of a download that received more than its attachment holds.
+
+    The API sent more bytes than the attachment's size, or a resumed
+    download asked the Model for bytes past its end (OUT_OF_RANGE, with the
+    size). Either way the bytes at hand are not the attachment's: said in
+    terms of the download the caller asked for (``attachment get`` gives no
+    offset, so the Model's "offset: N is past the end" would puzzle), and
+    never resumed again, since every resume would start past the end too.
+    """
+    return BuglessError(
+        f"attachment {attachment_id} is {size} bytes, but its download received {received}: "
+        f"what arrived is not the attachment; {target} was left as it was: download it again",
+        reason="DOWNLOAD_PAST_END",
+        metadata={"size": str(size), "received": str(received)},
+    )
 
 
 async def file_chunks(
@@ -372,8 +396,9 @@ class AttachmentCalls(ClientBase):
         it is refused before any byte moves if something is there, and the
         finished download is put there by a hard link that fails if
         something appeared meanwhile (:func:`_place_new`), not renamed over it.
-        A dropped connection resumes from the bytes already written; a
-        download a draining replica refused resumes down a new connection.
+        A dropped connection resumes from the bytes already written (at
+        the attachment's end, a call that reads nothing); a download a
+        draining replica refused resumes down a new connection.
 
         Raises:
             AlreadyExists: ``replace`` is false and something is at
@@ -387,6 +412,9 @@ class AttachmentCalls(ClientBase):
             NotFound: No such attachment, or not visible to the caller.
             Unavailable: The API could not be reached, or the download ended
                 short, after the policy's attempts.
+            BuglessError: The download received more than the attachment's
+                size (reason ``DOWNLOAD_PAST_END``, naming both), so a resume
+                would start past its end; ``destination`` is left as it was.
         """
         check_id(attachment_id, "attachment_id")
         target = Path(destination)
@@ -406,12 +434,19 @@ class AttachmentCalls(ClientBase):
                         if part.attachment is not None:
                             attachment = part.attachment
                         elif part.chunk:
+                            received = written + len(part.chunk)
+                            if attachment is not None and received > attachment.size:
+                                raise _past_the_end(
+                                    attachment_id, attachment.size, received, target
+                                )
                             try:
                                 await asyncio.to_thread(handle.write, part.chunk)
                             except OSError as exc:
                                 raise _unwritable(target, exc) from exc
-                            written += len(part.chunk)
+                            written = received
                     break
+                except RangeNotSatisfiable as exc:  # a resume at ``written`` > 0 only
+                    raise _past_the_end(attachment_id, exc.size, written, target) from exc
                 except Unavailable as exc:
                     attempt += 1
                     if attempt >= self.retry.attempts:
