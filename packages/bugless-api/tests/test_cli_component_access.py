@@ -11,8 +11,15 @@ in subprocesses as a script runs it.
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
+import asyncpg
 from api_support import ConnectAs, bugless_cli, cli_json, signed_in
+
+from bugless_proto import v1
+
+if TYPE_CHECKING:
+    from bugless_dev.stack import LocalStack
 
 
 async def test_the_creator_names_itself_admin_and_defines_a_field(
@@ -162,3 +169,58 @@ async def test_update_finds_a_users_entry_however_the_name_is_spelt(
         twice.stderr.split()
     )
     assert "version      3\n" in bugless_cli(served_api, "component", "show", name).stdout
+
+
+async def test_update_of_a_list_giving_a_user_two_roles_makes_it_name_them(
+    served_api: dict[str, str], connect_as: ConnectAs, bugless_stack: LocalStack
+) -> None:
+    """A list from before the Model refused a principal twice is not rewritten silently.
+
+    The Model counts the higher of viewer's two entries (admin). Before, any
+    access change (here adding group qa) wrote the list back with the last
+    entry only: viewer became a viewer, exit 0. Now that change is refused
+    (exit 2) naming viewer and both roles, and naming viewer in it saves one.
+    """
+    await signed_in(connect_as, "cli-bot", "viewer")
+    name = f"Twice-{secrets.token_hex(3)}"
+    made = cli_json(served_api, "component", "create", name, "--admin", "cli-bot")
+    made = cli_json(served_api, "component", "update", name, "--admin", "viewer")
+    schema = bugless_stack.env.get("BUGLESS_DATABASE_SCHEMA", "bugless")
+    conn = await asyncpg.connect(
+        bugless_stack.model_database_url, server_settings={"search_path": schema}
+    )
+    try:  # as only a release before 9eaca465 could write it
+        await conn.execute(
+            "UPDATE components SET acl = acl || jsonb_build_array(jsonb_build_object("
+            "'p', acl->1->>'p', 'r', $2::int)) WHERE id = $1",
+            int(made["id"]),
+            int(v1.Role.VIEWER),
+        )
+    finally:
+        await conn.close()
+    shown = bugless_cli(served_api, "component", "show", name).stdout
+    assert "access       admin user:cli-bot, admin user:viewer, viewer user:viewer" in shown
+
+    added = bugless_cli(
+        served_api, "component", "update", name, "--viewer", "group:qa", check=False
+    )
+    assert added.returncode == 2, added.stdout
+    assert (
+        "the access list gives user:viewer two entries (admin and viewer); give it one role in "
+        "this change (--admin/--editor/--viewer user:viewer) or --remove user:viewer"
+    ) in " ".join(added.stderr.split())
+    assert (
+        f"version      {made['version']}\n"
+        in bugless_cli(served_api, "component", "show", name).stdout
+    )
+
+    kept = cli_json(
+        served_api, "component", "update", name, "--viewer", "group:qa", "--editor", "viewer"
+    )
+    assert [
+        (e["role"], e["principal"]["user"] or e["principal"]["group"]) for e in kept["acl"]
+    ] == [
+        ("ADMIN", "cli-bot"),
+        ("EDITOR", "viewer"),
+        ("VIEWER", "qa"),
+    ]

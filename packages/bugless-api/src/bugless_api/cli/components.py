@@ -276,12 +276,26 @@ def _changed_acl(
 ) -> list[v1.AclEntry]:
     """``acl`` with each principal of ``roles`` set to its role and those of ``removed`` gone.
 
+    A list saved before the Model refused a principal named twice may give
+    one two roles; written back as read, one of them would be dropped
+    silently (an admin left a viewer by an unrelated change), so such a
+    principal must be named in this change.
+
     Raises:
         click.BadParameter: --remove names a principal the list does not hold,
             or one also given a role; or one principal is given more than
             one role.
+        click.UsageError: the list gives a principal two roles and this
+            change names it neither with a role nor in --remove.
     """
-    entries = {_key(*_principal_text(e.principal)): e for e in acl}
+    entries: dict[str, v1.AclEntry] = {}
+    twice: dict[str, tuple[str, str]] = {}
+    for entry in acl:
+        kind, name = _principal_text(entry.principal)
+        earlier = entries.setdefault(_key(kind, name), entry)
+        if earlier.role != entry.role:
+            roles_held = f"{earlier.role.name.lower()} and {entry.role.name.lower()}"
+            twice.setdefault(_key(kind, name), (f"{kind}:{name}", roles_held))
     given: dict[str, v1.AclEntry] = {}
     for entry in roles:
         kind, name = _principal_text(entry.principal)
@@ -305,6 +319,16 @@ def _changed_acl(
                 param_hint="--remove",
             )
         del entries[key]
+        twice.pop(key, None)
+    for key in given:
+        twice.pop(key, None)
+    if twice:
+        principal, roles_held = next(iter(twice.values()))
+        raise click.UsageError(
+            f"the access list gives {principal} two entries ({roles_held}); "
+            f"give it one role in this change (--admin/--editor/--viewer {principal}) "
+            f"or --remove {principal}"
+        )
     entries.update(given)
     return list(entries.values())
 
