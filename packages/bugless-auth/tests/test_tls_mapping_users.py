@@ -41,8 +41,8 @@ class Mapping:
         self.path = path
         self.entries: dict[str, dict[str, object]] = {}
 
-    def set(self, key: str, username: str) -> None:
-        self.entries[key] = {"username": username, "groups": ["bots"]}
+    def set(self, key: str, username: str, *, bot: bool = True) -> None:
+        self.entries[key] = {"username": username, "groups": ["bots"], "bot": bot}
         self.path.write_text(json.dumps(self.entries, indent=1))
 
 
@@ -246,3 +246,47 @@ async def test_a_user_its_entries_all_left_is_claimed_back_by_an_entry_with_its_
     assert f"tls:{returning_cn} claims back user {left.user_id}" in caplog.text
     assert (f"tls:{returning_cn}", left.user_id) in await server.store.subjects_of("tls")
     assert (await signed_in(server, pki.client(moving_cn))).user_id == other.user_id
+
+
+async def test_a_person_its_entries_left_is_not_claimed_back_by_a_bots_entry(
+    mapped: tuple[AuthServer, Mapping], pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A person's certificate entry (bot = false) moved to another user by an edit leaves
+    the person mapped by nothing. A new bot entry given that username (an operator reusing
+    a name) is refused, saying why, and the person's account stays a person's: before, it
+    claimed the account back, its issues and groups, as a bot. An entry with bot = false
+    still takes the person back."""
+    server, mapping = mapped
+    person, other = unique("dana"), unique("other-bot")
+    person_cn, other_cn, bot_cn = unique("dana-cert"), unique("other"), unique("new-bot")
+    mapping.set(person_cn, person, bot=False)
+    mapping.set(other_cn, other)
+    dana = await signed_in(server, pki.client(person_cn))
+    assert not dana.bot
+    await signed_in(server, pki.client(other_cn))
+    mapping.set(person_cn, other)
+    await signed_in(server, pki.client(person_cn))
+
+    mapping.set(bot_cn, person)
+    with caplog.at_level(logging.WARNING, logger="bugless.auth"):
+        error = await expect_status(
+            server.stub.authenticate_certificate(
+                v1.AuthenticateCertificateRequest(certificate_der=pki.client(bot_cn))
+            ),
+            Status.UNAUTHENTICATED,
+        )
+    assert from_grpc_error(error).reason == "USERNAME_TAKEN"
+    assert "a person, and this entry is a bot; an entry with bot = false takes that user" in (
+        error.message or ""
+    )
+    assert f"tls:{bot_cn} names username {person!r}, of user {dana.user_id}" in caplog.text
+    assert f"tls:{bot_cn}" not in {s for s, _ in await server.store.subjects_of("tls")}
+    rows = await server.store.run(
+        lambda conn: conn.fetch("SELECT bot FROM users WHERE user_id = $1", dana.user_id),
+        transaction=False,
+    )
+    assert [r["bot"] for r in rows] == [False]
+
+    mapping.set(bot_cn, person, bot=False)
+    back = await signed_in(server, pki.client(bot_cn))
+    assert (back.user_id, back.bot) == (dana.user_id, False)

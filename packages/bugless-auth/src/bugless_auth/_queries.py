@@ -105,11 +105,12 @@ TOUCH_SUBJECT = "UPDATE external_subjects SET last_login_at = now() WHERE subjec
 #: Subject $1 is now user $2's (a tls mapping entry whose username another user holds).
 MOVE_SUBJECT = "UPDATE external_subjects SET user_id = $2 WHERE subject = $1"
 
-#: The user holding username key $1 (locked), their subjects and whether they
-#: are an import's placeholder (:mod:`bugless_auth.username_holders`).
+#: The user holding username key $1 (locked), their subjects, whether they
+#: are an import's placeholder and whether a bot
+#: (:mod:`bugless_auth.username_holders`).
 USERNAME_HOLDER = """
 SELECT u.user_id, ARRAY(SELECT s.subject FROM external_subjects s WHERE s.user_id = u.user_id),
-       u.placeholder
+       u.placeholder, u.bot
 FROM users u
 WHERE u.username_key = $1
 FOR UPDATE

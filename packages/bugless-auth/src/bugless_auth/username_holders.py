@@ -27,7 +27,9 @@ takes one away), so a user with none was left by a mapping whose usernames
 name users. Such a mapping may name it again: a tls entry with its username
 claims it back (:func:`named_user`), as an entry joins any user its username
 names, rather than being refused as "held by another user" with no command
-that could fix it. A directory (LDAP, OIDC) does not take its name: that
+that could fix it, provided the entry is of the user's kind: a bot entry
+does not take a person's account (nor a person's entry a bot's), since no
+other entry is left to check it against. A directory (LDAP, OIDC) does not take its name: that
 would hand an account with its history to whoever the directory calls that;
 it is refused, the message saying how the mapping takes the user back.
 """
@@ -62,7 +64,9 @@ async def named_user(writes: UserWrites, identity: ExternalIdentity) -> str | No
 
     Raises:
         FailedPrecondition: a user of another backend (or an import's
-            placeholder) holds the username; logged with both parties.
+            placeholder) holds the username, or a user no entry maps any
+            more is claimed by an entry of the other kind (bot or person);
+            logged with both parties.
     """
     holder = await writes.conn.fetchrow(sql.USERNAME_HOLDER, username_key(identity.username))
     if holder is None:
@@ -70,6 +74,8 @@ async def named_user(writes: UserWrites, identity: ExternalIdentity) -> str | No
     holder_id: str = holder[0]
     subjects = list(holder[1])
     if not subjects and not holder[2]:  # left by its entries: this mapping's to name again
+        if bool(holder[3]) != identity.bot:
+            raise _kind_differs(identity, holder_id, was_bot=bool(holder[3]))
         _log.info(
             "%s claims back user %s (username %s), whom no mapping entry mapped any more",
             identity.subject,
@@ -111,6 +117,39 @@ async def free_username(writes: UserWrites, identity: ExternalIdentity, user_id:
         )
         return [holder_id]
     raise _refused(identity, holder_id, subjects)
+
+
+def _kind_differs(
+    identity: ExternalIdentity, holder_id: str, *, was_bot: bool
+) -> FailedPrecondition:
+    """The refusal of a claim back by an entry of the other kind (bot or person), logged.
+
+    The user's entries all left it, and the one claiming it says bot where
+    the user was a person (or the other way round): most likely a new bot
+    given a person's old name. Taking the account would hand a person's
+    issues and groups to that bot's certificate (or a bot's grants to a
+    person), and flip its bot flag; the entry's ``bot`` must say what the
+    user was.
+    """
+    was, says = ("a bot", "a person") if was_bot else ("a person", "a bot")
+    flag = "true" if was_bot else "false"
+    _log.warning(
+        "%s names username %r, of user %s whom no mapping entry maps any more: refused, the "
+        "entry says %s and the user was %s; give the entry bot = %s to take the user back, "
+        "else another username",
+        identity.subject,
+        identity.username,
+        holder_id,
+        says,
+        was,
+        flag,
+        extra={"subject": identity.subject, "username": identity.username, "holder": holder_id},
+    )
+    return FailedPrecondition(
+        f"username {identity.username!r} already belongs to another bugless user (from a "
+        f"certificate mapping, which maps it no more), {was}, and this entry is {says}; "
+        f"an entry with bot = {flag} takes that user back, else give this one another name"
+    )
 
 
 def _refused(identity: ExternalIdentity, holder_id: str, subjects: list[str]) -> FailedPrecondition:
