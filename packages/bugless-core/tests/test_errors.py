@@ -75,6 +75,20 @@ def test_a_range_past_the_end_round_trips_with_the_size() -> None:
     assert (back.size, back.message) == (4, "offset: 9 is past the end")
 
 
+def test_an_out_of_range_whose_size_is_not_ascii_digits_is_no_range_error() -> None:
+    """A size str.isdigit takes but int refuses ("²") is not read as one.
+
+    Before, from_grpc_error raised ValueError from int(), so the caller got a
+    traceback instead of the status's error.
+    """
+    from grpclib.exceptions import GRPCError
+
+    sent = errors.to_grpc_error(errors.InvalidArgument("past the end", metadata={"size": "²"}))
+    back = errors.from_grpc_error(GRPCError(Status.OUT_OF_RANGE, sent.message, sent.details))
+    assert not isinstance(back, errors.RangeNotSatisfiable)
+    assert back.message == "past the end"
+
+
 def test_retry_after_round_trips() -> None:
     back = errors.from_grpc_error(
         errors.to_grpc_error(errors.ResourceExhausted("slow down", retry_after=1.5))

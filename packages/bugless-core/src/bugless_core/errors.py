@@ -352,7 +352,9 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
         and {"oldest_position", "head_position"} <= metadata.keys()
     ):
         return FeedPositionPruned(message, metadata=metadata)
-    if error.status is Status.OUT_OF_RANGE and metadata.get("size", "").isdigit():
+    size = metadata.get("size", "")
+    # ASCII digits only: str.isdigit takes "²", which int() refuses (ValueError).
+    if error.status is Status.OUT_OF_RANGE and size.isascii() and size.isdigit():
         return RangeNotSatisfiable(message, size=int(metadata["size"]))
     if error.status is Status.RESOURCE_EXHAUSTED:
         return ResourceExhausted(message, retry_after=float(metadata.get("retry_after", "1")))
