@@ -16,6 +16,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from api_support import Bots
@@ -29,6 +30,8 @@ from bugless_proto import v1
 
 #: Several chunks, so the first stream is more than its Attachment and one chunk.
 SIZE = 300_000
+#: Bytes a stream of :class:`_Dropping` brings before it drops.
+STEP = 50_000
 
 
 class _CutAtTheEnd(BuglessClient):
@@ -72,8 +75,31 @@ async def _attached(client: BuglessClient, tmp_path: Path) -> tuple[int, bytes]:
     return done.attachment.id, source.read_bytes()
 
 
-def _client(api: RunningApi, bots: Bots) -> _CutAtTheEnd:
-    return _CutAtTheEnd(
+class _Dropping(BuglessClient):
+    """The real client, each download stream cut after :data:`STEP` bytes (a link that drops).
+
+    Every call brings bytes, so a download resumed after each drop moves on;
+    ``offsets`` records where each call started.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.offsets: list[int] = []
+
+    async def iter_attachment(
+        self, attachment_id: int, *, offset: int = 0
+    ) -> AsyncIterator[v1.DownloadAttachmentResponse]:
+        self.offsets.append(offset)
+        async for part in super().iter_attachment(attachment_id, offset=offset):
+            if not part.chunk or len(part.chunk) <= STEP:
+                yield part
+                continue
+            yield v1.DownloadAttachmentResponse(chunk=part.chunk[:STEP])
+            raise Unavailable("the bugless API is unreachable: connection lost")
+
+
+def _client(api: RunningApi, bots: Bots, kind: type[BuglessClient] = _CutAtTheEnd) -> Any:
+    return kind(
         f"127.0.0.1:{api.port}",
         cert=bots["robot"].cert,
         key=bots["robot"].key,
@@ -124,3 +150,18 @@ async def test_a_download_that_received_more_than_the_attachment_says_so_and_kee
     assert failed.value.reason == "DOWNLOAD_PAST_END"
     assert exit_code_for(failed.value) == 1
     assert sorted(os.listdir(tmp_path)) == ["build.log"]  # no partial file
+
+
+async def test_a_download_dropped_more_often_than_the_policy_allows_ends_while_calls_bring_bytes(
+    api: RunningApi, bots: Bots, tmp_path: Path
+) -> None:
+    """Before, the policy's attempts (3) counted every drop of the whole download, so
+    one cut more times than that failed however far each resume had got."""
+    async with _client(api, bots, _Dropping) as client:
+        attachment_id, content = await _attached(client, tmp_path)
+        target = tmp_path / "got.log"
+        attachment, _written = await download_here(client, attachment_id, target, force=False)
+    assert len(client.offsets) > client.retry.attempts  # dropped more often than that
+    assert client.offsets == sorted(set(client.offsets))  # each resume further on
+    assert attachment.size == SIZE
+    assert target.read_bytes() == content

@@ -411,7 +411,7 @@ class AttachmentCalls(ClientBase):
                 the API refused the download.
             NotFound: No such attachment, or not visible to the caller.
             Unavailable: The API could not be reached, or the download ended
-                short, after the policy's attempts.
+                short, after the policy's attempts in a row that brought no byte.
             BuglessError: The download received more than the attachment's
                 size (reason ``DOWNLOAD_PAST_END``, naming both), so a resume
                 would start past its end; ``destination`` is left as it was.
@@ -429,6 +429,7 @@ class AttachmentCalls(ClientBase):
         try:
             while True:
                 used = channel_connection(self._channel)
+                resumed_at = written
                 try:
                     async for part in self.iter_attachment(attachment_id, offset=written):
                         if part.attachment is not None:
@@ -448,7 +449,10 @@ class AttachmentCalls(ClientBase):
                 except RangeNotSatisfiable as exc:  # a resume at ``written`` > 0 only
                     raise _past_the_end(attachment_id, exc.size, written, target) from exc
                 except Unavailable as exc:
-                    attempt += 1
+                    # The policy bounds failures in a row that moved nothing:
+                    # a long download over a link that drops now and then
+                    # finishes as long as each call brings bytes.
+                    attempt = 1 if written > resumed_at else attempt + 1
                     if attempt >= self.retry.attempts:
                         raise
                     if exc.refused_while_draining:
