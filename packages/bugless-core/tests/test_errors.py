@@ -134,3 +134,96 @@ def test_importing_the_errors_loads_no_protobuf_until_a_status_is_converted() ->
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.split() == ["False", "True"]
+
+
+#: Values a server may send where a number belongs, none of which is one:
+#: int() refuses "²" (which str.isdigit takes) and 5000 digits; float() reads
+#: "nan" and "inf", on which math.ceil (the web's Retry-After) raises.
+UNREADABLE_WHOLE_NUMBERS = ["²", "x7", "", "-1", "+3", " 4", "3_0", "1e3", "9" * 5000, str(2**63)]
+UNREADABLE_WAITS = ["soon", "", "nan", "inf", "-inf", "-2", "1e306", "9" * 5000]
+
+
+def _received(
+    status: Status, message: str, reason: str, metadata: dict[str, str]
+) -> errors.BuglessError:
+    """What a client makes of a status with this ErrorInfo, as a server could send it."""
+    return errors.from_status(status.value, message, reason, metadata)
+
+
+@pytest.mark.parametrize("key", ["issue_id", "expected_version", "current_version"])
+@pytest.mark.parametrize("value", UNREADABLE_WHOLE_NUMBERS)
+def test_an_issue_version_conflict_with_an_unreadable_number_is_a_version_conflict(
+    key: str, value: str
+) -> None:
+    """Before, int() raised ValueError: the caller got a traceback instead of the conflict."""
+    metadata = {"issue_id": "7", "expected_version": "3", "current_version": "5", key: value}
+    back = _received(Status.ABORTED, "stale", "VERSION_CONFLICT", metadata)
+    assert type(back) is errors.VersionConflict
+    assert (back.message, back.reason) == ("stale", "VERSION_CONFLICT")
+    assert key not in back.metadata
+    assert {k: v for k, v in metadata.items() if k != key} == back.metadata
+
+
+@pytest.mark.parametrize("value", UNREADABLE_WHOLE_NUMBERS)
+def test_a_size_limit_with_an_unreadable_limit_is_a_size_limit_without_one(value: str) -> None:
+    """Still no retry_after: waiting cannot help, so a client must not retry it."""
+    back = _received(
+        Status.RESOURCE_EXHAUSTED, "too big", "SIZE_LIMIT_EXCEEDED", {"limit_bytes": value}
+    )
+    assert isinstance(back, errors.SizeLimitExceeded)
+    assert (back.message, back.limit_bytes, back.retry_after) == ("too big", None, None)
+    assert back.metadata == {}
+
+
+@pytest.mark.parametrize("key", ["oldest_position", "head_position"])
+@pytest.mark.parametrize("value", UNREADABLE_WHOLE_NUMBERS)
+def test_a_pruned_feed_position_with_an_unreadable_position_is_a_plain_precondition(
+    key: str, value: str
+) -> None:
+    """Before, reading the position off the error raised ValueError.
+
+    The consumer of the notify queue reads ``metadata.get("head_position")``
+    of any FailedPrecondition: the unreadable one is not there to read.
+    """
+    metadata = {"oldest_position": "40", "head_position": "90", key: value}
+    back = _received(Status.FAILED_PRECONDITION, "gone", "FEED_POSITION_PRUNED", metadata)
+    assert type(back) is errors.FailedPrecondition
+    assert (back.message, back.reason) == ("gone", "FEED_POSITION_PRUNED")
+    assert key not in back.metadata
+
+
+@pytest.mark.parametrize("value", UNREADABLE_WHOLE_NUMBERS)
+def test_an_out_of_range_with_an_unreadable_size_keeps_its_message(value: str) -> None:
+    back = _received(Status.OUT_OF_RANGE, "past the end", "RANGE_NOT_SATISFIABLE", {"size": value})
+    assert type(back) is errors.BuglessError
+    assert back.message == "past the end"
+    assert back.metadata == {}
+
+
+@pytest.mark.parametrize("value", UNREADABLE_WAITS)
+def test_a_rate_limit_with_an_unreadable_retry_after_waits_the_default_second(
+    value: str,
+) -> None:
+    """Before, float("soon") raised ValueError, and "nan" or "inf" made the web's
+    Retry-After (math.ceil) raise ValueError or OverflowError."""
+    back = _received(
+        Status.RESOURCE_EXHAUSTED, "slow down", "RESOURCE_EXHAUSTED", {"retry_after": value}
+    )
+    assert isinstance(back, errors.ResourceExhausted)
+    assert (back.message, back.retry_after) == ("slow down", 1.0)
+    assert back.metadata == {"retry_after": "1.000"}
+
+
+def test_the_largest_readable_numbers_are_read() -> None:
+    """The bound is int64's (ids, versions, sizes, positions are int64 in the protos)."""
+    largest = str(2**63 - 1)
+    back = _received(
+        Status.OUT_OF_RANGE, "past the end", "RANGE_NOT_SATISFIABLE", {"size": largest}
+    )
+    assert isinstance(back, errors.RangeNotSatisfiable)
+    assert back.size == 2**63 - 1
+    limit = _received(
+        Status.RESOURCE_EXHAUSTED, "too big", "SIZE_LIMIT_EXCEEDED", {"limit_bytes": "0"}
+    )
+    assert isinstance(limit, errors.SizeLimitExceeded)
+    assert limit.limit_bytes == 0

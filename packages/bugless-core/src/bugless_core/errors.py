@@ -247,8 +247,10 @@ class SizeLimitExceeded(ResourceExhausted):
     http_status = 413
     default_reason = "SIZE_LIMIT_EXCEEDED"
 
-    def __init__(self, message: str, *, limit_bytes: int) -> None:
-        super().__init__(message, retry_after=None, metadata={"limit_bytes": str(limit_bytes)})
+    def __init__(self, message: str, *, limit_bytes: int | None) -> None:
+        """``limit_bytes`` is None only for a refusal received without a readable limit."""
+        details = {} if limit_bytes is None else {"limit_bytes": str(limit_bytes)}
+        super().__init__(message, retry_after=None, metadata=details)
         self.limit_bytes = limit_bytes
 
 
@@ -311,7 +313,13 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
 
     Statuses without a bugless class (INTERNAL, UNKNOWN, DEADLINE_EXCEEDED, ...)
     become :class:`Unavailable` when transient and :class:`BuglessError`
-    otherwise, keeping the server's message.
+    otherwise, keeping the server's message. A number in the metadata that does
+    not read as one is dropped (:func:`_readable_metadata`): an issue version
+    conflict without a readable issue id or version is a :class:`VersionConflict`,
+    a pruned feed position without readable positions a plain
+    :class:`FailedPrecondition`, a size limit without one a
+    :class:`SizeLimitExceeded` whose ``limit_bytes`` is None, and a rate limit
+    with an unreadable ``retry_after`` waits the default second. Never raises.
     """
     from google.rpc import error_details_pb2  # noqa: PLC0415 - see the module docstring
 
@@ -324,7 +332,7 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
         ),
         None,
     )
-    metadata = dict(info.metadata) if info is not None else {}
+    metadata = _readable_metadata(info.metadata) if info is not None else {}
     reason = info.reason if info is not None else None
     if (
         reason == IssueVersionConflict.default_reason
@@ -342,8 +350,10 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
         )
     if reason == VersionConflict.default_reason and error.status is Status.ABORTED:
         return VersionConflict(message, metadata=metadata)
-    if reason == SizeLimitExceeded.default_reason and "limit_bytes" in metadata:
-        return SizeLimitExceeded(message, limit_bytes=int(metadata["limit_bytes"]))
+    if reason == SizeLimitExceeded.default_reason:
+        # Without a readable limit it is still a size limit: waiting cannot help.
+        limit = metadata.get("limit_bytes")
+        return SizeLimitExceeded(message, limit_bytes=None if limit is None else int(limit))
     if reason == ContentGone.default_reason and error.status is Status.FAILED_PRECONDITION:
         return ContentGone(message, metadata=metadata)
     if (
@@ -352,9 +362,7 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
         and {"oldest_position", "head_position"} <= metadata.keys()
     ):
         return FeedPositionPruned(message, metadata=metadata)
-    size = metadata.get("size", "")
-    # ASCII digits only: str.isdigit takes "²", which int() refuses (ValueError).
-    if error.status is Status.OUT_OF_RANGE and size.isascii() and size.isdigit():
+    if error.status is Status.OUT_OF_RANGE and "size" in metadata:
         return RangeNotSatisfiable(message, size=int(metadata["size"]))
     if error.status is Status.RESOURCE_EXHAUSTED:
         return ResourceExhausted(message, retry_after=float(metadata.get("retry_after", "1")))
@@ -362,6 +370,60 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
         return Unavailable(message, reason=reason, metadata=metadata)
     cls = _BY_STATUS.get(error.status, BuglessError)
     return cls(message, reason=reason, metadata=metadata)
+
+
+#: ErrorInfo metadata :func:`from_grpc_error` reads as whole numbers (``0..2**63-1``).
+_WHOLE_NUMBER_KEYS = frozenset(
+    {
+        "issue_id",
+        "expected_version",
+        "current_version",
+        "limit_bytes",
+        "oldest_position",
+        "head_position",
+        "size",
+    }
+)
+_INT64_MAX = 2**63 - 1
+
+
+def _readable_metadata(received: Mapping[str, str]) -> dict[str, str]:
+    """The received metadata without the numbers in it that do not read as numbers.
+
+    The metadata comes over the network from whatever server the client was
+    pointed at, so a value may be anything: ``int()`` refuses "²" (which
+    ``str.isdigit`` takes) and more than 4300 digits, and ``float()`` reads
+    "nan" and "inf", on which ``math.ceil`` (the web's Retry-After) raises. A
+    detail that does not read is dropped, so the error stays the status's
+    error (without that detail) instead of becoming a traceback, and code that
+    reads ``metadata[key]`` of a kept key can rely on it.
+    """
+    readable: dict[str, str] = {}
+    for key, value in received.items():
+        if key in _WHOLE_NUMBER_KEYS and not _is_whole_number(value):
+            continue
+        if key == "retry_after" and not _is_wait(value):
+            continue
+        readable[key] = value
+    return readable
+
+
+def _is_whole_number(value: str) -> bool:
+    # ASCII digits only, and at most 19 of them before int() (whose limit is 4300).
+    return 0 < len(value) <= 19 and value.isascii() and value.isdigit() and int(value) <= _INT64_MAX
+
+
+#: The longest ``retry_after`` read (a year): ResourceExhausted's rounding of
+#: 1e306 seconds overflows to inf, and no limit asks a caller to wait longer.
+_LONGEST_WAIT = 365 * 86400.0
+
+
+def _is_wait(value: str) -> bool:
+    try:
+        seconds = float(value)
+    except ValueError:
+        return False
+    return 0 <= seconds <= _LONGEST_WAIT  # False for nan too
 
 
 def from_status(
