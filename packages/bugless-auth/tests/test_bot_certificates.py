@@ -281,3 +281,51 @@ def test_a_renewal_asking_for_other_groups_or_name_says_the_entry_is_kept(
         assert f"{option}: 'nightly-bot' {said} {mapping}" in refused.stderr
         assert mapping.read_text() == before
         assert not (tmp_path / "new.pem").exists()
+
+
+@pytest.mark.parametrize("mapping_exists", [True, False])
+@pytest.mark.parametrize("where", ["under-a-file", "missing-directory"])
+def test_an_out_that_cannot_be_written_changes_nothing(
+    pki: Pki, tmp_path: Path, *, mapping_exists: bool, where: str
+) -> None:
+    """Refused before anything is written: the mapping stays as it was (or
+    stays missing), and no certificate or file is left. Before, the mapping
+    took the name first, then writing --out failed with exit 2, so the
+    refusal had changed the mapping (the --out check sat after its write)."""
+    mapping = tmp_path / "certificates.toml"
+    if mapping_exists:
+        mapping.write_text('["deploy-bot"]\nusername = "deploy-bot"\n')
+    text = mapping.read_text() if mapping_exists else None
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / ("a-file" if where == "under-a-file" else "missing") / "bot.pem"
+    csr = _team_csr(tmp_path, None)
+    before = {p.name for p in tmp_path.iterdir()} | {"client-ca.key"}  # _issue writes the key
+    done = _issue(
+        pki, tmp_path, "nightly-bot", "--csr", str(csr), "--mapping-file", str(mapping),
+        "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert (mapping.read_text() if mapping.exists() else None) == text
+    assert {p.name for p in tmp_path.iterdir()} == before  # no new mapping, no temporary
+    assert "Traceback" not in done.stderr
+    assert f"--out: cannot write {out} (" in done.stderr
+    assert "nothing was issued or changed" in done.stderr
+    assert done.stdout == ""
+
+
+def test_an_out_that_was_there_is_left_as_it_was_when_the_mapping_cannot_be_written(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """--out is opened before the mapping's write, without truncating: the
+    mapping's refusal leaves the file the operator had there whole."""
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    out = tmp_path / "bot.pem"
+    out.write_text("the previous certificate\n")
+    done = _issue(
+        pki, tmp_path, "nightly-bot", "--csr", str(_team_csr(tmp_path, None)),
+        "--mapping-file", str(not_a_directory / "certificates.toml"), "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--mapping-file: cannot write" in done.stderr
+    assert out.read_text() == "the previous certificate\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -51,20 +52,61 @@ def _write_atomically(path: Path, text: str) -> None:
         ) from exc
 
 
-def _write_certificate(out: Path, pem: str, name: str) -> None:
-    """Write the certificate to ``--out``, after the mapping took its name.
+@dataclass(frozen=True)
+class _OpenedOut:
+    """``--out``, opened for the certificate before anything was written."""
+
+    path: Path
+    descriptor: int
+    made: bool  # by this open: a refusal after it removes the file again
+
+    def abandon(self) -> None:
+        """Leave ``--out`` as it was before the command: a file it made is removed."""
+        os.close(self.descriptor)
+        if self.made:
+            self.path.unlink(missing_ok=True)
+
+
+def _open_out(out: Path) -> _OpenedOut:
+    """Open ``--out`` for the certificate before the mapping is written.
+
+    Opened without truncating, so a refusal found later (the mapping cannot
+    be written) leaves a file that was there as it was. A check by
+    permission bits would not do: the command often runs as root, which
+    they do not stop, and a missing directory has no bits to check.
 
     Raises:
-        InvalidArgument: ``out`` cannot be written; the message says the
+        InvalidArgument: ``out`` cannot be opened for writing; nothing was
+            issued or changed.
+    """
+    existed = out.exists()
+    try:
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise InvalidArgument(
+            f"--out: cannot write {out} ({exc.strerror or exc}); nothing was issued or "
+            "changed: name a file you can write, or leave --out out to print the certificate"
+        ) from exc
+    return _OpenedOut(out, descriptor, made=not existed)
+
+
+def _write_certificate(out: _OpenedOut, pem: str, name: str) -> None:
+    """Write the certificate to the opened ``--out``, after the mapping took its name.
+
+    Raises:
+        InvalidArgument: the write failed (a full disk); the message says the
             name is mapped, so running again with another ``--out`` is a
             renewal that hands the certificate out.
     """
     try:
-        out.write_text(pem, encoding="utf-8")
+        with os.fdopen(out.descriptor, "w", encoding="utf-8") as file:
+            if stat.S_ISREG(os.fstat(out.descriptor).st_mode):
+                file.truncate(0)  # a pipe or a terminal has nothing to truncate
+            file.write(pem)
     except OSError as exc:
         raise InvalidArgument(
-            f"--out: cannot write {out} ({exc.strerror or exc}); {name!r} is mapped: run "
-            "the command again with another --out (the mapping stays as it is)"
+            f"--out: cannot write {out.path} ({exc.strerror or exc}); {name!r} is mapped: "
+            "run the command again with another --out (the mapping stays as it is)"
         ) from exc
 
 
@@ -137,8 +179,9 @@ def issue_command(  # noqa: PLR0917 - click passes every option by keyword anywa
 
     Everything is checked before anything is written: a refused CSR, CA,
     name or mapping leaves the mapping file as it was and writes no
-    certificate; so does a mapping file that cannot be written (the mapping
-    is written before the certificate is handed out). A NAME already mapped
+    certificate; so does an ``--out`` that cannot be written (it is opened
+    first) and a mapping file that cannot be written (the mapping is written
+    before the certificate is handed out). A NAME already mapped
     to the same user is a renewal: the mapping stays, and the bot keeps its
     user id.
     """
@@ -161,14 +204,22 @@ def issue_command(  # noqa: PLR0917 - click passes every option by keyword anywa
             groups=[g.strip() for g in groups.split(",") if g.strip()],
             display_name=display_name,
         )
-        # The mapping first: a certificate handed out for a name the mapping
+        # --out is opened before anything is written, so one that cannot be
+        # written refuses with the mapping as it was. The mapping is then
+        # written first: a certificate handed out for a name the mapping
         # could not take would be refused at its first connection.
-        if mapping is not None:
-            _write_atomically(mapping_file, mapping)
-        if out is None:
+        opened = None if out is None else _open_out(out)
+        try:
+            if mapping is not None:
+                _write_atomically(mapping_file, mapping)
+        except BaseException:
+            if opened is not None:
+                opened.abandon()
+            raise
+        if opened is None:
             click.echo(issued.pem, nl=False)
         else:
-            _write_certificate(out, issued.pem, name)
+            _write_certificate(opened, issued.pem, name)
     except BuglessError as exc:  # the exit status of its kind: 2 refused, 4 a name taken
         raise refusal(exc) from exc
     mapped = "added to" if mapping is not None else "already in"
