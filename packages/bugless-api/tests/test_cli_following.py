@@ -20,12 +20,12 @@ from bugless_api.cli._common import (
     EXIT_OK,
     EXIT_SERVER_ERROR,
     emit,
-    exit_code_for,
 )
 from bugless_api.cli.following import _Action, _each, _Outcome, _Row
 from bugless_api.cli.notifications import CHANNELS, DIGESTS, EVENTS
 from bugless_api.client import BuglessClient
 from bugless_api.client._notifications import SETTINGS_ATTEMPTS
+from bugless_core.cli import exit_status_of
 from bugless_core.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from bugless_proto import v1
 
@@ -459,7 +459,7 @@ async def test_settings_that_keep_changing_fail_the_client_and_keep_the_others_c
     assert "changed elsewhere while this change was being applied (3 times)" in str(caught.value)
     assert "nothing of it was saved: run it again" in str(caught.value)
     assert caught.value.reason == "VERSION_CONFLICT"
-    assert exit_code_for(caught.value) == EXIT_CONFLICT
+    assert exit_status_of(caught.value, answered_by_service=True) == EXIT_CONFLICT
     now = await elsewhere.get_notification_settings()
     assert (now.channel, now.digest) == ("email", v1.DigestMode.DAILY)
     await elsewhere.update_notification_settings()

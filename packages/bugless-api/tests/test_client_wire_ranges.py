@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from api_support import ConnectAs
 
-from bugless_api.cli._common import EXIT_USAGE, exit_code_for
+from bugless_api.cli._common import EXIT_USAGE
+from bugless_core.cli import exit_status_of
 from bugless_core.errors import InvalidArgument, RangeNotSatisfiable
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -34,7 +35,7 @@ async def test_out_of_range_integers_are_refused_naming_the_field(connect_as: Co
         await robot.search_issues("is:open", page_size=2**32)
     assert refused.value.message == f"page.page_size: 4294967296 is outside {INT32}"
     assert refused.value.metadata["origin"] == "client"
-    assert exit_code_for(refused.value) == EXIT_USAGE
+    assert exit_status_of(refused.value, answered_by_service=True) == EXIT_USAGE
 
     delta = v1.IssueDelta(
         fields=v1.IssueFields(title="wrapped"), update_mask=FieldMask(paths=["title"])

@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 from api_support import Bots, ConnectAs, signed_in
 
-from bugless_api.cli._common import exit_code_for
 from bugless_api.cli.attachments import download_here
 from bugless_api.client import BuglessClient, RetryPolicy
 from bugless_api.client._attachments import _copy_exclusive
 from bugless_api.server import RunningApi
+from bugless_core.cli import exit_status_of
 from bugless_core.errors import AlreadyExists
 from bugless_proto import v1
 
@@ -132,7 +132,7 @@ async def test_a_file_that_appears_during_the_download_is_kept_without_o_or_forc
         assert "report.txt already exists here and was left as it is" in message, message
         assert "-o" in message, message
         assert "--force" in message, message
-        assert exit_code_for(refused.value) == 4
+        assert exit_status_of(refused.value, answered_by_service=True) == 4
         assert mine.read_bytes() == _FileAppearsMidway.content
         assert list(here.iterdir()) == [mine]  # the downloaded temporary file removed
 

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from api_support import Bots
 
-from bugless_api.cli._common import exit_code_for
 from bugless_api.cli.attachments import download_here
 from bugless_api.client import BuglessClient, RetryPolicy
 from bugless_api.server import RunningApi
+from bugless_core.cli import exit_status_of
 from bugless_core.errors import BuglessError, Unavailable
 from bugless_proto import v1
 
@@ -148,7 +148,7 @@ async def test_a_download_that_received_more_than_the_attachment_says_so_and_kee
         f"what arrived is not the attachment; {target} was left as it was: download it again"
     )
     assert failed.value.reason == "DOWNLOAD_PAST_END"
-    assert exit_code_for(failed.value) == 1
+    assert exit_status_of(failed.value, answered_by_service=True) == 1
     assert sorted(os.listdir(tmp_path)) == ["build.log"]  # no partial file
 
 

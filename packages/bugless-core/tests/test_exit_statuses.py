@@ -20,8 +20,16 @@ from bugless_api.cli._common import (
     EXIT_SERVER_ERROR,
     EXIT_USAGE,
 )
-from bugless_core.cli import EXIT_ERROR, EXIT_STATUSES
+from bugless_core.cli import EXIT_ERROR, EXIT_STATUSES, exit_status_of
 from bugless_core.cli import EXIT_USAGE as ROOT_EXIT_USAGE
+from bugless_core.errors import (
+    AlreadyExists,
+    Conflict,
+    ContentGone,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
 from bugless_dev.processes import BUGLESS_COMMAND
 from bugless_import.command import EXIT_INTERRUPTED
@@ -89,3 +97,38 @@ def test_query_explain_exits_2_on_a_query_that_does_not_parse() -> None:
     assert '"position": 7' in results[1].stdout
     assert "query explain" in dict(EXIT_STATUSES)[ROOT_EXIT_USAGE]
     assert "query explain" not in dict(EXIT_STATUSES)[EXIT_ERROR]
+
+
+def test_a_refused_value_is_bad_usage_unless_a_service_answered_it() -> None:
+    """One rule for the commands that check their input and the client commands.
+
+    ``bugless auth user`` refuses its own arguments: every InvalidArgument is 2.
+    A client command's InvalidArgument is 2 only when the client raised it of
+    the command's input (origin "client"); one the API answered is the service
+    refusing the request, 1. The other statuses are the same for both.
+    """
+    by_service = InvalidArgument("title: too long")
+    by_client = InvalidArgument("--api: no port", metadata={"origin": "client"})
+    assert [exit_status_of(by_service), exit_status_of(by_client)] == [EXIT_USAGE, EXIT_USAGE]
+    assert [
+        exit_status_of(by_service, answered_by_service=True),
+        exit_status_of(by_client, answered_by_service=True),
+    ] == [EXIT_ERROR, EXIT_USAGE]
+    for answered_by_service in (False, True):
+        statuses = [
+            exit_status_of(error, answered_by_service=answered_by_service)
+            for error in (
+                NotFound("issue 7 not found"),
+                ContentGone("attachment 3 was deleted"),
+                AlreadyExists("username 'dana' is taken"),
+                Conflict("stale version"),
+                Unavailable("the Model is away"),
+            )
+        ]
+        assert statuses == [
+            EXIT_NOT_FOUND,
+            EXIT_NOT_FOUND,
+            EXIT_CONFLICT,
+            EXIT_CONFLICT,
+            EXIT_ERROR,
+        ]

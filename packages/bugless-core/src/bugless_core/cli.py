@@ -69,21 +69,36 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
 )
 
 
-def exit_status_of(error: BuglessError) -> int:
-    """The status of :data:`EXIT_STATUSES` a command that checks its input itself exits with.
+def exit_status_of(error: BuglessError, *, answered_by_service: bool = False) -> int:
+    """The status of :data:`EXIT_STATUSES` a command ends with when ``error`` stops it.
 
-    For the commands that work on a database or files directly (``bugless
-    auth user``, ``auth migrate``, ``auth bot issue``): what they refuse of
-    their own arguments (:class:`InvalidArgument`) is bad usage; a user that
-    is not there is "not found", a username (or a bot's certificate name)
-    taken a conflict, as the client commands say of the API's answers;
-    anything else (a user another authenticator holds, the database away) is 1.
+    The one mapping for every command: a thing not there, or gone for good (a
+    deleted or redacted attachment's content, which a script should not retry
+    as it might a 1), is "not found"; a stale version or a name taken is a
+    conflict; a value refused is bad usage; anything else (a service that
+    failed, a user another authenticator holds, the database away) is 1.
+
+    Args:
+        error: What stopped the command.
+        answered_by_service: Whether the command's errors may be a service's
+            answers (the client commands, through the API). Then an
+            :class:`InvalidArgument` is bad usage only when the client raised it
+            of the command's own input (``metadata["origin"] == "client"``); one
+            the service answered is the service refusing the request, 1. A
+            command that checks its input itself (``bugless auth user``, ``auth
+            migrate``, ``auth bot issue``) leaves it ``False``: whatever it
+            refuses of its own arguments is bad usage.
+
+    Returns:
+        0 never; 1, 2, 3 or 4 as :data:`EXIT_STATUSES` documents them.
     """
     if isinstance(error, NotFound | ContentGone):
         return EXIT_NOT_FOUND
     if isinstance(error, AlreadyExists | Conflict):
         return EXIT_CONFLICT
-    if isinstance(error, InvalidArgument):
+    if isinstance(error, InvalidArgument) and (
+        not answered_by_service or error.metadata.get("origin") == "client"
+    ):
         return EXIT_USAGE
     return EXIT_ERROR
 

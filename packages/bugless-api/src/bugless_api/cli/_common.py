@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 import click
 
 from bugless_api._connection_settings import SETTINGS, ConnectionSettings, connection_settings
+from bugless_core import cli as root_cli
 from bugless_core import ids
+from bugless_core.cli import exit_status_of
 from bugless_core.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -77,11 +79,12 @@ ID = IdParamType()
 #: An id where 0 means "none".
 ID_OR_ZERO = IdParamType(allow_zero=True)
 
+#: The statuses of :data:`bugless_core.cli.EXIT_STATUSES` the client commands exit with.
 EXIT_OK = 0
-EXIT_SERVER_ERROR = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_CONFLICT = 4
+EXIT_SERVER_ERROR = root_cli.EXIT_ERROR
+EXIT_USAGE = root_cli.EXIT_USAGE
+EXIT_NOT_FOUND = root_cli.EXIT_NOT_FOUND
+EXIT_CONFLICT = root_cli.EXIT_CONFLICT
 
 
 def resolve_config(options: dict[str, Any]) -> ConnectionSettings:
@@ -135,27 +138,6 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def exit_code_for(error: Exception) -> int:
-    """The documented exit code of a bugless error."""
-    from bugless_core.errors import (  # noqa: PLC0415
-        AlreadyExists,
-        Conflict,
-        ContentGone,
-        InvalidArgument,
-        NotFound,
-    )
-
-    # Gone (a deleted or redacted attachment's content) will never come back:
-    # "not found" to a script, which does not retry it as it might a 1.
-    if isinstance(error, NotFound | ContentGone):
-        return EXIT_NOT_FOUND
-    if isinstance(error, Conflict | AlreadyExists):
-        return EXIT_CONFLICT
-    if isinstance(error, InvalidArgument) and error.metadata.get("origin") == "client":
-        return EXIT_USAGE
-    return EXIT_SERVER_ERROR
-
-
 def run_with_client(
     options: dict[str, Any],
     work: Callable[[Any], Coroutine[Any, Any, object]],
@@ -195,7 +177,7 @@ def run_with_client(
         return eventloop.run(main())
     except BuglessError as exc:
         message = in_option_terms(exc.message, exc.metadata.get("field"), option_names or {})
-        fail(message, exit_code_for(exc))
+        fail(message, exit_status_of(exc, answered_by_service=True))
 
 
 #: An ``async def fn(client, **params)`` client command.

@@ -36,13 +36,13 @@ from bugless_api.cli._common import (
     client_options,
     command,
     emit,
-    exit_code_for,
     fail,
     id_or_path,
     run_with_client,
 )
 from bugless_api.cli.groups import component_group, issue_group, saved_search_group
 from bugless_api.cli.saved_searches import find_saved_search
+from bugless_core.cli import exit_status_of
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -93,7 +93,11 @@ class _Outcome:
     @property
     def exit_code(self) -> int:
         """0; else the failures' code when they agree (3: all not found), else 1."""
-        codes = {exit_code_for(row.error) for row in self.failed if row.error is not None}
+        codes = {
+            exit_status_of(row.error, answered_by_service=True)
+            for row in self.failed
+            if row.error is not None
+        }
         if not codes:
             return EXIT_OK
         return codes.pop() if len(codes) == 1 else EXIT_SERVER_ERROR
