@@ -113,6 +113,25 @@ def test_a_wait_crossing_the_wire_is_never_shorter_than_it_was() -> None:
         assert math.ceil(back.retry_after) == math.ceil(wait)
 
 
+def test_a_stalled_download_reaches_a_client_as_it_did_from_the_api_and_the_web() -> None:
+    """One DownloadStalled for the API and the web, answered as each answered its own.
+
+    Both servers defined it, alike: DEADLINE_EXCEEDED, HTTP 408, reason
+    DOWNLOAD_STALLED, the message the server wrote. A client still gets an
+    Unavailable (a stall is worth retrying) with that reason and message.
+    """
+    message = "the download stalled: the browser read nothing for 30 s"
+    grpc_error = errors.to_grpc_error(errors.DownloadStalled(message))
+    assert (grpc_error.status, grpc_error.message) == (Status.DEADLINE_EXCEEDED, message)
+    assert errors.DownloadStalled.http_status == 408
+    back = errors.from_grpc_error(grpc_error)
+    assert (type(back), back.reason, back.message) == (
+        errors.Unavailable,
+        "DOWNLOAD_STALLED",
+        message,
+    )
+
+
 def test_unknown_status_keeps_the_message() -> None:
     from grpclib.exceptions import GRPCError
 

@@ -32,18 +32,6 @@ from bugless_core.errors import BuglessError
 _log = logging.getLogger(__name__)
 
 
-class DownloadStalled(BuglessError):
-    """The client read nothing of a download for ``--download-idle-seconds``.
-
-    Its Model call was released when that passed; the client learns it at
-    its next read, and may download again from the offset it reached.
-    """
-
-    grpc_status: ClassVar[Status] = Status.DEADLINE_EXCEEDED
-    http_status: ClassVar[int] = 408
-    default_reason: ClassVar[str] = "DOWNLOAD_STALLED"
-
-
 class WatchStalled(BuglessError):
     """The bot read nothing of a watch for ``--watch-idle-seconds`` while events waited.
 

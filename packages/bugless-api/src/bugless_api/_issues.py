@@ -22,7 +22,7 @@ import betterproto2
 from bugless_api._custom_users import delta_components, sets_values, user_field_ids
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
-from bugless_api._idle import DownloadStalled, IdleRelease, WatchStalled
+from bugless_api._idle import IdleRelease, WatchStalled
 from bugless_api._users import UserRefs
 from bugless_api._wire_issues import (
     BATCH_CHANGE_ISSUES,
@@ -42,7 +42,7 @@ from bugless_api._wire_issues import (
 )
 from bugless_core import limits
 from bugless_core.clients import call_errors, resolve_query
-from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
+from bugless_core.errors import BuglessError, DownloadStalled, InvalidArgument, Unavailable
 from bugless_core.failover import MODEL_DOWNLOAD_ROUTE, MODEL_WATCH_ROUTE, open_again_if_refused
 from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.search import QuerySyntaxError, parse_query
@@ -380,7 +380,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
         takes a message a timer waits ``download_idle_seconds``
         (:class:`~bugless_api._idle.IdleRelease`); if it passes, the Model
         call is released then, however long the client keeps the call, and
-        the client's next read fails with :class:`~bugless_api._idle.DownloadStalled`. A download
+        the client's next read fails with :class:`~bugless_core.errors.DownloadStalled`. A download
         a draining Model refuses is opened once more on a new connection
         (:func:`~bugless_core.failover.open_again_if_refused`): a download
         in progress keeps that channel on the old replica while it drains.

@@ -277,6 +277,25 @@ class Unavailable(BuglessError):
 DRAINING_REASON = "DRAINING"
 
 
+class DownloadStalled(BuglessError):
+    """A download's reader took nothing of it for too long, or the download too long in all.
+
+    Raised where a download is served, so every server answers it alike
+    (DEADLINE_EXCEEDED, HTTP 408, reason ``DOWNLOAD_STALLED``); each message
+    says which wait passed. The API raises it at a client's next read once
+    that client read nothing for ``--download-idle-seconds`` (its Model call
+    was released; it may download again from the offset it reached); the web,
+    for a browser that read nothing for ``download_idle_seconds`` or took
+    longer than a download may, after the response started, so only the log
+    and the metrics see it. A client gets it back as :class:`Unavailable`
+    with this reason (:func:`from_grpc_error`): a stall is worth retrying.
+    """
+
+    grpc_status = Status.DEADLINE_EXCEEDED
+    http_status = 408
+    default_reason = "DOWNLOAD_STALLED"
+
+
 _BY_REASON: dict[str, type[BuglessError]] = {
     cls.default_reason: cls
     for cls in (

@@ -74,7 +74,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from grpclib.const import Status
 
 from bugless_core.clients import call_errors
-from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
+from bugless_core.errors import BuglessError, DownloadStalled, InvalidArgument, Unavailable
 from bugless_core.failover import (
     MODEL_DOWNLOAD_ROUTE,
     MODEL_UPLOAD_ROUTE,
@@ -109,19 +109,6 @@ class UploadStalled(BuglessError):
     grpc_status: ClassVar[Status] = Status.DEADLINE_EXCEEDED
     http_status: ClassVar[int] = 408
     default_reason: ClassVar[str] = "UPLOAD_STALLED"
-
-
-class DownloadStalled(BuglessError):
-    """The browser read no byte of a download for too long, or took too long in all.
-
-    Met after the response has started, so nobody sees it but the log (and
-    the metrics, by its code): the browser's download ends short of its
-    content-length (:class:`ResponseCut`).
-    """
-
-    grpc_status: ClassVar[Status] = Status.DEADLINE_EXCEEDED
-    http_status: ClassVar[int] = 408
-    default_reason: ClassVar[str] = "DOWNLOAD_STALLED"
 
 
 class ResponseCut(Exception):
