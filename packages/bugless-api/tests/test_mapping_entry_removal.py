@@ -51,10 +51,11 @@ async def test_a_removed_entrys_connection_is_refused_while_the_other_entrys_is_
     api: RunningApi, bugless_stack: LocalStack
 ) -> None:
     """Two entries, one username: the leaked certificate's ``sha256:`` entry is removed.
-    Its open connection's next calls are refused (its session ended, SESSION_ENDED from
-    the Model) well within the API's identity re-check, and so is a new connection; the
-    CN entry's connection is served throughout. Before, the leaked connection was served
-    until its identity re-check, 5 minutes later."""
+    Its open connection's next calls are refused (its session ended: SESSION_ENDED from
+    the Model, on which the API re-checks the connection at once since 775b1685 and tells
+    the bot the Authenticator's reason, "not mapped") well within the API's identity
+    re-check, and so is a new connection; the CN entry's connection is served throughout.
+    Before, the leaked connection was served until its identity re-check, 5 minutes later."""
     pki = bugless_stack.pki
     username = f"rotating-bot-{secrets.token_hex(3)}"
     kept = pki.client_certificate_for(username)
@@ -82,7 +83,8 @@ async def test_a_removed_entrys_connection_is_refused_while_the_other_entrys_is_
             assert asyncio.get_running_loop().time() < deadline, "the leaked one is served"
             await kept_client.list_components()
             await asyncio.sleep(0.5)
-        assert "session has ended" in refused.message, refused.message
+        assert refused.message.endswith("is not mapped to a bugless user"), refused.message
+        assert refused.reason == "CERTIFICATE_NOT_MAPPED"
         await kept_client.list_components()
     async with _client(api, bugless_stack, leaked) as again:
         with pytest.raises(Unauthenticated, match=r"is not mapped to a bugless user$"):
