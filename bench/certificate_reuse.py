@@ -54,7 +54,13 @@ class WriteEachTime(SessionStore):
     """The old reuse: one UPDATE marking the session used, every call (bench only)."""
 
     async def reuse_for_certificate(
-        self, user_id: str, certificate: str, *, min_seconds_left: float, until: float
+        self,
+        user_id: str,
+        certificate: str,
+        *,
+        min_seconds_left: float,
+        until: float,
+        subject: str | None = None,  # the old statement recorded no mapping entry
     ) -> tuple[str, float] | None:
         until_at = datetime.datetime.fromtimestamp(until, datetime.UTC)
         row = await self._store.run(

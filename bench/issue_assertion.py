@@ -53,6 +53,7 @@ class UnconditionedSessions(SessionStore):
         certificate: str | None = None,  # the old statement had no such columns,
         min_seconds_left: float = 0.0,  # nor a session per certificate to keep to
         certificate_until: float | None = None,
+        subject: str | None = None,  # nor the mapping entry that admitted it
     ) -> NotRecorded | None:
         expires = datetime.datetime.fromtimestamp(expires_at, datetime.UTC)
         await self._store.run(
