@@ -179,7 +179,7 @@ def issue_command(  # noqa: PLR0917 - click passes every option by keyword anywa
 
     Everything is checked before anything is written: a refused CSR, CA,
     name or mapping leaves the mapping file as it was and writes no
-    certificate; so does an ``--out`` that cannot be written (it is opened
+    certificate; so does an --out that cannot be written (it is opened
     first) and a mapping file that cannot be written (the mapping is written
     before the certificate is handed out). A NAME already mapped
     to the same user is a renewal: the mapping stays, and the bot keeps its
