@@ -14,6 +14,7 @@ from bugless_core import errors
     ("error", "status", "http"),
     [
         (errors.InvalidArgument("x"), Status.INVALID_ARGUMENT, 400),
+        (errors.OutOfRange("x"), Status.OUT_OF_RANGE, 400),
         (errors.NotFound("x"), Status.NOT_FOUND, 404),
         (errors.AlreadyExists("x"), Status.ALREADY_EXISTS, 409),
         (errors.Conflict("x"), Status.ABORTED, 409),
@@ -87,6 +88,46 @@ def test_an_out_of_range_whose_size_is_not_ascii_digits_is_no_range_error() -> N
     back = errors.from_grpc_error(GRPCError(Status.OUT_OF_RANGE, sent.message, sent.details))
     assert not isinstance(back, errors.RangeNotSatisfiable)
     assert back.message == "past the end"
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        pytest.param([], id="no ErrorInfo"),
+        pytest.param([("OUT_OF_RANGE", {})], id="reason only"),
+        pytest.param([("RANGE_NOT_SATISFIABLE", {})], id="range reason without a size"),
+    ],
+)
+def test_an_out_of_range_without_a_size_is_bad_input_not_a_server_failure(
+    details: list[tuple[str, dict[str, str]]],
+) -> None:
+    """gRPC's OUT_OF_RANGE is INVALID_ARGUMENT for a value that may become valid
+    (google.rpc.Code maps both to HTTP 400), so without the size that makes it a
+    :class:`RangeNotSatisfiable` it is an :class:`OutOfRange`: an InvalidArgument,
+    HTTP 400, exit 2 (1 when a service answered it), sent on with its own status.
+
+    Before, ``_BY_STATUS`` had no OUT_OF_RANGE: it became a plain BuglessError,
+    an HTTP 500 and on the wire an INTERNAL.
+    """
+    from grpclib.exceptions import GRPCError
+
+    from bugless_core.cli import EXIT_ERROR, EXIT_USAGE, exit_status_of
+
+    sent = [
+        errors.to_grpc_error(errors.InvalidArgument("x", reason=r, metadata=m)).details[0]
+        for r, m in details
+    ]
+    back = errors.from_grpc_error(GRPCError(Status.OUT_OF_RANGE, "offset: 9 is too far", sent))
+    assert type(back) is errors.OutOfRange
+    assert isinstance(back, errors.InvalidArgument)
+    assert (back.message, back.http_status) == ("offset: 9 is too far", 400)
+    assert back.reason == (details[0][0] if details else "OUT_OF_RANGE")
+    assert errors.to_grpc_error(back).status is Status.OUT_OF_RANGE
+    assert exit_status_of(back) == EXIT_USAGE
+    assert exit_status_of(back, answered_by_service=True) == EXIT_ERROR
+    # A batch item's status reads the same way.
+    item = errors.from_status(Status.OUT_OF_RANGE.value, "offset: 9 is too far")
+    assert (type(item), item.http_status) == (errors.OutOfRange, 400)
 
 
 def test_retry_after_round_trips() -> None:
@@ -214,8 +255,8 @@ def test_a_pruned_feed_position_with_an_unreadable_position_is_a_plain_precondit
 @pytest.mark.parametrize("value", UNREADABLE_WHOLE_NUMBERS)
 def test_an_out_of_range_with_an_unreadable_size_keeps_its_message(value: str) -> None:
     back = _received(Status.OUT_OF_RANGE, "past the end", "RANGE_NOT_SATISFIABLE", {"size": value})
-    assert type(back) is errors.BuglessError
-    assert back.message == "past the end"
+    assert type(back) is errors.OutOfRange
+    assert (back.message, back.http_status) == ("past the end", 400)
     assert back.metadata == {}
 
 

@@ -63,7 +63,25 @@ class InvalidArgument(BuglessError):
     default_reason = "INVALID_ARGUMENT"
 
 
-class RangeNotSatisfiable(InvalidArgument):
+class OutOfRange(InvalidArgument):
+    """A value is past the range valid now (gRPC's OUT_OF_RANGE), HTTP 400.
+
+    gRPC's status list and ``google.rpc.Code`` describe it as INVALID_ARGUMENT
+    for a value that may become valid as the system changes (reading past the
+    end of a file), and map it to HTTP 400; it is bad input, so it is an
+    :class:`InvalidArgument` (exit status 2 or 1 as such), and keeps its own
+    status so a frontend passing it on does not turn it into another. A
+    client receives one without a readable ``size`` as this class
+    (:func:`from_grpc_error`): before, such a status had no class and became
+    a plain :class:`BuglessError`, an HTTP 500 for what was the caller's value.
+    """
+
+    grpc_status = Status.OUT_OF_RANGE
+    http_status = 400
+    default_reason = "OUT_OF_RANGE"
+
+
+class RangeNotSatisfiable(OutOfRange):
     """A read starts past the end of content (an attachment's ``size`` bytes).
 
     gRPC's OUT_OF_RANGE (reading past the end of a file, as its status list
@@ -74,7 +92,6 @@ class RangeNotSatisfiable(InvalidArgument):
     handles it too.
     """
 
-    grpc_status = Status.OUT_OF_RANGE
     http_status = 416
     default_reason = "RANGE_NOT_SATISFIABLE"
 
@@ -300,6 +317,7 @@ _BY_REASON: dict[str, type[BuglessError]] = {
     cls.default_reason: cls
     for cls in (
         InvalidArgument,
+        OutOfRange,
         NotFound,
         AlreadyExists,
         Conflict,
@@ -337,8 +355,10 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
     conflict without a readable issue id or version is a :class:`VersionConflict`,
     a pruned feed position without readable positions a plain
     :class:`FailedPrecondition`, a size limit without one a
-    :class:`SizeLimitExceeded` whose ``limit_bytes`` is None, and a rate limit
-    with an unreadable ``retry_after`` waits the default second. Never raises.
+    :class:`SizeLimitExceeded` whose ``limit_bytes`` is None, an OUT_OF_RANGE
+    without a readable ``size`` an :class:`OutOfRange` (HTTP 400), and a rate
+    limit with an unreadable ``retry_after`` waits the default second. Never
+    raises.
     """
     from google.rpc import error_details_pb2  # noqa: PLC0415 - see the module docstring
 
