@@ -34,14 +34,21 @@ ALICE_DN = f"uid=alice,{PEOPLE_DN}"
 
 
 def ldap_options(pair: ReplicaPair, **overrides: str) -> dict[str, str]:
-    """Options as a deployment sets them (strings, as from BUGLESS_AUTH_LDAP_*)."""
+    """Options as a deployment sets them (strings, as from BUGLESS_AUTH_LDAP_*).
+
+    The timeouts are how long a sign-in waits on the hung provider before it
+    asks the replica; they also bound the replica's own answer, so they leave
+    room for a loaded CI machine (its parallel sessions have stalled this
+    process's event loop for over a second, and a 1 s timeout then failed
+    the healthy replica too: "the LDAP directory at <both> is unreachable").
+    """
     return {
         "urls": ",".join(pair.urls),
         "base_dn": PEOPLE_DN,
         "bind_dn": READER_DN,
         "bind_password": READER_PASSWORD,
-        "connect_timeout": "1",
-        "operation_timeout": "1",
+        "connect_timeout": "3",
+        "operation_timeout": "3",
         "server_retry_seconds": "0.2",
         **overrides,
     }
