@@ -180,7 +180,7 @@ class ServerProcess:
         async with asyncio.timeout(within):
             while True:
                 line = (await self.process.stderr.readline()).decode()
-                assert line, f"the server process ended without logging {words!r}"
+                assert line, f"the server process ended without logging {words!r}: {self._read}"
                 self._read.append(line)
                 if words in line:
                     return
@@ -198,8 +198,12 @@ async def _serve(drain_seconds: float, grace_seconds: float) -> int:
     )
     runner = GrpcServiceRunner([SlowModel()], settings, name="test-model")
     await runner.start()
+    serving = asyncio.ensure_future(runner.serve_until_signalled())
+    # Its first step installs the signal handlers: a test that signals as soon
+    # as it reads the port must not meet the default action (an exit by signal).
+    await asyncio.sleep(0)
     print(json.dumps({"port": runner.port}), flush=True)
-    return await runner.serve_until_signalled()
+    return await serving
 
 
 def main() -> None:

@@ -115,3 +115,25 @@ async def test_a_call_sent_as_the_drain_stops_accepting_is_refused_not_cut_off(
     assert await server_process.exit_code(within=10) == 0
     messages = [str(record["message"]) for record in await server_process.log_records()]
     assert any("stopped; 0 calls were cancelled" in message for message in messages)
+
+
+async def test_a_first_call_on_a_connection_accepted_before_the_stop_is_refused_not_cut_off(
+    server_process: ServerProcess, open_channel: OpenChannel
+) -> None:
+    """The drain's linger counted only the connections a call had come on: a
+    connection accepted just before the stop, its first call on its way, was
+    closed at once under that call ("Connection lost", which no client may
+    send again). Every accepted connection is kept and refused alike."""
+    channel = open_channel(server_process.port)
+    stub = v1.ModelStub(channel)
+    await channel.__connect__()  # connected, and no call made on it
+
+    server_process.signal(signal.SIGTERM)
+    await server_process.wait_logged("stopped accepting calls", within=PROCESS_DRAIN_SECONDS + 10)
+    time.sleep(0.2)  # noqa: ASYNC251 - a late client loop, as above
+    with pytest.raises(GRPCError) as refused:
+        await stub.get_server_info(timeout=5)
+    assert refused_while_draining(refused.value), refused.value
+    assert await server_process.exit_code(within=10) == 0
+    messages = [str(record["message"]) for record in await server_process.log_records()]
+    assert any("kept 1 connection(s) open" in message for message in messages), messages

@@ -185,10 +185,21 @@ class CorkedH2Protocol(H2Protocol):
     on ``side``.
     """
 
-    def __init__(self, *args: Any, side: _windows.Side, **kwargs: Any) -> None:
-        """Build grpclib's protocol for the ``side`` (server or client) it serves."""
+    def __init__(
+        self,
+        *args: Any,
+        side: _windows.Side,
+        on_made: Callable[[asyncio.BaseTransport], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Build grpclib's protocol for the ``side`` (server or client) it serves.
+
+        ``on_made`` is called with the connection's transport (the one its
+        calls' peers hold) once the connection is made.
+        """
         super().__init__(*args, **kwargs)
         self.side: _windows.Side = side
+        self._on_made = on_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start HTTP/2 on the corked wrapper of ``transport``; offer :data:`MAX_FRAME_BYTES`.
@@ -199,7 +210,8 @@ class CorkedH2Protocol(H2Protocol):
         peer that never does (any HTTP/2 implementation may) still works.
         This side accepts them at once (see the comment in the body).
         """
-        super().connection_made(CorkedTransport(cast("asyncio.Transport", transport)))
+        corked = CorkedTransport(cast("asyncio.Transport", transport))
+        super().connection_made(corked)
         h2 = h2_connection(self)
         h2.update_settings(
             {
@@ -220,6 +232,8 @@ class CorkedH2Protocol(H2Protocol):
         _hpack.install(h2)
         self.connection.flush()
         _windows.track(self, self.side)
+        if self._on_made is not None:
+            self._on_made(corked)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         """Close the connection's calls as grpclib does; its windows are no longer shown."""
@@ -248,8 +262,14 @@ def _codecs(
     return UpbCodec(), ProtoStatusDetailsCodec() if status_details is None else status_details
 
 
-def _corked(protocol: H2Protocol, side: _windows.Side) -> CorkedH2Protocol:
-    return CorkedH2Protocol(protocol.handler, protocol.config, protocol.h2_config, side=side)
+def _corked(
+    protocol: H2Protocol,
+    side: _windows.Side,
+    on_made: Callable[[asyncio.BaseTransport], None] | None = None,
+) -> CorkedH2Protocol:
+    return CorkedH2Protocol(
+        protocol.handler, protocol.config, protocol.h2_config, side=side, on_made=on_made
+    )
 
 
 class CorkedServer(ProtocolWrappingServer):
@@ -261,17 +281,24 @@ class CorkedServer(ProtocolWrappingServer):
         *,
         codec: CodecBase | None = None,
         status_details_codec: StatusDetailsCodecBase | None = None,
+        on_connection: Callable[[asyncio.BaseTransport], None] | None = None,
         **options: Any,
     ) -> None:
-        """Like grpclib's ``Server``, but ``codec`` defaults to :class:`UpbCodec`."""
+        """Like grpclib's ``Server``, but ``codec`` defaults to :class:`UpbCodec`.
+
+        ``on_connection`` is told of every connection accepted, with the
+        transport its calls' peers will hold, before any call on it is read
+        (a draining server keeps and closes them all alike).
+        """
         codec, status_details_codec = _codecs(codec, status_details_codec)
         super().__init__(
             handlers, codec=codec, status_details_codec=status_details_codec, **options
         )
+        self._on_connection = on_connection
 
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
         """Cork the connection."""
-        return _corked(protocol, "server")
+        return _corked(protocol, "server", self._on_connection)
 
 
 class CorkedChannel(ProtocolWrappingChannel):

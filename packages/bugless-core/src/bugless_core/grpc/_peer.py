@@ -68,14 +68,24 @@ class ConnectionRegistry:
     """Maps live transports to their :class:`PeerConnection`, for one server.
 
     grpclib builds a new ``Peer`` for every call, so the registry is what makes
-    the per-connection object stable. It also lets the server close the
-    connections it knows of when it shuts down.
+    the per-connection object stable. It also knows every connection the
+    server accepted (:meth:`accepted`), whether a call came on it yet or not,
+    so that a draining server treats them all alike: it keeps each one open,
+    refusing new calls, for as long as it lingers (:meth:`open_count`), and
+    closes each one when it shuts down (:meth:`close_all`). A connection
+    accepted just before the stop, whose first call was still on its way,
+    would otherwise be closed under that call.
     """
 
     def __init__(self) -> None:
         self._by_transport: weakref.WeakKeyDictionary[asyncio.BaseTransport, PeerConnection] = (
             weakref.WeakKeyDictionary()
         )
+        self._accepted: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+
+    def accepted(self, transport: asyncio.BaseTransport) -> None:
+        """Note a connection the server accepted (the transport its calls' peers will hold)."""
+        self._accepted.add(transport)
 
     def connection_of(self, peer: Peer) -> PeerConnection:
         """Return the connection ``peer`` belongs to, describing it on first sight."""
@@ -98,14 +108,17 @@ class ConnectionRegistry:
             self._by_transport[transport] = connection
         return connection
 
+    def _known(self) -> set[asyncio.BaseTransport]:
+        return {*self._accepted, *self._by_transport}
+
     def open_count(self) -> int:
         """How many known connections are still open (neither side has closed them)."""
-        return sum(1 for transport in list(self._by_transport) if not transport.is_closing())
+        return sum(1 for transport in self._known() if not transport.is_closing())
 
     def close_all(self) -> int:
         """Close every known connection still open; return how many were closed."""
         closed = 0
-        for transport in list(self._by_transport):
+        for transport in self._known():
             if not transport.is_closing():
                 transport.close()
                 closed += 1

@@ -73,7 +73,7 @@ READINESS_TTL_SECONDS = 2.0
 #: close. Ends early once the clients have closed every connection.
 CLOSE_LINGER_SECONDS = 1.0
 #: Upper bound on waiting for grpclib to finish closing once calls are
-#: cancelled; only a connection we never saw a call on can hold it up.
+#: cancelled.
 _CLOSE_TIMEOUT_SECONDS = 2.0
 
 
@@ -286,7 +286,8 @@ class GrpcServiceRunner:
         server = CorkedServer(
             self._tracker.track(
                 with_reflection([*self._servables, self.health], self._descriptor_pool)
-            )
+            ),
+            on_connection=self._connections.accepted,
         )
         tracing.instrument_server(server)
         await server.start(
