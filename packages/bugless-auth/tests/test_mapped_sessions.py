@@ -300,6 +300,82 @@ async def test_an_entry_moved_to_another_user_ends_only_the_sessions_it_admitted
     assert await _valid(server, second.token)
 
 
+@pytest.mark.parametrize("noticed_by", ["the sessions page", "the sweep"])
+async def test_an_entry_renamed_to_another_users_name_ends_its_sessions_at_the_mapping_change(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch, noticed_by: str
+) -> None:
+    """One of a bot's two entries is given another mapped bot's username, and its
+    certificate does not connect again: at the mapping change the session it admitted
+    ends (not listed as the first bot's, its token refused), the first bot's other
+    entry's and the second bot's sessions go on, and the certificate's next connection
+    is answered as for a new entry: the second bot, with a new session. Before, the
+    session stayed the first bot's until its certificate next signed in."""
+    monkeypatch.setattr(mapped_sessions, "SWEEP_SECONDS", 0.2)
+    first_name, second_name = unique("first-bot"), unique("second-bot")
+    stays_cn, moves_cn, other_cn = unique("stays"), unique("moves"), unique("other")
+
+    def write(moved_to: str) -> None:
+        mapping = {
+            stays_cn: {"username": first_name},
+            moves_cn: {"username": moved_to},
+            other_cn: {"username": second_name},
+        }
+        deployment.mapping_file.write_text(json.dumps(mapping, indent=1))
+
+    write(first_name)
+    server = await deployment.replica()
+    admin = await _admin(server)
+    stays_der, moves_der = deployment.pki.client(stays_cn), deployment.pki.client(moves_cn)
+    second = await _connect(server, deployment.pki.client(other_cn))
+    stays, moves = await _connect(server, stays_der), await _connect(server, moves_der)
+    stays_session = server.service.tokens.verify(stays.token).token_id
+    assert len(await _listed(server, admin, first_name)) == 2
+
+    write(second_name)
+    if noticed_by == "the sessions page":
+        assert await _listed(server, admin, first_name) == [stays_session]
+    else:
+        deadline = asyncio.get_running_loop().time() + 10
+        while await _valid(server, moves.token):
+            assert asyncio.get_running_loop().time() < deadline, "the sweep ended nothing"
+            await asyncio.sleep(0.1)
+    assert not await _valid(server, moves.token)
+    assert await _valid(server, stays.token)
+    assert await _valid(server, second.token)
+    assert await _listed(server, admin, first_name) == [stays_session]
+    moved = await _connect(server, moves_der)
+    assert _user_id(server, moved) == _user_id(server, second) != _user_id(server, stays)
+    assert moved.identity
+    assert moved.identity.user
+    assert moved.identity.user.username == second_name
+    assert await _valid(server, moved.token)
+    assert len(await _listed(server, admin, second_name)) == 2
+
+
+async def test_an_entry_given_a_new_username_ends_its_session_and_renames_its_user(
+    deployment: Deployment,
+) -> None:
+    """A bot's only entry is given a username nobody holds: its session, made for the
+    old name, ends at the mapping change; the certificate's next connection signs in
+    as the same user (its id, and with it its history, kept) under the new name."""
+    gone_cn, kept_cn = deployment.bots
+    server = await deployment.replica()
+    admin = await _admin(server)
+    der = deployment.pki.client(gone_cn)
+    before = await _connect(server, der)
+    renamed = unique("renamed-bot")
+    mapping = {gone_cn: {"username": renamed}, kept_cn: {"username": deployment.bots[kept_cn]}}
+    deployment.mapping_file.write_text(json.dumps(mapping))
+    assert await _listed(server, admin, deployment.bots[gone_cn]) == []
+    assert not await _valid(server, before.token)
+    after = await _connect(server, der)
+    assert _user_id(server, after) == _user_id(server, before)
+    assert after.identity
+    assert after.identity.user
+    assert after.identity.user.username == renamed
+    assert await _valid(server, after.token)
+
+
 async def test_a_session_recorded_without_its_entry_keeps_the_per_user_rule_until_reused(
     deployment: Deployment,
 ) -> None:

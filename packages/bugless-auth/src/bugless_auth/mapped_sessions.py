@@ -29,9 +29,16 @@ session's user's. Two entries naming one username are two subjects of one
 user (the store joins them): removing one, the ``sha256:`` entry of a leaked
 certificate say, ends exactly the sessions that entry admitted at the
 mapping change, while the other entry's go on. An entry whose username is
-changed to another mapped user's moves its subject to that user at its next
-sign-in, and the sessions it had admitted for the user it left end then
-(:meth:`MappedSessions.recheck`). A certificate that matches two entries
+changed (not removed) ends the sessions it admitted at the mapping change
+too: the backend says which username each subject maps to now, and a
+session lives only while that is its user's username. Its certificate's next
+sign-in is answered as an entry's first: it joins the user holding the new
+username, or, with nobody holding it, renames the user the entry was
+(its id, and so its history, kept), with a new session either way. Before,
+such a session stayed the old user's until the certificate next signed in,
+when the subject moved and :meth:`MappedSessions.recheck` ended it; that
+recheck stays for a move the mapping change did not already catch. A
+certificate that matches two entries
 signs in by the most specific (fingerprint, then SAN email, then CN); its
 session records the entry of its latest sign-in, so removing that entry ends
 the session although the other still admits the certificate, whose next
@@ -69,7 +76,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -79,6 +86,7 @@ from bugless_auth.store import IdentityStore
 from bugless_core.auth_backend import AuthenticatorBackend, CertificateAuthenticator
 from bugless_core.errors import BuglessError, Unavailable
 from bugless_core.supervision import OutageLog, SupervisedLoop
+from bugless_core.usernames import username_key
 
 _log = logging.getLogger("bugless.auth")
 
@@ -87,19 +95,27 @@ SWEEP_SECONDS = 10.0
 
 #: End the live certificate sessions of backend $1 whose subject (the entry
 #: that admitted the certificate) is not among $2, or is the store's subject of
-#: another user, with reason $3; the ended sessions' users. A session recording
-#: no subject (before migration 0016) ends when no subject of $2 names its user.
-#: A subject's user is a placeholder merged into an account: that account,
-#: whose the session is.
+#: another user, or whose entry's username (the key of $4 at the subject's
+#: place in $2) is no longer its user's, with reason $3; the ended sessions'
+#: users. A session recording no subject (before migration 0016) ends when no
+#: subject of $2 names its user by that user's username. A subject's user is a
+#: placeholder merged into an account: that account, whose the session is. A
+#: user without a username key (written by a replica of the release before
+#: migration 0011, during its rollout) is not ended for the want of one.
 _END_UNMAPPED = """
 UPDATE sessions s SET revoked_at = now(), revoked_reason = $3
 WHERE s.authenticator = $1 AND s.certificate IS NOT NULL
   AND s.revoked_at IS NULL AND s.expires_at > now()
   AND NOT EXISTS (
-      SELECT 1 FROM external_subjects x JOIN users u ON u.user_id = x.user_id
-      WHERE x.authenticator = $1 AND x.subject = ANY($2::text[])
+      SELECT 1
+      FROM unnest($2::text[], $4::text[]) AS m(subject, username_key)
+      JOIN external_subjects x ON x.subject = m.subject
+      JOIN users u ON u.user_id = x.user_id
+      JOIN users su ON su.user_id = s.user_id
+      WHERE x.authenticator = $1
         AND (s.subject IS NULL OR x.subject = s.subject)
         AND s.user_id = (CASE WHEN u.merged_into <> '' THEN u.merged_into ELSE u.user_id END)
+        AND coalesce(su.username_key, m.username_key) = m.username_key
   )
 RETURNING s.user_id
 """
@@ -129,11 +145,14 @@ REFUSED_REASON = "this certificate no longer maps to a bugless user (refused at 
 
 def unmapped_reason(backend: str) -> str:
     """Why such a session ended (its ``revoked_reason``, in the log line)."""
-    return f"the {backend} mapping no longer holds the entry that admitted this certificate"
+    return (
+        f"the {backend} mapping no longer maps the entry that admitted this certificate "
+        "to this user"
+    )
 
 
 class MappedSessions:
-    """Ends the certificate sessions of entries a backend's changed mapping no longer holds."""
+    """Ends the certificate sessions of entries a changed mapping no longer maps to their user."""
 
     def __init__(
         self,
@@ -150,7 +169,7 @@ class MappedSessions:
         self._store = store
         self._backends = [b for b in backends if isinstance(b, CertificateAuthenticator)]
         #: The list each backend's sessions were last brought in line with.
-        self._done: dict[str, frozenset[str]] = {}
+        self._done: dict[str, Mapping[str, str]] = {}
         self._task: asyncio.Task[None] | None = None
         #: A refusal that could not end its certificate's sessions, logged once per outage.
         self._refusal_outage = OutageLog(
@@ -213,7 +232,7 @@ class MappedSessions:
             if subjects is None or self._done.get(backend.name) is subjects:
                 continue
             reason = unmapped_reason(backend.name)
-            rows = await self._end(backend.name, sorted(subjects), reason)
+            rows = await self._end(backend.name, subjects, reason)
             self._done[backend.name] = subjects
             users: dict[str, int] = {}
             for row in rows:
@@ -273,8 +292,13 @@ class MappedSessions:
             log_ended(user_id, count, REFUSED_REASON)
         return len(rows)
 
-    async def _end(self, backend: str, mapped: list[str], reason: str) -> list[asyncpg.Record]:
+    async def _end(
+        self, backend: str, mapped: Mapping[str, str], reason: str
+    ) -> list[asyncpg.Record]:
+        subjects = sorted(mapped)
+        keys = [username_key(mapped[subject]) for subject in subjects]
         rows: list[asyncpg.Record] = await self._store.run(
-            lambda conn: conn.fetch(_END_UNMAPPED, backend, mapped, reason), transaction=False
+            lambda conn: conn.fetch(_END_UNMAPPED, backend, subjects, reason, keys),
+            transaction=False,
         )
         return rows

@@ -313,8 +313,9 @@ class TlsAuthenticator(CertificateAuthenticator):
         self._next_check = time.monotonic() + reload_check_seconds
         self._seen = _file_state(mapping_file) if mapping_file is not None else None
         self._seen_ca = _file_state(ca_file) if ca_file is not None else None
-        #: The mapping's subjects (:meth:`mapped_subjects`) and the mapping they are of.
-        self._subjects: tuple[dict[str, CertificateMapping], frozenset[str]] | None = None
+        #: The mapping's subjects and usernames (:meth:`mapped_subjects`), and the
+        #: mapping they are of.
+        self._subjects: tuple[dict[str, CertificateMapping], Mapping[str, str]] | None = None
 
     @classmethod
     async def open(cls, config: Mapping[str, Any]) -> Self:
@@ -425,11 +426,15 @@ class TlsAuthenticator(CertificateAuthenticator):
             extra={"ca_file": str(path), "certificates": len(cas)},
         )
 
-    async def mapped_subjects(self) -> frozenset[str]:
-        """The mapping's subjects (re-read first if its file changed), one object per mapping."""
+    async def mapped_subjects(self) -> Mapping[str, str]:
+        """The mapping's subjects and their usernames (re-read first if its file changed).
+
+        One object per mapping, so the caller sees a change by identity.
+        """
         await self._reload_if_changed()
         if self._subjects is None or self._subjects[0] is not self.mapping:
-            self._subjects = (self.mapping, frozenset(f"tls:{name}" for name in self.mapping))
+            subjects = {f"tls:{name}": entry.username for name, entry in self.mapping.items()}
+            self._subjects = (self.mapping, subjects)
         return self._subjects[1]
 
     @property

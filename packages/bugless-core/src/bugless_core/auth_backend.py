@@ -180,16 +180,18 @@ class CertificateAuthenticator(AuthenticatorBackend):
     async def authenticate(self, certificate_der: bytes) -> ExternalIdentity | None:
         """Return the mapped identity, or None when the subject is not mapped."""
 
-    async def mapped_subjects(self) -> frozenset[str] | None:
-        """Every subject the backend maps now, for a backend that maps a fixed list.
+    async def mapped_subjects(self) -> Mapping[str, str] | None:
+        """Every subject the backend maps now, with the username each maps to.
 
-        For one with a mapping (a file re-read while serving): the
-        Authenticator ends the certificate sessions of the users none of
-        these subjects is any more, so a removed entry takes its sessions
-        with it rather than leaving them live until they expire. The same
-        object while the list is unchanged (the caller compares by
-        identity, so a call costs what the backend's own change check
-        costs). None (the default): no such list.
+        For a backend that maps a fixed list (a file re-read while serving):
+        the Authenticator ends the certificate sessions whose subject is not
+        among these any more, or whose username here is no longer their
+        user's (an entry renamed to another user, or to a new name), so a
+        removed or re-pointed entry takes its sessions with it rather than
+        leaving them live, as the old user's, until they expire or its
+        certificate signs in again. The same object while the list is
+        unchanged (the caller compares by identity, so a call costs what the
+        backend's own change check costs). None (the default): no such list.
         """
         return None
 
