@@ -272,13 +272,13 @@ async def test_a_github_relation_event_of_another_shape_is_reported_not_dropped(
     """GitHub's REST docs do not list these events' fields: a shape not read is named.
 
     Before, an event naming its other issue elsewhere than the webhooks'
-    ``parent_issue`` / ``blocking_issue`` left no trace in the history or
+    ``parent_issue`` / ``blocking_issue`` (or GraphQL's ``parent``) left no trace in the history or
     the report.
     """
     repo = "acme/relshape"
     issue = {n: _github_issue(n, repo) for n in (1, 2)}
     timeline = [
-        {**_event("parent_issue_added", 3, parent=issue[1]), "id": 701},
+        {**_event("parent_issue_added", 3, subject=issue[1]), "id": 701},
         {**_event("blocked_by_added", 4, blocking=issue[1]), "id": 702},
     ]
     (tmp_path / "timeline").mkdir()
@@ -295,9 +295,9 @@ async def test_a_github_relation_event_of_another_shape_is_reported_not_dropped(
     assert report.not_understood == [
         (
             f"{repo}#2 timeline event 701",
-            "parent_issue_added of 2024-03-03T12:00:00Z names no issue in 'parent_issue' "
-            "(its other fields: parent); the change is not in the history, the relation as it "
-            "is now is set from sub_issues/ and blocked_by/",
+            "parent_issue_added of 2024-03-03T12:00:00Z names no issue in 'parent_issue' or "
+            "'parent' (its other fields: subject); the change is not in the history, the "
+            "relation as it is now is set from sub_issues/ and blocked_by/",
         ),
         (
             f"{repo}#2 timeline event 702",

@@ -30,19 +30,30 @@ gets its status, not a ``duplicate of``.
 
 Relation history: the timeline's ``parent_issue_added``/``_removed`` events
 of a sub-issue and ``blocked_by_added``/``_removed`` of a blocked issue are
-its entries' relation changes, the other issue read from the event's
-``parent_issue`` / ``blocking_issue`` object (its ``repository_url`` and
-``number``). Those are the names GitHub's ``sub_issues`` and
-``issue_dependencies`` webhooks use; its REST documentation does not list
-these timeline events' fields, so an event naming no issue there is not
-read, and the report names it ("source records in a shape the importer does
-not know") with the fields it has: the relation as it is now still comes
-from ``sub_issues/`` and ``blocked_by/``. GitHub logs each on both
-issues: the parent's ``sub_issue_added`` and the blocker's
+its entries' relation changes. GitHub's REST page "Issue event types"
+(docs.github.com/en/rest/using-the-rest-api/issue-event-types) does not list
+these four; the names are those of its GraphQL reference
+(``ParentIssueAddedEvent``: "Represents a 'parent_issue_added' event on a
+given issue", ``BlockedByAddedEvent``: "... a 'blocked_by_added' event") and
+of its ``sub_issues`` and ``issue_dependencies`` webhooks' actions. The other
+issue is read from the event's ``parent_issue`` (the webhook's name) or
+``parent`` (GraphQL's field), and ``blocking_issue`` (both), an issue object
+(its ``repository_url``, else ``html_url``, and ``number``). An event naming
+no issue there is not read, and the report names it ("source records in a
+shape the importer does not know") with the fields it has: the relation as
+it is now still comes from ``sub_issues/`` and ``blocked_by/``. GitHub logs
+each on both issues: the parent's ``sub_issue_added`` and the blocker's
 ``blocking_added`` are the same changes, which the Model writes on those
-issues. ``marked_as_duplicate`` names no issue (as above) and
-``cross-referenced`` is a mention, not a relation: neither is one in the
-history.
+issues.
+
+What that REST page does document names no relation bugless holds:
+``marked_as_duplicate`` and ``unmarked_as_duplicate`` have only the
+properties every event has (no issue it duplicates: a ``closed/duplicate``
+issue gets its status, not a ``duplicate of``), ``connected`` and
+``disconnected`` (an issue linked to a pull request, which is not imported)
+likewise, and ``cross-referenced`` names in ``source[issue]`` an issue that
+mentioned this one, a mention, not a relation. None of them is a relation
+change in the history, nor a record the report calls unknown.
 
 GitHub has no attachments API: a file pasted into an issue or a comment is
 a link in its Markdown (or an ``<img src>``) to ``/user-attachments/assets/``
@@ -92,15 +103,19 @@ from bugless_core.issue_references import EXTERNAL_ID, imported_link
 from bugless_import.sources._http import open_file, retry_count
 
 #: Timeline events that add or remove a relation, as the issue that holds it
-#: sees it -> (the event's object naming the other issue, kind, reverse,
-#: removed). GitHub logs each on both issues: the sub-issue's and the
-#: blocked issue's events are read, and the Model writes the other side
-#: (``sub_issue_added`` and ``blocking_added`` would repeat them).
-_RELATION_EVENTS = {
-    "parent_issue_added": ("parent_issue", "parent", False, False),
-    "parent_issue_removed": ("parent_issue", "parent", False, True),
-    "blocked_by_added": ("blocking_issue", "blocks", True, False),
-    "blocked_by_removed": ("blocking_issue", "blocks", True, True),
+#: sees it -> (the event's fields that may name the other issue, kind,
+#: reverse, removed). GitHub logs each on both issues: the sub-issue's and
+#: the blocked issue's events are read, and the Model writes the other side
+#: (``sub_issue_added`` and ``blocking_added`` would repeat them). The names
+#: are GitHub's GraphQL reference's (``ParentIssueAddedEvent`` "represents a
+#: 'parent_issue_added' event"; its field ``parent``, ``BlockedByAddedEvent``'s
+#: ``blockingIssue``) and its webhooks' (``parent_issue``, ``blocking_issue``):
+#: the REST "Issue event types" page lists none of the four.
+_RELATION_EVENTS: dict[str, tuple[tuple[str, ...], str, bool, bool]] = {
+    "parent_issue_added": (("parent_issue", "parent"), "parent", False, False),
+    "parent_issue_removed": (("parent_issue", "parent"), "parent", False, True),
+    "blocked_by_added": (("blocking_issue",), "blocks", True, False),
+    "blocked_by_removed": (("blocking_issue",), "blocks", True, True),
 }
 #: Fields every timeline event has (GitHub's "issue event object common
 #: properties"): not what names the other issue of a relation event.
@@ -379,17 +394,17 @@ class GitHubImporter(Importer):
     def _not_understood(self, number: int, item: dict[str, Any], event: dict[str, Any]) -> None:
         """Note a relation event that names no issue where :data:`_RELATION_EVENTS` looks.
 
-        GitHub's REST documentation does not list these events' fields (the
-        names read are its webhooks'); if the timeline names the other issue
+        GitHub's REST documentation does not list these events (the names
+        read are its GraphQL reference's and webhooks'); if the timeline names the other issue
         elsewhere, the run's report says so instead of the history losing the
         change unnoticed. The relation as it is now still comes from
         ``sub_issues/`` and ``blocked_by/``.
         """
         repo = str(item["repository_url"]).split("/repos/", 1)[-1]
-        field = _RELATION_EVENTS[str(event["event"])][0]
+        fields = " or ".join(repr(f) for f in _RELATION_EVENTS[str(event["event"])][0])
         keys = ", ".join(sorted(k for k in event if k not in _EVENT_COMMON)) or "none"
         self.not_understood[f"{repo}#{number} timeline event {event.get('id', '?')}"] = (
-            f"{event['event']} of {event.get('created_at')} names no issue in {field!r} "
+            f"{event['event']} of {event.get('created_at')} names no issue in {fields} "
             f"(its other fields: {keys}); the change is not in the history, the relation "
             "as it is now is set from sub_issues/ and blocked_by/"
         )
@@ -418,8 +433,8 @@ def _relation_change(event: dict[str, Any], repository_url: str) -> SourceRelati
 
     None for an event that names no other issue (nothing to import it by).
     """
-    field, kind, reverse, removed = _RELATION_EVENTS[str(event["event"])]
-    key = _issue_key(event.get(field), repository_url)
+    fields, kind, reverse, removed = _RELATION_EVENTS[str(event["event"])]
+    key = next((k for k in (_issue_key(event.get(f), repository_url) for f in fields) if k), "")
     return SourceRelationChange(kind, key, reverse, removed=removed) if key else None
 
 
