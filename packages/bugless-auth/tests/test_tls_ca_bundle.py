@@ -220,12 +220,14 @@ async def refusal(server: AuthServer, der: bytes) -> BuglessError:
 
 
 async def test_a_refusal_says_why_untrusted_expired_or_not_mapped(
-    start_auth_server: StartAuth, pki: Pki, tmp_path: Path
+    start_auth_server: StartAuth, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A certificate that no CA of ca_file signed is refused as untrusted,
     naming its issuer, mapped or not, not as "not mapped" (which sent the
-    operator to a mapping that names it); an expired one as expired, an
-    unmapped one of a trusted CA as not mapped."""
+    operator to a mapping that names it), and telling its holder nothing of
+    what ca_file holds (the operator's log says how many CAs and which); an
+    expired one as expired, an unmapped one of a trusted CA as not mapped."""
+    caplog.set_level(logging.INFO, logger="bugless.auth.tls")
     bundle = tmp_path / "bots-ca.pem"
     write_bundle(bundle, pki.ca)
     server = await start_with_bundle(start_auth_server, pki, bundle)
@@ -238,8 +240,13 @@ async def test_a_refusal_says_why_untrusted_expired_or_not_mapped(
         " is not signed by a CA in the tls authenticator's ca_file (its issuer is "
         in untrusted.message
     )
-    assert "O=Stranger Bots; the file holds 1 CA certificate)" in untrusted.message
+    assert untrusted.message.endswith("O=Stranger Bots)")
     assert "not mapped" not in untrusted.message
+    ours = x509.load_pem_x509_certificate(pki.ca.cert_pem.bytes()).subject.rfc4514_string()
+    for configuration in ("holds", "CA certificate", " 1 ", str(bundle), ours):
+        assert configuration not in untrusted.message
+    logged = f"none of the 1 CA certificate of tls ca_file {bundle} did ({ours})"
+    assert logged in caplog.text
 
     expired = await refusal(
         server,

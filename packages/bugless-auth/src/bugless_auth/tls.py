@@ -455,18 +455,30 @@ class TlsAuthenticator(CertificateAuthenticator):
         certificate's holder this reason (their certificate's issuer is no
         secret to them), so it must not depend on the mapping, or anyone the
         API's client CA bundle lets through could learn which CNs are mapped
-        by choosing the CN of a certificate another CA signed.
+        by choosing the CN of a certificate another CA signed. Nor does it
+        say what ``ca_file`` holds (how many CAs, which): the holder of an
+        untrusted certificate learns nothing of the configuration from it.
+        The operator's log says both, with the file, at each refusal.
         """
         cert = parse_certificate(certificate_der)
         await self._reload_if_changed()
         if not self.cas or any(_directly_issued_by(cert, ca) for ca in self.cas):
             return None
+        issuer = cert.issuer.rfc4514_string()
         count = len(self.cas)
-        return (
-            f"is not signed by a CA in the tls authenticator's ca_file (its issuer is "
-            f"{cert.issuer.rfc4514_string()}; the file holds {count} CA "
-            f"certificate{'' if count == 1 else 's'})"
+        # What the bundle holds is the operator's to know, not the holder's.
+        _log.info(
+            "certificate subject %s refused: its issuer %s signed it, and none of the %d CA "
+            "certificate%s of tls ca_file %s did (%s)",
+            cert.subject.rfc4514_string(),
+            issuer,
+            count,
+            "" if count == 1 else "s",
+            self._ca_file or "(inline)",
+            "; ".join(ca.subject.rfc4514_string() for ca in self.cas),
+            extra={"issuer": issuer, "ca_file": str(self._ca_file), "certificates": count},
         )
+        return f"is not signed by a CA in the tls authenticator's ca_file (its issuer is {issuer})"
 
     async def authenticate(self, certificate_der: bytes) -> ExternalIdentity | None:
         """The mapped identity, or None for an unmapped or untrusted certificate."""
