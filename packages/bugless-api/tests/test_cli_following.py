@@ -14,18 +14,12 @@ from dataclasses import dataclass
 import pytest
 from api_support import ConnectAs, acl, bugless_cli, cli_json, signed_in
 
-from bugless_api.cli._common import (
-    EXIT_CONFLICT,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_SERVER_ERROR,
-    emit,
-)
+from bugless_api.cli._common import EXIT_OK, emit
 from bugless_api.cli.following import _Action, _each, _Outcome, _Row
 from bugless_api.cli.notifications import CHANNELS, DIGESTS, EVENTS
 from bugless_api.client import BuglessClient
 from bugless_api.client._notifications import SETTINGS_ATTEMPTS
-from bugless_core.cli import exit_status_of
+from bugless_core.cli import EXIT_CONFLICT, EXIT_ERROR, EXIT_NOT_FOUND, exit_status_of
 from bugless_core.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from bugless_proto import v1
 
@@ -105,7 +99,7 @@ async def test_an_issue_failing_after_the_check_is_its_rows_and_the_rest_are_don
     assert (failed["starred"], failed["error"]) == (None, "issue 2 not found")
 
     mixed = _Outcome(_Action("muted", False), await _each([2, 4], star, titles))
-    assert mixed.exit_code == EXIT_SERVER_ERROR  # not all "not found": a server error
+    assert mixed.exit_code == EXIT_ERROR  # not all "not found": a server error
     assert _Outcome(_Action("muted", True), await _each([1], star, titles)).exit_code == EXIT_OK
 
 

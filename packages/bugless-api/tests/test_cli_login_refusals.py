@@ -10,6 +10,7 @@ fills (the end-to-end refusals, against a real web UI, are in bugless-web's
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -19,8 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from bugless_api.cli._common import EXIT_SERVER_ERROR
-from bugless_api.cli.login import refusal_in_words
+from bugless_api.cli.login import ended_login, refusal_in_words, refusal_of
+from bugless_core.cli import (
+    EXIT_CONFLICT,
+    EXIT_ERROR,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    exit_status_of,
+)
 
 BUGLESS = str(Path(sys.executable).with_name("bugless"))
 
@@ -55,6 +62,154 @@ def test_a_refusal_without_a_field_is_kept_with_the_wait_it_asks_for() -> None:
     assert refusal_in_words(message, retry_after="30") == f"{message} (try again in 30 s)"
     worded = "5 device logins from this address are waiting; try again in 12 s"
     assert refusal_in_words(worded, retry_after="12") == worded
+
+
+URL = "https://bugs.example.com/device/start"
+
+
+def _refusal(error: str, code: str | None) -> bytes:
+    """The body of the web UI's JSON refusal (``_json_error`` in bugless_web.routes.api_access)."""
+    return json.dumps({"error": error} if code is None else {"error": error, "code": code}).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "phrase", "body", "exit_status", "said"),
+    [
+        # The web UI's refusals ({"error", "code"}): the error the status names.
+        pytest.param(
+            400,
+            "Bad Request",
+            _refusal("label: at most 100 characters", "INVALID_ARGUMENT"),
+            EXIT_ERROR,
+            "--label: at most 100 characters; give a shorter --label, or none "
+            "(this machine's name is used)",
+            id="a field refused: the service refused the request",
+        ),
+        pytest.param(
+            404,
+            "Not Found",
+            _refusal("device_code: no such device login", "NOT_FOUND"),
+            EXIT_NOT_FOUND,
+            "the web UI no longer knows this login (it expired, or was cleared); "
+            "run `bugless login` again",
+            id="the login is gone: not found",
+        ),
+        pytest.param(
+            409,
+            "Conflict",
+            _refusal("this server has no people CA: ask whoever runs it", "FAILED_PRECONDITION"),
+            EXIT_ERROR,
+            "this server has no people CA: ask whoever runs it",
+            id="a precondition",
+        ),
+        pytest.param(
+            409,
+            "Conflict",
+            _refusal("this device login was decided meanwhile", "ABORTED"),
+            EXIT_CONFLICT,
+            "this device login was decided meanwhile",
+            id="a conflict",
+        ),
+        pytest.param(
+            429,
+            "Too Many Requests",
+            _refusal("too many device logins are waiting", "RESOURCE_EXHAUSTED"),
+            EXIT_ERROR,
+            "too many device logins are waiting (try again in 30 s)",
+            id="a rate limit",
+        ),
+        pytest.param(
+            403,
+            "Forbidden",
+            _refusal("not from this network", "PERMISSION_DENIED"),
+            EXIT_ERROR,
+            "not from this network",
+            id="permission denied",
+        ),
+        pytest.param(
+            503,
+            "Service Unavailable",
+            _refusal("the web UI is shutting down", "UNAVAILABLE"),
+            EXIT_ERROR,
+            "the web UI is shutting down",
+            id="unavailable",
+        ),
+        pytest.param(
+            400,
+            "Bad Request",
+            _refusal("something new", "NO_SUCH_CODE"),
+            EXIT_ERROR,
+            "something new",
+            id="a code this bugless does not know",
+        ),
+        pytest.param(
+            400,
+            "Bad Request",
+            _refusal("no code at all", None),
+            EXIT_ERROR,
+            "no code at all",
+            id="no code",
+        ),
+        # Answers that are no bugless refusal.
+        pytest.param(
+            502,
+            "Bad Gateway",
+            b"<html><h1>502 Bad Gateway</h1></html>",
+            EXIT_ERROR,
+            f"{URL} answered 502 Bad Gateway: the web UI, or a proxy in front of it, failed; "
+            "try again shortly, and tell whoever runs bugless if it lasts",
+            id="a failed server's page",
+        ),
+        pytest.param(
+            404,
+            "Not Found",
+            b"<html>no such page</html>",
+            EXIT_USAGE,
+            f"{URL} answered 404 Not Found, not as the bugless web UI does; check that --web "
+            "is the address of the bugless web UI",
+            id="another site: --web is wrong",
+        ),
+        pytest.param(
+            404,
+            "Not Found",
+            b'{"detail": "Not Found", "status_code": 404}',
+            EXIT_USAGE,
+            f"{URL} answered 404 Not Found, not as the bugless web UI does; check that --web "
+            "is the address of the bugless web UI",
+            id="JSON without an error: --web is wrong",
+        ),
+        pytest.param(
+            400,
+            "Bad Request",
+            b"[" * 100_000,
+            EXIT_USAGE,
+            f"{URL} answered 400 Bad Request, not as the bugless web UI does; check that --web "
+            "is the address of the bugless web UI",
+            id="JSON too deep to read",
+        ),
+    ],
+)
+def test_each_answer_of_the_web_ui_ends_login_with_the_tables_status(
+    status: int, phrase: str, body: bytes, exit_status: int, said: str
+) -> None:
+    """The status is :func:`exit_status_of` the answer's error, as for every client command.
+
+    Before, ``login`` had a rule of its own: every 4xx was 2 (bad usage), so a
+    refusal by the service, a login gone (not found, 3 in the table) and a
+    rate limit all read as a mistake in the command line.
+    """
+    # The web UI sends Retry-After with its 429s only (``_json_error``).
+    error = refusal_of(URL, status, phrase, body, retry_after="30" if status == 429 else None)
+    assert error.message == said
+    assert exit_status_of(error, answered_by_service=True) == exit_status
+
+
+@pytest.mark.parametrize("state", ["denied", "expired", "delivered"])
+def test_a_login_that_ended_unapproved_is_no_usage_mistake(state: str) -> None:
+    """Before, each exited 2 (bad usage); the web UI refused this login: 1."""
+    error = ended_login(state)
+    assert error.message == f"the login was {state}; run `bugless login` again"
+    assert exit_status_of(error, answered_by_service=True) == EXIT_ERROR
 
 
 @pytest.fixture
@@ -107,7 +262,7 @@ def test_a_server_failure_that_is_no_bugless_answer_is_not_blamed_on_web(
         timeout=120,
         check=False,
     )
-    assert done.returncode == EXIT_SERVER_ERROR, done.stderr
+    assert done.returncode == EXIT_ERROR, done.stderr
     assert done.stderr == (
         f"error: {failing_proxy}/device/start answered 502 Bad Gateway: the web UI, or a "
         "proxy in front of it, failed; try again shortly, and tell whoever runs bugless if "

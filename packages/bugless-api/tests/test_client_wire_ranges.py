@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from api_support import ConnectAs
 
-from bugless_api.cli._common import EXIT_USAGE
-from bugless_core.cli import exit_status_of
+from bugless_core.cli import EXIT_USAGE, exit_status_of
 from bugless_core.errors import InvalidArgument, RangeNotSatisfiable
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask

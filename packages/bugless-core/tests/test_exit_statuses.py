@@ -13,15 +13,15 @@ from __future__ import annotations
 import re
 import subprocess
 
-from bugless_api.cli._common import (
+from bugless_api.cli._common import EXIT_OK
+from bugless_core.cli import (
     EXIT_CONFLICT,
+    EXIT_ERROR,
     EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_SERVER_ERROR,
+    EXIT_STATUSES,
     EXIT_USAGE,
+    exit_status_of,
 )
-from bugless_core.cli import EXIT_ERROR, EXIT_STATUSES, exit_status_of
-from bugless_core.cli import EXIT_USAGE as ROOT_EXIT_USAGE
 from bugless_core.errors import (
     AlreadyExists,
     Conflict,
@@ -59,10 +59,8 @@ def test_help_lists_every_exit_status_the_commands_use() -> None:
     used = {
         EXIT_OK,
         EXIT_ERROR,
-        ROOT_EXIT_USAGE,
-        EXIT_CUT_AT_SIGNAL,
-        EXIT_SERVER_ERROR,
         EXIT_USAGE,
+        EXIT_CUT_AT_SIGNAL,
         EXIT_NOT_FOUND,
         EXIT_CONFLICT,
         EXIT_INTERRUPTED,
@@ -90,12 +88,12 @@ def test_query_explain_exits_2_on_a_query_that_does_not_parse() -> None:
         )
         for extra in ([], ["--json"])
     ]
-    assert [result.returncode for result in results] == [ROOT_EXIT_USAGE, ROOT_EXIT_USAGE]
+    assert [result.returncode for result in results] == [EXIT_USAGE, EXIT_USAGE]
     # The caret and the message on stderr; --json prints where it is wrong on stdout.
     assert "^" in results[0].stderr
     assert "expected a value after 'status:'" in results[0].stderr
     assert '"position": 7' in results[1].stdout
-    assert "query explain" in dict(EXIT_STATUSES)[ROOT_EXIT_USAGE]
+    assert "query explain" in dict(EXIT_STATUSES)[EXIT_USAGE]
     assert "query explain" not in dict(EXIT_STATUSES)[EXIT_ERROR]
 
 

@@ -163,9 +163,12 @@ def test_login_says_which_option_the_web_refused_and_what_to_give(
     """A refused ``--label`` is named as the option, with what to do, not as ``label:``.
 
     Before: ``error: http://…/device/start: label: at most 100 characters``.
+    The web UI refused the request: exit 1, as a client command's refused
+    value (the exit-status table, through ``exit_status_of``); before, every
+    4xx was 2.
     """
     done = _login(device_web, "--label", "x" * (MAX_LABEL + 1), config=tmp_path / "c.toml")
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert done.stderr == (
         f"error: --label: at most {MAX_LABEL} characters; give a shorter --label, or none "
         "(this machine's name is used)\n"

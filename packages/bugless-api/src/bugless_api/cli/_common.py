@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 import click
 
 from bugless_api._connection_settings import SETTINGS, ConnectionSettings, connection_settings
-from bugless_core import cli as root_cli
 from bugless_core import ids
-from bugless_core.cli import exit_status_of
+from bugless_core.cli import EXIT_USAGE, exit_status_of
 from bugless_core.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -79,12 +78,11 @@ ID = IdParamType()
 #: An id where 0 means "none".
 ID_OR_ZERO = IdParamType(allow_zero=True)
 
-#: The statuses of :data:`bugless_core.cli.EXIT_STATUSES` the client commands exit with.
+#: Success. The other statuses the client commands exit with are
+#: :data:`bugless_core.cli.EXIT_STATUSES`' (``EXIT_ERROR``, ``EXIT_USAGE``, ...):
+#: commands import them from there, and choose one for an error with
+#: :func:`bugless_core.cli.exit_status_of`.
 EXIT_OK = 0
-EXIT_SERVER_ERROR = root_cli.EXIT_ERROR
-EXIT_USAGE = root_cli.EXIT_USAGE
-EXIT_NOT_FOUND = root_cli.EXIT_NOT_FOUND
-EXIT_CONFLICT = root_cli.EXIT_CONFLICT
 
 
 def resolve_config(options: dict[str, Any]) -> ConnectionSettings:

@@ -29,7 +29,6 @@ import click
 
 from bugless_api.cli._common import (
     EXIT_OK,
-    EXIT_SERVER_ERROR,
     ID,
     Table,
     Text,
@@ -42,7 +41,7 @@ from bugless_api.cli._common import (
 )
 from bugless_api.cli.groups import component_group, issue_group, saved_search_group
 from bugless_api.cli.saved_searches import find_saved_search
-from bugless_core.cli import exit_status_of
+from bugless_core.cli import EXIT_ERROR, exit_status_of
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -100,7 +99,7 @@ class _Outcome:
         }
         if not codes:
             return EXIT_OK
-        return codes.pop() if len(codes) == 1 else EXIT_SERVER_ERROR
+        return codes.pop() if len(codes) == 1 else EXIT_ERROR
 
     def table(self) -> Table:
         counted = self.action.flag == "starred"

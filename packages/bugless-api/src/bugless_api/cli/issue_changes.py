@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from bugless_api.cli._common import (
-    EXIT_SERVER_ERROR,
-    EXIT_USAGE,
     ID,
     ID_OR_ZERO,
     Table,
@@ -39,6 +37,7 @@ from bugless_api.cli._render import (
 from bugless_api.cli.custom_fields import FIELD_OPTION, field_values
 from bugless_api.cli.groups import issue_group
 from bugless_api.cli.issues import count_text, search_all
+from bugless_core.cli import EXIT_ERROR, EXIT_USAGE
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -186,7 +185,7 @@ def update_command(
     assert isinstance(outcome, _Outcome)
     emit(outcome.table, as_json=as_json)
     if outcome.failed:
-        fail(f"{outcome.failed} of {outcome.attempted} issues were not changed", EXIT_SERVER_ERROR)
+        fail(f"{outcome.failed} of {outcome.attempted} issues were not changed", EXIT_ERROR)
 
 
 async def _component_id(client: BuglessClient, ref: str | None) -> int | None:

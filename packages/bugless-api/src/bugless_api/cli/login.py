@@ -18,21 +18,24 @@ import urllib.error
 import urllib.request
 import webbrowser
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from grpclib.const import Status
 
 from bugless_api._connection_settings import config_path
-from bugless_api.cli._common import (
-    EXIT_SERVER_ERROR,
-    EXIT_USAGE,
-    Detail,
-    client_options,
-    command,
-    fail,
+from bugless_api.cli._common import Detail, client_options, command, fail
+from bugless_core.cli import EXIT_USAGE, exit_status_of
+from bugless_core.errors import (
+    BuglessError,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Unavailable,
+    from_status,
 )
 
 #: Longest a login waits for approval when the server does not say.
@@ -90,6 +93,59 @@ def refusal_in_words(message: str, *, retry_after: str | None = None) -> str:
     return message
 
 
+def refusal_of(
+    url: str, status: int, phrase: str, body: bytes, *, retry_after: str | None = None
+) -> BuglessError:
+    """The bugless error an HTTP refusal of a device endpoint (``url``) stands for.
+
+    ``bugless login`` ends with :func:`bugless_core.cli.exit_status_of` of it,
+    as every client command ends with that of the API's answer, so its exit
+    status is the documented table's. The web UI refuses with
+    ``{"error": message, "code": gRPC status name}``: the error is the one
+    that status makes (:func:`bugless_core.errors.from_status`), with the
+    message as what the person must do (:func:`refusal_in_words`); an
+    unknown code is UNKNOWN (exit 1). An answer that is no such refusal is
+    a server that failed when it is a 5xx (the web UI down behind its load
+    balancer during a rollout: the address is right), and otherwise another
+    site or a web UI too old to have the endpoint, so ``--web`` is the
+    command's own setting at fault (bad configuration, exit 2).
+
+    Args:
+        url: The endpoint that answered.
+        status: Its HTTP status (4xx or 5xx).
+        phrase: Its reason phrase ("Not Found").
+        body: What it answered.
+        retry_after: Its ``Retry-After`` header, if any.
+    """
+    try:
+        said = json.loads(body)
+    except (ValueError, RecursionError):
+        said = None
+    message = said.get("error") if isinstance(said, dict) else None
+    if isinstance(said, dict) and isinstance(message, str) and message:
+        code = said.get("code")
+        status_code = Status.__members__.get(code) if isinstance(code, str) else None
+        return from_status(
+            (status_code or Status.UNKNOWN).value,
+            refusal_in_words(message, retry_after=retry_after),
+        )
+    if status >= 500:
+        return Unavailable(
+            f"{url} answered {status} {phrase}: the web UI, or a proxy in front of it, "
+            "failed; try again shortly, and tell whoever runs bugless if it lasts"
+        )
+    return InvalidArgument(
+        f"{url} answered {status} {phrase}, not as the bugless web UI does; "
+        "check that --web is the address of the bugless web UI",
+        metadata={"origin": "client"},
+    )
+
+
+def _fail_with(error: BuglessError) -> NoReturn:
+    """End ``login`` with ``error``'s message and its status in the exit-status table."""
+    fail(error.message, exit_status_of(error, answered_by_service=True))
+
+
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(
         url,
@@ -102,31 +158,31 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
             answer: dict[str, Any] = json.loads(response.read() or b"{}")
             return answer
     except urllib.error.HTTPError as exc:
-        code = EXIT_USAGE if exc.code < 500 else EXIT_SERVER_ERROR
         try:
-            said = json.loads(exc.read())
-        except ValueError:
-            said = None
-        message = said.get("error") if isinstance(said, dict) else None
-        if not isinstance(message, str) or not message:
-            # Not the bugless web UI's JSON refusal. A 5xx page is a server
-            # that failed (the web UI down behind its load balancer during a
-            # rollout): the address is right. A 4xx one is another site, or a
-            # web UI too old to have the endpoint: the address may be wrong.
-            if exc.code >= 500:
-                fail(
-                    f"{url} answered {exc.code} {exc.reason}: the web UI, or a proxy in front "
-                    "of it, failed; try again shortly, and tell whoever runs bugless if it lasts",
-                    code,
-                )
-            fail(
-                f"{url} answered {exc.code} {exc.reason}, not as the bugless web UI does; "
-                "check that --web is the address of the bugless web UI",
-                code,
+            answered = exc.read()
+        except OSError:
+            answered = b""
+        _fail_with(
+            refusal_of(
+                url, exc.code, exc.reason, answered, retry_after=exc.headers.get("retry-after")
             )
-        fail(refusal_in_words(message, retry_after=exc.headers.get("retry-after")), code)
+        )
     except (urllib.error.URLError, OSError) as exc:
-        fail(f"cannot reach {url}: {getattr(exc, 'reason', exc)}", EXIT_SERVER_ERROR)
+        _fail_with(Unavailable(f"cannot reach {url}: {getattr(exc, 'reason', exc)}"))
+
+
+def ended_login(state: str) -> BuglessError:
+    """Why a device login that ``state`` ("denied", "expired", "delivered") ended unapproved.
+
+    None of them is bad usage: the person denied it in the web UI, nobody
+    approved it in time, or an earlier poll took the certificate (an answer
+    lost on the way). Each is the web UI refusing this login, exit 1, and
+    the cure is the same: run ``bugless login`` again.
+    """
+    message = f"the login was {state}; run `bugless login` again"
+    if state == "denied":
+        return PermissionDenied(message)
+    return FailedPrecondition(message)
 
 
 def _toml_string(value: str) -> str:
@@ -204,14 +260,18 @@ def login_command(  # noqa: PLR0917 - click passes every option by keyword anywa
     deadline = time.monotonic() + int(started.get("expires_in") or _DEFAULT_WAIT_SECONDS)
     while True:
         if time.monotonic() > deadline:
-            fail("the code expired before it was approved; run `bugless login` again", EXIT_USAGE)
+            _fail_with(
+                FailedPrecondition(
+                    "the code expired before it was approved; run `bugless login` again"
+                )
+            )
         time.sleep(interval)
         answer = _post(f"{base}/device/poll", {"device_code": started["device_code"]})
         state = answer.get("state")
         if state == "approved" and answer.get("certificate_pem"):
             break
         if state in ("denied", "expired", "delivered"):
-            fail(f"the login was {state}; run `bugless login` again", EXIT_USAGE)
+            _fail_with(ended_login(str(state)))
     cert_file, key_file = directory / "login.pem", directory / "login.key"
     _write_private(
         key_file,
