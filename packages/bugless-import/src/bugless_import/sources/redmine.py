@@ -40,7 +40,11 @@ e-mails, so they match by name only or become placeholders).
 Journal details name ids (``status_id`` 1 -> 5); the lists above turn them
 into names. A closed status (``is_closed``) becomes ``<status>`` as named;
 trackers are the type, categories the component. Text is left as Redmine
-stored it (Markdown or Textile, by the instance's text formatting).
+stored it (Markdown or Textile, by the instance's text formatting). A
+status, priority or tracker id a journal names that its list no longer holds
+(deleted in Redmine) becomes ``status 9 (deleted)`` (``(name unknown)`` when
+the list was not read), one name per id for the mapping file to map, and
+:attr:`~bugless_core.importer.Importer.unnamed` names where it was met.
 
 Categories are per project, and Redmine has no list of them all: an issue
 names its own (``category: {id, name}``), and a journal's ``category_id``
@@ -310,6 +314,8 @@ _ATTRIBUTES = {
     "assigned_to_id": ("assignee", ""),
     "subject": ("title", ""),
 }
+#: The mapping file's section of each field an id list names.
+_SECTIONS = {"status": "statuses", "priority": "priorities", "type": "types"}
 
 
 def when(text: str) -> datetime:
@@ -443,7 +449,32 @@ class RedmineImporter(Importer):
             return text
         if not table:
             return text
-        return self.names[table].get(text, text).lower()
+        known = self.names[table].get(text)
+        return known.lower() if known else self._unnamed_value(attribute, text, where)
+
+    def _unnamed_value(self, attribute: str, value_id: str, where: str) -> str:
+        """The stand-in of a status, priority or tracker id its global list no longer holds.
+
+        ``status 9 (deleted)``: one name for the id wherever it is met, which
+        the mapping file can map (``[statuses] "status 9 (deleted)" = ...``)
+        and the report's unmapped values list; before, the raw id (``9``)
+        stood there, read as a value named "9". "(name unknown)" where the
+        list itself is missing or empty (an export without the file).
+        """
+        field, table = _ATTRIBUTES[attribute]
+        kind = {"type": "tracker"}.get(field, field)
+        why = "deleted" if self.names[table] else "name unknown"
+        name = f"{kind} {value_id} ({why})"
+        listed = (
+            f"no longer among the {table} Redmine lists"
+            if self.names[table]
+            else (f"no list of {table} was read")
+        )
+        self.unnamed[f"{where}, {attribute} {value_id}"] = (
+            f"kept as the {field} {name!r} ({listed}; map it in the mapping file's "
+            f"[{_SECTIONS[field]}])"
+        )
+        return name
 
     def _category(self, category_id: str, item: dict[str, Any], where: str) -> str:
         """The name of the category ``category_id`` that ``where`` (of ``item``) names.
