@@ -6,17 +6,19 @@ create and bulk edit); the set-up helpers are that module's.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
-import pytest
 from litestar.testing import AsyncTestClient
 from test_custom_fields import _component, _define, _issue
-from web_support import World, sign_in
+from web_support import SESSION_KEY, World, grpc_calls, own_model_replica, sign_in
 
-from bugless_core.clients import call
+from bugless_core.clients import acting_as, call
+from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE, MAX_PAGE_SIZE
 from bugless_proto import v1
-from bugless_web import custom_fields
+from bugless_web import WebSettings, custom_fields
+from bugless_web.backends import Backends, Viewer
 from bugless_web.searching import DEFAULT_COLUMNS, read_mask
 
 
@@ -148,19 +150,10 @@ async def test_a_user_fields_history_shows_people_also_after_the_field_is_delete
     assert world.users["carol"] not in change
 
 
-async def test_the_fields_of_every_leaf_are_named_on_a_tree_past_one_round(
-    client: AsyncTestClient[Any],
-    world: World,
-    model: v1.ModelStub,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_a_column_of_a_field_no_result_row_has_is_named_from_the_viewers_fields(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    """Before, only the first 500 leaves by id were asked: a later one's field was unnamed.
-
-    The round is made 2 components here, so the shared world's tree (many
-    more leaves than that) is past it, and the fresh component, the newest
-    leaf, is in the last round.
-    """
-    monkeypatch.setattr(custom_fields, "FIELD_COMPONENTS_PER_ROUND", 2)
+    """An empty result's custom column is named from every field the viewer sees."""
     component = await _component(model, world)
     csrf = await sign_in(client, "alice")
     name = f"Late {secrets.token_hex(3)}"
@@ -171,3 +164,132 @@ async def test_the_fields_of_every_leaf_are_named_on_a_tree_past_one_round(
     )
     assert export.status_code == 200
     assert export.text.splitlines() == [f"ID,{name}"]
+
+
+async def test_the_fields_of_a_large_tree_take_one_call_a_page_not_one_a_component(
+    world: World, model: v1.ModelStub
+) -> None:
+    """Before, every leaf of the viewer's tree was asked: 600 more leaves, 600 more calls.
+
+    Counted on a Model replica of the test's own. Bob sees 600 new leaves under
+    a parent he cannot view (whose field applies to them), and not a sibling
+    that holds another field; what he is offered is what asking each leaf of
+    his tree gives (the old way, computed here), in as many calls as his
+    fields fill pages of 500, and none more within the cache period.
+    """
+    parent = await call(
+        model.create_component,
+        v1.CreateComponentRequest(
+            caller=world.admin,
+            name=f"Wide{secrets.token_hex(4)}",
+            acl=[
+                v1.AclEntry(principal=v1.Principal(user=world.users["alice"]), role=v1.Role.ADMIN)
+            ],
+        ),
+    )
+    bob = v1.AclEntry(principal=v1.Principal(user=world.users["bob"]), role=v1.Role.VIEWER)
+
+    async def leaf(number: int, acl: list[v1.AclEntry]) -> v1.Component:
+        return await call(
+            model.create_component,
+            v1.CreateComponentRequest(
+                caller=world.admin, parent_id=parent.id, name=f"leaf{number}", acl=acl
+            ),
+        )
+
+    leaves: list[v1.Component] = []
+    for start in range(0, 600, 50):
+        leaves += await asyncio.gather(*(leaf(n, [bob]) for n in range(start, start + 50)))
+    hidden = await leaf(600, [])
+
+    async def define(component_id: int) -> v1.CustomField:
+        return await call(
+            model.create_custom_field,
+            v1.CreateCustomFieldRequest(
+                caller=world.admin,
+                component_id=component_id,
+                name=f"Wide {secrets.token_hex(3)}",
+                type=v1.CustomFieldType.TEXT,
+            ),
+        )
+
+    inherited = await define(parent.id)
+    on_leaves = [await define(leaves[n].id) for n in (0, 299, 599)]
+    not_bobs = await define(hidden.id)
+
+    viewer = _viewer(world, "bob")
+    with acting_as(world.stack.assertion_for(world.users["bob"])):
+        tree = await _all_components(model, viewer.caller)
+        parents = {c.parent_id for c in tree}
+        old_way: dict[int, v1.CustomField] = {}
+        leaf_ids = [c.id for c in tree if c.id not in parents]
+        for start in range(0, len(leaf_ids), 100):
+            answers = await asyncio.gather(
+                *(
+                    call(
+                        model.list_custom_fields,
+                        v1.ListCustomFieldsRequest(caller=viewer.caller, component_id=c),
+                    )
+                    for c in leaf_ids[start : start + 100]
+                )
+            )
+            old_way.update((f.id, f) for a in answers for f in a.custom_fields)
+        pages = -(-len(old_way) // MAX_PAGE_SIZE) or 1
+
+        async with own_model_replica(world.stack, "model-visible-fields") as (address, port):
+            settings = WebSettings(
+                model=address,
+                auth=world.stack.auth,
+                session_keys=(SESSION_KEY,),
+                dev=True,
+                component_cache_seconds=600.0,
+            )
+            backends = Backends(settings)
+            try:
+                before = await grpc_calls(port, "ListCustomFields")
+                offered = await custom_fields.visible_fields(backends, viewer)
+                asked = await grpc_calls(port, "ListCustomFields") - before
+                again = await custom_fields.visible_fields(backends, viewer)
+                asked_again = await grpc_calls(port, "ListCustomFields") - before - asked
+            finally:
+                backends.close()
+
+    assert len(leaf_ids) >= 600
+    assert asked == pages
+    assert asked_again == 0
+    assert {f.id for f in offered} == set(old_way)
+    assert [f.id for f in offered] == [
+        f.id for f in sorted(old_way.values(), key=lambda f: (f.name.casefold(), f.id))
+    ]
+    assert [f.id for f in again] == [f.id for f in offered]
+    ids = {f.id for f in offered}
+    assert {inherited.id, *(f.id for f in on_leaves)} <= ids
+    assert not_bobs.id not in ids
+
+
+async def _all_components(model: v1.ModelStub, caller: v1.Caller) -> list[v1.Component]:
+    """Every component ``caller`` sees, archived ones included (the web's tree)."""
+    found: list[v1.Component] = []
+    token = ""
+    while True:
+        page = await call(
+            model.list_components,
+            v1.ListComponentsRequest(
+                caller=caller,
+                include_archived=True,
+                page=v1.PageRequest(page_size=MAX_COMPONENT_PAGE_SIZE, page_token=token),
+            ),
+        )
+        found += page.components
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+def _viewer(world: World, username: str) -> Viewer:
+    caller = world.caller(username)
+    return Viewer(
+        identity=v1.Identity(user=v1.User(user_id=caller.user_id, username=username)),
+        caller=caller,
+        token="",
+    )

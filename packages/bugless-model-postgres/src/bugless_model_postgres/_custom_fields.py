@@ -56,6 +56,19 @@ SELECT c.effective_acl AS component_acl, f.*
  WHERE c.id = $1
  ORDER BY array_position(c.path_ids, f.component_id), f.id
 """
+#: ListCustomFields with all_visible: the fields after id $3 that apply to a
+#: component the caller ($1 admin, $2 principals: ``viewers``, as
+#: ListComponents filters) may view, archived ones included, by id, at most $4.
+#: A field applies to the subtree of its component, whose ``path_ids`` name it.
+LIST_ALL_VISIBLE = """
+SELECT f.* FROM custom_fields f
+ WHERE f.id > $3
+   AND EXISTS (SELECT 1 FROM components c
+                WHERE c.path_ids @> ARRAY[f.component_id]
+                  AND ($1 OR c.viewers = '{}' OR c.viewers && $2::text[]))
+ ORDER BY f.id
+ LIMIT $4
+"""
 FIELD_FOR_UPDATE = "SELECT * FROM custom_fields WHERE id = $1 FOR UPDATE"
 #: The component defining field $1, locked before the field (see :func:`_field_for_change`).
 COMPONENT_OF_FIELD_FOR_UPDATE = """

@@ -16,8 +16,9 @@ from bugless_core.transactions import retrying
 from bugless_model_postgres import _custom_fields, _edits
 from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._context import component_not_found
-from bugless_model_postgres._convert import Conn, caller_role
+from bugless_model_postgres._convert import Conn, caller_role, principals_of
 from bugless_model_postgres._database import translated_errors
+from bugless_model_postgres._paging import KeysetPage, caller_key
 from bugless_proto import v1
 
 #: The latest edit of each of entries $2 of issue $1.
@@ -81,8 +82,12 @@ class EditsAndCustomFields(BackendCalls):
 
         A read of one statement (no write transaction): the web asks this for
         every component of a result page, so its cost is per row shown.
+        With ``all_visible``, the fields of the caller's whole tree, a page
+        at a time (:meth:`_list_all_visible_fields`).
         """
         caller = request.caller or v1.Caller()
+        if request.all_visible:
+            return await self._list_all_visible_fields(caller, request.page)
 
         async def read() -> list[asyncpg.Record]:
             async with translated_errors(), self._pool.acquire() as conn:
@@ -96,6 +101,35 @@ class EditsAndCustomFields(BackendCalls):
             raise component_not_found(request.component_id, "component_id")
         return v1.ListCustomFieldsResponse(
             custom_fields=[_custom_fields.field_from_row(r) for r in rows if r["id"] is not None]
+        )
+
+    async def _list_all_visible_fields(
+        self, caller: v1.Caller, page_request: v1.PageRequest | None
+    ) -> v1.ListCustomFieldsResponse:
+        """Every field applying to a component ``caller`` views, by id, keyset-paged by id.
+
+        One statement a page, whatever the size of the tree: a frontend that
+        offers the fields of all of a viewer's components (a saved search's
+        columns) asked one component at a time before, thousands of calls on
+        a large tree.
+        """
+        page = KeysetPage.of(self._tokens, page_request, "custom_fields", caller_key(caller))
+
+        async def read() -> list[asyncpg.Record]:
+            async with translated_errors(), self._pool.acquire() as conn:
+                rows: list[asyncpg.Record] = await conn.fetch(
+                    _custom_fields.LIST_ALL_VISIBLE,
+                    caller.admin,
+                    principals_of(caller),
+                    page.after(0),
+                    page.size + 1,
+                )
+                return rows
+
+        rows, more = page.cut(await retrying(self._retry_policy, read))
+        return v1.ListCustomFieldsResponse(
+            custom_fields=[_custom_fields.field_from_row(r) for r in rows],
+            next_page_token=page.next_token(rows, more, lambda r: [r["id"]]),
         )
 
     async def update_custom_field(self, request: v1.UpdateCustomFieldRequest) -> v1.CustomField:

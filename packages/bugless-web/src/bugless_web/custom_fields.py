@@ -31,8 +31,6 @@ FIELDS_INPUT = "cf_fields"
 #: Form values per custom field id (usernames for user fields), in form order.
 CustomValues = dict[int, tuple[str, ...]]
 _MAX_FIELDS = 200
-#: :func:`visible_fields` asks this many components for their fields at a time.
-FIELD_COMPONENTS_PER_ROUND = 100
 
 
 def form_field_names(fields: Iterable[v1.CustomField]) -> tuple[str, ...]:
@@ -80,23 +78,14 @@ async def fields_of_components(
 async def visible_fields(backends: Backends, viewer: Viewer) -> list[v1.CustomField]:
     """Every custom field that applies to a component ``viewer`` sees, each once, by name.
 
-    A field applies to its component's subtree, so the fields of the leaves
-    of the visible tree (components none of whose children the viewer sees)
-    are those of every visible component: one cached call per such leaf
-    (:func:`fields_of_components`), every leaf, in rounds of
-    :data:`FIELD_COMPONENTS_PER_ROUND` concurrent calls. Asking only the
-    first leaves by id left out the fields defined below the others on a
-    large tree, and the saved search form never offered them.
+    The Model lists them for the viewer's whole tree in one paged call
+    (:meth:`~bugless_web.viewer_caches.ViewerCaches.visible_custom_fields`,
+    cached per viewer like the tree): a page of up to 500 fields a call,
+    however many components there are. Asking each leaf of the tree made one
+    call per leaf, thousands per viewer on a large tree.
     """
-    tree = await backends.components(viewer)
-    parents = {c.parent_id for c in tree}
-    leaves = sorted(c.id for c in tree if c.id not in parents)
-    by_id: dict[int, v1.CustomField] = {}
-    for start in range(0, len(leaves), FIELD_COMPONENTS_PER_ROUND):
-        round_ = leaves[start : start + FIELD_COMPONENTS_PER_ROUND]
-        for field in await fields_of_components(backends, viewer, round_, limit=len(round_)):
-            by_id[field.id] = field
-    return sorted(by_id.values(), key=lambda f: (f.name.casefold(), f.id))
+    fields = await backends.visible_custom_fields(viewer)
+    return sorted(fields, key=lambda f: (f.name.casefold(), f.id))
 
 
 def user_ids(values: Iterable[v1.CustomFieldValue]) -> set[str]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from bugless_core.clients import call
 from bugless_core.errors import NotFound
-from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
+from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE, MAX_PAGE_SIZE
 from bugless_proto import v1
 from bugless_web.settings import WebSettings
 from bugless_web.single_flight import SingleFlight
@@ -83,9 +83,15 @@ class ViewerCaches:
         self._fields: OrderedDict[_FieldsKey, tuple[float, tuple[v1.CustomField, ...]]] = (
             OrderedDict()
         )
+        self._all_fields: OrderedDict[_PrincipalsKey, tuple[float, tuple[v1.CustomField, ...]]] = (
+            OrderedDict()
+        )
         self._tree_loads: SingleFlight[_PrincipalsKey, _ComponentTree] = SingleFlight()
         self._hotlist_loads: SingleFlight[_PrincipalsKey, tuple[v1.Hotlist, ...]] = SingleFlight()
         self._field_loads: SingleFlight[_FieldsKey, tuple[v1.CustomField, ...]] = SingleFlight()
+        self._all_field_loads: SingleFlight[_PrincipalsKey, tuple[v1.CustomField, ...]] = (
+            SingleFlight()
+        )
 
     async def components(self, viewer: Viewer) -> list[v1.Component]:
         """The whole component tree ``viewer`` may see, in path order, archived ones included.
@@ -268,6 +274,52 @@ class ViewerCaches:
                 self._fields.popitem(last=False)
         return found
 
+    async def visible_custom_fields(self, viewer: Viewer) -> list[v1.CustomField]:
+        """Every custom field that applies to a component ``viewer`` sees, each once, by id.
+
+        Archived components count, as in :meth:`components`. One
+        ``ListCustomFields`` with ``all_visible`` a page of
+        :data:`~bugless_core.limits.MAX_PAGE_SIZE` fields, however large the
+        tree (asking each leaf of the tree made thousands of calls on a large
+        one), kept per caller principals for ``component_cache_seconds`` like
+        the tree, and dropped with it. The messages are shared between
+        requests: do not modify them.
+        """
+        key = _principals(viewer)
+        cached = self._all_fields.get(key)
+        if cached is not None and cached[0] > self._clock():
+            self._all_fields.move_to_end(key)
+            return list(cached[1])
+        load = functools.partial(self._load_visible_fields, viewer, key)
+        return list(await self._all_field_loads.load(key, load))
+
+    async def _load_visible_fields(
+        self, viewer: Viewer, key: _PrincipalsKey
+    ) -> tuple[v1.CustomField, ...]:
+        generation = self._all_field_loads.generation
+        found: list[v1.CustomField] = []
+        token = ""
+        while True:
+            response = await call(
+                self._caches_model.list_custom_fields,
+                v1.ListCustomFieldsRequest(
+                    caller=viewer.caller,
+                    all_visible=True,
+                    page=v1.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token),
+                ),
+            )
+            found.extend(response.custom_fields)
+            token = response.next_page_token
+            if not token:
+                break
+        keep = self._settings.component_cache_seconds
+        if keep > 0 and generation == self._all_field_loads.generation:
+            self._all_fields[key] = (self._clock() + keep, tuple(found))
+            self._all_fields.move_to_end(key)
+            while len(self._all_fields) > COMPONENT_CACHE_SIZE:
+                self._all_fields.popitem(last=False)
+        return tuple(found)
+
     def forget_custom_fields(self) -> None:
         """Drop every cached field list (after this replica defined, changed or deleted one).
 
@@ -276,6 +328,8 @@ class ViewerCaches:
         """
         self._fields.clear()
         self._field_loads.forget()
+        self._all_fields.clear()
+        self._all_field_loads.forget()
 
     async def _component_path(self, viewer: Viewer, component_id: int) -> str:
         try:

@@ -12,6 +12,7 @@ from bugless_core.model._validation import (
     check_enum,
     check_id,
     check_mask,
+    check_page,
     check_text,
     require_caller,
 )
@@ -70,9 +71,20 @@ def check_create_custom_field(request: v1.CreateCustomFieldRequest) -> None:
 
 
 def check_list_custom_fields(request: v1.ListCustomFieldsRequest) -> None:
-    """ListCustomFields: a component."""
+    """ListCustomFields: a component, or all_visible with an optional page (not both)."""
     require_caller(request.caller)
+    if request.all_visible:
+        if request.component_id:
+            raise _fail(
+                "component_id",
+                "give a component or set all_visible, not both (all_visible lists the fields "
+                "of every component you can view)",
+            )
+        check_page(request.page, "page", limits.MAX_PAGE_SIZE)
+        return
     check_id(request.component_id, "component_id")
+    if request.page is not None:
+        raise _fail("page", "only with all_visible (one component's fields come in one answer)")
 
 
 def check_update_custom_field(request: v1.UpdateCustomFieldRequest) -> list[str]:

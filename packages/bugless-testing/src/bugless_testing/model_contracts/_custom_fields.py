@@ -14,13 +14,16 @@ from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.model_contracts._support import (
     ADMIN,
     ALICE,
+    BOB,
     change,
     expect_error,
     expect_stale_version,
+    fresh_caller,
     get_issue,
     history,
     make_component,
     unique,
+    update_component,
     user_entry,
 )
 
@@ -112,6 +115,98 @@ class CustomFieldContract:
             change(model, issue, v1.IssueDelta(custom_fields_set=[values(low.id, "3")])),
             Status.INVALID_ARGUMENT,
             f"custom field {low.id} does not apply to {root.path!r}, the issue's component",
+        )
+
+    async def test_all_visible_lists_the_fields_of_every_viewed_component_once_in_pages(
+        self, model: v1.ModelStub
+    ) -> None:
+        viewer = fresh_caller("fields")
+        stranger = fresh_caller("stranger")
+        hidden = await make_component(model, acl=[user_entry(stranger.user_id, v1.Role.ADMIN)])
+        # Viewed through its own entry: the hidden parent's field applies to it.
+        seen = await make_component(
+            model, parent_id=hidden.id, acl=[user_entry(viewer.user_id, v1.Role.VIEWER)]
+        )
+        other = await make_component(model, acl=[user_entry(stranger.user_id, v1.Role.ADMIN)])
+        archived = await make_component(model, acl=[user_entry(viewer.user_id, v1.Role.VIEWER)])
+        from_hidden = await define(model, hidden.id, T.TEXT)
+        own = [await define(model, seen.id, T.TEXT) for _ in range(3)]
+        unseen = await define(model, other.id, T.TEXT)
+        shelved = await define(model, archived.id, T.INTEGER)
+        archived.archived = True
+        await update_component(model, archived, "archived", expected_version=archived.version)
+        open_field = await define(model, (await make_component(model)).id, T.TEXT)
+
+        listed: list[v1.CustomField] = []
+        token, pages = "", 0
+        while True:
+            page = await model.list_custom_fields(
+                v1.ListCustomFieldsRequest(
+                    caller=viewer,
+                    all_visible=True,
+                    page=v1.PageRequest(page_size=2, page_token=token),
+                )
+            )
+            assert len(page.custom_fields) <= 2
+            listed += page.custom_fields
+            pages += 1
+            token = page.next_page_token
+            if not token:
+                break
+        ids = [f.id for f in listed]
+        assert ids == sorted(set(ids)), "each field once, by id"
+        assert pages >= 3
+        mine = {hidden.id, seen.id, other.id, archived.id}
+        expected = {from_hidden.id, shelved.id, *(f.id for f in own)}
+        assert {f.id for f in listed if f.component_id in mine} == expected
+        assert unseen.id not in ids
+        assert open_field.id in ids  # an open component is everyone's
+        # The same definitions as the one-component answer gives.
+        single = await model.list_custom_fields(
+            v1.ListCustomFieldsRequest(caller=viewer, component_id=seen.id)
+        )
+        by_id = {f.id: f for f in listed}
+        assert [by_id[f.id] for f in single.custom_fields] == list(single.custom_fields)
+
+    async def test_all_visible_requests_are_checked(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        await expect_error(
+            model.list_custom_fields(
+                v1.ListCustomFieldsRequest(
+                    caller=ALICE, component_id=component.id, all_visible=True
+                )
+            ),
+            Status.INVALID_ARGUMENT,
+            "component_id",
+            "all_visible",
+        )
+        await expect_error(
+            model.list_custom_fields(
+                v1.ListCustomFieldsRequest(
+                    caller=ALICE, component_id=component.id, page=v1.PageRequest(page_size=5)
+                )
+            ),
+            Status.INVALID_ARGUMENT,
+            "page",
+        )
+        for _ in range(2):
+            await define(model, component.id, T.TEXT)
+        first = await model.list_custom_fields(
+            v1.ListCustomFieldsRequest(
+                caller=ALICE, all_visible=True, page=v1.PageRequest(page_size=1)
+            )
+        )
+        assert first.next_page_token
+        await expect_error(
+            model.list_custom_fields(
+                v1.ListCustomFieldsRequest(
+                    caller=BOB,
+                    all_visible=True,
+                    page=v1.PageRequest(page_size=1, page_token=first.next_page_token),
+                )
+            ),
+            Status.INVALID_ARGUMENT,
+            "page_token",
         )
 
     async def test_only_component_admins_define_fields(self, model: v1.ModelStub) -> None:
