@@ -158,3 +158,41 @@ async def test_a_refused_certificates_sessions_are_found_through_their_index(
     text = json.dumps(json.loads(plan) if isinstance(plan, str) else plan)
     assert "sessions_live_by_certificate" in text, f"a refusal scans the sessions: {text}"
     assert "Seq Scan" not in text
+
+
+async def test_group_members_are_counted_through_the_index_of_groups(auth_database: str) -> None:
+    """CountGroupMembers reads the index of enabled users' groups (migration 0017),
+    not every user: on a directory of many users, counting a few groups reads
+    their members' entries, and still leaves the disabled and placeholders out."""
+    schema = f"auth_{secrets.token_hex(4)}"
+    await IdentityStore.migrate(auth_database, schema, dialect="postgres")
+    store = await IdentityStore.open(auth_database, schema, dialect="postgres")
+    try:
+        await store.run(
+            lambda conn: conn.execute(
+                """
+                INSERT INTO users (user_id, username, username_key, groups, disabled, placeholder)
+                SELECT 'u' || n, 'user' || n, 'user' || n,
+                       ARRAY['team-' || (n % 200), 'everyone']
+                         || CASE WHEN n % 1000 = 0 THEN ARRAY['admins'] ELSE '{}' END,
+                       n % 4000 = 0, n % 5000 = 0
+                  FROM generate_series(1, $1::int) AS n
+                """,
+                ROWS,
+            )
+        )
+        await store.run(lambda conn: conn.execute("ANALYZE users"))
+        counts = await store.count_group_members(["admins", "team-7", "nobody's"])
+        plan = await store.run(
+            lambda conn: conn.fetchval(
+                "EXPLAIN (FORMAT JSON) " + sql.COUNT_GROUP_MEMBERS, ["admins", "team-7"]
+            )
+        )
+    finally:
+        await store.close()
+    # 20 admins (n = 1000 .. 20000), less n = 4000, 8000, 12000, 16000, 20000 (disabled)
+    # and 5000, 10000, 15000 (placeholders; 20000 is both).
+    assert counts == {"admins": 12, "team-7": 100, "nobody's": 0}
+    text = json.dumps(json.loads(plan) if isinstance(plan, str) else plan)
+    assert "users_by_group" in text, f"counting members scans the users: {text}"
+    assert "Seq Scan" not in text

@@ -8,8 +8,9 @@ its ``src`` folders first on ``PYTHONPATH``), each upgraded as the guide's
 order upgrades it, while its callers keep calling:
 
 - **The Authenticator** (step 2, so everything else still runs the previous
-  code): the code before the commit that added its second newest migration
-  (the certificate sessions' 0015 and 0016 came in two commits). A bot keeps
+  code): the code before the commit that added its second newest migration,
+  so that the drill crosses two (now 0016, the certificate sessions' entry,
+  and 0017, the index of users' groups). A bot keeps
   connecting to the previous API with its certificate, each round on a new
   connection, so that the API authenticates it again
   (``AuthenticateCertificate``) and then files and changes an issue. A current

@@ -1,0 +1,23 @@
+-- An index for "how many enabled people and bots are in each of these groups".
+--
+-- CountGroupMembers (IdentityStore.count_group_members) answers a
+-- component's admins, for the groups its access list names, how many
+-- enabled, real users each holds, so the web can say that a group grants
+-- nobody. It read every row of `users` (`groups @> ARRAY[name]`, no index on
+-- `groups`) at each call, however few the members: on an organisation's
+-- directory of tens of thousands that is a scan per page view of an access
+-- list. This is an inverted (GIN) index on the groups array, holding only the
+-- users the count counts (a partial index: not disabled, not an import's
+-- placeholder), so each group's count reads its members' entries and rows.
+--
+-- One statement for both dialects: PostgreSQL's GIN index on text[] (its
+-- default operator class, array_ops, serves `@>`) and CockroachDB's inverted
+-- index, which takes the same `USING GIN` spelling and may be partial
+-- (CockroachDB 21.1+; bugless needs 23.2+), and which CockroachDB also uses
+-- for `@>` on an array. Built in the migration's transaction, as every file
+-- is (no CONCURRENTLY): on PostgreSQL, writes of `users` (sign-ins that
+-- refresh a user, the replicas still serving) wait for the build, one read
+-- of the table; CockroachDB builds it online. Nothing else changes: a
+-- replica of the previous release serving during the rollout runs the same
+-- statement, which finds the index too.
+CREATE INDEX users_by_group ON users USING GIN (groups) WHERE NOT disabled AND NOT placeholder;
