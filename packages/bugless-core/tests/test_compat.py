@@ -11,7 +11,7 @@ import asyncio
 import pytest
 from compat_echo import PeerRecorder
 from grpclib.client import Channel, UnaryUnaryMethod
-from grpclib.protocol import H2Protocol
+from grpclib.protocol import EventsProcessor, H2Protocol, Stream
 from grpclib.server import Server
 
 from bugless_core._compat import grpclib as compat
@@ -93,3 +93,16 @@ async def test_a_renamed_channel_attribute_is_reported() -> None:
         channel.close()
         server.close()
         await server.wait_closed()
+
+
+def test_a_changed_events_processor_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graceful GOAWAY's processor overrides these (GracefulGoawayProcessor)."""
+
+    def register(self: EventsProcessor, stream: Stream, release: object) -> None:
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(EventsProcessor, "register", register)
+    with pytest.raises(
+        compat.GrpclibSurfaceChanged, match=r"EventsProcessor\.register no longer takes"
+    ):
+        compat.verify()

@@ -10,9 +10,17 @@ from typing import Any
 
 import pytest
 from h2.config import DummyLogger, H2Configuration, OutputLogger
-from h2.connection import H2Connection
-from h2.events import DataReceived, Event, RequestReceived, StreamEnded
-from hyperframe.frame import DataFrame, Frame, HeadersFrame, PingFrame, WindowUpdateFrame
+from h2.connection import ConnectionState, H2Connection
+from h2.errors import ErrorCodes
+from h2.events import ConnectionTerminated, DataReceived, Event, RequestReceived, StreamEnded
+from hyperframe.frame import (
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    WindowUpdateFrame,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -155,3 +163,45 @@ def test_a_trace_that_does_something_is_refused() -> None:
     assert compat.trace_is_a_no_op(_returns_none)
     assert not compat.trace_is_a_no_op(_prints)
     assert not compat.trace_is_a_no_op(OutputLogger.trace)
+
+
+def _received(connection: H2Connection, frame: Frame) -> list[Event]:
+    return connection.receive_data(frame.serialize())
+
+
+def _client_with_a_stream() -> H2Connection:
+    client = H2Connection(H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(
+        1, [(":method", "POST"), (":path", "/"), (":scheme", "http"), (":authority", "a")]
+    )
+    return client
+
+
+def test_a_graceful_goaway_leaves_the_connection_open_for_the_streams_it_answers() -> None:
+    client = _client_with_a_stream()
+    compat.keep_streams_on_graceful_goaway(client)
+    (event,) = _received(client, GoAwayFrame(stream_id=0, last_stream_id=1, error_code=0))
+    assert isinstance(event, ConnectionTerminated)
+    assert (event.error_code, event.last_stream_id) == (ErrorCodes.NO_ERROR, 1)
+    assert client.state_machine.state is not ConnectionState.CLOSED
+    # Stream 1's answer still arrives.
+    server_side = HeadersFrame(1, flags=["END_HEADERS"])
+    server_side.data = client.encoder.encode([(":status", "200")])
+    events = _received(client, server_side)
+    assert [type(event).__name__ for event in events] == ["ResponseReceived"]
+
+
+def test_a_goaway_with_an_error_closes_the_connection_as_h2_does() -> None:
+    client = _client_with_a_stream()
+    compat.keep_streams_on_graceful_goaway(client)
+    (event,) = _received(client, GoAwayFrame(stream_id=0, last_stream_id=1, error_code=2))
+    assert isinstance(event, ConnectionTerminated)
+    assert client.state_machine.state is ConnectionState.CLOSED
+
+
+def test_an_h2_without_the_frame_table_is_reported() -> None:
+    client = _client_with_a_stream()
+    del client._frame_dispatch_table
+    with pytest.raises(compat.H2SurfaceChanged, match="_frame_dispatch_table"):
+        compat.keep_streams_on_graceful_goaway(client)

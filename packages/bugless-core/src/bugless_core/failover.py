@@ -22,6 +22,12 @@ end. A client therefore has to leave by itself:
   report the whole tier down because its one connection is pinned to the
   replica on its way out.
 
+A server that stops with an HTTP/2 GOAWAY instead (not a bugless one: a proxy,
+another gRPC implementation) says which calls it did not process; every
+bugless client connection fails those with the same DRAINING refusal
+(:class:`bugless_core._compat.grpclib.GracefulGoawayProcessor`), so all of
+the above sends them again too.
+
 Nothing else is retried here: a call that failed any other way may have run.
 The web tier retries reads as well (``bugless_web.retries``).
 """

@@ -20,7 +20,11 @@ grpclib is pinned below 0.5 because of these; nothing public offers them:
 * ``H2Protocol.handler`` (what receives a connection's calls, set from the
   constructor argument) and ``grpclib.server.Handler._tasks`` (each call's
   handler task, by stream): a server connection's handler is wrapped in
-  :class:`_ReleasingHandler`, see below.
+  :class:`_ReleasingHandler`, see below;
+* ``grpclib.protocol.EventsProcessor`` (``H2Protocol.processor``), what
+  turns a connection's h2 events into its streams' progress, with its
+  ``streams`` by id, ``register`` and ``process_connection_terminated``:
+  a client connection's is a :class:`GracefulGoawayProcessor`, see below.
 
 **Every stream is released, once.** grpclib's server handler creates a task
 per call (``Handler.accept``), and only that task's ``finally`` runs the
@@ -39,6 +43,18 @@ call's stream is registered and released in the caller's own task, with no
 (``grpclib.client.Stream.send_request``), and ``Stream.__aexit__`` releases in
 its ``finally``, so a cancelled call always gives back what it did not read.
 
+**A graceful GOAWAY ends only the calls it was not going to answer.** grpclib
+closes a client connection on any GOAWAY and fails every call on it with
+``StreamTerminatedError`` ("Received GOAWAY frame"), which no client may send
+again (it may have run): the calls the server said it would finish (stream
+ids up to ``last_stream_id``) are cut, and the ones it said it never
+processed look no different. :class:`GracefulGoawayProcessor` (with h2 kept
+from closing the connection, :func:`bugless_core._compat.h2.keep_streams_on_graceful_goaway`)
+lets the first finish, fails the others (and any stream opened after the
+GOAWAY) with an error its owner says is safe to send again, has the channel
+connect anew for its next call, and closes the connection once its last call
+ends. A GOAWAY with an error code still closes everything, as grpclib does.
+
 :func:`verify` checks the class-level items on import and raises
 :class:`GrpclibSurfaceChanged` naming the attribute and the installed
 version; :func:`verify_live` checks the instance-level ones, which
@@ -55,12 +71,22 @@ from typing import Any, cast
 
 from grpclib._typing import IServable
 from grpclib.client import Channel
-from grpclib.protocol import AbstractHandler, Connection, H2Protocol, Peer, Stream
+from grpclib.protocol import (
+    AbstractHandler,
+    Connection,
+    EventsProcessor,
+    H2Protocol,
+    Peer,
+    Stream,
+)
 from grpclib.server import Handler, Server
 from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import ConnectionTerminated
 
 __all__ = [
     "GRPCLIB_VERSION",
+    "GracefulGoawayProcessor",
     "GrpclibSurfaceChanged",
     "IServable",
     "ProtocolWrappingChannel",
@@ -146,6 +172,80 @@ class _ReleasingHandler(AbstractHandler):
     def close(self) -> None:
         """Cancel every call's task (the connection is gone or the server closes)."""
         self.handler.close()
+
+
+class GracefulGoawayProcessor(EventsProcessor):
+    """A client connection's events processor that honours a graceful GOAWAY.
+
+    See the module docstring. ``unprocessed()`` makes the error a call the
+    server did not process fails with; its owner should read it as safe to
+    send again (bugless uses the DRAINING refusal, which every client of a
+    bugless service already sends again on a new connection).
+
+    Attributes:
+        last_stream_id: The highest stream id the server said it answers,
+            once it sent a graceful GOAWAY (the lowest of several); None before.
+    """
+
+    def __init__(
+        self,
+        handler: AbstractHandler,
+        connection: Connection,
+        *,
+        unprocessed: Callable[[], Exception],
+    ) -> None:
+        """Process ``connection``'s events as grpclib does, but for a graceful GOAWAY."""
+        super().__init__(handler, connection)
+        self._unprocessed = unprocessed
+        self.last_stream_id: int | None = None
+
+    def register(self, stream: Stream) -> Callable[[], None]:
+        """Track the stream; once gone away, refuse it, and close after the last release."""
+        release = super().register(stream)
+        if self.last_stream_id is not None:
+            # Its call had taken this connection before the GOAWAY was read, and
+            # sent it after: the server ignores it. Failed from the loop, not
+            # from inside the task that is opening it (a cancel from there
+            # would land at the task's next await, wherever that is).
+            asyncio.get_running_loop().call_soon(self._refuse, stream)
+
+        def releasing() -> None:
+            release()
+            if self.last_stream_id is not None and not self.streams:
+                self._close_soon()
+
+        return releasing
+
+    def process_connection_terminated(self, event: ConnectionTerminated) -> None:
+        """Let the calls up to ``last_stream_id`` finish; refuse the rest; no new ones here."""
+        if event.error_code != ErrorCodes.NO_ERROR or event.last_stream_id is None:
+            super().process_connection_terminated(event)
+            return
+        last = event.last_stream_id
+        if self.last_stream_id is not None:
+            last = min(last, self.last_stream_id)
+        self.last_stream_id = last
+        # A client's handler is told its connection is lost: the channel connects
+        # anew for its next call, leaving this connection to its calls.
+        self.handler.close()
+        for stream_id, stream in list(self.streams.items()):
+            if stream_id > last:
+                self._refuse(stream)
+        if not self.streams:
+            self._close_soon()
+
+    def _refuse(self, stream: Stream) -> None:
+        # Taken off the stream, so that the connection's end (the server closes
+        # it soon after) does not replace the refusal with "Connection lost"
+        # before the call's task has run to read it.
+        wrapper, stream.wrapper = stream.wrapper, None
+        if wrapper is not None:
+            wrapper.cancel(self._unprocessed())
+
+    def _close_soon(self) -> None:
+        asyncio.get_running_loop().call_soon(
+            self.close, "the server went away (GOAWAY) and its last call here has ended"
+        )
 
 
 class ProtocolWrappingServer(Server):
@@ -243,6 +343,19 @@ def verify() -> None:
             )
     if "connection" not in inspect.signature(Connection.__init__).parameters:
         raise GrpclibSurfaceChanged("grpclib.protocol.Connection.__init__(connection)", "is gone")
+    processor_methods: dict[str, list[str]] = {
+        "__init__": ["self", "handler", "connection"],
+        "register": ["self", "stream"],
+        "process_connection_terminated": ["self", "event"],
+        "close": ["self", "reason"],
+    }
+    for name, parameters in processor_methods.items():
+        if list(inspect.signature(getattr(EventsProcessor, name)).parameters) != parameters:
+            raise GrpclibSurfaceChanged(
+                f"grpclib.protocol.EventsProcessor.{name}", f"no longer takes {parameters}"
+            )
+    if "wrapper" not in inspect.signature(Stream.__init__).parameters:
+        raise GrpclibSurfaceChanged("grpclib.protocol.Stream.__init__(wrapper)", "is gone")
     if AbstractHandler.__abstractmethods__ != {"accept", "cancel", "close"}:
         raise GrpclibSurfaceChanged(
             "grpclib.protocol.AbstractHandler",

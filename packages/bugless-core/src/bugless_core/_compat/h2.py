@@ -16,6 +16,20 @@ logger) it renders what hyperframe renders. It installs only after checking
 that the installed h2 still calls ``repr`` in ``_receive_frame`` once, in that
 line and nowhere else, and that ``DummyLogger.trace`` is still a no-op; an h2
 that changed either keeps the rendering (slower, still correct).
+
+**A graceful GOAWAY ends only the streams it names.** A GOAWAY with
+``NO_ERROR`` and a ``last_stream_id`` says: streams up to that id will be
+answered, the ones above it were not processed (and may be sent again
+elsewhere), open no more. h2 4.x instead moves the whole connection to its
+CLOSED state on any GOAWAY received, after which every frame of the streams
+still being answered is a protocol error: an in-flight call could not finish.
+:func:`keep_streams_on_graceful_goaway` replaces, on one connection, the
+handler h2 looks the GOAWAY frame up in (the instance's
+``H2Connection._frame_dispatch_table``): a graceful GOAWAY yields the same
+``ConnectionTerminated`` event and leaves the state and the outbound buffer
+alone; any other GOAWAY goes to h2's own handler. Whoever installs it must
+then open no stream on the connection (see
+:class:`bugless_core._compat.grpclib.GracefulGoawayProcessor`).
 """
 
 from __future__ import annotations
@@ -28,9 +42,19 @@ from typing import Any
 
 from h2.config import DummyLogger
 from h2.connection import H2Connection
-from hyperframe.frame import Frame
+from h2.errors import ErrorCodes
+from h2.events import ConnectionTerminated, Event
+from hyperframe.frame import Frame, GoAwayFrame
 
-__all__ = ["NOT_RENDERED", "install", "installed", "renders_only_for_trace", "trace_is_a_no_op"]
+__all__ = [
+    "NOT_RENDERED",
+    "H2SurfaceChanged",
+    "install",
+    "installed",
+    "keep_streams_on_graceful_goaway",
+    "renders_only_for_trace",
+    "trace_is_a_no_op",
+]
 
 #: What ``repr(frame)`` gives the trace line that goes nowhere.
 NOT_RENDERED = "<frame not rendered: h2's trace logger is off>"
@@ -103,3 +127,37 @@ def install() -> bool:
 def installed() -> bool:
     """Whether hyperframe's frames render through :func:`_frame_repr`."""
     return Frame.__dict__.get("__repr__") is _frame_repr
+
+
+class H2SurfaceChanged(RuntimeError):
+    """The installed h2 no longer has something bugless_core relies on."""
+
+
+def keep_streams_on_graceful_goaway(connection: H2Connection) -> None:
+    """Make a graceful GOAWAY received on ``connection`` leave its open streams going.
+
+    See the module docstring. The ``ConnectionTerminated`` event is the one
+    h2 would emit (error code, ``last_stream_id``, additional data).
+
+    Raises:
+        H2SurfaceChanged: h2 no longer dispatches received frames through
+            the instance's ``_frame_dispatch_table``.
+    """
+    table = vars(connection).get("_frame_dispatch_table")
+    if not isinstance(table, dict) or not callable(table.get(GoAwayFrame)):
+        raise H2SurfaceChanged(
+            "h2.connection.H2Connection._frame_dispatch_table no longer maps GoAwayFrame "
+            "to its handler; bugless_core._compat.h2 relies on it"
+        )
+    receive_goaway: Callable[[GoAwayFrame], tuple[list[Frame], list[Event]]] = table[GoAwayFrame]
+
+    def receive(frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
+        if frame.error_code != ErrorCodes.NO_ERROR:
+            return receive_goaway(frame)
+        event = ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    table[GoAwayFrame] = receive

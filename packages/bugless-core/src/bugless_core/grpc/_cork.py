@@ -49,11 +49,13 @@ from bugless_core import tracing
 from bugless_core._compat import h2 as _h2_compat
 from bugless_core._compat import hyperframe as _hyperframe_compat
 from bugless_core._compat.grpclib import (
+    GracefulGoawayProcessor,
     IServable,
     ProtocolWrappingChannel,
     ProtocolWrappingServer,
     h2_connection,
 )
+from bugless_core.errors import DRAINING_REASON, Unavailable, to_grpc_error
 from bugless_core.grpc import _hpack, _windows
 from bugless_core.grpc._codec import UpbCodec
 from bugless_core.grpc._deadlines import SteadyDeadline
@@ -182,7 +184,10 @@ class CorkedH2Protocol(H2Protocol):
     Its HPACK coder remembers the header blocks every call repeats
     (:mod:`bugless_core.grpc._hpack`). While connected, it is one of the
     connections whose windows ``/metrics`` shows (:mod:`bugless_core.grpc._windows`),
-    on ``side``.
+    on ``side``. A client connection lets the calls a server's graceful GOAWAY
+    will answer finish, and fails the ones it did not process with the
+    DRAINING refusal, which is sent again on a new connection
+    (:class:`~bugless_core._compat.grpclib.GracefulGoawayProcessor`).
     """
 
     def __init__(
@@ -230,6 +235,11 @@ class CorkedH2Protocol(H2Protocol):
         # table is accepted at once too, for the same reason.
         h2.decoder.max_allowed_table_size = _hpack.HEADER_TABLE_BYTES
         _hpack.install(h2)
+        if self.side == "client":
+            _h2_compat.keep_streams_on_graceful_goaway(h2)
+            self.processor = GracefulGoawayProcessor(
+                self.handler, self.connection, unprocessed=_not_processed
+            )
         self.connection.flush()
         _windows.track(self, self.side)
         if self._on_made is not None:
@@ -239,6 +249,19 @@ class CorkedH2Protocol(H2Protocol):
         """Close the connection's calls as grpclib does; its windows are no longer shown."""
         _windows.forget(self)
         super().connection_lost(exc)
+
+
+#: What a call fails with when the server's graceful GOAWAY says it did not
+#: process it: the DRAINING refusal, which every bugless client sends again
+#: on a new connection (:mod:`bugless_core.failover`).
+NOT_PROCESSED_MESSAGE = (
+    "the server is going away (HTTP/2 GOAWAY) and did not process this call; "
+    "retry, another instance will answer"
+)
+
+
+def _not_processed() -> Exception:
+    return to_grpc_error(Unavailable(NOT_PROCESSED_MESSAGE, reason=DRAINING_REASON))
 
 
 def _codecs(
