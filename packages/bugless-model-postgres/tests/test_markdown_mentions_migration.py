@@ -4,9 +4,11 @@ Before 0025 the Model kept the ``@name``\\s of the raw text: "`@carol`" (code)
 and a URL's "@carol" were kept, "_@bob_" (emphasis) and "&#64;bob" were
 not, while the web linked just the reverse. The test writes issues through
 the Model, sets their rows back to what the raw reading kept (behind the
-Model's back), runs 0025's statement and checks that it queues every issue
-whose texts hold an "@" or an "&" and no other; the next ``migrate``
-recomputes them, and ``mention:`` finds what the web links.
+Model's back) and records the scan an upgrade from before 0025 gets
+(migration 0028: 0025's rule, every issue whose texts hold an "@" or an
+"&"; test_mention_scans.py checks its queue against 0025's released
+statement); the next ``migrate`` queues and recomputes them, and
+``mention:`` finds what the web links.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncpg
 from bugless_core.mentions import find_mentions, mentioned_usernames
 from bugless_core.migrations import quote_schema
 from bugless_core.model.backend import ModelSettings
-from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres import PostgresBackend, _mention_scans
 from bugless_proto import v1
 from bugless_testing.model_contracts._support import (
     change,
@@ -74,13 +76,9 @@ async def test_mentions_read_from_the_raw_text_are_recomputed_from_the_markdown(
                 issue_id,
                 raw_mentions(*texts[k]),
             )
-        await conn.execute("DELETE FROM issue_mentions_pending")
-        (sql,) = [m.sql for m in PostgresBackend.migrations() if m.name == "markdown_mentions"]
-        await conn.execute(sql)
-        pending = {r["issue_id"] for r in await conn.fetch("SELECT * FROM issue_mentions_pending")}
+        await conn.execute(_mention_scans.RESCAN, 25)
         differ = {k for k in ids if raw_mentions(*texts[k]) != new_reading[k]}
         assert differ == {"emphasis", "entity", "code", "url", "commented"}
-        assert pending & set(ids.values()) == {ids[k] for k in ids if k != "nobody"}
         assert await search_ids(model, within(root.id, eq(v1.SearchField.MENTION, carol))) != []
 
         await PostgresBackend.migrate(model_settings)

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from bugless_core.errors import FailedPrecondition
 from bugless_core.migrations import Migration, migrate, quote_schema
 from bugless_core.model.backend import ModelSettings
-from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres import PostgresBackend, _mention_scans
 from bugless_proto import v1
 from bugless_testing.model_contracts._custom_fields import create, custom_of, define, values
 from bugless_testing.model_contracts._support import (
@@ -194,31 +194,27 @@ async def test_open_refuses_an_unmigrated_database(model_settings: ModelSettings
 async def test_mentions_written_before_0011_are_backfilled_after_migrating(
     model_settings: ModelSettings, model: v1.ModelStub
 ) -> None:
-    """0011 queues issues with "@" in their texts; ``migrate`` fills their mentions.
+    """An upgrade from before 0011 queues issues with "@" in their texts; ``migrate`` fills them.
 
-    The rows of one issue are removed and the migration's queueing statement
-    run again, as on a database written before 0011; the next ``migrate``
-    (with nothing left to apply) drains the queue with the Python rule.
+    The rows of one issue are removed and the scan 0028 records for such an
+    upgrade (0025's rule, which covers 0011's) recorded again, as on a
+    database written before 0011; the next ``migrate`` (with nothing left
+    to apply) queues and drains with the Python rule.
     """
     root = await make_component(model)
     name = unique("backfilled")
     issue = await make_issue(model, root.id, description=f"ping @{name}, not me@{name}.x")
-    plain = await make_issue(model, root.id, description="nobody here")
     mentioning = within(root.id, eq(v1.SearchField.MENTION, name))
     assert await search_ids(model, mentioning) == [issue.id]
-    (sql,) = [m.sql for m in shipped_migrations() if m.name == "issue_mentions"]
-    queue = sql[sql.index("INSERT INTO issue_mentions_pending") :]
     conn = await asyncpg.connect(model_settings.database_url)
     try:
         await conn.execute(f"SET search_path TO {quote_schema(model_settings.schema)}")
         await conn.execute("DELETE FROM issue_mentions WHERE issue_id = $1", issue.id)
-        await conn.execute(queue)
-        pending = {r["issue_id"] for r in await conn.fetch("SELECT * FROM issue_mentions_pending")}
-        assert issue.id in pending
-        assert plain.id not in pending
+        await conn.execute(_mention_scans.RESCAN, 25)
         assert await search_ids(model, mentioning) == []
         assert await PostgresBackend.migrate(model_settings) == newest_version()
         assert await conn.fetchval("SELECT count(*) FROM issue_mentions_pending") == 0
+        assert await conn.fetchval("SELECT count(*) FROM issue_mention_scans") == 0
     finally:
         await conn.close()
     assert await search_ids(model, mentioning) == [issue.id]

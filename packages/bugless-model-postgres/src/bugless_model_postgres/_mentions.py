@@ -19,8 +19,9 @@ and, only when a name the entry's old text mentions may go
 (:func:`set_names`: no statement when the names stay the same); a title
 change only adds names unless the old title's mentions may go
 (:func:`title_change_only_adds`). Issues written before 0011, and those
-whose texts the grammar of 0023 reads differently, are filled by
-:func:`backfill`, which the Model runs right after migrating.
+whose texts a later reading (0023, 0025, 0027) may read differently, are
+filled by :func:`backfill`, which the Model runs right after migrating,
+after :mod:`._mention_scans` has queued them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from __future__ import annotations
 from typing import Any
 
 from bugless_core.mentions import mentioned_usernames
+from bugless_core.transactions import COCKROACH_RETRIES, retrying
+from bugless_model_postgres import _mention_scans
 from bugless_model_postgres import _queries as q
 
 __all__ = [
@@ -60,6 +63,12 @@ _NEXT_PENDING = "SELECT issue_id FROM issue_mentions_pending ORDER BY issue_id L
 _DONE = "DELETE FROM issue_mentions_pending WHERE issue_id = ANY ($1::bigint[])"
 #: Issues per backfill transaction.
 BACKFILL_BATCH = 500
+#: The backfill runs beside writers and other replicas' backfills, on either
+#: backend (at SERIALIZABLE in compatibility mode): a batch that lost a
+#: conflict is run again, with the jittered tries CockroachDB needs (on
+#: PostgreSQL at READ COMMITTED its row locks queue instead, and it seldom
+#: needs one).
+BACKFILL_RETRIES = COCKROACH_RETRIES
 
 
 async def add(conn: Any, issue_id: int, *texts: str) -> None:
@@ -109,21 +118,30 @@ async def sync(conn: Any, issue_id: int) -> None:
 
 
 async def backfill(pool: Any) -> int:
-    """Fill the mentions of the issues migrations 0011 and 0023 queued; how many were done.
+    """Queue what the recorded scans still have to, then fill the queue's mentions; how many.
 
-    Batches of :data:`BACKFILL_BATCH` issues, each in one transaction that
-    locks its issues first, so a write racing it recomputes after (or before)
-    it, never in between. Several replicas may run it at once: a batch done
-    twice writes the same rows.
+    The scans (:func:`._mention_scans.queue_registered`, migration 0028)
+    queue first, so the queue this drains is whole. Batches of
+    :data:`BACKFILL_BATCH` issues, each in one transaction that locks its
+    issues first, so a write racing it recomputes after (or before) it,
+    never in between; a batch that lost a conflict is run again
+    (:data:`BACKFILL_RETRIES`). Several replicas may run it at once: a batch
+    done twice writes the same rows. Stopped part-way, the next run goes on
+    from what the committed batches left.
     """
+    await _mention_scans.queue_registered(pool, BACKFILL_RETRIES)
     done = 0
-    while True:
+
+    async def one_batch() -> int:
         async with pool.acquire() as conn, conn.transaction():
             ids = [int(r["issue_id"]) for r in await conn.fetch(_NEXT_PENDING, BACKFILL_BATCH)]
-            if not ids:
-                return done
             for issue_id in ids:
                 await conn.fetchval(_LOCK_ISSUE, issue_id)
                 await sync(conn, issue_id)
-            await conn.execute(_DONE, ids)
-        done += len(ids)
+            if ids:
+                await conn.execute(_DONE, ids)
+        return len(ids)
+
+    while count := await retrying(BACKFILL_RETRIES, one_batch):
+        done += count
+    return done

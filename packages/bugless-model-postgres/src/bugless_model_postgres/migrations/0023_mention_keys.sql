@@ -9,26 +9,16 @@
 -- "@ann@corp.example" mentions that name (not "ann"). For ASCII names the
 -- key is the lower-case name, so the rows of ASCII mentions stay valid.
 --
--- The texts where the two grammars can find different names are queued in
--- `issue_mentions_pending` (0011), and `PostgresBackend.migrate` recomputes
+-- The texts where the two grammars can find different names (with "@"
+-- and any non-ASCII character, with a name run followed by "+" or "@", or
+-- with a run of 64 name characters, the old grammar's limit) were queued in
+-- `issue_mentions_pending` (0011) by this file's one INSERT ... SELECT over
+-- every issue and its history, and `PostgresBackend.migrate` recomputed
 -- their issues with the Python rule right after migrating
--- (_mentions.backfill): texts with "@" and any non-ASCII character, with a
--- name run followed by "+" or "@", or with a run of 64 name characters
--- (the old grammar's limit). A plain "@ann" queues nothing.
+-- (_mentions.backfill). The file queues nothing now: every migrate that
+-- applies it applies 0025 too, whose rule (an "@" anywhere) covers these
+-- issues, and 0028 queues those in batches. A deployment that applied the
+-- statement keeps what it did.
 --
--- Valid on PostgreSQL 14+ and CockroachDB 23.2+ (`~` is POSIX there, RE2
--- here; both read these bracket expressions alike).
-INSERT INTO issue_mentions_pending (issue_id)
-SELECT i.id
-  FROM issues i
- WHERE (strpos(i.title, '@') > 0
-        AND (octet_length(i.title) <> char_length(i.title)
-             OR i.title ~ '@[A-Za-z0-9._-]*[+@]'
-             OR i.title ~ '@[A-Za-z0-9._-]{64}'))
-    OR EXISTS (SELECT 1 FROM issue_history h
-                WHERE h.issue_id = i.id
-                  AND strpos(h.comment, '@') > 0
-                  AND (octet_length(h.comment) <> char_length(h.comment)
-                       OR h.comment ~ '@[A-Za-z0-9._-]*[+@]'
-                       OR h.comment ~ '@[A-Za-z0-9._-]{64}'))
-ON CONFLICT (issue_id) DO NOTHING;
+-- Valid on PostgreSQL 14+ and CockroachDB 23.2+.
+SELECT 1;

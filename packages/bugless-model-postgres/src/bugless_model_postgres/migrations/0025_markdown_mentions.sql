@@ -12,15 +12,11 @@
 -- differently, so its issue is queued in `issue_mentions_pending` (0011) and
 -- `PostgresBackend.migrate` recomputes it with the Python rule right after
 -- migrating (_mentions.backfill). An issue with neither keeps its rows
--- (none).
+-- (none). This file queued them by one INSERT ... SELECT over every issue
+-- and its history, in the migration's transaction; it queues nothing now:
+-- 0028 records the scan, run in batches of short transactions after
+-- migrating (_mention_scans, rule 25). A deployment that applied the
+-- statement keeps what it did.
 --
 -- Valid on PostgreSQL 14+ and CockroachDB 23.2+.
-INSERT INTO issue_mentions_pending (issue_id)
-SELECT i.id
-  FROM issues i
- WHERE strpos(i.title, '@') > 0
-    OR strpos(i.title, '&') > 0
-    OR EXISTS (SELECT 1 FROM issue_history h
-                WHERE h.issue_id = i.id
-                  AND (strpos(h.comment, '@') > 0 OR strpos(h.comment, '&') > 0))
-ON CONFLICT (issue_id) DO NOTHING;
+SELECT 1;

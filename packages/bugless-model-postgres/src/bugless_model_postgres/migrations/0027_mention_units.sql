@@ -12,16 +12,13 @@
 -- and no other username character starts a Markdown construct), so its issue
 -- is queued in `issue_mentions_pending` (0011) and `PostgresBackend.migrate`
 -- recomputes it with the Python rule right after migrating
--- (_mentions.backfill). Other issues keep their rows.
+-- (_mentions.backfill). Other issues keep their rows. This file queued them
+-- by one INSERT ... SELECT over every issue and its history, in the
+-- migration's transaction; it queues nothing now: 0028 records the scan
+-- (unless 0025, whose rule covers this one, is applied in the same
+-- migrate), run in batches of short transactions after migrating
+-- (_mention_scans, rule 27). A deployment that applied the statement keeps
+-- what it did.
 --
--- Valid on PostgreSQL 14+ and CockroachDB 23.2+ (`~` is POSIX there, RE2
--- here; both read these bracket expressions alike).
-INSERT INTO issue_mentions_pending (issue_id)
-SELECT i.id
-  FROM issues i
- WHERE (strpos(i.title, '@') > 0 AND i.title ~ '[.+@-]_|_[.+@-]')
-    OR EXISTS (SELECT 1 FROM issue_history h
-                WHERE h.issue_id = i.id
-                  AND strpos(h.comment, '@') > 0
-                  AND h.comment ~ '[.+@-]_|_[.+@-]')
-ON CONFLICT (issue_id) DO NOTHING;
+-- Valid on PostgreSQL 14+ and CockroachDB 23.2+.
+SELECT 1;
