@@ -329,3 +329,54 @@ def test_an_out_that_was_there_is_left_as_it_was_when_the_mapping_cannot_be_writ
     assert done.returncode == 2, done.stderr
     assert "--mapping-file: cannot write" in done.stderr
     assert out.read_text() == "the previous certificate\n"
+
+
+@pytest.mark.parametrize(
+    ("leave", "said"),
+    [
+        ("--csr option", "Missing option '--csr'."),
+        ("--ca-cert option", "Missing option '--ca-cert'."),
+        ("--ca-key option", "Missing option '--ca-key'."),
+        ("--csr file", "Invalid value for '--csr': '{path}': No such file or directory"),
+        ("--ca-cert file", "Invalid value for '--ca-cert': '{path}': No such file or directory"),
+        ("--ca-key file", "Invalid value for '--ca-key': '{path}': No such file or directory"),
+    ],
+)
+def test_a_missing_option_or_file_is_bad_usage_naming_the_option(
+    pki: Pki, tmp_path: Path, leave: str, said: str
+) -> None:
+    """The exit-status table decides: 2 (bad usage: a required option missing or a file
+    an option names that cannot be read), never 3, which is its "not found" of the
+    tracker's things. Click's missing --csr and a missing CA file read alike now:
+    before, a missing --ca-cert file said "PATH: No such file or directory", naming
+    no option. Nothing is written."""
+    ca_key = tmp_path / "client-ca.key"
+    pki.ca.private_key_pem.write_to_path(str(ca_key))
+    mapping = tmp_path / "certificates.json"
+    mapping.write_text(pki.mapping_file.read_text())
+    before = mapping.read_text()
+    given = {
+        "--csr": str(_team_csr(tmp_path, None)),
+        "--ca-cert": str(pki.ca_file),
+        "--ca-key": str(ca_key),
+    }
+    option, what = leave.split()
+    missing = tmp_path / "not-there.pem"
+    if what == "option":
+        del given[option]
+    else:
+        given[option] = str(missing)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
+    flags = [part for pair in given.items() for part in pair]
+    done = subprocess.run(
+        [BUGLESS, "auth", "bot", "issue", "nightly-bot", *flags, "--mapping-file", str(mapping)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(f"Error: {said.format(path=missing)}\n"), done.stderr
+    assert done.stdout == ""
+    assert mapping.read_text() == before

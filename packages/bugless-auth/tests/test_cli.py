@@ -214,6 +214,33 @@ async def test_user_add_refuses_a_look_alike_name_and_writes_nothing(
         await conn.close()
 
 
+async def test_migrate_on_a_dialect_the_server_cannot_run_is_bad_configuration(
+    cli_env: dict[str, str],
+) -> None:
+    """``auth migrate --database-dialect cockroach`` on PostgreSQL at READ COMMITTED exits 2.
+
+    The setting does not fit the server: bad configuration in the exit-status
+    table, said as what to change, with nothing made. Before, the refusal was
+    a FailedPrecondition and the command exited 1, a failed service's status.
+    """
+    said = await _refused(
+        "auth", "migrate", "--database-dialect", "cockroach", env=cli_env, status=2
+    )
+    assert said == (
+        "Error: database_dialect cockroach on PostgreSQL (compatibility mode) needs "
+        "default_transaction_isolation = serializable, the server has 'read committed': "
+        "ALTER DATABASE ... SET default_transaction_isolation = 'serializable'"
+    )
+    conn = await asyncpg.connect(cli_env["BUGLESS_AUTH_DATABASE_URL"])
+    try:
+        made = await conn.fetchval(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = $1", cli_env["BUGLESS_AUTH_SCHEMA"]
+        )
+    finally:
+        await conn.close()
+    assert made == 0
+
+
 async def _refused(*args: str, env: dict[str, str], stdin: bytes = b"", status: int) -> str:
     """``bugless ARGS`` that must fail with exit ``status``: its error line."""
     process = await asyncio.create_subprocess_exec(

@@ -92,7 +92,7 @@ from bugless_auth.store import IdentityStore
 from bugless_auth.throttle import LoginThrottle
 from bugless_auth.user_feed import prune_user_changes, read_user_changes
 from bugless_core.auth_backend import ExternalIdentity
-from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_core.errors import InvalidArgument
 from bugless_core.settings import declared_env_vars, settings_from_environ
 from bugless_core.transactions import CockroachRetryPolicy
 from bugless_proto import v1
@@ -325,7 +325,7 @@ async def test_first_sign_ins_racing_without_a_lock_make_one_user_through_real_4
 async def test_the_cockroach_dialect_refuses_postgresql_that_is_not_serializable(
     auth_database: str,
 ) -> None:
-    with pytest.raises(FailedPrecondition, match="needs default_transaction_isolation"):
+    with pytest.raises(InvalidArgument, match="needs default_transaction_isolation"):
         await IdentityStore.migrate(auth_database, "never_made", dialect="cockroach")
     conn = await asyncpg.connect(auth_database)
     try:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bugless_core.errors import FailedPrecondition
+from bugless_core.errors import InvalidArgument
 from bugless_core.migrations import AdvisoryLock, LeaseLock, MigrationLock
 from bugless_core.transactions import COCKROACH_RETRIES, POSTGRES_RETRIES, RetryPolicy
 
@@ -108,22 +108,29 @@ async def keep_session_as_is(conn: Any) -> None:
 async def check_server(conn: Any, dialect: StoreDialect) -> None:
     """Refuse a server the configured dialect cannot run on, saying what to change.
 
+    Each refusal is of the configuration (the ``database_dialect`` setting,
+    or the database's default isolation it needs), not of a state that
+    changes by itself, so it is an :class:`InvalidArgument`: ``bugless auth
+    migrate`` and ``auth user`` exit 2 with it, bad configuration in the
+    documented exit statuses (a FailedPrecondition was 1, a failed service's
+    status); ``auth serve`` exits 1 for any failed start.
+
     Raises:
-        FailedPrecondition: the postgres dialect on CockroachDB (it would call
+        InvalidArgument: the postgres dialect on CockroachDB (it would call
             advisory-lock functions CockroachDB lacks), or the cockroach
             dialect on PostgreSQL whose transactions are not SERIALIZABLE
             (nothing would stop two first sign-ins of one subject).
     """
     on_cockroach = "CockroachDB" in (await conn.fetchval(SERVER_VERSION) or "")
     if on_cockroach and not dialect.serializable:
-        raise FailedPrecondition(
+        raise InvalidArgument(
             "database_dialect: the server is CockroachDB, which has no advisory locks; "
             "set --database-dialect cockroach (BUGLESS_AUTH_DATABASE_DIALECT=cockroach)"
         )
     if dialect.serializable and not on_cockroach:
         isolation = await conn.fetchval(DEFAULT_ISOLATION)
         if isolation != "serializable":
-            raise FailedPrecondition(
+            raise InvalidArgument(
                 f"database_dialect {dialect.name} on PostgreSQL (compatibility mode) needs "
                 f"default_transaction_isolation = serializable, the server has {isolation!r}: "
                 "ALTER DATABASE ... SET default_transaction_isolation = 'serializable'"

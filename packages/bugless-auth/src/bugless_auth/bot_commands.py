@@ -110,6 +110,25 @@ def _write_certificate(out: _OpenedOut, pem: str, name: str) -> None:
         ) from exc
 
 
+def _read_option_file(path: Path, option: str) -> bytes:
+    """The bytes of the file ``option`` names.
+
+    Raises:
+        click.BadParameter: it cannot be read, said as click says it of
+            ``--csr`` (``Invalid value for '--ca-cert': 'PATH': No such
+            file or directory``). A file an option names that is missing is
+            bad usage (exit 2) like the option missing, by the exit-status
+            table: its "not found" (3) is of the tracker's things (users,
+            issues), which a file on the operator's machine is not.
+    """
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise click.BadParameter(
+            f"{str(path)!r}: {exc.strerror or exc}", param_hint=f"'{option}'"
+        ) from exc
+
+
 @click.group("bot")
 def bot_group() -> None:
     """Give bots their client certificates (signed here, mapped in the tls mapping file)."""
@@ -188,10 +207,8 @@ def issue_command(  # noqa: PLR0917 - click passes every option by keyword anywa
     from bugless_auth.bot_certificates import mapping_with_bot, sign_bot_csr  # noqa: PLC0415
     from bugless_auth.commands import refusal  # noqa: PLC0415 - it names this module
 
-    try:
-        ca_cert_pem, ca_key_pem = ca_cert.read_bytes(), ca_key.read_bytes()
-    except OSError as exc:
-        raise click.UsageError(f"{exc.filename}: {exc.strerror}") from exc
+    ca_cert_pem = _read_option_file(ca_cert, "--ca-cert")
+    ca_key_pem = _read_option_file(ca_key, "--ca-key")
     user = username or name
     try:
         issued = sign_bot_csr(

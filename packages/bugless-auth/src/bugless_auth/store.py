@@ -140,7 +140,7 @@ class IdentityStore:
         are kept apart: an advisory lock on PostgreSQL, a lease on CockroachDB.
 
         Raises:
-            FailedPrecondition: the server cannot serve ``dialect``.
+            InvalidArgument: the server cannot serve ``dialect``.
             Unavailable: the database cannot be reached.
         """
         chosen = _dialect.dialect_named(dialect)
@@ -193,8 +193,8 @@ class IdentityStore:
 
         Raises:
             FailedPrecondition: the schema is older (run ``bugless auth
-                migrate``) or newer (upgrade this replica) than this code, or
-                the server cannot serve ``dialect``.
+                migrate``) or newer (upgrade this replica) than this code.
+            InvalidArgument: the server cannot serve ``dialect``.
             Unavailable: the database cannot be reached.
         """
         chosen = _dialect.dialect_named(dialect)

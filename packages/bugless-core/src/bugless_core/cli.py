@@ -50,10 +50,11 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
     ),
     (
         EXIT_USAGE,
-        "bad usage or configuration (flags, settings, credentials; a query that does not "
-        "parse, in query explain and the client commands; a value auth user or auth bot "
-        "issue refuses, such as a username it cannot take, a password too short or a "
-        "--mapping-file it cannot write)",
+        "bad usage or configuration (flags, a required option missing or a file an option "
+        "names that cannot be read, settings such as a --database-dialect the database "
+        "cannot run, credentials; a query that does not parse, in query explain and the "
+        "client commands; a value auth user or auth bot issue refuses, such as a username "
+        "it cannot take, a password too short or a --mapping-file it cannot write)",
     ),
     (
         EXIT_NOT_FOUND,
