@@ -1,4 +1,4 @@
-"""``bugless auth user add|update|set-password|disable|sessions``: the local store, directly.
+"""``bugless auth user add|update|rename|set-password|disable|sessions``: the local store, directly.
 
 The user commands talk to the database directly: they are how the first
 administrator exists, before anyone could call CreateLocalUser with a token.
@@ -416,6 +416,43 @@ def user_update_command(
             f"{done.record.username} lost {', '.join(done.lost)}: {done.sessions} session(s) "
             "ended; they sign in again with the groups above"
         )
+
+
+@user_group.command("rename")
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_lock_wait_option
+@settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
+def user_rename_command(
+    settings: AuthSettings,
+    *,
+    old: str,
+    new: str,
+    as_json: bool,
+    lock_wait_seconds: float,
+) -> None:
+    """Rename the local user OLD to NEW, keeping their id, issues, history and groups.
+
+    NEW follows the rules of `auth user add`; one another user holds is
+    refused. Open sessions go on under the new name, which every replica
+    and frontend shows within about a poll of the users' change feed, no
+    restart. Users of LDAP, OIDC or the tls mapping are refused: rename them
+    where their username comes from.
+    """
+    from bugless_auth.user_renames import rename_local_user  # noqa: PLC0415 - module docstring
+
+    async def apply(store: IdentityStore) -> UserRecord:
+        return await rename_local_user(store, old, new)
+
+    record = _with_store(
+        settings,
+        apply,
+        command="rename",
+        lock_wait_seconds=lock_wait_seconds,
+        option_names={"username": "OLD", "new_username": "NEW"},
+    )
+    _print_user(record, as_json)
 
 
 def _minutes_or_seconds(seconds: float) -> str:
