@@ -39,6 +39,14 @@ attachments are read through ``trac.attachment.Attachment`` (its
 layout is Trac's to know), each with its author, time, size and
 description, and copied by ``bugless import``.
 
+A ticket Trac's permission policies hide from its readers (Trac's own
+``AuthzPolicy``, a sensitive- or private-tickets plugin: any policy in
+``[trac] permission_policies``) is restricted (:mod:`._trac_permissions`
+asks Trac, as its pages do, whether a reader holds ``TICKET_VIEW`` on it;
+``--option reader=NAME`` names that reader where anonymous visitors and
+signed-in users see no tickets): ``bugless import`` leaves it out, or puts
+it into ``--restricted-component``, never where its fields map it.
+
 Core Trac has no relations between tickets. Two common plugins keep them in
 custom fields, which are read as relations rather than labels when the
 environment declares them: MasterTicketsPlugin's ``blockedby`` and
@@ -76,6 +84,7 @@ from bugless_core.importer import (
     SourceRelationChange,
 )
 from bugless_core.issue_references import imported_file_link
+from bugless_import.sources._trac_permissions import ticket_restrictions
 from bugless_import.sources.markup import trac_to_markdown
 
 #: Plugins' custom fields that hold relations: field -> (kind, reverse).
@@ -332,9 +341,10 @@ class TracImporter(Importer):
             elif name in _RELATION_FIELDS and name in declared:
                 related.setdefault(int(ticket), []).extend(self._relations(name, value))
         attached = {int(ticket) for (ticket,) in env.db_query(_ATTACHED)}
+        hidden = ticket_restrictions(env, self.options.get("reader", ""))
         for row in env.db_query(_TICKETS):
             number = int(row[0])
-            yield self._ticket(
+            issue = self._ticket(
                 row,
                 changes.get(number, []),
                 base,
@@ -342,6 +352,7 @@ class TracImporter(Importer):
                 attachments=self._attachments(number) if number in attached else (),
                 relations=tuple(related.get(number, ())),
             )
+            yield dataclasses.replace(issue, restricted=hidden(number))
 
     def _relations(self, field: str, value: object) -> list[SourceRelation]:
         """A relation field's ticket numbers (``12, 14``; ``#12`` too) as relations."""

@@ -1,0 +1,123 @@
+"""Trac tickets its permission policies hide from its readers are restricted issues.
+
+Core Trac has no "private" flag: a ticket is restricted by a permission
+policy refusing ``TICKET_VIEW`` on it. A real Trac 1.6 environment with
+Trac's own ``AuthzPolicy`` (``tracopt.perm.authz_policy``; its authz file
+shows ticket 2 to the group ``security`` only) is imported: before, ticket 2
+was imported where its component maps, for everyone who reads that to
+read. Now it is left out and named in the report, or, with
+``--restricted-component``, imported there and nowhere else.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+from import_support import ADMIN, MakeSettings, find
+from test_restricted_component import _component
+
+from bugless_core.clients import call
+from bugless_core.errors import InvalidArgument
+from bugless_import import run_import
+from bugless_import.sources.trac import TracImporter
+from bugless_proto import v1
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "pkg_resources is deprecated")
+    from trac.env import Environment
+    from trac.ticket.model import Ticket
+
+_POLICIES = (
+    "AuthzPolicy, DefaultWikiPolicy, DefaultTicketPolicy, DefaultPermissionPolicy, "
+    "LegacyAttachmentPolicy"
+)
+HIDDEN = (
+    f"a ticket Trac's permission policies ({_POLICIES}) hide from anonymous visitors, who "
+    "may view its other tickets"
+)
+
+
+def _environment(tmp_path: Path, authz: str, *, anonymous_views: bool = True) -> Path:
+    """Tickets 1 and 2 (component "Engines") under AuthzPolicy with the authz file ``authz``."""
+    (tmp_path / "authz.ini").write_text(authz, encoding="utf-8")
+    path = tmp_path / "env"
+    env = Environment(
+        str(path),
+        create=True,
+        options=[
+            ("trac", "database", "sqlite:db/trac.db"),
+            ("trac", "permission_policies", _POLICIES),
+            ("authz_policy", "authz_file", str(tmp_path / "authz.ini")),
+            ("components", "tracopt.perm.authz_policy.*", "enabled"),
+        ],
+    )
+    if not anonymous_views:
+        env.db_transaction("DELETE FROM permission WHERE username='anonymous'")
+        env.db_transaction("DELETE FROM permission WHERE username='authenticated'")
+        env.db_transaction("INSERT INTO permission VALUES ('developers', 'TICKET_VIEW')")
+        env.db_transaction("INSERT INTO permission VALUES ('ann', 'developers')")
+    for number in (1, 2):
+        ticket = Ticket(env)
+        ticket.populate(
+            {"summary": f"Ticket {number}", "description": "Details.", "reporter": "tom",
+             "component": "component1", "status": "new", "type": "defect"}
+        )  # fmt: skip
+        ticket.insert()
+    env.shutdown()
+    return path
+
+
+_SECURITY_ONLY = "[groups]\nsecurity = ann\n\n[ticket:2]\n@security = TICKET_VIEW\n* =\n"
+
+
+async def test_a_ticket_trac_hides_from_its_readers_is_left_out_and_named(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    env = _environment(tmp_path, _SECURITY_ONLY)
+    importer = TracImporter(str(env), {"project": "hidden1"})
+    report = await run_import(importer, make_settings(component_root="TracHidden1"))
+
+    assert report.created == 1
+    assert await find(model, "trac:hidden1#2") == []
+    assert len(await find(model, "trac:hidden1#1")) == 1
+    assert report.restricted_issues == [("trac:hidden1#2", HIDDEN)]
+    assert "restricted issues not imported: 1" in report.render()
+
+
+async def test_a_hidden_ticket_goes_into_the_restricted_component(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    env = _environment(tmp_path, _SECURITY_ONLY)
+    secure = await _component(model, "TracSecure2", "security")
+    settings = make_settings(component_root="TracHidden2", restricted_component="TracSecure2")
+    report = await run_import(TracImporter(str(env), {"project": "hidden2"}), settings)
+
+    assert report.created == 2
+    (hidden,) = await find(model, "trac:hidden2#2")
+    assert hidden.component_id == secure.id
+    (shown,) = await find(model, "trac:hidden2#1")
+    where = await call(
+        model.get_component, v1.GetComponentRequest(caller=ADMIN, component_id=shown.component_id)
+    )
+    assert where.path == "TracHidden2>component1"
+
+
+def test_where_only_a_group_reads_tickets_the_reader_is_named_or_the_run_refuses(
+    tmp_path: Path,
+) -> None:
+    """Neither anonymous nor a signed-in user may view tickets: hidden ones cannot be told.
+
+    The run stops before anything is read (an error, not every ticket
+    restricted), until ``--option reader=`` names one of their readers.
+    """
+    authz = "[ticket:2]\nann =\n"
+    env = _environment(tmp_path, authz, anonymous_views=False)
+    with pytest.raises(InvalidArgument, match="neither anonymous nor a signed-in user"):
+        list(TracImporter(str(env), {}).issues())
+    restricted = {i.key: i.restricted for i in TracImporter(str(env), {"reader": "ann"}).issues()}
+    assert restricted["1"] == ""
+    assert "hide from the reader 'ann' (--option reader)" in restricted["2"]
+    with pytest.raises(InvalidArgument, match="the user 'tom'"):
+        list(TracImporter(str(env), {"reader": "tom"}).issues())
