@@ -64,7 +64,9 @@ RESEND_BACKOFF = Backoff(first_seconds=0.1, max_seconds=0.1, jitter=0.8)
 MODEL_UPLOAD_ROUTE = "/bugless.v1.Model/UploadAttachment"
 #: The Model's download method (a server stream: :func:`open_again_if_refused`).
 MODEL_DOWNLOAD_ROUTE = "/bugless.v1.Model/DownloadAttachment"
-#: The Model's change stream (likewise).
+#: The Model's change stream (likewise). The web never retries it (a live
+#: page's EventSource reconnects) but counts its failures as the Model's
+#: outage (``bugless_web.retries.record_call``).
 MODEL_WATCH_ROUTE = "/bugless.v1.Model/Watch"
 #: What a bugless server (grpclib's default configuration) lets a client send
 #: on one call before the call's handler has read any of it: its HTTP/2

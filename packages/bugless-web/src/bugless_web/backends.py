@@ -43,6 +43,7 @@ from grpclib.client import Channel
 
 from bugless_core.clients import call, warn_if_insecure
 from bugless_core.errors import BuglessError, Unauthenticated
+from bugless_core.failover import MODEL_WATCH_ROUTE
 from bugless_core.outage import OutageLog
 from bugless_core.user_cache import (
     FetchChanges,
@@ -55,7 +56,6 @@ from bugless_core.usernames import username_key
 from bugless_proto import v1
 from bugless_web.metrics import WebMetrics
 from bugless_web.retries import (
-    MODEL_WATCH_ROUTE,
     RetryingAuthenticatorStub,
     RetryingCalls,
     RetryingModelStub,

@@ -123,9 +123,6 @@ READ_ROUTES = frozenset(
 #: went to the browser: :func:`bugless_web.transfers.download_from_model`).
 STREAM_READ_ROUTES = frozenset({"/bugless.v1.Model/DownloadAttachment"})
 _RETRIED_READS = READ_ROUTES | STREAM_READ_ROUTES
-#: A live page's stream of an issue's changes: never retried (the page's
-#: EventSource reconnects), but its failures are the Model's outage too.
-MODEL_WATCH_ROUTE = "/bugless.v1.Model/Watch"
 #: Codes of a call the service did not answer but that do not say it is
 #: away either (a deadline passed: slow; cancelled: the browser left).
 _NOT_ANSWERED = frozenset({Status.DEADLINE_EXCEEDED.name, Status.CANCELLED.name, "UNKNOWN"})

@@ -26,11 +26,12 @@ from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from bugless_core.clients import call
+from bugless_core.failover import MODEL_WATCH_ROUTE
 from bugless_core.ids import try_parse_id
 from bugless_proto import v1
 from bugless_web.backends import Viewer
 from bugless_web.frontend import Frontend, frontend_of, path_id, viewer_of
-from bugless_web.retries import MODEL_WATCH_ROUTE, record_call
+from bugless_web.retries import record_call
 from bugless_web.timeline import load_history, names_for
 
 _log = logging.getLogger("bugless.web.live")
