@@ -16,20 +16,57 @@ waits for its client (grpclib sends the message on, as flow control allows,
 before it asks for the next), and its frame is not running then, so a timer
 releases the Model call on time even if the client never reads again; the
 client's next read fails with the stalled error, which it may resume from.
+
+The same settings bound the other wait of such a stream, the Model's first
+message (a download's attachment, a watch's ``subscribed`` marker), which
+nothing else bounded: a Model that accepted the call and never answered held
+the client's call, the Model stream and its window for good.
+:func:`first_message_within` awaits the opening for at most that long; past
+it the Model call is released and the client gets UNAVAILABLE (safe to try
+again: a download and a watch are reads).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import ClassVar
+from collections.abc import AsyncIterator, Awaitable
+from typing import ClassVar, TypeVar
 
 from grpclib.const import Status
 
-from bugless_core.errors import BuglessError
+from bugless_core.errors import BuglessError, Unavailable
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def first_message_within(
+    opening: Awaitable[T], seconds: float, *, unanswered: str, extra: dict[str, object]
+) -> T:
+    """Await ``opening``, a Model stream's opening up to its first message, ``seconds`` at most.
+
+    Cancelling the opening releases the Model call (the failover's opening
+    closes the stream it opened, :func:`~bugless_core.failover.open_again_if_refused`).
+
+    Args:
+        opening: The opening (a refused one is opened again within the same bound).
+        seconds: The longest wait for the first message.
+        unanswered: The message of the error, also logged as a warning.
+        extra: The log record's fields.
+
+    Raises:
+        Unavailable: Nothing came within ``seconds``.
+    """
+    bound = asyncio.timeout(seconds)
+    try:
+        async with bound:
+            return await opening
+    except TimeoutError:
+        if not bound.expired():
+            raise
+    _log.warning(unanswered, extra=extra)
+    raise Unavailable(unanswered)
 
 
 class WatchStalled(BuglessError):

@@ -22,7 +22,7 @@ import betterproto2
 from bugless_api._custom_users import delta_components, sets_values, user_field_ids
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
-from bugless_api._idle import IdleRelease, WatchStalled
+from bugless_api._idle import IdleRelease, WatchStalled, first_message_within
 from bugless_api._users import UserRefs
 from bugless_api._wire_issues import (
     BATCH_CHANGE_ISSUES,
@@ -285,7 +285,9 @@ class IssuesService(GatewayService, v1.IssuesBase):
         for ``watch_idle_seconds`` while events wait has the Model call
         released then (:class:`~bugless_api._idle.IdleRelease`); its next
         read fails with :class:`~bugless_api._idle.WatchStalled`, and it
-        resumes from its position. A watch a draining Model
+        resumes from its position. A Model that sends nothing of the watch's
+        start (its marker) for as long has the call released too, and the bot
+        gets UNAVAILABLE (:func:`~bugless_api._idle.first_message_within`). A watch a draining Model
         refuses is opened once more on a new connection
         (:func:`~bugless_core.failover.open_again_if_refused`): the other
         watches keep that channel on the old replica while it drains.
@@ -302,8 +304,12 @@ class IssuesService(GatewayService, v1.IssuesBase):
         idle = self.gateway.settings.watch_idle_seconds
         stub = self.gateway.model_watches
         with call_errors("the model service stream broke"):
-            event, events = await open_again_if_refused(
-                stub.channel, lambda: stub.watch(request), MODEL_WATCH_ROUTE
+            event, events = await first_message_within(
+                open_again_if_refused(stub.channel, lambda: stub.watch(request), MODEL_WATCH_ROUTE),
+                idle,
+                unanswered=f"the model service did not start the watch within {idle:g} s "
+                "(--watch-idle-seconds); watch again",
+                extra={"watch_idle_seconds": idle},
             )
             client = IdleRelease(
                 events,
@@ -380,7 +386,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
         takes a message a timer waits ``download_idle_seconds``
         (:class:`~bugless_api._idle.IdleRelease`); if it passes, the Model
         call is released then, however long the client keeps the call, and
-        the client's next read fails with :class:`~bugless_core.errors.DownloadStalled`. A download
+        the client's next read fails with :class:`~bugless_core.errors.DownloadStalled`. A Model
+        that sends nothing of the download's start (the attachment) for as long has the call
+        released too, and the client gets UNAVAILABLE
+        (:func:`~bugless_api._idle.first_message_within`). A download
         a draining Model refuses is opened once more on a new connection
         (:func:`~bugless_core.failover.open_again_if_refused`): a download
         in progress keeps that channel on the old replica while it drains.
@@ -389,8 +398,15 @@ class IssuesService(GatewayService, v1.IssuesBase):
         idle = self.gateway.settings.download_idle_seconds
         stub = self.gateway.model_transfers
         with call_errors("the model service stream broke"):
-            part, parts = await open_again_if_refused(
-                stub.channel, lambda: stub.download_attachment(message), MODEL_DOWNLOAD_ROUTE
+            part, parts = await first_message_within(
+                open_again_if_refused(
+                    stub.channel, lambda: stub.download_attachment(message), MODEL_DOWNLOAD_ROUTE
+                ),
+                idle,
+                unanswered=f"the model service did not start the download of attachment "
+                f"{message.attachment_id} within {idle:g} s (--download-idle-seconds); "
+                "download again",
+                extra={"attachment_id": message.attachment_id, "download_idle_seconds": idle},
             )
         client = IdleRelease(
             parts,

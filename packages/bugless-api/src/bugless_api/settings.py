@@ -152,6 +152,9 @@ class ApiSettings:
             the time it takes). Past it the Model call is released and the
             client's next read fails with DEADLINE_EXCEEDED
             (``DOWNLOAD_STALLED``); as the web's ``download_idle_seconds``.
+            It also bounds the wait for the Model's first message of a
+            download (past it the client gets UNAVAILABLE), which nothing
+            else bounded.
         watch_idle_seconds: How long a watch may wait for its bot to read the
             next event, for the same reason: a bot that stopped reading a busy
             watch would otherwise hold a Model stream and its share of the
@@ -160,6 +163,8 @@ class ApiSettings:
             replica. Past it the Model call is released and the bot's next
             read fails with DEADLINE_EXCEEDED (``WATCH_STALLED``); the Python
             client resumes from the position of the last event it handled.
+            It also bounds the wait for the Model's first message of a watch
+            (its ``subscribed`` marker; past it the bot gets UNAVAILABLE).
         batch_reads: Whether concurrent GetIssue calls of one caller are sent
             to the Model as one BatchGetIssues (see ``bugless_api._coalesce``;
             the answers are the same, each call costs a fraction). Off sends
@@ -224,14 +229,16 @@ class ApiSettings:
     download_idle_seconds: float = setting(
         60.0,
         help="An attachment download's Model call is released once the client has read "
-        "nothing for this long (the client's next read fails); one that keeps reading is "
-        "never cut off by it.",
+        "nothing for this long (the client's next read fails), or the Model has sent "
+        "nothing of its start for this long; a client that keeps reading is never cut off "
+        "by it.",
     )
     watch_idle_seconds: float = setting(
         60.0,
         help="A watch's Model call is released once its bot has read nothing for this long "
         "while events wait (the bot's next read fails, and the client resumes from its "
-        "position); a bot that keeps reading is never cut off by it.",
+        "position), or the Model has sent nothing of its start for this long; a bot that "
+        "keeps reading is never cut off by it.",
     )
     batch_reads: bool = setting(
         True, help="Send concurrent GetIssue calls of one caller to the Model as one batch."
