@@ -98,6 +98,26 @@ async def world(bugless_stack: LocalStack) -> World:
     return world
 
 
+@pytest.fixture(scope="session")
+async def dora(world: World) -> str:
+    """A user whose group grants the global create_component permission (the stack's policy).
+
+    Session-wide: the component admin modules share her (a user is added once).
+    """
+    world.stack.add_user(
+        "dora", PASSWORD, display_name="Dora Creator", groups=["component-creators"]
+    )
+    channel = world.stack.auth.channel()
+    try:
+        found = await call(
+            v1.AuthenticatorStub(channel).lookup_users, v1.LookupUsersRequest(usernames=["dora"])
+        )
+    finally:
+        channel.close()
+    world.users["dora"] = found.users[0].user_id
+    return "dora"
+
+
 @pytest.fixture
 def web_settings(world: World) -> WebSettings:
     """Settings of a dev-mode replica on the session's services."""

@@ -6,39 +6,20 @@ Dora is in ``component-creators`` (the stack's policy grants that group
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from web_support import PASSWORD, World, create_issue, sign_in
+from web_support import World, create_issue, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web import WebSettings, create_app
-
-
-@pytest.fixture(scope="module")
-async def dora(world: World) -> str:
-    """A user whose group grants the global create_component permission."""
-    world.stack.add_user(
-        "dora", PASSWORD, display_name="Dora Creator", groups=["component-creators"]
-    )
-    channel = world.stack.auth.channel()
-    try:
-        found = await call(
-            v1.AuthenticatorStub(channel).lookup_users, v1.LookupUsersRequest(usernames=["dora"])
-        )
-    finally:
-        channel.close()
-    world.users["dora"] = found.users[0].user_id
-    return "dora"
 
 
 @pytest.fixture
@@ -314,101 +295,6 @@ async def test_acl_form_errors_come_back_in_the_form_naming_the_problem(
     assert stale.status_code == 409
     back = f'<a href="/components/{component_id}" class="button primary">'
     assert f"{back}Back to component {component_id}</a>" in stale.text
-
-
-async def _store_acl(world: World, component_id: int, entries: list[tuple[str, v1.Role]]) -> None:
-    """Write a component's own entries as a release before 9eaca465 could (one principal twice).
-
-    The Model refuses such a list now, so it is written to its table; the
-    effective ACL gets each principal's highest role, as the Model computes it.
-    """
-    own = [{"p": principal, "r": int(role)} for principal, role in entries]
-    effective: dict[str, int] = {}
-    for principal, role in entries:
-        effective[principal] = max(effective.get(principal, 0), int(role))
-    schema = world.stack.env.get("BUGLESS_DATABASE_SCHEMA", "bugless")
-    conn = await asyncpg.connect(
-        world.stack.model_database_url, server_settings={"search_path": schema}
-    )
-    try:
-        await conn.execute(
-            "UPDATE components SET acl = $2::jsonb, effective_acl = $3::jsonb WHERE id = $1",
-            component_id,
-            json.dumps(own),
-            json.dumps(effective),
-        )
-    finally:
-        await conn.close()
-
-
-async def test_a_list_naming_a_user_twice_is_edited_to_one_entry_never_silently(
-    client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
-) -> None:
-    """A list from before the Model refused a principal named twice: both rows shown, one kept.
-
-    Before, the form kept the last of the two rows: saving the list unchanged
-    (or adding someone) turned bob, an admin by his first entry, into a viewer
-    with a 303 "Saved". Now two kept rows with two roles are the form's 400
-    naming bob and both roles, nothing saved, each row as sent; removing one
-    saves the other.
-    """
-    token = await sign_in(client, dora)
-    component_id = await create_component(client, token, f"Twice {secrets.token_hex(3)}")
-    dora_id, bob_id = world.users["dora"], world.users["bob"]
-    await _store_acl(
-        world,
-        component_id,
-        [
-            (f"user:{dora_id}", v1.Role.ADMIN),
-            (f"user:{bob_id}", v1.Role.ADMIN),
-            (f"user:{bob_id}", v1.Role.VIEWER),
-        ],
-    )
-    page = (await client.get(f"/components/{component_id}")).text
-    bob_row = f"userid:{bob_id}"
-    assert page.count(f'value="{bob_row}">') == 2
-    version = version_of(page)
-    rows = [f"userid:{dora_id}", bob_row, bob_row]
-    unchanged = await client.post(
-        f"/components/{component_id}/acl",
-        data={"_csrf": token, "version": version, "principal": rows}
-        | {"role": ["admin", "admin", "viewer"], "new_name": "carol", "new_role": "viewer"},
-        follow_redirects=False,
-    )
-    assert unchanged.status_code == 400, unchanged.text
-    assert (
-        "Nothing was saved: acl: &#39;bob&#39; has two entries here, as admin and as viewer;"
-        " set one of them to Remove"
-    ) in unchanged.text
-    first, second = unchanged.text.split(f'value="{bob_row}">')[1:3]
-    assert '<option value="admin" selected>' in first.split("</select>", 1)[0]
-    assert '<option value="viewer" selected>' in second.split("</select>", 1)[0]
-    stored = await call(
-        model.get_component,
-        v1.GetComponentRequest(caller=world.admin, component_id=component_id),
-    )
-    assert [e.role for e in stored.acl] == [v1.Role.ADMIN, v1.Role.ADMIN, v1.Role.VIEWER]
-    demoted = await client.post(
-        f"/components/{component_id}/acl",
-        data={"_csrf": token, "version": version, "principal": rows}
-        | {"role": ["admin", "remove", "viewer"]},
-        follow_redirects=False,
-    )
-    assert demoted.status_code == 303, demoted.text
-    stored = await call(
-        model.get_component,
-        v1.GetComponentRequest(caller=world.admin, component_id=component_id),
-    )
-    assert [(e.principal.user if e.principal else "", e.role) for e in stored.acl] == [
-        (dora_id, v1.Role.ADMIN),
-        (bob_id, v1.Role.VIEWER),
-    ]
-    assert stored.caller_role == v1.Role.ADMIN
-    bob = await call(
-        model.get_component,
-        v1.GetComponentRequest(caller=world.caller("bob"), component_id=component_id),
-    )
-    assert bob.caller_role == v1.Role.VIEWER
 
 
 async def test_a_refused_template_comes_back_as_typed_with_the_problem_at_its_field(
