@@ -12,6 +12,7 @@ or counted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -218,10 +219,18 @@ def compile_search(
     principals: list[str],
     position: list[Any] | None,
     catalog: CustomCatalog | None = None,
+    *,
+    issues_from: Callable[[Callable[[Any, str], str]], str] | None = None,
 ) -> CompiledSearch:
     """Compile ``query`` for ``caller``, resuming after ``position`` if given.
 
     ``catalog`` holds the custom fields the query names (:func:`load_catalog`).
+    ``issues_from``, when given, writes what the statement reads as
+    ``issues i`` instead of the table: a derived table of rows shaped as its
+    rows, binding its values with the function it is handed (``bind(value,
+    cast)`` returns the placeholder). A Watch judges an issue as it was
+    before and after a change that way, by this same compiler
+    (:mod:`bugless_model_postgres._watch_query`).
     """
     query = query or v1.StructuredQuery()
     params = Params(user_id=caller.user_id, catalog=catalog or CustomCatalog())
@@ -229,11 +238,12 @@ def compile_search(
     viewers = params.add(principals, "text[]")
     where = _node(query.filter, params, admin) if query.filter is not None else "TRUE"
     columns = sort_columns(list(query.order_by), params.catalog)
+    source = "issues" if issues_from is None else issues_from(params.add)
     if params.text:
-        base = f"FROM issues i WHERE {_text_visibility(params, admin, viewers)} AND {where}"
+        base = f"FROM {source} i WHERE {_text_visibility(params, admin, viewers)} AND {where}"
     else:
         visible = _VISIBLE.format(admin=admin, principals=viewers, c="c")
-        joined = "FROM issues i JOIN components c ON c.id = i.component_id"
+        joined = f"FROM {source} i JOIN components c ON c.id = i.component_id"
         base = f"{joined} WHERE {visible} AND {where}"
     count_params = list(params.values)
     ctes = ", ".join(params.shared)

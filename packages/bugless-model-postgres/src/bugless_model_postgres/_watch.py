@@ -70,19 +70,24 @@ import asyncpg
 
 from bugless_core import limits
 from bugless_core.database_errors import is_database_error
-from bugless_core.errors import FailedPrecondition, FeedPositionPruned, InvalidArgument
+from bugless_core.errors import FeedPositionPruned, InvalidArgument
 from bugless_core.migrations import quote_schema
 from bugless_core.model.backend import ModelSettings
-from bugless_core.search.build import all_of, term
 from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_model_postgres import _queries as q
-from bugless_model_postgres import _search
 from bugless_model_postgres._attachments import fill_entries_of_issues, fill_feed_entries
 from bugless_model_postgres._context import fetch_issue_rows, fetch_issues, issue_not_found
-from bugless_model_postgres._convert import Conn, entry_from_row, principals_of
-from bugless_model_postgres._custom_search import CustomCatalog, catalog_key, load_catalog
+from bugless_model_postgres._convert import Conn, entry_from_row
+from bugless_model_postgres._custom_search import CustomCatalog, load_catalog
 from bugless_model_postgres._database import server_settings, translated_errors
 from bugless_model_postgres._feed_passes import FeedSequencer, SequencingPasses
+from bugless_model_postgres._watch_query import (
+    changes_that_left,
+    field_changed,
+    fields_gone,
+    matching_now,
+    matching_sql,
+)
 from bugless_proto import v1
 
 _log = logging.getLogger(__name__)
@@ -337,7 +342,7 @@ class ChangeFeed:
                 query names a custom field there is none of.
             FailedPrecondition: a custom field the query names was deleted
                 or renamed while the stream was open (reason
-                ``WATCHED_FIELD_CHANGED``, see :func:`_fields_gone`).
+                ``WATCHED_FIELD_CHANGED``, see :func:`fields_gone`).
         """
         caller = request.caller or v1.Caller()
         await self._listen()
@@ -352,7 +357,7 @@ class ChangeFeed:
             if request.query is not None and not request.issue_id:
                 # Refused before the marker, as a search would refuse it.
                 named = await load_catalog(conn, request.query)
-                _matching_sql(request.query, caller, [], named)
+                matching_sql(request.query, caller, [], named)
         position = head if request.after_position is None else request.after_position
         self.streams += 1
         try:
@@ -394,108 +399,66 @@ class ChangeFeed:
         """The events of ``wanted`` (position, issue id, version), in its order.
 
         Each is left out when the caller may not view its issue, the issue
-        does not match the query, or its entry is gone. The query is judged
+        does not match the query, or its entry is gone; but a change that
+        made the issue stop matching a query is a ``left_query`` event
+        (:mod:`bugless_model_postgres._watch_states`), with the issue and
+        entry when the caller may still view it, their ids alone when not.
+        The query is judged
         with the custom field definitions as they are now; ``named`` are the
-        ones it named when the watch began (see :func:`_fields_gone`). Three or four
+        ones it named when the watch began (see :func:`fields_gone`). A few
         statements for the lot (the issues with the caller's visibility, the
-        query's matches among them, the entries, their attachments) where a
-        change used to cost as many by itself: a watch resumed after
+        query's matches among them, the states of the changes that may have
+        left it, the entries, their attachments) where a change used to cost
+        as many by itself: a watch resumed after
         thousands of changes catches up in a few statements per batch
         (bench/JOURNAL.md, "Session 22: a resumed Watch reads per batch").
         Two entries of one issue share its message, as read once for both.
         """
         if not wanted:
             return []
+        left: set[tuple[int, int]] = set()
         async with translated_errors(), self._pool.acquire() as conn:
             issues = await fetch_issues(conn, caller, sorted({i for _, i, _ in wanted}))
-            if issues and request.query is not None and not request.issue_id:
-                ids = sorted(issues)
+            shown = set(issues)
+            if request.query is not None and not request.issue_id:
                 catalog = await load_catalog(conn, request.query)
-                if gone := _fields_gone(request.query, named, catalog):
+                if gone := fields_gone(request.query, named, catalog):
                     raise gone
-                try:
-                    sql, params = _matching_sql(request.query, caller, ids, catalog)
-                except InvalidArgument as exc:  # it compiled at subscribe: a field changed
-                    raise FailedPrecondition(
-                        f"{exc.message} (a custom field the query names was changed while "
-                        "the watch was open); watch again with a query that fits the fields now",
-                        reason="WATCHED_FIELD_CHANGED",
-                        metadata=exc.metadata,
-                    ) from exc
-                matching = {row["id"] for row in await conn.fetch(sql, *params, len(ids))}
-                issues = {i: issue for i, issue in issues.items() if i in matching}
-            pairs = [(i, v) for _, i, v in wanted if i in issues]
+                with field_changed():
+                    shown = await matching_now(conn, request.query, caller, catalog, sorted(issues))
+                    # A change of an issue matching now that is its latest
+                    # left it matching: only the others can have made it leave.
+                    maybe_left = [
+                        (i, v) for _, i, v in wanted if i not in shown or v != issues[i].version
+                    ]
+                    left = await changes_that_left(conn, request.query, caller, catalog, maybe_left)
+            pairs = [(i, v) for _, i, v in wanted if i in shown or (i, v) in left]
             if not pairs:
                 return []
             found = await conn.fetch(q.FETCH_ENTRIES, [i for i, _ in pairs], [v for _, v in pairs])
             entries = {(row["issue_id"], row["version"]): entry_from_row(row) for row in found}
-            await fill_entries_of_issues(conn, list(entries.values()))
-        return [
-            v1.WatchEvent(issue=issues[i], entry=entries[i, v], position=position)
-            for position, i, v in wanted
-            if i in issues and (i, v) in entries
-        ]
-
-
-def _matching_sql(
-    query: v1.StructuredQuery, caller: v1.Caller, ids: list[int], catalog: CustomCatalog
-) -> tuple[str, list[object]]:
-    """The statement (and its parameters but the limit) of ``query``'s matches among ``ids``.
-
-    The query is compiled with ``catalog``, the definitions of the custom
-    fields it names (:func:`load_catalog`), as a search compiles it: without
-    them a custom field term failed the stream at its first change.
-
-    Raises:
-        InvalidArgument: the query names a custom field there is none of.
-    """
-    only = all_of(
-        query.filter or v1.SearchNode(), term(v1.SearchField.ID, v1.SearchOperator.EQ, *ids)
-    )
-    compiled = _search.compile_search(
-        v1.StructuredQuery(filter=only), caller, principals_of(caller), None, catalog
-    )
-    return compiled.page_sql, list(compiled.page_params)
-
-
-def _fields_gone(
-    query: v1.StructuredQuery, named: CustomCatalog, now: CustomCatalog
-) -> FailedPrecondition | None:
-    """What ends a query watch whose custom fields went away while it was open.
-
-    A field the query names by id that was deleted, or a name no field bears
-    any more (its fields deleted or renamed), leaves the query meaning
-    nothing a watcher asked for: the stream ends with FAILED_PRECONDITION
-    (reason ``WATCHED_FIELD_CHANGED``) naming the fields, as they were named
-    when the watch began, rather than the INVALID_ARGUMENT "there is no
-    custom field" a new query gets (the query was good; the fields changed
-    under it). A name another field still bears (a field of that name in
-    another component, or a new one) keeps the watch going: the query still
-    means something, judged as a search of it now would be.
-    """
-    key = catalog_key(v1.StructuredQuery(filter=query.filter))  # a sort key judges nothing
-    if key is None:
-        return None
-    ids, names = key
-    gone = [
-        f"custom field {i} ({named.by_id[i].name!r})" if i in named.by_id else f"custom field {i}"
-        for i in ids
-        if i not in now.by_id
-    ]
-    gone += [
-        f"custom field {named.by_name[n][0].name!r}" if n in named.by_name else repr(n)
-        for n in names
-        if n not in now.by_name
-    ]
-    if not gone:
-        return None
-    return FailedPrecondition(
-        f"query.filter: the query's {', '.join(gone)} {'was' if len(gone) == 1 else 'were'} "
-        "deleted or renamed while the watch was open, so it no longer means what it did; "
-        "watch again with a query naming fields that exist",
-        reason="WATCHED_FIELD_CHANGED",
-        metadata={"field": "query.filter", "custom_fields": ", ".join(gone)},
-    )
+            await fill_entries_of_issues(conn, [e for (i, _), e in entries.items() if i in issues])
+        events: list[v1.WatchEvent] = []
+        for position, i, v in wanted:
+            if (i, v) in left and i not in issues:  # out of the caller's view now
+                events.append(
+                    v1.WatchEvent(
+                        issue=v1.Issue(id=i),
+                        entry=v1.HistoryEntry(issue_id=i, version=v),
+                        position=position,
+                        left_query=True,
+                    )
+                )
+            elif (i in shown or (i, v) in left) and (i, v) in entries:
+                events.append(
+                    v1.WatchEvent(
+                        issue=issues[i],
+                        entry=entries[i, v],
+                        position=position,
+                        left_query=(i, v) in left,
+                    )
+                )
+        return events
 
 
 def _check_position(

@@ -239,7 +239,10 @@ class ModelBackend(ABC):
         ones, none missed or repeated; a position older than the retention is
         :class:`~bugless_core.errors.FailedPrecondition` and one beyond the
         head :class:`~bugless_core.errors.InvalidArgument`, with ReadFeed's
-        ErrorInfo metadata.
+        ErrorInfo metadata. A query watch also sends the changes that made
+        an issue stop matching the query, marked ``left_query`` (judged on
+        the issue before and after the change, as the proto says; only ids
+        when the caller may no longer view the issue).
         """
         msg = f"the {self.name} backend does not declare the watch capability"
         raise NotImplementedError(msg)

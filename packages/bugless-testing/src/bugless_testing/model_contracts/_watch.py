@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from grpclib.const import Status
 
 from bugless_core.model.backend import Capability
+from bugless_core.search.build import all_of
 from bugless_proto import v1
 from bugless_testing.events import DELIVERY_TIMEOUT, EventStream
 from bugless_testing.model_contracts._support import (
@@ -35,6 +36,12 @@ async def _watching(model: v1.ModelStub, request: v1.WatchRequest) -> AsyncItera
         await stream.close()
 
 
+def _open_of_alice(root_id: int) -> v1.WatchRequest:
+    """Bob watches ``is:open assignee:alice`` in one test's component tree."""
+    node = all_of(eq(v1.SearchField.STATUS_CLASS, "open"), eq(v1.SearchField.ASSIGNEE, "alice"))
+    return v1.WatchRequest(caller=BOB, query=v1.StructuredQuery(filter=within(root_id, node)))
+
+
 @requires_capability(Capability.WATCH)
 class WatchContract:
     """Watch: committed changes pushed to streams, never invisible ones.
@@ -43,8 +50,12 @@ class WatchContract:
     entry); an issue watch then receives every entry committed after it, in
     version order, with the issue as it is after the entry; a query watch
     receives entries of issues matching the query after the change (including
-    other-side entries and newly created issues); failed changes produce no
-    event; and a caller is never told about an issue they may not view.
+    other-side entries and newly created issues), and a ``left_query`` event
+    for a change that made an issue stop matching it (closed, reassigned,
+    moved out of the caller's view: then with the issue's and the entry's
+    ids only), nothing for a change of an issue that matched neither before
+    nor after; failed changes produce no event; and a caller is never told
+    about an issue they may not view.
     """
 
     async def test_issue_watch_receives_each_committed_entry_in_order(
@@ -112,10 +123,92 @@ class WatchContract:
         query = v1.StructuredQuery(filter=within(comp.id, eq(v1.SearchField.PRIORITY, 0)))
         async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
             left = await change(model, issue, delta(priority=v1.Priority.P3))
+            gone = await stream.next()
+            assert gone.left_query
+            assert gone.entry == left.entry
+            still = await change(model, left.issue, comment="still P3")
             await stream.nothing_more()
-            back = await change(model, left.issue, delta(priority=v1.Priority.P0))
+            back = await change(model, still.issue, delta(priority=v1.Priority.P0))
             event = await stream.next()
         assert event.entry == back.entry
+        assert not event.left_query
+
+    async def test_closing_an_issue_tells_the_watcher_it_left_the_query(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id, assignee="alice")
+        async with _watching(model, _open_of_alice(comp.id)) as stream:
+            closed = await change(model, issue, delta(status=v1.Status.FIXED), comment="done")
+            event = await stream.next()
+            await stream.nothing_more()
+        assert event.left_query
+        assert event.entry == closed.entry
+        assert event.issue == closed.issue
+
+    async def test_reassigning_an_issue_tells_the_watcher_it_left_the_query(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id, assignee="alice")
+        async with _watching(model, _open_of_alice(comp.id)) as stream:
+            handed = await change(model, issue, delta(assignee="bob"))
+            event = await stream.next()
+            await stream.nothing_more()
+        assert event.left_query
+        assert event.entry == handed.entry
+        assert event.issue is not None
+        assert event.issue.assignee == "bob"
+
+    async def test_a_change_that_keeps_the_issue_matching_is_an_ordinary_event(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id, assignee="alice")
+        async with _watching(model, _open_of_alice(comp.id)) as stream:
+            raised = await change(model, issue, delta(priority=v1.Priority.P0), comment="soon")
+            event = await stream.next()
+            await stream.nothing_more()
+        assert not event.left_query
+        assert event.entry == raised.entry
+
+    async def test_a_change_of_an_issue_that_never_matched_sends_nothing(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        bobs = await make_issue(model, comp.id, assignee="bob")
+        closed = await make_issue(model, comp.id, assignee="alice", status=v1.Status.FIXED)
+        async with _watching(model, _open_of_alice(comp.id)) as stream:
+            await change(model, bobs, delta(assignee="carol"))
+            await change(model, closed, delta(status=v1.Status.WONT_FIX_OBSOLETE))
+            await stream.nothing_more()
+
+    async def test_an_issue_moved_out_of_view_left_without_its_content(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Bob learns which issue left and by which change; nothing of what he may not see."""
+        root = await make_component(model)
+        secret = await make_component(
+            model, parent_id=root.id, acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        issue = await make_issue(model, root.id, assignee="alice")
+        async with _watching(model, _open_of_alice(root.id)) as stream:
+            moved = await change(
+                model, issue, delta(component_id=secret.id), comment="the secret reason"
+            )
+            event = await stream.next()
+            await stream.nothing_more()
+        assert event.left_query
+        assert event.issue == v1.Issue(id=issue.id)
+        assert event.entry == v1.HistoryEntry(issue_id=issue.id, version=moved.entry.version)
+        # Alice still views it: her watch hears nothing (it still matches for her).
+        request = _open_of_alice(root.id)
+        request.caller = ALICE
+        async with _watching(model, request) as stream:
+            kept = await change(model, moved.issue, comment="still mine")
+            event = await stream.next()
+        assert not event.left_query
+        assert event.entry == kept.entry
 
     async def test_failed_atomic_batch_produces_no_event(self, model: v1.ModelStub) -> None:
         comp = await make_component(model)

@@ -9,6 +9,7 @@ from grpclib.const import Status
 
 from bugless_core.errors import from_grpc_error
 from bugless_core.model.backend import Capability
+from bugless_core.search.build import all_of
 from bugless_proto import v1
 from bugless_testing.events import EventStream
 from bugless_testing.model_contracts._support import (
@@ -69,7 +70,9 @@ class WatchResumeContract:
     changes after it (issue and query watches alike, never an issue the
     caller may not view), then live ones, and a change committed while the
     replay is being sent arrives once, after it; a replayed event carries
-    the issue as it is now and its change as it was; positions beyond the
+    the issue as it is now and its change as it was; a change that made an
+    issue leave a query is replayed as the ``left_query`` event the live
+    stream sent, at its position; positions beyond the
     head or negative are refused with the reason. (Positions older than the
     retention need a pruned feed: each backend's own tests prune theirs.)
     """
@@ -174,6 +177,64 @@ class WatchResumeContract:
             events = [await stream.next(), await stream.next()]
             await stream.nothing_more()
         assert [_seen(e) for e in events] == [(hit.id, raised.issue.version), (created.id, 1)]
+
+    async def test_a_resumed_query_watch_replays_each_leave_as_the_live_stream_sent_it(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Left and matching events alike: same changes, same positions, same left_query.
+
+        Issue A leaves ``is:open assignee:alice`` twice (closed, handed to
+        Bob) and comes back twice, ending matching; issue B leaves it by a
+        move out of Bob's view. A watcher resuming before all of it, or
+        after the first leave, hears what the live watcher heard from there.
+        """
+        root = await make_component(model)
+        secret = await make_component(
+            model, parent_id=root.id, acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        a = await make_issue(model, root.id, assignee="alice")
+        b = await make_issue(model, root.id, assignee="alice")
+        node = all_of(eq(v1.SearchField.STATUS_CLASS, "open"), eq(v1.SearchField.ASSIGNEE, "alice"))
+        request = v1.WatchRequest(
+            caller=BOB, query=v1.StructuredQuery(filter=within(root.id, node))
+        )
+        steps = [
+            (a, delta(status=v1.Status.FIXED)),
+            (a, delta(status=v1.Status.ASSIGNED)),
+            (a, delta(assignee="bob")),
+            (b, delta(component_id=secret.id)),
+            (a, delta(assignee="alice")),
+        ]
+        async with _resumed(model, request) as (stream, marker):
+            start = marker.position
+            current = {a.id: a, b.id: b}
+            live = []
+            for issue, the_delta in steps:
+                made = await change(model, current[issue.id], the_delta)
+                current[issue.id] = made.issue
+                live.append(await stream.next())  # one at a time: each judged as it was made
+            await stream.nothing_more()
+
+        def summary(events: list[v1.WatchEvent]) -> list[tuple[int, int, int, bool]]:
+            return [
+                (
+                    e.issue.id if e.issue else 0,
+                    e.entry.version if e.entry else 0,
+                    e.position,
+                    e.left_query,
+                )
+                for e in events
+            ]
+
+        assert [e.left_query for e in live] == [True, False, True, True, False]
+        assert live[3].issue == v1.Issue(id=b.id)
+        for after, expected in ((start, live), (live[0].position, live[1:])):
+            request.after_position = after
+            async with _resumed(model, request) as (stream, _):
+                replay = [await stream.next() for _ in expected]
+                await stream.nothing_more()
+            assert summary(replay) == summary(expected)
+            assert replay[-1].issue == current[a.id]
 
     async def test_the_replay_never_reports_invisible_issues(self, model: v1.ModelStub) -> None:
         root = await make_component(model)

@@ -1,0 +1,267 @@
+"""Which changes made an issue stop matching a query watch (``WatchEvent.left_query``).
+
+A change made issue ``i`` leave the query when the issue matched it as it
+was just before the change (version ``v - 1``) and does not as the change
+left it (version ``v``). Both states are judged by the search compiler
+itself (:func:`bugless_model_postgres._search.compile_search`), reading a
+derived table of the issue's rows *as they were* in place of ``issues``: the
+current row with the columns the later history entries changed set back to
+the values those entries record as old (``jsonb_populate_record`` over the
+current row keeps every other column). One rule, one compiler: no second
+matcher that could drift from what a search of the query returns, and the
+caller's visibility is judged with the component the issue was in, so a
+move out of the caller's view is a leave.
+
+What the entries record is exact: the scalar fields (status, priority,
+assignee, component, parent, ...), cc and the blocking relations, and the
+version and time of each state. What lives apart from the row (hotlists,
+stars, custom field values, attachments, mentions, comment text) is read as
+it is when the event is sent, as every event's query is; ``closed_at`` of a
+state closed before the issue was reopened is the time it was closed when
+the row still holds it, else the state's own time. Since both states come
+from the history, not from the moment the event is sent, a replay judges a
+change the way the live stream did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_core.issue_fields import ENUM_FIELDS, OPEN_STATUSES, SCALAR_FIELDS
+from bugless_core.search.build import all_of, term
+from bugless_model_postgres import _search
+from bugless_model_postgres._convert import Conn, Row, principals_of
+from bugless_model_postgres._custom_search import CustomCatalog, catalog_key
+from bugless_proto import v1
+
+#: The list fields the issue row holds, with how their history values read
+#: (``hotlist_ids`` lives in hotlist_items: judged as it is now).
+_ROW_LISTS: Mapping[str, Callable[[str], Any]] = {
+    "cc": str,
+    "blocking_ids": int,
+    "blocked_by_ids": int,
+}
+#: Scalar fields holding an issue or component id: "" in a FieldChange is 0.
+_ID_FIELDS = frozenset({"component_id", "parent_id", "duplicate_of_id"})
+_OPEN = frozenset(int(s) for s in OPEN_STATUSES)
+
+#: Every history entry of each issue $1 from version $2 on, newest first.
+_ENTRIES_FROM = """
+SELECT h.issue_id, h.version, h.created_at, h.changes
+  FROM unnest($1::bigint[], $2::bigint[]) AS w(issue_id, low)
+  JOIN issue_history h ON h.issue_id = w.issue_id AND h.version >= w.low
+ ORDER BY h.issue_id, h.version DESC
+"""
+#: The current values the states are computed back from.
+_CURRENT = """
+SELECT id, status, closed_at, cc, blocking_ids, blocked_by_ids
+  FROM issues WHERE id = ANY ($1::bigint[])
+"""
+#: The issues as they were: each state's columns over its current row.
+_STATES_TABLE = (
+    "(SELECT (jsonb_populate_record(cur, st.fields)).* "
+    "FROM jsonb_to_recordset({states}) AS st(id bigint, fields jsonb) "
+    "JOIN issues cur ON cur.id = st.id)"
+)
+
+
+async def changes_that_left(
+    conn: Conn,
+    query: v1.StructuredQuery,
+    caller: v1.Caller,
+    catalog: CustomCatalog,
+    changes: Sequence[tuple[int, int]],
+) -> set[tuple[int, int]]:
+    """The ``(issue id, version)`` of ``changes`` that made their issue stop matching ``query``.
+
+    A creation (version 1) has no state before it and never left. Three
+    statements for the lot: the entries from the oldest change on, the
+    current rows, and the query over both states of every change.
+    """
+    judged = sorted({(i, v) for i, v in changes if v > 1})
+    if not judged:
+        return set()
+    lowest: dict[int, int] = {}
+    for issue_id, version in judged:
+        lowest[issue_id] = min(lowest.get(issue_id, version), version - 1)
+    ids = sorted(lowest)
+    entries = await conn.fetch(_ENTRIES_FROM, ids, [lowest[i] for i in ids])
+    current = {row["id"]: row for row in await conn.fetch(_CURRENT, ids)}
+    newest_first: dict[int, list[asyncpg.Record]] = {}
+    for row in entries:
+        newest_first.setdefault(row["issue_id"], []).append(row)
+    states = [
+        {"id": issue_id, "fields": state_fields(current[issue_id], newest_first[issue_id], at)}
+        for issue_id, version in judged
+        if issue_id in current
+        for at in (version - 1, version)
+    ]
+    if not states:
+        return set()
+    payload = json.dumps(states, default=_json_value)
+
+    def states_table(bind: Callable[[Any, str], str]) -> str:
+        return _STATES_TABLE.format(states=bind(payload, "jsonb"))
+
+    compiled = _search.compile_search(
+        v1.StructuredQuery(filter=query.filter),
+        caller,
+        principals_of(caller),
+        None,
+        catalog,
+        issues_from=states_table,
+    )
+    with_ = f"WITH {compiled.ctes} " if compiled.ctes else ""
+    statement = f"{with_}SELECT i.id, i.version {compiled.base}"
+    rows = await conn.fetch(statement, *compiled.count_params)
+    matched = {(row["id"], row["version"]) for row in rows}
+    return {(i, v) for i, v in judged if (i, v - 1) in matched and (i, v) not in matched}
+
+
+def state_fields(current: Row, newest_first: Iterable[Row], version: int) -> dict[str, Any]:
+    """The row columns of the issue at ``version`` that differ from ``current``'s, and its version.
+
+    ``newest_first`` are the issue's history entries from ``version`` on at
+    least, newest first: every entry above ``version`` is undone (a scalar
+    takes the old value of the oldest such entry that changed it, a list
+    loses what they added and regains what they removed), and the entry at
+    ``version`` gives the state's time (``modified_at``).
+    """
+    fields: dict[str, Any] = {"version": version}
+    lists = {name: set(current[name]) for name in _ROW_LISTS}
+    undone: set[str] = set()
+    for entry in newest_first:
+        if entry["version"] == version:
+            fields["modified_at"] = entry["created_at"]
+        if entry["version"] <= version:
+            continue
+        raw = entry["changes"]
+        for change in json.loads(raw) if isinstance(raw, str) else raw:
+            name = change["field"]
+            if name in SCALAR_FIELDS:
+                fields[name] = _column_value(name, change["old"])
+            elif name in _ROW_LISTS:
+                read = _ROW_LISTS[name]
+                lists[name] -= {read(x) for x in change["added"]}
+                lists[name] |= {read(x) for x in change["removed"]}
+                undone.add(name)
+    for name in undone:
+        fields[name] = sorted(lists[name])
+    if "status" in fields:
+        if fields["status"] in _OPEN:
+            fields["closed_at"] = None
+        else:
+            fields["closed_at"] = current["closed_at"] or fields.get("modified_at")
+    return fields
+
+
+def _column_value(name: str, text: str) -> Any:
+    """A FieldChange value (:func:`~bugless_model_postgres._convert.scalar_text`) as its column."""
+    if name in ENUM_FIELDS:
+        return int(ENUM_FIELDS[name][text]) if text else 0
+    if name in _ID_FIELDS:
+        return int(text) if text else 0
+    return text
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    msg = f"no JSON form for {value!r}"
+    raise TypeError(msg)
+
+
+@contextlib.contextmanager
+def field_changed() -> Iterator[None]:
+    """A query that compiled at subscribe and no longer does: a custom field changed under it."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        raise FailedPrecondition(
+            f"{exc.message} (a custom field the query names was changed while "
+            "the watch was open); watch again with a query that fits the fields now",
+            reason="WATCHED_FIELD_CHANGED",
+            metadata=exc.metadata,
+        ) from exc
+
+
+async def matching_now(
+    conn: Conn,
+    query: v1.StructuredQuery,
+    caller: v1.Caller,
+    catalog: CustomCatalog,
+    ids: list[int],
+) -> set[int]:
+    """Which of ``ids`` match ``query`` for ``caller`` now."""
+    if not ids:
+        return set()
+    sql, params = matching_sql(query, caller, ids, catalog)
+    return {row["id"] for row in await conn.fetch(sql, *params, len(ids))}
+
+
+def matching_sql(
+    query: v1.StructuredQuery, caller: v1.Caller, ids: list[int], catalog: CustomCatalog
+) -> tuple[str, list[object]]:
+    """The statement (and its parameters but the limit) of ``query``'s matches among ``ids``.
+
+    The query is compiled with ``catalog``, the definitions of the custom
+    fields it names (:func:`load_catalog`), as a search compiles it: without
+    them a custom field term failed the stream at its first change.
+
+    Raises:
+        InvalidArgument: the query names a custom field there is none of.
+    """
+    only = all_of(
+        query.filter or v1.SearchNode(), term(v1.SearchField.ID, v1.SearchOperator.EQ, *ids)
+    )
+    compiled = _search.compile_search(
+        v1.StructuredQuery(filter=only), caller, principals_of(caller), None, catalog
+    )
+    return compiled.page_sql, list(compiled.page_params)
+
+
+def fields_gone(
+    query: v1.StructuredQuery, named: CustomCatalog, now: CustomCatalog
+) -> FailedPrecondition | None:
+    """What ends a query watch whose custom fields went away while it was open.
+
+    A field the query names by id that was deleted, or a name no field bears
+    any more (its fields deleted or renamed), leaves the query meaning
+    nothing a watcher asked for: the stream ends with FAILED_PRECONDITION
+    (reason ``WATCHED_FIELD_CHANGED``) naming the fields, as they were named
+    when the watch began, rather than the INVALID_ARGUMENT "there is no
+    custom field" a new query gets (the query was good; the fields changed
+    under it). A name another field still bears (a field of that name in
+    another component, or a new one) keeps the watch going: the query still
+    means something, judged as a search of it now would be.
+    """
+    key = catalog_key(v1.StructuredQuery(filter=query.filter))  # a sort key judges nothing
+    if key is None:
+        return None
+    ids, names = key
+    gone = [
+        f"custom field {i} ({named.by_id[i].name!r})" if i in named.by_id else f"custom field {i}"
+        for i in ids
+        if i not in now.by_id
+    ]
+    gone += [
+        f"custom field {named.by_name[n][0].name!r}" if n in named.by_name else repr(n)
+        for n in names
+        if n not in now.by_name
+    ]
+    if not gone:
+        return None
+    return FailedPrecondition(
+        f"query.filter: the query's {', '.join(gone)} {'was' if len(gone) == 1 else 'were'} "
+        "deleted or renamed while the watch was open, so it no longer means what it did; "
+        "watch again with a query naming fields that exist",
+        reason="WATCHED_FIELD_CHANGED",
+        metadata={"field": "query.filter", "custom_fields": ", ".join(gone)},
+    )

@@ -1,0 +1,115 @@
+"""The states a query watch judges a change on are the issue as it was at each version.
+
+``_watch_query.state_fields`` rebuilds the issue row at a version from the
+current row and the history entries above it (the old values they record).
+Whether a change made an issue leave a watched query rests on it, so this
+holds it to the issue as ChangeIssue answered at each version, over a
+sequence touching every column the entries record: each scalar field, cc,
+both blocking lists (one of them changed by another issue's entry), and the
+status going closed and open again (``closed_at``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from write_support import ADMIN, fresh_component
+
+from bugless_core.deltas import issue_delta
+from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres._watch_query import state_fields
+from bugless_proto import v1
+
+#: The row columns the history records, as the Issue message names them.
+_COLUMNS = (
+    "title",
+    "status",
+    "priority",
+    "severity",
+    "type",
+    "component_id",
+    "assignee",
+    "verifier",
+    "parent_id",
+    "duplicate_of_id",
+    "cc",
+    "blocking_ids",
+    "blocked_by_ids",
+    "version",
+    "modified_at",
+)
+
+
+def _as_row(issue: v1.Issue) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name in _COLUMNS:
+        value = getattr(issue, name)
+        row[name] = sorted(value) if isinstance(value, list) else value
+    return row
+
+
+async def _changed(backend: PostgresBackend, issue: v1.Issue, delta: v1.IssueDelta) -> v1.Issue:
+    answer = await backend.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ADMIN, issue_id=issue.id, expected_version=issue.version, delta=delta
+        )
+    )
+    assert answer.issue is not None
+    return answer.issue
+
+
+async def test_each_version_rebuilt_from_the_history_is_the_issue_as_it_was(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    backend = bugless_model_backend
+    first = (await fresh_component(backend, "states")).id
+    second = (await fresh_component(backend, "states")).id
+
+    async def create(title: str) -> v1.Issue:
+        return await backend.create_issue(
+            v1.CreateIssueRequest(
+                caller=ADMIN, fields=v1.IssueFields(title=title, component_id=first)
+            )
+        )
+
+    parent, other, blocker = [await create(f"related {n}") for n in range(3)]
+    issue = await create("as filed")
+    seen = {issue.version: issue}
+    for delta in (
+        issue_delta(status=v1.Status.FIXED, assignee="alice", priority=v1.Priority.P0),
+        issue_delta(cc_add=["bob", "carol"], blocking_add=[other.id]),
+        issue_delta(status=v1.Status.WONT_FIX_OBSOLETE, component_id=second, title="moved"),
+        issue_delta(status=v1.Status.ASSIGNED, verifier="carol", parent_id=parent.id),
+        issue_delta(cc_remove=["bob"], blocking_remove=[other.id], severity=v1.Severity.S0),
+        issue_delta(issue_type=v1.IssueType.FEATURE_REQUEST, duplicate_of_id=other.id),
+    ):
+        issue = await _changed(backend, issue, delta)
+        seen[issue.version] = issue
+    # Another issue's change writes an entry on this one (blocked_by).
+    await _changed(backend, blocker, issue_delta(blocking_add=[issue.id]))
+    issue = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=issue.id))
+    seen[issue.version] = issue
+    assert len(seen) == 8
+
+    async with backend._pool.acquire() as conn:
+        current = await conn.fetchrow("SELECT * FROM issues WHERE id = $1", issue.id)
+        entries = await conn.fetch(
+            "SELECT version, created_at, changes FROM issue_history WHERE issue_id = $1 "
+            "ORDER BY version DESC",
+            issue.id,
+        )
+    assert current is not None
+    for version, then in seen.items():
+        fields = state_fields(current, entries, version)
+        state = {name: current[name] for name in _COLUMNS} | fields
+        state = {
+            name: sorted(value) if isinstance(value, list) else value
+            for name, value in state.items()
+            if name in _COLUMNS
+        }
+        expected = _as_row(then)
+        for name in ("status", "priority", "severity", "type"):
+            expected[name] = int(expected[name])
+        assert state == expected, f"version {version}"
+        closed = then.status not in (v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED)
+        assert (fields.get("closed_at", current["closed_at"]) is not None) == closed, version
