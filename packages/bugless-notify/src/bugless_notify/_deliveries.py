@@ -29,6 +29,7 @@ from bugless_core.errors import NotFound, PermissionDenied
 from bugless_core.issue_labels import holds_people
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.notification_channel import NotificationMessage
+from bugless_notify._redactions import Redaction, text_redactions
 from bugless_notify.component_webhooks import ComponentEndpoint, endpoints_for
 from bugless_notify.queue import NewDelivery
 from bugless_notify.recipients import Candidate, candidates, mention_texts, wanted
@@ -53,6 +54,11 @@ class Batch:
     webhooks: list[ComponentEndpoint] = field(default_factory=list)
     #: Component id -> its parent's id (0: top level), looked up once per batch.
     parents: dict[int, int] = field(default_factory=dict)
+    #: Redactions of text the batch read: messages still waiting about the
+    #: changes they blanked are rendered again (:mod:`bugless_notify._redactions`).
+    redactions: list[Redaction] = field(default_factory=list)
+    #: Those messages' ids, each with its new rendering (absent: withdrawn).
+    rewrites: list[tuple[list[str], dict[str, NewDelivery]]] = field(default_factory=list)
 
 
 class IssueDeliveries:
@@ -109,6 +115,7 @@ class IssueDeliveries:
         if issue is None:
             return
         found = {e.version: e for e in views.entries}
+        batch.redactions += text_redactions(found[v] for v, _ in entries if v in found)
         if batch.webhooks:
             await self._webhook_deliveries(issue, views, entries, batch)
         work: list[tuple[v1.HistoryEntry, str, list[Candidate]]] = []

@@ -51,6 +51,7 @@ from bugless_core.errors import BuglessError, FailedPrecondition, InvalidArgumen
 from bugless_core.migrations import quote_schema
 from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_notify._deliveries import NOTIFIER, Batch, IssueDeliveries
+from bugless_notify._redactions import WaitingMessages
 from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
 from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.digest import DigestStore
@@ -118,6 +119,7 @@ class FeedConsumer:
         self.options = options
         self._digests = DigestStore(options.schema)
         self._webhooks = ComponentWebhookStore(options.schema)
+        self._waiting = WaitingMessages(options.schema)
         schema = quote_schema(options.schema)
         self._cursor_sql = f"SELECT position FROM {schema}.feed_cursor WHERE name = $1"
         self._lock_cursor_sql = f"{self._cursor_sql} FOR UPDATE"
@@ -290,8 +292,28 @@ class FeedConsumer:
                 await self._deliveries.add(issue_id, entries, searches.get(issue_id, []), batch)
 
         await asyncio.gather(*(one_issue(i, e) for i, e in by_issue.items()))
+        await self._render_redacted_again(batch)
         await self._commit(position, answer.changes[-1].position, batch)
         self.handled += len(answer.changes)
+
+    async def _render_redacted_again(self, batch: Batch) -> None:
+        """Render again what still waits about text the batch's redactions removed.
+
+        See :mod:`bugless_notify._redactions`: the new renderings read the
+        entries as they are now, so the removed text is in none of them, and
+        :meth:`_commit` puts them in place of the old ones.
+        """
+        for redaction in batch.redactions:
+            async with self._pool.acquire() as conn:
+                waiting = await self._waiting.about(conn, redaction)
+            if not waiting:
+                continue
+            again = Batch(webhooks=batch.webhooks, parents=batch.parents)
+            versions = [(v, "") for v in sorted(waiting)]
+            await self._deliveries.add(redaction.issue_id, versions, [], again)
+            rendered = {d.delivery_id: d for d in again.deliveries}
+            rendered |= {d.delivery_id: d for _, d in again.digest}
+            batch.rewrites.append(([i for ids in waiting.values() for i in ids], rendered))
 
     async def _commit(self, read_from: int, to: int, batch: Batch) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -301,6 +323,8 @@ class FeedConsumer:
                 return
             await self._queue.enqueue(conn, batch.deliveries)
             await self._digests.add(conn, batch.digest)
+            for waiting, rendered in batch.rewrites:
+                await self._waiting.replace(conn, waiting, rendered)
             if batch.matches_added:
                 await conn.executemany(self._add_match_sql, sorted(batch.matches_added))
             if batch.matches_removed:

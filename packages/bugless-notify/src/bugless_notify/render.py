@@ -41,6 +41,14 @@ from bugless_core.issue_labels import (
 from bugless_core.notification_channel import NotificationMessage
 from bugless_proto import v1
 
+#: What a mail says where the text of a redacted comment (or description) was.
+REDACTED = "(The text was redacted by an administrator.)"
+#: What a redaction entry removed, as its mail's action says it ("redacted a comment of").
+_REDACTED_WHAT = {
+    v1.RedactionTarget.COMMENT: "a comment",
+    v1.RedactionTarget.DESCRIPTION: "the description",
+    v1.RedactionTarget.ATTACHMENT: "an attachment",
+}
 #: How many characters of a comment a chat message quotes.
 CHAT_COMMENT_CHARS = 500
 _WHITESPACE = re.compile(r"\s+")
@@ -244,6 +252,8 @@ class _Renderer:
             return "created"
         if self.entry.caused_by_issue_id:
             return f"changed through {issue_ref(self.entry.caused_by_issue_id)}"
+        if self.entry.redaction_target in _REDACTED_WHAT:
+            return f"redacted {_REDACTED_WHAT[self.entry.redaction_target]} of"
         if not self.entry.changes and not self.entry.comment:
             if self.entry.attachments:
                 return (
@@ -300,6 +310,8 @@ class _Renderer:
         if self.entry.comment:
             out += ["", "Description:" if self.created else "Comment:", ""]
             out += [f"  {row}" if row else "" for row in self.entry.comment.splitlines()]
+        elif self.entry.comment_redacted:
+            out += ["", REDACTED]
         out += [
             "",
             self.url,
@@ -332,6 +344,8 @@ class _Renderer:
                 f'<p><b>{heading}</b></p><div style="white-space:pre-wrap;border-left:3px solid '
                 f'#ccc;padding-left:8px">{e(self.entry.comment)}</div>'
             )
+        elif self.entry.comment_redacted:
+            parts.append(f"<p><i>{e(REDACTED)}</i></p>")
         parts.append(f'<p><a href="{e(self.url)}">Open {e(issue_ref(self.issue.id))}</a></p>')
         parts.append(
             f'<p style="color:#777;font-size:12px">You receive this because '

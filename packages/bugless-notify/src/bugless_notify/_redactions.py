@@ -1,0 +1,127 @@
+"""Messages still waiting in the notifier when the text they quote is redacted.
+
+A mail is rendered when the feed consumer reads its change, but it may go out
+much later: a person on the daily digest gets it at the digest time, a
+delivery that failed waits for its retry, and a dead letter for an operator's
+retry. A redaction (a leaked password in a comment) blanks the text in the
+Model for good; the copies in the notifier's tables must not carry it to
+anyone afterwards. So when the consumer reads a redaction entry, every
+message still waiting about that issue's changes, from the redacted entry up
+to the redaction, is rendered again from the entries as they are now (the
+comment and each edit of it blanked), and replaces the old one in the
+transaction that advances the cursor. A waiting message that its change no
+longer gives (the recipient was only ``@mentioned`` in the redacted text) is
+withdrawn. A mail already sent, or being sent at that moment, cannot be taken
+back; nor can a digest mail already put together (it waits only if its own
+delivery failed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bugless_core.migrations import quote_schema
+from bugless_notify.queue import NewDelivery
+from bugless_proto import v1
+
+#: The redactions that remove text a notification quotes (an attachment's is
+#: only named in one, and its name stays).
+TEXT_TARGETS = frozenset({v1.RedactionTarget.COMMENT, v1.RedactionTarget.DESCRIPTION})
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """A redaction entry the consumer read.
+
+    Attributes:
+        issue_id: The issue.
+        redacted_version: The entry whose text was removed (1: the description).
+        version: The redaction's own entry; every entry between the two may be
+            an edit of the removed text.
+    """
+
+    issue_id: int
+    redacted_version: int
+    version: int
+
+
+def text_redactions(entries: Iterable[v1.HistoryEntry]) -> list[Redaction]:
+    """The entries of ``entries`` that redact a comment or the description."""
+    return [
+        Redaction(e.issue_id, e.redacted_version, e.version)
+        for e in entries
+        if e.redaction_target in TEXT_TARGETS and e.redacted_version
+    ]
+
+
+def change_version(message_id: str) -> int | None:
+    """The entry version of a ``change-<issue>-<version>/<channel>/<who>`` id.
+
+    None for another kind of id (a digest mail's).
+    """
+    head = message_id.split("/", 1)[0]
+    if not head.startswith("change-"):
+        return None
+    _, _, version = head.rpartition("-")
+    return int(version) if version.isdigit() else None
+
+
+class WaitingMessages:
+    """The notifier's waiting copies of rendered messages: deliveries and digest items."""
+
+    def __init__(self, schema: str) -> None:
+        """Use the tables of ``schema``."""
+        s = quote_schema(schema)
+        # Pending and dead deliveries (an operator may retry a dead letter),
+        # and the items kept for a digest. Read through the queue's partial
+        # indexes on state; a redaction is rare.
+        self._list_sql = (
+            f"SELECT delivery_id AS id FROM {s}.deliveries "
+            "WHERE state IN ('pending', 'dead') AND delivery_id LIKE $1 "
+            f"UNION ALL SELECT item_id FROM {s}.digest_items WHERE item_id LIKE $1"
+        )
+        self._rewrite_delivery_sql = (
+            f"UPDATE {s}.deliveries SET message = $2::jsonb "
+            "WHERE delivery_id = $1 AND state IN ('pending', 'dead')"
+        )
+        self._rewrite_item_sql = (
+            f"UPDATE {s}.digest_items SET message = $2::jsonb WHERE item_id = $1"
+        )
+        self._withdraw_deliveries_sql = (
+            f"DELETE FROM {s}.deliveries "
+            "WHERE delivery_id = ANY($1::text[]) AND state IN ('pending', 'dead')"
+        )
+        self._withdraw_items_sql = f"DELETE FROM {s}.digest_items WHERE item_id = ANY($1::text[])"
+
+    async def about(self, conn: Any, redaction: Redaction) -> dict[int, list[str]]:
+        """The waiting messages about the entries ``redaction`` may have blanked, by version."""
+        rows = await conn.fetch(self._list_sql, f"change-{redaction.issue_id}-%")
+        found: dict[int, list[str]] = {}
+        for row in rows:
+            version = change_version(row["id"])
+            if version is not None and redaction.redacted_version <= version < redaction.version:
+                found.setdefault(version, []).append(row["id"])
+        return found
+
+    async def replace(
+        self, conn: Any, waiting: Sequence[str], rendered: Mapping[str, NewDelivery]
+    ) -> None:
+        """Give each of ``waiting`` its message from ``rendered``; withdraw those it lacks.
+
+        Runs in the caller's transaction (the consumer's, with its cursor).
+        """
+        kept = [
+            (i, json.dumps(rendered[i].message.to_json(), ensure_ascii=False))
+            for i in waiting
+            if i in rendered
+        ]
+        gone = [i for i in waiting if i not in rendered]
+        if kept:
+            await conn.executemany(self._rewrite_delivery_sql, kept)
+            await conn.executemany(self._rewrite_item_sql, kept)
+        if gone:
+            await conn.execute(self._withdraw_deliveries_sql, gone)
+            await conn.execute(self._withdraw_items_sql, gone)

@@ -1,0 +1,180 @@
+"""A redacted comment is never mailed afterwards, from any table of the notifier.
+
+The notifier runs in this process on the stack's real Model and
+Authenticator, a real PostgreSQL and an SMTP sink. Its delivery worker is
+stopped while the changes are made, so their mails wait in the queue as
+they would for a retry, and dora's wait for her daily digest (never due
+during the test: the digest hour is half a day away). Then an admin redacts
+the comment: the mails that go out after that say it was redacted, and the
+one that only existed because of an ``@mention`` in the redacted text goes
+nowhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import secrets
+
+import asyncpg
+from notify_support import stack_notifier_settings, until
+from prometheus_client import CollectorRegistry
+
+from bugless_dev.stack import LocalStack
+from bugless_notify.digest import DigestStore
+from bugless_notify.queue import DeliveryQueue
+from bugless_notify.render import REDACTED, issue_ref
+from bugless_notify.service import start_notifier
+from bugless_notify.worker import DeliveryWorker
+from bugless_proto import v1
+from bugless_testing.smtp import SmtpSink
+
+ADMIN = v1.Caller(user_id="test-admin", admin=True)
+
+
+async def _waiting_with(pool: asyncpg.Pool, schema: str, text: str) -> int:
+    """How many queued deliveries and digest items still carry ``text``."""
+    return int(
+        await pool.fetchval(
+            f"SELECT (SELECT count(*) FROM {schema}.deliveries "
+            "WHERE state = 'pending' AND message::text LIKE '%' || $1 || '%') + "
+            f"(SELECT count(*) FROM {schema}.digest_items "
+            "WHERE message::text LIKE '%' || $1 || '%')",
+            text,
+        )
+    )
+
+
+async def test_a_redacted_comment_is_not_mailed_by_a_digest_or_a_retry_afterwards(
+    bugless_stack: LocalStack, model: v1.ModelStub, notify_database: str, smtp_sink: SmtpSink
+) -> None:
+    tag = secrets.token_hex(3)
+    ids = {}
+    for name in ("dora", "ivan", "bert", "gina"):
+        created = await asyncio.to_thread(
+            bugless_stack.add_user, f"{name}{tag}", "pw-" + tag * 3, email=f"{name}{tag}@ex.test"
+        )
+        ids[name] = str(created["user_id"])
+    bert = v1.Caller(user_id=ids["bert"])
+    await model.update_notification_settings(
+        v1.UpdateNotificationSettingsRequest(
+            caller=v1.Caller(user_id=ids["dora"]),
+            settings=v1.NotificationSettings(channel="email", digest=v1.DigestMode.DAILY),
+        )
+    )
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"redact-{tag}")
+    )
+    schema = f"notify_redact_{tag}"
+    settings = stack_notifier_settings(
+        bugless_stack, database_url=notify_database, schema=schema, smtp_port=smtp_sink.port
+    )
+    hour = (datetime.datetime.now(datetime.UTC).hour + 12) % 24
+    settings = dataclasses.replace(settings, digest_hour_utc=hour)
+    notifier = await start_notifier(settings, metrics_registry=CollectorRegistry())
+    worker: DeliveryWorker | None = None
+    try:
+        notifier.worker.stop()
+        await asyncio.wait_for(notifier.tasks[1], 30)
+        issue = await model.create_issue(
+            v1.CreateIssueRequest(
+                caller=bert,
+                fields=v1.IssueFields(title=f"Redaction {tag}", component_id=component.id),
+                cc=[ids["dora"], ids["ivan"]],
+                idempotency_key=secrets.token_hex(8),
+            )
+        )
+        secret = f"hunter2-{tag}"
+        said = await model.change_issue(
+            v1.ChangeIssueRequest(
+                caller=bert,
+                issue_id=issue.id,
+                expected_version=issue.version,
+                comment=f"the root password is {secret} @gina{tag}",
+            )
+        )
+        assert said.issue is not None
+        assert said.entry is not None
+        said_version = said.entry.version
+        edited_secret = f"hunter3-{tag}"
+        edited = await model.edit_comment(
+            v1.EditCommentRequest(
+                caller=bert,
+                issue_id=issue.id,
+                expected_version=said.issue.version,
+                entry_version=said_version,
+                comment=f"the root password is {edited_secret} @gina{tag}",
+            )
+        )
+        assert edited.issue is not None
+        pool = notifier.pool
+
+        async def waiting() -> bool:
+            return await _waiting_with(pool, schema, edited_secret) > 0
+
+        # Rendered and waiting: dora's digest items, ivan's and gina's mails.
+        await until(
+            waiting,
+            "the edited comment's mails to wait in the queue and for the digest",
+        )
+        assert await _waiting_with(pool, schema, secret) > 0
+        await model.redact(
+            v1.RedactRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=edited.issue.version,
+                target=v1.RedactionTarget.COMMENT,
+                entry_version=said_version,
+            )
+        )
+
+        async def gone() -> bool:
+            return await _waiting_with(pool, schema, "hunter") == 0
+
+        await until(gone, "the redacted text to leave every waiting message")
+        queue = DeliveryQueue(schema)
+        assert await DigestStore(schema).send(pool, queue, datetime.datetime.now(datetime.UTC)) == 1
+        worker = DeliveryWorker(
+            pool,
+            queue,
+            {"email": notifier.delivery_channels[0]},
+            metrics_registry=CollectorRegistry(),
+        )
+        running = asyncio.ensure_future(worker.run())
+        try:
+            dora, ivan, gina = (f"{n}{tag}@ex.test" for n in ("dora", "ivan", "gina"))
+            await until(
+                lambda: (
+                    any(dora in m.recipients for m in smtp_sink.mails)
+                    and sum(ivan in m.recipients for m in smtp_sink.mails) >= 4
+                ),
+                "dora's digest and ivan's mails",
+            )
+            await asyncio.sleep(1.0)  # anything else would have gone out by now
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+        mails = [m for m in smtp_sink.mails if any(tag in r for r in m.recipients)]
+        for mail in mails:
+            for part in ("plain", "html"):
+                body = mail.message.get_body(preferencelist=(part,))
+                assert body is not None
+                assert "hunter" not in body.get_content(), (mail.recipients, part)
+        # gina was told only because the redacted text mentioned her.
+        assert not [m for m in mails if gina in m.recipients]
+        digest = [m for m in mails if dora in m.recipients]
+        assert len(digest) == 1
+        # The creation, the comment, its edit (the last two waiting when it
+        # was redacted) and the redaction, which says what it was.
+        assert digest[0].message["Subject"] == "bugless daily digest: 4 changes"
+        listed = digest[0].message.get_body(preferencelist=("plain",))
+        assert listed is not None
+        assert listed.get_content().count(REDACTED) == 2
+        assert f"redacted a comment of {issue_ref(issue.id)}:" in listed.get_content()
+        to_ivan = [m for m in mails if ivan in m.recipients]
+        assert len(to_ivan) == 4, [m.message["Subject"] for m in to_ivan]
+        plain = [m.message.get_body(preferencelist=("plain",)) for m in to_ivan]
+        assert sum(REDACTED in p.get_content() for p in plain if p is not None) == 2
+    finally:
+        await notifier.close()
