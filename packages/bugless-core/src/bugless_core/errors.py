@@ -458,11 +458,23 @@ _LONGEST_WAIT = 365 * 86400.0
 
 
 def _is_wait(value: str) -> bool:
+    return wait_seconds(value) is not None
+
+
+def wait_seconds(value: str) -> float | None:
+    """The seconds an ErrorInfo's ``retry_after`` asks to wait; None when it reads as no wait.
+
+    A wait is a number from 0 to a year: not "nan" or "inf" (``float`` reads
+    both, and ``math.ceil`` raises on them, ValueError and OverflowError),
+    nor anything longer, which no limit asks for. The one rule for both ends:
+    a client drops a value that is not a wait (:func:`from_grpc_error`), and
+    a server sends no ``retry-after`` trailer for it.
+    """
     try:
         seconds = float(value)
     except ValueError:
-        return False
-    return 0 <= seconds <= _LONGEST_WAIT  # False for nan too
+        return None
+    return seconds if 0 <= seconds <= _LONGEST_WAIT else None  # False for nan too
 
 
 def from_status(

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import ClassVar
 
+from google.rpc import error_details_pb2
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -27,7 +28,7 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from bugless_core import eventloop
-from bugless_core.errors import IssueVersionConflict, to_grpc_error
+from bugless_core.errors import ERROR_DOMAIN, IssueVersionConflict, to_grpc_error
 from bugless_core.grpc import (
     ANY_CLIENT,
     AccessTable,
@@ -51,6 +52,9 @@ HOLD_KEY = "x-test-hold"
 #: Request metadata key: "grpc" raises INVALID_ARGUMENT, "crash" a RuntimeError,
 #: "conflict" an ``IssueVersionConflict`` (a status with ``ErrorInfo`` details).
 FAIL_KEY = "x-test-fail"
+#: Request metadata key: RESOURCE_EXHAUSTED whose ``ErrorInfo`` carries this
+#: ``retry_after``, as written (a server forwarding what it was told).
+RETRY_AFTER_KEY = "x-test-retry-after"
 
 
 #: Type of the ``start_runner`` fixture (see conftest.py).
@@ -136,6 +140,12 @@ class SlowModel(v1.ModelBase):
             raise RuntimeError("the test asked for a crash")
         if failure == "conflict":
             raise to_grpc_error(IssueVersionConflict(7, expected_version=3, current_version=5))
+        retry_after = metadata.get(RETRY_AFTER_KEY)
+        if isinstance(retry_after, str):
+            info = error_details_pb2.ErrorInfo(
+                reason="RATE_LIMITED", domain=ERROR_DOMAIN, metadata={"retry_after": retry_after}
+            )
+            raise GRPCError(Status.RESOURCE_EXHAUSTED, "the test asked for a rate limit", [info])
         return v1.GetServerInfoResponse(backend="test", version="0", capabilities=["slow"])
 
     async def upload_attachment(

@@ -43,6 +43,7 @@ from bugless_core.errors import (
     PermissionDenied,
     Unavailable,
     to_grpc_error,
+    wait_seconds,
 )
 from bugless_core.grpc._access import AccessRules, refusal_message
 from bugless_core.grpc._metrics import GrpcServerMetrics, split_method_name
@@ -453,16 +454,16 @@ def _retry_after(details: object) -> str | None:
 
     Sent as the ``retry-after`` trailer (HTTP's header, rounded up the same
     way) so that clients and proxies that never decode status details still
-    learn when to come back.
+    learn when to come back. None, and no trailer, for a value that is no
+    wait (:func:`~bugless_core.errors.wait_seconds`: "nan", "inf", "1e999",
+    more than a year): the status and its message still go out.
     """
     for detail in details if isinstance(details, list) else ():
         if isinstance(detail, error_details_pb2.ErrorInfo) and detail.domain == ERROR_DOMAIN:
             value = detail.metadata.get("retry_after")
             if value:
-                try:
-                    return str(max(1, math.ceil(float(value))))
-                except ValueError:
-                    return None
+                seconds = wait_seconds(value)
+                return None if seconds is None else str(max(1, math.ceil(seconds)))
     return None
 
 
