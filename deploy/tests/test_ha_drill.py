@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,18 +23,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ha"))
 
-from drill import (
-    KILL,
-    POSTGRES,
-    ROLLING,
-    DrillReport,
-    DrillSettings,
-    PhaseResult,
-    argument_parser,
-    format_table,
-    run_drill,
-    settings_from_args,
-)
+from drill import KILL, POSTGRES, ROLLING, DrillReport, DrillSettings, PhaseResult, run_drill
+from drill_command import argument_parser, format_table, settings_from_args
 from ha_load import PhaseTally
 
 
@@ -128,6 +119,41 @@ def test_an_unknown_phase_is_refused_naming_the_phases(
         settings_from_args(argument_parser().parse_args(["--phases", "rolling,restart"]), tmp_path)
     assert refused.value.code == 2
     assert "--phases: restart; choose from rolling, kill, postgres" in capsys.readouterr().err
+
+
+def test_drill_py_run_as_a_script_is_the_command_line() -> None:
+    """``python deploy/ha/drill.py`` stays the command (deploy/README.md), now that
+    its command line is drill_command's: the same help, the same refusal, exit 2
+    before anything starts."""
+    script = Path(__file__).resolve().parents[1] / "ha" / "drill.py"
+    shown = subprocess.run(
+        [sys.executable, str(script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "The failover drill: real replicas behind HAProxy" in shown.stdout
+    assert "--keep KEEP" in shown.stdout
+    refused = subprocess.run(
+        [sys.executable, str(script), "--phases", "restart"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "--phases: restart; choose from rolling, kill, postgres" in refused.stderr
+
+
+def test_a_relative_keep_is_made_absolute_against_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory's paths go into haproxy.cfg and the services' settings, read by
+    processes that may not share the drill's directory (deploy/README.md's example
+    is ``--keep drill-logs``)."""
+    monkeypatch.chdir(tmp_path)
+    assert argument_parser().parse_args(["--keep", "drill-logs"]).keep == tmp_path / "drill-logs"
 
 
 def test_a_phase_not_run_has_no_invariant_to_violate() -> None:
