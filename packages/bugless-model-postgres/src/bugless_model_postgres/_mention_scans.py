@@ -72,9 +72,11 @@ SELECT $1, coalesce(max(id), 0) FROM issues
 ON CONFLICT (version) DO UPDATE SET scanned_to = 0, through_id = excluded.through_id
 """
 _SCANS = "SELECT version FROM issue_mention_scans ORDER BY version"
+#: The scan's row, locked unless another migrate's batch holds it (then none).
 _LOCK_SCAN = """
-SELECT scanned_to, through_id FROM issue_mention_scans WHERE version = $1 FOR UPDATE
+SELECT scanned_to, through_id FROM issue_mention_scans WHERE version = $1 FOR UPDATE SKIP LOCKED
 """
+_RECORDED = "SELECT count(*) FROM issue_mention_scans WHERE version = $1"
 _BATCH_END = """
 SELECT max(b.id) FROM (SELECT id FROM issues
                         WHERE id > $1 AND id <= $2
@@ -94,9 +96,12 @@ async def queue_registered(pool: Any, policy: RetryPolicy, *, batch: int = SCAN_
     """Run every scan 0028 (or an operator) recorded to its end; how many issues it queued.
 
     Each batch is one transaction, re-run under ``policy`` when it loses a
-    conflict (a writer, or another replica's migrate scanning too: the
-    scan's row lock puts the two in turn, and the second reads where the
-    first got). A finished scan's row is deleted.
+    conflict with a writer. A scan whose row another migrate's batch holds
+    (a second replica migrating at once) is left to that one, and said so:
+    waiting would put this one behind each of its batches in turn (and, at
+    SERIALIZABLE on PostgreSQL, fail it with 40001 each time the wait ends);
+    should the holder stop, the next migrate finishes the scan. A finished
+    scan's row is deleted.
 
     Raises:
         Unavailable: the database went away, or a batch kept conflicting
@@ -116,11 +121,15 @@ async def _scan(pool: Any, version: int, policy: RetryPolicy, batch: int) -> int
     started: tuple[int, int] | None = None
     queued = batches = 0
 
+    held_elsewhere = False
+
     async def one_batch() -> tuple[int, int, int, int] | None:
         """Queue the next range: (scanned_to before, after, through_id, queued); None at the end."""
+        nonlocal held_elsewhere
         async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(_LOCK_SCAN, version)
-            if row is None:  # another replica's migrate finished it
+            if row is None:  # finished, or another migrate's batch holds it
+                held_elsewhere = bool(await conn.fetchval(_RECORDED, version))
                 return None
             after, through = int(row["scanned_to"]), int(row["through_id"])
             end = await conn.fetchval(_BATCH_END, after, through, batch)
@@ -155,6 +164,13 @@ async def _scan(pool: Any, version: int, policy: RetryPolicy, batch: int) -> int
                 queued,
                 extra={"version": version, "scanned_to": end, "through_id": through},
             )
+    if held_elsewhere:
+        _log.info(
+            "migration %04d's mention scan is being run by another migrate: left to it "
+            "(a migrate run after that one stopped finishes it)",
+            version,
+            extra={"version": version},
+        )
     if started is not None:
         _log.info(
             "migration %04d's mention scan: done, %d issues queued in %d batches "

@@ -59,7 +59,10 @@ _DELETE_OTHERS = """
 DELETE FROM issue_mentions WHERE issue_id = $1 AND NOT (username = ANY ($2::text[]))
 """
 _LOCK_ISSUE = "SELECT id FROM issues WHERE id = $1 FOR UPDATE"
-_NEXT_PENDING = "SELECT issue_id FROM issue_mentions_pending ORDER BY issue_id LIMIT $1"
+#: The next queued issues no other backfill's batch holds.
+_NEXT_PENDING = """
+SELECT issue_id FROM issue_mentions_pending ORDER BY issue_id LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
 _DONE = "DELETE FROM issue_mentions_pending WHERE issue_id = ANY ($1::bigint[])"
 #: Issues per backfill transaction.
 BACKFILL_BATCH = 500
@@ -125,9 +128,11 @@ async def backfill(pool: Any) -> int:
     :data:`BACKFILL_BATCH` issues, each in one transaction that locks its
     issues first, so a write racing it recomputes after (or before) it,
     never in between; a batch that lost a conflict is run again
-    (:data:`BACKFILL_RETRIES`). Several replicas may run it at once: a batch
-    done twice writes the same rows. Stopped part-way, the next run goes on
-    from what the committed batches left.
+    (:data:`BACKFILL_RETRIES`). Several replicas may run it at once: each
+    batch takes queued issues no other batch holds (a batch done twice
+    would write the same rows, but the two would wait on each other's
+    locks). Stopped part-way, the next run goes on from what the committed
+    batches left.
     """
     await _mention_scans.queue_registered(pool, BACKFILL_RETRIES)
     done = 0

@@ -341,6 +341,43 @@ class MentionScanChecks:
                 want = sorted(set(mentioned_usernames(*texts[issue_id])))
                 assert kept.get(issue_id, []) == want, (issue_id, texts[issue_id])
 
+    async def test_a_scan_another_migrate_is_running_is_left_to_it(
+        self,
+        mention_scan_backend: SqlBackendClass,
+        model_settings: ModelSettings,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A migrate finding the scan's row locked goes on without it, and says so.
+
+        Waiting would make a second replica's migrate queue behind every batch
+        of the first (and, at SERIALIZABLE on PostgreSQL, lose each time its
+        wait ends: 40001). The scan is the holder's; the next migrate finishes
+        it if the holder does not.
+        """
+        async with _deployment(mention_scan_backend, model_settings, 24) as d:
+            await d.apply_files(28)
+            recorded = await d.scans()
+            holder = await asyncpg.connect(d.settings.database_url)
+            try:
+                await holder.execute(f"SET search_path TO {quote_schema(d.settings.schema)}")
+                async with holder.transaction():
+                    await holder.execute("SELECT * FROM issue_mention_scans FOR UPDATE")
+                    with caplog.at_level(logging.INFO, logger=_SCAN_LOGGER):
+                        async with asyncio.timeout(60):
+                            await d.backend.migrate(d.settings)
+            finally:
+                await holder.close()
+            said = [r.getMessage() for r in caplog.records if r.name == _SCAN_LOGGER]
+            assert said == [
+                "migration 0025's mention scan is being run by another migrate: left to it "
+                "(a migrate run after that one stopped finishes it)"
+            ]
+            assert await d.scans() == recorded
+            assert await d.pending() == set()
+            await d.backend.migrate(d.settings)
+            assert await d.scans() == {}
+            assert len(await d.mentions()) > 0
+
     async def test_two_migrates_at_once_queue_and_fill_each_issue_as_one_would(
         self, mention_scan_backend: SqlBackendClass, model_settings: ModelSettings
     ) -> None:
