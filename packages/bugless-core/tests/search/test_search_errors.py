@@ -36,6 +36,11 @@ def error_of(text: str) -> QuerySyntaxError:
         ("a OR", 2, 2, "expected a term after 'OR'"),
         ("a OR OR b", 2, 2, "expected a term after 'OR'"),
         ("(a OR) b", 3, 2, "expected a term after 'OR'"),
+        # operators of other languages, bare and in capitals (quoted, they are words)
+        ("is:open AND p:p0", 8, 3, "'AND' is not an operator here: terms side by side must all"),
+        ("a AND", 2, 3, 'to search for the word, quote it: "AND"'),
+        ("NOT is:open", 0, 3, "put '-' before it, as in -status:fixed"),
+        ("(a OR NOT b)", 6, 3, "'NOT' is not an operator here"),
         ("a -", 2, 1, "expected a term after '-'"),
         ("-OR a", 0, 1, "expected a term after '-'"),
         ("(-)", 1, 1, "expected a term after '-'"),

@@ -99,6 +99,8 @@ def test_built_trees_print_with_needed_parentheses() -> None:
         lambda: TextTerm("a:b"),
         lambda: TextTerm("-a"),
         lambda: TextTerm("OR"),
+        lambda: TextTerm("AND"),
+        lambda: TextTerm("NOT"),
         lambda: TextTerm("  ", phrase=True),
         lambda: TextTerm("x(y", field=TextField.TITLE),
         lambda: FieldTerm(Field.PRIORITY, Operator.EQ, (IntValue(5),)),

@@ -26,6 +26,7 @@ from bugless_core.search import (
     TimestampValue,
     UserValue,
     Value,
+    format_query,
     parse_query,
 )
 
@@ -96,6 +97,13 @@ def test_words_keep_their_case_and_inner_punctuation() -> None:
 
 def test_lowercase_or_is_a_word() -> None:
     assert only("a or b") == And((word("a"), word("or"), word("b")))
+
+
+def test_and_and_not_are_words_when_quoted_or_not_in_capitals() -> None:
+    assert only('"AND" and "NOT" not') == And(
+        (TextTerm("AND", phrase=True), word("and"), TextTerm("NOT", phrase=True), word("not"))
+    )
+    assert format_query(parse_query('"AND" "NOT"')) == '"AND" "NOT"'
 
 
 def test_or_has_lower_precedence_than_implicit_and() -> None:

@@ -55,8 +55,8 @@ FRAGMENTS = [
     "has:", "has:assignee", "p<p2", "p:p0,p1", "s>=s1", "t:bug", "c:123+", "h:7", "id>5",
     "created>2026-01-01", "modified<today-7", "created>=2026-01-01T10:00:00Z", "today",
     "title:", 'comment:"x y"', "sort:", "sort:priority,-modified", "sort:id", "-", "(", ")",
-    "OR", "or", '"', '"disk full"', "\\", ",", ":", "<", "<=", ">", ">=", "=", "+", "none",
-    "any", "me", "p9", "asignee:x", "x", "日本", "\t", "\n", "  ",
+    "OR", "or", "AND", "NOT", "and", '"', '"disk full"', "\\", ",", ":", "<", "<=", ">", ">=",
+    "=", "+", "none", "any", "me", "p9", "asignee:x", "x", "日本", "\t", "\n", "  ",
 ]  # fmt: skip
 
 token_soup = st.lists(

@@ -38,6 +38,15 @@ DELIMITERS = frozenset('()"')
 OPERATOR_CHARS = frozenset(":=<>")
 #: The keyword for alternatives; any other casing is an ordinary word.
 OR_KEYWORD = "OR"
+#: Operators of other query languages (JQL, Lucene, SQL) that this one writes
+#: otherwise: bare, in capitals, they are refused (each with what to write
+#: instead) rather than searched for as words. ``is:open AND p:p0`` used to
+#: look for the word "AND", and matched nothing without saying why. Quoted,
+#: or in any other casing, they are ordinary words.
+FOREIGN_OPERATORS = {
+    "AND": "terms side by side must all match already: remove 'AND'",
+    "NOT": "to exclude a term, put '-' before it, as in -status:fixed",
+}
 #: Words that are not usernames in a user field (compared case-insensitively).
 RESERVED_USER_WORDS = frozenset({"me", "none", "any"})
 #: ``today-N`` is limited so that date arithmetic stays inside ``datetime``.
@@ -351,13 +360,15 @@ def is_bare_value(text: str) -> bool:
 def is_bare_word(text: str) -> bool:
     """Whether ``text`` can stand alone unquoted and parse back as one free word.
 
-    It must not look like a field term, a negation or the OR keyword.
+    It must not look like a field term, a negation, the OR keyword or an
+    operator of another language (:data:`FOREIGN_OPERATORS`).
     """
     return (
         is_bare_value(text)
         and not any(ch in OPERATOR_CHARS for ch in text)
         and not text.startswith("-")
         and text != OR_KEYWORD
+        and text not in FOREIGN_OPERATORS
     )
 
 

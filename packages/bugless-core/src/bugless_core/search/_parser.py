@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 
 from bugless_core.search._ast import (
+    FOREIGN_OPERATORS,
     And,
     CustomFieldTerm,
     FieldTerm,
@@ -188,6 +189,13 @@ class _Parser:
             case TokenKind.LPAREN:
                 return self.group(token)
             case TokenKind.WORD:
+                instead = FOREIGN_OPERATORS.get(token.text)
+                if instead is not None:
+                    raise self.error(
+                        token.span,
+                        f"'{token.text}' is not an operator here: {instead} "
+                        f'(to search for the word, quote it: "{token.text}")',
+                    )
                 return TextTerm(token.text, span=token.span)
             case TokenKind.PHRASE:
                 if not token.text.strip():
