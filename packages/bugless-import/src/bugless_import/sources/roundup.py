@@ -34,6 +34,16 @@ A tracker without it fails the import with that hint, unless
 ``history=messages`` accepts less: each message then becomes a comment at its
 date by its author, and only the current field values are imported.
 
+Roundup keeps no "private" flag: a tracker restricts items by its schema's
+``View`` permissions (a check function per item). The same ``interfaces.py``
+adds ``GET /rest/bugless_hidden/<class>``, which asks them inside Roundup
+for a reader with the roles new users get and no tie to any item
+(:mod:`._roundup_endpoint`): an issue that reader may not view is restricted
+(left out, or put into ``--restricted-component``), and a message or file it
+may not view is left out and named in the report, its text never sent.
+Without that endpoint (an older ``interfaces.py``) the run stops before
+anything is written, saying what to append.
+
 Roundup's journal stores each change's *previous* value (multilinks as the
 ids added and removed), so the importer walks it back from the current values
 to name old and new for every change. Messages added in one change are that
@@ -61,6 +71,7 @@ entries' relation changes, kept in the imported history.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Iterator
@@ -85,50 +96,9 @@ from bugless_core.importer import (
     SourceRelationChange,
 )
 from bugless_import.sources._http import open_file, read_with_retries, retry_count
+from bugless_import.sources._roundup_endpoint import INTERFACES_PY, hidden_items
 
-#: The REST endpoint a tracker adds to its ``interfaces.py`` for the journal.
-INTERFACES_PY = """
-# bugless-import: GET /rest/history/<class>/<id>, an item's journal (Roundup's
-# REST interface does not expose it); see doc/rest.txt "Adding new rest endpoints".
-from roundup.cgi.exceptions import NotFound as _BuglessNotFound, Unauthorised as _BuglessDenied
-from roundup.rest import Routing, _data_decorator
-
-
-def _bugless_date(value):
-    return "%04d-%02d-%02dT%02d:%02d:%09.6f+00:00" % (
-        value.year, value.month, value.day, value.hour, value.minute, value.second)
-
-
-def _bugless_json(value):
-    if isinstance(value, (list, tuple)):
-        return [_bugless_json(v) for v in value]
-    if isinstance(value, dict):
-        return dict((str(k), _bugless_json(v)) for k, v in value.items())
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
-class RestfulInstance:
-
-    @Routing.route("/history/<:class_name>/<:item_id>", "GET")
-    @_data_decorator
-    def bugless_history(self, class_name, item_id, input_payload):
-        if class_name not in self.db.classes:
-            raise _BuglessNotFound("Class %s not found" % class_name)
-        klass = self.db.getclass(class_name)
-        if not item_id.isdigit() or not klass.hasnode(item_id):
-            raise _BuglessNotFound("%s%s not found" % (class_name, item_id))
-        uid = self.db.getuid()
-        if not self.db.security.hasPermission("View", uid, class_name, itemid=item_id):
-            raise _BuglessDenied("Permission to view %s%s denied" % (class_name, item_id))
-        entries = [
-            {"date": _bugless_date(when), "user": user, "action": action,
-             "params": _bugless_json(params)}
-            for _nodeid, when, user, action, params in klass.history(item_id, skipquiet=False)
-        ]
-        return 200, {"history": entries}
-"""
+__all__ = ["INTERFACES_PY", "RoundupImporter", "roundup_date"]
 
 _ISSUE_FIELDS = (
     "title,status,priority,assignedto,nosy,keyword,messages,files,creation,activity,creator"
@@ -256,6 +226,8 @@ class RoundupImporter(Importer):
         self._names: dict[str, dict[str, str]] = {}
         #: Retired users the issues named, by id (read one by one: REST lists none).
         self._retired: dict[str, SourcePerson] = {}
+        #: Per class, the ids the tracker's ordinary readers may not view.
+        self._hidden: dict[str, frozenset[str]] = {}
 
     def _headers(self) -> dict[str, str]:
         # Roundup's CSRF defences want these on the login POST (doc/rest.txt).
@@ -402,17 +374,27 @@ class RoundupImporter(Importer):
         schema = self.issue_properties()
         related = [p for p in ("superseder", *_BLOCKED_BY) if p in schema]
         fields = ",".join([_ISSUE_FIELDS, *related])
+        self._hidden, roles = hidden_items(self.get, self.base)
         for item in self.collection("issue", fields):
             issue = self._issue(item, users)
+            if issue is not None and item["id"] in self._hidden["issue"]:
+                whom = f"Roundup's View permissions hide from readers with the roles {roles}"
+                issue = dataclasses.replace(issue, restricted=f"an issue {whom}")
             if issue is not None:
                 yield issue
 
-    def _file(self, file_id: str, users: dict[str, str]) -> SourceAttachment | None:
-        """A file of an issue (None if it is gone); its content is read when copied."""
+    def _file(self, file_id: str, users: dict[str, str], issue_id: str) -> SourceAttachment | None:
+        """A file of an issue (None if it is gone, or hidden from the tracker's readers)."""
         data = self.get(f"data/file/{file_id}", **{"@fields": "name,type,creator,creation"})
         if data is None:
             return None
         attributes: dict[str, Any] = data.get("attributes") or {}
+        if file_id in self._hidden["file"]:
+            self.withheld[f"issue{issue_id} file{file_id}"] = (
+                f"file {attributes.get('name')!r} of {attributes.get('creation')} (Roundup's "
+                "View permissions hide it from the tracker's ordinary readers)"
+            )
+            return None
         return SourceAttachment(
             name=str(attributes.get("name") or f"file{file_id}"),
             author=users.get(_id(attributes.get("creator")), ""),
@@ -428,13 +410,22 @@ class RoundupImporter(Importer):
         request = Request(url, headers={**self._headers(), "Accept": "*/*"})
         return open_file(request, source="Roundup", retries=self.retries, opener=self._opener)
 
-    def _message(self, msg_id: str) -> dict[str, Any]:
+    def _message(self, msg_id: str, issue_id: str) -> dict[str, Any]:
+        """A message; one the tracker's readers may not view keeps no text (named instead)."""
         data = self.get(
             f"data/msg/{msg_id}", **{"@fields": "author,date,creation,content", "@verbose": 3}
         )
         if data is None:
             return {"author": "", "date": "", "creation": "", "content": ""}
         attributes: dict[str, Any] = data["attributes"]
+        if msg_id in self._hidden["msg"]:
+            author = attributes.get("author") or {}
+            name = author.get("username") if isinstance(author, dict) else author
+            self.withheld[f"issue{issue_id} msg{msg_id}"] = (
+                f"message by {name or 'someone'} of {attributes.get('date') or '?'} (Roundup's "
+                "View permissions hide it from the tracker's ordinary readers)"
+            )
+            attributes = {**attributes, "content": ""}
         return attributes
 
     def _value(self, field: str, raw: Any) -> str:
@@ -452,7 +443,7 @@ class RoundupImporter(Importer):
                 current[name] = _id(item[name])
         sets: dict[str, set[str]] = {f: set(_ids(item.get(f))) for f in _MULTILINKS}
         final = dict(current), {f: set(v) for f, v in sets.items()}
-        messages = {m: self._message(m) for m in _ids(item.get("messages"))}
+        messages = {m: self._message(m, issue_id) for m in _ids(item.get("messages"))}
         created = roundup_date(str(item["creation"]))
         reporter = users.get(_id(item.get("creator")), "")
         entries: list[SourceEntry] = []
@@ -513,7 +504,9 @@ class RoundupImporter(Importer):
             entries=tuple(entries),
             attachments=tuple(
                 f
-                for f in (self._file(i, users) for i in sorted(_ids(item.get("files")), key=int))
+                for f in (
+                    self._file(i, users, issue_id) for i in sorted(_ids(item.get("files")), key=int)
+                )
                 if f is not None
             ),
             relations=(

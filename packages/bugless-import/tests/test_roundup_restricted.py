@@ -1,0 +1,165 @@
+"""Roundup items its View permissions hide from ordinary readers stay restricted.
+
+Roundup stores no "private" flag: a tracker restricts items in its schema,
+with ``View`` permissions whose check function decides per item. This real
+classic tracker gives issues a ``confidential`` and messages an ``internal``
+property, and its ``User`` role views a confidential issue only on its nosy
+list and an internal message only as its author. Before, the import (as the
+admin, who views everything) brought both where everyone who reads the
+component reads them. Now the issue is a restricted issue (left out and
+named, or put into ``--restricted-component``), and the message and a file
+of the issue that is hidden too are left out and named, their text never
+sent.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from import_support import MakeSettings, find, history
+from test_roundup import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as
+
+from bugless_core.errors import FailedPrecondition
+from bugless_import import run_import
+from bugless_import.sources.roundup import INTERFACES_PY, RoundupImporter
+from bugless_proto import v1
+
+#: The classic schema's plain View for users, and what this tracker has instead.
+_PLAIN_VIEW = "    db.security.addPermissionToRole('User', 'View', cl)\n"
+_SCHEMA = """
+
+def _bugless_issue_visible(db, userid, itemid):
+    return not db.issue.get(itemid, "confidential") or userid in db.issue.get(itemid, "nosy")
+
+
+def _bugless_msg_visible(db, userid, itemid):
+    return not db.msg.get(itemid, "internal") or db.msg.get(itemid, "author") == userid
+
+
+def _bugless_file_visible(db, userid, itemid):
+    return not db.file.get(itemid, "internal") or db.file.get(itemid, "creator") == userid
+
+
+for _cl, _check in (("issue", _bugless_issue_visible), ("msg", _bugless_msg_visible),
+                    ("file", _bugless_file_visible)):
+    db.security.addPermissionToRole("User", db.security.addPermission(
+        name="View", klass=_cl, check=_check, description="confidential items: nosy only"))
+"""
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Issue 1 open to all, issue 2 confidential; issue 1's second message internal."""
+    home = tmp_path_factory.mktemp("roundup-restricted") / "tracker"
+    subprocess.run(
+        [ROUNDUP_ADMIN, "-i", str(home), "install", "classic", "sqlite",
+         "mail_domain=example.invalid,tracker_web=http://127.0.0.1:9/"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    schema = (home / "schema.py").read_text(encoding="utf-8")
+    schema = schema.replace(
+        "issue = IssueClass(db, \"issue\",\n", "issue = IssueClass(db, \"issue\",\n"
+        "                confidential=Boolean(),\n"
+    ).replace("                inreplyto=String())", "                inreplyto=String(),\n"
+              "                internal=Boolean())")  # fmt: skip
+    schema = schema.replace('file = FileClass(db, "file",\n                name=String())',
+                            'file = FileClass(db, "file",\n                name=String(),\n'
+                            "                internal=Boolean())")  # fmt: skip
+    assert (_PLAIN_VIEW in schema, schema.count("confidential"), schema.count("internal")) == (
+        True,
+        1,
+        2,
+    ), "the classic schema as this test knows it"
+    schema = schema.replace(_PLAIN_VIEW, "    if cl == 'keyword':\n" + "    " + _PLAIN_VIEW)
+    (home / "schema.py").write_text(schema + _SCHEMA, encoding="utf-8")
+    (home / "interfaces.py").write_text(INTERFACES_PY, encoding="utf-8")
+    subprocess.run(
+        [ROUNDUP_ADMIN, "-i", str(home), "initialise", ADMIN_PASSWORD],
+        check=True,
+        capture_output=True,
+    )
+    db = _as(home, "admin")
+    try:
+        ann = db.user.create(username="ann", roles="User", address="ann@roundup.example.org")
+        first = db.msg.create(content="The valve sticks.", author=ann)
+        secret = db.msg.create(content="Supplier X's part.", author=ann, internal=True)
+        internal_file = db.file.create(name="contract.txt", content="terms", internal=True)
+        public_file = db.file.create(name="photo.txt", content="a valve")
+        db.issue.create(title="Valve sticks", messages=[first, secret], nosy=[ann],
+                        files=[public_file, internal_file])  # fmt: skip
+        hidden_msg = db.msg.create(content="Exploit details.", author=ann)
+        db.issue.create(title="Exploit in the uplink", messages=[hidden_msg], nosy=[ann],
+                        confidential=True)  # fmt: skip
+        db.commit()
+    finally:
+        db.close()
+    return home
+
+
+@pytest.fixture(scope="module")
+def url(tracker: Path) -> Iterator[str]:
+    """The tracker served by Roundup's WSGI application on a port it bound itself."""
+    server = subprocess.Popen(
+        [sys.executable, str(SERVER), str(tracker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        port = server.stdout.readline().decode().strip()
+        assert port.isdigit(), server.stderr.read().decode() if server.stderr else "no port"
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def options(tmp_path: Path) -> dict[str, str]:
+    """Signed in as the admin, who views every item."""
+    secret = tmp_path / "roundup-password"
+    secret.write_text(ADMIN_PASSWORD + "\n", encoding="utf-8")
+    return {"user": "admin", "password-file": str(secret)}
+
+
+async def test_hidden_issues_messages_and_files_never_reach_the_component_everyone_reads(
+    url: str, options: dict[str, str], make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    importer = RoundupImporter(url, {**options, "tracker": "secret1"})
+    report = await run_import(importer, make_settings(component_root="RoundupSecret1"))
+
+    assert report.created == 1
+    assert await find(model, "roundup:secret1#2") == []
+    assert report.restricted_issues == [
+        (
+            "roundup:secret1#2",
+            "an issue Roundup's View permissions hide from readers with the roles user",
+        )
+    ]
+    (valve,) = await find(model, "roundup:secret1#1")
+    entries = await history(model, valve.id)
+    text = [e.comment for e in entries] + [valve.description]
+    assert not [t for t in text if "Supplier" in t or "Exploit" in t]
+    assert [a.name for e in entries for a in e.attachments] == ["photo.txt"]
+    withheld = dict(report.withheld)
+    assert withheld["issue1 msg2"].startswith("message by ")
+    assert "hide it from the tracker's ordinary readers" in withheld["issue1 msg2"]
+    assert withheld["issue1 file1"].startswith("file 'contract.txt' of ")
+    assert "restricted issues not imported: 1" in report.render()
+
+
+async def test_a_tracker_with_an_older_interfaces_py_stops_the_run_saying_what_to_add(
+    url: str, options: dict[str, str]
+) -> None:
+    importer = RoundupImporter(url, options)
+    real = importer.get
+
+    def before(path: str, **query: Any) -> Any:
+        return None if path.startswith("bugless_hidden/") else real(path, **query)
+
+    importer.get = before  # type: ignore[method-assign]
+    with pytest.raises(FailedPrecondition, match="bugless_hidden/issue: no such endpoint"):
+        next(importer.issues())
