@@ -116,26 +116,18 @@ STUBS = ["asyncpg-stubs", "types-grpcio"]
 BENCH_TOOLS = nox.project.dependency_groups(nox.project.load_toml(ROOT / "pyproject.toml"), "bench")
 
 
-def _test_trees() -> list[list[str]]:
-    """The test modules, as groups mypy can check in one run each.
+def _test_trees() -> list[str]:
+    """Each package's tests folder: one mypy run each, as a developer runs it alone.
 
     pytest imports test modules by file name with their folder on ``sys.path``
     (no ``__init__.py``), so ``conftest.py`` and helpers like ``web_support``
-    are top-level modules. Two of one name in one mypy run clash, so each
-    package's tests are one run, and a sub-folder with its own conftest.py
-    (bugless-core's ``grpc/``) is a run of its own. Every other module's name
-    is unique across the packages (scripts/tests/test_test_module_names.py),
-    so one pytest run can collect all the trees.
+    are top-level modules, and two of one name in one mypy run clash. So
+    every package's tests are one run (``mypy --strict packages/PKG/tests``),
+    with one ``conftest.py``, at the folder's top
+    (scripts/tests/test_test_module_names.py); every other module's name is
+    unique across the packages, so one pytest run can collect all the trees.
     """
-    groups: list[list[str]] = []
-    for tests in sorted((ROOT / "packages").glob("*/tests")):
-        roots = sorted({c.parent for c in tests.rglob("conftest.py")} | {tests}, reverse=True)
-        by_root: dict[Path, list[str]] = {}
-        for module in sorted(tests.rglob("*.py")):
-            root = next(r for r in roots if r == module.parent or r in module.parents)
-            by_root.setdefault(root, []).append(str(module.relative_to(ROOT)))
-        groups += [by_root[root] for root in sorted(by_root)]
-    return groups
+    return [str(tests.relative_to(ROOT)) for tests in sorted((ROOT / "packages").glob("*/tests"))]
 
 
 @nox.session(python=PYTHON)
@@ -153,8 +145,8 @@ def typecheck(session: nox.Session) -> None:
     sources = [str(p) for p in sorted((ROOT / "packages").glob("*/src"))]
     session.run("mypy", "--strict", *sources, "scripts", "noxfile.py")
     session.run("mypy", "--strict", "bench")
-    for group in _test_trees():
-        session.run("mypy", "--strict", *group, silent=True)
+    for tests in _test_trees():
+        session.run("mypy", "--strict", tests, silent=True)
 
 
 @nox.session(python=PYTHON)

@@ -64,3 +64,19 @@ def test_the_check_sees_the_test_folders() -> None:
     assert "test_cockroach_conformance" in modules
     assert "api_support" in modules
     assert "message_pool" not in modules  # a module of the package wire_sample
+
+
+def test_each_package_s_tests_have_one_conftest_at_their_top() -> None:
+    """So ``mypy --strict packages/PKG/tests`` checks a package's tests alone.
+
+    The folders are no packages, so every ``conftest.py`` in one of them is
+    the module ``conftest``, and mypy stops on the second ("Duplicate module
+    named 'conftest'"); ``nox -s typecheck`` runs each package's tests as one
+    run for the same reason. A sub-folder's fixtures go in the package's
+    conftest (bugless-core's ``grpc/`` ones are there).
+    """
+    nested = [
+        str(conftest.relative_to(ROOT))
+        for conftest in sorted((ROOT / "packages").glob("*/tests/*/**/conftest.py"))
+    ]
+    assert nested == []

@@ -160,7 +160,7 @@ class SlowModel(v1.ModelBase):
 
 HERE = Path(__file__).parent
 #: What a process running this file (or a client beside it) needs on ``sys.path``.
-SOURCES = [HERE.parents[1] / "src", HERE.parents[2] / "bugless-proto" / "src"]
+SOURCES = [HERE.parent / "src", HERE.parents[1] / "bugless-proto" / "src"]
 
 #: The drain of :class:`ServerProcess`'s server: long enough for a test to see
 #: NOT_SERVING before it ends, however late a loaded machine runs the process
