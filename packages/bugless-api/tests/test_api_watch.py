@@ -166,6 +166,42 @@ async def test_a_restricted_issue_reaches_only_watchers_who_may_view_it(
     assert seen_by_outsider.issue.id == public.id
 
 
+async def test_an_issue_leaving_a_watched_query_is_an_event_that_says_so(
+    connect_as: ConnectAs,
+) -> None:
+    """Closed: left_query with the issue and change, people as usernames. Moved where the
+    watcher may not look: left_query with the ids alone, nothing of the change."""
+    boss, robot = await signed_in(connect_as, "boss", "robot")
+    root = await boss.create_component(f"WatchLeave-{secrets.token_hex(3)}")
+    secret_component = await boss.create_component(
+        "Secret", parent_id=root.id, acl=[acl(v1.Principal(user="boss"), v1.Role.ADMIN)]
+    )
+    closing = await boss.create_issue("to be closed", root.id, assignee="robot")
+    moving = await boss.create_issue("to be hidden", root.id, assignee="robot")
+
+    async with _watching(robot, query=f"c:{root.id}+ is:open assignee:me") as events:
+        closed = await boss.update_issue(closing.id, status="FIXED", comment="done")
+        closed_event = await events.next()
+        moved = await boss.update_issue(
+            moving.id, component_id=secret_component.id, comment="need to know"
+        )
+        moved_event = await events.next()
+        await events.nothing_more()
+
+    assert closed_event.left_query
+    assert closed_event.issue is not None
+    assert (closed_event.issue.id, closed_event.issue.status) == (closing.id, v1.Status.FIXED)
+    assert closed_event.issue.assignee == "robot"
+    assert closed_event.entry is not None
+    assert closed.issue is not None
+    assert (closed_event.entry.version, closed_event.entry.author) == (closed.issue.version, "boss")
+    assert closed_event.entry.comment == "done"
+    assert moved_event.left_query
+    assert moved.issue is not None
+    assert moved_event.issue == v1.Issue(id=moving.id)
+    assert moved_event.entry == v1.HistoryEntry(issue_id=moving.id, version=moved.issue.version)
+
+
 async def test_watching_an_invisible_issue_is_not_found(connect_as: ConnectAs) -> None:
     """The stream fails with NOT_FOUND, as a get would: existence is not leaked."""
     boss, outsider = await signed_in(connect_as, "boss", "outsider")

@@ -327,6 +327,58 @@ async def test_a_watch_line_of_a_replayed_change_says_the_issue_moved_on(
     assert second.startswith(f"{issue.id} 'renamed since': #3 ")
 
 
+async def test_a_watch_line_says_when_a_change_made_the_issue_leave_the_query(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    """``--query``: a closed issue's line says "left the query" before the change, and
+    the --json line carries "left_query"; a change keeping it matching says neither."""
+    component = await _component(cli_bot, "WatchLeave")
+    staying, issue = await _issues(cli_bot, component, 2)
+    query = f"c:{component.id} is:open"
+    watch = cli_bot.watch(query=query, reconnect=False)
+    start = (await anext(watch)).position
+    await watch.aclose()
+    await cli_bot.comment(staying.id, "still open")
+    await cli_bot.update_issue(issue.id, status="FIXED")
+    command = ("issue", "watch", "--query", query, "--after", str(start), "--count", "2")
+    done = await asyncio.to_thread(bugless_cli, served_api, *command)
+    lines = done.stdout.splitlines()  # a comment is printed below its change's line
+    (kept,) = [line for line in lines if line.startswith(f"{staying.id} ")]
+    (left,) = [line for line in lines if line.startswith(f"{issue.id} ")]
+    assert "left the query" not in kept
+    assert done.stdout.count("left the query") == 1
+    assert left.startswith(f"{issue.id} '{issue.title}': left the query: #2 ")
+    assert "status: NEW -> FIXED" in left
+    as_json = await asyncio.to_thread(bugless_cli, served_api, *command, "--json")
+    events = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [e["left_query"] for e in events] == [False, True]
+
+
+async def test_a_watch_line_of_an_issue_moved_out_of_view_says_only_that_it_left(
+    served_api: dict[str, str], cli_bot: BuglessClient, connect_as: ConnectAs
+) -> None:
+    """Moved where cli-bot may not look: the line names the issue's id and the
+    change's number, nothing of the title or the change (the event holds no more)."""
+    (boss,) = await signed_in(connect_as, "boss")
+    root = await _component(boss, "WatchHidden")
+    secret = await boss.create_component(
+        "Secret",
+        parent_id=root.id,
+        acl=[v1.AclEntry(principal=v1.Principal(user="robot"), role=v1.Role.ADMIN)],
+    )
+    issue = await boss.create_issue("soon hidden", root.id)
+    query = f"c:{root.id}+ is:open"
+    watch = cli_bot.watch(query=query, reconnect=False)
+    start = (await anext(watch)).position
+    await watch.aclose()
+    await boss.update_issue(issue.id, component_id=secret.id, comment="the secret reason")
+    command = ("issue", "watch", "--query", query, "--after", str(start), "--count", "1")
+    done = await asyncio.to_thread(bugless_cli, served_api, *command)
+    assert done.stdout == (
+        f"{issue.id}: left the query by change #2 (you may no longer view the issue)\n"
+    )
+
+
 async def test_hotlists_are_renamed_reranked_noted_and_deleted(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:

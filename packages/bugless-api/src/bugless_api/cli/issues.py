@@ -285,8 +285,13 @@ def watch_command(
     A line is the issue's id and title as they are when it is printed, then
     the change: its entry number, time, author and what it changed (old and
     new values). "(now at #N)" after the title says the issue was changed
-    again since, as a change printed by --after often was. With --json,
-    "entry" is the change and "issue" the issue as it is now.
+    again since, as a change printed by --after often was. With --query, a
+    change that made an issue stop matching the query (closed, reassigned,
+    moved away) is printed as "left the query" before the change; when you may
+    no longer view the issue, the line says only its id and the change's
+    number. With --json, "entry" is the change, "issue" the issue as it is
+    now, and "left_query" is true on such a change (then "issue" and "entry"
+    hold only their ids when you may no longer view the issue).
     """
     if (issue_id is None) == (query is None):
         raise click.UsageError("give an ISSUE_ID or --query (not both)")
@@ -315,7 +320,12 @@ def watch_command(
 
 def _print_event(event: v1.WatchEvent, *, as_json: bool) -> None:
     if as_json:
-        data = {"position": event.position, "issue": event.issue, "entry": event.entry}
+        data = {
+            "position": event.position,
+            "issue": event.issue,
+            "entry": event.entry,
+            "left_query": event.left_query,
+        }
         click.echo(json.dumps(to_plain(data), sort_keys=True))
     else:
         click.echo(_event_line(event))
@@ -323,11 +333,22 @@ def _print_event(event: v1.WatchEvent, *, as_json: bool) -> None:
 
 
 def _event_line(event: v1.WatchEvent) -> str:
-    """The issue (as it is now) and the change, marked when the issue moved on since."""
+    """The issue (as it is now) and the change, marked when the issue moved on since.
+
+    A change that made the issue leave the watched query says so first; an
+    issue the caller may no longer view (version 0: the event carries its id
+    alone) is named by id and the change by its number, as that is all the
+    event holds.
+    """
     issue, entry = event.issue, event.entry
+    if event.left_query and issue is not None and not issue.version:
+        number = f" by change #{entry.version}" if entry is not None else ""
+        return f"{issue.id}: left the query{number} (you may no longer view the issue)"
     head = ""
     if issue is not None:
         later = entry is not None and issue.version > entry.version
         head = f"{issue.id} {issue.title!r}" + (f" (now at #{issue.version})" if later else "")
         head += ": "
+    if event.left_query:
+        head += "left the query: "
     return head + (entry_text(entry) if entry is not None else "")

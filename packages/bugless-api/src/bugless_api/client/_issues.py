@@ -490,6 +490,15 @@ class IssueCalls(ClientBase):
         current state (``issue.version > entry.version``), so read what a
         change did from its entry, not by comparing issues.
 
+        With ``query``, a change that made an issue stop matching it (closed,
+        reassigned, moved away) is an event with ``left_query=True``: a
+        script keeping the matching issues drops ``event.issue.id``. When the
+        watcher may no longer view the issue, ``event.issue`` holds only its
+        id (``version`` 0) and ``event.entry`` only ``issue_id`` and
+        ``version``. A resumed watch yields the same ``left_query`` events as
+        the live one did (they are judged on the issue before and after the
+        change, not when sent).
+
         Once in place (the marker came), the stream survives restarts and
         network cuts: when it ends or is UNAVAILABLE, the client reconnects
         (backing off as its :class:`RetryPolicy`, for as long as it takes,

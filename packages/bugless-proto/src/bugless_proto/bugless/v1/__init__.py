@@ -5094,6 +5094,8 @@ class QueryWatchRequest(betterproto2.Message):
     feed's retention (re-read the current state, watch again without it),
     INVALID_ARGUMENT when beyond the head. A replayed event carries the
     issue as it is now and the change as it was (WatchEvent.issue, .entry).
+    A query watch also sends the changes that made an issue stop matching
+    the query, replayed as they were sent live (WatchEvent.left_query).
     """
 
 
