@@ -378,6 +378,40 @@ class MentionScanChecks:
             assert await d.scans() == {}
             assert len(await d.mentions()) > 0
 
+    async def test_queued_issues_another_backfill_holds_are_left_to_it(
+        self, mention_scan_backend: SqlBackendClass, model_settings: ModelSettings
+    ) -> None:
+        """The backfill takes the queued issues no other batch holds, and leaves the rest."""
+        async with _deployment(mention_scan_backend, model_settings, 24) as d:
+            expected = await d.ids(RELEASED[25])
+            held = sorted(expected)[:3]
+            await d.conn.execute(
+                "INSERT INTO issue_mentions_pending (issue_id) SELECT unnest($1::bigint[])", held
+            )
+            holder = await asyncpg.connect(d.settings.database_url)
+            try:
+                await holder.execute(f"SET search_path TO {quote_schema(d.settings.schema)}")
+                async with holder.transaction():
+                    await holder.execute(
+                        "SELECT * FROM issue_mentions_pending WHERE issue_id = ANY ($1::bigint[])"
+                        " FOR UPDATE",
+                        held,
+                    )
+                    async with asyncio.timeout(120):
+                        await d.backend.migrate(d.settings)
+            finally:
+                await holder.close()
+            assert await d.pending() == set(held)
+            kept = await d.mentions()
+            assert set(held) & set(kept) == set()
+            assert set(kept) <= expected - set(held)
+            await d.backend.migrate(d.settings)
+            assert await d.pending() == set()
+            kept = await d.mentions()
+            texts = await d.texts()
+            for issue_id in held:
+                assert kept.get(issue_id, []) == sorted(set(mentioned_usernames(*texts[issue_id])))
+
     async def test_two_migrates_at_once_queue_and_fill_each_issue_as_one_would(
         self, mention_scan_backend: SqlBackendClass, model_settings: ModelSettings
     ) -> None:
