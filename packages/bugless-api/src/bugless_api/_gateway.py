@@ -30,8 +30,14 @@ from bugless_api._ratelimit import RateLimiter
 from bugless_api._users import UserDirectory
 from bugless_api._wire_issues import BATCH_CREATE_ISSUES, BATCH_GET_ISSUES
 from bugless_api.settings import ApiSettings
-from bugless_core.clients import CURRENT_ASSERTION, call
-from bugless_core.errors import FailedPrecondition, InvalidArgument, Unauthenticated
+from bugless_core.clients import ASSERTION_RENEWAL, CURRENT_ASSERTION, call
+from bugless_core.errors import (
+    BuglessError,
+    FailedPrecondition,
+    InvalidArgument,
+    Unauthenticated,
+    Unavailable,
+)
 from bugless_core.grpc import handler_errors
 from bugless_proto import v1
 
@@ -40,6 +46,10 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("bugless.api")
 P = ParamSpec("P")
+
+#: ErrorInfo reason of a call the Model refused as of the connection's ended
+#: session, which has a new one now (:meth:`Gateway.session_ended`).
+SESSION_RENEWED_REASON = "SESSION_RENEWED"
 R = TypeVar("R")
 
 
@@ -134,24 +144,58 @@ class Gateway:
         self.users.cache.follow()
         return self.admit_known(await self.identities.identify())
 
-    async def session_ended(self, refused: Unauthenticated) -> Unauthenticated:
-        """Why the Model refused the connection's assertion as of an ended session.
+    async def renewed_assertion(self, refused: Unauthenticated) -> str | None:
+        """A new assertion for the current call's connection, after the Model refused its own.
 
-        The Model knows only that the session has ended ("sign in again",
-        which means nothing to a bot). The connection's identity is asked
-        for again: a disabled user (or a certificate no longer mapped, or
-        revoked) gets the Authenticator's own refusal; otherwise the
-        connection now has a new session, and the caller is told to call again.
+        The :data:`~bugless_core.clients.ASSERTION_RENEWAL` of every admitted
+        call: the Model refused a call because the assertion's session has
+        ended (the Authenticator restarted with its sessions lost, an
+        administrator ended them, the mapping entry changed), and refused it
+        before running it, so :func:`bugless_core.clients.call` sends it once
+        more with what this returns. The connection's identity is asked for
+        again (once for all the calls refused at the same time): a
+        certificate still mapped gets a new session, which becomes the
+        call's identity and assertion from here on; the bot never hears of
+        it.
+
+        Raises:
+            Unauthenticated: The Authenticator's own refusal (a disabled
+                user, a certificate no longer mapped or revoked), told to
+                the bot instead of the Model's "sign in again".
         """
-        self.identities.forget_connection()
+        self.identities.forget_connection(CURRENT_ASSERTION.get())
+        identity = await self.identities.identify()
+        self._act_as(identity)
+        _log.info(
+            "a Model call of %s was refused (%s): sent again with a new session",
+            identity.subject,
+            refused.reason,
+            extra={"subject": identity.subject, "reason": refused.reason},
+        )
+        return identity.identity.assertion or None
+
+    async def session_ended(self) -> BuglessError:
+        """What to answer a call the Model refused as of an ended session, not sent again.
+
+        :meth:`renewed_assertion` sends the unary Model calls again, and
+        opens a Watch or a download again; an upload (whose messages are
+        gone) reaches here, as does a call refused again with its new
+        session. The connection's identity is asked for again: a disabled
+        user (or a certificate no longer mapped, or revoked) gets the
+        Authenticator's own refusal; otherwise the connection has a new
+        session now, and the answer is UNAVAILABLE
+        (reason ``SESSION_RENEWED``), which the bugless client retries as it
+        retries any call that may be retried when a service is unavailable.
+        """
+        self.identities.forget_connection(CURRENT_ASSERTION.get())
         try:
             await self.identities.identify()
         except Unauthenticated as exc:
             return exc
-        return Unauthenticated(
+        return Unavailable(
             "this connection's session ended while the call was made, and the connection "
             "has a new one now: make the call again",
-            reason=refused.reason,
+            reason=SESSION_RENEWED_REASON,
         )
 
     def admit_known(self, identity: CallerIdentity) -> CallerIdentity:
@@ -164,11 +208,17 @@ class Gateway:
             ResourceExhausted: The caller's budget is spent.
         """
         self.limiter.take(identity.user_id)
+        self._act_as(identity)
+        ASSERTION_RENEWAL.set(self.renewed_assertion)
+        return identity
+
+    @staticmethod
+    def _act_as(identity: CallerIdentity) -> None:
+        """Make ``identity`` the current call's caller, and its assertion the one it sends."""
         set_current_identity(identity)
         # The Model takes the caller of every call this one makes from the
         # assertion the Authenticator signed for this certificate's user.
         CURRENT_ASSERTION.set(identity.identity.assertion or None)
-        return identity
 
     async def _batch_get_issues(self, request: v1.BatchGetIssuesRequest) -> Any:
         timeout = self.settings.backend_timeout_seconds
@@ -261,6 +311,6 @@ class GatewayService:
                 except Unauthenticated as exc:
                     if exc.reason != "SESSION_ENDED":
                         raise
-                    raise await gateway.session_ended(exc) from exc
+                    raise await gateway.session_ended() from exc
 
         return handle

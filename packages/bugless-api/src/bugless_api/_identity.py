@@ -17,8 +17,11 @@ the Authenticator again and a disabled bot is told so within about a poll of
 the feed, as a person's web session is. A Model call refused because the
 assertion's session has ended (the Model can learn of it first) drops the
 connection's entry too (:meth:`IdentityResolver.forget_connection`): the
-gateway asks again at once, so the bot hears why its session ended, not the
-Model's "sign in again".
+gateway asks again at once. A certificate still mapped gets a new session,
+and the refused Model call is sent again with its assertion (the Model
+refused it before running it), so the bot sees nothing of it
+(:meth:`bugless_api._gateway.Gateway.renewed_assertion`); one that is not
+hears why (disabled, no longer mapped), not the Model's "sign in again".
 """
 
 from __future__ import annotations
@@ -189,10 +192,20 @@ class IdentityResolver:
             if entry.identity.user_id in changed:
                 self._cache.pop(connection, None)
 
-    def forget_connection(self) -> None:
-        """Drop the current call's connection's identity: its next look-up asks again."""
+    def forget_connection(self, assertion: str | None = None) -> None:
+        """Drop the current call's connection's identity: its next look-up asks again.
+
+        With ``assertion`` (the one a service refused), only while the
+        connection's identity still carries it: of several calls refused at
+        once, the first renews the identity and the others use its answer.
+        """
         connection = current_peer()
-        if connection is not None:
+        if connection is None:
+            return
+        entry = self._cache.get(connection)
+        if entry is not None and (
+            assertion is None or entry.identity.identity.assertion == assertion
+        ):
             self._cache.pop(connection, None)
 
     def cached(self) -> CallerIdentity | None:

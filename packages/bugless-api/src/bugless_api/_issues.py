@@ -41,7 +41,7 @@ from bugless_api._wire_issues import (
     NamedReply,
 )
 from bugless_core import limits
-from bugless_core.clients import call_errors, resolve_query
+from bugless_core.clients import call_errors, call_renewing, resolve_query
 from bugless_core.errors import BuglessError, DownloadStalled, InvalidArgument, Unavailable
 from bugless_core.failover import MODEL_DOWNLOAD_ROUTE, MODEL_WATCH_ROUTE, open_again_if_refused
 from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
@@ -303,14 +303,19 @@ class IssuesService(GatewayService, v1.IssuesBase):
         caller_of(request)
         idle = self.gateway.settings.watch_idle_seconds
         stub = self.gateway.model_watches
-        with call_errors("the model service stream broke"):
-            event, events = await first_message_within(
+        # Opened once more with a new session if the Model refused the connection's
+        # ended one (before it opened anything), as a unary call is sent again.
+        event, events = await call_renewing(
+            "the model service stream broke",
+            lambda: first_message_within(
                 open_again_if_refused(stub.channel, lambda: stub.watch(request), MODEL_WATCH_ROUTE),
                 idle,
                 unanswered=f"the model service did not start the watch within {idle:g} s "
                 "(--watch-idle-seconds); watch again",
                 extra={"watch_idle_seconds": idle},
-            )
+            ),
+        )
+        with call_errors("the model service stream broke"):
             client = IdleRelease(
                 events,
                 idle,
@@ -397,8 +402,9 @@ class IssuesService(GatewayService, v1.IssuesBase):
         caller_of(message)
         idle = self.gateway.settings.download_idle_seconds
         stub = self.gateway.model_transfers
-        with call_errors("the model service stream broke"):
-            part, parts = await first_message_within(
+        part, parts = await call_renewing(
+            "the model service stream broke",
+            lambda: first_message_within(
                 open_again_if_refused(
                     stub.channel, lambda: stub.download_attachment(message), MODEL_DOWNLOAD_ROUTE
                 ),
@@ -407,7 +413,8 @@ class IssuesService(GatewayService, v1.IssuesBase):
                 f"{message.attachment_id} within {idle:g} s (--download-idle-seconds); "
                 "download again",
                 extra={"attachment_id": message.attachment_id, "download_idle_seconds": idle},
-            )
+            ),
+        )
         client = IdleRelease(
             parts,
             idle,

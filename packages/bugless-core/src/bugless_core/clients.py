@@ -25,7 +25,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from bugless_core import limits
 from bugless_core._compat.grpclib import channel_protocol, forget_channel_protocol
 from bugless_core.assertions import METADATA_KEY
-from bugless_core.errors import InvalidArgument, Unavailable, from_grpc_error
+from bugless_core.errors import InvalidArgument, Unauthenticated, Unavailable, from_grpc_error
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import username_key
 from bugless_proto import v1
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 # ServiceAddress is re-exported: its home is service_address, which settings import
 # without the gRPC client and the generated messages this module needs.
 __all__ = [
+    "ASSERTION_REFUSALS",
+    "ASSERTION_RENEWAL",
     "CURRENT_ASSERTION",
     "ActingFor",
     "AssertionSource",
@@ -44,6 +46,7 @@ __all__ = [
     "acting_model",
     "call",
     "call_errors",
+    "call_renewing",
     "channel_connection",
     "forget_connection",
     "forward_assertions",
@@ -153,15 +156,57 @@ def call_errors(unreachable: str) -> Iterator[None]:
         raise Unavailable(f"{unreachable}: {exc}") from exc
 
 
+#: Reasons a service refuses the identity assertion a call carried with, before
+#: running the call (the Model checks the assertion before it reads the request):
+#: the session it was issued for has ended. Such a call applied nothing, so it
+#: may be sent again with a new assertion (:data:`ASSERTION_RENEWAL`).
+ASSERTION_REFUSALS = frozenset({"SESSION_ENDED"})
+
+#: Renews the assertion of the calls made in this context, after a service
+#: refused the one a call carried (:data:`ASSERTION_REFUSALS`): it makes the new
+#: one current (:data:`CURRENT_ASSERTION`) and returns it, or None when there is
+#: none; it raises why the caller has no session any more. Set by a frontend
+#: whose caller can be signed in again without them (the API: a bot's
+#: certificate); None (the default): a refusal is the caller's to handle.
+ASSERTION_RENEWAL: ContextVar[Callable[[Unauthenticated], Awaitable[str | None]] | None] = (
+    ContextVar("bugless_assertion_renewal", default=None)
+)
+
+
 async def call(fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Call a stub method, turning gRPC failures into bugless errors (:func:`call_errors`).
 
     A frontend shows :class:`BuglessError` messages to people; a dropped
     connection becomes :class:`Unavailable` ("a backend service is
-    unreachable") rather than a transport exception.
+    unreachable") rather than a transport exception. A call refused for its
+    assertion's ended session is sent once more as :func:`call_renewing` says.
     """
-    with call_errors("a backend service is unreachable"):
-        return await fn(*args, **kwargs)
+    return await call_renewing("a backend service is unreachable", lambda: fn(*args, **kwargs))
+
+
+async def call_renewing(unreachable: str, attempt: Callable[[], Awaitable[R]]) -> R:
+    """Await ``attempt()`` inside :func:`call_errors`; once more if its assertion was renewed.
+
+    A call (or a stream's opening: its first message awaited) refused for
+    its assertion's ended session (:data:`ASSERTION_REFUSALS`) is made once
+    more, with the assertion :data:`ASSERTION_RENEWAL` gives, when the
+    context has one: the service refused it before running it, so making it
+    again is safe for a write too. What the renewal raises (the caller may
+    not sign in again) is raised instead.
+    """
+    sent = CURRENT_ASSERTION.get()
+    try:
+        with call_errors(unreachable):
+            return await attempt()
+    except Unauthenticated as exc:
+        renew = ASSERTION_RENEWAL.get()
+        if renew is None or not sent or exc.reason not in ASSERTION_REFUSALS:
+            raise
+        renewed = await renew(exc)
+        if not renewed or renewed == sent:
+            raise
+    with call_errors(unreachable):
+        return await attempt()
 
 
 async def resolve_query(
