@@ -20,6 +20,7 @@ from bugless_testing.model_contracts._support import (
     expect_error,
     make_component,
     make_issue,
+    update_component,
     user_entry,
     within,
 )
@@ -209,6 +210,25 @@ class WatchContract:
             event = await stream.next()
         assert not event.left_query
         assert event.entry == kept.entry
+
+    async def test_an_access_list_that_shuts_the_watcher_out_sends_nothing(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Access lists are judged as they are now, before and after a change alike.
+
+        Taking Bob's access away changes no issue, so no event; a later change
+        of the issue matched the query for Bob neither before nor after it, so
+        it sends nothing either (it is no leave he could be told of without
+        telling him of an issue he may not view), as his search would no longer
+        list the issue.
+        """
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id, assignee="alice")
+        async with _watching(model, _open_of_alice(comp.id)) as stream:
+            comp.acl = [user_entry("alice", v1.Role.ADMIN)]
+            await update_component(model, comp, "acl")
+            await change(model, issue, delta(status=v1.Status.FIXED), comment="done")
+            await stream.nothing_more()
 
     async def test_failed_atomic_batch_produces_no_event(self, model: v1.ModelStub) -> None:
         comp = await make_component(model)

@@ -6571,8 +6571,8 @@ class WatchEvent(betterproto2.Message):
     While the caller may still view the issue, issue and entry are as on any
     event (issue as it is when the event is sent; it may match again by then,
     see issue.version > entry.version). When the caller may no longer view it
-    (moved to a component the caller cannot view, its access taken away),
-    the event says only which issue left and by which change: issue carries
+    (the change, or a later one, moved it into a component the caller cannot
+    view), the event says only which issue left and by which change: issue carries
     only its id (version 0: every issue the caller may view has version 1 or
     more) and entry only issue_id and version, so the watcher drops its row
     and learns nothing it may no longer see. Several entries of one change
@@ -6580,7 +6580,12 @@ class WatchEvent(betterproto2.Message):
     the (issue id, entry version) already handled, as for other events.
     A replay may deliver a left_query event for an issue the watcher never
     heard enter (it entered and left while the watcher was away): there is
-    nothing to drop. Issue watches never set it.
+    nothing to drop. Issue watches never set it. Components' access lists
+    are judged as they are when the event is sent, in both states: a change
+    of an access list is no change of an issue and sends no event, so a
+    watcher whose access to a component is taken away hears nothing of its
+    issues from then on (they match neither before nor after their next
+    change for it), as a search by it would no longer list them.
     """
 
 
