@@ -269,3 +269,46 @@ def test_a_server_failure_that_is_no_bugless_answer_is_not_blamed_on_web(
         "it lasts\n"
     )
     assert not (tmp_path / "client.toml").exists()
+
+
+@pytest.mark.parametrize("where", ["not writable", "not TOML", "a directory"])
+def test_a_config_the_login_could_not_be_saved_in_is_refused_before_the_web_ui_is_asked(
+    failing_proxy: str, tmp_path: Path, where: str
+) -> None:
+    """Bad configuration, exit 2, before any request (the proxy would answer 502, exit 1).
+
+    Before, a config directory that could not be written was found after the
+    person approved the login in the browser: an OSError traceback, and the
+    approval lost; a config file that was not TOML likewise, exit 2.
+    """
+    if where == "not writable":
+        # procfs makes no directory, root or not (permission bits would not stop root).
+        config = Path("/proc") / f"bugless-login-{os.getpid()}" / "client.toml"
+        said = f"cannot write the login's files in {config.parent} ("
+    elif where == "not TOML":
+        config = tmp_path / "client.toml"
+        config.write_text("api = \n")
+        said = f"config file {config}: "
+    else:
+        config = tmp_path / "client.toml"
+        config.mkdir()
+        said = f"config file {config}: [Errno 21] Is a directory"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
+    env["BUGLESS_CLIENT_CONFIG"] = str(config)
+    done = subprocess.run(
+        [BUGLESS, "login", "--web", failing_proxy, "--no-browser"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.stderr.startswith(f"error: {said}"), done.stderr
+    if where == "not writable":
+        assert done.stderr.endswith(
+            "); nothing was asked of the web UI: set BUGLESS_CLIENT_CONFIG to a file in a "
+            "directory you can write\n"
+        )
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""

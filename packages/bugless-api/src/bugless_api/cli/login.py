@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,9 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from grpclib.const import Status
 
-from bugless_api._connection_settings import config_path
+from bugless_api._connection_settings import config_path, read_config_file
 from bugless_api.cli._common import Detail, client_options, command, fail
-from bugless_core.cli import EXIT_USAGE, exit_status_of
+from bugless_core.cli import exit_status_of
 from bugless_core.errors import (
     BuglessError,
     FailedPrecondition,
@@ -190,19 +191,43 @@ def _toml_string(value: str) -> str:
 
 
 def _save_config(path: Path, values: dict[str, str]) -> dict[str, Any]:
-    """Merge ``values`` into the config file; returns everything it now holds."""
-    import tomllib  # noqa: PLC0415
+    """Merge ``values`` into the config file; returns everything it now holds.
 
-    current: dict[str, Any] = {}
-    if path.exists():
-        try:
-            current = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            fail(f"config file {path}: {exc}", EXIT_USAGE)
+    Raises:
+        InvalidArgument: (origin ``client``) the file cannot be read or is not TOML.
+        OSError: it cannot be written.
+    """
+    current = read_config_file(path)
     current.update(values)
     text = "".join(f"{key} = {_toml_string(str(value))}\n" for key, value in current.items())
     _write_private(path, text.encode())
     return current
+
+
+def _check_config(config: Path) -> None:
+    """Refuse, before the web UI is asked, a config the login could not be saved in.
+
+    The person approves the login in a browser; a config file that does not
+    read, or a directory the certificate cannot be written to, found only
+    after that, wasted the approval (and was a traceback).
+
+    Raises:
+        InvalidArgument: (origin ``client``, exit 2) the config file cannot be
+            read or is not TOML, or its directory cannot be made or written.
+    """
+    read_config_file(config)
+    directory = config.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".bugless-login-"):
+            pass  # the real check: permission bits do not stop root
+    except OSError as exc:
+        raise InvalidArgument(
+            f"cannot write the login's files in {directory} ({exc.strerror or exc}); nothing "
+            "was asked of the web UI: set BUGLESS_CLIENT_CONFIG to a file in a directory you "
+            "can write",
+            metadata={"origin": "client"},
+        ) from exc
 
 
 def _unconfigured(saved: dict[str, Any]) -> list[str]:
@@ -238,6 +263,10 @@ def login_command(  # noqa: PLR0917 - click passes every option by keyword anywa
     base = web_url.rstrip("/")
     config = config_path()
     directory = config.parent
+    try:
+        _check_config(config)
+    except InvalidArgument as exc:
+        _fail_with(exc)
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
@@ -273,21 +302,32 @@ def login_command(  # noqa: PLR0917 - click passes every option by keyword anywa
         if state in ("denied", "expired", "delivered"):
             _fail_with(ended_login(str(state)))
     cert_file, key_file = directory / "login.pem", directory / "login.key"
-    _write_private(
-        key_file,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
-    _write_private(cert_file, str(answer["certificate_pem"]).encode())
     values = {"cert": str(cert_file), "key": str(key_file)}
     if api:
         values["api"] = api
     if ca:
         values["ca"] = str(Path(ca).expanduser().resolve())
-    saved = _save_config(config, values)
+    try:
+        _write_private(
+            key_file,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        _write_private(cert_file, str(answer["certificate_pem"]).encode())
+        saved = _save_config(config, values)
+    except InvalidArgument as exc:  # the config changed while the login waited
+        _fail_with(exc)
+    except OSError as exc:
+        _fail_with(
+            InvalidArgument(
+                f"cannot save the login in {directory} ({exc.strerror or exc}); run "
+                "`bugless login` again once it can be written",
+                metadata={"origin": "client"},
+            )
+        )
     certificate = x509.load_pem_x509_certificate(str(answer["certificate_pem"]).encode())
     until = certificate.not_valid_after_utc.astimezone().strftime("%Y-%m-%d %H:%M %Z")
     click.echo(f"Logged in as {answer.get('username')}; the certificate is valid until {until}.")
