@@ -550,6 +550,29 @@ async def test_saved_search_columns_equal_to_the_defaults_are_stored_as_none(
     assert list(stored.columns) == list(reversed(DEFAULT_COLUMNS))
 
 
+async def test_a_query_starting_with_a_negation_is_a_query_not_an_option(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    """``-a:none`` first, options before or after it; it used to be "No such option '-a'"."""
+    component = await _component(cli_bot, "Negated")
+    unassigned, assigned = await _issues(cli_bot, component, 2)
+    await cli_bot.update_issue(assigned.id, assignee="cli-bot")
+    query = f"-assignee:none componentid:{component.id}"
+    for args in (
+        ["issue", "list", query, "--limit", "5"],
+        ["issue", "list", "--limit", "5", query],
+        ["issue", "list", f"-(-componentid:{component.id} OR has:assignee)", "--page-size", "1"],
+    ):
+        found = cli_json(served_api, *args)
+        expected = unassigned if "OR" in args[2] else assigned
+        assert [i["id"] for i in found["issues"]] == [str(expected.id)], args
+    saved = cli_json(served_api, "saved-search", "create", f"neg-{secrets.token_hex(3)}", query)
+    assert saved["query"] == query
+    ran = cli_json(served_api, "saved-search", "run", saved["id"])
+    assert [i["id"] for i in ran["issues"]] == [str(assigned.id)]
+    assert str(unassigned.id) not in json.dumps(ran)
+
+
 async def test_a_bad_query_is_a_usage_error(served_api: dict[str, str]) -> None:
     for args in (["issue", "list", "status:"], ["issue", "watch", "--query", "p<"]):
         result = bugless_cli(served_api, *args, check=False)

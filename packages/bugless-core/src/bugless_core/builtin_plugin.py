@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from bugless_core.hookspecs import hookimpl
+from bugless_core.query_arguments import QueryCommand
 
 if TYPE_CHECKING:
     from bugless_core.cli import CommandGroup
@@ -99,7 +100,7 @@ def query_group() -> None:
     """Work with the search language."""
 
 
-@query_group.command("explain")
+@query_group.command("explain", cls=QueryCommand)
 @click.argument("query")
 @click.option("--json", "as_json", is_flag=True, help="Print the parsed tree as JSON.")
 def explain_command(query: str, as_json: bool) -> None:

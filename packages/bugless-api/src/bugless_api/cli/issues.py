@@ -33,6 +33,7 @@ from bugless_api.cli._render import (
 )
 from bugless_api.cli.custom_fields import FIELD_OPTION
 from bugless_api.cli.groups import issue_group
+from bugless_core.query_arguments import QueryCommand
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -80,7 +81,7 @@ async def search_all(
                 return found[:limit], total, lower_bound
 
 
-@issue_group.command("list")
+@issue_group.command("list", cls=QueryCommand)
 @click.argument("query", default="")
 @click.option(
     "--limit",

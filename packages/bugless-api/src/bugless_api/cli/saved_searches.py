@@ -18,6 +18,7 @@ from bugless_api.cli._option_names import SAVED_SEARCH_CREATE_OPTIONS, SAVED_SEA
 from bugless_api.cli._render import ISSUE_HEADERS, ISSUE_ROW_FIELDS, component_paths, issue_row
 from bugless_api.cli.groups import saved_search_group
 from bugless_api.cli.issues import count_text, search_all
+from bugless_core.query_arguments import QueryCommand
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -140,7 +141,7 @@ async def saved_search_run(
     )
 
 
-@saved_search_group.command("create")
+@saved_search_group.command("create", cls=QueryCommand)
 @click.argument("name")
 @click.argument("query")
 @click.option("--reader", "readers", multiple=True, help=_READER_HELP)
