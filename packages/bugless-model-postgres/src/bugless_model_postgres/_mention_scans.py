@@ -92,7 +92,7 @@ _ADVANCE = "UPDATE issue_mention_scans SET scanned_to = $2 WHERE version = $1"
 _FINISHED = "DELETE FROM issue_mention_scans WHERE version = $1"
 
 
-async def queue_registered(pool: Any, policy: RetryPolicy, *, batch: int = SCAN_BATCH) -> int:
+async def queue_registered(pool: Any, policy: RetryPolicy) -> int:
     """Run every scan 0028 (or an operator) recorded to its end; how many issues it queued.
 
     Each batch is one transaction, re-run under ``policy`` when it loses a
@@ -111,16 +111,15 @@ async def queue_registered(pool: Any, policy: RetryPolicy, *, batch: int = SCAN_
     async with pool.acquire() as conn:
         versions = [int(r["version"]) for r in await conn.fetch(_SCANS)]
     for version in versions:
-        queued += await _scan(pool, version, policy, batch)
+        queued += await _scan(pool, version, policy)
     return queued
 
 
-async def _scan(pool: Any, version: int, policy: RetryPolicy, batch: int) -> int:
-    """Run migration ``version``'s scan from where it stopped to its end."""
+async def _scan(pool: Any, version: int, policy: RetryPolicy) -> int:
+    """Run migration ``version``'s scan from where it stopped to its end (or to another's)."""
     queue = _QUEUE.format(rule=RULES[version])
     started: tuple[int, int] | None = None
     queued = batches = 0
-
     held_elsewhere = False
 
     async def one_batch() -> tuple[int, int, int, int] | None:
@@ -132,7 +131,7 @@ async def _scan(pool: Any, version: int, policy: RetryPolicy, batch: int) -> int
                 held_elsewhere = bool(await conn.fetchval(_RECORDED, version))
                 return None
             after, through = int(row["scanned_to"]), int(row["through_id"])
-            end = await conn.fetchval(_BATCH_END, after, through, batch)
+            end = await conn.fetchval(_BATCH_END, after, through, SCAN_BATCH)
             if end is None:
                 await conn.execute(_FINISHED, version)
                 return None
@@ -173,9 +172,10 @@ async def _scan(pool: Any, version: int, policy: RetryPolicy, batch: int) -> int
         )
     if started is not None:
         _log.info(
-            "migration %04d's mention scan: done, %d issues queued in %d batches "
+            "migration %04d's mention scan: %s, %d issues queued in %d batches "
             "(ids after %d up to %d)",
             version,
+            "the rest left to the other migrate" if held_elsewhere else "done",
             queued,
             batches,
             *started,
