@@ -136,8 +136,13 @@ def _load(name: str, path: Path) -> ModuleType:
     return module
 
 
-def build(calls: ModuleType, gateway_module: ModuleType) -> tuple[Handler, list[_Stream]]:
-    """The tracked, admitted GetIssue handler of ``calls``/``gateway_module``, and its streams."""
+Ended = Callable[[asyncio.Task[Any]], None] | None
+
+
+def build(calls: ModuleType, gateway_module: ModuleType) -> tuple[Handler, list[_Stream], Ended]:
+    """The tracked, admitted GetIssue handler of ``calls``/``gateway_module``, its streams,
+    and what the server calls with each call's task once done (None: the tracker adds its
+    own done-callback, as before 2026-12-07)."""
     settings = ApiSettings(
         grpc=TransferServerSettings(
             tls_cert=Path("unused"),
@@ -181,16 +186,25 @@ def build(calls: ModuleType, gateway_module: ModuleType) -> tuple[Handler, list[
     )
     gateway.identities._cache[connections.connection_of(peer)] = _Entry(identity, float("inf"))
     streams = [_Stream(peer, bytes(v1.GetIssueRequest(issue_id=i))) for i in _REPLIES]
-    return handler, streams
+    return handler, streams, getattr(tracker, "call_ended", None)
 
 
-async def measure(handler: Handler, streams: list[_Stream], calls: int, concurrent: int) -> float:
-    """CPU microseconds per GetIssue over ``calls`` calls, ``concurrent`` tasks at a time."""
+async def measure(
+    handler: Handler, streams: list[_Stream], ended: Ended, calls: int, concurrent: int
+) -> float:
+    """CPU microseconds per GetIssue over ``calls`` calls, ``concurrent`` tasks at a time.
+
+    ``ended`` is added to each task as the server's done-callback would be.
+    """
     loop = asyncio.get_running_loop()
     started = time.process_time()
     for start in range(0, calls, concurrent):
         batch = [streams[(start + j) % len(streams)] for j in range(concurrent)]
-        await asyncio.gather(*[loop.create_task(handler(s)) for s in batch])
+        tasks = [loop.create_task(handler(s)) for s in batch]
+        if ended is not None:
+            for task in tasks:
+                task.add_done_callback(ended)
+        await asyncio.gather(*tasks)
     return (time.process_time() - started) / calls * 1e6
 
 
@@ -205,11 +219,13 @@ _PARTS = (
 )
 
 
-async def profile(handler: Handler, streams: list[_Stream], calls: int, concurrent: int) -> None:
+async def profile(
+    handler: Handler, streams: list[_Stream], ended: Ended, calls: int, concurrent: int
+) -> None:
     """Print the current code's profiled self time by part (see ``_PARTS``)."""
     profiler = cProfile.Profile(time.process_time)
     profiler.enable()
-    await measure(handler, streams, calls, concurrent)
+    await measure(handler, streams, ended, calls, concurrent)
     profiler.disable()
     stats: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     total = sum(row[2] for row in stats.values())
@@ -231,8 +247,8 @@ async def run(args: argparse.Namespace) -> None:
             _load("before_calls", root / "packages/bugless-core/src/bugless_core/grpc/_calls.py"),
             _load("before_gateway", root / "packages/bugless-api/src/bugless_api/_gateway.py"),
         )
-    for handler, streams in ways.values():
-        await measure(handler, streams, 800, args.concurrent)  # warm: caches, first batches
+    for handler, streams, ended in ways.values():
+        await measure(handler, streams, ended, 800, args.concurrent)  # warm: caches, batches
         if not all(s.sent for s in streams):
             raise SystemExit("a GetIssue went unanswered")
     figures: dict[str, list[float]] = {name: [] for name in ways}

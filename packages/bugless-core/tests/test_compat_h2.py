@@ -205,3 +205,25 @@ def test_an_h2_without_the_frame_table_is_reported() -> None:
     del client._frame_dispatch_table
     with pytest.raises(compat.H2SurfaceChanged, match="_frame_dispatch_table"):
         compat.keep_streams_on_graceful_goaway(client)
+
+
+def test_only_a_connection_whose_logger_does_nothing_may_receive_quietly() -> None:
+    def server(logger: DummyLogger | OutputLogger | None) -> H2Connection:
+        return H2Connection(H2Configuration(client_side=False, logger=logger))
+
+    assert compat.receiving_quietly(server(None))
+    assert compat.receiving_quietly(server(DummyLogger()))
+    assert not compat.receiving_quietly(server(RecordingLogger()))
+    assert not compat.receiving_quietly(server(OutputLogger(trace_level=True)))
+
+
+def test_frames_received_quietly_are_not_rendered(original_renderings: list[str]) -> None:
+    receiving = compat.RECEIVING
+    before, receiving.quiet = receiving.quiet, True
+    try:
+        events = _serve(None)
+    finally:
+        receiving.quiet = before
+
+    assert [type(e) for e in events[-3:]] == [RequestReceived, DataReceived, StreamEnded]
+    assert original_renderings == []

@@ -17,7 +17,9 @@ from grpclib.protocol import Peer
 from h2.connection import H2Connection
 
 from bugless_core._compat import grpclib as compat
+from bugless_core._compat import h2 as h2_compat
 from bugless_core.grpc import CorkedChannel, CorkedServer
+from bugless_core.grpc._cork import CorkedH2Protocol
 from bugless_testing.codecs import RawCodec
 
 
@@ -70,3 +72,18 @@ async def test_a_moved_h2_connection_is_reported(
             compat.verify_live(channel=channel, server=server, peer=peer)
     finally:
         state["_connection"] = state.pop("_h2")
+
+
+async def test_corked_connections_receive_quietly_and_say_so_only_while_receiving(
+    called: tuple[CorkedServer, CorkedChannel, Peer],
+) -> None:
+    """Each corked connection spares h2's trace line the look at its locals
+    (bugless_core._compat.h2.RECEIVING), and only inside its own receive."""
+    _, channel, peer = called
+    client = compat.channel_protocol(channel)
+    server = compat.peer_transport(peer).get_protocol()
+    assert isinstance(client, CorkedH2Protocol)
+    assert isinstance(server, CorkedH2Protocol)
+    assert client._quiet
+    assert server._quiet
+    assert h2_compat.RECEIVING.quiet is False

@@ -86,6 +86,7 @@ from h2.events import ConnectionTerminated
 
 __all__ = [
     "GRPCLIB_VERSION",
+    "CallDone",
     "GracefulGoawayProcessor",
     "GrpclibSurfaceChanged",
     "IServable",
@@ -144,26 +145,54 @@ class ReleaseOnce:
             release()
 
 
+#: What a server is told of each call's task once it is done (however it ended).
+CallDone = Callable[["asyncio.Task[None]"], None]
+
+
+class _ReleasedThenDone:
+    """One done-callback for a call's task: its stream's release, then the server's ``CallDone``.
+
+    Each done-callback of a task is a loop callback of its own when the task
+    ends; a call's needs one, not two.
+    """
+
+    __slots__ = ("_on_done", "_release")
+
+    def __init__(self, release: ReleaseOnce, on_done: CallDone) -> None:
+        self._release = release
+        self._on_done = on_done
+
+    def __call__(self, task: asyncio.Task[None]) -> None:
+        self._release()
+        self._on_done(task)
+
+
 class _ReleasingHandler(AbstractHandler):
     """A server connection's grpclib ``Handler``, each call's stream released once, always.
 
     See the module docstring: a call reset before its task started would
-    otherwise keep its unread data's flow-control credit for good.
+    otherwise keep its unread data's flow-control credit for good. With
+    ``on_call_done``, that is called with each call's task once it is done,
+    from the same done-callback.
     """
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, on_call_done: CallDone | None = None) -> None:
         """Wrap the ``Handler`` grpclib built for one connection."""
         if not isinstance(vars(handler).get("_tasks"), dict):
             raise GrpclibSurfaceChanged(
                 "grpclib.server.Handler._tasks", "does not hold the handler tasks by stream"
             )
         self.handler = handler
+        self._on_call_done = on_call_done
 
     def accept(self, stream: Stream, headers: Any, release_stream: Callable[[], None]) -> None:
         """Start the call's task; release its stream once it is done, had it started or not."""
         release = ReleaseOnce(release_stream)
         self.handler.accept(stream, headers, release)
-        self.handler._tasks[stream].add_done_callback(release)
+        on_done = self._on_call_done
+        self.handler._tasks[stream].add_done_callback(
+            release if on_done is None else _ReleasedThenDone(release, on_done)
+        )
 
     def cancel(self, stream: Stream) -> None:
         """Cancel the call's task (the stream was reset)."""
@@ -252,8 +281,17 @@ class ProtocolWrappingServer(Server):
     """A grpclib ``Server`` whose connections' protocol goes through :meth:`wrap_protocol`.
 
     Each connection's calls release their streams once, always
-    (:class:`_ReleasingHandler`, see the module docstring).
+    (:class:`_ReleasingHandler`, see the module docstring). With
+    ``on_call_done``, each call's task is handed to it once done, however it
+    ended (had it started or not), in the same done-callback as the release.
     """
+
+    def __init__(
+        self, handlers: Any, *, on_call_done: CallDone | None = None, **options: Any
+    ) -> None:
+        """Like grpclib's ``Server``; ``on_call_done`` is told of each call's end."""
+        super().__init__(handlers, **options)
+        self._on_call_done = on_call_done
 
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
         """The protocol a new connection uses (override; the default keeps grpclib's)."""
@@ -261,7 +299,7 @@ class ProtocolWrappingServer(Server):
 
     def _protocol_factory(self) -> H2Protocol:
         protocol = super()._protocol_factory()
-        protocol.handler = _ReleasingHandler(cast("Handler", protocol.handler))
+        protocol.handler = _ReleasingHandler(cast("Handler", protocol.handler), self._on_call_done)
         return self.wrap_protocol(protocol)
 
 

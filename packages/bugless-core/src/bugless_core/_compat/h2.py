@@ -12,10 +12,17 @@ receives 3-4) and thrown away, on every gRPC hop.
 line of ``_receive_frame`` on a connection whose logger is a ``DummyLogger``,
 it returns :data:`NOT_RENDERED` instead of the frame's text; called from
 anywhere else (a debugger, an exception message, a connection with a real
-logger) it renders what hyperframe renders. It installs only after checking
-that the installed h2 still calls ``repr`` in ``_receive_frame`` once, in that
-line and nowhere else, and that ``DummyLogger.trace`` is still a no-op; an h2
-that changed either keeps the rendering (slower, still correct).
+logger) it renders what hyperframe renders. Finding the connection's logger
+from the ``repr`` call means reading h2's frame's locals (``f_locals``, a
+dict built on each read, ~0.7 µs a frame); a receiver that already knows its
+connection's logger is a ``DummyLogger`` says so instead, for as long as it
+feeds that connection (:func:`receiving_quietly`, :data:`RECEIVING`, as every
+corked connection does), and the frames it receives are not rendered without that read.
+
+It installs only after checking that the installed h2 still calls ``repr``
+in ``_receive_frame`` once, in that line and nowhere else, and that
+``DummyLogger.trace`` is still a no-op; an h2 that changed either keeps the
+rendering (slower, still correct).
 
 **A graceful GOAWAY ends only the streams it names.** A GOAWAY with
 ``NO_ERROR`` and a ``last_stream_id`` says: streams up to that id will be
@@ -37,6 +44,7 @@ from __future__ import annotations
 import dis
 import inspect
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -48,10 +56,13 @@ from hyperframe.frame import Frame, GoAwayFrame
 
 __all__ = [
     "NOT_RENDERED",
+    "RECEIVING",
     "H2SurfaceChanged",
+    "Receiving",
     "install",
     "installed",
     "keep_streams_on_graceful_goaway",
+    "receiving_quietly",
     "renders_only_for_trace",
     "trace_is_a_no_op",
 ]
@@ -95,10 +106,36 @@ _original: Callable[[Frame], str] = Frame.__repr__
 _no_op_trace: Any = DummyLogger.trace
 
 
+class Receiving(threading.local):
+    """What this thread is receiving: see :data:`RECEIVING`."""
+
+    #: Set while this thread feeds a connection whose logger is a DummyLogger.
+    quiet = False
+
+
+#: Set ``RECEIVING.quiet`` to True around a connection's ``receive_data``
+#: when :func:`receiving_quietly` allows it (h2 receives nothing for another
+#: connection inside it), and back to what it was after; per thread.
+RECEIVING = Receiving()
+
+
+def receiving_quietly(connection: H2Connection) -> bool:
+    """Whether the frames ``connection`` receives may skip rendering without a look at h2's frame.
+
+    True when the rendering is skipped at all (:func:`installed`) and the
+    connection's logger is a ``DummyLogger`` (grpclib's connections have no
+    other: a receiver may ask once, when the connection is made).
+    """
+    logger = connection.config.logger
+    return installed() and type(logger) is DummyLogger
+
+
 def _frame_repr(frame: Frame) -> str:
     """The frame as hyperframe renders it, unless h2's trace line with a DummyLogger asks."""
     caller = sys._getframe(1)
     if caller.f_code is _RECEIVE_FRAME:
+        if RECEIVING.quiet:
+            return NOT_RENDERED
         connection = caller.f_locals.get("self")
         logger = getattr(getattr(connection, "config", None), "logger", None)
         if type(logger) is DummyLogger and DummyLogger.trace is _no_op_trace:

@@ -111,7 +111,9 @@ class _CallKind:
 class CallTracker:
     """Tracks the calls of one server and refuses new ones once told to.
 
-    Its server serves the servables :meth:`track` returns.
+    Its server serves the servables :meth:`track` returns and calls
+    :meth:`call_ended` with each call's task once done
+    (``CorkedServer(on_call_done=tracker.call_ended)``).
 
     Attributes:
         idle: Set while no call that a drain must wait for is running.
@@ -335,7 +337,6 @@ class CallTracker:
             if kind.transfer:
                 self._transfers.add(task)
                 self.transfers_idle.clear()
-        task.add_done_callback(self._end)
 
     @staticmethod
     def _degraded(series: _Series, method_name: str) -> OutageLog:
@@ -349,8 +350,20 @@ class CallTracker:
             )
         return series.outage
 
-    def _end(self, task: asyncio.Task[object]) -> None:
-        call, series, kind = self._calls.pop(task)
+    def call_ended(self, task: asyncio.Task[Any]) -> None:
+        """Count the call of ``task`` as ended (its server calls this once the task is done).
+
+        The server's one done-callback per call (``CorkedServer(on_call_done=...)``)
+        calls it, rather than one more of the tracker's own: a task that never
+        ran its handler, whose call was never begun, is ignored.
+        """
+        begun = self._calls.pop(task, None)
+        if begun is not None:
+            self._end(task, *begun)
+
+    def _end(
+        self, task: asyncio.Task[object], call: CallContext, series: _Series, kind: _CallKind
+    ) -> None:
         # Only a call a drain waits for was counted in what a drain waits on.
         if kind.blocking:
             self._blocking.pop(task, None)

@@ -49,6 +49,7 @@ from bugless_core import tracing
 from bugless_core._compat import h2 as _h2_compat
 from bugless_core._compat import hyperframe as _hyperframe_compat
 from bugless_core._compat.grpclib import (
+    CallDone,
     GracefulGoawayProcessor,
     IServable,
     ProtocolWrappingChannel,
@@ -205,6 +206,8 @@ class CorkedH2Protocol(H2Protocol):
         super().__init__(*args, **kwargs)
         self.side: _windows.Side = side
         self._on_made = on_made
+        #: Whether its frames skip rendering for h2's trace line (set once made).
+        self._quiet = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start HTTP/2 on the corked wrapper of ``transport``; offer :data:`MAX_FRAME_BYTES`.
@@ -235,6 +238,7 @@ class CorkedH2Protocol(H2Protocol):
         # table is accepted at once too, for the same reason.
         h2.decoder.max_allowed_table_size = _hpack.HEADER_TABLE_BYTES
         _hpack.install(h2)
+        self._quiet = _h2_compat.receiving_quietly(h2)
         if self.side == "client":
             _h2_compat.keep_streams_on_graceful_goaway(h2)
             self.processor = GracefulGoawayProcessor(
@@ -244,6 +248,22 @@ class CorkedH2Protocol(H2Protocol):
         _windows.track(self, self.side)
         if self._on_made is not None:
             self._on_made(corked)
+
+    def data_received(self, data: bytes) -> None:
+        """Receive as grpclib does; with h2's trace logger off, no frame is rendered for it.
+
+        The connection says so itself (:data:`bugless_core._compat.h2.RECEIVING`),
+        which spares the per-frame look at h2's locals.
+        """
+        if not self._quiet:
+            super().data_received(data)
+            return
+        receiving = _h2_compat.RECEIVING
+        before, receiving.quiet = receiving.quiet, True
+        try:
+            super().data_received(data)
+        finally:
+            receiving.quiet = before
 
     def connection_lost(self, exc: BaseException | None) -> None:
         """Close the connection's calls as grpclib does; its windows are no longer shown."""
@@ -305,17 +325,24 @@ class CorkedServer(ProtocolWrappingServer):
         codec: CodecBase | None = None,
         status_details_codec: StatusDetailsCodecBase | None = None,
         on_connection: Callable[[asyncio.BaseTransport], None] | None = None,
+        on_call_done: CallDone | None = None,
         **options: Any,
     ) -> None:
         """Like grpclib's ``Server``, but ``codec`` defaults to :class:`UpbCodec`.
 
         ``on_connection`` is told of every connection accepted, with the
         transport its calls' peers will hold, before any call on it is read
-        (a draining server keeps and closes them all alike).
+        (a draining server keeps and closes them all alike); ``on_call_done``
+        of each call's task once it is done, however it ended
+        (:class:`~bugless_core._compat.grpclib.ProtocolWrappingServer`).
         """
         codec, status_details_codec = _codecs(codec, status_details_codec)
         super().__init__(
-            handlers, codec=codec, status_details_codec=status_details_codec, **options
+            handlers,
+            codec=codec,
+            status_details_codec=status_details_codec,
+            on_call_done=on_call_done,
+            **options,
         )
         self._on_connection = on_connection
 

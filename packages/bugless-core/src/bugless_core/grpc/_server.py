@@ -288,6 +288,7 @@ class GrpcServiceRunner:
                 with_reflection([*self._servables, self.health], self._descriptor_pool)
             ),
             on_connection=self._connections.accepted,
+            on_call_done=self._tracker.call_ended,
         )
         tracing.instrument_server(server)
         await server.start(
