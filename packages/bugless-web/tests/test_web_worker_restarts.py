@@ -20,7 +20,7 @@ from worker_support import WORKERS, children, records, started, wait_for
 from worker_support import get_status as _get
 
 from bugless_dev.stack import RunningService
-from bugless_web.workers import CRASH_LOOP_CRASHES
+from bugless_web.workers import CRASH_LOOP_CRASHES, RESTART_BACKOFF_SECONDS
 
 FAILING = "bugless_background_consecutive_failures"
 
@@ -117,3 +117,54 @@ def test_workers_that_keep_crashing_end_the_parent(world: World) -> None:
         f"web worker 0 (pid {killed[-1]}) was killed by SIGKILL: {CRASH_LOOP_CRASHES + 1} "
         "crashes in the last 60 s, a crash loop; stopping the others"
     )
+
+
+#: Put on the server's PYTHONPATH: its first forked child exits 0 at once, before it serves
+#: (as a library's fork handler ending the process cleanly would), claiming the file once.
+_EXIT_ZERO_ONCE = """
+import os
+
+def _exit_zero_once():
+    try:
+        os.unlink(os.environ["EXIT_ZERO_ONCE_FILE"])
+    except (KeyError, FileNotFoundError):
+        return
+    os._exit(0)
+
+os.register_at_fork(after_in_child=_exit_zero_once)
+"""
+
+
+def test_a_worker_that_exits_0_before_it_serves_is_started_again_and_the_ready_file_appears(
+    world: World, tmp_path: Path
+) -> None:
+    """Exiting 0 before serving is no drain: the worker is started again, with the crash back-off.
+
+    Before, the parent took any exit with 0 for a worker that was sent SIGTERM
+    alone and drained, and did not start it again: the ready file (written
+    once every worker serves) never appeared, so this start timed out, and the
+    pod would have served on fewer workers for good.
+    """
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_EXIT_ZERO_ONCE)
+    claim = tmp_path / "exit-zero-once"
+    claim.touch()
+    env = {**WORKERS, "PYTHONPATH": str(hooks), "EXIT_ZERO_ONCE_FILE": str(claim)}
+    server = start_web_server(world.stack, extra_env=env)
+    try:
+        assert not claim.exists(), "no child of the server exited"
+        assert _get(f"{server.url}/readyz") == 200
+        (restart,) = [r for r in records(server) if "starting it again in" in r["message"]]
+        first = restart["worker_pid"]
+        assert restart["message"] == (
+            f"web worker {restart['exited_worker']} (pid {first}) exited with 0 before it "
+            f"served; starting it again in {RESTART_BACKOFF_SECONDS:g} s"
+        )
+        assert restart["crashes"] == 1
+        wait_for(lambda: len(children(server)) == 2, "two workers")
+        assert first not in children(server)
+        assert server.log.read_text().count("Application startup complete") == 2
+    finally:
+        world.stack.stop_service(server)
+    assert server.process.wait(timeout=60) == 0

@@ -91,7 +91,8 @@ def serve_workers(
     the moment it does (:class:`bugless_web.server.StartupSignals`).
 
     A worker that crashes (killed by a signal: the OOM killer, a segfault in
-    a C extension; or exits non-zero; or could not be forked) is started
+    a C extension; or exits non-zero, or with 0 before it served, as when its
+    application's start-up failed; or could not be forked) is started
     again under the same number, so that one bad request does not take the
     pod's whole web tier down: the others serve meanwhile, and the parent
     keeps the socket open for the new one. The restart waits
@@ -100,8 +101,8 @@ def serve_workers(
     crashes in that window are a crash loop that restarting will not mend:
     the parent then stops the others and exits 1, so that the supervisor
     (Kubernetes, systemd) sees it and backs off in its turn. A worker that
-    exits 0 by itself (it was sent SIGTERM alone, and drained) is not
-    started again.
+    exits 0 by itself after it served (it was sent SIGTERM alone, and
+    drained) is not started again.
 
     The exit status says how the stop went: 0 when it was asked for
     (SIGTERM/SIGINT) and every worker that was running then stopped with 0,
@@ -415,16 +416,40 @@ class _Supervisor:
         index = self._workers.pop(pid, None)
         if index is None:
             return
+        served = self._said_it_serves(pid)
         self._forget_starting(pid)
         if self._metrics_directory is not None:
             worker_exited(self._metrics_directory, pid)
         facts = {"worker_pid": pid, "exit_status": code, "exited_worker": index}
         if self._stopping is not None:
             self._exited_while_stopping(pid, index, code, facts)
-        elif code == 0:
+        elif code == 0 and served:
             _log.info("web worker %d (pid %d) exited with 0; not started again", index, pid)
+        elif code == 0:
+            # Its start-up failed where the server only logs it (an error in
+            # the application's start-up hooks ends uvicorn's run with 0): the
+            # pod would serve on fewer workers for good, and never be ready.
+            self._crashed(index, f"(pid {pid}) exited with 0 before it served", facts)
         else:
             self._crashed(index, f"(pid {pid}) {how}", facts)
+
+    def _said_it_serves(self, pid: int) -> bool:
+        """Whether worker ``pid`` (just exited) said it serves, reading what it wrote last.
+
+        A worker that served and then exited may have done both since the
+        parent last read its pipe: what is in the pipe still counts (and
+        counts for the ready file).
+        """
+        starting = self._starting.get(pid)
+        if starting is None:
+            return True
+        try:
+            said = os.read(starting.ready, 1)
+        except BlockingIOError:
+            return False
+        if said:
+            self._served(starting.index)
+        return bool(said)
 
     def _exited_while_stopping(
         self, pid: int, index: int, code: int, facts: dict[str, int]
