@@ -15,10 +15,11 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from grpclib.events import SendRequest, listen
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from hyperframe.frame import GoAwayFrame
 
-from bugless_core._compat.grpclib import server_listener
+from bugless_core._compat.grpclib import GracefulGoawayProcessor, channel_protocol, server_listener
 from bugless_core.failover import DrainAwareModelStub, refused_while_draining
 from bugless_core.grpc import CorkedChannel, CorkedServer
 from bugless_proto import v1
@@ -198,5 +199,61 @@ async def test_a_call_refused_by_a_goaway_stays_refused_when_the_server_closes_a
         with pytest.raises(GRPCError) as refused:
             await not_processed
         assert refused_while_draining(refused.value), refused.value
+    finally:
+        channel.close()
+
+
+#: The ``last_stream_id`` of a two-step graceful shutdown's first GOAWAY
+#: (grpc-go, Envoy): "stop opening streams", every stream still acted on.
+ALL_STREAMS = 2**31 - 1
+
+
+async def test_a_call_opened_after_a_goaway_that_still_acts_on_it_is_answered_there(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    """A call that took the connection before the GOAWAY and opened its
+    stream after it (its SendRequest listener was still running) is on a
+    stream the server said it may still act on (at or below
+    ``last_stream_id``, here the first GOAWAY of a two-step shutdown): the
+    server runs it, so the call must wait for its answer there. Refusing it
+    as DRAINING (as this client did) sent it again elsewhere while the
+    first server ran it too: a write done twice."""
+    first, second = replicas
+    port = await first.start(0)
+    channel = CorkedChannel("127.0.0.1", port)
+    opening, may_open = asyncio.Event(), asyncio.Event()
+    requests = 0
+
+    async def hold_the_second_call(event: SendRequest) -> None:
+        nonlocal requests
+        requests += 1
+        if requests == 2:
+            opening.set()
+            await may_open.wait()
+
+    listen(channel, SendRequest, hold_the_second_call)
+    try:
+        stub = DrainAwareModelStub(channel, timeout=10)
+        answered = asyncio.create_task(stub.get_server_info())
+        await until(lambda: first.model.started == 1)
+        late = asyncio.create_task(stub.get_server_info())
+        await opening.wait()
+        protocol = channel_protocol(channel)
+        assert protocol is not None
+        processor = protocol.processor
+        assert isinstance(processor, GracefulGoawayProcessor)
+
+        await second.start(port)
+        first.stop_accepting()
+        first.go_away(last_stream_id=ALL_STREAMS)
+        await until(lambda: processor.last_stream_id == ALL_STREAMS)
+        may_open.set()
+        await until(lambda: first.model.started == 2)
+        first.model.release()
+        assert (await answered).backend == "first"
+        assert (await late).backend == "first"
+        assert (first.model.answered, first.model.cancelled) == (2, 0)
+        assert second.model.started == 0
+        await until(first.transports[0].is_closing)
     finally:
         channel.close()

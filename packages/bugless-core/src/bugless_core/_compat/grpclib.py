@@ -50,10 +50,13 @@ again (it may have run): the calls the server said it would finish (stream
 ids up to ``last_stream_id``) are cut, and the ones it said it never
 processed look no different. :class:`GracefulGoawayProcessor` (with h2 kept
 from closing the connection, :func:`bugless_core._compat.h2.keep_streams_on_graceful_goaway`)
-lets the first finish, fails the others (and any stream opened after the
-GOAWAY) with an error its owner says is safe to send again, has the channel
-connect anew for its next call, and closes the connection once its last call
-ends. A GOAWAY with an error code still closes everything, as grpclib does.
+lets the first finish, fails the others (and a stream a call opened after
+the GOAWAY above ``last_stream_id``; one at or below it, as under the first
+GOAWAY of a two-step shutdown, which names ``2**31 - 1``, may be run, so it
+is answered here) with an error its owner says is safe to send again, has
+the channel connect anew for its next call, and closes the connection once
+its last call ends. A GOAWAY with an error code still closes everything, as
+grpclib does.
 
 :func:`verify` checks the class-level items on import and raises
 :class:`GrpclibSurfaceChanged` naming the attribute and the installed
@@ -229,13 +232,17 @@ class GracefulGoawayProcessor(EventsProcessor):
         self.last_stream_id: int | None = None
 
     def register(self, stream: Stream) -> Callable[[], None]:
-        """Track the stream; once gone away, refuse it, and close after the last release."""
+        """Track the stream; once gone away, refuse it if unprocessed; close after the last."""
         release = super().register(stream)
-        if self.last_stream_id is not None:
+        if self.last_stream_id is not None and (stream.id or 0) > self.last_stream_id:
             # Its call had taken this connection before the GOAWAY was read, and
             # sent it after: the server ignores it. Failed from the loop, not
             # from inside the task that is opening it (a cancel from there
-            # would land at the task's next await, wherever that is).
+            # would land at the task's next await, wherever that is). A stream
+            # at or below last_stream_id (a two-step shutdown's first GOAWAY
+            # names 2**31 - 1) is one the server may still run: it is sent
+            # already, so it is answered here, or refused by a later GOAWAY
+            # naming a lower id, never sent again while it may run.
             asyncio.get_running_loop().call_soon(self._refuse, stream)
 
         def releasing() -> None:
@@ -272,9 +279,13 @@ class GracefulGoawayProcessor(EventsProcessor):
             wrapper.cancel(self._unprocessed())
 
     def _close_soon(self) -> None:
-        asyncio.get_running_loop().call_soon(
-            self.close, "the server went away (GOAWAY) and its last call here has ended"
-        )
+        asyncio.get_running_loop().call_soon(self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        # A call that had taken this connection may have opened a stream the
+        # server still runs since the close was planned: it is answered first.
+        if not self.streams:
+            self.close("the server went away (GOAWAY) and its last call here has ended")
 
 
 class ProtocolWrappingServer(Server):
