@@ -112,7 +112,7 @@ async def test_a_redmine_private_issue_goes_into_the_restricted_component(
 async def test_a_jira_secured_issue_needs_an_own_acl_where_narrower_cannot_be_told(
     tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
 ) -> None:
-    """Groups eng and eng-security: bugless cannot tell one is a part of the other.
+    """Groups eng and eng-security, no member known: bugless cannot tell which is narrower.
 
     The component's own ACL is what the admin set for these issues: accepted,
     and the report says what was compared for the admin to confirm.
@@ -135,9 +135,10 @@ async def test_a_jira_secured_issue_needs_an_own_acl_where_narrower_cannot_be_to
         )
     ]
     assert report.restricted_checked[1:] == [
-        "not comparable with RootRSA (group:eng (the ACL of RootRSA)): bugless cannot see group "
-        "memberships; accepted because SecRSA has its own ACL: check that only those who may "
-        "read the restricted issues are in it"
+        "not comparable with RootRSA (group:eng (the ACL of RootRSA)): the Authenticator knows "
+        "no user who may read that yet (a directory's members count once they have signed in); "
+        "accepted because SecRSA has its own ACL: check that only those who may read the "
+        "restricted issues are in it"
     ]
 
 

@@ -93,6 +93,17 @@ FROM (SELECT DISTINCT unnest($1::text[]) AS name) g
 LEFT JOIN users u ON u.groups @> ARRAY[g.name] AND NOT u.disabled AND NOT u.placeholder
 GROUP BY g.name
 """
+#: Up to $2 enabled, real members of each group of $1, by user id (one row per
+#: membership; a group with more than $2 - 1 rows is too big to list).
+GROUP_MEMBER_IDS = """
+SELECT g.name AS group_name, m.user_id
+FROM (SELECT DISTINCT unnest($1::text[]) AS name) g
+CROSS JOIN LATERAL (
+    SELECT u.user_id FROM users u
+    WHERE u.groups @> ARRAY[g.name] AND NOT u.disabled AND NOT u.placeholder
+    ORDER BY u.user_id LIMIT $2
+) m
+"""
 #: User $1's groups before a refresh, their row locked until the commit.
 GROUPS_FOR_UPDATE = "SELECT groups FROM users WHERE user_id = $1 FOR UPDATE"
 

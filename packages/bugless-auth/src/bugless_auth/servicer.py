@@ -80,6 +80,9 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         "SuggestUsers": {"web", "api"},
         # The web's access-list form says which groups nobody is in.
         "CountGroupMembers": {"web"},
+        # ``bugless import --restricted-component`` compares components'
+        # readers where their access lists name groups.
+        "ListGroupMembers": {"@import"},
         # Whoever caches what GetUsers answers follows what changed.
         "GetUserChanges": _DIRECTORY_READERS,
         "Authorize": _DIRECTORY_READERS,
@@ -220,16 +223,16 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         self, message: v1.CountGroupMembersRequest
     ) -> v1.CountGroupMembersResponse:
         """How many enabled users each named group has (0: nobody, or nobody yet)."""
-        if len(message.groups) > limits.MAX_ACL_ENTRIES:
-            raise InvalidArgument(
-                f"groups: at most {limits.MAX_ACL_ENTRIES} (an access list's entries), "
-                f"got {len(message.groups)}"
-            )
-        for index, group in enumerate(message.groups):
-            if not group:
-                raise InvalidArgument(f"groups[{index}]: empty; give a group name")
-            check_length(group, f"groups[{index}]", _MAX_FIELD)
+        _check_group_names(message.groups)
         return await self.service.count_group_members(message.groups)
+
+    @grpc_errors
+    async def list_group_members(
+        self, message: v1.ListGroupMembersRequest
+    ) -> v1.ListGroupMembersResponse:
+        """Who each named group has, by user id, as the store knows them."""
+        _check_group_names(message.groups)
+        return await self.service.list_group_members(message.groups)
 
     @grpc_errors
     async def authorize(self, message: v1.AuthorizeRequest) -> v1.AuthorizeResponse:
@@ -377,3 +380,16 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         return await self.service.issue_assertion(
             message.user_id, requested_by=f"service:{current_identity() or ''}"
         )
+
+
+def _check_group_names(groups: list[str]) -> None:
+    """Refuse more names than an access list holds, an empty one, or an over-long one."""
+    if len(groups) > limits.MAX_ACL_ENTRIES:
+        raise InvalidArgument(
+            f"groups: at most {limits.MAX_ACL_ENTRIES} (an access list's entries), "
+            f"got {len(groups)}"
+        )
+    for index, group in enumerate(groups):
+        if not group:
+            raise InvalidArgument(f"groups[{index}]: empty; give a group name")
+        check_length(group, f"groups[{index}]", _MAX_FIELD)

@@ -480,6 +480,16 @@ class IdentityStore:
         )
         return {r["group_name"]: r["members"] for r in rows}
 
+    async def group_member_ids(self, groups: Sequence[str], limit: int) -> dict[str, list[str]]:
+        """Up to ``limit`` enabled, real members' ids per group, in id order (absent: none)."""
+        rows = await self.run(
+            lambda conn: conn.fetch(sql.GROUP_MEMBER_IDS, list(groups), limit), transaction=False
+        )
+        found: dict[str, list[str]] = {}
+        for row in rows:
+            found.setdefault(row["group_name"], []).append(row["user_id"])
+        return found
+
     # ---- directory re-sync ----
 
     async def subjects_of(

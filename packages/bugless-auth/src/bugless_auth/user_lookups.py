@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from bugless_auth.store import IdentityStore
     from bugless_auth.user_feed import UserFeedFollower
 
+#: The most members ListGroupMembers lists of one group (about 400 kB of ids).
+MAX_LISTED_MEMBERS = 10_000
+
 
 class UserLookups:
     """The look-up calls of :class:`~bugless_auth.service.AuthService`."""
@@ -69,6 +72,24 @@ class UserLookups:
         return v1.CountGroupMembersResponse(
             groups=[v1.GroupMembers(group=g, members=counts.get(g, 0)) for g in names]
         )
+
+    async def list_group_members(self, groups: Sequence[str]) -> v1.ListGroupMembersResponse:
+        """Who the store knows in each group, by user id, in request order.
+
+        As :meth:`count_group_members`, from the store: a directory's members
+        once they have signed in. A group of more than
+        :data:`MAX_LISTED_MEMBERS` is answered ``too_many`` and no ids.
+        """
+        names = list(dict.fromkeys(groups))
+        members = await self.store.group_member_ids(names, MAX_LISTED_MEMBERS + 1)
+        answers = []
+        for group in names:
+            ids = members.get(group, [])
+            too_many = len(ids) > MAX_LISTED_MEMBERS
+            answers.append(
+                v1.GroupMemberIds(group=group, user_ids=[] if too_many else ids, too_many=too_many)
+            )
+        return v1.ListGroupMembersResponse(groups=answers)
 
     async def get_user_changes(self, after_version: int) -> v1.UserChanges:
         """The users changed after ``after_version`` (the users' change feed).

@@ -15,10 +15,16 @@ component are those its ACL chain names (every role can view), and:
   subcomponent, say) is readable by all the target's readers: refused;
 * a chain naming a strict part of the target's (or any ACL, the target being
   open) is narrower: accepted;
-* otherwise bugless cannot tell (a group's members, or whether a user is in
-  a group, are the directory's, not the Model's): accepted only if the
-  component's own ACL is set, not merely inherited, and the report says what
-  was compared, for the admin to confirm.
+* otherwise (and for a strict part by name, since one group may hold
+  another's members) the readers are compared as the Model will judge them:
+  users by the groups they sign in with. The Authenticator lists the members
+  it knows (``ListGroupMembers``: a directory's, once they have signed in).
+  When every user it knows may read the target may read the component too,
+  refused; when some may not, accepted, the report saying how many. When it
+  knows no reader of the target (no one has signed in yet) or a group is too
+  big to list, bugless cannot tell: accepted only if the component's own ACL
+  is set, not merely inherited, and the report says what was compared, for
+  the admin to confirm.
 
 The targets compared with are ``--component-root`` and every component the
 restricted issues' own components map to. The issues then go into the
@@ -42,6 +48,8 @@ from bugless_proto import v1
 RESTRICTED = "\x00restricted"
 #: Issues per BatchGetIssues call (the Model's limit).
 _BATCH = 500
+#: Groups per ListGroupMembers call (the Authenticator's limit: an access list's entries).
+_GROUPS_PER_CALL = 200
 
 
 class RestrictedComponentRefused(FailedPrecondition):
@@ -200,36 +208,95 @@ async def check(
             "restricted issues"
         )
     checked = [f"{component.path} is readable by {_shown(mine, names)}"]
+    members = GroupMembers(auth)
     for target in dict.fromkeys(t for t in targets if t.strip()):
         above = await _chain(model, caller, target)
         theirs = _readers(target, above)
         names.update(await _usernames(auth, above))
         if not theirs.principals:
             checked.append(f"narrower than {target}: everyone signed in may read that")
-        elif mine.principals >= theirs.principals:
+            continue
+        if mine.principals >= theirs.principals:
             raise RestrictedComponentRefused(
                 f"{flag}: everyone who may read {target} ({_shown(theirs, names)}) may read "
                 f"{component.path} too ({_shown(mine, names)}; ACLs are inherited, so no "
                 f"subcomponent of {target} is narrower than it): give the restricted issues "
                 "a component whose ACL names fewer"
             )
+        ours, readers = await members.users(mine.principals), await members.users(theirs.principals)
+        if ours is not None and readers:
+            shut_out = readers - ours
+            if not shut_out:
+                raise RestrictedComponentRefused(
+                    f"{flag}: every one of the {len(readers)} users the Authenticator knows "
+                    f"may read {target} ({_shown(theirs, names)}) may read {component.path} "
+                    f"too ({_shown(mine, names)}), by the groups they signed in with: give "
+                    "the restricted issues a component whose ACL names fewer"
+                )
+            checked.append(
+                f"narrower than {target} ({_shown(theirs, names)}): {len(shut_out)} of the "
+                f"{len(readers)} users the Authenticator knows may read that may not read "
+                f"{component.path} (group members as of their last sign-in)"
+            )
         elif mine.principals < theirs.principals:
             checked.append(f"narrower than {target}: {_shown(theirs, names)}")
         elif not component.acl:
             raise RestrictedComponentRefused(
                 f"{flag}: its readers ({_shown(mine, names)}) and those of {target} "
-                f"({_shown(theirs, names)}) are not one a part of the other, and bugless "
-                "cannot see group memberships to tell which is narrower; its ACL is only "
-                "inherited: give the component an ACL of its own naming only those who may "
-                "read the source's restricted issues"
+                f"({_shown(theirs, names)}) are not one a part of the other, and the "
+                f"Authenticator knows {_unknown(readers)} to tell which is narrower; its ACL "
+                "is only inherited: give the component an ACL of its own naming only those "
+                "who may read the source's restricted issues"
             )
         else:
             checked.append(
-                f"not comparable with {target} ({_shown(theirs, names)}): bugless cannot see "
-                f"group memberships; accepted because {component.path} has its own ACL: "
-                "check that only those who may read the restricted issues are in it"
+                f"not comparable with {target} ({_shown(theirs, names)}): the Authenticator "
+                f"knows {_unknown(readers)}; accepted because {component.path} has its own "
+                "ACL: check that only those who may read the restricted issues are in it"
             )
     return RestrictedComponent(component.id, component.path, tuple(checked))
+
+
+class GroupMembers:
+    """Who is in a group, as the Authenticator knows it (each group asked once)."""
+
+    def __init__(self, auth: v1.AuthenticatorStub) -> None:
+        """Ask ``auth`` (``ListGroupMembers``) when a group is first needed."""
+        self._auth = auth
+        self._known: dict[str, frozenset[str] | None] = {}
+
+    async def users(self, principals: Iterable[str]) -> frozenset[str] | None:
+        """The user ids ``principals`` name or hold; None if a group is too big to list."""
+        wanted = sorted({p for p in principals if p.startswith("group:")} - set(self._known))
+        for start in range(0, len(wanted), _GROUPS_PER_CALL):
+            answer = await call(
+                self._auth.list_group_members,
+                v1.ListGroupMembersRequest(
+                    groups=[
+                        g.removeprefix("group:") for g in wanted[start : start + _GROUPS_PER_CALL]
+                    ]
+                ),
+            )
+            for group in answer.groups:
+                found = None if group.too_many else frozenset(group.user_ids)
+                self._known[f"group:{group.group}"] = found
+        users: set[str] = set()
+        for principal in principals:
+            if principal.startswith("user:"):
+                users.add(principal.removeprefix("user:"))
+                continue
+            members = self._known.get(principal)
+            if members is None:
+                return None
+            users |= members
+        return frozenset(users)
+
+
+def _unknown(readers: frozenset[str] | None) -> str:
+    """Why the Authenticator's members could not decide (``readers``: the target's)."""
+    if readers is None:
+        return "too many members of a group to list"
+    return "no user who may read that yet (a directory's members count once they have signed in)"
 
 
 async def _usernames(auth: v1.AuthenticatorStub, chain: Iterable[v1.Component]) -> dict[str, str]:

@@ -108,6 +108,7 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Authenticator/GetUserChanges",
         "/bugless.v1.Authenticator/SuggestUsers",
         "/bugless.v1.Authenticator/CountGroupMembers",
+        "/bugless.v1.Authenticator/ListGroupMembers",
         "/bugless.v1.Authenticator/Authorize",
         "/bugless.v1.Authenticator/ListPersonCertificates",
         # Records the token's last use at most every few minutes: the same on a retry.

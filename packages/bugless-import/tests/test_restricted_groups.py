@@ -1,0 +1,85 @@
+"""``--restricted-component`` compares readers by the groups the Authenticator knows them in.
+
+Before, a group was a name to the check: a component whose ACL named
+``sec`` under a root naming ``eng`` and ``sec`` was "narrower" although every
+``eng`` member was in ``sec`` too, so everyone who read the root read the
+restricted issues; and groups not one a part of the other by name were
+accepted on the admin's word alone. Now the Authenticator lists the members
+it knows (``ListGroupMembers``), and the Model will judge each reader by the
+groups they sign in with, so the check does the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from import_support import ADMIN, MakeSettings, find
+from test_restricted_component import _component, _jira_export
+
+from bugless_core.clients import call
+from bugless_dev.stack import LocalStack
+from bugless_import import run_import
+from bugless_import.restricted import RestrictedComponentRefused
+from bugless_import.sources.jira import JiraImporter
+from bugless_proto import v1
+
+
+async def test_a_component_some_readers_of_the_root_are_not_in_is_narrower(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub, bugless_stack: LocalStack
+) -> None:
+    bugless_stack.add_user("gm-ann", "pw-gm-ann", groups=["gm1-eng", "gm1-sec"])
+    bugless_stack.add_user("gm-bob", "pw-gm-bob", groups=["gm1-eng"])
+    await _component(model, "RootGM1", "gm1-eng")
+    await _component(model, "SecGM1", "gm1-sec")
+
+    settings = make_settings(component_root="RootGM1", restricted_component="SecGM1")
+    report = await run_import(JiraImporter(str(_jira_export(tmp_path, "GMA")), {}), settings)
+
+    (secured,) = await find(model, "jira:GMA-2")
+    secure = await call(model.get_component, v1.GetComponentRequest(caller=ADMIN, path="SecGM1"))
+    assert secured.component_id == secure.id
+    assert report.restricted_checked[1:] == [
+        "narrower than RootGM1 (group:gm1-eng (the ACL of RootGM1)): 1 of the 2 users the "
+        "Authenticator knows may read that may not read SecGM1 (group members as of their last "
+        "sign-in)"
+    ]
+
+
+@pytest.fixture(scope="module")
+def gm2_users(bugless_stack: LocalStack) -> None:
+    """Every member of gm2-eng the Authenticator knows is in gm2-sec too."""
+    bugless_stack.add_user("gm-cat", "pw-gm-cat", groups=["gm2-eng", "gm2-sec"])
+    bugless_stack.add_user("gm-dan", "pw-gm-dan", groups=["gm2-eng", "gm2-sec"])
+
+
+@pytest.mark.usefixtures("gm2_users")
+@pytest.mark.parametrize(
+    "case",
+    [
+        # Before, accepted: "sec" is a strict part of "eng, sec" by name.
+        ("GMB", ("gm2-eng", "gm2-sec")),
+        # Before, accepted on the component's own ACL: not comparable by name.
+        ("GMC", ("gm2-eng",)),
+    ],
+)
+async def test_a_component_every_known_reader_of_the_root_may_read_is_refused(
+    case: tuple[str, tuple[str, ...]],
+    tmp_path: Path,
+    make_settings: MakeSettings,
+    model: v1.ModelStub,
+) -> None:
+    project, root_groups = case
+    await _component(model, f"Root{project}", *root_groups)
+    await _component(model, f"Sec{project}", "gm2-sec")
+
+    settings = make_settings(component_root=f"Root{project}", restricted_component=f"Sec{project}")
+    with pytest.raises(RestrictedComponentRefused) as refused:
+        await run_import(JiraImporter(str(_jira_export(tmp_path, project)), {}), settings)
+
+    assert refused.value.message.startswith(
+        f"--restricted-component 'Sec{project}': every one of the 2 users the Authenticator "
+        f"knows may read Root{project} ("
+    ), refused.value.message
+    assert "by the groups they signed in with" in refused.value.message
+    assert await find(model, f"jira:{project}-1") == [], "nothing is imported"
