@@ -252,7 +252,7 @@ async def test_regions_on_postgresql_are_refused_before_anything_is_written(
     settings = ModelSettings(
         database_url=url, page_token_secret=SECRET, regions=("eu-west1", "us-east1")
     )
-    with pytest.raises(FailedPrecondition, match="multi-region database needs CockroachDB"):
+    with pytest.raises(InvalidArgument, match="multi-region database needs CockroachDB"):
         await CockroachBackend.migrate(settings)
     with pytest.raises(FailedPrecondition, match="run `bugless model migrate` first"):
         await CockroachBackend.open(dataclasses.replace(settings, regions=()))
@@ -301,7 +301,7 @@ async def test_postgresql_not_running_serializable_is_refused(
 ) -> None:
     url = await postgres_server.acreate_database("cockroach_read_committed")
     settings = ModelSettings(database_url=url, page_token_secret=SECRET)
-    with pytest.raises(FailedPrecondition, match="needs default_transaction_isolation"):
+    with pytest.raises(InvalidArgument, match="needs default_transaction_isolation"):
         await CockroachBackend.migrate(settings)
 
 

@@ -51,10 +51,11 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
     (
         EXIT_USAGE,
         "bad usage or configuration (flags, a required option missing or a file an option "
-        "names that cannot be read, settings such as a --database-dialect the database "
-        "cannot run, credentials; a query that does not parse, in query explain and the "
-        "client commands; a value auth user or auth bot issue refuses, such as a username "
-        "it cannot take, a password too short or a --mapping-file it cannot write)",
+        "names that cannot be read, settings the database cannot run, such as "
+        "--database-dialect or --regions, credentials; a query that does not parse, in "
+        "query explain and the client commands; a value auth user or auth bot issue "
+        "refuses, such as a username it cannot take, a password too short or a "
+        "--mapping-file it cannot write)",
     ),
     (
         EXIT_NOT_FOUND,
@@ -114,7 +115,11 @@ def exit_statuses_help() -> str:
     lines = ["\b", "Exit statuses:"]
     for status, meaning in EXIT_STATUSES:
         lines += textwrap.wrap(
-            meaning, width=92, initial_indent=f"{status:>5}  ", subsequent_indent=" " * 7
+            meaning,
+            width=92,
+            initial_indent=f"{status:>5}  ",
+            subsequent_indent=" " * 7,
+            break_on_hyphens=False,  # never "--database-" and "dialect" on two lines
         )
     return "\n".join(lines)
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Self
 
 import asyncpg
 
-from bugless_core.errors import FailedPrecondition
+from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.migrations import LeaseLock, Migration, MigrationLock
 from bugless_core.model.backend import Capability, ModelSettings
 from bugless_model_cockroach import _dialect, _leases, _regions, _sequencer
@@ -138,7 +138,15 @@ class CockroachBackend(PostgresBackend):
 
     @staticmethod
     async def _server_dialect(conn: Conn) -> Dialect:
-        """The dialect of the server; refuse PostgreSQL not running SERIALIZABLE."""
+        """The dialect of the server; refuse PostgreSQL not running SERIALIZABLE.
+
+        Raises:
+            InvalidArgument: PostgreSQL whose default isolation is not
+                SERIALIZABLE: the configuration (``--backend cockroach`` on
+                it, or the database's setting) is at fault, as for the
+                Authenticator's ``--database-dialect`` (``bugless model
+                migrate`` exits 2, bad configuration).
+        """
         dialect = _dialect.dialect_for(await conn.fetchval(q.SERVER_VERSION))
         if dialect is _dialect.COMPATIBILITY:
             isolation = await conn.fetchval(q.DEFAULT_ISOLATION)
@@ -148,7 +156,7 @@ class CockroachBackend(PostgresBackend):
                     f"default_transaction_isolation = serializable, the server has {isolation!r}: "
                     "ALTER DATABASE ... SET default_transaction_isolation = 'serializable'"
                 )
-                raise FailedPrecondition(msg)
+                raise InvalidArgument(msg)
         return dialect
 
     @classmethod
@@ -157,9 +165,9 @@ class CockroachBackend(PostgresBackend):
 
         Raises:
             InvalidArgument: a survival goal the regions cannot have (``region``
-                with fewer than three), before anything is written.
-            FailedPrecondition: the server cannot serve this backend, or regions
-                were given but the server is not CockroachDB.
+                with fewer than three), the server cannot serve this backend, or
+                regions were given but the server is not CockroachDB: each a
+                setting that does not fit, before anything is written.
         """
         regions = _regions.check_regions(settings.regions)
         _regions.check_survival_goal(settings.survival_goal, regions)
@@ -170,7 +178,7 @@ class CockroachBackend(PostgresBackend):
                 "regions: a multi-region database needs CockroachDB; this server is "
                 "PostgreSQL (compatibility mode), run migrate without --regions"
             )
-            raise FailedPrecondition(msg, metadata={"field": "regions"})
+            raise InvalidArgument(msg, metadata={"field": "regions"})
 
     @classmethod
     async def _after_migrate(cls, pool: asyncpg.Pool, settings: ModelSettings) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bugless_core.attachments import AttachmentSettings
+from bugless_core.cli import exit_status_of, fail
 from bugless_core.errors import BuglessError
 from bugless_core.grpc import TransferServerSettings
 from bugless_core.logs import LogSettings
@@ -169,7 +170,14 @@ def migrate_command(plugins: Plugins, settings: ModelMigrateSettings) -> None:
 
     settings.log.configure()
     cls = _backend_class(plugins, settings.backend)
-    version = eventloop.run(cls.migrate(settings.storage))
+    try:
+        version = eventloop.run(cls.migrate(settings.storage))
+    except BuglessError as exc:
+        # The documented statuses, as `bugless auth migrate`: a setting that
+        # does not fit the server (regions, a survival goal, the cockroach
+        # backend on PostgreSQL that is not SERIALIZABLE) is 2; the database
+        # away or a newer schema 1.
+        fail(exc.message, exit_status_of(exc))
     click.echo(f"schema {settings.storage.schema!r} is at version {version} ({cls.package_name()})")
 
 
