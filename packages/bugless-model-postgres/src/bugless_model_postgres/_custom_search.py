@@ -83,7 +83,8 @@ def _bad(where: str, problem: str) -> InvalidArgument:
     return InvalidArgument(f"{where}: {problem}", metadata={"field": where})
 
 
-def _custom_terms(node: v1.SearchNode | None) -> list[v1.SearchTerm]:
+def search_terms(node: v1.SearchNode | None) -> list[v1.SearchTerm]:
+    """Every term of ``node``, under ANDs, ORs and NOTs alike."""
     found: list[v1.SearchTerm] = []
     stack = [node] if node is not None else []
     while stack:
@@ -92,9 +93,13 @@ def _custom_terms(node: v1.SearchNode | None) -> list[v1.SearchTerm]:
             stack.extend(value.nodes)
         elif kind == "negate" and isinstance(value, v1.SearchNode):
             stack.append(value)
-        elif isinstance(value, v1.SearchTerm) and value.field is v1.SearchField.CUSTOM:
+        elif isinstance(value, v1.SearchTerm):
             found.append(value)
     return found
+
+
+def _custom_terms(node: v1.SearchNode | None) -> list[v1.SearchTerm]:
+    return [t for t in search_terms(node) if t.field is v1.SearchField.CUSTOM]
 
 
 def catalog_key(query: v1.StructuredQuery) -> CatalogKey | None:

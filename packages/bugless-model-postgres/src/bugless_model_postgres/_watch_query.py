@@ -38,7 +38,7 @@ from bugless_core.issue_fields import ENUM_FIELDS, OPEN_STATUSES, SCALAR_FIELDS
 from bugless_core.search.build import all_of, term
 from bugless_model_postgres import _search
 from bugless_model_postgres._convert import Conn, Row, principals_of
-from bugless_model_postgres._custom_search import CustomCatalog, catalog_key
+from bugless_model_postgres._custom_search import CustomCatalog, catalog_key, search_terms
 from bugless_proto import v1
 
 #: The list fields the issue row holds, with how their history values read
@@ -51,6 +51,8 @@ _ROW_LISTS: Mapping[str, Callable[[str], Any]] = {
 #: Scalar fields holding an issue or component id: "" in a FieldChange is 0.
 _ID_FIELDS = frozenset({"component_id", "parent_id", "duplicate_of_id"})
 _OPEN = frozenset(int(s) for s in OPEN_STATUSES)
+#: Search fields reading what every change sets (the row's time, its version).
+_VERSION_FIELDS = frozenset({v1.SearchField.MODIFIED, v1.SearchField.LAST_MODIFIER})
 
 #: Every history entry of each issue $1 from version $2 on, newest first.
 _ENTRIES_FROM = """
@@ -81,9 +83,15 @@ async def changes_that_left(
 ) -> set[tuple[int, int]]:
     """The ``(issue id, version)`` of ``changes`` that made their issue stop matching ``query``.
 
-    A creation (version 1) has no state before it and never left. Three
-    statements for the lot: the entries from the oldest change on, the
-    current rows, and the query over both states of every change.
+    A creation (version 1) has no state before it and never left. Nor did
+    a change that set none of the row's recorded columns (a comment, an
+    attachment, a hotlist or a custom value: read as they are now in both
+    states) unless the query reads the state's version or time
+    (``modified``, ``lastmodifier``): its two states are the same row for
+    everything else the query reads, so they are not sent to the database
+    (a replay of comments costs one statement). Three statements at most
+    for the lot: the entries from the oldest change on, the current rows,
+    and the query over both states of every change left.
     """
     judged = sorted({(i, v) for i, v in changes if v > 1})
     if not judged:
@@ -93,6 +101,13 @@ async def changes_that_left(
         lowest[issue_id] = min(lowest.get(issue_id, version), version - 1)
     ids = sorted(lowest)
     entries = await conn.fetch(_ENTRIES_FROM, ids, [lowest[i] for i in ids])
+    if not _reads_the_state_version(query):
+        changed_row = {
+            (row["issue_id"], row["version"]) for row in entries if _sets_row_columns(row)
+        }
+        judged = [(i, v) for i, v in judged if (i, v) in changed_row]
+        if not judged:
+            return set()
     current = {row["id"]: row for row in await conn.fetch(_CURRENT, ids)}
     newest_first: dict[int, list[asyncpg.Record]] = {}
     for row in entries:
@@ -123,6 +138,20 @@ async def changes_that_left(
     rows = await conn.fetch(statement, *compiled.count_params)
     matched = {(row["id"], row["version"]) for row in rows}
     return {(i, v) for i, v in judged if (i, v - 1) in matched and (i, v) not in matched}
+
+
+def _reads_the_state_version(query: v1.StructuredQuery) -> bool:
+    """Whether ``query`` reads a column every change sets: ``modified_at`` or ``version``."""
+    return any(t.field in _VERSION_FIELDS for t in search_terms(query.filter))
+
+
+def _sets_row_columns(entry: Row) -> bool:
+    """Whether history ``entry`` changed a column :func:`state_fields` sets back."""
+    raw = entry["changes"]
+    return any(
+        change["field"] in SCALAR_FIELDS or change["field"] in _ROW_LISTS
+        for change in (json.loads(raw) if isinstance(raw, str) else raw)
+    )
 
 
 def state_fields(current: Row, newest_first: Iterable[Row], version: int) -> dict[str, Any]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from grpclib.const import Status
 
 from bugless_core.model.backend import Capability
-from bugless_core.search.build import all_of
+from bugless_core.search.build import all_of, term
 from bugless_proto import v1
 from bugless_testing.events import DELIVERY_TIMEOUT, EventStream
 from bugless_testing.model_contracts._support import (
@@ -210,6 +212,24 @@ class WatchContract:
             event = await stream.next()
         assert not event.left_query
         assert event.entry == kept.entry
+
+    async def test_a_comment_makes_an_issue_leave_a_query_on_its_modification_time(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``modified<T``: a comment changes no field but the issue's time, and leaves it."""
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        assert issue.modified_at is not None
+        later = issue.modified_at + timedelta(milliseconds=1)
+        stale = term(v1.SearchField.MODIFIED, v1.SearchOperator.LT, later)
+        query = v1.StructuredQuery(filter=within(comp.id, stale))
+        async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
+            await asyncio.sleep(0.01)  # the comment's time is past `later`
+            commented = await change(model, issue, comment="still here")
+            event = await stream.next()
+            await stream.nothing_more()
+        assert event.left_query
+        assert event.entry == commented.entry
 
     async def test_an_access_list_that_shuts_the_watcher_out_sends_nothing(
         self, model: v1.ModelStub
