@@ -10,8 +10,6 @@ options from :class:`WebSettings` and receives the typed object.
 from __future__ import annotations
 
 import dataclasses
-import urllib.parse
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,13 @@ from bugless_core.service_address import ServiceAddress, client_tls_problem
 from bugless_core.setting_files import pem_certificates, pem_private_key
 from bugless_core.settings import group, setting
 from bugless_core.user_changes import USER_CHANGES_SECONDS_HELP
+from bugless_web._setting_values import (
+    checked_api_address,
+    checked_public_url,
+    imported_source_urls,
+    session_keys_of,
+    trusted_proxy_networks,
+)
 
 #: Page sizes a result table's menu offers (the deployment's default is added
 #: to them if it is none of these).
@@ -32,41 +37,6 @@ MAX_PAGE_SIZE = 200
 #: The peers believed in ``--dev`` when ``--trusted-proxy`` is not given: a
 #: proxy (or a test) on the same machine.
 DEV_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
-
-
-def _trusted_proxies(values: Sequence[str]) -> tuple[str, ...] | None:
-    """The networks of ``--trusted-proxy`` as written canonically; None when none is given.
-
-    None (not an empty tuple) so that the default by mode applies
-    (:attr:`WebSettings.proxy_networks`).
-
-    Raises:
-        ValueError: a value that is not an address or a network, or a CIDR
-            with host bits set (it would trust more than it says).
-    """
-    networks = parse_networks(values, strict=True)
-    return tuple(str(network) for network in networks) or None
-
-
-def _session_keys(values: Sequence[str]) -> tuple[str, ...]:
-    """Every key of the given values (a value may hold several, separated by white space)."""
-    return tuple(key for value in values for key in value.split())
-
-
-def _imported_sources(values: Sequence[str]) -> tuple[str, ...]:
-    """Each old tracker's base URL, ending in ``/``; ValueError for what is not one."""
-    sources: list[str] = []
-    for value in (v for text in values for v in text.split()):
-        parts = urllib.parse.urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            msg = f"--imported-source {value!r}: give the old tracker's http(s) base URL"
-            raise ValueError(msg)
-        if parts.query or parts.fragment or parts.username or parts.password:
-            msg = f"--imported-source {value!r}: no query, fragment or credentials"
-            raise ValueError(msg)
-        path = parts.path if parts.path.endswith("/") else parts.path + "/"
-        sources.append(f"{parts.scheme}://{parts.netloc.lower()}{path}")
-    return tuple(sources)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,7 +213,7 @@ class WebSettings:
         flag="--session-key",
         env="BUGLESS_WEB_SESSION_KEYS",
         multiple=True,
-        parse=_session_keys,
+        parse=session_keys_of,
         secret=True,
         help="Cookie secret (16+ chars); repeat for rotation, newest first (env: space-separated).",
     )
@@ -254,7 +224,7 @@ class WebSettings:
         flag="--trusted-proxy",
         env="BUGLESS_WEB_TRUSTED_PROXIES",
         multiple=True,
-        parse=_trusted_proxies,
+        parse=trusted_proxy_networks,
         metavar="CIDR",
         help="A proxy (address or CIDR, e.g. the ingress controller's pod CIDR) whose "
         "X-Forwarded-For/-Proto are believed; repeat for several (env: separated by commas or "
@@ -415,7 +385,7 @@ class WebSettings:
         flag="--imported-source",
         env="BUGLESS_WEB_IMPORTED_SOURCES",
         multiple=True,
-        parse=_imported_sources,
+        parse=imported_source_urls,
         metavar="URL",
         help="An old tracker this deployment imported from, e.g. https://trac.example.org/ "
         "(repeatable; env: space-separated): the /imported page of an issue not imported "
@@ -495,7 +465,7 @@ class WebSettings:
                 raise ValueError(msg)
         if self.trusted_proxies is not None:
             try:
-                proxies = _trusted_proxies(self.trusted_proxies)
+                proxies = trusted_proxy_networks(self.trusted_proxies)
             except ValueError as exc:
                 msg = f"--trusted-proxy: {exc}"
                 raise ValueError(msg) from None
@@ -503,11 +473,9 @@ class WebSettings:
         if self.dev_mailbox is not None and not self.dev:
             msg = "--dev-mailbox is for development only: it needs --dev"
             raise ValueError(msg)
-        object.__setattr__(self, "public_url", _checked_public_url(self.public_url, dev=self.dev))
-        object.__setattr__(self, "imported_sources", _imported_sources(self.imported_sources))
-        object.__setattr__(
-            self, "api_public_address", _checked_api_address(self.api_public_address)
-        )
+        object.__setattr__(self, "public_url", checked_public_url(self.public_url, dev=self.dev))
+        object.__setattr__(self, "imported_sources", imported_source_urls(self.imported_sources))
+        object.__setattr__(self, "api_public_address", checked_api_address(self.api_public_address))
         if any(not c.isprintable() for c in self.api_ca_hint):
             msg = f"--api-ca-hint {self.api_ca_hint!r}: give a file name on one line"
             raise ValueError(msg)
@@ -515,7 +483,7 @@ class WebSettings:
         object.__setattr__(
             self,
             "download_url",
-            _checked_public_url(self.download_url, dev=self.dev, flag="--download-url"),
+            checked_public_url(self.download_url, dev=self.dev, flag="--download-url"),
         )
         if self.steer_to and not self.steer_to.startswith(("http://", "https://", "/")):
             msg = f"--steer-to {self.steer_to!r}: give an http(s) URL"
@@ -555,48 +523,3 @@ class WebSettings:
         if self.trusted_proxies is not None:
             return parse_networks(self.trusted_proxies)
         return parse_networks(DEV_TRUSTED_PROXIES) if self.dev else ()
-
-
-def _checked_public_url(value: str, *, dev: bool, flag: str = "--public-url") -> str:
-    """``value`` without a trailing slash, or ValueError saying what is wrong with it."""
-    if not value:
-        return ""
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        msg = f"{flag} {value!r}: give the site's base URL, e.g. https://bugs.example.com"
-        raise ValueError(msg)
-    if parts.query or parts.fragment or parts.username or parts.password:
-        msg = f"{flag} {value!r}: no query, fragment or credentials (a base URL only)"
-        raise ValueError(msg)
-    if parts.scheme == "http" and not dev:
-        msg = (
-            f"{flag} {value!r}: use https (the session cookie is Secure, so browsers "
-            "would not send it over plain HTTP); --dev allows http"
-        )
-        raise ValueError(msg)
-    return value.rstrip("/")
-
-
-def _checked_api_address(value: str) -> str:
-    """``value`` as ``host:port`` (``[v6]:port``), or ValueError saying what is wrong with it.
-
-    Checked at start-up because the page shows it as a command to copy: a
-    URL or a missing port there would fail only on the person's machine.
-    """
-    value = value.strip()
-    if not value:
-        return ""
-    flag = "--api-public-address"
-    host, sep, port = value.rpartition(":")
-    if "://" in value or "/" in value or any(c.isspace() for c in value):
-        msg = f"{flag} {value!r}: give host:port (no scheme or path), e.g. api.example.com:443"
-        raise ValueError(msg)
-    # ASCII digits only: str.isdigit also takes "²" (which int refuses in its
-    # own words) and "٤٤٣" (which int reads as 443, a command nobody can copy).
-    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        msg = f"{flag} {value!r}: give host:port with a port from 1 to 65535"
-        raise ValueError(msg)
-    if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        msg = f"{flag} {value!r}: write an IPv6 address in brackets, e.g. [2001:db8::1]:443"
-        raise ValueError(msg)
-    return value
