@@ -24,7 +24,7 @@ import pytest
 from import_support import MakeSettings, find, history
 from test_roundup import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as
 
-from bugless_core.errors import FailedPrecondition
+from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_import import run_import
 from bugless_import.sources.roundup import INTERFACES_PY, RoundupImporter
 from bugless_proto import v1
@@ -163,3 +163,21 @@ async def test_a_tracker_with_an_older_interfaces_py_stops_the_run_saying_what_t
     importer.get = before  # type: ignore[method-assign]
     with pytest.raises(FailedPrecondition, match="bugless_hidden/issue: no such endpoint"):
         next(importer.issues())
+
+
+async def test_unchecked_restrictions_import_what_the_account_sees_where_no_endpoint_is(
+    url: str, options: dict[str, str]
+) -> None:
+    """``restrictions=unchecked``: a tracker whose schema restricts nothing needs no endpoint."""
+    with pytest.raises(InvalidArgument, match="restrictions= takes checked or unchecked"):
+        RoundupImporter(url, {**options, "restrictions": "no"})
+    importer = RoundupImporter(url, {**options, "restrictions": "unchecked"})
+    real = importer.get
+
+    def before(path: str, **query: Any) -> Any:
+        assert not path.startswith("bugless_hidden/"), "not asked"
+        return real(path, **query)
+
+    importer.get = before  # type: ignore[method-assign]
+    assert [i.restricted for i in importer.issues()] == ["", ""]
+    assert importer.withheld == {}

@@ -97,12 +97,16 @@ class RestfulInstance:
 HIDDEN_CLASSES = ("issue", "msg", "file")
 
 
-def hidden_items(get: Callable[..., Any], base: str) -> tuple[dict[str, frozenset[str]], str]:
+def hidden_items(
+    get: Callable[..., Any], base: str, *, checked: bool = True
+) -> tuple[dict[str, frozenset[str]], str]:
     """Per class of :data:`HIDDEN_CLASSES`, the ids its ordinary readers may not view.
 
     Args:
         get: The importer's ``GET /rest/<path>`` (None on 404).
         base: The tracker's address, for the message.
+        checked: False for ``--option restrictions=unchecked``: nothing is
+            asked and nothing is hidden.
 
     Returns:
         The hidden ids per class, and the roles they were judged for
@@ -113,16 +117,18 @@ def hidden_items(get: Callable[..., Any], base: str) -> tuple[dict[str, frozense
             ``interfaces.py`` from before it): without it, an item only some
             may view could not be told from the others.
     """
-    hidden: dict[str, frozenset[str]] = {}
+    hidden: dict[str, frozenset[str]] = {k: frozenset() for k in HIDDEN_CLASSES}
     roles = ""
-    for klass in HIDDEN_CLASSES:
+    for klass in HIDDEN_CLASSES if checked else ():
         answer = get(f"bugless_hidden/{klass}")
         if answer is None:
             raise FailedPrecondition(
                 f"{base}rest/bugless_hidden/{klass}: no such endpoint, so the items the "
                 "tracker's permissions show to only some readers cannot be told apart; append "
                 "the current bugless_import.sources.roundup.INTERFACES_PY to the tracker's "
-                "interfaces.py (in place of an older copy) and restart its web server"
+                "interfaces.py (in place of an older copy) and restart its web server, or, "
+                "only for a tracker whose schema restricts no item to some readers, give "
+                "--option restrictions=unchecked"
             )
         hidden[klass] = frozenset(str(i) for i in answer.get("hidden") or [])
         roles = ", ".join(str(r) for r in answer.get("roles") or []) or "none"

@@ -41,8 +41,10 @@ for a reader with the roles new users get and no tie to any item
 (:mod:`._roundup_endpoint`): an issue that reader may not view is restricted
 (left out, or put into ``--restricted-component``), and a message or file it
 may not view is left out and named in the report, its text never sent.
-Without that endpoint (an older ``interfaces.py``) the run stops before
-anything is written, saying what to append.
+Without that endpoint (an older ``interfaces.py``, or none with
+``history=messages``) the run stops before anything is written, saying what
+to append, unless ``restrictions=unchecked`` says the tracker's schema
+restricts no item: everything is then imported as the account sees it.
 
 Roundup's journal stores each change's *previous* value (multilinks as the
 ids added and removed), so the importer walks it back from the current values
@@ -215,6 +217,11 @@ class RoundupImporter(Importer):
         if history not in {"journal", "messages"}:
             raise InvalidArgument("--option history= takes journal or messages")
         self.journal = history == "journal"
+        restrictions = options.get("restrictions", "checked")
+        if restrictions not in {"checked", "unchecked"}:
+            raise InvalidArgument("--option restrictions= takes checked or unchecked")
+        #: ``restrictions=unchecked``: no endpoint asked (a schema restricting nothing).
+        self.unchecked = restrictions == "unchecked"
         try:
             self.retries = retry_count(options.get("retries"))
         except ValueError as exc:
@@ -374,7 +381,7 @@ class RoundupImporter(Importer):
         schema = self.issue_properties()
         related = [p for p in ("superseder", *_BLOCKED_BY) if p in schema]
         fields = ",".join([_ISSUE_FIELDS, *related])
-        self._hidden, roles = hidden_items(self.get, self.base)
+        self._hidden, roles = hidden_items(self.get, self.base, checked=not self.unchecked)
         for item in self.collection("issue", fields):
             issue = self._issue(item, users)
             if issue is not None and item["id"] in self._hidden["issue"]:
