@@ -1,4 +1,4 @@
-"""Two per-frame and per-call costs of the gRPC runtime, each the old way and the new (grpc25).
+"""Per-frame and per-call costs of the gRPC runtime, each the old way and the new (grpc25).
 
     python -m bench.grpc_overheads [--count 200000] [--batch 200]
 
@@ -16,6 +16,9 @@
   end as two done-callbacks (before) or as one (``ProtocolWrappingServer``'s
   ``on_call_done``, now); the end itself is a no-op, so only the mechanism is
   measured. CPU µs per call, task creation and run included.
+* ``in-flight series``: a call counted in and out of
+  ``grpc_server_in_flight_calls`` by the gauge's ``inc``/``dec`` (before) or
+  by the count the gauge reads when scraped (now). CPU µs per call.
 
 No socket, everything in this process; ``time.process_time`` per batch of
 ``--batch``, the ways taking turns, each way's fastest batch (on a loaded
@@ -35,14 +38,17 @@ from typing import Any
 import h2.config
 import h2.connection
 from hyperframe.frame import Frame, WindowUpdateFrame
+from prometheus_client import CollectorRegistry
 
 import bugless_core.grpc._cork  # noqa: F401  (installs the shim, as every connection does)
 from bugless_core._compat import h2 as h2_compat
 from bugless_core._compat.grpclib import ReleaseOnce, _ReleasedThenDone
 from bugless_core.grpc import _hpack
+from bugless_core.grpc._metrics import GrpcServerMetrics
 
 _FRAME_WAYS = ("hyperframe", "f_locals", "quiet")
 _CALL_WAYS = ("two callbacks", "one callback")
+_GAUGE_WAYS = ("gauge", "count")
 
 
 def _server() -> h2.connection.H2Connection:
@@ -148,6 +154,32 @@ async def call_ends(count: int, batch: int) -> dict[str, float]:
     return {way: spent / batch * 1e6 for way, spent in best.items()}
 
 
+def in_flight(count: int, batch: int) -> dict[str, float]:
+    """CPU µs per call to count it in and out of its in-flight series, each way.
+
+    ``gauge``: the labelled ``Gauge`` child's ``inc`` and ``dec`` (each under
+    the child's lock); ``count``: :class:`~bugless_core.grpc._metrics.RunningCalls`,
+    which the gauge reads when scraped.
+    """
+    metrics = GrpcServerMetrics.for_registry(CollectorRegistry())
+    gauge = metrics.in_flight.labels("bench.v1.Bench", "Gauge")
+    running = metrics.running("bench.v1.Bench", "Count")
+    clock = time.process_time
+    best = dict.fromkeys(_GAUGE_WAYS, float("inf"))
+    for _ in range(max(1, count // batch)):
+        started = clock()
+        for _ in range(batch):
+            gauge.inc()
+            gauge.dec()
+        best["gauge"] = min(best["gauge"], clock() - started)
+        started = clock()
+        for _ in range(batch):
+            running.value += 1
+            running.value -= 1
+        best["count"] = min(best["count"], clock() - started)
+    return {way: spent / batch * 1e6 for way, spent in best.items()}
+
+
 async def run(count: int, batch: int) -> None:
     """Measure each item, its ways interleaved; print each way's fastest batch."""
     if not h2_compat.receiving_quietly(_server()):
@@ -158,6 +190,8 @@ async def run(count: int, batch: int) -> None:
             figures[f"frames, {per_read} per read: {way}"] = figure
     for way, figure in (await call_ends(count, batch)).items():
         figures[f"call end: {way}"] = figure
+    for way, figure in in_flight(count, batch).items():
+        figures[f"in-flight series: {way}"] = figure
     print(f"load {os.getloadavg()[0]:.1f}, {count:,} each, fastest batch of {batch}")
     for name, figure in figures.items():
         print(f"{name:<36} {figure:6.2f} µs")

@@ -471,6 +471,37 @@ async def test_a_call_refused_while_draining_is_counted_as_unavailable(
     assert registry.get_sample_value("grpc_server_in_flight_calls", labels) == 0
 
 
+async def test_the_in_flight_gauge_counts_the_calls_running_on_every_runner_of_a_registry(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    """Read when scraped, from counts the runners sharing a registry share."""
+    registry = CollectorRegistry()
+    first, second = SlowModel(), SlowModel()
+    runners = [
+        await start_runner(servicer=servicer, metrics_registry=registry)
+        for servicer in (first, second)
+    ]
+    labels = {"grpc_service": MODEL, "grpc_method": "GetServerInfo"}
+    held = [
+        asyncio.create_task(
+            v1.ModelStub(open_channel(runner.port)).get_server_info(
+                timeout=30, metadata={HOLD_KEY: "1"}
+            )
+        )
+        for runner in (*runners, runners[0])
+    ]
+    await _wait_until(lambda: sum(runner.in_flight for runner in runners) == 3)
+    assert registry.get_sample_value("grpc_server_in_flight_calls", labels) == 3
+    first.release_held()
+    await asyncio.gather(held[0], held[2])
+    await _wait_until(lambda: runners[0].in_flight == 0)
+    assert registry.get_sample_value("grpc_server_in_flight_calls", labels) == 1
+    second.release_held()
+    await held[1]
+    await _wait_until(lambda: runners[1].in_flight == 0)
+    assert registry.get_sample_value("grpc_server_in_flight_calls", labels) == 0
+
+
 async def test_metrics_endpoint_is_closed_with_the_server(start_runner: StartRunner) -> None:
     runner = await start_runner(
         GrpcServerSettings(insecure_local=True, metrics_port=0, drain_seconds=0.0)

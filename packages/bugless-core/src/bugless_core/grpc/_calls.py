@@ -46,7 +46,7 @@ from bugless_core.errors import (
     wait_seconds,
 )
 from bugless_core.grpc._access import AccessRules, refusal_message
-from bugless_core.grpc._metrics import GrpcServerMetrics, split_method_name
+from bugless_core.grpc._metrics import GrpcServerMetrics, RunningCalls, split_method_name
 from bugless_core.grpc._peer import CURRENT_CALL, CallContext, ConnectionRegistry
 from bugless_core.outage import OutageLog
 from bugless_core.service_address import host_port
@@ -88,7 +88,7 @@ class _Series:
 
     service: str
     method: str
-    in_flight: Any
+    in_flight: RunningCalls
     seconds: Any
     handled: dict[str, Any] = field(default_factory=dict)
     #: The method's outage log, made at its first degraded answer.
@@ -315,7 +315,7 @@ class CallTracker:
             series = _Series(
                 service=service,
                 method=method,
-                in_flight=self._metrics.in_flight.labels(service, method),
+                in_flight=self._metrics.running(service, method),
                 seconds=self._metrics.handling_seconds.labels(service, method),
             )
             self._series[method_name] = series
@@ -330,7 +330,7 @@ class CallTracker:
     ) -> None:
         series = self._series_of(call.method_name)
         self._calls[task] = (call, series, kind)
-        series.in_flight.inc()
+        series.in_flight.value += 1
         if kind.blocking:
             self._blocking[task] = stream
             self.idle.clear()
@@ -381,7 +381,7 @@ class CallTracker:
         seconds = time.perf_counter() - call.started
         service, method = series.service, series.method
         code = "CANCELLED" if call.status is None else call.status.name
-        series.in_flight.dec()
+        series.in_flight.value -= 1
         handled = series.handled.get(code)
         if handled is None:
             handled = series.handled[code] = self._metrics.handled.labels(service, method, code)

@@ -34,6 +34,29 @@ def split_method_name(method_name: str) -> tuple[str, str]:
     return service, method
 
 
+class RunningCalls:
+    """How many calls of one method are running, counted by plain increments.
+
+    The ``grpc_server_in_flight_calls`` series of the method reads it when
+    scraped (``set_function``) instead of being incremented and decremented
+    under its lock on every call (0.84 µs a call, bench/JOURNAL.md "grpc25").
+    One per registry and method, shared by the trackers counting in that
+    registry. Counted on the event loop's thread only; a gRPC server's
+    metrics are its own process's (no prometheus_client multiprocess files,
+    where a function gauge would not be collected).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        """No call running."""
+        self.value = 0
+
+    def read(self) -> float:
+        """The count, for the gauge."""
+        return float(self.value)
+
+
 @dataclasses.dataclass(frozen=True)
 class GrpcServerMetrics:
     """The server-side call metrics, bound to one registry.
@@ -41,12 +64,22 @@ class GrpcServerMetrics:
     Attributes:
         handled: Finished calls, by method and final status code name.
         handling_seconds: Time from the request headers to the end of the call.
-        in_flight: Calls started and not finished yet.
+        in_flight: Calls started and not finished yet (read from
+            :meth:`running`'s counts when scraped).
     """
 
     handled: Counter
     handling_seconds: Histogram
     in_flight: Gauge
+    _running: dict[tuple[str, str], RunningCalls] = dataclasses.field(default_factory=dict)
+
+    def running(self, service: str, method: str) -> RunningCalls:
+        """The count of ``service``/``method``'s running calls, which its in-flight series shows."""
+        count = self._running.get((service, method))
+        if count is None:
+            count = self._running[service, method] = RunningCalls()
+            self.in_flight.labels(service, method).set_function(count.read)
+        return count
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry) -> GrpcServerMetrics:
@@ -83,4 +116,4 @@ class GrpcServerMetrics:
         return metrics
 
 
-__all__ = ["GrpcServerMetrics", "MetricsEndpoint", "split_method_name"]
+__all__ = ["GrpcServerMetrics", "MetricsEndpoint", "RunningCalls", "split_method_name"]
