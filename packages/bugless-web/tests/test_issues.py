@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import secrets
 from datetime import UTC, datetime
@@ -67,6 +68,40 @@ async def test_unknown_username_in_query_is_reported_with_position(
     export = await client.get("/search.csv", params={"q": "assignee:nobody_here"})
     assert export.status_code == 400
     assert "That query cannot be run" in export.text
+
+
+async def test_what_the_model_refuses_in_a_query_is_shown_at_its_term_with_the_query_kept(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """An unknown custom field, or a value its type refuses: the search page, not a bare 400."""
+    name = f"Build {secrets.token_hex(3)}"
+    build = await call(
+        model.create_custom_field,
+        v1.CreateCustomFieldRequest(
+            caller=world.admin,
+            component_id=world.components["Platform"],
+            name=name,
+            type=v1.CustomFieldType.INTEGER,
+        ),
+    )
+    await sign_in(client, "bob")
+    for query, fault, says in (
+        ('is:open "Fuond In":4.2', '"Fuond In":4.2', "there is no custom field named 'Fuond In'"),
+        (f'is:open "{name}">abc', f'"{name}">abc', "takes a whole number, not 'abc'"),
+        ("is:open sort:customfield999999", "customfield999999", "no custom field 999999"),
+    ):
+        page = await client.get("/search", params={"q": query})
+        assert page.status_code == 400, query
+        assert "<h1>That query cannot be run</h1>" in page.text
+        assert says in html.unescape(page.text), page.text
+        assert "query.filter" not in page.text
+        # The search box still holds the query, and the term is marked in it.
+        assert re.search(r'<input[^>]*name="q"[^>]*value="[^"]*is:open', page.text), page.text
+        assert f"at column {query.index(fault) + 1}:" in page.text
+        assert re.search(r"<mark>[^<]*</mark>", page.text), page.text
+        marked = re.findall(r"<mark>([^<]*)</mark>", page.text)[0]
+        assert html.unescape(marked) == fault
+    assert build.id
 
 
 async def test_sort_link_toggles_direction_and_paging_uses_tokens(

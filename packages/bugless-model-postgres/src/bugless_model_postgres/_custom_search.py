@@ -71,16 +71,31 @@ class CustomCatalog:
         if term.custom_field_id:
             found = self.by_id.get(term.custom_field_id)
             if found is None:
-                raise _bad(where, f"there is no custom field {term.custom_field_id}")
+                raise _bad(
+                    where, f"there is no custom field {term.custom_field_id}", _named_by(term)
+                )
             return [found]
         fields = self.by_name.get(term.custom_field_name.casefold(), [])
         if not fields:
-            raise _bad(where, f"there is no custom field named {term.custom_field_name!r}")
+            raise _bad(
+                where, f"there is no custom field named {term.custom_field_name!r}", _named_by(term)
+            )
         return fields
 
 
-def _bad(where: str, problem: str) -> InvalidArgument:
-    return InvalidArgument(f"{where}: {problem}", metadata={"field": where})
+def _bad(where: str, problem: str, custom_field: str = "") -> InvalidArgument:
+    """The refusal of a query's part; ``custom_field`` names the term's field as the query did.
+
+    ``metadata["custom_field"]`` (an id, or a name) lets a frontend point at the
+    term in the text it parsed, as it does for its own syntax errors.
+    """
+    metadata = {"field": where} | ({"custom_field": custom_field} if custom_field else {})
+    return InvalidArgument(f"{where}: {problem}", metadata=metadata)
+
+
+def _named_by(term: v1.SearchTerm) -> str:
+    """How ``term`` names its custom field: the id as text, or the name."""
+    return str(term.custom_field_id) if term.custom_field_id else term.custom_field_name
 
 
 def search_terms(node: v1.SearchNode | None) -> list[v1.SearchTerm]:
@@ -233,7 +248,7 @@ def custom_term_sql(
                 continue
             groups.setdefault(shape, []).append(int(definition.id))
     if not groups or (len(fields) == 1 and problems):
-        raise _bad(where, problems[0] if problems else "no value fits the field")
+        raise _bad(where, problems[0] if problems else "no value fits the field", _named_by(term))
     parts = []
     for (kind, args), field_ids in groups.items():
         bound_ids = bind(sorted(set(field_ids)), "bigint[]")
@@ -290,7 +305,11 @@ def custom_sort(key: v1.SortKey, catalog: CustomCatalog) -> list[tuple[str, str,
     """
     definition = catalog.by_id.get(key.custom_field_id)
     if definition is None:
-        raise _bad("query.order_by", f"there is no custom field {key.custom_field_id}")
+        raise _bad(
+            "query.order_by",
+            f"there is no custom field {key.custom_field_id}",
+            str(key.custom_field_id),
+        )
     literal = f"'{int(definition.id)}'"
     has = (f"(i.custom_fields ? {literal})", "boolean", True)
     if definition.type is T.INTEGER:

@@ -33,6 +33,11 @@ from bugless_core.list_columns import (
     valid_columns_text,
 )
 from bugless_core.search import (
+    And,
+    CustomFieldTerm,
+    Node,
+    Not,
+    Or,
     Query,
     QuerySyntaxError,
     SortField,
@@ -46,6 +51,7 @@ from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web import custom_fields
 from bugless_web.backends import Backends, Viewer
+from bugless_web.form_errors import message_without_path
 from bugless_web.timezones import CallerZone
 
 #: Columns a result table can show, in the order the column picker lists them
@@ -417,17 +423,34 @@ async def run_search(
         return results
     results.parsed = parsed
     results.explanation = _explained(text, zone.name)
-    response = await call(
-        backends.model.search_issues,
-        v1.SearchIssuesRequest(
-            caller=viewer.caller,
-            query=structured,
-            page=v1.PageRequest(page_size=page_size, page_token=page_token),
-            # Lists show no description and no cc: the Model leaves them out.
-            summary=True,
-            read_mask=read_mask(columns) if columns is not None else None,
-        ),
-    )
+    try:
+        response = await call(
+            backends.model.search_issues,
+            v1.SearchIssuesRequest(
+                caller=viewer.caller,
+                query=structured,
+                page=v1.PageRequest(page_size=page_size, page_token=page_token),
+                # Lists show no description and no cc: the Model leaves them out.
+                summary=True,
+                read_mask=read_mask(columns) if columns is not None else None,
+            ),
+        )
+    except InvalidArgument as exc:
+        if not exc.metadata.get("field", "").startswith("query"):
+            raise
+        # What only the Model knows (a custom field no one defined, a value
+        # its type refuses) is shown like a syntax error: the query kept in
+        # the box, the term marked. It used to be a bare 400 page.
+        refused = _refusal_in(parsed, text, exc)
+        results.error = SearchError(
+            message=refused.message,
+            caret=refused.render_caret(),
+            position=refused.position,
+            length=refused.length,
+            query=text,
+            parsed=True,
+        )
+        return results
     results.issues = list(response.issues)
     results.total = response.total_count
     results.total_is_lower_bound = response.total_is_lower_bound
@@ -437,6 +460,24 @@ async def run_search(
         component_paths(backends, viewer, (i.component_id for i in results.issues)),
     )
     return results
+
+
+def _refusal_in(parsed: Query, text: str, exc: InvalidArgument) -> QuerySyntaxError:
+    """The Model's refusal of a query, at the custom field term it names (else all of it)."""
+    named = exc.metadata.get("custom_field", "").casefold()
+    spans = [s.span for s in parsed.sort if named and str(s.custom_field_id) == named and s.span]
+    nodes: list[Node] = [parsed.filter] if parsed.filter is not None else []
+    while nodes and not spans:
+        node = nodes.pop()
+        if isinstance(node, And | Or):
+            nodes.extend(reversed(node.children))
+        elif isinstance(node, Not):
+            nodes.append(node.child)
+        elif isinstance(node, CustomFieldTerm) and node.span:
+            key = str(node.field_id) if node.field_id else node.name.casefold()
+            spans += [node.span] if named and key == named else []
+    start, end = (spans[0].start, spans[0].end) if spans else (0, len(text))
+    return QuerySyntaxError(text, start, end - start, message_without_path(exc.message))
 
 
 async def name_custom_columns(
