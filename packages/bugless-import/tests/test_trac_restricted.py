@@ -34,7 +34,7 @@ _POLICIES = (
     "LegacyAttachmentPolicy"
 )
 HIDDEN = (
-    f"a ticket Trac's permission policies ({_POLICIES}) hide from anonymous visitors, who "
+    f"a ticket Trac's permission policies ({_POLICIES}) hide from every signed-in user, who "
     "may view its other tickets"
 )
 
@@ -69,6 +69,7 @@ def _environment(tmp_path: Path, authz: str, *, anonymous_views: bool = True) ->
     return path
 
 
+#: Ticket 2 for the group security only.
 _SECURITY_ONLY = "[groups]\nsecurity = ann\n\n[ticket:2]\n@security = TICKET_VIEW\n* =\n"
 
 
@@ -107,14 +108,14 @@ async def test_a_hidden_ticket_goes_into_the_restricted_component(
 def test_where_only_a_group_reads_tickets_the_reader_is_named_or_the_run_refuses(
     tmp_path: Path,
 ) -> None:
-    """Neither anonymous nor a signed-in user may view tickets: hidden ones cannot be told.
+    """No signed-in user as such may view tickets: hidden ones cannot be told.
 
     The run stops before anything is read (an error, not every ticket
     restricted), until ``--option reader=`` names one of their readers.
     """
     authz = "[ticket:2]\nann =\n"
     env = _environment(tmp_path, authz, anonymous_views=False)
-    with pytest.raises(InvalidArgument, match="neither anonymous nor a signed-in user"):
+    with pytest.raises(InvalidArgument, match="no signed-in user as such"):
         list(TracImporter(str(env), {}).issues())
     restricted = {i.key: i.restricted for i in TracImporter(str(env), {"reader": "ann"}).issues()}
     assert restricted["1"] == ""

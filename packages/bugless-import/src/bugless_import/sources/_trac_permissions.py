@@ -8,11 +8,12 @@ on that ticket to someone who may view tickets otherwise. Trac's own
 PrivateTicketsPlugin are policies too. Rather than read each one's
 configuration, the importer asks Trac, as Trac's web pages do: whether a
 reader holds ``TICKET_VIEW`` on ``Resource('ticket', N)`` through every
-configured policy. The reader is anonymous when Trac shows tickets to
-anonymous visitors, else any signed-in user (a name no account has, so that
-only the ``authenticated`` group's permissions and the policies' rules for
-everyone apply), or the user ``--option reader=NAME`` names, for an
-environment whose tickets only a group reads.
+configured policy. The reader is any signed-in user (a name no account has,
+so that only the ``authenticated`` group's permissions, which include
+anonymous's, and the policies' rules for everyone apply: bugless has no
+anonymous readers, so a ticket hidden from anonymous visitors alone is not
+restricted), or the user ``--option reader=NAME`` names, for an environment
+whose tickets only a group reads.
 """
 
 from __future__ import annotations
@@ -33,32 +34,31 @@ def ticket_restrictions(env: Any, reader: str) -> Callable[[int], str]:
     Args:
         env: The open ``trac.env.Environment``.
         reader: ``--option reader``: the Trac user whose view counts as a
-            reader's ("" to use anonymous, else any signed-in user).
+            reader's ("" for any signed-in user).
 
     Raises:
         FailedPrecondition: Trac cannot load a configured policy (a plugin or
             library missing from this Python): nothing could be judged.
-        InvalidArgument: the reader (or, without one, neither anonymous nor
-            a signed-in user) may view no ticket at all, so hidden tickets
-            cannot be told from the others.
+        InvalidArgument: the reader (or, without one, a signed-in user as
+            such) may view no ticket at all, so hidden tickets cannot be
+            told from the others.
     """
     from trac.perm import PermissionCache  # noqa: PLC0415 (Trac is an optional dependency)
     from trac.resource import Resource  # noqa: PLC0415
 
-    if reader:
-        candidates = [(reader, f"the reader {reader!r} (--option reader)")]
-    else:
-        candidates = [("anonymous", "anonymous visitors"), (ANY_SIGNED_IN, "every signed-in user")]
-    chosen = next((c for c in candidates if _views_tickets(env, c[0])), None)
-    if chosen is None:
-        names = f"the user {reader!r}" if reader else "neither anonymous nor a signed-in user"
+    user, who = (
+        (reader, f"the reader {reader!r} (--option reader)")
+        if reader
+        else (ANY_SIGNED_IN, "every signed-in user")
+    )
+    if not _views_tickets(env, user):
+        names = f"the user {reader!r}" if reader else "no signed-in user as such"
         raise InvalidArgument(
             f"--option reader: Trac gives TICKET_VIEW to {names}, so the tickets its "
             "permission policies hide from the environment's readers cannot be told apart; "
             "give --option reader=USERNAME, a user who reads the tickets as any of their "
             "readers does"
         )
-    user, who = chosen
     perm = PermissionCache(env, user)
     policies = ", ".join(env.config.getlist("trac", "permission_policies"))
 

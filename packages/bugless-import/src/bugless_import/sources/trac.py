@@ -43,8 +43,8 @@ A ticket Trac's permission policies hide from its readers (Trac's own
 ``AuthzPolicy``, a sensitive- or private-tickets plugin: any policy in
 ``[trac] permission_policies``) is restricted (:mod:`._trac_permissions`
 asks Trac, as its pages do, whether a reader holds ``TICKET_VIEW`` on it;
-``--option reader=NAME`` names that reader where anonymous visitors and
-signed-in users see no tickets): ``bugless import`` leaves it out, or puts
+any signed-in user, or ``--option reader=NAME`` where only a group sees
+tickets): ``bugless import`` leaves it out, or puts
 it into ``--restricted-component``, never where its fields map it.
 
 Core Trac has no relations between tickets. Two common plugins keep them in
