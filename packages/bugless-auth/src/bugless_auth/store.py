@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_auth import _dialect
 from bugless_auth import _queries as sql
+from bugless_auth.confusable_names import refuse_confusable
 from bugless_auth.external_names import check_external_username
 from bugless_auth.name_keys import derived_names, fold_users, key_usernames
 from bugless_auth.user_writes import UserWrites
@@ -549,12 +550,15 @@ class IdentityStore:
         """Add a user to the local store with a fresh id.
 
         Raises:
-            AlreadyExists: the username is taken (by any authenticator's user).
+            AlreadyExists: the username is taken (by any authenticator's user),
+                or looks like one that is (reason ``USERNAME_CONFUSABLE``,
+                :mod:`bugless_auth.confusable_names`).
         """
         user_id = mint_user_id()
 
         async def work(writes: UserWrites) -> asyncpg.Record:
             conn = writes.conn
+            await refuse_confusable(conn, username, "username")
             await writes.fetchrow(
                 sql.INSERT_USER, user_id, username, display_name, email, list(groups), bot,
                 *derived_names(username, display_name, email),

@@ -27,9 +27,11 @@ tls entry with its username may claim it back).
 The new name follows the rules of a new local user
 (:func:`bugless_auth.user_admin.check_username`), and one any user holds
 (compared as look-ups compare, by :func:`~bugless_core.usernames.username_key`)
-is refused as ``USERNAME_TAKEN``. A change of case only ("ann" to "Ann") is
-a rename. A display name that was the old username (the default a user is
-created with) becomes the new one; any other is kept.
+is refused as ``USERNAME_TAKEN``, and one that looks like it, as
+``USERNAME_CONFUSABLE`` (:mod:`bugless_auth.confusable_names`). A change of
+case only ("ann" to "Ann") is a rename. A display name that was the old
+username (the default a user is created with) becomes the new one; any
+other is kept.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 import asyncpg
 
 from bugless_auth import _queries as sql
+from bugless_auth.confusable_names import refuse_confusable
 from bugless_auth.name_keys import derived_names
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.user_admin import check_username
@@ -97,6 +100,7 @@ async def rename_local_user(store: IdentityStore, old: str, new: str) -> UserRec
         holder = await conn.fetchval(sql.USER_ID_OF_USERNAME_KEY, username_key(new))
         if holder is not None and holder != current.user_id:
             raise taken(new)
+        await refuse_confusable(conn, new, "new_username", user_id=current.user_id)
         display_name = new if current.display_name == current.username else current.display_name
         row = await writes.fetchrow(
             sql.REFRESH_USER, current.user_id, new, display_name, current.email,

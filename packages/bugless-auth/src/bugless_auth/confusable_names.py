@@ -1,0 +1,107 @@
+"""A new username that looks like one somebody holds is refused (UTS #39 skeletons).
+
+``check_username`` already refuses a name mixing scripts ("paul" with a
+Cyrillic a, U+0430, is Latin and Cyrillic at once), but a name written
+wholly in one script can still pass for another's: "ace" spelt in
+Cyrillic (U+0430 U+0441 U+0435), "bi11" for "bill", "kirn" for "kim". An
+administrator creating, or renaming someone to, such a name would hand out
+an account that looks like a colleague's on every page, comment and
+mention. So the local store (``bugless auth user add``, CreateLocalUser,
+``bugless auth user rename``) refuses a name whose *skeleton* is another
+user's, naming that user, as ``USERNAME_CONFUSABLE``.
+
+The skeleton is Unicode Technical Standard #39's (section 4, "Confusable
+Detection"): the name in NFD, each character replaced by its prototype from
+Unicode's ``confusables.txt``, then NFD again; two names with one skeleton
+are confusable. Names compare case-insensitively in bugless, so the skeleton
+is taken of the name's key (:func:`bugless_core.usernames.username_key`),
+and keyed again: "Bill" and "bi11" collide as "bill" and "bi11" do, and
+"user0" and "usero" (the prototype of "0" is "O") as "USER0" and "USERO". The data is Unicode's own
+file, shipped unchanged in ``unicode_data/`` (version in its header; the
+Unicode License v3 beside it), read once, at the first check.
+
+Only new names are checked, as ``check_username`` checks only new names:
+existing accounts, and names a directory (LDAP, OIDC, a certificate mapping)
+gives, which bugless does not choose, keep signing in. The check reads every
+username once (one query; a few hundred milliseconds for 100,000 users,
+which is fine for an administrator's rare command, not for a sign-in).
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+from importlib import resources
+from typing import Any
+
+from bugless_core.errors import AlreadyExists
+from bugless_core.usernames import username_key
+
+#: The users' ids and usernames, every one (the skeleton is Python's to compute).
+_ALL_USERNAMES = "SELECT user_id, username FROM users"
+
+
+@functools.cache
+def _prototypes() -> dict[str, str]:
+    """Each source character of ``confusables.txt`` and its prototype (one or more characters)."""
+    text = (
+        resources.files("bugless_auth")
+        .joinpath("unicode_data/confusables.txt")
+        .read_text(encoding="utf-8-sig")
+    )
+    table: dict[str, str] = {}
+    for line in text.splitlines():
+        data = line.split("#", 1)[0].strip()
+        if not data:
+            continue
+        source, target, *_ = (field.strip() for field in data.split(";"))
+        table[chr(int(source, 16))] = "".join(chr(int(cp, 16)) for cp in target.split())
+    return table
+
+
+def uts39_skeleton(text: str) -> str:
+    """UTS #39's skeleton of ``text``: NFD, each character its prototype, NFD again."""
+    prototypes = _prototypes()
+    decomposed = unicodedata.normalize("NFD", text)
+    return unicodedata.normalize("NFD", "".join(prototypes.get(c, c) for c in decomposed))
+
+
+def skeleton(username: str) -> str:
+    """What ``username`` looks like, as bugless compares names: equal for names that look alike.
+
+    The UTS #39 skeleton of the name's key, keyed again: names compare
+    case-insensitively, and some prototypes are capitals ("0" is "O"), so
+    "user0" and "usero" collide as "USER0" and "USERO" would.
+    """
+    return username_key(uts39_skeleton(username_key(username)))
+
+
+def confusable_holder(usernames: list[tuple[str, str]], new: str, user_id: str) -> str | None:
+    """The username among ``(user_id, username)`` pairs that ``new`` passes for, if any.
+
+    ``user_id``'s own name (a rename's) does not count, nor a name that is
+    ``new`` itself (by key): that one is taken, which the caller says.
+    """
+    wanted, key = skeleton(new), username_key(new)
+    for other_id, other in usernames:
+        if other_id != user_id and username_key(other) != key and skeleton(other) == wanted:
+            return other
+    return None
+
+
+async def refuse_confusable(conn: Any, new: str, field: str, *, user_id: str = "") -> None:
+    """Refuse ``new`` when it looks like a username some other user holds.
+
+    Raises:
+        AlreadyExists: naming the field, both names and the reason
+            ``USERNAME_CONFUSABLE``; the caller writes nothing.
+    """
+    rows = await conn.fetch(_ALL_USERNAMES)
+    holder = confusable_holder([(r["user_id"], r["username"]) for r in rows], new, user_id)
+    if holder is not None:
+        raise AlreadyExists(
+            f"{field}: {new!r} looks like the username {holder!r} of another bugless user "
+            "(the same letters to a reader, by Unicode's confusables: UTS #39), so it could "
+            "pass for them; choose a name that does not",
+            reason="USERNAME_CONFUSABLE",
+        )

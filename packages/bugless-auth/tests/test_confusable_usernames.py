@@ -1,0 +1,89 @@
+"""A new local username that looks like a user's (UTS #39 skeletons) is refused, naming them.
+
+Over a real Authenticator's CreateLocalUser (what the web's admin form and
+``bugless auth user add`` write through) and ``bugless auth user rename`` as a
+subprocess on its schema; the skeletons from Unicode's own confusables.txt,
+shipped with the package.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from auth_support import AuthServer, unique
+from grpc_errors import expect_status
+from grpclib.const import Status
+from test_user_rename import rename
+
+from bugless_auth.confusable_names import _prototypes, skeleton, uts39_skeleton
+from bugless_core.errors import from_grpc_error
+from bugless_proto import v1
+
+#: "ace" in Cyrillic letters: one script, so check_username alone lets it in.
+CYRILLIC_ACE = "\u0430\u0441\u0435"
+
+
+def test_the_skeletons_are_unicodes() -> None:
+    """The table is Unicode's whole confusables.txt, the skeleton UTS #39's, and
+    looking alike is what collides, not merely sharing letters."""
+    prototypes = _prototypes()
+    assert len(prototypes) == 6565  # "# total: 6565" in the shipped file's footer
+    assert prototypes["\u0430"] == "a"
+    assert prototypes["1"] == "l"
+    # UTS #39's own example: "paypal" with a Cyrillic er (U+0440) is "paypal".
+    assert uts39_skeleton("\u0440aypal") == uts39_skeleton("paypal") == "paypal"
+    assert uts39_skeleton("\u00e9") == "e\u0301"  # NFD first: an accented letter is kept
+    assert skeleton(CYRILLIC_ACE) == skeleton("ace")
+    assert skeleton("Bill") == skeleton("bi11")
+    assert skeleton("kim") == skeleton("kirn")
+    assert skeleton("user0") == skeleton("usero")
+    assert skeleton("ann") != skeleton("anna")
+
+
+async def test_a_name_that_looks_like_a_users_is_not_created(auth: AuthServer) -> None:
+    tag = str(secrets.randbelow(10**9))  # digits: of no script, so the names mix none
+    holder = f"ace-{tag}"
+    await auth.add_user(holder)
+    admin = unique("admin")
+    await auth.add_user(admin, groups=["admins"])
+    token = (await auth.sign_in(admin)).token
+    lookalike = f"{CYRILLIC_ACE}-{tag}"
+
+    refused = await expect_status(
+        auth.stub.create_local_user(
+            v1.CreateLocalUserRequest(token=token, username=lookalike, password="long enough pw")
+        ),
+        Status.ALREADY_EXISTS,
+    )
+
+    assert from_grpc_error(refused).reason == "USERNAME_CONFUSABLE"
+    assert refused.message == (
+        f"username: {lookalike!r} looks like the username {holder!r} of another bugless user "
+        "(the same letters to a reader, by Unicode's confusables: UTS #39), so it could "
+        "pass for them; choose a name that does not"
+    )
+    assert await auth.store.users_by_usernames([lookalike]) == []
+    made = await auth.stub.create_local_user(
+        v1.CreateLocalUserRequest(token=token, username=f"ace2-{tag}", password="long enough pw")
+    )
+    assert made.username == f"ace2-{tag}"
+
+
+async def test_a_rename_to_a_name_that_looks_like_a_users_exits_as_a_name_taken(
+    auth: AuthServer,
+) -> None:
+    tag = str(secrets.randbelow(10**9))
+    bill, other = f"bill-{tag}", f"ted-{tag}"
+    await auth.add_user(bill)
+    await auth.add_user(other)
+    env = {
+        **os.environ,
+        "BUGLESS_AUTH_DATABASE_URL": auth.settings.database_url,
+        "BUGLESS_AUTH_SCHEMA": auth.settings.schema,
+    }
+    _, err = await rename(other, f"bi11-{tag}", env=env, status=4)
+    assert f"NEW: 'bi11-{tag}' looks like the username {bill!r} of another bugless user" in err
+    # Its own name's look-alike is no one else's: a rename to it goes through.
+    out, _ = await rename(bill, f"Bi11-{tag}", env=env)
+    assert f"username: Bi11-{tag}" in out.splitlines()
