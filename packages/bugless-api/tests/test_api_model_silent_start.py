@@ -1,10 +1,11 @@
-"""A Model that accepts a download or a watch and never sends its first message.
+"""A Model that accepts a download or a watch and never sends its first message (or stops).
 
 The API bounded how long it waits for its client to read a download's or a
 watch's messages (``--download-idle-seconds``, ``--watch-idle-seconds``), but
 not how long it waits for the Model's first one: a Model that accepted the
 call and sent nothing held the client's call, and the Model stream with its
-share of the channel's window, for good. The same settings bound it now.
+share of the channel's window, for good; so did one that stopped sending a
+download mid-way. The same settings bound both now.
 
 The Model here is a real gRPC server with the Model's certificate, on a
 loopback port, whose download and watch handlers wait until cancelled; the
@@ -37,6 +38,8 @@ class SilentModel(v1.ModelBase):
     def __init__(self) -> None:
         self.opened = 0
         self.released = 0
+        #: What a download sends before it stops (nothing by default).
+        self.download_start: v1.DownloadAttachmentResponse | None = None
 
     async def _wait_until_released(self) -> None:
         self.opened += 1
@@ -48,6 +51,8 @@ class SilentModel(v1.ModelBase):
     async def download_attachment(
         self, message: v1.DownloadAttachmentRequest
     ) -> AsyncIterator[v1.DownloadAttachmentResponse]:
+        if self.download_start is not None:
+            yield self.download_start
         await self._wait_until_released()
         yield v1.DownloadAttachmentResponse()  # never reached
 
@@ -113,5 +118,30 @@ async def test_a_watch_the_model_never_starts_fails_unavailable_after_the_idle_l
         finally:
             await events.aclose()
         assert "--watch-idle-seconds" in no.value.message
+        await _released(model)
+        assert model.opened == 1
+
+
+async def test_a_download_the_model_stops_mid_way_fails_unavailable_after_the_idle_limit(
+    bots: Bots, connect_as: ConnectAs, silent_model: tuple[SilentModel, int]
+) -> None:
+    """The client reads the start and then waits on the Model, not the other way round."""
+    model, port = silent_model
+    model.download_start = v1.DownloadAttachmentResponse(
+        attachment=v1.Attachment(id=7, name="stuck.bin", size=1024)
+    )
+    address = dataclasses.replace(bots.stack.client_address("model", "api"), port=port)
+    async with extra_api(bots, model=address, download_idle_seconds=IDLE) as running:
+        robot = connect_as("robot", port=running.port)
+        parts = robot.iter_attachment(7)
+        try:
+            first = await anext(parts)
+            assert first.attachment is not None
+            assert first.attachment.name == "stuck.bin"
+            with pytest.raises(Unavailable, match=r"sent nothing more of attachment 7 for 1 s"):
+                async with asyncio.timeout(WITHIN):
+                    await anext(parts)
+        finally:
+            await parts.aclose()  # type: ignore[attr-defined]
         await _released(model)
         assert model.opened == 1

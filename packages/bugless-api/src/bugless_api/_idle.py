@@ -23,7 +23,10 @@ nothing else bounded: a Model that accepted the call and never answered held
 the client's call, the Model stream and its window for good.
 :func:`first_message_within` awaits the opening for at most that long; past
 it the Model call is released and the client gets UNAVAILABLE (safe to try
-again: a download and a watch are reads).
+again: a download and a watch are reads). A download's later chunks are
+awaited the same way (:func:`model_message_within`): a Model that stops
+sending one mid-way is as stuck; a watch's events are not, since a watch
+may rightly wait for hours for its next change.
 """
 
 from __future__ import annotations
@@ -58,10 +61,24 @@ async def first_message_within(
     Raises:
         Unavailable: Nothing came within ``seconds``.
     """
+    return await model_message_within(opening, seconds, unanswered=unanswered, extra=extra)
+
+
+async def model_message_within(
+    receiving: Awaitable[T], seconds: float, *, unanswered: str, extra: dict[str, object]
+) -> T:
+    """Await ``receiving``, a Model stream's next message, ``seconds`` at most.
+
+    The caller releases the Model call when this raises (its stream is closed
+    in the handler's ``finally``).
+
+    Raises:
+        Unavailable: Nothing came within ``seconds`` (``unanswered``, logged as a warning).
+    """
     bound = asyncio.timeout(seconds)
     try:
         async with bound:
-            return await opening
+            return await receiving
     except TimeoutError:
         if not bound.expired():
             raise

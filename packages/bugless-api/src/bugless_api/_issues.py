@@ -22,7 +22,12 @@ import betterproto2
 from bugless_api._custom_users import delta_components, sets_values, user_field_ids
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
-from bugless_api._idle import IdleRelease, WatchStalled, first_message_within
+from bugless_api._idle import (
+    IdleRelease,
+    WatchStalled,
+    first_message_within,
+    model_message_within,
+)
 from bugless_api._users import UserRefs
 from bugless_api._wire_issues import (
     BATCH_CHANGE_ISSUES,
@@ -392,9 +397,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
         (:class:`~bugless_api._idle.IdleRelease`); if it passes, the Model
         call is released then, however long the client keeps the call, and
         the client's next read fails with :class:`~bugless_core.errors.DownloadStalled`. A Model
-        that sends nothing of the download's start (the attachment) for as long has the call
-        released too, and the client gets UNAVAILABLE
-        (:func:`~bugless_api._idle.first_message_within`). A download
+        that sends nothing of the download's start (the attachment), or nothing more of it,
+        for as long has the call released too, and the client gets UNAVAILABLE
+        (:func:`~bugless_api._idle.first_message_within`,
+        :func:`~bugless_api._idle.model_message_within`). A download
         a draining Model refuses is opened once more on a new connection
         (:func:`~bugless_core.failover.open_again_if_refused`): a download
         in progress keeps that channel on the old replica while it drains.
@@ -436,7 +442,17 @@ class IssuesService(GatewayService, v1.IssuesBase):
                     client.waiting()
                     yield part
                     client.taken()
-                    part = await anext(parts, None)
+                    part = await model_message_within(
+                        anext(parts, None),
+                        idle,
+                        unanswered=f"the model service sent nothing more of attachment "
+                        f"{message.attachment_id} for {idle:g} s (--download-idle-seconds); "
+                        "download again from the offset reached",
+                        extra={
+                            "attachment_id": message.attachment_id,
+                            "download_idle_seconds": idle,
+                        },
+                    )
         finally:
             await client.close()
 

@@ -152,9 +152,9 @@ class ApiSettings:
             the time it takes). Past it the Model call is released and the
             client's next read fails with DEADLINE_EXCEEDED
             (``DOWNLOAD_STALLED``); as the web's ``download_idle_seconds``.
-            It also bounds the wait for the Model's first message of a
-            download (past it the client gets UNAVAILABLE), which nothing
-            else bounded.
+            It also bounds each wait for the Model's next message of a
+            download, the first included (past it the client gets
+            UNAVAILABLE), which nothing else bounded.
         watch_idle_seconds: How long a watch may wait for its bot to read the
             next event, for the same reason: a bot that stopped reading a busy
             watch would otherwise hold a Model stream and its share of the
@@ -230,7 +230,7 @@ class ApiSettings:
         60.0,
         help="An attachment download's Model call is released once the client has read "
         "nothing for this long (the client's next read fails), or the Model has sent "
-        "nothing of its start for this long; a client that keeps reading is never cut off "
+        "nothing of it for this long; a client that keeps reading is never cut off "
         "by it.",
     )
     watch_idle_seconds: float = setting(
