@@ -129,7 +129,7 @@ def test_explain_shows_structure_and_meaning() -> None:
         [
             "all of:",
             "  is:open — the issue is open",
-            "  priority<p2 — priority is less than P2",
+            "  priority<p2 — priority is P0 or P1",
             "  not:",
             "    assignee:none — assignee is empty",
             '  "disk full" — title or comments contains the phrase "disk full"',
@@ -146,6 +146,25 @@ def test_explain_describes_users_and_dates() -> None:
     assert "assignee is me (the signed-in user) or bob" in text
     assert "created after 7 days before today (UTC)" in text
     assert "modified on 2026-01-01" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "meaning"),
+    [
+        # Levels by name: P0 is the highest, so "less than P2" read backwards.
+        ("p<p2", "priority is P0 or P1"),
+        ("p>=p1", "priority is P1, P2, P3 or P4"),
+        ("s>s3", "severity is S4"),
+        ("p<p0", "priority is less than P0: no level is, so nothing matches"),
+        # A part of the name, as the Model matches it; not "the name is log".
+        ("attachment:log", "an attachment's name contains log"),
+        ("star:none", "no one starred it"),
+        ("has:star", "someone starred it"),
+        ("votecount>=2", "the number of stars is at least 2"),
+    ],
+)
+def test_explain_says_what_a_triager_means(text: str, meaning: str) -> None:
+    assert explain(parse_query(text)).endswith(f" — {meaning}")
 
 
 def test_explain_of_empty_query() -> None:

@@ -32,6 +32,7 @@ from bugless_core.search._ast import (
 from bugless_core.search._fields import (
     CUSTOM_FIELD_PREFIX,
     FIELD_SPECS,
+    MAX_LEVEL,
     Field,
     Operator,
     SortField,
@@ -190,7 +191,7 @@ _LABELS: dict[Field, str] = {
     Field.LAST_COMMENTER: "the last commenter",
     Field.ATTACHMENT: "an attachment's name",
     Field.STARRED_BY: "a starrer",
-    Field.STAR_COUNT: "stars",
+    Field.STAR_COUNT: "the number of stars",
     Field.MENTION: "someone mentioned",
 }
 _TEXT_PLACES: dict[TextField, str] = {
@@ -271,19 +272,50 @@ def _describe(term: TextTerm | FieldTerm, zone_name: str) -> str:
         what = "the phrase" if term.phrase else "the word"
         return f'{_TEXT_PLACES[term.field]} contains {what} "{term.text}"'
     label = _LABELS[term.field]
+    if term.field is Field.STARRED_BY and term.op in (Operator.ANY, Operator.NONE):
+        return "someone starred it" if term.op is Operator.ANY else "no one starred it"
     if term.op is Operator.ANY:
         return f"{label} is set"
     if term.op is Operator.NONE:
         return f"{label} is empty"
+    if FIELD_SPECS[term.field].kind is ValueKind.LEVEL and term.op in _COMPARE_WORDS:
+        return _describe_levels(term)
     values = " or ".join(_describe_value(term.field, v, zone_name) for v in term.values)
     is_date = FIELD_SPECS[term.field].kind is ValueKind.DATE
     if term.op is Operator.EQ:
         if term.field is Field.STATUS_CLASS:
             return f"the issue is {values}"
         subtree = " (or a component below it)" if term.include_subtree else ""
+        if term.field is Field.ATTACHMENT:  # a part of the name, in any case
+            return f"{label} contains {values}"
         return f"{label} {'on' if is_date else 'is'} {values}{subtree}"
     words = _DATE_COMPARE_WORDS if is_date else _COMPARE_WORDS
     return f"{label} {'' if is_date else 'is '}{words[term.op]} {values}"
+
+
+def _describe_levels(term: FieldTerm) -> str:
+    """``p<p2`` as the levels it matches: "priority is P0 or P1".
+
+    "Less than P2" was true of the numbers but read backwards by anyone who
+    calls P0 the highest priority, and ``p>=p1`` ("at least P1") matched P1
+    to P4, the opposite of what "at least P1" means in triage.
+    """
+    (bound,) = (v.value for v in term.values if isinstance(v, IntValue))
+    compare = {
+        Operator.LT: bound.__gt__,
+        Operator.LE: bound.__ge__,
+        Operator.GT: bound.__lt__,
+        Operator.GE: bound.__le__,
+    }[term.op]
+    prefix = (FIELD_SPECS[term.field].level_prefix or "").upper()
+    levels = [f"{prefix}{n}" for n in range(MAX_LEVEL + 1) if compare(n)]
+    label = _LABELS[term.field]
+    if not levels:
+        return (
+            f"{label} is {_COMPARE_WORDS[term.op]} {prefix}{bound}: no level is, so nothing matches"
+        )
+    listed = levels[0] if len(levels) == 1 else f"{', '.join(levels[:-1])} or {levels[-1]}"
+    return f"{label} is {listed}"
 
 
 def _describe_value(field: Field, value: Value, zone_name: str) -> str:
