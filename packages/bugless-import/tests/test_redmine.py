@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ import pytest
 from import_support import FIXTURES, MakeSettings, find, history, redmine_tree, usernames
 from redmine_server import PROJECT, Redmine, serve
 
+from bugless_core.cli import EXIT_NOT_FOUND
 from bugless_core.clients import call
 from bugless_core.errors import FailedPrecondition, InvalidArgument, Unauthenticated, Unavailable
 from bugless_dev.stack import LocalStack
@@ -283,3 +285,27 @@ async def test_an_issue_deleted_between_listing_and_reading_is_skipped_and_repor
     assert [i.title for i in await find(model, "redmine:8112")] == ["Telemetry drops packets"]
     assert await find(model, "redmine:8113") == []
     assert len(await find(model, "redmine:8114")) == 1
+
+
+def test_a_location_the_source_answers_404_for_exits_3_naming_it(
+    redmine: Redmine, key_file: Path, tmp_path: Path
+) -> None:
+    """An error the command lets escape exits by the documented table, not always 1.
+
+    The importer's NotFound reaches the root command's handler, which exited 1
+    for every bugless error (the status of a failed service): a script could
+    not tell a wrong location from an outage. Nothing is written.
+    """
+    wrong = redmine.url + "no-such-redmine/"
+    state = tmp_path / "state"
+    done = subprocess.run(
+        [
+            BUGLESS, "import", "redmine", wrong, "--dry-run", "--state-dir", str(state),
+            "--option", f"api-key-file={key_file}", "--option", f"project={PROJECT}",
+        ],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == EXIT_NOT_FOUND, done.stderr
+    assert f"error: Redmine answered 404 for {wrong}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (state / "redmine-done.jsonl").exists()

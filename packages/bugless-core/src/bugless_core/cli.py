@@ -59,13 +59,13 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
     ),
     (
         EXIT_NOT_FOUND,
-        "client commands and auth user: not found, or gone for good (a deleted or redacted "
-        "attachment)",
+        "client commands, auth user and import: not found, or gone for good (a deleted or "
+        "redacted attachment; a source that answers 404)",
     ),
     (
         EXIT_CONFLICT,
-        "client commands, auth user and auth bot issue: conflict (a stale --expected-version, "
-        "a name taken)",
+        "client commands, auth user, auth bot issue and import: conflict (a stale "
+        "--expected-version, a name taken)",
     ),
     (130, "interrupted (Ctrl-C): issue watch, and import (the same command resumes it)"),
 )
@@ -311,7 +311,13 @@ def credentials_refused(exc: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``bugless`` console script."""
+    """Entry point of the ``bugless`` console script.
+
+    A bugless error a command did not handle itself ends it with its status
+    in :data:`EXIT_STATUSES` (:func:`exit_status_of`, as an error a service
+    may have answered), so a command that lets a refusal escape still exits
+    by the documented table.
+    """
     try:
         plugins = load_plugins()
     except (PluginLoadError, DuplicateRegistrationError) as exc:
@@ -320,7 +326,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="bugless", standalone_mode=True)
     except BuglessError as exc:
-        fail(exc.message, EXIT_ERROR)
+        # What a command let escape may be a service's answer (``import``
+        # stops at the Model's refusal of an item): only a refusal marked as
+        # the command's own input is bad usage; not found and conflict keep
+        # their statuses, and a failed start (``serve``) is 1.
+        fail(exc.message, exit_status_of(exc, answered_by_service=True))
     except Exception as exc:
         refused = credentials_refused(exc)
         if refused is None:
