@@ -27,6 +27,17 @@ def test_query_explain_takes_a_query_that_starts_with_a_negation() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert '"negate"' in result.stdout
+    # A negated word starting with the letter of -h, its help option.
+    word = subprocess.run(
+        [*BUGLESS_COMMAND, "query", "explain", "-hotfix", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert word.returncode == 0, word.stderr
+    assert '"negate"' in word.stdout
+    assert "hotfix" in word.stdout
     bad = subprocess.run(
         [*BUGLESS_COMMAND, "query", "explain", "-asignee:none"],
         capture_output=True,
@@ -59,6 +70,10 @@ def _sample(name: str, query: str, limit: int | None, as_json: bool) -> None:
         (["n", "-has:attachment"], "n|-has:attachment|None|False"),
         (["n", "--", "-x"], "n|-x|None|False"),
         (["n", "is:open"], "n|is:open|None|False"),
+        # A negated word whose first letter is a flag's short option (-h):
+        # its other letters are no flags, so it is no cluster of them.
+        (["n", "-hotfix"], "n|-hotfix|None|False"),
+        (["n", "-hotfix", "--json"], "n|-hotfix|None|True"),
     ],
 )
 def test_an_argument_starting_with_a_dash_is_a_query_unless_it_is_an_option(
@@ -71,4 +86,7 @@ def test_an_argument_starting_with_a_dash_is_a_query_unless_it_is_an_option(
 
 def test_known_short_options_and_help_stay_options() -> None:
     assert "Usage:" in CliRunner().invoke(_sample, ["n", "-h"]).output
+    assert "Usage:" in CliRunner().invoke(_sample, ["n", "-hh"]).output
     assert CliRunner().invoke(_sample, ["n", "-l5"]).output.strip() == "n||5|False"
+    # A value-taking short option takes the rest of the argument, as click reads it.
+    assert CliRunner().invoke(_sample, ["n", "-lfoo"]).exit_code == 2
