@@ -570,7 +570,7 @@ async def test_a_query_starting_with_a_negation_is_a_query_not_an_option(
     assert saved["query"] == query
     ran = cli_json(served_api, "saved-search", "run", saved["id"])
     assert [i["id"] for i in ran["issues"]] == [str(assigned.id)]
-    assert str(unassigned.id) not in json.dumps(ran)
+    assert ran["total_count"] == 1
 
 
 async def test_a_bad_query_is_a_usage_error(served_api: dict[str, str]) -> None:
