@@ -14,9 +14,11 @@ move out of the caller's view is a leave.
 
 What the entries record is exact: the scalar fields (status, priority,
 assignee, component, parent, ...), cc and the blocking relations, and the
-version and time of each state. What lives apart from the row (hotlists,
-stars, custom field values, attachments, mentions, comment text) is read as
-it is when the event is sent, as every event's query is; ``closed_at`` of a
+version and time of each state; the title's search vectors are made
+again from the state's title (``title:`` and bare words read it). What
+lives apart from the row (hotlists, stars, custom field values,
+attachments, mentions, comment text) is read as it is when the event is
+sent, as every event's query is; ``closed_at`` of a
 state closed before the issue was reopened is the time it was closed when
 the row still holds it, else the state's own time. Since both states come
 from the history, not from the moment the event is sent, a replay judges a
@@ -66,9 +68,19 @@ _CURRENT = """
 SELECT id, status, closed_at, cc, blocking_ids, blocked_by_ids
   FROM issues WHERE id = ANY ($1::bigint[])
 """
+#: A state's title vectors when its title is not the row's: ``title_tsv`` is
+#: generated from the title and ``text_tsv`` is the title's vector then the
+#: comments' (as every writer sets it), so ``title:`` and bare words read the
+#: state's title, the comments as they are now.
+_TITLE_VECTORS = (
+    "CASE WHEN st.fields ? 'title' THEN jsonb_build_object("
+    "'title_tsv', to_tsvector('english', st.fields->>'title')::text, "
+    "'text_tsv', (to_tsvector('english', st.fields->>'title') || cur.comments_tsv)::text) "
+    "ELSE '{{}}'::jsonb END"
+)
 #: The issues as they were: each state's columns over its current row.
 _STATES_TABLE = (
-    "(SELECT (jsonb_populate_record(cur, st.fields)).* "
+    f"(SELECT (jsonb_populate_record(cur, st.fields || {_TITLE_VECTORS})).* "
     "FROM jsonb_to_recordset({states}) AS st(id bigint, fields jsonb) "
     "JOIN issues cur ON cur.id = st.id)"
 )

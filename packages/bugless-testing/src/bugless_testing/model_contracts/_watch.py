@@ -163,6 +163,30 @@ class WatchContract:
         assert event.issue is not None
         assert event.issue.assignee == "bob"
 
+    async def test_retitling_an_issue_tells_a_text_watcher_it_left_the_query(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``title:W`` and a bare word read the title as it was before the change, too."""
+        comp = await make_component(model)
+        word = f"quux{comp.id}"
+        issue = await make_issue(model, comp.id, title=f"{word} at start")
+        for field in (v1.SearchField.TITLE, v1.SearchField.TEXT):
+            query = v1.StructuredQuery(filter=within(comp.id, eq(field, word)))
+            async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
+                retitled = await change(model, issue, delta(title=f"slow at start {field.name}"))
+                event = await stream.next()
+                await stream.nothing_more()
+            assert event.left_query, field
+            assert event.entry == retitled.entry
+            # Back to the word: it matches again (an ordinary event, not a leave).
+            async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
+                back = await change(model, retitled.issue, delta(title=f"{word} again"))
+                event = await stream.next()
+                await stream.nothing_more()
+            assert not event.left_query
+            assert event.entry == back.entry
+            issue = back.issue
+
     async def test_a_change_that_keeps_the_issue_matching_is_an_ordinary_event(
         self, model: v1.ModelStub
     ) -> None:
