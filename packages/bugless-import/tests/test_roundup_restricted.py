@@ -181,3 +181,5 @@ async def test_unchecked_restrictions_import_what_the_account_sees_where_no_endp
     importer.get = before  # type: ignore[method-assign]
     assert [i.restricted for i in importer.issues()] == ["", ""]
     assert importer.withheld == {}
+    (warning,) = importer.warnings
+    assert warning.startswith("--option restrictions=unchecked: Roundup's View permissions were")

@@ -315,6 +315,10 @@ class Importer(ABC):
         #: was kept as. The report names each, so an admin can rename the
         #: component the stand-in made.
         self.unnamed: dict[str, str] = {}
+        #: What the admin must know about the run as a whole (an option that
+        #: turned a check off), each once: the report prints each as a
+        #: ``WARNING:`` line.
+        self.warnings: dict[str, None] = {}
 
     @abstractmethod
     def people(self) -> Iterator[SourcePerson]:

@@ -251,6 +251,7 @@ async def _run(
         not_understood=list(importer.not_understood.items()),
         unnamed=list(importer.unnamed.items()),
     )
+    report.warnings += list(importer.warnings)
     if not settings.new_url:
         report.warnings.append(no_redirects_warning(importer.name))
     by_key = {p.key: p for p in known_people}

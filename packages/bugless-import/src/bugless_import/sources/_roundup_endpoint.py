@@ -93,6 +93,12 @@ class RestfulInstance:
 
 """
 
+#: The report's warning for ``--option restrictions=unchecked``.
+UNCHECKED = (
+    "--option restrictions=unchecked: Roundup's View permissions were not asked, so every "
+    "issue, message and file was imported as the import account sees it; if the tracker's "
+    "schema shows any item to only some readers, those readers' limits are not in bugless"
+)
 #: The classes whose hidden items the import needs to know.
 HIDDEN_CLASSES = ("issue", "msg", "file")
 

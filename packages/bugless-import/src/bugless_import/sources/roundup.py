@@ -98,7 +98,7 @@ from bugless_core.importer import (
     SourceRelationChange,
 )
 from bugless_import.sources._http import open_file, read_with_retries, retry_count
-from bugless_import.sources._roundup_endpoint import INTERFACES_PY, hidden_items
+from bugless_import.sources._roundup_endpoint import INTERFACES_PY, UNCHECKED, hidden_items
 
 __all__ = ["INTERFACES_PY", "RoundupImporter", "roundup_date"]
 
@@ -217,11 +217,10 @@ class RoundupImporter(Importer):
         if history not in {"journal", "messages"}:
             raise InvalidArgument("--option history= takes journal or messages")
         self.journal = history == "journal"
-        restrictions = options.get("restrictions", "checked")
-        if restrictions not in {"checked", "unchecked"}:
-            raise InvalidArgument("--option restrictions= takes checked or unchecked")
         #: ``restrictions=unchecked``: no endpoint asked (a schema restricting nothing).
-        self.unchecked = restrictions == "unchecked"
+        self.unchecked = options.get("restrictions", "checked") == "unchecked"
+        if options.get("restrictions", "checked") not in {"checked", "unchecked"}:
+            raise InvalidArgument("--option restrictions= takes checked or unchecked")
         try:
             self.retries = retry_count(options.get("retries"))
         except ValueError as exc:
@@ -382,6 +381,7 @@ class RoundupImporter(Importer):
         related = [p for p in ("superseder", *_BLOCKED_BY) if p in schema]
         fields = ",".join([_ISSUE_FIELDS, *related])
         self._hidden, roles = hidden_items(self.get, self.base, checked=not self.unchecked)
+        self.warnings |= dict.fromkeys([UNCHECKED] if self.unchecked else [])
         for item in self.collection("issue", fields):
             issue = self._issue(item, users)
             if issue is not None and item["id"] in self._hidden["issue"]:
