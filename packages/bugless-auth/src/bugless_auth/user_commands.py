@@ -438,7 +438,9 @@ def user_rename_command(
     refused. Open sessions go on under the new name, which every replica
     and frontend shows within about a poll of the users' change feed, no
     restart. Users of LDAP, OIDC or the tls mapping are refused: rename them
-    where their username comes from.
+    where their username comes from. OLD is free at once: texts keep @OLD,
+    which then mentions whoever is called OLD next, and saved searches
+    naming OLD no longer find this user.
     """
     from bugless_auth.user_renames import rename_local_user  # noqa: PLC0415 - module docstring
 

@@ -32,6 +32,14 @@ is refused as ``USERNAME_TAKEN``, and one that looks like it, as
 case only ("ann" to "Ann") is a rename. A display name that was the old
 username (the default a user is created with) becomes the new one; any
 other is kept.
+
+The old name is free once the rename commits, as a deleted account's would
+be: nothing else names a user by username that a rename could carry along.
+Texts are history and keep ``@old`` as written (mentions are kept by name,
+:mod:`bugless_core.mentions`), so they stop linking to and being found for
+the renamed user, and a saved search names users as typed; both then mean
+whoever is given the old name next. The README and the command's help say
+so, for the administrator choosing whether to reuse it.
 """
 
 from __future__ import annotations
