@@ -1,4 +1,4 @@
-"""``bugless model migrate --model cockroach`` exits with the documented statuses.
+"""``bugless model migrate`` and ``serve --model cockroach`` exit with the documented statuses.
 
 A setting that does not fit the server is bad configuration, 2, as for
 ``bugless auth migrate --database-dialect``: the cockroach backend on a
@@ -6,7 +6,9 @@ PostgreSQL that is not SERIALIZABLE, ``--regions`` on PostgreSQL, a
 ``region`` survival goal without three regions. Each is said as what to
 change, and nothing is made. The database away stays 1 (a failed service's
 status). Before, every error of the command was 1: the root command's
-handler gives any bugless error that status.
+handler gave any bugless error that status. ``serve`` reads the same way: a
+locality on PostgreSQL is the setting at fault, as ``--regions`` is for
+migrate.
 """
 
 from __future__ import annotations
@@ -99,3 +101,40 @@ async def test_a_database_away_is_still_a_failed_service() -> None:
     done = await _migrate(f"postgresql://bugless@127.0.0.1:{unused_port()}/bugless")
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_serving_with_a_locality_on_postgresql_is_bad_configuration_as_migrate_says(
+    make_serializable_database: Callable[[str], Awaitable[str]],
+) -> None:
+    """2 with what to change, as ``migrate --regions`` on PostgreSQL; it was 1 (a failed start).
+
+    The database away at serve stays 1.
+    """
+    url = await make_serializable_database("cockroach_cli_serve_locality")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
+    serve = [
+        BUGLESS, "model", "serve", "--model", "cockroach", "--schema", SCHEMA, "--migrate",
+        "--insecure-local", "--host", "127.0.0.1", "--port", "0",
+        "--page-token-secret", "a-secret-of-sixteen-or-more",
+        "--locality", "region=us-east1,zone=us-east1-b",
+    ]  # fmt: skip
+    done, away = [
+        await asyncio.to_thread(
+            subprocess.run,
+            [*serve, "--database-url", target],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        for target in (url, f"postgresql://bugless@127.0.0.1:{unused_port()}/bugless")
+    ]
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(
+        "error: locality: regions need CockroachDB; this server is PostgreSQL (compatibility "
+        "mode): serve without --locality (BUGLESS_COCKROACH_LOCALITY)\n"
+    )
+    assert "Traceback" not in done.stderr
+    assert away.returncode == 1, away.stderr
+    assert "Traceback" not in away.stderr

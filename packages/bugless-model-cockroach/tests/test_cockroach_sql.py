@@ -275,7 +275,7 @@ async def test_a_locality_on_postgresql_is_refused_at_open(
     if bugless_model_backend.on_cockroach:
         return
     settings = dataclasses.replace(bugless_model_backend.settings, locality="region=us-east1")
-    with pytest.raises(FailedPrecondition, match="locality: regions need CockroachDB"):
+    with pytest.raises(InvalidArgument, match="locality: regions need CockroachDB"):
         await CockroachBackend.open(settings)
     assert bugless_model_backend.home_region is None
 

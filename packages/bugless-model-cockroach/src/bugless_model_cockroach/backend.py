@@ -220,9 +220,12 @@ class CockroachBackend(PostgresBackend):
         in that other region.
 
         Raises:
-            InvalidArgument: the locality does not parse.
-            FailedPrecondition: a locality on PostgreSQL (compatibility mode,
-                which has no regions), or a region the database lacks.
+            InvalidArgument: the locality does not parse, or is set on
+                PostgreSQL (compatibility mode, which has no regions): a
+                setting that does not fit the server, as ``--regions`` is for
+                ``migrate`` (``bugless model serve`` exits 2).
+            FailedPrecondition: a region the database lacks (its regions are
+                made by ``migrate --regions``).
         """
         region = _regions.locality_region(self.settings.locality)
         if region is None:
@@ -232,7 +235,7 @@ class CockroachBackend(PostgresBackend):
                 "locality: regions need CockroachDB; this server is PostgreSQL "
                 "(compatibility mode): serve without --locality (BUGLESS_COCKROACH_LOCALITY)"
             )
-            raise FailedPrecondition(msg, metadata={"field": "locality"})
+            raise InvalidArgument(msg, metadata={"field": "locality"})
         known = [r["region"] for r in await conn.fetch(_regions.DATABASE_REGIONS)]
         if region not in known:
             msg = (

@@ -193,17 +193,23 @@ def serve_command(plugins: Plugins, settings: ModelServeSettings) -> None:
 
     settings.log.configure()
     cls = _backend_class(plugins, settings.backend)
-    status = eventloop.run(
-        serve_model(
-            plugins,
-            cls,
-            settings.storage,
-            settings.grpc,
-            migrate=settings.migrate,
-            attachments=settings.attachments,
-            auth=settings.auth,
-            assertion_refresh_seconds=settings.assertion_refresh_seconds,
-            assertion_cache_entries=settings.assertion_cache_entries,
+    try:
+        status = eventloop.run(
+            serve_model(
+                plugins,
+                cls,
+                settings.storage,
+                settings.grpc,
+                migrate=settings.migrate,
+                attachments=settings.attachments,
+                auth=settings.auth,
+                assertion_refresh_seconds=settings.assertion_refresh_seconds,
+                assertion_cache_entries=settings.assertion_cache_entries,
+            )
         )
-    )
+    except BuglessError as exc:
+        # As migrate: a setting that does not fit the server (a locality or
+        # regions on PostgreSQL, the cockroach backend on PostgreSQL that is
+        # not SERIALIZABLE) is 2; the database away or any other failed start 1.
+        fail(exc.message, exit_status_of(exc))
     raise SystemExit(status)
