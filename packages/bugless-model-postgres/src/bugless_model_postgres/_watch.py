@@ -401,7 +401,7 @@ class ChangeFeed:
         Each is left out when the caller may not view its issue, the issue
         does not match the query, or its entry is gone; but a change that
         made the issue stop matching a query is a ``left_query`` event
-        (:mod:`bugless_model_postgres._watch_states`), with the issue and
+        (:mod:`bugless_model_postgres._watch_query`), with the issue and
         entry when the caller may still view it, their ids alone when not.
         The query is judged
         with the custom field definitions as they are now; ``named`` are the

@@ -91,8 +91,10 @@ def serve_workers(
     the moment it does (:class:`bugless_web.server.StartupSignals`).
 
     A worker that crashes (killed by a signal: the OOM killer, a segfault in
-    a C extension; or exits non-zero, or with 0 before it served, as when its
-    application's start-up failed; or could not be forked) is started
+    a C extension; or exits non-zero, as uvicorn does (3) when the
+    application's start-up fails; or exits with 0 before it served, as
+    ``os._exit(0)`` in a library's at-fork handler would; or could not be
+    forked) is started
     again under the same number, so that one bad request does not take the
     pod's whole web tier down: the others serve meanwhile, and the parent
     keeps the socket open for the new one. The restart waits
@@ -426,9 +428,10 @@ class _Supervisor:
         elif code == 0 and served:
             _log.info("web worker %d (pid %d) exited with 0; not started again", index, pid)
         elif code == 0:
-            # Its start-up failed where the server only logs it (an error in
-            # the application's start-up hooks ends uvicorn's run with 0): the
-            # pod would serve on fewer workers for good, and never be ready.
+            # Something ended it cleanly before it served (a failed start-up
+            # of the application exits 3, a crash above; this is os._exit(0)
+            # or a SystemExit(0) in a library's at-fork handler): the pod
+            # would serve on fewer workers for good, and never be ready.
             self._crashed(index, f"(pid {pid}) exited with 0 before it served", facts)
         else:
             self._crashed(index, f"(pid {pid}) {how}", facts)
