@@ -5,8 +5,8 @@ current row and the history entries above it (the old values they record).
 Whether a change made an issue leave a watched query rests on it, so this
 holds it to the issue as ChangeIssue answered at each version, over a
 sequence touching every column the entries record: each scalar field, cc,
-both blocking lists (one of them changed by another issue's entry), and the
-status going closed and open again (``closed_at``).
+both blocking lists (one of them changed by another issue's entry), the
+hotlists, and the status going closed and open again (``closed_at``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ _COLUMNS = (
     "cc",
     "blocking_ids",
     "blocked_by_ids",
+    "hotlist_ids",
     "version",
     "modified_at",
 )
@@ -72,15 +73,24 @@ async def test_each_version_rebuilt_from_the_history_is_the_issue_as_it_was(
             )
         )
 
+    hotlists = [
+        (await backend.create_hotlist(v1.CreateHotlistRequest(caller=ADMIN, name=f"states {n}"))).id
+        for n in range(2)
+    ]
     parent, other, blocker = [await create(f"related {n}") for n in range(3)]
     issue = await create("as filed")
     seen = {issue.version: issue}
     for delta in (
         issue_delta(status=v1.Status.FIXED, assignee="alice", priority=v1.Priority.P0),
-        issue_delta(cc_add=["bob", "carol"], blocking_add=[other.id]),
+        issue_delta(cc_add=["bob", "carol"], blocking_add=[other.id], hotlist_add=hotlists),
         issue_delta(status=v1.Status.WONT_FIX_OBSOLETE, component_id=second, title="moved"),
         issue_delta(status=v1.Status.ASSIGNED, verifier="carol", parent_id=parent.id),
-        issue_delta(cc_remove=["bob"], blocking_remove=[other.id], severity=v1.Severity.S0),
+        issue_delta(
+            cc_remove=["bob"],
+            blocking_remove=[other.id],
+            hotlist_remove=hotlists[:1],
+            severity=v1.Severity.S0,
+        ),
         issue_delta(issue_type=v1.IssueType.FEATURE_REQUEST, duplicate_of_id=other.id),
     ):
         issue = await _changed(backend, issue, delta)
@@ -92,7 +102,11 @@ async def test_each_version_rebuilt_from_the_history_is_the_issue_as_it_was(
     assert len(seen) == 8
 
     async with backend._pool.acquire() as conn:
-        current = await conn.fetchrow("SELECT * FROM issues WHERE id = $1", issue.id)
+        current = await conn.fetchrow(
+            "SELECT i.*, ARRAY(SELECT hi.hotlist_id FROM hotlist_items hi "
+            "WHERE hi.issue_id = i.id) AS hotlist_ids FROM issues i WHERE i.id = $1",
+            issue.id,
+        )
         entries = await conn.fetch(
             "SELECT version, created_at, changes FROM issue_history WHERE issue_id = $1 "
             "ORDER BY version DESC",

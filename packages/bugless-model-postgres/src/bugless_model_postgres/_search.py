@@ -69,6 +69,11 @@ _SORT = {
 }
 #: Hotlists the caller may see, for HOTLIST terms ($admin, $user are bound).
 _VISIBLE_HOTLIST = "(NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))"
+#: Issue ``i``'s hotlists as their items are, or as the row carries them (``row_hotlists``).
+_HOTLISTS_OF = {
+    False: "hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id WHERE hi.issue_id = i.id",
+    True: "unnest(i.hotlist_ids) hi(hotlist_id) JOIN hotlists h ON h.id = hi.hotlist_id WHERE TRUE",
+}
 
 
 @dataclass
@@ -86,6 +91,8 @@ class Params:
     #: each rechecked against the row), so the page is a top-N over the rows
     #: the capped count reads anyway, and should be taken from them.
     text: bool = False
+    #: Hotlist terms read the rows' ``i.hotlist_ids`` (see ``compile_search``).
+    row_hotlists: bool = False
 
     def user(self) -> str:
         """The caller's user id, bound on first use (unused ones have no type)."""
@@ -221,19 +228,19 @@ def compile_search(
     catalog: CustomCatalog | None = None,
     *,
     issues_from: Callable[[Callable[[Any, str], str]], str] | None = None,
+    row_hotlists: bool = False,
 ) -> CompiledSearch:
     """Compile ``query`` for ``caller``, resuming after ``position`` if given.
 
     ``catalog`` holds the custom fields the query names (:func:`load_catalog`).
-    ``issues_from``, when given, writes what the statement reads as
-    ``issues i`` instead of the table: a derived table of rows shaped as its
-    rows, binding its values with the function it is handed (``bind(value,
-    cast)`` returns the placeholder). A Watch judges an issue as it was
-    before and after a change that way, by this same compiler
-    (:mod:`bugless_model_postgres._watch_query`).
+    ``issues_from(bind)`` writes a derived table of rows shaped as issues'
+    to read as ``issues i`` (``bind(value, cast)`` binds its values), with
+    ``row_hotlists`` their ``hotlist_ids`` for hotlist terms: a Watch judges
+    an issue as it was before and after a change so (``_watch_query``).
     """
     query = query or v1.StructuredQuery()
     params = Params(user_id=caller.user_id, catalog=catalog or CustomCatalog())
+    params.row_hotlists = row_hotlists
     admin = params.add(caller.admin, "boolean")
     viewers = params.add(principals, "text[]")
     where = _node(query.filter, params, admin) if query.filter is not None else "TRUE"
@@ -552,10 +559,8 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         return _component(term, params, "i.component_id")
     if f is F.HOTLIST:
         visible = _VISIBLE_HOTLIST.format(admin=admin, user=params.user())
-        member = (
-            "EXISTS (SELECT 1 FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id "
-            f"WHERE hi.issue_id = i.id AND {visible}"
-        )
+        hotlists = _HOTLISTS_OF[params.row_hotlists]
+        member = f"EXISTS (SELECT 1 FROM {hotlists} AND {visible}"
         if op is Op.ANY:
             return member + ")"
         if op is Op.NONE:

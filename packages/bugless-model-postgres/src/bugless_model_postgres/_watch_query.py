@@ -13,14 +13,15 @@ caller's visibility is judged with the component the issue was in, so a
 move out of the caller's view is a leave.
 
 What the entries record is exact: the scalar fields (status, priority,
-assignee, component, parent, ...), cc and the blocking relations, and the
-version and time of each state; the title's search vectors are made
-again from the state's title (``title:`` and bare words read it). What
-lives apart from the row (hotlists, stars, custom field values,
-attachments, mentions, comment text) is read as it is when the event is
-sent, as every event's query is; ``closed_at`` of a
-state closed before the issue was reopened is the time it was closed when
-the row still holds it, else the state's own time. Since both states come
+assignee, component, parent, ...), cc, the blocking relations and the
+hotlists (a column ``hotlist_ids`` of the derived rows, which the compiler's
+hotlist terms read instead of ``hotlist_items``), and the version and time
+of each state; the title's search vectors are made again from the state's
+title (``title:`` and bare words read it). What else lives apart from the
+row (stars, custom field values, attachments, mentions, comment text) is
+read as it is when the event is sent, as every event's query is;
+``closed_at`` of a state closed before the issue was reopened is the time
+it was closed when the row still holds it, else the state's own time. Since both states come
 from the history, not from the moment the event is sent, a replay judges a
 change the way the live stream did.
 """
@@ -49,6 +50,7 @@ _ROW_LISTS: Mapping[str, Callable[[str], Any]] = {
     "cc": str,
     "blocking_ids": int,
     "blocked_by_ids": int,
+    "hotlist_ids": int,
 }
 #: Scalar fields holding an issue or component id: "" in a FieldChange is 0.
 _ID_FIELDS = frozenset({"component_id", "parent_id", "duplicate_of_id"})
@@ -63,10 +65,12 @@ SELECT h.issue_id, h.version, h.created_at, h.changes
   JOIN issue_history h ON h.issue_id = w.issue_id AND h.version >= w.low
  ORDER BY h.issue_id, h.version DESC
 """
-#: The current values the states are computed back from.
+#: The current values the states are computed back from (the hotlists as
+#: their items list them: every membership change is a history entry too).
 _CURRENT = """
-SELECT id, status, closed_at, cc, blocking_ids, blocked_by_ids
-  FROM issues WHERE id = ANY ($1::bigint[])
+SELECT i.id, i.status, i.closed_at, i.cc, i.blocking_ids, i.blocked_by_ids,
+       ARRAY(SELECT hi.hotlist_id FROM hotlist_items hi WHERE hi.issue_id = i.id) AS hotlist_ids
+  FROM issues i WHERE i.id = ANY ($1::bigint[])
 """
 #: A state's title vectors when its title is not the row's: ``title_tsv`` is
 #: generated from the title and ``text_tsv`` is the title's vector then the
@@ -78,9 +82,11 @@ _TITLE_VECTORS = (
     "'text_tsv', (to_tsvector('english', st.fields->>'title') || cur.comments_tsv)::text) "
     "ELSE '{{}}'::jsonb END"
 )
-#: The issues as they were: each state's columns over its current row.
+#: The issues as they were: each state's columns over its current row, and
+#: the hotlists it was on (a column no issue row has).
 _STATES_TABLE = (
-    f"(SELECT (jsonb_populate_record(cur, st.fields || {_TITLE_VECTORS})).* "
+    f"(SELECT (jsonb_populate_record(cur, st.fields || {_TITLE_VECTORS})).*, "
+    "ARRAY(SELECT jsonb_array_elements_text(st.fields -> 'hotlist_ids')::bigint) AS hotlist_ids "
     "FROM jsonb_to_recordset({states}) AS st(id bigint, fields jsonb) "
     "JOIN issues cur ON cur.id = st.id)"
 )
@@ -97,7 +103,7 @@ async def changes_that_left(
 
     A creation (version 1) has no state before it and never left. Nor did
     a change that set none of the row's recorded columns (a comment, an
-    attachment, a hotlist or a custom value: read as they are now in both
+    attachment or a custom value: read as they are now in both
     states) unless the query reads the state's version or time
     (``modified``, ``lastmodifier``): its two states are the same row for
     everything else the query reads, so they are not sent to the database
@@ -144,6 +150,7 @@ async def changes_that_left(
         None,
         catalog,
         issues_from=states_table,
+        row_hotlists=True,
     )
     with_ = f"WITH {compiled.ctes} " if compiled.ctes else ""
     statement = f"{with_}SELECT i.id, i.version {compiled.base}"
@@ -193,7 +200,7 @@ def state_fields(current: Row, newest_first: Iterable[Row], version: int) -> dic
                 lists[name] -= {read(x) for x in change["added"]}
                 lists[name] |= {read(x) for x in change["removed"]}
                 undone.add(name)
-    for name in undone:
+    for name in undone | {"hotlist_ids"}:  # the rows carry no hotlists of their own
         fields[name] = sorted(lists[name])
     if "status" in fields:
         if fields["status"] in _OPEN:

@@ -21,6 +21,7 @@ from bugless_testing.model_contracts._support import (
     eq,
     expect_error,
     make_component,
+    make_hotlist,
     make_issue,
     update_component,
     user_entry,
@@ -254,6 +255,27 @@ class WatchContract:
             await stream.nothing_more()
         assert event.left_query
         assert event.entry == commented.entry
+
+    async def test_taking_an_issue_off_a_watched_hotlist_tells_the_watcher_it_left(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``hotlistid:X``: the membership before the change is the history's, not today's."""
+        comp = await make_component(model)
+        board = await make_hotlist(model)
+        other = await make_hotlist(model)
+        issue = await make_issue(model, comp.id, hotlist_ids=[board.id])
+        query = v1.StructuredQuery(filter=within(comp.id, eq(v1.SearchField.HOTLIST, board.id)))
+        async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
+            moved = await change(model, issue, delta(hotlist_add=[other.id]))
+            kept = await stream.next()
+            taken = await change(model, moved.issue, delta(hotlist_remove=[board.id]))
+            event = await stream.next()
+            await change(model, taken.issue, delta(hotlist_remove=[other.id]))
+            await stream.nothing_more()
+        assert not kept.left_query
+        assert kept.entry == moved.entry
+        assert event.left_query
+        assert event.entry == taken.entry
 
     async def test_an_access_list_that_shuts_the_watcher_out_sends_nothing(
         self, model: v1.ModelStub
