@@ -166,6 +166,14 @@ def test_hotlist_rerank_by_drag_and_drop_and_form(
     page.click('.add-items button:has-text("Add")')
     rows = page.locator("table.ranked tbody tr.row")
     expect(rows).to_have_count(3)
+    # Each row's buttons name their issue: on a long hotlist a screen reader
+    # listed "Save, Move, Remove" once per row, the same each time.
+    first = rows.nth(0).get_attribute("data-issue")
+    for name in (f"Save the note on issue {first}", f"Move issue {first}"):
+        expect(rows.nth(0).get_by_role("button", name=name, exact=True)).to_have_count(1)
+    remove = rows.nth(0).get_by_role("button", name=f"Remove issue {first} from this hotlist")
+    expect(remove).to_have_text(f"Remove issue {first} from this hotlist")
+    expect(remove).to_have_count(1)
     # Drag the last onto the first (the script posts the new rank, then reloads);
     # the rows show before the page's deferred script, whose handlers the drag needs.
     page.wait_for_load_state()
