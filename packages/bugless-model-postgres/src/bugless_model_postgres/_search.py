@@ -21,8 +21,8 @@ import betterproto2
 
 from bugless_core.issue_fields import CLOSED_STATUSES, OPEN_STATUSES
 from bugless_core.search.enum_values import search_value_member
-from bugless_core.usernames import username_key
 from bugless_model_postgres._custom_search import CustomCatalog, custom_sort, custom_term_sql
+from bugless_model_postgres._side_terms import attachment_term, mention_term
 from bugless_proto import v1
 
 F = v1.SearchField
@@ -447,51 +447,11 @@ def _stored(term: v1.SearchTerm) -> list[int]:
     return [int(search_value_member(term.field, v)) for v in term.values]
 
 
-#: The issue has a live attachment (deleted ones do not count).
-_HAS_ATTACHMENT = (
-    "EXISTS (SELECT 1 FROM attachments a WHERE a.issue_id = i.id AND a.deleted_in_version = 0"
-    "{extra})"
-)
-
-
-def _attachment_term(op: v1.SearchOperator, values: list[Any], params: Params) -> str:
-    """``has:attachment`` and ``attachment:text`` (a name contains the text, any case).
-
-    Any case by ``str.casefold`` on both sides: the name's folding is stored
-    with it (``folded_name``, migration 0022), as SQL's ``lower()`` folds by
-    the database's collation (ASCII only under the C locale).
-    """
-    if op in (Op.ANY, Op.NONE):
-        some = _HAS_ATTACHMENT.format(extra="")
-        return some if op is Op.ANY else f"(NOT {some})"
-    bound = params.add([str(v).casefold() for v in values], "text[]")
-    return _HAS_ATTACHMENT.format(
-        extra=f" AND EXISTS (SELECT 1 FROM unnest({bound}) AS n(part)"
-        " WHERE strpos(a.folded_name, n.part) > 0)"
-    )
-
-
-def _mention_term(op: v1.SearchOperator, values: list[Any], params: Params) -> str:
-    """Mentions are rows filled on write (:mod:`._mentions`), keyed by issue and username key.
-
-    The values are keyed the same way (``username_key``, not ``lower()``,
-    which is right for ASCII only), so any spelling of a name finds its rows.
-    """
-    if op in (Op.ANY, Op.NONE):
-        some = "EXISTS (SELECT 1 FROM issue_mentions m WHERE m.issue_id = i.id)"
-        return some if op is Op.ANY else f"(NOT {some})"
-    names = params.add(sorted({username_key(str(v)) for v in values}), "text[]")
-    return (
-        "EXISTS (SELECT 1 FROM issue_mentions m WHERE m.issue_id = i.id "
-        f"AND m.username = ANY ({names}))"
-    )
-
-
 def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
     f, op = term.field, term.op
     values = _values(term)
     if f is F.ATTACHMENT:
-        return _attachment_term(op, values, params)
+        return attachment_term(op, values, params.add)
     if f is F.CLOSED:
         if op in (Op.ANY, Op.NONE):
             return "i.closed_at IS NOT NULL" if op is Op.ANY else "i.closed_at IS NULL"
@@ -500,7 +460,7 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
             return f"coalesce(i.closed_at {_COMPARE[op]} {bound}, false)"
         return f"i.closed_at = ANY ({params.add(values, 'timestamptz[]')})"
     if f is F.MENTION:
-        return _mention_term(op, values, params)
+        return mention_term(op, values, params.add)
     if f in _HISTORY_PEOPLE:
         if op in (Op.ANY, Op.NONE):
             some = {F.COMMENTER: "i.comment_count > 0", F.STARRED_BY: "i.star_count > 0"}.get(
