@@ -74,7 +74,7 @@ async def test_a_mail_has_both_parts_and_the_notification_headers(
     assert html is not None
     assert "Status: New → Assigned" in plain.get_content()
     assert "https://bugs.example.com/issues/123" in plain.get_content()
-    assert 'href="https://bugs.example.com/issues/123"' in html.get_content()
+    assert 'href="https://bugs.example.com/issues/123#entry-4"' in html.get_content()
 
 
 async def test_mails_about_one_issue_share_a_thread_and_others_do_not(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from html.parser import HTMLParser
 
@@ -38,10 +39,19 @@ def test_text_shows_each_changed_field_old_to_new_with_timeline_labels() -> None
 def test_every_form_links_to_the_issue_page() -> None:
     message = render_notification(notice())
     url = f"{PUBLIC_URL}/issues/123"
-    assert url in message.text
-    assert f'href="{url}"' in message.html
+    # A mail opens the change on the page (the timeline entry's anchor), not
+    # the top of the issue; chat and webhook payloads link the issue.
+    assert f"\n{url}#entry-4\n" in message.text
+    assert f'href="{url}#entry-4"' in message.html
+    assert f'href="{url}"' not in message.html
     assert f"<{url}|b/123: Disk full on /var>" in message.chat_text
     assert message.data["issue"]["url"] == url
+    base = notice()
+    created = render_notification(
+        dataclasses.replace(base, entry=dataclasses.replace(base.entry, version=1))
+    )
+    assert f"\n{url}\n" in created.text
+    assert "#entry-" not in created.text + created.html
 
 
 def test_every_mail_form_says_where_to_change_what_notifies_you() -> None:

@@ -192,6 +192,10 @@ class _Renderer:
         self.entry = notice.entry
         self.url = issue_url(self.base, self.issue.id)
         self.created = self.entry.version == 1
+        # A mail's links open the change itself on the issue page (its
+        # timeline entry's anchor), not the top of a long issue; a creation
+        # opens the issue. Webhook payloads keep the issue's URL.
+        self.change_url = self.url if self.created else f"{self.url}#entry-{self.entry.version}"
         self.lines = [self._line(change) for change in self.entry.changes]
 
     # ---- values ----
@@ -314,7 +318,7 @@ class _Renderer:
             out += ["", REDACTED]
         out += [
             "",
-            self.url,
+            self.change_url,
             "",
             f"You receive this because {self.reason_text}.",
             f"Change what notifies you: {settings_url(self.base)}",
@@ -327,7 +331,7 @@ class _Renderer:
         parts = [
             '<div style="font-family:sans-serif;font-size:14px;line-height:1.4">',
             f"<p><b>{e(self.author)}</b> {e(self.action)} "
-            f'<a href="{e(self.url)}">{e(issue_ref(self.issue.id))}</a>: {title}</p>',
+            f'<a href="{e(self.change_url)}">{e(issue_ref(self.issue.id))}</a>: {title}</p>',
         ]
         shown = list(self.shown_lines())
         files = self.attachment_lines()
@@ -346,7 +350,9 @@ class _Renderer:
             )
         elif self.entry.comment_redacted:
             parts.append(f"<p><i>{e(REDACTED)}</i></p>")
-        parts.append(f'<p><a href="{e(self.url)}">Open {e(issue_ref(self.issue.id))}</a></p>')
+        parts.append(
+            f'<p><a href="{e(self.change_url)}">Open {e(issue_ref(self.issue.id))}</a></p>'
+        )
         parts.append(
             f'<p style="color:#777;font-size:12px">You receive this because '
             f"{e(self.reason_text)}. "
