@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 
 from auth_support import AuthServer, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 from test_user_rename import rename
 
-from bugless_auth.confusable_names import _prototypes, skeleton, uts39_skeleton
+from bugless_auth.confusable_names import (
+    _prototypes,
+    confusable_holder,
+    refuse_confusable,
+    skeleton,
+    uts39_skeleton,
+)
+from bugless_auth.store import IdentityStore
 from bugless_core.errors import from_grpc_error
 from bugless_proto import v1
 
@@ -87,3 +95,47 @@ async def test_a_rename_to_a_name_that_looks_like_a_users_exits_as_a_name_taken(
     # Its own name's look-alike is no one else's: a rename to it goes through.
     out, _ = await rename(bill, f"Bi11-{tag}", env=env)
     assert f"username: Bi11-{tag}" in out.splitlines()
+
+
+#: Users of the directory the loop test checks a name against: enough that
+#: their skeletons take a good fraction of a second to compute.
+MANY_USERS = 60_000
+
+
+async def test_the_check_leaves_the_event_loop_free(auth_database: str) -> None:
+    """Computing every user's skeleton (a few microseconds a name) is not the
+    event loop's work: inside the Authenticator (CreateLocalUser) the loop
+    also answers sign-ins and the frontends' look-ups, within a latency
+    bound, and on a large directory the computation held it for most of a
+    second. Measured in CPU time of the loop's thread (what a loaded machine
+    does not change): the check costs it about what reading the names does,
+    not the skeletons too."""
+    schema = f"auth_{secrets.token_hex(4)}"
+    await IdentityStore.migrate(auth_database, schema, dialect="postgres")
+    store = await IdentityStore.open(auth_database, schema, dialect="postgres")
+    try:
+        await store.run(
+            lambda conn: conn.execute(
+                "INSERT INTO users (user_id, username, username_key)"
+                # Long names: the skeletons' cost grows with them, the reading's hardly.
+                " SELECT 'u' || n, 'member-of-the-platform-team-' || n,"
+                "        'member-of-the-platform-team-' || n"
+                "   FROM generate_series(1, $1::int) AS n",
+                MANY_USERS,
+            )
+        )
+        started = time.thread_time()
+        rows = await store.run(lambda conn: conn.fetch("SELECT user_id, username FROM users"))
+        pairs = [(r["user_id"], r["username"]) for r in rows]
+        reading = time.thread_time() - started
+        started = time.thread_time()
+        assert confusable_holder(pairs, "someone-new", "") is None
+        skeletons = time.thread_time() - started
+        started = time.thread_time()
+        await store.run(lambda conn: refuse_confusable(conn, "someone-new", "username"))
+        on_the_loop = time.thread_time() - started
+    finally:
+        await store.run(lambda conn: conn.execute(f'DROP SCHEMA "{schema}" CASCADE'))
+        await store.close()
+    assert skeletons > 0.05, f"{MANY_USERS} skeletons took {skeletons:.3f} s: too quick to tell"
+    assert on_the_loop < reading + skeletons / 2, (on_the_loop, reading, skeletons)

@@ -23,12 +23,15 @@ Unicode License v3 beside it), read once, at the first check.
 Only new names are checked, as ``check_username`` checks only new names:
 existing accounts, and names a directory (LDAP, OIDC, a certificate mapping)
 gives, which bugless does not choose, keep signing in. The check reads every
-username once (one query; a few hundred milliseconds for 100,000 users,
-which is fine for an administrator's rare command, not for a sign-in).
+username once (a few hundred milliseconds for 100,000 users, which is fine
+for an administrator's rare command, not for a sign-in), a page of users at
+a time, their skeletons computed in a thread: in the Authenticator the event
+loop answers sign-ins and look-ups meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import unicodedata
 from importlib import resources
@@ -37,8 +40,15 @@ from typing import Any
 from bugless_core.errors import AlreadyExists
 from bugless_core.usernames import username_key
 
-#: The users' ids and usernames, every one (the skeleton is Python's to compute).
-_ALL_USERNAMES = "SELECT user_id, username FROM users"
+#: The users' ids and usernames after user id $1, $2 of them in id order (the
+#: skeleton is Python's to compute, so every name is read, a page at a time).
+_USERNAMES_AFTER = (
+    "SELECT user_id, username FROM users WHERE user_id > $1 ORDER BY user_id LIMIT $2"
+)
+#: Users read and compared per step: a page's rows decoded on the event loop
+#: take a few milliseconds, where every user at once held it for most of a
+#: second on a large directory.
+_PAGE = 5000
 
 
 @functools.cache
@@ -96,8 +106,18 @@ async def refuse_confusable(conn: Any, new: str, field: str, *, user_id: str = "
         AlreadyExists: naming the field, both names and the reason
             ``USERNAME_CONFUSABLE``; the caller writes nothing.
     """
-    rows = await conn.fetch(_ALL_USERNAMES)
-    holder = confusable_holder([(r["user_id"], r["username"]) for r in rows], new, user_id)
+    holder: str | None = None
+    after = ""
+    while holder is None:
+        rows = await conn.fetch(_USERNAMES_AFTER, after, _PAGE)
+        if not rows:
+            break
+        # Each name's skeleton is pure Python (a few microseconds; most of a
+        # second for a large directory): in a thread, a page at a time, so that
+        # the Authenticator's loop goes on answering sign-ins and look-ups.
+        pairs = [(r["user_id"], r["username"]) for r in rows]
+        holder = await asyncio.to_thread(confusable_holder, pairs, new, user_id)
+        after = pairs[-1][0]
     if holder is not None:
         raise AlreadyExists(
             f"{field}: {new!r} looks like the username {holder!r} of another bugless user "
