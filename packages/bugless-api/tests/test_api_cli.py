@@ -153,3 +153,39 @@ def test_config_file_supplies_the_connection(served_api: dict[str, str], tmp_pat
     env = {k: v for k, v in served_api.items() if k not in {"BUGLESS_API", "BUGLESS_CERT"}}
     env["BUGLESS_CLIENT_CONFIG"] = str(config)
     assert "components" in cli_json(env, "component", "list")
+
+
+def test_a_query_that_does_not_parse_is_bad_usage_in_every_command_that_sends_one(
+    served_api: dict[str, str],
+) -> None:
+    """2, as the exit table says, though the API (where the language lives) refuses it.
+
+    ``issue list`` did; ``saved-search create`` and ``update --query`` exited 1,
+    the status of a service refusing the request. A value the API refuses that
+    is not a query (a reader it does not know) stays 1. Nothing is saved.
+    """
+    env = served_api
+    name = f"unparsed-{time.time_ns()}"
+    listed = bugless_cli(env, "issue", "list", "is:open status:", check=False)
+    created = bugless_cli(env, "saved-search", "create", name, "is:open status:", check=False)
+    assert [listed.returncode, created.returncode] == [2, 2], created.stderr
+    for refused in (listed, created):
+        assert "expected a value after 'status:'" in refused.stderr
+        assert refused.stderr.rstrip().endswith("^")
+        assert "Traceback" not in refused.stderr
+    saved = cli_json(env, "saved-search", "create", name, "is:open")
+    updated = bugless_cli(
+        env, "saved-search", "update", saved["id"], "--query", "status:", check=False
+    )
+    assert updated.returncode == 2, updated.stderr
+    assert "--query: " in updated.stderr
+    unknown_reader = bugless_cli(
+        env, "saved-search", "create", name + "-shared", "is:open", "--reader", "nobody-here",
+        check=False,
+    )  # fmt: skip
+    assert unknown_reader.returncode == 1, unknown_reader.stderr
+    assert "--reader" in unknown_reader.stderr
+    mine = cli_json(env, "saved-search", "list", "--mine")["saved_searches"]
+    assert [(s["name"], s["query"]) for s in mine if s["name"].startswith(name)] == [
+        (name, "is:open")
+    ]

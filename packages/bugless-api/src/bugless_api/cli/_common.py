@@ -343,17 +343,25 @@ def emit(result: object, *, as_json: bool) -> None:
 
 
 @contextlib.contextmanager
-def server_usage_mistakes() -> Iterator[None]:
+def server_usage_mistakes(*fields: str) -> Iterator[None]:
     """Report the server's InvalidArgument as bad usage (exit 2), like a bad flag.
 
     For what only the server can check but only the command line gets wrong:
     a query it cannot parse (the search language lives there), a hotlist
     rank's position (``-N`` is counted there). Scripts tell such a mistake
     from a failure of the service by the exit code.
+
+    Args:
+        fields: Only a refusal of these request fields (its ``field``
+            metadata) is bad usage, for a request that also carries values
+            the service may refuse (a saved search's readers: 1, as any
+            refused value); none, every InvalidArgument of the block.
     """
     from bugless_core.errors import InvalidArgument as Invalid  # noqa: PLC0415
 
     try:
         yield
     except Invalid as exc:
+        if fields and exc.metadata.get("field") not in fields:
+            raise
         raise Invalid(exc.message, metadata={**exc.metadata, "origin": "client"}) from None

@@ -13,6 +13,7 @@ from bugless_api.cli._common import (
     Text,
     client_options,
     command,
+    server_usage_mistakes,
 )
 from bugless_api.cli._option_names import SAVED_SEARCH_CREATE_OPTIONS, SAVED_SEARCH_UPDATE_OPTIONS
 from bugless_api.cli._render import ISSUE_HEADERS, ISSUE_ROW_FIELDS, component_paths, issue_row
@@ -156,9 +157,10 @@ async def saved_search_create(
     columns: tuple[str, ...] | None,
 ) -> Detail:
     """Save QUERY under NAME (shared with --reader, shown with --columns)."""
-    search = await client.create_saved_search(
-        name, query, readers=[principal(r) for r in readers], columns=_to_store(columns or ())
-    )
+    with server_usage_mistakes("query"):  # a QUERY that does not parse: 2, as issue list's
+        search = await client.create_saved_search(
+            name, query, readers=[principal(r) for r in readers], columns=_to_store(columns or ())
+        )
     return _detail(search)
 
 
@@ -202,9 +204,10 @@ async def saved_search_update(
         search.columns, fields = _to_store(columns or ()), [*fields, "columns"]
     if not fields:
         raise click.UsageError("nothing to change: give --name, --query, --reader or --columns")
-    updated = await client.update_saved_search(
-        search, fields, expected_version=expected_version or 0
-    )
+    with server_usage_mistakes("saved_search.query"):
+        updated = await client.update_saved_search(
+            search, fields, expected_version=expected_version or 0
+        )
     return _detail(updated)
 
 
