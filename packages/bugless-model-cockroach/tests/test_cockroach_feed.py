@@ -103,7 +103,18 @@ async def concurrent_writes(backend: CockroachBackend, name: str) -> list[v1.Iss
             issue = reply.issue
         return issue
 
-    return list(await asyncio.gather(*(writer(n) for n in range(WRITERS))))
+    # The writers' own conflicts are PostgreSQL's, not what the test is about:
+    # at SERIALIZABLE its predicate locks cover index pages, so twelve
+    # writers on their own issues still fail each other (a CockroachDB
+    # cluster conflicts on the keys written only). Under a loaded CI
+    # machine one exhausted the backend's 8 tries (ci69); they get the
+    # sequencers' 30 here, and the backend its own policy back after.
+    own = backend._retry_policy
+    backend._retry_policy = counting()
+    try:
+        return list(await asyncio.gather(*(writer(n) for n in range(WRITERS))))
+    finally:
+        backend._retry_policy = own
 
 
 class Probe:
