@@ -50,6 +50,11 @@ async def test_list_pages_through_every_match_and_says_n_of_m(
 
     table = bugless_cli(served_api, "issue", "list", query, "--limit", "2").stdout.splitlines()
     assert table[-1] == "2 of 5"
+    # An empty list says so under its header (it used to print the header alone).
+    empty = bugless_cli(served_api, "issue", "list", f"{query} is:closed").stdout.splitlines()
+    assert empty[1:] == ["no issue matches"], empty
+    everything_shown = bugless_cli(served_api, "issue", "list", query).stdout.splitlines()
+    assert len(everything_shown) == 6, everything_shown  # no footer when all are shown
     assert component.path in table[1]
     assert str(component.id) not in table[1].split()[4:5]
 

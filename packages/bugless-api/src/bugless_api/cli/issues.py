@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 #: Issues fetched per search call while paging through a list.
 PAGE_SIZE = 200
+#: The footer of an empty list (a header alone read like output cut short).
+NO_MATCH = "no issue matches"
 
 
 def count_text(total: int, lower_bound: bool) -> str:
@@ -116,6 +118,7 @@ async def list_command(
     shown = len(found)
     limited = lower_bound or total > shown
     footer = f"{shown} of {count_text(total, lower_bound)}" if limited else ""
+    footer = footer or ("" if found else NO_MATCH)
     return Table(
         headers=ISSUE_HEADERS,
         rows=[issue_row(issue, paths) for issue in found],

@@ -18,7 +18,7 @@ from bugless_api.cli._common import (
 from bugless_api.cli._option_names import SAVED_SEARCH_CREATE_OPTIONS, SAVED_SEARCH_UPDATE_OPTIONS
 from bugless_api.cli._render import ISSUE_HEADERS, ISSUE_ROW_FIELDS, component_paths, issue_row
 from bugless_api.cli.groups import saved_search_group
-from bugless_api.cli.issues import count_text, search_all
+from bugless_api.cli.issues import NO_MATCH, count_text, search_all
 from bugless_core.query_arguments import QueryCommand
 
 if TYPE_CHECKING:
@@ -138,7 +138,9 @@ async def saved_search_run(
         headers=ISSUE_HEADERS,
         rows=[issue_row(issue, paths) for issue in found],
         data={"saved_search": search, "issues": found, "total_count": total},
-        footer=f"{len(found)} of {count_text(total, lower_bound)}" if limited else "",
+        footer=f"{len(found)} of {count_text(total, lower_bound)}"
+        if limited
+        else ("" if found else NO_MATCH),
     )
 
 
