@@ -178,3 +178,121 @@ async def test_a_redacted_comment_is_not_mailed_by_a_digest_or_a_retry_afterward
         assert sum(REDACTED in p.get_content() for p in plain if p is not None) == 2
     finally:
         await notifier.close()
+
+
+async def test_a_recipient_the_rules_no_longer_name_still_gets_the_redacted_mail(
+    bugless_stack: LocalStack, model: v1.ModelStub, notify_database: str, smtp_sink: SmtpSink
+) -> None:
+    """Only a mention in the removed text withdraws a waiting mail, not a later change.
+
+    olga was on CC when the comment was made, and is taken off CC before the
+    redaction: the rules computed now no longer name her for the comment, yet
+    her mail about it was due, and goes out with the text redacted (and so
+    does its edit's). Before, both were withdrawn with the mention-only ones.
+    """
+    tag = secrets.token_hex(3)
+    ids = {}
+    for name in ("olga", "bert"):
+        created = await asyncio.to_thread(
+            bugless_stack.add_user, f"{name}{tag}", "pw-" + tag * 3, email=f"{name}{tag}@ex.test"
+        )
+        ids[name] = str(created["user_id"])
+    bert = v1.Caller(user_id=ids["bert"])
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"redact-cc-{tag}")
+    )
+    schema = f"notify_redact_cc_{tag}"
+    settings = stack_notifier_settings(
+        bugless_stack, database_url=notify_database, schema=schema, smtp_port=smtp_sink.port
+    )
+    notifier = await start_notifier(settings, metrics_registry=CollectorRegistry())
+    worker: DeliveryWorker | None = None
+    try:
+        notifier.worker.stop()
+        await asyncio.wait_for(notifier.tasks[1], 30)
+        issue = await model.create_issue(
+            v1.CreateIssueRequest(
+                caller=bert,
+                fields=v1.IssueFields(title=f"Redaction cc {tag}", component_id=component.id),
+                cc=[ids["olga"]],
+                idempotency_key=secrets.token_hex(8),
+            )
+        )
+        secret = f"hunter2-{tag}"
+        said = await model.change_issue(
+            v1.ChangeIssueRequest(
+                caller=bert,
+                issue_id=issue.id,
+                expected_version=issue.version,
+                comment=f"the root password is {secret}",
+            )
+        )
+        assert said.issue is not None
+        assert said.entry is not None
+        pool = notifier.pool
+
+        async def rendered() -> bool:
+            return await _waiting_with(pool, schema, secret) > 0
+
+        # Rendered while olga is on CC, as the rules named her then.
+        await until(rendered, "the comment's mail to olga to wait in the queue")
+        off = await model.change_issue(
+            v1.ChangeIssueRequest(
+                caller=bert,
+                issue_id=issue.id,
+                expected_version=said.issue.version,
+                delta=v1.IssueDelta(cc_remove=[ids["olga"]]),
+            )
+        )
+        assert off.issue is not None
+        off_version = off.issue.version
+
+        async def waiting() -> bool:
+            return bool(
+                await pool.fetchval(
+                    f"SELECT count(*) FROM {schema}.deliveries WHERE delivery_id LIKE $1",
+                    f"change-{issue.id}-{off_version}/%",
+                )
+            )
+
+        await until(waiting, "the CC removal's mail to wait in the queue")
+        await model.redact(
+            v1.RedactRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=off_version,
+                target=v1.RedactionTarget.COMMENT,
+                entry_version=said.entry.version,
+            )
+        )
+
+        async def gone() -> bool:
+            return await _waiting_with(pool, schema, "hunter") == 0
+
+        await until(gone, "the redacted text to leave every waiting message")
+        queue = DeliveryQueue(schema)
+        worker = DeliveryWorker(
+            pool,
+            queue,
+            {"email": notifier.delivery_channels[0]},
+            metrics_registry=CollectorRegistry(),
+        )
+        running = asyncio.ensure_future(worker.run())
+        olga = f"olga{tag}@ex.test"
+        try:
+            await until(
+                lambda: sum(olga in m.recipients for m in smtp_sink.mails) >= 3,
+                "olga's mails: the creation, the comment and her removal from CC",
+            )
+            await asyncio.sleep(1.0)  # anything else would have gone out by now
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+        to_olga = [m for m in smtp_sink.mails if olga in m.recipients]
+        assert len(to_olga) == 3, [m.message["Subject"] for m in to_olga]
+        plain = [m.message.get_body(preferencelist=("plain",)) for m in to_olga]
+        texts = [p.get_content() for p in plain if p is not None]
+        assert not [t for t in texts if "hunter" in t]
+        assert sum(REDACTED in t for t in texts) == 1
+    finally:
+        await notifier.close()

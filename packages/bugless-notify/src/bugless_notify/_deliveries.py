@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bugless_core.clients import ActingFor, call
@@ -94,12 +94,16 @@ class IssueDeliveries:
         entries: list[tuple[int, str]],
         searches: list[tuple[str, str]],
         batch: Batch,
+        *,
+        kept: Mapping[int, Sequence[Candidate]] | None = None,
     ) -> None:
         """Add the mails and webhook deliveries of ``entries`` (version, feed author) of one issue.
 
         ``searches``: the issue's saved-search changes of the batch
         (:mod:`bugless_notify._saved_searches`), told with its first entry
-        that still exists.
+        that still exists. ``kept``: by version, recipients to render for
+        whom the rules no longer name (a redaction's rendering again,
+        :mod:`bugless_notify._redactions`), each as any other candidate.
         """
         try:
             views = await call(
@@ -127,11 +131,10 @@ class IssueDeliveries:
             if entry is None:
                 continue
             mentioned = await self._user_ids(mentioned_usernames(*mention_texts(issue, entry)))
-            people = [
-                c
-                for c in candidates(issue, entry, audience, mentioned, pending)
-                if c.user_id not in audience.muted_by
-            ]
+            people = candidates(issue, entry, audience, mentioned, pending)
+            named = {c.user_id for c in people}
+            people += [c for c in (kept or {}).get(version, ()) if c.user_id not in named]
+            people = [c for c in people if c.user_id not in audience.muted_by]
             pending = []
             if people:
                 work.append((entry, entry.author or author, people))

@@ -11,7 +11,13 @@ to the redaction, is rendered again from the entries as they are now (the
 comment and each edit of it blanked), and replaces the old one in the
 transaction that advances the cursor. A waiting message that its change no
 longer gives (the recipient was only ``@mentioned`` in the redacted text) is
-withdrawn. A mail already sent, or being sent at that moment, cannot be taken
+withdrawn; one whose recipient the rules no longer name for another reason
+(taken off CC since, a star or a subscription dropped, a saved search's
+match, which is not kept) is rendered again for them with the reason it
+was rendered with, since it was due when the change was read, and the
+redaction removes only the text: unless they may no longer view the issue,
+or muted it, or no longer want such mail, which the rendering checks as
+for any change. A mail already sent, or being sent at that moment, cannot be taken
 back; nor can a digest mail already put together (it waits only if its own
 delivery failed).
 """
@@ -25,6 +31,8 @@ from typing import Any
 
 from bugless_core.migrations import quote_schema
 from bugless_notify.queue import NewDelivery
+from bugless_notify.recipients import Candidate
+from bugless_notify.render import Reason
 from bugless_proto import v1
 
 #: The redactions that remove text a notification quotes (an attachment's is
@@ -57,6 +65,37 @@ def text_redactions(entries: Iterable[v1.HistoryEntry]) -> list[Redaction]:
     ]
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A message still waiting: its id and the reason it was rendered with."""
+
+    id: str
+    reason: str
+
+
+def kept_candidates(waiting: Mapping[int, Sequence[Waiting]]) -> dict[int, list[Candidate]]:
+    """The mail recipients of ``waiting`` to render again by version, whatever the rules say now.
+
+    Every recipient but one who was only ``@mentioned`` (the mention may
+    have been in the removed text, and the rendering finds those still
+    mentioned) and a webhook (whose endpoints are read again).
+    """
+    kept: dict[int, list[Candidate]] = {}
+    for version, messages in waiting.items():
+        for message in messages:
+            parts = message.id.split("/", 2)
+            if len(parts) != 3 or parts[1] != "email" or not parts[2]:
+                continue
+            try:
+                reason = Reason(message.reason)
+            except ValueError:
+                continue
+            if reason in (Reason.MENTIONED, Reason.WEBHOOK):
+                continue
+            kept.setdefault(version, []).append(Candidate(parts[2], reason))
+    return kept
+
+
 def change_version(message_id: str) -> int | None:
     """The entry version of a ``change-<issue>-<version>/<channel>/<who>`` id.
 
@@ -79,9 +118,10 @@ class WaitingMessages:
         # and the items kept for a digest. Read through the queue's partial
         # indexes on state; a redaction is rare.
         self._list_sql = (
-            f"SELECT delivery_id AS id FROM {s}.deliveries "
+            f"SELECT delivery_id AS id, message ->> 'reason' AS reason FROM {s}.deliveries "
             "WHERE state IN ('pending', 'dead') AND delivery_id LIKE $1 "
-            f"UNION ALL SELECT item_id FROM {s}.digest_items WHERE item_id LIKE $1"
+            f"UNION ALL SELECT item_id, message ->> 'reason' FROM {s}.digest_items "
+            "WHERE item_id LIKE $1"
         )
         self._rewrite_delivery_sql = (
             f"UPDATE {s}.deliveries SET message = $2::jsonb "
@@ -96,14 +136,14 @@ class WaitingMessages:
         )
         self._withdraw_items_sql = f"DELETE FROM {s}.digest_items WHERE item_id = ANY($1::text[])"
 
-    async def about(self, conn: Any, redaction: Redaction) -> dict[int, list[str]]:
+    async def about(self, conn: Any, redaction: Redaction) -> dict[int, list[Waiting]]:
         """The waiting messages about the entries ``redaction`` may have blanked, by version."""
         rows = await conn.fetch(self._list_sql, f"change-{redaction.issue_id}-%")
-        found: dict[int, list[str]] = {}
+        found: dict[int, list[Waiting]] = {}
         for row in rows:
             version = change_version(row["id"])
             if version is not None and redaction.redacted_version <= version < redaction.version:
-                found.setdefault(version, []).append(row["id"])
+                found.setdefault(version, []).append(Waiting(row["id"], row["reason"] or ""))
         return found
 
     async def replace(
