@@ -44,7 +44,7 @@ from bugless_core.cli import build_cli
 from bugless_core.networks import parse_networks
 from bugless_core.plugins import load_plugins
 from bugless_core.settings import declared_env_vars, settings_from_environ
-from bugless_web.settings import _checked_api_address, _imported_sources
+from bugless_web._setting_values import checked_api_address, imported_source_urls
 
 #: Authenticator backends whose options the chart may render, by name.
 AUTH_BACKEND_SETTINGS: dict[str, type[Any]] = {"ldap": LdapSettings, "oidc": OidcSettings}
@@ -320,7 +320,7 @@ def test_the_imported_sources_reach_the_web_tiers_option(sources: list[str]) -> 
         assert variable not in env
         return
     raw = option.type.split_envvar_value(env[variable]["value"])
-    assert _imported_sources(raw) == (
+    assert imported_source_urls(raw) == (
         "https://trac.example.org/",
         "https://roundup.example.org/tracker/",
     )
@@ -351,7 +351,7 @@ def test_the_apis_public_address_and_ca_hint_reach_the_web_tiers_options(given: 
         assert variable in (_option(serve, name).envvar or ())
         assert (variable in env) == given
     if given:
-        assert _checked_api_address(env[variables["api_public_address"]]["value"]) == address
+        assert checked_api_address(env[variables["api_public_address"]]["value"]) == address
         assert env[variables["api_ca_hint"]]["value"] == ca
 
 
