@@ -205,6 +205,38 @@ async def test_a_replay_judges_the_states_of_a_batch_in_one_statement(
     assert len(sent.statements) <= 15, sent.statements
 
 
+async def test_custom_value_changes_are_judged_only_for_a_query_with_a_custom_term(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """Sixteen changes of a custom value replayed: their states are rebuilt
+    (the values from the history) and judged in one statement for a query with
+    a custom term (``has:<field>``), in none for one without (``id:``), whose
+    matching they cannot change."""
+    backend = bugless_model_backend
+    component, field = await component_with_field(backend, "revalued")
+    issues = [(await _issue(backend, component.id, f"revalued {n}")).id for n in range(4)]
+    start = await _head(backend)
+    for n in range(16):
+        valued = v1.IssueDelta(
+            custom_fields_set=[v1.CustomFieldValue(field_id=field.id, values=[f"v{n}"])]
+        )
+        await _change(backend, issues[n % 4], delta=valued)
+    has = v1.SearchTerm(
+        field=v1.SearchField.CUSTOM, op=v1.SearchOperator.ANY, custom_field_id=field.id
+    )
+    for node, judged in (
+        (term(v1.SearchField.ID, v1.SearchOperator.EQ, *issues), 0),
+        (v1.SearchNode(term=has), 1),
+    ):
+        query = v1.StructuredQuery(filter=node)
+        request = v1.WatchRequest(caller=ADMIN, query=query, after_position=start)
+        async with Sent(backend, model_settings.pool_max_size) as sent:
+            seen = await _replay(backend, request, 16)
+        assert [i for _, i, _ in seen] == issues * 4
+        states = [s for s in sent.statements if "jsonb_populate_record" in s]
+        assert len(states) == judged, sent.statements
+
+
 async def test_a_query_watch_on_a_custom_field_replays_the_matching_issues(
     bugless_model_backend: PostgresBackend,
 ) -> None:

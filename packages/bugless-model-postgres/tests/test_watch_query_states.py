@@ -6,7 +6,9 @@ Whether a change made an issue leave a watched query rests on it, so this
 holds it to the issue as ChangeIssue answered at each version, over a
 sequence touching every column the entries record: each scalar field, cc,
 both blocking lists (one of them changed by another issue's entry), the
-hotlists, and the status going closed and open again (``closed_at``).
+hotlists, custom values of each shape (an integer, a text, a multi-valued
+field: set, changed, cleared), and the status going closed and open again
+(``closed_at``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any
 
 from write_support import ADMIN, fresh_component
 
+from bugless_core import custom_fields as cf
 from bugless_core.deltas import issue_delta
 from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres._custom_values import load_values, search_rows
 from bugless_model_postgres._watch_query import state_fields
 from bugless_proto import v1
 
@@ -49,6 +53,17 @@ def _as_row(issue: v1.Issue) -> dict[str, Any]:
     return row
 
 
+def _custom(
+    delta: v1.IssueDelta, fields: list[v1.CustomField], *set_to: tuple[str, ...]
+) -> v1.IssueDelta:
+    """``delta`` also setting each of ``fields`` to the values of ``set_to`` (``()`` clears)."""
+    delta.custom_fields_set = [
+        v1.CustomFieldValue(field_id=f.id, values=list(items))
+        for f, items in zip(fields, set_to, strict=True)
+    ]
+    return delta
+
+
 async def _changed(backend: PostgresBackend, issue: v1.Issue, delta: v1.IssueDelta) -> v1.Issue:
     answer = await backend.change_issue(
         v1.ChangeIssueRequest(
@@ -63,8 +78,22 @@ async def test_each_version_rebuilt_from_the_history_is_the_issue_as_it_was(
     bugless_model_backend: PostgresBackend,
 ) -> None:
     backend = bugless_model_backend
-    first = (await fresh_component(backend, "states")).id
-    second = (await fresh_component(backend, "states")).id
+    root = (await fresh_component(backend, "states")).id
+    first = (await fresh_component(backend, "states", parent_id=root)).id
+    second = (await fresh_component(backend, "states", parent_id=root)).id
+    size, note, labels = [
+        await backend.create_custom_field(
+            v1.CreateCustomFieldRequest(
+                caller=ADMIN, component_id=root, name=name, type=kind, options=options
+            )
+        )
+        for name, kind, options in (
+            ("Size", v1.CustomFieldType.INTEGER, []),
+            ("Note", v1.CustomFieldType.TEXT, []),
+            ("Labels", v1.CustomFieldType.ENUM_MULTI, ["ui", "db", "api"]),
+        )
+    ]
+    defined = {f.id: f for f in (size, note, labels)}
 
     async def create(title: str) -> v1.Issue:
         return await backend.create_issue(
@@ -81,17 +110,40 @@ async def test_each_version_rebuilt_from_the_history_is_the_issue_as_it_was(
     issue = await create("as filed")
     seen = {issue.version: issue}
     for delta in (
-        issue_delta(status=v1.Status.FIXED, assignee="alice", priority=v1.Priority.P0),
-        issue_delta(cc_add=["bob", "carol"], blocking_add=[other.id], hotlist_add=hotlists),
-        issue_delta(status=v1.Status.WONT_FIX_OBSOLETE, component_id=second, title="moved"),
-        issue_delta(status=v1.Status.ASSIGNED, verifier="carol", parent_id=parent.id),
-        issue_delta(
-            cc_remove=["bob"],
-            blocking_remove=[other.id],
-            hotlist_remove=hotlists[:1],
-            severity=v1.Severity.S0,
+        _custom(
+            issue_delta(status=v1.Status.FIXED, assignee="alice", priority=v1.Priority.P0),
+            [size, labels],
+            ("5",),
+            ("ui", "api"),
         ),
-        issue_delta(issue_type=v1.IssueType.FEATURE_REQUEST, duplicate_of_id=other.id),
+        issue_delta(cc_add=["bob", "carol"], blocking_add=[other.id], hotlist_add=hotlists),
+        _custom(
+            issue_delta(status=v1.Status.WONT_FIX_OBSOLETE, component_id=second, title="moved"),
+            [size, note],
+            ("50",),
+            ("Hauptstraße",),
+        ),
+        _custom(
+            issue_delta(status=v1.Status.ASSIGNED, verifier="carol", parent_id=parent.id),
+            [labels],
+            ("db", "api"),
+        ),
+        _custom(
+            issue_delta(
+                cc_remove=["bob"],
+                blocking_remove=[other.id],
+                hotlist_remove=hotlists[:1],
+                severity=v1.Severity.S0,
+            ),
+            [size, note],
+            (),
+            ("ÄPFEL",),
+        ),
+        _custom(
+            issue_delta(issue_type=v1.IssueType.FEATURE_REQUEST, duplicate_of_id=other.id),
+            [labels],
+            (),
+        ),
     ):
         issue = await _changed(backend, issue, delta)
         seen[issue.version] = issue
@@ -125,5 +177,13 @@ async def test_each_version_rebuilt_from_the_history_is_the_issue_as_it_was(
         for name in ("status", "priority", "severity", "type"):
             expected[name] = int(expected[name])
         assert state == expected, f"version {version}"
+        custom = fields.get("custom_fields", load_values(current["custom_fields"]))
+        held = {int(k): sorted(cf.from_stored(v)) for k, v in custom.items()}
+        assert held == {v.field_id: sorted(v.values) for v in then.custom_fields}, version
+        rows = [tuple(r.values()) for r in fields["custom_rows"]]  # field_id, value, number, folded
+        stored = {
+            str(v.field_id): cf.to_stored(defined[v.field_id], v.values) for v in then.custom_fields
+        }
+        assert rows == search_rows(stored), version
         closed = then.status not in (v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED)
         assert (fields.get("closed_at", current["closed_at"]) is not None) == closed, version

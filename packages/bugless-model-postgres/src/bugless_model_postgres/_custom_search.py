@@ -194,6 +194,15 @@ _ROWS = "i.id IN (SELECT v.issue_id FROM issue_custom_values v WHERE {where})"
 _ROW_LIST = "ARRAY(SELECT v.issue_id FROM issue_custom_values v WHERE {where})"
 #: Issues without a row of the given fields.
 _NO_ROWS = "NOT EXISTS (SELECT 1 FROM issue_custom_values v WHERE v.issue_id = i.id AND {where})"
+#: The search rows a row of a derived ``issues i`` carries itself, in its
+#: ``custom_rows`` (jsonb: ``search_rows`` as objects), with the row's component
+#: and status as a search row has them: a Watch's states of an issue as it
+#: was (``_watch_query``), whose values are not the ones issue_custom_values holds.
+ROW_VALUES = (
+    "(SELECT r.field_id, r.value, r.number, r.folded, i.component_id, i.status "
+    "FROM jsonb_to_recordset(i.custom_rows) "
+    "AS r(field_id bigint, value text, number bigint, folded text))"
+)
 
 
 def custom_term_sql(
@@ -204,6 +213,7 @@ def custom_term_sql(
     *,
     required: bool = False,
     share: Share | None = None,
+    row_values: bool = False,
 ) -> str:
     """The condition of one CUSTOM term (OR over the fields it names).
 
@@ -217,12 +227,19 @@ def custom_term_sql(
     be used: it is already bound). ``required``: the term is a conjunct of
     the whole filter (not under OR or NOT), so it may be a list of ids;
     ``share`` then names that list once for the statement (the page and
-    the count read it once between them).
+    the count read it once between them). ``row_values``: the rows of
+    ``issues i`` carry their own search rows (:data:`ROW_VALUES`), read
+    instead of issue_custom_values.
     """
 
+    def some(rows: str) -> str:
+        if row_values:
+            return f"EXISTS (SELECT 1 FROM {ROW_VALUES} v WHERE {rows})"
+        return _ROWS.format(where=rows)
+
     def matching(rows: str) -> str:
-        if not required:
-            return _ROWS.format(where=rows)
+        if not required or row_values:
+            return some(rows)
         listed = _ROW_LIST.format(where=rows)
         return f"i.id = ANY ({share(listed) if share is not None else listed})"
 
@@ -232,7 +249,7 @@ def custom_term_sql(
     if term.op in (Op.ANY, Op.NONE):
         rows = f"v.field_id = ANY ({bind(ids, 'bigint[]')}){narrowing}"
         if term.op is Op.NONE:
-            return _NO_ROWS.format(where=rows)
+            return f"(NOT {some(rows)})" if row_values else _NO_ROWS.format(where=rows)
         return matching(rows)
     values = [betterproto2.which_one_of(v, "kind")[1] for v in term.values]
     users = list(term.resolved_users) or [""] * len(values)
@@ -263,7 +280,7 @@ def custom_term_sql(
         parts.append(f"v.field_id = ANY ({bound_ids}) AND {condition}{narrowing}")
     if len(parts) == 1:
         return matching(parts[0])
-    return "(" + " OR ".join(_ROWS.format(where=p) for p in parts) + ")"
+    return "(" + " OR ".join(some(p) for p in parts) + ")"
 
 
 def _condition(

@@ -69,7 +69,7 @@ _SORT = {
 }
 #: Hotlists the caller may see, for HOTLIST terms ($admin, $user are bound).
 _VISIBLE_HOTLIST = "(NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))"
-#: Issue ``i``'s hotlists as their items are, or as the row carries them (``row_hotlists``).
+#: Issue ``i``'s hotlists as their items are, or as the row carries them (``row_state``).
 _HOTLISTS_OF = {
     False: "hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id WHERE hi.issue_id = i.id",
     True: "unnest(i.hotlist_ids) hi(hotlist_id) JOIN hotlists h ON h.id = hi.hotlist_id WHERE TRUE",
@@ -91,8 +91,9 @@ class Params:
     #: each rechecked against the row), so the page is a top-N over the rows
     #: the capped count reads anyway, and should be taken from them.
     text: bool = False
-    #: Hotlist terms read the rows' ``i.hotlist_ids`` (see ``compile_search``).
-    row_hotlists: bool = False
+    #: Hotlist and custom terms read the rows' ``i.hotlist_ids`` and
+    #: ``i.custom_rows`` (see ``compile_search``).
+    row_state: bool = False
 
     def user(self) -> str:
         """The caller's user id, bound on first use (unused ones have no type)."""
@@ -228,19 +229,21 @@ def compile_search(
     catalog: CustomCatalog | None = None,
     *,
     issues_from: Callable[[Callable[[Any, str], str]], str] | None = None,
-    row_hotlists: bool = False,
+    row_state: bool = False,
 ) -> CompiledSearch:
     """Compile ``query`` for ``caller``, resuming after ``position`` if given.
 
     ``catalog`` holds the custom fields the query names (:func:`load_catalog`).
     ``issues_from(bind)`` writes a derived table of rows shaped as issues'
     to read as ``issues i`` (``bind(value, cast)`` binds its values), with
-    ``row_hotlists`` their ``hotlist_ids`` for hotlist terms: a Watch judges
-    an issue as it was before and after a change so (``_watch_query``).
+    ``row_state`` their ``hotlist_ids`` for hotlist terms and their
+    ``custom_rows`` for custom terms (:data:`._custom_search.ROW_VALUES`): a
+    Watch judges an issue as it was before and after a change so
+    (``_watch_query``).
     """
     query = query or v1.StructuredQuery()
     params = Params(user_id=caller.user_id, catalog=catalog or CustomCatalog())
-    params.row_hotlists = row_hotlists
+    params.row_state = row_state
     admin = params.add(caller.admin, "boolean")
     viewers = params.add(principals, "text[]")
     where = _node(query.filter, params, admin) if query.filter is not None else "TRUE"
@@ -395,7 +398,13 @@ def _node(
                 for t in narrowing
             )
             return custom_term_sql(
-                value, params.catalog, params.add, rows, required=required, share=params.share
+                value,
+                params.catalog,
+                params.add,
+                rows,
+                required=required,
+                share=params.share,
+                row_values=params.row_state,
             )
         return _term(value, params, admin)
     return "TRUE"
@@ -519,7 +528,7 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         return _component(term, params, "i.component_id")
     if f is F.HOTLIST:
         visible = _VISIBLE_HOTLIST.format(admin=admin, user=params.user())
-        hotlists = _HOTLISTS_OF[params.row_hotlists]
+        hotlists = _HOTLISTS_OF[params.row_state]
         member = f"EXISTS (SELECT 1 FROM {hotlists} AND {visible}"
         if op is Op.ANY:
             return member + ")"

@@ -13,15 +13,18 @@ caller's visibility is judged with the component the issue was in, so a
 move out of the caller's view is a leave.
 
 What the entries record is exact: the scalar fields (status, priority,
-assignee, component, parent, ...), cc, the blocking relations and the
+assignee, component, parent, ...), cc, the blocking relations, the
 hotlists (a column ``hotlist_ids`` of the derived rows, which the compiler's
-hotlist terms read instead of ``hotlist_items``), and the version and time
-of each state; the title's search vectors are made again from the state's
-title (``title:`` and bare words read it). What else lives apart from the
-row (stars, custom field values, attachments, mentions, comment text) is
-read as it is when the event is sent, as every event's query is;
-``closed_at`` of a state closed before the issue was reopened is the time
-it was closed when the row still holds it, else the state's own time. Since both states come
+hotlist terms read instead of ``hotlist_items``), the custom field values
+(``customfield<ID>`` changes: the state's ``custom_fields``, and its search
+rows as a column ``custom_rows`` that the compiler's custom terms read
+instead of ``issue_custom_values``), and the version and time of each
+state; the title's search vectors are made again from the state's title
+(``title:`` and bare words read it). What else lives apart from the row
+(stars, attachments, mentions, comment text) is read as it is when the
+event is sent, as every event's query is; ``closed_at`` of a state closed
+before the issue was reopened is the time it was closed when the row still
+holds it, else the state's own time. Since both states come
 from the history, not from the moment the event is sent, a replay judges a
 change the way the live stream did.
 """
@@ -36,16 +39,18 @@ from typing import Any
 
 import asyncpg
 
+from bugless_core import custom_fields as cf
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.issue_fields import ENUM_FIELDS, OPEN_STATUSES, SCALAR_FIELDS
 from bugless_core.search.build import all_of, term
 from bugless_model_postgres import _search
 from bugless_model_postgres._convert import Conn, Row, principals_of
 from bugless_model_postgres._custom_search import CustomCatalog, catalog_key, search_terms
+from bugless_model_postgres._custom_values import load_values, search_rows
 from bugless_proto import v1
 
-#: The list fields the issue row holds, with how their history values read
-#: (``hotlist_ids`` lives in hotlist_items: judged as it is now).
+#: The list fields of a state, with how their history values read
+#: (``hotlist_ids``: no column of the row, its hotlist_items).
 _ROW_LISTS: Mapping[str, Callable[[str], Any]] = {
     "cc": str,
     "blocking_ids": int,
@@ -68,7 +73,7 @@ SELECT h.issue_id, h.version, h.created_at, h.changes
 #: The current values the states are computed back from (the hotlists as
 #: their items list them: every membership change is a history entry too).
 _CURRENT = """
-SELECT i.id, i.status, i.closed_at, i.cc, i.blocking_ids, i.blocked_by_ids,
+SELECT i.id, i.status, i.closed_at, i.cc, i.blocking_ids, i.blocked_by_ids, i.custom_fields,
        ARRAY(SELECT hi.hotlist_id FROM hotlist_items hi WHERE hi.issue_id = i.id) AS hotlist_ids
   FROM issues i WHERE i.id = ANY ($1::bigint[])
 """
@@ -83,10 +88,12 @@ _TITLE_VECTORS = (
     "ELSE '{{}}'::jsonb END"
 )
 #: The issues as they were: each state's columns over its current row, and
-#: the hotlists it was on (a column no issue row has).
+#: the hotlists it was on and its custom values' search rows (columns no
+#: issue row has).
 _STATES_TABLE = (
     f"(SELECT (jsonb_populate_record(cur, st.fields || {_TITLE_VECTORS})).*, "
-    "ARRAY(SELECT jsonb_array_elements_text(st.fields -> 'hotlist_ids')::bigint) AS hotlist_ids "
+    "ARRAY(SELECT jsonb_array_elements_text(st.fields -> 'hotlist_ids')::bigint) AS hotlist_ids, "
+    "st.fields -> 'custom_rows' AS custom_rows "
     "FROM jsonb_to_recordset({states}) AS st(id bigint, fields jsonb) "
     "JOIN issues cur ON cur.id = st.id)"
 )
@@ -102,10 +109,11 @@ async def changes_that_left(
     """The ``(issue id, version)`` of ``changes`` that made their issue stop matching ``query``.
 
     A creation (version 1) has no state before it and never left. Nor did
-    a change that set none of the row's recorded columns (a comment, an
-    attachment or a custom value: read as they are now in both
-    states) unless the query reads the state's version or time
-    (``modified``, ``lastmodifier``): its two states are the same row for
+    a change that set none of the recorded fields (a comment or an
+    attachment: read as they are now in both states; custom values but
+    for a query with a custom term) unless the query reads the state's
+    version or time (``modified``, ``lastmodifier``): its two states are
+    the same row for
     everything else the query reads, so they are not sent to the database
     (a replay of comments costs one statement). Three statements at most
     for the lot: the entries from the oldest change on, the current rows,
@@ -120,8 +128,9 @@ async def changes_that_left(
     ids = sorted(lowest)
     entries = await conn.fetch(_ENTRIES_FROM, ids, [lowest[i] for i in ids])
     if not _reads_the_state_version(query):
+        custom = any(t.field is v1.SearchField.CUSTOM for t in search_terms(query.filter))
         changed_row = {
-            (row["issue_id"], row["version"]) for row in entries if _sets_row_columns(row)
+            (row["issue_id"], row["version"]) for row in entries if _sets_row_columns(row, custom)
         }
         judged = [(i, v) for i, v in judged if (i, v) in changed_row]
         if not judged:
@@ -150,7 +159,7 @@ async def changes_that_left(
         None,
         catalog,
         issues_from=states_table,
-        row_hotlists=True,
+        row_state=True,
     )
     with_ = f"WITH {compiled.ctes} " if compiled.ctes else ""
     statement = f"{with_}SELECT i.id, i.version {compiled.base}"
@@ -164,11 +173,18 @@ def _reads_the_state_version(query: v1.StructuredQuery) -> bool:
     return any(t.field in _VERSION_FIELDS for t in search_terms(query.filter))
 
 
-def _sets_row_columns(entry: Row) -> bool:
-    """Whether history ``entry`` changed a column :func:`state_fields` sets back."""
+def _sets_row_columns(entry: Row, custom: bool) -> bool:
+    """Whether history ``entry`` changed a field :func:`state_fields` sets back.
+
+    Custom values count when ``custom`` (the query has a custom term): a
+    change of values alone cannot change how a query without one judges
+    the issue.
+    """
     raw = entry["changes"]
     return any(
-        change["field"] in SCALAR_FIELDS or change["field"] in _ROW_LISTS
+        change["field"] in SCALAR_FIELDS
+        or change["field"] in _ROW_LISTS
+        or (custom and bool(_custom_key(change["field"])))
         for change in (json.loads(raw) if isinstance(raw, str) else raw)
     )
 
@@ -179,11 +195,14 @@ def state_fields(current: Row, newest_first: Iterable[Row], version: int) -> dic
     ``newest_first`` are the issue's history entries from ``version`` on at
     least, newest first: every entry above ``version`` is undone (a scalar
     takes the old value of the oldest such entry that changed it, a list
-    loses what they added and regains what they removed), and the entry at
-    ``version`` gives the state's time (``modified_at``).
+    loses what they added and regains what they removed, a custom value
+    too), and the entry at ``version`` gives the state's time
+    (``modified_at``). ``custom_rows`` are the state's custom values as
+    search rows (:func:`~bugless_model_postgres._custom_values.search_rows`).
     """
     fields: dict[str, Any] = {"version": version}
     lists = {name: set(current[name]) for name in _ROW_LISTS}
+    custom = load_values(current["custom_fields"])
     undone: set[str] = set()
     for entry in newest_first:
         if entry["version"] == version:
@@ -200,14 +219,60 @@ def state_fields(current: Row, newest_first: Iterable[Row], version: int) -> dic
                 lists[name] -= {read(x) for x in change["added"]}
                 lists[name] |= {read(x) for x in change["removed"]}
                 undone.add(name)
-    for name in undone | {"hotlist_ids"}:  # the rows carry no hotlists of their own
+            elif key := _custom_key(name):
+                _undo_custom(custom, key, change)
+                undone.add("custom_fields")
+    for name in undone & set(_ROW_LISTS) | {"hotlist_ids"}:  # no row has hotlists of its own
         fields[name] = sorted(lists[name])
+    if "custom_fields" in undone:
+        fields["custom_fields"] = custom
+    fields["custom_rows"] = [
+        {"field_id": field_id, "value": value, "number": number, "folded": folded}
+        for field_id, value, number, folded in search_rows(custom)
+    ]
     if "status" in fields:
         if fields["status"] in _OPEN:
             fields["closed_at"] = None
         else:
             fields["closed_at"] = current["closed_at"] or fields.get("modified_at")
     return fields
+
+
+def _custom_key(name: str) -> str:
+    """The ``custom_fields`` key of a FieldChange's ``customfield<ID>``; "" for other fields."""
+    key = name.removeprefix(cf.FIELD_PREFIX)
+    return key if key != name and key.isdigit() else ""
+
+
+def _undo_custom(values: dict[str, Any], key: str, change: Mapping[str, Any]) -> None:
+    """Set ``values[key]`` back to what it held before ``change`` (a ``customfield<ID>`` one).
+
+    A multi-valued field's change lists the options added and removed, a
+    single value's the old value as text (``cf.render`` of one value); the
+    entry's ``type`` says which and how the value is stored (an integer as
+    a number). An entry without one (written before types were recorded)
+    is read by its shape and the value held now.
+    """
+    held = values.get(key)
+    kind = change.get("type", 0)
+    if (
+        kind in cf.MULTI_TYPES
+        or isinstance(held, list)
+        or (not kind and (change["added"] or change["removed"]))
+    ):
+        items = cf.from_stored(held)
+        added, removed = set(change["added"]), change["removed"]
+        restored: Any = [v for v in items if v not in added]
+        restored += [v for v in removed if v not in restored]
+    else:
+        restored = change["old"]
+        if restored and (kind == cf.T.INTEGER or isinstance(held, int)):
+            number = cf.read_integer(restored)
+            restored = restored if number is None else number
+    if restored in ("", []):
+        values.pop(key, None)
+    else:
+        values[key] = restored
 
 
 def _column_value(name: str, text: str) -> Any:

@@ -10,9 +10,10 @@ from datetime import timedelta
 from grpclib.const import Status
 
 from bugless_core.model.backend import Capability
-from bugless_core.search.build import all_of, term
+from bugless_core.search.build import all_of, any_of, term
 from bugless_proto import v1
 from bugless_testing.events import DELIVERY_TIMEOUT, EventStream
+from bugless_testing.model_contracts._custom_fields import T, custom_term, define, values
 from bugless_testing.model_contracts._support import (
     ALICE,
     BOB,
@@ -38,6 +39,11 @@ async def _watching(model: v1.ModelStub, request: v1.WatchRequest) -> AsyncItera
         yield stream
     finally:
         await stream.close()
+
+
+def _set(*custom: v1.CustomFieldValue) -> v1.IssueDelta:
+    """A delta setting custom values (a value without items clears its field)."""
+    return v1.IssueDelta(custom_fields_set=list(custom))
 
 
 def _open_of_alice(root_id: int) -> v1.WatchRequest:
@@ -276,6 +282,40 @@ class WatchContract:
         assert kept.entry == moved.entry
         assert event.left_query
         assert event.entry == taken.entry
+
+    async def test_a_custom_value_change_tells_the_watcher_the_issue_left(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``"Found In":4.2``: the values before the change are the history's, not today's.
+
+        For a single-valued field (an option replaced, then cleared on an
+        issue that no longer matched: nothing) and a multi-valued one (an
+        option added, then the watched one removed), on a query naming both.
+        """
+        comp = await make_component(model)
+        found_in = await define(model, comp.id, T.ENUM, options=("4.2", "4.3"))
+        labels = await define(model, comp.id, T.ENUM_MULTI, options=("ui", "db"))
+        issue = await make_issue(model, comp.id)
+        issue = (await change(model, issue, _set(values(found_in.id, "4.2")))).issue
+        both = await make_issue(model, comp.id)
+        both = (await change(model, both, _set(values(labels.id, "ui")))).issue
+        node = any_of(
+            custom_term(found_in, v1.SearchOperator.EQ, "4.2"),
+            custom_term(labels, v1.SearchOperator.EQ, "ui"),
+        )
+        query = v1.StructuredQuery(filter=within(comp.id, node))
+        async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
+            moved = await change(model, issue, _set(values(found_in.id, "4.3")))
+            single = await stream.next()
+            await change(model, moved.issue, _set(values(found_in.id)))
+            added = await change(model, both, _set(values(labels.id, "ui", "db")))
+            kept = await stream.next()
+            taken = await change(model, added.issue, _set(values(labels.id, "db")))
+            multi = await stream.next()
+            await stream.nothing_more()
+        assert (single.left_query, single.entry) == (True, moved.entry)
+        assert (kept.left_query, kept.entry) == (False, added.entry)
+        assert (multi.left_query, multi.entry) == (True, taken.entry)
 
     async def test_an_access_list_that_shuts_the_watcher_out_sends_nothing(
         self, model: v1.ModelStub

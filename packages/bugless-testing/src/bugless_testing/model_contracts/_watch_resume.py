@@ -12,6 +12,7 @@ from bugless_core.model.backend import Capability
 from bugless_core.search.build import all_of
 from bugless_proto import v1
 from bugless_testing.events import EventStream
+from bugless_testing.model_contracts._custom_fields import T, custom_term, define, values
 from bugless_testing.model_contracts._support import (
     ADMIN,
     ALICE,
@@ -235,6 +236,38 @@ class WatchResumeContract:
                 await stream.nothing_more()
             assert summary(replay) == summary(expected)
             assert replay[-1].issue == current[a.id]
+
+    async def test_a_replay_judges_custom_values_as_they_were_at_each_change(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``"Found In":4.2`` matched, left, matched again: replayed as the live stream sent it.
+
+        The issue ends holding 4.2, so a replay judging the values as they
+        are now would find it matching before and after the change to 4.3
+        and send that as an ordinary event, not a leave.
+        """
+        comp = await make_component(model)
+        found_in = await define(model, comp.id, T.ENUM, options=("4.2", "4.3"))
+        issue = await make_issue(model, comp.id)
+        query = v1.StructuredQuery(
+            filter=within(comp.id, custom_term(found_in, v1.SearchOperator.EQ, "4.2"))
+        )
+        request = v1.WatchRequest(caller=BOB, query=query)
+        async with _resumed(model, request) as (stream, marker):
+            live = []
+            for option in ("4.2", "4.3", "4.2"):
+                the_delta = v1.IssueDelta(custom_fields_set=[values(found_in.id, option)])
+                issue = (await change(model, issue, the_delta)).issue
+                live.append(await stream.next())
+            await stream.nothing_more()
+        request.after_position = marker.position
+        async with _resumed(model, request) as (stream, _):
+            replay = [await stream.next() for _ in live]
+            await stream.nothing_more()
+        assert [e.left_query for e in live] == [False, True, False]
+        assert [(e.position, e.left_query) for e in replay] == [
+            (e.position, e.left_query) for e in live
+        ]
 
     async def test_the_replay_never_reports_invisible_issues(self, model: v1.ModelStub) -> None:
         root = await make_component(model)

@@ -6623,8 +6623,8 @@ class WatchEvent(betterproto2.Message):
     compiled to the same SQL, visibility included: an issue the change moved
     out of the caller's view stopped matching. The fields the change itself
     records (its FieldChange old and new values: status, assignee, component,
-    cc, blocking, hotlists, ...) are taken as they were before and after it;
-    what else is kept apart from the issue (stars, custom field values,
+    cc, blocking, hotlists, custom field values, ...) are taken as they were
+    before and after it; what else is kept apart from the issue (stars,
     attachments, mentions, comment text) is judged as it is when the event
     is sent. Because both states are fixed by the history, a resumed watch's
     replay gives the same left_query events as the live stream did, at the
