@@ -42,10 +42,12 @@ async def test_a_deleted_attachment_is_gone_by_its_title(
 
 
 async def test_a_body_too_large_is_titled_so(client: AsyncTestClient[Any]) -> None:
+    # A form over the server's body limit (10 MB). `/device/start`'s 413 is
+    # JSON, as every error of `bugless login`'s endpoints (test_device_endpoint_errors).
     response = await client.post(
-        "/device/start",
-        content=b"{" + b" " * (64 * 1024) + b"}",
-        headers={"content-type": "application/json"},
+        "/signin",
+        content=b"username=" + b"x" * 10_000_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 413
     assert _title_of(response.text) == "Too large"

@@ -197,7 +197,13 @@ def _refuse_forged(request: Request[Any, Any, Any]) -> None:
 
 
 def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """The one mapping from an exception to what the browser gets."""
+    """The one mapping from an exception to what the browser gets.
+
+    ``bugless login``'s JSON endpoints get their JSON error instead
+    (:func:`bugless_web.routes.api_access.json_error_of`).
+    """
+    if request.url.path in api_access.JSON_PATHS:
+        return api_access.json_error_of(request, exc)
     if isinstance(exc, StaleBuild):
         return _stale_build_response(request, exc)
     if isinstance(exc, SignInRequired | Unauthenticated) and (

@@ -8,21 +8,26 @@
 * ``/device/start`` and ``/device/poll``: the JSON endpoints ``bugless
   login`` talks to. They use no cookie (so they need no CSRF token): a poll
   is authorised by the secret device code alone, and what it returns is a
-  certificate for a key only the polling machine holds.
+  certificate for a key only the polling machine holds. Every error they
+  give, a body refused before it is read or a failure of the web UI itself
+  included, is ``{"error": message, "code": gRPC status name}``
+  (:func:`json_error_of`), the one shape ``bugless login`` reads.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shlex
 from typing import Any
 
+from grpclib.const import Status
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException
 
 from bugless_core.clients import call
-from bugless_core.errors import BuglessError, InvalidArgument
+from bugless_core.errors import BuglessError, InvalidArgument, SizeLimitExceeded, Unavailable
 from bugless_proto import v1
 from bugless_web.frontend import (
     frontend_of,
@@ -33,8 +38,20 @@ from bugless_web.frontend import (
     viewer_of,
 )
 
+_log = logging.getLogger("bugless.web.api_access")
+
+#: The JSON endpoints of ``bugless login``: every answer of theirs, an error too, is JSON.
+JSON_PATHS = frozenset({"/device/start", "/device/poll"})
 #: Paths the CSRF check leaves alone: they read no cookie and change nothing of a session.
-CSRF_EXEMPT = frozenset({"/device/start", "/device/poll"})
+CSRF_EXEMPT = JSON_PATHS
+#: The gRPC status a refusal the router or the server framework gives (not a
+#: bugless error) stands for; another 4xx is INVALID_ARGUMENT.
+_ROUTING_CODES = {
+    404: Status.NOT_FOUND,
+    405: Status.UNIMPLEMENTED,
+    413: Status.RESOURCE_EXHAUSTED,
+    429: Status.RESOURCE_EXHAUSTED,
+}
 #: Largest JSON body the device endpoints read.
 _MAX_JSON = 32 * 1024
 _STATE_NAMES = {
@@ -208,15 +225,22 @@ async def decide_device(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 async def _json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The request's JSON object.
+
+    Raises:
+        SizeLimitExceeded: the body is over ``_MAX_JSON`` bytes (413).
+        InvalidArgument: it is not JSON, or not an object (400).
+    """
     body = await request.body()
     if len(body) > _MAX_JSON:
-        raise HTTPException(status_code=413, detail=f"at most {_MAX_JSON} bytes")
+        msg = f"the request body is {len(body)} bytes; at most {_MAX_JSON} are read"
+        raise SizeLimitExceeded(msg, limit_bytes=_MAX_JSON)
     try:
         data = json.loads(body or b"{}")
-    except ValueError as exc:
-        raise HTTPException(status_code=400, detail="the body is not JSON") from exc
+    except (ValueError, RecursionError) as exc:
+        raise InvalidArgument("the request body is not JSON") from exc
     if not isinstance(data, dict):
-        raise HTTPException(status_code=400, detail="the body must be a JSON object")
+        raise InvalidArgument("the request body must be a JSON object")
     return data
 
 
@@ -233,6 +257,39 @@ def _json_error(exc: BuglessError) -> Response[Any]:
         {"error": exc.message, "code": exc.grpc_status.name},
         status_code=exc.http_status,
         headers=headers,
+    )
+
+
+def json_error_of(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """What a device endpoint answers for an error its handler did not answer itself.
+
+    The app's one error handler sends :data:`JSON_PATHS` here rather than
+    render its HTML page: a body too large or not JSON, the router's refusal
+    (``GET /device/start``), the framework's own body limit, a backend away
+    (its message, 503) or failing, a bug. ``bugless login`` then reads every
+    error alike (a 5xx as the service failing, exit 1) and never takes the
+    web UI for another site. A failure's detail is logged, not answered.
+    """
+    if isinstance(exc, Unavailable) or (isinstance(exc, BuglessError) and exc.http_status < 500):
+        return _json_error(exc)
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        code = _ROUTING_CODES.get(exc.status_code, Status.INVALID_ARGUMENT)
+        return Response(
+            {"error": exc.detail, "code": code.name},
+            status_code=exc.status_code,
+            headers={"cache-control": "no-store"},
+        )
+    if isinstance(exc, BuglessError):
+        _log.error("backend error on %s: %s", request.url.path, exc.message)
+        status, code = exc.http_status, exc.grpc_status
+    else:
+        _log.exception("unexpected error on %s %s", request.method, request.url.path)
+        status, code = 500, Status.INTERNAL
+    failed = "the web UI could not finish this request; the error was logged"
+    return Response(
+        {"error": failed, "code": code.name},
+        status_code=status,
+        headers={"cache-control": "no-store"},
     )
 
 
