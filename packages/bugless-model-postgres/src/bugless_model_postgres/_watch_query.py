@@ -140,7 +140,10 @@ async def changes_that_left(
     for row in entries:
         newest_first.setdefault(row["issue_id"], []).append(row)
     states = [
-        {"id": issue_id, "fields": state_fields(current[issue_id], newest_first[issue_id], at)}
+        {
+            "id": issue_id,
+            "fields": state_fields(current[issue_id], newest_first[issue_id], at, catalog.by_id),
+        }
         for issue_id, version in judged
         if issue_id in current
         for at in (version - 1, version)
@@ -189,7 +192,12 @@ def _sets_row_columns(entry: Row, custom: bool) -> bool:
     )
 
 
-def state_fields(current: Row, newest_first: Iterable[Row], version: int) -> dict[str, Any]:
+def state_fields(
+    current: Row,
+    newest_first: Iterable[Row],
+    version: int,
+    definitions: Mapping[int, v1.CustomField] | None = None,
+) -> dict[str, Any]:
     """The row columns of the issue at ``version`` that differ from ``current``'s, and its version.
 
     ``newest_first`` are the issue's history entries from ``version`` on at
@@ -198,7 +206,11 @@ def state_fields(current: Row, newest_first: Iterable[Row], version: int) -> dic
     loses what they added and regains what they removed, a custom value
     too), and the entry at ``version`` gives the state's time
     (``modified_at``). ``custom_rows`` are the state's custom values as
-    search rows (:func:`~bugless_model_postgres._custom_values.search_rows`).
+    search rows (:func:`~bugless_model_postgres._custom_values.search_rows`);
+    an option of a field among ``definitions`` (the query's, by id) is
+    spelled as the field spells it now (an UpdateCustomField renaming an
+    option in letter case respells the values issues hold, but not their
+    history, and a search compares values exactly).
     """
     fields: dict[str, Any] = {"version": version}
     lists = {name: set(current[name]) for name in _ROW_LISTS}
@@ -220,7 +232,7 @@ def state_fields(current: Row, newest_first: Iterable[Row], version: int) -> dic
                 lists[name] |= {read(x) for x in change["removed"]}
                 undone.add(name)
             elif key := _custom_key(name):
-                _undo_custom(custom, key, change)
+                _undo_custom(custom, key, change, (definitions or {}).get(int(key)))
                 undone.add("custom_fields")
     for name in undone & set(_ROW_LISTS) | {"hotlist_ids"}:  # no row has hotlists of its own
         fields[name] = sorted(lists[name])
@@ -244,14 +256,20 @@ def _custom_key(name: str) -> str:
     return key if key != name and key.isdigit() else ""
 
 
-def _undo_custom(values: dict[str, Any], key: str, change: Mapping[str, Any]) -> None:
+def _undo_custom(
+    values: dict[str, Any],
+    key: str,
+    change: Mapping[str, Any],
+    definition: v1.CustomField | None,
+) -> None:
     """Set ``values[key]`` back to what it held before ``change`` (a ``customfield<ID>`` one).
 
     A multi-valued field's change lists the options added and removed, a
     single value's the old value as text (``cf.render`` of one value); the
     entry's ``type`` says which and how the value is stored (an integer as
     a number). An entry without one (written before types were recorded)
-    is read by its shape and the value held now.
+    is read by its shape and the value held now. Options compare by case
+    folding, as the field's do, and take ``definition``'s spelling.
     """
     held = values.get(key)
     kind = change.get("type", 0)
@@ -260,19 +278,29 @@ def _undo_custom(values: dict[str, Any], key: str, change: Mapping[str, Any]) ->
         or isinstance(held, list)
         or (not kind and (change["added"] or change["removed"]))
     ):
-        items = cf.from_stored(held)
-        added, removed = set(change["added"]), change["removed"]
-        restored: Any = [v for v in items if v not in added]
-        restored += [v for v in removed if v not in restored]
+        added = {v.casefold() for v in change["added"]}
+        restored: Any = [v for v in cf.from_stored(held) if v.casefold() not in added]
+        kept = {v.casefold() for v in restored}
+        restored += [v for v in change["removed"] if v.casefold() not in kept]
+        restored = [_spelled(definition, v) for v in restored]
     else:
         restored = change["old"]
         if restored and (kind == cf.T.INTEGER or isinstance(held, int)):
             number = cf.read_integer(restored)
             restored = restored if number is None else number
+        elif restored and kind == cf.T.ENUM:
+            restored = _spelled(definition, restored)
     if restored in ("", []):
         values.pop(key, None)
     else:
         values[key] = restored
+
+
+def _spelled(definition: v1.CustomField | None, option: str) -> str:
+    """``option`` as ``definition`` spells it now (as it is when it is no option of it)."""
+    if definition is None or definition.type not in (cf.T.ENUM, cf.T.ENUM_MULTI):
+        return option
+    return cf.match_option(definition, option) or option
 
 
 def _column_value(name: str, text: str) -> Any:

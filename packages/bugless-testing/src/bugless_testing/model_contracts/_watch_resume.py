@@ -11,6 +11,7 @@ from bugless_core.errors import from_grpc_error
 from bugless_core.model.backend import Capability
 from bugless_core.search.build import all_of
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.events import EventStream
 from bugless_testing.model_contracts._custom_fields import T, custom_term, define, values
 from bugless_testing.model_contracts._support import (
@@ -268,6 +269,41 @@ class WatchResumeContract:
         assert [(e.position, e.left_query) for e in replay] == [
             (e.position, e.left_query) for e in live
         ]
+
+    async def test_a_replay_reads_an_option_renamed_since_as_it_is_spelled_now(
+        self, model: v1.ModelStub
+    ) -> None:
+        """History keeps an option's old spelling; the replay still finds the leave.
+
+        "Bug" and then "Feature" set, after which the option "Bug" is renamed
+        "bug" (the issues' values are respelled, their history is not): the
+        change from it still left ``<field>:bug`` when replayed.
+        """
+        comp = await make_component(model)
+        kind = await define(model, comp.id, T.ENUM, options=("Bug", "Feature"))
+        issue = await make_issue(model, comp.id)
+        start = await _head(model)
+        for option in ("Bug", "Feature"):
+            the_delta = v1.IssueDelta(custom_fields_set=[values(kind.id, option)])
+            issue = (await change(model, issue, the_delta)).issue
+        await model.update_custom_field(
+            v1.UpdateCustomFieldRequest(
+                caller=ADMIN,
+                custom_field=v1.CustomField(id=kind.id, options=["bug", "Feature"]),
+                update_mask=FieldMask(paths=["options"]),
+                expected_version=kind.version,
+            )
+        )
+        query = v1.StructuredQuery(
+            filter=within(comp.id, custom_term(kind, v1.SearchOperator.EQ, "bug"))
+        )
+        request = v1.WatchRequest(caller=BOB, query=query, after_position=start)
+        async with _resumed(model, request) as (stream, _):
+            event = await stream.next()
+            await stream.nothing_more()
+        assert event.left_query
+        assert event.entry is not None
+        assert event.entry.version == issue.version
 
     async def test_the_replay_never_reports_invisible_issues(self, model: v1.ModelStub) -> None:
         root = await make_component(model)
