@@ -207,6 +207,10 @@ def test_without_a_ca_secret_there_is_no_ca_file() -> None:
         {"configMapName": "bots"},
         {"caSecretName": "bots-ca"},
         {"content": _BOT, "caSecretName": "bots-ca"},
+        # Before, the key's default was in values.yaml: one the deployer set
+        # could not be told from it, and was ignored.
+        {"key": "bots.json"},
+        {"configMapName": "bots", "key": "bots.json"},
     ],
 )
 def test_tls_mapping_values_without_the_tls_backend_fail_the_render(
@@ -215,10 +219,28 @@ def test_tls_mapping_values_without_the_tls_backend_fail_the_render(
     """Before, they were ignored without a word: the operator believed bots were mapped
     and every bot certificate was refused. The message names what is set and the fix."""
     named = ", ".join(
-        f"auth.tlsMapping.{k}" for k in ("configMapName", "content", "caSecretName") if k in mapping
+        f"auth.tlsMapping.{k}"
+        for k in ("configMapName", "key", "content", "caSecretName")
+        if k in mapping
     )
     with pytest.raises(helm_python.HelmError) as failed:
         render({"auth": {"backends": ["local", "ldap"], "tlsMapping": mapping}})
     message = " ".join(str(failed.value).split())
     assert f"{named} set, but auth.backends (local, ldap) has no tls" in message
     assert "add tls to auth.backends, or remove" in message
+
+
+def test_the_mapping_key_defaults_to_certificates_toml_in_the_charts_config_map() -> None:
+    """The default the chart documents, now the template's: the file and the ConfigMap's key."""
+    manifests = render({"auth": {"tlsMapping": {"content": _BOT}}})
+    made = [data for name, data in _config_maps(manifests).items() if name.endswith("-tls-mapping")]
+    assert [list(data) for data in made] == [["certificates.toml"]]
+    pod = _auth_pod(manifests)
+    volume = next(v for v in pod["volumes"] if v["name"] == "tls-mapping")
+    assert volume["configMap"]["items"] == [
+        {"key": "certificates.toml", "path": "certificates.toml"}
+    ]
+    (container,) = pod["containers"]
+    assert env_of(container)["BUGLESS_AUTH_TLS_MAPPING_FILE"]["value"] == (
+        "/etc/bugless/tls-mapping/certificates.toml"
+    )
