@@ -238,3 +238,20 @@ def test_a_client_certificate_without_its_key_or_the_ca_is_refused_before_anythi
     assert result.returncode == 2, output
     assert_unvisited(canary)
     assert not (tmp_path / "state").exists()
+
+
+def test_a_source_no_importer_is_installed_for_is_bad_usage_naming_the_installed_ones(
+    tmp_path: Path,
+) -> None:
+    """2 with the choices, as ``--model`` naming no backend; it exited 1 (a failed service)."""
+    result = run_bugless(
+        ["import", "githb", str(tmp_path), "--dry-run", "--state-dir", str(tmp_path / "state")], {}
+    )
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: Invalid value for SOURCE: unknown importer 'githb'; installed: github, jira, "
+        "redmine, roundup, trac; did you mean 'github'?"
+    ), output
+    assert result.returncode == 2, output
+    assert not (tmp_path / "state").exists()

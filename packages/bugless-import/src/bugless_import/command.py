@@ -10,6 +10,7 @@ import click
 from bugless_core.cli import EXIT_USAGE, fail
 from bugless_core.eventloop import run
 from bugless_core.plugins import Plugins
+from bugless_core.registry import UnknownBackendError
 from bugless_core.settings import settings_command
 from bugless_import.progress import default_progress_stream
 from bugless_import.restricted import RestrictedComponentRefused
@@ -45,7 +46,10 @@ def import_command(
     """
     if settings.user and not settings.token and settings.model and settings.auth:
         settings = dataclasses.replace(settings, password=_password_of(settings.user))
-    importer_class = plugins.importers.get(source)
+    try:
+        importer_class = plugins.importers.get(source)
+    except UnknownBackendError as exc:  # bad usage (2), as `--model` naming no backend
+        raise click.BadParameter(exc.message, param_hint="SOURCE") from exc
     importer = importer_class(location, dict(settings.options))
     try:
         report = run(run_import(importer, settings, progress=default_progress_stream()))
