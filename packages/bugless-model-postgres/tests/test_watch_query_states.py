@@ -7,8 +7,8 @@ holds it to the issue as ChangeIssue answered at each version, over a
 sequence touching every column the entries record: each scalar field, cc,
 both blocking lists (one of them changed by another issue's entry), the
 hotlists, custom values of each shape (an integer, a text, a multi-valued
-field: set, changed, cleared), and the status going closed and open again
-(``closed_at``).
+field: set, changed, cleared), the status going closed and open again
+(``closed_at``), and the comment count (comments, one edited, one redacted).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from bugless_core import custom_fields as cf
 from bugless_core.deltas import issue_delta
 from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres._custom_values import load_values, search_rows
-from bugless_model_postgres._watch_query import state_fields
+from bugless_model_postgres._watch_query import _ENTRIES_FROM, state_fields
 from bugless_proto import v1
 
 #: The row columns the history records, as the Issue message names them.
@@ -40,6 +40,7 @@ _COLUMNS = (
     "blocking_ids",
     "blocked_by_ids",
     "hotlist_ids",
+    "comment_count",
     "version",
     "modified_at",
 )
@@ -64,10 +65,16 @@ def _custom(
     return delta
 
 
-async def _changed(backend: PostgresBackend, issue: v1.Issue, delta: v1.IssueDelta) -> v1.Issue:
+async def _changed(
+    backend: PostgresBackend, issue: v1.Issue, delta: v1.IssueDelta, comment: str = ""
+) -> v1.Issue:
     answer = await backend.change_issue(
         v1.ChangeIssueRequest(
-            caller=ADMIN, issue_id=issue.id, expected_version=issue.version, delta=delta
+            caller=ADMIN,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=delta,
+            comment=comment,
         )
     )
     assert answer.issue is not None
@@ -109,49 +116,91 @@ async def test_each_version_rebuilt_from_the_history_is_the_issue_as_it_was(
     parent, other, blocker = [await create(f"related {n}") for n in range(3)]
     issue = await create("as filed")
     seen = {issue.version: issue}
-    for delta in (
-        _custom(
-            issue_delta(status=v1.Status.FIXED, assignee="alice", priority=v1.Priority.P0),
-            [size, labels],
-            ("5",),
-            ("ui", "api"),
-        ),
-        issue_delta(cc_add=["bob", "carol"], blocking_add=[other.id], hotlist_add=hotlists),
-        _custom(
-            issue_delta(status=v1.Status.WONT_FIX_OBSOLETE, component_id=second, title="moved"),
-            [size, note],
-            ("50",),
-            ("Hauptstraße",),
-        ),
-        _custom(
-            issue_delta(status=v1.Status.ASSIGNED, verifier="carol", parent_id=parent.id),
-            [labels],
-            ("db", "api"),
-        ),
-        _custom(
-            issue_delta(
-                cc_remove=["bob"],
-                blocking_remove=[other.id],
-                hotlist_remove=hotlists[:1],
-                severity=v1.Severity.S0,
+    issue = await _changed(backend, issue, v1.IssueDelta(), "first answer")
+    seen[issue.version] = issue
+    commented = issue.version
+    for delta, comment in (
+        (
+            _custom(
+                issue_delta(status=v1.Status.FIXED, assignee="alice", priority=v1.Priority.P0),
+                [size, labels],
+                ("5",),
+                ("ui", "api"),
             ),
-            [size, note],
-            (),
-            ("ÄPFEL",),
+            "why",
         ),
-        _custom(
-            issue_delta(issue_type=v1.IssueType.FEATURE_REQUEST, duplicate_of_id=other.id),
-            [labels],
-            (),
+        (issue_delta(cc_add=["bob", "carol"], blocking_add=[other.id], hotlist_add=hotlists), ""),
+        (
+            _custom(
+                issue_delta(status=v1.Status.WONT_FIX_OBSOLETE, component_id=second, title="moved"),
+                [size, note],
+                ("50",),
+                ("Hauptstraße",),
+            ),
+            "",
+        ),
+        (
+            _custom(
+                issue_delta(status=v1.Status.ASSIGNED, verifier="carol", parent_id=parent.id),
+                [labels],
+                ("db", "api"),
+            ),
+            "back",
+        ),
+        (
+            _custom(
+                issue_delta(
+                    cc_remove=["bob"],
+                    blocking_remove=[other.id],
+                    hotlist_remove=hotlists[:1],
+                    severity=v1.Severity.S0,
+                ),
+                [size, note],
+                (),
+                ("ÄPFEL",),
+            ),
+            "",
+        ),
+        (
+            _custom(
+                issue_delta(issue_type=v1.IssueType.FEATURE_REQUEST, duplicate_of_id=other.id),
+                [labels],
+                (),
+            ),
+            "",
         ),
     ):
-        issue = await _changed(backend, issue, delta)
+        issue = await _changed(backend, issue, delta, comment)
         seen[issue.version] = issue
+    # An edit adds no comment; a redacted comment stays counted.
+    edited = await backend.edit_comment(
+        v1.EditCommentRequest(
+            caller=ADMIN,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            entry_version=commented,
+            comment="first answer, edited",
+        )
+    )
+    assert edited.issue is not None
+    redacted = await backend.redact(
+        v1.RedactRequest(
+            caller=ADMIN,
+            issue_id=issue.id,
+            expected_version=edited.issue.version,
+            target=v1.RedactionTarget.COMMENT,
+            entry_version=commented,
+        )
+    )
+    assert redacted.issue is not None
+    issue = redacted.issue
+    seen[issue.version] = issue
     # Another issue's change writes an entry on this one (blocked_by).
     await _changed(backend, blocker, issue_delta(blocking_add=[issue.id]))
     issue = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=issue.id))
     seen[issue.version] = issue
-    assert len(seen) == 8
+    assert len(seen) == 10
+    assert issue.comment_count == 3
 
     async with backend._pool.acquire() as conn:
         current = await conn.fetchrow(
@@ -159,11 +208,7 @@ async def test_each_version_rebuilt_from_the_history_is_the_issue_as_it_was(
             "WHERE hi.issue_id = i.id) AS hotlist_ids FROM issues i WHERE i.id = $1",
             issue.id,
         )
-        entries = await conn.fetch(
-            "SELECT version, created_at, changes FROM issue_history WHERE issue_id = $1 "
-            "ORDER BY version DESC",
-            issue.id,
-        )
+        entries = await conn.fetch(_ENTRIES_FROM, [issue.id], [1])
     assert current is not None
     for version, then in seen.items():
         fields = state_fields(current, entries, version)

@@ -20,7 +20,10 @@ hotlist terms read instead of ``hotlist_items``), the custom field values
 rows as a column ``custom_rows`` that the compiler's custom terms read
 instead of ``issue_custom_values``), and the version and time of each
 state; the title's search vectors are made again from the state's title
-(``title:`` and bare words read it). What else lives apart from the row
+(``title:`` and bare words read it), and the comment count
+(``commenter:none``, ``has:commenter``) is the row's less the comments of
+the entries after the state (an edit is no new comment; a redacted one
+was one). What else lives apart from the row
 (stars, attachments, mentions, comment text) is read as it is when the
 event is sent, as every event's query is; ``closed_at`` of a state closed
 before the issue was reopened is the time it was closed when the row still
@@ -62,10 +65,14 @@ _ID_FIELDS = frozenset({"component_id", "parent_id", "duplicate_of_id"})
 _OPEN = frozenset(int(s) for s in OPEN_STATUSES)
 #: Search fields reading what every change sets (the row's time, its version).
 _VERSION_FIELDS = frozenset({v1.SearchField.MODIFIED, v1.SearchField.LAST_MODIFIER})
+#: Operators of a COMMENTER term that read the row's comment count.
+_COUNT_OPERATORS = frozenset({v1.SearchOperator.ANY, v1.SearchOperator.NONE})
 
-#: Every history entry of each issue $1 from version $2 on, newest first.
+#: Every history entry of each issue $1 from version $2 on, newest first;
+#: ``commented``: it added a comment, which the row's comment_count counts.
 _ENTRIES_FROM = """
-SELECT h.issue_id, h.version, h.created_at, h.changes
+SELECT h.issue_id, h.version, h.created_at, h.changes,
+       h.edits_version = 0 AND (h.comment <> '' OR h.comment_redacted) AS commented
   FROM unnest($1::bigint[], $2::bigint[]) AS w(issue_id, low)
   JOIN issue_history h ON h.issue_id = w.issue_id AND h.version >= w.low
  ORDER BY h.issue_id, h.version DESC
@@ -74,6 +81,7 @@ SELECT h.issue_id, h.version, h.created_at, h.changes
 #: their items list them: every membership change is a history entry too).
 _CURRENT = """
 SELECT i.id, i.status, i.closed_at, i.cc, i.blocking_ids, i.blocked_by_ids, i.custom_fields,
+       i.comment_count,
        ARRAY(SELECT hi.hotlist_id FROM hotlist_items hi WHERE hi.issue_id = i.id) AS hotlist_ids
   FROM issues i WHERE i.id = ANY ($1::bigint[])
 """
@@ -129,8 +137,11 @@ async def changes_that_left(
     entries = await conn.fetch(_ENTRIES_FROM, ids, [lowest[i] for i in ids])
     if not _reads_the_state_version(query):
         custom = any(t.field is v1.SearchField.CUSTOM for t in search_terms(query.filter))
+        counts = _reads_the_comment_count(query)
         changed_row = {
-            (row["issue_id"], row["version"]) for row in entries if _sets_row_columns(row, custom)
+            (row["issue_id"], row["version"])
+            for row in entries
+            if _sets_row_columns(row, custom) or (counts and row["commented"])
         }
         judged = [(i, v) for i, v in judged if (i, v) in changed_row]
         if not judged:
@@ -176,6 +187,14 @@ def _reads_the_state_version(query: v1.StructuredQuery) -> bool:
     return any(t.field in _VERSION_FIELDS for t in search_terms(query.filter))
 
 
+def _reads_the_comment_count(query: v1.StructuredQuery) -> bool:
+    """Whether ``query`` reads the row's comment count (``commenter:any``/``none``)."""
+    return any(
+        t.field == v1.SearchField.COMMENTER and t.op in _COUNT_OPERATORS
+        for t in search_terms(query.filter)
+    )
+
+
 def _sets_row_columns(entry: Row, custom: bool) -> bool:
     """Whether history ``entry`` changed a field :func:`state_fields` sets back.
 
@@ -216,11 +235,13 @@ def state_fields(
     lists = {name: set(current[name]) for name in _ROW_LISTS}
     custom = load_values(current["custom_fields"])
     undone: set[str] = set()
+    comments = 0
     for entry in newest_first:
         if entry["version"] == version:
             fields["modified_at"] = entry["created_at"]
         if entry["version"] <= version:
             continue
+        comments += bool(entry["commented"])
         raw = entry["changes"]
         for change in json.loads(raw) if isinstance(raw, str) else raw:
             name = change["field"]
@@ -242,6 +263,8 @@ def state_fields(
         {"field_id": field_id, "value": value, "number": number, "folded": folded}
         for field_id, value, number, folded in search_rows(custom)
     ]
+    if comments:
+        fields["comment_count"] = max(current["comment_count"] - comments, 0)
     if "status" in fields:
         if fields["status"] in _OPEN:
             fields["closed_at"] = None

@@ -194,6 +194,26 @@ class WatchContract:
             assert event.entry == back.entry
             issue = back.issue
 
+    async def test_the_first_comment_tells_an_unanswered_watcher_it_left_the_query(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``commenter:none`` (nobody answered yet) counts the comments each state had."""
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        nobody = term(v1.SearchField.COMMENTER, v1.SearchOperator.NONE)
+        query = v1.StructuredQuery(filter=within(comp.id, nobody))
+        async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
+            raised = await change(model, issue, delta(priority=v1.Priority.P1))
+            kept = await stream.next()
+            answered = await change(model, raised.issue, comment="looking")
+            event = await stream.next()
+            await change(model, answered.issue, comment="found it")
+            await stream.nothing_more()
+        assert not kept.left_query
+        assert kept.entry == raised.entry
+        assert event.left_query
+        assert event.entry == answered.entry
+
     async def test_a_change_that_keeps_the_issue_matching_is_an_ordinary_event(
         self, model: v1.ModelStub
     ) -> None:
