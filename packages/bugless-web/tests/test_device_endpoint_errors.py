@@ -9,6 +9,7 @@ on an Authenticator of its own, which the last test stops.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -92,3 +93,27 @@ def test_the_authenticator_away_is_a_json_503_not_the_html_page(
     for answer in (started, polled):
         said = _refusal(answer, 503, "UNAVAILABLE")
         assert "<html" not in said
+
+
+def test_a_body_announced_too_large_is_refused_before_it_is_sent(device_web: DeviceWeb) -> None:
+    """The web tier answers the headers alone: it neither waits for nor holds the body.
+
+    Before, the endpoints read any body up to the framework's 10 MB default
+    and only then compared it with their 32 KiB: an anonymous caller could
+    make a replica wait for, and hold, 10 MB per request. Here the body
+    announced is never sent; the refusal must come anyway.
+    """
+    host, port = device_web.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    for path in JSON_PATHS:
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: 1000000\r\n\r\n{{".encode()
+            )
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = conn.recv(65536)  # raises TimeoutError if the server waits for the body
+                assert chunk, f"{path}: the connection closed without an answer"
+                answer += chunk
+        head = answer.split(b"\r\n", 1)[0].decode()
+        assert head.startswith("HTTP/1.1 413"), f"{path}: {head}"

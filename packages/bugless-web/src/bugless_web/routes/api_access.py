@@ -25,6 +25,7 @@ from typing import Any
 from grpclib.const import Status
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from bugless_core.clients import call
 from bugless_core.errors import BuglessError, InvalidArgument, SizeLimitExceeded, Unavailable
@@ -231,10 +232,17 @@ async def _json(request: Request[Any, Any, Any]) -> dict[str, Any]:
         SizeLimitExceeded: the body is over ``_MAX_JSON`` bytes (413).
         InvalidArgument: it is not JSON, or not an object (400).
     """
-    body = await request.body()
-    if len(body) > _MAX_JSON:
-        msg = f"the request body is {len(body)} bytes; at most {_MAX_JSON} are read"
-        raise SizeLimitExceeded(msg, limit_bytes=_MAX_JSON)
+    try:
+        # The routes' request_max_body_size is _MAX_JSON: a body announced
+        # larger is refused before a byte of it is read, and one streamed
+        # past it as soon as it gets there, so an anonymous caller cannot
+        # make the web tier hold the framework's default 10 MB per request.
+        body = await request.body()
+    except RequestEntityTooLarge as exc:
+        size = request.content_length
+        said = f"{size} bytes" if size is not None else f"over {_MAX_JSON} bytes"
+        msg = f"the request body is {said}; at most {_MAX_JSON} are read"
+        raise SizeLimitExceeded(msg, limit_bytes=_MAX_JSON) from exc
     try:
         data = json.loads(body or b"{}")
     except (ValueError, RecursionError) as exc:
@@ -293,7 +301,7 @@ def json_error_of(request: Request[Any, Any, Any], exc: Exception) -> Response[A
     )
 
 
-@post("/device/start", status_code=200)
+@post("/device/start", status_code=200, request_max_body_size=_MAX_JSON)
 async def device_start(request: Request[Any, Any, Any]) -> Response[Any]:
     """Start a device login with the CLI's CSR (JSON in, JSON out)."""
     data = await _json(request)
@@ -328,7 +336,7 @@ async def device_start(request: Request[Any, Any, Any]) -> Response[Any]:
     )
 
 
-@post("/device/poll", status_code=200)
+@post("/device/poll", status_code=200, request_max_body_size=_MAX_JSON)
 async def device_poll(request: Request[Any, Any, Any]) -> Response[Any]:
     """The device login's state; the certificate once approved (JSON)."""
     data = await _json(request)
