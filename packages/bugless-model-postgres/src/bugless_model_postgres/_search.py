@@ -37,15 +37,16 @@ _ARRAY_COLUMNS = {F.BLOCKING: "i.blocking_ids", F.BLOCKED_BY: "i.blocked_by_ids"
 _LEVEL_COLUMNS = {F.PRIORITY: "i.priority", F.SEVERITY: "i.severity"}
 _TIME_COLUMNS = {F.CREATED: "i.created_at", F.MODIFIED: "i.modified_at"}
 #: History conditions of the people fields: an entry of the issue by one of
-#: the users bound at ``{users}``.
+#: the users bound at ``{users}``; ``{upto}`` bounds a Watch state's history to its version.
 _HISTORY_PEOPLE = {
-    F.COMMENTER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id "
+    F.COMMENTER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id{upto} "
     "AND h.comment <> '' AND h.author = ANY ({users}))",
-    F.MODIFIER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id "
+    F.MODIFIER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id{upto} "
     "AND h.author = ANY ({users}))",
     F.LAST_MODIFIER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id "
     "AND h.version = i.version AND h.author = ANY ({users}))",
-    F.LAST_COMMENTER: "coalesce((SELECT h.author FROM issue_history h WHERE h.issue_id = i.id "
+    F.LAST_COMMENTER: "coalesce((SELECT h.author FROM issue_history h "
+    "WHERE h.issue_id = i.id{upto} "
     "AND h.comment <> '' ORDER BY h.version DESC LIMIT 1), '') = ANY ({users})",
     F.STARRED_BY: "EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id "
     "AND st.user_id = ANY ({users}))",
@@ -476,7 +477,9 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
                 f, "TRUE"
             )
             return some if op is Op.ANY else f"(NOT {some})"
-        return _HISTORY_PEOPLE[f].format(users=params.add(values, "text[]"))
+        # A state of a Watch's (row_state) reads the history up to its version only.
+        upto = " AND h.version <= i.version" if params.row_state else ""
+        return _HISTORY_PEOPLE[f].format(users=params.add(values, "text[]"), upto=upto)
     if f is F.PARENT and term.include_subtree and op is Op.EQ:
         return _DESCENDANTS.format(parents=params.add(values, "bigint[]"))
     if f in _TSV:

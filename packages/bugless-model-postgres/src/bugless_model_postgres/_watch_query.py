@@ -23,7 +23,8 @@ state; the title's search vectors are made again from the state's title
 (``title:`` and bare words read it), and the comment count
 (``commenter:none``, ``has:commenter``) is the row's less the comments of
 the entries after the state (an edit is no new comment; a redacted one
-was one). What else lives apart from the row
+was one), and ``commenter:``, ``lastcommenter:`` and ``modifier:`` terms
+read the history up to the state's version. What else lives apart from the row
 (stars, attachments, mentions, comment text) is read as it is when the
 event is sent, as every event's query is; ``closed_at`` of a state closed
 before the issue was reopened is the time it was closed when the row still
@@ -64,9 +65,12 @@ _ROW_LISTS: Mapping[str, Callable[[str], Any]] = {
 _ID_FIELDS = frozenset({"component_id", "parent_id", "duplicate_of_id"})
 _OPEN = frozenset(int(s) for s in OPEN_STATUSES)
 #: Search fields reading what every change sets (the row's time, its version).
-_VERSION_FIELDS = frozenset({v1.SearchField.MODIFIED, v1.SearchField.LAST_MODIFIER})
-#: Operators of a COMMENTER term that read the row's comment count.
-_COUNT_OPERATORS = frozenset({v1.SearchOperator.ANY, v1.SearchOperator.NONE})
+_VERSION_FIELDS = frozenset(
+    {v1.SearchField.MODIFIED, v1.SearchField.LAST_MODIFIER, v1.SearchField.MODIFIER}
+)
+#: Search fields reading the comments each state had (its comment count, or
+#: the history up to its version: ``compile_search``'s ``row_state``).
+_COMMENT_FIELDS = frozenset({v1.SearchField.COMMENTER, v1.SearchField.LAST_COMMENTER})
 
 #: Every history entry of each issue $1 from version $2 on, newest first;
 #: ``commented``: it added a comment, which the row's comment_count counts.
@@ -183,16 +187,13 @@ async def changes_that_left(
 
 
 def _reads_the_state_version(query: v1.StructuredQuery) -> bool:
-    """Whether ``query`` reads a column every change sets: ``modified_at`` or ``version``."""
+    """Whether ``query`` reads what every change sets: ``modified_at``, ``version``, an author."""
     return any(t.field in _VERSION_FIELDS for t in search_terms(query.filter))
 
 
 def _reads_the_comment_count(query: v1.StructuredQuery) -> bool:
-    """Whether ``query`` reads the row's comment count (``commenter:any``/``none``)."""
-    return any(
-        t.field == v1.SearchField.COMMENTER and t.op in _COUNT_OPERATORS
-        for t in search_terms(query.filter)
-    )
+    """Whether ``query`` reads the comments a state had (``commenter:``, ``lastcommenter:``)."""
+    return any(t.field in _COMMENT_FIELDS for t in search_terms(query.filter))
 
 
 def _sets_row_columns(entry: Row, custom: bool) -> bool:

@@ -10,7 +10,7 @@ from datetime import timedelta
 from grpclib.const import Status
 
 from bugless_core.model.backend import Capability
-from bugless_core.search.build import all_of, any_of, term
+from bugless_core.search.build import all_of, any_of, negate, term
 from bugless_proto import v1
 from bugless_testing.events import DELIVERY_TIMEOUT, EventStream
 from bugless_testing.model_contracts._custom_fields import T, custom_term, define, values
@@ -211,6 +211,25 @@ class WatchContract:
             await stream.nothing_more()
         assert not kept.left_query
         assert kept.entry == raised.entry
+        assert event.left_query
+        assert event.entry == answered.entry
+
+    async def test_a_named_commenters_first_comment_tells_the_watcher_it_left_the_query(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``-commenter:bob`` (bob has not answered) reads each state's comments."""
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        not_bob = negate(eq(v1.SearchField.COMMENTER, "bob"))
+        query = v1.StructuredQuery(filter=within(comp.id, not_bob))
+        async with _watching(model, v1.WatchRequest(caller=ALICE, query=query)) as stream:
+            asked = await change(model, issue, comment="bob, any idea?")
+            kept = await stream.next()
+            answered = await change(model, asked.issue, comment="yes", caller=BOB)
+            event = await stream.next()
+            await stream.nothing_more()
+        assert not kept.left_query
+        assert kept.entry == asked.entry
         assert event.left_query
         assert event.entry == answered.entry
 
