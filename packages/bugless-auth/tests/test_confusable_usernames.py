@@ -78,6 +78,36 @@ async def test_a_name_that_looks_like_a_users_is_not_created(auth: AuthServer) -
     assert made.username == f"ace2-{tag}"
 
 
+async def test_a_name_that_looks_like_a_users_as_spelt_is_not_created(auth: AuthServer) -> None:
+    """Pages show a name as spelt, not by its key: capital i's ("BiII") read as
+    the l's of "Bill" and "Ian" as "lan", though the keys ("biii", "ian") look
+    like neither."""
+    tag = str(secrets.randbelow(10**9))
+    admin = unique("admin")
+    await auth.add_user(admin, groups=["admins"])
+    token = (await auth.sign_in(admin)).token
+    for holder, lookalike in [(f"Bill-{tag}", f"BiII-{tag}"), (f"lan-{tag}", f"Ian-{tag}")]:
+        await auth.add_user(holder)
+
+        refused = await expect_status(
+            auth.stub.create_local_user(
+                v1.CreateLocalUserRequest(
+                    token=token, username=lookalike, password="long enough pw"
+                )
+            ),
+            Status.ALREADY_EXISTS,
+        )
+
+        assert from_grpc_error(refused).reason == "USERNAME_CONFUSABLE"
+        assert f"{lookalike!r} looks like the username {holder!r}" in (refused.message or "")
+        assert await auth.store.users_by_usernames([lookalike]) == []
+    # A name whose key is a look-alike's, spelt so that it does not look like it, is no one's.
+    made = await auth.stub.create_local_user(
+        v1.CreateLocalUserRequest(token=token, username=f"ian-{tag}", password="long enough pw")
+    )
+    assert made.username == f"ian-{tag}"
+
+
 async def test_a_rename_to_a_name_that_looks_like_a_users_exits_as_a_name_taken(
     auth: AuthServer,
 ) -> None:

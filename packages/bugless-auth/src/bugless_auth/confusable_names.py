@@ -13,12 +13,19 @@ user's, naming that user, as ``USERNAME_CONFUSABLE``.
 The skeleton is Unicode Technical Standard #39's (section 4, "Confusable
 Detection"): the name in NFD, each character replaced by its prototype from
 Unicode's ``confusables.txt``, then NFD again; two names with one skeleton
-are confusable. Names compare case-insensitively in bugless, so the skeleton
-is taken of the name's key (:func:`bugless_core.usernames.username_key`),
-and keyed again: "Bill" and "bi11" collide as "bill" and "bi11" do, and
-"user0" and "usero" (the prototype of "0" is "O") as "USER0" and "USERO". The data is Unicode's own
-file, shipped unchanged in ``unicode_data/`` (version in its header; the
-Unicode License v3 beside it), read once, at the first check.
+are confusable. Two skeletons are compared, and either being equal refuses:
+
+* the name as it is spelt, which is how every page shows it: "BiII" (capital
+  i's) is "Bill" to a reader, and "Ian" is "lan", though their keys ("biii",
+  "ian") look like neither;
+* the name's key (:func:`bugless_core.usernames.username_key`), keyed again,
+  since names compare case-insensitively (an ``@bi11`` mention, a search for
+  ``a:bi11``): "Bill" and "bi11" collide as "bill" and "bi11" do, and "user0"
+  and "usero" (the prototype of "0" is "O") as "USER0" and "USERO".
+
+The data is Unicode's own file, shipped unchanged in ``unicode_data/``
+(version in its header; the Unicode License v3 beside it), read once, at the
+first check.
 
 Only new names are checked, as ``check_username`` checks only new names:
 existing accounts, and names a directory (LDAP, OIDC, a certificate mapping)
@@ -86,15 +93,28 @@ def skeleton(username: str) -> str:
     return username_key(uts39_skeleton(username_key(username)))
 
 
+def _skeletons(username: str) -> tuple[str, str]:
+    """``username``'s skeleton as spelt and :func:`skeleton` (as compared): see the module."""
+    key = username_key(username)
+    shown = uts39_skeleton(username)
+    # Most names are their own key (lower-case ASCII): one skeleton serves both.
+    keyed = shown if key == username else uts39_skeleton(key)
+    return shown, username_key(keyed)
+
+
 def confusable_holder(usernames: list[tuple[str, str]], new: str, user_id: str) -> str | None:
     """The username among ``(user_id, username)`` pairs that ``new`` passes for, if any.
 
-    ``user_id``'s own name (a rename's) does not count, nor a name that is
-    ``new`` itself (by key): that one is taken, which the caller says.
+    Either skeleton equal (as spelt, as compared) is passing for. ``user_id``'s
+    own name (a rename's) does not count, nor a name that is ``new`` itself
+    (by key): that one is taken, which the caller says.
     """
-    wanted, key = skeleton(new), username_key(new)
+    (shown, keyed), key = _skeletons(new), username_key(new)
     for other_id, other in usernames:
-        if other_id != user_id and username_key(other) != key and skeleton(other) == wanted:
+        if other_id == user_id or username_key(other) == key:
+            continue
+        other_shown, other_keyed = _skeletons(other)
+        if other_shown == shown or other_keyed == keyed:
             return other
     return None
 
