@@ -7,6 +7,7 @@ create and bulk edit); the set-up helpers are that module's.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from typing import Any
 
@@ -17,7 +18,7 @@ from web_support import SESSION_KEY, World, grpc_calls, own_model_replica, sign_
 from bugless_core.clients import acting_as, call
 from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE, MAX_PAGE_SIZE
 from bugless_proto import v1
-from bugless_web import WebSettings, custom_fields
+from bugless_web import WebSettings, create_app, custom_fields
 from bugless_web.backends import Backends, Viewer
 from bugless_web.searching import DEFAULT_COLUMNS, read_mask
 
@@ -293,3 +294,80 @@ def _viewer(world: World, username: str) -> Viewer:
         caller=caller,
         token="",
     )
+
+
+async def test_the_search_pages_bulk_fields_take_one_call_however_many_components(
+    world: World, model: v1.ModelStub
+) -> None:
+    """Before, a result page asked each of its components (20 calls), offering only their fields.
+
+    25 rows in 25 components, counted on a Model replica of the test's own:
+    24 leaves whose ancestry bob's tree gives are read from one
+    ``ListCustomFields`` of every field he sees, and the one under a
+    component he cannot view is asked on its own (the tree does not say what
+    is above the hidden one): 2 calls, none more within the cache period.
+    The menu offers the fields of every row's component, the parent's and the
+    hidden one's that apply to them, and not a field of a component without
+    a row on the page.
+    """
+    bob = v1.AclEntry(principal=v1.Principal(user=world.users["bob"]), role=v1.Role.VIEWER)
+    alice = v1.AclEntry(principal=v1.Principal(user=world.users["alice"]), role=v1.Role.ADMIN)
+
+    async def component(parent_id: int, name: str, acl: list[v1.AclEntry]) -> v1.Component:
+        return await call(
+            model.create_component,
+            v1.CreateComponentRequest(caller=world.admin, parent_id=parent_id, name=name, acl=acl),
+        )
+
+    async def define(component_id: int) -> int:
+        made = await call(
+            model.create_custom_field,
+            v1.CreateCustomFieldRequest(
+                caller=world.admin,
+                component_id=component_id,
+                name=f"Menu {secrets.token_hex(3)}",
+                type=v1.CustomFieldType.TEXT,
+            ),
+        )
+        return made.id
+
+    top = await component(0, f"Menu{secrets.token_hex(4)}", [alice, bob])
+    leaves = await asyncio.gather(*(component(top.id, f"leaf{n}", []) for n in range(25)))
+    hidden = await component(0, f"Hid{secrets.token_hex(4)}", [alice])
+    under_hidden = await component(hidden.id, "seen", [bob])
+    on_page = [*leaves[:24], under_hidden]
+    await asyncio.gather(*(_issue(model, world, c.id, "Menu row", by="alice") for c in on_page))
+    offered = {
+        await define(top.id),
+        await define(leaves[0].id),
+        await define(leaves[23].id),
+        await define(hidden.id),
+    }
+    off_page = await define(leaves[24].id)
+    query = " OR ".join(f"componentid:{c.id}" for c in on_page)
+
+    async with own_model_replica(world.stack, "model-bulk-fields") as (address, port):
+        settings = WebSettings(
+            model=address,
+            auth=world.stack.auth,
+            session_keys=(SESSION_KEY,),
+            dev=True,
+            component_cache_seconds=600.0,
+        )
+        async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as c:
+            await sign_in(c, "bob")
+            before = await grpc_calls(port, "ListCustomFields")
+            page = await c.get("/search", params={"q": query, "page_size": "50"})
+            asked = await grpc_calls(port, "ListCustomFields") - before
+            again = await c.get("/search", params={"q": query, "page_size": "50"})
+            asked_again = await grpc_calls(port, "ListCustomFields") - before - asked
+
+    assert page.status_code == 200, page.text
+    assert page.text.count('class="open-link">') == 25
+    menu = page.text.split('<select name="custom_field">', 1)[1].split("</select>", 1)[0]
+    shown = {int(m) for m in re.findall(r'<option value="(\d+):TEXT"', menu)}
+    assert offered <= shown
+    assert off_page not in shown
+    assert asked == 2
+    assert asked_again == 0
+    assert again.text.split('<select name="custom_field">', 1)[1].split("</select>", 1)[0] == menu

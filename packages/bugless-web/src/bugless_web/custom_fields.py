@@ -56,14 +56,35 @@ async def fields_of_components(
 ) -> list[v1.CustomField]:
     """The fields that apply to any of the components, each once, by name then id.
 
-    At most ``limit`` components are asked (one call each, concurrently, for
-    those not in the short-lived cache, :meth:`Backends.custom_fields`): a
-    result page spanning more components offers the fields of the first ones.
+    Read from the viewer's cached list of every field they see
+    (:func:`visible_fields`, one ``ListCustomFields`` a page of 500 fields
+    per cache period) and their cached component tree: a field applies to a
+    component when it is defined there or on an ancestor. Asking each
+    component made one call per component of a result page, and offered only
+    the fields of its first 20. A component whose ancestry the tree cannot
+    give (under a component the viewer cannot view, or created since the
+    tree was read) is asked on its own (:meth:`Backends.custom_fields`,
+    cached), at most ``limit`` of them.
     """
-    wanted = sorted(set(component_ids) - {0})[:limit]
+    wanted = set(component_ids) - {0}
+    if not wanted:
+        return []
+    visible, lineages = await asyncio.gather(
+        backends.visible_custom_fields(viewer),
+        backends.from_components(viewer, "custom field lineages", _lineages),
+    )
+    applying: set[int] = set()
+    unknown: list[int] = []
+    for component_id in sorted(wanted):
+        lineage = lineages.get(component_id)
+        if lineage is None:
+            unknown.append(component_id)
+        else:
+            applying |= lineage
+    by_id = {f.id: f for f in visible if f.component_id in applying}
     lists: list[Sequence[v1.CustomField]] = []
     missing: list[int] = []
-    for component_id in wanted:
+    for component_id in unknown[:limit]:
         cached = backends.cached_custom_fields(viewer, component_id)
         if cached is None:
             missing.append(component_id)
@@ -71,8 +92,27 @@ async def fields_of_components(
             lists.append(cached)
     if missing:
         lists += await asyncio.gather(*(backends.custom_fields(viewer, c) for c in missing))
-    by_id = {f.id: f for fields in lists for f in fields}
+    by_id.update((f.id, f) for fields in lists for f in fields)
     return sorted(by_id.values(), key=lambda f: (f.name.casefold(), f.id))
+
+
+def _lineages(tree: Sequence[v1.Component]) -> dict[int, frozenset[int]]:
+    """Each component's id with its ancestors', for those whose every ancestor is in ``tree``.
+
+    A component under one the viewer cannot view is left out: the tree does
+    not say what is above the hidden one, whose fields may apply.
+    """
+    parents = {c.id: c.parent_id for c in tree}
+    lineages: dict[int, frozenset[int]] = {}
+    for component in tree:
+        chain = [component.id]
+        parent = component.parent_id
+        while parent and parent in parents and parent not in chain:
+            chain.append(parent)
+            parent = parents[parent]
+        if not parent:
+            lineages[component.id] = frozenset(chain)
+    return lineages
 
 
 async def visible_fields(backends: Backends, viewer: Viewer) -> list[v1.CustomField]:
