@@ -42,7 +42,12 @@ class Mapping:
         self.entries: dict[str, dict[str, object]] = {}
 
     def set(self, key: str, username: str, *, bot: bool = True) -> None:
-        self.entries[key] = {"username": username, "groups": ["bots"], "bot": bot}
+        self.set_all([key], username, bot=bot)
+
+    def set_all(self, keys: list[str], username: str, *, bot: bool = True) -> None:
+        """Give every entry of ``keys`` ``username``, in one edit of the file."""
+        for key in keys:
+            self.entries[key] = {"username": username, "groups": ["bots"], "bot": bot}
         self.path.write_text(json.dumps(self.entries, indent=1))
 
 
@@ -141,6 +146,62 @@ async def test_an_entry_changed_to_another_mapped_username_moves_to_that_user(
     with pytest.raises(GRPCError) as ended:
         await server.stub.validate_token(v1.ValidateTokenRequest(token=second_result.token))
     assert ended.value.status is Status.UNAUTHENTICATED
+
+
+async def test_an_entry_given_a_new_name_another_entry_of_its_user_does_not_leaves_for_a_new_user(
+    mapped: tuple[AuthServer, Mapping], pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two entries name one bot; one is given a username nobody holds. Renaming the bot
+    would be undone by the other entry's next sign-in and redone by this one's, at every
+    sign-in (before: the name went back and forth). The entry leaves for a new user with
+    the new name, as an entry added with it would; the bot keeps its name and the other
+    entry; each signs in as its own user however often they alternate; logged."""
+    server, mapping = mapped
+    bot, new_name = unique("twin-bot"), unique("split-bot")
+    moving_cn, staying_cn = unique("moving"), unique("staying")
+    mapping.set_all([moving_cn, staying_cn], bot)
+    moving_der, staying_der = pki.client(moving_cn), pki.client(staying_cn)
+    before = await signed_in(server, moving_der)
+    assert (await signed_in(server, staying_der)).user_id == before.user_id
+
+    mapping.set(moving_cn, new_name)
+    with caplog.at_level(logging.INFO, logger="bugless.auth"):
+        split = await signed_in(server, moving_der)
+    assert split.user_id != before.user_id
+    assert split.username == new_name
+    assert (
+        f"tls:{moving_cn} is mapped to username {new_name!r}, which nobody holds, but its "
+        f"user {before.user_id} keeps its name: tls:{staying_cn} still mapped to it"
+    ) in caplog.text
+    for _ in range(3):
+        staying = await signed_in(server, staying_der)
+        assert (staying.user_id, staying.username) == (before.user_id, bot)
+        again = await signed_in(server, moving_der)
+        assert (again.user_id, again.username) == (split.user_id, new_name)
+    assert await users_named(server, bot) == {bot: before.user_id}
+    assert await users_named(server, new_name) == {new_name: split.user_id}
+    subjects = await server.store.subjects_of("tls")
+    assert (f"tls:{moving_cn}", split.user_id) in subjects
+    assert (f"tls:{staying_cn}", before.user_id) in subjects
+
+
+async def test_every_entry_of_a_user_given_one_new_name_renames_the_user(
+    mapped: tuple[AuthServer, Mapping], pki: Pki
+) -> None:
+    """Both entries of a bot given one new name in one edit: whichever signs in first
+    renames the bot (its id, and with it its history, kept), and the other joins it."""
+    server, mapping = mapped
+    bot, new_name = unique("pair-bot"), unique("renamed-pair")
+    first_cn, second_cn = unique("first"), unique("second")
+    mapping.set_all([first_cn, second_cn], bot)
+    before = await signed_in(server, pki.client(first_cn))
+    await signed_in(server, pki.client(second_cn))
+
+    mapping.set_all([first_cn, second_cn], new_name)
+    for cn in (second_cn, first_cn, second_cn):
+        after = await signed_in(server, pki.client(cn))
+        assert (after.user_id, after.username) == (before.user_id, new_name)
+    assert await users_named(server, bot) == {}
 
 
 async def test_an_entry_naming_another_backends_user_is_refused_and_the_name_kept(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -306,7 +306,9 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
             if found is None:
                 continue
             try:
-                return await self._signed_in(found, backend.name, certificate=seen)
+                return await self._signed_in(
+                    found, backend.name, certificate=seen, mapped=await backend.mapped_subjects()
+                )
             except FailedPrecondition as exc:  # its username is another backend's user's
                 raise Unauthenticated(
                     f"{subject}is mapped to username {found.username!r}, which is not the "
@@ -388,11 +390,12 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
         client_address: str = "",
         *,
         certificate: SeenCertificate | None = None,
+        mapped: Mapping[str, str] | None = None,
     ) -> Authenticated:
         # Fewer groups: it ends the sessions as the re-sync would have, which
         # after this refresh finds nothing lost (bugless_auth.group_loss).
         loss = GroupLoss(self._matters, f"(seen at a sign-in with {authenticator})")
-        record, released = await self.store.resolve(found, authenticator, then=loss)
+        record, released = await self.store.resolve(found, authenticator, then=loss, mapped=mapped)
         loss.logged(record.user_id)
         for user_id in released:
             self.directory.forget(user_id)

@@ -27,7 +27,7 @@ from bugless_auth.confusable_names import refuse_confusable
 from bugless_auth.external_names import check_external_username
 from bugless_auth.name_keys import derived_names, fold_users, key_usernames
 from bugless_auth.user_writes import UserWrites
-from bugless_auth.username_holders import free_username, named_user
+from bugless_auth.username_holders import EntryUser, entry_user, free_username
 from bugless_core import leases
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.database_errors import is_statement_given_up, is_unreachable
@@ -325,6 +325,7 @@ class IdentityStore:
         *,
         sign_in: bool = True,
         then: Callable[[UserWrites, tuple[str, ...], UserRecord], Awaitable[None]] | None = None,
+        mapped: Mapping[str, str] | None = None,
     ) -> tuple[UserRecord, tuple[str, ...]]:
         """The user ``identity.subject`` maps to, minted on first sight, refreshed always.
 
@@ -337,7 +338,10 @@ class IdentityStore:
         (``identity.username_names_user``: the tls mapping) the subject is
         the holder's: a new subject joins the user who holds its username,
         and a known one whose username is now another such user's moves to
-        that user (:mod:`bugless_auth.username_holders`).
+        that user (:mod:`bugless_auth.username_holders`). With ``mapped``
+        (the mapping's subjects and usernames), a known one given a name
+        nobody holds renames its user only if no other entry still names the
+        user's name, and otherwise leaves for a new user.
 
         Username, display name, email, groups and the bot flag are overwritten
         with what the backend reports; ``disabled`` is bugless's own and kept.
@@ -367,20 +371,10 @@ class IdentityStore:
             released: list[str] = []
             before: tuple[str, ...] = ()
             user_id = await conn.fetchval(sql.USER_OF_SUBJECT, identity.subject)
-            linked = ""  # how the subject came to the user its username names
+            entry = EntryUser(user_id)  # how the subject came to the user its username names
             if identity.username_names_user:  # the username's holder is who the subject is
-                named = await named_user(writes, identity)
-                if named is not None and named != user_id:
-                    if user_id is None:
-                        await conn.execute(
-                            sql.INSERT_SUBJECT, identity.subject, named, authenticator
-                        )
-                        linked = "joins"
-                    else:
-                        await conn.execute(sql.MOVE_SUBJECT, identity.subject, named)
-                        released.append(user_id)
-                        linked = f"moves from {user_id} to"
-                    user_id = named
+                entry = await entry_user(writes, identity, authenticator, user_id, mapped)
+                user_id, released = entry.user_id, entry.released
             created = user_id is None
             if user_id is None:
                 user_id = mint_user_id()
@@ -395,7 +389,10 @@ class IdentityStore:
                     identity.bot,
                     *derived_names(identity.username, identity.display_name, identity.email),
                 )
-                await conn.execute(sql.INSERT_SUBJECT, identity.subject, user_id, authenticator)
+                if entry.leaves is None:
+                    await conn.execute(sql.INSERT_SUBJECT, identity.subject, user_id, authenticator)
+                else:  # the entry's username changed, its old user still named by another
+                    await conn.execute(sql.MOVE_SUBJECT, identity.subject, user_id)
             else:
                 released += await free_username(writes, identity, user_id)
                 if sign_in:  # the directory re-sync refreshes without signing in
@@ -416,7 +413,7 @@ class IdentityStore:
                 row = await conn.fetchrow(sql.USER_BY_ID, user_id)
             if then is not None:
                 await then(writes, before, UserRecord.from_row(row))
-            return row, released, created, linked
+            return row, released, created, entry.linked
 
         for attempt in range(_FIRST_SIGHT_RACES):
             try:

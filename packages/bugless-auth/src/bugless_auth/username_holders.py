@@ -32,11 +32,19 @@ does not take a person's account (nor a person's entry a bot's), since no
 other entry is left to check it against. A directory (LDAP, OIDC) does not take its name: that
 would hand an account with its history to whoever the directory calls that;
 it is refused, the message saying how the mapping takes the user back.
+
+An entry given a username nobody holds renames its user, unless another
+entry of the mapping still names the user's username (:func:`entry_user`):
+then the entry leaves the user for a new one with the new name, as an entry
+added with that name would make. Renaming would be undone by the other
+entry's next sign-in, and redone by this one's, at every sign-in.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from bugless_auth import _queries as sql
 from bugless_auth.user_writes import UserWrites
@@ -50,6 +58,76 @@ _log = logging.getLogger("bugless.auth")
 def namespace(subject: str) -> str:
     """The backend part of a subject (``tls`` of ``tls:deploy-bot``)."""
     return subject.split(":", 1)[0]
+
+
+@dataclass
+class EntryUser:
+    """Whose a tls mapping entry's subject is, as :func:`entry_user` decided it.
+
+    Attributes:
+        user_id: The user the subject is now (None: a new user, to be minted).
+        released: Users the subject left, whose cached records callers forget.
+        linked: How the subject came to ``user_id`` ("joins", "moves from
+            …"), for the log; empty when it stayed.
+        leaves: The user the subject leaves for a new one (its username is
+            still named by another entry); the subject is moved, not inserted,
+            once the new user is written.
+    """
+
+    user_id: str | None
+    released: list[str] = field(default_factory=list)
+    linked: str = ""
+    leaves: str | None = None
+
+
+async def entry_user(
+    writes: UserWrites,
+    identity: ExternalIdentity,
+    authenticator: str,
+    user_id: str | None,
+    mapped: Mapping[str, str] | None,
+) -> EntryUser:
+    """Whose ``identity.subject`` is, for an entry whose username names the user.
+
+    ``user_id`` is the user the subject is recorded as (None: first sight),
+    ``mapped`` every subject the mapping maps now with its username
+    (:meth:`~bugless_core.auth_backend.CertificateAuthenticator.mapped_subjects`;
+    None: not known, and the entry renames its user as before). The subject
+    joins (or moves to) the user its username names; when nobody holds that
+    name and another subject of its user is still mapped to the user's
+    username, it leaves for a new user, so the two entries do not rename
+    the user back and forth at each sign-in; logged.
+
+    Raises:
+        FailedPrecondition: as :func:`named_user`.
+    """
+    conn = writes.conn
+    named = await named_user(writes, identity)
+    if named is not None and named != user_id:
+        if user_id is None:
+            await conn.execute(sql.INSERT_SUBJECT, identity.subject, named, authenticator)
+            return EntryUser(named, linked="joins")
+        await conn.execute(sql.MOVE_SUBJECT, identity.subject, named)
+        return EntryUser(named, [user_id], f"moves from {user_id} to")
+    if named is not None or user_id is None or mapped is None:
+        return EntryUser(user_id)
+    row = await conn.fetchrow(sql.NAME_AND_OTHER_SUBJECTS, user_id, identity.subject)
+    keeping = sorted(s for s in row[1] if s in mapped and username_key(mapped[s]) == row[0])
+    if not keeping:  # no other entry names it: the user is renamed
+        return EntryUser(user_id)
+    _log.warning(
+        "%s is mapped to username %r, which nobody holds, but its user %s keeps its name: "
+        "%s still mapped to it; the entry leaves for a new user (to rename the user, change "
+        "every entry that names it)",
+        identity.subject,
+        identity.username,
+        user_id,
+        ", ".join(keeping),
+        extra={"subject": identity.subject, "username": identity.username, "user_id": user_id},
+    )
+    return EntryUser(
+        None, [user_id], f"leaves {user_id} (still named by {keeping[0]}) for new", user_id
+    )
 
 
 async def named_user(writes: UserWrites, identity: ExternalIdentity) -> str | None:
