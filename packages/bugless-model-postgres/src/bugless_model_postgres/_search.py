@@ -45,8 +45,9 @@ _HISTORY_PEOPLE = {
     "AND h.author = ANY ({users}))",
     F.LAST_MODIFIER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id "
     "AND h.version = i.version AND h.author = ANY ({users}))",
+    # An edit's entry carries the comment's new text but is no new comment.
     F.LAST_COMMENTER: "coalesce((SELECT h.author FROM issue_history h "
-    "WHERE h.issue_id = i.id{upto} "
+    "WHERE h.issue_id = i.id{upto} AND h.edits_version = 0 "
     "AND h.comment <> '' ORDER BY h.version DESC LIMIT 1), '') = ANY ({users})",
     F.STARRED_BY: "EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id "
     "AND st.user_id = ANY ({users}))",

@@ -72,6 +72,24 @@ class SearchParityContract:
             issue.id
         ]
 
+    async def test_an_edit_of_an_earlier_comment_leaves_the_last_commenter(
+        self, model: v1.ModelStub
+    ) -> None:
+        """An edit's entry is no new comment.
+
+        It carries the comment's new text, but the last commenter is whoever
+        wrote the latest comment.
+        """
+        root = await make_component(model)
+        issue = await make_issue(model, root.id, caller=ALICE)
+        alices = await change(model, issue, comment="from alice", caller=ALICE)
+        bobs = await change(model, alices.issue, comment="from bob", caller=BOB)
+        await edit(model, bobs.issue, alices.entry.version, "from alice, corrected")
+        assert await search_ids(model, within(root.id, eq(F.LAST_COMMENTER, BOB.user_id))) == [
+            issue.id
+        ]
+        assert await search_ids(model, within(root.id, eq(F.LAST_COMMENTER, ALICE.user_id))) == []
+
     async def test_parent_with_transitive_children(self, model: v1.ModelStub) -> None:
         root = await make_component(model)
         top = await make_issue(model, root.id)
