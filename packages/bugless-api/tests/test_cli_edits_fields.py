@@ -207,6 +207,58 @@ async def test_fields_are_defined_set_with_field_and_listed(
     assert "Found In" in history  # the deleted field's old values stay readable
 
 
+async def test_field_list_all_visible_lists_every_field_of_the_components_one_can_view(
+    cli_env: dict[str, str], connect_as: ConnectAs
+) -> None:
+    """``--all-visible``: one paged call for the whole tree, not one per component.
+
+    cli-bot views a child of a component it cannot view (whose field applies
+    to the child) and not a sibling of the parent; a person field's default
+    comes back by username, as with a component's list. The client's
+    :meth:`list_visible_custom_fields` reads every page (robot, admin of all).
+    """
+    (robot,) = await signed_in(connect_as, "robot")
+    admin = v1.AclEntry(principal=v1.Principal(user="robot"), role=v1.Role.ADMIN)
+    viewer = v1.AclEntry(principal=v1.Principal(user="cli-bot"), role=v1.Role.VIEWER)
+    hidden = await robot.create_component(f"CliHidden-{secrets.token_hex(3)}", acl=[admin])
+    child = await robot.create_component("seen", parent_id=hidden.id, acl=[viewer])
+    other = await robot.create_component(f"CliOther-{secrets.token_hex(3)}", acl=[admin])
+    owner = await robot.create_custom_field(
+        hidden.id,
+        f"Owner {secrets.token_hex(3)}",
+        v1.CustomFieldType.USER,
+        default_values=["robot"],
+    )
+    on_child = await robot.create_custom_field(
+        child.id, f"Stage {secrets.token_hex(3)}", v1.CustomFieldType.TEXT
+    )
+    not_seen = await robot.create_custom_field(
+        other.id, f"Secret {secrets.token_hex(3)}", v1.CustomFieldType.TEXT
+    )
+
+    listed = (await _json(cli_env, "component", "field", "list", "--all-visible"))["custom_fields"]
+    ids = [int(f["id"]) for f in listed]
+    assert ids == sorted(ids)
+    assert {owner.id, on_child.id} <= set(ids)
+    assert not_seen.id not in ids
+    shown = next(f for f in listed if int(f["id"]) == owner.id)
+    assert shown["default_values"] == ["robot"]
+    table = (await _bugless(cli_env, "component", "field", "list", "--all-visible")).stdout
+    assert on_child.name in table
+    assert not_seen.name not in table
+
+    both = await _bugless(
+        cli_env, "component", "field", "list", str(child.id), "--all-visible", check=False
+    )
+    neither = await _bugless(cli_env, "component", "field", "list", check=False)
+    for refused in (both, neither):
+        assert refused.returncode == 2
+        assert "give one of a component's ID_OR_PATH or --all-visible" in refused.stderr
+
+    everything = {f.id for f in await robot.list_visible_custom_fields()}
+    assert {owner.id, on_child.id, not_seen.id} <= everything
+
+
 async def test_field_is_refused_as_the_client_refuses_fields_and_nothing_is_written(
     cli_env: dict[str, str], connect_as: ConnectAs
 ) -> None:

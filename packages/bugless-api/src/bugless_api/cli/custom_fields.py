@@ -110,14 +110,28 @@ def field_group() -> None:
 
 
 @field_group.command("list")
-@click.argument("component_ref", metavar="ID_OR_PATH")
+@click.argument("component_ref", metavar="ID_OR_PATH", required=False)
+@click.option(
+    "--all-visible",
+    is_flag=True,
+    help="Every field of every component you can view, each once (no ID_OR_PATH).",
+)
 @client_options
 @command
-async def field_list(client: BuglessClient, component_ref: str) -> Table:
-    """The custom fields that apply to a component's issues (its ancestors' first)."""
+async def field_list(client: BuglessClient, component_ref: str | None, all_visible: bool) -> Table:
+    """The custom fields that apply to a component's issues (its ancestors' first).
+
+    With --all-visible, those of every component you can view, by id, in
+    one call a page rather than one per component.
+    """
     from bugless_core.custom_fields import TYPE_NAMES  # noqa: PLC0415
 
-    fields = await client.list_custom_fields(await component_id_of(client, component_ref))
+    if all_visible == (component_ref is not None):
+        raise click.UsageError("give one of a component's ID_OR_PATH or --all-visible")
+    if component_ref is None:
+        fields = await client.list_visible_custom_fields()
+    else:
+        fields = await client.list_custom_fields(await component_id_of(client, component_ref))
     return Table(
         headers=["id", "name", "type", "required", "default", "options", "component"],
         rows=[

@@ -101,6 +101,22 @@ class ComponentCalls(ClientBase):
         response = await self._call(self.components.list_custom_fields, request, idempotent=True)
         return list(response.custom_fields)
 
+    async def list_visible_custom_fields(self) -> list[v1.CustomField]:
+        """Every custom field that applies to a component you can view, each once, by id.
+
+        One ``ListCustomFields`` with ``all_visible`` a page of 500 fields,
+        every page read: what a bot that shows fields across the whole tree
+        (a column picker, an export) needs without one call per component.
+        Archived components count; a field defined on a component you cannot
+        view is listed when it applies to one you can.
+        """
+
+        async def fetch(token: str) -> v1.ListCustomFieldsResponse:
+            request = v1.ListCustomFieldsRequest(all_visible=True, page=page(500, token))
+            return await self._call(self.components.list_custom_fields, request, idempotent=True)
+
+        return [field async for response in pages(fetch) for field in response.custom_fields]
+
     async def update_custom_field(
         self, field: v1.CustomField, fields: Iterable[str], *, expected_version: int = 0
     ) -> v1.CustomField:

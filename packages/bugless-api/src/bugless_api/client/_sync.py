@@ -196,6 +196,7 @@ class SyncBuglessClient:
     update_component = _blocking(BuglessClient.update_component)
     create_custom_field = _blocking(BuglessClient.create_custom_field)
     list_custom_fields = _blocking(BuglessClient.list_custom_fields)
+    list_visible_custom_fields = _blocking(BuglessClient.list_visible_custom_fields)
     update_custom_field = _blocking(BuglessClient.update_custom_field)
     delete_custom_field = _blocking(BuglessClient.delete_custom_field)
     list_hotlists = _blocking(BuglessClient.list_hotlists)
