@@ -41,6 +41,7 @@ from bugless_testing.model_contracts import (
     ServerInfoContract,
     WatchContract,
     WatchResumeContract,
+    WatchStateContract,
 )
 
 pytestmark = pytest.mark.bugless_backend.with_args(CockroachBackend)
@@ -95,6 +96,9 @@ class TestWatch(WatchContract): ...
 
 
 class TestWatchResume(WatchResumeContract): ...
+
+
+class TestWatchState(WatchStateContract): ...
 
 
 class TestEdit(EditContract): ...

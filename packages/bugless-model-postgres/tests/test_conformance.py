@@ -36,6 +36,7 @@ from bugless_testing.model_contracts import (
     ServerInfoContract,
     WatchContract,
     WatchResumeContract,
+    WatchStateContract,
 )
 
 # `with_args`: `mark(SomeClass)` with a lone class argument would decorate that
@@ -92,6 +93,9 @@ class TestWatch(WatchContract): ...
 
 
 class TestWatchResume(WatchResumeContract): ...
+
+
+class TestWatchState(WatchStateContract): ...
 
 
 class TestEdit(EditContract): ...

@@ -208,7 +208,7 @@ async def test_each_version_rebuilt_from_the_history_is_the_issue_as_it_was(
             "WHERE hi.issue_id = i.id) AS hotlist_ids FROM issues i WHERE i.id = $1",
             issue.id,
         )
-        entries = await conn.fetch(_ENTRIES_FROM, [issue.id], [1])
+        entries = await conn.fetch(_ENTRIES_FROM, [issue.id], [1], False)
     assert current is not None
     for version, then in seen.items():
         fields = state_fields(current, entries, version)

@@ -94,7 +94,8 @@ class Params:
     #: the capped count reads anyway, and should be taken from them.
     text: bool = False
     #: Hotlist and custom terms read the rows' ``i.hotlist_ids`` and
-    #: ``i.custom_rows`` (see ``compile_search``).
+    #: ``i.custom_rows``, attachment and people-history terms what was there
+    #: at ``i.version`` (see ``compile_search``).
     row_state: bool = False
 
     def user(self) -> str:
@@ -239,9 +240,9 @@ def compile_search(
     ``issues_from(bind)`` writes a derived table of rows shaped as issues'
     to read as ``issues i`` (``bind(value, cast)`` binds its values), with
     ``row_state`` their ``hotlist_ids`` for hotlist terms and their
-    ``custom_rows`` for custom terms (:data:`._custom_search.ROW_VALUES`): a
-    Watch judges an issue as it was before and after a change so
-    (``_watch_query``).
+    ``custom_rows`` for custom terms (:data:`._custom_search.ROW_VALUES`),
+    and the attachments and the history up to their ``version``: a Watch
+    judges an issue as it was before and after a change so (``_watch_query``).
     """
     query = query or v1.StructuredQuery()
     params = Params(user_id=caller.user_id, catalog=catalog or CustomCatalog())
@@ -462,7 +463,7 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
     f, op = term.field, term.op
     values = _values(term)
     if f is F.ATTACHMENT:
-        return attachment_term(op, values, params.add)
+        return attachment_term(op, values, params.add, row_state=params.row_state)
     if f is F.CLOSED:
         if op in (Op.ANY, Op.NONE):
             return "i.closed_at IS NOT NULL" if op is Op.ANY else "i.closed_at IS NULL"

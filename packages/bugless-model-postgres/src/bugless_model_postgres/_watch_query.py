@@ -24,9 +24,11 @@ state; the title's search vectors are made again from the state's title
 (``commenter:none``, ``has:commenter``) is the row's less the comments of
 the entries after the state (an edit is no new comment; a redacted one
 was one), and ``commenter:``, ``lastcommenter:`` and ``modifier:`` terms
-read the history up to the state's version. What else lives apart from the row
-(stars, attachments, mentions, comment text) is read as it is when the
-event is sent, as every event's query is; ``closed_at`` of a state closed
+read the history up to the state's version, as ``has:attachment`` and
+``attachment:`` terms read the attachments (an attachment's row names the
+entries that attached and deleted it). What else lives apart from the row
+(stars, mentions, comment text) is read as it is when the event is sent,
+as every event's query is; ``closed_at`` of a state closed
 before the issue was reopened is the time it was closed when the row still
 holds it, else the state's own time. Since both states come
 from the history, not from the moment the event is sent, a replay judges a
@@ -73,10 +75,17 @@ _VERSION_FIELDS = frozenset(
 _COMMENT_FIELDS = frozenset({v1.SearchField.COMMENTER, v1.SearchField.LAST_COMMENTER})
 
 #: Every history entry of each issue $1 from version $2 on, newest first;
-#: ``commented``: it added a comment, which the row's comment_count counts.
+#: ``commented``: it added a comment, which the row's comment_count counts;
+#: ``attached``: it attached or deleted a file (looked up when $3, the query
+#: reads attachments: a ``CASE`` so that it is not otherwise).
 _ENTRIES_FROM = """
 SELECT h.issue_id, h.version, h.created_at, h.changes,
-       h.edits_version = 0 AND (h.comment <> '' OR h.comment_redacted) AS commented
+       h.edits_version = 0 AND (h.comment <> '' OR h.comment_redacted) AS commented,
+       CASE WHEN $3::boolean
+            THEN h.deleted_attachment_id <> 0
+                 OR EXISTS (SELECT 1 FROM attachments a
+                             WHERE a.issue_id = h.issue_id AND a.entry_version = h.version)
+            ELSE false END AS attached
   FROM unnest($1::bigint[], $2::bigint[]) AS w(issue_id, low)
   JOIN issue_history h ON h.issue_id = w.issue_id AND h.version >= w.low
  ORDER BY h.issue_id, h.version DESC
@@ -121,11 +130,11 @@ async def changes_that_left(
     """The ``(issue id, version)`` of ``changes`` that made their issue stop matching ``query``.
 
     A creation (version 1) has no state before it and never left. Nor did
-    a change that set none of the recorded fields (a comment or an
-    attachment: read as they are now in both states; custom values but
-    for a query with a custom term) unless the query reads the state's
-    version or time (``modified``, ``lastmodifier``): its two states are
-    the same row for
+    a change that set none of the recorded fields unless the query reads
+    what it did set (custom values: a custom term; a comment: a
+    ``commenter:`` or ``lastcommenter:`` term; a file attached or deleted:
+    an ``attachment:`` term) or the state's version or time (``modified``,
+    ``lastmodifier``, ``modifier:``): its two states are the same row for
     everything else the query reads, so they are not sent to the database
     (a replay of comments costs one statement). Three statements at most
     for the lot: the entries from the oldest change on, the current rows,
@@ -138,14 +147,18 @@ async def changes_that_left(
     for issue_id, version in judged:
         lowest[issue_id] = min(lowest.get(issue_id, version), version - 1)
     ids = sorted(lowest)
-    entries = await conn.fetch(_ENTRIES_FROM, ids, [lowest[i] for i in ids])
-    if not _reads_the_state_version(query):
-        custom = any(t.field is v1.SearchField.CUSTOM for t in search_terms(query.filter))
-        counts = _reads_the_comment_count(query)
+    reads = {t.field for t in search_terms(query.filter)}
+    attachments = v1.SearchField.ATTACHMENT in reads
+    entries = await conn.fetch(_ENTRIES_FROM, ids, [lowest[i] for i in ids], attachments)
+    if not reads & _VERSION_FIELDS:
+        custom = v1.SearchField.CUSTOM in reads
+        counts = bool(reads & _COMMENT_FIELDS)
         changed_row = {
             (row["issue_id"], row["version"])
             for row in entries
-            if _sets_row_columns(row, custom) or (counts and row["commented"])
+            if _sets_row_columns(row, custom)
+            or (counts and row["commented"])
+            or (attachments and row["attached"])
         }
         judged = [(i, v) for i, v in judged if (i, v) in changed_row]
         if not judged:
@@ -184,16 +197,6 @@ async def changes_that_left(
     rows = await conn.fetch(statement, *compiled.count_params)
     matched = {(row["id"], row["version"]) for row in rows}
     return {(i, v) for i, v in judged if (i, v - 1) in matched and (i, v) not in matched}
-
-
-def _reads_the_state_version(query: v1.StructuredQuery) -> bool:
-    """Whether ``query`` reads what every change sets: ``modified_at``, ``version``, an author."""
-    return any(t.field in _VERSION_FIELDS for t in search_terms(query.filter))
-
-
-def _reads_the_comment_count(query: v1.StructuredQuery) -> bool:
-    """Whether ``query`` reads the comments a state had (``commenter:``, ``lastcommenter:``)."""
-    return any(t.field in _COMMENT_FIELDS for t in search_terms(query.filter))
 
 
 def _sets_row_columns(entry: Row, custom: bool) -> bool:

@@ -39,6 +39,7 @@ from bugless_testing.model_contracts._server_info import ServerInfoContract
 from bugless_testing.model_contracts._settings import NotificationSettingsContract
 from bugless_testing.model_contracts._watch import WatchContract
 from bugless_testing.model_contracts._watch_resume import WatchResumeContract
+from bugless_testing.model_contracts._watch_states import WatchStateContract
 
 __all__ = [
     "ATTACHMENT_LIMITS",
@@ -72,4 +73,5 @@ __all__ = [
     "ServerInfoContract",
     "WatchContract",
     "WatchResumeContract",
+    "WatchStateContract",
 ]

@@ -6624,9 +6624,11 @@ class WatchEvent(betterproto2.Message):
     out of the caller's view stopped matching. The fields the change itself
     records (its FieldChange old and new values: status, assignee, component,
     cc, blocking, hotlists, custom field values, ...) are taken as they were
-    before and after it; what else is kept apart from the issue (stars,
-    attachments, mentions, comment text) is judged as it is when the event
-    is sent. Because both states are fixed by the history, a resumed watch's
+    before and after it, and so are the comments' authors and count and the
+    attachments (attaching and deleting a file are changes too: a watch of
+    -has:attachment hears the first file as a leave); what else is kept
+    apart from the issue (stars, mentions, comment text) is judged as it is
+    when the event is sent. Because both states are fixed by the history, a resumed watch's
     replay gives the same left_query events as the live stream did, at the
     same positions. An event of a change that made the issue leave is always
     a left_query event (even when a later change brought the issue back: that

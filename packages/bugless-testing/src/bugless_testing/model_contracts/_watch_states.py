@@ -1,0 +1,71 @@
+"""Contract: what a query Watch's two states read beyond the row (capability ``watch``).
+
+:class:`~bugless_testing.model_contracts._watch.WatchContract` pins down the
+``left_query`` rule (the issue matched the query just before the change
+and does not as the change left it) on the issue's own fields; this one
+pins down the parts of an issue that live beside it, which each state
+reads as they were at its version: attachments (every attach and delete
+is a history entry).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from bugless_core.model.backend import Capability
+from bugless_core.search.build import term
+from bugless_proto import v1
+from bugless_testing.events import EventStream
+from bugless_testing.model_contracts._attachments import delete, upload
+from bugless_testing.model_contracts._support import (
+    BOB,
+    make_component,
+    make_issue,
+    within,
+)
+from bugless_testing.plugin import requires_capability
+
+
+@contextlib.asynccontextmanager
+async def _watching(model: v1.ModelStub, node: v1.SearchNode) -> AsyncIterator[EventStream]:
+    """Bob's watch of ``node``, from its subscribed marker on."""
+    request = v1.WatchRequest(caller=BOB, query=v1.StructuredQuery(filter=node))
+    stream = EventStream(model.watch(request, timeout=60))
+    try:
+        await stream.subscribed()
+        yield stream
+    finally:
+        await stream.close()
+
+
+def _seen(event: v1.WatchEvent) -> tuple[bool, int]:
+    """Whether ``event`` is a leave, and the version of its change."""
+    assert event.entry is not None
+    return event.left_query, event.entry.version
+
+
+@requires_capability(Capability.WATCH)
+class WatchStateContract:
+    """``left_query`` judges what lives beside the issue as it was at each state."""
+
+    async def test_the_first_attachment_tells_a_watcher_of_issues_without_one_it_left(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``-has:attachment`` hears the attach as a leave, ``has:attachment`` the delete."""
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        bare = within(comp.id, term(v1.SearchField.ATTACHMENT, v1.SearchOperator.NONE))
+        some = within(comp.id, term(v1.SearchField.ATTACHMENT, v1.SearchOperator.ANY))
+        async with _watching(model, bare) as without, _watching(model, some) as with_:
+            attached = await upload(model, issue.id, b"boom", name="crash.log")
+            assert attached.attachment is not None
+            assert attached.entry is not None
+            assert _seen(await without.next()) == (True, attached.entry.version)
+            assert _seen(await with_.next()) == (False, attached.entry.version)
+            deleted = await delete(model, attached.attachment.id)
+            assert deleted.entry is not None
+            assert _seen(await without.next()) == (False, deleted.entry.version)
+            assert _seen(await with_.next()) == (True, deleted.entry.version)
+            await without.nothing_more()
+            await with_.nothing_more()
