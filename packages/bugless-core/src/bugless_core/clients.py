@@ -9,10 +9,11 @@ call, then convert).
 
 from __future__ import annotations
 
+import copy
 import datetime
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
@@ -48,6 +49,7 @@ __all__ = [
     "call_errors",
     "call_renewing",
     "channel_connection",
+    "every_page",
     "forget_connection",
     "forward_assertions",
     "resolve_query",
@@ -57,6 +59,25 @@ __all__ = [
 _log = logging.getLogger("bugless_core.clients")
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class PagedRequest(Protocol):
+    """A list call's request: it says which page it wants."""
+
+    page: v1.PageRequest | None
+
+
+class PagedResponse(Protocol):
+    """A list call's response: where the next page starts (empty: this was the last)."""
+
+    @property
+    def next_page_token(self) -> str:
+        """The token of the next page's request; empty after the last page."""
+        ...
+
+
+Q = TypeVar("Q", bound=PagedRequest)
+A = TypeVar("A", bound=PagedResponse)
 
 
 #: The identity assertion calls made in this context forward (see :func:`acting_as`).
@@ -207,6 +228,34 @@ async def call_renewing(unreachable: str, attempt: Callable[[], Awaitable[R]]) -
             raise
     with call_errors(unreachable):
         return await attempt()
+
+
+async def every_page(
+    fn: Callable[[Q], Awaitable[A]], request: Q, *, page_size: int
+) -> AsyncIterator[A]:
+    """Each response of a list call, from the first page until one names no next page.
+
+    The one paging rule of the Model's and the Authenticator's list calls: a
+    response whose ``next_page_token`` is empty is the last. Each page is
+    asked for with ``request``'s fields and ``page_size``, through
+    :func:`call` (so a refusal arrives as its bugless error, and stops the
+    walk); ``request`` itself is not changed. A caller that wants everything
+    says only what to keep of each page.
+
+    Args:
+        fn: The stub method of the list call (``model.list_components``).
+        request: Its request, the ``page`` field aside.
+        page_size: How many items each call asks for.
+    """
+    token = ""
+    while True:
+        paged = copy.copy(request)
+        paged.page = v1.PageRequest(page_size=page_size, page_token=token)
+        response = await call(fn, paged)
+        yield response
+        token = response.next_page_token
+        if not token:
+            return
 
 
 async def resolve_query(

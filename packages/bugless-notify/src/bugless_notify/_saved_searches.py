@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bugless_core.clients import call, resolve_query
+from bugless_core.clients import call, every_page, resolve_query
 from bugless_core.errors import BuglessError
 from bugless_core.migrations import quote_schema
 from bugless_core.search import QuerySyntaxError, parse_query
@@ -65,18 +65,13 @@ class SavedSearchMatcher:
     async def subscriptions(self) -> list[v1.SavedSearchSubscription]:
         """Every saved-search subscription (pages of 500)."""
         out: list[v1.SavedSearchSubscription] = []
-        token = ""
-        while True:
-            page = await call(
-                self._model.list_saved_search_subscriptions,
-                v1.ListSavedSearchSubscriptionsRequest(
-                    caller=self._notifier, page=v1.PageRequest(page_size=500, page_token=token)
-                ),
-            )
+        async for page in every_page(
+            self._model.list_saved_search_subscriptions,
+            v1.ListSavedSearchSubscriptionsRequest(caller=self._notifier),
+            page_size=500,
+        ):
             out += [s for s in page.subscriptions if s.saved_search is not None]
-            token = page.next_page_token
-            if not token:
-                return out
+        return out
 
     async def _filter(self, query: str, user: str) -> v1.SearchNode | None:
         """The subscriber's query as a filter (None: it does not parse or resolve)."""

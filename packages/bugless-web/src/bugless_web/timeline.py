@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bugless_core.clients import call
+from bugless_core.clients import call, every_page
 from bugless_core.errors import NotFound
 from bugless_core.ids import try_parse_id
 from bugless_core.issue_labels import holds_people
@@ -142,20 +142,13 @@ async def load_history(
 ) -> list[v1.HistoryEntry]:
     """Every entry of an issue (oldest first), optionally only those after a version."""
     entries: list[v1.HistoryEntry] = []
-    token = ""
-    while True:
-        response = await call(
-            backends.model.list_history,
-            v1.ListHistoryRequest(
-                caller=viewer.caller,
-                issue_id=issue_id,
-                page=v1.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token),
-            ),
-        )
+    async for response in every_page(
+        backends.model.list_history,
+        v1.ListHistoryRequest(caller=viewer.caller, issue_id=issue_id),
+        page_size=MAX_PAGE_SIZE,
+    ):
         entries.extend(e for e in response.entries if e.version > after_version)
-        token = response.next_page_token
-        if not token:
-            return entries
+    return entries
 
 
 def people_in(entries: Iterable[v1.HistoryEntry]) -> set[str]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from bugless_core.clients import call
+from bugless_core.clients import call, every_page
 from bugless_core.errors import NotFound
 from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE, MAX_PAGE_SIZE
 from bugless_proto import v1
@@ -298,20 +298,12 @@ class ViewerCaches:
     ) -> tuple[v1.CustomField, ...]:
         generation = self._all_field_loads.generation
         found: list[v1.CustomField] = []
-        token = ""
-        while True:
-            response = await call(
-                self._caches_model.list_custom_fields,
-                v1.ListCustomFieldsRequest(
-                    caller=viewer.caller,
-                    all_visible=True,
-                    page=v1.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token),
-                ),
-            )
+        async for response in every_page(
+            self._caches_model.list_custom_fields,
+            v1.ListCustomFieldsRequest(caller=viewer.caller, all_visible=True),
+            page_size=MAX_PAGE_SIZE,
+        ):
             found.extend(response.custom_fields)
-            token = response.next_page_token
-            if not token:
-                break
         keep = self._settings.component_cache_seconds
         if keep > 0 and generation == self._all_field_loads.generation:
             self._all_fields[key] = (self._clock() + keep, tuple(found))
@@ -351,23 +343,13 @@ class ViewerCaches:
 
     async def _load_tree(self, viewer: Viewer, key: _PrincipalsKey) -> _ComponentTree:
         generation = self._tree_loads.generation
-        caller = viewer.caller
         found: list[v1.Component] = []
-        token = ""
-        while True:
-            response = await call(
-                self._caches_model.list_components,
-                v1.ListComponentsRequest(
-                    caller=caller,
-                    parent_id=0,
-                    include_archived=True,
-                    page=v1.PageRequest(page_size=MAX_COMPONENT_PAGE_SIZE, page_token=token),
-                ),
-            )
+        async for response in every_page(
+            self._caches_model.list_components,
+            v1.ListComponentsRequest(caller=viewer.caller, parent_id=0, include_archived=True),
+            page_size=MAX_COMPONENT_PAGE_SIZE,
+        ):
             found.extend(response.components)
-            token = response.next_page_token
-            if not token:
-                break
         tree = _ComponentTree(
             expires=self._clock() + self._settings.component_cache_seconds,
             components=tuple(found),

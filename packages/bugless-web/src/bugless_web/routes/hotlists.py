@@ -12,7 +12,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
-from bugless_core.clients import call
+from bugless_core.clients import call, every_page
 from bugless_core.errors import InvalidArgument
 from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_proto import v1
@@ -107,23 +107,15 @@ async def hotlist_page(
         v1.GetHotlistRequest(caller=viewer.caller, hotlist_id=hotlist_id),
     )
     items: list[tuple[v1.HotlistItem, v1.Issue]] = []
-    token = ""
-    while True:
-        response = await call(
-            backends.model.list_hotlist_items,
-            v1.ListHotlistItemsRequest(
-                caller=viewer.caller,
-                hotlist_id=hotlist_id,
-                page=v1.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token),
-            ),
-        )
+    async for response in every_page(
+        backends.model.list_hotlist_items,
+        v1.ListHotlistItemsRequest(caller=viewer.caller, hotlist_id=hotlist_id),
+        page_size=MAX_PAGE_SIZE,
+    ):
         by_id = {i.id: i for i in response.issues}
         items.extend(
             (item, by_id[item.issue_id]) for item in response.items if item.issue_id in by_id
         )
-        token = response.next_page_token
-        if not token:
-            break
     people = {hotlist.owner, *hotlist.editors}
     for _, issue in items:
         people.add(issue.assignee)

@@ -17,7 +17,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
-from bugless_core.clients import call
+from bugless_core.clients import call, every_page
 from bugless_core.errors import InvalidArgument, NotFound
 from bugless_core.list_columns import check_columns, custom_column_id
 from bugless_core.search import QuerySyntaxError, parse_query
@@ -49,20 +49,13 @@ async def all_saved_searches(
 ) -> list[v1.SavedSearch]:
     """Every saved search the viewer owns (``owned_only``) or may read, across pages."""
     found: list[v1.SavedSearch] = []
-    token = ""
-    while True:
-        response = await call(
-            backends.model.list_saved_searches,
-            v1.ListSavedSearchesRequest(
-                caller=viewer.caller,
-                owned_only=owned_only,
-                page=v1.PageRequest(page_size=_PAGE, page_token=token),
-            ),
-        )
+    async for response in every_page(
+        backends.model.list_saved_searches,
+        v1.ListSavedSearchesRequest(caller=viewer.caller, owned_only=owned_only),
+        page_size=_PAGE,
+    ):
         found.extend(response.saved_searches)
-        token = response.next_page_token
-        if not token:
-            return found
+    return found
 
 
 async def _my_saved_search(
