@@ -39,6 +39,7 @@ from bugless_testing.model_contracts import (
     SearchParityContract,
     SearchReadMaskContract,
     ServerInfoContract,
+    ViewerCheckContract,
     WatchContract,
     WatchResumeContract,
     WatchStateContract,
@@ -138,3 +139,6 @@ class TestFollow(FollowContract): ...
 
 
 class TestNotificationSettings(NotificationSettingsContract): ...
+
+
+class TestViewerCheck(ViewerCheckContract): ...

@@ -34,6 +34,7 @@ from bugless_testing.model_contracts import (
     SearchParityContract,
     SearchReadMaskContract,
     ServerInfoContract,
+    ViewerCheckContract,
     WatchContract,
     WatchResumeContract,
     WatchStateContract,
@@ -135,3 +136,6 @@ class TestFollow(FollowContract): ...
 
 
 class TestNotificationSettings(NotificationSettingsContract): ...
+
+
+class TestViewerCheck(ViewerCheckContract): ...

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bugless_auth.policy import Decision
+from bugless_auth.policy import ADMIN, Decision
 from bugless_auth.session_kinds import SERVICE
 from bugless_core.errors import NotFound, PermissionDenied, Unauthenticated
 from bugless_proto import v1
@@ -155,6 +155,48 @@ class IdentityChecks:
                 reason=refused.reason,
             )
         return identity
+
+    async def user_groups(self, user_ids: Sequence[str]) -> v1.GetUserGroupsResponse:
+        """What an identity assertion for each user would carry now, for the Model.
+
+        The Model judges who can view a component (``CheckViewers``) from the
+        groups and ``admin`` permission of people other than its caller,
+        which no signed assertion it holds tells it; this answers them by the
+        same rule :meth:`issue_assertion` signs them by (the directory's
+        record, the policy's permissions), without making a session. Read
+        from the replica's cache like ``GetUsers``: a group change reaches
+        the answer a feed poll later, as it reaches new assertions.
+
+        An id no user has is answered ``UNKNOWN``, a disabled user
+        ``DISABLED`` and an unmerged placeholder ``PLACEHOLDER`` (no groups):
+        none of them can see the issue or get mail about it, and none is an
+        error, so one stale id in a CC list does not hide the others.
+        """
+        wanted = list(dict.fromkeys(user_ids))
+        found, _ = await self.directory.get_many(wanted)
+        records = {c.record.user_id: c.record for c in found}
+        answers = []
+        for user_id in wanted:
+            record = records.get(user_id)
+            if record is None:
+                standing = v1.UserStanding.UNKNOWN
+            elif record.disabled:
+                standing = v1.UserStanding.DISABLED
+            elif record.placeholder:
+                standing = v1.UserStanding.PLACEHOLDER
+            else:
+                groups = list(record.groups)
+                answers.append(
+                    v1.UserGroups(
+                        user_id=user_id,
+                        standing=v1.UserStanding.ACTIVE,
+                        groups=groups,
+                        admin=ADMIN in self.policy.permissions(groups),
+                    )
+                )
+                continue
+            answers.append(v1.UserGroups(user_id=user_id, standing=standing))
+        return v1.GetUserGroupsResponse(users=answers)
 
     async def verification_keys(self) -> v1.VerificationKeys:
         """The assertion keys and the sessions ended within an assertion's lifetime."""

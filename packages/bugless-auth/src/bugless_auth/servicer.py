@@ -111,6 +111,9 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         # The Model verifies identity assertions with these keys; so does the
         # notifier, for who manages a component's webhooks.
         "GetVerificationKeys": {"model", "notify"},
+        # The Model judges whether people an issue names can view its
+        # component (CheckViewers); nobody else learns others' groups.
+        "GetUserGroups": {"model"},
         # A service acting for a user without their session: the notifier
         # reading as a recipient, an import job, an administrator's tool.
         "IssueAssertion": {"notify", "@import", "@admin"},
@@ -233,6 +236,17 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """Who each named group has, by user id, as the store knows them."""
         _check_group_names(message.groups)
         return await self.service.list_group_members(message.groups)
+
+    @grpc_errors
+    async def get_user_groups(self, message: v1.GetUserGroupsRequest) -> v1.GetUserGroupsResponse:
+        """People's groups and admin permission by id, at most MAX_VIEWER_CHECK (the Model)."""
+        if len(message.user_ids) > limits.MAX_VIEWER_CHECK:
+            raise InvalidArgument(
+                f"user_ids: at most {limits.MAX_VIEWER_CHECK} per call, "
+                f"got {len(message.user_ids)}; split the batch"
+            )
+        _check_batch(message.user_ids, "user_ids")
+        return await self.service.user_groups(message.user_ids)
 
     @grpc_errors
     async def authorize(self, message: v1.AuthorizeRequest) -> v1.AuthorizeResponse:

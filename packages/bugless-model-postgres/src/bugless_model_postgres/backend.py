@@ -93,6 +93,7 @@ from bugless_model_postgres._hotlist_calls import HotlistCalls
 from bugless_model_postgres._notify_views import NotificationViewCalls
 from bugless_model_postgres._paging import KeysetPage, caller_key
 from bugless_model_postgres._search_calls import SearchCalls
+from bugless_model_postgres._viewer_checks import ViewerCheckCalls
 from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
@@ -108,6 +109,7 @@ class PostgresBackend(
     NotificationViewCalls,
     HotlistCalls,
     SearchCalls,
+    ViewerCheckCalls,
     ModelBackend,
 ):
     """Model backend on PostgreSQL 14+ through an asyncpg pool."""

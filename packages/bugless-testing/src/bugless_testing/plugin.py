@@ -10,7 +10,7 @@ to the Model exactly as the frontends do.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -90,8 +90,54 @@ async def bugless_model_backend() -> ModelBackend:
     raise pytest.UsageError(msg)
 
 
+class PeopleDirectory:
+    """Who people are, for the served Model's ``CheckViewers``: what a contract says.
+
+    The suite's Model believes the caller each request names (it serves
+    without assertions, as under ``--insecure-local``); in the same way it
+    takes the groups of the people ``CheckViewers`` judges from here, as a
+    contract registers them, instead of from an Authenticator's
+    ``GetUserGroups``. What the backend is held to is the rule it applies to
+    them; the Authenticator's answers and the Model asking it over mTLS are
+    proven by bugless-auth's and bugless-dev's tests on real servers.
+    """
+
+    def __init__(self) -> None:
+        """An empty directory: every id is unknown until added."""
+        self._people: dict[str, v1.UserGroups] = {}
+
+    def add(self, caller: v1.Caller) -> v1.Caller:
+        """Make ``caller`` (its user id, groups and ``admin``) an enabled user; returns it."""
+        self._people[caller.user_id] = v1.UserGroups(
+            user_id=caller.user_id,
+            standing=v1.UserStanding.ACTIVE,
+            groups=list(caller.groups),
+            admin=caller.admin,
+        )
+        return caller
+
+    def set_standing(self, user_id: str, standing: v1.UserStanding) -> None:
+        """Make ``user_id`` disabled, a placeholder or unknown (no groups then)."""
+        self._people[user_id] = v1.UserGroups(user_id=user_id, standing=standing)
+
+    async def user_groups(self, user_ids: Sequence[str]) -> list[v1.UserGroups]:
+        """Answer as ``GetUserGroups`` does: each id once, in request order."""
+        return [
+            self._people.get(u, v1.UserGroups(user_id=u, standing=v1.UserStanding.UNKNOWN))
+            for u in dict.fromkeys(user_ids)
+        ]
+
+
 @pytest.fixture(scope="module")
-async def bugless_model_channel(bugless_model_backend: ModelBackend) -> AsyncIterator[Channel]:
+def bugless_people() -> PeopleDirectory:
+    """The people the served Model's ``CheckViewers`` knows (:class:`PeopleDirectory`)."""
+    return PeopleDirectory()
+
+
+@pytest.fixture(scope="module")
+async def bugless_model_channel(
+    bugless_model_backend: ModelBackend, bugless_people: PeopleDirectory
+) -> AsyncIterator[Channel]:
     """A client channel to the backend, served by ModelServicer on a loopback socket.
 
     Module-scoped, not session-scoped: when one run collects several backends'
@@ -100,7 +146,7 @@ async def bugless_model_channel(bugless_model_backend: ModelBackend) -> AsyncIte
     keep serving whichever backend asked first.
     """
     runner = GrpcServiceRunner(
-        [ModelServicer(bugless_model_backend)],
+        [ModelServicer(bugless_model_backend, user_groups=bugless_people.user_groups)],
         GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=5),
         name="model-under-test",
         metrics_registry=CollectorRegistry(),

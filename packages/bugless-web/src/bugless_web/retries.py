@@ -87,6 +87,7 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Model/SearchIssues",
         "/bugless.v1.Model/GetComponent",
         "/bugless.v1.Model/ListComponents",
+        "/bugless.v1.Model/CheckViewers",
         "/bugless.v1.Model/GetHotlist",
         "/bugless.v1.Model/ListHotlists",
         "/bugless.v1.Model/ListHotlistItems",
@@ -117,6 +118,7 @@ READ_ROUTES = frozenset(
         # Never made by the web (the Model's and the services' calls), but reads.
         "/bugless.v1.Authenticator/GetVerificationKeys",
         "/bugless.v1.Authenticator/IssueAssertion",
+        "/bugless.v1.Authenticator/GetUserGroups",
     }
 )
 #: Server streams that only read: :func:`send_with_retry` retries their start

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import ClassVar, Self
 
 from bugless_core.attachments import AttachmentSettings
@@ -454,6 +454,22 @@ class ModelBackend(ABC):
     @abstractmethod
     async def update_component(self, request: v1.UpdateComponentRequest) -> v1.Component:
         """Rename, move, archive, describe, re-template or re-ACL a component."""
+
+    @abstractmethod
+    async def check_viewers(
+        self, request: v1.CheckViewersRequest, viewers: Sequence[v1.Caller]
+    ) -> v1.CheckViewersResponse:
+        """Of ``viewers``, who cannot view the component (``NO_ACCESS``), in their order.
+
+        ``viewers`` are the people ``request.user_ids`` names who can sign in,
+        with their groups and ``admin`` as the Authenticator knows them (the
+        servicer asks it, and answers for the others itself). The answer
+        names the component's path and never why a role is missing: the
+        caller learns no groups and no hidden ACL entries.
+
+        Raises:
+            NotFound: no such component, or the caller may not view it.
+        """
 
     # ---- hotlists ----
 

@@ -18,6 +18,7 @@ from bugless_core.clients import ServiceAddress
 from bugless_core.database_errors import is_database_error
 from bugless_core.failover import DrainAwareAuthenticatorStub
 from bugless_core.grpc import READINESS_TTL_SECONDS, GrpcServerSettings, GrpcServiceRunner
+from bugless_core.model._viewer_checks import UserGroupsSource, authenticator_user_groups
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.model.servicer import ModelServicer
 from bugless_core.plugins import Plugins
@@ -36,6 +37,7 @@ async def start_model(
     migrate: bool = False,
     attachments: AttachmentSettings | None = None,
     assertions: AssertionVerifier | None = None,
+    user_groups: UserGroupsSource | None = None,
 ) -> tuple[ModelBackend, GrpcServiceRunner]:
     """Open the backend and its blob store and start serving; the caller stops all three.
 
@@ -77,7 +79,7 @@ async def start_model(
         )
     database = ServiceCheck(backend.check_ready, check_ttl=READINESS_TTL_SECONDS, check_timeout=1.0)
     runner = GrpcServiceRunner(
-        [ModelServicer(backend, assertions=assertions)],
+        [ModelServicer(backend, assertions=assertions, user_groups=user_groups)],
         grpc_settings,
         name="model",
         readiness_checks=[database],
@@ -122,12 +124,13 @@ async def serve_model(
     """
     channel = None if auth is None else auth.channel()
     verifier = None
+    user_groups = None
     if channel is not None:
+        auth_stub = DrainAwareAuthenticatorStub(channel)
         verifier = authenticator_verifier(
-            DrainAwareAuthenticatorStub(channel),
-            refresh_seconds=assertion_refresh_seconds,
-            max_cached=assertion_cache_entries,
+            auth_stub, refresh_seconds=assertion_refresh_seconds, max_cached=assertion_cache_entries
         )
+        user_groups = authenticator_user_groups(auth_stub)
     else:
         _log.warning(
             "no --auth: the Model believes the caller each request names (--insecure-local)"
@@ -140,6 +143,7 @@ async def serve_model(
         migrate=migrate,
         attachments=attachments,
         assertions=verifier,
+        user_groups=user_groups,
     )
     sweeper = None
     if backend._blob_store is not None and backend.attachment_settings.sweep_seconds:

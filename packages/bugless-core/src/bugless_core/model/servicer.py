@@ -28,6 +28,7 @@ from bugless_core.model import _more_checks as more
 from bugless_core.model import _validation as check
 from bugless_core.model._callers import with_verified_callers
 from bugless_core.model._organising_calls import OrganisingCalls
+from bugless_core.model._viewer_checks import UserGroupsSource, check_viewers
 from bugless_core.model.backend import Capability, ModelBackend, batch_create_failure
 from bugless_proto import v1, wire_unread
 
@@ -69,6 +70,9 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         "GetComponent": _READERS | {"@import"},
         "ListComponents": _READERS,
         "UpdateComponent": _FRONTENDS,
+        # Who of the people an issue names cannot view its component: asked
+        # by the frontends after a save, to warn whoever named them.
+        "CheckViewers": _FRONTENDS,
         "CreateHotlist": _FRONTENDS | {"@import"},
         "GetHotlist": _READERS,
         "ListHotlists": _READERS | {"@import"},
@@ -117,7 +121,11 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
     }
 
     def __init__(
-        self, backend: ModelBackend, *, assertions: AssertionVerifier | None = None
+        self,
+        backend: ModelBackend,
+        *,
+        assertions: AssertionVerifier | None = None,
+        user_groups: UserGroupsSource | None = None,
     ) -> None:
         """Serve ``backend``; it must already be open.
 
@@ -127,9 +135,14 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
                 call is taken from (:mod:`bugless_core.model._callers`). Only
                 ``--insecure-local`` and the backends' conformance tests serve
                 without one: then the request's ``caller`` is believed.
+            user_groups: Asks the Authenticator for people's groups, which
+                ``CheckViewers`` judges them by
+                (:mod:`bugless_core.model._viewer_checks`); without it that
+                call is FAILED_PRECONDITION.
         """
         self.backend = backend
         self.assertions = assertions
+        self.user_groups = user_groups
         self._checked_queries: dict[bytes, None] = {}
 
     def __mapping__(self) -> dict[str, Handler]:
@@ -303,6 +316,11 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
                 "check GetServerInfo capabilities before calling ReadFeed",
             )
         return await self.backend.read_feed(message)
+
+    @grpc_errors
+    async def check_viewers(self, message: v1.CheckViewersRequest) -> v1.CheckViewersResponse:
+        """Which of the people named cannot view a component (the caller must view it)."""
+        return await check_viewers(self.backend, self.user_groups, message)
 
     # ---- stars, subscriptions, notification settings ----
 

@@ -37,6 +37,7 @@ from bugless_testing.model_contracts._search_order import SearchOrderContract
 from bugless_testing.model_contracts._search_parity import SearchParityContract
 from bugless_testing.model_contracts._server_info import ServerInfoContract
 from bugless_testing.model_contracts._settings import NotificationSettingsContract
+from bugless_testing.model_contracts._viewers import ViewerCheckContract
 from bugless_testing.model_contracts._watch import WatchContract
 from bugless_testing.model_contracts._watch_resume import WatchResumeContract
 from bugless_testing.model_contracts._watch_states import WatchStateContract
@@ -71,6 +72,7 @@ __all__ = [
     "SearchParityContract",
     "SearchReadMaskContract",
     "ServerInfoContract",
+    "ViewerCheckContract",
     "WatchContract",
     "WatchResumeContract",
     "WatchStateContract",

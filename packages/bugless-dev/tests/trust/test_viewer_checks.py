@@ -1,0 +1,112 @@
+"""CheckViewers on a real stack: the Model asks the Authenticator who people are.
+
+The Model and the Authenticator run as ``bugless model serve`` and ``bugless
+auth serve`` with the stack's certificates: the Model reaches GetUserGroups
+with its own identity (``model``), which nobody else may use, and judges the
+people a frontend names by the groups the Authenticator knows for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from bugless_dev.stack import LocalStack
+from bugless_proto import v1
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+async def channels() -> AsyncIterator[list[Channel]]:
+    opened: list[Channel] = []
+    yield opened
+    for channel in opened:
+        channel.close()
+
+
+def _as(stack: LocalStack, kind: str, identity: str, opened: list[Channel]) -> Channel:
+    channel = stack.client_address(kind, identity).channel()
+    opened.append(channel)
+    return channel
+
+
+@pytest.mark.parametrize("identity", ["web", "api", "notify", "admin"])
+async def test_only_the_model_may_ask_for_peoples_groups(
+    identity: str, bugless_stack: LocalStack, channels: list[Channel]
+) -> None:
+    bob = bugless_stack.add_user(f"groups-bob-{secrets.token_hex(3)}", PASSWORD)
+    request = v1.GetUserGroupsRequest(user_ids=[bob["user_id"]])
+    stub = v1.AuthenticatorStub(_as(bugless_stack, "auth", identity, channels))
+    with pytest.raises(GRPCError) as refused:
+        await stub.get_user_groups(request, timeout=10)
+    assert refused.value.status is Status.PERMISSION_DENIED
+    model = v1.AuthenticatorStub(_as(bugless_stack, "auth", "model", channels))
+    answer = await model.get_user_groups(request, timeout=10)
+    assert [(u.user_id, u.standing) for u in answer.users] == [
+        (bob["user_id"], v1.UserStanding.ACTIVE)
+    ]
+
+
+async def test_the_model_names_who_the_component_leaves_out_from_the_authenticators_groups(
+    bugless_stack: LocalStack, channels: list[Channel]
+) -> None:
+    tag = secrets.token_hex(3)
+    group = f"viewers-{tag}"
+    ann = bugless_stack.add_user(f"vc-ann-{tag}", PASSWORD, groups=[group])
+    bob = bugless_stack.add_user(f"vc-bob-{tag}", PASSWORD)
+    boss = bugless_stack.add_user(f"vc-boss-{tag}", PASSWORD, admin=True)
+    carol_name = f"vc-carol-{tag}"
+    carol = bugless_stack.add_user(carol_name, PASSWORD, groups=[group])
+    bugless_stack.run_bugless("auth", "user", "disable", carol_name)
+    model = bugless_stack.acting_model(v1.ModelStub(_as(bugless_stack, "model", "web", channels)))
+    component = await model.create_component(
+        v1.CreateComponentRequest(
+            caller=v1.Caller(user_id=boss["user_id"]),
+            name=f"Viewers-{tag}",
+            acl=[v1.AclEntry(principal=v1.Principal(group=group), role=v1.Role.EDITOR)],
+        ),
+        timeout=30,
+    )
+    ghost = f"nobody-{tag}"
+    # Ann asks, as the web does after she saved an issue naming these people.
+    request = v1.CheckViewersRequest(
+        caller=v1.Caller(user_id=ann["user_id"]),
+        component_id=component.id,
+        user_ids=[bob["user_id"], ann["user_id"], boss["user_id"], carol["user_id"], ghost],
+    )
+    # The disable reaches the Authenticator's cache through its users' feed.
+    deadline = time.monotonic() + 30
+    while True:
+        answer = await model.check_viewers(request, timeout=10)
+        blocked = [(b.user_id, b.reason) for b in answer.cannot_view]
+        if (carol["user_id"], v1.ViewerBlock.CANNOT_SIGN_IN) in blocked or (
+            time.monotonic() > deadline
+        ):
+            break
+        await asyncio.sleep(0.5)
+
+    assert answer.component_path == f"Viewers-{tag}"
+    # Bob is in no group the list names; the global admin views everything;
+    # Ann views it through her group (which only the Authenticator told).
+    assert blocked == [
+        (bob["user_id"], v1.ViewerBlock.NO_ACCESS),
+        (carol["user_id"], v1.ViewerBlock.CANNOT_SIGN_IN),
+        (ghost, v1.ViewerBlock.UNKNOWN_USER),
+    ]
+    # Bob cannot view the component, so he cannot ask about it either.
+    bobs = v1.CheckViewersRequest(
+        caller=v1.Caller(user_id=bob["user_id"]),
+        component_id=component.id,
+        user_ids=[ann["user_id"]],
+    )
+    with pytest.raises(GRPCError) as hidden:
+        await model.check_viewers(bobs, timeout=10)
+    assert hidden.value.status is Status.NOT_FOUND
