@@ -494,5 +494,5 @@ async def test_query_explain_shows_mention_terms() -> None:
         timeout=60,
         check=True,
     )
-    assert "mention:me — someone mentioned is me (the signed-in user)" in result.stdout
-    assert "mention:ann — someone mentioned is ann" in result.stdout
+    assert "mention:me — mentions me (the signed-in user)" in result.stdout
+    assert "mention:ann — mentions ann" in result.stdout

@@ -67,7 +67,7 @@ async def test_the_explanation_names_the_zone(client: AsyncTestClient[Any]) -> N
     await sign_in(client, "bob")
     client.cookies.set(TIMEZONE_COOKIE, "Europe/Paris")
     page = await client.get("/search", params={"q": "modified>today-7"})
-    assert "7 days before today (Europe/Paris)" in page.text
+    assert "7 days ago (Europe/Paris)" in page.text
 
 
 def test_only_real_zone_names_are_taken() -> None:

@@ -131,11 +131,11 @@ def test_explain_shows_structure_and_meaning() -> None:
             "  is:open — the issue is open",
             "  priority<p2 — priority is P0 or P1",
             "  not:",
-            "    assignee:none — assignee is empty",
-            '  "disk full" — title or comments contains the phrase "disk full"',
+            "    assignee:none — assigned to no one",
+            '  "disk full" — the title, description or a comment contains the phrase "disk full"',
             "  any of:",
-            "    componentid:123+ — component is 123 (or a component below it)",
-            "    hotlistid:7 — hotlist is 7",
+            "    componentid:123+ — in component 123 or a component below it",
+            "    hotlistid:7 — on hotlist 7",
             "sorted by modified (descending)",
         ]
     )
@@ -143,8 +143,8 @@ def test_explain_shows_structure_and_meaning() -> None:
 
 def test_explain_describes_users_and_dates() -> None:
     text = explain(parse_query("a:me,bob created>today-7 modified:2026-01-01"))
-    assert "assignee is me (the signed-in user) or bob" in text
-    assert "created after 7 days before today (UTC)" in text
+    assert "assigned to me (the signed-in user) or bob" in text
+    assert "created after 7 days ago (UTC)" in text
     assert "modified on 2026-01-01" in text
 
 
@@ -160,7 +160,27 @@ def test_explain_describes_users_and_dates() -> None:
         ("attachment:log", "an attachment's name contains log"),
         ("star:none", "no one starred it"),
         ("has:star", "someone starred it"),
-        ("votecount>=2", "the number of stars is at least 2"),
+        ("votecount>=2", "has at least 2 stars"),
+        ("votecount:1", "has 1 star"),
+        ("votecount<3", "has fewer than 3 stars"),
+        # What the issue is or has, not a form's label ("a starrer is bob").
+        ("star:bob", "starred by bob"),
+        ("is:starred", "starred by me (the signed-in user)"),
+        ("r:me", "reported by me (the signed-in user)"),
+        ("cc:none", "no one in cc"),
+        ("commenter:bob", "commented on by bob"),
+        ("modifier:bob", "changed by bob"),
+        ("lastmodifier:bob", "last changed by bob"),
+        ("lastcommenter:bob", "last commented on by bob"),
+        ("mention:bob", "mentions bob (title, description or a comment)"),
+        ("has:attachment", "has an attachment"),
+        ("blockingid:4", "blocks issue 4"),
+        ("blockedbyid>9", "blocked by an issue whose id is greater than 9"),
+        ("parentid:6+", "below issue 6 (its child, or a child's child, and so on)"),
+        ("canonicalid:none", "not a duplicate"),
+        ("modified:today", "modified today (UTC)"),
+        ("created:today-1", "created yesterday (UTC)"),
+        ('externalid:"github:org/repo#5"', 'the external reference is "github:org/repo#5"'),
     ],
 )
 def test_explain_says_what_a_triager_means(text: str, meaning: str) -> None:

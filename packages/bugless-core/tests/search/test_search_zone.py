@@ -61,6 +61,6 @@ def test_an_instant_with_an_offset_ignores_the_zone() -> None:
 
 def test_explain_names_the_zone_days_are_counted_in() -> None:
     text = explain(parse_query("created>today-7 modified:today"), zone_name="Europe/Paris")
-    assert "7 days before today (Europe/Paris)" in text
+    assert "7 days ago (Europe/Paris)" in text
     assert "today (Europe/Paris)" in text
     assert "(UTC)" in explain(parse_query("created>today"))

@@ -9,6 +9,8 @@ only where the structure needs them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bugless_core.search._ast import (
     And,
     CustomFieldTerm,
@@ -168,37 +170,88 @@ def _format_sort(spec: SortSpec) -> str:
 _LABELS: dict[Field, str] = {
     Field.STATUS: "status",
     Field.STATUS_CLASS: "status",
-    Field.ASSIGNEE: "assignee",
-    Field.REPORTER: "reporter",
-    Field.CC: "cc",
-    Field.VERIFIER: "verifier",
     Field.PRIORITY: "priority",
     Field.SEVERITY: "severity",
     Field.TYPE: "type",
-    Field.COMPONENT: "component",
-    Field.HOTLIST: "hotlist",
     Field.ID: "id",
-    Field.BLOCKING: "blocking",
-    Field.BLOCKED_BY: "blocked by",
-    Field.PARENT: "parent",
-    Field.CANONICAL: "duplicate of",
     Field.CREATED: "created",
     Field.MODIFIED: "modified",
     Field.CLOSED: "closed",
-    Field.COMMENTER: "a commenter",
-    Field.MODIFIER: "someone who changed it",
-    Field.LAST_MODIFIER: "the last to change it",
-    Field.LAST_COMMENTER: "the last commenter",
-    Field.ATTACHMENT: "an attachment's name",
-    Field.STARRED_BY: "a starrer",
-    Field.STAR_COUNT: "the number of stars",
-    Field.MENTION: "someone mentioned",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Phrases:
+    """How a term on one field reads in an explanation, as a sentence about the issue.
+
+    ``"a starrer is bob"`` was true but read like a form's label; these say
+    what the issue is or has (``starred by bob``). ``{values}`` is the values
+    joined by "or", ``{comparison}`` an operator's words and its value.
+    """
+
+    equals: str
+    anything: str = ""
+    nothing: str = ""
+    compared: str = ""
+    below: str = ""
+
+
+_PHRASES: dict[Field, _Phrases] = {
+    Field.ASSIGNEE: _Phrases("assigned to {values}", "assigned to someone", "assigned to no one"),
+    Field.REPORTER: _Phrases("reported by {values}", "has a reporter", "has no reporter"),
+    Field.CC: _Phrases("{values} in cc", "someone in cc", "no one in cc"),
+    Field.VERIFIER: _Phrases("to be verified by {values}", "has a verifier", "has no verifier"),
+    Field.COMPONENT: _Phrases(
+        "in component {values}", below="in component {values} or a component below it"
+    ),
+    Field.HOTLIST: _Phrases("on hotlist {values}", "on some hotlist", "on no hotlist"),
+    Field.BLOCKING: _Phrases(
+        "blocks issue {values}",
+        "blocks another issue",
+        "blocks no issue",
+        "blocks an issue whose id is {comparison}",
+    ),
+    Field.BLOCKED_BY: _Phrases(
+        "blocked by issue {values}",
+        "blocked by another issue",
+        "blocked by no issue",
+        "blocked by an issue whose id is {comparison}",
+    ),
+    Field.PARENT: _Phrases(
+        "a child of issue {values}",
+        "has a parent",
+        "has no parent",
+        "its parent's id is {comparison}",
+        below="below issue {values} (its child, or a child's child, and so on)",
+    ),
+    Field.CANONICAL: _Phrases(
+        "a duplicate of issue {values}",
+        "a duplicate of another issue",
+        "not a duplicate",
+        "a duplicate of an issue whose id is {comparison}",
+    ),
+    Field.CLOSED: _Phrases("", "has a closed date", "has no closed date"),
+    Field.COMMENTER: _Phrases("commented on by {values}"),
+    Field.MODIFIER: _Phrases("changed by {values}"),
+    Field.LAST_MODIFIER: _Phrases("last changed by {values}"),
+    Field.LAST_COMMENTER: _Phrases("last commented on by {values}"),
+    Field.ATTACHMENT: _Phrases(
+        "an attachment's name contains {values}", "has an attachment", "has no attachment"
+    ),
+    Field.STARRED_BY: _Phrases("starred by {values}", "someone starred it", "no one starred it"),
+    Field.STAR_COUNT: _Phrases("has {values} stars", compared="has {comparison} stars"),
+    Field.MENTION: _Phrases("mentions {values} (title, description or a comment)"),
+}
+_COUNT_WORDS: dict[Operator, str] = {
+    Operator.LT: "fewer than",
+    Operator.LE: "at most",
+    Operator.GT: "more than",
+    Operator.GE: "at least",
 }
 _TEXT_PLACES: dict[TextField, str] = {
-    TextField.TEXT: "title or comments",
-    TextField.TITLE: "title",
-    TextField.COMMENT: "comments",
-    TextField.EXTERNAL_ID: "the external reference",
+    TextField.TEXT: "the title, description or a comment contains",
+    TextField.TITLE: "the title contains",
+    TextField.COMMENT: "the description or a comment contains",
 }
 _COMPARE_WORDS: dict[Operator, str] = {
     Operator.LT: "less than",
@@ -269,28 +322,56 @@ def _describe_custom(term: CustomFieldTerm) -> str:
 
 def _describe(term: TextTerm | FieldTerm, zone_name: str) -> str:
     if isinstance(term, TextTerm):
+        if term.field is TextField.EXTERNAL_ID:  # matched whole, as the Model does
+            return f'the external reference is "{term.text}"'
         what = "the phrase" if term.phrase else "the word"
-        return f'{_TEXT_PLACES[term.field]} contains {what} "{term.text}"'
+        return f'{_TEXT_PLACES[term.field]} {what} "{term.text}"'
+    phrases = _PHRASES.get(term.field)
+    if phrases is not None:
+        described = _described(term, phrases, zone_name)
+        if described:
+            return described
     label = _LABELS[term.field]
-    if term.field is Field.STARRED_BY and term.op in (Operator.ANY, Operator.NONE):
-        return "someone starred it" if term.op is Operator.ANY else "no one starred it"
     if term.op is Operator.ANY:
         return f"{label} is set"
     if term.op is Operator.NONE:
         return f"{label} is empty"
     if FIELD_SPECS[term.field].kind is ValueKind.LEVEL and term.op in _COMPARE_WORDS:
         return _describe_levels(term)
-    values = " or ".join(_describe_value(term.field, v, zone_name) for v in term.values)
+    values = _values(term, zone_name)
     is_date = FIELD_SPECS[term.field].kind is ValueKind.DATE
     if term.op is Operator.EQ:
         if term.field is Field.STATUS_CLASS:
             return f"the issue is {values}"
-        subtree = " (or a component below it)" if term.include_subtree else ""
-        if term.field is Field.ATTACHMENT:  # a part of the name, in any case
-            return f"{label} contains {values}"
-        return f"{label} {'on' if is_date else 'is'} {values}{subtree}"
+        if is_date:
+            relative = all(isinstance(v, RelativeDateValue) for v in term.values)
+            return f"{label} {values}" if relative else f"{label} on {values}"
+        return f"{label} is {values}"
     words = _DATE_COMPARE_WORDS if is_date else _COMPARE_WORDS
     return f"{label} {'' if is_date else 'is '}{words[term.op]} {values}"
+
+
+def _values(term: FieldTerm, zone_name: str) -> str:
+    return " or ".join(_describe_value(term.field, v, zone_name) for v in term.values)
+
+
+def _described(term: FieldTerm, phrases: _Phrases, zone_name: str) -> str:
+    """``term`` in its field's words (:data:`_PHRASES`); "" where it has none for the operator."""
+    if term.op is Operator.ANY:
+        return phrases.anything
+    if term.op is Operator.NONE:
+        return phrases.nothing
+    values = _values(term, zone_name)
+    if term.op is Operator.EQ:
+        if term.include_subtree and phrases.below:
+            return phrases.below.format(values=values)
+        if term.field is Field.STAR_COUNT and values == "1":
+            return "has 1 star"
+        return phrases.equals.format(values=values)
+    if not phrases.compared:
+        return ""
+    words = _COUNT_WORDS if term.field is Field.STAR_COUNT else _COMPARE_WORDS
+    return phrases.compared.format(comparison=f"{words[term.op]} {values}")
 
 
 def _describe_levels(term: FieldTerm) -> str:
@@ -326,8 +407,10 @@ def _describe_value(field: Field, value: Value, zone_name: str) -> str:
             return f"{FIELD_SPECS[field].level_prefix.upper()}{number}"
         case RelativeDateValue(days_ago=0):
             return f"today ({zone_name})"
+        case RelativeDateValue(days_ago=1):
+            return f"yesterday ({zone_name})"
         case RelativeDateValue(days_ago=days):
-            return f"{days} days before today ({zone_name})"
+            return f"{days} days ago ({zone_name})"
         case _:
             return format_value(field, value)
 
