@@ -7,8 +7,11 @@ import ...`` breaks as soon as two test trees run in one pytest.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import secrets
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,9 @@ from bugless_auth.user_admin import create_local_user
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.plugins import load_plugins
 from bugless_proto import v1
+
+#: The ``bugless`` command of the environment the tests run in.
+BUGLESS = str(Path(sys.executable).with_name("bugless"))
 
 #: Cheap argon2 parameters: the tests check behaviour, not cost.
 FAST_HASHING = PasswordHashing(time_cost=1, memory_kib=1024, parallelism=1)
@@ -61,6 +67,15 @@ class AuthServer:
     @property
     def store(self) -> IdentityStore:
         return self.service.store
+
+    @property
+    def cli_env(self) -> dict[str, str]:
+        """The environment of ``bugless auth`` commands on this server's database and schema."""
+        return {
+            **os.environ,
+            "BUGLESS_AUTH_DATABASE_URL": self.settings.database_url,
+            "BUGLESS_AUTH_SCHEMA": self.settings.schema,
+        }
 
     async def add_user(
         self,
@@ -159,3 +174,32 @@ async def start_auth_servers(key_files: KeyFiles, **defaults: Any) -> AsyncItera
             server.channel.close()
             await server.runner.close()
             await server.service.close()
+
+
+@dataclass(frozen=True)
+class UserCommands:
+    """``bugless auth user COMMAND ...`` run as a subprocess, as an administrator would.
+
+    The commands write to the schema of a running Authenticator, which must
+    see what they wrote through the users' change feed: the tests of the
+    commands and of what the server then shows share this.
+    """
+
+    env: dict[str, str]
+
+    async def __call__(self, command: str, *args: str, status: int = 0) -> tuple[str, str]:
+        """``bugless auth user COMMAND ARGS``, which must exit with ``status``: (stdout, stderr)."""
+        process = await asyncio.create_subprocess_exec(
+            BUGLESS,
+            "auth",
+            "user",
+            command,
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(180):  # a CLI process imports a lot on a loaded machine
+            stdout, stderr = await process.communicate()
+        assert process.returncode == status, (args, stdout.decode(), stderr.decode())
+        return stdout.decode(), stderr.decode()

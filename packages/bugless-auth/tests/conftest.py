@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
-from auth_support import AuthServer, KeyFiles, StartAuth, start_auth_servers
+from auth_support import AuthServer, KeyFiles, StartAuth, UserCommands, start_auth_servers
 
 from bugless_auth.tokens import generate_ed25519_pem
 
@@ -57,3 +57,9 @@ async def start_auth_server(auth_database: str, key_files: KeyFiles) -> AsyncIte
 async def auth(start_auth_server: StartAuth) -> AuthServer:
     """An Authenticator with the local backend on a fresh schema."""
     return await start_auth_server()
+
+
+@pytest.fixture
+def user_commands(auth: AuthServer) -> UserCommands:
+    """``bugless auth user ...`` as a subprocess on ``auth``'s database and schema."""
+    return UserCommands(auth.cli_env)

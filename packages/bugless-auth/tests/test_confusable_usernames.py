@@ -8,14 +8,12 @@ shipped with the package.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 
-from auth_support import AuthServer, unique
+from auth_support import AuthServer, UserCommands, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
-from test_user_rename import rename
 
 from bugless_auth.confusable_names import (
     _prototypes,
@@ -109,21 +107,16 @@ async def test_a_name_that_looks_like_a_users_as_spelt_is_not_created(auth: Auth
 
 
 async def test_a_rename_to_a_name_that_looks_like_a_users_exits_as_a_name_taken(
-    auth: AuthServer,
+    auth: AuthServer, user_commands: UserCommands
 ) -> None:
     tag = str(secrets.randbelow(10**9))
     bill, other = f"bill-{tag}", f"ted-{tag}"
     await auth.add_user(bill)
     await auth.add_user(other)
-    env = {
-        **os.environ,
-        "BUGLESS_AUTH_DATABASE_URL": auth.settings.database_url,
-        "BUGLESS_AUTH_SCHEMA": auth.settings.schema,
-    }
-    _, err = await rename(other, f"bi11-{tag}", env=env, status=4)
+    _, err = await user_commands("rename", other, f"bi11-{tag}", status=4)
     assert f"NEW: 'bi11-{tag}' looks like the username {bill!r} of another bugless user" in err
     # Its own name's look-alike is no one else's: a rename to it goes through.
-    out, _ = await rename(bill, f"Bi11-{tag}", env=env)
+    out, _ = await user_commands("rename", bill, f"Bi11-{tag}")
     assert f"username: Bi11-{tag}" in out.splitlines()
 
 

@@ -16,7 +16,6 @@ would end it mid-transaction: nothing of it may remain.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from pathlib import Path
 
@@ -209,11 +208,6 @@ async def cli_disable(
     auth: AuthServer, username: str, *, lock_wait_seconds: float | None = None
 ) -> asyncio.subprocess.Process:
     """``bugless auth user disable USERNAME`` as a subprocess on ``auth``'s schema."""
-    env = {
-        **os.environ,
-        "BUGLESS_AUTH_DATABASE_URL": auth.settings.database_url,
-        "BUGLESS_AUTH_SCHEMA": auth.settings.schema,
-    }
     wait = [] if lock_wait_seconds is None else ["--lock-wait-seconds", str(lock_wait_seconds)]
     return await asyncio.create_subprocess_exec(
         BUGLESS,
@@ -222,7 +216,7 @@ async def cli_disable(
         "disable",
         username,
         *wait,
-        env=env,
+        env=auth.cli_env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -11,49 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
-from pathlib import Path
 
 import asyncpg
-import pytest
-from auth_support import AuthServer, unique
+from auth_support import AuthServer, UserCommands, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.user_cache import UserCache, get_user_changes, get_users, lookup_users
 from bugless_proto import v1
-
-BUGLESS = str(Path(sys.executable).parent / "bugless")
-
-
-@pytest.fixture
-def cli_env(auth: AuthServer) -> dict[str, str]:
-    """The environment of ``bugless auth user ...`` on ``auth``'s database and schema."""
-    return {
-        **os.environ,
-        "BUGLESS_AUTH_DATABASE_URL": auth.settings.database_url,
-        "BUGLESS_AUTH_SCHEMA": auth.settings.schema,
-    }
-
-
-async def rename(*args: str, env: dict[str, str], status: int = 0) -> tuple[str, str]:
-    """``bugless auth user rename ARGS``, which must exit with ``status``: (stdout, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        BUGLESS,
-        "auth",
-        "user",
-        "rename",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(180):  # a CLI process imports a lot on a loaded machine
-        stdout, stderr = await process.communicate()
-    assert process.returncode == status, (args, stdout.decode(), stderr.decode())
-    return stdout.decode(), stderr.decode()
 
 
 async def until_named(auth: AuthServer, token: str, username: str) -> v1.Identity:
@@ -76,7 +42,7 @@ async def _until_cached_as(cache: UserCache, auth: AuthServer, user_id: str, nam
 
 
 async def test_a_renamed_user_keeps_their_id_session_and_password_under_the_new_name(
-    auth: AuthServer, cli_env: dict[str, str]
+    auth: AuthServer, user_commands: UserCommands
 ) -> None:
     """The open session validates as the new name, same id and groups; a frontend's
     cache that read the old name answers the new one within about a poll; the
@@ -91,7 +57,7 @@ async def test_a_renamed_user_keeps_their_id_session_and_password_under_the_new_
         assert by_id[created.user_id].username == old
         assert old in await frontend.by_name([old], lookup_users(auth.stub))
 
-        out, _ = await rename(old, new, "--json", env=cli_env)
+        out, _ = await user_commands("rename", old, new, "--json")
 
         shown = json.loads(out)
         assert (shown["user_id"], shown["username"], shown["display_name"]) == (
@@ -117,11 +83,11 @@ async def test_a_renamed_user_keeps_their_id_session_and_password_under_the_new_
 
 
 async def test_a_display_name_of_its_own_is_kept_and_a_change_of_case_is_a_rename(
-    auth: AuthServer, cli_env: dict[str, str]
+    auth: AuthServer, user_commands: UserCommands
 ) -> None:
     old = unique("bo")
     created = await auth.add_user(old, display_name="Bo Diddley")
-    out, _ = await rename(old, old.upper(), env=cli_env)
+    out, _ = await user_commands("rename", old, old.upper())
     assert f"username: {old.upper()}" in out.splitlines()
     assert "display_name: Bo Diddley" in out.splitlines()
     (found,) = await auth.store.users_by_ids([created.user_id])
@@ -139,7 +105,7 @@ async def _row(auth: AuthServer, username: str) -> asyncpg.Record | None:
 
 
 async def test_a_refused_rename_says_why_exits_by_the_table_and_changes_nothing(
-    auth: AuthServer, cli_env: dict[str, str]
+    auth: AuthServer, user_commands: UserCommands
 ) -> None:
     """A taken name (any user's, in any case) exits 4 USERNAME_TAKEN; a name the local
     store would not create, or the same name, 2; an unknown user 3; a user whose name a
@@ -181,24 +147,24 @@ async def test_a_refused_rename_says_why_exits_by_the_table_and_changes_nothing(
         transaction=False,
     )
 
-    _, err = await rename(cat, dan.upper(), env=cli_env, status=4)
+    _, err = await user_commands("rename", cat, dan.upper(), status=4)
     assert f"NEW: {dan.upper()!r} is taken by another bugless user" in err
-    _, err = await rename(cat, mapped, env=cli_env, status=4)
+    _, err = await user_commands("rename", cat, mapped, status=4)
     assert "is taken" in err
-    _, err = await rename(cat, "пaul", env=cli_env, status=2)  # Cyrillic and Latin
+    _, err = await user_commands("rename", cat, "пaul", status=2)  # Cyrillic and Latin
     assert "NEW: 'пaul' cannot be a username" in err
-    _, err = await rename(cat, "cat.", env=cli_env, status=2)
+    _, err = await user_commands("rename", cat, "cat.", status=2)
     assert "NEW: 'cat.' is not a valid username" in err
-    _, err = await rename(cat, cat, env=cli_env, status=2)
+    _, err = await user_commands("rename", cat, cat, status=2)
     assert "is the user's name already" in err
-    _, err = await rename(unique("nobody"), unique("somebody"), env=cli_env, status=3)
+    _, err = await user_commands("rename", unique("nobody"), unique("somebody"), status=3)
     assert "OLD: no bugless user is called" in err
-    _, err = await rename(directory, unique("erin2"), env=cli_env, status=1)
+    _, err = await user_commands("rename", directory, unique("erin2"), status=1)
     assert "is a user of the ldap authenticator, not a local one" in err
     assert "rename them in the directory" in err
-    _, err = await rename(mapped, unique("bot2"), env=cli_env, status=1)
+    _, err = await user_commands("rename", mapped, unique("bot2"), status=1)
     assert "change the username of every entry naming them in the mapping file" in err
-    _, err = await rename(placeholder, unique("someone"), env=cli_env, status=1)
+    _, err = await user_commands("rename", placeholder, unique("someone"), status=1)
     assert "placeholder" in err
     for said in (err,):
         assert "Traceback" not in said

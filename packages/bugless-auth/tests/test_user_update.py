@@ -11,48 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
-from pathlib import Path
 
 import asyncpg
-import pytest
-from auth_support import AuthServer, unique
+from auth_support import AuthServer, UserCommands, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_proto import v1
-
-BUGLESS = str(Path(sys.executable).parent / "bugless")
-
-
-@pytest.fixture
-def cli_env(auth: AuthServer) -> dict[str, str]:
-    """The environment of ``bugless auth user ...`` on ``auth``'s database and schema."""
-    return {
-        **os.environ,
-        "BUGLESS_AUTH_DATABASE_URL": auth.settings.database_url,
-        "BUGLESS_AUTH_SCHEMA": auth.settings.schema,
-    }
-
-
-async def update(*args: str, env: dict[str, str], status: int = 0) -> tuple[str, str]:
-    """``bugless auth user update ARGS``, which must exit with ``status``: (stdout, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        BUGLESS,
-        "auth",
-        "user",
-        "update",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(180):  # a CLI process imports a lot on a loaded machine
-        stdout, stderr = await process.communicate()
-    assert process.returncode == status, (args, stdout.decode(), stderr.decode())
-    return stdout.decode(), stderr.decode()
 
 
 async def identity_once(auth: AuthServer, token: str, groups: list[str]) -> v1.Identity:
@@ -66,14 +32,15 @@ async def identity_once(auth: AuthServer, token: str, groups: list[str]) -> v1.I
 
 
 async def test_a_group_given_later_reaches_the_users_open_session(
-    auth: AuthServer, cli_env: dict[str, str]
+    auth: AuthServer, user_commands: UserCommands
 ) -> None:
     name = unique("ann")
     await auth.add_user(name, groups=["web"])
     token = (await auth.sign_in(name)).token
     assert (await auth.stub.validate_token(v1.ValidateTokenRequest(token=token))).groups == ["web"]
 
-    out, _ = await update(
+    out, _ = await user_commands(
+        "update",
         name,
         "--add-group",
         "platform",
@@ -82,7 +49,6 @@ async def test_a_group_given_later_reaches_the_users_open_session(
         "--email",
         "ann@example.com",
         "--json",
-        env=cli_env,
     )
 
     shown = json.loads(out)
@@ -98,13 +64,13 @@ async def test_a_group_given_later_reaches_the_users_open_session(
 
 
 async def test_losing_a_group_ends_the_users_sessions(
-    auth: AuthServer, cli_env: dict[str, str]
+    auth: AuthServer, user_commands: UserCommands
 ) -> None:
     name = unique("bob")
     await auth.add_user(name, groups=["platform", "web"])
     token = (await auth.sign_in(name)).token
 
-    out, _ = await update(name, "--remove-group", "platform", env=cli_env)
+    out, _ = await user_commands("update", name, "--remove-group", "platform")
 
     assert "groups: web\n" in out
     assert f"{name} lost platform: 1 session(s) ended" in out
@@ -115,13 +81,13 @@ async def test_losing_a_group_ends_the_users_sessions(
     assert again.identity is not None
     assert again.identity.groups == ["web"]
 
-    out, _ = await update(name, "--groups", "", "--json", env=cli_env)
+    out, _ = await user_commands("update", name, "--groups", "", "--json")
     assert json.loads(out)["groups"] == []
     assert json.loads(out)["sessions_ended"] == 1
 
 
 async def test_a_refused_update_says_why_and_changes_nothing(
-    auth: AuthServer, cli_env: dict[str, str]
+    auth: AuthServer, user_commands: UserCommands
 ) -> None:
     name = unique("cat")
     await auth.add_user(name, groups=["platform"], display_name="Cat")
@@ -153,9 +119,9 @@ async def test_a_refused_update_says_why_and_changes_nothing(
         }
         for args, said in refusals.items():
             # A value refused is bad usage (2); a user that is not there, not found (3).
-            _, err = await update(*args, env=cli_env, status=3 if args[0] == nobody else 2)
+            _, err = await user_commands("update", *args, status=3 if args[0] == nobody else 2)
             assert err.strip() == said, args
-        _, err = await update(mapped, "--add-group", "deployers", env=cli_env, status=1)
+        _, err = await user_commands("update", mapped, "--add-group", "deployers", status=1)
         assert f"Error: USERNAME: {mapped!r} is a user of the tls authenticator" in err
         assert "change them there" in err
         assert "Traceback" not in err

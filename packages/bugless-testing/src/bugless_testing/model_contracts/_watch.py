@@ -17,6 +17,7 @@ from bugless_testing.model_contracts._custom_fields import T, custom_term, defin
 from bugless_testing.model_contracts._support import (
     ALICE,
     BOB,
+    Changed,
     change,
     delta,
     eq,
@@ -39,6 +40,18 @@ async def _watching(model: v1.ModelStub, request: v1.WatchRequest) -> AsyncItera
         yield stream
     finally:
         await stream.close()
+
+
+async def _hears(stream: EventStream, changed: Changed, *, left: bool) -> v1.WatchEvent:
+    """The stream's next event, which must be ``changed``'s entry: a leave when ``left``.
+
+    A query watch's event either carries a change of an issue that matches
+    the query after it, or tells that the change made the issue leave it;
+    most of these tests pin down which, change by change.
+    """
+    event = await stream.next()
+    assert (event.left_query, event.entry) == (left, changed.entry)
+    return event
 
 
 def _set(*custom: v1.CustomFieldValue) -> v1.IssueDelta:
@@ -133,15 +146,11 @@ class WatchContract:
         query = v1.StructuredQuery(filter=within(comp.id, eq(v1.SearchField.PRIORITY, 0)))
         async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
             left = await change(model, issue, delta(priority=v1.Priority.P3))
-            gone = await stream.next()
-            assert gone.left_query
-            assert gone.entry == left.entry
+            await _hears(stream, left, left=True)
             still = await change(model, left.issue, comment="still P3")
             await stream.nothing_more()
             back = await change(model, still.issue, delta(priority=v1.Priority.P0))
-            event = await stream.next()
-        assert event.entry == back.entry
-        assert not event.left_query
+            await _hears(stream, back, left=False)
 
     async def test_closing_an_issue_tells_the_watcher_it_left_the_query(
         self, model: v1.ModelStub
@@ -150,10 +159,8 @@ class WatchContract:
         issue = await make_issue(model, comp.id, assignee="alice")
         async with _watching(model, _open_of_alice(comp.id)) as stream:
             closed = await change(model, issue, delta(status=v1.Status.FIXED), comment="done")
-            event = await stream.next()
+            event = await _hears(stream, closed, left=True)
             await stream.nothing_more()
-        assert event.left_query
-        assert event.entry == closed.entry
         assert event.issue == closed.issue
 
     async def test_reassigning_an_issue_tells_the_watcher_it_left_the_query(
@@ -163,10 +170,8 @@ class WatchContract:
         issue = await make_issue(model, comp.id, assignee="alice")
         async with _watching(model, _open_of_alice(comp.id)) as stream:
             handed = await change(model, issue, delta(assignee="bob"))
-            event = await stream.next()
+            event = await _hears(stream, handed, left=True)
             await stream.nothing_more()
-        assert event.left_query
-        assert event.entry == handed.entry
         assert event.issue is not None
         assert event.issue.assignee == "bob"
 
@@ -181,17 +186,13 @@ class WatchContract:
             query = v1.StructuredQuery(filter=within(comp.id, eq(field, word)))
             async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
                 retitled = await change(model, issue, delta(title=f"slow at start {field.name}"))
-                event = await stream.next()
+                await _hears(stream, retitled, left=True)
                 await stream.nothing_more()
-            assert event.left_query, field
-            assert event.entry == retitled.entry
             # Back to the word: it matches again (an ordinary event, not a leave).
             async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
                 back = await change(model, retitled.issue, delta(title=f"{word} again"))
-                event = await stream.next()
+                await _hears(stream, back, left=False)
                 await stream.nothing_more()
-            assert not event.left_query
-            assert event.entry == back.entry
             issue = back.issue
 
     async def test_the_first_comment_tells_an_unanswered_watcher_it_left_the_query(
@@ -204,15 +205,11 @@ class WatchContract:
         query = v1.StructuredQuery(filter=within(comp.id, nobody))
         async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
             raised = await change(model, issue, delta(priority=v1.Priority.P1))
-            kept = await stream.next()
+            await _hears(stream, raised, left=False)
             answered = await change(model, raised.issue, comment="looking")
-            event = await stream.next()
+            await _hears(stream, answered, left=True)
             await change(model, answered.issue, comment="found it")
             await stream.nothing_more()
-        assert not kept.left_query
-        assert kept.entry == raised.entry
-        assert event.left_query
-        assert event.entry == answered.entry
 
     async def test_a_named_commenters_first_comment_tells_the_watcher_it_left_the_query(
         self, model: v1.ModelStub
@@ -224,14 +221,10 @@ class WatchContract:
         query = v1.StructuredQuery(filter=within(comp.id, not_bob))
         async with _watching(model, v1.WatchRequest(caller=ALICE, query=query)) as stream:
             asked = await change(model, issue, comment="bob, any idea?")
-            kept = await stream.next()
+            await _hears(stream, asked, left=False)
             answered = await change(model, asked.issue, comment="yes", caller=BOB)
-            event = await stream.next()
+            await _hears(stream, answered, left=True)
             await stream.nothing_more()
-        assert not kept.left_query
-        assert kept.entry == asked.entry
-        assert event.left_query
-        assert event.entry == answered.entry
 
     async def test_a_change_that_keeps_the_issue_matching_is_an_ordinary_event(
         self, model: v1.ModelStub
@@ -240,10 +233,8 @@ class WatchContract:
         issue = await make_issue(model, comp.id, assignee="alice")
         async with _watching(model, _open_of_alice(comp.id)) as stream:
             raised = await change(model, issue, delta(priority=v1.Priority.P0), comment="soon")
-            event = await stream.next()
+            await _hears(stream, raised, left=False)
             await stream.nothing_more()
-        assert not event.left_query
-        assert event.entry == raised.entry
 
     async def test_a_change_of_an_issue_that_never_matched_sends_nothing(
         self, model: v1.ModelStub
@@ -279,9 +270,7 @@ class WatchContract:
         request.caller = ALICE
         async with _watching(model, request) as stream:
             kept = await change(model, moved.issue, comment="still mine")
-            event = await stream.next()
-        assert not event.left_query
-        assert event.entry == kept.entry
+            await _hears(stream, kept, left=False)
 
     async def test_a_comment_makes_an_issue_leave_a_query_on_its_modification_time(
         self, model: v1.ModelStub
@@ -296,10 +285,8 @@ class WatchContract:
         async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
             await asyncio.sleep(0.01)  # the comment's time is past `later`
             commented = await change(model, issue, comment="still here")
-            event = await stream.next()
+            await _hears(stream, commented, left=True)
             await stream.nothing_more()
-        assert event.left_query
-        assert event.entry == commented.entry
 
     async def test_taking_an_issue_off_a_watched_hotlist_tells_the_watcher_it_left(
         self, model: v1.ModelStub
@@ -312,15 +299,11 @@ class WatchContract:
         query = v1.StructuredQuery(filter=within(comp.id, eq(v1.SearchField.HOTLIST, board.id)))
         async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
             moved = await change(model, issue, delta(hotlist_add=[other.id]))
-            kept = await stream.next()
+            await _hears(stream, moved, left=False)
             taken = await change(model, moved.issue, delta(hotlist_remove=[board.id]))
-            event = await stream.next()
+            await _hears(stream, taken, left=True)
             await change(model, taken.issue, delta(hotlist_remove=[other.id]))
             await stream.nothing_more()
-        assert not kept.left_query
-        assert kept.entry == moved.entry
-        assert event.left_query
-        assert event.entry == taken.entry
 
     async def test_a_custom_value_change_tells_the_watcher_the_issue_left(
         self, model: v1.ModelStub
@@ -345,16 +328,13 @@ class WatchContract:
         query = v1.StructuredQuery(filter=within(comp.id, node))
         async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
             moved = await change(model, issue, _set(values(found_in.id, "4.3")))
-            single = await stream.next()
+            await _hears(stream, moved, left=True)
             await change(model, moved.issue, _set(values(found_in.id)))
             added = await change(model, both, _set(values(labels.id, "ui", "db")))
-            kept = await stream.next()
+            await _hears(stream, added, left=False)
             taken = await change(model, added.issue, _set(values(labels.id, "db")))
-            multi = await stream.next()
+            await _hears(stream, taken, left=True)
             await stream.nothing_more()
-        assert (single.left_query, single.entry) == (True, moved.entry)
-        assert (kept.left_query, kept.entry) == (False, added.entry)
-        assert (multi.left_query, multi.entry) == (True, taken.entry)
 
     async def test_an_access_list_that_shuts_the_watcher_out_sends_nothing(
         self, model: v1.ModelStub
