@@ -28,9 +28,10 @@ read the history up to the state's version, as ``has:attachment`` and
 ``attachment:`` terms read the attachments (an attachment's row names the
 entries that attached and deleted it). What else lives apart from the row
 (stars, mentions, comment text) is read as it is when the event is sent,
-as every event's query is; ``closed_at`` of a state closed
-before the issue was reopened is the time it was closed when the row still
-holds it, else the state's own time. Since both states come
+as every event's query is. ``closed_at`` of a state is the row's while the
+issue stayed closed since, else (it was reopened) the time of the entry
+that closed it, read from the whole history for a query with a
+``closed:`` term. Since both states come
 from the history, not from the moment the event is sent, a replay judges a
 change the way the live stream did.
 """
@@ -146,8 +147,10 @@ async def changes_that_left(
     lowest: dict[int, int] = {}
     for issue_id, version in judged:
         lowest[issue_id] = min(lowest.get(issue_id, version), version - 1)
-    ids = sorted(lowest)
     reads = {t.field for t in search_terms(query.filter)}
+    if v1.SearchField.CLOSED in reads:  # when each state was closed: the whole history
+        lowest = dict.fromkeys(lowest, 1)
+    ids = sorted(lowest)
     attachments = v1.SearchField.ATTACHMENT in reads
     entries = await conn.fetch(_ENTRIES_FROM, ids, [lowest[i] for i in ids], attachments)
     if not reads & _VERSION_FIELDS:
@@ -228,7 +231,12 @@ def state_fields(
     takes the old value of the oldest such entry that changed it, a list
     loses what they added and regains what they removed, a custom value
     too), and the entry at ``version`` gives the state's time
-    (``modified_at``). ``custom_rows`` are the state's custom values as
+    (``modified_at``). ``closed_at`` of a closed state that a later entry
+    reopened is the time of the newest entry at or below ``version`` that
+    closed it, read from ``newest_first`` (all of the issue's entries, for
+    an exact time: a watch reads them all for a query with a ``closed:``
+    term; else the state's time); of one closed ever since, the row's.
+    ``custom_rows`` are the state's custom values as
     search rows (:func:`~bugless_model_postgres._custom_values.search_rows`);
     an option of a field among ``definitions`` (the query's, by id) is
     spelled as the field spells it now (an UpdateCustomField renaming an
@@ -240,10 +248,14 @@ def state_fields(
     custom = load_values(current["custom_fields"])
     undone: set[str] = set()
     comments = 0
+    reopened = False
+    closing: datetime | None = None
     for entry in newest_first:
         if entry["version"] == version:
             fields["modified_at"] = entry["created_at"]
         if entry["version"] <= version:
+            if reopened and closing is None and fields["status"] not in _OPEN:
+                closing = _closed_by(entry)
             continue
         comments += bool(entry["commented"])
         raw = entry["changes"]
@@ -251,6 +263,7 @@ def state_fields(
             name = change["field"]
             if name in SCALAR_FIELDS:
                 fields[name] = _column_value(name, change["old"])
+                reopened |= name == "status" and _column_value(name, change["new"]) in _OPEN
             elif name in _ROW_LISTS:
                 read = _ROW_LISTS[name]
                 lists[name] -= {read(x) for x in change["added"]}
@@ -272,9 +285,26 @@ def state_fields(
     if "status" in fields:
         if fields["status"] in _OPEN:
             fields["closed_at"] = None
+        elif not reopened:  # closed ever since: the row's time is the state's
+            fields["closed_at"] = current["closed_at"]
         else:
-            fields["closed_at"] = current["closed_at"] or fields.get("modified_at")
+            fields["closed_at"] = closing or fields.get("modified_at")
     return fields
+
+
+def _closed_by(entry: Row) -> datetime | None:
+    """The time of ``entry`` if it closed the issue (its status from open, or none, to closed).
+
+    What the writers set ``closed_at`` to (``_issue_plan``, imports): a
+    change from one closed status to another keeps it.
+    """
+    raw = entry["changes"]
+    for change in json.loads(raw) if isinstance(raw, str) else raw:
+        if change["field"] == "status":
+            old, new = (_column_value("status", change[k]) for k in ("old", "new"))
+            if (old in _OPEN or not old) and new not in _OPEN:
+                return entry["created_at"]  # type: ignore[no-any-return]
+    return None
 
 
 def _custom_key(name: str) -> str:

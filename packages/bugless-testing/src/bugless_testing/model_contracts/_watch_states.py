@@ -5,13 +5,16 @@
 and does not as the change left it) on the issue's own fields; this one
 pins down the parts of an issue that live beside it, which each state
 reads as they were at its version: attachments (every attach and delete
-is a history entry).
+is a history entry), and the time the issue was closed, which a reopen
+clears from the row.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from bugless_core.model.backend import Capability
 from bugless_core.search.build import term
@@ -20,6 +23,8 @@ from bugless_testing.events import EventStream
 from bugless_testing.model_contracts._attachments import delete, upload
 from bugless_testing.model_contracts._support import (
     BOB,
+    change,
+    delta,
     make_component,
     make_issue,
     within,
@@ -28,9 +33,13 @@ from bugless_testing.plugin import requires_capability
 
 
 @contextlib.asynccontextmanager
-async def _watching(model: v1.ModelStub, node: v1.SearchNode) -> AsyncIterator[EventStream]:
-    """Bob's watch of ``node``, from its subscribed marker on."""
-    request = v1.WatchRequest(caller=BOB, query=v1.StructuredQuery(filter=node))
+async def _watching(
+    model: v1.ModelStub, node: v1.SearchNode, after_position: int | None = None
+) -> AsyncIterator[EventStream]:
+    """Bob's watch of ``node``, from its subscribed marker on (a replay from ``after_position``)."""
+    request = v1.WatchRequest(
+        caller=BOB, query=v1.StructuredQuery(filter=node), after_position=after_position
+    )
     stream = EventStream(model.watch(request, timeout=60))
     try:
         await stream.subscribed()
@@ -69,3 +78,30 @@ class WatchStateContract:
             assert _seen(await with_.next()) == (True, deleted.entry.version)
             await without.nothing_more()
             await with_.nothing_more()
+
+    async def test_reopening_an_issue_closed_long_ago_tells_the_watcher_it_left(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``closed<T`` (closed before T): the reopen is a leave, live and on replay.
+
+        The state before the reopen was closed when it was closed (before T),
+        not when it last changed (a comment after T), nor when it was closed
+        again later (after T, by the time a replay reads it).
+        """
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        closed = await change(model, issue, delta(status=v1.Status.FIXED))
+        assert closed.issue.closed_at is not None
+        before = closed.issue.closed_at + timedelta(milliseconds=1)
+        await asyncio.sleep(0.01)  # the comment's time is past `before`
+        asked = await change(model, closed.issue, comment="still broken for me")
+        long_ago = within(comp.id, term(v1.SearchField.CLOSED, v1.SearchOperator.LT, before))
+        async with _watching(model, long_ago) as stream:
+            reopened = await change(model, asked.issue, delta(status=v1.Status.ASSIGNED))
+            event = await stream.next()
+            assert _seen(event) == (True, reopened.entry.version)
+            await change(model, reopened.issue, delta(status=v1.Status.FIXED))
+            await stream.nothing_more()
+        async with _watching(model, long_ago, event.position - 1) as replay:
+            assert _seen(await replay.next()) == (True, reopened.entry.version)
+            await replay.nothing_more()

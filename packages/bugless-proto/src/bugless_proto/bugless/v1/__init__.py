@@ -6868,7 +6868,8 @@ class WatchEvent(betterproto2.Message):
     out of the caller's view stopped matching. The fields the change itself
     records (its FieldChange old and new values: status, assignee, component,
     cc, blocking, hotlists, custom field values, ...) are taken as they were
-    before and after it, and so are the comments' authors and count and the
+    before and after it, and so are the comments' authors and count, the
+    time the issue was closed (a reopen is a leave of closed<T) and the
     attachments (attaching and deleting a file are changes too: a watch of
     -has:attachment hears the first file as a leave); what else is kept
     apart from the issue (stars, mentions, comment text) is judged as it is
