@@ -94,6 +94,11 @@ class NotificationMessage:
             e-mail channel names it in ``List-Unsubscribe`` (RFC 2369), which
             mail clients offer as "unsubscribe". Empty: no such header
             (deliveries queued before it existed).
+        quoted_versions: The issue's history entries (versions) whose text
+            this message carries (a comment, the description). The notifier
+            checks them against redactions before each attempt, so a message
+            rendered before its text was redacted is rendered again instead of
+            sent; channels ignore it.
     """
 
     thread_id: str
@@ -104,6 +109,7 @@ class NotificationMessage:
     data: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
     settings_url: str = ""
+    quoted_versions: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not _THREAD_ID.match(self.thread_id):
@@ -127,6 +133,7 @@ class NotificationMessage:
             "data": dict(self.data),
             "reason": self.reason,
             "settings_url": self.settings_url,
+            "quoted_versions": list(self.quoted_versions),
         }
 
     @classmethod
@@ -141,6 +148,7 @@ class NotificationMessage:
             data=value.get("data", {}),
             reason=value.get("reason", ""),
             settings_url=value.get("settings_url", ""),
+            quoted_versions=tuple(value.get("quoted_versions", ())),
         )
 
 

@@ -29,7 +29,7 @@ from bugless_core.errors import NotFound, PermissionDenied
 from bugless_core.issue_labels import holds_people
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.notification_channel import NotificationMessage
-from bugless_notify._redactions import Redaction, text_redactions
+from bugless_notify._redactions import Redaction, Waiting, kept_candidates, text_redactions
 from bugless_notify.component_webhooks import ComponentEndpoint, endpoints_for
 from bugless_notify.queue import NewDelivery
 from bugless_notify.recipients import Candidate, candidates, mention_texts, wanted
@@ -188,6 +188,29 @@ class IssueDeliveries:
                 batch.digest.append((candidate.user_id, mail))
             else:
                 batch.deliveries.append(mail)
+
+    async def render_again(
+        self,
+        issue_id: int,
+        waiting: Mapping[int, Sequence[Waiting]],
+        *,
+        webhooks: list[ComponentEndpoint],
+        parents: dict[int, int],
+    ) -> dict[str, NewDelivery]:
+        """Messages still waiting about ``issue_id``, rendered from its entries as they are now.
+
+        ``waiting``: by entry version, the messages rendered before a
+        redaction blanked text they may quote (:mod:`bugless_notify._redactions`).
+        The answer, by delivery id, holds each one its change still gives; one
+        it lacks (a person only ``@mentioned`` in the removed text) is to be
+        withdrawn. Webhook deliveries are rendered for the ``webhooks`` enabled now.
+        """
+        again = Batch(webhooks=webhooks, parents=parents)
+        versions = [(v, "") for v in sorted(waiting)]
+        await self.add(issue_id, versions, [], again, kept=kept_candidates(waiting))
+        rendered = {d.delivery_id: d for d in again.deliveries}
+        rendered |= {d.delivery_id: d for _, d in again.digest}
+        return rendered
 
     async def _webhook_deliveries(
         self,

@@ -28,6 +28,8 @@ class Statements:
     dead: str
     dead_many: str
     release: str
+    rewrite_claimed: str
+    withdraw_claimed: str
     next_due: str
     counts: str
     get: str
@@ -108,6 +110,14 @@ def for_schema(schema: str) -> Statements:
             SET next_attempt_at = now(), attempts = greatest(attempts - 1, 0),
                 claimed_by = NULL, claim_token = NULL, lease_until = NULL
             WHERE delivery_id = ANY($1::text[]) AND claim_token = $2 AND state = 'pending'""",
+        # A claimed message the worker rendered again (or withdrew) before
+        # sending it: only while the claim is still the worker's.
+        rewrite_claimed=f"""
+            UPDATE {s}.deliveries SET message = $3::jsonb
+            WHERE delivery_id = $1 AND claim_token = $2 AND state = 'pending'""",
+        withdraw_claimed=f"""
+            DELETE FROM {s}.deliveries
+            WHERE delivery_id = $1 AND claim_token = $2 AND state = 'pending'""",
         next_due=f"""
             SELECT extract(epoch FROM min(next_attempt_at) - now())::float8
             FROM {s}.deliveries

@@ -17,9 +17,11 @@ match, which is not kept) is rendered again for them with the reason it
 was rendered with, since it was due when the change was read, and the
 redaction removes only the text: unless they may no longer view the issue,
 or muted it, or no longer want such mail, which the rendering checks as
-for any change. A mail already sent, or being sent at that moment, cannot be taken
-back; nor can a digest mail already put together (it waits only if its own
-delivery failed).
+for any change. What the consumer cannot reach, or not in time (it reads the
+redaction after it commits; a worker may hold a message while it is
+rewritten; a digest mail already put together), the delivery worker renders
+again right before the attempt (:mod:`bugless_notify._recheck`). A mail
+already sent, or being sent at that moment, cannot be taken back.
 """
 
 from __future__ import annotations
@@ -96,16 +98,27 @@ def kept_candidates(waiting: Mapping[int, Sequence[Waiting]]) -> dict[int, list[
     return kept
 
 
-def change_version(message_id: str) -> int | None:
-    """The entry version of a ``change-<issue>-<version>/<channel>/<who>`` id.
+def change_entry(message_id: str) -> tuple[int, int] | None:
+    """The issue and entry version of a ``change-<issue>-<version>/<channel>/<who>`` id.
 
     None for another kind of id (a digest mail's).
     """
     head = message_id.split("/", 1)[0]
     if not head.startswith("change-"):
         return None
-    _, _, version = head.rpartition("-")
-    return int(version) if version.isdigit() else None
+    issue, _, version = head.removeprefix("change-").partition("-")
+    if not issue.isdigit() or not version.isdigit():
+        return None
+    return int(issue), int(version)
+
+
+def change_version(message_id: str) -> int | None:
+    """The entry version of a ``change-<issue>-<version>/<channel>/<who>`` id.
+
+    None for another kind of id (a digest mail's).
+    """
+    entry = change_entry(message_id)
+    return entry[1] if entry is not None else None
 
 
 class WaitingMessages:

@@ -51,7 +51,7 @@ from bugless_core.errors import BuglessError, FailedPrecondition, InvalidArgumen
 from bugless_core.migrations import quote_schema
 from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_notify._deliveries import NOTIFIER, Batch, IssueDeliveries
-from bugless_notify._redactions import WaitingMessages, kept_candidates
+from bugless_notify._redactions import WaitingMessages
 from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
 from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.digest import DigestStore
@@ -308,13 +308,9 @@ class FeedConsumer:
                 waiting = await self._waiting.about(conn, redaction)
             if not waiting:
                 continue
-            again = Batch(webhooks=batch.webhooks, parents=batch.parents)
-            versions = [(v, "") for v in sorted(waiting)]
-            await self._deliveries.add(
-                redaction.issue_id, versions, [], again, kept=kept_candidates(waiting)
+            rendered = await self._deliveries.render_again(
+                redaction.issue_id, waiting, webhooks=batch.webhooks, parents=batch.parents
             )
-            rendered = {d.delivery_id: d for d in again.deliveries}
-            rendered |= {d.delivery_id: d for _, d in again.digest}
             ids = [w.id for messages in waiting.values() for w in messages]
             batch.rewrites.append((ids, rendered))
 

@@ -60,7 +60,7 @@ class DigestStore:
         self._take_sql = (
             f"DELETE FROM {table} WHERE item_id IN (SELECT item_id FROM {table} "
             "WHERE user_id = $1 AND created_at <= $2 ORDER BY seq LIMIT $3 "
-            "FOR UPDATE SKIP LOCKED) RETURNING seq, recipient, recipient_name, message"
+            "FOR UPDATE SKIP LOCKED) RETURNING seq, item_id, recipient, recipient_name, message"
         )
 
     async def add(self, conn: Any, items: Sequence[tuple[str, NewDelivery]]) -> None:
@@ -98,7 +98,27 @@ class DigestStore:
 
 def digest_delivery(user_id: str, rows: Sequence[Any]) -> NewDelivery:
     """One mail listing the kept mails ``rows`` (oldest first) of one person."""
-    messages = [NotificationMessage.from_json(json.loads(r["message"])) for r in rows]
+    items = [(r["item_id"], NotificationMessage.from_json(json.loads(r["message"]))) for r in rows]
+    last = rows[-1]
+    return NewDelivery(
+        delivery_id=f"digest-{user_id}-{last['seq']}/email/{user_id}",
+        channel="email",
+        recipient=last["recipient"],
+        recipient_name=last["recipient_name"],
+        message=digest_message(user_id, items),
+    )
+
+
+def digest_message(
+    user_id: str, items: Sequence[tuple[str, NotificationMessage]]
+) -> NotificationMessage:
+    """The digest mail of ``user_id`` listing ``items`` (item id, the kept mail), oldest first.
+
+    The items travel in ``data["items"]`` with their ids, so that the mail
+    can be put together again without one of them (a redaction after the
+    digest was assembled: :mod:`bugless_notify._recheck`).
+    """
+    messages = [m for _, m in items]
     count = len(messages)
     subject = f"bugless daily digest: {count} change{'s' if count != 1 else ''}"
     text = "\n\n".join(
@@ -107,23 +127,27 @@ def digest_delivery(user_id: str, rows: Sequence[Any]) -> NewDelivery:
     body = "\n<hr>\n".join(
         f"<section><h2>{html.escape(m.subject)}</h2>\n{m.html}</section>" for m in messages
     )
-    last = rows[-1]
-    return NewDelivery(
-        delivery_id=f"digest-{user_id}-{last['seq']}/email/{user_id}",
-        channel="email",
-        recipient=last["recipient"],
-        recipient_name=last["recipient_name"],
-        message=NotificationMessage(
-            thread_id=f"digest-{''.join(c for c in user_id if c.isalnum() or c in '._-')}",
-            subject=subject,
-            text=f"{subject}\n\n{text}\n",
-            html=f"<h1>{html.escape(subject)}</h1>\n{body}",
-            data={"digest": [dict(m.data) for m in messages]},
-            reason="digest",
-            # The kept mails were rendered for this person with its page.
-            settings_url=messages[-1].settings_url,
-        ),
+    return NotificationMessage(
+        thread_id=f"digest-{''.join(c for c in user_id if c.isalnum() or c in '._-')}",
+        subject=subject,
+        text=f"{subject}\n\n{text}\n",
+        html=f"<h1>{html.escape(subject)}</h1>\n{body}",
+        data={"items": [{"id": i, "message": m.to_json()} for i, m in items]},
+        reason="digest",
+        # The kept mails were rendered for this person with its page.
+        settings_url=messages[-1].settings_url,
     )
+
+
+def digest_items(message: NotificationMessage) -> list[tuple[str, NotificationMessage]]:
+    """The (item id, kept mail) pairs a digest mail of :func:`digest_message` lists.
+
+    Empty for a digest queued before the items travelled with it.
+    """
+    items = message.data.get("items")
+    if not isinstance(items, list):
+        return []
+    return [(str(i["id"]), NotificationMessage.from_json(i["message"])) for i in items]
 
 
 def next_digest_at(now: datetime.datetime, hour_utc: int) -> datetime.datetime:

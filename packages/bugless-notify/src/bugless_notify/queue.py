@@ -183,6 +183,11 @@ def _read_message(message: str) -> NotificationMessage:
             raise TypeError(f"message.{name} is not a string")
     if not isinstance(value.get("data", {}), dict):
         raise TypeError("message.data is not an object")
+    quoted = value.get("quoted_versions", [])
+    if not isinstance(quoted, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in quoted
+    ):
+        raise TypeError("message.quoted_versions is not a list of integers")
     return NotificationMessage.from_json(value)
 
 
@@ -479,6 +484,29 @@ class DeliveryQueue:
             status: str = await conn.execute(self.sql.release, ids, token)
             released += int(status.rsplit(" ", 1)[-1])
         return released
+
+    async def rewrite_claimed(
+        self, conn: Any, claim: ClaimedDelivery, message: NotificationMessage
+    ) -> bool:
+        """Store ``message`` in place of the claimed row's; False if the lease was lost.
+
+        For a message rendered again just before it is sent (a redaction of
+        text it quoted): a retry then sends the new one too.
+        """
+        status: str = await conn.execute(
+            self.sql.rewrite_claimed,
+            claim.delivery_id,
+            claim.claim_token,
+            json.dumps(message.to_json(), ensure_ascii=False),
+        )
+        return status.endswith(" 1")
+
+    async def withdraw_claimed(self, conn: Any, claim: ClaimedDelivery) -> bool:
+        """Delete the claimed row unsent (nothing is left to say); False if the lease was lost."""
+        status: str = await conn.execute(
+            self.sql.withdraw_claimed, claim.delivery_id, claim.claim_token
+        )
+        return status.endswith(" 1")
 
     async def seconds_until_due(self, conn: Any, channels: Sequence[str]) -> float | None:
         """How long until the next pending delivery of ``channels`` is due (None: none pending)."""

@@ -487,4 +487,5 @@ def render_notification(notice: ChangeNotice, *, webhook_forms: bool = True) -> 
         data=renderer.data() if webhook_forms else {},
         reason=str(notice.reason),
         settings_url=settings_url(notice.public_url),
+        quoted_versions=(notice.entry.version,) if notice.entry.comment else (),
     )

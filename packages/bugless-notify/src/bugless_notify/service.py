@@ -20,12 +20,15 @@ import asyncpg
 from grpclib.health.check import ServiceCheck
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from bugless_core.clients import ActingFor
 from bugless_core.errors import InvalidArgument
 from bugless_core.failover import DrainAwareAuthenticatorStub, DrainAwareModelStub
 from bugless_core.grpc import READINESS_TTL_SECONDS, AccessTable, GrpcServiceRunner, grpc_errors
 from bugless_core.migrations import quote_schema
 from bugless_core.model.runner import authenticator_verifier
 from bugless_core.notification_channel import NotificationChannel
+from bugless_notify._deliveries import IssueDeliveries
+from bugless_notify._recheck import RedactionRecheck
 from bugless_notify._supervise import serve_supervised
 from bugless_notify.addresses import AddressPolicy
 from bugless_notify.component_webhooks import ComponentWebhookAdmin, ComponentWebhookStore
@@ -250,12 +253,28 @@ async def _start_on(
     opened.push_async_callback(email.close)
     webhook = await WebhookChannel.open({**settings.webhook_options(), "endpoints": endpoints})
     opened.push_async_callback(webhook.close)
+    # Right before each attempt, a message whose quoted text was redacted
+    # since it was rendered is rendered again (bugless_notify._recheck).
+    recheck = RedactionRecheck(
+        pool,
+        queue,
+        model,
+        IssueDeliveries(
+            model,
+            auth,
+            ActingFor(auth),
+            public_url=settings.public_url,
+            notify_authors=settings.notify_authors,
+        ),
+        ComponentWebhookStore(settings.schema),
+    )
     worker = DeliveryWorker(
         pool,
         queue,
         {"email": email, "webhook": webhook},
         WorkerSettings(concurrency=settings.concurrency),
         metrics_registry=metrics_registry,
+        before_send=recheck,
     )
     consumer = FeedConsumer(
         pool,

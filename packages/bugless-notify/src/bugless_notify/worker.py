@@ -19,6 +19,11 @@ The worker sleeps while nothing is due and wakes on the queue's
 ``LISTEN``/``NOTIFY`` wake-up (sent when an enqueue commits), when the next
 retry falls due, or every ``poll_seconds`` at the latest.
 
+With ``before_send`` (the notifier's :class:`~bugless_notify._recheck.RedactionRecheck`),
+each claim is checked before its attempts: a message may be rendered again
+(text redacted since it was queued) or withdrawn; if the check fails, each of
+its attempts is a retryable failure, so nothing goes out unchecked.
+
 A claimed row that cannot be read is a dead letter at once, counted in
 ``bugless_notify_dead_letters_total{reason="unreadable"}``, and the rest of
 its claim is delivered in the same round (see :mod:`bugless_notify.queue`).
@@ -50,19 +55,32 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.database_errors import is_database_error
-from bugless_core.notification_channel import DeliveryResult, DeliveryStatus, NotificationChannel
+from bugless_core.errors import BuglessError
+from bugless_core.notification_channel import (
+    DeliveryResult,
+    DeliveryStatus,
+    NotificationChannel,
+    NotificationMessage,
+)
 from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_notify._metrics import DeliveryMetrics
 from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, RetryPolicy
 
 _log = logging.getLogger("bugless.notify")
+#: Asked about a claim's deliveries before their attempts: by delivery id,
+#: the message to send instead, or None for one not to send (withdrawn); a
+#: delivery not named goes as claimed. An exception makes each attempt a
+#: retryable failure. The notifier's is :class:`bugless_notify._recheck.RedactionRecheck`.
+BeforeSend = Callable[
+    [Sequence[ClaimedDelivery]], Awaitable[Mapping[str, NotificationMessage | None]]
+]
 #: The longest a delivered row waits to be recorded with others in one statement.
 _RECORD_DELAY_SECONDS = 0.02
 #: What the driver raises on the queue's statements. Which of them are the
@@ -160,6 +178,8 @@ class DeliveryWorker:
             are claimed (a replica without a channel leaves its rows to others).
         settings: See :class:`WorkerSettings`.
         metrics_registry: Where the ``bugless_notify_*`` metrics go.
+        before_send: Asked about each claim before its attempts start (see
+            :data:`BeforeSend`); none: every delivery goes as it was queued.
     """
 
     def __init__(
@@ -170,6 +190,7 @@ class DeliveryWorker:
         settings: WorkerSettings | None = None,
         *,
         metrics_registry: CollectorRegistry = REGISTRY,
+        before_send: BeforeSend | None = None,
     ) -> None:
         if not channels:
             raise ValueError("channels: a worker needs at least one channel")
@@ -193,6 +214,8 @@ class DeliveryWorker:
         self._control: Any = None
         self._to_record: list[ClaimedDelivery] = []
         self._last_purge = float("-inf")
+        self._before_send = before_send
+        self._checks: set[asyncio.Future[Mapping[str, NotificationMessage | None]]] = set()
 
     @property
     def in_flight(self) -> int:
@@ -271,10 +294,17 @@ class DeliveryWorker:
             return
         for bad in claim.unreadable:
             self.metrics.dead_letters.labels(bad.channel, "unreadable").inc()
+        # One check for the whole claim (its calls are per issue, not per
+        # delivery); each attempt waits for it, the loop does not.
+        checked = None
+        if self._before_send is not None and claims:
+            checked = asyncio.ensure_future(self._before_send(claims))
+            self._checks.add(checked)
+            checked.add_done_callback(self._check_done)
         for delivery in claims:
             self.metrics.claimed.labels(delivery.channel).inc()
             task = asyncio.create_task(
-                self._attempt(delivery), name=f"deliver {delivery.delivery_id}"
+                self._attempt(delivery, checked), name=f"deliver {delivery.delivery_id}"
             )
             self._in_flight[task] = delivery
             task.add_done_callback(self._finished)
@@ -284,6 +314,18 @@ class DeliveryWorker:
             if due_in is not None:
                 timeout = min(timeout, max(due_in, 0.005))
             await self._wait_for(self._wake, at_most=timeout)
+
+    def _check_done(self, check: asyncio.Future[Mapping[str, NotificationMessage | None]]) -> None:
+        self._checks.discard(check)
+        if check.cancelled() or (exc := check.exception()) is None:
+            return
+        # Each attempt reports it as its own retryable failure; a bug also
+        # shows its traceback here, once per claim.
+        _log.warning(
+            "could not check a claim against redactions; its attempts are retried: %s",
+            exc,
+            exc_info=None if isinstance(exc, BuglessError) else exc,
+        )
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
@@ -325,11 +367,22 @@ class DeliveryWorker:
 
     # ---- one attempt ----
 
-    async def _attempt(self, claim: ClaimedDelivery) -> None:
+    async def _attempt(
+        self,
+        claim: ClaimedDelivery,
+        checked: asyncio.Future[Mapping[str, NotificationMessage | None]] | None = None,
+    ) -> None:
         self.metrics.in_flight.inc()
         started = time.perf_counter()
         try:
-            result = await self._run_channel(claim)
+            sendable = await self._checked(claim, checked)
+            if sendable is None:
+                return
+            if isinstance(sendable, DeliveryResult):
+                result = sendable
+            else:
+                claim = sendable
+                result = await self._run_channel(claim)
             self.metrics.attempt_seconds.labels(claim.channel).observe(
                 time.perf_counter() - started
             )
@@ -340,6 +393,35 @@ class DeliveryWorker:
             raise
         finally:
             self.metrics.in_flight.dec()
+
+    async def _checked(
+        self,
+        claim: ClaimedDelivery,
+        checked: asyncio.Future[Mapping[str, NotificationMessage | None]] | None,
+    ) -> ClaimedDelivery | DeliveryResult | None:
+        """What to send after the claim's check: the claim, a new message, a failure or nothing."""
+        if checked is None:
+            return claim
+        try:
+            verdicts = await asyncio.shield(checked)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return DeliveryResult.retry(
+                f"could not check the message against redactions before sending it: {exc}"
+            )
+        if claim.delivery_id not in verdicts:
+            return claim
+        message = verdicts[claim.delivery_id]
+        if message is None:
+            _log.info(
+                "delivery withdrawn before sending: the text it was about was redacted",
+                extra={"channel": claim.channel, "delivery_id": claim.delivery_id},
+            )
+            return None
+        return dataclasses.replace(
+            claim, notification=dataclasses.replace(claim.notification, message=message)
+        )
 
     async def _run_channel(self, claim: ClaimedDelivery) -> DeliveryResult:
         attempt = claim.notification.attempt
@@ -428,6 +510,8 @@ class DeliveryWorker:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for check in list(self._checks):
+            check.cancel()
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
