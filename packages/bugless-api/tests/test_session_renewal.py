@@ -23,15 +23,21 @@ import json
 import logging
 import secrets
 import time
+from pathlib import Path
 
 import pytest
 from api_support import Bots, extra_api
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bugless_api.client import BuglessClient, RetryPolicy
-from bugless_dev.stack import LocalStack
+from bugless_core.errors import Unauthenticated
+from bugless_dev.stack import LocalStack, RunningService
 
 #: What the API logs when it sends a refused Model call again with a new session.
 RENEWED = "was refused (SESSION_ENDED): sent again with a new session"
+#: ... and when it sends one refused for its assertion's dropped key again.
+RESIGNED = "was refused (INVALID_ASSERTION): sent again with a new assertion"
 
 
 def _end_every_session(stack: LocalStack, username: str) -> int:
@@ -108,3 +114,124 @@ async def test_a_bots_calls_go_on_after_the_authenticator_restarted_without_its_
         finally:
             client.close()
             await asyncio.to_thread(stack.stop_service, auth)
+
+
+def _client(stack: LocalStack, port: int, username: str) -> BuglessClient:
+    """The bugless client of bot ``username`` (mapped now) on the API at ``port``, no retries."""
+    files = stack.pki.client_certificate_for(username)
+    return BuglessClient(
+        f"127.0.0.1:{port}",
+        cert=files.cert,
+        key=files.key,
+        ca=stack.pki.ca_file,
+        timeout=30,
+        retry=RetryPolicy(attempts=1),
+    )
+
+
+async def test_a_bots_calls_go_on_after_a_key_rotation_dropped_its_assertions_key(
+    bots: Bots, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """The Authenticator is restarted with a new token key only (the last step of a
+    rotation), while the API still holds the bot's assertion signed with the old one:
+    the Model refuses it as INVALID_ASSERTION, and the API asks the Authenticator
+    again and sends the call with the new key's assertion; every write applied once.
+    Before, every call failed so until the API's identity expired (up to 5 minutes).
+    An Authenticator and a Model of the test's own, so the stack's keep their key."""
+    caplog.set_level(logging.INFO, logger="bugless.api")
+    stack = bots.stack
+    new_key = tmp_path / "new-token-key.pem"
+    new_key.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    services: list[RunningService] = []
+
+    def start(kind: str, *args: str, env: dict[str, str] | None = None) -> RunningService:
+        running = stack.start(kind, [kind, "serve", *args], name=f"{kind}-rotation", env=env)
+        services.append(running)
+        return running
+
+    try:
+        auth = await asyncio.to_thread(start, "auth", "--port", "0")
+        model = await asyncio.to_thread(
+            start, "model", "--port", "0", env={"BUGLESS_MODEL_AUTH": f"127.0.0.1:{auth.port}"}
+        )
+        addresses = {
+            "auth": dataclasses.replace(stack.client_address("auth", "api"), port=auth.port),
+            "model": dataclasses.replace(stack.client_address("model", "api"), port=model.port),
+        }
+        async with extra_api(
+            bots, identity_ttl_seconds=300.0, user_changes_seconds=0.0, **addresses
+        ) as running:
+            username = f"bot-{secrets.token_hex(3)}"
+            client = _client(stack, running.port, username)
+            try:
+                created = [(await client.create_hotlist(f"before-{secrets.token_hex(3)}")).name]
+                await asyncio.to_thread(stack.stop_service, auth)
+                auth = await asyncio.to_thread(
+                    start,
+                    "auth",
+                    "--port",
+                    str(auth.port),
+                    env={"BUGLESS_AUTH_TOKEN_KEY_FILES": str(new_key)},
+                )
+                deadline = time.monotonic() + 30
+                while RESIGNED not in caplog.text:
+                    assert time.monotonic() < deadline, "no Model call was refused in 30 s"
+                    name = f"after-{secrets.token_hex(3)}"
+                    created.append((await client.create_hotlist(name)).name)
+                    await asyncio.sleep(0.5)
+                created.append((await client.create_hotlist(f"then-{secrets.token_hex(3)}")).name)
+                mine = [h.name for h in await client.list_hotlists(member=username)]
+                assert sorted(mine) == sorted(created), "a write was lost or applied twice"
+            finally:
+                client.close()
+    finally:
+        for service in services:
+            await asyncio.to_thread(stack.stop_service, service)
+
+
+async def test_a_call_whose_certificate_is_another_users_now_is_not_sent_again_as_them(
+    bots: Bots, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bot's mapping entry is pointed at another bot while the API still holds its
+    identity: the Model refuses the ended session's assertion, and the Authenticator
+    now signs the certificate in as the other bot. The call is refused with
+    UNAUTHENTICATED (reason IDENTITY_CHANGED) saying so, not made as the other bot;
+    the next call is the other bot's. Before, the API sent it again as the other bot,
+    which found a write it never made under its name."""
+    caplog.set_level(logging.INFO, logger="bugless.api")
+    stack = bots.stack
+    username, other = f"bot-{secrets.token_hex(3)}", f"bot-{secrets.token_hex(3)}"
+    # Not following the users' change feed, which would have the API ask again
+    # before the Model refuses: as while the feed lags behind a mapping change.
+    async with extra_api(bots, identity_ttl_seconds=300.0, user_changes_seconds=0.0) as running:
+        client = _client(stack, running.port, username)
+        other_client = _client(stack, running.port, other)
+        try:
+            created = [(await client.create_hotlist(f"mine-{secrets.token_hex(3)}")).name]
+            await other_client.whoami()
+            stack.pki.map_subject(f"{username}.bot", other)
+            deadline = time.monotonic() + 40
+            with pytest.raises(Unauthenticated) as refused:  # noqa: PT012 - until the Model refuses
+                while True:
+                    assert time.monotonic() < deadline, "no call was refused in 40 s"
+                    assert RENEWED not in caplog.text, "the call was sent again as the other bot"
+                    name = f"made-{secrets.token_hex(3)}"
+                    created.append((await client.create_hotlist(name)).name)
+                    await asyncio.sleep(0.5)
+            assert refused.value.reason == "IDENTITY_CHANGED"
+            assert f"signs in as {other!r} now, not as {username!r}" in refused.value.message
+            assert RENEWED not in caplog.text
+            assert sorted(h.name for h in await other_client.list_hotlists(member=username)) == (
+                sorted(created)
+            )
+            assert await other_client.list_hotlists(member=other) == []
+            assert (await client.whoami()).user.username == other  # type: ignore[union-attr]
+        finally:
+            client.close()
+            other_client.close()

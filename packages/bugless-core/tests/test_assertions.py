@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bugless_core.assertions import AssertionVerifier, key_id, sign_assertion
+from bugless_core.assertions import AssertionVerifier, key_id, sign_assertion, signing_key_id
 from bugless_core.errors import Unauthenticated, Unavailable
 from bugless_proto import v1
 
@@ -156,3 +156,13 @@ async def test_without_a_cache_every_call_checks_the_signature() -> None:
     forged = assertion[: assertion.rindex(".") + 1] + "A" * 86
     with pytest.raises(Unauthenticated):
         await verifier.claims(forged)
+
+
+def test_an_assertions_signing_key_is_read_from_its_header_without_verifying() -> None:
+    """What the API compares to tell a rotated key from an assertion refused otherwise:
+    each key's own id, and "" for text that is no assertion (never an exception)."""
+    old, new, clock = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate(), _Clock()
+    assert signing_key_id(_sign(old, clock)) == key_id(old.public_key())
+    assert signing_key_id(_sign(new, clock)) == key_id(new.public_key()) != key_id(old.public_key())
+    assert signing_key_id("not.an.assertion") == ""
+    assert signing_key_id("x" * 10) == ""

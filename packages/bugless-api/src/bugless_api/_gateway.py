@@ -30,7 +30,13 @@ from bugless_api._ratelimit import RateLimiter
 from bugless_api._users import UserDirectory
 from bugless_api._wire_issues import BATCH_CREATE_ISSUES, BATCH_GET_ISSUES
 from bugless_api.settings import ApiSettings
-from bugless_core.clients import ASSERTION_RENEWAL, CURRENT_ASSERTION, call
+from bugless_core.clients import (
+    ASSERTION_REFUSALS,
+    ASSERTION_RENEWAL,
+    CURRENT_ASSERTION,
+    call,
+    renewal_helps,
+)
 from bugless_core.errors import (
     BuglessError,
     FailedPrecondition,
@@ -50,6 +56,9 @@ P = ParamSpec("P")
 #: ErrorInfo reason of a call the Model refused as of the connection's ended
 #: session, which has a new one now (:meth:`Gateway.session_ended`).
 SESSION_RENEWED_REASON = "SESSION_RENEWED"
+#: ErrorInfo reason of a call not sent again because the connection's
+#: certificate is another user's now (:func:`_identity_changed`).
+IDENTITY_CHANGED_REASON = "IDENTITY_CHANGED"
 R = TypeVar("R")
 
 
@@ -150,48 +159,68 @@ class Gateway:
         The :data:`~bugless_core.clients.ASSERTION_RENEWAL` of every admitted
         call: the Model refused a call because the assertion's session has
         ended (the Authenticator restarted with its sessions lost, an
-        administrator ended them, the mapping entry changed), and refused it
+        administrator ended them, the mapping entry changed) or its signing
+        key is no longer published (a rotation dropped it), and refused it
         before running it, so :func:`bugless_core.clients.call` sends it once
         more with what this returns. The connection's identity is asked for
         again (once for all the calls refused at the same time): a
-        certificate still mapped gets a new session, which becomes the
-        call's identity and assertion from here on; the bot never hears of
-        it.
+        certificate still mapped to the same user gets a new session or
+        assertion, which becomes the call's identity and assertion from here
+        on; the bot never hears of it.
 
         Raises:
             Unauthenticated: The Authenticator's own refusal (a disabled
                 user, a certificate no longer mapped or revoked), told to
-                the bot instead of the Model's "sign in again".
+                the bot instead of the Model's "sign in again"; or, reason
+                ``IDENTITY_CHANGED``, the certificate is another user's now
+                (its mapping entry re-pointed): a call made as one user is
+                never sent as another.
         """
-        self.identities.forget_connection(CURRENT_ASSERTION.get())
+        was, sent = current_identity(), CURRENT_ASSERTION.get()
+        self.identities.forget_connection(sent)
         identity = await self.identities.identify()
+        if identity.user_id != was.user_id:
+            raise _identity_changed(was, identity)
         self._act_as(identity)
-        _log.info(
-            "a Model call of %s was refused (%s): sent again with a new session",
-            identity.subject,
-            refused.reason,
-            extra={"subject": identity.subject, "reason": refused.reason},
-        )
-        return identity.identity.assertion or None
+        renewed = identity.identity.assertion or None
+        if renewal_helps(refused, sent or "", renewed):
+            _log.info(
+                "a Model call of %s was refused (%s): sent again with a new %s",
+                identity.subject,
+                refused.reason,
+                "session" if refused.reason == "SESSION_ENDED" else "assertion",
+                extra={"subject": identity.subject, "reason": refused.reason},
+            )
+        return renewed
 
-    async def session_ended(self) -> BuglessError:
-        """What to answer a call the Model refused as of an ended session, not sent again.
+    async def session_ended(self, refused: Unauthenticated) -> BuglessError:
+        """What to answer a call the Model refused as of its assertion, not sent again.
 
         :meth:`renewed_assertion` sends the unary Model calls again, and
         opens a Watch or a download again; an upload (whose messages are
         gone) reaches here, as does a call refused again with its new
         session. The connection's identity is asked for again: a disabled
         user (or a certificate no longer mapped, or revoked) gets the
-        Authenticator's own refusal; otherwise the connection has a new
-        session now, and the answer is UNAVAILABLE
-        (reason ``SESSION_RENEWED``), which the bugless client retries as it
-        retries any call that may be retried when a service is unavailable.
+        Authenticator's own refusal, and a certificate that is another
+        user's now UNAUTHENTICATED ``IDENTITY_CHANGED`` (the bot must not be
+        told to make as that user a call it made as this one); otherwise the
+        connection has a new session or assertion now, and the answer is
+        UNAVAILABLE (reason ``SESSION_RENEWED``), which the bugless client
+        retries as it retries any call that may be retried when a service is
+        unavailable. An assertion refused as invalid whose renewal names the
+        same key is not one a rotation dropped: that refusal stands
+        (:func:`~bugless_core.clients.renewal_helps`).
         """
-        self.identities.forget_connection(CURRENT_ASSERTION.get())
+        was, sent = current_identity(), CURRENT_ASSERTION.get()
+        self.identities.forget_connection(sent)
         try:
-            await self.identities.identify()
+            identity = await self.identities.identify()
         except Unauthenticated as exc:
             return exc
+        if identity.user_id != was.user_id:
+            return _identity_changed(was, identity)
+        if not renewal_helps(refused, sent or "", identity.identity.assertion or None):
+            return refused
         return Unavailable(
             "this connection's session ended while the call was made, and the connection "
             "has a new one now: make the call again",
@@ -247,6 +276,29 @@ class Gateway:
     ) -> R:
         """Call a backend stub method with the backend deadline, mapping errors."""
         return await call(method, request, timeout=self.settings.backend_timeout_seconds, **kwargs)
+
+
+def _identity_changed(was: CallerIdentity, now: CallerIdentity) -> Unauthenticated:
+    """The refusal of a call made as ``was`` whose connection's certificate is ``now``'s.
+
+    The certificate's mapping entry was pointed at another user while the
+    call was under way: sending it again with the new identity would make
+    as that user what the bot made as this one (a comment, a grant), so it
+    is not sent; the bot's next call is made as the new user.
+    """
+    _log.warning(
+        "a Model call of %s as %s was refused and not sent again: the certificate is %s now",
+        now.subject,
+        was.username,
+        now.username,
+        extra={"subject": now.subject, "user_id": was.user_id, "now_user_id": now.user_id},
+    )
+    return Unauthenticated(
+        f"this connection's certificate ({now.subject}) signs in as {now.username!r} now, "
+        f"not as {was.username!r}, whom this call was made as: it was not made; make it "
+        f"again to make it as {now.username!r}",
+        reason=IDENTITY_CHANGED_REASON,
+    )
 
 
 def caller_of(message: _HasCaller) -> v1.Caller:
@@ -309,8 +361,8 @@ class GatewayService:
                 try:
                     await func(stream)
                 except Unauthenticated as exc:
-                    if exc.reason != "SESSION_ENDED":
+                    if exc.reason not in ASSERTION_REFUSALS:
                         raise
-                    raise await gateway.session_ended() from exc
+                    raise await gateway.session_ended(exc) from exc
 
         return handle

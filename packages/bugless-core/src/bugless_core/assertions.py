@@ -169,6 +169,22 @@ def _parse(assertion: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes
     return header, claims, f"{parts[0]}.{parts[1]}".encode("ascii"), signature
 
 
+def signing_key_id(assertion: str) -> str:
+    """The key id (``kid``) the header of ``assertion`` names, unverified; "" if unreadable.
+
+    For a frontend whose assertion a service refused as invalid: one signed
+    with the key a rotation dropped is renewed by asking the Authenticator
+    again, and the new one names another key; one that names the same key
+    was not refused for its key, and asking again will not help
+    (:func:`bugless_core.clients.renewal_helps`).
+    """
+    try:
+        kid = _parse(assertion)[0].get("kid")
+    except Unauthenticated:
+        return ""
+    return kid if isinstance(kid, str) else ""
+
+
 def _claims(claims: dict[str, Any], kid: str) -> AssertionClaims:
     groups = claims.get("grp")
     if (
@@ -339,4 +355,5 @@ __all__ = [
     "FetchKeys",
     "key_id",
     "sign_assertion",
+    "signing_key_id",
 ]

@@ -25,7 +25,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core import limits
 from bugless_core._compat.grpclib import channel_protocol, forget_channel_protocol
-from bugless_core.assertions import METADATA_KEY
+from bugless_core.assertions import METADATA_KEY, signing_key_id
 from bugless_core.errors import InvalidArgument, Unauthenticated, Unavailable, from_grpc_error
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import username_key
@@ -52,6 +52,7 @@ __all__ = [
     "every_page",
     "forget_connection",
     "forward_assertions",
+    "renewal_helps",
     "resolve_query",
     "warn_if_insecure",
 ]
@@ -179,9 +180,11 @@ def call_errors(unreachable: str) -> Iterator[None]:
 
 #: Reasons a service refuses the identity assertion a call carried with, before
 #: running the call (the Model checks the assertion before it reads the request):
-#: the session it was issued for has ended. Such a call applied nothing, so it
-#: may be sent again with a new assertion (:data:`ASSERTION_RENEWAL`).
-ASSERTION_REFUSALS = frozenset({"SESSION_ENDED"})
+#: the session it was issued for has ended, or it is signed with a key the
+#: Authenticator no longer publishes (a rotation dropped it while the frontend
+#: still held the assertion). Such a call applied nothing, so it may be sent
+#: again with a new assertion (:data:`ASSERTION_RENEWAL`, :func:`renewal_helps`).
+ASSERTION_REFUSALS = frozenset({"SESSION_ENDED", "INVALID_ASSERTION"})
 
 #: Renews the assertion of the calls made in this context, after a service
 #: refused the one a call carried (:data:`ASSERTION_REFUSALS`): it makes the new
@@ -192,6 +195,22 @@ ASSERTION_REFUSALS = frozenset({"SESSION_ENDED"})
 ASSERTION_RENEWAL: ContextVar[Callable[[Unauthenticated], Awaitable[str | None]] | None] = (
     ContextVar("bugless_assertion_renewal", default=None)
 )
+
+
+def renewal_helps(refused: Unauthenticated, sent: str, renewed: str | None) -> bool:
+    """Whether a call refused for its assertion ``sent`` may be made again with ``renewed``.
+
+    Only for a refusal of :data:`ASSERTION_REFUSALS`, and a new assertion.
+    One refused as invalid also needs its renewal signed with another key:
+    the same key means the assertion was not refused for a dropped key
+    (a Model trusting another Authenticator, say), which asking the
+    Authenticator again does not mend, so the refusal stands as it was.
+    """
+    if refused.reason not in ASSERTION_REFUSALS or not renewed or renewed == sent:
+        return False
+    if refused.reason == "INVALID_ASSERTION":
+        return signing_key_id(renewed) != signing_key_id(sent)
+    return True
 
 
 async def call(fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -209,11 +228,12 @@ async def call_renewing(unreachable: str, attempt: Callable[[], Awaitable[R]]) -
     """Await ``attempt()`` inside :func:`call_errors`; once more if its assertion was renewed.
 
     A call (or a stream's opening: its first message awaited) refused for
-    its assertion's ended session (:data:`ASSERTION_REFUSALS`) is made once
-    more, with the assertion :data:`ASSERTION_RENEWAL` gives, when the
-    context has one: the service refused it before running it, so making it
-    again is safe for a write too. What the renewal raises (the caller may
-    not sign in again) is raised instead.
+    its assertion's ended session or dropped key (:data:`ASSERTION_REFUSALS`)
+    is made once more, with the assertion :data:`ASSERTION_RENEWAL` gives,
+    when the context has one and :func:`renewal_helps`: the service refused
+    it before running it, so making it again is safe for a write too. What
+    the renewal raises (the caller may not sign in again, or is someone
+    else now) is raised instead.
     """
     sent = CURRENT_ASSERTION.get()
     try:
@@ -223,8 +243,7 @@ async def call_renewing(unreachable: str, attempt: Callable[[], Awaitable[R]]) -
         renew = ASSERTION_RENEWAL.get()
         if renew is None or not sent or exc.reason not in ASSERTION_REFUSALS:
             raise
-        renewed = await renew(exc)
-        if not renewed or renewed == sent:
+        if not renewal_helps(exc, sent, await renew(exc)):
             raise
     with call_errors(unreachable):
         return await attempt()
