@@ -187,9 +187,9 @@ class UserCommands:
 
     env: dict[str, str]
 
-    async def __call__(self, command: str, *args: str, status: int = 0) -> tuple[str, str]:
-        """``bugless auth user COMMAND ARGS``, which must exit with ``status``: (stdout, stderr)."""
-        process = await asyncio.create_subprocess_exec(
+    async def start(self, command: str, *args: str) -> asyncio.subprocess.Process:
+        """``bugless auth user COMMAND ARGS`` started, its output piped (for a test that waits)."""
+        return await asyncio.create_subprocess_exec(
             BUGLESS,
             "auth",
             "user",
@@ -199,6 +199,10 @@ class UserCommands:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
+
+    async def __call__(self, command: str, *args: str, status: int = 0) -> tuple[str, str]:
+        """``bugless auth user COMMAND ARGS``, which must exit with ``status``: (stdout, stderr)."""
+        process = await self.start(command, *args)
         async with asyncio.timeout(180):  # a CLI process imports a lot on a loaded machine
             stdout, stderr = await process.communicate()
         assert process.returncode == status, (args, stdout.decode(), stderr.decode())

@@ -22,10 +22,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 import test_sessions_vs_disable
-from auth_support import AuthServer, unique
+from auth_support import AuthServer, UserCommands, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
-from test_cli import BUGLESS
 from test_people_ca import _csr, _der
 from test_sessions_vs_disable import LIVE_CERTIFICATES, LIVE_SESSIONS, WAITERS
 from test_user_change_feed import eventually
@@ -209,17 +208,7 @@ async def cli_disable(
 ) -> asyncio.subprocess.Process:
     """``bugless auth user disable USERNAME`` as a subprocess on ``auth``'s schema."""
     wait = [] if lock_wait_seconds is None else ["--lock-wait-seconds", str(lock_wait_seconds)]
-    return await asyncio.create_subprocess_exec(
-        BUGLESS,
-        "auth",
-        "user",
-        "disable",
-        username,
-        *wait,
-        env=auth.cli_env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await UserCommands(auth.cli_env).start("disable", username, *wait)
 
 
 async def test_the_cli_disable_ends_the_sessions_and_revokes_the_certificates(
