@@ -241,6 +241,37 @@ async def test_migrate_on_a_dialect_the_server_cannot_run_is_bad_configuration(
     assert made == 0
 
 
+async def test_serve_on_a_dialect_the_server_cannot_run_is_bad_configuration(
+    cli_env: dict[str, str], key_files: KeyFiles
+) -> None:
+    """``auth serve --database-dialect cockroach`` on PostgreSQL at READ COMMITTED exits 2.
+
+    The same setting ``auth migrate`` refuses with 2, and ``model serve``
+    refuses its own with (a locality on PostgreSQL): bad configuration, said
+    as what to change, nothing served or made. Before, ``serve`` exited 1,
+    the status of a failed start that is no one's setting.
+    """
+    said = await _refused(
+        "auth", "serve", "--insecure-local", "--port", "0", "--token-key-file",
+        str(key_files.first), "--database-dialect", "cockroach", "--migrate",
+        env=cli_env, status=2,
+    )  # fmt: skip
+    assert said.splitlines()[-1] == (
+        "Error: database_dialect cockroach on PostgreSQL (compatibility mode) needs "
+        "default_transaction_isolation = serializable, the server has 'read committed': "
+        "ALTER DATABASE ... SET default_transaction_isolation = 'serializable'"
+    )
+    assert "Traceback" not in said
+    conn = await asyncpg.connect(cli_env["BUGLESS_AUTH_DATABASE_URL"])
+    try:
+        made = await conn.fetchval(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = $1", cli_env["BUGLESS_AUTH_SCHEMA"]
+        )
+    finally:
+        await conn.close()
+    assert made == 0
+
+
 async def _refused(*args: str, env: dict[str, str], stdin: bytes = b"", status: int) -> str:
     """``bugless ARGS`` that must fail with exit ``status``: its error line."""
     process = await asyncio.create_subprocess_exec(

@@ -71,8 +71,9 @@ def run(coro: Coroutine[Any, Any, T], *, statuses: bool = False) -> T:
 
     It exits 1, or with ``statuses`` the status the error's kind has in the
     documented table (:func:`refusal`: 2 for a value refused, 3 not found, 4
-    a name taken), which ``bugless auth user`` and ``migrate`` use. ``serve``
-    keeps 1: a supervisor reads any failed start the same way.
+    a name taken), which ``bugless auth user``, ``migrate`` and ``serve`` use:
+    ``serve`` refused by a setting the database cannot run (the dialect) exits
+    2, as ``bugless model serve`` does, and any other failed start 1.
     """
     from bugless_core import eventloop  # noqa: PLC0415 - `bugless auth --help` runs none
 

@@ -160,4 +160,8 @@ def serve_command(plugins: Plugins, settings: AuthServeSettings) -> None:
         check_backend_files(plugins, auth, flagged=settings.auth.authenticator_options)
     except SettingFileError as exc:
         raise SettingFileRefused(exc) from exc
-    raise SystemExit(run(serve_auth(plugins, auth, settings.grpc, migrate=settings.migrate)))
+    # A setting the database cannot run (--database-dialect) is bad configuration,
+    # 2, as for `auth migrate` and `model serve`; the database away or any other
+    # failed start 1.
+    status = run(serve_auth(plugins, auth, settings.grpc, migrate=settings.migrate), statuses=True)
+    raise SystemExit(status)
