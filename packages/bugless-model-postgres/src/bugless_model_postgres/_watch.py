@@ -431,7 +431,9 @@ class ChangeFeed:
                     maybe_left = [
                         (i, v) for _, i, v in wanted if i not in shown or v != issues[i].version
                     ]
-                    left = await changes_that_left(conn, request.query, caller, catalog, maybe_left)
+                    left = await changes_that_left(
+                        conn, request.query, caller, catalog, maybe_left, viewable=issues
+                    )
             pairs = [(i, v) for _, i, v in wanted if i in shown or (i, v) in left]
             if not pairs:
                 return []

@@ -28,9 +28,10 @@ read the history up to the state's version, as ``has:attachment`` and
 ``attachment:`` terms read the attachments (an attachment's row names the
 entries that attached and deleted it). What else lives apart from the row
 (stars, mentions, comment text) is read as it is when the event is sent,
-as every event's query is. ``closed_at`` of a state is the row's while the
-issue stayed closed since, else (it was reopened) the time of the entry
-that closed it, read from the whole history for a query with a
+as every event's query is (but never for an issue the caller may no longer
+view: see :func:`changes_that_left`). ``closed_at`` of a state is the row's
+while the issue stayed closed since, else (it was reopened) the time of the
+entry that closed it, read from the whole history for a query with a
 ``closed:`` term. Since both states come
 from the history, not from the moment the event is sent, a replay judges a
 change the way the live stream did.
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -74,6 +75,19 @@ _VERSION_FIELDS = frozenset(
 #: Search fields reading the comments each state had (its comment count, or
 #: the history up to its version: ``compile_search``'s ``row_state``).
 _COMMENT_FIELDS = frozenset({v1.SearchField.COMMENTER, v1.SearchField.LAST_COMMENTER})
+
+#: Search fields reading what is kept apart from the row, as it is when the
+#: event is sent: for an issue the caller may no longer view, that includes
+#: what was written where they cannot see (see :func:`changes_that_left`).
+_APART_FIELDS = frozenset(
+    {
+        v1.SearchField.TEXT,
+        v1.SearchField.COMMENT,
+        v1.SearchField.MENTION,
+        v1.SearchField.STARRED_BY,
+        v1.SearchField.STAR_COUNT,
+    }
+)
 
 #: Every history entry of each issue $1 from version $2 on, newest first;
 #: ``commented``: it added a comment, which the row's comment_count counts;
@@ -127,6 +141,8 @@ async def changes_that_left(
     caller: v1.Caller,
     catalog: CustomCatalog,
     changes: Sequence[tuple[int, int]],
+    *,
+    viewable: Collection[int],
 ) -> set[tuple[int, int]]:
     """The ``(issue id, version)`` of ``changes`` that made their issue stop matching ``query``.
 
@@ -137,9 +153,20 @@ async def changes_that_left(
     an ``attachment:`` term) or the state's version or time (``modified``,
     ``lastmodifier``, ``modifier:``): its two states are the same row for
     everything else the query reads, so they are not sent to the database
-    (a replay of comments costs one statement). Three statements at most
+    (a replay of comments costs one statement). Four statements at most
     for the lot: the entries from the oldest change on, the current rows,
-    and the query over both states of every change left.
+    and the query over both states of every change left (two, when some
+    are blind, below).
+
+    An issue the caller may not view now (not in ``viewable``) is judged
+    blind when the query reads what is kept apart from the row (words,
+    comments, mentions, stars): that is read as it is now,
+    and may have been written where the caller cannot see, so that whether
+    a leave came would tell them of it (a replay of ``-word`` would say
+    whether a comment made since holds the word). Its change left the
+    query when the caller could view the issue before it and cannot after
+    it, whatever the query says; the watcher drops the row if it had one,
+    and learns of an issue it could view before, nothing written since.
     """
     judged = sorted({(i, v) for i, v in changes if v > 1})
     if not judged:
@@ -170,24 +197,43 @@ async def changes_that_left(
     newest_first: dict[int, list[asyncpg.Record]] = {}
     for row in entries:
         newest_first.setdefault(row["issue_id"], []).append(row)
-    states = [
-        {
-            "id": issue_id,
-            "fields": state_fields(current[issue_id], newest_first[issue_id], at, catalog.by_id),
-        }
-        for issue_id, version in judged
-        if issue_id in current
-        for at in (version - 1, version)
-    ]
-    if not states:
-        return set()
+    blind = {i for i in ids if i not in viewable} if reads & _APART_FIELDS else set()
+    matched: set[tuple[int, int]] = set()
+    for judged_by, issues in (
+        (query.filter, [(i, v) for i, v in judged if i not in blind]),
+        (None, [(i, v) for i, v in judged if i in blind]),  # the caller's view alone
+    ):
+        states = [
+            {
+                "id": issue_id,
+                "fields": state_fields(
+                    current[issue_id], newest_first[issue_id], at, catalog.by_id
+                ),
+            }
+            for issue_id, version in issues
+            if issue_id in current
+            for at in (version - 1, version)
+        ]
+        if states:
+            matched |= await _states_matching(conn, judged_by, caller, catalog, states)
+    return {(i, v) for i, v in judged if (i, v - 1) in matched and (i, v) not in matched}
+
+
+async def _states_matching(
+    conn: Conn,
+    node: v1.SearchNode | None,
+    caller: v1.Caller,
+    catalog: CustomCatalog,
+    states: list[dict[str, Any]],
+) -> set[tuple[int, int]]:
+    """The ``(issue id, version)`` of ``states`` matching ``node`` for ``caller`` (None: any)."""
     payload = json.dumps(states, default=_json_value)
 
     def states_table(bind: Callable[[Any, str], str]) -> str:
         return _STATES_TABLE.format(states=bind(payload, "jsonb"))
 
     compiled = _search.compile_search(
-        v1.StructuredQuery(filter=query.filter),
+        v1.StructuredQuery(filter=node),
         caller,
         principals_of(caller),
         None,
@@ -197,9 +243,9 @@ async def changes_that_left(
     )
     with_ = f"WITH {compiled.ctes} " if compiled.ctes else ""
     statement = f"{with_}SELECT i.id, i.version {compiled.base}"
-    rows = await conn.fetch(statement, *compiled.count_params)
-    matched = {(row["id"], row["version"]) for row in rows}
-    return {(i, v) for i, v in judged if (i, v - 1) in matched and (i, v) not in matched}
+    return {
+        (row["id"], row["version"]) for row in await conn.fetch(statement, *compiled.count_params)
+    }
 
 
 def _sets_row_columns(entry: Row, custom: bool) -> bool:

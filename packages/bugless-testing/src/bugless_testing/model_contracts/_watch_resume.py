@@ -9,7 +9,7 @@ from grpclib.const import Status
 
 from bugless_core.errors import from_grpc_error
 from bugless_core.model.backend import Capability
-from bugless_core.search.build import all_of
+from bugless_core.search.build import all_of, negate
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.events import EventStream
@@ -326,6 +326,45 @@ class WatchResumeContract:
         async with _resumed(model, request) as (stream, _):
             events = [await stream.next(), await stream.next()]
         assert [e.issue.id for e in events if e.issue] == [secret.id, public.id]
+
+    async def test_a_replay_is_not_swayed_by_words_written_where_the_watcher_cannot_see(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Whether a move out of view left the query tells nothing written after it.
+
+        Bob watches ``-bluebird``; the issue is moved where only Alice sees
+        it (live: a leave), and Alice then comments "bluebird" there. Were
+        the state before the move judged with the comments as they are now,
+        it would match neither before nor after, and a replay would send
+        nothing: a watcher replaying with word after word would learn the
+        words of a comment it may not read, and keep a row of an issue it
+        lost. The replay says the move left the query, as the live stream
+        did, whatever was written since.
+        """
+        root = await make_component(model)
+        secret = await make_component(
+            model, parent_id=root.id, acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        issue = await make_issue(model, root.id)
+        word = eq(v1.SearchField.TEXT, "bluebird")
+        request = v1.WatchRequest(
+            caller=BOB, query=v1.StructuredQuery(filter=within(root.id, negate(word)))
+        )
+        async with _resumed(model, request) as (stream, marker):
+            moved = await change(model, issue, delta(component_id=secret.id))
+            live = await stream.next()
+        await change(model, moved.issue, comment="its code name is bluebird", caller=ALICE)
+        request.after_position = marker.position
+        async with _resumed(model, request) as (stream, _):
+            replay = await stream.next()
+            await stream.nothing_more()
+        assert (live.left_query, live.issue) == (True, v1.Issue(id=issue.id))
+        assert (replay.position, replay.left_query, replay.issue, replay.entry) == (
+            live.position,
+            True,
+            v1.Issue(id=issue.id),
+            live.entry,
+        )
 
     async def test_changes_committed_during_the_replay_arrive_once_after_it(
         self, model: v1.ModelStub

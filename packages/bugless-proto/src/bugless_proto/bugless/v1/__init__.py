@@ -6873,7 +6873,13 @@ class WatchEvent(betterproto2.Message):
     attachments (attaching and deleting a file are changes too: a watch of
     -has:attachment hears the first file as a leave); what else is kept
     apart from the issue (stars, mentions, comment text) is judged as it is
-    when the event is sent. Because both states are fixed by the history, a resumed watch's
+    when the event is sent, except for an issue the caller may no longer
+    view: what was written since may be out of their sight, so when the
+    query reads any of it, a change of such an issue left the query exactly
+    when the caller could view the issue before the change and cannot after
+    it (whatever the query says: the watcher drops the row if it had one,
+    and no word of what it may not read decides whether the event comes).
+    Because both states are fixed by the history, a resumed watch's
     replay gives the same left_query events as the live stream did, at the
     same positions. An event of a change that made the issue leave is always
     a left_query event (even when a later change brought the issue back: that
