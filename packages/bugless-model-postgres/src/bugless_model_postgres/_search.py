@@ -36,19 +36,23 @@ _ID_COLUMNS = {F.ID: "i.id", F.PARENT: "i.parent_id", F.CANONICAL: "i.duplicate_
 _ARRAY_COLUMNS = {F.BLOCKING: "i.blocking_ids", F.BLOCKED_BY: "i.blocked_by_ids"}
 _LEVEL_COLUMNS = {F.PRIORITY: "i.priority", F.SEVERITY: "i.severity"}
 _TIME_COLUMNS = {F.CREATED: "i.created_at", F.MODIFIED: "i.modified_at"}
+#: Entry ``h`` wrote a comment, as ``comment_count`` counts them: no edit (an
+#: edit's entry carries a comment's new text but is no new comment), with a
+#: comment or one since redacted (a redaction blanks the text where it was
+#: written; its author still wrote it, and the entry still shows who).
+_WROTE_COMMENT = "h.edits_version = 0 AND (h.comment <> '' OR h.comment_redacted)"
 #: History conditions of the people fields: an entry of the issue by one of
 #: the users bound at ``{users}``; ``{upto}`` bounds a Watch state's history to its version.
 _HISTORY_PEOPLE = {
     F.COMMENTER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id{upto} "
-    "AND h.comment <> '' AND h.author = ANY ({users}))",
+    f"AND {_WROTE_COMMENT} AND h.author = ANY ({{users}}))",
     F.MODIFIER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id{upto} "
     "AND h.author = ANY ({users}))",
     F.LAST_MODIFIER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id "
     "AND h.version = i.version AND h.author = ANY ({users}))",
-    # An edit's entry carries the comment's new text but is no new comment.
     F.LAST_COMMENTER: "coalesce((SELECT h.author FROM issue_history h "
-    "WHERE h.issue_id = i.id{upto} AND h.edits_version = 0 "
-    "AND h.comment <> '' ORDER BY h.version DESC LIMIT 1), '') = ANY ({users})",
+    f"WHERE h.issue_id = i.id{{upto}} AND {_WROTE_COMMENT} "
+    "ORDER BY h.version DESC LIMIT 1), '') = ANY ({users})",
     F.STARRED_BY: "EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id "
     "AND st.user_id = ANY ({users}))",
 }

@@ -90,6 +90,26 @@ class SearchParityContract:
         ]
         assert await search_ids(model, within(root.id, eq(F.LAST_COMMENTER, ALICE.user_id))) == []
 
+    async def test_a_redacted_comment_was_still_written_by_its_author(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Redaction removes a comment's text, not the fact that its author wrote it.
+
+        The entry keeps its author, ``has:commenter`` and the comment count
+        keep counting it, and so do ``commenter:`` and ``lastcommenter:``.
+        """
+        root = await make_component(model)
+        issue = await make_issue(model, root.id, caller=ALICE)
+        alices = await change(model, issue, comment="from alice", caller=ALICE)
+        bobs = await change(model, alices.issue, comment="my token is hunter2", caller=BOB)
+        await redact(model, issue.id, v1.RedactionTarget.COMMENT, entry_version=bobs.entry.version)
+        for field in (F.COMMENTER, F.LAST_COMMENTER):
+            assert await search_ids(model, within(root.id, eq(field, BOB.user_id))) == [issue.id], (
+                field
+            )
+        assert await search_ids(model, within(root.id, eq(F.LAST_COMMENTER, ALICE.user_id))) == []
+        assert await search_ids(model, within(root.id, term(F.COMMENTER, Op.ANY))) == [issue.id]
+
     async def test_parent_with_transitive_children(self, model: v1.ModelStub) -> None:
         root = await make_component(model)
         top = await make_issue(model, root.id)

@@ -5,8 +5,9 @@
 and does not as the change left it) on the issue's own fields; this one
 pins down the parts of an issue that live beside it, which each state
 reads as they were at its version: attachments (every attach and delete
-is a history entry), and the time the issue was closed, which a reopen
-clears from the row.
+is a history entry), the time the issue was closed, which a reopen
+clears from the row, and the comments' authors (a redaction blanks a
+comment where it was written, and its author still wrote it).
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from bugless_core.model.backend import Capability
-from bugless_core.search.build import term
+from bugless_core.search.build import negate, term
 from bugless_proto import v1
 from bugless_testing.events import EventStream
 from bugless_testing.model_contracts._attachments import delete, upload
+from bugless_testing.model_contracts._edits import redact
 from bugless_testing.model_contracts._support import (
+    ALICE,
     BOB,
     change,
     delta,
+    eq,
     make_component,
     make_issue,
     within,
@@ -105,3 +109,22 @@ class WatchStateContract:
         async with _watching(model, long_ago, event.position - 1) as replay:
             assert _seen(await replay.next()) == (True, reopened.entry.version)
             await replay.nothing_more()
+
+    async def test_redacting_a_comment_does_not_bring_the_issue_back(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``-commenter:alice``: her comment is a leave; its redaction leaves her its author.
+
+        The watcher is not told the issue matches again (a search would not
+        list it either: a redacted comment was still written by its author).
+        """
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        not_alice = within(comp.id, negate(eq(v1.SearchField.COMMENTER, ALICE.user_id)))
+        async with _watching(model, not_alice) as stream:
+            answered = await change(model, issue, comment="my token is hunter2", caller=ALICE)
+            assert _seen(await stream.next()) == (True, answered.entry.version)
+            await redact(
+                model, issue.id, v1.RedactionTarget.COMMENT, entry_version=answered.entry.version
+            )
+            await stream.nothing_more()

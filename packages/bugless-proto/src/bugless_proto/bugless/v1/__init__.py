@@ -687,7 +687,10 @@ class SearchField(betterproto2.Enum):
 
     COMMENTER = 24
     """
-    Someone who wrote a comment on the issue.
+    Someone who wrote a comment on the issue: an entry that is no edit of a
+    comment, with a comment or one since redacted (a redaction removes the
+    text, not who wrote it). ANY/NONE: the issue's comment_count, which
+    counts the same comments.
     """
 
     MODIFIER = 25
@@ -702,7 +705,8 @@ class SearchField(betterproto2.Enum):
 
     LAST_COMMENTER = 27
     """
-    Whoever wrote the issue's latest comment.
+    Whoever wrote the issue's latest comment (as COMMENTER counts them: an
+    edit is no new comment, a redacted one still is).
     """
 
     EXTERNAL_ID = 28
@@ -4020,7 +4024,7 @@ class Issue(betterproto2.Message):
     comment_count: "int" = betterproto2.field(22, betterproto2.TYPE_INT32)
     """
     Number of history entries that carry a non-empty comment (edits of a
-    comment are not counted again).
+    comment are not counted again; a comment since redacted still is).
     """
 
     custom_fields: "list[CustomFieldValue]" = betterproto2.field(
