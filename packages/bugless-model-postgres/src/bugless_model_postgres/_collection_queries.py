@@ -136,6 +136,25 @@ INSERT_HOTLIST_ITEM = """
 INSERT INTO hotlist_items (hotlist_id, issue_id, rank, note, adder, added_at)
 VALUES ($1, $2, $3, $4, $5, $6)
 """
+#: Items for issues $2 in that order, ranked from $3 on.
+INSERT_HOTLIST_ITEMS = """
+INSERT INTO hotlist_items (hotlist_id, issue_id, rank, note, adder, added_at)
+SELECT $1, t.issue_id, $3 + t.position - 1, $4, $5, $6
+  FROM unnest($2::bigint[]) WITH ORDINALITY AS t(issue_id, position)
+"""
+#: Issues $1 joined or left a hotlist: each one's version goes up and its
+#: entry (author $3 at $2, changes $4) records it; returns (issue_id, version).
+RECORD_MEMBERSHIPS = """
+WITH bumped AS (
+  UPDATE issues SET version = version + 1, modified_at = $2
+   WHERE id = ANY ($1::bigint[])
+  RETURNING id, version
+)
+INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
+                           caused_by_issue_id)
+SELECT id, version, $3, $2, '', $4::jsonb, 0 FROM bumped
+RETURNING issue_id, version
+"""
 DELETE_HOTLIST_ITEMS = """
 DELETE FROM hotlist_items WHERE hotlist_id = $1 AND issue_id = ANY ($2::bigint[])
 """

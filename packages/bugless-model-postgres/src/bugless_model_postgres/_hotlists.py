@@ -9,6 +9,8 @@ issue's history yields its memberships. Issues are locked before the hotlist
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from bugless_core.errors import InvalidArgument, NotFound, PermissionDenied, VersionConflict
@@ -20,8 +22,9 @@ from bugless_model_postgres._context import (
     hotlist_not_found,
     hotlist_visible,
 )
-from bugless_model_postgres._convert import one_row, principal_key
-from bugless_model_postgres._issues import lock_visible_issues, record_membership
+from bugless_model_postgres._convert import changes_to_json, one_row, principal_key
+from bugless_model_postgres._issue_plan import list_change
+from bugless_model_postgres._issues import lock_visible_issues
 from bugless_proto import v1
 
 
@@ -35,6 +38,33 @@ async def _hotlist(ctx: WriteContext, hotlist_id: int, *, edit: bool) -> asyncpg
             metadata={"hotlist_id": str(hotlist_id)},
         )
     return row
+
+
+async def _record_memberships(
+    ctx: WriteContext, issue_ids: Sequence[int], hotlist_id: int, *, added: bool
+) -> None:
+    """Each issue's entry for joining or leaving a hotlist, its version one higher.
+
+    One statement for any number of issues (:data:`cq.RECORD_MEMBERSHIPS`):
+    a version bump and an entry per issue were two round trips each, most of
+    the time a hotlist call of many issues took (175 issues: 535 statements).
+    The entries are named to the change feed in ``issue_ids``' order, as
+    they were written before.
+    """
+    if not issue_ids:
+        return
+    change = list_change(
+        "hotlist_ids", [hotlist_id] if added else [], [] if added else [hotlist_id]
+    )
+    rows = await ctx.conn.fetch(
+        cq.RECORD_MEMBERSHIPS,
+        list(issue_ids),
+        ctx.now,
+        ctx.caller.user_id,
+        changes_to_json([change]),
+    )
+    versions = {int(r["issue_id"]): int(r["version"]) for r in rows}
+    ctx.written.extend((issue_id, versions[issue_id]) for issue_id in issue_ids)
 
 
 def _check_version(kind: str, row: asyncpg.Record, expected: int) -> None:
@@ -98,8 +128,7 @@ async def delete_hotlist(ctx: WriteContext, request: v1.DeleteHotlistRequest) ->
     _check_version("hotlist", row, request.expected_version)
     members = [r["issue_id"] for r in await ctx.conn.fetch(cq.HOTLIST_ISSUE_IDS, row["id"])]
     await ctx.conn.execute(cq.DELETE_HOTLIST, row["id"])
-    for issue_id in sorted(members):
-        await record_membership(ctx, issue_id, row["id"], added=False)
+    await _record_memberships(ctx, sorted(members), row["id"], added=False)
 
 
 async def add_items(ctx: WriteContext, request: v1.AddHotlistItemsRequest) -> None:
@@ -116,17 +145,16 @@ async def add_items(ctx: WriteContext, request: v1.AddHotlistItemsRequest) -> No
     count = len(present)
     position = count if request.position < 0 or request.position > count else request.position
     await ctx.conn.execute(cq.SHIFT_RANKS_UP, request.hotlist_id, position, len(new))
-    for offset, issue_id in enumerate(new):
-        await ctx.conn.execute(
-            cq.INSERT_HOTLIST_ITEM,
-            request.hotlist_id,
-            issue_id,
-            position + offset,
-            request.note,
-            ctx.caller.user_id,
-            ctx.now,
-        )
-        await record_membership(ctx, issue_id, request.hotlist_id, added=True)
+    await ctx.conn.execute(
+        cq.INSERT_HOTLIST_ITEMS,
+        request.hotlist_id,
+        new,
+        position,
+        request.note,
+        ctx.caller.user_id,
+        ctx.now,
+    )
+    await _record_memberships(ctx, new, request.hotlist_id, added=True)
 
 
 async def remove_items(ctx: WriteContext, request: v1.RemoveHotlistItemsRequest) -> None:
@@ -142,8 +170,7 @@ async def remove_items(ctx: WriteContext, request: v1.RemoveHotlistItemsRequest)
         return
     await ctx.conn.execute(cq.DELETE_HOTLIST_ITEMS, request.hotlist_id, gone)
     await ctx.conn.execute(cq.COMPACT_RANKS, request.hotlist_id)
-    for issue_id in gone:
-        await record_membership(ctx, issue_id, request.hotlist_id, added=False)
+    await _record_memberships(ctx, gone, request.hotlist_id, added=False)
 
 
 async def rank_item(ctx: WriteContext, request: v1.RankHotlistItemRequest) -> None:

@@ -542,21 +542,6 @@ async def change_issue(
     return Changed(issue, entry)
 
 
-async def record_membership(
-    ctx: WriteContext, issue_id: int, hotlist_id: int, *, added: bool
-) -> None:
-    """An entry for an issue joining or leaving a hotlist (hotlist calls)."""
-    version = await ctx.conn.fetchval(
-        "UPDATE issues SET version = version + 1, modified_at = $2 WHERE id = $1 RETURNING version",
-        issue_id,
-        ctx.now,
-    )
-    change = list_change(
-        "hotlist_ids", [hotlist_id] if added else [], [] if added else [hotlist_id]
-    )
-    await record_entry(ctx, issue_id, version, "", [change])
-
-
 async def lock_visible_issues(
     ctx: WriteContext, ids: Sequence[int], field: str
 ) -> dict[int, asyncpg.Record]:
