@@ -342,3 +342,76 @@ async def test_by_default_component_webhooks_may_not_reach_this_machine(
     assert "loopback address" in letter.last_error
     assert ALLOW_SETTING in letter.last_error
     assert receiver.received() == []
+
+
+async def test_a_redaction_reaches_webhooks_as_its_own_event_without_the_text(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    web_to_notifier: v1.NotifierStub,
+    as_person: ActingFor,
+    receiver: WebhookReceiver,
+) -> None:
+    """A receiver taking ``issue.commented`` for comments is not handed a redaction.
+
+    Before, the redaction went out as ``issue.commented`` with an empty
+    comment, which such a receiver stored as one.
+    """
+    tag = secrets.token_hex(3)
+    alice = await asyncio.to_thread(bugless_stack.add_user, f"alice{tag}", "pw-" + tag * 3)
+    acl = [v1.AclEntry(principal=v1.Principal(user=alice["user_id"]), role=v1.Role.ADMIN)]
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"redact-hooks-{tag}", acl=acl)
+    )
+    with acting_as(await as_person.assertion(alice["user_id"])):
+        for path, form in (("/json", "json"), ("/chat", "chat")):
+            await call(
+                web_to_notifier.add_component_webhook,
+                v1.AddComponentWebhookRequest(
+                    component_id=component.id,
+                    url=receiver.url(path),
+                    secret=SECRET,
+                    payload_format=form,
+                ),
+            )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN,
+            fields=v1.IssueFields(title=f"Redacted {tag}", component_id=component.id),
+            idempotency_key=secrets.token_hex(8),
+        )
+    )
+    secret = f"hunter2-{tag}"
+    said = await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ADMIN,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            comment=f"the root password is {secret}",
+        )
+    )
+    assert said.issue is not None
+    assert said.entry is not None
+    bodies = await _wait(receiver, "/json", 2)
+    assert [b["event"] for b in bodies] == ["issue.created", "issue.commented"]
+    redacted = await model.redact(
+        v1.RedactRequest(
+            caller=ADMIN,
+            issue_id=issue.id,
+            expected_version=said.issue.version,
+            target=v1.RedactionTarget.COMMENT,
+            entry_version=said.entry.version,
+        )
+    )
+    assert redacted.issue is not None
+    bodies = await _wait(receiver, "/json", 3)
+    chats = await _wait(receiver, "/chat", 3)
+    last = bodies[2]
+    assert last["event"] == "issue.comment_redacted"
+    entry = last["entry"]
+    assert isinstance(entry, dict)
+    assert entry["version"] == redacted.issue.version
+    assert entry["redaction"] == {"target": "comment", "version": said.entry.version}
+    assert entry["comment"] == ""
+    assert secret not in json.dumps(last)
+    assert "redacted a comment of it" in str(chats[2]["text"])
+    assert secret not in str(chats[2]["text"])

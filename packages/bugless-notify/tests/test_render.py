@@ -4,6 +4,7 @@ import dataclasses
 import json
 from html.parser import HTMLParser
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from notify_support import PUBLIC_URL, notice, sample_entry, sample_issue
@@ -208,6 +209,48 @@ def test_a_comment_only_entry_is_a_comment_event() -> None:
     )
     assert "Bob Jones commented on b/123" in message.text
     assert message.data["event"] == "issue.commented"
+
+
+@pytest.mark.parametrize(
+    ("target", "event", "redaction"),
+    [
+        (v1.RedactionTarget.COMMENT, "issue.comment_redacted", {"target": "comment", "version": 4}),
+        (
+            v1.RedactionTarget.DESCRIPTION,
+            "issue.description_redacted",
+            {"target": "description", "version": 1},
+        ),
+        (
+            v1.RedactionTarget.ATTACHMENT,
+            "issue.attachment_redacted",
+            {"target": "attachment", "attachment_id": 9},
+        ),
+    ],
+)
+def test_a_redaction_is_its_own_event_and_says_what_went_without_any_text(
+    target: v1.RedactionTarget, event: str, redaction: dict[str, object]
+) -> None:
+    entry = v1.HistoryEntry(
+        issue_id=123,
+        version=8,
+        author="u_bob",
+        redaction_target=target,
+        redacted_version=int(str(redaction.get("version", 0))),
+        redacted_attachment_id=int(str(redaction.get("attachment_id", 0))),
+    )
+    message = render_notification(
+        ChangeNotice(
+            issue=sample_issue(), entry=entry, reason=Reason.WEBHOOK, public_url=PUBLIC_URL
+        )
+    )
+    assert message.data["event"] == event
+    assert message.data["entry"]["redaction"] == redaction
+    assert message.data["entry"]["comment"] == ""
+    assert message.quoted_versions == ()
+    # Every other entry says it is none.
+    commented = render_notification(notice())
+    assert commented.data["entry"]["redaction"] is None
+    assert commented.data["entry"]["comment_redacted"] is False
 
 
 def test_an_entry_caused_by_another_issue_says_so() -> None:

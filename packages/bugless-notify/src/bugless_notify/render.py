@@ -49,6 +49,19 @@ _REDACTED_WHAT = {
     v1.RedactionTarget.DESCRIPTION: "the description",
     v1.RedactionTarget.ATTACHMENT: "an attachment",
 }
+#: A redaction's webhook event, by what it removed: its own type, so that a
+#: receiver taking ``issue.commented`` for a comment never mistakes one for it.
+REDACTION_EVENTS = {
+    v1.RedactionTarget.COMMENT: "issue.comment_redacted",
+    v1.RedactionTarget.DESCRIPTION: "issue.description_redacted",
+    v1.RedactionTarget.ATTACHMENT: "issue.attachment_redacted",
+}
+#: What ``entry.redaction.target`` says in the JSON form.
+_REDACTION_TARGET_NAMES = {
+    v1.RedactionTarget.COMMENT: "comment",
+    v1.RedactionTarget.DESCRIPTION: "description",
+    v1.RedactionTarget.ATTACHMENT: "attachment",
+}
 #: How many characters of a comment a chat message quotes.
 CHAT_COMMENT_CHARS = 500
 _WHITESPACE = re.compile(r"\s+")
@@ -281,7 +294,18 @@ class _Renderer:
     def event(self) -> str:
         if self.created:
             return "issue.created"
+        if self.entry.redaction_target in REDACTION_EVENTS:
+            return REDACTION_EVENTS[self.entry.redaction_target]
         return "issue.changed" if self.entry.changes else "issue.commented"
+
+    def redaction(self) -> dict[str, Any] | None:
+        """What a redaction entry removed (never the content), for the JSON form."""
+        target = self.entry.redaction_target
+        if target not in _REDACTION_TARGET_NAMES:
+            return None
+        if target == v1.RedactionTarget.ATTACHMENT:
+            return {"target": "attachment", "attachment_id": self.entry.redacted_attachment_id}
+        return {"target": _REDACTION_TARGET_NAMES[target], "version": self.entry.redacted_version}
 
     @property
     def reason_text(self) -> str:
@@ -406,6 +430,8 @@ class _Renderer:
                 "author": self.person(self.entry.author).json,
                 "created_at": _iso(self.entry.created_at),
                 "comment": self.entry.comment,
+                "comment_redacted": self.entry.comment_redacted,
+                "redaction": self.redaction(),
                 "caused_by_issue_id": self.entry.caused_by_issue_id or None,
                 "changes": [_json_line(line) for line in self.lines],
             },
