@@ -13,8 +13,10 @@ and throttle tests of ``test_sessions``, the session listing of
 ``test_sessions_vs_disable`` (an insert that waited on a disable's row fails
 with 40001 here, and runs again) and the simultaneous first connections of one
 certificate of ``test_certificate_sessions`` (the loser's insert fails with
-40001, runs again and finds the winner's session) and the end of a refused certificate's
-sessions of ``test_mapped_sessions`` run here again, unchanged, on this dialect:
+40001, runs again and finds the winner's session), the end of a refused certificate's
+sessions of ``test_mapped_sessions`` and the simultaneous look-alike usernames of
+``test_confusable_usernames`` (no lock here: the second create fails with 40001, runs
+again and is refused) run here again, unchanged, on this dialect:
 their fixtures are overridden below to start the Authenticator on the
 SERIALIZABLE database with ``database_dialect="cockroach"``.
 """
@@ -38,6 +40,9 @@ from test_certificate_sessions import (
     test_a_session_ends_when_its_certificate_expires,
     test_simultaneous_first_connections_with_one_certificate_make_one_session,
     test_simultaneous_renewals_of_a_session_with_little_life_left_make_one_new_session,
+)
+from test_confusable_usernames import (
+    test_two_look_alike_names_created_at_the_same_moment_are_not_both_made,
 )
 from test_mapped_sessions import (
     deployment,
@@ -150,6 +155,7 @@ RERUN = (
     test_a_session_ends_when_its_certificate_expires,
     test_a_first_connection_meeting_an_uncommitted_session_of_its_certificate_reuses_it,
     test_a_connection_racing_the_certificates_revocation_leaves_no_live_session,
+    test_two_look_alike_names_created_at_the_same_moment_are_not_both_made,
 )
 
 

@@ -8,12 +8,15 @@ shipped with the package.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 
+import asyncpg
 from auth_support import AuthServer, UserCommands, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 
 from bugless_auth.confusable_names import (
     _prototypes,
@@ -24,6 +27,7 @@ from bugless_auth.confusable_names import (
 )
 from bugless_auth.store import IdentityStore
 from bugless_core.errors import from_grpc_error
+from bugless_core.migrations import quote_schema
 from bugless_proto import v1
 
 #: "ace" in Cyrillic letters: one script, so check_username alone lets it in.
@@ -106,6 +110,61 @@ async def test_a_name_that_looks_like_a_users_as_spelt_is_not_created(auth: Auth
     assert made.username == f"ian-{tag}"
 
 
+#: How many backends wait for a lock now (the two creates, once both are held up).
+WAITING = "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"
+
+
+async def test_two_look_alike_names_created_at_the_same_moment_are_not_both_made(
+    auth: AuthServer,
+) -> None:
+    """Two administrators create "ace" and Cyrillic "ace" at once. Each check used to
+    read the users before the other's insert committed, and both names were made.
+    Both creates are held up at their last statement (the users' change feed, whose
+    head row the test holds) until both are under way: one is made, the other is
+    refused as USERNAME_CONFUSABLE naming it. On PostgreSQL the second check waits
+    for the first's transaction; on the SERIALIZABLE dialect (test_cockroach_dialect
+    runs this again) the second transaction is aborted, re-run, and then refused."""
+    tag = str(secrets.randbelow(10**9))
+    admin = unique("admin")
+    await auth.add_user(admin, groups=["admins"])
+    token = (await auth.sign_in(admin)).token
+    names = [f"ace-{tag}", f"{CYRILLIC_ACE}-{tag}"]
+    holder = await asyncpg.connect(
+        auth.settings.database_url,
+        server_settings={"search_path": quote_schema(auth.settings.schema)},
+    )
+    try:
+        async with holder.transaction():
+            await holder.execute(
+                "SELECT version FROM user_changes_state WHERE name = 'head' FOR UPDATE"
+            )
+            creates = [
+                asyncio.ensure_future(
+                    auth.stub.create_local_user(
+                        v1.CreateLocalUserRequest(
+                            token=token, username=name, password="long enough pw"
+                        )
+                    )
+                )
+                for name in names
+            ]
+            deadline = time.monotonic() + 20
+            while await holder.fetchval(WAITING) < 2:
+                assert time.monotonic() < deadline, "the two creates were not both held up"
+                await asyncio.sleep(0.05)
+        results = await asyncio.gather(*creates, return_exceptions=True)
+    finally:
+        await holder.close()
+    refused = [r for r in results if isinstance(r, GRPCError)]
+    assert len(refused) == 1, results
+    assert refused[0].status is Status.ALREADY_EXISTS
+    assert from_grpc_error(refused[0]).reason == "USERNAME_CONFUSABLE"
+    made = [r.username for r in results if isinstance(r, v1.User)]
+    assert len(made) == 1, results
+    assert f"looks like the username {made[0]!r}" in (refused[0].message or "")
+    assert [u.username for u in await auth.store.users_by_usernames(names)] == made
+
+
 async def test_a_rename_to_a_name_that_looks_like_a_users_exits_as_a_name_taken(
     auth: AuthServer, user_commands: UserCommands
 ) -> None:
@@ -155,7 +214,11 @@ async def test_the_check_leaves_the_event_loop_free(auth_database: str) -> None:
         assert confusable_holder(pairs, "someone-new", "") is None
         skeletons = time.thread_time() - started
         started = time.thread_time()
-        await store.run(lambda conn: refuse_confusable(conn, "someone-new", "username"))
+        await store.run(
+            lambda conn: refuse_confusable(
+                conn, "someone-new", "username", lock=store.dialect.username_check_lock
+            )
+        )
         on_the_loop = time.thread_time() - started
     finally:
         await store.run(lambda conn: conn.execute(f'DROP SCHEMA "{schema}" CASCADE'))

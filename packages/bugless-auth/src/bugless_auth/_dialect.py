@@ -5,8 +5,9 @@ and checked against the server when the store opens:
 
 * :data:`POSTGRES`: PostgreSQL at its default READ COMMITTED. Two first
   sign-ins of one new subject are kept apart by a transaction-scoped advisory
-  lock on the subject; migrations hold a session advisory lock
-  (:class:`~bugless_core.migrations.AdvisoryLock`).
+  lock on the subject, and two new local usernames' look-alike checks by one
+  on the check (:data:`USERNAME_CHECK_LOCK`); migrations hold a session
+  advisory lock (:class:`~bugless_core.migrations.AdvisoryLock`).
 * :data:`COCKROACH`: CockroachDB, or PostgreSQL running SERIALIZABLE by
   default (*compatibility mode*, how this is tested where no CockroachDB
   server exists). CockroachDB has no advisory locks (they are undefined or
@@ -14,7 +15,9 @@ and checked against the server when the store opens:
   SERIALIZABLE turns the race of two first sign-ins into a 40001 for one of
   them, which re-runs the whole transaction
   (:data:`~bugless_core.transactions.COCKROACH_RETRIES`) and finds the
-  subject the other created; migrations hold a lease row
+  subject the other created, and so the race of two look-alike names (each
+  check reads every user, which the other's insert writes among); migrations
+  hold a lease row
   (:class:`~bugless_core.migrations.LeaseLock`).
 
 Every statement of the store is shared by both dialects except the subject
@@ -34,6 +37,17 @@ from bugless_core.transactions import COCKROACH_RETRIES, POSTGRES_RETRIES, Retry
 
 #: Serialises the first sign-ins of one subject on PostgreSQL.
 SUBJECT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('bugless-auth-subject:' || $1, 0))"
+#: Serialises the look-alike checks of new local usernames on PostgreSQL
+#: (:func:`bugless_auth.confusable_names.refuse_confusable`): at READ
+#: COMMITTED two checks that overlap each read the users before the other's
+#: insert commits, and both names pass. Held to the end of the transaction
+#: that writes the name; a check that waited for it reads the users after the
+#: other's commit. One key for every name, since a skeleton's look-alikes
+#: cannot be told from the name without the check: creates and renames are an
+#: administrator's rare commands, and only they wait.
+USERNAME_CHECK_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('bugless-auth-username-check', 0))"
+)
 #: Tells CockroachDB from PostgreSQL ("CockroachDB CCL v23.2.4 (...)").
 SERVER_VERSION = "SELECT version()"
 #: Compatibility mode needs SERIALIZABLE, CockroachDB's default.
@@ -48,6 +62,9 @@ class StoreDialect:
         name: The configuration value that selects it.
         subject_lock: Run first in :meth:`IdentityStore.resolve`'s transaction;
             ``None`` where SERIALIZABLE already forbids the race.
+        username_check_lock: Run before a new local username's look-alike
+            check, in the transaction that writes it (:data:`USERNAME_CHECK_LOCK`);
+            ``None`` where SERIALIZABLE already forbids the race.
         migration_lock: Keeps concurrent ``migrate`` runs apart.
         retries: What re-runs a transaction, and how often.
         serializable: Whether it needs the server's transactions SERIALIZABLE
@@ -56,6 +73,7 @@ class StoreDialect:
 
     name: str
     subject_lock: str | None
+    username_check_lock: str | None
     migration_lock: MigrationLock
     retries: RetryPolicy
     serializable: bool
@@ -64,6 +82,7 @@ class StoreDialect:
 POSTGRES = StoreDialect(
     name="postgres",
     subject_lock=SUBJECT_LOCK,
+    username_check_lock=USERNAME_CHECK_LOCK,
     migration_lock=AdvisoryLock(),
     retries=POSTGRES_RETRIES,
     serializable=False,
@@ -72,6 +91,7 @@ POSTGRES = StoreDialect(
 COCKROACH = StoreDialect(
     name="cockroach",
     subject_lock=None,
+    username_check_lock=None,
     migration_lock=LeaseLock(),
     retries=COCKROACH_RETRIES,
     serializable=True,

@@ -119,13 +119,26 @@ def confusable_holder(usernames: list[tuple[str, str]], new: str, user_id: str) 
     return None
 
 
-async def refuse_confusable(conn: Any, new: str, field: str, *, user_id: str = "") -> None:
+async def refuse_confusable(
+    conn: Any, new: str, field: str, *, lock: str | None, user_id: str = ""
+) -> None:
     """Refuse ``new`` when it looks like a username some other user holds.
+
+    Run in the transaction that writes ``new``, with the store dialect's
+    ``username_check_lock`` (:mod:`bugless_auth._dialect`), taken here first:
+    two look-alike names written at the same moment are then checked one
+    after the other, and the second is refused, where at READ COMMITTED
+    both checks read the users before either insert and both passed. (On
+    the SERIALIZABLE dialect, with no lock, one of the two transactions is
+    aborted and re-run instead.) Names a directory brings are not checked,
+    so they take no lock.
 
     Raises:
         AlreadyExists: naming the field, both names and the reason
             ``USERNAME_CONFUSABLE``; the caller writes nothing.
     """
+    if lock is not None:
+        await conn.execute(lock)
     holder: str | None = None
     after = ""
     while holder is None:

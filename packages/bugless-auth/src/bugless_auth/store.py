@@ -555,7 +555,9 @@ class IdentityStore:
 
         async def work(writes: UserWrites) -> asyncpg.Record:
             conn = writes.conn
-            await refuse_confusable(conn, username, "username")
+            await refuse_confusable(
+                conn, username, "username", lock=self.dialect.username_check_lock
+            )
             await writes.fetchrow(
                 sql.INSERT_USER, user_id, username, display_name, email, list(groups), bot,
                 *derived_names(username, display_name, email),

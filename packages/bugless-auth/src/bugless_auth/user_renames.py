@@ -108,7 +108,13 @@ async def rename_local_user(store: IdentityStore, old: str, new: str) -> UserRec
         holder = await conn.fetchval(sql.USER_ID_OF_USERNAME_KEY, username_key(new))
         if holder is not None and holder != current.user_id:
             raise taken(new)
-        await refuse_confusable(conn, new, "new_username", user_id=current.user_id)
+        await refuse_confusable(
+            conn,
+            new,
+            "new_username",
+            lock=store.dialect.username_check_lock,
+            user_id=current.user_id,
+        )
         display_name = new if current.display_name == current.username else current.display_name
         row = await writes.fetchrow(
             sql.REFRESH_USER, current.user_id, new, display_name, current.email,
