@@ -92,8 +92,14 @@ async def test_a_failing_file_leaves_the_schema_as_it_was(
     schema = f"broken_{lock.name}"
     await migrate(pool, schema, MIGRATIONS[:1], component="test", lock=lock)
     broken = [*MIGRATIONS, Migration(3, "broken", "CREATE TABLE things (id int)")]
-    with pytest.raises(asyncpg.DuplicateTableError):
+    with pytest.raises(FailedPrecondition) as refused:
         await migrate(pool, schema, broken, component="test", lock=lock)
+    # The file and the database's words, not a driver's exception to trace back.
+    assert refused.value.message.startswith(
+        f"test migration 0003_broken failed on schema {schema!r}: "
+        'relation "things" already exists (SQLSTATE 42P07); nothing was applied'
+    )
+    assert isinstance(refused.value.__cause__, asyncpg.DuplicateTableError)
     async with pool.acquire() as conn:
         assert await applied_version(conn, schema) == 1
     columns = await pool.fetchval(

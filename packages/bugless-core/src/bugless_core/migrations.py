@@ -30,6 +30,7 @@ from importlib import resources
 from typing import Any
 
 from bugless_core import leases
+from bugless_core.database_errors import is_database_error, is_statement_given_up
 from bugless_core.errors import FailedPrecondition, Unavailable
 from bugless_core.sql_names import quote_schema
 
@@ -279,7 +280,8 @@ async def migrate(
     ``schema`` while they run.
 
     Raises:
-        FailedPrecondition: the database was migrated by a newer release.
+        FailedPrecondition: the database was migrated by a newer release, or
+            a file failed on what the database holds (:func:`_apply`).
         Unavailable: the lock could not be had in time (another replica's
             migration runs too long), or a :class:`LeaseLock` was lost
             mid-way (reason :data:`~bugless_core.leases.LEASE_LOST`: the
@@ -304,7 +306,7 @@ async def migrate(
                 raise schema_too_new(current, newest, component, schema=schema)
             for migration in migrations:
                 if migration.version > current:
-                    await conn.execute(migration.sql)
+                    await _apply(conn, migration, component=component, schema=schema)
                     await conn.execute(
                         _RECORD.format(schema=quoted), migration.version, migration.name
                     )
@@ -317,6 +319,38 @@ async def migrate(
         raise _lost_while_committing(exc) from exc
     _log_applied(component, schema, applied, current)
     return current
+
+
+async def _apply(conn: Any, migration: Migration, *, component: str, schema: str) -> None:
+    """Run one file's SQL; a failure that is the file's own is said as that file failing.
+
+    A statement of the file the database refused for itself (a value it
+    cannot cast, a constraint the rows break, a name it does not know:
+    SQLSTATE classes 22, 23, 42 and the like) is no setting of the
+    operator's and no outage: the file meets data or a schema it was not
+    written for. It is raised as :class:`FailedPrecondition` naming the file
+    and the database's words, so ``migrate`` exits 1 with one line (not a
+    traceback, and not 2, which is for the operator's settings), and the
+    transaction rolls every file of this run back. The database away, a
+    statement it gave up on (a timeout) or a lost lease are raised as they
+    are, for the caller to translate.
+    """
+    try:
+        await conn.execute(migration.sql)
+    except Exception as exc:
+        sqlstate = getattr(exc, "sqlstate", None)
+        if not isinstance(sqlstate, str) or is_database_error(exc) or is_statement_given_up(exc):
+            raise
+        said = str(exc).strip().splitlines()
+        msg = (
+            f"{component} migration {migration.version:04d}_{migration.name} failed on schema "
+            f"{schema!r}: {said[0] if said else type(exc).__name__} (SQLSTATE {sqlstate}); "
+            "nothing was applied (the run's files share one transaction): the file does not "
+            "fit what this database holds; report it with this line"
+        )
+        raise FailedPrecondition(
+            msg, metadata={"migration": f"{migration.version:04d}", "sqlstate": sqlstate}
+        ) from exc
 
 
 def _log_applied(component: str, schema: str, applied: list[Migration], current: int) -> None:

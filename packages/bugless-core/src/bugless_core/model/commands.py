@@ -176,7 +176,9 @@ def migrate_command(plugins: Plugins, settings: ModelMigrateSettings) -> None:
         # The documented statuses, as `bugless auth migrate`: a setting that
         # does not fit the server (regions, a survival goal, the cockroach
         # backend on PostgreSQL that is not SERIALIZABLE) is 2; the database
-        # away or a newer schema 1.
+        # away, a newer schema or a migration file failing on the data it
+        # meets (bugless_core.migrations: FailedPrecondition, not the
+        # operator's input) 1.
         fail(exc.message, exit_status_of(exc))
     click.echo(f"schema {settings.storage.schema!r} is at version {version} ({cls.package_name()})")
 
