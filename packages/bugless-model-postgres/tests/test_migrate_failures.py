@@ -11,20 +11,17 @@ command as an operator runs it.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import asyncpg
 
 from bugless_core.migrations import AdvisoryLock, applied_version, migrate
 from bugless_model_postgres import PostgresBackend
+from bugless_testing.start_refusals import run_bugless
 
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres
 
-BUGLESS = [sys.executable, "-c", "from bugless_core.cli import main; main()"]
 #: The file the test makes fail, and the version before it.
 FAILING = "0029_acl_one_entry_per_principal"
 BEFORE = 28
@@ -50,15 +47,8 @@ async def test_a_migration_file_that_fails_on_the_data_exits_1_naming_the_file(
             'modified_at) VALUES (\'web\', \'[{"p": "user:u1", "r": "admin"}]\', \'{1}\', '
             "'web', '{web}', now(), now())"
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
         done = await asyncio.to_thread(
-            subprocess.run,
-            [*BUGLESS, "model", "migrate", "--database-url", url],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
+            run_bugless, ["model", "migrate", "--database-url", url], timeout=180
         )
         assert done.returncode == 1, done.stderr
         assert "Traceback" not in done.stderr, done.stderr
