@@ -388,7 +388,7 @@ def render(
     """Render a page with the shared context every layout needs.
 
     The shared context: the viewer, the CSRF token for forms, the one-shot
-    notice, the current path (for ``next=``) and the search box's query.
+    notice and warning, the current path (for ``next=``) and the search box's query.
     """
     frontend = frontend_of(request)
     session = session_of(request)
@@ -402,6 +402,7 @@ def render(
             "viewer": viewer,
             "csrf_token": session.csrf,
             "notice": session.pop_notice(),
+            "warning": session.pop_warning(),
             "current_path": request.url.path
             + (f"?{request.url.query}" if request.url.query else ""),
             "search_query": "",

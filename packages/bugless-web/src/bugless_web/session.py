@@ -53,6 +53,8 @@ class Session:
         oidc_authenticator: Which OIDC backend the flow is with.
         return_to: Local URL to land on after sign-in.
         notice: A one-shot message shown on the next page ("Saved search ...").
+        warning: A one-shot warning shown on the next page, apart from the
+            notice ("bob cannot view component X: ..." after a save).
     """
 
     token: str = ""
@@ -61,6 +63,7 @@ class Session:
     oidc_authenticator: str = ""
     return_to: str = ""
     notice: str = ""
+    warning: str = ""
     modified: bool = field(default=False, compare=False, repr=False)
     fresh: bool = field(default=False, compare=False, repr=False)
     #: Set when the request was refused as forged (CSRF): its response must
@@ -83,6 +86,13 @@ class Session:
         if notice:
             self.update(notice="")
         return notice
+
+    def pop_warning(self) -> str:
+        """The one-shot warning, cleared so the next page does not repeat it."""
+        warning = self.warning
+        if warning:
+            self.update(warning="")
+        return warning
 
     def sign_out(self) -> None:
         """Forget the identity and rotate the CSRF secret (no fixation)."""
@@ -185,4 +195,6 @@ class SessionCodec:
         return data if isinstance(data, dict) else None
 
 
-_FIELDS = frozenset({"token", "csrf", "oidc_state", "oidc_authenticator", "return_to", "notice"})
+_FIELDS = frozenset(
+    {"token", "csrf", "oidc_state", "oidc_authenticator", "return_to", "notice", "warning"}
+)

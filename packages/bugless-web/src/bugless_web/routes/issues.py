@@ -42,6 +42,7 @@ from bugless_web.issue_form import EDIT_FIELDS, EditForm, delta_is_empty
 from bugless_web.relations import load_relations
 from bugless_web.rendered_timelines import TimelineKey
 from bugless_web.timeline import Timeline, load_history, names_for
+from bugless_web.viewer_warnings import warn_of_hidden_people
 
 
 async def list_all_components(backends: Backends, viewer: Viewer) -> list[v1.Component]:
@@ -341,6 +342,8 @@ async def change_issue(request: Request[Any, Any, Any], issue_text: FromPath[str
             moved_fields=moved_fields,
         )
     version = response.entry.version if response.entry else submitted.version + 1
+    if response.issue is not None:
+        await warn_of_hidden_people(request, viewer, current, response.issue)
     return redirect(f"/issues/{issue_id}#entry-{version}")
 
 

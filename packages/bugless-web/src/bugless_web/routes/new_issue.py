@@ -35,6 +35,7 @@ from bugless_web.frontend import (
 )
 from bugless_web.issue_form import choice_reader
 from bugless_web.routes.issues import list_all_components
+from bugless_web.viewer_warnings import warn_of_hidden_people
 
 #: Form fields a component template fills, in form order.
 TEMPLATE_FIELDS = ("title", "priority", "severity", "type", "assignee", "cc", "description")
@@ -350,6 +351,7 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
             status_code=400,
         )
     session_of(request).update(notice=f"Created issue {issue.id}.")
+    await warn_of_hidden_people(request, viewer, None, issue)
     return redirect(f"/issues/{issue.id}")
 
 

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ from bugless_web.searching import (
 )
 from bugless_web.settings import MAX_PAGE_SIZE, PAGE_SIZES
 from bugless_web.timezones import zone_of
+from bugless_web.viewer_warnings import viewer_warning
 
 
 @functools.lru_cache(maxsize=32)
@@ -343,6 +344,7 @@ async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
         # Nothing changed: the search again, the selection and what was typed kept.
         refused = RefusedBulkEdit.from_form(form, exc.message)
         return await _search_page(request, str(form.get("q", "")), refused)
+    await _warn_after_bulk_edit(request, viewer, delta, response.results)
     failed = [r for r in response.results if r.code != 0]
     if not failed:
         count = len(response.results)
@@ -358,6 +360,38 @@ async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
         status_code=409 if all(r.code == 10 for r in failed) else 400,
         viewer=viewer,
     )
+
+
+async def _warn_after_bulk_edit(
+    request: Request[Any, Any, Any],
+    viewer: Viewer,
+    delta: v1.IssueDelta,
+    results: Sequence[v1.BatchChangeResult],
+) -> None:
+    """Warn of the people the edit named who cannot view the issues it changed.
+
+    One ``CheckViewers`` per component of the changed issues (at most
+    :data:`~bugless_web.viewer_warnings.MAX_BULK_COMPONENTS`, at once), for
+    the assignee it set and the people it added to CC.
+    """
+    fields = delta.fields or v1.IssueFields()
+    paths = delta.update_mask.paths if delta.update_mask else []
+    people = [fields.assignee] if "assignee" in paths and fields.assignee else []
+    people += delta.cc_add
+    if not people:
+        return
+    issues: dict[int, list[int]] = {}
+    for result in results:
+        if result.code == 0 and result.issue is not None:
+            issues.setdefault(result.issue.component_id, []).append(result.issue_id)
+    warning = await viewer_warning(
+        frontend_of(request).backends,
+        viewer,
+        {component_id: people for component_id in issues},
+        issue_ids=issues,
+    )
+    if warning:
+        session_of(request).update(warning=warning)
 
 
 async def _bulk_change(

@@ -1,0 +1,175 @@
+"""Warning whoever saved an issue that someone it names cannot view it.
+
+Assigning, CCing or naming as verifier someone the component's access list
+leaves out is allowed (it is how one asks them to request access), but
+silent: that person cannot open the issue and gets no mail about it. After a
+save the web asks the Model (``CheckViewers``), which alone can judge it: it
+knows the people's groups through the Authenticator and the component's
+inherited access entries, neither of which the web may read for people other
+than the viewer. The answer becomes a one-shot warning on the next page.
+
+Warn, never refuse, and never fail the save: the change is already made when
+the check runs, so a Model or an Authenticator that cannot answer (an older
+release without the call, an outage, a slow reply) costs the warning only,
+and is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from litestar import Request
+
+from bugless_core.clients import call
+from bugless_core.limits import MAX_VIEWER_CHECK
+from bugless_proto import v1
+from bugless_web.backends import Backends, Viewer
+from bugless_web.frontend import frontend_of, session_of
+
+_log = logging.getLogger("bugless.web")
+
+#: How long the check may take: the save is done, the person waits for the redirect.
+CHECK_SECONDS = 3.0
+#: People named per sentence before "and N more" (the warning rides in the cookie).
+_MAX_NAMED = 10
+#: Components one bulk edit's warning is checked for (one call each, at once).
+MAX_BULK_COMPONENTS = 20
+
+_REASONS = {
+    v1.ViewerBlock.NO_ACCESS: "cannot view component {path}",
+    v1.ViewerBlock.CANNOT_SIGN_IN: "cannot sign in (disabled, or an imported person no account "
+    "was matched to)",
+    v1.ViewerBlock.UNKNOWN_USER: "{is_are} not known to bugless",
+}
+
+
+def newly_named(before: v1.Issue | None, after: v1.Issue) -> list[str]:
+    """Who a save named on ``after`` that ``before`` did not (everyone, after a move).
+
+    Assignee, verifier and CC. An issue moved to another component is judged
+    afresh: people who could view the old one may not view the new one.
+    """
+    people = [after.assignee, after.verifier, *after.cc]
+    if before is None or before.component_id != after.component_id:
+        return list(dict.fromkeys(p for p in people if p))
+    earlier = {before.assignee, before.verifier, *before.cc}
+    return list(dict.fromkeys(p for p in people if p and p not in earlier))
+
+
+async def _cannot_view(
+    backends: Backends, viewer: Viewer, component_id: int, user_ids: Sequence[str]
+) -> tuple[str, list[v1.BlockedViewer]]:
+    """The component's path and who of ``user_ids`` cannot view it (batches of the limit)."""
+    path = ""
+    blocked: list[v1.BlockedViewer] = []
+    for start in range(0, len(user_ids), MAX_VIEWER_CHECK):
+        answer = await call(
+            backends.model.check_viewers,
+            v1.CheckViewersRequest(
+                caller=viewer.caller,
+                component_id=component_id,
+                user_ids=list(user_ids[start : start + MAX_VIEWER_CHECK]),
+            ),
+            timeout=CHECK_SECONDS,
+        )
+        path = answer.component_path
+        blocked += answer.cannot_view
+    return path, blocked
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = list(names[:_MAX_NAMED])
+    if len(names) > _MAX_NAMED:
+        shown.append(f"{len(names) - _MAX_NAMED} more")
+    if len(shown) == 1:
+        return shown[0]
+    return ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def _sentences(
+    path: str, blocked: Iterable[v1.BlockedViewer], users: dict[str, v1.User], what: str
+) -> list[str]:
+    by_reason: dict[v1.ViewerBlock, list[str]] = defaultdict(list)
+    for person in blocked:
+        user = users.get(person.user_id)
+        by_reason[person.reason].append(user.username if user is not None else person.user_id)
+    sentences = []
+    for reason, template in _REASONS.items():
+        names = by_reason.get(reason)
+        if not names:
+            continue
+        plural = len(names) > 1
+        why = template.format(path=path, is_are="are" if plural else "is")
+        about = "them" if what.startswith("issues") else "it"
+        sentences.append(
+            f"{_listed(names)} {why}: they will not see {what} or get mail about {about}."
+        )
+    return sentences
+
+
+async def viewer_warning(
+    backends: Backends,
+    viewer: Viewer,
+    named: Mapping[int, Sequence[str]],
+    *,
+    issue_ids: Mapping[int, Sequence[int]] | None = None,
+) -> str:
+    """The warning for the people ``named`` per component who cannot view it; "" when none.
+
+    Args:
+        backends: The Model (``CheckViewers``) and the Authenticator (names).
+        viewer: Who saved; the Model answers only for components they view.
+        named: Component id to the user ids the save named on its issues.
+        issue_ids: Component id to the issues of a bulk edit there, named in
+            the warning ("issues 12 and 13"); without it, "this issue".
+
+    Returns:
+        One sentence per component and reason, or "" when everyone named
+        can view, nobody was named, or the check could not be made (logged).
+    """
+    wanted = {c: list(dict.fromkeys(ids)) for c, ids in named.items() if ids}
+    if not wanted:
+        return ""
+    components = list(wanted)[:MAX_BULK_COMPONENTS]
+    try:
+        answers = await asyncio.gather(
+            *(_cannot_view(backends, viewer, c, wanted[c]) for c in components)
+        )
+        blocked_ids = {b.user_id for _, blocked in answers for b in blocked}
+        users = await backends.users(blocked_ids) if blocked_ids else {}
+    except Exception as exc:  # the save is made: a failed check costs the warning only
+        _log.warning(
+            "could not check who can view the issue just saved (no warning shown): %s: %s",
+            type(exc).__name__,
+            exc,
+        )
+        return ""
+    sentences = []
+    for component_id, (path, blocked) in zip(components, answers, strict=True):
+        what = "this issue"
+        if issue_ids is not None:
+            ids = sorted(issue_ids.get(component_id, ()))
+            what = f"issue{'s' if len(ids) > 1 else ''} {_listed([str(i) for i in ids])}"
+        sentences += _sentences(path, blocked, users, what)
+    return " ".join(sentences)
+
+
+async def warn_of_hidden_people(
+    request: Request[Any, Any, Any], viewer: Viewer, before: v1.Issue | None, after: v1.Issue
+) -> None:
+    """Warn on the next page of whom this save named who cannot view the issue.
+
+    ``before`` is the issue as the save found it (None for a new issue):
+    only the people the save added are checked, or all of them after a move.
+    """
+    named = newly_named(before, after)
+    if not named:
+        return
+    backends = frontend_of(request).backends
+    warning = await viewer_warning(backends, viewer, {after.component_id: named})
+    if warning:
+        session_of(request).update(warning=warning)

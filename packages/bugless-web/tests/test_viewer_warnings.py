@@ -1,0 +1,281 @@
+"""Saving an issue that names someone who cannot view it warns, and never fails the save.
+
+Real web app, Model and Authenticator: the Model judges the people with the
+groups the Authenticator knows (``CheckViewers``). The world's ``Secret``
+component is for the ``admins`` group only, so bob and carol cannot view it,
+and alice (an admin) can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import re
+import secrets
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from test_issues import _form_of
+from test_pages import _bulk_form_fields
+from web_support import SESSION_KEY, World, create_issue, sign_in
+
+from bugless_core.clients import call
+from bugless_proto import v1
+from bugless_web import WebSettings, create_app
+
+_WARNING = re.compile(r'<div class="banner warn viewer-warning" role="status">(.*?)</div>', re.S)
+_ROWS = re.compile(r'name="issue" value="(\d+):(\d+)"')
+
+
+def _warning(page: str) -> str:
+    found = _WARNING.search(page)
+    return html.unescape(found.group(1)) if found else ""
+
+
+async def _edit(client: AsyncTestClient[Any], issue_id: int, **changes: str) -> tuple[int, str]:
+    """Post the issue's edit form with ``changes``; the status and the page it leads to."""
+    form = _form_of((await client.get(f"/issues/{issue_id}")).text)
+    form.update(changes)
+    response = await client.post(f"/issues/{issue_id}", data=form, follow_redirects=False)
+    page = await client.get(response.headers.get("location", f"/issues/{issue_id}"))
+    return response.status_code, page.text
+
+
+async def test_assigning_and_ccing_people_who_cannot_view_warns_naming_them(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Secret rotation", by="alice", component="Secret")
+    await sign_in(client, "alice")
+
+    status, page = await _edit(client, issue.id, assignee="bob", cc="carol alice")
+
+    assert status == 303
+    assert _warning(page) == (
+        "bob and carol cannot view component Secret: they will not see this issue "
+        "or get mail about it."
+    )
+    # Warned, not refused: the change is made.
+    saved = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+    assert saved.assignee == world.users["bob"]
+    assert set(saved.cc) == {world.users["carol"], world.users["alice"]}
+    # Once: the next page load does not repeat it.
+    assert _warning((await client.get(f"/issues/{issue.id}")).text) == ""
+    # People already on the issue are not warned of again by a later save.
+    status, page = await _edit(client, issue.id, comment="Still on it")
+    assert status == 303
+    assert _warning(page) == ""
+
+
+async def test_naming_people_who_can_view_brings_no_warning(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Open to all")
+    await sign_in(client, "alice")
+
+    status, page = await _edit(client, issue.id, assignee="bob", cc="carol")
+
+    assert status == 303
+    assert _warning(page) == ""
+    assert "cannot view" not in page
+
+
+async def test_moving_an_issue_warns_of_the_people_already_on_it(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(
+        model,
+        world,
+        "Move me",
+        by="alice",
+        assignee=world.users["bob"],
+        verifier=world.users["carol"],
+    )
+    await sign_in(client, "alice")
+
+    status, page = await _edit(client, issue.id, component_id=str(world.components["Secret"]))
+
+    assert status == 303
+    assert _warning(page) == (
+        "bob and carol cannot view component Secret: they will not see this issue "
+        "or get mail about it."
+    )
+
+
+async def test_a_new_issue_warns_of_its_assignee_and_cc(
+    client: AsyncTestClient[Any], world: World
+) -> None:
+    token = await sign_in(client, "alice")
+
+    made = await client.post(
+        "/issues/new",
+        data={
+            "_csrf": token,
+            "component_id": str(world.components["Secret"]),
+            "title": "New secret",
+            "assignee": "bob",
+            "cc": "alice",
+            "idempotency_key": secrets.token_hex(8),
+        },
+        follow_redirects=False,
+    )
+
+    assert made.status_code == 303, made.text
+    page = (await client.get(made.headers["location"])).text
+    assert "Created issue" in page
+    assert _warning(page) == (
+        "bob cannot view component Secret: they will not see this issue or get mail about it."
+    )
+
+
+async def test_a_bulk_edit_warns_per_component_naming_the_issues(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    tag = secrets.token_hex(3)
+    first = await create_issue(model, world, f"Bulkwarn {tag} one", by="alice", component="Secret")
+    second = await create_issue(model, world, f"Bulkwarn {tag} two", by="alice", component="Secret")
+    await create_issue(model, world, f"Bulkwarn {tag} open", by="alice")
+    token = await sign_in(client, "alice")
+    page = await client.get("/search", params={"q": f"Bulkwarn {tag}"})
+    rows = _ROWS.findall(page.text)
+    assert len(rows) == 3
+
+    changed = await client.post(
+        "/issues/bulk",
+        data={
+            **_bulk_form_fields(page.text),
+            "_csrf": token,
+            "issue": [f"{issue_id}:{version}" for issue_id, version in rows],
+            "cc_add": "carol",
+        },
+        follow_redirects=False,
+    )
+
+    assert changed.status_code == 303, changed.text
+    after = (await client.get(changed.headers["location"])).text
+    assert _warning(after) == (
+        f"carol cannot view component Secret: they will not see issues {first.id} and "
+        f"{second.id} or get mail about them."
+    )
+
+
+class _Relay:
+    """A TCP relay on loopback to another port, whose link the test can cut.
+
+    It runs its own event loop in a thread of its own, so it relays whatever
+    the test's loop is doing (the in-process web app may hold it).
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = 0
+        self._target = port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    def start(self) -> None:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._relay, "127.0.0.1", 0), self._loop
+        ).result(timeout=10)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        target_reader, target_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        self._writers += [writer, target_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, target_writer), pipe(target_reader, writer))
+
+    async def _cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()
+
+    def cut(self) -> None:
+        """Refuse new connections and drop the ones relayed."""
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(timeout=10)
+
+    def stop(self) -> None:
+        """Cut, then end the relay's loop and thread."""
+        self.cut()
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+
+@pytest.fixture
+async def model_behind_relay(world: World) -> AsyncIterator[tuple[WebSettings, _Relay]]:
+    """A Model replica reaching the Authenticator through a :class:`_Relay`.
+
+    It fetches the assertion keys once an hour, so once it has them it
+    verifies callers without the Authenticator, and a cut relay fails only
+    what needs the Authenticator now: GetUserGroups.
+    """
+    auth = world.stack.auth
+    relay = _Relay(auth.port)
+    replica = None
+    try:
+        relay.start()
+        args = ["model", "serve", "--port", "0", "--auth", f"127.0.0.1:{relay.port}"]
+        replica = await asyncio.to_thread(
+            world.stack.start,
+            "model",
+            [*args, "--assertion-refresh-seconds", "3600"],
+            name=f"model-relayed-{secrets.token_hex(2)}",
+        )
+        assert replica.address is not None
+        yield (
+            WebSettings(
+                model=replica.address,
+                auth=auth,
+                session_keys=(SESSION_KEY,),
+                dev=True,
+                token_cache_seconds=5.0,
+            ),
+            relay,
+        )
+    finally:
+        relay.stop()
+        if replica is not None:
+            await asyncio.to_thread(world.stack.stop_service, replica)
+
+
+async def test_a_check_that_fails_saves_without_a_warning_and_logs_why(
+    world: World,
+    model: v1.ModelStub,
+    model_behind_relay: tuple[WebSettings, _Relay],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings, relay = model_behind_relay
+    issue = await create_issue(model, world, "Unjudged", by="alice", component="Secret")
+    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as client:
+        await sign_in(client, "alice")
+        assert (await client.get(f"/issues/{issue.id}")).status_code == 200  # keys fetched
+        relay.cut()
+
+        with caplog.at_level(logging.WARNING, logger="bugless.web"):
+            status, page = await _edit(client, issue.id, assignee="bob")
+
+    assert status == 303
+    assert _warning(page) == ""
+    saved = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+    assert saved.assignee == world.users["bob"]
+    assert any(
+        "could not check who can view the issue just saved" in r.getMessage()
+        and "Unavailable" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
