@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from bugless_core.cli import EXIT_USAGE, exit_status_of
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.migrations import AdvisoryLock, LeaseLock
 from bugless_core.model.backend import ModelSettings
@@ -35,6 +36,7 @@ from bugless_model_cockroach._regions import (
     GLOBAL,
     IN_PRIMARY_REGION,
     REGIONAL_BY_ROW,
+    check_locality_region,
     locality_region,
     region_statements,
 )
@@ -131,6 +133,23 @@ def test_the_locality_setting_names_the_replicas_region() -> None:
     ]:
         with pytest.raises(InvalidArgument, match=message):
             locality_region(bad)
+
+
+def test_a_locality_naming_a_region_the_database_lacks_is_bad_configuration() -> None:
+    """``serve --locality`` on a region ``migrate --regions`` did not make exits 2.
+
+    The operator's setting at fault, as a locality on PostgreSQL; it was
+    FailedPrecondition, which ``bugless model serve`` exits 1 for.
+    """
+    check_locality_region("europe-west1", ["us-east1", "europe-west1"])
+    with pytest.raises(InvalidArgument) as refused:
+        check_locality_region("asia-east1", ["us-east1", "europe-west1"])
+    assert refused.value.message.startswith(
+        "locality: region 'asia-east1' is not a region of the database (us-east1, europe-west1)"
+    )
+    assert exit_status_of(refused.value) == EXIT_USAGE
+    with pytest.raises(InvalidArgument, match=r"\(none: run migrate with --regions\)"):
+        check_locality_region("us-east1", [])
 
 
 def test_the_locality_checks_are_the_documented_statements() -> None:

@@ -154,6 +154,27 @@ def locality_region(locality: str) -> str | None:
     return region
 
 
+def check_locality_region(region: str, known: Sequence[str]) -> None:
+    """Refuse a locality's region the database does not have (``known``: its regions).
+
+    New issues could not be homed there, and the regions are the
+    operator's to make (``bugless model migrate --regions``): a setting
+    that does not fit the server, which ``bugless model serve`` exits 2 for,
+    as for a locality on PostgreSQL.
+
+    Raises:
+        InvalidArgument: ``region`` is not one of ``known``.
+    """
+    if region not in known:
+        msg = (
+            f"locality: region {region!r} is not a region of the database "
+            f"({', '.join(known) or 'none: run migrate with --regions'}); serve with a "
+            "--locality (BUGLESS_COCKROACH_LOCALITY) naming one of them, or add it with "
+            "migrate --regions"
+        )
+        raise InvalidArgument(msg, metadata={"field": "locality"})
+
+
 def region_statements(
     database: str, schema: str, regions: Sequence[str], survival_goal: str = "zone"
 ) -> list[str]:

@@ -220,12 +220,12 @@ class CockroachBackend(PostgresBackend):
         in that other region.
 
         Raises:
-            InvalidArgument: the locality does not parse, or is set on
-                PostgreSQL (compatibility mode, which has no regions): a
-                setting that does not fit the server, as ``--regions`` is for
-                ``migrate`` (``bugless model serve`` exits 2).
-            FailedPrecondition: a region the database lacks (its regions are
-                made by ``migrate --regions``).
+            InvalidArgument: the locality does not parse, is set on
+                PostgreSQL (compatibility mode, which has no regions), or
+                names a region the database lacks (its regions are made by
+                ``migrate --regions``): a setting that does not fit the
+                server, as ``--regions`` is for ``migrate`` (``bugless model
+                serve`` exits 2).
         """
         region = _regions.locality_region(self.settings.locality)
         if region is None:
@@ -237,12 +237,7 @@ class CockroachBackend(PostgresBackend):
             )
             raise InvalidArgument(msg, metadata={"field": "locality"})
         known = [r["region"] for r in await conn.fetch(_regions.DATABASE_REGIONS)]
-        if region not in known:
-            msg = (
-                f"locality: region {region!r} is not a region of the database "
-                f"({', '.join(known) or 'none: run migrate with --regions'})"
-            )
-            raise FailedPrecondition(msg, metadata={"field": "locality"})
+        _regions.check_locality_region(region, known)
         gateway = await conn.fetchval(_regions.GATEWAY_REGION)
         if gateway != region:
             _log.warning(
