@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bugless_api.client import BuglessClient, RetryPolicy
+from bugless_core.attachments import CHUNK_BYTES
 from bugless_core.errors import Unauthenticated
 from bugless_dev.stack import LocalStack, RunningService
 
@@ -38,6 +39,8 @@ from bugless_dev.stack import LocalStack, RunningService
 RENEWED = "was refused (SESSION_ENDED): sent again with a new session"
 #: ... and when it sends one refused for its assertion's dropped key again.
 RESIGNED = "was refused (INVALID_ASSERTION): sent again with a new assertion"
+#: ... and when it cannot (an upload), and answers that the call may be made again.
+ANSWERED_RENEWED = "was refused (SESSION_ENDED) and not sent again: answered SESSION_RENEWED"
 
 
 def _end_every_session(stack: LocalStack, username: str) -> int:
@@ -235,3 +238,64 @@ async def test_a_call_whose_certificate_is_another_users_now_is_not_sent_again_a
         finally:
             client.close()
             other_client.close()
+
+
+async def test_an_upload_refused_as_of_its_ended_session_is_sent_again_whole(
+    bots: Bots, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """An upload's messages are gone by the time the Model refuses its ended session,
+    so the API cannot send it again itself; it answers UNAVAILABLE SESSION_RENEWED
+    (nothing was attached), and the client sends the upload once more, the file read
+    again from its start. Every attach succeeds and attaches its file once, whole.
+    Before, the client retried uploads only when a replica was draining: that
+    upload failed."""
+    caplog.set_level(logging.INFO, logger="bugless.api")
+    stack = bots.stack
+    auth = await asyncio.to_thread(stack.start_auth, name="auth-upload-renewal")
+    address = dataclasses.replace(stack.client_address("auth", "api"), port=auth.port)
+    username = f"bot-{secrets.token_hex(3)}"
+    files = stack.add_bot(username, groups=["component-creators"])
+    content = secrets.token_bytes(3 * CHUNK_BYTES + 17)  # several messages: part sent, refused
+    path = tmp_path / "trace.bin"
+    path.write_bytes(content)
+    async with extra_api(
+        bots, auth=address, identity_ttl_seconds=300.0, user_changes_seconds=0.0
+    ) as running:
+        client = BuglessClient(
+            f"127.0.0.1:{running.port}",
+            cert=files.cert,
+            key=files.key,
+            ca=stack.pki.ca_file,
+            timeout=30,
+            retry=RetryPolicy(attempts=2, max_backoff=0.2),
+        )
+        try:
+            component = await client.create_component(f"Renewal-{secrets.token_hex(3)}")
+            issue = await client.create_issue("uploads across a session end", component.id)
+            attached = []
+            for _ in range(2):
+                done = await client.attach(issue.id, path)
+                assert done.attachment is not None
+                attached.append(done.attachment.id)
+            await asyncio.to_thread(stack.stop_service, auth)
+            assert await asyncio.to_thread(_end_every_session, stack, username) == 1
+            auth = await asyncio.to_thread(
+                stack.start_auth, "--port", str(address.port), name="auth-upload-renewal-again"
+            )
+
+            deadline = time.monotonic() + 30
+            while ANSWERED_RENEWED not in caplog.text:
+                assert time.monotonic() < deadline, "no upload was refused in 30 s"
+                done = await client.attach(issue.id, path)
+                assert done.attachment is not None
+                attached.append(done.attachment.id)
+                await asyncio.sleep(0.5)
+            listed = await client.list_attachments(issue.id)
+            assert sorted(a.id for a in listed) == sorted(attached), "an upload attached twice"
+            assert {a.size for a in listed} == {len(content)}
+            copy = tmp_path / "copy.bin"
+            await client.download_attachment(attached[-1], copy)
+            assert copy.read_bytes() == content
+        finally:
+            client.close()
+            await asyncio.to_thread(stack.stop_service, auth)

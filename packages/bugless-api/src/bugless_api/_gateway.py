@@ -38,6 +38,7 @@ from bugless_core.clients import (
     renewal_helps,
 )
 from bugless_core.errors import (
+    SESSION_RENEWED_REASON,
     BuglessError,
     FailedPrecondition,
     InvalidArgument,
@@ -53,9 +54,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger("bugless.api")
 P = ParamSpec("P")
 
-#: ErrorInfo reason of a call the Model refused as of the connection's ended
-#: session, which has a new one now (:meth:`Gateway.session_ended`).
-SESSION_RENEWED_REASON = "SESSION_RENEWED"
 #: ErrorInfo reason of a call not sent again because the connection's
 #: certificate is another user's now (:func:`_identity_changed`).
 IDENTITY_CHANGED_REASON = "IDENTITY_CHANGED"
@@ -221,6 +219,13 @@ class Gateway:
             return _identity_changed(was, identity)
         if not renewal_helps(refused, sent or "", identity.identity.assertion or None):
             return refused
+        _log.info(
+            "a Model call of %s was refused (%s) and not sent again: answered %s",
+            identity.subject,
+            refused.reason,
+            SESSION_RENEWED_REASON,
+            extra={"subject": identity.subject, "reason": refused.reason},
+        )
         return Unavailable(
             "this connection's session ended while the call was made, and the connection "
             "has a new one now: make the call again",

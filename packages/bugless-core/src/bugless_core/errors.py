@@ -277,7 +277,10 @@ class Unavailable(BuglessError):
     With reason :data:`DRAINING_REASON` the server refused the call *before*
     running it because it is shutting down (a rolling restart): any call, even
     one that is not idempotent, is safe to send again, and another instance
-    will answer it.
+    will answer it. With reason :data:`SESSION_RENEWED_REASON` the API refused
+    it unrun because the session it was made with ended meanwhile, and the
+    connection has a new one: it too is safe to send again, on the same
+    connection.
     """
 
     grpc_status = Status.UNAVAILABLE
@@ -289,9 +292,18 @@ class Unavailable(BuglessError):
         """Whether the call was refused unexecuted by a server shutting down."""
         return self.reason == DRAINING_REASON
 
+    @property
+    def refused_with_session_renewed(self) -> bool:
+        """Whether the call was refused unexecuted as of its ended session, since renewed."""
+        return self.reason == SESSION_RENEWED_REASON
+
 
 #: ErrorInfo reason of a call refused, unexecuted, by a draining server.
 DRAINING_REASON = "DRAINING"
+#: ErrorInfo reason of a call the API refused, unexecuted, because the Model
+#: refused the session it was made with, which has been renewed since
+#: (an upload, or a call refused again after its renewal): make it again.
+SESSION_RENEWED_REASON = "SESSION_RENEWED"
 
 
 class DownloadStalled(BuglessError):

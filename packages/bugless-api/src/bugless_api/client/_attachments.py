@@ -262,13 +262,16 @@ class AttachmentCalls(ClientBase):
         is refused before any byte is sent. ``content_type`` defaults to the
         guess from the name (the Model sniffs the content anyway). An upload
         a draining replica refused is sent once more (read again from the
-        start) on a new connection, when the retry policy allows retries.
+        start) on a new connection, and one refused as of the connection's
+        ended session (reason ``SESSION_RENEWED``: the API has a new one) on
+        the same connection, when the retry policy allows retries; both were
+        refused before anything was attached.
 
         Raises:
             InvalidArgument: The file cannot be read (origin ``client``:
                 nothing is attached), or the API refused the upload.
             Unavailable: The API could not be reached, or refused the upload
-                while draining twice (or once, when the policy has no retries).
+                unrun twice (or once, when the policy has no retries).
         """
         check_id(issue_id, "issue_id")
         file = Path(path)
@@ -331,14 +334,19 @@ class AttachmentCalls(ClientBase):
             try:
                 return await upload()
             except Unavailable as exc:
-                # Refused unrun by a replica shutting down: safe to send again
-                # (the rule of ClientBase._call), down a new connection, since
-                # that one leads back to the draining replica. Only once: a new
-                # connection reaches a replica that is not draining, and any
-                # other failure may have come after the file was attached.
-                if not exc.refused_while_draining or self.retry.attempts < 2:
+                # Refused unrun, by a replica shutting down or as of the session
+                # it was made with, which the API renewed: safe to send again
+                # (the rule of ClientBase._call), whole, from the file's start.
+                # A draining replica's refusal goes down a new connection, since
+                # that one leads back to it. Only once: a new connection reaches
+                # a replica that is not draining, a renewed session is good for
+                # a while, and any other failure (a dropped connection) may have
+                # come after the file was attached.
+                unrun = exc.refused_while_draining or exc.refused_with_session_renewed
+                if not unrun or self.retry.attempts < 2:
                     raise
-                forget_connection(self._channel, used)
+                if exc.refused_while_draining:
+                    forget_connection(self._channel, used)
                 pause = self.retry.delay(0, exc)
             await asyncio.sleep(pause)
             try:
