@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncGenerator
 
 import pytest
@@ -24,7 +25,7 @@ from write_support import ADMIN, Sent, component_with_field, fresh_component, va
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.model.backend import ModelSettings
-from bugless_core.search.build import term
+from bugless_core.search.build import all_of, term
 from bugless_model_postgres import PostgresBackend, _watch
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -235,6 +236,57 @@ async def test_custom_value_changes_are_judged_only_for_a_query_with_a_custom_te
         assert [i for _, i, _ in seen] == issues * 4
         states = [s for s in sent.statements if "jsonb_populate_record" in s]
         assert len(states) == judged, sent.statements
+
+
+async def test_the_states_carry_custom_values_only_for_a_query_with_a_custom_term(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """Priority changes of issues holding custom values, replayed to ``p:P2`` and to
+    ``p:P2 has:<field>`` (each change a leave): the states statement of the first
+    carries no custom rows (nothing reads them; making them was most of a
+    state's cost, and most of the statement's bytes), that of the second
+    carries each state's."""
+    backend = bugless_model_backend
+    component, field = await component_with_field(backend, "unvalued")
+    valued = [v1.CustomFieldValue(field_id=field.id, values=["1.2"])]
+    issues = [
+        await backend.create_issue(
+            v1.CreateIssueRequest(
+                caller=ADMIN,
+                fields=v1.IssueFields(title=f"unvalued {n}", component_id=component.id),
+                custom_fields=valued,
+            )
+        )
+        for n in range(4)
+    ]
+    start = await _head(backend)
+    for issue in issues:
+        raised = v1.IssueDelta(
+            fields=v1.IssueFields(priority=v1.Priority.P1),
+            update_mask=FieldMask(paths=["priority"]),
+        )
+        await _change(backend, issue.id, delta=raised)
+    p2 = term(v1.SearchField.PRIORITY, v1.SearchOperator.EQ, 2)  # P2, every new issue's
+    within = term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, component.id)
+    has = v1.SearchNode(
+        term=v1.SearchTerm(
+            field=v1.SearchField.CUSTOM, op=v1.SearchOperator.ANY, custom_field_id=field.id
+        )
+    )
+    for node, carried in ((all_of(within, p2), False), (all_of(within, p2, has), True)):
+        query = v1.StructuredQuery(filter=node)
+        request = v1.WatchRequest(caller=ADMIN, query=query, after_position=start)
+        async with Sent(backend, model_settings.pool_max_size) as sent:
+            seen = await _replay(backend, request, 4)
+        assert [i for _, i, _ in seen] == [i.id for i in issues]
+        [states] = [args for text, args in sent.arguments if "jsonb_populate_record" in text]
+        payload = next(a for a in states if isinstance(a, str) and a.startswith("[{"))
+        rows = [state["fields"].get("custom_rows") for state in json.loads(payload)]
+        assert len(rows) == 8  # before and after each change
+        if carried:
+            assert all(r and r[0]["value"] == "1.2" for r in rows), rows
+        else:
+            assert rows == [None] * 8, rows
 
 
 async def test_a_query_watch_on_a_custom_field_replays_the_matching_issues(

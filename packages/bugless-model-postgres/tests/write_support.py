@@ -33,11 +33,14 @@ class Sent:
         self._backend = backend
         self._size = size
         self.statements: list[str] = []
+        #: Each statement of ``statements`` with the arguments it was sent.
+        self.arguments: list[tuple[str, tuple[Any, ...]]] = []
 
     def _record(self, logged: Any) -> None:
         text = " ".join(str(logged.query).split())
         if "typeinfo_tree" not in text and "'jit'" not in text:
             self.statements.append(text)
+            self.arguments.append((text, tuple(logged.args)))
 
     async def _each_connection(self, method: str) -> None:
         pool = self._backend._pool

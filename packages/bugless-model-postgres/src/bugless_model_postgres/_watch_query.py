@@ -18,9 +18,10 @@ hotlists (a column ``hotlist_ids`` of the derived rows, which the compiler's
 hotlist terms read instead of ``hotlist_items``), the custom field values
 (``customfield<ID>`` changes: the state's ``custom_fields``, and its search
 rows as a column ``custom_rows`` that the compiler's custom terms read
-instead of ``issue_custom_values``), and the version and time of each
-state; the title's search vectors are made again from the state's title
-(``title:`` and bare words read it), and the comment count
+instead of ``issue_custom_values``; for a query with a custom term only),
+and the version and time of each state; the title's search vectors are
+made again from the state's title (``title:`` and bare words read it), and
+the comment count
 (``commenter:none``, ``has:commenter``) is the row's less the comments of
 the entries after the state (an edit is no new comment; a redacted one
 was one), and ``commenter:``, ``lastcommenter:`` and ``modifier:`` terms
@@ -179,9 +180,9 @@ async def changes_that_left(
         lowest = dict.fromkeys(lowest, 1)
     ids = sorted(lowest)
     attachments = v1.SearchField.ATTACHMENT in reads
+    custom = v1.SearchField.CUSTOM in reads
     entries = await conn.fetch(_ENTRIES_FROM, ids, [lowest[i] for i in ids], attachments)
     if not reads & _VERSION_FIELDS:
-        custom = v1.SearchField.CUSTOM in reads
         counts = bool(reads & _COMMENT_FIELDS)
         changed_row = {
             (row["issue_id"], row["version"])
@@ -207,7 +208,11 @@ async def changes_that_left(
             {
                 "id": issue_id,
                 "fields": state_fields(
-                    current[issue_id], newest_first[issue_id], at, catalog.by_id
+                    current[issue_id],
+                    newest_first[issue_id],
+                    at,
+                    catalog.by_id,
+                    custom_values=custom and judged_by is not None,
                 ),
             }
             for issue_id, version in issues
@@ -269,6 +274,8 @@ def state_fields(
     newest_first: Iterable[Row],
     version: int,
     definitions: Mapping[int, v1.CustomField] | None = None,
+    *,
+    custom_values: bool = True,
 ) -> dict[str, Any]:
     """The row columns of the issue at ``version`` that differ from ``current``'s, and its version.
 
@@ -287,11 +294,15 @@ def state_fields(
     an option of a field among ``definitions`` (the query's, by id) is
     spelled as the field spells it now (an UpdateCustomField renaming an
     option in letter case respells the values issues hold, but not their
-    history, and a search compares values exactly).
+    history, and a search compares values exactly). Without
+    ``custom_values`` (the query has no custom term: nothing reads them)
+    the custom values are left as the row holds them and there are no
+    ``custom_rows``: parsing the row's values and making their search rows
+    was most of the work of a state.
     """
     fields: dict[str, Any] = {"version": version}
     lists = {name: set(current[name]) for name in _ROW_LISTS}
-    custom = load_values(current["custom_fields"])
+    custom = load_values(current["custom_fields"]) if custom_values else {}
     undone: set[str] = set()
     comments = 0
     reopened = False
@@ -315,17 +326,18 @@ def state_fields(
                 lists[name] -= {read(x) for x in change["added"]}
                 lists[name] |= {read(x) for x in change["removed"]}
                 undone.add(name)
-            elif key := _custom_key(name):
+            elif custom_values and (key := _custom_key(name)):
                 _undo_custom(custom, key, change, (definitions or {}).get(int(key)))
                 undone.add("custom_fields")
     for name in undone & set(_ROW_LISTS) | {"hotlist_ids"}:  # no row has hotlists of its own
         fields[name] = sorted(lists[name])
     if "custom_fields" in undone:
         fields["custom_fields"] = custom
-    fields["custom_rows"] = [
-        {"field_id": field_id, "value": value, "number": number, "folded": folded}
-        for field_id, value, number, folded in search_rows(custom)
-    ]
+    if custom_values:
+        fields["custom_rows"] = [
+            {"field_id": field_id, "value": value, "number": number, "folded": folded}
+            for field_id, value, number, folded in search_rows(custom)
+        ]
     if comments:
         fields["comment_count"] = max(current["comment_count"] - comments, 0)
     if "status" in fields:
