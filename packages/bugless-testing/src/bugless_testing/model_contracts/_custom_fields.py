@@ -334,11 +334,20 @@ class CustomFieldContract:
         ] * 3
 
     async def test_a_deleted_field_leaves_readable_history(self, model: v1.ModelStub) -> None:
+        """The values go; the entries that set them stay, and no entry is added.
+
+        A deletion changes the catalog, not the issues: the holders keep
+        their version (no open edit of one fails as stale) and get no entry
+        (no watcher or notification hears of each).
+        """
         component = await make_component(model)
         gone = await define(model, component.id, T.TEXT)
         issue = await create(model, component.id, values(gone.id, "kept in history"))
         await model.delete_custom_field(v1.DeleteCustomFieldRequest(caller=ADMIN, field_id=gone.id))
-        assert custom_of(await get_issue(model, issue.id)) == {}
+        after = await get_issue(model, issue.id)
+        assert custom_of(after) == {}
+        assert after.version == issue.version
+        assert len(await history(model, issue.id)) == 1
         first = (await history(model, issue.id))[0]
         change_of_field = {c.field: c for c in first.changes}[f"customfield{gone.id}"]
         assert change_of_field.new_value == "kept in history"

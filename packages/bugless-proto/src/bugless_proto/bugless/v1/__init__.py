@@ -2548,7 +2548,11 @@ default_message_pool.register_message(
 class DeleteCustomFieldRequest(betterproto2.Message):
     """
     The field stops applying and its values leave every issue; history entries
-    keep the old values with the field's name.
+    keep the old values with the field's name. No issue gets a history entry or
+    a new version for it: the deletion changes the catalog, not the issues (an
+    entry per holder would make every open edit of one stale and send watchers
+    and notifications one message per issue). A query watch naming the field
+    ends with WATCHED_FIELD_CHANGED.
     """
 
     @betterproto2.staticproperty
