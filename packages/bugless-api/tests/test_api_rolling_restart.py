@@ -2,9 +2,12 @@
 
 Two real API frontends take turns on one port, as a pod and its replacement
 do behind a Service: the old one drains while a client's connection is still
-open to it, the new one listens on the same port. The draining replica answers
-new calls on that connection with UNAVAILABLE tagged ``DRAINING`` (it did not
-run them), so the client sends even a call that is not idempotent (a
+open to it, the new one listens on the same port. The draining replica sends
+the client a graceful GOAWAY, and the client's next calls go down a new
+connection. A client that does not say it honours one (``refusing``: one
+from before, or a call that raced the GOAWAY) has its new calls on that
+connection answered with UNAVAILABLE tagged ``DRAINING`` (they did not
+run), so it sends even a call that is not idempotent (a
 comment) again, down a new connection, and it is applied exactly once, by the
 new replica, while the old one is still finishing its calls.
 An upload is sent again the same way, its file read again from the start,
@@ -33,6 +36,7 @@ from bugless_api.settings import ApiSettings, RateLimitSettings
 from bugless_core.errors import Unavailable
 from bugless_proto import v1
 from bugless_testing.events import EventStream
+from bugless_testing.goaway import without_goaway
 
 
 def _handled(registry: CollectorRegistry, method: str, code: str) -> float:
@@ -82,9 +86,23 @@ async def _replicas(bots: Bots) -> AsyncIterator[_Replicas]:
             await replicas.new.close()
 
 
-async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_once(
-    bots: Bots, connect_as: ConnectAs, api: RunningApi
+@pytest.fixture
+def refusing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bot's calls meet the drain's DRAINING refusal, not its GOAWAY."""
+    without_goaway(monkeypatch)
+
+
+@pytest.mark.parametrize("goaway", [True, False], ids=["goaway", "refused"])
+async def test_a_comment_during_a_drain_is_made_once_by_the_new_replica(
+    bots: Bots,
+    connect_as: ConnectAs,
+    api: RunningApi,
+    goaway: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Refused, or sent elsewhere at once after the old replica's GOAWAY: made once."""
+    if not goaway:
+        without_goaway(monkeypatch)
     async with _replicas(bots) as replicas:
         robot = connect_as(
             "robot",
@@ -103,9 +121,11 @@ async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_on
         comment = f"said once {secrets.token_hex(4)}"
         changed = await robot.comment(issue.id, comment, expected_version=issue.version)
 
-        # Refused once by the old replica, then sent down a new connection to
-        # the new one, while the old one still finishes its watch.
-        assert _handled(replicas.old_metrics, "ChangeIssue", "UNAVAILABLE") == 1
+        # Refused once by the old replica (unless its GOAWAY sent it elsewhere
+        # first), then sent down a new connection to the new one, while the
+        # old one still finishes its watch.
+        refused = 0 if goaway else 1
+        assert _handled(replicas.old_metrics, "ChangeIssue", "UNAVAILABLE") == refused
         assert _handled(replicas.old_metrics, "ChangeIssue", "OK") == 0
         assert _handled(replicas.new_metrics, "ChangeIssue", "OK") == 1
         assert not draining.done()
@@ -117,6 +137,7 @@ async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_on
         assert history.entries[-1].author == "robot"
 
 
+@pytest.mark.usefixtures("refusing")
 async def test_an_upload_refused_by_a_draining_replica_is_read_again_and_attached_once(
     bots: Bots, connect_as: ConnectAs, api: RunningApi, tmp_path: Path
 ) -> None:
@@ -148,6 +169,7 @@ async def test_an_upload_refused_by_a_draining_replica_is_read_again_and_attache
         assert [(a.name, a.size) for a in attached] == [("rolled.bin", len(content))]
 
 
+@pytest.mark.usefixtures("refusing")
 async def test_a_download_refused_by_a_draining_replica_resumes_on_the_new_one(
     bots: Bots, connect_as: ConnectAs, api: RunningApi, tmp_path: Path
 ) -> None:

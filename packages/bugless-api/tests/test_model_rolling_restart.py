@@ -3,8 +3,10 @@
 Two real Model replicas (``bugless model serve`` on the stack's database) take
 turns on one port, as a pod and its replacement do behind a Service. The API's
 connection is open to the old one when it drains; a bot's ``Watch`` (passed
-through to the Model) keeps it in its grace period, so it no longer listens
-but refuses every new call on the API's connection with UNAVAILABLE tagged
+through to the Model) keeps it in its grace period, so it no longer listens.
+The API here does not say it honours a graceful GOAWAY (``refusing``: an API
+from before, or a call that raced the GOAWAY), so the old replica refuses
+every new call on the API's connection with UNAVAILABLE tagged
 ``DRAINING``. An upload is a client stream the API relays as it arrives: what
 had gone out is sent again, with the rest, on a new connection to the new
 replica. What each replica did is read from its own Prometheus metrics.
@@ -29,6 +31,7 @@ from bugless_core.errors import NotFound
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
 from bugless_testing.events import EventStream
+from bugless_testing.goaway import without_goaway
 from bugless_testing.metrics import metric_total
 
 #: An issue that does not exist.
@@ -59,6 +62,12 @@ async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
     async with asyncio.timeout(20):
         while not await condition():  # noqa: ASYNC110 - polls a process, which has no event
             await asyncio.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def refusing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API's Model calls meet the drain's DRAINING refusal, not its GOAWAY."""
+    without_goaway(monkeypatch)
 
 
 async def test_an_upload_refused_by_a_draining_model_is_sent_again_and_attached_once(

@@ -41,6 +41,7 @@ async def test_a_live_server_channel_and_peer_have_every_instance_level_item() -
         assert await echo(b"ping", timeout=5) == b"ping"
         (peer,) = recorder.peers
         compat.verify_live(channel=channel, server=server, peer=peer)
+        assert recorder.stream_ids == [1]  # call_stream_id: a new connection's first stream
         protocol = compat.channel_protocol(channel)
         assert isinstance(protocol, H2Protocol)
         assert compat.peer_transport(peer).get_extra_info("peername") is not None

@@ -8,7 +8,9 @@ connection to the Authenticator open to the old replica when that drains. A
 ``GetUsers`` call of the test's own, whose request never finishes arriving,
 keeps the old replica in its grace period: it no longer listens, and refuses
 every new call on the notifier's open connection with UNAVAILABLE tagged
-``DRAINING``.
+``DRAINING`` (the notifier here does not say it honours a graceful GOAWAY,
+``without_goaway``: a notifier from before, or a call that raced the GOAWAY,
+which would have sent its calls elsewhere unrefused).
 
 The people look-ups of the next change (``GetUsers``, and the recipients'
 ``IssueAssertion``) must go to the new replica at once (sent again on a new
@@ -42,6 +44,7 @@ from bugless_dev.stack import LocalStack, RunningService
 from bugless_notify.queue import DeliveryState
 from bugless_notify.service import start_notifier
 from bugless_proto import v1
+from bugless_testing.goaway import without_goaway
 from bugless_testing.metrics import metric_total
 from bugless_testing.smtp import SmtpSink
 
@@ -68,6 +71,7 @@ async def _hold(channel: Channel, release: asyncio.Event) -> None:
 
 async def test_a_draining_authenticator_costs_the_notifier_no_lost_or_repeated_mail(
     *,
+    monkeypatch: pytest.MonkeyPatch,
     bugless_stack: LocalStack,
     model: v1.ModelStub,
     old_auth: RunningService,
@@ -75,6 +79,7 @@ async def test_a_draining_authenticator_costs_the_notifier_no_lost_or_repeated_m
     smtp_sink: SmtpSink,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    without_goaway(monkeypatch)
     tag = secrets.token_hex(3)
     ids: dict[str, str] = {}
     for name in ("alice", "bob"):

@@ -7,7 +7,10 @@ old one drains. The notifier (in this process, so its log records can be
 read) has its one connection to the Model open to the old replica when that
 drains; a ``Watch`` on a channel of the test's own keeps the old replica in
 its grace period, so it no longer listens but refuses every new call on the
-notifier's open connection with UNAVAILABLE tagged ``DRAINING``.
+notifier's open connection with UNAVAILABLE tagged ``DRAINING``: the notifier
+here does not say it honours a graceful GOAWAY (``without_goaway``: a
+notifier from before, or a call that raced the GOAWAY), which would have
+sent its calls elsewhere unrefused.
 
 The feed consumer's next read and the webhook admin's permission check must
 go to the new replica at once (the call sent again on a new connection,
@@ -42,6 +45,7 @@ from bugless_dev.stack import LocalStack, RunningService
 from bugless_notify.queue import DeliveryState
 from bugless_notify.service import start_notifier
 from bugless_proto import v1
+from bugless_testing.goaway import without_goaway
 from bugless_testing.metrics import metric_total
 from bugless_testing.smtp import SmtpSink
 
@@ -63,6 +67,7 @@ async def old_model(bugless_stack: LocalStack) -> AsyncIterator[RunningService]:
 
 async def test_a_draining_model_costs_the_consumer_and_the_webhook_admin_no_failed_call(
     *,
+    monkeypatch: pytest.MonkeyPatch,
     bugless_stack: LocalStack,
     model: v1.ModelStub,
     old_model: RunningService,
@@ -71,6 +76,7 @@ async def test_a_draining_model_costs_the_consumer_and_the_webhook_admin_no_fail
     receiver: WebhookReceiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    without_goaway(monkeypatch)
     tag = secrets.token_hex(3)
     # A real user: a webhook's deliveries are checked as its creator's reads.
     created = await asyncio.to_thread(bugless_stack.add_user, f"owner{tag}", "pw-" + tag * 3)

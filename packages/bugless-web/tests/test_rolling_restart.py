@@ -4,10 +4,13 @@ Two real Model replicas (``bugless model serve`` subprocesses on the session's
 database) take turns on one port, as a pod and its replacement do behind a
 Service. The web's connection is open to the old one when it drains; a long
 call in progress there (a ``Watch``, as a live issue page holds) keeps it in
-its grace period, so it no longer listens but answers every new call on the
-web's open connection with UNAVAILABLE tagged ``DRAINING``. The new replica
-listens on the same port. What each replica did is read from its own
-Prometheus metrics.
+its grace period, so it no longer listens. It sends the web a graceful
+GOAWAY, and the web's next calls go down a new connection, to the new
+replica, which listens on the same port. Most tests here follow a web that
+does not say it honours the GOAWAY (``refusing``: a web from before, or a
+call that raced the GOAWAY), whose calls the old replica answers with
+UNAVAILABLE tagged ``DRAINING``, which the web sends again. What each replica
+did is read from its own Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_dev.processes import ServiceProcess
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
+from bugless_testing.goaway import without_goaway
 from bugless_web import WebSettings, create_app
 
 
@@ -151,6 +155,28 @@ async def _logged(replica: Replica, text: str) -> bool:
     return text in replica.process.output()
 
 
+@pytest.fixture
+def refusing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The web's Model calls meet the drain's DRAINING refusal, not its GOAWAY."""
+    without_goaway(monkeypatch)
+
+
+async def test_a_page_load_during_a_drain_goes_to_the_next_replica_unrefused(
+    restart: Restart,
+) -> None:
+    """The old replica's GOAWAY sent the web's next call down a new connection."""
+    new = await restart.roll()
+    assert await _logged(restart.old, "graceful GOAWAY")
+
+    page = await restart.client.get(f"/issues/{restart.issue.id}")
+
+    assert page.status_code == 200, page.text
+    assert "Survives a rolling restart" in page.text
+    assert await grpc_calls(restart.old.metrics_port, "GetIssue", "UNAVAILABLE") == 0
+    assert await grpc_calls(new.metrics_port, "GetIssue") == 1
+
+
+@pytest.mark.usefixtures("refusing")
 async def test_a_page_load_refused_by_a_draining_replica_is_served_by_the_next(
     restart: Restart,
 ) -> None:
@@ -164,6 +190,7 @@ async def test_a_page_load_refused_by_a_draining_replica_is_served_by_the_next(
     assert await grpc_calls(new.metrics_port, "GetIssue") == 1
 
 
+@pytest.mark.usefixtures("refusing")
 async def test_a_write_refused_by_a_draining_replica_is_sent_again_and_made_once(
     restart: Restart, world: World, model: v1.ModelStub
 ) -> None:
@@ -216,6 +243,7 @@ async def _assert_uploaded_once_by_the_new_replica(
 CONTENT = bytes(range(256)) * 4096 * 3  # 3 MiB
 
 
+@pytest.mark.usefixtures("refusing")
 async def test_an_upload_refused_by_a_draining_replica_is_sent_again_and_attached_once(
     restart: Restart, world: World, model: v1.ModelStub
 ) -> None:
@@ -233,6 +261,7 @@ async def test_an_upload_refused_by_a_draining_replica_is_sent_again_and_attache
     await _assert_uploaded_once_by_the_new_replica(restart, new, world, model, name)
 
 
+@pytest.mark.usefixtures("refusing")
 async def test_a_form_upload_refused_by_a_draining_replica_is_sent_again_and_attached_once(
     restart: Restart, world: World, model: v1.ModelStub
 ) -> None:
@@ -251,6 +280,7 @@ async def test_a_form_upload_refused_by_a_draining_replica_is_sent_again_and_att
     await _assert_uploaded_once_by_the_new_replica(restart, new, world, model, name)
 
 
+@pytest.mark.usefixtures("refusing")
 async def test_a_download_refused_by_a_draining_replica_is_served_by_the_next(
     restart: Restart,
 ) -> None:

@@ -1,8 +1,8 @@
 """A server's graceful GOAWAY, as a bugless client meets it.
 
-bugless's own servers drain by refusing new calls as DRAINING and never send
-GOAWAY (grpclib's server has none to send); other servers and HTTP/2 proxies
-do, and grpclib's client cut every call on the connection when one arrived.
+Other servers and HTTP/2 proxies send one, and so does a draining bugless
+server (``test_drain_goaway.py``); grpclib's client cut every call on the
+connection when one arrived.
 Here a real server writes the GOAWAY frame a gracefully stopping server
 sends (``NO_ERROR``, the last stream it answers) on a real connection, while
 a second server shares its port (``reuse_port``, as replicas behind one

@@ -13,6 +13,9 @@ grpclib is pinned below 0.5 because of these; nothing public offers them:
   cancelling every running call);
 * ``Peer._transport``, the transport of a call's connection (the peer
   certificate in DER form needs its SSL object);
+* ``grpclib.server.Stream._stream``, a server call's HTTP/2 stream, for its
+  id (:func:`call_stream_id`: a draining server answers the calls opened
+  before it stopped, :mod:`bugless_core.grpc._goaway`);
 * ``grpclib.protocol.Connection._connection``, a connection's h2
   ``H2Connection`` (:func:`h2_connection`): the corked protocol changes its
   settings, and ``/metrics`` reads its flow-control windows
@@ -83,6 +86,7 @@ from grpclib.protocol import (
     Stream,
 )
 from grpclib.server import Handler, Server
+from grpclib.server import Stream as ServerStream
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated
@@ -359,6 +363,13 @@ def peer_transport(peer: Peer) -> asyncio.BaseTransport:
     return transport
 
 
+def call_stream_id(stream: ServerStream[Any, Any]) -> int:
+    """The HTTP/2 stream id of a server call (a server's streams have theirs when received)."""
+    stream_id = stream._stream.id
+    assert stream_id is not None
+    return stream_id
+
+
 def h2_connection(protocol: H2Protocol) -> H2Connection:
     """The h2 state machine of ``protocol``'s connection (once ``connection_made`` ran)."""
     connection: H2Connection = protocol.connection._connection
@@ -390,6 +401,8 @@ def verify() -> None:
             raise GrpclibSurfaceChanged(
                 f"grpclib.server.Handler.{method.__name__}", f"no longer takes {parameters}"
             )
+    if "stream" not in inspect.signature(ServerStream.__init__).parameters:
+        raise GrpclibSurfaceChanged("grpclib.server.Stream.__init__(stream)", "is gone")
     if "connection" not in inspect.signature(Connection.__init__).parameters:
         raise GrpclibSurfaceChanged("grpclib.protocol.Connection.__init__(connection)", "is gone")
     processor_methods: dict[str, list[str]] = {

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from bugless_core.grpc._codec import UpbCodec
     from bugless_core.grpc._cork import CorkedChannel, CorkedServer, CorkedTransport
     from bugless_core.grpc._errors import grpc_errors, handler_errors, internal_error
+    from bugless_core.grpc._goaway import GRACEFUL_GOAWAY_CLIENT_SETTINGS
     from bugless_core.grpc._peer import (
         PeerConnection,
         current_identity,
@@ -67,6 +68,7 @@ _LAZY = {
     "CorkedChannel": "bugless_core.grpc._cork",
     "CorkedServer": "bugless_core.grpc._cork",
     "CorkedTransport": "bugless_core.grpc._cork",
+    "GRACEFUL_GOAWAY_CLIENT_SETTINGS": "bugless_core.grpc._goaway",
     "GrpcServerSettings": "bugless_core.grpc._settings",
     "GrpcServiceRunner": "bugless_core.grpc._server",
     "IMPORT_ROLE": "bugless_core.grpc._access",
@@ -97,6 +99,7 @@ __all__ = [
     "ADMIN_ROLE",
     "ANY_CLIENT",
     "CLOSE_LINGER_SECONDS",
+    "GRACEFUL_GOAWAY_CLIENT_SETTINGS",
     "IMPORT_ROLE",
     "READINESS_TTL_SECONDS",
     "SERVICE_IDENTITIES",

@@ -36,7 +36,7 @@ from grpclib.server import Stream
 from h2.exceptions import H2Error
 from multidict import MultiDict, MultiDictProxy
 
-from bugless_core._compat.grpclib import IServable
+from bugless_core._compat.grpclib import IServable, call_stream_id
 from bugless_core.errors import (
     DRAINING_REASON,
     ERROR_DOMAIN,
@@ -175,6 +175,11 @@ class CallTracker:
         return len(self._blocking)
 
     @property
+    def refusing(self) -> bool:
+        """Whether new calls are refused (:meth:`refuse_new_calls` was called)."""
+        return self._refusing
+
+    @property
     def transfers(self) -> int:
         """Number of running transfers (uploads, downloads), which a drain waits longer for."""
         return len(self._transfers)
@@ -202,14 +207,20 @@ class CallTracker:
                 reset.cancel()
         return len(cut)
 
-    def refuse_new_calls(self) -> None:
-        """Answer every call arriving from now on with UNAVAILABLE.
+    def refuse_new_calls(self) -> int:
+        """Answer every call opened from now on with UNAVAILABLE; GOAWAY where it is honoured.
 
         Closing the listening socket does not stop clients that already hold a
         connection from starting calls on it; this does, with the status that
-        gRPC clients treat as "retry elsewhere".
+        gRPC clients treat as "retry elsewhere", and tells each client that
+        honours a graceful GOAWAY to open no more calls here
+        (:meth:`~bugless_core.grpc._peer.ConnectionRegistry.stop`).
+
+        Returns:
+            How many connections were sent a GOAWAY.
         """
         self._refusing = True
+        return self._connections.stop()
 
     def _tracked(self, method_name: str, func: _Func) -> _Func:
         """``func``, the handler of ``method_name``, with its calls followed."""
@@ -241,7 +252,7 @@ class CallTracker:
                 )
 
             stream.send_trailing_metadata = send_trailing_metadata  # type: ignore[method-assign]
-            self._admit(call)
+            self._admit(call, stream)
             await func(stream)
 
         return tracked
@@ -251,7 +262,7 @@ class CallTracker:
     ) -> CallContext:
         call = CallContext(
             method_name=method_name,
-            connection=self._connections.connection_of(stream.peer),
+            connection=self._connections.connection_of(stream.peer, stream.user_agent),
             metadata=MultiDictProxy(
                 stream.metadata if stream.metadata is not None else MultiDict()
             ),
@@ -262,10 +273,17 @@ class CallTracker:
             self._begin(task, call, stream, kind)
         return call
 
-    def _admit(self, call: CallContext) -> None:
-        """Refuse the call while refusing new ones, or when its caller may not make it."""
+    def _admit(self, call: CallContext, stream: Stream[Any, Any]) -> None:
+        """Refuse the call while refusing new ones, or when its caller may not make it.
+
+        A call its client opened before the server stopped accepting is not
+        new, though it may reach here after (its task had not run yet): the
+        GOAWAY sent at the stop promised to answer it.
+        """
         method_name = call.method_name
-        if self._refusing:
+        if self._refusing and not self._connections.arrived_before_stop(
+            stream.peer, call_stream_id(stream)
+        ):
             task = asyncio.current_task()
             if task is not None:
                 self._refused.add(task)

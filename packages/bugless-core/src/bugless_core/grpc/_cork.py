@@ -57,7 +57,7 @@ from bugless_core._compat.grpclib import (
     h2_connection,
 )
 from bugless_core.errors import DRAINING_REASON, Unavailable, to_grpc_error
-from bugless_core.grpc import _hpack, _windows
+from bugless_core.grpc import _goaway, _hpack, _windows
 from bugless_core.grpc._codec import UpbCodec
 from bugless_core.grpc._deadlines import SteadyDeadline
 
@@ -188,7 +188,9 @@ class CorkedH2Protocol(H2Protocol):
     on ``side``. A client connection lets the calls a server's graceful GOAWAY
     will answer finish, and fails the ones it did not process with the
     DRAINING refusal, which is sent again on a new connection
-    (:class:`~bugless_core._compat.grpclib.GracefulGoawayProcessor`).
+    (:class:`~bugless_core._compat.grpclib.GracefulGoawayProcessor`); it says
+    so in its SETTINGS, so that a stopping bugless server sends it one
+    (:mod:`bugless_core.grpc._goaway`).
     """
 
     def __init__(
@@ -221,12 +223,15 @@ class CorkedH2Protocol(H2Protocol):
         corked = CorkedTransport(cast("asyncio.Transport", transport))
         super().connection_made(corked)
         h2 = h2_connection(self)
-        h2.update_settings(
-            {
-                SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES,
-                SettingCodes.HEADER_TABLE_SIZE: _hpack.HEADER_TABLE_BYTES,
-            }
-        )
+        settings: dict[SettingCodes | int, int] = {
+            SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES,
+            SettingCodes.HEADER_TABLE_SIZE: _hpack.HEADER_TABLE_BYTES,
+        }
+        if self.side == "client":
+            # This client lets a graceful GOAWAY's calls finish: a stopping
+            # bugless server sends it one (bugless_core.grpc._goaway).
+            settings.update(_goaway.GRACEFUL_GOAWAY_CLIENT_SETTINGS)
+        h2.update_settings(settings)
         # Accept the large frames from now on, not from the peer's ACK: h2
         # applies an acknowledged size only from its next read, and a peer may
         # send a large frame right behind the ACK (a busy server answering a

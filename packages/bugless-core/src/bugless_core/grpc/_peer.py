@@ -19,11 +19,16 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 
 from grpclib.const import Status
-from grpclib.protocol import Peer
+from grpclib.protocol import H2Protocol, Peer
 from multidict import MultiDict, MultiDictProxy, MultiMapping
 
 from bugless_core._compat.grpclib import peer_transport
 from bugless_core.grpc._access import service_identity
+from bugless_core.grpc._goaway import (
+    honours_graceful_goaway,
+    stream_ids_received,
+    write_graceful_goaway,
+)
 
 # Never reused within a process, unlike id(): a cache keyed by it cannot hand one
 # client's identity to the next connection that happens to reuse an address.
@@ -55,6 +60,7 @@ class PeerConnection:
         identity: The bugless service the certificate names
             (``spiffe://bugless/<identity>``), ``None`` for a bot's or no
             certificate.
+        user_agent: The ``user-agent`` of the first call on it, if it sent one.
     """
 
     id: int
@@ -62,6 +68,7 @@ class PeerConnection:
     certificate: bytes | None
     certificate_fields: Mapping[str, object] | None
     identity: str | None = None
+    user_agent: str | None = None
 
 
 class ConnectionRegistry:
@@ -75,6 +82,12 @@ class ConnectionRegistry:
     closes each one when it shuts down (:meth:`close_all`). A connection
     accepted just before the stop, whose first call was still on its way,
     would otherwise be closed under that call.
+
+    When the server stops accepting (:meth:`stop`), the calls each connection
+    had opened by then are still answered (:meth:`arrived_before_stop`), and a
+    client known to honour a graceful GOAWAY is sent one naming the last of
+    them (:mod:`bugless_core.grpc._goaway`), at once or at its first call
+    after the stop, when that tells who it is.
     """
 
     def __init__(self) -> None:
@@ -82,13 +95,19 @@ class ConnectionRegistry:
             weakref.WeakKeyDictionary()
         )
         self._accepted: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        #: From the stop: the last stream id each connection had opened before it.
+        self._last_before_stop: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] | None = None
+        self._gone_away: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
     def accepted(self, transport: asyncio.BaseTransport) -> None:
         """Note a connection the server accepted (the transport its calls' peers will hold)."""
         self._accepted.add(transport)
 
-    def connection_of(self, peer: Peer) -> PeerConnection:
-        """Return the connection ``peer`` belongs to, describing it on first sight."""
+    def connection_of(self, peer: Peer, user_agent: str | None = None) -> PeerConnection:
+        """Return the connection ``peer`` belongs to, describing it on first sight.
+
+        ``user_agent`` is the call's; the first call's is kept.
+        """
         # grpclib's Peer exposes the certificate only as getpeercert()'s dict;
         # the DER bytes need the SSL object, reachable through its transport.
         transport = peer_transport(peer)
@@ -104,9 +123,55 @@ class ConnectionRegistry:
                 certificate=certificate,
                 certificate_fields=fields,
                 identity=service_identity(fields),
+                user_agent=user_agent,
             )
             self._by_transport[transport] = connection
         return connection
+
+    def stop(self) -> int:
+        """Note where each open connection's calls end; send GOAWAY where it is honoured.
+
+        Returns:
+            How many connections were sent a GOAWAY now.
+        """
+        if self._last_before_stop is not None:
+            return 0
+        self._last_before_stop = weakref.WeakKeyDictionary()
+        sent = 0
+        for transport in self._known():
+            protocol = transport.get_protocol()
+            if transport.is_closing() or not isinstance(protocol, H2Protocol):
+                continue
+            self._last_before_stop[transport] = stream_ids_received(protocol)
+            sent += self._go_away_if_honoured(transport, protocol)
+        return sent
+
+    def arrived_before_stop(self, peer: Peer, stream_id: int) -> bool:
+        """Whether the call on ``stream_id`` was opened before :meth:`stop` (so it is answered).
+
+        A later call is refused; its connection's client, known from the call
+        now, is sent a GOAWAY if it honours one and was not sent one at the stop.
+        """
+        transport = peer_transport(peer)
+        last = 0 if self._last_before_stop is None else self._last_before_stop.get(transport, 0)
+        if stream_id <= last:
+            return True
+        protocol = transport.get_protocol()
+        if self._last_before_stop is not None and isinstance(protocol, H2Protocol):
+            self._last_before_stop.setdefault(transport, last)
+            self._go_away_if_honoured(transport, protocol)
+        return False
+
+    def _go_away_if_honoured(self, transport: asyncio.BaseTransport, protocol: H2Protocol) -> int:
+        if transport in self._gone_away or self._last_before_stop is None:
+            return 0
+        connection = self._by_transport.get(transport)
+        user_agent = None if connection is None else connection.user_agent
+        if not honours_graceful_goaway(protocol, user_agent):
+            return 0
+        write_graceful_goaway(protocol, transport, self._last_before_stop.get(transport, 0))
+        self._gone_away.add(transport)
+        return 1
 
     def _known(self) -> set[asyncio.BaseTransport]:
         return {*self._accepted, *self._by_transport}

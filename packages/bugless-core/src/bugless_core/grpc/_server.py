@@ -6,7 +6,9 @@ Kubernetes needs: on SIGTERM report NOT_SERVING and keep serving for
 ``drain_seconds`` (so balancers take the pod out of rotation first), then stop
 accepting, let in-flight calls finish for up to ``grace_seconds`` (and
 attachment transfers for up to ``drain_transfer_seconds``, with
-:class:`~bugless_core.grpc.TransferServerSettings`), keep refusing new calls
+:class:`~bugless_core.grpc.TransferServerSettings`), tell the clients that
+honour an HTTP/2 graceful GOAWAY to take their next calls elsewhere
+(:mod:`bugless_core.grpc._goaway`), keep refusing new calls
 on the open connections for at least :data:`CLOSE_LINGER_SECONDS` from the
 stop (so that a call already on its way is refused, and sent elsewhere, rather
 than cut off), then close.
@@ -363,7 +365,9 @@ class GrpcServiceRunner:
         """Shut down gracefully; return when the server is closed.
 
         In order: report NOT_SERVING for every service; keep serving for
-        ``drain_seconds``; stop accepting connections and answer new calls on
+        ``drain_seconds``; stop accepting connections, send a graceful
+        GOAWAY to the clients known to honour one
+        (:mod:`bugless_core.grpc._goaway`), and answer new calls on
         existing connections with UNAVAILABLE; wait up to ``grace_seconds`` for
         the calls in progress; if transfers (attachment uploads and downloads)
         are still running then, cancel the other calls (each stream reset, as
@@ -511,7 +515,17 @@ class GrpcServiceRunner:
 
     def _stop_accepting(self, server: Server) -> None:
         _listener(server).close()
-        self._tracker.refuse_new_calls()
+        if self._tracker.refusing:
+            return
+        gone_away = self._tracker.refuse_new_calls()
+        if gone_away:
+            logger.info(
+                "%s sent a graceful GOAWAY on %d connection(s): their clients open "
+                "no more calls here and finish the ones running",
+                self.name,
+                gone_away,
+                extra={"service": self.name, "goaway_connections": gone_away},
+            )
 
     async def serve_until_signalled(
         self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
