@@ -503,3 +503,92 @@ async def test_a_mail_is_not_sent_unchecked_while_the_model_cannot_say(
     assert record.attempts == 2
     assert "could not check the message against redactions before sending it" in (record.last_error)
     assert not smtp_sink.mails
+
+
+async def test_a_saved_search_mail_rendered_again_still_names_the_search(
+    bugless_stack: LocalStack, model: v1.ModelStub, notify_database: str, smtp_sink: SmtpSink
+) -> None:
+    """sam is told of a new issue because his saved search matches it; its description is redacted.
+
+    The rendering again passes no saved-search changes (the match is not
+    kept per change), so his mail kept its reason but lost the search's
+    name: "you subscribed to a saved search". It says which one again.
+    """
+    tag = secrets.token_hex(3)
+    ids = {}
+    for name in ("sam", "bert"):
+        created = await asyncio.to_thread(
+            bugless_stack.add_user, f"{name}{tag}", "pw-" + tag * 3, email=f"{name}{tag}@ex.test"
+        )
+        ids[name] = str(created["user_id"])
+    sam = v1.Caller(user_id=ids["sam"])
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"redact-search-{tag}")
+    )
+    search_name = f"Triage {tag}"
+    search = await model.create_saved_search(
+        v1.CreateSavedSearchRequest(caller=sam, name=search_name, query=f"c:{component.id}")
+    )
+    await model.set_saved_search_subscription(
+        v1.SetSavedSearchSubscriptionRequest(caller=sam, saved_search_id=search.id, subscribed=True)
+    )
+    schema = f"notify_redact_search_{tag}"
+    settings = stack_notifier_settings(
+        bugless_stack, database_url=notify_database, schema=schema, smtp_port=smtp_sink.port
+    )
+    notifier = await start_notifier(settings, metrics_registry=CollectorRegistry())
+    try:
+        notifier.worker.stop()
+        await asyncio.wait_for(notifier.tasks[1], 30)
+        secret = f"hunter2-{tag}"
+        issue = await model.create_issue(
+            v1.CreateIssueRequest(
+                caller=v1.Caller(user_id=ids["bert"]),
+                fields=v1.IssueFields(title=f"Redaction search {tag}", component_id=component.id),
+                description=f"the root password is {secret}",
+                idempotency_key=secrets.token_hex(8),
+            )
+        )
+        pool = notifier.pool
+
+        async def rendered() -> bool:
+            return await _waiting_with(pool, schema, secret) > 0
+
+        await until(rendered, "the creation's mail to sam to wait in the queue")
+        await model.redact(
+            v1.RedactRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=issue.version,
+                target=v1.RedactionTarget.DESCRIPTION,
+            )
+        )
+
+        async def gone() -> bool:
+            return await _waiting_with(pool, schema, "hunter") == 0
+
+        await until(gone, "the redacted text to leave every waiting message")
+        worker = DeliveryWorker(
+            pool,
+            DeliveryQueue(schema),
+            {"email": notifier.delivery_channels[0]},
+            metrics_registry=CollectorRegistry(),
+        )
+        running = asyncio.ensure_future(worker.run())
+        to_sam = f"sam{tag}@ex.test"
+        try:
+            await until(lambda: any(to_sam in m.recipients for m in smtp_sink.mails), "sam's mail")
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+        (mail,) = [m for m in smtp_sink.mails if to_sam in m.recipients]
+        assert mail.message["X-Bugless-Reason"] == "saved_search"
+        for part in ("plain", "html"):
+            body = mail.message.get_body(preferencelist=(part,))
+            assert body is not None
+            content = body.get_content()
+            assert "hunter" not in content
+            assert "redacted by an administrator" in content
+            assert f"you subscribed to a saved search ({search_name})" in content, content
+    finally:
+        await notifier.close()

@@ -89,6 +89,8 @@ class NotificationMessage:
         data: The structured form (a JSON object) for JSON webhooks.
         reason: Why this recipient gets it (``assignee``, ``cc``, ...),
             shown to them and usable for mail filters.
+        reason_detail: What the reason refers to (a saved search's name), kept
+            so that a message rendered again (a redaction) says it again.
         settings_url: The page where the recipient changes what notifies
             them (``https://bugs.example.com/settings/notifications``); the
             e-mail channel names it in ``List-Unsubscribe`` (RFC 2369), which
@@ -108,6 +110,7 @@ class NotificationMessage:
     chat_text: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
+    reason_detail: str = ""
     settings_url: str = ""
     quoted_versions: tuple[int, ...] = ()
 
@@ -132,6 +135,7 @@ class NotificationMessage:
             "chat_text": self.chat_text,
             "data": dict(self.data),
             "reason": self.reason,
+            "reason_detail": self.reason_detail,
             "settings_url": self.settings_url,
             "quoted_versions": list(self.quoted_versions),
         }
@@ -147,6 +151,7 @@ class NotificationMessage:
             chat_text=value.get("chat_text", ""),
             data=value.get("data", {}),
             reason=value.get("reason", ""),
+            reason_detail=value.get("reason_detail", ""),
             settings_url=value.get("settings_url", ""),
             quoted_versions=tuple(value.get("quoted_versions", ())),
         )

@@ -110,7 +110,7 @@ class RedactionRecheck:
                     continue
                 issue_id, version = entry
                 stale.setdefault(issue_id, {}).setdefault(version, []).append(
-                    Waiting(item_id, message.reason)
+                    Waiting(item_id, message.reason, message.reason_detail)
                 )
                 stale_ids.add(item_id)
         if not stale:

@@ -69,10 +69,15 @@ def text_redactions(entries: Iterable[v1.HistoryEntry]) -> list[Redaction]:
 
 @dataclass(frozen=True)
 class Waiting:
-    """A message still waiting: its id and the reason it was rendered with."""
+    """A message still waiting: its id and the reason it was rendered with.
+
+    ``detail`` is what the reason referred to (a saved search's name), told
+    again in the new rendering: the rules computed again name no saved search.
+    """
 
     id: str
     reason: str
+    detail: str = ""
 
 
 def kept_candidates(waiting: Mapping[int, Sequence[Waiting]]) -> dict[int, list[Candidate]]:
@@ -94,7 +99,7 @@ def kept_candidates(waiting: Mapping[int, Sequence[Waiting]]) -> dict[int, list[
                 continue
             if reason in (Reason.MENTIONED, Reason.WEBHOOK):
                 continue
-            kept.setdefault(version, []).append(Candidate(parts[2], reason))
+            kept.setdefault(version, []).append(Candidate(parts[2], reason, message.detail))
     return kept
 
 
@@ -131,9 +136,11 @@ class WaitingMessages:
         # and the items kept for a digest. Read through the queue's partial
         # indexes on state; a redaction is rare.
         self._list_sql = (
-            f"SELECT delivery_id AS id, message ->> 'reason' AS reason FROM {s}.deliveries "
+            f"SELECT delivery_id AS id, message ->> 'reason' AS reason, "
+            f"message ->> 'reason_detail' AS detail FROM {s}.deliveries "
             "WHERE state IN ('pending', 'dead') AND delivery_id LIKE $1 "
-            f"UNION ALL SELECT item_id, message ->> 'reason' FROM {s}.digest_items "
+            "UNION ALL SELECT item_id, message ->> 'reason', message ->> 'reason_detail' "
+            f"FROM {s}.digest_items "
             "WHERE item_id LIKE $1"
         )
         self._rewrite_delivery_sql = (
@@ -156,7 +163,9 @@ class WaitingMessages:
         for row in rows:
             version = change_version(row["id"])
             if version is not None and redaction.redacted_version <= version < redaction.version:
-                found.setdefault(version, []).append(Waiting(row["id"], row["reason"] or ""))
+                found.setdefault(version, []).append(
+                    Waiting(row["id"], row["reason"] or "", row["detail"] or "")
+                )
         return found
 
     async def replace(

@@ -512,6 +512,7 @@ def render_notification(notice: ChangeNotice, *, webhook_forms: bool = True) -> 
         chat_text=renderer.chat() if webhook_forms else "",
         data=renderer.data() if webhook_forms else {},
         reason=str(notice.reason),
+        reason_detail=notice.reason_detail,
         settings_url=settings_url(notice.public_url),
         quoted_versions=(notice.entry.version,) if notice.entry.comment else (),
     )
