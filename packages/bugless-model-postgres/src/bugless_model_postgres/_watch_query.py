@@ -30,7 +30,12 @@ read the history up to the state's version, as ``has:attachment`` and
 entries that attached and deleted it). What else lives apart from the row
 (stars, mentions, comment text) is read as it is when the event is sent,
 as every event's query is (but never for an issue the caller may no longer
-view: see :func:`changes_that_left`). ``closed_at`` of a state is the row's
+view: see :func:`changes_that_left`): a change that only adds, edits or
+redacts a comment is no leave of a ``comment:``, bare-word or ``mention:``
+term. Rebuilding those per state is not cheap (every comment up to the
+state parsed again, by ``to_tsvector`` or the Python mention rule, for each
+of a change's two states), and a redacted text is gone by design (the
+postgres README, "Watch", says so in full). ``closed_at`` of a state is the row's
 while the issue stayed closed since, else (it was reopened) the time of the
 entry that closed it, read from the whole history for a query with a
 ``closed:`` term. Since both states come

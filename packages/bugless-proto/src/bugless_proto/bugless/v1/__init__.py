@@ -6887,6 +6887,14 @@ class WatchEvent(betterproto2.Message):
     when the caller could view the issue before the change and cannot after
     it (whatever the query says: the watcher drops the row if it had one,
     and no word of what it may not read decides whether the event comes).
+    So a change that only adds, edits or redacts a comment is never a leave
+    of a comment:, bare-word or mention: term: a watch of -comment:W or
+    -mention:ann is not told when a comment holding W or @ann comes (the
+    issue stops matching and gets no event), nor one of comment:W when an
+    edit or a redaction takes W out; a watcher who needs those re-runs the
+    search. (Rebuilding every comment's text as of each state would cost a
+    parse of all of them per change, and a redacted text is gone by design.)
+    The title is each state's own for title: and bare words, not mention:.
     Because both states are fixed by the history, a resumed watch's
     replay gives the same left_query events as the live stream did, at the
     same positions. An event of a change that made the issue leave is always
