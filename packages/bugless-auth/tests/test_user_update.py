@@ -97,10 +97,25 @@ async def test_a_refused_update_says_why_and_changes_nothing(
         "tls",
     )
     nobody = unique("nobody")
+    placeholder, left = unique("imported"), unique("left-bot")
     conn = await asyncpg.connect(
         auth.settings.database_url, server_settings={"search_path": auth.settings.schema}
     )
     try:
+        for user, is_placeholder in ((placeholder, True), (left, False)):
+            await conn.execute(
+                "INSERT INTO users (user_id, username, username_key, display_name, placeholder)"
+                " VALUES ($1, $2, $2, $2, $3)",
+                f"u_{user}",
+                user,
+                is_placeholder,
+            )
+        await conn.execute(
+            "INSERT INTO external_subjects (subject, user_id, authenticator) "
+            "VALUES ($1, $2, 'import')",
+            f"import:trac:{placeholder}",
+            f"u_{placeholder}",
+        )
         users_before = await conn.fetch("SELECT * FROM users ORDER BY user_id")
         feed_before = await conn.fetchval("SELECT count(*) FROM user_changes")
 
@@ -125,6 +140,17 @@ async def test_a_refused_update_says_why_and_changes_nothing(
         assert f"Error: USERNAME: {mapped!r} is a user of the tls authenticator" in err
         assert "change them there" in err
         assert "Traceback" not in err
+        # Neither is "a user of the import authenticator", nor one to "change there".
+        _, err = await user_commands("update", placeholder, "--add-group", "x", status=1)
+        assert err.strip() == (
+            f"Error: USERNAME: {placeholder!r} is an imported person's placeholder, not a "
+            "local user: it cannot sign in, and its name and email are what the imported "
+            "tracker said; merge it into the person's bugless account (MergePlaceholder) "
+            "rather than changing it"
+        )
+        _, err = await user_commands("update", left, "--add-group", "x", status=1)
+        assert f"Error: USERNAME: {left!r} is a user no tls mapping entry maps any more" in err
+        assert "an entry with that username takes them back" in err
 
         assert await conn.fetch("SELECT * FROM users ORDER BY user_id") == users_before
         assert await conn.fetchval("SELECT count(*) FROM user_changes") == feed_before

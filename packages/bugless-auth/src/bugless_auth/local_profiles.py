@@ -173,10 +173,18 @@ async def _not_local(conn: Any, username: str) -> NotFound | FailedPrecondition:
     if row is None:
         return NotFound(f"username: no bugless user is called {username!r}")
     authenticators = [a for a in row["authenticators"] if a]
-    if not authenticators:
+    if "import" in authenticators:  # its subject is the import's (import:<source>:<login>)
         return FailedPrecondition(
-            f"username: {username!r} is an imported person's placeholder, not a local user; "
-            "there is nothing to change until they sign in"
+            f"username: {username!r} is an imported person's placeholder, not a local user: "
+            "it cannot sign in, and its name and email are what the imported tracker said; "
+            "merge it into the person's bugless account (MergePlaceholder) rather than "
+            "changing it"
+        )
+    if not authenticators:  # its tls mapping entries all moved to other users
+        return FailedPrecondition(
+            f"username: {username!r} is a user no tls mapping entry maps any more, not a "
+            "local user: the entries that mapped them stated their display name, email and "
+            "groups, and an entry with that username takes them back and states them again"
         )
     where = ", ".join(authenticators)
     return FailedPrecondition(
