@@ -257,3 +257,35 @@ async def test_a_call_opened_after_a_goaway_that_still_acts_on_it_is_answered_th
         await until(first.transports[0].is_closing)
     finally:
         channel.close()
+
+
+async def test_closing_the_channel_closes_the_connection_a_goaway_left_to_its_calls(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    """After a GOAWAY the channel's calls go down a new connection and the
+    old one stays for the call it still answers: ``close()`` closed only the
+    new one, and the old call (a ``Watch`` would never end) went on, its
+    connection open, after the channel was closed."""
+    first, second = replicas
+    port = await first.start(0)
+    channel = CorkedChannel("127.0.0.1", port)
+    try:
+        stub = v1.ModelStub(channel, timeout=10)
+        held = asyncio.create_task(stub.get_server_info())
+        await until(lambda: first.model.started == 1)
+        protocol = channel_protocol(channel)
+        assert protocol is not None
+        processor = protocol.processor
+        assert isinstance(processor, GracefulGoawayProcessor)
+        await second.start(port)
+        first.stop_accepting()
+        first.go_away(last_stream_id=1)
+        await until(lambda: processor.last_stream_id == 1)
+        assert (await stub.get_server_info()).backend == "second"
+        assert not held.done()
+    finally:
+        channel.close()
+    with pytest.raises(StreamTerminatedError):
+        await asyncio.wait_for(held, timeout=5)
+    await until(first.transports[0].is_closing)
+    await until(lambda: first.model.cancelled == 1)

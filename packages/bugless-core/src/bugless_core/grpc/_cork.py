@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
+import weakref
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, TypeVar, cast
 
@@ -54,6 +55,7 @@ from bugless_core._compat.grpclib import (
     IServable,
     ProtocolWrappingChannel,
     ProtocolWrappingServer,
+    channel_protocol,
     h2_connection,
 )
 from bugless_core.errors import DRAINING_REASON, Unavailable, to_grpc_error
@@ -361,6 +363,11 @@ class CorkedChannel(ProtocolWrappingChannel):
 
     A call given a ``timeout`` gets a :class:`~bugless_core.grpc._deadlines.SteadyDeadline`,
     so that its ``grpc-timeout`` header is the same call after call.
+
+    :meth:`close` closes every connection the channel opened: after a
+    server's graceful GOAWAY the channel's calls move to a new connection,
+    and the old one stays open for the calls it still answers
+    (:class:`~bugless_core._compat.grpclib.GracefulGoawayProcessor`).
     """
 
     def __init__(
@@ -384,10 +391,30 @@ class CorkedChannel(ProtocolWrappingChannel):
             **options,
         )
         tracing.instrument_channel(self)
+        #: Every connection opened, until it is gone (the current one and any a GOAWAY left).
+        self._opened: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
 
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
         """Cork the connection."""
-        return _corked(protocol, "client")
+        corked = _corked(protocol, "client")
+        self._opened.add(corked)
+        return corked
+
+    def close(self) -> None:
+        """Close the channel's connections, ending the calls on them, as grpclib's ``close`` does.
+
+        grpclib's closes only the connection its next call would take: one a
+        server's GOAWAY left to its running calls stayed open, those calls
+        (a ``Watch`` never ends by itself) going on after the channel was
+        closed.
+        """
+        current = channel_protocol(self)
+        super().close()
+        for protocol in list(self._opened):
+            processor = getattr(protocol, "processor", None)  # set once connected
+            if protocol is not current and processor is not None:
+                processor.close("the channel was closed")
+        self._opened.clear()
 
     def request(
         self,
