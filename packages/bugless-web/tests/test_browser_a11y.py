@@ -169,6 +169,7 @@ def signed_in_pages(seeded: Seeded, world: World) -> list[tuple[str, str]]:
         ("search-all-open", "/search?q=is:open"),
         ("search-empty", "/search?q=nothingmatchesthisxyz"),
         ("search-invalid", "/search?q=priority:%3C%3C"),
+        ("search-help", "/search/help"),
         ("issue", f"/issues/{seeded.issue_id}"),
         ("issue-child", f"/issues/{seeded.child_id}"),
         ("create-issue", "/issues/new"),
@@ -194,7 +195,9 @@ def signed_in_pages(seeded: Seeded, world: World) -> list[tuple[str, str]]:
 
 
 #: Pages audited (and shot) at a phone's width too: the result table becomes cards there.
-ON_A_PHONE = frozenset({"search-results", "issue", "hotlist", "component", "signin", "sessions"})
+ON_A_PHONE = frozenset(
+    {"search-results", "search-help", "issue", "hotlist", "component", "signin", "sessions"}
+)
 
 
 def _audit(page: Page, server: RunningService, pages: list[tuple[str, str]], tag: str) -> list[str]:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import html
+import urllib.parse
 from typing import Any
 
 from litestar.testing import AsyncTestClient
 from web_support import sign_in
+
+from bugless_core.search import explain, parse_query
+from bugless_core.search.reference import example_queries, field_reference
+from bugless_web.timezones import TIMEZONE_COOKIE
 
 
 def _explanation(page: str) -> str:
@@ -30,3 +35,44 @@ async def test_the_explanation_says_what_the_issue_is_or_has(
     assert "votecount>2 — has more than 2 stars" in shown
     assert "blockingid:any — blocks another issue" in shown
     assert "a starrer" not in shown
+
+
+async def test_the_help_page_lists_every_field_operator_and_sort_key_with_explained_examples(
+    client: AsyncTestClient[Any],
+) -> None:
+    """Before, the language was described only in the README, which a web user never sees.
+
+    The page is built from the parser's own tables: every name a query may put
+    before ``:`` is on it, each example links to its search and is explained
+    as the search page explains it, in the viewer's time zone.
+    """
+    await sign_in(client, "bob")
+    client.cookies.set(TIMEZONE_COOKIE, "Europe/Paris")
+    page = await client.get("/search/help")
+    assert page.status_code == 200
+    text = html.unescape(page.text)
+    # Every name the parser takes is in the reference (test_search_reference).
+    for name in (n for f in field_reference() for n in f.names):
+        assert f"<code>{name}</code>" in text, name
+    for operator in (":", "<", "<=", ">", ">=", ":any", ":none", "has:"):
+        assert f"<code>{operator}</code>" in text, operator
+    for key in ("priority (p)", "stars", "customfield<ID>"):
+        assert f"<code>{key}</code>" in text
+    for example in example_queries():
+        assert f'href="/search?q={urllib.parse.quote_plus(example)}"' in page.text, example
+        assert explain(parse_query(example), zone_name="Europe/Paris") in text, example
+    assert "modified>today-7 — modified after 7 days ago (Europe/Paris)" in text
+
+
+async def test_the_search_page_links_to_the_help_from_the_box_the_explanation_and_an_error(
+    client: AsyncTestClient[Any],
+) -> None:
+    await sign_in(client, "bob")
+    read = await client.get("/search", params={"q": "is:open"})
+    refused = await client.get("/search", params={"q": "priority:p9"})
+    assert refused.status_code == 400
+    for page in (read, refused):
+        assert 'class="query-help-link"' in page.text
+    assert 'href="/search/help">Search help</a>: every field' in read.text
+    error = refused.text.split('class="query-error"', 1)[1].split("</div>", 1)[0]
+    assert 'href="/search/help"' in error

@@ -199,7 +199,7 @@ class _Phrases:
 _PHRASES: dict[Field, _Phrases] = {
     Field.ASSIGNEE: _Phrases("assigned to {values}", "assigned to someone", "assigned to no one"),
     Field.REPORTER: _Phrases("reported by {values}", "has a reporter", "has no reporter"),
-    Field.CC: _Phrases("{values} in cc", "someone in cc", "no one in cc"),
+    Field.CC: _Phrases("cc includes {values}", "someone in cc", "no one in cc"),
     Field.VERIFIER: _Phrases("to be verified by {values}", "has a verifier", "has no verifier"),
     Field.COMPONENT: _Phrases(
         "in component {values}", below="in component {values} or a component below it"
@@ -240,7 +240,7 @@ _PHRASES: dict[Field, _Phrases] = {
     ),
     Field.STARRED_BY: _Phrases("starred by {values}", "someone starred it", "no one starred it"),
     Field.STAR_COUNT: _Phrases("has {values} stars", compared="has {comparison} stars"),
-    Field.MENTION: _Phrases("mentions {values} (title, description or a comment)"),
+    Field.MENTION: _Phrases("mentions {values} in the title, description or a comment"),
 }
 _COUNT_WORDS: dict[Operator, str] = {
     Operator.LT: "fewer than",

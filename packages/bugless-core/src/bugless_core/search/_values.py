@@ -44,7 +44,7 @@ _DATETIME = re.compile(
     re.IGNORECASE,
 )
 _RELATIVE = re.compile(r"today(?:-([0-9]+))?", re.IGNORECASE)
-_DATE_FORMS = "a date (2026-01-31), a time (2026-01-31T10:00:00Z), 'today' or 'today-N'"
+DATE_FORMS = "a date (2026-01-31), a time (2026-01-31T10:00:00Z), 'today' or 'today-N'"
 
 
 class BadValue(Exception):
@@ -148,4 +148,4 @@ def read_date(field: Field, raw: str, span: Span) -> DateValue | TimestampValue 
             return TimestampValue(at, span=span)
     except ValueError:
         raise BadValue(f"'{raw}' is not a valid date or time for '{field.value}'") from None
-    raise BadValue(f"expected {_DATE_FORMS} for '{field.value}', not '{raw}'")
+    raise BadValue(f"expected {DATE_FORMS} for '{field.value}', not '{raw}'")
