@@ -11,7 +11,7 @@ request is logged with the Authorization it carried.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +26,9 @@ class GitHubHost:
     files: dict[str, bytes] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
+    #: Called with the path of a ``files`` file before it is served (in the
+    #: server's thread): a test acting while the import reads the file.
+    before_file: Callable[[str], None] | None = None
 
 
 def _handler(host: GitHubHost) -> type[BaseHTTPRequestHandler]:
@@ -58,6 +61,8 @@ def _handler(host: GitHubHost) -> type[BaseHTTPRequestHandler]:
                     return
                 self._send(200, content)
             elif self.path in host.files:
+                if host.before_file is not None:
+                    host.before_file(self.path)
                 self._send(200, host.files[self.path])
             else:
                 self._send(404)

@@ -44,9 +44,10 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
     (0, "success; a serve process stopped by a signal once its drain ended"),
     (
         EXIT_ERROR,
-        "a bugless error: a service refused or failed the request, or a service could not "
-        "start; a serve process whose second SIGTERM/SIGINT cut calls or requests still "
-        "running",
+        "a bugless error: a service refused or failed the request (import: an issue the Model "
+        "refused, whatever the refusal, stops the run there, what landed kept), or a service "
+        "could not start; a serve process whose second SIGTERM/SIGINT cut calls or requests "
+        "still running",
     ),
     (
         EXIT_USAGE,

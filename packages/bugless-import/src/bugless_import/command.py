@@ -7,14 +7,15 @@ import sys
 
 import click
 
-from bugless_core.cli import EXIT_USAGE, fail
+from bugless_core.cli import EXIT_ERROR, EXIT_USAGE, fail
+from bugless_core.errors import BuglessError
 from bugless_core.eventloop import run
 from bugless_core.plugins import Plugins
 from bugless_core.registry import UnknownBackendError
 from bugless_core.settings import settings_command
 from bugless_import.progress import default_progress_stream
 from bugless_import.restricted import RestrictedComponentRefused
-from bugless_import.runner import run_import
+from bugless_import.runner import REFUSED_ISSUE, run_import
 from bugless_import.settings import ImportSettings
 
 #: Exit status of a run stopped by Ctrl-C (the shell's convention for SIGINT).
@@ -56,6 +57,18 @@ def import_command(
     except RestrictedComponentRefused as exc:
         # Configuration, like a bad flag: nothing was written (exit 2).
         fail(exc.message, EXIT_USAGE)
+    except BuglessError as exc:
+        if REFUSED_ISSUE not in exc.metadata:
+            raise  # the root command's statuses: a source answering 404 is 3, ...
+        # The Model refused one issue: a service refusing the request (1),
+        # whatever the refusal's kind. Its NotFound (a hotlist deleted while
+        # the run went on) is no source answering 404 (3), its AlreadyExists
+        # no conflict of the run's (4). What landed before it is kept.
+        fail(
+            f"{exc.message}\nstopped at {exc.metadata[REFUSED_ISSUE]}: what was imported is "
+            f"kept in {settings.state_dir}; run the same command again once it is fixed",
+            EXIT_ERROR,
+        )
     except KeyboardInterrupt:
         click.echo(
             f"\ninterrupted: what was imported is kept in {settings.state_dir}; "

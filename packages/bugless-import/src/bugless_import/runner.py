@@ -60,11 +60,25 @@ from bugless_import.targets import Components, Labels
 from bugless_proto import v1
 
 _MATCH_BATCH = 1000
+#: What the Model answers for one issue it will not import.
+_ITEM_REFUSALS = (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, PermissionDenied)
 #: An item's gRPC status code -> the error a lone call would have raised.
-_ITEM_ERRORS: dict[int, type[BuglessError]] = {
-    int(e.grpc_status.value): e
-    for e in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, PermissionDenied)
-}
+_ITEM_ERRORS: dict[int, type[BuglessError]] = {int(e.grpc_status.value): e for e in _ITEM_REFUSALS}
+#: ``metadata`` key of the error that stopped a run at an issue the Model
+#: refused: the issue's external id. The error keeps the refusal's kind (a
+#: caller of :func:`run_import` may tell them apart); ``bugless import``
+#: exits 1 for it whatever the kind (:mod:`bugless_import.command`).
+REFUSED_ISSUE = "refused_issue"
+
+
+@contextmanager
+def _stops_at(external_id: str) -> Iterator[None]:
+    """Mark the Model's refusal of the issue ``external_id`` as what stopped the run."""
+    try:
+        yield
+    except _ITEM_REFUSALS as exc:
+        exc.metadata[REFUSED_ISSUE] = external_id
+        raise
 
 
 def person_keys(issues: Iterable[SourceIssue]) -> set[str]:
@@ -416,7 +430,8 @@ async def _import_all(
             issue = pending.get_nowait()
             external_id = importer.external_id(issue)
             request = first_pass(issue, await request_for(issue))
-            answer = await call(model.import_issue, request)
+            with _stops_at(external_id):
+                answer = await call(model.import_issue, request)
             count(answer.created, answer.entries_written)
             if external_id in deferred_ids:
                 first_wrote[external_id] = answer.created or answer.entries_written > 0
@@ -483,7 +498,8 @@ async def _import_all(
                 if result.code:
                     # Stop as a lone ImportIssue would have; what landed is recorded.
                     raise _ITEM_ERRORS.get(result.code, FailedPrecondition)(
-                        f"{result.external_id}: {result.message}"
+                        f"{result.external_id}: {result.message}",
+                        metadata={REFUSED_ISSUE: result.external_id},
                     )
                 count(result.created, result.entries_written)
                 if result.external_id in deferred_ids:
@@ -496,30 +512,33 @@ async def _import_all(
                 )  # fmt: skip
                 bar.advance()
 
+    async def second_pass_of(request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
+        """One cut issue's whole history; without its relation changes if only they are refused."""
+        try:
+            return await call(model.import_issue, request)
+        except (FailedPrecondition, InvalidArgument) as exc:
+            if not relation_history.refuses_a_relation_change(exc):
+                # Stop as the first pass would have for that entry; the
+                # message names the issue, which the Model's does not.
+                kind = InvalidArgument if isinstance(exc, InvalidArgument) else FailedPrecondition
+                raise kind(
+                    f"{request.external_id}: {exc.message}",
+                    reason=exc.reason,
+                    metadata=exc.metadata,
+                ) from None
+            report.warnings.append(
+                f"{request.external_id}: the Model refused its relation history "
+                f"({exc.message}); its entries were imported without their relation changes"
+            )
+            counts.refused += relation_history.count_relation_changes(request)
+            stripped = relation_history.without_relations(request, exc.message)
+            return await call(model.import_issue, stripped)
+
     async def second_pass() -> None:
         """The cut issues' whole history, one at a time (each may write the others')."""
         for issue, request in deferred:
-            try:
-                answer = await call(model.import_issue, request)
-            except (FailedPrecondition, InvalidArgument) as exc:
-                if not relation_history.refuses_a_relation_change(exc):
-                    # Stop as the first pass would have for that entry; the
-                    # message names the issue, which the Model's does not.
-                    kind = (
-                        InvalidArgument if isinstance(exc, InvalidArgument) else FailedPrecondition
-                    )
-                    raise kind(
-                        f"{request.external_id}: {exc.message}",
-                        reason=exc.reason,
-                        metadata=exc.metadata,
-                    ) from None
-                report.warnings.append(
-                    f"{request.external_id}: the Model refused its relation history "
-                    f"({exc.message}); its entries were imported without their relation changes"
-                )
-                counts.refused += relation_history.count_relation_changes(request)
-                stripped = relation_history.without_relations(request, exc.message)
-                answer = await call(model.import_issue, stripped)
+            with _stops_at(request.external_id):
+                answer = await second_pass_of(request)
             report.entries_written += answer.entries_written
             if answer.entries_written and not first_wrote.get(request.external_id, True):
                 report.unchanged -= 1  # the newer history is past the first pass's cut
