@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import json
 import logging
 import re
 import secrets
@@ -27,6 +28,11 @@ from web_support import SESSION_KEY, World, create_issue, sign_in
 from bugless_core.clients import call
 from bugless_proto import v1
 from bugless_web import WebSettings, create_app
+from bugless_web.viewer_warnings import (
+    MAX_BULK_COMPONENTS,
+    MAX_WARNING_BYTES,
+    _fitting_the_cookie,
+)
 
 _WARNING = re.compile(r'<div class="banner warn viewer-warning" role="status">(.*?)</div>', re.S)
 _ROWS = re.compile(r'name="issue" value="(\d+):(\d+)"')
@@ -161,6 +167,69 @@ async def test_a_bulk_edit_warns_per_component_naming_the_issues(
         f"carol cannot view component Secret: they will not see issues {first.id} and "
         f"{second.id} or get mail about them."
     )
+
+
+async def test_a_bulk_edit_over_many_components_warns_within_what_a_cookie_holds(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The warning rides in the session cookie, which a browser drops whole over
+    4096 bytes (the warning and the notice with it): one sentence per component,
+    as many as fit, and a count of the rest."""
+    tag = secrets.token_hex(3)
+    rows = []
+    for n in range(MAX_BULK_COMPONENTS):
+        component = await call(
+            model.create_component,
+            v1.CreateComponentRequest(
+                caller=world.admin,
+                parent_id=world.components["Secret"],
+                name=f"Reconciliation of ledger entries {tag} {n:02d}",
+            ),
+        )
+        for _ in range(3):
+            made = await call(
+                model.create_issue,
+                v1.CreateIssueRequest(
+                    caller=world.admin,
+                    fields=v1.IssueFields(title=f"Manywarn {tag}", component_id=component.id),
+                    idempotency_key=secrets.token_hex(8),
+                ),
+            )
+            rows.append(f"{made.id}:{made.version}")
+    token = await sign_in(client, "alice")
+    page = await client.get("/search", params={"q": f"Manywarn {tag}"})
+
+    changed = await client.post(
+        "/issues/bulk",
+        data={**_bulk_form_fields(page.text), "_csrf": token, "issue": rows, "cc_add": "bob carol"},
+        follow_redirects=False,
+    )
+
+    assert changed.status_code == 303, changed.text
+    cookies = [c.split(";", 1)[0] for c in changed.headers.get_list("set-cookie")]
+    assert cookies
+    assert all(len(c.encode()) <= 4096 for c in cookies), [len(c) for c in cookies]
+    warning = _warning((await client.get(changed.headers["location"])).text)
+    assert warning.startswith(
+        f"bob and carol cannot view component Secret>Reconciliation of ledger entries {tag} 00:"
+    )
+    shown = warning.count("bob and carol cannot view component")
+    assert 1 < shown < MAX_BULK_COMPONENTS
+    more = MAX_BULK_COMPONENTS - shown
+    assert warning.endswith(
+        f"People it named cannot view the issues of {more} more components either."
+    )
+
+
+def test_a_sentence_longer_than_the_cookie_holds_is_cut() -> None:
+    """A path of long component names and ten long usernames: cut, not dropped."""
+    long = "x" * 3000
+    later = "y" * 400
+    warning = _fitting_the_cookie([(1, f"{long} cannot view component {long}."), (2, later)])
+    assert warning.startswith("xxx")
+    assert "…" in warning
+    assert warning.endswith("People it named cannot view the issues of 1 more component either.")
+    assert len(json.dumps(warning)) <= MAX_WARNING_BYTES
 
 
 class _Relay:

@@ -17,6 +17,7 @@ and is logged.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +39,13 @@ CHECK_SECONDS = 3.0
 _MAX_NAMED = 10
 #: Components one bulk edit's warning is checked for (one call each, at once).
 MAX_BULK_COMPONENTS = 20
+#: The longest warning as the session cookie stores it (JSON, non-ASCII
+#: escaped). A browser drops a cookie over 4096 bytes whole, the warning and
+#: the notice with it; sealed (Fernet, base64: a third more) beside the
+#: session's other fields, this much still fits with room to spare.
+MAX_WARNING_BYTES = 1600
+#: Kept free of sentences for the one saying how many components were left out.
+_TAIL_BYTES = 120
 
 _REASONS = {
     v1.ViewerBlock.NO_ACCESS: "cannot view component {path}",
@@ -148,14 +156,51 @@ async def viewer_warning(
             exc,
         )
         return ""
-    sentences = []
+    sentences: list[tuple[int, str]] = []
     for component_id, (path, blocked) in zip(components, answers, strict=True):
         what = "this issue"
         if issue_ids is not None:
             ids = sorted(issue_ids.get(component_id, ()))
             what = f"issue{'s' if len(ids) > 1 else ''} {_listed([str(i) for i in ids])}"
-        sentences += _sentences(path, blocked, users, what)
-    return " ".join(sentences)
+        sentences += [(component_id, s) for s in _sentences(path, blocked, users, what)]
+    return _fitting_the_cookie(sentences)
+
+
+def _stored_size(text: str) -> int:
+    """How many bytes ``text`` takes in the session cookie's JSON, before sealing."""
+    return len(json.dumps(text))
+
+
+def _fitting_the_cookie(sentences: Sequence[tuple[int, str]]) -> str:
+    """The sentences, by component, as many as :data:`MAX_WARNING_BYTES` holds.
+
+    A bulk edit over many components makes one sentence each (twenty of
+    them sealed to more than the 4096 bytes a browser keeps of a cookie,
+    which then kept neither the warning nor the notice). The rest are
+    counted in a last sentence; a first sentence too long alone is cut.
+    """
+    kept: list[str] = []
+    shown: set[int] = set()
+    for index, (component_id, sentence) in enumerate(sentences):
+        if _stored_size(" ".join([*kept, sentence])) > MAX_WARNING_BYTES - _TAIL_BYTES:
+            if not kept:  # one sentence longer than the cookie holds: cut
+                cut = sentence
+                while _stored_size(cut + "…") > MAX_WARNING_BYTES - _TAIL_BYTES:
+                    cut = cut[: len(cut) * 9 // 10]
+                kept.append(cut + "…")
+                shown.add(component_id)
+                continue
+            left = len({c for c, _ in sentences[index:]} - shown)
+            kept.append(
+                f"People it named cannot view the issues of {left} more "
+                f"component{'s' if left > 1 else ''} either."
+                if left
+                else "Others it named cannot view them either."
+            )
+            break
+        kept.append(sentence)
+        shown.add(component_id)
+    return " ".join(kept)
 
 
 async def warn_of_hidden_people(
