@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import html
+import secrets
 import urllib.parse
 from typing import Any
 
 from litestar.testing import AsyncTestClient
-from web_support import sign_in
+from web_support import PASSWORD, World, sign_in
 
+from bugless_core.clients import call
 from bugless_core.search import explain, parse_query
 from bugless_core.search.reference import example_queries, field_reference
+from bugless_proto import v1
 from bugless_web.timezones import TIMEZONE_COOKIE
 
 
@@ -76,3 +79,45 @@ async def test_the_search_page_links_to_the_help_from_the_box_the_explanation_an
     assert 'href="/search/help">Search help</a>: every field' in read.text
     error = refused.text.split('class="query-error"', 1)[1].split("</div>", 1)[0]
     assert 'href="/search/help"' in error
+
+
+async def test_an_unknown_username_is_offered_the_closest_enabled_ones(
+    client: AsyncTestClient[Any], world: World
+) -> None:
+    """``a:alcie`` said only "no user named 'alcie'"; it now asks "did you mean 'alice'?".
+
+    The names come from the look-up the assignee box's autocomplete makes for
+    anyone signed in, and a disabled account is not offered (that look-up
+    hides it too), however close its name.
+    """
+    tag = secrets.token_hex(3)
+    near, disabled = f"hint{tag}maria", f"hint{tag}marie"
+    for username in (near, disabled):
+        world.stack.add_user(username, PASSWORD)
+    channel = world.stack.auth.channel()
+    try:
+        auth = v1.AuthenticatorStub(channel)
+        admin = await call(
+            auth.authenticate_password,
+            v1.AuthenticatePasswordRequest(username="alice", password=PASSWORD),
+        )
+        await call(
+            auth.set_user_disabled,
+            v1.SetUserDisabledRequest(token=admin.token, username=disabled, disabled=True),
+        )
+    finally:
+        channel.close()
+    await sign_in(client, "bob")
+
+    typo = await client.get("/search", params={"q": "is:open a:alcie"})
+    assert typo.status_code == 400
+    assert "no user named 'alcie'; did you mean 'alice'?" in html.unescape(typo.text)
+    assert "<mark>alcie</mark>" in typo.text  # the name is still the marked term
+
+    close = html.unescape((await client.get("/search", params={"q": f"cc:hint{tag}marei"})).text)
+    assert f"no user named 'hint{tag}marei'; did you mean '{near}'?" in close
+    assert disabled not in close.split("did you mean", 1)[1].split("</p>", 1)[0]
+
+    far = html.unescape((await client.get("/search", params={"q": "r:qqqzzzxxx"})).text)
+    assert "no user named 'qqqzzzxxx'" in far
+    assert "did you mean" not in far

@@ -47,11 +47,13 @@ from bugless_core.search import (
     parse_query,
     required_user_terms,
 )
+from bugless_core.usernames import username_key
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web import custom_fields
 from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import message_without_path
+from bugless_web.people_hints import with_people_hint
 from bugless_web.timezones import CallerZone
 
 #: Columns a result table can show, in the order the column picker lists them
@@ -396,22 +398,31 @@ async def run_search(
     """
     results = SearchResults(query=text)
     parsed: Query | None = None
+    unknown: set[str] = set()
     try:
         parsed = _parsed(text)
+        required = required_user_terms(parsed)
+
+        async def people(names: list[str]) -> dict[str, v1.User]:
+            # People named in queries come from the web's user cache: a
+            # renamed person's old username resolves to the id it named until
+            # the users' change feed says so (or user_cache_seconds).
+            found = await backends.query_users(names, required=required)
+            known = {username_key(user.username) for user in found.values()}
+            unknown.update({username_key(n) for n in required} - known)
+            return found
+
         structured = await resolve_query(
             parsed,
             backends.auth,
             me=viewer.caller.user_id,
             today=today,
             zone=zone.tz,
-            # People named in queries come from the web's user cache: a
-            # renamed person's old username resolves to the id it named until
-            # the users' change feed says so (or user_cache_seconds).
-            users_by_name=functools.partial(
-                backends.query_users, required=required_user_terms(parsed)
-            ),
+            users_by_name=people,
         )
-    except QuerySyntaxError as exc:
+    except QuerySyntaxError as problem:
+        # A username no one goes by is offered the closest ones ("a:alcie").
+        exc = await with_people_hint(backends, problem, unknown) if unknown else problem
         results.error = SearchError(
             message=exc.message,
             caret=exc.render_caret(),

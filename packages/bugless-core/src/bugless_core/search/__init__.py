@@ -33,6 +33,7 @@ from bugless_core.search._ast import (
 )
 from bugless_core.search._error import QuerySyntaxError
 from bugless_core.search._fields import Field, Operator, SortField, TextField
+from bugless_core.search._fields import suggest as did_you_mean
 from bugless_core.search._parser import MAX_NESTING, parse_query
 from bugless_core.search._printer import explain, format_query, query_to_json
 from bugless_core.search._structured import (
@@ -67,6 +68,7 @@ __all__ = [
     "TimestampValue",
     "UserValue",
     "Value",
+    "did_you_mean",
     "explain",
     "format_query",
     "mentions_me",
