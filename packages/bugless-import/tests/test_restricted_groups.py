@@ -83,3 +83,37 @@ async def test_a_component_every_known_reader_of_the_root_may_read_is_refused(
     ), refused.value.message
     assert "by the groups they signed in with" in refused.value.message
     assert await find(model, f"jira:{project}-1") == [], "nothing is imported"
+
+
+async def test_a_component_whose_access_list_names_a_person_is_checked_and_named(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub, bugless_stack: LocalStack
+) -> None:
+    """An ACL entry of one person (a Security component only ann reads) is compared and named.
+
+    The report shows the person by username, which only the Authenticator
+    knows (the Model's entry holds the user id). Before, the import identity
+    could not ask for it, and the run stopped with "GetUsers may not be
+    called by service identity 'import'" before anything was checked.
+    """
+    ann = bugless_stack.add_user("pu-ann", "pw-pu-ann", groups=["pu-eng"])
+    bugless_stack.add_user("pu-bob", "pw-pu-bob", groups=["pu-eng"])
+    await _component(model, "RootPU", "pu-eng")
+    await call(
+        model.create_component,
+        v1.CreateComponentRequest(
+            caller=ADMIN,
+            name="SecPU",
+            acl=[v1.AclEntry(principal=v1.Principal(user=ann["user_id"]), role=v1.Role.EDITOR)],
+        ),
+    )
+
+    settings = make_settings(component_root="RootPU", restricted_component="SecPU")
+    report = await run_import(JiraImporter(str(_jira_export(tmp_path, "GPU")), {}), settings)
+
+    (secured,) = await find(model, "jira:GPU-2")
+    secure = await call(model.get_component, v1.GetComponentRequest(caller=ADMIN, path="SecPU"))
+    assert secured.component_id == secure.id
+    assert report.restricted_checked[0] == "SecPU is readable by user:pu-ann (the ACL of SecPU)"
+    assert report.restricted_checked[1].startswith("narrower than RootPU (group:pu-eng"), (
+        report.restricted_checked
+    )

@@ -75,7 +75,9 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         "CompleteOidc": {"web"},
         "AuthenticateCertificate": {"api"},
         "ValidateToken": {"web", "api", "@import"},
-        "GetUsers": _DIRECTORY_READERS,
+        # ``bugless import --restricted-component`` names the people an
+        # access list names (the Model's entries hold user ids only).
+        "GetUsers": _DIRECTORY_READERS | {"@import"},
         "LookupUsers": _DIRECTORY_READERS,
         "SuggestUsers": {"web", "api"},
         # The web's access-list form says which groups nobody is in.
