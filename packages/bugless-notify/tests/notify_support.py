@@ -31,6 +31,8 @@ from bugless_testing import webhooks
 from bugless_testing.metrics import metric_total
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from bugless_dev.stack import LocalStack, RunningService
 
 SECRET = "s3cr3t-" + "0123456789abcdef" * 3
@@ -310,3 +312,16 @@ async def replace_and_drain(stack: LocalStack, old: RunningService, service: str
         await asyncio.to_thread(stack.stop_service, new)
         raise
     return new
+
+
+async def waiting_with(pool: asyncpg.Pool, schema: str, text: str) -> int:
+    """How many queued deliveries and digest items still carry ``text``."""
+    return int(
+        await pool.fetchval(
+            f"SELECT (SELECT count(*) FROM {schema}.deliveries "
+            "WHERE state = 'pending' AND message::text LIKE '%' || $1 || '%') + "
+            f"(SELECT count(*) FROM {schema}.digest_items "
+            "WHERE message::text LIKE '%' || $1 || '%')",
+            text,
+        )
+    )

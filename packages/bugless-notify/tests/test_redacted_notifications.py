@@ -15,42 +15,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import json
 import secrets
 
-import asyncpg
-from grpclib.client import Channel
-from notify_support import mail_delivery, stack_notifier_settings, until
+from notify_support import stack_notifier_settings, until, waiting_with
 from prometheus_client import CollectorRegistry
 
-from bugless_core.clients import ActingFor
+from bugless_core.notification_channel import NotificationMessage
 from bugless_dev.stack import LocalStack
-from bugless_notify._deliveries import IssueDeliveries
-from bugless_notify._recheck import RedactionRecheck
-from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.digest import DigestStore
-from bugless_notify.mail import EmailChannel, SmtpSecurity, SmtpSettings
-from bugless_notify.queue import DeliveryQueue, DeliveryState, RetryPolicy
+from bugless_notify.queue import DeliveryQueue
 from bugless_notify.render import REDACTED, issue_ref
-from bugless_notify.service import RunningNotifier, start_notifier
-from bugless_notify.worker import DeliveryWorker, WorkerSettings
+from bugless_notify.service import start_notifier
+from bugless_notify.worker import DeliveryWorker
 from bugless_proto import v1
-from bugless_testing.ports import refused_port
 from bugless_testing.smtp import SmtpSink
 
 ADMIN = v1.Caller(user_id="test-admin", admin=True)
-
-
-async def _waiting_with(pool: asyncpg.Pool, schema: str, text: str) -> int:
-    """How many queued deliveries and digest items still carry ``text``."""
-    return int(
-        await pool.fetchval(
-            f"SELECT (SELECT count(*) FROM {schema}.deliveries "
-            "WHERE state = 'pending' AND message::text LIKE '%' || $1 || '%') + "
-            f"(SELECT count(*) FROM {schema}.digest_items "
-            "WHERE message::text LIKE '%' || $1 || '%')",
-            text,
-        )
-    )
 
 
 async def test_a_redacted_comment_is_not_mailed_by_a_digest_or_a_retry_afterwards(
@@ -118,14 +99,14 @@ async def test_a_redacted_comment_is_not_mailed_by_a_digest_or_a_retry_afterward
         pool = notifier.pool
 
         async def waiting() -> bool:
-            return await _waiting_with(pool, schema, edited_secret) > 0
+            return await waiting_with(pool, schema, edited_secret) > 0
 
         # Rendered and waiting: dora's digest items, ivan's and gina's mails.
         await until(
             waiting,
             "the edited comment's mails to wait in the queue and for the digest",
         )
-        assert await _waiting_with(pool, schema, secret) > 0
+        assert await waiting_with(pool, schema, secret) > 0
         await model.redact(
             v1.RedactRequest(
                 caller=ADMIN,
@@ -137,7 +118,7 @@ async def test_a_redacted_comment_is_not_mailed_by_a_digest_or_a_retry_afterward
         )
 
         async def gone() -> bool:
-            return await _waiting_with(pool, schema, "hunter") == 0
+            return await waiting_with(pool, schema, "hunter") == 0
 
         await until(gone, "the redacted text to leave every waiting message")
         queue = DeliveryQueue(schema)
@@ -239,7 +220,7 @@ async def test_a_recipient_the_rules_no_longer_name_still_gets_the_redacted_mail
         pool = notifier.pool
 
         async def rendered() -> bool:
-            return await _waiting_with(pool, schema, secret) > 0
+            return await waiting_with(pool, schema, secret) > 0
 
         # Rendered while olga is on CC, as the rules named her then.
         await until(rendered, "the comment's mail to olga to wait in the queue")
@@ -274,7 +255,7 @@ async def test_a_recipient_the_rules_no_longer_name_still_gets_the_redacted_mail
         )
 
         async def gone() -> bool:
-            return await _waiting_with(pool, schema, "hunter") == 0
+            return await waiting_with(pool, schema, "hunter") == 0
 
         await until(gone, "the redacted text to leave every waiting message")
         queue = DeliveryQueue(schema)
@@ -303,206 +284,6 @@ async def test_a_recipient_the_rules_no_longer_name_still_gets_the_redacted_mail
         assert sum(REDACTED in t for t in texts) == 1
     finally:
         await notifier.close()
-
-
-async def test_a_mail_rendered_before_a_redaction_is_rendered_again_when_it_is_sent(
-    bugless_stack: LocalStack, model: v1.ModelStub, notify_database: str, smtp_sink: SmtpSink
-) -> None:
-    """What no consumer rewrote is checked right before its attempt.
-
-    The comment's mails wait (the first notifier's worker stopped); dora's
-    digest is put together from her items; then the comment is redacted
-    while the test holds the feed consumer's lock, so no consumer reads the
-    redaction: as when it is behind, restarting or down. A notifier started
-    then sends ivan's mail and dora's digest with the text blanked, and
-    nothing to gina, whom only the removed text mentioned. Before, the
-    worker sent what was queued: the password in both, and gina's mail.
-    """
-    tag = secrets.token_hex(3)
-    ids = {}
-    for name in ("dora", "ivan", "bert", "gina"):
-        created = await asyncio.to_thread(
-            bugless_stack.add_user, f"{name}{tag}", "pw-" + tag * 3, email=f"{name}{tag}@ex.test"
-        )
-        ids[name] = str(created["user_id"])
-    bert = v1.Caller(user_id=ids["bert"])
-    await model.update_notification_settings(
-        v1.UpdateNotificationSettingsRequest(
-            caller=v1.Caller(user_id=ids["dora"]),
-            settings=v1.NotificationSettings(channel="email", digest=v1.DigestMode.DAILY),
-        )
-    )
-    component = await model.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name=f"recheck-{tag}")
-    )
-    schema = f"notify_recheck_{tag}"
-    settings = stack_notifier_settings(
-        bugless_stack, database_url=notify_database, schema=schema, smtp_port=smtp_sink.port
-    )
-    hour = (datetime.datetime.now(datetime.UTC).hour + 12) % 24
-    settings = dataclasses.replace(settings, digest_hour_utc=hour)
-    first: RunningNotifier | None = await start_notifier(
-        settings, metrics_registry=CollectorRegistry()
-    )
-    assert first is not None
-    later: RunningNotifier | None = None
-    pool = await asyncpg.create_pool(notify_database, min_size=1, max_size=2)
-    lock = await asyncpg.connect(notify_database)
-    try:
-        first.worker.stop()
-        await asyncio.wait_for(first.tasks[1], 30)
-        issue = await model.create_issue(
-            v1.CreateIssueRequest(
-                caller=bert,
-                fields=v1.IssueFields(title=f"Recheck {tag}", component_id=component.id),
-                cc=[ids["dora"], ids["ivan"]],
-                idempotency_key=secrets.token_hex(8),
-            )
-        )
-        secret = f"hunter2-{tag}"
-        said = await model.change_issue(
-            v1.ChangeIssueRequest(
-                caller=bert,
-                issue_id=issue.id,
-                expected_version=issue.version,
-                comment=f"the root password is {secret} @gina{tag}",
-            )
-        )
-        assert said.issue is not None
-        assert said.entry is not None
-
-        async def waiting() -> bool:
-            # ivan's and gina's mails, dora's digest item.
-            return await _waiting_with(pool, schema, secret) == 3
-
-        await until(waiting, "the comment's mails to wait in the queue and for the digest")
-        await first.close()
-        first = None
-        await lock.execute(
-            "SELECT pg_advisory_lock(hashtextextended($1, 0))", f"bugless-notify-feed:{schema}"
-        )
-        queue = DeliveryQueue(schema)
-        assert await DigestStore(schema).send(pool, queue, datetime.datetime.now(datetime.UTC)) == 1
-        await model.redact(
-            v1.RedactRequest(
-                caller=ADMIN,
-                issue_id=issue.id,
-                expected_version=said.issue.version,
-                target=v1.RedactionTarget.COMMENT,
-                entry_version=said.entry.version,
-            )
-        )
-        later = await start_notifier(settings, metrics_registry=CollectorRegistry())
-        dora, ivan, gina = (f"{n}{tag}@ex.test" for n in ("dora", "ivan", "gina"))
-        await until(
-            lambda: (
-                any(dora in m.recipients for m in smtp_sink.mails)
-                and sum(ivan in m.recipients for m in smtp_sink.mails) >= 2
-            ),
-            "dora's digest and ivan's mails",
-        )
-        await asyncio.sleep(1.0)  # anything else would have gone out by now
-        mails = [m for m in smtp_sink.mails if any(tag in r for r in m.recipients)]
-        for mail in mails:
-            for part in ("plain", "html"):
-                body = mail.message.get_body(preferencelist=(part,))
-                assert body is not None
-                assert "hunter" not in body.get_content(), (mail.recipients, part)
-        assert not [m for m in mails if gina in m.recipients]
-        # The creation and the comment: no consumer read the redaction.
-        to_ivan = [m for m in mails if ivan in m.recipients]
-        assert len(to_ivan) == 2, [m.message["Subject"] for m in to_ivan]
-        plain = [m.message.get_body(preferencelist=("plain",)) for m in to_ivan]
-        assert sum(REDACTED in p.get_content() for p in plain if p is not None) == 1
-        digest = [m for m in mails if dora in m.recipients]
-        assert len(digest) == 1
-        assert digest[0].message["Subject"] == "bugless daily digest: 2 changes"
-        listed = digest[0].message.get_body(preferencelist=("plain",))
-        assert listed is not None
-        assert listed.get_content().count(REDACTED) == 1
-        # Rendered again in place (a retry would send the same), gina's withdrawn.
-        assert await _waiting_with(pool, schema, "hunter") == 0
-        assert not await pool.fetchval(
-            f"SELECT count(*) FROM {schema}.deliveries WHERE message::text LIKE '%hunter%'"
-        )
-        assert not await pool.fetchval(
-            f"SELECT count(*) FROM {schema}.deliveries WHERE recipient = $1", gina
-        )
-    finally:
-        if later is not None:
-            await later.close()
-        if first is not None:
-            await first.close()
-        await lock.close()
-        await pool.close()
-
-
-async def test_a_mail_is_not_sent_unchecked_while_the_model_cannot_say(
-    pool: asyncpg.Pool, queue: DeliveryQueue, smtp_sink: SmtpSink
-) -> None:
-    """A message quoting a comment waits (retried, then a dead letter) while the Model is away.
-
-    The check is the notifier's own, pointed at a port that refuses
-    connections: no mail goes out unchecked, and the dead letter says why.
-    """
-    queued = mail_delivery(1)
-    assert queued.message.quoted_versions == (4,)
-    async with pool.acquire() as conn:
-        await queue.enqueue(conn, [queued])
-    with refused_port() as port:
-        model_channel = Channel("127.0.0.1", port)
-        auth_channel = Channel("127.0.0.1", port)
-        auth = v1.AuthenticatorStub(auth_channel)
-        recheck = RedactionRecheck(
-            pool,
-            queue,
-            v1.ModelStub(model_channel),
-            IssueDeliveries(
-                v1.ModelStub(model_channel),
-                auth,
-                ActingFor(auth),
-                public_url="https://bugs.example.com",
-                notify_authors=False,
-            ),
-            ComponentWebhookStore(queue.schema),
-        )
-        worker = DeliveryWorker(
-            pool,
-            queue,
-            {
-                "email": EmailChannel(
-                    SmtpSettings(host="127.0.0.1", port=smtp_sink.port, security=SmtpSecurity.NONE)
-                )
-            },
-            WorkerSettings(
-                poll_seconds=0.2,
-                retry=RetryPolicy(base_seconds=0.05, max_seconds=0.1, max_attempts=2),
-            ),
-            metrics_registry=CollectorRegistry(),
-            before_send=recheck,
-        )
-        running = asyncio.ensure_future(worker.run())
-        try:
-
-            async def dead() -> bool:
-                async with pool.acquire() as conn:
-                    record = await queue.get(conn, queued.delivery_id)
-                return record is not None and record.state is DeliveryState.DEAD
-
-            await until(dead, "the unchecked mail to become a dead letter")
-        finally:
-            worker.stop()
-            await asyncio.wait_for(running, 30)
-            for channel in worker.channels.values():
-                await channel.close()
-            model_channel.close()
-            auth_channel.close()
-    async with pool.acquire() as conn:
-        record = await queue.get(conn, queued.delivery_id)
-    assert record is not None
-    assert record.attempts == 2
-    assert "could not check the message against redactions before sending it" in (record.last_error)
-    assert not smtp_sink.mails
 
 
 async def test_a_saved_search_mail_rendered_again_still_names_the_search(
@@ -552,7 +333,7 @@ async def test_a_saved_search_mail_rendered_again_still_names_the_search(
         pool = notifier.pool
 
         async def rendered() -> bool:
-            return await _waiting_with(pool, schema, secret) > 0
+            return await waiting_with(pool, schema, secret) > 0
 
         await until(rendered, "the creation's mail to sam to wait in the queue")
         await model.redact(
@@ -565,7 +346,7 @@ async def test_a_saved_search_mail_rendered_again_still_names_the_search(
         )
 
         async def gone() -> bool:
-            return await _waiting_with(pool, schema, "hunter") == 0
+            return await waiting_with(pool, schema, "hunter") == 0
 
         await until(gone, "the redacted text to leave every waiting message")
         worker = DeliveryWorker(
@@ -590,5 +371,94 @@ async def test_a_saved_search_mail_rendered_again_still_names_the_search(
             assert "hunter" not in content
             assert "redacted by an administrator" in content
             assert f"you subscribed to a saved search ({search_name})" in content, content
+    finally:
+        await notifier.close()
+
+
+async def test_a_digest_put_together_before_a_redaction_is_put_together_again(
+    bugless_stack: LocalStack, model: v1.ModelStub, notify_database: str, smtp_sink: SmtpSink
+) -> None:
+    """dora's digest mail waits (for its retry, or as a dead letter) when the comment is redacted.
+
+    The consumer reading the redaction puts it together again from its items,
+    the comment's rendered again, so no stored copy keeps the text. Before,
+    only the worker's check before sending did, and the row kept the text.
+    """
+    tag = secrets.token_hex(3)
+    ids = {}
+    for name in ("dora", "bert"):
+        created = await asyncio.to_thread(
+            bugless_stack.add_user, f"{name}{tag}", "pw-" + tag * 3, email=f"{name}{tag}@ex.test"
+        )
+        ids[name] = str(created["user_id"])
+    bert = v1.Caller(user_id=ids["bert"])
+    await model.update_notification_settings(
+        v1.UpdateNotificationSettingsRequest(
+            caller=v1.Caller(user_id=ids["dora"]),
+            settings=v1.NotificationSettings(channel="email", digest=v1.DigestMode.DAILY),
+        )
+    )
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"redact-digest-{tag}")
+    )
+    schema = f"notify_redact_digest_{tag}"
+    settings = stack_notifier_settings(
+        bugless_stack, database_url=notify_database, schema=schema, smtp_port=smtp_sink.port
+    )
+    hour = (datetime.datetime.now(datetime.UTC).hour + 12) % 24
+    settings = dataclasses.replace(settings, digest_hour_utc=hour)
+    notifier = await start_notifier(settings, metrics_registry=CollectorRegistry())
+    try:
+        notifier.worker.stop()
+        await asyncio.wait_for(notifier.tasks[1], 30)
+        issue = await model.create_issue(
+            v1.CreateIssueRequest(
+                caller=bert,
+                fields=v1.IssueFields(title=f"Redaction digest {tag}", component_id=component.id),
+                cc=[ids["dora"]],
+                idempotency_key=secrets.token_hex(8),
+            )
+        )
+        secret = f"hunter2-{tag}"
+        said = await model.change_issue(
+            v1.ChangeIssueRequest(
+                caller=bert,
+                issue_id=issue.id,
+                expected_version=issue.version,
+                comment=f"the root password is {secret}",
+            )
+        )
+        assert said.issue is not None
+        assert said.entry is not None
+        pool = notifier.pool
+
+        async def kept() -> bool:
+            return await waiting_with(pool, schema, secret) > 0
+
+        await until(kept, "the comment's digest item")
+        queue = DeliveryQueue(schema)
+        assert await DigestStore(schema).send(pool, queue, datetime.datetime.now(datetime.UTC)) == 1
+        assert await waiting_with(pool, schema, secret) == 1  # the digest mail
+        await model.redact(
+            v1.RedactRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=said.issue.version,
+                target=v1.RedactionTarget.COMMENT,
+                entry_version=said.entry.version,
+            )
+        )
+
+        async def gone() -> bool:
+            return await waiting_with(pool, schema, "hunter") == 0
+
+        await until(gone, "the redacted text to leave the digest mail")
+        stored = await pool.fetchval(
+            f"SELECT message::text FROM {schema}.deliveries WHERE delivery_id LIKE 'digest-%'"
+        )
+        message = NotificationMessage.from_json(json.loads(stored))
+        assert message.subject == "bugless daily digest: 2 changes"
+        assert message.text.count(REDACTED) == 1
+        assert f"Redaction digest {tag}" in message.text
     finally:
         await notifier.close()

@@ -29,7 +29,13 @@ from bugless_core.errors import NotFound, PermissionDenied
 from bugless_core.issue_labels import holds_people
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.notification_channel import NotificationMessage
-from bugless_notify._redactions import Redaction, Waiting, kept_candidates, text_redactions
+from bugless_notify._redactions import (
+    Redaction,
+    Waiting,
+    WaitingDigest,
+    kept_candidates,
+    text_redactions,
+)
 from bugless_notify.component_webhooks import ComponentEndpoint, endpoints_for
 from bugless_notify.queue import NewDelivery
 from bugless_notify.recipients import Candidate, candidates, mention_texts, wanted
@@ -57,8 +63,11 @@ class Batch:
     #: Redactions of text the batch read: messages still waiting about the
     #: changes they blanked are rendered again (:mod:`bugless_notify._redactions`).
     redactions: list[Redaction] = field(default_factory=list)
-    #: Those messages' ids, each with its new rendering (absent: withdrawn).
-    rewrites: list[tuple[list[str], dict[str, NewDelivery]]] = field(default_factory=list)
+    #: Those messages' ids, the digest mails listing one of them, and each
+    #: message's new rendering (absent: withdrawn).
+    rewrites: list[tuple[list[str], list[WaitingDigest], dict[str, NewDelivery]]] = field(
+        default_factory=list
+    )
 
 
 class IssueDeliveries:

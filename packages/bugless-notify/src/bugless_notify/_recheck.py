@@ -1,13 +1,12 @@
 """Right before a message is sent: was text it quotes redacted since it was rendered?
 
 The feed consumer renders waiting messages again when it reads a redaction
-(:mod:`bugless_notify._redactions`), but not every copy is in its reach, nor
-in time: it reads the feed some time after the redaction commits (a second
-or two; longer while it is behind, restarting or down), a worker may hold a
-message it rewrites while it rewrites it, and a digest mail put together
-from its items before the redaction is no item any more. So the delivery
-worker asks :class:`RedactionRecheck` about every claimed delivery before
-its attempt.
+(:mod:`bugless_notify._redactions`), but not in time for every copy: it
+reads the feed some time after the redaction commits (a second or two;
+longer while it is behind, restarting or down), a worker may hold a message
+while the consumer rewrites it, and a digest mail may be put together from
+items the consumer is rewriting. So the delivery worker asks
+:class:`RedactionRecheck` about every claimed delivery before its attempt.
 
 A message names the entries whose text it carries
 (``NotificationMessage.quoted_versions``; a digest mail lists its items,
@@ -38,7 +37,7 @@ from bugless_core.notification_channel import NotificationMessage
 from bugless_notify._deliveries import NOTIFIER, IssueDeliveries
 from bugless_notify._redactions import Waiting, change_entry
 from bugless_notify.component_webhooks import ComponentWebhookStore
-from bugless_notify.digest import digest_items, digest_message
+from bugless_notify.digest import digest_again, digest_items
 from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, NewDelivery
 from bugless_proto import v1
 
@@ -177,12 +176,6 @@ class RedactionRecheck:
         if not claim.delivery_id.startswith("digest-"):
             again = rendered.get(claim.delivery_id)
             return again.message if again is not None else None
-        kept = [
-            (i, rendered[i].message if i in stale_ids else m)
-            for i, m in items
-            if i not in stale_ids or i in rendered
-        ]
-        if not kept:
-            return None
-        user_id = claim.delivery_id.rsplit("/", 1)[-1]
-        return digest_message(user_id, kept)
+        return digest_again(
+            claim.delivery_id, items, stale_ids, {i: d.message for i, d in rendered.items()}
+        )

@@ -305,14 +305,14 @@ class FeedConsumer:
         """
         for redaction in batch.redactions:
             async with self._pool.acquire() as conn:
-                waiting = await self._waiting.about(conn, redaction)
+                waiting, digests = await self._waiting.about(conn, redaction)
             if not waiting:
                 continue
             rendered = await self._deliveries.render_again(
                 redaction.issue_id, waiting, webhooks=batch.webhooks, parents=batch.parents
             )
             ids = [w.id for messages in waiting.values() for w in messages]
-            batch.rewrites.append((ids, rendered))
+            batch.rewrites.append((ids, digests, rendered))
 
     async def _commit(self, read_from: int, to: int, batch: Batch) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -322,8 +322,8 @@ class FeedConsumer:
                 return
             await self._queue.enqueue(conn, batch.deliveries)
             await self._digests.add(conn, batch.digest)
-            for waiting, rendered in batch.rewrites:
-                await self._waiting.replace(conn, waiting, rendered)
+            for waiting, digests, rendered in batch.rewrites:
+                await self._waiting.replace(conn, waiting, digests, rendered)
             if batch.matches_added:
                 await conn.executemany(self._add_match_sql, sorted(batch.matches_added))
             if batch.matches_removed:

@@ -29,7 +29,7 @@ import datetime
 import html
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -137,6 +137,25 @@ def digest_message(
         # The kept mails were rendered for this person with its page.
         settings_url=messages[-1].settings_url,
     )
+
+
+def digest_again(
+    delivery_id: str,
+    items: Sequence[tuple[str, NotificationMessage]],
+    stale: Collection[str],
+    rendered: Mapping[str, NotificationMessage],
+) -> NotificationMessage | None:
+    """The digest mail ``delivery_id`` put together again, its ``stale`` items as ``rendered``.
+
+    A stale item ``rendered`` lacks is left out (its change no longer gives
+    it); None when no item is left.
+    """
+    kept = [
+        (i, rendered[i] if i in stale else m) for i, m in items if i not in stale or i in rendered
+    ]
+    if not kept:
+        return None
+    return digest_message(delivery_id.rsplit("/", 1)[-1], kept)
 
 
 def digest_items(message: NotificationMessage) -> list[tuple[str, NotificationMessage]]:
