@@ -29,8 +29,6 @@ from bugless_dev.stack import LocalStack
 from bugless_import.sources.github import read_pages
 from bugless_proto import v1
 
-LOG = "/acme/rocket/files/9001/launch.log"
-
 
 async def _delete_hotlist(stack: LocalStack, name: str) -> None:
     """Delete the hotlist called ``name``, as an administrator would while the run goes on."""
@@ -53,7 +51,11 @@ async def _delete_hotlist(stack: LocalStack, name: str) -> None:
 async def test_an_issue_the_model_refuses_stops_the_run_with_1_naming_it(
     tmp_path: Path, bugless_stack: LocalStack, import_token: str, model: v1.ModelStub
 ) -> None:
-    name = f"Regressions {uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    name = f"Regressions {tag}"
+    # A repository of its own: the session's Model holds test_github's acme/rocket.
+    repository = f"acme/rocket-{tag}"
+    log = f"/{repository}/files/9001/launch.log"
     mapping = tmp_path / "mapping.toml"
     mapping.write_text(f'[labels]\nregression = "hotlist:{name}"\n', encoding="utf-8")
     token_file = tmp_path / "github-token"
@@ -65,14 +67,17 @@ async def test_an_issue_the_model_refuses_stops_the_run_with_1_naming_it(
             asyncio.run(_delete_hotlist(bugless_stack, name))
             deleted.append(path)
 
-    host = GitHubHost(TOKEN, files={LOG: b"T-0 stall\n"}, before_file=delete_the_hotlist)
+    host = GitHubHost(TOKEN, files={log: b"T-0 stall\n"}, before_file=delete_the_hotlist)
     with serve(host) as server:
         tree = tmp_path / "github"
         shutil.copytree(FIXTURES / "github", tree)
+        for file in (tree / "issues.json", tree / "comments.json"):
+            text = file.read_text(encoding="utf-8")
+            file.write_text(text.replace("acme/rocket", repository), encoding="utf-8")
         issues = read_pages(tree / "issues.json")
         for issue in issues:
             issue["html_url"] = issue["html_url"].replace("https://github.com/", server.url)
-        issues[0]["body"] += f"\n\n[launch.log]({server.url}{LOG.removeprefix('/')})"
+        issues[0]["body"] += f"\n\n[launch.log]({server.url}{log.removeprefix('/')})"
         (tree / "issues.json").write_text(json.dumps(issues), encoding="utf-8")
         state = tmp_path / "state"
         status, _, err = await _bugless(
@@ -80,14 +85,14 @@ async def test_an_issue_the_model_refuses_stops_the_run_with_1_naming_it(
             "--option", f"token-file={token_file}", *_stack_args(bugless_stack, state),
             token=import_token,
         )  # fmt: skip
-    assert deleted == [LOG], "the hotlist went while the run read the issue's file"
+    assert deleted == [log], "the hotlist went while the run read the issue's file"
     assert status == EXIT_ERROR, err
     assert "Traceback" not in err
     lines = err.strip().splitlines()
-    assert lines[-2].startswith("error: github:acme/rocket#1: ")
+    assert lines[-2].startswith(f"error: github:{repository}#1: ")
     assert "not found" in lines[-2]
     assert lines[-1] == (
-        f"stopped at github:acme/rocket#1: what was imported is kept in {state}; "
+        f"stopped at github:{repository}#1: what was imported is kept in {state}; "
         "run the same command again once it is fixed"
     )
-    assert await find(model, "github:acme/rocket#1") == []
+    assert await find(model, f"github:{repository}#1") == []
