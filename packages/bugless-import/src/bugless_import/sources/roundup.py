@@ -77,7 +77,6 @@ import dataclasses
 import functools
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from http.client import HTTPException
 from http.cookiejar import CookieJar
 from pathlib import Path
@@ -90,32 +89,30 @@ from bugless_core.errors import FailedPrecondition, InvalidArgument, PermissionD
 from bugless_core.importer import (
     Importer,
     SourceAttachment,
-    SourceChange,
     SourceEntry,
     SourceIssue,
     SourcePerson,
     SourceRelation,
-    SourceRelationChange,
 )
 from bugless_import.sources._http import open_file, read_with_retries, retry_count
 from bugless_import.sources._roundup_endpoint import INTERFACES_PY, UNCHECKED, hidden_items
+from bugless_import.sources._roundup_journal import (
+    BLOCKED_BY,
+    LINKS,
+    MULTILINKS,
+    RELATION_PROPERTIES,
+    link_id,
+    multilink_ids,
+    roundup_date,
+    undo_record,
+)
 
 __all__ = ["INTERFACES_PY", "RoundupImporter", "roundup_date"]
 
 _ISSUE_FIELDS = (
     "title,status,priority,assignedto,nosy,keyword,messages,files,creation,activity,creator"
 )
-_LINKS = {"status": "status", "priority": "priority", "assignedto": "user"}
-_MULTILINKS = {"nosy": "user", "keyword": "keyword", "messages": "msg"}
 _PAGE = 500
-#: Issue multilinks to the issues that block the issue (where the schema has them).
-_BLOCKED_BY = ("blockers", "dependencies")
-#: Issue multilinks that are relations: property -> (kind, reverse), as
-#: :class:`SourceRelation` reads them.
-_RELATION_PROPERTIES = {
-    "superseder": ("duplicate_of", False),
-    **{name: ("blocks", True) for name in _BLOCKED_BY},
-}
 
 
 class _Users(dict[str, str]):
@@ -141,45 +138,6 @@ class _Users(dict[str, str]):
 
     def get(self, user_id: str, default: str = "") -> str:  # type: ignore[override]
         return self[user_id] if self._known(user_id) else default
-
-
-def _ids(value: Any) -> list[str]:
-    """A multilink's ids (REST's ``[{"id": ...}]`` or a plain list); a link's one id, or none.
-
-    A link: a tracker's ``superseder`` or ``dependencies`` declared ``Link``.
-    """
-    if value is None or isinstance(value, (dict, str)):
-        return [found] if (found := _id(value)) else []
-    return [str(v["id"] if isinstance(v, dict) else v) for v in value]
-
-
-def _journal_relations(field: str, before: Any, current: dict[str, Any]) -> list[tuple[str, bool]]:
-    """A journal record's change of relation property ``field``: (issue id, removed) pairs.
-
-    A multilink's record lists what it added and removed (``[["+", ["12"]]]``);
-    a link's keeps only the value before, the one after being where the
-    roll-back of the journal stands (``current``), which it then moves back.
-    """
-    if isinstance(before, list):
-        return [(i, op == "-") for op, ids in before for i in sorted(map(str, ids), key=int)]
-    old, new = _id(before), current.get(field, "")
-    current[field] = old
-    if old == new:
-        return []
-    return [*([(old, True)] if old else []), *([(new, False)] if new else [])]
-
-
-def _id(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value["id"])
-    return "" if value is None else str(value)
-
-
-def roundup_date(text: str) -> datetime:
-    """REST's ``2024-03-01.12:30:05`` (UTC) or the history's ISO form."""
-    if "T" in text:
-        return datetime.fromisoformat(text)
-    return datetime.strptime(text, "%Y-%m-%d.%H:%M:%S").replace(tzinfo=UTC)
 
 
 class RoundupImporter(Importer):
@@ -378,7 +336,7 @@ class RoundupImporter(Importer):
         """Every issue by id, with its journal (or its messages) as entries."""
         users = _Users(self.names("user"), self._retired_user)
         schema = self.issue_properties()
-        related = [p for p in ("superseder", *_BLOCKED_BY) if p in schema]
+        related = [p for p in ("superseder", *BLOCKED_BY) if p in schema]
         fields = ",".join([_ISSUE_FIELDS, *related])
         self._hidden, roles = hidden_items(self.get, self.base, checked=not self.unchecked)
         self.warnings |= dict.fromkeys([UNCHECKED] if self.unchecked else [])
@@ -404,7 +362,7 @@ class RoundupImporter(Importer):
             return None
         return SourceAttachment(
             name=str(attributes.get("name") or f"file{file_id}"),
-            author=users.get(_id(attributes.get("creator")), ""),
+            author=users.get(link_id(attributes.get("creator")), ""),
             at=roundup_date(str(attributes["creation"])),
             content_type=str(attributes.get("type") or ""),
             open=functools.partial(self.content, file_id),
@@ -435,24 +393,19 @@ class RoundupImporter(Importer):
             attributes = {**attributes, "content": ""}
         return attributes
 
-    def _value(self, field: str, raw: Any) -> str:
-        if field == "title":
-            return "" if raw is None else str(raw)
-        return self.names(_LINKS[field]).get(_id(raw), "") if _id(raw) else ""
-
     def _issue(self, item: dict[str, Any], users: dict[str, str]) -> SourceIssue | None:
         """The issue as the source gives it; None if it was destroyed since it was listed."""
         issue_id = str(item["id"])
-        current: dict[str, Any] = {f: _id(item.get(f)) for f in _LINKS}
+        current: dict[str, Any] = {f: link_id(item.get(f)) for f in LINKS}
         current["title"] = str(item.get("title") or "")
-        for name in _RELATION_PROPERTIES:  # a relation held by a Link: its one issue
+        for name in RELATION_PROPERTIES:  # a relation held by a Link: its one issue
             if name in item and not isinstance(item[name], list):
-                current[name] = _id(item[name])
-        sets: dict[str, set[str]] = {f: set(_ids(item.get(f))) for f in _MULTILINKS}
+                current[name] = link_id(item[name])
+        sets: dict[str, set[str]] = {f: set(multilink_ids(item.get(f))) for f in MULTILINKS}
         final = dict(current), {f: set(v) for f, v in sets.items()}
-        messages = {m: self._message(m, issue_id) for m in _ids(item.get("messages"))}
+        messages = {m: self._message(m, issue_id) for m in multilink_ids(item.get("messages"))}
         created = roundup_date(str(item["creation"]))
-        reporter = users.get(_id(item.get("creator")), "")
+        reporter = users.get(link_id(item.get("creator")), "")
         entries: list[SourceEntry] = []
         if self.journal:
             journal = self.get(f"history/issue/{issue_id}")
@@ -472,7 +425,9 @@ class RoundupImporter(Importer):
                     reporter = users.get(str(record["user"]), reporter)
                 if record["action"] != "set":
                     continue
-                entry = self._undo(record, current, sets, messages, users)
+                entry = undo_record(
+                    record, current, sets, messages, users, tracker=self.tracker, names=self.names
+                )
                 if entry is not None:
                     entries.append(entry)
             entries.reverse()
@@ -485,7 +440,7 @@ class RoundupImporter(Importer):
                     continue  # a message this account may not view
                 entries.append(
                     SourceEntry(
-                        author=users.get(_id(message.get("author")), ""),
+                        author=users.get(link_id(message.get("author")), ""),
                         at=roundup_date(str(message.get("date") or message["creation"])),
                         comment=str(message.get("content") or ""),
                     )
@@ -512,89 +467,20 @@ class RoundupImporter(Importer):
             attachments=tuple(
                 f
                 for f in (
-                    self._file(i, users, issue_id) for i in sorted(_ids(item.get("files")), key=int)
+                    self._file(i, users, issue_id)
+                    for i in sorted(multilink_ids(item.get("files")), key=int)
                 )
                 if f is not None
             ),
             relations=(
                 *(
                     SourceRelation("duplicate_of", f"{self.tracker}#{other}")
-                    for other in sorted(_ids(item.get("superseder")), key=int)
+                    for other in sorted(multilink_ids(item.get("superseder")), key=int)
                 ),
                 *(
                     SourceRelation("blocks", f"{self.tracker}#{other}", reverse=True)
-                    for name in _BLOCKED_BY
-                    for other in sorted(_ids(item.get(name)), key=int)
+                    for name in BLOCKED_BY
+                    for other in sorted(multilink_ids(item.get(name)), key=int)
                 ),
             ),
-        )
-
-    def _undo(
-        self,
-        record: dict[str, Any],
-        current: dict[str, Any],
-        sets: dict[str, set[str]],
-        messages: dict[str, dict[str, Any]],
-        users: dict[str, str],
-    ) -> SourceEntry | None:
-        """One ``set`` journal record as an entry; rolls ``current`` back past it."""
-        params: dict[str, Any] = record.get("params") or {}
-        changes: list[SourceChange] = []
-        relations: list[SourceRelationChange] = []
-        comment: list[str] = []
-        for field, before in sorted(params.items()):
-            if field in _RELATION_PROPERTIES:
-                kind, reverse = _RELATION_PROPERTIES[field]
-                relations += [
-                    SourceRelationChange(
-                        kind, f"{self.tracker}#{i}", reverse=reverse, removed=removed
-                    )
-                    for i, removed in _journal_relations(field, before, current)
-                ]
-            elif field in _MULTILINKS:
-                added = {i for op, ids in before if op == "+" for i in map(str, ids)}
-                removed = {i for op, ids in before if op == "-" for i in map(str, ids)}
-                sets[field] = (sets[field] - added) | removed
-                if field == "messages":
-                    comment += [
-                        str(messages[m].get("content") or "")
-                        for m in sorted(added, key=int)
-                        if m in messages
-                    ]
-                elif field == "nosy":
-                    changes.append(
-                        SourceChange(
-                            "cc",
-                            added=tuple(sorted(users.get(u, u) for u in added)),
-                            removed=tuple(sorted(users.get(u, u) for u in removed)),
-                        )
-                    )
-                else:
-                    names = self.names("keyword")
-                    changes.append(
-                        SourceChange(
-                            "labels",
-                            added=tuple(sorted(names.get(k, k) for k in added)),
-                            removed=tuple(sorted(names.get(k, k) for k in removed)),
-                        )
-                    )
-            elif field in _LINKS or field == "title":
-                old = "" if before is None else str(before)
-                new = current[field]
-                current[field] = old
-                target = {"assignedto": "assignee"}.get(field, field)
-                value_old, value_new = self._value(field, old), self._value(field, new)
-                if field in {"status", "priority"}:
-                    value_old, value_new = value_old.lower(), value_new.lower()
-                if value_old != value_new:
-                    changes.append(SourceChange(target, old=value_old, new=value_new))
-        text = "\n\n".join(comment)
-        if not changes and not relations and not text.strip():
-            return None
-        return SourceEntry(
-            author=users.get(str(record["user"]), ""),
-            at=roundup_date(record["date"]),
-            comment=text,
-            changes=tuple(changes),
-            relations=tuple(relations),
         )
