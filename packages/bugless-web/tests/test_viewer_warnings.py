@@ -32,6 +32,7 @@ from bugless_web.viewer_warnings import (
     MAX_BULK_COMPONENTS,
     MAX_WARNING_BYTES,
     _fitting_the_cookie,
+    _sentences,
 )
 
 _WARNING = re.compile(r'<div class="banner warn viewer-warning" role="status">(.*?)</div>', re.S)
@@ -62,8 +63,9 @@ async def test_assigning_and_ccing_people_who_cannot_view_warns_naming_them(
 
     assert status == 303
     assert _warning(page) == (
-        "bob and carol cannot view component Secret: they will not see this issue "
-        "or get mail about it."
+        "Bob Builder (bob) and Carol Coder (carol) cannot view component Secret: they will "
+        "not see this issue or get mail about it. An admin of Secret can add them to its "
+        "access list."
     )
     # Warned, not refused: the change is made.
     saved = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
@@ -107,8 +109,9 @@ async def test_moving_an_issue_warns_of_the_people_already_on_it(
 
     assert status == 303
     assert _warning(page) == (
-        "bob and carol cannot view component Secret: they will not see this issue "
-        "or get mail about it."
+        "Bob Builder (bob) and Carol Coder (carol) cannot view component Secret: they will "
+        "not see this issue or get mail about it. An admin of Secret can add them to its "
+        "access list."
     )
 
 
@@ -134,7 +137,8 @@ async def test_a_new_issue_warns_of_its_assignee_and_cc(
     page = (await client.get(made.headers["location"])).text
     assert "Created issue" in page
     assert _warning(page) == (
-        "bob cannot view component Secret: they will not see this issue or get mail about it."
+        "Bob Builder (bob) cannot view component Secret: they will not see this issue or get "
+        "mail about it. An admin of Secret can add them to its access list."
     )
 
 
@@ -164,8 +168,9 @@ async def test_a_bulk_edit_warns_per_component_naming_the_issues(
     assert changed.status_code == 303, changed.text
     after = (await client.get(changed.headers["location"])).text
     assert _warning(after) == (
-        f"carol cannot view component Secret: they will not see issues {first.id} and "
-        f"{second.id} or get mail about them."
+        f"Carol Coder (carol) cannot view component Secret: they will not see issues "
+        f"{first.id} and {second.id} or get mail about them. An admin of Secret can add them "
+        "to its access list."
     )
 
 
@@ -211,14 +216,42 @@ async def test_a_bulk_edit_over_many_components_warns_within_what_a_cookie_holds
     assert all(len(c.encode()) <= 4096 for c in cookies), [len(c) for c in cookies]
     warning = _warning((await client.get(changed.headers["location"])).text)
     assert warning.startswith(
-        f"bob and carol cannot view component Secret>Reconciliation of ledger entries {tag} 00:"
+        "Bob Builder (bob) and Carol Coder (carol) cannot view component "
+        f"Secret>Reconciliation of ledger entries {tag} 00:"
     )
-    shown = warning.count("bob and carol cannot view component")
+    shown = warning.count("Bob Builder (bob) and Carol Coder (carol) cannot view component")
     assert 1 < shown < MAX_BULK_COMPONENTS
     more = MAX_BULK_COMPONENTS - shown
     assert warning.endswith(
         f"People it named cannot view the issues of {more} more components either."
     )
+
+
+def test_each_reason_names_people_as_pages_show_them_and_says_what_can_be_done() -> None:
+    """An imported person no account took over, a disabled one, someone bugless does not know.
+
+    Named as the issue page's chips show them, with the username that was
+    typed; each sentence ends with who can change it.
+    """
+    blocked = [
+        v1.BlockedViewer(user_id="u1", reason=v1.ViewerBlock.CANNOT_SIGN_IN),
+        v1.BlockedViewer(user_id="u2", reason=v1.ViewerBlock.NO_ACCESS),
+        v1.BlockedViewer(user_id="u3", reason=v1.ViewerBlock.UNKNOWN_USER),
+    ]
+    users = {
+        "u1": v1.User(user_id="u1", username="cyd@trac", display_name="Cyd Lee"),
+        "u2": v1.User(user_id="u2", username="eve", display_name="eve"),
+    }
+
+    assert _sentences("Rocket>Core", blocked, users, "this issue") == [
+        "eve cannot view component Rocket>Core: they will not see this issue or get mail about "
+        "it. An admin of Rocket>Core can add them to its access list.",
+        "Cyd Lee (cyd@trac) cannot sign in (a disabled account, or a person an import brought "
+        "in whom no account has taken over yet): they will not see this issue or get mail about "
+        "it. A bugless administrator can enable the account, or merge the imported person into "
+        "the account they sign in with.",
+        "u3 is not known to bugless: they will not see this issue or get mail about it.",
+    ]
 
 
 def test_a_sentence_longer_than_the_cookie_holds_is_cut() -> None:

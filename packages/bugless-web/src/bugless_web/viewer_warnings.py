@@ -49,10 +49,30 @@ _TAIL_BYTES = 120
 
 _REASONS = {
     v1.ViewerBlock.NO_ACCESS: "cannot view component {path}",
-    v1.ViewerBlock.CANNOT_SIGN_IN: "cannot sign in (disabled, or an imported person no account "
-    "was matched to)",
+    v1.ViewerBlock.CANNOT_SIGN_IN: "cannot sign in (a disabled account, or a person an import "
+    "brought in whom no account has taken over yet)",
     v1.ViewerBlock.UNKNOWN_USER: "{is_are} not known to bugless",
 }
+#: What the person who saved can do about each reason, after the sentence naming them.
+_REMEDIES = {
+    v1.ViewerBlock.NO_ACCESS: " An admin of {path} can add them to its access list.",
+    v1.ViewerBlock.CANNOT_SIGN_IN: " A bugless administrator can enable the account, or merge "
+    "the imported person into the account they sign in with.",
+    v1.ViewerBlock.UNKNOWN_USER: "",
+}
+
+
+def _shown_name(user: v1.User | None, user_id: str) -> str:
+    """A person as the issue page shows them, with the username typed in forms: "Eve Stone (eve)".
+
+    The page's chips show display names, while the warning follows a form
+    where usernames were typed: naming both lets the reader match either.
+    """
+    if user is None:
+        return user_id
+    if user.display_name and user.display_name != user.username:
+        return f"{user.display_name} ({user.username})"
+    return user.username
 
 
 def newly_named(before: v1.Issue | None, after: v1.Issue) -> list[str]:
@@ -104,7 +124,7 @@ def _sentences(
     by_reason: dict[v1.ViewerBlock, list[str]] = defaultdict(list)
     for person in blocked:
         user = users.get(person.user_id)
-        by_reason[person.reason].append(user.username if user is not None else person.user_id)
+        by_reason[person.reason].append(_shown_name(user, person.user_id))
     sentences = []
     for reason, template in _REASONS.items():
         names = by_reason.get(reason)
@@ -113,8 +133,9 @@ def _sentences(
         plural = len(names) > 1
         why = template.format(path=path, is_are="are" if plural else "is")
         about = "them" if what.startswith("issues") else "it"
+        remedy = _REMEDIES[reason].format(path=path)
         sentences.append(
-            f"{_listed(names)} {why}: they will not see {what} or get mail about {about}."
+            f"{_listed(names)} {why}: they will not see {what} or get mail about {about}.{remedy}"
         )
     return sentences
 
