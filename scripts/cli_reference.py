@@ -104,6 +104,16 @@ def render(missing: list[str] | None = None) -> str:
         "|---|---|",
         *(f"| {status} | {meaning} |" for status, meaning in EXIT_STATUSES),
         "",
+        "## Warnings on standard error",
+        "",
+        "`bugless issue create`, and `bugless issue update` of one issue, print a",
+        "`warning:` line on standard error for the people they named (assignee,",
+        "verifier, CC added; after a move, everyone on the issue) who cannot view the",
+        "issue's component: `warning: bob cannot view component Secret: they will not",
+        "see issue 42 or get mail about it`. Naming them is allowed; standard output",
+        "(`--json` too) and the exit status are the save's, and a server that cannot",
+        "check (an earlier release) prints no warning.",
+        "",
     ]
     root_ctx = click.Context(cli, info_name="bugless")
     _walk(cli, ["bugless"], root_ctx, out, missing)

@@ -34,6 +34,7 @@ from bugless_api.cli._render import (
     issue_detail,
     issue_row,
 )
+from bugless_api.cli._viewer_warnings import everyone_on, warn_of_hidden_people
 from bugless_api.cli.custom_fields import FIELD_OPTION, field_values
 from bugless_api.cli.groups import issue_group
 from bugless_api.cli.issues import count_text, search_all
@@ -163,6 +164,11 @@ def update_command(
     scripts; without it a non-interactive run changes nothing and exits 2).
     Relations: --parent, --duplicate-of, --blocking, --blocked-by (0 or the
     -remove forms undo them).
+
+    Changing one issue, a "warning:" line on standard error names whom
+    --assignee, --verifier or --cc-add named (or, with --component, anyone on
+    the issue) who cannot view its component: they will not see it or get
+    mail about it. The output and the exit status are the change's.
     """
     if bool(issue_ids) == (query is not None):
         raise click.UsageError("give ISSUE_IDS or --query (one of them)")
@@ -216,6 +222,10 @@ async def _update_one(
         **_client_keywords(changes, component_id),
     )
     assert reply.issue is not None
+    # A move is judged afresh for everyone on the issue; otherwise who it named.
+    named = [changes["assignee"] or "", changes["verifier"] or "", *changes["cc_add"]]
+    people = everyone_on(reply.issue) if component_id is not None else named
+    await warn_of_hidden_people(client, reply.issue, people)
     return issue_detail(reply.issue, await component_paths(client))
 
 

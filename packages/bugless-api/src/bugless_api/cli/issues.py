@@ -31,6 +31,7 @@ from bugless_api.cli._render import (
     issue_detail,
     issue_row,
 )
+from bugless_api.cli._viewer_warnings import everyone_on, warn_of_hidden_people
 from bugless_api.cli.custom_fields import FIELD_OPTION
 from bugless_api.cli.groups import issue_group
 from bugless_core.query_arguments import QueryCommand
@@ -185,7 +186,13 @@ async def history_command(client: BuglessClient, issue_id: int) -> Text:
 @client_options
 @command(option_names=ISSUE_CREATE_OPTIONS)
 async def create_command(client: BuglessClient, **options: Any) -> Detail:
-    """Create an issue (its retries never make a second one; see --idempotency-key)."""
+    """Create an issue (its retries never make a second one; see --idempotency-key).
+
+    A "warning:" line on standard error names anyone it names (--assignee,
+    --verifier, --cc) who cannot view the component: allowed, but they will
+    not see the issue or get mail about it. The output (--json too) and the
+    exit status are the create's; a server that cannot check prints none.
+    """
     from bugless_api.client import new_idempotency_key  # noqa: PLC0415
     from bugless_api.client._custom_values import field_specs  # noqa: PLC0415
     from bugless_core.errors import Unavailable  # noqa: PLC0415
@@ -216,6 +223,7 @@ async def create_command(client: BuglessClient, **options: Any) -> Detail:
         # The issue may have been made: the same key finds it instead of a twin.
         exc.message = f"{exc.message} (to retry without a duplicate: --idempotency-key {key})"
         raise
+    await warn_of_hidden_people(client, issue, everyone_on(issue))
     return issue_detail(issue, await component_paths(client))
 
 

@@ -194,6 +194,7 @@ class SyncBuglessClient:
     get_component = _blocking(BuglessClient.get_component)
     create_component = _blocking(BuglessClient.create_component)
     update_component = _blocking(BuglessClient.update_component)
+    check_viewers = _blocking(BuglessClient.check_viewers)
     create_custom_field = _blocking(BuglessClient.create_custom_field)
     list_custom_fields = _blocking(BuglessClient.list_custom_fields)
     list_visible_custom_fields = _blocking(BuglessClient.list_visible_custom_fields)

@@ -1,0 +1,92 @@
+"""CheckViewers through the API, and the CLI's warning after naming people on an issue.
+
+Real services: the API gateway, the Model judging people by the groups the
+Authenticator knows, PostgreSQL; the CLI in subprocesses as a script runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+from api_support import ConnectAs, bugless_cli, signed_in
+
+from bugless_core.errors import InvalidArgument, NotFound
+from bugless_proto import v1
+
+
+def _entry(principal: v1.Principal, role: v1.Role) -> v1.AclEntry:
+    return v1.AclEntry(principal=principal, role=role)
+
+
+async def test_the_people_a_component_leaves_out_are_named_by_username(
+    connect_as: ConnectAs,
+) -> None:
+    boss, viewer, outsider = await signed_in(connect_as, "boss", "viewer", "outsider")
+    name = f"Hidden-{secrets.token_hex(3)}"
+    component = await boss.create_component(
+        name,
+        acl=[
+            _entry(v1.Principal(user="boss"), v1.Role.ADMIN),
+            _entry(v1.Principal(group="secret-viewers"), v1.Role.VIEWER),
+        ],
+    )
+    ghost = f"ghost-{secrets.token_hex(3)}"
+
+    # A viewer asks: by the group only the Authenticator knows, she sees it.
+    answer = await viewer.check_viewers(
+        component.id, ["outsider", "viewer", ghost, "boss", "outsider"]
+    )
+
+    assert answer.component_path == name
+    assert [(b.user_id, b.reason) for b in answer.cannot_view] == [
+        ("outsider", v1.ViewerBlock.NO_ACCESS),
+        (ghost, v1.ViewerBlock.UNKNOWN_USER),
+    ]
+    # Nobody known: still an answer, with the component's path.
+    unknown = await viewer.check_viewers(component.id, [ghost])
+    assert (unknown.component_path, [b.user_id for b in unknown.cannot_view]) == (name, [ghost])
+    # Whoever cannot view the component cannot ask about it, whoever they name.
+    for names in (["viewer"], [ghost]):
+        with pytest.raises(NotFound, match=f"component {component.id} not found"):
+            await outsider.check_viewers(component.id, names)
+    with pytest.raises(InvalidArgument, match="user_ids: at most 100 per call, got 101"):
+        await viewer.check_viewers(component.id, [f"u{i}" for i in range(101)])
+    with pytest.raises(InvalidArgument, match=r"user_ids\[1\]"):
+        await viewer.check_viewers(component.id, ["boss", " "])
+
+
+async def test_the_cli_warns_on_stderr_after_naming_people_who_cannot_view(
+    served_api: dict[str, str], connect_as: ConnectAs
+) -> None:
+    boss = connect_as("boss")
+    name = f"Closed-{secrets.token_hex(3)}"
+    await boss.create_component(
+        name,
+        acl=[
+            _entry(v1.Principal(user="cli-bot"), v1.Role.ADMIN),
+            _entry(v1.Principal(group="secret-viewers"), v1.Role.VIEWER),
+        ],
+    )
+
+    made = bugless_cli(
+        served_api,
+        "issue", "create", "--title", "Hidden work", "--component", name,
+        "--assignee", "outsider", "--cc", "viewer", "--json",
+    )  # fmt: skip
+
+    issue = json.loads(made.stdout)  # the warning leaves the JSON alone
+    assert issue["assignee"] == "outsider"
+    assert made.stderr.strip() == (
+        f"warning: outsider cannot view component {name}: they will not see issue "
+        f"{issue['id']} or get mail about it"
+    )
+    added = bugless_cli(served_api, "issue", "update", str(issue["id"]), "--cc-add", "greedy")
+    assert added.stderr.strip() == (
+        f"warning: greedy cannot view component {name}: they will not see issue "
+        f"{issue['id']} or get mail about it"
+    )
+    # Who was named before is not warned of again.
+    retitled = bugless_cli(served_api, "issue", "update", str(issue["id"]), "--title", "Renamed")
+    assert retitled.stderr == ""
