@@ -377,6 +377,49 @@ class SearchResults:
         return found
 
 
+async def _resolved(
+    backends: Backends,
+    viewer: Viewer,
+    parsed: Query,
+    *,
+    zone: CallerZone,
+    today: datetime.date | None = None,
+    unknown: set[str] | None = None,
+) -> v1.StructuredQuery:
+    """``parsed`` resolved; the usernames it names that no one goes by are added to ``unknown``."""
+    required = required_user_terms(parsed)
+
+    async def people(names: list[str]) -> dict[str, v1.User]:
+        # People named in queries come from the web's user cache: a
+        # renamed person's old username resolves to the id it named until
+        # the users' change feed says so (or user_cache_seconds).
+        found = await backends.query_users(names, required=required)
+        if unknown is not None:
+            known = {username_key(user.username) for user in found.values()}
+            unknown.update({username_key(n) for n in required} - known)
+        return found
+
+    return await resolve_query(
+        parsed,
+        backends.auth,
+        me=viewer.caller.user_id,
+        today=today,
+        zone=zone.tz,
+        users_by_name=people,
+    )
+
+
+async def structured_query(
+    backends: Backends, viewer: Viewer, text: str, *, zone: CallerZone
+) -> v1.StructuredQuery:
+    """``text`` as the Model takes it, read as the search page reads it (a live list's watch).
+
+    Raises:
+        QuerySyntaxError: The text is not a query, or names someone unknown.
+    """
+    return await _resolved(backends, viewer, _parsed(text), zone=zone)
+
+
 async def run_search(
     backends: Backends,
     viewer: Viewer,
@@ -401,24 +444,8 @@ async def run_search(
     unknown: set[str] = set()
     try:
         parsed = _parsed(text)
-        required = required_user_terms(parsed)
-
-        async def people(names: list[str]) -> dict[str, v1.User]:
-            # People named in queries come from the web's user cache: a
-            # renamed person's old username resolves to the id it named until
-            # the users' change feed says so (or user_cache_seconds).
-            found = await backends.query_users(names, required=required)
-            known = {username_key(user.username) for user in found.values()}
-            unknown.update({username_key(n) for n in required} - known)
-            return found
-
-        structured = await resolve_query(
-            parsed,
-            backends.auth,
-            me=viewer.caller.user_id,
-            today=today,
-            zone=zone.tz,
-            users_by_name=people,
+        structured = await _resolved(
+            backends, viewer, parsed, zone=zone, today=today, unknown=unknown
         )
     except QuerySyntaxError as problem:
         # A username no one goes by is offered the closest ones ("a:alcie").

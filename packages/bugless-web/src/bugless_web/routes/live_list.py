@@ -1,0 +1,216 @@
+"""Live lists: a search page hears which issues changed in, entered or left its query.
+
+Server-sent events fed by a query ``Watch`` of the page's query, as the
+viewer, offered only when the Model declares the ``watch`` capability (204
+otherwise: the page stays as it was rendered, a list to reload). The Model
+judges what the viewer may see and whether a change made an issue leave the
+query (``WatchEvent.left_query``); an event says only which issue and
+whether it left, so a left event of an issue the viewer may no longer view
+tells them nothing more than that. The page marks the rows and offers a
+refresh; it re-runs the search for what changed, so the stream carries no
+issue's fields (a row is the search's to render, in the page's columns and
+sort, which one event cannot place).
+
+Each event's id is a feed position a reconnecting browser resumes from
+(``Last-Event-ID``, with the Model's ``change_feed`` capability): the
+change before the event's, so every entry of a change that wrote several is
+sent again rather than lost, and the page counts issues, not events. The
+web keeps no state between requests, so any replica resumes any stream.
+A position the feed no longer holds, or a resume the Model cannot serve,
+goes on live and tells the page the list may have changed meanwhile
+(``stale``). Past :data:`LIST_BACKLOG_EVENTS` unsent the watch ends and
+the page is told to refresh (``behind``); a Model that does not start the
+watch within ``call_timeout_seconds`` has the watch released and the
+stream ended, so the browser connects again (``retry``) and resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
+
+from litestar import Request, Response, get
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from bugless_core.clients import call_errors
+from bugless_core.errors import FeedPositionPruned, Unavailable
+from bugless_core.failover import MODEL_WATCH_ROUTE
+from bugless_core.ids import try_parse_id
+from bugless_core.limits import MAX_BATCH_CHANGE
+from bugless_proto import v1
+from bugless_web.backends import Viewer
+from bugless_web.frontend import Frontend, frontend_of, viewer_of
+from bugless_web.retries import record_call
+from bugless_web.routes.live import DRAIN_POLL_SECONDS, KEEPALIVE_SECONDS, _Backlog
+from bugless_web.searching import structured_query
+from bugless_web.timezones import zone_of
+
+_log = logging.getLogger("bugless.web.live")
+#: Watch events a list's stream holds for a browser that reads slower than
+#: they come. A query sees many issues, and one bulk edit changes up to
+#: :data:`MAX_BATCH_CHANGE` of them at once (an event each): this many unsent
+#: means the browser stopped reading, not a burst.
+LIST_BACKLOG_EVENTS = 4 * MAX_BATCH_CHANGE
+
+
+def _issue_event(event: v1.WatchEvent) -> ServerSentEventMessage:
+    """Which issue changed, and whether it left the query; nothing else of it.
+
+    The id resumes at the change before this one (see the module docstring).
+    """
+    issue_id = event.entry.issue_id if event.entry is not None else 0
+    if not issue_id and event.issue is not None:
+        issue_id = event.issue.id
+    payload = json.dumps({"issue": issue_id, "left": event.left_query})
+    return ServerSentEventMessage(data=payload, event="issue", id=str(max(event.position - 1, 0)))
+
+
+def _stale_event() -> ServerSentEventMessage:
+    """The list may have changed while the page was not hearing: it cannot be told what."""
+    return ServerSentEventMessage(data="stale", event="stale")
+
+
+async def _stream(
+    frontend: Frontend,
+    viewer: Viewer,
+    query: v1.StructuredQuery,
+    after: int | None,
+    *,
+    stale: bool,
+) -> AsyncIterator[ServerSentEventMessage]:
+    """The list's events; ``stale``: first tell the page it missed what changed meanwhile.
+
+    ``stale`` is for a resume the Model cannot replay (no change feed).
+    """
+    backlog = _Backlog(LIST_BACKLOG_EVENTS)
+    queue = backlog.queue
+
+    async def follow() -> None:
+        # Failures are the Model's outage as the pages' calls are (one log);
+        # the subscribed marker is the Model answering.
+        outage = frontend.backends.model_outage
+        seconds = frontend.settings.call_timeout_seconds
+        position = after
+        try:
+            while True:
+                request = v1.WatchRequest(
+                    caller=viewer.caller, query=query, after_position=position
+                )
+                stream = cast(
+                    "AsyncGenerator[v1.WatchEvent, None]",
+                    frontend.backends.model_stream.watch(request),
+                )
+                # The first message is awaited as a call's answer is; after
+                # it the watch may rightly wait hours for a change.
+                starting = asyncio.timeout(seconds)
+                try:
+                    with call_errors("the model service is unreachable"):
+                        async with contextlib.aclosing(stream), starting:
+                            async for event in stream:
+                                starting.reschedule(None)
+                                if event.subscribed:
+                                    record_call(outage, MODEL_WATCH_ROUTE, None)
+                                if not backlog.offer(event):
+                                    return
+                except FeedPositionPruned as exc:
+                    if position is None:
+                        raise
+                    # The changes after the page's position are gone: go on
+                    # from now and have the page say its list may be stale.
+                    position = None
+                    if not backlog.offer(exc):
+                        return
+                    continue
+                except TimeoutError as exc:
+                    if not starting.expired():
+                        raise
+                    msg = (
+                        f"the model service did not start the watch of a list within "
+                        f"{seconds:g} s (--call-timeout-seconds); the page reconnects"
+                    )
+                    raise Unavailable(msg) from exc
+                # The Model ended the watch (it is stopping): end the stream,
+                # so the browser resumes on a replica that is not.
+                backlog.offer(Unavailable("the model service ended the watch"))
+                return
+        except Exception as exc:
+            record_call(outage, MODEL_WATCH_ROUTE, exc)
+            backlog.offer(exc)
+
+    watcher = asyncio.create_task(follow())
+    try:
+        yield ServerSentEventMessage(comment="watching", retry=3000)
+        if stale:
+            yield _stale_event()
+        # Until the watch resumed from a position, its subscribed marker's
+        # position is where a reconnecting browser resumes.
+        resuming = after is not None
+        idle = 0.0
+        while not frontend.drain.draining:
+            if backlog.behind:
+                _log.info(
+                    "live stream of a list fell %d events behind its browser; "
+                    "told the page to refresh",
+                    LIST_BACKLOG_EVENTS,
+                )
+                yield ServerSentEventMessage(data="behind", event="behind")
+                return
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=DRAIN_POLL_SECONDS)
+            except TimeoutError:
+                idle += DRAIN_POLL_SECONDS
+                if idle >= KEEPALIVE_SECONDS:
+                    idle = 0.0
+                    yield ServerSentEventMessage(comment="keepalive")
+                continue
+            idle = 0.0
+            if isinstance(item, FeedPositionPruned):
+                resuming = False
+                yield _stale_event()
+                continue
+            if isinstance(item, BaseException):
+                _log.info("watch of a list ended: %s", item)
+                return
+            if item.subscribed:
+                if resuming:
+                    yield ServerSentEventMessage(data="", event="subscribed")
+                else:
+                    yield ServerSentEventMessage(data="", event="subscribed", id=str(item.position))
+                continue
+            yield _issue_event(item)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+
+
+@get("/search/events")
+async def list_events(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The event stream of a search page's query ``q`` (204 when the Model cannot watch).
+
+    Raises:
+        QuerySyntaxError: ``q`` is not a query the search page would run (400).
+    """
+    viewer = await viewer_of(request)
+    frontend = frontend_of(request)
+    capabilities = await frontend.backends.capabilities()
+    if "watch" not in capabilities:
+        return Response(b"", status_code=204)  # EventSource stops retrying on 204
+    text = request.query_params.get("q") or ""
+    query = await structured_query(frontend.backends, viewer, text, zone=zone_of(request))
+    # A resume position the browser sends back; one that is not a position
+    # (malformed, or past int64) starts from now, as a fresh page's stream.
+    sent = request.headers.get("last-event-id") or ""
+    resume = try_parse_id(sent, allow_zero=True)
+    stale = resume is not None and "change_feed" not in capabilities
+    return ServerSentEvent(
+        _stream(frontend, viewer, query, None if stale else resume, stale=stale),
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+ROUTES = [list_events]

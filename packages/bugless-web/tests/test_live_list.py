@@ -1,0 +1,182 @@
+"""A search list's event stream: which issues changed in, or left, the page's query.
+
+A real ``bugless web serve`` on the session's Model, Authenticator and
+PostgreSQL; the browser is httpx reading the stream as EventSource does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from transfer_support import signed_in
+from web_support import World, create_issue
+
+from bugless_core.clients import call
+from bugless_dev.stack import RunningService
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+
+@dataclass
+class Event:
+    """One server-sent event as EventSource hands it to the page."""
+
+    name: str
+    data: str
+    id: str | None
+
+
+async def _events(response: httpx.Response) -> AsyncIterator[Event]:
+    name, data, event_id = "message", "", None
+    async for line in response.aiter_lines():
+        if not line:
+            if data or name != "message":
+                yield Event(name, data, event_id)
+            name, data, event_id = "message", "", None
+        elif line.startswith("event:"):
+            name = line.removeprefix("event:").strip()
+        elif line.startswith("data:"):
+            data = line.removeprefix("data:").strip()
+        elif line.startswith("id:"):
+            event_id = line.removeprefix("id:").strip()
+
+
+async def _next(events: AsyncIterator[Event], *names: str) -> Event:
+    """The next event named one of ``names`` (others, and comments, skipped)."""
+    async with asyncio.timeout(30):
+        async for event in events:
+            if event.name in names:
+                return event
+    raise AssertionError(f"the stream ended before a {names} event")
+
+
+async def _change(
+    model: v1.ModelStub, caller: v1.Caller, issue: v1.Issue, paths: list[str], **fields: object
+) -> v1.Issue:
+    response = await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=caller,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=v1.IssueDelta(
+                fields=v1.IssueFields(**fields),  # type: ignore[arg-type]
+                update_mask=FieldMask(paths=paths),
+            ),
+        ),
+    )
+    assert response.issue is not None
+    return response.issue
+
+
+@contextlib.asynccontextmanager
+async def _client(web: RunningService) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in as bob, as a browser tab is."""
+    async with httpx.AsyncClient(base_url=str(web.url), timeout=httpx.Timeout(30)) as client:
+        await signed_in(client)
+        yield client
+
+
+async def test_a_list_hears_changes_and_leaves_and_resumes_where_it_stopped(
+    web_server: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    """A change of a listed issue, then its close, come as changed then left; a resume replays.
+
+    The stream reconnected with the last event's id (Last-Event-ID) gets the
+    changes made while it was away, from any replica (the web keeps nothing).
+    """
+    word = "livelist" + secrets.token_hex(4)
+    issue = await create_issue(model, world, f"{word} first")
+    query = {"q": f"{word} is:open"}
+    headers = {"accept": "text/event-stream"}
+    async with _client(web_server) as client:
+        async with client.stream("GET", "/search/events", params=query, headers=headers) as live:
+            assert live.status_code == 200
+            assert "no-store" in live.headers["cache-control"]
+            events = _events(live)
+            subscribed = await _next(events, "subscribed")
+            assert subscribed.id is not None
+            assert int(subscribed.id) > 0
+            issue = await _change(model, world.caller("bob"), issue, ["priority"], priority=1)
+            changed = await _next(events, "issue")
+            assert json.loads(changed.data) == {"issue": issue.id, "left": False}
+            issue = await _change(
+                model, world.caller("bob"), issue, ["status"], status=v1.Status.FIXED
+            )
+            left = await _next(events, "issue")
+            assert json.loads(left.data) == {"issue": issue.id, "left": True}
+            assert left.id is not None
+            assert int(left.id) >= int(changed.id or 0)
+        # Away: the issue comes back into the list (reopened), and another enters.
+        issue = await _change(model, world.caller("bob"), issue, ["status"], status=v1.Status.NEW)
+        other = await create_issue(model, world, f"{word} second")
+        resumed_headers = {**headers, "last-event-id": left.id}
+        async with client.stream(
+            "GET", "/search/events", params=query, headers=resumed_headers
+        ) as again:
+            events = _events(again)
+            heard = [json.loads((await _next(events, "issue")).data) for _ in range(3)]
+    # The resume repeats the change it stopped at (its id is the change before), then the rest.
+    assert heard == [
+        {"issue": issue.id, "left": True},
+        {"issue": issue.id, "left": False},
+        {"issue": other.id, "left": False},
+    ]
+
+
+async def test_an_issue_moved_out_of_view_is_only_said_to_have_left(
+    web_server: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    """Moved where bob may not look, the issue's event names it and says it left: no more.
+
+    The Model judges visibility; what the issue became (its component, its
+    new title) never reaches the page, and its later changes send nothing.
+    """
+    word = "livelist" + secrets.token_hex(4)
+    issue = await create_issue(model, world, f"{word} moving")
+    hidden = await create_issue(model, world, f"{word} hidden", by="alice", component="Secret")
+    headers = {"accept": "text/event-stream"}
+    async with (
+        _client(web_server) as client,
+        client.stream("GET", "/search/events", params={"q": word}, headers=headers) as live,
+    ):
+        events = _events(live)
+        await _next(events, "subscribed")
+        await _change(model, world.admin, hidden, ["priority"], priority=1)
+        issue = await _change(
+            model,
+            world.admin,
+            issue,
+            ["component_id", "title"],
+            component_id=world.components["Secret"],
+            title=f"{word} secret plans",
+        )
+        left = await _next(events, "issue")
+        assert left.data == json.dumps({"issue": issue.id, "left": True})
+        assert "secret" not in left.data
+        # Later changes of the hidden issues say nothing; bob's own list goes on.
+        await _change(model, world.admin, issue, ["priority"], priority=2)
+        mine = await create_issue(model, world, f"{word} visible")
+        after = await _next(events, "issue")
+        assert json.loads(after.data) == {"issue": mine.id, "left": False}
+
+
+async def test_a_query_the_search_page_would_refuse_is_refused_with_its_reason(
+    web_server: RunningService,
+) -> None:
+    """400 with the parser's reason: EventSource stops, and nothing is watched."""
+    async with _client(web_server) as client:
+        response = await client.get(
+            "/search/events",
+            params={"q": "status:(open"},
+            headers={"accept": "text/event-stream"},
+        )
+    assert response.status_code == 400
+    assert "Traceback" not in response.text
+    assert "(" in response.text or "parenthes" in response.text.lower()
