@@ -170,7 +170,7 @@ async def _search_page(
     columns = columns_of(request)
     page_size = _page_size(request, params)
     trail = PageTrail.from_params(params.get("page_token", ""), params.get("trail", ""))
-    results, hotlists = await asyncio.gather(
+    results, hotlists, capabilities = await asyncio.gather(
         run_search(
             frontend.backends,
             viewer,
@@ -181,6 +181,7 @@ async def _search_page(
             columns=columns,
         ),
         frontend.backends.my_hotlists(viewer),
+        frontend.backends.capabilities(),
     )
     bulk_fields = await custom_fields.fields_of_components(
         frontend.backends, viewer, (i.component_id for i in results.issues)
@@ -220,6 +221,8 @@ async def _search_page(
             "my_hotlists": hotlists,
             "bulk_fields": bulk_fields,
             "refused_bulk": refused,
+            # The list hears what changes in it (bugless_web.routes.live_list).
+            "live": "watch" in capabilities,
         },
         status_code=400 if results.error or refused else 200,
         viewer=viewer,

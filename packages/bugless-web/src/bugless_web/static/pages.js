@@ -1,5 +1,5 @@
 // bugless: behaviour of particular pages — the hotlist's drag-and-drop re-rank,
-// the "edited" mark, and live updates on the issue page. Progressive
+// the "edited" mark, and live updates on the issue page and on lists. Progressive
 // enhancement only; loaded with `defer` after app.js, whose `window.bugless` it
 // uses (the CSRF token, the build, reloadOnce and showTimes).
 (function () {
@@ -102,6 +102,65 @@
       if (added) { added.classList.add("fresh"); showTimes(added); }
       latestVersion = Math.max(latestVersion, data.version);
       updateNotice();
+    });
+  }
+
+  // ---- live lists: which issues changed in, or left, a search's list ----------
+  // The stream says only which issue and whether it left (the Model judged
+  // what the viewer may see); the page counts issues, not events (a resumed
+  // stream may send one again), marks the rows it shows and offers a refresh,
+  // which re-runs the search for everything else.
+  var list = document.querySelector(".search[data-live]");
+  var listBar = document.getElementById("list-live");
+  if (list && listBar && window.EventSource) {
+    var listLive = list.getAttribute("data-live");
+    var listSource = new EventSource(listLive + (listLive.indexOf("?") === -1 ? "?" : "&") +
+      "_build=" + encodeURIComponent(build));
+    var heard = {};  // issue id -> "changed" or "left", the last word on it
+    var stale = false;
+    var what = listBar.querySelector(".what");
+    listBar.querySelector(".refresh").addEventListener("click", function () {
+      window.location.reload();
+    });
+    function plural(count, one, many) { return count + " " + (count === 1 ? one : many); }
+    function updateListBar() {
+      var changed = 0, left = 0;
+      Object.keys(heard).forEach(function (id) {
+        if (heard[id] === "left") { left += 1; } else { changed += 1; }
+      });
+      var parts = [];
+      if (changed) parts.push(plural(changed, "issue changed", "issues changed"));
+      if (left) parts.push(plural(left, "issue left this list", "issues left this list"));
+      if (stale && !parts.length) parts.push("This list may have changed while the page was not connected");
+      if (!parts.length) { listBar.hidden = true; return; }
+      what.textContent = parts.join(", ") + ".";
+      listBar.hidden = false;
+    }
+    listSource.addEventListener("subscribed", function () { list.setAttribute("data-live-state", "watching"); });
+    listSource.addEventListener("reload", function (event) {
+      listSource.close();
+      reloadOnce(event.data || "unknown");
+    });
+    listSource.addEventListener("issue", function (event) {
+      var data = JSON.parse(event.data);
+      var id = String(data.issue);
+      heard[id] = data.left ? "left" : "changed";
+      var row = list.querySelector('tr.row[data-href="/issues/' + id + '"]');
+      if (row) {
+        row.classList.toggle("live-left", !!data.left);
+        row.classList.toggle("live-changed", !data.left);
+        row.setAttribute("title", data.left ? "Left this list since the page was made" :
+          "Changed since the page was made");
+      }
+      updateListBar();
+    });
+    listSource.addEventListener("stale", function () { stale = true; updateListBar(); });
+    listSource.addEventListener("behind", function () {
+      // Too much changed to follow: the bar stays, and a refresh shows it all.
+      listSource.close();
+      stale = true;
+      what.textContent = "This list changed more than the page can follow.";
+      listBar.hidden = false;
     });
   }
 })();

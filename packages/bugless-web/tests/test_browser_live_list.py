@@ -1,0 +1,67 @@
+"""A search page in Chromium hears which of its issues changed or left, and offers a refresh.
+
+Real web, Model, Authenticator and PostgreSQL; the changes are made in
+another tab, through the issue form, as a colleague would.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from urllib.parse import quote
+
+from browser_support import (
+    create_issue_ui,
+    iter_console_problems,
+    new_tab,
+    save_screenshot,
+    sign_in,
+)
+from playwright.sync_api import BrowserContext, expect
+
+from bugless_dev.stack import RunningService
+
+
+def test_a_search_page_marks_changed_and_left_rows_and_refreshes(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    """A comment marks its row changed, a close marks its row left; the bar counts issues.
+
+    Before, the list stayed as it was loaded until the triager reloaded it,
+    with nothing saying that anything had changed.
+    """
+    word = "livelist" + secrets.token_hex(4)
+    watcher = new_tab(context)
+    sign_in(watcher, web_server, "bob")
+    commented = create_issue_ui(watcher, web_server, f"{word} to comment on")
+    closed = create_issue_ui(watcher, web_server, f"{word} to close")
+    page = watcher.page
+    page.goto(f"{web_server.url}/search?q={quote(word + ' is:open')}")
+    expect(page.locator("table.results tr.row")).to_have_count(2)
+    expect(page.locator(".search[data-live-state='watching']")).to_have_count(1)
+    bar = page.locator("#list-live")
+    expect(bar).to_be_hidden()
+
+    other = new_tab(context)
+    other.page.goto(f"{web_server.url}/issues/{commented}")
+    other.page.fill("#comment", "Seen on staging too")
+    other.page.click('#issue-form button:has-text("Save")')
+    expect(other.page.locator("#entry-2")).to_be_visible()
+    expect(bar).to_have_text("1 issue changed. Refresh")
+    changed_row = page.locator(f'tr.row[data-href="/issues/{commented}"]')
+    expect(changed_row).to_have_class("row live-changed")
+
+    other.page.goto(f"{web_server.url}/issues/{closed}")
+    other.page.select_option('#issue-form select[name="status"]', "FIXED")
+    other.page.click('#issue-form button:has-text("Save")')
+    expect(other.page.locator("#entry-2")).to_be_visible()
+    expect(bar).to_have_text("1 issue changed, 1 issue left this list. Refresh")
+    expect(page.locator(f'tr.row[data-href="/issues/{closed}"]')).to_have_class("row live-left")
+    save_screenshot(page, tmp_path, "live-list")
+
+    bar.locator("button.refresh").click()
+    expect(page.locator("table.results tr.row")).to_have_count(1)
+    expect(page.locator(f'tr.row[data-href="/issues/{commented}"]')).to_have_class("row")
+    expect(bar).to_be_hidden()
+    assert list(iter_console_problems(watcher.console)) == []
+    assert watcher.dialogs == []
