@@ -10,7 +10,7 @@ import json
 import secrets
 
 import pytest
-from api_support import ConnectAs, bugless_cli, signed_in
+from api_support import Bots, ConnectAs, bugless_cli, signed_in
 
 from bugless_core.errors import InvalidArgument, NotFound
 from bugless_proto import v1
@@ -58,7 +58,7 @@ async def test_the_people_a_component_leaves_out_are_named_by_username(
 
 
 async def test_the_cli_warns_on_stderr_after_naming_people_who_cannot_view(
-    served_api: dict[str, str], connect_as: ConnectAs
+    served_api: dict[str, str], connect_as: ConnectAs, bots: Bots
 ) -> None:
     boss = connect_as("boss")
     name = f"Closed-{secrets.token_hex(3)}"
@@ -86,6 +86,15 @@ async def test_the_cli_warns_on_stderr_after_naming_people_who_cannot_view(
     assert added.stderr.strip() == (
         f"warning: greedy cannot view component {name}: they will not see issue "
         f"{issue['id']} or get mail about it"
+    )
+    leaver = f"leaver-{secrets.token_hex(3)}"
+    bots.stack.add_user(leaver, "correct horse battery staple")
+    bots.stack.run_bugless("auth", "user", "disable", leaver)
+    gone = bugless_cli(served_api, "issue", "update", str(issue["id"]), "--cc-add", leaver)
+    assert gone.stderr.strip() == (
+        f"warning: {leaver} cannot sign in (a disabled account, or a person an import brought "
+        f"in whom no account has taken over yet): they will not see issue {issue['id']} or get "
+        "mail about it"
     )
     # Who was named before is not warned of again.
     retitled = bugless_cli(served_api, "issue", "update", str(issue["id"]), "--title", "Renamed")

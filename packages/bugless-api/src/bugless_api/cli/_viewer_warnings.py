@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
     from bugless_proto import v1
 
-#: By ``ViewerBlock`` name (the module imports no client code until it runs).
+#: By ``ViewerBlock`` name (the module imports no client code until it runs); worded
+#: as the web's warning (:mod:`bugless_web.viewer_warnings`) words them.
 _REASONS = {
     "NO_ACCESS": "cannot view component {path}",
-    "CANNOT_SIGN_IN": "cannot sign in (disabled, or an imported person no account was matched to)",
+    "CANNOT_SIGN_IN": "cannot sign in (a disabled account, or a person an import brought in "
+    "whom no account has taken over yet)",
     "UNKNOWN_USER": "{is_are} not known to bugless",
 }
 
