@@ -167,7 +167,8 @@ class WebSettings:
             never hangs on a backend that stopped answering. Not of an
             upload, which lasts as long as the browser takes to send the file
             (the two settings below), nor of a download after its first
-            message (the two after them).
+            message (the two after them), nor of a live page's watch after
+            its first message (it may rightly wait hours for a change).
         upload_idle_seconds: An upload (the page's script or the no-script
             form) fails once no bytes have moved for this long: the browser
             sent nothing (408, naming the wait), or the Model took nothing

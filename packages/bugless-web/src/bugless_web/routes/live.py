@@ -9,7 +9,10 @@ browser sends ``Last-Event-ID`` and gets what it missed from the history.
 A browser that stops reading does not make the web hold events for it
 without limit, nor hold up the Model's watch reader: past
 :data:`LIVE_BACKLOG_EVENTS` unsent, the watch ends and the page is told to
-reload.
+reload. A Model that does not start the watch (its first message) within
+``call_timeout_seconds`` has the watch released and the stream ended, so the
+browser connects again (``retry``), to whichever replica answers, and gets
+what it missed from the history.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from bugless_core.clients import call
+from bugless_core.errors import Unavailable
 from bugless_core.failover import MODEL_WATCH_ROUTE
 from bugless_core.ids import try_parse_id
 from bugless_proto import v1
@@ -105,6 +109,11 @@ async def _stream(
         # The stream's failures are the Model's outage as the pages' calls
         # are (one log for both); its subscribed marker is the Model answering.
         outage = frontend.backends.model_outage
+        seconds = frontend.settings.call_timeout_seconds
+        # The Model's first message is awaited as a call's answer is: a Model
+        # that accepted the watch and sent nothing held it (and the page's
+        # stream, live in name only) for as long as the page stayed open.
+        starting = asyncio.timeout(seconds)
         try:
             request = v1.WatchRequest(caller=viewer.caller, issue_id=issue_id)
             stream = cast(
@@ -112,13 +121,19 @@ async def _stream(
                 frontend.backends.model_stream.watch(request),
             )
             # Closed on leaving, so a watch ended here is released at the Model now.
-            async with contextlib.aclosing(stream):
+            async with contextlib.aclosing(stream), starting:
                 async for event in stream:
+                    starting.reschedule(None)
                     if event.subscribed:
                         record_call(outage, MODEL_WATCH_ROUTE, None)
                     if not backlog.offer(event):
                         return
         except Exception as exc:
+            if isinstance(exc, TimeoutError) and starting.expired():
+                exc = Unavailable(
+                    f"the model service did not start the watch of issue {issue_id} within "
+                    f"{seconds:g} s (--call-timeout-seconds); the page reconnects"
+                )
             record_call(outage, MODEL_WATCH_ROUTE, exc)
             backlog.offer(exc)
 
