@@ -167,7 +167,12 @@ UPDATE hotlist_items t SET rank = r.new_rank
  WHERE t.hotlist_id = $1 AND t.issue_id = r.issue_id AND t.rank <> r.new_rank
 """
 COUNT_HOTLIST_ITEMS = "SELECT count(*)::int FROM hotlist_items WHERE hotlist_id = $1"
-SET_ITEM_RANK = "UPDATE hotlist_items SET rank = $3 WHERE hotlist_id = $1 AND issue_id = $2"
+#: Items of hotlist $1 ranked in the order of issues $2 (0-based); only changed ranks are written.
+SET_ITEM_RANKS = """
+UPDATE hotlist_items h SET rank = t.position - 1
+  FROM unnest($2::bigint[]) WITH ORDINALITY AS t(issue_id, position)
+ WHERE h.hotlist_id = $1 AND h.issue_id = t.issue_id AND h.rank <> t.position - 1
+"""
 SET_ITEM_NOTE = """
 UPDATE hotlist_items SET note = $3 WHERE hotlist_id = $1 AND issue_id = $2 RETURNING *
 """
