@@ -113,6 +113,8 @@ class _Stream:
     def __init__(self, peer: Peer, request: bytes) -> None:
         self.peer = peer
         self.metadata: MultiDict[str] = MultiDict()
+        #: The client's user-agent header (the tracker keeps a connection's first).
+        self.user_agent: str | None = None
         self.request = request
         self.sent = b""
 
