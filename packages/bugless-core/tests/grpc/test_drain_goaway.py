@@ -20,9 +20,21 @@ import pytest
 from grpc_test_server import HOLD_KEY, OpenChannel, SlowModel, StartRunner
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from prometheus_client import CollectorRegistry
 
+from bugless_core._compat.grpclib import h2_connection
 from bugless_core.failover import refused_while_draining
-from bugless_core.grpc import CorkedChannel, GrpcServerSettings, GrpcServiceRunner
+from bugless_core.grpc import (
+    CorkedChannel,
+    CorkedServer,
+    GrpcServerSettings,
+    GrpcServiceRunner,
+    listening_port,
+)
+from bugless_core.grpc._calls import CallTracker
+from bugless_core.grpc._cork import CorkedH2Protocol
+from bugless_core.grpc._metrics import GrpcServerMetrics
+from bugless_core.grpc._peer import ConnectionRegistry
 from bugless_proto import v1
 
 GET_SERVER_INFO = "/bugless.v1.Model/GetServerInfo"
@@ -186,3 +198,48 @@ async def test_a_grpcio_client_first_heard_from_after_the_stop_is_sent_a_goaway_
         assert replicas.answered() == (0, 1)
         assert (await get_server_info(v1.GetServerInfoRequest(), timeout=10)).backend == "test"
         assert replicas.answered() == (0, 2)
+
+
+async def test_a_call_read_before_the_stop_whose_task_had_not_run_is_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server stops right after reading a call's HEADERS, before the call's
+    task first runs: the GOAWAY names that stream as one it answers, so the
+    call is answered, not refused as a call made after the stop. On the old
+    code it was refused (UNAVAILABLE, DRAINING)."""
+    connections = ConnectionRegistry()
+    tracker = CallTracker(
+        service_name="test-model",
+        metrics=GrpcServerMetrics.for_registry(CollectorRegistry()),
+        connections=connections,
+        drain_exempt_methods=(),
+        access=None,
+    )
+    servicer = SlowModel()
+    server = CorkedServer(
+        tracker.track([servicer]),
+        on_connection=connections.accepted,
+        on_call_done=tracker.call_ended,
+    )
+    sent_goaway: list[int] = []
+    receive = CorkedH2Protocol.data_received
+
+    def stopping_after_the_second_call(protocol: CorkedH2Protocol, data: bytes) -> None:
+        receive(protocol, data)
+        read = h2_connection(protocol).highest_inbound_stream_id
+        if protocol.side == "server" and read >= 3 and not sent_goaway:
+            sent_goaway.append(tracker.refuse_new_calls())
+
+    monkeypatch.setattr(CorkedH2Protocol, "data_received", stopping_after_the_second_call)
+    await server.start("127.0.0.1", 0)
+    channel = CorkedChannel("127.0.0.1", listening_port(server))
+    try:
+        stub = v1.ModelStub(channel, timeout=10)
+        assert (await stub.get_server_info()).backend == "test"  # stream 1
+        assert (await stub.get_server_info()).backend == "test"  # stream 3
+        assert sent_goaway == [1]
+        assert len(servicer.seen_connection_ids) == 2
+    finally:
+        channel.close()
+        server.close()
+        await server.wait_closed()
