@@ -9,13 +9,11 @@ and alice (an admin) can.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import json
 import logging
 import re
 import secrets
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +25,7 @@ from web_support import SESSION_KEY, World, create_issue, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_testing.tcp_relay import TcpRelay
 from bugless_web import WebSettings, create_app
 from bugless_web.viewer_warnings import (
     MAX_BULK_COMPONENTS,
@@ -265,70 +264,16 @@ def test_a_sentence_longer_than_the_cookie_holds_is_cut() -> None:
     assert len(json.dumps(warning)) <= MAX_WARNING_BYTES
 
 
-class _Relay:
-    """A TCP relay on loopback to another port, whose link the test can cut.
-
-    It runs its own event loop in a thread of its own, so it relays whatever
-    the test's loop is doing (the in-process web app may hold it).
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = 0
-        self._target = port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    def start(self) -> None:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._relay, "127.0.0.1", 0), self._loop
-        ).result(timeout=10)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        target_reader, target_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        self._writers += [writer, target_writer]
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(pipe(reader, target_writer), pipe(target_reader, writer))
-
-    async def _cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for writer in self._writers:
-            writer.close()
-
-    def cut(self) -> None:
-        """Refuse new connections and drop the ones relayed."""
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(timeout=10)
-
-    def stop(self) -> None:
-        """Cut, then end the relay's loop and thread."""
-        self.cut()
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-
-
 @pytest.fixture
-async def model_behind_relay(world: World) -> AsyncIterator[tuple[WebSettings, _Relay]]:
-    """A Model replica reaching the Authenticator through a :class:`_Relay`.
+async def model_behind_relay(world: World) -> AsyncIterator[tuple[WebSettings, TcpRelay]]:
+    """A Model replica reaching the Authenticator through a :class:`TcpRelay`.
 
     It fetches the assertion keys once an hour, so once it has them it
     verifies callers without the Authenticator, and a cut relay fails only
     what needs the Authenticator now: GetUserGroups.
     """
     auth = world.stack.auth
-    relay = _Relay(auth.port)
+    relay = TcpRelay(auth.port)
     replica = None
     try:
         relay.start()
@@ -359,7 +304,7 @@ async def model_behind_relay(world: World) -> AsyncIterator[tuple[WebSettings, _
 async def test_a_check_that_fails_saves_without_a_warning_and_logs_why(
     world: World,
     model: v1.ModelStub,
-    model_behind_relay: tuple[WebSettings, _Relay],
+    model_behind_relay: tuple[WebSettings, TcpRelay],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings, relay = model_behind_relay

@@ -20,6 +20,7 @@ from grpclib.exceptions import GRPCError
 
 from bugless_dev.stack import LocalStack
 from bugless_proto import v1
+from bugless_testing.tcp_relay import TcpRelay
 
 PASSWORD = "correct horse battery staple"
 
@@ -110,3 +111,57 @@ async def test_the_model_names_who_the_component_leaves_out_from_the_authenticat
     with pytest.raises(GRPCError) as hidden:
         await model.check_viewers(bobs, timeout=10)
     assert hidden.value.status is Status.NOT_FOUND
+
+
+async def test_an_authenticator_the_model_cannot_reach_makes_the_check_unavailable(
+    bugless_stack: LocalStack, channels: list[Channel]
+) -> None:
+    tag = secrets.token_hex(3)
+    ann = bugless_stack.add_user(f"vc-cut-{tag}", PASSWORD)
+    boss = bugless_stack.add_user(f"vc-cut-boss-{tag}", PASSWORD, admin=True)
+    with TcpRelay(bugless_stack.auth.port) as relay:
+        # Keys fetched once an hour: once it has them it verifies callers
+        # alone, and only what needs the Authenticator now fails.
+        args = ["model", "serve", "--port", "0", "--auth", f"127.0.0.1:{relay.port}"]
+        replica = await asyncio.to_thread(
+            bugless_stack.start,
+            "model",
+            [*args, "--assertion-refresh-seconds", "3600"],
+            name=f"model-cut-{tag}",
+        )
+        try:
+            assert replica.address is not None
+            channel = replica.address.channel()
+            channels.append(channel)
+            model = bugless_stack.acting_model(v1.ModelStub(channel))
+            component = await model.create_component(
+                v1.CreateComponentRequest(
+                    caller=v1.Caller(user_id=boss["user_id"]), name=f"Cut-{tag}"
+                ),
+                timeout=30,
+            )
+            request = v1.CheckViewersRequest(
+                caller=v1.Caller(user_id=boss["user_id"]),
+                component_id=component.id,
+                user_ids=[ann["user_id"]],
+            )
+            assert (await model.check_viewers(request, timeout=10)).cannot_view == []
+
+            relay.cut()
+
+            with pytest.raises(GRPCError) as cut:
+                await model.check_viewers(request, timeout=30)
+            assert cut.value.status is Status.UNAVAILABLE
+            assert "the Authenticator cannot be reached to ask who these people are" in (
+                cut.value.message or ""
+            )
+            # What needs no Authenticator now still works.
+            got = await model.get_component(
+                v1.GetComponentRequest(
+                    caller=v1.Caller(user_id=boss["user_id"]), component_id=component.id
+                ),
+                timeout=10,
+            )
+            assert got.id == component.id
+        finally:
+            await asyncio.to_thread(bugless_stack.stop_service, replica)

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core import limits
 from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
@@ -83,7 +83,8 @@ async def _people(source: UserGroupsSource, user_ids: Sequence[str]) -> dict[str
             raise FailedPrecondition(msg) from exc
         msg = f"the Authenticator cannot be asked who these people are: {exc.message or exc}"
         raise Unavailable(msg) from exc
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, StreamTerminatedError) as exc:
+        # A refused or dropped connection, as bugless_core.clients.call_errors reads one.
         msg = f"the Authenticator cannot be reached to ask who these people are: {exc!r}"
         raise Unavailable(msg) from exc
     return {answer.user_id: answer for answer in answers}
