@@ -255,3 +255,44 @@ def test_a_source_no_importer_is_installed_for_is_bad_usage_naming_the_installed
     ), output
     assert result.returncode == 2, output
     assert not (tmp_path / "state").exists()
+
+
+#: (source, location, the options besides the file's, the file's option)
+SECRET_FILES = [
+    ("github", str(FIXTURES / "github"), [], "token-file"),
+    ("redmine", "http://127.0.0.1:9/", [], "api-key-file"),
+    ("roundup", "http://127.0.0.1:9/tracker/", ["user=admin"], "password-file"),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("case", SECRET_FILES, ids=[case[0] for case in SECRET_FILES])
+def test_a_secret_file_an_option_names_that_cannot_be_read_is_one_line_with_status_2(
+    case: tuple[str, str, list[str], str],
+    kind: str,
+    files: Files,
+    canary: socket.socket,
+    tmp_path: Path,
+) -> None:
+    """A token, key or password file as the other files: 2, one line, nothing reached.
+
+    It exited 1, a failed service's status (GitHub's and Redmine's), or with
+    a traceback after the run had begun (Roundup's password, read at sign-in).
+    """
+    source, location, options, option = case
+    path: Path = getattr(files, kind)
+    address = f"127.0.0.1:{canary.getsockname()[1]}"
+    args = _args(files, address, tmp_path / "state")
+    args[1:3] = [source, location]
+    for given in [*options, f"{option}={path}"]:
+        args += ["--option", given]
+    result = run_bugless(args, {})
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, output
+    said = {"missing": "No such file or directory", "directory": "Is a directory"}[kind]
+    assert lines[0] == f"error: --option {option}={path}: {said}", output
+    assert result.returncode == 2, output
+    assert_unvisited(canary)
+    assert not (tmp_path / "state").exists()

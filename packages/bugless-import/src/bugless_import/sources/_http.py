@@ -17,15 +17,18 @@ a minute, each drawn between half and all of its nominal length.
 from __future__ import annotations
 
 import io
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.client import HTTPException, HTTPResponse
+from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 from urllib.error import HTTPError, URLError
 from urllib.request import OpenerDirector, Request, urlopen
 
 from bugless_core.backoff import Backoff
+from bugless_core.errors import InvalidArgument
 
 T = TypeVar("T")
 
@@ -67,6 +70,31 @@ def retry_count(option: str | None) -> int:
         msg = f"retries={option!r}: give a whole number of retries from 0 to 10"
         raise ValueError(msg)
     return int(option)
+
+
+def secret_option(options: Mapping[str, str], option: str, env: str = "") -> str:
+    """The secret in the file an importer's ``--option OPTION=PATH`` names, else in ``env``.
+
+    Tokens, API keys and passwords come as files (or environment variables),
+    never on the command line. A file that cannot be read is the command's
+    own input, like its other files: InvalidArgument naming the option and
+    the file, marked as the client's (``origin``), so ``bugless import``
+    exits 2 with one line rather than 1, or a traceback.
+
+    Returns:
+        The file's text without surrounding white space; ``env``'s value
+        without a file; "" for neither.
+    """
+    path = options.get(option, "")
+    if not path:
+        return os.environ.get(env, "").strip() if env else ""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidArgument(
+            f"--option {option}={path}: {why}", metadata={"field": option, "origin": "client"}
+        ) from exc
 
 
 def _retry_after(error: HTTPError) -> float | None:

@@ -11,7 +11,6 @@ the JSON into issues, which is the same either way.
 from __future__ import annotations
 
 import json
-import os
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -27,7 +26,12 @@ from bugless_core.errors import (
     Unauthenticated,
     Unavailable,
 )
-from bugless_import.sources._http import RETRYABLE_STATUSES, open_file, read_with_retries
+from bugless_import.sources._http import (
+    RETRYABLE_STATUSES,
+    open_file,
+    read_with_retries,
+    secret_option,
+)
 
 #: Issues and users per request; Redmine caps it at its "limit" setting (100 by default).
 PAGE = 100
@@ -187,10 +191,4 @@ class RestReader:
 
 def api_key(options: dict[str, str]) -> str:
     """The Redmine API key: ``--option api-key-file=PATH``'s content, or ``REDMINE_API_KEY``."""
-    path = options.get("api-key-file", "")
-    if path:
-        try:
-            return Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise InvalidArgument(f"--option api-key-file={path}: {exc.strerror}") from exc
-    return os.environ.get("REDMINE_API_KEY", "").strip()
+    return secret_option(options, "api-key-file", "REDMINE_API_KEY")

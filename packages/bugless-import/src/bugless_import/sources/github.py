@@ -79,7 +79,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -100,7 +99,7 @@ from bugless_core.importer import (
     SourceRelationChange,
 )
 from bugless_core.issue_references import EXTERNAL_ID, imported_link
-from bugless_import.sources._http import open_file, retry_count
+from bugless_import.sources._http import open_file, retry_count, secret_option
 
 #: Timeline events that add or remove a relation, as the issue that holds it
 #: sees it -> (the event's fields that may name the other issue, kind,
@@ -204,7 +203,7 @@ class GitHubImporter(Importer):
             self.retries = retry_count(options.get("retries"))
         except ValueError as exc:
             raise InvalidArgument(f"--option {exc}") from exc
-        self._token = _token(options)
+        self._token = secret_option(options, "token-file", "GITHUB_TOKEN")
 
     def references_in(self, issue: SourceIssue) -> Callable[[str], str]:
         """``#N`` in ``issue``'s text: issue N of ``issue``'s own repository.
@@ -436,14 +435,3 @@ def _relation_change(event: dict[str, Any], repository_url: str) -> SourceRelati
     fields, kind, reverse, removed = _RELATION_EVENTS[str(event["event"])]
     key = next((k for k in (_issue_key(event.get(f), repository_url) for f in fields) if k), "")
     return SourceRelationChange(kind, key, reverse, removed=removed) if key else None
-
-
-def _token(options: dict[str, str]) -> str:
-    """The token for linked files: ``token-file=PATH`` or ``GITHUB_TOKEN`` ("" for none)."""
-    path = options.get("token-file", "")
-    if path:
-        try:
-            return Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise InvalidArgument(f"--option token-file={path}: {exc.strerror}") from exc
-    return os.environ.get("GITHUB_TOKEN", "").strip()

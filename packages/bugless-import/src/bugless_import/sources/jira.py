@@ -74,7 +74,6 @@ import base64
 import dataclasses
 import functools
 import json
-import os
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -95,7 +94,7 @@ from bugless_core.importer import (
     SourceRelation,
     SourceRelationChange,
 )
-from bugless_import.sources._http import open_file, retry_count
+from bugless_import.sources._http import open_file, retry_count, secret_option
 from bugless_import.sources._jira_comments import imports_internal_comments, withheld_because
 from bugless_import.sources.markup import jira_to_markdown
 
@@ -493,14 +492,7 @@ def _origin(url: str) -> tuple[str, str]:
 
 def _authorization(options: dict[str, str]) -> str:
     """The ``Authorization`` header for attachment downloads ("" without a token)."""
-    path = options.get("token-file", "")
-    if path:
-        try:
-            token = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise InvalidArgument(f"--option token-file={path}: {exc.strerror}") from exc
-    else:
-        token = os.environ.get("JIRA_TOKEN", "").strip()
+    token = secret_option(options, "token-file", "JIRA_TOKEN")
     if not token:
         return ""
     user = options.get("user", "")

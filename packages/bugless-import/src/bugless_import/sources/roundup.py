@@ -79,7 +79,6 @@ import json
 from collections.abc import Callable, Iterator
 from http.client import HTTPException
 from http.cookiejar import CookieJar
-from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urljoin
@@ -94,7 +93,7 @@ from bugless_core.importer import (
     SourcePerson,
     SourceRelation,
 )
-from bugless_import.sources._http import open_file, read_with_retries, retry_count
+from bugless_import.sources._http import open_file, read_with_retries, retry_count, secret_option
 from bugless_import.sources._roundup_endpoint import INTERFACES_PY, UNCHECKED, hidden_items
 from bugless_import.sources._roundup_journal import (
     BLOCKED_BY,
@@ -184,6 +183,9 @@ class RoundupImporter(Importer):
         except ValueError as exc:
             raise InvalidArgument(f"--option {exc}") from exc
         self.tracker = options.get("tracker") or self.base.split("://", 1)[1].rstrip("/")
+        #: ``password-file``'s content, read now: a file that cannot be read is
+        #: refused before the run connects anywhere.
+        self._password = secret_option(options, "password-file")
         self._cookies = CookieJar()
         self._opener = build_opener(HTTPCookieProcessor(self._cookies))
         self._signed_in = False
@@ -210,10 +212,9 @@ class RoundupImporter(Importer):
         user = self.options.get("user", "")
         if not user:
             return
-        secret_file = self.options.get("password-file", "")
-        if not secret_file:
+        if not self.options.get("password-file"):
             raise InvalidArgument("--option user= needs --option password-file=PATH")
-        password = Path(secret_file).read_text(encoding="utf-8").strip()
+        password = self._password
         form = urlencode(
             {"__login_name": user, "__login_password": password, "@action": "login"}
         ).encode()
