@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -297,6 +298,72 @@ async def test_a_move_names_the_component_left_by_its_path(
     body = mails[0].message.get_body(("plain",))
     assert body is not None
     assert f"Component: {left.path} \u2192 {went.path}" in body.get_content()
+
+
+async def test_an_imported_history_mails_nobody_and_later_changes_mail_as_usual(
+    model: v1.ModelStub,
+    bugless_stack: LocalStack,
+    people: People,
+    notifier: tuple[RunningService, list[str]],
+    smtp_sink: SmtpSink,
+) -> None:
+    """An import writes years of another tracker's history: none of it is news to anyone.
+
+    Before, every imported creation, comment and attachment entry mailed its
+    assignee, reporter, CCs and the people its old text @mentions, as if made
+    now: a team moving in got one mail per imported entry (walk26: six for
+    three Trac tickets). The first change made in bugless afterwards mails
+    as any change does.
+    """
+    tag = secrets.token_hex(4)
+    channel = bugless_stack.client_address("model", identity="import").channel()
+    try:
+        importer = bugless_stack.acting_model(v1.ModelStub(channel), as_requested=True)
+        caller = v1.Caller(user_id="test-admin", admin=True, import_issues=True)
+        component = await importer.create_component(
+            v1.CreateComponentRequest(caller=caller, name=f"moved-in-{tag}")
+        )
+        then = datetime(2023, 3, 1, 9, 0, tzinfo=UTC)
+        imported = await importer.import_issue(
+            v1.ImportIssueRequest(
+                caller=caller,
+                external_id=f"trac:{tag}",
+                fields=v1.IssueFields(
+                    title="Crash on save", component_id=component.id, assignee=people.ids["bob"]
+                ),
+                reporter=people.ids["alice"],
+                description="Saving crashes.",
+                cc=[people.ids["carol"]],
+                created_at=then,
+                history=[
+                    v1.ImportedEntry(
+                        author=people.ids["bob"],
+                        created_at=then + timedelta(hours=2),
+                        comment=f"Reproduced. @dave{people.ids['_tag']} knows this code.",
+                    )
+                ],
+            )
+        )
+    finally:
+        channel.close()
+    assert imported.created
+    assert imported.issue is not None
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=people.caller("alice"),
+            issue_id=imported.issue.id,
+            expected_version=imported.issue.version,
+            delta=issue_delta(),
+            comment="Still happens after the move.",
+        )
+    )
+
+    mails = await _settle(smtp_sink, 2)
+    assert _to(mails) == Counter({_addr(people, "bob"): 1, _addr(people, "carol"): 1})
+    for mail in mails:
+        body = mail.message.get_body(("plain",))
+        assert body is not None
+        assert "Still happens after the move." in body.get_content()
 
 
 async def test_a_mention_of_a_name_in_any_script_notifies_that_person(

@@ -137,7 +137,12 @@ class IssueDeliveries:
         pending = searches
         for version, author in entries:
             entry = found.get(version)
-            if entry is None:
+            if entry is None or entry.imported_from:
+                # An imported entry is the other tracker's past (its author
+                # and time are the source's), written by ``bugless import``
+                # now: nobody is told of it, or a team moving in would get
+                # a mail per entry of years of history. A saved-search
+                # notice waits for the batch's next native entry.
                 continue
             mentioned = await self._user_ids(mentioned_usernames(*mention_texts(issue, entry)))
             people = candidates(issue, entry, audience, mentioned, pending)
