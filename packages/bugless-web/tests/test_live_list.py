@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -180,3 +182,93 @@ async def test_a_query_the_search_page_would_refuse_is_refused_with_its_reason(
     assert response.status_code == 400
     assert "Traceback" not in response.text
     assert "(" in response.text or "parenthes" in response.text.lower()
+
+
+async def test_a_change_made_while_the_page_connects_is_heard(
+    web_server: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    """The page's stream starts where the feed was when its search ran, not when it connects.
+
+    Before, a change committed between the search and the stream's watch
+    reached neither: the page showed the old row and never heard of it.
+    """
+    word = "livelist" + secrets.token_hex(4)
+    issue = await create_issue(model, world, f"{word} racing")
+    async with _client(web_server) as client:
+        page = await client.get("/search", params={"q": word})
+        found = re.search(r'data-live="([^"]+)"', page.text)
+        assert found is not None, "the search page is not live"
+        stream_url = html.unescape(found.group(1))
+        assert "&after=" in stream_url
+        # Changed after the search ran, before the page's script connected.
+        issue = await _change(model, world.caller("bob"), issue, ["priority"], priority=1)
+        async with client.stream(
+            "GET", stream_url, headers={"accept": "text/event-stream"}
+        ) as live:
+            heard = await _next(_events(live), "issue")
+    assert json.loads(heard.data) == {"issue": issue.id, "left": False}
+
+
+async def test_a_position_not_of_this_feed_goes_on_live_and_says_the_list_may_be_stale(
+    web_server: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    """A resume the Model refuses (a position past its head) is a `stale` notice, not a loop.
+
+    The stream watches from now, its subscribed event carrying the position
+    to resume from next time, and the page hears changes as usual.
+    """
+    word = "livelist" + secrets.token_hex(4)
+    headers = {"accept": "text/event-stream", "last-event-id": str(10**15)}
+    async with (
+        _client(web_server) as client,
+        client.stream("GET", "/search/events", params={"q": word}, headers=headers) as live,
+    ):
+        events = _events(live)
+        assert (await _next(events, "stale", "subscribed")).name == "stale"
+        subscribed = await _next(events, "subscribed")
+        assert subscribed.id is not None
+        assert 0 < int(subscribed.id) < 10**15
+        issue = await create_issue(model, world, f"{word} new")
+        heard = await _next(events, "issue")
+    assert json.loads(heard.data) == {"issue": issue.id, "left": False}
+
+
+async def test_a_watched_field_deleted_ends_the_stream_with_the_reason(
+    web_server: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    """The Model ends a watch whose custom field is gone: the page is told why and stops.
+
+    (The Model notices at the next change it judges for the watch.)
+
+    Reconnecting would be refused the same way, every few seconds, for as
+    long as the page stayed open.
+    """
+    name = "Live " + secrets.token_hex(3)
+    defined = await call(
+        model.create_custom_field,
+        v1.CreateCustomFieldRequest(
+            caller=world.admin,
+            component_id=world.components["Platform"],
+            name=name,
+            type=v1.CustomFieldType.TEXT,
+        ),
+    )
+    query = {"q": f"customfield{defined.id}:x"}
+    async with (
+        _client(web_server) as client,
+        client.stream(
+            "GET", "/search/events", params=query, headers={"accept": "text/event-stream"}
+        ) as live,
+    ):
+        events = _events(live)
+        await _next(events, "subscribed")
+        await call(
+            model.delete_custom_field,
+            v1.DeleteCustomFieldRequest(
+                caller=world.admin, field_id=defined.id, expected_version=defined.version
+            ),
+        )
+        # The Model finds the field gone when it next judges a change.
+        await create_issue(model, world, "livelist after the field went")
+        ended = await _next(events, "ended")
+    assert str(defined.id) in ended.data or name in ended.data

@@ -14,12 +14,16 @@ sort, which one event cannot place).
 Each event's id is a feed position a reconnecting browser resumes from
 (``Last-Event-ID``, with the Model's ``change_feed`` capability): the
 change before the event's, so every entry of a change that wrote several is
-sent again rather than lost, and the page counts issues, not events. The
-web keeps no state between requests, so any replica resumes any stream.
-A position the feed no longer holds, or a resume the Model cannot serve,
-goes on live and tells the page the list may have changed meanwhile
-(``stale``). Past :data:`LIST_BACKLOG_EVENTS` unsent the watch ends and
-the page is told to refresh (``behind``); a Model that does not start the
+sent again rather than lost, and the page counts issues, not events. A
+first connection starts at ``after``, the feed's head before the page's
+search ran (:func:`list_position`). The web keeps no state between
+requests, so any replica resumes any stream. A position the feed no longer
+holds or that is not its own, or a resume the Model cannot serve, goes on
+live and tells the page the list may have changed meanwhile (``stale``); a
+query the Model stops watching (a custom field it names was deleted) ends
+the stream with the reason (``ended``), and the page stops following.
+Past :data:`LIST_BACKLOG_EVENTS` unsent the watch ends and the page is
+told to refresh (``behind``); a Model that does not start the
 watch within ``call_timeout_seconds`` has the watch released and the
 stream ended, so the browser connects again (``retry``) and resumes.
 """
@@ -36,13 +40,19 @@ from typing import Any, cast
 from litestar import Request, Response, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from bugless_core.clients import call_errors
-from bugless_core.errors import FeedPositionPruned, Unavailable
+from bugless_core.clients import call, call_errors
+from bugless_core.errors import (
+    BuglessError,
+    FailedPrecondition,
+    FeedPositionPruned,
+    InvalidArgument,
+    Unavailable,
+)
 from bugless_core.failover import MODEL_WATCH_ROUTE
 from bugless_core.ids import try_parse_id
 from bugless_core.limits import MAX_BATCH_CHANGE
 from bugless_proto import v1
-from bugless_web.backends import Viewer
+from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import Frontend, frontend_of, viewer_of
 from bugless_web.retries import record_call
 from bugless_web.routes.live import DRAIN_POLL_SECONDS, KEEPALIVE_SECONDS, _Backlog
@@ -67,6 +77,35 @@ def _issue_event(event: v1.WatchEvent) -> ServerSentEventMessage:
         issue_id = event.issue.id
     payload = json.dumps({"issue": issue_id, "left": event.left_query})
     return ServerSentEventMessage(data=payload, event="issue", id=str(max(event.position - 1, 0)))
+
+
+class _Unresumable(Exception):
+    """The watch could not resume at the page's position and went on from now."""
+
+
+def _unresumable(exc: FeedPositionPruned | InvalidArgument) -> bool:
+    """Whether the Model refused the resume position (not the query)."""
+    return isinstance(exc, FeedPositionPruned) or exc.metadata.get("field") == "after_position"
+
+
+async def list_position(backends: Backends, viewer: Viewer) -> int | None:
+    """Where a list page's stream starts: the feed's head before the page's search runs.
+
+    Read before the search, so a change committed while the page is made
+    and its stream connects is heard (one already shown may be heard too:
+    the page marks it changed, which it is). None when the Model cannot
+    resume a watch (no ``change_feed``) or does not answer: the stream
+    then starts when it subscribes.
+    """
+    if not {"watch", "change_feed"} <= await backends.capabilities():
+        return None
+    try:
+        answer = await call(
+            backends.model.read_feed, v1.ReadFeedRequest(caller=viewer.caller, head_only=True)
+        )
+    except BuglessError:
+        return None
+    return answer.head_position
 
 
 def _stale_event() -> ServerSentEventMessage:
@@ -116,13 +155,14 @@ async def _stream(
                                     record_call(outage, MODEL_WATCH_ROUTE, None)
                                 if not backlog.offer(event):
                                     return
-                except FeedPositionPruned as exc:
-                    if position is None:
+                except (FeedPositionPruned, InvalidArgument) as exc:
+                    if position is None or not _unresumable(exc):
                         raise
-                    # The changes after the page's position are gone: go on
-                    # from now and have the page say its list may be stale.
+                    # The changes after the page's position are gone (or it is
+                    # not this feed's: a restored database): go on from now
+                    # and have the page say its list may be stale.
                     position = None
-                    if not backlog.offer(exc):
+                    if not backlog.offer(_Unresumable(exc.message)):
                         return
                     continue
                 except TimeoutError as exc:
@@ -168,10 +208,17 @@ async def _stream(
                     yield ServerSentEventMessage(comment="keepalive")
                 continue
             idle = 0.0
-            if isinstance(item, FeedPositionPruned):
+            if isinstance(item, _Unresumable):
                 resuming = False
                 yield _stale_event()
                 continue
+            if isinstance(item, InvalidArgument | FailedPrecondition):
+                # The query no longer watches (a custom field it names was
+                # deleted): reconnecting would be refused again, so the page
+                # stops and says why.
+                _log.info("watch of a list refused: %s", item)
+                yield ServerSentEventMessage(data=item.message, event="ended")
+                return
             if isinstance(item, BaseException):
                 _log.info("watch of a list ended: %s", item)
                 return
@@ -204,7 +251,7 @@ async def list_events(request: Request[Any, Any, Any]) -> Response[Any]:
     query = await structured_query(frontend.backends, viewer, text, zone=zone_of(request))
     # A resume position the browser sends back; one that is not a position
     # (malformed, or past int64) starts from now, as a fresh page's stream.
-    sent = request.headers.get("last-event-id") or ""
+    sent = request.headers.get("last-event-id") or request.query_params.get("after") or ""
     resume = try_parse_id(sent, allow_zero=True)
     stale = resume is not None and "change_feed" not in capabilities
     return ServerSentEvent(

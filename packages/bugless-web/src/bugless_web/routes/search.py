@@ -30,6 +30,7 @@ from bugless_web.frontend import (
     viewer_of,
 )
 from bugless_web.paging import PageLink, PageTrail, page_count
+from bugless_web.routes.live_list import list_position
 from bugless_web.searching import (
     COLUMNS,
     SORTABLE,
@@ -170,6 +171,8 @@ async def _search_page(
     columns = columns_of(request)
     page_size = _page_size(request, params)
     trail = PageTrail.from_params(params.get("page_token", ""), params.get("trail", ""))
+    # Before the search, so the list's stream hears what changes after it ran.
+    live_after = await list_position(frontend.backends, viewer)
     results, hotlists, capabilities = await asyncio.gather(
         run_search(
             frontend.backends,
@@ -223,6 +226,7 @@ async def _search_page(
             "refused_bulk": refused,
             # The list hears what changes in it (bugless_web.routes.live_list).
             "live": "watch" in capabilities,
+            "live_after": live_after,
         },
         status_code=400 if results.error or refused else 200,
         viewer=viewer,

@@ -155,6 +155,12 @@
       updateListBar();
     });
     listSource.addEventListener("stale", function () { stale = true; updateListBar(); });
+    listSource.addEventListener("ended", function (event) {
+      // The Model no longer watches this query (a field it names was deleted).
+      listSource.close();
+      what.textContent = "This list stopped following changes: " + event.data;
+      listBar.hidden = false;
+    });
     listSource.addEventListener("behind", function () {
       // Too much changed to follow: the bar stays, and a refresh shows it all.
       listSource.close();
