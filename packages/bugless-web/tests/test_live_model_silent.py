@@ -1,14 +1,17 @@
-"""A live issue page whose Model accepts the watch and never starts it.
+"""A live issue page whose Model accepts the watch and never starts it, or ends it.
 
 The web awaited the Model's first watch message without bound: a Model that
 accepted the call and sent nothing held the watch, and the page's event
 stream (live in name only, every change missed), for as long as the page
 stayed open. It now awaits it for ``--call-timeout-seconds``, as a call's
 answer, then releases the watch and ends the stream, so the browser connects
-again (EventSource's ``retry``) and gets what it missed from the history.
+again (EventSource's ``retry``) and gets what it missed from the history. A
+watch the Model ends (a Model stopping) ends the stream the same way; before,
+the stream went on with no watch behind it.
 
 Everything but the watch goes to the stack's Model; the watch goes to a real
-gRPC server on a loopback port whose ``Watch`` handler waits until cancelled.
+gRPC server on a loopback port, whose ``Watch`` handler waits until cancelled
+or sends the ``subscribed`` marker and ends.
 """
 
 from __future__ import annotations
@@ -30,20 +33,24 @@ from bugless_web.frontend import Frontend
 
 #: The web's call timeout here: the bound on the watch's start.
 CALL_TIMEOUT = 2.0
-#: Generous for a stream due to end after CALL_TIMEOUT (it never ended before).
+#: Generous for a stream due to end within CALL_TIMEOUT (it never ended before).
 WITHIN = 20.0
 
 
 class SilentWatches(v1.ModelBase):
-    """Accepts watches and never sends a message; counts them and their releases."""
+    """Accepts watches and sends nothing (or, ``ending``, the marker and the end); counts them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ending: bool = False) -> None:
+        self.ending = ending
         self.opened = 0
         self.released = 0
 
     async def watch(self, message: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:
         self.opened += 1
         try:
+            if self.ending:
+                yield v1.WatchEvent(subscribed=True, position=1)
+                return
             await asyncio.Event().wait()
         finally:
             self.released += 1
@@ -55,11 +62,12 @@ class SilentServer:
     """The silent Model server and a web's channel to it, on the web app's loop."""
 
     watches: SilentWatches
+    frontend: Frontend
     server: CorkedServer | None = None
     channel: CorkedChannel | None = None
 
-    async def start_for(self, frontend: Frontend) -> None:
-        """Serve, and send ``frontend``'s watches here.
+    async def start(self) -> None:
+        """Serve, and send the web's watches here.
 
         Run on the app's loop (the test client's portal): a channel binds
         the loop it is made on, and a server on the test's loop would not
@@ -68,7 +76,12 @@ class SilentServer:
         self.server = CorkedServer([self.watches])
         await self.server.start("127.0.0.1", 0)
         self.channel = CorkedChannel("127.0.0.1", listening_port(self.server))
-        frontend.backends.model_stream = v1.ModelStub(self.channel)
+        self.frontend.backends.model_stream = v1.ModelStub(self.channel)
+
+    async def rescue(self) -> None:
+        """End a stream that would not end: the web drains, the server goes."""
+        self.frontend.drain.start("the test's stream did not end")
+        await self.stop()
 
     async def stop(self) -> None:
         """Close the channel and the server (once; a later call does nothing)."""
@@ -81,14 +94,11 @@ class SilentServer:
             await server.wait_closed()
 
 
-async def test_a_watch_the_model_never_starts_ends_the_stream_after_the_call_timeout(
-    world: World,
-    model: v1.ModelStub,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    silent = SilentWatches()
-    server = SilentServer(silent)
-    issue = await create_issue(model, world, "Watched by a Model that never starts")
+async def _live_stream(
+    world: World, model: v1.ModelStub, watches: SilentWatches
+) -> tuple[str, float]:
+    """A signed-in page's event stream, its watch on ``watches``: its text, how long it took."""
+    issue = await create_issue(model, world, "Watched by a Model that does not go on")
     settings = WebSettings(
         model=world.stack.model,
         auth=world.stack.auth,
@@ -99,36 +109,44 @@ async def test_a_watch_the_model_never_starts_ends_the_stream_after_the_call_tim
     app = create_app(settings)
     async with AsyncTestClient(app) as client:
         await sign_in(client, "bob")
-        frontend: Frontend = app.state["frontend"]
+        server = SilentServer(watches, app.state["frontend"])
         portal = client.blocking_portal
-        portal.call(server.start_for, frontend)
+        portal.call(server.start)
         loop = asyncio.get_running_loop()
         # The test client answers on its own loop and blocks this one until
         # the response ends: a stream that never ends is ended from a thread,
-        # by stopping the silent server, so that the old code fails, not hangs.
-        rescue = threading.Timer(WITHIN, portal.call, args=(server.stop,))
+        # so that the old code fails, not hangs.
+        rescue = threading.Timer(WITHIN, portal.call, args=(server.rescue,))
         started = loop.time()
         rescue.start()
         try:
-            with caplog.at_level(logging.INFO, logger="bugless.web"):
-                events = await client.get(
-                    f"/issues/{issue.id}/events", headers={"accept": "text/event-stream"}
-                )
+            events = await client.get(
+                f"/issues/{issue.id}/events", headers={"accept": "text/event-stream"}
+            )
             waited = loop.time() - started
             rescue.cancel()
             async with asyncio.timeout(WITHIN):
-                while silent.released < 1:  # noqa: ASYNC110 - a counter of the server's handler
+                while watches.released < 1:  # noqa: ASYNC110 - a counter of the server's handler
                     await asyncio.sleep(0.02)
         finally:
             rescue.cancel()
             rescue.join()
             portal.call(server.stop)
-
     assert events.status_code == 200
     assert ": watching" in events.text
     assert "event: entry" not in events.text
-    assert CALL_TIMEOUT <= waited < WITHIN, "ended by the bound, not by stopping the server"
-    assert (silent.opened, silent.released) == (1, 1)
+    assert waited < WITHIN, "ended by the test's rescue, not by the web"
+    assert (watches.opened, watches.released) == (1, 1)
+    return events.text, waited
+
+
+async def test_a_watch_the_model_never_starts_ends_the_stream_after_the_call_timeout(
+    world: World, model: v1.ModelStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On the old code the stream was still open at 20 s, when the test ended it."""
+    with caplog.at_level(logging.INFO, logger="bugless.web"):
+        _, waited = await _live_stream(world, model, SilentWatches())
+    assert waited >= CALL_TIMEOUT
     said = [record.getMessage() for record in caplog.records if record.name == "bugless.web"]
     warned = [
         record.getMessage()
@@ -139,3 +157,13 @@ async def test_a_watch_the_model_never_starts_ends_the_stream_after_the_call_tim
         "did not start the watch of issue" in line and "--call-timeout-seconds" in line
         for line in warned
     ), said
+
+
+async def test_a_watch_the_model_ends_ends_the_stream(
+    world: World, model: v1.ModelStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On the old code the stream went on, watching nothing, until the test ended it at 20 s."""
+    with caplog.at_level(logging.INFO, logger="bugless.web.live"):
+        await _live_stream(world, model, SilentWatches(ending=True))
+    ended = [r.getMessage() for r in caplog.records if r.name == "bugless.web.live"]
+    assert any("the model service ended the watch" in line for line in ended), ended

@@ -12,7 +12,7 @@ without limit, nor hold up the Model's watch reader: past
 reload. A Model that does not start the watch (its first message) within
 ``call_timeout_seconds`` has the watch released and the stream ended, so the
 browser connects again (``retry``), to whichever replica answers, and gets
-what it missed from the history.
+what it missed from the history; so does one that ends the watch.
 """
 
 from __future__ import annotations
@@ -128,6 +128,9 @@ async def _stream(
                         record_call(outage, MODEL_WATCH_ROUTE, None)
                     if not backlog.offer(event):
                         return
+            # The Model ended the watch (it is stopping): end the stream, so
+            # the browser connects again, to a replica that is not.
+            backlog.offer(Unavailable("the model service ended the watch"))
         except Exception as exc:
             if isinstance(exc, TimeoutError) and starting.expired():
                 exc = Unavailable(
