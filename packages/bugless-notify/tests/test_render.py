@@ -90,6 +90,39 @@ def test_a_comments_mentions_are_its_text_in_every_form_never_a_link() -> None:
         assert "/users/" not in form
 
 
+def test_a_comments_links_into_bugless_open_from_a_mail() -> None:
+    """The web writes a file dropped into a comment as ``[x.log](/attachments/3/x.log)``.
+
+    That target is the site's own, relative: the issue page opens it, a mail
+    client cannot (it has no site to resolve it against). A mail's forms give
+    it the web's address; links elsewhere, and the JSON form's stored text, are
+    left as written.
+    """
+    base = notice()
+    comment = (
+        '[engine.log](/attachments/3/engine.log) and [#1](/imported?id=trac%3A1 "old"), '
+        "[docs](https://example.org/a) [proto](//cdn.example.org/x) `[a](/b)`"
+    )
+    message = render_notification(
+        ChangeNotice(
+            issue=base.issue,
+            entry=sample_entry(comment=comment),
+            reason=Reason.CC,
+            public_url=PUBLIC_URL,
+            people=base.people,
+        )
+    )
+    absolute = (
+        f"[engine.log]({PUBLIC_URL}/attachments/3/engine.log) and "
+        f'[#1]({PUBLIC_URL}/imported?id=trac%3A1 "old"), '
+        "[docs](https://example.org/a) [proto](//cdn.example.org/x)"
+    )
+    assert absolute in message.text
+    assert "`[a](/b)`" in message.text, "code is shown as typed"
+    assert absolute.replace('"', "&quot;") in message.html
+    assert message.data["entry"]["comment"] == comment
+
+
 def test_the_reason_is_said_in_words_and_given_as_a_key() -> None:
     message = render_notification(notice(reason=Reason.SAVED_SEARCH, reason_detail="P0 storage"))
     assert "You receive this because you subscribed to a saved search (P0 storage)." in message.text

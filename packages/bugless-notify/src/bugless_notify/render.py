@@ -195,6 +195,26 @@ def one_line(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
+#: Code (fenced, then inline), left as written; else a Markdown link's target
+#: on this site (``](/attachments/3/x.log``), not one on another (``](//host``).
+_SITE_LINK = re.compile(r"(```[\s\S]*?```|`[^`\n]*`)|\]\((/(?!/))")
+
+
+def with_site_links(text: str, base: str) -> str:
+    """``text`` with its links to the site's own pages made absolute under ``base``.
+
+    The web writes links into comments relative to itself (a dropped file is
+    ``[x.log](/attachments/3/x.log)``, an import's reference
+    ``[#1](/imported?id=trac%3A1)``): the page resolves them, a mail client
+    has nothing to resolve them against. Code is left as it was typed.
+    """
+
+    def absolute(match: re.Match[str]) -> str:
+        return match.group(1) or f"]({base}/"
+
+    return _SITE_LINK.sub(absolute, text)
+
+
 class _Renderer:
     """Renders one notice; holds it so the helpers need no long argument lists."""
 
@@ -337,7 +357,8 @@ class _Renderer:
         out += [f"  {line}" for line in self.attachment_lines()]
         if self.entry.comment:
             out += ["", "Description:" if self.created else "Comment:", ""]
-            out += [f"  {row}" if row else "" for row in self.entry.comment.splitlines()]
+            comment = with_site_links(self.entry.comment, self.base)
+            out += [f"  {row}" if row else "" for row in comment.splitlines()]
         elif self.entry.comment_redacted:
             out += ["", REDACTED]
         out += [
@@ -370,7 +391,7 @@ class _Renderer:
             heading = "Description" if self.created else "Comment"
             parts.append(
                 f'<p><b>{heading}</b></p><div style="white-space:pre-wrap;border-left:3px solid '
-                f'#ccc;padding-left:8px">{e(self.entry.comment)}</div>'
+                f'#ccc;padding-left:8px">{e(with_site_links(self.entry.comment, self.base))}</div>'
             )
         elif self.entry.comment_redacted:
             parts.append(f"<p><i>{e(REDACTED)}</i></p>")
