@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import datetime
 import secrets
+import socket
 
 import asyncpg
 from grpclib.client import Channel
@@ -233,4 +234,80 @@ async def test_a_mail_is_not_sent_unchecked_while_the_model_cannot_say(
     assert record is not None
     assert record.attempts == 2
     assert "could not check the message against redactions before sending it" in (record.last_error)
+    assert not smtp_sink.mails
+
+
+async def test_a_model_that_never_answers_fails_the_attempt_within_its_timeout(
+    pool: asyncpg.Pool, queue: DeliveryQueue, smtp_sink: SmtpSink
+) -> None:
+    """The check counts in the attempt's time: a silent Model fails it, retried, then dead.
+
+    The Model is a socket that takes the connection and never answers (a
+    hung or partitioned Model). Before, the check waited for it forever:
+    the attempt held its slot past its lease and never ended, so the mail
+    neither went out nor became a dead letter.
+    """
+    queued = mail_delivery(1)
+    async with pool.acquire() as conn:
+        await queue.enqueue(conn, [queued])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        model_channel = Channel("127.0.0.1", port)
+        auth = v1.AuthenticatorStub(model_channel)
+        recheck = RedactionRecheck(
+            pool,
+            queue,
+            v1.ModelStub(model_channel),
+            IssueDeliveries(
+                v1.ModelStub(model_channel),
+                auth,
+                ActingFor(auth),
+                public_url="https://bugs.example.com",
+                notify_authors=False,
+            ),
+            ComponentWebhookStore(queue.schema),
+        )
+        worker = DeliveryWorker(
+            pool,
+            queue,
+            {
+                "email": EmailChannel(
+                    SmtpSettings(host="127.0.0.1", port=smtp_sink.port, security=SmtpSecurity.NONE)
+                )
+            },
+            WorkerSettings(
+                poll_seconds=0.2,
+                delivery_timeout_seconds=0.5,
+                lease_seconds=5.0,
+                retry=RetryPolicy(base_seconds=0.05, max_seconds=0.1, max_attempts=2),
+            ),
+            metrics_registry=CollectorRegistry(),
+            before_send=recheck,
+        )
+        running = asyncio.ensure_future(worker.run())
+        try:
+
+            async def dead() -> bool:
+                async with pool.acquire() as conn:
+                    record = await queue.get(conn, queued.delivery_id)
+                return record is not None and record.state is DeliveryState.DEAD
+
+            await until(dead, "the mail the silent Model could not check to become a dead letter")
+            assert worker.in_flight == 0
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+            for channel in worker.channels.values():
+                await channel.close()
+            model_channel.close()
+    async with pool.acquire() as conn:
+        record = await queue.get(conn, queued.delivery_id)
+    assert record is not None
+    assert record.attempts == 2
+    assert record.last_error == (
+        "gave up after 2 attempts; the last: could not check the message against "
+        "redactions before sending it: the check took longer than 0.5 s"
+    )
     assert not smtp_sink.mails

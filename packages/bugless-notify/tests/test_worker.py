@@ -421,7 +421,7 @@ async def test_a_channel_that_raises_or_hangs_is_retried_with_the_reason_kept(
     assert flaky.calls == [1, 2, 3]
     assert errors == [
         "RuntimeError: the plugin has a bug",
-        "the flaky channel took longer than 0.5 s",
+        "the flaky channel took longer than the attempt's 0.5 s",
     ]
 
 

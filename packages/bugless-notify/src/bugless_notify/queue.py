@@ -247,7 +247,7 @@ class RetryPolicy:
         base_seconds: The backoff after the first failed attempt.
         max_seconds: The longest wait between two attempts.
         max_attempts: Attempts before a retryable failure becomes a dead
-            letter (the defaults reach about 17 hours in 12 attempts).
+            letter (the defaults' 11 waits add up to 6-12 hours, about 9 on average).
 
     Raises:
         ValueError: A bound that would not back off (named by its field

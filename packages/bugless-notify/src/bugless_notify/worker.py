@@ -22,7 +22,9 @@ retry falls due, or every ``poll_seconds`` at the latest.
 With ``before_send`` (the notifier's :class:`~bugless_notify._recheck.RedactionRecheck`),
 each claim is checked before its attempts: a message may be rendered again
 (text redacted since it was queued) or withdrawn; if the check fails, each of
-its attempts is a retryable failure, so nothing goes out unchecked.
+its attempts is a retryable failure, so nothing goes out unchecked. The check
+counts in the attempt's ``delivery_timeout_seconds``: a Model that never
+answers fails it in time, and the slots and leases are not held past it.
 
 A claimed row that cannot be read is a dead letter at once, counted in
 ``bugless_notify_dead_letters_total{reason="unreadable"}``, and the rest of
@@ -62,7 +64,7 @@ import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.database_errors import is_database_error
-from bugless_core.errors import BuglessError
+from bugless_core.errors import BuglessError, Unavailable
 from bugless_core.notification_channel import (
     DeliveryResult,
     DeliveryStatus,
@@ -123,9 +125,10 @@ class WorkerSettings:
             replica that dies holding claims delays those deliveries by at most
             this long. Must be longer than ``delivery_timeout_seconds``, so a
             live worker always finishes before its lease runs out.
-        delivery_timeout_seconds: Bound on one attempt (a channel's own
-            timeouts should be shorter); past it, the attempt counts as a
-            retryable failure.
+        delivery_timeout_seconds: Bound on one attempt, from its claim:
+            the check before sending (``before_send``) and the channel
+            together (a channel's own timeouts should be shorter); past it,
+            the attempt counts as a retryable failure.
         poll_seconds: The longest sleep while nothing is due, in case a
             wake-up notification was missed (a reconnect).
         retry: Backoff and attempt budget.
@@ -298,7 +301,7 @@ class DeliveryWorker:
         # delivery); each attempt waits for it, the loop does not.
         checked = None
         if self._before_send is not None and claims:
-            checked = asyncio.ensure_future(self._before_send(claims))
+            checked = asyncio.ensure_future(self._check_in_time(self._before_send, claims))
             self._checks.add(checked)
             checked.add_done_callback(self._check_done)
         for delivery in claims:
@@ -314,6 +317,22 @@ class DeliveryWorker:
             if due_in is not None:
                 timeout = min(timeout, max(due_in, 0.005))
             await self._wait_for(self._wake, at_most=timeout)
+
+    async def _check_in_time(
+        self, before_send: BeforeSend, claims: Sequence[ClaimedDelivery]
+    ) -> Mapping[str, NotificationMessage | None]:
+        """``before_send(claims)``, given up after ``delivery_timeout_seconds``.
+
+        The check runs inside its attempts' time (see :meth:`_attempt`): a
+        Model that takes the connection and never answers would otherwise
+        hold every attempt of the claim, and their slots, past the lease.
+        """
+        timeout = self.settings.delivery_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                return await before_send(claims)
+        except TimeoutError:
+            raise Unavailable(f"the check took longer than {timeout:g} s") from None
 
     def _check_done(self, check: asyncio.Future[Mapping[str, NotificationMessage | None]]) -> None:
         self._checks.discard(check)
@@ -374,6 +393,9 @@ class DeliveryWorker:
     ) -> None:
         self.metrics.in_flight.inc()
         started = time.perf_counter()
+        # One bound for the check and the channel together, so an attempt
+        # still ends within delivery_timeout_seconds of its claim, inside the lease.
+        deadline = asyncio.get_running_loop().time() + self.settings.delivery_timeout_seconds
         try:
             sendable = await self._checked(claim, checked)
             if sendable is None:
@@ -382,7 +404,7 @@ class DeliveryWorker:
                 result = sendable
             else:
                 claim = sendable
-                result = await self._run_channel(claim)
+                result = await self._run_channel(claim, deadline)
             self.metrics.attempt_seconds.labels(claim.channel).observe(
                 time.perf_counter() - started
             )
@@ -423,7 +445,8 @@ class DeliveryWorker:
             claim, notification=dataclasses.replace(claim.notification, message=message)
         )
 
-    async def _run_channel(self, claim: ClaimedDelivery) -> DeliveryResult:
+    async def _run_channel(self, claim: ClaimedDelivery, deadline: float) -> DeliveryResult:
+        """Deliver through the claim's channel; past ``deadline`` (loop time): retryable."""
         attempt = claim.notification.attempt
         budget = self.settings.retry.max_attempts
         if attempt > budget:
@@ -433,11 +456,11 @@ class DeliveryWorker:
             )
         timeout = self.settings.delivery_timeout_seconds
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 return await self.channels[claim.channel].deliver(claim.notification)
         except TimeoutError:
             return DeliveryResult.retry(
-                f"the {claim.channel} channel took longer than {timeout:g} s"
+                f"the {claim.channel} channel took longer than the attempt's {timeout:g} s"
             )
         except Exception as exc:
             _log.exception(
