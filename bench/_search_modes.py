@@ -99,7 +99,7 @@ def _request(
 
 def _web_mask() -> FieldMask:
     """The read mask of the web's result table with the default columns."""
-    from bugless_web.searching import read_mask  # noqa: PLC0415 - only with --web-mask
+    from bugless_web.result_columns import read_mask  # noqa: PLC0415 - only with --web-mask
 
     return read_mask(DEFAULT_COLUMNS)
 

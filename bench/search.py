@@ -39,7 +39,7 @@ clients:
   query's page and count from one read of its matches;
 * ``served-web``, ``grpc-web`` (with ``--web-mask``): as ``served`` and
   ``grpc``, with the read mask the web's result table of the default columns
-  asks for (``bugless_web.searching.read_mask``): no hotlists, star or
+  asks for (``bugless_web.result_columns.read_mask``): no hotlists, star or
   relation lists, so fewer columns than the floor reads.
 
 CPU milliseconds per request are printed for each process: the bench

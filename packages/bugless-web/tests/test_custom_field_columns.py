@@ -20,7 +20,7 @@ from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE, MAX_PAGE_SIZE
 from bugless_proto import v1
 from bugless_web import WebSettings, create_app, custom_fields
 from bugless_web.backends import Backends, Viewer
-from bugless_web.searching import DEFAULT_COLUMNS, read_mask
+from bugless_web.result_columns import DEFAULT_COLUMNS, read_mask
 
 
 async def test_a_custom_field_is_a_sortable_list_column_and_a_csv_column(

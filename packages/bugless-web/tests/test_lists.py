@@ -18,7 +18,7 @@ from web_support import SESSION_KEY, World, create_issue, sign_in
 
 from bugless_proto import v1
 from bugless_web import WebSettings, create_app
-from bugless_web.searching import COLUMNS_COOKIE
+from bugless_web.result_columns import COLUMNS_COOKIE
 
 
 async def _many(model: v1.ModelStub, world: World, word: str, count: int) -> list[int]:

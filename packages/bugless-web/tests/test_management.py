@@ -15,7 +15,7 @@ from bugless_core.clients import call
 from bugless_core.errors import NotFound
 from bugless_core.list_columns import DEFAULT_COLUMNS
 from bugless_proto import v1
-from bugless_web import searching
+from bugless_web import result_columns
 
 
 async def _hotlist(model: v1.ModelStub, world: World, hotlist_id: int) -> v1.Hotlist:
@@ -359,7 +359,7 @@ async def test_a_search_saved_with_the_default_columns_follows_the_defaults(
     assert (again.query, again.columns) == (f"is:open p:p0 Defaults{tag}", [])
     # A release that changes the default columns reaches it, not the chosen one.
     changed = ("id", "title", "status")
-    monkeypatch.setattr(searching, "DEFAULT_COLUMNS", changed)
+    monkeypatch.setattr(result_columns, "DEFAULT_COLUMNS", changed)
     listing = (await client.get("/searches")).text
     hrefs = re.findall(r'<a href="/search\?q=is%3Aopen[^"]*' + tag + '[^"]*">', listing)
     assert sorted(hrefs) == [

@@ -49,8 +49,8 @@ from bugless_web.kept_attachments import KeptAttachments
 from bugless_web.markup import render_text
 from bugless_web.metrics import WebMetrics, default_registry
 from bugless_web.rendered_timelines import RenderedTimelines
+from bugless_web.result_columns import COLUMNS, saved_search_href
 from bugless_web.result_rows import result_rows
-from bugless_web.searching import COLUMNS, saved_search_href
 from bugless_web.session import DEV_COOKIE_NAME, SECURE_COOKIE_NAME, Session, SessionCodec
 from bugless_web.settings import WebSettings
 

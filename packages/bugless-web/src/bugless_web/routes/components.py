@@ -18,8 +18,9 @@ from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import FieldErrors
 from bugless_web.frontend import frontend_of, path_id, render, viewer_of
+from bugless_web.result_columns import DEFAULT_COLUMNS
 from bugless_web.routes.issues import list_all_components
-from bugless_web.searching import DEFAULT_COLUMNS, run_search
+from bugless_web.searching import run_search
 from bugless_web.timezones import zone_of
 
 

@@ -28,7 +28,8 @@ from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.display import level_label, status_label, type_label
 from bugless_web.frontend import frontend_of, render, viewer_of
-from bugless_web.searching import SearchResults, columns_of, name_custom_columns, run_search
+from bugless_web.result_columns import columns_of
+from bugless_web.searching import SearchResults, name_custom_columns, run_search
 from bugless_web.timezones import CallerZone, zone_of
 
 #: Issues read from the Model per call.

@@ -31,8 +31,9 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
+from bugless_web.result_columns import saved_search_href
 from bugless_web.routes.saved_searches import all_saved_searches
-from bugless_web.searching import run_search, saved_search_href
+from bugless_web.searching import run_search
 from bugless_web.timezones import zone_of
 
 #: The events a person can switch off, with how the settings page names them.

@@ -36,7 +36,7 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
-from bugless_web.searching import COLUMNS, columns_to_store, parse_columns, saved_columns
+from bugless_web.result_columns import COLUMNS, columns_to_store, parse_columns, saved_columns
 
 #: The edit form's fields in page order.
 SAVED_SEARCH_FIELDS = ("name", "query", "share_with_groups", "share_with_people", "columns")

@@ -30,15 +30,9 @@ from bugless_web.frontend import (
     viewer_of,
 )
 from bugless_web.paging import PageLink, PageTrail, page_count
+from bugless_web.result_columns import COLUMNS, columns_of, remember_columns
 from bugless_web.routes.live_list import list_position
-from bugless_web.searching import (
-    COLUMNS,
-    SORTABLE,
-    columns_of,
-    name_custom_columns,
-    remember_columns,
-    run_search,
-)
+from bugless_web.searching import SORTABLE, name_custom_columns, run_search
 from bugless_web.settings import MAX_PAGE_SIZE, PAGE_SIZES
 from bugless_web.timezones import zone_of
 from bugless_web.viewer_warnings import viewer_warning

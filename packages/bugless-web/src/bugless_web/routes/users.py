@@ -10,7 +10,8 @@ from litestar.params import FromPath
 from bugless_core.errors import NotFound
 from bugless_core.usernames import username_key
 from bugless_web.frontend import frontend_of, render, viewer_of
-from bugless_web.searching import DEFAULT_COLUMNS, run_search
+from bugless_web.result_columns import DEFAULT_COLUMNS
+from bugless_web.searching import run_search
 from bugless_web.timezones import zone_of
 
 
