@@ -27,7 +27,7 @@ from bugless_proto import v1
 from bugless_testing.slapd import PEOPLE_DN, READER_DN, READER_PASSWORD, Slapd, ssha
 
 if TYPE_CHECKING:
-    from auth_support import AuthServer, StartAuth
+    from auth_support import AuthServer, StartAuth, UserCommands
 
 
 def _b64(text: str) -> str:
@@ -166,6 +166,36 @@ async def test_migrate_keys_usernames_written_before_and_reports_a_clash(
         assert await key_usernames(conn, auth.store.schema) == 1
         found = await lookup(auth, f"ÖLAFUR-{tag}")
         assert [u.user_id for u in found.users] == [olaf.user_id]
+    finally:
+        await conn.close()
+
+
+async def test_a_clash_with_a_keyed_local_user_is_resolved_by_renaming_it(
+    auth: AuthServer, user_commands: UserCommands
+) -> None:
+    tag = secrets.token_hex(3)
+    olaf = await auth.add_user(f"Ölaf-{tag}")  # keyed, as this release writes users
+    conn = await _raw(auth)
+    try:
+        # A replica of the release before, still running during the rollout,
+        # let in a name of the same key, unkeyed.
+        await conn.execute(
+            "INSERT INTO users (user_id, username) VALUES ($1, $2)", f"u_late{tag}", f"ölaf-{tag}"
+        )
+        with pytest.raises(FailedPrecondition) as refused:
+            await key_usernames(conn, auth.store.schema)
+        message = str(refused.value)
+        assert f"'Ölaf-{tag}' ({olaf.user_id}, keyed)" in message
+        assert f"'ölaf-{tag}' (u_late{tag})" in message
+        assert "a local user marked keyed with `bugless auth user rename OLD NEW`" in message
+
+        # What the message says works: the command renames the keyed account,
+        # and the next migrate keys the other.
+        await user_commands("rename", f"Ölaf-{tag}", f"Ólafur-{tag}")
+        assert await key_usernames(conn, auth.store.schema) == 1
+        for name, user_id in ((f"ÓLAFUR-{tag}", olaf.user_id), (f"ÖLAF-{tag}", f"u_late{tag}")):
+            found = await lookup(auth, name)
+            assert [u.user_id for u in found.users] == [user_id], name
     finally:
         await conn.close()
 

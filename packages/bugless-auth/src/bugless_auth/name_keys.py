@@ -11,8 +11,10 @@ up, through the users' change feed as every write of ``users`` is.
 
 Two accounts whose usernames have one key (the old rule, SQL's ASCII-only
 ``lower()``, let "Ölaf" and "ölaf" both in) cannot both be keyed: the fill then
-names both and writes nothing, so an administrator can rename one (in its
-directory, then sign it in; or in the ``users`` table) and migrate again.
+names both and writes nothing, so an administrator can rename one and migrate
+again: one already keyed (a later migrate finds a name an old replica let in
+during a rollout) with ``bugless auth user rename`` when it is local, else in
+its directory (then sign it in) or in the ``users`` table.
 """
 
 from __future__ import annotations
@@ -128,25 +130,35 @@ async def key_usernames(conn: Any, schema: str) -> int:
 async def _refuse_clashes(conn: Any, to_key: list[tuple[str, str, str | None, str]]) -> None:
     """Raise if two of ``to_key``, or one of them and a keyed user, would share a key."""
     changing = {entry[0] for entry in to_key}
-    holders: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    holders: dict[str, list[tuple[str, str, bool]]] = defaultdict(list)  # id, username, keyed
     for user_id, username, _, key in to_key:
-        holders[key].append((user_id, username))
+        holders[key].append((user_id, username, False))
     keys = list(holders)
     for start in range(0, len(keys), KEY_BATCH):
         for row in await conn.fetch(sql.USERNAME_KEY_HOLDERS, keys[start : start + KEY_BATCH]):
             if row["user_id"] not in changing:  # its key stays
-                holders[row["username_key"]].append((row["user_id"], row["username"]))
+                holders[row["username_key"]].append((row["user_id"], row["username"], True))
     clashes = sorted(sorted(users) for users in holders.values() if len(users) > 1)
     if not clashes:
         return
     listed = "; ".join(
-        " and ".join(f"{username!r} ({user_id})" for user_id, username in users)
+        " and ".join(
+            f"{username!r} ({user_id}{', keyed' if keyed else ''})"
+            for user_id, username, keyed in users
+        )
         for users in clashes[:10]
     )
     more = f" (and {len(clashes) - 10} more)" if len(clashes) > 10 else ""
+    # Only a keyed user can be renamed by command: the command finds a local
+    # user by its key, and the unkeyed twin's key would be the keyed one's.
+    by_command = (
+        "a local user marked keyed with `bugless auth user rename OLD NEW`; "
+        if any(keyed for users in clashes for _, _, keyed in users)
+        else ""
+    )
     raise FailedPrecondition(
         f"usernames that differ only in case belong to different users: {listed}{more}. "
         "Usernames are one by Unicode lower-casing (migration 0011); rename one of each "
-        "(in its directory, then sign it in; or in the users table) and run "
-        "`bugless auth migrate` again. Nothing was written."
+        f"({by_command}a directory's user in its directory, then sign it in; any other in "
+        "the users table) and run `bugless auth migrate` again. Nothing was written."
     )
