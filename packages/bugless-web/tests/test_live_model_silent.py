@@ -95,10 +95,15 @@ class SilentServer:
 
 
 async def _live_stream(
-    world: World, model: v1.ModelStub, watches: SilentWatches
+    world: World, model: v1.ModelStub, watches: SilentWatches, url: str = ""
 ) -> tuple[str, float]:
-    """A signed-in page's event stream, its watch on ``watches``: its text, how long it took."""
-    issue = await create_issue(model, world, "Watched by a Model that does not go on")
+    """A signed-in page's event stream, its watch on ``watches``: its text, how long it took.
+
+    ``url``: the stream's (a search list's); by default a new issue's page's.
+    """
+    if not url:
+        issue = await create_issue(model, world, "Watched by a Model that does not go on")
+        url = f"/issues/{issue.id}/events"
     settings = WebSettings(
         model=world.stack.model,
         auth=world.stack.auth,
@@ -120,9 +125,7 @@ async def _live_stream(
         started = loop.time()
         rescue.start()
         try:
-            events = await client.get(
-                f"/issues/{issue.id}/events", headers={"accept": "text/event-stream"}
-            )
+            events = await client.get(url, headers={"accept": "text/event-stream"})
             waited = loop.time() - started
             rescue.cancel()
             async with asyncio.timeout(WITHIN):
@@ -135,6 +138,7 @@ async def _live_stream(
     assert events.status_code == 200
     assert ": watching" in events.text
     assert "event: entry" not in events.text
+    assert "event: issue" not in events.text
     assert waited < WITHIN, "ended by the test's rescue, not by the web"
     assert (watches.opened, watches.released) == (1, 1)
     return events.text, waited
@@ -165,5 +169,37 @@ async def test_a_watch_the_model_ends_ends_the_stream(
     """On the old code the stream went on, watching nothing, until the test ended it at 20 s."""
     with caplog.at_level(logging.INFO, logger="bugless.web.live"):
         await _live_stream(world, model, SilentWatches(ending=True))
+    ended = [r.getMessage() for r in caplog.records if r.name == "bugless.web.live"]
+    assert any("the model service ended the watch" in line for line in ended), ended
+
+
+async def test_a_list_watch_the_model_never_starts_ends_the_stream_after_the_call_timeout(
+    world: World, model: v1.ModelStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A search page's stream has the same bound, logged as such (bugless_web.routes.live_list).
+
+    Before, the bound's TimeoutError (an OSError) was raised inside
+    call_errors and logged as "the model service is unreachable: ".
+    """
+    with caplog.at_level(logging.INFO, logger="bugless.web"):
+        _, waited = await _live_stream(world, model, SilentWatches(), "/search/events?q=is:open")
+    assert waited >= CALL_TIMEOUT
+    warned = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("bugless.web") and record.levelno == logging.WARNING
+    ]
+    assert any(
+        "did not start the watch of a list" in line and "--call-timeout-seconds" in line
+        for line in warned
+    ), warned
+
+
+async def test_a_list_watch_the_model_ends_ends_the_stream(
+    world: World, model: v1.ModelStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A search page's stream ends with its watch too, so the browser resumes elsewhere."""
+    with caplog.at_level(logging.INFO, logger="bugless.web.live"):
+        await _live_stream(world, model, SilentWatches(ending=True), "/search/events?q=is:open")
     ended = [r.getMessage() for r in caplog.records if r.name == "bugless.web.live"]
     assert any("the model service ended the watch" in line for line in ended), ended

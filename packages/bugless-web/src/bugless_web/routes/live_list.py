@@ -147,8 +147,10 @@ async def _stream(
                 # it the watch may rightly wait hours for a change.
                 starting = asyncio.timeout(seconds)
                 try:
-                    with call_errors("the model service is unreachable"):
-                        async with contextlib.aclosing(stream), starting:
+                    # The bound outside call_errors: its TimeoutError is an
+                    # OSError, which call_errors would call unreachable.
+                    async with starting, contextlib.aclosing(stream):
+                        with call_errors("the model service is unreachable"):
                             async for event in stream:
                                 starting.reschedule(None)
                                 if event.subscribed:
