@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import random
 
 import asyncpg
@@ -11,10 +12,19 @@ import asyncpg.pool
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from notify_support import mail_delivery
+from notify_support import mail_delivery, webhook_delivery
 
 from bugless_core.errors import InvalidArgument
-from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, DeliveryState, RetryPolicy
+from bugless_core.migrations import quote_schema
+from bugless_core.notification_channel import NotificationMessage
+from bugless_notify.digest import digest_items, digest_message
+from bugless_notify.queue import (
+    ClaimedDelivery,
+    DeliveryQueue,
+    DeliveryState,
+    NewDelivery,
+    RetryPolicy,
+)
 
 
 async def _claim(
@@ -256,3 +266,51 @@ def test_a_retry_policy_that_cannot_work_is_refused() -> None:
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError, match="max_seconds"):
         RetryPolicy(base_seconds=10, max_seconds=1)
+
+
+async def test_a_delivered_digest_keeps_its_mail_but_not_its_items(
+    pool: asyncpg.Pool, queue: DeliveryQueue
+) -> None:
+    """A digest mail's items (each listed mail whole) are dropped once it is out.
+
+    They are kept to put the digest together again after a redaction, which
+    a mail already sent cannot use; kept for the delivered rows' retention
+    they doubled what each digest stored. A waiting digest keeps them, and
+    another delivery's data is left alone.
+    """
+    items = [(mail_delivery(n).delivery_id, mail_delivery(n).message) for n in (1, 2)]
+    digest = NewDelivery(
+        delivery_id="digest-u7-42/email/u7",
+        channel="email",
+        recipient="u7@example.com",
+        recipient_name="U 7",
+        message=digest_message("u7", items),
+    )
+    waiting = dataclasses.replace(digest, delivery_id="digest-u8-43/email/u8")
+    hook = webhook_delivery("change-123-4/webhook/e1", "e1")
+    stored = f"SELECT message::text FROM {quote_schema(queue.schema)}.deliveries "
+
+    async def kept(conn: asyncpg.pool.PoolConnectionProxy, delivery_id: str) -> NotificationMessage:
+        text = await conn.fetchval(stored + "WHERE delivery_id = $1", delivery_id)
+        return NotificationMessage.from_json(json.loads(text))
+
+    async with pool.acquire() as conn:
+        await queue.enqueue(conn, [digest, waiting, hook])
+        claimed = await _claim(conn, queue, channels=("email", "webhook"))
+        by_id = {c.delivery_id: c for c in claimed}
+        assert await queue.mark_delivered(conn, by_id[digest.delivery_id])
+        assert await queue.mark_delivered_many(conn, [by_id[hook.delivery_id]]) == 1
+        sent = await kept(conn, digest.delivery_id)
+        assert "items" not in sent.data
+        assert (sent.subject, sent.text, sent.html) == (
+            digest.message.subject,
+            digest.message.text,
+            digest.message.html,
+        )
+        assert [i for i, _ in digest_items(await kept(conn, waiting.delivery_id))] == [
+            i for i, _ in items
+        ]
+        assert (await kept(conn, hook.delivery_id)).data == hook.message.data
+        record = await queue.get(conn, digest.delivery_id)
+    assert record is not None
+    assert record.state is DeliveryState.DELIVERED

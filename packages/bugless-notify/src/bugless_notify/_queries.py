@@ -14,6 +14,11 @@ from bugless_core.migrations import quote_schema
 
 _COLUMNS = """delivery_id, channel, recipient, recipient_name, message::text AS message, state,
     attempts, next_attempt_at, claimed_by, lease_until, last_error, created_at, finished_at, seq"""
+#: A delivered row's message: a digest mail's without its items (see ``delivered``).
+_WITHOUT_DIGEST_ITEMS = (
+    "message = CASE WHEN delivery_id LIKE 'digest-%' "
+    "THEN message #- '{data,items}' ELSE message END"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,15 +82,20 @@ def for_schema(schema: str) -> Statements:
             RETURNING d.delivery_id, d.channel, d.recipient, d.recipient_name,
                       d.message::text AS message, d.attempts, d.seq""",
         # Delivered whoever holds the claim now: the mail is out either way.
+        # A digest mail's items (data.items: each listed mail whole, kept to
+        # put it together again after a redaction) are of no use once it is
+        # out, and would double what its row keeps for the retention.
         delivered=f"""
             UPDATE {s}.deliveries
             SET state = 'delivered', finished_at = now(), last_error = '',
-                claimed_by = NULL, claim_token = NULL, lease_until = NULL
+                claimed_by = NULL, claim_token = NULL, lease_until = NULL,
+                {_WITHOUT_DIGEST_ITEMS}
             WHERE delivery_id = $1 AND state = 'pending'""",
         delivered_many=f"""
             UPDATE {s}.deliveries
             SET state = 'delivered', finished_at = now(), last_error = '',
-                claimed_by = NULL, claim_token = NULL, lease_until = NULL
+                claimed_by = NULL, claim_token = NULL, lease_until = NULL,
+                {_WITHOUT_DIGEST_ITEMS}
             WHERE delivery_id = ANY($1::text[]) AND state = 'pending'""",
         retry=f"""
             UPDATE {s}.deliveries
