@@ -6,9 +6,11 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from import_support import FIXTURES, MakeSettings, find, history, usernames
 
 from bugless_core.clients import call
+from bugless_core.errors import NotFound
 from bugless_import import run_import
 from bugless_import.sources.jira import JiraImporter, when
 from bugless_import.sources.markup import jira_to_markdown
@@ -146,3 +148,37 @@ async def test_every_component_of_an_issue_is_kept(
     )
     (telemetry,) = [h.id for h in hotlists.hotlists if h.name == "Telemetry team"]
     assert list(issue.hotlist_ids) == [telemetry]
+
+
+async def test_no_root_component_is_made_when_every_component_is_mapped(
+    make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    """A mapping that places every component leaves ``--component-root`` unmade.
+
+    Before, the root was always created, even with no issue to hold: after a
+    team mapped all its components, an empty "Imported" stood in every
+    component picker (walk26, a Trac import on ``bugless dev``).
+    """
+    _two_components(tmp_path / "jira")
+    page = tmp_path / "jira" / "search-0000.json"
+    page.write_text(page.read_text(encoding="utf-8").replace("MULTI-", "ROOTLESS-"))
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text('[components]\nAvionics = "Flight Rootless>Avionics"\n')
+
+    report = await run_import(
+        JiraImporter(str(tmp_path / "jira"), {}),
+        make_settings(mapping=mapping, component_root="Unused Rootless"),
+    )
+
+    assert report.created == 1
+    assert report.components_to_create == ["Flight Rootless", "Flight Rootless>Avionics"]
+    admin = v1.Caller(user_id="t", admin=True)
+    (issue,) = await find(model, "jira:ROOTLESS-1")
+    component = await call(
+        model.get_component, v1.GetComponentRequest(caller=admin, component_id=issue.component_id)
+    )
+    assert component.path == "Flight Rootless>Avionics"
+    with pytest.raises(NotFound):
+        await call(
+            model.get_component, v1.GetComponentRequest(caller=admin, path="Unused Rootless")
+        )

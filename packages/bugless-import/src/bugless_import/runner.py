@@ -115,8 +115,14 @@ def _unknown_person(key: str) -> SourcePerson:
 
 
 def component_names(issues: Iterable[SourceIssue]) -> set[str]:
-    """Every source component the issues are in, now or in their history."""
-    names = {""}
+    """Every source component the issues are in, now or in their history.
+
+    The source's "no component" ("", which goes to ``--component-root``) is
+    among them only when an issue is or was without one: a mapping that
+    places every component leaves the root unmade, not an empty component in
+    every picker.
+    """
+    names: set[str] = set()
     for issue in issues:
         names.add(issue.component)
         for entry in issue.entries:
