@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import pytest
-from api_support import ConnectAs
+from api_support import Bots, ConnectAs
 
 from bugless_api.client import BuglessClient
+from bugless_api.server import RunningApi
 from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument, IssueVersionConflict, NotFound
 from bugless_core.model._validation import check_read_mask
@@ -133,6 +135,47 @@ async def test_an_unknown_username_in_a_query_is_positioned(connect_as: ConnectA
         await robot.search_issues("is:open assignee:ghost")
 
     assert caught.value.metadata["position"] == "17"
+
+
+async def test_an_unknown_username_is_offered_the_closest_to_a_person_not_a_bot(
+    api: RunningApi, bots: Bots, connect_as: ConnectAs
+) -> None:
+    """``a:alcie`` said only "no user named 'alcie'"; a person is now asked "did you mean".
+
+    The names come from the look-up the web's assignee box makes for anyone
+    signed in (SuggestUsers), as the web's search page hints: a person whose
+    certificate the API takes could find them there. A bot has no web
+    session: it is told only that no one has the name, as before.
+    """
+    tag = str(secrets.randbelow(10**8))
+    near, disabled = f"zq{tag}maria", f"zq{tag}marie"
+    for username in (near, disabled):
+        await asyncio.to_thread(bots.stack.add_user, username, "hint-password-1")
+    await asyncio.to_thread(bots.stack.run_bugless, "auth", "user", "disable", disabled)
+    files = await asyncio.to_thread(
+        bots.stack.pki.client_certificate_for, f"person{tag}", bot=False
+    )
+    async with BuglessClient(
+        f"127.0.0.1:{api.port}", cert=files.cert, key=files.key, ca=bots.stack.pki.ca_file
+    ) as person:
+        identity = await person.whoami()
+        assert identity.user is not None
+        assert not identity.user.bot
+        with pytest.raises(InvalidArgument) as caught:
+            await person.search_issues(f"is:open a:zq{tag}marei")
+        message = caught.value.message
+        assert f"no user named 'zq{tag}marei'; did you mean '{near}'?" in message
+        assert disabled not in message
+        assert caught.value.metadata["position"] == "10"  # still the name's
+        # A refused value that is no person's name gets no hint.
+        with pytest.raises(InvalidArgument) as caught:
+            await person.search_issues(f"status:zq{tag}marei")
+        assert f"did you mean '{near}'" not in caught.value.message
+
+    with pytest.raises(InvalidArgument) as caught:
+        await connect_as("robot").search_issues(f"is:open a:zq{tag}marei")
+    assert f"no user named 'zq{tag}marei'" in caught.value.message
+    assert "did you mean" not in caught.value.message
 
 
 async def test_a_username_in_a_query_matches_whatever_its_case(connect_as: ConnectAs) -> None:

@@ -50,7 +50,8 @@ from bugless_core.clients import call_errors, call_renewing, resolve_query
 from bugless_core.errors import BuglessError, DownloadStalled, InvalidArgument, Unavailable
 from bugless_core.failover import MODEL_DOWNLOAD_ROUTE, MODEL_WATCH_ROUTE, open_again_if_refused
 from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
-from bugless_core.search import QuerySyntaxError, parse_query
+from bugless_core.people_hints import unknown_names, with_people_hint
+from bugless_core.search import QuerySyntaxError, parse_query, required_user_terms
 from bugless_core.search.build import all_of
 from bugless_proto import v1
 
@@ -108,22 +109,35 @@ async def structured_query(
             raise InvalidArgument(
                 f"query: {len(text)} characters is too long; at most {limits.MAX_QUERY_LENGTH}"
             )
+        identity = current_identity()
+        unknown: set[str] = set()
         try:
+            parsed = parse_query(text)
+            required = required_user_terms(parsed)
+
+            async def people(names: list[str]) -> dict[str, v1.User]:
+                # Named people from the gateway's user cache (UserDirectory): a
+                # repeated search costs no LookupUsers; an unknown name is asked for.
+                found = await gateway.users.users_by_name(names)
+                unknown.update(unknown_names(required, found.values()))
+                return found
+
             resolved = await resolve_query(
-                parse_query(text),
-                gateway.auth,
-                me=current_identity().user_id,
-                zone=zone,
-                # Named people from the gateway's user cache (UserDirectory):
-                # a repeated search costs no LookupUsers; an unknown name is asked for.
-                users_by_name=gateway.users.users_by_name,
+                parsed, gateway.auth, me=identity.user_id, zone=zone, users_by_name=people
             )
-        except QuerySyntaxError as exc:
+        except QuerySyntaxError as problem:
+            # A username no one goes by is offered the closest ones ("a:alcie"),
+            # as the web's search page does, to a person: the look-up it takes
+            # (SuggestUsers) is the web's autocomplete, which a bot has no session for.
+            user = identity.identity.user
+            person = user is not None and not user.bot
+            hinted = unknown and person
+            exc = await with_people_hint(gateway.auth, problem, unknown) if hinted else problem
             raise InvalidArgument(
                 f"query: {exc.message}\n{exc.render_caret()}",
                 reason=exc.reason,
                 metadata={**exc.metadata, "field": "query"},
-            ) from exc
+            ) from problem
         except (InvalidArgument, Unavailable):
             raise
         except BuglessError as exc:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from bugless_core.clients import call, resolve_query
 from bugless_core.errors import InvalidArgument
 from bugless_core.list_columns import custom_column_id
+from bugless_core.people_hints import unknown_names, with_people_hint
 from bugless_core.search import (
     And,
     CustomFieldTerm,
@@ -37,12 +38,10 @@ from bugless_core.search import (
     parse_query,
     required_user_terms,
 )
-from bugless_core.usernames import username_key
 from bugless_proto import v1
 from bugless_web import custom_fields
 from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import message_without_path
-from bugless_web.people_hints import with_people_hint
 from bugless_web.result_columns import COLUMNS, read_mask
 from bugless_web.timezones import CallerZone
 
@@ -250,8 +249,7 @@ async def _resolved(
         # the users' change feed says so (or user_cache_seconds).
         found = await backends.query_users(names, required=required)
         if unknown is not None:
-            known = {username_key(user.username) for user in found.values()}
-            unknown.update({username_key(n) for n in required} - known)
+            unknown.update(unknown_names(required, found.values()))
         return found
 
     return await resolve_query(
@@ -305,7 +303,7 @@ async def run_search(
         )
     except QuerySyntaxError as problem:
         # A username no one goes by is offered the closest ones ("a:alcie").
-        exc = await with_people_hint(backends, problem, unknown) if unknown else problem
+        exc = await with_people_hint(backends.auth, problem, unknown) if unknown else problem
         results.error = SearchError(
             message=exc.message,
             caret=exc.render_caret(),
