@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from auth_support import AuthServer, unique
+from auth_support import AuthServer, UserCommands, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
@@ -118,6 +118,36 @@ async def test_a_merged_placeholder_answers_as_the_real_account(auth: AuthServer
     looked = await auth.stub.lookup_users(v1.LookupUsersRequest(usernames=[real]))
     assert looked.users[0].user_id != placeholder.user_id, "the real name keeps its own id"
     assert list(looked.users[0].merged_user_ids) == [placeholder.user_id], "search matches both"
+
+
+async def test_an_administrator_merges_a_placeholder_from_the_command_line(
+    auth: AuthServer, user_commands: UserCommands
+) -> None:
+    """``bugless auth user merge``: the import README's promise, without a gRPC client.
+
+    Before, MergePlaceholder had no caller in bugless: an administrator whose
+    imported ``cyd@trac`` joined as ``cyd`` had no command and no page to
+    merge them (walk26).
+    """
+    token = await _token(auth, "admins")
+    real = unique("cyd")
+    await auth.add_user(real, display_name="Cyd Lee")
+    key = unique("cydold")
+    answer = await auth.stub.match_import_users(
+        _request(token, v1.SourcePerson(key=key, username=key))
+    )
+    placeholder = answer.matches[0].user
+    assert placeholder is not None
+
+    out, _ = await user_commands("merge", placeholder.username, real)
+
+    assert out.strip() == f"merged the placeholder {placeholder.username} into {real}"
+    looked = await auth.stub.lookup_users(v1.LookupUsersRequest(usernames=[real]))
+    assert list(looked.users[0].merged_user_ids) == [placeholder.user_id]
+    _, err = await user_commands("merge", real, placeholder.username, status=1)
+    assert f"PLACEHOLDER: {real!r} is a real account; only placeholders are merged" in err
+    _, err = await user_commands("merge", unique("nobody"), real, status=3)
+    assert "PLACEHOLDER: no bugless user is called" in err
 
 
 async def test_merging_refuses_real_accounts_and_needs_manage_users(auth: AuthServer) -> None:

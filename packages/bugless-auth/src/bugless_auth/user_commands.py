@@ -1,4 +1,4 @@
-"""``bugless auth user add|update|rename|set-password|disable|sessions``: the local store, directly.
+"""``bugless auth user`` add, update, rename, merge, set-password, disable, sessions: the store.
 
 The user commands talk to the database directly: they are how the first
 administrator exists, before anyone could call CreateLocalUser with a token.
@@ -455,6 +455,45 @@ def user_rename_command(
         option_names={"username": "OLD", "new_username": "NEW"},
     )
     _print_user(record, as_json)
+
+
+@user_group.command("merge")
+@click.argument("placeholder")
+@click.argument("into")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_lock_wait_option
+@settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
+def user_merge_command(
+    settings: AuthSettings,
+    *,
+    placeholder: str,
+    into: str,
+    as_json: bool,
+    lock_wait_seconds: float,
+) -> None:
+    """Merge an import's PLACEHOLDER account (ann@trac) into the real account INTO.
+
+    What the imported person did then shows as INTO's on every page and
+    counts as theirs in searches (reporter:INTO), with no history rewritten;
+    running services follow within about a poll of the users' change feed.
+    A real account as PLACEHOLDER, or a placeholder as INTO, is refused.
+    """
+    from bugless_auth.placeholders import merge_placeholder  # noqa: PLC0415 - module docstring
+
+    async def apply(store: IdentityStore) -> UserRecord:
+        return await merge_placeholder(store, placeholder, into)
+
+    record = _with_store(
+        settings,
+        apply,
+        command="merge",
+        lock_wait_seconds=lock_wait_seconds,
+        option_names={"placeholder": "PLACEHOLDER", "into": "INTO"},
+    )
+    if as_json:
+        _print_user(record, as_json, extra={"merged_into": into})
+    else:
+        click.echo(f"merged the placeholder {placeholder} into {into}")
 
 
 def _minutes_or_seconds(seconds: float) -> str:
