@@ -170,7 +170,10 @@ class IdentityChecks:
         An id no user has is answered ``UNKNOWN``, a disabled user
         ``DISABLED`` and an unmerged placeholder ``PLACEHOLDER`` (no groups):
         none of them can see the issue or get mail about it, and none is an
-        error, so one stale id in a CC list does not hide the others.
+        error, so one stale id in a CC list does not hide the others. A
+        placeholder merged into an account is that account (ACTIVE with its
+        groups) and names it in ``account_id``: issues keep the placeholder's
+        id, while access lists name the person by the account's.
         """
         wanted = list(dict.fromkeys(user_ids))
         found, _ = await self.directory.get_many(wanted)
@@ -192,6 +195,7 @@ class IdentityChecks:
                         standing=v1.UserStanding.ACTIVE,
                         groups=groups,
                         admin=ADMIN in self.policy.permissions(groups),
+                        account_id=record.alias_of,
                     )
                 )
                 continue

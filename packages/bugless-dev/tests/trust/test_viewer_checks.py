@@ -113,6 +113,68 @@ async def test_the_model_names_who_the_component_leaves_out_from_the_authenticat
     assert hidden.value.status is Status.NOT_FOUND
 
 
+async def test_a_merged_placeholder_is_judged_as_the_account_it_was_merged_into(
+    bugless_stack: LocalStack, channels: list[Channel]
+) -> None:
+    """Issues keep an imported person's placeholder id after the merge; ACLs name the account."""
+    tag = secrets.token_hex(3)
+    dee_name = f"vc-dee-{tag}"
+    dee = bugless_stack.add_user(dee_name, PASSWORD)
+    boss_name = f"vc-boss-{tag}"
+    # The stack's policy: group importers may import (and manage users).
+    boss = bugless_stack.add_user(boss_name, PASSWORD, groups=["importers"], admin=True)
+    importer = v1.AuthenticatorStub(_as(bugless_stack, "auth", "import", channels))
+    token = (
+        await importer.authenticate_password(
+            v1.AuthenticatePasswordRequest(username=boss_name, password=PASSWORD), timeout=10
+        )
+    ).token
+    matched = await importer.match_import_users(
+        v1.MatchImportUsersRequest(
+            token=token,
+            source="trac",
+            people=[v1.SourcePerson(key=f"old-dee-{tag}", username=f"old-dee-{tag}")],
+            create_placeholders=True,
+        ),
+        timeout=10,
+    )
+    placeholder = matched.matches[0].user
+    assert placeholder is not None
+    web = v1.AuthenticatorStub(_as(bugless_stack, "auth", "web", channels))
+    await web.merge_placeholder(
+        v1.MergePlaceholderRequest(token=token, placeholder=placeholder.username, into=dee_name),
+        timeout=10,
+    )
+    model = bugless_stack.acting_model(v1.ModelStub(_as(bugless_stack, "model", "web", channels)))
+    component = await model.create_component(
+        v1.CreateComponentRequest(
+            caller=v1.Caller(user_id=boss["user_id"]),
+            name=f"Dees-{tag}",
+            acl=[v1.AclEntry(principal=v1.Principal(user=dee["user_id"]), role=v1.Role.EDITOR)],
+        ),
+        timeout=30,
+    )
+    request = v1.CheckViewersRequest(
+        caller=v1.Caller(user_id=dee["user_id"]),
+        component_id=component.id,
+        user_ids=[placeholder.user_id, dee["user_id"], boss["user_id"]],
+    )
+    # The merge reaches the Authenticator's cache through its users' feed.
+    deadline = time.monotonic() + 30
+    while True:
+        answer = await model.check_viewers(request, timeout=10)
+        blocked = [(b.user_id, b.reason) for b in answer.cannot_view]
+        if (placeholder.user_id, v1.ViewerBlock.CANNOT_SIGN_IN) not in blocked or (
+            time.monotonic() > deadline
+        ):
+            break
+        await asyncio.sleep(0.5)
+
+    # Dee signs in as her account, which the ACL names: the issues the
+    # import left under her old id are hers to see, so nobody is warned.
+    assert blocked == []
+
+
 async def test_an_authenticator_the_model_cannot_reach_makes_the_check_unavailable(
     bugless_stack: LocalStack, channels: list[Channel]
 ) -> None:

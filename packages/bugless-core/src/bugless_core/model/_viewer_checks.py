@@ -107,8 +107,10 @@ async def check_viewers(
         raise FailedPrecondition(_NO_AUTH)
     wanted = list(dict.fromkeys(request.user_ids))
     people = await _people(source, wanted)
+    # A placeholder merged into an account is judged as the account, whose
+    # id user entries of the ACL name (an older Authenticator sends none).
     viewers = [
-        v1.Caller(user_id=p.user_id, groups=list(p.groups), admin=p.admin)
+        v1.Caller(user_id=p.account_id or p.user_id, groups=list(p.groups), admin=p.admin)
         for p in people.values()
         if p.standing == v1.UserStanding.ACTIVE
     ]
@@ -121,7 +123,7 @@ async def check_viewers(
             reason = v1.ViewerBlock.UNKNOWN_USER
         elif person.standing in _CANNOT_SIGN_IN:
             reason = v1.ViewerBlock.CANNOT_SIGN_IN
-        elif user_id in no_access:
+        elif (person.account_id or user_id) in no_access:
             reason = v1.ViewerBlock.NO_ACCESS
         else:
             continue
