@@ -371,3 +371,74 @@ async def test_the_search_pages_bulk_fields_take_one_call_however_many_component
     assert asked == 2
     assert asked_again == 0
     assert again.text.split('<select name="custom_field">', 1)[1].split("</select>", 1)[0] == menu
+
+
+async def test_the_issue_form_reads_the_fields_the_search_page_cached_root_first(
+    world: World, model: v1.ModelStub
+) -> None:
+    """Before, the issue form read a cache of its own per component: a call per component.
+
+    Counted on a Model replica of the test's own, after a search page of the
+    same rows filled the viewer's one list of every field he sees: the
+    forms of two leaves cost no ``ListCustomFields``, and show the fields
+    that apply, root's first as the Model lists them (the leaf's field was
+    defined first). A component under one bob cannot view is still asked on
+    its own, as the search page's menu asks it, so its form too is cached.
+    """
+    bob = v1.AclEntry(principal=v1.Principal(user=world.users["bob"]), role=v1.Role.EDITOR)
+    alice = v1.AclEntry(principal=v1.Principal(user=world.users["alice"]), role=v1.Role.ADMIN)
+
+    async def component(parent_id: int, name: str, acl: list[v1.AclEntry]) -> v1.Component:
+        return await call(
+            model.create_component,
+            v1.CreateComponentRequest(caller=world.admin, parent_id=parent_id, name=name, acl=acl),
+        )
+
+    async def define(component_id: int) -> int:
+        made = await call(
+            model.create_custom_field,
+            v1.CreateCustomFieldRequest(
+                caller=world.admin,
+                component_id=component_id,
+                name=f"Form {secrets.token_hex(3)}",
+                type=v1.CustomFieldType.TEXT,
+            ),
+        )
+        return made.id
+
+    top = await component(0, f"Form{secrets.token_hex(4)}", [alice, bob])
+    first, second = [await component(top.id, f"leaf{n}", []) for n in range(2)]
+    hidden = await component(0, f"Hid{secrets.token_hex(4)}", [alice])
+    under_hidden = await component(hidden.id, "seen", [bob])
+    leaf_field = await define(first.id)
+    top_field = await define(top.id)
+    hidden_field = await define(hidden.id)
+    issues = [
+        await _issue(model, world, c.id, "Form row", by="alice")
+        for c in (first, second, under_hidden)
+    ]
+    query = " OR ".join(f"componentid:{c.id}" for c in (first, second, under_hidden))
+
+    async with own_model_replica(world.stack, "model-form-fields") as (address, port):
+        settings = WebSettings(
+            model=address,
+            auth=world.stack.auth,
+            session_keys=(SESSION_KEY,),
+            dev=True,
+            component_cache_seconds=600.0,
+        )
+        async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as c:
+            await sign_in(c, "bob")
+            listed = await c.get("/search", params={"q": query})
+            assert listed.status_code == 200, listed.text
+            before = await grpc_calls(port, "ListCustomFields")
+            forms = [(await c.get(f"/issues/{issue.id}")).text for issue in issues]
+            asked = await grpc_calls(port, "ListCustomFields") - before
+
+    def inputs(page: str) -> list[int]:
+        return [int(m) for m in re.findall(r'name="cf_(\d+)"', page)]
+
+    assert inputs(forms[0]) == [top_field, leaf_field]
+    assert inputs(forms[1]) == [top_field]
+    assert inputs(forms[2]) == [hidden_field]
+    assert asked == 0

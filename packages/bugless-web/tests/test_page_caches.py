@@ -95,8 +95,8 @@ async def test_custom_fields_are_reused_until_one_is_defined_through_this_replic
     issue = await _issue(model, world, component.id, "Field cache")
     listed = await client.get("/search", params={"q": f"componentid:{component.id}"})
     assert f'<option value="{first}:TEXT">' in listed.text
-    # The issue form reads its component's fields, the bulk bar every field the
-    # viewer sees: two cached lists, each filled by its own page.
+    # The issue form and the bulk bar both read the viewer's one cached list of
+    # every field they see, filtered by the component's ancestry.
     assert f'name="cf_{first}"' in (await client.get(f"/issues/{issue.id}")).text
     # Defined behind this replica's back: the menus come from the cache meanwhile.
     elsewhere = await call(

@@ -80,7 +80,7 @@ async def fields_of_components(
         if lineage is None:
             unknown.append(component_id)
         else:
-            applying |= lineage
+            applying.update(lineage)
     by_id = {f.id: f for f in visible if f.component_id in applying}
     lists: list[Sequence[v1.CustomField]] = []
     missing: list[int] = []
@@ -96,14 +96,41 @@ async def fields_of_components(
     return sorted(by_id.values(), key=lambda f: (f.name.casefold(), f.id))
 
 
-def _lineages(tree: Sequence[v1.Component]) -> dict[int, frozenset[int]]:
-    """Each component's id with its ancestors', for those whose every ancestor is in ``tree``.
+async def fields_of_component(
+    backends: Backends, viewer: Viewer, component_id: int
+) -> list[v1.CustomField]:
+    """The fields that apply to a component's issues, root's first (none for 0).
+
+    What the issue page's form shows: read, as :func:`fields_of_components`
+    is, from the viewer's one cached list of every field they see filtered
+    by the component's ancestry in the cached tree, in the Model's order
+    (``ListCustomFields``: by the defining component from the root down,
+    then by id). A cache per component held the same definitions again. A
+    component whose ancestry the tree cannot give is asked on its own
+    (:meth:`Backends.custom_fields`, cached).
+    """
+    if not component_id:
+        return []
+    visible, lineages = await asyncio.gather(
+        backends.visible_custom_fields(viewer),
+        backends.from_components(viewer, "custom field lineages", _lineages),
+    )
+    lineage = lineages.get(component_id)
+    if lineage is None:
+        return await backends.custom_fields(viewer, component_id)
+    depth = {c: i for i, c in enumerate(reversed(lineage))}  # the root is 0
+    applying = (f for f in visible if f.component_id in depth)
+    return sorted(applying, key=lambda f: (depth[f.component_id], f.id))
+
+
+def _lineages(tree: Sequence[v1.Component]) -> dict[int, tuple[int, ...]]:
+    """Each component's id, then its ancestors' up to the root, when all of them are in ``tree``.
 
     A component under one the viewer cannot view is left out: the tree does
     not say what is above the hidden one, whose fields may apply.
     """
     parents = {c.id: c.parent_id for c in tree}
-    lineages: dict[int, frozenset[int]] = {}
+    lineages: dict[int, tuple[int, ...]] = {}
     for component in tree:
         chain = [component.id]
         parent = component.parent_id
@@ -111,7 +138,7 @@ def _lineages(tree: Sequence[v1.Component]) -> dict[int, frozenset[int]]:
             chain.append(parent)
             parent = parents[parent]
         if not parent:
-            lineages[component.id] = frozenset(chain)
+            lineages[component.id] = tuple(chain)
     return lineages
 
 

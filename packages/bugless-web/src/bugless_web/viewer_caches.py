@@ -217,8 +217,12 @@ class ViewerCaches:
         """The custom fields that apply to ``component_id``'s issues (root's first; none for 0).
 
         Pages that only show fields (the issue page's form, the search page's
-        bulk-edit menu, which asks for every component on the page) read them
-        from a cache per (caller principals, component) kept for
+        bulk-edit menu) read them from the viewer's all-visible list filtered
+        by the component's ancestry in the cached tree
+        (:func:`bugless_web.custom_fields.fields_of_component`); a component
+        whose ancestry the tree cannot give (under one the viewer cannot view,
+        or created since the tree was read) is asked here, cached per (caller
+        principals, component) for
         ``component_cache_seconds``, as the component tree is: a field defined
         or changed on another replica shows that late; one changed through
         this replica shows at once (:meth:`forget_custom_fields`). Writes and

@@ -144,7 +144,7 @@ async def _issue_page(
         load_relations(backends, viewer, issue),
         asyncio.gather(backends.my_hotlists(viewer), _attachments(frontend, viewer, issue)),
         backends.capabilities(),
-        backends.custom_fields(viewer, issue.component_id),
+        custom_fields.fields_of_component(backends, viewer, issue.component_id),
     )
     form_fields = _with_moved(fields, moved_fields)
 
