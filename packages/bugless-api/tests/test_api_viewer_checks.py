@@ -78,14 +78,17 @@ async def test_the_cli_warns_on_stderr_after_naming_people_who_cannot_view(
 
     issue = json.loads(made.stdout)  # the warning leaves the JSON alone
     assert issue["assignee"] == "outsider"
+    # Worded as the web's banner (bugless_core.viewer_warnings), with what to do.
     assert made.stderr.strip() == (
         f"warning: outsider cannot view component {name}: they will not see issue "
-        f"{issue['id']} or get mail about it"
+        f"{issue['id']} or get mail about it. An admin of {name} can add them to its "
+        "access list."
     )
     added = bugless_cli(served_api, "issue", "update", str(issue["id"]), "--cc-add", "greedy")
     assert added.stderr.strip() == (
         f"warning: greedy cannot view component {name}: they will not see issue "
-        f"{issue['id']} or get mail about it"
+        f"{issue['id']} or get mail about it. An admin of {name} can add them to its "
+        "access list."
     )
     leaver = f"leaver-{secrets.token_hex(3)}"
     bots.stack.add_user(leaver, "correct horse battery staple")
@@ -94,7 +97,8 @@ async def test_the_cli_warns_on_stderr_after_naming_people_who_cannot_view(
     assert gone.stderr.strip() == (
         f"warning: {leaver} cannot sign in (a disabled account, or a person an import brought "
         f"in whom no account has taken over yet): they will not see issue {issue['id']} or get "
-        "mail about it"
+        "mail about it. A bugless administrator can enable the account, or merge the imported "
+        "person into the account they sign in with."
     )
     # Who was named before is not warned of again.
     retitled = bugless_cli(served_api, "issue", "update", str(issue["id"]), "--title", "Renamed")

@@ -7,6 +7,8 @@ save the web asks the Model (``CheckViewers``), which alone can judge it: it
 knows the people's groups through the Authenticator and the component's
 inherited access entries, neither of which the web may read for people other
 than the viewer. The answer becomes a one-shot warning on the next page.
+Whom a save is checked for, and the sentences, are the CLI's too
+(:mod:`bugless_core.viewer_warnings`).
 
 Warn, never refuse, and never fail the save: the change is already made when
 the check runs, so a Model or an Authenticator that cannot answer (an older
@@ -27,6 +29,7 @@ from litestar import Request
 
 from bugless_core.clients import call
 from bugless_core.limits import MAX_VIEWER_CHECK
+from bugless_core.viewer_warnings import listed, newly_named, warning_sentences
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import frontend_of, session_of
@@ -35,8 +38,6 @@ _log = logging.getLogger("bugless.web")
 
 #: How long the check may take: the save is done, the person waits for the redirect.
 CHECK_SECONDS = 3.0
-#: People named per sentence before "and N more" (the warning rides in the cookie).
-_MAX_NAMED = 10
 #: Components one bulk edit's warning is checked for (one call each, at once).
 MAX_BULK_COMPONENTS = 20
 #: The longest warning as the session cookie stores it (JSON, non-ASCII
@@ -46,20 +47,6 @@ MAX_BULK_COMPONENTS = 20
 MAX_WARNING_BYTES = 1600
 #: Kept free of sentences for the one saying how many components were left out.
 _TAIL_BYTES = 120
-
-_REASONS = {
-    v1.ViewerBlock.NO_ACCESS: "cannot view component {path}",
-    v1.ViewerBlock.CANNOT_SIGN_IN: "cannot sign in (a disabled account, or a person an import "
-    "brought in whom no account has taken over yet)",
-    v1.ViewerBlock.UNKNOWN_USER: "{is_are} not known to bugless",
-}
-#: What the person who saved can do about each reason, after the sentence naming them.
-_REMEDIES = {
-    v1.ViewerBlock.NO_ACCESS: " An admin of {path} can add them to its access list.",
-    v1.ViewerBlock.CANNOT_SIGN_IN: " A bugless administrator can enable the account, or merge "
-    "the imported person into the account they sign in with.",
-    v1.ViewerBlock.UNKNOWN_USER: "",
-}
 
 
 def _shown_name(user: v1.User | None, user_id: str) -> str:
@@ -73,19 +60,6 @@ def _shown_name(user: v1.User | None, user_id: str) -> str:
     if user.display_name and user.display_name != user.username:
         return f"{user.display_name} ({user.username})"
     return user.username
-
-
-def newly_named(before: v1.Issue | None, after: v1.Issue) -> list[str]:
-    """Who a save named on ``after`` that ``before`` did not (everyone, after a move).
-
-    Assignee, verifier and CC. An issue moved to another component is judged
-    afresh: people who could view the old one may not view the new one.
-    """
-    people = [after.assignee, after.verifier, *after.cc]
-    if before is None or before.component_id != after.component_id:
-        return list(dict.fromkeys(p for p in people if p))
-    earlier = {before.assignee, before.verifier, *before.cc}
-    return list(dict.fromkeys(p for p in people if p and p not in earlier))
 
 
 async def _cannot_view(
@@ -109,35 +83,14 @@ async def _cannot_view(
     return path, blocked
 
 
-def _listed(names: Sequence[str]) -> str:
-    shown = list(names[:_MAX_NAMED])
-    if len(names) > _MAX_NAMED:
-        shown.append(f"{len(names) - _MAX_NAMED} more")
-    if len(shown) == 1:
-        return shown[0]
-    return ", ".join(shown[:-1]) + " and " + shown[-1]
-
-
 def _sentences(
     path: str, blocked: Iterable[v1.BlockedViewer], users: dict[str, v1.User], what: str
 ) -> list[str]:
-    by_reason: dict[v1.ViewerBlock, list[str]] = defaultdict(list)
+    by_reason: dict[str, list[str]] = defaultdict(list)
     for person in blocked:
         user = users.get(person.user_id)
-        by_reason[person.reason].append(_shown_name(user, person.user_id))
-    sentences = []
-    for reason, template in _REASONS.items():
-        names = by_reason.get(reason)
-        if not names:
-            continue
-        plural = len(names) > 1
-        why = template.format(path=path, is_are="are" if plural else "is")
-        about = "them" if what.startswith("issues") else "it"
-        remedy = _REMEDIES[reason].format(path=path)
-        sentences.append(
-            f"{_listed(names)} {why}: they will not see {what} or get mail about {about}.{remedy}"
-        )
-    return sentences
+        by_reason[person.reason.name or ""].append(_shown_name(user, person.user_id))
+    return warning_sentences(path, by_reason, what)
 
 
 async def viewer_warning(
@@ -182,7 +135,7 @@ async def viewer_warning(
         what = "this issue"
         if issue_ids is not None:
             ids = sorted(issue_ids.get(component_id, ()))
-            what = f"issue{'s' if len(ids) > 1 else ''} {_listed([str(i) for i in ids])}"
+            what = f"issue{'s' if len(ids) > 1 else ''} {listed([str(i) for i in ids])}"
         sentences += [(component_id, s) for s in _sentences(path, blocked, users, what)]
     return _fitting_the_cookie(sentences)
 

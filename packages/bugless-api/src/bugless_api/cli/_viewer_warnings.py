@@ -7,7 +7,8 @@ the groups the Authenticator knows) once the issue is saved, and prints one
 ``warning:`` line per reason on standard error, so ``--json`` output stays
 clean and the exit status stays the save's. A check that fails (a server of
 an earlier release, an outage) prints nothing: the save is done, and its
-answer is what the command reports.
+answer is what the command reports. Whom it checks and the sentences are the
+web's (:mod:`bugless_core.viewer_warnings`).
 """
 
 from __future__ import annotations
@@ -18,41 +19,19 @@ from typing import TYPE_CHECKING
 import click
 
 from bugless_core.limits import MAX_VIEWER_CHECK
+from bugless_core.viewer_warnings import warning_sentences
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
     from bugless_proto import v1
 
-#: By ``ViewerBlock`` name (the module imports no client code until it runs); worded
-#: as the web's warning (:mod:`bugless_web.viewer_warnings`) words them.
-_REASONS = {
-    "NO_ACCESS": "cannot view component {path}",
-    "CANNOT_SIGN_IN": "cannot sign in (a disabled account, or a person an import brought in "
-    "whom no account has taken over yet)",
-    "UNKNOWN_USER": "{is_are} not known to bugless",
-}
-
-
-def everyone_on(issue: v1.Issue) -> list[str]:
-    """Assignee, verifier and CC of ``issue``: whom a new or moved issue is checked for."""
-    return list(dict.fromkeys(p for p in (issue.assignee, issue.verifier, *issue.cc) if p))
-
 
 def warning_lines(issue_id: int, path: str, cannot_view: Sequence[v1.BlockedViewer]) -> list[str]:
-    """One ``warning:`` line per reason, naming the people it holds for."""
+    """One ``warning:`` line per reason, naming the people it holds for, as the web words it."""
     by_reason: dict[str, list[str]] = {}
     for person in cannot_view:
         by_reason.setdefault(person.reason.name or "", []).append(person.user_id)
-    lines = []
-    for reason, template in _REASONS.items():
-        names = by_reason.get(reason)
-        if names:
-            why = template.format(path=path, is_are="are" if names[1:] else "is")
-            lines.append(
-                f"warning: {', '.join(names)} {why}: they will not see issue {issue_id} "
-                "or get mail about it"
-            )
-    return lines
+    return [f"warning: {s}" for s in warning_sentences(path, by_reason, f"issue {issue_id}")]
 
 
 async def warn_of_hidden_people(client: BuglessClient, issue: v1.Issue, people: list[str]) -> None:

@@ -34,11 +34,12 @@ from bugless_api.cli._render import (
     issue_detail,
     issue_row,
 )
-from bugless_api.cli._viewer_warnings import everyone_on, warn_of_hidden_people
+from bugless_api.cli._viewer_warnings import warn_of_hidden_people
 from bugless_api.cli.custom_fields import FIELD_OPTION, field_values
 from bugless_api.cli.groups import issue_group
 from bugless_api.cli.issues import count_text, search_all
 from bugless_core.cli import EXIT_ERROR, EXIT_USAGE
+from bugless_core.viewer_warnings import people_on
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -224,7 +225,7 @@ async def _update_one(
     assert reply.issue is not None
     # A move is judged afresh for everyone on the issue; otherwise who it named.
     named = [changes["assignee"] or "", changes["verifier"] or "", *changes["cc_add"]]
-    people = everyone_on(reply.issue) if component_id is not None else named
+    people = people_on(reply.issue) if component_id is not None else named
     await warn_of_hidden_people(client, reply.issue, people)
     return issue_detail(reply.issue, await component_paths(client))
 

@@ -31,10 +31,11 @@ from bugless_api.cli._render import (
     issue_detail,
     issue_row,
 )
-from bugless_api.cli._viewer_warnings import everyone_on, warn_of_hidden_people
+from bugless_api.cli._viewer_warnings import warn_of_hidden_people
 from bugless_api.cli.custom_fields import FIELD_OPTION
 from bugless_api.cli.groups import issue_group
 from bugless_core.query_arguments import QueryCommand
+from bugless_core.viewer_warnings import people_on
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -223,7 +224,7 @@ async def create_command(client: BuglessClient, **options: Any) -> Detail:
         # The issue may have been made: the same key finds it instead of a twin.
         exc.message = f"{exc.message} (to retry without a duplicate: --idempotency-key {key})"
         raise
-    await warn_of_hidden_people(client, issue, everyone_on(issue))
+    await warn_of_hidden_people(client, issue, people_on(issue))
     return issue_detail(issue, await component_paths(client))
 
 
