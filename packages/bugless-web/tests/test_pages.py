@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import html
 import re
+import secrets
 from typing import Any
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from web_support import World, create_issue, csrf_of, sign_in
+from web_support import PASSWORD, World, create_issue, csrf_of, sign_in
 from xss_corpus import PAYLOADS, dangerous_markup
 
 from bugless_core.clients import call
@@ -332,6 +334,55 @@ async def test_user_page_lists_their_open_issues(
     assert "Carol Coder" in page.text
     assert f'href="/issues/{issue.id}"' in page.text
     assert (await client.get("/users/nobody_at_all")).status_code == 404
+
+
+async def test_an_imported_persons_page_says_they_cannot_sign_in_and_how_to_merge_them(
+    client: AsyncTestClient[Any], world: World
+) -> None:
+    """A placeholder from ``bugless import`` (``cyd@trac``) looked like any member.
+
+    Their page now says where they came from and that they cannot sign in;
+    an administrator also reads the command that merges them into their
+    account (walk26).
+    """
+    tag = secrets.token_hex(3)
+    world.stack.add_user(f"importer{tag}", PASSWORD, groups=["importers"])
+    web = world.stack.client_address("auth", identity="web").channel()
+    importer = world.stack.client_address("auth", identity="import").channel()
+    try:
+        signed_in = await call(
+            v1.AuthenticatorStub(web).authenticate_password,
+            v1.AuthenticatePasswordRequest(username=f"importer{tag}", password=PASSWORD),
+        )
+        matched = await call(
+            v1.AuthenticatorStub(importer).match_import_users,
+            v1.MatchImportUsersRequest(
+                token=signed_in.token,
+                source="trac",
+                people=[
+                    v1.SourcePerson(key=f"cyd{tag}", username=f"cyd{tag}", display_name="Cyd Lee")
+                ],
+                create_placeholders=True,
+            ),
+        )
+    finally:
+        web.close()
+        importer.close()
+    placeholder = matched.matches[0].user
+    assert placeholder is not None
+    assert placeholder.username == f"cyd{tag}@trac"
+
+    await sign_in(client, "bob")
+    page = html.unescape((await client.get(f"/users/cyd{tag}@trac")).text)
+    assert (
+        "Cyd Lee came with an import from another tracker: what they did there is kept under "
+        "this name, and they cannot sign in." in page
+    )
+    assert "bugless auth user merge" not in page, "only an administrator can merge"
+    await sign_in(client, "alice")
+    page = html.unescape((await client.get(f"/users/cyd{tag}@trac")).text)
+    assert f"<code>bugless auth user merge cyd{tag}@trac USERNAME</code>" in page
+    assert "placeholder-note" not in (await client.get("/users/carol")).text
 
 
 async def test_every_state_changing_route_refuses_a_missing_csrf_token(
