@@ -44,7 +44,10 @@ def test_every_form_links_to_the_issue_page() -> None:
     # the top of the issue; chat and webhook payloads link the issue.
     assert f"\n{url}#entry-4\n" in message.text
     assert f'href="{url}#entry-4"' in message.html
-    assert f'href="{url}"' not in message.html
+    assert f'<a href="{url}#entry-4">Open b/123</a>' in message.html
+    # The issue's own page only where its Mute button is what is meant.
+    assert message.html.count(f'href="{url}"') == 1
+    assert f'Mute on <a href="{url}">its page</a>' in message.html
     assert f"<{url}|b/123: Disk full on /var>" in message.chat_text
     assert message.data["issue"]["url"] == url
     base = notice()
@@ -61,6 +64,22 @@ def test_every_mail_form_says_where_to_change_what_notifies_you() -> None:
     assert message.settings_url == page
     assert f"Change what notifies you: {page}" in message.text
     assert f'<a href="{page}">Change what notifies you</a>' in message.html
+
+
+def test_every_mail_form_says_how_to_stop_mail_about_its_issue() -> None:
+    """Muting an issue stops its mail whatever the reason (CC, a subscription, a star).
+
+    Before, a mail led only to the settings page, which lists saved searches
+    and stars but not the issues one is CC'd on or assigned: someone CC'd
+    had no word on how to stop one issue's mail (walk26).
+    """
+    message = render_notification(notice())
+    issue = f"{PUBLIC_URL}/issues/{notice().issue.id}"
+    ref = f"b/{notice().issue.id}"
+    assert f"To stop mail about {ref}, press Mute on its page: {issue}\n" in message.text
+    assert f'To stop mail about {ref}, press Mute on <a href="{issue}">its page</a>.' in (
+        message.html
+    )
     # A queued delivery keeps it (to_json/from_json), and one queued before it
     # existed reads back without it.
     kept = NotificationMessage.from_json(json.loads(json.dumps(message.to_json())))

@@ -366,6 +366,7 @@ class _Renderer:
             self.change_url,
             "",
             f"You receive this because {self.reason_text}.",
+            f"To stop mail about {issue_ref(self.issue.id)}, press Mute on its page: {self.url}",
             f"Change what notifies you: {settings_url(self.base)}",
         ]
         return "\n".join(out) + "\n"
@@ -400,7 +401,8 @@ class _Renderer:
         )
         parts.append(
             f'<p style="color:#777;font-size:12px">You receive this because '
-            f"{e(self.reason_text)}. "
+            f"{e(self.reason_text)}. To stop mail about {e(issue_ref(self.issue.id))}, press "
+            f'Mute on <a href="{e(self.url)}">its page</a>. '
             f'<a href="{e(settings_url(self.base))}">Change what notifies you</a>.</p></div>'
         )
         return "\n".join(parts) + "\n"
