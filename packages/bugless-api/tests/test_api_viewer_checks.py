@@ -62,7 +62,7 @@ async def test_the_cli_warns_on_stderr_after_naming_people_who_cannot_view(
 ) -> None:
     boss = connect_as("boss")
     name = f"Closed-{secrets.token_hex(3)}"
-    await boss.create_component(
+    component = await boss.create_component(
         name,
         acl=[
             _entry(v1.Principal(user="cli-bot"), v1.Role.ADMIN),
@@ -103,3 +103,13 @@ async def test_the_cli_warns_on_stderr_after_naming_people_who_cannot_view(
     # Who was named before is not warned of again.
     retitled = bugless_cli(served_api, "issue", "update", str(issue["id"]), "--title", "Renamed")
     assert retitled.stderr == ""
+    # A user field names someone to look at the issue, as assigning does.
+    await boss.create_custom_field(component.id, "Reviewer", "USER")
+    reviewed = bugless_cli(
+        served_api, "issue", "update", str(issue["id"]), "--field", "reviewer=greedy"
+    )
+    assert reviewed.stderr.strip() == (
+        f"warning: greedy cannot view component {name}: they will not see issue "
+        f"{issue['id']} or get mail about it. An admin of {name} can add them to its "
+        "access list."
+    )

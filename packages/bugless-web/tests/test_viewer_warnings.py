@@ -27,6 +27,7 @@ from bugless_core.clients import call
 from bugless_proto import v1
 from bugless_testing.tcp_relay import TcpRelay
 from bugless_web import WebSettings, create_app
+from bugless_web.form_errors import input_name
 from bugless_web.viewer_warnings import (
     MAX_BULK_COMPONENTS,
     MAX_WARNING_BYTES,
@@ -74,6 +75,34 @@ async def test_assigning_and_ccing_people_who_cannot_view_warns_naming_them(
     assert _warning((await client.get(f"/issues/{issue.id}")).text) == ""
     # People already on the issue are not warned of again by a later save.
     status, page = await _edit(client, issue.id, comment="Still on it")
+    assert status == 303
+    assert _warning(page) == ""
+
+
+async def test_naming_someone_in_a_user_field_warns_as_assigning_does(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    field = await call(
+        model.create_custom_field,
+        v1.CreateCustomFieldRequest(
+            caller=world.admin,
+            component_id=world.components["Secret"],
+            name=f"Reviewer {secrets.token_hex(3)}",
+            type=v1.CustomFieldType.USER,
+        ),
+    )
+    issue = await create_issue(model, world, "Review the vault", by="alice", component="Secret")
+    await sign_in(client, "alice")
+
+    status, page = await _edit(client, issue.id, **{input_name(field.id): "bob"})
+
+    assert status == 303
+    assert _warning(page) == (
+        "Bob Builder (bob) cannot view component Secret: they will not see this issue or get "
+        "mail about it. An admin of Secret can add them to its access list."
+    )
+    # Bob is on the issue now: a later save does not warn of him again.
+    status, page = await _edit(client, issue.id, comment="Over to bob")
     assert status == 303
     assert _warning(page) == ""
 

@@ -1,9 +1,9 @@
 """The warning about people named on an issue who cannot view it: whom to check, and its words.
 
 Naming someone the component's access list leaves out (assignee, verifier,
-CC) is allowed, but silent: they cannot open the issue and get no mail about
-it. The web (a banner after a save) and the CLI (``warning:`` lines on
-standard error) both ask the Model's ``CheckViewers`` afterwards and tell
+CC, a custom field of type USER) is allowed, but silent: they cannot open
+the issue and get no mail about it. The web (a banner after a save) and the
+CLI (``warning:`` lines on standard error) both ask the Model's ``CheckViewers`` afterwards and tell
 whoever saved. Both check the same people and say the same sentences, so
 both rules live here, once.
 
@@ -13,7 +13,7 @@ and reasons are keyed by ``ViewerBlock`` *name*.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -39,12 +39,43 @@ REMEDIES = {
 }
 
 
-def people_on(issue: v1.Issue) -> list[str]:
-    """Everyone ``issue`` names as someone to see it: assignee, verifier, CC (once each).
+def people_in_fields(issue: v1.Issue, names: Collection[str] | None = None) -> list[str]:
+    """The people ``issue``'s custom fields of type USER hold (a "Reviewer", an "Owner").
 
-    Whom a new issue, or one moved to another component, is checked for.
+    Args:
+        issue: Its ``custom_fields`` as the Model or the API answers them
+            (each value with its field's name and type).
+        names: Only the fields named so (case-insensitively, or as
+            ``customfield<ID>``): those a CLI ``--field`` set. None: all.
     """
-    return list(dict.fromkeys(p for p in (issue.assignee, issue.verifier, *issue.cc) if p))
+    from bugless_proto import v1  # noqa: PLC0415  (loaded by then: the issue is one)
+
+    # An int, as a upb message holds the type; betterproto2's member equals it.
+    user_type = int(v1.CustomFieldType.USER)
+    wanted = None if names is None else {n.casefold() for n in names}
+    return [
+        person
+        for value in issue.custom_fields
+        if value.type == user_type
+        and (
+            wanted is None
+            or value.name.casefold() in wanted
+            or f"customfield{value.field_id}" in wanted
+        )
+        for person in value.values
+        if person
+    ]
+
+
+def people_on(issue: v1.Issue) -> list[str]:
+    """Everyone ``issue`` names as someone to see it, once each.
+
+    Assignee, verifier, CC, and the people of its USER custom fields: naming
+    someone "Reviewer" asks them to look, as assigning does. Whom a new
+    issue, or one moved to another component, is checked for.
+    """
+    named = (issue.assignee, issue.verifier, *issue.cc, *people_in_fields(issue))
+    return list(dict.fromkeys(p for p in named if p))
 
 
 def newly_named(before: v1.Issue | None, after: v1.Issue) -> list[str]:

@@ -39,7 +39,7 @@ from bugless_api.cli.custom_fields import FIELD_OPTION, field_values
 from bugless_api.cli.groups import issue_group
 from bugless_api.cli.issues import count_text, search_all
 from bugless_core.cli import EXIT_ERROR, EXIT_USAGE
-from bugless_core.viewer_warnings import people_on
+from bugless_core.viewer_warnings import people_in_fields, people_on
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -167,9 +167,9 @@ def update_command(
     -remove forms undo them).
 
     Changing one issue, a "warning:" line on standard error names whom
-    --assignee, --verifier or --cc-add named (or, with --component, anyone on
-    the issue) who cannot view its component: they will not see it or get
-    mail about it. The output and the exit status are the change's.
+    --assignee, --verifier, --cc-add or a --field of a user field named (or,
+    with --component, anyone on the issue) who cannot view its component:
+    they will not see it or get mail about it. The output and the exit status are the change's.
     """
     if bool(issue_ids) == (query is not None):
         raise click.UsageError("give ISSUE_IDS or --query (one of them)")
@@ -225,6 +225,7 @@ async def _update_one(
     assert reply.issue is not None
     # A move is judged afresh for everyone on the issue; otherwise who it named.
     named = [changes["assignee"] or "", changes["verifier"] or "", *changes["cc_add"]]
+    named += people_in_fields(reply.issue, field_specs(changes["fields"]))
     people = people_on(reply.issue) if component_id is not None else named
     await warn_of_hidden_people(client, reply.issue, people)
     return issue_detail(reply.issue, await component_paths(client))

@@ -16,6 +16,7 @@ from bugless_core.clients import call
 from bugless_core.enums import enum_by_name
 from bugless_core.errors import BuglessError, InvalidArgument, NotFound
 from bugless_core.limits import MAX_BATCH_CHANGE
+from bugless_core.viewer_warnings import people_in_fields
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web import custom_fields
@@ -373,12 +374,23 @@ async def _warn_after_bulk_edit(
 
     One ``CheckViewers`` per component of the changed issues (at most
     :data:`~bugless_web.viewer_warnings.MAX_BULK_COMPONENTS`, at once), for
-    the assignee it set and the people it added to CC.
+    the assignee it set, the people it added to CC and the person it put in
+    a custom field of type USER.
     """
     fields = delta.fields or v1.IssueFields()
     paths = delta.update_mask.paths if delta.update_mask else []
     people = [fields.assignee] if "assignee" in paths and fields.assignee else []
     people += delta.cc_add
+    # The delta's value carries no type; the changed issues' values say which are people.
+    set_ids = {value.field_id for value in delta.custom_fields_set}
+    people += [
+        person
+        for result in results
+        if result.code == 0 and result.issue is not None
+        for value in result.issue.custom_fields
+        if value.field_id in set_ids
+        for person in people_in_fields(v1.Issue(custom_fields=[value]))
+    ]
     if not people:
         return
     issues: dict[int, list[int]] = {}
