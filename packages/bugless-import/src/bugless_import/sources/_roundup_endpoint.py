@@ -73,23 +73,36 @@ class RestfulInstance:
         # roles new users get (new_web_user_roles) may not: the tracker's
         # View permissions asked as its own pages ask them, for a user tied
         # to no item (the anonymous account's id: no item's creator or nosy).
+        # Judged as Roundup's filter_with_permissions judges a list: a View
+        # without a check function answers for the whole class (a
+        # permission looks at the item only to run its check), then the
+        # checks' filter functions in the database, and one item at a time
+        # only where a check has no filter.
         if class_name not in self.db.classes:
             raise _BuglessNotFound("Class %s not found" % class_name)
         klass = self.db.getclass(class_name)
-        uid = self.db.getuid()
         nobody = self.db.user.lookup("anonymous")
         roles = [r.strip().lower() for r in self.db.config.NEW_WEB_USER_ROLES.split(",")]
         roles = [self.db.security.role[r] for r in roles if r in self.db.security.role]
-
-        def readable(item_id):
-            return any(role.hasPermission(self.db, "View", nobody, class_name, None, item_id, chk)
-                       for role in roles for chk in (False, True))
-
-        hidden = [i for i in klass.getnodeids(retired=False)
-                  if self.db.security.hasPermission("View", uid, class_name, itemid=i)
-                  and not readable(i)]
-        return 200, {"hidden": sorted(hidden, key=int),
-                     "roles": [r.name for r in roles]}
+        names = [r.name for r in roles]
+        if any(role.hasPermission(self.db, "View", nobody, class_name, None, None, False)
+               for role in roles):
+            return 200, {"hidden": [], "roles": names}
+        left = set(klass.filter_with_permissions(None, {}, retired=False))
+        checks = [p for role in roles for p in role.filter_iter("View", class_name)
+                  if p.properties is None or not p.limit_perm_to_props_only]
+        if all(p.filter for p in checks):
+            for perm in checks:
+                for args in perm.filter(self.db, nobody, klass):
+                    if not left:
+                        break
+                    args.update(sort=[], group=[], retired=None)
+                    left.difference_update(klass.filter(list(left), **args))
+        else:
+            left = set(i for i in left
+                       if not any(role.hasPermission(self.db, "View", nobody, class_name,
+                                                     None, i, True) for role in roles))
+        return 200, {"hidden": sorted(left, key=int), "roles": names}
 
 """
 
