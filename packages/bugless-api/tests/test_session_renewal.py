@@ -18,6 +18,7 @@ retries of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bugless_api.client import BuglessClient, RetryPolicy
 from bugless_core.attachments import CHUNK_BYTES
-from bugless_core.errors import Unauthenticated
+from bugless_core.errors import NotFound, Unauthenticated
 from bugless_dev.stack import LocalStack, RunningService
 
 #: What the API logs when it sends a refused Model call again with a new session.
@@ -298,4 +299,136 @@ async def test_an_upload_refused_as_of_its_ended_session_is_sent_again_whole(
             assert copy.read_bytes() == content
         finally:
             client.close()
+            await asyncio.to_thread(stack.stop_service, auth)
+
+
+class _HeldReplies:
+    """A loopback relay to ``target`` whose replies can be held back (requests always pass).
+
+    Between the API and an Authenticator: the API's renewal reaches the
+    Authenticator, which starts a session, while its answer waits.
+    """
+
+    def __init__(self, target: int) -> None:
+        self.port = 0
+        self._target = target
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def hold(self) -> None:
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        target_reader, target_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        self._writers += [writer, target_writer]
+
+        async def pipe(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, held: bool
+        ) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await source.read(65536):
+                    if held:
+                        await self._flowing.wait()
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(
+            pipe(reader, target_writer, held=False), pipe(target_reader, writer, held=True)
+        )
+
+    async def close(self) -> None:
+        self.release()
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()
+
+
+def _session_ids(stack: LocalStack, username: str) -> list[str]:
+    listed = stack.run_bugless("auth", "user", "sessions", username, "--json")
+    return [session["session_id"] for session in json.loads(listed.stdout)]
+
+
+async def _model_call(client: BuglessClient) -> None:
+    """A Model call that names no user (the API asks the Authenticator nothing for it)."""
+    with pytest.raises(NotFound):
+        await client.get_issue(2**62)
+
+
+#: Longer than the Model reuses the revoked sessions it fetched (``assertion_refresh_seconds``).
+_MODEL_LEARNS = 6.0
+
+
+async def test_a_write_whose_renewed_session_ended_too_is_made_again_by_the_client(
+    bots: Bots, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API sends a refused write again once, with a new session; when that one has
+    ended too, it answers UNAVAILABLE SESSION_RENEWED (nothing ran) with a third, and the
+    client makes the write again, applied once. Before, the client retried a write only
+    when a replica was draining: that write failed although nothing had been written.
+
+    The second session is ended between the API's renewal and its resend: the
+    Authenticator's answer to the renewal is held on the wire until the Model
+    has learnt that the session it names has ended."""
+    caplog.set_level(logging.INFO, logger="bugless.api")
+    stack = bots.stack
+    auth = await asyncio.to_thread(stack.start_auth, name="auth-twice-renewed")
+    relay = _HeldReplies(auth.port)
+    await relay.start()
+    address = dataclasses.replace(stack.client_address("auth", "api"), port=relay.port)
+    username, other = f"bot-{secrets.token_hex(3)}", f"bot-{secrets.token_hex(3)}"
+    files, other_files = (stack.pki.client_certificate_for(name) for name in (username, other))
+    async with extra_api(
+        bots, auth=address, identity_ttl_seconds=300.0, user_changes_seconds=0.0
+    ) as running:
+        client, bystander = (
+            BuglessClient(
+                f"127.0.0.1:{running.port}",
+                cert=f.cert,
+                key=f.key,
+                ca=stack.pki.ca_file,
+                timeout=60,
+                retry=RetryPolicy(attempts=2, max_backoff=0.2),
+            )
+            for f in (files, other_files)
+        )
+        try:
+            created = [(await client.create_hotlist(f"before-{secrets.token_hex(3)}")).name]
+            await _model_call(bystander)  # its identity is kept: no Authenticator call
+            assert await asyncio.to_thread(_end_every_session, stack, username) == 1
+            await asyncio.sleep(_MODEL_LEARNS)
+            await _model_call(bystander)  # the Model fetches the revoked sessions
+
+            relay.hold()
+            name = f"after-{secrets.token_hex(3)}"
+            write = asyncio.ensure_future(client.create_hotlist(name))
+            deadline = time.monotonic() + 30
+            while not (renewed := await asyncio.to_thread(_session_ids, stack, username)):
+                assert time.monotonic() < deadline, "the API asked for no new session in 30 s"
+                assert not write.done(), write
+                await asyncio.sleep(0.2)
+            assert await asyncio.to_thread(_end_every_session, stack, username) == len(renewed)
+            await asyncio.sleep(_MODEL_LEARNS)
+            await _model_call(bystander)
+            relay.release()
+
+            created.append((await write).name)
+            assert RENEWED in caplog.text
+            assert ANSWERED_RENEWED in caplog.text
+            mine = [h.name for h in await client.list_hotlists(member=username)]
+            assert sorted(mine) == sorted(created), "a write was lost or applied twice"
+        finally:
+            client.close()
+            bystander.close()
+            await relay.close()
             await asyncio.to_thread(stack.stop_service, auth)

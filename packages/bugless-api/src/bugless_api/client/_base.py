@@ -247,11 +247,14 @@ class ClientBase:
                 with call_errors(self.unreachable):
                     return await method(request, timeout=self.timeout)
             except (Unavailable, ResourceExhausted) as exc:
-                # A rate-limited call and a call a draining server refused were
-                # never run: retrying them is safe even when not idempotent.
+                # A rate-limited call, a call a draining server refused and one
+                # refused as of a session that ended (the connection has a new
+                # one now) were never run: retrying them is safe even when not
+                # idempotent. The last goes down the same connection.
                 draining = isinstance(exc, Unavailable) and exc.refused_while_draining
+                renewed = isinstance(exc, Unavailable) and exc.refused_with_session_renewed
                 throttled = isinstance(exc, ResourceExhausted) and exc.retry_after is not None
-                retryable = throttled or idempotent or draining
+                retryable = throttled or idempotent or draining or renewed
                 if not retryable or attempt + 1 >= self.retry.attempts:
                     raise
                 if draining:
