@@ -20,10 +20,12 @@ def _entry(principal: v1.Principal, role: v1.Role) -> v1.AclEntry:
     return v1.AclEntry(principal=principal, role=role)
 
 
-async def test_the_people_a_component_leaves_out_are_named_by_username(
+async def test_the_people_an_issue_names_who_cannot_view_it_are_named_by_username(
     connect_as: ConnectAs,
 ) -> None:
-    boss, viewer, outsider = await signed_in(connect_as, "boss", "viewer", "outsider")
+    boss, viewer, outsider, greedy = await signed_in(
+        connect_as, "boss", "viewer", "outsider", "greedy"
+    )
     name = f"Hidden-{secrets.token_hex(3)}"
     component = await boss.create_component(
         name,
@@ -32,29 +34,39 @@ async def test_the_people_a_component_leaves_out_are_named_by_username(
             _entry(v1.Principal(group="secret-viewers"), v1.Role.VIEWER),
         ],
     )
-    ghost = f"ghost-{secrets.token_hex(3)}"
+    issue = await boss.create_issue(
+        "Who sees this", component.id, assignee="outsider", cc=["viewer", "boss"]
+    )
 
     # A viewer asks: by the group only the Authenticator knows, she sees it.
-    answer = await viewer.check_viewers(
-        component.id, ["outsider", "viewer", ghost, "boss", "outsider"]
-    )
+    answer = await viewer.check_viewers(issue.id, ["outsider", "viewer", "boss", "outsider"])
 
     assert answer.component_path == name
     assert [(b.user_id, b.reason) for b in answer.cannot_view] == [
-        ("outsider", v1.ViewerBlock.NO_ACCESS),
-        (ghost, v1.ViewerBlock.UNKNOWN_USER),
+        ("outsider", v1.ViewerBlock.NO_ACCESS)
     ]
-    # Nobody known: still an answer, with the component's path.
-    unknown = await viewer.check_viewers(component.id, [ghost])
-    assert (unknown.component_path, [b.user_id for b in unknown.cannot_view]) == (name, [ghost])
-    # Whoever cannot view the component cannot ask about it, whoever they name.
-    for names in (["viewer"], [ghost]):
-        with pytest.raises(NotFound, match=f"component {component.id} not found"):
-            await outsider.check_viewers(component.id, names)
+    # Nobody named: everyone the issue names, by username.
+    everyone = await viewer.check_viewers(issue.id)
+    assert [(b.user_id, b.reason) for b in everyone.cannot_view] == [
+        ("outsider", v1.ViewerBlock.NO_ACCESS)
+    ]
+    # Only the people the issue names: a bot cannot learn who may view the
+    # component by asking about anyone (review29), known or not.
+    ghost = f"ghost-{secrets.token_hex(3)}"
+    for index, names in ((0, ["greedy"]), (1, ["viewer", ghost])):
+        with pytest.raises(
+            InvalidArgument, match=rf"user_ids\[{index}\]: issue {issue.id} does not"
+        ):
+            await viewer.check_viewers(issue.id, names)
+    assert greedy is not None
+    # Whoever cannot view the issue cannot ask about it, whoever they name.
+    for asked in (["viewer"], []):
+        with pytest.raises(NotFound, match=f"issue {issue.id}"):
+            await outsider.check_viewers(issue.id, asked)
     with pytest.raises(InvalidArgument, match="user_ids: at most 100 per call, got 101"):
-        await viewer.check_viewers(component.id, [f"u{i}" for i in range(101)])
+        await viewer.check_viewers(issue.id, [f"u{i}" for i in range(101)])
     with pytest.raises(InvalidArgument, match=r"user_ids\[1\]"):
-        await viewer.check_viewers(component.id, ["boss", " "])
+        await viewer.check_viewers(issue.id, ["boss", " "])
 
 
 async def test_the_cli_warns_on_stderr_after_naming_people_who_cannot_view(

@@ -21,9 +21,7 @@ from bugless_core.grpc import (
     current_peer_certificate,
     every_method,
 )
-from bugless_core.limits import MAX_USER_REFERENCE_LENGTH, MAX_VIEWER_CHECK
 from bugless_core.search import QuerySyntaxError, parse_query
-from bugless_core.usernames import username_key
 from bugless_proto import v1
 
 #: Global permission needed to create a component at the top of the tree.
@@ -167,57 +165,6 @@ class ComponentsService(GatewayService, v1.ComponentsBase):
         await self.gateway.users.to_ids(refs)
         component = await self.gateway.model_call(self.gateway.model.update_component, message)
         return await self._component_out(component)
-
-    async def check_viewers(self, message: v1.CheckViewersRequest) -> v1.CheckViewersResponse:
-        """Which of the people named (by username) cannot view a component.
-
-        A username nobody has is answered ``UNKNOWN_USER`` rather than
-        refused (a person may be gone since they were named); the others go
-        to the Model by id and come back as the request spelled them. With
-        nobody known the Model is asked for the component alone, so a caller
-        who cannot view it hears NOT_FOUND either way.
-        """
-        caller = caller_of(message)
-        if len(message.user_ids) > MAX_VIEWER_CHECK:
-            raise InvalidArgument(
-                f"user_ids: at most {MAX_VIEWER_CHECK} per call, got {len(message.user_ids)}; "
-                "split the list"
-            )
-        for index, name in enumerate(message.user_ids):
-            if not name.strip() or len(name) > MAX_USER_REFERENCE_LENGTH:
-                raise InvalidArgument(
-                    f"user_ids[{index}]: a username of 1 to {MAX_USER_REFERENCE_LENGTH} "
-                    f"characters, got {name[:40]!r}",
-                    metadata={"field": f"user_ids[{index}]"},
-                )
-        names = list(dict.fromkeys(message.user_ids))
-        ids = await self.gateway.users.ids_by_username(names)
-        known = {ids[username_key(n)]: n for n in names if username_key(n) in ids}
-        if known or not names:
-            message.user_ids = list(known)
-            reply = await self.gateway.model_call(self.gateway.model.check_viewers, message)
-            blocked = {b.user_id: b.reason for b in reply.cannot_view}
-        else:
-            component = await self.gateway.model_call(
-                self.gateway.model.get_component,
-                v1.GetComponentRequest(caller=caller, component_id=message.component_id),
-            )
-            reply = v1.CheckViewersResponse(
-                component_id=component.id, component_path=component.path
-            )
-            blocked = {}
-        by_name = {name: user_id for user_id, name in known.items()}
-        cannot_view = []
-        for name in names:
-            user_id = by_name.get(name)
-            if user_id is None:
-                cannot_view.append(
-                    v1.BlockedViewer(user_id=name, reason=v1.ViewerBlock.UNKNOWN_USER)
-                )
-            elif user_id in blocked:
-                cannot_view.append(v1.BlockedViewer(user_id=name, reason=blocked[user_id]))
-        reply.cannot_view = cannot_view
-        return reply
 
 
 class HotlistsService(GatewayService, v1.HotlistsBase):

@@ -29,6 +29,7 @@ from bugless_api._idle import (
     model_message_within,
 )
 from bugless_api._users import UserRefs
+from bugless_api._viewer_checks import check_issue_viewers
 from bugless_api._wire_issues import (
     BATCH_CHANGE_ISSUES,
     BATCH_GET_ISSUES,
@@ -488,3 +489,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
         """Detach a file (its uploader or a component admin)."""
         caller_of(message)
         return await self._wire_reply(DELETE_ATTACHMENT, message)
+
+    async def check_viewers(self, message: v1.CheckIssueViewersRequest) -> v1.CheckViewersResponse:
+        """Who of the people an issue names cannot view it (:mod:`bugless_api._viewer_checks`)."""
+        return await check_issue_viewers(self.gateway, current_identity().caller, message)

@@ -2,7 +2,7 @@
 
 Naming someone the component's access list leaves out (assignee, verifier,
 CC) is allowed, but they will not see the issue or get mail about it. The
-command asks the API (``Components.CheckViewers``, judged by the Model with
+command asks the API (``Issues.CheckViewers``, judged by the Model with
 the groups the Authenticator knows) once the issue is saved, and prints one
 ``warning:`` line per reason on standard error, so ``--json`` output stays
 clean and the exit status stays the save's. A check that fails (a server of
@@ -41,9 +41,7 @@ async def warn_of_hidden_people(client: BuglessClient, issue: v1.Issue, people: 
     cannot_view: list[v1.BlockedViewer] = []
     try:
         for start in range(0, len(wanted), MAX_VIEWER_CHECK):
-            part = await client.check_viewers(
-                issue.component_id, wanted[start : start + MAX_VIEWER_CHECK]
-            )
+            part = await client.check_viewers(issue.id, wanted[start : start + MAX_VIEWER_CHECK])
             path = part.component_path
             cannot_view += part.cannot_view
     except Exception:  # the save is done: a failed check costs the warning only

@@ -70,21 +70,6 @@ class ComponentCalls(ClientBase):
         )
         return await self._call(self.components.update_component, request, idempotent=False)
 
-    async def check_viewers(
-        self, component_id: int, usernames: Iterable[str]
-    ) -> v1.CheckViewersResponse:
-        """Which of some people (usernames, at most 100) cannot view a component, and why.
-
-        ``cannot_view`` lists them in the order given, each with its reason
-        (``NO_ACCESS``, ``UNKNOWN_USER``, ``CANNOT_SIGN_IN``); everyone else
-        can view it. Ask it after naming people on an issue of the component:
-        those listed will not see the issue or get mail about it. NOT_FOUND
-        unless you can view the component yourself.
-        """
-        check_id(component_id, "component_id")
-        request = v1.CheckViewersRequest(component_id=component_id, user_ids=list(usernames))
-        return await self._call(self.components.check_viewers, request, idempotent=True)
-
     async def create_custom_field(
         self,
         component_id: int,

@@ -100,6 +100,23 @@ class IssueCalls(ClientBase):
             self.issues.get_issue, v1.GetIssueRequest(issue_id=issue_id), idempotent=True
         )
 
+    async def check_viewers(
+        self, issue_id: int, usernames: Iterable[str] = ()
+    ) -> v1.CheckViewersResponse:
+        """Which of the people an issue names cannot view it, and why.
+
+        ``usernames`` (at most 100) must be people the issue names (assignee,
+        verifier, CC, people in its USER custom fields): none asks about all
+        of them. ``cannot_view`` lists those who cannot, in the order given,
+        each with its reason (``NO_ACCESS``, ``UNKNOWN_USER``,
+        ``CANNOT_SIGN_IN``): they will not see the issue or get mail about it.
+        Ask it after naming people. NOT_FOUND unless you can view the issue;
+        InvalidArgument for a username the issue does not name.
+        """
+        check_id(issue_id, "issue_id")
+        request = v1.CheckIssueViewersRequest(issue_id=issue_id, user_ids=list(usernames))
+        return await self._call(self.issues.check_viewers, request, idempotent=True)
+
     async def batch_get_issues(
         self, issue_ids: Sequence[int], *, read_mask: Iterable[str] | None = None
     ) -> v1.BatchGetIssuesResponse:

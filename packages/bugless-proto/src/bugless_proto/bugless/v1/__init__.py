@@ -33,6 +33,7 @@ __all__ = (
     "Caller",
     "ChangeIssueRequest",
     "ChangeIssueResponse",
+    "CheckIssueViewersRequest",
     "CheckViewersRequest",
     "CheckViewersResponse",
     "CompleteOidcRequest",
@@ -1806,6 +1807,31 @@ class ChangeIssueResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "ChangeIssueResponse", ChangeIssueResponse)
+
+
+@dataclass(eq=False, repr=False)
+class CheckIssueViewersRequest(betterproto2.Message):
+    """
+    Issues.CheckViewers: the people of one issue to check.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_API_PROTO_DESCRIPTOR.message_types_by_name["CheckIssueViewersRequest"]
+
+    issue_id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    user_ids: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Usernames the issue names, at most 100, each answered as spelt here;
+    none means everyone the issue names.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "CheckIssueViewersRequest", CheckIssueViewersRequest
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -7750,31 +7776,6 @@ class ComponentsStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
-    async def check_viewers(
-        self,
-        message: "CheckViewersRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "CheckViewersResponse":
-        """
-        Which of some people (usernames, at most 100) cannot view a component,
-        and why: `bugless issue create` and `update` ask it after saving, to warn
-        of an assignee, verifier or CC who will not see the issue or get mail
-        about it. A username nobody has is answered UNKNOWN_USER, not refused;
-        NOT_FOUND unless the caller may view the component.
-        """
-
-        return await self._unary_unary(
-            "/bugless.v1.Components/CheckViewers",
-            message,
-            CheckViewersResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
     async def create_custom_field(
         self,
         message: "CreateCustomFieldRequest",
@@ -8305,6 +8306,32 @@ class IssuesStub(betterproto2_grpclib.ServiceStub):
             "/bugless.v1.Issues/DeleteAttachment",
             message,
             ChangeIssueResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def check_viewers(
+        self,
+        message: "CheckIssueViewersRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "CheckViewersResponse":
+        """
+        Which of the people an issue names (assignee, verifier, CC, people in its
+        USER custom fields) cannot view it, and why: `bugless issue create` and
+        `update` ask it after saving, to warn of someone who will not see the
+        issue or get mail about it. NOT_FOUND unless the caller may view the
+        issue; a username the issue does not name is INVALID_ARGUMENT (a bot
+        learns about the people an issue shows, not who may view a component).
+        """
+
+        return await self._unary_unary(
+            "/bugless.v1.Issues/CheckViewers",
+            message,
+            CheckViewersResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -9736,7 +9763,7 @@ BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSer
     b'\n\x17bugless/v1/notify.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"D\n\x18GetDeliveryStatusRequest\x12(\n\x10max_dead_letters\x18\x01 \x01(\x05R\x0emaxDeadLetters"\xfe\x01\n\nDeadLetter\x12\x1f\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryId\x12\x18\n\x07channel\x18\x02 \x01(\tR\x07channel\x12%\n\x0erecipient_name\x18\x03 \x01(\tR\rrecipientName\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12\x1a\n\x08attempts\x18\x05 \x01(\x05R\x08attempts\x12\x1d\n\nlast_error\x18\x06 \x01(\tR\tlastError\x129\n\nupdated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"\xbc\x01\n\x0eDeliveryStatus\x12\x18\n\x07pending\x18\x01 \x01(\x03R\x07pending\x12\x1c\n\tdelivered\x18\x02 \x01(\x03R\tdelivered\x12\x12\n\x04dead\x18\x03 \x01(\x03R\x04dead\x12#\n\rfeed_position\x18\x04 \x01(\x03R\x0cfeedPosition\x129\n\x0cdead_letters\x18\x05 \x03(\x0b2\x16.bugless.v1.DeadLetterR\x0bdeadLetters"7\n\x12DeadLettersRequest\x12!\n\x0cdelivery_ids\x18\x01 \x03(\tR\x0bdeliveryIds".\n\x12DeadLettersChanged\x12\x18\n\x07changed\x18\x01 \x01(\x05R\x07changed"\xcd\x02\n\x10ComponentWebhook\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x1d\n\nurl_origin\x18\x03 \x01(\tR\turlOrigin\x12\x1f\n\x0bsecret_hint\x18\x04 \x01(\tR\nsecretHint\x12%\n\x0epayload_format\x18\x05 \x01(\tR\rpayloadFormat\x12\'\n\x0finclude_subtree\x18\x06 \x01(\x08R\x0eincludeSubtree\x12\x18\n\x07enabled\x18\x07 \x01(\x08R\x07enabled\x12\x1d\n\ncreated_by\x18\x08 \x01(\tR\tcreatedBy\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\x9d\x01\n\x15ComponentWebhookEvent\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06action\x18\x02 \x01(\tR\x06action\x12\x14\n\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n\x06detail\x18\x04 \x01(\tR\x06detail\x12*\n\x02at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02at"A\n\x1cListComponentWebhooksRequest\x12!\n\x0ccomponent_id\x18\x01 \x01(\x03R\x0bcomponentId"\x8a\x01\n\x11ComponentWebhooks\x128\n\x08webhooks\x18\x01 \x03(\x0b2\x1c.bugless.v1.ComponentWebhookR\x08webhooks\x12;\n\x07history\x18\x02 \x03(\x0b2!.bugless.v1.ComponentWebhookEventR\x07history"\xb9\x01\n\x1aAddComponentWebhookRequest\x12!\n\x0ccomponent_id\x18\x01 \x01(\x03R\x0bcomponentId\x12\x10\n\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n\x06secret\x18\x03 \x01(\tR\x06secret\x12%\n\x0epayload_format\x18\x04 \x01(\tR\rpayloadFormat\x12\'\n\x0finclude_subtree\x18\x05 \x01(\x08R\x0eincludeSubtree"t\n!SetComponentWebhookEnabledRequest\x12!\n\x0ccomponent_id\x18\x01 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n\x07enabled\x18\x03 \x01(\x08R\x07enabled"V\n\x1dDeleteComponentWebhookRequest\x12!\n\x0ccomponent_id\x18\x01 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name2\x99\x05\n\x08Notifier\x12U\n\x11GetDeliveryStatus\x12$.bugless.v1.GetDeliveryStatusRequest\x1a\x1a.bugless.v1.DeliveryStatus\x12R\n\x10RetryDeadLetters\x12\x1e.bugless.v1.DeadLettersRequest\x1a\x1e.bugless.v1.DeadLettersChanged\x12T\n\x12DiscardDeadLetters\x12\x1e.bugless.v1.DeadLettersRequest\x1a\x1e.bugless.v1.DeadLettersChanged\x12`\n\x15ListComponentWebhooks\x12(.bugless.v1.ListComponentWebhooksRequest\x1a\x1d.bugless.v1.ComponentWebhooks\x12[\n\x13AddComponentWebhook\x12&.bugless.v1.AddComponentWebhookRequest\x1a\x1c.bugless.v1.ComponentWebhook\x12i\n\x1aSetComponentWebhookEnabled\x12-.bugless.v1.SetComponentWebhookEnabledRequest\x1a\x1c.bugless.v1.ComponentWebhook\x12b\n\x16DeleteComponentWebhook\x12).bugless.v1.DeleteComponentWebhookRequest\x1a\x1d.bugless.v1.ComponentWebhooksb\x06proto3'
 )
 BUGLESS_V1_API_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x14bugless/v1/api.proto\x12\nbugless.v1\x1a\x15bugless/v1/auth.proto\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x16bugless/v1/model.proto\x1a\x17bugless/v1/notify.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto\x1a google/protobuf/field_mask.proto"\x0f\n\rWhoAmIRequest"\x0f\n\rLogoutRequest"\xa5\x02\n\x12QuerySearchRequest\x12\x14\n\x05query\x18\x01 \x01(\tR\x05query\x12;\n\nstructured\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\nstructured\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale\x12\x18\n\x07summary\x18\x05 \x01(\x08R\x07summary\x12\x1b\n\ttime_zone\x18\x06 \x01(\tR\x08timeZone\x127\n\tread_mask\x18\x07 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\x08readMask"\xae\x01\n\x11QueryWatchRequest\x12\x1b\n\x08issue_id\x18\x01 \x01(\x03H\x00R\x07issueId\x12\x16\n\x05query\x18\x02 \x01(\tH\x00R\x05query\x12\x1b\n\ttime_zone\x18\x03 \x01(\tR\x08timeZone\x12*\n\x0eafter_position\x18\x04 \x01(\x03H\x01R\rafterPosition\x88\x01\x01B\x08\n\x06targetB\x11\n\x0f_after_position2\x88\x01\n\x07Account\x129\n\x06WhoAmI\x12\x19.bugless.v1.WhoAmIRequest\x1a\x14.bugless.v1.Identity\x12B\n\x06Logout\x12\x19.bugless.v1.LogoutRequest\x1a\x1d.bugless.v1.PersonCertificate2\xd4\t\n\x06Issues\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12P\n\x0cSearchIssues\x12\x1e.bugless.v1.QuerySearchRequest\x1a .bugless.v1.SearchIssuesResponse\x12@\n\x05Watch\x12\x1d.bugless.v1.QueryWatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12_\n\x10UploadAttachment\x12#.bugless.v1.UploadAttachmentRequest\x1a$.bugless.v1.UploadAttachmentResponse(\x01\x12e\n\x12DownloadAttachment\x12%.bugless.v1.DownloadAttachmentRequest\x1a&.bugless.v1.DownloadAttachmentResponse0\x01\x12I\n\rGetAttachment\x12 .bugless.v1.GetAttachmentRequest\x1a\x16.bugless.v1.Attachment\x12Z\n\x0fListAttachments\x12".bugless.v1.ListAttachmentsRequest\x1a#.bugless.v1.ListAttachmentsResponse\x12X\n\x10DeleteAttachment\x12#.bugless.v1.DeleteAttachmentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse2\xfa\x05\n\nComponents\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12Q\n\x0cCheckViewers\x12\x1f.bugless.v1.CheckViewersRequest\x1a .bugless.v1.CheckViewersResponse\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse2\x9d\x06\n\x08Hotlists\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse2\xf0\x02\n\rSavedSearches\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse2\xb1\x05\n\rNotifications\x12H\n\tStarIssue\x12\x1c.bugless.v1.StarIssueRequest\x1a\x1d.bugless.v1.StarIssueResponse\x12b\n\x18SetComponentSubscription\x12+.bugless.v1.SetComponentSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12f\n\x1aSetSavedSearchSubscription\x12-.bugless.v1.SetSavedSearchSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12T\n\x11ListSubscriptions\x12$.bugless.v1.ListSubscriptionsRequest\x1a\x19.bugless.v1.Subscriptions\x12r\n\x17GetNotificationSettings\x12*.bugless.v1.GetNotificationSettingsRequest\x1a+.bugless.v1.GetNotificationSettingsResponse\x12m\n\x1aUpdateNotificationSettings\x12-.bugless.v1.UpdateNotificationSettingsRequest\x1a .bugless.v1.NotificationSettings\x12Q\n\x0cSetIssueMute\x12\x1f.bugless.v1.SetIssueMuteRequest\x1a .bugless.v1.NotificationSettings2\x98\x03\n\x08Webhooks\x12`\n\x15ListComponentWebhooks\x12(.bugless.v1.ListComponentWebhooksRequest\x1a\x1d.bugless.v1.ComponentWebhooks\x12[\n\x13AddComponentWebhook\x12&.bugless.v1.AddComponentWebhookRequest\x1a\x1c.bugless.v1.ComponentWebhook\x12i\n\x1aSetComponentWebhookEnabled\x12-.bugless.v1.SetComponentWebhookEnabledRequest\x1a\x1c.bugless.v1.ComponentWebhook\x12b\n\x16DeleteComponentWebhook\x12).bugless.v1.DeleteComponentWebhookRequest\x1a\x1d.bugless.v1.ComponentWebhooksb\x06proto3'
+    b'\n\x14bugless/v1/api.proto\x12\nbugless.v1\x1a\x15bugless/v1/auth.proto\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x16bugless/v1/model.proto\x1a\x17bugless/v1/notify.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto\x1a google/protobuf/field_mask.proto"\x0f\n\rWhoAmIRequest"\x0f\n\rLogoutRequest"\xa5\x02\n\x12QuerySearchRequest\x12\x14\n\x05query\x18\x01 \x01(\tR\x05query\x12;\n\nstructured\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\nstructured\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale\x12\x18\n\x07summary\x18\x05 \x01(\x08R\x07summary\x12\x1b\n\ttime_zone\x18\x06 \x01(\tR\x08timeZone\x127\n\tread_mask\x18\x07 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\x08readMask"P\n\x18CheckIssueViewersRequest\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x19\n\x08user_ids\x18\x02 \x03(\tR\x07userIds"\xae\x01\n\x11QueryWatchRequest\x12\x1b\n\x08issue_id\x18\x01 \x01(\x03H\x00R\x07issueId\x12\x16\n\x05query\x18\x02 \x01(\tH\x00R\x05query\x12\x1b\n\ttime_zone\x18\x03 \x01(\tR\x08timeZone\x12*\n\x0eafter_position\x18\x04 \x01(\x03H\x01R\rafterPosition\x88\x01\x01B\x08\n\x06targetB\x11\n\x0f_after_position2\x88\x01\n\x07Account\x129\n\x06WhoAmI\x12\x19.bugless.v1.WhoAmIRequest\x1a\x14.bugless.v1.Identity\x12B\n\x06Logout\x12\x19.bugless.v1.LogoutRequest\x1a\x1d.bugless.v1.PersonCertificate2\xac\n\n\x06Issues\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12P\n\x0cSearchIssues\x12\x1e.bugless.v1.QuerySearchRequest\x1a .bugless.v1.SearchIssuesResponse\x12@\n\x05Watch\x12\x1d.bugless.v1.QueryWatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12_\n\x10UploadAttachment\x12#.bugless.v1.UploadAttachmentRequest\x1a$.bugless.v1.UploadAttachmentResponse(\x01\x12e\n\x12DownloadAttachment\x12%.bugless.v1.DownloadAttachmentRequest\x1a&.bugless.v1.DownloadAttachmentResponse0\x01\x12I\n\rGetAttachment\x12 .bugless.v1.GetAttachmentRequest\x1a\x16.bugless.v1.Attachment\x12Z\n\x0fListAttachments\x12".bugless.v1.ListAttachmentsRequest\x1a#.bugless.v1.ListAttachmentsResponse\x12X\n\x10DeleteAttachment\x12#.bugless.v1.DeleteAttachmentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12V\n\x0cCheckViewers\x12$.bugless.v1.CheckIssueViewersRequest\x1a .bugless.v1.CheckViewersResponse2\xa7\x05\n\nComponents\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse2\x9d\x06\n\x08Hotlists\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse2\xf0\x02\n\rSavedSearches\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse2\xb1\x05\n\rNotifications\x12H\n\tStarIssue\x12\x1c.bugless.v1.StarIssueRequest\x1a\x1d.bugless.v1.StarIssueResponse\x12b\n\x18SetComponentSubscription\x12+.bugless.v1.SetComponentSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12f\n\x1aSetSavedSearchSubscription\x12-.bugless.v1.SetSavedSearchSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12T\n\x11ListSubscriptions\x12$.bugless.v1.ListSubscriptionsRequest\x1a\x19.bugless.v1.Subscriptions\x12r\n\x17GetNotificationSettings\x12*.bugless.v1.GetNotificationSettingsRequest\x1a+.bugless.v1.GetNotificationSettingsResponse\x12m\n\x1aUpdateNotificationSettings\x12-.bugless.v1.UpdateNotificationSettingsRequest\x1a .bugless.v1.NotificationSettings\x12Q\n\x0cSetIssueMute\x12\x1f.bugless.v1.SetIssueMuteRequest\x1a .bugless.v1.NotificationSettings2\x98\x03\n\x08Webhooks\x12`\n\x15ListComponentWebhooks\x12(.bugless.v1.ListComponentWebhooksRequest\x1a\x1d.bugless.v1.ComponentWebhooks\x12[\n\x13AddComponentWebhook\x12&.bugless.v1.AddComponentWebhookRequest\x1a\x1c.bugless.v1.ComponentWebhook\x12i\n\x1aSetComponentWebhookEnabled\x12-.bugless.v1.SetComponentWebhookEnabledRequest\x1a\x1c.bugless.v1.ComponentWebhook\x12b\n\x16DeleteComponentWebhook\x12).bugless.v1.DeleteComponentWebhookRequest\x1a\x1d.bugless.v1.ComponentWebhooksb\x06proto3'
 )
 
 
@@ -10442,17 +10469,6 @@ class ComponentsBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def check_viewers(self, message: "CheckViewersRequest") -> "CheckViewersResponse":
-        """
-        Which of some people (usernames, at most 100) cannot view a component,
-        and why: `bugless issue create` and `update` ask it after saving, to warn
-        of an assignee, verifier or CC who will not see the issue or get mail
-        about it. A username nobody has is answered UNKNOWN_USER, not refused;
-        NOT_FOUND unless the caller may view the component.
-        """
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
     async def create_custom_field(self, message: "CreateCustomFieldRequest") -> "CustomField":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -10501,14 +10517,6 @@ class ComponentsBase(betterproto2_grpclib.ServiceBase):
         request = await stream.recv_message()
         assert request is not None
         response = await self.update_component(request)
-        await stream.send_message(response)
-
-    async def __rpc_check_viewers(
-        self, stream: "grpclib.server.Stream[CheckViewersRequest, CheckViewersResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.check_viewers(request)
         await stream.send_message(response)
 
     async def __rpc_create_custom_field(
@@ -10568,12 +10576,6 @@ class ComponentsBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 UpdateComponentRequest,
                 Component,
-            ),
-            "/bugless.v1.Components/CheckViewers": grpclib.const.Handler(
-                self.__rpc_check_viewers,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                CheckViewersRequest,
-                CheckViewersResponse,
             ),
             "/bugless.v1.Components/CreateCustomField": grpclib.const.Handler(
                 self.__rpc_create_custom_field,
@@ -10867,6 +10869,18 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def check_viewers(self, message: "CheckIssueViewersRequest") -> "CheckViewersResponse":
+        """
+        Which of the people an issue names (assignee, verifier, CC, people in its
+        USER custom fields) cannot view it, and why: `bugless issue create` and
+        `update` ask it after saving, to warn of someone who will not see the
+        issue or get mail about it. NOT_FOUND unless the caller may view the
+        issue; a username the issue does not name is INVALID_ARGUMENT (a bot
+        learns about the people an issue shows, not who may view a component).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_create_issue(
         self, stream: "grpclib.server.Stream[CreateIssueRequest, Issue]"
     ) -> None:
@@ -10992,6 +11006,14 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
         response = await self.delete_attachment(request)
         await stream.send_message(response)
 
+    async def __rpc_check_viewers(
+        self, stream: "grpclib.server.Stream[CheckIssueViewersRequest, CheckViewersResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.check_viewers(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/bugless.v1.Issues/CreateIssue": grpclib.const.Handler(
@@ -11083,6 +11105,12 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 DeleteAttachmentRequest,
                 ChangeIssueResponse,
+            ),
+            "/bugless.v1.Issues/CheckViewers": grpclib.const.Handler(
+                self.__rpc_check_viewers,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                CheckIssueViewersRequest,
+                CheckViewersResponse,
             ),
         }
 
