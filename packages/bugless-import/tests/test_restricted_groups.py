@@ -11,18 +11,26 @@ groups they sign in with, so the check does the same.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 
 import pytest
 from import_support import ADMIN, MakeSettings, find
 from test_restricted_component import _component, _jira_export
 
+from bugless_core.cli import EXIT_USAGE
 from bugless_core.clients import call
+from bugless_dev.processes import spawn
 from bugless_dev.stack import LocalStack
 from bugless_import import run_import
 from bugless_import.restricted import RestrictedComponentRefused
 from bugless_import.sources.jira import JiraImporter
 from bugless_proto import v1
+from bugless_testing.start_refusals import run_bugless
+
+#: ``bugless auth serve`` as the release before ListGroupMembers.
+PREVIOUS = Path(__file__).with_name("previous_authenticator.py")
 
 
 async def test_a_component_some_readers_of_the_root_are_not_in_is_narrower(
@@ -117,3 +125,50 @@ async def test_a_component_whose_access_list_names_a_person_is_checked_and_named
     assert report.restricted_checked[1].startswith("narrower than RootPU (group:pu-eng"), (
         report.restricted_checked
     )
+
+
+async def test_an_authenticator_before_list_group_members_is_named_to_upgrade_first(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub, bugless_stack: LocalStack
+) -> None:
+    """An Authenticator of the previous release: one line saying to upgrade it first, exit 2.
+
+    Before, the run ended as the Authenticator failing (exit 1) with
+    "error: Missing content-type header": grpclib's client reads its
+    server's bare UNIMPLEMENTED "Method not found" so.
+    """
+    bugless_stack.add_user("gm-pat", "pw-gm-pat", groups=["gm4-eng", "gm4-sec"])
+    await _component(model, "RootGM4", "gm4-eng")
+    await _component(model, "SecGM4", "gm4-sec")
+    settings = make_settings()
+    assert settings.model is not None
+    ready = tmp_path / "previous-auth.json"
+    process = spawn(
+        "auth-previous",
+        [sys.executable, str(PREVIOUS), "auth", "serve", "--port", "0", "--ready-file", str(ready)],
+        bugless_stack.env,
+        tmp_path / "previous-auth.log",
+        ready_file=ready,
+    )
+    previous = bugless_stack.wait_started("auth", process)
+    try:
+        args = [
+            "import", "jira", str(_jira_export(tmp_path, "GMD")),
+            "--model", f"{settings.model.host}:{settings.model.port}",
+            "--auth", f"127.0.0.1:{previous.port}",
+            "--tls-ca", str(settings.tls_ca), "--tls-cert", str(settings.tls_cert),
+            "--tls-key", str(settings.tls_key), "--state-dir", str(tmp_path / "state"),
+            "--component-root", "RootGM4", "--restricted-component", "SecGM4", "--quiet",
+        ]  # fmt: skip
+        result = await asyncio.to_thread(
+            run_bugless, args, {"BUGLESS_IMPORT_TOKEN": settings.token}
+        )
+    finally:
+        bugless_stack.stop_service(previous)
+
+    assert result.returncode == EXIT_USAGE, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        "error: --restricted-component: the Authenticator does not serve ListGroupMembers, so it "
+        "is of a release before this import's; upgrade the Authenticator first, as "
+        "docs/upgrades.md orders, then run the import again (nothing was written)"
+    ]
+    assert await find(model, "jira:GMD-1") == []

@@ -38,6 +38,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
 from bugless_core.clients import call
 from bugless_core.errors import FailedPrecondition, NotFound
 from bugless_core.importer import SourceIssue
@@ -48,12 +51,18 @@ from bugless_proto import v1
 RESTRICTED = "\x00restricted"
 #: Issues per BatchGetIssues call (the Model's limit).
 _BATCH = 500
+#: How grpclib's client reads a grpclib server's answer to a method it does not serve.
+_NO_CONTENT_TYPE = "Missing content-type header"
 #: Groups per ListGroupMembers call (the Authenticator's limit: an access list's entries).
 _GROUPS_PER_CALL = 200
 
 
 class RestrictedComponentRefused(FailedPrecondition):
     """``--restricted-component`` names no component, or one not narrower than the import's.
+
+    Or the Authenticator is of a release before ``ListGroupMembers``: the
+    component cannot be checked until it is upgraded (docs/upgrades.md's
+    order: the Authenticator before the importers).
 
     The command exits 2 (bad usage or configuration): nothing was written,
     and the run starts once the component exists with the right ACL.
@@ -270,7 +279,7 @@ class GroupMembers:
         wanted = sorted({p for p in principals if p.startswith("group:")} - set(self._known))
         for start in range(0, len(wanted), _GROUPS_PER_CALL):
             answer = await call(
-                self._auth.list_group_members,
+                self._list,
                 v1.ListGroupMembersRequest(
                     groups=[
                         g.removeprefix("group:") for g in wanted[start : start + _GROUPS_PER_CALL]
@@ -290,6 +299,30 @@ class GroupMembers:
                 return None
             users |= members
         return frozenset(users)
+
+    async def _list(self, request: v1.ListGroupMembersRequest) -> v1.ListGroupMembersResponse:
+        """``ListGroupMembers``; an Authenticator without it is told apart from a failure.
+
+        A grpclib server answers a method it does not serve with a bare
+        UNIMPLEMENTED "Method not found", without the content-type a gRPC
+        answer carries, and the grpclib client reads that as UNKNOWN
+        "Missing content-type header" before it reads the status: alone, it
+        would end the run as the Authenticator failing (exit 1), naming
+        nothing to do. Either is the method missing here, where the same
+        Authenticator has just signed the run in.
+        """
+        try:
+            return await self._auth.list_group_members(request)
+        except GRPCError as exc:
+            if exc.status is not Status.UNIMPLEMENTED and not (
+                exc.status is Status.UNKNOWN and exc.message == _NO_CONTENT_TYPE
+            ):
+                raise
+            raise RestrictedComponentRefused(
+                "--restricted-component: the Authenticator does not serve ListGroupMembers, "
+                "so it is of a release before this import's; upgrade the Authenticator first, "
+                "as docs/upgrades.md orders, then run the import again (nothing was written)"
+            ) from exc
 
 
 def _unknown(readers: frozenset[str] | None) -> str:
