@@ -284,3 +284,45 @@ def test_every_statement_writing_users_runs_through_user_writes() -> None:
             runs = rf"(\w+)\.(fetchrow|fetch|fetchval|execute)\(\s*sql\.{name}\b"
             for use in re.finditer(runs, text):
                 assert use[1] == "writes", f"{path.name}: sql.{name} run by {use[1]}"
+
+
+async def test_a_placeholder_merged_again_names_the_account_it_left_in_the_feed(
+    start_auth_server: StartAuth,
+) -> None:
+    """A mistaken merge corrected: the first account loses the placeholder from its merged ids.
+
+    Caches keep a user by id with its ``merged_user_ids`` (``reporter:bob``
+    matches what the placeholder did), so the account the placeholder left
+    must be in the feed too, or they would go on counting it as bob's.
+    """
+    auth = await start_following(start_auth_server)
+    token = await admin_token(auth)
+    bob = await auth.add_user(unique("bob"))
+    cyd = await auth.add_user(unique("cyd"))
+    key = unique("cydold")
+    matched = await auth.stub.match_import_users(
+        v1.MatchImportUsersRequest(
+            token=token,
+            source="trac",
+            people=[v1.SourcePerson(key=key, username=key)],
+            create_placeholders=True,
+        )
+    )
+    placeholder = matched.matches[0].user
+    assert placeholder is not None
+    await auth.stub.merge_placeholder(
+        v1.MergePlaceholderRequest(token=token, placeholder=placeholder.username, into=bob.username)
+    )
+    start = await head(auth)
+
+    await auth.stub.merge_placeholder(
+        v1.MergePlaceholderRequest(token=token, placeholder=placeholder.username, into=cyd.username)
+    )
+
+    again = await changes_after(auth, start)
+    assert sorted(again.user_ids) == sorted([placeholder.user_id, bob.user_id, cyd.user_id])
+    looked = await auth.stub.lookup_users(
+        v1.LookupUsersRequest(usernames=[bob.username, cyd.username])
+    )
+    merged = {user.username: list(user.merged_user_ids) for user in looked.users}
+    assert merged == {bob.username: [], cyd.username: [placeholder.user_id]}

@@ -199,6 +199,9 @@ USERNAME_TAKEN = "SELECT EXISTS (SELECT 1 FROM users WHERE username_key = $1)"
 #: The id of the user whose username key is $1, if any (locked until the commit).
 USER_ID_OF_USERNAME_KEY = "SELECT user_id FROM users WHERE username_key = $1 FOR UPDATE"
 
+#: The account the placeholder $1 is merged into ('' while it is not), locked until the commit.
+MERGED_INTO = "SELECT merged_into FROM users WHERE user_id = $1 FOR UPDATE"
+
 MERGE_PLACEHOLDER = """
 UPDATE users SET merged_into = $2, updated_at = now() WHERE user_id = $1 AND placeholder
 RETURNING user_id

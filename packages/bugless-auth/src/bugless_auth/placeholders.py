@@ -150,6 +150,9 @@ async def _create_placeholder(
 async def merge_placeholder(store: IdentityStore, placeholder: str, into: str) -> UserRecord:
     """Map the placeholder ``placeholder`` to the real account ``into`` (usernames).
 
+    A placeholder already merged is moved to ``into`` (a mistaken merge
+    corrected); the account it leaves is logged as changed with it.
+
     Raises:
         NotFound: either username matches nobody.
         FailedPrecondition: ``placeholder`` is a real account, or ``into`` is
@@ -170,8 +173,13 @@ async def merge_placeholder(store: IdentityStore, placeholder: str, into: str) -
             )
         if target["placeholder"]:
             raise FailedPrecondition(f"into: {into!r} is a placeholder; merge into a real account")
+        before = await conn.fetchval(sql.MERGED_INTO, source["user_id"])
         await writes.fetchrow(sql.MERGE_PLACEHOLDER, source["user_id"], target["user_id"])
         writes.changed(target["user_id"])  # its merged_user_ids gain the placeholder
+        if before and before != target["user_id"]:
+            # Merged again (a mistaken INTO corrected): the account it left
+            # loses it from its merged_user_ids, which caches hold by its id.
+            writes.changed(before)
         return await conn.fetchrow(sql.USERS_BY_IDS, [source["user_id"]])
 
     row = await store.write_users(work)
