@@ -7,6 +7,7 @@ from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_auth.policy import Policy
+from bugless_core.auth_backend import ExternalIdentity
 from bugless_proto import v1
 
 
@@ -168,3 +169,32 @@ async def test_merging_refuses_real_accounts_and_needs_manage_users(auth: AuthSe
         ),
         Status.PERMISSION_DENIED,
     )
+
+
+async def test_a_placeholder_is_not_merged_into_a_bot(auth: AuthServer) -> None:
+    """An imported person's past belongs to a person: a bot account as INTO is refused.
+
+    Merged, what cyd@trac did would show as the bot's on every page and
+    ``reporter:BOT`` would find it; nothing was written.
+    """
+    token = await _token(auth, "admins")
+    bot = unique("ci")
+    await auth.store.resolve(ExternalIdentity(subject=f"tls:{bot}", username=bot, bot=True), "tls")
+    key = unique("old")
+    answer = await auth.stub.match_import_users(
+        _request(token, v1.SourcePerson(key=key, username=key))
+    )
+    placeholder = answer.matches[0].user
+    assert placeholder is not None
+
+    refused = await expect_status(
+        auth.stub.merge_placeholder(
+            v1.MergePlaceholderRequest(token=token, placeholder=placeholder.username, into=bot)
+        ),
+        Status.FAILED_PRECONDITION,
+    )
+    assert refused.message == f"into: {bot!r} is a bot; merge into a person's account"
+    looked = await auth.stub.lookup_users(v1.LookupUsersRequest(usernames=[bot]))
+    assert list(looked.users[0].merged_user_ids) == [], "nothing merged"
+    got = await auth.stub.get_users(v1.GetUsersRequest(user_ids=[placeholder.user_id]))
+    assert got.users[0].placeholder, "still an unmerged placeholder"

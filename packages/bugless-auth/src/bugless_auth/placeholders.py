@@ -156,7 +156,7 @@ async def merge_placeholder(store: IdentityStore, placeholder: str, into: str) -
     Raises:
         NotFound: either username matches nobody.
         FailedPrecondition: ``placeholder`` is a real account, or ``into`` is
-            a placeholder.
+            a placeholder or a bot.
     """
 
     async def work(writes: UserWrites) -> Any:
@@ -173,6 +173,10 @@ async def merge_placeholder(store: IdentityStore, placeholder: str, into: str) -
             )
         if target["placeholder"]:
             raise FailedPrecondition(f"into: {into!r} is a placeholder; merge into a real account")
+        if target["bot"]:
+            # A person's imported past is theirs: on a bot's account it would
+            # count as the bot's in searches and pages, and no one could answer.
+            raise FailedPrecondition(f"into: {into!r} is a bot; merge into a person's account")
         before = await conn.fetchval(sql.MERGED_INTO, source["user_id"])
         await writes.fetchrow(sql.MERGE_PLACEHOLDER, source["user_id"], target["user_id"])
         writes.changed(target["user_id"])  # its merged_user_ids gain the placeholder

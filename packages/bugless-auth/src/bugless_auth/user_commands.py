@@ -476,7 +476,7 @@ def user_merge_command(
     What the imported person did then shows as INTO's on every page and
     counts as theirs in searches (reporter:INTO), with no history rewritten;
     running services follow within about a poll of the users' change feed.
-    A real account as PLACEHOLDER, or a placeholder as INTO, is refused.
+    A real account as PLACEHOLDER, or a placeholder or a bot as INTO, is refused.
     """
     from bugless_auth.placeholders import merge_placeholder  # noqa: PLC0415 - module docstring
 
