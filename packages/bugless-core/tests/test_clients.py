@@ -3,9 +3,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 from prometheus_client import CollectorRegistry
 
-from bugless_core.clients import ServiceAddress, call, call_errors, warn_if_insecure
+from bugless_core.clients import (
+    ServiceAddress,
+    call,
+    call_errors,
+    method_missing,
+    warn_if_insecure,
+)
 from bugless_core.errors import BuglessError, IssueVersionConflict, NotFound, Unavailable
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner, grpc_errors, handler_errors
 from bugless_proto import v1
@@ -110,3 +118,33 @@ def test_the_insecure_local_warning_writes_an_ipv6_backend_in_brackets(
     """Before: 'reaches the model service at ::1:7', which reads as one address."""
     warn_if_insecure("web", model=ServiceAddress("::1", 7))
     assert "web reaches the model service at [::1]:7 with --insecure-local" in caplog.text
+
+
+async def test_a_method_the_server_does_not_serve_is_told_apart_from_a_failure(
+    model_address: ServiceAddress,
+) -> None:
+    """A server of an earlier release lacks the RPCs added since: an upgrade, not an outage.
+
+    The test's server serves the Model only, so the Authenticator's
+    GetUserGroups is a path it does not map, as an Authenticator of the
+    release before it answers the Model's CheckViewers.
+    """
+    channel = model_address.channel()
+    try:
+        with pytest.raises(GRPCError) as missing:
+            await v1.AuthenticatorStub(channel).get_user_groups(
+                v1.GetUserGroupsRequest(user_ids=["u_1"])
+            )
+        # As grpclib's client reads a grpclib server's bare "Method not found".
+        assert (missing.value.status, missing.value.message) == (
+            Status.UNKNOWN,
+            "Missing content-type header",
+        )
+        assert method_missing(missing.value)
+        with pytest.raises(GRPCError) as failed:
+            await v1.ModelStub(channel).get_issue(v1.GetIssueRequest(issue_id=9))
+        assert not method_missing(failed.value)
+    finally:
+        channel.close()
+    assert method_missing(GRPCError(Status.UNIMPLEMENTED, "Method not found"))
+    assert not method_missing(GRPCError(Status.UNKNOWN, "something else"))

@@ -197,6 +197,27 @@ ASSERTION_RENEWAL: ContextVar[Callable[[Unauthenticated], Awaitable[str | None]]
 )
 
 
+#: What grpclib's client makes of a grpclib server's answer to a method it does
+#: not serve (:func:`method_missing`).
+_NO_CONTENT_TYPE = "Missing content-type header"
+
+
+def method_missing(exc: GRPCError) -> bool:
+    """Whether ``exc`` says the server does not serve the method called.
+
+    A server of an earlier release lacks the RPCs added since; a newer caller
+    then tells the operator to upgrade it (docs/upgrades.md's order) rather
+    than report an outage. A grpclib server (every bugless service) answers
+    a path it does not map with bare headers, UNIMPLEMENTED "Method not
+    found" without the content-type a gRPC answer carries, and grpclib's
+    client reads that as UNKNOWN "Missing content-type header" before it
+    reads the status; other servers answer UNIMPLEMENTED. Both count.
+    """
+    if exc.status is Status.UNIMPLEMENTED:
+        return True
+    return exc.status is Status.UNKNOWN and exc.message == _NO_CONTENT_TYPE
+
+
 def renewal_helps(refused: Unauthenticated, sent: str, renewed: str | None) -> bool:
     """Whether a call refused for its assertion ``sent`` may be made again with ``renewed``.
 

@@ -38,10 +38,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from bugless_core.clients import call
+from bugless_core.clients import call, method_missing
 from bugless_core.errors import FailedPrecondition, NotFound
 from bugless_core.importer import SourceIssue
 from bugless_proto import v1
@@ -51,8 +50,6 @@ from bugless_proto import v1
 RESTRICTED = "\x00restricted"
 #: Issues per BatchGetIssues call (the Model's limit).
 _BATCH = 500
-#: How grpclib's client reads a grpclib server's answer to a method it does not serve.
-_NO_CONTENT_TYPE = "Missing content-type header"
 #: Groups per ListGroupMembers call (the Authenticator's limit: an access list's entries).
 _GROUPS_PER_CALL = 200
 
@@ -314,9 +311,7 @@ class GroupMembers:
         try:
             return await self._auth.list_group_members(request)
         except GRPCError as exc:
-            if exc.status is not Status.UNIMPLEMENTED and not (
-                exc.status is Status.UNKNOWN and exc.message == _NO_CONTENT_TYPE
-            ):
+            if not method_missing(exc):
                 raise
             raise RestrictedComponentRefused(
                 "--restricted-component: the Authenticator does not serve ListGroupMembers, "

@@ -25,6 +25,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core import limits
+from bugless_core.clients import method_missing
 from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from bugless_core.model._validation import check_id, check_user_ref, require_caller
 from bugless_core.model.backend import ModelBackend
@@ -72,9 +73,10 @@ async def _people(source: UserGroupsSource, user_ids: Sequence[str]) -> dict[str
     try:
         answers = await source(user_ids)
     except GRPCError as exc:
-        if exc.status in (Status.UNIMPLEMENTED, Status.PERMISSION_DENIED):
-            # An Authenticator older than this Model (no GetUserGroups), or
-            # one whose ACCESS table names another identity for the Model.
+        if exc.status is Status.PERMISSION_DENIED or method_missing(exc):
+            # An Authenticator older than this Model (no GetUserGroups: a
+            # grpclib server's answer reads as UNKNOWN, see method_missing),
+            # or one whose ACCESS table names another identity for the Model.
             _log.error("the Authenticator refused GetUserGroups: %s %s", exc.status, exc.message)
             msg = (
                 f"the Authenticator cannot tell the Model people's groups ({exc.status.name}: "
