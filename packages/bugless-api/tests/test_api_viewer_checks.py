@@ -125,3 +125,46 @@ async def test_the_cli_warns_on_stderr_after_naming_people_who_cannot_view(
         f"{issue['id']} or get mail about it. An admin of {name} can add them to its "
         "access list."
     )
+
+
+async def test_a_bulk_update_warns_once_per_component_naming_its_issues(
+    served_api: dict[str, str], connect_as: ConnectAs
+) -> None:
+    boss = connect_as("boss")
+    tag = secrets.token_hex(3)
+    closed, other = f"Closed-{tag}", f"Other-{tag}"
+    for name in (closed, other):
+        await boss.create_component(
+            name,
+            acl=[
+                _entry(v1.Principal(user="cli-bot"), v1.Role.ADMIN),
+                _entry(v1.Principal(group="secret-viewers"), v1.Role.VIEWER),
+            ],
+        )
+    made = [
+        json.loads(
+            bugless_cli(
+                served_api, "issue", "create", "--title", f"Bulk {n}", "--component", name, "--json"
+            ).stdout
+        )["id"]
+        for n, name in enumerate((closed, closed, other))
+    ]
+
+    changed = bugless_cli(
+        served_api, "issue", "update", *map(str, made), "--cc-add", "outsider", "--yes", "--json"
+    )
+
+    # One line per component, its issues named together; the JSON is the change's.
+    assert [r["issue_id"] for r in json.loads(changed.stdout)["results"]] == made
+    assert changed.stderr.strip().splitlines() == [
+        f"warning: outsider cannot view component {closed}: they will not see issues "
+        f"{made[0]} and {made[1]} or get mail about them. An admin of {closed} can add them "
+        "to its access list.",
+        f"warning: outsider cannot view component {other}: they will not see issue "
+        f"{made[2]} or get mail about it. An admin of {other} can add them to its access list.",
+    ]
+    # Naming people who can view them warns of nobody.
+    seen = bugless_cli(
+        served_api, "issue", "update", *map(str, made), "--cc-add", "viewer", "--yes"
+    )
+    assert seen.stderr == ""

@@ -102,6 +102,12 @@ def listed(names: Sequence[str]) -> str:
     return ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
+def issues_text(issue_ids: Sequence[int]) -> str:
+    """What the people of a sentence will not see: "issue 12", "issues 12 and 13"."""
+    ids = sorted(issue_ids)
+    return f"issue{'s' if len(ids) > 1 else ''} {listed([str(i) for i in ids])}"
+
+
 def warning_sentences(
     path: str, names_by_reason: Mapping[str, Sequence[str]], what: str
 ) -> list[str]:

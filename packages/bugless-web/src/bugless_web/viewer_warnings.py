@@ -29,7 +29,7 @@ from litestar import Request
 
 from bugless_core.clients import call
 from bugless_core.limits import MAX_VIEWER_CHECK
-from bugless_core.viewer_warnings import listed, newly_named, warning_sentences
+from bugless_core.viewer_warnings import issues_text, newly_named, warning_sentences
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import frontend_of, session_of
@@ -134,8 +134,7 @@ async def viewer_warning(
     for component_id, (path, blocked) in zip(components, answers, strict=True):
         what = "this issue"
         if issue_ids is not None:
-            ids = sorted(issue_ids.get(component_id, ()))
-            what = f"issue{'s' if len(ids) > 1 else ''} {listed([str(i) for i in ids])}"
+            what = issues_text(issue_ids.get(component_id, ()))
         sentences += [(component_id, s) for s in _sentences(path, blocked, users, what)]
     return _fitting_the_cookie(sentences)
 

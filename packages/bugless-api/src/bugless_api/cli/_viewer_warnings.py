@@ -1,50 +1,85 @@
-"""After ``bugless issue create``/``update``: warn of people named who cannot view the issue.
+"""After ``bugless issue create``/``update``: warn of people named who cannot view the issues.
 
 Naming someone the component's access list leaves out (assignee, verifier,
-CC) is allowed, but they will not see the issue or get mail about it. The
-command asks the API (``Issues.CheckViewers``, judged by the Model with
-the groups the Authenticator knows) once the issue is saved, and prints one
-``warning:`` line per reason on standard error, so ``--json`` output stays
-clean and the exit status stays the save's. A check that fails (a server of
-an earlier release, an outage) prints nothing: the save is done, and its
-answer is what the command reports. Whom it checks and the sentences are the
-web's (:mod:`bugless_core.viewer_warnings`).
+CC, a user field) is allowed, but they will not see the issue or get mail
+about it. The command asks the API (``Issues.CheckViewers``, judged by the
+Model with the groups the Authenticator knows) once the issues are saved,
+and prints one ``warning:`` line per component and reason on standard error,
+so ``--json`` output stays clean and the exit status stays the save's. A
+check that fails (a server of an earlier release, an outage) prints nothing:
+the save is done, and its answer is what the command reports. Whom it checks
+and the sentences are the web's (:mod:`bugless_core.viewer_warnings`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import click
 
 from bugless_core.limits import MAX_VIEWER_CHECK
-from bugless_core.viewer_warnings import warning_sentences
+from bugless_core.viewer_warnings import issues_text, warning_sentences
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
     from bugless_proto import v1
 
 
-def warning_lines(issue_id: int, path: str, cannot_view: Sequence[v1.BlockedViewer]) -> list[str]:
+def warning_lines(
+    issue_ids: Sequence[int], path: str, cannot_view: Sequence[v1.BlockedViewer]
+) -> list[str]:
     """One ``warning:`` line per reason, naming the people it holds for, as the web words it."""
     by_reason: dict[str, list[str]] = {}
     for person in cannot_view:
         by_reason.setdefault(person.reason.name or "", []).append(person.user_id)
-    return [f"warning: {s}" for s in warning_sentences(path, by_reason, f"issue {issue_id}")]
+    return [f"warning: {s}" for s in warning_sentences(path, by_reason, issues_text(issue_ids))]
+
+
+async def _component_check(
+    client: BuglessClient, named: Mapping[int, Sequence[str]]
+) -> tuple[str, list[v1.BlockedViewer]]:
+    """The path of one component and who of the people ``named`` on its issues cannot view it.
+
+    The API answers only about people an issue names, so each person is
+    asked about on the first issue naming them: a bulk change names the
+    same people on every issue, which makes one call for the component
+    (batches of the limit), not one per issue.
+    """
+    path = ""
+    asked: set[str] = set()
+    cannot_view: list[v1.BlockedViewer] = []
+    for issue_id, people in named.items():
+        wanted = [p for p in dict.fromkeys(people) if p and p not in asked]
+        asked.update(wanted)
+        for start in range(0, len(wanted), MAX_VIEWER_CHECK):
+            part = await client.check_viewers(issue_id, wanted[start : start + MAX_VIEWER_CHECK])
+            path = part.component_path
+            cannot_view += part.cannot_view
+    return path, cannot_view
+
+
+async def warn_per_component(
+    client: BuglessClient, named: Mapping[int, Mapping[int, Sequence[str]]]
+) -> None:
+    """Print on standard error who of the people named cannot view the issues, by component.
+
+    Args:
+        client: The API (``Issues.CheckViewers``).
+        named: Component id to the issues changed there, each to the
+            usernames the change named on it.
+    """
+    lines: list[str] = []
+    try:
+        for issues in named.values():
+            path, cannot_view = await _component_check(client, issues)
+            lines += warning_lines(list(issues), path, cannot_view)
+    except Exception:  # the save is done: a failed check costs the warning only
+        return
+    for line in lines:
+        click.secho(line, fg="yellow", err=True)
 
 
 async def warn_of_hidden_people(client: BuglessClient, issue: v1.Issue, people: list[str]) -> None:
     """Print on standard error who of ``people`` (usernames) cannot view ``issue``."""
-    wanted = list(dict.fromkeys(p for p in people if p))
-    path = ""
-    cannot_view: list[v1.BlockedViewer] = []
-    try:
-        for start in range(0, len(wanted), MAX_VIEWER_CHECK):
-            part = await client.check_viewers(issue.id, wanted[start : start + MAX_VIEWER_CHECK])
-            path = part.component_path
-            cannot_view += part.cannot_view
-    except Exception:  # the save is done: a failed check costs the warning only
-        return
-    for line in warning_lines(issue.id, path, cannot_view):
-        click.secho(line, fg="yellow", err=True)
+    await warn_per_component(client, {issue.component_id: {issue.id: people}})

@@ -11,7 +11,7 @@ overwritten.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -34,7 +34,7 @@ from bugless_api.cli._render import (
     issue_detail,
     issue_row,
 )
-from bugless_api.cli._viewer_warnings import warn_of_hidden_people
+from bugless_api.cli._viewer_warnings import warn_of_hidden_people, warn_per_component
 from bugless_api.cli.custom_fields import FIELD_OPTION, field_values
 from bugless_api.cli.groups import issue_group
 from bugless_api.cli.issues import count_text, search_all
@@ -166,10 +166,11 @@ def update_command(
     Relations: --parent, --duplicate-of, --blocking, --blocked-by (0 or the
     -remove forms undo them).
 
-    Changing one issue, a "warning:" line on standard error names whom
-    --assignee, --verifier, --cc-add or a --field of a user field named (or,
-    with --component, anyone on the issue) who cannot view its component:
-    they will not see it or get mail about it. The output and the exit status are the change's.
+    A "warning:" line on standard error names whom --assignee, --verifier,
+    --cc-add or a --field of a user field named (or, with --component, anyone
+    on the issue) who cannot view the component of the issues changed (one
+    check per component): they will not see them or get mail about them. The
+    output and the exit status are the change's.
     """
     if bool(issue_ids) == (query is not None):
         raise click.UsageError("give ISSUE_IDS or --query (one of them)")
@@ -289,6 +290,7 @@ async def _update_many(
             [(issue.id, issue.version) for issue in chunk], delta, comment=changes["comment"]
         )
         results.extend(reply.results)
+    await _warn_after_bulk_update(client, results, changes, moved=component_id is not None)
     failed = [result for result in results if result.code != 0]
     table = Table(
         headers=["id", "result", "version", "title"],
@@ -307,3 +309,35 @@ async def _update_many(
         footer=f"changed {len(results) - len(failed)} of {len(results)} issues: {summary}",
     )
     return _Outcome(table, len(results), len(failed))
+
+
+async def _warn_after_bulk_update(
+    client: BuglessClient,
+    results: Sequence[v1.BatchChangeResult],
+    changes: dict[str, Any],
+    *,
+    moved: bool,
+) -> None:
+    """Warn of whom the change named who cannot view the issues it changed, per component.
+
+    As after one issue: the assignee, verifier, CC and user fields it set,
+    or, after a move, everyone on each moved issue; one warning per component
+    of the changed issues (as the web's bulk bar), and one call for it when
+    the change named the same people on each (each person is asked about on
+    the first issue naming them, as the API asks), however many issues.
+    """
+    from bugless_api.client._custom_values import field_specs  # noqa: PLC0415
+
+    set_fields = field_specs(changes["fields"])
+    named: dict[int, dict[int, list[str]]] = {}
+    for result in results:
+        issue = result.issue
+        if result.code != 0 or issue is None:
+            continue
+        if moved:
+            people = people_on(issue)
+        else:
+            people = [changes["assignee"] or "", changes["verifier"] or "", *changes["cc_add"]]
+            people += people_in_fields(issue, set_fields)
+        named.setdefault(issue.component_id, {})[result.issue_id] = people
+    await warn_per_component(client, named)
