@@ -107,7 +107,7 @@ def render(missing: list[str] | None = None) -> str:
         "## Warnings on standard error",
         "",
         "`bugless issue create` and `bugless issue update` (of several issues too: one",
-        "check and one line per component, naming its issues) print a",
+        "check and one line per component, naming the issues that name its people) print a",
         "`warning:` line on standard error for the people they named (assignee,",
         "verifier, CC added, a user field set with `--field`; after a move, everyone on",
         "the issue) who cannot view the",

@@ -168,3 +168,40 @@ async def test_a_bulk_update_warns_once_per_component_naming_its_issues(
         served_api, "issue", "update", *map(str, made), "--cc-add", "viewer", "--yes"
     )
     assert seen.stderr == ""
+
+
+async def test_a_bulk_move_names_each_person_with_the_issues_that_name_them(
+    served_api: dict[str, str], connect_as: ConnectAs
+) -> None:
+    """After ``issue update A B --component Closed``, someone on A only is warned of A only.
+
+    A move judges everyone on each issue afresh; the line named every issue
+    of the component, so a person CC'd on one of two moved issues was said
+    to miss both.
+    """
+    boss = connect_as("boss")
+    tag = secrets.token_hex(3)
+    closed = f"Closed-{tag}"
+    await boss.create_component(
+        closed,
+        acl=[
+            _entry(v1.Principal(user="cli-bot"), v1.Role.ADMIN),
+            _entry(v1.Principal(group="secret-viewers"), v1.Role.VIEWER),
+        ],
+    )
+    start = await boss.create_component(
+        f"Open-{tag}", acl=[_entry(v1.Principal(user="cli-bot"), v1.Role.ADMIN)]
+    )
+    cc_on = await boss.create_issue("CC'd", start.id, cc=["outsider"])
+    alone = await boss.create_issue("Nobody", start.id)
+
+    moved = bugless_cli(
+        served_api, "issue", "update", str(cc_on.id), str(alone.id), "--component", closed,
+        "--yes",
+    )  # fmt: skip
+
+    assert moved.stderr.strip() == (
+        f"warning: outsider cannot view component {closed}: they will not see issue "
+        f"{cc_on.id} or get mail about it. An admin of {closed} can add them to its "
+        "access list."
+    )

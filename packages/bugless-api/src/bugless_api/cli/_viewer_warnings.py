@@ -4,7 +4,8 @@ Naming someone the component's access list leaves out (assignee, verifier,
 CC, a user field) is allowed, but they will not see the issue or get mail
 about it. The command asks the API (``Issues.CheckViewers``, judged by the
 Model with the groups the Authenticator knows) once the issues are saved,
-and prints one ``warning:`` line per component and reason on standard error,
+and prints one ``warning:`` line per component and reason (naming the issues
+that name those people) on standard error,
 so ``--json`` output stays clean and the exit status stays the save's. A
 check that fails (a server of an earlier release, an outage) prints nothing:
 the save is done, and its answer is what the command reports. Whom it checks
@@ -64,6 +65,9 @@ async def warn_per_component(
 ) -> None:
     """Print on standard error who of the people named cannot view the issues, by component.
 
+    A line names the issues that name its people, not every issue changed
+    in the component: after a move, the people on each issue differ.
+
     Args:
         client: The API (``Issues.CheckViewers``).
         named: Component id to the issues changed there, each to the
@@ -73,7 +77,19 @@ async def warn_per_component(
     try:
         for issues in named.values():
             path, cannot_view = await _component_check(client, issues)
-            lines += warning_lines(list(issues), path, cannot_view)
+            # Each person is named with the issues that name them: after a
+            # move, someone CC'd on one issue does not miss the others.
+            by_issues: dict[tuple[int, ...], list[v1.BlockedViewer]] = {}
+            for person in cannot_view:
+                key = person.user_id.casefold()
+                naming = tuple(
+                    issue_id
+                    for issue_id, people in issues.items()
+                    if any(p.casefold() == key for p in people)
+                )
+                by_issues.setdefault(naming or tuple(issues), []).append(person)
+            for issue_ids, blocked in by_issues.items():
+                lines += warning_lines(issue_ids, path, blocked)
     except Exception:  # the save is done: a failed check costs the warning only
         return
     for line in lines:
