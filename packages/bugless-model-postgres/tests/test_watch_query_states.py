@@ -212,10 +212,17 @@ async def test_each_version_rebuilt_from_the_history_is_the_issue_as_it_was(
             "WHERE hi.issue_id = i.id) AS hotlist_ids FROM issues i WHERE i.id = $1",
             issue.id,
         )
-        entries = await conn.fetch(_ENTRIES_FROM, [issue.id], [1], False)
+        entries = await conn.fetch(_ENTRIES_FROM, [issue.id], [1], False, False)
+        # What a watch with a closed: term reads for a state: its entries
+        # on, and the status changes below them.
+        from_state = {
+            version: await conn.fetch(_ENTRIES_FROM, [issue.id], [version], False, True)
+            for version in seen
+        }
     assert current is not None
     for version, then in seen.items():
         fields = state_fields(current, entries, version)
+        assert state_fields(current, from_state[version], version) == fields, version
         state = {name: current[name] for name in _COLUMNS} | fields
         state = {
             name: sorted(value) if isinstance(value, list) else value
@@ -235,3 +242,52 @@ async def test_each_version_rebuilt_from_the_history_is_the_issue_as_it_was(
         }
         assert rows == search_rows(stored), version
         assert fields.get("closed_at", current["closed_at"]) == then.closed_at, version
+
+
+async def test_a_closed_term_reads_the_older_entries_that_changed_the_status_only(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """Many entries that leave the status alone are not read below the states.
+
+    A watch with a ``closed:`` term judging a change of an issue with a long
+    history read every entry of it (a bulk edit of a hundred such issues:
+    all their entries, for each watcher); the closing time needs the status
+    changes only. The states rebuilt from what is read are the same.
+    """
+    backend = bugless_model_backend
+    component = (await fresh_component(backend, "long history")).id
+    issue = await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN, fields=v1.IssueFields(title="long", component_id=component)
+        )
+    )
+    issue = await _changed(backend, issue, issue_delta(status=v1.Status.FIXED))
+    closed_at = issue.closed_at
+    for n in range(60):  # comments and other fields while closed: no status change
+        delta = issue_delta(priority=v1.Priority.P1 if n % 2 else v1.Priority.P3)
+        issue = await _changed(backend, issue, delta if n % 3 else v1.IssueDelta(), f"note {n}")
+    issue = await _changed(backend, issue, issue_delta(status=v1.Status.ASSIGNED))
+    reopen = issue.version
+    issue = await _changed(backend, issue, issue_delta(title="retitled"))
+    assert (reopen, issue.version) == (63, 64)
+
+    # The reopen judged: its states are 62 and 63, the entries read from 62 on.
+    async with backend._pool.acquire() as conn:
+        current = await conn.fetchrow(
+            "SELECT i.*, ARRAY(SELECT hi.hotlist_id FROM hotlist_items hi "
+            "WHERE hi.issue_id = i.id) AS hotlist_ids FROM issues i WHERE i.id = $1",
+            issue.id,
+        )
+        everything = await conn.fetch(_ENTRIES_FROM, [issue.id], [1], False, False)
+        read = await conn.fetch(_ENTRIES_FROM, [issue.id], [reopen - 1], False, True)
+        without_closed = await conn.fetch(_ENTRIES_FROM, [issue.id], [reopen - 1], False, False)
+    assert current is not None
+    assert len(everything) == 64
+    # The states' entries on, the one that closed it and the creation (its
+    # status set from none): not the 60 notes between.
+    assert [row["version"] for row in read] == [64, 63, 62, 2, 1]
+    assert [row["version"] for row in without_closed] == [64, 63, 62]
+    for version in (reopen - 1, reopen):
+        assert state_fields(current, read, version) == state_fields(current, everything, version)
+    # Closed at version 2, reopened at 63: the state before keeps the closing time.
+    assert state_fields(current, read, reopen - 1)["closed_at"] == closed_at

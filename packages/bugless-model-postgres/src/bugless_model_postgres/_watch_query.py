@@ -37,8 +37,9 @@ state parsed again, by ``to_tsvector`` or the Python mention rule, for each
 of a change's two states), and a redacted text is gone by design (the
 postgres README, "Watch", says so in full). ``closed_at`` of a state is the row's
 while the issue stayed closed since, else (it was reopened) the time of the
-entry that closed it, read from the whole history for a query with a
-``closed:`` term. Since both states come
+entry that closed it, read from the history's status changes for a
+query with a ``closed:`` term (only those below the states: not every
+entry of a long history). Since both states come
 from the history, not from the moment the event is sent, a replay judges a
 change the way the live stream did.
 """
@@ -95,7 +96,12 @@ _APART_FIELDS = frozenset(
     }
 )
 
-#: Every history entry of each issue $1 from version $2 on, newest first;
+#: Every history entry of each issue $1 from version $2 on, newest first,
+#: and when $4 (the query has a ``closed:`` term) the older entries that
+#: changed the status: all a state's ``closed_at`` reads below the states
+#: (:func:`state_fields`), so a bulk edit of issues with long histories does
+#: not return (and parse) every entry of each; ``@>`` is containment of
+#: jsonb, on PostgreSQL and CockroachDB alike.
 #: ``commented``: it added a comment, which the row's comment_count counts;
 #: ``attached``: it attached or deleted a file (looked up when $3, the query
 #: reads attachments: a ``CASE`` so that it is not otherwise).
@@ -108,7 +114,8 @@ SELECT h.issue_id, h.version, h.created_at, h.changes,
                              WHERE a.issue_id = h.issue_id AND a.entry_version = h.version)
             ELSE false END AS attached
   FROM unnest($1::bigint[], $2::bigint[]) AS w(issue_id, low)
-  JOIN issue_history h ON h.issue_id = w.issue_id AND h.version >= w.low
+  JOIN issue_history h ON h.issue_id = w.issue_id
+   AND (h.version >= w.low OR ($4::boolean AND h.changes @> '[{"field": "status"}]'::jsonb))
  ORDER BY h.issue_id, h.version DESC
 """
 #: The current values the states are computed back from (the hotlists as
@@ -181,12 +188,11 @@ async def changes_that_left(
     for issue_id, version in judged:
         lowest[issue_id] = min(lowest.get(issue_id, version), version - 1)
     reads = {t.field for t in search_terms(query.filter)}
-    if v1.SearchField.CLOSED in reads:  # when each state was closed: the whole history
-        lowest = dict.fromkeys(lowest, 1)
+    closed = v1.SearchField.CLOSED in reads  # when each state was closed: older status changes
     ids = sorted(lowest)
     attachments = v1.SearchField.ATTACHMENT in reads
     custom = v1.SearchField.CUSTOM in reads
-    entries = await conn.fetch(_ENTRIES_FROM, ids, [lowest[i] for i in ids], attachments)
+    entries = await conn.fetch(_ENTRIES_FROM, ids, [lowest[i] for i in ids], attachments, closed)
     if not reads & _VERSION_FIELDS:
         counts = bool(reads & _COMMENT_FIELDS)
         changed_row = {
@@ -291,9 +297,10 @@ def state_fields(
     too), and the entry at ``version`` gives the state's time
     (``modified_at``). ``closed_at`` of a closed state that a later entry
     reopened is the time of the newest entry at or below ``version`` that
-    closed it, read from ``newest_first`` (all of the issue's entries, for
-    an exact time: a watch reads them all for a query with a ``closed:``
-    term; else the state's time); of one closed ever since, the row's.
+    closed it, read from ``newest_first`` (every entry that changed the
+    status, for an exact time: a watch reads those below the states for a
+    query with a ``closed:`` term; else the state's time); of one closed
+    ever since, the row's.
     ``custom_rows`` are the state's custom values as
     search rows (:func:`~bugless_model_postgres._custom_values.search_rows`);
     an option of a field among ``definitions`` (the query's, by id) is
