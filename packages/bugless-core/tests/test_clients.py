@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from grpclib.server import Server
 from prometheus_client import CollectorRegistry
 
 from bugless_core.clients import (
@@ -15,7 +16,13 @@ from bugless_core.clients import (
     warn_if_insecure,
 )
 from bugless_core.errors import BuglessError, IssueVersionConflict, NotFound, Unavailable
-from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner, grpc_errors, handler_errors
+from bugless_core.grpc import (
+    GrpcServerSettings,
+    GrpcServiceRunner,
+    grpc_errors,
+    handler_errors,
+    listening_port,
+)
 from bugless_proto import v1
 
 
@@ -135,10 +142,10 @@ async def test_a_method_the_server_does_not_serve_is_told_apart_from_a_failure(
             await v1.AuthenticatorStub(channel).get_user_groups(
                 v1.GetUserGroupsRequest(user_ids=["u_1"])
             )
-        # As grpclib's client reads a grpclib server's bare "Method not found".
         assert (missing.value.status, missing.value.message) == (
-            Status.UNKNOWN,
-            "Missing content-type header",
+            Status.UNIMPLEMENTED,
+            "method /bugless.v1.Authenticator/GetUserGroups is not served by this server; "
+            "is it of an earlier release?",
         )
         assert method_missing(missing.value)
         with pytest.raises(GRPCError) as failed:
@@ -146,5 +153,29 @@ async def test_a_method_the_server_does_not_serve_is_told_apart_from_a_failure(
         assert not method_missing(failed.value)
     finally:
         channel.close()
-    assert method_missing(GRPCError(Status.UNIMPLEMENTED, "Method not found"))
     assert not method_missing(GRPCError(Status.UNKNOWN, "something else"))
+
+
+async def test_a_method_a_server_of_an_earlier_release_does_not_serve_is_missing_too() -> None:
+    """A bugless server before unserved methods were named answered as grpclib's ``Server`` does.
+
+    That is bare headers, which grpclib's client reads as UNKNOWN "Missing
+    content-type header": a plain grpclib server answers so still.
+    """
+    server = Server([ConflictingModel()])
+    await server.start("127.0.0.1", 0)
+    channel = ServiceAddress("127.0.0.1", listening_port(server)).channel()
+    try:
+        with pytest.raises(GRPCError) as missing:
+            await v1.AuthenticatorStub(channel).get_user_groups(
+                v1.GetUserGroupsRequest(user_ids=["u_1"])
+            )
+        assert (missing.value.status, missing.value.message) == (
+            Status.UNKNOWN,
+            "Missing content-type header",
+        )
+        assert method_missing(missing.value)
+    finally:
+        channel.close()
+        server.close()
+        await server.wait_closed()

@@ -1,9 +1,10 @@
 """``bugless auth serve`` as a release before ``ListGroupMembers`` serves: without that method.
 
 The Authenticator's own servicer, subclassed to map every method but
-``ListGroupMembers``, so grpclib answers it as an older server does
-(UNIMPLEMENTED, "Method not found"); everything else is the real server on
-the real store. Run as ``python previous_authenticator.py auth serve ...``.
+``ListGroupMembers``, so the server answers it as one of an earlier release
+does (UNIMPLEMENTED naming the method; see ``bugless_core.clients.method_missing``
+for how releases before that answered); everything else is the real server
+on the real store. Run as ``python previous_authenticator.py auth serve ...``.
 """
 
 from __future__ import annotations

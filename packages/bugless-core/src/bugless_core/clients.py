@@ -207,11 +207,14 @@ def method_missing(exc: GRPCError) -> bool:
 
     A server of an earlier release lacks the RPCs added since; a newer caller
     then tells the operator to upgrade it (docs/upgrades.md's order) rather
-    than report an outage. A grpclib server (every bugless service) answers
-    a path it does not map with bare headers, UNIMPLEMENTED "Method not
-    found" without the content-type a gRPC answer carries, and grpclib's
-    client reads that as UNKNOWN "Missing content-type header" before it
-    reads the status; other servers answer UNIMPLEMENTED. Both count.
+    than report an outage. A bugless server answers UNIMPLEMENTED naming the
+    method (:class:`~bugless_core.grpc.CorkedServer`), as other gRPC servers
+    answer UNIMPLEMENTED. A bugless server of a release before that, like a
+    plain grpclib server, answers a path it does not map with bare headers,
+    UNIMPLEMENTED "Method not found" without the content-type a gRPC answer
+    carries, which grpclib's client reads as UNKNOWN "Missing content-type
+    header" before it reads the status: those servers are still out there
+    (an upgrade's first step is one), so that counts too.
     """
     if exc.status is Status.UNIMPLEMENTED:
         return True

@@ -300,12 +300,12 @@ class GroupMembers:
     async def _list(self, request: v1.ListGroupMembersRequest) -> v1.ListGroupMembersResponse:
         """``ListGroupMembers``; an Authenticator without it is told apart from a failure.
 
-        A grpclib server answers a method it does not serve with a bare
-        UNIMPLEMENTED "Method not found", without the content-type a gRPC
-        answer carries, and the grpclib client reads that as UNKNOWN
-        "Missing content-type header" before it reads the status: alone, it
-        would end the run as the Authenticator failing (exit 1), naming
-        nothing to do. Either is the method missing here, where the same
+        An Authenticator of an earlier release answers UNIMPLEMENTED, or
+        (releases before bugless servers named an unserved method) bare
+        headers that the grpclib client reads as UNKNOWN "Missing
+        content-type header": alone, that would end the run as the
+        Authenticator failing (exit 1), naming nothing to do. Either is the
+        method missing here (``method_missing``), where the same
         Authenticator has just signed the run in.
         """
         try:

@@ -8,6 +8,11 @@ grpclib is pinned below 0.5 because of these; nothing public offers them:
   :class:`ProtocolWrappingServer`, :class:`ProtocolWrappingChannel`);
 * ``Channel._protocol``, the connection a channel's next call uses (a
   frontend forgets it after a draining server refused a call);
+* ``Server._mapping``, the handlers by path that every connection's
+  ``request_handler`` looks a call's path up in with ``mapping.get``: a
+  server given ``unmapped`` answers a path it does not map with that
+  handler (:class:`ProtocolWrappingServer`), where grpclib answers bare
+  headers that its own client reads as UNKNOWN "Missing content-type header";
 * ``Server._server``, the listening ``asyncio.Server`` (a drain closes only
   the listening sockets, which ``Server.close`` cannot do without also
   cancelling every running call);
@@ -77,6 +82,7 @@ from typing import Any, cast
 
 from grpclib._typing import IServable
 from grpclib.client import Channel
+from grpclib.const import Handler as MethodHandler
 from grpclib.protocol import (
     AbstractHandler,
     Connection,
@@ -292,6 +298,25 @@ class GracefulGoawayProcessor(EventsProcessor):
             self.close("the server went away (GOAWAY) and its last call here has ended")
 
 
+class _AnsweringMapping(dict[str, MethodHandler]):
+    """A server's handlers by path whose ``get`` answers every path, mapped or not.
+
+    grpclib's ``request_handler`` asks ``mapping.get(path)`` once per call;
+    for a path not mapped this returns ``unmapped(path)``. Only ``get``
+    differs: ``in``, ``[]`` and iteration see the mapped paths only.
+    """
+
+    def __init__(
+        self, mapping: dict[str, MethodHandler], unmapped: Callable[[str], MethodHandler]
+    ) -> None:
+        super().__init__(mapping)
+        self._unmapped = unmapped
+
+    def get(self, path: str, default: Any = None) -> Any:
+        handler = super().get(path)
+        return self._unmapped(path) if handler is None else handler
+
+
 class ProtocolWrappingServer(Server):
     """A grpclib ``Server`` whose connections' protocol goes through :meth:`wrap_protocol`.
 
@@ -299,14 +324,26 @@ class ProtocolWrappingServer(Server):
     (:class:`_ReleasingHandler`, see the module docstring). With
     ``on_call_done``, each call's task is handed to it once done, however it
     ended (had it started or not), in the same done-callback as the release.
+    With ``unmapped``, a call of a path no servable maps is handled by
+    ``unmapped(path)`` (see ``Server._mapping`` in the module docstring).
     """
 
     def __init__(
-        self, handlers: Any, *, on_call_done: CallDone | None = None, **options: Any
+        self,
+        handlers: Any,
+        *,
+        on_call_done: CallDone | None = None,
+        unmapped: Callable[[str], MethodHandler] | None = None,
+        **options: Any,
     ) -> None:
         """Like grpclib's ``Server``; ``on_call_done`` is told of each call's end."""
         super().__init__(handlers, **options)
         self._on_call_done = on_call_done
+        if unmapped is not None:
+            mapping = vars(self).get("_mapping")
+            if not isinstance(mapping, dict):
+                raise GrpclibSurfaceChanged("Server._mapping", "does not hold the handlers by path")
+            self._mapping = _AnsweringMapping(mapping, unmapped)
 
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
         """The protocol a new connection uses (override; the default keeps grpclib's)."""

@@ -22,6 +22,12 @@ as their codec unless told otherwise. They rely on grpclib's
 ``_protocol_factory`` hook (grpclib 0.4, reached through
 :mod:`bugless_core._compat.grpclib`), which is why grpclib is pinned below 0.5.
 
+A :class:`CorkedServer` answers a call of a method it does not serve with a
+gRPC UNIMPLEMENTED naming the method (:func:`unserved`), where grpclib
+answers bare headers without a content-type, which grpclib's client reads as
+UNKNOWN "Missing content-type header", telling neither the caller nor the
+operator what is wrong (a newer client calling a server of an earlier release).
+
 uvloop's transports (``uvloop.loop.TCPTransport``, its SSL transport) have
 every method of ``asyncio.Transport`` but do not subclass it, so the wrapper
 must not insist on the class (it asserted it once, which failed every
@@ -36,13 +42,15 @@ import weakref
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, TypeVar, cast
 
+from google.protobuf.empty_pb2 import Empty
 from grpclib.client import Stream
-from grpclib.const import Cardinality
+from grpclib.const import Cardinality, Handler, Status
 from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
-from grpclib.exceptions import StreamTerminatedError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.metadata import Deadline
 from grpclib.protocol import H2Protocol
+from grpclib.server import Stream as ServerStream
 from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes
 
@@ -322,8 +330,35 @@ def _corked(
     )
 
 
+def unserved_message(path: str) -> str:
+    """What a call of ``path`` (``/package.Service/Method``) that no servable maps is told."""
+    return f"method {path} is not served by this server; is it of an earlier release?"
+
+
+def unserved(path: str) -> Handler:
+    """The handler of a path the server does not map: UNIMPLEMENTED naming the method.
+
+    It answers without reading the request (whatever its kind, a stream's
+    first message may never come), so the status goes out as trailers-only
+    headers with the gRPC content-type that every client reads. The call
+    is outside the servables' wrapping (:class:`~bugless_core.grpc._calls.CallTracker`):
+    no access check (it runs nothing and names only the path the caller
+    sent) and no per-method metrics, whose label would be whatever path a
+    client makes up.
+    """
+    message = unserved_message(path)
+
+    async def refuse(_stream: ServerStream[Any, Any]) -> None:
+        raise GRPCError(Status.UNIMPLEMENTED, message)
+
+    return Handler(refuse, Cardinality.UNARY_UNARY, Empty, Empty)
+
+
 class CorkedServer(ProtocolWrappingServer):
-    """A grpclib ``Server`` whose connections write once per loop turn, encoding with upb."""
+    """A grpclib ``Server`` whose connections write once per loop turn, encoding with upb.
+
+    A call of a path it does not map is UNIMPLEMENTED naming the method (:func:`unserved`).
+    """
 
     def __init__(
         self,
@@ -349,6 +384,7 @@ class CorkedServer(ProtocolWrappingServer):
             codec=codec,
             status_details_codec=status_details_codec,
             on_call_done=on_call_done,
+            unmapped=unserved,
             **options,
         )
         self._on_connection = on_connection

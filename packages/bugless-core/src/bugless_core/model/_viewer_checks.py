@@ -74,8 +74,8 @@ async def _people(source: UserGroupsSource, user_ids: Sequence[str]) -> dict[str
         answers = await source(user_ids)
     except GRPCError as exc:
         if exc.status is Status.PERMISSION_DENIED or method_missing(exc):
-            # An Authenticator older than this Model (no GetUserGroups: a
-            # grpclib server's answer reads as UNKNOWN, see method_missing),
+            # An Authenticator older than this Model (no GetUserGroups:
+            # UNIMPLEMENTED, or UNKNOWN from older releases, see method_missing),
             # or one whose ACCESS table names another identity for the Model.
             _log.error("the Authenticator refused GetUserGroups: %s %s", exc.status, exc.message)
             msg = (
