@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import inspect
 import logging
+import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -220,6 +221,61 @@ def stack_notifier_settings(
         smtp=SmtpOptions(host="127.0.0.1", port=smtp_port, security="none"),
         grpc=GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=1.0),
     )
+
+
+@dataclass(frozen=True)
+class RedactionWorld:
+    """The people, component and notifier settings of a redaction test.
+
+    dora reads a daily digest (its hour half a day away, so never due during
+    the test), ivan, bert and gina mail at once; names carry ``tag``.
+    """
+
+    tag: str
+    ids: dict[str, str]
+    component: v1.Component
+    schema: str
+    settings: NotifierSettings
+
+    @property
+    def bert(self) -> v1.Caller:
+        """bert, who writes the comment that is redacted."""
+        return v1.Caller(user_id=self.ids["bert"])
+
+
+async def redaction_world(
+    stack: LocalStack,
+    model: v1.ModelStub,
+    *,
+    admin: v1.Caller,
+    database_url: str,
+    smtp_port: int,
+    prefix: str,
+) -> RedactionWorld:
+    """dora, ivan, bert and gina on ``stack``, a component, and a notifier's settings."""
+    tag = secrets.token_hex(3)
+    ids = {}
+    for name in ("dora", "ivan", "bert", "gina"):
+        created = await asyncio.to_thread(
+            stack.add_user, f"{name}{tag}", "pw-" + tag * 3, email=f"{name}{tag}@ex.test"
+        )
+        ids[name] = str(created["user_id"])
+    await model.update_notification_settings(
+        v1.UpdateNotificationSettingsRequest(
+            caller=v1.Caller(user_id=ids["dora"]),
+            settings=v1.NotificationSettings(channel="email", digest=v1.DigestMode.DAILY),
+        )
+    )
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=admin, name=f"{prefix}-{tag}")
+    )
+    schema = f"notify_{prefix}_{tag}"
+    settings = stack_notifier_settings(
+        stack, database_url=database_url, schema=schema, smtp_port=smtp_port
+    )
+    hour = (datetime.datetime.now(datetime.UTC).hour + 12) % 24
+    settings = dataclasses.replace(settings, digest_hour_utc=hour)
+    return RedactionWorld(tag, ids, component, schema, settings)
 
 
 async def until(condition: Callable[[], bool | Awaitable[bool]], what: str) -> None:

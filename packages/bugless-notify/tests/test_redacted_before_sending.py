@@ -9,14 +9,18 @@ Model, Authenticator, PostgreSQL and SMTP sink.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
 import secrets
 import socket
 
 import asyncpg
 from grpclib.client import Channel
-from notify_support import mail_delivery, stack_notifier_settings, until, waiting_with
+from notify_support import (
+    mail_delivery,
+    redaction_world,
+    until,
+    waiting_with,
+)
 from prometheus_client import CollectorRegistry
 
 from bugless_core.clients import ActingFor
@@ -50,29 +54,16 @@ async def test_a_mail_rendered_before_a_redaction_is_rendered_again_when_it_is_s
     nothing to gina, whom only the removed text mentioned. Before, the
     worker sent what was queued: the password in both, and gina's mail.
     """
-    tag = secrets.token_hex(3)
-    ids = {}
-    for name in ("dora", "ivan", "bert", "gina"):
-        created = await asyncio.to_thread(
-            bugless_stack.add_user, f"{name}{tag}", "pw-" + tag * 3, email=f"{name}{tag}@ex.test"
-        )
-        ids[name] = str(created["user_id"])
-    bert = v1.Caller(user_id=ids["bert"])
-    await model.update_notification_settings(
-        v1.UpdateNotificationSettingsRequest(
-            caller=v1.Caller(user_id=ids["dora"]),
-            settings=v1.NotificationSettings(channel="email", digest=v1.DigestMode.DAILY),
-        )
+    world = await redaction_world(
+        bugless_stack,
+        model,
+        admin=ADMIN,
+        database_url=notify_database,
+        smtp_port=smtp_sink.port,
+        prefix="recheck",
     )
-    component = await model.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name=f"recheck-{tag}")
-    )
-    schema = f"notify_recheck_{tag}"
-    settings = stack_notifier_settings(
-        bugless_stack, database_url=notify_database, schema=schema, smtp_port=smtp_sink.port
-    )
-    hour = (datetime.datetime.now(datetime.UTC).hour + 12) % 24
-    settings = dataclasses.replace(settings, digest_hour_utc=hour)
+    tag, ids, bert, component = world.tag, world.ids, world.bert, world.component
+    schema, settings = world.schema, world.settings
     first: RunningNotifier | None = await start_notifier(
         settings, metrics_registry=CollectorRegistry()
     )

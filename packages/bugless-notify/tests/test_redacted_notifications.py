@@ -18,7 +18,7 @@ import datetime
 import json
 import secrets
 
-from notify_support import stack_notifier_settings, until, waiting_with
+from notify_support import redaction_world, stack_notifier_settings, until, waiting_with
 from prometheus_client import CollectorRegistry
 
 from bugless_core.notification_channel import NotificationMessage
@@ -37,29 +37,16 @@ ADMIN = v1.Caller(user_id="test-admin", admin=True)
 async def test_a_redacted_comment_is_not_mailed_by_a_digest_or_a_retry_afterwards(
     bugless_stack: LocalStack, model: v1.ModelStub, notify_database: str, smtp_sink: SmtpSink
 ) -> None:
-    tag = secrets.token_hex(3)
-    ids = {}
-    for name in ("dora", "ivan", "bert", "gina"):
-        created = await asyncio.to_thread(
-            bugless_stack.add_user, f"{name}{tag}", "pw-" + tag * 3, email=f"{name}{tag}@ex.test"
-        )
-        ids[name] = str(created["user_id"])
-    bert = v1.Caller(user_id=ids["bert"])
-    await model.update_notification_settings(
-        v1.UpdateNotificationSettingsRequest(
-            caller=v1.Caller(user_id=ids["dora"]),
-            settings=v1.NotificationSettings(channel="email", digest=v1.DigestMode.DAILY),
-        )
+    world = await redaction_world(
+        bugless_stack,
+        model,
+        admin=ADMIN,
+        database_url=notify_database,
+        smtp_port=smtp_sink.port,
+        prefix="redact",
     )
-    component = await model.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name=f"redact-{tag}")
-    )
-    schema = f"notify_redact_{tag}"
-    settings = stack_notifier_settings(
-        bugless_stack, database_url=notify_database, schema=schema, smtp_port=smtp_sink.port
-    )
-    hour = (datetime.datetime.now(datetime.UTC).hour + 12) % 24
-    settings = dataclasses.replace(settings, digest_hour_utc=hour)
+    tag, ids, bert, component = world.tag, world.ids, world.bert, world.component
+    schema, settings = world.schema, world.settings
     notifier = await start_notifier(settings, metrics_registry=CollectorRegistry())
     worker: DeliveryWorker | None = None
     try:
