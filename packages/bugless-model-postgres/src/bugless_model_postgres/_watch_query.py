@@ -167,7 +167,10 @@ async def changes_that_left(
     ``lastmodifier``, ``modifier:``): its two states are the same row for
     everything else the query reads, so they are not sent to the database
     (a replay of comments costs one statement). Four statements at most
-    for the lot: the entries from the oldest change on, the current rows,
+    for the lot: the entries from the oldest change on (for a query with a
+    ``closed:`` term, also the older entries that changed the status: a
+    reopened state's ``closed_at`` is the time of the one that closed it,
+    :func:`state_fields`), the current rows,
     and the query over both states of every change left (two, when some
     are blind, below).
 
@@ -323,6 +326,9 @@ def state_fields(
         if entry["version"] == version:
             fields["modified_at"] = entry["created_at"]
         if entry["version"] <= version:
+            # fields["status"] is set when reopened is: only an entry above
+            # version sets reopened, in the same step that sets the status
+            # back, and every such entry comes before this one (newest first).
             if reopened and closing is None and fields["status"] not in _OPEN:
                 closing = _closed_by(entry)
             continue
