@@ -22,6 +22,7 @@ import betterproto2
 from bugless_core.issue_fields import CLOSED_STATUSES, OPEN_STATUSES
 from bugless_core.search.enum_values import search_value_member
 from bugless_model_postgres._custom_search import CustomCatalog, custom_sort, custom_term_sql
+from bugless_model_postgres._people_terms import PEOPLE_FIELDS, people_term
 from bugless_model_postgres._side_terms import attachment_term, mention_term
 from bugless_proto import v1
 
@@ -36,26 +37,6 @@ _ID_COLUMNS = {F.ID: "i.id", F.PARENT: "i.parent_id", F.CANONICAL: "i.duplicate_
 _ARRAY_COLUMNS = {F.BLOCKING: "i.blocking_ids", F.BLOCKED_BY: "i.blocked_by_ids"}
 _LEVEL_COLUMNS = {F.PRIORITY: "i.priority", F.SEVERITY: "i.severity"}
 _TIME_COLUMNS = {F.CREATED: "i.created_at", F.MODIFIED: "i.modified_at"}
-#: Entry ``h`` wrote a comment, as ``comment_count`` counts them: no edit (an
-#: edit's entry carries a comment's new text but is no new comment), with a
-#: comment or one since redacted (a redaction blanks the text where it was
-#: written; its author still wrote it, and the entry still shows who).
-_WROTE_COMMENT = "h.edits_version = 0 AND (h.comment <> '' OR h.comment_redacted)"
-#: History conditions of the people fields: an entry of the issue by one of
-#: the users bound at ``{users}``; ``{upto}`` bounds a Watch state's history to its version.
-_HISTORY_PEOPLE = {
-    F.COMMENTER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id{upto} "
-    f"AND {_WROTE_COMMENT} AND h.author = ANY ({{users}}))",
-    F.MODIFIER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id{upto} "
-    "AND h.author = ANY ({users}))",
-    F.LAST_MODIFIER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id "
-    "AND h.version = i.version AND h.author = ANY ({users}))",
-    F.LAST_COMMENTER: "coalesce((SELECT h.author FROM issue_history h "
-    f"WHERE h.issue_id = i.id{{upto}} AND {_WROTE_COMMENT} "
-    "ORDER BY h.version DESC LIMIT 1), '') = ANY ({users})",
-    F.STARRED_BY: "EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id "
-    "AND st.user_id = ANY ({users}))",
-}
 #: Issues below the given parents ($ an array), at any depth.
 _DESCENDANTS = (
     "i.id = ANY (ARRAY(WITH RECURSIVE d(id, depth) AS ("
@@ -477,15 +458,8 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         return f"i.closed_at = ANY ({params.add(values, 'timestamptz[]')})"
     if f is F.MENTION:
         return mention_term(op, values, params.add)
-    if f in _HISTORY_PEOPLE:
-        if op in (Op.ANY, Op.NONE):
-            some = {F.COMMENTER: "i.comment_count > 0", F.STARRED_BY: "i.star_count > 0"}.get(
-                f, "TRUE"
-            )
-            return some if op is Op.ANY else f"(NOT {some})"
-        # A state of a Watch's (row_state) reads the history up to its version only.
-        upto = " AND h.version <= i.version" if params.row_state else ""
-        return _HISTORY_PEOPLE[f].format(users=params.add(values, "text[]"), upto=upto)
+    if f in PEOPLE_FIELDS:
+        return people_term(f, op, values, params.add, row_state=params.row_state)
     if f is F.PARENT and term.include_subtree and op is Op.EQ:
         return _DESCENDANTS.format(parents=params.add(values, "bigint[]"))
     if f in _TSV:
