@@ -202,6 +202,72 @@ async def test_a_bulk_edit_warns_per_component_naming_the_issues(
     )
 
 
+async def test_a_bulk_edit_setting_a_user_field_warns_of_the_person_it_put_there(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The bulk bar's custom field, of type USER: the person typed is checked as an assignee is.
+
+    The delta carries no field type, so the web reads it from the changed
+    issues' values; a person already on the issues (carol, their verifier) who is not
+    what the edit set is not warned of.
+    """
+    tag = secrets.token_hex(3)
+    field = await call(
+        model.create_custom_field,
+        v1.CreateCustomFieldRequest(
+            caller=world.admin,
+            component_id=world.components["Secret"],
+            name=f"Owner {tag}",
+            type=v1.CustomFieldType.USER,
+        ),
+    )
+    made = [
+        await create_issue(
+            model,
+            world,
+            f"Userfield {tag} {n}",
+            by="alice",
+            component="Secret",
+            verifier=world.users["carol"],
+        )
+        for n in range(2)
+    ]
+    token = await sign_in(client, "alice")
+    page = await client.get("/search", params={"q": f"Userfield {tag}"})
+    rows = _ROWS.findall(page.text)
+    assert len(rows) == 2
+    assert f'value="{field.id}:USER"' in page.text  # the bulk bar offers the field
+
+    changed = await client.post(
+        "/issues/bulk",
+        data={
+            **_bulk_form_fields(page.text),
+            "_csrf": token,
+            "issue": [f"{issue_id}:{version}" for issue_id, version in rows],
+            "custom_field": f"{field.id}:USER",
+            "custom_value": "bob",
+        },
+        follow_redirects=False,
+    )
+
+    assert changed.status_code == 303, changed.text
+    after = (await client.get(changed.headers["location"])).text
+    assert "Changed 2 issues" in after
+    first, second = sorted(issue.id for issue in made)
+    assert _warning(after) == (
+        f"Bob Builder (bob) cannot view component Secret: they will not see issues "
+        f"{first} and {second} or get mail about them. An admin of Secret can add them "
+        "to its access list."
+    )
+    for issue in made:
+        saved = await call(
+            model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id)
+        )
+        assert [(v.field_id, list(v.values)) for v in saved.custom_fields] == [
+            (field.id, [world.users["bob"]])
+        ]
+
+
 async def test_a_bulk_edit_over_many_components_warns_within_what_a_cookie_holds(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
