@@ -1,4 +1,4 @@
-"""every_page walks a real list call over gRPC: every page once, in order, then stops."""
+"""every_page and follow_pages walk a real list call over gRPC: each page once, in order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bugless_core.clients import ServiceAddress, every_page
+from bugless_core.clients import ServiceAddress, every_page, follow_pages
 from bugless_core.errors import InvalidArgument
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner, grpc_errors
 from bugless_proto import v1
@@ -95,3 +95,61 @@ async def test_a_refused_page_ends_the_walk_with_its_bugless_error(
         await read_all()
     assert seen == [1, 2, 3, 4]
     assert len(model.requests) == 3
+
+
+async def test_a_limit_asks_for_what_is_still_wanted_and_stops_there(
+    served: tuple[PagingModel, v1.ModelStub],
+) -> None:
+    """A limit of 5 in pages of 2 asks for 2, 2, then 1, and reads no page after the fifth item."""
+    model, stub = served
+
+    async def fetch(token: str, size: int) -> v1.ListComponentsResponse:
+        page = v1.PageRequest(page_size=size, page_token=token)
+        return await stub.list_components(v1.ListComponentsRequest(page=page))
+
+    pages = [
+        page
+        async for page in follow_pages(
+            fetch, page_size=2, limit=5, count=lambda page: len(page.components)
+        )
+    ]
+    assert [[c.id for c in p.components] for p in pages] == [[1, 2], [3, 4], [5]]
+    assert [(r.page.page_size, r.page.page_token) for r in model.requests if r.page] == [
+        (2, ""),
+        (2, "2"),
+        (1, "4"),
+    ]
+    model.requests.clear()
+    at_a_boundary = [
+        page
+        async for page in follow_pages(
+            fetch, page_size=2, limit=4, count=lambda page: len(page.components)
+        )
+    ]
+    assert len(at_a_boundary) == len(model.requests) == 2  # page 3 is not asked for
+    model.requests.clear()
+    beyond = [
+        page
+        async for page in follow_pages(
+            fetch, page_size=3, limit=50, count=lambda page: len(page.components)
+        )
+    ]
+    assert [len(p.components) for p in beyond] == [3, 3, 1]  # the last page ends it
+    model.requests.clear()
+    assert [
+        page async for page in follow_pages(fetch, page_size=3, limit=0, count=lambda p: 0)
+    ] == []
+    assert model.requests == []
+
+
+async def test_a_limit_without_a_count_is_refused(
+    served: tuple[PagingModel, v1.ModelStub],
+) -> None:
+    _model, stub = served
+
+    async def fetch(token: str, size: int) -> v1.ListComponentsResponse:
+        return await stub.list_components(v1.ListComponentsRequest())
+
+    with pytest.raises(ValueError, match="count"):
+        async for _page in follow_pages(fetch, page_size=2, limit=3):
+            pass

@@ -50,6 +50,7 @@ __all__ = [
     "call_renewing",
     "channel_connection",
     "every_page",
+    "follow_pages",
     "forget_connection",
     "forward_assertions",
     "renewal_helps",
@@ -273,32 +274,79 @@ async def call_renewing(unreachable: str, attempt: Callable[[], Awaitable[R]]) -
         return await attempt()
 
 
+async def follow_pages(
+    fetch: Callable[[str, int], Awaitable[A]],
+    *,
+    page_size: int,
+    limit: int | None = None,
+    count: Callable[[A], int] | None = None,
+) -> AsyncIterator[A]:
+    """Each page ``fetch(token, size)`` answers, from the first until one names no next page.
+
+    The one paging loop of every list call, whoever makes the calls (the
+    frontends' :func:`every_page`, the API client's retrying methods, the
+    CLI): a response whose ``next_page_token`` is empty is the last. With
+    ``limit``, the walk also stops once ``count`` says that many items came,
+    and each call asks for no more than are still wanted (a ``limit`` of 3
+    in pages of 2 asks for 2, then 1), so the last page is not read in full
+    to be cut; a server may still answer more (a ``page_size`` of 0 is its
+    default page), so a caller that promises ``limit`` cuts what it keeps.
+
+    Args:
+        fetch: Makes one call: the page token (empty: the first page) and
+            how many items to ask for.
+        page_size: How many items each call asks for, at most.
+        limit: How many items are wanted in all (None: every page; 0 or
+            less: none, and no call is made).
+        count: How many items a page holds; needed with ``limit``.
+
+    Raises:
+        ValueError: ``limit`` without ``count``.
+    """
+    if limit is not None and count is None:
+        raise ValueError("follow_pages: a limit needs the count of each page's items")
+    token, seen = "", 0
+    if limit is not None and limit <= 0:
+        return
+    while True:
+        wanted = page_size
+        if limit is not None and page_size > 0:
+            wanted = min(page_size, limit - seen)
+        response = await fetch(token, wanted)
+        yield response
+        token = response.next_page_token
+        if limit is not None and count is not None:
+            seen += count(response)
+            if seen >= limit:
+                return
+        if not token:
+            return
+
+
 async def every_page(
     fn: Callable[[Q], Awaitable[A]], request: Q, *, page_size: int
 ) -> AsyncIterator[A]:
     """Each response of a list call, from the first page until one names no next page.
 
-    The one paging rule of the Model's and the Authenticator's list calls: a
-    response whose ``next_page_token`` is empty is the last. Each page is
-    asked for with ``request``'s fields and ``page_size``, through
-    :func:`call` (so a refusal arrives as its bugless error, and stops the
-    walk); ``request`` itself is not changed. A caller that wants everything
-    says only what to keep of each page.
+    :func:`follow_pages` over a stub method: each page is asked for with
+    ``request``'s fields and ``page_size``, through :func:`call` (so a
+    refusal arrives as its bugless error, and stops the walk); ``request``
+    itself is not changed. A caller that wants everything says only what to
+    keep of each page.
 
     Args:
         fn: The stub method of the list call (``model.list_components``).
         request: Its request, the ``page`` field aside.
         page_size: How many items each call asks for.
     """
-    token = ""
-    while True:
+
+    async def fetch(token: str, size: int) -> A:
         paged = copy.copy(request)
-        paged.page = v1.PageRequest(page_size=page_size, page_token=token)
-        response = await call(fn, paged)
+        paged.page = v1.PageRequest(page_size=size, page_token=token)
+        return await call(fn, paged)
+
+    async for response in follow_pages(fetch, page_size=page_size):
         yield response
-        token = response.next_page_token
-        if not token:
-            return
 
 
 async def resolve_query(

@@ -34,6 +34,7 @@ from bugless_api.cli._render import (
 from bugless_api.cli._viewer_warnings import warn_of_hidden_people
 from bugless_api.cli.custom_fields import FIELD_OPTION
 from bugless_api.cli.groups import issue_group
+from bugless_core.clients import follow_pages
 from bugless_core.query_arguments import QueryCommand
 from bugless_core.viewer_warnings import people_on
 
@@ -69,20 +70,23 @@ async def search_all(
         only a lower bound (the server caps counting).
     """
     found: list[v1.Issue] = []
-    token = ""
-    total, lower_bound = 0, False
+    counted: tuple[int, bool] | None = None  # the first page's count
+
+    async def fetch(token: str, size: int) -> v1.SearchIssuesResponse:
+        return await client.search_issues(
+            query, page_size=size, page_token=token, read_mask=read_mask
+        )
+
     with server_usage_mistakes():
-        while True:
-            size = page_size if limit is None else min(page_size, limit - len(found))
-            page = await client.search_issues(
-                query, page_size=size, page_token=token, read_mask=read_mask
-            )
-            if not token:
-                total, lower_bound = page.total_count, page.total_is_lower_bound
+        pages = follow_pages(
+            fetch, page_size=page_size, limit=limit, count=lambda page: len(page.issues)
+        )
+        async for page in pages:
+            if counted is None:
+                counted = (page.total_count, page.total_is_lower_bound)
             found.extend(page.issues)
-            token = page.next_page_token
-            if not token or (limit is not None and len(found) >= limit):
-                return found[:limit], total, lower_bound
+    total, lower_bound = counted or (0, False)
+    return found[:limit], total, lower_bound
 
 
 @issue_group.command("list", cls=QueryCommand)

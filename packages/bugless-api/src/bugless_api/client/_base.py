@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Self, TypeVar
 
 import betterproto2
 from grpclib.client import Channel
@@ -126,31 +126,6 @@ def checked_ids(values: Iterable[int], field: str) -> list[int]:
 def page(size: int, token: str) -> v1.PageRequest:
     """The PageRequest of one list call."""
     return v1.PageRequest(page_size=size, page_token=token)
-
-
-class _Page(Protocol):
-    """A list call's response: its items and where the next page starts."""
-
-    next_page_token: str
-
-
-_P = TypeVar("_P", bound=_Page)
-
-
-async def pages(fetch: Callable[[str], Awaitable[_P]]) -> AsyncIterator[_P]:
-    """Every page ``fetch(token)`` answers, from the first until one names no next page.
-
-    The one paging rule of every list call (an empty ``next_page_token`` is
-    the last page), so a method that wants them all only says how to fetch
-    one page.
-    """
-    token = ""
-    while True:
-        response = await fetch(token)
-        yield response
-        token = response.next_page_token
-        if not token:
-            return
 
 
 class ClientBase:

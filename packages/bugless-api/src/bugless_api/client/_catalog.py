@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bugless_api.client._base import ClientBase, enum_value, page, pages
+from bugless_api.client._base import ClientBase, enum_value, page
+from bugless_core.clients import follow_pages
 from bugless_core.ids import check_id
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -19,13 +20,17 @@ class ComponentCalls(ClientBase):
         """The visible component tree (or one component's children), every page."""
         check_id(parent_id, "parent_id", allow_zero=True)
 
-        async def fetch(token: str) -> v1.ListComponentsResponse:
+        async def fetch(token: str, size: int) -> v1.ListComponentsResponse:
             request = v1.ListComponentsRequest(
-                parent_id=parent_id, include_archived=include_archived, page=page(1000, token)
+                parent_id=parent_id, include_archived=include_archived, page=page(size, token)
             )
             return await self._call(self.components.list_components, request, idempotent=True)
 
-        return [component async for response in pages(fetch) for component in response.components]
+        return [
+            component
+            async for response in follow_pages(fetch, page_size=1000)
+            for component in response.components
+        ]
 
     async def get_component(self, key: int | str) -> v1.Component:
         """A component by id or by path (``"Platform>Storage"``)."""
@@ -111,11 +116,15 @@ class ComponentCalls(ClientBase):
         view is listed when it applies to one you can.
         """
 
-        async def fetch(token: str) -> v1.ListCustomFieldsResponse:
-            request = v1.ListCustomFieldsRequest(all_visible=True, page=page(500, token))
+        async def fetch(token: str, size: int) -> v1.ListCustomFieldsResponse:
+            request = v1.ListCustomFieldsRequest(all_visible=True, page=page(size, token))
             return await self._call(self.components.list_custom_fields, request, idempotent=True)
 
-        return [field async for response in pages(fetch) for field in response.custom_fields]
+        return [
+            field
+            async for response in follow_pages(fetch, page_size=500)
+            for field in response.custom_fields
+        ]
 
     async def update_custom_field(
         self, field: v1.CustomField, fields: Iterable[str], *, expected_version: int = 0

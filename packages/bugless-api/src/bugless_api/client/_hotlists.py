@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bugless_api.client._base import ClientBase, checked_ids, page, pages
+from bugless_api.client._base import ClientBase, checked_ids, page
+from bugless_core.clients import follow_pages
 from bugless_core.errors import InvalidArgument
 from bugless_core.ids import check_id
 from bugless_proto import v1
@@ -36,11 +37,15 @@ class HotlistCalls(ClientBase):
     async def list_hotlists(self, *, member: str = "") -> list[v1.Hotlist]:
         """Visible hotlists, or those ``member`` owns or edits, every page."""
 
-        async def fetch(token: str) -> v1.ListHotlistsResponse:
-            request = v1.ListHotlistsRequest(member=member, page=page(500, token))
+        async def fetch(token: str, size: int) -> v1.ListHotlistsResponse:
+            request = v1.ListHotlistsRequest(member=member, page=page(size, token))
             return await self._call(self.hotlists.list_hotlists, request, idempotent=True)
 
-        return [hotlist async for response in pages(fetch) for hotlist in response.hotlists]
+        return [
+            hotlist
+            async for response in follow_pages(fetch, page_size=500)
+            for hotlist in response.hotlists
+        ]
 
     async def get_hotlist(self, hotlist_id: int) -> v1.Hotlist:
         """One hotlist."""
@@ -137,11 +142,11 @@ class HotlistCalls(ClientBase):
         items: list[v1.HotlistItem] = []
         issues: list[v1.Issue] = []
 
-        async def fetch(token: str) -> v1.ListHotlistItemsResponse:
-            request = v1.ListHotlistItemsRequest(hotlist_id=hotlist_id, page=page(500, token))
+        async def fetch(token: str, size: int) -> v1.ListHotlistItemsResponse:
+            request = v1.ListHotlistItemsRequest(hotlist_id=hotlist_id, page=page(size, token))
             return await self._call(self.hotlists.list_hotlist_items, request, idempotent=True)
 
-        async for response in pages(fetch):
+        async for response in follow_pages(fetch, page_size=500):
             items.extend(response.items)
             issues.extend(response.issues)
         return items, issues
@@ -181,12 +186,16 @@ class SavedSearchCalls(ClientBase):
     async def all_saved_searches(self, *, owned_only: bool = False) -> list[v1.SavedSearch]:
         """Every saved search :meth:`list_saved_searches` pages through."""
 
-        async def fetch(token: str) -> v1.ListSavedSearchesResponse:
+        async def fetch(token: str, size: int) -> v1.ListSavedSearchesResponse:
             return await self.list_saved_searches(
-                owned_only=owned_only, page_size=500, page_token=token
+                owned_only=owned_only, page_size=size, page_token=token
             )
 
-        return [found async for response in pages(fetch) for found in response.saved_searches]
+        return [
+            found
+            async for response in follow_pages(fetch, page_size=500)
+            for found in response.saved_searches
+        ]
 
     async def update_saved_search(
         self, search: v1.SavedSearch, fields: Iterable[str], *, expected_version: int = 0

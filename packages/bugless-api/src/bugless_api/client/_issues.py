@@ -13,10 +13,10 @@ from bugless_api.client._base import (
     client_mistake,
     enum_value,
     page,
-    pages,
 )
 from bugless_api.client._custom_values import FieldValue, named_values
 from bugless_api.client._watch import resuming_watch
+from bugless_core.clients import follow_pages
 from bugless_core.deltas import issue_delta
 from bugless_core.errors import InvalidArgument
 from bugless_core.ids import check_id
@@ -80,13 +80,16 @@ class IssueCalls(ClientBase):
         """
         mask = list(read_mask) if read_mask is not None else None
 
-        async def fetch(token: str) -> v1.SearchIssuesResponse:
+        async def fetch(token: str, size: int) -> v1.SearchIssuesResponse:
             return await self.search_issues(
-                query, page_size=page_size, page_token=token, time_zone=time_zone, read_mask=mask
+                query, page_size=size, page_token=token, time_zone=time_zone, read_mask=mask
             )
 
         yielded = 0
-        async for found in pages(fetch):
+        pages = follow_pages(
+            fetch, page_size=page_size, limit=limit, count=lambda found: len(found.issues)
+        )
+        async for found in pages:
             for issue in found.issues:
                 if limit is not None and yielded >= limit:
                     return
@@ -471,10 +474,10 @@ class IssueCalls(ClientBase):
     async def iter_history(self, issue_id: int) -> AsyncIterator[v1.HistoryEntry]:
         """Every entry of an issue's history, oldest first, page by page."""
 
-        async def fetch(token: str) -> v1.ListHistoryResponse:
-            return await self.list_history(issue_id, page_size=500, page_token=token)
+        async def fetch(token: str, size: int) -> v1.ListHistoryResponse:
+            return await self.list_history(issue_id, page_size=size, page_token=token)
 
-        async for found in pages(fetch):
+        async for found in follow_pages(fetch, page_size=500):
             for entry in found.entries:
                 yield entry
 
