@@ -51,8 +51,9 @@ async def test_a_mail_rendered_before_a_redaction_is_rendered_again_when_it_is_s
     while the test holds the feed consumer's lock, so no consumer reads the
     redaction: as when it is behind, restarting or down. A notifier started
     then sends ivan's mail and dora's digest with the text blanked, and
-    nothing to gina, whom only the removed text mentioned. Before, the
-    worker sent what was queued: the password in both, and gina's mail.
+    nothing to gina, whom only the removed text mentioned (counted as a
+    ``withdrawn`` delivery). Before, the worker sent what was queued: the
+    password in both, and gina's mail.
     """
     world = await redaction_world(
         bugless_stack,
@@ -115,7 +116,8 @@ async def test_a_mail_rendered_before_a_redaction_is_rendered_again_when_it_is_s
                 entry_version=said.entry.version,
             )
         )
-        later = await start_notifier(settings, metrics_registry=CollectorRegistry())
+        registry = CollectorRegistry()
+        later = await start_notifier(settings, metrics_registry=registry)
         dora, ivan, gina = (f"{n}{tag}@ex.test" for n in ("dora", "ivan", "gina"))
         await until(
             lambda: (
@@ -151,6 +153,15 @@ async def test_a_mail_rendered_before_a_redaction_is_rendered_again_when_it_is_s
         assert not await pool.fetchval(
             f"SELECT count(*) FROM {schema}.deliveries WHERE recipient = $1", gina
         )
+
+        # gina's is an outcome too: withdrawn, no attempt made.
+        def counted(outcome: str) -> float | None:
+            return registry.get_sample_value(
+                "bugless_notify_deliveries_total", {"channel": "email", "outcome": outcome}
+            )
+
+        assert counted("withdrawn") == 1
+        assert counted("delivered") == 3  # ivan's two mails and dora's digest
     finally:
         if later is not None:
             await later.close()

@@ -1,9 +1,11 @@
 """The delivery worker's Prometheus metrics, registered once per registry.
 
 Names start with ``bugless_notify_``; ``channel`` is the channel's name and
-``outcome`` one of ``delivered``, ``retry`` or ``dead``, so "deliveries that
-will never arrive" is one query: ``rate(bugless_notify_deliveries_total
-{outcome="dead"}[5m])``, and why they will not is
+``outcome`` one of ``delivered``, ``retry``, ``dead`` or ``withdrawn`` (the
+check before sending found nothing left to send: a person only
+``@mentioned`` in text redacted since; no attempt is made, and the row is
+gone), so "deliveries that will never arrive" is one query:
+``rate(bugless_notify_deliveries_total{outcome="dead"}[5m])``, and why they will not is
 ``bugless_notify_dead_letters_total{channel, reason}`` (``rejected``,
 ``gave_up``, or ``unreadable``: a queued row no delivery could be made of,
 which never reaches an attempt and so is in no ``deliveries_total``).
@@ -26,7 +28,8 @@ class DeliveryMetrics:
     """The worker's metrics, bound to one registry.
 
     Attributes:
-        deliveries: Finished attempts, by channel and outcome.
+        deliveries: Finished attempts, and deliveries withdrawn before one, by
+            channel and outcome.
         attempt_seconds: How long one attempt took, by channel.
         claimed: Deliveries claimed, by channel.
         released: Claims given back unfinished (a worker stopping).
@@ -51,7 +54,8 @@ class DeliveryMetrics:
             metrics = cls(
                 deliveries=Counter(
                     "bugless_notify_deliveries_total",
-                    "Delivery attempts finished, by channel and outcome (delivered, retry, dead).",
+                    "Deliveries finished or retried, by channel and outcome "
+                    "(delivered, retry, dead, withdrawn).",
                     ["channel", "outcome"],
                     registry=registry,
                 ),

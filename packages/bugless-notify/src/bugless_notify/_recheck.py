@@ -34,6 +34,7 @@ import asyncpg
 from bugless_core.clients import call
 from bugless_core.errors import NotFound
 from bugless_core.notification_channel import NotificationMessage
+from bugless_notify._before_send import Unsent, Verdict
 from bugless_notify._deliveries import NOTIFIER, IssueDeliveries
 from bugless_notify._redactions import Waiting, change_entry
 from bugless_notify.component_webhooks import ComponentWebhookStore
@@ -78,10 +79,8 @@ class RedactionRecheck:
         self._deliveries = deliveries
         self._webhooks = webhooks
 
-    async def __call__(
-        self, claims: Sequence[ClaimedDelivery]
-    ) -> dict[str, NotificationMessage | None]:
-        """By delivery id, what to send instead: a new message, or None (withdrawn, or not ours).
+    async def __call__(self, claims: Sequence[ClaimedDelivery]) -> dict[str, Verdict]:
+        """By delivery id, what to send instead: a new message, or why nothing (:class:`Unsent`).
 
         A delivery not in the answer goes as it was claimed.
 
@@ -115,7 +114,7 @@ class RedactionRecheck:
         if not stale:
             return {}
         rendered = await self._render_again(stale)
-        answer: dict[str, NotificationMessage | None] = {}
+        answer: dict[str, Verdict] = {}
         async with self._pool.acquire() as conn:
             for claim in claims:
                 items = parts[claim.delivery_id]
@@ -123,12 +122,13 @@ class RedactionRecheck:
                     continue
                 replacement = self._replacement(claim, items, stale_ids, rendered)
                 if replacement is None:
-                    await self._queue.withdraw_claimed(conn, claim)
-                    answer[claim.delivery_id] = None
-                elif await self._queue.rewrite_claimed(conn, claim, replacement):
-                    answer[claim.delivery_id] = replacement
-                else:  # the lease ran out: another attempt holds it now
-                    answer[claim.delivery_id] = None
+                    done = await self._queue.withdraw_claimed(conn, claim)
+                    verdict: Verdict = Unsent.WITHDRAWN
+                else:
+                    done = await self._queue.rewrite_claimed(conn, claim, replacement)
+                    verdict = replacement
+                # Not done: the lease ran out, and another attempt holds the row now.
+                answer[claim.delivery_id] = verdict if done else Unsent.LEASE_LOST
         return answer
 
     async def _redacted(self, quoted: Mapping[int, set[int]]) -> dict[int, set[int]]:

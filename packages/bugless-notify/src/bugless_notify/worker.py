@@ -21,7 +21,8 @@ retry falls due, or every ``poll_seconds`` at the latest.
 
 With ``before_send`` (the notifier's :class:`~bugless_notify._recheck.RedactionRecheck`),
 each claim is checked before its attempts: a message may be rendered again
-(text redacted since it was queued) or withdrawn; if the check fails, each of
+(text redacted since it was queued) or withdrawn (counted as the outcome
+``withdrawn``); if the check fails, each of
 its attempts is a retryable failure, so nothing goes out unchecked. The check
 counts in the attempt's ``delivery_timeout_seconds``: a Model that never
 answers fails it in time, and the slots and leases are not held past it.
@@ -57,7 +58,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -69,20 +70,13 @@ from bugless_core.notification_channel import (
     DeliveryResult,
     DeliveryStatus,
     NotificationChannel,
-    NotificationMessage,
 )
 from bugless_core.supervision import OutageLog, SupervisedLoop
+from bugless_notify._before_send import BeforeSend, Unsent, Verdict
 from bugless_notify._metrics import DeliveryMetrics
 from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, RetryPolicy
 
 _log = logging.getLogger("bugless.notify")
-#: Asked about a claim's deliveries before their attempts: by delivery id,
-#: the message to send instead, or None for one not to send (withdrawn); a
-#: delivery not named goes as claimed. An exception makes each attempt a
-#: retryable failure. The notifier's is :class:`bugless_notify._recheck.RedactionRecheck`.
-BeforeSend = Callable[
-    [Sequence[ClaimedDelivery]], Awaitable[Mapping[str, NotificationMessage | None]]
-]
 #: The longest a delivered row waits to be recorded with others in one statement.
 _RECORD_DELAY_SECONDS = 0.02
 #: What the driver raises on the queue's statements. Which of them are the
@@ -218,7 +212,7 @@ class DeliveryWorker:
         self._to_record: list[ClaimedDelivery] = []
         self._last_purge = float("-inf")
         self._before_send = before_send
-        self._checks: set[asyncio.Future[Mapping[str, NotificationMessage | None]]] = set()
+        self._checks: set[asyncio.Future[Mapping[str, Verdict]]] = set()
 
     @property
     def in_flight(self) -> int:
@@ -320,7 +314,7 @@ class DeliveryWorker:
 
     async def _check_in_time(
         self, before_send: BeforeSend, claims: Sequence[ClaimedDelivery]
-    ) -> Mapping[str, NotificationMessage | None]:
+    ) -> Mapping[str, Verdict]:
         """``before_send(claims)``, given up after ``delivery_timeout_seconds``.
 
         The check runs inside its attempts' time (see :meth:`_attempt`): a
@@ -334,7 +328,7 @@ class DeliveryWorker:
         except TimeoutError:
             raise Unavailable(f"the check took longer than {timeout:g} s") from None
 
-    def _check_done(self, check: asyncio.Future[Mapping[str, NotificationMessage | None]]) -> None:
+    def _check_done(self, check: asyncio.Future[Mapping[str, Verdict]]) -> None:
         self._checks.discard(check)
         if check.cancelled() or (exc := check.exception()) is None:
             return
@@ -389,7 +383,7 @@ class DeliveryWorker:
     async def _attempt(
         self,
         claim: ClaimedDelivery,
-        checked: asyncio.Future[Mapping[str, NotificationMessage | None]] | None = None,
+        checked: asyncio.Future[Mapping[str, Verdict]] | None = None,
     ) -> None:
         self.metrics.in_flight.inc()
         started = time.perf_counter()
@@ -419,7 +413,7 @@ class DeliveryWorker:
     async def _checked(
         self,
         claim: ClaimedDelivery,
-        checked: asyncio.Future[Mapping[str, NotificationMessage | None]] | None,
+        checked: asyncio.Future[Mapping[str, Verdict]] | None,
     ) -> ClaimedDelivery | DeliveryResult | None:
         """What to send after the claim's check: the claim, a new message, a failure or nothing."""
         if checked is None:
@@ -434,15 +428,19 @@ class DeliveryWorker:
             )
         if claim.delivery_id not in verdicts:
             return claim
-        message = verdicts[claim.delivery_id]
-        if message is None:
+        verdict = verdicts[claim.delivery_id]
+        if verdict is Unsent.WITHDRAWN:
+            self.metrics.deliveries.labels(claim.channel, "withdrawn").inc()
             _log.info(
                 "delivery withdrawn before sending: the text it was about was redacted",
                 extra={"channel": claim.channel, "delivery_id": claim.delivery_id},
             )
             return None
+        if isinstance(verdict, Unsent):
+            # The lease ran out during the check: the row's next holder reports it.
+            return None
         return dataclasses.replace(
-            claim, notification=dataclasses.replace(claim.notification, message=message)
+            claim, notification=dataclasses.replace(claim.notification, message=verdict)
         )
 
     async def _run_channel(self, claim: ClaimedDelivery, deadline: float) -> DeliveryResult:
