@@ -65,6 +65,9 @@ async def test_the_help_page_lists_every_field_operator_and_sort_key_with_explai
         assert f'href="/search?q={urllib.parse.quote_plus(example)}"' in page.text, example
         assert explain(parse_query(example), zone_name="Europe/Paris") in text, example
     assert "modified>today-7 — modified after 7 days ago (Europe/Paris)" in text
+    # Whether the description is a comment is said where commenter: is listed.
+    assert "the description is the first comment" in text
+    assert "commenter:none — has no description and no comment" in text
 
 
 async def test_the_search_page_links_to_the_help_from_the_box_the_explanation_and_an_error(

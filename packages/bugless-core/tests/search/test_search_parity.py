@@ -65,6 +65,9 @@ def test_custom_field_terms(text: str, expected: object) -> None:
         ("resolved:none", FieldTerm(Field.CLOSED, Operator.NONE)),
         ("has:closed", FieldTerm(Field.CLOSED, Operator.ANY)),
         ("commenter:me", FieldTerm(Field.COMMENTER, Operator.EQ, (UserValue("me"),))),
+        # No description and no comment (the description is comment #1).
+        ("commenter:none", FieldTerm(Field.COMMENTER, Operator.NONE)),
+        ("-has:commenter", Not(FieldTerm(Field.COMMENTER, Operator.ANY))),
         ("modifier:ann", FieldTerm(Field.MODIFIER, Operator.EQ, (UserValue("ann"),))),
         ("lastmodifier:ann", FieldTerm(Field.LAST_MODIFIER, Operator.EQ, (UserValue("ann"),))),
         ("lastcommenter:bo", FieldTerm(Field.LAST_COMMENTER, Operator.EQ, (UserValue("bo"),))),

@@ -168,7 +168,7 @@ FIELD_SPECS: dict[Field, FieldSpec] = {
     Field.CREATED: FieldSpec(ValueKind.DATE, ordered=True),
     Field.MODIFIED: FieldSpec(ValueKind.DATE, ordered=True),
     Field.CLOSED: FieldSpec(ValueKind.DATE, ordered=True, nullable=True),
-    Field.COMMENTER: FieldSpec(ValueKind.USER),
+    Field.COMMENTER: FieldSpec(ValueKind.USER, nullable=True),
     Field.MODIFIER: FieldSpec(ValueKind.USER),
     Field.LAST_MODIFIER: FieldSpec(ValueKind.USER),
     Field.LAST_COMMENTER: FieldSpec(ValueKind.USER),

@@ -231,7 +231,11 @@ _PHRASES: dict[Field, _Phrases] = {
         "a duplicate of an issue whose id is {comparison}",
     ),
     Field.CLOSED: _Phrases("", "has a closed date", "has no closed date"),
-    Field.COMMENTER: _Phrases("commented on by {values}"),
+    Field.COMMENTER: _Phrases(
+        "commented on by {values}",
+        "has a description or a comment",
+        "has no description and no comment",
+    ),
     Field.MODIFIER: _Phrases("changed by {values}"),
     Field.LAST_MODIFIER: _Phrases("last changed by {values}"),
     Field.LAST_COMMENTER: _Phrases("last commented on by {values}"),

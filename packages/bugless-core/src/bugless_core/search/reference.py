@@ -82,7 +82,7 @@ _EXAMPLES: dict[Field | TextField, tuple[str, ...]] = {
     Field.CREATED: ("created>today-7", "created:2026-01-31"),
     Field.MODIFIED: ("modified:today",),
     Field.CLOSED: ("closed>=2026-01-01", "resolved:none"),
-    Field.COMMENTER: ("commenter:me",),
+    Field.COMMENTER: ("commenter:me", "commenter:none"),
     Field.MODIFIER: ("modifier:me",),
     Field.LAST_MODIFIER: ("-lastmodifier:me",),
     Field.LAST_COMMENTER: ("lastcommenter:me",),
@@ -107,8 +107,13 @@ _NOTES: dict[Field | TextField, str] = {
     Field.CANONICAL: "the id of the issue this one duplicates",
     Field.MODIFIER: f"{_USER_VALUES}: someone who changed the issue",
     Field.LAST_MODIFIER: f"{_USER_VALUES}: the last to change the issue",
-    Field.COMMENTER: f"{_USER_VALUES}: someone who commented",
-    Field.LAST_COMMENTER: f"{_USER_VALUES}: the last to comment",
+    Field.COMMENTER: (
+        f"{_USER_VALUES}: someone who commented; the description is the first comment, "
+        "so the reporter who wrote one is a commenter"
+    ),
+    Field.LAST_COMMENTER: (
+        f"{_USER_VALUES}: the last to comment (the description's writer, until someone comments)"
+    ),
     Field.ATTACHMENT: "a part of an attachment's name, in any case",
     Field.STARRED_BY: f"{_USER_VALUES}; is:{IS_STARRED} is star:me",
     Field.STAR_COUNT: "how many people starred the issue",

@@ -110,6 +110,33 @@ class SearchParityContract:
         assert await search_ids(model, within(root.id, eq(F.LAST_COMMENTER, ALICE.user_id))) == []
         assert await search_ids(model, within(root.id, term(F.COMMENTER, Op.ANY))) == [issue.id]
 
+    async def test_a_description_is_the_first_comment(self, model: v1.ModelStub) -> None:
+        """An issue filed with a description has a comment: the description, by its reporter.
+
+        As in Google Issue Tracker, where the description is comment #1:
+        ``comment_count`` counts it, the reporter who wrote it is a
+        ``commenter:`` and the ``lastcommenter:`` until someone comments, and
+        the issue has a commenter (``has:commenter``) and is no
+        ``commenter:none``. An issue filed without one has no commenter.
+        """
+        root = await make_component(model)
+        described = await make_issue(model, root.id, caller=ALICE, description="steps")
+        bare = await make_issue(model, root.id, caller=ALICE)
+        assert (described.comment_count, bare.comment_count) == (1, 0)
+        for field in (F.COMMENTER, F.LAST_COMMENTER):
+            assert await search_ids(model, within(root.id, eq(field, ALICE.user_id))) == [
+                described.id
+            ], field
+        assert await search_ids(model, within(root.id, term(F.COMMENTER, Op.ANY))) == [described.id]
+        assert await search_ids(model, within(root.id, term(F.COMMENTER, Op.NONE))) == [bare.id]
+        await change(model, described, comment="seen it too", caller=BOB)
+        assert await search_ids(model, within(root.id, eq(F.LAST_COMMENTER, BOB.user_id))) == [
+            described.id
+        ]
+        assert await search_ids(model, within(root.id, eq(F.COMMENTER, ALICE.user_id))) == [
+            described.id
+        ]
+
     async def test_parent_with_transitive_children(self, model: v1.ModelStub) -> None:
         root = await make_component(model)
         top = await make_issue(model, root.id)
