@@ -203,19 +203,32 @@ async def _hotlists_of(
     return {r["hotlist_id"] for r in await ctx.conn.fetch(q.ISSUE_HOTLIST_IDS, issue_id)}
 
 
+def _component_after(item: v1.ImportedEntry, current: int) -> int:
+    """The issue's component once ``item`` is applied (its move, if it makes one)."""
+    paths = item.update_mask.paths if item.update_mask else []
+    moved_to = item.fields.component_id if item.fields and "component_id" in paths else 0
+    return moved_to or current
+
+
 @dataclass
 class _Labels:
-    """The source's label changes on a refresh: hotlists and custom field values.
+    """The source's label changes: hotlists and custom field values.
 
-    At creation the issue takes the mapping of its labels then
-    (``hotlist_ids``, ``custom_fields``); the entries appended later carry
-    what the source's labels did since, each written as a change of its entry
-    (its author and time), as a native edit of the hotlists or fields records.
+    On a refresh the entries appended carry what the source's labels did
+    since, each written as a change of its entry (its author and time), as a
+    native edit of the hotlists or fields records. At creation the issue
+    takes ``hotlist_ids``, the mapping of its labels then, so the entries'
+    hotlist changes are not replayed (``hotlists_replayed`` False); its
+    custom fields start from ``initial_custom_fields`` and the entries'
+    changes are replayed when the request sets ``custom_fields_replayed``
+    (else the issue takes ``custom_fields`` and the caller does not call
+    :meth:`apply`).
     """
 
     custom: dict[str, Any]
     hotlists: set[int]
     before: set[int] = field(default_factory=set)
+    hotlists_replayed: bool = True
 
     def __post_init__(self) -> None:
         self.before = set(self.hotlists)
@@ -223,10 +236,15 @@ class _Labels:
     async def apply(
         self, ctx: WriteContext, item: v1.ImportedEntry, component_id: int, index: int
     ) -> list[v1.FieldChange]:
-        """The item's hotlist and custom field changes (none for what already holds)."""
+        """The item's hotlist and custom field changes (none for what already holds).
+
+        ``component_id`` is the issue's component once the item is applied:
+        the source's labels are mapped to the fields of the component the
+        issue is in after the entry's move.
+        """
         changes: list[v1.FieldChange] = []
-        added = sorted(set(item.hotlist_add) - self.hotlists)
-        removed = sorted(set(item.hotlist_remove) & self.hotlists)
+        added = sorted(set(item.hotlist_add) - self.hotlists) if self.hotlists_replayed else []
+        removed = sorted(set(item.hotlist_remove) & self.hotlists) if self.hotlists_replayed else []
         if added or removed:
             self.hotlists = (self.hotlists | set(added)) - set(removed)
             changes.append(
@@ -355,16 +373,28 @@ async def _create(
     resolved = await resolve(ctx, request.external_id, 0, items)
     if changes_relations(items):
         replay.relations = RelationReplay(initial_relations(), resolved)
-    for index, item in items:
-        replay.apply(index, item)
-    await _check_components(ctx, replay.components, request.external_id)
+    # Every component the history names exists, before a custom field is
+    # looked up on one (a missing one is NOT_FOUND, not a field's refusal).
+    named = {state["component_id"], *(_component_after(item, 0) for _, item in items)}
+    await _check_components(ctx, named - {0}, request.external_id)
+    replayed = request.custom_fields_replayed
+    given = request.initial_custom_fields if replayed else request.custom_fields
     custom: dict[str, Any] = {}
-    if request.custom_fields:
+    if given:
+        path = "initial_custom_fields" if replayed else "custom_fields"
         custom, custom_changes, _ = await _custom_fields.plan_values(
-            ctx, component_id=state["component_id"], current={}, given=request.custom_fields,
-            creating=True, moved=False, path="custom_fields",
+            ctx, component_id=state["component_id"], current={}, given=given,
+            creating=True, moved=False, path=path,
         )  # fmt: skip
         first.changes.extend(custom_changes)
+    labels = _Labels(custom, set(request.hotlist_ids), hotlists_replayed=False)
+    for index, item in items:
+        extra: list[v1.FieldChange] = []
+        if replayed and item.custom_fields:
+            after = _component_after(item, replay.state["component_id"])
+            extra = await labels.apply(ctx, item, after, index)
+        replay.apply(index, item, extra)
+    custom = labels.custom
     if request.hotlist_ids:
         first.changes.append(
             v1.FieldChange(field="hotlist_ids", added=[str(h) for h in sorted(request.hotlist_ids)])
@@ -441,7 +471,8 @@ async def _extend(
         relations.update(blocked_by_ids=list(row["blocked_by_ids"]))
         replay.relations = RelationReplay(relations, resolved)
     for i, item in items:
-        replay.apply(i, item, await labels.apply(ctx, item, replay.state["component_id"], i))
+        after = _component_after(item, replay.state["component_id"])
+        replay.apply(i, item, await labels.apply(ctx, item, after, i))
     if not replay.entries:
         await ctx.conn.execute(q.ADVANCE_IMPORT_POSITION, issue_id, len(request.history))
         return issue_id, False, 0

@@ -178,6 +178,12 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
     _check_user_list(request.cc, "cc")
     check_ids(request.hotlist_ids, "hotlist_ids", limits.MAX_LIST_DELTA)
     _check_custom_values(request.custom_fields, "custom_fields")
+    _check_custom_values(request.initial_custom_fields, "initial_custom_fields")
+    if request.initial_custom_fields and not request.custom_fields_replayed:
+        raise _fail(
+            "initial_custom_fields",
+            "is read only with custom_fields_replayed; without it the issue takes custom_fields",
+        )
     created = _time(request.created_at, "created_at", required=True)
     if len(request.history) > limits.MAX_IMPORTED_ENTRIES:
         raise _fail(

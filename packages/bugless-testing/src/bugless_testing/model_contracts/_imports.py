@@ -381,3 +381,66 @@ class ImportContract:
         assert [c.new_value for c in changes.values() if c.field_name == field.name] == ["net"]
         again = await model.import_issue(request)
         assert again.entries_written == 0
+
+    async def test_replayed_custom_fields_are_changes_of_their_entries_at_creation(
+        self, model: v1.ModelStub
+    ) -> None:
+        root = await make_component(model)
+        moved_to = await make_component(model, parent_id=root.id)
+        area = await model.create_custom_field(
+            v1.CreateCustomFieldRequest(
+                caller=ADMIN, component_id=root.id, name=unique("Area"),
+                type=v1.CustomFieldType.TEXT,
+            )
+        )  # fmt: skip
+        # Defined below the creation's component: it applies after the move only.
+        team = await model.create_custom_field(
+            v1.CreateCustomFieldRequest(
+                caller=ADMIN, component_id=moved_to.id, name=unique("Team"),
+                type=v1.CustomFieldType.TEXT,
+            )
+        )  # fmt: skip
+        request = _request(
+            root.id,
+            _external_id(),
+            v1.ImportedEntry(
+                author="src-dev", created_at=_at(1), comment="Networking, not storage.",
+                custom_fields=[v1.CustomFieldValue(field_id=area.id, values=["net"])],
+            ),
+            v1.ImportedEntry(  # a value the issue has: changes nothing, writes nothing
+                author="src-qa", created_at=_at(2),
+                custom_fields=[v1.CustomFieldValue(field_id=area.id, values=["net"])],
+            ),
+            v1.ImportedEntry(  # a move and a field of the new component, together
+                author="src-lead", created_at=_at(3),
+                fields=v1.IssueFields(component_id=moved_to.id),
+                update_mask=FieldMask(paths=["component_id"]),
+                custom_fields=[v1.CustomFieldValue(field_id=team.id, values=["infra"])],
+            ),
+        )  # fmt: skip
+        # custom_fields (the values now, for a Model that does not replay) is ignored.
+        request.custom_fields = [v1.CustomFieldValue(field_id=area.id, values=["ignored"])]
+        request.custom_fields_replayed = True
+        request.initial_custom_fields = [v1.CustomFieldValue(field_id=area.id, values=["disk"])]
+        created = await model.import_issue(request)
+        assert created.issue is not None
+        assert created.entries_written == 3
+        values = {v.field_id: list(v.values) for v in created.issue.custom_fields}
+        assert values == {area.id: ["net"], team.id: ["infra"]}
+        entries = await history(model, created.issue.id)
+
+        def custom(entry: v1.HistoryEntry) -> list[tuple[str, str, str]]:
+            return [(c.field_name, c.old_value, c.new_value) for c in entry.changes if c.field_name]
+
+        assert custom(entries[0]) == [(area.name, "", "disk")]
+        assert [(e.author, e.created_at, custom(e)) for e in entries[1:]] == [
+            ("src-dev", _at(1), [(area.name, "disk", "net")]),
+            ("src-lead", _at(3), [(team.name, "", "infra")]),
+        ]
+        assert created.issue.modified_at == _at(3)
+
+        unflagged = _request(root.id, _external_id())
+        unflagged.initial_custom_fields = [v1.CustomFieldValue(field_id=area.id, values=["x"])]
+        await expect_error(
+            model.import_issue(unflagged), Status.INVALID_ARGUMENT, "custom_fields_replayed"
+        )

@@ -1,0 +1,113 @@
+"""A custom field change the source logged before the first import is in the issue's history.
+
+Before, an import created the issue with its custom fields as they are now
+(the labels' mapping) and kept the entries' field changes for a refresh: who
+changed a field, and when, was lost, and the creation claimed the reporter
+had set today's values. A real Trac environment (made through Trac's own
+API) logs keyword changes mapped to a custom field of the component the
+ticket goes to; the import through the real Model writes each as a change of
+its entry, with the Trac author and time.
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from import_support import ADMIN, MakeSettings, find, history, usernames
+
+from bugless_core.clients import call
+from bugless_import import run_import
+from bugless_import.sources.trac import TracImporter
+from bugless_proto import v1
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
+    from trac.env import Environment
+    from trac.ticket.model import Component, Ticket
+
+T0 = datetime(2016, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def _hours(n: float) -> datetime:
+    return T0 + timedelta(hours=n)
+
+
+class _Trac23(TracImporter):
+    """Trac under a name of its own (the session's other Trac tests own theirs)."""
+
+    name = "trac23"
+
+
+def _custom_changes(entry: v1.HistoryEntry) -> list[tuple[str, str, str]]:
+    return [(c.field_name, c.old_value, c.new_value) for c in entry.changes if c.field_name]
+
+
+async def test_keyword_changes_before_the_import_are_custom_field_changes_of_their_entries(
+    make_settings: MakeSettings,
+    model: v1.ModelStub,
+    auth: v1.AuthenticatorStub,
+    tmp_path: Path,
+) -> None:
+    target = await call(
+        model.create_component, v1.CreateComponentRequest(caller=ADMIN, name="Pumps23")
+    )
+    await call(
+        model.create_custom_field,
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN,
+            component_id=target.id,
+            name="Urgency23",
+            type=v1.CustomFieldType.ENUM,
+            options=["High", "Low"],
+        ),
+    )
+    env = Environment(
+        str(tmp_path / "env"), create=True, options=[("trac", "database", "sqlite:db/trac.db")]
+    )
+    component = Component(env)
+    component.name = "pumps"
+    component.insert()
+    ticket = Ticket(env)
+    ticket.populate(
+        {"summary": "Pump hums", "description": "Hums at night.", "reporter": "ann",
+         "component": "pumps", "status": "new", "keywords": "calm"}
+    )  # fmt: skip
+    ticket.insert(when=_hours(0))
+    ticket["keywords"] = "urgent"
+    ticket.save_changes("tom", "Louder every day.", when=_hours(1))
+    ticket["keywords"] = "calm"
+    ticket.save_changes("zoe", "", when=_hours(2))
+    ticket["keywords"] = "urgent"
+    ticket.save_changes("ann", "Back again.", when=_hours(3))
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(
+        '[components]\npumps = "Pumps23"\n'
+        '[labels]\nurgent = "field:Urgency23=High"\ncalm = "field:Urgency23=Low"\n',
+        encoding="utf-8",
+    )
+
+    report = await run_import(_Trac23(env.path, {}), make_settings(mapping=mapping))
+    assert report.created == 1
+
+    (issue,) = await find(model, "trac23:1")
+    assert issue.component_id == target.id
+    assert [(v.name, list(v.values)) for v in issue.custom_fields] == [("Urgency23", ["High"])]
+    entries = await history(model, issue.id)
+    # The creation holds the value the ticket was created with; each later
+    # value is the change of the Trac entry that made it, by its author.
+    assert _custom_changes(entries[0]) == [("Urgency23", "", "Low")]
+    assert [(e.created_at, e.comment, _custom_changes(e)) for e in entries[1:]] == [
+        (_hours(1), "Louder every day.", [("Urgency23", "Low", "High")]),
+        (_hours(2), "", [("Urgency23", "High", "Low")]),
+        (_hours(3), "Back again.", [("Urgency23", "Low", "High")]),
+    ]
+    assert await usernames(auth, [e.author for e in entries]) == [
+        "ann",
+        "tom@trac23",
+        "zoe@trac23",
+        "ann",
+    ]
+    assert issue.modified_at == _hours(3)
+    assert issue.version == 4
