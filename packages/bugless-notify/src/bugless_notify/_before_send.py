@@ -5,7 +5,8 @@ notifier's is :class:`bugless_notify._recheck.RedactionRecheck`). The answer
 names, by delivery id, a message to send instead of the claimed one, or an
 :class:`Unsent` saying why nothing is sent: the worker counts a withdrawn
 delivery in ``bugless_notify_deliveries_total{outcome="withdrawn"}`` and
-leaves a delivery it no longer holds to whoever does. Kept apart from the
+leaves a delivery it no longer holds to whoever does, and gives back one
+whose stored message changed under it. Kept apart from the
 worker so the check and the worker share the words without importing each
 other.
 """
@@ -28,10 +29,16 @@ class Unsent(enum.Enum):
             delivery, counted as ``withdrawn``.
         LEASE_LOST: The claim's lease ran out before the check could store
             its answer: another attempt holds the row now, and reports it.
+        CHANGED: The row's message was rewritten since the claim (the feed
+            consumer stored a rendering newer than the check's): the claimed
+            one is stale, the check's may be too, so neither is sent nor
+            stored; the worker gives the row back at once, and its next
+            claim checks and sends the stored one.
     """
 
     WITHDRAWN = "withdrawn"
     LEASE_LOST = "lease lost"
+    CHANGED = "changed"
 
 
 #: The answer for one delivery: the message to send instead, or why none is.

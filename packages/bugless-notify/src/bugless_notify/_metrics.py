@@ -32,7 +32,8 @@ class DeliveryMetrics:
             channel and outcome.
         attempt_seconds: How long one attempt took, by channel.
         claimed: Deliveries claimed, by channel.
-        released: Claims given back unfinished (a worker stopping).
+        released: Claims given back unfinished (a worker stopping, a message
+            the consumer rendered again during the check before sending).
         in_flight: Attempts running now.
         queue_errors: Failed queue operations (the database unreachable).
         dead_letters: Rows moved to the dead letters, by channel and reason.
@@ -73,7 +74,8 @@ class DeliveryMetrics:
                 ),
                 released=Counter(
                     "bugless_notify_released_total",
-                    "Claimed deliveries given back unfinished when a worker stopped.",
+                    "Claimed deliveries given back unfinished: a worker stopping, or a message "
+                    "rendered again while its attempt held it.",
                     registry=registry,
                 ),
                 in_flight=Gauge(

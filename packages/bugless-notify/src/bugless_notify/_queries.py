@@ -35,6 +35,7 @@ class Statements:
     release: str
     rewrite_claimed: str
     withdraw_claimed: str
+    holds: str
     next_due: str
     counts: str
     get: str
@@ -80,7 +81,7 @@ def for_schema(schema: str) -> Statements:
             FROM due
             WHERE d.delivery_id = due.delivery_id
             RETURNING d.delivery_id, d.channel, d.recipient, d.recipient_name,
-                      d.message::text AS message, d.attempts, d.seq""",
+                      d.message::text AS message, d.attempts, d.seq, d.revision""",
         # Delivered whoever holds the claim now: the mail is out either way.
         # A digest mail's items (data.items: each listed mail whole, kept to
         # put it together again after a redaction) are of no use once it is
@@ -121,13 +122,20 @@ def for_schema(schema: str) -> Statements:
                 claimed_by = NULL, claim_token = NULL, lease_until = NULL
             WHERE delivery_id = ANY($1::text[]) AND claim_token = $2 AND state = 'pending'""",
         # A claimed message the worker rendered again (or withdrew) before
-        # sending it: only while the claim is still the worker's.
+        # sending it: only while the claim is still the worker's and the
+        # message is the one it claimed (the revision: the consumer may have
+        # stored a newer rendering meanwhile, which must not be overwritten).
         rewrite_claimed=f"""
-            UPDATE {s}.deliveries SET message = $3::jsonb
-            WHERE delivery_id = $1 AND claim_token = $2 AND state = 'pending'""",
+            UPDATE {s}.deliveries SET message = $3::jsonb, revision = revision + 1
+            WHERE delivery_id = $1 AND claim_token = $2 AND state = 'pending'
+              AND revision = $4""",
         withdraw_claimed=f"""
             DELETE FROM {s}.deliveries
-            WHERE delivery_id = $1 AND claim_token = $2 AND state = 'pending'""",
+            WHERE delivery_id = $1 AND claim_token = $2 AND state = 'pending'
+              AND revision = $3""",
+        holds=f"""
+            SELECT EXISTS (SELECT 1 FROM {s}.deliveries
+                           WHERE delivery_id = $1 AND claim_token = $2 AND state = 'pending')""",
         next_due=f"""
             SELECT extract(epoch FROM min(next_attempt_at) - now())::float8
             FROM {s}.deliveries

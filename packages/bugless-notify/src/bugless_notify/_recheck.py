@@ -17,7 +17,11 @@ as the consumer would (:meth:`IssueDeliveries.render_again`): the text
 blanked, a person only ``@mentioned`` in it left out. The new message
 replaces the row's (so a retry sends it too) and is sent instead; one with
 nothing left to send (a mention-only mail, a digest of such items) is
-withdrawn. A message that quotes nothing costs no call.
+withdrawn. A message that quotes nothing costs no call. Both writes are
+conditional on the message's revision at the claim: if the consumer stored
+a rendering since (a later redaction it read), the check's, made from what
+the Model said a moment before, is not stored over it; the delivery is
+given back and its next claim checks the stored one.
 
 What it cannot do: a redaction committing after the check, during the
 moment the attempt takes, is not seen; and a mail already handed to the SMTP
@@ -127,8 +131,10 @@ class RedactionRecheck:
                 else:
                     done = await self._queue.rewrite_claimed(conn, claim, replacement)
                     verdict = replacement
-                # Not done: the lease ran out, and another attempt holds the row now.
-                answer[claim.delivery_id] = verdict if done else Unsent.LEASE_LOST
+                if not done:  # the consumer rewrote it since the claim, or the lease ran out
+                    held = await self._queue.holds(conn, claim)
+                    verdict = Unsent.CHANGED if held else Unsent.LEASE_LOST
+                answer[claim.delivery_id] = verdict
         return answer
 
     async def _redacted(self, quoted: Mapping[int, set[int]]) -> dict[int, set[int]]:

@@ -173,7 +173,7 @@ class WaitingMessages:
             f"THEN {items} ELSE '[]'::jsonb END) AS i WHERE i ->> 'id' LIKE $1)"
         )
         self._rewrite_delivery_sql = (
-            f"UPDATE {s}.deliveries SET message = $2::jsonb "
+            f"UPDATE {s}.deliveries SET message = $2::jsonb, revision = revision + 1 "
             "WHERE delivery_id = $1 AND state IN ('pending', 'dead')"
         )
         self._rewrite_item_sql = (

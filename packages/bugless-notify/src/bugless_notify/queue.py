@@ -106,11 +106,14 @@ class ClaimedDelivery:
         channel: The channel to deliver with.
         notification: What the channel gets (``attempt`` counts this one).
         claim_token: Proves the lease is still ours when recording the outcome.
+        revision: The stored message's revision when claimed: the check
+            before sending stores its rendering only over that one.
     """
 
     channel: str
     notification: Notification
     claim_token: str
+    revision: int = 0
 
     @property
     def delivery_id(self) -> str:
@@ -202,6 +205,7 @@ def _claimed(row: asyncpg.Record, token: str) -> ClaimedDelivery:
             attempt=row["attempts"],
         ),
         claim_token=token,
+        revision=row["revision"],
     )
 
 
@@ -488,25 +492,33 @@ class DeliveryQueue:
     async def rewrite_claimed(
         self, conn: Any, claim: ClaimedDelivery, message: NotificationMessage
     ) -> bool:
-        """Store ``message`` in place of the claimed row's; False if the lease was lost.
+        """Store ``message`` in place of the claimed row's, if that is still the one claimed.
 
         For a message rendered again just before it is sent (a redaction of
-        text it quoted): a retry then sends the new one too.
+        text it quoted): a retry then sends the new one too. False if the
+        lease was lost or the row's message was rewritten since the claim
+        (the consumer's rendering, newer: :meth:`holds` tells which).
         """
         status: str = await conn.execute(
             self.sql.rewrite_claimed,
             claim.delivery_id,
             claim.claim_token,
             json.dumps(message.to_json(), ensure_ascii=False),
+            claim.revision,
         )
         return status.endswith(" 1")
 
     async def withdraw_claimed(self, conn: Any, claim: ClaimedDelivery) -> bool:
-        """Delete the claimed row unsent (nothing is left to say); False if the lease was lost."""
+        """Delete the claimed row unsent (nothing left to say); False as :meth:`rewrite_claimed`."""
         status: str = await conn.execute(
-            self.sql.withdraw_claimed, claim.delivery_id, claim.claim_token
+            self.sql.withdraw_claimed, claim.delivery_id, claim.claim_token, claim.revision
         )
         return status.endswith(" 1")
+
+    async def holds(self, conn: Any, claim: ClaimedDelivery) -> bool:
+        """Whether the claim's lease still holds its row."""
+        held: bool = await conn.fetchval(self.sql.holds, claim.delivery_id, claim.claim_token)
+        return held
 
     async def seconds_until_due(self, conn: Any, channels: Sequence[str]) -> float | None:
         """How long until the next pending delivery of ``channels`` is due (None: none pending)."""

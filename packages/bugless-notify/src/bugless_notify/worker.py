@@ -436,6 +436,16 @@ class DeliveryWorker:
                 extra={"channel": claim.channel, "delivery_id": claim.delivery_id},
             )
             return None
+        if verdict is Unsent.CHANGED:
+            # The consumer stored a newer rendering during the check: give
+            # the row back now, so the next claim checks and sends that one.
+            _log.info(
+                "delivery given back unsent: its message was rendered again meanwhile",
+                extra={"channel": claim.channel, "delivery_id": claim.delivery_id},
+            )
+            await self._release([claim])
+            self._wake.set()
+            return None
         if isinstance(verdict, Unsent):
             # The lease ran out during the check: the row's next holder reports it.
             return None
