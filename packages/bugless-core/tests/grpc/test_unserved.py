@@ -51,6 +51,11 @@ def _handled(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
     }
 
 
+def _unserved(registry: CollectorRegistry) -> float | None:
+    """``grpc_server_unserved_total``: calls of a method the server does not serve."""
+    return registry.get_sample_value("grpc_server_unserved_total")
+
+
 async def _watch_unserved(channel: CorkedChannel) -> None:
     """Open a stream of a method the server does not map, send one message, read one."""
     async with channel.request(
@@ -69,6 +74,7 @@ async def test_a_grpclib_client_is_told_the_method_is_not_served(
 ) -> None:
     """Before: UNKNOWN "Missing content-type header"."""
     server, registry = runner
+    assert _unserved(registry) == 0.0  # exported from the start, for a rate() to read
     channel = CorkedChannel("127.0.0.1", server.port)
     try:
         with pytest.raises(GRPCError) as unary:
@@ -89,16 +95,17 @@ async def test_a_grpclib_client_is_told_the_method_is_not_served(
         assert info.backend == "test"
     finally:
         channel.close()
-    # Counted under no method (its label would be any path a client makes up);
-    # the served call is counted as before.
+    # Counted under no method (its label would be any path a client makes up),
+    # in a counter of their own; the served call is counted as before.
     assert _handled(registry) == {("GetServerInfo", "OK"): 1.0}
+    assert _unserved(registry) == 2.0
 
 
 async def test_a_grpcio_client_is_told_the_method_is_not_served(
     runner: tuple[GrpcServiceRunner, CollectorRegistry],
 ) -> None:
     """grpcio read grpclib's bare answer as UNIMPLEMENTED "Method not found", naming nothing."""
-    server, _ = runner
+    server, registry = runner
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         get_user_groups = channel.unary_unary(
             UNSERVED,
@@ -119,3 +126,4 @@ async def test_a_grpcio_client_is_told_the_method_is_not_served(
         )
         health = await check(HealthCheckRequest(), timeout=10)
         assert health.status == HealthCheckResponse.SERVING
+    assert _unserved(registry) == 1.0

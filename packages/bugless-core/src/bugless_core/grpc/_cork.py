@@ -37,6 +37,7 @@ connection under uvloop), only use the methods.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl as _ssl
 import weakref
 from collections.abc import Callable, Collection, Coroutine
@@ -335,7 +336,7 @@ def unserved_message(path: str) -> str:
     return f"method {path} is not served by this server; is it of an earlier release?"
 
 
-def unserved(path: str) -> Handler:
+def unserved(path: str, counted: Callable[[], None] | None = None) -> Handler:
     """The handler of a path the server does not map: UNIMPLEMENTED naming the method.
 
     It answers without reading the request (whatever its kind, a stream's
@@ -344,11 +345,14 @@ def unserved(path: str) -> Handler:
     is outside the servables' wrapping (:class:`~bugless_core.grpc._calls.CallTracker`):
     no access check (it runs nothing and names only the path the caller
     sent) and no per-method metrics, whose label would be whatever path a
-    client makes up.
+    client makes up: ``counted`` is called once per such call instead (the
+    runner's ``grpc_server_unserved_total``), when the call is answered.
     """
     message = unserved_message(path)
 
     async def refuse(_stream: ServerStream[Any, Any]) -> None:
+        if counted is not None:
+            counted()
         raise GRPCError(Status.UNIMPLEMENTED, message)
 
     return Handler(refuse, Cardinality.UNARY_UNARY, Empty, Empty)
@@ -368,6 +372,7 @@ class CorkedServer(ProtocolWrappingServer):
         status_details_codec: StatusDetailsCodecBase | None = None,
         on_connection: Callable[[asyncio.BaseTransport], None] | None = None,
         on_call_done: CallDone | None = None,
+        on_unserved: Callable[[], None] | None = None,
         **options: Any,
     ) -> None:
         """Like grpclib's ``Server``, but ``codec`` defaults to :class:`UpbCodec`.
@@ -376,7 +381,9 @@ class CorkedServer(ProtocolWrappingServer):
         transport its calls' peers will hold, before any call on it is read
         (a draining server keeps and closes them all alike); ``on_call_done``
         of each call's task once it is done, however it ended
-        (:class:`~bugless_core._compat.grpclib.ProtocolWrappingServer`).
+        (:class:`~bugless_core._compat.grpclib.ProtocolWrappingServer`);
+        ``on_unserved`` of each call of a method no servable maps, as it is
+        refused (:func:`unserved`).
         """
         codec, status_details_codec = _codecs(codec, status_details_codec)
         super().__init__(
@@ -384,7 +391,7 @@ class CorkedServer(ProtocolWrappingServer):
             codec=codec,
             status_details_codec=status_details_codec,
             on_call_done=on_call_done,
-            unmapped=unserved,
+            unmapped=functools.partial(unserved, counted=on_unserved),
             **options,
         )
         self._on_connection = on_connection

@@ -66,11 +66,17 @@ class GrpcServerMetrics:
         handling_seconds: Time from the request headers to the end of the call.
         in_flight: Calls started and not finished yet (read from
             :meth:`running`'s counts when scraped).
+        unserved: Calls of a method the server does not serve, refused
+            UNIMPLEMENTED before anything ran, and counted in none of the
+            above. No labels: the method would be whatever path a client
+            sends. A rise during an upgrade says a newer client reaches a
+            server of an earlier release (docs/upgrades.md's order).
     """
 
     handled: Counter
     handling_seconds: Histogram
     in_flight: Gauge
+    unserved: Counter
     _running: dict[tuple[str, str], RunningCalls] = dataclasses.field(default_factory=dict)
 
     def running(self, service: str, method: str) -> RunningCalls:
@@ -109,6 +115,11 @@ class GrpcServerMetrics:
                     "grpc_server_in_flight_calls",
                     "gRPC calls started on the server and not completed yet.",
                     _LABELS,
+                    registry=registry,
+                ),
+                unserved=Counter(
+                    "grpc_server_unserved_total",
+                    "gRPC calls of a method the server does not serve, refused UNIMPLEMENTED.",
                     registry=registry,
                 ),
             )

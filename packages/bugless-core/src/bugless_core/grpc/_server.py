@@ -209,10 +209,11 @@ class GrpcServiceRunner:
         # Checked on mutual TLS only: on --insecure-local plaintext no caller
         # has a certificate to check (start() warns about that every time).
         access = AccessRules(self._servables, roles=settings.access_roles)
+        self._metrics = GrpcServerMetrics.for_registry(metrics_registry)
         self._tracker = CallTracker(
             access=access if settings.mutual_tls else None,
             service_name=name,
-            metrics=GrpcServerMetrics.for_registry(metrics_registry),
+            metrics=self._metrics,
             connections=self._connections,
             drain_exempt_methods=_LONG_LIVED_METHODS,
         )
@@ -291,6 +292,7 @@ class GrpcServiceRunner:
             ),
             on_connection=self._connections.accepted,
             on_call_done=self._tracker.call_ended,
+            on_unserved=self._metrics.unserved.inc,
         )
         tracing.instrument_server(server)
         await server.start(
