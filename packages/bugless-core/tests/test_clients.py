@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -38,6 +39,11 @@ class ConflictingModel(v1.ModelBase):
             if message.issue_id == 1:
                 raise NotFound("issue 1 not found")
             raise RuntimeError("a secret detail of a bug")
+
+    async def get_server_info(self, message: v1.GetServerInfoRequest) -> v1.GetServerInfoResponse:
+        """Never answers: the caller's deadline passes first (cancelled at close)."""
+        await asyncio.Event().wait()
+        raise AssertionError("the deadline passes first")
 
 
 @pytest.fixture
@@ -81,6 +87,27 @@ async def test_an_unreachable_service_is_unavailable() -> None:
     try:
         with pytest.raises(Unavailable, match="unreachable"):
             await call(v1.ModelStub(channel).get_issue, v1.GetIssueRequest(issue_id=1))
+    finally:
+        channel.close()
+
+
+async def test_a_call_past_its_deadline_did_not_get_an_answer_in_time(
+    model_address: ServiceAddress,
+) -> None:
+    """The service was reached and is slow. Before: "a backend service is unreachable: "."""
+    channel = model_address.channel()
+    try:
+        with pytest.raises(Unavailable) as late:
+            await call(
+                v1.ModelStub(channel).get_server_info, v1.GetServerInfoRequest(), timeout=0.2
+            )
+        assert late.value.message == "a backend service did not answer within the call's deadline"
+        stream = v1.ModelStub(channel).get_server_info(v1.GetServerInfoRequest(), timeout=0.2)
+        with pytest.raises(Unavailable) as broke, call_errors("the model service stream broke"):
+            await stream
+        assert broke.value.message == (
+            "the model service stream broke: no answer within the call's deadline"
+        )
     finally:
         channel.close()
 

@@ -167,6 +167,14 @@ def call_errors(unreachable: str) -> Iterator[None]:
     a transport exception. Unary calls go through :func:`call`; a stream is
     read inside this block.
 
+    A call that ran out of its deadline (grpclib raises a bare
+    ``TimeoutError``, an ``OSError`` since Python 3.11) reached the service,
+    which may still be running it: it is :class:`Unavailable` too (a read
+    may be tried again) but says it got no answer in time (:func:`_no_answer`),
+    not that the service is unreachable, which would send an operator after
+    the network rather than a slow service. A connection that timed out
+    before it was made (``ETIMEDOUT``, with its errno) is unreachable.
+
     Args:
         unreachable: What the Unavailable message says first
             (``the bugless API is unreachable``); the cause follows it.
@@ -175,8 +183,26 @@ def call_errors(unreachable: str) -> Iterator[None]:
         yield
     except GRPCError as exc:
         raise from_grpc_error(exc) from exc
+    except TimeoutError as exc:
+        if exc.errno is not None:
+            raise Unavailable(f"{unreachable}: {exc}") from exc
+        raise Unavailable(_no_answer(unreachable)) from exc
     except (StreamTerminatedError, OSError) as exc:
         raise Unavailable(f"{unreachable}: {exc}") from exc
+
+
+def _no_answer(unreachable: str) -> str:
+    """What :func:`call_errors` says of a call that ran out of its deadline.
+
+    ``unreachable`` names the service the way callers give it (``the model
+    service is unreachable``, ``the bugless API at h:p is unreachable``):
+    its subject then did not answer in time; any other wording (``the model
+    service stream broke``) is followed by why.
+    """
+    subject = unreachable.removesuffix(" is unreachable")
+    if subject != unreachable:
+        return f"{subject} did not answer within the call's deadline"
+    return f"{unreachable}: no answer within the call's deadline"
 
 
 #: Reasons a service refuses the identity assertion a call carried with, before
