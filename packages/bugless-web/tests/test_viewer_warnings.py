@@ -9,11 +9,13 @@ and alice (an admin) can.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import json
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,18 +23,22 @@ import pytest
 from litestar.testing import AsyncTestClient
 from test_issues import _form_of
 from test_pages import _bulk_form_fields
-from web_support import SESSION_KEY, World, create_issue, sign_in
+from web_support import PASSWORD, SESSION_KEY, World, create_issue, sign_in
 
-from bugless_core.clients import call
+from bugless_core.clients import CURRENT_ASSERTION, call
+from bugless_core.limits import MAX_VIEWER_CHECK
 from bugless_proto import v1
 from bugless_testing.tcp_relay import TcpRelay
 from bugless_web import WebSettings, create_app
+from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import input_name
 from bugless_web.viewer_warnings import (
+    CHECK_SECONDS,
     MAX_BULK_COMPONENTS,
     MAX_WARNING_BYTES,
     _fitting_the_cookie,
     _sentences,
+    viewer_warning,
 )
 
 _WARNING = re.compile(r'<div class="banner warn viewer-warning" role="status">(.*?)</div>', re.S)
@@ -273,10 +279,11 @@ async def test_a_bulk_edit_over_many_components_warns_within_what_a_cookie_holds
 ) -> None:
     """The warning rides in the session cookie, which a browser drops whole over
     4096 bytes (the warning and the notice with it): one sentence per component,
-    as many as fit, and a count of the rest."""
+    as many as fit, and a count of the rest; the components past the ones
+    checked are said not to be, not left out silently."""
     tag = secrets.token_hex(3)
     rows = []
-    for n in range(MAX_BULK_COMPONENTS):
+    for n in range(MAX_BULK_COMPONENTS + 1):
         component = await call(
             model.create_component,
             v1.CreateComponentRequest(
@@ -317,7 +324,10 @@ async def test_a_bulk_edit_over_many_components_warns_within_what_a_cookie_holds
     assert 1 < shown < MAX_BULK_COMPONENTS
     more = MAX_BULK_COMPONENTS - shown
     assert warning.endswith(
-        f"People it named cannot view the issues of {more} more components either."
+        f"People it named cannot view the issues of {more} more components either. "
+        "1 more component not checked (a bulk edit is checked for its first "
+        f"{MAX_BULK_COMPONENTS} components): people it named may not be able to view its "
+        "issues either."
     )
 
 
@@ -419,5 +429,93 @@ async def test_a_check_that_fails_saves_without_a_warning_and_logs_why(
     assert any(
         "could not check who can view the issue just saved" in r.getMessage()
         and "Unavailable" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
+
+
+async def _signed_in(backends: Backends, username: str) -> Viewer:
+    """``username`` signed in on ``backends``, their assertion on this task's Model calls.
+
+    What the web does for each request (``optional_viewer``), for tests
+    that time :func:`viewer_warning` itself rather than a whole save.
+    """
+    signed = await call(
+        backends.auth.authenticate_password,
+        v1.AuthenticatePasswordRequest(username=username, password=PASSWORD),
+    )
+    viewer = await backends.viewer(signed.token)
+    CURRENT_ASSERTION.set(viewer.identity.assertion)
+    return viewer
+
+
+async def test_a_check_of_more_people_than_one_call_takes_makes_its_calls_at_once(
+    world: World, model_behind_relay: tuple[WebSettings, TcpRelay]
+) -> None:
+    """A hundred and one people are two ``CheckViewers`` calls: within the 3 s together.
+
+    The Model replica's path to the Authenticator is slow (0.8 s each way,
+    so a call takes over 1.6 s): one after the other, as each with 3 s of its
+    own, the two took over 3.2 s; at once, within one deadline, they answer
+    in time and the warning names bob.
+    """
+    settings, relay = model_behind_relay
+    secret = world.components["Secret"]
+    backends = Backends(dataclasses.replace(settings, call_timeout_seconds=30.0))
+    try:
+        viewer = await _signed_in(backends, "alice")
+        assert "Bob Builder (bob) cannot view" in await viewer_warning(
+            backends, viewer, {secret: [world.users["bob"]]}
+        )
+        relay.delay(0.8)
+        people = [*(f"u_nobody{n}" for n in range(MAX_VIEWER_CHECK)), world.users["bob"]]
+
+        started = time.monotonic()
+        warning = await viewer_warning(backends, viewer, {secret: people})
+        took = time.monotonic() - started
+    finally:
+        backends.close()
+
+    assert "Bob Builder (bob) cannot view component Secret" in warning
+    assert took < CHECK_SECONDS, f"the check took {took:.1f} s"
+
+
+async def test_the_names_of_those_who_cannot_view_are_looked_up_within_the_same_deadline(
+    world: World, web_settings: WebSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Model answers at once; the Authenticator, asked for the names, does not.
+
+    The web reaches the Authenticator through a relay that is then held, and
+    keeps no one (``--user-cache-seconds 0``, no change feed), so the names
+    must be asked for: the check still ends within its 3 s, not the call
+    timeout of every other call (30 s here).
+    """
+    relay = TcpRelay(web_settings.auth.port)
+    relay.start()
+    relayed = dataclasses.replace(
+        web_settings,
+        auth=dataclasses.replace(web_settings.auth, port=relay.port),
+        user_cache_seconds=0.0,
+        user_changes_seconds=0.0,
+        call_timeout_seconds=30.0,
+    )
+    backends = Backends(relayed)
+    try:
+        viewer = await _signed_in(backends, "alice")
+        relay.hold()
+
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="bugless.web"):
+            warning = await viewer_warning(
+                backends, viewer, {world.components["Secret"]: [world.users["bob"]]}
+            )
+        took = time.monotonic() - started
+    finally:
+        backends.close()
+        relay.stop()
+
+    assert warning == ""
+    assert took < CHECK_SECONDS + 1.0, f"the check took {took:.1f} s"
+    assert any(
+        "could not look up the people who cannot view the issue just saved" in r.getMessage()
         for r in caplog.records
     ), [r.getMessage() for r in caplog.records]

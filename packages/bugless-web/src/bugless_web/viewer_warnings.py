@@ -13,7 +13,11 @@ Whom a save is checked for, and the sentences, are the CLI's too
 Warn, never refuse, and never fail the save: the change is already made when
 the check runs, so a Model or an Authenticator that cannot answer (an older
 release without the call, an outage, a slow reply) costs the warning only,
-and is logged.
+and is logged. The person waits for the redirect meanwhile, so the whole
+check (every component's calls, at once, and the names) ends within one
+deadline, :data:`CHECK_SECONDS`; components a bulk edit's check left out
+(past :data:`MAX_BULK_COMPONENTS`, or not answered in time) are said to be,
+so that silence about them is not read as "everyone can view them".
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any
 
 from litestar import Request
@@ -36,9 +40,15 @@ from bugless_web.frontend import frontend_of, session_of
 
 _log = logging.getLogger("bugless.web")
 
-#: How long the check may take: the save is done, the person waits for the redirect.
+#: How long the whole check may take, every component's calls and the names
+#: included: the save is done, the person waits for the redirect.
 CHECK_SECONDS = 3.0
-#: Components one bulk edit's warning is checked for (one call each, at once).
+#: Of :data:`CHECK_SECONDS`, kept for looking up the names of those who cannot
+#: view (usually cached: the save has just looked the people up): a component
+#: whose check has not answered this close to the deadline is not waited for.
+NAMES_SECONDS = 0.5
+#: Components one bulk edit's warning is checked for (one call each, at once);
+#: the rest are counted in the warning as not checked.
 MAX_BULK_COMPONENTS = 20
 #: The longest warning as the session cookie stores it (JSON, non-ASCII
 #: escaped). A browser drops a cookie over 4096 bytes whole, the warning and
@@ -63,24 +73,64 @@ def _shown_name(user: v1.User | None, user_id: str) -> str:
 
 
 async def _cannot_view(
-    backends: Backends, viewer: Viewer, component_id: int, user_ids: Sequence[str]
+    backends: Backends, viewer: Viewer, component_id: int, user_ids: Sequence[str], until: float
 ) -> tuple[str, list[v1.BlockedViewer]]:
-    """The component's path and who of ``user_ids`` cannot view it (batches of the limit)."""
-    path = ""
-    blocked: list[v1.BlockedViewer] = []
-    for start in range(0, len(user_ids), MAX_VIEWER_CHECK):
-        answer = await call(
-            backends.model.check_viewers,
-            v1.CheckViewersRequest(
-                caller=viewer.caller,
-                component_id=component_id,
-                user_ids=list(user_ids[start : start + MAX_VIEWER_CHECK]),
-            ),
-            timeout=CHECK_SECONDS,
+    """The component's path and who of ``user_ids`` cannot view it.
+
+    Batches of the Model's limit go at once, each with the time left until
+    ``until`` (the event loop's clock) as its deadline, so a hundred and one
+    people cost no longer than one.
+    """
+    loop = asyncio.get_running_loop()
+    batches = [
+        asyncio.ensure_future(
+            call(
+                backends.model.check_viewers,
+                v1.CheckViewersRequest(
+                    caller=viewer.caller,
+                    component_id=component_id,
+                    user_ids=list(user_ids[start : start + MAX_VIEWER_CHECK]),
+                ),
+                timeout=max(until - loop.time(), 0.001),
+            )
         )
-        path = answer.component_path
-        blocked += answer.cannot_view
-    return path, blocked
+        for start in range(0, len(user_ids), MAX_VIEWER_CHECK)
+    ]
+    try:
+        answers = await asyncio.gather(*batches)
+    finally:  # one failed (or the check gave up): the others' answers are not wanted
+        for batch in batches:
+            batch.cancel()
+    return answers[0].component_path, [b for answer in answers for b in answer.cannot_view]
+
+
+async def _answered(
+    checks: Mapping[int, Awaitable[tuple[str, list[v1.BlockedViewer]]]], until: float
+) -> tuple[dict[int, tuple[str, list[v1.BlockedViewer]]], list[str]]:
+    """The checks that answered by ``until``, by component, and why the others did not.
+
+    Those still running then are cancelled: a slow component costs its own
+    sentence, not the others'.
+    """
+    tasks = {c: asyncio.ensure_future(check) for c, check in checks.items()}
+    try:
+        await asyncio.wait(
+            tasks.values(), timeout=max(until - asyncio.get_running_loop().time(), 0)
+        )
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+    answered: dict[int, tuple[str, list[v1.BlockedViewer]]] = {}
+    failures: list[str] = []
+    for component_id, task in tasks.items():
+        if task.cancelled():
+            failures.append(f"component {component_id}: no answer within {CHECK_SECONDS:g} s")
+        elif (exc := task.exception()) is not None:
+            failures.append(f"component {component_id}: {type(exc).__name__}: {exc}")
+        else:
+            answered[component_id] = task.result()
+    return answered, failures
 
 
 def _sentences(
@@ -116,27 +166,67 @@ async def viewer_warning(
     wanted = {c: list(dict.fromkeys(ids)) for c, ids in named.items() if ids}
     if not wanted:
         return ""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CHECK_SECONDS
     components = list(wanted)[:MAX_BULK_COMPONENTS]
-    try:
-        answers = await asyncio.gather(
-            *(_cannot_view(backends, viewer, c, wanted[c]) for c in components)
-        )
-        blocked_ids = {b.user_id for _, blocked in answers for b in blocked}
-        users = await backends.users(blocked_ids) if blocked_ids else {}
-    except Exception as exc:  # the save is made: a failed check costs the warning only
+    answers, failures = await _answered(
+        {
+            c: _cannot_view(backends, viewer, c, wanted[c], deadline - NAMES_SECONDS)
+            for c in components
+        },
+        deadline - NAMES_SECONDS,
+    )
+    if failures:  # the save is made: a failed check costs its warning only
         _log.warning(
-            "could not check who can view the issue just saved (no warning shown): %s: %s",
+            "could not check who can view the issue just saved (%s): %s",
+            "no warning shown" if not answers else f"{len(failures)} components not checked",
+            "; ".join(failures),
+        )
+    if not answers:
+        return ""
+    blocked_ids = {b.user_id for _, blocked in answers.values() for b in blocked}
+    try:
+        async with asyncio.timeout_at(deadline):
+            users = await backends.users(blocked_ids) if blocked_ids else {}
+    except Exception as exc:  # as above: without names there is no sentence to show
+        _log.warning(
+            "could not look up the people who cannot view the issue just saved "
+            "(no warning shown): %s: %s",
             type(exc).__name__,
-            exc,
+            exc or f"no answer within {CHECK_SECONDS:g} s",
         )
         return ""
     sentences: list[tuple[int, str]] = []
-    for component_id, (path, blocked) in zip(components, answers, strict=True):
+    for component_id, (path, blocked) in answers.items():
         what = "this issue"
         if issue_ids is not None:
             what = issues_text(issue_ids.get(component_id, ()))
         sentences += [(component_id, s) for s in _sentences(path, blocked, users, what)]
-    return _fitting_the_cookie(sentences)
+    not_checked = _not_checked(
+        len(wanted) - len(components), len(components) - len(answers), after_others=bool(sentences)
+    )
+    return _fitting_the_cookie(sentences, not_checked)
+
+
+def _not_checked(over_limit: int, unanswered: int, *, after_others: bool) -> str:
+    """The sentence saying how many components a bulk edit's check left out, and why; "" if none.
+
+    Said, not silently dropped: the person must not read the warning's
+    silence about those components as "everyone can view them".
+    """
+    left = over_limit + unanswered
+    if not left:
+        return ""
+    reasons = []
+    if over_limit:
+        reasons.append(f"a bulk edit is checked for its first {MAX_BULK_COMPONENTS} components")
+    if unanswered:
+        reasons.append(f"{unanswered} could not be checked within {CHECK_SECONDS:g} s")
+    return (
+        f"{left} {'more ' if after_others else ''}component{'s' if left > 1 else ''} not checked "
+        f"({' and '.join(reasons)}): people it named may not be able to view "
+        f"{'their' if left > 1 else 'its'} issues{' either' if after_others else ''}."
+    )
 
 
 def _stored_size(text: str) -> int:
@@ -144,21 +234,24 @@ def _stored_size(text: str) -> int:
     return len(json.dumps(text))
 
 
-def _fitting_the_cookie(sentences: Sequence[tuple[int, str]]) -> str:
+def _fitting_the_cookie(sentences: Sequence[tuple[int, str]], not_checked: str = "") -> str:
     """The sentences, by component, as many as :data:`MAX_WARNING_BYTES` holds.
 
     A bulk edit over many components makes one sentence each (twenty of
     them sealed to more than the 4096 bytes a browser keeps of a cookie,
     which then kept neither the warning nor the notice). The rest are
     counted in a last sentence; a first sentence too long alone is cut.
+    ``not_checked`` (:func:`_not_checked`) always ends the warning, so room
+    is kept for it.
     """
+    room = MAX_WARNING_BYTES - _TAIL_BYTES - (_stored_size(not_checked) if not_checked else 0)
     kept: list[str] = []
     shown: set[int] = set()
     for index, (component_id, sentence) in enumerate(sentences):
-        if _stored_size(" ".join([*kept, sentence])) > MAX_WARNING_BYTES - _TAIL_BYTES:
+        if _stored_size(" ".join([*kept, sentence])) > room:
             if not kept:  # one sentence longer than the cookie holds: cut
                 cut = sentence
-                while _stored_size(cut + "…") > MAX_WARNING_BYTES - _TAIL_BYTES:
+                while _stored_size(cut + "…") > room:
                     cut = cut[: len(cut) * 9 // 10]
                 kept.append(cut + "…")
                 shown.add(component_id)
@@ -173,6 +266,8 @@ def _fitting_the_cookie(sentences: Sequence[tuple[int, str]]) -> str:
             break
         kept.append(sentence)
         shown.add(component_id)
+    if not_checked:
+        kept.append(not_checked)
     return " ".join(kept)
 
 
