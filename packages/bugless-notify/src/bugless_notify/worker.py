@@ -25,7 +25,9 @@ each claim is checked before its attempts: a message may be rendered again
 ``withdrawn``); if the check fails, each of
 its attempts is a retryable failure, so nothing goes out unchecked. The check
 counts in the attempt's ``delivery_timeout_seconds``: a Model that never
-answers fails it in time, and the slots and leases are not held past it.
+answers fails it in time, and the slots and leases are not held past it
+(:class:`~bugless_notify._before_send.ClaimChecks` runs the checks; the
+settings are :mod:`bugless_notify._worker_settings`', exported here).
 
 A claimed row that cannot be read is a dead letter at once, counted in
 ``bugless_notify_dead_letters_total{reason="unreadable"}``, and the rest of
@@ -52,29 +54,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import os
-import secrets
-import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.database_errors import is_database_error
-from bugless_core.errors import BuglessError, Unavailable
 from bugless_core.notification_channel import (
     DeliveryResult,
     DeliveryStatus,
     NotificationChannel,
 )
 from bugless_core.supervision import OutageLog, SupervisedLoop
-from bugless_notify._before_send import BeforeSend, Unsent, Verdict
+from bugless_notify._before_send import BeforeSend, CheckedClaim, ClaimChecks, Unsent
 from bugless_notify._metrics import DeliveryMetrics
-from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, RetryPolicy
+from bugless_notify._worker_settings import WorkerSettings, default_worker_id
+from bugless_notify.queue import ClaimedDelivery, DeliveryQueue
+
+__all__ = ["BeforeSend", "DeliveryWorker", "WorkerSettings", "default_worker_id"]
 
 _log = logging.getLogger("bugless.notify")
 #: The longest a delivered row waits to be recorded with others in one statement.
@@ -101,65 +101,6 @@ def _is_open(conn: Any) -> bool:
         return not conn.is_closed()
     except asyncpg.InterfaceError:
         return False
-
-
-def default_worker_id() -> str:
-    """``host:pid:random``: unique per process, readable in ``claimed_by``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class WorkerSettings:
-    """How one worker process delivers, field by field.
-
-    Attributes:
-        worker_id: Written to ``claimed_by`` of the rows it holds.
-        concurrency: Attempts running at once in this process.
-        lease_seconds: How long a claim keeps other replicas off a row. A
-            replica that dies holding claims delays those deliveries by at most
-            this long. Must be longer than ``delivery_timeout_seconds``, so a
-            live worker always finishes before its lease runs out.
-        delivery_timeout_seconds: Bound on one attempt, from its claim:
-            the check before sending (``before_send``) and the channel
-            together (a channel's own timeouts should be shorter); past it,
-            the attempt counts as a retryable failure.
-        poll_seconds: The longest sleep while nothing is due, in case a
-            wake-up notification was missed (a reconnect).
-        retry: Backoff and attempt budget.
-        delivered_retention_seconds: How long delivered rows (and with them
-            their idempotency keys) are kept. Keep it longer than the change
-            feed's retention, so a replayed change never mails twice.
-        purge_interval_seconds: How often old delivered rows are deleted.
-        stop_grace_seconds: How long :meth:`DeliveryWorker.stop` lets running
-            attempts finish before cancelling them.
-    """
-
-    worker_id: str = dataclasses.field(default_factory=default_worker_id)
-    concurrency: int = 32
-    lease_seconds: float = 120.0
-    delivery_timeout_seconds: float = 60.0
-    poll_seconds: float = 5.0
-    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
-    delivered_retention_seconds: float = 15 * 86400.0
-    purge_interval_seconds: float = 3600.0
-    stop_grace_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency: {self.concurrency} must be at least 1")
-        if self.delivery_timeout_seconds <= 0:
-            raise ValueError("delivery_timeout_seconds: must be more than 0")
-        if self.lease_seconds <= self.delivery_timeout_seconds:
-            raise ValueError(
-                f"lease_seconds: {self.lease_seconds} must be longer than "
-                f"delivery_timeout_seconds ({self.delivery_timeout_seconds}), or a slow "
-                "attempt would lose its lease and be made twice"
-            )
-        for name in ("poll_seconds", "purge_interval_seconds", "delivered_retention_seconds"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be more than 0")
-        if self.stop_grace_seconds < 0:
-            raise ValueError("stop_grace_seconds: must not be negative")
 
 
 class DeliveryWorker:
@@ -211,8 +152,11 @@ class DeliveryWorker:
         self._control: Any = None
         self._to_record: list[ClaimedDelivery] = []
         self._last_purge = float("-inf")
-        self._before_send = before_send
-        self._checks: set[asyncio.Future[Mapping[str, Verdict]]] = set()
+        self._checks = (
+            None
+            if before_send is None
+            else ClaimChecks(before_send, self.settings.delivery_timeout_seconds)
+        )
 
     @property
     def in_flight(self) -> int:
@@ -294,10 +238,8 @@ class DeliveryWorker:
         # One check for the whole claim (its calls are per issue, not per
         # delivery); each attempt waits for it, the loop does not.
         checked = None
-        if self._before_send is not None and claims:
-            checked = asyncio.ensure_future(self._check_in_time(self._before_send, claims))
-            self._checks.add(checked)
-            checked.add_done_callback(self._check_done)
+        if self._checks is not None and claims:
+            checked = self._checks.start(claims)
         for delivery in claims:
             self.metrics.claimed.labels(delivery.channel).inc()
             task = asyncio.create_task(
@@ -311,34 +253,6 @@ class DeliveryWorker:
             if due_in is not None:
                 timeout = min(timeout, max(due_in, 0.005))
             await self._wait_for(self._wake, at_most=timeout)
-
-    async def _check_in_time(
-        self, before_send: BeforeSend, claims: Sequence[ClaimedDelivery]
-    ) -> Mapping[str, Verdict]:
-        """``before_send(claims)``, given up after ``delivery_timeout_seconds``.
-
-        The check runs inside its attempts' time (see :meth:`_attempt`): a
-        Model that takes the connection and never answers would otherwise
-        hold every attempt of the claim, and their slots, past the lease.
-        """
-        timeout = self.settings.delivery_timeout_seconds
-        try:
-            async with asyncio.timeout(timeout):
-                return await before_send(claims)
-        except TimeoutError:
-            raise Unavailable(f"the check took longer than {timeout:g} s") from None
-
-    def _check_done(self, check: asyncio.Future[Mapping[str, Verdict]]) -> None:
-        self._checks.discard(check)
-        if check.cancelled() or (exc := check.exception()) is None:
-            return
-        # Each attempt reports it as its own retryable failure; a bug also
-        # shows its traceback here, once per claim.
-        _log.warning(
-            "could not check a claim against redactions; its attempts are retried: %s",
-            exc,
-            exc_info=None if isinstance(exc, BuglessError) else exc,
-        )
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
@@ -383,7 +297,7 @@ class DeliveryWorker:
     async def _attempt(
         self,
         claim: ClaimedDelivery,
-        checked: asyncio.Future[Mapping[str, Verdict]] | None = None,
+        checked: CheckedClaim | None = None,
     ) -> None:
         self.metrics.in_flight.inc()
         started = time.perf_counter()
@@ -411,32 +325,20 @@ class DeliveryWorker:
             self.metrics.in_flight.dec()
 
     async def _checked(
-        self,
-        claim: ClaimedDelivery,
-        checked: asyncio.Future[Mapping[str, Verdict]] | None,
+        self, claim: ClaimedDelivery, checked: CheckedClaim | None
     ) -> ClaimedDelivery | DeliveryResult | None:
         """What to send after the claim's check: the claim, a new message, a failure or nothing."""
-        if checked is None:
+        if checked is None or self._checks is None:
             return claim
-        try:
-            verdicts = await asyncio.shield(checked)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            return DeliveryResult.retry(
-                f"could not check the message against redactions before sending it: {exc}"
-            )
-        if claim.delivery_id not in verdicts:
-            return claim
-        verdict = verdicts[claim.delivery_id]
-        if verdict is Unsent.WITHDRAWN:
+        outcome = await self._checks.verdict(claim, checked)
+        if outcome is Unsent.WITHDRAWN:
             self.metrics.deliveries.labels(claim.channel, "withdrawn").inc()
             _log.info(
                 "delivery withdrawn before sending: the text it was about was redacted",
                 extra={"channel": claim.channel, "delivery_id": claim.delivery_id},
             )
             return None
-        if verdict is Unsent.CHANGED:
+        if outcome is Unsent.CHANGED:
             # The consumer stored a newer rendering during the check: give
             # the row back now, so the next claim checks and sends that one.
             _log.info(
@@ -446,12 +348,10 @@ class DeliveryWorker:
             await self._release([claim])
             self._wake.set()
             return None
-        if isinstance(verdict, Unsent):
+        if isinstance(outcome, Unsent):
             # The lease ran out during the check: the row's next holder reports it.
             return None
-        return dataclasses.replace(
-            claim, notification=dataclasses.replace(claim.notification, message=verdict)
-        )
+        return outcome
 
     async def _run_channel(self, claim: ClaimedDelivery, deadline: float) -> DeliveryResult:
         """Deliver through the claim's channel; past ``deadline`` (loop time): retryable."""
@@ -541,8 +441,8 @@ class DeliveryWorker:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        for check in list(self._checks):
-            check.cancel()
+        if self._checks is not None:
+            self._checks.cancel()
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
