@@ -24,6 +24,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,26 @@ for _cl, _check, _filter in (("issue", _bugless_issue_visible, None),
 """
 
 
-@pytest.fixture(scope="module")
-def tracker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+#: The ``User`` role as a Roundup before 2.1 has it: no ``filter_iter`` nor a
+#: ``hasPermission`` of its own (its Security tested the role's permissions).
+#: The import's account is an admin: serving it never asks ``User``'s role.
+_BEFORE_2_1 = """
+
+class _BuglessRoleBefore21(type(db.security.role["user"])):
+    __slots__ = ()
+
+    def __getattribute__(self, name):
+        if name in ("filter_iter", "hasPermission"):
+            raise AttributeError(name)
+        return object.__getattribute__(self, name)
+
+
+db.security.role["user"].__class__ = _BuglessRoleBefore21
+"""
+
+
+def _install(home: Path) -> Path:
     """Issue 1 open to all, issue 2 confidential; issue 1's second message internal."""
-    home = tmp_path_factory.mktemp("roundup-restricted") / "tracker"
     subprocess.run(
         [ROUNDUP_ADMIN, "-i", str(home), "install", "classic", "sqlite",
          "mail_domain=example.invalid,tracker_web=http://127.0.0.1:9/"],
@@ -120,8 +137,20 @@ def tracker(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def tracker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tracker of :func:`_install` on this Roundup."""
+    return _install(tmp_path_factory.mktemp("roundup-restricted") / "tracker")
+
+
+@pytest.fixture(scope="module")
 def url(tracker: Path) -> Iterator[str]:
     """The tracker served by Roundup's WSGI application on a port it bound itself."""
+    with _served(tracker) as address:
+        yield address
+
+
+@contextmanager
+def _served(tracker: Path) -> Iterator[str]:
     server = subprocess.Popen(
         [sys.executable, str(SERVER), str(tracker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -206,3 +235,39 @@ async def test_unchecked_restrictions_import_what_the_account_sees_where_no_endp
     assert importer.withheld == {}
     (warning,) = importer.warnings
     assert warning.startswith("--option restrictions=unchecked: Roundup's View permissions were")
+
+
+async def test_a_roundup_before_2_1_is_judged_item_by_item_with_the_same_result(
+    tmp_path: Path,
+    options: dict[str, str],
+    make_settings: MakeSettings,
+    model: v1.ModelStub,
+) -> None:
+    """The class-level checks of Roundup 2.1+ are missing: each item is asked in turn.
+
+    On such a tracker the endpoint asked the role's ``hasPermission`` and
+    ``filter_iter``, which Roundup before 2.1 does not have, and Roundup
+    answered 400 (an AttributeError), stopping the run. This tracker's
+    ``User`` role lacks them as 2.0's does.
+    """
+    home = _install(tmp_path / "tracker")
+    # After the set-up: creating an issue runs the nosy reactor, which asks
+    # ann's (User's) permissions through the role, as 2.6's Security does.
+    with (home / "schema.py").open("a", encoding="utf-8") as schema:
+        schema.write(_BEFORE_2_1)
+    with _served(home) as address:
+        importer = RoundupImporter(address, {**options, "tracker": "secret21"})
+        answer = importer.get("bugless_hidden/issue")
+        assert answer == {"hidden": ["2"], "roles": ["user"], "per_item": True}
+        report = await run_import(importer, make_settings(component_root="RoundupSecret21"))
+
+    assert report.created == 1
+    assert await find(model, "roundup:secret21#2") == []
+    assert [i for i, _ in report.restricted_issues] == ["roundup:secret21#2"]
+    (valve,) = await find(model, "roundup:secret21#1")
+    entries = await history(model, valve.id)
+    assert not [e for e in entries if "Supplier" in e.comment or "Exploit" in e.comment]
+    assert [a.name for e in entries for a in e.attachments] == ["photo.txt"]
+    assert sorted(dict(report.withheld)) == ["issue1 file1", "issue1 msg2"]
+    checked = (home / "msg-checks.log").read_text(encoding="utf-8").split()
+    assert sorted(set(checked), key=int) == ["1", "2", "3"], "every message asked in turn"

@@ -46,6 +46,23 @@ def _bugless_json(value):
     return str(value)
 
 
+def _bugless_hidden_one_by_one(db, klass, userid, roles):
+    # Roundup before 2.1 keeps a role's permissions as a list (later ones
+    # by permission and class: permission_list()); each is tested as
+    # Security.hasPermission tests it. A View without a check function
+    # answers for the whole class; otherwise every item is asked in turn.
+    perms = []
+    for role in roles:
+        listed = getattr(role, "permissions", None)
+        perms.extend(listed if isinstance(listed, list) else role.permission_list())
+    name = klass.classname
+    if any(p.check is None and p.test(db, "View", name, None, userid, None) for p in perms):
+        return []
+    return sorted((i for i in klass.list()
+                   if not any(p.test(db, "View", name, None, userid, i) for p in perms)),
+                  key=int)
+
+
 class RestfulInstance:
 
     @Routing.route("/history/<:class_name>/<:item_id>", "GET")
@@ -78,6 +95,8 @@ class RestfulInstance:
         # permission looks at the item only to run its check), then the
         # checks' filter functions in the database, and one item at a time
         # only where a check has no filter.
+        # A Roundup before 2.1 (no filter_with_permissions, a role without
+        # filter_iter or hasPermission of its own) is judged item by item.
         if class_name not in self.db.classes:
             raise _BuglessNotFound("Class %s not found" % class_name)
         klass = self.db.getclass(class_name)
@@ -85,6 +104,11 @@ class RestfulInstance:
         roles = [r.strip().lower() for r in self.db.config.NEW_WEB_USER_ROLES.split(",")]
         roles = [self.db.security.role[r] for r in roles if r in self.db.security.role]
         names = [r.name for r in roles]
+        if not (hasattr(klass, "filter_with_permissions")
+                and all(hasattr(r, "filter_iter") and hasattr(r, "hasPermission")
+                        for r in roles)):
+            return 200, {"hidden": _bugless_hidden_one_by_one(self.db, klass, nobody, roles),
+                         "roles": names, "per_item": True}
         if any(role.hasPermission(self.db, "View", nobody, class_name, None, None, False)
                for role in roles):
             return 200, {"hidden": [], "roles": names}
