@@ -10,8 +10,11 @@ would; every status a package's code names must be in it.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 from bugless_api.cli._common import EXIT_OK
 from bugless_core.cli import (
@@ -21,6 +24,7 @@ from bugless_core.cli import (
     EXIT_STATUSES,
     EXIT_USAGE,
     exit_status_of,
+    start_exit_status,
 )
 from bugless_core.errors import (
     AlreadyExists,
@@ -33,6 +37,9 @@ from bugless_core.errors import (
 from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
 from bugless_dev.processes import BUGLESS_COMMAND
 from bugless_import.command import EXIT_INTERRUPTED
+
+#: The conftest's ``installed_plugin``: installs a distribution with a ``bugless`` entry point.
+PluginFactory = Callable[..., Path]
 
 
 def _listed() -> dict[int, str]:
@@ -130,3 +137,103 @@ def test_a_refused_value_is_bad_usage_unless_a_service_answered_it() -> None:
             EXIT_CONFLICT,
             EXIT_ERROR,
         ]
+
+
+#: A Model backend whose start fails as its name says: ``migrate`` with a
+#: Conflict, ``open`` with a NotFound or an InvalidArgument.
+FAILING_BACKEND = """
+from bugless_core import hookimpl
+from bugless_core.errors import Conflict, InvalidArgument, NotFound
+from bugless_core.model.backend import ModelBackend
+
+
+class NotFoundAtOpen(ModelBackend):
+    name = "not-found-at-open"
+
+    @classmethod
+    async def open(cls, settings):
+        raise NotFound("schema 'gone': no such schema in the database")
+
+
+class ConflictAtMigrate(ModelBackend):
+    name = "conflict-at-migrate"
+
+    @classmethod
+    async def migrate(cls, settings):
+        raise Conflict("another replica holds the migration lock")
+
+
+class RefusedAtOpen(ModelBackend):
+    name = "refused-at-open"
+
+    @classmethod
+    async def open(cls, settings):
+        raise InvalidArgument("locality: no region 'mars' in the database")
+
+
+@hookimpl
+def bugless_register_model_backends(register):
+    register(NotFoundAtOpen)
+    register(ConflictAtMigrate)
+    register(RefusedAtOpen)
+"""
+
+
+def _model_command(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    )
+    return subprocess.run(
+        [*BUGLESS_COMMAND, "model", *args, "--database-url", "postgresql://127.0.0.1:1/none"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_serve_and_migrate_exit_1_or_2_whatever_stops_their_start(
+    installed_plugin: PluginFactory,
+) -> None:
+    """A failed start is 1 and a setting refused 2, as the table says; never 3 or 4.
+
+    Before, ``model serve`` and ``migrate`` (and ``auth``'s) ended with
+    :func:`exit_status_of`'s status, so a NotFound met while starting exited
+    3 and a Conflict 4, statuses the table gives client commands, ``auth
+    user`` and import only. The backend is a real plugin of a real
+    ``bugless`` process, read as a supervisor reads it.
+    """
+    site = installed_plugin("bugless-fixture-failing", "bugless_fixture_failing", FAILING_BACKEND)
+    serve = ("serve", "--insecure-local", "--port", "0", "--page-token-secret", "s" * 16)
+    not_found = _model_command(site, *serve, "--model", "not-found-at-open")
+    assert (not_found.returncode, not_found.stderr.strip().splitlines()[-1]) == (
+        EXIT_ERROR,
+        "error: schema 'gone': no such schema in the database",
+    )
+    conflict = _model_command(site, *serve, "--model", "conflict-at-migrate", "--migrate")
+    assert (conflict.returncode, conflict.stderr.strip().splitlines()[-1]) == (
+        EXIT_ERROR,
+        "error: another replica holds the migration lock",
+    )
+    migrate = _model_command(site, "migrate", "--model", "conflict-at-migrate")
+    assert (migrate.returncode, migrate.stderr.strip().splitlines()[-1]) == (
+        EXIT_ERROR,
+        "error: another replica holds the migration lock",
+    )
+    refused = _model_command(site, *serve, "--model", "refused-at-open")
+    assert (refused.returncode, refused.stderr.strip().splitlines()[-1]) == (
+        EXIT_USAGE,
+        "error: locality: no region 'mars' in the database",
+    )
+    assert [
+        start_exit_status(error)
+        for error in (
+            NotFound("a"),
+            ContentGone("b"),
+            AlreadyExists("c"),
+            Conflict("d"),
+            Unavailable("e"),
+            InvalidArgument("f"),
+        )
+    ] == [EXIT_ERROR, EXIT_ERROR, EXIT_ERROR, EXIT_ERROR, EXIT_ERROR, EXIT_USAGE]

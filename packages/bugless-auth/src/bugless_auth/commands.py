@@ -28,6 +28,7 @@ from bugless_core.cli import (
     EXIT_USAGE,
     CommandGroup,
     exit_status_of,
+    start_exit_status,
 )
 from bugless_core.errors import BuglessError
 
@@ -66,34 +67,39 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def run(coro: Coroutine[Any, Any, T], *, statuses: bool = False) -> T:
+def run(coro: Coroutine[Any, Any, T], *, statuses: bool = False, starting: bool = False) -> T:
     """Run a command's coroutine; a bugless error becomes click's error message.
 
     It exits 1, or with ``statuses`` the status the error's kind has in the
     documented table (:func:`refusal`: 2 for a value refused, 3 not found, 4
-    a name taken), which ``bugless auth user``, ``migrate`` and ``serve`` use:
-    ``serve`` refused by a setting the database cannot run (the dialect) exits
-    2, as ``bugless model serve`` does, and any other failed start 1.
+    a name taken), which ``bugless auth user`` uses. With ``starting``
+    (``migrate`` and ``serve``) only 2 or 1
+    (:func:`bugless_core.cli.start_exit_status`): a setting the database
+    cannot run (the dialect) exits 2, as ``bugless model serve`` does, and
+    any other failed start 1, a NotFound or a Conflict included.
     """
     from bugless_core import eventloop  # noqa: PLC0415 - `bugless auth --help` runs none
 
     try:
         return eventloop.run(coro)
     except BuglessError as exc:
-        if statuses:
-            raise refusal(exc) from exc
+        if statuses or starting:
+            raise refusal(exc, starting=starting) from exc
         raise click.ClickException(exc.message) from exc
 
 
-def refusal(error: BuglessError) -> click.ClickException:
+def refusal(error: BuglessError, *, starting: bool = False) -> click.ClickException:
     """Click's error message for ``error``, exiting with its status in the documented table.
 
     The one mapping of ``bugless auth``'s commands that check their input
     themselves (``user``, ``bot issue``): :func:`bugless_core.cli.exit_status_of`
     decides, so a script tells a value refused (2) from a thing not there
-    (3), a name taken (4) and anything else (1).
+    (3), a name taken (4) and anything else (1). With ``starting`` (a
+    ``serve`` or ``migrate``), :func:`bugless_core.cli.start_exit_status`:
+    2 or 1.
     """
-    return _REFUSALS.get(exit_status_of(error), click.ClickException)(error.message)
+    status = start_exit_status(error) if starting else exit_status_of(error)
+    return _REFUSALS.get(status, click.ClickException)(error.message)
 
 
 class _Usage(click.ClickException):

@@ -127,7 +127,7 @@ def migrate_command(settings: AuthMigrateSettings) -> None:
     auth = settings.auth
     version = run(
         IdentityStore.migrate(auth.database_url, auth.schema, dialect=auth.database_dialect),
-        statuses=True,
+        starting=True,
     )
     click.echo(f"schema {auth.schema!r} is at version {version} (bugless-auth)")
 
@@ -162,6 +162,6 @@ def serve_command(plugins: Plugins, settings: AuthServeSettings) -> None:
         raise SettingFileRefused(exc) from exc
     # A setting the database cannot run (--database-dialect) is bad configuration,
     # 2, as for `auth migrate` and `model serve`; the database away or any other
-    # failed start 1.
-    status = run(serve_auth(plugins, auth, settings.grpc, migrate=settings.migrate), statuses=True)
+    # failed start 1 (never 3 or 4: a server is asked about nothing).
+    status = run(serve_auth(plugins, auth, settings.grpc, migrate=settings.migrate), starting=True)
     raise SystemExit(status)

@@ -46,8 +46,9 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
         EXIT_ERROR,
         "a bugless error: a service refused or failed the request (import: an issue the Model "
         "refused, whatever the refusal, stops the run there, what landed kept), or a service "
-        "could not start; a serve process whose second SIGTERM/SIGINT cut calls or requests "
-        "still running",
+        "or a migration could not start, for any reason but bad configuration (serve and "
+        "migrate exit 1 or 2, never 3 or 4); a serve process whose second SIGTERM/SIGINT cut "
+        "calls or requests still running",
     ),
     (
         EXIT_USAGE,
@@ -104,6 +105,21 @@ def exit_status_of(error: BuglessError, *, answered_by_service: bool = False) ->
     ):
         return EXIT_USAGE
     return EXIT_ERROR
+
+
+def start_exit_status(error: BuglessError) -> int:
+    """The status a ``serve`` or ``migrate`` command ends with when ``error`` stops its start.
+
+    A supervisor (Kubernetes, systemd, a Job's backoff) tells only a setting
+    it must change (2: an :class:`InvalidArgument`, such as a dialect or a
+    locality the database cannot run) from a start that failed (1: the
+    database away, a newer schema, and anything else). Not found and
+    conflict (3, 4) name what a client command or ``auth user`` was asked
+    about; a server is asked about nothing, so a NotFound or a Conflict met
+    while starting (a backend's, a plugin's) is a failed start, 1, as
+    :data:`EXIT_STATUSES` says.
+    """
+    return EXIT_USAGE if isinstance(error, InvalidArgument) else EXIT_ERROR
 
 
 def exit_statuses_help() -> str:

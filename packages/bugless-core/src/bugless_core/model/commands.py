@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bugless_core.attachments import AttachmentSettings
-from bugless_core.cli import exit_status_of, fail
+from bugless_core.cli import fail, start_exit_status
 from bugless_core.errors import BuglessError
 from bugless_core.grpc import TransferServerSettings
 from bugless_core.logs import LogSettings
@@ -176,10 +176,10 @@ def migrate_command(plugins: Plugins, settings: ModelMigrateSettings) -> None:
         # The documented statuses, as `bugless auth migrate`: a setting that
         # does not fit the server (regions, a survival goal, the cockroach
         # backend on PostgreSQL that is not SERIALIZABLE) is 2; the database
-        # away, a newer schema or a migration file failing on the data it
+        # away, a newer schema, a migration file failing on the data it
         # meets (bugless_core.migrations: FailedPrecondition, not the
-        # operator's input) 1.
-        fail(exc.message, exit_status_of(exc))
+        # operator's input) or anything else 1.
+        fail(exc.message, start_exit_status(exc))
     click.echo(f"schema {settings.storage.schema!r} is at version {version} ({cls.package_name()})")
 
 
@@ -213,5 +213,5 @@ def serve_command(plugins: Plugins, settings: ModelServeSettings) -> None:
         # As migrate: a setting that does not fit the server (a locality or
         # regions on PostgreSQL, the cockroach backend on PostgreSQL that is
         # not SERIALIZABLE) is 2; the database away or any other failed start 1.
-        fail(exc.message, exit_status_of(exc))
+        fail(exc.message, start_exit_status(exc))
     raise SystemExit(status)
