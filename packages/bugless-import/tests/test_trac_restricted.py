@@ -11,6 +11,7 @@ read. Now it is left out and named in the report, or, with
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from test_restricted_component import _component
 
 from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument
+from bugless_dev.stack import LocalStack
 from bugless_import import run_import
 from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
@@ -122,3 +124,67 @@ def test_where_only_a_group_reads_tickets_the_reader_is_named_or_the_run_refuses
     assert "hide from the reader 'ann' (--option reader)" in restricted["2"]
     with pytest.raises(InvalidArgument, match="the user 'tom'"):
         list(TracImporter(str(env), {"reader": "tom"}).issues())
+
+
+async def test_people_a_restricted_ticket_names_who_cannot_view_its_component_are_named(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub, bugless_stack: LocalStack
+) -> None:
+    """Its reporter (an account outside the component's group) and a CC (a placeholder).
+
+    Before, the report said nothing of them: rv-tom reported ticket 2 and
+    was on its CC list in Trac, and in bugless neither sees it nor hears of
+    it. The run warns (the Model's CheckViewers, as a frontend asks after a
+    save) and imports: the issue names them as Trac did.
+    """
+    bugless_stack.add_user("rv-ann", "pw-rv-ann", groups=["rv-sec"])
+    bugless_stack.add_user("rv-tom", "pw-rv-tom")
+    secure = await _component(model, "TracSecureRV", "rv-sec")
+    (tmp_path / "authz.ini").write_text(
+        "[groups]\nsecurity = rv-ann\n\n[ticket:2]\n@security = TICKET_VIEW\n* =\n",
+        encoding="utf-8",
+    )
+    env = Environment(
+        str(tmp_path / "env"),
+        create=True,
+        options=[
+            ("trac", "database", "sqlite:db/trac.db"),
+            ("trac", "permission_policies", _POLICIES),
+            ("authz_policy", "authz_file", str(tmp_path / "authz.ini")),
+            ("components", "tracopt.perm.authz_policy.*", "enabled"),
+        ],
+    )
+    for number, cc in ((1, "zed-rv"), (2, "rv-tom, zed-rv")):
+        ticket = Ticket(env)
+        ticket.populate(
+            {"summary": f"Ticket {number}", "description": "Details.", "reporter": "rv-tom",
+             "owner": "rv-ann", "cc": cc, "component": "component1", "status": "assigned"}
+        )  # fmt: skip
+        ticket.insert()
+    env.shutdown()
+    importer = TracImporter(str(tmp_path / "env"), {"project": "rv"})
+    settings = make_settings(component_root="TracHiddenRV", restricted_component="TracSecureRV")
+
+    dry = await run_import(importer, dataclasses.replace(settings, dry_run=True))
+    assert dry.restricted_unseen == [
+        (
+            "trac:rv#2",
+            "rv-tom (reporter, cc): no access; zed-rv (source) (cc): no account yet (the run "
+            "makes a placeholder, which cannot sign in)",
+        )
+    ]
+    report = await run_import(importer, settings)
+
+    (hidden,) = await find(model, "trac:rv#2")
+    assert hidden.component_id == secure.id
+    assert report.restricted_unseen == [
+        (
+            "trac:rv#2",
+            "rv-tom (reporter, cc): no access; zed-rv@trac (cc): cannot sign in (a placeholder "
+            "or a disabled account)",
+        )
+    ]
+    assert (
+        "  restricted issues naming people who cannot view TracSecureRV: 1 issue (bugless will "
+        "neither show them the issue nor mail them about it: give them access, or leave them "
+        "out)\n    trac:rv#2: rv-tom (reporter, cc): no access;" in report.render()
+    )

@@ -79,6 +79,9 @@ class ImportReport:
     restricted_component: str = ""
     #: What was found of that component's ACL against the import's.
     restricted_checked: list[str] = field(default_factory=list)
+    #: (issue, who and why) of the restricted issues naming people (reporter,
+    #: assignee, CC) who cannot view that component (:mod:`.restricted`).
+    restricted_unseen: list[tuple[str, str]] = field(default_factory=list)
     #: (where, what) of records in a shape the importer does not know, left
     #: out (:attr:`Importer.not_understood`).
     not_understood: list[tuple[str, str]] = field(default_factory=list)
@@ -155,6 +158,13 @@ class ImportReport:
         if self.restricted_checked:
             lines.append(f"  restricted component checked: {self.restricted_component}")
             lines += [f"    {line}" for line in self.restricted_checked]
+        if self.restricted_unseen:
+            lines.append(
+                f"  restricted issues naming people who cannot view {self.restricted_component}: "
+                f"{counted(len(self.restricted_unseen), 'issue')} (bugless will neither show "
+                "them the issue nor mail them about it: give them access, or leave them out)"
+            )
+            lines += [f"    {key}: {who}" for key, who in self.restricted_unseen[:200]]
         if self.not_understood:
             lines.append(
                 f"  source records in a shape the importer does not know, not imported: "

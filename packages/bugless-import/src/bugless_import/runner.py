@@ -335,6 +335,12 @@ async def _run(
                 path = mapping.path_of(name, settings.component_root)
                 component_ids[name] = await components.path_id(path)
         report.components_to_create = components.created
+        if target is not None:
+            named = {importer.external_id(i): restricted.people_named(i) for i in restricted_ones}
+            with _reaching("the Model", settings.model, settings):
+                unseen, cannot_tell = await target.unseen(model, auth, caller, named, ids)
+            report.restricted_unseen = unseen
+            report.warnings += [cannot_tell] if cannot_tell else []
         labels = Labels(model, caller, mapping)
         if settings.dry_run:
             dry_run.convert_all(importer, issues, mapping, report)

@@ -71,8 +71,10 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         "ListComponents": _READERS,
         "UpdateComponent": _FRONTENDS,
         # Who of the people an issue names cannot view its component: asked
-        # by the frontends after a save, to warn whoever named them.
-        "CheckViewers": _FRONTENDS,
+        # by the frontends after a save, to warn whoever named them, and by
+        # the import job for the restricted issues it puts in a narrower
+        # component (bugless_import.restricted: named in its report).
+        "CheckViewers": _FRONTENDS | {"@import"},
         "CreateHotlist": _FRONTENDS | {"@import"},
         "GetHotlist": _READERS,
         "ListHotlists": _READERS | {"@import"},
