@@ -10,6 +10,7 @@ POSTs.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ipaddress
 import json
 import secrets
@@ -415,3 +416,82 @@ async def test_a_redaction_reaches_webhooks_as_its_own_event_without_the_text(
     assert secret not in json.dumps(last)
     assert "redacted a comment of it" in str(chats[2]["text"])
     assert secret not in str(chats[2]["text"])
+
+
+async def test_an_imported_history_reaches_no_endpoint_and_later_changes_do(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    web_to_notifier: v1.NotifierStub,
+    as_person: ActingFor,
+    receiver: WebhookReceiver,
+) -> None:
+    """An import's entries are no news to a component's endpoints, as to its people.
+
+    Before, the imported creation and comment each went to every endpoint
+    (a chat channel got one message per entry of the imported past), though
+    they mailed no one since the notifier left imported entries out.
+    """
+    tag = secrets.token_hex(3)
+    alice = await asyncio.to_thread(bugless_stack.add_user, f"alice{tag}", "pw-" + tag * 3)
+    acl = [v1.AclEntry(principal=v1.Principal(user=alice["user_id"]), role=v1.Role.ADMIN)]
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"moved-in-hooks-{tag}", acl=acl)
+    )
+    with acting_as(await as_person.assertion(alice["user_id"])):
+        for path, form in (("/json", "json"), ("/chat", "chat")):
+            await call(
+                web_to_notifier.add_component_webhook,
+                v1.AddComponentWebhookRequest(
+                    component_id=component.id,
+                    url=receiver.url(path),
+                    secret=SECRET,
+                    payload_format=form,
+                ),
+            )
+    then = datetime.datetime(2023, 3, 1, 9, 0, tzinfo=datetime.UTC)
+    channel = bugless_stack.client_address("model", identity="import").channel()
+    try:
+        importer = bugless_stack.acting_model(v1.ModelStub(channel), as_requested=True)
+        imported = await importer.import_issue(
+            v1.ImportIssueRequest(
+                caller=v1.Caller(user_id="test-admin", admin=True, import_issues=True),
+                external_id=f"trac:{tag}",
+                fields=v1.IssueFields(title=f"Crash on save {tag}", component_id=component.id),
+                reporter=alice["user_id"],
+                description="Saving crashes.",
+                created_at=then,
+                history=[
+                    v1.ImportedEntry(
+                        author=alice["user_id"],
+                        created_at=then + datetime.timedelta(hours=2),
+                        comment="Reproduced in 2023.",
+                    )
+                ],
+            )
+        )
+    finally:
+        channel.close()
+    assert imported.issue is not None
+    said = await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ADMIN,
+            issue_id=imported.issue.id,
+            expected_version=imported.issue.version,
+            comment="Still happens after the move.",
+        )
+    )
+    assert said.entry is not None
+    # The feed holds the imported entries before the comment: had they been
+    # sent, they would have been queued no later than it.
+    bodies = await _wait(receiver, "/json", 1)
+    chats = await _wait(receiver, "/chat", 1)
+    await asyncio.sleep(1.0)  # a delivery queued with it would have arrived by now
+    bodies = [json.loads(r.body) for r in receiver.received("/json")]
+    assert [b["event"] for b in bodies] == ["issue.commented"]
+    entry = bodies[0]["entry"]
+    assert isinstance(entry, dict)
+    assert entry["version"] == said.entry.version
+    assert entry["comment"] == "Still happens after the move."
+    chats = [json.loads(r.body) for r in receiver.received("/chat")]
+    assert len(chats) == 1
+    assert "Reproduced in 2023" not in str(chats[0]["text"])

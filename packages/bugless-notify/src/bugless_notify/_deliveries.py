@@ -237,34 +237,34 @@ class IssueDeliveries:
 
         Each endpoint sees the issue as the admin who added it: checked with
         their assertion like a mail recipient (see
-        :mod:`bugless_notify.component_webhooks`).
+        :mod:`bugless_notify.component_webhooks`). An imported entry goes to
+        no endpoint, as it mails no one (see :meth:`add`): an endpoint
+        announces what happens in bugless, and a team moving in would post
+        one chat message per entry of years of history into its channel. A
+        receiver that wants the history reads it from the API, where
+        ``imported_from`` says what was imported.
         """
+        found = {e.version: e for e in views.entries if not e.imported_from}
+        news = [found[v] for v, _ in entries if v in found]
+        if not news:
+            return
         ancestors = await self._ancestors(issue.component_id, batch.parents)
         targets = endpoints_for(batch.webhooks, issue.component_id, ancestors)
         if not targets:
             return
-        checked = await self._check(
-            issue.id,
-            {t.created_by for t in targets},
-            [e for e in views.entries if e.version in {v for v, _ in entries}],
-        )
+        checked = await self._check(issue.id, {t.created_by for t in targets}, news)
         viewers = {v.user_id: v for v in checked.viewers}
         paths = dict(checked.component_paths or views.component_paths)
-        found = {e.version: e for e in views.entries}
         named: set[str] = set()
-        for version, _ in entries:
-            if version in found:
-                named |= _people_named(issue, found[version])
+        for entry in news:
+            named |= _people_named(issue, entry)
         users = await self._users(sorted(named)) if named else {}
         people = {i: Person(u.display_name, u.username) for i, u in users.items()}
         for target in targets:
             viewer = viewers.get(target.created_by)
             if viewer is None:
                 continue
-            for version, _ in entries:
-                entry = found.get(version)
-                if entry is None:
-                    continue
+            for entry in news:
                 message = self._render(
                     Candidate(target.created_by, Reason.WEBHOOK),
                     issue=issue,
