@@ -142,6 +142,55 @@ def test_a_comments_links_into_bugless_open_from_a_mail() -> None:
     assert message.data["entry"]["comment"] == comment
 
 
+def test_a_link_inside_code_is_left_as_typed_in_a_mail() -> None:
+    """Code the issue page shows as code keeps its ``](/path`` as the author typed it.
+
+    Before, only backtick fences and one-line spans were skipped: a ``~~~``
+    fence, an indented block, a fence in a list item, or a span of two
+    backticks had ``](/notes`` made ``](https://bugs.example.com/notes``,
+    so the mail quoted code the author never wrote.
+    """
+    code = "[x](/notes)"
+    comment = "\n".join(
+        [
+            "See [engine.log](/attachments/3/engine.log).",
+            "",
+            "~~~",
+            code,
+            "~~~",
+            "",
+            f"    {code}",
+            "",
+            "- a step:",
+            "",
+            "  ```md",
+            f"  {code}",
+            "  ```",
+            "",
+            f"``{code} ` {code}`` and [after](/attachments/4/a.txt)",
+            "",
+            "```",
+            f"{code} (a fence never closed runs to the end)",
+        ]
+    )
+    base = notice()
+    message = render_notification(
+        ChangeNotice(
+            issue=base.issue,
+            entry=sample_entry(comment=comment),
+            reason=Reason.CC,
+            public_url=PUBLIC_URL,
+            people=base.people,
+        )
+    )
+    assert message.text.count(code) == 6
+    assert f"({PUBLIC_URL}/notes)" not in message.text
+    assert f"[engine.log]({PUBLIC_URL}/attachments/3/engine.log)" in message.text
+    assert f"[after]({PUBLIC_URL}/attachments/4/a.txt)" in message.text
+    assert f"[after]({PUBLIC_URL}/attachments/4/a.txt)" in message.html
+    assert f"({PUBLIC_URL}/notes)" not in message.html
+
+
 def test_the_reason_is_said_in_words_and_given_as_a_key() -> None:
     message = render_notification(notice(reason=Reason.SAVED_SEARCH, reason_detail="P0 storage"))
     assert "You receive this because you subscribed to a saved search (P0 storage)." in message.text

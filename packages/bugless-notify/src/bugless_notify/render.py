@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import functools
 import html
 import re
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,7 @@ from bugless_core.issue_labels import (
     status_label,
     type_label,
 )
+from bugless_core.markdown import markdown_parser
 from bugless_core.notification_channel import NotificationMessage
 from bugless_proto import v1
 
@@ -195,9 +197,28 @@ def one_line(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
-#: Code (fenced, then inline), left as written; else a Markdown link's target
-#: on this site (``](/attachments/3/x.log``), not one on another (``](//host``).
-_SITE_LINK = re.compile(r"(```[\s\S]*?```|`[^`\n]*`)|\]\((/(?!/))")
+#: Inline code (a run of backticks to the same run, within a paragraph), left as
+#: written; else a Markdown link's target on this site (``](/attachments/3/x.log``),
+#: not one on another (``](//host``).
+_SITE_LINK = re.compile(r"((?<!`)(`+)(?!`)(?:(?!\n[ \t]*\n)[\s\S])*?(?<!`)\2(?!`))|\]\((/(?!/))")
+#: A line's end as markdown-it counts lines (``map``).
+_LINE_END = re.compile(r"\r\n?|\n")
+
+
+@functools.lru_cache(maxsize=256)
+def _code_blocks(text: str) -> tuple[tuple[int, int], ...]:
+    """The lines ``[start, end)`` of ``text``'s fenced and indented code blocks.
+
+    Read by the parse the web renders comments with, so what the issue
+    page shows as code (a ```` ``` ```` or ``~~~`` fence, in a list or a
+    quote too, or four spaces in) is what a mail leaves as typed. Cached: a
+    change's comment is rendered once per recipient and form.
+    """
+    return tuple(
+        (token.map[0], token.map[1])
+        for token in markdown_parser().parse(text)
+        if token.type in ("fence", "code_block") and token.map
+    )
 
 
 def with_site_links(text: str, base: str) -> str:
@@ -206,13 +227,30 @@ def with_site_links(text: str, base: str) -> str:
     The web writes links into comments relative to itself (a dropped file is
     ``[x.log](/attachments/3/x.log)``, an import's reference
     ``[#1](/imported?id=trac%3A1)``): the page resolves them, a mail client
-    has nothing to resolve them against. Code is left as it was typed.
+    has nothing to resolve them against. Code (blocks and spans) is left as
+    it was typed: a ``](/path`` there is text the author wrote, not a link.
     """
 
     def absolute(match: re.Match[str]) -> str:
         return match.group(1) or f"]({base}/"
 
-    return _SITE_LINK.sub(absolute, text)
+    blocks = _code_blocks(text)
+    if not blocks:
+        return _SITE_LINK.sub(absolute, text)
+    ends = [m.end() for m in _LINE_END.finditer(text)]
+    starts = [0, *ends]
+
+    def offset(line: int) -> int:
+        return starts[line] if line < len(starts) else len(text)
+
+    out: list[str] = []
+    at = 0
+    for first, end in blocks:
+        out.append(_SITE_LINK.sub(absolute, text[at : offset(first)]))
+        out.append(text[offset(first) : offset(end)])
+        at = offset(end)
+    out.append(_SITE_LINK.sub(absolute, text[at:]))
+    return "".join(out)
 
 
 class _Renderer:
