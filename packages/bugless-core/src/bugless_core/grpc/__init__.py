@@ -43,13 +43,9 @@ if TYPE_CHECKING:
         current_peer,
         current_peer_certificate,
     )
-    from bugless_core.grpc._server import (
-        CLOSE_LINGER_SECONDS,
-        READINESS_TTL_SECONDS,
-        GrpcServiceRunner,
-        listening_port,
-    )
+    from bugless_core.grpc._server import READINESS_TTL_SECONDS, GrpcServiceRunner
     from bugless_core.grpc._settings import GrpcServerSettings, TransferServerSettings
+    from bugless_core.grpc._shutdown import CLOSE_LINGER_SECONDS, listening_port
     from bugless_core.grpc._tls import build_client_ssl_context, build_server_ssl_context
     from bugless_core.grpc._windows import (
         ConnectionWindowGauges,
@@ -63,7 +59,7 @@ _LAZY = {
     "ANY_CLIENT": "bugless_core.grpc._access",
     "AccessRules": "bugless_core.grpc._access",
     "AccessTable": "bugless_core.grpc._access",
-    "CLOSE_LINGER_SECONDS": "bugless_core.grpc._server",
+    "CLOSE_LINGER_SECONDS": "bugless_core.grpc._shutdown",
     "ConnectionWindowGauges": "bugless_core.grpc._windows",
     "CorkedChannel": "bugless_core.grpc._cork",
     "CorkedServer": "bugless_core.grpc._cork",
@@ -89,7 +85,7 @@ _LAZY = {
     "grpc_errors": "bugless_core.grpc._errors",
     "handler_errors": "bugless_core.grpc._errors",
     "internal_error": "bugless_core.grpc._errors",
-    "listening_port": "bugless_core.grpc._server",
+    "listening_port": "bugless_core.grpc._shutdown",
     "register_connection_windows": "bugless_core.grpc._windows",
     "service_identity": "bugless_core.grpc._access",
     "without_idle_sides": "bugless_core.grpc._windows",

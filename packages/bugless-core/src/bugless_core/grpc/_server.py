@@ -1,17 +1,9 @@
 """The runner every bugless gRPC service is served with.
 
 It puts together what DESIGN §6 asks of every service (health, reflection,
-Prometheus metrics, structured logs, TLS/mTLS) and owns the shutdown sequence
-Kubernetes needs: on SIGTERM report NOT_SERVING and keep serving for
-``drain_seconds`` (so balancers take the pod out of rotation first), then stop
-accepting, let in-flight calls finish for up to ``grace_seconds`` (and
-attachment transfers for up to ``drain_transfer_seconds``, with
-:class:`~bugless_core.grpc.TransferServerSettings`), tell the clients that
-honour an HTTP/2 graceful GOAWAY to take their next calls elsewhere
-(:mod:`bugless_core.grpc._goaway`), keep refusing new calls
-on the open connections for at least :data:`CLOSE_LINGER_SECONDS` from the
-stop (so that a call already on its way is refused, and sent elsewhere, rather
-than cut off), then close.
+Prometheus metrics, structured logs, TLS/mTLS, access checks) and starts the
+server; its shutdown sequence, the drain Kubernetes needs and the close, is
+:mod:`bugless_core.grpc._shutdown`'s, which it hands the server to.
 """
 
 from __future__ import annotations
@@ -30,7 +22,7 @@ from grpclib.server import Server
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core import tracing
-from bugless_core._compat.grpclib import IServable, server_listener
+from bugless_core._compat.grpclib import IServable
 from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
 from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.grpc._access import AccessRules
@@ -41,6 +33,7 @@ from bugless_core.grpc._metrics import GrpcServerMetrics, MetricsEndpoint, split
 from bugless_core.grpc._peer import ConnectionRegistry
 from bugless_core.grpc._reflection import with_reflection
 from bugless_core.grpc._settings import GrpcServerSettings
+from bugless_core.grpc._shutdown import Shutdown, listening_port, wait_for_any
 from bugless_core.grpc._tls import build_server_ssl_context
 from bugless_core.ready_file import write_ready_file
 from bugless_core.service_address import host_port
@@ -63,20 +56,6 @@ _LONG_LIVED_METHODS = frozenset(
 #: an outage within seconds, long enough that probes from several balancers
 #: cost one query. Every service's readiness checks use it.
 READINESS_TTL_SECONDS = 2.0
-#: How long, from the moment a draining server stops accepting, it keeps its
-#: open connections (within ``grace_seconds``) even once no call is left on
-#: them, refusing every new call as DRAINING. A client learns that a
-#: connection is closed only when its event loop reads the close: a call it
-#: sends before then (a busy frontend's next call, or a late loop's on a
-#: loaded machine) meets a closed connection and fails with "Connection
-#: lost", which no client may send again (it may have run). Refused instead,
-#: it is sent again on a new connection (:mod:`bugless_core.failover`), and
-#: every client that calls at least once in this time has left before the
-#: close. Ends early once the clients have closed every connection.
-CLOSE_LINGER_SECONDS = 1.0
-#: Upper bound on waiting for grpclib to finish closing once calls are
-#: cancelled.
-_CLOSE_TIMEOUT_SECONDS = 2.0
 
 
 def _service_name(servable: IServable) -> str:
@@ -84,42 +63,6 @@ def _service_name(servable: IServable) -> str:
     if first_method is None:
         raise ValueError(f"{servable!r} has no methods to serve")
     return split_method_name(first_method)[0]
-
-
-def _listener(server: Server) -> asyncio.Server:
-    # grpclib 0.4 has no public way to stop listening without also cancelling
-    # every running call (Server.close does both), so drain reaches the asyncio
-    # (or uvloop) server underneath to close only the listening sockets.
-    listener = server_listener(server)
-    if listener is None:
-        raise RuntimeError("the server is not started")
-    return listener
-
-
-def listening_port(server: Server) -> int:
-    """The port a started grpclib ``server`` listens on (after ``start(host, 0)``).
-
-    Tests and benchmarks bind port 0 and need the port the kernel chose;
-    grpclib keeps its listener private, so this is the one public way.
-
-    Raises:
-        RuntimeError: the server is not started.
-    """
-    return int(_listener(server).sockets[0].getsockname()[1])
-
-
-async def _wait_for_any(*events: asyncio.Event, seconds: float | None) -> None:
-    """Return when one of ``events`` is set or after ``seconds`` (``None``: never)."""
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        async with asyncio.timeout(seconds):
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    except TimeoutError:
-        pass
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 class GrpcServiceRunner:
@@ -222,13 +165,14 @@ class GrpcServiceRunner:
         #: With client certificates (``client_ca``), what re-reads their CAs while serving.
         self.client_cas: ClientCaReload | None = None
         self._port: int | None = None
-        self._draining = False
-        self._stop_now = asyncio.Event()
-        #: Calls a drain cancelled at the grace to let transfers go on alone.
-        self._cut_at_grace = 0
-        #: Calls still running when :meth:`stop_now` cut the drain short.
-        self._cut_at_signal = 0
-        self._closed = asyncio.Event()
+        self._shutdown = Shutdown(
+            name=name,
+            settings=settings,
+            statuses=list(self._statuses.values()),
+            tracker=self._tracker,
+            connections=self._connections,
+            metrics_endpoint=self._metrics_endpoint,
+        )
 
     @property
     def service_names(self) -> tuple[str, ...]:
@@ -261,12 +205,12 @@ class GrpcServiceRunner:
         0 until the runner closes, and after a drain that ran its course (calls
         cut at its own bounds are not counted: that is the configured policy).
         """
-        return self._cut_at_signal
+        return self._shutdown.cut_at_signal
 
     @property
     def draining(self) -> bool:
         """Whether a drain (or close) has begun: the server is on its way out."""
-        return self._draining
+        return self._shutdown.draining
 
     async def start(self) -> None:
         """Bind the gRPC port (and the metrics port) and report SERVING.
@@ -352,7 +296,7 @@ class GrpcServiceRunner:
             RuntimeError: Asked to report SERVING while draining.
             ValueError: ``service`` is not served here.
         """
-        if serving and self._draining:
+        if serving and self._shutdown.draining:
             raise RuntimeError("the server is draining: it cannot report SERVING again")
         if service is None:
             statuses = list(self._statuses.values())
@@ -366,109 +310,26 @@ class GrpcServiceRunner:
     async def drain(self) -> None:
         """Shut down gracefully; return when the server is closed.
 
-        In order: report NOT_SERVING for every service; keep serving for
-        ``drain_seconds``; stop accepting connections, send a graceful
-        GOAWAY to the clients known to honour one
-        (:mod:`bugless_core.grpc._goaway`), and answer new calls on
-        existing connections with UNAVAILABLE; wait up to ``grace_seconds`` for
-        the calls in progress; if transfers (attachment uploads and downloads)
-        are still running then, cancel the other calls (each stream reset, as
-        the close would end them) and wait for the transfers up to
-        ``drain_transfer_seconds`` (counted from the same moment; with
-        :class:`~bugless_core.grpc.TransferServerSettings`, else the grace
-        ends them too); keep the connections open, refusing, until
-        :data:`CLOSE_LINGER_SECONDS` (at most ``grace_seconds``) have passed
-        since the stop, unless their clients closed them all; cancel what
-        is left and close, as soon as nothing is left to wait for. :meth:`stop_now`
-        (a second signal) skips the remaining waits. Calling it again, or while
-        it runs, waits for the same shutdown.
+        The sequence is :meth:`bugless_core.grpc._shutdown.Shutdown.drain`'s:
+        NOT_SERVING for ``drain_seconds``, then stop accepting (a graceful
+        GOAWAY to the clients that honour one, new calls refused), wait up
+        to ``grace_seconds`` for the calls in progress (transfers up to
+        ``drain_transfer_seconds``), keep the connections refusing for
+        :data:`~bugless_core.grpc._shutdown.CLOSE_LINGER_SECONDS` from the
+        stop unless their clients closed them, then close. :meth:`stop_now`
+        (a second signal) skips the remaining waits. Calling it again, or
+        while it runs, waits for the same shutdown.
+
+        Raises:
+            RuntimeError: The runner was not started.
         """
         if self._server is None:
             raise RuntimeError("the gRPC server is not started: nothing to drain")
-        if self._draining:
-            await self._closed.wait()
-            return
-        self._draining = True
-        settings = self.settings
-        for status in self._statuses.values():
-            status.set(False)
-        logger.info(
-            "%s draining: NOT_SERVING for %.1fs before it stops accepting calls",
-            self.name,
-            settings.drain_seconds,
-            extra={"service": self.name, "drain_seconds": settings.drain_seconds},
-        )
-        await _wait_for_any(self._stop_now, seconds=settings.drain_seconds)
-
-        self._stop_accepting(self._server)
-        logger.info(
-            "%s stopped accepting calls; waiting up to %.1fs for %d in flight",
-            self.name,
-            settings.grace_seconds,
-            self._tracker.blocking_drain,
-            extra={
-                "service": self.name,
-                "grace_seconds": settings.grace_seconds,
-                "in_flight": self._tracker.blocking_drain,
-            },
-        )
-        stopped = asyncio.get_running_loop().time()
-        tracker = self._tracker
-        await _wait_for_any(tracker.idle, self._stop_now, seconds=settings.grace_seconds)
-        longer = settings.transfer_bound_seconds - settings.grace_seconds
-        if longer > 0 and tracker.transfers and not self._stop_now.is_set():
-            # The other calls end at the grace, as they would without transfers.
-            cut = await tracker.cancel_all_but_transfers()
-            self._cut_at_grace += cut
-            logger.info(
-                "%s: %d transfer(s) still running after the grace; waiting up to %.1fs more;"
-                " cancelled the %d other call(s)",
-                self.name,
-                tracker.transfers,
-                longer,
-                cut,
-                extra={
-                    "service": self.name,
-                    "transfers": tracker.transfers,
-                    "cancelled_calls": cut,
-                },
-            )
-            await _wait_for_any(tracker.transfers_idle, self._stop_now, seconds=longer)
-        logger.info(
-            "%s: in-flight calls waited for %.1fs",
-            self.name,
-            asyncio.get_running_loop().time() - stopped,
-            extra={"service": self.name},
-        )
-        await self._linger(until=stopped + min(CLOSE_LINGER_SECONDS, settings.grace_seconds))
-        await self.close()
-
-    async def _linger(self, *, until: float) -> None:
-        """Keep refusing on the open connections until ``until`` (loop time), unless none is left.
-
-        See :data:`CLOSE_LINGER_SECONDS`. :meth:`stop_now` ends it.
-        """
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        kept = self._connections.open_count()
-        while (
-            self._connections.open_count()
-            and not self._stop_now.is_set()
-            and (left := until - loop.time()) > 0
-        ):
-            await _wait_for_any(self._stop_now, seconds=min(left, 0.05))
-        if kept:
-            logger.info(
-                "%s: kept %d connection(s) open %.2fs more, refusing new calls, before closing",
-                self.name,
-                kept,
-                loop.time() - began,
-                extra={"service": self.name, "connections": kept},
-            )
+        await self._shutdown.drain(self._server, self.client_cas)
 
     def stop_now(self) -> None:
         """Make a running :meth:`drain` skip its remaining waits and close now."""
-        self._stop_now.set()
+        self._shutdown.stop_now()
 
     async def close(self) -> None:
         """Stop at once: cancel calls in progress, close connections and ports.
@@ -476,58 +337,9 @@ class GrpcServiceRunner:
         Prefer :meth:`drain`; this is its last step, and what leaving an
         ``async with`` block does. Idempotent.
         """
-        server = self._server
-        if server is None or self._closed.is_set():
+        if self._server is None:
             return
-        self._draining = True
-        for status in self._statuses.values():
-            status.set(False)
-        self._stop_accepting(server)
-        if self.client_cas is not None:
-            await self.client_cas.stop()
-        cancelled = self._tracker.blocking_drain + self._cut_at_grace
-        if self._stop_now.is_set():
-            self._cut_at_signal = self._tracker.blocking_drain
-        transfers = self._tracker.transfers
-        server.close()
-        self._connections.close_all()
-        try:
-            await asyncio.wait_for(server.wait_closed(), _CLOSE_TIMEOUT_SECONDS)
-        except TimeoutError:
-            logger.warning(
-                "%s: gRPC handlers still running %.1fs after being cancelled",
-                self.name,
-                _CLOSE_TIMEOUT_SECONDS,
-                extra={"service": self.name},
-            )
-        await self._metrics_endpoint.stop()
-        self._closed.set()
-        log = logger.warning if cancelled else logger.info
-        log(
-            "%s stopped; %d calls were cancelled, %d of them transfers",
-            self.name,
-            cancelled,
-            transfers,
-            extra={
-                "service": self.name,
-                "cancelled_calls": cancelled,
-                "cancelled_transfers": transfers,
-            },
-        )
-
-    def _stop_accepting(self, server: Server) -> None:
-        _listener(server).close()
-        if self._tracker.refusing:
-            return
-        gone_away = self._tracker.refuse_new_calls()
-        if gone_away:
-            logger.info(
-                "%s sent a graceful GOAWAY on %d connection(s): their clients open "
-                "no more calls here and finish the ones running",
-                self.name,
-                gone_away,
-                extra={"service": self.name, "goaway_connections": gone_away},
-            )
+        await self._shutdown.close(self._server, self.client_cas)
 
     async def serve_until_signalled(
         self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
@@ -571,12 +383,12 @@ class GrpcServiceRunner:
         for signum in signals:
             loop.add_signal_handler(signum, on_signal, signum)
         try:
-            await _wait_for_any(signalled, self._closed, seconds=None)
+            await wait_for_any(signalled, self._shutdown.closed, seconds=None)
             await self.drain()
         finally:
             for signum in signals:
                 loop.remove_signal_handler(signum)
-        return EXIT_CUT_AT_SIGNAL if self._cut_at_signal else 0
+        return EXIT_CUT_AT_SIGNAL if self._shutdown.cut_at_signal else 0
 
     async def __aenter__(self) -> GrpcServiceRunner:
         await self.start()
