@@ -24,7 +24,9 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from api_support import Bots, extra_api
@@ -35,6 +37,7 @@ from bugless_api.client import BuglessClient, RetryPolicy
 from bugless_core.attachments import CHUNK_BYTES
 from bugless_core.errors import NotFound, Unauthenticated
 from bugless_dev.stack import LocalStack, RunningService
+from bugless_testing.tcp_relay import ReplyHoldingRelay
 
 #: What the API logs when it sends a refused Model call again with a new session.
 RENEWED = "was refused (SESSION_ENDED): sent again with a new session"
@@ -302,58 +305,6 @@ async def test_an_upload_refused_as_of_its_ended_session_is_sent_again_whole(
             await asyncio.to_thread(stack.stop_service, auth)
 
 
-class _HeldReplies:
-    """A loopback relay to ``target`` whose replies can be held back (requests always pass).
-
-    Between the API and an Authenticator: the API's renewal reaches the
-    Authenticator, which starts a session, while its answer waits.
-    """
-
-    def __init__(self, target: int) -> None:
-        self.port = 0
-        self._target = target
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def hold(self) -> None:
-        self._flowing.clear()
-
-    def release(self) -> None:
-        self._flowing.set()
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        target_reader, target_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        self._writers += [writer, target_writer]
-
-        async def pipe(
-            source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, held: bool
-        ) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await source.read(65536):
-                    if held:
-                        await self._flowing.wait()
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(
-            pipe(reader, target_writer, held=False), pipe(target_reader, writer, held=True)
-        )
-
-    async def close(self) -> None:
-        self.release()
-        if self._server is not None:
-            self._server.close()
-        for writer in self._writers:
-            writer.close()
-
-
 def _session_ids(stack: LocalStack, username: str) -> list[str]:
     listed = stack.run_bugless("auth", "user", "sessions", username, "--json")
     return [session["session_id"] for session in json.loads(listed.stdout)]
@@ -369,25 +320,64 @@ async def _model_call(client: BuglessClient) -> None:
 _MODEL_LEARNS = 6.0
 
 
-async def test_a_write_whose_renewed_session_ended_too_is_made_again_by_the_client(
-    bots: Bots, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The API sends a refused write again once, with a new session; when that one has
-    ended too, it answers UNAVAILABLE SESSION_RENEWED (nothing ran) with a third, and the
-    client makes the write again, applied once. Before, the client retried a write only
-    when a replica was draining: that write failed although nothing had been written.
+T = TypeVar("T")
 
-    The second session is ended between the API's renewal and its resend: the
-    Authenticator's answer to the renewal is held on the wire until the Model
-    has learnt that the session it names has ended."""
-    caplog.set_level(logging.INFO, logger="bugless.api")
+
+@dataclasses.dataclass
+class _Renewals:
+    """A bot on an API whose renewals of its sessions the test ends before the API uses them.
+
+    The API reaches its Authenticator through a relay whose replies are held:
+    the Authenticator has started the session a renewal asks for, the API does
+    not know it yet, and the test ends it and waits until the Model knows.
+    """
+
+    stack: LocalStack
+    relay: ReplyHoldingRelay
+    username: str
+    client: BuglessClient
+    bystander: BuglessClient
+
+    async def end_the_session(self) -> None:
+        """End the bot's one session, and wait until the Model refuses it."""
+        assert await asyncio.to_thread(_end_every_session, self.stack, self.username) == 1
+        await asyncio.sleep(_MODEL_LEARNS)
+        await _model_call(self.bystander)  # the Model fetches the revoked sessions
+
+    async def end_renewals(self, call: asyncio.Future[T], count: int) -> T:
+        """Await ``call``, ending the next ``count`` sessions the API starts for the bot first.
+
+        Each is ended while the Authenticator's answer starting it is held;
+        the session after those is let be.
+        """
+        self.relay.hold()
+        for ended in range(count):
+            deadline = time.monotonic() + 30
+            while not (started := await asyncio.to_thread(_session_ids, self.stack, self.username)):
+                assert time.monotonic() < deadline, f"no session {ended + 2} was asked for in 30 s"
+                assert not call.done(), call
+                await asyncio.sleep(0.2)
+            ended_now = await asyncio.to_thread(_end_every_session, self.stack, self.username)
+            assert ended_now == len(started)
+            await asyncio.sleep(_MODEL_LEARNS)
+            await _model_call(self.bystander)
+            if ended + 1 < count:
+                self.relay.release_until_next_request()
+        self.relay.release()
+        return await call
+
+
+@contextlib.asynccontextmanager
+async def _renewals(bots: Bots, retry: RetryPolicy) -> AsyncIterator[_Renewals]:
+    """A bot (a component creator) whose client has ``retry``, on an API of its own."""
     stack = bots.stack
-    auth = await asyncio.to_thread(stack.start_auth, name="auth-twice-renewed")
-    relay = _HeldReplies(auth.port)
+    auth = await asyncio.to_thread(stack.start_auth, name="auth-renewals")
+    relay = ReplyHoldingRelay(auth.port)
     await relay.start()
     address = dataclasses.replace(stack.client_address("auth", "api"), port=relay.port)
     username, other = f"bot-{secrets.token_hex(3)}", f"bot-{secrets.token_hex(3)}"
-    files, other_files = (stack.pki.client_certificate_for(name) for name in (username, other))
+    files = stack.add_bot(username, groups=["component-creators"])
+    other_files = stack.pki.client_certificate_for(other)
     async with extra_api(
         bots, auth=address, identity_ttl_seconds=300.0, user_changes_seconds=0.0
     ) as running:
@@ -397,38 +387,44 @@ async def test_a_write_whose_renewed_session_ended_too_is_made_again_by_the_clie
                 cert=f.cert,
                 key=f.key,
                 ca=stack.pki.ca_file,
-                timeout=60,
-                retry=RetryPolicy(attempts=2, max_backoff=0.2),
+                timeout=90,
+                retry=retry,
             )
             for f in (files, other_files)
         )
         try:
-            created = [(await client.create_hotlist(f"before-{secrets.token_hex(3)}")).name]
             await _model_call(bystander)  # its identity is kept: no Authenticator call
-            assert await asyncio.to_thread(_end_every_session, stack, username) == 1
-            await asyncio.sleep(_MODEL_LEARNS)
-            await _model_call(bystander)  # the Model fetches the revoked sessions
-
-            relay.hold()
-            name = f"after-{secrets.token_hex(3)}"
-            write = asyncio.ensure_future(client.create_hotlist(name))
-            deadline = time.monotonic() + 30
-            while not (renewed := await asyncio.to_thread(_session_ids, stack, username)):
-                assert time.monotonic() < deadline, "the API asked for no new session in 30 s"
-                assert not write.done(), write
-                await asyncio.sleep(0.2)
-            assert await asyncio.to_thread(_end_every_session, stack, username) == len(renewed)
-            await asyncio.sleep(_MODEL_LEARNS)
-            await _model_call(bystander)
-            relay.release()
-
-            created.append((await write).name)
-            assert RENEWED in caplog.text
-            assert ANSWERED_RENEWED in caplog.text
-            mine = [h.name for h in await client.list_hotlists(member=username)]
-            assert sorted(mine) == sorted(created), "a write was lost or applied twice"
+            yield _Renewals(stack, relay, username, client, bystander)
         finally:
             client.close()
             bystander.close()
             await relay.close()
             await asyncio.to_thread(stack.stop_service, auth)
+
+
+@pytest.mark.parametrize(("renewals", "answered"), [(1, 1), (3, 2)])
+async def test_a_write_whose_renewed_session_ended_too_is_made_again_by_the_client(
+    bots: Bots, caplog: pytest.LogCaptureFixture, renewals: int, answered: int
+) -> None:
+    """The API sends a refused write again once, with a new session; when that one has
+    ended too, it answers UNAVAILABLE SESSION_RENEWED (nothing ran) with a third, and the
+    client makes the write again, applied once; when the third has ended too by then, the
+    API renews it and answers SESSION_RENEWED once more, and the client makes the write
+    once more: once per renewal, whatever its retry policy (one retry here), which bounds
+    failures, not renewals. Before, the client retried a write only when a replica was
+    draining (the write failed although nothing had been written), and then counted
+    the renewals against the policy's attempts: the second failed.
+
+    Each session ended is ended between the API's renewal and its use: the
+    Authenticator's answer to the renewal is held on the wire until the Model
+    has learnt that the session it names has ended."""
+    caplog.set_level(logging.INFO, logger="bugless.api")
+    async with _renewals(bots, RetryPolicy(attempts=2, max_backoff=0.2)) as rig:
+        created = [(await rig.client.create_hotlist(f"before-{secrets.token_hex(3)}")).name]
+        await rig.end_the_session()
+        write = asyncio.ensure_future(rig.client.create_hotlist(f"after-{secrets.token_hex(3)}"))
+        created.append((await rig.end_renewals(write, renewals)).name)
+        assert caplog.text.count(RENEWED) == answered  # the first, and each client's retry
+        assert caplog.text.count(ANSWERED_RENEWED) == answered
+        mine = [h.name for h in await rig.client.list_hotlists(member=rig.username)]
+        assert sorted(mine) == sorted(created), "a write was lost or applied twice"

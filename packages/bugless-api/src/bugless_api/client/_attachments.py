@@ -32,7 +32,12 @@ from typing import BinaryIO
 from grpclib.const import Cardinality
 from grpclib.exceptions import StreamTerminatedError
 
-from bugless_api.client._base import ClientBase, check_wire_ranges, client_mistake
+from bugless_api.client._base import (
+    ClientBase,
+    check_wire_ranges,
+    client_mistake,
+    made_again_renewed,
+)
 from bugless_core.attachments import CHUNK_BYTES
 from bugless_core.clients import call_errors, channel_connection, forget_connection
 from bugless_core.errors import (
@@ -262,16 +267,19 @@ class AttachmentCalls(ClientBase):
         is refused before any byte is sent. ``content_type`` defaults to the
         guess from the name (the Model sniffs the content anyway). An upload
         a draining replica refused is sent once more (read again from the
-        start) on a new connection, and one refused as of the connection's
-        ended session (reason ``SESSION_RENEWED``: the API has a new one) on
-        the same connection, when the retry policy allows retries; both were
-        refused before anything was attached.
+        start) on a new connection, when the retry policy allows retries, and
+        one refused as of the connection's ended session (reason
+        ``SESSION_RENEWED``: the API has a new one) on the same connection,
+        once per renewal (:func:`~bugless_api.client._base.made_again_renewed`);
+        both were refused before anything was attached.
 
         Raises:
             InvalidArgument: The file cannot be read (origin ``client``:
                 nothing is attached), or the API refused the upload.
-            Unavailable: The API could not be reached, or refused the upload
-                unrun twice (or once, when the policy has no retries).
+            Unavailable: The API could not be reached, or draining replicas
+                refused the upload twice (once, when the policy has no
+                retries), or the API refused it with ``SESSION_RENEWED`` more
+                than ``MAX_SESSION_RENEWALS`` times in a row.
         """
         check_id(issue_id, "issue_id")
         file = Path(path)
@@ -330,30 +338,35 @@ class AttachmentCalls(ClientBase):
         except OSError as exc:
             raise _unreadable(file, exc) from exc
         try:
-            used = channel_connection(self._channel)
-            try:
-                return await upload()
-            except Unavailable as exc:
-                # Refused unrun, by a replica shutting down or as of the session
-                # it was made with, which the API renewed: safe to send again
-                # (the rule of ClientBase._call), whole, from the file's start.
-                # A draining replica's refusal goes down a new connection, since
-                # that one leads back to it. Only once: a new connection reaches
-                # a replica that is not draining, a renewed session is good for
-                # a while, and any other failure (a dropped connection) may have
-                # come after the file was attached.
-                unrun = exc.refused_while_draining or exc.refused_with_session_renewed
-                if not unrun or self.retry.attempts < 2:
-                    raise
-                if exc.refused_while_draining:
-                    forget_connection(self._channel, used)
-                pause = self.retry.delay(0, exc)
-            await asyncio.sleep(pause)
-            try:
-                await asyncio.to_thread(handle.seek, 0)
-            except OSError as exc:
-                raise _unreadable(file, exc) from exc
-            return await upload()
+            drained = False
+            renewals = 0
+            while True:
+                used = channel_connection(self._channel)
+                try:
+                    return await upload()
+                except Unavailable as exc:
+                    # Refused unrun, as of the session it was made with, which
+                    # the API renewed (made_again_renewed: at once, on the same
+                    # connection), or by a replica shutting down: safe to send
+                    # again, whole, from the file's start. A draining replica's
+                    # refusal goes down a new connection, since that one leads
+                    # back to it, once: a new connection reaches a replica that
+                    # is not draining. Any other failure (a dropped connection)
+                    # may have come after the file was attached.
+                    if made_again_renewed(exc, renewals):
+                        renewals += 1
+                        pause = 0.0
+                    elif exc.refused_while_draining and not drained and self.retry.attempts > 1:
+                        drained = True
+                        forget_connection(self._channel, used)
+                        pause = self.retry.delay(0, exc)
+                    else:
+                        raise
+                await asyncio.sleep(pause)
+                try:
+                    await asyncio.to_thread(handle.seek, 0)
+                except OSError as exc:
+                    raise _unreadable(file, exc) from exc
         finally:
             handle.close()
 

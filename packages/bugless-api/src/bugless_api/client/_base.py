@@ -37,6 +37,11 @@ class RetryPolicy:
     The waits are :class:`bugless_core.backoff.Backoff`'s, with full jitter
     (the clients of an API that went away do not all come back at once).
 
+    A call refused as of the connection's ended session, which the API
+    renewed (:func:`made_again_renewed`), is no failure: it is made again
+    whatever the policy, ``attempts=1`` included, and counts against none
+    of its tries.
+
     Attributes:
         attempts: Tries in all (1 = no retries).
         initial_backoff: Seconds before the first retry of an unavailable call.
@@ -69,6 +74,37 @@ class RetryPolicy:
         if isinstance(error, ResourceExhausted) and error.retry_after is not None:
             return min(self.max_backoff, max(error.retry_after, 0.0))
         return self.backoff.delay(attempt + 1)
+
+
+#: Refusals with SESSION_RENEWED in a row after which a call's refusal is raised.
+MAX_SESSION_RENEWALS = 3
+
+
+def made_again_renewed(error: Exception, renewals: int) -> bool:
+    """Whether a call refused with ``error`` is made again as of a renewed session.
+
+    The one rule of every call of the client, unary, upload, download and
+    watch alike. An API answers UNAVAILABLE, reason ``SESSION_RENEWED``, to
+    a call the Model refused as of the connection's ended session, once the
+    API has a new session for the connection, when it could not send the
+    call again itself (an upload, whose messages are gone) or the Model
+    refused the call sent again too (that session ended as well). Nothing
+    ran: the call is made again, a write included (it cannot be applied
+    twice), at once (nothing is unavailable: the new session is there) and
+    on the same connection (it carries the new session; a new connection
+    would have the API ask the Authenticator for one more), whatever the
+    :class:`RetryPolicy` (it bounds failures; this is none). Once per
+    renewal: each such answer is one more session, and ``renewals`` counts
+    those the call was already made again after; after
+    :data:`MAX_SESSION_RENEWALS` in a row the refusal is raised, since
+    sessions ended as fast as the Authenticator starts them are being ended
+    on purpose, and making the call again would never end.
+    """
+    return (
+        isinstance(error, Unavailable)
+        and error.refused_with_session_renewed
+        and renewals < MAX_SESSION_RENEWALS
+    )
 
 
 def enum_value(cls: type[E], value: E | str, what: str) -> E:
@@ -215,21 +251,22 @@ class ClientBase:
         idempotent: bool,
     ) -> R:
         check_wire_ranges(request)
-        attempt = 0
+        attempt = renewals = 0
         while True:
             used = channel_connection(self._channel)
             try:
                 with call_errors(self.unreachable):
                     return await method(request, timeout=self.timeout)
             except (Unavailable, ResourceExhausted) as exc:
-                # A rate-limited call, a call a draining server refused and one
-                # refused as of a session that ended (the connection has a new
-                # one now) were never run: retrying them is safe even when not
-                # idempotent. The last goes down the same connection.
+                if made_again_renewed(exc, renewals):
+                    renewals += 1
+                    continue
+                # A rate-limited call and a call a draining server refused were
+                # never run: retrying them is safe even when not idempotent.
+                # Anything else may have run: a write is not made again.
                 draining = isinstance(exc, Unavailable) and exc.refused_while_draining
-                renewed = isinstance(exc, Unavailable) and exc.refused_with_session_renewed
                 throttled = isinstance(exc, ResourceExhausted) and exc.retry_after is not None
-                retryable = throttled or idempotent or draining or renewed
+                retryable = throttled or idempotent or draining
                 if not retryable or attempt + 1 >= self.retry.attempts:
                     raise
                 if draining:
