@@ -14,6 +14,7 @@ one edited, one redacted).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from write_support import ADMIN, fresh_component
@@ -291,3 +292,39 @@ async def test_a_closed_term_reads_the_older_entries_that_changed_the_status_onl
         assert state_fields(current, read, version) == state_fields(current, everything, version)
     # Closed at version 2, reopened at 63: the state before keeps the closing time.
     assert state_fields(current, read, reopen - 1)["closed_at"] == closed_at
+
+
+async def test_the_older_status_changes_are_read_through_their_partial_index(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """The statement's status-change branch is one the index of migration 0030 can serve.
+
+    A partial index serves only a statement whose condition implies its
+    predicate (the planner proves it from the text: ``@>`` of the same
+    jsonb); with scans of the table discouraged, the plan reads the
+    entries below the states through ``issue_history_status_changes``,
+    and the entries from the states on through the primary key, per issue.
+    Were the two ``@>`` to drift apart, the plan would filter the primary
+    key's range instead, reading every entry of each issue.
+    """
+    async with bugless_model_backend._pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) " + _ENTRIES_FROM, [1, 2], [5, 7], False, True
+        )
+    indexes = _index_names(json.loads(plan) if isinstance(plan, str) else plan)
+    assert "issue_history_status_changes" in indexes
+    assert "issue_history_pkey" in indexes
+
+
+def _index_names(node: object) -> set[str]:
+    """Every ``Index Name`` of an EXPLAIN (FORMAT JSON) plan."""
+    if isinstance(node, list):
+        return set().union(*(_index_names(n) for n in node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    found = {node["Index Name"]} if "Index Name" in node else set()
+    for value in node.values():
+        if isinstance(value, list | dict):
+            found |= _index_names(value)
+    return found

@@ -1,0 +1,23 @@
+-- bugless schema: the history entries that changed an issue's status, by issue and version.
+--
+-- A query watch with a `closed:` term judges a change from the issue's
+-- states, and a state reopened since it was closed takes its `closed_at`
+-- from the entry that closed it, below the states: the entries that
+-- changed the status (8456a9ce). Those are a few of an issue's entries
+-- (filed, closed, reopened) however long its history, but the primary key
+-- leads to all of them: the database read each judged issue's every entry
+-- to return those few (a bulk edit of 100 issues of 1,000 entries each,
+-- 100k rows read per watcher; on a large table a full scan). This index
+-- holds the status changes alone, so the watch's statement
+-- (`_watch_query._ENTRIES_FROM`) reads them as an index range per issue.
+-- Every entry recording a status change has a FieldChange named "status"
+-- (the creation's included); @> is jsonb containment, immutable, as a
+-- partial index's predicate must be.
+--
+-- Building it reads the whole of issue_history once, in the migration's
+-- transaction, blocking writes of history meanwhile on PostgreSQL
+-- (docs/upgrades.md, "Whole-table work").
+--
+-- Valid on PostgreSQL 14+ and CockroachDB 23.2+ (partial indexes, jsonb @>).
+CREATE INDEX issue_history_status_changes ON issue_history (issue_id, version)
+ WHERE changes @> '[{"field": "status"}]'::jsonb;
