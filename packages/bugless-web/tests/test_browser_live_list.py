@@ -65,3 +65,58 @@ def test_a_search_page_marks_changed_and_left_rows_and_refreshes(
     expect(bar).to_be_hidden()
     assert list(iter_console_problems(watcher.console)) == []
     assert watcher.dialogs == []
+
+
+def test_a_hotlist_page_marks_changed_removed_and_added_issues_and_refreshes(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    """A hotlist follows ``hotlistid:N`` as a search page follows its query.
+
+    Before, a hotlist's page stayed as loaded while a colleague commented on,
+    removed or added its issues, with nothing saying that anything changed.
+    """
+    word = "livehot" + secrets.token_hex(4)
+    watcher = new_tab(context)
+    sign_in(watcher, web_server, "bob")
+    ids = [create_issue_ui(watcher, web_server, f"{word} {n}") for n in range(3)]
+    page = watcher.page
+    page.goto(f"{web_server.url}/hotlists")
+    page.click("summary:has-text('New hotlist')")
+    page.fill('input[name="name"]', f"Live {word}")
+    page.click('button:has-text("Create")')
+    page.fill('input[name="issue_ids"]', f"{ids[0]} {ids[1]}")
+    page.click('.add-items button:has-text("Add")')
+    rows = page.locator("table.ranked tbody tr.row")
+    expect(rows).to_have_count(2)
+    expect(page.locator(".hotlist[data-live-state='watching']")).to_have_count(1)
+    hotlist_url = page.url
+    bar = page.locator("#list-live")
+    expect(bar).to_be_hidden()
+
+    other = new_tab(context)
+    other.page.goto(f"{web_server.url}/issues/{ids[0]}")
+    other.page.fill("#comment", "Still blocking the launch")
+    other.page.click('#issue-form button:has-text("Save")')
+    expect(other.page.locator("#entry-2")).to_be_visible()
+    expect(bar).to_have_text("1 issue changed. Refresh")
+    expect(page.locator(f'tr.row[data-issue="{ids[0]}"]')).to_have_class("row live-changed")
+
+    other.page.goto(hotlist_url)
+    other.page.get_by_role("button", name=f"Remove issue {ids[1]} from this hotlist").click()
+    expect(other.page.locator("table.ranked tbody tr.row")).to_have_count(1)
+    expect(bar).to_have_text("1 issue changed, 1 issue left this list. Refresh")
+    expect(page.locator(f'tr.row[data-issue="{ids[1]}"]')).to_have_class("row live-left")
+    other.page.fill('input[name="issue_ids"]', str(ids[2]))
+    other.page.click('.add-items button:has-text("Add")')
+    expect(other.page.locator("table.ranked tbody tr.row")).to_have_count(2)
+    expect(bar).to_have_text("2 issues changed, 1 issue left this list. Refresh")
+    save_screenshot(page, tmp_path, "live-hotlist")
+
+    bar.locator("button.refresh").click()
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_have_attribute("data-issue", str(ids[0]))
+    expect(rows.nth(1)).to_have_attribute("data-issue", str(ids[2]))
+    expect(page.locator(f'tr.row[data-issue="{ids[0]}"]')).to_have_class("row")
+    expect(bar).to_be_hidden()
+    assert list(iter_console_problems(watcher.console)) == []
+    assert watcher.dialogs == []

@@ -1,5 +1,11 @@
 """Hotlists: list, create, rename, delete, view in rank order, add/remove, re-rank, notes.
 
+A hotlist's page is live as a search page is: it follows the query
+``hotlistid:N`` (:mod:`bugless_web.routes.live_list`), so an issue on it
+that changes, joins it or leaves it is marked and counted, with a Refresh.
+Re-ranking and notes change the hotlist, not its issues: the feed does not
+carry them, and the page shows them when reloaded.
+
 Every change is a plain form POST (works without JavaScript); the drag-and-drop
 re-rank in ``pages.js`` posts the same form with ``fetch`` and the CSRF token in
 a header, and gets 204 instead of a redirect.
@@ -29,6 +35,7 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
+from bugless_web.routes.live_list import list_position
 
 #: The last 1-based position a rank form may name: the Model's position is an
 #: int32 counted from 0 (one past the end of any real hotlist: the end).
@@ -102,6 +109,8 @@ async def hotlist_page(
     hotlist_id = path_id(hotlist_text, "hotlist_id")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
+    # Before the items are read: a change made meanwhile is heard (as a search page's).
+    live_after = await list_position(backends, viewer)
     hotlist = await call(
         backends.model.get_hotlist,
         v1.GetHotlistRequest(caller=viewer.caller, hotlist_id=hotlist_id),
@@ -130,6 +139,10 @@ async def hotlist_page(
             "users": users,
             "can_edit": viewer.is_admin or me == hotlist.owner or me in hotlist.editors,
             "can_delete": viewer.is_admin or me == hotlist.owner,
+            # The page hears its issues change, join and leave through the
+            # search page's stream of ``hotlistid:N`` (routes.live_list).
+            "live": "watch" in await backends.capabilities(),
+            "live_after": live_after,
         },
         viewer=viewer,
     )

@@ -35,41 +35,15 @@ from bugless_core.ids import try_parse_id
 from bugless_proto import v1
 from bugless_web.backends import Viewer
 from bugless_web.frontend import Frontend, frontend_of, path_id, viewer_of
+from bugless_web.live_streams import DRAIN_POLL_SECONDS, KEEPALIVE_SECONDS, Backlog
 from bugless_web.retries import record_call
 from bugless_web.timeline import load_history, names_for
 
 _log = logging.getLogger("bugless.web.live")
-#: A comment line this often keeps proxies from closing an idle stream.
-KEEPALIVE_SECONDS = 15.0
-#: While draining, how often an idle stream checks whether to close.
-DRAIN_POLL_SECONDS = 1.0
 #: Watch events a stream holds for a browser that reads slower than they come.
 #: An issue changes a few times a minute at most; this many unsent means the
 #: browser stopped reading (a suspended laptop, a stalled link), not a burst.
 LIVE_BACKLOG_EVENTS = 64
-
-
-class _Backlog:
-    """The Watch events one stream has not sent yet, at most ``size`` of them.
-
-    The Model's watch is read on the pages' channel, so its reader must
-    never wait for a browser: an event that does not fit marks the stream
-    behind and ends the watch, and the stream tells the page to reload
-    (:func:`_reload_event`) instead of holding events without limit.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[v1.WatchEvent | BaseException] = asyncio.Queue(size)
-        self.behind = False
-
-    def offer(self, item: v1.WatchEvent | BaseException) -> bool:
-        """Queue ``item`` without waiting; False (and behind) when the backlog is full."""
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.behind = True
-            return False
-        return True
 
 
 def _reload_event(issue_id: int, last: int) -> ServerSentEventMessage:
@@ -102,7 +76,7 @@ async def _entry_message(
 async def _stream(
     frontend: Frontend, viewer: Viewer, issue_id: int, after: int
 ) -> AsyncIterator[ServerSentEventMessage]:
-    backlog = _Backlog(LIVE_BACKLOG_EVENTS)
+    backlog: Backlog[v1.WatchEvent] = Backlog(LIVE_BACKLOG_EVENTS)
     queue = backlog.queue
 
     async def follow() -> None:

@@ -1,4 +1,6 @@
-"""Live lists: a search page hears which issues changed in, entered or left its query.
+"""Live lists: a search page, or a hotlist's (``hotlistid:N``), hears which issues change in it.
+
+Which issues changed in, entered or left the page's query, that is.
 
 Server-sent events fed by a query ``Watch`` of the page's query, as the
 viewer, offered only when the Model declares the ``watch`` capability (204
@@ -54,8 +56,8 @@ from bugless_core.limits import MAX_BATCH_CHANGE
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import Frontend, frontend_of, viewer_of
+from bugless_web.live_streams import DRAIN_POLL_SECONDS, KEEPALIVE_SECONDS, Backlog
 from bugless_web.retries import record_call
-from bugless_web.routes.live import DRAIN_POLL_SECONDS, KEEPALIVE_SECONDS, _Backlog
 from bugless_web.searching import structured_query
 from bugless_web.timezones import zone_of
 
@@ -125,7 +127,7 @@ async def _stream(
 
     ``stale`` is for a resume the Model cannot replay (no change feed).
     """
-    backlog = _Backlog(LIST_BACKLOG_EVENTS)
+    backlog: Backlog[v1.WatchEvent | _Unresumable] = Backlog(LIST_BACKLOG_EVENTS)
     queue = backlog.queue
 
     async def follow() -> None:

@@ -105,12 +105,12 @@
     });
   }
 
-  // ---- live lists: which issues changed in, or left, a search's list ----------
+  // ---- live lists: which issues changed in, or left, a search's list or a hotlist
   // The stream says only which issue and whether it left (the Model judged
   // what the viewer may see); the page counts issues, not events (a resumed
   // stream may send one again), marks the rows it shows and offers a refresh,
   // which re-runs the search for everything else.
-  var list = document.querySelector(".search[data-live]");
+  var list = document.querySelector(".search[data-live], .hotlist[data-live]");
   var listBar = document.getElementById("list-live");
   if (list && listBar && window.EventSource) {
     var listLive = list.getAttribute("data-live");
