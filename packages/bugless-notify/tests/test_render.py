@@ -148,7 +148,8 @@ def test_a_link_inside_code_is_left_as_typed_in_a_mail() -> None:
     Before, only backtick fences and one-line spans were skipped: a ``~~~``
     fence, an indented block, a fence in a list item, or a span of two
     backticks had ``](/notes`` made ``](https://bugs.example.com/notes``,
-    so the mail quoted code the author never wrote.
+    so the mail quoted code the author never wrote. A backslash-escaped
+    backtick is text, not the start of code.
     """
     code = "[x](/notes)"
     comment = "\n".join(
@@ -169,6 +170,8 @@ def test_a_link_inside_code_is_left_as_typed_in_a_mail() -> None:
             "",
             f"``{code} ` {code}`` and [after](/attachments/4/a.txt)",
             "",
+            "A \\`-escaped backtick opens no code: [escaped](/attachments/5/b.txt) `x`",
+            "",
             "```",
             f"{code} (a fence never closed runs to the end)",
         ]
@@ -188,6 +191,7 @@ def test_a_link_inside_code_is_left_as_typed_in_a_mail() -> None:
     assert f"[engine.log]({PUBLIC_URL}/attachments/3/engine.log)" in message.text
     assert f"[after]({PUBLIC_URL}/attachments/4/a.txt)" in message.text
     assert f"[after]({PUBLIC_URL}/attachments/4/a.txt)" in message.html
+    assert f"[escaped]({PUBLIC_URL}/attachments/5/b.txt)" in message.text
     assert f"({PUBLIC_URL}/notes)" not in message.html
 
 
