@@ -11,6 +11,7 @@ committed file is stale (run by ``nox -s docs_check``).
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 import sys
 from pathlib import Path
@@ -46,11 +47,25 @@ def _rows(command: click.Command, ctx: click.Context, missing: list[str]) -> lis
             shown = "**required**"
         # The env column says it already; drop "[env X]" from the help text.
         text = re.sub(r"\s*\[env [^\]]+\]", "", param.help or "")
-        text = text.replace("|", "\\|").replace("\n", " ")
+        text = re.sub(r"\s*\n\s*", " ", text.replace("|", "\\|"))
         if not text.strip():
             missing.append(f"{ctx.command_path} {param.opts[0]}")
         rows.append(f"| {flags} | {_envvars(param)} | {shown} | {text} |")
     return rows
+
+
+def summary(command: click.Command) -> str:
+    r"""The first paragraph of ``command``'s help, on one line.
+
+    click keeps a docstring as written, each line after the first indented
+    as in the source (``--help`` dedents it when it prints), so the text is
+    dedented first and then its lines joined: a summary wrapped over two
+    lines reads as one sentence, not with the source's indentation in the
+    middle. What follows a ``\f`` is for the code's readers, not ``--help``.
+    """
+    text = inspect.cleandoc((command.help or "").split("\f")[0])
+    first = text.split("\n\n")[0]
+    return " ".join(line.strip() for line in first.splitlines() if line.strip())
 
 
 def _walk(
@@ -65,7 +80,7 @@ def _walk(
         return
     title = " ".join(path)
     out += [f"## `{title}`", ""]
-    doc = (command.help or "").strip().split("\n\n")[0].replace("\n", " ")
+    doc = summary(command)
     if doc:
         out += [doc, ""]
     else:
