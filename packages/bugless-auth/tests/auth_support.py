@@ -18,6 +18,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 from grpclib.client import Channel
 from prometheus_client import CollectorRegistry
 
@@ -34,6 +39,27 @@ from bugless_proto import v1
 
 #: The ``bugless`` command of the environment the tests run in.
 BUGLESS = str(Path(sys.executable).with_name("bugless"))
+
+#: How long a change may take to show (a few polls, or a directory's 1 s
+#: intervals, on a loaded machine): :func:`eventually`'s bound.
+WITHIN_SECONDS = 15.0
+
+#: Backends of the test's database waiting for a lock another one holds: the
+#: lock's holder is $1 (its ``pg_backend_pid()``). ``pg_blocking_pids`` names
+#: only backends that hold what is waited for, so a backend that connected
+#: later is never seen.
+WAITERS = """
+SELECT DISTINCT pid FROM pg_locks WHERE NOT granted AND $1 = ANY(pg_blocking_pids(pid))
+"""
+#: A user's ($1) sessions that are not revoked nor expired.
+LIVE_SESSIONS = """
+SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+"""
+#: A user's ($1) people-CA certificates that are not revoked nor expired.
+LIVE_CERTIFICATES = """
+SELECT count(*) FROM people_certificates
+ WHERE user_id = $1 AND revoked_at IS NULL AND not_after > now()
+"""
 
 #: Cheap argon2 parameters: the tests check behaviour, not cost.
 FAST_HASHING = PasswordHashing(time_cost=1, memory_kib=1024, parallelism=1)
@@ -207,3 +233,41 @@ class UserCommands:
             stdout, stderr = await process.communicate()
         assert process.returncode == status, (args, stdout.decode(), stderr.decode())
         return stdout.decode(), stderr.decode()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, *, every: float = 0.05
+) -> None:
+    """Return once ``check()`` is true; fail naming ``what`` after :data:`WITHIN_SECONDS`."""
+    deadline = asyncio.get_running_loop().time() + WITHIN_SECONDS
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"not within {WITHIN_SECONDS} s: {what}")
+        await asyncio.sleep(every)
+
+
+def person_csr(
+    *,
+    common_name: str | None = None,
+    san: str | None = None,
+    ca: bool = False,
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
+) -> str:
+    """A PEM certificate signing request, as ``bugless login`` sends the people CA (a new key)."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names))
+    if san:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(san)]), critical=False
+        )
+    if ca:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True
+        )
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def certificate_der(pem: str) -> bytes:
+    """The DER bytes of a PEM certificate, as a TLS handshake presents it."""
+    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)

@@ -14,12 +14,11 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-from auth_support import AuthServer, StartAuth
+from auth_support import BUGLESS, AuthServer, StartAuth
 from certificates import Pki, make_pki
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,8 +26,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bugless_proto import v1
-
-BUGLESS = str(Path(sys.executable).with_name("bugless"))
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from auth_support import KeyFiles, unique
+from auth_support import BUGLESS, KeyFiles, unique
 
 from bugless_auth.sessions import SessionStore
 from bugless_auth.store import IdentityStore
 from bugless_core.migrations import load_migrations
 
 BIN = Path(sys.executable).parent
-BUGLESS = str(BIN / "bugless")
 GRPCURL = shutil.which("grpcurl", path=str(BIN)) or "grpcurl"
 
 

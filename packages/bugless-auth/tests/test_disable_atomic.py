@@ -22,12 +22,19 @@ from pathlib import Path
 import asyncpg
 import pytest
 import test_sessions_vs_disable
-from auth_support import AuthServer, UserCommands, unique
+from auth_support import (
+    LIVE_CERTIFICATES,
+    LIVE_SESSIONS,
+    WAITERS,
+    AuthServer,
+    UserCommands,
+    certificate_der,
+    eventually,
+    person_csr,
+    unique,
+)
 from grpc_errors import expect_status
 from grpclib.const import Status
-from test_people_ca import _csr, _der
-from test_sessions_vs_disable import LIVE_CERTIFICATES, LIVE_SESSIONS, WAITERS
-from test_user_change_feed import eventually
 
 import bugless_auth
 from bugless_auth.store import IdentityStore
@@ -56,9 +63,9 @@ async def person(auth: AuthServer) -> Person:
     token = (await auth.sign_in(user.username)).token
     await auth.stub.issue_assertion(v1.IssueAssertionRequest(user_id=user.user_id))
     issued = await auth.stub.issue_person_certificate(
-        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), label="laptop")
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr(), label="laptop")
     )
-    return Person(user.user_id, user.username, token, _der(issued.certificate_pem))
+    return Person(user.user_id, user.username, token, certificate_der(issued.certificate_pem))
 
 
 async def state(connection: asyncpg.Connection, bob: Person) -> tuple[bool, int, int]:

@@ -14,17 +14,17 @@ import base64
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
+from auth_support import certificate_der, eventually, person_csr
 from grpc_errors import expect_status
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from test_disable_atomic import terminate_the_waiter
 from test_ldap_oidc_service import add_person, ldap_options, rename, who
-from test_people_ca import _csr, _der, people_ca_settings
+from test_people_ca import people_ca_settings
 
 from bugless_auth.ldap import LdapSettings
 from bugless_auth.settings import PeopleCaSettings
@@ -41,16 +41,6 @@ PEOPLE_CA = people_ca_settings
 
 #: Locked accounts carry employeeType=disabled; the filter leaves them out.
 USER_FILTER = "(&(objectClass=inetOrgPerson)(uid={username})(!(employeeType=disabled)))"
-#: How long a change may take to show: a few 1 s intervals on a loaded machine.
-WITHIN_SECONDS = 15.0
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WITHIN_SECONDS
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"not within {WITHIN_SECONDS} s: {what}")
-        await asyncio.sleep(0.2)
 
 
 async def start(start_auth_server: StartAuth, server: Slapd, **extra: Any) -> AuthServer:
@@ -97,16 +87,20 @@ async def test_a_user_disabled_in_the_directory_is_signed_out_and_back_when_unlo
     assert not await refused(auth, result.token)
     # Their API access: a people-CA certificate, as `bugless login` gets one.
     issued = await auth.stub.issue_person_certificate(
-        v1.IssuePersonCertificateRequest(token=result.token, csr_pem=_csr(), label="laptop")
+        v1.IssuePersonCertificateRequest(token=result.token, csr_pem=person_csr(), label="laptop")
     )
-    api_call = v1.AuthenticateCertificateRequest(certificate_der=_der(issued.certificate_pem))
+    api_call = v1.AuthenticateCertificateRequest(
+        certificate_der=certificate_der(issued.certificate_pem)
+    )
     assert (await auth.stub.authenticate_certificate(api_call)).identity is not None
 
     await modify(
         slapd_server, f"uid={uid},{PEOPLE_DN}", "add: employeeType\nemployeeType: disabled"
     )
 
-    await eventually(lambda: refused(auth, result.token), "the session of a locked user ends")
+    await eventually(
+        lambda: refused(auth, result.token), "the session of a locked user ends", every=0.2
+    )
     assert (await user(auth, signed_in.user_id)).disabled
     await expect_status(auth.sign_in(uid, "leaver-pw"), Status.UNAUTHENTICATED)
     await expect_status(auth.stub.authenticate_certificate(api_call), Status.UNAUTHENTICATED)
@@ -116,7 +110,7 @@ async def test_a_user_disabled_in_the_directory_is_signed_out_and_back_when_unlo
     async def enabled() -> bool:
         return not (await user(auth, signed_in.user_id)).disabled
 
-    await eventually(enabled, "an unlocked user is enabled again")
+    await eventually(enabled, "an unlocked user is enabled again", every=0.2)
     again = await auth.sign_in(uid, "leaver-pw")
     assert who(again)[1].user_id == signed_in.user_id
     assert await refused(auth, result.token)  # the old session stays ended
@@ -135,7 +129,9 @@ async def test_a_deleted_entry_disables_the_user_but_an_administrators_disable_s
         slapd_server.ldapmodify, f"dn: uid={uid},{PEOPLE_DN}\nchangetype: delete\n"
     )
 
-    await eventually(lambda: refused(auth, result.token), "a deleted user's session ends")
+    await eventually(
+        lambda: refused(auth, result.token), "a deleted user's session ends", every=0.2
+    )
     assert (await user(auth, user_id)).disabled
 
 
@@ -162,13 +158,15 @@ async def test_losing_a_group_the_policy_names_ends_the_sessions_and_other_group
         answer = await auth.stub.validate_token(v1.ValidateTokenRequest(token=result.token))
         return chat not in answer.groups
 
-    await eventually(chat_gone, "a group removal shows in the identity")
+    await eventually(chat_gone, "a group removal shows in the identity", every=0.2)
 
     await modify(
         slapd_server, f"cn={triage},{GROUPS_DN}", f"delete: member\nmember: uid={uid},{PEOPLE_DN}"
     )
 
-    await eventually(lambda: refused(auth, result.token), "losing a permission's group signs out")
+    await eventually(
+        lambda: refused(auth, result.token), "losing a permission's group signs out", every=0.2
+    )
     again = await auth.sign_in(uid, "mover-pw")
     assert who(again)[1].user_id == signed_in.user_id
     assert "create_hotlist" not in who(again)[0].permissions
@@ -215,9 +213,11 @@ async def test_a_round_that_dies_after_a_group_loss_leaves_the_group_and_the_ses
     user_id = who(result)[1].user_id
     await auth.stub.issue_assertion(v1.IssueAssertionRequest(user_id=user_id))
     issued = await auth.stub.issue_person_certificate(
-        v1.IssuePersonCertificateRequest(token=result.token, csr_pem=_csr(), label="laptop")
+        v1.IssuePersonCertificateRequest(token=result.token, csr_pem=person_csr(), label="laptop")
     )
-    api_call = v1.AuthenticateCertificateRequest(certificate_der=_der(issued.certificate_pem))
+    api_call = v1.AuthenticateCertificateRequest(
+        certificate_der=certificate_der(issued.certificate_pem)
+    )
     connection = await asyncpg.connect(
         auth.settings.database_url,
         server_settings={"search_path": quote_schema(auth.settings.schema)},
@@ -241,7 +241,9 @@ async def test_a_round_that_dies_after_a_group_loss_leaves_the_group_and_the_ses
             )
             assert not await refused(auth, result.token)
         # Unhindered, a later round does it whole.
-        await eventually(lambda: refused(auth, result.token), "losing the group signs out")
+        await eventually(
+            lambda: refused(auth, result.token), "losing the group signs out", every=0.2
+        )
         assert await groups_and_sessions(connection, user_id) == (before[0] - {triage}, 0)
     finally:
         await connection.close()
@@ -327,7 +329,7 @@ async def test_a_rename_in_the_directory_shows_without_a_sign_in_under_the_same_
         found = await user(auth, user_id)
         return found.username == f"{uid}-new" and found.display_name == "Erin New"
 
-    await eventually(renamed, "the new name shows under the same id")
+    await eventually(renamed, "the new name shows under the same id", every=0.2)
     looked_up = await auth.stub.lookup_users(v1.LookupUsersRequest(usernames=[f"{uid}-new"]))
     assert [u.user_id for u in looked_up.users] == [user_id]
     assert not await refused(auth, result.token)  # a rename ends nothing
@@ -354,7 +356,7 @@ async def test_a_rename_to_a_name_that_is_no_username_is_logged_and_changes_noth
                 for m in caplog.messages
             )
 
-        await eventually(logged, "the re-sync's warning")
+        await eventually(logged, "the re-sync's warning", every=0.2)
     assert any(
         "LDAP attribute uid of ldap:" in m and f"is '{uid} new'" in m for m in caplog.messages
     )
@@ -396,7 +398,7 @@ async def test_one_replica_at_a_time_runs_the_rounds_and_a_stopped_one_hands_ove
     async def rounds_run() -> bool:
         return one.rounds + other.rounds >= 4
 
-    await eventually(rounds_run, "four 1 s rounds between the two replicas")
+    await eventually(rounds_run, "four 1 s rounds between the two replicas", every=0.2)
     assert sorted([one.rounds, other.rounds])[0] == 0, "one replica ran every round"
     leader, follower = (one, other) if one.rounds else (other, one)
     # The leader stops (a replica shut down): it gives the lease back, and the
@@ -408,7 +410,7 @@ async def test_one_replica_at_a_time_runs_the_rounds_and_a_stopped_one_hands_ove
         found = await user(second if follower is other else first, user_id)
         return follower.rounds > 0 and found.display_name == "Moved"
 
-    await eventually(handed_over, "the other replica runs the rounds")
+    await eventually(handed_over, "the other replica runs the rounds", every=0.2)
 
 
 async def test_a_round_that_fails_unexpectedly_is_logged_counted_and_the_rounds_go_on(
@@ -426,7 +428,7 @@ async def test_a_round_that_fails_unexpectedly_is_logged_counted_and_the_rounds_
     async def a_round_ran() -> bool:
         return resync.rounds > 0
 
-    await eventually(a_round_ran, "a first round")
+    await eventually(a_round_ran, "a first round", every=0.2)
     leases = f"{quote_schema(auth.settings.schema)}.bugless_leases"
     with caplog.at_level(logging.ERROR, logger="bugless.supervision"):
         await auth.store.run(lambda conn: conn.execute(f"ALTER TABLE {leases} RENAME TO gone"))
@@ -434,7 +436,7 @@ async def test_a_round_that_fails_unexpectedly_is_logged_counted_and_the_rounds_
         async def failed() -> bool:
             return failures() >= 1
 
-        await eventually(failed, "a round fails on the missing table")
+        await eventually(failed, "a round fails on the missing table", every=0.2)
         await auth.store.run(
             lambda conn: conn.execute(
                 f"ALTER TABLE {quote_schema(auth.settings.schema)}.gone RENAME TO bugless_leases"
@@ -445,7 +447,7 @@ async def test_a_round_that_fails_unexpectedly_is_logged_counted_and_the_rounds_
         async def next_round_ran() -> bool:
             return resync.rounds > rounds
 
-        await eventually(next_round_ran, "the rounds go on once the table is back")
+        await eventually(next_round_ran, "the rounds go on once the table is back", every=0.2)
 
     logged = [r for r in caplog.records if r.name == "bugless.supervision"]
     assert len(logged) == failures()  # each failure logged once

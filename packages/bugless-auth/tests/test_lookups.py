@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import asyncpg
-from auth_support import AuthServer, StartAuth, set_disabled, unique
+from auth_support import AuthServer, StartAuth, eventually, set_disabled, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
-from test_user_change_feed import eventually
 
 from bugless_auth.directory import CachedUser, EncodedUsersResponse
 from bugless_auth.store import IdentityStore, UserRecord

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import trustme
-from auth_support import AuthServer, StartAuth, unique
+from auth_support import AuthServer, StartAuth, certificate_der, person_csr, unique
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_errors import expect_status
@@ -22,31 +22,6 @@ from bugless_auth.settings import PeopleCaSettings
 from bugless_proto import v1
 
 DeviceState = v1.DeviceLoginState
-
-
-def _csr(
-    *,
-    common_name: str | None = None,
-    san: str | None = None,
-    ca: bool = False,
-    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
-) -> str:
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
-    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names))
-    if san:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(san)]), critical=False
-        )
-    if ca:
-        builder = builder.add_extension(
-            x509.BasicConstraints(ca=True, path_length=None), critical=True
-        )
-    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _der(pem: str) -> bytes:
-    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
 
 
 @pytest.fixture
@@ -76,7 +51,7 @@ async def test_a_person_gets_a_certificate_named_by_their_id_and_signs_in_with_i
     name = unique("alice")
     token = await _token(people, name)
     issued = await people.stub.issue_person_certificate(
-        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), label="laptop")
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr(), label="laptop")
     )
     cert = x509.load_pem_x509_certificate(issued.certificate_pem.encode())
     user_id = issued.user_id
@@ -92,7 +67,7 @@ async def test_a_person_gets_a_certificate_named_by_their_id_and_signs_in_with_i
 
     # No mapping file and no tls backend: the people CA's certificates map by user id.
     result = await people.stub.authenticate_certificate(
-        v1.AuthenticateCertificateRequest(certificate_der=_der(issued.certificate_pem))
+        v1.AuthenticateCertificateRequest(certificate_der=certificate_der(issued.certificate_pem))
     )
     assert result.identity is not None
     assert result.identity.user is not None
@@ -110,10 +85,13 @@ async def test_a_person_gets_a_certificate_named_by_their_id_and_signs_in_with_i
 @pytest.mark.parametrize(
     ("csr", "message"),
     [
-        (lambda name: _csr(common_name="admin"), "is not yours"),
-        (lambda name: _csr(san=USER_URI_PREFIX + "someone-else"), "subject alternative names"),
-        (lambda name: _csr(common_name=name, ca=True), "CA"),
-        (lambda name: _csr(key=rsa.generate_private_key(65537, 1024)), "2048"),
+        (lambda name: person_csr(common_name="admin"), "is not yours"),
+        (
+            lambda name: person_csr(san=USER_URI_PREFIX + "someone-else"),
+            "subject alternative names",
+        ),
+        (lambda name: person_csr(common_name=name, ca=True), "CA"),
+        (lambda name: person_csr(key=rsa.generate_private_key(65537, 1024)), "2048"),
         (lambda name: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "never"),
         (lambda name: "not a csr", "not a PEM certificate signing request"),
         (lambda name: "", "required"),
@@ -144,7 +122,7 @@ async def test_own_common_name_is_accepted_and_lifetimes_are_capped(people: Auth
     token = await _token(people, name)
     issued = await people.stub.issue_person_certificate(
         v1.IssuePersonCertificateRequest(
-            token=token, csr_pem=_csr(common_name=name), validity_seconds=10 * 24 * 3600
+            token=token, csr_pem=person_csr(common_name=name), validity_seconds=10 * 24 * 3600
         )
     )
     cert = x509.load_pem_x509_certificate(issued.certificate_pem.encode())
@@ -158,7 +136,7 @@ async def test_a_lifetime_that_is_not_a_number_is_refused_naming_it(people: Auth
         error = await expect_status(
             people.stub.issue_person_certificate(
                 v1.IssuePersonCertificateRequest(
-                    token=token, csr_pem=_csr(), validity_seconds=seconds
+                    token=token, csr_pem=person_csr(), validity_seconds=seconds
                 )
             ),
             Status.INVALID_ARGUMENT,
@@ -174,9 +152,9 @@ async def test_a_lifetime_that_is_not_a_number_is_refused_naming_it(people: Auth
 async def test_an_expired_certificate_signs_nobody_in(people: AuthServer) -> None:
     token = await _token(people, unique("brief"))
     issued = await people.stub.issue_person_certificate(
-        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), validity_seconds=5)
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr(), validity_seconds=5)
     )
-    der = _der(issued.certificate_pem)
+    der = certificate_der(issued.certificate_pem)
     # Certificate times are whole seconds: 5 s leaves the first use at least
     # 4 s (2 s left as little as 1 on a loaded machine); then past its end.
     await people.stub.authenticate_certificate(
@@ -201,13 +179,15 @@ async def test_revocation_by_owner_admin_and_disabling(people: AuthServer) -> No
 
     async def issue() -> v1.PersonCertificate:
         return await people.stub.issue_person_certificate(
-            v1.IssuePersonCertificateRequest(token=owner_token, csr_pem=_csr())
+            v1.IssuePersonCertificateRequest(token=owner_token, csr_pem=person_csr())
         )
 
     async def refused(cert: v1.PersonCertificate) -> None:
         await expect_status(
             people.stub.authenticate_certificate(
-                v1.AuthenticateCertificateRequest(certificate_der=_der(cert.certificate_pem))
+                v1.AuthenticateCertificateRequest(
+                    certificate_der=certificate_der(cert.certificate_pem)
+                )
             ),
             Status.UNAUTHENTICATED,
         )
@@ -256,11 +236,11 @@ async def test_issuance_is_limited_per_person_per_hour(people: AuthServer) -> No
     token = await _token(people, unique("eager"))
     for _ in range(3):
         await people.stub.issue_person_certificate(
-            v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr())
+            v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr())
         )
     error = await expect_status(
         people.stub.issue_person_certificate(
-            v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr())
+            v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr())
         ),
         Status.RESOURCE_EXHAUSTED,
     )
@@ -271,7 +251,9 @@ async def test_device_login_approved_once_then_delivered_once(people: AuthServer
     name = unique("device")
     token = await _token(people, name)
     started = await people.stub.start_device_login(
-        v1.StartDeviceLoginRequest(csr_pem=_csr(), label="build box", client_address="192.0.2.4")
+        v1.StartDeviceLoginRequest(
+            csr_pem=person_csr(), label="build box", client_address="192.0.2.4"
+        )
     )
     assert len(started.device_code) >= 40
     assert len(started.user_code) == 9
@@ -309,7 +291,9 @@ async def test_device_login_approved_once_then_delivered_once(people: AuthServer
     assert again.state == DeviceState.DELIVERED
     assert not again.certificate_pem
     result = await people.stub.authenticate_certificate(
-        v1.AuthenticateCertificateRequest(certificate_der=_der(delivered.certificate_pem))
+        v1.AuthenticateCertificateRequest(
+            certificate_der=certificate_der(delivered.certificate_pem)
+        )
     )
     assert result.identity is not None
     assert result.identity.user is not None
@@ -322,7 +306,7 @@ async def test_device_login_approved_once_then_delivered_once(people: AuthServer
 
 async def test_device_login_denied_or_expired_gives_nothing(people: AuthServer) -> None:
     token = await _token(people, unique("wary"))
-    denied = await people.stub.start_device_login(v1.StartDeviceLoginRequest(csr_pem=_csr()))
+    denied = await people.stub.start_device_login(v1.StartDeviceLoginRequest(csr_pem=person_csr()))
     await people.stub.approve_device_login(
         v1.ApproveDeviceLoginRequest(token=token, user_code=denied.user_code, deny=True)
     )
@@ -331,7 +315,7 @@ async def test_device_login_denied_or_expired_gives_nothing(people: AuthServer) 
     )
     assert answer.state == DeviceState.DENIED
     assert not answer.certificate_pem
-    late = await people.stub.start_device_login(v1.StartDeviceLoginRequest(csr_pem=_csr()))
+    late = await people.stub.start_device_login(v1.StartDeviceLoginRequest(csr_pem=person_csr()))
     await people.store.run(
         lambda conn: conn.execute(
             "UPDATE device_logins SET expires_at = now() - INTERVAL '1 second' "
@@ -358,9 +342,9 @@ async def test_device_login_denied_or_expired_gives_nothing(people: AuthServer) 
 async def test_revoking_the_presented_certificate(people: AuthServer) -> None:
     token = await _token(people, unique("leaving"))
     issued = await people.stub.issue_person_certificate(
-        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr())
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr())
     )
-    der = _der(issued.certificate_pem)
+    der = certificate_der(issued.certificate_pem)
     revoked = await people.stub.revoke_person_certificate(
         v1.RevokePersonCertificateRequest(presented_certificate_der=der)
     )
@@ -378,7 +362,7 @@ async def test_without_a_people_ca_issuance_is_a_clear_refusal(auth: AuthServer)
     token = await _token(auth, unique("nobody"))
     error = await expect_status(
         auth.stub.issue_person_certificate(
-            v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr())
+            v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr())
         ),
         Status.FAILED_PRECONDITION,
     )
@@ -393,10 +377,10 @@ async def test_a_people_ca_certificate_outside_the_records_acts_as_nobody(
     assert people_ca_settings.cert_file is not None
     assert people_ca_settings.key_file is not None
     ca = PeopleCa.load(people_ca_settings.cert_file, people_ca_settings.key_file, max_seconds=3600)
-    minted = ca.sign(_csr(), user_id=victim.user_id, username=victim.username, seconds=600)
+    minted = ca.sign(person_csr(), user_id=victim.user_id, username=victim.username, seconds=600)
     error = await expect_status(
         people.stub.authenticate_certificate(
-            v1.AuthenticateCertificateRequest(certificate_der=_der(minted.pem))
+            v1.AuthenticateCertificateRequest(certificate_der=certificate_der(minted.pem))
         ),
         Status.UNAUTHENTICATED,
     )
@@ -442,9 +426,11 @@ async def test_ending_a_certificates_session_ends_that_connection_not_the_certif
     name = unique("erin")
     token = await _token(people, name)
     issued = await people.stub.issue_person_certificate(
-        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), label="laptop")
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr(), label="laptop")
     )
-    request = v1.AuthenticateCertificateRequest(certificate_der=_der(issued.certificate_pem))
+    request = v1.AuthenticateCertificateRequest(
+        certificate_der=certificate_der(issued.certificate_pem)
+    )
     connection = await people.stub.authenticate_certificate(request)
     listed = await people.stub.list_sessions(v1.ListSessionsRequest(token=token))
     (ended,) = [s for s in listed.sessions if s.authenticator == "people-ca"]
@@ -493,7 +479,7 @@ async def test_device_login_refuses_a_weak_key_at_once(
     address = unique("weak-key-device")
     error = await expect_status(
         people.stub.start_device_login(
-            v1.StartDeviceLoginRequest(csr_pem=_csr(key=key()), client_address=address)
+            v1.StartDeviceLoginRequest(csr_pem=person_csr(key=key()), client_address=address)
         ),
         Status.INVALID_ARGUMENT,
     )

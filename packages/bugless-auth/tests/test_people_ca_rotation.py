@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import test_people_ca
 import trustme
-from auth_support import AuthServer, StartAuth, unique
+from auth_support import AuthServer, StartAuth, certificate_der, person_csr, unique
 from cryptography import x509
 from grpc_errors import expect_status
 from grpclib.const import Status
-from test_people_ca import _csr, _der, _token
+from test_people_ca import _token
 
 from bugless_auth.settings import PeopleCaSettings
 from bugless_core.errors import from_grpc_error
@@ -36,13 +36,13 @@ def _ca_files(directory: Path, ca: trustme.CA, stem: str) -> tuple[Path, Path]:
 
 async def _issue(server: AuthServer, token: str, label: str) -> v1.PersonCertificate:
     return await server.stub.issue_person_certificate(
-        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), label=label)
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr(), label=label)
     )
 
 
 async def _username(server: AuthServer, issued: v1.PersonCertificate) -> str:
     result = await server.stub.authenticate_certificate(
-        v1.AuthenticateCertificateRequest(certificate_der=_der(issued.certificate_pem))
+        v1.AuthenticateCertificateRequest(certificate_der=certificate_der(issued.certificate_pem))
     )
     assert result.identity is not None
     assert result.identity.user is not None
@@ -85,12 +85,16 @@ async def test_during_a_rotation_both_cas_certificates_sign_in_and_only_the_new_
     assert [await _username(during, c) for c in (old, new)] == [name, name]
     # `bugless logout` with an old certificate revokes it, as before the rotation.
     revoked = await during.stub.revoke_person_certificate(
-        v1.RevokePersonCertificateRequest(presented_certificate_der=_der(old_spare.certificate_pem))
+        v1.RevokePersonCertificateRequest(
+            presented_certificate_der=certificate_der(old_spare.certificate_pem)
+        )
     )
     assert revoked.serial == old_spare.serial
     error = await expect_status(
         during.stub.authenticate_certificate(
-            v1.AuthenticateCertificateRequest(certificate_der=_der(old_spare.certificate_pem))
+            v1.AuthenticateCertificateRequest(
+                certificate_der=certificate_der(old_spare.certificate_pem)
+            )
         ),
         Status.UNAUTHENTICATED,
     )
@@ -103,7 +107,7 @@ async def test_during_a_rotation_both_cas_certificates_sign_in_and_only_the_new_
     )
     refused = await expect_status(
         after.stub.authenticate_certificate(
-            v1.AuthenticateCertificateRequest(certificate_der=_der(old.certificate_pem))
+            v1.AuthenticateCertificateRequest(certificate_der=certificate_der(old.certificate_pem))
         ),
         Status.UNAUTHENTICATED,
     )
@@ -126,7 +130,7 @@ async def test_a_replaced_people_ca_without_overlap_ends_the_old_ones_certificat
     token = await _token(before, name)
     old = await _issue(before, token, "laptop")
     connected = await before.stub.authenticate_certificate(
-        v1.AuthenticateCertificateRequest(certificate_der=_der(old.certificate_pem))
+        v1.AuthenticateCertificateRequest(certificate_der=certificate_der(old.certificate_pem))
     )
     replacement = trustme.CA(organization_name="bugless people CA 2")
     cert, key = _ca_files(tmp_path, replacement, "people-ca-2")
@@ -137,7 +141,7 @@ async def test_a_replaced_people_ca_without_overlap_ends_the_old_ones_certificat
     )
     refused = await expect_status(
         after.stub.authenticate_certificate(
-            v1.AuthenticateCertificateRequest(certificate_der=_der(old.certificate_pem))
+            v1.AuthenticateCertificateRequest(certificate_der=certificate_der(old.certificate_pem))
         ),
         Status.UNAUTHENTICATED,
     )

@@ -27,12 +27,20 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 import test_people_ca
-from auth_support import PASSWORD, AuthServer, StartAuth, unique
+from auth_support import (
+    LIVE_CERTIFICATES,
+    LIVE_SESSIONS,
+    PASSWORD,
+    WAITERS,
+    AuthServer,
+    StartAuth,
+    eventually,
+    person_csr,
+    unique,
+)
 from grpc_errors import expect_status
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from test_people_ca import _csr
-from test_user_change_feed import eventually
 
 from bugless_auth import _queries as sql
 from bugless_auth import _session_queries as session_sql
@@ -52,32 +60,15 @@ people_ca_settings = test_people_ca.people_ca_settings
 #: Longer than any test here: a replica's follower reads at its start, then not again.
 SLOW_POLL_SECONDS = 60.0
 
-#: Backends waiting for a lock backend $1 holds (the test's connection). Not
-#: by query text: a pooled connection's first use of a statement waits in its
-#: Parse, while ``pg_stat_activity`` still shows the statement before. Nor
-#: from ``pg_stat_activity`` at all: it is read once per transaction, so a
-#: poll inside the transaction that holds the lock never sees a backend that
-#: connected after its first read (a CLI, a pool's new connection); ``pg_locks``
-#: is read afresh by every statement.
-WAITERS = """
-SELECT DISTINCT pid FROM pg_locks WHERE NOT granted AND $1 = ANY(pg_blocking_pids(pid))
-"""
 #: What the disable revokes of a person's certificates (``PeopleCertificates.revoke_user``).
 REVOKE_CERTIFICATES = """
 UPDATE people_certificates SET revoked_at = now(), revoked_by = 'test', revoked_reason = 'test'
  WHERE user_id = $1 AND revoked_at IS NULL AND not_after > now()
 """
-LIVE_SESSIONS = """
-SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
-"""
 LIVE_SESSIONS_OF_ANY = """
 SELECT user_id, count(*) FROM sessions
  WHERE user_id = ANY($1::text[]) AND revoked_at IS NULL AND expires_at > now()
  GROUP BY user_id
-"""
-LIVE_CERTIFICATES = """
-SELECT count(*) FROM people_certificates
- WHERE user_id = $1 AND revoked_at IS NULL AND not_after > now()
 """
 
 
@@ -302,7 +293,7 @@ async def test_a_certificate_recorded_after_the_disable_revoked_the_others_is_re
     bob = await first.add_user(unique("bob"))
     token = (await first.sign_in(bob.username)).token
     call = first.stub.issue_person_certificate(
-        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr())
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr())
     )
     refused = await refused_as_written_after_the_disable(
         lock_connection, "people_certificates", bob, call, Status.PERMISSION_DENIED

@@ -26,7 +26,7 @@ from bugless_proto import v1
 #: test then ends: never a backend some other lock left waiting).
 #: Read from pg_locks, afresh by every statement: pg_stat_activity, polled in the
 #: lock holder's transaction, is the snapshot of its first read (a backend that
-#: connected later is never seen; see test_sessions_vs_disable.WAITERS).
+#: connected later is never seen; see auth_support.WAITERS).
 WAITING = """
 SELECT DISTINCT pid FROM pg_locks
  WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))

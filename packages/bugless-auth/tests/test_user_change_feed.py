@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
-from auth_support import TEST_ENDS, AuthServer, StartAuth, set_disabled, unique
+from auth_support import TEST_ENDS, AuthServer, StartAuth, eventually, set_disabled, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 from test_admin import admin_token
@@ -25,17 +23,6 @@ from bugless_auth.user_feed import prune_user_changes, read_user_changes
 from bugless_auth.user_writes import UserWrites
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_proto import v1
-
-#: How long a change may take to show: a few polls on a loaded machine.
-WITHIN_SECONDS = 15.0
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WITHIN_SECONDS
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"not within {WITHIN_SECONDS} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def start_following(start_auth_server: StartAuth, **extra: object) -> AuthServer:

@@ -18,9 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from auth_support import AuthServer, StartAuth, set_disabled, unique
+from auth_support import AuthServer, StartAuth, eventually, set_disabled, unique
 from prometheus_client import CollectorRegistry
-from test_user_change_feed import changes_after, eventually, exact, ldap_identity
+from test_user_change_feed import changes_after, exact, ldap_identity
 
 from bugless_auth.user_feed import RecentChanges, prune_user_changes, read_user_changes
 from bugless_core.user_cache import (

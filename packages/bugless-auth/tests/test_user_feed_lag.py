@@ -18,8 +18,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from auth_support import AuthServer, StartAuth, unique
-from test_user_change_feed import eventually
+from auth_support import AuthServer, StartAuth, eventually, unique
 
 from bugless_auth.user_feed import FRESH_POLLS, LAGGING_POLLS
 from bugless_core.user_cache import UserCache, get_user_changes, get_users
@@ -36,7 +35,7 @@ HELD_SECONDS = 3.0
 #: own, is no sign of the read the test holds.
 #: Read from pg_locks, afresh by every statement: pg_stat_activity, polled in the
 #: lock holder's transaction, is the snapshot of its first read (a backend that
-#: connected later is never seen; see test_sessions_vs_disable.WAITERS).
+#: connected later is never seen; see auth_support.WAITERS).
 LOCK_WAITERS = """
 SELECT DISTINCT pid FROM pg_locks
  WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))

@@ -32,7 +32,7 @@ LATER_SECONDS = 1.0
 #: Backends waiting for a lock the connection running this holds (or waits for ahead of them).
 #: Read from pg_locks, afresh by every statement: pg_stat_activity, polled in the
 #: lock holder's transaction, is the snapshot of its first read (a backend that
-#: connected later is never seen; see test_sessions_vs_disable.WAITERS).
+#: connected later is never seen; see auth_support.WAITERS).
 LOCK_WAITERS = """
 SELECT DISTINCT pid FROM pg_locks
  WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))

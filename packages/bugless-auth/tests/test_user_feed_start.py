@@ -20,8 +20,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from auth_support import AuthServer, StartAuth, set_disabled, unique
-from test_user_change_feed import eventually
+from auth_support import AuthServer, StartAuth, eventually, set_disabled, unique
 from test_user_changes_from_memory import polled
 from test_user_feed_lag import LOCK_WAITERS
 
