@@ -220,15 +220,24 @@ async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
     )
     assert (one.name, one.content_type, one.created_at) == ("screen.png", "image/png", _hours(3))
 
-    # The timeline: each file at its place, with the source's description;
-    # a file left out keeps its entry, which says why.
+    # The timeline: each file at its place, the source's description the
+    # file's own (no comment of its entry); a file left out keeps its
+    # entry, which says why.
     entries = await history(model, issue.id)
     shown = [(e.created_at, e.comment, [a.name for a in e.attachments]) for e in entries[1:]]
     assert shown[:3] == [
         (_hours(1), "Logs follow.", []),
-        (_hours(2), "the engine log.txt", ["engine log.txt"]),
-        (_hours(3), "the screen.png", ["screen.png"]),
+        (_hours(2), "", ["engine log.txt"]),
+        (_hours(3), "", ["screen.png"]),
     ]
+    assert [a.description for e in entries for a in e.attachments] == [
+        "the engine log.txt",
+        "the screen.png",
+    ]
+    assert [f.description for f in files] == ["the engine log.txt", "the screen.png"]
+    # The description, "Logs follow.", the two notes of files left out and
+    # "Fixed.": a described file is no comment (it was, one each, before).
+    assert issue.comment_count == 5
     assert shown[3][0] == _hours(4)
     assert "`core.dump` was not imported" in shown[3][1]
     assert shown[3][2] == []
@@ -249,10 +258,11 @@ async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
     )
     assert [f.id for f in listed.attachments] == [f.id for f in files]
 
-    # The web's issue page shows the files.
+    # The web's issue page shows the files, each with its description.
     page = await _issue_page(bugless_stack, issue.id)
     assert page.status_code == 200, page.text[:500]
     assert "engine log.txt" in page.text
+    assert page.text.count('<div class="attachment-description markdown"><p>the screen.png') == 2
     assert "screen.png" in page.text
     assert f"/attachments/{files[0].id}" in page.text
 
@@ -379,9 +389,13 @@ async def test_redmine_attachments_are_copied_from_their_content_url_once(
 
         entries = await history(model, issue.id)
         shown = [(e.comment, [a.name for a in e.attachments]) for e in entries[1:]]
+        assert [a.description for e in entries for a in e.attachments] == [
+            "the ground log.txt",
+            "the antenna.png",
+        ]
         assert shown[2:4] == [
-            ("the ground log.txt", ["ground log.txt"]),
-            ("the antenna.png", ["antenna.png"]),
+            ("", ["ground log.txt"]),
+            ("", ["antenna.png"]),
         ]
         assert "`core.dump` was not imported" in shown[4][0]
         assert shown[5] == ("Fixed the buffer.", [])

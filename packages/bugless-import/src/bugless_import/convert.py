@@ -11,6 +11,7 @@ whenever the source's log is complete.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -370,14 +371,22 @@ def _file_entry(
     at: datetime,
     text: Callable[[str], str],
 ) -> v1.ImportedEntry:
-    """The entry attaching one source file (or saying why it was not copied)."""
+    """The entry attaching one source file (or saying why it was not copied).
+
+    The source's description of the file (a Trac or Redmine attachment's)
+    is the attachment's own (``ImportedAttachment.description``), as the
+    source shows it next to the file: the entry writes no comment, so the
+    issue counts no comment for it. A file not copied has no attachment to
+    carry it: its entry's comment says why, after the description.
+    """
     comment = text(source.comment)
     if isinstance(stored, str):
         note = f"(The source's file `{source.name}` was not imported: {stored}.)"
         return v1.ImportedEntry(
             author=author, created_at=at, comment=f"{comment}\n\n{note}" if comment else note
         )
-    return v1.ImportedEntry(author=author, created_at=at, comment=comment, attachments=[stored])
+    described = dataclasses.replace(stored, description=comment)
+    return v1.ImportedEntry(author=author, created_at=at, attachments=[described])
 
 
 def _delta_value(

@@ -104,6 +104,14 @@ INSERT INTO attachments (issue_id, entry_version, name, size, content_type,
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING *
 """
+#: :data:`INSERT` for an imported file, with its source's description ``$11``
+#: (migration 0030).
+INSERT_IMPORTED = """
+INSERT INTO attachments (issue_id, entry_version, name, size, content_type,
+                         declared_content_type, sha256, uploader, created_at, folded_name,
+                         description)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+"""
 #: Up to $1 attachments without their folded name (made before migration
 #: 0022, or by a replica of the release before it since).
 UNFOLDED_NAMES = "SELECT id, name FROM attachments WHERE folded_name IS NULL LIMIT $1"
@@ -162,7 +170,8 @@ UPDATE issues AS i
 RETURNING {q.ISSUE_COLUMNS}, u.used, u.files"""
 #: Mark attachment $1 of issue $2 redacted, unless it is already; its content's hash.
 MARK_REDACTED = """
-UPDATE attachments SET redacted = true WHERE id = $1 AND issue_id = $2 AND NOT redacted
+UPDATE attachments SET redacted = true, description = ''
+ WHERE id = $1 AND issue_id = $2 AND NOT redacted
 RETURNING sha256
 """
 #: The content row of $1, made if missing, locked either way, in one
@@ -204,6 +213,7 @@ def attachment_from_row(row: Row) -> v1.Attachment:
         created_at=row["created_at"],
         deleted_in_version=row["deleted_in_version"],
         redacted=row["redacted"],
+        description=row["description"],
     )
 
 
@@ -341,7 +351,7 @@ async def record_upload(
         row.update(
             id=entry_row["attachment_id"], issue_id=issue_id, entry_version=version,
             uploader=ctx.caller.user_id, created_at=ctx.now, deleted_in_version=0,
-            redacted=False,
+            redacted=False, description="",
         )  # fmt: skip
     else:
         row = one_row(await ctx.conn.fetchrow(

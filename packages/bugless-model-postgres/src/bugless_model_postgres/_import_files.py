@@ -133,7 +133,8 @@ async def attach(
             content_type = await _sniff(store, file.sha256, ref.size)
             check_content_type(settings, content_type, "content")
             await ctx.conn.execute(
-                att.INSERT,
+                att.INSERT_IMPORTED,
                 issue_id, version, name, ref.size, content_type, file.content_type,
                 bytes.fromhex(file.sha256), author, created_at, name.casefold(),
+                file.description,
             )  # fmt: skip

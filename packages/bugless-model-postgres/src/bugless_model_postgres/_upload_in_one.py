@@ -190,7 +190,7 @@ async def upload(
         "name": name, "size": ref.size, "content_type": content_type,
         "declared_content_type": header.content_type, "sha256": bytes.fromhex(ref.sha256),
         "uploader": caller.user_id, "created_at": ctx.now, "deleted_in_version": 0,
-        "redacted": False,
+        "redacted": False, "description": "",
     }  # fmt: skip
     ctx.know_entry(done, (file,))
     issue = await _attachments.issue_after(ctx, row, written)

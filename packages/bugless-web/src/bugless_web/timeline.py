@@ -216,7 +216,13 @@ async def names_for(
         backends.users(users),
         component_paths(backends, viewer, components),
         hotlist_names(backends, viewer, hotlists),
-        mentioned_people(backends, [entry.comment for entry in entries]),
+        mentioned_people(
+            backends,
+            [
+                *(entry.comment for entry in entries),
+                *(a.description for entry in entries for a in entry.attachments),
+            ],
+        ),
     )
     return Names(
         users=found_users,

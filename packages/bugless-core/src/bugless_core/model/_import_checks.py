@@ -138,11 +138,12 @@ def _time(value: datetime | None, path: str, *, required: bool) -> datetime | No
 
 
 def _check_files(files: Sequence[v1.ImportedAttachment], path: str) -> None:
-    """Each file names stored content: a name, a SHA-256, a size."""
+    """Each file names stored content: a name, a SHA-256, a size; a description as a comment."""
     for i, file in enumerate(files):
         where = f"{path}[{i}]"
         check_text(file.name, f"{where}.name", MAX_RAW_NAME_CHARS, required=True)
         check_text(file.content_type, f"{where}.content_type", MAX_CONTENT_TYPE_LENGTH)
+        check_text(file.description, f"{where}.description", limits.MAX_COMMENT_LENGTH)
         check_sha256(file.sha256, f"{where}.sha256")
         if file.size < 0:
             raise _fail(f"{where}.size", "must not be negative")

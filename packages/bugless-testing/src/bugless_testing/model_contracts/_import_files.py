@@ -138,3 +138,40 @@ class ImportedFileContract:
         await expect_error(store_content(model, PNG, caller=ALICE), Status.PERMISSION_DENIED)
         too_big = b"x" * (ATTACHMENT_LIMITS.max_file_bytes + 1)
         await expect_error(store_content(model, too_big), Status.RESOURCE_EXHAUSTED, "limit")
+
+    async def test_a_described_file_keeps_its_description_and_counts_no_comment(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        shot = await store_content(model, PNG + b"described", "pad.png")
+        shot.description = "The pad after the *second* test."
+        items = [_entry("src-dev", 1, "I can reproduce it."), _attaching("src-qa", 2, shot)]
+        done = await model.import_issue(_request(component.id, _external_id(), *items))
+        assert done.issue is not None
+        # The description and one comment: the file's entry wrote none.
+        assert done.issue.comment_count == 2
+        entries = await history(model, done.issue.id)
+        assert (entries[2].comment, entries[2].author) == ("", "src-qa")
+        assert [a.description for a in entries[2].attachments] == [shot.description]
+        (file,) = await listed(model, done.issue.id, caller=ADMIN)
+        assert file.description == shot.description
+        redacted = await model.redact(
+            v1.RedactRequest(
+                caller=ADMIN,
+                issue_id=done.issue.id,
+                expected_version=done.issue.version,
+                target=v1.RedactionTarget.ATTACHMENT,
+                attachment_id=file.id,
+            )
+        )
+        assert redacted.issue is not None
+        assert redacted.issue.comment_count == 2
+        (file,) = await listed(model, done.issue.id, caller=ADMIN)
+        assert (file.redacted, file.description) == (True, "")
+        too_long = v1.ImportedAttachment(
+            name="x.png", sha256=shot.sha256, size=shot.size, description="x" * 70_000
+        )
+        request = _request(component.id, _external_id(), _attaching("a", 1, too_long))
+        await expect_error(
+            model.import_issue(request), Status.INVALID_ARGUMENT, "attachments[0].description"
+        )

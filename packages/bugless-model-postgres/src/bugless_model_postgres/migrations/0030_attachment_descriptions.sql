@@ -1,0 +1,15 @@
+-- bugless schema: an attachment keeps what its uploader said it is.
+--
+-- A source tracker describes a file in a field of its own (a Trac
+-- attachment's "description", Redmine's), shown next to the file, not in
+-- the ticket's comments. The import carried it as the comment of the entry
+-- attaching the file, so each described file was one comment more
+-- (comment_count, commenter:, the timeline's "commented"). It is the
+-- file's now (Attachment.description, ImportedAttachment.description).
+-- Native uploads leave it empty; a redaction of the file blanks it.
+--
+-- Valid on PostgreSQL 14+ and CockroachDB 23.2+ (a column with a constant
+-- default: no rewrite on PostgreSQL 11+, an online schema change on
+-- CockroachDB). A replica of the earlier release writes '' and reads
+-- around it (it selects the columns it knows by name from `SELECT *`).
+ALTER TABLE attachments ADD COLUMN description text NOT NULL DEFAULT '';
