@@ -428,3 +428,34 @@ async def test_a_write_whose_renewed_session_ended_too_is_made_again_by_the_clie
         assert caplog.text.count(ANSWERED_RENEWED) == answered
         mine = [h.name for h in await rig.client.list_hotlists(member=rig.username)]
         assert sorted(mine) == sorted(created), "a write was lost or applied twice"
+
+
+@pytest.mark.parametrize("stream", ["download", "watch"])
+async def test_a_stream_whose_renewed_session_ended_too_is_opened_again_by_the_client(
+    bots: Bots, caplog: pytest.LogCaptureFixture, tmp_path: Path, stream: str
+) -> None:
+    """A download, and a watch's opening (not in place yet, reconnect=False), that the
+    API opened again once with a new session which had ended too, are answered
+    UNAVAILABLE SESSION_RENEWED, and the client opens them again at once with the
+    third: the download is whole, the watch subscribed, by a client whose policy makes
+    no retries (a renewal is no failure). Before, the download counted the renewal as
+    an attempt and failed, and a watch not yet in place raised it."""
+    caplog.set_level(logging.INFO, logger="bugless.api")
+    async with _renewals(bots, RetryPolicy(attempts=1)) as rig:
+        content = secrets.token_bytes(CHUNK_BYTES + 17)
+        path, copy = tmp_path / "trace.bin", tmp_path / "copy.bin"
+        path.write_bytes(content)
+        component = await rig.client.create_component(f"Renewal-{secrets.token_hex(3)}")
+        issue = await rig.client.create_issue("downloads across a session end", component.id)
+        done = await rig.client.attach(issue.id, path)
+        assert done.attachment is not None
+        await rig.end_the_session()
+        if stream == "download":
+            download = rig.client.download_attachment(done.attachment.id, copy)
+            got = await rig.end_renewals(asyncio.ensure_future(download), 1)
+            assert got.size == len(content)
+            assert copy.read_bytes() == content
+        else:
+            await rig.end_renewals(asyncio.ensure_future(_watch_once(rig.client)), 1)
+        assert caplog.text.count(RENEWED) == 1
+        assert caplog.text.count(ANSWERED_RENEWED) == 1

@@ -419,7 +419,11 @@ class AttachmentCalls(ClientBase):
         something appeared meanwhile (:func:`_place_new`), not renamed over it.
         A dropped connection resumes from the bytes already written (at
         the attachment's end, a call that reads nothing); a download a
-        draining replica refused resumes down a new connection.
+        draining replica refused resumes down a new connection, and one
+        refused as of the connection's ended session (reason
+        ``SESSION_RENEWED``: the API has a new one) at once, on the same
+        connection, once per renewal and whatever the retry policy
+        (:func:`~bugless_api.client._base.made_again_renewed`).
 
         Raises:
             AlreadyExists: ``replace`` is false and something is at
@@ -442,7 +446,7 @@ class AttachmentCalls(ClientBase):
         await _check_destination(target, replace=replace)
         attachment: v1.Attachment | None = None
         written = 0
-        attempt = 0
+        attempt = renewals = 0
         try:
             partial, handle = await asyncio.to_thread(_open_beside, target)
         except OSError as exc:
@@ -470,6 +474,11 @@ class AttachmentCalls(ClientBase):
                 except RangeNotSatisfiable as exc:  # a resume at ``written`` > 0 only
                     raise _past_the_end(attachment_id, exc.size, written, target) from exc
                 except Unavailable as exc:
+                    if written > resumed_at:
+                        renewals = 0
+                    elif made_again_renewed(exc, renewals):
+                        renewals += 1  # at once, on the connection with the new session
+                        continue
                     # The policy bounds failures in a row that moved nothing:
                     # a long download over a link that drops now and then
                     # finishes as long as each call brings bytes.

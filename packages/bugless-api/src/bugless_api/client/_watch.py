@@ -27,7 +27,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from grpclib.client import Channel
 
-from bugless_api.client._base import RetryPolicy
+from bugless_api.client._base import RetryPolicy, made_again_renewed
 from bugless_core.clients import call_errors, channel_connection, forget_connection
 from bugless_core.errors import Unavailable
 from bugless_proto import v1
@@ -85,14 +85,19 @@ async def resuming_watch(
 
     Only once the watch was in place (its ``subscribed`` marker came): a
     first connection that fails is the script's to see (a wrong address must
-    not wait forever). Only the first marker is yielded: a reconnection is
-    not a new watch, the stream goes on where it was. The waits between attempts
-    grow as ``retry``'s (full jitter, capped at its ``max_backoff``) and go
-    on for as long as it takes (a rollout can take minutes). They start again
-    from the first only once a stream proved healthy: it delivered a change,
-    or it stayed up for ``retry.max_backoff`` seconds. A marker proves
-    nothing (a server that ends every stream right after it would otherwise
-    be reconnected to at the first, shortest wait forever). Each wait is
+    not wait forever). An opening refused as of the connection's ended
+    session, which the API renewed (reason ``SESSION_RENEWED``), is no
+    failure: it is made again at once, on the same connection, whether the
+    watch was in place or not
+    (:func:`~bugless_api.client._base.made_again_renewed`). Only the first
+    marker is yielded: a reconnection is not a new watch, the stream goes on
+    where it was. The waits between attempts grow as ``retry``'s (full
+    jitter, capped at its ``max_backoff``) and go on for as long as it takes
+    (a rollout can take minutes). They start again from the first only once
+    a stream proved healthy: it delivered a change, or it stayed up for
+    ``retry.max_backoff`` seconds. A marker proves nothing (a server that
+    ends every stream right after it would otherwise be reconnected to at
+    the first, shortest wait forever). Each wait is
     logged at WARNING on the ``bugless.client`` logger. Any other error ends the watch, a
     position older than the feed's retention included
     (:class:`~bugless_core.errors.FeedPositionPruned`: re-read the state and
@@ -100,7 +105,7 @@ async def resuming_watch(
     """
     resume = _Resume(request.after_position)
     subscribed = False
-    failures = 0
+    failures = renewals = 0
     loop = asyncio.get_running_loop()
     while True:
         request.after_position = resume.after_position()
@@ -110,16 +115,23 @@ async def resuming_watch(
             with call_errors(unreachable):
                 async for event in open_stream(request):
                     if event.subscribed:
+                        renewals = 0  # the opening was not refused
                         resume.subscribed(event)
                         if not subscribed:
                             subscribed = True
                             yield event
                         continue
-                    failures = 0
+                    failures = renewals = 0
                     if resume.is_new(event):
                         yield event
             cause: Exception = Unavailable(f"{unreachable}: the watch stream ended")
         except Unavailable as exc:
+            if made_again_renewed(exc, renewals):
+                # Refused before it opened, as of the connection's ended
+                # session: opened again at once on that connection, which has
+                # a new one, a first opening and reconnect=False included.
+                renewals += 1
+                continue
             if not (reconnect and subscribed):
                 raise
             cause = exc
