@@ -38,6 +38,7 @@ from bugless_testing.model_contracts import (
     SearchOrderContract,
     SearchParityContract,
     SearchReadMaskContract,
+    SearchReferenceContract,
     ServerInfoContract,
     ViewerCheckContract,
     WatchContract,
@@ -115,6 +116,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestSearchReference(SearchReferenceContract): ...
 
 
 class TestSearchReadMask(SearchReadMaskContract): ...

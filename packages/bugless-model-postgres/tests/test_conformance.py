@@ -33,6 +33,7 @@ from bugless_testing.model_contracts import (
     SearchOrderContract,
     SearchParityContract,
     SearchReadMaskContract,
+    SearchReferenceContract,
     ServerInfoContract,
     ViewerCheckContract,
     WatchContract,
@@ -112,6 +113,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestSearchReference(SearchReferenceContract): ...
 
 
 class TestSearchReadMask(SearchReadMaskContract): ...

@@ -73,7 +73,10 @@ async def test_unknown_username_in_query_is_reported_with_position(
 async def test_what_the_model_refuses_in_a_query_is_shown_at_its_term_with_the_query_kept(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    """An unknown custom field, or a value its type refuses: the search page, not a bare 400."""
+    """An unknown custom field, a value its type refuses, a component or hotlist no one may name.
+
+    The search page, not a bare 400.
+    """
     name = f"Build {secrets.token_hex(3)}"
     build = await call(
         model.create_custom_field,
@@ -89,6 +92,9 @@ async def test_what_the_model_refuses_in_a_query_is_shown_at_its_term_with_the_q
         ('is:open "Fuond In":4.2', '"Fuond In":4.2', "there is no custom field named 'Fuond In'"),
         (f'is:open "{name}">abc', f'"{name}">abc', "takes a whole number, not 'abc'"),
         ("is:open sort:customfield999999", "customfield999999", "no custom field 999999"),
+        # No such component or hotlist, or none bob may see: the id is marked.
+        ("is:open c:999999", "999999", "there is no component 999999 that you may view"),
+        ("is:open (p:p1 OR -h:999999)", "999999", "there is no hotlist 999999 that you may view"),
     ):
         page = await client.get("/search", params={"q": query})
         assert page.status_code == 400, query

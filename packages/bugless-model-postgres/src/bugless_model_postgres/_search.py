@@ -130,6 +130,7 @@ class CompiledSearch:
         base: ``FROM ... WHERE`` of every match (no keyset), parameters as
             ``count_params``.
         admin: The placeholder of the caller's admin flag.
+        viewers: The placeholder of the caller's principals.
         first_page: No position was given (the page starts at the first match).
         ctes: The common table expressions ``base`` refers to, comma-separated
             (empty when none), for a statement that embeds ``page_body``.
@@ -152,6 +153,7 @@ class CompiledSearch:
     sort: list[SortColumn]
     base: str = ""
     admin: str = "$1::boolean"
+    viewers: str = "$2::text[]"
     first_page: bool = True
     ctes: str = ""
     page_body: str = ""
@@ -268,6 +270,7 @@ def compile_search(
         columns,
         base=base,
         admin=admin,
+        viewers=viewers,
         first_page=position is None,
         ctes=ctes,
         page_body=page_body,

@@ -21,6 +21,7 @@ from bugless_model_postgres import (
     _search,
     _search_page,
     _search_plans,
+    _search_refs,
     _search_wire,
 )
 from bugless_model_postgres._calls_base import BackendCalls
@@ -86,6 +87,8 @@ class _PageRead:
     guard: tuple[_custom_search.CatalogKey, _custom_search.CustomCatalog] | None = None
     #: The statements written for this search so far (:class:`._search_plans.SearchPlan`).
     statements: dict[_search_plans.StatementKey, str] | None = None
+    #: A first page's components and hotlists to check (None: none to check).
+    refs: _search_refs.QueryReferences | None = None
 
     async def rows(self, conn: Conn, user_id: str) -> tuple[list[asyncpg.Record], int | None]:
         """The page's rows, and the count when the matches reached the cap (else None).
@@ -98,27 +101,40 @@ class _PageRead:
         without reading the matches at all.
         """
         args = _search_page.page_arguments(self.compiled, self.size, self.cap, user_id, self.guard)
+        # The first statement checks the references (one more on a page above the cap does not).
+        checked = self.refs is not None
         above: int | None = None
         if self.compiled.share_matches and not (self.carried and self.carried.lower_bound):
-            rows = self._fresh(
-                await conn.fetch(self._statement(counted=True, from_matches=True), *args)
-            )
+            statement = self._statement(counted=True, from_matches=True, checked=checked)
+            rows = self._fresh(await conn.fetch(statement, *args, *self._seen(checked)), checked)
             if rows[0]["total"] <= self.cap:
                 return rows, None
-            above = rows[0]["total"]
+            above, checked = rows[0]["total"], False
         counted = self.carried is None and above is None
-        rows = await conn.fetch(self._statement(counted=counted, from_matches=False), *args)
-        return self._fresh(rows), above
+        statement = self._statement(counted=counted, from_matches=False, checked=checked)
+        rows = await conn.fetch(statement, *args, *self._seen(checked))
+        return self._fresh(rows, checked), above
 
-    def _fresh(self, rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
-        """``rows``, unless the cached catalog they were read with changed (then raise)."""
+    def _seen(self, checked: bool) -> list[list[int]]:
+        """The arguments of a checked statement's ``refs_seen`` (none if unchecked)."""
+        return _search_refs.seen_arguments(self.refs) if checked and self.refs else []
+
+    def _fresh(self, rows: list[asyncpg.Record], checked: bool = False) -> list[asyncpg.Record]:
+        """``rows``, unless the cached catalog they were read with changed (then raise).
+
+        Raises:
+            InvalidArgument: the rows' ``refs_seen`` (``checked``: they are
+                a checked statement's) lacks a component or hotlist the query names.
+        """
         if self.guard is not None and rows[0]["catalog_fresh"] is not True:
             raise _StaleCatalog
+        if checked and self.refs is not None:
+            _search_refs.refuse_unseen(self.refs, rows[0]["refs_seen"])
         return rows
 
-    def _statement(self, *, counted: bool, from_matches: bool) -> str:
+    def _statement(self, *, counted: bool, from_matches: bool, checked: bool) -> str:
         guarded = self.guard is not None
-        key = (self.summary, self.fields, counted, from_matches, guarded)
+        key = (self.summary, self.fields, counted, from_matches, guarded, checked)
         sql = self.statements.get(key) if self.statements is not None else None
         if sql is None:
             sql, _ = _search_page.page_statement(
@@ -128,6 +144,7 @@ class _PageRead:
                 counted=counted,
                 from_matches=from_matches,
                 guarded=guarded,
+                checked=checked,
             )
             if (
                 self.statements is not None
@@ -247,6 +264,10 @@ class SearchCalls(BackendCalls):
         fields = frozenset(mask.paths) if mask is not None else frozenset()
 
         key = plans.catalog_key(encoded, query)
+        # A first page checks the components and hotlists the query names
+        # (_search_refs); a later one's token binds it to a checked query.
+        refs = plans.references(encoded, query) if position is None else None
+        refs = refs or None
 
         async def read(
             conn: Conn,
@@ -260,7 +281,7 @@ class SearchCalls(BackendCalls):
                 msg = "page.page_token: does not fit this query"
                 raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
             page = _PageRead(
-                compiled, request.summary, fields, carried, size, cap, guard, plan.statements
+                compiled, request.summary, fields, carried, size, cap, guard, plan.statements, refs
             )
             if stale_read is None:
                 return (*await page.rows(conn, caller.user_id), compiled)

@@ -25,6 +25,7 @@ from bugless_model_postgres._custom_search import CATALOG_FINGERPRINT, CatalogKe
 from bugless_model_postgres._custom_values import load_values, value_messages
 from bugless_model_postgres._issue_projection import projection
 from bugless_model_postgres._search import CompiledSearch
+from bugless_model_postgres._search_refs import seen_column
 from bugless_proto import v1
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ def page_statement(
     counted: bool = True,
     from_matches: bool | None = None,
     guarded: bool = False,
+    checked: bool = False,
 ) -> tuple[str, int]:
     """The statement of one page and the number of parameters it takes before its own three.
 
@@ -76,6 +78,11 @@ def page_statement(
     carry ``catalog_fresh``, whether the definitions are still those, read
     in the statement's own snapshot. It takes three parameters more (see
     :func:`page_arguments`).
+
+    ``checked``: a first page of a query naming components or hotlists; the
+    rows carry ``refs_seen``, those the caller may see
+    (:func:`._search_refs.seen_column`), three parameters more after the
+    others (:func:`page_arguments`).
     """
     n = len(compiled.page_params)
     # compiled.page_sql binds the page size plus one at $n+1 already.
@@ -107,6 +114,9 @@ def page_statement(
     if guarded:
         fingerprint = CATALOG_FINGERPRINT.format(ids=f"${n + 4}", names=f"${n + 5}")
         fresh = f"({fingerprint} IS NOT DISTINCT FROM ${n + 6}::text) AS catalog_fresh, "
+    if checked:
+        seen = seen_column(admin, compiled.viewers, user, n + (7 if guarded else 4))
+        fresh += f"{seen} AS refs_seen, "
     shared = ", ".join(c for c in (compiled.ctes, hits) if c)
     shared += ", " if shared else ""
     sql = f"""
@@ -173,7 +183,10 @@ def page_arguments(
     user_id: str,
     guard: tuple[CatalogKey, CustomCatalog] | None = None,
 ) -> list[Any]:
-    """The arguments of :func:`page_statement`'s statement (``guard``: a guarded one's)."""
+    """The arguments of :func:`page_statement`'s statement (``guard``: a guarded one's).
+
+    A checked one's take :func:`._search_refs.seen_arguments` after them.
+    """
     args = [*compiled.page_params, size + 1, cap + 1, user_id]
     if guard is not None:
         (ids, names), catalog = guard

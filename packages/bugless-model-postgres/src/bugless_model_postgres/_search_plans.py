@@ -30,6 +30,7 @@ from bugless_model_postgres import _search
 from bugless_model_postgres._convert import principals_of
 from bugless_model_postgres._custom_search import CatalogKey, CustomCatalog, catalog_key
 from bugless_model_postgres._paging import caller_key
+from bugless_model_postgres._search_refs import QueryReferences, references_of
 from bugless_proto import v1
 
 #: Searches a backend keeps (the oldest goes first), and as many fingerprints.
@@ -42,8 +43,8 @@ STATEMENTS_PER_PLAN = 8
 #: A caller as far as a compiled search depends on it: user id, groups, admin.
 CallerKey = tuple[str, tuple[str, ...], bool]
 #: The shape of a page statement: summary, read mask fields, counted,
-#: taken from the count's matches, guarded (see ``page_statement``).
-StatementKey = tuple[bool, frozenset[str], bool, bool, bool]
+#: taken from the count's matches, guarded, checked (see ``page_statement``).
+StatementKey = tuple[bool, frozenset[str], bool, bool, bool, bool]
 
 
 def caller_of(caller: v1.Caller) -> CallerKey:
@@ -83,6 +84,7 @@ class SearchPlans:
         self._plans: dict[tuple[bytes, CallerKey, bool, str | None], SearchPlan] = {}
         self._fingerprints: dict[tuple[bytes, CallerKey], str] = {}
         self._catalog_keys: dict[bytes, CatalogKey | None] = {}
+        self._references: dict[bytes, QueryReferences] = {}
 
     def catalog_key(self, encoded: bytes, query: v1.StructuredQuery) -> CatalogKey | None:
         """:func:`._custom_search.catalog_key` of ``query`` (``encoded``: its bytes), kept.
@@ -94,6 +96,17 @@ class SearchPlans:
             return self._catalog_keys[encoded]
         found = catalog_key(query)
         _keep(self._catalog_keys, encoded, found, self._entries)
+        return found
+
+    def references(self, encoded: bytes, query: v1.StructuredQuery) -> QueryReferences:
+        """:func:`._search_refs.references_of` ``query`` (``encoded``: its bytes), kept.
+
+        Read on every first page (the ids it checks), so found once per query.
+        """
+        found = self._references.get(encoded)
+        if found is None:
+            found = references_of(query)
+            _keep(self._references, encoded, found, self._entries)
         return found
 
     def fingerprint(self, query: bytes, caller: v1.Caller) -> str:

@@ -98,8 +98,11 @@ _EXAMPLES: dict[Field | TextField, tuple[str, ...]] = {
 _USER_VALUES = "a username or me"
 _NOTES: dict[Field | TextField, str] = {
     Field.STATUS: f"{{choices}}; is:{' / is:'.join(STATUS_CLASS_NAMES)} for either group",
-    Field.COMPONENT: "a component id; id+ adds the components below it",
-    Field.HOTLIST: "a hotlist id",
+    Field.COMPONENT: (
+        "a component id; id+ adds the components below it; "
+        "an id of no component you may view is an error"
+    ),
+    Field.HOTLIST: "a hotlist id; an id of no hotlist you may see is an error",
     Field.ID: "an issue id",
     Field.BLOCKING: "the id of an issue this one blocks",
     Field.BLOCKED_BY: "the id of an issue blocking this one",

@@ -35,6 +35,7 @@ from bugless_testing.model_contracts._search import SearchContract
 from bugless_testing.model_contracts._search_masks import SearchReadMaskContract
 from bugless_testing.model_contracts._search_order import SearchOrderContract
 from bugless_testing.model_contracts._search_parity import SearchParityContract
+from bugless_testing.model_contracts._search_references import SearchReferenceContract
 from bugless_testing.model_contracts._server_info import ServerInfoContract
 from bugless_testing.model_contracts._settings import NotificationSettingsContract
 from bugless_testing.model_contracts._viewers import ViewerCheckContract
@@ -71,6 +72,7 @@ __all__ = [
     "SearchOrderContract",
     "SearchParityContract",
     "SearchReadMaskContract",
+    "SearchReferenceContract",
     "ServerInfoContract",
     "ViewerCheckContract",
     "WatchContract",

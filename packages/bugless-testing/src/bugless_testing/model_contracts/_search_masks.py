@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from grpclib.const import Status
 
+from bugless_core.search.build import term
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.model_contracts._support import (
@@ -161,7 +162,8 @@ class SearchReadMaskContract:
     async def test_a_masked_search_keeps_visibility(self, model: v1.ModelStub) -> None:
         comp = await make_component(model, acl=[user_entry("alice", v1.Role.ADMIN)])
         secret = await make_issue(model, comp.id)
-        query = v1.StructuredQuery(filter=within(comp.id))
+        # By id: naming a component bob may not view is refused (SearchReferenceContract).
+        query = v1.StructuredQuery(filter=term(v1.SearchField.ID, v1.SearchOperator.EQ, secret.id))
         mask = FieldMask(paths=["title"])
         hidden = await model.search_issues(
             v1.SearchIssuesRequest(caller=BOB, query=query, read_mask=mask)

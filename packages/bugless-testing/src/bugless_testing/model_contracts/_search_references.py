@@ -1,0 +1,105 @@
+"""Contract: the components and hotlists a search names must be ones the caller may see.
+
+A query naming a component id (``componentid:12``) or a hotlist id
+(``hotlistid:7``) that is no component the caller may view, or no hotlist
+they may see, is INVALID_ARGUMENT naming the id, wherever the term stands
+(under OR or NOT too): before, it matched nothing, silently, so a typo read
+as "no such issues". ``componentid:12+`` needs component 12 or one below it
+to be viewable (a component's own entries may open it below a parent the
+caller may not view). One the caller may not see is refused in the words of
+one that does not exist, so the answer says nothing of what they cannot see.
+"""
+
+from __future__ import annotations
+
+from grpclib.const import Status
+
+from bugless_core import ids
+from bugless_core.search.build import any_of, negate, term
+from bugless_proto import v1
+from bugless_testing.model_contracts._support import (
+    ALICE,
+    BOB,
+    eq,
+    expect_error,
+    in_subtree,
+    make_component,
+    make_hotlist,
+    make_issue,
+    search_ids,
+    user_entry,
+    within,
+)
+
+F = v1.SearchField
+#: An id no deployment reaches.
+NO_SUCH_ID = ids.MAX_ID
+
+
+async def _refused(model: v1.ModelStub, node: v1.SearchNode, caller: v1.Caller, *says: str) -> str:
+    """Search ``node`` as ``caller``: INVALID_ARGUMENT saying ``says``; its message."""
+    error = await expect_error(
+        search_ids(model, node, caller=caller), Status.INVALID_ARGUMENT, *says
+    )
+    return error.message or ""
+
+
+class SearchReferenceContract:
+    """Unknown and unseen components and hotlists in a query are refused, alike."""
+
+    async def test_an_unknown_component_id_is_refused_naming_it(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        issue = await make_issue(model, root.id)
+        unknown = eq(F.COMPONENT, NO_SUCH_ID)
+        for node in (
+            unknown,
+            any_of(eq(F.COMPONENT, root.id), unknown),
+            within(root.id, negate(unknown)),
+            term(F.COMPONENT, v1.SearchOperator.EQ, NO_SUCH_ID, include_subtree=True),
+        ):
+            await _refused(model, node, ALICE, f"component {NO_SUCH_ID}", "that you may view")
+        assert await search_ids(model, eq(F.COMPONENT, root.id)) == [issue.id]
+
+    async def test_a_component_the_caller_may_not_view_is_refused_as_an_unknown_one(
+        self, model: v1.ModelStub
+    ) -> None:
+        secret = await make_component(model, acl=[user_entry("alice", v1.Role.ADMIN)])
+        await make_issue(model, secret.id)
+        hidden = await _refused(model, eq(F.COMPONENT, secret.id), BOB, f"component {secret.id}")
+        unknown = await _refused(model, eq(F.COMPONENT, NO_SUCH_ID), BOB)
+        assert hidden.replace(str(secret.id), "N") == unknown.replace(str(NO_SUCH_ID), "N")
+        assert await search_ids(model, eq(F.COMPONENT, secret.id), caller=ALICE) != []
+
+    async def test_a_subtree_is_searchable_when_a_component_below_is_viewable(
+        self, model: v1.ModelStub
+    ) -> None:
+        root = await make_component(model, acl=[user_entry("alice", v1.Role.ADMIN)])
+        child = await make_component(
+            model, parent_id=root.id, acl=[user_entry("bob", v1.Role.EDITOR)]
+        )
+        await make_issue(model, root.id)
+        shown = await make_issue(model, child.id, caller=BOB)
+        assert await search_ids(model, in_subtree(root.id), caller=BOB) == [shown.id]
+        await _refused(model, eq(F.COMPONENT, root.id), BOB, f"component {root.id}")
+        lone = await make_component(model, acl=[user_entry("alice", v1.Role.ADMIN)])
+        await _refused(model, in_subtree(lone.id), BOB, f"component {lone.id}", "below it")
+
+    async def test_an_unknown_or_private_hotlist_is_refused_alike(
+        self, model: v1.ModelStub
+    ) -> None:
+        root = await make_component(model)
+        issue = await make_issue(model, root.id)
+        private = await make_hotlist(model, caller=ALICE, private=True)
+        gone = await make_hotlist(model, caller=BOB)
+        await model.delete_hotlist(v1.DeleteHotlistRequest(caller=BOB, hotlist_id=gone.id))
+        hidden = await _refused(
+            model, within(root.id, eq(F.HOTLIST, private.id)), BOB, f"hotlist {private.id}"
+        )
+        deleted = await _refused(
+            model, within(root.id, eq(F.HOTLIST, gone.id)), BOB, f"hotlist {gone.id}"
+        )
+        assert hidden.replace(str(private.id), "N") == deleted.replace(str(gone.id), "N")
+        # Its owner may name it; no value (has:hotlist) names none.
+        assert await search_ids(model, within(root.id, eq(F.HOTLIST, private.id))) == []
+        none = term(F.HOTLIST, v1.SearchOperator.NONE)
+        assert await search_ids(model, within(root.id, none), caller=BOB) == [issue.id]
