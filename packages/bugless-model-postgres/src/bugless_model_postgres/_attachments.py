@@ -105,7 +105,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING *
 """
 #: :data:`INSERT` for an imported file, with its source's description ``$11``
-#: (migration 0030).
+#: (migration 0031).
 INSERT_IMPORTED = """
 INSERT INTO attachments (issue_id, entry_version, name, size, content_type,
                          declared_content_type, sha256, uploader, created_at, folded_name,
