@@ -199,7 +199,7 @@ async def test_mentions_after_edits_redactions_and_title_changes_are_what_a_resy
             rows = await conn.fetch(
                 "SELECT username FROM issue_mentions WHERE issue_id = $1 ORDER BY 1", issue.id
             )
-            texts = await conn.fetch(_mentions._TEXTS, issue.id)
+            texts = await conn.fetch(_mentions._TEXTS, [issue.id])
         names = [r["username"] for r in rows]
         assert names == sorted(mentioned_usernames(*(t["body"] for t in texts)))
         return names
@@ -451,7 +451,7 @@ async def test_an_edit_or_redaction_keeps_a_name_exactly_while_another_current_t
             rows = await conn.fetch(
                 "SELECT username FROM issue_mentions WHERE issue_id = $1 ORDER BY 1", issue.id
             )
-            texts = await conn.fetch(_mentions._TEXTS, issue.id)
+            texts = await conn.fetch(_mentions._TEXTS, [issue.id])
         names = [r["username"] for r in rows]
         assert names == sorted(mentioned_usernames(*(t["body"] for t in texts)))
         return names

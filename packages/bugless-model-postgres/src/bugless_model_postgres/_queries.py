@@ -339,18 +339,29 @@ FETCH_ENTRIES = """
 SELECT h.* FROM unnest($1::bigint[], $2::bigint[]) AS p(issue_id, version)
   JOIN issue_history h ON h.issue_id = p.issue_id AND h.version = p.version
 """
-#: The latest row of every history entry of issue $1: ``original`` the
-#: entry, ``version`` its row (the entry or its latest edit), ``body`` its
-#: text (redacted ones empty). The current texts an issue's mentions
-#: (``_mentions``) and, after an edit or a redaction, its comment vector
-#: (``_edits``) are made from.
-CURRENT_ENTRIES = """
-SELECT DISTINCT ON (coalesce(nullif(h.edits_version, 0), h.version))
-       coalesce(nullif(h.edits_version, 0), h.version) AS original,
-       h.version, h.comment AS body
+
+
+def current_entries(issues: str) -> str:
+    """The latest row of every history entry of the issues ``issues`` selects.
+
+    ``issues`` is a condition on ``h.issue_id`` (``h.issue_id = $1``, or
+    ``= ANY (…)`` for several). Each row: ``issue_id``, ``original`` the
+    entry, ``version`` its row (the entry or its latest edit), ``body`` its
+    text (redacted ones empty). The current texts an issue's mentions
+    (``_mentions``) and, after an edit or a redaction, its comment vector
+    (``_edits``) are made from.
+    """
+    original = "coalesce(nullif(h.edits_version, 0), h.version)"
+    return f"""
+SELECT DISTINCT ON (h.issue_id, {original})
+       h.issue_id, {original} AS original, h.version, h.comment AS body
   FROM issue_history h
- WHERE h.issue_id = $1
- ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC"""
+ WHERE {issues}
+ ORDER BY h.issue_id, {original}, h.version DESC"""
+
+
+#: :func:`current_entries` of issue $1.
+CURRENT_ENTRIES = current_entries("h.issue_id = $1")
 
 #: A write's one entry and its transaction's change-feed row with the NOTIFY,
 #: in one statement, the transaction's last (as :data:`FEED_APPEND_AND_NOTIFY`

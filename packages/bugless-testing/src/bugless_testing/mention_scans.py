@@ -82,7 +82,7 @@ _FILL = [
     "   FROM generate_series(1, $2::int) AS g WHERE g % 3 = 0",
 ]
 #: What the drain waits on while a test holds every issue's row lock.
-_DRAIN_LOCK = "%FROM issues WHERE id = $1 FOR UPDATE%"
+_DRAIN_LOCK = "%FROM issues WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE%"
 #: What a scan's batch waits on while a test holds an uncommitted queue row.
 _SCAN_INSERT = "%INSERT INTO issue_mentions_pending%"
 
