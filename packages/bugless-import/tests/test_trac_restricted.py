@@ -12,6 +12,7 @@ read. Now it is left out and named in the report, or, with
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 from pathlib import Path
 
@@ -19,8 +20,9 @@ import pytest
 from import_support import ADMIN, MakeSettings, find
 from test_restricted_component import _component
 
-from bugless_core.clients import call
+from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import InvalidArgument
+from bugless_dev.processes import spawn
 from bugless_dev.stack import LocalStack
 from bugless_import import run_import
 from bugless_import.sources.trac import TracImporter
@@ -35,6 +37,8 @@ _POLICIES = (
     "AuthzPolicy, DefaultWikiPolicy, DefaultTicketPolicy, DefaultPermissionPolicy, "
     "LegacyAttachmentPolicy"
 )
+#: ``bugless model serve`` as the release before the import asked CheckViewers.
+PREVIOUS_MODEL = Path(__file__).with_name("previous_model.py")
 HIDDEN = (
     f"a ticket Trac's permission policies ({_POLICIES}) hide from every signed-in user, who "
     "may view its other tickets"
@@ -139,29 +143,7 @@ async def test_people_a_restricted_ticket_names_who_cannot_view_its_component_ar
     bugless_stack.add_user("rv-ann", "pw-rv-ann", groups=["rv-sec"])
     bugless_stack.add_user("rv-tom", "pw-rv-tom")
     secure = await _component(model, "TracSecureRV", "rv-sec")
-    (tmp_path / "authz.ini").write_text(
-        "[groups]\nsecurity = rv-ann\n\n[ticket:2]\n@security = TICKET_VIEW\n* =\n",
-        encoding="utf-8",
-    )
-    env = Environment(
-        str(tmp_path / "env"),
-        create=True,
-        options=[
-            ("trac", "database", "sqlite:db/trac.db"),
-            ("trac", "permission_policies", _POLICIES),
-            ("authz_policy", "authz_file", str(tmp_path / "authz.ini")),
-            ("components", "tracopt.perm.authz_policy.*", "enabled"),
-        ],
-    )
-    for number, cc in ((1, "zed-rv"), (2, "rv-tom, zed-rv")):
-        ticket = Ticket(env)
-        ticket.populate(
-            {"summary": f"Ticket {number}", "description": "Details.", "reporter": "rv-tom",
-             "owner": "rv-ann", "cc": cc, "component": "component1", "status": "assigned"}
-        )  # fmt: skip
-        ticket.insert()
-    env.shutdown()
-    importer = TracImporter(str(tmp_path / "env"), {"project": "rv"})
+    importer = TracImporter(str(_named_people(tmp_path, "rv")), {"project": "rv"})
     settings = make_settings(component_root="TracHiddenRV", restricted_component="TracSecureRV")
 
     dry = await run_import(importer, dataclasses.replace(settings, dry_run=True))
@@ -188,3 +170,71 @@ async def test_people_a_restricted_ticket_names_who_cannot_view_its_component_ar
         "neither show them the issue nor mail them about it: give them access, or leave them "
         "out)\n    trac:rv#2: rv-tom (reporter, cc): no access;" in report.render()
     )
+
+
+def _named_people(tmp_path: Path, prefix: str) -> Path:
+    """Tickets 1 and 2 by PREFIX-tom for PREFIX-ann, CC zed-PREFIX; 2 for group security only."""
+    (tmp_path / "authz.ini").write_text(
+        f"[groups]\nsecurity = {prefix}-ann\n\n[ticket:2]\n@security = TICKET_VIEW\n* =\n",
+        encoding="utf-8",
+    )
+    env = Environment(
+        str(tmp_path / "env"),
+        create=True,
+        options=[
+            ("trac", "database", "sqlite:db/trac.db"),
+            ("trac", "permission_policies", _POLICIES),
+            ("authz_policy", "authz_file", str(tmp_path / "authz.ini")),
+            ("components", "tracopt.perm.authz_policy.*", "enabled"),
+        ],
+    )
+    for number, cc in ((1, f"zed-{prefix}"), (2, f"{prefix}-tom, zed-{prefix}")):
+        ticket = Ticket(env)
+        ticket.populate(
+            {"summary": f"Ticket {number}", "description": "Details.", "reporter": f"{prefix}-tom",
+             "owner": f"{prefix}-ann", "cc": cc, "component": "component1", "status": "assigned"}
+        )  # fmt: skip
+        ticket.insert()
+    env.shutdown()
+    return tmp_path / "env"
+
+
+async def test_a_model_before_the_import_asked_check_viewers_leaves_a_warning_and_imports(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub, bugless_stack: LocalStack
+) -> None:
+    """A Model of the previous release refuses CheckViewers to the import identity.
+
+    The people are not checked; the run says so in a warning and imports
+    (nothing it writes depends on the answer), rather than stopping at a
+    PERMISSION_DENIED of a call that only informs the report.
+    """
+    secure = await _component(model, "TracSecurePV", "pv-sec")
+    ready = tmp_path / "previous-model.json"
+    process = spawn(
+        "model-previous",
+        [sys.executable, str(PREVIOUS_MODEL), "model", "serve", "--port", "0",
+         "--ready-file", str(ready)],
+        bugless_stack.env,
+        tmp_path / "previous-model.log",
+        ready_file=ready,
+    )  # fmt: skip
+    previous = bugless_stack.wait_started("model", process)
+    try:
+        settings = make_settings(
+            model=ServiceAddress("127.0.0.1", previous.port),
+            component_root="TracHiddenPV",
+            restricted_component="TracSecurePV",
+        )
+        importer = TracImporter(str(_named_people(tmp_path, "pv")), {"project": "pv"})
+        report = await run_import(importer, settings)
+    finally:
+        bugless_stack.stop_service(previous)
+
+    (hidden,) = await find(model, "trac:pv#2")
+    assert hidden.component_id == secure.id
+    assert report.restricted_unseen == []
+    assert (
+        "TracSecurePV: who of the people the restricted issues name may view it was not "
+        "checked: /bugless.v1.Model/CheckViewers may not be called by service identity "
+        "'import'"
+    ) in report.warnings
