@@ -119,7 +119,9 @@ async def test_naming_people_who_can_view_brings_no_warning(
     issue = await create_issue(model, world, "Open to all")
     await sign_in(client, "alice")
 
-    status, page = await _edit(client, issue.id, assignee="bob", cc="carol")
+    status, page = await _edit(
+        client, issue.id, assignee="bob", cc="carol", comment="Over to @bob; @carol, FYI."
+    )
 
     assert status == 303
     assert _warning(page) == ""
@@ -174,6 +176,59 @@ async def test_a_new_issue_warns_of_its_assignee_and_cc(
         "Bob Builder (bob) cannot view component Secret: they will not see this issue or get "
         "mail about it. An admin of Secret can add them to its access list."
     )
+
+
+async def test_mentioning_someone_who_cannot_view_warns_as_ccing_does(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    # The notifier mails only people who may view the issue: the mention reaches nobody.
+    token = await sign_in(client, "alice")
+    made = await client.post(
+        "/issues/new",
+        data={
+            "_csrf": token,
+            "component_id": str(world.components["Secret"]),
+            "title": "Rotate the keys, @carol",
+            "description": "@bob can you look? @nobody-of-that-name and `@alice` too.",
+            "idempotency_key": secrets.token_hex(8),
+        },
+        follow_redirects=False,
+    )
+    assert made.status_code == 303, made.text
+    issue_id = int(made.headers["location"].rsplit("/", 1)[1])
+    warning = _warning((await client.get(made.headers["location"])).text)
+    people = ("Bob Builder (bob)", "Carol Coder (carol)")
+    assert warning in {
+        f"{one} and {other} cannot view component Secret: they will not see this issue or get "
+        "mail about it. An admin of Secret can add them to its access list."
+        for one, other in (people, people[::-1])
+    }
+
+    # A comment mentioning bob warns again; one mentioning only the writer does not.
+    status, page = await _edit(client, issue_id, comment="Still waiting for @Bob.")
+    assert status == 303
+    assert _warning(page).startswith("Bob Builder (bob) cannot view component Secret:")
+    status, page = await _edit(client, issue_id, comment="Note to @alice: done.")
+    assert status == 303
+    assert _warning(page) == ""
+
+    # Someone already on the issue was warned of when named, and is not again.
+    status, page = await _edit(client, issue_id, cc="carol")
+    assert _warning(page).startswith("Carol Coder (carol) cannot view")
+    status, page = await _edit(client, issue_id, comment="@carol see above")
+    assert _warning(page) == ""
+
+    # Editing one's comment to mention someone warns too.
+    issue = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue_id))
+    edited = await client.post(
+        f"/issues/{issue_id}/entries/{issue.version}/edit",
+        data={"_csrf": token, "version": str(issue.version), "comment": "@bob: see above"},
+        follow_redirects=False,
+    )
+    assert edited.status_code == 303, edited.text
+    page = (await client.get(edited.headers["location"])).text
+    assert "Edit saved" in page
+    assert _warning(page).startswith("Bob Builder (bob) cannot view component Secret:")
 
 
 async def test_a_bulk_edit_warns_per_component_naming_the_issues(

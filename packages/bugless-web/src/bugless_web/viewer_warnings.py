@@ -2,7 +2,10 @@
 
 Assigning, CCing or naming as verifier someone the component's access list
 leaves out is allowed (it is how one asks them to request access), but
-silent: that person cannot open the issue and gets no mail about it. After a
+silent: that person cannot open the issue and gets no mail about it. So is
+``@mentioning`` them in a comment, the description or the title: the
+notifier mails only people who may view the issue, so the mention reaches
+nobody, and the writer is warned of it as of a CC. After a
 save the web asks the Model (``CheckViewers``), which alone can judge it: it
 knows the people's groups through the Authenticator and the component's
 inherited access entries, neither of which the web may read for people other
@@ -33,7 +36,8 @@ from litestar import Request
 
 from bugless_core.clients import call
 from bugless_core.limits import MAX_VIEWER_CHECK
-from bugless_core.viewer_warnings import issues_text, newly_named, warning_sentences
+from bugless_core.mentions import mentioned_usernames
+from bugless_core.viewer_warnings import issues_text, newly_named, people_on, warning_sentences
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import frontend_of, session_of
@@ -272,17 +276,54 @@ def _fitting_the_cookie(sentences: Sequence[tuple[int, str]], not_checked: str =
 
 
 async def warn_of_hidden_people(
-    request: Request[Any, Any, Any], viewer: Viewer, before: v1.Issue | None, after: v1.Issue
+    request: Request[Any, Any, Any],
+    viewer: Viewer,
+    before: v1.Issue | None,
+    after: v1.Issue,
+    *,
+    texts: Sequence[str] = (),
 ) -> None:
     """Warn on the next page of whom this save named who cannot view the issue.
 
     ``before`` is the issue as the save found it (None for a new issue):
     only the people the save added are checked, or all of them after a move.
+    ``texts`` are what the save wrote (a comment, a description, a title):
+    the people they ``@mention`` are checked too, unless the issue already
+    names them (they were checked when it did) or they are the writer.
     """
     named = newly_named(before, after)
+    backends = frontend_of(request).backends
+    named += await _mentioned(backends, viewer, texts, known={*people_on(after), *named})
     if not named:
         return
-    backends = frontend_of(request).backends
     warning = await viewer_warning(backends, viewer, {after.component_id: named})
     if warning:
         session_of(request).update(warning=warning)
+
+
+async def _mentioned(
+    backends: Backends, viewer: Viewer, texts: Sequence[str], *, known: set[str]
+) -> list[str]:
+    """The ids of the people ``texts`` mention, but the writer and those in ``known``.
+
+    A name nobody has is left out (the page shows it as plain text), and so
+    is everyone when the Authenticator cannot answer within
+    :data:`NAMES_SECONDS`: the save is made, and a failed lookup costs the
+    warning only (logged).
+    """
+    usernames = mentioned_usernames(*texts)
+    if not usernames:
+        return []
+    try:
+        async with asyncio.timeout(NAMES_SECONDS):
+            users = await backends.users_by_name(usernames)
+    except Exception as exc:  # the save is made: a failed lookup costs the warning only
+        _log.warning(
+            "could not look up the people a save mentioned (no warning shown): %s: %s",
+            type(exc).__name__,
+            exc,
+        )
+        return []
+    skip = {*known, viewer.user.user_id}
+    ids = (u.user_id for u in users.values() if u.user_id)
+    return [i for i in dict.fromkeys(ids) if i not in skip]

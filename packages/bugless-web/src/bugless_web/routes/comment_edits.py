@@ -33,6 +33,7 @@ from bugless_web.frontend import (
     viewer_of,
 )
 from bugless_web.routes.issues import issue_page_with_edit
+from bugless_web.viewer_warnings import warn_of_hidden_people
 
 
 @post("/issues/{issue_text:str}/entries/{version_text:str}/edit")
@@ -76,6 +77,8 @@ async def edit_comment(
         )
     version = response.entry.version if response.entry else expected + 1
     session_of(request).update(notice="Edit saved; the earlier text stays in the history.")
+    if response.issue is not None:
+        await warn_of_hidden_people(request, viewer, response.issue, response.issue, texts=(text,))
     return redirect(f"/issues/{issue_id}#entry-{entry_version or version}")
 
 

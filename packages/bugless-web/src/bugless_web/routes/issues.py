@@ -343,7 +343,10 @@ async def change_issue(request: Request[Any, Any, Any], issue_text: FromPath[str
         )
     version = response.entry.version if response.entry else submitted.version + 1
     if response.issue is not None:
-        await warn_of_hidden_people(request, viewer, current, response.issue)
+        retitled = response.issue.title if response.issue.title != current.title else ""
+        await warn_of_hidden_people(
+            request, viewer, current, response.issue, texts=(submitted.comment, retitled)
+        )
     return redirect(f"/issues/{issue_id}#entry-{version}")
 
 

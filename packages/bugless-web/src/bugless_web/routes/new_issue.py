@@ -351,7 +351,9 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
             status_code=400,
         )
     session_of(request).update(notice=f"Created issue {issue.id}.")
-    await warn_of_hidden_people(request, viewer, None, issue)
+    await warn_of_hidden_people(
+        request, viewer, None, issue, texts=(issue.title, typed["description"])
+    )
     return redirect(f"/issues/{issue.id}")
 
 
