@@ -237,3 +237,79 @@ def test_serve_and_migrate_exit_1_or_2_whatever_stops_their_start(
             InvalidArgument("f"),
         )
     ] == [EXIT_ERROR, EXIT_ERROR, EXIT_ERROR, EXIT_ERROR, EXIT_ERROR, EXIT_USAGE]
+
+
+#: A package's commands that let a bugless error escape to the root command,
+#: as ``bugless web serve``, ``api serve`` and ``notify serve`` do.
+ESCAPING_COMMANDS = """
+import click
+
+from bugless_core import hookimpl
+from bugless_core.errors import Conflict, InvalidArgument, NotFound
+
+
+@click.group("fixture-service")
+def group():
+    "A service of a test plugin."
+
+
+@group.command("serve")
+@click.option("--refuse", is_flag=True)
+def serve(refuse):
+    "Start, and fail to."
+    if refuse:
+        raise InvalidArgument("--listen: not host:port")
+    raise NotFound("the queue 'mail' does not exist")
+
+
+@group.command("migrate")
+def migrate():
+    "Migrate, and fail to."
+    raise Conflict("another replica is migrating")
+
+
+@group.command("show")
+def show():
+    "Show a thing that is not there."
+    raise NotFound("thing 7 not found")
+
+
+@hookimpl
+def bugless_register_commands(cli):
+    cli.add_command(group)
+"""
+
+
+def test_a_serve_that_lets_its_error_escape_exits_as_a_failed_start(
+    installed_plugin: PluginFactory,
+) -> None:
+    """The root command's handler knows a ``serve`` or ``migrate`` by its name.
+
+    ``web serve``, ``api serve`` and ``notify serve`` let a bugless error
+    reach the root command, whose handler read it as a service's answer: a
+    NotFound exited 3, a Conflict 4 and an InvalidArgument (bad configuration)
+    1. Any package's ``serve`` and ``migrate`` now exit as a failed start.
+    """
+    site = installed_plugin(
+        "bugless-fixture-escaping", "bugless_fixture_escaping", ESCAPING_COMMANDS
+    )
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    )
+
+    def run(*args: str) -> tuple[int, str]:
+        done = subprocess.run(
+            [*BUGLESS_COMMAND, "fixture-service", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        return done.returncode, done.stderr.strip().splitlines()[-1]
+
+    assert run("serve") == (EXIT_ERROR, "error: the queue 'mail' does not exist")
+    assert run("serve", "--refuse") == (EXIT_USAGE, "error: --listen: not host:port")
+    assert run("migrate") == (EXIT_ERROR, "error: another replica is migrating")
+    # Any other command keeps the table's statuses for what it was asked about.
+    assert run("show") == (EXIT_NOT_FOUND, "error: thing 7 not found")

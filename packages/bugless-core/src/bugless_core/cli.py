@@ -327,13 +327,39 @@ def credentials_refused(exc: BaseException) -> str | None:
     )
 
 
+#: The commands that start a service or bring its schema up: what stops them
+#: is a failed start (:func:`start_exit_status`), whichever package adds them.
+_STARTING_COMMANDS = frozenset({"serve", "migrate"})
+
+
+def _starts_a_service(cli: click.Group, args: list[str]) -> bool:
+    """Whether ``args`` run a ``serve`` or ``migrate`` command (``web serve``, ``model migrate``).
+
+    Read from the words before the first option, as click resolved them; a
+    word that names no command (click reported it already) is not one.
+    """
+    command: click.Command = cli
+    ctx = click.Context(cli, info_name="bugless")
+    name = ""
+    for token in args:
+        if not isinstance(command, click.Group) or token.startswith("-"):
+            break
+        found = command.get_command(ctx, token)
+        if found is None:
+            return False
+        command, name = found, token
+    return not isinstance(command, click.Group) and name in _STARTING_COMMANDS
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bugless`` console script.
 
     A bugless error a command did not handle itself ends it with its status
     in :data:`EXIT_STATUSES` (:func:`exit_status_of`, as an error a service
     may have answered), so a command that lets a refusal escape still exits
-    by the documented table.
+    by the documented table; one that escapes a ``serve`` or ``migrate``
+    ends a failed start, 1 or 2 (:func:`start_exit_status`), whichever
+    package's command it is.
     """
     try:
         plugins = load_plugins()
@@ -343,10 +369,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="bugless", standalone_mode=True)
     except BuglessError as exc:
+        if _starts_a_service(cli, sys.argv[1:] if argv is None else argv):
+            fail(exc.message, start_exit_status(exc))
         # What a command let escape may be a service's answer (``import``
         # stops at the Model's refusal of an item): only a refusal marked as
         # the command's own input is bad usage; not found and conflict keep
-        # their statuses, and a failed start (``serve``) is 1.
+        # their statuses.
         fail(exc.message, exit_status_of(exc, answered_by_service=True))
     except Exception as exc:
         refused = credentials_refused(exc)
