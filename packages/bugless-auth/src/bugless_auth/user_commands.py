@@ -6,6 +6,8 @@ Named by reference from :mod:`bugless_auth.commands`; this module imports
 the settings and :mod:`bugless_auth.sessions` (whose figures the help states;
 it loads no driver) only, and each command the store (asyncpg) and password
 hashing when it runs, so ``bugless auth user add --help`` loads none of them.
+How a command reaches the store, and the options and output several share,
+are :mod:`bugless_auth.user_command_store`'s.
 
 Their exit statuses are the documented table's (``bugless --help``,
 docs/cli.md), as the client commands': 2 for a value refused (a username
@@ -18,175 +20,30 @@ from __future__ import annotations
 
 import copy
 import json
-import secrets
-import sys
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from bugless_auth.commands import DATABASE_SETTINGS, ENV_PREFIX, HASHING_SETTINGS, run
+from bugless_auth.commands import DATABASE_SETTINGS, ENV_PREFIX, HASHING_SETTINGS
 from bugless_auth.sessions import LAST_USED_GRANULARITY_SECONDS, SessionStore
 from bugless_auth.settings import AuthSettings
-from bugless_core.errors import BuglessError
+from bugless_auth.user_command_store import (
+    chosen_password,
+    lock_wait_option,
+    password_option,
+    password_options,
+    print_user,
+    with_store,
+)
 from bugless_core.settings import settings_command
 
 if TYPE_CHECKING:
     from bugless_auth.store import IdentityStore, UserRecord
 
-F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
-
-#: How long a user command waits for a lock by default (``--lock-wait-seconds``,
-#: :mod:`bugless_auth.lock_waits`).
-LOCK_WAIT_SECONDS = 30.0
-
 
 @click.group("user")
 def user_group() -> None:
     """Manage users of the local store (connects to the database directly)."""
-
-
-def _read_password(password: str | None, password_stdin: bool) -> str | None:
-    if password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    return password
-
-
-def _print_user(
-    record: UserRecord,
-    as_json: bool,
-    password: str | None = None,
-    *,
-    extra: Mapping[str, Any] | None = None,
-) -> None:
-    data: dict[str, Any] = {
-        "user_id": record.user_id,
-        "username": record.username,
-        "display_name": record.display_name,
-        "email": record.email,
-        "groups": list(record.groups),
-        "disabled": record.disabled,
-        "bot": record.bot,
-    }
-    if password is not None:
-        data["password"] = password
-    if as_json:
-        data.update(extra or {})
-        click.echo(json.dumps(data, indent=2))
-        return
-    for key, value in data.items():
-        shown = ",".join(value) if isinstance(value, list) else value
-        click.echo(f"{key}: {shown}")
-
-
-def _password_option(password_stdin: bool) -> str:
-    return "--password-stdin" if password_stdin else "--password"
-
-
-def _in_option_terms(exc: BuglessError, option_names: Mapping[str, str]) -> BuglessError:
-    """``exc`` with its leading field (``username: ...``) named as the option that set it.
-
-    The checks these commands share with the Authenticator's gRPC calls name
-    the request's field (``username``, ``password``); whoever typed
-    ``bugless auth user add`` reads ``USERNAME: ...`` or ``--password: ...``.
-    """
-    field, said, problem = exc.message.partition(": ")
-    option = option_names.get(field) if said else None
-    if option is None:
-        return exc
-    return type(exc)(f"{option}: {problem}", reason=exc.reason, metadata=exc.metadata)
-
-
-def _with_store(
-    settings: AuthSettings,
-    work: Callable[[IdentityStore], Awaitable[T]],
-    *,
-    command: str,
-    lock_wait_seconds: float,
-    option_names: Mapping[str, str],
-) -> T:
-    """Run ``work`` on a one-connection store of ``settings``' database, closed after.
-
-    A lock it needs is waited for ``lock_wait_seconds`` at most, saying on
-    stderr what holds it (:mod:`bugless_auth.lock_waits`); then the command
-    fails having changed nothing. A refusal names the field at fault by the
-    command's argument or option (``option_names``: field -> option).
-    """
-    from bugless_auth import lock_waits  # noqa: PLC0415 - module docstring
-    from bugless_auth.store import IdentityStore  # noqa: PLC0415
-    from bugless_core.errors import Unavailable  # noqa: PLC0415
-
-    async def go() -> T:
-        store = await IdentityStore.open(
-            settings.database_url,
-            settings.schema,
-            pool_max_size=1,
-            dialect=settings.database_dialect,
-            session_settings=lock_waits.session_settings(command, lock_wait_seconds),
-        )
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    async def named() -> T:
-        try:
-            return await bounded()
-        except BuglessError as exc:
-            raise _in_option_terms(exc, option_names) from None
-
-    async def bounded() -> T:
-        try:
-            return await lock_waits.said_while_waiting(
-                go(),
-                database_url=settings.database_url,
-                command=command,
-                lock_wait_seconds=lock_wait_seconds,
-                say=lambda line: click.echo(line, err=True),
-            )
-        except Exception as exc:
-            if not lock_waits.gave_up_on_a_lock(exc):
-                raise
-            raise Unavailable(
-                f"gave up after waiting {lock_wait_seconds:g} s for a lock another transaction "
-                "holds on the Authenticator's tables; nothing was changed. Retry once it has "
-                "ended, or wait longer with --lock-wait-seconds"
-            ) from exc
-
-    return run(named(), statuses=True)
-
-
-def _lock_wait_option(fn: F) -> F:
-    return click.option(
-        "--lock-wait-seconds",
-        type=click.FloatRange(min=0, min_open=True),
-        default=LOCK_WAIT_SECONDS,
-        show_default=True,
-        envvar="BUGLESS_AUTH_LOCK_WAIT_SECONDS",
-        help="How long to wait for a lock another transaction holds (naming it on stderr) "
-        "before giving up, changing nothing.",
-    )(fn)
-
-
-def _password_options(fn: F) -> F:
-    fn = click.option(
-        "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
-    )(fn)
-    return click.option(
-        "--password",
-        envvar="BUGLESS_AUTH_USER_PASSWORD",
-        default=None,
-        help="The password (prefer --password-stdin: flags show up in `ps`).",
-    )(fn)
-
-
-def _chosen_password(password: str | None, password_stdin: bool) -> tuple[str, bool]:
-    """The password given, or a new random one; and whether it was generated."""
-    chosen = _read_password(password, password_stdin)
-    if chosen is None:
-        return secrets.token_urlsafe(18), True
-    return chosen, False
 
 
 @user_group.command("add")
@@ -198,9 +55,9 @@ def _chosen_password(password: str | None, password_stdin: bool) -> tuple[str, b
     "--admin", is_flag=True, help="Add to the group `admins` (the default policy's admin)."
 )
 @click.option("--bot", is_flag=True, help="Mark as a machine account.")
-@_password_options
+@password_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_lock_wait_option
+@lock_wait_option
 @settings_command(
     AuthSettings,
     env_prefix=ENV_PREFIX,
@@ -224,7 +81,7 @@ def user_add_command(
     from bugless_auth.passwords import PasswordHashes  # noqa: PLC0415 - module docstring
     from bugless_auth.user_admin import create_local_user  # noqa: PLC0415
 
-    chosen, generated = _chosen_password(password, password_stdin)
+    chosen, generated = chosen_password(password, password_stdin)
     group_names = [g.strip() for g in groups.split(",") if g.strip()]
     if admin and "admins" not in group_names:
         group_names.append("admins")
@@ -243,21 +100,21 @@ def user_add_command(
             bot=bot,
         )
 
-    record = _with_store(
+    record = with_store(
         settings,
         add,
         command="add",
         lock_wait_seconds=lock_wait_seconds,
-        option_names={"username": "USERNAME", "password": _password_option(password_stdin)},
+        option_names={"username": "USERNAME", "password": password_option(password_stdin)},
     )
-    _print_user(record, as_json, chosen if generated else None)
+    print_user(record, as_json, chosen if generated else None)
 
 
 @user_group.command("set-password")
 @click.argument("username")
-@_password_options
+@password_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_lock_wait_option
+@lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=(*DATABASE_SETTINGS, *HASHING_SETTINGS))
 def user_passwd_command(
     settings: AuthSettings,
@@ -275,21 +132,21 @@ def user_passwd_command(
     """
     from bugless_auth.passwords import PasswordHashes  # noqa: PLC0415 - module docstring
 
-    chosen, generated = _chosen_password(password, password_stdin)
+    chosen, generated = chosen_password(password, password_stdin)
     hashes = PasswordHashes(settings.hashing)
 
     async def change(store: IdentityStore) -> UserRecord:
         hashes.check_acceptable(chosen, 1)
         return await store.set_local_password(username, await hashes.hash(chosen))
 
-    record = _with_store(
+    record = with_store(
         settings,
         change,
         command="set-password",
         lock_wait_seconds=lock_wait_seconds,
-        option_names={"username": "USERNAME", "password": _password_option(password_stdin)},
+        option_names={"username": "USERNAME", "password": password_option(password_stdin)},
     )
-    _print_user(record, as_json, chosen if generated else None)
+    print_user(record, as_json, chosen if generated else None)
 
 
 # The command's first name, kept for scripts written against it.
@@ -302,7 +159,7 @@ user_group.add_command(_PASSWD_ALIAS, "passwd")
 @click.argument("username")
 @click.option("--enable", is_flag=True, help="Re-enable instead.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_lock_wait_option
+@lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_disable_command(
     settings: AuthSettings,
@@ -322,14 +179,14 @@ def user_disable_command(
     async def apply(store: IdentityStore) -> UserRecord:
         return (await disabling.set_disabled(store, username, not enable, ends)).record
 
-    record = _with_store(
+    record = with_store(
         settings,
         apply,
         command="disable",
         lock_wait_seconds=lock_wait_seconds,
         option_names={"username": "USERNAME"},
     )
-    _print_user(record, as_json)
+    print_user(record, as_json)
 
 
 def _group_list(value: str) -> list[str]:
@@ -358,7 +215,7 @@ def _group_list(value: str) -> list[str]:
     "ends the user's sessions.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_lock_wait_option
+@lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_update_command(
     settings: AuthSettings,
@@ -397,7 +254,7 @@ def user_update_command(
     async def apply(store: IdentityStore) -> ProfileUpdated:
         return await update_local_user(store, username, change)
 
-    done = _with_store(
+    done = with_store(
         settings,
         apply,
         command="update",
@@ -410,7 +267,7 @@ def user_update_command(
         },
     )
     ended = {"sessions_ended": done.sessions} if done.lost else {}
-    _print_user(done.record, as_json, extra=ended)
+    print_user(done.record, as_json, extra=ended)
     if done.lost and not as_json:
         click.echo(
             f"{done.record.username} lost {', '.join(done.lost)}: {done.sessions} session(s) "
@@ -422,7 +279,7 @@ def user_update_command(
 @click.argument("old")
 @click.argument("new")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_lock_wait_option
+@lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_rename_command(
     settings: AuthSettings,
@@ -447,21 +304,21 @@ def user_rename_command(
     async def apply(store: IdentityStore) -> UserRecord:
         return await rename_local_user(store, old, new)
 
-    record = _with_store(
+    record = with_store(
         settings,
         apply,
         command="rename",
         lock_wait_seconds=lock_wait_seconds,
         option_names={"username": "OLD", "new_username": "NEW"},
     )
-    _print_user(record, as_json)
+    print_user(record, as_json)
 
 
 @user_group.command("merge")
 @click.argument("placeholder")
 @click.argument("into")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_lock_wait_option
+@lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_merge_command(
     settings: AuthSettings,
@@ -483,7 +340,7 @@ def user_merge_command(
     async def apply(store: IdentityStore) -> UserRecord:
         return await merge_placeholder(store, placeholder, into)
 
-    record = _with_store(
+    record = with_store(
         settings,
         apply,
         command="merge",
@@ -491,7 +348,7 @@ def user_merge_command(
         option_names={"placeholder": "PLACEHOLDER", "into": "INTO"},
     )
     if as_json:
-        _print_user(record, as_json, extra={"merged_into": into})
+        print_user(record, as_json, extra={"merged_into": into})
     else:
         click.echo(f"merged the placeholder {placeholder} into {into}")
 
@@ -536,7 +393,7 @@ Authenticator replica; every session at once: `bugless auth user disable`.
     "notifier, imports), or all.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_lock_wait_option
+@lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_sessions_command(
     settings: AuthSettings,
@@ -578,7 +435,7 @@ def user_sessions_command(
             for row in rows
         ]
 
-    listed = _with_store(
+    listed = with_store(
         settings,
         work,
         command="sessions",
