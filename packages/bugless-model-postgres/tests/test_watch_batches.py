@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator
 import pytest
 from write_support import ADMIN, Sent, component_with_field, fresh_component, valued_issue
 
+from bugless_core.deltas import issue_delta
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.model.backend import ModelSettings
 from bugless_core.search.build import all_of, term
@@ -202,7 +203,12 @@ async def test_a_replay_judges_the_states_of_a_batch_in_one_statement(
             update_mask=FieldMask(paths=["priority"]),
         )
         await _change(backend, issues[n % 4], delta=raised)
-    query = v1.StructuredQuery(filter=term(v1.SearchField.ID, v1.SearchOperator.EQ, *issues))
+    # Every priority: the query reads the field the changes set (one that does
+    # not read it has nothing to judge: they cannot make it leave).
+    any_priority = term(v1.SearchField.PRIORITY, v1.SearchOperator.EQ, 0, 1, 2, 3, 4)
+    query = v1.StructuredQuery(
+        filter=all_of(term(v1.SearchField.ID, v1.SearchOperator.EQ, *issues), any_priority)
+    )
     request = v1.WatchRequest(caller=STRANGER, query=query, after_position=start)
     async with Sent(backend, model_settings.pool_max_size) as sent:
         seen = await _replay(backend, request, 16)
@@ -294,6 +300,45 @@ async def test_the_states_carry_custom_values_only_for_a_query_with_a_custom_ter
             assert all(r and r[0]["value"] == "1.2" for r in rows), rows
         else:
             assert rows == [None] * 8, rows
+
+
+async def test_a_change_of_a_column_the_query_does_not_read_is_not_judged_in_the_database(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """Four issues at P2 assigned, then two raised to P1, replayed to ``component:C p:P2``.
+
+    The assignments of the two that no longer match cannot have made them
+    leave: the query reads the priority and the component (the caller's
+    view), not the assignee, so the states before and after are alike for
+    it. Only the two raises are judged (four states, not eight), and they
+    are the leaves; the assignments of the two still matching are events.
+    """
+    backend = bugless_model_backend
+    component = (await fresh_component(backend, "unread")).id
+    issues = [(await _issue(backend, component, f"unread {n}")).id for n in range(4)]
+    start = await _head(backend)
+    for issue in issues:
+        await _change(backend, issue, delta=issue_delta(assignee="alice"))
+    for issue in issues[:2]:
+        await _change(backend, issue, delta=issue_delta(priority=v1.Priority.P1))
+    query = v1.StructuredQuery(
+        filter=all_of(
+            term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, component),
+            term(v1.SearchField.PRIORITY, v1.SearchOperator.EQ, 2),  # P2, every new issue's
+        )
+    )
+    request = v1.WatchRequest(caller=ADMIN, query=query, after_position=start)
+    async with Sent(backend, model_settings.pool_max_size) as sent:
+        seen = await _replay(backend, request, 4)
+    assert [(i, v) for _, i, v in seen] == [
+        (issues[2], 2),
+        (issues[3], 2),
+        *[(i, 3) for i in issues[:2]],
+    ]
+    [states] = [args for text, args in sent.arguments if "jsonb_populate_record" in text]
+    payload = next(a for a in states if isinstance(a, str) and a.startswith("[{"))
+    judged = {(state["id"], state["fields"]["version"]) for state in json.loads(payload)}
+    assert judged == {(i, v) for i in issues[:2] for v in (2, 3)}
 
 
 async def test_a_query_watch_on_a_custom_field_replays_the_matching_issues(

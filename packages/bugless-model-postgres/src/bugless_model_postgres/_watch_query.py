@@ -82,6 +82,7 @@ _VERSION_FIELDS = frozenset(
 #: Search fields reading the comments each state had (its comment count, or
 #: the history up to its version: ``compile_search``'s ``row_state``).
 _COMMENT_FIELDS = frozenset({v1.SearchField.COMMENTER, v1.SearchField.LAST_COMMENTER})
+F = v1.SearchField
 
 #: Search fields reading what is kept apart from the row, as it is when the
 #: event is sent: for an issue the caller may no longer view, that includes
@@ -95,6 +96,43 @@ _APART_FIELDS = frozenset(
         v1.SearchField.STAR_COUNT,
     }
 )
+
+#: The column of a state (its FieldChange name) each search field reads,
+#: beyond what :func:`changes_that_left` weighs apart (the version and time,
+#: the comments, the attachments, the custom values): a change whose entry
+#: sets none of the columns the query reads, nor ``component_id`` (the
+#: caller's view of each state is judged by it), leaves both states alike
+#: for the query. A field in neither this nor :data:`_NO_COLUMN_READ` (one
+#: added later) reads every column: judged as before.
+_COLUMN_READ: Mapping[v1.SearchField, str] = {
+    F.TEXT: "title",
+    F.TITLE: "title",
+    F.STATUS: "status",
+    F.STATUS_CLASS: "status",
+    F.CLOSED: "status",
+    F.ASSIGNEE: "assignee",
+    F.CC: "cc",
+    F.VERIFIER: "verifier",
+    F.PRIORITY: "priority",
+    F.SEVERITY: "severity",
+    F.TYPE: "type",
+    F.COMPONENT: "component_id",
+    F.HOTLIST: "hotlist_ids",
+    F.BLOCKING: "blocking_ids",
+    F.BLOCKED_BY: "blocked_by_ids",
+    F.PARENT: "parent_id",
+    F.CANONICAL: "duplicate_of_id",
+}
+#: Fields reading no column a change sets back: what lives apart from the
+#: row (comment words, mentions, stars), what no change sets (id, creation,
+#: reporter, external id), and what is weighed apart (comments, custom
+#: values, attachments).
+_NO_COLUMN_READ = frozenset(
+    {F.COMMENT, F.MENTION, F.STARRED_BY, F.STAR_COUNT, F.ID, F.CREATED, F.REPORTER}
+    | {F.EXTERNAL_ID, F.COMMENTER, F.LAST_COMMENTER, F.CUSTOM, F.ATTACHMENT}
+)
+#: Every column :func:`state_fields` sets back (for a field neither knows).
+_ALL_COLUMNS = frozenset(SCALAR_FIELDS) | frozenset(_ROW_LISTS)
 
 #: Every history entry of each issue $1 from version $2 on, newest first,
 #: and when $4 (the query has a ``closed:`` term) the older entries that
@@ -173,13 +211,17 @@ async def changes_that_left(
     """The ``(issue id, version)`` of ``changes`` that made their issue stop matching ``query``.
 
     A creation (version 1) has no state before it and never left. Nor did
-    a change that set none of the recorded fields unless the query reads
-    what it did set (custom values: a custom term; a comment: a
+    a change that set none of the columns the query reads (:func:`columns_read`:
+    ``component_id`` always, for the caller's view; a priority change
+    for ``component:C status:open``), unless the query reads what it did set
+    otherwise (custom values: a custom term; a comment: a
     ``commenter:`` or ``lastcommenter:`` term; a file attached or deleted:
     an ``attachment:`` term) or the state's version or time (``modified``,
     ``lastmodifier``, ``modifier:``): its two states are the same row for
-    everything else the query reads, so they are not sent to the database
-    (a replay of comments costs one statement). Four statements at most
+    everything the query reads, so they are not sent to the database
+    (a replay of comments costs one statement, and so do the changes of
+    other fields of issues the query never matched, most of what a query
+    watch sees). Four statements at most
     for the lot: the entries from the oldest change on (for a query with a
     ``closed:`` term, also the older entries that changed the status: a
     reopened state's ``closed_at`` is the time of the one that closed it,
@@ -211,10 +253,11 @@ async def changes_that_left(
     entries = await conn.fetch(_ENTRIES_FROM, ids, [lowest[i] for i in ids], attachments, closed)
     if not reads & _VERSION_FIELDS:
         counts = bool(reads & _COMMENT_FIELDS)
+        columns = columns_read(reads)
         changed_row = {
             (row["issue_id"], row["version"])
             for row in entries
-            if _sets_row_columns(row, custom)
+            if _sets_columns(row, columns, custom)
             or (counts and row["commented"])
             or (attachments and row["attached"])
         }
@@ -280,8 +323,19 @@ async def _states_matching(
     }
 
 
-def _sets_row_columns(entry: Row, custom: bool) -> bool:
-    """Whether history ``entry`` changed a field :func:`state_fields` sets back.
+def columns_read(fields: Iterable[v1.SearchField]) -> frozenset[str]:
+    """The state columns a query of ``fields`` reads, ``component_id`` always (the view)."""
+    read = {"component_id"}
+    for field in fields:
+        if field in _COLUMN_READ:
+            read.add(_COLUMN_READ[field])
+        elif field not in _NO_COLUMN_READ:
+            read |= _ALL_COLUMNS
+    return frozenset(read)
+
+
+def _sets_columns(entry: Row, columns: frozenset[str], custom: bool) -> bool:
+    """Whether history ``entry`` changed one of ``columns`` (:func:`columns_read`).
 
     Custom values count when ``custom`` (the query has a custom term): a
     change of values alone cannot change how a query without one judges
@@ -289,9 +343,7 @@ def _sets_row_columns(entry: Row, custom: bool) -> bool:
     """
     raw = entry["changes"]
     return any(
-        change["field"] in SCALAR_FIELDS
-        or change["field"] in _ROW_LISTS
-        or (custom and bool(_custom_key(change["field"])))
+        change["field"] in columns or (custom and bool(_custom_key(change["field"])))
         for change in (json.loads(raw) if isinstance(raw, str) else raw)
     )
 
