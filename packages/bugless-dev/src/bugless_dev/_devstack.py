@@ -6,8 +6,9 @@ and the Authenticator's migrations; the Model and the Authenticator; the first
 administrator and a first component, through the running services; a local
 SMTP sink (:mod:`bugless_dev.mailsink`) and the two frontends (the web shows
 the sink's mails at ``/dev/mail``); after any demo seeding, the notifier,
-mailing to the sink. Down: the frontends and the notifier, the backends,
-PostgreSQL (fast shutdown), the sink. :class:`DevStack` keeps everything it
+mailing to the sink (or, with ``--smtp-relay``, to that SMTP server, with no
+sink and no ``/dev/mail``). Down: the frontends and the notifier, the
+backends, PostgreSQL (fast shutdown), the sink. :class:`DevStack` keeps everything it
 started, so a failure at any step stops exactly what is running.
 """
 
@@ -68,6 +69,9 @@ class DevSettings:
         admin_username: The first administrator, created on the first start.
         insecure_local: Run the services in plaintext without service
             identities (debugging only; every service warns at start).
+        smtp_relay: ``HOST:PORT`` of an SMTP server the notifier mails to
+            instead of the built-in sink (a local aiosmtpd or MailHog, to
+            read the mails in a client); "" for the sink.
     """
 
     state_dir: Path = setting(
@@ -91,6 +95,12 @@ class DevSettings:
         help="Plaintext between the services, no service identities checked (debugging "
         "only; every service logs a warning). By default they use mutual TLS.",
     )
+    smtp_relay: str = setting(
+        "",
+        metavar="HOST:PORT",
+        help="Mail the notifier's messages to this SMTP server (plain SMTP, no TLS or login: "
+        "a local aiosmtpd, say) instead of the built-in sink; /dev/mail is then off.",
+    )
 
     def __post_init__(self) -> None:
         for name in ("port", "api_port"):
@@ -100,6 +110,24 @@ class DevSettings:
             raise ValueError(
                 f"--port and --api-port are both {self.port}; give them different ports"
             )
+        if self.smtp_relay:
+            self.relay_address()
+
+    def relay_address(self) -> tuple[str, int] | None:
+        """``--smtp-relay`` as a host and a port; None for the built-in sink.
+
+        Raises:
+            ValueError: it is not HOST:PORT with a port from 1 to 65535.
+        """
+        if not self.smtp_relay:
+            return None
+        host, _, port = self.smtp_relay.strip().rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(
+                f"--smtp-relay must be HOST:PORT (127.0.0.1:8025, say), not {self.smtp_relay!r}"
+            )
+        return host, int(port)
 
 
 @dataclass
@@ -129,7 +157,8 @@ class Running:
 
     Attributes:
         web_url: ``http://127.0.0.1:PORT``.
-        mail_url: The page showing what the notifier mailed (the dev SMTP sink).
+        mail_url: The page showing what the notifier mailed (the dev SMTP
+            sink); "" when it mails to ``--smtp-relay``.
         api: ``127.0.0.1:PORT`` of the gRPC API.
         model: The Model service (loopback).
         auth: The Authenticator (loopback).
@@ -141,6 +170,7 @@ class Running:
         admin: The first administrator.
         stack: The services, for more commands (``run_bugless``).
         notes: Things the person should know (root, re-issued certificates).
+        mail_relay: ``--smtp-relay`` when the notifier mails there, else "".
     """
 
     web_url: str
@@ -155,6 +185,7 @@ class Running:
     admin: Admin
     stack: LocalStack
     notes: list[str] = field(default_factory=list)
+    mail_relay: str = ""
 
 
 class PortInUse(StateDirError):
@@ -275,15 +306,17 @@ class DevStack:
         self.echo(f"  model      127.0.0.1:{model.port}   auth  127.0.0.1:{auth.port}")
         admin = await self._ensure_admin(stack)
         await self._ensure_first_component(stack, admin)
-        sink = self.mail_sink = MailSink(self.state.path / "mail")
-        await sink.start()
+        web_flags: list[str] = []
+        if self.settings.relay_address() is None:
+            sink = self.mail_sink = MailSink(self.state.path / "mail")
+            await sink.start()
+            web_flags += ["--dev-mailbox", str(sink.directory)]
         # The notifier starts last (start_notifier) and needs the web's URL,
         # while the web's admin page of failed deliveries needs the
         # notifier's address: its port is reserved now (nothing else can
         # take it) and bound by the notifier later.
         self._notify_reservation = reserve_port()
         self.notify_port = self._notify_reservation.getsockname()[1]
-        web_flags = ["--dev-mailbox", str(sink.directory)]
         web_flags += ["--notify", f"127.0.0.1:{self.notify_port}"]
         # The API access page shows the whole `bugless login` command: this
         # API's address and the development CA.
@@ -312,7 +345,8 @@ class DevStack:
         assert web.url is not None
         return Running(
             web_url=web.url,
-            mail_url=f"{web.url}/dev/mail",
+            mail_url=f"{web.url}/dev/mail" if self.mail_sink is not None else "",
+            mail_relay="" if self.mail_sink is not None else self.settings.smtp_relay.strip(),
             api=f"127.0.0.1:{api.port}",
             model=stack.model,
             auth=stack.auth,
@@ -425,28 +459,33 @@ class DevStack:
             channel.close()
 
     async def start_notifier(self, running: Running) -> int:
-        """``bugless notify serve`` mailing to the dev sink; returns the sink's port.
+        """``bugless notify serve`` mailing to the dev sink (or the relay); returns its port.
 
         Started last (after any demo seeding): the notifier's first start
         begins at the feed's head, so a fresh ``--demo`` does not mail
         about hundreds of made-up changes while the machine is busy
         seeding them.
         """
-        assert self.mail_sink is not None
         assert self.services is not None
-        smtp_port = self.mail_sink.port
+        relay = self.settings.relay_address()
+        if relay is None:
+            assert self.mail_sink is not None
+            smtp_host, smtp_port = "127.0.0.1", self.mail_sink.port
+        else:
+            smtp_host, smtp_port = relay
         if not RESERVATION_ADMITS_SERVER:
             self._release_notify_port()
         try:
             await asyncio.to_thread(
                 self.services.start_notify,
-                *("--smtp-host", "127.0.0.1", "--smtp-port", str(smtp_port)),
+                *("--smtp-host", smtp_host, "--smtp-port", str(smtp_port)),
                 *("--smtp-security", "none", "--smtp-sender", "bugless dev <bugless@localhost>"),
                 *("--public-url", running.web_url, "--port", str(self.notify_port)),
             )
         finally:
             self._release_notify_port()
-        self.echo(f"  notifier   mailing to the dev SMTP sink 127.0.0.1:{smtp_port}")
+        where = "the dev SMTP sink" if relay is None else "the SMTP relay"
+        self.echo(f"  notifier   mailing to {where} {smtp_host}:{smtp_port}")
         return smtp_port
 
     def _release_notify_port(self) -> None:

@@ -73,7 +73,8 @@ def dev_command(ctx: click.Context, settings: DevSettings) -> None:
 
     Starts PostgreSQL (data kept in --state-dir), the Model, the
     Authenticator, the gRPC API, the web UI and the notifier (mailing to a
-    local sink the web UI shows at /dev/mail) on 127.0.0.1; creates an
+    local sink the web UI shows at /dev/mail, or to --smtp-relay) on
+    127.0.0.1; creates an
     administrator on the first start and prints its password once; mints a
     development CA and a bot certificate and prints how to use the API.
     As root, PostgreSQL runs as the system user `embedded_postgres`.
@@ -320,7 +321,13 @@ def _print_ready(running: Running) -> None:
     )
     click.echo("")
     click.secho(f"Web UI (sign in as `{admin.username}`): {running.web_url}", bold=True)
-    click.echo(f"Mail the notifier sent (caught locally, never sent on): {running.mail_url}")
+    if running.mail_url:
+        click.echo(f"Mail the notifier sent (caught locally, never sent on): {running.mail_url}")
+    else:
+        click.echo(
+            f"Mail the notifier sends goes to the SMTP relay {running.mail_relay} "
+            "(--smtp-relay; /dev/mail is off)"
+        )
     click.echo("Press Ctrl-C to stop.")
 
 

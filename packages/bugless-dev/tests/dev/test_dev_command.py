@@ -35,6 +35,7 @@ from dev_process import BUGLESS, IMPORT_EXPORT_LINE, DevProcess, clean_env, run_
 
 from bugless_dev._stack_config import SERVICE_KINDS
 from bugless_dev.command import REQUIRED_COMMANDS
+from bugless_testing.smtp import SmtpSink
 
 #: Exported GitHub issues (the importer's own test fixtures).
 GITHUB_EXPORT = Path(__file__).parents[3] / "bugless-import" / "tests" / "fixtures" / "github"
@@ -333,6 +334,46 @@ def test_reset_wipes_the_state_directory(first_run: FirstRun) -> None:
         assert dev.interrupt() == 0, dev.output
     finally:
         dev.kill()
+
+
+def test_the_notifier_mails_an_smtp_relay_given_with_smtp_relay(first_run: FirstRun) -> None:
+    # Runs after the reset (file order). A team trying bugless with mail on reads
+    # the mails in a client of their own: the notifier sends to their server.
+    with SmtpSink() as relay:
+        dev = DevProcess.start(
+            first_run.state_dir, *_ports(), "--smtp-relay", f"127.0.0.1:{relay.port}"
+        )
+        try:
+            url = dev.wait_for_url()
+            assert f"notifier   mailing to the SMTP relay 127.0.0.1:{relay.port}" in dev.output
+            assert (
+                f"Mail the notifier sends goes to the SMTP relay 127.0.0.1:{relay.port} "
+                "(--smtp-relay; /dev/mail is off)" in dev.output
+            )
+            assert "/dev/mail" not in dev.output.replace("/dev/mail is off", "")
+            title = "Mail me through the relay"
+            created = run_bugless(
+                "issue", "create", "--title", title, "--component", "General", "--cc", "admin",
+                env=dev.client_env(),
+            )  # fmt: skip
+            assert created.returncode == 0, created.stdout + created.stderr
+            (mail,) = relay.wait_for(1, timeout=60.0)
+            assert mail.recipients == ("admin@localhost",)
+            assert title in str(mail.message["Subject"])
+            assert mail.message["X-Bugless-Reason"] == "cc"
+            # No sink: the web's mailbox page is off.
+            assert httpx.get(f"{url}/dev/mail", timeout=30.0).status_code == 404
+            assert dev.interrupt() == 0, dev.output
+        finally:
+            dev.kill()
+
+
+def test_an_smtp_relay_that_is_not_host_and_port_is_refused_before_anything_starts() -> None:
+    refused = run_bugless("dev", "--smtp-relay", "mail.example.com")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "--smtp-relay must be HOST:PORT (127.0.0.1:8025, say), not 'mail.example.com'" in (
+        refused.stderr
+    )
 
 
 def test_every_service_it_starts_is_checked_for_before_anything_starts() -> None:
