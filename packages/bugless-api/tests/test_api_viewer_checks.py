@@ -6,13 +6,18 @@ Authenticator knows, PostgreSQL; the CLI in subprocesses as a script runs it.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import secrets
+import sys
+from pathlib import Path
 
 import pytest
-from api_support import Bots, ConnectAs, bugless_cli, signed_in
+from api_support import Bots, ConnectAs, bugless_cli, extra_api, signed_in
 
-from bugless_core.errors import InvalidArgument, NotFound
+from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from bugless_dev.processes import spawn
 from bugless_proto import v1
 
 
@@ -204,4 +209,45 @@ async def test_a_bulk_move_names_each_person_with_the_issues_that_name_them(
         f"warning: outsider cannot view component {closed}: they will not see issue "
         f"{cc_on.id} or get mail about it. An admin of {closed} can add them to its "
         "access list."
+    )
+
+
+#: ``bugless model serve`` as the release before CheckViewers.
+PREVIOUS_MODEL = Path(__file__).with_name("model_before_check_viewers.py")
+SERVE = ("model", "serve", "--port", "0")
+
+
+async def test_a_model_before_check_viewers_is_named_to_be_upgraded_first(
+    bots: Bots, connect_as: ConnectAs, tmp_path: Path
+) -> None:
+    """An API on a Model of the earlier release answers FAILED_PRECONDITION naming the upgrade.
+
+    Before, the Model's answer to a method it does not serve went to the bot
+    as INTERNAL with the Model's (or, from releases before 474983f6, grpclib's
+    "Missing content-type header") message: an outage, not an upgrade done
+    out of docs/upgrades.md's order.
+    """
+    stack = bots.stack
+    ready = tmp_path / "previous-model.json"
+    process = spawn(
+        "model-previous",
+        [sys.executable, str(PREVIOUS_MODEL), *SERVE, "--ready-file", str(ready)],
+        stack.env,
+        tmp_path / "previous-model.log",
+        ready_file=ready,
+    )
+    previous = await asyncio.to_thread(stack.wait_started, "model", process)
+    try:
+        model = dataclasses.replace(stack.client_address("model", "api"), port=previous.port)
+        async with extra_api(bots, model=model) as api:
+            boss = connect_as("boss", port=api.port)
+            component = await boss.create_component(f"Previous-{secrets.token_hex(3)}")
+            issue = await boss.create_issue("On an older Model", component.id, cc=["viewer"])
+            with pytest.raises(FailedPrecondition) as refused:
+                await boss.check_viewers(issue.id)
+    finally:
+        await asyncio.to_thread(stack.stop_service, previous)
+    assert refused.value.message == (
+        "the Model does not serve CheckViewers, so it is of a release before this API's; "
+        "upgrade the Model first, as docs/upgrades.md orders"
     )
