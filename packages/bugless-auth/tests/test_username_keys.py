@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import secrets
 from typing import TYPE_CHECKING
 
@@ -187,13 +188,55 @@ async def test_a_clash_with_a_keyed_local_user_is_resolved_by_renaming_it(
         message = str(refused.value)
         assert f"'Ölaf-{tag}' ({olaf.user_id}, keyed)" in message
         assert f"'ölaf-{tag}' (u_late{tag})" in message
-        assert "a local user marked keyed with `bugless auth user rename OLD NEW`" in message
+        assert (
+            "a local user with `bugless auth user rename OLD NEW`, OLD spelt as listed" in message
+        )
 
         # What the message says works: the command renames the keyed account,
         # and the next migrate keys the other.
         await user_commands("rename", f"Ölaf-{tag}", f"Ólafur-{tag}")
         assert await key_usernames(conn, auth.store.schema) == 1
         for name, user_id in ((f"ÓLAFUR-{tag}", olaf.user_id), (f"ÖLAF-{tag}", f"u_late{tag}")):
+            found = await lookup(auth, name)
+            assert [u.user_id for u in found.users] == [user_id], name
+    finally:
+        await conn.close()
+
+
+async def test_rename_says_which_account_it_renamed_and_takes_an_unkeyed_one_by_its_spelling(
+    auth: AuthServer, user_commands: UserCommands
+) -> None:
+    """OLD compared as look-ups compare names the keyed "Ölaf-x" however it is spelt, and
+    the command now says which account it renamed (username and id); the unkeyed "ölaf-x"
+    an earlier release let in beside it is renamed by its exact spelling, as the key-fill
+    refusal lists it, so no clash needs the users table. Before, the command printed the
+    user only, and every spelling renamed the keyed account."""
+    tag = secrets.token_hex(3)
+    olaf = await auth.add_user(f"Ölaf-{tag}")
+    late = f"u_late{tag}"
+    conn = await _raw(auth)
+    try:
+        await conn.execute(
+            "INSERT INTO users (user_id, username) VALUES ($1, $2)", late, f"ölaf-{tag}"
+        )
+        await conn.execute(
+            "INSERT INTO local_credentials (user_id, password_hash) VALUES ($1, 'x')", late
+        )
+        with pytest.raises(FailedPrecondition) as refused:
+            await key_usernames(conn, auth.store.schema)
+        assert "users table" not in str(refused.value)
+        assert "spelt as listed" in str(refused.value)
+
+        out, _ = await user_commands("rename", f"ÖLAF-{tag}", f"Ólafur-{tag}")
+        assert out.splitlines()[0] == (
+            f"renamed the local user 'Ölaf-{tag}' ({olaf.user_id}) to 'Ólafur-{tag}' "
+            f"('ÖLAF-{tag}' named it: usernames are one whatever their case)"
+        )
+        out, _ = await user_commands("rename", f"ölaf-{tag}", f"olaf2-{tag}", "--json")
+        assert json.loads(out)["renamed_from"] == f"ölaf-{tag}"
+        assert json.loads(out)["user_id"] == late
+        assert await key_usernames(conn, auth.store.schema) == 0  # the rename keyed it
+        for name, user_id in ((f"ólafur-{tag}", olaf.user_id), (f"OLAF2-{tag}", late)):
             found = await lookup(auth, name)
             assert [u.user_id for u in found.users] == [user_id], name
     finally:

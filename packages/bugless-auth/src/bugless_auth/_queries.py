@@ -151,6 +151,14 @@ FROM users u JOIN local_credentials c ON c.user_id = u.user_id
 WHERE u.username_key = $1
 """
 
+#: The local user spelt exactly $1 whose username has no key yet (migration
+#: 0011's fill refused it: a keyed user has its key), with its password hash.
+UNKEYED_LOCAL_CREDENTIALS = f"""
+SELECT {", ".join("u." + c for c in USER_COLUMNS.split(", "))}, c.password_hash
+FROM users u JOIN local_credentials c ON c.user_id = u.user_id
+WHERE u.username_key IS NULL AND u.username = $1
+"""
+
 INSERT_CREDENTIALS = "INSERT INTO local_credentials (user_id, password_hash) VALUES ($1, $2)"
 
 UPDATE_CREDENTIALS = """

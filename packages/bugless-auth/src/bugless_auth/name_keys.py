@@ -12,9 +12,11 @@ up, through the users' change feed as every write of ``users`` is.
 Two accounts whose usernames have one key (the old rule, SQL's ASCII-only
 ``lower()``, let "Ölaf" and "ölaf" both in) cannot both be keyed: the fill then
 names both and writes nothing, so an administrator can rename one and migrate
-again: one already keyed (a later migrate finds a name an old replica let in
-during a rollout) with ``bugless auth user rename`` when it is local, else in
-its directory (then sign it in) or in the ``users`` table.
+again: a local one with ``bugless auth user rename``, which takes a keyed user
+by its key and an unkeyed one by its exact spelling, as the refusal lists
+them (a later migrate finds a name an old replica let in during a rollout
+beside a keyed one); a directory's in its directory, a certificate
+mapping's by its entries, then sign it in.
 """
 
 from __future__ import annotations
@@ -149,16 +151,13 @@ async def _refuse_clashes(conn: Any, to_key: list[tuple[str, str, str | None, st
         for users in clashes[:10]
     )
     more = f" (and {len(clashes) - 10} more)" if len(clashes) > 10 else ""
-    # Only a keyed user can be renamed by command: the command finds a local
-    # user by its key, and the unkeyed twin's key would be the keyed one's.
-    by_command = (
-        "a local user marked keyed with `bugless auth user rename OLD NEW`; "
-        if any(keyed for users in clashes for _, _, keyed in users)
-        else ""
-    )
+    # The command takes a local user by its key, or an unkeyed one by its
+    # exact spelling, so each of a clash can be named: as listed here.
     raise FailedPrecondition(
         f"usernames that differ only in case belong to different users: {listed}{more}. "
         "Usernames are one by Unicode lower-casing (migration 0011); rename one of each "
-        f"({by_command}a directory's user in its directory, then sign it in; any other in "
-        "the users table) and run `bugless auth migrate` again. Nothing was written."
+        "(a local user with `bugless auth user rename OLD NEW`, OLD spelt as listed; a "
+        "directory's user in its directory, then sign it in; a certificate mapping's user "
+        "by giving its entries another username, then sign it in) and run "
+        "`bugless auth migrate` again. Nothing was written."
     )

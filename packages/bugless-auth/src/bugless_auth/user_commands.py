@@ -295,23 +295,33 @@ def user_rename_command(
     refused. Open sessions go on under the new name, which every replica
     and frontend shows within about a poll of the users' change feed, no
     restart. Users of LDAP, OIDC or the tls mapping are refused: rename them
-    where their username comes from. OLD is free at once: texts keep @OLD,
-    which then mentions whoever is called OLD next, and saved searches
-    naming OLD no longer find this user.
+    where their username comes from. OLD names the user whose name it is
+    whatever its case, or one spelt exactly OLD that `auth migrate` could not
+    key (it lists them); the command says which account it renamed. OLD is
+    free at once: texts keep @OLD, which then mentions whoever is called OLD
+    next, and saved searches naming OLD no longer find this user.
     """
-    from bugless_auth.user_renames import rename_local_user  # noqa: PLC0415 - module docstring
+    from bugless_auth.user_renames import Renamed, rename_local_user  # noqa: PLC0415
 
-    async def apply(store: IdentityStore) -> UserRecord:
+    async def apply(store: IdentityStore) -> Renamed:
         return await rename_local_user(store, old, new)
 
-    record = with_store(
+    done = with_store(
         settings,
         apply,
         command="rename",
         lock_wait_seconds=lock_wait_seconds,
         option_names={"username": "OLD", "new_username": "NEW"},
     )
-    print_user(record, as_json)
+    if not as_json:  # which account: OLD may name one spelt otherwise
+        named = (
+            "" if done.was == old else f" ({old!r} named it: usernames are one whatever their case)"
+        )
+        click.echo(
+            f"renamed the local user {done.was!r} ({done.record.user_id}) to "
+            f"{done.record.username!r}{named}"
+        )
+    print_user(done.record, as_json, extra={"renamed_from": done.was})
 
 
 @user_group.command("merge")

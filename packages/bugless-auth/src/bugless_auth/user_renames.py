@@ -33,6 +33,14 @@ case only ("ann" to "Ann") is a rename. A display name that was the old
 username (the default a user is created with) becomes the new one; any
 other is kept.
 
+OLD names the local user whose username it is, compared as look-ups compare
+(``Ölaf`` for ``ölaf``), except that one spelt exactly OLD that the store has
+not keyed yet (migration 0011: a replica of an earlier release let it in
+beside a keyed one of the same key) is that user: the key-fill refusal
+(:mod:`bugless_auth.name_keys`) names both, and each can be renamed by the
+spelling it lists. The command says which account it renamed, by username
+and id, since OLD may name one spelt otherwise.
+
 The old name is free once the rename commits, as a deleted account's would
 be: nothing else names a user by username that a rename could carry along.
 Texts are history and keep ``@old`` as written (mentions are kept by name,
@@ -45,6 +53,7 @@ so, for the administrator choosing whether to reuse it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -82,8 +91,21 @@ def taken(new: str) -> AlreadyExists:
     )
 
 
-async def rename_local_user(store: IdentityStore, old: str, new: str) -> UserRecord:
-    """Rename the local user ``old`` to ``new``, keeping their id; the user now.
+@dataclass(frozen=True)
+class Renamed:
+    """A rename done: the user as renamed, and the username it had.
+
+    Attributes:
+        record: The user now, under the new name.
+        was: Their username before, as spelt (OLD may have named it otherwise).
+    """
+
+    record: UserRecord
+    was: str
+
+
+async def rename_local_user(store: IdentityStore, old: str, new: str) -> Renamed:
+    """Rename the local user ``old`` to ``new``, keeping their id; the user now and before.
 
     One transaction, logged in the users' change feed (see the module).
 
@@ -102,8 +124,11 @@ async def rename_local_user(store: IdentityStore, old: str, new: str) -> UserRec
     async def work(writes: UserWrites) -> asyncpg.Record:
         conn = writes.conn
         found = await conn.fetchrow(sql.LOCAL_CREDENTIALS, username_key(old))
+        if found is None or found["username"] != old:  # an unkeyed one spelt so, if any
+            found = await conn.fetchrow(sql.UNKEYED_LOCAL_CREDENTIALS, old) or found
         if found is None:
             raise await _not_renamable(conn, old)
+        was.append(found["username"])
         current = UserRecord.from_row(found)
         holder = await conn.fetchval(sql.USER_ID_OF_USERNAME_KEY, username_key(new))
         if holder is not None and holder != current.user_id:
@@ -125,6 +150,7 @@ async def rename_local_user(store: IdentityStore, old: str, new: str) -> UserRec
             raise InvalidArgument(f"new_username: {new!r} is the user's name already")
         return row
 
+    was: list[str] = []  # the last attempt's (write_users may run work again)
     try:
         row = await store.write_users(work)
     except asyncpg.UniqueViolationError as exc:  # taken meanwhile, or by 0001's lower() index
@@ -133,11 +159,11 @@ async def rename_local_user(store: IdentityStore, old: str, new: str) -> UserRec
     _log.info(
         "user %s renamed from %s to %s with bugless auth user rename",
         record.user_id,
-        old,
+        was[-1],
         record.username,
-        extra={"user_id": record.user_id, "old_username": old, "username": record.username},
+        extra={"user_id": record.user_id, "old_username": was[-1], "username": record.username},
     )
-    return record
+    return Renamed(record, was[-1])
 
 
 async def _not_renamable(conn: Any, username: str) -> NotFound | FailedPrecondition:
