@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bugless_dev._run_as import run_as_kwargs
 from bugless_dev.postgres import (
     SUPERUSER,
     PostgresUnavailable,
@@ -37,7 +38,6 @@ from bugless_dev.postgres import (
     initdb_command,
     make_searchable,
     prepare_system_user,
-    run_as_kwargs,
 )
 
 __all__ = [

@@ -31,7 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bugless_dev.postgres import run_as_kwargs
+from bugless_dev._run_as import run_as_kwargs
 
 
 def wait_for_the_starter(lifeline: int) -> None:

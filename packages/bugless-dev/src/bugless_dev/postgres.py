@@ -35,9 +35,9 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from bugless_dev._run_as import run_as_kwargs
 from bugless_dev.processes import run_in_thread, unused_port
 
 #: The system user PostgreSQL runs as when the caller is root.
@@ -133,25 +133,6 @@ def prepare_system_user(bin_dir: Path) -> str | None:
     _make_readable_to_others(bin_dir.parent)
     make_searchable(bin_dir.parent)
     return SYSTEM_USER
-
-
-def run_as_kwargs(user: str | None) -> dict[str, Any]:
-    """``user``/``group``/``extra_groups`` for :mod:`subprocess`, to run as ``user``.
-
-    The group matters as much as the user: run with root's groups, the server
-    would be judged by the *group* bits of root-owned directories (often none)
-    instead of the ``o+x`` it was given, and would keep root's group rights.
-
-    Returns:
-        Keyword arguments for :func:`subprocess.run` or :class:`subprocess.Popen`;
-        empty when ``user`` is None (run as the caller).
-    """
-    if user is None:
-        return {}
-    import pwd  # noqa: PLC0415 - POSIX only
-
-    entry = pwd.getpwnam(user)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def hand_over(user: str | None, *paths: Path) -> None:
