@@ -180,9 +180,13 @@ def username_problem(username: str) -> str | None:
     * one script, or Latin with the CJK scripts written together (UTS 39's
       "highly restrictive" level): "paul" with a Cyrillic "a" (U+0430) is refused.
 
-    A whole name in a look-alike script (Cyrillic U+0440 U+043E U+0440 for "pop") passes:
-    telling that needs Unicode's confusables table, which Python does not
-    ship.
+    A whole name in a look-alike script (Cyrillic U+0440 U+043E U+0440 for
+    "pop") passes this check, which reads the name alone: telling it from
+    "pop" takes the names already held. The Authenticator does that for the
+    names it chooses, refusing a new local username (``user add``,
+    CreateLocalUser, ``user rename``'s NEW) whose UTS #39 skeleton is a held
+    name's (``bugless_auth.confusable_names``); a directory's names are the
+    directory's, and not compared.
     """
     if not username:
         return "is empty"
