@@ -148,16 +148,20 @@ async def test_an_entry_changed_to_another_mapped_username_moves_to_that_user(
     assert ended.value.status is Status.UNAUTHENTICATED
 
 
-async def test_an_entry_given_a_new_name_another_entry_of_its_user_does_not_leaves_for_a_new_user(
+async def test_an_entry_given_a_new_name_while_another_entry_names_its_user_is_refused(
     mapped: tuple[AuthServer, Mapping], pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Two entries name one bot; one is given a username nobody holds. Renaming the bot
-    would be undone by the other entry's next sign-in and redone by this one's, at every
-    sign-in (before: the name went back and forth). The entry leaves for a new user with
-    the new name, as an entry added with it would; the bot keeps its name and the other
-    entry; each signs in as its own user however often they alternate; logged."""
+    """Two entries name one bot; one is given a username nobody holds, in an edit of its
+    own. Renaming the bot would be undone by the other entry's next sign-in; a new user
+    for it (11a7f2f2) left the bot with no entry once the other was given the new name
+    too in a later edit (it joined the new user): the bot's issues, groups and grants
+    stranded on a user nothing maps, and the new name held by one no command renames.
+    The changed entry's certificate is now refused, saying which entry still names the
+    bot and to give them all the new name, nothing written; the other signs in as
+    before; once the later edit gives it the new name too, the bot is renamed (same id),
+    both its certificates sign in as it, and no user is left without an entry."""
     server, mapping = mapped
-    bot, new_name = unique("twin-bot"), unique("split-bot")
+    bot, new_name = unique("twin-bot"), unique("renamed-bot")
     moving_cn, staying_cn = unique("moving"), unique("staying")
     mapping.set_all([moving_cn, staying_cn], bot)
     moving_der, staying_der = pki.client(moving_cn), pki.client(staying_cn)
@@ -165,23 +169,32 @@ async def test_an_entry_given_a_new_name_another_entry_of_its_user_does_not_leav
     assert (await signed_in(server, staying_der)).user_id == before.user_id
 
     mapping.set(moving_cn, new_name)
-    with caplog.at_level(logging.INFO, logger="bugless.auth"):
-        split = await signed_in(server, moving_der)
-    assert split.user_id != before.user_id
-    assert split.username == new_name
+    with caplog.at_level(logging.WARNING, logger="bugless.auth"):
+        error = await expect_status(
+            server.stub.authenticate_certificate(
+                v1.AuthenticateCertificateRequest(certificate_der=moving_der)
+            ),
+            Status.UNAUTHENTICATED,
+        )
+    refusal = from_grpc_error(error)
+    assert refusal.reason == "MAPPING_ENTRIES_DISAGREE"
     assert (
-        f"tls:{moving_cn} is mapped to username {new_name!r}, which nobody holds, but its "
-        f"user {before.user_id} keeps its name: tls:{staying_cn} still mapped to it"
-    ) in caplog.text
-    for _ in range(3):
-        staying = await signed_in(server, staying_der)
-        assert (staying.user_id, staying.username) == (before.user_id, bot)
-        again = await signed_in(server, moving_der)
-        assert (again.user_id, again.username) == (split.user_id, new_name)
-    assert await users_named(server, bot) == {bot: before.user_id}
-    assert await users_named(server, new_name) == {new_name: split.user_id}
+        f"is mapped to username {new_name!r}, but its user {bot!r} is still named by "
+        f"tls:{staying_cn}: give every entry naming {bot!r} the new username"
+    ) in refusal.message
+    assert f"tls:{moving_cn} is mapped to username {new_name!r}" in caplog.text
+    assert await users_named(server, new_name) == {}
+    staying = await signed_in(server, staying_der)
+    assert (staying.user_id, staying.username) == (before.user_id, bot)
+
+    mapping.set(staying_cn, new_name)  # the later edit: every entry names the new name
+    for der in (moving_der, staying_der, moving_der):
+        after = await signed_in(server, der)
+        assert (after.user_id, after.username) == (before.user_id, new_name)
+    assert await users_named(server, bot) == {}
+    assert await users_named(server, new_name) == {new_name: before.user_id}
     subjects = await server.store.subjects_of("tls")
-    assert (f"tls:{moving_cn}", split.user_id) in subjects
+    assert (f"tls:{moving_cn}", before.user_id) in subjects
     assert (f"tls:{staying_cn}", before.user_id) in subjects
 
 

@@ -117,12 +117,13 @@ TOUCH_SUBJECT = "UPDATE external_subjects SET last_login_at = now() WHERE subjec
 #: Subject $1 is now user $2's (a tls mapping entry whose username another user holds).
 MOVE_SUBJECT = "UPDATE external_subjects SET user_id = $2 WHERE subject = $1"
 
-#: User $1's username key (locked) and its subjects other than $2
+#: User $1's username key (locked), its subjects other than $2, and its username
 #: (:func:`bugless_auth.username_holders.entry_user`).
 NAME_AND_OTHER_SUBJECTS = """
 SELECT u.username_key,
        ARRAY(SELECT s.subject FROM external_subjects s
-             WHERE s.user_id = u.user_id AND s.subject <> $2)
+             WHERE s.user_id = u.user_id AND s.subject <> $2),
+       u.username
 FROM users u
 WHERE u.user_id = $1
 FOR UPDATE

@@ -49,6 +49,7 @@ from bugless_auth.tokens import SessionClaims, TokenAuthority, load_key
 from bugless_auth.user_admin import UserAdministration
 from bugless_auth.user_feed import UserFeedFollower
 from bugless_auth.user_lookups import UserLookups
+from bugless_auth.username_holders import ENTRIES_DISAGREE
 from bugless_core.auth_backend import (
     AuthenticatorBackend,
     CertificateAuthenticator,
@@ -285,7 +286,10 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
                 (the tls backend's ``ca_file``; for a person's certificate,
                 the people CAs), whether or not it is mapped,
                 ``USERNAME_TAKEN`` mapped to a username a user of another
-                backend holds (never taken over), else ``CERTIFICATE_NOT_MAPPED``.
+                backend holds (never taken over), ``MAPPING_ENTRIES_DISAGREE``
+                mapped to a new username while another entry still names its
+                user (:func:`bugless_auth.username_holders.entry_user`), else
+                ``CERTIFICATE_NOT_MAPPED``.
         """
         backends = [b for b in self.backends if isinstance(b, CertificateAuthenticator)]
         if not backends and self.people.ca is None:
@@ -309,7 +313,10 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
                 return await self._signed_in(
                     found, backend.name, certificate=seen, mapped=await backend.mapped_subjects()
                 )
-            except FailedPrecondition as exc:  # its username is another backend's user's
+            except FailedPrecondition as exc:
+                if exc.reason == ENTRIES_DISAGREE:  # its user's other entries name it otherwise
+                    raise Unauthenticated(subject + exc.message, reason=exc.reason) from exc
+                # its username is another backend's user's
                 raise Unauthenticated(
                     f"{subject}is mapped to username {found.username!r}, which is not the "
                     f"{backend.name} mapping's to give: {exc.message}",

@@ -117,7 +117,7 @@ class IdentityStore(StoreDatabase):
         that user (:mod:`bugless_auth.username_holders`). With ``mapped``
         (the mapping's subjects and usernames), a known one given a name
         nobody holds renames its user only if no other entry still names the
-        user's name, and otherwise leaves for a new user.
+        user's name, and is otherwise refused.
 
         Username, display name, email, groups and the bot flag are overwritten
         with what the backend reports; ``disabled`` is bugless's own and kept.
@@ -165,10 +165,7 @@ class IdentityStore(StoreDatabase):
                     identity.bot,
                     *derived_names(identity.username, identity.display_name, identity.email),
                 )
-                if entry.leaves is None:
-                    await conn.execute(sql.INSERT_SUBJECT, identity.subject, user_id, authenticator)
-                else:  # the entry's username changed, its old user still named by another
-                    await conn.execute(sql.MOVE_SUBJECT, identity.subject, user_id)
+                await conn.execute(sql.INSERT_SUBJECT, identity.subject, user_id, authenticator)
             else:
                 released += await free_username(writes, identity, user_id)
                 if sign_in:  # the directory re-sync refreshes without signing in

@@ -35,9 +35,14 @@ it is refused, the message saying how the mapping takes the user back.
 
 An entry given a username nobody holds renames its user, unless another
 entry of the mapping still names the user's username (:func:`entry_user`):
-then the entry leaves the user for a new one with the new name, as an entry
-added with that name would make. Renaming would be undone by the other
-entry's next sign-in, and redone by this one's, at every sign-in.
+then its certificate is refused (reason ``MAPPING_ENTRIES_DISAGREE``), naming
+the entries that still name the user, until every entry names the new name
+(the next sign-in then renames the user). Renaming would be undone by the
+other entry's next sign-in, and redone by this one's, at every sign-in; a
+new user for the entry would, once the other entry was given the new name
+in a later edit, take that one too (it joins the holder of its name) and
+leave the user with no entry, its history and groups on an account nothing
+maps, under a name no command renames.
 """
 
 from __future__ import annotations
@@ -54,6 +59,10 @@ from bugless_core.usernames import username_key
 
 _log = logging.getLogger("bugless.auth")
 
+#: Reason of a sign-in refused since its entry's new username is not its user's
+#: other entries' (:func:`entry_user`).
+ENTRIES_DISAGREE = "MAPPING_ENTRIES_DISAGREE"
+
 
 def namespace(subject: str) -> str:
     """The backend part of a subject (``tls`` of ``tls:deploy-bot``)."""
@@ -69,15 +78,11 @@ class EntryUser:
         released: Users the subject left, whose cached records callers forget.
         linked: How the subject came to ``user_id`` ("joins", "moves from
             …"), for the log; empty when it stayed.
-        leaves: The user the subject leaves for a new one (its username is
-            still named by another entry); the subject is moved, not inserted,
-            once the new user is written.
     """
 
     user_id: str | None
     released: list[str] = field(default_factory=list)
     linked: str = ""
-    leaves: str | None = None
 
 
 async def entry_user(
@@ -94,12 +99,13 @@ async def entry_user(
     (:meth:`~bugless_core.auth_backend.CertificateAuthenticator.mapped_subjects`;
     None: not known, and the entry renames its user as before). The subject
     joins (or moves to) the user its username names; when nobody holds that
-    name and another subject of its user is still mapped to the user's
-    username, it leaves for a new user, so the two entries do not rename
-    the user back and forth at each sign-in; logged.
+    name, its user is renamed, unless another subject of the user is still
+    mapped to the user's username: then the sign-in is refused, logged (see
+    the module).
 
     Raises:
-        FailedPrecondition: as :func:`named_user`.
+        FailedPrecondition: as :func:`named_user`; or, reason
+            :data:`ENTRIES_DISAGREE`, another entry still names the user.
     """
     conn = writes.conn
     named = await named_user(writes, identity)
@@ -115,19 +121,22 @@ async def entry_user(
     keeping = sorted(s for s in row[1] if s in mapped and username_key(mapped[s]) == row[0])
     if not keeping:  # no other entry names it: the user is renamed
         return EntryUser(user_id)
+    still = ", ".join(keeping)
     _log.warning(
-        "%s is mapped to username %r, which nobody holds, but its user %s keeps its name: "
-        "%s still mapped to it; the entry leaves for a new user (to rename the user, change "
-        "every entry that names it)",
+        "%s is mapped to username %r, which nobody holds, but its user %s is still named by "
+        "%s: refused until every entry naming it has the new username (one edit renames it)",
         identity.subject,
         identity.username,
         user_id,
-        ", ".join(keeping),
+        still,
         extra={"subject": identity.subject, "username": identity.username, "user_id": user_id},
     )
-    return EntryUser(
-        None, [user_id], f"leaves {user_id} (still named by {keeping[0]}) for new", user_id
+    msg = (
+        f"is mapped to username {identity.username!r}, but its user {row[2]!r} is still "
+        f"named by {still}: give every entry naming {row[2]!r} the new username to rename "
+        "the user (its id and history kept), or this entry back its old one"
     )
+    raise FailedPrecondition(msg, reason=ENTRIES_DISAGREE)
 
 
 async def named_user(writes: UserWrites, identity: ExternalIdentity) -> str | None:
