@@ -111,6 +111,32 @@ async def test_a_failing_file_leaves_the_schema_as_it_was(
 
 
 @pytest.mark.parametrize("lock", LOCKS, ids=lambda lock: lock.name)
+async def test_a_file_outlasting_the_pools_statement_timeout_is_applied(
+    database: str, lock: MigrationLock
+) -> None:
+    """The Model's pool bounds each statement (30 s); a file's whole-table work may take longer.
+
+    A file cut at that bound failed with the statement cancelled and rolled
+    the upgrade back, on every try: a deployment whose tables took longer to
+    copy or index than the bound could not upgrade. Here the pool's bound is
+    0.2 s and the file sleeps 0.5 s; the pool's other statements keep it.
+    """
+    slow = [Migration(1, "slow", "SELECT pg_sleep(0.5); CREATE TABLE slow (id int)")]
+    schema = f"slow_{lock.name}"
+    bounded = await asyncpg.create_pool(
+        database, min_size=1, max_size=2, server_settings={"statement_timeout": "200"}
+    )
+    try:
+        assert await migrate(bounded, schema, slow, component="test", lock=lock) == 1
+        async with bounded.acquire() as conn:
+            assert await applied_version(conn, schema) == 1
+            with pytest.raises(asyncpg.QueryCanceledError):
+                await conn.execute("SELECT pg_sleep(0.5)")
+    finally:
+        await bounded.close()
+
+
+@pytest.mark.parametrize("lock", LOCKS, ids=lambda lock: lock.name)
 async def test_a_schema_from_a_newer_release_is_refused(
     pool: asyncpg.Pool, lock: MigrationLock
 ) -> None:

@@ -277,7 +277,9 @@ async def migrate(
     """Apply every pending migration to ``schema`` under ``lock``; the version now applied.
 
     The SQL files use unqualified names: the transaction's ``search_path`` is
-    ``schema`` while they run.
+    ``schema`` while they run. They run without a statement timeout, whatever
+    the pool's (an index build or a table's copy over a large deployment
+    outlasts any request's bound).
 
     Raises:
         FailedPrecondition: the database was migrated by a newer release, or
@@ -299,6 +301,11 @@ async def migrate(
         ):
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
             await conn.execute(f"SET LOCAL search_path TO {quoted}")
+            # The files run to the end, however long their whole-table work
+            # takes: the pool's statement_timeout is a request's bound (30 s
+            # for the Model), and a file cut at it rolls the upgrade back,
+            # every time (docs/upgrades.md, "Whole-table work").
+            await conn.execute("SET LOCAL statement_timeout = 0")
             await conn.execute(_CREATE_LEDGER.format(schema=quoted))
             current: int = await conn.fetchval(_APPLIED.format(schema=quoted))
             newest = migrations[-1].version
