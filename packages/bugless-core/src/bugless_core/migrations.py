@@ -79,15 +79,40 @@ class Migration:
 def load_migrations(package: str, directory: str = "migrations") -> list[Migration]:
     """Every migration file shipped in ``package``'s ``directory``, in version order.
 
+    Two files with one number are refused by name, not sorted in some order:
+    the ledger records a version once, so a replica would apply one of them
+    and count the other as applied (two branches each adding the next number
+    meet this way in a rebase). A ``.sql`` file whose name does not read
+    ``NNNN_description.sql`` is refused too, not left out unapplied.
+
     Raises:
-        RuntimeError: the files are not numbered 1..n without gaps (a packaging
+        RuntimeError: two files share a number, a ``.sql`` file is misnamed,
+            or the files are not numbered 1..n without gaps (a packaging
             mistake, caught before anything touches a database).
     """
     found: list[Migration] = []
-    for entry in resources.files(package).joinpath(directory).iterdir():
+    named: dict[int, str] = {}
+    for entry in sorted(
+        resources.files(package).joinpath(directory).iterdir(), key=lambda e: e.name
+    ):
         match = _FILE_NAME.match(entry.name)
-        if match:
-            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+        if match is None:
+            if entry.name.endswith(".sql"):
+                msg = (
+                    f"{package}: migration file {entry.name!r} is not named "
+                    "NNNN_description.sql (four digits, then lower-case letters, digits, _)"
+                )
+                raise RuntimeError(msg)
+            continue
+        version = int(match[1])
+        if version in named:
+            msg = (
+                f"{package}: migration files {named[version]} and {entry.name} share the "
+                f"number {match[1]}: give the later one the next free number"
+            )
+            raise RuntimeError(msg)
+        named[version] = entry.name
+        found.append(Migration(version, match[2], entry.read_text(encoding="utf-8")))
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if not versions or versions != list(range(1, len(versions) + 1)):
