@@ -52,6 +52,45 @@ async def test_shipped_migrations_are_numbered_without_gaps() -> None:
     assert versions == list(range(1, len(versions) + 1))
 
 
+async def test_the_status_changes_index_built_beforehand_concurrently_is_kept(
+    model_settings: ModelSettings,
+) -> None:
+    """0030's index may be built by an operator before the upgrade, without blocking writes.
+
+    Built in the migration's transaction, the index makes writes of history
+    wait for the build (docs/upgrades.md, "Whole-table work"); ``CREATE INDEX
+    CONCURRENTLY`` cannot run there, but an operator can run it first, and
+    the file (``IF NOT EXISTS``) then keeps that index, which the watch's
+    statement reads as its own.
+    """
+    settings = _in_schema(model_settings, "mig_prebuilt")
+    files = shipped_migrations()
+    (index,) = [m for m in files if m.name == "history_status_changes"]
+    pool = await asyncpg.create_pool(model_settings.database_url, min_size=1, max_size=2)
+    try:
+        await migrate(
+            pool,
+            settings.schema,
+            files[: index.version - 1],
+            component=PostgresBackend.component,
+            lock=PostgresBackend.migration_lock,
+        )
+        async with pool.acquire() as conn:
+            await conn.execute(f"SET search_path TO {quote_schema(settings.schema)}")
+            build = index.sql[index.sql.index("\nCREATE INDEX") :]
+            await conn.execute(build.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1))
+            assert await PostgresBackend.migrate(settings) == newest_version()
+            valid = await conn.fetchval(
+                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE c.relname = 'issue_history_status_changes'"
+                " AND c.relnamespace = $1::regnamespace",
+                settings.schema,
+            )
+        assert valid is True
+    finally:
+        await pool.close()
+
+
 async def test_migrate_twice_is_idempotent(model_settings: ModelSettings) -> None:
     settings = _in_schema(model_settings, "mig_twice")
     assert await PostgresBackend.migrate(settings) == newest_version()

@@ -16,8 +16,10 @@
 --
 -- Building it reads the whole of issue_history once, in the migration's
 -- transaction, blocking writes of history meanwhile on PostgreSQL
--- (docs/upgrades.md, "Whole-table work").
+-- (docs/upgrades.md, "Whole-table work"). IF NOT EXISTS: where that wait
+-- is too long, an operator builds it beforehand with CREATE INDEX
+-- CONCURRENTLY (the same statement; writes go on), and this file keeps it.
 --
 -- Valid on PostgreSQL 14+ and CockroachDB 23.2+ (partial indexes, jsonb @>).
-CREATE INDEX issue_history_status_changes ON issue_history (issue_id, version)
+CREATE INDEX IF NOT EXISTS issue_history_status_changes ON issue_history (issue_id, version)
  WHERE changes @> '[{"field": "status"}]'::jsonb;
