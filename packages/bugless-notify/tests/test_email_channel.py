@@ -330,3 +330,32 @@ async def test_a_message_queued_without_a_settings_page_has_no_unsubscribe_heade
     (mail,) = smtp_sink.wait_for(1)
     assert "List-Unsubscribe" not in mail.message
     assert mail.message["Auto-Submitted"] == "auto-generated"
+
+
+async def test_a_one_click_link_is_the_unsubscribe_header_with_its_post_header(
+    channel: EmailChannel, smtp_sink: SmtpSink
+) -> None:
+    """RFC 8058: an https one-click link replaces the settings page; an http one cannot be one.
+
+    A client offering "unsubscribe" POSTs ``List-Unsubscribe=One-Click`` to
+    the link; RFC 8058 allows it only over https, so a site served over http
+    keeps the settings page (RFC 2369) and no Post header.
+    """
+    queued = _notification()
+    link = "https://bugs.example.com/unsubscribe/eyJ0.eyJ1.c2ln"
+    one_click = dataclasses.replace(
+        queued, message=dataclasses.replace(queued.message, unsubscribe_url=link)
+    )
+    plain_http = dataclasses.replace(
+        queued,
+        message=dataclasses.replace(queued.message, unsubscribe_url=link.replace("https", "http")),
+    )
+    for notification in (one_click, plain_http):
+        assert (await channel.deliver(notification)).status is DeliveryStatus.DELIVERED
+    first, second = smtp_sink.wait_for(2)
+    assert first.message["List-Unsubscribe"] == f"<{link}>"
+    assert first.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert second.message["List-Unsubscribe"] == (
+        "<https://bugs.example.com/settings/notifications>"
+    )
+    assert "List-Unsubscribe-Post" not in second.message

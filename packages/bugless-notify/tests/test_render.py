@@ -195,6 +195,24 @@ def test_a_link_inside_code_is_left_as_typed_in_a_mail() -> None:
     assert f"({PUBLIC_URL}/notes)" not in message.html
 
 
+def test_a_mails_foot_offers_its_one_click_link_beside_the_mute_button() -> None:
+    """The link the mail's List-Unsubscribe names mutes what the foot says Mute does: this issue."""
+    base = notice()
+    link = f"{PUBLIC_URL}/unsubscribe/eyJ0.eyJ1.c2ln"
+    message = render_notification(dataclasses.replace(base, unsubscribe_url=link))
+    assert (
+        f"press Mute on its page: {PUBLIC_URL}/issues/123\nor mute it with this link: {link}\n"
+        in (message.text)
+    )
+    assert f'or <a href="{link}">with this link</a>.' in message.html
+    assert message.unsubscribe_url == link
+    assert NotificationMessage.from_json(message.to_json()) == message
+    plain = render_notification(base)
+    assert "with this link" not in plain.text
+    assert "with this link" not in plain.html
+    assert plain.unsubscribe_url == ""
+
+
 def test_the_reason_is_said_in_words_and_given_as_a_key() -> None:
     message = render_notification(notice(reason=Reason.SAVED_SEARCH, reason_detail="P0 storage"))
     assert "You receive this because you subscribed to a saved search (P0 storage)." in message.text

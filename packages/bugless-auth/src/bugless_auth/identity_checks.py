@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from bugless_auth.sessions import SessionStore
     from bugless_auth.store import UserRecord
     from bugless_auth.tokens import SessionClaims, TokenAuthority
+    from bugless_auth.unsubscribe import UnsubscribeTokens
 
 DISABLED = "this account is disabled; ask a bugless administrator"
 SESSION_ENDED = "this session has ended (signed out, or ended by an administrator): sign in again"
@@ -45,6 +46,7 @@ class IdentityChecks:
         sessions: SessionStore
         directory: UserDirectory
         assertions: AssertionIssuer
+        unsubscribe_tokens_signer: UnsubscribeTokens
         _valid_tokens: TtlCache[str, SessionClaims]
 
         async def record_of(self, user_id: str) -> UserRecord:
@@ -155,6 +157,37 @@ class IdentityChecks:
                 reason=refused.reason,
             )
         return identity
+
+    # ---- one-click unsubscribe ----
+
+    def unsubscribe_tokens(self, targets: Sequence[v1.UnsubscribeTarget]) -> list[str]:
+        """A token per target (person, issue), for the unsubscribe links of their mails.
+
+        Signing only: whether the person may still view the issue or is
+        enabled is judged when one is redeemed (:meth:`redeem_unsubscribe`).
+        """
+        return [self.unsubscribe_tokens_signer.issue(t.user_id, t.issue_id) for t in targets]
+
+    async def redeem_unsubscribe(self, token: str, *, check_only: bool) -> v1.UnsubscribeGrant:
+        """What ``token`` grants, and unless ``check_only`` the person's identity and assertion.
+
+        The web uses the assertion to mute that one issue for the person,
+        with no session of theirs (the link in their mail is the authority).
+        It is issued as :meth:`issue_assertion`'s, with a session of its own
+        that ending the person's sessions ends, and none for a disabled person.
+
+        Raises:
+            InvalidArgument: the token is forged, altered or expired (the
+                message says which).
+            NotFound, PermissionDenied: as :meth:`issue_assertion`.
+        """
+        user_id, issue_id = self.unsubscribe_tokens_signer.verify(token)
+        grant = v1.UnsubscribeGrant(user_id=user_id, issue_id=issue_id)
+        if not check_only:
+            grant.identity = await self.issue_assertion(
+                user_id, requested_by="service:web one-click unsubscribe"
+            )
+        return grant
 
     async def user_groups(self, user_ids: Sequence[str]) -> v1.GetUserGroupsResponse:
         """What an identity assertion for each user would carry now, for the Model.

@@ -46,6 +46,7 @@ from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.throttle import LoginThrottle
 from bugless_auth.tls import parse_certificate, validity_problem
 from bugless_auth.tokens import SessionClaims, TokenAuthority, load_key
+from bugless_auth.unsubscribe import UnsubscribeTokens
 from bugless_auth.user_admin import UserAdministration
 from bugless_auth.user_feed import UserFeedFollower
 from bugless_auth.user_lookups import UserLookups
@@ -120,6 +121,7 @@ class AuthService(UserAdministration, UserLookups, IdentityChecks):
             for backend in self.backends
         }
         self.tokens = tokens
+        self.unsubscribe_tokens_signer = UnsubscribeTokens(tokens.keys, issuer=tokens.issuer)
         self.hashes = hashes
         self.policy = Policy(settings.policy)
         self.throttle = LoginThrottle(settings.throttle, store)

@@ -24,6 +24,8 @@ _MAX_FIELD = limits.MAX_USER_REFERENCE_LENGTH
 _MAX_PASSWORD = 1024
 #: Longest session id accepted (the ids issued are 24 characters).
 _MAX_SESSION_ID = 64
+#: Mails of one notifier batch per call.
+_MAX_UNSUBSCRIBE_TARGETS = 1000
 
 
 def _check_batch(values: Sequence[str], field: str) -> None:
@@ -119,6 +121,10 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         # A service acting for a user without their session: the notifier
         # reading as a recipient, an import job, an administrator's tool.
         "IssueAssertion": {"notify", "@import", "@admin"},
+        # One-click unsubscribe links (bugless_auth.unsubscribe): the notifier
+        # has them signed for its mails, the web redeems one for the mute.
+        "IssueUnsubscribeTokens": {"notify"},
+        "RedeemUnsubscribeToken": {"web"},
     }
 
     def __init__(self, service: AuthService) -> None:
@@ -396,6 +402,33 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         return await self.service.issue_assertion(
             message.user_id, requested_by=f"service:{current_identity() or ''}"
         )
+
+    @grpc_errors
+    async def issue_unsubscribe_tokens(
+        self, message: v1.IssueUnsubscribeTokensRequest
+    ) -> v1.UnsubscribeTokens:
+        """A one-click unsubscribe token per (person, issue), in the request's order."""
+        if len(message.targets) > _MAX_UNSUBSCRIBE_TARGETS:
+            raise InvalidArgument(
+                f"targets: at most {_MAX_UNSUBSCRIBE_TARGETS} per call, not {len(message.targets)}"
+            )
+        for index, target in enumerate(message.targets):
+            if not target.user_id:
+                raise InvalidArgument(f"targets[{index}].user_id: required")
+            check_length(target.user_id, f"targets[{index}].user_id", _MAX_FIELD)
+            if target.issue_id < 1:
+                raise InvalidArgument(f"targets[{index}].issue_id: must be a positive issue id")
+        return v1.UnsubscribeTokens(tokens=self.service.unsubscribe_tokens(message.targets))
+
+    @grpc_errors
+    async def redeem_unsubscribe_token(
+        self, message: v1.RedeemUnsubscribeTokenRequest
+    ) -> v1.UnsubscribeGrant:
+        """What an unsubscribe token grants, and the person's assertion unless check_only."""
+        if not message.token:
+            raise InvalidArgument("token: required")
+        check_length(message.token, "token", MAX_TOKEN)
+        return await self.service.redeem_unsubscribe(message.token, check_only=message.check_only)
 
 
 def _check_group_names(groups: list[str]) -> None:

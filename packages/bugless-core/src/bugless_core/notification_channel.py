@@ -96,6 +96,11 @@ class NotificationMessage:
             e-mail channel names it in ``List-Unsubscribe`` (RFC 2369), which
             mail clients offer as "unsubscribe". Empty: no such header
             (deliveries queued before it existed).
+        unsubscribe_url: The recipient's one-click unsubscribe link for this
+            message's issue (``https://…/unsubscribe/<signed token>``): the
+            e-mail channel names it in ``List-Unsubscribe`` with
+            ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058)
+            when it is https. Empty: the settings page is the link.
         quoted_versions: The issue's history entries (versions) whose text
             this message carries (a comment, the description). The notifier
             checks them against redactions before each attempt, so a message
@@ -113,6 +118,7 @@ class NotificationMessage:
     reason_detail: str = ""
     settings_url: str = ""
     quoted_versions: tuple[int, ...] = ()
+    unsubscribe_url: str = ""
 
     def __post_init__(self) -> None:
         if not _THREAD_ID.match(self.thread_id):
@@ -138,6 +144,7 @@ class NotificationMessage:
             "reason_detail": self.reason_detail,
             "settings_url": self.settings_url,
             "quoted_versions": list(self.quoted_versions),
+            "unsubscribe_url": self.unsubscribe_url,
         }
 
     @classmethod
@@ -154,6 +161,7 @@ class NotificationMessage:
             reason_detail=value.get("reason_detail", ""),
             settings_url=value.get("settings_url", ""),
             quoted_versions=tuple(value.get("quoted_versions", ())),
+            unsubscribe_url=value.get("unsubscribe_url", ""),
         )
 
 

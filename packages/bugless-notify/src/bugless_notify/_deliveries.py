@@ -182,6 +182,12 @@ class IssueDeliveries:
         users = await self._users(sorted(named))
         names = {i: Person(u.display_name, u.username) for i, u in users.items()}
         paths = dict(checked.component_paths or views.component_paths)
+        mailed = [
+            c
+            for _, c in chosen
+            if (u := users.get(c.user_id)) is not None and not u.disabled and u.email
+        ]
+        tokens = await self._unsubscribe_tokens(issue_id, [c.user_id for c in mailed])
         for entry, candidate in chosen:
             user = users.get(candidate.user_id)
             if user is None or user.disabled or not user.email:
@@ -196,6 +202,7 @@ class IssueDeliveries:
                 people=names,
                 paths=paths,
                 hotlist_names=dict(checked.hotlist_names),
+                unsubscribe_token=tokens[candidate.user_id],
             )
             chosen_settings = by_user.get(candidate.user_id)
             if chosen_settings is not None and chosen_settings.digest == v1.DigestMode.DAILY:
@@ -352,6 +359,7 @@ class IssueDeliveries:
         people: dict[str, Person],
         paths: dict[int, str],
         hotlist_names: dict[int, str],
+        unsubscribe_token: str,
     ) -> NewDelivery:
         """The mail for one recipient, with only what *they* may see."""
         message = self._render(
@@ -363,6 +371,7 @@ class IssueDeliveries:
             paths=paths,
             hotlist_names=hotlist_names,
             webhook_forms=False,
+            unsubscribe_url=f"{self._public_url.rstrip('/')}/unsubscribe/{unsubscribe_token}",
         )
         return NewDelivery(
             delivery_id=f"change-{issue.id}-{entry.version}/email/{candidate.user_id}",
@@ -383,6 +392,7 @@ class IssueDeliveries:
         paths: dict[int, str],
         hotlist_names: dict[int, str],
         webhook_forms: bool,
+        unsubscribe_url: str = "",
     ) -> NotificationMessage:
         """One change rendered with only what ``viewer`` may see."""
         seen = dataclasses.replace(
@@ -404,11 +414,25 @@ class IssueDeliveries:
                 people=people,
                 components={i: p for i, p in paths.items() if i in visible},
                 hotlists={i: hotlist_names[i] for i in viewer.hotlist_ids if i in hotlist_names},
+                unsubscribe_url=unsubscribe_url,
             ),
             webhook_forms=webhook_forms,
         )
 
     # ---- look-ups ----
+
+    async def _unsubscribe_tokens(self, issue_id: int, user_ids: Sequence[str]) -> dict[str, str]:
+        """By person, the signed token of their one-click link muting ``issue_id`` (one call)."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return {}
+        reply = await call(
+            self._auth.issue_unsubscribe_tokens,
+            v1.IssueUnsubscribeTokensRequest(
+                targets=[v1.UnsubscribeTarget(user_id=u, issue_id=issue_id) for u in ids]
+            ),
+        )
+        return dict(zip(ids, reply.tokens, strict=True))
 
     async def _users(self, user_ids: Sequence[str]) -> dict[str, v1.User]:
         ids = sorted({u for u in user_ids if u})

@@ -13,10 +13,15 @@ What a mail client gets, and why:
 * ``X-Bugless-Delivery`` (the idempotency key), ``X-Bugless-Reason`` (why you
   got it, for filters) and ``Auto-Submitted: auto-generated`` (RFC 3834, so
   vacation responders do not answer);
-* ``List-Unsubscribe: <https://…/settings/notifications>`` (RFC 2369) when the
-  message names its settings page, which clients offer as "unsubscribe": a
-  link to where the recipient turns notifications off, not a one-click
-  address (RFC 8058 would need a signed token in the URL).
+* ``List-Unsubscribe: <https://…/unsubscribe/<token>>`` with
+  ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058) when the
+  message carries its recipient's one-click link and the web is served over
+  https: a client's "unsubscribe" button POSTs there and the web mutes the
+  mail's issue for the recipient, the token (signed by the Authenticator for
+  them and that issue) standing in for a session. Otherwise
+  ``List-Unsubscribe: <https://…/settings/notifications>`` (RFC 2369), the page
+  where they turn notifications off (digests; an http site). RFC 8058 also
+  asks that a DKIM signature cover both headers: the relay's signing to set up.
 
 Failures: a refusal with a 5xx code (unknown mailbox, message rejected) is
 permanent; a 4xx code, a timeout, a dropped connection or a failed login are
@@ -197,7 +202,13 @@ def build_email(notification: Notification, settings: SmtpSettings) -> bytes:
     ]
     if content.reason:
         headers.append(("X-Bugless-Reason", content.reason))
-    if content.settings_url:
+    if content.unsubscribe_url.startswith("https://"):
+        # RFC 8058: the client POSTs "List-Unsubscribe=One-Click" to the
+        # link, which mutes this issue for this recipient (the web's
+        # /unsubscribe/<token>); one https URI, no session needed.
+        headers.append(("List-Unsubscribe", f"<{content.unsubscribe_url}>"))
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    elif content.settings_url:
         headers.append(("List-Unsubscribe", f"<{content.settings_url}>"))
     headers.append(("Auto-Submitted", "auto-generated"))
     return _mime.multipart_alternative(

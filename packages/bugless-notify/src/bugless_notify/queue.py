@@ -181,7 +181,17 @@ def _read_message(message: str) -> NotificationMessage:
     value = json.loads(message)
     if not isinstance(value, dict):
         raise TypeError(f"the message is a JSON {type(value).__name__}, not an object")
-    for name in ("thread_id", "subject", "text", "html", "chat_text", "reason", "reason_detail"):
+    for name in (
+        "thread_id",
+        "subject",
+        "text",
+        "html",
+        "chat_text",
+        "reason",
+        "reason_detail",
+        "settings_url",
+        "unsubscribe_url",
+    ):
         if name in value and not isinstance(value[name], str):
             raise TypeError(f"message.{name} is not a string")
     if not isinstance(value.get("data", {}), dict):

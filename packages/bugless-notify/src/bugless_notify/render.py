@@ -142,6 +142,9 @@ class ChangeNotice:
             components the recipient may see.
         hotlists: Hotlist id -> name, for the hotlists the recipient may see.
         public_url: The web UI's base URL (``https://bugs.example.com``).
+        unsubscribe_url: The recipient's one-click link muting this issue
+            (``{public_url}/unsubscribe/<token>``, RFC 8058); empty for none
+            (a webhook, a renderer's test).
     """
 
     issue: v1.Issue
@@ -153,6 +156,7 @@ class ChangeNotice:
     people: Mapping[str, Person] = field(default_factory=dict)
     components: Mapping[int, str] = field(default_factory=dict)
     hotlists: Mapping[int, str] = field(default_factory=dict)
+    unsubscribe_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -407,8 +411,10 @@ class _Renderer:
             "",
             f"You receive this because {self.reason_text}.",
             f"To stop mail about {issue_ref(self.issue.id)}, press Mute on its page: {self.url}",
-            f"Change what notifies you: {settings_url(self.base)}",
         ]
+        if self.notice.unsubscribe_url:
+            out.append(f"or mute it with this link: {self.notice.unsubscribe_url}")
+        out.append(f"Change what notifies you: {settings_url(self.base)}")
         return "\n".join(out) + "\n"
 
     def html(self) -> str:
@@ -442,10 +448,14 @@ class _Renderer:
         parts.append(
             f'<p style="color:#777;font-size:12px">You receive this because '
             f"{e(self.reason_text)}. To stop mail about {e(issue_ref(self.issue.id))}, press "
-            f'Mute on <a href="{e(self.url)}">its page</a>. '
+            f'Mute on <a href="{e(self.url)}">its page</a>{self._one_click_html()}. '
             f'<a href="{e(settings_url(self.base))}">Change what notifies you</a>.</p></div>'
         )
         return "\n".join(parts) + "\n"
+
+    def _one_click_html(self) -> str:
+        link = self.notice.unsubscribe_url
+        return f' or <a href="{html.escape(link)}">with this link</a>' if link else ""
 
     def chat(self) -> str:
         title = _chat_escape(one_line(self.issue.title))
@@ -578,4 +588,5 @@ def render_notification(notice: ChangeNotice, *, webhook_forms: bool = True) -> 
         reason_detail=notice.reason_detail,
         settings_url=settings_url(notice.public_url),
         quoted_versions=(notice.entry.version,) if notice.entry.comment else (),
+        unsubscribe_url=notice.unsubscribe_url,
     )

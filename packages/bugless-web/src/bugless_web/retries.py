@@ -115,9 +115,13 @@ READ_ROUTES = frozenset(
         # Records the token's last use at most every few minutes: the same on a retry.
         "/bugless.v1.Authenticator/ListSessions",
         "/bugless.v1.Authenticator/GetDeviceLogin",
+        # Checks a one-click unsubscribe token, or issues an assertion for its
+        # person as IssueAssertion does (a session each time, as any retry of that).
+        "/bugless.v1.Authenticator/RedeemUnsubscribeToken",
         # Never made by the web (the Model's and the services' calls), but reads.
         "/bugless.v1.Authenticator/GetVerificationKeys",
         "/bugless.v1.Authenticator/IssueAssertion",
+        "/bugless.v1.Authenticator/IssueUnsubscribeTokens",
         "/bugless.v1.Authenticator/GetUserGroups",
     }
 )

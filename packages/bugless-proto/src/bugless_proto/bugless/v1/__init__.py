@@ -117,6 +117,7 @@ __all__ = (
     "IssuePersonCertificateRequest",
     "IssueTemplate",
     "IssueType",
+    "IssueUnsubscribeTokensRequest",
     "IssueVersion",
     "IssuesBase",
     "IssuesStub",
@@ -174,6 +175,7 @@ __all__ = (
     "ReadFeedResponse",
     "RedactRequest",
     "RedactionTarget",
+    "RedeemUnsubscribeTokenRequest",
     "RemoveHotlistItemsRequest",
     "RevokePersonCertificateRequest",
     "RevokeSessionsRequest",
@@ -211,6 +213,9 @@ __all__ = (
     "StructuredQuery",
     "Subscriptions",
     "SuggestUsersRequest",
+    "UnsubscribeGrant",
+    "UnsubscribeTarget",
+    "UnsubscribeTokens",
     "UpdateComponentRequest",
     "UpdateCustomFieldRequest",
     "UpdateHotlistRequest",
@@ -4351,6 +4356,25 @@ default_message_pool.register_message("bugless.v1", "IssueTemplate", IssueTempla
 
 
 @dataclass(eq=False, repr=False)
+class IssueUnsubscribeTokensRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
+            "IssueUnsubscribeTokensRequest"
+        ]
+
+    targets: "list[UnsubscribeTarget]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message(
+    "bugless.v1", "IssueUnsubscribeTokensRequest", IssueUnsubscribeTokensRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class IssueVersion(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -5590,6 +5614,28 @@ default_message_pool.register_message("bugless.v1", "RedactRequest", RedactReque
 
 
 @dataclass(eq=False, repr=False)
+class RedeemUnsubscribeTokenRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
+            "RedeemUnsubscribeTokenRequest"
+        ]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    check_only: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Only check the token and say what it grants: no assertion is issued.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "RedeemUnsubscribeTokenRequest", RedeemUnsubscribeTokenRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class RemoveHotlistItemsRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -6379,6 +6425,61 @@ class SuggestUsersRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "SuggestUsersRequest", SuggestUsersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class UnsubscribeGrant(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["UnsubscribeGrant"]
+
+    user_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    identity: "Identity | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The person, with an assertion; absent when check_only.
+    """
+
+
+default_message_pool.register_message("bugless.v1", "UnsubscribeGrant", UnsubscribeGrant)
+
+
+@dataclass(eq=False, repr=False)
+class UnsubscribeTarget(betterproto2.Message):
+    """
+    A person and the issue whose mail they may stop with one click.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["UnsubscribeTarget"]
+
+    user_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message("bugless.v1", "UnsubscribeTarget", UnsubscribeTarget)
+
+
+@dataclass(eq=False, repr=False)
+class UnsubscribeTokens(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["UnsubscribeTokens"]
+
+    tokens: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    One per target, in the request's order.
+    """
+
+
+default_message_pool.register_message("bugless.v1", "UnsubscribeTokens", UnsubscribeTokens)
 
 
 @dataclass(eq=False, repr=False)
@@ -7567,6 +7668,52 @@ class AuthenticatorStub(betterproto2_grpclib.ServiceStub):
             "/bugless.v1.Authenticator/IssueAssertion",
             message,
             Identity,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def issue_unsubscribe_tokens(
+        self,
+        message: "IssueUnsubscribeTokensRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "UnsubscribeTokens":
+        """
+        One-click unsubscribe (RFC 8058): a signed, expiring token per person
+        and issue, which a mail carries in its unsubscribe link. The notifier
+        only: it asks for the tokens of the mails it renders.
+        """
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/IssueUnsubscribeTokens",
+            message,
+            UnsubscribeTokens,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def redeem_unsubscribe_token(
+        self,
+        message: "RedeemUnsubscribeTokenRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "UnsubscribeGrant":
+        """
+        What an unsubscribe token grants (its person and issue), and unless
+        check_only an identity with an assertion for that person, so the web
+        can mute that one issue for them without their session. The web only.
+        """
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/RedeemUnsubscribeToken",
+            message,
+            UnsubscribeGrant,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -9780,7 +9927,7 @@ BUGLESS_V1_COMMON_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSer
     b'\n\x17bugless/v1/common.proto\x12\nbugless.v1"t\n\x06Caller\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12\x14\n\x05admin\x18\x03 \x01(\x08R\x05admin\x12#\n\rimport_issues\x18\x04 \x01(\x08R\x0cimportIssues"A\n\tPrincipal\x12\x14\n\x04user\x18\x01 \x01(\tH\x00R\x04user\x12\x16\n\x05group\x18\x02 \x01(\tH\x00R\x05groupB\x06\n\x04kind"I\n\x0bPageRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken*\xa0\x02\n\x06Status\x12\x14\n\x12STATUS_UNSPECIFIED\x12\x0e\n\nSTATUS_NEW\x10\x01\x12\x13\n\x0fSTATUS_ASSIGNED\x10\x02\x12\x13\n\x0fSTATUS_ACCEPTED\x10\x03\x12\x10\n\x0cSTATUS_FIXED\x10\x04\x12\x13\n\x0fSTATUS_VERIFIED\x10\x05\x12$\n STATUS_WONT_FIX_NOT_REPRODUCIBLE\x10\x06\x12%\n!STATUS_WONT_FIX_INTENDED_BEHAVIOR\x10\x07\x12\x1c\n\x18STATUS_WONT_FIX_OBSOLETE\x10\x08\x12\x1e\n\x1aSTATUS_WONT_FIX_INFEASIBLE\x10\t\x12\x14\n\x10STATUS_DUPLICATE\x10\n*w\n\x08Priority\x12\x16\n\x14PRIORITY_UNSPECIFIED\x12\x0f\n\x0bPRIORITY_P0\x10\x01\x12\x0f\n\x0bPRIORITY_P1\x10\x02\x12\x0f\n\x0bPRIORITY_P2\x10\x03\x12\x0f\n\x0bPRIORITY_P3\x10\x04\x12\x0f\n\x0bPRIORITY_P4\x10\x05*w\n\x08Severity\x12\x16\n\x14SEVERITY_UNSPECIFIED\x12\x0f\n\x0bSEVERITY_S0\x10\x01\x12\x0f\n\x0bSEVERITY_S1\x10\x02\x12\x0f\n\x0bSEVERITY_S2\x10\x03\x12\x0f\n\x0bSEVERITY_S3\x10\x04\x12\x0f\n\x0bSEVERITY_S4\x10\x05*\xe4\x01\n\tIssueType\x12\x18\n\x16ISSUE_TYPE_UNSPECIFIED\x12\x12\n\x0eISSUE_TYPE_BUG\x10\x01\x12\x1e\n\x1aISSUE_TYPE_FEATURE_REQUEST\x10\x02\x12\x1d\n\x19ISSUE_TYPE_CUSTOMER_ISSUE\x10\x03\x12\x1f\n\x1bISSUE_TYPE_INTERNAL_CLEANUP\x10\x04\x12\x16\n\x12ISSUE_TYPE_PROCESS\x10\x05\x12\x1c\n\x18ISSUE_TYPE_VULNERABILITY\x10\x06\x12\x13\n\x0fISSUE_TYPE_TASK\x10\x07*L\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03b\x06proto3'
 )
 BUGLESS_V1_AUTH_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xec\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot\x12 \n\x0bplaceholder\x18\x07 \x01(\x08R\x0bplaceholder\x12&\n\x0fmerged_user_ids\x18\x08 \x03(\tR\rmergedUserIds"\xfc\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions\x12\x1c\n\tassertion\x18\x05 \x01(\tR\tassertion\x12L\n\x14assertion_expires_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x12assertionExpiresAt"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xce\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri\x12%\n\x0eclient_address\x18\x06 \x01(\tR\rclientAddress"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"k\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing\x12\x18\n\x07version\x18\x03 \x01(\x03R\x07version"<\n\x15GetUserChangesRequest\x12#\n\rafter_version\x18\x01 \x01(\x03R\x0cafterVersion"\xb9\x01\n\x0bUserChanges\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12\x14\n\x05reset\x18\x03 \x01(\x08R\x05reset\x12\x12\n\x04more\x18\x04 \x01(\x08R\x04more\x12(\n\x10read_age_seconds\x18\x05 \x01(\x01R\x0ereadAgeSeconds\x12!\n\x0cpoll_seconds\x18\x06 \x01(\x01R\x0bpollSeconds"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"2\n\x18CountGroupMembersRequest\x12\x16\n\x06groups\x18\x01 \x03(\tR\x06groups">\n\x0cGroupMembers\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n\x07members\x18\x02 \x01(\x05R\x07members"M\n\x19CountGroupMembersResponse\x120\n\x06groups\x18\x01 \x03(\x0b2\x18.bugless.v1.GroupMembersR\x06groups"1\n\x17ListGroupMembersRequest\x12\x16\n\x06groups\x18\x01 \x03(\tR\x06groups"\\\n\x0eGroupMemberIds\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x19\n\x08user_ids\x18\x02 \x03(\tR\x07userIds\x12\x19\n\x08too_many\x18\x03 \x01(\x08R\x07tooMany"N\n\x18ListGroupMembersResponse\x122\n\x06groups\x18\x01 \x03(\x0b2\x1a.bugless.v1.GroupMemberIdsR\x06groups"1\n\x14GetUserGroupsRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"\xa8\x01\n\nUserGroups\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x124\n\x08standing\x18\x02 \x01(\x0e2\x18.bugless.v1.UserStandingR\x08standing\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x14\n\x05admin\x18\x04 \x01(\x08R\x05admin\x12\x1d\n\naccount_id\x18\x05 \x01(\tR\taccountId"E\n\x15GetUserGroupsResponse\x12,\n\x05users\x18\x01 \x03(\x0b2\x16.bugless.v1.UserGroupsR\x05users"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled"i\n\x15RevokeSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1e\n\neverywhere\x18\x02 \x01(\x08R\neverywhere\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"2\n\x16RevokeSessionsResponse\x12\x18\n\x07revoked\x18\x01 \x01(\x05R\x07revoked"\xd7\x02\n\x07Session\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12$\n\rauthenticator\x18\x02 \x01(\tR\rauthenticator\x12\x12\n\x04kind\x18\x03 \x01(\tR\x04kind\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n\x0clast_used_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\nlastUsedAt\x129\n\nexpires_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x12%\n\x0eclient_address\x18\x07 \x01(\tR\rclientAddress\x12\x18\n\x07current\x18\x08 \x01(\x08R\x07current"\x88\x01\n\x13ListSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x12\n\x04kind\x18\x04 \x01(\tR\x04kind"\xad\x02\n\x14ListSessionsResponse\x12/\n\x08sessions\x18\x01 \x03(\x0b2\x13.bugless.v1.SessionR\x08sessions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n\x0btotal_count\x18\x03 \x01(\x03R\ntotalCount\x12A\n\x1dlast_used_granularity_seconds\x18\x04 \x01(\x01R\x1alastUsedGranularitySeconds\x12X\n)certificate_last_used_granularity_seconds\x18\x05 \x01(\x01R%certificateLastUsedGranularitySeconds"H\n\x11EndSessionRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId"C\n\x12EndSessionResponse\x12-\n\x07session\x18\x01 \x01(\x0b2\x13.bugless.v1.SessionR\x07session"u\n\x0cSourcePerson\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName"\xaa\x01\n\x17MatchImportUsersRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x120\n\x06people\x18\x03 \x03(\x0b2\x18.bugless.v1.SourcePersonR\x06people\x12/\n\x13create_placeholders\x18\x04 \x01(\x08R\x12createPlaceholders"V\n\x0fImportUserMatch\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x1d\n\nmatched_by\x18\x02 \x01(\tR\tmatchedBy"Q\n\x18MatchImportUsersResponse\x125\n\x07matches\x18\x01 \x03(\x0b2\x1b.bugless.v1.ImportUserMatchR\x07matches"e\n\x17MergePlaceholderRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12 \n\x0bplaceholder\x18\x02 \x01(\tR\x0bplaceholder\x12\x12\n\x04into\x18\x03 \x01(\tR\x04into"\x8f\x01\n\x1dIssuePersonCertificateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07csr_pem\x18\x02 \x01(\tR\x06csrPem\x12)\n\x10validity_seconds\x18\x03 \x01(\x01R\x0fvaliditySeconds\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label"\xa5\x03\n\x11PersonCertificate\x12\x16\n\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label\x12\x16\n\x06source\x18\x05 \x01(\tR\x06source\x127\n\tissued_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08issuedAt\x127\n\tnot_after\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08notAfter\x129\n\nrevoked_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1d\n\nrevoked_by\x18\t \x01(\tR\trevokedBy\x12 \n\x0bfingerprint\x18\n \x01(\tR\x0bfingerprint\x12\'\n\x0fcertificate_pem\x18\x0b \x01(\tR\x0ecertificatePem"|\n\x1dListPersonCertificatesRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12)\n\x10include_inactive\x18\x03 \x01(\x08R\x0fincludeInactive"c\n\x1eListPersonCertificatesResponse\x12A\n\x0ccertificates\x18\x01 \x03(\x0b2\x1d.bugless.v1.PersonCertificateR\x0ccertificates"\x8a\x01\n\x1eRevokePersonCertificateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06serial\x18\x02 \x01(\tR\x06serial\x12:\n\x19presented_certificate_der\x18\x03 \x01(\x0cR\x17presentedCertificateDer"\x9a\x01\n\x17StartDeviceLoginRequest\x12\x17\n\x07csr_pem\x18\x01 \x01(\tR\x06csrPem\x12\x14\n\x05label\x18\x02 \x01(\tR\x05label\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x12)\n\x10validity_seconds\x18\x04 \x01(\x01R\x0fvaliditySeconds"\xb1\x01\n\x18StartDeviceLoginResponse\x12\x1f\n\x0bdevice_code\x18\x01 \x01(\tR\ndeviceCode\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode\x12,\n\x12expires_in_seconds\x18\x03 \x01(\x05R\x10expiresInSeconds\x12)\n\x10interval_seconds\x18\x04 \x01(\x05R\x0fintervalSeconds"\xf3\x02\n\x0bDeviceLogin\x12\x1b\n\tuser_code\x18\x01 \x01(\tR\x08userCode\x12\x14\n\x05label\x18\x02 \x01(\tR\x05label\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n\nexpires_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x123\n\x05state\x18\x06 \x01(\x0e2\x1d.bugless.v1.DeviceLogin.StateR\x05state"_\n\x05State\x12\x13\n\x11STATE_UNSPECIFIED\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08APPROVED\x10\x02\x12\n\n\x06DENIED\x10\x03\x12\x0b\n\x07EXPIRED\x10\x04\x12\r\n\tDELIVERED\x10\x05"J\n\x15GetDeviceLoginRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode"b\n\x19ApproveDeviceLoginRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode\x12\x12\n\x04deny\x18\x03 \x01(\x08R\x04deny"9\n\x16PollDeviceLoginRequest\x12\x1f\n\x0bdevice_code\x18\x01 \x01(\tR\ndeviceCode"\x93\x01\n\x17PollDeviceLoginResponse\x123\n\x05state\x18\x01 \x01(\x0e2\x1d.bugless.v1.DeviceLogin.StateR\x05state\x12\'\n\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"\x1c\n\x1aGetVerificationKeysRequest"Q\n\x0fVerificationKey\x12\x10\n\x03kid\x18\x01 \x01(\tR\x03kid\x12,\n\x12ed25519_public_key\x18\x02 \x01(\x0cR\x10ed25519PublicKey"\xa7\x01\n\x10VerificationKeys\x12/\n\x04keys\x18\x01 \x03(\x0b2\x1b.bugless.v1.VerificationKeyR\x04keys\x12.\n\x13revoked_session_ids\x18\x02 \x03(\tR\x11revokedSessionIds\x122\n\x15assertion_ttl_seconds\x18\x03 \x01(\x01R\x13assertionTtlSeconds"0\n\x15IssueAssertionRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId*\x9b\x01\n\x0cUserStanding\x12\x1b\n\x19USER_STANDING_UNSPECIFIED\x12\x18\n\x14USER_STANDING_ACTIVE\x10\x01\x12\x19\n\x15USER_STANDING_UNKNOWN\x10\x02\x12\x1a\n\x16USER_STANDING_DISABLED\x10\x03\x12\x1d\n\x19USER_STANDING_PLACEHOLDER\x10\x042\xf1\x14\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12`\n\x11CountGroupMembers\x12$.bugless.v1.CountGroupMembersRequest\x1a%.bugless.v1.CountGroupMembersResponse\x12]\n\x10ListGroupMembers\x12#.bugless.v1.ListGroupMembersRequest\x1a$.bugless.v1.ListGroupMembersResponse\x12L\n\x0eGetUserChanges\x12!.bugless.v1.GetUserChangesRequest\x1a\x17.bugless.v1.UserChanges\x12T\n\rGetUserGroups\x12 .bugless.v1.GetUserGroupsRequest\x1a!.bugless.v1.GetUserGroupsResponse\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.User\x12W\n\x0eRevokeSessions\x12!.bugless.v1.RevokeSessionsRequest\x1a".bugless.v1.RevokeSessionsResponse\x12Q\n\x0cListSessions\x12\x1f.bugless.v1.ListSessionsRequest\x1a .bugless.v1.ListSessionsResponse\x12K\n\nEndSession\x12\x1d.bugless.v1.EndSessionRequest\x1a\x1e.bugless.v1.EndSessionResponse\x12[\n\x13GetVerificationKeys\x12&.bugless.v1.GetVerificationKeysRequest\x1a\x1c.bugless.v1.VerificationKeys\x12I\n\x0eIssueAssertion\x12!.bugless.v1.IssueAssertionRequest\x1a\x14.bugless.v1.Identity\x12]\n\x10MatchImportUsers\x12#.bugless.v1.MatchImportUsersRequest\x1a$.bugless.v1.MatchImportUsersResponse\x12I\n\x10MergePlaceholder\x12#.bugless.v1.MergePlaceholderRequest\x1a\x10.bugless.v1.User\x12b\n\x16IssuePersonCertificate\x12).bugless.v1.IssuePersonCertificateRequest\x1a\x1d.bugless.v1.PersonCertificate\x12o\n\x16ListPersonCertificates\x12).bugless.v1.ListPersonCertificatesRequest\x1a*.bugless.v1.ListPersonCertificatesResponse\x12d\n\x17RevokePersonCertificate\x12*.bugless.v1.RevokePersonCertificateRequest\x1a\x1d.bugless.v1.PersonCertificate\x12]\n\x10StartDeviceLogin\x12#.bugless.v1.StartDeviceLoginRequest\x1a$.bugless.v1.StartDeviceLoginResponse\x12L\n\x0eGetDeviceLogin\x12!.bugless.v1.GetDeviceLoginRequest\x1a\x17.bugless.v1.DeviceLogin\x12T\n\x12ApproveDeviceLogin\x12%.bugless.v1.ApproveDeviceLoginRequest\x1a\x17.bugless.v1.DeviceLogin\x12Z\n\x0fPollDeviceLogin\x12".bugless.v1.PollDeviceLoginRequest\x1a#.bugless.v1.PollDeviceLoginResponseb\x06proto3'
+    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xec\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot\x12 \n\x0bplaceholder\x18\x07 \x01(\x08R\x0bplaceholder\x12&\n\x0fmerged_user_ids\x18\x08 \x03(\tR\rmergedUserIds"\xfc\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions\x12\x1c\n\tassertion\x18\x05 \x01(\tR\tassertion\x12L\n\x14assertion_expires_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x12assertionExpiresAt"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xce\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri\x12%\n\x0eclient_address\x18\x06 \x01(\tR\rclientAddress"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"k\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing\x12\x18\n\x07version\x18\x03 \x01(\x03R\x07version"<\n\x15GetUserChangesRequest\x12#\n\rafter_version\x18\x01 \x01(\x03R\x0cafterVersion"\xb9\x01\n\x0bUserChanges\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12\x14\n\x05reset\x18\x03 \x01(\x08R\x05reset\x12\x12\n\x04more\x18\x04 \x01(\x08R\x04more\x12(\n\x10read_age_seconds\x18\x05 \x01(\x01R\x0ereadAgeSeconds\x12!\n\x0cpoll_seconds\x18\x06 \x01(\x01R\x0bpollSeconds"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"2\n\x18CountGroupMembersRequest\x12\x16\n\x06groups\x18\x01 \x03(\tR\x06groups">\n\x0cGroupMembers\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n\x07members\x18\x02 \x01(\x05R\x07members"M\n\x19CountGroupMembersResponse\x120\n\x06groups\x18\x01 \x03(\x0b2\x18.bugless.v1.GroupMembersR\x06groups"1\n\x17ListGroupMembersRequest\x12\x16\n\x06groups\x18\x01 \x03(\tR\x06groups"\\\n\x0eGroupMemberIds\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x19\n\x08user_ids\x18\x02 \x03(\tR\x07userIds\x12\x19\n\x08too_many\x18\x03 \x01(\x08R\x07tooMany"N\n\x18ListGroupMembersResponse\x122\n\x06groups\x18\x01 \x03(\x0b2\x1a.bugless.v1.GroupMemberIdsR\x06groups"1\n\x14GetUserGroupsRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"\xa8\x01\n\nUserGroups\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x124\n\x08standing\x18\x02 \x01(\x0e2\x18.bugless.v1.UserStandingR\x08standing\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x14\n\x05admin\x18\x04 \x01(\x08R\x05admin\x12\x1d\n\naccount_id\x18\x05 \x01(\tR\taccountId"E\n\x15GetUserGroupsResponse\x12,\n\x05users\x18\x01 \x03(\x0b2\x16.bugless.v1.UserGroupsR\x05users"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled"i\n\x15RevokeSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1e\n\neverywhere\x18\x02 \x01(\x08R\neverywhere\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"2\n\x16RevokeSessionsResponse\x12\x18\n\x07revoked\x18\x01 \x01(\x05R\x07revoked"\xd7\x02\n\x07Session\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12$\n\rauthenticator\x18\x02 \x01(\tR\rauthenticator\x12\x12\n\x04kind\x18\x03 \x01(\tR\x04kind\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n\x0clast_used_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\nlastUsedAt\x129\n\nexpires_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x12%\n\x0eclient_address\x18\x07 \x01(\tR\rclientAddress\x12\x18\n\x07current\x18\x08 \x01(\x08R\x07current"\x88\x01\n\x13ListSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x12\n\x04kind\x18\x04 \x01(\tR\x04kind"\xad\x02\n\x14ListSessionsResponse\x12/\n\x08sessions\x18\x01 \x03(\x0b2\x13.bugless.v1.SessionR\x08sessions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n\x0btotal_count\x18\x03 \x01(\x03R\ntotalCount\x12A\n\x1dlast_used_granularity_seconds\x18\x04 \x01(\x01R\x1alastUsedGranularitySeconds\x12X\n)certificate_last_used_granularity_seconds\x18\x05 \x01(\x01R%certificateLastUsedGranularitySeconds"H\n\x11EndSessionRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n\nsession_id\x18\x02 \x01(\tR\tsessionId"C\n\x12EndSessionResponse\x12-\n\x07session\x18\x01 \x01(\x0b2\x13.bugless.v1.SessionR\x07session"u\n\x0cSourcePerson\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName"\xaa\x01\n\x17MatchImportUsersRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x120\n\x06people\x18\x03 \x03(\x0b2\x18.bugless.v1.SourcePersonR\x06people\x12/\n\x13create_placeholders\x18\x04 \x01(\x08R\x12createPlaceholders"V\n\x0fImportUserMatch\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x1d\n\nmatched_by\x18\x02 \x01(\tR\tmatchedBy"Q\n\x18MatchImportUsersResponse\x125\n\x07matches\x18\x01 \x03(\x0b2\x1b.bugless.v1.ImportUserMatchR\x07matches"e\n\x17MergePlaceholderRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12 \n\x0bplaceholder\x18\x02 \x01(\tR\x0bplaceholder\x12\x12\n\x04into\x18\x03 \x01(\tR\x04into"\x8f\x01\n\x1dIssuePersonCertificateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07csr_pem\x18\x02 \x01(\tR\x06csrPem\x12)\n\x10validity_seconds\x18\x03 \x01(\x01R\x0fvaliditySeconds\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label"\xa5\x03\n\x11PersonCertificate\x12\x16\n\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label\x12\x16\n\x06source\x18\x05 \x01(\tR\x06source\x127\n\tissued_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08issuedAt\x127\n\tnot_after\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08notAfter\x129\n\nrevoked_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1d\n\nrevoked_by\x18\t \x01(\tR\trevokedBy\x12 \n\x0bfingerprint\x18\n \x01(\tR\x0bfingerprint\x12\'\n\x0fcertificate_pem\x18\x0b \x01(\tR\x0ecertificatePem"|\n\x1dListPersonCertificatesRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12)\n\x10include_inactive\x18\x03 \x01(\x08R\x0fincludeInactive"c\n\x1eListPersonCertificatesResponse\x12A\n\x0ccertificates\x18\x01 \x03(\x0b2\x1d.bugless.v1.PersonCertificateR\x0ccertificates"\x8a\x01\n\x1eRevokePersonCertificateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06serial\x18\x02 \x01(\tR\x06serial\x12:\n\x19presented_certificate_der\x18\x03 \x01(\x0cR\x17presentedCertificateDer"\x9a\x01\n\x17StartDeviceLoginRequest\x12\x17\n\x07csr_pem\x18\x01 \x01(\tR\x06csrPem\x12\x14\n\x05label\x18\x02 \x01(\tR\x05label\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x12)\n\x10validity_seconds\x18\x04 \x01(\x01R\x0fvaliditySeconds"\xb1\x01\n\x18StartDeviceLoginResponse\x12\x1f\n\x0bdevice_code\x18\x01 \x01(\tR\ndeviceCode\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode\x12,\n\x12expires_in_seconds\x18\x03 \x01(\x05R\x10expiresInSeconds\x12)\n\x10interval_seconds\x18\x04 \x01(\x05R\x0fintervalSeconds"\xf3\x02\n\x0bDeviceLogin\x12\x1b\n\tuser_code\x18\x01 \x01(\tR\x08userCode\x12\x14\n\x05label\x18\x02 \x01(\tR\x05label\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n\nexpires_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x123\n\x05state\x18\x06 \x01(\x0e2\x1d.bugless.v1.DeviceLogin.StateR\x05state"_\n\x05State\x12\x13\n\x11STATE_UNSPECIFIED\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08APPROVED\x10\x02\x12\n\n\x06DENIED\x10\x03\x12\x0b\n\x07EXPIRED\x10\x04\x12\r\n\tDELIVERED\x10\x05"J\n\x15GetDeviceLoginRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode"b\n\x19ApproveDeviceLoginRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode\x12\x12\n\x04deny\x18\x03 \x01(\x08R\x04deny"9\n\x16PollDeviceLoginRequest\x12\x1f\n\x0bdevice_code\x18\x01 \x01(\tR\ndeviceCode"\x93\x01\n\x17PollDeviceLoginResponse\x123\n\x05state\x18\x01 \x01(\x0e2\x1d.bugless.v1.DeviceLogin.StateR\x05state\x12\'\n\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"\x1c\n\x1aGetVerificationKeysRequest"Q\n\x0fVerificationKey\x12\x10\n\x03kid\x18\x01 \x01(\tR\x03kid\x12,\n\x12ed25519_public_key\x18\x02 \x01(\x0cR\x10ed25519PublicKey"\xa7\x01\n\x10VerificationKeys\x12/\n\x04keys\x18\x01 \x03(\x0b2\x1b.bugless.v1.VerificationKeyR\x04keys\x12.\n\x13revoked_session_ids\x18\x02 \x03(\tR\x11revokedSessionIds\x122\n\x15assertion_ttl_seconds\x18\x03 \x01(\x01R\x13assertionTtlSeconds"0\n\x15IssueAssertionRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId"G\n\x11UnsubscribeTarget\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId"X\n\x1dIssueUnsubscribeTokensRequest\x127\n\x07targets\x18\x01 \x03(\x0b2\x1d.bugless.v1.UnsubscribeTargetR\x07targets"+\n\x11UnsubscribeTokens\x12\x16\n\x06tokens\x18\x01 \x03(\tR\x06tokens"T\n\x1dRedeemUnsubscribeTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n\ncheck_only\x18\x02 \x01(\x08R\tcheckOnly"x\n\x10UnsubscribeGrant\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x120\n\x08identity\x18\x03 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity*\x9b\x01\n\x0cUserStanding\x12\x1b\n\x19USER_STANDING_UNSPECIFIED\x12\x18\n\x14USER_STANDING_ACTIVE\x10\x01\x12\x19\n\x15USER_STANDING_UNKNOWN\x10\x02\x12\x1a\n\x16USER_STANDING_DISABLED\x10\x03\x12\x1d\n\x19USER_STANDING_PLACEHOLDER\x10\x042\xb8\x16\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12`\n\x11CountGroupMembers\x12$.bugless.v1.CountGroupMembersRequest\x1a%.bugless.v1.CountGroupMembersResponse\x12]\n\x10ListGroupMembers\x12#.bugless.v1.ListGroupMembersRequest\x1a$.bugless.v1.ListGroupMembersResponse\x12L\n\x0eGetUserChanges\x12!.bugless.v1.GetUserChangesRequest\x1a\x17.bugless.v1.UserChanges\x12T\n\rGetUserGroups\x12 .bugless.v1.GetUserGroupsRequest\x1a!.bugless.v1.GetUserGroupsResponse\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.User\x12W\n\x0eRevokeSessions\x12!.bugless.v1.RevokeSessionsRequest\x1a".bugless.v1.RevokeSessionsResponse\x12Q\n\x0cListSessions\x12\x1f.bugless.v1.ListSessionsRequest\x1a .bugless.v1.ListSessionsResponse\x12K\n\nEndSession\x12\x1d.bugless.v1.EndSessionRequest\x1a\x1e.bugless.v1.EndSessionResponse\x12[\n\x13GetVerificationKeys\x12&.bugless.v1.GetVerificationKeysRequest\x1a\x1c.bugless.v1.VerificationKeys\x12I\n\x0eIssueAssertion\x12!.bugless.v1.IssueAssertionRequest\x1a\x14.bugless.v1.Identity\x12b\n\x16IssueUnsubscribeTokens\x12).bugless.v1.IssueUnsubscribeTokensRequest\x1a\x1d.bugless.v1.UnsubscribeTokens\x12a\n\x16RedeemUnsubscribeToken\x12).bugless.v1.RedeemUnsubscribeTokenRequest\x1a\x1c.bugless.v1.UnsubscribeGrant\x12]\n\x10MatchImportUsers\x12#.bugless.v1.MatchImportUsersRequest\x1a$.bugless.v1.MatchImportUsersResponse\x12I\n\x10MergePlaceholder\x12#.bugless.v1.MergePlaceholderRequest\x1a\x10.bugless.v1.User\x12b\n\x16IssuePersonCertificate\x12).bugless.v1.IssuePersonCertificateRequest\x1a\x1d.bugless.v1.PersonCertificate\x12o\n\x16ListPersonCertificates\x12).bugless.v1.ListPersonCertificatesRequest\x1a*.bugless.v1.ListPersonCertificatesResponse\x12d\n\x17RevokePersonCertificate\x12*.bugless.v1.RevokePersonCertificateRequest\x1a\x1d.bugless.v1.PersonCertificate\x12]\n\x10StartDeviceLogin\x12#.bugless.v1.StartDeviceLoginRequest\x1a$.bugless.v1.StartDeviceLoginResponse\x12L\n\x0eGetDeviceLogin\x12!.bugless.v1.GetDeviceLoginRequest\x1a\x17.bugless.v1.DeviceLogin\x12T\n\x12ApproveDeviceLogin\x12%.bugless.v1.ApproveDeviceLoginRequest\x1a\x17.bugless.v1.DeviceLogin\x12Z\n\x0fPollDeviceLogin\x12".bugless.v1.PollDeviceLoginRequest\x1a#.bugless.v1.PollDeviceLoginResponseb\x06proto3'
 )
 BUGLESS_V1_ISSUE_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
     b'\n\x16bugless/v1/issue.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xad\x08\n\x05Issue\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12*\n\x06status\x18\x03 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x04 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x05 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x06 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x07 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08reporter\x18\x08 \x01(\tR\x08reporter\x12\x1a\n\x08assignee\x18\t \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\n \x01(\tR\x08verifier\x12\x0e\n\x02cc\x18\x0b \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x0c \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\r \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x0e \x03(\x03R\x0cblockedByIds\x12\x1b\n\tparent_id\x18\x0f \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\x10 \x01(\x03R\rduplicateOfId\x12 \n\x0bdescription\x18\x11 \x01(\tR\x0bdescription\x129\n\ncreated_at\x18\x12 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x13 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x127\n\tclosed_at\x18\x14 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08closedAt\x12\x18\n\x07version\x18\x15 \x01(\x03R\x07version\x12#\n\rcomment_count\x18\x16 \x01(\x05R\x0ccommentCount\x12A\n\rcustom_fields\x18\x17 \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields\x12\x1f\n\x0bexternal_id\x18\x18 \x01(\tR\nexternalId\x12\x1d\n\nstar_count\x18\x19 \x01(\x03R\tstarCount\x12\x18\n\x07starred\x18\x1a \x01(\x08R\x07starred\x12!\n\x0chas_children\x18\x1b \x01(\x08R\x0bhasChildren\x12%\n\x0ehas_duplicates\x18\x1c \x01(\x08R\rhasDuplicates\x12\x14\n\x05muted\x18\x1d \x01(\x08R\x05muted"\xfe\x02\n\x0bIssueFields\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12*\n\x06status\x18\x02 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x03 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x04 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x05 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x06 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08assignee\x18\x07 \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\x08 \x01(\tR\x08verifier\x12\x1b\n\tparent_id\x18\t \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\n \x01(\x03R\rduplicateOfId"\xde\x03\n\nIssueDelta\x12/\n\x06fields\x18\x01 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12\x15\n\x06cc_add\x18\x03 \x03(\tR\x05ccAdd\x12\x1b\n\tcc_remove\x18\x04 \x03(\tR\x08ccRemove\x12\x1f\n\x0bhotlist_add\x18\x05 \x03(\x03R\nhotlistAdd\x12%\n\x0ehotlist_remove\x18\x06 \x03(\x03R\rhotlistRemove\x12!\n\x0cblocking_add\x18\x07 \x03(\x03R\x0bblockingAdd\x12\'\n\x0fblocking_remove\x18\x08 \x03(\x03R\x0eblockingRemove\x12$\n\x0eblocked_by_add\x18\t \x03(\x03R\x0cblockedByAdd\x12*\n\x11blocked_by_remove\x18\n \x03(\x03R\x0fblockedByRemove\x12H\n\x11custom_fields_set\x18\x0b \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0fcustomFieldsSet"\xe8\x01\n\x0bFieldChange\x12\x14\n\x05field\x18\x01 \x01(\tR\x05field\x12\x1b\n\told_value\x18\x02 \x01(\tR\x08oldValue\x12\x1b\n\tnew_value\x18\x03 \x01(\tR\x08newValue\x12\x14\n\x05added\x18\x04 \x03(\tR\x05added\x12\x18\n\x07removed\x18\x05 \x03(\tR\x07removed\x12\x1d\n\nfield_name\x18\x06 \x01(\tR\tfieldName\x12:\n\nfield_type\x18\x07 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\tfieldType"\xc8\x05\n\x0cHistoryEntry\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12\x16\n\x06author\x18\x03 \x01(\tR\x06author\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment\x121\n\x07changes\x18\x06 \x03(\x0b2\x17.bugless.v1.FieldChangeR\x07changes\x12+\n\x12caused_by_issue_id\x18\x07 \x01(\x03R\x0fcausedByIssueId\x12#\n\redits_version\x18\x08 \x01(\x03R\x0ceditsVersion\x12*\n\x11edited_in_version\x18\t \x01(\x03R\x0feditedInVersion\x12F\n\x10redaction_target\x18\n \x01(\x0e2\x1b.bugless.v1.RedactionTargetR\x0fredactionTarget\x12)\n\x10redacted_version\x18\x0b \x01(\x03R\x0fredactedVersion\x124\n\x16redacted_attachment_id\x18\x0c \x01(\x03R\x14redactedAttachmentId\x12)\n\x10comment_redacted\x18\r \x01(\x08R\x0fcommentRedacted\x12#\n\rimported_from\x18\x0e \x01(\tR\x0cimportedFrom\x128\n\x0battachments\x18\x0f \x03(\x0b2\x16.bugless.v1.AttachmentR\x0battachments\x122\n\x15deleted_attachment_id\x18\x10 \x01(\x03R\x13deletedAttachmentId"\xb6\x03\n\nAttachment\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12#\n\rentry_version\x18\x03 \x01(\x03R\x0centryVersion\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n\x04size\x18\x05 \x01(\x03R\x04size\x12!\n\x0ccontent_type\x18\x06 \x01(\tR\x0bcontentType\x122\n\x15declared_content_type\x18\x07 \x01(\tR\x13declaredContentType\x12\x16\n\x06sha256\x18\x08 \x01(\tR\x06sha256\x12\x1a\n\x08uploader\x18\t \x01(\tR\x08uploader\x129\n\ncreated_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12,\n\x12deleted_in_version\x18\x0b \x01(\x03R\x10deletedInVersion\x12\x1a\n\x08redacted\x18\x0c \x01(\x08R\x08redacted\x12 \n\x0bdescription\x18\r \x01(\tR\x0bdescription"\x8a\x01\n\x10CustomFieldValue\x12\x19\n\x08field_id\x18\x01 \x01(\x03R\x07fieldId\x12\x16\n\x06values\x18\x02 \x03(\tR\x06values\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12/\n\x04type\x18\x04 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type"\x96\x03\n\x0bCustomField\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12/\n\x04type\x18\x05 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type\x12\x18\n\x07options\x18\x06 \x03(\tR\x07options\x12\x1a\n\x08required\x18\x07 \x01(\x08R\x08required\x12%\n\x0edefault_values\x18\x08 \x03(\tR\rdefaultValues\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x0b \x01(\x03R\x07version*\xe3\x01\n\x0fCustomFieldType\x12\x1f\n\x1dCUSTOM_FIELD_TYPE_UNSPECIFIED\x12\x1a\n\x16CUSTOM_FIELD_TYPE_ENUM\x10\x01\x12 \n\x1cCUSTOM_FIELD_TYPE_ENUM_MULTI\x10\x02\x12\x1a\n\x16CUSTOM_FIELD_TYPE_TEXT\x10\x03\x12\x1d\n\x19CUSTOM_FIELD_TYPE_INTEGER\x10\x04\x12\x1a\n\x16CUSTOM_FIELD_TYPE_DATE\x10\x05\x12\x1a\n\x16CUSTOM_FIELD_TYPE_USER\x10\x06*\x92\x01\n\x0fRedactionTarget\x12\x1e\n\x1cREDACTION_TARGET_UNSPECIFIED\x12\x1c\n\x18REDACTION_TARGET_COMMENT\x10\x01\x12 \n\x1cREDACTION_TARGET_DESCRIPTION\x10\x02\x12\x1f\n\x1bREDACTION_TARGET_ATTACHMENT\x10\x03b\x06proto3'
@@ -9992,6 +10139,28 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         acting for that user without their session (the notifier reading as a
         recipient, an import job, an administrator's tool). Only the identities
         the Authenticator's ACCESS table names may call it.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def issue_unsubscribe_tokens(
+        self, message: "IssueUnsubscribeTokensRequest"
+    ) -> "UnsubscribeTokens":
+        """
+        One-click unsubscribe (RFC 8058): a signed, expiring token per person
+        and issue, which a mail carries in its unsubscribe link. The notifier
+        only: it asks for the tokens of the mails it renders.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def redeem_unsubscribe_token(
+        self, message: "RedeemUnsubscribeTokenRequest"
+    ) -> "UnsubscribeGrant":
+        """
+        What an unsubscribe token grants (its person and issue), and unless
+        check_only an identity with an assertion for that person, so the web
+        can mute that one issue for them without their session. The web only.
         """
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -10223,6 +10392,22 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         response = await self.issue_assertion(request)
         await stream.send_message(response)
 
+    async def __rpc_issue_unsubscribe_tokens(
+        self, stream: "grpclib.server.Stream[IssueUnsubscribeTokensRequest, UnsubscribeTokens]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.issue_unsubscribe_tokens(request)
+        await stream.send_message(response)
+
+    async def __rpc_redeem_unsubscribe_token(
+        self, stream: "grpclib.server.Stream[RedeemUnsubscribeTokenRequest, UnsubscribeGrant]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.redeem_unsubscribe_token(request)
+        await stream.send_message(response)
+
     async def __rpc_match_import_users(
         self, stream: "grpclib.server.Stream[MatchImportUsersRequest, MatchImportUsersResponse]"
     ) -> None:
@@ -10429,6 +10614,18 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 IssueAssertionRequest,
                 Identity,
+            ),
+            "/bugless.v1.Authenticator/IssueUnsubscribeTokens": grpclib.const.Handler(
+                self.__rpc_issue_unsubscribe_tokens,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                IssueUnsubscribeTokensRequest,
+                UnsubscribeTokens,
+            ),
+            "/bugless.v1.Authenticator/RedeemUnsubscribeToken": grpclib.const.Handler(
+                self.__rpc_redeem_unsubscribe_token,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RedeemUnsubscribeTokenRequest,
+                UnsubscribeGrant,
             ),
             "/bugless.v1.Authenticator/MatchImportUsers": grpclib.const.Handler(
                 self.__rpc_match_import_users,

@@ -1,0 +1,68 @@
+"""One-click unsubscribe (RFC 8058): a mail's link mutes its issue for its recipient.
+
+A notification mail carries ``List-Unsubscribe: <https://…/unsubscribe/TOKEN>``
+and ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``, and its footer
+links the same address. The token, signed by the Authenticator for that
+recipient and that issue (:mod:`bugless_auth.unsubscribe`), is the
+authority: a mail client POSTs to the address unattended, with no session
+cookie and no CSRF token, so the POST needs neither (``app.check_csrf``
+leaves :data:`PATH_PREFIX` alone). It redeems the token for an assertion of
+that person and makes one Model call with it, ``SetIssueMute(muted=true)``
+on that issue: exactly what the mail's footer says "Mute" does.
+
+A GET never mutes (link scanners and prefetchers follow links): it checks
+the token and shows what the link would mute, with a button that POSTs.
+A forged, altered or expired token is a 400 page saying which, and nothing
+changes (the error page, as for every refusal).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+
+from bugless_core.clients import acting_as, call
+from bugless_core.errors import Unavailable
+from bugless_proto import v1
+from bugless_web.backends import caller_of
+from bugless_web.frontend import frontend_of, render
+
+#: The addresses of unsubscribe links (the token follows).
+PATH_PREFIX = "/unsubscribe/"
+
+
+@get("/unsubscribe/{token:str}")
+async def confirm_unsubscribe(
+    request: Request[Any, Any, Any], token: FromPath[str]
+) -> Response[Any]:
+    """Say what the link would mute, with a button; mute nothing."""
+    grant = await call(
+        frontend_of(request).backends.auth.redeem_unsubscribe_token,
+        v1.RedeemUnsubscribeTokenRequest(token=token, check_only=True),
+    )
+    return render(
+        request, "unsubscribe.html", {"issue_id": grant.issue_id, "token": token, "muted": False}
+    )
+
+
+@post("/unsubscribe/{token:str}")
+async def unsubscribe(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
+    """Mute the token's issue for its person (a mail client's one-click POST, or the page's)."""
+    backends = frontend_of(request).backends
+    grant = await call(
+        backends.auth.redeem_unsubscribe_token, v1.RedeemUnsubscribeTokenRequest(token=token)
+    )
+    identity = grant.identity
+    if identity is None or not identity.assertion:
+        raise Unavailable("the Authenticator issued no assertion for the link's person")
+    with acting_as(identity.assertion):
+        await call(
+            backends.model.set_issue_mute,
+            v1.SetIssueMuteRequest(caller=caller_of(identity), issue_id=grant.issue_id, muted=True),
+        )
+    return render(request, "unsubscribe.html", {"issue_id": grant.issue_id, "muted": True})
+
+
+ROUTES = [confirm_unsubscribe, unsubscribe]
