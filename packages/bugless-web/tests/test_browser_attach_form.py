@@ -103,3 +103,71 @@ def test_the_form_attaches_without_script_and_names_the_limit_when_too_large(
     page.goto(issue_url)
     expect(page.locator(".attachment-list li.attachment")).to_have_count(1)
     assert tab.dialogs == []
+
+
+def test_files_chosen_on_the_create_form_are_attached_to_the_new_issue(
+    small_limit_web: RunningService,
+    context: BrowserContext,
+    no_script: BrowserContext,
+    tmp_path: Path,
+) -> None:
+    """Before, a reporter could attach nothing when filing: create, then attach from the issue.
+
+    The issue is made first, then each file goes to it: one over the Model's
+    limit is named with the reason on the new issue's page, the issue and the
+    other file kept. A form that comes back with a problem makes nothing and
+    asks for the files again. With script on and off: the same plain form.
+    """
+    small = secrets.token_bytes(LIMIT // 2)
+    for name, ctx in (("script", context), ("no-script", no_script)):
+        tab = new_tab(ctx)
+        page = tab.page
+        sign_in(tab, small_limit_web, "bob")
+        page.goto(f"{small_limit_web.url}/issues/new")
+        page.select_option("#component-picker", label="Platform")
+        page.wait_for_load_state("networkidle")
+        title = f"Filed with files {name} {secrets.token_hex(3)}"
+        page.fill('#create-form input[name="title"]', title)
+        page.fill('#create-form input[name="assignee"]', "nobody-" + secrets.token_hex(3))
+        page.locator('#create-form input[name="attachments"]').set_input_files(
+            files=[FilePayload(name="trace.txt", mimeType="text/plain", buffer=small)]
+        )
+        page.click('#create-form button:has-text("Create issue")')
+        # A problem: nothing made, the title kept, the files asked for again.
+        expect(page.locator("#create-form .field-error[role=alert]")).to_contain_text(
+            "choose them again"
+        )
+        expect(page.locator('#create-form input[name="title"]')).to_have_value(title)
+
+        page.fill('#create-form input[name="assignee"]', "")
+        page.locator('#create-form input[name="attachments"]').set_input_files(
+            files=[
+                FilePayload(name="trace.txt", mimeType="text/plain", buffer=small),
+                FilePayload(
+                    name="core.bin",
+                    mimeType="application/octet-stream",
+                    buffer=secrets.token_bytes(3 * LIMIT),
+                ),
+            ]
+        )
+        page.click('#create-form button:has-text("Create issue")')
+        expect(page.locator(".issue-title")).to_have_text(title)
+        issue_id = page.url.rsplit("/", 1)[-1].split("#")[0]
+        expect(page.locator("body > .banner.notice")).to_have_text(
+            f"Created issue {issue_id} with 1 file attached."
+        )
+        warning = page.locator(".banner.warn.viewer-warning")
+        expect(warning).to_contain_text("Not attached: core.bin (")
+        expect(warning).to_contain_text("BUGLESS_ATTACHMENT_MAX_FILE_BYTES")
+        expect(warning).to_contain_text("The issue was created: attach them again")
+        item = page.locator(".attachment-list li.attachment")
+        expect(item).to_have_count(1)
+        expect(item.locator(":scope > a")).to_have_text("trace.txt")
+        save_screenshot(page, tmp_path, f"65-created-with-files-{name}")
+        href = item.locator(":scope > a").get_attribute("href")
+        assert href is not None
+        download = ctx.request.get(f"{small_limit_web.url}{href}")
+        assert download.status == 200
+        assert download.body() == small
+        assert tab.dialogs == []
+        page.close()

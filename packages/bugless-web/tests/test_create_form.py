@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import html
 import re
+import secrets
 from typing import Any
 
 from litestar.testing import AsyncTestClient
 from web_support import World, sign_in
+
+from bugless_core.clients import call
+from bugless_proto import v1
 
 
 def _value(html: str, name: str) -> str:
@@ -102,3 +107,84 @@ async def test_template_endpoint_answers_json_for_visible_components_only(
         "/issues/new/template", params={"component": str(world.components["Secret"])}
     )
     assert hidden.status_code == 404
+
+
+async def test_a_create_form_with_files_needs_its_token_and_makes_nothing_without_it(
+    client: AsyncTestClient[Any], world: World
+) -> None:
+    """The streamed form checks the token among its fields, before creating or storing."""
+    await sign_in(client, "bob")
+    refused = await client.post(
+        "/issues/new/with-files",
+        data={"component_id": str(world.components["Platform"]), "title": "Forged with files"},
+        files={"attachments": ("x.txt", b"forged", "text/plain")},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 403, refused.text
+    search = await client.get("/search", params={"q": '"Forged with files"'})
+    assert "Forged with files</a>" not in search.text
+
+
+async def test_a_plain_form_to_the_streamed_create_is_refused_unread(
+    client: AsyncTestClient[Any], world: World
+) -> None:
+    """The streamed route takes a body of any size: a urlencoded one is not read for a token."""
+    token = await sign_in(client, "bob")
+    refused = await client.post(
+        "/issues/new/with-files",
+        data={
+            "_csrf": token,
+            "component_id": str(world.components["Platform"]),
+            "title": "Not multipart",
+        },
+        follow_redirects=False,
+    )
+    assert refused.status_code == 400, refused.text
+    assert "this form is sent as multipart/form-data" in html.unescape(refused.text)
+    search = await client.get("/search", params={"q": '"Not multipart"'})
+    assert "Not multipart</a>" not in search.text
+
+
+async def test_a_resubmitted_create_form_attaches_its_files_once(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The same form sent twice (a browser's retry) is one issue, and one copy of each file."""
+    token = await sign_in(client, "bob")
+    form = {
+        "_csrf": token,
+        "idempotency_key": secrets.token_hex(8),
+        "component_id": str(world.components["Platform"]),
+        "title": "Filed twice with a file",
+        "priority": "P2",
+        "severity": "S2",
+        "type": "BUG",
+    }
+    first = await client.post(
+        "/issues/new/with-files",
+        data=form,
+        files={"attachments": ("log.txt", b"first and only", "text/plain")},
+        follow_redirects=False,
+    )
+    assert first.status_code == 303, first.text
+    page = (await client.get(first.headers["location"])).text
+    issue_id = int(first.headers["location"].rsplit("/", 1)[-1])
+    assert f"Created issue {issue_id} with 1 file attached." in page
+
+    again = await client.post(
+        "/issues/new/with-files",
+        data=form,
+        files={"attachments": ("log.txt", b"first and only", "text/plain")},
+        follow_redirects=False,
+    )
+
+    assert again.headers.get("location") == first.headers["location"]
+    page = html.unescape((await client.get(again.headers["location"])).text)
+    assert (
+        f"This form had already created issue {issue_id}, which has changed since: its files "
+        "were not attached again." in page
+    )
+    listed = await call(
+        model.list_attachments,
+        v1.ListAttachmentsRequest(caller=world.caller("bob"), issue_id=issue_id),
+    )
+    assert [a.name for a in listed.attachments] == ["log.txt"]

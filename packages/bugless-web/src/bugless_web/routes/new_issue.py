@@ -132,6 +132,7 @@ def _form_page(
     custom: custom_fields.CustomValues,
     errors: FieldErrors | None = None,
     status_code: int = 200,
+    files_dropped: bool = False,
 ) -> Response[str]:
     return render(
         request,
@@ -145,6 +146,7 @@ def _form_page(
             "custom_fields": fields,
             "custom": custom,
             "errors": errors or _errors(fields),
+            "files_dropped": files_dropped,
         },
         status_code=status_code,
         viewer=viewer,
@@ -251,15 +253,33 @@ async def component_template(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @post("/issues/new")
 async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Create an issue; a repeated submission of the same form makes one issue.
+    """Create an issue from a plain form (no files); a repeated submission makes one issue.
+
+    The page's form carries files and posts to ``/issues/new/with-files``
+    (:mod:`bugless_web.routes.new_issue_files`); this is for forms without
+    them (a page of an earlier build, scripts).
+    """
+    viewer = await viewer_of(request)
+    form = await request.form()
+    outcome = await create_from_form(request, viewer, form)
+    if isinstance(outcome, Response):
+        return outcome
+    description = str(form.get("description", "") or "")
+    return await after_create(request, viewer, outcome, description=description)
+
+
+async def create_from_form(
+    request: Request[Any, Any, Any], viewer: Viewer, form: Any, *, files_chosen: bool = False
+) -> Response[Any] | v1.Issue:
+    """The issue ``form`` creates, or the form's page again (its problems, or another template).
 
     The "Use this component's template" button (``use_template``) posts the
     same form without JavaScript: it re-renders the form for the picked
-    component, keeping everything typed, and creates nothing.
+    component, keeping everything typed, and creates nothing. A browser
+    does not keep chosen files in a form that comes back, so with
+    ``files_chosen`` the page asks for them again.
     """
-    viewer = await viewer_of(request)
     backends = frontend_of(request).backends
-    form = await request.form()
 
     def text(name: str) -> str:
         return str(form.get(name, "") or "")
@@ -292,6 +312,7 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
             idempotency_key=idempotency_key,
             fields=fields,
             custom={f.id: kept.get(f.id, ()) for f in fields},
+            files_dropped=files_chosen,
         )
     title = typed["title"].strip()
     assignee = typed["assignee"].strip()
@@ -349,11 +370,33 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
             custom=custom,
             errors=errors,
             status_code=400,
+            files_dropped=files_chosen,
         )
-    session_of(request).update(notice=f"Created issue {issue.id}.")
-    await warn_of_hidden_people(
-        request, viewer, None, issue, texts=(issue.title, typed["description"])
-    )
+    return issue
+
+
+async def after_create(
+    request: Request[Any, Any, Any],
+    viewer: Viewer,
+    issue: v1.Issue,
+    *,
+    description: str,
+    attached: int = 0,
+    files_note: str = "",
+) -> Response[Any]:
+    """Back to the new issue, saying it was made; warned of people who cannot view it.
+
+    Those named, and those its title and ``description`` mention, are
+    checked. ``attached`` files are counted in the notice; ``files_note`` (the files
+    that were not attached, and why) leads the page's warning: the person
+    must see it before leaving the issue.
+    """
+    session = session_of(request)
+    with_files = f" with {attached} file{'s' if attached > 1 else ''} attached" if attached else ""
+    session.update(notice=f"Created issue {issue.id}{with_files}.")
+    await warn_of_hidden_people(request, viewer, None, issue, texts=(issue.title, description))
+    if files_note:
+        session.update(warning=f"{files_note} {session.warning}".strip())
     return redirect(f"/issues/{issue.id}")
 
 

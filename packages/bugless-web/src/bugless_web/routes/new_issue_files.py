@@ -1,0 +1,222 @@
+"""Creating an issue with files attached: the create form, its body streamed.
+
+The create page's form carries a file input (``attachments``, several files)
+after all its other fields, and is sent as ``multipart/form-data`` here. The
+fields are read first (:mod:`bugless_web.streamed_forms`), the CSRF token and
+the page's build checked among them, and the issue is created exactly as by
+a plain form (:func:`bugless_web.routes.new_issue.create_from_form`).
+
+**The order: the issue first, then its files.** An attachment belongs to an
+issue, so the files can only go once it exists: each is then streamed to the
+Model as the browser sends it, as attaching on the issue page does (the same
+call, the same per-file and per-issue limits, the same storage). A file the
+Model refuses (too large, over the issue's total, a Model that cannot take
+it) does not undo the issue, which the person would have to type again, and
+is not dropped silently either: the new issue's page opens with a warning
+naming each file not attached and why, so it can be attached again from
+there. A form that comes back with a problem creates nothing and keeps no
+file (a browser cannot be given files back): the page says to choose them
+again. A resubmitted form (the same idempotency key) whose issue has changed
+since it was made attaches nothing again: its first submission did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.datastructures import FormMultiDict
+from multipart import MultipartSegment
+
+from bugless_core.errors import BuglessError
+from bugless_core.limits import MAX_BATCH_CHANGE
+from bugless_proto import v1
+from bugless_web.backends import Backends, Viewer
+from bugless_web.builds import BUILD_FIELD, StaleBuild, compatible
+from bugless_web.frontend import CSRF_IN_STREAM, audit, frontend_of, require_csrf, viewer_of
+from bugless_web.routes.new_issue import after_create, create_from_form
+from bugless_web.streamed_forms import (
+    Event,
+    drain,
+    fields_until_file,
+    file_chunks,
+    form_events,
+    next_file,
+    skip_part,
+)
+from bugless_web.transfers import UploadStalled
+
+#: The form's CSRF token field (the first: ``{{ csrf() }}``).
+CSRF_FIELD = "_csrf"
+#: The form's file input (``multiple``).
+FILES_FIELD = "attachments"
+#: Most files one create attaches; more are named as not attached.
+MAX_FILES = 20
+#: Most parts the form's body may have: its fields (a custom field of
+#: several values is a part per value) and its files.
+MAX_PARTS = 4 * MAX_BATCH_CHANGE + MAX_FILES
+#: Most files named one by one in the warning (the session cookie holds it).
+NAMED_FILES = 3
+#: Longest reason quoted per file.
+REASON_CHARS = 200
+
+
+@post("/issues/new/with-files", request_max_body_size=None, opt={CSRF_IN_STREAM: True})
+async def create_issue_with_files(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Create an issue, then attach the form's files to it (see the module docstring).
+
+    Errors before the issue exists are those of the plain form (its page
+    again, 400; 403 for a missing token); after it, a file's refusal is a
+    warning on the issue's page.
+    """
+    frontend = frontend_of(request)
+    frontend.drain.requests.count_as_transfer()
+    viewer = await viewer_of(request)
+    events = form_events(request, max_parts=MAX_PARTS)
+    try:
+        pairs, part = await fields_until_file(events, FILES_FIELD)
+        form = FormMultiDict(pairs)
+        require_csrf(request, str(form.get(CSRF_FIELD, "")))
+        theirs = str(form.get(BUILD_FIELD, "")) or None
+        if not compatible(theirs, frontend.assets.build_id):
+            typed = [(n, v) for n, v in pairs if v.strip() and not n.startswith("_")]
+            raise StaleBuild(str(theirs), frontend.assets.build_id, typed)
+        chosen = part is not None and bool(part.filename)
+        description = str(form.get("description", "") or "")
+        outcome = await create_from_form(request, viewer, form, files_chosen=chosen)
+        if isinstance(outcome, Response):
+            await drain(events)
+            return outcome
+        if outcome.version > 1:  # made by an earlier submission of this form, files and all
+            note = _resubmitted(outcome) if chosen else ""
+            await drain(events)
+            return await after_create(
+                request, viewer, outcome, description=description, files_note=note
+            )
+        attached, refused = await _attach_all(frontend.backends, viewer, outcome, events, part)
+    except (UploadStalled, asyncio.CancelledError):
+        # The browser stopped sending, or the server's drain cut the request.
+        await events.aclose()
+        raise
+    except BaseException:
+        await drain(events)
+        raise
+    await drain(events)
+    return await after_create(
+        request,
+        viewer,
+        outcome,
+        description=description,
+        attached=attached,
+        files_note=_not_attached(refused),
+    )
+
+
+async def _attach_all(
+    backends: Backends,
+    viewer: Viewer,
+    issue: v1.Issue,
+    events: AsyncGenerator[Event, None],
+    part: MultipartSegment | None,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Attach each file part to ``issue`` in the form's order.
+
+    Returns:
+        How many were attached, and the (name, reason) of each refused.
+    """
+    refused: list[tuple[str, str]] = []
+    count = 0
+    while part is not None:
+        if not part.filename:  # an empty file input still sends its part
+            whole = await skip_part(events)
+        elif (count := count + 1) > MAX_FILES:
+            refused.append((part.filename, f"at most {MAX_FILES} files are attached at creation"))
+            whole = await skip_part(events)
+        else:
+            whole, reason = await _attach_one(backends, viewer, issue, events, part)
+            if reason:
+                refused.append((part.filename, reason))
+        if not whole:
+            # Too much of a refused file was left to read past: the rest of
+            # the body is not read, so any later file is not seen either.
+            refused.append(("", ""))
+            break
+        part = await next_file(events, FILES_FIELD)
+    return count - sum(1 for name, _ in refused if name), refused
+
+
+async def _attach_one(
+    backends: Backends,
+    viewer: Viewer,
+    issue: v1.Issue,
+    events: AsyncIterator[Event],
+    part: MultipartSegment,
+) -> tuple[bool, str]:
+    """Stream one file part to the Model.
+
+    Returns:
+        Whether the part was read to its end (a refusal leaves the rest to
+        skip, which fails past :data:`~bugless_web.streamed_forms.DRAIN_BYTES`),
+        and why the Model refused the file ("" when attached).
+    """
+    header = v1.UploadAttachmentHeader(
+        caller=viewer.caller,
+        issue_id=issue.id,
+        name=part.filename or "",
+        content_type=(part.content_type or "")[:255],
+    )
+    read_whole = False
+
+    async def messages() -> AsyncIterator[v1.UploadAttachmentRequest]:
+        nonlocal read_whole
+        yield v1.UploadAttachmentRequest(header=header)
+        async for chunk in file_chunks(events):
+            yield v1.UploadAttachmentRequest(chunk=chunk)
+        read_whole = True
+
+    try:
+        reply = await backends.upload_attachment(messages())
+    except UploadStalled:
+        raise
+    except BuglessError as exc:
+        return read_whole or await skip_part(events), exc.message
+    attachment = reply.attachment or v1.Attachment()
+    audit(viewer, "attach", f"issue {issue.id}", attachment_id=attachment.id)
+    return read_whole or await skip_part(events), ""
+
+
+def _not_attached(refused: list[tuple[str, str]]) -> str:
+    """The warning naming the files not attached and why; "" when every file was.
+
+    At most :data:`NAMED_FILES` by name (it rides in the session cookie).
+    """
+    if not refused:
+        return ""
+    named = [f"{n} ({_short(r)})" for n, r in refused if n]
+    shown = named[:NAMED_FILES]
+    if len(named) > NAMED_FILES:
+        more = len(named) - NAMED_FILES
+        shown.append(f"{more} more file{'s' if more > 1 else ''}")
+    text = ""
+    if shown:
+        text = "Not attached: " + ", ".join(shown[:-1]) + (" and " if shown[:-1] else "")
+        text += shown[-1] + "."
+    if any(not n for n, _ in refused):
+        text += " The files after the last of them, if any, were not read."
+    return f"{text} The issue was created: attach them again from its Attachments.".strip()
+
+
+def _short(reason: str) -> str:
+    return reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "…"
+
+
+def _resubmitted(issue: v1.Issue) -> str:
+    return (
+        f"This form had already created issue {issue.id}, which has changed since: its files "
+        "were not attached again. Check its Attachments."
+    )
+
+
+ROUTES = [create_issue_with_files]
