@@ -8,17 +8,26 @@ subscriber* (with their identity assertion, so their groups count and the
 issues they may not see never match). What each matched before is read in
 one statement; what changed is returned per issue, and recorded in the
 batch, so the consumer writes it with the deliveries.
+
+A query the Model refuses as written (INVALID_ARGUMENT: a hotlist its owner
+deleted or made private since, a component the subscriber may no longer
+view, a custom field gone) tells nothing of which issues match: its
+subscription's matches are left as they were, not taken for "matches
+nothing", which would tell the subscriber that every issue it matched
+stopped matching. The refusal is logged (the subscriber sees it when they
+run the search).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bugless_core.clients import call, every_page, resolve_query
-from bugless_core.errors import BuglessError
+from bugless_core.errors import BuglessError, InvalidArgument
 from bugless_core.migrations import quote_schema
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of, term
@@ -30,6 +39,8 @@ SEARCHES_AT_ONCE = 16
 _RESOLVED_CACHE = 10_000
 
 MatchKey = tuple[int, str, int]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,8 +102,12 @@ class SavedSearchMatcher:
 
     async def _matching(
         self, subscription: v1.SavedSearchSubscription, issue_ids: Sequence[int]
-    ) -> set[int]:
-        """Which of ``issue_ids`` the subscription's search finds, as its subscriber."""
+    ) -> set[int] | None:
+        """Which of ``issue_ids`` the subscription's search finds, as its subscriber.
+
+        None when the Model refuses the query as written: which match is not
+        known, and the matches stay as they were (see the module).
+        """
         assert subscription.saved_search is not None
         user = subscription.user_id
         node = await self._filter(subscription.saved_search.query, user)
@@ -108,9 +123,17 @@ class SavedSearchMatcher:
                     page=v1.PageRequest(page_size=len(issue_ids)),
                 ),
             )
+        except InvalidArgument as exc:
+            _log.warning(
+                "saved search %s of %s is refused by the Model, its matches are kept: %s",
+                subscription.saved_search.id,
+                user,
+                exc.message,
+                extra={"saved_search_id": subscription.saved_search.id, "user_id": user},
+            )
+            return None
         except BuglessError:
-            # A disabled or deleted subscriber (no assertion), or a query the
-            # Model refuses: nothing matches for them.
+            # A disabled or deleted subscriber (no assertion): nothing matches for them.
             return set()
         return {i.id for i in found.issues}
 
@@ -132,7 +155,7 @@ class SavedSearchMatcher:
         }
         limit = asyncio.Semaphore(SEARCHES_AT_ONCE)
 
-        async def one(subscription: v1.SavedSearchSubscription) -> set[int]:
+        async def one(subscription: v1.SavedSearchSubscription) -> set[int] | None:
             async with limit:
                 return await self._matching(subscription, ids)
 
@@ -140,6 +163,8 @@ class SavedSearchMatcher:
         out: dict[int, list[tuple[str, str]]] = {}
         for subscription, matching in zip(subscriptions, found, strict=True):
             assert subscription.saved_search is not None
+            if matching is None:  # refused: which match is not known (see the module)
+                continue
             search = subscription.saved_search
             for issue_id in ids:
                 key = (search.id, subscription.user_id, issue_id)
