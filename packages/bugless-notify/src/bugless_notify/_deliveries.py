@@ -7,7 +7,9 @@ Authenticator (``IssueAssertion``, cached) and hands them to the Model's
 groups count; a group list the notifier names is never believed) and which
 of its hotlists and components each may see. Someone who may not see the
 issue is never told, and a notification shows only what its recipient may
-see. A component webhook endpoint sees the issue as the admin who added it.
+see: a change they can see nothing of (an issue put on a private hotlist of
+someone else) is no mail to them at all, rather than an empty "commented
+on". A component webhook endpoint sees the issue as the admin who added it.
 
 The feed consumer (:mod:`bugless_notify.consumer`) decides which entries to
 work on and commits what this module adds to a :class:`Batch`.
@@ -193,6 +195,8 @@ class IssueDeliveries:
             if user is None or user.disabled or not user.email:
                 continue
             viewer = viewers[candidate.user_id]
+            if candidate.reason != Reason.SAVED_SEARCH and _nothing_seen(entry, issue, viewer):
+                continue
             mail = self._delivery(
                 candidate,
                 user=user,
@@ -469,6 +473,23 @@ def _visible_change(change: v1.FieldChange, issue: v1.Issue) -> v1.FieldChange |
     visible = {str(h) for h in issue.hotlist_ids}
     added = [h for h in change.added if h in visible]
     return dataclasses.replace(change, added=added, removed=[]) if added else None
+
+
+def _nothing_seen(entry: v1.HistoryEntry, issue: v1.Issue, viewer: v1.NotificationViewer) -> bool:
+    """Whether ``entry`` changed only what ``viewer`` may not see (hotlists hidden from them).
+
+    Such a mail would say "X commented on b/N" over nothing. A saved
+    search's notice is the caller's to keep: the match is news however
+    the entry reads.
+    """
+    if not entry.changes or entry.version == 1:
+        return False
+    if entry.comment or entry.attachments or entry.deleted_attachment_id:
+        return False
+    if entry.redaction_target or entry.caused_by_issue_id:
+        return False
+    seen = dataclasses.replace(issue, hotlist_ids=list(viewer.hotlist_ids))
+    return all(_visible_change(c, seen) is None for c in entry.changes)
 
 
 def _moves(change: v1.FieldChange) -> bool:
