@@ -76,6 +76,9 @@ async def test_issues_keep_people_times_history_and_labels(
         ("octocat@github", "2021-05-01 09:30:00+00:00", ""),
         ("octocat@github", "2021-05-01 09:45:00+00:00", ""),
         ("ann", "2021-05-01 10:00:00+00:00", "I see it too."),
+        # octocat's `regression` label, mapped to a hotlist: the issue joins
+        # it there, not at its creation.
+        ("octocat@github", "2021-05-01 11:00:00+00:00", ""),
         ("ghost@github", "2021-05-02 10:00:00+00:00", "(from a deleted account)"),
         # GitHub's #2, linked to the issue imported as github:acme/rocket#2 (the
         # web would link a bare #2 to bugless issue 2), GitHub's page along.
@@ -91,7 +94,12 @@ async def test_issues_keep_people_times_history_and_labels(
     assert [(c.field, c.old_value, c.new_value) for c in entries[2].changes] == [
         ("title", "Launch fails", "Launch fails at T-0")
     ]
-    assert [(c.field, c.new_value) for c in entries[6].changes] == [("status", "FIXED")]
+    (regressions,) = issue.hotlist_ids
+    assert [(c.field, list(c.added)) for c in entries[4].changes] == [
+        ("hotlist_ids", [str(regressions)])
+    ]
+    assert not [c for c in entries[0].changes if c.field == "hotlist_ids"]
+    assert [(c.field, c.new_value) for c in entries[7].changes] == [("status", "FIXED")]
     assert {e.imported_from for e in entries} == {"github:acme/rocket#1"}
 
     (locked,) = await find(model, "github:acme/rocket#3")

@@ -1,12 +1,13 @@
-"""A custom field change the source logged before the first import is in the issue's history.
+"""Label changes the source logged before the first import are in the issue's history.
 
-Before, an import created the issue with its custom fields as they are now
-(the labels' mapping) and kept the entries' field changes for a refresh: who
-changed a field, and when, was lost, and the creation claimed the reporter
-had set today's values. A real Trac environment (made through Trac's own
-API) logs keyword changes mapped to a custom field of the component the
-ticket goes to; the import through the real Model writes each as a change of
-its entry, with the Trac author and time.
+Before, an import created the issue with its custom fields and hotlists as
+they are now (the labels' mapping) and kept the entries' changes of them for
+a refresh: who changed a field or put the issue on a hotlist, and when, was
+lost, and the creation claimed the reporter had done it. A real Trac
+environment (made through Trac's own API) logs keyword changes mapped to a
+custom field of the component the ticket goes to and to a hotlist; the
+import through the real Model writes each as a change of its entry, with the
+Trac author and time.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def _custom_changes(entry: v1.HistoryEntry) -> list[tuple[str, str, str]]:
     return [(c.field_name, c.old_value, c.new_value) for c in entry.changes if c.field_name]
 
 
-async def test_keyword_changes_before_the_import_are_custom_field_changes_of_their_entries(
+def _hotlist_changes(entry: v1.HistoryEntry) -> list[tuple[list[str], list[str]]]:
+    return [(list(c.added), list(c.removed)) for c in entry.changes if c.field == "hotlist_ids"]
+
+
+async def test_keyword_changes_before_the_import_are_label_changes_of_their_entries(
     make_settings: MakeSettings,
     model: v1.ModelStub,
     auth: v1.AuthenticatorStub,
@@ -75,7 +80,7 @@ async def test_keyword_changes_before_the_import_are_custom_field_changes_of_the
          "component": "pumps", "status": "new", "keywords": "calm"}
     )  # fmt: skip
     ticket.insert(when=_hours(0))
-    ticket["keywords"] = "urgent"
+    ticket["keywords"] = "urgent louder"
     ticket.save_changes("tom", "Louder every day.", when=_hours(1))
     ticket["keywords"] = "calm"
     ticket.save_changes("zoe", "", when=_hours(2))
@@ -84,7 +89,8 @@ async def test_keyword_changes_before_the_import_are_custom_field_changes_of_the
     mapping = tmp_path / "mapping.toml"
     mapping.write_text(
         '[components]\npumps = "Pumps23"\n'
-        '[labels]\nurgent = "field:Urgency23=High"\ncalm = "field:Urgency23=Low"\n',
+        '[labels]\nurgent = "field:Urgency23=High"\ncalm = "field:Urgency23=Low"\n'
+        'louder = "hotlist:Loud pumps23"\n',
         encoding="utf-8",
     )
 
@@ -94,7 +100,11 @@ async def test_keyword_changes_before_the_import_are_custom_field_changes_of_the
     (issue,) = await find(model, "trac23:1")
     assert issue.component_id == target.id
     assert [(v.name, list(v.values)) for v in issue.custom_fields] == [("Urgency23", ["High"])]
+    assert list(issue.hotlist_ids) == []
     entries = await history(model, issue.id)
+    (loud,) = {h for e in entries for c in e.changes if c.field == "hotlist_ids" for h in c.added}
+    # Put on the hotlist by tom, taken off by zoe: the issue ends on none.
+    assert [_hotlist_changes(e) for e in entries] == [[], [([loud], [])], [([], [loud])], []]
     # The creation holds the value the ticket was created with; each later
     # value is the change of the Trac entry that made it, by its author.
     assert _custom_changes(entries[0]) == [("Urgency23", "", "Low")]

@@ -104,12 +104,11 @@ def initial_labels(issue: SourceIssue) -> list[str]:
 class _LabelReplay:
     """The labels through the history, each change as mapped hotlists and field values.
 
-    Custom field changes are applied at creation too: the request starts the
-    issue from the labels at creation (``initial_custom_fields``, with
+    The changes are applied at creation too: the request starts the issue
+    from the labels at creation (``initial_hotlist_ids`` and
+    ``initial_custom_fields``, with ``hotlists_replayed`` and
     ``custom_fields_replayed``), so each change is its entry's, with the
-    source's author and time. Hotlist changes are applied only to entries
-    appended to an issue imported before (a refresh); at creation the issue
-    takes the current labels' hotlists (``hotlist_ids``).
+    source's author and time.
     """
 
     resolved: Resolved
@@ -245,7 +244,7 @@ def to_request(
     for name, section in _ENUM_SECTIONS.items():
         setattr(fields, name, type(getattr(fields, name))(mapping.enum(section, initial[name])))
     hotlists, custom = resolved.labels(component_id, issue.labels)
-    _, initial_custom = resolved.labels(component_id, initial_labels(issue))
+    initial_hotlists, initial_custom = resolved.labels(component_id, initial_labels(issue))
     history: list[v1.ImportedEntry] = []
     files_at, entries_at = history_times(issue, with_files=files is not None)
     file_times = iter(files_at)
@@ -342,10 +341,12 @@ def to_request(
         closed_at=issue.closed_at,
         hotlist_ids=hotlists,
         # The values now, for a Model of an earlier release, which ignores
-        # the two below (and leaves the history's changes unrecorded).
+        # the four below (and leaves the history's changes unrecorded).
         custom_fields=custom,
         custom_fields_replayed=True,
         initial_custom_fields=initial_custom,
+        hotlists_replayed=True,
+        initial_hotlist_ids=initial_hotlists,
     )
 
 

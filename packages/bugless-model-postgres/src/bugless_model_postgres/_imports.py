@@ -216,19 +216,19 @@ class _Labels:
 
     On a refresh the entries appended carry what the source's labels did
     since, each written as a change of its entry (its author and time), as a
-    native edit of the hotlists or fields records. At creation the issue
-    takes ``hotlist_ids``, the mapping of its labels then, so the entries'
-    hotlist changes are not replayed (``hotlists_replayed`` False); its
-    custom fields start from ``initial_custom_fields`` and the entries'
-    changes are replayed when the request sets ``custom_fields_replayed``
-    (else the issue takes ``custom_fields`` and the caller does not call
-    :meth:`apply`).
+    native edit of the hotlists or fields records. At creation the entries'
+    changes are replayed the same way when the request says so
+    (``hotlists_replayed``, ``custom_fields_replayed``: the issue starts
+    from ``initial_hotlist_ids``, ``initial_custom_fields``); otherwise the
+    issue takes ``hotlist_ids`` and ``custom_fields``, the mapping of its
+    labels then, and those changes are not replayed.
     """
 
     custom: dict[str, Any]
     hotlists: set[int]
     before: set[int] = field(default_factory=set)
     hotlists_replayed: bool = True
+    custom_replayed: bool = True
 
     def __post_init__(self) -> None:
         self.before = set(self.hotlists)
@@ -254,7 +254,7 @@ class _Labels:
                     removed=[str(h) for h in removed],
                 )
             )
-        if item.custom_fields:
+        if item.custom_fields and self.custom_replayed:
             self.custom, custom_changes, _ = await _custom_fields.plan_values(
                 ctx, component_id=component_id, current=self.custom, given=item.custom_fields,
                 creating=False, moved=False, path=f"history[{index}].custom_fields",
@@ -387,17 +387,21 @@ async def _create(
             creating=True, moved=False, path=path,
         )  # fmt: skip
         first.changes.extend(custom_changes)
-    labels = _Labels(custom, set(request.hotlist_ids), hotlists_replayed=False)
+    on_hotlists = request.hotlists_replayed
+    initial = request.initial_hotlist_ids if on_hotlists else request.hotlist_ids
+    labels = _Labels(custom, set(initial), hotlists_replayed=on_hotlists, custom_replayed=replayed)
     for index, item in items:
         extra: list[v1.FieldChange] = []
-        if replayed and item.custom_fields:
+        if (replayed and item.custom_fields) or (
+            on_hotlists and (item.hotlist_add or item.hotlist_remove)
+        ):
             after = _component_after(item, replay.state["component_id"])
             extra = await labels.apply(ctx, item, after, index)
         replay.apply(index, item, extra)
     custom = labels.custom
-    if request.hotlist_ids:
+    if initial:
         first.changes.append(
-            v1.FieldChange(field="hotlist_ids", added=[str(h) for h in sorted(request.hotlist_ids)])
+            v1.FieldChange(field="hotlist_ids", added=[str(h) for h in sorted(set(initial))])
         )
     entries = [first, *replay.entries]
     final = replay.state
@@ -427,10 +431,15 @@ async def _create(
         ctx.conn, issue_id, before={}, after=custom, moved=True, status_changed=True,
         component_id=final["component_id"], status=final["status"],
     )  # fmt: skip
-    if request.hotlist_ids:
-        await lock_editable_hotlists(ctx, request.hotlist_ids, "hotlist_ids")
-        for hotlist_id in sorted(request.hotlist_ids):
-            await append_to_hotlist(ctx, hotlist_id, issue_id, "")
+    # Every hotlist the issue is put on or taken off, even if only for a
+    # while of its history, as a native edit of the hotlists would need.
+    if on_hotlists:
+        touched = {*initial, *(h for _, i in items for h in (*i.hotlist_add, *i.hotlist_remove))}
+        await lock_editable_hotlists(ctx, sorted(touched), "initial_hotlist_ids/history")
+    else:
+        await lock_editable_hotlists(ctx, sorted(set(initial)), "hotlist_ids")
+    for hotlist_id in sorted(labels.hotlists):
+        await append_to_hotlist(ctx, hotlist_id, issue_id, "")
     await _write_entries(ctx, issue_id, 1, entries, external_id=request.external_id, files=files)
     if replay.relations is not None:
         await write_relations(ctx, issue_id, request.external_id, replay.relations, creating=True)

@@ -178,6 +178,12 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
     check_text(request.description, "description", limits.MAX_DESCRIPTION_LENGTH)
     _check_user_list(request.cc, "cc")
     check_ids(request.hotlist_ids, "hotlist_ids", limits.MAX_LIST_DELTA)
+    check_ids(request.initial_hotlist_ids, "initial_hotlist_ids", limits.MAX_LIST_DELTA)
+    if request.initial_hotlist_ids and not request.hotlists_replayed:
+        raise _fail(
+            "initial_hotlist_ids",
+            "is read only with hotlists_replayed; without it the issue takes hotlist_ids",
+        )
     _check_custom_values(request.custom_fields, "custom_fields")
     _check_custom_values(request.initial_custom_fields, "initial_custom_fields")
     if request.initial_custom_fields and not request.custom_fields_replayed:

@@ -444,3 +444,42 @@ class ImportContract:
         await expect_error(
             model.import_issue(unflagged), Status.INVALID_ARGUMENT, "custom_fields_replayed"
         )
+
+    async def test_replayed_hotlists_are_changes_of_their_entries_at_creation(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        first = await make_hotlist(model, caller=IMPORTER)
+        later = await make_hotlist(model, caller=IMPORTER)
+        request = _request(
+            component.id,
+            _external_id(),
+            v1.ImportedEntry(
+                author="src-dev", created_at=_at(1), comment="Moved to the later list.",
+                hotlist_add=[later.id], hotlist_remove=[first.id],
+            ),
+            v1.ImportedEntry(  # already off: changes nothing, writes nothing
+                author="src-qa", created_at=_at(2), hotlist_remove=[first.id]
+            ),
+        )  # fmt: skip
+        # hotlist_ids (the hotlists now, for a Model that does not replay) is ignored.
+        request.hotlist_ids = [first.id, later.id]
+        request.hotlists_replayed = True
+        request.initial_hotlist_ids = [first.id]
+        created = await model.import_issue(request)
+        assert created.issue is not None
+        assert created.entries_written == 2
+        assert list(created.issue.hotlist_ids) == [later.id]
+        entries = await history(model, created.issue.id)
+        lists = [
+            [(list(c.added), list(c.removed)) for c in e.changes if c.field == "hotlist_ids"]
+            for e in entries
+        ]
+        assert lists == [[([str(first.id)], [])], [([str(later.id)], [str(first.id)])]]
+        assert (entries[1].author, entries[1].created_at) == ("src-dev", _at(1))
+
+        unflagged = _request(component.id, _external_id())
+        unflagged.initial_hotlist_ids = [first.id]
+        await expect_error(
+            model.import_issue(unflagged), Status.INVALID_ARGUMENT, "hotlists_replayed"
+        )
