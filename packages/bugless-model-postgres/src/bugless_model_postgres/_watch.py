@@ -81,13 +81,13 @@ from bugless_model_postgres._convert import Conn, entry_from_row
 from bugless_model_postgres._custom_search import CustomCatalog, load_catalog
 from bugless_model_postgres._database import server_settings, translated_errors
 from bugless_model_postgres._feed_passes import FeedSequencer, SequencingPasses
-from bugless_model_postgres._watch_query import (
-    changes_that_left,
+from bugless_model_postgres._watch_match import (
     field_changed,
     fields_gone,
     matching_now,
     matching_sql,
 )
+from bugless_model_postgres._watch_query import changes_that_left
 from bugless_proto import v1
 
 _log = logging.getLogger(__name__)
