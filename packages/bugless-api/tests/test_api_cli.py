@@ -130,6 +130,7 @@ def test_exit_codes_tell_scripts_what_went_wrong(served_api: dict[str, str]) -> 
     for query, says in (
         ("is:open c:999999", "there is no component 999999 that you may view"),
         ("h:999999", "there is no hotlist 999999 that you may view"),
+        ("component:nosuchcomponent", "there is no component named 'nosuchcomponent'"),
     ):
         unknown = bugless_cli(env, "issue", "list", query, check=False)
         assert unknown.returncode == 2, unknown.stderr

@@ -34,6 +34,7 @@ from bugless_testing.model_contracts import (
     NotificationSettingsContract,
     RedactionContract,
     SavedSearchContract,
+    SearchComponentNameContract,
     SearchContract,
     SearchOrderContract,
     SearchParityContract,
@@ -119,6 +120,9 @@ class TestSearchParity(SearchParityContract): ...
 
 
 class TestSearchReference(SearchReferenceContract): ...
+
+
+class TestSearchComponentName(SearchComponentNameContract): ...
 
 
 class TestSearchReadMask(SearchReadMaskContract): ...

@@ -29,6 +29,7 @@ from bugless_testing.model_contracts import (
     NotificationSettingsContract,
     RedactionContract,
     SavedSearchContract,
+    SearchComponentNameContract,
     SearchContract,
     SearchOrderContract,
     SearchParityContract,
@@ -116,6 +117,9 @@ class TestSearchParity(SearchParityContract): ...
 
 
 class TestSearchReference(SearchReferenceContract): ...
+
+
+class TestSearchComponentName(SearchComponentNameContract): ...
 
 
 class TestSearchReadMask(SearchReadMaskContract): ...

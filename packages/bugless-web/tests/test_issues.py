@@ -70,6 +70,25 @@ async def test_unknown_username_in_query_is_reported_with_position(
     assert "That query cannot be run" in export.text
 
 
+async def test_a_component_is_searched_by_its_name_or_path_in_any_case(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """``component:Name`` (``+``: and below), as the issue page shows its component's path."""
+    word = f"byname{secrets.token_hex(3)}"
+    top = await create_issue(model, world, f"{word} top")
+    disk = await create_issue(model, world, f"{word} disk", component="Platform>Storage")
+    await sign_in(client, "bob")
+    for query, expected in (
+        (f"{word} component:platform", [top.id]),
+        (f"{word} component:PLATFORM+", [disk.id, top.id]),
+        (f'{word} component:"Platform > Storage"', [disk.id]),
+    ):
+        page = await client.get("/search", params={"q": query})
+        assert page.status_code == 200, page.text
+        shown = [int(i) for i in re.findall(r'class="open-link">(\d+)<', page.text)]
+        assert shown == expected, query
+
+
 async def test_what_the_model_refuses_in_a_query_is_shown_at_its_term_with_the_query_kept(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
@@ -95,6 +114,13 @@ async def test_what_the_model_refuses_in_a_query_is_shown_at_its_term_with_the_q
         # No such component or hotlist, or none bob may see: the id is marked.
         ("is:open c:999999", "999999", "there is no component 999999 that you may view"),
         ("is:open (p:p1 OR -h:999999)", "999999", "there is no hotlist 999999 that you may view"),
+        # A component by a name none has: the name is marked, the close ones offered.
+        (
+            "is:open component:Platfrom+",
+            "Platfrom",
+            "there is no component named 'Platfrom', nor one below it, that you may view; "
+            "did you mean 'Platform'",
+        ),
     ):
         page = await client.get("/search", params={"q": query})
         assert page.status_code == 400, query

@@ -199,6 +199,14 @@ def test_batch_change_limit_is_stated() -> None:
         ),
         (_term(v1.SearchField.ID, v1.SearchOperator.EQ), "at least one value"),
         (
+            _term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, v1.SearchValue(text="Rocket>")),
+            "a component id, or a name or path of names",
+        ),
+        (
+            _term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, v1.SearchValue(time=None)),
+            "takes an integer",
+        ),
+        (
             _term(v1.SearchField.UNSPECIFIED, v1.SearchOperator.EQ, v1.SearchValue(integer=1)),
             "required",
         ),
@@ -221,6 +229,8 @@ def test_good_query_passes() -> None:
             negate(term(v1.SearchField.ASSIGNEE, v1.SearchOperator.NONE)),
             term(v1.SearchField.CREATED, v1.SearchOperator.GT, now),
             term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, 3, include_subtree=True),
+            # A component by name, or by path (the Model looks them up).
+            term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, "Rocket", "Rocket > Engine"),
         ),
         order_by=[v1.SortKey(field=v1.SortField.PRIORITY)],
     )

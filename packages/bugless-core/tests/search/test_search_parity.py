@@ -65,6 +65,17 @@ def test_custom_field_terms(text: str, expected: object) -> None:
         ("resolved:none", FieldTerm(Field.CLOSED, Operator.NONE)),
         ("has:closed", FieldTerm(Field.CLOSED, Operator.ANY)),
         ("commenter:me", FieldTerm(Field.COMMENTER, Operator.EQ, (UserValue("me"),))),
+        # A component by name or path, + for the components below (a quoted name too).
+        ("component:Rocket", FieldTerm(Field.COMPONENT_NAME, Operator.EQ, (TextValue("Rocket"),))),
+        (
+            'component:"Web UI"+',
+            FieldTerm(Field.COMPONENT_NAME, Operator.EQ, (TextValue("Web UI"),), True),
+        ),
+        (
+            'component:"Rocket > Engine"',
+            FieldTerm(Field.COMPONENT_NAME, Operator.EQ, (TextValue("Rocket>Engine"),)),
+        ),
+        ('component:"C++"', FieldTerm(Field.COMPONENT_NAME, Operator.EQ, (TextValue("C++"),))),
         # No description and no comment (the description is comment #1).
         ("commenter:none", FieldTerm(Field.COMMENTER, Operator.NONE)),
         ("-has:commenter", Not(FieldTerm(Field.COMMENTER, Operator.ANY))),

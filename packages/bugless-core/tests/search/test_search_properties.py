@@ -43,6 +43,7 @@ from bugless_core.search import (
     user_terms,
 )
 from bugless_core.search._ast import is_bare_value
+from bugless_core.search._fields import SUBTREE_FIELDS
 from bugless_proto import v1
 
 T = TypeVar("T")
@@ -150,6 +151,19 @@ name_parts = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,8}", fullmatch=True).
 )
 
 
+#: Component names and paths as the parser keeps them (bare: no '+' at the end,
+#: which marks a subtree; no spaces around '>', which it drops).
+component_names = (
+    st.lists(
+        st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,6}[A-Za-z0-9_.-]", fullmatch=True),
+        min_size=1,
+        max_size=3,
+    )
+    .map(">".join)
+    .filter(lambda v: v.lower() not in {"none", "any", "me"})
+)
+
+
 def values_for(field: Field) -> st.SearchStrategy[Value]:
     match field:
         case (
@@ -177,6 +191,8 @@ def values_for(field: Field) -> st.SearchStrategy[Value]:
             return date_values
         case Field.ATTACHMENT:
             return name_parts.map(TextValue)
+        case Field.COMPONENT_NAME:
+            return component_names.map(TextValue)
         case _:
             return st.integers(0, 2**63 - 1).map(IntValue)
 
@@ -207,7 +223,7 @@ def field_terms(draw: st.DrawFn) -> FieldTerm:
         chosen = tuple(draw(st.lists(values, min_size=1, max_size=3)))
     else:
         chosen = (draw(values),)
-    subtree = field in (Field.COMPONENT, Field.PARENT) and op is Operator.EQ and draw(st.booleans())
+    subtree = field in SUBTREE_FIELDS and op is Operator.EQ and draw(st.booleans())
     return FieldTerm(field, op, chosen, subtree)
 
 

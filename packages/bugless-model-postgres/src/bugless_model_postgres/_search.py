@@ -23,6 +23,7 @@ from bugless_core.issue_fields import CLOSED_STATUSES, OPEN_STATUSES
 from bugless_core.search.enum_values import search_value_member
 from bugless_model_postgres._custom_search import CustomCatalog, custom_sort, custom_term_sql
 from bugless_model_postgres._people_terms import PEOPLE_FIELDS, people_term
+from bugless_model_postgres._search_refs import component_term
 from bugless_model_postgres._side_terms import attachment_term, mention_term
 from bugless_proto import v1
 
@@ -382,7 +383,7 @@ def _node(
             rows = "".join(
                 " AND "
                 + (
-                    _component(t, params, "v.component_id")
+                    component_term(t, params.add, "v.component_id")
                     if t.field is F.COMPONENT
                     else _status(t, params, "v.status")
                 )
@@ -414,19 +415,6 @@ def _narrowing_terms(nodes: list[v1.SearchNode]) -> tuple[v1.SearchTerm, ...]:
         ):
             found.append(term)
     return tuple(found)
-
-
-def _component(term: v1.SearchTerm, params: Params, column: str) -> str:
-    values = _values(term)
-    if term.include_subtree:
-        # A list of ids (not a filter on the joined row) so the planner can
-        # narrow the issues scan by component before joining.
-        subtree = params.add(values, "bigint[]")
-        return (
-            f"{column} = ANY (ARRAY(SELECT sc.id FROM components sc "
-            f"WHERE sc.path_ids && {subtree}))"
-        )
-    return f"{column} = ANY ({params.add(values, 'bigint[]')})"
 
 
 def _status(term: v1.SearchTerm, params: Params, column: str) -> str:
@@ -511,7 +499,7 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
     if f is F.COMPONENT:
         if op in (Op.ANY, Op.NONE):
             return "TRUE" if op is Op.ANY else "FALSE"
-        return _component(term, params, "i.component_id")
+        return component_term(term, params.add, "i.component_id")
     if f is F.HOTLIST:
         visible = _VISIBLE_HOTLIST.format(admin=admin, user=params.user())
         hotlists = _HOTLISTS_OF[params.row_state]

@@ -115,7 +115,7 @@ class _PageRead:
         rows = await conn.fetch(statement, *args, *self._seen(checked))
         return self._fresh(rows, checked), above
 
-    def _seen(self, checked: bool) -> list[list[int]]:
+    def _seen(self, checked: bool) -> list[list[int] | list[str]]:
         """The arguments of a checked statement's ``refs_seen`` (none if unchecked)."""
         return _search_refs.seen_arguments(self.refs) if checked and self.refs else []
 
@@ -283,11 +283,14 @@ class SearchCalls(BackendCalls):
             page = _PageRead(
                 compiled, request.summary, fields, carried, size, cap, guard, plan.statements, refs
             )
-            if stale_read is None:
-                return (*await page.rows(conn, caller.user_id), compiled)
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                await conn.execute(stale_read)
-                return (*await page.rows(conn, caller.user_id), compiled)
+            try:
+                if stale_read is None:
+                    return (*await page.rows(conn, caller.user_id), compiled)
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    await conn.execute(stale_read)
+                    return (*await page.rows(conn, caller.user_id), compiled)
+            except _search_refs.UnseenName as unseen:
+                raise await _search_refs.name_refusal(conn, unseen, caller) from None
 
         async def attempt() -> tuple[list[asyncpg.Record], int | None, _search.CompiledSearch]:
             async with translated_errors(), self._pool.acquire() as conn:

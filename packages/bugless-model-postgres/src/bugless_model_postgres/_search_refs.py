@@ -1,5 +1,15 @@
 """The components and hotlists a search names: each must be one the caller may see.
 
+Also the SQL of a component term (:func:`component_term`), where the naming
+rule is used.
+
+A component is named by id (``componentid:12``) or by name
+(``component:Rocket``, a text value): its own name, or its path from the
+top (``Rocket>Engine``), compared as ``path_key`` folds names
+(:func:`name_key`, :data:`NAMED`). A name names every component of that
+name (siblings' names differ, cousins' may not); ``+`` adds the components
+below each, as for an id.
+
 ``componentid:999999`` or ``hotlistid:12`` of a hotlist no one made matched
 nothing, silently, which reads as "no such issues" when the query itself was
 wrong (a typo, an id of another deployment). A first page checks them
@@ -22,16 +32,30 @@ nothing, as anything else deleted under a reader does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import betterproto2
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.search import did_you_mean
+from bugless_model_postgres._components import path_key
+from bugless_model_postgres._convert import Conn, principals_of
 from bugless_proto import v1
 
 F = v1.SearchField
+#: Binds a value, returns its placeholder (``Params.add`` of the compiler).
+Bind = Callable[[Any, str], str]
 
+#: Component ``{c}`` is the one key ``{k}`` names (:func:`name_key`): for a
+#: key with ``>``, its path from the top, else its own name (the last of its
+#: path's names), as its ``path_key`` holds them folded. Components are few
+#: and a query's names fewer: a scan, no index.
+NAMED = (
+    "(CASE WHEN strpos({k}, '>') > 0 THEN array_to_string({c}.path_key, '>') "
+    "ELSE {c}.path_key[cardinality({c}.path_key)] END) = {k}"
+)
 #: The caller may view component ``{c}`` (``{admin}``, ``{viewers}``: the
 #: caller's admin flag and principals): the rule of every component read
 #: (``_search._VISIBLE``).
@@ -49,8 +73,42 @@ _SEEN = (
     + _VIEWS.replace("{c}", "s")
     + ")) || ARRAY(SELECT 'hotlist:' || h.id::text FROM hotlists h "
     "WHERE h.id = ANY ({hotlists}) AND (NOT h.private OR {admin} OR h.owner = {user} "
-    "OR {user} = ANY (h.editors))))"
+    "OR {user} = ANY (h.editors))) "
+    "|| ARRAY(SELECT 'name:' || n.key FROM unnest({names}) AS n(key) "
+    "WHERE EXISTS (SELECT 1 FROM components nc WHERE "
+    + NAMED.format(c="nc", k="n.key")
+    + " AND "
+    + _VIEWS.replace("{c}", "nc")
+    + ")) || ARRAY(SELECT 'nametree:' || n.key FROM unnest({name_trees}) AS n(key) "
+    "WHERE EXISTS (SELECT 1 FROM components nc JOIN components s ON s.path_ids @> ARRAY[nc.id] "
+    "WHERE " + NAMED.format(c="nc", k="n.key") + " AND " + _VIEWS.replace("{c}", "s") + ")))"
 )
+#: Every component the caller may view ($1 admin, $2 principals), by path:
+#: the names a refused name is offered in its stead.
+_VIEWED_PATHS = (
+    "SELECT c.path FROM components c WHERE "
+    + _VIEWS.format(c="c", admin="$1::boolean", viewers="$2::text[]")
+    + " ORDER BY c.path_key LIMIT 10000"
+)
+
+
+class UnseenName(Exception):
+    """A component name no component the caller may view has (:func:`name_refusal` words it)."""
+
+    def __init__(self, typed: str, where: str, *, subtree: bool) -> None:
+        """The name as the query wrote it, where, and whether with the components below."""
+        super().__init__(typed)
+        self.typed = typed
+        self.where = where
+        self.subtree = subtree
+
+
+def name_key(text: str) -> str:
+    """What :data:`NAMED` compares: each name folded as ``path_key`` is, ``>`` between them.
+
+    Spaces around each name are dropped (``Rocket > Engine``).
+    """
+    return ">".join(path_key(">".join(part.strip() for part in text.split(">"))))
 
 
 @dataclass(frozen=True)
@@ -61,15 +119,20 @@ class QueryReferences:
         components: Component ids, to the path of the first value naming each.
         subtrees: Component ids with the components below them (``c:12+``), likewise.
         hotlists: Hotlist ids, likewise.
+        names: Component names (:func:`name_key`), to the name as written
+            and the path of the first value naming each.
+        name_trees: Component names with the components below them, likewise.
     """
 
     components: dict[int, str] = field(default_factory=dict)
     subtrees: dict[int, str] = field(default_factory=dict)
     hotlists: dict[int, str] = field(default_factory=dict)
+    names: dict[str, tuple[str, str]] = field(default_factory=dict)
+    name_trees: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         """Whether the query names any (a query naming none needs no check)."""
-        return bool(self.components or self.subtrees or self.hotlists)
+        return any((self.components, self.subtrees, self.hotlists, self.names, self.name_trees))
 
 
 def references_of(query: v1.StructuredQuery) -> QueryReferences:
@@ -84,10 +147,13 @@ def references_of(query: v1.StructuredQuery) -> QueryReferences:
             ids = found.subtrees if term.include_subtree else found.components
         else:
             continue
+        names = found.name_trees if term.include_subtree else found.names
         for i, value in enumerate(term.values):
             kind, raw = betterproto2.which_one_of(value, "kind")
             if kind == "integer" and isinstance(raw, int):
                 ids.setdefault(raw, f"{where}.values[{i}]")
+            elif kind == "text" and isinstance(raw, str):
+                names.setdefault(name_key(raw), (raw, f"{where}.values[{i}]"))
     return found
 
 
@@ -113,7 +179,7 @@ def seen_column(admin: str, viewers: str, user: str, first: int) -> str:
 
     ``admin``, ``viewers`` and ``user`` are the placeholders of the caller's
     admin flag, principals and user id in the statement; the references
-    are bound at ``$first`` and the two after it (:func:`seen_arguments`).
+    are bound at ``$first`` and the four after it (:func:`seen_arguments`).
     """
     return _SEEN.format(
         admin=admin,
@@ -122,12 +188,20 @@ def seen_column(admin: str, viewers: str, user: str, first: int) -> str:
         components=f"${first}::bigint[]",
         subtrees=f"${first + 1}::bigint[]",
         hotlists=f"${first + 2}::bigint[]",
+        names=f"${first + 3}::text[]",
+        name_trees=f"${first + 4}::text[]",
     )
 
 
-def seen_arguments(refs: QueryReferences) -> list[list[int]]:
+def seen_arguments(refs: QueryReferences) -> list[list[int] | list[str]]:
     """The arguments :func:`seen_column` binds, in its order."""
-    return [list(refs.components), list(refs.subtrees), list(refs.hotlists)]
+    return [
+        list(refs.components),
+        list(refs.subtrees),
+        list(refs.hotlists),
+        list(refs.names),
+        list(refs.name_trees),
+    ]
 
 
 def refuse_unseen(refs: QueryReferences, seen: Sequence[str]) -> None:
@@ -136,14 +210,16 @@ def refuse_unseen(refs: QueryReferences, seen: Sequence[str]) -> None:
     ``seen`` is the ``refs_seen`` column of the query's first page.
 
     Raises:
-        InvalidArgument: the first such component in the query's order
+        InvalidArgument: the first such component id in the query's order
             (else hotlist), at its path, the id in ``metadata``
             (``component`` or ``hotlist``).
+        UnseenName: else the first such component name (:func:`name_refusal`
+            words it, with the names the caller may mean).
     """
     found = set(seen)
     named = [
         ("component", refs.components, "component", ""),
-        ("subtree", refs.subtrees, "component", ", nor one below it,"),
+        ("subtree", refs.subtrees, "component", _BELOW),
         ("hotlist", refs.hotlists, "hotlist", ""),
     ]
     for kind, ids, what, below in named:
@@ -153,3 +229,61 @@ def refuse_unseen(refs: QueryReferences, seen: Sequence[str]) -> None:
                     f"{where}: there is no {what} {ref}{below} that you may view",
                     metadata={"field": where, what: str(ref)},
                 )
+    for kind, names in (("name", refs.names), ("nametree", refs.name_trees)):
+        for key, (typed, where) in names.items():
+            if f"{kind}:{key}" not in found:
+                raise UnseenName(typed, where, subtree=kind == "nametree")
+
+
+_BELOW = ", nor one below it,"
+
+
+async def name_refusal(conn: Conn, unseen: UnseenName, caller: v1.Caller) -> InvalidArgument:
+    """The refusal of a name no component the caller may view has, with the ones it may mean.
+
+    The close names are those of components the caller may view (their own
+    names, or their paths for a path), so it offers nothing they may not see.
+    """
+    paths = [
+        row["path"] for row in await conn.fetch(_VIEWED_PATHS, caller.admin, principals_of(caller))
+    ]
+    by_path = ">" in unseen.typed
+    hint = did_you_mean(unseen.typed, paths if by_path else {p.rsplit(">", 1)[-1] for p in paths})
+    below = _BELOW if unseen.subtree else ""
+    return InvalidArgument(
+        f"{unseen.where}: there is no component named {unseen.typed!r}{below} "
+        f"that you may view{hint}",
+        metadata={"field": unseen.where, "component": unseen.typed},
+    )
+
+
+def component_term(term: v1.SearchTerm, bind: Bind, column: str) -> str:
+    """SQL of a COMPONENT term on ``column``: ids, names, or both, each with its subtree or not.
+
+    ``bind`` binds a value and returns its placeholder (``Params.add`` of the
+    compiler). Ids compare directly; names are looked up in the statement
+    (:data:`NAMED`), so a kept plan follows a rename.
+    """
+    values = [betterproto2.which_one_of(v, "kind")[1] for v in term.values]
+    keys = [name_key(v) for v in values if isinstance(v, str)]
+    if keys:
+        named = NAMED.format(c="nc", k="n.key")
+        found = (
+            f"ARRAY(SELECT nc.id FROM components nc, unnest({bind(keys, 'text[]')}) "
+            f"AS n(key) WHERE {named})"
+        )
+        ids = [v for v in values if not isinstance(v, str)]
+        if ids:
+            found = f"({bind(ids, 'bigint[]')} || {found})"
+        if term.include_subtree:
+            found = f"ARRAY(SELECT sc.id FROM components sc WHERE sc.path_ids && {found})"
+        return f"{column} = ANY ({found})"
+    if term.include_subtree:
+        # A list of ids (not a filter on the joined row) so the planner can
+        # narrow the issues scan by component before joining.
+        subtree = bind(values, "bigint[]")
+        return (
+            f"{column} = ANY (ARRAY(SELECT sc.id FROM components sc "
+            f"WHERE sc.path_ids && {subtree}))"
+        )
+    return f"{column} = ANY ({bind(values, 'bigint[]')})"

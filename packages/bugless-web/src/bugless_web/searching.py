@@ -36,6 +36,7 @@ from bugless_core.search import (
     QuerySyntaxError,
     SortField,
     SortSpec,
+    TextValue,
     explain,
     format_query,
     parse_query,
@@ -358,15 +359,19 @@ async def run_search(
 
 
 #: The Model's metadata key naming the component or hotlist a query may not name.
-_REFERENCE_KEYS = {Field.COMPONENT: "component", Field.HOTLIST: "hotlist"}
+_REFERENCE_KEYS = {
+    Field.COMPONENT: "component",
+    Field.COMPONENT_NAME: "component",
+    Field.HOTLIST: "hotlist",
+}
 
 
 def _refusal_in(parsed: Query, text: str, exc: InvalidArgument) -> QuerySyntaxError:
     """The Model's refusal of a query, at the term or value it names (else all of it).
 
     A custom field term (``metadata["custom_field"]``), or the value of a
-    component or hotlist the caller may not name (``["component"]``,
-    ``["hotlist"]``: no such id, or none they may see).
+    component or hotlist the caller may not name (``["component"]``, an id
+    or a name as sent, ``["hotlist"]``: none such, or none they may see).
     """
     named = exc.metadata.get("custom_field", "").casefold()
     referenced = {f: exc.metadata.get(key, "") for f, key in _REFERENCE_KEYS.items()}
@@ -385,7 +390,9 @@ def _refusal_in(parsed: Query, text: str, exc: InvalidArgument) -> QuerySyntaxEr
             spans += [
                 v.span
                 for v in node.values
-                if isinstance(v, IntValue) and str(v.value) == referenced[node.field] and v.span
+                if isinstance(v, IntValue | TextValue)
+                and str(v.value if isinstance(v, IntValue) else v.text) == referenced[node.field]
+                and v.span
             ][:1]
     start, end = (spans[0].start, spans[0].end) if spans else (0, len(text))
     return QuerySyntaxError(text, start, end - start, message_without_path(exc.message))

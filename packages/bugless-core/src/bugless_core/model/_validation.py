@@ -484,6 +484,11 @@ def _check_value(field: v1.SearchField, value: v1.SearchValue, where: str) -> No
     if field in _COUNT_FIELDS:
         if kind != "integer" or not isinstance(raw, int) or not 0 <= raw <= ids.MAX_ID:
             raise _fail(where, f"{field.name} takes a whole number from 0 to {ids.MAX_ID}")
+    elif field is v1.SearchField.COMPONENT and kind == "text":
+        # A name, or a path from the top ("Rocket>Engine"): the backend looks it up.
+        if not isinstance(raw, str) or not all(n.strip() for n in raw.split(">")):
+            raise _fail(where, "COMPONENT takes a component id, or a name or path of names")
+        check_text(raw, where, limits.MAX_QUERY_LENGTH)
     elif field in _INTEGER_FIELDS:
         if kind != "integer" or not isinstance(raw, int):
             raise _fail(where, f"{field.name} takes an integer value")

@@ -24,6 +24,7 @@ from bugless_core.search._fields import (
     FIELD_SPECS,
     MAX_INTEGER,
     MAX_LEVEL,
+    SUBTREE_FIELDS,
     Field,
     Operator,
     SortField,
@@ -166,6 +167,7 @@ Value: TypeAlias = (
 _VALUE_TYPES: dict[ValueKind, tuple[type, ...]] = {
     ValueKind.USER: (UserValue,),
     ValueKind.TEXT: (TextValue,),
+    ValueKind.NAME: (TextValue,),
     ValueKind.LEVEL: (IntValue,),
     ValueKind.ENUM: (EnumValue,),
     ValueKind.INTEGER: (IntValue,),
@@ -212,8 +214,8 @@ class FieldTerm:
         op: EQ (one or more values), a comparison (exactly one value, ordered
             fields only), or ANY/NONE (no values, nullable fields only).
         values: Typed as the field requires (see :data:`FIELD_SPECS`).
-        include_subtree: COMPONENT only: also match the components below
-            (``componentid:123+``).
+        include_subtree: COMPONENT and COMPONENT_NAME: also match the
+            components below (``componentid:123+``); PARENT: the issues below.
     """
 
     field: Field
@@ -390,10 +392,8 @@ def is_username(text: str) -> bool:
 
 def _field_term_problem(term: FieldTerm) -> str:
     spec = FIELD_SPECS[term.field]
-    if term.include_subtree and (
-        term.field not in (Field.COMPONENT, Field.PARENT) or term.op is not Operator.EQ
-    ):
-        return "include_subtree is only for componentid and parentid with EQ"
+    if term.include_subtree and (term.field not in SUBTREE_FIELDS or term.op is not Operator.EQ):
+        return "include_subtree is only for componentid, component and parentid with EQ"
     if term.op in (Operator.ANY, Operator.NONE):
         if term.values:
             return f"{term.op} takes no values"

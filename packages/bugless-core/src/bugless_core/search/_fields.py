@@ -36,6 +36,10 @@ class Field(StrEnum):
     SEVERITY = "severity"
     TYPE = "type"
     COMPONENT = "componentid"
+    #: A component by its name (``component:Rocket``) or its path from the
+    #: top (``component:"Rocket>Engine"``), in any case; ``+`` adds the
+    #: components below, as ``componentid:12+`` does.
+    COMPONENT_NAME = "component"
     HOTLIST = "hotlistid"
     ID = "id"
     BLOCKING = "blockingid"
@@ -109,6 +113,8 @@ class ValueKind(Enum):
     DATE = "date"
     #: A piece of text, matched as a part of a name.
     TEXT = "text"
+    #: A name, matched whole in any case.
+    NAME = "name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +165,7 @@ FIELD_SPECS: dict[Field, FieldSpec] = {
     Field.SEVERITY: FieldSpec(ValueKind.LEVEL, ordered=True, level_prefix="s"),
     Field.TYPE: FieldSpec(ValueKind.ENUM, choices=ISSUE_TYPE_NAMES),
     Field.COMPONENT: FieldSpec(ValueKind.INTEGER),
+    Field.COMPONENT_NAME: FieldSpec(ValueKind.NAME),
     Field.HOTLIST: FieldSpec(ValueKind.INTEGER, nullable=True),
     Field.ID: FieldSpec(ValueKind.INTEGER, ordered=True),
     Field.BLOCKING: FieldSpec(ValueKind.INTEGER, ordered=True, nullable=True),
@@ -199,6 +206,7 @@ FIELD_NAMES: dict[str, Field | TextField] = {
     "t": Field.TYPE,
     "componentid": Field.COMPONENT,
     "c": Field.COMPONENT,
+    "component": Field.COMPONENT_NAME,
     "hotlistid": Field.HOTLIST,
     "h": Field.HOTLIST,
     "id": Field.ID,
@@ -245,6 +253,9 @@ SORT_NAMES: dict[str, SortField] = {
     "s": SortField.SEVERITY,
 }
 
+#: The fields whose values a trailing ``+`` marks as subtrees (``c:12+``).
+SUBTREE_FIELDS: frozenset[Field] = frozenset({Field.COMPONENT, Field.COMPONENT_NAME, Field.PARENT})
+
 #: The operators as written in a query; ``=`` is accepted as a synonym of ``:``.
 OPERATOR_SYMBOLS: dict[str, Operator] = {
     ":": Operator.EQ,
@@ -276,12 +287,16 @@ def suggest(word: str, candidates: Iterable[str]) -> str:
     """A "did you mean" clause for ``word``, or "" when nothing is close.
 
     Used for unknown fields, sort keys and enum values so that every such error
-    offers the likely fix.
+    offers the likely fix. Words compare case-folded; a candidate is offered
+    as given (``'Rocket'`` for ``rockt``).
     """
-    matches = difflib.get_close_matches(word.lower(), list(candidates), n=3, cutoff=0.6)
+    by_key: dict[str, str] = {}
+    for candidate in candidates:
+        by_key.setdefault(candidate.casefold(), candidate)
+    matches = difflib.get_close_matches(word.casefold(), list(by_key), n=3, cutoff=0.6)
     if not matches:
         return ""
-    return f"; did you mean {join_alternatives(matches)}?"
+    return f"; did you mean {join_alternatives(by_key[m] for m in matches)}?"
 
 
 def join_alternatives(names: Iterable[str], conjunction: str = "or") -> str:

@@ -57,6 +57,8 @@ class Token:
         value_span: FIELD: where the value is (quotes included).
         quoted: FIELD: whether the value was in quotes.
         name_quoted: FIELD: whether the name was in quotes (``"Found In":4.2``).
+        marked: FIELD: a quoted value's closing quote had a ``+`` right after
+            it (``component:"Web UI"+``, the subtree of a name with a space).
     """
 
     kind: TokenKind
@@ -68,6 +70,7 @@ class Token:
     value_span: Span = _NOWHERE
     quoted: bool = False
     name_quoted: bool = False
+    marked: bool = False
 
 
 def tokenize(query: str) -> list[Token]:
@@ -114,7 +117,8 @@ class _Lexer:
         """Read the quoted string opening at ``start``; return it and its end.
 
         With ``name``, an operator may follow the closing quote (a quoted
-        field name); otherwise a space or a parenthesis must.
+        field name); otherwise a space or a parenthesis must, or a ``+``
+        followed by one (left for the caller: the value's subtree mark).
         """
         query, pos, chars = self.query, start + 1, []
         while pos < len(query):
@@ -125,7 +129,8 @@ class _Lexer:
             elif ch == '"':
                 end = pos + 1
                 allowed = "()" + ("".join(OPERATOR_CHARS) if name else "")
-                if end < len(query) and not (query[end].isspace() or query[end] in allowed):
+                mark = not name and query[end : end + 1] == "+" and _ends_value(query, end + 1)
+                if not mark and end < len(query) and not _ends_value(query, end, allowed):
                     raise self.error(end, end + 1, "expected a space after the closing '\"'")
                 return "".join(chars), end
             else:
@@ -161,9 +166,12 @@ class _Lexer:
         op = query[op_start:op_end]
         if not name.strip():
             raise self.error(start, op_end, f"expected a field name before '{op}'")
+        marked = False
         if query[op_end : op_end + 1] == '"':
             value, end = self.quoted(op_end)
             quoted = True
+            if query[end : end + 1] == "+":
+                marked, end = True, end + 1
         else:
             end = op_end
             while end < len(query) and not (query[end].isspace() or query[end] in "()"):
@@ -186,9 +194,15 @@ class _Lexer:
                 value_span=Span(op_end, end),
                 quoted=quoted,
                 name_quoted=quoted_name is not None,
+                marked=marked,
             )
         )
         return end
+
+
+def _ends_value(query: str, at: int, allowed: str = "()") -> bool:
+    """Whether a value may end before ``query[at]``: the end, a space or one of ``allowed``."""
+    return at >= len(query) or query[at].isspace() or query[at] in allowed
 
 
 def _ends_word(ch: str) -> bool:

@@ -48,6 +48,7 @@ from bugless_core.search._fields import (
     SORT,
     SORT_NAMES,
     STATUS_CLASS_NAMES,
+    SUBTREE_FIELDS,
     Field,
     FieldSpec,
     Operator,
@@ -279,6 +280,12 @@ class _Parser:
 
     def field_term(self, token: Token) -> Node:
         name = token.text.lower()
+        if token.marked and FIELD_NAMES.get(name) not in SUBTREE_FIELDS:
+            end = token.span.end
+            raise self.error(
+                Span(end - 1, end),
+                "'+' (subtree) goes with componentid, component and parentid only",
+            )
         if token.name_quoted:
             return self.custom_field_term(token, 0, token.text.strip())
         if name == HAS:
@@ -310,11 +317,11 @@ class _Parser:
             return FieldTerm(target, null_op, span=token.span)
         if op is not Operator.EQ and len(items) > 1:
             raise self.error(items[1][1], f"'{token.op}' compares with one value, not a list")
-        subtree = False
-        if target in (Field.COMPONENT, Field.PARENT):
+        subtree = token.marked
+        if target in SUBTREE_FIELDS and not token.quoted:
             items, subtree = self.subtree_marks(items)
-            if subtree and op is not Operator.EQ:
-                raise self.error(token.op_span, f"'+' (subtree) goes with ':', not '{token.op}'")
+        if subtree and op is not Operator.EQ:
+            raise self.error(token.op_span, f"'+' (subtree) goes with ':', not '{token.op}'")
         if target is Field.STATUS and [raw.lower() for raw, _ in items] == [IS_STARRED]:
             target, items = Field.STARRED_BY, [("me", items[0][1])]
         if target is Field.STATUS:

@@ -125,8 +125,10 @@ def format_value(field: Field, value: Value) -> str:
         case RelativeDateValue(days_ago=days):
             return f"today-{days}" if days else "today"
         case TextValue(text=text):
-            # Like a custom field's value: a list is bare items, one item may be quoted.
-            return text if is_bare_value(text) else _quote(text)
+            # Like a custom field's value: a list is bare items, one item may be
+            # quoted (a component's name ending in '+' too, which bare marks a subtree).
+            marks = field is Field.COMPONENT_NAME and text.endswith("+")
+            return text if is_bare_value(text) and not marks else _quote(text)
 
 
 def _custom_name(term: CustomFieldTerm) -> str:
@@ -203,6 +205,10 @@ _PHRASES: dict[Field, _Phrases] = {
     Field.VERIFIER: _Phrases("to be verified by {values}", "has a verifier", "has no verifier"),
     Field.COMPONENT: _Phrases(
         "in component {values}", below="in component {values} or a component below it"
+    ),
+    Field.COMPONENT_NAME: _Phrases(
+        "in the component named {values}",
+        below="in the component named {values} or a component below it",
     ),
     Field.HOTLIST: _Phrases("on hotlist {values}", "on some hotlist", "on no hotlist"),
     Field.BLOCKING: _Phrases(

@@ -58,6 +58,8 @@ _FIELDS: dict[Field | TextField, v1.SearchField] = {
     Field.SEVERITY: v1.SearchField.SEVERITY,
     Field.TYPE: v1.SearchField.TYPE,
     Field.COMPONENT: v1.SearchField.COMPONENT,
+    # By name: text values, which the Model looks up (the frontends do not know components).
+    Field.COMPONENT_NAME: v1.SearchField.COMPONENT,
     Field.HOTLIST: v1.SearchField.HOTLIST,
     Field.ID: v1.SearchField.ID,
     Field.BLOCKING: v1.SearchField.BLOCKING,

@@ -74,6 +74,8 @@ def read_value(field: Field, spec: FieldSpec, raw: str, span: Span) -> Value:
             return read_date(field, raw, span)
         case ValueKind.TEXT:
             return TextValue(raw, span=span)
+        case ValueKind.NAME:
+            return read_name(field, raw, span)
 
 
 def read_user(field: Field, raw: str, span: Span) -> UserValue:
@@ -85,6 +87,19 @@ def read_user(field: Field, raw: str, span: Span) -> UserValue:
             f"expected a username, 'me', 'none' or 'any' for '{field.value}', not '{raw}'"
         )
     return UserValue(raw, span=span)
+
+
+def read_name(field: Field, raw: str, span: Span) -> TextValue:
+    """A name, or a path of names from the top separated by ``>`` (``Rocket>Engine``).
+
+    Spaces around each name are dropped (``Rocket > Engine``); an empty
+    name is refused, since no component has one.
+    """
+    names = [name.strip() for name in raw.split(">")]
+    if not all(names):
+        where = "" if len(names) == 1 else " on each side of '>'"
+        raise BadValue(f"expected a name{where} for '{field.value}', not '{raw}'")
+    return TextValue(">".join(names), span=span)
 
 
 def read_level(field: Field, spec: FieldSpec, raw: str, span: Span) -> IntValue:

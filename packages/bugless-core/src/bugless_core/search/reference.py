@@ -73,6 +73,7 @@ _EXAMPLES: dict[Field | TextField, tuple[str, ...]] = {
     Field.SEVERITY: ("s>=s2",),
     Field.TYPE: ("type:feature_request",),
     Field.COMPONENT: ("componentid:12", "c:12+"),
+    Field.COMPONENT_NAME: ("component:Rocket", 'component:"Rocket>Engine"+'),
     Field.HOTLIST: ("hotlistid:7", "h:none"),
     Field.ID: ("id>1000",),
     Field.BLOCKING: ("blockingid:42",),
@@ -101,6 +102,10 @@ _NOTES: dict[Field | TextField, str] = {
     Field.COMPONENT: (
         "a component id; id+ adds the components below it; "
         "an id of no component you may view is an error"
+    ),
+    Field.COMPONENT_NAME: (
+        "a component's name, or its path from the top (Rocket>Engine), in any case; "
+        "name+ adds the components below it; a name no component you may view has is an error"
     ),
     Field.HOTLIST: "a hotlist id; an id of no hotlist you may see is an error",
     Field.ID: "an issue id",

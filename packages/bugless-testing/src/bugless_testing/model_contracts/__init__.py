@@ -35,7 +35,10 @@ from bugless_testing.model_contracts._search import SearchContract
 from bugless_testing.model_contracts._search_masks import SearchReadMaskContract
 from bugless_testing.model_contracts._search_order import SearchOrderContract
 from bugless_testing.model_contracts._search_parity import SearchParityContract
-from bugless_testing.model_contracts._search_references import SearchReferenceContract
+from bugless_testing.model_contracts._search_references import (
+    SearchComponentNameContract,
+    SearchReferenceContract,
+)
 from bugless_testing.model_contracts._server_info import ServerInfoContract
 from bugless_testing.model_contracts._settings import NotificationSettingsContract
 from bugless_testing.model_contracts._viewers import ViewerCheckContract
@@ -68,6 +71,7 @@ __all__ = [
     "NotificationSettingsContract",
     "RedactionContract",
     "SavedSearchContract",
+    "SearchComponentNameContract",
     "SearchContract",
     "SearchOrderContract",
     "SearchParityContract",

@@ -1,4 +1,9 @@
-"""Contract: the components and hotlists a search names must be ones the caller may see.
+"""Contract: components by name, and the components and hotlists a search names.
+
+A COMPONENT term's text value names components by name, in any case (Unicode
+case folding, as component names compare), or by path from the top
+(``Rocket>Engine``, spaces around ``>`` dropped): every component of that
+name, and with ``include_subtree`` the components below each.
 
 A query naming a component id (``componentid:12``) or a hotlist id
 (``hotlistid:7``) that is no component the caller may view, or no hotlist
@@ -14,12 +19,12 @@ from __future__ import annotations
 
 from grpclib.const import Status
 
-from bugless_core import ids
 from bugless_core.search.build import any_of, negate, term
 from bugless_proto import v1
 from bugless_testing.model_contracts._support import (
     ALICE,
     BOB,
+    UNKNOWN_ID,
     eq,
     expect_error,
     in_subtree,
@@ -27,13 +32,13 @@ from bugless_testing.model_contracts._support import (
     make_hotlist,
     make_issue,
     search_ids,
+    unique,
     user_entry,
     within,
 )
 
 F = v1.SearchField
-#: An id no deployment reaches.
-NO_SUCH_ID = ids.MAX_ID
+NO_SUCH_ID = UNKNOWN_ID
 
 
 async def _refused(model: v1.ModelStub, node: v1.SearchNode, caller: v1.Caller, *says: str) -> str:
@@ -67,7 +72,9 @@ class SearchReferenceContract:
         await make_issue(model, secret.id)
         hidden = await _refused(model, eq(F.COMPONENT, secret.id), BOB, f"component {secret.id}")
         unknown = await _refused(model, eq(F.COMPONENT, NO_SUCH_ID), BOB)
-        assert hidden.replace(str(secret.id), "N") == unknown.replace(str(NO_SUCH_ID), "N")
+        assert hidden.replace(f"component {secret.id} ", "component N ") == unknown.replace(
+            f"component {NO_SUCH_ID} ", "component N "
+        )
         assert await search_ids(model, eq(F.COMPONENT, secret.id), caller=ALICE) != []
 
     async def test_a_subtree_is_searchable_when_a_component_below_is_viewable(
@@ -98,8 +105,75 @@ class SearchReferenceContract:
         deleted = await _refused(
             model, within(root.id, eq(F.HOTLIST, gone.id)), BOB, f"hotlist {gone.id}"
         )
-        assert hidden.replace(str(private.id), "N") == deleted.replace(str(gone.id), "N")
+        assert hidden.replace(f"hotlist {private.id} ", "hotlist N ") == deleted.replace(
+            f"hotlist {gone.id} ", "hotlist N "
+        )
         # Its owner may name it; no value (has:hotlist) names none.
         assert await search_ids(model, within(root.id, eq(F.HOTLIST, private.id))) == []
         none = term(F.HOTLIST, v1.SearchOperator.NONE)
         assert await search_ids(model, within(root.id, none), caller=BOB) == [issue.id]
+
+
+def _named(*names: str, subtree: bool = False) -> v1.SearchNode:
+    """``component:NAME[,NAME...]`` (``+``: with the components below)."""
+    return term(F.COMPONENT, v1.SearchOperator.EQ, *names, include_subtree=subtree)
+
+
+class SearchComponentNameContract:
+    """``component:Name`` finds a component's issues by its name or path, in any case."""
+
+    async def test_a_name_finds_its_components_in_any_case_and_with_the_ones_below(
+        self, model: v1.ModelStub
+    ) -> None:
+        rocket = await make_component(model, name=unique("Rocket"))
+        engine = await make_component(model, parent_id=rocket.id, name="Engine")
+        other = await make_component(model, name=unique("Probe"))
+        other_engine = await make_component(model, parent_id=other.id, name="ENGINE")
+        top = await make_issue(model, rocket.id)
+        below = await make_issue(model, engine.id)
+        elsewhere = await make_issue(model, other_engine.id)
+        assert await search_ids(model, _named(rocket.name.upper())) == [top.id]
+        assert await search_ids(model, _named(rocket.name.lower(), subtree=True)) == [
+            below.id,
+            top.id,
+        ]
+        path = f"{rocket.name.lower()} > engine"
+        assert await search_ids(model, _named(path)) == [below.id]
+        # A name without a path names every component of that name.
+        both = _named("engine")
+        assert await search_ids(model, any_of(within(rocket.id, both), within(other.id, both))) == [
+            elsewhere.id,
+            below.id,
+        ]
+        # Ids and names in one term.
+        mixed = term(F.COMPONENT, v1.SearchOperator.EQ, other_engine.id, path)
+        assert await search_ids(model, mixed) == [elsewhere.id, below.id]
+
+    async def test_names_compare_by_unicode_case_folding(self, model: v1.ModelStub) -> None:
+        street = await make_component(model, name=unique("Straße"))
+        issue = await make_issue(model, street.id)
+        folded = street.name.replace("ß", "SS").upper()
+        assert await search_ids(model, _named(folded)) == [issue.id]
+
+    async def test_an_unknown_name_is_refused_with_the_close_names_the_caller_may_view(
+        self, model: v1.ModelStub
+    ) -> None:
+        rocket = await make_component(model, name=unique("Rocket"))
+        secret = await make_component(
+            model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        typo = rocket.name.replace("Rocket", "Rockt")
+        await _refused(
+            model,
+            _named(typo),
+            BOB,
+            f"there is no component named '{typo}' that you may view",
+            f"did you mean '{rocket.name}'",
+        )
+        # One bob may not view is refused as an unknown one, and never offered.
+        hidden = await _refused(model, _named(secret.name), BOB, f"named '{secret.name}'")
+        near = await _refused(model, _named(secret.name.replace("Secret", "Secrt")), BOB)
+        assert "did you mean" not in hidden.replace(f"'{secret.name}'", "")
+        assert secret.name not in near
+        assert await search_ids(model, _named(secret.name), caller=ALICE) == []
+        await _refused(model, _named("no such component", subtree=True), BOB, "nor one below it")

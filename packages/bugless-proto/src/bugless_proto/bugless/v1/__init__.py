@@ -664,8 +664,19 @@ class SearchField(betterproto2.Enum):
     TYPE = 12
 
     COMPONENT = 13
+    """
+    A component by id (integer values), or by name (text values: its own
+    name, or its path from the top as "Rocket>Engine", compared by Unicode
+    case folding; a name names every component of that name). Each must
+    name a component the caller may view (with include_subtree: it or one
+    below it), else the search is INVALID_ARGUMENT naming it.
+    """
 
     HOTLIST = 14
+    """
+    A hotlist by id; one the caller may not see is INVALID_ARGUMENT, as an
+    unknown id is.
+    """
 
     ID = 15
 
@@ -5989,8 +6000,8 @@ default_message_pool.register_message("bugless.v1", "SearchTerm", SearchTerm)
 class SearchValue(betterproto2.Message):
     """
     One value in a term. Which kind is valid depends on the field:
-    integers for ids and component/hotlist ids and for PRIORITY/SEVERITY (0..4
-    meaning P0..P4), `time` for CREATED/MODIFIED, text for everything else
+    integers for ids and component/hotlist ids (text for a component's name)
+    and for PRIORITY/SEVERITY (0..4 meaning P0..P4), `time` for CREATED/MODIFIED, text for everything else
     (status names such as "FIXED", type names, "open"/"closed", words and
     phrases, and for ASSIGNEE/REPORTER/CC/VERIFIER the person: an opaque user id
     on the Model service, a username on the public API).
