@@ -111,7 +111,7 @@ async def _mentions(backend: PostgresBackend, issue_id: int) -> list[str]:
         rows = await conn.fetch(
             "SELECT username FROM issue_mentions WHERE issue_id = $1 ORDER BY 1", issue_id
         )
-        texts = await conn.fetch(_mentions_module._TEXTS, issue_id)
+        texts = await conn.fetch(_mentions_module._TEXTS, [issue_id])
     names = [r["username"] for r in rows]
     assert names == sorted(mentioned_usernames(*(t["body"] for t in texts)))
     return names
