@@ -14,6 +14,7 @@ from bugless_core.clients import call
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.routes.api_access import CSRF_EXEMPT
+from bugless_web.routes.unsubscribe import PATH_PREFIX as UNSUBSCRIBE
 
 
 async def test_component_tree_page_and_acl_only_for_admins(
@@ -397,6 +398,11 @@ async def test_every_state_changing_route_refuses_a_missing_csrf_token(
     # authorised by its secret device code alone), so they need no CSRF token.
     posts = [p for p in posts if p not in CSRF_EXEMPT]
     assert set(CSRF_EXEMPT) <= {route.path for route in app.routes}
+    # A mail's one-click unsubscribe link is posted by mail clients with no
+    # session: its signed token is the authority (test_unsubscribe_link.py
+    # shows a forged one changes nothing).
+    assert [p for p in posts if p.startswith(UNSUBSCRIBE)] == ["/unsubscribe/{token:str}"]
+    posts = [p for p in posts if not p.startswith(UNSUBSCRIBE)]
     for path in posts:
         concrete = re.sub(r"\{[^}]+:int\}", "1", re.sub(r"\{[^}]+:str\}", "x", path))
         response = await client.post(concrete, data={"comment": "x", "name": "x"})
