@@ -72,6 +72,8 @@ class DevSettings:
         smtp_relay: ``HOST:PORT`` of an SMTP server the notifier mails to
             instead of the built-in sink (a local aiosmtpd or MailHog, to
             read the mails in a client); "" for the sink.
+        digest_interval_seconds: Send the daily digests this often instead
+            (0: daily, at the notifier's default hour), to see one at once.
     """
 
     state_dir: Path = setting(
@@ -101,6 +103,11 @@ class DevSettings:
         help="Mail the notifier's messages to this SMTP server (plain SMTP, no TLS or login: "
         "a local aiosmtpd, say) instead of the built-in sink; /dev/mail is then off.",
     )
+    digest_interval_seconds: float = setting(
+        0.0,
+        help="Send the daily digests this often (seconds) instead of once a day at 07:00 UTC, "
+        "to see what a person who chose 'A daily digest' gets; 0: daily.",
+    )
 
     def __post_init__(self) -> None:
         for name in ("port", "api_port"):
@@ -112,6 +119,8 @@ class DevSettings:
             )
         if self.smtp_relay:
             self.relay_address()
+        if self.digest_interval_seconds < 0:
+            raise ValueError("--digest-interval-seconds must be 0 (daily) or more")
 
     def relay_address(self) -> tuple[str, int] | None:
         """``--smtp-relay`` as a host and a port; None for the built-in sink.
@@ -475,9 +484,13 @@ class DevStack:
             smtp_host, smtp_port = relay
         if not RESERVATION_ADMITS_SERVER:
             self._release_notify_port()
+        digests: list[str] = []
+        if self.settings.digest_interval_seconds:
+            digests = ["--digest-interval-seconds", str(self.settings.digest_interval_seconds)]
         try:
             await asyncio.to_thread(
                 self.services.start_notify,
+                *digests,
                 *("--smtp-host", smtp_host, "--smtp-port", str(smtp_port)),
                 *("--smtp-security", "none", "--smtp-sender", "bugless dev <bugless@localhost>"),
                 *("--public-url", running.web_url, "--port", str(self.notify_port)),

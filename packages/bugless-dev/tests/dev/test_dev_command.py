@@ -336,15 +336,21 @@ def test_reset_wipes_the_state_directory(first_run: FirstRun) -> None:
         dev.kill()
 
 
-def test_the_notifier_mails_an_smtp_relay_given_with_smtp_relay(first_run: FirstRun) -> None:
+def test_the_notifier_mails_an_smtp_relay_and_sends_digests_as_often_as_asked(
+    first_run: FirstRun,
+) -> None:
     # Runs after the reset (file order). A team trying bugless with mail on reads
-    # the mails in a client of their own: the notifier sends to their server.
+    # the mails in a client of their own (--smtp-relay), and sees what a daily
+    # digest looks like without waiting for 07:00 UTC (--digest-interval-seconds).
     with SmtpSink() as relay:
         dev = DevProcess.start(
-            first_run.state_dir, *_ports(), "--smtp-relay", f"127.0.0.1:{relay.port}"
-        )
+            first_run.state_dir, *_ports(), "--reset",
+            "--smtp-relay", f"127.0.0.1:{relay.port}", "--digest-interval-seconds", "2",
+        )  # fmt: skip
         try:
             url = dev.wait_for_url()
+            password = dev.password()
+            assert password, dev.output
             assert f"notifier   mailing to the SMTP relay 127.0.0.1:{relay.port}" in dev.output
             assert (
                 f"Mail the notifier sends goes to the SMTP relay 127.0.0.1:{relay.port} "
@@ -354,15 +360,39 @@ def test_the_notifier_mails_an_smtp_relay_given_with_smtp_relay(first_run: First
             title = "Mail me through the relay"
             created = run_bugless(
                 "issue", "create", "--title", title, "--component", "General", "--cc", "admin",
-                env=dev.client_env(),
+                "--json", env=dev.client_env(),
             )  # fmt: skip
             assert created.returncode == 0, created.stdout + created.stderr
             (mail,) = relay.wait_for(1, timeout=60.0)
             assert mail.recipients == ("admin@localhost",)
             assert title in str(mail.message["Subject"])
             assert mail.message["X-Bugless-Reason"] == "cc"
-            # No sink: the web's mailbox page is off.
-            assert httpx.get(f"{url}/dev/mail", timeout=30.0).status_code == 404
+            with _signed_in(url, "admin", password) as web:
+                # No sink: the web's mailbox page is off.
+                assert web.get("/dev/mail").status_code == 404
+                page = web.get("/settings/notifications").text
+                version = re.search(r'name="version" value="(\d+)"', page)
+                token = _CSRF_FIELD.search(page)
+                assert version, page
+                assert token, page
+                saved = web.post(
+                    "/settings/notifications",
+                    data={"_csrf": token.group(1), "version": version.group(1),
+                          "channel": "email", "digest": "daily",
+                          "event": re.findall(r'name="event" value="(\d+)"', page)},
+                )  # fmt: skip
+                assert "Notification settings saved." in saved.text
+            issue_id = json.loads(created.stdout)["id"]
+            commented = run_bugless(
+                "issue", "comment", str(issue_id), "For the digest",
+                env=dev.client_env(),
+            )  # fmt: skip
+            assert commented.returncode == 0, commented.stdout + commented.stderr
+            digest = relay.wait_for(2, timeout=60.0)[1]
+            assert str(digest.message["Subject"]) == "bugless daily digest: 1 change"
+            body = digest.message.get_body(preferencelist=("plain",))
+            assert body is not None
+            assert "For the digest" in body.get_content()
             assert dev.interrupt() == 0, dev.output
         finally:
             dev.kill()
