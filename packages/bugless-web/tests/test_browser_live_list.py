@@ -120,3 +120,46 @@ def test_a_hotlist_page_marks_changed_removed_and_added_issues_and_refreshes(
     expect(bar).to_be_hidden()
     assert list(iter_console_problems(watcher.console)) == []
     assert watcher.dialogs == []
+
+
+def test_a_changed_row_of_a_search_page_is_drawn_again_in_place(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    """A row marked changed shows what changed without a refresh, unticked at its new version.
+
+    Before, the row only got a blue edge: its priority still read P2 until
+    Refresh re-ran the whole search.
+    """
+    word = "liverow" + secrets.token_hex(4)
+    watcher = new_tab(context)
+    sign_in(watcher, web_server, "bob")
+    changed = create_issue_ui(watcher, web_server, f"{word} to reprioritise")
+    other_id = create_issue_ui(watcher, web_server, f"{word} left alone")
+    page = watcher.page
+    page.goto(f"{web_server.url}/search?q={quote(word)}")
+    expect(page.locator("table.results tr.row")).to_have_count(2)
+    expect(page.locator(".search[data-live-state='watching']")).to_have_count(1)
+    row = page.locator(f'tr.row[data-href="/issues/{changed}"]')
+    expect(row.locator('input[name="issue"]')).to_have_attribute("value", f"{changed}:1")
+    row.locator('input[name="issue"]').check()
+    page.locator(f'tr.row[data-href="/issues/{other_id}"] input[name="issue"]').check()
+    expect(page.locator(".bulk-count")).to_have_text("2 issues selected")
+
+    other = new_tab(context)
+    other.page.goto(f"{web_server.url}/issues/{changed}")
+    other.page.select_option('#issue-form select[name="priority"]', "P0")
+    other.page.click('#issue-form button:has-text("Save")')
+    expect(other.page.locator("#entry-2")).to_be_visible()
+
+    expect(row.locator('input[name="issue"]')).to_have_attribute("value", f"{changed}:2")
+    expect(row).to_contain_text("P0")
+    expect(row).to_have_class("row live-changed")
+    expect(row.locator('input[name="issue"]')).not_to_be_checked()
+    expect(page.locator(".bulk-count")).to_have_text("1 issue selected")
+    expect(page.locator("#list-live")).to_have_text("1 issue changed. Refresh")
+    expect(page.locator("table.results tr.row")).to_have_count(2)
+    save_screenshot(page, tmp_path, "live-row-redrawn")
+    # The row endpoint draws only what the viewer may see: none of an issue they cannot.
+    hidden = page.request.get(f"{web_server.url}/search/row?issue=999999999")
+    assert hidden.status == 204
+    assert list(iter_console_problems(watcher.console)) == []

@@ -9,9 +9,10 @@ judges what the viewer may see and whether a change made an issue leave the
 query (``WatchEvent.left_query``); an event says only which issue and
 whether it left, so a left event of an issue the viewer may no longer view
 tells them nothing more than that. The page marks the rows and offers a
-refresh; it re-runs the search for what changed, so the stream carries no
-issue's fields (a row is the search's to render, in the page's columns and
-sort, which one event cannot place).
+refresh; the stream carries no issue's fields (a row is the search's to
+render, in the page's columns and sort, which one event cannot place): a
+search page draws a changed row again in place from ``/search/row``
+(:func:`list_row`), and Refresh re-runs the search for where rows now sort.
 
 Each event's id is a feed position a reconnecting browser resumes from
 (``Last-Event-ID``, with the Model's ``change_feed`` capability): the
@@ -40,6 +41,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 from litestar import Request, Response, get
+from litestar.enums import MediaType
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from bugless_core.clients import call, call_errors
@@ -55,10 +57,12 @@ from bugless_core.ids import try_parse_id
 from bugless_core.limits import MAX_BATCH_CHANGE
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
-from bugless_web.frontend import Frontend, frontend_of, viewer_of
+from bugless_web.frontend import Frontend, form_int, frontend_of, viewer_of
 from bugless_web.live_streams import DRAIN_POLL_SECONDS, KEEPALIVE_SECONDS, Backlog
+from bugless_web.result_columns import columns_of
+from bugless_web.result_rows import result_rows
 from bugless_web.retries import record_call
-from bugless_web.searching import structured_query
+from bugless_web.searching import name_custom_columns, run_search, structured_query
 from bugless_web.timezones import zone_of
 
 _log = logging.getLogger("bugless.web.live")
@@ -264,4 +268,42 @@ async def list_events(request: Request[Any, Any, Any]) -> Response[Any]:
     )
 
 
-ROUTES = [list_events]
+@get("/search/row", cache_control=None)
+async def list_row(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The search page's row of issue ``issue`` as it is now, in the page's ``columns``.
+
+    What the page redraws a changed row with, in place (``pages.js``): the
+    same :func:`~bugless_web.result_rows.result_rows` as the page, from a
+    search for ``id:N`` as the viewer, so only what they may see is drawn.
+    The row's check box carries the new version, unticked, so a bulk edit
+    cannot overwrite the change unseen. 204 when the viewer no longer sees
+    the issue.
+
+    Raises:
+        InvalidArgument: ``issue`` is not an issue id, or ``columns`` not columns (400).
+    """
+    viewer = await viewer_of(request)
+    frontend = frontend_of(request)
+    issue_id = form_int(request.query_params.get("issue"), "issue")
+    if not issue_id:
+        raise InvalidArgument("issue: the id of the row to draw")
+    columns = columns_of(request)
+    results = await run_search(
+        frontend.backends,
+        viewer,
+        f"id:{issue_id}",
+        zone=zone_of(request),
+        page_size=1,
+        columns=columns,
+    )
+    if results.error or not results.issues:
+        return Response(b"", status_code=204, headers={"cache-control": "private, no-store"})
+    await name_custom_columns(frontend.backends, viewer, results, columns)
+    return Response(
+        str(result_rows(results, columns, selectable=True)),
+        media_type=MediaType.HTML,
+        headers={"cache-control": "private, no-store"},
+    )
+
+
+ROUTES = [list_events, list_row]

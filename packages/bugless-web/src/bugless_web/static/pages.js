@@ -147,13 +147,43 @@
       heard[id] = data.left ? "left" : "changed";
       var row = list.querySelector('tr.row[data-href="/issues/' + id + '"]');
       if (row) {
-        row.classList.toggle("live-left", !!data.left);
-        row.classList.toggle("live-changed", !data.left);
-        row.setAttribute("title", data.left ? "Left this list since the page was made" :
-          "Changed since the page was made");
+        markRow(row, !!data.left);
+        if (!data.left && rowUrl) redrawRow(id);
       }
       updateListBar();
     });
+    function markRow(row, left) {
+      row.classList.toggle("live-left", left);
+      row.classList.toggle("live-changed", !left);
+      row.setAttribute("title", left ? "Left this list since the page was made" :
+        "Changed since the page was made");
+    }
+    // A changed row of a search page is drawn again as it is now, in place
+    // (the server writes it as the page's rows: /search/row); its check box
+    // comes back unticked at the new version, so a bulk edit cannot overwrite
+    // the change unseen. Where it now sorts is for Refresh to say.
+    var rowUrl = list.getAttribute("data-row-url");
+    var drawing = {};  // issue id -> the latest redraw asked for
+    function redrawRow(id) {
+      var ticket = (drawing[id] || 0) + 1;
+      drawing[id] = ticket;
+      fetch(rowUrl + "&issue=" + encodeURIComponent(id),
+        { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) { return response.status === 200 ? response.text() : null; })
+        .then(function (html) {
+          var current = list.querySelector('tr.row[data-href="/issues/' + id + '"]');
+          if (!html || !current || drawing[id] !== ticket || heard[id] !== "changed") return;
+          var holder = document.createElement("tbody");
+          holder.innerHTML = html;  // rendered and escaped by the server
+          var fresh = holder.querySelector('tr.row[data-href="/issues/' + id + '"]');
+          if (!fresh) return;
+          markRow(fresh, false);
+          current.replaceWith(fresh);
+          var box = fresh.querySelector('input[name="issue"]');
+          if (box) box.dispatchEvent(new Event("change", { bubbles: true }));  // the bar's count
+        })
+        .catch(function () { /* the row stays marked: Refresh shows it */ });
+    }
     listSource.addEventListener("stale", function () { stale = true; updateListBar(); });
     listSource.addEventListener("ended", function (event) {
       // The Model no longer watches this query (a field it names was deleted).
