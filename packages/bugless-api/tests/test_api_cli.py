@@ -127,14 +127,18 @@ def test_exit_codes_tell_scripts_what_went_wrong(served_api: dict[str, str]) -> 
     bad_query = bugless_cli(env, "issue", "list", "status:", check=False)
     assert bad_query.returncode == 2
     assert "^" in bad_query.stderr
-    for query, says in (
-        ("is:open c:999999", "there is no component 999999 that you may view"),
-        ("h:999999", "there is no hotlist 999999 that you may view"),
-        ("component:nosuchcomponent", "there is no component named 'nosuchcomponent'"),
+    for query, fault, says in (
+        ("is:open c:999999", "999999", "there is no component 999999 that you may view"),
+        ("h:999999", "999999", "there is no hotlist 999999 that you may view"),
+        ("component:nosuch", "nosuch", "there is no component named 'nosuch'"),
     ):
         unknown = bugless_cli(env, "issue", "list", query, check=False)
         assert unknown.returncode == 2, unknown.stderr
         assert says in unknown.stderr
+        # Marked in the query as a syntax error is, not at a path of the Model's tree.
+        assert "query.filter" not in unknown.stderr
+        assert f"at column {query.rindex(fault) + 1}: {says}" in unknown.stderr
+        assert unknown.stderr.rstrip().endswith("^" * len(fault))
 
     bad_priority = bugless_cli(
         env, "issue", "update", str(created["id"]), "--priority", "P9", check=False

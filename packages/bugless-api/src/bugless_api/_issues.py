@@ -52,7 +52,7 @@ from bugless_core.errors import BuglessError, DownloadStalled, InvalidArgument, 
 from bugless_core.failover import MODEL_DOWNLOAD_ROUTE, MODEL_WATCH_ROUTE, open_again_if_refused
 from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.people_hints import unknown_names, with_people_hint
-from bugless_core.search import QuerySyntaxError, parse_query, required_user_terms
+from bugless_core.search import QuerySyntaxError, parse_query, refused_part, required_user_terms
 from bugless_core.search.build import all_of
 from bugless_proto import v1
 
@@ -162,6 +162,32 @@ async def structured_query(
     else:
         combined = all_of(*filters)
     return v1.StructuredQuery(filter=combined, order_by=order_by)
+
+
+def refusal_in_text(text: str, refused: InvalidArgument) -> InvalidArgument:
+    """The Model's refusal of a query, marked in the query string when it names a part of it.
+
+    The Model names the part at fault by its path in the tree it was sent
+    (``query.filter.all_of.nodes[1].term.values[0]: there is no component
+    named 'Rockt' ...``), which a person reading a command's error does not
+    know; the web marks it in the search box. Here it becomes what a syntax
+    error is (``query: at column 9: ...`` and the caret under it), with the
+    Model's metadata kept. A refusal naming nothing the string holds (the
+    structured part's, or no query's) is returned as it came.
+    """
+    field = refused.metadata.get("field", "")
+    if not text.strip() or not field.startswith("query."):
+        return refused
+    span = refused_part(parse_query(text), refused.metadata)
+    if span is None:
+        return refused
+    problem = refused.message.removeprefix(f"{field}: ")
+    located = QuerySyntaxError(text, span.start, span.end - span.start, problem)
+    return InvalidArgument(
+        f"query: {located.message}\n{located.render_caret()}",
+        reason=refused.reason,
+        metadata={**refused.metadata, **located.metadata, "field": "query"},
+    )
 
 
 class IssuesService(GatewayService, v1.IssuesBase):
@@ -276,6 +302,9 @@ class IssuesService(GatewayService, v1.IssuesBase):
         The read mask goes to the Model as is: it checks the names (the same
         INVALID_ARGUMENT as for any Model client) and leaves out what no one
         will read; the names of people are then resolved only in what came.
+        A refusal of a part of the query string the Model names (a custom
+        field, a component, a hotlist) is marked in the string, as a syntax
+        error is (:func:`refusal_in_text`).
         """
         query = await structured_query(
             self.gateway, message.query, message.structured, zone=time_zone(message.time_zone)
@@ -288,7 +317,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
             read_mask=message.read_mask,
         )
         caller_of(request)
-        return await self._wire_reply(SEARCH_ISSUES, request)
+        try:
+            return await self._wire_reply(SEARCH_ISSUES, request)
+        except InvalidArgument as exc:
+            raise refusal_in_text(message.query, exc) from exc
 
     async def watch(self, message: v1.QueryWatchRequest) -> AsyncIterator[v1.WatchEvent]:
         """Proxy the Model's change stream for one issue or a query.

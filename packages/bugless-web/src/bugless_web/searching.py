@@ -24,22 +24,14 @@ from bugless_core.errors import InvalidArgument
 from bugless_core.list_columns import custom_column_id
 from bugless_core.people_hints import unknown_names, with_people_hint
 from bugless_core.search import (
-    And,
-    CustomFieldTerm,
-    Field,
-    FieldTerm,
-    IntValue,
-    Node,
-    Not,
-    Or,
     Query,
     QuerySyntaxError,
     SortField,
     SortSpec,
-    TextValue,
     explain,
     format_query,
     parse_query,
+    refused_part,
     required_user_terms,
 )
 from bugless_proto import v1
@@ -358,43 +350,10 @@ async def run_search(
     return results
 
 
-#: The Model's metadata key naming the component or hotlist a query may not name.
-_REFERENCE_KEYS = {
-    Field.COMPONENT: "component",
-    Field.COMPONENT_NAME: "component",
-    Field.HOTLIST: "hotlist",
-}
-
-
 def _refusal_in(parsed: Query, text: str, exc: InvalidArgument) -> QuerySyntaxError:
-    """The Model's refusal of a query, at the term or value it names (else all of it).
-
-    A custom field term (``metadata["custom_field"]``), or the value of a
-    component or hotlist the caller may not name (``["component"]``, an id
-    or a name as sent, ``["hotlist"]``: none such, or none they may see).
-    """
-    named = exc.metadata.get("custom_field", "").casefold()
-    referenced = {f: exc.metadata.get(key, "") for f, key in _REFERENCE_KEYS.items()}
-    spans = [s.span for s in parsed.sort if named and str(s.custom_field_id) == named and s.span]
-    nodes: list[Node] = [parsed.filter] if parsed.filter is not None else []
-    while nodes and not spans:
-        node = nodes.pop()
-        if isinstance(node, And | Or):
-            nodes.extend(reversed(node.children))
-        elif isinstance(node, Not):
-            nodes.append(node.child)
-        elif isinstance(node, CustomFieldTerm) and node.span:
-            key = str(node.field_id) if node.field_id else node.name.casefold()
-            spans += [node.span] if named and key == named else []
-        elif isinstance(node, FieldTerm) and referenced.get(node.field):
-            spans += [
-                v.span
-                for v in node.values
-                if isinstance(v, IntValue | TextValue)
-                and str(v.value if isinstance(v, IntValue) else v.text) == referenced[node.field]
-                and v.span
-            ][:1]
-    start, end = (spans[0].start, spans[0].end) if spans else (0, len(text))
+    """The Model's refusal of a query, at the part it names (:func:`refused_part`), or all of it."""
+    span = refused_part(parsed, exc.metadata)
+    start, end = (span.start, span.end) if span is not None else (0, len(text))
     return QuerySyntaxError(text, start, end - start, message_without_path(exc.message))
 
 

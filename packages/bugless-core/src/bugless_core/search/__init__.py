@@ -36,6 +36,7 @@ from bugless_core.search._fields import Field, Operator, SortField, TextField
 from bugless_core.search._fields import suggest as did_you_mean
 from bugless_core.search._parser import MAX_NESTING, parse_query
 from bugless_core.search._printer import explain, format_query, query_to_json
+from bugless_core.search._refusals import refused_part
 from bugless_core.search._structured import (
     mentions_me,
     required_user_terms,
@@ -74,6 +75,7 @@ __all__ = [
     "mentions_me",
     "parse_query",
     "query_to_json",
+    "refused_part",
     "required_user_terms",
     "to_structured",
     "user_terms",

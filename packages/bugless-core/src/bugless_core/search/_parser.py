@@ -318,6 +318,8 @@ class _Parser:
         if op is not Operator.EQ and len(items) > 1:
             raise self.error(items[1][1], f"'{token.op}' compares with one value, not a list")
         subtree = token.marked
+        if subtree:  # "Web UI"+: the value is what the quotes hold
+            items = [(raw, Span(span.start, span.end - 1)) for raw, span in items]
         if target in SUBTREE_FIELDS and not token.quoted:
             items, subtree = self.subtree_marks(items)
         if subtree and op is not Operator.EQ:
