@@ -15,7 +15,10 @@ view, a custom field gone) tells nothing of which issues match: its
 subscription's matches are left as they were, not taken for "matches
 nothing", which would tell the subscriber that every issue it matched
 stopped matching. The refusal is logged (the subscriber sees it when they
-run the search).
+run the search). So is any other failure of the search but one: the Model
+or the Authenticator away, or a call timing out (``Unavailable``), which is
+raised, so the consumer tries the batch again once they answer; only a
+subscriber who gets no assertion (disabled, deleted) matches nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bugless_core.clients import call, every_page, resolve_query
-from bugless_core.errors import BuglessError, InvalidArgument
+from bugless_core.errors import (
+    BuglessError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from bugless_core.migrations import quote_schema
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of, term
@@ -93,6 +102,8 @@ class SavedSearchMatcher:
         try:
             structured = await resolve_query(parse_query(query), self._auth, me=user)
             node = structured.filter or v1.SearchNode()
+        except Unavailable:
+            raise  # the Authenticator away: not an answer to keep (see _matching)
         except (QuerySyntaxError, BuglessError):
             node = None
         if len(self._resolved) >= _RESOLVED_CACHE:
@@ -132,9 +143,24 @@ class SavedSearchMatcher:
                 extra={"saved_search_id": subscription.saved_search.id, "user_id": user},
             )
             return None
-        except BuglessError:
+        except (PermissionDenied, NotFound):
             # A disabled or deleted subscriber (no assertion): nothing matches for them.
             return set()
+        except Unavailable:
+            # The Model or the Authenticator away, or a call timed out: which
+            # match is not known. The batch is tried again (the consumer's
+            # outage handling), rather than telling the subscriber that each
+            # issue the search matched stopped matching.
+            raise
+        except BuglessError as exc:
+            _log.warning(
+                "saved search %s of %s failed in the Model, its matches are kept: %s",
+                subscription.saved_search.id,
+                user,
+                exc.message,
+                extra={"saved_search_id": subscription.saved_search.id, "user_id": user},
+            )
+            return None
         return {i.id for i in found.issues}
 
     async def changes(

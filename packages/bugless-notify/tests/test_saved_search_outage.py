@@ -1,0 +1,97 @@
+"""A saved search that cannot be run now keeps its matches: an outage is no "stopped matching".
+
+The matcher searches as each subscriber, with an assertion the
+Authenticator issues for them. With the Authenticator away (or the Model,
+or a call timing out) nothing is known of which issues match; taking that
+for "matches nothing" told every subscriber that each issue their search
+matched stopped matching, and dropped the match rows. Real Model,
+Authenticator and PostgreSQL; the Authenticator away is an address nothing
+listens on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import socket
+
+import asyncpg
+import pytest
+
+from bugless_core.clients import ActingFor, acting_model
+from bugless_core.errors import Unavailable
+from bugless_dev.stack import LocalStack
+from bugless_notify._deliveries import NOTIFIER
+from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
+from bugless_notify.queue import DeliveryQueue
+from bugless_proto import v1
+
+ADMIN = v1.Caller(user_id="test-admin", admin=True)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_an_authenticator_outage_is_retried_not_taken_for_matching_nothing(
+    bugless_stack: LocalStack, model: v1.ModelStub, pool: asyncpg.Pool, queue: DeliveryQueue
+) -> None:
+    tag = secrets.token_hex(3)
+    created = await asyncio.to_thread(bugless_stack.add_user, f"sam{tag}", "pw-" + tag * 3)
+    sam = v1.Caller(user_id=str(created["user_id"]))
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"outage-{tag}")
+    )
+    search = await model.create_saved_search(
+        v1.CreateSavedSearchRequest(caller=sam, name=f"urgent-{tag}", query="p:p0")
+    )
+    await model.set_saved_search_subscription(
+        v1.SetSavedSearchSubscriptionRequest(caller=sam, saved_search_id=search.id, subscribed=True)
+    )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=sam,
+            fields=v1.IssueFields(
+                title=f"urgent {tag}", component_id=component.id, priority=v1.Priority.P0
+            ),
+        )
+    )
+    key = (search.id, sam.user_id, issue.id)
+    model_address = bugless_stack.client_address("model", identity="notify")
+    auth_address = bugless_stack.client_address("auth", identity="notify")
+    away = dataclasses.replace(auth_address, port=_closed_port())
+    channels = [model_address.channel(), auth_address.channel(), away.channel()]
+    try:
+        notifier_model = v1.ModelStub(channels[0])
+        auth, auth_away = (v1.AuthenticatorStub(c) for c in channels[1:])
+
+        def matcher(assertions: v1.AuthenticatorStub) -> SavedSearchMatcher:
+            acting = acting_model(notifier_model, ActingFor(assertions))
+            return SavedSearchMatcher(notifier_model, acting, auth, NOTIFIER, queue.schema)
+
+        async with pool.acquire() as conn:
+            first = MatchChanges()
+            told = await matcher(auth).changes(conn, [issue.id], first)
+            assert (sam.user_id, search.name) in told[issue.id]
+            assert key in first.added
+            await conn.execute(
+                f"INSERT INTO {queue.schema}.saved_search_matches "
+                "(saved_search_id, user_id, issue_id) VALUES ($1, $2, $3)",
+                *key,
+            )
+
+            during = MatchChanges()
+            with pytest.raises(Unavailable):
+                await matcher(auth_away).changes(conn, [issue.id], during)
+            assert key not in during.removed
+
+            after = MatchChanges()
+            told = await matcher(auth).changes(conn, [issue.id], after)
+            assert (sam.user_id, search.name) not in told.get(issue.id, [])
+            assert key not in after.removed
+    finally:
+        for channel in channels:
+            channel.close()
