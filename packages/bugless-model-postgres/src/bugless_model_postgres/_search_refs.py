@@ -122,6 +122,10 @@ class QueryReferences:
         names: Component names (:func:`name_key`), to the name as written
             and the path of the first value naming each.
         name_trees: Component names with the components below them, likewise.
+        order: Each reference as ``(kind, id or name key)`` (kind
+            ``component``, ``subtree``, ``hotlist``, ``name`` or
+            ``nametree``, as ``refs_seen`` words them), in the order the
+            query first names it: the first unseen one is the one refused.
     """
 
     components: dict[int, str] = field(default_factory=dict)
@@ -129,6 +133,7 @@ class QueryReferences:
     hotlists: dict[int, str] = field(default_factory=dict)
     names: dict[str, tuple[str, str]] = field(default_factory=dict)
     name_trees: dict[str, tuple[str, str]] = field(default_factory=dict)
+    order: list[tuple[str, int | str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         """Whether the query names any (a query naming none needs no check)."""
@@ -142,18 +147,23 @@ def references_of(query: v1.StructuredQuery) -> QueryReferences:
         return found
     for term, where in _terms(query.filter, "query.filter"):
         if term.field is F.HOTLIST:
-            ids = found.hotlists
+            id_kind, ids = "hotlist", found.hotlists
+        elif term.field is F.COMPONENT and term.include_subtree:
+            id_kind, ids = "subtree", found.subtrees
         elif term.field is F.COMPONENT:
-            ids = found.subtrees if term.include_subtree else found.components
+            id_kind, ids = "component", found.components
         else:
             continue
+        name_kind = "nametree" if term.include_subtree else "name"
         names = found.name_trees if term.include_subtree else found.names
         for i, value in enumerate(term.values):
             kind, raw = betterproto2.which_one_of(value, "kind")
-            if kind == "integer" and isinstance(raw, int):
-                ids.setdefault(raw, f"{where}.values[{i}]")
-            elif kind == "text" and isinstance(raw, str):
-                names.setdefault(name_key(raw), (raw, f"{where}.values[{i}]"))
+            if kind == "integer" and isinstance(raw, int) and raw not in ids:
+                ids[raw] = f"{where}.values[{i}]"
+                found.order.append((id_kind, raw))
+            elif kind == "text" and isinstance(raw, str) and name_key(raw) not in names:
+                names[name_key(raw)] = (raw, f"{where}.values[{i}]")
+                found.order.append((name_kind, name_key(raw)))
     return found
 
 
@@ -210,29 +220,29 @@ def refuse_unseen(refs: QueryReferences, seen: Sequence[str]) -> None:
     ``seen`` is the ``refs_seen`` column of the query's first page.
 
     Raises:
-        InvalidArgument: the first such component id in the query's order
-            (else hotlist), at its path, the id in ``metadata``
+        InvalidArgument: the first such component or hotlist id in the
+            query's order, at its path, the id in ``metadata``
             (``component`` or ``hotlist``).
-        UnseenName: else the first such component name (:func:`name_refusal`
+        UnseenName: the first is a component name (:func:`name_refusal`
             words it, with the names the caller may mean).
     """
     found = set(seen)
-    named = [
-        ("component", refs.components, "component", ""),
-        ("subtree", refs.subtrees, "component", _BELOW),
-        ("hotlist", refs.hotlists, "hotlist", ""),
-    ]
-    for kind, ids, what, below in named:
-        for ref, where in ids.items():
-            if f"{kind}:{ref}" not in found:
-                raise InvalidArgument(
-                    f"{where}: there is no {what} {ref}{below} that you may view",
-                    metadata={"field": where, what: str(ref)},
-                )
-    for kind, names in (("name", refs.names), ("nametree", refs.name_trees)):
-        for key, (typed, where) in names.items():
-            if f"{kind}:{key}" not in found:
-                raise UnseenName(typed, where, subtree=kind == "nametree")
+    ids = {"component": refs.components, "subtree": refs.subtrees, "hotlist": refs.hotlists}
+    names = {"name": refs.names, "nametree": refs.name_trees}
+    for kind, ref in refs.order:
+        if f"{kind}:{ref}" in found:
+            continue
+        if kind in names and isinstance(ref, str):
+            typed, where = names[kind][ref]
+            raise UnseenName(typed, where, subtree=kind == "nametree")
+        if isinstance(ref, int):
+            what = "hotlist" if kind == "hotlist" else "component"
+            below = _BELOW if kind == "subtree" else ""
+            where = ids[kind][ref]
+            raise InvalidArgument(
+                f"{where}: there is no {what} {ref}{below} that you may view",
+                metadata={"field": where, what: str(ref)},
+            )
 
 
 _BELOW = ", nor one below it,"

@@ -177,3 +177,15 @@ class SearchComponentNameContract:
         assert secret.name not in near
         assert await search_ids(model, _named(secret.name), caller=ALICE) == []
         await _refused(model, _named("no such component", subtree=True), BOB, "nor one below it")
+
+    async def test_the_first_unseen_reference_in_the_query_is_the_one_refused(
+        self, model: v1.ModelStub
+    ) -> None:
+        # Refused at the term the query names first (a frontend marks that term).
+        hotlist_first = any_of(eq(F.HOTLIST, NO_SUCH_ID), eq(F.COMPONENT, NO_SUCH_ID))
+        said = await _refused(model, hotlist_first, ALICE, f"hotlist {NO_SUCH_ID}")
+        assert said.startswith("query.filter.any_of.nodes[0]")
+        name_first = any_of(_named("no such component"), eq(F.HOTLIST, NO_SUCH_ID))
+        await _refused(model, name_first, ALICE, "named 'no such component'")
+        subtree_first = any_of(in_subtree(NO_SUCH_ID), eq(F.COMPONENT, NO_SUCH_ID))
+        await _refused(model, subtree_first, ALICE, f"component {NO_SUCH_ID}, nor one below it")
