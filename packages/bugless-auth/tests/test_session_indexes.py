@@ -181,18 +181,30 @@ async def test_group_members_are_counted_through_the_index_of_groups(auth_databa
                 ROWS,
             )
         )
-        await store.run(lambda conn: conn.execute("ANALYZE users"))
-        counts = await store.count_group_members(["admins", "team-7", "nobody's"])
+        # Every third user is a directory's (the people a directory's own count holds).
+        await store.run(
+            lambda conn: conn.execute(
+                """
+                INSERT INTO external_subjects (subject, user_id, authenticator)
+                SELECT 'ldap:' || n, 'u' || n, 'ldap' FROM generate_series(3, $1::int, 3) AS n
+                """,
+                ROWS,
+            )
+        )
+        await store.run(lambda conn: conn.execute("ANALYZE users; ANALYZE external_subjects"))
+        counts = await store.count_group_members(["admins", "team-7", "nobody's"], outside=["ldap"])
         plan = await store.run(
             lambda conn: conn.fetchval(
-                "EXPLAIN (FORMAT JSON) " + sql.COUNT_GROUP_MEMBERS, ["admins", "team-7"]
+                "EXPLAIN (FORMAT JSON) " + sql.COUNT_GROUP_MEMBERS, ["admins", "team-7"], ["ldap"]
             )
         )
     finally:
         await store.close()
     # 20 admins (n = 1000 .. 20000), less n = 4000, 8000, 12000, 16000, 20000 (disabled)
     # and 5000, 10000, 15000 (placeholders; 20000 is both).
-    assert counts == {"admins": 12, "team-7": 100, "nobody's": 0}
+    # Of those, the directory's: admins 3000, 6000, 9000 and 18000; team-7's
+    # 7 + 200k for k = 1, 4, .., 97 (33).
+    assert counts == {"admins": (12, 8), "team-7": (100, 67), "nobody's": (0, 0)}
     text = json.dumps(json.loads(plan) if isinstance(plan, str) else plan)
     assert "users_by_group" in text, f"counting members scans the users: {text}"
     assert "Seq Scan" not in text

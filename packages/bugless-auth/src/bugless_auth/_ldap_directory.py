@@ -41,7 +41,10 @@ POOL_EXHAUSTED = Counter(
     ["server"],
 )
 
+_BASE = 0
 _SUBTREE = 2
+#: Usernames (memberUid values) looked up in one search, as the re-sync batches subjects.
+_NAMES_PER_SEARCH = 50
 
 T = TypeVar("T")
 
@@ -70,6 +73,26 @@ def group_name(dn: str, name_attribute: str) -> str:
         if attribute.lower() == name_attribute.lower():
             return str(value)
     return str(rdn[0][1])
+
+
+class GroupCountUnknown(Exception):
+    """The directory holds a group (or may) whose members it cannot count now; says why."""
+
+
+def _normalised_rdns(dn: str) -> tuple[tuple[tuple[str, str], ...], ...] | None:
+    try:
+        rdns = bonsai.LDAPDN(dn).rdns
+    except (bonsai.errors.InvalidDN, TypeError):
+        return None
+    return tuple(tuple((a.lower(), str(v).lower()) for a, v in rdn) for rdn in rdns)
+
+
+def is_under(dn: str, base: str) -> bool:
+    """Whether ``dn`` is ``base`` or below it (names compared case-insensitively)."""
+    entry, ancestor = _normalised_rdns(dn), _normalised_rdns(base)
+    if entry is None or ancestor is None or len(entry) < len(ancestor):
+        return False
+    return not ancestor or entry[-len(ancestor) :] == ancestor
 
 
 def _subject_filter_value(attribute: str, value: str) -> str:
@@ -261,6 +284,118 @@ class LdapDirectory:
         _, found = await self._on_any_server(search, prefer=user.url)
         names = {str((g.get(s.group_name_attribute) or [""])[0]) for g in found}
         return tuple(sorted(n for n in names if n))
+
+    async def count_group_members(self, group: str) -> int | None:
+        """How many entries ``user_filter`` admits are members of ``group``; None: no such group.
+
+        Read as the service account, in the mode sign-ins read groups:
+
+        * group-search mode (``group_search_base`` set): the group entry named
+          ``group`` under ``group_search_base``, and its
+          ``group_member_attribute`` values: usernames for ``memberUid``
+          (looked up in batches of :data:`_NAMES_PER_SEARCH`), else member
+          DNs, each read at its own entry with the user filter. A member that
+          is gone, outside ``base_dn`` or excluded by the user filter (a
+          locked account) is not counted: they could not sign in.
+        * memberOf mode: the group entry named ``group`` under
+          ``group_entry_base``, then one search of ``base_dn`` for the user
+          filter and ``group_attribute`` equal to its DN.
+
+        Raises:
+            GroupCountUnknown: memberOf mode without ``group_entry_base``,
+                several entries named ``group``, or more members than
+                ``group_count_limit``.
+            Unavailable: no server answered.
+        """
+        s = self.settings
+        search_mode = bool(s.group_search_base)
+        base = s.group_search_base or s.group_entry_base
+        if not base:
+            raise GroupCountUnknown(
+                "group_entry_base is not set, so a group's entry cannot be found by its name"
+            )
+        named = f"({s.group_name_attribute}={escape_filter_exp(group)})"
+        wanted = [s.group_member_attribute] if search_mode else ["1.1"]
+
+        async def find_group(conn: Any) -> list[Any]:
+            result: list[Any] = await conn.search(
+                base, _SUBTREE, named, wanted, timeout=s.operation_timeout, sizelimit=2
+            )
+            return result
+
+        try:
+            url, found = await self._on_any_server(find_group)
+        except bonsai.errors.SizeLimitError:
+            found = [None, None]
+        if len(found) > 1:
+            raise GroupCountUnknown(f"several entries under {base} are named {group!r}")
+        if not found:
+            return None
+        if not search_mode:
+            return await self._count_users(
+                f"({s.group_attribute}={escape_filter_exp(str(found[0]['dn']))})", url
+            )
+        values = [str(v) for v in found[0].get(s.group_member_attribute) or []]
+        if len(values) > s.group_count_limit:
+            raise GroupCountUnknown(
+                f"{group!r} lists {len(values)} members, more than group_count_limit "
+                f"({s.group_count_limit})"
+            )
+        if s.group_member_attribute.lower() == "memberuid":
+            total = 0
+            for start in range(0, len(values), _NAMES_PER_SEARCH):
+                names = "".join(
+                    f"({s.username_attribute}={escape_filter_exp(v)})"
+                    for v in values[start : start + _NAMES_PER_SEARCH]
+                )
+                total += await self._count_users(f"(|{names})", url)
+            return total
+        return await self._count_member_entries(
+            [v for v in dict.fromkeys(values) if is_under(v, s.base_dn)], url
+        )
+
+    async def _count_users(self, condition: str, url: str) -> int:
+        """Entries under ``base_dn`` the user filter admits that also match ``condition``."""
+        s = self.settings
+        query = f"(&{s.user_filter.replace('{username}', '*')}{condition})"
+
+        async def search(conn: Any) -> list[Any]:
+            result: list[Any] = await conn.search(
+                s.base_dn,
+                _SUBTREE,
+                query,
+                ["1.1"],
+                timeout=s.operation_timeout,
+                sizelimit=s.group_count_limit,
+            )
+            return result
+
+        try:
+            _, entries = await self._on_any_server(search, prefer=url)
+        except bonsai.errors.SizeLimitError:
+            raise GroupCountUnknown(
+                f"more members than group_count_limit ({s.group_count_limit})"
+            ) from None
+        return len({str(e["dn"]).lower() for e in entries})
+
+    async def _count_member_entries(self, dns: list[str], url: str) -> int:
+        """How many of ``dns`` are entries the user filter admits, on one connection."""
+        s = self.settings
+        query = s.user_filter.replace("{username}", "*")
+
+        async def read_each(conn: Any) -> list[Any]:
+            admitted: list[Any] = []
+            for dn in dns:
+                try:
+                    admitted += await conn.search(
+                        dn, _BASE, query, ["1.1"], timeout=s.operation_timeout
+                    )
+                except (bonsai.errors.NoSuchObjectError, bonsai.errors.InvalidDN):
+                    continue
+            return admitted
+
+        _, admitted = await self._on_any_server(read_each, prefer=url)
+        return len(admitted)
 
     async def _on_any_server(
         self,

@@ -88,7 +88,11 @@ FROM users u WHERE u.username_key = $1
 #: index of enabled, real users' groups (migration 0017, ``users_by_group``),
 #: whose predicate the join repeats so the planner can use it, not every user.
 COUNT_GROUP_MEMBERS = """
-SELECT g.name AS group_name, count(u.user_id)::int AS members
+SELECT g.name AS group_name, count(u.user_id)::int AS members,
+       (count(u.user_id) FILTER (WHERE NOT EXISTS (
+           SELECT 1 FROM external_subjects s
+           WHERE s.user_id = u.user_id AND s.authenticator = ANY($2::text[])
+       )))::int AS outside
 FROM (SELECT DISTINCT unnest($1::text[]) AS name) g
 LEFT JOIN users u ON u.groups @> ARRAY[g.name] AND NOT u.disabled AND NOT u.placeholder
 GROUP BY g.name

@@ -36,6 +36,7 @@ from bugless_core.setting_files import FileContent, pem_certificates
 
 if TYPE_CHECKING:
     from bugless_auth._ldap_directory import LdapDirectory, UserEntry
+    from bugless_auth._ldap_group_counts import GroupCounts
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,20 @@ class LdapSettings:
             user's DN and ``{username}`` the login name, both escaped.
         group_name_attribute: Attribute naming a group (``cn``). Group DNs
             from ``group_attribute`` are reduced to this RDN's value.
+        group_member_attribute: Attribute of a group entry listing its
+            members, read to count them (CountGroupMembers) in group-search
+            mode: ``member`` (DNs, groupOfNames), ``uniqueMember`` (DNs,
+            groupOfUniqueNames) or ``memberUid`` (usernames, posixGroup).
+        group_entry_base: Subtree where group entries are found by name to
+            count their members in memberOf mode (``group_search_base`` empty),
+            e.g. ``ou=groups,dc=example,dc=com``. Empty: a group's members
+            in the directory are not counted (the count says "unknown", not 0).
+        group_count_seconds: How long a group's count read from the directory
+            is kept and answered again, per Authenticator replica: access-list
+            forms ask on every view. 0 reads the directory every time.
+        group_count_limit: The most member values (and users) one count
+            reads; a bigger group's count is "unknown" rather than a partial
+            number.
         start_tls: Upgrade ``ldap://`` connections with StartTLS; a server
             that refuses counts as unreachable, never as a plaintext fallback.
         ca_file: PEM file of CAs trusted for the server certificate; None
@@ -129,6 +144,10 @@ class LdapSettings:
     group_search_base: str = ""
     group_search_filter: str = "(&(objectClass=groupOfNames)(member={dn}))"
     group_name_attribute: str = "cn"
+    group_member_attribute: str = "member"
+    group_entry_base: str = ""
+    group_count_seconds: float = 60.0
+    group_count_limit: int = 1000
     start_tls: bool = False
     ca_file: str | None = None
     tls_verify: bool = True
@@ -170,6 +189,20 @@ class LdapSettings:
             raise InvalidArgument(
                 f"ldap resync_seconds: {self.resync_seconds} is not a number of seconds "
                 "(0 turns the directory re-sync off)"
+            )
+
+        if not math.isfinite(self.group_count_seconds) or self.group_count_seconds < 0:
+            raise InvalidArgument(
+                f"ldap group_count_seconds: {self.group_count_seconds} is not a number of "
+                "seconds (0 reads the directory at every count)"
+            )
+        if self.group_count_limit < 1:
+            raise InvalidArgument(
+                f"ldap group_count_limit: {self.group_count_limit} is not a positive number"
+            )
+        if not self.group_member_attribute:
+            raise InvalidArgument(
+                "ldap group_member_attribute: required (member, uniqueMember or memberUid)"
             )
 
     @classmethod
@@ -257,6 +290,7 @@ class LdapAuthenticator(PasswordAuthenticator):
     def __init__(self, settings: LdapSettings) -> None:
         try:
             from bugless_auth._ldap_directory import LdapDirectory  # noqa: PLC0415
+            from bugless_auth._ldap_group_counts import GroupCounts  # noqa: PLC0415
         except ImportError as exc:
             raise FailedPrecondition(
                 f"the ldap authenticator needs bonsai ({exc}): "
@@ -264,6 +298,7 @@ class LdapAuthenticator(PasswordAuthenticator):
             ) from exc
         self.settings = settings
         self._directory: LdapDirectory = LdapDirectory(settings)
+        self._group_counts: GroupCounts = GroupCounts(self._directory, settings)
         #: How long recent wrong passwords of existing users took (seconds).
         self._refusals: collections.deque[float] = collections.deque(maxlen=_REFUSALS_KEPT)
 
@@ -277,7 +312,8 @@ class LdapAuthenticator(PasswordAuthenticator):
         return cls(LdapSettings.from_mapping(config))
 
     async def close(self) -> None:
-        """Stop the background probes and close every pooled connection."""
+        """Stop the background probes and counts, and close every pooled connection."""
+        await self._group_counts.close()
         await self._directory.close()
 
     @property
@@ -308,6 +344,14 @@ class LdapAuthenticator(PasswordAuthenticator):
             identity = await self._identity(entry, username)
             found[identity.subject] = identity
         return found
+
+    async def group_member_counts(self, groups: Sequence[str]) -> Mapping[str, int | None]:
+        """Enabled directory members of each group it holds; None where it cannot tell now.
+
+        See :mod:`bugless_auth._ldap_group_counts` (cache, bounds) and
+        ``LdapDirectory.count_group_members`` (how each mode reads a group).
+        """
+        return await self._group_counts.counts(groups)
 
     async def authenticate(self, username: str, password: str) -> ExternalIdentity | None:
         """Return who ``username`` is if ``password`` binds as them, else None.

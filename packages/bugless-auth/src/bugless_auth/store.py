@@ -244,12 +244,20 @@ class IdentityStore(StoreDatabase):
         )
         return [UserRecord.from_row(r) for r in rows]
 
-    async def count_group_members(self, groups: Sequence[str]) -> dict[str, int]:
-        """Enabled, real users per group name (groups nobody is in map to 0)."""
+    async def count_group_members(
+        self, groups: Sequence[str], *, outside: Sequence[str] = ()
+    ) -> dict[str, tuple[int, int]]:
+        """Enabled, real users per group name (groups nobody is in map to 0s).
+
+        Each group's pair: all of them, and those with no subject of the
+        authenticators ``outside`` names (the people a directory's own
+        count of the group does not hold).
+        """
         rows = await self.run(
-            lambda conn: conn.fetch(sql.COUNT_GROUP_MEMBERS, list(groups)), transaction=False
+            lambda conn: conn.fetch(sql.COUNT_GROUP_MEMBERS, list(groups), list(outside)),
+            transaction=False,
         )
-        return {r["group_name"]: r["members"] for r in rows}
+        return {r["group_name"]: (r["members"], r["outside"]) for r in rows}
 
     async def group_member_ids(self, groups: Sequence[str], limit: int) -> dict[str, list[str]]:
         """Up to ``limit`` enabled, real members' ids per group, in id order (absent: none)."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bugless_auth.directory import UserDirectory
     from bugless_auth.store import IdentityStore
     from bugless_auth.user_feed import UserFeedFollower
+    from bugless_core.auth_backend import AuthenticatorBackend
 
 #: The most members ListGroupMembers lists of one group (about 400 kB of ids).
 MAX_LISTED_MEMBERS = 10_000
@@ -30,6 +31,7 @@ class UserLookups:
     """The look-up calls of :class:`~bugless_auth.service.AuthService`."""
 
     if TYPE_CHECKING:
+        backends: list[AuthenticatorBackend]
         store: IdentityStore
         directory: UserDirectory
         user_feed: UserFeedFollower
@@ -59,25 +61,51 @@ class UserLookups:
         )
 
     async def count_group_members(self, groups: Sequence[str]) -> v1.CountGroupMembersResponse:
-        """How many enabled users the store knows in each group, in request order.
+        """How many enabled people each group has, in request order.
 
-        Read from the store, not the directory cache, which holds only the
-        users looked up lately. A directory's members count once they have
-        signed in (the store learns their groups then), so 0 means "nobody
-        yet", which for a group of the local store or the tls mapping is
-        nobody at all, and for any group often a misspelt name.
+        The store's users (not the directory cache, which holds only the
+        users looked up lately): the local store's, the tls mapping's, and a
+        directory's once they have signed in. A directory that can count its
+        groups (LDAP: :meth:`AuthenticatorBackend.group_member_counts`, cached
+        and bounded there) is asked too, and for a group it holds the answer
+        is ``from_directory``: its enabled members (signed in here or not)
+        plus the store's members who are none of its users, each person once
+        (a group both local and in the directory is the union, not the sum).
+        A directory that may hold a group but cannot count it now (down,
+        slow, too big a group, no way to find the group by name) makes the
+        answer ``unknown``, with the store's count, never an error. 0 and
+        known means nobody, for any group often a misspelt name.
         """
         names = list(dict.fromkeys(groups))
-        counts = await self.store.count_group_members(names)
-        return v1.CountGroupMembersResponse(
-            groups=[v1.GroupMembers(group=g, members=counts.get(g, 0)) for g in names]
+        directories = [
+            (backend.name, counts)
+            for backend in self.backends
+            if (counts := await backend.group_member_counts(names))
+        ]
+        stored = await self.store.count_group_members(
+            names, outside=[name for name, _ in directories]
         )
+        answers = []
+        for group in names:
+            everyone, outside = stored.get(group, (0, 0))
+            held = [counts[group] for _, counts in directories if group in counts]
+            answer = v1.GroupMembers(group=group, members=everyone)
+            if any(n is None for n in held):
+                answer.unknown = True
+            elif held:
+                answer.members = outside + sum(n for n in held if n is not None)
+                answer.from_directory = True
+            answers.append(answer)
+        return v1.CountGroupMembersResponse(groups=answers)
 
     async def list_group_members(self, groups: Sequence[str]) -> v1.ListGroupMembersResponse:
         """Who the store knows in each group, by user id, in request order.
 
-        As :meth:`count_group_members`, from the store: a directory's members
-        once they have signed in. A group of more than
+        From the store: a directory's members once they have signed in, and
+        never those who have not (unlike :meth:`count_group_members`, which
+        asks the directory): a member who never signed in has no user id,
+        and none is made for them here, so that only people who used bugless
+        are users (suggested, listed). A group of more than
         :data:`MAX_LISTED_MEMBERS` is answered ``too_many`` and no ids.
         """
         names = list(dict.fromkeys(groups))

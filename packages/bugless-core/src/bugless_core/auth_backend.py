@@ -134,6 +134,18 @@ class AuthenticatorBackend(ABC):
         """
         raise NotImplementedError(f"{self.name} has no directory to re-read")
 
+    async def group_member_counts(self, groups: Sequence[str]) -> Mapping[str, int | None]:
+        """How many enabled users of this backend's directory are in each of ``groups``.
+
+        For CountGroupMembers, which otherwise knows only the people who
+        signed in. A group the directory does not hold is absent from the
+        answer; None: the directory may hold it but cannot count it now
+        (down, slow, not configured to find groups by name). Never raises
+        for an outage: the count is advisory. The default: no directory.
+        """
+        del groups
+        return {}
+
 
 class PasswordAuthenticator(AuthenticatorBackend):
     """Checks a username and password (local store, LDAP)."""

@@ -1,0 +1,234 @@
+"""CountGroupMembers of LDAP groups: the directory's members, signed in or not (real slapd)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from auth_support import unique
+from test_ldap_oidc_service import ldap_options, start_with_ldap
+
+from bugless_auth.ldap import LdapAuthenticator, LdapSettings
+from bugless_proto import v1
+from bugless_testing.slapd import (
+    GROUPS_DN,
+    PEOPLE_DN,
+    READER_DN,
+    READER_PASSWORD,
+    Slapd,
+    ssha,
+)
+
+if TYPE_CHECKING:
+    from auth_support import StartAuth
+
+#: Excludes entries described as locked, as a deployment's filter leaves out disabled accounts.
+OPEN_ACCOUNTS = "(&(objectClass=inetOrgPerson)(!(description=locked))(uid={username}))"
+
+
+@dataclasses.dataclass(frozen=True)
+class Team:
+    """People and groups of one test: three people, one of them locked."""
+
+    tag: str
+
+    @property
+    def people(self) -> tuple[str, str, str]:
+        return (f"{self.tag}-ann", f"{self.tag}-ben", f"{self.tag}-locked")
+
+    @property
+    def group(self) -> str:
+        """A groupOfNames of all three (DN members)."""
+        return f"{self.tag}-team"
+
+    @property
+    def posix_group(self) -> str:
+        """A posixGroup (memberUid) of ann, the locked one and a uid nobody has."""
+        return f"{self.tag}-posix"
+
+
+async def seed_team(server: Slapd) -> Team:
+    team = Team(f"gc{secrets.token_hex(3)}")
+    entries = []
+    for uid in team.people:
+        locked = "\ndescription: locked" if uid.endswith("locked") else ""
+        entries.append(
+            f"dn: uid={uid},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\n"
+            f"sn: {uid}\nmail: {uid}@bugless.test\nuserPassword: {ssha(uid)}{locked}"
+        )
+    members = "\n".join(f"member: uid={uid},{PEOPLE_DN}" for uid in team.people)
+    entries.append(
+        f"dn: cn={team.group},{GROUPS_DN}\nobjectClass: groupOfNames\ncn: {team.group}\n{members}"
+    )
+    entries.append(
+        f"dn: cn={team.posix_group},{GROUPS_DN}\nobjectClass: posixGroup\n"
+        f"cn: {team.posix_group}\ngidNumber: 4242\nmemberUid: {team.people[0]}\n"
+        f"memberUid: {team.people[2]}\nmemberUid: {team.tag}-nobody"
+    )
+    await asyncio.to_thread(server.ldapadd, "\n\n".join(entries) + "\n")
+    return team
+
+
+def settings_for(server: Slapd, **overrides: Any) -> LdapSettings:
+    base = LdapSettings(
+        urls=(server.url,),
+        base_dn=PEOPLE_DN,
+        bind_dn=READER_DN,
+        bind_password=READER_PASSWORD,
+        user_filter=OPEN_ACCOUNTS,
+        connect_timeout=2.0,
+        operation_timeout=2.0,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+async def counts(settings: LdapSettings, *groups: str) -> dict[str, int | None]:
+    backend = LdapAuthenticator(settings)
+    try:
+        return dict(await backend.group_member_counts(groups))
+    finally:
+        await backend.close()
+
+
+async def test_memberof_mode_counts_the_open_members_of_a_group_found_under_its_base(
+    slapd_server: Slapd,
+) -> None:
+    team = await seed_team(slapd_server)
+    settings = settings_for(slapd_server, group_entry_base=GROUPS_DN)
+
+    found = await counts(settings, team.group, f"{team.tag}-typo")
+
+    # ann and ben, never signed in anywhere; the locked member is not counted;
+    # a group the directory does not hold is not in the answer.
+    assert found == {team.group: 2}
+
+
+async def test_memberof_mode_without_a_group_base_says_unknown_not_zero(
+    slapd_server: Slapd,
+) -> None:
+    team = await seed_team(slapd_server)
+
+    assert await counts(settings_for(slapd_server), team.group) == {team.group: None}
+
+
+async def test_group_search_mode_reads_the_member_attribute_of_the_group_entry(
+    slapd_server: Slapd,
+) -> None:
+    team = await seed_team(slapd_server)
+    by_dn = settings_for(slapd_server, group_attribute="", group_search_base=GROUPS_DN)
+    by_uid = dataclasses.replace(by_dn, group_member_attribute="memberUid")
+
+    assert await counts(by_dn, team.group, f"{team.tag}-typo") == {team.group: 2}
+    # memberUid names usernames: ann counts, the locked one and a uid nobody has do not.
+    assert await counts(by_uid, team.posix_group) == {team.posix_group: 1}
+
+
+async def test_a_group_bigger_than_the_limit_is_unknown(slapd_server: Slapd) -> None:
+    team = await seed_team(slapd_server)
+    by_dn = settings_for(
+        slapd_server, group_attribute="", group_search_base=GROUPS_DN, group_count_limit=2
+    )
+    members_of = settings_for(slapd_server, group_entry_base=GROUPS_DN, group_count_limit=1)
+
+    # Three member values, more than 2; two open members, more than 1.
+    assert await counts(by_dn, team.group) == {team.group: None}
+    assert await counts(members_of, team.group) == {team.group: None}
+
+
+async def test_a_count_is_kept_for_group_count_seconds(slapd_server: Slapd) -> None:
+    team = await seed_team(slapd_server)
+    kept = LdapAuthenticator(settings_for(slapd_server, group_entry_base=GROUPS_DN))
+    fresh = LdapAuthenticator(
+        settings_for(slapd_server, group_entry_base=GROUPS_DN, group_count_seconds=0)
+    )
+    try:
+        assert await kept.group_member_counts([team.group]) == {team.group: 2}
+        assert await fresh.group_member_counts([team.group]) == {team.group: 2}
+        newcomer = f"{team.tag}-cy"
+        await asyncio.to_thread(
+            slapd_server.ldapadd,
+            f"dn: uid={newcomer},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: {newcomer}\n"
+            f"cn: {newcomer}\nsn: {newcomer}\n",
+        )
+        await asyncio.to_thread(
+            slapd_server.ldapmodify,
+            f"dn: cn={team.group},{GROUPS_DN}\nchangetype: modify\nadd: member\n"
+            f"member: uid={newcomer},{PEOPLE_DN}\n",
+        )
+
+        assert await kept.group_member_counts([team.group]) == {team.group: 2}
+        assert await fresh.group_member_counts([team.group]) == {team.group: 3}
+    finally:
+        await kept.close()
+        await fresh.close()
+
+
+async def test_a_directory_that_does_not_answer_in_time_gives_unknown_at_once(
+    slapd_server: Slapd,
+) -> None:
+    silent: list[asyncio.StreamWriter] = []
+
+    async def accept_and_ignore(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)
+
+    server = await asyncio.start_server(accept_and_ignore, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = settings_for(
+        slapd_server,
+        urls=(f"ldap://127.0.0.1:{port}",),
+        group_entry_base=GROUPS_DN,
+        connect_timeout=10.0,
+        operation_timeout=0.3,
+    )
+    started = time.monotonic()
+    try:
+        assert await counts(settings, "engineers") == {"engineers": None}
+    finally:
+        server.close()
+        for writer in silent:
+            writer.close()
+    assert time.monotonic() - started < 2
+
+
+async def test_count_group_members_is_the_union_of_the_directory_and_the_store(
+    start_auth_server: StartAuth, slapd_server: Slapd
+) -> None:
+    team = await seed_team(slapd_server)
+    auth = await start_with_ldap(
+        start_auth_server,
+        ldap_options(slapd_server, user_filter=OPEN_ACCOUNTS, group_entry_base=GROUPS_DN),
+    )
+    local_only = f"{team.tag}-local"
+    # ann signs in (the store learns her group); ben never does; a local user
+    # is in the directory's group too, and in a group only the store has.
+    await auth.sign_in(team.people[0], team.people[0])
+    await auth.add_user(unique("lou"), groups=[team.group, local_only])
+
+    answer = await auth.stub.count_group_members(
+        v1.CountGroupMembersRequest(groups=[team.group, local_only])
+    )
+
+    # ann (signed in) and ben (not) from the directory, lou from the store:
+    # three people, ann counted once.
+    assert [(g.group, g.members, g.from_directory, g.unknown) for g in answer.groups] == [
+        (team.group, 3, True, False),
+        (local_only, 1, False, False),
+    ]
+
+
+async def test_count_group_members_says_unknown_when_the_directory_cannot_count(
+    start_auth_server: StartAuth, slapd_server: Slapd
+) -> None:
+    team = await seed_team(slapd_server)
+    auth = await start_with_ldap(
+        start_auth_server, ldap_options(slapd_server, user_filter=OPEN_ACCOUNTS)
+    )
+    await auth.sign_in(team.people[0], team.people[0])
+
+    answer = await auth.stub.count_group_members(v1.CountGroupMembersRequest(groups=[team.group]))
+
+    # No group_entry_base in memberOf mode: what the store knows, marked unknown.
+    assert [(g.members, g.from_directory, g.unknown) for g in answer.groups] == [(1, False, True)]
