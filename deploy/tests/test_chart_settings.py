@@ -41,6 +41,7 @@ from bugless_auth.settings import PeopleCaSettings
 from bugless_auth.tls import TlsAuthenticator
 from bugless_core.blobs import STORE_ENV
 from bugless_core.cli import build_cli
+from bugless_core.model.settings import ModelSettings
 from bugless_core.networks import parse_networks
 from bugless_core.plugins import load_plugins
 from bugless_core.settings import declared_env_vars, settings_from_environ
@@ -446,6 +447,40 @@ def test_the_people_cert_rate_and_device_login_wait_reach_the_authenticators_opt
     settings = settings_from_environ(PeopleCaSettings, read, env_prefix="BUGLESS_AUTH_")
     assert settings.issue_per_hour == issue_per_hour
     assert settings.device_login_seconds == device_login_seconds
+
+
+@pytest.mark.parametrize(
+    ("database", "seconds"), [({}, 30.0), ({"statementTimeoutSeconds": 90}, 90.0)]
+)
+def test_the_statement_timeout_reaches_the_model_and_the_migration(
+    database: dict[str, Any], seconds: float
+) -> None:
+    """``database.statementTimeoutSeconds`` bounds the Model's and the migration's statements.
+
+    Both ``model serve`` and the migration Job's ``model migrate`` (whose
+    batches after the files run under it) get the variable; each command's
+    option reads it, the chart's default is the option's own, and the value
+    builds the :class:`ModelSettings` whose ``statement_timeout_ms`` every
+    connection of the backend is opened with.
+    """
+    chart_default = yaml.safe_load((CHART / "values.yaml").read_text())["database"]
+    variable = "BUGLESS_STATEMENT_TIMEOUT_SECONDS"
+    containers = {
+        tuple(str(a) for a in c.get("args", [])): c
+        for _, pod in pod_templates(render({"database": database}))
+        for c in pod["spec"]["containers"]
+    }
+    for args in [("model", "serve"), ("model", "migrate")]:
+        env = env_of(containers[args])
+        command = _command(build_cli(load_plugins()), list(args))
+        option = _option(command, "statement_timeout_seconds")
+        assert variable in (option.envvar or ())
+        assert chart_default["statementTimeoutSeconds"] == option.default
+        assert option.type.convert(env[variable]["value"], option, None) == seconds
+        read = {"BUGLESS_DATABASE_URL": "postgresql://db/bugless", variable: env[variable]["value"]}
+        settings = settings_from_environ(ModelSettings, read)
+        assert settings.statement_timeout_seconds == seconds
+        assert settings.statement_timeout_ms == seconds * 1000
 
 
 def _api_pod(values: dict[str, Any]) -> tuple[Manifest, dict[str, Any]]:

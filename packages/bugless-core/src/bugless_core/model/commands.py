@@ -121,8 +121,10 @@ class ModelMigrateSettings:
 
     Attributes:
         backend: The Model backend plugin whose migrations to apply.
-        storage: The database (only its URL, schema, regions and survival
-            goal matter here).
+        storage: The database (only its URL, schema, regions, survival
+            goal and statement timeout matter here: the timeout bounds the
+            batches of whole-table work after the files, which run without
+            it).
         log: Log level and format (the migration Job's logs are read like
             the services').
     """
@@ -160,6 +162,7 @@ def model_group() -> None:
         "storage.schema",
         "storage.regions",
         "storage.survival_goal",
+        "storage.statement_timeout_seconds",
         "log.level",
         "log.json",
     ),

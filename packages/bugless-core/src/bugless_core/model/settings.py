@@ -10,10 +10,14 @@ import the class from either module (it is the same class).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from bugless_core import limits
 from bugless_core.settings import setting
+
+#: The longest statement timeout PostgreSQL takes (its limit is 2**31 - 1 ms).
+MAX_STATEMENT_TIMEOUT_SECONDS = 2_147_483
 
 
 @dataclass(frozen=True)
@@ -29,8 +33,14 @@ class ModelSettings:
             do not use it.
         pool_min_size: Connections kept open per replica.
         pool_max_size: Upper bound of connections per replica.
-        statement_timeout_ms: Server-side timeout of one statement; a runaway
-            search is cut off rather than holding a connection.
+        statement_timeout_seconds: Server-side bound of one statement
+            (``statement_timeout`` of every connection,
+            ``BUGLESS_STATEMENT_TIMEOUT_SECONDS``): a runaway search is cut
+            off (UNAVAILABLE) rather than holding a connection. Raise it for
+            a slow disk whose large searches or migration batches need
+            longer; it cannot be switched off (a statement without bound
+            holds its connection and locks for as long as it runs).
+            Migration files run without it.
         schema: Database schema holding the tables (tests use one per test).
         regions: For multi-region backends, the database regions; first is the
             primary region.
@@ -64,8 +74,10 @@ class ModelSettings:
     pool_max_size: int = setting(
         10, env="BUGLESS_POOL_MAX_SIZE", help="Database connections per replica."
     )
-    statement_timeout_ms: int = setting(
-        30_000, cli=False, help="Server-side timeout of one statement."
+    statement_timeout_seconds: float = setting(
+        30.0,
+        env="BUGLESS_STATEMENT_TIMEOUT_SECONDS",
+        help="The database cancels a statement running longer than this (UNAVAILABLE).",
     )
     schema: str = setting(
         "bugless", env="BUGLESS_DATABASE_SCHEMA", help="Database schema holding the tables."
@@ -100,11 +112,23 @@ class ModelSettings:
         "position must rebuild.",
     )
 
+    @property
+    def statement_timeout_ms(self) -> int:
+        """``statement_timeout`` in the server's unit: whole milliseconds, at least 1."""
+        return max(1, math.ceil(self.statement_timeout_seconds * 1000))
+
     def __post_init__(self) -> None:
         if self.search_count_cap < 1:
             raise ValueError("search_count_cap must be at least 1")
         if self.feed_retention_seconds < 1:
             raise ValueError("feed_retention_seconds must be at least 1")
+        if not 0 < self.statement_timeout_seconds <= MAX_STATEMENT_TIMEOUT_SECONDS:
+            raise ValueError(
+                "--statement-timeout-seconds (BUGLESS_STATEMENT_TIMEOUT_SECONDS) must be "
+                f"more than 0 and at most {MAX_STATEMENT_TIMEOUT_SECONDS} (PostgreSQL's "
+                f"limit, about 24 days), got {self.statement_timeout_seconds}: every "
+                "statement keeps a bound"
+            )
         if self.pool_max_size < 1:
             raise ValueError("pool_max_size must be at least 1")
         if self.pool_min_size > self.pool_max_size:
