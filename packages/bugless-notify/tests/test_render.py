@@ -9,8 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from notify_support import PUBLIC_URL, notice, sample_entry, sample_issue
 
+from bugless_core.markdown import markdown_parser
 from bugless_core.notification_channel import NotificationMessage
-from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
+from bugless_notify.render import (
+    ChangeNotice,
+    Person,
+    Reason,
+    render_notification,
+    with_site_links,
+)
 from bugless_proto import v1
 
 
@@ -525,3 +532,21 @@ def test_files_attached_or_deleted_are_named_with_their_size() -> None:
     ).text
     assert "deleted an attachment of b/123" in text
     assert "  Deleted attachment 7" in text
+
+
+def test_a_backtick_after_an_escaped_backslash_opens_code_and_an_escaped_bracket_no_link() -> None:
+    """Escapes are read as CommonMark reads them, one backslash and the character after it.
+
+    ``\\\\`` is a backslash typed, so the backtick after it opens code and a
+    ``](/path`` in that code is text the author wrote (a53c2175 took any
+    backslash before a backtick for an escape of it); ``\\]`` is a bracket
+    typed, so ``\\](/path)`` is no link to make absolute.
+    """
+    code = "[x](/notes)"
+    text = f"a \\\\`{code}` b \\](/typed) c [after](/attachments/4/a.txt)"
+    assert with_site_links(text, PUBLIC_URL) == (
+        f"a \\\\`{code}` b \\](/typed) c [after]({PUBLIC_URL}/attachments/4/a.txt)"
+    )
+    shown = markdown_parser().render(text)
+    assert "<code>[x](/notes)</code>" in shown
+    assert 'href="/typed"' not in shown

@@ -201,11 +201,14 @@ def one_line(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
-#: Inline code (a run of backticks, not escaped, to the same run within a
-#: paragraph), left as written; else a Markdown link's target on this site
-#: (``](/attachments/3/x.log``), not one on another (``](//host``).
+#: A backslash escape (``\\``, ``\```, ``\]``: the character after it is
+#: text; read as one, so a backtick after an escaped backslash opens code,
+#: as CommonMark reads it), or inline code (a run of backticks to
+#: the same run within a paragraph), both left as written; else a Markdown
+#: link's target on this site (``](/attachments/3/x.log``), not one on
+#: another (``](//host``).
 _SITE_LINK = re.compile(
-    r"((?<![`\\])(`+)(?!`)(?:(?!\n[ \t]*\n)[\s\S])*?(?<!`)\2(?!`))|\]\((/(?!/))"
+    r"(\\[\s\S]|(?<!`)(`+)(?!`)(?:(?!\n[ \t]*\n)[\s\S])*?(?<!`)\2(?!`))|\]\((/(?!/))"
 )
 #: A line's end as markdown-it counts lines (``map``).
 _LINE_END = re.compile(r"\r\n?|\n")
