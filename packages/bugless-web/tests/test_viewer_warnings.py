@@ -506,12 +506,14 @@ async def _signed_in(backends: Backends, username: str) -> Viewer:
 async def test_a_check_of_more_people_than_one_call_takes_makes_its_calls_at_once(
     world: World, model_behind_relay: tuple[WebSettings, TcpRelay]
 ) -> None:
-    """A hundred and one people are two ``CheckViewers`` calls: within the 3 s together.
+    """A hundred and one people are two ``CheckViewers`` calls, made at once: as long as one.
 
-    The Model replica's path to the Authenticator is slow (0.8 s each way,
-    so a call takes over 1.6 s): one after the other, as each with 3 s of its
-    own, the two took over 3.2 s; at once, within one deadline, they answer
-    in time and the warning names bob.
+    The Model replica's path to the Authenticator is slow (0.6 s each way),
+    so every call takes over 1.2 s. One after the other, as they were, the
+    two took twice as long as a check of one person; at once, about as long,
+    well within the check's one deadline, and the warning names bob. Timed
+    against the one-person check on the same path, so a slow machine slows
+    both.
     """
     settings, relay = model_behind_relay
     secret = world.components["Secret"]
@@ -521,17 +523,22 @@ async def test_a_check_of_more_people_than_one_call_takes_makes_its_calls_at_onc
         assert "Bob Builder (bob) cannot view" in await viewer_warning(
             backends, viewer, {secret: [world.users["bob"]]}
         )
-        relay.delay(0.8)
+        relay.delay(0.6)
+        started = time.monotonic()
+        alone = await viewer_warning(backends, viewer, {secret: [world.users["bob"]]})
+        one_call = time.monotonic() - started
         people = [*(f"u_nobody{n}" for n in range(MAX_VIEWER_CHECK)), world.users["bob"]]
 
         started = time.monotonic()
         warning = await viewer_warning(backends, viewer, {secret: people})
-        took = time.monotonic() - started
+        two_calls = time.monotonic() - started
     finally:
         backends.close()
 
+    assert "Bob Builder (bob) cannot view component Secret" in alone
     assert "Bob Builder (bob) cannot view component Secret" in warning
-    assert took < CHECK_SECONDS, f"the check took {took:.1f} s"
+    assert two_calls < 1.5 * one_call, f"{two_calls:.1f} s for two calls, {one_call:.1f} s for one"
+    assert two_calls < CHECK_SECONDS
 
 
 async def test_the_names_of_those_who_cannot_view_are_looked_up_within_the_same_deadline(

@@ -59,8 +59,11 @@ MAX_FILES = 20
 MAX_PARTS = 4 * MAX_BATCH_CHANGE + MAX_FILES
 #: Most files named one by one in the warning (the session cookie holds it).
 NAMED_FILES = 3
-#: Longest reason quoted per file.
-REASON_CHARS = 200
+#: Longest reason quoted per file, and longest file name: the warning shares
+#: the session cookie with the viewer warning (itself at most 1600 bytes), and
+#: a browser drops a cookie over 4096 bytes whole.
+REASON_CHARS = 160
+NAME_CHARS = 80
 
 
 @post("/issues/new/with-files", request_max_body_size=None, opt={CSRF_IN_STREAM: True})
@@ -194,7 +197,7 @@ def _not_attached(refused: list[tuple[str, str]]) -> str:
     """
     if not refused:
         return ""
-    named = [f"{n} ({_short(r)})" for n, r in refused if n]
+    named = [f"{_short(n, NAME_CHARS)} ({_short(r, REASON_CHARS)})" for n, r in refused if n]
     shown = named[:NAMED_FILES]
     if len(named) > NAMED_FILES:
         more = len(named) - NAMED_FILES
@@ -208,8 +211,8 @@ def _not_attached(refused: list[tuple[str, str]]) -> str:
     return f"{text} The issue was created: attach them again from its Attachments.".strip()
 
 
-def _short(reason: str) -> str:
-    return reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "…"
+def _short(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _resubmitted(issue: v1.Issue) -> str:
