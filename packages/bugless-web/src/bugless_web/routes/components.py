@@ -208,7 +208,9 @@ async def component_page_for(
             "covering": covering,
             "refused_acl": refused_acl,
             "group_members": members,
-            "empty_groups": sorted(g for g, n in members.items() if n == 0),
+            "empty_groups": sorted(
+                g for g, n in members.items() if n.members == 0 and not n.unknown
+            ),
             "refused_template": refused_template,
             "template_errors": refused_template.errors
             if refused_template
@@ -219,14 +221,17 @@ async def component_page_for(
     )
 
 
-async def group_members(backends: Backends, acl: list[v1.AclEntry]) -> dict[str, int]:
-    """How many enabled users each group ``acl`` names has, for its admins' form.
+async def group_members(backends: Backends, acl: list[v1.AclEntry]) -> dict[str, v1.GroupMembers]:
+    """How many enabled people each group ``acl`` names has, for its admins' form.
 
     An access list names groups by name only, and the Model cannot tell a
     group from a typo (it knows no groups): an entry for "platfrom" was
     saved and shown like any other, while it gave nobody access and, as the
     component's first entry, took it away from everyone else. The form
-    shows each group's count and warns of one nobody is in. Advisory: an
+    shows each group's count and warns of one nobody is in. An LDAP group
+    is counted from the directory (its members whether or not they have
+    signed in); one the directory could not count now is ``unknown`` and
+    shown as "members not counted", never warned of. Advisory: an
     Authenticator that does not answer (unreachable, or of an earlier
     release: UNIMPLEMENTED) leaves the page without counts.
     """
@@ -239,7 +244,7 @@ async def group_members(backends: Backends, acl: list[v1.AclEntry]) -> dict[str,
         )
     except BuglessError:
         return {}
-    return {g.group: g.members for g in answer.groups}
+    return {g.group: g for g in answer.groups}
 
 
 async def _covering_subscription(
