@@ -76,7 +76,9 @@ class Migration:
     sql: str
 
 
-def load_migrations(package: str, directory: str = "migrations") -> list[Migration]:
+def load_migrations(
+    package: str, directory: str = "migrations", *, numbered_from_one: bool = True
+) -> list[Migration]:
     """Every migration file shipped in ``package``'s ``directory``, in version order.
 
     Two files with one number are refused by name, not sorted in some order:
@@ -85,10 +87,19 @@ def load_migrations(package: str, directory: str = "migrations") -> list[Migrati
     meet this way in a rebase). A ``.sql`` file whose name does not read
     ``NNNN_description.sql`` is refused too, not left out unapplied.
 
+    Args:
+        package: the package shipping the files.
+        directory: the folder in it that holds them.
+        numbered_from_one: the files are a component's whole ledger, 1..n.
+            False for files that replace some versions of another package's
+            ledger (bugless-model-cockroach's own), which may have gaps and
+            may be none.
+
     Raises:
         RuntimeError: two files share a number, a ``.sql`` file is misnamed,
-            or the files are not numbered 1..n without gaps (a packaging
-            mistake, caught before anything touches a database).
+            or (``numbered_from_one``) the files are not numbered 1..n without
+            gaps (a packaging mistake, caught before anything touches a
+            database).
     """
     found: list[Migration] = []
     named: dict[int, str] = {}
@@ -115,7 +126,7 @@ def load_migrations(package: str, directory: str = "migrations") -> list[Migrati
         found.append(Migration(version, match[2], entry.read_text(encoding="utf-8")))
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
-    if not versions or versions != list(range(1, len(versions) + 1)):
+    if numbered_from_one and (not versions or versions != list(range(1, len(versions) + 1))):
         msg = f"{package}: migration files must be numbered 1..n without gaps, found {versions}"
         raise RuntimeError(msg)
     return found

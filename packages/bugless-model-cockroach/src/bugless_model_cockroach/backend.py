@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from importlib import resources
 from typing import Any, ClassVar, Self
 
 import asyncpg
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
-from bugless_core.migrations import LeaseLock, Migration, MigrationLock
+from bugless_core.migrations import LeaseLock, Migration, MigrationLock, load_migrations
 from bugless_core.model.backend import Capability, ModelSettings
 from bugless_model_cockroach import _dialect, _leases, _regions, _sequencer
 from bugless_model_cockroach import _queries as q
@@ -45,8 +44,45 @@ _log = logging.getLogger(__name__)
 #: Model migration versions that only make PostgreSQL-specific objects.
 _POSTGRES_ONLY = frozenset({8, 13, 15, 16, 17})
 _NO_OP = "SELECT 1"
-#: Model migration versions whose SQL is this package's (a no-op in PostgreSQL's).
-_COCKROACH_ONLY = {26: "0026_change_feed_pending.sql"}
+
+
+def with_own_migrations(postgres: list[Migration], package: str) -> list[Migration]:
+    """PostgreSQL's ledger with each version ``package`` ships a file for run from that file.
+
+    The files are read from the package's ``migrations/`` directory, so a file
+    added there is run, never left out because a list elsewhere lacks it. Its
+    version must be one PostgreSQL's ledger has (a no-op there, as its 0026
+    is) and not one of the PostgreSQL-only versions this backend skips: both
+    backends number alike, and a file that could not run is refused before
+    anything touches a database rather than ignored.
+
+    Raises:
+        RuntimeError: a file is misnamed, two share a number, or its version
+            is not one PostgreSQL's ledger has or is PostgreSQL-only here.
+    """
+    own = {m.version: m for m in load_migrations(package, numbered_from_one=False)}
+    known = {m.version for m in postgres}
+    for version in sorted(own):
+        if version not in known or version in _POSTGRES_ONLY:
+            why = (
+                "is PostgreSQL-only, a no-op here"
+                if version in _POSTGRES_ONLY
+                else f"is not one of PostgreSQL's (1..{max(known, default=0)})"
+            )
+            msg = (
+                f"{package}: migration file {version:04d}_{own[version].name}.sql replaces a "
+                f"version of bugless-model-postgres's ledger, and {version} {why}: number it "
+                "as the PostgreSQL migration it replaces (a no-op there)"
+            )
+            raise RuntimeError(msg)
+    return [
+        dataclasses.replace(m, sql=_NO_OP)
+        if m.version in _POSTGRES_ONLY
+        else dataclasses.replace(m, sql=own[m.version].sql)
+        if m.version in own
+        else m
+        for m in postgres
+    ]
 
 
 class CockroachBackend(PostgresBackend):
@@ -90,21 +126,11 @@ class CockroachBackend(PostgresBackend):
 
         The other way round, version 26 is a no-op in PostgreSQL's files and
         this package's ``migrations/0026_change_feed_pending.sql`` here: the
-        pending table of the change feed (:mod:`._sequencer`).
+        pending table of the change feed (:mod:`._sequencer`). Every file in
+        that directory is run in its version's place
+        (:func:`with_own_migrations`).
         """
-        files = resources.files("bugless_model_cockroach").joinpath("migrations")
-        own = {
-            v: files.joinpath(name).read_text(encoding="utf-8")
-            for v, name in _COCKROACH_ONLY.items()
-        }
-        return [
-            dataclasses.replace(m, sql=_NO_OP)
-            if m.version in _POSTGRES_ONLY
-            else dataclasses.replace(m, sql=own[m.version])
-            if m.version in own
-            else m
-            for m in PostgresBackend.migrations()
-        ]
+        return with_own_migrations(PostgresBackend.migrations(), "bugless_model_cockroach")
 
     def __init__(self, settings: ModelSettings, pool: asyncpg.Pool) -> None:
         """Use an open pool; call :meth:`open` rather than this."""
