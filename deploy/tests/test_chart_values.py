@@ -9,6 +9,8 @@ import helm_python
 import pytest
 from chart_rendering import Manifest, env_of, of_kind, render, rendered
 
+from bugless_auth.ldap import LdapSettings
+
 
 def _deployment(manifests: list[Manifest], component: str) -> Manifest:
     (found,) = [
@@ -197,6 +199,46 @@ def test_internal_mtls_with_cert_manager_wires_every_component() -> None:
         "bugless-selfsigned",
         "bugless-internal-ca",
     }
+
+
+def _ldap_settings(env: dict[str, dict[str, Any]]) -> LdapSettings:
+    """The LdapSettings the Authenticator builds from the rendered BUGLESS_AUTH_LDAP_* values."""
+    prefix = "BUGLESS_AUTH_LDAP_"
+    config = {
+        name.removeprefix(prefix).lower(): variable.get("value", "secret")
+        for name, variable in env.items()
+        if name.startswith(prefix)
+    }
+    return LdapSettings.from_mapping(config)
+
+
+def test_the_group_count_settings_reach_the_ldap_backend() -> None:
+    """The access-list form's LDAP group counts: cache time, member attribute, group base.
+
+    Read by the backend (LdapSettings.from_mapping of what the chart renders),
+    so none of them is a value nothing reads.
+    """
+    searched = _ldap_settings(_env(rendered("values-production.yaml"), "auth"))
+    assert searched.group_search_base == "ou=groups,dc=example,dc=com"
+    assert searched.group_member_attribute == "member"
+    assert searched.group_count_seconds == 60.0
+    assert searched.group_entry_base == ""
+
+    ldap = {
+        "enabled": True,
+        "urls": ["ldaps://ldap.example.com"],
+        "baseDn": "ou=people,dc=example,dc=com",
+        "groupEntryBaseDn": "ou=groups,dc=example,dc=com",
+        "groupMemberAttribute": "uniqueMember",
+        "groupCountSeconds": 15,
+    }
+    member_of = render({"auth": {"backends": ["ldap"], "ldap": ldap}})
+    settings = _ldap_settings(_env(member_of, "auth"))
+    assert settings.group_search_base == ""
+    assert settings.group_entry_base == "ou=groups,dc=example,dc=com"
+    assert settings.group_count_seconds == 15.0
+    # memberOf mode reads no member attribute: the chart does not set one.
+    assert "BUGLESS_AUTH_LDAP_GROUP_MEMBER_ATTRIBUTE" not in _env(member_of, "auth")
 
 
 def test_ldap_read_replicas_and_oidc_settings_reach_the_authenticator() -> None:
