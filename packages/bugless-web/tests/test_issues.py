@@ -216,6 +216,34 @@ async def test_issue_page_shows_fields_relations_hotlists_and_timeline(
     assert "Platform" in html
 
 
+async def test_the_timeline_names_no_hotlist_its_viewer_may_not_see(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """carol's private hotlist is carol's: bob's timeline shows neither it nor its entry."""
+    issue = await create_issue(model, world, "Quietly tracked")
+    secret = await call(
+        model.create_hotlist,
+        v1.CreateHotlistRequest(caller=world.caller("carol"), name="Carol secret", private=True),
+    )
+    await call(
+        model.add_hotlist_items,
+        v1.AddHotlistItemsRequest(
+            caller=world.caller("carol"), hotlist_id=secret.id, issue_ids=[issue.id]
+        ),
+    )
+    await sign_in(client, "carol")
+    own = (await client.get(f"/issues/{issue.id}")).text
+    assert 'id="entry-2"' in own
+    assert f'href="/hotlists/{secret.id}"' in own
+    await sign_in(client, "bob")
+    page = await client.get(f"/issues/{issue.id}")
+    assert page.status_code == 200
+    assert 'id="entry-2"' not in page.text
+    assert f"hotlist {secret.id}" not in page.text
+    assert f"/hotlists/{secret.id}" not in page.text
+    assert "Carol secret" not in page.text
+
+
 async def test_edit_fields_and_comment_is_one_history_entry(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

@@ -81,6 +81,7 @@ from bugless_model_postgres._convert import Conn, entry_from_row
 from bugless_model_postgres._custom_search import CustomCatalog, load_catalog
 from bugless_model_postgres._database import server_settings, translated_errors
 from bugless_model_postgres._feed_passes import FeedSequencer, SequencingPasses
+from bugless_model_postgres._hidden_hotlists import hide_hotlists
 from bugless_model_postgres._watch_match import (
     field_changed,
     fields_gone,
@@ -440,6 +441,7 @@ class ChangeFeed:
             found = await conn.fetch(q.FETCH_ENTRIES, [i for i, _ in pairs], [v for _, v in pairs])
             entries = {(row["issue_id"], row["version"]): entry_from_row(row) for row in found}
             await fill_entries_of_issues(conn, [e for (i, _), e in entries.items() if i in issues])
+            await hide_hotlists(conn, caller, list(entries.values()), keep_empty=True)
         events: list[v1.WatchEvent] = []
         for position, i, v in wanted:
             if (i, v) in left and i not in issues:  # out of the caller's view now

@@ -89,6 +89,7 @@ from bugless_model_postgres._database import (
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_model_postgres._edit_calls import mark_edited
 from bugless_model_postgres._follow import FollowCalls
+from bugless_model_postgres._hidden_hotlists import hide_hotlists
 from bugless_model_postgres._hotlist_calls import HotlistCalls
 from bugless_model_postgres._notify_views import NotificationViewCalls
 from bugless_model_postgres._paging import KeysetPage, caller_key
@@ -457,7 +458,11 @@ class PostgresBackend(
         )
 
     async def list_history(self, request: v1.ListHistoryRequest) -> v1.ListHistoryResponse:
-        """Entries oldest first, keyset-paged by version."""
+        """Entries oldest first, keyset-paged by version, as the caller may see them.
+
+        Hotlists the caller may not view are left out (:mod:`._hidden_hotlists`),
+        so a page can hold fewer entries than asked for while more follow.
+        """
         caller = request.caller or v1.Caller()
         page = KeysetPage.of(
             self._tokens, request.page, "history", request.issue_id, caller_key(caller)
@@ -472,6 +477,7 @@ class PostgresBackend(
             entries = [entry_from_row(r) for r in rows]
             await mark_edited(conn, request.issue_id, entries)
             await fill_entries(conn, request.issue_id, entries)
+            entries = await hide_hotlists(conn, caller, entries)
         return v1.ListHistoryResponse(
             entries=entries,
             next_page_token=page.next_token(rows, more, lambda r: [r["version"]]),

@@ -23,6 +23,7 @@ from bugless_testing.model_contracts._support import (
     make_hotlist,
     make_issue,
 )
+from bugless_testing.model_contracts._support import change as change_issue
 
 
 async def _issues(model: v1.ModelStub, count: int) -> list[v1.Issue]:
@@ -262,6 +263,35 @@ class HotlistContract:
         assert removed.version == 3
         last = (await history(model, issue.id))[-1]
         assert changes_by_field(last)["hotlist_ids"].removed == [str(hot.id)]
+
+    async def test_history_names_no_hotlist_its_reader_may_not_view(
+        self, model: v1.ModelStub
+    ) -> None:
+        (issue,) = await _issues(model, 1)
+        owner = fresh_caller("owner")
+        private = await make_hotlist(model, caller=owner, private=True)
+        public = await make_hotlist(model, caller=owner)
+        await _add(model, private.id, [issue.id], caller=owner)
+        await change_issue(
+            model,
+            await get_issue(model, issue.id),
+            v1.IssueDelta(
+                hotlist_add=[public.id],
+                hotlist_remove=[private.id],
+            ),
+            comment="moved",
+            caller=owner,
+        )
+        await _add(model, private.id, [issue.id], caller=owner)
+        for reader in (owner, ADMIN):
+            seen = await history(model, issue.id, reader)
+            assert [e.version for e in seen] == [1, 2, 3, 4]
+            assert changes_by_field(seen[2])["hotlist_ids"].removed == [str(private.id)]
+        seen = await history(model, issue.id, BOB)
+        assert [e.version for e in seen] == [1, 3], "an entry showing nothing is left out"
+        moved = changes_by_field(seen[1])["hotlist_ids"]
+        assert (moved.added, moved.removed) == ([str(public.id)], [])
+        assert seen[1].comment == "moved"
 
     async def test_rank_and_note_changes_are_not_issue_changes(self, model: v1.ModelStub) -> None:
         a, b = await _issues(model, 2)
