@@ -550,3 +550,18 @@ def test_a_backtick_after_an_escaped_backslash_opens_code_and_an_escaped_bracket
     shown = markdown_parser().render(text)
     assert "<code>[x](/notes)</code>" in shown
     assert 'href="/typed"' not in shown
+
+
+def test_a_comment_only_mail_has_one_blank_line_before_comment() -> None:
+    """A change that only comments has no field lines between the heading and "Comment:".
+
+    Before, the heading's blank line and the comment's own made two.
+    """
+    base = notice()
+    entry = dataclasses.replace(base.entry, changes=[])
+    text = render_notification(dataclasses.replace(base, entry=entry)).text
+    assert text.startswith(
+        "Alice Smith commented on b/123: Disk full on /var\n\nComment:\n\n  Moved to P1.\n"
+    )
+    # With field lines, one blank line still separates them from the comment.
+    assert "  CC: + Carol White, \u2212 Bob Jones\n\nComment:\n\n" in render_notification(base).text

@@ -403,7 +403,9 @@ class _Renderer:
             out.append(f"  {line.label}: {_text_diff(line, created=self.created)}")
         out += [f"  {line}" for line in self.attachment_lines()]
         if self.entry.comment:
-            out += ["", "Description:" if self.created else "Comment:", ""]
+            # The heading's blank line already separates a comment-only change.
+            out += [""] if out[-1] else []
+            out += ["Description:" if self.created else "Comment:", ""]
             comment = with_site_links(self.entry.comment, self.base)
             out += [f"  {row}" if row else "" for row in comment.splitlines()]
         elif self.entry.comment_redacted:
