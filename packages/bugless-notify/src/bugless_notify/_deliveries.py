@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bugless_core.clients import ActingFor, call
-from bugless_core.errors import NotFound, PermissionDenied
+from grpclib.exceptions import GRPCError
+
+from bugless_core.clients import ActingFor, call, method_missing
+from bugless_core.errors import BuglessError, NotFound, PermissionDenied
 from bugless_core.issue_labels import holds_people
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.notification_channel import NotificationMessage
@@ -43,6 +46,8 @@ from bugless_notify.queue import NewDelivery
 from bugless_notify.recipients import Candidate, candidates, mention_texts, wanted
 from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
 from bugless_proto import v1
+
+_log = logging.getLogger("bugless.notify")
 
 #: How the notifier calls the Model for what no single person may see (the
 #: feed, who follows an issue, everyone's settings).
@@ -98,6 +103,8 @@ class IssueDeliveries:
         self._acting_for = acting_for
         self._public_url = public_url
         self._notify_authors = notify_authors
+        #: Whether the Authenticator's lack of unsubscribe tokens was logged.
+        self._told_no_tokens = False
 
     async def add(
         self,
@@ -206,7 +213,7 @@ class IssueDeliveries:
                 people=names,
                 paths=paths,
                 hotlist_names=dict(checked.hotlist_names),
-                unsubscribe_token=tokens[candidate.user_id],
+                unsubscribe_token=tokens.get(candidate.user_id, ""),
             )
             chosen_settings = by_user.get(candidate.user_id)
             if chosen_settings is not None and chosen_settings.digest == v1.DigestMode.DAILY:
@@ -375,7 +382,11 @@ class IssueDeliveries:
             paths=paths,
             hotlist_names=hotlist_names,
             webhook_forms=False,
-            unsubscribe_url=f"{self._public_url.rstrip('/')}/unsubscribe/{unsubscribe_token}",
+            unsubscribe_url=(
+                f"{self._public_url.rstrip('/')}/unsubscribe/{unsubscribe_token}"
+                if unsubscribe_token
+                else ""
+            ),
         )
         return NewDelivery(
             delivery_id=f"change-{issue.id}-{entry.version}/email/{candidate.user_id}",
@@ -426,16 +437,35 @@ class IssueDeliveries:
     # ---- look-ups ----
 
     async def _unsubscribe_tokens(self, issue_id: int, user_ids: Sequence[str]) -> dict[str, str]:
-        """By person, the signed token of their one-click link muting ``issue_id`` (one call)."""
+        """By person, the signed token of their one-click link muting ``issue_id`` (one call).
+
+        An Authenticator of a release before these links (upgraded after
+        this notifier, out of docs/upgrades.md's order) gives none: the
+        mails go out with the settings page as their unsubscribe link,
+        rather than wait for it, and that is logged once.
+        """
         ids = sorted(set(user_ids))
         if not ids:
             return {}
-        reply = await call(
-            self._auth.issue_unsubscribe_tokens,
-            v1.IssueUnsubscribeTokensRequest(
-                targets=[v1.UnsubscribeTarget(user_id=u, issue_id=issue_id) for u in ids]
-            ),
-        )
+        try:
+            reply = await call(
+                self._auth.issue_unsubscribe_tokens,
+                v1.IssueUnsubscribeTokensRequest(
+                    targets=[v1.UnsubscribeTarget(user_id=u, issue_id=issue_id) for u in ids]
+                ),
+            )
+        except BuglessError as exc:
+            if not (isinstance(exc.__cause__, GRPCError) and method_missing(exc.__cause__)):
+                raise
+            if not self._told_no_tokens:
+                self._told_no_tokens = True
+                _log.warning(
+                    "the Authenticator does not serve IssueUnsubscribeTokens, so it is of a "
+                    "release before this notifier's; mails name the settings page instead of "
+                    "a one-click unsubscribe link until it is upgraded (docs/upgrades.md orders "
+                    "the Authenticator first)"
+                )
+            return {}
         return dict(zip(ids, reply.tokens, strict=True))
 
     async def _users(self, user_ids: Sequence[str]) -> dict[str, v1.User]:
