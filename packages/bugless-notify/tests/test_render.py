@@ -565,3 +565,20 @@ def test_a_comment_only_mail_has_one_blank_line_before_comment() -> None:
     )
     # With field lines, one blank line still separates them from the comment.
     assert "  CC: + Carol White, \u2212 Bob Jones\n\nComment:\n\n" in render_notification(base).text
+
+
+def test_a_saved_search_mail_says_how_to_unsubscribe_from_the_search() -> None:
+    """Muting an issue stops one issue; the search keeps mailing its other matches.
+
+    Before, such a mail offered only Mute, so the way to stop the search's
+    mail (unsubscribing on the saved searches page) went unsaid.
+    """
+    searches = f"{PUBLIC_URL}/searches"
+    message = render_notification(notice(reason=Reason.SAVED_SEARCH, reason_detail="P1 in Storage"))
+    assert "you subscribed to a saved search (P1 in Storage)." in message.text
+    assert f"To stop mail from the search, unsubscribe from it: {searches}\n" in message.text
+    assert f'To stop mail from the search, <a href="{searches}">unsubscribe from it</a>.' in (
+        message.html
+    )
+    other = render_notification(notice(reason=Reason.CC))
+    assert searches not in other.text + other.html

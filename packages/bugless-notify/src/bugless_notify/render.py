@@ -415,8 +415,12 @@ class _Renderer:
             self.change_url,
             "",
             f"You receive this because {self.reason_text}.",
-            f"To stop mail about {issue_ref(self.issue.id)}, press Mute on its page: {self.url}",
         ]
+        if self.notice.reason == Reason.SAVED_SEARCH:
+            out.append(f"To stop mail from the search, unsubscribe from it: {self.searches_url}")
+        out.append(
+            f"To stop mail about {issue_ref(self.issue.id)}, press Mute on its page: {self.url}"
+        )
         if self.notice.unsubscribe_url:
             out.append(f"or mute it with this link: {self.notice.unsubscribe_url}")
         out.append(f"Change what notifies you: {settings_url(self.base)}")
@@ -452,11 +456,24 @@ class _Renderer:
         )
         parts.append(
             f'<p style="color:#777;font-size:12px">You receive this because '
-            f"{e(self.reason_text)}. To stop mail about {e(issue_ref(self.issue.id))}, press "
+            f"{e(self.reason_text)}.{self._search_html()} To stop mail about "
+            f"{e(issue_ref(self.issue.id))}, press "
             f'Mute on <a href="{e(self.url)}">its page</a>{self._one_click_html()}. '
             f'<a href="{e(settings_url(self.base))}">Change what notifies you</a>.</p></div>'
         )
         return "\n".join(parts) + "\n"
+
+    @property
+    def searches_url(self) -> str:
+        """The saved searches page, where a subscription to one is stopped."""
+        return f"{self.base}/searches"
+
+    def _search_html(self) -> str:
+        # Muting stops one issue; the search keeps mailing its other matches.
+        if self.notice.reason != Reason.SAVED_SEARCH:
+            return ""
+        url = html.escape(self.searches_url)
+        return f' To stop mail from the search, <a href="{url}">unsubscribe from it</a>.'
 
     def _one_click_html(self) -> str:
         link = self.notice.unsubscribe_url
