@@ -188,3 +188,43 @@ async def test_a_resubmitted_create_form_attaches_its_files_once(
         v1.ListAttachmentsRequest(caller=world.caller("bob"), issue_id=issue_id),
     )
     assert [a.name for a in listed.attachments] == ["log.txt"]
+
+
+async def test_a_long_description_in_a_script_of_many_bytes_is_filed_with_a_file(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The streamed form takes any description the Model does, whatever its bytes.
+
+    The Model bounds a description in characters (65,536); the streamed form
+    bounded each field at 64 KiB of UTF-8, so 25,000 characters of Japanese
+    (75,000 bytes), which the plain form and the API file, were a 400 page
+    there, the form and what was typed gone.
+    """
+    token = await sign_in(client, "bob")
+    description = "語" * 25_000
+    filed = await client.post(
+        "/issues/new/with-files",
+        data={
+            "_csrf": token,
+            "idempotency_key": secrets.token_hex(8),
+            "component_id": str(world.components["Platform"]),
+            "title": "Filed in Japanese with a file",
+            "priority": "P2",
+            "severity": "S2",
+            "type": "BUG",
+            "description": description,
+        },
+        files={"attachments": ("trace.txt", b"trace", "text/plain")},
+        follow_redirects=False,
+    )
+    assert filed.status_code == 303, filed.text
+    issue_id = int(filed.headers["location"].rsplit("/", 1)[-1])
+    issue = await call(
+        model.get_issue, v1.GetIssueRequest(caller=world.caller("bob"), issue_id=issue_id)
+    )
+    assert issue.description == description
+    listed = await call(
+        model.list_attachments,
+        v1.ListAttachmentsRequest(caller=world.caller("bob"), issue_id=issue_id),
+    )
+    assert [a.name for a in listed.attachments] == ["trace.txt"]

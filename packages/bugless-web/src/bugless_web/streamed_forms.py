@@ -20,11 +20,20 @@ from typing import Any, TypeAlias
 from litestar import Request
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
+from bugless_core import limits
 from bugless_core.attachments import CHUNK_BYTES
 from bugless_core.errors import BuglessError, InvalidArgument
 
 #: Largest text field (the token, a comment, a description) read before a file.
-MAX_TEXT_BYTES = 64 * 1024
+#: The Model bounds a comment and a description in characters (65,536), and
+#: UTF-8 takes up to 4 bytes for one (a browser sends a textarea's line breaks
+#: as CRLF: 2 bytes for a character): so none the Model accepts is refused here
+#: unread, and a text too long is refused by the Model naming its field, with
+#: the form kept.
+MAX_TEXT_BYTES = 4 * max(limits.MAX_COMMENT_LENGTH, limits.MAX_DESCRIPTION_LENGTH)
+#: Most bytes of all the text fields before a file together: a form holds one
+#: long text, not hundreds (a part per custom field value).
+MAX_FIELDS_BYTES = 4 * MAX_TEXT_BYTES
 #: Most of a refused upload's remaining body read (and dropped) before answering.
 DRAIN_BYTES = 64 * 1024 * 1024
 
@@ -64,6 +73,7 @@ async def fields_until_file(
     """
     fields: list[tuple[str, str]] = []
     name, value = "", bytearray()
+    total = 0
     async for event in events:
         if isinstance(event, MultipartSegment):
             if event.name == file_field:
@@ -73,8 +83,11 @@ async def fields_until_file(
             fields.append((name, value.decode("utf-8", "replace")))
         else:
             value += event
+            total += len(event)
             if len(value) > MAX_TEXT_BYTES:
                 raise InvalidArgument(f"{name}: longer than {MAX_TEXT_BYTES} bytes")
+            if total > MAX_FIELDS_BYTES:
+                raise InvalidArgument(f"the form's fields: more than {MAX_FIELDS_BYTES} bytes")
     return fields, None
 
 
