@@ -112,6 +112,8 @@ async def test_memberof_mode_without_a_group_base_says_unknown_not_zero(
     team = await seed_team(slapd_server)
 
     assert await counts(settings_for(slapd_server), team.group) == {team.group: None}
+    # With no groups read at sign-in at all, the directory holds none.
+    assert await counts(settings_for(slapd_server, group_attribute=""), team.group) == {}
 
 
 async def test_group_search_mode_reads_the_member_attribute_of_the_group_entry(

@@ -67,34 +67,37 @@ async def client(
         yield c
 
 
-async def seed_groups(server: Slapd, tag: str) -> tuple[str, str]:
-    """A group of one person and a group of two, none of whom has signed in."""
+async def seed_groups(server: Slapd, tag: str) -> tuple[str, str, str]:
+    """A group of one person and two groups of two, none of whom has signed in."""
     people = [f"{tag}-p{i}" for i in range(3)]
     entries = [
         f"dn: uid={uid},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}"
         for uid in people
     ]
-    one, two = f"{tag}-one", f"{tag}-two"
-    for group, members in ((one, people[:1]), (two, people[1:])):
+    one, two, pair = f"{tag}-one", f"{tag}-two", f"{tag}-pair"
+    for group, members in ((one, people[:1]), (two, people[1:]), (pair, people[1:])):
         lines = "\n".join(f"member: uid={uid},{PEOPLE_DN}" for uid in members)
         entries.append(
             f"dn: cn={group},{GROUPS_DN}\nobjectClass: groupOfNames\ncn: {group}\n{lines}"
         )
     await asyncio.to_thread(server.ldapadd, "\n\n".join(entries) + "\n")
-    return one, two
+    return one, two, pair
 
 
 async def test_directory_groups_are_counted_or_said_not_counted_and_only_a_typo_warned_of(
     client: AsyncTestClient[Any], dora: str, world: World, slapd_server: Slapd
 ) -> None:
     tag = f"wg{secrets.token_hex(3)}"
-    one, two = await seed_groups(slapd_server, tag)
+    one, two, pair = await seed_groups(slapd_server, tag)
     typo = f"{tag}-onr"
+    # Counted (not guessed) where the directory could not count: a local
+    # user in the group of two is who the store knows of it.
+    world.stack.add_user(f"{tag}-lou", "lou-password-1", groups=[two])
     token = await sign_in(client, dora)
     component_id = await create_component(client, token, f"Directory groups {tag}")
     page = await client.get(f"/components/{component_id}")
     principals = [f"userid:{world.users['dora']}"]
-    for group in (one, two, typo):
+    for group in (one, two, pair, typo):
         await client.post(
             f"/components/{component_id}/acl",
             data={
@@ -113,8 +116,14 @@ async def test_directory_groups_are_counted_or_said_not_counted_and_only_a_typo_
     row = r'group <code>([^<]+)</code> <span class="muted group-members">· ([^<]+)<'
     counts = dict(re.findall(row, page.text))
     # One member who never signed in is counted; two are more than the
-    # directory may count here (group_count_limit 1), which is said, not "nobody".
-    assert counts == {one: "1 person", two: "members not counted", typo: "nobody"}, counts
+    # directory may count here (group_count_limit 1), which is said, with the
+    # local member the store knows, and not as "nobody".
+    assert counts == {
+        one: "1 person",
+        two: "at least 1 person, the directory's members not counted",
+        pair: "members not counted",
+        typo: "nobody",
+    }, counts
     warning = re.search(r'<p class="banner warn acl-empty-groups"[^>]*>(.*?)</p>', page.text)
     assert warning, page.text
     assert warning.group(1).startswith(f"Nobody is in group <code>{typo}</code>: its entry gives")

@@ -288,6 +288,9 @@ class LdapDirectory:
     async def count_group_members(self, group: str) -> int | None:
         """How many entries ``user_filter`` admits are members of ``group``; None: no such group.
 
+        None too when sign-ins read no groups here (no ``group_search_base``
+        and an empty ``group_attribute``).
+
         Read as the service account, in the mode sign-ins read groups:
 
         * group-search mode (``group_search_base`` set): the group entry named
@@ -309,6 +312,8 @@ class LdapDirectory:
         """
         s = self.settings
         search_mode = bool(s.group_search_base)
+        if not search_mode and not s.group_attribute:
+            return None  # sign-ins read no groups from this directory: it holds none
         base = s.group_search_base or s.group_entry_base
         if not base:
             raise GroupCountUnknown(
