@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import itertools
 
+from bugless_model_postgres._visibility import HOTLIST_VISIBLE
+
 # ---- issues ----
 
 ISSUE_COLUMNS = """
@@ -46,11 +48,15 @@ CUSTOM_FIELD_NAMES = """CASE WHEN i.custom_fields = '{}'::jsonb THEN NULL ELSE c
 
 #: The hotlists of issue ``i`` the caller may see, a template: ``{admin}`` is
 #: the caller's admin flag, ``{user}`` their user id.
-VISIBLE_HOTLISTS = """ARRAY(SELECT hi.hotlist_id
+VISIBLE_HOTLISTS = (
+    """ARRAY(SELECT hi.hotlist_id
                    FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
                   WHERE hi.issue_id = i.id
-                    AND (NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))
+                    AND """
+    + HOTLIST_VISIBLE.replace("{h}", "h")
+    + """
                   ORDER BY hi.hotlist_id)"""
+)
 #: Whether the caller (``{user}``) starred issue ``i``.
 STARRED = "EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = {user})"
 #: Whether the caller (``{user}``) muted issue ``i`` (a probe of issue_mutes'

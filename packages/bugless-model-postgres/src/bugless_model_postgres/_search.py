@@ -25,6 +25,7 @@ from bugless_model_postgres._custom_search import CustomCatalog, custom_sort, cu
 from bugless_model_postgres._people_terms import PEOPLE_FIELDS, people_term
 from bugless_model_postgres._search_refs import component_term
 from bugless_model_postgres._side_terms import attachment_term, mention_term
+from bugless_model_postgres._visibility import COMPONENT_VISIBLE, HOTLIST_VISIBLE
 from bugless_proto import v1
 
 F = v1.SearchField
@@ -55,8 +56,6 @@ _SORT = {
     v1.SortField.TITLE: ("i.title", "text"),
     v1.SortField.STARS: ("i.star_count", "bigint"),
 }
-#: Hotlists the caller may see, for HOTLIST terms ($admin, $user are bound).
-_VISIBLE_HOTLIST = "(NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))"
 #: Issue ``i``'s hotlists as their items are, or as the row carries them (``row_state``).
 _HOTLISTS_OF = {
     False: "hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id WHERE hi.issue_id = i.id",
@@ -243,7 +242,7 @@ def compile_search(
     if params.text:
         base = f"FROM {source} i WHERE {_text_visibility(params, admin, viewers)} AND {where}"
     else:
-        visible = _VISIBLE.format(admin=admin, principals=viewers, c="c")
+        visible = COMPONENT_VISIBLE.format(admin=admin, principals=viewers, c="c")
         joined = f"FROM {source} i JOIN components c ON c.id = i.component_id"
         base = f"{joined} WHERE {visible} AND {where}"
     count_params = list(params.values)
@@ -281,8 +280,6 @@ def compile_search(
     )
 
 
-#: The caller may view issues of component ``{c}`` (admin, open, or a principal in common).
-_VISIBLE = "({admin} OR {c}.viewers = '{{}}' OR {c}.viewers && {principals})"
 #: Up to this many components hidden from the caller, a text query tests each
 #: candidate's component against their list; beyond it, by a probe per row.
 HIDDEN_LIST_MAX = 100
@@ -306,9 +303,9 @@ def _text_visibility(params: Params, admin: str, principals: str) -> str:
     and hashes ``components`` when that pays (bench/JOURNAL.md, "Visibility
     of text queries").
     """
-    visible = _VISIBLE.format(admin=admin, principals=principals, c="hc")
+    visible = COMPONENT_VISIBLE.format(admin=admin, principals=principals, c="hc")
     hidden = params.share(f"ARRAY(SELECT hc.id FROM components hc WHERE {visible} IS NOT TRUE)")
-    probe = _VISIBLE.format(admin=admin, principals=principals, c="vc")
+    probe = COMPONENT_VISIBLE.format(admin=admin, principals=principals, c="vc")
     return (
         f"(CASE WHEN cardinality({hidden}) <= {HIDDEN_LIST_MAX} "
         f"THEN i.component_id <> ALL ({hidden}) "
@@ -501,7 +498,7 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
             return "TRUE" if op is Op.ANY else "FALSE"
         return component_term(term, params.add, "i.component_id")
     if f is F.HOTLIST:
-        visible = _VISIBLE_HOTLIST.format(admin=admin, user=params.user())
+        visible = HOTLIST_VISIBLE.format(h="h", admin=admin, user=params.user())
         hotlists = _HOTLISTS_OF[params.row_state]
         member = f"EXISTS (SELECT 1 FROM {hotlists} AND {visible}"
         if op is Op.ANY:

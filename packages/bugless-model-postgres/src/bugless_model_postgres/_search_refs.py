@@ -42,6 +42,7 @@ from bugless_core.errors import InvalidArgument
 from bugless_core.search import did_you_mean
 from bugless_model_postgres._components import path_key
 from bugless_model_postgres._convert import Conn, principals_of
+from bugless_model_postgres._visibility import COMPONENT_VISIBLE, HOTLIST_VISIBLE
 from bugless_proto import v1
 
 F = v1.SearchField
@@ -57,9 +58,11 @@ NAMED = (
     "ELSE {c}.path_key[cardinality({c}.path_key)] END) = {k}"
 )
 #: The caller may view component ``{c}`` (``{admin}``, ``{viewers}``: the
-#: caller's admin flag and principals): the rule of every component read
-#: (``_search._VISIBLE``).
-_VIEWS = "({admin} OR {c}.viewers = '{{}}' OR {c}.viewers && {viewers})"
+#: caller's admin flag and principals): the rule the search's rows use, so a
+#: hidden id is refused exactly as a missing one (:mod:`._visibility`).
+_VIEWS = COMPONENT_VISIBLE.replace("{principals}", "{viewers}")
+#: The caller may see hotlist ``h``, likewise the rows' rule.
+_HOTLIST_SEEN = HOTLIST_VISIBLE.replace("{h}", "h")
 #: Of the ids at ``{components}``, ``{subtrees}`` (components with the ones
 #: below) and ``{hotlists}``, those the caller may see, as ``kind:id`` texts
 #: (``{user}``: the caller's user id): a component they may view, a subtree
@@ -72,8 +75,7 @@ _SEEN = (
     "WHERE EXISTS (SELECT 1 FROM components s WHERE s.path_ids @> ARRAY[t.id] AND "
     + _VIEWS.replace("{c}", "s")
     + ")) || ARRAY(SELECT 'hotlist:' || h.id::text FROM hotlists h "
-    "WHERE h.id = ANY ({hotlists}) AND (NOT h.private OR {admin} OR h.owner = {user} "
-    "OR {user} = ANY (h.editors))) "
+    "WHERE h.id = ANY ({hotlists}) AND " + _HOTLIST_SEEN + ") "
     "|| ARRAY(SELECT 'name:' || n.key FROM unnest({names}) AS n(key) "
     "WHERE EXISTS (SELECT 1 FROM components nc WHERE "
     + NAMED.format(c="nc", k="n.key")

@@ -22,11 +22,14 @@ from grpclib.const import Status
 from bugless_core.search.build import any_of, negate, term
 from bugless_proto import v1
 from bugless_testing.model_contracts._support import (
+    ADMIN,
     ALICE,
     BOB,
     UNKNOWN_ID,
     eq,
     expect_error,
+    fresh_caller,
+    group_entry,
     in_subtree,
     make_component,
     make_hotlist,
@@ -112,6 +115,33 @@ class SearchReferenceContract:
         assert await search_ids(model, within(root.id, eq(F.HOTLIST, private.id))) == []
         none = term(F.HOTLIST, v1.SearchOperator.NONE)
         assert await search_ids(model, within(root.id, none), caller=BOB) == [issue.id]
+
+    async def test_every_grant_that_shows_the_rows_admits_the_reference_and_no_other(
+        self, model: v1.ModelStub
+    ) -> None:
+        # The check of a query's references and the rows it returns read one
+        # rule: a caller who may see a component or hotlist by any grant (a
+        # group, being an editor, being an admin) is answered its issues, not
+        # refused; one who may not is refused exactly as for a missing id.
+        group = unique("crew")
+        member = fresh_caller("member", groups=[group])
+        outsider = fresh_caller("outsider")
+        crew = await make_component(model, acl=[group_entry(group, v1.Role.VIEWER)])
+        private = await make_hotlist(model, caller=ALICE, private=True, editors=[member.user_id])
+        issue = await make_issue(model, crew.id, caller=ADMIN, hotlist_ids=[private.id])
+        by_component = eq(F.COMPONENT, crew.id)
+        by_hotlist = within(crew.id, eq(F.HOTLIST, private.id))
+        for caller in (member, ADMIN):
+            assert await search_ids(model, by_component, caller=caller) == [issue.id]
+            assert await search_ids(model, by_hotlist, caller=caller) == [issue.id]
+        hidden = await _refused(model, by_component, outsider, f"component {crew.id}")
+        missing = await _refused(model, eq(F.COMPONENT, NO_SUCH_ID), outsider)
+        assert hidden.replace(str(crew.id), "N") == missing.replace(str(NO_SUCH_ID), "N")
+        open_root = await make_component(model)
+        on_open = within(open_root.id, eq(F.HOTLIST, private.id))
+        hidden = await _refused(model, on_open, outsider, f"hotlist {private.id}")
+        missing = await _refused(model, within(open_root.id, eq(F.HOTLIST, NO_SUCH_ID)), outsider)
+        assert hidden.replace(str(private.id), "N") == missing.replace(str(NO_SUCH_ID), "N")
 
 
 def _named(*names: str, subtree: bool = False) -> v1.SearchNode:
