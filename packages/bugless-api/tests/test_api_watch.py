@@ -223,6 +223,21 @@ async def test_a_watch_with_a_bad_query_is_invalid_and_positioned(connect_as: Co
     assert caught.value.metadata["position"] == "15"
 
 
+async def test_a_watch_naming_a_hotlist_unseen_is_refused_at_its_place_in_the_query(
+    connect_as: ConnectAs,
+) -> None:
+    """As a search is: INVALID_ARGUMENT before the stream starts, the id marked in the query."""
+    boss, robot = await signed_in(connect_as, "boss", "robot")
+    hotlist = await boss.create_hotlist(f"Private-{secrets.token_hex(3)}", private=True)
+    query = f"is:open h:{hotlist.id}"
+    with pytest.raises(
+        InvalidArgument, match=r"query: at column 11: there is no hotlist"
+    ) as caught:
+        await _first_event(robot.watch(query=query))
+    assert caught.value.metadata["position"] == str(query.rindex(str(hotlist.id)))
+    assert caught.value.metadata["hotlist"] == str(hotlist.id)
+
+
 async def test_a_watch_whose_custom_field_is_deleted_ends_failed_precondition(
     connect_as: ConnectAs,
 ) -> None:

@@ -357,16 +357,22 @@ class IssuesService(GatewayService, v1.IssuesBase):
         stub = self.gateway.model_watches
         # Opened once more with a new session if the Model refused the connection's
         # ended one (before it opened anything), as a unary call is sent again.
-        event, events = await call_renewing(
-            "the model service stream broke",
-            lambda: first_message_within(
-                open_again_if_refused(stub.channel, lambda: stub.watch(request), MODEL_WATCH_ROUTE),
-                idle,
-                unanswered=f"the model service did not start the watch within {idle:g} s "
-                "(--watch-idle-seconds); watch again",
-                extra={"watch_idle_seconds": idle},
-            ),
-        )
+        try:
+            event, events = await call_renewing(
+                "the model service stream broke",
+                lambda: first_message_within(
+                    open_again_if_refused(
+                        stub.channel, lambda: stub.watch(request), MODEL_WATCH_ROUTE
+                    ),
+                    idle,
+                    unanswered=f"the model service did not start the watch within {idle:g} s "
+                    "(--watch-idle-seconds); watch again",
+                    extra={"watch_idle_seconds": idle},
+                ),
+            )
+        except InvalidArgument as exc:
+            # A component or hotlist the caller may not name, marked in the query as a search's.
+            raise refusal_in_text(message.query or "", exc) from exc
         with call_errors("the model service stream broke"):
             client = IdleRelease(
                 events,

@@ -269,6 +269,32 @@ async def name_refusal(conn: Conn, unseen: UnseenName, caller: v1.Caller) -> Inv
     )
 
 
+async def check_references(conn: Conn, query: v1.StructuredQuery, caller: v1.Caller) -> None:
+    """Refuse ``query`` as a search's first page would (:func:`refuse_unseen`), in a statement.
+
+    For a query watch, before its ``subscribed`` marker: a search checks in
+    its page's own statement.
+
+    Raises:
+        InvalidArgument: see :func:`refuse_unseen` and :func:`name_refusal`.
+    """
+    refs = references_of(query)
+    if not refs:
+        return
+    seen = seen_column("$1::boolean", "$2::text[]", "$3::text", 4)
+    row = await conn.fetchrow(
+        f"SELECT {seen} AS refs_seen",
+        caller.admin,
+        principals_of(caller),
+        caller.user_id,
+        *seen_arguments(refs),
+    )
+    try:
+        refuse_unseen(refs, row["refs_seen"] if row is not None else [])
+    except UnseenName as unseen:
+        raise await name_refusal(conn, unseen, caller) from None
+
+
 def component_term(term: v1.SearchTerm, bind: Bind, column: str) -> str:
     """SQL of a COMPONENT term on ``column``: ids, names, or both, each with its subtree or not.
 

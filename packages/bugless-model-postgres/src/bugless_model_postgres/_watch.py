@@ -82,6 +82,7 @@ from bugless_model_postgres._custom_search import CustomCatalog, load_catalog
 from bugless_model_postgres._database import server_settings, translated_errors
 from bugless_model_postgres._feed_passes import FeedSequencer, SequencingPasses
 from bugless_model_postgres._hidden_hotlists import hide_hotlists
+from bugless_model_postgres._search_refs import check_references
 from bugless_model_postgres._watch_match import (
     field_changed,
     fields_gone,
@@ -340,7 +341,8 @@ class ChangeFeed:
                 retention, or the rows after it were pruned while the stream
                 was reading them (their changes are gone).
             InvalidArgument: the resume position is beyond the head, or the
-                query names a custom field there is none of.
+                query names a custom field there is none of, or a component
+                or hotlist the caller may not see (``_search_refs``).
             FailedPrecondition: a custom field the query names was deleted
                 or renamed while the stream was open (reason
                 ``WATCHED_FIELD_CHANGED``, see :func:`fields_gone`).
@@ -359,6 +361,7 @@ class ChangeFeed:
                 # Refused before the marker, as a search would refuse it.
                 named = await load_catalog(conn, request.query)
                 matching_sql(request.query, caller, [], named)
+                await check_references(conn, request.query, caller)
         position = head if request.after_position is None else request.after_position
         self.streams += 1
         try:

@@ -17,6 +17,7 @@ from bugless_testing.model_contracts._custom_fields import T, custom_term, defin
 from bugless_testing.model_contracts._support import (
     ALICE,
     BOB,
+    UNKNOWN_ID,
     Changed,
     change,
     delta,
@@ -424,3 +425,36 @@ class WatchContract:
                 raise AssertionError(f"an invisible issue was watched: {event}")
 
         await expect_error(first_event(), Status.NOT_FOUND)
+
+    async def test_a_query_naming_a_component_or_hotlist_unseen_is_refused_before_subscribing(
+        self, model: v1.ModelStub
+    ) -> None:
+        """As a search's first page refuses it (SearchReferenceContract), not a silent watch."""
+        root = await make_component(model)
+        secret = await make_hotlist(model, caller=ALICE, private=True)
+
+        async def first_event(node: v1.SearchNode) -> None:
+            request = v1.WatchRequest(caller=BOB, query=v1.StructuredQuery(filter=node))
+            async for event in model.watch(request, timeout=10):
+                raise AssertionError(f"an unseen reference was watched: {event}")
+
+        unknown = UNKNOWN_ID
+        await expect_error(
+            first_event(eq(v1.SearchField.COMPONENT, unknown)),
+            Status.INVALID_ARGUMENT,
+            f"component {unknown}",
+        )
+        await expect_error(
+            first_event(within(root.id, eq(v1.SearchField.HOTLIST, secret.id))),
+            Status.INVALID_ARGUMENT,
+            f"hotlist {secret.id}",
+        )
+        await expect_error(
+            first_event(eq(v1.SearchField.COMPONENT, "no such component")),
+            Status.INVALID_ARGUMENT,
+            "named 'no such component'",
+        )
+        request = v1.WatchRequest(caller=BOB, query=v1.StructuredQuery(filter=within(root.id)))
+        async for event in model.watch(request, timeout=10):
+            assert event.subscribed
+            break
