@@ -230,6 +230,17 @@ async def test_mentioning_someone_who_cannot_view_warns_as_ccing_does(
     assert "Edit saved" in page
     assert _warning(page).startswith("Bob Builder (bob) cannot view component Secret:")
 
+    # Editing it again warns only of whom the edit newly mentions: bob was warned of.
+    again = await client.post(
+        f"/issues/{issue_id}/entries/{issue.version}/edit",
+        data={"_csrf": token, "version": str(issue.version + 1), "comment": "@bob: see above!"},
+        follow_redirects=False,
+    )
+    assert again.status_code == 303, again.text
+    page = (await client.get(again.headers["location"])).text
+    assert "Edit saved" in page
+    assert _warning(page) == ""
+
 
 async def test_a_bulk_edit_warns_per_component_naming_the_issues(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub

@@ -282,6 +282,7 @@ async def warn_of_hidden_people(
     after: v1.Issue,
     *,
     texts: Sequence[str] = (),
+    replaced: Sequence[str] = (),
 ) -> None:
     """Warn on the next page of whom this save named who cannot view the issue.
 
@@ -290,10 +291,15 @@ async def warn_of_hidden_people(
     ``texts`` are what the save wrote (a comment, a description, a title):
     the people they ``@mention`` are checked too, unless the issue already
     names them (they were checked when it did) or they are the writer.
+    ``replaced`` are the texts an edit replaced: the people they mentioned
+    were checked when they were written, so an edit warns only of those it
+    newly mentions.
     """
     named = newly_named(before, after)
     backends = frontend_of(request).backends
-    named += await _mentioned(backends, viewer, texts, known={*people_on(after), *named})
+    named += await _mentioned(
+        backends, viewer, texts, known={*people_on(after), *named}, replaced=replaced
+    )
     if not named:
         return
     warning = await viewer_warning(backends, viewer, {after.component_id: named})
@@ -302,16 +308,24 @@ async def warn_of_hidden_people(
 
 
 async def _mentioned(
-    backends: Backends, viewer: Viewer, texts: Sequence[str], *, known: set[str]
+    backends: Backends,
+    viewer: Viewer,
+    texts: Sequence[str],
+    *,
+    known: set[str],
+    replaced: Sequence[str] = (),
 ) -> list[str]:
-    """The ids of the people ``texts`` mention, but the writer and those in ``known``.
+    """The ids of the people ``texts`` newly mention: not the writer, nor ``known``.
+
+    Nor those the ``replaced`` texts (an edit's earlier text) mentioned.
 
     A name nobody has is left out (the page shows it as plain text), and so
     is everyone when the Authenticator cannot answer within
     :data:`NAMES_SECONDS`: the save is made, and a failed lookup costs the
     warning only (logged).
     """
-    usernames = mentioned_usernames(*texts)
+    earlier = set(mentioned_usernames(*replaced))
+    usernames = [u for u in mentioned_usernames(*texts) if u not in earlier]
     if not usernames:
         return []
     try:

@@ -10,6 +10,7 @@ component redact); the page only hides forms a person could not use.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from litestar import Request, Response, post
@@ -18,11 +19,14 @@ from litestar.params import FromPath
 from bugless_core.clients import call
 from bugless_core.enums import enum_by_name
 from bugless_core.errors import (
+    BuglessError,
     FailedPrecondition,
     InvalidArgument,
     IssueVersionConflict,
 )
+from bugless_core.mentions import mentioned_usernames
 from bugless_proto import v1
+from bugless_web.backends import Viewer
 from bugless_web.frontend import (
     audit,
     form_int,
@@ -33,7 +37,31 @@ from bugless_web.frontend import (
     viewer_of,
 )
 from bugless_web.routes.issues import issue_page_with_edit
+from bugless_web.timeline import Timeline, load_history
 from bugless_web.viewer_warnings import warn_of_hidden_people
+
+_log = logging.getLogger("bugless.web")
+
+
+async def _replaced_text(
+    request: Request[Any, Any, Any], viewer: Viewer, issue_id: int, entry_version: int, edit: int
+) -> tuple[str, ...]:
+    """The text the edit at version ``edit`` replaced (its mentions were warned of then).
+
+    Read only when the new text mentions anyone at all (the issue's history,
+    as the page the edit redirects to reads it). A history that cannot be
+    read costs the narrowing only: every mention is checked, as before.
+    """
+    try:
+        entries = await load_history(frontend_of(request).backends, viewer, issue_id)
+    except BuglessError as exc:
+        _log.warning("could not read the text a comment edit replaced: %s", exc)
+        return ()
+    earlier = [e for e in entries if e.version < edit]
+    original = next((e for e in earlier if e.version == entry_version), None)
+    if original is None:
+        return ()
+    return (Timeline.of(earlier).current_text(original),)
 
 
 @post("/issues/{issue_text:str}/entries/{version_text:str}/edit")
@@ -78,7 +106,12 @@ async def edit_comment(
     version = response.entry.version if response.entry else expected + 1
     session_of(request).update(notice="Edit saved; the earlier text stays in the history.")
     if response.issue is not None:
-        await warn_of_hidden_people(request, viewer, response.issue, response.issue, texts=(text,))
+        replaced: tuple[str, ...] = ()
+        if mentioned_usernames(text):
+            replaced = await _replaced_text(request, viewer, issue_id, entry_version or 1, version)
+        await warn_of_hidden_people(
+            request, viewer, response.issue, response.issue, texts=(text,), replaced=replaced
+        )
     return redirect(f"/issues/{issue_id}#entry-{entry_version or version}")
 
 
