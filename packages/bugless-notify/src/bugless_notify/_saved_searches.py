@@ -15,8 +15,10 @@ view, a custom field gone) tells nothing of which issues match: its
 subscription's matches are left as they were, not taken for "matches
 nothing", which would tell the subscriber that every issue it matched
 stopped matching. The refusal is logged (the subscriber sees it when they
-run the search). So is any other failure of the search but one: the Model
-or the Authenticator away, or a call timing out (``Unavailable``), which is
+run the search). A query that no longer resolves (a person it names was
+renamed since, so their old name names nobody) is kept the same way, and
+so is any other failure of the search but one: the Model or the
+Authenticator away, or a call timing out (``Unavailable``), which is
 raised, so the consumer tries the batch again once they answer; only a
 subscriber who gets no assertion (disabled, deleted) matches nothing.
 """
@@ -123,7 +125,15 @@ class SavedSearchMatcher:
         user = subscription.user_id
         node = await self._filter(subscription.saved_search.query, user)
         if node is None:
-            return set()
+            # It no longer parses or resolves (a person it names was renamed
+            # since): which issues match is not known, as for a refusal.
+            _log.warning(
+                "saved search %s of %s no longer parses or resolves, its matches are kept",
+                subscription.saved_search.id,
+                user,
+                extra={"saved_search_id": subscription.saved_search.id, "user_id": user},
+            )
+            return None
         only = all_of(node, term(v1.SearchField.ID, v1.SearchOperator.EQ, *issue_ids))
         try:
             found = await call(
