@@ -261,6 +261,82 @@ async def test_people_a_change_removes_are_told_they_were_removed(
     }
 
 
+async def test_what_the_change_did_to_a_person_is_their_reason_before_a_role_they_held(
+    model: v1.ModelStub,
+    people: People,
+    notifier: tuple[RunningService, list[str]],
+    smtp_sink: SmtpSink,
+) -> None:
+    """The reporter @mentioned hears "mentioned"; the reporter made verifier, "verifier".
+
+    Before, the first standing role won: both mails said only "you reported
+    this issue", and neither the mention nor the verifier duty was named.
+    """
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"reasons-{secrets.token_hex(4)}")
+    )
+    ids, tag = people.ids, people.ids["_tag"]
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=people.caller("alice"),
+            fields=v1.IssueFields(title="Reasons", component_id=component.id, assignee=ids["bob"]),
+            cc=[ids["dave"]],
+        )
+    )
+    await _settle(smtp_sink, 2)
+    smtp_sink.clear()
+
+    async def reasons() -> dict[str, tuple[str, str]]:
+        mails = await _settle(smtp_sink, 2)
+        smtp_sink.clear()
+        why = {}
+        for mail in mails:
+            body = mail.message.get_body(("plain",))
+            assert body is not None
+            text = body.get_content()
+            line = text[text.index("You receive this because") :].splitlines()[0]
+            why[mail.recipients[0]] = (mail.message["X-Bugless-Reason"], line)
+        return why
+
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=people.caller("bob"),
+            issue_id=issue.id,
+            expected_version=issue.version,
+            comment=f"@alice{tag} can you reproduce?",
+        )
+    )
+    assert await reasons() == {
+        _addr(people, "alice"): ("mentioned", "You receive this because you were mentioned."),
+        _addr(people, "dave"): ("cc", "You receive this because you are on CC."),
+    }
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=people.caller("bob"),
+            issue_id=issue.id,
+            expected_version=issue.version + 1,
+            delta=issue_delta(verifier=ids["alice"]),
+        )
+    )
+    assert await reasons() == {
+        _addr(people, "alice"): ("verifier", "You receive this because you are the verifier."),
+        _addr(people, "dave"): ("cc", "You receive this because you are on CC."),
+    }
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=people.caller("bob"),
+            issue_id=issue.id,
+            expected_version=issue.version + 2,
+            comment="fixed",
+        )
+    )
+    # Once held, a role ranks as before: the reporter is told as the reporter.
+    assert await reasons() == {
+        _addr(people, "alice"): ("reporter", "You receive this because you reported this issue."),
+        _addr(people, "dave"): ("cc", "You receive this because you are on CC."),
+    }
+
+
 async def test_a_move_names_the_component_left_by_its_path(
     model: v1.ModelStub,
     people: People,

@@ -1,16 +1,24 @@
 """Who is told about one change, and why: the recipient rules.
 
 The rules, in the order a person's reason is chosen (one notification per
-person and change, with the first reason that applies):
+person and change, with the first reason that applies). What the change did
+to the person comes first, as it is what they may need to act on:
 
-1. the assignee (and an assignee the change removed),
-2. the reporter, 3. the verifier (and a removed one), 4. people on CC (and
-   people the change took off CC),
-5. people ``@mentioned`` in the change's comment (the description of a new
-   issue, and a new title),
-6. people who starred the issue,
-7. subscribers of the issue's component (or of an ancestor, with subtree),
-8. subscribers of a saved search the issue newly matches or stopped matching.
+1. made the assignee, or taken off it; 2. made the verifier, or taken off
+   it; 3. added to CC, or taken off it (a new issue makes all three),
+4. ``@mentioned`` in the change's comment (the description of a new issue,
+   and a new title),
+
+then the roles they already held:
+
+5. the assignee, 6. the reporter, 7. the verifier, 8. people on CC,
+9. people who starred the issue,
+10. subscribers of the issue's component (or of an ancestor, with subtree),
+11. subscribers of a saved search the issue newly matches or stopped matching.
+
+So a reporter ``@mentioned`` in a comment is told "you were mentioned", and
+a reporter made the verifier "you are the verifier", not "you reported
+this issue".
 
 Then each person's settings apply (:func:`wanted`): the event switched off,
 the issue muted, channel ``none``, or being the change's author (unless they
@@ -57,7 +65,7 @@ class Candidate:
 
     Attributes:
         user_id: Opaque user id.
-        reason: The first rule that applies.
+        reason: The first rule that applies (the module's order).
         detail: What the reason refers to (a saved search's name).
         former: The person held the role (assignee, verifier, CC) until this
             change took it from them: told, so that they know, and told so.
@@ -78,6 +86,17 @@ def _removed_people(entry: v1.HistoryEntry, field: str) -> list[str]:
     return out
 
 
+def _added_people(entry: v1.HistoryEntry, field: str, now: Iterable[str]) -> list[str]:
+    """Who ``entry`` put into ``field`` and still holds it (``now``: the issue's value)."""
+    holding = set(now)
+    out: list[str] = []
+    for change in entry.changes:
+        if change.field != field:
+            continue
+        out += [v for v in (change.new_value, *change.added) if v and v in holding]
+    return out
+
+
 def candidates(
     issue: v1.Issue,
     entry: v1.HistoryEntry,
@@ -95,15 +114,27 @@ def candidates(
         saved_searches: ``(user id, saved search name)`` of subscribers whose
             saved search the issue newly matches or stopped matching.
     """
+    created = entry.version == 1
     ordered: list[tuple[Iterable[str], Reason, bool]] = [
-        ([issue.assignee], Reason.ASSIGNEE, False),
+        (
+            [issue.assignee] if created else _added_people(entry, "assignee", [issue.assignee]),
+            Reason.ASSIGNEE,
+            False,
+        ),
         (_removed_people(entry, "assignee"), Reason.ASSIGNEE, True),
-        ([issue.reporter], Reason.REPORTER, False),
-        ([issue.verifier], Reason.VERIFIER, False),
+        (
+            [issue.verifier] if created else _added_people(entry, "verifier", [issue.verifier]),
+            Reason.VERIFIER,
+            False,
+        ),
         (_removed_people(entry, "verifier"), Reason.VERIFIER, True),
-        (issue.cc, Reason.CC, False),
+        (issue.cc if created else _added_people(entry, "cc", issue.cc), Reason.CC, False),
         (_removed_people(entry, "cc"), Reason.CC, True),
         (mentioned, Reason.MENTIONED, False),
+        ([issue.assignee], Reason.ASSIGNEE, False),
+        ([issue.reporter], Reason.REPORTER, False),
+        ([issue.verifier], Reason.VERIFIER, False),
+        (issue.cc, Reason.CC, False),
         (audience.starred_by, Reason.STARRED, False),
         (audience.component_subscribers, Reason.COMPONENT, False),
     ]
