@@ -26,8 +26,10 @@ subscriber who gets no assertion (disabled, deleted) matches nothing.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +50,11 @@ from bugless_proto import v1
 SEARCHES_AT_ONCE = 16
 #: Resolved queries kept (by query text and subscriber).
 _RESOLVED_CACHE = 10_000
+#: How long a query's resolution is reused (:meth:`SavedSearchMatcher._filter`):
+#: a new day, or a person it names renamed, counts within it. Not for the
+#: process's life: ``modified>today-7`` of a notifier up for a month meant
+#: five weeks.
+RESOLVED_SECONDS = 60.0
 
 MatchKey = tuple[int, str, int]
 
@@ -72,8 +79,13 @@ class SavedSearchMatcher:
         auth: v1.AuthenticatorStub,
         notifier: v1.Caller,
         schema: str,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """Read subscriptions with ``model`` as ``notifier``; search with ``acting_model``."""
+        """Read subscriptions with ``model`` as ``notifier``; search with ``acting_model``.
+
+        ``clock`` (POSIX seconds) says what day ``today`` is in the queries.
+        """
         self._model = model
         self._acting = acting_model
         self._auth = auth
@@ -82,7 +94,8 @@ class SavedSearchMatcher:
             f"SELECT saved_search_id, user_id, issue_id FROM "
             f"{quote_schema(schema)}.saved_search_matches WHERE issue_id = ANY ($1::bigint[])"
         )
-        self._resolved: dict[tuple[str, str], v1.SearchNode | None] = {}
+        self._resolved: dict[tuple[str, str], tuple[float, v1.SearchNode | None]] = {}
+        self._clock = clock
 
     async def subscriptions(self) -> list[v1.SavedSearchSubscription]:
         """Every saved-search subscription (pages of 500)."""
@@ -96,13 +109,21 @@ class SavedSearchMatcher:
         return out
 
     async def _filter(self, query: str, user: str) -> v1.SearchNode | None:
-        """The subscriber's query as a filter (None: it does not parse or resolve)."""
+        """The subscriber's query as a filter (None: it does not parse or resolve).
+
+        A resolution is reused for :data:`RESOLVED_SECONDS`: it holds the
+        day ``today`` was (``created>today-7`` is a date once resolved) and
+        the ids of the people the query names then.
+        """
         key = (query, user)
-        if key in self._resolved:
-            return self._resolved[key]
+        now = self._clock()
+        cached = self._resolved.get(key)
+        if cached is not None and 0 <= now - cached[0] < RESOLVED_SECONDS:
+            return cached[1]
+        today = datetime.datetime.fromtimestamp(now, datetime.UTC).date()
         node: v1.SearchNode | None
         try:
-            structured = await resolve_query(parse_query(query), self._auth, me=user)
+            structured = await resolve_query(parse_query(query), self._auth, me=user, today=today)
             node = structured.filter or v1.SearchNode()
         except Unavailable:
             raise  # the Authenticator away: not an answer to keep (see _matching)
@@ -110,7 +131,7 @@ class SavedSearchMatcher:
             node = None
         if len(self._resolved) >= _RESOLVED_CACHE:
             self._resolved.clear()
-        self._resolved[key] = node
+        self._resolved[key] = (now, node)
         return node
 
     async def _matching(
