@@ -234,3 +234,25 @@ async def test_count_group_members_says_unknown_when_the_directory_cannot_count(
 
     # No group_entry_base in memberOf mode: what the store knows, marked unknown.
     assert [(g.members, g.from_directory, g.unknown) for g in answer.groups] == [(1, False, True)]
+
+
+async def test_filter_characters_in_a_group_name_match_only_that_name(
+    slapd_server: Slapd,
+) -> None:
+    team = await seed_team(slapd_server)
+    members_of = settings_for(slapd_server, group_entry_base=GROUPS_DN)
+    by_dn = settings_for(slapd_server, group_attribute="", group_search_base=GROUPS_DN)
+    # Each would widen or break the filter unescaped; a NUL escaped as bonsai
+    # does ("\\0", not RFC 4515's "\\00") makes the server refuse the filter
+    # (or read the next two characters as a byte), and the count unknown.
+    crafted = [
+        f"{team.tag}-*",
+        f"{team.group})(cn=*",
+        f"{team.group}\\",
+        f"{team.group}\x00",
+        f"{team.group}\x0041",
+    ]
+
+    for settings in (members_of, by_dn):
+        assert await counts(settings, *crafted) == {}
+        assert await counts(settings, team.group) == {team.group: 2}

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import bonsai
 import bonsai.errors
-from bonsai import escape_filter_exp
 from prometheus_client import Counter
 
 from bugless_auth._ldap_breaker import ServerBreakers
@@ -93,6 +92,22 @@ def is_under(dn: str, base: str) -> bool:
     if entry is None or ancestor is None or len(entry) < len(ancestor):
         return False
     return not ancestor or entry[-len(ancestor) :] == ancestor
+
+
+#: RFC 4515's escapes of an assertion value: every character a filter reads
+#: specially, as a backslash and two hex digits.
+_FILTER_ESCAPES = str.maketrans({"\\": "\\5c", "*": "\\2a", "(": "\\28", ")": "\\29", "\0": "\\00"})
+
+
+def escape_filter_exp(value: str) -> str:
+    r"""``value`` as an RFC 4515 assertion value, matching exactly that string.
+
+    Not bonsai's ``escape_filter_exp``, which writes NUL as ``\0``: the
+    server refuses the filter (a group name with a NUL was counted
+    "unknown" rather than absent), or reads ``\0`` and the next two
+    characters as one byte and matches another value.
+    """
+    return value.translate(_FILTER_ESCAPES)
 
 
 def _subject_filter_value(attribute: str, value: str) -> str:
