@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.model.backend import ModelSettings
+from bugless_core.search.build import all_of, term
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -106,3 +112,85 @@ async def test_a_cached_catalog_follows_every_change_of_its_fields(
     with pytest.raises(InvalidArgument, match="no custom field named"):
         await _ids(b, name, "4.2")
     assert await _ids(b, renamed, "4.2") == [first]
+
+
+@contextlib.asynccontextmanager
+async def _statements(backend: PostgresBackend) -> AsyncIterator[list[str]]:
+    """The statements run meanwhile on ``backend``'s pool (of one connection)."""
+    seen: list[str] = []
+
+    def log(query: Any) -> None:
+        seen.append(query.query)
+
+    async with backend._pool.acquire() as conn:
+        conn.add_query_logger(log)
+    try:
+        yield seen
+    finally:
+        async with backend._pool.acquire() as conn:
+            conn.remove_query_logger(log)
+
+
+@pytest.mark.parametrize(
+    ("reference", "refusal", "extra"),
+    [
+        (term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, 987654321), "no component 98", 0),
+        (term(v1.SearchField.HOTLIST, v1.SearchOperator.EQ, 987654321), "no hotlist 98", 0),
+        (
+            term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, "zq-nowhere"),
+            "no component named",
+            1,
+        ),
+    ],
+    ids=["component-id", "hotlist-id", "component-name"],
+)
+async def test_a_refused_reference_on_a_cached_catalog_runs_the_page_once(
+    bugless_model_backend: PostgresBackend,  # the database, migrated
+    model_settings: ModelSettings,
+    reference: v1.SearchNode,
+    refusal: str,
+    extra: int,
+) -> None:
+    """A component or hotlist refusal is final: the page statement is not run again.
+
+    A refusal of the cached catalog's compile is tried again on the current
+    definitions (they may have changed); a reference the page's statement
+    found unseen was read with the catalog checked fresh, so reloading the
+    catalog and running the page again would read the same refusal.
+    """
+    one = await PostgresBackend.open(
+        dataclasses.replace(model_settings, pool_min_size=1, pool_max_size=1)
+    )
+    try:
+        tag = uuid.uuid4().hex[:8]
+        name = f"Seen At {tag}"
+        component = await one.create_component(
+            v1.CreateComponentRequest(caller=ADMIN, name=f"ref-{tag}")
+        )
+        await one.create_custom_field(
+            v1.CreateCustomFieldRequest(
+                caller=ADMIN,
+                component_id=component.id,
+                name=name,
+                type=v1.CustomFieldType.ENUM,
+                options=["a"],
+            )
+        )
+        query = v1.StructuredQuery(filter=all_of(_by_name(name, "a"), reference))
+        request = v1.SearchIssuesRequest(caller=ADMIN, query=query, summary=True)
+        with pytest.raises(InvalidArgument, match=refusal):
+            await one.search_issues(request)  # asyncpg's first-use look-ups, out of the logs
+        assert await _ids(one, name, "a") == []  # the catalog of this name, now cached
+        async with _statements(one) as seen:
+            with pytest.raises(InvalidArgument, match=refusal):
+                await one.search_issues(request)
+        # The page (its refs_seen read with the catalog checked fresh), and for
+        # a name the look-up of the names the caller may mean; nothing again.
+        assert ["refs_seen" in s for s in seen] == [True, *extra * [False]], seen
+        assert not [s for s in seen if s.startswith("SELECT * FROM custom_fields")], seen
+        # The catalog stays cached: the next search by the name loads nothing.
+        async with _statements(one) as seen:
+            assert await _ids(one, name, "a") == []
+        assert len(seen) == 1, seen
+    finally:
+        await one.close()

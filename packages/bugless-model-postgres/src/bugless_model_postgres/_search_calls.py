@@ -73,6 +73,21 @@ class _StaleCatalog(Exception):
     """A page compiled from a cached catalog found the definitions changed."""
 
 
+class _RefusedReference(Exception):
+    """A first page's refusal of a component or hotlist the query names (:mod:`._search_refs`).
+
+    Kept apart from the InvalidArgument a cached catalog's compile may raise:
+    that one may fit the current definitions and is tried again, while this
+    one was read from a statement that found the catalog fresh, and would
+    only be read again.
+    """
+
+    def __init__(self, error: InvalidArgument) -> None:
+        """The refusal to send the caller."""
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(frozen=True)
 class _PageRead:
     """The statements of one search page: one, or two for a text query above the count cap."""
@@ -123,13 +138,17 @@ class _PageRead:
         """``rows``, unless the cached catalog they were read with changed (then raise).
 
         Raises:
-            InvalidArgument: the rows' ``refs_seen`` (``checked``: they are
-                a checked statement's) lacks a component or hotlist the query names.
+            _RefusedReference: the rows' ``refs_seen`` (``checked``: they are
+                a checked statement's) lacks a component or hotlist id the query names.
+            _search_refs.UnseenName: likewise, a component name.
         """
         if self.guard is not None and rows[0]["catalog_fresh"] is not True:
             raise _StaleCatalog
         if checked and self.refs is not None:
-            _search_refs.refuse_unseen(self.refs, rows[0]["refs_seen"])
+            try:
+                _search_refs.refuse_unseen(self.refs, rows[0]["refs_seen"])
+            except InvalidArgument as refused:
+                raise _RefusedReference(refused) from None
         return rows
 
     def _statement(self, *, counted: bool, from_matches: bool, checked: bool) -> str:
@@ -290,22 +309,27 @@ class SearchCalls(BackendCalls):
                     await conn.execute(stale_read)
                     return (*await page.rows(conn, caller.user_id), compiled)
             except _search_refs.UnseenName as unseen:
-                raise await _search_refs.name_refusal(conn, unseen, caller) from None
+                refused = await _search_refs.name_refusal(conn, unseen, caller)
+                raise _RefusedReference(refused) from None
 
         async def attempt() -> tuple[list[asyncpg.Record], int | None, _search.CompiledSearch]:
-            async with translated_errors(), self._pool.acquire() as conn:
-                if key is None:
-                    return await read(conn, _custom_search.CustomCatalog(), None)
-                cached = self._catalog_cache().get(key)
-                if cached is not None:
-                    # A query a cached catalog refuses may fit the current one.
-                    with contextlib.suppress(_StaleCatalog, InvalidArgument):
-                        return await read(conn, cached, (key, cached))
-                    self._catalog_cache().drop(key)
-                catalog = await _custom_search.load_catalog_of(conn, key)
-                result = await read(conn, catalog, None)
-                self._catalog_cache().put(key, catalog)
-                return result
+            try:
+                async with translated_errors(), self._pool.acquire() as conn:
+                    if key is None:
+                        return await read(conn, _custom_search.CustomCatalog(), None)
+                    cached = self._catalog_cache().get(key)
+                    if cached is not None:
+                        # A query a cached catalog refuses may fit the current one
+                        # (not a refused reference: its statement found the catalog fresh).
+                        with contextlib.suppress(_StaleCatalog, InvalidArgument):
+                            return await read(conn, cached, (key, cached))
+                        self._catalog_cache().drop(key)
+                    catalog = await _custom_search.load_catalog_of(conn, key)
+                    result = await read(conn, catalog, None)
+                    self._catalog_cache().put(key, catalog)
+                    return result
+            except _RefusedReference as refused:
+                raise refused.error from None
 
         rows, above, compiled = await retrying(self._retry_policy, attempt)
         return _SearchPage(self._tokens, rows, above, compiled, size, cap, carried, fingerprint)
