@@ -132,6 +132,63 @@ async def test_the_cli_warns_on_stderr_after_naming_people_who_cannot_view(
     )
 
 
+async def test_the_cli_warns_of_mentions_of_people_who_cannot_view_as_the_web_does(
+    served_api: dict[str, str], connect_as: ConnectAs
+) -> None:
+    boss = connect_as("boss")
+    await signed_in(connect_as, "viewer", "outsider", "greedy")
+    name = f"Mentioned-{secrets.token_hex(3)}"
+    await boss.create_component(
+        name,
+        acl=[
+            _entry(v1.Principal(user="cli-bot"), v1.Role.ADMIN),
+            _entry(v1.Principal(group="secret-viewers"), v1.Role.VIEWER),
+        ],
+    )
+    ghost = f"ghost-{secrets.token_hex(3)}"
+
+    def hidden(who: str, issue_id: int) -> str:
+        return (
+            f"warning: {who} cannot view component {name}: they will not see issue "
+            f"{issue_id} or get mail about it. An admin of {name} can add them to its "
+            "access list."
+        )
+
+    made = bugless_cli(
+        served_api,
+        "issue", "create", "--title", "Mentions", "--component", name,
+        "--description", f"@outsider and @viewer, see this; @{ghost} is nobody", "--json",
+    )  # fmt: skip
+    issue_id = int(json.loads(made.stdout)["id"])
+    assert made.stderr.strip() == hidden("outsider", issue_id)
+
+    commented = bugless_cli(served_api, "issue", "comment", str(issue_id), "@greedy: yours?")
+    assert commented.stderr.strip() == hidden("greedy", issue_id)
+    version = int(commented.stdout.split("#", 1)[1].split()[0])
+    updated = bugless_cli(
+        served_api, "issue", "update", str(issue_id), "--comment", "@Outsider, ping"
+    )
+    assert updated.stderr.strip() == hidden("outsider", issue_id)
+
+    # An edit warns only of whom it newly mentions: greedy was warned of.
+    edited = bugless_cli(
+        served_api, "issue", "edit-comment", str(issue_id), str(version), "@greedy: yours!"
+    )
+    assert edited.returncode == 0, edited.stderr
+    assert edited.stderr == ""
+    described = bugless_cli(
+        served_api, "issue", "edit-comment", str(issue_id), "1", "@viewer and @greedy, see this"
+    )
+    assert described.stderr.strip() == hidden("greedy", issue_id)
+
+    # The API answers about people the issue mentions (a name nobody has: nothing).
+    answer = await connect_as("viewer").check_viewers(issue_id, ["outsider", ghost, "greedy"])
+    assert [(b.user_id, b.reason) for b in answer.cannot_view] == [
+        ("outsider", v1.ViewerBlock.NO_ACCESS),
+        ("greedy", v1.ViewerBlock.NO_ACCESS),
+    ]
+
+
 async def test_a_bulk_update_warns_once_per_component_naming_its_issues(
     served_api: dict[str, str], connect_as: ConnectAs
 ) -> None:

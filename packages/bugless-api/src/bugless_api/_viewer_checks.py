@@ -7,8 +7,10 @@ Served for any names, it would let a bot that can view a component learn,
 of groups granted higher in the tree, whose entries it cannot read). The web
 asks only after a save that named the people, which the issue's history then
 shows; the API likewise answers only about the people an issue names
-(assignee, verifier, CC, people in its USER custom fields), whom anyone
-reading the issue sees. Naming someone on an issue to learn whether they can
+(assignee, verifier, CC, people in its USER custom fields) or ``@mentions``
+in its title, description or comments, whom anyone reading the issue sees.
+A mention of a name that is nobody's is answered as nothing, as the web
+shows it as plain text. Naming someone on an issue to learn whether they can
 view it is a change the issue's history keeps, as in the web.
 """
 
@@ -17,9 +19,10 @@ from __future__ import annotations
 from grpclib.exceptions import GRPCError
 
 from bugless_api._gateway import Gateway
-from bugless_core.clients import method_missing
+from bugless_core.clients import every_page, method_missing
 from bugless_core.errors import BuglessError, FailedPrecondition, InvalidArgument
-from bugless_core.limits import MAX_USER_REFERENCE_LENGTH, MAX_VIEWER_CHECK
+from bugless_core.limits import MAX_PAGE_SIZE, MAX_USER_REFERENCE_LENGTH, MAX_VIEWER_CHECK
+from bugless_core.mentions import mentioned_usernames
 from bugless_core.usernames import username_key
 from bugless_proto import v1
 
@@ -35,6 +38,28 @@ def people_named(issue: v1.Issue) -> list[str]:
         if value.type == v1.CustomFieldType.USER:
             people += value.values
     return list(dict.fromkeys(p for p in people if p))
+
+
+async def _mentioned_among(
+    gateway: Gateway, caller: v1.Caller, issue: v1.Issue, keys: set[str]
+) -> set[str]:
+    """Which of ``keys`` (username keys) the issue's texts ``@mention``, as the caller reads them.
+
+    Its title and description first; its comments (every page of its
+    history) only while some are not found there.
+    """
+    found = set(mentioned_usernames(issue.title, issue.description)) & keys
+    if found == keys:
+        return found
+    async for page in every_page(
+        gateway.model.list_history,
+        v1.ListHistoryRequest(caller=caller, issue_id=issue.id),
+        page_size=MAX_PAGE_SIZE,
+    ):
+        found |= set(mentioned_usernames(*(e.comment for e in page.entries))) & keys
+        if found == keys:
+            break
+    return found
 
 
 def _checked_names(message: v1.CheckIssueViewersRequest) -> list[str]:
@@ -90,7 +115,8 @@ async def check_issue_viewers(
     """Who of the people ``message`` names (all the issue names, if none) cannot view it.
 
     The issue is read as the caller (NOT_FOUND unless they may view it), and
-    each username asked about must be one the issue names; the Model then
+    each username asked about must be one the issue names or ``@mentions``
+    (its history is read only for names it does not name); the Model then
     judges them against the issue's component, at most
     :data:`~bugless_core.limits.MAX_VIEWER_CHECK` a call. Answers name people
     as the request spelled them, or by their usernames now.
@@ -106,13 +132,18 @@ async def check_issue_viewers(
     spelled: dict[str, str] = {}
     if names:
         ids = await gateway.users.ids_by_username(names)
+        unnamed = {username_key(n) for n in names if ids.get(username_key(n)) not in named}
+        mentioned = await _mentioned_among(gateway, caller, issue, unnamed) if unnamed else set()
         for index, name in enumerate(message.user_ids):
-            user_id = ids.get(username_key(name))
-            if user_id is None or user_id not in named:
+            key = username_key(name)
+            user_id = ids.get(key)
+            if user_id is None and key in mentioned:
+                continue  # a mention of nobody's name: plain text, as the web shows it
+            if user_id is None or (user_id not in named and key not in mentioned):
                 raise InvalidArgument(
                     f"user_ids[{index}]: issue {issue.id} does not name {name!r} (as assignee, "
-                    "verifier, CC or in a people field); only the people an issue names "
-                    "can be checked",
+                    "verifier, CC, in a people field or by @mention); only the people an "
+                    "issue names can be checked",
                     metadata={"field": f"user_ids[{index}]", "username": name},
                 )
             spelled.setdefault(user_id, name)

@@ -4,8 +4,9 @@ Naming someone the component's access list leaves out (assignee, verifier,
 CC, a custom field of type USER) is allowed, but silent: they cannot open
 the issue and get no mail about it. The web (a banner after a save) and the
 CLI (``warning:`` lines on standard error) both ask the Model's ``CheckViewers`` afterwards and tell
-whoever saved. Both check the same people and say the same sentences, so
-both rules live here, once.
+whoever saved. Both check the same people (those a save names, and those
+its texts newly ``@mention``: :func:`newly_mentioned`) and say the same
+sentences, so both rules live here, once.
 
 Nothing here imports proto code at run time: the CLI's commands load lazily,
 and reasons are keyed by ``ViewerBlock`` *name*.
@@ -90,6 +91,30 @@ def newly_named(before: v1.Issue | None, after: v1.Issue) -> list[str]:
         return people
     earlier = set(people_on(before))
     return [p for p in people if p not in earlier]
+
+
+def newly_mentioned(
+    texts: Sequence[str], *, replaced: Sequence[str] = (), known: Collection[str] = ()
+) -> list[str]:
+    """Whom a save's texts are checked for: the usernames they newly ``@mention``.
+
+    As :func:`~bugless_core.usernames.username_key` keys, first mention first.
+
+    The notifier mails only people who may view the issue, so mentioning
+    someone who cannot reaches nobody; the writer is warned of it as of a
+    CC. Not again, though, of the people the ``replaced`` texts (an edit's
+    earlier text) mentioned, who were checked when it was written, nor of
+    ``known`` (keys of people the issue already names, checked when named).
+
+    Args:
+        texts: What the save wrote: a title, a description, a comment.
+        replaced: The texts an edit replaced.
+        known: Username keys to leave out.
+    """
+    from bugless_core.mentions import mentioned_usernames  # noqa: PLC0415  (Markdown: lazily)
+
+    earlier = {*mentioned_usernames(*replaced), *known}
+    return [u for u in mentioned_usernames(*texts) if u not in earlier]
 
 
 def listed(names: Sequence[str]) -> str:

@@ -36,8 +36,13 @@ from litestar import Request
 
 from bugless_core.clients import call
 from bugless_core.limits import MAX_VIEWER_CHECK
-from bugless_core.mentions import mentioned_usernames
-from bugless_core.viewer_warnings import issues_text, newly_named, people_on, warning_sentences
+from bugless_core.viewer_warnings import (
+    issues_text,
+    newly_mentioned,
+    newly_named,
+    people_on,
+    warning_sentences,
+)
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import frontend_of, session_of
@@ -324,8 +329,7 @@ async def _mentioned(
     :data:`NAMES_SECONDS`: the save is made, and a failed lookup costs the
     warning only (logged).
     """
-    earlier = set(mentioned_usernames(*replaced))
-    usernames = [u for u in mentioned_usernames(*texts) if u not in earlier]
+    usernames = newly_mentioned(texts, replaced=replaced)
     if not usernames:
         return []
     try:

@@ -1,15 +1,17 @@
-"""After ``bugless issue create``/``update``: warn of people named who cannot view the issues.
+"""After a CLI save: warn of people named or ``@mentioned`` who cannot view the issues.
 
 Naming someone the component's access list leaves out (assignee, verifier,
 CC, a user field) is allowed, but they will not see the issue or get mail
-about it. The command asks the API (``Issues.CheckViewers``, judged by the
-Model with the groups the Authenticator knows) once the issues are saved,
-and prints one ``warning:`` line per component and reason (naming the issues
-that name those people) on standard error,
-so ``--json`` output stays clean and the exit status stays the save's. A
-check that fails (a server of an earlier release, an outage) prints nothing:
-the save is done, and its answer is what the command reports. Whom it checks
-and the sentences are the web's (:mod:`bugless_core.viewer_warnings`).
+about it; nor will someone a title, description or comment ``@mentions``
+(``issue create``, ``update``, ``comment``, ``edit-comment``). The command
+asks the API (``Issues.CheckViewers``, judged by the Model with the groups
+the Authenticator knows) once the issues are saved, and prints one
+``warning:`` line per component and reason (naming the issues that name
+those people) on standard error, so ``--json`` output stays clean and the
+exit status stays the save's. A check that fails (a server of an earlier
+release, an outage) prints nothing: the save is done, and its answer is
+what the command reports. Whom it checks and the sentences are the web's
+(:mod:`bugless_core.viewer_warnings`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from typing import TYPE_CHECKING
 import click
 
 from bugless_core.limits import MAX_VIEWER_CHECK
-from bugless_core.viewer_warnings import issues_text, warning_sentences
+from bugless_core.usernames import username_key
+from bugless_core.viewer_warnings import (
+    issues_text,
+    newly_mentioned,
+    people_on,
+    warning_sentences,
+)
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -96,6 +104,44 @@ async def warn_per_component(
         click.secho(line, fg="yellow", err=True)
 
 
-async def warn_of_hidden_people(client: BuglessClient, issue: v1.Issue, people: list[str]) -> None:
-    """Print on standard error who of ``people`` (usernames) cannot view ``issue``."""
-    await warn_per_component(client, {issue.component_id: {issue.id: people}})
+async def warn_of_hidden_people(
+    client: BuglessClient,
+    issue: v1.Issue,
+    people: list[str],
+    *,
+    texts: Sequence[str] = (),
+    replaced: Sequence[str] = (),
+) -> None:
+    """Print on standard error who of ``people`` (usernames) cannot view ``issue``.
+
+    The people ``texts`` (what the save wrote: a title, a description, a
+    comment) newly ``@mention`` are checked too, as the web checks them
+    (:func:`bugless_core.viewer_warnings.newly_mentioned`): not those the
+    issue already names, nor those the ``replaced`` texts mentioned (an
+    edit's earlier text). The writer can view the issue they just wrote, so
+    the check never names them.
+    """
+    known = {username_key(p) for p in people_on(issue)}
+    mentioned = newly_mentioned(texts, replaced=replaced, known=known)
+    await warn_per_component(client, {issue.component_id: {issue.id: [*people, *mentioned]}})
+
+
+async def replaced_text(
+    client: BuglessClient, issue_id: int, entry_version: int, edit_version: int
+) -> tuple[str, ...]:
+    """The text of comment ``entry_version`` that the edit at ``edit_version`` replaced.
+
+    Its latest earlier edit's text, else its own: the web's
+    ``Timeline.current_text`` as the history stood before the edit. A history
+    that cannot be read gives nothing (every mention is checked, as before).
+    """
+    text: str | None = None
+    try:
+        async for entry in client.iter_history(issue_id):
+            if entry.version >= edit_version:
+                break
+            if entry_version in (entry.version, entry.edits_version):
+                text = entry.comment
+    except Exception:  # the save is done: a failed read costs the narrowing only
+        return ()
+    return () if text is None else (text,)

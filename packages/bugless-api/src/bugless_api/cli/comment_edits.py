@@ -16,7 +16,9 @@ import click
 from bugless_api.cli._common import ID, Detail, client_options, command
 from bugless_api.cli._option_names import EDIT_COMMENT_OPTIONS, redact_options
 from bugless_api.cli._render import entry_text
+from bugless_api.cli._viewer_warnings import replaced_text, warn_of_hidden_people
 from bugless_api.cli.groups import issue_group
+from bugless_core.viewer_warnings import newly_mentioned
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -60,6 +62,9 @@ async def edit_comment_command(
     reply = await client.edit_comment(
         issue_id, entry_version, text, expected_version=expected_version
     )
+    if reply.issue is not None and reply.entry is not None and newly_mentioned((text,)):
+        replaced = await replaced_text(client, issue_id, entry_version, reply.entry.version)
+        await warn_of_hidden_people(client, reply.issue, [], texts=(text,), replaced=replaced)
     return _recorded(reply)
 
 

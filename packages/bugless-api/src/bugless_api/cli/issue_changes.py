@@ -228,7 +228,8 @@ async def _update_one(
     named = [changes["assignee"] or "", changes["verifier"] or "", *changes["cc_add"]]
     named += people_in_fields(reply.issue, field_specs(changes["fields"]))
     people = people_on(reply.issue) if component_id is not None else named
-    await warn_of_hidden_people(client, reply.issue, people)
+    texts = (changes["title"] or "", changes["comment"])
+    await warn_of_hidden_people(client, reply.issue, people, texts=texts)
     return issue_detail(reply.issue, await component_paths(client))
 
 

@@ -228,7 +228,9 @@ async def create_command(client: BuglessClient, **options: Any) -> Detail:
         # The issue may have been made: the same key finds it instead of a twin.
         exc.message = f"{exc.message} (to retry without a duplicate: --idempotency-key {key})"
         raise
-    await warn_of_hidden_people(client, issue, people_on(issue))
+    await warn_of_hidden_people(
+        client, issue, people_on(issue), texts=(options["title"], options["description"])
+    )
     return issue_detail(issue, await component_paths(client))
 
 
@@ -251,6 +253,7 @@ async def comment_command(
     reply = await client.comment(issue_id, text, expected_version=expected_version)
     assert reply.entry is not None
     assert reply.issue is not None
+    await warn_of_hidden_people(client, reply.issue, [], texts=(text,))
     entry = reply.entry
     created = entry.created_at.isoformat(timespec="seconds") if entry.created_at else ""
     return Detail(
