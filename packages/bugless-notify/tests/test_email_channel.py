@@ -359,3 +359,32 @@ async def test_a_one_click_link_is_the_unsubscribe_header_with_its_post_header(
         "<https://bugs.example.com/settings/notifications>"
     )
     assert "List-Unsubscribe-Post" not in second.message
+
+
+async def test_every_mail_of_one_tracker_carries_its_list_id(
+    channel: EmailChannel, smtp_sink: SmtpSink
+) -> None:
+    """RFC 2919: a filter sorts a tracker's mail by ``List-Id``, the web's host.
+
+    Before, there was none: only ``X-Bugless-Reason`` and the subject prefix,
+    neither of which tells two trackers apart.
+    """
+    queued = _notification()
+    rocket = dataclasses.replace(
+        queued,
+        message=dataclasses.replace(
+            queued.message, settings_url="https://Rocket.example.org:8443/settings/notifications"
+        ),
+    )
+    unsent = dataclasses.replace(
+        queued, message=dataclasses.replace(queued.message, settings_url="")
+    )
+    for notification in (queued, rocket, unsent):
+        assert (await channel.deliver(notification)).status is DeliveryStatus.DELIVERED
+    mails = smtp_sink.wait_for(3)
+    assert [m.message["List-Id"] for m in mails] == [
+        "bugless <bugless.bugs.example.com>",
+        "bugless <bugless.rocket.example.org>",
+        # No site link (queued by an older notifier): the Message-ID domain.
+        "bugless <bugless.bugs.example.com>",
+    ]

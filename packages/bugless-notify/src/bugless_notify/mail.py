@@ -13,6 +13,10 @@ What a mail client gets, and why:
 * ``X-Bugless-Delivery`` (the idempotency key), ``X-Bugless-Reason`` (why you
   got it, for filters) and ``Auto-Submitted: auto-generated`` (RFC 3834, so
   vacation responders do not answer);
+* ``List-Id: bugless <bugless.bugs.example.com>`` (RFC 2919): the web's host
+  (from the message's settings link, else the ``Message-ID`` domain) under the
+  label ``bugless``, the same for every mail of one tracker, so a mail filter
+  can sort a tracker's mail by it whoever sent it and why;
 * ``List-Unsubscribe: <https://…/unsubscribe/<token>>`` with
   ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058) when the
   message carries its recipient's one-click link and the web is served over
@@ -48,6 +52,7 @@ from collections.abc import Mapping
 from email.utils import formatdate, parseaddr
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import aiosmtplib
 
@@ -177,6 +182,18 @@ def thread_root_id(thread_id: str, domain: str) -> str:
     return f"<{thread_id}@{domain}>"
 
 
+def list_id(site_url: str, domain: str) -> str:
+    """The ``List-Id`` of a tracker (RFC 2919): ``bugless <bugless.HOST>``.
+
+    ``HOST`` is ``site_url``'s host name (one per tracker, which a sender
+    address shared by several trackers is not), else ``domain``.
+    """
+    host = (urlsplit(site_url).hostname or "").rstrip(".")
+    if not _DOMAIN.match(host):
+        host = domain
+    return f"bugless <bugless.{host.lower()}>"
+
+
 def build_email(notification: Notification, settings: SmtpSettings) -> bytes:
     """The mail for ``notification``, as sent (see the module docstring for its headers).
 
@@ -210,6 +227,7 @@ def build_email(notification: Notification, settings: SmtpSettings) -> bytes:
         headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     elif content.settings_url:
         headers.append(("List-Unsubscribe", f"<{content.settings_url}>"))
+    headers.append(("List-Id", list_id(content.settings_url, domain)))
     headers.append(("Auto-Submitted", "auto-generated"))
     return _mime.multipart_alternative(
         headers, content.text, content.html, seed=notification.delivery_id
