@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 from bugless_core.search import (
@@ -43,7 +44,7 @@ from bugless_core.search import (
     user_terms,
 )
 from bugless_core.search._ast import is_bare_value
-from bugless_core.search._fields import SUBTREE_FIELDS
+from bugless_core.search._fields import FIELD_SPECS, SUBTREE_FIELDS
 from bugless_proto import v1
 
 T = TypeVar("T")
@@ -197,14 +198,10 @@ def values_for(field: Field) -> st.SearchStrategy[Value]:
             return st.integers(0, 2**63 - 1).map(IntValue)
 
 
-ORDERED = {
-    Field.PRIORITY, Field.SEVERITY, Field.ID, Field.BLOCKING, Field.BLOCKED_BY, Field.PARENT,
-    Field.CANONICAL, Field.CREATED, Field.MODIFIED, Field.CLOSED,
-}  # fmt: skip
-NULLABLE = {
-    Field.ASSIGNEE, Field.REPORTER, Field.CC, Field.VERIFIER, Field.HOTLIST, Field.BLOCKING,
-    Field.BLOCKED_BY, Field.PARENT, Field.CANONICAL, Field.CLOSED, Field.ATTACHMENT,
-}  # fmt: skip
+#: The fields the language compares by order, and those an issue may lack (``none``,
+#: ``any``): the parser's own table, so a field made nullable is drawn with them.
+ORDERED = {field for field, spec in FIELD_SPECS.items() if spec.ordered}
+NULLABLE = {field for field, spec in FIELD_SPECS.items() if spec.nullable}
 
 
 @st.composite
@@ -225,6 +222,21 @@ def field_terms(draw: st.DrawFn) -> FieldTerm:
         chosen = (draw(values),)
     subtree = field in SUBTREE_FIELDS and op is Operator.EQ and draw(st.booleans())
     return FieldTerm(field, op, chosen, subtree)
+
+
+@pytest.mark.parametrize(
+    ("field", "op"),
+    [
+        (Field.COMMENTER, Operator.NONE),
+        (Field.COMMENTER, Operator.ANY),
+        (Field.STARRED_BY, Operator.NONE),
+        (Field.STAR_COUNT, Operator.GT),
+    ],
+)
+def test_the_round_trip_draws_each_null_and_ordered_form(field: Field, op: Operator) -> None:
+    """``commenter:none`` and the like are drawn, not only covered by the parity cases."""
+    drawn = find(field_terms(), lambda t: t.field is field and t.op is op)
+    assert (drawn.field, drawn.op) == (field, op)
 
 
 #: Custom field values: anything a person might type, bare or (alone) quoted.
