@@ -25,7 +25,7 @@ _MAX_PASSWORD = 1024
 #: Longest session id accepted (the ids issued are 24 characters).
 _MAX_SESSION_ID = 64
 #: Mails of one notifier batch per call.
-_MAX_UNSUBSCRIBE_TARGETS = 1000
+_MAX_UNSUBSCRIBE_TARGETS = limits.MAX_UNSUBSCRIBE_TARGETS
 
 
 def _check_batch(values: Sequence[str], field: str) -> None:

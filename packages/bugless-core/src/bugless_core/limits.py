@@ -18,6 +18,9 @@ MAX_USER_LOOKUP = 1000
 MAX_SUGGEST_USERS = 50
 #: People per CheckViewers call (and per GetUserGroups, which answers it).
 MAX_VIEWER_CHECK = 100
+#: Tokens per IssueUnsubscribeTokens call (the notifier asks in calls of at
+#: most this many: an issue may have more mail recipients).
+MAX_UNSUBSCRIBE_TARGETS = 1000
 
 MAX_TITLE_LENGTH = 500
 MAX_COMMENT_LENGTH = 65_536

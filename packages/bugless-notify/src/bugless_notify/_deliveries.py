@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from grpclib.exceptions import GRPCError
 
+from bugless_core import limits
 from bugless_core.clients import ActingFor, call, method_missing
 from bugless_core.errors import BuglessError, NotFound, PermissionDenied
 from bugless_core.issue_labels import holds_people
@@ -437,7 +438,12 @@ class IssueDeliveries:
     # ---- look-ups ----
 
     async def _unsubscribe_tokens(self, issue_id: int, user_ids: Sequence[str]) -> dict[str, str]:
-        """By person, the signed token of their one-click link muting ``issue_id`` (one call).
+        """By person, the signed token of their one-click link muting ``issue_id``.
+
+        One call per :data:`~bugless_core.limits.MAX_UNSUBSCRIBE_TARGETS`
+        people (the Authenticator's bound): an issue with more mail
+        recipients (a large component's subscribers) is asked in parts, not
+        refused, which would fail the batch at every try.
 
         An Authenticator of a release before these links (upgraded after
         this notifier, out of docs/upgrades.md's order) gives none: the
@@ -447,13 +453,20 @@ class IssueDeliveries:
         ids = sorted(set(user_ids))
         if not ids:
             return {}
+        step = limits.MAX_UNSUBSCRIBE_TARGETS
+        tokens: list[str] = []
         try:
-            reply = await call(
-                self._auth.issue_unsubscribe_tokens,
-                v1.IssueUnsubscribeTokensRequest(
-                    targets=[v1.UnsubscribeTarget(user_id=u, issue_id=issue_id) for u in ids]
-                ),
-            )
+            for start in range(0, len(ids), step):
+                reply = await call(
+                    self._auth.issue_unsubscribe_tokens,
+                    v1.IssueUnsubscribeTokensRequest(
+                        targets=[
+                            v1.UnsubscribeTarget(user_id=u, issue_id=issue_id)
+                            for u in ids[start : start + step]
+                        ]
+                    ),
+                )
+                tokens += reply.tokens
         except BuglessError as exc:
             if not (isinstance(exc.__cause__, GRPCError) and method_missing(exc.__cause__)):
                 raise
@@ -466,7 +479,7 @@ class IssueDeliveries:
                     "the Authenticator first)"
                 )
             return {}
-        return dict(zip(ids, reply.tokens, strict=True))
+        return dict(zip(ids, tokens, strict=True))
 
     async def _users(self, user_ids: Sequence[str]) -> dict[str, v1.User]:
         ids = sorted({u for u in user_ids if u})
