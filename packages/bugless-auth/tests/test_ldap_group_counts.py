@@ -256,3 +256,16 @@ async def test_filter_characters_in_a_group_name_match_only_that_name(
     for settings in (members_of, by_dn):
         assert await counts(settings, *crafted) == {}
         assert await counts(settings, team.group) == {team.group: 2}
+
+
+async def test_a_group_named_in_another_case_is_not_the_directory_s(slapd_server: Slapd) -> None:
+    team = await seed_team(slapd_server)
+    members_of = settings_for(slapd_server, group_entry_base=GROUPS_DN)
+    by_dn = settings_for(slapd_server, group_attribute="", group_search_base=GROUPS_DN)
+    shouted = team.group.upper()
+
+    # cn matches case-insensitively, but sign-ins record the entry's own name
+    # and an access list matches names exactly: an entry for the shouted name
+    # gives nobody access, so the directory holds no group of that name.
+    for settings in (members_of, by_dn):
+        assert await counts(settings, shouted, team.group) == {team.group: 2}

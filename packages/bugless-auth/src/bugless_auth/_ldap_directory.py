@@ -304,7 +304,9 @@ class LdapDirectory:
         """How many entries ``user_filter`` admits are members of ``group``; None: no such group.
 
         None too when sign-ins read no groups here (no ``group_search_base``
-        and an empty ``group_attribute``).
+        and an empty ``group_attribute``), and when the entry found is named
+        ``group`` only as the server compares names (``ENG`` finds ``cn=eng``):
+        sign-ins record ``eng``, which an access list's ``ENG`` does not match.
 
         Read as the service account, in the mode sign-ins read groups:
 
@@ -335,7 +337,9 @@ class LdapDirectory:
                 "group_entry_base is not set, so a group's entry cannot be found by its name"
             )
         named = f"({s.group_name_attribute}={escape_filter_exp(group)})"
-        wanted = [s.group_member_attribute] if search_mode else ["1.1"]
+        wanted = [s.group_name_attribute]
+        if search_mode:
+            wanted.append(s.group_member_attribute)
 
         async def find_group(conn: Any) -> list[Any]:
             result: list[Any] = await conn.search(
@@ -350,6 +354,16 @@ class LdapDirectory:
         if len(found) > 1:
             raise GroupCountUnknown(f"several entries under {base} are named {group!r}")
         if not found:
+            return None
+        # The filter matched the name as the server compares it (cn ignores
+        # case); sign-ins record the entry's own name, as groups() reads it,
+        # and an access list matches names exactly: another spelling of the
+        # name gives nobody access, so the directory holds no group so named.
+        if search_mode:
+            own_name = str((found[0].get(s.group_name_attribute) or [""])[0])
+        else:
+            own_name = group_name(str(found[0]["dn"]), s.group_name_attribute)
+        if own_name != group:
             return None
         if not search_mode:
             return await self._count_users(
