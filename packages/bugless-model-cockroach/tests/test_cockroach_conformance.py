@@ -43,6 +43,7 @@ from bugless_testing.model_contracts import (
     ServerInfoContract,
     ViewerCheckContract,
     WatchContract,
+    WatchReferenceContract,
     WatchResumeContract,
     WatchStateContract,
 )
@@ -96,6 +97,9 @@ class TestServerInfo(ServerInfoContract): ...
 
 
 class TestWatch(WatchContract): ...
+
+
+class TestWatchReference(WatchReferenceContract): ...
 
 
 class TestWatchResume(WatchResumeContract): ...

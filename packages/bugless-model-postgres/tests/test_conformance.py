@@ -38,6 +38,7 @@ from bugless_testing.model_contracts import (
     ServerInfoContract,
     ViewerCheckContract,
     WatchContract,
+    WatchReferenceContract,
     WatchResumeContract,
     WatchStateContract,
 )
@@ -93,6 +94,9 @@ class TestServerInfo(ServerInfoContract): ...
 
 
 class TestWatch(WatchContract): ...
+
+
+class TestWatchReference(WatchReferenceContract): ...
 
 
 class TestWatchResume(WatchResumeContract): ...

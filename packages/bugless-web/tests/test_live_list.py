@@ -272,3 +272,39 @@ async def test_a_watched_field_deleted_ends_the_stream_with_the_reason(
         await create_issue(model, world, "livelist after the field went")
         ended = await _next(events, "ended")
     assert str(defined.id) in ended.data or name in ended.data
+
+
+async def test_a_hotlist_made_private_under_a_live_list_ends_it_saying_why(
+    web_server: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    """The Model refuses a watch naming a hotlist the viewer may not see, as a search.
+
+    bob's page of alice's shared hotlist follows it; alice makes it private,
+    and the page's next connection (EventSource reconnects, resuming) is
+    told the query is refused, in the search page's words: a 200 stream with
+    ``ended``, not a 5xx, and not a list silently following nothing.
+    """
+    hotlist = await call(
+        model.create_hotlist,
+        v1.CreateHotlistRequest(caller=world.caller("alice"), name="Live " + secrets.token_hex(3)),
+    )
+    query = {"q": f"hotlistid:{hotlist.id}"}
+    headers = {"accept": "text/event-stream"}
+    async with _client(web_server) as client:
+        async with client.stream("GET", "/search/events", params=query, headers=headers) as live:
+            subscribed = await _next(_events(live), "subscribed")
+        hotlist.private = True
+        await call(
+            model.update_hotlist,
+            v1.UpdateHotlistRequest(
+                caller=world.caller("alice"),
+                hotlist=hotlist,
+                update_mask=FieldMask(paths=["private"]),
+            ),
+        )
+        resumed = {**headers, "last-event-id": subscribed.id or ""}
+        async with client.stream("GET", "/search/events", params=query, headers=resumed) as live:
+            assert live.status_code == 200
+            ended = await _next(_events(live), "ended", "subscribed")
+    assert ended.name == "ended"
+    assert ended.data == f"there is no hotlist {hotlist.id} that you may view"

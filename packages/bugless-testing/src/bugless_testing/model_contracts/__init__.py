@@ -38,6 +38,7 @@ from bugless_testing.model_contracts._search_parity import SearchParityContract
 from bugless_testing.model_contracts._search_references import (
     SearchComponentNameContract,
     SearchReferenceContract,
+    WatchReferenceContract,
 )
 from bugless_testing.model_contracts._server_info import ServerInfoContract
 from bugless_testing.model_contracts._settings import NotificationSettingsContract
@@ -80,6 +81,7 @@ __all__ = [
     "ServerInfoContract",
     "ViewerCheckContract",
     "WatchContract",
+    "WatchReferenceContract",
     "WatchResumeContract",
     "WatchStateContract",
 ]

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from grpclib.const import Status
 
-from bugless_core.search.build import any_of, negate, term
+from bugless_core.model.backend import Capability
+from bugless_core.search.build import all_of, any_of, negate, term
 from bugless_proto import v1
+from bugless_testing.events import DELIVERY_TIMEOUT, EventStream
 from bugless_testing.model_contracts._support import (
     ADMIN,
     ALICE,
@@ -39,6 +41,7 @@ from bugless_testing.model_contracts._support import (
     user_entry,
     within,
 )
+from bugless_testing.plugin import requires_capability
 
 F = v1.SearchField
 NO_SUCH_ID = UNKNOWN_ID
@@ -219,3 +222,65 @@ class SearchComponentNameContract:
         await _refused(model, name_first, ALICE, "named 'no such component'")
         subtree_first = any_of(in_subtree(NO_SUCH_ID), eq(F.COMPONENT, NO_SUCH_ID))
         await _refused(model, subtree_first, ALICE, f"component {NO_SUCH_ID}, nor one below it")
+
+
+async def _watch_refused(model: v1.ModelStub, request: v1.WatchRequest, *says: str) -> str:
+    """Watch ``request``: INVALID_ARGUMENT before the subscribed marker; its message."""
+
+    async def first_event() -> None:
+        async for event in model.watch(request, timeout=DELIVERY_TIMEOUT):
+            raise AssertionError(f"a query naming what is not there was watched: {event}")
+
+    error = await expect_error(first_event(), Status.INVALID_ARGUMENT, *says)
+    return error.message or ""
+
+
+@requires_capability(Capability.WATCH)
+class WatchReferenceContract:
+    """A query watch naming components and hotlists is refused as its search is."""
+
+    async def test_a_watch_is_refused_in_the_words_of_its_search_and_hidden_as_missing(
+        self, model: v1.ModelStub
+    ) -> None:
+        root = await make_component(model)
+        secret = await make_component(model, acl=[user_entry("alice", v1.Role.ADMIN)])
+        private = await make_hotlist(model, caller=ALICE, private=True)
+        head = (await model.read_feed(v1.ReadFeedRequest(caller=BOB, head_only=True))).head_position
+        for node in (
+            eq(F.COMPONENT, NO_SUCH_ID),
+            eq(F.COMPONENT, secret.id),
+            any_of(eq(F.COMPONENT, root.id), in_subtree(secret.id)),
+            within(root.id, negate(eq(F.HOTLIST, private.id))),
+            _named("no such component"),
+        ):
+            searched = await _refused(model, node, BOB)
+            query = v1.StructuredQuery(filter=node)
+            watched = await _watch_refused(model, v1.WatchRequest(caller=BOB, query=query))
+            assert watched == searched
+            resumed = v1.WatchRequest(caller=BOB, query=query, after_position=head)
+            assert await _watch_refused(model, resumed) == searched
+        hidden = await _watch_refused(
+            model, _watch_of(BOB, eq(F.COMPONENT, secret.id)), f"component {secret.id}"
+        )
+        missing = await _watch_refused(model, _watch_of(BOB, eq(F.COMPONENT, NO_SUCH_ID)))
+        assert hidden.replace(str(secret.id), "N") == missing.replace(str(NO_SUCH_ID), "N")
+
+    async def test_a_watch_of_what_the_caller_may_see_hears_its_changes(
+        self, model: v1.ModelStub
+    ) -> None:
+        root = await make_component(model)
+        hotlist = await make_hotlist(model, caller=ALICE, private=True, editors=["bob"])
+        node = all_of(within(root.id, eq(F.HOTLIST, hotlist.id)), _named(root.name))
+        stream = EventStream(model.watch(_watch_of(BOB, node), timeout=60))
+        try:
+            await stream.subscribed()
+            issue = await make_issue(model, root.id, hotlist_ids=[hotlist.id])
+            event = await stream.next()
+            assert event.issue is not None
+            assert event.issue.id == issue.id
+        finally:
+            await stream.close()
+
+
+def _watch_of(caller: v1.Caller, node: v1.SearchNode) -> v1.WatchRequest:
+    return v1.WatchRequest(caller=caller, query=v1.StructuredQuery(filter=node))

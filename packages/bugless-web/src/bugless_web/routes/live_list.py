@@ -23,8 +23,10 @@ search ran (:func:`list_position`). The web keeps no state between
 requests, so any replica resumes any stream. A position the feed no longer
 holds or that is not its own, or a resume the Model cannot serve, goes on
 live and tells the page the list may have changed meanwhile (``stale``); a
-query the Model stops watching (a custom field it names was deleted) ends
-the stream with the reason (``ended``), and the page stops following.
+query the Model stops watching (a custom field it names was deleted) or
+refuses as its search would (a hotlist it names made private or deleted, a
+component hidden) ends the stream with the reason (``ended``), and the page
+stops following.
 Past :data:`LIST_BACKLOG_EVENTS` unsent the watch ends and the page is
 told to refresh (``behind``); a Model that does not start the
 watch within ``call_timeout_seconds`` has the watch released and the
@@ -57,6 +59,7 @@ from bugless_core.ids import try_parse_id
 from bugless_core.limits import MAX_BATCH_CHANGE
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
+from bugless_web.form_errors import message_without_path
 from bugless_web.frontend import Frontend, form_int, frontend_of, viewer_of
 from bugless_web.live_streams import DRAIN_POLL_SECONDS, KEEPALIVE_SECONDS, Backlog
 from bugless_web.result_columns import columns_of
@@ -222,10 +225,13 @@ async def _stream(
                 continue
             if isinstance(item, InvalidArgument | FailedPrecondition):
                 # The query no longer watches (a custom field it names was
-                # deleted): reconnecting would be refused again, so the page
-                # stops and says why.
+                # deleted; a hotlist it names was made private or deleted, a
+                # component hidden, which the Model refuses as a search of
+                # it): reconnecting would be refused again, so the page stops
+                # and says why, in the words of the search page (no path of
+                # the query's tree, which no one typed).
                 _log.info("watch of a list refused: %s", item)
-                yield ServerSentEventMessage(data=item.message, event="ended")
+                yield ServerSentEventMessage(data=message_without_path(item.message), event="ended")
                 return
             if isinstance(item, BaseException):
                 _log.info("watch of a list ended: %s", item)
