@@ -130,7 +130,14 @@ class DatabaseBlobStore(BlobStore):
 
     @classmethod
     async def connect(cls, settings: DatabaseBlobSettings) -> Self:
-        """Open a pool on the Model's schema; refuse a schema without the blob tables."""
+        """Open a pool on the Model's schema; refuse a schema without the blob tables.
+
+        The pool sets no ``statement_timeout``, unlike the Model's: each of its
+        statements moves one chunk, one read batch or one page of hashes by
+        key, so none grows with a query, and an upload's length (its pauses,
+        between statements) is not a statement's. A role's or database's
+        default still applies (README, "The `database` blob store").
+        """
         schema_sql = quote_schema(settings.schema)
         server_settings = {
             "search_path": f"{schema_sql}, public",
