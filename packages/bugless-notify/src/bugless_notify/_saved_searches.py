@@ -9,6 +9,18 @@ issues they may not see never match). What each matched before is read in
 one statement; what changed is returned per issue, and recorded in the
 batch, so the consumer writes it with the deliveries.
 
+A subscription the notifier sees for the first time is **seeded**: its
+search runs over every issue, as its subscriber, and what it finds is
+recorded as matching without a mail (``saved_search_seen`` remembers it).
+Without that, ``saved_search_matches`` starts empty, and the first change
+to each issue that matched before the subscriber subscribed was mailed as
+a new match. The issues of the batch that first sees it are compared as
+before (with no earlier match: a match is mailed), since whether they
+matched before their change is not known, and a real new match must not be
+swallowed; seeding happens at the first change after subscribing. A
+subscription no longer listed (unsubscribed, deleted) is forgotten, its
+matches with it, so subscribing again seeds afresh.
+
 A query the Model refuses as written (INVALID_ARGUMENT: a hotlist its owner
 deleted or made private since, a component the subscriber may no longer
 view, a custom field gone) tells nothing of which issues match: its
@@ -67,6 +79,10 @@ class MatchChanges:
 
     added: set[MatchKey] = field(default_factory=set)
     removed: set[MatchKey] = field(default_factory=set)
+    #: ``(saved search id, user id)`` seeded in this batch.
+    seeded: set[tuple[int, str]] = field(default_factory=set)
+    #: ``(saved search id, user id)`` no longer subscribed: forgotten with their matches.
+    forgotten: set[tuple[int, str]] = field(default_factory=set)
 
 
 class SavedSearchMatcher:
@@ -93,6 +109,9 @@ class SavedSearchMatcher:
         self._matched_sql = (
             f"SELECT saved_search_id, user_id, issue_id FROM "
             f"{quote_schema(schema)}.saved_search_matches WHERE issue_id = ANY ($1::bigint[])"
+        )
+        self._seen_sql = (
+            f"SELECT saved_search_id, user_id FROM {quote_schema(schema)}.saved_search_seen"
         )
         self._resolved: dict[tuple[str, str], tuple[float, v1.SearchNode | None]] = {}
         self._clock = clock
@@ -194,6 +213,42 @@ class SavedSearchMatcher:
             return None
         return {i.id for i in found.issues}
 
+    async def _seed(self, subscription: v1.SavedSearchSubscription) -> set[int] | None:
+        """Every issue the subscription's search finds now, as its subscriber (pages of 500).
+
+        None when which match is not known (see :meth:`_matching`): it is
+        seeded at a later batch.
+        """
+        assert subscription.saved_search is not None
+        user = subscription.user_id
+        node = await self._filter(subscription.saved_search.query, user)
+        if node is None:
+            return None
+        found: set[int] = set()
+        try:
+            async for page in every_page(
+                self._acting.search_issues,
+                v1.SearchIssuesRequest(
+                    caller=v1.Caller(user_id=user), query=v1.StructuredQuery(filter=node)
+                ),
+                page_size=500,
+            ):
+                found.update(i.id for i in page.issues)
+        except (PermissionDenied, NotFound):
+            return set()
+        except Unavailable:
+            raise
+        except BuglessError as exc:
+            _log.warning(
+                "saved search %s of %s could not be seeded, tried again later: %s",
+                subscription.saved_search.id,
+                user,
+                exc.message,
+                extra={"saved_search_id": subscription.saved_search.id, "user_id": user},
+            )
+            return None
+        return found
+
     async def changes(
         self, conn: Any, issue_ids: Sequence[int], changes: MatchChanges
     ) -> dict[int, list[tuple[str, str]]]:
@@ -210,11 +265,17 @@ class SavedSearchMatcher:
             (r["saved_search_id"], r["user_id"], r["issue_id"])
             for r in await conn.fetch(self._matched_sql, ids)
         }
+        seen = {(r["saved_search_id"], r["user_id"]) for r in await conn.fetch(self._seen_sql)}
+        listed = {(s.saved_search.id, s.user_id) for s in subscriptions if s.saved_search}
+        changes.forgotten |= seen - listed
         limit = asyncio.Semaphore(SEARCHES_AT_ONCE)
 
         async def one(subscription: v1.SavedSearchSubscription) -> set[int] | None:
+            assert subscription.saved_search is not None
             async with limit:
-                return await self._matching(subscription, ids)
+                if (subscription.saved_search.id, subscription.user_id) in seen:
+                    return await self._matching(subscription, ids)
+                return await self._seed(subscription)
 
         found = await asyncio.gather(*(one(s) for s in subscriptions))
         out: dict[int, list[tuple[str, str]]] = {}
@@ -223,6 +284,13 @@ class SavedSearchMatcher:
             if matching is None:  # refused: which match is not known (see the module)
                 continue
             search = subscription.saved_search
+            if (search.id, subscription.user_id) not in seen:
+                # First sight: what matches now, beyond this batch, is
+                # recorded and mailed to nobody; the batch's issues are
+                # compared as ever (with nothing: whether they matched
+                # before their change is not known).
+                changes.seeded.add((search.id, subscription.user_id))
+                changes.added |= {(search.id, subscription.user_id, i) for i in matching - set(ids)}
             for issue_id in ids:
                 key = (search.id, subscription.user_id, issue_id)
                 now = issue_id in matching

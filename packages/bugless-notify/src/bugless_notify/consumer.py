@@ -137,6 +137,13 @@ class FeedConsumer:
             f"DELETE FROM {schema}.saved_search_matches "
             "WHERE saved_search_id = $1 AND user_id = $2 AND issue_id = $3"
         )
+        self._seeded_sql = (
+            f"INSERT INTO {schema}.saved_search_seen VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        )
+        self._forget_sqls = [
+            f"DELETE FROM {schema}.{table} WHERE saved_search_id = $1 AND user_id = $2"
+            for table in ("saved_search_seen", "saved_search_matches")
+        ]
         self._lock_key = f"bugless-notify-feed:{options.schema}"
         self._stopping = asyncio.Event()
         self.supervised = SupervisedLoop(
@@ -293,7 +300,7 @@ class FeedConsumer:
 
         await asyncio.gather(*(one_issue(i, e) for i, e in by_issue.items()))
         await self._render_redacted_again(batch)
-        await self._commit(position, answer.changes[-1].position, batch)
+        await self._commit(position, answer.changes[-1].position, batch, matches)
         self.handled += len(answer.changes)
 
     async def _render_redacted_again(self, batch: Batch) -> None:
@@ -314,7 +321,9 @@ class FeedConsumer:
             ids = [w.id for messages in waiting.values() for w in messages]
             batch.rewrites.append((ids, digests, rendered))
 
-    async def _commit(self, read_from: int, to: int, batch: Batch) -> None:
+    async def _commit(
+        self, read_from: int, to: int, batch: Batch, matches: MatchChanges | None = None
+    ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             current = await conn.fetchval(self._lock_cursor_sql, CURSOR)
             if current != read_from:
@@ -328,4 +337,8 @@ class FeedConsumer:
                 await conn.executemany(self._add_match_sql, sorted(batch.matches_added))
             if batch.matches_removed:
                 await conn.executemany(self._remove_match_sql, sorted(batch.matches_removed))
+            if matches is not None:
+                for forget in self._forget_sqls:
+                    await conn.executemany(forget, sorted(matches.forgotten))
+                await conn.executemany(self._seeded_sql, sorted(matches.seeded))
             await conn.execute(self._advance_sql, CURSOR, to)

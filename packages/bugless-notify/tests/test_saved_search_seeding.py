@@ -1,0 +1,130 @@
+"""Subscribing to a saved search mails what newly matches, not what already did.
+
+The notifier remembers each subscription's matches (``saved_search_matches``)
+to tell a new match from an old one. A new subscription started with none,
+so the first change to each issue that matched before someone subscribed
+was mailed to them as a new match (walk27: bob's subscription to
+``componentid:3+ is:open p<=p1`` mailed him about b/285 and b/280 on alice's
+bulk edit, though both had matched all along). The notifier now seeds a
+subscription when it first sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from bugless_core.deltas import issue_delta
+from bugless_dev.stack import LocalStack, RunningService
+from bugless_proto import v1
+from bugless_testing.smtp import ReceivedMail, SmtpSink
+
+ADMIN = v1.Caller(user_id="test-admin", admin=True)
+
+
+@pytest.fixture
+def notifier(bugless_stack: LocalStack, smtp_sink: SmtpSink) -> Iterator[RunningService]:
+    """One notifier on a schema of its own, mailing to the sink."""
+    service = bugless_stack.start_notify(
+        "--schema",
+        f"notify_{secrets.token_hex(4)}",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        str(smtp_sink.port),
+        "--smtp-security",
+        "none",
+        "--public-url",
+        "https://bugs.example.test",
+        name=f"notify-{secrets.token_hex(3)}",
+    )
+    try:
+        yield service
+    finally:
+        bugless_stack.stop_service(service)
+
+
+def _told(mails: list[ReceivedMail]) -> list[tuple[str, str, str]]:
+    return sorted(
+        (m.recipients[0].split("@")[0], m.message["X-Bugless-Reason"], m.message["Subject"])
+        for m in mails
+    )
+
+
+async def test_issues_that_matched_before_subscribing_are_not_mailed_as_new_matches(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    notifier: RunningService,
+    smtp_sink: SmtpSink,
+) -> None:
+    tag = secrets.token_hex(3)
+    ids = {
+        name: bugless_stack.add_user(
+            f"{name}{tag}", "pw-" + secrets.token_hex(8), email=f"{name}{tag}@example.test"
+        )["user_id"]
+        for name in ("alice", "sam", "cora")
+    }
+    alice, sam = v1.Caller(user_id=ids["alice"]), v1.Caller(user_id=ids["sam"])
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"seed-{tag}")
+    )
+
+    async def create(title: str) -> v1.Issue:
+        return await model.create_issue(
+            v1.CreateIssueRequest(
+                caller=alice,
+                fields=v1.IssueFields(
+                    title=f"{title} {tag}", component_id=component.id, priority=v1.Priority.P1
+                ),
+                cc=[ids["cora"]],
+            )
+        )
+
+    old, other = await create("old"), await create("other")
+    await smtp_sink.wait_for_async(2, 60)  # cora's mails: both created before sam subscribes
+    smtp_sink.clear()
+    search = await model.create_saved_search(
+        v1.CreateSavedSearchRequest(
+            caller=sam, name=f"p1-{tag}", query=f"componentid:{component.id} p:p1"
+        )
+    )
+    await model.set_saved_search_subscription(
+        v1.SetSavedSearchSubscriptionRequest(caller=sam, saved_search_id=search.id, subscribed=True)
+    )
+
+    new = await create("new")
+    mails = await smtp_sink.wait_for_async(2, 60)
+    assert _told(mails) == [
+        ("cora" + tag, "cc", f"[bugless] b/{new.id}: new {tag}"),
+        ("sam" + tag, "saved_search", f"[bugless] b/{new.id}: new {tag}"),
+    ], "a real new match is mailed"
+    smtp_sink.clear()
+
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=alice, issue_id=old.id, expected_version=old.version, comment="still here"
+        )
+    )
+    await smtp_sink.wait_for_async(1, 60)  # cora's mail: the batch is done
+    await asyncio.sleep(3.0)  # sam's would go with it
+    assert _told(smtp_sink.mails) == [("cora" + tag, "cc", f"[bugless] b/{old.id}: old {tag}")], (
+        "sam is not told of an issue that matched before he subscribed"
+    )
+    smtp_sink.clear()
+
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=alice,
+            issue_id=other.id,
+            expected_version=other.version,
+            delta=issue_delta(priority=v1.Priority.P2),
+        )
+    )
+    mails = await smtp_sink.wait_for_async(2, 60)
+    assert _told(mails) == [
+        ("cora" + tag, "cc", f"[bugless] b/{other.id}: other {tag}"),
+        ("sam" + tag, "saved_search", f"[bugless] b/{other.id}: other {tag}"),
+    ], "an issue seeded as matching is mailed when it stops matching"
