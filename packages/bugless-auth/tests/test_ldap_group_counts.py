@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from auth_support import unique
 from test_ldap_oidc_service import ldap_options, start_with_ldap
 
+from bugless_auth._ldap_group_counts import MAX_GROUPS_READ_PER_CALL
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
 from bugless_proto import v1
 from bugless_testing.slapd import (
@@ -269,3 +270,37 @@ async def test_a_group_named_in_another_case_is_not_the_directory_s(slapd_server
     # gives nobody access, so the directory holds no group of that name.
     for settings in (members_of, by_dn):
         assert await counts(settings, shouted, team.group) == {team.group: 2}
+
+
+async def test_reads_left_going_by_earlier_calls_are_bounded(slapd_server: Slapd) -> None:
+    silent: list[asyncio.StreamWriter] = []
+
+    async def accept_and_ignore(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)
+
+    server = await asyncio.start_server(accept_and_ignore, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = LdapAuthenticator(
+        settings_for(
+            slapd_server,
+            urls=(f"ldap://127.0.0.1:{port}",),
+            group_entry_base=GROUPS_DN,
+            connect_timeout=30.0,
+            operation_timeout=1.0,
+        )
+    )
+    try:
+        # Each view of a list of 20 new groups leaves 20 reads waiting on the
+        # silent directory after it answers "unknown"; two views' worth is the bound.
+        for view in range(2):
+            names = [f"view{view}-group{i}" for i in range(MAX_GROUPS_READ_PER_CALL)]
+            assert await backend.group_member_counts(names) == dict.fromkeys(names)
+        started = time.monotonic()
+        assert await backend.group_member_counts(["one-more"]) == {"one-more": None}
+        # No read started (none waited for): answered at once, not after operation_timeout.
+        assert time.monotonic() - started < 0.5
+    finally:
+        await backend.close()
+        server.close()
+        for writer in silent:
+            writer.close()

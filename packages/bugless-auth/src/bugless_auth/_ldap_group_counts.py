@@ -5,7 +5,8 @@ every view, so a count read from the directory is kept for
 ``group_count_seconds`` (per replica) and one read of a group serves every
 call that wants it meanwhile. A call reads at most
 :data:`MAX_GROUPS_READ_PER_CALL` groups that are not cached, at most
-``pool_size // 2`` at a time (sign-ins keep the rest of the pool), and waits
+``pool_size // 2`` at a time (sign-ins keep the rest of the pool), none
+while :data:`MAX_READS_PENDING` reads are still going on, and waits
 for them at most ``operation_timeout``: what is not read by then is
 "unknown" in the answer, never an error, and a read that goes on finishing is
 cached for the next view. Kept apart from :mod:`bugless_auth.ldap` because it
@@ -29,6 +30,12 @@ _log = logging.getLogger("bugless_auth.ldap")
 
 #: Groups not cached that one call reads from the directory; the rest are "unknown".
 MAX_GROUPS_READ_PER_CALL = 20
+
+#: Reads going on at once, over all calls: a read outlives the call that
+#: started it (its count is cached for the next view), so without a bound
+#: views of access lists of many groups, while the directory is slow, queue
+#: reads without end; past it a group not cached is "unknown" at once.
+MAX_READS_PENDING = 2 * MAX_GROUPS_READ_PER_CALL
 
 #: Groups whose counts are kept; past it, expired ones are dropped (names are
 #: an admin's input: any number of them could be asked for).
@@ -61,7 +68,8 @@ class GroupCounts:
 
         Unknown: the count could not be read in time (the directory is down
         or slow, or the call had more groups to read than
-        :data:`MAX_GROUPS_READ_PER_CALL`), or cannot be read at all
+        :data:`MAX_GROUPS_READ_PER_CALL`, or :data:`MAX_READS_PENDING` reads
+        of earlier calls are still going on), or cannot be read at all
         (:class:`GroupCountUnknown`: no ``group_entry_base`` in memberOf
         mode, more members than ``group_count_limit``).
         """
@@ -74,6 +82,8 @@ class GroupCounts:
                 outcomes[group] = cached[1]
             elif group in self._reading:
                 waiting[group] = self._reading[group]
+            elif len(self._reading) >= MAX_READS_PENDING:
+                outcomes[group] = GroupCountUnknown("the directory is still reading other groups")
             elif len(waiting) < MAX_GROUPS_READ_PER_CALL:
                 waiting[group] = self._start(group)
             else:
