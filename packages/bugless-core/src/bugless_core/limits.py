@@ -21,6 +21,9 @@ MAX_VIEWER_CHECK = 100
 #: Tokens per IssueUnsubscribeTokens call (the notifier asks in calls of at
 #: most this many: an issue may have more mail recipients).
 MAX_UNSUBSCRIBE_TARGETS = 1000
+#: Entries and candidate recipients per GetNotificationViews call (the
+#: notifier checks an issue's recipients in calls of at most this many).
+MAX_NOTIFICATION_VIEWS = 1000
 
 MAX_TITLE_LENGTH = 500
 MAX_COMMENT_LENGTH = 65_536

@@ -15,8 +15,8 @@ The feed consumer (:mod:`bugless_notify.consumer`) decides which entries to
 work on and commits what this module adds to a :class:`Batch`.
 
 Speed: per issue, one Model read for the issue and its entries, one for its
-recipients (however many), one Authenticator look-up of names (and one per
-change with ``@mentions``).
+recipients (one per 1,000 of them), one Authenticator look-up of names (one
+per 1,000) and one per change with ``@mentions``.
 """
 
 from __future__ import annotations
@@ -336,20 +336,38 @@ class IssueDeliveries:
         Model, so that its answer holds the path of the component left (and
         which recipients may see it) as well as the issue's own: without them
         a move read "Component: component 3 → Platform>Networking".
+
+        The Model checks at most :data:`~bugless_core.limits.MAX_NOTIFICATION_VIEWS`
+        recipients a call: more (a large component's subscribers) are
+        checked in calls of that many and the answers merged, rather than
+        refused, which would fail the batch at every try and hold up every
+        issue's mail after it. The common case is one call.
         """
         ids = sorted(user_ids)
         assertions = await asyncio.gather(
             *(self._assertion(u) for u in ids), return_exceptions=False
         )
         known = [(u, a) for u, a in zip(ids, assertions, strict=True) if a is not None]
+        versions = sorted({e.version for e in entries if any(_moves(c) for c in e.changes)})
+        step = limits.MAX_NOTIFICATION_VIEWS
+        parts = [known[start : start + step] for start in range(step, len(known), step)]
+        merged = await self._views(issue_id, known[:step], versions)
+        for part in parts:
+            merged = _merged(merged, await self._views(issue_id, part, versions))
+        return merged
+
+    async def _views(
+        self, issue_id: int, part: Sequence[tuple[str, str]], versions: Sequence[int]
+    ) -> v1.NotificationViews:
+        """One GetNotificationViews of ``part`` (user id, assertion) of the recipients."""
         return await call(
             self._model.get_notification_views,
             v1.GetNotificationViewsRequest(
                 caller=NOTIFIER,
                 issue_id=issue_id,
-                viewer_assertions=[a for _, a in known if a],
-                viewers=[v1.Caller(user_id=u) for u, _ in known],
-                versions=sorted({e.version for e in entries if any(_moves(c) for c in e.changes)}),
+                viewer_assertions=[a for _, a in part if a],
+                viewers=[v1.Caller(user_id=u) for u, _ in part],
+                versions=list(versions),
             ),
         )
 
@@ -482,11 +500,21 @@ class IssueDeliveries:
         return dict(zip(ids, tokens, strict=True))
 
     async def _users(self, user_ids: Sequence[str]) -> dict[str, v1.User]:
+        """``user_ids``' users, in calls of at most :data:`~bugless_core.limits.MAX_USER_LOOKUP`.
+
+        That is the Authenticator's bound: an issue mailing more people is
+        looked up in parts, not refused (which would fail its batch at every
+        try).
+        """
         ids = sorted({u for u in user_ids if u})
-        if not ids:
-            return {}
-        found = await call(self._auth.get_users, v1.GetUsersRequest(user_ids=ids))
-        return {u.user_id: u for u in found.users}
+        step = limits.MAX_USER_LOOKUP
+        users: dict[str, v1.User] = {}
+        for start in range(0, len(ids), step):
+            found = await call(
+                self._auth.get_users, v1.GetUsersRequest(user_ids=ids[start : start + step])
+            )
+            users |= {u.user_id: u for u in found.users}
+        return users
 
     async def _user_ids(self, usernames: Sequence[str]) -> list[str]:
         if not usernames:
@@ -495,6 +523,21 @@ class IssueDeliveries:
             self._auth.lookup_users, v1.LookupUsersRequest(usernames=list(usernames))
         )
         return [u.user_id for u in found.users]
+
+
+def _merged(first: v1.NotificationViews, more: v1.NotificationViews) -> v1.NotificationViews:
+    """``first`` with the recipients ``more`` answers about (another part of them) added.
+
+    The issue, entries and audience are ``first``'s; viewers and settings
+    are each recipient's own, and the paths and hotlist names are unions
+    (each part names those of its read, the same unless the issue changed
+    between the calls, when a viewer's ids must still find their names).
+    """
+    first.viewers += more.viewers
+    first.settings += more.settings
+    first.component_paths = {**more.component_paths, **first.component_paths}
+    first.hotlist_names = {**more.hotlist_names, **first.hotlist_names}
+    return first
 
 
 def _people_named(issue: v1.Issue, entry: v1.HistoryEntry) -> set[str]:

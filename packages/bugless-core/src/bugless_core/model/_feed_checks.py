@@ -74,7 +74,7 @@ def check_update_notification_settings(request: v1.UpdateNotificationSettingsReq
 
 
 #: GetNotificationViews: most entries and candidate recipients per call.
-MAX_NOTIFICATION_VIEWS = 1000
+MAX_NOTIFICATION_VIEWS = limits.MAX_NOTIFICATION_VIEWS
 
 
 def check_get_notification_views(request: v1.GetNotificationViewsRequest) -> None:
