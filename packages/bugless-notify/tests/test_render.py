@@ -582,3 +582,28 @@ def test_a_saved_search_mail_says_how_to_unsubscribe_from_the_search() -> None:
     )
     other = render_notification(notice(reason=Reason.CC))
     assert searches not in other.text + other.html
+
+
+def test_an_edit_reads_as_an_edit_of_the_comment_or_the_description() -> None:
+    """An edit is the new text of an earlier entry's, not a new comment.
+
+    Before, bob's edit of his comment read "Bob Jones commented on b/123",
+    and alice's edit of the description quoted it under "Comment:".
+    """
+    base = notice()
+
+    def edit(of: int) -> NotificationMessage:
+        entry = dataclasses.replace(base.entry, changes=[], edits_version=of, comment="@carol new")
+        return render_notification(dataclasses.replace(base, entry=entry))
+
+    comment = edit(3)
+    assert comment.text.startswith("Alice Smith edited a comment on b/123: Disk full on /var\n")
+    assert "\nComment:\n\n  @carol new\n" in comment.text
+    assert "</b> edited a comment on <a" in comment.html
+    description = edit(1)
+    assert description.text.startswith(
+        "Alice Smith edited the description of b/123: Disk full on /var\n"
+    )
+    assert "\nDescription:\n\n  @carol new\n" in description.text
+    assert "<p><b>Description</b></p>" in description.html
+    assert "edited the description of it" in description.chat_text

@@ -334,6 +334,9 @@ class _Renderer:
     def action(self) -> str:
         if self.created:
             return "created"
+        if self.entry.edits_version:
+            # An edit's comment is the new text of an earlier entry's: not a new comment.
+            return "edited the description of" if self.edits_description else "edited a comment on"
         if self.entry.caused_by_issue_id:
             return f"changed through {issue_ref(self.entry.caused_by_issue_id)}"
         if self.entry.redaction_target in _REDACTED_WHAT:
@@ -346,6 +349,16 @@ class _Renderer:
             if self.entry.deleted_attachment_id:
                 return "deleted an attachment of"
         return "changed" if self.entry.changes else "commented on"
+
+    @property
+    def edits_description(self) -> bool:
+        """The entry edits the description (the text of entry 1, the creation)."""
+        return self.entry.edits_version == 1
+
+    @property
+    def text_heading(self) -> str:
+        """What the entry's text is: a description (a creation's, or edited) or a comment."""
+        return "Description" if self.created or self.edits_description else "Comment"
 
     def attachment_lines(self) -> list[str]:
         """Files the entry attached or deleted, as "name (size)" sentences."""
@@ -405,7 +418,7 @@ class _Renderer:
         if self.entry.comment:
             # The heading's blank line already separates a comment-only change.
             out += [""] if out[-1] else []
-            out += ["Description:" if self.created else "Comment:", ""]
+            out += [f"{self.text_heading}:", ""]
             comment = with_site_links(self.entry.comment, self.base)
             out += [f"  {row}" if row else "" for row in comment.splitlines()]
         elif self.entry.comment_redacted:
@@ -444,7 +457,7 @@ class _Renderer:
             parts += [f"<li>{e(line)}</li>" for line in files]
             parts.append("</ul>")
         if self.entry.comment:
-            heading = "Description" if self.created else "Comment"
+            heading = self.text_heading
             parts.append(
                 f'<p><b>{heading}</b></p><div style="white-space:pre-wrap;border-left:3px solid '
                 f'#ccc;padding-left:8px">{e(with_site_links(self.entry.comment, self.base))}</div>'
