@@ -5,10 +5,14 @@ A real Authenticator over gRPC on a real database.
 
 from __future__ import annotations
 
+import base64
+import json
+
 from auth_support import AuthServer, set_disabled, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
+from bugless_auth.identity_checks import UNSUBSCRIBE_ASSERTION_TTL_SECONDS
 from bugless_proto import v1
 
 
@@ -24,7 +28,11 @@ async def _tokens(auth: AuthServer, *targets: tuple[str, int]) -> list[str]:
 async def test_a_token_grants_its_person_and_issue_and_an_assertion_only_when_redeemed(
     auth: AuthServer,
 ) -> None:
-    """check_only says what a link would mute (the confirm page) and makes no session."""
+    """check_only says what a link would mute (the confirm page) and makes no session.
+
+    Redeemed, the assertion is scoped to muting that one issue, lives a
+    minute, and records no session either.
+    """
     ann = await auth.add_user(unique("ann"))
     bob = await auth.add_user(unique("bob"))
     for_ann, for_bob = await _tokens(auth, (ann.user_id, 7), (bob.user_id, 8))
@@ -45,6 +53,12 @@ async def test_a_token_grants_its_person_and_issue_and_an_assertion_only_when_re
     assert redeemed.identity.user is not None
     assert redeemed.identity.user.user_id == bob.user_id
     assert redeemed.identity.assertion
+    claims = json.loads(base64.urlsafe_b64decode(redeemed.identity.assertion.split(".")[1] + "=="))
+    assert claims["scp"] == {"method": "SetIssueMute", "issue_id": 8, "muted": True}
+    assert claims["sub"] == bob.user_id
+    assert claims["sid"] == ""
+    assert claims["exp"] - claims["iat"] == UNSUBSCRIBE_ASSERTION_TTL_SECONDS
+    assert await auth.service.sessions.count_live(bob.user_id) == 0
 
 
 async def test_a_forged_altered_foreign_or_expired_token_is_refused_saying_why(

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bugless_core.assertions import AssertionVerifier, key_id, sign_assertion, signing_key_id
-from bugless_core.errors import Unauthenticated, Unavailable
+from bugless_core.assertions import (
+    SCOPED_ASSERTION_TYPE,
+    AssertionVerifier,
+    Scope,
+    key_id,
+    sign_assertion,
+    signing_key_id,
+)
+from bugless_core.errors import PermissionDenied, Unauthenticated, Unavailable
 from bugless_proto import v1
 
 
@@ -166,3 +175,70 @@ def test_an_assertions_signing_key_is_read_from_its_header_without_verifying() -
     assert signing_key_id(_sign(new, clock)) == key_id(new.public_key()) != key_id(old.public_key())
     assert signing_key_id("not.an.assertion") == ""
     assert signing_key_id("x" * 10) == ""
+
+
+async def test_a_scoped_assertion_allows_its_one_call_and_names_what_it_refuses() -> None:
+    """The Model's refusals on a real stack: bugless-dev trust/test_scoped_assertions."""
+    key, clock = Ed25519PrivateKey.generate(), _Clock()
+    verifier = AssertionVerifier(_Authenticator(key).fetch, clock=clock)
+    scope = Scope(method="SetIssueMute", fields=(("issue_id", 7), ("muted", True)))
+    claims = await verifier.claims(_sign(key, clock, scope=scope))
+    unscoped = await verifier.claims(_sign(key, clock, user_id="u2"))
+
+    assert claims.scope == scope
+    assert unscoped.scope is None
+    claims.scope.check_method("SetIssueMute")
+    claims.scope.check_request(v1.SetIssueMuteRequest(issue_id=7, muted=True))
+    with pytest.raises(
+        PermissionDenied, match=r"SetIssueMute\(issue_id=7, muted=True\), not for GetIssue"
+    ):
+        claims.scope.check_method("GetIssue")
+    for request, field in (
+        (v1.SetIssueMuteRequest(issue_id=8, muted=True), "issue_id"),
+        (v1.SetIssueMuteRequest(issue_id=7, muted=False), "muted"),
+        (v1.GetIssueRequest(issue_id=7), "muted"),  # no such field: refused
+    ):
+        with pytest.raises(PermissionDenied, match=f"^{field}: ") as refused:
+            claims.scope.check_request(request)
+        assert refused.value.metadata == {"field": field}
+    # A bool is an int in Python: True is not issue 1, nor 1 muted=true.
+    ones = Scope(method="M", fields=(("issue_id", 1), ("muted", True)))
+    with pytest.raises(PermissionDenied):
+        ones.check_request(v1.SetIssueMuteRequest(issue_id=True, muted=True))
+
+
+async def test_a_scope_must_match_the_header_that_says_it_is_scoped() -> None:
+    """``scp`` under the plain ``typ`` (what a Model before scopes reads) is invalid.
+
+    As is a scoped ``typ`` without ``scp``; the same header and claims
+    re-signed together verify (the control).
+    """
+    key, clock = Ed25519PrivateKey.generate(), _Clock()
+    verifier = AssertionVerifier(_Authenticator(key).fetch, clock=clock)
+    scoped = _sign(key, clock, scope=Scope(method="SetIssueMute", fields=(("issue_id", 7),)))
+    plain = _sign(key, clock)
+
+    assert json.loads(base64.urlsafe_b64decode(scoped.split(".")[0] + "=="))["typ"] == (
+        SCOPED_ASSERTION_TYPE
+    )
+
+    def resigned(head: str, body: str, **extra: Any) -> str:
+        header = json.loads(base64.urlsafe_b64decode(head.split(".", maxsplit=1)[0] + "=="))
+        claims = json.loads(base64.urlsafe_b64decode(body.split(".")[1] + "==")) | extra
+        signing_input = ".".join(
+            base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+            for part in (header, claims)
+        )
+        signature = base64.urlsafe_b64encode(key.sign(signing_input.encode())).rstrip(b"=")
+        return f"{signing_input}.{signature.decode()}"
+
+    assert (await verifier.claims(resigned(scoped, scoped))).scope is not None
+    assert (await verifier.claims(resigned(plain, plain))).scope is None
+    for forged in (
+        resigned(plain, scoped),
+        resigned(scoped, plain),
+        resigned(scoped, plain, scp=None),
+        resigned(scoped, plain, scp={"method": 7}),
+    ):
+        with pytest.raises(Unauthenticated, match="invalid"):
+            await verifier.claims(forged)

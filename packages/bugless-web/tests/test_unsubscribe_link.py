@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar.testing import AsyncTestClient
-from web_support import World, create_issue
+from web_support import World, create_issue, sign_in
 
 from bugless_auth.tokens import load_key
 from bugless_auth.unsubscribe import UnsubscribeTokens
@@ -107,3 +107,26 @@ async def test_a_forged_or_expired_link_is_a_400_page_saying_why_and_mutes_nothi
             assert "nothing was muted" in response.text
     assert await _muted(model, world, "bob") == before
     assert issue.id not in before
+
+
+async def test_a_signed_in_viewer_sees_their_own_header_on_the_link_pages(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The confirm and done pages show who is signed in here, as every page does.
+
+    Before, they showed the signed-out header (no menu, no Sign out) to
+    someone signed in. The mute is still the link's person's.
+    """
+    issue = await create_issue(model, world, f"Chatty {secrets.token_hex(3)}")
+    token = await _token(world, "bob", issue.id)
+    await sign_in(client, "bob")
+
+    for page in (
+        await client.get(f"/unsubscribe/{token}"),
+        await client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}),
+    ):
+        assert page.status_code == 200, page.text
+        assert 'action="/signout"' in page.text
+        assert 'href="/settings/notifications" title="Notification settings"' in page.text
+        assert "Bob Builder" in page.text
+    assert issue.id in await _muted(model, world, "bob")

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc.jwk import OKPKey
 
 from bugless_auth.tokens import SigningKey
-from bugless_core.assertions import DEFAULT_TTL_SECONDS, key_id, sign_assertion
+from bugless_core.assertions import DEFAULT_TTL_SECONDS, Scope, key_id, sign_assertion
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.auth")
@@ -61,8 +61,20 @@ class AssertionIssuer:
         self.issuer = issuer
         self.ttl_seconds = ttl_seconds
 
-    def with_assertion(self, identity: v1.Identity, session_id: str) -> v1.Identity:
-        """``identity`` carrying a fresh assertion of it, for ``session_id``."""
+    def with_assertion(
+        self,
+        identity: v1.Identity,
+        session_id: str,
+        *,
+        scope: Scope | None = None,
+        ttl_seconds: float | None = None,
+    ) -> v1.Identity:
+        """``identity`` carrying a fresh assertion of it, for ``session_id``.
+
+        With ``scope`` the assertion is good for that one Model call only
+        (a one-click unsubscribe's mute); ``ttl_seconds`` overrides how long
+        it lives.
+        """
         if self._signing is None:
             return identity
         user = identity.user or v1.User()
@@ -73,7 +85,8 @@ class AssertionIssuer:
             permissions=identity.permissions,
             session_id=session_id,
             issuer=self.issuer,
-            ttl_seconds=self.ttl_seconds,
+            ttl_seconds=self.ttl_seconds if ttl_seconds is None else ttl_seconds,
+            scope=scope,
         )
         identity.assertion = assertion
         identity.assertion_expires_at = _timestamp(expires_at)

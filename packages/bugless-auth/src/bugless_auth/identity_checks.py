@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from bugless_auth.policy import ADMIN, Decision
 from bugless_auth.session_kinds import SERVICE
+from bugless_core.assertions import Scope
 from bugless_core.errors import NotFound, PermissionDenied, Unauthenticated
 from bugless_proto import v1
 
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from bugless_auth.store import UserRecord
     from bugless_auth.tokens import SessionClaims, TokenAuthority
     from bugless_auth.unsubscribe import UnsubscribeTokens
+
+#: How long a one-click unsubscribe's scoped assertion lives: one mute call.
+UNSUBSCRIBE_ASSERTION_TTL_SECONDS = 60.0
 
 DISABLED = "this account is disabled; ask a bugless administrator"
 SESSION_ENDED = "this session has ended (signed out, or ended by an administrator): sign in again"
@@ -100,6 +104,24 @@ class IdentityChecks:
 
     # ---- identity assertions ----
 
+    async def _assertable(self, user_id: str) -> CachedUser:
+        """``user_id``'s cached record, unless they may have no assertion.
+
+        Raises:
+            NotFound: no such user.
+            PermissionDenied: disabled, or a placeholder; the message says which.
+        """
+        cached = await self.directory.get(user_id)
+        if cached is None:
+            raise NotFound(f"user_id: no user has the id {user_id!r}")
+        if cached.record.disabled or cached.record.placeholder:
+            what = "disabled" if cached.record.disabled else "a placeholder"
+            raise PermissionDenied(
+                f"user {user_id!r} is {what}: no assertion is issued",
+                reason="USER_DISABLED" if cached.record.disabled else "USER_PLACEHOLDER",
+            )
+        return cached
+
     async def issue_assertion(self, user_id: str, *, requested_by: str = "") -> v1.Identity:
         """An identity with an assertion for ``user_id``, for a service acting for them.
 
@@ -130,15 +152,7 @@ class IdentityChecks:
                 disabled, or is a placeholder merged into no account; the
                 message says which.
         """
-        cached = await self.directory.get(user_id)
-        if cached is None:
-            raise NotFound(f"user_id: no user has the id {user_id!r}")
-        if cached.record.disabled or cached.record.placeholder:
-            what = "disabled" if cached.record.disabled else "a placeholder"
-            raise PermissionDenied(
-                f"user {user_id!r} is {what}: no assertion is issued",
-                reason="USER_DISABLED" if cached.record.disabled else "USER_PLACEHOLDER",
-            )
+        cached = await self._assertable(user_id)
         session_id = secrets.token_urlsafe(18)
         identity = self.assertions.with_assertion(self._identity(cached, SERVICE), session_id)
         expires = identity.assertion_expires_at
@@ -173,20 +187,34 @@ class IdentityChecks:
 
         The web uses the assertion to mute that one issue for the person,
         with no session of theirs (the link in their mail is the authority).
-        It is issued as :meth:`issue_assertion`'s, with a session of its own
-        that ending the person's sessions ends, and none for a disabled person.
+        The assertion is scoped (``scp``): the Model takes it for
+        ``SetIssueMute(issue_id=<the token's>, muted=true)`` and refuses it
+        for any other call, so a web that misused it could do no more than
+        the link already lets anyone holding the mail do. It lives
+        :data:`UNSUBSCRIBE_ASSERTION_TTL_SECONDS` and records no session:
+        one row a click, kept until it expired, would bound nothing that
+        the scope and the short life do not, and ending the person's
+        sessions need not stop a mute. A disabled person gets none (as the
+        cached record says: a mute by someone disabled a moment ago harms
+        nothing).
 
         Raises:
             InvalidArgument: the token is forged, altered or expired (the
                 message says which).
-            NotFound, PermissionDenied: as :meth:`issue_assertion`.
+            NotFound, PermissionDenied: no such person, or disabled, as
+                :meth:`issue_assertion`.
         """
         user_id, issue_id = self.unsubscribe_tokens_signer.verify(token)
         grant = v1.UnsubscribeGrant(user_id=user_id, issue_id=issue_id)
-        if not check_only:
-            grant.identity = await self.issue_assertion(
-                user_id, requested_by="service:web one-click unsubscribe"
-            )
+        if check_only:
+            return grant
+        cached = await self._assertable(user_id)
+        grant.identity = self.assertions.with_assertion(
+            self._identity(cached, SERVICE),
+            "",
+            scope=Scope(method="SetIssueMute", fields=(("issue_id", issue_id), ("muted", True))),
+            ttl_seconds=UNSUBSCRIBE_ASSERTION_TTL_SECONDS,
+        )
         return grant
 
     async def user_groups(self, user_ids: Sequence[str]) -> v1.GetUserGroupsResponse:

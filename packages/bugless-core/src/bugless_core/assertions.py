@@ -13,9 +13,17 @@ Claims: ``sub`` (user id), ``grp`` (groups), ``adm`` and ``imp`` (the global
 ``admin`` and ``import_issues`` permissions), ``sid`` (the session the
 assertion was issued for; empty for one issued to a service acting for a user,
 see ``IssueAssertion``), ``aud`` (always :data:`AUDIENCE`), ``iss``, ``iat``,
-``exp``; the header names the key (``kid``), so keys rotate: the Authenticator
-publishes every key an unexpired assertion may be signed with
-(``GetVerificationKeys``), and the Model refetches on an unknown ``kid``.
+``exp``, and optionally ``scp``: a scoped assertion (:class:`Scope`) is good
+for one Model call on one target with one value, e.g. ``{"method":
+"SetIssueMute", "issue_id": 7, "muted": true}`` for a one-click unsubscribe
+link, and the Model refuses it for anything else (PERMISSION_DENIED, in
+:mod:`bugless_core.model._callers`); one without ``scp`` is good for whatever
+its person may do. A scoped assertion's header says so
+(:data:`SCOPED_ASSERTION_TYPE`), so a Model that predates scopes refuses it
+instead of reading it as unscoped. The header names the key (``kid``), so
+keys rotate: the Authenticator publishes every key an unexpired assertion
+may be signed with (``GetVerificationKeys``), and the Model refetches on an
+unknown ``kid``.
 
 This module is the one home of the format: the Authenticator signs with
 :func:`sign_assertion`, the Model verifies with :class:`AssertionVerifier`.
@@ -37,7 +45,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from bugless_core.errors import Unauthenticated, Unavailable
+from bugless_core.errors import PermissionDenied, Unauthenticated, Unavailable
 from bugless_core.outage import OutageLog
 from bugless_proto import v1
 
@@ -55,6 +63,10 @@ METADATA_KEY: Final = "bugless-assertion"
 AUDIENCE: Final = "bugless-model"
 #: The JWS ``typ`` of an assertion, so no other signed object passes as one.
 ASSERTION_TYPE: Final = "bugless-assertion"
+#: The ``typ`` of a scoped assertion (one with ``scp``): a Model of a release
+#: before scopes refuses it as invalid, where it would have ignored ``scp``
+#: and taken the assertion for anything its person may do.
+SCOPED_ASSERTION_TYPE: Final = "bugless-scoped-assertion"
 #: How long an assertion lives by default.
 DEFAULT_TTL_SECONDS: Final = 300.0
 _ALGORITHM: Final = "Ed25519"
@@ -64,6 +76,71 @@ MAX_ASSERTION_LENGTH: Final = 16 * 1024
 _INVALID = "the identity assertion is invalid"
 _EXPIRED = "the identity assertion has expired: the frontend must get a new one"
 _REVOKED = "the identity assertion's session has ended: sign in again"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The one call a scoped assertion is good for (its ``scp`` claim).
+
+    Attributes:
+        method: The Model method's name (``SetIssueMute``).
+        fields: The request fields it must carry, with their values
+            (``(("issue_id", 7), ("muted", True))``): any other value of
+            one of them, or a request without one, is refused.
+    """
+
+    method: str
+    fields: tuple[tuple[str, int | str | bool], ...]
+
+    def to_claim(self) -> dict[str, int | str | bool]:
+        """The ``scp`` claim."""
+        return {"method": self.method, **dict(self.fields)}
+
+    def check_method(self, method: str) -> None:
+        """Refuse a call of ``method`` unless it is the one this scope allows.
+
+        Raises:
+            PermissionDenied: another method; the message names both.
+        """
+        if method != self.method:
+            raise PermissionDenied(
+                f"this identity assertion is only good for {self._describe()}, not for {method}",
+                reason="ASSERTION_SCOPE",
+            )
+
+    def check_request(self, request: Any) -> None:
+        """Refuse ``request`` unless each scoped field has its scoped value.
+
+        Raises:
+            PermissionDenied: a field with another value (or none); the
+                message names it.
+        """
+        for name, value in self.fields:
+            got = getattr(request, name, None)
+            # bool is an int: True must not pass for issue_id 1, nor 1 for muted.
+            if type(got) is not type(value) or got != value:
+                raise PermissionDenied(
+                    f"{name}: this identity assertion is only good for {self._describe()}, "
+                    f"not {name}={got!r}",
+                    reason="ASSERTION_SCOPE",
+                    metadata={"field": name},
+                )
+
+    def _describe(self) -> str:
+        values = ", ".join(f"{name}={value!r}" for name, value in self.fields)
+        return f"{self.method}({values})"
+
+
+def _scope(claim: object) -> Scope | None:
+    """The ``scp`` claim as a :class:`Scope`; Unauthenticated if malformed."""
+    if claim is None:
+        return None
+    if not isinstance(claim, dict) or not isinstance(claim.get("method"), str):
+        raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
+    fields = tuple(sorted((k, v) for k, v in claim.items() if k != "method"))
+    if not all(isinstance(v, int | str | bool) for _, v in fields):
+        raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
+    return Scope(method=claim["method"], fields=fields)
 
 
 @dataclass(frozen=True)
@@ -78,6 +155,7 @@ class AssertionClaims:
         session_id: The session it was issued for ("" for a service's).
         expires_at: Unix time it stops being accepted.
         key_id: The key that signed it.
+        scope: The one call it is good for; ``None`` for any.
     """
 
     user_id: str
@@ -87,6 +165,7 @@ class AssertionClaims:
     session_id: str
     expires_at: float
     key_id: str
+    scope: Scope | None = None
 
     def caller(self) -> v1.Caller:
         """The Model caller it stands for."""
@@ -122,16 +201,20 @@ def sign_assertion(
     ttl_seconds: float = DEFAULT_TTL_SECONDS,
     now: float | None = None,
     audience: str = AUDIENCE,
+    scope: Scope | None = None,
 ) -> tuple[str, float]:
     """Sign an assertion for ``user_id``; return it and when it expires.
+
+    With ``scope`` it is good for that one call only (the ``scp`` claim).
 
     ``now`` and ``audience`` are for tests that need an expired or misdirected
     assertion signed by a real key.
     """
     issued = int(time.time() if now is None else now)
     expires = issued + int(ttl_seconds)
-    header = {"alg": _ALGORITHM, "typ": ASSERTION_TYPE, "kid": key_id(key.public_key())}
-    claims = {
+    kind = ASSERTION_TYPE if scope is None else SCOPED_ASSERTION_TYPE
+    header = {"alg": _ALGORITHM, "typ": kind, "kid": key_id(key.public_key())}
+    claims: dict[str, Any] = {
         "iss": issuer,
         "aud": audience,
         "sub": user_id,
@@ -142,6 +225,8 @@ def sign_assertion(
         "iat": issued,
         "exp": expires,
     }
+    if scope is not None:
+        claims["scp"] = scope.to_claim()
     signing_input = (
         _encode(json.dumps(header, separators=(",", ":")).encode())
         + "."
@@ -185,10 +270,13 @@ def signing_key_id(assertion: str) -> str:
     return kid if isinstance(kid, str) else ""
 
 
-def _claims(claims: dict[str, Any], kid: str) -> AssertionClaims:
+def _claims(claims: dict[str, Any], kid: str, *, scoped: bool) -> AssertionClaims:
     groups = claims.get("grp")
+    scope = _scope(claims.get("scp"))
     if (
-        claims.get("aud") != AUDIENCE
+        ("scp" in claims) != scoped
+        or (scope is not None) != scoped
+        or claims.get("aud") != AUDIENCE
         or not isinstance(claims.get("sub"), str)
         or not claims["sub"]
         or not isinstance(claims.get("exp"), int)
@@ -205,6 +293,7 @@ def _claims(claims: dict[str, Any], kid: str) -> AssertionClaims:
         session_id=claims.get("sid", ""),
         expires_at=float(claims["exp"]),
         key_id=kid,
+        scope=scope,
     )
 
 
@@ -297,7 +386,8 @@ class AssertionVerifier:
     async def _verify(self, assertion: str, now: float) -> AssertionClaims:
         header, claims, signing_input, signature = _parse(assertion)
         kid = header.get("kid")
-        if header.get("alg") != _ALGORITHM or header.get("typ") != ASSERTION_TYPE:
+        kind = header.get("typ")
+        if header.get("alg") != _ALGORITHM or kind not in (ASSERTION_TYPE, SCOPED_ASSERTION_TYPE):
             raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
         if not isinstance(kid, str):
             raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
@@ -314,7 +404,7 @@ class AssertionVerifier:
             key.verify(signature, signing_input)
         except InvalidSignature as exc:
             raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION") from exc
-        return _claims(claims, kid)
+        return _claims(claims, kid, scoped=kind == SCOPED_ASSERTION_TYPE)
 
     async def _refresh(self, now: float, *, required: bool) -> None:
         """Fetch keys and revocations once, however many calls wait for it."""
@@ -350,9 +440,11 @@ __all__ = [
     "AUDIENCE",
     "DEFAULT_TTL_SECONDS",
     "METADATA_KEY",
+    "SCOPED_ASSERTION_TYPE",
     "AssertionClaims",
     "AssertionVerifier",
     "FetchKeys",
+    "Scope",
     "key_id",
     "sign_assertion",
     "signing_key_id",

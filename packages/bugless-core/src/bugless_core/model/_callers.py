@@ -8,6 +8,15 @@ as for a signed-out visitor); one with an invalid, expired, foreign or revoked
 assertion is refused with UNAUTHENTICATED. So a ``Caller{admin: true}`` that
 no signed assertion backs does nothing.
 
+A scoped assertion (``scp``, :class:`~bugless_core.assertions.Scope`: the one
+a one-click unsubscribe link is redeemed for) is checked here too, the one
+place every call with a caller passes: for another method it is refused
+before the request is read, and a request whose scoped fields differ (another
+issue, ``muted=false``) is refused as it is received, both with
+PERMISSION_DENIED saying why, before the handler sees the request. A method
+whose requests carry no caller does not act for a person, so it ignores the
+assertion, scoped or not.
+
 One exception, :data:`SYSTEM_READERS`: the notifier reads the whole change
 feed and checks each recipient's view of an issue (``Caller`` of that
 recipient) without holding their sessions. A call of its service identity
@@ -29,7 +38,7 @@ from typing import Any
 from grpclib.const import Handler
 from grpclib.server import Stream
 
-from bugless_core.assertions import METADATA_KEY, AssertionVerifier
+from bugless_core.assertions import METADATA_KEY, AssertionClaims, AssertionVerifier
 from bugless_core.grpc import current_identity, current_metadata, handler_errors
 from bugless_proto import v1
 
@@ -40,16 +49,12 @@ _Func = Callable[[Stream[Any, Any]], Awaitable[None]]
 SYSTEM_READERS = frozenset({"notify"})
 
 
-async def verified_caller(verifier: AssertionVerifier) -> v1.Caller | None:
-    """The caller the current call's assertion stands for; anonymous without one.
-
-    ``None`` for a :data:`SYSTEM_READERS` call without an assertion: the
-    request's caller stands, without the groups it names.
-    """
+async def _verified_claims(verifier: AssertionVerifier) -> AssertionClaims | None:
+    """The verified assertion of the current call; ``None`` without one."""
     assertion = current_metadata().get(METADATA_KEY)
     if not assertion or not isinstance(assertion, str):
-        return None if current_identity() in SYSTEM_READERS else v1.Caller()
-    return (await verifier.claims(assertion)).caller()
+        return None
+    return await verifier.claims(assertion)
 
 
 def _has_caller(request_type: Any) -> bool:
@@ -78,15 +83,27 @@ def _drop_groups(message: Any) -> None:
 
 
 def _replacing_caller(name: str, func: _Func, verifier: AssertionVerifier) -> _Func:
+    method = name.rsplit("/", 1)[-1]
+
     async def handle(stream: Stream[Any, Any]) -> None:
         with handler_errors(name):
-            caller = await verified_caller(verifier)
+            claims = await _verified_claims(verifier)
+            scope = claims.scope if claims is not None else None
+            if scope is not None:
+                scope.check_method(method)  # refused before the request is read
+            if claims is not None:
+                caller: v1.Caller | None = claims.caller()
+            else:
+                caller = None if current_identity() in SYSTEM_READERS else v1.Caller()
         receive = stream.recv_message
 
         async def recv_message() -> Any:
             message = await receive()
             if message is None:
                 return message
+            if scope is not None:
+                with handler_errors(name):
+                    scope.check_request(message)
             if caller is not None:
                 _replace_caller(message, caller)
             else:

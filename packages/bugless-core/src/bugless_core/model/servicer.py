@@ -19,7 +19,13 @@ from grpclib.exceptions import GRPCError
 
 from bugless_core import attachments, limits
 from bugless_core.assertions import AssertionVerifier
-from bugless_core.errors import BuglessError, InvalidArgument, NotFound, Unauthenticated
+from bugless_core.errors import (
+    BuglessError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from bugless_core.grpc import AccessTable, grpc_errors, handler_errors
 from bugless_core.model import _attachment_checks as attachment_checks
 from bugless_core.model import _feed_checks as feed_checks
@@ -402,12 +408,21 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
             viewers = []
             for n, assertion in enumerate(message.viewer_assertions):
                 try:
-                    viewers.append((await self.assertions.claims(assertion)).caller())
+                    claims = await self.assertions.claims(assertion)
                 except Unauthenticated as exc:
                     msg = f"viewer_assertions[{n}]: {exc.message}"
                     raise Unauthenticated(
                         msg, metadata={"field": f"viewer_assertions[{n}]"}
                     ) from exc
+                if claims.scope is not None:
+                    # Good for one call, not for reading as its person.
+                    raise PermissionDenied(
+                        f"viewer_assertions[{n}]: a scoped assertion (only good for "
+                        f"{claims.scope.method}) cannot stand for a viewer",
+                        reason="ASSERTION_SCOPE",
+                        metadata={"field": f"viewer_assertions[{n}]"},
+                    )
+                viewers.append(claims.caller())
             message.viewers = viewers
         return await self.backend.get_notification_views(message)
 

@@ -8,12 +8,18 @@ authority: a mail client POSTs to the address unattended, with no session
 cookie and no CSRF token, so the POST needs neither (``app.check_csrf``
 leaves :data:`PATH_PREFIX` alone). It redeems the token for an assertion of
 that person and makes one Model call with it, ``SetIssueMute(muted=true)``
-on that issue: exactly what the mail's footer says "Mute" does.
+on that issue: exactly what the mail's footer says "Mute" does. That the
+assertion is good for nothing else is the Model's check, not this module's:
+it is scoped to that call (docs/trust.md, "One-click unsubscribe").
 
 A GET never mutes (link scanners and prefetchers follow links): it checks
 the token and shows what the link would mute, with a button that POSTs.
 A forged, altered or expired token is a 400 page saying which, and nothing
 changes (the error page, as for every refusal).
+
+Both pages show the header of whoever is signed in in this browser (their
+menu and Sign out), as every page does; the token, not that sign-in, is what
+the mute acts on.
 """
 
 from __future__ import annotations
@@ -24,10 +30,10 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from bugless_core.clients import acting_as, call
-from bugless_core.errors import Unavailable
+from bugless_core.errors import Unauthenticated, Unavailable
 from bugless_proto import v1
 from bugless_web.backends import caller_of
-from bugless_web.frontend import frontend_of, render
+from bugless_web.frontend import frontend_of, optional_viewer, render
 
 #: The addresses of unsubscribe links (the token follows).
 PATH_PREFIX = "/unsubscribe/"
@@ -38,6 +44,7 @@ async def confirm_unsubscribe(
     request: Request[Any, Any, Any], token: FromPath[str]
 ) -> Response[Any]:
     """Say what the link would mute, with a button; mute nothing."""
+    await optional_viewer(request)  # the header of whoever is signed in here
     grant = await call(
         frontend_of(request).backends.auth.redeem_unsubscribe_token,
         v1.RedeemUnsubscribeTokenRequest(token=token, check_only=True),
@@ -51,17 +58,29 @@ async def confirm_unsubscribe(
 async def unsubscribe(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
     """Mute the token's issue for its person (a mail client's one-click POST, or the page's)."""
     backends = frontend_of(request).backends
+    await optional_viewer(request)  # the header of whoever is signed in here
     grant = await call(
         backends.auth.redeem_unsubscribe_token, v1.RedeemUnsubscribeTokenRequest(token=token)
     )
     identity = grant.identity
     if identity is None or not identity.assertion:
         raise Unavailable("the Authenticator issued no assertion for the link's person")
-    with acting_as(identity.assertion):
-        await call(
-            backends.model.set_issue_mute,
-            v1.SetIssueMuteRequest(caller=caller_of(identity), issue_id=grant.issue_id, muted=True),
-        )
+    try:
+        with acting_as(identity.assertion):
+            await call(
+                backends.model.set_issue_mute,
+                v1.SetIssueMuteRequest(
+                    caller=caller_of(identity), issue_id=grant.issue_id, muted=True
+                ),
+            )
+    except Unauthenticated as exc:
+        # The link's own assertion, not this browser's sign-in, was refused
+        # (a Model of a release before scoped assertions, during an upgrade:
+        # docs/upgrades.md): say so, and do not sign the browser out.
+        raise Unavailable(
+            f"the Model did not take the link's assertion ({exc.message}); "
+            "if bugless is being upgraded, the link works again once it is done"
+        ) from exc
     return render(request, "unsubscribe.html", {"issue_id": grant.issue_id, "muted": True})
 
 

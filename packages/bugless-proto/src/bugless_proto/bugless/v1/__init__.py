@@ -6485,7 +6485,8 @@ class UnsubscribeGrant(betterproto2.Message):
 
     identity: "Identity | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
     """
-    The person, with an assertion; absent when check_only.
+    The person, with an assertion good only for SetIssueMute(issue_id,
+    muted=true); absent when check_only.
     """
 
 
@@ -7754,7 +7755,10 @@ class AuthenticatorStub(betterproto2_grpclib.ServiceStub):
         """
         What an unsubscribe token grants (its person and issue), and unless
         check_only an identity with an assertion for that person, so the web
-        can mute that one issue for them without their session. The web only.
+        can mute that one issue for them without their session. The assertion is
+        scoped (claim scp: SetIssueMute of that issue_id with muted=true) and
+        lives a minute: the Model refuses it for any other call with
+        PERMISSION_DENIED. No session is recorded. The web only.
         """
 
         return await self._unary_unary(
@@ -10209,7 +10213,10 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         """
         What an unsubscribe token grants (its person and issue), and unless
         check_only an identity with an assertion for that person, so the web
-        can mute that one issue for them without their session. The web only.
+        can mute that one issue for them without their session. The assertion is
+        scoped (claim scp: SetIssueMute of that issue_id with muted=true) and
+        lives a minute: the Model refuses it for any other call with
+        PERMISSION_DENIED. No session is recorded. The web only.
         """
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
