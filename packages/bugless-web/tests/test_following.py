@@ -575,3 +575,48 @@ def _row(html: str, attribute: str, value: int) -> str:
     )
     assert len(rows) == 1, (attribute, value, rows)
     return rows[0]
+
+
+async def test_the_saved_searches_list_says_which_subscribed_search_no_longer_runs(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """A subscription whose query the Model now refuses is silent: the list says so, and why.
+
+    The notifier keeps such a search's matches and mails nothing for it,
+    logging the refusal its subscriber never reads.
+    """
+    working = await _saved_search(model, world, "alice", "Working")
+    gone = await call(
+        model.create_saved_search,
+        v1.CreateSavedSearchRequest(
+            caller=world.caller("alice"),
+            name=f"Gone {secrets.token_hex(3)}",
+            query="is:open componentid:999999",
+        ),
+    )
+    unsubscribed = await call(
+        model.create_saved_search,
+        v1.CreateSavedSearchRequest(
+            caller=world.caller("alice"),
+            name=f"Not subscribed {secrets.token_hex(3)}",
+            query="componentid:999998",
+        ),
+    )
+    try:
+        csrf = await sign_in(client, "alice")
+        for saved in (working, gone):
+            response = await client.post(
+                f"/searches/{saved.id}/subscribe",
+                data={"_csrf": csrf, "subscribed": "1"},
+                follow_redirects=False,
+            )
+            assert response.status_code == 303, response.text
+        page = (await client.get("/searches")).text
+        notes = re.findall(r'<div class="error saved-search-broken">([^<]*)</div>', page)
+        assert notes == [
+            "This search no longer runs, so its mail has stopped: "
+            "at column 21: there is no component 999999 that you may view"
+        ], page
+    finally:
+        await _unfollow_everything(model, world, "alice")
+        await _delete_saved_searches(model, working, gone, unsubscribed)

@@ -26,13 +26,15 @@ deleted or made private since, a component the subscriber may no longer
 view, a custom field gone) tells nothing of which issues match: its
 subscription's matches are left as they were, not taken for "matches
 nothing", which would tell the subscriber that every issue it matched
-stopped matching. The refusal is logged (the subscriber sees it when they
-run the search). A query that no longer resolves (a person it names was
-renamed since, so their old name names nobody) is kept the same way, and
-so is any other failure of the search but one: the Model or the
-Authenticator away, or a call timing out (``Unavailable``), which is
-raised, so the consumer tries the batch again once they answer; only a
-subscriber who gets no assertion (disabled, deleted) matches nothing.
+stopped matching. The refusal is logged, and the web's saved-search list
+(``/searches``) says beside each search its viewer is subscribed to that it
+no longer runs, why, and that its mail has stopped. A query that no
+longer resolves (a person it names was renamed since, so their old name
+names nobody) is kept the same way, and so is any other failure of the
+search but one: the Model or the Authenticator away, or a call timing
+out (``Unavailable``), which is raised, so the consumer tries the batch
+again once they answer; only a subscriber who gets no assertion
+(disabled, deleted) matches nothing.
 """
 
 from __future__ import annotations

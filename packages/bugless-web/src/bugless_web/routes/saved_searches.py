@@ -6,6 +6,14 @@ changes or deletes it; the pages only hide the controls from others. An edit
 names the version it was made against, so two tabs editing at once get a 409
 page rather than one silently undoing the other. The query is parsed before it
 is saved, so a saved search that cannot run is caught at the form.
+
+A query can stop running after it was saved (a person it names renamed, a
+hotlist it names made private, a component it names hidden or deleted):
+the notifier then keeps its matches and sends nothing for it, logging the
+refusal (``bugless_notify._saved_searches``), which its subscriber never
+reads. So the list runs each search the viewer is subscribed to (one issue,
+as the viewer) and says beside it why it no longer runs and that its mail
+has stopped.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from bugless_core.clients import call, every_page
-from bugless_core.errors import InvalidArgument, NotFound
+from bugless_core.errors import BuglessError, InvalidArgument, NotFound
 from bugless_core.list_columns import check_columns, custom_column_id
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_proto import v1
@@ -37,11 +45,16 @@ from bugless_web.frontend import (
     viewer_of,
 )
 from bugless_web.result_columns import COLUMNS, columns_to_store, parse_columns, saved_columns
+from bugless_web.searching import run_search
+from bugless_web.timezones import CallerZone, zone_of
 
 #: The edit form's fields in page order.
 SAVED_SEARCH_FIELDS = ("name", "query", "share_with_groups", "share_with_people", "columns")
 #: Saved searches read per ListSavedSearches call.
 _PAGE = 500
+#: Subscribed searches the list runs to say which no longer run (a person
+#: subscribes to a few; past it the rest are not checked).
+MAX_CHECKED = 50
 
 
 async def all_saved_searches(
@@ -150,7 +163,13 @@ async def saved_searches(request: Request[Any, Any, Any]) -> Response[str]:
     )
     mine = [s for s in everything if s.owner == viewer.caller.user_id]
     shared = [s for s in everything if s.owner != viewer.caller.user_id]
-    users = await backends.users({s.owner for s in shared} | _reader_ids(mine))
+    subscribed = set(subscriptions.saved_search_ids)
+    users, broken = await asyncio.gather(
+        backends.users({s.owner for s in shared} | _reader_ids(mine)),
+        _broken_searches(
+            backends, viewer, [s for s in everything if s.id in subscribed], zone_of(request)
+        ),
+    )
     return render(
         request,
         "saved_searches.html",
@@ -158,10 +177,34 @@ async def saved_searches(request: Request[Any, Any, Any]) -> Response[str]:
             "mine": mine,
             "shared": shared,
             "users": users,
-            "subscribed": set(subscriptions.saved_search_ids),
+            "subscribed": subscribed,
+            "broken": broken,
         },
         viewer=viewer,
     )
+
+
+async def _broken_searches(
+    backends: Backends, viewer: Viewer, searches: list[v1.SavedSearch], zone: CallerZone
+) -> dict[int, str]:
+    """Why each of ``searches`` no longer runs as ``viewer``, by id (absent: it runs).
+
+    Run as the notifier runs a subscription (as the subscriber), one issue
+    each. Advisory: an outage leaves the search unmarked, never the page
+    failed.
+    """
+
+    async def problem(saved: v1.SavedSearch) -> tuple[int, str]:
+        try:
+            results = await run_search(
+                backends, viewer, saved.query, zone=zone, page_size=1, columns=("id",)
+            )
+        except BuglessError:
+            return saved.id, ""
+        return saved.id, results.error.message if results.error else ""
+
+    found = await asyncio.gather(*(problem(s) for s in searches[:MAX_CHECKED]))
+    return {saved_id: message for saved_id, message in found if message}
 
 
 @post("/searches")
