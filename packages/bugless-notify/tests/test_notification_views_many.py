@@ -92,3 +92,54 @@ async def test_every_subscriber_of_a_component_larger_than_one_call_is_mailed(
     assert {d.message.reason for d in mails} == {Reason.COMPONENT}
     # Each person's own link: the tokens (asked in parts too) all came back.
     assert len({d.message.unsubscribe_url for d in mails}) == PEOPLE
+
+
+async def test_a_comment_mentioning_more_people_than_one_look_up_takes_is_mailed(
+    bugless_stack: LocalStack, model: v1.ModelStub
+) -> None:
+    """A comment @mentioning 1,007 names (one a real person's, last) mails that person.
+
+    Before, the names went to the Authenticator in one LookupUsers, refused
+    above MAX_USER_LOOKUP: the batch failed at every try.
+    """
+    tag = secrets.token_hex(3)
+    await asyncio.to_thread(
+        bugless_stack.add_user, f"mia{tag}", "pw-" + tag * 3, email=f"mia{tag}@example.test"
+    )
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"chatty-{tag}")
+    )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN,
+            fields=v1.IssueFields(title=f"Chatty {tag}", component_id=component.id),
+            idempotency_key=secrets.token_hex(8),
+        )
+    )
+    names = [f"@nobody{tag}n{n:04d}" for n in range(MAX_USER_LOOKUP + 6)]
+    said = await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ADMIN,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            comment=" ".join([*names, f"@mia{tag}"]),
+        )
+    )
+    assert said.entry is not None
+    notify = bugless_stack.client_address("auth", identity="notify").channel()
+    to_model = bugless_stack.client_address("model", identity="notify").channel()
+    try:
+        auth = v1.AuthenticatorStub(notify)
+        deliveries = IssueDeliveries(
+            v1.ModelStub(to_model), auth, ActingFor(auth),
+            public_url="https://bugs.example.test", notify_authors=False,
+        )  # fmt: skip
+        batch = Batch()
+        await deliveries.add(issue.id, [(said.entry.version, ADMIN.user_id)], [], batch)
+    finally:
+        for channel in (notify, to_model):
+            channel.close()
+
+    assert [(d.recipient, d.message.reason) for d in batch.deliveries] == [
+        (f"mia{tag}@example.test", Reason.MENTIONED)
+    ]

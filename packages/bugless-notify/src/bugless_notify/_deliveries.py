@@ -16,7 +16,7 @@ work on and commits what this module adds to a :class:`Batch`.
 
 Speed: per issue, one Model read for the issue and its entries, one for its
 recipients (one per 1,000 of them), one Authenticator look-up of names (one
-per 1,000) and one per change with ``@mentions``.
+per 1,000) and one per change with ``@mentions`` (per 1,000 names).
 """
 
 from __future__ import annotations
@@ -517,12 +517,22 @@ class IssueDeliveries:
         return users
 
     async def _user_ids(self, usernames: Sequence[str]) -> list[str]:
-        if not usernames:
-            return []
-        found = await call(
-            self._auth.lookup_users, v1.LookupUsersRequest(usernames=list(usernames))
-        )
-        return [u.user_id for u in found.users]
+        """The ids of those of ``usernames`` who exist, in calls of at most MAX_USER_LOOKUP.
+
+        A comment may ``@mention`` more people than one LookupUsers takes
+        (a 65,536-character text holds thousands of names): it is looked up
+        in parts, not refused, which would fail its batch at every try.
+        """
+        names = list(usernames)
+        step = limits.MAX_USER_LOOKUP
+        ids: list[str] = []
+        for start in range(0, len(names), step):
+            found = await call(
+                self._auth.lookup_users,
+                v1.LookupUsersRequest(usernames=names[start : start + step]),
+            )
+            ids += [u.user_id for u in found.users]
+        return ids
 
 
 def _merged(first: v1.NotificationViews, more: v1.NotificationViews) -> v1.NotificationViews:
