@@ -459,3 +459,41 @@ async def test_a_stream_whose_renewed_session_ended_too_is_opened_again_by_the_c
             await rig.end_renewals(asyncio.ensure_future(_watch_once(rig.client)), 1)
         assert caplog.text.count(RENEWED) == 1
         assert caplog.text.count(ANSWERED_RENEWED) == 1
+
+
+#: What the API logs when a refused call was not the request's only one.
+ANSWERED_IN_PART = "after the request had made others: answered SESSION_ENDED, not SESSION_RENEWED"
+
+
+async def test_a_refusal_after_the_request_made_another_call_is_not_answered_make_it_again(
+    bots: Bots, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SESSION_RENEWED ("make it again") only for a request whose one call was refused.
+
+    The bot's change names an assignee the API asks the Authenticator for
+    first (a call made with the bot's assertion); the bot's session ends
+    while that answer is held, so the Model refuses the change, and the
+    session the API renews it with is ended too. The change ran nothing, but
+    the request had made another call, which in another handler could have
+    been a write: answering "make it again" is safe only when the refused
+    call was the request's only one, so the bot gets UNAUTHENTICATED telling
+    it to read before making the call again, and its client does not retry.
+    Before, any such refusal was SESSION_RENEWED and the client made the
+    whole request again."""
+    caplog.set_level(logging.INFO, logger="bugless.api")
+    async with _renewals(bots, RetryPolicy(attempts=2, max_backoff=0.2)) as rig:
+        assignee = f"ann-{secrets.token_hex(3)}"
+        rig.stack.run_bugless("auth", "user", "add", assignee, "--password", "ann-pass-1")
+        component = await rig.client.create_component(f"Renewal-{secrets.token_hex(3)}")
+        issue = await rig.client.create_issue("a change across a session end", component.id)
+        change = rig.client.update_issue(
+            issue.id, expected_version=issue.version, assignee=assignee
+        )
+        with pytest.raises(Unauthenticated) as refused:
+            await rig.end_renewals(asyncio.ensure_future(change), 2)
+        assert refused.value.reason == "SESSION_ENDED"
+        assert "read what is there now" in (refused.value.message or "")
+        assert ANSWERED_IN_PART in caplog.text
+        assert ANSWERED_RENEWED not in caplog.text
+        now = await rig.client.get_issue(issue.id)
+        assert now.version == issue.version  # nothing was changed

@@ -33,8 +33,11 @@ from bugless_api.settings import ApiSettings
 from bugless_core.clients import (
     ASSERTION_REFUSALS,
     ASSERTION_RENEWAL,
+    CALL_TALLY,
     CURRENT_ASSERTION,
+    CallTally,
     call,
+    refused_alone,
     renewal_helps,
 )
 from bugless_core.errors import (
@@ -306,6 +309,33 @@ def _identity_changed(was: CallerIdentity, now: CallerIdentity) -> Unauthenticat
     )
 
 
+def _made_in_part(refused: Unauthenticated) -> Unauthenticated:
+    """The refusal of a later call of a request whose earlier calls may have written.
+
+    SESSION_RENEWED tells the client to make the whole request again, which
+    is safe only when nothing of it ran
+    (:func:`~bugless_core.clients.refused_alone`).
+    Here another call of the request had been made, so part of it may be
+    done: the bot is told to read what is there before making it again, in
+    the refusal's own reason (the client does not retry it by itself).
+    """
+    _log.warning(
+        "a Model call of %s was refused (%s) after the request had made others: "
+        "answered %s, not %s",
+        current_identity().subject,
+        refused.reason,
+        refused.reason,
+        SESSION_RENEWED_REASON,
+        extra={"subject": current_identity().subject, "reason": refused.reason},
+    )
+    return Unauthenticated(
+        "this connection's session ended while the call was made, after part of it may "
+        "have been done: read what is there now (the issue, the hotlist...) before "
+        "making the call again, or it may be applied twice",
+        reason=refused.reason,
+    )
+
+
 def caller_of(message: _HasCaller) -> v1.Caller:
     """Put the authenticated caller into ``message``; refuse a caller set by the client.
 
@@ -363,11 +393,16 @@ class GatewayService:
                     await gateway.admit()
                 else:
                     gateway.admit_known(identity)
+                counting = CALL_TALLY.set(CallTally())
                 try:
                     await func(stream)
                 except Unauthenticated as exc:
                     if exc.reason not in ASSERTION_REFUSALS:
                         raise
+                    if not refused_alone():
+                        raise _made_in_part(exc) from exc
                     raise await gateway.session_ended(exc) from exc
+                finally:
+                    CALL_TALLY.reset(counting)
 
         return handle

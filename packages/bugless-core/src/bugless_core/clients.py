@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
 from grpclib.client import Channel
@@ -39,9 +40,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ASSERTION_REFUSALS",
     "ASSERTION_RENEWAL",
+    "CALL_TALLY",
     "CURRENT_ASSERTION",
     "ActingFor",
     "AssertionSource",
+    "CallTally",
     "ServiceAddress",
     "acting_as",
     "acting_model",
@@ -53,6 +56,7 @@ __all__ = [
     "follow_pages",
     "forget_connection",
     "forward_assertions",
+    "refused_alone",
     "renewal_helps",
     "resolve_query",
     "warn_if_insecure",
@@ -106,6 +110,9 @@ async def _add_assertion(event: SendRequest) -> None:
     assertion = CURRENT_ASSERTION.get()
     if assertion:
         event.metadata[METADATA_KEY] = assertion
+        tally = CALL_TALLY.get()
+        if tally is not None and not _RENEWING.get():
+            tally.sent += 1
 
 
 def forward_assertions(channel: Channel) -> Channel:
@@ -224,6 +231,41 @@ ASSERTION_RENEWAL: ContextVar[Callable[[Unauthenticated], Awaitable[str | None]]
 )
 
 
+@dataclass
+class CallTally:
+    """How many calls carrying an assertion one request's handling sent (:data:`CALL_TALLY`).
+
+    Counted as each is sent (:func:`forward_assertions`), to any service.
+    A renewal's own calls (asking the Authenticator for a new session) and
+    a call's second sending with the new assertion are not counted: they
+    are parts of the call they renew (:func:`call_renewing`).
+    """
+
+    sent: int = 0
+
+
+#: The tally of the request being handled, set by a frontend that answers a
+#: refusal of its caller's ended session with "make the call again" (the API's
+#: SESSION_RENEWED): that answer is safe only if nothing else of the request
+#: may have been done (:func:`refused_alone`). None: nothing is counted.
+CALL_TALLY: ContextVar[CallTally | None] = ContextVar("bugless_call_tally", default=None)
+#: True while a call's assertion is renewed and the call sent again (not counted).
+_RENEWING: ContextVar[bool] = ContextVar("bugless_renewing", default=False)
+
+
+def refused_alone() -> bool:
+    """Whether the request being handled sent one call only: the one just refused.
+
+    A refusal of :data:`ASSERTION_REFUSALS` means the refused call ran
+    nothing; but a request that sent another call before it (or beside it)
+    may have written with that one, so making the whole request again could
+    apply that write twice. Only when the refused call was the only one the
+    request sent may it be answered "make it again" (:data:`CALL_TALLY`).
+    """
+    tally = CALL_TALLY.get()
+    return tally is not None and tally.sent <= 1
+
+
 #: What grpclib's client makes of a grpclib server's answer to a method it does
 #: not serve (:func:`method_missing`).
 _NO_CONTENT_TYPE = "Missing content-type header"
@@ -294,10 +336,16 @@ async def call_renewing(unreachable: str, attempt: Callable[[], Awaitable[R]]) -
         renew = ASSERTION_RENEWAL.get()
         if renew is None or not sent or exc.reason not in ASSERTION_REFUSALS:
             raise
-        if not renewal_helps(exc, sent, await renew(exc)):
-            raise
-    with call_errors(unreachable):
-        return await attempt()
+        # The renewal's lookups and the call sent again are this call's
+        # (CALL_TALLY counts the request's calls, not their sendings).
+        renewing = _RENEWING.set(True)
+        try:
+            if not renewal_helps(exc, sent, await renew(exc)):
+                raise
+            with call_errors(unreachable):
+                return await attempt()
+        finally:
+            _RENEWING.reset(renewing)
 
 
 async def follow_pages(
