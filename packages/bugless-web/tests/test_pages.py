@@ -13,6 +13,7 @@ from xss_corpus import PAYLOADS, dangerous_markup
 from bugless_core.clients import call
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+from bugless_web.frontend import CSRF_IN_STREAM
 from bugless_web.routes.api_access import CSRF_EXEMPT
 from bugless_web.routes.unsubscribe import PATH_PREFIX as UNSUBSCRIBE
 
@@ -403,11 +404,21 @@ async def test_every_state_changing_route_refuses_a_missing_csrf_token(
     # shows a forged one changes nothing).
     assert [p for p in posts if p.startswith(UNSUBSCRIBE)] == ["/unsubscribe/{token:str}"]
     posts = [p for p in posts if not p.startswith(UNSUBSCRIBE)]
+    # A streamed form's route (its token the body's first field) refuses any
+    # body but multipart unread, 400 (test_create_form): it is sent multipart.
+    streamed = {
+        route.path
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", ())
+        if handler.opt.get(CSRF_IN_STREAM)
+    }
+    assert "/issues/new/with-files" in streamed
     for path in posts:
         concrete = re.sub(r"\{[^}]+:int\}", "1", re.sub(r"\{[^}]+:str\}", "x", path))
-        response = await client.post(concrete, data={"comment": "x", "name": "x"})
+        file = {"file": ("x.txt", b"x", "text/plain")} if path in streamed else None
+        response = await client.post(concrete, data={"comment": "x", "name": "x"}, files=file)
         assert response.status_code == 403, (path, response.status_code)
-        wrong = await client.post(concrete, data={"_csrf": "forged"})
+        wrong = await client.post(concrete, data={"_csrf": "forged"}, files=file)
         assert wrong.status_code == 403, path
     cross = await client.post(
         "/signout",
