@@ -38,8 +38,8 @@ from bugless_core.migrations import quote_schema
 from bugless_core.notification_channel import NotificationMessage
 from bugless_notify.digest import digest_again, digest_items
 from bugless_notify.queue import NewDelivery
+from bugless_notify.reasons import Reason
 from bugless_notify.recipients import Candidate
-from bugless_notify.render import Reason
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.notify")

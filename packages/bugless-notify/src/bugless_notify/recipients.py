@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bugless_notify.render import Reason
+from bugless_notify.reasons import Reason
 from bugless_proto import v1
 
 #: Which setting switches each reason off.

@@ -19,7 +19,6 @@ shown as "unknown user" or by its number, never by an opaque id.
 from __future__ import annotations
 
 import datetime
-import enum
 import functools
 import html
 import re
@@ -41,6 +40,8 @@ from bugless_core.issue_labels import (
 )
 from bugless_core.markdown import markdown_parser
 from bugless_core.notification_channel import NotificationMessage
+from bugless_notify._diff import Line, Value, html_diff, json_line, text_diff
+from bugless_notify.reasons import FORMER_TEXT, REASON_TEXT, Reason
 from bugless_proto import v1
 
 #: What a mail says where the text of a redacted comment (or description) was.
@@ -67,41 +68,6 @@ _REDACTION_TARGET_NAMES = {
 #: How many characters of a comment a chat message quotes.
 CHAT_COMMENT_CHARS = 500
 _WHITESPACE = re.compile(r"\s+")
-#: What marks a removed list value, as on the web timeline.
-_MINUS = "\u2212"
-
-
-class Reason(enum.StrEnum):
-    """Why a recipient gets a notification (also the ``X-Bugless-Reason`` header)."""
-
-    ASSIGNEE = "assignee"
-    REPORTER = "reporter"
-    VERIFIER = "verifier"
-    CC = "cc"
-    MENTIONED = "mentioned"
-    STARRED = "starred"
-    COMPONENT = "component"
-    SAVED_SEARCH = "saved_search"
-    WEBHOOK = "webhook"
-
-
-_REASON_TEXT = {
-    Reason.ASSIGNEE: "you are the assignee",
-    Reason.REPORTER: "you reported this issue",
-    Reason.VERIFIER: "you are the verifier",
-    Reason.CC: "you are on CC",
-    Reason.MENTIONED: "you were mentioned",
-    Reason.STARRED: "you starred this issue",
-    Reason.COMPONENT: "you subscribed to its component",
-    Reason.SAVED_SEARCH: "you subscribed to a saved search",
-    Reason.WEBHOOK: "this webhook is subscribed to its component",
-}
-#: The reason of a person the change took the role from (ChangeNotice.former).
-_FORMER_TEXT = {
-    Reason.ASSIGNEE: "you were the assignee until this change",
-    Reason.VERIFIER: "you were the verifier until this change",
-    Reason.CC: "this change removed you from CC",
-}
 
 
 @dataclass(frozen=True)
@@ -157,28 +123,6 @@ class ChangeNotice:
     components: Mapping[int, str] = field(default_factory=dict)
     hotlists: Mapping[int, str] = field(default_factory=dict)
     unsubscribe_url: str = ""
-
-
-@dataclass(frozen=True)
-class _Value:
-    """One value of a change, as text and, where it names something, with a link."""
-
-    text: str
-    url: str = ""
-    #: The value's JSON form (a person object for people, else the text).
-    json: Any = None
-
-
-@dataclass(frozen=True)
-class _Line:
-    """One changed field: old -> new for scalars, added/removed for lists."""
-
-    field: str
-    label: str
-    old: _Value | None = None
-    new: _Value | None = None
-    added: tuple[_Value, ...] = ()
-    removed: tuple[_Value, ...] = ()
 
 
 def settings_url(public_url: str) -> str:
@@ -280,44 +224,42 @@ class _Renderer:
 
     # ---- values ----
 
-    def person(self, ref: str) -> _Value:
+    def person(self, ref: str) -> Value:
         person = self.notice.people.get(ref)
         if person is None:
-            return _Value("unknown user", json={"name": "unknown user", "username": ""})
-        return _Value(person.shown, json={"name": person.display_name, "username": person.username})
+            return Value("unknown user", json={"name": "unknown user", "username": ""})
+        return Value(person.shown, json={"name": person.display_name, "username": person.username})
 
-    def value(self, field_name: str, raw: str, *, people: bool = False) -> _Value:
+    def value(self, field_name: str, raw: str, *, people: bool = False) -> Value:
         if not raw:
-            return _Value("none", json=None)
+            return Value("none", json=None)
         if people or field_name in USER_FIELDS:
             return self.person(raw)
         if field_name in ISSUE_FIELDS and raw.isdigit():
-            return _Value(issue_ref(int(raw)), issue_url(self.base, int(raw)), json=int(raw))
+            return Value(issue_ref(int(raw)), issue_url(self.base, int(raw)), json=int(raw))
         if field_name == "component_id" and raw.isdigit():
             path = self.notice.components.get(int(raw), f"component {raw}")
-            return _Value(
-                path, f"{self.base}/components/{raw}", json={"id": int(raw), "path": path}
-            )
+            return Value(path, f"{self.base}/components/{raw}", json={"id": int(raw), "path": path})
         if field_name == "hotlist_ids" and raw.isdigit():
             name = self.notice.hotlists.get(int(raw), f"hotlist {raw}")
-            return _Value(name, f"{self.base}/hotlists/{raw}", json={"id": int(raw), "name": name})
+            return Value(name, f"{self.base}/hotlists/{raw}", json={"id": int(raw), "name": name})
         if field_name == "status":
-            return _Value(short_status(raw), json=raw)
+            return Value(short_status(raw), json=raw)
         if field_name == "type":
-            return _Value(short_type(raw), json=raw)
-        return _Value(raw, json=raw)
+            return Value(short_type(raw), json=raw)
+        return Value(raw, json=raw)
 
-    def _line(self, change: v1.FieldChange) -> _Line:
+    def _line(self, change: v1.FieldChange) -> Line:
         label = change.field_name or FIELD_LABELS.get(change.field, change.field)
         people = holds_people(change)
         if change.added or change.removed:
-            return _Line(
+            return Line(
                 change.field,
                 label,
                 added=tuple(self.value(change.field, v, people=people) for v in change.added),
                 removed=tuple(self.value(change.field, v, people=people) for v in change.removed),
             )
-        return _Line(
+        return Line(
             change.field,
             label,
             old=self.value(change.field, change.old_value, people=people),
@@ -390,7 +332,7 @@ class _Renderer:
     @property
     def reason_text(self) -> str:
         notice = self.notice
-        text = _FORMER_TEXT[notice.reason] if notice.former else _REASON_TEXT[notice.reason]
+        text = FORMER_TEXT[notice.reason] if notice.former else REASON_TEXT[notice.reason]
         detail = self.notice.reason_detail
         return f"{text} ({detail})" if detail else text
 
@@ -398,7 +340,7 @@ class _Renderer:
     def subject(self) -> str:
         return f"[bugless] {issue_ref(self.issue.id)}: {one_line(self.issue.title)}"
 
-    def shown_lines(self) -> Iterable[_Line]:
+    def shown_lines(self) -> Iterable[Line]:
         """The lines worth showing: a creation lists only the fields it set."""
         for line in self.lines:
             if self.created and not line.added and (line.new is None or line.new.json is None):
@@ -413,7 +355,7 @@ class _Renderer:
             "",
         ]
         for line in self.shown_lines():
-            out.append(f"  {line.label}: {_text_diff(line, created=self.created)}")
+            out.append(f"  {line.label}: {text_diff(line, created=self.created)}")
         out += [f"  {line}" for line in self.attachment_lines()]
         if self.entry.comment:
             # The heading's blank line already separates a comment-only change.
@@ -452,7 +394,7 @@ class _Renderer:
         if shown or files:
             parts.append("<ul>")
             for line in shown:
-                diff = _html_diff(line, created=self.created)
+                diff = html_diff(line, created=self.created)
                 parts.append(f"<li><b>{e(line.label)}</b>: {diff}</li>")
             parts += [f"<li>{e(line)}</li>" for line in files]
             parts.append("</ul>")
@@ -499,7 +441,7 @@ class _Renderer:
             f"{_chat_escape(self.author)} {_chat_escape(self.action)} it"
         )
         diffs = [
-            f"{line.label}: {_text_diff(line, created=self.created)}" for line in self.shown_lines()
+            f"{line.label}: {text_diff(line, created=self.created)}" for line in self.shown_lines()
         ]
         out = [head]
         if diffs:
@@ -541,54 +483,9 @@ class _Renderer:
                 "comment_redacted": self.entry.comment_redacted,
                 "redaction": self.redaction(),
                 "caused_by_issue_id": self.entry.caused_by_issue_id or None,
-                "changes": [_json_line(line) for line in self.lines],
+                "changes": [json_line(line) for line in self.lines],
             },
         }
-
-
-def _text_diff(line: _Line, *, created: bool) -> str:
-    if line.added or line.removed:
-        return ", ".join(
-            [*(f"+ {v.text}" for v in line.added), *(f"{_MINUS} {v.text}" for v in line.removed)]
-        )
-    old = line.old.text if line.old else "none"
-    new = line.new.text if line.new else "none"
-    return new if created else f"{old} → {new}"
-
-
-def _html_value(value: _Value) -> str:
-    text = html.escape(value.text)
-    return f'<a href="{html.escape(value.url)}">{text}</a>' if value.url else text
-
-
-def _html_diff(line: _Line, *, created: bool) -> str:
-    if line.added or line.removed:
-        added = [f'<ins style="color:#1a7f37">+ {_html_value(v)}</ins>' for v in line.added]
-        removed = [
-            f'<del style="color:#cf222e">{_MINUS} {_html_value(v)}</del>' for v in line.removed
-        ]
-        return " ".join(added + removed)
-    new = _html_value(line.new) if line.new else "none"
-    if created:
-        return new
-    old = _html_value(line.old) if line.old else "none"
-    return f'<del style="color:#cf222e">{old}</del> → <ins style="color:#1a7f37">{new}</ins>'
-
-
-def _json_line(line: _Line) -> dict[str, Any]:
-    if line.added or line.removed:
-        return {
-            "field": line.field,
-            "label": line.label,
-            "added": [v.json for v in line.added],
-            "removed": [v.json for v in line.removed],
-        }
-    return {
-        "field": line.field,
-        "label": line.label,
-        "old": line.old.json if line.old else None,
-        "new": line.new.json if line.new else None,
-    }
 
 
 def _chat_escape(text: str) -> str:
@@ -625,3 +522,21 @@ def render_notification(notice: ChangeNotice, *, webhook_forms: bool = True) -> 
         quoted_versions=(notice.entry.version,) if notice.entry.comment else (),
         unsubscribe_url=notice.unsubscribe_url,
     )
+
+
+#: Reason is defined in :mod:`bugless_notify.reasons` and exported here too,
+#: where the consumer, the bench and the tests import it from.
+__all__ = [
+    "CHAT_COMMENT_CHARS",
+    "REDACTED",
+    "REDACTION_EVENTS",
+    "ChangeNotice",
+    "Person",
+    "Reason",
+    "issue_ref",
+    "issue_url",
+    "one_line",
+    "render_notification",
+    "settings_url",
+    "with_site_links",
+]
