@@ -275,6 +275,30 @@ async def test_edit_fields_and_comment_is_one_history_entry(
     assert "Taking it" in after.text
 
 
+async def test_setting_duplicate_of_in_the_form_closes_the_issue_as_duplicate(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    original = await create_issue(model, world, "The first report")
+    issue = await create_issue(model, world, "The same, again")
+    await sign_in(client, "bob")
+    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    form["duplicate_of_id"] = str(original.id)
+    marked = await client.post(f"/issues/{issue.id}", data=form, follow_redirects=False)
+    assert marked.status_code == 303, marked.text
+    now = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+    assert (now.status, now.duplicate_of_id) == (v1.Status.DUPLICATE, original.id)
+    page = (await client.get(f"/issues/{issue.id}")).text
+    assert '<option value="DUPLICATE" selected' in page
+
+    # Reopening it in the form ends the link.
+    form = _form_of(page)
+    form["status"] = "NEW"
+    reopened = await client.post(f"/issues/{issue.id}", data=form, follow_redirects=False)
+    assert reopened.status_code == 303, reopened.text
+    now = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+    assert (now.status, now.duplicate_of_id) == (v1.Status.NEW, 0)
+
+
 async def test_comment_only_and_empty_submission(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

@@ -63,7 +63,7 @@ _ATTEMPTS = 3
 #: Issues per BatchChangeIssues (its limit).
 _BATCH_CHANGE = 100
 #: The Issue fields the relation pass reads.
-_READ_MASK = ["version", "blocking_ids", "parent_id", "duplicate_of_id"]
+_READ_MASK = ["version", "status", "blocking_ids", "parent_id", "duplicate_of_id"]
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,8 @@ def _delta(
     issue: v1.Issue, held: Sequence[Link], issue_ids: Mapping[str, int], report: RelationReport
 ) -> tuple[v1.IssueDelta, list[Link]]:
     """What ``issue`` lacks of ``held``, and the links that delta sets."""
-    delta = v1.IssueDelta(fields=v1.IssueFields())
+    fields = v1.IssueFields()
+    delta = v1.IssueDelta(fields=fields)
     paths: list[str] = []
     sent: list[Link] = []
     for link in held:
@@ -175,9 +176,14 @@ def _delta(
             why = f"issue {issue.id} has {field} {current} in bugless, which is kept"
             report.refused.append((link, why))
         else:
-            setattr(delta.fields, field, target)
+            setattr(fields, field, target)
             paths.append(field)
             sent.append(link)
+    if "duplicate_of_id" in paths:
+        # The source's status is kept: said with the link, the Model does not
+        # make the issue Duplicate (bugless_core.model._duplicates).
+        fields.status = issue.status
+        paths.append("status")
     if paths:
         delta.update_mask = FieldMask(paths=paths)
     return delta, sent
@@ -249,7 +255,9 @@ class RelationSetter:
             return
         groups: dict[tuple[object, ...], list[_Member]] = {}
         for holder, issue, sent in await self._lacking(by_holder):
-            groups.setdefault(_signature(sent), []).append((issue, holder, sent))
+            # A duplicate-of link is sent with the issue's own status (see _delta).
+            status = issue.status if any(link.kind == "duplicate_of" for link in sent) else None
+            groups.setdefault((*_signature(sent), status), []).append((issue, holder, sent))
         await self._change_apart(
             by_holder,
             [

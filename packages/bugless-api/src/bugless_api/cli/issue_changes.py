@@ -82,7 +82,10 @@ def _change_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--verifier", default=None, help="Username ('' for nobody)."),
         click.option("--parent", type=ID_OR_ZERO, default=None, help="Parent issue id (0: none)."),
         click.option(
-            "--duplicate-of", type=ID_OR_ZERO, default=None, help="Duplicate of this id (0: none)."
+            "--duplicate-of",
+            type=ID_OR_ZERO,
+            default=None,
+            help="Duplicate of this id (0: none); sets status Duplicate unless --status says.",
         ),
         click.option("--cc-add", multiple=True, help="Username to CC (repeatable)."),
         click.option("--cc-remove", multiple=True, help="Username to un-CC (repeatable)."),

@@ -28,6 +28,7 @@ from bugless_core.errors import (
 )
 from bugless_core.grpc import AccessTable, grpc_errors, handler_errors
 from bugless_core.model import _attachment_checks as attachment_checks
+from bugless_core.model import _duplicates as duplicates
 from bugless_core.model import _feed_checks as feed_checks
 from bugless_core.model import _import_checks as imports
 from bugless_core.model import _more_checks as more
@@ -171,6 +172,7 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
     async def create_issue(self, message: v1.CreateIssueRequest) -> v1.Issue:
         """Create an issue."""
         check.check_create_issue(message)
+        duplicates.apply_to_new(message)
         return await self.backend.create_issue(message)
 
     @grpc_errors
@@ -200,6 +202,7 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
             except BuglessError as exc:
                 results.append(batch_create_failure(exc))
             else:
+                duplicates.apply_to_new(item)
                 results.append(None)
                 valid.append(item)
         if valid:
@@ -234,6 +237,7 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
     async def change_issue(self, message: v1.ChangeIssueRequest) -> v1.ChangeIssueResponse:
         """Apply a delta and/or comment."""
         check.check_change_issue(message)
+        duplicates.apply_to_delta(message.delta)
         return await self.backend.change_issue(message)
 
     @grpc_errors
@@ -242,6 +246,7 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
     ) -> v1.BatchChangeIssuesResponse:
         """Apply one delta to many issues."""
         check.check_batch_change(message)
+        duplicates.apply_to_delta(message.delta)
         return await self.backend.batch_change_issues(message)
 
     @grpc_errors

@@ -105,6 +105,31 @@ class ChangeContract:
         assert (fc.old_value, fc.new_value) == (str(target.id), "")
         assert getattr(second.issue, field) == 0
 
+    async def test_marking_a_duplicate_sets_status_duplicate_and_reopening_ends_the_link(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        original = await make_issue(model, comp.id)
+        issue = await make_issue(model, comp.id)
+        marked = await change(model, issue, delta(duplicate_of_id=original.id))
+        assert (marked.issue.status, marked.issue.duplicate_of_id) == (
+            v1.Status.DUPLICATE,
+            original.id,
+        )
+        assert set(changes_by_field(marked.entry)) == {"duplicate_of_id", "status"}
+        reopened = await change(model, marked.issue, delta(status=v1.Status.NEW))
+        assert (reopened.issue.status, reopened.issue.duplicate_of_id) == (v1.Status.NEW, 0)
+        # A status said with the link is kept; a status change of no duplicate adds nothing.
+        both = await change(
+            model, reopened.issue, delta(duplicate_of_id=original.id, status=v1.Status.ASSIGNED)
+        )
+        assert (both.issue.status, both.issue.duplicate_of_id) == (v1.Status.ASSIGNED, original.id)
+        plain = await make_issue(model, comp.id)
+        fixed = await change(model, plain, delta(status=v1.Status.FIXED))
+        assert set(changes_by_field(fixed.entry)) == {"status"}
+        born = await make_issue(model, comp.id, duplicate_of_id=original.id)
+        assert born.status == v1.Status.DUPLICATE
+
     async def test_clearing_assignee_renders_empty_string(self, model: v1.ModelStub) -> None:
         comp = await make_component(model)
         issue = await make_issue(model, comp.id, assignee="bob")
