@@ -114,7 +114,12 @@ def previous_release(
     names = sorted(p.name for p in (ROOT / folder).glob("*.sql"))
     assert len(names) >= newest, f"{folder} has {len(names)} migrations, not {newest}"
     path = f"{folder}/{names[-newest]}"
-    adding = _git("log", "-1", "--diff-filter=A", "--format=%H", "--", path).decode().strip()
+    # --follow: a file renamed since it was added (a second 0030 renumbered to
+    # 0031) counts from the commit that added it, not from the rename, whose
+    # parent held both files and never ran.
+    adding = (
+        _git("log", "-1", "--follow", "--diff-filter=A", "--format=%H", "--", path).decode().strip()
+    )
     assert adding, f"git log finds no commit adding {path}"
     commit = _git("rev-parse", f"{adding}^").decode().strip()
     archive = _git("archive", "--format=tar", commit, "packages")
