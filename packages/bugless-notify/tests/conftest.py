@@ -1,4 +1,4 @@
-"""Real servers for the notifier's tests: PostgreSQL, an SMTP sink, a webhook receiver.
+"""Real servers for the notifier's tests: PostgreSQL, SMTP and webhook sinks, notify serve.
 
 One PostgreSQL database per session; each test gets its own freshly migrated
 schema (so tests never see each other's deliveries) and its own pool.
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
+from notifier_process_support import People
 from notify_support import SEALING_KEY, WebhookReceiver, run_receiver
 
 from bugless_notify.endpoints import WebhookEndpointStore
@@ -20,8 +21,9 @@ from bugless_notify.sealing import SecretSealer
 from bugless_proto import v1
 
 if TYPE_CHECKING:
-    from bugless_dev.stack import LocalStack
+    from bugless_dev.stack import LocalStack, RunningService
     from bugless_testing.postgres import ThrowawayPostgres
+    from bugless_testing.smtp import SmtpSink
 
 pytest_plugins = ["bugless_testing.postgres", "bugless_testing.smtp", "bugless_testing.stack"]
 
@@ -74,3 +76,40 @@ def endpoints(pool: asyncpg.Pool, queue: DeliveryQueue) -> WebhookEndpointStore:
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
     yield from run_receiver()
+
+
+@pytest.fixture(scope="module")
+def people(bugless_stack: LocalStack) -> People:
+    """Password users with addresses (``<name>@example.test``)."""
+    tag = secrets.token_hex(3)
+    ids = {}
+    for name in ("alice", "bob", "carol", "vic", "frank", "eve", "dave", "mallory"):
+        created = bugless_stack.add_user(
+            f"{name}{tag}", "pw-" + secrets.token_hex(8), email=f"{name}{tag}@example.test"
+        )
+        ids[name] = created["user_id"]
+    return People({**ids, "_tag": tag})
+
+
+@pytest.fixture
+def notify_process(
+    bugless_stack: LocalStack, smtp_sink: SmtpSink
+) -> Iterator[tuple[RunningService, list[str]]]:
+    """One notifier on a schema of its own, mailing to the sink."""
+    flags = [
+        "--schema",
+        f"notify_{secrets.token_hex(4)}",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        str(smtp_sink.port),
+        "--smtp-security",
+        "none",
+        "--public-url",
+        "https://bugs.example.test",
+    ]
+    service = bugless_stack.start_notify(*flags, name=f"notify-{secrets.token_hex(3)}")
+    try:
+        yield service, flags
+    finally:
+        bugless_stack.stop_service(service)

@@ -8,94 +8,24 @@ per person) and reads what arrives.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import pytest
+from notifier_process_support import People, addr, recipients, settle
 
 from bugless_core.deltas import issue_delta
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_proto import v1
-from bugless_testing.smtp import ReceivedMail, SmtpSink
+from bugless_testing.smtp import SmtpSink
 
 ADMIN = v1.Caller(user_id="test-admin", admin=True)
-
-
-@dataclass
-class People:
-    """User ids by name, and their addresses."""
-
-    ids: dict[str, str]
-
-    def caller(self, name: str) -> v1.Caller:
-        return v1.Caller(user_id=self.ids[name])
-
-    @staticmethod
-    def address(name: str) -> str:
-        return f"{name}@example.test"
-
-
-@pytest.fixture(scope="module")
-def people(bugless_stack: LocalStack) -> People:
-    """Password users with addresses (``<name>@example.test``)."""
-    tag = secrets.token_hex(3)
-    ids = {}
-    for name in ("alice", "bob", "carol", "vic", "frank", "eve", "dave", "mallory"):
-        created = bugless_stack.add_user(
-            f"{name}{tag}", "pw-" + secrets.token_hex(8), email=f"{name}{tag}@example.test"
-        )
-        ids[name] = created["user_id"]
-    return People({**ids, "_tag": tag})
-
-
-def _addr(people: People, name: str) -> str:
-    return f"{name}{people.ids['_tag']}@example.test"
-
-
-@pytest.fixture
-def notifier(
-    bugless_stack: LocalStack, smtp_sink: SmtpSink
-) -> Iterator[tuple[RunningService, list[str]]]:
-    """One notifier on a schema of its own, mailing to the sink."""
-    flags = [
-        "--schema",
-        f"notify_{secrets.token_hex(4)}",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        str(smtp_sink.port),
-        "--smtp-security",
-        "none",
-        "--public-url",
-        "https://bugs.example.test",
-    ]
-    service = bugless_stack.start_notify(*flags, name=f"notify-{secrets.token_hex(3)}")
-    try:
-        yield service, flags
-    finally:
-        bugless_stack.stop_service(service)
-
-
-def _to(mails: list[ReceivedMail]) -> Counter[str]:
-    return Counter(r for m in mails for r in m.recipients)
-
-
-async def _settle(sink: SmtpSink, count: int, seconds: float = 60.0) -> list[ReceivedMail]:
-    """Wait for ``count`` mails, then a little longer for any that should not come."""
-    mails = await sink.wait_for_async(count, seconds)
-    await asyncio.sleep(2.0)
-    return sink.mails if sink.mails else mails
 
 
 async def test_every_recipient_rule_settings_and_acls(
     model: v1.ModelStub,
     people: People,
-    notifier: tuple[RunningService, list[str]],
+    notify_process: tuple[RunningService, list[str]],
     smtp_sink: SmtpSink,
 ) -> None:
     component = await model.create_component(
@@ -135,13 +65,13 @@ async def test_every_recipient_rule_settings_and_acls(
             description=f"@frank{tag} and @mallory{tag}, please look (mail me at x@frank{tag})",
         )
     )
-    created = await _settle(smtp_sink, 5)
-    assert _to(created) == Counter(
-        _addr(people, n) for n in ("bob", "vic", "carol", "frank", "eve")
+    created = await settle(smtp_sink, 5)
+    assert recipients(created) == Counter(
+        addr(people, n) for n in ("bob", "vic", "carol", "frank", "eve")
     ), "assignee, verifier, CC, mentioned, component subscriber; not the author, not mallory"
     reasons = {m.recipients[0]: m.message["X-Bugless-Reason"] for m in created}
-    assert reasons[_addr(people, "frank")] == "mentioned"
-    assert reasons[_addr(people, "eve")] == "component"
+    assert reasons[addr(people, "frank")] == "mentioned"
+    assert reasons[addr(people, "eve")] == "component"
     first = created[0].message
     assert "Disk full on build hosts" in first["Subject"]
     body = first.get_body(("plain",))
@@ -169,8 +99,8 @@ async def test_every_recipient_rule_settings_and_acls(
             comment="on it",
         )
     )
-    commented = await _settle(smtp_sink, 3)
-    assert _to(commented) == Counter(_addr(people, n) for n in ("alice", "dave", "eve")), (
+    commented = await settle(smtp_sink, 3)
+    assert recipients(commented) == Counter(addr(people, n) for n in ("alice", "dave", "eve")), (
         "reporter, starrer and subscriber; not bob (author), carol (muted), vic (event off)"
     )
 
@@ -193,8 +123,8 @@ async def test_every_recipient_rule_settings_and_acls(
             comment="marker",
         )
     )
-    after = await _settle(smtp_sink, 3)
-    assert _to(after) == Counter(_addr(people, n) for n in ("dave", "eve", "bob")), (
+    after = await settle(smtp_sink, 3)
+    assert recipients(after) == Counter(addr(people, n) for n in ("dave", "eve", "bob")), (
         "nobody hears of the hidden issue; the marker comment reaches bob, dave, eve"
     )
     assert all("secret" not in m.message["Subject"] for m in after)
@@ -203,7 +133,7 @@ async def test_every_recipient_rule_settings_and_acls(
 async def test_people_a_change_removes_are_told_they_were_removed(
     model: v1.ModelStub,
     people: People,
-    notifier: tuple[RunningService, list[str]],
+    notify_process: tuple[RunningService, list[str]],
     smtp_sink: SmtpSink,
 ) -> None:
     """A former assignee, verifier or CC is not told "you are the assignee".
@@ -226,7 +156,7 @@ async def test_people_a_change_removes_are_told_they_were_removed(
             cc=[ids["carol"], ids["dave"]],
         )
     )
-    await _settle(smtp_sink, 4)
+    await settle(smtp_sink, 4)
     smtp_sink.clear()
     await model.change_issue(
         v1.ChangeIssueRequest(
@@ -236,7 +166,7 @@ async def test_people_a_change_removes_are_told_they_were_removed(
             delta=issue_delta(assignee=ids["frank"], verifier="", cc_remove=[ids["carol"]]),
         )
     )
-    mails = await _settle(smtp_sink, 5)
+    mails = await settle(smtp_sink, 5)
     why = {}
     for mail in mails:
         body = mail.message.get_body(("plain",))
@@ -247,24 +177,24 @@ async def test_people_a_change_removes_are_told_they_were_removed(
             text[text.index("You receive this because") :].splitlines()[0],
         )
     assert why == {
-        _addr(people, "frank"): ("assignee", "You receive this because you are the assignee."),
-        _addr(people, "bob"): (
+        addr(people, "frank"): ("assignee", "You receive this because you are the assignee."),
+        addr(people, "bob"): (
             "assignee",
             "You receive this because you were the assignee until this change.",
         ),
-        _addr(people, "mallory"): (
+        addr(people, "mallory"): (
             "verifier",
             "You receive this because you were the verifier until this change.",
         ),
-        _addr(people, "carol"): ("cc", "You receive this because this change removed you from CC."),
-        _addr(people, "dave"): ("cc", "You receive this because you are on CC."),
+        addr(people, "carol"): ("cc", "You receive this because this change removed you from CC."),
+        addr(people, "dave"): ("cc", "You receive this because you are on CC."),
     }
 
 
 async def test_what_the_change_did_to_a_person_is_their_reason_before_a_role_they_held(
     model: v1.ModelStub,
     people: People,
-    notifier: tuple[RunningService, list[str]],
+    notify_process: tuple[RunningService, list[str]],
     smtp_sink: SmtpSink,
 ) -> None:
     """The reporter @mentioned hears "mentioned"; the reporter made verifier, "verifier".
@@ -283,11 +213,11 @@ async def test_what_the_change_did_to_a_person_is_their_reason_before_a_role_the
             cc=[ids["dave"]],
         )
     )
-    await _settle(smtp_sink, 2)
+    await settle(smtp_sink, 2)
     smtp_sink.clear()
 
     async def reasons() -> dict[str, tuple[str, str]]:
-        mails = await _settle(smtp_sink, 2)
+        mails = await settle(smtp_sink, 2)
         smtp_sink.clear()
         why = {}
         for mail in mails:
@@ -307,8 +237,8 @@ async def test_what_the_change_did_to_a_person_is_their_reason_before_a_role_the
         )
     )
     assert await reasons() == {
-        _addr(people, "alice"): ("mentioned", "You receive this because you were mentioned."),
-        _addr(people, "dave"): ("cc", "You receive this because you are on CC."),
+        addr(people, "alice"): ("mentioned", "You receive this because you were mentioned."),
+        addr(people, "dave"): ("cc", "You receive this because you are on CC."),
     }
     await model.change_issue(
         v1.ChangeIssueRequest(
@@ -319,8 +249,8 @@ async def test_what_the_change_did_to_a_person_is_their_reason_before_a_role_the
         )
     )
     assert await reasons() == {
-        _addr(people, "alice"): ("verifier", "You receive this because you are the verifier."),
-        _addr(people, "dave"): ("cc", "You receive this because you are on CC."),
+        addr(people, "alice"): ("verifier", "You receive this because you are the verifier."),
+        addr(people, "dave"): ("cc", "You receive this because you are on CC."),
     }
     await model.change_issue(
         v1.ChangeIssueRequest(
@@ -332,15 +262,15 @@ async def test_what_the_change_did_to_a_person_is_their_reason_before_a_role_the
     )
     # Once held, a role ranks as before: the reporter is told as the reporter.
     assert await reasons() == {
-        _addr(people, "alice"): ("reporter", "You receive this because you reported this issue."),
-        _addr(people, "dave"): ("cc", "You receive this because you are on CC."),
+        addr(people, "alice"): ("reporter", "You receive this because you reported this issue."),
+        addr(people, "dave"): ("cc", "You receive this because you are on CC."),
     }
 
 
 async def test_a_move_names_the_component_left_by_its_path(
     model: v1.ModelStub,
     people: People,
-    notifier: tuple[RunningService, list[str]],
+    notify_process: tuple[RunningService, list[str]],
     smtp_sink: SmtpSink,
 ) -> None:
     """ "Component: Old>Path → New>Path", not "component 3 → New>Path".
@@ -359,7 +289,7 @@ async def test_a_move_names_the_component_left_by_its_path(
             ),
         )
     )
-    await _settle(smtp_sink, 1)
+    await settle(smtp_sink, 1)
     smtp_sink.clear()
     await model.change_issue(
         v1.ChangeIssueRequest(
@@ -369,8 +299,8 @@ async def test_a_move_names_the_component_left_by_its_path(
             delta=issue_delta(component_id=went.id),
         )
     )
-    mails = await _settle(smtp_sink, 1)
-    assert [list(m.recipients) for m in mails] == [[_addr(people, "bob")]]
+    mails = await settle(smtp_sink, 1)
+    assert [list(m.recipients) for m in mails] == [[addr(people, "bob")]]
     body = mails[0].message.get_body(("plain",))
     assert body is not None
     assert f"Component: {left.path} \u2192 {went.path}" in body.get_content()
@@ -380,7 +310,7 @@ async def test_an_imported_history_mails_nobody_and_later_changes_mail_as_usual(
     model: v1.ModelStub,
     bugless_stack: LocalStack,
     people: People,
-    notifier: tuple[RunningService, list[str]],
+    notify_process: tuple[RunningService, list[str]],
     smtp_sink: SmtpSink,
 ) -> None:
     """An import writes years of another tracker's history: none of it is news to anyone.
@@ -434,8 +364,8 @@ async def test_an_imported_history_mails_nobody_and_later_changes_mail_as_usual(
         )
     )
 
-    mails = await _settle(smtp_sink, 2)
-    assert _to(mails) == Counter({_addr(people, "bob"): 1, _addr(people, "carol"): 1})
+    mails = await settle(smtp_sink, 2)
+    assert recipients(mails) == Counter({addr(people, "bob"): 1, addr(people, "carol"): 1})
     for mail in mails:
         body = mail.message.get_body(("plain",))
         assert body is not None
@@ -446,7 +376,7 @@ async def test_a_mention_of_a_name_in_any_script_notifies_that_person(
     bugless_stack: LocalStack,
     model: v1.ModelStub,
     people: People,
-    notifier: tuple[RunningService, list[str]],
+    notify_process: tuple[RunningService, list[str]],
     smtp_sink: SmtpSink,
 ) -> None:
     """ "@O\u0308LAF…" (decomposed, upper case) reaches "Ölaf…"; "@t…josé" reaches "t…josé".
@@ -488,113 +418,17 @@ async def test_a_mention_of_a_name_in_any_script_notifies_that_person(
             ),
         )
     )
-    mails = await _settle(smtp_sink, 3)
-    assert _to(mails) == Counter(
+    mails = await settle(smtp_sink, 3)
+    assert recipients(mails) == Counter(
         [f"olaf{tag}@example.test", f"jose{tag}@example.test", f"dot{tag}@example.test"]
     )
     assert {m.message["X-Bugless-Reason"] for m in mails} == {"mentioned"}
 
 
-async def test_a_killed_notifier_loses_nothing_and_repeats_only_message_ids(
-    bugless_stack: LocalStack,
-    model: v1.ModelStub,
-    people: People,
-    notifier: tuple[RunningService, list[str]],
-    smtp_sink: SmtpSink,
-) -> None:
-    service, flags = notifier
-    component = await model.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name=f"kill-{secrets.token_hex(4)}")
-    )
-    issues = [
-        await model.create_issue(
-            v1.CreateIssueRequest(
-                caller=people.caller("alice"),
-                fields=v1.IssueFields(
-                    title=f"issue {n}", component_id=component.id, assignee=people.ids["bob"]
-                ),
-            )
-        )
-        for n in range(20)
-    ]
-    await smtp_sink.wait_for_async(20, 60)
-    smtp_sink.clear()
-    versions = {i.id: i.version for i in issues}
-
-    async def comment(issue_id: int, n: int) -> None:
-        await model.change_issue(
-            v1.ChangeIssueRequest(
-                caller=people.caller("alice"),
-                issue_id=issue_id,
-                expected_version=versions[issue_id],
-                comment=f"change {n}",
-            )
-        )
-        versions[issue_id] += 1
-
-    changes = 0
-    for round_ in range(10):
-        await asyncio.gather(*(comment(i.id, round_) for i in issues))
-        changes += len(issues)
-        if round_ == 3:
-            service.process.kill()
-    replacement = bugless_stack.start_notify(*flags, name=f"notify-{secrets.token_hex(3)}")
-    try:
-        mails = await smtp_sink.wait_for_async(changes, 120)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            ids = {m.message["X-Bugless-Delivery"] for m in smtp_sink.mails}
-            if len(ids) >= changes:
-                break
-            await asyncio.sleep(0.5)
-        mails = smtp_sink.mails
-        by_delivery: dict[str, set[str]] = {}
-        for mail in mails:
-            by_delivery.setdefault(mail.message["X-Bugless-Delivery"], set()).add(
-                mail.message["Message-ID"]
-            )
-        assert len(by_delivery) == changes, "every change mailed to the assignee"
-        assert all(len(ids) == 1 for ids in by_delivery.values()), (
-            "a repeated mail carries the same Message-ID"
-        )
-    finally:
-        bugless_stack.stop_service(replacement)
-
-
-async def test_two_replicas_deliver_each_change_once(
-    bugless_stack: LocalStack,
-    model: v1.ModelStub,
-    people: People,
-    notifier: tuple[RunningService, list[str]],
-    smtp_sink: SmtpSink,
-) -> None:
-    _, flags = notifier
-    second = bugless_stack.start_notify(*flags, name=f"notify-{secrets.token_hex(3)}")
-    try:
-        component = await model.create_component(
-            v1.CreateComponentRequest(caller=ADMIN, name=f"two-{secrets.token_hex(4)}")
-        )
-        for n in range(40):
-            await model.create_issue(
-                v1.CreateIssueRequest(
-                    caller=people.caller("alice"),
-                    fields=v1.IssueFields(
-                        title=f"pair {n}", component_id=component.id, assignee=people.ids["bob"]
-                    ),
-                )
-            )
-        mails = await _settle(smtp_sink, 40, 90)
-        deliveries = Counter(m.message["X-Bugless-Delivery"] for m in mails)
-        assert len(deliveries) == 40
-        assert set(deliveries.values()) == {1}, "no mail twice while both replicas are healthy"
-    finally:
-        bugless_stack.stop_service(second)
-
-
 async def test_group_members_and_saved_search_subscribers_are_checked_as_themselves(
     bugless_stack: LocalStack,
     model: v1.ModelStub,
-    notifier: tuple[RunningService, list[str]],
+    notify_process: tuple[RunningService, list[str]],
     smtp_sink: SmtpSink,
 ) -> None:
     """The recipient check uses the recipient's real groups (their identity assertion).
@@ -640,8 +474,10 @@ async def test_group_members_and_saved_search_subscribers_are_checked_as_themsel
             cc=[ids["gina"], ids["otto"]],
         )
     )
-    created = await _settle(smtp_sink, 1)
-    assert _to(created) == Counter([f"gina{tag}@example.test"]), "gina via her group; not otto"
+    created = await settle(smtp_sink, 1)
+    assert recipients(created) == Counter([f"gina{tag}@example.test"]), (
+        "gina via her group; not otto"
+    )
     assert created[0].message["X-Bugless-Reason"] == "cc"
 
     smtp_sink.clear()
@@ -653,7 +489,7 @@ async def test_group_members_and_saved_search_subscribers_are_checked_as_themsel
             delta=issue_delta(priority=v1.Priority.P0),
         )
     )
-    mails = await _settle(smtp_sink, 2)
+    mails = await settle(smtp_sink, 2)
     reasons = {m.recipients[0]: m.message["X-Bugless-Reason"] for m in mails}
     assert len(mails) == 2
     assert reasons == {
