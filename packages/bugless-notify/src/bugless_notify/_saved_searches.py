@@ -43,7 +43,7 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,7 +177,8 @@ class SavedSearchMatcher:
             )
             return None
         only = all_of(node, term(v1.SearchField.ID, v1.SearchOperator.EQ, *issue_ids))
-        try:
+
+        async def search() -> set[int]:
             found = await call(
                 self._acting.search_issues,
                 v1.SearchIssuesRequest(
@@ -186,34 +187,9 @@ class SavedSearchMatcher:
                     page=v1.PageRequest(page_size=len(issue_ids)),
                 ),
             )
-        except InvalidArgument as exc:
-            _log.warning(
-                "saved search %s of %s is refused by the Model, its matches are kept: %s",
-                subscription.saved_search.id,
-                user,
-                exc.message,
-                extra={"saved_search_id": subscription.saved_search.id, "user_id": user},
-            )
-            return None
-        except (PermissionDenied, NotFound):
-            # A disabled or deleted subscriber (no assertion): nothing matches for them.
-            return set()
-        except Unavailable:
-            # The Model or the Authenticator away, or a call timed out: which
-            # match is not known. The batch is tried again (the consumer's
-            # outage handling), rather than telling the subscriber that each
-            # issue the search matched stopped matching.
-            raise
-        except BuglessError as exc:
-            _log.warning(
-                "saved search %s of %s failed in the Model, its matches are kept: %s",
-                subscription.saved_search.id,
-                user,
-                exc.message,
-                extra={"saved_search_id": subscription.saved_search.id, "user_id": user},
-            )
-            return None
-        return {i.id for i in found.issues}
+            return {i.id for i in found.issues}
+
+        return await _answer(subscription, search, "its matches are kept")
 
     async def _seed(self, subscription: v1.SavedSearchSubscription) -> set[int] | None:
         """Every issue the subscription's search finds now, as its subscriber (pages of 500).
@@ -226,8 +202,9 @@ class SavedSearchMatcher:
         node = await self._filter(subscription.saved_search.query, user)
         if node is None:
             return None
-        found: set[int] = set()
-        try:
+
+        async def search() -> set[int]:
+            found: set[int] = set()
             async for page in every_page(
                 self._acting.search_issues,
                 v1.SearchIssuesRequest(
@@ -236,20 +213,9 @@ class SavedSearchMatcher:
                 page_size=500,
             ):
                 found.update(i.id for i in page.issues)
-        except (PermissionDenied, NotFound):
-            return set()
-        except Unavailable:
-            raise
-        except BuglessError as exc:
-            _log.warning(
-                "saved search %s of %s could not be seeded, tried again later: %s",
-                subscription.saved_search.id,
-                user,
-                exc.message,
-                extra={"saved_search_id": subscription.saved_search.id, "user_id": user},
-            )
-            return None
-        return found
+            return found
+
+        return await _answer(subscription, search, "it is seeded at a later batch")
 
     async def changes(
         self, conn: Any, issue_ids: Sequence[int], changes: MatchChanges
@@ -301,3 +267,42 @@ class SavedSearchMatcher:
                 (changes.added if now else changes.removed).add(key)
                 out.setdefault(issue_id, []).append((subscription.user_id, search.name))
         return out
+
+
+async def _answer(
+    subscription: v1.SavedSearchSubscription,
+    search: Callable[[], Awaitable[set[int]]],
+    meanwhile: str,
+) -> set[int] | None:
+    """What ``search`` finds as the subscriber, or None when which issues match is not known.
+
+    The one reading of a search's failure for both the batch check and the
+    seeding: a refusal of the query as written (INVALID_ARGUMENT) or any
+    other answer of the Model's is logged with ``meanwhile`` (what happens to
+    the subscription's matches) and is None, so no one is told every issue
+    stopped matching; a disabled or deleted subscriber (no assertion) matches
+    nothing; the Model or the Authenticator away, or a call that timed out,
+    is raised, so the consumer tries the batch again.
+    """
+    assert subscription.saved_search is not None
+    try:
+        return await search()
+    except (PermissionDenied, NotFound):
+        return set()
+    except Unavailable:
+        raise
+    except BuglessError as exc:
+        refused = "is refused by" if isinstance(exc, InvalidArgument) else "failed in"
+        _log.warning(
+            "saved search %s of %s %s the Model, %s: %s",
+            subscription.saved_search.id,
+            subscription.user_id,
+            refused,
+            meanwhile,
+            exc.message,
+            extra={
+                "saved_search_id": subscription.saved_search.id,
+                "user_id": subscription.user_id,
+            },
+        )
+        return None
