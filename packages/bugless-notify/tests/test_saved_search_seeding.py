@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
-
-import pytest
 
 from bugless_core.deltas import issue_delta
 from bugless_dev.stack import LocalStack, RunningService
@@ -23,28 +20,6 @@ from bugless_proto import v1
 from bugless_testing.smtp import ReceivedMail, SmtpSink
 
 ADMIN = v1.Caller(user_id="test-admin", admin=True)
-
-
-@pytest.fixture
-def notifier(bugless_stack: LocalStack, smtp_sink: SmtpSink) -> Iterator[RunningService]:
-    """One notifier on a schema of its own, mailing to the sink."""
-    service = bugless_stack.start_notify(
-        "--schema",
-        f"notify_{secrets.token_hex(4)}",
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        str(smtp_sink.port),
-        "--smtp-security",
-        "none",
-        "--public-url",
-        "https://bugs.example.test",
-        name=f"notify-{secrets.token_hex(3)}",
-    )
-    try:
-        yield service
-    finally:
-        bugless_stack.stop_service(service)
 
 
 def _told(mails: list[ReceivedMail]) -> list[tuple[str, str, str]]:
@@ -57,7 +32,7 @@ def _told(mails: list[ReceivedMail]) -> list[tuple[str, str, str]]:
 async def test_issues_that_matched_before_subscribing_are_not_mailed_as_new_matches(
     bugless_stack: LocalStack,
     model: v1.ModelStub,
-    notifier: RunningService,
+    notify_process: tuple[RunningService, list[str]],
     smtp_sink: SmtpSink,
 ) -> None:
     tag = secrets.token_hex(3)
