@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 from pathlib import Path
@@ -12,6 +13,7 @@ from certificates import Pki, make_pki
 from grpc_errors import expect_status
 from grpclib.const import Status
 
+from bugless_auth.tls import TlsAuthenticator
 from bugless_proto import v1
 
 
@@ -195,3 +197,25 @@ async def test_a_changed_mapping_file_is_used_without_a_restart(
     mapping_file.write_text(json.dumps(mapping))
     await expect_status(present(server, newcomer), Status.UNAUTHENTICATED)
     assert (await present(server, pki.client("deploy-bot"))).identity is not None
+
+
+async def test_a_caller_during_a_reload_gets_the_mapping_it_reads(tmp_path: Path) -> None:
+    """The sessions page and the sweep ask for the mapped subjects at once after an edit.
+
+    A reload records the file's new state before it reads the file in a
+    thread; the second caller found that state unchanged and went on with
+    the mapping being replaced, so the sessions page listed a certificate
+    session the edit had just dropped (test_mapped_sessions failed so under
+    CI load). Both callers now get the edited mapping.
+    """
+    mapping_file = tmp_path / "certificates.json"
+    both = {"old-bot": {"username": "bot"}, "new-bot": {"username": "bot"}}
+    mapping_file.write_text(json.dumps(both))
+    backend = await TlsAuthenticator.open(
+        {"mapping_file": str(mapping_file), "reload_check_seconds": "0"}
+    )
+    assert set(await backend.mapped_subjects()) == {"tls:old-bot", "tls:new-bot"}
+
+    mapping_file.write_text(json.dumps({"new-bot": {"username": "bot"}}))
+    first, second = await asyncio.gather(backend.mapped_subjects(), backend.mapped_subjects())
+    assert set(first) == set(second) == {"tls:new-bot"}

@@ -313,6 +313,9 @@ class TlsAuthenticator(CertificateAuthenticator):
         self._next_check = time.monotonic() + reload_check_seconds
         self._seen = _file_state(mapping_file) if mapping_file is not None else None
         self._seen_ca = _file_state(ca_file) if ca_file is not None else None
+        #: Held while the files are re-read: a caller that finds a reload under
+        #: way waits for it rather than take the mapping it replaces.
+        self._reloading = asyncio.Lock()
         #: The mapping's subjects and usernames (:meth:`mapped_subjects`), and the
         #: mapping they are of.
         self._subjects: tuple[dict[str, CertificateMapping], Mapping[str, str]] | None = None
@@ -360,14 +363,25 @@ class TlsAuthenticator(CertificateAuthenticator):
         )
 
     async def _reload_if_changed(self) -> None:
-        """Re-read the mapping and CA files if they changed since they were last read."""
+        """Re-read the mapping and CA files if they changed since they were last read.
+
+        One reload at a time: a reload records the file's state before it
+        reads the file (in a thread), so a second caller meanwhile found the
+        state unchanged and went on with the mapping being replaced (the
+        sessions page listed a certificate session the new mapping had just
+        dropped). It now waits for the reload under way and then sees its
+        mapping.
+        """
         if (self._file is None and self._ca_file is None) or time.monotonic() < self._next_check:
             return
-        self._next_check = time.monotonic() + self._check_every
-        if self._file is not None:
-            await self._reload_mapping(self._file)
-        if self._ca_file is not None:
-            await self._reload_cas(self._ca_file)
+        async with self._reloading:
+            if time.monotonic() < self._next_check:
+                return  # a reload finished while this call waited
+            self._next_check = time.monotonic() + self._check_every
+            if self._file is not None:
+                await self._reload_mapping(self._file)
+            if self._ca_file is not None:
+                await self._reload_cas(self._ca_file)
 
     async def _reload_mapping(self, path: Path) -> None:
         """Replace the mapping by ``path``'s if the file changed and still parses."""
