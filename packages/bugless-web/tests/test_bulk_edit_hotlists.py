@@ -10,8 +10,7 @@ import re
 from typing import Any
 
 from litestar.testing import AsyncTestClient
-from test_pages import _bulk_form_fields
-from web_support import World, create_issue, sign_in
+from web_support import World, bulk_form_fields, create_issue, sign_in
 
 from bugless_proto import v1
 
@@ -35,7 +34,7 @@ async def test_one_hotlist_to_add_to_and_remove_from_is_refused_naming_both_sele
     refused = await client.post(
         "/issues/bulk",
         data={
-            **_bulk_form_fields(page.text),
+            **bulk_form_fields(page.text),
             "_csrf": token,
             "issue": [f"{issue_id}:{version}" for issue_id, version in rows],
             "hotlist_add": str(hotlist_id),

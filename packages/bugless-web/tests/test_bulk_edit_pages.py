@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from litestar.testing import AsyncTestClient
-from web_support import World, create_issue, sign_in
+from web_support import World, bulk_form_fields, create_issue, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
@@ -125,12 +125,6 @@ async def test_a_refused_bulk_edit_keeps_the_search_the_selection_and_the_input(
     assert f'value="{a.id}:2" aria-label' in again.text
 
 
-def _bulk_form_fields(html: str) -> dict[str, str]:
-    """The hidden fields of a search page's bulk form, as a browser would send them."""
-    form = html.split('<form id="bulk"', 1)[1].split("</form>", 1)[0]
-    return dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', form))
-
-
 async def test_a_refused_bulk_edit_on_a_later_page_shows_that_page_again(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
@@ -147,7 +141,7 @@ async def test_a_refused_bulk_edit_on_a_later_page_shows_that_page_again(
     boxes = re.findall(r'name="issue" value="(\d+):1"', second.text)
     assert len(boxes) == 1, second.text  # the third issue, alone on page 2
     others = set(re.findall(r'name="issue" value="(\d+):1"', first.text))
-    hidden = _bulk_form_fields(second.text)
+    hidden = bulk_form_fields(second.text)
     assert hidden["page_size"] == "2"
     assert hidden["page_token"]
 
@@ -161,7 +155,7 @@ async def test_a_refused_bulk_edit_on_a_later_page_shows_that_page_again(
     assert '<span class="current" aria-current="page">2</span>' in refused.text
     assert not any(f'value="{other}:1"' in refused.text for other in others)
 
-    again = {**_bulk_form_fields(refused.text), "_csrf": token, "issue": f"{boxes[0]}:1"}
+    again = {**bulk_form_fields(refused.text), "_csrf": token, "issue": f"{boxes[0]}:1"}
     changed = await client.post(
         "/issues/bulk", data={**again, "priority": "P1"}, follow_redirects=False
     )

@@ -13,8 +13,7 @@ import re
 from typing import Any
 
 from litestar.testing import AsyncTestClient
-from test_pages import _bulk_form_fields
-from web_support import World, create_issue, sign_in
+from web_support import World, bulk_form_fields, create_issue, sign_in
 
 from bugless_proto import v1
 
@@ -47,7 +46,7 @@ async def test_a_bulk_edit_that_empties_its_page_lands_on_the_nearest_page_with_
     closed = await client.post(
         "/issues/bulk",
         data={
-            **_bulk_form_fields(third),
+            **bulk_form_fields(third),
             "_csrf": token,
             "issue": [f"{issue_id}:{version}" for issue_id, version in rows],
             "status": "fixed",
@@ -66,7 +65,7 @@ async def test_a_bulk_edit_that_empties_its_page_lands_on_the_nearest_page_with_
     prioritised = await client.post(
         "/issues/bulk",
         data={
-            **_bulk_form_fields(landed.text),
+            **bulk_form_fields(landed.text),
             "_csrf": token,
             "issue": [f"{issue_id}:{version}" for issue_id, version in kept],
             "priority": "P1",

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 from test_issues import _form_of
-from test_pages import _bulk_form_fields
-from web_support import PASSWORD, SESSION_KEY, World, create_issue, sign_in
+from web_support import PASSWORD, SESSION_KEY, World, bulk_form_fields, create_issue, sign_in
 
 from bugless_core.clients import CURRENT_ASSERTION, call
 from bugless_core.limits import MAX_VIEWER_CHECK
@@ -257,7 +256,7 @@ async def test_a_bulk_edit_warns_per_component_naming_the_issues(
     changed = await client.post(
         "/issues/bulk",
         data={
-            **_bulk_form_fields(page.text),
+            **bulk_form_fields(page.text),
             "_csrf": token,
             "issue": [f"{issue_id}:{version}" for issue_id, version in rows],
             "cc_add": "carol",
@@ -313,7 +312,7 @@ async def test_a_bulk_edit_setting_a_user_field_warns_of_the_person_it_put_there
     changed = await client.post(
         "/issues/bulk",
         data={
-            **_bulk_form_fields(page.text),
+            **bulk_form_fields(page.text),
             "_csrf": token,
             "issue": [f"{issue_id}:{version}" for issue_id, version in rows],
             "custom_field": f"{field.id}:USER",
@@ -373,7 +372,7 @@ async def test_a_bulk_edit_over_many_components_warns_within_what_a_cookie_holds
 
     changed = await client.post(
         "/issues/bulk",
-        data={**_bulk_form_fields(page.text), "_csrf": token, "issue": rows, "cc_add": "bob carol"},
+        data={**bulk_form_fields(page.text), "_csrf": token, "issue": rows, "cc_add": "bob carol"},
         follow_redirects=False,
     )
 

@@ -71,6 +71,12 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
+def bulk_form_fields(html: str) -> dict[str, str]:
+    """The hidden fields of a search page's bulk form, as a browser would send them."""
+    form = html.split('<form id="bulk"', 1)[1].split("</form>", 1)[0]
+    return dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', form))
+
+
 async def sign_in(client: AsyncTestClient[Any], username: str, password: str = PASSWORD) -> str:
     """Sign in through the form; returns the session's CSRF token."""
     page = await client.get("/signin")
