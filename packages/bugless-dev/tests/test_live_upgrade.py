@@ -49,9 +49,10 @@ from backup_drill import PAGE_TOKEN_SECRET, PASSWORD
 
 from bugless_core.clients import acting_as
 from bugless_core.search.build import term
+from bugless_core.service_address import ServiceAddress
 from bugless_dev.pki import LocalPki
 from bugless_dev.postgres import ThrowawayPostgres
-from bugless_dev.processes import clean_environment
+from bugless_dev.processes import check_grpc_health, clean_environment
 from bugless_dev.stack import LocalStack, RunningService, StackConfig
 from bugless_proto import v1
 from bugless_testing.health import health_until
@@ -208,10 +209,27 @@ async def upload_by_web(
     return url
 
 
-async def said_in_log(service: RunningService, words: str, *, seconds: float = 15.0) -> None:
-    """Wait until ``service``'s log holds ``words`` (a readiness check logs as it runs)."""
+async def said_in_log(
+    service: RunningService,
+    words: str,
+    *,
+    probe: tuple[ServiceAddress, str] | None = None,
+    seconds: float = 15.0,
+) -> None:
+    """Wait until ``service``'s log holds ``words``.
+
+    A readiness check logs as it runs, and it runs only when asked (a server
+    caches its answer for about 2 s): ``probe`` (an address and a service
+    name) is asked for its health at each look, as a kubelet's readiness
+    probe would. Without it, a SERVING answer cached from a check before the
+    migrate ended satisfies :func:`health_until`, and nothing may ask again
+    within the wait (the likely cause of a 15 s timeout in the checker's CI
+    run; it passes here each time).
+    """
     async with asyncio.timeout(seconds):
-        while words not in service.log.read_text():  # noqa: ASYNC110 - another process's file
+        while words not in service.log.read_text():
+            if probe is not None:
+                await check_grpc_health(*probe)
             await asyncio.sleep(0.2)
 
 
@@ -287,6 +305,7 @@ async def test_old_replicas_read_and_write_while_the_current_code_migrates_under
                 previous.first("model"),
                 f"the database schema is now at version {old_version + len(release.added)}, "
                 f"newer than the {old_version} this bugless-model-postgres knows",
+                probe=(previous.model, MODEL_SERVICE),
             )
             assert (await browser.get("/readyz")).status_code == 200
             page = await browser.get(f"/issues/{issue.id}")
