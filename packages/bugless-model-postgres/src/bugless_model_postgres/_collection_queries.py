@@ -11,6 +11,8 @@ and values are always ``$n`` parameters.
 
 from __future__ import annotations
 
+from bugless_model_postgres._visibility import COMPONENT_VISIBLE, HOTLIST_VISIBLE
+
 # ---- components ----
 
 COMPONENT_BY_ID = "SELECT * FROM components WHERE id = $1"
@@ -30,9 +32,9 @@ RETURNING *
 
 #: Visible components ($1 admin, $2 principals), children of $3 (0: all),
 #: after path_key $4, in tree order.
-LIST_COMPONENTS = """
-SELECT * FROM components
- WHERE ($1 OR viewers = '{}' OR viewers && $2::text[])
+LIST_COMPONENTS = f"""
+SELECT * FROM components c
+ WHERE {COMPONENT_VISIBLE.format(admin="$1", c="c", principals="$2::text[]")}
    AND ($3 = 0 OR parent_id = $3)
    AND ($4 OR NOT archived)
    AND ($5::text[] IS NULL OR path_key > $5::text[])
@@ -121,7 +123,7 @@ DELETE_HOTLIST = "DELETE FROM hotlists WHERE id = $1"
 #: Visible hotlists ($1 admin, $2 user) of member $3 ('' = any), after id $4.
 LIST_HOTLISTS = f"""
 SELECT {HOTLIST_COLUMNS} FROM hotlists h
- WHERE (NOT h.private OR $1 OR h.owner = $2 OR $2 = ANY (h.editors))
+ WHERE {HOTLIST_VISIBLE.format(h="h", admin="$1", user="$2")}
    AND ($3 = '' OR h.owner = $3 OR $3 = ANY (h.editors))
    AND h.id > $4
  ORDER BY h.id
@@ -178,12 +180,12 @@ UPDATE hotlist_items SET note = $3 WHERE hotlist_id = $1 AND issue_id = $2 RETUR
 """
 #: Items of $1 whose issue the caller may view ($2 admin, $3 principals),
 #: after rank $4, in rank order.
-LIST_HOTLIST_ITEMS = """
+LIST_HOTLIST_ITEMS = f"""
 SELECT hi.* FROM hotlist_items hi
   JOIN issues i ON i.id = hi.issue_id
   JOIN components c ON c.id = i.component_id
  WHERE hi.hotlist_id = $1
-   AND ($2 OR c.viewers = '{}' OR c.viewers && $3::text[])
+   AND {COMPONENT_VISIBLE.format(admin="$2", c="c", principals="$3::text[]")}
    AND hi.rank > $4
  ORDER BY hi.rank
  LIMIT $5

@@ -36,6 +36,7 @@ from bugless_model_postgres._convert import Conn, Row, caller_role, one_row
 from bugless_model_postgres._custom_values import (
     field_names,
 )
+from bugless_model_postgres._visibility import COMPONENT_VISIBLE
 from bugless_proto import v1
 
 #: Definitions that apply to component $1: its own and its ancestors', root first.
@@ -60,12 +61,12 @@ SELECT c.effective_acl AS component_acl, f.*
 #: component the caller ($1 admin, $2 principals: ``viewers``, as
 #: ListComponents filters) may view, archived ones included, by id, at most $4.
 #: A field applies to the subtree of its component, whose ``path_ids`` name it.
-LIST_ALL_VISIBLE = """
+LIST_ALL_VISIBLE = f"""
 SELECT f.* FROM custom_fields f
  WHERE f.id > $3
    AND EXISTS (SELECT 1 FROM components c
                 WHERE c.path_ids @> ARRAY[f.component_id]
-                  AND ($1 OR c.viewers = '{}' OR c.viewers && $2::text[]))
+                  AND {COMPONENT_VISIBLE.format(admin="$1", c="c", principals="$2::text[]")})
  ORDER BY f.id
  LIMIT $4
 """

@@ -1,11 +1,13 @@
-"""Who may see a component or a hotlist: the one SQL rule every search statement uses.
+"""Who may see a component or a hotlist: the one SQL rule every statement uses.
 
 A search's rows (:mod:`._search`), the references its first page checks
-(:mod:`._search_refs`) and the hotlists an issue is shown on
-(:mod:`._queries`) all read these templates. Kept in one place because a
-difference would be visible: were the check of a query's references to admit
-a component or hotlist the rows' rule hides (or the other way round), a
-hidden id would answer otherwise than a missing one, telling a caller that
+(:mod:`._search_refs`), the hotlists an issue is shown on (:mod:`._queries`),
+the listings of components, hotlists and a hotlist's items
+(:mod:`._collection_queries`) and of custom fields (:mod:`._custom_fields`)
+all read these templates. Kept in one place because a difference would be
+visible: were the check of a query's references to admit a component or
+hotlist the rows' rule hides (or ListComponents to list one a search hides),
+a hidden id would answer otherwise than a missing one, telling a caller that
 something they may not see exists.
 """
 
