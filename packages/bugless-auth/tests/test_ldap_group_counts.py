@@ -304,3 +304,55 @@ async def test_reads_left_going_by_earlier_calls_are_bounded(slapd_server: Slapd
         server.close()
         for writer in silent:
             writer.close()
+
+
+async def test_member_uids_naming_one_person_in_two_cases_count_that_person_once(
+    slapd_server: Slapd,
+) -> None:
+    team = await seed_team(slapd_server)
+    ann = team.people[0]
+    # memberUid compares exactly, uid ignores case: ann and ANN are two values
+    # naming one entry, and the 49 names between them put ANN in a second batch.
+    fillers = [f"{team.tag}-nobody{i}" for i in range(49)]
+    uids = "\n".join(f"memberUid: {uid}" for uid in [ann, *fillers, ann.upper(), team.people[1]])
+    await asyncio.to_thread(
+        slapd_server.ldapadd,
+        f"dn: cn={team.tag}-cases,{GROUPS_DN}\nobjectClass: posixGroup\ncn: {team.tag}-cases\n"
+        f"gidNumber: 4243\n{uids}\n",
+    )
+    by_uid = settings_for(
+        slapd_server,
+        group_attribute="",
+        group_search_base=GROUPS_DN,
+        group_member_attribute="memberUid",
+    )
+
+    # ann and ben.
+    assert await counts(by_uid, f"{team.tag}-cases") == {f"{team.tag}-cases": 2}
+
+
+async def test_a_group_entry_without_the_member_attribute_is_not_counted_not_empty(
+    slapd_server: Slapd,
+) -> None:
+    team = await seed_team(slapd_server)
+    empty_posix = f"{team.tag}-bare"
+    await asyncio.to_thread(
+        slapd_server.ldapadd,
+        f"dn: cn={empty_posix},{GROUPS_DN}\nobjectClass: posixGroup\ncn: {empty_posix}\n"
+        "gidNumber: 4244\n",
+    )
+    by_uid = settings_for(
+        slapd_server,
+        group_attribute="",
+        group_search_base=GROUPS_DN,
+        group_member_attribute="memberUid",
+    )
+    # groupOfNames entries list member, not uniqueMember: a setting that does
+    # not fit the directory's groups, which must not read as "nobody is in it".
+    wrong_attribute = dataclasses.replace(by_uid, group_member_attribute="uniqueMember")
+
+    assert await counts(by_uid, empty_posix, team.posix_group) == {
+        empty_posix: None,
+        team.posix_group: 1,
+    }
+    assert await counts(wrong_attribute, team.group) == {team.group: None}

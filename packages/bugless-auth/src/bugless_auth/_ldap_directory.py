@@ -323,8 +323,9 @@ class LdapDirectory:
 
         Raises:
             GroupCountUnknown: memberOf mode without ``group_entry_base``,
-                several entries named ``group``, or more members than
-                ``group_count_limit``.
+                several entries named ``group``, a group entry without
+                ``group_member_attribute`` (group-search mode), or more
+                members than ``group_count_limit``.
             Unavailable: no server answered.
         """
         s = self.settings
@@ -369,27 +370,48 @@ class LdapDirectory:
             return await self._count_users(
                 f"({s.group_attribute}={escape_filter_exp(str(found[0]['dn']))})", url
             )
-        values = [str(v) for v in found[0].get(s.group_member_attribute) or []]
+        listed = found[0].get(s.group_member_attribute)
+        if not listed:
+            # Not "nobody": the attribute may be one this directory's groups do
+            # not use (uniqueMember set, groupOfNames entries), or one the
+            # service account may not read; either way the members are unseen.
+            raise GroupCountUnknown(
+                f"the entry of {group!r} has no {s.group_member_attribute} the service "
+                "account can read; check group_member_attribute and its read access"
+            )
+        values = [str(v) for v in listed]
         if len(values) > s.group_count_limit:
             raise GroupCountUnknown(
                 f"{group!r} lists {len(values)} members, more than group_count_limit "
                 f"({s.group_count_limit})"
             )
         if s.group_member_attribute.lower() == "memberuid":
-            total = 0
-            for start in range(0, len(values), _NAMES_PER_SEARCH):
-                names = "".join(
+            # memberUid compares exactly and uid ignores case: "ann" and "ANN"
+            # are two values naming one person, maybe in two batches, so the
+            # entries found are counted, not the batches' sums.
+            names = list(dict.fromkeys(values))
+            members: set[str] = set()
+            for start in range(0, len(names), _NAMES_PER_SEARCH):
+                any_of = "".join(
                     f"({s.username_attribute}={escape_filter_exp(v)})"
-                    for v in values[start : start + _NAMES_PER_SEARCH]
+                    for v in names[start : start + _NAMES_PER_SEARCH]
                 )
-                total += await self._count_users(f"(|{names})", url)
-            return total
+                members |= await self._matching_users(f"(|{any_of})", url)
+            return len(members)
         return await self._count_member_entries(
             [v for v in dict.fromkeys(values) if is_under(v, s.base_dn)], url
         )
 
     async def _count_users(self, condition: str, url: str) -> int:
         """Entries under ``base_dn`` the user filter admits that also match ``condition``."""
+        return len(await self._matching_users(condition, url))
+
+    async def _matching_users(self, condition: str, url: str) -> set[str]:
+        """Lower-cased DNs of the entries :meth:`_count_users` counts (one entry, one DN).
+
+        Raises:
+            GroupCountUnknown: more than ``group_count_limit`` of them.
+        """
         s = self.settings
         query = f"(&{s.user_filter.replace('{username}', '*')}{condition})"
 
@@ -410,7 +432,7 @@ class LdapDirectory:
             raise GroupCountUnknown(
                 f"more members than group_count_limit ({s.group_count_limit})"
             ) from None
-        return len({str(e["dn"]).lower() for e in entries})
+        return {str(e["dn"]).lower() for e in entries}
 
     async def _count_member_entries(self, dns: list[str], url: str) -> int:
         """How many of ``dns`` are entries the user filter admits, on one connection."""
