@@ -156,7 +156,7 @@ def test_files_chosen_on_the_create_form_are_attached_to_the_new_issue(
         expect(page.locator("body > .banner.notice")).to_have_text(
             f"Created issue {issue_id} with 1 file attached."
         )
-        warning = page.locator(".banner.warn.viewer-warning")
+        warning = page.locator(".banner.warn.save-warning")
         expect(warning).to_contain_text("Not attached: core.bin (")
         expect(warning).to_contain_text("BUGLESS_ATTACHMENT_MAX_FILE_BYTES")
         expect(warning).to_contain_text("The issue was created: attach them again")

@@ -40,7 +40,7 @@ from bugless_web.viewer_warnings import (
     viewer_warning,
 )
 
-_WARNING = re.compile(r'<div class="banner warn viewer-warning" role="status">(.*?)</div>', re.S)
+_WARNING = re.compile(r'<div class="banner warn save-warning" role="status">(.*?)</div>', re.S)
 _ROWS = re.compile(r'name="issue" value="(\d+):(\d+)"')
 
 

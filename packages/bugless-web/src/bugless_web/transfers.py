@@ -286,7 +286,7 @@ async def upload_to_model(
                     )
         except TimeoutError as exc:
             if not timer.expired():
-                raise  # the gRPC deadline (the Model's bound): unreachable, as any call
+                raise  # the gRPC deadline (the Model's bound): call_errors says no answer in time
             raise progress.timed_out() from exc
 
 

@@ -115,11 +115,13 @@ async def _cannot_view(
 
 async def _answered(
     checks: Mapping[int, Awaitable[tuple[str, list[v1.BlockedViewer]]]], until: float
-) -> tuple[dict[int, tuple[str, list[v1.BlockedViewer]]], list[str]]:
-    """The checks that answered by ``until``, by component, and why the others did not.
+) -> tuple[dict[int, tuple[str, list[v1.BlockedViewer]]], list[str], int]:
+    """The checks answered by ``until``, by component; why the others did not; how many timed out.
 
     Those still running then are cancelled: a slow component costs its own
-    sentence, not the others'.
+    sentence, not the others'. The count of those cut by the deadline (not
+    answered at all, or a call's own deadline passed) lets the warning say
+    "within 3 s" of those only, and not of a check that failed at once.
     """
     tasks = {c: asyncio.ensure_future(check) for c, check in checks.items()}
     try:
@@ -132,14 +134,28 @@ async def _answered(
         await asyncio.gather(*tasks.values(), return_exceptions=True)
     answered: dict[int, tuple[str, list[v1.BlockedViewer]]] = {}
     failures: list[str] = []
+    timed_out = 0
     for component_id, task in tasks.items():
         if task.cancelled():
             failures.append(f"component {component_id}: no answer within {CHECK_SECONDS:g} s")
+            timed_out += 1
         elif (exc := task.exception()) is not None:
             failures.append(f"component {component_id}: {type(exc).__name__}: {exc}")
+            timed_out += _past_deadline(exc)
         else:
             answered[component_id] = task.result()
-    return answered, failures
+    return answered, failures, timed_out
+
+
+def _past_deadline(exc: BaseException) -> bool:
+    """Whether a check failed because its deadline passed, not for another cause.
+
+    A batch's call is given the time left as its own deadline, so a slow
+    Model may end it with that call's error (Unavailable "did not answer
+    within the call's deadline", from a bare TimeoutError) before
+    :func:`_answered` cancels it.
+    """
+    return isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError)
 
 
 def _sentences(
@@ -178,7 +194,7 @@ async def viewer_warning(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CHECK_SECONDS
     components = list(wanted)[:MAX_BULK_COMPONENTS]
-    answers, failures = await _answered(
+    answers, failures, timed_out = await _answered(
         {
             c: _cannot_view(backends, viewer, c, wanted[c], deadline - NAMES_SECONDS)
             for c in components
@@ -212,28 +228,37 @@ async def viewer_warning(
             what = issues_text(issue_ids.get(component_id, ()))
         sentences += [(component_id, s) for s in _sentences(path, blocked, users, what)]
     not_checked = _not_checked(
-        len(wanted) - len(components), len(components) - len(answers), after_others=bool(sentences)
+        len(wanted) - len(components),
+        timed_out,
+        len(components) - len(answers) - timed_out,
+        after_others=bool(sentences),
     )
     return _fitting_the_cookie(sentences, not_checked)
 
 
-def _not_checked(over_limit: int, unanswered: int, *, after_others: bool) -> str:
+def _not_checked(over_limit: int, timed_out: int, failed: int, *, after_others: bool) -> str:
     """The sentence saying how many components a bulk edit's check left out, and why; "" if none.
 
     Said, not silently dropped: the person must not read the warning's
-    silence about those components as "everyone can view them".
+    silence about those components as "everyone can view them". Each cause
+    is worded as it was: past the limit, no answer in time (``timed_out``),
+    or a check that ended in an error (``failed``: an outage, an older
+    Model), which may have come at once and is not said to be slow.
     """
-    left = over_limit + unanswered
+    left = over_limit + timed_out + failed
     if not left:
         return ""
     reasons = []
     if over_limit:
         reasons.append(f"a bulk edit is checked for its first {MAX_BULK_COMPONENTS} components")
-    if unanswered:
-        reasons.append(f"{unanswered} could not be checked within {CHECK_SECONDS:g} s")
+    if timed_out:
+        reasons.append(f"{timed_out} did not answer within {CHECK_SECONDS:g} s")
+    if failed:
+        reasons.append(f"the check of {failed} failed")
     return (
         f"{left} {'more ' if after_others else ''}component{'s' if left > 1 else ''} not checked "
-        f"({' and '.join(reasons)}): people it named may not be able to view "
+        f"({', '.join(reasons[:-1])}{' and ' if len(reasons) > 1 else ''}{reasons[-1]}): "
+        "people it named may not be able to view "
         f"{'their' if left > 1 else 'its'} issues{' either' if after_others else ''}."
     )
 
