@@ -14,6 +14,7 @@ from bugless_core.assertions import (
     AssertionVerifier,
     Scope,
     key_id,
+    names_scoped_type,
     sign_assertion,
     signing_key_id,
 )
@@ -175,6 +176,18 @@ def test_an_assertions_signing_key_is_read_from_its_header_without_verifying() -
     assert signing_key_id(_sign(new, clock)) == key_id(new.public_key()) != key_id(old.public_key())
     assert signing_key_id("not.an.assertion") == ""
     assert signing_key_id("x" * 10) == ""
+
+
+def test_a_scoped_assertion_is_told_by_its_header_without_verifying() -> None:
+    """What the Model reads on a method without a caller to know which assertion to check:
+    the scoped ``typ`` only (any signature), and False for text that is no assertion."""
+    key, clock = Ed25519PrivateKey.generate(), _Clock()
+    scoped = _sign(key, clock, scope=Scope(method="SetIssueMute", fields=(("issue_id", 7),)))
+    assert names_scoped_type(scoped)
+    assert names_scoped_type(scoped[: scoped.rindex(".") + 1] + "A" * 86)
+    assert not names_scoped_type(_sign(key, clock))
+    assert not names_scoped_type("not.an.assertion")
+    assert not names_scoped_type("x" * 10)
 
 
 async def test_a_scoped_assertion_allows_its_one_call_and_names_what_it_refuses() -> None:

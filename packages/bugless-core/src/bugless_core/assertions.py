@@ -270,6 +270,20 @@ def signing_key_id(assertion: str) -> str:
     return kid if isinstance(kid, str) else ""
 
 
+def names_scoped_type(assertion: str) -> bool:
+    """Whether the unverified header of ``assertion`` names :data:`SCOPED_ASSERTION_TYPE`.
+
+    For a method that does not act for a person (its requests carry no
+    caller): there only a scoped assertion is checked (verified, then refused
+    unless the method is its scope's), and this tells which to verify without
+    verifying every other one, which such a method ignores. False if unreadable.
+    """
+    try:
+        return _parse(assertion)[0].get("typ") == SCOPED_ASSERTION_TYPE
+    except Unauthenticated:
+        return False
+
+
 def _claims(claims: dict[str, Any], kid: str, *, scoped: bool) -> AssertionClaims:
     groups = claims.get("grp")
     scope = _scope(claims.get("scp"))
@@ -446,6 +460,7 @@ __all__ = [
     "FetchKeys",
     "Scope",
     "key_id",
+    "names_scoped_type",
     "sign_assertion",
     "signing_key_id",
 ]

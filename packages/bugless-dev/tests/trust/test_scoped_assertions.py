@@ -21,6 +21,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from bugless_core.assertions import METADATA_KEY
+from bugless_core.model.servicer import ModelServicer
 from bugless_dev.processes import spawn
 from bugless_dev.stack import LocalStack
 from bugless_proto import v1
@@ -148,6 +149,52 @@ async def test_it_cannot_read_comment_or_mute_another_issue_but_mutes_its_own(
     full = bugless_stack.acting_model(model)
     seen = await full.get_issue(v1.GetIssueRequest(caller=caller, issue_id=mute.issue.id))
     assert seen.version == mute.issue.version
+
+
+#: The Model's RPCs the web may call, but for the one the link's assertion is for.
+OUTSIDE_THE_SCOPE = sorted(
+    name
+    for name in v1.ModelBase().__mapping__()
+    if name.rsplit("/", 1)[-1] != "SetIssueMute"
+    and "web" in ModelServicer.ACCESS[name.rsplit("/", 1)[-1]]
+)
+
+
+async def test_every_other_method_refuses_it_whatever_its_request_carries(
+    bugless_stack: LocalStack, mute: Mute, channels: list[Channel]
+) -> None:
+    """Refused on each method outside its scope, one whose requests name no caller too.
+
+    Each is called as the web with an empty request, so a method that
+    answered would answer it (GetServerInfo, whose request has no caller,
+    answered before the check held for every method).
+    """
+    channel = _as(bugless_stack, "model", "web", channels)
+    handlers = v1.ModelBase().__mapping__()
+    answered: dict[str, str] = {}
+    for name in OUTSIDE_THE_SCOPE:
+        handler = handlers[name]
+        try:
+            async with channel.request(
+                name,
+                handler.cardinality,
+                handler.request_type,
+                handler.reply_type,
+                timeout=10,
+                metadata={METADATA_KEY: mute.assertion},
+            ) as stream:
+                await stream.send_message(handler.request_type(), end=True)
+                await stream.recv_message()
+        except GRPCError as refused:
+            if refused.status is Status.PERMISSION_DENIED and "only good for SetIssueMute(" in (
+                refused.message or ""
+            ):
+                continue
+            answered[name] = f"{refused.status.name}: {refused.message}"
+        else:
+            answered[name] = "answered"
+    assert "/bugless.v1.Model/GetServerInfo" in OUTSIDE_THE_SCOPE
+    assert answered == {}
 
 
 async def test_the_notifier_cannot_pass_it_off_as_a_viewer(

@@ -13,9 +13,12 @@ a one-click unsubscribe link is redeemed for) is checked here too, the one
 place every call with a caller passes: for another method it is refused
 before the request is read, and a request whose scoped fields differ (another
 issue, ``muted=false``) is refused as it is received, both with
-PERMISSION_DENIED saying why, before the handler sees the request. A method
-whose requests carry no caller does not act for a person, so it ignores the
-assertion, scoped or not.
+PERMISSION_DENIED saying why, before the handler sees the request. That holds
+for every method, whatever its request type: a method whose requests carry no
+caller (``GetServerInfo``) does not act for a person and ignores an unscoped
+assertion, but one whose header says it is scoped is verified and refused
+there like anywhere outside its scope, so what a scoped assertion is good for
+never depends on which request types happen to name a caller.
 
 One exception, :data:`SYSTEM_READERS`: the notifier reads the whole change
 feed and checks each recipient's view of an issue (``Caller`` of that
@@ -38,7 +41,12 @@ from typing import Any
 from grpclib.const import Handler
 from grpclib.server import Stream
 
-from bugless_core.assertions import METADATA_KEY, AssertionClaims, AssertionVerifier
+from bugless_core.assertions import (
+    METADATA_KEY,
+    AssertionClaims,
+    AssertionVerifier,
+    names_scoped_type,
+)
 from bugless_core.grpc import current_identity, current_metadata, handler_errors
 from bugless_proto import v1
 
@@ -49,10 +57,18 @@ _Func = Callable[[Stream[Any, Any]], Awaitable[None]]
 SYSTEM_READERS = frozenset({"notify"})
 
 
-async def _verified_claims(verifier: AssertionVerifier) -> AssertionClaims | None:
-    """The verified assertion of the current call; ``None`` without one."""
+async def _verified_claims(
+    verifier: AssertionVerifier, *, scoped_only: bool = False
+) -> AssertionClaims | None:
+    """The verified assertion of the current call; ``None`` without one.
+
+    With ``scoped_only`` (a method without a caller) an assertion whose
+    header does not say it is scoped is not verified and counts as none.
+    """
     assertion = current_metadata().get(METADATA_KEY)
     if not assertion or not isinstance(assertion, str):
+        return None
+    if scoped_only and not names_scoped_type(assertion):
         return None
     return await verifier.claims(assertion)
 
@@ -82,12 +98,14 @@ def _drop_groups(message: Any) -> None:
         caller.groups = []
 
 
-def _replacing_caller(name: str, func: _Func, verifier: AssertionVerifier) -> _Func:
+def _replacing_caller(
+    name: str, func: _Func, verifier: AssertionVerifier, *, has_caller: bool
+) -> _Func:
     method = name.rsplit("/", 1)[-1]
 
     async def handle(stream: Stream[Any, Any]) -> None:
         with handler_errors(name):
-            claims = await _verified_claims(verifier)
+            claims = await _verified_claims(verifier, scoped_only=not has_caller)
             scope = claims.scope if claims is not None else None
             if scope is not None:
                 scope.check_method(method)  # refused before the request is read
@@ -95,6 +113,9 @@ def _replacing_caller(name: str, func: _Func, verifier: AssertionVerifier) -> _F
                 caller: v1.Caller | None = claims.caller()
             else:
                 caller = None if current_identity() in SYSTEM_READERS else v1.Caller()
+        if scope is None and not has_caller:
+            await func(stream)  # nothing to check or replace in its messages
+            return
         receive = stream.recv_message
 
         async def recv_message() -> Any:
@@ -119,10 +140,18 @@ def _replacing_caller(name: str, func: _Func, verifier: AssertionVerifier) -> _F
 def with_verified_callers(
     handlers: Mapping[str, Handler], verifier: AssertionVerifier
 ) -> dict[str, Handler]:
-    """``handlers`` with the caller of every request that has one taken from its assertion."""
+    """``handlers`` with every call's assertion checked first.
+
+    The caller of every request that has one is taken from its assertion;
+    a scoped assertion is refused on every method outside its scope, whether
+    or not the method's requests carry a caller.
+    """
     return {
-        name: Handler(_replacing_caller(name, handler.func, verifier), *handler[1:])
-        if _has_caller(handler.request_type)
-        else handler
+        name: Handler(
+            _replacing_caller(
+                name, handler.func, verifier, has_caller=_has_caller(handler.request_type)
+            ),
+            *handler[1:],
+        )
         for name, handler in handlers.items()
     }
