@@ -22,6 +22,7 @@ from bugless_core.clients import call
 from bugless_import import run_import
 from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
@@ -121,3 +122,94 @@ async def test_keyword_changes_before_the_import_are_label_changes_of_their_entr
     ]
     assert issue.modified_at == _hours(3)
     assert issue.version == 4
+
+
+class _Trac35(TracImporter):
+    """Trac under a name of its own (the session's other Trac tests own theirs)."""
+
+    name = "trac35"
+
+
+async def test_a_move_in_the_history_drops_the_fields_the_new_component_lacks_as_a_live_move(
+    make_settings: MakeSettings,
+    model: v1.ModelStub,
+    tmp_path: Path,
+) -> None:
+    # Urgency35 applies in Pumps35 only; Valves35 has a field of its own
+    # with a default. A live move from one to the other drops the Urgency35
+    # value and gives Size35 its default; the ticket's move in Trac's log
+    # must leave the imported issue the same, not holding a value of a field
+    # its component no longer has.
+    pumps = await call(
+        model.create_component, v1.CreateComponentRequest(caller=ADMIN, name="Pumps35")
+    )
+    valves = await call(
+        model.create_component, v1.CreateComponentRequest(caller=ADMIN, name="Valves35")
+    )
+    made = {}
+    for component, name, options, default in (
+        (pumps, "Urgency35", ["High", "Low"], []),
+        (valves, "Size35", ["Small", "Big"], ["Small"]),
+    ):
+        made[name] = await call(
+            model.create_custom_field,
+            v1.CreateCustomFieldRequest(
+                caller=ADMIN, component_id=component.id, name=name,
+                type=v1.CustomFieldType.ENUM, options=options, default_values=default,
+            ),
+        )  # fmt: skip
+    env = Environment(
+        str(tmp_path / "env"), create=True, options=[("trac", "database", "sqlite:db/trac.db")]
+    )
+    for name in ("pumps", "valves"):
+        component = Component(env)
+        component.name = name
+        component.insert()
+    ticket = Ticket(env)
+    ticket.populate(
+        {"summary": "Hum is a valve", "description": "Hums.", "reporter": "ann",
+         "component": "pumps", "status": "new", "keywords": "urgent"}
+    )  # fmt: skip
+    ticket.insert(when=_hours(0))
+    ticket["component"] = "valves"
+    ticket.save_changes("tom", "It is the valve.", when=_hours(1))
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(
+        '[components]\npumps = "Pumps35"\nvalves = "Valves35"\n'
+        '[labels]\nurgent = "field:Urgency35=High"\n',
+        encoding="utf-8",
+    )
+
+    report = await run_import(_Trac35(env.path, {}), make_settings(mapping=mapping))
+    assert report.created == 1
+
+    (issue,) = await find(model, "trac35:1")
+    assert issue.component_id == valves.id
+    assert [(v.name, list(v.values)) for v in issue.custom_fields] == [("Size35", ["Small"])]
+    created, moved = await history(model, issue.id)
+    assert _custom_changes(created) == [("Urgency35", "", "High")]
+    imported_move = _custom_changes(moved)
+    assert imported_move == [("Urgency35", "High", ""), ("Size35", "", "Small")]
+    # The same move made live records the same changes.
+    native = await call(
+        model.create_issue,
+        v1.CreateIssueRequest(
+            caller=ADMIN,
+            fields=v1.IssueFields(title="Hum is a valve", component_id=pumps.id),
+            custom_fields=[v1.CustomFieldValue(field_id=made["Urgency35"].id, values=["High"])],
+        ),
+    )
+    live = await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=ADMIN, issue_id=native.id, expected_version=native.version,
+            delta=v1.IssueDelta(
+                fields=v1.IssueFields(component_id=valves.id),
+                update_mask=FieldMask(paths=["component_id"]),
+            ),
+        ),
+    )  # fmt: skip
+    assert live.entry is not None
+    assert live.issue is not None
+    assert _custom_changes(live.entry) == imported_move
+    assert [(v.name, list(v.values)) for v in live.issue.custom_fields] == [("Size35", ["Small"])]

@@ -234,13 +234,23 @@ class _Labels:
         self.before = set(self.hotlists)
 
     async def apply(
-        self, ctx: WriteContext, item: v1.ImportedEntry, component_id: int, index: int
+        self,
+        ctx: WriteContext,
+        item: v1.ImportedEntry,
+        component_id: int,
+        index: int,
+        *,
+        moved: bool,
     ) -> list[v1.FieldChange]:
         """The item's hotlist and custom field changes (none for what already holds).
 
         ``component_id`` is the issue's component once the item is applied:
         the source's labels are mapped to the fields of the component the
-        issue is in after the entry's move.
+        issue is in after the entry's move. ``moved``: the item moves the
+        issue there, and its values follow as in a live ChangeIssue move:
+        those of fields that do not apply there leave the issue, its fields
+        without a value take their defaults, and a required one must end
+        with a value.
         """
         changes: list[v1.FieldChange] = []
         added = sorted(set(item.hotlist_add) - self.hotlists) if self.hotlists_replayed else []
@@ -254,10 +264,10 @@ class _Labels:
                     removed=[str(h) for h in removed],
                 )
             )
-        if item.custom_fields and self.custom_replayed:
+        if self.custom_replayed and (item.custom_fields or moved):
             self.custom, custom_changes, _ = await _custom_fields.plan_values(
                 ctx, component_id=component_id, current=self.custom, given=item.custom_fields,
-                creating=False, moved=False, path=f"history[{index}].custom_fields",
+                creating=False, moved=moved, path=f"history[{index}].custom_fields",
             )  # fmt: skip
             changes.extend(custom_changes)
         return changes
@@ -392,11 +402,12 @@ async def _create(
     labels = _Labels(custom, set(initial), hotlists_replayed=on_hotlists, custom_replayed=replayed)
     for index, item in items:
         extra: list[v1.FieldChange] = []
-        if (replayed and item.custom_fields) or (
+        after = _component_after(item, replay.state["component_id"])
+        moved = after != replay.state["component_id"]
+        if (replayed and (item.custom_fields or moved)) or (
             on_hotlists and (item.hotlist_add or item.hotlist_remove)
         ):
-            after = _component_after(item, replay.state["component_id"])
-            extra = await labels.apply(ctx, item, after, index)
+            extra = await labels.apply(ctx, item, after, index, moved=moved)
         replay.apply(index, item, extra)
     custom = labels.custom
     if initial:
@@ -481,7 +492,8 @@ async def _extend(
         replay.relations = RelationReplay(relations, resolved)
     for i, item in items:
         after = _component_after(item, replay.state["component_id"])
-        replay.apply(i, item, await labels.apply(ctx, item, after, i))
+        moved = after != replay.state["component_id"]
+        replay.apply(i, item, await labels.apply(ctx, item, after, i, moved=moved))
     if not replay.entries:
         await ctx.conn.execute(q.ADVANCE_IMPORT_POSITION, issue_id, len(request.history))
         return issue_id, False, 0
