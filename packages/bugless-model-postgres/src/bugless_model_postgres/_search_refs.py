@@ -51,11 +51,15 @@ Bind = Callable[[Any, str], str]
 
 #: Component ``{c}`` is the one key ``{k}`` names (:func:`name_key`): for a
 #: key with ``>``, its path from the top, else its own name (the last of its
-#: path's names), as its ``path_key`` holds them folded. Components are few
-#: and a query's names fewer: a scan, no index.
+#: path's names), as its ``path_key`` holds them folded. Each arm is one an
+#: index serves, per key: the path through ``components_path_key``, the own
+#: name through ``components_own_name_key`` (migration 0032), so a term
+#: naming a component reads the few components of that name, not them all
+#: (``test_search_refs_plans``). No name holds ``>``, so the path's split is
+#: its segments.
 NAMED = (
-    "(CASE WHEN strpos({k}, '>') > 0 THEN array_to_string({c}.path_key, '>') "
-    "ELSE {c}.path_key[cardinality({c}.path_key)] END) = {k}"
+    "((strpos({k}, '>') > 0 AND {c}.path_key = string_to_array({k}, '>')) "
+    "OR (strpos({k}, '>') = 0 AND {c}.path_key[cardinality({c}.path_key)] = {k}))"
 )
 #: The caller may view component ``{c}`` (``{admin}``, ``{viewers}``: the
 #: caller's admin flag and principals): the rule the search's rows use, so a
