@@ -509,7 +509,7 @@ def test_an_email_rendering_leaves_out_only_the_webhook_forms() -> None:
     assert (mail.chat_text, dict(mail.data)) == ("", {})
 
 
-def test_files_attached_or_deleted_are_named_with_their_size() -> None:
+def test_files_attached_are_named_with_their_size_and_deleted_ones_by_name() -> None:
     entry = sample_entry()
     entry.changes = []
     entry.comment = ""
@@ -527,11 +527,19 @@ def test_files_attached_or_deleted_are_named_with_their_size() -> None:
     deleted.changes = []
     deleted.comment = ""
     deleted.deleted_attachment_id = 7
+    deleted.deleted_attachment_name = "crash\nreport.log"
     text = render_notification(
         ChangeNotice(issue=sample_issue(), entry=deleted, reason=Reason.CC, public_url=PUBLIC_URL)
     ).text
     assert "deleted an attachment of b/123" in text
-    assert "  Deleted attachment 7" in text
+    assert "  Deleted attachment crash report.log" in text
+    # A Model older than deleted_attachment_name says only the id.
+    deleted.deleted_attachment_name = ""
+    old = render_notification(
+        ChangeNotice(issue=sample_issue(), entry=deleted, reason=Reason.CC, public_url=PUBLIC_URL)
+    )
+    assert "  Deleted attachment 7" in old.text
+    assert "Deleted attachment 7" in old.html
 
 
 def test_a_backtick_after_an_escaped_backslash_opens_code_and_an_escaped_bracket_no_link() -> None:

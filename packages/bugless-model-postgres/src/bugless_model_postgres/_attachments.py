@@ -94,6 +94,8 @@ SELECT issue_id, version, deleted_attachment_id FROM issue_history
  WHERE issue_id = ANY ($1::bigint[]) AND version = ANY ($2::bigint[])
    AND deleted_attachment_id <> 0
 """
+#: Names of attachments $1 (deleted ones: their metadata stays).
+NAMES = "SELECT id, name FROM attachments WHERE id = ANY ($1::bigint[])"
 #: The columns of :data:`INSERT`'s ``$3``-``$7``, an upload's file.
 _FILE_COLUMNS = ("name", "size", "content_type", "declared_content_type", "sha256")
 #: An upload's file (``$3``-``$7``), its uploader ``$8`` and time ``$9``, and its
@@ -470,6 +472,22 @@ async def fill_entries(conn: Conn, issue_id: int, entries: list[v1.HistoryEntry]
         by_version.setdefault(row["entry_version"], []).append(attachment_from_row(row))
     for entry in entries:
         entry.attachments = by_version.get(entry.version, [])
+    await _name_deletions(conn, entries)
+
+
+async def _name_deletions(conn: Conn, entries: list[v1.HistoryEntry]) -> None:
+    """Set ``deleted_attachment_name`` on the entries that deleted a file.
+
+    Why the Model says it: a mail or page can then say "Deleted attachment
+    build.log", not its id, without listing the issue's attachments. One
+    statement, and only when some entry deleted a file.
+    """
+    ids = sorted({e.deleted_attachment_id for e in entries if e.deleted_attachment_id})
+    if not ids:
+        return
+    names = {r["id"]: r["name"] for r in await conn.fetch(NAMES, ids)}
+    for entry in entries:
+        entry.deleted_attachment_name = names.get(entry.deleted_attachment_id, "")
 
 
 async def fill_entries_of_issues(conn: Conn, entries: list[v1.HistoryEntry]) -> None:
@@ -485,6 +503,7 @@ async def fill_entries_of_issues(conn: Conn, entries: list[v1.HistoryEntry]) -> 
         by_entry.setdefault(key, []).append(attachment_from_row(row))
     for entry in entries:
         entry.attachments = by_entry.get((entry.issue_id, entry.version), [])
+    await _name_deletions(conn, entries)
 
 
 async def fill_feed_entries(conn: Conn, entries: list[v1.FeedEntry]) -> None:

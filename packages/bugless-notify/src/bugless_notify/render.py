@@ -309,7 +309,11 @@ class _Renderer:
             for a in self.entry.attachments
         ]
         if self.entry.deleted_attachment_id:
-            lines.append(f"Deleted attachment {self.entry.deleted_attachment_id}")
+            # A Model older than deleted_attachment_name gives only the id.
+            gone = self.entry.deleted_attachment_name
+            lines.append(
+                f"Deleted attachment {one_line(gone) if gone else self.entry.deleted_attachment_id}"
+            )
         return lines
 
     @property

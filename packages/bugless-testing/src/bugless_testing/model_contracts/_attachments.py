@@ -390,6 +390,35 @@ class AttachmentContract:
         assert again is not None
         assert (await download(model, again.id))[1] == shared
 
+    async def test_a_deletion_entry_names_the_deleted_file_when_read_back(
+        self, model: v1.ModelStub
+    ) -> None:
+        """History and the notifier's read say which file went, by name, as well as by id.
+
+        A mail saying "Deleted attachment 7" told its reader nothing they could
+        recognise; the file's metadata stays after its deletion, so its name is
+        there to give.
+        """
+        component = await make_component(model)
+        issue = await make_issue(model, component.id)
+        kept = (await upload(model, issue.id, b"kept", name="kept.txt")).attachment
+        done = (await upload(model, issue.id, b"build output", name="build.log")).attachment
+        assert kept is not None
+        assert done is not None
+        removed = await delete(model, done.id)
+        assert removed.entry is not None
+        entries = await history(model, issue.id)
+        assert [(e.deleted_attachment_id, e.deleted_attachment_name) for e in entries][-1:] == [
+            (done.id, "build.log")
+        ]
+        assert all(not e.deleted_attachment_name for e in entries[:-1])
+        views = await model.get_notification_views(
+            v1.GetNotificationViewsRequest(
+                caller=ADMIN, issue_id=issue.id, versions=[removed.entry.version]
+            )
+        )
+        assert [e.deleted_attachment_name for e in views.entries] == ["build.log"]
+
     async def test_redaction_removes_the_content(
         self, model: v1.ModelStub, bugless_model_backend: ModelBackend
     ) -> None:
