@@ -44,7 +44,7 @@ SWEEP_BATCH = 200
 _log = logging.getLogger(__name__)
 
 
-async def _mark_redacted(ctx: WriteContext, issue_id: int, attachment_id: int) -> str:
+async def _mark_redacted(ctx: WriteContext, issue_id: int, attachment_id: int) -> tuple[str, str]:
     return await att.redact(ctx, issue_id, attachment_id)
 
 

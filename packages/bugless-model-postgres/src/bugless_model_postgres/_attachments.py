@@ -170,11 +170,17 @@ UPDATE issues AS i
   FROM {USAGE}
  WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}, u.used, u.files"""
-#: Mark attachment $1 of issue $2 redacted, unless it is already; its content's hash.
+#: Mark attachment $1 of issue $2 redacted, unless it is already, its
+#: description blanked with its content; its content's hash and the
+#: description it had (``old_description``: the redaction takes it out of
+#: the issue's vectors and mentions when there was one).
 MARK_REDACTED = """
+WITH old AS (
+    SELECT description FROM attachments WHERE id = $1 AND issue_id = $2 AND NOT redacted
+)
 UPDATE attachments SET redacted = true, description = ''
  WHERE id = $1 AND issue_id = $2 AND NOT redacted
-RETURNING sha256
+RETURNING sha256, (SELECT description FROM old) AS old_description
 """
 #: The content row of $1, made if missing, locked either way, in one
 #: statement: the insert holds a new row, the conflict's update an existing
@@ -434,11 +440,15 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
     return Written(issue, entry, bytes(row["sha256"]).hex())
 
 
-async def redact(ctx: WriteContext, issue_id: int, attachment_id: int) -> str:
-    """Mark an attachment's content redacted (inside the redaction); return its sha256."""
-    marked = await ctx.conn.fetchval(MARK_REDACTED, attachment_id, issue_id)
+async def redact(ctx: WriteContext, issue_id: int, attachment_id: int) -> tuple[str, str]:
+    """Mark an attachment's content redacted (inside the redaction).
+
+    Returns:
+        Its sha256, and the description it had (blanked with the content).
+    """
+    marked = await ctx.conn.fetchrow(MARK_REDACTED, attachment_id, issue_id)
     if marked is not None:
-        return bytes(marked).hex()
+        return bytes(marked["sha256"]).hex(), str(marked["old_description"])
     row = await ctx.conn.fetchrow(BY_ID, attachment_id)
     if row is None or row["issue_id"] != issue_id:
         raise NotFound(

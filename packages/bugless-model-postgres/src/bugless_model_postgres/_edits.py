@@ -37,10 +37,11 @@ from bugless_proto import v1
 #: Removes the content of attachment ``attachment_id`` of issue ``issue_id``
 #: inside the redaction's transaction (``ctx.conn``), so that both commit or
 #: neither does, and returns the content's hash (the caller removes it from
-#: the blob store after the commit, if nothing else refers to it); raises
+#: the blob store after the commit, if nothing else refers to it) and the
+#: file's description it blanked with the content (``""``: none); raises
 #: NotFound when the issue has no such attachment. What the attachments
 #: module (bugless issue 17) installs as ``PostgresBackend.attachment_redactor``.
-AttachmentRedactor = Callable[[WriteContext, int, int], Awaitable[str]]
+AttachmentRedactor = Callable[[WriteContext, int, int], Awaitable[tuple[str, str]]]
 
 #: :data:`q.CURRENT_ENTRIES` with each row's stored vector (``tsv``: NULL
 #: while not stored).
@@ -48,16 +49,34 @@ _CURRENT = f"""
     SELECT cur.*, v.tsv
       FROM ({q.CURRENT_ENTRIES}) cur
            LEFT JOIN issue_entry_vectors v ON v.issue_id = $1 AND v.version = cur.version"""
-#: The other entries' current texts, in entry order (``t.others``), when $7
-#: (else none): with the title and entry $6's new text, what the issue's
-#: mentions come from, read only when a name its old text had may go.
+#: The descriptions of the files each entry of issue $1 attached
+#: (``described``, by ``entry_version``): text a person wrote (an imported
+#: file's, migration 0031), searched and read for mentions as the comments
+#: are, though it is the file's and no comment (an edit or a redaction of
+#: the entry's comment leaves it; a redaction of the file, or of the
+#: description alone, blanks it). Few issues have any: parsed, never stored
+#: in ``issue_entry_vectors``, which holds comments' vectors only.
+_DESCRIBED = r"""
+SELECT a.entry_version, string_agg(a.description, E'\n' ORDER BY a.id) AS described
+  FROM attachments a
+ WHERE a.issue_id = $1 AND a.description <> ''
+ GROUP BY a.entry_version"""
+#: The other entries' current texts in entry order, then every file's
+#: description (``t.others``), when $7 (else none): with the title and
+#: entry $6's new text, what the issue's mentions come from, read only when
+#: a name its old text had may go.
 _OTHERS = """coalesce(array_agg(cur.body ORDER BY cur.original)
-                    FILTER (WHERE $7::boolean AND cur.original <> $6::bigint), '{}') AS others"""
+                    FILTER (WHERE $7::boolean AND cur.original <> $6::bigint), '{}')
+           || CASE WHEN $7::boolean
+                   THEN ARRAY(SELECT a.description FROM attachments a
+                               WHERE a.issue_id = $1 AND a.description <> '' ORDER BY a.id)
+                   ELSE '{}'::text[] END AS others"""
 #: Issue $1's new version after an edit of entry $6 to the text $5 (its
 #: entry written after, with the feed row) or a redaction of it ($5 empty,
 #: its comments blanked already): the description set to $3 when $4 (entry
 #: 1), the comment vectors made again from the current text of every
-#: comment, entry $6's taken as $5; its columns returned as
+#: comment, entry $6's taken as $5 (none: $6 0), each followed by the
+#: descriptions of the files its entry attached; its columns returned as
 #: :data:`q.FETCH_ISSUE` reads them (the call's reply), with the other
 #: entries' current texts when $7 (``other_texts``, read by the same pass
 #: over the history).
@@ -86,14 +105,17 @@ WITH cur AS ({_CURRENT}
      USING cur
      WHERE v.issue_id = $1 AND v.version = cur.version AND cur.original = $6::bigint
 ), t AS (
-    -- An entry with no comment adds nothing (NULL: the aggregate skips it).
+    -- Each entry's comment, then the descriptions of the files it attached;
+    -- an entry with neither adds nothing (the empty vector).
     SELECT tsvector_concat_agg(
                CASE WHEN cur.original = $6::bigint THEN to_tsvector('english', $5::text)
-                    WHEN cur.body = '' THEN NULL
+                    WHEN cur.body = '' THEN ''::tsvector
                     ELSE coalesce(cur.tsv, s.tsv, to_tsvector('english', cur.body)) END
+               || coalesce(to_tsvector('english', d.described), ''::tsvector)
                ORDER BY cur.original) AS tsv,
            {_OTHERS}
       FROM cur LEFT JOIN stored s ON s.version = cur.version
+           LEFT JOIN ({_DESCRIBED}) d ON d.entry_version = cur.original
 )
 UPDATE issues AS i
    SET version = i.version + 1, modified_at = $2,
@@ -111,11 +133,15 @@ UPDATE issues AS i
        description = CASE WHEN $4 THEN $3 ELSE i.description END,
        comments_tsv = t.tsv, text_tsv = to_tsvector('english', i.title) || t.tsv
   FROM (SELECT to_tsvector('english',
-                           coalesce(string_agg(CASE WHEN cur.original = $6::bigint THEN $5::text
-                                                    ELSE cur.body END,
+                           coalesce(string_agg(concat_ws(' ',
+                                                         CASE WHEN cur.original = $6::bigint
+                                                              THEN $5::text
+                                                              ELSE cur.body END,
+                                                         d.described),
                                                ' ' ORDER BY cur.original), '')) AS tsv,
                {_OTHERS}
-          FROM ({q.CURRENT_ENTRIES}) cur) t
+          FROM ({q.CURRENT_ENTRIES}) cur
+               LEFT JOIN ({_DESCRIBED}) d ON d.entry_version = cur.original) t
  WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}, t.others AS other_texts"""
 #: Entry $2 of issue $1, with the current text of its comment (its latest
@@ -267,14 +293,16 @@ async def redact(
             f"to redact issue {issue_id}",
             metadata={"issue_id": str(issue_id)},
         )
-    original, sha256 = 0, ""
+    original, sha256, described = 0, "", ""
     if target is v1.RedactionTarget.ATTACHMENT:
         if redact_attachment is None:
             raise NotFound(
                 f"attachment_id: issue {issue_id} has no attachment {request.attachment_id}",
                 metadata={"field": "attachment_id"},
             )
-        sha256 = await redact_attachment(ctx, issue_id, request.attachment_id)
+        # Its description goes with its content: out of the vectors and the
+        # mentions below.
+        sha256, described = await redact_attachment(ctx, issue_id, request.attachment_id)
     else:
         number = 1 if target is v1.RedactionTarget.DESCRIPTION else request.entry_version
         entry = await _entry(ctx, issue_id, number, REDACTION_TARGET)
@@ -293,8 +321,17 @@ async def redact(
                 f"issue's lock, and its redaction blanked {blanked}"
             )
             raise RuntimeError(msg)
-    if target is v1.RedactionTarget.ATTACHMENT:
+    if target is v1.RedactionTarget.ATTACHMENT and not described:
         written = one_row(await ctx.conn.fetchrow(BUMP_VERSION, issue_id, ctx.now))
+    elif target is v1.RedactionTarget.ATTACHMENT:  # the vectors without its description
+        title = str(row["title"])
+        need = names_may_go(str(described), title)
+        written = one_row(
+            await ctx.conn.fetchrow(_bump(ctx), issue_id, ctx.now, "", False, "", 0, need)
+        )
+        if need:
+            mentioned = await ctx.conn.fetchval(f"SELECT {_mentions.STORED}", issue_id)
+            await _keep_mentions(ctx, issue_id, {"mentioned": mentioned}, written, title)
     else:  # the description too when entry 1's text goes; the vectors without the text
         title = str(row["title"])
         need = names_may_go(str(entry["current_comment"]), title)

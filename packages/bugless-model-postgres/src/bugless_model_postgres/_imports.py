@@ -350,8 +350,14 @@ def _description(original: str, replay: _Replay) -> str:
 
 
 def _all_text(entries: Sequence[_Entry]) -> str:
-    """The comments as one document for the full-text columns."""
-    return "\n".join(e.comment for e in entries if e.comment)
+    """The comments as one document for the full-text columns.
+
+    Each entry's comment, then the descriptions of the files it attaches: a
+    description is searched as the comment beside it is (``_edits``
+    rebuilds the vectors in this order after an edit or a redaction).
+    """
+    texts = (t for e in entries for t in (e.comment, *(f.description for f in e.files)))
+    return "\n".join(t for t in texts if t)
 
 
 async def import_issue(

@@ -1,10 +1,11 @@
 """Who is ``@mentioned`` in each issue, kept as rows for ``mention:`` searches.
 
 ``issue_mentions`` (migration 0011) holds one row per issue and username
-mentioned in the issue's title or in the current text of its
-description or a comment: the latest edit of each entry, redacted text
-blank, each name by its key (:func:`bugless_core.usernames.username_key`:
-"@Ölaf" and "@ölaf" are one row, migration 0023). Mentions are found with
+mentioned in the issue's title, in the current text of its
+description or a comment (the latest edit of each entry, redacted text
+blank) or in a file's description (an imported file's), each name by its
+key (:func:`bugless_core.usernames.username_key`: "@Ölaf" and "@ölaf" are
+one row, migration 0023). Mentions are found with
 the one rule the web's renderer and the notifier use
 (:func:`bugless_core.mentions.mentioned_usernames`), so a search finds
 exactly the mentions people see linked and were notified of.
@@ -43,12 +44,17 @@ __all__ = [
     "title_change_only_adds",
 ]
 
-#: The title, then the current text of every entry (its latest edit), of
-#: each issue of $1, by ``issue_id``.
+#: The title, then the current text of every entry (its latest edit), then
+#: the description of every file (an imported file's, migration 0031:
+#: written by a person, so it mentions as a comment does) of each issue of
+#: $1, by ``issue_id``.
 _TEXTS = f"""
 SELECT title AS body, id AS issue_id FROM issues WHERE id = ANY ($1::bigint[])
 UNION ALL
 SELECT cur.body, cur.issue_id FROM ({q.current_entries("h.issue_id = ANY ($1::bigint[])")}) cur
+UNION ALL
+SELECT description, issue_id FROM attachments
+ WHERE issue_id = ANY ($1::bigint[]) AND description <> ''
 """
 #: The usernames stored as mentioned in issue ``$1``, as a text array.
 STORED = "ARRAY(SELECT m.username FROM issue_mentions m WHERE m.issue_id = $1)"

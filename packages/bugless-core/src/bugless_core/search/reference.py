@@ -125,9 +125,13 @@ _NOTES: dict[Field | TextField, str] = {
     Field.ATTACHMENT: "a part of an attachment's name, in any case",
     Field.STARRED_BY: f"{_USER_VALUES}; is:{IS_STARRED} is star:me",
     Field.STAR_COUNT: "how many people starred the issue",
-    Field.MENTION: f"{_USER_VALUES}, @-mentioned in the title, description or a comment",
+    Field.MENTION: (
+        f"{_USER_VALUES}, @-mentioned in the title, description, a comment or a file's description"
+    ),
     TextField.TITLE: "words or a quoted phrase in the title",
-    TextField.COMMENT: "words or a quoted phrase in the description or a comment",
+    TextField.COMMENT: (
+        "words or a quoted phrase in the description, a comment or a file's description"
+    ),
     TextField.EXTERNAL_ID: "an imported issue's reference at its source, exactly",
 }
 

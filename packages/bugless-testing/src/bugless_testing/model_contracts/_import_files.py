@@ -19,6 +19,7 @@ from bugless_testing.model_contracts._attachments import (
     listed,
     requests,
 )
+from bugless_testing.model_contracts._edits import _word, edit, redact
 from bugless_testing.model_contracts._imports import (
     IMPORTER,
     T0,
@@ -36,6 +37,8 @@ from bugless_testing.model_contracts._support import (
     history,
     make_component,
     search_ids,
+    unique,
+    within,
 )
 
 
@@ -175,3 +178,43 @@ class ImportedFileContract:
         await expect_error(
             model.import_issue(request), Status.INVALID_ARGUMENT, "attachments[0].description"
         )
+
+    async def test_a_description_is_searched_and_mentions_as_the_comment_beside_it(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Its words and @mentions are found (text, ``comment:``, ``mention:``) until it goes.
+
+        An edit or a redaction of the comment of the entry attaching the file
+        leaves the description (the file's), and an edit dropping the one
+        comment naming someone the description names too keeps the mention;
+        a redaction of the file takes the description out of all three.
+        """
+        component = await make_component(model)
+        word, said, name = _word("flange"), _word("said"), unique("qa")
+        shot = await store_content(model, PNG + b"searched", "gasket.png")
+        shot.description = f"The {word} after @{name} ran the test."
+        attaching = _attaching(ALICE.user_id, 2, shot)
+        attaching.comment = f"{said}: see the file"
+        items = [_entry(ALICE.user_id, 1, f"cc @{name}"), attaching]
+        done = await model.import_issue(_request(component.id, _external_id(), *items))
+        assert done.issue is not None
+        issue = done.issue
+        text, comment = eq(v1.SearchField.TEXT, word), eq(v1.SearchField.COMMENT, word)
+        mention = eq(v1.SearchField.MENTION, name)
+
+        async def found() -> list[list[int]]:
+            return [
+                await search_ids(model, within(component.id, n)) for n in (text, comment, mention)
+            ]
+
+        assert await found() == [[issue.id]] * 3
+        await edit(model, issue, 2, "cc nobody")  # the description still names them
+        await edit(model, issue, 3, "see the file, again")
+        assert await found() == [[issue.id]] * 3
+        said_term = within(component.id, eq(v1.SearchField.TEXT, said))
+        assert await search_ids(model, said_term) == []
+        await redact(model, issue.id, v1.RedactionTarget.COMMENT, entry_version=3)
+        assert await found() == [[issue.id]] * 3
+        (file,) = await listed(model, issue.id, caller=ADMIN)
+        await redact(model, issue.id, v1.RedactionTarget.ATTACHMENT, attachment_id=file.id)
+        assert await found() == [[], [], []]
