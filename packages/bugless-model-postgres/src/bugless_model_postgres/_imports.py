@@ -31,7 +31,7 @@ from bugless_core.issue_fields import ENUM_FIELDS, is_open
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _custom_fields, _custom_values, _import_files, _mentions
 from bugless_model_postgres import _queries as q
-from bugless_model_postgres._context import WriteContext
+from bugless_model_postgres._context import WriteContext, hotlist_not_found, hotlist_visible
 from bugless_model_postgres._convert import changes_to_json, scalar_text
 from bugless_model_postgres._import_relations import (
     RelationReplay,
@@ -229,6 +229,8 @@ class _Labels:
     before: set[int] = field(default_factory=set)
     hotlists_replayed: bool = True
     custom_replayed: bool = True
+    #: Every hotlist a change of an entry names (:meth:`check_hotlists`).
+    named: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.before = set(self.hotlists)
@@ -257,6 +259,7 @@ class _Labels:
         removed = sorted(set(item.hotlist_remove) & self.hotlists) if self.hotlists_replayed else []
         if added or removed:
             self.hotlists = (self.hotlists | set(added)) - set(removed)
+            self.named.update(added, removed)
             changes.append(
                 v1.FieldChange(
                     field="hotlist_ids",
@@ -272,11 +275,28 @@ class _Labels:
             changes.extend(custom_changes)
         return changes
 
+    async def check_hotlists(self, ctx: WriteContext, changed: set[int], path: str) -> None:
+        """Lock ``changed``, the hotlists whose items the call changes; check the others named.
+
+        As for a native edit, the caller must be able to edit a hotlist the
+        issue joins or leaves, and it is locked (after the issue: lock
+        order). A hotlist the history joins and leaves again (or the
+        reverse) is the same before and after the call: its items are not
+        touched, so it is neither locked nor needs edit rights, at creation
+        as on a refresh, but the entries name it, so it must exist (and be
+        visible to the caller): NOT_FOUND otherwise, as for one changed.
+        """
+        await lock_editable_hotlists(ctx, sorted(changed), path)
+        for hotlist_id in sorted(self.named - changed):
+            row = await ctx.conn.fetchrow(cq.HOTLIST_BY_ID, hotlist_id)
+            if row is None or not hotlist_visible(ctx.caller, row):
+                raise hotlist_not_found(hotlist_id, path)
+
     async def write(self, ctx: WriteContext, issue_id: int) -> None:
-        """Join and leave the hotlists (the caller must be able to edit each)."""
+        """Join and leave the hotlists (:meth:`check_hotlists` checks them first)."""
         joined = sorted(self.hotlists - self.before)
         left = sorted(self.before - self.hotlists)
-        await lock_editable_hotlists(ctx, [*joined, *left], "history.hotlist_add")
+        await self.check_hotlists(ctx, {*joined, *left}, "history.hotlist_add")
         for hotlist_id in joined:
             await append_to_hotlist(ctx, hotlist_id, issue_id, "")
         for hotlist_id in left:
@@ -448,13 +468,12 @@ async def _create(
         ctx.conn, issue_id, before={}, after=custom, moved=True, status_changed=True,
         component_id=final["component_id"], status=final["status"],
     )  # fmt: skip
-    # Every hotlist the issue is put on or taken off, even if only for a
-    # while of its history, as a native edit of the hotlists would need.
-    if on_hotlists:
-        touched = {*initial, *(h for _, i in items for h in (*i.hotlist_add, *i.hotlist_remove))}
-        await lock_editable_hotlists(ctx, sorted(touched), "initial_hotlist_ids/history")
-    else:
-        await lock_editable_hotlists(ctx, sorted(set(initial)), "hotlist_ids")
+    # The hotlists the issue ends on are the ones whose items change, as on
+    # a refresh; the others the entries name (the initial ones included)
+    # need only exist.
+    labels.named.update(initial)
+    path = "initial_hotlist_ids/history" if on_hotlists else "hotlist_ids"
+    await labels.check_hotlists(ctx, set(labels.hotlists), path)
     for hotlist_id in sorted(labels.hotlists):
         await append_to_hotlist(ctx, hotlist_id, issue_id, "")
     await _write_entries(ctx, issue_id, 1, entries, external_id=request.external_id, files=files)

@@ -483,3 +483,42 @@ class ImportContract:
         await expect_error(
             model.import_issue(unflagged), Status.INVALID_ARGUMENT, "hotlists_replayed"
         )
+
+    async def test_a_hotlist_joined_and_left_within_the_history_must_exist_on_a_refresh_too(
+        self, model: v1.ModelStub
+    ) -> None:
+        # Creation and refresh check hotlists alike: the ones the call joins
+        # or leaves are locked and need edit rights; one the history joins
+        # and leaves again is not changed, but its entries name it, so it
+        # must exist, on a refresh as at creation.
+        component = await make_component(model)
+        kept = await make_hotlist(model, caller=IMPORTER)
+        gone = await make_hotlist(model, caller=IMPORTER)
+        await model.delete_hotlist(v1.DeleteHotlistRequest(caller=IMPORTER, hotlist_id=gone.id))
+
+        def passing(hours: float, hotlist_id: int) -> list[v1.ImportedEntry]:
+            return [
+                v1.ImportedEntry(author="src-dev", created_at=_at(hours), hotlist_add=[hotlist_id]),
+                v1.ImportedEntry(
+                    author="src-qa", created_at=_at(hours + 1), hotlist_remove=[hotlist_id]
+                ),
+            ]
+
+        refused = _request(component.id, _external_id(), *passing(1, gone.id))
+        refused.hotlists_replayed = True
+        await expect_error(model.import_issue(refused), Status.NOT_FOUND, f"hotlist {gone.id}")
+        assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, refused.external_id)) == []
+
+        request = _request(component.id, _external_id(), *passing(1, kept.id))
+        request.hotlists_replayed = True
+        created = await model.import_issue(request)
+        assert created.issue is not None
+        assert (list(created.issue.hotlist_ids), created.entries_written) == ([], 3)
+        request.history += passing(3, gone.id)
+        await expect_error(model.import_issue(request), Status.NOT_FOUND, f"hotlist {gone.id}")
+        issue = await get_issue(model, created.issue.id)
+        assert issue.version == created.issue.version, "a refused refresh writes nothing"
+        request.history[2:] = passing(3, kept.id)
+        refreshed = await model.import_issue(request)
+        assert refreshed.entries_written == 2
+        assert list((await get_issue(model, created.issue.id)).hotlist_ids) == []
