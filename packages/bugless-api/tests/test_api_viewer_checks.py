@@ -168,7 +168,7 @@ async def test_the_cli_warns_of_mentions_of_people_who_cannot_view_as_the_web_do
     updated = bugless_cli(
         served_api, "issue", "update", str(issue_id), "--comment", "@Outsider, ping"
     )
-    assert updated.stderr.strip() == hidden("outsider", issue_id)
+    assert updated.stderr.strip() == hidden("Outsider", issue_id)  # as written
 
     # An edit warns only of whom it newly mentions: greedy was warned of.
     edited = bugless_cli(
@@ -193,6 +193,7 @@ async def test_a_bulk_update_warns_once_per_component_naming_its_issues(
     served_api: dict[str, str], connect_as: ConnectAs
 ) -> None:
     boss = connect_as("boss")
+    await signed_in(connect_as, "viewer", "outsider", "greedy")
     tag = secrets.token_hex(3)
     closed, other = f"Closed-{tag}", f"Other-{tag}"
     for name in (closed, other):
@@ -230,6 +231,20 @@ async def test_a_bulk_update_warns_once_per_component_naming_its_issues(
         served_api, "issue", "update", *map(str, made), "--cc-add", "viewer", "--yes"
     )
     assert seen.stderr == ""
+    # A comment's @mentions are checked as the update of one issue checks
+    # them, and named as written; outsider, CC'd now, is not warned of again.
+    mentioned = bugless_cli(
+        served_api, "issue", "update", *map(str, made), "--yes",
+        "--comment", "@Greedy and @outsider: see these; @viewer too",
+    )  # fmt: skip
+    assert mentioned.returncode == 0, mentioned.stderr
+    assert mentioned.stderr.strip().splitlines() == [
+        f"warning: Greedy cannot view component {closed}: they will not see issues "
+        f"{made[0]} and {made[1]} or get mail about them. An admin of {closed} can add them "
+        "to its access list.",
+        f"warning: Greedy cannot view component {other}: they will not see issue "
+        f"{made[2]} or get mail about it. An admin of {other} can add them to its access list.",
+    ]
 
 
 async def test_a_bulk_move_names_each_person_with_the_issues_that_name_them(

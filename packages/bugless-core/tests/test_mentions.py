@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from bugless_core import mentions
 from bugless_core.markdown import markdown_parser
-from bugless_core.mentions import find_mentions, mentioned_usernames
+from bugless_core.mentions import find_mentions, mentioned_usernames, mentions_as_written
 from bugless_core.search import parse_query, to_structured, user_terms
 from bugless_core.search._ast import RESERVED_USER_WORDS
 from bugless_core.usernames import (
@@ -239,3 +239,11 @@ def test_a_remembered_answer_is_the_answer_and_the_memory_is_bounded() -> None:
         assert mentioned_usernames(f"@u{i}") == [f"u{i}"]
     assert len(mentions._text_cache) == mentions.TEXT_CACHE_SIZE
     assert mentioned_usernames(text) == ["bob", "cy"]  # forgotten, read again
+
+
+def test_mentions_are_given_back_as_their_first_mention_wrote_them() -> None:
+    """By key, the first spelling in prose: a code span's is no mention, a later one is not kept."""
+    written = mentions_as_written("`@CAROL` and @Carol, then @carol", "@Ölaf @DEE")
+    assert written == {"carol": "Carol", "ölaf": "Ölaf", "dee": "DEE"}
+    assert list(written) == mentioned_usernames("`@CAROL` and @Carol, then @carol", "@Ölaf @DEE")
+    assert mentions_as_written("no one", "") == {}

@@ -193,3 +193,23 @@ def mentioned_usernames(*texts: str) -> list[str]:
             for key in _text_mentions(text):
                 seen.setdefault(key, None)
     return list(seen)
+
+
+def mentions_as_written(*texts: str) -> dict[str, str]:
+    """Each key ``texts`` (Markdown) mention, to the name as its first mention wrote it.
+
+    For what quotes mentions back to their writer: "@Carol" is warned of as
+    "Carol", not as the key "carol" every comparison uses. Read from the
+    same parse as :func:`mentioned_usernames` (a code span's ``@Carol`` is no
+    mention), but not remembered: a caller asks for the few texts it just
+    saved, once.
+    """
+    from bugless_core.markdown import markdown_parser  # noqa: PLC0415 - markdown-it, on first use
+
+    written: dict[str, str] = {}
+    for text in texts:
+        if _may_mention(text):
+            for _, mentions in prose_mentions(markdown_parser().parse(text)):
+                for mention in mentions:
+                    written.setdefault(mention.key, mention.name)
+    return written

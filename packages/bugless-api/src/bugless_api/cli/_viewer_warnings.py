@@ -121,9 +121,28 @@ async def warn_of_hidden_people(
     edit's earlier text). The writer can view the issue they just wrote, so
     the check never names them.
     """
+    mentioned = mentioned_on(issue, texts, replaced=replaced)
+    await warn_per_component(client, {issue.component_id: {issue.id: [*people, *mentioned]}})
+
+
+def mentioned_on(
+    issue: v1.Issue, texts: Sequence[str], *, replaced: Sequence[str] = ()
+) -> list[str]:
+    """Whom ``texts`` newly ``@mention`` on ``issue``, each name as its first mention wrote it.
+
+    Not the people the issue already names, nor those the ``replaced``
+    texts mentioned (:func:`bugless_core.viewer_warnings.newly_mentioned`).
+    Spelled as written ("@Carol": ``Carol``), since the API's answer names
+    people as the request spelled them and the warning quotes the writer.
+    """
+    from bugless_core.mentions import mentions_as_written  # noqa: PLC0415  (Markdown: lazily)
+
     known = {username_key(p) for p in people_on(issue)}
     mentioned = newly_mentioned(texts, replaced=replaced, known=known)
-    await warn_per_component(client, {issue.component_id: {issue.id: [*people, *mentioned]}})
+    if not mentioned:
+        return []
+    written = mentions_as_written(*texts)
+    return [written.get(key, key) for key in mentioned]
 
 
 async def replaced_text(

@@ -34,7 +34,11 @@ from bugless_api.cli._render import (
     issue_detail,
     issue_row,
 )
-from bugless_api.cli._viewer_warnings import warn_of_hidden_people, warn_per_component
+from bugless_api.cli._viewer_warnings import (
+    mentioned_on,
+    warn_of_hidden_people,
+    warn_per_component,
+)
 from bugless_api.cli.custom_fields import FIELD_OPTION, field_values
 from bugless_api.cli.groups import issue_group
 from bugless_api.cli.issues import count_text, search_all
@@ -325,7 +329,8 @@ async def _warn_after_bulk_update(
     """Warn of whom the change named who cannot view the issues it changed, per component.
 
     As after one issue: the assignee, verifier, CC and user fields it set,
-    or, after a move, everyone on each moved issue; one warning per component
+    or, after a move, everyone on each moved issue, and whom its comment or
+    title newly ``@mentions`` on each issue; one warning per component
     of the changed issues (as the web's bulk bar), and one call for it when
     the change named the same people on each (each person is asked about on
     the first issue naming them, as the API asks), however many issues.
@@ -333,6 +338,7 @@ async def _warn_after_bulk_update(
     from bugless_api.client._custom_values import field_specs  # noqa: PLC0415
 
     set_fields = field_specs(changes["fields"])
+    texts = (changes["title"] or "", changes["comment"])
     named: dict[int, dict[int, list[str]]] = {}
     for result in results:
         issue = result.issue
@@ -343,5 +349,6 @@ async def _warn_after_bulk_update(
         else:
             people = [changes["assignee"] or "", changes["verifier"] or "", *changes["cc_add"]]
             people += people_in_fields(issue, set_fields)
+        people += mentioned_on(issue, texts)
         named.setdefault(issue.component_id, {})[result.issue_id] = people
     await warn_per_component(client, named)
