@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from api_support import Bots, ConnectAs, bugless_cli, extra_api, signed_in
 
-from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from bugless_core.errors import FailedPrecondition, InvalidArgument, MethodNotServed, NotFound
 from bugless_dev.processes import spawn
 from bugless_proto import v1
 
@@ -319,7 +319,9 @@ async def test_a_model_before_check_viewers_is_named_to_be_upgraded_first(
                 await boss.check_viewers(issue.id)
     finally:
         await asyncio.to_thread(stack.stop_service, previous)
+    assert isinstance(refused.value, MethodNotServed)
     assert refused.value.message == (
-        "the Model does not serve CheckViewers, so it is of a release before this API's; "
-        "upgrade the Model first, as docs/upgrades.md orders"
+        "the Model does not serve CheckViewers, so it is of a release older than its "
+        "caller's: upgrade the Model first, as docs/upgrades.md orders"
     )
+    assert refused.value.metadata == {"service": "bugless.v1.Model", "method": "CheckViewers"}

@@ -23,6 +23,9 @@ from bugless_core import errors
         (errors.Unauthenticated("x"), Status.UNAUTHENTICATED, 401),
         (errors.ResourceExhausted("x", retry_after=2), Status.RESOURCE_EXHAUSTED, 429),
         (errors.Unavailable("x"), Status.UNAVAILABLE, 503),
+        (errors.Unimplemented("x"), Status.UNIMPLEMENTED, 501),
+        (errors.CapabilityMissing("x", capability="watch"), Status.UNIMPLEMENTED, 501),
+        (errors.MethodNotServed("x"), Status.FAILED_PRECONDITION, 501),
     ],
 )
 def test_each_error_maps_to_one_grpc_status_and_one_http_status(
@@ -179,6 +182,79 @@ def test_unknown_status_keeps_the_message() -> None:
     back = errors.from_grpc_error(GRPCError(Status.INTERNAL, "oops"))
     assert type(back) is errors.BuglessError
     assert back.message == "oops"
+
+
+def test_a_capability_the_backend_lacks_round_trips_as_unimplemented_naming_it() -> None:
+    """What the Model says of Watch on a backend without watches, passed on as said."""
+    said = errors.CapabilityMissing("the x backend cannot watch", capability="watch")
+    back = errors.from_grpc_error(errors.to_grpc_error(said))
+    assert isinstance(back, errors.CapabilityMissing)
+    assert (back.message, back.reason, back.capability) == (
+        "the x backend cannot watch",
+        "CAPABILITY_MISSING",
+        "watch",
+    )
+    assert errors.to_grpc_error(back).status is Status.UNIMPLEMENTED
+
+
+def test_another_unimplemented_is_passed_on_as_unimplemented_not_internal() -> None:
+    """An older Model's capability refusal carried no reason: still not an outage, nor "old"."""
+    from grpclib.exceptions import GRPCError
+
+    older = "the x backend has no change feed; check GetServerInfo capabilities"
+    back = errors.from_grpc_error(GRPCError(Status.UNIMPLEMENTED, older))
+    assert type(back) is errors.Unimplemented
+    assert back.message == older
+    assert errors.to_grpc_error(back).status is Status.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize(
+    ("service", "server"),
+    [("Model", "Model"), ("Authenticator", "Authenticator"), ("Issues", "API")],
+)
+def test_a_method_the_server_does_not_serve_names_the_server_to_upgrade(
+    service: str, server: str
+) -> None:
+    """A bugless server's own answer (``unserved_message``) names the server to upgrade.
+
+    FAILED_PRECONDITION, not UNAVAILABLE: nothing changes until an operator
+    upgrades it, so no client retries it; and a frontend passing it on keeps it.
+    """
+    from grpclib.exceptions import GRPCError
+
+    from bugless_core.grpc._cork import unserved_message
+
+    answer = GRPCError(Status.UNIMPLEMENTED, unserved_message(f"/bugless.v1.{service}/Frob"))
+    back = errors.from_grpc_error(answer)
+    assert isinstance(back, errors.MethodNotServed)
+    assert back.message == (
+        f"the {server} does not serve Frob, so it is of a release older than its "
+        f"caller's: upgrade the {server} first, as docs/upgrades.md orders"
+    )
+    assert back.metadata == {"service": f"bugless.v1.{service}", "method": "Frob"}
+    passed_on = errors.to_grpc_error(back)
+    assert passed_on.status is Status.FAILED_PRECONDITION
+    again = errors.from_grpc_error(passed_on)
+    assert isinstance(again, errors.MethodNotServed)
+    assert (again.message, again.metadata) == (back.message, back.metadata)
+    assert errors.method_not_served(answer)
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(Status.UNKNOWN, "Missing content-type header"), (Status.UNIMPLEMENTED, "Method not found")],
+)
+def test_a_grpclib_servers_bare_answer_is_a_method_not_served(status: Status, message: str) -> None:
+    """Servers of early releases answered a method they lack as grpclib's ``Server`` does."""
+    from grpclib.exceptions import GRPCError
+
+    back = errors.from_grpc_error(GRPCError(status, message))
+    assert isinstance(back, errors.MethodNotServed)
+    assert "upgrade it first, as docs/upgrades.md orders" in back.message
+    assert not errors.method_not_served(GRPCError(Status.UNKNOWN, "something else"))
+    assert not errors.method_not_served(
+        errors.to_grpc_error(errors.CapabilityMissing("x", capability="watch"))
+    )
 
 
 def test_importing_the_errors_loads_no_protobuf_until_a_status_is_converted() -> None:

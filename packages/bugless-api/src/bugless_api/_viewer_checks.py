@@ -16,11 +16,9 @@ view it is a change the issue's history keeps, as in the web.
 
 from __future__ import annotations
 
-from grpclib.exceptions import GRPCError
-
 from bugless_api._gateway import Gateway
-from bugless_core.clients import every_page, method_missing
-from bugless_core.errors import BuglessError, FailedPrecondition, InvalidArgument
+from bugless_core.clients import every_page
+from bugless_core.errors import InvalidArgument
 from bugless_core.limits import MAX_PAGE_SIZE, MAX_USER_REFERENCE_LENGTH, MAX_VIEWER_CHECK
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.usernames import username_key
@@ -84,31 +82,6 @@ def _checked_names(message: v1.CheckIssueViewersRequest) -> list[str]:
     return list(dict.fromkeys(message.user_ids))
 
 
-async def _model_check(
-    gateway: Gateway, request: v1.CheckViewersRequest
-) -> v1.CheckViewersResponse:
-    """The Model's CheckViewers; a Model that does not serve it is named to be upgraded.
-
-    A Model of the release before CheckViewers answers it as a method it does
-    not serve (:func:`bugless_core.clients.method_missing`: UNIMPLEMENTED, or
-    from releases before that the bare answer grpclib reads as UNKNOWN
-    "Missing content-type header"), which the API passed on as INTERNAL with
-    that header's message. It is an upgrade out of docs/upgrades.md's order
-    (the Model before the API), so the bot hears FAILED_PRECONDITION saying
-    so, as the Model says of an Authenticator without GetUserGroups.
-    """
-    try:
-        return await gateway.model_call(gateway.model.check_viewers, request)
-    except BuglessError as exc:
-        answer = exc.__cause__
-        if isinstance(answer, GRPCError) and method_missing(answer):
-            raise FailedPrecondition(
-                "the Model does not serve CheckViewers, so it is of a release before this "
-                "API's; upgrade the Model first, as docs/upgrades.md orders"
-            ) from exc
-        raise
-
-
 async def check_issue_viewers(
     gateway: Gateway, caller: v1.Caller, message: v1.CheckIssueViewersRequest
 ) -> v1.CheckViewersResponse:
@@ -159,7 +132,9 @@ async def check_issue_viewers(
             component_id=issue.component_id,
             user_ids=wanted[start : start + MAX_VIEWER_CHECK],
         )
-        reply = await _model_check(gateway, request)
+        # A Model of the release before CheckViewers does not serve it: the
+        # bot hears MethodNotServed naming the Model to upgrade (bugless_core.errors).
+        reply = await gateway.model_call(gateway.model.check_viewers, request)
         blocked.update((b.user_id, b.reason) for b in reply.cannot_view)
     reply.cannot_view = [
         v1.BlockedViewer(user_id=spelled.get(user_id, user_id), reason=blocked[user_id])

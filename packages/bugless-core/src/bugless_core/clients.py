@@ -27,7 +27,13 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from bugless_core import limits
 from bugless_core._compat.grpclib import channel_protocol, forget_channel_protocol
 from bugless_core.assertions import METADATA_KEY, signing_key_id
-from bugless_core.errors import InvalidArgument, Unauthenticated, Unavailable, from_grpc_error
+from bugless_core.errors import (
+    InvalidArgument,
+    Unauthenticated,
+    Unavailable,
+    from_grpc_error,
+    method_not_served,
+)
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import username_key
 from bugless_proto import v1
@@ -266,28 +272,22 @@ def refused_alone() -> bool:
     return tally is not None and tally.sent <= 1
 
 
-#: What grpclib's client makes of a grpclib server's answer to a method it does
-#: not serve (:func:`method_missing`).
-_NO_CONTENT_TYPE = "Missing content-type header"
-
-
 def method_missing(exc: GRPCError) -> bool:
     """Whether ``exc`` says the server does not serve the method called.
 
     A server of an earlier release lacks the RPCs added since; a newer caller
     then tells the operator to upgrade it (docs/upgrades.md's order) rather
-    than report an outage. A bugless server answers UNIMPLEMENTED naming the
-    method (:class:`~bugless_core.grpc.CorkedServer`), as other gRPC servers
-    answer UNIMPLEMENTED. A bugless server of a release before that, like a
-    plain grpclib server, answers a path it does not map with bare headers,
-    UNIMPLEMENTED "Method not found" without the content-type a gRPC answer
-    carries, which grpclib's client reads as UNKNOWN "Missing content-type
+    than report an outage. The rule is :class:`~bugless_core.errors.MethodNotServed`'s
+    (:func:`~bugless_core.errors.method_not_served`): a bugless server answers
+    UNIMPLEMENTED naming the method (:class:`~bugless_core.grpc.CorkedServer`);
+    one of a release before that, like a plain grpclib server, answers bare
+    headers, which grpclib's client reads as UNKNOWN "Missing content-type
     header" before it reads the status: those servers are still out there
-    (an upgrade's first step is one), so that counts too.
+    (an upgrade's first step is one), so that counts too. A Model refusing a
+    call its backend lacks the capability for (UNIMPLEMENTED, reason
+    ``CAPABILITY_MISSING``) serves the method: not missing.
     """
-    if exc.status is Status.UNIMPLEMENTED:
-        return True
-    return exc.status is Status.UNKNOWN and exc.message == _NO_CONTENT_TYPE
+    return method_not_served(exc)
 
 
 def renewal_helps(refused: Unauthenticated, sent: str, renewed: str | None) -> bool:

@@ -19,6 +19,7 @@ below names its status.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -210,6 +211,53 @@ class FeedPositionPruned(FailedPrecondition):
         return int(self.metadata["head_position"])
 
 
+class MethodNotServed(FailedPrecondition):
+    """The server called does not serve the method: it is of a release older than its caller.
+
+    A bugless server answers a method it does not map UNIMPLEMENTED naming it
+    (``bugless_core.grpc.unserved_message``); one of a release before that,
+    like any grpclib server, answers bare headers, which grpclib's client
+    reads as UNKNOWN "Missing content-type header". Either way the caller is
+    newer than the server (an upgrade out of docs/upgrades.md's order, which
+    upgrades the Model and the Authenticator before the frontends), so
+    :func:`from_grpc_error` makes it this: FAILED_PRECONDITION (the call fails
+    the same until an operator upgrades the server, so no client retries it,
+    as it would UNAVAILABLE), HTTP 501, reason ``METHOD_NOT_SERVED``, a message
+    naming the server to upgrade, and the ``service`` and ``method`` in the
+    metadata when the answer named them. A frontend passes it on as is.
+    """
+
+    http_status = 501
+    default_reason = "METHOD_NOT_SERVED"
+
+
+class Unimplemented(BuglessError):
+    """The server serves the method but cannot do what the call asks (gRPC UNIMPLEMENTED).
+
+    HTTP 501. Not an older release (that is :class:`MethodNotServed`): the
+    server says why, and a frontend passes its answer on as is.
+    """
+
+    grpc_status = Status.UNIMPLEMENTED
+    http_status = 501
+    default_reason = "UNIMPLEMENTED"
+
+
+class CapabilityMissing(Unimplemented):
+    """The Model's backend lacks the capability the call needs (``watch``, ``change_feed``).
+
+    Reason ``CAPABILITY_MISSING`` with the ``capability`` in the metadata (a
+    ``GetServerInfo`` capability name), so a client can tell "this backend
+    cannot" from "this server is old"; the message says what to do instead.
+    """
+
+    default_reason = "CAPABILITY_MISSING"
+
+    def __init__(self, message: str, *, capability: str) -> None:
+        super().__init__(message, metadata={"capability": capability})
+        self.capability = capability
+
+
 class PermissionDenied(BuglessError):
     """The caller is known but may not do this."""
 
@@ -338,6 +386,7 @@ _BY_REASON: dict[str, type[BuglessError]] = {
         Unauthenticated,
         ResourceExhausted,
         Unavailable,
+        Unimplemented,
     )
 }
 _BY_STATUS: dict[Status, type[BuglessError]] = {cls.grpc_status: cls for cls in _BY_REASON.values()}
@@ -419,8 +468,63 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
         return ResourceExhausted(message, retry_after=float(metadata.get("retry_after", "1")))
     if error.status is Status.DEADLINE_EXCEEDED:
         return Unavailable(message, reason=reason, metadata=metadata)
+    if error.status is Status.UNIMPLEMENTED and reason == CapabilityMissing.default_reason:
+        return CapabilityMissing(message, capability=metadata.get("capability", ""))
+    if error.status is Status.FAILED_PRECONDITION and reason == MethodNotServed.default_reason:
+        return MethodNotServed(message, metadata=metadata)  # passed on by a frontend
+    not_served = _method_not_served(error)
+    if not_served is not None:
+        return not_served
     cls = _BY_STATUS.get(error.status, BuglessError)
     return cls(message, reason=reason, metadata=metadata)
+
+
+#: What a bugless server says of a method it does not serve (``unserved_message``).
+_UNSERVED = re.compile(r"method /bugless\.v1\.(\w+)/(\w+) is not served by this server")
+#: What grpclib's client makes of a grpclib server's bare answer to a method it
+#: does not serve (releases before 474983f6 answered so).
+_NO_CONTENT_TYPE = "Missing content-type header"
+#: A grpclib server's answers to a method it does not serve, as a grpclib client
+#: reads them: bare headers (above), or, with the content type, its own words.
+_BARE_NOT_FOUND = frozenset(
+    {(Status.UNKNOWN, _NO_CONTENT_TYPE), (Status.UNIMPLEMENTED, "Method not found")}
+)
+#: The servers by the ``bugless.v1`` services they serve; any other is the API's.
+_SERVERS = {"Model": "Model", "Authenticator": "Authenticator", "Notifier": "notifier"}
+
+
+def _method_not_served(error: GRPCError) -> MethodNotServed | None:
+    """The :class:`MethodNotServed` ``error`` stands for; None if it is no such answer.
+
+    Another UNIMPLEMENTED (an older Model refusing a backend capability
+    without :class:`CapabilityMissing`'s reason) is not one: its server
+    serves the method and says why it cannot.
+    """
+    named = _UNSERVED.match(error.message or "") if error.status is Status.UNIMPLEMENTED else None
+    if named is not None:
+        service, method = named.groups()
+        server = _SERVERS.get(service, "API")
+        return MethodNotServed(
+            f"the {server} does not serve {method}, so it is of a release older than "
+            f"its caller's: upgrade the {server} first, as docs/upgrades.md orders",
+            metadata={"service": f"bugless.v1.{service}", "method": method},
+        )
+    if (error.status, error.message) in _BARE_NOT_FOUND:
+        return MethodNotServed(
+            "the server called does not serve the method (it answered as servers of "
+            "early releases do, without naming it), so it is of a release older than "
+            "its caller's: upgrade it first, as docs/upgrades.md orders"
+        )
+    return None
+
+
+def method_not_served(error: GRPCError) -> bool:
+    """Whether ``error`` says the server does not serve the method called (an older release).
+
+    The one rule (:class:`MethodNotServed`), for a caller that treats an
+    older server's missing method as "not there yet" rather than a failure.
+    """
+    return _method_not_served(error) is not None
 
 
 #: ErrorInfo metadata :func:`from_grpc_error` reads as whole numbers (``0..2**63-1``).

@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from grpclib.const import Handler, Status
-from grpclib.exceptions import GRPCError
+from grpclib.const import Handler
 
 from bugless_core import attachments, limits
 from bugless_core.assertions import AssertionVerifier
 from bugless_core.errors import (
     BuglessError,
+    CapabilityMissing,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -296,10 +296,10 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         with handler_errors("watch"):
             check.require_caller(message.caller)
             if Capability.WATCH not in self.backend.capabilities:
-                raise GRPCError(
-                    Status.UNIMPLEMENTED,
+                raise CapabilityMissing(
                     f"the {self.backend.name} backend cannot watch for changes; "
                     "check GetServerInfo capabilities before calling Watch",
+                    capability=Capability.WATCH,
                 )
             if message.issue_id:
                 check.check_id(message.issue_id, "issue_id")
@@ -310,10 +310,10 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
             if message.after_position is not None:
                 feed_checks.check_resume_position(message.after_position)
                 if Capability.CHANGE_FEED not in self.backend.capabilities:
-                    raise GRPCError(
-                        Status.UNIMPLEMENTED,
+                    raise CapabilityMissing(
                         f"the {self.backend.name} backend has no change feed to resume a watch "
                         "from; watch without after_position",
+                        capability=Capability.CHANGE_FEED,
                     )
             async for event in self.backend.watch(message):
                 yield event
@@ -323,10 +323,10 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         """Committed changes from a resume position (capability "change_feed")."""
         feed_checks.check_read_feed(message)
         if Capability.CHANGE_FEED not in self.backend.capabilities:
-            raise GRPCError(
-                Status.UNIMPLEMENTED,
+            raise CapabilityMissing(
                 f"the {self.backend.name} backend has no change feed; "
                 "check GetServerInfo capabilities before calling ReadFeed",
+                capability=Capability.CHANGE_FEED,
             )
         return await self.backend.read_feed(message)
 
