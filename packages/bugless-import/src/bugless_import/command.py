@@ -15,8 +15,9 @@ from bugless_core.registry import UnknownBackendError
 from bugless_core.settings import settings_command
 from bugless_import.progress import default_progress_stream
 from bugless_import.restricted import RestrictedComponentRefused
-from bugless_import.runner import REFUSED_ISSUE, run_import
+from bugless_import.runner import run_import
 from bugless_import.settings import ImportSettings
+from bugless_import.write_issues import REFUSED_ISSUE
 
 #: Exit status of a run stopped by Ctrl-C (the shell's convention for SIGINT).
 EXIT_INTERRUPTED = 130

@@ -1,0 +1,251 @@
+"""Writing the source's issues through the Model: both passes, resumable, counted.
+
+Each issue not done before (or every one, with ``--refresh``) is sent with
+``--concurrency`` calls in flight, each an ImportIssues of ``--batch-size``
+issues (or one ImportIssue per issue with a batch size of 0), and appended
+to ``<state-dir>/<source>-done.jsonl`` once the Model answered. An issue
+whose history changes a relation is sent up to that change; once every
+issue exists, the rest of its history follows, one issue at a time (the
+second pass, :mod:`bugless_import.relation_history`), and only then is it
+marked done. The Model refusing an issue stops the run, marked with
+:data:`REFUSED_ISSUE`; what landed before is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
+
+from bugless_core.clients import call
+from bugless_core.errors import (
+    AlreadyExists,
+    BuglessError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from bugless_core.importer import Importer, SourceIssue
+from bugless_import import convert, relation_history
+from bugless_import.files import Files
+from bugless_import.mapping import Mapping
+from bugless_import.people import source_files
+from bugless_import.progress import Progress
+from bugless_import.report import ImportReport
+from bugless_import.settings import ImportSettings
+from bugless_import.state import DoneState
+from bugless_proto import v1
+
+#: What the Model answers for one issue it will not import.
+_ITEM_REFUSALS = (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, PermissionDenied)
+#: An item's gRPC status code -> the error a lone call would have raised.
+_ITEM_ERRORS: dict[int, type[BuglessError]] = {int(e.grpc_status.value): e for e in _ITEM_REFUSALS}
+#: ``metadata`` key of the error that stopped a run at an issue the Model
+#: refused: the issue's external id. The error keeps the refusal's kind (a
+#: caller of :func:`run_import` may tell them apart); ``bugless import``
+#: exits 1 for it whatever the kind (:mod:`bugless_import.command`).
+REFUSED_ISSUE = "refused_issue"
+
+
+@contextmanager
+def _stops_at(external_id: str) -> Iterator[None]:
+    """Mark the Model's refusal of the issue ``external_id`` as what stopped the run."""
+    try:
+        yield
+    except _ITEM_REFUSALS as exc:
+        exc.metadata[REFUSED_ISSUE] = external_id
+        raise
+
+
+async def write_issues(
+    importer: Importer,
+    issues: Sequence[SourceIssue],
+    *,
+    mapping: Mapping,
+    resolved: convert.Resolved,
+    caller: v1.Caller,
+    model: v1.ModelStub,
+    settings: ImportSettings,
+    report: ImportReport,
+    progress: TextIO | None,
+    files: Files,
+) -> dict[str, int]:
+    """Import what is not done; return every imported external id's issue id (all runs)."""
+    state = DoneState(settings.state_dir, importer.name)
+    bar = Progress(len(issues), f"importing {importer.name}", None if settings.quiet else progress)
+    in_import = {importer.external_id(issue) for issue in issues}
+    counts = relation_history.RelationChanges()
+    #: Issues the first pass cut before their first relation change, and their whole request.
+    deferred: list[tuple[SourceIssue, v1.ImportIssueRequest]] = []
+    deferred_ids: set[str] = set()
+    #: Whether the first pass created or extended a deferred issue (else it counted unchanged).
+    first_wrote: dict[str, bool] = {}
+
+    def reference(key: str) -> str | None:
+        """A relation's other issue by external id: one of this import's or of an earlier run's."""
+        external_id = importer.key_external_id(key)
+        return external_id if external_id in in_import or external_id in state.done else None
+
+    def first_pass(issue: SourceIssue, request: v1.ImportIssueRequest) -> v1.ImportIssueRequest:
+        """What the first pass sends: the history up to its first relation change."""
+        cut = relation_history.cut(request)
+        if cut is None:
+            return request
+        deferred.append((issue, request))
+        deferred_ids.add(request.external_id)
+        return cut
+
+    pending: asyncio.Queue[SourceIssue] = asyncio.Queue()
+    for issue in issues:
+        if importer.external_id(issue) in state.done and not settings.refresh:
+            report.done_before += 1
+            bar.advance()
+        else:
+            pending.put_nowait(issue)
+
+    async def one_by_one() -> None:
+        while not pending.empty():
+            issue = pending.get_nowait()
+            external_id = importer.external_id(issue)
+            request = first_pass(issue, await request_for(issue))
+            with _stops_at(external_id):
+                answer = await call(model.import_issue, request)
+            count(answer.created, answer.entries_written)
+            if external_id in deferred_ids:
+                first_wrote[external_id] = answer.created or answer.entries_written > 0
+                continue  # recorded once the second pass sent the rest
+            state.record(
+                external_id, answer.issue.id if answer.issue else 0, issue.url,
+                files=state.with_files(external_id),
+                linked=state.with_linked_files(external_id),
+            )  # fmt: skip
+            bar.advance()
+
+    async def request_for(issue: SourceIssue) -> v1.ImportIssueRequest:
+        external_id = importer.external_id(issue)
+        link = importer.references_in(issue)
+        if not state.with_linked_files(external_id):
+            # Imported before linked files were copied: an entry for a file its
+            # description links would shift its history position, and files
+            # on the entries it has would be read only to be ignored.
+            for file in source_files(issue):
+                if file.link:
+                    files.skip(
+                        external_id, file, "the issue was imported before linked files were copied"
+                    )
+            issue = dataclasses.replace(
+                issue,
+                attachments=tuple(a for a in issue.attachments if not a.link),
+                entries=tuple(dataclasses.replace(e, attachments=()) for e in issue.entries),
+            )
+        if not state.with_files(external_id):
+            for file in source_files(issue):
+                files.skip(external_id, file, "the issue was imported before files were copied")
+            return convert.to_request(
+                issue, external_id, mapping, resolved, caller, reference_link=link, files=None,
+                relation_reference=reference, relation_counts=counts,
+            )  # fmt: skip
+        done = state.done.get(external_id)
+        issue_id = int(str(done["issue_id"])) if done else 0
+        own, per_entry = await files.store(issue, external_id, issue_id=issue_id)
+        return convert.to_request(
+            issue, external_id, mapping, resolved, caller, reference_link=link,
+            files=own, entry_files=per_entry, relation_reference=reference,
+            relation_counts=counts,
+        )  # fmt: skip
+
+    def count(created: bool, written: int) -> None:
+        if created:
+            report.created += 1
+        elif written:
+            report.extended += 1
+        else:
+            report.unchanged += 1
+        report.entries_written += written
+
+    async def batches() -> None:
+        while not pending.empty():
+            batch: list[SourceIssue] = []
+            while len(batch) < settings.batch_size and not pending.empty():
+                batch.append(pending.get_nowait())
+            requests = [first_pass(i, await request_for(i)) for i in batch]
+            answer = await call(
+                model.import_issues, v1.ImportIssuesRequest(caller=caller, issues=requests)
+            )
+            for issue, result in zip(batch, answer.results, strict=True):
+                if result.code:
+                    # Stop as a lone ImportIssue would have; what landed is recorded.
+                    raise _ITEM_ERRORS.get(result.code, FailedPrecondition)(
+                        f"{result.external_id}: {result.message}",
+                        metadata={REFUSED_ISSUE: result.external_id},
+                    )
+                count(result.created, result.entries_written)
+                if result.external_id in deferred_ids:
+                    first_wrote[result.external_id] = result.created or result.entries_written > 0
+                    continue  # recorded once the second pass sent the rest
+                state.record(
+                    result.external_id, result.issue_id, issue.url,
+                    files=state.with_files(result.external_id),
+                    linked=state.with_linked_files(result.external_id),
+                )  # fmt: skip
+                bar.advance()
+
+    async def second_pass_of(request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
+        """One cut issue's whole history; without its relation changes if only they are refused."""
+        try:
+            return await call(model.import_issue, request)
+        except (FailedPrecondition, InvalidArgument) as exc:
+            if not relation_history.refuses_a_relation_change(exc):
+                # Stop as the first pass would have for that entry; the
+                # message names the issue, which the Model's does not.
+                kind = InvalidArgument if isinstance(exc, InvalidArgument) else FailedPrecondition
+                raise kind(
+                    f"{request.external_id}: {exc.message}",
+                    reason=exc.reason,
+                    metadata=exc.metadata,
+                ) from None
+            report.warnings.append(
+                f"{request.external_id}: the Model refused its relation history "
+                f"({exc.message}); its entries were imported without their relation changes"
+            )
+            counts.refused += relation_history.count_relation_changes(request)
+            stripped = relation_history.without_relations(request, exc.message)
+            return await call(model.import_issue, stripped)
+
+    async def second_pass() -> None:
+        """The cut issues' whole history, one at a time (each may write the others')."""
+        for issue, request in deferred:
+            with _stops_at(request.external_id):
+                answer = await second_pass_of(request)
+            report.entries_written += answer.entries_written
+            if answer.entries_written and not first_wrote.get(request.external_id, True):
+                report.unchanged -= 1  # the newer history is past the first pass's cut
+                report.extended += 1
+            state.record(
+                request.external_id, answer.issue.id if answer.issue else 0, issue.url,
+                files=state.with_files(request.external_id),
+                linked=state.with_linked_files(request.external_id),
+            )  # fmt: skip
+            bar.advance()
+
+    worker = batches if settings.batch_size else one_by_one
+    tasks = [asyncio.create_task(worker()) for _ in range(settings.concurrency)]
+    try:
+        await asyncio.gather(*tasks)
+        await second_pass()
+        report.relation_changes = max(counts.kept - counts.refused, 0)
+        report.relation_changes_left_out = counts.left_out
+        report.relation_changes_refused = counts.refused
+    except asyncio.CancelledError:
+        report.interrupted = True
+        raise
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        bar.close()
+        state.close()
+    return {external_id: int(str(r["issue_id"])) for external_id, r in state.done.items()}
