@@ -238,6 +238,34 @@ async def test_a_watch_naming_a_hotlist_unseen_is_refused_at_its_place_in_the_qu
     assert caught.value.metadata["hotlist"] == str(hotlist.id)
 
 
+async def test_a_watch_whose_hotlist_is_made_private_ends_marked_in_the_query(
+    connect_as: ConnectAs,
+) -> None:
+    """While it runs as when it starts: boss makes the watched hotlist private,
+    and at the next change robot's watch ends with the INVALID_ARGUMENT a new
+    watch of the query gets, the id marked at its column, not a stream that
+    silently matches nothing from then on."""
+    boss, robot = await signed_in(connect_as, "boss", "robot")
+    hotlist = await boss.create_hotlist(f"Shared-{secrets.token_hex(3)}")
+    component = await _component(boss)
+    query = f"is:open h:{hotlist.id}"
+    events = EventStream(robot.watch(query=query))
+    try:
+        await events.subscribed()
+        hotlist.private = True
+        await boss.update_hotlist(hotlist, ["private"])
+        await boss.create_issue("a change the watch judges", component.id)
+        with pytest.raises(InvalidArgument) as ended:
+            await events.next()
+    finally:
+        await events.close()
+    with pytest.raises(InvalidArgument) as refused:
+        await _first_event(robot.watch(query=query))
+    assert ended.value.message == refused.value.message
+    assert ended.value.message.startswith("query: at column 11: there is no hotlist")
+    assert ended.value.metadata["position"] == str(query.rindex(str(hotlist.id)))
+
+
 async def test_a_watch_whose_custom_field_is_deleted_ends_failed_precondition(
     connect_as: ConnectAs,
 ) -> None:

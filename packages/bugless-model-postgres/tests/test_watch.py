@@ -11,11 +11,12 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from write_support import ADMIN, fresh_component
 
-from bugless_core.errors import IssueVersionConflict
+from bugless_core.errors import InvalidArgument, IssueVersionConflict
 from bugless_core.model.backend import Capability
 from bugless_core.model.servicer import ModelServicer
 from bugless_model_postgres import PostgresBackend, _watch
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 
 STRANGER = v1.Caller(user_id="stranger")
 
@@ -195,4 +196,46 @@ async def test_resuming_needs_the_change_feed_capability(
     stream = servicer.watch(v1.WatchRequest(caller=ADMIN, issue_id=issue.id))
     assert isinstance(stream, AsyncGenerator)
     assert (await anext(stream)).subscribed
+    await stream.aclose()
+
+
+async def test_a_hotlist_made_private_ends_an_idle_query_watch_without_a_change(
+    bugless_model_backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hotlist's privacy writes nothing to the feed: the watch checks its
+    references every REFERENCES_RECHECK_SECONDS while no change comes, so a
+    watcher of a quiet hotlist learns it may no longer see it, in the words a
+    new watch would get. Here the interval is nil and the loop looks every
+    0.2 s; with no periodic check, nothing would end the stream."""
+    backend = bugless_model_backend
+    monkeypatch.setattr(_watch, "REFERENCES_RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(_watch, "NOTIFIED_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(_watch, "POLL_SECONDS", 0.2)
+    owner = v1.Caller(user_id="owner")
+    hotlist = await backend.create_hotlist(
+        v1.CreateHotlistRequest(caller=owner, name="quiet watched")
+    )
+    query = v1.StructuredQuery(
+        filter=v1.SearchNode(
+            term=v1.SearchTerm(
+                field=v1.SearchField.HOTLIST,
+                op=v1.SearchOperator.EQ,
+                values=[v1.SearchValue(integer=hotlist.id)],
+            )
+        )
+    )
+    stream = backend.watch(v1.WatchRequest(caller=STRANGER, query=query))
+    assert isinstance(stream, AsyncGenerator)  # PostgresBackend.watch is one
+    first = await _start(stream)
+    hotlist.private = True
+    await backend.update_hotlist(
+        v1.UpdateHotlistRequest(
+            caller=owner, hotlist=hotlist, update_mask=FieldMask(paths=["private"])
+        )
+    )
+    with pytest.raises(InvalidArgument) as ended:
+        await asyncio.wait_for(first, 10)
+    assert ended.value.message == (
+        f"query.filter.term.values[0]: there is no hotlist {hotlist.id} that you may view"
+    )
     await stream.aclose()

@@ -342,7 +342,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
         gets UNAVAILABLE (:func:`~bugless_api._idle.first_message_within`). A watch a draining Model
         refuses is opened once more on a new connection
         (:func:`~bugless_core.failover.open_again_if_refused`): the other
-        watches keep that channel on the old replica while it drains.
+        watches keep that channel on the old replica while it drains. The
+        Model's refusal of a component or hotlist the query names, when the
+        watch starts or while it runs (one made private or restricted since),
+        is marked in the query string (:func:`refusal_in_text`) alike.
         """
         request = v1.WatchRequest(after_position=message.after_position)
         zone = time_zone(message.time_zone)
@@ -373,32 +376,38 @@ class IssuesService(GatewayService, v1.IssuesBase):
         except InvalidArgument as exc:
             # A component or hotlist the caller may not name, marked in the query as a search's.
             raise refusal_in_text(message.query or "", exc) from exc
-        with call_errors("the model service stream broke"):
-            client = IdleRelease(
-                events,
-                idle,
-                stalled=WatchStalled(
-                    f"the watch stalled: the bot read nothing for {idle:g} s while events "
-                    "waited (--watch-idle-seconds); watch again from the position of the "
-                    "last event handled"
-                ),
-                released=f"a watch's bot read nothing for {idle:g} s while events waited; "
-                "its model call is released",
-                extra={"watch_idle_seconds": idle},
-            )
-            try:
-                while event is not None:
-                    if not event.subscribed:
-                        out = UserRefs()
-                        out.issue(event.issue)
-                        out.entry(event.entry)
-                        await self._named(out)
-                    client.waiting()
-                    yield event
-                    client.taken()
-                    event = await anext(events, None)
-            finally:
-                await client.close()
+        try:
+            with call_errors("the model service stream broke"):
+                client = IdleRelease(
+                    events,
+                    idle,
+                    stalled=WatchStalled(
+                        f"the watch stalled: the bot read nothing for {idle:g} s while events "
+                        "waited (--watch-idle-seconds); watch again from the position of the "
+                        "last event handled"
+                    ),
+                    released=f"a watch's bot read nothing for {idle:g} s while events waited; "
+                    "its model call is released",
+                    extra={"watch_idle_seconds": idle},
+                )
+                try:
+                    while event is not None:
+                        if not event.subscribed:
+                            out = UserRefs()
+                            out.issue(event.issue)
+                            out.entry(event.entry)
+                            await self._named(out)
+                        client.waiting()
+                        yield event
+                        client.taken()
+                        event = await anext(events, None)
+                finally:
+                    await client.close()
+        except InvalidArgument as exc:
+            # The Model checks the query's components and hotlists again as it
+            # runs: one hidden or deleted since ends the watch, marked in the
+            # query as the refusal of a new watch is.
+            raise refusal_in_text(message.query or "", exc) from exc
 
     # ---- attachments ----
 

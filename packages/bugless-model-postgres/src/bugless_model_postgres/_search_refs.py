@@ -27,7 +27,10 @@ component's).
 
 Later pages are not checked again: their token binds them to the query
 their first page checked, and a component or hotlist gone since matches
-nothing, as anything else deleted under a reader does.
+nothing, as anything else deleted under a reader does. A query watch, which
+has no later page to ask for, is checked again while it runs
+(:meth:`._watch.ChangeFeed.watch`): one gone from the caller's sight ends it
+with the refusal a new watch would get.
 """
 
 from __future__ import annotations

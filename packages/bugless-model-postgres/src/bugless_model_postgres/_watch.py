@@ -82,7 +82,7 @@ from bugless_model_postgres._custom_search import CustomCatalog, load_catalog
 from bugless_model_postgres._database import server_settings, translated_errors
 from bugless_model_postgres._feed_passes import FeedSequencer, SequencingPasses
 from bugless_model_postgres._hidden_hotlists import hide_hotlists
-from bugless_model_postgres._search_refs import check_references
+from bugless_model_postgres._search_refs import check_references, references_of
 from bugless_model_postgres._watch_match import (
     field_changed,
     fields_gone,
@@ -112,6 +112,10 @@ _WATCH_BATCH = 200
 #: Entries of those rows a stream reads in one go (a row of a batch change
 #: lists many): the issues, entries and attachments of at most this many.
 _EVENT_BATCH = limits.MAX_BATCH_GET
+#: A query watch naming components or hotlists checks them again at least
+#: this often while no change comes (and before each batch of changes): see
+#: :meth:`ChangeFeed.watch`.
+REFERENCES_RECHECK_SECONDS = 30.0
 #: What a watcher resuming below the retention must do.
 _WATCH_REMEDY = (
     "the changes since are gone: re-read the current state (the issue, or a search) "
@@ -342,10 +346,20 @@ class ChangeFeed:
                 was reading them (their changes are gone).
             InvalidArgument: the resume position is beyond the head, or the
                 query names a custom field there is none of, or a component
-                or hotlist the caller may not see (``_search_refs``).
+                or hotlist the caller may not see (``_search_refs``): when the
+                watch starts, and while it runs (see below).
             FailedPrecondition: a custom field the query names was deleted
                 or renamed while the stream was open (reason
                 ``WATCHED_FIELD_CHANGED``, see :func:`fields_gone`).
+
+        The components and hotlists a query names are checked again while
+        the stream runs, as a new watch would check them: before each batch
+        of changes is judged, and every :data:`REFERENCES_RECHECK_SECONDS`
+        while none comes (a hotlist's privacy is no change of the feed).
+        One made private, restricted or deleted under an open watch ends it
+        with the INVALID_ARGUMENT a new watch would get, naming the term; it
+        used to match nothing from then on, silently, which a watcher reads
+        as "no such changes". One statement per batch, or per interval.
         """
         caller = request.caller or v1.Caller()
         await self._listen()
@@ -363,6 +377,9 @@ class ChangeFeed:
                 matching_sql(request.query, caller, [], named)
                 await check_references(conn, request.query, caller)
         position = head if request.after_position is None else request.after_position
+        # The query whose references are checked again (None: it names none).
+        recheck = request.query if _named_references(request) else None
+        checked_at = time.monotonic()
         self.streams += 1
         try:
             yield v1.WatchEvent(subscribed=True, position=head)
@@ -374,6 +391,10 @@ class ChangeFeed:
                     if rows and rows[0]["position"] != position + 1:
                         head, pruned = await self._state(conn)
                         _check_position(position, head, pruned, _WATCH_REMEDY)
+                    due = time.monotonic() - checked_at >= REFERENCES_RECHECK_SECONDS
+                    if recheck is not None and (rows or due):
+                        await check_references(conn, recheck, caller)
+                        checked_at = time.monotonic()
                 wanted = [
                     (row["position"], issue_id, version)
                     for row in rows
@@ -466,6 +487,11 @@ class ChangeFeed:
                     )
                 )
         return events
+
+
+def _named_references(request: v1.WatchRequest) -> bool:
+    """Whether ``request`` is a query watch naming components or hotlists (checked as it runs)."""
+    return request.query is not None and not request.issue_id and bool(references_of(request.query))
 
 
 def _check_position(

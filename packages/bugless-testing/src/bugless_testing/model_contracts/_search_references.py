@@ -13,15 +13,20 @@ as "no such issues". ``componentid:12+`` needs component 12 or one below it
 to be viewable (a component's own entries may open it below a parent the
 caller may not view). One the caller may not see is refused in the words of
 one that does not exist, so the answer says nothing of what they cannot see.
+A query watch is refused so when it starts, and ends so while it runs when a
+hotlist it names is made private or a component restricted.
 """
 
 from __future__ import annotations
 
+import pytest
 from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 
 from bugless_core.model.backend import Capability
 from bugless_core.search.build import all_of, any_of, negate, term
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.events import DELIVERY_TIMEOUT, EventStream
 from bugless_testing.model_contracts._support import (
     ADMIN,
@@ -280,6 +285,59 @@ class WatchReferenceContract:
             assert event.issue.id == issue.id
         finally:
             await stream.close()
+
+    async def test_a_watch_whose_hotlist_is_made_private_ends_as_a_new_watch_is_refused(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Not a stream silently matching nothing from then on.
+
+        A hotlist's privacy is no change of the feed: the watch learns of it
+        at the next change it judges (here, an issue it does not watch) and
+        ends with the INVALID_ARGUMENT a new watch of the query gets.
+        """
+        root = await make_component(model)
+        hotlist = await make_hotlist(model, caller=ALICE)
+        watched = _watch_of(BOB, within(root.id, eq(F.HOTLIST, hotlist.id)))
+        stream = EventStream(model.watch(watched, timeout=60))
+        try:
+            await stream.subscribed()
+            await model.update_hotlist(
+                v1.UpdateHotlistRequest(
+                    caller=ALICE,
+                    hotlist=v1.Hotlist(id=hotlist.id, private=True),
+                    update_mask=FieldMask(paths=["private"]),
+                )
+            )
+            await make_issue(model, (await make_component(model)).id)
+            with pytest.raises(GRPCError) as ended:
+                await stream.next()
+        finally:
+            await stream.close()
+        refused = await _watch_refused(model, watched, f"hotlist {hotlist.id}")
+        assert (ended.value.status, ended.value.message) == (Status.INVALID_ARGUMENT, refused)
+
+    async def test_a_watch_whose_component_is_restricted_ends_as_a_new_watch_is_refused(
+        self, model: v1.ModelStub
+    ) -> None:
+        """The component's change is in the feed: the watch ends at it, naming the component."""
+        root = await make_component(model)
+        watched = _watch_of(BOB, any_of(eq(F.COMPONENT, root.id), _named(root.name)))
+        stream = EventStream(model.watch(watched, timeout=60))
+        try:
+            await stream.subscribed()
+            await model.update_component(
+                v1.UpdateComponentRequest(
+                    caller=ADMIN,
+                    component=v1.Component(id=root.id, acl=[user_entry("alice", v1.Role.ADMIN)]),
+                    update_mask=FieldMask(paths=["acl"]),
+                )
+            )
+            with pytest.raises(GRPCError) as ended:
+                await stream.next()
+        finally:
+            await stream.close()
+        refused = await _watch_refused(model, watched, f"component {root.id}")
+        assert (ended.value.status, ended.value.message) == (Status.INVALID_ARGUMENT, refused)
 
 
 def _watch_of(caller: v1.Caller, node: v1.SearchNode) -> v1.WatchRequest:
