@@ -10,7 +10,7 @@ while :data:`MAX_READS_PENDING` reads are still going on, and waits
 for them at most ``operation_timeout``: what is not read by then is
 "unknown" in the answer, never an error, and a read that goes on finishing is
 cached for the next view. Kept apart from :mod:`bugless_auth.ldap` because it
-needs bonsai (through :mod:`bugless_auth._ldap_directory`).
+needs bonsai (through :mod:`bugless_auth._ldap_group_reads`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from bugless_auth._ldap_directory import GroupCountUnknown, LdapDirectory
+from bugless_auth._ldap_group_reads import GroupCountUnknown, GroupReader
 
 if TYPE_CHECKING:
+    from bugless_auth._ldap_directory import LdapDirectory
     from bugless_auth.ldap import LdapSettings
 
 _log = logging.getLogger("bugless_auth.ldap")
@@ -50,7 +51,7 @@ class GroupCounts:
     """Counts of directory groups, each read once per ``group_count_seconds``."""
 
     def __init__(self, directory: LdapDirectory, settings: LdapSettings) -> None:
-        self._directory = directory
+        self._reader = GroupReader(directory)
         self._settings = settings
         self._cached: dict[str, tuple[float, Outcome]] = {}
         self._reading: dict[str, asyncio.Task[Outcome]] = {}
@@ -127,7 +128,7 @@ class GroupCounts:
     async def _read(self, group: str) -> Outcome:
         async with self._reads:
             try:
-                return await self._directory.count_group_members(group)
+                return await self._reader.count(group)
             except GroupCountUnknown as unknown:
                 _log.info("ldap group %r not counted: %s", group, unknown)
                 return unknown

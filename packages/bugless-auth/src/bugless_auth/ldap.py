@@ -349,7 +349,8 @@ class LdapAuthenticator(PasswordAuthenticator):
         """Enabled directory members of each group it holds; None where it cannot tell now.
 
         See :mod:`bugless_auth._ldap_group_counts` (cache, bounds) and
-        ``LdapDirectory.count_group_members`` (how each mode reads a group).
+        ``GroupReader.count`` in :mod:`bugless_auth._ldap_group_reads` (how each mode
+        reads a group).
         """
         return await self._group_counts.counts(groups)
 

@@ -1,0 +1,206 @@
+"""Reading one group's members from an LDAP directory, as the service account.
+
+What :class:`~bugless_auth._ldap_group_counts.GroupCounts` caches and bounds:
+how a group's entry is found by name and its members counted, in the mode
+sign-ins read groups. Kept apart from :mod:`bugless_auth._ldap_directory`
+(sign-ins, binds, failover), whose :meth:`~LdapDirectory.on_any_server` every
+search here goes through.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import bonsai
+import bonsai.errors
+
+from bugless_auth._ldap_directory import LdapDirectory, escape_filter_exp, group_name
+
+if TYPE_CHECKING:
+    from bugless_auth.ldap import LdapSettings
+
+_BASE = 0
+_SUBTREE = 2
+#: Usernames (memberUid values) looked up in one search, as the re-sync batches subjects.
+_NAMES_PER_SEARCH = 50
+
+
+class GroupCountUnknown(Exception):
+    """The directory holds a group (or may) whose members it cannot count now; says why."""
+
+
+def _normalised_rdns(dn: str) -> tuple[tuple[tuple[str, str], ...], ...] | None:
+    try:
+        rdns = bonsai.LDAPDN(dn).rdns
+    except (bonsai.errors.InvalidDN, TypeError):
+        return None
+    return tuple(tuple((a.lower(), str(v).lower()) for a, v in rdn) for rdn in rdns)
+
+
+def is_under(dn: str, base: str) -> bool:
+    """Whether ``dn`` is ``base`` or below it (names compared case-insensitively)."""
+    entry, ancestor = _normalised_rdns(dn), _normalised_rdns(base)
+    if entry is None or ancestor is None or len(entry) < len(ancestor):
+        return False
+    return not ancestor or entry[-len(ancestor) :] == ancestor
+
+
+class GroupReader:
+    """Counts a group's members in the directory, one group per :meth:`count`."""
+
+    def __init__(self, directory: LdapDirectory) -> None:
+        self._directory = directory
+        self.settings: LdapSettings = directory.settings
+
+    async def count(self, group: str) -> int | None:
+        """How many entries ``user_filter`` admits are members of ``group``; None: no such group.
+
+        None too when sign-ins read no groups here (no ``group_search_base``
+        and an empty ``group_attribute``), and when the entry found is named
+        ``group`` only as the server compares names (``ENG`` finds ``cn=eng``):
+        sign-ins record ``eng``, which an access list's ``ENG`` does not match.
+
+        Read as the service account, in the mode sign-ins read groups:
+
+        * group-search mode (``group_search_base`` set): the group entry named
+          ``group`` under ``group_search_base``, and its
+          ``group_member_attribute`` values: usernames for ``memberUid``
+          (looked up in batches of :data:`_NAMES_PER_SEARCH`), else member
+          DNs, each read at its own entry with the user filter. A member that
+          is gone, outside ``base_dn`` or excluded by the user filter (a
+          locked account) is not counted: they could not sign in.
+        * memberOf mode: the group entry named ``group`` under
+          ``group_entry_base``, then one search of ``base_dn`` for the user
+          filter and ``group_attribute`` equal to its DN.
+
+        Raises:
+            GroupCountUnknown: memberOf mode without ``group_entry_base``,
+                several entries named ``group``, a group entry without
+                ``group_member_attribute`` (group-search mode), or more
+                members than ``group_count_limit``.
+            Unavailable: no server answered.
+        """
+        s = self.settings
+        search_mode = bool(s.group_search_base)
+        if not search_mode and not s.group_attribute:
+            return None  # sign-ins read no groups from this directory: it holds none
+        base = s.group_search_base or s.group_entry_base
+        if not base:
+            raise GroupCountUnknown(
+                "group_entry_base is not set, so a group's entry cannot be found by its name"
+            )
+        named = f"({s.group_name_attribute}={escape_filter_exp(group)})"
+        wanted = [s.group_name_attribute]
+        if search_mode:
+            wanted.append(s.group_member_attribute)
+
+        async def find_group(conn: Any) -> list[Any]:
+            result: list[Any] = await conn.search(
+                base, _SUBTREE, named, wanted, timeout=s.operation_timeout, sizelimit=2
+            )
+            return result
+
+        try:
+            url, found = await self._directory.on_any_server(find_group)
+        except bonsai.errors.SizeLimitError:
+            found = [None, None]
+        if len(found) > 1:
+            raise GroupCountUnknown(f"several entries under {base} are named {group!r}")
+        if not found:
+            return None
+        # The filter matched the name as the server compares it (cn ignores
+        # case); sign-ins record the entry's own name, as groups() reads it,
+        # and an access list matches names exactly: another spelling of the
+        # name gives nobody access, so the directory holds no group so named.
+        if search_mode:
+            own_name = str((found[0].get(s.group_name_attribute) or [""])[0])
+        else:
+            own_name = group_name(str(found[0]["dn"]), s.group_name_attribute)
+        if own_name != group:
+            return None
+        if not search_mode:
+            return await self._count_users(
+                f"({s.group_attribute}={escape_filter_exp(str(found[0]['dn']))})", url
+            )
+        listed = found[0].get(s.group_member_attribute)
+        if not listed:
+            # Not "nobody": the attribute may be one this directory's groups do
+            # not use (uniqueMember set, groupOfNames entries), or one the
+            # service account may not read; either way the members are unseen.
+            raise GroupCountUnknown(
+                f"the entry of {group!r} has no {s.group_member_attribute} the service "
+                "account can read; check group_member_attribute and its read access"
+            )
+        values = [str(v) for v in listed]
+        if len(values) > s.group_count_limit:
+            raise GroupCountUnknown(
+                f"{group!r} lists {len(values)} members, more than group_count_limit "
+                f"({s.group_count_limit})"
+            )
+        if s.group_member_attribute.lower() == "memberuid":
+            # memberUid compares exactly and uid ignores case: "ann" and "ANN"
+            # are two values naming one person, maybe in two batches, so the
+            # entries found are counted, not the batches' sums.
+            names = list(dict.fromkeys(values))
+            members: set[str] = set()
+            for start in range(0, len(names), _NAMES_PER_SEARCH):
+                any_of = "".join(
+                    f"({s.username_attribute}={escape_filter_exp(v)})"
+                    for v in names[start : start + _NAMES_PER_SEARCH]
+                )
+                members |= await self._matching_users(f"(|{any_of})", url)
+            return len(members)
+        return await self._count_member_entries(
+            [v for v in dict.fromkeys(values) if is_under(v, s.base_dn)], url
+        )
+
+    async def _count_users(self, condition: str, url: str) -> int:
+        """Entries under ``base_dn`` the user filter admits that also match ``condition``."""
+        return len(await self._matching_users(condition, url))
+
+    async def _matching_users(self, condition: str, url: str) -> set[str]:
+        """Lower-cased DNs of the entries :meth:`_count_users` counts (one entry, one DN).
+
+        Raises:
+            GroupCountUnknown: more than ``group_count_limit`` of them.
+        """
+        s = self.settings
+        query = f"(&{s.user_filter.replace('{username}', '*')}{condition})"
+
+        async def search(conn: Any) -> list[Any]:
+            result: list[Any] = await conn.search(
+                s.base_dn,
+                _SUBTREE,
+                query,
+                ["1.1"],
+                timeout=s.operation_timeout,
+                sizelimit=s.group_count_limit,
+            )
+            return result
+
+        try:
+            _, entries = await self._directory.on_any_server(search, prefer=url)
+        except bonsai.errors.SizeLimitError:
+            raise GroupCountUnknown(
+                f"more members than group_count_limit ({s.group_count_limit})"
+            ) from None
+        return {str(e["dn"]).lower() for e in entries}
+
+    async def _count_member_entries(self, dns: list[str], url: str) -> int:
+        """How many of ``dns`` are entries the user filter admits, on one connection."""
+        s = self.settings
+        query = s.user_filter.replace("{username}", "*")
+
+        async def read_each(conn: Any) -> list[Any]:
+            admitted: list[Any] = []
+            for dn in dns:
+                try:
+                    admitted += await conn.search(
+                        dn, _BASE, query, ["1.1"], timeout=s.operation_timeout
+                    )
+                except (bonsai.errors.NoSuchObjectError, bonsai.errors.InvalidDN):
+                    continue
+            return admitted
+
+        _, admitted = await self._directory.on_any_server(read_each, prefer=url)
+        return len(admitted)
