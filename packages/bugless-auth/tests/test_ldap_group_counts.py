@@ -12,6 +12,7 @@ from auth_support import unique
 from test_ldap_oidc_service import ldap_options, start_with_ldap
 
 from bugless_auth._ldap_group_counts import MAX_GROUPS_READ_PER_CALL
+from bugless_auth._ldap_group_reads import counting_connections
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
 from bugless_proto import v1
 from bugless_testing.slapd import (
@@ -356,3 +357,114 @@ async def test_a_group_entry_without_the_member_attribute_is_not_counted_not_emp
         team.posix_group: 1,
     }
     assert await counts(wrong_attribute, team.group) == {team.group: None}
+
+
+class ConnectionCountingRelay:
+    """Relays connections to a slapd on loopback and counts those opened through it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.opened = 0
+        self._target_port = target_port
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        """Listen on a port the system picks; the ``ldap://`` URL to give the backend."""
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return f"ldap://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.opened += 1
+        target_reader, target_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        self._writers += [writer, target_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            sink.close()
+
+        await asyncio.gather(pipe(reader, target_writer), pipe(target_reader, writer))
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()
+
+
+async def seed_big_group(server: Slapd, tag: str, size: int) -> str:
+    """A groupOfNames of ``size`` new people; its name."""
+    uids = [f"{tag}-m{i:04d}" for i in range(size)]
+    entries = [
+        f"dn: uid={uid},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}"
+        for uid in uids
+    ]
+    members = "\n".join(f"member: uid={uid},{PEOPLE_DN}" for uid in uids)
+    entries.append(
+        f"dn: cn={tag}-big,{GROUPS_DN}\nobjectClass: groupOfNames\ncn: {tag}-big\n{members}"
+    )
+    await asyncio.to_thread(server.ldapadd, "\n\n".join(entries) + "\n")
+    return f"{tag}-big"
+
+
+async def test_member_dns_are_read_on_half_the_pool_at_once(slapd_server: Slapd) -> None:
+    team = await seed_team(slapd_server)
+    big = await seed_big_group(slapd_server, team.tag, 300)
+    relay = ConnectionCountingRelay(slapd_server.port)
+    url = await relay.start()
+    settings = settings_for(
+        slapd_server,
+        urls=(url,),
+        group_attribute="",
+        group_search_base=GROUPS_DN,
+        pool_size=6,
+        operation_timeout=10.0,
+    )
+    try:
+        found = await counts(settings, big, team.group)
+    finally:
+        relay.close()
+
+    assert found == {big: 300, team.group: 2}
+    # Two groups' reads, 300 members found 50 to a search: concurrent, on
+    # counting_connections(6) == 3 connections and never more (the other
+    # three are the sign-ins'). Read one at a time, one connection per group.
+    assert counting_connections(6) == 3
+    assert relay.opened == 3
+
+
+async def test_member_dns_count_the_entries_they_name_however_spelled(
+    slapd_server: Slapd,
+) -> None:
+    team = await seed_team(slapd_server)
+    ann, ben, _ = team.people
+    former = f"ou={team.tag}-former,{PEOPLE_DN}"
+    twin, ghost = f"{team.tag}-twin", f"{team.tag}-ghost"
+    entries = [f"dn: {former}\nobjectClass: organizationalUnit\nou: {team.tag}-former"]
+    # twin has an entry in both OUs, ghost only in people: the group names
+    # both in the former OU, so twin counts once and ghost not at all, though
+    # an entry with ghost's RDN exists.
+    for uid, parent in ((twin, PEOPLE_DN), (twin, former), (ghost, PEOPLE_DN)):
+        entries.append(
+            f"dn: uid={uid},{parent}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}"
+        )
+    members = [
+        f"uid={ann},OU=PEOPLE,{PEOPLE_DN.partition(',')[2].upper()}",  # another case
+        f"uid={ben},  ou=people,dc=bugless,dc=test",
+        f"uid={twin},{former}",
+        f"uid={ghost},{former}",
+    ]
+    listed = "\n".join(f"member: {dn}" for dn in members)
+    entries.append(
+        f"dn: cn={team.tag}-mixed,{GROUPS_DN}\nobjectClass: groupOfNames\n"
+        f"cn: {team.tag}-mixed\n{listed}"
+    )
+    await asyncio.to_thread(slapd_server.ldapadd, "\n\n".join(entries) + "\n")
+    by_dn = settings_for(slapd_server, group_attribute="", group_search_base=GROUPS_DN)
+
+    # ann, ben and the former OU's twin.
+    assert await counts(by_dn, f"{team.tag}-mixed") == {f"{team.tag}-mixed": 3}

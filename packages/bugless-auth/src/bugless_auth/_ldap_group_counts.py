@@ -4,13 +4,14 @@ The web's access-list form asks for the counts of a component's groups on
 every view, so a count read from the directory is kept for
 ``group_count_seconds`` (per replica) and one read of a group serves every
 call that wants it meanwhile. A call reads at most
-:data:`MAX_GROUPS_READ_PER_CALL` groups that are not cached, at most
-``pool_size // 2`` at a time (sign-ins keep the rest of the pool), none
-while :data:`MAX_READS_PENDING` reads are still going on, and waits
-for them at most ``operation_timeout``: what is not read by then is
-"unknown" in the answer, never an error, and a read that goes on finishing is
-cached for the next view. Kept apart from :mod:`bugless_auth.ldap` because it
-needs bonsai (through :mod:`bugless_auth._ldap_group_reads`).
+:data:`MAX_GROUPS_READ_PER_CALL` groups that are not cached, none while
+:data:`MAX_READS_PENDING` reads are still going on, and waits for them at
+most ``operation_timeout``: what is not read by then is "unknown" in the
+answer, never an error, and a read that goes on finishing is cached for the
+next view. The reads themselves (:class:`~bugless_auth._ldap_group_reads.GroupReader`)
+share :func:`~bugless_auth._ldap_group_reads.counting_connections` (half the
+pool: sign-ins keep the rest). Kept apart from :mod:`bugless_auth.ldap` because
+it needs bonsai (through :mod:`bugless_auth._ldap_group_reads`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("bugless_auth.ldap")
 
-#: Groups not cached that one call reads from the directory; the rest are "unknown".
+#: Groups not cached that one call reads from the directory; the rest are
+#: "unknown" in its answer. An access list names a handful of groups; a list of
+#: more is read 20 a view (the next view answers these from the cache and reads
+#: the next 20), so one view cannot queue reads of hundreds of names, an admin's
+#: input, ahead of every other view's. Not a setting: what a deployment would
+#: tune is how long a view waits (``operation_timeout``) or how many
+#: connections count (``pool_size``), and both are.
 MAX_GROUPS_READ_PER_CALL = 20
 
 #: Reads going on at once, over all calls: a read outlives the call that
@@ -55,7 +62,6 @@ class GroupCounts:
         self._settings = settings
         self._cached: dict[str, tuple[float, Outcome]] = {}
         self._reading: dict[str, asyncio.Task[Outcome]] = {}
-        self._reads = asyncio.Semaphore(max(1, settings.pool_size // 2))
 
     async def close(self) -> None:
         """Cancel the reads still going on."""
@@ -126,9 +132,8 @@ class GroupCounts:
         return task
 
     async def _read(self, group: str) -> Outcome:
-        async with self._reads:
-            try:
-                return await self._reader.count(group)
-            except GroupCountUnknown as unknown:
-                _log.info("ldap group %r not counted: %s", group, unknown)
-                return unknown
+        try:
+            return await self._reader.count(group)
+        except GroupCountUnknown as unknown:
+            _log.info("ldap group %r not counted: %s", group, unknown)
+            return unknown
