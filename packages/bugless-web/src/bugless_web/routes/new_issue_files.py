@@ -18,19 +18,33 @@ there. A form that comes back with a problem creates nothing and keeps no
 file (a browser cannot be given files back): the page says to choose them
 again. A resubmitted form (the same idempotency key) whose issue has changed
 since it was made attaches nothing again: its first submission did.
+
+**One set of files, however many times the form is sent at once.** Two
+submissions of one form (a double click, a browser's retry while the first
+is still sending) both get the one issue from the Model (the idempotency
+key), still at its first version: both would attach. So each upload is made
+against the issue's version (``expected_version``: the created version,
+then each upload's): of two submissions, the Model takes the first file of
+one, and the other's is refused as stale. The refused one looks whether a
+file of this person arrived after the version it expected: then the other
+submission is attaching, and this one attaches nothing more and opens the
+issue's page saying so. Otherwise someone else changed the new issue
+meanwhile: that file is named as not attached and the rest go on against
+the issue's new version.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from litestar import Request, Response, post
 from litestar.datastructures import FormMultiDict
 from multipart import MultipartSegment
 
-from bugless_core.errors import BuglessError
+from bugless_core.clients import call
+from bugless_core.errors import BuglessError, IssueVersionConflict
 from bugless_core.limits import MAX_BATCH_CHANGE
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
@@ -98,7 +112,7 @@ async def create_issue_with_files(request: Request[Any, Any, Any]) -> Response[A
             return await after_create(
                 request, viewer, outcome, description=description, files_note=note
             )
-        attached, refused = await _attach_all(frontend.backends, viewer, outcome, events, part)
+        attaching = await _attach_all(frontend.backends, viewer, outcome, events, part)
     except (UploadStalled, asyncio.CancelledError):
         # The browser stopped sending, or the server's drain cut the request.
         await events.aclose()
@@ -107,14 +121,33 @@ async def create_issue_with_files(request: Request[Any, Any, Any]) -> Response[A
         await drain(events)
         raise
     await drain(events)
+    note = _not_attached(attaching.refused)
+    if attaching.sent_twice:
+        note = f"{_sent_twice(outcome)} {note}".strip()
     return await after_create(
         request,
         viewer,
         outcome,
         description=description,
-        attached=attached,
-        files_note=_not_attached(refused),
+        attached=attaching.attached,
+        files_note=note,
     )
+
+
+class _Attached(NamedTuple):
+    """What one submission's uploads did.
+
+    Attributes:
+        attached: How many files it attached.
+        refused: The (name, reason) of each file refused; ("", "") when the
+            files after the last one read were not read.
+        sent_twice: Another submission of the form is attaching its files,
+            so this one stopped.
+    """
+
+    attached: int
+    refused: list[tuple[str, str]]
+    sent_twice: bool
 
 
 async def _attach_all(
@@ -123,14 +156,11 @@ async def _attach_all(
     issue: v1.Issue,
     events: AsyncGenerator[Event, None],
     part: MultipartSegment | None,
-) -> tuple[int, list[tuple[str, str]]]:
-    """Attach each file part to ``issue`` in the form's order.
-
-    Returns:
-        How many were attached, and the (name, reason) of each refused.
-    """
+) -> _Attached:
+    """Attach each file part to ``issue`` in the form's order, each against the version before."""
     refused: list[tuple[str, str]] = []
     count = 0
+    version = issue.version
     while part is not None:
         if not part.filename:  # an empty file input still sends its part
             whole = await skip_part(events)
@@ -138,7 +168,12 @@ async def _attach_all(
             refused.append((part.filename, f"at most {MAX_FILES} files are attached at creation"))
             whole = await skip_part(events)
         else:
-            whole, reason = await _attach_one(backends, viewer, issue, events, part)
+            sent = await _attach_one(backends, viewer, issue, events, part, version=version)
+            whole, reason = sent.whole, sent.reason
+            if sent.stale and await _attached_by_another(backends, viewer, issue, version):
+                attached = count - 1 - sum(1 for name, _ in refused if name)
+                return _Attached(attached, refused, sent_twice=True)
+            version = sent.version
             if reason:
                 refused.append((part.filename, reason))
         if not whole:
@@ -147,7 +182,42 @@ async def _attach_all(
             refused.append(("", ""))
             break
         part = await next_file(events, FILES_FIELD)
-    return count - sum(1 for name, _ in refused if name), refused
+    return _Attached(count - sum(1 for name, _ in refused if name), refused, sent_twice=False)
+
+
+async def _attached_by_another(
+    backends: Backends, viewer: Viewer, issue: v1.Issue, since: int
+) -> bool:
+    """Whether a file of this person was attached to ``issue`` after version ``since``.
+
+    Read when an upload of this form was refused as stale: such a file is
+    another submission's of the same form (a person's other uploads to an
+    issue made a moment ago are not expected), and only a file tells it:
+    the issue's creation is the one both submissions share.
+    """
+    listed = await call(
+        backends.model.list_attachments,
+        v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue.id, include_deleted=True),
+    )
+    me = viewer.caller.user_id
+    return any(a.uploader == me and a.entry_version > since for a in listed.attachments)
+
+
+class _Sent(NamedTuple):
+    """One file's upload.
+
+    Attributes:
+        whole: The part was read to its end (a refusal leaves the rest to
+            skip, which fails past :data:`~bugless_web.streamed_forms.DRAIN_BYTES`).
+        reason: Why the Model refused the file ("" when attached).
+        version: The issue's version after it (the current one when stale).
+        stale: Refused because the issue was past the version it was made against.
+    """
+
+    whole: bool
+    reason: str
+    version: int
+    stale: bool = False
 
 
 async def _attach_one(
@@ -156,17 +226,14 @@ async def _attach_one(
     issue: v1.Issue,
     events: AsyncIterator[Event],
     part: MultipartSegment,
-) -> tuple[bool, str]:
-    """Stream one file part to the Model.
-
-    Returns:
-        Whether the part was read to its end (a refusal leaves the rest to
-        skip, which fails past :data:`~bugless_web.streamed_forms.DRAIN_BYTES`),
-        and why the Model refused the file ("" when attached).
-    """
+    *,
+    version: int,
+) -> _Sent:
+    """Stream one file part to the Model, made against the issue's ``version``."""
     header = v1.UploadAttachmentHeader(
         caller=viewer.caller,
         issue_id=issue.id,
+        expected_version=version,
         name=part.filename or "",
         content_type=(part.content_type or "")[:255],
     )
@@ -183,11 +250,16 @@ async def _attach_one(
         reply = await backends.upload_attachment(messages())
     except UploadStalled:
         raise
+    except IssueVersionConflict as exc:
+        whole = read_whole or await skip_part(events)
+        reason = "the issue changed while it was sent"
+        return _Sent(whole, reason, exc.current_version, stale=True)
     except BuglessError as exc:
-        return read_whole or await skip_part(events), exc.message
+        return _Sent(read_whole or await skip_part(events), exc.message, version)
     attachment = reply.attachment or v1.Attachment()
     audit(viewer, "attach", f"issue {issue.id}", attachment_id=attachment.id)
-    return read_whole or await skip_part(events), ""
+    after = reply.issue.version if reply.issue is not None else version
+    return _Sent(read_whole or await skip_part(events), "", after)
 
 
 def _not_attached(refused: list[tuple[str, str]]) -> str:
@@ -213,6 +285,13 @@ def _not_attached(refused: list[tuple[str, str]]) -> str:
 
 def _short(text: str, most: int) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def _sent_twice(issue: v1.Issue) -> str:
+    return (
+        f"This form was sent twice at once: issue {issue.id} was created once, and the other "
+        "sending attached the files. Check its Attachments."
+    )
 
 
 def _resubmitted(issue: v1.Issue) -> str:
