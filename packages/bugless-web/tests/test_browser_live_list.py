@@ -163,3 +163,66 @@ def test_a_changed_row_of_a_search_page_is_drawn_again_in_place(
     hidden = page.request.get(f"{web_server.url}/search/row?issue=999999999")
     assert hidden.status == 204
     assert list(iter_console_problems(watcher.console)) == []
+
+
+def test_a_hotlist_page_redraws_its_rows_their_order_and_notes_in_place(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    """A colleague's priority change, re-rank and note show on an open hotlist without a reload.
+
+    Before, a changed row only got a blue edge, and a re-rank or a note
+    showed only after a reload: neither changes an issue, so no event came.
+    A note typed here and not saved keeps its text through the redraws.
+    """
+    word = "liveranks" + secrets.token_hex(4)
+    watcher = new_tab(context)
+    sign_in(watcher, web_server, "bob")
+    ids = [create_issue_ui(watcher, web_server, f"{word} {n}") for n in range(3)]
+    page = watcher.page
+    page.goto(f"{web_server.url}/hotlists")
+    page.click("summary:has-text('New hotlist')")
+    page.fill('input[name="name"]', f"Ranks {word}")
+    page.click('button:has-text("Create")')
+    page.fill('input[name="issue_ids"]', " ".join(map(str, ids)))
+    page.click('.add-items button:has-text("Add")')
+    rows = page.locator("table.ranked tbody tr.row")
+    expect(rows).to_have_count(3)
+    expect(page.locator(".hotlist[data-live-state='watching']")).to_have_count(1)
+    hotlist_url = page.url
+    page.evaluate("window.buglessNotReloaded = true")
+
+    other = new_tab(context)
+    other.page.goto(f"{web_server.url}/issues/{ids[0]}")
+    other.page.select_option('#issue-form select[name="priority"]', "P0")
+    other.page.click('#issue-form button:has-text("Save")')
+    expect(other.page.locator("#entry-2")).to_be_visible()
+    page.bring_to_front()
+    changed = page.locator(f'tr.row[data-issue="{ids[0]}"]')
+    expect(changed).to_contain_text("P0")
+    expect(changed).to_have_class("row live-changed")
+    page.get_by_label(f"Note on issue {ids[2]}").fill("my draft")
+    page.locator("h1").click()  # typed, not saved
+
+    other.page.bring_to_front()
+    other.page.goto(hotlist_url)
+    other.page.get_by_label(f"New position of issue {ids[2]}").fill("1")
+    other.page.get_by_role("button", name=f"Move issue {ids[2]}", exact=True).click()
+    other.page.get_by_label(f"Note on issue {ids[1]}").fill("Needs a repro")
+    other.page.get_by_role("button", name=f"Save the note on issue {ids[1]}").click()
+    expect(other.page.get_by_label(f"Note on issue {ids[1]}")).to_have_value("Needs a repro")
+    page.bring_to_front()
+
+    # The page asks for its rows every 10 s and when it is shown again.
+    expect(rows.nth(0)).to_have_attribute("data-issue", str(ids[2]), timeout=20_000)
+    expect(page.get_by_label(f"Note on issue {ids[1]}")).to_have_value(
+        "Needs a repro", timeout=20_000
+    )
+    expect(rows.nth(0).locator("td.rank")).to_have_text("⠿1")  # the grip, then its rank
+    expect(rows.nth(1)).to_have_attribute("data-issue", str(ids[0]))
+    expect(page.get_by_label(f"Note on issue {ids[2]}")).to_have_value("my draft")
+    expect(changed).to_contain_text("P0")
+    expect(changed).to_have_class("row live-changed")
+    save_screenshot(page, tmp_path, "live-hotlist-ranks")
+    assert page.evaluate("window.buglessNotReloaded") is True
+    assert list(iter_console_problems(watcher.console)) == []
+    assert watcher.dialogs == []

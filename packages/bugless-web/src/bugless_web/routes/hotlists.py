@@ -3,8 +3,11 @@
 A hotlist's page is live as a search page is: it follows the query
 ``hotlistid:N`` (:mod:`bugless_web.routes.live_list`), so an issue on it
 that changes, joins it or leaves it is marked and counted, with a Refresh.
-Re-ranking and notes change the hotlist, not its issues: the feed does not
-carry them, and the page shows them when reloaded.
+Its rows are drawn again in place from ``/hotlists/N/rows``
+(:func:`hotlist_rows`): at once when an event says an issue changed, and
+every few seconds while the page is shown, since re-ranks and notes change
+the hotlist, not its issues, and the feed does not carry them; the answer
+is a 304 while the rows are as the page drew them (``ETag``).
 
 Every change is a plain form POST (works without JavaScript); the drag-and-drop
 re-rank in ``pages.js`` posts the same form with ``fetch`` and the CSRF token in
@@ -13,9 +16,12 @@ a header, and gets 204 instead of a redirect.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.enums import MediaType
 from litestar.params import FromPath
 
 from bugless_core.clients import call, every_page
@@ -23,6 +29,7 @@ from bugless_core.errors import InvalidArgument
 from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import (
     audit,
     form_ids,
@@ -101,16 +108,18 @@ async def create_hotlist(request: Request[Any, Any, Any]) -> Response[Any]:
     return redirect(f"/hotlists/{hotlist.id}")
 
 
-@get("/hotlists/{hotlist_text:str}")
-async def hotlist_page(
-    request: Request[Any, Any, Any], hotlist_text: FromPath[str]
-) -> Response[str]:
-    """The items in rank order, with notes and the re-rank controls."""
-    hotlist_id = path_id(hotlist_text, "hotlist_id")
-    viewer = await viewer_of(request)
-    backends = frontend_of(request).backends
-    # Before the items are read: a change made meanwhile is heard (as a search page's).
-    live_after = await list_position(backends, viewer)
+@dataclass(frozen=True)
+class _Ranked:
+    """A hotlist as its page draws it: the items the viewer may see, in rank order."""
+
+    hotlist: v1.Hotlist
+    items: list[tuple[v1.HotlistItem, v1.Issue]]
+    users: dict[str, v1.User]
+    can_edit: bool
+
+
+async def _ranked(backends: Backends, viewer: Viewer, hotlist_id: int) -> _Ranked:
+    """The hotlist and its items as ``viewer`` may see them, and the people they name."""
     hotlist = await call(
         backends.model.get_hotlist,
         v1.GetHotlistRequest(caller=viewer.caller, hotlist_id=hotlist_id),
@@ -130,14 +139,31 @@ async def hotlist_page(
         people.add(issue.assignee)
     users = await backends.users(people)
     me = viewer.caller.user_id
+    can_edit = viewer.is_admin or me == hotlist.owner or me in hotlist.editors
+    return _Ranked(hotlist, items, users, can_edit)
+
+
+@get("/hotlists/{hotlist_text:str}")
+async def hotlist_page(
+    request: Request[Any, Any, Any], hotlist_text: FromPath[str]
+) -> Response[str]:
+    """The items in rank order, with notes and the re-rank controls."""
+    hotlist_id = path_id(hotlist_text, "hotlist_id")
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    # Before the items are read: a change made meanwhile is heard (as a search page's).
+    live_after = await list_position(backends, viewer)
+    ranked = await _ranked(backends, viewer, hotlist_id)
+    hotlist = ranked.hotlist
+    me = viewer.caller.user_id
     return render(
         request,
         "hotlist.html",
         {
             "hotlist": hotlist,
-            "items": items,
-            "users": users,
-            "can_edit": viewer.is_admin or me == hotlist.owner or me in hotlist.editors,
+            "items": ranked.items,
+            "users": ranked.users,
+            "can_edit": ranked.can_edit,
             "can_delete": viewer.is_admin or me == hotlist.owner,
             # The page hears its issues change, join and leave through the
             # search page's stream of ``hotlistid:N`` (routes.live_list).
@@ -146,6 +172,40 @@ async def hotlist_page(
         },
         viewer=viewer,
     )
+
+
+@get("/hotlists/{hotlist_text:str}/rows", cache_control=None)
+async def hotlist_rows(
+    request: Request[Any, Any, Any], hotlist_text: FromPath[str]
+) -> Response[Any]:
+    """The hotlist page's rows as they are now: what ``pages.js`` redraws the table with.
+
+    The same template as the page, as the viewer (only the issues they may
+    see; the note and rank forms only for those who may edit). Its ``ETag``
+    is a digest of the rows: a page that sends the one it drew
+    (``If-None-Match``) gets a 304 while nothing it shows changed, so
+    polling for re-ranks and notes, which no event announces, costs the
+    browser nothing. Rendered without the page's layout, so the session's
+    one-shot notice and warning are left for the next page.
+    """
+    hotlist_id = path_id(hotlist_text, "hotlist_id")
+    viewer = await viewer_of(request)
+    frontend = frontend_of(request)
+    ranked = await _ranked(frontend.backends, viewer, hotlist_id)
+    html = frontend.templates.get_template("_hotlist_rows.html").render(
+        {
+            "hotlist": ranked.hotlist,
+            "items": ranked.items,
+            "users": ranked.users,
+            "can_edit": ranked.can_edit,
+            "csrf_token": session_of(request).csrf,
+        }
+    )
+    tag = '"' + hashlib.sha256(html.encode()).hexdigest()[:32] + '"'
+    headers = {"cache-control": "private, no-store", "etag": tag}
+    if request.headers.get("if-none-match") == tag:
+        return Response(b"", status_code=304, headers=headers)
+    return Response(html, media_type=MediaType.HTML, headers=headers)
 
 
 @post("/hotlists/{hotlist_text:str}/items")
@@ -301,6 +361,7 @@ ROUTES = [
     hotlist_index,
     create_hotlist,
     hotlist_page,
+    hotlist_rows,
     edit_hotlist,
     delete_hotlist,
     add_items,

@@ -105,6 +105,121 @@
     });
   }
 
+  // ---- a hotlist's rows, drawn again as they are now ---------------------------
+  // Re-ranks and notes change the hotlist, not its issues, so no event says
+  // they happened: the rows are asked for every ROWS_POLL_MS while the page is
+  // shown (a 304 while nothing changed: the ETag), and at once when the live
+  // list hears an issue change. A note being typed in is never lost: while one
+  // has the focus, or a row is dragged, the redraw waits; a note typed and not
+  // saved keeps its text in the redrawn row. Rows marked by the live list keep
+  // their mark, and a row that left the hotlist stays, faded, until Refresh.
+  var ROWS_POLL_MS = 10000;
+  var hotlistRows = null;
+  var rowsSection = document.querySelector(".hotlist[data-rows-url]");
+  var rowsBody = rowsSection ? rowsSection.querySelector("table.ranked tbody") : null;
+  if (rowsBody && window.fetch) {
+    hotlistRows = (function () {
+      var url = rowsSection.getAttribute("data-rows-url");
+      var tag = null, waiting = false, timer = null, soon = null, stopped = false;
+      var api = { markOf: function () { return null; } };
+      function busy() {
+        var active = document.activeElement;
+        return (active && rowsBody.contains(active) && active.name === "note") ||
+          !!rowsBody.querySelector("tr.dragging");
+      }
+      function rowOf(root, id) { return root.querySelector('tr.row[data-issue="' + id + '"]'); }
+      function apply(html) {
+        var holder = document.createElement("tbody");
+        holder.innerHTML = html;  // rendered and escaped by the server, as the page's rows
+        var fresh = Array.prototype.slice.call(holder.querySelectorAll("tr.row"));
+        var freshIds = {};
+        fresh.forEach(function (row) { freshIds[row.getAttribute("data-issue")] = true; });
+        var old = Array.prototype.slice.call(rowsBody.querySelectorAll("tr.row"));
+        fresh.forEach(function (row) {
+          var id = row.getAttribute("data-issue");
+          var before = rowOf(rowsBody, id);
+          var typed = before ? before.querySelector('input[name="note"]') : null;
+          var input = row.querySelector('input[name="note"]');
+          if (typed && input && typed.value !== typed.defaultValue) input.value = typed.value;
+          var mark = api.markOf(id);
+          if (mark) {
+            row.classList.add(mark === "left" ? "live-left" : "live-changed");
+            row.setAttribute("title", mark === "left" ? "Left this list since the page was made" :
+              "Changed since the page was made");
+          }
+        });
+        // Rows that left the hotlist stay where they were, after the row before them.
+        var body = document.createDocumentFragment();
+        var placed = {};
+        fresh.forEach(function (row) { placed[row.getAttribute("data-issue")] = row; });
+        var leftAfter = {};  // issue id of the row before (or "") -> rows that left
+        var previous = "";
+        old.forEach(function (row) {
+          var id = row.getAttribute("data-issue");
+          if (freshIds[id]) { previous = id; return; }
+          (leftAfter[previous] = leftAfter[previous] || []).push(row);
+        });
+        (leftAfter[""] || []).forEach(function (row) { body.appendChild(row); });
+        fresh.forEach(function (row) {
+          body.appendChild(row);
+          (leftAfter[row.getAttribute("data-issue")] || []).forEach(function (r) { body.appendChild(r); });
+        });
+        Object.keys(leftAfter).forEach(function (id) {
+          if (id && !placed[id]) leftAfter[id].forEach(function (r) { body.appendChild(r); });
+        });
+        if (!fresh.length && !old.some(function (row) { return !freshIds[row.getAttribute("data-issue")]; })) {
+          rowsBody.innerHTML = html;  // the empty hotlist's one line
+          return;
+        }
+        rowsBody.replaceChildren(body);
+        rowsSection.setAttribute("data-rows-drawn", String(Date.now()));
+      }
+      function load() {
+        if (stopped) return;
+        if (busy()) { waiting = true; return; }
+        waiting = false;
+        var headers = { Accept: "text/html" };
+        if (tag) headers["If-None-Match"] = tag;
+        fetch(url, { credentials: "same-origin", headers: headers, cache: "no-store" })
+          .then(function (response) {
+            if (response.status === 304) return null;
+            if (response.status !== 200) { stopped = true; return null; }  // gone, or not theirs now
+            tag = response.headers.get("ETag");
+            return response.text();
+          })
+          .then(function (html) {
+            if (html === null) return;
+            if (busy()) { waiting = true; return; }
+            apply(html);
+          })
+          .catch(function () { /* the next poll asks again */ });
+      }
+      rowsBody.addEventListener("focusout", function () {
+        if (waiting) window.setTimeout(load, 0);
+      });
+      rowsBody.addEventListener("dragend", function () {
+        if (waiting) window.setTimeout(load, 0);
+      });
+      function poll() {
+        window.clearTimeout(timer);
+        timer = window.setTimeout(function () {
+          if (document.visibilityState === "visible") load();
+          poll();
+        }, ROWS_POLL_MS);
+      }
+      document.addEventListener("visibilitychange", function () {
+        if (document.visibilityState === "visible") { load(); poll(); }
+      });
+      poll();
+      // An issue on the page changed: draw the rows now (several events, one fetch).
+      api.soon = function () {
+        window.clearTimeout(soon);
+        soon = window.setTimeout(load, 150);
+      };
+      return api;
+    })();
+  }
+
   // ---- live lists: which issues changed in, or left, a search's list or a hotlist
   // The stream says only which issue and whether it left (the Model judged
   // what the viewer may see); the page counts issues, not events (a resumed
@@ -150,8 +265,10 @@
         markRow(row, !!data.left);
         if (!data.left && rowUrl) redrawRow(id);
       }
+      if (hotlistRows) hotlistRows.soon();
       updateListBar();
     });
+    if (hotlistRows) hotlistRows.markOf = function (id) { return heard[id] || null; };
     function markRow(row, left) {
       row.classList.toggle("live-left", left);
       row.classList.toggle("live-changed", !left);
