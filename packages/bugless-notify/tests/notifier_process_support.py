@@ -11,9 +11,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from notify_support import until_seeded
+
 from bugless_proto import v1
 
 if TYPE_CHECKING:
+    from bugless_dev.stack import LocalStack
     from bugless_testing.smtp import ReceivedMail, SmtpSink
 
 
@@ -44,3 +47,15 @@ async def settle(sink: SmtpSink, count: int, seconds: float = 60.0) -> list[Rece
     mails = await sink.wait_for_async(count, seconds)
     await asyncio.sleep(2.0)
     return sink.mails if sink.mails else mails
+
+
+async def until_notifier_seeded(
+    stack: LocalStack, flags: list[str], search_id: int, user_id: str
+) -> None:
+    """Until ``notify_process`` (started with ``flags``) has seeded the subscription.
+
+    See :func:`notify_support.until_seeded`: a change made before the seed
+    is part of what it finds, not a new match.
+    """
+    schema = flags[flags.index("--schema") + 1]
+    await until_seeded(stack.model_database_url, schema, search_id, user_id)

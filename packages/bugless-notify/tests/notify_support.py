@@ -22,7 +22,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+
 from bugless_core.grpc import GrpcServerSettings
+from bugless_notify._saved_searches import MatchChanges, MatchStore, SavedSearchMatcher
 from bugless_notify.queue import NewDelivery
 from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
 from bugless_notify.settings import NotifierSettings, SmtpOptions
@@ -32,8 +35,6 @@ from bugless_testing import webhooks
 from bugless_testing.metrics import metric_total
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from bugless_dev.stack import LocalStack, RunningService
 
 SECRET = "s3cr3t-" + "0123456789abcdef" * 3
@@ -381,3 +382,52 @@ async def waiting_with(pool: asyncpg.Pool, schema: str, text: str) -> int:
             text,
         )
     )
+
+
+async def until_seeded(database_url: str, schema: str, search_id: int, user_id: str) -> None:
+    """Until the notifier on ``schema`` has seeded the subscription (``saved_search_seen``).
+
+    A subscription is seeded at the start of the consumer's next round
+    (about two seconds when it is idle); a change committed before that is
+    part of what the seed finds, so a test that wants a change mailed as a
+    new match makes it once the seed is in.
+    """
+    conn = await asyncpg.connect(database_url)
+    sql = f"SELECT 1 FROM {schema}.saved_search_seen WHERE saved_search_id = $1 AND user_id = $2"
+    try:
+
+        async def seeded() -> bool:
+            return await conn.fetchval(sql, search_id, user_id) is not None
+
+        await until(seeded, f"the notifier to seed saved search {search_id} of {user_id}")
+    finally:
+        await conn.close()
+
+
+async def seed_round(
+    matcher: SavedSearchMatcher, conn: Any, schema: str
+) -> list[v1.SavedSearchSubscription]:
+    """What the consumer does at the start of a round: seed new subscriptions and commit.
+
+    Returns the subscriptions a batch is then judged against.
+    """
+    prepared = await matcher.prepare(conn)
+    await MatchStore(schema).write(conn, prepared.seeds)
+    return prepared.subscriptions
+
+
+async def judge_batch(
+    matcher: SavedSearchMatcher,
+    conn: Any,
+    schema: str,
+    issue_ids: list[int],
+    subscriptions: list[v1.SavedSearchSubscription],
+) -> tuple[dict[int, list[tuple[str, str]]], MatchChanges]:
+    """What the consumer does with a batch of ``issue_ids``: judge it, commit its match rows.
+
+    Returns who is told per issue and the rows written.
+    """
+    changes = MatchChanges()
+    told = await matcher.changes(conn, issue_ids, changes, subscriptions)
+    await MatchStore(schema).write(conn, changes)
+    return told, changes

@@ -12,7 +12,7 @@ import secrets
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from notifier_process_support import People, addr, recipients, settle
+from notifier_process_support import People, addr, recipients, settle, until_notifier_seeded
 
 from bugless_core.deltas import issue_delta
 from bugless_dev.stack import LocalStack, RunningService
@@ -460,17 +460,23 @@ async def test_group_members_and_saved_search_subscribers_are_checked_as_themsel
     )
     for who in (v1.Caller(user_id=ids["sam"]), otto):
         search = await model.create_saved_search(
-            v1.CreateSavedSearchRequest(caller=who, name=f"p0-{tag}", query="p:p0 is:open")
+            # Its title word scopes the search to this test's issue: a search
+            # that matched every P0 issue mailed its subscriber about other
+            # tests' issues (test_saved_search_refusals, ci84).
+            v1.CreateSavedSearchRequest(
+                caller=who, name=f"p0-{tag}", query=f"p:p0 is:open title:team{tag}"
+            )
         )
         await model.set_saved_search_subscription(
             v1.SetSavedSearchSubscriptionRequest(
                 caller=who, saved_search_id=search.id, subscribed=True
             )
         )
+        await until_notifier_seeded(bugless_stack, notify_process[1], search.id, who.user_id)
     issue = await model.create_issue(
         v1.CreateIssueRequest(
             caller=alice,
-            fields=v1.IssueFields(title=f"team only {tag}", component_id=component.id),
+            fields=v1.IssueFields(title=f"team{tag} only", component_id=component.id),
             cc=[ids["gina"], ids["otto"]],
         )
     )

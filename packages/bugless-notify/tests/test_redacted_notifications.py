@@ -18,7 +18,13 @@ import datetime
 import json
 import secrets
 
-from notify_support import redaction_world, stack_notifier_settings, until, waiting_with
+from notify_support import (
+    redaction_world,
+    stack_notifier_settings,
+    until,
+    until_seeded,
+    waiting_with,
+)
 from prometheus_client import CollectorRegistry
 
 from bugless_core.notification_channel import NotificationMessage
@@ -308,6 +314,7 @@ async def test_a_saved_search_mail_rendered_again_still_names_the_search(
     try:
         notifier.worker.stop()
         await asyncio.wait_for(notifier.tasks[1], 30)
+        await until_seeded(notify_database, schema, search.id, sam.user_id)
         secret = f"hunter2-{tag}"
         issue = await model.create_issue(
             v1.CreateIssueRequest(

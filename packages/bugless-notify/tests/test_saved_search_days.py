@@ -15,11 +15,12 @@ import secrets
 import time
 
 import asyncpg
+from notify_support import judge_batch, seed_round
 
 from bugless_core.clients import ActingFor, acting_model
 from bugless_dev.stack import LocalStack
 from bugless_notify._deliveries import NOTIFIER
-from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
+from bugless_notify._saved_searches import SavedSearchMatcher
 from bugless_notify.queue import DeliveryQueue
 from bugless_proto import v1
 
@@ -43,12 +44,6 @@ async def test_a_relative_day_moves_with_the_clock(
     await model.set_saved_search_subscription(
         v1.SetSavedSearchSubscriptionRequest(caller=sam, saved_search_id=search.id, subscribed=True)
     )
-    issue = await model.create_issue(
-        v1.CreateIssueRequest(
-            caller=sam, fields=v1.IssueFields(title=f"fresh {tag}", component_id=component.id)
-        )
-    )
-    key = (search.id, sam.user_id, issue.id)
     now = [time.time()]
     channels = [
         bugless_stack.client_address("model", identity="notify").channel(),
@@ -62,18 +57,21 @@ async def test_a_relative_day_moves_with_the_clock(
             notifier_model, acting, auth, NOTIFIER, queue.schema, clock=lambda: now[0]
         )
         async with pool.acquire() as conn:
-            first = MatchChanges()
-            await matcher.changes(conn, [issue.id], first)
-            assert key in first.added, "filed today: created since yesterday"
-            await conn.execute(
-                f"INSERT INTO {queue.schema}.saved_search_matches "
-                "(saved_search_id, user_id, issue_id) VALUES ($1, $2, $3)",
-                *key,
+            # Subscribed before the issue: seeded without it, as a round does.
+            subscriptions = await seed_round(matcher, conn, queue.schema)
+            issue = await model.create_issue(
+                v1.CreateIssueRequest(
+                    caller=sam,
+                    fields=v1.IssueFields(title=f"fresh {tag}", component_id=component.id),
+                )
             )
+            key = (search.id, sam.user_id, issue.id)
+            told, first = await judge_batch(matcher, conn, queue.schema, [issue.id], subscriptions)
+            assert key in first.added, "filed today: created since yesterday"
+            assert (sam.user_id, search.name) in told[issue.id]
 
             now[0] += 3 * 86400
-            later = MatchChanges()
-            told = await matcher.changes(conn, [issue.id], later)
+            told, later = await judge_batch(matcher, conn, queue.schema, [issue.id], subscriptions)
             assert key in later.removed, "three days on, it was not created since yesterday"
             assert (sam.user_id, search.name) in told[issue.id]
     finally:

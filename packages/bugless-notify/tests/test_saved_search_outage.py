@@ -18,6 +18,7 @@ import socket
 
 import asyncpg
 import pytest
+from notify_support import judge_batch, seed_round
 
 from bugless_core.clients import ActingFor, acting_model
 from bugless_core.errors import Unavailable
@@ -46,20 +47,13 @@ async def test_an_authenticator_outage_is_retried_not_taken_for_matching_nothing
         v1.CreateComponentRequest(caller=ADMIN, name=f"outage-{tag}")
     )
     search = await model.create_saved_search(
-        v1.CreateSavedSearchRequest(caller=sam, name=f"urgent-{tag}", query="p:p0")
+        v1.CreateSavedSearchRequest(
+            caller=sam, name=f"urgent-{tag}", query=f"componentid:{component.id} p:p0"
+        )
     )
     await model.set_saved_search_subscription(
         v1.SetSavedSearchSubscriptionRequest(caller=sam, saved_search_id=search.id, subscribed=True)
     )
-    issue = await model.create_issue(
-        v1.CreateIssueRequest(
-            caller=sam,
-            fields=v1.IssueFields(
-                title=f"urgent {tag}", component_id=component.id, priority=v1.Priority.P0
-            ),
-        )
-    )
-    key = (search.id, sam.user_id, issue.id)
     model_address = bugless_stack.client_address("model", identity="notify")
     auth_address = bugless_stack.client_address("auth", identity="notify")
     away = dataclasses.replace(auth_address, port=_closed_port())
@@ -73,23 +67,31 @@ async def test_an_authenticator_outage_is_retried_not_taken_for_matching_nothing
             return SavedSearchMatcher(notifier_model, acting, auth, NOTIFIER, queue.schema)
 
         async with pool.acquire() as conn:
-            first = MatchChanges()
-            told = await matcher(auth).changes(conn, [issue.id], first)
-            assert (sam.user_id, search.name) in told[issue.id]
-            assert key in first.added
-            await conn.execute(
-                f"INSERT INTO {queue.schema}.saved_search_matches "
-                "(saved_search_id, user_id, issue_id) VALUES ($1, $2, $3)",
-                *key,
+            # Subscribed before the issue: seeded without it, as a round does.
+            subscriptions = await seed_round(matcher(auth), conn, queue.schema)
+            issue = await model.create_issue(
+                v1.CreateIssueRequest(
+                    caller=sam,
+                    fields=v1.IssueFields(
+                        title=f"urgent {tag}", component_id=component.id, priority=v1.Priority.P0
+                    ),
+                )
             )
+            key = (search.id, sam.user_id, issue.id)
+            told, first = await judge_batch(
+                matcher(auth), conn, queue.schema, [issue.id], subscriptions
+            )
+            assert (sam.user_id, search.name) in told[issue.id], "a new match"
+            assert key in first.added
 
             during = MatchChanges()
             with pytest.raises(Unavailable):
-                await matcher(auth_away).changes(conn, [issue.id], during)
+                await matcher(auth_away).changes(conn, [issue.id], during, subscriptions)
             assert key not in during.removed
 
-            after = MatchChanges()
-            told = await matcher(auth).changes(conn, [issue.id], after)
+            told, after = await judge_batch(
+                matcher(auth), conn, queue.schema, [issue.id], subscriptions
+            )
             assert (sam.user_id, search.name) not in told.get(issue.id, [])
             assert key not in after.removed
     finally:

@@ -14,11 +14,12 @@ import asyncio
 import secrets
 
 import asyncpg
+from notify_support import judge_batch, seed_round
 
 from bugless_core.clients import ActingFor, acting_model
 from bugless_dev.stack import LocalStack
 from bugless_notify._deliveries import NOTIFIER
-from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
+from bugless_notify._saved_searches import SavedSearchMatcher
 from bugless_notify.queue import DeliveryQueue
 from bugless_proto import v1
 
@@ -39,21 +40,14 @@ async def test_a_person_the_query_names_renamed_keeps_the_matches(
     )
     search = await model.create_saved_search(
         v1.CreateSavedSearchRequest(
-            caller=sam, name=f"zed-or-urgent-{tag}", query=f"cc:zed{tag} OR p:p0"
+            caller=sam,
+            name=f"zed-or-urgent-{tag}",
+            query=f"componentid:{component.id} (cc:zed{tag} OR p:p0)",
         )
     )
     await model.set_saved_search_subscription(
         v1.SetSavedSearchSubscriptionRequest(caller=sam, saved_search_id=search.id, subscribed=True)
     )
-    issue = await model.create_issue(
-        v1.CreateIssueRequest(
-            caller=sam,
-            fields=v1.IssueFields(
-                title=f"urgent {tag}", component_id=component.id, priority=v1.Priority.P0
-            ),
-        )
-    )
-    key = (search.id, sam.user_id, issue.id)
     channels = [
         bugless_stack.client_address("model", identity="notify").channel(),
         bugless_stack.client_address("auth", identity="notify").channel(),
@@ -67,14 +61,22 @@ async def test_a_person_the_query_names_renamed_keeps_the_matches(
             return SavedSearchMatcher(notifier_model, acting, auth, NOTIFIER, queue.schema)
 
         async with pool.acquire() as conn:
-            first = MatchChanges()
-            await matcher().changes(conn, [issue.id], first)
-            assert key in first.added
-            await conn.execute(
-                f"INSERT INTO {queue.schema}.saved_search_matches "
-                "(saved_search_id, user_id, issue_id) VALUES ($1, $2, $3)",
-                *key,
+            # Subscribed before the issue: seeded without it, as a round does.
+            subscriptions = await seed_round(matcher(), conn, queue.schema)
+            issue = await model.create_issue(
+                v1.CreateIssueRequest(
+                    caller=sam,
+                    fields=v1.IssueFields(
+                        title=f"urgent {tag}", component_id=component.id, priority=v1.Priority.P0
+                    ),
+                )
             )
+            key = (search.id, sam.user_id, issue.id)
+            told, first = await judge_batch(
+                matcher(), conn, queue.schema, [issue.id], subscriptions
+            )
+            assert key in first.added
+            assert (sam.user_id, search.name) in told[issue.id]
             await asyncio.to_thread(
                 bugless_stack.run_bugless, "auth", "user", "rename", f"zed{tag}", f"zoe{tag}"
             )
@@ -85,8 +87,9 @@ async def test_a_person_the_query_names_renamed_keeps_the_matches(
                 await asyncio.sleep(0.1)
             assert not found.users, "the old name names nobody now"
 
-            after = MatchChanges()
-            told = await matcher().changes(conn, [issue.id], after)
+            told, after = await judge_batch(
+                matcher(), conn, queue.schema, [issue.id], subscriptions
+            )
             assert (sam.user_id, search.name) not in told.get(issue.id, [])
             assert key not in after.removed
     finally:

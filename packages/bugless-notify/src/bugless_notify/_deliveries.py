@@ -62,8 +62,6 @@ class Batch:
     deliveries: list[NewDelivery] = field(default_factory=list)
     #: Mails of people who chose a daily digest: (user id, the mail), kept for it.
     digest: list[tuple[str, NewDelivery]] = field(default_factory=list)
-    matches_added: set[tuple[int, str, int]] = field(default_factory=set)
-    matches_removed: set[tuple[int, str, int]] = field(default_factory=set)
     #: Enabled component webhook endpoints (read once per batch).
     webhooks: list[ComponentEndpoint] = field(default_factory=list)
     #: Component id -> its parent's id (0: top level), looked up once per batch.

@@ -9,17 +9,25 @@ issues they may not see never match). What each matched before is read in
 one statement; what changed is returned per issue, and recorded in the
 batch, so the consumer writes it with the deliveries.
 
-A subscription the notifier sees for the first time is **seeded**: its
-search runs over every issue, as its subscriber, and what it finds is
-recorded as matching without a mail (``saved_search_seen`` remembers it).
-Without that, ``saved_search_matches`` starts empty, and the first change
-to each issue that matched before the subscriber subscribed was mailed as
-a new match. The issues of the batch that first sees it are compared as
-before (with no earlier match: a match is mailed), since whether they
-matched before their change is not known, and a real new match must not be
-swallowed; seeding happens at the first change after subscribing. A
-subscription no longer listed (unsubscribed, deleted) is forgotten, its
-matches with it, so subscribing again seeds afresh.
+A subscription the notifier sees for the first time is **seeded** before
+any batch is judged against it: at the start of every round, before the
+feed is read (so on an idle poll too, about every two seconds),
+:meth:`SavedSearchMatcher.prepare` lists the subscriptions and runs each new
+one's search over every issue, as its subscriber; what it finds is recorded
+as matching without a mail (``saved_search_seen`` remembers it), committed
+before the round reads the feed. A batch is judged only against seeded
+subscriptions, so an issue that matched before someone subscribed is not
+mailed as new, even when the batch that first sees the subscription changes
+it (a bulk edit). What the seed cannot know is the state between subscribing
+and the seed: a change committed in that moment (at most a round: about two
+seconds while the notifier keeps up) is part of what the seed finds, so an
+issue it made match is not mailed as a new match. The alternative, judging
+that batch's issues against no earlier match, mailed every already-matching
+issue it touched as new. A seed the Model refuses, or that does not resolve,
+is tried again a minute later (:data:`RESEED_SECONDS`), and its subscription
+judged once it is seeded. A subscription no longer listed (unsubscribed,
+deleted) is forgotten, its matches with it, so subscribing again seeds
+afresh.
 
 A query the Model refuses as written (INVALID_ARGUMENT: a hotlist its owner
 deleted or made private since, a component the subscriber may no longer
@@ -69,6 +77,10 @@ _RESOLVED_CACHE = 10_000
 #: process's life: ``modified>today-7`` of a notifier up for a month meant
 #: five weeks.
 RESOLVED_SECONDS = 60.0
+#: How long after a seed the Model refused (or that did not resolve) it is
+#: tried again: not at every round, which would log its warning every two
+#: seconds while the notifier is idle.
+RESEED_SECONDS = 60.0
 
 MatchKey = tuple[int, str, int]
 
@@ -81,10 +93,54 @@ class MatchChanges:
 
     added: set[MatchKey] = field(default_factory=set)
     removed: set[MatchKey] = field(default_factory=set)
-    #: ``(saved search id, user id)`` seeded in this batch.
+    #: ``(saved search id, user id)`` seeded now.
     seeded: set[tuple[int, str]] = field(default_factory=set)
     #: ``(saved search id, user id)`` no longer subscribed: forgotten with their matches.
     forgotten: set[tuple[int, str]] = field(default_factory=set)
+
+
+@dataclass
+class Prepared:
+    """What :meth:`SavedSearchMatcher.prepare` found: the subscriptions to judge, the seeds."""
+
+    #: Subscriptions seeded before (or by ``seeds``): batches are judged against these.
+    subscriptions: list[v1.SavedSearchSubscription]
+    #: Seeds of new subscriptions and forgotten ones, to commit before the feed is read.
+    seeds: MatchChanges
+
+
+class MatchStore:
+    """Writes :class:`MatchChanges` to ``saved_search_matches`` and ``saved_search_seen``."""
+
+    def __init__(self, schema: str) -> None:
+        """Use the tables in ``schema``."""
+        schema = quote_schema(schema)
+        self._add_sql = (
+            f"INSERT INTO {schema}.saved_search_matches VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+        )
+        self._remove_sql = (
+            f"DELETE FROM {schema}.saved_search_matches "
+            "WHERE saved_search_id = $1 AND user_id = $2 AND issue_id = $3"
+        )
+        self._seen_sql = (
+            f"INSERT INTO {schema}.saved_search_seen VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        )
+        self._forget_sqls = [
+            f"DELETE FROM {schema}.{table} WHERE saved_search_id = $1 AND user_id = $2"
+            for table in ("saved_search_seen", "saved_search_matches")
+        ]
+
+    async def write(self, conn: Any, changes: MatchChanges) -> None:
+        """Write ``changes`` (inside the caller's transaction): forgotten first, then the rest."""
+        for forget in self._forget_sqls:
+            if changes.forgotten:
+                await conn.executemany(forget, sorted(changes.forgotten))
+        if changes.seeded:
+            await conn.executemany(self._seen_sql, sorted(changes.seeded))
+        if changes.added:
+            await conn.executemany(self._add_sql, sorted(changes.added))
+        if changes.removed:
+            await conn.executemany(self._remove_sql, sorted(changes.removed))
 
 
 class SavedSearchMatcher:
@@ -116,6 +172,8 @@ class SavedSearchMatcher:
             f"SELECT saved_search_id, user_id FROM {quote_schema(schema)}.saved_search_seen"
         )
         self._resolved: dict[tuple[str, str], tuple[float, v1.SearchNode | None]] = {}
+        #: By subscription, when a seed that could not be taken is tried again.
+        self._reseed_at: dict[tuple[int, str], float] = {}
         self._clock = clock
 
     async def subscriptions(self) -> list[v1.SavedSearchSubscription]:
@@ -195,7 +253,7 @@ class SavedSearchMatcher:
         """Every issue the subscription's search finds now, as its subscriber (pages of 500).
 
         None when which match is not known (see :meth:`_matching`): it is
-        seeded at a later batch.
+        tried again :data:`RESEED_SECONDS` later.
         """
         assert subscription.saved_search is not None
         user = subscription.user_id
@@ -215,35 +273,69 @@ class SavedSearchMatcher:
                 found.update(i.id for i in page.issues)
             return found
 
-        return await _answer(subscription, search, "it is seeded at a later batch")
+        return await _answer(subscription, search, "it is seeded a minute later")
+
+    async def prepare(self, conn: Any) -> Prepared:
+        """The subscriptions to judge a batch against, each new one seeded (see the module).
+
+        ``conn`` reads which are seeded; the answer's ``seeds`` are to be
+        committed before the feed is read, so that every change the feed
+        then gives is judged against what matched before it.
+
+        Raises:
+            Unavailable: the Model or the Authenticator away (tried again).
+        """
+        subscriptions = await self.subscriptions()
+        seen = {(r["saved_search_id"], r["user_id"]) for r in await conn.fetch(self._seen_sql)}
+        listed = {(s.saved_search.id, s.user_id): s for s in subscriptions if s.saved_search}
+        seeds = MatchChanges(forgotten=seen - set(listed))
+        now = self._clock()
+        self._reseed_at = {k: t for k, t in self._reseed_at.items() if k in listed and t > now}
+        new = [s for k, s in listed.items() if k not in seen and k not in self._reseed_at]
+        limit = asyncio.Semaphore(SEARCHES_AT_ONCE)
+
+        async def one(subscription: v1.SavedSearchSubscription) -> set[int] | None:
+            async with limit:
+                return await self._seed(subscription)
+
+        for subscription, found in zip(
+            new, await asyncio.gather(*(one(s) for s in new)), strict=True
+        ):
+            assert subscription.saved_search is not None
+            key = (subscription.saved_search.id, subscription.user_id)
+            if found is None:  # which match is not known: judged once seeded
+                self._reseed_at[key] = now + RESEED_SECONDS
+                continue
+            seeds.seeded.add(key)
+            seeds.added |= {(*key, issue_id) for issue_id in found}
+        ready = [s for k, s in listed.items() if k in seen or k in seeds.seeded]
+        return Prepared(subscriptions=ready, seeds=seeds)
 
     async def changes(
-        self, conn: Any, issue_ids: Sequence[int], changes: MatchChanges
+        self,
+        conn: Any,
+        issue_ids: Sequence[int],
+        changes: MatchChanges,
+        subscriptions: Sequence[v1.SavedSearchSubscription],
     ) -> dict[int, list[tuple[str, str]]]:
         """Per issue: ``(subscriber, saved search name)`` whose match changed.
 
-        ``conn`` reads what matched before; ``changes`` receives the rows to
-        write with the batch.
+        ``subscriptions`` are :meth:`prepare`'s, seeded before the batch was
+        read. ``conn`` reads what matched before; ``changes`` receives the
+        rows to write with the batch.
         """
         ids = sorted(set(issue_ids))
-        subscriptions = await self.subscriptions() if ids else []
-        if not subscriptions:
+        if not ids or not subscriptions:
             return {}
         before = {
             (r["saved_search_id"], r["user_id"], r["issue_id"])
             for r in await conn.fetch(self._matched_sql, ids)
         }
-        seen = {(r["saved_search_id"], r["user_id"]) for r in await conn.fetch(self._seen_sql)}
-        listed = {(s.saved_search.id, s.user_id) for s in subscriptions if s.saved_search}
-        changes.forgotten |= seen - listed
         limit = asyncio.Semaphore(SEARCHES_AT_ONCE)
 
         async def one(subscription: v1.SavedSearchSubscription) -> set[int] | None:
-            assert subscription.saved_search is not None
             async with limit:
-                if (subscription.saved_search.id, subscription.user_id) in seen:
-                    return await self._matching(subscription, ids)
-                return await self._seed(subscription)
+                return await self._matching(subscription, ids)
 
         found = await asyncio.gather(*(one(s) for s in subscriptions))
         out: dict[int, list[tuple[str, str]]] = {}
@@ -252,13 +344,6 @@ class SavedSearchMatcher:
             if matching is None:  # refused: which match is not known (see the module)
                 continue
             search = subscription.saved_search
-            if (search.id, subscription.user_id) not in seen:
-                # First sight: what matches now, beyond this batch, is
-                # recorded and mailed to nobody; the batch's issues are
-                # compared as ever (with nothing: whether they matched
-                # before their change is not known).
-                changes.seeded.add((search.id, subscription.user_id))
-                changes.added |= {(search.id, subscription.user_id, i) for i in matching - set(ids)}
             for issue_id in ids:
                 key = (search.id, subscription.user_id, issue_id)
                 now = issue_id in matching

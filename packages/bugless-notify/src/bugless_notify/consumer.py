@@ -52,7 +52,7 @@ from bugless_core.migrations import quote_schema
 from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_notify._deliveries import NOTIFIER, Batch, IssueDeliveries
 from bugless_notify._redactions import WaitingMessages
-from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
+from bugless_notify._saved_searches import MatchChanges, MatchStore, SavedSearchMatcher
 from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.digest import DigestStore
 from bugless_notify.queue import DeliveryQueue
@@ -130,20 +130,7 @@ class FeedConsumer:
         self._advance_sql = (
             f"UPDATE {schema}.feed_cursor SET position = $2, updated_at = now() WHERE name = $1"
         )
-        self._add_match_sql = (
-            f"INSERT INTO {schema}.saved_search_matches VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-        )
-        self._remove_match_sql = (
-            f"DELETE FROM {schema}.saved_search_matches "
-            "WHERE saved_search_id = $1 AND user_id = $2 AND issue_id = $3"
-        )
-        self._seeded_sql = (
-            f"INSERT INTO {schema}.saved_search_seen VALUES ($1, $2) ON CONFLICT DO NOTHING"
-        )
-        self._forget_sqls = [
-            f"DELETE FROM {schema}.{table} WHERE saved_search_id = $1 AND user_id = $2"
-            for table in ("saved_search_seen", "saved_search_matches")
-        ]
+        self._matches = MatchStore(options.schema)
         self._lock_key = f"bugless-notify-feed:{options.schema}"
         self._stopping = asyncio.Event()
         self.supervised = SupervisedLoop(
@@ -242,8 +229,17 @@ class FeedConsumer:
             await self._commit(position, head.head_position, Batch())
 
     async def _step(self) -> None:
-        """One batch: read, compute, then enqueue and advance in one transaction."""
+        """One batch: seed new saved-search subscriptions, read, compute, then commit.
+
+        The seeds are committed before the feed is read (on an idle round
+        too), so the batch's changes are judged against what each new
+        subscription matched before them (:mod:`bugless_notify._saved_searches`).
+        """
         position = await self.ensure_cursor()
+        async with self._pool.acquire() as conn:
+            prepared = await self._searches.prepare(conn)
+        if prepared.seeds.seeded or prepared.seeds.forgotten:
+            await self._commit(position, position, Batch(), prepared.seeds)
         request = v1.ReadFeedRequest(
             caller=NOTIFIER,
             after_position=position,
@@ -289,9 +285,10 @@ class FeedConsumer:
                 by_issue.setdefault(entry.issue_id, []).append((entry.version, change.author))
         async with self._pool.acquire() as conn:
             matches = MatchChanges()
-            searches = await self._searches.changes(conn, list(by_issue), matches)
+            searches = await self._searches.changes(
+                conn, list(by_issue), matches, prepared.subscriptions
+            )
             batch.webhooks = await self._webhooks.enabled(conn)
-        batch.matches_added, batch.matches_removed = matches.added, matches.removed
         limit = asyncio.Semaphore(ISSUES_AT_ONCE)
 
         async def one_issue(issue_id: int, entries: list[tuple[int, str]]) -> None:
@@ -333,12 +330,6 @@ class FeedConsumer:
             await self._digests.add(conn, batch.digest)
             for waiting, digests, rendered in batch.rewrites:
                 await self._waiting.replace(conn, waiting, digests, rendered)
-            if batch.matches_added:
-                await conn.executemany(self._add_match_sql, sorted(batch.matches_added))
-            if batch.matches_removed:
-                await conn.executemany(self._remove_match_sql, sorted(batch.matches_removed))
             if matches is not None:
-                for forget in self._forget_sqls:
-                    await conn.executemany(forget, sorted(matches.forgotten))
-                await conn.executemany(self._seeded_sql, sorted(matches.seeded))
+                await self._matches.write(conn, matches)
             await conn.execute(self._advance_sql, CURSOR, to)
