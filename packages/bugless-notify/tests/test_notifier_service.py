@@ -306,6 +306,57 @@ async def test_a_move_names_the_component_left_by_its_path(
     assert f"Component: {left.path} \u2192 {went.path}" in body.get_content()
 
 
+async def test_a_subscriber_of_an_ancestor_is_told_which_component_they_subscribed_to(
+    model: v1.ModelStub,
+    people: People,
+    notify_process: tuple[RunningService, list[str]],
+    smtp_sink: SmtpSink,
+) -> None:
+    """ "you subscribed to Infra (this issue is in Infra>Net)", not "to its component".
+
+    Eve subscribed to the parent with its subtree, frank to the issue's own
+    component: the Model says which subscription reaches each of them.
+    """
+    tag = secrets.token_hex(4)
+    parent = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"infra-{tag}")
+    )
+    child = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"net-{tag}", parent_id=parent.id)
+    )
+    for name, component, subtree in (("eve", parent, True), ("frank", child, False)):
+        await model.set_component_subscription(
+            v1.SetComponentSubscriptionRequest(
+                caller=people.caller(name),
+                component_id=component.id,
+                subscribed=True,
+                include_subtree=subtree,
+            )
+        )
+    await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=people.caller("alice"),
+            fields=v1.IssueFields(title="Routing loop", component_id=child.id),
+        )
+    )
+    mails = await settle(smtp_sink, 2)
+    why = {}
+    for mail in mails:
+        body = mail.message.get_body(("plain",))
+        assert body is not None
+        text = body.get_content()
+        why[mail.recipients[0]] = text[text.index("You receive this because") :].splitlines()[0]
+    assert why == {
+        addr(people, "eve"): (
+            f"You receive this because you subscribed to {parent.path} "
+            f"(this issue is in {child.path})."
+        ),
+        addr(people, "frank"): (
+            f"You receive this because you subscribed to its component, {child.path}."
+        ),
+    }
+
+
 async def test_an_imported_history_mails_nobody_and_later_changes_mail_as_usual(
     model: v1.ModelStub,
     bugless_stack: LocalStack,

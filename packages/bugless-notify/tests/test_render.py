@@ -258,6 +258,51 @@ def test_a_creation_lists_the_fields_it_set_and_the_description() -> None:
     assert message.data["event"] == "issue.created"
 
 
+def test_a_component_subscription_names_the_component_it_is_on() -> None:
+    """An ancestor's subscription says which: "its component" left the reader guessing.
+
+    The detail is the subscribed component's id, named from the paths the
+    recipient may see; without it (an older Model) or without its path
+    (a component hidden from the recipient), the general wording.
+    """
+    paths = {3: "Infra<&>", 7: "Infra<&>>Net"}
+
+    def reason(detail: str, components: dict[int, str]) -> tuple[str, str]:
+        message = render_notification(
+            ChangeNotice(
+                issue=sample_issue(),
+                entry=sample_entry(),
+                reason=Reason.COMPONENT,
+                reason_detail=detail,
+                public_url=PUBLIC_URL,
+                components=components,
+            )
+        )
+        text = message.text[message.text.index("You receive this because ") :]
+        return text.splitlines()[0], message.html
+
+    issue = sample_issue()
+    assert issue.component_id == 7
+    text, html = reason("3", paths)
+    assert (
+        text
+        == "You receive this because you subscribed to Infra<&> (this issue is in Infra<&>>Net)."
+    )
+    assert (
+        "you subscribed to Infra&lt;&amp;&gt; (this issue is in Infra&lt;&amp;&gt;&gt;Net)." in html
+    )
+    assert reason("7", paths)[0] == (
+        "You receive this because you subscribed to its component, Infra<&>>Net."
+    )
+    assert reason("3", {3: "Infra<&>"})[0] == (
+        "You receive this because you subscribed to Infra<&>, which holds its component."
+    )
+    for detail, components in (("", paths), ("3", {7: "Infra<&>>Net"}), ("x", paths)):
+        assert reason(detail, components)[0] == (
+            "You receive this because you subscribed to its component."
+        ), detail
+
+
 def test_a_person_the_caller_did_not_resolve_is_unknown_never_an_opaque_id() -> None:
     entry = sample_entry()
     entry.author = "u_secret_id"

@@ -101,20 +101,59 @@ ON CONFLICT DO NOTHING
 """
 UNMUTE = "DELETE FROM issue_mutes WHERE user_id = $1 AND issue_id = $2"
 
+#: The subscriptions that reach the issue's component ``c``: on it, or on
+#: an ancestor with include_subtree.
+_REACHING = """component_subscriptions s
+              WHERE s.component_id = c.id
+                 OR (s.include_subtree AND s.component_id = ANY (c.path_ids))"""
 #: Starrers, component subscribers (of the issue's component, and of its
-#: ancestors with include_subtree) and muters of issue $1.
-AUDIENCE = """
+#: ancestors with include_subtree) and muters of issue $1; and each
+#: subscription reaching it (``subscription_users``, ``subscription_components``:
+#: by user, nearest component first), of which :func:`audience_message` keeps
+#: each subscriber's nearest.
+AUDIENCE = f"""
 SELECT ARRAY(SELECT user_id FROM issue_stars WHERE issue_id = i.id ORDER BY user_id)
            AS starred_by,
-       ARRAY(SELECT DISTINCT s.user_id FROM component_subscriptions s
-              WHERE s.component_id = c.id
-                 OR (s.include_subtree AND s.component_id = ANY (c.path_ids))
+       ARRAY(SELECT DISTINCT s.user_id FROM {_REACHING}
               ORDER BY s.user_id) AS component_subscribers,
        ARRAY(SELECT user_id FROM issue_mutes WHERE issue_id = i.id ORDER BY user_id)
-           AS muted_by
+           AS muted_by,
+       ARRAY(SELECT s.user_id FROM {_REACHING}
+              ORDER BY s.user_id, s.component_id = c.id DESC,
+                       array_position(c.path_ids, s.component_id) DESC NULLS LAST)
+           AS subscription_users,
+       ARRAY(SELECT s.component_id FROM {_REACHING}
+              ORDER BY s.user_id, s.component_id = c.id DESC,
+                       array_position(c.path_ids, s.component_id) DESC NULLS LAST)
+           AS subscription_components
   FROM issues i JOIN components c ON c.id = i.component_id
  WHERE i.id = $1
 """
+
+
+def audience_message(issue_id: int, row: Any) -> v1.IssueAudience:
+    """Issue ``issue_id``'s audience from its :data:`AUDIENCE` row (``None``: nobody).
+
+    ``subscribed_components`` keeps each subscriber's nearest subscription
+    (the rows come nearest first): a person subscribed to both Infra and
+    Infra>Net is told of an issue in Infra>Net for the second.
+    """
+    if row is None:
+        return v1.IssueAudience(issue_id=issue_id)
+    nearest: dict[str, int] = {}
+    for user, component in zip(
+        row["subscription_users"], row["subscription_components"], strict=True
+    ):
+        nearest.setdefault(user, component)
+    return v1.IssueAudience(
+        issue_id=issue_id,
+        starred_by=list(row["starred_by"]),
+        component_subscribers=list(row["component_subscribers"]),
+        muted_by=list(row["muted_by"]),
+        subscribed_components=nearest,
+    )
+
+
 #: Saved-search subscriptions after ($1, $2), at most $3.
 LIST_SAVED_SEARCH_SUBSCRIPTIONS = """
 SELECT s.user_id, ss.* FROM saved_search_subscriptions s
@@ -347,12 +386,7 @@ class FollowCalls(BackendCalls):
             row = await conn.fetchrow(AUDIENCE, request.issue_id)
         if row is None:
             raise issue_not_found(request.issue_id)
-        return v1.IssueAudience(
-            issue_id=request.issue_id,
-            starred_by=list(row["starred_by"]),
-            component_subscribers=list(row["component_subscribers"]),
-            muted_by=list(row["muted_by"]),
-        )
+        return audience_message(request.issue_id, row)
 
     async def list_saved_search_subscriptions(
         self, request: v1.ListSavedSearchSubscriptionsRequest

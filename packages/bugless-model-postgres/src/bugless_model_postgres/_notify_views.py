@@ -13,7 +13,9 @@ the per-caller reads apply:
   groups), as GetIssue does;
 * the issue's hotlists: :func:`~bugless_model_postgres._context.hotlist_visible`
   per hotlist, as GetIssue's ``visible_hotlist_ids`` does;
-* the components the entries name: their effective ACLs, as GetComponent does.
+* the components the entries name, and those the issue's component
+  subscribers subscribed to (an ancestor, for a subtree subscription):
+  their effective ACLs, as GetComponent does.
 
 Who the recipients are is not this module's concern: the servicer hands it
 callers verified from identity assertions (never a group list a request
@@ -21,6 +23,8 @@ names, unless the Model runs without ``--auth``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from bugless_core.errors import PermissionDenied
 from bugless_model_postgres._attachments import fill_entries
@@ -33,7 +37,7 @@ from bugless_model_postgres._context import (
 from bugless_model_postgres._convert import Conn, caller_role, entry_from_row
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._edit_calls import mark_edited
-from bugless_model_postgres._follow import AUDIENCE, read_settings
+from bugless_model_postgres._follow import AUDIENCE, audience_message, read_settings
 from bugless_proto import v1
 
 #: Entries $2 (versions) of issue $1.
@@ -52,8 +56,11 @@ COMPONENTS = "SELECT id, path, effective_acl FROM components WHERE id = ANY ($1:
 _ADMIN = v1.Caller(user_id="bugless-notify", admin=True)
 
 
-def _component_ids(issue: v1.Issue, entries: list[v1.HistoryEntry]) -> list[int]:
-    ids = {issue.component_id}
+def _component_ids(
+    issue: v1.Issue, entries: list[v1.HistoryEntry], subscribed: Iterable[int]
+) -> list[int]:
+    """The issue's component, those the entries name and those its subscribers subscribed to."""
+    ids = {issue.component_id, *subscribed}
     for entry in entries:
         for change in entry.changes:
             if change.field == "component_id":
@@ -84,13 +91,9 @@ async def notification_views(
         await mark_edited(conn, request.issue_id, entries)
         await fill_entries(conn, request.issue_id, entries)
     audience_row = await conn.fetchrow(AUDIENCE, request.issue_id)
-    audience = v1.IssueAudience(
-        issue_id=request.issue_id,
-        starred_by=list(audience_row["starred_by"]) if audience_row else [],
-        component_subscribers=list(audience_row["component_subscribers"]) if audience_row else [],
-        muted_by=list(audience_row["muted_by"]) if audience_row else [],
-    )
-    components = {r["id"]: r for r in await conn.fetch(COMPONENTS, _component_ids(issue, entries))}
+    audience = audience_message(request.issue_id, audience_row)
+    named = _component_ids(issue, entries, audience.subscribed_components.values())
+    components = {r["id"]: r for r in await conn.fetch(COMPONENTS, named)}
     views = v1.NotificationViews(
         issue=issue,
         entries=entries,

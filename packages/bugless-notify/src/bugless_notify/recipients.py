@@ -66,7 +66,8 @@ class Candidate:
     Attributes:
         user_id: Opaque user id.
         reason: The first rule that applies (the module's order).
-        detail: What the reason refers to (a saved search's name).
+        detail: What the reason refers to: a saved search's name, or the
+            id of the component a subscription is on (decimal).
         former: The person held the role (assignee, verifier, CC) until this
             change took it from them: told, so that they know, and told so.
     """
@@ -138,11 +139,16 @@ def candidates(
         (audience.starred_by, Reason.STARRED, False),
         (audience.component_subscribers, Reason.COMPONENT, False),
     ]
+    subscribed = audience.subscribed_components
     found: dict[str, Candidate] = {}
     for people, reason, former in ordered:
         for user in people:
             if user and user not in found:
-                found[user] = Candidate(user, reason, former=former)
+                # A component subscriber's detail is the component their
+                # subscription is on (an id: the renderer names it, if the
+                # recipient may see it); none from an older Model.
+                on = subscribed.get(user, 0) if reason == Reason.COMPONENT else 0
+                found[user] = Candidate(user, reason, str(on) if on else "", former=former)
     for user, name in saved_searches:
         if user and user not in found:
             found[user] = Candidate(user, Reason.SAVED_SEARCH, name)

@@ -98,8 +98,9 @@ class ChangeNotice:
         entry: The history entry of the change, with only the field changes
             the recipient may see.
         reason: Why the recipient is notified.
-        reason_detail: What the reason refers to, shown with it (the saved
-            search's name, the component's path); may be empty.
+        reason_detail: What the reason refers to, shown with it: the saved
+            search's name, or the id (decimal) of the component a component
+            subscription is on, named from ``components``; may be empty.
         former: The recipient held the reason's role (assignee, verifier,
             CC) until this change took it from them.
         people: User reference -> person, for the author and every person in
@@ -336,9 +337,32 @@ class _Renderer:
     @property
     def reason_text(self) -> str:
         notice = self.notice
+        if notice.reason == Reason.COMPONENT:
+            return self.component_reason
         text = FORMER_TEXT[notice.reason] if notice.former else REASON_TEXT[notice.reason]
         detail = self.notice.reason_detail
         return f"{text} ({detail})" if detail else text
+
+    @property
+    def component_reason(self) -> str:
+        """Which component subscription brought the mail, by name where the recipient may see it.
+
+        A subscription on an ancestor (with its subtree) reads "you subscribed
+        to Infra (this issue is in Infra>Net)": "its component" alone left
+        the reader to guess which of their subscriptions to change. Without
+        the component (an older Model, or one the recipient may not see), the
+        general wording.
+        """
+        raw = self.notice.reason_detail
+        on = self.notice.components.get(int(raw)) if raw.isdigit() else None
+        if on is None:
+            return REASON_TEXT[Reason.COMPONENT]
+        if int(raw) == self.issue.component_id:
+            return f"you subscribed to its component, {one_line(on)}"
+        inside = self.notice.components.get(self.issue.component_id)
+        if inside is None:
+            return f"you subscribed to {one_line(on)}, which holds its component"
+        return f"you subscribed to {one_line(on)} (this issue is in {one_line(inside)})"
 
     @property
     def subject(self) -> str:

@@ -314,7 +314,16 @@ class FollowContract:
         root = await make_component(model)
         child = await make_component(model, parent_id=root.id)
         issue = await make_issue(model, child.id)
-        tree, direct, other = (fresh_caller(n) for n in ("tree", "direct", "other"))
+        tree, direct, other, both = (fresh_caller(n) for n in ("tree", "direct", "other", "both"))
+        for component, subtree in ((root, True), (child, False)):
+            await model.set_component_subscription(
+                v1.SetComponentSubscriptionRequest(
+                    caller=both,
+                    component_id=component.id,
+                    subscribed=True,
+                    include_subtree=subtree,
+                )
+            )
         await model.set_component_subscription(
             v1.SetComponentSubscriptionRequest(
                 caller=tree, component_id=root.id, subscribed=True, include_subtree=True
@@ -337,8 +346,21 @@ class FollowContract:
             v1.GetIssueAudienceRequest(caller=ADMIN, issue_id=issue.id)
         )
         assert audience.starred_by == [BOB.user_id]
-        assert sorted(audience.component_subscribers) == sorted([tree.user_id, direct.user_id])
+        assert sorted(audience.component_subscribers) == sorted(
+            [tree.user_id, direct.user_id, both.user_id]
+        )
         assert audience.muted_by == [CAROL.user_id]
+        # Which subscription reaches each subscriber: the nearest component.
+        nearest = {tree.user_id: root.id, direct.user_id: child.id, both.user_id: child.id}
+        assert dict(audience.subscribed_components) == nearest
+        views = await model.get_notification_views(
+            v1.GetNotificationViewsRequest(caller=ADMIN, issue_id=issue.id, viewers=[tree])
+        )
+        assert views.audience is not None
+        assert dict(views.audience.subscribed_components) == nearest
+        # The ancestor's path comes along, to name it in a mail.
+        assert dict(views.component_paths) == {root.id: root.path, child.id: child.path}
+        assert sorted(views.viewers[0].component_ids) == sorted([root.id, child.id])
         await expect_error(
             model.get_issue_audience(v1.GetIssueAudienceRequest(caller=BOB, issue_id=issue.id)),
             Status.PERMISSION_DENIED,
