@@ -82,6 +82,11 @@ class ImportReport:
     #: (issue, who and why) of the restricted issues naming people (reporter,
     #: assignee, CC) who cannot view that component (:mod:`.restricted`).
     restricted_unseen: list[tuple[str, str]] = field(default_factory=list)
+    #: How many of the other issues were judged (:mod:`.viewers`; 0: not
+    #: checked), and (issue, "component: who and why") of those naming
+    #: people whose accounts their component's access list leaves out.
+    viewers_judged: int = 0
+    unseen: list[tuple[str, str]] = field(default_factory=list)
     #: (where, what) of records in a shape the importer does not know, left
     #: out (:attr:`Importer.not_understood`).
     not_understood: list[tuple[str, str]] = field(default_factory=list)
@@ -165,6 +170,17 @@ class ImportReport:
                 "them the issue nor mail them about it: give them access, or leave them out)"
             )
             lines += [f"    {key}: {who}" for key, who in self.restricted_unseen[:200]]
+        if self.viewers_judged:
+            lines.append(
+                f"  issues naming people who cannot view them in their component: "
+                f"{counted(len(self.unseen), 'issue')} of {counted(self.viewers_judged, 'issue')} "
+                "judged (the source showed them the issue; bugless will neither show it to them "
+                "nor mail them about it: give them access to the component, or map the issues "
+                "elsewhere. Who may view an issue in bugless but could not in the source is not "
+                "judged: no importer reads the source's readers of an issue, only whether it "
+                "restricts it)"
+            )
+            lines += [f"    {key} in {where_who}" for key, where_who in self.unseen[:200]]
         if self.not_understood:
             lines.append(
                 f"  source records in a shape the importer does not know, not imported: "

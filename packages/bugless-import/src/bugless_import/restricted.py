@@ -34,8 +34,9 @@ are left out of their history, which would otherwise move them out of it).
 The people such an issue names (its reporter, assignee and CC as the source
 ends) may not all read that component: the source showed the issue to them,
 bugless will not, nor mail them about it. :meth:`RestrictedComponent.unseen`
-asks the Model (``CheckViewers``, as a frontend asks after a save) and the
-report names them per issue. It warns, never refuses: the issue names them
+asks the Model (``CheckViewers``, as a frontend asks after a save;
+:mod:`bugless_import.viewers`, which does the same for every other issue)
+and the report names them per issue. It warns, never refuses: the issue names them
 as the source did, and giving them access (or not) is the admin's call after
 reading the report.
 """
@@ -49,8 +50,9 @@ from dataclasses import dataclass
 from grpclib.exceptions import GRPCError
 
 from bugless_core.clients import call, method_missing
-from bugless_core.errors import FailedPrecondition, NotFound, PermissionDenied
+from bugless_core.errors import FailedPrecondition, NotFound
 from bugless_core.importer import SourceIssue
+from bugless_import import viewers
 from bugless_proto import v1
 
 #: The component key the restricted issues carry once re-homed: no source
@@ -60,16 +62,6 @@ RESTRICTED = "\x00restricted"
 _BATCH = 500
 #: Groups per ListGroupMembers call (the Authenticator's limit: an access list's entries).
 _GROUPS_PER_CALL = 200
-#: People per CheckViewers call (the Model's limit).
-_PEOPLE_PER_CALL = 100
-#: Why someone cannot view the component, in the report's words.
-_BLOCKED = {
-    v1.ViewerBlock.NO_ACCESS: "no access",
-    v1.ViewerBlock.UNKNOWN_USER: "no such account",
-    v1.ViewerBlock.CANNOT_SIGN_IN: "cannot sign in (a placeholder or a disabled account)",
-}
-#: A person a dry run has no account for yet: the run would make a placeholder.
-_NO_ACCOUNT_YET = "no account yet (the run makes a placeholder, which cannot sign in)"
 
 
 class RestrictedComponentRefused(FailedPrecondition):
@@ -145,7 +137,7 @@ class RestrictedComponent:
             model: The Model (``CheckViewers``).
             auth: The Authenticator (``GetUsers``, for their usernames).
             caller: The importing admin.
-            named: External id -> (person key, role) of :func:`people_named`.
+            named: External id -> (person key, role) of :func:`viewers.people_named`.
             user_ids: Person key -> bugless user id (a dry run lacks the
                 placeholders it would make).
 
@@ -155,88 +147,21 @@ class RestrictedComponent:
             cannot tell (an earlier release without ``CheckViewers``, or one
             started without ``--auth``), else "".
         """
-        people = sorted(
-            {user_ids[k] for roles in named.values() for k, _ in roles if k in user_ids}
-        )
-        blocked: dict[str, v1.ViewerBlock] = {}
-        for start in range(0, len(people), _PEOPLE_PER_CALL):
-            request = v1.CheckViewersRequest(
-                caller=caller,
-                component_id=self.component_id,
-                user_ids=people[start : start + _PEOPLE_PER_CALL],
+        people = {user_ids[k] for roles in named.values() for k, _ in roles if k in user_ids}
+        try:
+            blocked = await viewers.blocked_viewers(model, caller, self.component_id, people)
+        except viewers.CannotTell as exc:
+            return [], (
+                f"{self.path}: who of the people the restricted issues name may view it was not "
+                f"checked: {exc}"
             )
-            try:
-                answer = await _check_viewers(model, request)
-            except _CannotTell as exc:
-                return [], f"{self.path}: {exc}"
-            blocked |= {b.user_id: b.reason for b in answer.cannot_view}
-        names: dict[str, str] = {}
-        if blocked:
-            found = await call(auth.get_users, v1.GetUsersRequest(user_ids=sorted(blocked)))
-            names = {u.user_id: u.username for u in found.users}
+        names = await viewers.usernames(auth, set(blocked))
         lines: list[tuple[str, str]] = []
         for external_id, roles in named.items():
-            why: dict[tuple[str, str], list[str]] = {}
-            for key, role in roles:
-                user_id = user_ids.get(key)
-                if user_id is None:
-                    who = (f"{key} (source)", _NO_ACCOUNT_YET)
-                elif user_id in blocked:
-                    reason = _BLOCKED.get(blocked[user_id], "cannot view it")
-                    who = (names.get(user_id, user_id), reason)
-                else:
-                    continue
-                why.setdefault(who, []).append(role)
-            if why:
-                shown = "; ".join(
-                    f"{who} ({', '.join(roles)}): {reason}" for (who, reason), roles in why.items()
-                )
+            shown = viewers.who_cannot(roles, user_ids, blocked, names)
+            if shown:
                 lines.append((external_id, shown))
         return lines, ""
-
-
-class _CannotTell(Exception):
-    """The Model cannot say who may view a component (the message says why)."""
-
-
-async def _check_viewers(
-    model: v1.ModelStub, request: v1.CheckViewersRequest
-) -> v1.CheckViewersResponse:
-    """``CheckViewers``; a Model that cannot answer it is told apart from a failure.
-
-    A Model of an earlier release refuses it to the import identity
-    (PERMISSION_DENIED: its access table let only the frontends ask), or
-    does not serve it (``method_missing``); one started without ``--auth``
-    answers FAILED_PRECONDITION. Either way the import goes on (nothing it
-    writes depends on the answer) and the report says the people were not
-    checked. Anything else (the Model unreachable) stops the run, before
-    anything is written.
-    """
-
-    async def ask(request: v1.CheckViewersRequest) -> v1.CheckViewersResponse:
-        try:
-            return await model.check_viewers(request)
-        except GRPCError as exc:
-            if not method_missing(exc):
-                raise
-            raise _CannotTell(
-                "who of the people the restricted issues name may view it was not checked: "
-                "the Model does not serve CheckViewers (a release before this import's)"
-            ) from exc
-
-    try:
-        return await call(ask, request)
-    except (FailedPrecondition, PermissionDenied) as exc:
-        raise _CannotTell(
-            f"who of the people the restricted issues name may view it was not checked: {exc}"
-        ) from exc
-
-
-def people_named(issue: SourceIssue) -> list[tuple[str, str]]:
-    """(person key, role) of whom ``issue`` names as the source ends: reporter, assignee, CC."""
-    named = [(issue.reporter, "reporter"), (issue.assignee, "assignee")]
-    named += [(key, "cc") for key in issue.cc]
-    return [(key, role) for key, role in named if key]
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from typing import TextIO
 from bugless_core.clients import ActingFor, acting_model
 from bugless_core.errors import FailedPrecondition
 from bugless_core.importer import Importer, SourceIssue
-from bugless_import import convert, dry_run, relations, restricted, sign_in
+from bugless_import import convert, dry_run, relations, restricted, sign_in, viewers
 from bugless_import.files import Files
 from bugless_import.mapping import Mapping, load_mapping
 from bugless_import.people import match_people, person_keys, source_files, unknown_person
@@ -187,11 +187,26 @@ async def _run(
                 component_ids[name] = await components.path_id(path)
         report.components_to_create = components.created
         if target is not None:
-            named = {importer.external_id(i): restricted.people_named(i) for i in restricted_ones}
+            named = {importer.external_id(i): viewers.people_named(i) for i in restricted_ones}
             with sign_in.reaching("the Model", settings.model, settings):
                 unseen, cannot_tell = await target.unseen(model, auth, caller, named, ids)
             report.restricted_unseen = unseen
             report.warnings += [cannot_tell] if cannot_tell else []
+        judged = {
+            importer.external_id(i): (
+                components.existing(mapping.path_of(i.component, settings.component_root)),
+                mapping.path_of(i.component, settings.component_root),
+                viewers.people_named(i),
+            )
+            for i in issues
+            if not i.restricted
+        }
+        with sign_in.reaching("the Model", settings.model, settings):
+            unseen, cannot_tell = await viewers.unseen_in_components(
+                model, auth, caller, judged, ids
+            )
+        report.unseen, report.viewers_judged = unseen, len(judged) if not cannot_tell else 0
+        report.warnings += [cannot_tell] if cannot_tell else []
         labels = Labels(model, caller, mapping)
         if settings.dry_run:
             dry_run.convert_all(importer, issues, mapping, report)

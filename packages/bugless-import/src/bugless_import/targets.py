@@ -55,6 +55,20 @@ class Components:
         self._ids[path] = parent
         return parent
 
+    def existing(self, path: str) -> int:
+        """The component whose access list applies to ``path``'s issues (after :meth:`path_id`).
+
+        The component itself; for one a dry run would create (it inherits
+        its parent's access list), the nearest existing one above it; 0 when
+        there is none, a component open to everyone signed in.
+        """
+        names = [p.strip() for p in path.split(">") if p.strip()]
+        for end in range(len(names), 0, -1):
+            found = self._ids.get(">".join(names[:end]), 0)
+            if found > 0:
+                return found
+        return 0
+
 
 class Labels:
     """Labels -> hotlists (found or created) and custom field values."""
