@@ -223,6 +223,9 @@ def test_the_group_count_settings_reach_the_ldap_backend() -> None:
     assert searched.group_member_attribute == "member"
     assert searched.group_count_seconds == 60.0
     assert searched.group_entry_base == ""
+    assert searched.group_entry_filter == ""
+    production = _env(rendered("values-production.yaml"), "auth")
+    assert "BUGLESS_AUTH_LDAP_GROUP_ENTRY_FILTER" not in production
 
     ldap = {
         "enabled": True,
@@ -231,12 +234,19 @@ def test_the_group_count_settings_reach_the_ldap_backend() -> None:
         "groupEntryBaseDn": "ou=groups,dc=example,dc=com",
         "groupMemberAttribute": "uniqueMember",
         "groupCountSeconds": 15,
+        "groupEntryFilter": "(objectClass=group)",
     }
     member_of = render({"auth": {"backends": ["ldap"], "ldap": ldap}})
     settings = _ldap_settings(_env(member_of, "auth"))
     assert settings.group_search_base == ""
     assert settings.group_entry_base == "ou=groups,dc=example,dc=com"
     assert settings.group_count_seconds == 15.0
+    assert settings.group_entry_filter == "(objectClass=group)"
+    # In group-search mode too: a posixGroup and a groupOfNames of one name.
+    posix = {**ldap, "groupBaseDn": "ou=groups,dc=example,dc=com"}
+    posix["groupEntryFilter"] = "(objectClass=posixGroup)"
+    searched = _ldap_settings(_env(render({"auth": {"backends": ["ldap"], "ldap": posix}}), "auth"))
+    assert searched.group_entry_filter == "(objectClass=posixGroup)"
     # memberOf mode reads no member attribute: the chart does not set one.
     assert "BUGLESS_AUTH_LDAP_GROUP_MEMBER_ATTRIBUTE" not in _env(member_of, "auth")
 

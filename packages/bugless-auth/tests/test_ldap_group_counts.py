@@ -8,14 +8,17 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from auth_support import unique
 from test_ldap_oidc_service import ldap_options, start_with_ldap
 
 from bugless_auth._ldap_group_counts import MAX_GROUPS_READ_PER_CALL
 from bugless_auth._ldap_group_reads import counting_connections
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
+from bugless_core.errors import InvalidArgument
 from bugless_proto import v1
 from bugless_testing.slapd import (
+    BASE_DN,
     GROUPS_DN,
     PEOPLE_DN,
     READER_DN,
@@ -468,3 +471,45 @@ async def test_member_dns_count_the_entries_they_name_however_spelled(
 
     # ann, ben and the former OU's twin.
     assert await counts(by_dn, f"{team.tag}-mixed") == {f"{team.tag}-mixed": 3}
+
+
+async def test_an_entry_of_another_kind_named_as_the_group_is_not_taken_for_it(
+    slapd_server: Slapd,
+) -> None:
+    team = await seed_team(slapd_server)
+    namesake = f"{team.tag}-namesake"
+    # A person whose cn is the group's name, and a posixGroup of the same
+    # name as the groupOfNames: each is a second entry of the group's name.
+    await asyncio.to_thread(
+        slapd_server.ldapadd,
+        f"dn: uid={namesake},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: {namesake}\n"
+        f"cn: {team.group}\nsn: {namesake}\n\n"
+        f"dn: ou={team.tag},{GROUPS_DN}\nobjectClass: organizationalUnit\nou: {team.tag}\n\n"
+        f"dn: cn={team.group},ou={team.tag},{GROUPS_DN}\nobjectClass: posixGroup\n"
+        f"cn: {team.group}\ngidNumber: 4245\nmemberUid: {team.people[1]}\n",
+    )
+    whole_tree = settings_for(slapd_server, group_entry_base=BASE_DN)
+    any_entry = dataclasses.replace(whole_tree, group_entry_filter="(objectClass=*)")
+    by_dn = settings_for(slapd_server, group_attribute="", group_search_base=GROUPS_DN)
+    posix = dataclasses.replace(
+        by_dn, group_member_attribute="memberUid", group_entry_filter="(objectClass=posixGroup)"
+    )
+
+    # memberOf mode: by default only an entry of a group class is the group.
+    assert await counts(whole_tree, team.group) == {team.group: 2}
+    # Any entry: the group and the person (and the posixGroup) are several.
+    assert await counts(any_entry, team.group) == {team.group: None}
+    # Group-search mode takes any entry by default; the filter picks one kind.
+    assert await counts(by_dn, team.group) == {team.group: None}
+    assert await counts(posix, team.group) == {team.group: 1}
+
+
+def test_a_group_entry_filter_must_be_a_filter() -> None:
+    with pytest.raises(InvalidArgument, match="group_entry_filter: 'objectClass=group'"):
+        LdapSettings.from_mapping(
+            {
+                "urls": "ldap://127.0.0.1",
+                "base_dn": PEOPLE_DN,
+                "group_entry_filter": "objectClass=group",
+            }
+        )

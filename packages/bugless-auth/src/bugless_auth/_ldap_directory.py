@@ -323,7 +323,7 @@ class LdapDirectory:
                 # configuration or server problem, never the user's password.
                 raise Unavailable(
                     f"the LDAP server {url} refused the search: {exc}; "
-                    "check user_filter and group_search_filter"
+                    "check user_filter, group_search_filter and group_entry_filter"
                 ) from exc
             self.breakers.record_success(url)
             return url, result

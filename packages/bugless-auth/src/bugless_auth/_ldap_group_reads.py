@@ -56,6 +56,29 @@ def _rdn_filter(dn: str) -> str | None:
     return parts[0] if len(parts) == 1 else f"(&{''.join(parts)})"
 
 
+#: What a group's entry must also match in memberOf mode unless
+#: ``group_entry_filter`` says otherwise: the classes whose members a memberOf
+#: attribute lists (OpenLDAP's memberof overlay: groupOfNames, or
+#: groupOfUniqueNames when so configured; Active Directory: group), so a person
+#: or another entry named as the group (``cn=eng``) is not taken for it.
+MEMBER_OF_GROUP_FILTER = (
+    "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
+)
+
+
+def group_entry_filter(settings: LdapSettings) -> str:
+    """The filter a group's entry must match besides its name; empty: any entry.
+
+    ``group_entry_filter`` when set; else :data:`MEMBER_OF_GROUP_FILTER` in
+    memberOf mode, and none in group-search mode, whose directories name
+    their groups' class in ``group_search_filter`` (groupOfNames,
+    posixGroup, ...), which cannot be read back from it.
+    """
+    if settings.group_entry_filter:
+        return settings.group_entry_filter
+    return "" if settings.group_search_base else MEMBER_OF_GROUP_FILTER
+
+
 def counting_connections(pool_size: int) -> int:
     """Service-account connections that counts use at once: half of ``pool_size``, at least 1.
 
@@ -117,8 +140,9 @@ class GroupReader:
           locked account) is not counted: they could not sign in. The
           batches and reads go :func:`counting_connections` at a time.
         * memberOf mode: the group entry named ``group`` under
-          ``group_entry_base``, then one search of ``base_dn`` for the user
-          filter and ``group_attribute`` equal to its DN.
+          ``group_entry_base`` (and :func:`group_entry_filter`: of a group
+          class), then one search of ``base_dn`` for the user filter and
+          ``group_attribute`` equal to its DN.
 
         Raises:
             GroupCountUnknown: memberOf mode without ``group_entry_base``,
@@ -137,6 +161,9 @@ class GroupReader:
                 "group_entry_base is not set, so a group's entry cannot be found by its name"
             )
         named = f"({s.group_name_attribute}={escape_filter_exp(group)})"
+        kind = group_entry_filter(s)
+        if kind:
+            named = f"(&{kind}{named})"
         wanted = [s.group_name_attribute]
         if search_mode:
             wanted.append(s.group_member_attribute)
@@ -152,7 +179,10 @@ class GroupReader:
         except bonsai.errors.SizeLimitError:
             found = [None, None]
         if len(found) > 1:
-            raise GroupCountUnknown(f"several entries under {base} are named {group!r}")
+            raise GroupCountUnknown(
+                f"several entries under {base} are named {group!r} and match "
+                f"{kind or 'no group_entry_filter'}; a narrower group_entry_filter tells them apart"
+            )
         if not found:
             return None
         # The filter matched the name as the server compares it (cn ignores

@@ -86,6 +86,15 @@ class LdapSettings:
             count their members in memberOf mode (``group_search_base`` empty),
             e.g. ``ou=groups,dc=example,dc=com``. Empty: a group's members
             in the directory are not counted (the count says "unknown", not 0).
+        group_entry_filter: A filter a group's entry must also match to be
+            counted, AND-ed with ``group_name_attribute``=NAME, so an entry
+            of another kind named as the group (a person with ``cn: eng``
+            under the same base) is not taken for it, nor makes the count
+            unknown (two entries of one name). Empty: the mode's default,
+            in memberOf mode ``(|(objectClass=groupOfNames)
+            (objectClass=groupOfUniqueNames)(objectClass=group))`` (the
+            classes memberOf overlays and Active Directory list), in
+            group-search mode none; ``(objectClass=*)`` takes any entry.
         group_count_seconds: How long a group's count read from the directory
             is kept and answered again, per Authenticator replica: access-list
             forms ask on every view. 0 reads the directory every time.
@@ -146,6 +155,7 @@ class LdapSettings:
     group_name_attribute: str = "cn"
     group_member_attribute: str = "member"
     group_entry_base: str = ""
+    group_entry_filter: str = ""
     group_count_seconds: float = 60.0
     group_count_limit: int = 1000
     start_tls: bool = False
@@ -199,6 +209,13 @@ class LdapSettings:
         if self.group_count_limit < 1:
             raise InvalidArgument(
                 f"ldap group_count_limit: {self.group_count_limit} is not a positive number"
+            )
+        if self.group_entry_filter and not (
+            self.group_entry_filter.startswith("(") and self.group_entry_filter.endswith(")")
+        ):
+            raise InvalidArgument(
+                f"ldap group_entry_filter: {self.group_entry_filter!r} is not a filter in "
+                "parentheses, e.g. '(objectClass=groupOfNames)' (empty: the mode's default)"
             )
         if not self.group_member_attribute:
             raise InvalidArgument(
