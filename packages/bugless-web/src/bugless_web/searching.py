@@ -350,6 +350,77 @@ async def run_search(
     return results
 
 
+#: The most sort keys one query may carry (the Model's bound).
+_MAX_SORT_KEYS = 8
+
+
+async def query_problems(
+    backends: Backends, viewer: Viewer, texts: Sequence[str], *, zone: CallerZone
+) -> list[str]:
+    """Why each of ``texts`` does not run as ``viewer``, as the search page says it; "" if it runs.
+
+    In one ``SearchIssues`` when all of them run: the Model refuses a query
+    for one of its terms or sort keys (a component or hotlist the viewer
+    may not see, a custom field gone), whatever the tree around it, so the
+    filters of every text that parses are sent as one ``OR`` (with their
+    sort keys), for a page of one issue. Only when that is refused is each
+    run alone (:func:`run_search`), to say which and why; a text the web
+    refuses itself (syntax, a username no one goes by) costs no Model call.
+    A list of saved searches that all run thus costs one call, not one each.
+
+    Raises:
+        BuglessError: The Model could not be asked (an outage), or refused
+            the one query for a reason that is not the query's.
+    """
+    problems = [""] * len(texts)
+
+    async def resolved(text: str) -> v1.StructuredQuery | None:
+        try:
+            return await _resolved(backends, viewer, _parsed(text), zone=zone)
+        except QuerySyntaxError:
+            return None
+
+    answers = await asyncio.gather(*(resolved(text) for text in texts))
+    parsed = {index: query for index, query in enumerate(answers) if query is not None}
+    alone = [index for index in range(len(texts)) if index not in parsed]
+    sort_keys: dict[bytes, v1.SortKey] = {}
+    for query in parsed.values():
+        for key in query.order_by:
+            sort_keys.setdefault(bytes(key), key)
+    if len(sort_keys) > _MAX_SORT_KEYS:  # not all checkable in one query: each alone
+        alone, parsed = list(range(len(texts))), {}
+    if parsed:
+        nodes = [query.filter or v1.SearchNode() for query in parsed.values()]
+        combined = v1.StructuredQuery(
+            filter=v1.SearchNode(any_of=v1.SearchNodeList(nodes=nodes)),
+            order_by=list(sort_keys.values()),
+        )
+        try:
+            await call(
+                backends.model.search_issues,
+                v1.SearchIssuesRequest(
+                    caller=viewer.caller,
+                    query=combined,
+                    page=v1.PageRequest(page_size=1),
+                    summary=True,
+                    read_mask=read_mask(("id",)),
+                ),
+            )
+        except InvalidArgument as exc:
+            if not exc.metadata.get("field", "").startswith("query"):
+                raise
+            alone += parsed  # one of them is refused: which, each alone says
+    results = await asyncio.gather(
+        *(
+            run_search(backends, viewer, texts[i], zone=zone, page_size=1, columns=("id",))
+            for i in alone
+        )
+    )
+    for index, result in zip(alone, results, strict=True):
+        problems[index] = result.error.message if result.error else ""
+    return problems
+
+
 def _refusal_in(parsed: Query, text: str, exc: InvalidArgument) -> QuerySyntaxError:
     """The Model's refusal of a query, at the part it names (:func:`refused_part`), or all of it."""
     span = refused_part(parsed, exc.metadata)

@@ -45,7 +45,7 @@ from bugless_web.frontend import (
     viewer_of,
 )
 from bugless_web.result_columns import COLUMNS, columns_to_store, parse_columns, saved_columns
-from bugless_web.searching import run_search
+from bugless_web.searching import query_problems
 from bugless_web.timezones import CallerZone, zone_of
 
 #: The edit form's fields in page order.
@@ -189,22 +189,18 @@ async def _broken_searches(
 ) -> dict[int, str]:
     """Why each of ``searches`` no longer runs as ``viewer``, by id (absent: it runs).
 
-    Run as the notifier runs a subscription (as the subscriber), one issue
-    each. Advisory: an outage leaves the search unmarked, never the page
-    failed.
+    Run as the notifier runs a subscription (as the subscriber), for one
+    issue, all in one ``SearchIssues`` unless one is refused
+    (:func:`~bugless_web.searching.query_problems`): every view of the list
+    pays for it. Advisory: an outage leaves the searches unmarked, never the
+    page failed.
     """
-
-    async def problem(saved: v1.SavedSearch) -> tuple[int, str]:
-        try:
-            results = await run_search(
-                backends, viewer, saved.query, zone=zone, page_size=1, columns=("id",)
-            )
-        except BuglessError:
-            return saved.id, ""
-        return saved.id, results.error.message if results.error else ""
-
-    found = await asyncio.gather(*(problem(s) for s in searches[:MAX_CHECKED]))
-    return {saved_id: message for saved_id, message in found if message}
+    checked = searches[:MAX_CHECKED]
+    try:
+        problems = await query_problems(backends, viewer, [s.query for s in checked], zone=zone)
+    except BuglessError:
+        return {}
+    return {saved.id: message for saved, message in zip(checked, problems, strict=True) if message}
 
 
 @post("/searches")
