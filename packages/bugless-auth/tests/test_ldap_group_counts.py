@@ -455,11 +455,17 @@ async def test_member_dns_count_the_entries_they_name_however_spelled(
         entries.append(
             f"dn: uid={uid},{parent}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}"
         )
+    # An RDN with an escaped comma, which bonsai's LDAPDN keeps escaped.
+    doe = f"cn=Doe\\, {team.tag},{PEOPLE_DN}"
+    entries.append(
+        f"dn: {doe}\nobjectClass: inetOrgPerson\nuid: {team.tag}-doe\ncn: Doe, {team.tag}\nsn: Doe"
+    )
     members = [
         f"uid={ann},OU=PEOPLE,{PEOPLE_DN.partition(',')[2].upper()}",  # another case
         f"uid={ben},  ou=people,dc=bugless,dc=test",
         f"uid={twin},{former}",
         f"uid={ghost},{former}",
+        doe,
     ]
     listed = "\n".join(f"member: {dn}" for dn in members)
     entries.append(
@@ -469,8 +475,8 @@ async def test_member_dns_count_the_entries_they_name_however_spelled(
     await asyncio.to_thread(slapd_server.ldapadd, "\n\n".join(entries) + "\n")
     by_dn = settings_for(slapd_server, group_attribute="", group_search_base=GROUPS_DN)
 
-    # ann, ben and the former OU's twin.
-    assert await counts(by_dn, f"{team.tag}-mixed") == {f"{team.tag}-mixed": 3}
+    # ann, ben, the former OU's twin and Doe.
+    assert await counts(by_dn, f"{team.tag}-mixed") == {f"{team.tag}-mixed": 4}
 
 
 async def test_an_entry_of_another_kind_named_as_the_group_is_not_taken_for_it(

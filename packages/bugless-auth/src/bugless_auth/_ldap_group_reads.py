@@ -38,21 +38,69 @@ def _batches(items: Sequence[T]) -> list[Sequence[T]]:
     return [items[i : i + _NAMES_PER_SEARCH] for i in range(0, len(items), _NAMES_PER_SEARCH)]
 
 
-def _rdn_filter(dn: str) -> str | None:
-    r"""A filter for the entries holding ``dn``'s RDN values (``(uid=ann)``); None if unusable.
+#: An escape in a DN's attribute value (RFC 4514): two hex digits, or one character.
+_DN_ESCAPE = re.compile(r"\\(?:([0-9A-Fa-f]{2})|(.))", re.DOTALL)
 
-    Only a narrowing: bonsai keeps a value's escapes (``Smith\, John``), so
-    such a value matches nothing and its DN is read at its entry instead.
+
+def _dn_value(raw: str) -> str | None:
+    r"""An RDN value as bonsai's LDAPDN gives it (escapes kept), unescaped; None if not UTF-8.
+
+    ``Doe\, Jane`` and ``Doe\2C Jane`` are both ``Doe, Jane``; hex pairs are
+    bytes of UTF-8 (``\C3\A9`` is ``é``).
+    """
+    value = bytearray()
+    position = 0
+    for escape in _DN_ESCAPE.finditer(raw):
+        value += raw[position : escape.start()].encode()
+        hex_pair, character = escape.groups()
+        value += bytes.fromhex(hex_pair) if hex_pair else character.encode()
+        position = escape.end()
+    value += raw[position:].encode()
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _dn_key(dn: str) -> str:
+    """``dn`` spelled one way: attribute types lower-cased, values unescaped and compared exactly.
+
+    Two DNs of one key name one entry (the server's equality of values is
+    as strict or looser), so matching keys never counts an entry the group
+    does not list; a DN it cannot decode is its own key.
+    """
+    try:
+        rdns = bonsai.LDAPDN(dn).rdns
+    except (bonsai.errors.InvalidDN, TypeError):
+        return f"raw:{dn}"
+    canonical = []
+    for rdn in rdns:
+        avas = []
+        for attribute, raw in rdn:
+            value = _dn_value(str(raw))
+            if value is None:
+                return f"raw:{dn}"
+            avas.append((attribute.lower(), value))
+        canonical.append(tuple(sorted(avas)))
+    return repr(tuple(canonical))
+
+
+def _rdn_filter(dn: str) -> str | None:
+    """A filter for the entries holding ``dn``'s RDN values (``(uid=ann)``); None if unusable.
+
+    Only a narrowing (the caller compares the DNs of the entries found): a
+    value unescaped wrongly matches nothing, and its DN is read at its entry.
     """
     try:
         rdn = bonsai.LDAPDN(dn).rdns[0]
     except (bonsai.errors.InvalidDN, IndexError, TypeError):
         return None
     parts = []
-    for attribute, value in rdn:
-        if not _ATTRIBUTE_TYPE.fullmatch(attribute):
+    for attribute, raw in rdn:
+        value = _dn_value(str(raw))
+        if value is None or not _ATTRIBUTE_TYPE.fullmatch(attribute):
             return None
-        parts.append(f"({attribute}={escape_filter_exp(str(value))})")
+        parts.append(f"({attribute}={escape_filter_exp(value)})")
     return parts[0] if len(parts) == 1 else f"(&{''.join(parts)})"
 
 
@@ -269,28 +317,34 @@ class GroupReader:
         Found by their RDNs first: a search of ``base_dn`` for the user filter
         and an OR of :data:`_NAMES_PER_SEARCH` DNs' RDNs (``uid=ann``) finds
         the candidates, and a member counts when an entry found is named by
-        exactly its DN. A filter cannot say "this DN", so the RDNs only narrow
-        the search (``uid=ann`` in two OUs is two entries; one is the member),
-        and a DN no entry found is spelled as (a locked or deleted member, or
-        another spelling of a member's DN: ``OU=People``, escapes, spaces) is
-        then read at its own entry, where the server resolves the name by its
-        own rules. Each read is a round trip: 1,000 members read one at a
-        time took 13 to 17 s with slapd 5 ms away (a loaded 2-core machine),
-        so the view said "not counted"; found 50 to a search, 20 searches on
+        its DN (:func:`_dn_key`: escapes and the case of attribute types
+        aside, exactly). A filter cannot say "this DN", so the RDNs only
+        narrow the search (``uid=ann`` in two OUs is two entries; one is the
+        member), and a DN no entry found is so named (a locked or deleted
+        member, or a value in another case: ``ou=PEOPLE``) is then read at
+        its own entry, where the server resolves the name by its own rules.
+        Each read is a round trip: 1,000 members read one at a time took 13
+        to 17 s with slapd 5 ms away (a loaded 2-core machine), so the view
+        said "not counted"; found 50 to a search, 20 searches on
         :func:`counting_connections` connections at once, 1.2 to 1.4 s.
         """
         s = self.settings
         admitted: set[str] = set()
         unresolved: list[str] = []
-        named = [(dn, rdn) for dn in dns if (rdn := _rdn_filter(dn)) is not None]
-        unresolved += [dn for dn in dns if _rdn_filter(dn) is None]
+        named: list[tuple[str, str]] = []
+        for dn in dns:
+            rdn = _rdn_filter(dn)
+            if rdn is None:
+                unresolved.append(dn)
+            else:
+                named.append((dn, rdn))
 
         async def find(batch: Sequence[tuple[str, str]]) -> None:
             any_of = "".join(dict.fromkeys(rdn for _, rdn in batch))
-            found = await self._matching_users(f"(|{any_of})", url)
+            found = {_dn_key(dn) for dn in await self._matching_users(f"(|{any_of})", url)}
             for dn, _ in batch:
-                if dn in found:
-                    admitted.add(dn)
+                if (key := _dn_key(dn)) in found:
+                    admitted.add(key)
                 else:
                     unresolved.append(dn)
 
@@ -308,7 +362,7 @@ class GroupReader:
                 return result
 
             _, entries = await self._search(search, prefer=url)
-            admitted.update(str(e["dn"]) for e in entries)
+            admitted.update(_dn_key(str(e["dn"])) for e in entries)
 
         await self._each_in_turn(unresolved, read)
         return len(admitted)
