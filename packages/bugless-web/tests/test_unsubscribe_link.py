@@ -130,3 +130,36 @@ async def test_a_signed_in_viewer_sees_their_own_header_on_the_link_pages(
         assert 'href="/settings/notifications" title="Notification settings"' in page.text
         assert "Bob Builder" in page.text
     assert issue.id in await _muted(model, world, "bob")
+
+
+async def test_the_link_pages_name_whose_mail_it_stops_and_no_more_than_the_mail_did(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """Bob, signed in, opens a link from carol's forwarded mail: the pages name Carol.
+
+    By the name the mail's ``To:`` gave her (her display name), not her
+    address or username; a name with markup in it is shown as text. Before,
+    the confirm page said "the person it was sent to", so bob, whose header
+    the page shows, could take the mute for his own.
+    """
+    issue = await create_issue(model, world, f"Forwarded {secrets.token_hex(3)}")
+    token = await _token(world, "carol", issue.id)
+    await sign_in(client, "bob")
+
+    page = await client.get(f"/unsubscribe/{token}")
+    assert page.status_code == 200, page.text
+    assert 'to <span class="recipient">Carol Coder</span>, the person it was sent to.' in page.text
+    done = await client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200, done.text
+    assert '<span class="recipient">Carol Coder</span> will get no more mail about' in done.text
+    for shown in (page.text, done.text):
+        assert "carol@example.com" not in shown
+        assert ">carol<" not in shown
+    assert issue.id in await _muted(model, world, "carol")
+    assert issue.id not in await _muted(model, world, "bob")
+
+    client.cookies.clear()
+    marked = await client.get(f"/unsubscribe/{await _token(world, 'mallory', issue.id)}")
+    assert marked.status_code == 200, marked.text
+    assert "Mallory &lt;script&gt;alert(1)&lt;/script&gt;" in marked.text
+    assert "<script>alert(1)</script>" not in marked.text

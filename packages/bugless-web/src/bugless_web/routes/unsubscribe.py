@@ -19,7 +19,11 @@ changes (the error page, as for every refusal).
 
 Both pages show the header of whoever is signed in in this browser (their
 menu and Sign out), as every page does; the token, not that sign-in, is what
-the mute acts on.
+the mute acts on. So they name the person the mute is for, as the mail's
+``To:`` named them (:func:`_recipient_name`: their display name, or their
+username when they have none): someone who forwarded a mail, or a signed-in
+colleague who opens a link meant for another, sees whose mail it stops,
+and learns nothing the mail did not show (no address, no other detail).
 """
 
 from __future__ import annotations
@@ -39,6 +43,21 @@ from bugless_web.frontend import frontend_of, optional_viewer, render
 PATH_PREFIX = "/unsubscribe/"
 
 
+async def _recipient_name(request: Request[Any, Any, Any], user_id: str) -> str:
+    """The name the mail's ``To:`` gave the token's person ("" if unknown).
+
+    The notifier addresses a mail to ``display_name or username``
+    (``bugless_notify``): the page says no more than that. A person the
+    Authenticator no longer knows is left unnamed, not refused: the token is
+    what the mute rests on.
+    """
+    users = await frontend_of(request).backends.users([user_id])
+    user = users.get(user_id)
+    if user is None:
+        return ""
+    return user.display_name or user.username
+
+
 @get("/unsubscribe/{token:str}")
 async def confirm_unsubscribe(
     request: Request[Any, Any, Any], token: FromPath[str]
@@ -50,7 +69,14 @@ async def confirm_unsubscribe(
         v1.RedeemUnsubscribeTokenRequest(token=token, check_only=True),
     )
     return render(
-        request, "unsubscribe.html", {"issue_id": grant.issue_id, "token": token, "muted": False}
+        request,
+        "unsubscribe.html",
+        {
+            "issue_id": grant.issue_id,
+            "token": token,
+            "muted": False,
+            "recipient": await _recipient_name(request, grant.user_id),
+        },
     )
 
 
@@ -81,7 +107,12 @@ async def unsubscribe(request: Request[Any, Any, Any], token: FromPath[str]) -> 
             f"the Model did not take the link's assertion ({exc.message}); "
             "if bugless is being upgraded, the link works again once it is done"
         ) from exc
-    return render(request, "unsubscribe.html", {"issue_id": grant.issue_id, "muted": True})
+    recipient = identity.user.display_name or identity.user.username if identity.user else ""
+    return render(
+        request,
+        "unsubscribe.html",
+        {"issue_id": grant.issue_id, "muted": True, "recipient": recipient},
+    )
 
 
 ROUTES = [confirm_unsubscribe, unsubscribe]
