@@ -10,13 +10,23 @@ from grpclib.server import Server
 from prometheus_client import CollectorRegistry
 
 from bugless_core.clients import (
+    CALL_TALLY,
+    CallTally,
     ServiceAddress,
+    acting_as,
     call,
     call_errors,
     method_missing,
+    refused_alone,
     warn_if_insecure,
 )
-from bugless_core.errors import BuglessError, IssueVersionConflict, NotFound, Unavailable
+from bugless_core.errors import (
+    BuglessError,
+    IssueVersionConflict,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 from bugless_core.grpc import (
     GrpcServerSettings,
     GrpcServiceRunner,
@@ -206,3 +216,79 @@ async def test_a_method_a_server_of_an_earlier_release_does_not_serve_is_missing
         channel.close()
         server.close()
         await server.wait_closed()
+
+
+class SessionEndingModel(v1.ModelBase):
+    """Reads and a write that run, and a read and a write refused as of an ended session."""
+
+    async def search_issues(self, message: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
+        return v1.SearchIssuesResponse()
+
+    async def create_hotlist(self, message: v1.CreateHotlistRequest) -> v1.Hotlist:
+        return v1.Hotlist(id=1, name=message.name)
+
+    @grpc_errors
+    async def change_issue(self, message: v1.ChangeIssueRequest) -> v1.ChangeIssueResponse:
+        raise Unauthenticated("the session has ended", reason="SESSION_ENDED")
+
+    @grpc_errors
+    async def get_issue(self, message: v1.GetIssueRequest) -> v1.Issue:
+        raise Unauthenticated("the session has ended", reason="SESSION_ENDED")
+
+
+async def _refused(model: v1.ModelStub, route: str) -> None:
+    refused = (
+        call(model.change_issue, v1.ChangeIssueRequest(issue_id=1))
+        if route == "change"
+        else call(model.get_issue, v1.GetIssueRequest(issue_id=1))
+    )
+    with pytest.raises(Unauthenticated):
+        await refused
+
+
+@pytest.mark.parametrize(
+    ("before", "refused", "alone"),
+    [
+        ([], "change", True),
+        (["search"], "change", True),  # a look-up first: harmless to repeat
+        (["search", "search"], "get", True),
+        (["change"], "change", True),  # a write refused too ran nothing
+        (["hotlist"], "change", False),  # a write ran: making it all again repeats it
+        (["hotlist"], "get", False),
+        (["search", "hotlist", "search"], "change", False),
+    ],
+)
+async def test_a_refused_call_is_alone_unless_a_write_the_request_sent_may_have_run(
+    before: list[str], refused: str, alone: bool
+) -> None:
+    """What the API answers SESSION_RENEWED ("make it again") by: only writes count.
+
+    Before, every call carrying the assertion counted, so a write refused
+    after a username look-up was answered "read first" where making it
+    again was safe.
+    """
+    runner = GrpcServiceRunner(
+        [SessionEndingModel()],
+        GrpcServerSettings(insecure_local=True, drain_seconds=0),
+        name="clients-tally-test",
+        metrics_registry=CollectorRegistry(),
+    )
+    await runner.start()
+    channel = ServiceAddress("127.0.0.1", runner.port).channel()  # forwards assertions
+    model = v1.ModelStub(channel)
+    counting = CALL_TALLY.set(CallTally())
+    try:
+        with acting_as("an-assertion"):
+            for kind in before:
+                if kind == "search":
+                    await call(model.search_issues, v1.SearchIssuesRequest())
+                elif kind == "hotlist":
+                    await call(model.create_hotlist, v1.CreateHotlistRequest(name="h"))
+                else:
+                    await _refused(model, "change")
+            await _refused(model, refused)
+            assert refused_alone() is alone
+    finally:
+        CALL_TALLY.reset(counting)
+        channel.close()
+        await runner.close()

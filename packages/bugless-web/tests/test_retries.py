@@ -23,10 +23,10 @@ from web_support import SESSION_KEY
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import DRAINING_REASON, NotFound, Unavailable, to_grpc_error
 from bugless_core.grpc import listening_port
+from bugless_core.reads import READ_ROUTES
 from bugless_proto import DESCRIPTOR_POOL, v1
 from bugless_web.backends import Backends
 from bugless_web.metrics import WebMetrics
-from bugless_web.retries import READ_ROUTES
 from bugless_web.settings import WebSettings
 
 #: Every unary call the web may make that changes something.

@@ -310,14 +310,14 @@ def _identity_changed(was: CallerIdentity, now: CallerIdentity) -> Unauthenticat
 
 
 def _made_in_part(refused: Unauthenticated) -> Unauthenticated:
-    """The refusal of a later call of a request whose earlier calls may have written.
+    """The refusal of a call of a request that had sent a write which may have run.
 
     SESSION_RENEWED tells the client to make the whole request again, which
-    is safe only when nothing of it ran
-    (:func:`~bugless_core.clients.refused_alone`).
-    Here another call of the request had been made, so part of it may be
-    done: the bot is told to read what is there before making it again, in
-    the refusal's own reason (the client does not retry it by itself).
+    is safe only when no write of it may have run (reads do not count:
+    :func:`~bugless_core.clients.refused_alone`). Here the request had sent
+    one, so part of it may be done: the bot is told to read what is there
+    before making it again, in the refusal's own reason (the client does not
+    retry it by itself).
     """
     _log.warning(
         "a Model call of %s was refused (%s) after the request had made others: "

@@ -28,12 +28,14 @@ from bugless_core import limits
 from bugless_core._compat.grpclib import channel_protocol, forget_channel_protocol
 from bugless_core.assertions import METADATA_KEY, signing_key_id
 from bugless_core.errors import (
+    BuglessError,
     InvalidArgument,
     Unauthenticated,
     Unavailable,
     from_grpc_error,
     method_not_served,
 )
+from bugless_core.reads import only_reads
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import username_key
 from bugless_proto import v1
@@ -117,8 +119,11 @@ async def _add_assertion(event: SendRequest) -> None:
     if assertion:
         event.metadata[METADATA_KEY] = assertion
         tally = CALL_TALLY.get()
-        if tally is not None and not _RENEWING.get():
-            tally.sent += 1
+        if tally is not None and not _RENEWING.get() and not only_reads(event.method_name):
+            tally.writes += 1
+            sending = _SENDING.get()
+            if sending is not None:  # a write sent outside call_errors stays counted
+                sending.write = True
 
 
 def forward_assertions(channel: Channel) -> Channel:
@@ -192,16 +197,36 @@ def call_errors(unreachable: str) -> Iterator[None]:
         unreachable: What the Unavailable message says first
             (``the bugless API is unreachable``); the cause follows it.
     """
+    sending = _SENDING.set(_Sending())
     try:
         yield
     except GRPCError as exc:
-        raise from_grpc_error(exc) from exc
+        error = from_grpc_error(exc)
+        _uncount_if_refused(error)
+        raise error from exc
     except TimeoutError as exc:
         if exc.errno is not None:
             raise Unavailable(f"{unreachable}: {exc}") from exc
         raise Unavailable(_no_answer(unreachable)) from exc
     except (StreamTerminatedError, OSError) as exc:
         raise Unavailable(f"{unreachable}: {exc}") from exc
+    finally:
+        _SENDING.reset(sending)
+
+
+def _uncount_if_refused(error: BuglessError) -> None:
+    """Take the write :func:`call_errors` sent off the tally if it was refused before it ran."""
+    sent = _SENDING.get()
+    tally = CALL_TALLY.get()
+    if (
+        isinstance(error, Unauthenticated)
+        and error.reason in ASSERTION_REFUSALS
+        and sent is not None
+        and sent.write
+        and tally is not None
+    ):
+        tally.writes -= 1
+        sent.write = False
 
 
 def _no_answer(unreachable: str) -> str:
@@ -239,37 +264,52 @@ ASSERTION_RENEWAL: ContextVar[Callable[[Unauthenticated], Awaitable[str | None]]
 
 @dataclass
 class CallTally:
-    """How many calls carrying an assertion one request's handling sent (:data:`CALL_TALLY`).
+    """How many writes one request's handling sent that may have been applied (:data:`CALL_TALLY`).
 
-    Counted as each is sent (:func:`forward_assertions`), to any service.
-    A renewal's own calls (asking the Authenticator for a new session) and
-    a call's second sending with the new assertion are not counted: they
-    are parts of the call they renew (:func:`call_renewing`).
+    A call carrying the caller's assertion is counted as it is sent
+    (:func:`forward_assertions`), to any service, unless it only reads
+    (:func:`bugless_core.reads.only_reads`: a look-up made first, a username
+    for an assignee, is harmless to repeat); one the service refused for its
+    assertion (:data:`ASSERTION_REFUSALS`, refused before it ran) is taken off
+    again as :func:`call_errors` raises the refusal. A renewal's own calls
+    (asking the Authenticator for a new session) are not counted: they are
+    part of the call they renew (:func:`call_renewing`), whose second sending
+    is counted as any call is.
     """
 
-    sent: int = 0
+    writes: int = 0
+
+
+@dataclass
+class _Sending:
+    """The call :func:`call_errors` is making: whether it was counted as a write."""
+
+    write: bool = False
 
 
 #: The tally of the request being handled, set by a frontend that answers a
 #: refusal of its caller's ended session with "make the call again" (the API's
 #: SESSION_RENEWED): that answer is safe only if nothing else of the request
-#: may have been done (:func:`refused_alone`). None: nothing is counted.
+#: may have written (:func:`refused_alone`). None: nothing is counted.
 CALL_TALLY: ContextVar[CallTally | None] = ContextVar("bugless_call_tally", default=None)
-#: True while a call's assertion is renewed and the call sent again (not counted).
+#: True while a call's assertion is renewed (the renewal's own calls are not counted).
 _RENEWING: ContextVar[bool] = ContextVar("bugless_renewing", default=False)
+#: The call being made inside :func:`call_errors` (None outside one: not counted).
+_SENDING: ContextVar[_Sending | None] = ContextVar("bugless_sending", default=None)
 
 
 def refused_alone() -> bool:
-    """Whether the request being handled sent one call only: the one just refused.
+    """Whether nothing the request being handled sent may have written.
 
     A refusal of :data:`ASSERTION_REFUSALS` means the refused call ran
-    nothing; but a request that sent another call before it (or beside it)
-    may have written with that one, so making the whole request again could
-    apply that write twice. Only when the refused call was the only one the
-    request sent may it be answered "make it again" (:data:`CALL_TALLY`).
+    nothing; but a request that sent a write before it (or beside it) may
+    have applied that one, so making the whole request again could apply it
+    twice. Reads do not count (running one again changes nothing), nor do
+    writes refused so: only when no write may have been applied may the
+    request be answered "make it again" (:data:`CALL_TALLY`).
     """
     tally = CALL_TALLY.get()
-    return tally is not None and tally.sent <= 1
+    return tally is not None and tally.writes <= 0
 
 
 def method_missing(exc: GRPCError) -> bool:
@@ -336,16 +376,18 @@ async def call_renewing(unreachable: str, attempt: Callable[[], Awaitable[R]]) -
         renew = ASSERTION_RENEWAL.get()
         if renew is None or not sent or exc.reason not in ASSERTION_REFUSALS:
             raise
-        # The renewal's lookups and the call sent again are this call's
-        # (CALL_TALLY counts the request's calls, not their sendings).
+        # The renewal's own look-ups are this call's, not writes of the request
+        # (CALL_TALLY); the call sent again is counted as any call is, so a
+        # write that runs then stays counted, and one refused again does not.
         renewing = _RENEWING.set(True)
         try:
-            if not renewal_helps(exc, sent, await renew(exc)):
-                raise
-            with call_errors(unreachable):
-                return await attempt()
+            renewed = await renew(exc)
         finally:
             _RENEWING.reset(renewing)
+        if not renewal_helps(exc, sent, renewed):
+            raise
+        with call_errors(unreachable):
+            return await attempt()
 
 
 async def follow_pages(

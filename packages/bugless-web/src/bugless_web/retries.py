@@ -8,7 +8,7 @@ moment later, so rather than show the 503 page the web tier tries once more
 after a short jittered pause (jitter, so that every replica of the web tier
 does not come back at the same instant):
 
-* a read (:data:`READ_ROUTES`) is retried after UNAVAILABLE or a dropped
+* a read (:data:`bugless_core.reads.READ_ROUTES`) is retried after UNAVAILABLE or a dropped
   connection: running it twice changes nothing;
 * any call, writes included, is retried after a ``DRAINING`` refusal: the
   server never ran it (recognised by
@@ -36,7 +36,7 @@ sent again only after a ``DRAINING`` refusal
 unary calls (:func:`counted_call`, from :mod:`bugless_web.transfers`), as is
 a download (:func:`call_code`), whose start (until its first message, before
 the response starts) goes through :func:`send_with_retry` as a read
-(:data:`STREAM_READ_ROUTES`).
+(:data:`bugless_core.reads.STREAM_READ_ROUTES`).
 
 A service's outage is one log line whichever call meets it: the streams
 (uploads, downloads, a live page's ``Watch``) feed the same
@@ -66,6 +66,7 @@ from bugless_core.clients import channel_connection, forget_connection
 from bugless_core.errors import BuglessError, InvalidArgument
 from bugless_core.failover import refused_while_draining
 from bugless_core.outage import OutageLog
+from bugless_core.reads import READ_ROUTES, STREAM_READ_ROUTES
 from bugless_proto import v1
 from bugless_proto.int_ranges import out_of_range
 from bugless_proto.stubs import UnaryUnaryInterceptor
@@ -76,59 +77,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger("bugless.web")
 T = TypeVar("T")
 
-#: Calls that only read, so running one twice is harmless.
-READ_ROUTES = frozenset(
-    {
-        "/bugless.v1.Model/GetServerInfo",
-        "/bugless.v1.Model/GetIssue",
-        "/bugless.v1.Model/ListCustomFields",
-        "/bugless.v1.Model/BatchGetIssues",
-        "/bugless.v1.Model/ListHistory",
-        "/bugless.v1.Model/SearchIssues",
-        "/bugless.v1.Model/GetComponent",
-        "/bugless.v1.Model/ListComponents",
-        "/bugless.v1.Model/CheckViewers",
-        "/bugless.v1.Model/GetHotlist",
-        "/bugless.v1.Model/ListHotlists",
-        "/bugless.v1.Model/ListHotlistItems",
-        "/bugless.v1.Model/ListSavedSearches",
-        "/bugless.v1.Model/ReadFeed",
-        "/bugless.v1.Model/ListSubscriptions",
-        "/bugless.v1.Model/GetNotificationSettings",
-        "/bugless.v1.Model/GetIssueAudience",
-        "/bugless.v1.Model/GetNotificationViews",
-        "/bugless.v1.Model/ListSavedSearchSubscriptions",
-        "/bugless.v1.Model/GetAttachment",
-        "/bugless.v1.Model/ListAttachments",
-        "/bugless.v1.Notifier/GetDeliveryStatus",
-        "/bugless.v1.Notifier/ListComponentWebhooks",
-        "/bugless.v1.Authenticator/ListAuthenticators",
-        "/bugless.v1.Authenticator/ValidateToken",
-        "/bugless.v1.Authenticator/GetUsers",
-        "/bugless.v1.Authenticator/LookupUsers",
-        "/bugless.v1.Authenticator/GetUserChanges",
-        "/bugless.v1.Authenticator/SuggestUsers",
-        "/bugless.v1.Authenticator/CountGroupMembers",
-        "/bugless.v1.Authenticator/ListGroupMembers",
-        "/bugless.v1.Authenticator/Authorize",
-        "/bugless.v1.Authenticator/ListPersonCertificates",
-        # Records the token's last use at most every few minutes: the same on a retry.
-        "/bugless.v1.Authenticator/ListSessions",
-        "/bugless.v1.Authenticator/GetDeviceLogin",
-        # Checks a one-click unsubscribe token, or issues an assertion for its
-        # person as IssueAssertion does (a session each time, as any retry of that).
-        "/bugless.v1.Authenticator/RedeemUnsubscribeToken",
-        # Never made by the web (the Model's and the services' calls), but reads.
-        "/bugless.v1.Authenticator/GetVerificationKeys",
-        "/bugless.v1.Authenticator/IssueAssertion",
-        "/bugless.v1.Authenticator/IssueUnsubscribeTokens",
-        "/bugless.v1.Authenticator/GetUserGroups",
-    }
-)
-#: Server streams that only read: :func:`send_with_retry` retries their start
-#: as it does a read (a download's, until its first message, before anything
-#: went to the browser: :func:`bugless_web.transfers.download_from_model`).
-STREAM_READ_ROUTES = frozenset({"/bugless.v1.Model/DownloadAttachment"})
+#: A download's start is retried as a read (:data:`STREAM_READ_ROUTES`: the
+#: watch there is never sent through :func:`send_with_retry`).
 _RETRIED_READS = READ_ROUTES | STREAM_READ_ROUTES
 #: Codes of a call the service did not answer but that do not say it is
 #: away either (a deadline passed: slow; cancelled: the browser left).

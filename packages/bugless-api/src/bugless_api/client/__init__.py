@@ -19,13 +19,14 @@ client for code without an event loop.
 
 from __future__ import annotations
 
-from bugless_api.client._base import RetryPolicy, enum_value
+from bugless_api.client._base import MAX_SESSION_RENEWALS, RetryPolicy, enum_value
 from bugless_api.client._client import BuglessClient
 from bugless_api.client._custom_values import custom_values
 from bugless_api.client._issues import new_idempotency_key
 from bugless_api.client._sync import SyncBuglessClient
 
 __all__ = [
+    "MAX_SESSION_RENEWALS",
     "BuglessClient",
     "RetryPolicy",
     "SyncBuglessClient",
