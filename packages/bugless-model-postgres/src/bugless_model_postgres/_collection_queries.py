@@ -11,7 +11,7 @@ and values are always ``$n`` parameters.
 
 from __future__ import annotations
 
-from bugless_model_postgres._visibility import COMPONENT_VISIBLE, HOTLIST_VISIBLE
+from bugless_model_postgres._visibility import COMPONENT_VISIBLE, HOTLIST_VISIBLE, SEEN_PATH
 
 # ---- components ----
 
@@ -21,6 +21,17 @@ COMPONENT_BY_ID_FOR_UPDATE = "SELECT * FROM components WHERE id = $1 FOR UPDATE"
 #: by ``_components.path_key``, the one rule names compare by).
 COMPONENT_BY_PATH = "SELECT * FROM components WHERE path_key = $1::text[]"
 COMPONENTS_BY_IDS = "SELECT * FROM components WHERE id = ANY ($1::bigint[])"
+#: A component's row and its path as the caller ($2 admin, $3 principals)
+#: sees it (``seen_path``, :data:`._visibility.SEEN_PATH`), to answer them.
+_SEEN_COLUMNS = (
+    "c.*, "
+    + SEEN_PATH.format(admin="$2::boolean", principals="$3::text[]", c="c")
+    + " AS seen_path"
+)
+#: The component $1, with its path as the caller ($2, $3) sees it.
+COMPONENT_SEEN_BY_ID = f"SELECT {_SEEN_COLUMNS} FROM components c WHERE c.id = $1"
+#: The component whose ``path_key`` is $1, with its path as the caller ($2, $3) sees it.
+COMPONENT_SEEN_BY_PATH = f"SELECT {_SEEN_COLUMNS} FROM components c WHERE c.path_key = $1::text[]"
 NEXT_COMPONENT_ID = "SELECT nextval(pg_get_serial_sequence('components', 'id'))"
 
 INSERT_COMPONENT = """
@@ -31,9 +42,10 @@ RETURNING *
 """
 
 #: Visible components ($1 admin, $2 principals), children of $3 (0: all),
-#: after path_key $4, in tree order.
+#: after path_key $4, in tree order, each with its path as the caller sees it.
 LIST_COMPONENTS = f"""
-SELECT * FROM components c
+SELECT c.*, {SEEN_PATH.format(admin="$1", c="c", principals="$2::text[]")} AS seen_path
+  FROM components c
  WHERE {COMPONENT_VISIBLE.format(admin="$1", c="c", principals="$2::text[]")}
    AND ($3 = 0 OR parent_id = $3)
    AND ($4 OR NOT archived)

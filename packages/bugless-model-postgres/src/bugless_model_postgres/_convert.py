@@ -122,12 +122,18 @@ def template_from_json(raw: str | dict[str, Any]) -> v1.IssueTemplate:
 
 
 def component_from_row(row: Row, role: v1.Role) -> v1.Component:
-    """A components row as the Component message seen with ``role``."""
+    """A components row as the Component message seen with ``role``.
+
+    ``row`` carries ``seen_path``, the path as the caller sees it
+    (``_visibility.SEEN_PATH``; ``COMPONENT_SEEN_BY_ID`` and its siblings
+    select it), never the whole ``path``, which may name components above
+    that the caller may not view.
+    """
     return v1.Component(
         id=row["id"],
         parent_id=row["parent_id"],
         name=row["name"],
-        path=row["path"],
+        path=row["seen_path"],
         description=row["description"],
         archived=row["archived"],
         acl=acl_from_json(row["acl"]),

@@ -45,7 +45,12 @@ from bugless_core.errors import InvalidArgument
 from bugless_core.search import did_you_mean
 from bugless_model_postgres._components import path_key
 from bugless_model_postgres._convert import Conn, principals_of
-from bugless_model_postgres._visibility import COMPONENT_VISIBLE, HOTLIST_VISIBLE
+from bugless_model_postgres._visibility import (
+    COMPONENT_VISIBLE,
+    ELIDED,
+    HOTLIST_VISIBLE,
+    SEEN_PATH,
+)
 from bugless_proto import v1
 
 F = v1.SearchField
@@ -92,10 +97,13 @@ _SEEN = (
     "WHERE EXISTS (SELECT 1 FROM components nc JOIN components s ON s.path_ids @> ARRAY[nc.id] "
     "WHERE " + NAMED.format(c="nc", k="n.key") + " AND " + _VIEWS.replace("{c}", "s") + ")))"
 )
-#: Every component the caller may view ($1 admin, $2 principals), by path:
-#: the names a refused name is offered in its stead.
+#: Every component the caller may view ($1 admin, $2 principals), by its
+#: path as they see it (:data:`._visibility.SEEN_PATH`): the names a refused
+#: name is offered in its stead.
 _VIEWED_PATHS = (
-    "SELECT c.path FROM components c WHERE "
+    "SELECT "
+    + SEEN_PATH.format(c="c", admin="$1::boolean", principals="$2::text[]")
+    + " AS path FROM components c WHERE "
     + _VIEWS.format(c="c", admin="$1::boolean", viewers="$2::text[]")
     + " ORDER BY c.path_key LIMIT 10000"
 )
@@ -261,13 +269,19 @@ async def name_refusal(conn: Conn, unseen: UnseenName, caller: v1.Caller) -> Inv
     """The refusal of a name no component the caller may view has, with the ones it may mean.
 
     The close names are those of components the caller may view (their own
-    names, or their paths for a path), so it offers nothing they may not see.
+    names, or their paths for a path), so it offers nothing they may not see:
+    a path is offered only whole, when the caller may view every component
+    on it (the path they see of one below a component they may not view,
+    ``…>Net``, names no component when typed back; its own name does).
     """
     paths = [
         row["path"] for row in await conn.fetch(_VIEWED_PATHS, caller.admin, principals_of(caller))
     ]
-    by_path = ">" in unseen.typed
-    hint = did_you_mean(unseen.typed, paths if by_path else {p.rsplit(">", 1)[-1] for p in paths})
+    if ">" in unseen.typed:
+        offered = [p for p in paths if not p.startswith(ELIDED)]
+    else:
+        offered = sorted({p.rsplit(">", 1)[-1] for p in paths})
+    hint = did_you_mean(unseen.typed, offered)
     below = _BELOW if unseen.subtree else ""
     return InvalidArgument(
         f"{unseen.where}: there is no component named {unseen.typed!r}{below} "

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._context import component_not_found
-from bugless_model_postgres._convert import caller_role
+from bugless_model_postgres._convert import caller_role, principals_of
 from bugless_model_postgres._database import translated_errors
 from bugless_proto import v1
 
@@ -39,12 +39,14 @@ class ViewerCheckCalls(BackendCalls):
         """
         caller = request.caller or v1.Caller()
         async with translated_errors(), self._pool.acquire() as conn:
-            row = await conn.fetchrow(cq.COMPONENT_BY_ID, request.component_id)
+            row = await conn.fetchrow(
+                cq.COMPONENT_SEEN_BY_ID, request.component_id, caller.admin, principals_of(caller)
+            )
         if row is None or caller_role(caller, row["effective_acl"]) is None:
             raise component_not_found(request.component_id, "component_id")
         return v1.CheckViewersResponse(
             component_id=request.component_id,
-            component_path=row["path"],
+            component_path=row["seen_path"],
             cannot_view=[
                 v1.BlockedViewer(user_id=viewer.user_id, reason=v1.ViewerBlock.NO_ACCESS)
                 for viewer in viewers

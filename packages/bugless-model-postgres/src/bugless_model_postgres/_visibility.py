@@ -22,3 +22,23 @@ COMPONENT_VISIBLE = "({admin} OR {c}.viewers = '{{}}' OR {c}.viewers && {princip
 #: one of its editors (``{user}``: the caller's user id), as ListHotlists
 #: shows them. A ``str.format`` template.
 HOTLIST_VISIBLE = "(NOT {h}.private OR {admin} OR {h}.owner = {user} OR {user} = ANY ({h}.editors))"
+#: What a path shows in place of the components above that the caller may
+#: not view (:data:`SEEN_PATH`): no name holds ``>``, so no path begins so.
+ELIDED = "…>"
+#: The path of component ``{c}`` as the caller sees it (``{admin}``,
+#: ``{principals}`` as above): whole when they may view every component
+#: above it, else :data:`ELIDED` and the names below the lowest one they may
+#: not view (``…>Net`` for ``Secret>Net``). A component's own entries can
+#: open it below one the caller may not view (its viewers are its own and
+#: its ancestors'); its whole path would tell them the names of what they
+#: may not see, which no listing of theirs shows. Every path the Model gives
+#: a caller (GetComponent, ListComponents, a refusal's "did you mean") is
+#: this one. A ``str.format`` template, one row per component.
+SEEN_PATH = (
+    "(SELECT CASE WHEN max(u.ord) IS NULL THEN {c}.path ELSE '"
+    + ELIDED
+    + "' || array_to_string((string_to_array({c}.path, '>'))[max(u.ord) + 1:], '>') END "
+    "FROM unnest({c}.path_ids) WITH ORDINALITY AS u(aid, ord) "
+    "JOIN components above ON above.id = u.aid "
+    "WHERE u.aid <> {c}.id AND NOT " + COMPONENT_VISIBLE.replace("{c}", "above") + ")"
+)

@@ -501,7 +501,9 @@ class PostgresBackend(
     ) -> v1.Component:
         """The component as ``caller`` sees it (written by them: no NOT_FOUND, role 0)."""
         async with translated_errors(), self._pool.acquire() as conn:
-            row = await conn.fetchrow(cq.COMPONENT_BY_ID, component_id)
+            row = await conn.fetchrow(
+                cq.COMPONENT_SEEN_BY_ID, component_id, caller.admin, principals_of(caller)
+            )
         role = caller_role(caller, row["effective_acl"]) if row else None
         if row is not None and role is None and written:
             role = v1.Role.UNSPECIFIED
@@ -523,7 +525,10 @@ class PostgresBackend(
             return await self._component(caller, request.component_id)
         async with translated_errors(), self._pool.acquire() as conn:
             row = await conn.fetchrow(
-                cq.COMPONENT_BY_PATH, _components.path_key(request.path or "")
+                cq.COMPONENT_SEEN_BY_PATH,
+                _components.path_key(request.path or ""),
+                caller.admin,
+                principals_of(caller),
             )
         role = caller_role(caller, row["effective_acl"]) if row else None
         if row is None or role is None:

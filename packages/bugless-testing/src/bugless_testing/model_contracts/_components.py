@@ -139,6 +139,44 @@ class ComponentContract:
             "Secret",
         ]
 
+    async def test_a_path_names_no_component_above_that_the_caller_may_not_view(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``…>Net`` for bob, whose own entry opens Net below Secret, which he may not view.
+
+        A path from the top would tell him Secret's name, which no listing of
+        his shows: the components from the top to the lowest one he may not
+        view are left out, in every answer giving the path (GetComponent by
+        id or by path, ListComponents, CheckViewers). Alice, who may view
+        them all, and an admin read it whole.
+        """
+        top = await make_component(model, name=unique("Open"))
+        secret = await make_component(
+            model, parent_id=top.id, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        net = await model.create_component(
+            v1.CreateComponentRequest(
+                caller=ALICE,
+                parent_id=secret.id,
+                name="Net",
+                acl=[user_entry("bob", v1.Role.ADMIN)],
+            )
+        )
+        deep = await make_component(model, parent_id=net.id, name="Deep")
+        whole = f"{top.name}>{secret.name}>Net>Deep"
+        assert (await get_component(model, net.id, caller=BOB)).path == "…>Net"
+        assert (await get_component(model, deep.id, caller=BOB)).path == "…>Net>Deep"
+        assert (await _by_path(model, whole, caller=BOB)).path == "…>Net>Deep"
+        assert [c.path for c in await _children(model, net.id, caller=BOB)] == ["…>Net>Deep"]
+        checked = await model.check_viewers(
+            v1.CheckViewersRequest(caller=BOB, component_id=deep.id, user_ids=["carol"])
+        )
+        assert checked.component_path == "…>Net>Deep"
+        assert (await get_component(model, top.id, caller=BOB)).path == top.name
+        for caller in (ALICE, ADMIN):
+            assert (await get_component(model, deep.id, caller=caller)).path == whole
+            assert [c.path for c in await _children(model, net.id, caller=caller)] == [whole]
+
     async def test_rename_changes_paths_of_the_subtree(self, model: v1.ModelStub) -> None:
         top = await make_component(model)
         mid = await make_component(model, parent_id=top.id, name="Old")

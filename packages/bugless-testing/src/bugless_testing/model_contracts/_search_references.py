@@ -216,6 +216,37 @@ class SearchComponentNameContract:
         assert await search_ids(model, _named(secret.name), caller=ALICE) == []
         await _refused(model, _named("no such component", subtree=True), BOB, "nor one below it")
 
+    async def test_a_close_path_is_offered_only_when_the_caller_may_view_all_of_it(
+        self, model: v1.ModelStub
+    ) -> None:
+        """A path bob mistypes is answered with close paths he may view whole.
+
+        Net is his (its own entry) below Secret, which he may not view: its
+        path would name Secret, and the path he sees (``…>Net``) names no
+        component when typed back, so neither is offered; its own name is,
+        for a name, and a path he may view whole is, for a path.
+        """
+        secret = await make_component(
+            model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        await model.create_component(
+            v1.CreateComponentRequest(
+                caller=ALICE,
+                parent_id=secret.id,
+                name="Netwrk",
+                acl=[user_entry("bob", v1.Role.EDITOR)],
+            )
+        )
+        rocket = await make_component(model, name=unique("Rocket"))
+        await make_component(model, parent_id=rocket.id, name="Netwrk")
+        typo = f"{secret.name}>Netwerk"
+        refused = await _refused(model, _named(typo), BOB, f"named '{typo}'")
+        assert secret.name not in refused.replace(f"'{typo}'", "")
+        assert "…" not in refused
+        near = f"{rocket.name}>Netwerk"
+        await _refused(model, _named(near), BOB, f"did you mean '{rocket.name}>Netwrk'")
+        await _refused(model, _named("Netwerk"), BOB, "did you mean 'Netwrk'")
+
     async def test_the_first_unseen_reference_in_the_query_is_the_one_refused(
         self, model: v1.ModelStub
     ) -> None:
