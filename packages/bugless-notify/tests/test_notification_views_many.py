@@ -1,4 +1,4 @@
-"""An issue with more candidate recipients than one Model or Authenticator call takes: all mailed.
+"""An issue with more recipients or entries than one Model or Authenticator call takes.
 
 The Model checks at most MAX_NOTIFICATION_VIEWS recipients per
 GetNotificationViews and the Authenticator looks up at most MAX_USER_LOOKUP
@@ -7,24 +7,37 @@ in one call of each, so an issue with more (a large component's
 subscribers) was refused (INVALID_ARGUMENT) and its batch failed at every
 try: no mail for anyone went out after it. Real people (created with the
 Authenticator's CreateLocalUser), real subscriptions, and the real Model
-and Authenticator over mutual TLS as the notifier reaches them.
+and Authenticator over mutual TLS as the notifier reaches them. So are
+the entries one GetNotificationViews names (at most MAX_NOTIFICATION_VIEWS):
+the messages waiting about a busy issue may quote more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import secrets
+
+import asyncpg
 
 from bugless_core.clients import ActingFor, call
 from bugless_core.limits import MAX_NOTIFICATION_VIEWS, MAX_USER_LOOKUP
+from bugless_core.notification_channel import NotificationMessage
 from bugless_dev.stack import LocalStack
 from bugless_notify._deliveries import Batch, IssueDeliveries
-from bugless_notify.render import Reason
+from bugless_notify._recheck import RedactionRecheck
+from bugless_notify._redactions import Redaction, WaitingMessages
+from bugless_notify.component_webhooks import ComponentWebhookStore
+from bugless_notify.digest import MAX_ITEMS, DigestStore, digest_items
+from bugless_notify.queue import DeliveryQueue
+from bugless_notify.render import REDACTED, Reason
 from bugless_proto import v1
 
 ADMIN = v1.Caller(user_id="test-admin", admin=True)
 #: More people than either call takes.
 PEOPLE = max(MAX_NOTIFICATION_VIEWS, MAX_USER_LOOKUP) + 7
+#: More comments on one issue than one GetNotificationViews names.
+COMMENTS = MAX_NOTIFICATION_VIEWS + 5
 
 
 async def test_every_subscriber_of_a_component_larger_than_one_call_is_mailed(
@@ -143,3 +156,123 @@ async def test_a_comment_mentioning_more_people_than_one_look_up_takes_is_mailed
     assert [(d.recipient, d.message.reason) for d in batch.deliveries] == [
         (f"mia{tag}@example.test", Reason.MENTIONED)
     ]
+
+
+async def test_a_digest_holding_more_entries_than_one_call_takes_is_rendered_again_and_checked(
+    bugless_stack: LocalStack, model: v1.ModelStub, pool: asyncpg.Pool, queue: DeliveryQueue
+) -> None:
+    """dora (daily digest) holds a mail of each of 1,005 comments; the first is redacted.
+
+    The consumer renders again every waiting message about the entries from
+    the redacted comment to the redaction (IssueDeliveries.render_again), and
+    the worker's check before sending asks which entries its claimed digest
+    mails quote are redacted (RedactionRecheck): both named every entry in
+    one GetNotificationViews, which the Model refuses above 1,000 entries,
+    so the consumer's batch failed at every try, holding up all mail after
+    it, and the digests' attempts failed until they were dead letters.
+    """
+    tag = secrets.token_hex(3)
+    dora = await asyncio.to_thread(
+        bugless_stack.add_user, f"dora{tag}", "pw-" + tag * 3, email=f"dora{tag}@example.test"
+    )
+    await model.update_notification_settings(
+        v1.UpdateNotificationSettingsRequest(
+            caller=v1.Caller(user_id=dora["user_id"]),
+            settings=v1.NotificationSettings(channel="email", digest=v1.DigestMode.DAILY),
+        )
+    )
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"busy-{tag}")
+    )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN,
+            fields=v1.IssueFields(title=f"Busy {tag}", component_id=component.id),
+            cc=[dora["user_id"]],
+            idempotency_key=secrets.token_hex(8),
+        )
+    )
+    secret = f"hunter2-{tag}"
+    version, versions = issue.version, []
+    for n in range(COMMENTS):
+        said = await model.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=version,
+                comment=f"the password is {secret}" if n == 0 else f"note {n}",
+            )
+        )
+        assert said.issue is not None
+        version = said.issue.version
+        versions.append(version)
+    notify = bugless_stack.client_address("auth", identity="notify").channel()
+    to_model = bugless_stack.client_address("model", identity="notify").channel()
+    try:
+        auth, notifier_model = v1.AuthenticatorStub(notify), v1.ModelStub(to_model)
+        deliveries = IssueDeliveries(
+            notifier_model, auth, ActingFor(auth),
+            public_url="https://bugs.example.test", notify_authors=False,
+        )  # fmt: skip
+        batch = Batch()
+        for start in range(0, COMMENTS, 100):  # as feed batches of 100 changes
+            part = versions[start : start + 100]
+            await deliveries.add(issue.id, [(v, ADMIN.user_id) for v in part], [], batch)
+        assert len(batch.digest) == COMMENTS, "dora's mails, kept for her digest"
+        async with pool.acquire() as conn, conn.transaction():
+            await DigestStore(queue.schema).add(conn, batch.digest)
+        redacted = await model.redact(
+            v1.RedactRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=version,
+                target=v1.RedactionTarget.COMMENT,
+                entry_version=versions[0],
+            )
+        )
+        assert redacted.entry is not None
+        first = f"change-{issue.id}-{versions[0]}/email/{dora['user_id']}"
+
+        # The consumer reads the redaction: every item from the comment on waits.
+        async with pool.acquire() as conn:
+            waiting, _ = await WaitingMessages(queue.schema).about(
+                conn, Redaction(issue.id, versions[0], redacted.entry.version)
+            )
+        assert len(waiting) == COMMENTS
+        again = await deliveries.render_again(issue.id, waiting, webhooks=[], parents={})
+        assert sorted(again) == sorted(w.id for ws in waiting.values() for w in ws)
+        assert not [i for i, d in again.items() if secret in d.message.text + d.message.html]
+        assert REDACTED in again[first].message.text
+
+        # Not stored (as if no consumer had read it): the digest mails put
+        # together from the items still quote the comment; the check finds it.
+        store, cut = DigestStore(queue.schema), datetime.datetime.now(datetime.UTC)
+        while await store.send(pool, queue, cut):
+            pass
+        async with pool.acquire() as conn:
+            claim = await queue.claim_due(
+                conn, worker_id="w1", channels=["email"], limit=20, lease_seconds=60
+            )
+        mails = -(-COMMENTS // MAX_ITEMS)
+        assert len(claim.deliveries) == mails
+        quoted = {v for c in claim.deliveries for v in _quoted(c.notification.message)}
+        assert len(quoted) > MAX_NOTIFICATION_VIEWS
+        recheck = RedactionRecheck(
+            pool, queue, notifier_model, deliveries, ComponentWebhookStore(queue.schema)
+        )
+        verdicts = await recheck(claim.deliveries)
+    finally:
+        for channel in (notify, to_model):
+            channel.close()
+    holding = [c.delivery_id for c in claim.deliveries if secret in c.notification.message.text]
+    assert len(holding) == 1, "the oldest digest lists the comment"
+    assert list(verdicts) == holding, "only it is rendered again; the others go as they are"
+    replacement = verdicts[holding[0]]
+    assert isinstance(replacement, NotificationMessage)
+    assert secret not in replacement.text + replacement.html
+    assert REDACTED in replacement.text
+
+
+def _quoted(message: NotificationMessage) -> set[int]:
+    """The entries a digest mail's items quote."""
+    return {v for _, item in digest_items(message) for v in item.quoted_versions}

@@ -35,6 +35,7 @@ from bugless_core.errors import BuglessError, NotFound, PermissionDenied
 from bugless_core.issue_labels import holds_people
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.notification_channel import NotificationMessage
+from bugless_notify._parts import in_parts
 from bugless_notify._redactions import (
     Redaction,
     Waiting,
@@ -235,10 +236,17 @@ class IssueDeliveries:
         The answer, by delivery id, holds each one its change still gives; one
         it lacks (a person only ``@mentioned`` in the removed text) is to be
         withdrawn. Webhook deliveries are rendered for the ``webhooks`` enabled now.
+
+        The entries are read in parts of at most
+        :data:`~bugless_core.limits.MAX_NOTIFICATION_VIEWS` (the Model's bound
+        on one ``GetNotificationViews``): a held digest of a busy issue may
+        wait on more, and a refusal would fail the consumer's batch at every
+        try.
         """
         again = Batch(webhooks=webhooks, parents=parents)
-        versions = [(v, "") for v in sorted(waiting)]
-        await self.add(issue_id, versions, [], again, kept=kept_candidates(waiting))
+        kept = kept_candidates(waiting)
+        for part in in_parts(sorted(waiting), limits.MAX_NOTIFICATION_VIEWS):
+            await self.add(issue_id, [(v, "") for v in part], [], again, kept=kept)
         rendered = {d.delivery_id: d for d in again.deliveries}
         rendered |= {d.delivery_id: d for _, d in again.digest}
         return rendered
@@ -347,10 +355,9 @@ class IssueDeliveries:
         )
         known = [(u, a) for u, a in zip(ids, assertions, strict=True) if a is not None]
         versions = sorted({e.version for e in entries if any(_moves(c) for c in e.changes)})
-        step = limits.MAX_NOTIFICATION_VIEWS
-        parts = [known[start : start + step] for start in range(step, len(known), step)]
-        merged = await self._views(issue_id, known[:step], versions)
-        for part in parts:
+        parts = in_parts(known, limits.MAX_NOTIFICATION_VIEWS) or [[]]
+        merged = await self._views(issue_id, parts[0], versions)
+        for part in parts[1:]:
             merged = _merged(merged, await self._views(issue_id, part, versions))
         return merged
 
@@ -469,17 +476,13 @@ class IssueDeliveries:
         ids = sorted(set(user_ids))
         if not ids:
             return {}
-        step = limits.MAX_UNSUBSCRIBE_TARGETS
         tokens: list[str] = []
         try:
-            for start in range(0, len(ids), step):
+            for part in in_parts(ids, limits.MAX_UNSUBSCRIBE_TARGETS):
                 reply = await call(
                     self._auth.issue_unsubscribe_tokens,
                     v1.IssueUnsubscribeTokensRequest(
-                        targets=[
-                            v1.UnsubscribeTarget(user_id=u, issue_id=issue_id)
-                            for u in ids[start : start + step]
-                        ]
+                        targets=[v1.UnsubscribeTarget(user_id=u, issue_id=issue_id) for u in part]
                     ),
                 )
                 tokens += reply.tokens
@@ -505,12 +508,9 @@ class IssueDeliveries:
         try).
         """
         ids = sorted({u for u in user_ids if u})
-        step = limits.MAX_USER_LOOKUP
         users: dict[str, v1.User] = {}
-        for start in range(0, len(ids), step):
-            found = await call(
-                self._auth.get_users, v1.GetUsersRequest(user_ids=ids[start : start + step])
-            )
+        for part in in_parts(ids, limits.MAX_USER_LOOKUP):
+            found = await call(self._auth.get_users, v1.GetUsersRequest(user_ids=list(part)))
             users |= {u.user_id: u for u in found.users}
         return users
 
@@ -521,14 +521,9 @@ class IssueDeliveries:
         (a 65,536-character text holds thousands of names): it is looked up
         in parts, not refused, which would fail its batch at every try.
         """
-        names = list(usernames)
-        step = limits.MAX_USER_LOOKUP
         ids: list[str] = []
-        for start in range(0, len(names), step):
-            found = await call(
-                self._auth.lookup_users,
-                v1.LookupUsersRequest(usernames=names[start : start + step]),
-            )
+        for part in in_parts(list(usernames), limits.MAX_USER_LOOKUP):
+            found = await call(self._auth.lookup_users, v1.LookupUsersRequest(usernames=list(part)))
             ids += [u.user_id for u in found.users]
         return ids
 

@@ -35,11 +35,13 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
+from bugless_core import limits
 from bugless_core.clients import call
 from bugless_core.errors import NotFound
 from bugless_core.notification_channel import NotificationMessage
 from bugless_notify._before_send import Unsent, Verdict
 from bugless_notify._deliveries import NOTIFIER, IssueDeliveries
+from bugless_notify._parts import in_parts
 from bugless_notify._redactions import Waiting, change_entry
 from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.digest import digest_again, digest_items
@@ -138,21 +140,30 @@ class RedactionRecheck:
         return answer
 
     async def _redacted(self, quoted: Mapping[int, set[int]]) -> dict[int, set[int]]:
-        """Of the quoted entries, by issue, those whose text the Model holds redacted."""
+        """Of the quoted entries, by issue, those whose text the Model holds redacted.
+
+        An issue's entries are asked about in parts of at most
+        :data:`~bugless_core.limits.MAX_NOTIFICATION_VIEWS` (the Model's
+        bound): held digest mails of a busy issue may quote more, and a
+        refusal would fail their attempts at every try.
+        """
         limit = asyncio.Semaphore(ISSUES_AT_ONCE)
 
         async def one(issue_id: int, versions: set[int]) -> set[int]:
-            async with limit:
-                try:
-                    views = await call(
-                        self._model.get_notification_views,
-                        v1.GetNotificationViewsRequest(
-                            caller=NOTIFIER, issue_id=issue_id, versions=sorted(versions)
-                        ),
-                    )
-                except NotFound:  # no such issue: nothing of it was redacted
-                    return set()
-            return {e.version for e in views.entries if e.comment_redacted}
+            redacted: set[int] = set()
+            for part in in_parts(sorted(versions), limits.MAX_NOTIFICATION_VIEWS):
+                async with limit:
+                    try:
+                        views = await call(
+                            self._model.get_notification_views,
+                            v1.GetNotificationViewsRequest(
+                                caller=NOTIFIER, issue_id=issue_id, versions=list(part)
+                            ),
+                        )
+                    except NotFound:  # no such issue: nothing of it was redacted
+                        return set()
+                redacted |= {e.version for e in views.entries if e.comment_redacted}
+            return redacted
 
         issues = sorted(quoted)
         found = await asyncio.gather(*(one(i, quoted[i]) for i in issues))
