@@ -16,7 +16,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
 from grpclib.client import Channel
@@ -27,15 +26,23 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from bugless_core import limits
 from bugless_core._compat.grpclib import channel_protocol, forget_channel_protocol
 from bugless_core.assertions import METADATA_KEY, signing_key_id
+from bugless_core.call_tally import (
+    ASSERTION_REFUSALS,
+    CALL_TALLY,
+    CallTally,
+    count_sent,
+    refused_alone,
+    renewing,
+    sending,
+    uncount_if_refused,
+)
 from bugless_core.errors import (
-    BuglessError,
     InvalidArgument,
     Unauthenticated,
     Unavailable,
     from_grpc_error,
     method_not_served,
 )
-from bugless_core.reads import only_reads
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import username_key
 from bugless_proto import v1
@@ -118,12 +125,7 @@ async def _add_assertion(event: SendRequest) -> None:
     assertion = CURRENT_ASSERTION.get()
     if assertion:
         event.metadata[METADATA_KEY] = assertion
-        tally = CALL_TALLY.get()
-        if tally is not None and not _RENEWING.get() and not only_reads(event.method_name):
-            tally.writes += 1
-            sending = _SENDING.get()
-            if sending is not None:  # a write sent outside call_errors stays counted
-                sending.write = True
+        count_sent(event.method_name)
 
 
 def forward_assertions(channel: Channel) -> Channel:
@@ -197,36 +199,19 @@ def call_errors(unreachable: str) -> Iterator[None]:
         unreachable: What the Unavailable message says first
             (``the bugless API is unreachable``); the cause follows it.
     """
-    sending = _SENDING.set(_Sending())
-    try:
-        yield
-    except GRPCError as exc:
-        error = from_grpc_error(exc)
-        _uncount_if_refused(error)
-        raise error from exc
-    except TimeoutError as exc:
-        if exc.errno is not None:
+    with sending():
+        try:
+            yield
+        except GRPCError as exc:
+            error = from_grpc_error(exc)
+            uncount_if_refused(error)
+            raise error from exc
+        except TimeoutError as exc:
+            if exc.errno is not None:
+                raise Unavailable(f"{unreachable}: {exc}") from exc
+            raise Unavailable(_no_answer(unreachable)) from exc
+        except (StreamTerminatedError, OSError) as exc:
             raise Unavailable(f"{unreachable}: {exc}") from exc
-        raise Unavailable(_no_answer(unreachable)) from exc
-    except (StreamTerminatedError, OSError) as exc:
-        raise Unavailable(f"{unreachable}: {exc}") from exc
-    finally:
-        _SENDING.reset(sending)
-
-
-def _uncount_if_refused(error: BuglessError) -> None:
-    """Take the write :func:`call_errors` sent off the tally if it was refused before it ran."""
-    sent = _SENDING.get()
-    tally = CALL_TALLY.get()
-    if (
-        isinstance(error, Unauthenticated)
-        and error.reason in ASSERTION_REFUSALS
-        and sent is not None
-        and sent.write
-        and tally is not None
-    ):
-        tally.writes -= 1
-        sent.write = False
 
 
 def _no_answer(unreachable: str) -> str:
@@ -243,14 +228,6 @@ def _no_answer(unreachable: str) -> str:
     return f"{unreachable}: no answer within the call's deadline"
 
 
-#: Reasons a service refuses the identity assertion a call carried with, before
-#: running the call (the Model checks the assertion before it reads the request):
-#: the session it was issued for has ended, or it is signed with a key the
-#: Authenticator no longer publishes (a rotation dropped it while the frontend
-#: still held the assertion). Such a call applied nothing, so it may be sent
-#: again with a new assertion (:data:`ASSERTION_RENEWAL`, :func:`renewal_helps`).
-ASSERTION_REFUSALS = frozenset({"SESSION_ENDED", "INVALID_ASSERTION"})
-
 #: Renews the assertion of the calls made in this context, after a service
 #: refused the one a call carried (:data:`ASSERTION_REFUSALS`): it makes the new
 #: one current (:data:`CURRENT_ASSERTION`) and returns it, or None when there is
@@ -260,56 +237,6 @@ ASSERTION_REFUSALS = frozenset({"SESSION_ENDED", "INVALID_ASSERTION"})
 ASSERTION_RENEWAL: ContextVar[Callable[[Unauthenticated], Awaitable[str | None]] | None] = (
     ContextVar("bugless_assertion_renewal", default=None)
 )
-
-
-@dataclass
-class CallTally:
-    """How many writes one request's handling sent that may have been applied (:data:`CALL_TALLY`).
-
-    A call carrying the caller's assertion is counted as it is sent
-    (:func:`forward_assertions`), to any service, unless it only reads
-    (:func:`bugless_core.reads.only_reads`: a look-up made first, a username
-    for an assignee, is harmless to repeat); one the service refused for its
-    assertion (:data:`ASSERTION_REFUSALS`, refused before it ran) is taken off
-    again as :func:`call_errors` raises the refusal. A renewal's own calls
-    (asking the Authenticator for a new session) are not counted: they are
-    part of the call they renew (:func:`call_renewing`), whose second sending
-    is counted as any call is.
-    """
-
-    writes: int = 0
-
-
-@dataclass
-class _Sending:
-    """The call :func:`call_errors` is making: whether it was counted as a write."""
-
-    write: bool = False
-
-
-#: The tally of the request being handled, set by a frontend that answers a
-#: refusal of its caller's ended session with "make the call again" (the API's
-#: SESSION_RENEWED): that answer is safe only if nothing else of the request
-#: may have written (:func:`refused_alone`). None: nothing is counted.
-CALL_TALLY: ContextVar[CallTally | None] = ContextVar("bugless_call_tally", default=None)
-#: True while a call's assertion is renewed (the renewal's own calls are not counted).
-_RENEWING: ContextVar[bool] = ContextVar("bugless_renewing", default=False)
-#: The call being made inside :func:`call_errors` (None outside one: not counted).
-_SENDING: ContextVar[_Sending | None] = ContextVar("bugless_sending", default=None)
-
-
-def refused_alone() -> bool:
-    """Whether nothing the request being handled sent may have written.
-
-    A refusal of :data:`ASSERTION_REFUSALS` means the refused call ran
-    nothing; but a request that sent a write before it (or beside it) may
-    have applied that one, so making the whole request again could apply it
-    twice. Reads do not count (running one again changes nothing), nor do
-    writes refused so: only when no write may have been applied may the
-    request be answered "make it again" (:data:`CALL_TALLY`).
-    """
-    tally = CALL_TALLY.get()
-    return tally is not None and tally.writes <= 0
 
 
 def method_missing(exc: GRPCError) -> bool:
@@ -379,11 +306,8 @@ async def call_renewing(unreachable: str, attempt: Callable[[], Awaitable[R]]) -
         # The renewal's own look-ups are this call's, not writes of the request
         # (CALL_TALLY); the call sent again is counted as any call is, so a
         # write that runs then stays counted, and one refused again does not.
-        renewing = _RENEWING.set(True)
-        try:
+        with renewing():
             renewed = await renew(exc)
-        finally:
-            _RENEWING.reset(renewing)
         if not renewal_helps(exc, sent, renewed):
             raise
         with call_errors(unreachable):

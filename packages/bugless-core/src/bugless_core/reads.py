@@ -8,7 +8,7 @@ two rules rest on it:
   provably never ran;
 * the API tells a bot to make a request again at once (``SESSION_RENEWED``)
   only when nothing else the request sent may have written
-  (:func:`bugless_core.clients.refused_alone`): a look-up made first (a
+  (:func:`bugless_core.call_tally.refused_alone`): a look-up made first (a
   username for an assignee) is a read, and repeating it is harmless.
 
 A read here may record something no reader sees twice (``ListSessions``
