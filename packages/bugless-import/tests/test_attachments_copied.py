@@ -222,7 +222,7 @@ async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
 
     # The timeline: each file at its place, the source's description the
     # file's own (no comment of its entry); a file left out keeps its
-    # entry, which says why.
+    # entry, which records it as not imported, with why: no comment either.
     entries = await history(model, issue.id)
     shown = [(e.created_at, e.comment, [a.name for a in e.attachments]) for e in entries[1:]]
     assert shown[:3] == [
@@ -235,15 +235,14 @@ async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
         "the screen.png",
     ]
     assert [f.description for f in files] == ["the engine log.txt", "the screen.png"]
-    # The description, "Logs follow.", the two notes of files left out and
-    # "Fixed.": a described file is no comment (it was, one each, before).
-    assert issue.comment_count == 5
-    assert shown[3][0] == _hours(4)
-    assert "`core.dump` was not imported" in shown[3][1]
-    assert shown[3][2] == []
-    assert shown[4][0] == _hours(5)
-    assert "`lost.txt` was not imported: unreadable" in shown[4][1]
-    assert shown[5] == (_hours(6), "Fixed.", [])
+    # The description, "Logs follow." and "Fixed.": neither a described
+    # file nor a file left out is a comment (each was one before).
+    assert issue.comment_count == 3
+    assert shown[3:] == [(_hours(4), "", []), (_hours(5), "", []), (_hours(6), "Fixed.", [])]
+    assert [_not_imported(e) for e in entries[4:6]] == [
+        [f"core.dump ({skipped['core.dump']}): the core.dump"],
+        [f"lost.txt ({skipped['lost.txt']}): the lost.txt"],
+    ]
     assert all(e.imported_from == "trac41:1" for e in entries)
 
     # Again: nothing sent; a refresh sends no file the Model holds for the
@@ -258,9 +257,12 @@ async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
     )
     assert [f.id for f in listed.attachments] == [f.id for f in files]
 
-    # The web's issue page shows the files, each with its description.
+    # The web's issue page shows the files, each with its description, and
+    # the files left out by name.
     page = await _issue_page(bugless_stack, issue.id)
     assert page.status_code == 200, page.text[:500]
+    assert page.text.count('<span class="field">Source files not imported</span>') == 2
+    assert "core.dump (" in page.text
     assert "engine log.txt" in page.text
     assert page.text.count('<div class="attachment-description markdown"><p>the screen.png') == 2
     assert "screen.png" in page.text
@@ -397,7 +399,8 @@ async def test_redmine_attachments_are_copied_from_their_content_url_once(
             ("", ["ground log.txt"]),
             ("", ["antenna.png"]),
         ]
-        assert "`core.dump` was not imported" in shown[4][0]
+        assert shown[4] == ("", [])
+        assert _not_imported(entries[5]) == [f"core.dump ({why}): the core.dump"]
         assert shown[5] == ("Fixed the buffer.", [])
         assert await find(model, "redmine43:8313") != []
 
@@ -550,3 +553,10 @@ async def test_a_trac_text_naming_a_file_the_model_refused_says_so_instead_of_li
     (comment,) = [e.comment for e in await history(model, issue.id) if e.created_at == _hours(3)]
     assert comment == f"The core.dump (not imported: {why}) dump (not imported: {why})."
     assert hashlib.sha256(dump).hexdigest() not in issue.description + comment
+
+
+def _not_imported(entry: v1.HistoryEntry) -> list[str]:
+    """The files ``entry`` records as not imported (its ``files_not_imported`` change)."""
+    changes = [c for c in entry.changes if c.field == "files_not_imported"]
+    assert all(c.field_name == "Source files not imported" for c in changes)
+    return [name for c in changes for name in c.added]

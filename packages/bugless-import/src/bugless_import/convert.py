@@ -378,14 +378,14 @@ def _file_entry(
     is the attachment's own (``ImportedAttachment.description``), as the
     source shows it next to the file: the entry writes no comment, so the
     issue counts no comment for it. A file not copied has no attachment to
-    carry it: its entry's comment says why, after the description.
+    carry it: the entry records it as not imported, with why and its
+    description (``files_not_imported``, a change of the entry), again no
+    comment: the uploader wrote none.
     """
     comment = text(source.comment)
     if isinstance(stored, str):
-        note = f"(The source's file `{source.name}` was not imported: {stored}.)"
-        return v1.ImportedEntry(
-            author=author, created_at=at, comment=f"{comment}\n\n{note}" if comment else note
-        )
+        left_out = v1.NotImportedFile(name=source.name, reason=stored, description=comment)
+        return v1.ImportedEntry(author=author, created_at=at, files_not_imported=[left_out])
     described = dataclasses.replace(stored, description=comment)
     return v1.ImportedEntry(author=author, created_at=at, attachments=[described])
 

@@ -214,6 +214,7 @@ def without_relations(request: v1.ImportIssueRequest, reason: str) -> v1.ImportI
                 hotlist_remove=item.hotlist_remove,
                 custom_fields=item.custom_fields,
                 attachments=item.attachments,
+                files_not_imported=item.files_not_imported,
             )
         )
     stripped = copy.copy(request)

@@ -62,6 +62,8 @@ _DEFAULTS: dict[str, int] = {
     "type": int(v1.IssueType.BUG),
 }
 _EPOCH = datetime.fromtimestamp(0, UTC)
+#: The FieldChange of an entry's files the import did not copy.
+NOT_IMPORTED_FIELD = "files_not_imported"
 
 
 def _when(value: datetime | None) -> datetime | None:
@@ -127,6 +129,7 @@ class _Replay:
             changes.extend(self.relations.apply(index, item, at))
         changes.extend(self._cc(item.cc_add, item.cc_remove))
         changes.extend(extra)
+        changes.extend(_not_imported(item.files_not_imported))
         if changes or item.comment.strip() or item.attachments:
             self.entries.append(
                 _Entry(item.author, at, item.comment, changes, files=item.attachments)
@@ -158,6 +161,24 @@ class _Replay:
             return []
         self.state["cc"] = sorted((cc | set(added)) - set(removed))
         return [v1.FieldChange(field="cc", added=added, removed=removed)]
+
+
+def _not_imported(files: Sequence[v1.NotImportedFile]) -> list[v1.FieldChange]:
+    """The entry's files the import did not copy, as one change: not a comment of its author.
+
+    Named (``field_name``) as a custom field's change is, so that every
+    reader shows it by that name without knowing the field.
+    """
+    if not files:
+        return []
+    shown = [
+        f"{f.name} ({f.reason})" + (f": {f.description}" if f.description else "") for f in files
+    ]
+    return [
+        v1.FieldChange(
+            field=NOT_IMPORTED_FIELD, field_name="Source files not imported", added=shown
+        )
+    ]
 
 
 def _initial_state(request: v1.ImportIssueRequest) -> dict[str, Any]:

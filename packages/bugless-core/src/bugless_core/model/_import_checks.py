@@ -149,6 +149,21 @@ def _check_files(files: Sequence[v1.ImportedAttachment], path: str) -> None:
             raise _fail(f"{where}.size", "must not be negative")
 
 
+#: Characters of a file's why-not-imported (:func:`_check_not_imported`).
+_MAX_REASON_CHARS = 1000
+
+
+def _check_not_imported(files: Sequence[v1.NotImportedFile], path: str) -> None:
+    """Each file left out names itself and why; a description as a comment."""
+    if len(files) > limits.MAX_LIST_DELTA:
+        raise _fail(path, f"has {len(files)} items; at most {limits.MAX_LIST_DELTA}")
+    for i, file in enumerate(files):
+        where = f"{path}[{i}]"
+        check_text(file.name, f"{where}.name", MAX_RAW_NAME_CHARS, required=True)
+        check_text(file.reason, f"{where}.reason", _MAX_REASON_CHARS, required=True)
+        check_text(file.description, f"{where}.description", limits.MAX_COMMENT_LENGTH)
+
+
 def check_import_batch(request: v1.ImportIssuesRequest) -> None:
     """ImportIssues as a whole: permission, size, distinct external ids.
 
@@ -227,6 +242,7 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
         _check_custom_values(entry.custom_fields, f"{where}.custom_fields")
         files += len(entry.attachments)
         _check_files(entry.attachments, f"{where}.attachments")
+        _check_not_imported(entry.files_not_imported, f"{where}.files_not_imported")
         if entry.edits_description and entry.attachments:
             raise _fail(f"{where}.attachments", "a description edit attaches no files")
         changes = bool(
@@ -237,6 +253,7 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
             or entry.hotlist_add
             or entry.hotlist_remove
             or entry.custom_fields
+            or entry.files_not_imported
         )
         if entry.edits_description and changes:
             raise _fail(where, "a description edit changes no fields (give them their own entry)")

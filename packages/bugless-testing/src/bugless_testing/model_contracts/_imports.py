@@ -522,3 +522,39 @@ class ImportContract:
         refreshed = await model.import_issue(request)
         assert refreshed.entries_written == 2
         assert list((await get_issue(model, created.issue.id)).hotlist_ids) == []
+
+    async def test_a_file_not_imported_is_a_change_of_its_entry_not_a_comment(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        left_out = v1.ImportedEntry(
+            author="src-dev", created_at=_at(1),
+            files_not_imported=[
+                v1.NotImportedFile(name="core.dump", reason="too large", description="Dump"),
+                v1.NotImportedFile(name="gone.txt", reason="unreadable in the source"),
+            ],
+        )  # fmt: skip
+        request = _request(component.id, _external_id(), left_out, _entry("src-qa", 2, "Seen."))
+        created = await model.import_issue(request)
+        assert created.issue is not None
+        # The description and "Seen.": the entry of the files is no comment.
+        assert (created.entries_written, created.issue.comment_count) == (3, 2)
+        entries = await history(model, created.issue.id)
+        assert (entries[1].author, entries[1].comment) == ("src-dev", "")
+        assert [(c.field, c.field_name, list(c.added)) for c in entries[1].changes] == [
+            (
+                "files_not_imported",
+                "Source files not imported",
+                ["core.dump (too large): Dump", "gone.txt (unreadable in the source)"],
+            )
+        ]
+
+        for bad, named in (
+            (v1.NotImportedFile(reason="unreadable"), "history[0].files_not_imported[0].name"),
+            (v1.NotImportedFile(name="a.txt"), "history[0].files_not_imported[0].reason"),
+        ):
+            refused = _request(
+                component.id, _external_id(),
+                v1.ImportedEntry(author="src-dev", created_at=_at(1), files_not_imported=[bad]),
+            )  # fmt: skip
+            await expect_error(model.import_issue(refused), Status.INVALID_ARGUMENT, named)
