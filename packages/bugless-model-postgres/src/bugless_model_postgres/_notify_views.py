@@ -40,9 +40,20 @@ from bugless_model_postgres._edit_calls import mark_edited
 from bugless_model_postgres._follow import AUDIENCE, audience_message, read_settings
 from bugless_proto import v1
 
-#: Entries $2 (versions) of issue $1.
+#: Entries $2 (versions) of issue $1; for an edit, the text it replaced
+#: (``replaced``: the latest text of the edited entry before it, blank once
+#: redacted), NULL for other entries.
 ENTRIES = """
-SELECT * FROM issue_history WHERE issue_id = $1 AND version = ANY ($2::bigint[]) ORDER BY version
+SELECT h.*,
+       CASE WHEN h.edits_version <> 0 THEN
+           (SELECT e.comment FROM issue_history e
+             WHERE e.issue_id = $1 AND e.version < h.version
+               AND (e.version = h.edits_version OR e.edits_version = h.edits_version)
+             ORDER BY e.version DESC LIMIT 1)
+       END AS replaced
+  FROM issue_history h
+ WHERE h.issue_id = $1 AND h.version = ANY ($2::bigint[])
+ ORDER BY h.version
 """
 #: Every hotlist issue $1 is on, with what decides who may see it.
 ISSUE_HOTLISTS = """
@@ -88,6 +99,10 @@ async def notification_views(
     if request.versions:
         rows = await conn.fetch(ENTRIES, request.issue_id, sorted(set(request.versions)))
         entries = [entry_from_row(r) for r in rows]
+        for row, entry in zip(rows, entries, strict=True):
+            # The notifier tells an edit only to those it newly mentions.
+            if row["edits_version"]:
+                entry.replaced_comment = row["replaced"] or ""
         await mark_edited(conn, request.issue_id, entries)
         await fill_entries(conn, request.issue_id, entries)
     audience_row = await conn.fetchrow(AUDIENCE, request.issue_id)

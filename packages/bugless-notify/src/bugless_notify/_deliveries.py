@@ -33,7 +33,6 @@ from bugless_core import limits
 from bugless_core.clients import ActingFor, call, method_missing
 from bugless_core.errors import BuglessError, NotFound, PermissionDenied
 from bugless_core.issue_labels import holds_people
-from bugless_core.mentions import mentioned_usernames
 from bugless_core.notification_channel import NotificationMessage
 from bugless_notify._parts import in_parts
 from bugless_notify._redactions import (
@@ -45,7 +44,7 @@ from bugless_notify._redactions import (
 )
 from bugless_notify.component_webhooks import ComponentEndpoint, endpoints_for
 from bugless_notify.queue import NewDelivery
-from bugless_notify.recipients import Candidate, candidates, mention_texts, wanted
+from bugless_notify.recipients import Candidate, candidates, mentioned_usernames_of, wanted
 from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
 from bugless_proto import v1
 
@@ -153,7 +152,7 @@ class IssueDeliveries:
                 # a mail per entry of years of history. A saved-search
                 # notice waits for the batch's next native entry.
                 continue
-            mentioned = await self._user_ids(mentioned_usernames(*mention_texts(issue, entry)))
+            mentioned = await self._user_ids(mentioned_usernames_of(issue, entry))
             people = candidates(issue, entry, audience, mentioned, pending)
             named = {c.user_id for c in people}
             people += [c for c in (kept or {}).get(version, ()) if c.user_id not in named]

@@ -20,6 +20,10 @@ So a reporter ``@mentioned`` in a comment is told "you were mentioned", and
 a reporter made the verifier "you are the verifier", not "you reported
 this issue".
 
+An edit of a comment or of the description tells only the people it newly
+``@mentions`` (rule 4 alone, against the text it replaced), as GitHub and
+GitLab do; see :func:`told_of_edit_only_if_mentioned`.
+
 Then each person's settings apply (:func:`wanted`): the event switched off,
 the issue muted, channel ``none``, or being the change's author (unless they
 asked for their own changes). Whether the person may see the issue is not
@@ -31,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from bugless_core.mentions import mentioned_usernames
 from bugless_notify.reasons import Reason
 from bugless_proto import v1
 
@@ -57,6 +62,34 @@ def mention_texts(issue: v1.Issue, entry: v1.HistoryEntry) -> list[str]:
     if entry.version == 1 or any(c.field == "title" for c in entry.changes):
         texts.append(issue.title)
     return texts
+
+
+def told_of_edit_only_if_mentioned(entry: v1.HistoryEntry) -> bool:
+    """Whether ``entry`` is an edit whose replaced text the Model gave.
+
+    Such an edit tells only the people it newly ``@mentions``
+    (:func:`mentioned_usernames_of`), as GitHub and GitLab do: mailing
+    everyone a comment reaches for each typo fixed is noise. A Model older
+    than ``replaced_comment`` leaves it unset, and the edit goes to whoever
+    a comment reaches, as before.
+    """
+    return bool(entry.edits_version) and entry.replaced_comment is not None
+
+
+def mentioned_usernames_of(issue: v1.Issue, entry: v1.HistoryEntry) -> list[str]:
+    """The username keys ``entry`` mentions, as the recipient rules count them.
+
+    Those of :func:`mention_texts`; for an edit with its replaced text
+    (:func:`told_of_edit_only_if_mentioned`), only those the replaced text
+    did not mention already: rewording a comment that names @bob tells bob
+    nothing new, and a redacted edit (its text and the replaced one blank)
+    mentions nobody.
+    """
+    said = mentioned_usernames(*mention_texts(issue, entry))
+    if not told_of_edit_only_if_mentioned(entry):
+        return said
+    before = set(mentioned_usernames(entry.replaced_comment or ""))
+    return [key for key in said if key not in before]
 
 
 @dataclass(frozen=True)
@@ -116,29 +149,34 @@ def candidates(
             saved search the issue newly matches or stopped matching.
     """
     created = entry.version == 1
-    ordered: list[tuple[Iterable[str], Reason, bool]] = [
-        (
-            [issue.assignee] if created else _added_people(entry, "assignee", [issue.assignee]),
-            Reason.ASSIGNEE,
-            False,
-        ),
-        (_removed_people(entry, "assignee"), Reason.ASSIGNEE, True),
-        (
-            [issue.verifier] if created else _added_people(entry, "verifier", [issue.verifier]),
-            Reason.VERIFIER,
-            False,
-        ),
-        (_removed_people(entry, "verifier"), Reason.VERIFIER, True),
-        (issue.cc if created else _added_people(entry, "cc", issue.cc), Reason.CC, False),
-        (_removed_people(entry, "cc"), Reason.CC, True),
-        (mentioned, Reason.MENTIONED, False),
-        ([issue.assignee], Reason.ASSIGNEE, False),
-        ([issue.reporter], Reason.REPORTER, False),
-        ([issue.verifier], Reason.VERIFIER, False),
-        (issue.cc, Reason.CC, False),
-        (audience.starred_by, Reason.STARRED, False),
-        (audience.component_subscribers, Reason.COMPONENT, False),
-    ]
+    ordered: list[tuple[Iterable[str], Reason, bool]]
+    if told_of_edit_only_if_mentioned(entry):
+        # An edit changes no field and no role: only a new mention is news.
+        ordered = [(mentioned, Reason.MENTIONED, False)]
+    else:
+        ordered = [
+            (
+                [issue.assignee] if created else _added_people(entry, "assignee", [issue.assignee]),
+                Reason.ASSIGNEE,
+                False,
+            ),
+            (_removed_people(entry, "assignee"), Reason.ASSIGNEE, True),
+            (
+                [issue.verifier] if created else _added_people(entry, "verifier", [issue.verifier]),
+                Reason.VERIFIER,
+                False,
+            ),
+            (_removed_people(entry, "verifier"), Reason.VERIFIER, True),
+            (issue.cc if created else _added_people(entry, "cc", issue.cc), Reason.CC, False),
+            (_removed_people(entry, "cc"), Reason.CC, True),
+            (mentioned, Reason.MENTIONED, False),
+            ([issue.assignee], Reason.ASSIGNEE, False),
+            ([issue.reporter], Reason.REPORTER, False),
+            ([issue.verifier], Reason.VERIFIER, False),
+            (issue.cc, Reason.CC, False),
+            (audience.starred_by, Reason.STARRED, False),
+            (audience.component_subscribers, Reason.COMPONENT, False),
+        ]
     subscribed = audience.subscribed_components
     found: dict[str, Candidate] = {}
     for people, reason, former in ordered:

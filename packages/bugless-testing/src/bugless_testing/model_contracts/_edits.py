@@ -92,6 +92,40 @@ class EditContract:
         assert original.edited_in_version == response.entry.version
         assert entries[-1].edits_version == original.version
 
+    async def test_the_notifier_reads_the_text_each_edit_replaced(
+        self, model: v1.ModelStub
+    ) -> None:
+        """GetNotificationViews gives an edit the text before it, so the notifier can compare.
+
+        The notifier tells an edit only to the people it newly @mentions; it
+        needs the replaced text for that. Other entries, and other reads,
+        leave the field unset; a redaction leaves it blank.
+        """
+        component = await make_component(model)
+        issue = await make_issue(model, component.id, description="first description")
+        commented = await change(model, issue, comment="first text")
+        one = await edit(model, issue, commented.entry.version, "second text")
+        two = await edit(model, issue, commented.entry.version, "third text")
+        described = await edit(model, issue, 1, "second description")
+        assert one.entry is not None
+        assert two.entry is not None
+        assert described.entry is not None
+        versions = [1, commented.entry.version, one.entry.version, two.entry.version]
+        versions.append(described.entry.version)
+
+        async def replaced() -> list[str | None]:
+            views = await model.get_notification_views(
+                v1.GetNotificationViewsRequest(caller=ADMIN, issue_id=issue.id, versions=versions)
+            )
+            return [e.replaced_comment for e in views.entries]
+
+        assert await replaced() == [None, None, "first text", "second text", "first description"]
+        assert all(e.replaced_comment is None for e in await history(model, issue.id))
+        await redact(
+            model, issue.id, v1.RedactionTarget.COMMENT, entry_version=commented.entry.version
+        )
+        assert await replaced() == [None, None, "", "", "first description"]
+
     async def test_the_latest_edit_is_what_search_finds(self, model: v1.ModelStub) -> None:
         component = await make_component(model)
         issue = await make_issue(model, component.id)
