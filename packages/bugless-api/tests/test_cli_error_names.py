@@ -197,6 +197,11 @@ async def test_comment_edit_redact_attach_and_field_commands_name_their_options(
                 f"--attachment: issue {i} has no attachment {missing}",
             ),
             (
+                ["issue", "redact", i, "--attachment-description", missing, "--yes"],
+                3,
+                f"--attachment-description: issue {i} has no attachment {missing}",
+            ),
+            (
                 ["issue", "attach", i, str(attached), "--comment", long_text],
                 1,
                 f"--comment: {too_long} are accepted",

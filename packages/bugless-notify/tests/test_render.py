@@ -400,6 +400,11 @@ def test_a_comment_only_entry_is_a_comment_event() -> None:
             "issue.attachment_redacted",
             {"target": "attachment", "attachment_id": 9},
         ),
+        (
+            v1.RedactionTarget.ATTACHMENT_DESCRIPTION,
+            "issue.attachment_description_redacted",
+            {"target": "attachment_description", "attachment_id": 9},
+        ),
     ],
 )
 def test_a_redaction_is_its_own_event_and_says_what_went_without_any_text(

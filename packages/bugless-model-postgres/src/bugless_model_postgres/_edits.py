@@ -180,6 +180,23 @@ SELECT h.*, r.original, t.entry_rows, t.has_text, t.current_comment,
 BUMP_VERSION = f"""
 UPDATE issues AS i SET version = version + 1, modified_at = $2 WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}"""
+#: The redactions of a file: its content (with its description), or its
+#: description alone.
+_OF_A_FILE = frozenset({v1.RedactionTarget.ATTACHMENT, v1.RedactionTarget.ATTACHMENT_DESCRIPTION})
+#: Blank the description of attachment $1 of issue $2, its content kept,
+#: unless it has none (or its content was redacted, which blanked it); the
+#: description it had (``old_description``).
+BLANK_FILE_DESCRIPTION = """
+WITH old AS (
+    SELECT description FROM attachments
+     WHERE id = $1 AND issue_id = $2 AND NOT redacted AND description <> ''
+)
+UPDATE attachments SET description = ''
+ WHERE id = $1 AND issue_id = $2 AND NOT redacted AND description <> ''
+RETURNING (SELECT description FROM old) AS old_description
+"""
+#: Attachment $1 if it is issue $2's, whether its content is redacted.
+FILE_OF_ISSUE = "SELECT redacted FROM attachments WHERE id = $1 AND issue_id = $2"
 #: Blank the comment of entry $2 and of every edit of it, and forget their
 #: stored vectors (a redacted text leaves none behind); returns how many
 #: rows were blanked (``blanked``: all of them, those already blank too) and
@@ -283,7 +300,7 @@ async def redact(
     """Remove the target's content everywhere it is kept.
 
     Returns the issue and the entry, and the hash of the attachment content
-    redacted (``""`` for a comment or the description).
+    redacted (``""`` for a comment, the description or a file's description).
     """
     issue_id, target = request.issue_id, request.target
     row, role = await _locked_issue(ctx, issue_id, request.expected_version)
@@ -294,15 +311,11 @@ async def redact(
             metadata={"issue_id": str(issue_id)},
         )
     original, sha256, described = 0, "", ""
-    if target is v1.RedactionTarget.ATTACHMENT:
-        if redact_attachment is None:
-            raise NotFound(
-                f"attachment_id: issue {issue_id} has no attachment {request.attachment_id}",
-                metadata={"field": "attachment_id"},
-            )
-        # Its description goes with its content: out of the vectors and the
-        # mentions below.
-        sha256, described = await redact_attachment(ctx, issue_id, request.attachment_id)
+    of_a_file = target in _OF_A_FILE
+    if of_a_file:
+        # Its description goes (with its content, or alone): out of the
+        # vectors and the mentions below.
+        sha256, described = await _redact_of_file(ctx, request, redact_attachment)
     else:
         number = 1 if target is v1.RedactionTarget.DESCRIPTION else request.entry_version
         entry = await _entry(ctx, issue_id, number, REDACTION_TARGET)
@@ -321,9 +334,9 @@ async def redact(
                 f"issue's lock, and its redaction blanked {blanked}"
             )
             raise RuntimeError(msg)
-    if target is v1.RedactionTarget.ATTACHMENT and not described:
+    if of_a_file and not described:
         written = one_row(await ctx.conn.fetchrow(BUMP_VERSION, issue_id, ctx.now))
-    elif target is v1.RedactionTarget.ATTACHMENT:  # the vectors without its description
+    elif of_a_file:  # the vectors without its description
         title = str(row["title"])
         need = names_may_go(str(described), title)
         written = one_row(
@@ -346,6 +359,35 @@ async def redact(
     redaction = (int(target), original, request.attachment_id)
     marked = await _entries.insert_last_entry(ctx, issue_id, version, "", [], redaction=redaction)
     return _issues.Changed(issue, entry_from_row(marked)), sha256
+
+
+async def _redact_of_file(
+    ctx: WriteContext, request: v1.RedactRequest, redact_attachment: AttachmentRedactor | None
+) -> tuple[str, str]:
+    """Redact a file's content (with its description) or its description alone.
+
+    Returns:
+        The hash of the content redacted (``""``: the description alone) and
+        the description that went (``""``: none).
+    """
+    issue_id, attachment_id = request.issue_id, request.attachment_id
+    if request.target is v1.RedactionTarget.ATTACHMENT_DESCRIPTION:
+        blanked = await ctx.conn.fetchval(BLANK_FILE_DESCRIPTION, attachment_id, issue_id)
+        if blanked is not None:
+            return "", str(blanked)
+        file = await ctx.conn.fetchrow(FILE_OF_ISSUE, attachment_id, issue_id)
+        if file is not None:
+            why = "its content was redacted with it" if file["redacted"] else "it has none"
+            raise FailedPrecondition(
+                f"attachment {attachment_id} has no description to redact: {why}",
+                metadata={"attachment_id": str(attachment_id)},
+            )
+    elif redact_attachment is not None:
+        return await redact_attachment(ctx, issue_id, attachment_id)
+    raise NotFound(
+        f"attachment_id: issue {issue_id} has no attachment {attachment_id}",
+        metadata={"field": "attachment_id"},
+    )
 
 
 def _bump(ctx: WriteContext) -> str:

@@ -51,6 +51,7 @@ _REDACTED_WHAT = {
     v1.RedactionTarget.COMMENT: "a comment",
     v1.RedactionTarget.DESCRIPTION: "the description",
     v1.RedactionTarget.ATTACHMENT: "an attachment",
+    v1.RedactionTarget.ATTACHMENT_DESCRIPTION: "an attachment's description",
 }
 #: A redaction's webhook event, by what it removed: its own type, so that a
 #: receiver taking ``issue.commented`` for a comment never mistakes one for it.
@@ -58,12 +59,14 @@ REDACTION_EVENTS = {
     v1.RedactionTarget.COMMENT: "issue.comment_redacted",
     v1.RedactionTarget.DESCRIPTION: "issue.description_redacted",
     v1.RedactionTarget.ATTACHMENT: "issue.attachment_redacted",
+    v1.RedactionTarget.ATTACHMENT_DESCRIPTION: "issue.attachment_description_redacted",
 }
 #: What ``entry.redaction.target`` says in the JSON form.
 _REDACTION_TARGET_NAMES = {
     v1.RedactionTarget.COMMENT: "comment",
     v1.RedactionTarget.DESCRIPTION: "description",
     v1.RedactionTarget.ATTACHMENT: "attachment",
+    v1.RedactionTarget.ATTACHMENT_DESCRIPTION: "attachment_description",
 }
 #: How many characters of a comment a chat message quotes.
 CHAT_COMMENT_CHARS = 500
@@ -330,8 +333,9 @@ class _Renderer:
         target = self.entry.redaction_target
         if target not in _REDACTION_TARGET_NAMES:
             return None
-        if target == v1.RedactionTarget.ATTACHMENT:
-            return {"target": "attachment", "attachment_id": self.entry.redacted_attachment_id}
+        if target in (v1.RedactionTarget.ATTACHMENT, v1.RedactionTarget.ATTACHMENT_DESCRIPTION):
+            name = _REDACTION_TARGET_NAMES[target]
+            return {"target": name, "attachment_id": self.entry.redacted_attachment_id}
         return {"target": _REDACTION_TARGET_NAMES[target], "version": self.entry.redacted_version}
 
     @property

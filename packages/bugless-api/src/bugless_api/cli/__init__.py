@@ -55,7 +55,7 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "redact": (
             "comment_edits:redact_command",
-            "Remove a leaked secret for good: --entry N, --description or --attachment ID.",
+            "Remove a leaked secret for good: --entry, --description, --attachment[-description].",
         ),
         "attach": (
             "attachments:attach_command",

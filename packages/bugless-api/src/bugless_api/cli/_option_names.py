@@ -170,7 +170,9 @@ def redact_options(params: Mapping[str, Any]) -> OptionNames:
     """``bugless issue redact`` (RedactRequest): ``--description`` sends entry 1."""
     return {
         "entry_version": "--description" if params.get("description") else "--entry",
-        "attachment_id": "--attachment",
+        "attachment_id": (
+            "--attachment-description" if params.get("described_id") else "--attachment"
+        ),
         "expected_version": "--expected-version",
     }
 

@@ -78,6 +78,13 @@ async def edit_comment_command(
     "--attachment", "attachment_id", type=ID, default=None, help="An attachment's content."
 )
 @click.option(
+    "--attachment-description",
+    "described_id",
+    type=ID,
+    default=None,
+    help="An attachment's description (its content kept).",
+)
+@click.option(
     "--expected-version", metavar="N", type=ID, default=None, help="Fail (exit 4) unless at it."
 )
 @click.option("--yes", is_flag=True, help="Do not ask: redaction cannot be undone.")
@@ -90,10 +97,11 @@ async def redact_command(
     entry_version: int | None,
     description: bool,
     attachment_id: int | None,
+    described_id: int | None,
     expected_version: int | None,
     yes: bool,
 ) -> Detail:
-    """Remove a leaked secret for good: --entry N, --description or --attachment ID.
+    """Remove a leaked secret for good: --entry, --description, --attachment[-description].
 
     The text (or content) goes from storage, search and every earlier
     version; the history records who redacted what and when. Needs admin on
@@ -102,15 +110,24 @@ async def redact_command(
     """
     import sys  # noqa: PLC0415
 
-    chosen = [entry_version is not None, description, attachment_id is not None]
+    chosen = [
+        entry_version is not None,
+        description,
+        attachment_id is not None,
+        described_id is not None,
+    ]
     if sum(chosen) != 1:
-        raise click.UsageError("give one of --entry, --description or --attachment")
+        raise click.UsageError(
+            "give one of --entry, --description, --attachment or --attachment-description"
+        )
     what = (
         f"comment #{entry_version}"
         if entry_version is not None
         else "the description"
         if description
         else f"attachment {attachment_id}"
+        if attachment_id is not None
+        else f"the description of attachment {described_id}"
     )
     if not yes and (
         not sys.stdin.isatty()
@@ -120,7 +137,8 @@ async def redact_command(
     reply = await client.redact(
         issue_id,
         entry_version=1 if description else entry_version or 0,
-        attachment_id=attachment_id or 0,
+        attachment_id=attachment_id or described_id or 0,
         expected_version=expected_version,
+        description_only=described_id is not None,
     )
     return _recorded(reply)

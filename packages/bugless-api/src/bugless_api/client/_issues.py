@@ -446,12 +446,25 @@ class IssueCalls(ClientBase):
         entry_version: int = 0,
         attachment_id: int = 0,
         expected_version: int | None = None,
+        description_only: bool = False,
     ) -> v1.ChangeIssueResponse:
-        """Remove a comment (``entry_version``) or an attachment's content for good."""
+        """Remove a comment (``entry_version``) or an attachment's content for good.
+
+        With ``description_only``, the attachment's description goes and its
+        content stays.
+        """
         check_id(issue_id, "issue_id")
         if bool(entry_version) == bool(attachment_id):
             raise client_mistake("redact: give entry_version or attachment_id")
-        target = v1.RedactionTarget.COMMENT if entry_version else v1.RedactionTarget.ATTACHMENT
+        if description_only and not attachment_id:
+            raise client_mistake("redact: description_only names an attachment_id")
+        target = (
+            v1.RedactionTarget.COMMENT
+            if entry_version
+            else v1.RedactionTarget.ATTACHMENT_DESCRIPTION
+            if description_only
+            else v1.RedactionTarget.ATTACHMENT
+        )
         if expected_version is None:
             expected_version = (await self.get_issue(issue_id)).version
         request = v1.RedactRequest(

@@ -51,10 +51,14 @@ def check_redact(request: v1.RedactRequest) -> None:
         check_id(request.entry_version, "entry_version")
     elif request.entry_version:
         raise _fail("entry_version", f"only a COMMENT redaction names an entry, not {target.name}")
-    if target is v1.RedactionTarget.ATTACHMENT:
+    of_a_file = (v1.RedactionTarget.ATTACHMENT, v1.RedactionTarget.ATTACHMENT_DESCRIPTION)
+    if target in of_a_file:
         check_id(request.attachment_id, "attachment_id")
     elif request.attachment_id:
-        raise _fail("attachment_id", f"only an ATTACHMENT redaction names one, not {target.name}")
+        raise _fail(
+            "attachment_id",
+            f"only an ATTACHMENT or ATTACHMENT_DESCRIPTION redaction names one, not {target.name}",
+        )
 
 
 def check_create_custom_field(request: v1.CreateCustomFieldRequest) -> None:

@@ -218,3 +218,52 @@ class ImportedFileContract:
         (file,) = await listed(model, issue.id, caller=ADMIN)
         await redact(model, issue.id, v1.RedactionTarget.ATTACHMENT, attachment_id=file.id)
         assert await found() == [[], [], []]
+
+    async def test_a_description_is_redacted_alone_and_the_file_kept(
+        self, model: v1.ModelStub
+    ) -> None:
+        """ATTACHMENT_DESCRIPTION blanks the description everywhere; the content stays.
+
+        The entry records the file's id; the words and the mention go from
+        search. Once gone (or with its content) there is nothing left to
+        redact; another issue's file is NOT_FOUND, and an editor may not.
+        """
+        component = await make_component(model)
+        word, name = _word("bearing"), unique("ops")
+        content = PNG + b"kept"
+        shot = await store_content(model, content, "bearing.png")
+        shot.description = f"The {word} password, ask @{name}."
+        items = [_attaching("src-qa", 2, shot)]
+        done = await model.import_issue(_request(component.id, _external_id(), *items))
+        assert done.issue is not None
+        issue = done.issue
+        (file,) = await listed(model, issue.id, caller=ADMIN)
+        other = await model.import_issue(_request(component.id, _external_id()))
+        assert other.issue is not None
+        target = v1.RedactionTarget.ATTACHMENT_DESCRIPTION
+        await expect_error(
+            redact(model, other.issue.id, target, attachment_id=file.id), Status.NOT_FOUND, "has no"
+        )
+        await expect_error(
+            redact(model, issue.id, target, attachment_id=file.id, caller=ALICE),
+            Status.PERMISSION_DENIED,
+            "to redact",
+        )
+        redacted = await redact(model, issue.id, target, attachment_id=file.id)
+        assert redacted.entry is not None
+        entry = redacted.entry
+        assert (entry.redaction_target, entry.redacted_attachment_id) == (target, file.id)
+        assert entry.redacted_version == 0
+        (file,) = await listed(model, issue.id, caller=ADMIN)
+        assert (file.redacted, file.description) == (False, "")
+        _, downloaded = await download(model, file.id, caller=ADMIN)
+        assert downloaded == content
+        entries = await history(model, issue.id)
+        assert [a.description for a in entries[1].attachments] == [""]
+        for term in (eq(v1.SearchField.TEXT, word), eq(v1.SearchField.MENTION, name)):
+            assert await search_ids(model, within(component.id, term)) == []
+        await expect_error(
+            redact(model, issue.id, target, attachment_id=file.id),
+            Status.FAILED_PRECONDITION,
+            "no description to redact",
+        )
