@@ -37,13 +37,13 @@ from h2.exceptions import H2Error
 from multidict import MultiDict, MultiDictProxy
 
 from bugless_core._compat.grpclib import IServable, call_stream_id
+from bugless_core._error_metadata import wait_seconds
 from bugless_core.errors import (
     DRAINING_REASON,
     ERROR_DOMAIN,
     PermissionDenied,
     Unavailable,
     to_grpc_error,
-    wait_seconds,
 )
 from bugless_core.grpc._access import AccessRules, refusal_message
 from bugless_core.grpc._metrics import GrpcServerMetrics, RunningCalls, split_method_name
@@ -486,7 +486,7 @@ def _retry_after(details: object) -> str | None:
     Sent as the ``retry-after`` trailer (HTTP's header, rounded up the same
     way) so that clients and proxies that never decode status details still
     learn when to come back. None, and no trailer, for a value that is no
-    wait (:func:`~bugless_core.errors.wait_seconds`: "nan", "inf", "1e999",
+    wait (:func:`~bugless_core._error_metadata.wait_seconds`: "nan", "inf", "1e999",
     more than a year): the status and its message still go out.
     """
     for detail in details if isinstance(details, list) else ():
