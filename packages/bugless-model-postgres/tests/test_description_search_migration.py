@@ -86,3 +86,44 @@ async def test_descriptions_imported_before_0033_are_searched_and_mention_after_
     assert await found() == [[issue_id]] * 3
     said_term = within(component.id, eq(v1.SearchField.COMMENT, said))
     assert sorted(await search_ids(model, said_term)) == sorted([issue_id, other.issue.id])
+
+
+async def test_running_0033_again_takes_out_a_description_an_old_replica_redacted(
+    model_settings: ModelSettings, model: v1.ModelStub
+) -> None:
+    """A replica of 0031's release redacting a described file leaves its words and mention.
+
+    It blanks the description with the content and bumps the version only:
+    the issue's vectors and mentions still hold the text. Running 0033's
+    statements and ``migrate`` again (docs/upgrades.md) removes both.
+    """
+    component = await make_component(model)
+    word, name = _word("leaked"), unique("ops")
+    shot = await store_content(model, PNG + b"old replica", "leak.png")
+    shot.description = f"The {word} key, ask @{name}."
+    attaching = _entry("src-qa", 2)
+    attaching.attachments = [shot]
+    done = await model.import_issue(_request(component.id, _external_id(), attaching))
+    assert done.issue is not None
+    issue_id = done.issue.id
+    terms = [eq(v1.SearchField.TEXT, word), eq(v1.SearchField.MENTION, name)]
+
+    async def found() -> list[list[int]]:
+        return [await search_ids(model, within(component.id, t)) for t in terms]
+
+    (sql,) = [
+        m.sql for m in PostgresBackend.migrations() if m.name == "attachment_description_search"
+    ]
+    conn = await asyncpg.connect(model_settings.database_url)
+    try:
+        await conn.execute(f"SET search_path TO {quote_schema(model_settings.schema)}")
+        await conn.execute(
+            "UPDATE attachments SET redacted = true, description = '' WHERE issue_id = $1",
+            issue_id,
+        )
+        assert await found() == [[issue_id]] * 2
+        await conn.execute(sql)
+        await PostgresBackend.migrate(model_settings)
+    finally:
+        await conn.close()
+    assert await found() == [[], []]
