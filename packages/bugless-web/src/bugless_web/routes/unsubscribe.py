@@ -19,11 +19,14 @@ changes (the error page, as for every refusal).
 
 Both pages show the header of whoever is signed in in this browser (their
 menu and Sign out), as every page does; the token, not that sign-in, is what
-the mute acts on. So they name the person the mute is for, as the mail's
-``To:`` named them (:func:`_recipient_name`: their display name, or their
-username when they have none): someone who forwarded a mail, or a signed-in
-colleague who opens a link meant for another, sees whose mail it stops,
-and learns nothing the mail did not show (no address, no other detail).
+the mute acts on. So they say whether the link is the signed-in person's
+(:func:`_whose`): "to you" when it is, and when it is another's, that it is
+not theirs and leaves their own mail alone, so that someone who opens a
+link from a forwarded mail does not take the mute for their own. They name
+no one: the link is in access logs, proxies' and link scanners' too
+(docs/trust.md, "One-click unsubscribe"), and whoever holds it without the
+mail must not learn from it whose mail about the issue it stops, which only
+the mail's ``To:`` said.
 """
 
 from __future__ import annotations
@@ -36,26 +39,22 @@ from litestar.params import FromPath
 from bugless_core.clients import acting_as, call
 from bugless_core.errors import Unauthenticated, Unavailable
 from bugless_proto import v1
-from bugless_web.backends import caller_of
+from bugless_web.backends import Viewer, caller_of
 from bugless_web.frontend import frontend_of, optional_viewer, render
 
 #: The addresses of unsubscribe links (the token follows).
 PATH_PREFIX = "/unsubscribe/"
 
 
-async def _recipient_name(request: Request[Any, Any, Any], user_id: str) -> str:
-    """The name the mail's ``To:`` gave the token's person ("" if unknown).
+def _whose(viewer: Viewer | None, user_id: str) -> str:
+    """Whose link it is, as the pages say it: "mine", "another's", or "" (nobody signed in).
 
-    The notifier addresses a mail to ``display_name or username``
-    (``bugless_notify``): the page says no more than that. A person the
-    Authenticator no longer knows is left unnamed, not refused: the token is
-    what the mute rests on.
+    Only the signed-in person is told anything, and only whether the
+    token's person is they: never who else it is.
     """
-    users = await frontend_of(request).backends.users([user_id])
-    user = users.get(user_id)
-    if user is None:
+    if viewer is None:
         return ""
-    return user.display_name or user.username
+    return "mine" if viewer.user.user_id == user_id else "another's"
 
 
 @get("/unsubscribe/{token:str}")
@@ -63,7 +62,7 @@ async def confirm_unsubscribe(
     request: Request[Any, Any, Any], token: FromPath[str]
 ) -> Response[Any]:
     """Say what the link would mute, with a button; mute nothing."""
-    await optional_viewer(request)  # the header of whoever is signed in here
+    viewer = await optional_viewer(request)  # the header of whoever is signed in here
     grant = await call(
         frontend_of(request).backends.auth.redeem_unsubscribe_token,
         v1.RedeemUnsubscribeTokenRequest(token=token, check_only=True),
@@ -75,7 +74,7 @@ async def confirm_unsubscribe(
             "issue_id": grant.issue_id,
             "token": token,
             "muted": False,
-            "recipient": await _recipient_name(request, grant.user_id),
+            "whose": _whose(viewer, grant.user_id),
         },
     )
 
@@ -84,7 +83,7 @@ async def confirm_unsubscribe(
 async def unsubscribe(request: Request[Any, Any, Any], token: FromPath[str]) -> Response[Any]:
     """Mute the token's issue for its person (a mail client's one-click POST, or the page's)."""
     backends = frontend_of(request).backends
-    await optional_viewer(request)  # the header of whoever is signed in here
+    viewer = await optional_viewer(request)  # the header of whoever is signed in here
     grant = await call(
         backends.auth.redeem_unsubscribe_token, v1.RedeemUnsubscribeTokenRequest(token=token)
     )
@@ -107,11 +106,10 @@ async def unsubscribe(request: Request[Any, Any, Any], token: FromPath[str]) -> 
             f"the Model did not take the link's assertion ({exc.message}); "
             "if bugless is being upgraded, the link works again once it is done"
         ) from exc
-    recipient = identity.user.display_name or identity.user.username if identity.user else ""
     return render(
         request,
         "unsubscribe.html",
-        {"issue_id": grant.issue_id, "muted": True, "recipient": recipient},
+        {"issue_id": grant.issue_id, "muted": True, "whose": _whose(viewer, grant.user_id)},
     )
 
 
