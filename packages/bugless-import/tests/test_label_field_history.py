@@ -213,3 +213,66 @@ async def test_a_move_in_the_history_drops_the_fields_the_new_component_lacks_as
     assert live.issue is not None
     assert _custom_changes(live.entry) == imported_move
     assert [(v.name, list(v.values)) for v in live.issue.custom_fields] == [("Size35", ["Small"])]
+
+
+class _Trac36(TracImporter):
+    """Trac under a name of its own (the session's other Trac tests own theirs)."""
+
+    name = "trac36"
+
+
+async def test_a_move_maps_the_labels_to_the_new_components_fields(
+    make_settings: MakeSettings,
+    model: v1.ModelStub,
+    tmp_path: Path,
+) -> None:
+    # Both components have a field named Urgency36, each its own. The
+    # ticket's keyword stays "urgent" through its move: in Valves36 the
+    # issue holds Valves36's Urgency36=High, as an import of a ticket
+    # created there would, not only loses Pumps36's.
+    fields = {}
+    for name in ("Pumps36", "Valves36"):
+        component = await call(
+            model.create_component, v1.CreateComponentRequest(caller=ADMIN, name=name)
+        )
+        fields[name] = await call(
+            model.create_custom_field,
+            v1.CreateCustomFieldRequest(
+                caller=ADMIN, component_id=component.id, name="Urgency36",
+                type=v1.CustomFieldType.ENUM, options=["High", "Low"],
+            ),
+        )  # fmt: skip
+    env = Environment(
+        str(tmp_path / "env"), create=True, options=[("trac", "database", "sqlite:db/trac.db")]
+    )
+    for name in ("pumps", "valves"):
+        component = Component(env)
+        component.name = name
+        component.insert()
+    ticket = Ticket(env)
+    ticket.populate(
+        {"summary": "Hum is a valve", "description": "Hums.", "reporter": "ann",
+         "component": "pumps", "status": "new", "keywords": "urgent"}
+    )  # fmt: skip
+    ticket.insert(when=_hours(0))
+    ticket["component"] = "valves"
+    ticket.save_changes("tom", "It is the valve.", when=_hours(1))
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(
+        '[components]\npumps = "Pumps36"\nvalves = "Valves36"\n'
+        '[labels]\nurgent = "field:Urgency36=High"\n',
+        encoding="utf-8",
+    )
+
+    report = await run_import(_Trac36(env.path, {}), make_settings(mapping=mapping))
+    assert report.created == 1
+
+    (issue,) = await find(model, "trac36:1")
+    assert [(v.field_id, list(v.values)) for v in issue.custom_fields] == [
+        (fields["Valves36"].id, ["High"])
+    ]
+    _, moved = await history(model, issue.id)
+    assert sorted((c.field, c.old_value, c.new_value) for c in moved.changes if c.field_name) == [
+        (f"customfield{fields['Pumps36'].id}", "High", ""),
+        (f"customfield{fields['Valves36'].id}", "", "High"),
+    ]

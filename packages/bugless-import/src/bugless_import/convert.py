@@ -109,30 +109,52 @@ class _LabelReplay:
     ``initial_custom_fields``, with ``hotlists_replayed`` and
     ``custom_fields_replayed``), so each change is its entry's, with the
     source's author and time.
+
+    A move (:meth:`move`) maps the labels to the new component's fields in
+    its entry, labels changed or not: the Model drops the values of fields
+    the new component does not have, as a live move does, and the entry
+    sets those the labels give there (a field of the new component's own
+    with the same name, say), so that the issue holds what an import of it
+    created there would.
     """
 
     resolved: Resolved
     component_id: int
     labels: list[str]
+    #: The component before the entry's move (:meth:`move`), else None.
+    moved_from: int | None = None
+
+    def move(self, component_id: int) -> None:
+        """The entry about to be applied moves the issue to ``component_id``."""
+        if component_id != self.component_id:
+            self.moved_from, self.component_id = self.component_id, component_id
 
     def apply(self, item: v1.ImportedEntry, changes: Sequence[SourceChange]) -> None:
-        """Set ``item``'s hotlist and custom field changes for its label changes."""
+        """Set ``item``'s hotlist and custom field changes for its label changes and move."""
+        before = self.component_id if self.moved_from is None else self.moved_from
+        self.moved_from = None
         after = set(self.labels)
         for change in changes:
             if change.field == "labels":
                 after = (after - set(change.removed)) | set(change.added)
-        if after == set(self.labels):
+        if after == set(self.labels) and before == self.component_id:
             return
-        old_hotlists, old_values = self.resolved.labels(self.component_id, self.labels)
-        self.labels = sorted(after)
+        old_hotlists, old_values = self.resolved.labels(before, self.labels)
+        old_labels, self.labels = self.labels, sorted(after)
         new_hotlists, new_values = self.resolved.labels(self.component_id, self.labels)
         item.hotlist_add = sorted(set(new_hotlists) - set(old_hotlists))
         item.hotlist_remove = sorted(set(old_hotlists) - set(new_hotlists))
         old = {v.field_id: list(v.values) for v in old_values}
         new = {v.field_id: list(v.values) for v in new_values}
+        cleared = set(old) - set(new)
+        if cleared and before != self.component_id:
+            # Only a field the new component has can be cleared; the Model
+            # drops the others' values with the move.
+            _, there = self.resolved.labels(self.component_id, old_labels)
+            cleared &= {v.field_id for v in there}
         item.custom_fields = [
             v1.CustomFieldValue(field_id=fid, values=new.get(fid, []))
-            for fid in sorted(set(old) | set(new))
+            for fid in sorted(cleared | set(new))
             if old.get(fid) != new.get(fid)
         ]
 
@@ -311,7 +333,7 @@ def to_request(
         if entry.relations:
             apply_relation_changes(item, entry.relations, relation_reference, held, relation_counts)
         if "component_id" in paths:
-            labels.component_id = delta.component_id
+            labels.move(delta.component_id)
         labels.apply(item, entry.changes)
         item.cc_add = sorted(set(item.cc_add) - set(item.cc_remove))
         item.cc_remove = sorted(set(item.cc_remove))
