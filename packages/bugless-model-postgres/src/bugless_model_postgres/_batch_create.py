@@ -322,7 +322,7 @@ async def _create_together(
             continue
         component_id = request.fields.component_id if request.fields is not None else 0
         try:
-            _issue_plan.check_target_row(
+            await _issue_plan.check_target_row(
                 ctx, component_id, row if row["id"] is not None else None, "fields.component_id"
             )
             custom_fields = None

@@ -32,6 +32,12 @@ _SEEN_COLUMNS = (
 COMPONENT_SEEN_BY_ID = f"SELECT {_SEEN_COLUMNS} FROM components c WHERE c.id = $1"
 #: The component whose ``path_key`` is $1, with its path as the caller ($2, $3) sees it.
 COMPONENT_SEEN_BY_PATH = f"SELECT {_SEEN_COLUMNS} FROM components c WHERE c.path_key = $1::text[]"
+#: Only the path of component $1 as the caller ($2, $3) sees it (to name it in a refusal).
+SEEN_PATH_OF = (
+    "SELECT "
+    + SEEN_PATH.format(admin="$2::boolean", principals="$3::text[]", c="c")
+    + " FROM components c WHERE c.id = $1"
+)
 NEXT_COMPONENT_ID = "SELECT nextval(pg_get_serial_sequence('components', 'id'))"
 
 INSERT_COMPONENT = """

@@ -27,13 +27,40 @@ from bugless_core.errors import (
 )
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, component_not_found
-from bugless_model_postgres._convert import Conn, acl_to_json, caller_role, template_to_json
+from bugless_model_postgres._convert import (
+    Conn,
+    Row,
+    acl_to_json,
+    caller_role,
+    principals_of,
+    template_to_json,
+)
 from bugless_proto import v1
 
 
-def admin_needed(row: asyncpg.Record, what: str) -> PermissionDenied:
+async def seen_path(conn: Conn, caller: v1.Caller, row: Row) -> str:
+    """The path of component ``row`` as ``caller`` sees it, to name it in a refusal.
+
+    A refusal names the component by the path every answer gives the caller
+    (``_visibility.SEEN_PATH``), not by one naming components above that
+    they may not view. One statement, read only when refusing.
+    """
+    return await _seen_path_of(conn, caller, int(row["id"]), str(row["path"]))
+
+
+async def _seen_path_of(conn: Conn, caller: v1.Caller, component_id: int, path: str) -> str:
+    """:func:`seen_path` of component ``component_id``, whose whole path is ``path``."""
+    if caller.admin:
+        return path
+    found = await conn.fetchval(cq.SEEN_PATH_OF, component_id, False, principals_of(caller))
+    return str(found if found is not None else path)
+
+
+async def admin_needed(ctx: WriteContext, row: Row, what: str) -> PermissionDenied:
+    """The refusal of a change of component ``row`` that needs its admin role."""
+    path = await seen_path(ctx.conn, ctx.caller, row)
     return PermissionDenied(
-        f"{ROLE_NAMES[v1.Role.ADMIN]} role on component {row['path']} needed {what}",
+        f"{ROLE_NAMES[v1.Role.ADMIN]} role on component {path} needed {what}",
         metadata={"component_id": str(row["id"])},
     )
 
@@ -59,8 +86,14 @@ def path_key(path: str) -> list[str]:
     return [name.casefold() for name in path.split(">")]
 
 
-def _name_taken(name: str, parent_path: str) -> AlreadyExists:
-    where = f"under {parent_path}" if parent_path else "at the top level"
+async def _name_taken(
+    ctx: WriteContext, name: str, parent_id: int, parent_path: str
+) -> AlreadyExists:
+    """A sibling of that name exists under ``parent_id`` (its path as the caller sees it)."""
+    if parent_id:
+        where = f"under {await _seen_path_of(ctx.conn, ctx.caller, parent_id, parent_path)}"
+    else:
+        where = "at the top level"
     return AlreadyExists(
         f"name: a component named {name!r} already exists {where} "
         "(names are compared case-insensitively)",
@@ -75,7 +108,7 @@ async def create_component(ctx: WriteContext, request: v1.CreateComponentRequest
     if request.parent_id:
         parent, role = await visible_component(ctx, request.parent_id, "parent_id", lock=True)
         if role < v1.Role.ADMIN:
-            raise admin_needed(parent, "to create a subcomponent")
+            raise await admin_needed(ctx, parent, "to create a subcomponent")
         parent_path_ids = list(parent["path_ids"])
         parent_path = parent["path"]
     component_id = await ctx.conn.fetchval(cq.NEXT_COMPONENT_ID)
@@ -96,7 +129,7 @@ async def create_component(ctx: WriteContext, request: v1.CreateComponentRequest
                 ctx.now,
             )
     except asyncpg.UniqueViolationError as exc:
-        raise _name_taken(request.name, parent_path) from exc
+        raise await _name_taken(ctx, request.name, request.parent_id, parent_path) from exc
     await ctx.conn.execute(cq.REFRESH_EFFECTIVE_ACL, component_id)
     ctx.components_changed.append(int(component_id))
     return int(component_id)
@@ -108,7 +141,7 @@ async def update_component(ctx: WriteContext, request: v1.UpdateComponentRequest
     paths = set(request.update_mask.paths) if request.update_mask else set()
     row, role = await visible_component(ctx, change.id, lock=True)
     if role < v1.Role.ADMIN:
-        raise admin_needed(row, "to change it")
+        raise await admin_needed(ctx, row, "to change it")
     if request.expected_version and request.expected_version != row["version"]:
         raise VersionConflict.stale(
             f"component {change.id}",
@@ -129,12 +162,13 @@ async def update_component(ctx: WriteContext, request: v1.UpdateComponentRequest
         parent, parent_role = await visible_component(ctx, parent_id, "component.parent_id")
         if change.id in parent["path_ids"]:
             raise FailedPrecondition(
-                f"component.parent_id: component {parent['path']} is {change.id} itself or "
+                f"component.parent_id: component {await seen_path(ctx.conn, ctx.caller, parent)} "
+                f"is {change.id} itself or "
                 f"one of its descendants; a component cannot move under its own subtree",
                 metadata={"field": "component.parent_id"},
             )
         if parent_role < v1.Role.ADMIN:
-            raise admin_needed(parent, "to move a component under it")
+            raise await admin_needed(ctx, parent, "to move a component under it")
         new_parent_ids = list(parent["path_ids"])
         parent_path = parent["path"]
     elif moved:
@@ -146,7 +180,7 @@ async def update_component(ctx: WriteContext, request: v1.UpdateComponentRequest
                 change.id, name, description, archived, acl, template, parent_id, ctx.now,
             )  # fmt: skip
     except asyncpg.UniqueViolationError as exc:
-        raise _name_taken(name, parent_path) from exc
+        raise await _name_taken(ctx, name, parent_id, parent_path) from exc
     if moved:
         await ctx.conn.execute(cq.MOVE_SUBTREE, change.id, new_parent_ids)
     if moved or name != row["name"]:
@@ -154,7 +188,7 @@ async def update_component(ctx: WriteContext, request: v1.UpdateComponentRequest
             async with ctx.conn.transaction():
                 await _repath_subtree(ctx.conn, change.id)
         except asyncpg.UniqueViolationError as exc:
-            raise _name_taken(name, parent_path) from exc
+            raise await _name_taken(ctx, name, parent_id, parent_path) from exc
     if moved or "acl" in paths:
         await ctx.conn.execute(cq.REFRESH_EFFECTIVE_ACL, change.id)
     ctx.components_changed.append(change.id)

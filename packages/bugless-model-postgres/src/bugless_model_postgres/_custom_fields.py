@@ -30,7 +30,7 @@ from bugless_core.errors import (
     VersionConflict,
 )
 from bugless_model_postgres import _field_holders as holders
-from bugless_model_postgres._components import admin_needed, visible_component
+from bugless_model_postgres._components import admin_needed, seen_path, visible_component
 from bugless_model_postgres._context import WriteContext
 from bugless_model_postgres._convert import Conn, Row, caller_role, one_row
 from bugless_model_postgres._custom_values import (
@@ -295,7 +295,7 @@ async def plan_values(
 async def _admin_component(ctx: WriteContext, component_id: int, field: str) -> asyncpg.Record:
     row, role = await visible_component(ctx, component_id, field, lock=True)
     if role < v1.Role.ADMIN:
-        raise admin_needed(row, "to define its custom fields")
+        raise await admin_needed(ctx, row, "to define its custom fields")
     return row
 
 
@@ -319,7 +319,8 @@ async def create_field(ctx: WriteContext, request: v1.CreateCustomFieldRequest) 
         limits.MAX_CUSTOM_FIELDS_PER_COMPONENT
     ):
         raise FailedPrecondition(
-            f"component_id: component {component['path']} already defines "
+            f"component_id: component {await seen_path(ctx.conn, ctx.caller, component)} "
+            "already defines "
             f"{limits.MAX_CUSTOM_FIELDS_PER_COMPONENT} custom fields, the most it may",
             metadata={"field": "component_id"},
         )
@@ -351,7 +352,7 @@ async def _field_for_change(
     if component is None or role is None:
         raise field_not_found(field_id, path)
     if role < v1.Role.ADMIN:
-        raise admin_needed(component, "to define its custom fields")
+        raise await admin_needed(ctx, component, "to define its custom fields")
     row = await ctx.conn.fetchrow(FIELD_FOR_UPDATE, field_id)
     if row is None:
         raise field_not_found(field_id, path)

@@ -25,6 +25,7 @@ from bugless_core.issue_fields import ENUM_FIELDS, SCALAR_FIELDS, is_open
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _custom_fields
 from bugless_model_postgres import _queries as q
+from bugless_model_postgres._components import seen_path
 from bugless_model_postgres._context import (
     WriteContext,
     component_not_found,
@@ -54,22 +55,30 @@ def _is_open(status: int) -> bool:
 async def check_target_component(ctx: WriteContext, component_id: int, field: str) -> None:
     """An issue may be put in a visible, unarchived component the caller edits."""
     row = await ctx.conn.fetchrow(cq.COMPONENT_BY_ID, component_id)
-    check_target_row(ctx, component_id, row, field)
+    await check_target_row(ctx, component_id, row, field)
 
 
-def check_target_row(ctx: WriteContext, component_id: int, row: Row | None, field: str) -> None:
-    """:func:`check_target_component` on the component's row, already read."""
+async def check_target_row(
+    ctx: WriteContext, component_id: int, row: Row | None, field: str
+) -> None:
+    """:func:`check_target_component` on the component's row, already read.
+
+    A refusal names the component by its path as the caller sees it
+    (:func:`._components.seen_path`): a statement more, only when refusing.
+    """
     role = caller_role(ctx.caller, row["effective_acl"]) if row else None
     if row is None or role is None:
         raise component_not_found(component_id, field)
     if role < v1.Role.EDITOR:
         raise PermissionDenied(
-            f"{field}: editor role on component {row['path']} needed",
+            f"{field}: editor role on component {await seen_path(ctx.conn, ctx.caller, row)} "
+            "needed",
             metadata={"component_id": str(component_id)},
         )
     if row["archived"]:
         raise FailedPrecondition(
-            f"{field}: component {row['path']} is archived and accepts no new issues",
+            f"{field}: component {await seen_path(ctx.conn, ctx.caller, row)} is archived "
+            "and accepts no new issues",
             metadata={"component_id": str(component_id)},
         )
 

@@ -222,7 +222,7 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
     if checks["idempotent_id"] is not None:
         return Created(int(checks["idempotent_id"]), None)
     component = checks if checks["id"] is not None else None
-    check_target_row(ctx, fields.component_id, component, "fields.component_id")
+    await check_target_row(ctx, fields.component_id, component, "fields.component_id")
     rows = await lock_and_load(ctx, create_related_ids(request))
     fields_json = checks["applicable_fields"]
     planned = await plan_create(

@@ -177,6 +177,58 @@ class ComponentContract:
             assert (await get_component(model, deep.id, caller=caller)).path == whole
             assert [c.path for c in await _children(model, net.id, caller=caller)] == [whole]
 
+    async def test_a_refusal_names_a_component_by_the_path_the_caller_sees(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Refusals name a component by the path GetComponent gives the caller.
+
+        Bob may read Logs (its own entry), below Secret: told why he may not
+        file in it or add below it, he reads ``…>Logs``; and ``…>Ops`` when a
+        name he gives below Ops (his to administer) is taken.
+        """
+        secret = await make_component(
+            model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        logs = await model.create_component(
+            v1.CreateComponentRequest(
+                caller=ALICE,
+                parent_id=secret.id,
+                name="Logs",
+                acl=[user_entry("bob", v1.Role.VIEWER)],
+            )
+        )
+        filing = await expect_error(
+            make_issue(model, logs.id, caller=BOB),
+            Status.PERMISSION_DENIED,
+            "editor role on component …>Logs needed",
+        )
+        below = await expect_error(
+            make_component(model, parent_id=logs.id, caller=BOB),
+            Status.PERMISSION_DENIED,
+            "role on component …>Logs needed to create a subcomponent",
+        )
+        ops = await model.create_component(
+            v1.CreateComponentRequest(
+                caller=ALICE,
+                parent_id=secret.id,
+                name="Ops",
+                acl=[user_entry("bob", v1.Role.ADMIN)],
+            )
+        )
+        await make_component(model, parent_id=ops.id, name="Twice", caller=BOB)
+        taken = await expect_error(
+            make_component(model, parent_id=ops.id, name="twice", caller=BOB),
+            Status.ALREADY_EXISTS,
+            "a component named 'twice' already exists under …>Ops",
+        )
+        for refusal in (filing, below, taken):
+            assert secret.name not in (refusal.message or "")
+        await expect_error(
+            make_issue(model, logs.id, caller=v1.Caller(user_id="carl")),
+            Status.NOT_FOUND,
+            f"component {logs.id} not found",
+        )
+
     async def test_rename_changes_paths_of_the_subtree(self, model: v1.ModelStub) -> None:
         top = await make_component(model)
         mid = await make_component(model, parent_id=top.id, name="Old")
