@@ -573,16 +573,24 @@ def test_files_attached_are_named_with_their_size_and_deleted_ones_by_name() -> 
     assert "attached files to b/123" in message.text
     assert "  Attached: crash report.log (2 KiB)" in message.text
     assert "Attached: &lt;b&gt;shot&lt;/b&gt;.png (3 MiB)" in message.html
+    # A webhook receiver is told the files by id and name, as stored.
+    assert message.data["entry"]["attachments"] == [
+        {"id": 7, "name": "crash\nreport.log", "size": 2048},
+        {"id": 8, "name": "<b>shot</b>.png", "size": 3 * 1024 * 1024},
+    ]
+    assert message.data["entry"]["deleted_attachment"] is None
     deleted = sample_entry()
     deleted.changes = []
     deleted.comment = ""
     deleted.deleted_attachment_id = 7
     deleted.deleted_attachment_name = "crash\nreport.log"
-    text = render_notification(
+    gone = render_notification(
         ChangeNotice(issue=sample_issue(), entry=deleted, reason=Reason.CC, public_url=PUBLIC_URL)
-    ).text
-    assert "deleted an attachment of b/123" in text
-    assert "  Deleted attachment crash report.log" in text
+    )
+    assert "deleted an attachment of b/123" in gone.text
+    assert "  Deleted attachment crash report.log" in gone.text
+    assert gone.data["entry"]["deleted_attachment"] == {"id": 7, "name": "crash\nreport.log"}
+    assert gone.data["entry"]["attachments"] == []
     # A Model older than deleted_attachment_name says only the id.
     deleted.deleted_attachment_name = ""
     old = render_notification(
@@ -590,6 +598,7 @@ def test_files_attached_are_named_with_their_size_and_deleted_ones_by_name() -> 
     )
     assert "  Deleted attachment 7" in old.text
     assert "Deleted attachment 7" in old.html
+    assert old.data["entry"]["deleted_attachment"] == {"id": 7, "name": None}
 
 
 def test_a_backtick_after_an_escaped_backslash_opens_code_and_an_escaped_bracket_no_link() -> None:

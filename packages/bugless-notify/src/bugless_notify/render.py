@@ -516,7 +516,26 @@ class _Renderer:
                 "redaction": self.redaction(),
                 "caused_by_issue_id": self.entry.caused_by_issue_id or None,
                 "changes": [json_line(line) for line in self.lines],
+                "attachments": [
+                    {"id": a.id, "name": a.name, "size": a.size} for a in self.entry.attachments
+                ],
+                "deleted_attachment": self.deleted_attachment(),
             },
+        }
+
+    def deleted_attachment(self) -> dict[str, Any] | None:
+        """The file the entry deleted, for the JSON form (None: it deleted none).
+
+        The name is what the mail says ("Deleted attachment build.log"): a
+        receiver posting the event to a chat has nothing else to place the id
+        by. A Model older than ``deleted_attachment_name`` gives only the id
+        (``name`` null), as the mail then says the id.
+        """
+        if not self.entry.deleted_attachment_id:
+            return None
+        return {
+            "id": self.entry.deleted_attachment_id,
+            "name": self.entry.deleted_attachment_name or None,
         }
 
 
