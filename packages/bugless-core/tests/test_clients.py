@@ -23,6 +23,7 @@ from bugless_core.clients import (
 from bugless_core.errors import (
     BuglessError,
     IssueVersionConflict,
+    MethodNotServed,
     NotFound,
     Unauthenticated,
     Unavailable,
@@ -216,6 +217,41 @@ async def test_a_method_a_server_of_an_earlier_release_does_not_serve_is_missing
         channel.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_bare_answer_of_an_earlier_release_is_named_by_the_route_called() -> None:
+    """The server to upgrade and the method are named from the route when the answer names neither.
+
+    A Model of the release before CheckViewers answers it with bare headers
+    (docs/upgrades.md); 7ab1207e's API told the bot "the Model does not serve
+    CheckViewers … upgrade the Model first" and 47927215's generic mapping
+    said "the server called does not serve the method … upgrade it first",
+    naming neither. Through :func:`call` (any frontend's call) the refusal
+    names both, as a newer server's named answer does.
+    """
+    server = Server([ConflictingModel()])
+    await server.start("127.0.0.1", 0)
+    channel = ServiceAddress("127.0.0.1", listening_port(server)).channel()
+    try:
+        with pytest.raises(MethodNotServed) as missing:
+            await call(
+                v1.AuthenticatorStub(channel).get_user_groups,
+                v1.GetUserGroupsRequest(user_ids=["u_1"]),
+            )
+        with pytest.raises(IssueVersionConflict):  # a route served: its own error, untouched
+            await call(v1.ModelStub(channel).get_issue, v1.GetIssueRequest(issue_id=1))
+    finally:
+        channel.close()
+        server.close()
+        await server.wait_closed()
+    assert missing.value.message == (
+        "the Authenticator does not serve GetUserGroups, so it is of a release older than "
+        "its caller's: upgrade the Authenticator first, as docs/upgrades.md orders"
+    )
+    assert missing.value.metadata == {
+        "service": "bugless.v1.Authenticator",
+        "method": "GetUserGroups",
+    }
 
 
 class SessionEndingModel(v1.ModelBase):

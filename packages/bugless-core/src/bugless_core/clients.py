@@ -121,7 +121,17 @@ def acting_as(assertion: str | None) -> Iterator[None]:
         CURRENT_ASSERTION.reset(reset)
 
 
+#: The route of the call :func:`call_errors` is making, noted as it is sent
+#: (:func:`_add_assertion`): an early release's bare answer to a method it does
+#: not serve names none, and :func:`~bugless_core.errors.from_grpc_error` names
+#: the server to upgrade and the method from it. None outside ``call_errors``.
+_CALLED: ContextVar[list[str] | None] = ContextVar("bugless_called", default=None)
+
+
 async def _add_assertion(event: SendRequest) -> None:
+    called = _CALLED.get()
+    if called is not None:
+        called[:] = [event.method_name]
     assertion = CURRENT_ASSERTION.get()
     if assertion:
         event.metadata[METADATA_KEY] = assertion
@@ -129,7 +139,11 @@ async def _add_assertion(event: SendRequest) -> None:
 
 
 def forward_assertions(channel: Channel) -> Channel:
-    """Make ``channel`` send the :func:`acting_as` assertion with each call; return it."""
+    """Make ``channel`` send the :func:`acting_as` assertion with each call; return it.
+
+    It also notes each call's route for :func:`call_errors` (which names the
+    server to upgrade from it when an early release answers bare headers).
+    """
     listen(channel, SendRequest, _add_assertion)
     return channel
 
@@ -199,11 +213,13 @@ def call_errors(unreachable: str) -> Iterator[None]:
         unreachable: What the Unavailable message says first
             (``the bugless API is unreachable``); the cause follows it.
     """
+    called: list[str] = []
+    reset = _CALLED.set(called)
     with sending():
         try:
             yield
         except GRPCError as exc:
-            error = from_grpc_error(exc)
+            error = from_grpc_error(exc, route=called[0] if called else "")
             uncount_if_refused(error)
             raise error from exc
         except TimeoutError as exc:
@@ -212,6 +228,8 @@ def call_errors(unreachable: str) -> Iterator[None]:
             raise Unavailable(_no_answer(unreachable)) from exc
         except (StreamTerminatedError, OSError) as exc:
             raise Unavailable(f"{unreachable}: {exc}") from exc
+        finally:
+            _CALLED.reset(reset)
 
 
 def _no_answer(unreachable: str) -> str:

@@ -226,7 +226,8 @@ class MethodNotServed(FailedPrecondition):
     the same until an operator upgrades the server, so no client retries it,
     as it would UNAVAILABLE), HTTP 501, reason ``METHOD_NOT_SERVED``, a message
     naming the server to upgrade, and the ``service`` and ``method`` in the
-    metadata when the answer named them. A frontend passes it on as is.
+    metadata when the answer or the call's route (``from_grpc_error``'s ``route``)
+    named them. A frontend passes it on as is.
     """
 
     http_status = 501
@@ -408,8 +409,14 @@ def to_grpc_error(error: BuglessError) -> GRPCError:
     return GRPCError(error.grpc_status, error.message, [info])
 
 
-def from_grpc_error(error: GRPCError) -> BuglessError:
+def from_grpc_error(error: GRPCError, *, route: str = "") -> BuglessError:
     """Turn a GRPCError received by a client back into a bugless error.
+
+    ``route`` is the call's (``/bugless.v1.Model/CheckViewers``) when the
+    caller knows it (:func:`bugless_core.clients.call_errors` does): a server
+    of an early release answers a method it does not serve with bare headers,
+    which name neither the server nor the method, and the
+    :class:`MethodNotServed` made of them names both from the route.
 
     Statuses without a bugless class (INTERNAL, UNKNOWN, DEADLINE_EXCEEDED, ...)
     become :class:`Unavailable` when transient and :class:`BuglessError`
@@ -474,7 +481,7 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
         return CapabilityMissing(message, capability=metadata.get("capability", ""))
     if error.status is Status.FAILED_PRECONDITION and reason == MethodNotServed.default_reason:
         return MethodNotServed(message, metadata=metadata)  # passed on by a frontend
-    not_served = _method_not_served(error)
+    not_served = _method_not_served(error, route)
     if not_served is not None:
         return not_served
     cls = _BY_STATUS.get(error.status, BuglessError)
@@ -491,33 +498,38 @@ _NO_CONTENT_TYPE = "Missing content-type header"
 _BARE_NOT_FOUND = frozenset(
     {(Status.UNKNOWN, _NO_CONTENT_TYPE), (Status.UNIMPLEMENTED, "Method not found")}
 )
+#: A call's route: its service and method (a bare answer's, which names neither).
+_ROUTE = re.compile(r"/bugless\.v1\.(\w+)/(\w+)")
 #: The servers by the ``bugless.v1`` services they serve; any other is the API's.
 _SERVERS = {"Model": "Model", "Authenticator": "Authenticator", "Notifier": "notifier"}
 
 
-def _method_not_served(error: GRPCError) -> MethodNotServed | None:
+def _method_not_served(error: GRPCError, route: str = "") -> MethodNotServed | None:
     """The :class:`MethodNotServed` ``error`` stands for; None if it is no such answer.
 
     Another UNIMPLEMENTED (an older Model refusing a backend capability
     without :class:`CapabilityMissing`'s reason) is not one: its server
-    serves the method and says why it cannot.
+    serves the method and says why it cannot. A bare answer names no method:
+    the call's ``route``, when the caller gave it, does.
     """
     named = _UNSERVED.match(error.message or "") if error.status is Status.UNIMPLEMENTED else None
-    if named is not None:
-        service, method = named.groups()
-        server = _SERVERS.get(service, "API")
-        return MethodNotServed(
-            f"the {server} does not serve {method}, so it is of a release older than "
-            f"its caller's: upgrade the {server} first, as docs/upgrades.md orders",
-            metadata={"service": f"bugless.v1.{service}", "method": method},
-        )
-    if (error.status, error.message) in _BARE_NOT_FOUND:
-        return MethodNotServed(
-            "the server called does not serve the method (it answered as servers of "
-            "early releases do, without naming it), so it is of a release older than "
-            "its caller's: upgrade it first, as docs/upgrades.md orders"
-        )
-    return None
+    if named is None and (error.status, error.message) in _BARE_NOT_FOUND:
+        named = _ROUTE.fullmatch(route)
+        if named is None:
+            return MethodNotServed(
+                "the server called does not serve the method (it answered as servers of "
+                "early releases do, without naming it), so it is of a release older than "
+                "its caller's: upgrade it first, as docs/upgrades.md orders"
+            )
+    if named is None:
+        return None
+    service, method = named.groups()
+    server = _SERVERS.get(service, "API")
+    return MethodNotServed(
+        f"the {server} does not serve {method}, so it is of a release older than "
+        f"its caller's: upgrade the {server} first, as docs/upgrades.md orders",
+        metadata={"service": f"bugless.v1.{service}", "method": method},
+    )
 
 
 def method_not_served(error: GRPCError) -> bool:
