@@ -8,12 +8,18 @@ page is checked where it is made to stall, :mod:`test_transfer_deadlines`.)
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import sys
+from pathlib import Path
 from typing import Any
 
 from litestar.testing import AsyncTestClient
 from web_support import World, create_issue, sign_in
 
+from bugless_dev.processes import spawn
 from bugless_proto import v1
+from bugless_web import WebSettings, create_app
 
 
 def _title_of(page: str) -> str:
@@ -79,3 +85,53 @@ async def test_an_unknown_address_and_a_forms_address_say_what_to_do(
     )
     # A refusal of the service keeps its own reason.
     assert "issue 999999999 not found" in (await client.get("/issues/999999999")).text
+
+
+MODEL_WITHOUT_HOTLIST_LISTING = Path(__file__).with_name("model_without_hotlist_listing.py")
+
+
+async def test_a_model_older_than_the_web_is_named_to_be_upgraded_on_the_page(
+    world: World, web_settings: WebSettings, tmp_path: Path
+) -> None:
+    """A page whose Model lacks the method it calls says which, and what to upgrade (501).
+
+    The Model answers a method of a later release than its own as a server
+    that does not serve it (MethodNotServed, docs/upgrades.md); the page shows
+    that reason under its own title. Before, it was a 5xx like any failure:
+    "Something went wrong", "The server could not finish this request.", and
+    nobody looking at the page could tell an upgrade done out of order.
+    """
+    stack = world.stack
+    ready = tmp_path / "model-without-hotlist-listing.json"
+    process = spawn(
+        "model-without-hotlist-listing",
+        [
+            sys.executable,
+            str(MODEL_WITHOUT_HOTLIST_LISTING),
+            *("model", "serve", "--port", "0", "--ready-file", str(ready)),
+        ],
+        stack.env,
+        tmp_path / "model-without-hotlist-listing.log",
+        ready_file=ready,
+    )
+    older = await asyncio.to_thread(stack.wait_started, "model", process)
+    try:
+        settings = dataclasses.replace(
+            web_settings, model=dataclasses.replace(web_settings.model, port=older.port)
+        )
+        async with AsyncTestClient(
+            create_app(settings), base_url="http://testserver.local"
+        ) as client:
+            await sign_in(client, "bob")
+            page = await client.get("/hotlists")
+            home = await client.get("/")  # served: the rest of the web works
+    finally:
+        await asyncio.to_thread(stack.stop_service, older)
+    assert page.status_code == 501, page.text
+    assert _title_of(page.text) == "Not available"
+    assert (
+        "the Model does not serve ListHotlists, so it is of a release older than its "
+        "caller&#39;s: upgrade the Model first, as docs/upgrades.md orders"
+    ) in page.text
+    assert "could not finish this request" not in page.text
+    assert home.status_code == 200, home.text

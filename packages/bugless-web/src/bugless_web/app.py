@@ -2,8 +2,11 @@
 
 Errors reach people in one place, :func:`error_page`: a ``BuglessError`` is a
 page with its ``http_status`` and its message (the message is written for
-people); a backend that is down is a 503 page saying so; anything else is a
-500 page with no detail while the log gets the traceback.
+people); a backend that is down is a 503 page saying so; a service of an
+older release than this web, or a Model backend without a capability the
+page needs, is a 501 page with the reason (``MethodNotServed``,
+``Unimplemented``); any other 5xx, and anything else, is a page with no
+detail while the log gets the error.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 
 from bugless_core import tracing
-from bugless_core.errors import BuglessError, InvalidArgument, Unauthenticated, Unavailable
+from bugless_core.errors import (
+    BuglessError,
+    InvalidArgument,
+    MethodNotServed,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+)
 from bugless_web._compat_litestar import PlainLitestar
 from bugless_web.backends import Viewer
 from bugless_web.builds import BUILD_FIELD, BUILD_HEADER, RELOAD_HEADER, StaleBuild, compatible
@@ -242,6 +252,12 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         status = exc.http_status
         if status >= 500:
             _log.error("backend error: %s", exc.message)
+        if isinstance(exc, MethodNotServed | Unimplemented):
+            # Written for people (a service to upgrade, a capability this
+            # deployment's backend lacks), and true until an operator acts:
+            # shown, as the API passes it on to a bot.
+            title, message = _TITLES[501], exc.message
+        elif status >= 500:
             title, message = "Something went wrong", "The server could not finish this request."
         else:
             title, message = _TITLES.get(status, "Cannot do that"), exc.message
@@ -337,6 +353,7 @@ _TITLES = {
     410: "Gone",  # a deleted attachment (ContentGone)
     413: "Too large",  # over a size limit (an upload, a JSON body)
     429: "Too many attempts",
+    501: "Not available",  # a service of an older release, a backend without a capability
 }
 
 
