@@ -437,6 +437,9 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
             ctx, issue_id, version, "", [], deleted_attachment_id=request.attachment_id
         )
     )
+    # Named as history reads name it (:func:`_name_deletions`), so the
+    # reply and what listeners hear equal a later read of the entry.
+    entry.deleted_attachment_name = ctx.deleted_names[request.attachment_id] = str(row["name"])
     return Written(issue, entry, bytes(row["sha256"]).hex())
 
 

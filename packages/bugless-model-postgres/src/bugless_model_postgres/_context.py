@@ -86,6 +86,9 @@ class WriteContext:
         issue_views: Issues whose row the write returned, as an admin would
             read them (:meth:`know_issue`): the change listeners' issue is
             built from one whose version is the issue's last entry's, not read.
+        deleted_names: The file name of each attachment the write deleted, by
+            id: an entry of ``entry_rows`` that deleted one is heard with its
+            name, as a history read gives it (``deleted_attachment_name``).
     """
 
     conn: Conn
@@ -100,6 +103,7 @@ class WriteContext:
     one_statement: bool = False
     entry_rows: dict[tuple[int, int], tuple[Row, tuple[Row, ...]]] = field(default_factory=dict)
     issue_views: dict[int, AdminView] = field(default_factory=dict)
+    deleted_names: dict[int, str] = field(default_factory=dict)
 
     def know_entry(self, row: Row, attachments: tuple[Row, ...] = ()) -> None:
         """Keep an entry's row as the write returned it, final (see ``entry_rows``)."""

@@ -31,9 +31,10 @@ _ISSUE_FROM = "  FROM issues i JOIN components c ON c.id = i.component_id\n WHER
 #: Attachment $1 with its issue as :data:`q.FETCH_ISSUE` reads it for the
 #: caller (``$2`` admin, ``$3`` user id; ``id`` is the issue's), read without
 #: locks, with :data:`_change_in_one.ROW_CHECK_COLUMNS` and the file's
-#: ``uploader``, ``deleted_in_version`` and ``sha256``.
+#: ``uploader``, ``deleted_in_version``, ``sha256`` and name (``attachment_name``).
 FETCH_FOR_DELETION = q.fetch_issue_with(
-    _change_in_one.ROW_CHECK_COLUMNS + ", a.uploader, a.deleted_in_version, a.sha256"
+    _change_in_one.ROW_CHECK_COLUMNS
+    + ", a.uploader, a.deleted_in_version, a.sha256, a.name AS attachment_name"
 ).replace(
     _ISSUE_FROM,
     "  FROM attachments a JOIN issues i ON i.id = a.issue_id"
@@ -120,4 +121,7 @@ async def delete(
         return None
     written = _change_in_one.record_answer(ctx, done)
     issue = await _attachments.issue_after(ctx, row, written)
-    return _attachments.Written(issue, entry_from_row(done), bytes(row["sha256"]).hex())
+    entry = entry_from_row(done)
+    name = ctx.deleted_names[attachment_id] = str(row["attachment_name"])
+    entry.deleted_attachment_name = name  # as history reads name it, and listeners hear it
+    return _attachments.Written(issue, entry, bytes(row["sha256"]).hex())

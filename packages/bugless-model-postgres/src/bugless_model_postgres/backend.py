@@ -319,6 +319,7 @@ class PostgresBackend(
         row, files = ctx.entry_rows[(issue_id, version)]
         entry = entry_from_row(row)
         entry.attachments = [attachment_from_row(f) for f in files]
+        entry.deleted_attachment_name = ctx.deleted_names.get(entry.deleted_attachment_id, "")
         return entry
 
     # ---- issues ----
