@@ -28,6 +28,9 @@ Row: TypeAlias = Mapping[str, Any] | asyncpg.Record
 #: A connection as the code receives it: straight from ``asyncpg.connect`` or
 #: borrowed from the pool (a proxy with the same methods, not a subclass).
 Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+#: The FieldChange of an imported entry's files the import did not copy
+#: (``_imports``), whose added texts are searched (``_edits``).
+NOT_IMPORTED_FIELD = "files_not_imported"
 
 
 def one_row(row: asyncpg.Record | None) -> asyncpg.Record:

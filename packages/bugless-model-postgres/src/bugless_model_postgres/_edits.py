@@ -31,7 +31,12 @@ from bugless_core.mentions import mentioned_usernames
 from bugless_model_postgres import _custom_values, _entries, _issues, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
-from bugless_model_postgres._convert import caller_role, entry_from_row, one_row
+from bugless_model_postgres._convert import (
+    NOT_IMPORTED_FIELD,
+    caller_role,
+    entry_from_row,
+    one_row,
+)
 from bugless_proto import v1
 
 #: Removes the content of attachment ``attachment_id`` of issue ``issue_id``
@@ -55,12 +60,24 @@ _CURRENT = f"""
 #: are, though it is the file's and no comment (an edit or a redaction of
 #: the entry's comment leaves it; a redaction of the file, or of the
 #: description alone, blanks it). Few issues have any: parsed, never stored
-#: in ``issue_entry_vectors``, which holds comments' vectors only.
-_DESCRIBED = r"""
-SELECT a.entry_version, string_agg(a.description, E'\n' ORDER BY a.id) AS described
-  FROM attachments a
- WHERE a.issue_id = $1 AND a.description <> ''
- GROUP BY a.entry_version"""
+#: in ``issue_entry_vectors``, which holds comments' vectors only. After
+#: them, the entry's files an import did not copy (the added texts of its
+#: ``files_not_imported`` change: name, why, description), in the order
+#: ``_imports._all_text`` builds the vectors in.
+_DESCRIBED = rf"""
+SELECT d.entry_version, string_agg(d.body, E'\n' ORDER BY d.kind, d.ord) AS described
+  FROM (SELECT a.entry_version, 0 AS kind, a.id AS ord, a.description AS body
+          FROM attachments a
+         WHERE a.issue_id = $1 AND a.description <> ''
+        UNION ALL
+        SELECT h.version, 1, n.ord, n.body
+          FROM issue_history h,
+               jsonb_array_elements(h.changes) c,
+               jsonb_array_elements_text(c -> 'added') WITH ORDINALITY n (body, ord)
+         WHERE h.issue_id = $1
+           AND h.changes @> '[{{"field": "{NOT_IMPORTED_FIELD}"}}]'::jsonb
+           AND c ->> 'field' = '{NOT_IMPORTED_FIELD}') d
+ GROUP BY d.entry_version"""
 #: The other entries' current texts in entry order, then every file's
 #: description (``t.others``), when $7 (else none): with the title and
 #: entry $6's new text, what the issue's mentions come from, read only when

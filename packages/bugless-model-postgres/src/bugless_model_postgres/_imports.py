@@ -32,7 +32,7 @@ from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _custom_fields, _custom_values, _import_files, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext, hotlist_not_found, hotlist_visible
-from bugless_model_postgres._convert import changes_to_json, scalar_text
+from bugless_model_postgres._convert import NOT_IMPORTED_FIELD, changes_to_json, scalar_text
 from bugless_model_postgres._import_relations import (
     RelationReplay,
     changes_relations,
@@ -62,8 +62,6 @@ _DEFAULTS: dict[str, int] = {
     "type": int(v1.IssueType.BUG),
 }
 _EPOCH = datetime.fromtimestamp(0, UTC)
-#: The FieldChange of an entry's files the import did not copy.
-NOT_IMPORTED_FIELD = "files_not_imported"
 
 
 def _when(value: datetime | None) -> datetime | None:
@@ -393,12 +391,20 @@ def _description(original: str, replay: _Replay) -> str:
 def _all_text(entries: Sequence[_Entry]) -> str:
     """The comments as one document for the full-text columns.
 
-    Each entry's comment, then the descriptions of the files it attaches: a
-    description is searched as the comment beside it is (``_edits``
-    rebuilds the vectors in this order after an edit or a redaction).
+    Each entry's comment, then the descriptions of the files it attaches,
+    then its files not imported (name, why, description: what the comment
+    saying so held before they were a change): a description is searched as
+    the comment beside it is (``_edits`` rebuilds the vectors in this order
+    after an edit or a redaction).
     """
-    texts = (t for e in entries for t in (e.comment, *(f.description for f in e.files)))
+    texts = (t for e in entries for t in (e.comment, *_described(e)))
     return "\n".join(t for t in texts if t)
+
+
+def _described(entry: _Entry) -> list[str]:
+    """The texts of ``entry``'s files: those it attaches, then those not imported."""
+    left_out = (t for c in entry.changes if c.field == NOT_IMPORTED_FIELD for t in c.added)
+    return [*(f.description for f in entry.files), *left_out]
 
 
 async def import_issue(

@@ -130,7 +130,8 @@ _NOTES: dict[Field | TextField, str] = {
     ),
     TextField.TITLE: "words or a quoted phrase in the title",
     TextField.COMMENT: (
-        "words or a quoted phrase in the description, a comment or a file's description"
+        "words or a quoted phrase in the description, a comment or a file's description "
+        "(an imported file not copied: its name, why and description)"
     ),
     TextField.EXTERNAL_ID: "an imported issue's reference at its source, exactly",
 }

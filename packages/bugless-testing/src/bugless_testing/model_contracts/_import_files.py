@@ -219,6 +219,42 @@ class ImportedFileContract:
         await redact(model, issue.id, v1.RedactionTarget.ATTACHMENT, attachment_id=file.id)
         assert await found() == [[], [], []]
 
+    async def test_a_file_not_imported_is_searched_by_why_and_its_description(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Why and its description are found by text and ``comment:``, through edits.
+
+        Before it was a change of its entry it was that entry's comment, and
+        found as one; an edit of another comment (which rebuilds the issue's
+        vectors) keeps it found.
+        """
+        component = await make_component(model)
+        word, why = _word("crankcase"), _word("oversized")
+        left_out = v1.ImportedEntry(
+            author="src-dev", created_at=_at(2),
+            files_not_imported=[
+                v1.NotImportedFile(
+                    name="core.dump", reason=f"{why} for the Model", description=f"The {word} trace"
+                )
+            ],
+        )  # fmt: skip
+        items = [_entry(ALICE.user_id, 1, "Seen."), left_out]
+        done = await model.import_issue(_request(component.id, _external_id(), *items))
+        assert done.issue is not None
+        issue = done.issue
+
+        async def found(term: str) -> list[list[int]]:
+            return [
+                await search_ids(model, within(component.id, eq(field, term)))
+                for field in (v1.SearchField.TEXT, v1.SearchField.COMMENT)
+            ]
+
+        assert await found(word) == [[issue.id]] * 2
+        assert await found(why) == [[issue.id]] * 2
+        await edit(model, issue, 2, "Seen, again.")
+        assert await found(word) == [[issue.id]] * 2
+        assert await found(why) == [[issue.id]] * 2
+
     async def test_a_description_is_redacted_alone_and_the_file_kept(
         self, model: v1.ModelStub
     ) -> None:
