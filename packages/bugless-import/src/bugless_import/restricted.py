@@ -47,10 +47,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from grpclib.exceptions import GRPCError
-
-from bugless_core.clients import call, method_missing
-from bugless_core.errors import FailedPrecondition, NotFound
+from bugless_core.clients import call
+from bugless_core.errors import FailedPrecondition, MethodNotServed, NotFound
 from bugless_core.importer import SourceIssue
 from bugless_import import viewers
 from bugless_proto import v1
@@ -325,14 +323,21 @@ class GroupMembers:
         """The user ids ``principals`` name or hold; None if a group is too big to list."""
         wanted = sorted({p for p in principals if p.startswith("group:")} - set(self._known))
         for start in range(0, len(wanted), _GROUPS_PER_CALL):
-            answer = await call(
-                self._list,
-                v1.ListGroupMembersRequest(
-                    groups=[
-                        g.removeprefix("group:") for g in wanted[start : start + _GROUPS_PER_CALL]
-                    ]
-                ),
+            request = v1.ListGroupMembersRequest(
+                groups=[g.removeprefix("group:") for g in wanted[start : start + _GROUPS_PER_CALL]]
             )
+            try:
+                answer = await call(self._auth.list_group_members, request)
+            except MethodNotServed as exc:
+                # Alone, the answer of an earlier release would end the run as
+                # the Authenticator failing (exit 1), naming nothing to do,
+                # where the same Authenticator has just signed the run in.
+                raise RestrictedComponentRefused(
+                    "--restricted-component: the Authenticator does not serve ListGroupMembers, "
+                    "so it is of a release before this import's; upgrade the Authenticator "
+                    "first, as docs/upgrades.md orders, then run the import again (nothing "
+                    "was written)"
+                ) from exc
             for group in answer.groups:
                 found = None if group.too_many else frozenset(group.user_ids)
                 self._known[f"group:{group.group}"] = found
@@ -346,28 +351,6 @@ class GroupMembers:
                 return None
             users |= members
         return frozenset(users)
-
-    async def _list(self, request: v1.ListGroupMembersRequest) -> v1.ListGroupMembersResponse:
-        """``ListGroupMembers``; an Authenticator without it is told apart from a failure.
-
-        An Authenticator of an earlier release answers UNIMPLEMENTED, or
-        (releases before bugless servers named an unserved method) bare
-        headers that the grpclib client reads as UNKNOWN "Missing
-        content-type header": alone, that would end the run as the
-        Authenticator failing (exit 1), naming nothing to do. Either is the
-        method missing here (``method_missing``), where the same
-        Authenticator has just signed the run in.
-        """
-        try:
-            return await self._auth.list_group_members(request)
-        except GRPCError as exc:
-            if not method_missing(exc):
-                raise
-            raise RestrictedComponentRefused(
-                "--restricted-component: the Authenticator does not serve ListGroupMembers, "
-                "so it is of a release before this import's; upgrade the Authenticator first, "
-                "as docs/upgrades.md orders, then run the import again (nothing was written)"
-            ) from exc
 
 
 def _unknown(readers: frozenset[str] | None) -> str:

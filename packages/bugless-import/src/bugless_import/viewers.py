@@ -23,9 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
-from grpclib.exceptions import GRPCError
-
-from bugless_core.clients import call, method_missing
+from bugless_core.clients import call
 from bugless_core.errors import FailedPrecondition, PermissionDenied
 from bugless_core.importer import SourceIssue
 from bugless_proto import v1
@@ -64,28 +62,18 @@ async def _check_viewers(
 
     A Model of an earlier release refuses it to the import identity
     (PERMISSION_DENIED: its access table let only the frontends ask), or
-    does not serve it (``method_missing``); one started without ``--auth``
-    answers FAILED_PRECONDITION. Either way the import goes on (nothing it
-    writes depends on the answer) and the report says the people were not
-    checked. Anything else (the Model unreachable) stops the run, before
+    does not serve it (:class:`~bugless_core.errors.MethodNotServed`, a
+    FailedPrecondition naming the Model to upgrade); one started without
+    ``--auth`` answers FAILED_PRECONDITION. Either way the import goes on
+    (nothing it writes depends on the answer) and the report says the people
+    were not checked. Anything else (the Model unreachable) stops the run, before
     anything is written.
 
     Raises:
         CannotTell: the Model cannot answer, the message saying why.
     """
-
-    async def ask(request: v1.CheckViewersRequest) -> v1.CheckViewersResponse:
-        try:
-            return await model.check_viewers(request)
-        except GRPCError as exc:
-            if not method_missing(exc):
-                raise
-            raise CannotTell(
-                "the Model does not serve CheckViewers (a release before this import's)"
-            ) from exc
-
     try:
-        return await call(ask, request)
+        return await call(model.check_viewers, request)
     except (FailedPrecondition, PermissionDenied) as exc:
         raise CannotTell(str(exc)) from exc
 

@@ -27,11 +27,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from grpclib.exceptions import GRPCError
-
 from bugless_core import limits
-from bugless_core.clients import ActingFor, call, method_missing
-from bugless_core.errors import BuglessError, NotFound, PermissionDenied
+from bugless_core.clients import ActingFor, call
+from bugless_core.errors import MethodNotServed, NotFound, PermissionDenied
 from bugless_core.issue_labels import holds_people
 from bugless_core.notification_channel import NotificationMessage
 from bugless_notify._parts import in_parts
@@ -468,9 +466,10 @@ class IssueDeliveries:
         refused, which would fail the batch at every try.
 
         An Authenticator of a release before these links (upgraded after
-        this notifier, out of docs/upgrades.md's order) gives none: the
-        mails go out with the settings page as their unsubscribe link,
-        rather than wait for it, and that is logged once.
+        this notifier, out of docs/upgrades.md's order) does not serve them
+        (:class:`~bugless_core.errors.MethodNotServed`): the mails go out
+        with the settings page as their unsubscribe link, rather than wait
+        for it, and that is logged once.
         """
         ids = sorted(set(user_ids))
         if not ids:
@@ -485,9 +484,7 @@ class IssueDeliveries:
                     ),
                 )
                 tokens += reply.tokens
-        except BuglessError as exc:
-            if not (isinstance(exc.__cause__, GRPCError) and method_missing(exc.__cause__)):
-                raise
+        except MethodNotServed:
             if not self._told_no_tokens:
                 self._told_no_tokens = True
                 _log.warning(
