@@ -196,6 +196,13 @@ UPDATE hotlist_items h SET rank = t.position - 1
 SET_ITEM_NOTE = """
 UPDATE hotlist_items SET note = $3 WHERE hotlist_id = $1 AND issue_id = $2 RETURNING *
 """
+#: Hotlist $1's items changed at $2 (joined, left, re-ranked, noted): its
+#: order and notes are its content, so its version and last change move, as
+#: a rename's do. Run with the hotlist locked first (lock order: hotlist,
+#: then its items).
+TOUCH_HOTLIST = """
+UPDATE hotlists SET version = version + 1, modified_at = $2 WHERE id = $1
+"""
 #: Items of $1 whose issue the caller may view ($2 admin, $3 principals),
 #: after rank $4, in rank order.
 LIST_HOTLIST_ITEMS = f"""

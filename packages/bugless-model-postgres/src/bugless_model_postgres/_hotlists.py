@@ -154,6 +154,7 @@ async def add_items(ctx: WriteContext, request: v1.AddHotlistItemsRequest) -> No
         ctx.caller.user_id,
         ctx.now,
     )
+    await ctx.conn.execute(cq.TOUCH_HOTLIST, request.hotlist_id, ctx.now)
     await _record_memberships(ctx, new, request.hotlist_id, added=True)
 
 
@@ -170,6 +171,7 @@ async def remove_items(ctx: WriteContext, request: v1.RemoveHotlistItemsRequest)
         return
     await ctx.conn.execute(cq.DELETE_HOTLIST_ITEMS, request.hotlist_id, gone)
     await ctx.conn.execute(cq.COMPACT_RANKS, request.hotlist_id)
+    await ctx.conn.execute(cq.TOUCH_HOTLIST, request.hotlist_id, ctx.now)
     await _record_memberships(ctx, gone, request.hotlist_id, added=False)
 
 
@@ -211,7 +213,9 @@ async def rank_item(ctx: WriteContext, request: v1.RankHotlistItemRequest) -> No
     ids.insert(position, request.issue_id)
     # One statement for the whole order: a statement per item made a move on
     # a long hotlist one round trip per item.
-    await ctx.conn.execute(cq.SET_ITEM_RANKS, request.hotlist_id, ids)
+    moved = await ctx.conn.execute(cq.SET_ITEM_RANKS, request.hotlist_id, ids)
+    if moved != "UPDATE 0":  # a move to its own place changes nothing
+        await ctx.conn.execute(cq.TOUCH_HOTLIST, request.hotlist_id, ctx.now)
 
 
 def _item_not_found(hotlist_id: int, issue_id: int) -> NotFound:
@@ -222,12 +226,23 @@ def _item_not_found(hotlist_id: int, issue_id: int) -> NotFound:
 
 
 async def set_note(ctx: WriteContext, request: v1.SetHotlistItemNoteRequest) -> asyncpg.Record:
-    """Set one item's note; return the item row."""
+    """Set one item's note; return the item row.
+
+    A note that changes moves the hotlist's version and last change
+    (:data:`cq.TOUCH_HOTLIST`, before the item: the lock order of every
+    hotlist write); the same note again changes nothing.
+    """
     await _hotlist(ctx, request.hotlist_id, edit=True)
+    item = await ctx.conn.fetchrow(cq.HOTLIST_ITEM, request.hotlist_id, request.issue_id)
+    if item is None:
+        raise _item_not_found(request.hotlist_id, request.issue_id)
+    if item["note"] == request.note:
+        return item
+    await ctx.conn.execute(cq.TOUCH_HOTLIST, request.hotlist_id, ctx.now)
     row = await ctx.conn.fetchrow(
         cq.SET_ITEM_NOTE, request.hotlist_id, request.issue_id, request.note
     )
-    if row is None:
+    if row is None:  # removed since it was read: the call's transaction undoes the touch
         raise _item_not_found(request.hotlist_id, request.issue_id)
     return row
 

@@ -306,6 +306,68 @@ class HotlistContract:
         assert (await get_issue(model, a.id)).version == 2
         assert (await get_issue(model, b.id)).version == 2
 
+    async def test_item_changes_move_the_hotlist_version_and_last_change(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Its order and notes are its content: each change is one of the hotlist.
+
+        Adding, re-ranking, noting and removing each move ``version`` by one
+        and ``modified_at`` forward (what "last changed" shows, and what a
+        rename's or a delete's ``expected_version`` compares); a call that
+        changes nothing (a move to its own place, the same note, an issue
+        already on it, one not on it) moves neither.
+        """
+        a, b = await _issues(model, 2)
+        hot = await make_hotlist(model)
+
+        async def now() -> v1.Hotlist:
+            return await model.get_hotlist(v1.GetHotlistRequest(caller=ALICE, hotlist_id=hot.id))
+
+        def rank(issue: v1.Issue, position: int) -> v1.RankHotlistItemRequest:
+            return v1.RankHotlistItemRequest(
+                caller=ALICE, hotlist_id=hot.id, issue_id=issue.id, position=position
+            )
+
+        def note(text: str) -> v1.SetHotlistItemNoteRequest:
+            return v1.SetHotlistItemNoteRequest(
+                caller=ALICE, hotlist_id=hot.id, issue_id=a.id, note=text
+            )
+
+        before = await now()
+        for changing in (
+            lambda: _add(model, hot.id, [a.id, b.id]),
+            lambda: model.rank_hotlist_item(rank(b, 0)),
+            lambda: model.set_hotlist_item_note(note("first")),
+            lambda: model.remove_hotlist_items(
+                v1.RemoveHotlistItemsRequest(caller=ALICE, hotlist_id=hot.id, issue_ids=[b.id])
+            ),
+        ):
+            await changing()
+            after = await now()
+            assert after.version == before.version + 1
+            assert after.modified_at is not None
+            assert before.modified_at is not None
+            assert after.modified_at > before.modified_at
+            before = after
+        for unchanging in (
+            lambda: _add(model, hot.id, [a.id]),
+            lambda: model.rank_hotlist_item(rank(a, 0)),
+            lambda: model.set_hotlist_item_note(note("first")),
+            lambda: model.remove_hotlist_items(
+                v1.RemoveHotlistItemsRequest(caller=ALICE, hotlist_id=hot.id, issue_ids=[b.id])
+            ),
+        ):
+            await unchanging()
+            assert (await now()).version == before.version
+        await expect_stale_version(
+            model.delete_hotlist(
+                v1.DeleteHotlistRequest(
+                    caller=ALICE, hotlist_id=hot.id, expected_version=hot.version
+                )
+            ),
+            before.version,
+        )
+
     async def test_strangers_may_not_change_items(self, model: v1.ModelStub) -> None:
         (issue,) = await _issues(model, 1)
         hot = await make_hotlist(model)
