@@ -35,6 +35,7 @@ from bugless_model_postgres._context import (
     ROLE_NAMES,
     WriteContext,
     editable_row,
+    seen_component_path,
 )
 from bugless_model_postgres._convert import Conn, Row, caller_role, entry_from_row, one_row
 from bugless_proto import v1
@@ -49,7 +50,7 @@ USAGE = """(SELECT coalesce(sum(size), 0)::bigint AS used, count(*) AS files
 #: What an upload checks before reading a byte, in one statement: issue $1's
 #: version and who may change it, and what its live attachments use.
 ATTACH_CHECKS = f"""
-SELECT i.version, c.effective_acl, c.path AS component_path, u.used, u.files
+SELECT i.version, i.component_id, c.effective_acl, c.path AS component_path, u.used, u.files
   FROM issues i JOIN components c ON c.id = i.component_id CROSS JOIN {USAGE}
  WHERE i.id = $1
 """
@@ -264,9 +265,9 @@ class Written(NamedTuple):
     sha256: str
 
 
-def _refuse(ctx: WriteContext, issue_id: int, row: Row | None, expected_version: int) -> Row:
+async def _refuse(ctx: WriteContext, issue_id: int, row: Row | None, expected_version: int) -> Row:
     """NotFound, PermissionDenied, then ABORTED (a stale version), in that order."""
-    editable = editable_row(ctx, issue_id, row, "attach files to")
+    editable = await editable_row(ctx, issue_id, row, "attach files to")
     _check_version(issue_id, expected_version, editable)
     return editable
 
@@ -288,7 +289,7 @@ async def check_can_attach(ctx: WriteContext, issue_id: int, expected_version: i
     under the issue's lock.
     """
     row = await ctx.conn.fetchrow(ATTACH_CHECKS, issue_id)
-    _refuse(ctx, issue_id, row, expected_version)
+    await _refuse(ctx, issue_id, row, expected_version)
     assert row is not None  # _refuse raised otherwise
     _refuse_one_more(issue_id, int(row["files"]))
     return int(row["used"])
@@ -331,7 +332,7 @@ async def record_upload(
     if expected_version:  # under SERIALIZABLE only (see the function)
         await _issues.reject_stale_before_locking(ctx, issue_id, expected_version)
     locked = (await _issues.lock_and_load(ctx, {issue_id})).get(issue_id)
-    loaded = _refuse(ctx, issue_id, locked, expected_version)
+    loaded = await _refuse(ctx, issue_id, locked, expected_version)
     comment = header.comment
     written = one_row(
         await ctx.conn.fetchrow(BUMP_WITH_USAGE, issue_id, ctx.now, 1 if comment else 0, comment)
@@ -372,19 +373,28 @@ async def record_upload(
     return row, Written(issue, entry, ref.sha256)
 
 
-def refuse_deletion(
-    ctx: WriteContext, attachment_id: int, row: Row, *, issue_id: int, role: v1.Role, path: str
+async def refuse_deletion(
+    ctx: WriteContext,
+    attachment_id: int,
+    row: Row,
+    *,
+    issue_id: int,
+    role: v1.Role,
+    component_id: int,
+    path: str,
 ) -> None:
     """The refusals of a deletion by a caller who may view the file, in their order.
 
     PermissionDenied unless the caller uploaded it or is an admin of its
-    component (``path``), FailedPrecondition if it is deleted already,
+    component (``component_id``, whose whole path is ``path``: named as the
+    caller sees it), FailedPrecondition if it is deleted already,
     PermissionDenied without the editor role. ``row``: the attachment's
     ``uploader`` and ``deleted_in_version`` as read; ``role``: the caller's
     on the issue's component. Both deletion paths (:func:`delete` and
     :mod:`._delete_in_one`) refuse through here.
     """
     if role < v1.Role.ADMIN and row["uploader"] != ctx.caller.user_id:
+        path = await seen_component_path(ctx.conn, ctx.caller, component_id, path)
         raise PermissionDenied(
             f"only its uploader or an {ROLE_NAMES[v1.Role.ADMIN]} of component "
             f"{path} may delete attachment {attachment_id}",
@@ -396,6 +406,7 @@ def refuse_deletion(
             metadata={"attachment_id": str(attachment_id)},
         )
     if role < v1.Role.EDITOR:
+        path = await seen_component_path(ctx.conn, ctx.caller, component_id, path)
         raise PermissionDenied(
             f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {path} needed "
             f"to change issue {issue_id}",
@@ -421,11 +432,20 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
         found = caller_role(ctx.caller, loaded["effective_acl"])
         if found is None:
             raise attachment_not_found(request.attachment_id)
-        role, path = found, loaded["component_path"]
+        role, path = found, str(loaded["component_path"])
+        component_id = int(loaded["component_id"])
     else:
         row, role = await visible_attachment(ctx.conn, ctx.caller, request.attachment_id)
-        path = row["component_path"]
-    refuse_deletion(ctx, request.attachment_id, row, issue_id=issue_id, role=role, path=path)
+        path, component_id = str(row["component_path"]), int(row["component_id"])
+    await refuse_deletion(
+        ctx,
+        request.attachment_id,
+        row,
+        issue_id=issue_id,
+        role=role,
+        component_id=component_id,
+        path=path,
+    )
     if loaded is None:  # its component's ACL changed between the two reads
         raise attachment_not_found(request.attachment_id)
     _check_version(issue_id, request.expected_version, loaded)

@@ -260,7 +260,7 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
     may_move = "component_id" in (delta.update_mask.paths if delta.update_mask else [])
     target = delta.fields.component_id if may_move and delta.fields else 0
     with_fields = bool(delta.custom_fields_set) or may_move
-    row = editable_row(
+    row = await editable_row(
         ctx,
         issue_id,
         await ctx.conn.fetchrow(

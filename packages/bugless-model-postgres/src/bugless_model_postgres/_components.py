@@ -26,13 +26,17 @@ from bugless_core.errors import (
     VersionConflict,
 )
 from bugless_model_postgres import _collection_queries as cq
-from bugless_model_postgres._context import ROLE_NAMES, WriteContext, component_not_found
+from bugless_model_postgres._context import (
+    ROLE_NAMES,
+    WriteContext,
+    component_not_found,
+    seen_component_path,
+)
 from bugless_model_postgres._convert import (
     Conn,
     Row,
     acl_to_json,
     caller_role,
-    principals_of,
     template_to_json,
 )
 from bugless_proto import v1
@@ -45,15 +49,7 @@ async def seen_path(conn: Conn, caller: v1.Caller, row: Row) -> str:
     (``_visibility.SEEN_PATH``), not by one naming components above that
     they may not view. One statement, read only when refusing.
     """
-    return await _seen_path_of(conn, caller, int(row["id"]), str(row["path"]))
-
-
-async def _seen_path_of(conn: Conn, caller: v1.Caller, component_id: int, path: str) -> str:
-    """:func:`seen_path` of component ``component_id``, whose whole path is ``path``."""
-    if caller.admin:
-        return path
-    found = await conn.fetchval(cq.SEEN_PATH_OF, component_id, False, principals_of(caller))
-    return str(found if found is not None else path)
+    return await seen_component_path(conn, caller, int(row["id"]), str(row["path"]))
 
 
 async def admin_needed(ctx: WriteContext, row: Row, what: str) -> PermissionDenied:
@@ -91,7 +87,7 @@ async def _name_taken(
 ) -> AlreadyExists:
     """A sibling of that name exists under ``parent_id`` (its path as the caller sees it)."""
     if parent_id:
-        where = f"under {await _seen_path_of(ctx.conn, ctx.caller, parent_id, parent_path)}"
+        where = f"under {await seen_component_path(ctx.conn, ctx.caller, parent_id, parent_path)}"
     else:
         where = "at the top level"
     return AlreadyExists(

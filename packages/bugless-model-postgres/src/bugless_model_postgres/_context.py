@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from bugless_core.errors import NotFound, PermissionDenied
+from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._convert import Conn, Row, caller_role, issue_from_row, principals_of
 from bugless_model_postgres._custom_values import attach_values, value_messages
@@ -171,19 +172,38 @@ def issue_not_found(issue_id: int, field_name: str = "") -> NotFound:
     return NotFound(f"{prefix}issue {issue_id} not found", metadata={"issue_id": str(issue_id)})
 
 
-def editable_row(ctx: WriteContext, issue_id: int, row: Row | None, doing: str) -> Row:
+async def seen_component_path(conn: Conn, caller: v1.Caller, component_id: int, path: str) -> str:
+    """The path of component ``component_id`` (whole: ``path``) as ``caller`` sees it.
+
+    For a refusal, which names the component by the path every answer gives
+    the caller (``_visibility.SEEN_PATH``), not by one naming components
+    above that they may not view. One statement, read only when refusing;
+    none for an admin, who may view every component, nor for a component at
+    the top, whose path names no other.
+    """
+    if caller.admin or ">" not in path:
+        return path
+    found = await conn.fetchval(cq.SEEN_PATH_OF, component_id, False, principals_of(caller))
+    return str(found if found is not None else path)
+
+
+async def editable_row(ctx: WriteContext, issue_id: int, row: Row | None, doing: str) -> Row:
     """``row`` if the caller may edit the issue: NotFound, then PermissionDenied.
 
-    ``row`` is the issue as read for the caller (None: missing or invisible);
-    ``doing`` finishes the refusal: "editor role on component P needed to
-    {doing} issue N".
+    ``row`` is the issue as read for the caller (None: missing or invisible),
+    with its ``component_id`` and ``component_path``; ``doing`` finishes the
+    refusal: "editor role on component P needed to {doing} issue N", P as
+    the caller sees it (:func:`seen_component_path`).
     """
     role = caller_role(ctx.caller, row["effective_acl"]) if row is not None else None
     if row is None or role is None:
         raise issue_not_found(issue_id)
     if role < v1.Role.EDITOR:
+        path = await seen_component_path(
+            ctx.conn, ctx.caller, int(row["component_id"]), str(row["component_path"])
+        )
         raise PermissionDenied(
-            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {row['component_path']} needed "
+            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {path} needed "
             f"to {doing} issue {issue_id}",
             metadata={"issue_id": str(issue_id)},
         )

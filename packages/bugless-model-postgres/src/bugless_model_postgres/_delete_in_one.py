@@ -110,8 +110,14 @@ async def delete(
     issue_id, version = int(row["id"]), int(row["version"])
     if request.expected_version:  # any mismatch left after the refusals raises here
         _issues.reject_stale(ctx, issue_id, request.expected_version, row, version)
-    _attachments.refuse_deletion(
-        ctx, attachment_id, row, issue_id=issue_id, role=role, path=row["component_path"]
+    await _attachments.refuse_deletion(
+        ctx,
+        attachment_id,
+        row,
+        issue_id=issue_id,
+        role=role,
+        component_id=int(row["component_id"]),
+        path=str(row["component_path"]),
     )
     done = await ctx.conn.fetchrow(
         DELETION_IN_ONE, issue_id, ctx.now, 0, "", attachment_id, version, row["row_xmin"],

@@ -30,7 +30,12 @@ from bugless_core.errors import (
 from bugless_core.mentions import mentioned_usernames
 from bugless_model_postgres import _custom_values, _entries, _issues, _mentions
 from bugless_model_postgres import _queries as q
-from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
+from bugless_model_postgres._context import (
+    ROLE_NAMES,
+    WriteContext,
+    issue_not_found,
+    seen_component_path,
+)
 from bugless_model_postgres._convert import (
     NOT_IMPORTED_FIELD,
     caller_role,
@@ -322,8 +327,14 @@ async def redact(
     issue_id, target = request.issue_id, request.target
     row, role = await _locked_issue(ctx, issue_id, request.expected_version)
     if role < v1.Role.ADMIN:
+        path = await seen_component_path(
+            ctx.conn,
+            ctx.caller,
+            int(row["component_id"]),  # type: ignore[call-overload]
+            str(row["component_path"]),
+        )
         raise PermissionDenied(
-            f"{ROLE_NAMES[v1.Role.ADMIN]} role on component {row['component_path']} needed "
+            f"{ROLE_NAMES[v1.Role.ADMIN]} role on component {path} needed "
             f"to redact issue {issue_id}",
             metadata={"issue_id": str(issue_id)},
         )

@@ -472,7 +472,7 @@ async def change_issue(
             related.add(getattr(fields, name))
     await reject_stale_before_locking(ctx, issue_id, expected_version)
     rows = await lock_and_load(ctx, related | {issue_id})  # the visible ones only
-    row = editable_row(ctx, issue_id, rows.get(issue_id), "change")
+    row = await editable_row(ctx, issue_id, rows.get(issue_id), "change")
     if row["version"] != expected_version:
         raise IssueVersionConflict(issue_id, expected_version, row["version"])
     plan = DeltaPlan(as_dict(row))

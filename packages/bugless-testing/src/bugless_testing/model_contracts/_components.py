@@ -229,6 +229,55 @@ class ComponentContract:
             f"component {logs.id} not found",
         )
 
+    async def test_a_refusal_to_change_or_redact_an_issue_names_its_component_as_seen(
+        self, model: v1.ModelStub
+    ) -> None:
+        """A viewer refused a change or a redaction of an issue reads its component's path as seen.
+
+        Bob may read Logs (its own entry), below Secret: told why he may not
+        comment on an issue filed there, or redact it, he reads ``…>Logs``,
+        never Secret's name (both refusals spelled the whole path before).
+        """
+        secret = await make_component(
+            model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        logs = await model.create_component(
+            v1.CreateComponentRequest(
+                caller=ALICE,
+                parent_id=secret.id,
+                name="Logs",
+                acl=[user_entry("bob", v1.Role.VIEWER)],
+            )
+        )
+        issue = await make_issue(model, logs.id, caller=ALICE)
+        changing = await expect_error(
+            model.change_issue(
+                v1.ChangeIssueRequest(
+                    caller=BOB,
+                    issue_id=issue.id,
+                    expected_version=issue.version,
+                    delta=v1.IssueDelta(),
+                    comment="let me in",
+                )
+            ),
+            Status.PERMISSION_DENIED,
+            f"editor role on component …>Logs needed to change issue {issue.id}",
+        )
+        redacting = await expect_error(
+            model.redact(
+                v1.RedactRequest(
+                    caller=BOB,
+                    issue_id=issue.id,
+                    expected_version=issue.version,
+                    target=v1.RedactionTarget.DESCRIPTION,
+                )
+            ),
+            Status.PERMISSION_DENIED,
+            f"admin role on component …>Logs needed to redact issue {issue.id}",
+        )
+        for refusal in (changing, redacting):
+            assert secret.name not in (refusal.message or "")
+
     async def test_rename_changes_paths_of_the_subtree(self, model: v1.ModelStub) -> None:
         top = await make_component(model)
         mid = await make_component(model, parent_id=top.id, name="Old")
