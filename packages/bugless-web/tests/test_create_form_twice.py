@@ -3,19 +3,24 @@
 Both submissions carry the form's idempotency key, so the Model makes one
 issue and hands it to both at its first version; each file is then attached
 against the issue's version, and the submission whose upload the Model
-refuses as stale finds the other's file and attaches nothing.
+refuses as stale finds the other's copy of it, then sends only the files
+the other has not attached: each file once, even when the other stops
+half-way (a browser gives up on its first request when the form is sent
+again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
-from web_support import PASSWORD, World, csrf_of
+import pytest
+from web_support import PASSWORD, World, csrf_of, grpc_in_flight
 
 from bugless_core.clients import call
 from bugless_dev.stack import RunningService
@@ -23,6 +28,31 @@ from bugless_proto import v1
 
 #: How long the test waits for the first submission's issue to exist.
 CREATED_WITHIN = 30.0
+
+
+@pytest.fixture(scope="module")
+def own_model(world: World) -> Iterator[RunningService]:
+    """A Model replica of this module's own: its ``/metrics`` show the uploads open on it."""
+    args = ["model", "serve", "--port", "0", "--metrics-port", "0"]
+    replica = world.stack.start("model", args, name="model-create-twice")
+    try:
+        yield replica
+    finally:
+        world.stack.stop_service(replica)
+
+
+@pytest.fixture(scope="module")
+def web_on_own_model(world: World, own_model: RunningService) -> Iterator[RunningService]:
+    """A real ``bugless web serve`` on :func:`own_model`."""
+    server = world.stack.start_web(
+        "--model",
+        f"127.0.0.1:{own_model.port}",
+        env={"BUGLESS_WEB_DRAIN_SECONDS": "0.2"},
+    )
+    try:
+        yield server
+    finally:
+        world.stack.stop_service(server)
 
 
 def _field(boundary: str, name: str, value: str) -> bytes:
@@ -127,6 +157,113 @@ async def test_a_create_form_sent_twice_at_once_makes_one_issue_with_its_files_o
     )
     assert [(a.name, a.size) for a in listed.attachments] == [("engine.log", len(content))]
     assert (
-        f"This form was sent twice at once: issue {issue_id} was created once, and the other "
-        "sending attached the files." in page
+        f"This form was sent twice at once: issue {issue_id} was created once, and each file "
+        "attached once (1 by the other sending)." in page
     )
+    assert f"Created issue {issue_id} with 1 file attached." in page
+    assert "Not attached" not in page
+
+
+def _form(token: str, world: World, title: str) -> dict[str, str]:
+    return {
+        "_csrf": token,
+        "idempotency_key": secrets.token_hex(8),
+        "component_id": str(world.components["Platform"]),
+        "title": title,
+        "priority": "P2",
+        "severity": "S2",
+        "type": "BUG",
+    }
+
+
+async def _uploads_reach(metrics_port: int, count: int) -> None:
+    async with asyncio.timeout(CREATED_WITHIN):
+        while True:
+            if await grpc_in_flight(metrics_port, "UploadAttachment") == count:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_a_sending_that_stops_half_way_leaves_its_other_files_to_the_other_sending(
+    web_on_own_model: RunningService, own_model: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    """Both files attached once when the sending that attached the first one goes away.
+
+    The form (a.log, b.log) is sent twice at once: both sendings get the
+    issue at its first version and open a.log's upload against it. The
+    first sends a.log whole (attached), then goes away inside b.log, as a
+    browser abandons its first request when the form is sent again. The
+    second's a.log is then refused as stale: it finds the first's copy and
+    goes on to attach b.log. Before, it stopped there, its page saying the
+    other sending had attached the files, and b.log was never attached.
+    """
+    title = f"Sent twice, one gone {secrets.token_hex(4)}"
+    a_log, b_log = b"first file\n" * 64, b"second file\n" * 64
+    metrics = own_model.metrics_port
+    assert metrics is not None
+    async with httpx.AsyncClient(base_url=str(web_on_own_model.url), timeout=60) as client:
+        form = _form(await _signed_in(client, "bob"), world, title)
+        boundary = f"bugless{secrets.token_hex(8)}"
+        fields = b"".join(_field(boundary, n, v) for n, v in form.items())
+        headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+        inside_a = fields + _file_head(boundary, "a.log") + a_log[:100]
+        first_rest = a_log[100:] + b"\r\n" + _file_head(boundary, "b.log") + b_log[:100]
+        second_rest = (
+            a_log[100:]
+            + b"\r\n"
+            + _file_head(boundary, "b.log")
+            + b_log
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        first_go, second_go = asyncio.Event(), asyncio.Event()
+
+        async def first_body() -> AsyncIterator[bytes]:
+            yield inside_a
+            await first_go.wait()
+            yield first_rest
+            await asyncio.Event().wait()  # goes away inside b.log: cancelled
+
+        async def second_body() -> AsyncIterator[bytes]:
+            yield inside_a
+            await second_go.wait()
+            yield second_rest
+
+        first = asyncio.create_task(
+            client.post("/issues/new/with-files", content=first_body(), headers=headers)
+        )
+        second = asyncio.create_task(
+            client.post("/issues/new/with-files", content=second_body(), headers=headers)
+        )
+        try:
+            await _uploads_reach(metrics, 2)  # both made a.log's upload at the first version
+            first_go.set()
+            issue_id = await _created(client, title)
+            async with asyncio.timeout(CREATED_WITHIN):  # the first attached a.log
+                while True:
+                    if await _names(model, world, issue_id):
+                        break
+                    await asyncio.sleep(0.05)
+        finally:
+            first.cancel()
+            second_go.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await first
+        answer = await second
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"] == f"/issues/{issue_id}"
+        page = html.unescape((await client.get(answer.headers["location"])).text)
+    assert sorted(await _names(model, world, issue_id)) == [
+        ("a.log", len(a_log)),
+        ("b.log", len(b_log)),
+    ]
+    assert f"Created issue {issue_id} with 2 files attached." in page
+    assert "each file attached once (1 by the other sending)" in page
+    assert "Not attached" not in page
+
+
+async def _names(model: v1.ModelStub, world: World, issue_id: int) -> list[tuple[str, int]]:
+    listed = await call(
+        model.list_attachments,
+        v1.ListAttachmentsRequest(caller=world.caller("bob"), issue_id=issue_id),
+    )
+    return [(a.name, a.size) for a in listed.attachments]

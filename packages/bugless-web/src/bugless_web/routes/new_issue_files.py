@@ -25,17 +25,22 @@ is still sending) both get the one issue from the Model (the idempotency
 key), still at its first version: both would attach. So each upload is made
 against the issue's version (``expected_version``: the created version,
 then each upload's): of two submissions, the Model takes the first file of
-one, and the other's is refused as stale. The refused one looks whether a
-file of this person arrived after the version it expected: then the other
-submission is attaching, and this one attaches nothing more and opens the
-issue's page saying so. Otherwise someone else changed the new issue
-meanwhile: that file is named as not attached and the rest go on against
-the issue's new version.
+one, and the other's is refused as stale. The refused one lists the files
+this person attached since the issue was made: when this file is among
+them, the other sending attached it; when others are, the other sending is
+attaching. From then on each file of the form is looked for first and sent
+only when the other sending has not attached it, so every file is attached
+once even when the other sending stops half-way (a browser gives up on the
+first request when the form is sent again), and the page this sending
+opens counts the files of both. A stale refusal with no file of this
+person (someone else changed the new issue meanwhile) names that file as
+not attached and the rest go on against the issue's new version.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, NamedTuple
 
@@ -123,13 +128,13 @@ async def create_issue_with_files(request: Request[Any, Any, Any]) -> Response[A
     await drain(events)
     note = _not_attached(attaching.refused)
     if attaching.sent_twice:
-        note = f"{_sent_twice(outcome)} {note}".strip()
+        note = f"{_sent_twice(outcome, attaching.by_other)} {note}".strip()
     return await after_create(
         request,
         viewer,
         outcome,
         description=description,
-        attached=attaching.attached,
+        attached=attaching.attached + attaching.by_other,
         files_note=note,
     )
 
@@ -139,13 +144,15 @@ class _Attached(NamedTuple):
 
     Attributes:
         attached: How many files it attached.
+        by_other: How many of the form's files another submission of it
+            attached (this one then sent them no more).
         refused: The (name, reason) of each file refused; ("", "") when the
             files after the last one read were not read.
-        sent_twice: Another submission of the form is attaching its files,
-            so this one stopped.
+        sent_twice: Another submission of the form attached files too.
     """
 
     attached: int
+    by_other: int
     refused: list[tuple[str, str]]
     sent_twice: bool
 
@@ -157,22 +164,41 @@ async def _attach_all(
     events: AsyncGenerator[Event, None],
     part: MultipartSegment | None,
 ) -> _Attached:
-    """Attach each file part to ``issue`` in the form's order, each against the version before."""
+    """Attach each file part to ``issue`` in the form's order, each against the version before.
+
+    Once another submission of the form is seen attaching (a stale refusal
+    with files of this person since the issue was made), each file is first
+    looked for among theirs (:func:`_attached_since`): one already attached
+    is skipped, the others are sent, so each is attached once whether the
+    other submission finishes or stops half-way.
+    """
     refused: list[tuple[str, str]] = []
-    count = 0
+    count = by_other = 0
     version = issue.version
+    shared = False
+    seen: Counter[str] = Counter()  # how often each name came so far (a form may repeat one)
     while part is not None:
         if not part.filename:  # an empty file input still sends its part
             whole = await skip_part(events)
         elif (count := count + 1) > MAX_FILES:
             refused.append((part.filename, f"at most {MAX_FILES} files are attached at creation"))
             whole = await skip_part(events)
+        elif shared and (await _attached_since(backends, viewer, issue))[part.filename] >= _nth(
+            seen, part.filename
+        ):
+            by_other += 1  # the other submission attached it: not sent again
+            whole = await skip_part(events)
         else:
+            nth = seen[part.filename] if shared else _nth(seen, part.filename)
             sent = await _attach_one(backends, viewer, issue, events, part, version=version)
             whole, reason = sent.whole, sent.reason
-            if sent.stale and await _attached_by_another(backends, viewer, issue, version):
-                attached = count - 1 - sum(1 for name, _ in refused if name)
-                return _Attached(attached, refused, sent_twice=True)
+            if sent.stale:
+                mine = await _attached_since(backends, viewer, issue)
+                if mine[part.filename] >= nth:  # the other submission's copy of this file
+                    shared, reason = True, ""
+                    by_other += 1
+                elif await _attached_since(backends, viewer, issue, since=version):
+                    shared = True  # the other is attaching: this file was sent at the same time
             version = sent.version
             if reason:
                 refused.append((part.filename, reason))
@@ -182,15 +208,23 @@ async def _attach_all(
             refused.append(("", ""))
             break
         part = await next_file(events, FILES_FIELD)
-    return _Attached(count - sum(1 for name, _ in refused if name), refused, sent_twice=False)
+    attached = count - by_other - sum(1 for name, _ in refused if name)
+    return _Attached(attached, by_other, refused, sent_twice=shared)
 
 
-async def _attached_by_another(
-    backends: Backends, viewer: Viewer, issue: v1.Issue, since: int
-) -> bool:
-    """Whether a file of this person was attached to ``issue`` after version ``since``.
+def _nth(seen: Counter[str], name: str) -> int:
+    """Count one more file named ``name``: how many of the form's files so far bear it."""
+    seen[name] += 1
+    return seen[name]
 
-    Read when an upload of this form was refused as stale: such a file is
+
+async def _attached_since(
+    backends: Backends, viewer: Viewer, issue: v1.Issue, *, since: int = 0
+) -> Counter[str]:
+    """The files this person attached to ``issue`` after version ``since``, by name.
+
+    ``since`` 0: after the issue's creation. Read when an upload of this
+    form was refused as stale, and for each file after: such a file is
     another submission's of the same form (a person's other uploads to an
     issue made a moment ago are not expected), and only a file tells it:
     the issue's creation is the one both submissions share.
@@ -199,8 +233,10 @@ async def _attached_by_another(
         backends.model.list_attachments,
         v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue.id, include_deleted=True),
     )
-    me = viewer.caller.user_id
-    return any(a.uploader == me and a.entry_version > since for a in listed.attachments)
+    me, after = viewer.caller.user_id, since or issue.version
+    return Counter(
+        a.name for a in listed.attachments if a.uploader == me and a.entry_version > after
+    )
 
 
 class _Sent(NamedTuple):
@@ -287,10 +323,10 @@ def _short(text: str, most: int) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
 
 
-def _sent_twice(issue: v1.Issue) -> str:
+def _sent_twice(issue: v1.Issue, by_other: int) -> str:
     return (
-        f"This form was sent twice at once: issue {issue.id} was created once, and the other "
-        "sending attached the files. Check its Attachments."
+        f"This form was sent twice at once: issue {issue.id} was created once, and each file "
+        f"attached once ({by_other} by the other sending). Check its Attachments."
     )
 
 
