@@ -21,6 +21,7 @@ import io
 import json
 import os
 import re
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -48,11 +49,13 @@ from bugless_core.clients import ServiceAddress, acting_as
 from bugless_core.errors import InvalidArgument
 from bugless_core.importer import SourceAttachment, SourceIssue
 from bugless_core.issue_references import imported_file_link
+from bugless_dev.processes import spawn
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import ImportSettings, run_import
 from bugless_import.files import _refuses_the_file
 from bugless_import.sources.redmine import RedmineImporter, when
 from bugless_import.sources.trac import TracImporter
+from bugless_import.write_issues import REFUSED_ISSUE
 from bugless_proto import v1
 
 with warnings.catch_warnings():
@@ -62,6 +65,8 @@ with warnings.catch_warnings():
     from trac.ticket.model import Ticket
 
 T0 = datetime(2017, 5, 2, 9, 0, tzinfo=UTC)
+#: ``bugless model serve`` as a release before ImportedEntry.files_not_imported.
+EARLIER_MODEL = Path(__file__).with_name("model_before_files_not_imported.py")
 #: The per-file limit of this module's Model.
 LIMIT = 4096
 LOG = b"T+5 no stop\n" * 20
@@ -560,3 +565,77 @@ def _not_imported(entry: v1.HistoryEntry) -> list[str]:
     changes = [c for c in entry.changes if c.field == "files_not_imported"]
     assert all(c.field_name == "Source files not imported" for c in changes)
     return [name for c in changes for name in c.added]
+
+
+@pytest.fixture(scope="module")
+def earlier_model(
+    bugless_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningService]:
+    """A Model of the release before files_not_imported, with this module's per-file limit."""
+    logs = tmp_path_factory.mktemp("earlier-model")
+    ready = logs / "ready.json"
+    process = spawn(
+        "model-before-files-not-imported",
+        [
+            sys.executable,
+            str(EARLIER_MODEL),
+            "model",
+            "serve",
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+        ],
+        {**bugless_stack.env, "BUGLESS_ATTACHMENT_MAX_FILE_BYTES": str(LIMIT)},
+        logs / "model.log",
+        ready_file=ready,
+    )
+    service = bugless_stack.wait_started("model", process)
+    try:
+        yield service
+    finally:
+        bugless_stack.stop_service(service)
+
+
+@pytest.mark.parametrize("batch_size", [0, 50])
+async def test_a_model_before_files_not_imported_is_named_to_be_upgraded_first(
+    batch_size: int,
+    make_settings: MakeSettings,
+    earlier_model: RunningService,
+    model: v1.ModelStub,
+    tmp_path: Path,
+) -> None:
+    """A Model of an earlier release refuses an entry of files not copied: upgrade it first.
+
+    It does not know ImportedEntry.files_not_imported, so the entry is
+    empty to it ("an entry needs a comment, a field change or a file");
+    before, the run stopped with that alone, as if the source were at fault.
+    """
+    env = Environment(
+        str(tmp_path / "env"), create=True, options=[("trac", "database", "sqlite:db/trac.db")]
+    )
+    ticket = Ticket(env)
+    ticket.populate({"summary": "Dumps", "status": "new", "reporter": "ann"})
+    ticket.insert(when=_hours(0))
+    _attach(env, "ann", 1, "core.dump", b"\0" * (LIMIT + 1))
+    project = f"earlier{batch_size}"
+    address = earlier_model.address
+    assert address is not None
+    settings = make_settings(
+        model=ServiceAddress(address.host, address.port), batch_size=batch_size
+    )
+
+    with pytest.raises(InvalidArgument) as refused:
+        await run_import(_Trac41(env.path, {"project": project}), settings)
+
+    assert refused.value.metadata[REFUSED_ISSUE] == f"trac41:{project}#1"
+    assert "history[0]: an entry needs a comment, a field change or a file" in str(
+        refused.value.message
+    )
+    assert refused.value.message.endswith(
+        "; that entry records only files the import could not copy "
+        "(ImportedEntry.files_not_imported), which a Model of a release before this import's "
+        "does not know: upgrade the Model first, as docs/upgrades.md orders, then run the "
+        "import again"
+    )
+    assert await find(model, f"trac41:{project}#1") == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
@@ -34,6 +35,7 @@ from bugless_import.files import Files
 from bugless_import.mapping import Mapping
 from bugless_import.people import source_files
 from bugless_import.progress import Progress
+from bugless_import.relation_history import refused_field
 from bugless_import.report import ImportReport
 from bugless_import.settings import ImportSettings
 from bugless_import.state import DoneState
@@ -50,14 +52,49 @@ _ITEM_ERRORS: dict[int, type[BuglessError]] = {int(e.grpc_status.value): e for e
 REFUSED_ISSUE = "refused_issue"
 
 
+#: A refusal naming an entry by its place alone, as of one the Model finds empty.
+_WHOLE_ENTRY = re.compile(r"history\[(\d+)\]")
+
+
+def _refused_by_an_earlier_model(
+    error: BuglessError, request: v1.ImportIssueRequest
+) -> BuglessError:
+    """``error``, saying "upgrade the Model first" when the Model cannot know what it refused.
+
+    A Model of a release before ``ImportedEntry.files_not_imported`` drops
+    the field unread (protobuf skips fields it does not know), so an entry
+    recording only files the import could not copy is empty to it:
+    INVALID_ARGUMENT naming the entry by its place (``history[3]``). This
+    release's Model never refuses that entry so, and the bare refusal would
+    send the admin to fix a source that is not at fault.
+    """
+    match = _WHOLE_ENTRY.fullmatch(refused_field(error))
+    if not isinstance(error, InvalidArgument) or match is None:
+        return error
+    index = int(match[1])
+    if index >= len(request.history) or not request.history[index].files_not_imported:
+        return error
+    return InvalidArgument(
+        f"{error.message}; that entry records only files the import could not copy "
+        "(ImportedEntry.files_not_imported), which a Model of a release before this import's "
+        "does not know: upgrade the Model first, as docs/upgrades.md orders, then run the "
+        "import again",
+        reason=error.reason,
+        metadata=error.metadata,
+    )
+
+
 @contextmanager
-def _stops_at(external_id: str) -> Iterator[None]:
+def _stops_at(external_id: str, request: v1.ImportIssueRequest) -> Iterator[None]:
     """Mark the Model's refusal of the issue ``external_id`` as what stopped the run."""
     try:
         yield
     except _ITEM_REFUSALS as exc:
         exc.metadata[REFUSED_ISSUE] = external_id
-        raise
+        refusal = _refused_by_an_earlier_model(exc, request)
+        if refusal is exc:
+            raise
+        raise refusal from None
 
 
 async def write_issues(
@@ -111,7 +148,7 @@ async def write_issues(
             issue = pending.get_nowait()
             external_id = importer.external_id(issue)
             request = first_pass(issue, await request_for(issue))
-            with _stops_at(external_id):
+            with _stops_at(external_id, request):
                 answer = await call(model.import_issue, request)
             count(answer.created, answer.entries_written)
             if external_id in deferred_ids:
@@ -175,13 +212,15 @@ async def write_issues(
             answer = await call(
                 model.import_issues, v1.ImportIssuesRequest(caller=caller, issues=requests)
             )
-            for issue, result in zip(batch, answer.results, strict=True):
+            for issue, request, result in zip(batch, requests, answer.results, strict=True):
                 if result.code:
                     # Stop as a lone ImportIssue would have; what landed is recorded.
-                    raise _ITEM_ERRORS.get(result.code, FailedPrecondition)(
-                        f"{result.external_id}: {result.message}",
-                        metadata={REFUSED_ISSUE: result.external_id},
-                    )
+                    kind = _ITEM_ERRORS.get(result.code, FailedPrecondition)
+                    with _stops_at(result.external_id, request):
+                        raise kind(
+                            f"{result.external_id}: {result.message}",
+                            metadata={"field": refused_field(kind(result.message))},
+                        )
                 count(result.created, result.entries_written)
                 if result.external_id in deferred_ids:
                     first_wrote[result.external_id] = result.created or result.entries_written > 0
@@ -218,7 +257,7 @@ async def write_issues(
     async def second_pass() -> None:
         """The cut issues' whole history, one at a time (each may write the others')."""
         for issue, request in deferred:
-            with _stops_at(request.external_id):
+            with _stops_at(request.external_id, request):
                 answer = await second_pass_of(request)
             report.entries_written += answer.entries_written
             if answer.entries_written and not first_wrote.get(request.external_id, True):
