@@ -48,6 +48,7 @@ from bugless_model_postgres._convert import Conn, principals_of
 from bugless_model_postgres._visibility import (
     COMPONENT_VISIBLE,
     ELIDED,
+    ELIDED_TYPED,
     HOTLIST_VISIBLE,
     SEEN_PATH,
 )
@@ -282,6 +283,8 @@ async def name_refusal(conn: Conn, unseen: UnseenName, caller: v1.Caller) -> Inv
     else:
         offered = sorted({p.rsplit(">", 1)[-1] for p in paths})
     hint = did_you_mean(unseen.typed, offered)
+    if unseen.typed.startswith(ELIDED):
+        hint += ELIDED_TYPED
     below = _BELOW if unseen.subtree else ""
     return InvalidArgument(
         f"{unseen.where}: there is no component named {unseen.typed!r}{below} "

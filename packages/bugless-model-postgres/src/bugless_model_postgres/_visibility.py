@@ -25,6 +25,13 @@ HOTLIST_VISIBLE = "(NOT {h}.private OR {admin} OR {h}.owner = {user} OR {user} =
 #: What a path shows in place of the components above that the caller may
 #: not view (:data:`SEEN_PATH`): no name holds ``>``, so no path begins so.
 ELIDED = "…>"
+#: What a refusal of a path typed as it is shown (:data:`ELIDED` first) adds:
+#: copied from a listing, it names no component (GetComponent by path, a
+#: search's ``component:`` term), and the reader is told why and what does.
+ELIDED_TYPED = (
+    "; a path beginning '…>' is shown shortened where it runs below a component "
+    "you may not view, and names no component: give the component's own name or its id"
+)
 #: The path of component ``{c}`` as the caller sees it (``{admin}``,
 #: ``{principals}`` as above): whole when they may view every component
 #: above it, else :data:`ELIDED` and the names below the lowest one they may

@@ -95,6 +95,7 @@ from bugless_model_postgres._notify_views import NotificationViewCalls
 from bugless_model_postgres._paging import KeysetPage, caller_key
 from bugless_model_postgres._search_calls import SearchCalls
 from bugless_model_postgres._viewer_checks import ViewerCheckCalls
+from bugless_model_postgres._visibility import ELIDED, ELIDED_TYPED
 from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
@@ -534,7 +535,8 @@ class PostgresBackend(
         role = caller_role(caller, row["effective_acl"]) if row else None
         if row is None or role is None:
             path = request.path or ""
-            raise NotFound(f"component {path!r} not found", metadata={"path": path})
+            shortened = ELIDED_TYPED if path.startswith(ELIDED) else ""
+            raise NotFound(f"component {path!r} not found{shortened}", metadata={"path": path})
         return component_from_row(row, role)
 
     async def list_components(self, request: v1.ListComponentsRequest) -> v1.ListComponentsResponse:

@@ -277,6 +277,12 @@ class ComponentContract:
         )
         for refusal in (changing, redacting):
             assert secret.name not in (refusal.message or "")
+        # The path bob is shown, typed back: it names nothing, and he is told why.
+        await expect_error(
+            _by_path(model, "…>Logs", caller=BOB),
+            Status.NOT_FOUND,
+            "component '…>Logs' not found; a path beginning '…>' is shown shortened",
+        )
 
     async def test_rename_changes_paths_of_the_subtree(self, model: v1.ModelStub) -> None:
         top = await make_component(model)

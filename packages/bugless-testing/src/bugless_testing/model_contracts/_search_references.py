@@ -246,6 +246,8 @@ class SearchComponentNameContract:
         near = f"{rocket.name}>Netwerk"
         await _refused(model, _named(near), BOB, f"did you mean '{rocket.name}>Netwrk'")
         await _refused(model, _named("Netwerk"), BOB, "did you mean 'Netwrk'")
+        # The path he is shown, typed back: it names nothing, and he is told why.
+        await _refused(model, _named("…>Netwrk"), BOB, "names no component: give the")
 
     async def test_the_first_unseen_reference_in_the_query_is_the_one_refused(
         self, model: v1.ModelStub
