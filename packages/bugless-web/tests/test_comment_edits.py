@@ -189,3 +189,29 @@ async def test_single_entries_render_edits_and_redactions_as_live_updates_insert
     assert original.status_code == 200
     assert "said once" in original.text  # alone, an entry shows its own text
     assert "/edit" not in original.text  # forms only on the whole page
+
+
+async def test_an_entry_fetched_by_a_live_update_leaves_the_notice_for_the_next_page(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The edit's "Edit saved" is shown on the page the save redirects to, although
+    the page's live update fetched the new entry in between (as it does when the
+    feed announces the edit before the browser follows the redirect). Before, the
+    entry was rendered as a page, which used up the session's one-shot notice."""
+    issue = await create_issue(model, world, "Notice after a live fetch", description="d")
+    entry = await _comment(model, world, issue, "bob", "first wording")
+    csrf = await sign_in(client, "bob")
+    version = (await _issue(model, world, issue.id)).version
+    response = await client.post(
+        f"/issues/{issue.id}/entries/{entry}/edit",
+        data={"_csrf": csrf, "version": str(version), "comment": "second wording"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    fetched = await client.get(f"/issues/{issue.id}/entries/{version + 1}")
+    assert fetched.status_code == 200
+    assert "edited the comment of" in fetched.text
+    assert "Edit saved" not in fetched.text
+    page = await client.get(f"/issues/{issue.id}")
+    assert "Edit saved; the earlier text stays in the history." in page.text
+    assert "Edit saved" not in (await client.get(f"/issues/{issue.id}")).text  # one-shot

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from litestar import Request, Response, get, post
+from litestar import MediaType, Request, Response, get, post
 from litestar.params import FromPath
 from markupsafe import Markup
 
@@ -410,18 +410,27 @@ def parse_level(enum: Any, name: str) -> Any:
 async def timeline_entry(
     request: Request[Any, Any, Any], issue_text: FromPath[str], version_text: FromPath[str]
 ) -> Response[str]:
-    """One rendered timeline entry (what live updates insert)."""
+    """One rendered timeline entry (what live updates insert).
+
+    Rendered without the page's layout (not through :func:`render`), so the
+    session's one-shot notice and warning are left for the next page: a
+    live update fetching an entry while the person saves a change must not
+    use up the "Saved" the page after the save shows.
+    """
     issue_id = path_id(issue_text, "issue_id")
     version = path_id(version_text, "version")
     viewer = await viewer_of(request)
-    backends = frontend_of(request).backends
-    entries = await load_history(backends, viewer, issue_id, after_version=version - 1)
+    frontend = frontend_of(request)
+    entries = await load_history(frontend.backends, viewer, issue_id, after_version=version - 1)
     entry = next((e for e in entries if e.version == version), None)
     if entry is None:
         msg = f"issue {issue_id} has no entry {version}"
         raise NotFound(msg)
-    names = await names_for(backends, viewer, [entry])
-    return render(request, "_entry_fragment.html", {"entry": entry, "names": names}, viewer=viewer)
+    names = await names_for(frontend.backends, viewer, [entry])
+    html = frontend.templates.get_template("_entry_fragment.html").render(
+        {"entry": entry, "names": names, "viewer": viewer, "csrf_token": session_of(request).csrf}
+    )
+    return Response(html, media_type=MediaType.HTML)
 
 
 ROUTES = [issue_page, change_issue, timeline_entry]
