@@ -31,7 +31,7 @@ async def test_a_label_names_its_field_by_case_folding(model: v1.ModelStub) -> N
     mapping = Mapping(labels={"fruit": LabelTarget(field="ÄPFEL-STRASSE", value="Hoch")})
     labels = Labels(model, ADMIN, mapping)
     await labels.prepare([component.id])
-    assert labels(component.id, ["fruit"]) == (
+    assert labels(component.id, ["fruit"], "labels:1") == (
         [],
         [v1.CustomFieldValue(field_id=field.id, values=["Hoch"])],
     )

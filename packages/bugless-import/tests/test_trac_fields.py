@@ -94,15 +94,18 @@ async def test_milestones_versions_and_custom_fields_are_labels_the_mapping_send
     mapping = tmp_path / "mapping.toml"
     mapping.write_text(
         '[labels]\n"milestone:milestone1" = "hotlist:Trac31 M1"\n'
-        '"milestone:milestone2" = "hotlist:Trac31 M2"\n',
+        '"milestone:milestone2" = "hotlist:Trac31 M2"\n'
+        '"customer:ACME GmbH" = "field:Customer=ACME GmbH"\n',
         encoding="utf-8",
     )
     report = await run_import(importer, make_settings(mapping=mapping))
     assert report.created == 1
     # Once per issue, as the dry run counts: before, 'platform:Windows' was
-    # counted again at each change of the labels in the history ("3 times").
+    # counted again at each change of the labels in the history ("3 times"),
+    # and a label mapped to a field the component lacks at each look-up of
+    # the issue's labels (creation, now, before and after each change: 4).
     assert report.unmapped == [
-        ("labels", "customer:ACME GmbH", 1),
+        ("labels", "customer:ACME GmbH (no field 'Customer' here)", 1),
         ("labels", "platform:Windows", 1),
         ("labels", "version:1.0", 1),
     ]

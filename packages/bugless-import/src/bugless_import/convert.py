@@ -44,13 +44,15 @@ class Resolved:
     Attributes:
         people: Person key -> bugless user id.
         components: Source component name -> component id ("" is the default).
-        labels: Component id and labels -> hotlist ids and custom field values.
+        labels: Component id, labels and the external id of the issue
+            holding them -> hotlist ids and custom field values (the issue
+            named so that what it cannot map is counted once per issue).
     """
 
     people: Mapping[str, str]
     components: Mapping[str, int]
-    labels: Callable[[int, Sequence[str]], tuple[list[int], list[v1.CustomFieldValue]]] = field(
-        default=lambda _component, _labels: ([], [])
+    labels: Callable[[int, Sequence[str], str], tuple[list[int], list[v1.CustomFieldValue]]] = (
+        field(default=lambda _component, _labels, _external_id: ([], []))
     )
 
 
@@ -121,6 +123,8 @@ class _LabelReplay:
     resolved: Resolved
     component_id: int
     labels: list[str]
+    #: The issue's external id (:attr:`Resolved.labels` counts by it).
+    external_id: str
     #: The component before the entry's move (:meth:`move`), else None.
     moved_from: int | None = None
 
@@ -139,9 +143,11 @@ class _LabelReplay:
                 after = (after - set(change.removed)) | set(change.added)
         if after == set(self.labels) and before == self.component_id:
             return
-        old_hotlists, old_values = self.resolved.labels(before, self.labels)
+        old_hotlists, old_values = self.resolved.labels(before, self.labels, self.external_id)
         old_labels, self.labels = self.labels, sorted(after)
-        new_hotlists, new_values = self.resolved.labels(self.component_id, self.labels)
+        new_hotlists, new_values = self.resolved.labels(
+            self.component_id, self.labels, self.external_id
+        )
         item.hotlist_add = sorted(set(new_hotlists) - set(old_hotlists))
         item.hotlist_remove = sorted(set(old_hotlists) - set(new_hotlists))
         old = {v.field_id: list(v.values) for v in old_values}
@@ -150,7 +156,7 @@ class _LabelReplay:
         if cleared and before != self.component_id:
             # Only a field the new component has can be cleared; the Model
             # drops the others' values with the move.
-            _, there = self.resolved.labels(self.component_id, old_labels)
+            _, there = self.resolved.labels(self.component_id, old_labels, self.external_id)
             cleared &= {v.field_id for v in there}
         item.custom_fields = [
             v1.CustomFieldValue(field_id=fid, values=new.get(fid, []))
@@ -265,14 +271,16 @@ def to_request(
     )
     for name, section in _ENUM_SECTIONS.items():
         setattr(fields, name, type(getattr(fields, name))(mapping.enum(section, initial[name])))
-    hotlists, custom = resolved.labels(component_id, issue.labels)
-    initial_hotlists, initial_custom = resolved.labels(component_id, initial_labels(issue))
+    hotlists, custom = resolved.labels(component_id, issue.labels, external_id)
+    initial_hotlists, initial_custom = resolved.labels(
+        component_id, initial_labels(issue), external_id
+    )
     history: list[v1.ImportedEntry] = []
     files_at, entries_at = history_times(issue, with_files=files is not None)
     file_times = iter(files_at)
     last = max([issue.created_at, *files_at, *entries_at])
     description = issue.description
-    labels = _LabelReplay(resolved, component_id, initial_labels(issue))
+    labels = _LabelReplay(resolved, component_id, initial_labels(issue), external_id)
     held = HeldRelations()
     edits = [c for e in issue.entries for c in e.changes if c.field == "description"]
     if edits:

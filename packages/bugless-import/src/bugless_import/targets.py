@@ -77,6 +77,8 @@ class Labels:
         self.model, self.caller, self.mapping = model, caller, mapping
         self.hotlists: dict[str, int] = {}
         self.fields: dict[int, dict[str, v1.CustomField]] = {}
+        #: A label whose field a component lacks -> the issues it was met on.
+        self._missing: dict[str, set[str]] = {}
 
     async def prepare(self, components: Iterable[int]) -> None:
         """Find or create the mapped hotlists; read the components' custom fields."""
@@ -106,9 +108,15 @@ class Labels:
                 self.fields[component_id] = {f.name.casefold(): f for f in listed.custom_fields}
 
     def __call__(
-        self, component_id: int, labels: Sequence[str]
+        self, component_id: int, labels: Sequence[str], external_id: str
     ) -> tuple[list[int], list[v1.CustomFieldValue]]:
-        """The hotlists and custom field values ``labels`` map to in a component."""
+        """The hotlists and custom field values ``labels`` of issue ``external_id`` map to.
+
+        A label mapped to a field the component lacks is counted as unmapped
+        once per issue, as the report says ("on N issues"): an issue's
+        labels are looked up several times (at creation, now, at each change
+        and move of its history), and counting each look-up overcounted.
+        """
         hotlists: set[int] = set()
         values: dict[int, list[str]] = {}
         for label in labels:
@@ -120,7 +128,7 @@ class Labels:
                 continue
             found = self.fields.get(component_id, {}).get(target.field.casefold())
             if found is None:
-                self.mapping.unmapped[("labels", f"{label} (no field {target.field!r} here)")] += 1
+                self._count_missing(f"{label} (no field {target.field!r} here)", external_id)
                 continue
             chosen = values.setdefault(found.id, [])
             if found.type is v1.CustomFieldType.ENUM_MULTI or not chosen:
@@ -128,3 +136,10 @@ class Labels:
         return sorted(hotlists), [
             v1.CustomFieldValue(field_id=fid, values=vals) for fid, vals in sorted(values.items())
         ]
+
+    def _count_missing(self, unmapped: str, external_id: str) -> None:
+        """Count ``unmapped`` on issue ``external_id``, the first time it is met there."""
+        met = self._missing.setdefault(unmapped, set())
+        if external_id not in met:
+            met.add(external_id)
+            self.mapping.unmapped[("labels", unmapped)] += 1
