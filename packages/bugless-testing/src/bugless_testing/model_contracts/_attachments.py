@@ -407,6 +407,11 @@ class AttachmentContract:
         assert done is not None
         removed = await delete(model, done.id)
         assert removed.entry is not None
+        # The deletion's reply names it too: the entry equals a later read of it.
+        assert (removed.entry.deleted_attachment_id, removed.entry.deleted_attachment_name) == (
+            done.id,
+            "build.log",
+        )
         entries = await history(model, issue.id)
         assert [(e.deleted_attachment_id, e.deleted_attachment_name) for e in entries][-1:] == [
             (done.id, "build.log")
