@@ -15,6 +15,7 @@ import pytest
 from notifier_process_support import People
 from notify_support import SEALING_KEY, WebhookReceiver, run_receiver
 
+from bugless_core.clients import ActingFor
 from bugless_notify.endpoints import WebhookEndpointStore
 from bugless_notify.queue import DeliveryQueue
 from bugless_notify.sealing import SecretSealer
@@ -113,3 +114,25 @@ def notify_process(
         yield service, flags
     finally:
         bugless_stack.stop_service(service)
+
+
+@pytest.fixture
+async def as_person(bugless_stack: LocalStack) -> AsyncIterator[ActingFor]:
+    """Real assertions from the Authenticator, as the web holds them for its visitors."""
+    channel = bugless_stack.client_address("auth", "admin").channel()
+    try:
+        yield ActingFor(v1.AuthenticatorStub(channel))
+    finally:
+        channel.close()
+
+
+@pytest.fixture
+async def web_to_notifier(
+    bugless_stack: LocalStack, notifier: RunningService
+) -> AsyncIterator[v1.NotifierStub]:
+    """The notifier (the requesting module's ``notifier``), reached with the web's certificate."""
+    channel = bugless_stack.client_address("notify", identity="web").channel()
+    try:
+        yield v1.NotifierStub(channel)
+    finally:
+        channel.close()

@@ -64,28 +64,6 @@ async def default_notifier(
         await asyncio.to_thread(bugless_stack.stop_service, service)
 
 
-@pytest.fixture
-async def as_person(bugless_stack: LocalStack) -> AsyncIterator[ActingFor]:
-    """Real assertions from the Authenticator, as the web holds them for its visitors."""
-    channel = bugless_stack.client_address("auth", "admin").channel()
-    try:
-        yield ActingFor(v1.AuthenticatorStub(channel))
-    finally:
-        channel.close()
-
-
-@pytest.fixture
-async def web_to_notifier(
-    bugless_stack: LocalStack, notifier: RunningService
-) -> AsyncIterator[v1.NotifierStub]:
-    """The notifier, reached with the web's certificate."""
-    channel = bugless_stack.client_address("notify", identity="web").channel()
-    try:
-        yield v1.NotifierStub(channel)
-    finally:
-        channel.close()
-
-
 async def _wait(receiver: WebhookReceiver, path: str, count: int) -> list[dict[str, object]]:
     got = await asyncio.to_thread(receiver.wait_for, path, count, 90.0)
     return [json.loads(r.body) for r in got]

@@ -15,7 +15,10 @@ the per-caller reads apply:
   per hotlist, as GetIssue's ``visible_hotlist_ids`` does;
 * the components the entries name, and those the issue's component
   subscribers subscribed to (an ancestor, for a subtree subscription):
-  their effective ACLs, as GetComponent does.
+  their effective ACLs, as GetComponent does, and each one's path as the
+  recipient sees it (:data:`~bugless_model_postgres._visibility.SEEN_PATH`,
+  the rule of every path the Model gives: ``…>Net`` for ``Secret>Net`` to
+  one who may view Net but not Secret), in one statement for them all.
 
 Who the recipients are is not this module's concern: the servicer hands it
 callers verified from identity assertions (never a group list a request
@@ -24,7 +27,7 @@ names, unless the Model runs without ``--auth``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from bugless_core.errors import PermissionDenied
 from bugless_model_postgres._attachments import fill_entries
@@ -34,10 +37,17 @@ from bugless_model_postgres._context import (
     hotlist_visible,
     issue_not_found,
 )
-from bugless_model_postgres._convert import Conn, caller_role, entry_from_row
+from bugless_model_postgres._convert import (
+    Conn,
+    Row,
+    caller_role,
+    entry_from_row,
+    principals_of,
+)
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._edit_calls import mark_edited
 from bugless_model_postgres._follow import AUDIENCE, audience_message, read_settings
+from bugless_model_postgres._visibility import SEEN_PATH
 from bugless_proto import v1
 
 #: Entries $2 (versions) of issue $1; for an edit, the text it replaced
@@ -63,6 +73,20 @@ SELECT h.id, h.name, h.private, h.owner, h.editors
 """
 #: Components $1 with their paths and effective ACLs.
 COMPONENTS = "SELECT id, path, effective_acl FROM components WHERE id = ANY ($1::bigint[])"
+#: Each of components $1 (by ``id``) with its path as each recipient sees it
+#: (``seen_path``, :data:`~bugless_model_postgres._visibility.SEEN_PATH`), a
+#: recipient (``ord``) being every ``$2[i]`` whose principal is ``$3[i]``
+#: (one element per principal: their counts differ), an admin when in $4.
+VIEWER_PATHS = f"""
+SELECT v.ord, c.id,
+       {SEEN_PATH.format(c="c", admin="v.ord = ANY ($4::int[])", principals="v.principals")}
+           AS seen_path
+  FROM (SELECT p.ord, array_agg(p.principal) AS principals
+          FROM unnest($2::int[], $3::text[]) AS p(ord, principal)
+         GROUP BY p.ord) AS v
+ CROSS JOIN components c
+ WHERE c.id = ANY ($1::bigint[])
+"""
 
 _ADMIN = v1.Caller(user_id="bugless-notify", admin=True)
 
@@ -122,24 +146,53 @@ async def notification_views(
     hotlists = await conn.fetch(ISSUE_HOTLISTS, request.issue_id)
     views.hotlist_names = {h["id"]: h["name"] for h in hotlists}
     starred = set(audience.starred_by)
-    for viewer in viewers:
-        if caller_role(viewer, issue_acl) is None:
-            continue
+    readers = [v for v in viewers if caller_role(v, issue_acl) is not None]
+    paths = await _seen_paths(conn, readers, components)
+    for at, viewer in enumerate(readers):
+        seen = {
+            i: paths[at, i]
+            for i, r in components.items()
+            if caller_role(viewer, r["effective_acl"]) is not None
+        }
         views.viewers.append(
             v1.NotificationViewer(
                 user_id=viewer.user_id,
                 hotlist_ids=[h["id"] for h in hotlists if hotlist_visible(viewer, h)],
-                component_ids=[
-                    i
-                    for i, r in components.items()
-                    if caller_role(viewer, r["effective_acl"]) is not None
-                ],
+                component_ids=list(seen),
                 starred=viewer.user_id in starred,
+                component_paths=seen,
             )
         )
     user_ids = list(dict.fromkeys(v.user_id for v in viewers))
     views.settings = await read_settings(conn, user_ids)
     return views
+
+
+async def _seen_paths(
+    conn: Conn, readers: list[v1.Caller], components: Mapping[int, Row]
+) -> dict[tuple[int, int], str]:
+    """By (index in ``readers``, component id), the path as that reader sees it.
+
+    A mail names components by path ("Component: Secret>Net", "this issue
+    is in Secret>Net"): given whole, it told a recipient who may view Net
+    (its own entries open it) but not Secret the name of what no listing
+    of theirs shows. One statement for every reader, and none when every
+    component is at the top (its path is its name, seen whole by any
+    reader who may view it).
+    """
+    if not readers:
+        return {}
+    if all(">" not in r["path"] for r in components.values()):
+        return {(at, i): r["path"] for at in range(len(readers)) for i, r in components.items()}
+    ords: list[int] = []
+    principals: list[str] = []
+    for at, reader in enumerate(readers):
+        own = principals_of(reader)
+        ords += [at] * len(own)
+        principals += own
+    admins = [at for at, reader in enumerate(readers) if reader.admin]
+    rows = await conn.fetch(VIEWER_PATHS, list(components), ords, principals, admins)
+    return {(r["ord"], r["id"]): r["seen_path"] for r in rows}
 
 
 class NotificationViewCalls(BackendCalls):

@@ -438,7 +438,12 @@ class IssueDeliveries:
             entry,
             changes=[c for c in (_visible_change(c, seen) for c in entry.changes) if c is not None],
         )
+        # The paths as this viewer sees them ("…>Net" below a component they
+        # may not view); a Model older than the field gives only the whole ones.
         visible = set(viewer.component_ids)
+        seen_paths = dict(viewer.component_paths) or {
+            i: p for i, p in paths.items() if i in visible
+        }
         return render_notification(
             ChangeNotice(
                 issue=seen,
@@ -448,7 +453,7 @@ class IssueDeliveries:
                 former=candidate.former,
                 public_url=self._public_url,
                 people=people,
-                components={i: p for i, p in paths.items() if i in visible},
+                components=seen_paths,
                 hotlists={i: hotlist_names[i] for i in viewer.hotlist_ids if i in hotlist_names},
                 unsubscribe_url=unsubscribe_url,
             ),

@@ -56,7 +56,8 @@ class FollowContract:
     audience call answers admins only and lists starrers, subtree
     subscribers of ancestors and muters; GetNotificationViews (admins only)
     names exactly the candidate recipients whose principals (user or group)
-    may see the issue, with the hotlists and components each may see.
+    may see the issue, with the hotlists and components each may see and
+    each component's path as they see it (``…>Net`` below one they may not).
     Notification settings are :class:`NotificationSettingsContract`'s.
     """
 
@@ -365,6 +366,58 @@ class FollowContract:
             model.get_issue_audience(v1.GetIssueAudienceRequest(caller=BOB, issue_id=issue.id)),
             Status.PERMISSION_DENIED,
         )
+
+    async def test_notification_views_give_each_recipient_the_paths_they_see(
+        self, model: v1.ModelStub
+    ) -> None:
+        """A recipient who may view Net but not Secret above it is given ``…>Net``.
+
+        A mail names components by path (the issue's, a move's, the
+        subscription that brought it): the whole path told such a recipient
+        Secret's name, which no listing of theirs shows. Each viewer's
+        ``component_paths`` is the path GetComponent gives them (by user or
+        by group); one who may view every component above reads it whole,
+        and the shared map stays whole for notifiers older than the field.
+        """
+        team = fresh_caller("team").user_id
+        owner, bob = fresh_caller("owner"), fresh_caller("bob")
+        member = fresh_caller("member", groups=[team])
+        top = await make_component(model, name=unique("Open"))
+        secret = await make_component(
+            model,
+            parent_id=top.id,
+            name=unique("Secret"),
+            acl=[user_entry(owner.user_id, v1.Role.ADMIN)],
+        )
+        net = await model.create_component(
+            v1.CreateComponentRequest(
+                caller=owner,
+                parent_id=secret.id,
+                name="Net",
+                acl=[user_entry(bob.user_id, v1.Role.EDITOR), group_entry(team, v1.Role.VIEWER)],
+            )
+        )
+        issue = await make_issue(model, net.id, caller=bob)
+        await model.set_component_subscription(
+            v1.SetComponentSubscriptionRequest(
+                caller=owner, component_id=secret.id, subscribed=True, include_subtree=True
+            )
+        )
+        views = await model.get_notification_views(
+            v1.GetNotificationViewsRequest(
+                caller=ADMIN, issue_id=issue.id, viewers=[bob, member, owner]
+            )
+        )
+        whole = f"{top.name}>{secret.name}>Net"
+        assert dict(views.component_paths) == {secret.id: secret.path, net.id: whole}
+        by_user = {v.user_id: v for v in views.viewers}
+        for person in (bob, member):
+            assert dict(by_user[person.user_id].component_paths) == {net.id: "…>Net"}
+            assert by_user[person.user_id].component_ids == [net.id]
+        assert dict(by_user[owner.user_id].component_paths) == {
+            secret.id: secret.path,
+            net.id: whole,
+        }
 
     async def test_notification_views_check_each_recipient_by_user_and_group(
         self, model: v1.ModelStub
