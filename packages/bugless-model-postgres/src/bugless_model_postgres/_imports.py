@@ -31,6 +31,7 @@ from bugless_core.issue_fields import ENUM_FIELDS, is_open
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _custom_fields, _custom_values, _import_files, _mentions
 from bugless_model_postgres import _queries as q
+from bugless_model_postgres._components import seen_path
 from bugless_model_postgres._context import WriteContext, hotlist_not_found, hotlist_visible
 from bugless_model_postgres._convert import NOT_IMPORTED_FIELD, changes_to_json, scalar_text
 from bugless_model_postgres._import_relations import (
@@ -324,7 +325,14 @@ class _Labels:
 
 
 async def _check_components(ctx: WriteContext, ids: set[int], external_id: str) -> None:
-    """Every component the history puts the issue in exists and is not archived."""
+    """Every component the history puts the issue in exists and is not archived.
+
+    An archived one is named by its path as the caller sees it
+    (:func:`._components.seen_path`), as every refusal names a component.
+    Importers are global admins (``check_import_permission``), who see every
+    path whole, so today this reads nothing more; it keeps the one rule
+    should the import permission ever be granted without admin.
+    """
     rows = {r["id"]: r for r in await ctx.conn.fetch(q.IMPORT_COMPONENTS, sorted(ids))}
     for component_id in sorted(ids):
         row = rows.get(component_id)
@@ -335,7 +343,8 @@ async def _check_components(ctx: WriteContext, ids: set[int], external_id: str) 
             )
         if row["archived"]:
             raise FailedPrecondition(
-                f"component {row['path']} is archived and accepts no imported issues",
+                f"component {await seen_path(ctx.conn, ctx.caller, row)} is archived and "
+                "accepts no imported issues",
                 metadata={"component_id": str(component_id)},
             )
 

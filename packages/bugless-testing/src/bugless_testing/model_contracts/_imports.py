@@ -21,6 +21,7 @@ from bugless_testing.model_contracts._support import (
     replay,
     search_ids,
     unique,
+    update_component,
     user_entry,
     within,
 )
@@ -251,6 +252,19 @@ class ImportContract:
             component.id, external_id, _entry("a", 1, "", component_id=8_999_999_999_999)
         )
         await expect_error(model.import_issue(request), Status.NOT_FOUND, "8999999999999")
+        assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id)) == []
+
+    async def test_an_archived_component_is_refused_by_its_path(self, model: v1.ModelStub) -> None:
+        top = await make_component(model)
+        shelf = await make_component(model, parent_id=top.id)
+        await update_component(model, v1.Component(id=shelf.id, archived=True), "archived")
+        external_id = _external_id()
+        moved = _entry("a", 1, "", component_id=shelf.id)
+        await expect_error(
+            model.import_issue(_request(top.id, external_id, moved)),
+            Status.FAILED_PRECONDITION,
+            f"component {top.name}>{shelf.name} is archived",
+        )
         assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id)) == []
 
     async def test_a_batch_answers_each_item_and_writes_the_good_ones(
