@@ -1907,7 +1907,8 @@ class CheckViewersResponse(betterproto2.Message):
 
     component_path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    "Platform>Storage>Disk", for the warning.
+    "Platform>Storage>Disk", for the warning: as the caller may see it
+    (Component.path: "…>" where it runs below a component they may not view).
     """
 
     cannot_view: "list[BlockedViewer]" = betterproto2.field(
@@ -1977,7 +1978,12 @@ class Component(betterproto2.Message):
 
     path: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
     """
-    Names from the root joined by ">", e.g. "Platform>Storage>Disk".
+    Names from the root joined by ">", e.g. "Platform>Storage>Disk", as the
+    caller may see them: below a component the caller may not view (one whose
+    own ACL opens it below a closed parent), "…>" and the names below the
+    lowest such one ("…>Net" for "Secret>Net"). A path beginning "…>" names
+    no component when given back (GetComponentRequest.path, a search's
+    component term): use the id or the component's own name.
     """
 
     description: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
