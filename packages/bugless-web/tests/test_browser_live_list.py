@@ -17,7 +17,7 @@ from browser_support import (
     save_screenshot,
     sign_in,
 )
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import BrowserContext, Route, expect
 
 from bugless_dev.stack import RunningService
 
@@ -226,3 +226,52 @@ def test_a_hotlist_page_redraws_its_rows_their_order_and_notes_in_place(
     assert page.evaluate("window.buglessNotReloaded") is True
     assert list(iter_console_problems(watcher.console)) == []
     assert watcher.dialogs == []
+
+
+def test_a_hotlist_page_keeps_asking_for_its_rows_after_a_server_error(
+    web_server: RunningService, context: BrowserContext
+) -> None:
+    """A 503 for the rows (a Model or web restarting) is tried again at the next poll.
+
+    Before, any answer but 200 or 304 stopped the page asking for good, as
+    a 404 (the hotlist deleted) should: after one restart an open hotlist
+    page never showed a re-rank again until it was reloaded.
+    """
+    word = "rowerror" + secrets.token_hex(4)
+    watcher = new_tab(context)
+    sign_in(watcher, web_server, "bob")
+    ids = [create_issue_ui(watcher, web_server, f"{word} {n}") for n in range(2)]
+    page = watcher.page
+    page.goto(f"{web_server.url}/hotlists")
+    page.click("summary:has-text('New hotlist')")
+    page.fill('input[name="name"]', f"Rows {word}")
+    page.click('button:has-text("Create")')
+    refused: list[str] = []
+
+    def first_refused(route: Route) -> None:
+        if not refused:
+            refused.append(route.request.url)
+            route.fulfill(status=503, body="the Model is restarting")
+        else:
+            route.continue_()
+
+    page.route("**/hotlists/*/rows", first_refused)
+    page.fill('input[name="issue_ids"]', " ".join(map(str, ids)))
+    page.click('.add-items button:has-text("Add")')
+    rows = page.locator("table.ranked tbody tr.row")
+    expect(rows).to_have_count(2)
+    hotlist_url = page.url
+    expect(rows.nth(0)).to_have_attribute("data-issue", str(ids[0]))
+    # The page's first ask for its rows (at 10 s, or on being shown again) is the 503.
+
+    other = new_tab(context)
+    other.page.goto(hotlist_url)
+    other.page.get_by_label(f"New position of issue {ids[1]}").fill("1")
+    other.page.get_by_role("button", name=f"Move issue {ids[1]}", exact=True).click()
+    expect(other.page.locator("table.ranked tbody tr.row").nth(0)).to_have_attribute(
+        "data-issue", str(ids[1])
+    )
+    page.bring_to_front()
+
+    expect(rows.nth(0)).to_have_attribute("data-issue", str(ids[1]), timeout=35_000)
+    assert len(refused) == 1, refused

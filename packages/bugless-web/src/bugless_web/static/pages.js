@@ -183,6 +183,8 @@
         fetch(url, { credentials: "same-origin", headers: headers, cache: "no-store" })
           .then(function (response) {
             if (response.status === 304) return null;
+            // A Model or web restarting (5xx), or too many requests: the next poll asks again.
+            if (response.status >= 500 || response.status === 429) return null;
             if (response.status !== 200) { stopped = true; return null; }  // gone, or not theirs now
             tag = response.headers.get("ETag");
             return response.text();
