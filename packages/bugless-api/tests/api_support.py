@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -102,6 +103,16 @@ async def signed_in(connect_as: ConnectAs, *usernames: str) -> list[BuglessClien
     for client in clients:
         await client.whoami()
     return clients
+
+
+async def new_component(client: BuglessClient, prefix: str) -> v1.Component:
+    """A component of its own (``PREFIX-xxxxxx``), so tests sharing a database do not meet."""
+    return await client.create_component(f"{prefix}-{secrets.token_hex(3)}")
+
+
+async def new_issues(client: BuglessClient, component: v1.Component, count: int) -> list[v1.Issue]:
+    """``count`` issues titled ``cli 0``, ``cli 1``... in ``component``."""
+    return [await client.create_issue(f"cli {n}", component.id) for n in range(count)]
 
 
 def bugless_cli(

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from api_support import BOTS, Bots, ConnectAs, api_settings
+from api_support import BOTS, Bots, ConnectAs, api_settings, signed_in
 from prometheus_client import CollectorRegistry
 
 from bugless_api.client import BuglessClient, RetryPolicy
@@ -78,6 +78,13 @@ async def connect_as(api: RunningApi, bots: Bots) -> AsyncIterator[ConnectAs]:
     yield connect
     for client in opened:
         client.close()
+
+
+@pytest.fixture
+async def cli_bot(connect_as: ConnectAs) -> BuglessClient:
+    """cli-bot's client (the bot ``served_api``'s environment acts as), known by its first call."""
+    (client,) = await signed_in(connect_as, "cli-bot")
+    return client
 
 
 @pytest.fixture(scope="module")

@@ -2,43 +2,26 @@
 
 Data is made through the Python client (fast), then read and changed with
 ``bugless`` subprocesses configured by ``BUGLESS_*`` variables, as a script
-would run them (stdin is not a terminal).
+would run them (stdin is not a terminal). ``issue watch`` is in test_cli_watch.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 
-import pytest
-from api_support import ConnectAs, bugless_cli, cli_json, signed_in
+from api_support import bugless_cli, cli_json, new_component, new_issues
 
 from bugless_api.client import BuglessClient
 from bugless_core.list_columns import DEFAULT_COLUMNS
-from bugless_dev.processes import BUGLESS_COMMAND
 from bugless_proto import v1
-
-
-async def _component(client: BuglessClient, prefix: str) -> v1.Component:
-    return await client.create_component(f"{prefix}-{secrets.token_hex(3)}")
-
-
-async def _issues(client: BuglessClient, component: v1.Component, count: int) -> list[v1.Issue]:
-    return [await client.create_issue(f"cli {n}", component.id) for n in range(count)]
-
-
-@pytest.fixture
-async def cli_bot(connect_as: ConnectAs) -> BuglessClient:
-    (client,) = await signed_in(connect_as, "cli-bot")
-    return client
 
 
 async def test_list_pages_through_every_match_and_says_n_of_m(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:
-    component = await _component(cli_bot, "Paging")
-    issues = await _issues(cli_bot, component, 5)
+    component = await new_component(cli_bot, "Paging")
+    issues = await new_issues(cli_bot, component, 5)
     query = f"componentid:{component.id}"
 
     everything = cli_json(served_api, "issue", "list", query, "--page-size", "2")
@@ -60,7 +43,7 @@ async def test_list_pages_through_every_match_and_says_n_of_m(
 
 
 async def test_ids_are_strings_in_json(served_api: dict[str, str], cli_bot: BuglessClient) -> None:
-    component = await _component(cli_bot, "Ids")
+    component = await new_component(cli_bot, "Ids")
     created = cli_json(
         served_api, "issue", "create", "--title", "ids", "--component", component.path
     )
@@ -76,7 +59,7 @@ async def test_ids_are_strings_in_json(served_api: dict[str, str], cli_bot: Bugl
 async def test_create_sends_one_idempotency_key_per_invocation(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:
-    component = await _component(cli_bot, "Idem")
+    component = await new_component(cli_bot, "Idem")
     args = ["issue", "create", "--title", "once", "--component", str(component.id)]
     key = f"retry-{secrets.token_hex(4)}"
     first = cli_json(served_api, *args, "--idempotency-key", key)
@@ -91,8 +74,8 @@ async def test_create_sends_one_idempotency_key_per_invocation(
 async def test_comment_prints_the_comment_and_history_shows_it(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:
-    component = await _component(cli_bot, "Talk")
-    (issue,) = await _issues(cli_bot, component, 1)
+    component = await new_component(cli_bot, "Talk")
+    (issue,) = await new_issues(cli_bot, component, 1)
     issue_id = str(issue.id)
 
     added = cli_json(served_api, "issue", "comment", issue_id, "first words")
@@ -124,8 +107,8 @@ async def test_comment_prints_the_comment_and_history_shows_it(
 async def test_relations_are_set_and_cleared(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:
-    component = await _component(cli_bot, "Rel")
-    child, parent, blocked, original = (str(i.id) for i in await _issues(cli_bot, component, 4))
+    component = await new_component(cli_bot, "Rel")
+    child, parent, blocked, original = (str(i.id) for i in await new_issues(cli_bot, component, 4))
 
     changed = cli_json(
         served_api,
@@ -167,8 +150,8 @@ async def test_relations_are_set_and_cleared(
 async def test_bulk_update_previews_and_needs_yes(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:
-    component = await _component(cli_bot, "Bulk")
-    issues = await _issues(cli_bot, component, 2)
+    component = await new_component(cli_bot, "Bulk")
+    issues = await new_issues(cli_bot, component, 2)
     issues.append(
         await cli_bot.create_issue(
             "cli assigned",
@@ -239,156 +222,11 @@ async def test_bulk_update_previews_and_needs_yes(
     assert history.entries[-1].comment == "bulk"
 
 
-async def test_watch_prints_each_change_as_a_line(
-    served_api: dict[str, str], cli_bot: BuglessClient
-) -> None:
-    component = await _component(cli_bot, "Watch")
-    (issue,) = await _issues(cli_bot, component, 1)
-    watcher = await asyncio.create_subprocess_exec(
-        *BUGLESS_COMMAND,
-        "issue",
-        "watch",
-        str(issue.id),
-        "--json",
-        "--count",
-        "2",
-        env=served_api,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert watcher.stderr is not None
-        ready = await asyncio.wait_for(watcher.stderr.readline(), 60)
-        assert b"watching" in ready
-        await cli_bot.update_issue(issue.id, priority="P0")
-        await cli_bot.comment(issue.id, "seen live")
-        out, _ = await asyncio.wait_for(watcher.communicate(), 60)
-    finally:
-        if watcher.returncode is None:
-            watcher.kill()
-            await watcher.wait()
-    assert watcher.returncode == 0
-    events = [json.loads(line) for line in out.decode().splitlines()]
-    assert [e["entry"]["version"] for e in events] == [2, 3]
-    assert events[1]["entry"]["comment"] == "seen live"
-    assert events[0]["issue"]["id"] == str(issue.id)
-
-
-async def test_watch_after_a_position_prints_what_was_missed_with_positions(
-    served_api: dict[str, str], cli_bot: BuglessClient
-) -> None:
-    """``--after`` first prints the changes made since that position, each with its own."""
-    component = await _component(cli_bot, "WatchAfter")
-    (issue,) = await _issues(cli_bot, component, 1)
-    watch = cli_bot.watch(issue_id=issue.id, reconnect=False)
-    start = (await anext(watch)).position  # the marker: the head now
-    await watch.aclose()
-    await cli_bot.comment(issue.id, "missed one")
-    await cli_bot.comment(issue.id, "missed two")
-    done = await asyncio.to_thread(
-        bugless_cli,
-        served_api,
-        *("issue", "watch", str(issue.id), "--after", str(start), "--json", "--count", "2"),
-    )
-    events = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [e["entry"]["comment"] for e in events] == ["missed one", "missed two"]
-    assert start < events[0]["position"] < events[1]["position"]
-    assert f"watching from position {events[1]['position']}" in done.stderr
-    too_far = bugless_cli(
-        served_api, "issue", "watch", str(issue.id), "--after", str(10**12), check=False
-    )
-    assert too_far.returncode != 0
-    assert "beyond the change feed's head" in too_far.stderr
-    # Past int64 it wrapped when encoded (2**64 + 1 arrived as 1: a replay from the start).
-    wrapped = bugless_cli(
-        served_api, "issue", "watch", str(issue.id), "--after", str(2**64 + 1), "--count", "1",
-        check=False,
-    )  # fmt: skip
-    assert wrapped.returncode == 2
-    assert "after_position: must be 0 or a position an event carried" in wrapped.stderr
-
-
-async def test_a_watch_line_of_a_replayed_change_says_the_issue_moved_on(
-    served_api: dict[str, str], cli_bot: BuglessClient
-) -> None:
-    """A line shows the issue as it is now with the change as it was: the first
-    of two changes printed by ``--after`` is marked "(now at #3)" and its
-    priority change reads P2 -> P0 although the title shown is the later one."""
-    component = await _component(cli_bot, "WatchLines")
-    (issue,) = await _issues(cli_bot, component, 1)
-    watch = cli_bot.watch(issue_id=issue.id, reconnect=False)
-    start = (await anext(watch)).position
-    await watch.aclose()
-    await cli_bot.update_issue(issue.id, priority="P0")
-    await cli_bot.update_issue(issue.id, title="renamed since")
-    done = await asyncio.to_thread(
-        bugless_cli,
-        served_api,
-        *("issue", "watch", str(issue.id), "--after", str(start), "--count", "2"),
-    )
-    first, second = done.stdout.splitlines()
-    assert first.startswith(f"{issue.id} 'renamed since' (now at #3): #2 ")
-    assert "priority: P2 -> P0" in first
-    assert second.startswith(f"{issue.id} 'renamed since': #3 ")
-
-
-async def test_a_watch_line_says_when_a_change_made_the_issue_leave_the_query(
-    served_api: dict[str, str], cli_bot: BuglessClient
-) -> None:
-    """``--query``: a closed issue's line says "left the query" before the change, and
-    the --json line carries "left_query"; a change keeping it matching says neither."""
-    component = await _component(cli_bot, "WatchLeave")
-    staying, issue = await _issues(cli_bot, component, 2)
-    query = f"c:{component.id} is:open"
-    watch = cli_bot.watch(query=query, reconnect=False)
-    start = (await anext(watch)).position
-    await watch.aclose()
-    await cli_bot.comment(staying.id, "still open")
-    await cli_bot.update_issue(issue.id, status="FIXED")
-    command = ("issue", "watch", "--query", query, "--after", str(start), "--count", "2")
-    done = await asyncio.to_thread(bugless_cli, served_api, *command)
-    lines = done.stdout.splitlines()  # a comment is printed below its change's line
-    (kept,) = [line for line in lines if line.startswith(f"{staying.id} ")]
-    (left,) = [line for line in lines if line.startswith(f"{issue.id} ")]
-    assert "left the query" not in kept
-    assert done.stdout.count("left the query") == 1
-    assert left.startswith(f"{issue.id} '{issue.title}': left the query: #2 ")
-    assert "status: NEW -> FIXED" in left
-    as_json = await asyncio.to_thread(bugless_cli, served_api, *command, "--json")
-    events = [json.loads(line) for line in as_json.stdout.splitlines()]
-    assert [e["left_query"] for e in events] == [False, True]
-
-
-async def test_a_watch_line_of_an_issue_moved_out_of_view_says_only_that_it_left(
-    served_api: dict[str, str], cli_bot: BuglessClient, connect_as: ConnectAs
-) -> None:
-    """Moved where cli-bot may not look: the line names the issue's id and the
-    change's number, nothing of the title or the change (the event holds no more)."""
-    (boss,) = await signed_in(connect_as, "boss")
-    root = await _component(boss, "WatchHidden")
-    secret = await boss.create_component(
-        "Secret",
-        parent_id=root.id,
-        acl=[v1.AclEntry(principal=v1.Principal(user="robot"), role=v1.Role.ADMIN)],
-    )
-    issue = await boss.create_issue("soon hidden", root.id)
-    query = f"c:{root.id}+ is:open"
-    watch = cli_bot.watch(query=query, reconnect=False)
-    start = (await anext(watch)).position
-    await watch.aclose()
-    await boss.update_issue(issue.id, component_id=secret.id, comment="the secret reason")
-    command = ("issue", "watch", "--query", query, "--after", str(start), "--count", "1")
-    done = await asyncio.to_thread(bugless_cli, served_api, *command)
-    assert done.stdout == (
-        f"{issue.id}: left the query by change #2 (you may no longer view the issue)\n"
-    )
-
-
 async def test_hotlists_are_renamed_reranked_noted_and_deleted(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:
-    component = await _component(cli_bot, "Hot")
-    first, second, third = (str(i.id) for i in await _issues(cli_bot, component, 3))
+    component = await new_component(cli_bot, "Hot")
+    first, second, third = (str(i.id) for i in await new_issues(cli_bot, component, 3))
     hotlist = cli_json(served_api, "hotlist", "create", f"hot-{secrets.token_hex(3)}")
     hotlist_id = hotlist["id"]
     bugless_cli(served_api, "hotlist", "add", hotlist_id, first, second, third)
@@ -419,8 +257,8 @@ async def test_hotlist_rank_takes_a_negative_position_from_the_end(
     Before, click read ``-1`` as an unknown option ("No such option '-1'") and
     the call was never made.
     """
-    component = await _component(cli_bot, "Rank")
-    first, second, third = (str(i.id) for i in await _issues(cli_bot, component, 3))
+    component = await new_component(cli_bot, "Rank")
+    first, second, third = (str(i.id) for i in await new_issues(cli_bot, component, 3))
     hotlist_id = cli_json(served_api, "hotlist", "create", f"rank-{secrets.token_hex(3)}")["id"]
     bugless_cli(served_api, "hotlist", "add", hotlist_id, first, second, third)
 
@@ -480,8 +318,8 @@ async def test_components_are_renamed_archived_and_unarchived(
 async def test_saved_searches_are_made_run_changed_and_deleted(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:
-    component = await _component(cli_bot, "Saved")
-    issues = await _issues(cli_bot, component, 2)
+    component = await new_component(cli_bot, "Saved")
+    issues = await new_issues(cli_bot, component, 2)
     name = f"mine-{secrets.token_hex(3)}"
     saved = cli_json(served_api, "saved-search", "create", name, f"componentid:{component.id}")
     assert (saved["name"], saved["owner"]) == (name, "cli-bot")
@@ -559,8 +397,8 @@ async def test_a_query_starting_with_a_negation_is_a_query_not_an_option(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:
     """``-a:none`` first, options before or after it; it used to be "No such option '-a'"."""
-    component = await _component(cli_bot, "Negated")
-    unassigned, assigned = await _issues(cli_bot, component, 2)
+    component = await new_component(cli_bot, "Negated")
+    unassigned, assigned = await new_issues(cli_bot, component, 2)
     await cli_bot.update_issue(assigned.id, assignee="cli-bot")
     query = f"-assignee:none componentid:{component.id}"
     for args in (
@@ -614,7 +452,7 @@ async def test_show_keeps_a_long_value_in_its_column_and_marks_empty_ones(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:
     """A description's later lines start under its first (they started at column 0)."""
-    component = await _component(cli_bot, "Show")
+    component = await new_component(cli_bot, "Show")
     issue = await cli_bot.create_issue(
         "multi-line", component.id, description="First line.\n\n- a step\n- another"
     )
