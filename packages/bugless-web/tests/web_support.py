@@ -109,6 +109,80 @@ async def create_issue(
     )
 
 
+def form_posting_to(html: str, action: str) -> str:
+    """The one form posting to ``action`` on the page, as HTML."""
+    forms: list[str] = re.findall(rf'<form action="{re.escape(action)}".*?</form>', html, re.S)
+    assert len(forms) == 1, (action, forms)
+    return forms[0]
+
+
+async def muted_issue_ids(model: v1.ModelStub, world: World, username: str) -> list[int]:
+    """The ids of the issues ``username`` has muted, as the Model holds them."""
+    answer = await call(
+        model.get_notification_settings,
+        v1.GetNotificationSettingsRequest(caller=world.caller(username)),
+    )
+    return list(answer.settings[0].muted_issue_ids)
+
+
+async def subscriptions_of(model: v1.ModelStub, world: World, username: str) -> v1.Subscriptions:
+    """The components and saved searches ``username`` is subscribed to, from the Model."""
+    return await call(
+        model.list_subscriptions, v1.ListSubscriptionsRequest(caller=world.caller(username))
+    )
+
+
+async def unfollow_everything(model: v1.ModelStub, world: World, username: str) -> None:
+    """Put back the person's subscriptions and mutes (the session's people are shared)."""
+    caller = world.caller(username)
+    held = await subscriptions_of(model, world, username)
+    for c in held.components:
+        await call(
+            model.set_component_subscription,
+            v1.SetComponentSubscriptionRequest(
+                caller=caller, component_id=c.component_id, subscribed=False
+            ),
+        )
+    for saved_search_id in held.saved_search_ids:
+        await call(
+            model.set_saved_search_subscription,
+            v1.SetSavedSearchSubscriptionRequest(
+                caller=caller, saved_search_id=saved_search_id, subscribed=False
+            ),
+        )
+    for issue_id in await muted_issue_ids(model, world, username):
+        await call(
+            model.set_issue_mute,
+            v1.SetIssueMuteRequest(caller=caller, issue_id=issue_id, muted=False),
+        )
+
+
+async def new_saved_search(
+    model: v1.ModelStub, world: World, owner: str, name: str, readers: list[str] | None = None
+) -> v1.SavedSearch:
+    """An ``is:open`` search of ``owner``'s named ``NAME xxxxxx``, readable by ``readers``."""
+    return await call(
+        model.create_saved_search,
+        v1.CreateSavedSearchRequest(
+            caller=world.caller(owner),
+            name=f"{name} {secrets.token_hex(3)}",
+            query="is:open",
+            readers=[v1.Principal(group=g) for g in readers or []],
+        ),
+    )
+
+
+async def delete_saved_searches(model: v1.ModelStub, *searches: v1.SavedSearch) -> None:
+    """Delete the test's saved searches (the session's people list them on other pages)."""
+    for saved in searches:
+        await call(
+            model.delete_saved_search,
+            v1.DeleteSavedSearchRequest(
+                caller=v1.Caller(user_id=saved.owner), saved_search_id=saved.id
+            ),
+        )
+
+
 async def grpc_calls(metrics_port: int, method: str, code: str = "OK") -> int:
     """How many ``method`` calls a server finished with ``code``, from its ``/metrics``."""
     labels = {"grpc_method": method, "grpc_code": code}
