@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -510,12 +511,29 @@ async def test_an_entry_of_another_kind_named_as_the_group_is_not_taken_for_it(
     assert await counts(posix, team.group) == {team.group: 1}
 
 
-def test_a_group_entry_filter_must_be_a_filter() -> None:
-    with pytest.raises(InvalidArgument, match="group_entry_filter: 'objectClass=group'"):
+@pytest.mark.parametrize(
+    "value",
+    [
+        "objectClass=group",
+        # Parentheses at both ends but not one filter: AND-ed with the
+        # group's name, the first closes the AND early; the others leave the
+        # server to refuse every count.
+        "(objectClass=group))(|(cn=x)",
+        "(&(objectClass=group)(cn=a)",
+        "(objectClass=group)(cn=a)",
+        "()",
+    ],
+)
+def test_a_group_entry_filter_must_be_one_filter(value: str) -> None:
+    with pytest.raises(InvalidArgument, match=f"group_entry_filter: {re.escape(repr(value))}"):
         LdapSettings.from_mapping(
-            {
-                "urls": "ldap://127.0.0.1",
-                "base_dn": PEOPLE_DN,
-                "group_entry_filter": "objectClass=group",
-            }
+            {"urls": "ldap://127.0.0.1", "base_dn": PEOPLE_DN, "group_entry_filter": value}
         )
+
+
+def test_a_group_entry_filter_of_nested_filters_is_taken() -> None:
+    value = "(|(objectClass=groupOfNames)(&(objectClass=posixGroup)(cn=a\\29b)))"
+    settings = LdapSettings.from_mapping(
+        {"urls": "ldap://127.0.0.1", "base_dn": PEOPLE_DN, "group_entry_filter": value}
+    )
+    assert settings.group_entry_filter == value

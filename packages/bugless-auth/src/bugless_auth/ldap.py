@@ -210,12 +210,12 @@ class LdapSettings:
             raise InvalidArgument(
                 f"ldap group_count_limit: {self.group_count_limit} is not a positive number"
             )
-        if self.group_entry_filter and not (
-            self.group_entry_filter.startswith("(") and self.group_entry_filter.endswith(")")
-        ):
+        if self.group_entry_filter and not _is_one_filter(self.group_entry_filter):
             raise InvalidArgument(
-                f"ldap group_entry_filter: {self.group_entry_filter!r} is not a filter in "
-                "parentheses, e.g. '(objectClass=groupOfNames)' (empty: the mode's default)"
+                f"ldap group_entry_filter: {self.group_entry_filter!r} is not one filter in "
+                "balanced parentheses, e.g. '(objectClass=groupOfNames)' or "
+                "'(|(objectClass=groupOfNames)(objectClass=posixGroup))' (a parenthesis in a "
+                "value is written \\28 or \\29; empty: the mode's default)"
             )
         if not self.group_member_attribute:
             raise InvalidArgument(
@@ -279,6 +279,28 @@ def _format_subject_value(value: Any) -> str:
             return str(uuid.UUID(bytes_le=value))
         return value.hex()
     return str(value)
+
+
+def _is_one_filter(value: str) -> bool:
+    r"""Whether ``value`` is one parenthesised filter: its parentheses balance, closing at the end.
+
+    An RFC 4515 value escapes its parentheses (``\28``), so every one left is
+    structure. The filter is AND-ed with a group's name at every count: an
+    unbalanced one (``(a))(|(b)``) would close that AND early and put the
+    name's condition in another filter, or have the server refuse every
+    count, long after the service started without a word.
+    """
+    depth = 0
+    for position, character in enumerate(value):
+        if character == "(":
+            depth += 1
+        elif character == ")":
+            depth -= 1
+            if depth < 0 or (depth == 0 and position != len(value) - 1):
+                return False
+        elif depth == 0:
+            return False
+    return depth == 0 and len(value) > 2
 
 
 def _is_plausible_username(username: str) -> bool:
