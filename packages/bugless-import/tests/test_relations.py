@@ -135,11 +135,15 @@ async def test_redmine_parents_duplicates_and_blocking_are_set_once_both_issues_
         "    redmine:7003 precedes redmine:7004\n"
     ) in text
 
-    # The import identity sets them, now, saying where they came from.
-    last = (await history(model, two.id))[-1]
+    # The import identity sets them, now, as a change alone: no comment, so
+    # the issue counts none more (before, "Relations imported from redmine:
+    # duplicate of redmine:7001." was one, the importer its last commenter).
+    entries = await history(model, two.id)
+    last = entries[-1]
     assert await usernames(auth, [last.author]) == ["importer"]
-    assert last.comment == "Relations imported from redmine: duplicate of redmine:7001."
+    assert last.comment == ""
     assert [(c.field, c.new_value) for c in last.changes] == [("duplicate_of_id", str(ids[7001]))]
+    assert two.comment_count == sum(1 for e in entries if e.comment and not e.edits_version)
     # Blocking is two-way: 7001 got an entry caused by 7003's change.
     assert any(e.caused_by_issue_id == ids[7003] for e in await history(model, ids[7001]))
 

@@ -19,8 +19,10 @@ entry at the source's (earlier) time would be out of order; most sources do
 not say who linked two issues when (Redmine's relations and Jira's issue
 links carry neither); and a ChangeIssue goes through the Model's one place
 for relations, which keeps blocking two-way (the other issue's entry names
-this one as its cause) and refuses cycles. The entry says where the
-relation came from in its comment; ImportIssue's ``import_position``
+this one as its cause) and refuses cycles. The entry is that change alone,
+by the import identity, with no comment: none was written, and a comment
+would count the import identity as the issue's (last) commenter; the
+issues' external ids name where both came from. ImportIssue's ``import_position``
 counts source items, not entries, so a later refresh still appends only
 what is new.
 
@@ -206,11 +208,6 @@ def _touched(members: Sequence[_Member], issue_ids: Mapping[str, int]) -> frozen
     )
 
 
-def _comment(source: str, sent: Sequence[Link]) -> str:
-    listed = "; ".join(f"{PHRASES[link.kind]} {link.target}" for link in sent)
-    return f"Relations imported from {source}: {listed}."
-
-
 @dataclass
 class RelationSetter:
     """Sets the planned relations on the Model (what each holder lacks).
@@ -218,7 +215,6 @@ class RelationSetter:
     Attributes:
         model: The Model, acting as the import identity.
         caller: The import identity.
-        source: The source's name, for the entries' comment.
         issue_ids: External id -> issue id of every imported issue.
         report: Where what was set, found set, or refused is counted.
         concurrency: Changes in flight at once (``--concurrency``): changes
@@ -228,7 +224,6 @@ class RelationSetter:
 
     model: v1.ModelStub
     caller: v1.Caller
-    source: str
     issue_ids: Mapping[str, int]
     report: RelationReport
     concurrency: int = 1
@@ -359,7 +354,6 @@ class RelationSetter:
                     for i, _, _ in members
                 ],
                 delta=delta,
-                comment=_comment(self.source, sent),
                 atomic=False,
             ),
         )
@@ -394,7 +388,7 @@ class RelationSetter:
                         self.model.change_issue,
                         v1.ChangeIssueRequest(
                             caller=self.caller, issue_id=issue_id, expected_version=issue.version,
-                            delta=delta, comment=_comment(self.source, sent),
+                            delta=delta,
                         ),
                     )  # fmt: skip
                 except Conflict as exc:

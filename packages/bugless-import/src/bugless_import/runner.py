@@ -234,7 +234,6 @@ async def _run(
             setter = relations.RelationSetter(
                 model,
                 caller,
-                importer.name,
                 issue_ids,
                 report.relations,
                 concurrency=settings.concurrency,
