@@ -537,3 +537,99 @@ def test_a_group_entry_filter_of_nested_filters_is_taken() -> None:
         {"urls": "ldap://127.0.0.1", "base_dn": PEOPLE_DN, "group_entry_filter": value}
     )
     assert settings.group_entry_filter == value
+
+
+class SearchCountingRelay(ConnectionCountingRelay):
+    """A relay that also counts the SearchRequests clients send through it (RFC 4511 BER)."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self.searches = 0
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counted = asyncio.StreamReader()
+        buffer = bytearray()
+
+        async def count_requests() -> None:
+            while data := await reader.read(65536):
+                buffer.extend(data)
+                counted.feed_data(data)
+                while (size := _ber_message_size(buffer)) is not None:
+                    message = bytes(buffer[:size])
+                    del buffer[:size]
+                    self.searches += _is_search_request(message)
+            counted.feed_eof()
+
+        counting = asyncio.create_task(count_requests())
+        try:
+            await super()._relay(counted, writer)
+        finally:
+            counting.cancel()
+
+
+def _ber_length(data: bytes | bytearray, at: int) -> tuple[int, int] | None:
+    """(length, where its content starts) of the BER length at ``at``; None if incomplete."""
+    if at >= len(data):
+        return None
+    first = data[at]
+    if first < 0x80:
+        return first, at + 1
+    octets = first & 0x7F
+    if at + 1 + octets > len(data):
+        return None
+    return int.from_bytes(data[at + 1 : at + 1 + octets], "big"), at + 1 + octets
+
+
+def _ber_message_size(data: bytearray) -> int | None:
+    """The size of the first whole LDAPMessage in ``data``; None until it has arrived."""
+    length = _ber_length(data, 1)
+    if length is None or length[1] + length[0] > len(data):
+        return None
+    return length[1] + length[0]
+
+
+def _is_search_request(message: bytes) -> bool:
+    """Whether the LDAPMessage's protocolOp is a SearchRequest ([APPLICATION 3])."""
+    body = _ber_length(message, 1)
+    assert body is not None
+    message_id = _ber_length(message, body[1] + 1)  # messageID: INTEGER
+    assert message_id is not None
+    return message[message_id[1] + message_id[0]] == 0x63
+
+
+async def test_escaped_member_dns_are_found_in_their_batch_not_read_one_by_one(
+    slapd_server: Slapd,
+) -> None:
+    """``cn=Doe\\, Ann`` (as Active Directory names people) is found by its RDN's value.
+
+    Before, the filter kept the escape (``(cn=Doe\\5c, Ann)``) and matched
+    nothing, and slapd spells the member ``cn=Doe\\2C Ann`` where the entry
+    reads ``cn=Doe\\, Ann``: each member was read at its own entry, a round
+    trip each, though counted right.
+    """
+    team = await seed_team(slapd_server)
+    people = [f"cn=Doe\\, {team.tag} {i:02d},{PEOPLE_DN}" for i in range(60)]
+    entries = [
+        f"dn: {dn}\nobjectClass: inetOrgPerson\nuid: {team.tag}-doe{i:02d}\n"
+        f"cn: Doe, {team.tag} {i:02d}\nsn: Doe"
+        for i, dn in enumerate(people)
+    ]
+    listed = "\n".join(f"member: {dn}" for dn in people)
+    entries.append(
+        f"dn: cn={team.tag}-does,{GROUPS_DN}\nobjectClass: groupOfNames\n"
+        f"cn: {team.tag}-does\n{listed}"
+    )
+    await asyncio.to_thread(slapd_server.ldapadd, "\n\n".join(entries) + "\n")
+    relay = SearchCountingRelay(slapd_server.port)
+    url = await relay.start()
+    settings = settings_for(
+        slapd_server, urls=(url,), group_attribute="", group_search_base=GROUPS_DN
+    )
+    try:
+        found = await counts(settings, f"{team.tag}-does")
+    finally:
+        relay.close()
+
+    assert found == {f"{team.tag}-does": 60}
+    # The group's entry, then its 60 members found 50 to a search.
+    assert relay.searches == 3
