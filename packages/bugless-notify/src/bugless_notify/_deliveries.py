@@ -12,7 +12,8 @@ someone else) is no mail to them at all, rather than an empty "commented
 on". A component webhook endpoint sees the issue as the admin who added it.
 
 The feed consumer (:mod:`bugless_notify.consumer`) decides which entries to
-work on and commits what this module adds to a :class:`Batch`.
+work on and commits what this module adds to a :class:`Batch`; each
+recipient's message is rendered by :mod:`bugless_notify._messages`.
 
 Speed: per issue, one Model read for the issue and its entries, one for its
 recipients (one per 1,000 of them), one Authenticator look-up of names (one
@@ -22,7 +23,6 @@ per 1,000) and one per change with ``@mentions`` (per 1,000 names).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +31,7 @@ from bugless_core import limits
 from bugless_core.clients import ActingFor, call
 from bugless_core.errors import MethodNotServed, NotFound, PermissionDenied
 from bugless_core.issue_labels import holds_people
-from bugless_core.notification_channel import NotificationMessage
+from bugless_notify._messages import delivery, nothing_seen, rendered
 from bugless_notify._parts import in_parts
 from bugless_notify._redactions import (
     Redaction,
@@ -43,7 +43,7 @@ from bugless_notify._redactions import (
 from bugless_notify.component_webhooks import ComponentEndpoint, endpoints_for
 from bugless_notify.queue import NewDelivery
 from bugless_notify.recipients import Candidate, candidates, mentioned_usernames_of, wanted
-from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
+from bugless_notify.render import Person, Reason
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.notify")
@@ -199,10 +199,11 @@ class IssueDeliveries:
             if user is None or user.disabled or not user.email:
                 continue
             viewer = viewers[candidate.user_id]
-            if candidate.reason != Reason.SAVED_SEARCH and _nothing_seen(entry, issue, viewer):
+            if candidate.reason != Reason.SAVED_SEARCH and nothing_seen(entry, issue, viewer):
                 continue
-            mail = self._delivery(
+            mail = delivery(
                 candidate,
+                public_url=self._public_url,
                 user=user,
                 issue=issue,
                 entry=entry,
@@ -287,8 +288,9 @@ class IssueDeliveries:
             if viewer is None:
                 continue
             for entry in news:
-                message = self._render(
+                message = rendered(
                     Candidate(target.created_by, Reason.WEBHOOK),
+                    public_url=self._public_url,
                     issue=issue,
                     entry=entry,
                     viewer=viewer,
@@ -379,86 +381,6 @@ class IssueDeliveries:
             return await self._acting_for.assertion(user_id)
         except (NotFound, PermissionDenied):
             return None
-
-    def _delivery(
-        self,
-        candidate: Candidate,
-        *,
-        user: v1.User,
-        issue: v1.Issue,
-        entry: v1.HistoryEntry,
-        viewer: v1.NotificationViewer,
-        people: dict[str, Person],
-        paths: dict[int, str],
-        hotlist_names: dict[int, str],
-        unsubscribe_token: str,
-    ) -> NewDelivery:
-        """The mail for one recipient, with only what *they* may see."""
-        message = self._render(
-            candidate,
-            issue=issue,
-            entry=entry,
-            viewer=viewer,
-            people=people,
-            paths=paths,
-            hotlist_names=hotlist_names,
-            webhook_forms=False,
-            unsubscribe_url=(
-                f"{self._public_url.rstrip('/')}/unsubscribe/{unsubscribe_token}"
-                if unsubscribe_token
-                else ""
-            ),
-        )
-        return NewDelivery(
-            delivery_id=f"change-{issue.id}-{entry.version}/email/{candidate.user_id}",
-            channel="email",
-            recipient=user.email,
-            message=message,
-            recipient_name=user.display_name or user.username,
-        )
-
-    def _render(
-        self,
-        candidate: Candidate,
-        *,
-        issue: v1.Issue,
-        entry: v1.HistoryEntry,
-        viewer: v1.NotificationViewer,
-        people: dict[str, Person],
-        paths: dict[int, str],
-        hotlist_names: dict[int, str],
-        webhook_forms: bool,
-        unsubscribe_url: str = "",
-    ) -> NotificationMessage:
-        """One change rendered with only what ``viewer`` may see."""
-        seen = dataclasses.replace(
-            issue, hotlist_ids=list(viewer.hotlist_ids), starred=viewer.starred
-        )
-        shown = dataclasses.replace(
-            entry,
-            changes=[c for c in (_visible_change(c, seen) for c in entry.changes) if c is not None],
-        )
-        # The paths as this viewer sees them ("…>Net" below a component they
-        # may not view); a Model older than the field gives only the whole ones.
-        visible = set(viewer.component_ids)
-        seen_paths = dict(viewer.component_paths) or {
-            i: p for i, p in paths.items() if i in visible
-        }
-        return render_notification(
-            ChangeNotice(
-                issue=seen,
-                entry=shown,
-                reason=candidate.reason,
-                reason_detail=candidate.detail,
-                former=candidate.former,
-                public_url=self._public_url,
-                people=people,
-                components=seen_paths,
-                hotlists={i: hotlist_names[i] for i in viewer.hotlist_ids if i in hotlist_names},
-                unsubscribe_url=unsubscribe_url,
-            ),
-            webhook_forms=webhook_forms,
-        )
 
     # ---- look-ups ----
 
@@ -551,35 +473,6 @@ def _people_named(issue: v1.Issue, entry: v1.HistoryEntry) -> set[str]:
         if holds_people(change):
             refs |= {change.old_value, change.new_value, *change.added, *change.removed}
     return {r for r in refs if r}
-
-
-def _visible_change(change: v1.FieldChange, issue: v1.Issue) -> v1.FieldChange | None:
-    """A change as the recipient may see it (None: not at all).
-
-    Hotlist changes show only hotlists the recipient sees on the issue.
-    """
-    if change.field != "hotlist_ids":
-        return change
-    visible = {str(h) for h in issue.hotlist_ids}
-    added = [h for h in change.added if h in visible]
-    return dataclasses.replace(change, added=added, removed=[]) if added else None
-
-
-def _nothing_seen(entry: v1.HistoryEntry, issue: v1.Issue, viewer: v1.NotificationViewer) -> bool:
-    """Whether ``entry`` changed only what ``viewer`` may not see (hotlists hidden from them).
-
-    Such a mail would say "X commented on b/N" over nothing. A saved
-    search's notice is the caller's to keep: the match is news however
-    the entry reads.
-    """
-    if not entry.changes or entry.version == 1:
-        return False
-    if entry.comment or entry.attachments or entry.deleted_attachment_id:
-        return False
-    if entry.redaction_target or entry.caused_by_issue_id:
-        return False
-    seen = dataclasses.replace(issue, hotlist_ids=list(viewer.hotlist_ids))
-    return all(_visible_change(c, seen) is None for c in entry.changes)
 
 
 def _moves(change: v1.FieldChange) -> bool:
