@@ -15,7 +15,7 @@ import ipaddress
 import json
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from notify_support import SECRET, WebhookReceiver
@@ -473,3 +473,94 @@ async def test_an_imported_history_reaches_no_endpoint_and_later_changes_do(
     chats = [json.loads(r.body) for r in receiver.received("/chat")]
     assert len(chats) == 1
     assert "Reproduced in 2023" not in str(chats[0]["text"])
+
+
+async def test_a_one_click_links_assertion_is_refused_by_the_notifier_itself(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    web_to_notifier: v1.NotifierStub,
+    as_person: ActingFor,
+    receiver: WebhookReceiver,
+) -> None:
+    """The link's assertion (good for one SetIssueMute) manages no endpoint, whatever follows.
+
+    alice administers the component, so her own assertion may do all four
+    calls: every refusal here is the scope's. Before, the notifier took the
+    scoped assertion as alice and only the Model's refusal of the GetComponent
+    that followed stopped it ("not for GetComponent"); now the notifier
+    refuses the call it was asked, before the Model is asked anything.
+    """
+    tag = secrets.token_hex(3)
+    alice = await asyncio.to_thread(bugless_stack.add_user, f"alice{tag}", "pw-" + tag * 3)
+    acl = [v1.AclEntry(principal=v1.Principal(user=alice["user_id"]), role=v1.Role.ADMIN)]
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"scoped-hooks-{tag}", acl=acl)
+    )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN,
+            fields=v1.IssueFields(title=f"Loud {tag}", component_id=component.id),
+            idempotency_key=secrets.token_hex(8),
+        )
+    )
+    with acting_as(await as_person.assertion(alice["user_id"])):
+        kept = await call(
+            web_to_notifier.add_component_webhook,
+            v1.AddComponentWebhookRequest(
+                component_id=component.id, url=receiver.url("/kept"), secret=SECRET
+            ),
+        )
+    as_notifier = bugless_stack.client_address("auth", identity="notify").channel()
+    as_web = bugless_stack.client_address("auth", identity="web").channel()
+    try:
+        tokens = await call(
+            v1.AuthenticatorStub(as_notifier).issue_unsubscribe_tokens,
+            v1.IssueUnsubscribeTokensRequest(
+                targets=[v1.UnsubscribeTarget(user_id=alice["user_id"], issue_id=issue.id)]
+            ),
+        )
+        grant = await call(
+            v1.AuthenticatorStub(as_web).redeem_unsubscribe_token,
+            v1.RedeemUnsubscribeTokenRequest(token=tokens.tokens[0]),
+        )
+    finally:
+        as_notifier.close()
+        as_web.close()
+    assert grant.identity is not None
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "ListComponentWebhooks": lambda: call(
+            web_to_notifier.list_component_webhooks,
+            v1.ListComponentWebhooksRequest(component_id=component.id),
+        ),
+        "AddComponentWebhook": lambda: call(
+            web_to_notifier.add_component_webhook,
+            v1.AddComponentWebhookRequest(
+                component_id=component.id, url=receiver.url("/link"), secret=SECRET
+            ),
+        ),
+        "SetComponentWebhookEnabled": lambda: call(
+            web_to_notifier.set_component_webhook_enabled,
+            v1.SetComponentWebhookEnabledRequest(
+                component_id=component.id, name=kept.name, enabled=False
+            ),
+        ),
+        "DeleteComponentWebhook": lambda: call(
+            web_to_notifier.delete_component_webhook,
+            v1.DeleteComponentWebhookRequest(component_id=component.id, name=kept.name),
+        ),
+    }
+    for method, made in calls.items():
+        with acting_as(grant.identity.assertion), pytest.raises(PermissionDenied) as refused:
+            await made()
+        said = str(refused.value)
+        assert f"only good for SetIssueMute(issue_id={issue.id}, muted=True)" in said, said
+        # The notifier's own refusal: the Model's would name GetComponent.
+        assert said.endswith(f"not for {method}"), said
+        assert refused.value.reason == "ASSERTION_SCOPE"
+    with acting_as(await as_person.assertion(alice["user_id"])):
+        listing = await call(
+            web_to_notifier.list_component_webhooks,
+            v1.ListComponentWebhooksRequest(component_id=component.id),
+        )
+    assert [(w.name, w.enabled) for w in listing.webhooks] == [(kept.name, True)]
+    assert [e.action for e in listing.history] == ["add"]

@@ -12,7 +12,11 @@ keys; the Model then says the caller's role on the component
 (``GetComponent`` made *with that assertion*, so its ACLs decide). Component
 admins and global admins may list, add, disable and delete; anyone else gets
 PERMISSION_DENIED (NOT_FOUND for a component they may not see). Every change
-is written to ``webhook_history`` in the same transaction.
+is written to ``webhook_history`` in the same transaction. A scoped assertion
+(a one-click unsubscribe link's, good for one ``SetIssueMute``) is refused
+here, PERMISSION_DENIED ``ASSERTION_SCOPE`` as the Model refuses it, before
+the Model is asked anything: what it is good for must not depend on which
+Model call happens to follow.
 
 What an endpoint sees: the changes of issues in its component (and the
 subtree when chosen), as the admin who added it may see them — the consumer
@@ -45,6 +49,13 @@ from bugless_proto import v1
 HISTORY_SHOWN = 100
 #: Endpoints one component may have.
 MAX_PER_COMPONENT = 20
+
+_WebhookRequest = (
+    v1.ListComponentWebhooksRequest
+    | v1.AddComponentWebhookRequest
+    | v1.SetComponentWebhookEnabledRequest
+    | v1.DeleteComponentWebhookRequest
+)
 
 
 @dataclass(frozen=True)
@@ -207,14 +218,24 @@ class ComponentWebhookAdmin:
         self._model = model
         self._verifier = verifier
 
-    async def _admin_of(self, component_id: int) -> str:
-        """The caller's user id, once the Model says they administer the component."""
+    async def _admin_of(self, method: str, message: _WebhookRequest) -> str:
+        """The caller's user id, once the Model says they administer the component.
+
+        The one place the notifier reads an assertion. A scoped one is checked
+        against ``method`` (and ``message``) here, as the Model checks it, so
+        it is refused by the notifier itself rather than by whichever Model
+        call would follow (``GetComponent`` today).
+        """
+        component_id = message.component_id
         if component_id <= 0:
             raise InvalidArgument("component_id: must be a component's id")
         assertion = current_metadata().get(METADATA_KEY)
         if not assertion or not isinstance(assertion, str):
             raise Unauthenticated("component webhooks need the identity assertion of a person")
         claims = await self._verifier.claims(assertion)
+        if claims.scope is not None:
+            claims.scope.check_method(method)
+            claims.scope.check_request(message)
         with acting_as(assertion):
             component = await call(
                 self._model.get_component,
@@ -228,13 +249,13 @@ class ComponentWebhookAdmin:
 
     async def list(self, message: v1.ListComponentWebhooksRequest) -> v1.ComponentWebhooks:
         """The component's endpoints (secrets shown as their last 4 characters)."""
-        await self._admin_of(message.component_id)
+        await self._admin_of("ListComponentWebhooks", message)
         async with self._pool.acquire() as conn:
             return await self._store.listing(conn, message.component_id)
 
     async def add(self, message: v1.AddComponentWebhookRequest) -> v1.ComponentWebhook:
         """Add an endpoint; the answer shows the secret's last 4 characters only."""
-        actor = await self._admin_of(message.component_id)
+        actor = await self._admin_of("AddComponentWebhook", message)
         endpoint = WebhookEndpoint(
             name=new_endpoint_name(message.component_id),
             url=message.url.strip(),
@@ -254,7 +275,7 @@ class ComponentWebhookAdmin:
         self, message: v1.SetComponentWebhookEnabledRequest
     ) -> v1.ComponentWebhook:
         """Enable or disable one endpoint (a disabled one gets no new deliveries)."""
-        actor = await self._admin_of(message.component_id)
+        actor = await self._admin_of("SetComponentWebhookEnabled", message)
         async with self._pool.acquire() as conn:
             return await self._store.set_enabled(
                 conn, message.component_id, message.name, message.enabled, actor
@@ -262,7 +283,7 @@ class ComponentWebhookAdmin:
 
     async def delete(self, message: v1.DeleteComponentWebhookRequest) -> v1.ComponentWebhooks:
         """Delete one endpoint; answer what is left."""
-        actor = await self._admin_of(message.component_id)
+        actor = await self._admin_of("DeleteComponentWebhook", message)
         async with self._pool.acquire() as conn:
             await self._store.delete(conn, message.component_id, message.name, actor)
             return await self._store.listing(conn, message.component_id)
