@@ -316,8 +316,10 @@ async def _model_call(client: BuglessClient) -> None:
         await client.get_issue(2**62)
 
 
-#: Longer than the Model reuses the revoked sessions it fetched (``assertion_refresh_seconds``).
-_MODEL_LEARNS = 6.0
+#: How often the rig's Model fetches the revoked sessions (``--assertion-refresh-seconds``):
+#: a moment, so a test ending a session waits that long for the Model to refuse it,
+#: not the default period's seconds.
+_MODEL_REFRESH_SECONDS = 0.2
 
 
 T = TypeVar("T")
@@ -338,7 +340,7 @@ class _Renewals:
     client: BuglessClient
     bystander: BuglessClient
     #: How long until the Model refuses a session ended (its refresh period, and more).
-    learns: float = _MODEL_LEARNS
+    learns: float = _MODEL_REFRESH_SECONDS + 0.5
 
     async def end_the_session(self) -> None:
         """End the bot's one session, and wait until the Model refuses it."""
@@ -370,39 +372,35 @@ class _Renewals:
 
 
 @contextlib.asynccontextmanager
-async def _renewals(
-    bots: Bots, retry: RetryPolicy, *, model_refresh_seconds: float | None = None
-) -> AsyncIterator[_Renewals]:
+async def _renewals(bots: Bots, retry: RetryPolicy) -> AsyncIterator[_Renewals]:
     """A bot (a component creator) whose client has ``retry``, on an API of its own.
 
-    With ``model_refresh_seconds``, the API's Model is one of its own that
-    learns of ended sessions that often (``--assertion-refresh-seconds``),
-    so a test ending many sessions waits a moment for each, not seconds.
+    The API's Model is one of the rig's own that learns of ended sessions
+    every :data:`_MODEL_REFRESH_SECONDS` (``--assertion-refresh-seconds``),
+    so each session a test ends costs a moment of waiting, not the default
+    period's seconds.
     """
     stack = bots.stack
     auth = await asyncio.to_thread(stack.start_auth, name="auth-renewals")
-    model: RunningService | None = None
-    options: dict[str, object] = {}
-    learns = _MODEL_LEARNS
-    if model_refresh_seconds is not None:
-        model = await asyncio.to_thread(
-            stack.start_model,
-            "--assertion-refresh-seconds",
-            str(model_refresh_seconds),
-            name="model-renewals",
-        )
-        options["model"] = dataclasses.replace(
-            stack.client_address("model", "api"), port=model.port
-        )
-        learns = model_refresh_seconds + 0.5
+    model = await asyncio.to_thread(
+        stack.start_model,
+        "--assertion-refresh-seconds",
+        str(_MODEL_REFRESH_SECONDS),
+        name="model-renewals",
+    )
     relay = ReplyHoldingRelay(auth.port)
     await relay.start()
     address = dataclasses.replace(stack.client_address("auth", "api"), port=relay.port)
     username, other = f"bot-{secrets.token_hex(3)}", f"bot-{secrets.token_hex(3)}"
     files = stack.add_bot(username, groups=["component-creators"])
     other_files = stack.pki.client_certificate_for(other)
+    model_address = dataclasses.replace(stack.client_address("model", "api"), port=model.port)
     async with extra_api(
-        bots, auth=address, identity_ttl_seconds=300.0, user_changes_seconds=0.0, **options
+        bots,
+        auth=address,
+        model=model_address,
+        identity_ttl_seconds=300.0,
+        user_changes_seconds=0.0,
     ) as running:
         client, bystander = (
             BuglessClient(
@@ -417,14 +415,13 @@ async def _renewals(
         )
         try:
             await _model_call(bystander)  # its identity is kept: no Authenticator call
-            yield _Renewals(stack, relay, username, client, bystander, learns)
+            yield _Renewals(stack, relay, username, client, bystander)
         finally:
             client.close()
             bystander.close()
             await relay.close()
             await asyncio.to_thread(stack.stop_service, auth)
-            if model is not None:
-                await asyncio.to_thread(stack.stop_service, model)
+            await asyncio.to_thread(stack.stop_service, model)
 
 
 @pytest.mark.parametrize(("renewals", "answered"), [(1, 1), (3, 2)])
@@ -467,7 +464,7 @@ async def test_a_write_refused_session_renewed_more_than_the_cap_in_a_row_is_rai
     the write again after each of the first three answers, raises the fourth,
     and the write was never applied."""
     caplog.set_level(logging.INFO, logger="bugless.api")
-    async with _renewals(bots, RetryPolicy(attempts=1), model_refresh_seconds=0.2) as rig:
+    async with _renewals(bots, RetryPolicy(attempts=1)) as rig:
         await rig.client.whoami()  # the bot's first session: its user is made
         await rig.end_the_session()
         name = f"never-{secrets.token_hex(3)}"
