@@ -7,14 +7,13 @@ capped count observable without creating 10,000 issues.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from write_support import logged_statements
 
 from bugless_core.model.backend import ModelSettings
 from bugless_core.page_tokens import PageTokenCodec
@@ -47,23 +46,6 @@ async def _create(backend: PostgresBackend, component_id: int, count: int) -> No
                 caller=ADMIN, fields=v1.IssueFields(title=f"cap {n}", component_id=component_id)
             )
         )
-
-
-@contextlib.asynccontextmanager
-async def _statements(backend: PostgresBackend) -> AsyncIterator[list[str]]:
-    """The statements run meanwhile on ``backend``'s pool (of one connection)."""
-    seen: list[str] = []
-
-    def log(query: Any) -> None:
-        seen.append(query.query)
-
-    async with backend._pool.acquire() as conn:
-        conn.add_query_logger(log)
-    try:
-        yield seen
-    finally:
-        async with backend._pool.acquire() as conn:
-            conn.remove_query_logger(log)
 
 
 def _without_total(token: str, secret: str) -> str:
@@ -103,7 +85,7 @@ async def test_later_pages_report_the_first_pages_total_without_counting(
         now = (min(after, CAP), after > CAP)
 
         later: list[v1.SearchIssuesResponse] = []
-        async with _statements(capped) as seen:
+        async with logged_statements(capped) as seen:
             token = first.next_page_token
             while token:
                 later.append(await _search(capped, component.id, 1, token))
@@ -116,7 +98,7 @@ async def test_later_pages_report_the_first_pages_total_without_counting(
         assert (again.total_count, again.total_is_lower_bound) == now
 
         old = _without_total(first.next_page_token, settings.page_token_secret)
-        async with _statements(capped) as seen:
+        async with logged_statements(capped) as seen:
             recounted = await _search(capped, component.id, 1, old)
         assert (recounted.total_count, recounted.total_is_lower_bound) == now
         assert [i.id for i in recounted.issues] == [i.id for i in later[0].issues]
@@ -323,12 +305,12 @@ async def test_text_pages_read_the_matches_once_below_the_cap_and_not_again_abov
         for backend in (uncapped, capped):  # asyncpg's own first-use look-ups, out of the logs
             await _walk(backend, query, 2)
 
-        async with _statements(uncapped) as seen:
+        async with logged_statements(uncapped) as seen:
             assert await _walk(uncapped, query, 2) == (expected, {(CAP + 2, False)})
         assert len(seen) == 3  # one statement per page
         assert all("hits AS" in s and "UNION ALL" not in s for s in seen)
 
-        async with _statements(capped) as seen:
+        async with logged_statements(capped) as seen:
             assert await _walk(capped, query, 2) == (expected, {(CAP, True)})
         assert len(seen) == 4  # the first page's two statements, then one per page
         assert ["hits AS" in s for s in seen] == [True, False, False, False]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
+from write_support import logged_statements
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
@@ -114,23 +112,6 @@ async def test_a_cached_catalog_follows_every_change_of_its_fields(
     assert await _ids(b, renamed, "4.2") == [first]
 
 
-@contextlib.asynccontextmanager
-async def _statements(backend: PostgresBackend) -> AsyncIterator[list[str]]:
-    """The statements run meanwhile on ``backend``'s pool (of one connection)."""
-    seen: list[str] = []
-
-    def log(query: Any) -> None:
-        seen.append(query.query)
-
-    async with backend._pool.acquire() as conn:
-        conn.add_query_logger(log)
-    try:
-        yield seen
-    finally:
-        async with backend._pool.acquire() as conn:
-            conn.remove_query_logger(log)
-
-
 @pytest.mark.parametrize(
     ("reference", "refusal", "extra"),
     [
@@ -181,7 +162,7 @@ async def test_a_refused_reference_on_a_cached_catalog_runs_the_page_once(
         with pytest.raises(InvalidArgument, match=refusal):
             await one.search_issues(request)  # asyncpg's first-use look-ups, out of the logs
         assert await _ids(one, name, "a") == []  # the catalog of this name, now cached
-        async with _statements(one) as seen:
+        async with logged_statements(one) as seen:
             with pytest.raises(InvalidArgument, match=refusal):
                 await one.search_issues(request)
         # The page (its refs_seen read with the catalog checked fresh), and for
@@ -189,7 +170,7 @@ async def test_a_refused_reference_on_a_cached_catalog_runs_the_page_once(
         assert ["refs_seen" in s for s in seen] == [True, *extra * [False]], seen
         assert not [s for s in seen if s.startswith("SELECT * FROM custom_fields")], seen
         # The catalog stays cached: the next search by the name loads nothing.
-        async with _statements(one) as seen:
+        async with logged_statements(one) as seen:
             assert await _ids(one, name, "a") == []
         assert len(seen) == 1, seen
     finally:

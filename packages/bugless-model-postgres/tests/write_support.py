@@ -1,4 +1,4 @@
-"""What the write tests share: their callers, a recorder of the statements sent, a
+"""What the write (and search) tests share: their callers, recorders of the statements sent, a
 component of their own, an issue with a custom value, the calls they chain, a
 transaction that holds a row lock while a call queues behind it, and a backend
 of its own on a fresh database or schema.
@@ -64,6 +64,28 @@ class Sent:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._each_connection("remove_query_logger")
+
+
+@contextlib.asynccontextmanager
+async def logged_statements(backend: PostgresBackend) -> AsyncIterator[list[str]]:
+    """The statements run meanwhile on ``backend``'s pool (of one connection).
+
+    Unlike :class:`Sent`, each is kept as sent (whitespace and asyncpg's own
+    type look-ups included): the search tests count every statement a page
+    costs, so they warm the connection up first rather than filter.
+    """
+    seen: list[str] = []
+
+    def log(query: Any) -> None:
+        seen.append(query.query)
+
+    async with backend._pool.acquire() as conn:
+        conn.add_query_logger(log)
+    try:
+        yield seen
+    finally:
+        async with backend._pool.acquire() as conn:
+            conn.remove_query_logger(log)
 
 
 async def content(data: bytes) -> AsyncIterator[bytes]:
