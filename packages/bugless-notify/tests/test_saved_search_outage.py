@@ -97,3 +97,84 @@ async def test_an_authenticator_outage_is_retried_not_taken_for_matching_nothing
     finally:
         for channel in channels:
             channel.close()
+
+
+async def test_a_seed_that_cannot_be_answered_now_holds_up_no_other_subscription(
+    bugless_stack: LocalStack, model: v1.ModelStub, pool: asyncpg.Pool, queue: DeliveryQueue
+) -> None:
+    """A seed is put off, not raised: raised, it failed every round before the feed was read.
+
+    Seeds run at the start of each round, before ReadFeed. A seed the
+    Model could not answer now (its search over every issue timing out, the
+    Authenticator away for the names it resolves) was raised as
+    ``Unavailable`` and failed the round, at every round while it lasted:
+    one subscriber's slow search stopped everyone's mail. Here the names of
+    cora's query cannot be resolved (the Authenticator the matcher resolves
+    names with is away) while sam's query names no one.
+    """
+    tag = secrets.token_hex(3)
+    users = {
+        name: str(
+            (await asyncio.to_thread(bugless_stack.add_user, f"{name}{tag}", "pw-" + tag * 3))[
+                "user_id"
+            ]
+        )
+        for name in ("sam", "cora")
+    }
+    sam, cora = (v1.Caller(user_id=users[n]) for n in ("sam", "cora"))
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"seed-away-{tag}")
+    )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=sam,
+            fields=v1.IssueFields(
+                title=f"urgent {tag}", component_id=component.id, priority=v1.Priority.P0
+            ),
+        )
+    )
+    searches = {}
+    for caller, query in (
+        (sam, f"componentid:{component.id} p:p0"),
+        (cora, f"componentid:{component.id} reporter:sam{tag}"),
+    ):
+        searches[caller.user_id] = await model.create_saved_search(
+            v1.CreateSavedSearchRequest(caller=caller, name=f"watch-{tag}", query=query)
+        )
+        await model.set_saved_search_subscription(
+            v1.SetSavedSearchSubscriptionRequest(
+                caller=caller, saved_search_id=searches[caller.user_id].id, subscribed=True
+            )
+        )
+    sam_key = (searches[sam.user_id].id, sam.user_id)
+    cora_key = (searches[cora.user_id].id, cora.user_id)
+    model_address = bugless_stack.client_address("model", identity="notify")
+    auth_address = bugless_stack.client_address("auth", identity="notify")
+    away = dataclasses.replace(auth_address, port=_closed_port())
+    channels = [model_address.channel(), auth_address.channel(), away.channel()]
+    try:
+        notifier_model = v1.ModelStub(channels[0])
+        auth, auth_away = (v1.AuthenticatorStub(c) for c in channels[1:])
+        acting = acting_model(notifier_model, ActingFor(auth))
+        names_away = SavedSearchMatcher(notifier_model, acting, auth_away, NOTIFIER, queue.schema)
+        async with pool.acquire() as conn:
+            prepared = await names_away.prepare(conn)
+            ready = {
+                (s.saved_search.id, s.user_id) for s in prepared.subscriptions if s.saved_search
+            }
+            assert sam_key in ready
+            assert sam_key in prepared.seeds.seeded
+            assert (*sam_key, issue.id) in prepared.seeds.added
+            assert cora_key not in ready
+            assert cora_key not in prepared.seeds.seeded
+            # Put off, not tried again at the next (idle, two-second) round.
+            again = await names_away.prepare(conn)
+            assert cora_key not in again.seeds.seeded
+            # Once the names resolve again, a later round seeds it.
+            answered = SavedSearchMatcher(notifier_model, acting, auth, NOTIFIER, queue.schema)
+            later = await answered.prepare(conn)
+            assert cora_key in later.seeds.seeded
+            assert (*cora_key, issue.id) in later.seeds.added
+    finally:
+        for channel in channels:
+            channel.close()

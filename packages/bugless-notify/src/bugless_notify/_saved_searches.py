@@ -23,9 +23,13 @@ and the seed: a change committed in that moment (at most a round: about two
 seconds while the notifier keeps up) is part of what the seed finds, so an
 issue it made match is not mailed as a new match. The alternative, judging
 that batch's issues against no earlier match, mailed every already-matching
-issue it touched as new. A seed the Model refuses, or that does not resolve,
-is tried again a minute later (:data:`RESEED_SECONDS`), and its subscription
-judged once it is seeded. A subscription no longer listed (unsubscribed,
+issue it touched as new. A seed the Model refuses, that does not resolve,
+or that cannot be answered now (the Model or the Authenticator away, the
+search timing out over every issue), is tried again a minute later
+(:data:`RESEED_SECONDS`), and its subscription judged once it is seeded:
+a seed holds up no one else's mail, since the feed is read only after the
+seeds, and one raised would fail every round before the feed is read again.
+A subscription no longer listed (unsubscribed,
 deleted) is forgotten, its matches with it, so subscribing again seeds
 afresh.
 
@@ -280,10 +284,16 @@ class SavedSearchMatcher:
 
         ``conn`` reads which are seeded; the answer's ``seeds`` are to be
         committed before the feed is read, so that every change the feed
-        then gives is judged against what matched before it.
+        then gives is judged against what matched before it. A seed that
+        cannot be answered now (``Unavailable``: the Model or the
+        Authenticator away, or its search over every issue timing out) is
+        put off for :data:`RESEED_SECONDS` like a refused one, not raised:
+        raised, it failed the round before the feed was read, at every
+        round while it lasted, so one subscriber's slow search stopped the
+        mail of everyone.
 
         Raises:
-            Unavailable: the Model or the Authenticator away (tried again).
+            Unavailable: the subscriptions could not be listed (tried again).
         """
         subscriptions = await self.subscriptions()
         seen = {(r["saved_search_id"], r["user_id"]) for r in await conn.fetch(self._seen_sql)}
@@ -296,7 +306,22 @@ class SavedSearchMatcher:
 
         async def one(subscription: v1.SavedSearchSubscription) -> set[int] | None:
             async with limit:
-                return await self._seed(subscription)
+                try:
+                    return await self._seed(subscription)
+                except Unavailable as exc:
+                    assert subscription.saved_search is not None
+                    _log.warning(
+                        "saved search %s of %s could not be seeded now, tried again in %ds: %s",
+                        subscription.saved_search.id,
+                        subscription.user_id,
+                        RESEED_SECONDS,
+                        exc.message,
+                        extra={
+                            "saved_search_id": subscription.saved_search.id,
+                            "user_id": subscription.user_id,
+                        },
+                    )
+                    return None
 
         for subscription, found in zip(
             new, await asyncio.gather(*(one(s) for s in new)), strict=True
