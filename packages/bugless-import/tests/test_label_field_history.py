@@ -16,11 +16,14 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from import_support import ADMIN, MakeSettings, find, history, usernames
 
 from bugless_core.clients import call
+from bugless_core.errors import InvalidArgument
 from bugless_import import run_import
 from bugless_import.sources.trac import TracImporter
+from bugless_import.write_issues import REFUSED_ISSUE
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -276,3 +279,58 @@ async def test_a_move_maps_the_labels_to_the_new_components_fields(
         (f"customfield{fields['Pumps36'].id}", "High", ""),
         (f"customfield{fields['Valves36'].id}", "", "High"),
     ]
+
+
+class _Trac37(TracImporter):
+    """Trac under a name of its own (the session's other Trac tests own theirs)."""
+
+    name = "trac37"
+
+
+async def test_a_move_into_a_component_whose_required_field_has_no_value_refuses_naming_the_entry(
+    make_settings: MakeSettings,
+    model: v1.ModelStub,
+    tmp_path: Path,
+) -> None:
+    # Gates37 requires Risk37, which has no default and no label gives: a
+    # live move there is refused, and so is the ticket's move in Trac's log
+    # (its second entry), by its place in the history, nothing written,
+    # though the ticket ends in Pipes37, where nothing is required.
+    for name in ("Pipes37", "Gates37"):
+        await call(model.create_component, v1.CreateComponentRequest(caller=ADMIN, name=name))
+    gates = await call(model.get_component, v1.GetComponentRequest(caller=ADMIN, path="Gates37"))
+    await call(
+        model.create_custom_field,
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN, component_id=gates.id, name="Risk37",
+            type=v1.CustomFieldType.ENUM, options=["High", "Low"], required=True,
+        ),
+    )  # fmt: skip
+    env = Environment(
+        str(tmp_path / "env"), create=True, options=[("trac", "database", "sqlite:db/trac.db")]
+    )
+    for name in ("pipes", "gates"):
+        component = Component(env)
+        component.name = name
+        component.insert()
+    ticket = Ticket(env)
+    ticket.populate(
+        {"summary": "Gate leaks", "description": "Leaks.", "reporter": "ann",
+         "component": "pipes", "status": "new"}
+    )  # fmt: skip
+    ticket.insert(when=_hours(0))
+    ticket.save_changes("tom", "Looking.", when=_hours(1))
+    ticket["component"] = "gates"
+    ticket.save_changes("tom", "It is the gate.", when=_hours(2))
+    ticket["component"] = "pipes"
+    ticket.save_changes("ann", "The pipe after all.", when=_hours(3))
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text('[components]\npipes = "Pipes37"\ngates = "Gates37"\n', encoding="utf-8")
+
+    with pytest.raises(InvalidArgument) as refused:
+        await run_import(_Trac37(env.path, {}), make_settings(mapping=mapping))
+
+    assert refused.value.metadata[REFUSED_ISSUE] == "trac37:1"
+    assert "history[1].custom_fields: custom field 'Risk37'" in refused.value.message
+    assert "is required and has no default" in refused.value.message
+    assert await find(model, "trac37:1") == []
