@@ -43,8 +43,9 @@ from prometheus_client import CollectorRegistry
 from bench._services import CpuMeter
 from bugless_dev.postgres import start_postgres
 from bugless_notify.mail import EmailChannel, SmtpSecurity, SmtpSettings
-from bugless_notify.queue import DeliveryQueue, NewDelivery, RetryPolicy
+from bugless_notify.queue import DeliveryQueue, NewDelivery
 from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
+from bugless_notify.retry import RetryPolicy
 from bugless_notify.worker import DeliveryWorker, WorkerSettings
 from bugless_proto import v1
 

@@ -15,7 +15,8 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 
 from bugless_notify.mail import EmailChannel, SmtpSecurity, SmtpSettings
-from bugless_notify.queue import DeliveryQueue, RetryPolicy
+from bugless_notify.queue import DeliveryQueue
+from bugless_notify.retry import RetryPolicy
 from bugless_notify.worker import DeliveryWorker, WorkerSettings
 
 

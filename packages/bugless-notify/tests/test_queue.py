@@ -23,8 +23,8 @@ from bugless_notify.queue import (
     DeliveryQueue,
     DeliveryState,
     NewDelivery,
-    RetryPolicy,
 )
+from bugless_notify.retry import RetryPolicy
 
 
 async def _claim(

@@ -30,8 +30,9 @@ from bugless_notify._recheck import RedactionRecheck
 from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.digest import DigestStore
 from bugless_notify.mail import EmailChannel, SmtpSecurity, SmtpSettings
-from bugless_notify.queue import DeliveryQueue, DeliveryState, RetryPolicy
+from bugless_notify.queue import DeliveryQueue, DeliveryState
 from bugless_notify.render import REDACTED
+from bugless_notify.retry import RetryPolicy
 from bugless_notify.service import RunningNotifier, start_notifier
 from bugless_notify.worker import DeliveryWorker, WorkerSettings
 from bugless_proto import v1

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 from bugless_core.notification_channel import DeliveryResult, Notification, NotificationChannel
 from bugless_notify.endpoints import WebhookEndpointStore
 from bugless_notify.mail import EmailChannel, SmtpSecurity, SmtpSettings
-from bugless_notify.queue import DeliveryQueue, DeliveryState, RetryPolicy
+from bugless_notify.queue import DeliveryQueue, DeliveryState
+from bugless_notify.retry import RetryPolicy
 from bugless_notify.webhook import WebhookChannel, WebhookEndpoint, WebhookSettings
 from bugless_notify.worker import DeliveryWorker, WorkerSettings
 from bugless_testing.ports import refused_port

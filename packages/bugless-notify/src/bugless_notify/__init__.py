@@ -22,9 +22,9 @@ if TYPE_CHECKING:
         DeliveryRecord,
         DeliveryState,
         NewDelivery,
-        RetryPolicy,
     )
     from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
+    from bugless_notify.retry import RetryPolicy
     from bugless_notify.webhook import (
         PayloadFormat,
         WebhookChannel,
@@ -49,7 +49,7 @@ _LAZY = {
     "PayloadFormat": "bugless_notify.webhook",
     "Person": "bugless_notify.render",
     "Reason": "bugless_notify.render",
-    "RetryPolicy": "bugless_notify.queue",
+    "RetryPolicy": "bugless_notify.retry",
     "SmtpSecurity": "bugless_notify.mail",
     "SmtpSettings": "bugless_notify.mail",
     "WebhookChannel": "bugless_notify.webhook",

@@ -12,7 +12,7 @@ import os
 import secrets
 import socket
 
-from bugless_notify.queue import RetryPolicy
+from bugless_notify.retry import RetryPolicy
 
 
 def default_worker_id() -> str:

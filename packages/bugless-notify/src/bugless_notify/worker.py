@@ -7,7 +7,7 @@ starts one task per delivery, and records each outcome as the task ends:
 
 * delivered: done;
 * rejected by the channel (permanent): a dead letter with the reason;
-* a retryable failure: due again after :class:`~bugless_notify.queue.RetryPolicy`'s
+* a retryable failure: due again after :class:`~bugless_notify.retry.RetryPolicy`'s
   backoff (or the receiver's ``Retry-After``, whichever is later), until the
   last attempt, after which it is a dead letter too.
 
