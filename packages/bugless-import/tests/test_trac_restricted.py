@@ -39,6 +39,8 @@ _POLICIES = (
 )
 #: ``bugless model serve`` as the release before the import asked CheckViewers.
 PREVIOUS_MODEL = Path(__file__).with_name("previous_model.py")
+#: ``bugless model serve`` as a release before CheckViewers.
+MODEL_WITHOUT_CHECK_VIEWERS = Path(__file__).with_name("model_without_check_viewers.py")
 HIDDEN = (
     f"a ticket Trac's permission policies ({_POLICIES}) hide from every signed-in user, who "
     "may view its other tickets"
@@ -238,3 +240,45 @@ async def test_a_model_before_the_import_asked_check_viewers_leaves_a_warning_an
         "checked: /bugless.v1.Model/CheckViewers may not be called by service identity "
         "'import'"
     ) in report.warnings
+
+
+async def test_a_model_without_check_viewers_leaves_a_warning_naming_it_to_upgrade(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub, bugless_stack: LocalStack
+) -> None:
+    """A Model of a release before CheckViewers does not serve it (MethodNotServed).
+
+    The people are not checked and the run imports, as when a Model refuses
+    the call; the warning is the error's own, naming the Model to upgrade.
+    Before, the import caught the call's GRPCError itself and said only "a
+    release before this import's".
+    """
+    secure = await _component(model, "TracSecureNS", "ns-sec")
+    ready = tmp_path / "model-without.json"
+    process = spawn(
+        "model-without-check-viewers",
+        [sys.executable, str(MODEL_WITHOUT_CHECK_VIEWERS), "model", "serve", "--port", "0",
+         "--ready-file", str(ready)],
+        bugless_stack.env,
+        tmp_path / "model-without.log",
+        ready_file=ready,
+    )  # fmt: skip
+    older = bugless_stack.wait_started("model", process)
+    try:
+        settings = make_settings(
+            model=ServiceAddress("127.0.0.1", older.port),
+            component_root="TracHiddenNS",
+            restricted_component="TracSecureNS",
+        )
+        importer = TracImporter(str(_named_people(tmp_path, "ns")), {"project": "ns"})
+        report = await run_import(importer, settings)
+    finally:
+        bugless_stack.stop_service(older)
+
+    (hidden,) = await find(model, "trac:ns#2")
+    assert hidden.component_id == secure.id
+    assert report.restricted_unseen == []
+    assert (
+        "TracSecureNS: who of the people the restricted issues name may view it was not "
+        "checked: the Model does not serve CheckViewers, so it is of a release older than its "
+        "caller's: upgrade the Model first, as docs/upgrades.md orders"
+    ) in report.warnings, report.warnings
