@@ -190,10 +190,11 @@ def without_relations(request: v1.ImportIssueRequest, reason: str) -> v1.ImportI
     For an issue whose relation history the Model refused (a cycle of parents
     or duplicates the source allowed): the rest of its history is imported,
     and the relation pass reports the relation. Every entry stays (one left
-    with nothing else keeps the note), so the history's positions are the
-    whole request's and a later ``--refresh`` appends only what is new.
+    with nothing else keeps the reason), so the history's positions are the
+    whole request's and a later ``--refresh`` appends only what is new. The
+    reason is a change of the entry (``relations_not_imported``), not a
+    comment: its author wrote none.
     """
-    note = f"(Relation changes of this entry not imported: {reason}.)"
     history = []
     for item in request.history:
         if not has_relation_changes(item):
@@ -205,7 +206,7 @@ def without_relations(request: v1.ImportIssueRequest, reason: str) -> v1.ImportI
             v1.ImportedEntry(
                 author=item.author,
                 created_at=item.created_at,
-                comment=f"{item.comment}\n\n{note}" if item.comment.strip() else note,
+                comment=item.comment,
                 fields=item.fields,
                 update_mask=FieldMask(paths=paths),
                 cc_add=item.cc_add,
@@ -215,6 +216,7 @@ def without_relations(request: v1.ImportIssueRequest, reason: str) -> v1.ImportI
                 custom_fields=item.custom_fields,
                 attachments=item.attachments,
                 files_not_imported=item.files_not_imported,
+                relations_not_imported=reason,
             )
         )
     stripped = copy.copy(request)

@@ -46,6 +46,9 @@ from bugless_model_postgres._issue_plan import lock_editable_hotlists
 from bugless_model_postgres._issues import append_to_hotlist
 from bugless_proto import v1
 
+#: The FieldChange of an entry whose relation changes the import left out,
+#: and why (``ImportedEntry.relations_not_imported``): not a comment.
+RELATIONS_NOT_IMPORTED_FIELD = "relations_not_imported"
 #: Scalar fields an import sets, in the order FieldChanges list them.
 _SCALARS = (
     "title",
@@ -129,6 +132,14 @@ class _Replay:
         changes.extend(self._cc(item.cc_add, item.cc_remove))
         changes.extend(extra)
         changes.extend(_not_imported(item.files_not_imported))
+        if item.relations_not_imported:
+            changes.append(
+                v1.FieldChange(
+                    field=RELATIONS_NOT_IMPORTED_FIELD,
+                    field_name="Source relation changes not imported",
+                    added=[item.relations_not_imported],
+                )
+            )
         if changes or item.comment.strip() or item.attachments:
             self.entries.append(
                 _Entry(item.author, at, item.comment, changes, files=item.attachments)

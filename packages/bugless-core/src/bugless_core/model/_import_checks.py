@@ -243,6 +243,10 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
         files += len(entry.attachments)
         _check_files(entry.attachments, f"{where}.attachments")
         _check_not_imported(entry.files_not_imported, f"{where}.files_not_imported")
+        left_out = entry.relations_not_imported
+        check_text(left_out, f"{where}.relations_not_imported", _MAX_REASON_CHARS)
+        if left_out and not left_out.strip():
+            raise _fail(f"{where}.relations_not_imported", "is blank; give the reason or nothing")
         if entry.edits_description and entry.attachments:
             raise _fail(f"{where}.attachments", "a description edit attaches no files")
         changes = bool(
@@ -254,6 +258,7 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
             or entry.hotlist_remove
             or entry.custom_fields
             or entry.files_not_imported
+            or left_out
         )
         if entry.edits_description and changes:
             raise _fail(where, "a description edit changes no fields (give them their own entry)")

@@ -297,3 +297,33 @@ class ImportedRelationContract:
                 model.import_issue(request), Status.INVALID_ARGUMENT, "history[0].blocking_add[0]"
             )
         assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id)) == []
+
+    async def test_relation_changes_left_out_are_a_change_of_their_entry_not_a_comment(
+        self, model: v1.ModelStub
+    ) -> None:
+        """An importer that drops an entry's relation changes says why as a change of it.
+
+        Not as its comment (as files not imported are): the issue counts no
+        comment for it, and its author is no commenter by it. A blank reason
+        is refused.
+        """
+        component = await make_component(model)
+        why = "history[0].parent: a cycle of parents"
+        left_out = v1.ImportedEntry(author="src-dev", created_at=_at(1), relations_not_imported=why)
+        kept = _relation("src-dev", 2, "Linked.", relations_not_imported=why)
+        _, issue = await _imported(model, component.id, left_out, kept)
+        entries = await history(model, issue.id)
+        assert [e.comment for e in entries[1:]] == ["", "Linked."]
+        for entry in entries[1:]:
+            assert [(c.field, c.field_name, list(c.added)) for c in entry.changes] == [
+                ("relations_not_imported", "Source relation changes not imported", [why])
+            ]
+        # "Linked." alone (no description): the first entry is no comment.
+        assert issue.comment_count == 1
+
+        blank = v1.ImportedEntry(author="src-dev", created_at=_at(1), relations_not_imported=" ")
+        await expect_error(
+            model.import_issue(_request(component.id, f"trac:{unique('rel')}", blank)),
+            Status.INVALID_ARGUMENT,
+            "history[0].relations_not_imported",
+        )
