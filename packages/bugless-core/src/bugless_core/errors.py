@@ -481,6 +481,9 @@ def from_grpc_error(error: GRPCError, *, route: str = "") -> BuglessError:
         return CapabilityMissing(message, capability=metadata.get("capability", ""))
     if error.status is Status.FAILED_PRECONDITION and reason == MethodNotServed.default_reason:
         return MethodNotServed(message, metadata=metadata)  # passed on by a frontend
+    not_grpc = _not_grpc(error, route)
+    if not_grpc is not None:
+        return not_grpc
     not_served = _method_not_served(error, route)
     if not_served is not None:
         return not_served
@@ -491,8 +494,15 @@ def from_grpc_error(error: GRPCError, *, route: str = "") -> BuglessError:
 #: What a bugless server says of a method it does not serve (``unserved_message``).
 _UNSERVED = re.compile(r"method /bugless\.v1\.(\w+)/(\w+) is not served by this server")
 #: What grpclib's client makes of a grpclib server's bare answer to a method it
-#: does not serve (releases before 474983f6 answered so).
+#: does not serve (releases before 474983f6 answered so): HTTP 200 with
+#: grpc-status 12 and no content type. The client reads ``:status`` first, so
+#: this is always a 200: a proxy's error page (a 502) is :data:`_HTTP_STATUS`.
 _NO_CONTENT_TYPE = "Missing content-type header"
+#: grpclib's client on an HTTP status other than 200 (502 is UNAVAILABLE, 404
+#: UNIMPLEMENTED, ...): no gRPC server answers so, a proxy in between does.
+_HTTP_STATUS = re.compile(r"Received :status = '(\d+)'")
+#: ... and of a 200 whose content type is not gRPC's (a proxy's HTML page).
+_NOT_GRPC_TYPE = re.compile(r"Invalid content-type: '(?!application/grpc)(.*)'")
 #: A grpclib server's answers to a method it does not serve, as a grpclib client
 #: reads them: bare headers (above), or, with the content type, its own words.
 _BARE_NOT_FOUND = frozenset(
@@ -502,6 +512,36 @@ _BARE_NOT_FOUND = frozenset(
 _ROUTE = re.compile(r"/bugless\.v1\.(\w+)/(\w+)")
 #: The servers by the ``bugless.v1`` services they serve; any other is the API's.
 _SERVERS = {"Model": "Model", "Authenticator": "Authenticator", "Notifier": "notifier"}
+
+
+def _not_grpc(error: GRPCError, route: str) -> Unavailable | None:
+    """:class:`Unavailable` if the answer was HTTP but not gRPC; None otherwise.
+
+    A proxy or load balancer answering for a server (an HTML 502 page, a 404
+    for a route it does not know) is an outage where the server is reached,
+    never an older release to upgrade: its 404 is no UNIMPLEMENTED, its 401
+    not the caller's session.
+    """
+    message = error.message or ""
+    status = _HTTP_STATUS.fullmatch(message)
+    typed = _NOT_GRPC_TYPE.fullmatch(message)
+    if status is not None:
+        what, metadata = f"HTTP {status.group(1)}", {"http_status": status.group(1)}
+    elif typed is not None:
+        what, metadata = f"content type {typed.group(1)!r}", {}
+    else:
+        return None
+    named = _ROUTE.fullmatch(route)
+    who = (
+        f"the {_SERVERS.get(named.group(1), 'API')} (called for {named.group(2)})"
+        if named
+        else "the server called"
+    )
+    return Unavailable(
+        f"{who} answered {what}, not gRPC: a proxy or load balancer in between? "
+        "Check what listens at its address",
+        metadata=metadata,
+    )
 
 
 def _method_not_served(error: GRPCError, route: str = "") -> MethodNotServed | None:
