@@ -36,6 +36,9 @@ MAX_LIST_DELTA = 500
 MAX_ACL_ENTRIES = 200
 #: Search results are counted exactly up to this many; beyond, "more than N".
 SEARCH_COUNT_CAP = 10_000
+#: Sort keys one StructuredQuery may carry in ``order_by``; the web checks
+#: several saved searches in one query only while their keys fit.
+MAX_SORT_KEYS = 8
 
 # ---- custom fields (issue 18) ----
 #: Custom fields one component may define (its subtree inherits them).

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bugless_core import limits
 from bugless_core.errors import InvalidArgument
 from bugless_core.model import _validation as check
 from bugless_core.search.build import all_of, negate, term
@@ -235,6 +236,21 @@ def test_good_query_passes() -> None:
         order_by=[v1.SortKey(field=v1.SortField.PRIORITY)],
     )
     check.check_query(query, "query")
+
+
+def test_sort_keys_are_bounded_by_the_stated_limit() -> None:
+    def keys(count: int) -> v1.StructuredQuery:
+        return v1.StructuredQuery(
+            order_by=[
+                v1.SortKey(field=v1.SortField.CUSTOM, custom_field_id=n)
+                for n in range(1, count + 1)
+            ]
+        )
+
+    check.check_query(keys(limits.MAX_SORT_KEYS), "query")
+    with pytest.raises(InvalidArgument) as info:
+        check.check_query(keys(limits.MAX_SORT_KEYS + 1), "query")
+    assert info.value.message == f"query.order_by: at most {limits.MAX_SORT_KEYS} sort keys"
 
 
 def test_query_depth_is_bounded() -> None:

@@ -19,6 +19,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from bugless_core import limits
 from bugless_core.clients import call, resolve_query
 from bugless_core.errors import InvalidArgument
 from bugless_core.list_columns import custom_column_id
@@ -350,10 +351,6 @@ async def run_search(
     return results
 
 
-#: The most sort keys one query may carry (the Model's bound).
-_MAX_SORT_KEYS = 8
-
-
 async def query_problems(
     backends: Backends, viewer: Viewer, texts: Sequence[str], *, zone: CallerZone
 ) -> list[str]:
@@ -387,7 +384,7 @@ async def query_problems(
     for query in parsed.values():
         for key in query.order_by:
             sort_keys.setdefault(bytes(key), key)
-    if len(sort_keys) > _MAX_SORT_KEYS:  # not all checkable in one query: each alone
+    if len(sort_keys) > limits.MAX_SORT_KEYS:  # not all checkable in one query: each alone
         alone, parsed = list(range(len(texts))), {}
     if parsed:
         nodes = [query.filter or v1.SearchNode() for query in parsed.values()]

@@ -367,8 +367,8 @@ def check_query(query: v1.StructuredQuery | None, path: str) -> None:
 
     if query.filter is not None:
         visit(query.filter, f"{path}.filter", 1)
-    if len(query.order_by) > 8:
-        raise _fail(f"{path}.order_by", "at most 8 sort keys")
+    if len(query.order_by) > limits.MAX_SORT_KEYS:
+        raise _fail(f"{path}.order_by", f"at most {limits.MAX_SORT_KEYS} sort keys")
     for i, key in enumerate(query.order_by):
         check_enum(key.field, f"{path}.order_by[{i}].field", allow_unspecified=False)
         if (key.field is v1.SortField.CUSTOM) != (key.custom_field_id != 0):
