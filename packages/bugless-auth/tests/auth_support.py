@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import asyncpg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -271,3 +272,36 @@ def person_csr(
 def certificate_der(pem: str) -> bytes:
     """The DER bytes of a PEM certificate, as a TLS handshake presents it."""
     return x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
+
+
+async def new_user_token(server: AuthServer, name: str, *, groups: tuple[str, ...] = ()) -> str:
+    """Add the local user ``name`` to ``server`` and sign them in; their session's token."""
+    await server.add_user(name, groups=groups)
+    return (await server.sign_in(name)).token
+
+
+async def terminate_the_waiter(connection: asyncpg.Connection, what: str) -> None:
+    """End the one backend that waits on a lock ``connection`` holds, once there is one.
+
+    Returns once that backend has ended, its transaction rolled back.
+    """
+    waiters: list[int] = []
+
+    async def one_waits() -> bool:
+        rows = await connection.fetch(WAITERS, connection.get_server_pid())
+        waiters[:] = [row["pid"] for row in rows]
+        if len(waiters) > 1:
+            pytest.fail(f"{what}: {len(waiters)} backends wait on the test's lock: {rows}")
+        return len(waiters) == 1
+
+    await eventually(one_waits, what)
+    assert await connection.fetchval("SELECT pg_terminate_backend($1)", waiters[0])
+
+    async def gone() -> bool:
+        # pg_stat_activity is read once per transaction unless the snapshot is cleared.
+        await connection.execute("SELECT pg_stat_clear_snapshot()")
+        return not await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", waiters[0]
+        )
+
+    await eventually(gone, f"{what}: the terminated backend has ended")

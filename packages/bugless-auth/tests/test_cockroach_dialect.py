@@ -75,8 +75,6 @@ from test_sessions import (
     test_the_throttle_is_shared_by_the_replicas,
 )
 from test_sessions_vs_disable import (
-    lock_connection,
-    people_ca_settings,
     test_a_certificate_recorded_after_the_disable_revoked_the_others_is_refused,
     test_a_disable_waiting_for_a_recorded_sessions_row_lock_then_ends_it,
     test_a_merged_placeholders_assertion_is_its_accounts_session_and_ends_with_it,
@@ -85,7 +83,6 @@ from test_sessions_vs_disable import (
     test_an_assertion_recorded_after_the_disable_ended_the_sessions_is_refused,
     test_an_assertion_waiting_for_the_disables_row_lock_is_refused,
     test_disables_racing_assertions_and_sign_ins_leave_no_live_session,
-    two_replicas,
 )
 
 from bugless_auth import disabling
@@ -124,9 +121,6 @@ RERUN = (
     test_sign_out_everywhere_ends_every_session_of_the_user_only,
     test_signing_out_on_one_replica_ends_the_token_on_the_other,
     test_the_throttle_is_shared_by_the_replicas,
-    two_replicas,
-    lock_connection,
-    people_ca_settings,
     test_a_replica_that_has_not_heard_of_a_disable_issues_no_assertion,
     test_an_assertion_recorded_after_the_disable_ended_the_sessions_is_refused,
     test_a_sign_in_recorded_after_the_disable_ended_the_sessions_is_refused,

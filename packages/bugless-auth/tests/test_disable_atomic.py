@@ -21,16 +21,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import test_sessions_vs_disable
 from auth_support import (
     LIVE_CERTIFICATES,
     LIVE_SESSIONS,
-    WAITERS,
     AuthServer,
     UserCommands,
     certificate_der,
-    eventually,
     person_csr,
+    terminate_the_waiter,
     unique,
 )
 from grpc_errors import expect_status
@@ -39,11 +37,6 @@ from grpclib.const import Status
 import bugless_auth
 from bugless_auth.store import IdentityStore
 from bugless_proto import v1
-
-#: The fixtures of test_sessions_vs_disable: two replicas with a people CA, a connection.
-people_ca_settings = test_sessions_vs_disable.people_ca_settings
-two_replicas = test_sessions_vs_disable.two_replicas
-lock_connection = test_sessions_vs_disable.lock_connection
 
 DISABLED = "SELECT disabled FROM users WHERE user_id = $1"
 
@@ -100,33 +93,6 @@ async def old_credentials_refused(auth: AuthServer, bob: Person) -> None:
         ),
         Status.UNAUTHENTICATED,
     )
-
-
-async def terminate_the_waiter(connection: asyncpg.Connection, what: str) -> None:
-    """End the one backend that waits on a lock ``connection`` holds, once there is one.
-
-    Returns once that backend has ended, its transaction rolled back.
-    """
-    waiters: list[int] = []
-
-    async def one_waits() -> bool:
-        rows = await connection.fetch(WAITERS, connection.get_server_pid())
-        waiters[:] = [row["pid"] for row in rows]
-        if len(waiters) > 1:
-            pytest.fail(f"{what}: {len(waiters)} backends wait on the test's lock: {rows}")
-        return len(waiters) == 1
-
-    await eventually(one_waits, what)
-    assert await connection.fetchval("SELECT pg_terminate_backend($1)", waiters[0])
-
-    async def gone() -> bool:
-        # pg_stat_activity is read once per transaction unless the snapshot is cleared.
-        await connection.execute("SELECT pg_stat_clear_snapshot()")
-        return not await connection.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", waiters[0]
-        )
-
-    await eventually(gone, f"{what}: the terminated backend has ended")
 
 
 @pytest.mark.parametrize("table", ["sessions", "people_certificates"])

@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-from auth_support import certificate_der, eventually, person_csr
+from auth_support import certificate_der, eventually, person_csr, terminate_the_waiter
 from grpc_errors import expect_status
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from test_disable_atomic import terminate_the_waiter
 from test_ldap_oidc_service import add_person, ldap_options, rename, who
-from test_people_ca import people_ca_settings
 
 from bugless_auth.ldap import LdapSettings
 from bugless_auth.settings import PeopleCaSettings
@@ -35,9 +33,6 @@ from bugless_testing.slapd import BASE_DN, GROUPS_DN, PEOPLE_DN, Slapd
 
 if TYPE_CHECKING:
     from auth_support import AuthServer, StartAuth
-
-#: The people CA's fixture, shared with test_people_ca.
-PEOPLE_CA = people_ca_settings
 
 #: Locked accounts carry employeeType=disabled; the filter leaves them out.
 USER_FILTER = "(&(objectClass=inetOrgPerson)(uid={username})(!(employeeType=disabled)))"

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 import trustme
-from auth_support import AuthServer, StartAuth, certificate_der, person_csr, unique
+from auth_support import (
+    AuthServer,
+    StartAuth,
+    certificate_der,
+    new_user_token,
+    person_csr,
+    unique,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -25,31 +32,15 @@ DeviceState = v1.DeviceLoginState
 
 
 @pytest.fixture
-def people_ca_settings(tmp_path: Path) -> PeopleCaSettings:
-    ca = trustme.CA(organization_name="bugless people CA")
-    cert, key = tmp_path / "people-ca.pem", tmp_path / "people-ca.key"
-    ca.cert_pem.write_to_path(str(cert))
-    ca.private_key_pem.write_to_path(str(key))
-    return PeopleCaSettings(
-        cert_file=cert, key_file=key, default_seconds=3600, max_seconds=7200, issue_per_hour=3
-    )
-
-
-@pytest.fixture
 async def people(start_auth_server: StartAuth, people_ca_settings: PeopleCaSettings) -> AuthServer:
     return await start_auth_server(authenticators=("local",), people_ca=people_ca_settings)
-
-
-async def _token(server: AuthServer, name: str, *, groups: tuple[str, ...] = ()) -> str:
-    await server.add_user(name, groups=groups)
-    return (await server.sign_in(name)).token
 
 
 async def test_a_person_gets_a_certificate_named_by_their_id_and_signs_in_with_it(
     people: AuthServer,
 ) -> None:
     name = unique("alice")
-    token = await _token(people, name)
+    token = await new_user_token(people, name)
     issued = await people.stub.issue_person_certificate(
         v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr(), label="laptop")
     )
@@ -101,7 +92,7 @@ async def test_a_csr_asking_for_more_than_ones_own_certificate_is_refused(
     people: AuthServer, csr: object, message: str
 ) -> None:
     name = unique("forger")
-    token = await _token(people, name)
+    token = await new_user_token(people, name)
     make = csr if callable(csr) else None
     assert make is not None
     error = await expect_status(
@@ -119,7 +110,7 @@ async def test_a_csr_asking_for_more_than_ones_own_certificate_is_refused(
 
 async def test_own_common_name_is_accepted_and_lifetimes_are_capped(people: AuthServer) -> None:
     name = unique("capped")
-    token = await _token(people, name)
+    token = await new_user_token(people, name)
     issued = await people.stub.issue_person_certificate(
         v1.IssuePersonCertificateRequest(
             token=token, csr_pem=person_csr(common_name=name), validity_seconds=10 * 24 * 3600
@@ -131,7 +122,7 @@ async def test_own_common_name_is_accepted_and_lifetimes_are_capped(people: Auth
 
 async def test_a_lifetime_that_is_not_a_number_is_refused_naming_it(people: AuthServer) -> None:
     """Before, NaN passed the checks and failed signing: INTERNAL (a 500 at the web's form)."""
-    token = await _token(people, unique("nan"))
+    token = await new_user_token(people, unique("nan"))
     for seconds in (float("nan"), -1.0):
         error = await expect_status(
             people.stub.issue_person_certificate(
@@ -150,7 +141,7 @@ async def test_a_lifetime_that_is_not_a_number_is_refused_naming_it(people: Auth
 
 
 async def test_an_expired_certificate_signs_nobody_in(people: AuthServer) -> None:
-    token = await _token(people, unique("brief"))
+    token = await new_user_token(people, unique("brief"))
     issued = await people.stub.issue_person_certificate(
         v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr(), validity_seconds=5)
     )
@@ -173,9 +164,9 @@ async def test_an_expired_certificate_signs_nobody_in(people: AuthServer) -> Non
 
 async def test_revocation_by_owner_admin_and_disabling(people: AuthServer) -> None:
     owner, other, admin = unique("owner"), unique("other"), unique("root")
-    owner_token = await _token(people, owner)
-    other_token = await _token(people, other)
-    admin_token = await _token(people, admin, groups=("admins",))
+    owner_token = await new_user_token(people, owner)
+    other_token = await new_user_token(people, other)
+    admin_token = await new_user_token(people, admin, groups=("admins",))
 
     async def issue() -> v1.PersonCertificate:
         return await people.stub.issue_person_certificate(
@@ -233,7 +224,7 @@ async def test_revocation_by_owner_admin_and_disabling(people: AuthServer) -> No
 
 
 async def test_issuance_is_limited_per_person_per_hour(people: AuthServer) -> None:
-    token = await _token(people, unique("eager"))
+    token = await new_user_token(people, unique("eager"))
     for _ in range(3):
         await people.stub.issue_person_certificate(
             v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr())
@@ -249,7 +240,7 @@ async def test_issuance_is_limited_per_person_per_hour(people: AuthServer) -> No
 
 async def test_device_login_approved_once_then_delivered_once(people: AuthServer) -> None:
     name = unique("device")
-    token = await _token(people, name)
+    token = await new_user_token(people, name)
     started = await people.stub.start_device_login(
         v1.StartDeviceLoginRequest(
             csr_pem=person_csr(), label="build box", client_address="192.0.2.4"
@@ -305,7 +296,7 @@ async def test_device_login_approved_once_then_delivered_once(people: AuthServer
 
 
 async def test_device_login_denied_or_expired_gives_nothing(people: AuthServer) -> None:
-    token = await _token(people, unique("wary"))
+    token = await new_user_token(people, unique("wary"))
     denied = await people.stub.start_device_login(v1.StartDeviceLoginRequest(csr_pem=person_csr()))
     await people.stub.approve_device_login(
         v1.ApproveDeviceLoginRequest(token=token, user_code=denied.user_code, deny=True)
@@ -340,7 +331,7 @@ async def test_device_login_denied_or_expired_gives_nothing(people: AuthServer) 
 
 
 async def test_revoking_the_presented_certificate(people: AuthServer) -> None:
-    token = await _token(people, unique("leaving"))
+    token = await new_user_token(people, unique("leaving"))
     issued = await people.stub.issue_person_certificate(
         v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr())
     )
@@ -359,7 +350,7 @@ async def test_revoking_the_presented_certificate(people: AuthServer) -> None:
 
 
 async def test_without_a_people_ca_issuance_is_a_clear_refusal(auth: AuthServer) -> None:
-    token = await _token(auth, unique("nobody"))
+    token = await new_user_token(auth, unique("nobody"))
     error = await expect_status(
         auth.stub.issue_person_certificate(
             v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr())
@@ -424,7 +415,7 @@ async def test_ending_a_certificates_session_ends_that_connection_not_the_certif
     revoking the certificate does.
     """
     name = unique("erin")
-    token = await _token(people, name)
+    token = await new_user_token(people, name)
     issued = await people.stub.issue_person_certificate(
         v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr(), label="laptop")
     )

@@ -11,20 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import test_people_ca
 import trustme
-from auth_support import AuthServer, StartAuth, certificate_der, person_csr, unique
+from auth_support import (
+    AuthServer,
+    StartAuth,
+    certificate_der,
+    new_user_token,
+    person_csr,
+    unique,
+)
 from cryptography import x509
 from grpc_errors import expect_status
 from grpclib.const import Status
-from test_people_ca import _token
 
 from bugless_auth.settings import PeopleCaSettings
 from bugless_core.errors import from_grpc_error
 from bugless_proto import v1
-
-#: The people CA's fixture, used here as there (the CA being replaced).
-people_ca_settings = test_people_ca.people_ca_settings
 
 
 def _ca_files(directory: Path, ca: trustme.CA, stem: str) -> tuple[Path, Path]:
@@ -68,7 +70,7 @@ async def test_during_a_rotation_both_cas_certificates_sign_in_and_only_the_new_
         authenticators=("local",), people_ca=PeopleCaSettings(cert_file=old_cert, key_file=old_key)
     )
     name = unique("dana")
-    token = await _token(before, name)
+    token = await new_user_token(before, name)
     old, old_spare = await _issue(before, token, "laptop"), await _issue(before, token, "desk")
 
     schema = before.settings.schema
@@ -127,7 +129,7 @@ async def test_a_replaced_people_ca_without_overlap_ends_the_old_ones_certificat
     """
     before = await start_auth_server(authenticators=("local",), people_ca=people_ca_settings)
     name = unique("carol")
-    token = await _token(before, name)
+    token = await new_user_token(before, name)
     old = await _issue(before, token, "laptop")
     connected = await before.stub.authenticate_certificate(
         v1.AuthenticateCertificateRequest(certificate_der=certificate_der(old.certificate_pem))
@@ -222,7 +224,7 @@ async def test_the_incoming_ca_listed_first_maps_its_certificates_before_anythin
         ),
     )
     name = unique("erin")
-    token = await _token(step_2, name)
+    token = await new_user_token(step_2, name)
     from_step_2 = await _issue(step_2, token, "desk")
     from_swapped = await _issue(swapped, token, "laptop")
     x509.load_pem_x509_certificate(from_step_2.certificate_pem.encode()).verify_directly_issued_by(

@@ -21,19 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import asyncpg
-import pytest
-import test_people_ca
 from auth_support import (
     LIVE_CERTIFICATES,
     LIVE_SESSIONS,
     PASSWORD,
     WAITERS,
     AuthServer,
-    StartAuth,
     eventually,
     person_csr,
     unique,
@@ -45,20 +42,12 @@ from grpclib.exceptions import GRPCError
 from bugless_auth import _queries as sql
 from bugless_auth import _session_queries as session_sql
 from bugless_auth.placeholders import match_people, merge_placeholder
-from bugless_auth.settings import PeopleCaSettings
 from bugless_auth.store import UserRecord
 from bugless_auth.user_writes import UserWrites
-from bugless_core.migrations import quote_schema
 from bugless_core.usernames import username_key
 from bugless_proto import v1
 
 T = TypeVar("T")
-
-#: The people CA's fixture, used here as there (certificates are revoked by a disable).
-people_ca_settings = test_people_ca.people_ca_settings
-
-#: Longer than any test here: a replica's follower reads at its start, then not again.
-SLOW_POLL_SECONDS = 60.0
 
 #: What the disable revokes of a person's certificates (``PeopleCertificates.revoke_user``).
 REVOKE_CERTIFICATES = """
@@ -70,45 +59,6 @@ SELECT user_id, count(*) FROM sessions
  WHERE user_id = ANY($1::text[]) AND revoked_at IS NULL AND expires_at > now()
  GROUP BY user_id
 """
-
-
-@pytest.fixture
-async def two_replicas(
-    start_auth_server: StartAuth, people_ca_settings: PeopleCaSettings
-) -> tuple[AuthServer, AuthServer]:
-    """Two replicas of one schema whose followers read at their start only (then 60 s on)."""
-    first = await start_auth_server(
-        user_changes_seconds=SLOW_POLL_SECONDS, people_ca=people_ca_settings
-    )
-    second = await start_auth_server(
-        schema=first.settings.schema,
-        user_changes_seconds=SLOW_POLL_SECONDS,
-        people_ca=people_ca_settings,
-    )
-
-    async def both_follow() -> bool:  # what they look up from now on is kept
-        return first.service.directory.following.following and (
-            second.service.directory.following.following
-        )
-
-    await eventually(both_follow, "both replicas' followers made their first read")
-    return first, second
-
-
-@pytest.fixture
-async def lock_connection(
-    two_replicas: tuple[AuthServer, AuthServer],
-) -> AsyncIterator[asyncpg.Connection]:
-    """The test's own connection to the replicas' schema (for locks and the disable)."""
-    first = two_replicas[0]
-    opened = await asyncpg.connect(
-        first.settings.database_url,
-        server_settings={"search_path": quote_schema(first.settings.schema)},
-    )
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def disable_as_the_service_does(connection: asyncpg.Connection, user: UserRecord) -> None:
