@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from auth_support import unique
-from test_ldap_oidc_service import ldap_options, start_with_ldap
+from ldap_support import ldap_options, start_with_ldap
 
 from bugless_auth._ldap_group_counts import MAX_GROUPS_READ_PER_CALL
 from bugless_auth._ldap_group_reads import counting_connections

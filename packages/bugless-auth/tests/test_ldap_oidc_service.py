@@ -8,27 +8,20 @@ UNAUTHENTICATED) when the directory is down, and an OIDC flow sealed into
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
-import bonsai
 import pytest
 from grpc_errors import expect_status
 from grpclib.const import Status
+from ldap_support import add_person, ldap_options, rename, start_with_ldap, who
 from oidc_provider import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, OidcProvider
 
 from bugless_proto import v1
 from bugless_testing.ports import refused_port
 from bugless_testing.slapd import (
-    ADMIN_DN,
-    ADMIN_PASSWORD,
-    PEOPLE_DN,
-    READER_DN,
-    READER_PASSWORD,
     Slapd,
-    ssha,
 )
 
 if TYPE_CHECKING:
@@ -36,50 +29,6 @@ if TYPE_CHECKING:
 
 # oidc-provider-mock's own use of authlib, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
-
-# The fixture of slapd.py (until conftest.py lists it in pytest_plugins).
-
-
-def who(result: v1.AuthenticationResult) -> tuple[v1.Identity, v1.User]:
-    """The identity and user of a sign-in (both always set on success)."""
-    assert result.identity is not None
-    assert result.identity.user is not None
-    return result.identity, result.identity.user
-
-
-def ldap_options(server: Slapd, **overrides: str) -> dict[str, str]:
-    return {
-        "urls": server.url,
-        "base_dn": PEOPLE_DN,
-        "bind_dn": READER_DN,
-        "bind_password": READER_PASSWORD,
-        "connect_timeout": "2",
-        "operation_timeout": "2",
-        **overrides,
-    }
-
-
-async def start_with_ldap(start_auth_server: StartAuth, options: dict[str, str]) -> AuthServer:
-    return await start_auth_server(
-        authenticators=("ldap",), authenticator_options={"ldap": options}
-    )
-
-
-async def add_person(server: Slapd, uid: str, password: str) -> None:
-    ldif = (
-        f"dn: uid={uid},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: {uid}\n"
-        f"cn: {uid}\nsn: {uid}\ndisplayName: {uid.title()}\nmail: {uid}@bugless.test\n"
-        f"userPassword: {ssha(password)}\n"
-    )
-    await asyncio.to_thread(server.ldapadd, ldif)
-
-
-async def rename(server: Slapd, uid: str, new_uid: str) -> None:
-    client = bonsai.LDAPClient(server.url)
-    client.set_credentials("SIMPLE", user=ADMIN_DN, password=ADMIN_PASSWORD)
-    async with client.connect(is_async=True, timeout=2) as conn:
-        (entry,) = await conn.search(f"uid={uid},{PEOPLE_DN}", 0)
-        await entry.rename(f"uid={new_uid},{PEOPLE_DN}")
 
 
 async def test_an_ldap_user_signs_in_through_the_service(

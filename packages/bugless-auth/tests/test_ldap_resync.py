@@ -22,7 +22,7 @@ from auth_support import certificate_der, eventually, person_csr, terminate_the_
 from grpc_errors import expect_status
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from test_ldap_oidc_service import add_person, ldap_options, rename, who
+from ldap_support import add_person, ldap_options, rename, who
 
 from bugless_auth.ldap import LdapSettings
 from bugless_auth.settings import PeopleCaSettings
