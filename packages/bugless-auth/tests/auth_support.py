@@ -305,3 +305,8 @@ async def terminate_the_waiter(connection: asyncpg.Connection, what: str) -> Non
         )
 
     await eventually(gone, f"{what}: the terminated backend has ended")
+
+
+async def admin_token(server: AuthServer) -> str:
+    """The token of a new local user of ``server`` in the admins group, signed in."""
+    return await new_user_token(server, unique("admin"), groups=("admins",))

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import unicodedata
 
-from auth_support import PASSWORD, AuthServer, unique
+from auth_support import PASSWORD, AuthServer, admin_token, new_user_token, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_proto import v1
-
-
-async def admin_token(auth: AuthServer) -> str:
-    name = unique("admin")
-    await auth.add_user(name, groups=["admins"])
-    return (await auth.sign_in(name)).token
-
-
-async def user_token(auth: AuthServer, name: str) -> str:
-    await auth.add_user(name)
-    return (await auth.sign_in(name)).token
 
 
 async def test_admin_creates_a_user_who_can_sign_in(auth: AuthServer) -> None:
@@ -69,7 +58,7 @@ async def test_local_usernames_of_any_script_are_accepted_and_found_in_any_form(
 
 
 async def test_creating_users_needs_manage_users(auth: AuthServer) -> None:
-    token = await user_token(auth, unique("pleb"))
+    token = await new_user_token(auth, unique("pleb"))
     request = v1.CreateLocalUserRequest(token=token, username=unique("x"), password="long-enough")
 
     await expect_status(auth.stub.create_local_user(request), Status.PERMISSION_DENIED)
@@ -159,7 +148,7 @@ async def test_a_look_alike_local_name_an_earlier_release_created_keeps_working(
 
 async def test_users_change_their_own_password_but_not_others(auth: AuthServer) -> None:
     me, other = unique("me"), unique("other")
-    token = await user_token(auth, me)
+    token = await new_user_token(auth, me)
     await auth.add_user(other)
 
     await auth.stub.set_local_password(
@@ -178,7 +167,7 @@ async def test_users_change_their_own_password_but_not_others(auth: AuthServer) 
 async def test_disabling_a_user_revokes_their_tokens_at_once(auth: AuthServer) -> None:
     admin = await admin_token(auth)
     name = unique("leaver")
-    token = await user_token(auth, name)
+    token = await new_user_token(auth, name)
 
     disabled = await auth.stub.set_user_disabled(
         v1.SetUserDisabledRequest(token=admin, username=name, disabled=True)

@@ -11,17 +11,24 @@ import asyncio
 import re
 from pathlib import Path
 
-from auth_support import TEST_ENDS, AuthServer, StartAuth, eventually, set_disabled, unique
+from auth_support import (
+    TEST_ENDS,
+    AuthServer,
+    StartAuth,
+    admin_token,
+    eventually,
+    set_disabled,
+    unique,
+)
+from feed_support import changes_after, exact, ldap_identity
 from grpc_errors import expect_status
 from grpclib.const import Status
-from test_admin import admin_token
 
 import bugless_auth
 from bugless_auth import _queries as sql
 from bugless_auth import disabling
 from bugless_auth.user_feed import prune_user_changes, read_user_changes
 from bugless_auth.user_writes import UserWrites
-from bugless_core.auth_backend import ExternalIdentity
 from bugless_proto import v1
 
 
@@ -30,23 +37,8 @@ async def start_following(start_auth_server: StartAuth, **extra: object) -> Auth
     return await start_auth_server(cache_ttl_seconds=600, user_changes_seconds=0.1, **extra)
 
 
-async def changes_after(auth: AuthServer, version: int) -> v1.UserChanges:
-    return await auth.stub.get_user_changes(v1.GetUserChangesRequest(after_version=version))
-
-
-def exact(reply: v1.UserChanges) -> v1.UserChanges:
-    """``reply`` without how old an answer from memory is and how often its replica reads."""
-    return v1.UserChanges(
-        user_ids=list(reply.user_ids), version=reply.version, reset=reply.reset, more=reply.more
-    )
-
-
 async def head(auth: AuthServer) -> int:
     return (await changes_after(auth, 0)).version
-
-
-def ldap_identity(name: str, display_name: str) -> ExternalIdentity:
-    return ExternalIdentity(subject=f"ldap:{name}-uuid", username=name, display_name=display_name)
 
 
 async def test_each_kind_of_change_to_a_user_is_in_the_feed(start_auth_server: StartAuth) -> None:

@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from auth_support import AuthServer, StartAuth, eventually, set_disabled, unique
+from feed_support import changes_after, exact, ldap_identity, polled
 from prometheus_client import CollectorRegistry
-from test_user_change_feed import changes_after, exact, ldap_identity
 
 from bugless_auth.user_feed import RecentChanges, prune_user_changes, read_user_changes
 from bugless_core.user_cache import (
@@ -42,12 +42,6 @@ def answered(auth: AuthServer, source: str) -> float:
         "bugless_auth_user_changes_answers_total", {"source": source}
     )
     return value or 0.0
-
-
-async def polled(auth: AuthServer) -> int:
-    """Have ``auth``'s follower read the feed to its end now; the head it read."""
-    await auth.service.user_feed.poll_once()
-    return auth.service.user_feed.recent.head
 
 
 async def test_a_caller_at_the_followers_head_is_answered_from_memory(

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from auth_support import AuthServer, StartAuth, eventually, unique
+from feed_support import LOCK_WAITERS
 
 from bugless_auth.user_feed import FRESH_POLLS, LAGGING_POLLS
 from bugless_core.user_cache import UserCache, get_user_changes, get_users
@@ -33,14 +34,6 @@ HELD_SECONDS = 3.0
 #: test's locking connection). Not every lock waiter of the database: a
 #: backend left waiting by another test, or a second statement of the server's
 #: own, is no sign of the read the test holds.
-#: Read from pg_locks, afresh by every statement: pg_stat_activity, polled in the
-#: lock holder's transaction, is the snapshot of its first read (a backend that
-#: connected later is never seen; see auth_support.WAITERS).
-LOCK_WAITERS = """
-SELECT DISTINCT pid FROM pg_locks
- WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))
-"""
-
 LATE = re.compile(
     r"reading the users' change feed on time: a read ended ([0-9.]+) s after the one before "
     r"it began, more than 1\.5 polls of 1 s \(--user-changes-seconds\); answers from memory "

@@ -21,8 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 from auth_support import AuthServer, StartAuth, eventually, set_disabled, unique
-from test_user_changes_from_memory import polled
-from test_user_feed_lag import LOCK_WAITERS
+from feed_support import LOCK_WAITERS, polled
 
 from bugless_auth import _queries as sql
 from bugless_auth.user_writes import UserWrites
