@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from test_readme_examples import ROOT, readmes
+from docs_support import ROOT, pages
 
 #: A backticked file (``.py``) with an optional ``::test``, or a backticked test alone.
 _REFERENCE = re.compile(
@@ -39,11 +39,6 @@ class Cited:
     where: str
     files: tuple[Path, ...]
     test: str | None
-
-
-def pages() -> list[Path]:
-    """Every README and every page of docs/."""
-    return [*readmes(), *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def _candidates(page: Path, path: str) -> list[Path]:

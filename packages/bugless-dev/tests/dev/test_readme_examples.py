@@ -30,11 +30,11 @@ from pathlib import Path
 import click
 import pytest
 from dev_process import DevProcess
+from docs_support import ROOT, pages, readmes
 
 from bugless_core.cli import build_cli
 from bugless_core.plugins import load_plugins
 
-ROOT = Path(__file__).resolve().parents[4]
 FENCE = re.compile(r"^```(sh|bash|shell|console)\s*$")
 RUN = "<!-- example: run -->"
 SKIP = re.compile(r"^<!-- example: skip: \S.* -->$")
@@ -58,12 +58,6 @@ class Example:
     @property
     def name(self) -> str:
         return f"{self.path.relative_to(ROOT)}:{self.line}"
-
-
-def readmes() -> list[Path]:
-    """Every README of the repository (the root, packages, deploy, docs...)."""
-    found = [ROOT / "README.md", *ROOT.glob("*/README.md"), *ROOT.glob("*/*/README.md")]
-    return sorted({p for p in found if ".venv" not in p.parts and ".bugless" not in p.parts})
 
 
 def shell_blocks(path: Path) -> Iterator[tuple[int, str, str]]:
@@ -224,10 +218,9 @@ def cli() -> click.Group:
 
 def documented_shell_blocks() -> list[tuple[str, str]]:
     """(where, text) of every shell block in the READMEs and docs/, run or skipped."""
-    pages = [*readmes(), *sorted((ROOT / "docs").glob("*.md"))]
     return [
         (f"{path.relative_to(ROOT)}:{line}", text)
-        for path in pages
+        for path in pages()
         for line, _, text in shell_blocks(path)
     ]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from test_readme_examples import ROOT
+from docs_support import ROOT
 
 from bugless_core.search import QuerySyntaxError, SortField, parse_query
 
