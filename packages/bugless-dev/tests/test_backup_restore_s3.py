@@ -29,8 +29,7 @@ import asyncio
 import hashlib
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -38,75 +37,24 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 import pytest
-from aiobotocore.session import get_session
-from backup_drill import PASSWORD, drill_stack, dump, restore
+from backup_drill import PASSWORD, api_client, drill_stack, dump, restore, sign_in
+from s3_drill_support import BUCKET, PART_BYTES, PREFIX, make_bucket, s3_client, s3_environment
 
 from bugless_api.client import BuglessClient
 from bugless_core.errors import ContentGone
-from bugless_dev.pki import CertificateFiles, LocalPki
+from bugless_dev.pki import LocalPki
 from bugless_dev.postgres import ThrowawayPostgres
-from bugless_dev.stack import LocalStack, RunningService
+from bugless_dev.stack import RunningService
 from bugless_proto import v1
-from bugless_testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3TestServer
+from bugless_testing.s3 import S3TestServer
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import LifecycleRuleTypeDef, ObjectIdentifierTypeDef
+    from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef
 
 GUIDE = Path(__file__).resolve().parents[3] / "docs" / "backup.md"
-BUCKET = "bugless-attachments"
 BACKUP_BUCKET = "bugless-attachments-backup"
-#: The store's default key prefix (``BUGLESS_BLOB_S3_PREFIX``), as the guide's commands use it.
-PREFIX = "bugless/blobs/"
-#: The smallest part the store allows: a file above it is a multipart upload and a copy.
-PART_BYTES = 5 * 1024 * 1024
 MIB = 1024 * 1024
-#: The lifecycle rule of the guide: noncurrent versions expire after the backups' retention.
-RETENTION_RULE: LifecycleRuleTypeDef = {
-    "ID": "bugless-noncurrent-versions",
-    "Status": "Enabled",
-    "Filter": {"Prefix": PREFIX},
-    "NoncurrentVersionExpiration": {"NoncurrentDays": 35},
-}
-
-
-def s3_environment(server: S3TestServer, directory: Path) -> dict[str, str]:
-    """What every service of the deployment gets to keep attachments in :data:`BUCKET`."""
-    absent = str(directory / "no-aws-config")
-    return {
-        **server.environ(),
-        "AWS_CONFIG_FILE": absent,
-        "AWS_SHARED_CREDENTIALS_FILE": absent,
-        "BUGLESS_BLOB_STORE": "s3",
-        "BUGLESS_BLOB_S3_BUCKET": BUCKET,
-        "BUGLESS_BLOB_S3_ENDPOINT_URL": server.endpoint_url,
-        "BUGLESS_BLOB_S3_REGION": REGION,
-        "BUGLESS_BLOB_S3_ADDRESSING_STYLE": "path",
-        "BUGLESS_BLOB_S3_PART_BYTES": str(PART_BYTES),
-    }
-
-
-@asynccontextmanager
-async def s3_client(server: S3TestServer) -> AsyncIterator[S3Client]:
-    """An operator's client of the S3 server (the ``aws`` command's, through the SDK)."""
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=server.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    ) as client:
-        yield client
-
-
-async def make_bucket(s3: S3Client, bucket: str) -> None:
-    """A bucket as the guide configures the attachments' one: versioning and its lifecycle rule."""
-    await s3.create_bucket(Bucket=bucket)
-    await s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    await s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket,
-        LifecycleConfiguration={"Rules": [RETENTION_RULE]},
-    )
 
 
 async def keys_under(s3: S3Client, bucket: str, prefix: str) -> list[str]:
@@ -188,30 +136,6 @@ async def listed_objects(database_url: str) -> list[str]:
         return sorted(row[0] for row in await conn.fetch(listed_objects_statement()))
     finally:
         await conn.close()
-
-
-def api_client(stack: LocalStack, api: RunningService, bot: CertificateFiles) -> BuglessClient:
-    """A bot's client of the stack's API frontend (mutual TLS)."""
-    return BuglessClient(
-        f"127.0.0.1:{api.port}", cert=bot.cert, key=bot.key, ca=stack.pki.ca_file, timeout=60
-    )
-
-
-async def sign_in(browser: httpx.AsyncClient, username: str) -> str:
-    """Sign in through the web's form; returns the session's CSRF token."""
-
-    def csrf(html: str) -> str:
-        found = re.search(r'name="csrf-token" content="([^"]+)"', html)
-        assert found is not None, "the page carries no CSRF token"
-        return found.group(1)
-
-    form = await browser.get("/signin")
-    signed_in = await browser.post(
-        "/signin",
-        data={"username": username, "password": PASSWORD, "_csrf": csrf(form.text), "next": "/"},
-    )
-    assert signed_in.status_code == 303, signed_in.text[:500]
-    return csrf((await browser.get("/")).text)
 
 
 async def web_downloads(web: RunningService, urls: Mapping[int, str]) -> dict[int, bytes]:

@@ -34,18 +34,14 @@ fail at the previous code's start, naming the import.
 from __future__ import annotations
 
 import asyncio
-import io
-import os
 import re
-import subprocess
-import tarfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
-import asyncpg
 import httpx
-from backup_drill import PAGE_TOKEN_SECRET, PASSWORD
+from backup_drill import PAGE_TOKEN_SECRET, PASSWORD, sign_in
+from upgrade_support import AUTH_SERVICE, MODEL_SERVICE, previous_release, schema_version
 
 from bugless_core.clients import acting_as
 from bugless_core.search.build import term
@@ -57,118 +53,8 @@ from bugless_dev.stack import LocalStack, RunningService, StackConfig
 from bugless_proto import v1
 from bugless_testing.health import health_until
 
-ROOT = Path(__file__).resolve().parents[3]
-MIGRATIONS = "packages/bugless-model-postgres/src/bugless_model_postgres/migrations"
-AUTH_MIGRATIONS = "packages/bugless-auth/src/bugless_auth/migrations"
-NOTIFY_MIGRATIONS = "packages/bugless-notify/src/bugless_notify/migrations"
-MODEL_SERVICE = "bugless.v1.Model"
-AUTH_SERVICE = "bugless.v1.Authenticator"
 BEFORE = b"written by the previous release before the migration\n" * 40
 DURING = b"written by the previous release during the window\n" * 40
-
-
-@dataclass(frozen=True)
-class PreviousRelease:
-    """The code just before the newest Model migration, ready to run.
-
-    Attributes:
-        commit: The commit it was extracted from.
-        added: The Model's migration files this checkout has and it lacks.
-        auth_added: The Authenticator's (none when no migration of its came since).
-        notify_added: The notifier's (likewise).
-        python_path: Its packages' ``src`` folders, for ``PYTHONPATH``.
-    """
-
-    commit: str
-    added: tuple[str, ...]
-    auth_added: tuple[str, ...]
-    notify_added: tuple[str, ...]
-    python_path: str
-
-
-def _git(*args: str) -> bytes:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(ROOT), *args], check=True, capture_output=True, timeout=120
-        )
-    except (OSError, subprocess.CalledProcessError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        msg = (
-            "the live-upgrade drill needs the repository's history (a git clone, not a shallow "
-            f"copy: git fetch --unshallow): git {' '.join(args)} failed: {exc} "
-            f"{detail.decode(errors='replace').strip()}"
-        )
-        raise AssertionError(msg) from exc
-    return done.stdout
-
-
-def previous_release(
-    directory: Path, folder: str = MIGRATIONS, *, newest: int = 1
-) -> PreviousRelease:
-    """Extract the code before the commit that added ``folder``'s ``newest``-th newest migration.
-
-    By default the code before the newest Model migration. ``folder`` names
-    another service's migrations (:data:`AUTH_MIGRATIONS`, :data:`NOTIFY_MIGRATIONS`),
-    and ``newest=2`` goes back before the second newest file (two migrations
-    that came in two commits, as the Authenticator's certificate sessions did).
-    """
-    names = sorted(p.name for p in (ROOT / folder).glob("*.sql"))
-    assert len(names) >= newest, f"{folder} has {len(names)} migrations, not {newest}"
-    path = f"{folder}/{names[-newest]}"
-    # --follow: a file renamed since it was added (a second 0030 renumbered to
-    # 0031) counts from the commit that added it, not from the rename, whose
-    # parent held both files and never ran.
-    adding = (
-        _git("log", "-1", "--follow", "--diff-filter=A", "--format=%H", "--", path).decode().strip()
-    )
-    assert adding, f"git log finds no commit adding {path}"
-    commit = _git("rev-parse", f"{adding}^").decode().strip()
-    archive = _git("archive", "--format=tar", commit, "packages")
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(directory, filter="data")
-    sources = sorted(str(p) for p in (directory / "packages").glob("*/src"))
-    assert sources, f"{commit} has no packages/*/src"
-    return PreviousRelease(
-        commit,
-        _added_since(commit, MIGRATIONS),
-        _added_since(commit, AUTH_MIGRATIONS),
-        _added_since(commit, NOTIFY_MIGRATIONS),
-        os.pathsep.join(sources),
-    )
-
-
-def _added_since(commit: str, folder: str) -> tuple[str, ...]:
-    """Migration files of ``folder`` this checkout has (committed or not) and ``commit`` lacks."""
-    before = set(_git("ls-tree", "--name-only", f"{commit}:{folder}").decode().split())
-    return tuple(sorted({p.name for p in (ROOT / folder).glob("*.sql")} - before))
-
-
-async def schema_version(database_url: str, schema: str = "bugless") -> int:
-    """A schema's version (the Model's by default): the highest row of its migration ledger."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        version = await conn.fetchval(f"SELECT max(version) FROM {schema}.schema_migrations")
-    finally:
-        await conn.close()
-    assert isinstance(version, int)
-    return version
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf-token" content="([^"]+)"', html)
-    assert found is not None, "the page carries no CSRF token"
-    return found.group(1)
-
-
-async def sign_in(browser: httpx.AsyncClient, username: str) -> str:
-    """Sign in through the web's form; returns the session's CSRF token."""
-    form = await browser.get("/signin")
-    signed_in = await browser.post(
-        "/signin",
-        data={"username": username, "password": PASSWORD, "_csrf": _csrf(form.text), "next": "/"},
-    )
-    assert signed_in.status_code == 303, signed_in.text[:500]
-    return _csrf((await browser.get("/")).text)
 
 
 def edit_form(html: str) -> dict[str, str]:

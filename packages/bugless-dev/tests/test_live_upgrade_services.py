@@ -41,7 +41,7 @@ import asyncpg
 from backup_drill import PAGE_TOKEN_SECRET
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
-from test_live_upgrade import (
+from upgrade_support import (
     AUTH_MIGRATIONS,
     AUTH_SERVICE,
     NOTIFY_MIGRATIONS,

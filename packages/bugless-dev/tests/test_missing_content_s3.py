@@ -19,16 +19,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from backup_drill import PASSWORD, drill_stack
-from test_backup_restore_s3 import (
-    BUCKET,
-    PREFIX,
-    api_client,
-    make_bucket,
-    s3_client,
-    s3_environment,
-    sign_in,
-)
+from backup_drill import PASSWORD, api_client, drill_stack, sign_in
+from s3_drill_support import BUCKET, PREFIX, make_bucket, s3_client, s3_environment
 
 from bugless_core.errors import NotFound
 from bugless_dev.pki import LocalPki
