@@ -391,6 +391,49 @@ async def test_bad_settings_name_the_field(config: dict[str, str], message: str)
         await LdapAuthenticator.open(config)
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        # An early ')' closes the filter: AND-ed with a re-sync's or a count's
+        # conditions, the rest lands outside the AND and widens what it selects.
+        ("user_filter", "(&(objectClass=inetOrgPerson)(uid={username})))(|(uid=*)"),
+        ("user_filter", "(&(objectClass=inetOrgPerson)(uid={username})"),
+        ("user_filter", "(objectClass=inetOrgPerson)(uid={username})"),
+        ("user_filter", "uid={username}"),
+        ("group_search_filter", "(&(objectClass=groupOfNames)(member={dn})))(|(cn=*)"),
+        ("group_search_filter", "(objectClass=groupOfNames)(member={dn})"),
+        ("group_search_filter", "member={dn}"),
+        ("group_search_filter", ""),
+    ],
+)
+async def test_every_filter_setting_must_be_one_filter(setting: str, value: str) -> None:
+    config = {"urls": "ldap://127.0.0.1", "base_dn": "dc=x", setting: value}
+    with pytest.raises(InvalidArgument) as info:
+        await LdapAuthenticator.open(config)
+    assert info.value.message.startswith(
+        f"ldap {setting}: {value!r} is not one filter in balanced parentheses, e.g. "
+    )
+
+
+def test_filter_settings_of_nested_filters_and_escaped_parentheses_are_taken() -> None:
+    user_filter = (
+        "(&(|(objectClass=inetOrgPerson)(objectClass=person))(!(cn=a\\29b))(uid={username}))"
+    )
+    group_search_filter = "(&(objectClass=groupOfNames)(|(member={dn})(memberUid={username})))"
+    settings = LdapSettings.from_mapping(
+        {
+            "urls": "ldap://127.0.0.1",
+            "base_dn": "dc=x",
+            "user_filter": user_filter,
+            "group_search_filter": group_search_filter,
+        }
+    )
+    assert (settings.user_filter, settings.group_search_filter) == (
+        user_filter,
+        group_search_filter,
+    )
+
+
 async def test_a_filter_the_server_rejects_is_unavailable_not_a_wrong_password(
     slapd_server: Slapd,
 ) -> None:

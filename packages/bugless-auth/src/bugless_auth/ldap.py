@@ -210,12 +210,21 @@ class LdapSettings:
             raise InvalidArgument(
                 f"ldap group_count_limit: {self.group_count_limit} is not a positive number"
             )
-        if self.group_entry_filter and not _is_one_filter(self.group_entry_filter):
-            raise InvalidArgument(
-                f"ldap group_entry_filter: {self.group_entry_filter!r} is not one filter in "
-                "balanced parentheses, e.g. '(objectClass=groupOfNames)' or "
-                "'(|(objectClass=groupOfNames)(objectClass=posixGroup))' (a parenthesis in a "
-                "value is written \\28 or \\29; empty: the mode's default)"
+        _check_one_filter(
+            "user_filter", self.user_filter, "'(&(objectClass=inetOrgPerson)(uid={username}))'"
+        )
+        _check_one_filter(
+            "group_search_filter",
+            self.group_search_filter,
+            "'(&(objectClass=groupOfNames)(member={dn}))'",
+        )
+        if self.group_entry_filter:
+            _check_one_filter(
+                "group_entry_filter",
+                self.group_entry_filter,
+                "'(objectClass=groupOfNames)' or "
+                "'(|(objectClass=groupOfNames)(objectClass=posixGroup))'",
+                "; empty: the mode's default",
             )
         if not self.group_member_attribute:
             raise InvalidArgument(
@@ -281,14 +290,38 @@ def _format_subject_value(value: Any) -> str:
     return str(value)
 
 
+def _check_one_filter(setting: str, value: str, example: str, note: str = "") -> None:
+    r"""Refuse ``value`` of the filter setting ``setting`` unless it is one filter.
+
+    Every LDAP filter of the settings is combined with others when used
+    (``user_filter`` AND-ed with a re-sync's or a count's conditions,
+    ``group_entry_filter`` with a group's name) or sent to the server on
+    every sign-in, so a malformed one either changes what it selects or
+    fails every request long after the service started without a word; it
+    is refused at start instead, naming the setting.
+
+    Raises:
+        InvalidArgument: ``value`` is not one filter in balanced parentheses
+            (see :func:`_is_one_filter`); the message gives ``example`` and
+            ends with ``note``.
+    """
+    if not _is_one_filter(value):
+        raise InvalidArgument(
+            f"ldap {setting}: {value!r} is not one filter in balanced parentheses, e.g. "
+            f"{example} (a parenthesis in a value is written \\28 or \\29{note})"
+        )
+
+
 def _is_one_filter(value: str) -> bool:
     r"""Whether ``value`` is one parenthesised filter: its parentheses balance, closing at the end.
 
     An RFC 4515 value escapes its parentheses (``\28``), so every one left is
-    structure. The filter is AND-ed with a group's name at every count: an
+    structure (a ``{username}`` or ``{dn}`` placeholder is replaced by an
+    escaped value, so it adds none). A filter AND-ed with other conditions
+    (a group's name at every count, the re-sync's subjects) must be one: an
     unbalanced one (``(a))(|(b)``) would close that AND early and put the
-    name's condition in another filter, or have the server refuse every
-    count, long after the service started without a word.
+    other condition in another filter, or have the server refuse every
+    request, long after the service started without a word.
     """
     depth = 0
     for position, character in enumerate(value):
