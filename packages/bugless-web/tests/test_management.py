@@ -61,6 +61,63 @@ async def test_hotlist_rename_by_its_owner_and_not_by_others(
     assert (await _hotlist(model, world, hotlist.id)).name == "New name"
 
 
+async def test_a_rename_drawn_before_a_colleagues_re_rank_is_saved_and_one_before_a_rename_is_not(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """Items changing move a hotlist's version (ec84b392); they do not make a rename stale.
+
+    The page draws its rows again in place (a colleague's re-rank shows
+    within 10 s) while its rename form keeps the version it was drawn at:
+    refusing that form as stale refused every rename of a hotlist under
+    triage, though nothing it overwrites had changed.
+    """
+    bob = world.caller("bob")
+    hotlist = await call(model.create_hotlist, v1.CreateHotlistRequest(caller=bob, name="Triage"))
+    first = await create_issue(model, world, "Triaged first")
+    second = await create_issue(model, world, "Triaged second")
+    await call(
+        model.add_hotlist_items,
+        v1.AddHotlistItemsRequest(
+            caller=bob, hotlist_id=hotlist.id, issue_ids=[first.id, second.id], position=-1
+        ),
+    )
+    token = await sign_in(client, "bob")
+    page = await client.get(f"/hotlists/{hotlist.id}")
+    drawn = {
+        field: re.search(rf'name="{field}" value="([^"]*)"', page.text).group(1)  # type: ignore[union-attr]
+        for field in ("version", "shown_name", "shown_description")
+    }
+    assert (drawn["shown_name"], drawn["shown_description"]) == ("Triage", "")
+    await call(
+        model.rank_hotlist_item,
+        v1.RankHotlistItemRequest(
+            caller=bob, hotlist_id=hotlist.id, issue_id=second.id, position=0
+        ),
+    )
+    await call(
+        model.set_hotlist_item_note,
+        v1.SetHotlistItemNoteRequest(
+            caller=bob, hotlist_id=hotlist.id, issue_id=first.id, note="after the release"
+        ),
+    )
+    assert (await _hotlist(model, world, hotlist.id)).version > int(drawn["version"])
+    renamed = await client.post(
+        f"/hotlists/{hotlist.id}/edit",
+        data={"_csrf": token, **drawn, "name": "Release triage", "description": "Blockers"},
+        follow_redirects=False,
+    )
+    assert renamed.status_code == 303
+    stored = await _hotlist(model, world, hotlist.id)
+    assert (stored.name, stored.description) == ("Release triage", "Blockers")
+    # A form drawn before that rename would overwrite it: refused as ever.
+    stale = await client.post(
+        f"/hotlists/{hotlist.id}/edit",
+        data={"_csrf": token, **drawn, "name": "Lost update"},
+    )
+    assert stale.status_code == 409
+    assert (await _hotlist(model, world, hotlist.id)).name == "Release triage"
+
+
 async def test_hotlist_delete_needs_the_owner_and_a_confirmation_and_leaves_history(
     client: AsyncTestClient[Any],
     world: World,

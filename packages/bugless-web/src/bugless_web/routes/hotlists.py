@@ -25,7 +25,7 @@ from litestar.enums import MediaType
 from litestar.params import FromPath
 
 from bugless_core.clients import call, every_page
-from bugless_core.errors import InvalidArgument
+from bugless_core.errors import InvalidArgument, VersionConflict
 from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -294,7 +294,17 @@ async def set_note(
 async def edit_hotlist(
     request: Request[Any, Any, Any], hotlist_text: FromPath[str]
 ) -> Response[Any]:
-    """Rename a hotlist or change its description (its owner and editors; the Model checks)."""
+    """Rename a hotlist or change its description (its owner and editors; the Model checks).
+
+    The form is checked against the version it was drawn at, and a hotlist's
+    version also moves when its items change (a colleague's re-rank or note,
+    which the page draws again in place while the form stays as it was). A
+    stale form whose name and description (``shown_name``,
+    ``shown_description``: what the page showed) are still the hotlist's is
+    saved against the version now: nothing it would overwrite changed, and
+    on a hotlist under triage a rename was otherwise refused at every try.
+    One that someone renamed or described since is refused (409, reload).
+    """
     hotlist_id = path_id(hotlist_text, "hotlist_id")
     viewer = await viewer_of(request)
     form = await request.form()
@@ -302,17 +312,32 @@ async def edit_hotlist(
     if not name:
         raise InvalidArgument("name: a hotlist needs a name; nothing was changed")
     backends = frontend_of(request).backends
-    hotlist = await call(
-        backends.model.update_hotlist,
-        v1.UpdateHotlistRequest(
-            caller=viewer.caller,
-            hotlist=v1.Hotlist(
-                id=hotlist_id, name=name, description=str(form.get("description", "")).strip()
-            ),
-            update_mask=FieldMask(paths=["name", "description"]),
-            expected_version=form_int(str(form.get("version", "")), "version"),
-        ),
+    changed = v1.Hotlist(
+        id=hotlist_id, name=name, description=str(form.get("description", "")).strip()
     )
+
+    async def update(version: int) -> v1.Hotlist:
+        return await call(
+            backends.model.update_hotlist,
+            v1.UpdateHotlistRequest(
+                caller=viewer.caller,
+                hotlist=changed,
+                update_mask=FieldMask(paths=["name", "description"]),
+                expected_version=version,
+            ),
+        )
+
+    try:
+        hotlist = await update(form_int(str(form.get("version", "")), "version"))
+    except VersionConflict:
+        now = await call(
+            backends.model.get_hotlist,
+            v1.GetHotlistRequest(caller=viewer.caller, hotlist_id=hotlist_id),
+        )
+        shown = (form.get("shown_name"), form.get("shown_description"))
+        if shown != (now.name, now.description):
+            raise
+        hotlist = await update(now.version)
     backends.forget_hotlists(viewer)
     audit(viewer, "updated", f"hotlist {hotlist_id}", name=hotlist.name, version=hotlist.version)
     session_of(request).update(notice=f"Saved hotlist {hotlist.name!r}.")
