@@ -24,7 +24,7 @@ from bugless_core.clients import ActingFor, call
 from bugless_core.limits import MAX_NOTIFICATION_VIEWS, MAX_USER_LOOKUP
 from bugless_core.notification_channel import NotificationMessage
 from bugless_dev.stack import LocalStack
-from bugless_notify._deliveries import Batch, IssueDeliveries
+from bugless_notify._deliveries import NOTIFIER, Batch, IssueDeliveries
 from bugless_notify._recheck import RedactionRecheck
 from bugless_notify._redactions import Redaction, WaitingMessages
 from bugless_notify.component_webhooks import ComponentWebhookStore
@@ -38,6 +38,8 @@ ADMIN = v1.Caller(user_id="test-admin", admin=True)
 PEOPLE = max(MAX_NOTIFICATION_VIEWS, MAX_USER_LOOKUP) + 7
 #: More comments on one issue than one GetNotificationViews names.
 COMMENTS = MAX_NOTIFICATION_VIEWS + 5
+#: More history entries than one GetNotificationViews names, in one ImportIssue.
+IMPORTED = MAX_NOTIFICATION_VIEWS + 3
 
 
 async def test_every_subscriber_of_a_component_larger_than_one_call_is_mailed(
@@ -276,3 +278,99 @@ async def test_a_digest_holding_more_entries_than_one_call_takes_is_rendered_aga
 def _quoted(message: NotificationMessage) -> set[int]:
     """The entries a digest mail's items quote."""
     return {v for _, item in digest_items(message) for v in item.quoted_versions}
+
+
+async def test_an_import_longer_than_one_call_takes_leaves_the_change_after_it_mailed(
+    bugless_stack: LocalStack, model: v1.ModelStub
+) -> None:
+    """An ImportIssue of 1,003 entries is one feed change; the comment after it mails cara.
+
+    The consumer hands IssueDeliveries.add every entry of a batch's issue
+    together, and add read them in one GetNotificationViews, refused above
+    MAX_NOTIFICATION_VIEWS entries: --feed-batch bounds the changes of a
+    batch (at most 1,000), not the entries of one issue, and an import
+    writes the issue's whole history in one change. So its batch failed at
+    every try and no mail went out after it. The entries here are the
+    feed's own, as the consumer groups them.
+    """
+    tag = secrets.token_hex(3)
+    cara = await asyncio.to_thread(
+        bugless_stack.add_user, f"cara{tag}", "pw-" + tag * 3, email=f"cara{tag}@example.test"
+    )
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"moved-in-{tag}")
+    )
+    then = datetime.datetime(2023, 3, 1, 9, 0, tzinfo=datetime.UTC)
+    notify = bugless_stack.client_address("auth", identity="notify").channel()
+    to_model = bugless_stack.client_address("model", identity="notify").channel()
+    to_import = bugless_stack.client_address("model", identity="import").channel()
+    try:
+        notifier_model = v1.ModelStub(to_model)
+        head = await call(
+            notifier_model.read_feed, v1.ReadFeedRequest(caller=NOTIFIER, head_only=True)
+        )
+        importer = bugless_stack.acting_model(v1.ModelStub(to_import), as_requested=True)
+        imported = await importer.import_issue(
+            v1.ImportIssueRequest(
+                caller=v1.Caller(user_id=ADMIN.user_id, admin=True, import_issues=True),
+                external_id=f"trac:{tag}",
+                fields=v1.IssueFields(title=f"Long story {tag}", component_id=component.id),
+                reporter=cara["user_id"],
+                cc=[cara["user_id"]],
+                created_at=then,
+                history=[
+                    v1.ImportedEntry(
+                        author=cara["user_id"],
+                        created_at=then + datetime.timedelta(minutes=n + 1),
+                        comment=f"Note {n}.",
+                    )
+                    for n in range(IMPORTED)
+                ],
+            )
+        )
+        assert imported.issue is not None
+        said = await model.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ADMIN,
+                issue_id=imported.issue.id,
+                expected_version=imported.issue.version,
+                comment=f"Still happens here {tag}.",
+            )
+        )
+        assert said.entry is not None
+        feed = await call(
+            notifier_model.read_feed,
+            v1.ReadFeedRequest(
+                caller=NOTIFIER, after_position=head.head_position, max_changes=1000
+            ),
+        )
+        entries = [
+            (e.version, change.author)
+            for change in feed.changes
+            for e in change.entries
+            if e.issue_id == imported.issue.id
+        ]
+        one_change = max(
+            sum(e.issue_id == imported.issue.id for e in change.entries) for change in feed.changes
+        )
+        auth = v1.AuthenticatorStub(notify)
+        deliveries = IssueDeliveries(
+            notifier_model, auth, ActingFor(auth),
+            public_url="https://bugs.example.test", notify_authors=False,
+        )  # fmt: skip
+        batch = Batch()
+        await deliveries.add(imported.issue.id, entries, [], batch)
+    finally:
+        for channel in (notify, to_model, to_import):
+            channel.close()
+
+    # One change alone carries more entries of the issue than one call takes.
+    assert one_change > MAX_NOTIFICATION_VIEWS
+    assert len(entries) == IMPORTED + 2  # the creation, the history, the comment
+    assert [(d.recipient, d.delivery_id) for d in batch.deliveries] == [
+        (
+            f"cara{tag}@example.test",
+            f"change-{imported.issue.id}-{said.entry.version}/email/{cara['user_id']}",
+        )
+    ]
+    assert f"Still happens here {tag}." in batch.deliveries[0].message.text

@@ -15,9 +15,10 @@ The feed consumer (:mod:`bugless_notify.consumer`) decides which entries to
 work on and commits what this module adds to a :class:`Batch`; each
 recipient's message is rendered by :mod:`bugless_notify._messages`.
 
-Speed: per issue, one Model read for the issue and its entries, one for its
-recipients (one per 1,000 of them), one Authenticator look-up of names (one
-per 1,000) and one per change with ``@mentions`` (per 1,000 names).
+Speed: per issue, one Model read for the issue and its entries (one per
+1,000 of them), one for its recipients (one per 1,000 of them), one
+Authenticator look-up of names (one per 1,000) and one per change with
+``@mentions`` (per 1,000 names).
 """
 
 from __future__ import annotations
@@ -120,14 +121,8 @@ class IssueDeliveries:
         whom the rules no longer name (a redaction's rendering again,
         :mod:`bugless_notify._redactions`), each as any other candidate.
         """
-        try:
-            views = await call(
-                self._model.get_notification_views,
-                v1.GetNotificationViewsRequest(
-                    caller=NOTIFIER, issue_id=issue_id, versions=[v for v, _ in entries]
-                ),
-            )
-        except NotFound:
+        views = await self._entry_views(issue_id, [v for v, _ in entries])
+        if views is None:
             return
         issue = views.issue
         audience = views.audience or v1.IssueAudience()
@@ -248,6 +243,39 @@ class IssueDeliveries:
         rendered = {d.delivery_id: d for d in again.deliveries}
         rendered |= {d.delivery_id: d for _, d in again.digest}
         return rendered
+
+    async def _entry_views(
+        self, issue_id: int, versions: Sequence[int]
+    ) -> v1.NotificationViews | None:
+        """The issue, its audience and the entries ``versions`` (None: the issue is gone).
+
+        Read in parts of at most :data:`~bugless_core.limits.MAX_NOTIFICATION_VIEWS`
+        entries (the Model's bound on one ``GetNotificationViews``), the
+        issue and audience the first's, paths and hotlist names joined as
+        :func:`_merged` joins them: a feed batch may hold
+        more entries of one issue than that, whatever ``--feed-batch`` is, as
+        one change may carry thousands (an ``ImportIssue`` writes an issue's
+        whole history, up to :data:`~bugless_core.limits.MAX_IMPORTED_ENTRIES`
+        entries, in one transaction). One call refused for it failed the
+        consumer's batch at every try, and every issue's mail behind it.
+        """
+        merged: v1.NotificationViews | None = None
+        for part in in_parts(versions, limits.MAX_NOTIFICATION_VIEWS) or [[]]:
+            try:
+                views = await call(
+                    self._model.get_notification_views,
+                    v1.GetNotificationViewsRequest(
+                        caller=NOTIFIER, issue_id=issue_id, versions=list(part)
+                    ),
+                )
+            except NotFound:
+                return None
+            if merged is None:
+                merged = views
+            else:
+                merged.entries += views.entries
+                merged = _merged(merged, views)
+        return merged
 
     async def _webhook_deliveries(
         self,
