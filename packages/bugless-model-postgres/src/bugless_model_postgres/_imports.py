@@ -28,12 +28,12 @@ from bugless_core.attachments import AttachmentSettings
 from bugless_core.blobs import BlobStore
 from bugless_core.errors import FailedPrecondition, NotFound, Unavailable
 from bugless_core.issue_fields import ENUM_FIELDS, is_open
-from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _custom_fields, _custom_values, _import_files, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._components import seen_path
-from bugless_model_postgres._context import WriteContext, hotlist_not_found, hotlist_visible
+from bugless_model_postgres._context import WriteContext
 from bugless_model_postgres._convert import NOT_IMPORTED_FIELD, changes_to_json, scalar_text
+from bugless_model_postgres._import_labels import LabelReplay, hotlists_of
 from bugless_model_postgres._import_relations import (
     RelationReplay,
     changes_relations,
@@ -42,7 +42,6 @@ from bugless_model_postgres._import_relations import (
     resolve,
     write_relations,
 )
-from bugless_model_postgres._issue_plan import lock_editable_hotlists
 from bugless_model_postgres._issues import append_to_hotlist
 from bugless_proto import v1
 
@@ -225,114 +224,11 @@ def _creation_changes(state: dict[str, Any]) -> list[v1.FieldChange]:
     return changes
 
 
-async def _hotlists_of(
-    ctx: WriteContext, issue_id: int, items: Sequence[v1.ImportedEntry]
-) -> set[int]:
-    """The hotlists the issue is in, when ``items`` join or leave any."""
-    if not any(i.hotlist_add or i.hotlist_remove for i in items):
-        return set()
-    return {r["hotlist_id"] for r in await ctx.conn.fetch(q.ISSUE_HOTLIST_IDS, issue_id)}
-
-
 def _component_after(item: v1.ImportedEntry, current: int) -> int:
     """The issue's component once ``item`` is applied (its move, if it makes one)."""
     paths = item.update_mask.paths if item.update_mask else []
     moved_to = item.fields.component_id if item.fields and "component_id" in paths else 0
     return moved_to or current
-
-
-@dataclass
-class _Labels:
-    """The source's label changes: hotlists and custom field values.
-
-    On a refresh the entries appended carry what the source's labels did
-    since, each written as a change of its entry (its author and time), as a
-    native edit of the hotlists or fields records. At creation the entries'
-    changes are replayed the same way when the request says so
-    (``hotlists_replayed``, ``custom_fields_replayed``: the issue starts
-    from ``initial_hotlist_ids``, ``initial_custom_fields``); otherwise the
-    issue takes ``hotlist_ids`` and ``custom_fields``, the mapping of its
-    labels then, and those changes are not replayed.
-    """
-
-    custom: dict[str, Any]
-    hotlists: set[int]
-    before: set[int] = field(default_factory=set)
-    hotlists_replayed: bool = True
-    custom_replayed: bool = True
-    #: Every hotlist a change of an entry names (:meth:`check_hotlists`).
-    named: set[int] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        self.before = set(self.hotlists)
-
-    async def apply(
-        self,
-        ctx: WriteContext,
-        item: v1.ImportedEntry,
-        component_id: int,
-        index: int,
-        *,
-        moved: bool,
-    ) -> list[v1.FieldChange]:
-        """The item's hotlist and custom field changes (none for what already holds).
-
-        ``component_id`` is the issue's component once the item is applied:
-        the source's labels are mapped to the fields of the component the
-        issue is in after the entry's move. ``moved``: the item moves the
-        issue there, and its values follow as in a live ChangeIssue move:
-        those of fields that do not apply there leave the issue, its fields
-        without a value take their defaults, and a required one must end
-        with a value.
-        """
-        changes: list[v1.FieldChange] = []
-        added = sorted(set(item.hotlist_add) - self.hotlists) if self.hotlists_replayed else []
-        removed = sorted(set(item.hotlist_remove) & self.hotlists) if self.hotlists_replayed else []
-        if added or removed:
-            self.hotlists = (self.hotlists | set(added)) - set(removed)
-            self.named.update(added, removed)
-            changes.append(
-                v1.FieldChange(
-                    field="hotlist_ids",
-                    added=[str(h) for h in added],
-                    removed=[str(h) for h in removed],
-                )
-            )
-        if self.custom_replayed and (item.custom_fields or moved):
-            self.custom, custom_changes, _ = await _custom_fields.plan_values(
-                ctx, component_id=component_id, current=self.custom, given=item.custom_fields,
-                creating=False, moved=moved, path=f"history[{index}].custom_fields",
-            )  # fmt: skip
-            changes.extend(custom_changes)
-        return changes
-
-    async def check_hotlists(self, ctx: WriteContext, changed: set[int], path: str) -> None:
-        """Lock ``changed``, the hotlists whose items the call changes; check the others named.
-
-        As for a native edit, the caller must be able to edit a hotlist the
-        issue joins or leaves, and it is locked (after the issue: lock
-        order). A hotlist the history joins and leaves again (or the
-        reverse) is the same before and after the call: its items are not
-        touched, so it is neither locked nor needs edit rights, at creation
-        as on a refresh, but the entries name it, so it must exist (and be
-        visible to the caller): NOT_FOUND otherwise, as for one changed.
-        """
-        await lock_editable_hotlists(ctx, sorted(changed), path)
-        for hotlist_id in sorted(self.named - changed):
-            row = await ctx.conn.fetchrow(cq.HOTLIST_BY_ID, hotlist_id)
-            if row is None or not hotlist_visible(ctx.caller, row):
-                raise hotlist_not_found(hotlist_id, path)
-
-    async def write(self, ctx: WriteContext, issue_id: int) -> None:
-        """Join and leave the hotlists (:meth:`check_hotlists` checks them first)."""
-        joined = sorted(self.hotlists - self.before)
-        left = sorted(self.before - self.hotlists)
-        await self.check_hotlists(ctx, {*joined, *left}, "history.hotlist_add")
-        for hotlist_id in joined:
-            await append_to_hotlist(ctx, hotlist_id, issue_id, "")
-        for hotlist_id in left:
-            await ctx.conn.execute(cq.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
-            await ctx.conn.execute(cq.COMPACT_RANKS, hotlist_id)
 
 
 async def _check_components(ctx: WriteContext, ids: set[int], external_id: str) -> None:
@@ -472,7 +368,9 @@ async def _create(
         first.changes.extend(custom_changes)
     on_hotlists = request.hotlists_replayed
     initial = request.initial_hotlist_ids if on_hotlists else request.hotlist_ids
-    labels = _Labels(custom, set(initial), hotlists_replayed=on_hotlists, custom_replayed=replayed)
+    labels = LabelReplay(
+        custom, set(initial), hotlists_replayed=on_hotlists, custom_replayed=replayed
+    )
     for index, item in items:
         extra: list[v1.FieldChange] = []
         after = _component_after(item, replay.state["component_id"])
@@ -551,9 +449,9 @@ async def _extend(
     state = {name: row[name] for name in _SCALARS}
     state["cc"] = sorted(row["cc"])
     replay = _Replay(state, row["closed_at"])
-    labels = _Labels(
+    labels = LabelReplay(
         _custom_values.load_values(row["custom_fields"]),
-        await _hotlists_of(ctx, issue_id, newer),
+        await hotlists_of(ctx, issue_id, newer),
     )
     items = list(enumerate(newer, start=position))
     resolved = await resolve(ctx, request.external_id, issue_id, items)
