@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from browser_support import (
     save_screenshot,
     sign_in,
 )
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import Browser, BrowserContext, FilePayload, expect
 from web_support import World
 
 from bugless_dev.stack import RunningService
@@ -65,6 +66,41 @@ def test_edit_own_comment_then_an_admin_redacts_it(
     finally:
         admin_context.close()
     assert list(iter_console_problems(tab.console)) == []
+
+
+def test_an_admin_redacts_a_files_content_from_the_attachment_list(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    """Redact… on a file, then "Redact content": the notice, the marker and the record entry."""
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "alice")
+    issue_id = create_issue_ui(tab, web_server, "Redact a file in the browser")
+    form = page.locator("aside.fields form.attach-form")
+    form.locator('input[name="file"]').set_input_files(
+        files=FilePayload(name="leak.txt", mimeType="text/plain", buffer=b"password=hunter2\n")
+    )
+    form.locator('button:has-text("Attach")').click()
+    item = page.locator(".attachment-list li.attachment", has_text="leak.txt")
+    expect(item).to_have_count(1)
+    attachment_id = item.get_attribute("data-attachment")
+    # An attached file has no description: only its content can be redacted.
+    expect(item.locator("button.danger", has_text="Redact description")).to_have_count(0)
+    item.locator("details.redact-attachment > summary").click()
+    item.locator('button:has-text("Redact content")').click()
+    expect(page).to_have_url(re.compile(rf"/issues/{issue_id}#entry-\d+$"))
+    expect(page.locator(".banner.notice:not(#live-notice)")).to_have_text(
+        f"Redacted the content of attachment {attachment_id}, for good."
+    )
+    item = page.locator(".attachment-list li.attachment", has_text="leak.txt")
+    expect(item).to_contain_text("content redacted")
+    expect(item.locator("details.redact-attachment")).to_have_count(0)
+    expect(page.locator("article.redaction-record")).to_contain_text(
+        f"redacted attachment {attachment_id}"
+    )
+    save_screenshot(page, tmp_path, "42-attachment-content-redacted")
+    assert list(iter_console_problems(tab.console)) == []
+    assert tab.dialogs == []
 
 
 def test_define_a_custom_field_fill_it_on_create_and_search_by_it(

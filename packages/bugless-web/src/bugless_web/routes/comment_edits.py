@@ -1,5 +1,8 @@
 """Editing one's own comment and redacting what leaked, from the issue page.
 
+What leaked may be a comment, the description, a file's content or a file's
+description alone (the file kept).
+
 Both are version-checked like every change: the form carries the issue
 version it was rendered from. An edit refused because the issue moved on
 (or because the text is blank or unchanged) shows the issue page again with
@@ -152,4 +155,46 @@ async def redact(request: Request[Any, Any, Any], issue_text: FromPath[str]) -> 
     return redirect(f"/issues/{issue_id}#entry-{version}")
 
 
-ROUTES = [edit_comment, redact]
+_FILE_TARGETS = {
+    "content": (v1.RedactionTarget.ATTACHMENT, "the content of"),
+    "description": (v1.RedactionTarget.ATTACHMENT_DESCRIPTION, "the description of"),
+}
+
+
+@post("/issues/{issue_text:str}/attachments/{attachment_text:str}/redact")
+async def redact_attachment(
+    request: Request[Any, Any, Any], issue_text: FromPath[str], attachment_text: FromPath[str]
+) -> Response[Any]:
+    """Remove a file's content (its description with it) or its description alone, for good.
+
+    A leaked password in a screenshot's description need not cost the
+    screenshot, so the form's ``target`` names which. As with a comment, the
+    Model decides: admins of the issue's component only (403 for others), and
+    a file already redacted, or without a description, is refused with the
+    reason; nothing changes on refusal.
+    """
+    issue_id = path_id(issue_text, "issue_id")
+    attachment_id = path_id(attachment_text, "attachment_id")
+    viewer = await viewer_of(request)
+    form = await request.form()
+    chosen = str(form.get("target", "") or "")
+    if chosen not in _FILE_TARGETS:
+        raise InvalidArgument("target: name what to redact, 'content' or 'description'")
+    target, what = _FILE_TARGETS[chosen]
+    response = await call(
+        frontend_of(request).backends.model.redact,
+        v1.RedactRequest(
+            caller=viewer.caller,
+            issue_id=issue_id,
+            expected_version=form_int(str(form.get("version", "")), "version"),
+            target=target,
+            attachment_id=attachment_id,
+        ),
+    )
+    audit(viewer, "redact", f"issue {issue_id}", attachment_id=attachment_id, redacted=chosen)
+    session_of(request).update(notice=f"Redacted {what} attachment {attachment_id}, for good.")
+    version = response.entry.version if response.entry else 0
+    return redirect(f"/issues/{issue_id}#entry-{version}")
+
+
+ROUTES = [edit_comment, redact, redact_attachment]
