@@ -18,7 +18,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
-from test_connection_loss import CuttableProxy, _via
+from connection_proxy_support import CuttableProxy, _via
 
 from bugless_core.attachments import AttachmentSettings
 from bugless_core.model.backend import ModelSettings
