@@ -48,6 +48,7 @@ from litestar import Request, Response, post
 from litestar.datastructures import FormMultiDict
 from multipart import MultipartSegment
 
+from bugless_core.attachments import sanitise_name
 from bugless_core.clients import call
 from bugless_core.errors import BuglessError, IssueVersionConflict
 from bugless_core.limits import MAX_BATCH_CHANGE
@@ -178,23 +179,24 @@ async def _attach_all(
     shared = False
     seen: Counter[str] = Counter()  # how often each name came so far (a form may repeat one)
     while part is not None:
+        stored = sanitise_name(part.filename or "")  # the name it is listed by once attached
         if not part.filename:  # an empty file input still sends its part
             whole = await skip_part(events)
         elif (count := count + 1) > MAX_FILES:
             refused.append((part.filename, f"at most {MAX_FILES} files are attached at creation"))
             whole = await skip_part(events)
-        elif shared and (await _attached_since(backends, viewer, issue))[part.filename] >= _nth(
-            seen, part.filename
+        elif shared and (await _attached_since(backends, viewer, issue))[stored] >= _nth(
+            seen, stored
         ):
             by_other += 1  # the other submission attached it: not sent again
             whole = await skip_part(events)
         else:
-            nth = seen[part.filename] if shared else _nth(seen, part.filename)
+            nth = seen[stored] if shared else _nth(seen, stored)
             sent = await _attach_one(backends, viewer, issue, events, part, version=version)
             whole, reason = sent.whole, sent.reason
             if sent.stale:
                 mine = await _attached_since(backends, viewer, issue)
-                if mine[part.filename] >= nth:  # the other submission's copy of this file
+                if mine[stored] >= nth:  # the other submission's copy of this file
                     shared, reason = True, ""
                     by_other += 1
                 elif await _attached_since(backends, viewer, issue, since=version):
@@ -222,6 +224,12 @@ async def _attached_since(
     backends: Backends, viewer: Viewer, issue: v1.Issue, *, since: int = 0
 ) -> Counter[str]:
     """The files this person attached to ``issue`` after version ``since``, by name.
+
+    By the name the Model stored (:func:`~bugless_core.attachments.sanitise_name`
+    of the one sent), so a file part is looked for by ``sanitise_name`` of its
+    filename: compared as sent, a name the Model tidies (a macOS screenshot's
+    narrow no-break space, a name in decomposed Unicode) was never found, and
+    the other sending's copy of it was reported as not attached.
 
     ``since`` 0: after the issue's creation. Read when an upload of this
     form was refused as stale, and for each file after: such a file is
