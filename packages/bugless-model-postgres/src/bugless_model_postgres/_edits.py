@@ -37,7 +37,6 @@ from bugless_model_postgres._context import (
     seen_component_path,
 )
 from bugless_model_postgres._convert import (
-    NOT_IMPORTED_FIELD,
     caller_role,
     entry_from_row,
     one_row,
@@ -66,33 +65,29 @@ _CURRENT = f"""
 #: the entry's comment leaves it; a redaction of the file, or of the
 #: description alone, blanks it). Few issues have any: parsed, never stored
 #: in ``issue_entry_vectors``, which holds comments' vectors only. After
-#: them, the entry's files an import did not copy (the added texts of its
-#: ``files_not_imported`` change: name, why, description), in the order
-#: ``_imports._all_text`` builds the vectors in.
+#: them, the entry's files an import did not copy
+#: (:func:`._mentions.not_imported_texts`, which the mentions read too), in
+#: the order ``_imports._all_text`` builds the vectors in.
 _DESCRIBED = rf"""
 SELECT d.entry_version, string_agg(d.body, E'\n' ORDER BY d.kind, d.ord) AS described
   FROM (SELECT a.entry_version, 0 AS kind, a.id AS ord, a.description AS body
           FROM attachments a
          WHERE a.issue_id = $1 AND a.description <> ''
         UNION ALL
-        SELECT h.version, 1, n.ord, n.body
-          FROM issue_history h,
-               jsonb_array_elements(h.changes) c,
-               jsonb_array_elements_text(c -> 'added') WITH ORDINALITY n (body, ord)
-         WHERE h.issue_id = $1
-           AND h.changes @> '[{{"field": "{NOT_IMPORTED_FIELD}"}}]'::jsonb
-           AND c ->> 'field' = '{NOT_IMPORTED_FIELD}') d
+        SELECT n.version, 1, n.ord, n.body
+          FROM ({_mentions.not_imported_texts("h.issue_id = $1")}) n) d
  GROUP BY d.entry_version"""
-#: The other entries' current texts in entry order, then every file's
-#: description (``t.others``), when $7 (else none): with the title and
-#: entry $6's new text, what the issue's mentions come from, read only when
-#: a name its old text had may go.
+#: The other entries' current texts in entry order, then what
+#: :data:`_DESCRIBED` read of each entry (its files' descriptions, the texts
+#: of the files an import did not copy: the same texts the vectors take, of
+#: entry $6 too, as they are no comment) (``t.others``), when $7 (else
+#: none): with the title and entry $6's new text, what the issue's mentions
+#: come from, read only when a name its old text had may go.
 _OTHERS = """coalesce(array_agg(cur.body ORDER BY cur.original)
                     FILTER (WHERE $7::boolean AND cur.original <> $6::bigint), '{}')
-           || CASE WHEN $7::boolean
-                   THEN ARRAY(SELECT a.description FROM attachments a
-                               WHERE a.issue_id = $1 AND a.description <> '' ORDER BY a.id)
-                   ELSE '{}'::text[] END AS others"""
+           || coalesce(array_agg(d.described ORDER BY cur.original)
+                       FILTER (WHERE $7::boolean AND d.described IS NOT NULL), '{}')
+           AS others"""
 #: Issue $1's new version after an edit of entry $6 to the text $5 (its
 #: entry written after, with the feed row) or a redaction of it ($5 empty,
 #: its comments blanked already): the description set to $3 when $4 (entry

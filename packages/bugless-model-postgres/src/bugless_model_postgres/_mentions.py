@@ -33,28 +33,57 @@ from bugless_core.mentions import mentioned_usernames
 from bugless_core.transactions import COCKROACH_RETRIES, retrying
 from bugless_model_postgres import _mention_scans
 from bugless_model_postgres import _queries as q
+from bugless_model_postgres._convert import NOT_IMPORTED_FIELD
 
 __all__ = [
     "STORED",
     "add",
     "backfill",
+    "not_imported_texts",
     "set_names",
     "sync",
     "sync_many",
     "title_change_only_adds",
 ]
 
+
+def not_imported_texts(issues: str) -> str:
+    """The texts of the files an import did not copy, of the issues ``issues`` selects.
+
+    ``issues`` is a condition on ``h.issue_id``, as for
+    :func:`._queries.current_entries`. Each row: ``issue_id``, ``version``
+    the entry, ``ord`` the text's place in it, ``body`` the text (the
+    ``added`` of its ``files_not_imported`` change: name, why, description,
+    as ``_imports`` shows them). Written by people at the source, so they
+    are searched (``_edits._DESCRIBED``) and mention (:data:`_TEXTS`) as the
+    comment they were before the import recorded them as a change: one
+    reading for both, so search and ``mention:`` agree.
+    """
+    return f"""
+SELECT h.issue_id, h.version, n.ord, n.body
+  FROM issue_history h,
+       jsonb_array_elements(h.changes) c,
+       jsonb_array_elements_text(c -> 'added') WITH ORDINALITY n (body, ord)
+ WHERE {issues}
+   AND h.changes @> '[{{"field": "{NOT_IMPORTED_FIELD}"}}]'::jsonb
+   AND c ->> 'field' = '{NOT_IMPORTED_FIELD}'"""
+
+
+_ISSUES = "h.issue_id = ANY ($1::bigint[])"
 #: The title, then the current text of every entry (its latest edit), then
 #: the description of every file (an imported file's, migration 0031:
-#: written by a person, so it mentions as a comment does) of each issue of
-#: $1, by ``issue_id``.
+#: written by a person, so it mentions as a comment does), then the texts of
+#: the files an import did not copy (:func:`not_imported_texts`) of each
+#: issue of $1, by ``issue_id``.
 _TEXTS = f"""
 SELECT title AS body, id AS issue_id FROM issues WHERE id = ANY ($1::bigint[])
 UNION ALL
-SELECT cur.body, cur.issue_id FROM ({q.current_entries("h.issue_id = ANY ($1::bigint[])")}) cur
+SELECT cur.body, cur.issue_id FROM ({q.current_entries(_ISSUES)}) cur
 UNION ALL
 SELECT description, issue_id FROM attachments
  WHERE issue_id = ANY ($1::bigint[]) AND description <> ''
+UNION ALL
+SELECT t.body, t.issue_id FROM ({not_imported_texts(_ISSUES)}) t
 """
 #: The usernames stored as mentioned in issue ``$1``, as a text array.
 STORED = "ARRAY(SELECT m.username FROM issue_mentions m WHERE m.issue_id = $1)"

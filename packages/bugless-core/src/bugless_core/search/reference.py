@@ -126,7 +126,8 @@ _NOTES: dict[Field | TextField, str] = {
     Field.STARRED_BY: f"{_USER_VALUES}; is:{IS_STARRED} is star:me",
     Field.STAR_COUNT: "how many people starred the issue",
     Field.MENTION: (
-        f"{_USER_VALUES}, @-mentioned in the title, description, a comment or a file's description"
+        f"{_USER_VALUES}, @-mentioned in the title, description, a comment or a file's description "
+        "(an imported file not copied: its name, why and description)"
     ),
     TextField.TITLE: "words or a quoted phrase in the title",
     TextField.COMMENT: (

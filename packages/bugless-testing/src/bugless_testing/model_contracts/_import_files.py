@@ -255,6 +255,39 @@ class ImportedFileContract:
         assert await found(word) == [[issue.id]] * 2
         assert await found(why) == [[issue.id]] * 2
 
+    async def test_a_file_not_imported_mentions_as_the_comment_it_was(
+        self, model: v1.ModelStub
+    ) -> None:
+        """An @name in its description is a mention, kept when a comment naming them goes.
+
+        While the import wrote such a file as a comment, its @names were
+        mentions; as its entry's change they still are (``mention:`` finds
+        the issue, as search finds its words). An edit dropping the one
+        comment naming the same person reads the issue's other texts again,
+        and the file's description still names them.
+        """
+        component = await make_component(model)
+        name = unique("qa")
+        left_out = v1.ImportedEntry(
+            author="src-dev", created_at=_at(2),
+            files_not_imported=[
+                v1.NotImportedFile(
+                    name="core.dump", reason="too large", description=f"Trace @{name} took"
+                )
+            ],
+        )  # fmt: skip
+        items = [_entry(ALICE.user_id, 1, f"cc @{name}"), left_out]
+        done = await model.import_issue(_request(component.id, _external_id(), *items))
+        assert done.issue is not None
+        issue = done.issue
+        mention = within(component.id, eq(v1.SearchField.MENTION, name))
+        assert await search_ids(model, mention) == [issue.id]
+        await edit(model, issue, 2, "cc nobody")
+        assert await search_ids(model, mention) == [issue.id]
+        await edit(model, issue, 2, f"cc @{name} again")
+        await redact(model, issue.id, v1.RedactionTarget.COMMENT, entry_version=2)
+        assert await search_ids(model, mention) == [issue.id]
+
     async def test_a_description_is_redacted_alone_and_the_file_kept(
         self, model: v1.ModelStub
     ) -> None:
