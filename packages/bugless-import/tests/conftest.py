@@ -5,14 +5,15 @@ What test modules import is in ``import_support``, not here (see that module).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from import_support import PASSWORD, MakeSettings
+from import_support import PASSWORD, SMALL_FILE_LIMIT, MakeSettings
 
 from bugless_core.clients import ServiceAddress, call
-from bugless_dev.stack import LocalStack
+from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import ImportSettings
 from bugless_proto import v1
 
@@ -78,3 +79,30 @@ async def auth(bugless_stack: LocalStack) -> Any:
     channel = bugless_stack.auth.channel()
     yield v1.AuthenticatorStub(channel)
     channel.close()
+
+
+@pytest.fixture(scope="module")
+def small_model(bugless_stack: LocalStack) -> Iterator[RunningService]:
+    """A second Model replica of the session's stack with a 4 KiB per-file limit."""
+    service = bugless_stack.start(
+        "model",
+        ["model", "serve", "--port", "0"],
+        name="model-small-files",
+        env={"BUGLESS_ATTACHMENT_MAX_FILE_BYTES": str(SMALL_FILE_LIMIT)},
+    )
+    try:
+        yield service
+    finally:
+        bugless_stack.stop_service(service)
+
+
+@pytest.fixture
+def small_settings(make_settings: MakeSettings, small_model: RunningService) -> MakeSettings:
+    """Run settings for the Model with the small per-file limit."""
+    address = small_model.address
+    assert address is not None
+
+    def make(**overrides: Any) -> ImportSettings:
+        return make_settings(model=ServiceAddress(address.host, address.port), **overrides)
+
+    return make

@@ -1,4 +1,5 @@
-"""What the importers' tests share besides fixtures: the fixture files, look-ups, a Redmine tree.
+"""What the importers' tests share besides fixtures: the fixture files, look-ups, a Redmine tree,
+source files and reading back the files a run copied.
 
 Kept out of ``conftest.py`` so that test modules import it by a name no other
 test tree uses: pytest keeps one module named ``conftest``, so ``from conftest
@@ -12,7 +13,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from bugless_core.clients import call
+from bugless_core.clients import acting_as, call
+from bugless_core.importer import SourceAttachment
+from bugless_dev.stack import LocalStack
 from bugless_import import ImportSettings
 from bugless_proto import v1
 
@@ -22,6 +25,44 @@ PASSWORD = "import-test-password"
 MakeSettings = Callable[..., ImportSettings]
 
 ADMIN = v1.Caller(user_id="test-admin", admin=True)
+
+#: The per-file limit of the ``small_model`` fixture's Model (conftest).
+SMALL_FILE_LIMIT = 4096
+#: Two source files the attachment tests copy: a text log and an image.
+SAMPLE_LOG = b"T+5 no stop\n" * 20
+SAMPLE_PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+
+
+def read_source_file(file: SourceAttachment) -> bytes:
+    """A source file's whole content, as the run would stream it."""
+    with file.open() as content:
+        return content.read()
+
+
+async def attachment_content(stack: LocalStack, attachment_id: int) -> tuple[v1.Attachment, bytes]:
+    """DownloadAttachment's stream, as an admin of the stack (an assertion of its own key)."""
+    attachment, data = None, bytearray()
+    channel = stack.model.channel()
+    try:
+        with acting_as(stack.assertion_for("test-admin", permissions=["admin"])):
+            async for part in v1.ModelStub(channel).download_attachment(
+                v1.DownloadAttachmentRequest(caller=ADMIN, attachment_id=attachment_id)
+            ):
+                if part.attachment is not None:
+                    attachment = part.attachment
+                else:
+                    data += part.chunk or b""
+    finally:
+        channel.close()
+    assert attachment is not None
+    return attachment, bytes(data)
+
+
+def not_imported_files(entry: v1.HistoryEntry) -> list[str]:
+    """The files ``entry`` records as not imported (its ``files_not_imported`` change)."""
+    changes = [c for c in entry.changes if c.field == "files_not_imported"]
+    assert all(c.field_name == "Source files not imported" for c in changes)
+    return [name for c in changes for name in c.added]
 
 
 async def find(model: v1.ModelStub, external_id: str) -> list[v1.Issue]:

@@ -9,8 +9,7 @@ through GetAttachment/DownloadAttachment, the timeline shows each file at
 its original place, a second run copies nothing, a file over the Model's
 limit or missing from disk is reported by name and skipped (its entry says
 so), and the web's issue page lists the file. A Redmine issue's attachments
-(REST ``include=attachments``, bytes from ``content_url`` with the API key,
-served by the loopback Redmine of ``redmine_server``) come in the same way.
+come in the same way (test_redmine_attachments_copied).
 """
 
 from __future__ import annotations
@@ -22,38 +21,36 @@ import json
 import os
 import re
 import sys
-import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from import_support import (
     ADMIN,
     PASSWORD,
+    SAMPLE_LOG,
+    SAMPLE_PNG,
+    SMALL_FILE_LIMIT,
     MakeSettings,
+    attachment_content,
     find,
     history,
-    redmine_tree,
+    not_imported_files,
     usernames,
 )
-from redmine_server import Redmine, serve
 
 from bugless_core.attachments import AttachmentSettings, check_content_type, file_too_large
-from bugless_core.clients import ServiceAddress, acting_as
+from bugless_core.clients import ServiceAddress
 from bugless_core.errors import InvalidArgument
-from bugless_core.importer import SourceAttachment, SourceIssue
+from bugless_core.importer import SourceIssue
 from bugless_core.issue_references import imported_file_link
 from bugless_dev.processes import spawn
 from bugless_dev.stack import LocalStack, RunningService
-from bugless_import import ImportSettings, run_import
+from bugless_import import run_import
 from bugless_import.files import _refuses_the_file
-from bugless_import.sources.redmine import RedmineImporter, when
 from bugless_import.sources.trac import TracImporter
 from bugless_import.write_issues import REFUSED_ISSUE
 from bugless_proto import v1
@@ -67,16 +64,6 @@ with warnings.catch_warnings():
 T0 = datetime(2017, 5, 2, 9, 0, tzinfo=UTC)
 #: ``bugless model serve`` as a release before ImportedEntry.files_not_imported.
 EARLIER_MODEL = Path(__file__).with_name("model_before_files_not_imported.py")
-#: The per-file limit of this module's Model.
-LIMIT = 4096
-LOG = b"T+5 no stop\n" * 20
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
-
-
-def _read(file: SourceAttachment) -> bytes:
-    """A source file's whole content, as the run would stream it."""
-    with file.open() as content:
-        return content.read()
 
 
 def _hours(n: float) -> datetime:
@@ -106,39 +93,12 @@ def _environment(path: Path) -> Environment:
     )  # fmt: skip
     ticket.insert(when=_hours(0))
     ticket.save_changes("ann", "Logs follow.", when=_hours(1))
-    _attach(env, "ann", 2, "engine log.txt", LOG)
-    _attach(env, "zed", 3, "screen.png", PNG)
-    _attach(env, "ann", 4, "core.dump", b"\0" * (LIMIT + 1))
+    _attach(env, "ann", 2, "engine log.txt", SAMPLE_LOG)
+    _attach(env, "zed", 3, "screen.png", SAMPLE_PNG)
+    _attach(env, "ann", 4, "core.dump", b"\0" * (SMALL_FILE_LIMIT + 1))
     os.remove(_attach(env, "ann", 5, "lost.txt", b"gone before the import"))
     ticket.save_changes("ann", "Fixed.", when=_hours(6))
     return env
-
-
-@pytest.fixture(scope="module")
-def small_model(bugless_stack: LocalStack) -> Iterator[RunningService]:
-    """A second Model replica of the session's stack with a 4 KiB per-file limit."""
-    service = bugless_stack.start(
-        "model",
-        ["model", "serve", "--port", "0"],
-        name="model-small-files",
-        env={"BUGLESS_ATTACHMENT_MAX_FILE_BYTES": str(LIMIT)},
-    )
-    try:
-        yield service
-    finally:
-        bugless_stack.stop_service(service)
-
-
-@pytest.fixture
-def small_settings(make_settings: MakeSettings, small_model: RunningService) -> MakeSettings:
-    """Run settings for the Model with the small per-file limit."""
-    address = small_model.address
-    assert address is not None
-
-    def make(**overrides: Any) -> ImportSettings:
-        return make_settings(model=ServiceAddress(address.host, address.port), **overrides)
-
-    return make
 
 
 async def _issue_page(stack: LocalStack, issue_id: int) -> httpx.Response:
@@ -159,25 +119,6 @@ async def _issue_page(stack: LocalStack, issue_id: int) -> httpx.Response:
         stack.stop_service(web)
 
 
-async def _content(stack: LocalStack, attachment_id: int) -> tuple[v1.Attachment, bytes]:
-    """DownloadAttachment's stream, as an admin of the stack (an assertion of its own key)."""
-    attachment, data = None, bytearray()
-    channel = stack.model.channel()
-    try:
-        with acting_as(stack.assertion_for("test-admin", permissions=["admin"])):
-            async for part in v1.ModelStub(channel).download_attachment(
-                v1.DownloadAttachmentRequest(caller=ADMIN, attachment_id=attachment_id)
-            ):
-                if part.attachment is not None:
-                    attachment = part.attachment
-                else:
-                    data += part.chunk or b""
-    finally:
-        channel.close()
-    assert attachment is not None
-    return attachment, bytes(data)
-
-
 async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
     small_settings: MakeSettings,
     model: v1.ModelStub,
@@ -190,7 +131,9 @@ async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
     settings = small_settings()
 
     dry = await run_import(importer, small_settings(dry_run=True))
-    total = len(LOG) + len(PNG) + LIMIT + 1 + len(b"gone before the import")
+    total = (
+        len(SAMPLE_LOG) + len(SAMPLE_PNG) + SMALL_FILE_LIMIT + 1 + len(b"gone before the import")
+    )
     assert (dry.attachments, dry.attachment_issues, dry.attachment_bytes) == (4, 1, total)
     assert (
         f"attachments: 4 files on 1 issue, 4.5 KiB ({total} bytes) would be copied" in dry.render()
@@ -199,7 +142,7 @@ async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
 
     report = await run_import(importer, settings)
     assert report.created == 1
-    assert (report.files_sent, report.bytes_sent) == (2, len(LOG) + len(PNG))
+    assert (report.files_sent, report.bytes_sent) == (2, len(SAMPLE_LOG) + len(SAMPLE_PNG))
     skipped = {name: why for _, name, why in report.files_skipped}
     assert sorted(skipped) == ["core.dump", "lost.txt"]
     assert "limit" in skipped["core.dump"]
@@ -212,14 +155,14 @@ async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
     )
     files = list(listed.attachments)
     assert [(f.name, f.size, f.created_at) for f in files] == [
-        ("engine log.txt", len(LOG), _hours(2)),
-        ("screen.png", len(PNG), _hours(3)),
+        ("engine log.txt", len(SAMPLE_LOG), _hours(2)),
+        ("screen.png", len(SAMPLE_PNG), _hours(3)),
     ]
     assert await usernames(auth, [f.uploader for f in files]) == ["ann", "zed@trac41"]
-    got, content = await _content(bugless_stack, files[0].id)
-    assert content == LOG
+    got, content = await attachment_content(bugless_stack, files[0].id)
+    assert content == SAMPLE_LOG
     assert got.content_type == "text/plain"
-    assert (await _content(bugless_stack, files[1].id))[1] == PNG
+    assert (await attachment_content(bugless_stack, files[1].id))[1] == SAMPLE_PNG
     one = await model.get_attachment(
         v1.GetAttachmentRequest(caller=ADMIN, attachment_id=files[1].id)
     )
@@ -244,7 +187,7 @@ async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
     # file nor a file left out is a comment (each was one before).
     assert issue.comment_count == 3
     assert shown[3:] == [(_hours(4), "", []), (_hours(5), "", []), (_hours(6), "Fixed.", [])]
-    assert [_not_imported(e) for e in entries[4:6]] == [
+    assert [not_imported_files(e) for e in entries[4:6]] == [
         [f"core.dump ({skipped['core.dump']}): the core.dump"],
         [f"lost.txt ({skipped['lost.txt']}): the lost.txt"],
     ]
@@ -308,208 +251,6 @@ async def test_a_refresh_of_an_issue_imported_before_files_were_copied_keeps_its
     assert await history(model, issue.id) == before
 
 
-class _Redmine43(RedmineImporter):
-    """Redmine under a name of its own (test_redmine owns ``redmine``)."""
-
-    name = "redmine43"
-
-
-REDMINE_KEY = "fedcba9876543210fedcba9876543210fedcba98"
-
-
-def _redmine_files(tree: Path, number: int) -> None:
-    """Issue ``number`` of ``tree`` gets three files: ann's log, rex's image, ann's too-large dump.
-
-    Between the second journal (04-02 09:00) and the last (04-05 09:00).
-    """
-    path = tree / "issues" / f"{number}.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    files = [
-        (71, "ground log.txt", LOG, "text/plain", 5, "Ann R", "2019-04-02T10:00:00Z"),
-        (72, "antenna.png", PNG, "image/png", 6, "Rex Redmine", "2019-04-03T10:00:00Z"),
-        (73, "core.dump", b"\0" * (LIMIT + 1), "", 5, "Ann R", "2019-04-04T10:00:00Z"),
-    ]
-    data["issue"]["attachments"] = [
-        {
-            "id": file_id,
-            "filename": name,
-            "filesize": len(content),
-            "content_type": kind,
-            "description": f"the {name}",
-            "author": {"id": author, "name": author_name},
-            "created_on": at,
-        }
-        for file_id, name, content, kind, author, author_name, at in files
-    ]
-    path.write_text(json.dumps(data), encoding="utf-8")
-    for file_id, name, content, *_ in files:
-        (tree / "attachments" / str(file_id)).mkdir(parents=True)
-        (tree / "attachments" / str(file_id) / name).write_bytes(content)
-
-
-async def test_redmine_attachments_are_copied_from_their_content_url_once(
-    small_settings: MakeSettings,
-    model: v1.ModelStub,
-    auth: v1.AuthenticatorStub,
-    bugless_stack: LocalStack,
-    tmp_path: Path,
-) -> None:
-    tree = redmine_tree(tmp_path, 8312)
-    _redmine_files(tree, 8312)
-    key_file = tmp_path / "redmine-key"
-    key_file.write_text(REDMINE_KEY, encoding="utf-8")
-    options = {"api-key-file": str(key_file)}
-    with serve(Redmine(tree, REDMINE_KEY)) as server:
-        dry = await run_import(_Redmine43(server.url, options), small_settings(dry_run=True))
-        total = len(LOG) + len(PNG) + LIMIT + 1
-        assert (dry.attachments, dry.attachment_issues, dry.attachment_bytes) == (3, 1, total)
-        assert not any("/attachments/" in r for r in server.requests), "a dry run reads no bytes"
-
-        settings = small_settings()
-        report = await run_import(_Redmine43(server.url, options), settings)
-        assert report.created == 3
-        assert (report.files_sent, report.bytes_sent) == (2, len(LOG) + len(PNG)), report.render()
-        ((external_id, name, why),) = report.files_skipped
-        assert (external_id, name) == ("redmine43:8312", "core.dump")
-        assert "limit" in why
-        assert "redmine43:8312: 'core.dump' not copied" in report.render()
-        downloads = [r for r in server.requests if r.startswith("/attachments/download/")]
-        assert sorted(downloads) == [
-            "/attachments/download/71/ground%20log.txt",
-            "/attachments/download/72/antenna.png",
-            "/attachments/download/73/core.dump",
-        ], "each file read once, from its content_url (the key checked there too)"
-
-        (issue,) = await find(model, "redmine43:8312")
-        listed = await model.list_attachments(
-            v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
-        )
-        files = list(listed.attachments)
-        assert [(f.name, f.size, f.created_at) for f in files] == [
-            ("ground log.txt", len(LOG), when("2019-04-02T10:00:00Z")),
-            ("antenna.png", len(PNG), when("2019-04-03T10:00:00Z")),
-        ]
-        assert await usernames(auth, [f.uploader for f in files]) == ["ann", "rex@redmine43"]
-        assert (await _content(bugless_stack, files[0].id))[1] == LOG
-        got, content = await _content(bugless_stack, files[1].id)
-        assert (content, got.content_type) == (PNG, "image/png")
-
-        entries = await history(model, issue.id)
-        shown = [(e.comment, [a.name for a in e.attachments]) for e in entries[1:]]
-        assert [a.description for e in entries for a in e.attachments] == [
-            "the ground log.txt",
-            "the antenna.png",
-        ]
-        assert shown[2:4] == [
-            ("", ["ground log.txt"]),
-            ("", ["antenna.png"]),
-        ]
-        assert shown[4] == ("", [])
-        assert _not_imported(entries[5]) == [f"core.dump ({why}): the core.dump"]
-        assert shown[5] == ("Fixed the buffer.", [])
-        assert await find(model, "redmine43:8313") != []
-
-        # Again, and a refresh: no file is attached twice.
-        again = await run_import(_Redmine43(server.url, options), settings)
-        assert (again.done_before, again.files_sent, again.entries_written) == (3, 0, 0)
-        server.requests.clear()
-        refreshed = await run_import(_Redmine43(server.url, options), small_settings(refresh=True))
-        assert (refreshed.unchanged, refreshed.entries_written) == (3, 0)
-        assert (refreshed.files_sent, refreshed.bytes_sent) == (0, 0), "the Model holds them"
-        downloads = [r for r in server.requests if r.startswith("/attachments/download/")]
-        assert downloads == [], "nor is the file it refused read again (it was, before)"
-        ((_, name, why),) = refreshed.files_skipped
-        assert name == "core.dump"
-        assert why.endswith("(refused before: not read again without --retry-refused)"), why
-        assert (
-            "  files the Model refused before, not read again: 1 (--retry-refused reads them)\n"
-        ) in refreshed.render()
-        retried = await run_import(
-            _Redmine43(server.url, options), small_settings(refresh=True, retry_refused=True)
-        )
-        downloads = [r for r in server.requests if r.startswith("/attachments/download/")]
-        assert downloads == ["/attachments/download/73/core.dump"], "--retry-refused reads it"
-        assert (retried.files_sent, retried.files_refused_before) == (0, 0)
-        ((_, name, why),) = retried.files_skipped
-        assert (name, "limit" in why) == ("core.dump", True), "and the Model refuses it again"
-        # Refused again by every --retry-refused run, it stays one line of
-        # the state file, which does not grow by a line a run.
-        await run_import(
-            _Redmine43(server.url, options), small_settings(refresh=True, retry_refused=True)
-        )
-        noted = (settings.state_dir / "redmine43-refused.jsonl").read_text().splitlines()
-        assert [json.loads(line)["name"] for line in noted] == ["core.dump"]
-        listed = await model.list_attachments(
-            v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
-        )
-        assert [f.id for f in listed.attachments] == [f.id for f in files]
-
-
-def test_a_redmine_content_url_on_another_host_is_read_at_location_with_the_key(
-    tmp_path: Path,
-) -> None:
-    """Redmine's "Host name" left at ``localhost:3000``: the key is not sent there."""
-    tree = redmine_tree(tmp_path, 8412)
-    _redmine_files(tree, 8412)
-    key_file = tmp_path / "redmine-key"
-    key_file.write_text(REDMINE_KEY, encoding="utf-8")
-    with serve(Redmine(tree, REDMINE_KEY, host="http://localhost:3000/")) as server:
-        importer = _Redmine43(server.url, {"api-key-file": str(key_file)})
-        issue = next(iter(importer.issues()))
-        assert [_read(a) for a in issue.attachments[:2]] == [LOG, PNG]
-    assert "/attachments/download/71/ground%20log.txt" in server.requests
-    files = RedmineImporter(str(tree), {})
-    exported = next(iter(files.issues()))
-    assert exported.attachments == issue.attachments
-    assert _read(exported.attachments[1]) == PNG, "from the export's attachments/72/antenna.png"
-    (tree / "attachments" / "72" / "antenna.png").unlink()
-    with pytest.raises(OSError, match=r"antenna\.png"):
-        exported.attachments[1].open()
-
-
-@contextmanager
-def _file_store(body: bytes) -> Iterator[tuple[str, list[dict[str, str]]]]:
-    """Another loopback origin answering ``body`` to any GET; it records the headers it gets."""
-    received: list[dict[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the test output is not a web server's log."""
-
-        def do_GET(self) -> None:
-            received.append(dict(self.headers.items()))
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def test_the_redmine_key_is_not_sent_on_to_where_a_download_redirects(tmp_path: Path) -> None:
-    """A Redmine redirecting a download to a file store on another origin keeps its key."""
-    tree = redmine_tree(tmp_path, 8413)
-    _redmine_files(tree, 8413)
-    key_file = tmp_path / "redmine-key"
-    key_file.write_text(REDMINE_KEY, encoding="utf-8")
-    with _file_store(LOG) as (store, received), serve(Redmine(tree, REDMINE_KEY)) as server:
-        server.redirects["/attachments/download/71/ground%20log.txt"] = f"{store}/blob/71"
-        importer = _Redmine43(server.url, {"api-key-file": str(key_file)})
-        issue = next(iter(importer.issues()))
-        assert _read(issue.attachments[0]) == LOG
-    assert server.requests[-1] == "/attachments/download/71/ground%20log.txt", "with the key"
-    assert len(received) == 1
-    assert not [h for h in received[0] if h.casefold() == "x-redmine-api-key"], received[0]
-
-
 def test_only_a_refusal_of_the_file_itself_is_remembered() -> None:
     """Its type or size, as the Model's own checks word it; not an upload that went short."""
     settings = AttachmentSettings(denied_types=("application/x-msdownload",))
@@ -539,9 +280,9 @@ async def test_a_trac_text_naming_a_file_the_model_refused_says_so_instead_of_li
          "description": "See attachment:core.dump and attachment:\"engine log.txt\"."}
     )  # fmt: skip
     ticket.insert(when=_hours(0))
-    dump = b"\0" * (LIMIT + 1)
+    dump = b"\0" * (SMALL_FILE_LIMIT + 1)
     _attach(env, "ann", 1, "core.dump", dump)
-    _attach(env, "ann", 2, "engine log.txt", LOG)
+    _attach(env, "ann", 2, "engine log.txt", SAMPLE_LOG)
     ticket.save_changes(
         "ann", "The [[Image(core.dump)]] [attachment:core.dump dump].", when=_hours(3)
     )
@@ -550,7 +291,7 @@ async def test_a_trac_text_naming_a_file_the_model_refused_says_so_instead_of_li
     (why,) = [why for _, name, why in report.files_skipped if name == "core.dump"]
     assert "limit" in why
     (issue,) = await find(model, "trac41:refused#1")
-    log_link = imported_file_link("trac41:refused#1", hashlib.sha256(LOG).hexdigest())
+    log_link = imported_file_link("trac41:refused#1", hashlib.sha256(SAMPLE_LOG).hexdigest())
     assert issue.description == (
         f"See attachment:core.dump (not imported: {why}) and "
         f'[attachment:"engine log.txt"]({log_link}).'
@@ -558,13 +299,6 @@ async def test_a_trac_text_naming_a_file_the_model_refused_says_so_instead_of_li
     (comment,) = [e.comment for e in await history(model, issue.id) if e.created_at == _hours(3)]
     assert comment == f"The core.dump (not imported: {why}) dump (not imported: {why})."
     assert hashlib.sha256(dump).hexdigest() not in issue.description + comment
-
-
-def _not_imported(entry: v1.HistoryEntry) -> list[str]:
-    """The files ``entry`` records as not imported (its ``files_not_imported`` change)."""
-    changes = [c for c in entry.changes if c.field == "files_not_imported"]
-    assert all(c.field_name == "Source files not imported" for c in changes)
-    return [name for c in changes for name in c.added]
 
 
 @pytest.fixture(scope="module")
@@ -586,7 +320,7 @@ def earlier_model(
             "--ready-file",
             str(ready),
         ],
-        {**bugless_stack.env, "BUGLESS_ATTACHMENT_MAX_FILE_BYTES": str(LIMIT)},
+        {**bugless_stack.env, "BUGLESS_ATTACHMENT_MAX_FILE_BYTES": str(SMALL_FILE_LIMIT)},
         logs / "model.log",
         ready_file=ready,
     )
@@ -617,7 +351,7 @@ async def test_a_model_before_files_not_imported_is_named_to_be_upgraded_first(
     ticket = Ticket(env)
     ticket.populate({"summary": "Dumps", "status": "new", "reporter": "ann"})
     ticket.insert(when=_hours(0))
-    _attach(env, "ann", 1, "core.dump", b"\0" * (LIMIT + 1))
+    _attach(env, "ann", 1, "core.dump", b"\0" * (SMALL_FILE_LIMIT + 1))
     project = f"earlier{batch_size}"
     address = earlier_model.address
     assert address is not None
