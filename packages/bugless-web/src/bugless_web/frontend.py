@@ -333,12 +333,15 @@ async def require_permission(
     )
 
 
-def audit(viewer: Viewer, action: str, target: str, **details: object) -> None:
+def audit(viewer: Viewer, action: str, target: str, /, **details: object) -> None:
     """Log who changed what through this replica (``bugless.web.audit``, one line each).
 
     The Model keeps the history of issues (hotlist memberships included); for
     changes to hotlists, saved searches and components themselves it keeps
     only the new state and a version, so the web tier logs each one it makes.
+    Positional-only, so a detail may be called ``target`` or ``action`` too:
+    it is logged after the Model made the change, and a clash raising here
+    would show an error page for a change that was made.
     """
     _audit_log.info(
         "%s %s %s",
