@@ -16,8 +16,8 @@ import betterproto2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_wire import SAMPLE_MESSAGES, V1_MESSAGES, messages
 from wire_sample import wiresample
+from wire_support import SAMPLE_MESSAGES, V1_MESSAGES, messages
 
 from bugless_proto import v1
 from bugless_proto.int_ranges import INT_RANGES, out_of_range

@@ -19,8 +19,8 @@ import betterproto2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_wire import SAMPLE_MESSAGES, V1_MESSAGES, assert_same, messages
 from wire_sample import wiresample
+from wire_support import SAMPLE_MESSAGES, V1_MESSAGES, assert_same, messages
 
 from bugless_proto import v1, wire
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf.descriptor import Descriptor
 from hypothesis import HealthCheck, given, settings
-from test_wire import assert_same, messages
+from wire_support import assert_same, messages
 
 from bugless_proto import v1, wire, wire_unread
 
