@@ -24,7 +24,12 @@ from bugless_core.clients import ActingFor, acting_model
 from bugless_core.errors import Unavailable
 from bugless_dev.stack import LocalStack
 from bugless_notify._deliveries import NOTIFIER
-from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
+from bugless_notify._saved_searches import (
+    SEEDS_PER_ROUND,
+    MatchChanges,
+    MatchStore,
+    SavedSearchMatcher,
+)
 from bugless_notify.queue import DeliveryQueue
 from bugless_proto import v1
 
@@ -175,6 +180,62 @@ async def test_a_seed_that_cannot_be_answered_now_holds_up_no_other_subscription
             later = await answered.prepare(conn)
             assert cora_key in later.seeds.seeded
             assert (*cora_key, issue.id) in later.seeds.added
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+async def test_a_burst_of_new_subscriptions_is_seeded_a_wave_per_round(
+    bugless_stack: LocalStack, model: v1.ModelStub, pool: asyncpg.Pool, queue: DeliveryQueue
+) -> None:
+    """A round seeds at most SEEDS_PER_ROUND new subscriptions before its feed read.
+
+    Each seed searches every issue as its subscriber; seeding a burst of new
+    subscriptions (a script subscribing a team, a notifier database restored)
+    in one round held every mail of the notifier until the last was done.
+    The rest are seeded in the rounds after, and each is judged once seeded.
+    """
+    tag = secrets.token_hex(3)
+    created = await asyncio.to_thread(bugless_stack.add_user, f"burst{tag}", "pw-" + tag * 3)
+    user = v1.Caller(user_id=str(created["user_id"]))
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"burst-{tag}")
+    )
+    mine: set[tuple[int, str]] = set()
+    for n in range(SEEDS_PER_ROUND + 2):
+        search = await model.create_saved_search(
+            v1.CreateSavedSearchRequest(
+                caller=user, name=f"burst-{tag}-{n}", query=f"componentid:{component.id} p:p{n % 5}"
+            )
+        )
+        await model.set_saved_search_subscription(
+            v1.SetSavedSearchSubscriptionRequest(
+                caller=user, saved_search_id=search.id, subscribed=True
+            )
+        )
+        mine.add((search.id, user.user_id))
+    channels = [
+        bugless_stack.client_address(name, identity="notify").channel()
+        for name in ("model", "auth")
+    ]
+    try:
+        notifier_model, auth = v1.ModelStub(channels[0]), v1.AuthenticatorStub(channels[1])
+        acting = acting_model(notifier_model, ActingFor(auth))
+        matcher = SavedSearchMatcher(notifier_model, acting, auth, NOTIFIER, queue.schema)
+        seeded: set[tuple[int, str]] = set()
+        async with pool.acquire() as conn:
+            for _ in range(200):  # the session's other subscriptions are new here too
+                prepared = await matcher.prepare(conn)
+                assert len(prepared.seeds.seeded) <= SEEDS_PER_ROUND
+                await MatchStore(queue.schema).write(conn, prepared.seeds)
+                seeded |= prepared.seeds.seeded
+                ready = {
+                    (s.saved_search.id, s.user_id) for s in prepared.subscriptions if s.saved_search
+                }
+                assert ready >= prepared.seeds.seeded
+                if mine <= seeded:
+                    break
+        assert mine <= seeded
     finally:
         for channel in channels:
             channel.close()

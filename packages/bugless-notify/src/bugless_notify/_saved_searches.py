@@ -26,8 +26,9 @@ that batch's issues against no earlier match, mailed every already-matching
 issue it touched as new. A seed the Model refuses, that does not resolve,
 or that cannot be answered now (the Model or the Authenticator away, the
 search timing out over every issue), is tried again a minute later
-(:data:`RESEED_SECONDS`), and its subscription judged once it is seeded:
-a seed holds up no one else's mail, since the feed is read only after the
+(:data:`RESEED_SECONDS`), and its subscription judged once it is seeded;
+at most :data:`SEEDS_PER_ROUND` are seeded in a round, the rest in the
+rounds after. So a seed holds up no one else's mail for long, since the feed is read only after the
 seeds, and one raised would fail every round before the feed is read again.
 A subscription no longer listed (unsubscribed,
 deleted) is forgotten, its matches with it, so subscribing again seeds
@@ -74,6 +75,12 @@ from bugless_proto import v1
 
 #: Subscriptions searched at once.
 SEARCHES_AT_ONCE = 16
+#: New subscriptions seeded in one round, before its feed read: one wave of
+#: :data:`SEARCHES_AT_ONCE`. Each seed searches every issue, so a burst of
+#: subscriptions (a script subscribing a team, a notifier database
+#: restored) seeded all at once held up every mail until the last was done;
+#: the rest are seeded in the rounds after, each judged once seeded.
+SEEDS_PER_ROUND = SEARCHES_AT_ONCE
 #: Resolved queries kept (by query text and subscriber).
 _RESOLVED_CACHE = 10_000
 #: How long a query's resolution is reused (:meth:`SavedSearchMatcher._filter`):
@@ -302,6 +309,7 @@ class SavedSearchMatcher:
         now = self._clock()
         self._reseed_at = {k: t for k, t in self._reseed_at.items() if k in listed and t > now}
         new = [s for k, s in listed.items() if k not in seen and k not in self._reseed_at]
+        new = new[:SEEDS_PER_ROUND]
         limit = asyncio.Semaphore(SEARCHES_AT_ONCE)
 
         async def one(subscription: v1.SavedSearchSubscription) -> set[int] | None:
