@@ -13,9 +13,9 @@ import logging
 import asyncpg
 import asyncpg.pool
 import pytest
+from delivery_worker_support import _count_is, _email, _running, _settings, _until
 from notify_support import mail_delivery
 from prometheus_client import CollectorRegistry
-from test_worker import _count_is, _email, _running, _settings, _until
 
 from bugless_core.migrations import quote_schema
 from bugless_notify.queue import UNREADABLE, DeliveryQueue, DeliveryRecord, DeliveryState

@@ -21,10 +21,10 @@ import urllib.request
 
 import asyncpg
 import pytest
+from delivery_worker_support import _async, _count_is, _email, _running, _settings, _until
 from notify_support import SEALING_KEY, mail_delivery
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from test_worker import _async, _count_is, _email, _running, _settings, _until
 
 from bugless_core.grpc import GrpcServerSettings
 from bugless_dev.stack import LocalStack, RunningService

@@ -10,10 +10,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from delivery_worker_support import _async, _count_is, _email, _running, _settings, _until
 from grpclib.client import Channel
 from notify_support import mail_delivery
 from prometheus_client import REGISTRY, CollectorRegistry
-from test_worker import _async, _count_is, _email, _running, _settings, _until
 
 from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner

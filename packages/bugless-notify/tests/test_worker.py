@@ -5,17 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Self
 
 import asyncpg
 import pytest
+from delivery_worker_support import (
+    _async,
+    _count,
+    _count_is,
+    _email,
+    _running,
+    _settings,
+    _until,
+)
 from notify_support import SECRET, WebhookReceiver, mail_delivery, webhook_delivery
 from prometheus_client import CollectorRegistry
 
 from bugless_core.notification_channel import DeliveryResult, Notification, NotificationChannel
 from bugless_notify.endpoints import WebhookEndpointStore
-from bugless_notify.mail import EmailChannel, SmtpSecurity, SmtpSettings
 from bugless_notify.queue import DeliveryQueue, DeliveryState
 from bugless_notify.retry import RetryPolicy
 from bugless_notify.webhook import WebhookChannel, WebhookEndpoint, WebhookSettings
@@ -23,73 +31,11 @@ from bugless_notify.worker import DeliveryWorker, WorkerSettings
 from bugless_testing.ports import refused_port
 from bugless_testing.smtp import SmtpSink
 
-FAST_RETRY = RetryPolicy(base_seconds=0.05, max_seconds=0.2, max_attempts=5)
-
-
-def _settings(**overrides: Any) -> WorkerSettings:
-    values: dict[str, Any] = {
-        "concurrency": 8,
-        # Long: a delivery recorded late would show as a failure, not hide behind a re-claim.
-        "lease_seconds": 300.0,
-        "delivery_timeout_seconds": 10.0,
-        "poll_seconds": 0.5,
-        "retry": FAST_RETRY,
-        "stop_grace_seconds": 10.0,
-    }
-    values.update(overrides)
-    return WorkerSettings(**values)
-
-
-def _email(sink: SmtpSink) -> EmailChannel:
-    return EmailChannel(
-        SmtpSettings(
-            host="127.0.0.1",
-            port=sink.port,
-            security=SmtpSecurity.NONE,
-            sender="bugless <bugless@bugs.example.com>",
-            timeout_seconds=5.0,
-        )
-    )
-
-
-@contextlib.asynccontextmanager
-async def _running(
-    pool: asyncpg.Pool,
-    queue: DeliveryQueue,
-    channels: Mapping[str, NotificationChannel],
-    settings: WorkerSettings,
-    registry: CollectorRegistry | None = None,
-) -> AsyncIterator[DeliveryWorker]:
-    worker = DeliveryWorker(
-        pool, queue, channels, settings, metrics_registry=registry or CollectorRegistry()
-    )
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 60)
-        for channel in channels.values():
-            await channel.close()
-
-
-async def _until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached within {seconds} s: {what}")
-        await asyncio.sleep(0.05)
-
 
 async def _state(pool: asyncpg.Pool, queue: DeliveryQueue, key: str) -> DeliveryState | None:
     async with pool.acquire() as conn:
         record = await queue.get(conn, key)
     return record.state if record else None
-
-
-async def _count(pool: asyncpg.Pool, queue: DeliveryQueue, state: DeliveryState) -> int:
-    async with pool.acquire() as conn:
-        return (await queue.counts(conn))[state]
 
 
 def _delivered(registry: CollectorRegistry, channel: str) -> float:
@@ -118,12 +64,6 @@ async def test_queued_mails_are_delivered_once_each_and_counted(
     email = {"channel": "email"}
     assert registry.get_sample_value("bugless_notify_attempt_seconds_count", email) == 30
     assert registry.get_sample_value("bugless_notify_in_flight") == 0
-
-
-async def _count_is(
-    pool: asyncpg.Pool, queue: DeliveryQueue, state: DeliveryState, expected: int
-) -> bool:
-    return await _count(pool, queue, state) == expected
 
 
 async def test_a_webhook_that_fails_three_times_then_succeeds_gets_the_delivery_once(
@@ -460,13 +400,6 @@ async def test_a_worker_leaves_deliveries_of_channels_it_does_not_have(
     assert record is not None
     assert record.state is DeliveryState.PENDING
     assert record.attempts == 0
-
-
-def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def wrapped() -> bool:
-        return check()
-
-    return wrapped
 
 
 async def test_a_lost_database_connection_is_reopened_and_delivery_resumes(
