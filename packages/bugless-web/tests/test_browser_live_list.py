@@ -275,3 +275,84 @@ def test_a_hotlist_page_keeps_asking_for_its_rows_after_a_server_error(
 
     expect(rows.nth(0)).to_have_attribute("data-issue", str(ids[1]), timeout=35_000)
     assert len(refused) == 1, refused
+
+
+def test_a_hotlist_page_keeps_its_forms_current_after_a_re_rank_but_not_a_rename(
+    web_server: RunningService, context: BrowserContext
+) -> None:
+    """A colleague's re-rank leaves a rename from the open page possible; their rename does not.
+
+    A re-rank moves the hotlist's version, and before, the rename and delete
+    forms kept the version the page was drawn at, so a rename from a page
+    left open was a 409 asking to reload after any colleague's re-rank. A
+    colleague's rename must still make this page's rename stale (it would
+    overwrite theirs), even once a re-rank has been drawn after it.
+    """
+    word = "liveversion" + secrets.token_hex(4)
+    watcher = new_tab(context)
+    sign_in(watcher, web_server, "bob")
+    ids = [create_issue_ui(watcher, web_server, f"{word} {n}") for n in range(3)]
+    page = watcher.page
+    page.goto(f"{web_server.url}/hotlists")
+    page.click("summary:has-text('New hotlist')")
+    page.fill('input[name="name"]', f"Versions {word}")
+    page.click('button:has-text("Create")')
+    page.fill('input[name="issue_ids"]', " ".join(map(str, ids)))
+    page.click('.add-items button:has-text("Add")')
+    rows = page.locator("table.ranked tbody tr.row")
+    expect(rows).to_have_count(3)
+    hotlist_url = page.url
+    edit_version = page.locator('form.edit-hotlist input[name="version"]')
+    delete_version = page.locator('form.delete-hotlist input[name="version"]')
+    drawn = int(edit_version.input_value())
+
+    other = new_tab(context)
+    other.page.goto(hotlist_url)
+    other.page.get_by_label(f"New position of issue {ids[2]}").fill("1")
+    other.page.get_by_role("button", name=f"Move issue {ids[2]}", exact=True).click()
+    expect(other.page.locator("table.ranked tbody tr.row").nth(0)).to_have_attribute(
+        "data-issue", str(ids[2])
+    )
+    other.page.get_by_role("button", name=f"Remove issue {ids[1]} from this hotlist").click()
+    expect(other.page.locator("table.ranked tbody tr.row")).to_have_count(2)
+    page.bring_to_front()
+
+    # The page asks for its rows every 10 s and when it is shown again.
+    expect(rows.nth(0)).to_have_attribute("data-issue", str(ids[2]), timeout=20_000)
+    expect(edit_version).to_have_value(str(drawn + 2))
+    expect(delete_version).to_have_value(str(drawn + 2))
+    expect(page.locator("form.delete-hotlist label")).to_contain_text("its 2 issues leave it")
+    page.click("summary:has-text('Rename or describe this hotlist')")
+    page.fill('form.edit-hotlist input[name="name"]', f"Mine {word}")
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.click('form.edit-hotlist button:has-text("Save")')
+    assert answer.value.status == 303
+    expect(page.locator("h1")).to_contain_text(f"Mine {word}")
+
+    # A colleague renames it, then re-ranks: the page draws the re-rank but
+    # keeps its forms at the version before the rename.
+    drawn = int(edit_version.input_value())
+    other.page.goto(hotlist_url)
+    other.page.click("summary:has-text('Rename or describe this hotlist')")
+    other.page.fill('form.edit-hotlist input[name="name"]', f"Theirs {word}")
+    other.page.click('form.edit-hotlist button:has-text("Save")')
+    expect(other.page.locator("h1")).to_contain_text(f"Theirs {word}")
+    other.page.get_by_label(f"New position of issue {ids[0]}").fill("1")
+    other.page.get_by_role("button", name=f"Move issue {ids[0]}", exact=True).click()
+    expect(other.page.locator("table.ranked tbody tr.row").nth(0)).to_have_attribute(
+        "data-issue", str(ids[0])
+    )
+    page.bring_to_front()
+    expect(rows.nth(0)).to_have_attribute("data-issue", str(ids[0]), timeout=20_000)
+    expect(edit_version).to_have_value(str(drawn))
+    expect(delete_version).to_have_value(str(drawn))
+    page.click("summary:has-text('Rename or describe this hotlist')")
+    page.fill('form.edit-hotlist input[name="name"]', f"Mine again {word}")
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.click('form.edit-hotlist button:has-text("Save")')
+    assert answer.value.status == 409
+    page.goto(hotlist_url)
+    expect(page.locator("h1")).to_contain_text(f"Theirs {word}")
+    assert list(iter_console_problems(watcher.console)) == [
+        "error: Failed to load resource: the server responded with a status of 409 (Conflict)"
+    ]

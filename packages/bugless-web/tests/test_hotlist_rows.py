@@ -7,6 +7,7 @@ rows again, and the ``ETag`` makes that a 304 while nothing it shows changed.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from typing import Any
@@ -16,6 +17,8 @@ from web_support import World, create_issue, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+from bugless_web.routes.hotlists import HOTLIST_HEADER
 
 _ROW_IDS = re.compile(r'<tr class="row" data-href="/issues/(\d+)"')
 
@@ -91,3 +94,55 @@ async def test_the_rows_of_a_hotlist_the_viewer_may_not_see_are_a_404(
     assert refused.status_code == 404
     assert str(hotlist.id) in refused.text
     assert "Traceback" not in refused.text
+
+
+async def test_the_rows_carry_the_hotlist_as_its_forms_know_it_and_a_rename_is_no_304(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The page's script brings its forms' version up to date from this header.
+
+    A rename changes no row, so with an ETag of the rows alone it was a 304
+    and the page never heard the version or name it needs to judge whether
+    its rename and delete forms may follow.
+    """
+    tag = secrets.token_hex(3)
+    alice = world.caller("alice")
+    issue = await create_issue(model, world, f"Header {tag}", by="alice")
+    hotlist = await call(
+        model.create_hotlist,
+        v1.CreateHotlistRequest(caller=alice, name=f"Header {tag} é", description="<why>"),
+    )
+    await call(
+        model.add_hotlist_items,
+        v1.AddHotlistItemsRequest(
+            caller=alice, hotlist_id=hotlist.id, issue_ids=[issue.id], position=-1
+        ),
+    )
+    await sign_in(client, "bob")
+    url = f"/hotlists/{hotlist.id}/rows"
+
+    drawn = await client.get(url)
+
+    assert drawn.status_code == 200, drawn.text
+    assert json.loads(drawn.headers[HOTLIST_HEADER]) == {
+        "version": hotlist.version + 1,
+        "name": f"Header {tag} é",
+        "description": "<why>",
+        "item_count": 1,
+    }
+    renamed = await call(
+        model.update_hotlist,
+        v1.UpdateHotlistRequest(
+            caller=alice,
+            hotlist=v1.Hotlist(id=hotlist.id, name=f"Renamed {tag}"),
+            update_mask=FieldMask(paths=["name"]),
+            expected_version=hotlist.version + 1,
+        ),
+    )
+    after = await client.get(url, headers={"if-none-match": drawn.headers["etag"]})
+    assert after.status_code == 200
+    assert after.text == drawn.text  # the same rows
+    assert json.loads(after.headers[HOTLIST_HEADER])["version"] == renamed.version
+    assert json.loads(after.headers[HOTLIST_HEADER])["name"] == f"Renamed {tag}"
+    unchanged = await client.get(url, headers={"if-none-match": after.headers["etag"]})
+    assert unchanged.status_code == 304

@@ -17,6 +17,7 @@ a header, and gets 204 instead of a redirect.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,10 @@ from bugless_web.routes.live_list import list_position
 #: The last 1-based position a rank form may name: the Model's position is an
 #: int32 counted from 0 (one past the end of any real hotlist: the end).
 MAX_POSITION = 2**31
+
+#: The rows answer's header holding the hotlist as its forms know it, as JSON:
+#: ``version``, ``name``, ``description`` and ``item_count``.
+HOTLIST_HEADER = "x-bugless-hotlist"
 
 
 def _answer(request: Request[Any, Any, Any], hotlist_id: int, notice: str) -> Response[Any]:
@@ -182,11 +187,19 @@ async def hotlist_rows(
 
     The same template as the page, as the viewer (only the issues they may
     see; the note and rank forms only for those who may edit). Its ``ETag``
-    is a digest of the rows: a page that sends the one it drew
-    (``If-None-Match``) gets a 304 while nothing it shows changed, so
-    polling for re-ranks and notes, which no event announces, costs the
-    browser nothing. Rendered without the page's layout, so the session's
-    one-shot notice and warning are left for the next page.
+    is a digest of the rows and of :data:`HOTLIST_HEADER`: a page that sends
+    the one it drew (``If-None-Match``) gets a 304 while nothing it shows or
+    holds changed, so polling for re-ranks and notes, which no event
+    announces, costs the browser nothing. Rendered without the page's
+    layout, so the session's one-shot notice and warning are left for the
+    next page.
+
+    Item changes move the hotlist's version, which the page's rename and
+    delete forms carry; :data:`HOTLIST_HEADER` gives the page the version
+    and what those forms were drawn against (name, description, item
+    count), so it can bring their version up to date after a colleague's
+    re-rank but not after their rename, which the forms must still be
+    refused against.
     """
     hotlist_id = path_id(hotlist_text, "hotlist_id")
     viewer = await viewer_of(request)
@@ -201,8 +214,18 @@ async def hotlist_rows(
             "csrf_token": session_of(request).csrf,
         }
     )
-    tag = '"' + hashlib.sha256(html.encode()).hexdigest()[:32] + '"'
-    headers = {"cache-control": "private, no-store", "etag": tag}
+    hotlist = ranked.hotlist
+    state = json.dumps(
+        {
+            "version": hotlist.version,
+            "name": hotlist.name,
+            "description": hotlist.description,
+            "item_count": hotlist.item_count,
+        },
+        separators=(",", ":"),
+    )  # ASCII (json.dumps escapes the rest): a valid header value
+    tag = '"' + hashlib.sha256(f"{state}\n{html}".encode()).hexdigest()[:32] + '"'
+    headers = {"cache-control": "private, no-store", "etag": tag, HOTLIST_HEADER: state}
     if request.headers.get("if-none-match") == tag:
         return Response(b"", status_code=304, headers=headers)
     return Response(html, media_type=MediaType.HTML, headers=headers)

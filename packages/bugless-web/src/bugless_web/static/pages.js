@@ -174,6 +174,32 @@
         rowsBody.replaceChildren(body);
         rowsSection.setAttribute("data-rows-drawn", String(Date.now()));
       }
+      // The rename and delete forms carry the version they were drawn at, and a
+      // re-rank, an item added or removed or a note moves it. Their version is
+      // brought up to date from the rows answer, but only while the form is as
+      // drawn (no one has typed in it or ticked it) and the hotlist's name and
+      // description are still what it shows: a colleague's rename must leave
+      // a rename or delete from this page refused as stale, not let it
+      // overwrite theirs or delete what it no longer names. The delete form's
+      // count of issues follows, so it confirms what is on the list now.
+      var hotlistForms = Array.prototype.slice.call(
+        rowsSection.querySelectorAll("form.edit-hotlist, form.delete-hotlist"));
+      hotlistForms.forEach(function (form) {
+        function edited() { form.setAttribute("data-edited", "true"); }
+        form.addEventListener("input", edited);
+        form.addEventListener("change", edited);
+      });
+      function refreshForms(state) {
+        if (!state || typeof state.version !== "number") return;
+        if (state.name !== rowsSection.getAttribute("data-name") ||
+            state.description !== rowsSection.getAttribute("data-description")) return;
+        hotlistForms.forEach(function (form) {
+          if (form.hasAttribute("data-edited")) return;
+          form.querySelector('input[name="version"]').value = String(state.version);
+          var count = form.querySelector(".item-count");
+          if (count) count.textContent = String(state.item_count);
+        });
+      }
       function load() {
         if (stopped) return;
         if (busy()) { waiting = true; return; }
@@ -186,13 +212,18 @@
             // A Model or web restarting (5xx), or too many requests: the next poll asks again.
             if (response.status >= 500 || response.status === 429) return null;
             if (response.status !== 200) { stopped = true; return null; }  // gone, or not theirs now
-            tag = response.headers.get("ETag");
-            return response.text();
+            var answer = { tag: response.headers.get("ETag"), state: null };
+            try { answer.state = JSON.parse(response.headers.get("X-Bugless-Hotlist") || "null"); }
+            catch (e) { answer.state = null; }
+            return response.text().then(function (html) { answer.html = html; return answer; });
           })
-          .then(function (html) {
-            if (html === null) return;
+          .then(function (answer) {
+            if (answer === null) return;
+            // Not drawn: the ETag is kept only for what was drawn, or the next ask is a 304.
             if (busy()) { waiting = true; return; }
-            apply(html);
+            tag = answer.tag;
+            apply(answer.html);
+            refreshForms(answer.state);
           })
           .catch(function () { /* the next poll asks again */ });
       }
