@@ -59,3 +59,6 @@ MAX_EXTERNAL_ID_LENGTH = 200
 MAX_IMPORTED_ENTRIES = 5_000
 #: ImportIssues items per call (each is its own transaction; the call stays short).
 MAX_IMPORT_BATCH = 200
+#: Characters of a reason an import gives for what it left out (a file's
+#: why-not-imported, an entry's ``relations_not_imported``).
+MAX_IMPORT_REASON_LENGTH = 1_000

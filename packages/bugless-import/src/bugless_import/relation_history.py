@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import copy
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bugless_core import limits
 from bugless_core.errors import BuglessError
 from bugless_core.importer import SourceRelationChange
 from bugless_proto import v1
@@ -184,6 +186,27 @@ def refuses_a_relation_change(error: BuglessError) -> bool:
     return bool(_RELATION_FIELD.fullmatch(refused_field(error)))
 
 
+def within_reason_length(reason: str) -> str:
+    """``reason``, cut to what the Model accepts as an import's reason.
+
+    The Model refuses a ``relations_not_imported`` longer than
+    :data:`~bugless_core.limits.MAX_IMPORT_REASON_LENGTH` characters, and the
+    reason :func:`without_relations` is given is the Model's own refusal
+    message, which names the source's values and has no bound: the retry
+    meant to import the issue without its relations would fail on it. A
+    longer one keeps its start (what was refused and why) and ends with an
+    ellipsis, cut between characters (Python counts them as the Model does)
+    and never after a lone base of combining marks it loses.
+    """
+    cap = limits.MAX_IMPORT_REASON_LENGTH
+    if len(reason) <= cap:
+        return reason
+    kept = reason[: cap - 1]
+    while kept and unicodedata.combining(reason[len(kept)]):
+        kept = kept[:-1]  # the marks after the cut belong to the base before it
+    return kept.rstrip() + "\N{HORIZONTAL ELLIPSIS}"
+
+
 def without_relations(request: v1.ImportIssueRequest, reason: str) -> v1.ImportIssueRequest:
     """``request`` with no relation changes, each entry that had some saying why.
 
@@ -193,8 +216,10 @@ def without_relations(request: v1.ImportIssueRequest, reason: str) -> v1.ImportI
     with nothing else keeps the reason), so the history's positions are the
     whole request's and a later ``--refresh`` appends only what is new. The
     reason is a change of the entry (``relations_not_imported``), not a
-    comment: its author wrote none.
+    comment: its author wrote none; one longer than the Model accepts is
+    shortened (:func:`within_reason_length`).
     """
+    reason = within_reason_length(reason)
     history = []
     for item in request.history:
         if not has_relation_changes(item):

@@ -149,10 +149,6 @@ def _check_files(files: Sequence[v1.ImportedAttachment], path: str) -> None:
             raise _fail(f"{where}.size", "must not be negative")
 
 
-#: Characters of a file's why-not-imported (:func:`_check_not_imported`).
-_MAX_REASON_CHARS = 1000
-
-
 def _check_not_imported(files: Sequence[v1.NotImportedFile], path: str) -> None:
     """Each file left out names itself and why; a description as a comment."""
     if len(files) > limits.MAX_LIST_DELTA:
@@ -160,7 +156,7 @@ def _check_not_imported(files: Sequence[v1.NotImportedFile], path: str) -> None:
     for i, file in enumerate(files):
         where = f"{path}[{i}]"
         check_text(file.name, f"{where}.name", MAX_RAW_NAME_CHARS, required=True)
-        check_text(file.reason, f"{where}.reason", _MAX_REASON_CHARS, required=True)
+        check_text(file.reason, f"{where}.reason", limits.MAX_IMPORT_REASON_LENGTH, required=True)
         check_text(file.description, f"{where}.description", limits.MAX_COMMENT_LENGTH)
 
 
@@ -244,7 +240,7 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
         _check_files(entry.attachments, f"{where}.attachments")
         _check_not_imported(entry.files_not_imported, f"{where}.files_not_imported")
         left_out = entry.relations_not_imported
-        check_text(left_out, f"{where}.relations_not_imported", _MAX_REASON_CHARS)
+        check_text(left_out, f"{where}.relations_not_imported", limits.MAX_IMPORT_REASON_LENGTH)
         if left_out and not left_out.strip():
             raise _fail(f"{where}.relations_not_imported", "is blank; give the reason or nothing")
         if entry.edits_description and entry.attachments:

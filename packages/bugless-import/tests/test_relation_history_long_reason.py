@@ -1,0 +1,83 @@
+"""A refusal message longer than the Model takes as a reason still lets the retry in.
+
+When the Model refuses an issue's relation history, the run sends the issue
+again without its relation changes, each entry that had some giving the
+refusal message as why (``relations_not_imported``). The Model takes at most
+:data:`~bugless_core.limits.MAX_IMPORT_REASON_LENGTH` characters there; the
+message has no such bound, so the retry shortens it. The real Model, reached
+as the import identity.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from typing import Any
+
+from import_support import ADMIN, history
+
+from bugless_core.clients import call
+from bugless_core.limits import MAX_IMPORT_REASON_LENGTH
+from bugless_dev.stack import LocalStack
+from bugless_import.relation_history import within_reason_length, without_relations
+from bugless_proto import v1
+
+_THEN = datetime.datetime(2021, 6, 1, 9, 0, tzinfo=datetime.UTC)
+
+
+def _request(component_id: int, external_id: str, *history: v1.ImportedEntry) -> Any:
+    return v1.ImportIssueRequest(
+        caller=v1.Caller(user_id=ADMIN.user_id, admin=True, import_issues=True),
+        external_id=external_id,
+        fields=v1.IssueFields(title=external_id, component_id=component_id),
+        reporter="src-ann",
+        created_at=_THEN,
+        history=list(history),
+    )
+
+
+async def test_a_long_refusal_is_shortened_with_an_ellipsis_and_the_retry_is_written(
+    bugless_stack: LocalStack, model: v1.ModelStub
+) -> None:
+    """The entry keeps the message's start, ends in "…", and is no longer than the Model takes."""
+    tag = secrets.token_hex(3)
+    component = await call(
+        model.create_component, v1.CreateComponentRequest(caller=ADMIN, name=f"Long{tag}")
+    )
+    channel = bugless_stack.client_address("model", identity="import").channel()
+    try:
+        importer = bugless_stack.acting_model(v1.ModelStub(channel), as_requested=True)
+        other = f"trac:{tag}-1"
+        await importer.import_issue(_request(component.id, other))
+        blocking = v1.ImportedEntry(
+            author="src-ann", created_at=_THEN + datetime.timedelta(hours=1),
+            comment="Blocks the other.", blocking_add=[other],
+        )  # fmt: skip
+        request = _request(component.id, f"trac:{tag}-2", blocking)
+        refusal = "history[0].blocking_add: " + "refused because " * 200
+        assert len(refusal) > MAX_IMPORT_REASON_LENGTH
+        written = await importer.import_issue(without_relations(request, refusal))
+    finally:
+        channel.close()
+    assert written.issue is not None
+    assert written.issue.blocking_ids == []
+    (entry,) = [e for e in await history(model, written.issue.id) if e.comment]
+    assert entry.comment == "Blocks the other."
+    (change,) = [c for c in entry.changes if c.field == "relations_not_imported"]
+    (reason,) = change.added
+    assert reason == refusal[: MAX_IMPORT_REASON_LENGTH - 1] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def test_a_reason_is_cut_between_characters_never_inside_one() -> None:
+    """One that fits is kept whole; a cut never parts a base from its combining marks."""
+    fits = "x" * MAX_IMPORT_REASON_LENGTH
+    assert within_reason_length(fits) == fits
+    # "e" + two combining accents straddle the cut (the 999th character kept).
+    accented = "a" * (MAX_IMPORT_REASON_LENGTH - 2) + "e\u0301\u0302" + "tail"
+    shortened = within_reason_length(accented)
+    assert shortened == "a" * (MAX_IMPORT_REASON_LENGTH - 2) + "\N{HORIZONTAL ELLIPSIS}"
+    long_words = "ü" * (MAX_IMPORT_REASON_LENGTH + 5)
+    assert (
+        within_reason_length(long_words)
+        == "ü" * (MAX_IMPORT_REASON_LENGTH - 1) + "\N{HORIZONTAL ELLIPSIS}"
+    )
