@@ -375,6 +375,22 @@ class IssueDeliveries:
         checked in calls of that many and the answers merged, rather than
         refused, which would fail the batch at every try and hold up every
         issue's mail after it. The common case is one call.
+
+        The moves named go in one call, unsplit, relying on this: of
+        ``entries``, only native ones reach here (both callers leave out
+        ``imported_from`` ones, which mail no one); a native entry moves
+        the issue only as the issue's own ChangeIssue or BatchChangeIssues
+        entry, one per issue per feed change (BatchChangeIssues refuses an
+        issue listed twice; the entries a relation or hotlist change causes
+        on other issues change lists, never the component); and a batch
+        holds at most ``--feed-batch`` changes, at most 1,000 (the settings
+        check), which is :data:`~bugless_core.limits.MAX_NOTIFICATION_VIEWS`.
+        So at most that many moves of one issue are named. Only an import
+        writes more moves of one issue in one change (its whole history, up
+        to :data:`~bugless_core.limits.MAX_IMPORTED_ENTRIES`), all
+        ``imported_from``. A native write that moves one issue twice in one
+        change, or a larger ``--feed-batch``, breaks it: split ``versions``
+        with :func:`in_parts` then, merging each viewer's component paths.
         """
         ids = sorted(user_ids)
         assertions = await asyncio.gather(

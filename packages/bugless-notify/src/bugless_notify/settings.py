@@ -259,6 +259,8 @@ class NotifierSettings:
     log: LogSettings = group(LogSettings)
 
     def __post_init__(self) -> None:
+        # No more than MAX_NOTIFICATION_VIEWS: IssueDeliveries._check names
+        # an issue's component moves of a batch in one call, relying on it.
         if not 1 <= self.feed_batch <= 1000:
             raise ValueError("feed_batch (--feed-batch) must be between 1 and 1000")
         if not 0 <= self.digest_hour_utc <= 23:
