@@ -1,5 +1,6 @@
 """What the importers' tests share besides fixtures: the fixture files, look-ups, a Redmine tree,
-source files and reading back the files a run copied.
+source files, reading back the files a run copied, the restricted tests' component and Jira
+export, and the label tests' hotlists and label changes.
 
 Kept out of ``conftest.py`` so that test modules import it by a name no other
 test tree uses: pytest keeps one module named ``conftest``, so ``from conftest
@@ -123,3 +124,51 @@ def redmine_tree(directory: Path, first: int) -> Path:
             issue["issue"]["journals"] = issue["issue"]["journals"][:2]
         (root / "issues" / f"{number}.json").write_text(json.dumps(issue), encoding="utf-8")
     return root
+
+
+async def _component(model: v1.ModelStub, path: str, *groups: str) -> v1.Component:
+    """Make the component at ``path`` (its parent exists) with viewer ACL entries for ``groups``."""
+    parent_path, _, name = path.rpartition(">")
+    parent = 0
+    if parent_path:
+        found = await call(
+            model.get_component, v1.GetComponentRequest(caller=ADMIN, path=parent_path)
+        )
+        parent = found.id
+    acl = [v1.AclEntry(principal=v1.Principal(group=g), role=v1.Role.VIEWER) for g in groups]
+    return await call(
+        model.create_component,
+        v1.CreateComponentRequest(caller=ADMIN, parent_id=parent, name=name, acl=acl),
+    )
+
+
+def _jira_export(tmp_path: Path, project: str) -> Path:
+    """The Jira fixtures as ``project``; issue 2 behind the security level "Staff only"."""
+    root = tmp_path / "jira"
+    shutil.copytree(FIXTURES / "jira", root)
+    for page in root.glob("*.json"):
+        text = page.read_text(encoding="utf-8").replace("ROCK-", f"{project}-")
+        page.write_text(text, encoding="utf-8")
+    later = root / "search-0001.json"
+    data = json.loads(later.read_text(encoding="utf-8"))
+    (second,) = [i for i in data["issues"] if i["key"] == f"{project}-2"]
+    second["fields"]["security"] = {"id": "10000", "name": "Staff only"}
+    later.write_text(json.dumps(data), encoding="utf-8")
+    return root
+
+
+async def _hotlist_ids(model: v1.ModelStub, names: list[str]) -> dict[str, int]:
+    """The ids of the hotlists named ``names`` that exist, by name (one page of 500)."""
+    page = await call(
+        model.list_hotlists,
+        v1.ListHotlistsRequest(caller=ADMIN, page=v1.PageRequest(page_size=500)),
+    )
+    return {h.name: h.id for h in page.hotlists if h.name in names}
+
+
+def _labels_of(entry: v1.HistoryEntry) -> list[tuple[str, list[str], list[str], str]]:
+    """Each change of ``entry``: its field (a custom field by name), added, removed, new value."""
+    return [
+        (c.field_name or c.field, list(c.added), list(c.removed), c.new_value)
+        for c in entry.changes
+    ]

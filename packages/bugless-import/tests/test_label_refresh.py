@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from import_support import ADMIN, MakeSettings, find, history, usernames
+from import_support import ADMIN, MakeSettings, _hotlist_ids, _labels_of, find, history, usernames
 
 from bugless_core.clients import call
 from bugless_import import run_import
@@ -44,21 +44,6 @@ class _Trac21(TracImporter):
 def _mapping(path: Path, lines: str) -> Path:
     path.write_text(f"[labels]\n{lines}", encoding="utf-8")
     return path
-
-
-async def _hotlist_ids(model: v1.ModelStub, names: list[str]) -> dict[str, int]:
-    page = await call(
-        model.list_hotlists,
-        v1.ListHotlistsRequest(caller=ADMIN, page=v1.PageRequest(page_size=500)),
-    )
-    return {h.name: h.id for h in page.hotlists if h.name in names}
-
-
-def _labels_of(entry: v1.HistoryEntry) -> list[tuple[str, list[str], list[str], str]]:
-    return [
-        (c.field_name or c.field, list(c.added), list(c.removed), c.new_value)
-        for c in entry.changes
-    ]
 
 
 async def test_trac_keyword_changes_reach_hotlists_and_fields_on_refresh(

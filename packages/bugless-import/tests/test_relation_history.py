@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from import_support import MakeSettings, find, history, usernames
+from roundup_support import ADMIN_PASSWORD, _as, _create
 from test_relations import _install, _jira_issue, _served
-from test_roundup import ADMIN_PASSWORD, _as, _create
 
 from bugless_import import run_import
 from bugless_import.sources.jira import JiraImporter

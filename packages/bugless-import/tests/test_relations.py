@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from import_support import ADMIN, FIXTURES, MakeSettings, find, history, usernames
 from redmine_server import Redmine, serve
-from test_roundup import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _create
+from roundup_support import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _create
 
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import InvalidArgument

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from import_support import ADMIN, FIXTURES, MakeSettings, find, history, redmine_tree
+from import_support import (
+    ADMIN,
+    MakeSettings,
+    _component,
+    _jira_export,
+    find,
+    history,
+    redmine_tree,
+)
 from redmine_server import Redmine, serve
 
 from bugless_core.clients import call
@@ -32,37 +39,6 @@ PRIVATE = (
     'a private issue (Redmine shows it to its author, its assignee and those with "View '
     'private issues")'
 )
-
-
-async def _component(model: v1.ModelStub, path: str, *groups: str) -> v1.Component:
-    """Make the component at ``path`` (its parent exists) with viewer ACL entries for ``groups``."""
-    parent_path, _, name = path.rpartition(">")
-    parent = 0
-    if parent_path:
-        found = await call(
-            model.get_component, v1.GetComponentRequest(caller=ADMIN, path=parent_path)
-        )
-        parent = found.id
-    acl = [v1.AclEntry(principal=v1.Principal(group=g), role=v1.Role.VIEWER) for g in groups]
-    return await call(
-        model.create_component,
-        v1.CreateComponentRequest(caller=ADMIN, parent_id=parent, name=name, acl=acl),
-    )
-
-
-def _jira_export(tmp_path: Path, project: str) -> Path:
-    """The Jira fixtures as ``project``; issue 2 behind the security level "Staff only"."""
-    root = tmp_path / "jira"
-    shutil.copytree(FIXTURES / "jira", root)
-    for page in root.glob("*.json"):
-        text = page.read_text(encoding="utf-8").replace("ROCK-", f"{project}-")
-        page.write_text(text, encoding="utf-8")
-    later = root / "search-0001.json"
-    data = json.loads(later.read_text(encoding="utf-8"))
-    (second,) = [i for i in data["issues"] if i["key"] == f"{project}-2"]
-    second["fields"]["security"] = {"id": "10000", "name": "Staff only"}
-    later.write_text(json.dumps(data), encoding="utf-8")
-    return root
 
 
 async def test_a_redmine_private_issue_goes_into_the_restricted_component(

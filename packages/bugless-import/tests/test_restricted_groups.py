@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from import_support import ADMIN, MakeSettings, find
-from test_restricted_component import _component, _jira_export
+from import_support import ADMIN, MakeSettings, _component, _jira_export, find
 
 from bugless_core.cli import EXIT_USAGE
 from bugless_core.clients import call

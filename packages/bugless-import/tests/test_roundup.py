@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from import_support import MakeSettings, find, history, usernames
-from roundup import instance
+from roundup_support import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _change, _create
 
 from bugless_core.errors import FailedPrecondition
 from bugless_dev.stack import LocalStack
@@ -34,10 +34,7 @@ from bugless_import import run_import
 from bugless_import.sources.roundup import INTERFACES_PY, RoundupImporter
 from bugless_proto import v1
 
-ADMIN_PASSWORD = "roundup-admin-password"
-ROUNDUP_ADMIN = str(Path(sys.executable).with_name("roundup-admin"))
 BUGLESS = str(Path(sys.executable).with_name("bugless"))
-SERVER = Path(__file__).with_name("roundup_server.py")
 #: Issues made in bulk besides the three detailed ones (for the resume test).
 BULK = 27
 STATUS = {
@@ -49,59 +46,6 @@ STATUS = {
 PRIORITY = {"critical": v1.Priority.P0, "urgent": v1.Priority.P1, "bug": v1.Priority.P2}
 #: Roundup user -> bugless username: ann by e-mail, bob by username, others placeholders.
 PEOPLE = {"ann": "ann", "bob": "bob", "tom": "tom@roundup", "zed": "zed@roundup"}
-
-
-_TRACKERS: dict[Path, Any] = {}
-
-
-def _as(home: Path, user: str) -> Any:
-    """The tracker's database as ``user`` (the tracker is loaded once: that is slow)."""
-    if home not in _TRACKERS:
-        _TRACKERS[home] = instance.open(str(home))
-    return _TRACKERS[home].open(user)
-
-
-def _change(home: Path, user: str, issue: str, text: str = "", **values: Any) -> None:
-    """``user`` changes ``issue`` (a message ``text``, property values), committed."""
-    db = _as(home, user)
-    try:
-        for name in ("status", "priority"):
-            if name in values:
-                values[name] = db.getclass(name).lookup(values[name])
-        if "keyword" in values:
-            values["keyword"] = [db.keyword.lookup(k) for k in values["keyword"]]
-        for name in ("assignedto", "nosy"):
-            if name in values:
-                value = values[name]
-                values[name] = (
-                    [db.user.lookup(u) for u in value] if isinstance(value, list) else
-                    db.user.lookup(value)
-                )  # fmt: skip
-        if text:
-            message = db.msg.create(content=text, author=db.getuid())
-            values["messages"] = [*db.issue.get(issue, "messages"), message]
-        db.issue.set(issue, **values)
-        db.commit()
-    finally:
-        db.close()
-
-
-def _create(home: Path, user: str, title: str, text: str, **values: Any) -> str:
-    db = _as(home, user)
-    try:
-        message = db.msg.create(content=text, author=db.getuid())
-        issue: str = db.issue.create(
-            title=title,
-            messages=[message],
-            status=db.status.lookup(values.get("status", "unread")),
-            priority=db.priority.lookup(values.get("priority", "bug")),
-            keyword=[db.keyword.lookup(k) for k in values.get("keyword", [])],
-            nosy=[db.getuid()],
-        )
-        db.commit()
-        return issue
-    finally:
-        db.close()
 
 
 def _populate(home: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 from import_support import MakeSettings, find, history
-from test_roundup import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as
+from roundup_support import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_import import run_import

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from import_support import ADMIN, MakeSettings, find, history, usernames
-from test_roundup import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _change, _create
+from roundup_support import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _change, _create
 
 from bugless_core.clients import call
 from bugless_import import run_import

@@ -19,8 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from import_support import MakeSettings, find, history
-from test_label_refresh import _hotlist_ids, _labels_of
+from import_support import MakeSettings, _hotlist_ids, _labels_of, find, history
 
 from bugless_core.errors import FailedPrecondition
 from bugless_import import run_import

@@ -17,8 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from import_support import ADMIN, MakeSettings, find
-from test_restricted_component import _component
+from import_support import ADMIN, MakeSettings, _component, find
 
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import InvalidArgument

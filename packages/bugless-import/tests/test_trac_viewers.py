@@ -15,8 +15,7 @@ import dataclasses
 import warnings
 from pathlib import Path
 
-from import_support import MakeSettings, find
-from test_restricted_component import _component
+from import_support import MakeSettings, _component, find
 
 from bugless_dev.stack import LocalStack
 from bugless_import import run_import
