@@ -9,8 +9,11 @@ import ...`` breaks as soon as two test trees run in one pytest.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +25,10 @@ from bugless_proto import v1
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PASSWORD = "import-test-password"
+#: The ``bugless`` command of this environment, for the tests that run it.
+BUGLESS = str(Path(sys.executable).with_name("bugless"))
+#: The GitHub token the loopback GitHub servers expect.
+TOKEN = "ghp_loopback0123456789"
 
 MakeSettings = Callable[..., ImportSettings]
 
@@ -172,3 +179,29 @@ def _labels_of(entry: v1.HistoryEntry) -> list[tuple[str, list[str], list[str], 
         (c.field_name or c.field, list(c.added), list(c.removed), c.new_value)
         for c in entry.changes
     ]
+
+
+async def _bugless(*args: str, token: str) -> tuple[int, str, str]:
+    """Run ``bugless args`` with ``token`` as its import token: exit status, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        BUGLESS,
+        *args,
+        env={**os.environ, "BUGLESS_IMPORT_TOKEN": token},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _stack_args(stack: LocalStack, state: Path) -> list[str]:
+    """The import command's options for ``stack`` (its import certificate) and ``state``."""
+    files = stack.pki.service_certificate("import")
+    return [
+        "--model", f"{stack.model.host}:{stack.model.port}",
+        "--auth", f"{stack.auth.host}:{stack.auth.port}",
+        "--state-dir", str(state),
+        "--tls-ca", str(stack.pki.ca_file), "--tls-cert", str(files.cert),
+        "--tls-key", str(files.key),
+    ]  # fmt: skip

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from github_server import GitHubHost, serve
-from import_support import ADMIN, FIXTURES, MakeSettings, find, history, usernames
+from import_support import ADMIN, FIXTURES, TOKEN, MakeSettings, find, history, usernames
 
 from bugless_core.importer import SourceIssue
 from bugless_core.issue_references import imported_file_link
@@ -26,7 +26,6 @@ from bugless_import import run_import
 from bugless_import.sources.github import GitHubImporter, linked_file_pattern, read_pages
 from bugless_proto import v1
 
-TOKEN = "ghp_loopback0123456789"
 ASSET = "5e1a0c2e-3b1f-4f4e-9d55-0a8c2f0b7d11"
 SHOT = b"\x89PNG\r\n\x1a\n" + bytes(range(120))
 LOG = b"T-3 hold\nT-0 stall\n" * 10

@@ -20,9 +20,7 @@ import uuid
 from pathlib import Path
 
 from github_server import GitHubHost, serve
-from import_support import ADMIN, FIXTURES, find
-from test_github_files import TOKEN
-from test_redmine import _bugless, _stack_args
+from import_support import ADMIN, FIXTURES, TOKEN, _bugless, _stack_args, find
 
 from bugless_core.cli import EXIT_ERROR
 from bugless_dev.stack import LocalStack

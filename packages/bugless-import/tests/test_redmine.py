@@ -7,16 +7,23 @@ issues and people.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from import_support import FIXTURES, MakeSettings, find, history, redmine_tree, usernames
+from import_support import (
+    BUGLESS,
+    FIXTURES,
+    MakeSettings,
+    _bugless,
+    _stack_args,
+    find,
+    history,
+    redmine_tree,
+    usernames,
+)
 from redmine_server import PROJECT, Redmine, serve
 
 from bugless_core.cli import EXIT_NOT_FOUND
@@ -29,7 +36,6 @@ from bugless_proto import v1
 from bugless_testing.ports import refused_port
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
-BUGLESS = str(Path(sys.executable).with_name("bugless"))
 URL = "https://redmine.example.org"
 
 
@@ -140,30 +146,6 @@ def test_an_unreachable_redmine_or_one_that_answers_html_fails_clearly(
             RedmineImporter(closed, {})
     with pytest.raises(InvalidArgument, match="not JSON"):
         RedmineImporter(redmine.url + "html/", {})
-
-
-async def _bugless(*args: str, token: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        BUGLESS,
-        *args,
-        env={**os.environ, "BUGLESS_IMPORT_TOKEN": token},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-def _stack_args(stack: LocalStack, state: Path) -> list[str]:
-    files = stack.pki.service_certificate("import")
-    return [
-        "--model", f"{stack.model.host}:{stack.model.port}",
-        "--auth", f"{stack.auth.host}:{stack.auth.port}",
-        "--state-dir", str(state),
-        "--tls-ca", str(stack.pki.ca_file), "--tls-cert", str(files.cert),
-        "--tls-key", str(files.key),
-    ]  # fmt: skip
 
 
 async def test_the_command_imports_a_live_redmine_with_a_key_file(
