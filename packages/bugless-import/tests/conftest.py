@@ -1,23 +1,30 @@
-"""Fixtures: the real Model and Authenticator, an import identity, run settings.
+"""Fixtures: the real Model and Authenticator, an import identity, run settings, the web app.
 
 What test modules import is in ``import_support``, not here (see that module).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from import_support import PASSWORD, SMALL_FILE_LIMIT, MakeSettings
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from trac_web_support import BASE
 
 from bugless_core.clients import ServiceAddress, call
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import ImportSettings
 from bugless_proto import v1
+from bugless_web import WebSettings, create_app
 
 pytest_plugins = ["bugless_testing.postgres", "bugless_testing.stack"]
+
+_CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +113,26 @@ def small_settings(make_settings: MakeSettings, small_model: RunningService) -> 
         return make_settings(model=ServiceAddress(address.host, address.port), **overrides)
 
     return make
+
+
+@pytest.fixture
+async def web(bugless_stack: LocalStack) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """The real web app on the session's Model and Authenticator, signed in as ann."""
+    settings = WebSettings(
+        model=bugless_stack.model,
+        auth=bugless_stack.auth,
+        session_keys=("import-test-session-key-" + "x" * 24,),
+        dev=True,
+        imported_sources=(BASE,),  # this deployment imported from that Trac
+    )
+    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as client:
+        page = await client.get("/signin")
+        match = _CSRF.search(page.text)
+        assert match, "the sign-in page carries no CSRF token"
+        signed_in = await client.post(
+            "/signin",
+            data={"username": "ann", "password": PASSWORD, "_csrf": match.group(1), "next": "/"},
+            follow_redirects=False,
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        yield client

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from import_support import MakeSettings, find
-from test_trac_references import BASE, _Trac32, web
+from trac_web_support import BASE, _Trac32
 
 from bugless_import import run_import
 from bugless_proto import v1
@@ -34,7 +34,6 @@ with warnings.catch_warnings():
     from trac.ticket.model import Ticket
     from trac.wiki.model import WikiPage
 
-__all__ = ["web"]  # the signed-in web client, a fixture of test_trac_references
 
 T0 = datetime(2017, 5, 1, 8, 0, tzinfo=UTC)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24

@@ -10,23 +10,18 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
-from import_support import PASSWORD, MakeSettings, find, history
-from litestar import Litestar
+from import_support import MakeSettings, find, history
 from litestar.testing import AsyncTestClient
+from trac_web_support import BASE, _Trac32
 
-from bugless_dev.stack import LocalStack
 from bugless_import import run_import
-from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
-from bugless_web import WebSettings, create_app
 from bugless_web.markup import render_markdown
 
 with warnings.catch_warnings():
@@ -36,37 +31,6 @@ with warnings.catch_warnings():
     from trac.wiki.model import WikiPage
 
 T0 = datetime(2016, 3, 1, 8, 0, tzinfo=UTC)
-BASE = "https://trac32.example.org/rocket"
-_CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
-
-
-class _Trac32(TracImporter):
-    """Trac under a name of its own: the session's other Trac tests own ``trac:1``..."""
-
-    name = "trac32"
-
-
-@pytest.fixture
-async def web(bugless_stack: LocalStack) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    """The real web app on the session's Model and Authenticator, signed in as ann."""
-    settings = WebSettings(
-        model=bugless_stack.model,
-        auth=bugless_stack.auth,
-        session_keys=("import-test-session-key-" + "x" * 24,),
-        dev=True,
-        imported_sources=(BASE,),  # this deployment imported from that Trac
-    )
-    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as client:
-        page = await client.get("/signin")
-        match = _CSRF.search(page.text)
-        assert match, "the sign-in page carries no CSRF token"
-        signed_in = await client.post(
-            "/signin",
-            data={"username": "ann", "password": PASSWORD, "_csrf": match.group(1), "next": "/"},
-            follow_redirects=False,
-        )
-        assert signed_in.status_code == 303, signed_in.text
-        yield client
 
 
 async def test_a_reference_to_a_trac_ticket_leads_to_the_imported_ticket_in_bugless(
