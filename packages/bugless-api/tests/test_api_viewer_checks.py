@@ -285,7 +285,8 @@ async def test_a_bulk_move_names_each_person_with_the_issues_that_name_them(
 
 
 #: ``bugless model serve`` as the release before CheckViewers.
-PREVIOUS_MODEL = Path(__file__).with_name("model_before_check_viewers.py")
+#: ``bugless model serve`` of a release before CheckViewers.
+PREVIOUS_MODEL = ("-m", "bugless_testing.older_model", "CheckViewers")
 SERVE = ("model", "serve", "--port", "0")
 
 
@@ -303,7 +304,7 @@ async def test_a_model_before_check_viewers_is_named_to_be_upgraded_first(
     ready = tmp_path / "previous-model.json"
     process = spawn(
         "model-previous",
-        [sys.executable, str(PREVIOUS_MODEL), *SERVE, "--ready-file", str(ready)],
+        [sys.executable, *PREVIOUS_MODEL, *SERVE, "--ready-file", str(ready)],
         stack.env,
         tmp_path / "previous-model.log",
         ready_file=ready,

@@ -39,7 +39,8 @@ _POLICIES = (
 #: ``bugless model serve`` as the release before the import asked CheckViewers.
 PREVIOUS_MODEL = Path(__file__).with_name("previous_model.py")
 #: ``bugless model serve`` as a release before CheckViewers.
-MODEL_WITHOUT_CHECK_VIEWERS = Path(__file__).with_name("model_without_check_viewers.py")
+#: ``bugless model serve`` of a release without CheckViewers.
+MODEL_WITHOUT_CHECK_VIEWERS = ("-m", "bugless_testing.older_model", "CheckViewers")
 HIDDEN = (
     f"a ticket Trac's permission policies ({_POLICIES}) hide from every signed-in user, who "
     "may view its other tickets"
@@ -255,7 +256,7 @@ async def test_a_model_without_check_viewers_leaves_a_warning_naming_it_to_upgra
     ready = tmp_path / "model-without.json"
     process = spawn(
         "model-without-check-viewers",
-        [sys.executable, str(MODEL_WITHOUT_CHECK_VIEWERS), "model", "serve", "--port", "0",
+        [sys.executable, *MODEL_WITHOUT_CHECK_VIEWERS, "model", "serve", "--port", "0",
          "--ready-file", str(ready)],
         bugless_stack.env,
         tmp_path / "model-without.log",

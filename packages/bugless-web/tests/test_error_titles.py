@@ -87,7 +87,8 @@ async def test_an_unknown_address_and_a_forms_address_say_what_to_do(
     assert "issue 999999999 not found" in (await client.get("/issues/999999999")).text
 
 
-MODEL_WITHOUT_HOTLIST_LISTING = Path(__file__).with_name("model_without_hotlist_listing.py")
+#: ``bugless model serve`` of a release without ListHotlists.
+MODEL_WITHOUT_HOTLIST_LISTING = ("-m", "bugless_testing.older_model", "ListHotlists")
 
 
 async def test_a_model_older_than_the_web_is_named_to_be_upgraded_on_the_page(
@@ -107,7 +108,7 @@ async def test_a_model_older_than_the_web_is_named_to_be_upgraded_on_the_page(
         "model-without-hotlist-listing",
         [
             sys.executable,
-            str(MODEL_WITHOUT_HOTLIST_LISTING),
+            *MODEL_WITHOUT_HOTLIST_LISTING,
             *("model", "serve", "--port", "0", "--ready-file", str(ready)),
         ],
         stack.env,
