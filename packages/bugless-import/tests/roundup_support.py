@@ -8,11 +8,16 @@ its neighbours' collection).
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from roundup import instance
+
+from bugless_import.sources.roundup import INTERFACES_PY
 
 ADMIN_PASSWORD = "roundup-admin-password"
 ROUNDUP_ADMIN = str(Path(sys.executable).with_name("roundup-admin"))
@@ -71,3 +76,47 @@ def _create(home: Path, user: str, title: str, text: str, **values: Any) -> str:
         return issue
     finally:
         db.close()
+
+
+def _install(home: Path, properties: str = "") -> None:
+    """A classic Roundup tracker at ``home``, its issues given ``properties``."""
+    settings = (
+        "mail_domain=example.invalid,tracker_web=http://127.0.0.1:9/,mail_host=127.0.0.1,"
+        f"mail_debug={home.parent / 'outgoing-mail.txt'}"
+    )
+    subprocess.run(
+        [ROUNDUP_ADMIN, "-i", str(home), "install", "classic", "sqlite", settings],
+        check=True,
+        capture_output=True,
+    )
+    (home / "interfaces.py").write_text(INTERFACES_PY, encoding="utf-8")
+    if properties:
+        schema = home / "schema.py"
+        text = schema.read_text(encoding="utf-8")
+        stock = '                status=Link("status"))'
+        assert stock in text, "classic's issue class is not as expected"
+        schema.write_text(
+            text.replace(stock, f'                status=Link("status"), {properties})'),
+            encoding="utf-8",
+        )
+    subprocess.run(
+        [ROUNDUP_ADMIN, "-i", str(home), "initialise", ADMIN_PASSWORD],
+        check=True,
+        capture_output=True,
+    )
+
+
+@contextlib.contextmanager
+def _served(home: Path) -> Iterator[str]:
+    """The tracker at ``home`` served over loopback: its base URL."""
+    server = subprocess.Popen(
+        [sys.executable, str(SERVER), str(home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        port = server.stdout.readline().decode().strip()
+        assert port.isdigit(), server.stderr.read().decode() if server.stderr else "no port"
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from import_support import MakeSettings, find, history
-from test_relation_history import _relation_changes
-from test_relations import _github_issue
+from relation_support import _github_issue, _relation_changes
 
 from bugless_import import run_import
 from bugless_import.sources.github import GitHubImporter

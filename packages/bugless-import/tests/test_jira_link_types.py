@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from import_support import MakeSettings, find, history
-from test_relation_history import _changelog, _link_item, _relation_changes
-from test_relations import _jira_issue, _link
+from relation_support import _changelog, _jira_issue, _link, _link_item, _relation_changes
 
 from bugless_import import run_import
 from bugless_import.sources.jira import JiraImporter, link_meaning

@@ -19,11 +19,10 @@ import json
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from import_support import MakeSettings, find, history, usernames
-from roundup_support import ADMIN_PASSWORD, _as, _create
-from test_relations import _install, _jira_issue, _served
+from relation_support import _changelog, _changes_only, _jira_issue, _link_item, _relation_changes
+from roundup_support import ADMIN_PASSWORD, _as, _create, _install, _served
 
 from bugless_import import run_import
 from bugless_import.sources.jira import JiraImporter
@@ -76,21 +75,6 @@ def _environment(path: Path) -> Environment:
     _change(env, 4, "dan", _day(5), blockedby="2, 99")  # 99: the other project's
     _change(env, 2, "dan", _day(5), blocking="4")
     return env
-
-
-def _relation_changes(entries: list[v1.HistoryEntry]) -> list[tuple[datetime | None, str, str]]:
-    """(time, field, change) of every relation FieldChange, in history order."""
-    found = []
-    for entry in entries:
-        for change in entry.changes:
-            if change.field in {"parent_id", "duplicate_of_id"}:
-                found.append(
-                    (entry.created_at, change.field, f"{change.old_value}->{change.new_value}")
-                )
-            elif change.field in {"blocking_ids", "blocked_by_ids"}:
-                what = [f"+{v}" for v in change.added] + [f"-{v}" for v in change.removed]
-                found.append((entry.created_at, change.field, " ".join(what)))
-    return found
 
 
 async def test_relation_changes_are_entries_of_their_author_at_their_time(
@@ -167,11 +151,6 @@ async def test_relation_changes_are_entries_of_their_author_at_their_time(
         "parent_id",
         f"{two.id}->",
     )
-
-
-def _changes_only(entries: list[v1.HistoryEntry]) -> list[tuple[str, str]]:
-    """:func:`_relation_changes` without the times."""
-    return [(name, what) for _, name, what in _relation_changes(entries)]
 
 
 async def test_a_roundup_journal_of_superseders_blockers_and_dependencies(
@@ -270,16 +249,6 @@ async def test_a_roundup_tracker_whose_superseder_and_dependencies_are_links(
             ("blocked_by_ids", f"+{h3.id}"),
         ]
         assert (report.relation_changes, report.relation_changes_left_out) == (6, 0)
-
-
-def _changelog(at: str, *items: dict[str, Any]) -> dict[str, Any]:
-    person = {"name": "yan", "displayName": "Yan Jira", "emailAddress": "yan@jira.example.org"}
-    return {"created": at, "author": person, "items": list(items)}
-
-
-def _link_item(phrase: str, key: str, *, removed: bool = False) -> dict[str, Any]:
-    side = "from" if removed else "to"
-    return {"field": "Link", side: key, f"{side}String": f"This issue {phrase} {key}"}
 
 
 async def test_a_jira_changelog_of_links_epic_links_and_parents(

@@ -25,31 +25,25 @@ from typing import Any
 import pytest
 from import_support import FIXTURES, MakeSettings, find, history, usernames
 from redmine_server import Redmine, serve
-from test_relation_history import _changes_only, _relation_changes
-from test_relations import KEY, _github_issue
+from relation_support import (
+    ANN,
+    KEY,
+    REX,
+    _changes_only,
+    _detail,
+    _github_issue,
+    _journal,
+    _relation_changes,
+)
 
 from bugless_import import run_import
 from bugless_import.sources.github import GitHubImporter
 from bugless_import.sources.redmine import RedmineImporter
 from bugless_proto import v1
 
-ANN, REX = {"id": 5, "name": "Ann R"}, {"id": 6, "name": "Rex Redmine"}
-
 
 def _day(n: int) -> datetime:
     return datetime(2019, 5, n, 9, 0, tzinfo=UTC)
-
-
-def _journal(number: int, day: int, user: dict[str, Any], *details: dict[str, Any],
-             notes: str = "") -> dict[str, Any]:  # fmt: skip
-    return {"id": number * 100 + day, "user": user, "notes": notes,
-            "created_on": f"2019-05-0{day}T09:00:00Z", "private_notes": False,
-            "details": list(details)}  # fmt: skip
-
-
-def _detail(prop: str, name: str, old: int | None = None, new: int | None = None) -> dict[str, Any]:
-    return {"property": prop, "name": name, "old_value": None if old is None else str(old),
-            "new_value": None if new is None else str(new)}  # fmt: skip
 
 
 #: Four Redmine issues' journals, each relation journaled on both issues as

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 from import_support import FIXTURES, MakeSettings
 from redmine_server import Redmine, serve
-from test_relation_history_redmine_github import ANN, REX, _detail, _journal
-from test_relations import KEY
+from relation_support import ANN, KEY, REX, _detail, _journal
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.limits import MAX_COMMENT_LENGTH

@@ -14,11 +14,8 @@ the report.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from import_support import ADMIN, FIXTURES, MakeSettings, find, history, usernames
+from import_support import ADMIN, FIXTURES, MakeSettings, history, usernames
 from redmine_server import Redmine, serve
-from roundup_support import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _create
+from relation_support import KEY, _github_issue, _issue, _jira_issue, _link
+from roundup_support import ADMIN_PASSWORD, _as, _create, _install, _served
 
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import InvalidArgument
@@ -37,7 +35,7 @@ from bugless_import import run_import
 from bugless_import.sources.github import GitHubImporter
 from bugless_import.sources.jira import JiraImporter
 from bugless_import.sources.redmine import RedmineImporter
-from bugless_import.sources.roundup import INTERFACES_PY, RoundupImporter
+from bugless_import.sources.roundup import RoundupImporter
 from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -47,13 +45,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
     from trac.env import Environment
     from trac.ticket.model import Ticket
-
-KEY = "0123456789abcdef0123456789abcdef01234567"
-
-
-async def _issue(model: v1.ModelStub, external_id: str) -> v1.Issue:
-    (found,) = await find(model, external_id)
-    return await call(model.get_issue, v1.GetIssueRequest(caller=ADMIN, issue_id=found.id))
 
 
 def _relation(issue_id: int, to: int, kind: str) -> dict[str, Any]:
@@ -173,25 +164,6 @@ async def test_redmine_parents_duplicates_and_blocking_are_set_once_both_issues_
     ) in kept.render()
 
 
-def _jira_issue(key: str, **fields: Any) -> dict[str, Any]:
-    person = {"name": "zed", "displayName": "Zed Jira", "emailAddress": "zed@jira.example.org"}
-    return {
-        "key": key,
-        "self": f"https://jira.example.org/rest/api/2/issue/{key}",
-        "fields": {
-            "summary": f"Issue {key}", "created": "2021-05-01T10:00:00.000+0000",
-            "updated": "2021-05-02T10:00:00.000+0000", "status": {"name": "Open"},
-            "reporter": person, **fields,
-        },
-    }  # fmt: skip
-
-
-def _link(name: str, outward: str, inward: str, /, **issue: str) -> dict[str, Any]:
-    (direction, key), = issue.items()  # fmt: skip
-    kind = {"name": name, "outward": outward, "inward": inward}
-    return {"type": kind, f"{direction}Issue": {"key": key}}
-
-
 async def test_jira_sub_tasks_and_duplicate_and_blocks_links_are_set(
     tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
 ) -> None:
@@ -259,18 +231,6 @@ async def test_jira_epic_links_make_sub_issues_of_the_epic(
         JiraImporter(str(tmp_path), {"epic-link-field": "Epic Link"})
 
 
-def _github_issue(number: int, repo: str = "acme/relations") -> dict[str, Any]:
-    api = f"https://api.github.com/repos/{repo}"
-    return {
-        "url": f"{api}/issues/{number}", "repository_url": api,
-        "html_url": f"https://github.com/{repo}/issues/{number}", "number": number,
-        "title": f"Issue {number}", "user": {"login": "octocat"}, "labels": [],
-        "state": "open", "locked": False, "assignee": None, "body": "",
-        "created_at": "2024-03-01T10:00:00Z", "updated_at": "2024-03-02T10:00:00Z",
-        "closed_at": None,
-    }  # fmt: skip
-
-
 async def test_github_sub_issues_and_dependencies_are_set(
     tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
 ) -> None:
@@ -291,50 +251,6 @@ async def test_github_sub_issues_and_dependencies_are_set(
         "    not set (github:acme/elsewhere#9 not imported): "
         "github:acme/elsewhere#9 blocks github:acme/relations#3\n"
     ) in report.render()
-
-
-def _install(home: Path, properties: str = "") -> None:
-    """A classic Roundup tracker at ``home``, its issues given ``properties``."""
-    settings = (
-        "mail_domain=example.invalid,tracker_web=http://127.0.0.1:9/,mail_host=127.0.0.1,"
-        f"mail_debug={home.parent / 'outgoing-mail.txt'}"
-    )
-    subprocess.run(
-        [ROUNDUP_ADMIN, "-i", str(home), "install", "classic", "sqlite", settings],
-        check=True,
-        capture_output=True,
-    )
-    (home / "interfaces.py").write_text(INTERFACES_PY, encoding="utf-8")
-    if properties:
-        schema = home / "schema.py"
-        text = schema.read_text(encoding="utf-8")
-        stock = '                status=Link("status"))'
-        assert stock in text, "classic's issue class is not as expected"
-        schema.write_text(
-            text.replace(stock, f'                status=Link("status"), {properties})'),
-            encoding="utf-8",
-        )
-    subprocess.run(
-        [ROUNDUP_ADMIN, "-i", str(home), "initialise", ADMIN_PASSWORD],
-        check=True,
-        capture_output=True,
-    )
-
-
-@contextlib.contextmanager
-def _served(home: Path) -> Iterator[str]:
-    """The tracker at ``home`` served over loopback: its base URL."""
-    server = subprocess.Popen(
-        [sys.executable, str(SERVER), str(home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        assert server.stdout is not None
-        port = server.stdout.readline().decode().strip()
-        assert port.isdigit(), server.stderr.read().decode() if server.stderr else "no port"
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from import_support import MakeSettings
-from test_relations import _issue, _jira_issue, _link
+from relation_support import _issue, _jira_issue, _link
 
 from bugless_import import run_import
 from bugless_import.relations import Link, RelationSetter, _Member
