@@ -193,7 +193,7 @@ async def _exit_status(web: RunningService, within: float) -> int:
 
 
 def _no_traceback(lines: list[str]) -> None:
-    assert not [line for line in lines if "Traceback" in line or "ASGI" in line], lines
+    assert not [line for line in lines if "Traceback" in line or "ASGI" in line], "\n".join(lines)
 
 
 async def _attachments(model: v1.ModelStub, world: World, issue: v1.Issue) -> list[v1.Attachment]:

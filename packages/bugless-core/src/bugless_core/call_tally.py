@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from typing import Any
 
 from bugless_core.errors import BuglessError, Unauthenticated
 from bugless_core.reads import only_reads
@@ -79,6 +80,24 @@ def count_sent(route: str) -> None:
         call.write = True
 
 
+def reset_var(var: ContextVar[Any], token: Token[Any]) -> None:
+    """``var.reset(token)``, except where the block is left in another context.
+
+    An async generator that makes a call inside :func:`sending` or
+    :func:`bugless_core.clients.call_errors` (a download's stream) and is
+    closed by the event loop's finalizer, not by its reader (a transfer cut
+    at shutdown), leaves those blocks in a context of its own: the token
+    belongs to the reader's context, ``reset`` raises ValueError, and the
+    finalizer logs it as a traceback. There is nothing to restore then: the
+    value was set in the reader's context, which ends with its request.
+    """
+    try:
+        var.reset(token)
+    except ValueError:
+        if token.var is not var:  # a bug, not another context
+            raise
+
+
 @contextmanager
 def sending() -> Iterator[None]:
     """The block makes one call, which :func:`uncount_if_refused` may take off the tally."""
@@ -86,7 +105,7 @@ def sending() -> Iterator[None]:
     try:
         yield
     finally:
-        _SENDING.reset(reset)
+        reset_var(_SENDING, reset)
 
 
 @contextmanager
@@ -96,7 +115,7 @@ def renewing() -> Iterator[None]:
     try:
         yield
     finally:
-        _RENEWING.reset(reset)
+        reset_var(_RENEWING, reset)
 
 
 def uncount_if_refused(error: BuglessError) -> None:
@@ -135,6 +154,7 @@ __all__ = [
     "count_sent",
     "refused_alone",
     "renewing",
+    "reset_var",
     "sending",
     "uncount_if_refused",
 ]

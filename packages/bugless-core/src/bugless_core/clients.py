@@ -33,6 +33,7 @@ from bugless_core.call_tally import (
     count_sent,
     refused_alone,
     renewing,
+    reset_var,
     sending,
     uncount_if_refused,
 )
@@ -118,7 +119,7 @@ def acting_as(assertion: str | None) -> Iterator[None]:
     try:
         yield
     finally:
-        CURRENT_ASSERTION.reset(reset)
+        reset_var(CURRENT_ASSERTION, reset)
 
 
 #: The route of the call :func:`call_errors` is making, noted as it is sent
@@ -229,7 +230,7 @@ def call_errors(unreachable: str) -> Iterator[None]:
         except (StreamTerminatedError, OSError) as exc:
             raise Unavailable(f"{unreachable}: {exc}") from exc
         finally:
-            _CALLED.reset(reset)
+            reset_var(_CALLED, reset)
 
 
 def _no_answer(unreachable: str) -> str:
