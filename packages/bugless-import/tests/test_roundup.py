@@ -17,7 +17,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,12 +25,19 @@ from typing import Any
 
 import pytest
 from import_support import MakeSettings, find, history, usernames
-from roundup_support import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _change, _create
+from roundup_support import (
+    ADMIN_PASSWORD,
+    _as,
+    _change,
+    _create,
+    _install,
+    _served,
+)
 
 from bugless_core.errors import FailedPrecondition
 from bugless_dev.stack import LocalStack
 from bugless_import import run_import
-from bugless_import.sources.roundup import INTERFACES_PY, RoundupImporter
+from bugless_import.sources.roundup import RoundupImporter
 from bugless_proto import v1
 
 BUGLESS = str(Path(sys.executable).with_name("bugless"))
@@ -87,21 +93,7 @@ def _populate(home: Path) -> None:
 def tracker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A classic tracker on SQLite with the journal endpoint, populated."""
     home = tmp_path_factory.mktemp("roundup") / "tracker"
-    settings = (
-        "mail_domain=example.invalid,tracker_web=http://127.0.0.1:9/,mail_host=127.0.0.1,"
-        f"mail_debug={home.parent / 'outgoing-mail.txt'}"
-    )
-    subprocess.run(
-        [ROUNDUP_ADMIN, "-i", str(home), "install", "classic", "sqlite", settings],
-        check=True,
-        capture_output=True,
-    )
-    (home / "interfaces.py").write_text(INTERFACES_PY, encoding="utf-8")
-    subprocess.run(
-        [ROUNDUP_ADMIN, "-i", str(home), "initialise", ADMIN_PASSWORD],
-        check=True,
-        capture_output=True,
-    )
+    _install(home)
     _populate(home)
     return home
 
@@ -109,19 +101,8 @@ def tracker(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def roundup_url(tracker: Path) -> Iterator[str]:
     """The tracker served by Roundup's WSGI application on a port it bound itself."""
-    server = subprocess.Popen(
-        [sys.executable, str(SERVER), str(tracker)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert server.stdout is not None
-        port = server.stdout.readline().decode().strip()
-        assert port.isdigit(), server.stderr.read().decode() if server.stderr else "no port"
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with _served(tracker) as address:
+        yield address
 
 
 @pytest.fixture

@@ -22,15 +22,13 @@ show it.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from import_support import MakeSettings, find, history
-from roundup_support import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as
+from roundup_support import ADMIN_PASSWORD, ROUNDUP_ADMIN, _as, _served
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_import import run_import
@@ -147,21 +145,6 @@ def url(tracker: Path) -> Iterator[str]:
     """The tracker served by Roundup's WSGI application on a port it bound itself."""
     with _served(tracker) as address:
         yield address
-
-
-@contextmanager
-def _served(tracker: Path) -> Iterator[str]:
-    server = subprocess.Popen(
-        [sys.executable, str(SERVER), str(tracker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        assert server.stdout is not None
-        port = server.stdout.readline().decode().strip()
-        assert port.isdigit(), server.stderr.read().decode() if server.stderr else "no port"
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture
