@@ -17,7 +17,7 @@ from typing import Any
 
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _custom_fields
-from bugless_model_postgres import _queries as q
+from bugless_model_postgres import _import_queries as iq
 from bugless_model_postgres._context import WriteContext, hotlist_not_found, hotlist_visible
 from bugless_model_postgres._issue_plan import lock_editable_hotlists
 from bugless_model_postgres._issues import append_to_hotlist
@@ -30,7 +30,7 @@ async def hotlists_of(
     """The hotlists the issue is in, when ``items`` join or leave any."""
     if not any(i.hotlist_add or i.hotlist_remove for i in items):
         return set()
-    return {r["hotlist_id"] for r in await ctx.conn.fetch(q.ISSUE_HOTLIST_IDS, issue_id)}
+    return {r["hotlist_id"] for r in await ctx.conn.fetch(iq.ISSUE_HOTLIST_IDS, issue_id)}
 
 
 @dataclass

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_model_postgres import _import_queries as iq
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext
 from bugless_model_postgres._convert import changes_to_json, scalar_text
@@ -86,7 +87,7 @@ async def resolve(
     texts = sorted({value for _, _, value in named})
     numbers = sorted({int(value) for value in texts if value.isdigit()})
     rows = await ctx.conn.fetch(
-        q.ISSUES_BY_REFERENCE, [v for v in texts if not v.isdigit()], numbers
+        iq.ISSUES_BY_REFERENCE, [v for v in texts if not v.isdigit()], numbers
     )
     resolved: dict[str, int] = {}
     for row in rows:
@@ -116,7 +117,7 @@ async def lock_touched_in_id_order(ctx: WriteContext, request: v1.ImportIssueReq
 
     ChangeIssue locks every issue it touches in one statement, in id order
     (``LOCK_ISSUES``); an import extending its issue otherwise locks that
-    issue's row first (:data:`q.IMPORTED_ISSUE`) and the other issues when
+    issue's row first (:data:`._import_queries.IMPORTED_ISSUE`) and the other issues when
     it writes their sides (:func:`write_relations`). Against a native change
     touching the same two issues, with the other one's id lower, each would
     hold one and wait for the other: a deadlock (40P01). Called before that
@@ -128,7 +129,7 @@ async def lock_touched_in_id_order(ctx: WriteContext, request: v1.ImportIssueReq
     """
     if not any(_list_references(item) for item in request.history):
         return
-    found = await ctx.conn.fetchrow(q.IMPORTED_ISSUE_POSITION, request.external_id)
+    found = await ctx.conn.fetchrow(iq.IMPORTED_ISSUE_POSITION, request.external_id)
     if found is None:
         return
     issue_id, position = int(found["id"]), int(found["import_position"])
@@ -262,14 +263,14 @@ async def write_relations(
         await _check_cycles(ctx, issue_id, replay)
     state = replay.state
     await ctx.conn.execute(
-        q.SET_IMPORTED_RELATIONS, issue_id, state["parent_id"], state["duplicate_of_id"],
+        iq.SET_IMPORTED_RELATIONS, issue_id, state["parent_id"], state["duplicate_of_id"],
         state["blocking_ids"], state["blocked_by_ids"],
     )  # fmt: skip
     if not replay.others:
         return
     others = sorted(replay.others)
     await ctx.conn.execute(q.LOCK_ISSUES, others)
-    rows = {r["id"]: r for r in await ctx.conn.fetch(q.IMPORT_OTHER_SIDES, others)}
+    rows = {r["id"]: r for r in await ctx.conn.fetch(iq.IMPORT_OTHER_SIDES, others)}
     for other in others:
         await _write_other_side(ctx, issue_id, external_id, rows[other], replay.others[other])
 
@@ -308,13 +309,13 @@ async def _write_other_side(
         return
     other = int(row["id"])
     await ctx.conn.execute(
-        q.UPDATE_IMPORTED_OTHER_SIDE, other, sorted(lists["blocking_ids"]),
+        iq.UPDATE_IMPORTED_OTHER_SIDE, other, sorted(lists["blocking_ids"]),
         sorted(lists["blocked_by_ids"]), max(latest, row["modified_at"]), version,
     )  # fmt: skip
     await ctx.conn.execute(
-        q.INSERT_IMPORTED_CAUSED_ENTRIES, other, versions, authors, times, changes, external_id,
+        iq.INSERT_IMPORTED_CAUSED_ENTRIES, other, versions, authors, times, changes, external_id,
         issue_id,
     )  # fmt: skip
     if ctx.dialect.notify is not None:
-        await ctx.conn.execute(q.NOTIFY_ENTRIES, ctx.channel, other, versions)
+        await ctx.conn.execute(iq.NOTIFY_ENTRIES, ctx.channel, other, versions)
     ctx.written.extend((other, v) for v in versions)

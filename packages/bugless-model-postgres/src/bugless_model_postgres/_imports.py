@@ -29,7 +29,7 @@ from bugless_core.blobs import BlobStore
 from bugless_core.errors import FailedPrecondition, NotFound, Unavailable
 from bugless_core.issue_fields import ENUM_FIELDS, is_open
 from bugless_model_postgres import _custom_fields, _custom_values, _import_files, _mentions
-from bugless_model_postgres import _queries as q
+from bugless_model_postgres import _import_queries as iq
 from bugless_model_postgres._components import seen_path
 from bugless_model_postgres._context import WriteContext
 from bugless_model_postgres._convert import NOT_IMPORTED_FIELD, changes_to_json, scalar_text
@@ -240,7 +240,7 @@ async def _check_components(ctx: WriteContext, ids: set[int], external_id: str) 
     path whole, so today this reads nothing more; it keeps the one rule
     should the import permission ever be granted without admin.
     """
-    rows = {r["id"]: r for r in await ctx.conn.fetch(q.IMPORT_COMPONENTS, sorted(ids))}
+    rows = {r["id"]: r for r in await ctx.conn.fetch(iq.IMPORT_COMPONENTS, sorted(ids))}
     for component_id in sorted(ids):
         row = rows.get(component_id)
         if row is None:
@@ -284,7 +284,7 @@ async def _write_entries(
         external_id=external_id,
     )  # fmt: skip
     await ctx.conn.execute(
-        q.INSERT_IMPORTED_ENTRIES,
+        iq.INSERT_IMPORTED_ENTRIES,
         issue_id,
         versions,
         [e.author for e in entries],
@@ -295,7 +295,7 @@ async def _write_entries(
         [e.edits_version for e in entries],
     )
     if ctx.dialect.notify is not None:
-        await ctx.conn.execute(q.NOTIFY_ENTRIES, ctx.channel, issue_id, versions)
+        await ctx.conn.execute(iq.NOTIFY_ENTRIES, ctx.channel, issue_id, versions)
     ctx.written.extend((issue_id, v) for v in versions)
 
 
@@ -333,7 +333,7 @@ async def import_issue(
         wrote.
     """
     await lock_touched_in_id_order(ctx, request)
-    existing = await ctx.conn.fetchrow(q.IMPORTED_ISSUE, request.external_id)
+    existing = await ctx.conn.fetchrow(iq.IMPORTED_ISSUE, request.external_id)
     if existing is not None:
         return await _extend(ctx, request, existing, files)
     return await _create(ctx, request, files)
@@ -400,10 +400,10 @@ async def _create(
         _custom_values.dump_values(custom), request.external_id, len(request.history),
     ]  # fmt: skip
     if ctx.new_issue_id is None:
-        issue_id = await ctx.conn.fetchval(q.INSERT_IMPORTED, *values)
+        issue_id = await ctx.conn.fetchval(iq.INSERT_IMPORTED, *values)
     else:
         new_id = await ctx.new_issue_id(ctx.conn)
-        issue_id = await ctx.conn.fetchval(q.INSERT_IMPORTED_WITH_ID, *values, new_id)
+        issue_id = await ctx.conn.fetchval(iq.INSERT_IMPORTED_WITH_ID, *values, new_id)
     if issue_id is None:
         raise Unavailable(
             f"{request.external_id} was imported by a concurrent call just now; "
@@ -465,7 +465,7 @@ async def _extend(
         moved = after != replay.state["component_id"]
         replay.apply(i, item, await labels.apply(ctx, item, after, i, moved=moved))
     if not replay.entries:
-        await ctx.conn.execute(q.ADVANCE_IMPORT_POSITION, issue_id, len(request.history))
+        await ctx.conn.execute(iq.ADVANCE_IMPORT_POSITION, issue_id, len(request.history))
         return issue_id, False, 0
     if replay.components:
         await _check_components(ctx, replay.components, request.external_id)
@@ -477,7 +477,7 @@ async def _extend(
     modified_at = max(row["modified_at"], latest)
     version = int(row["version"])
     await ctx.conn.execute(
-        q.UPDATE_IMPORTED,
+        iq.UPDATE_IMPORTED,
         issue_id, final["title"], final["status"], final["priority"], final["severity"],
         final["type"], final["component_id"], final["assignee"], final["verifier"], final["cc"],
         closed_at, modified_at, version + len(replay.entries),
@@ -485,11 +485,11 @@ async def _extend(
         _all_text(replay.entries), len(request.history),
     )  # fmt: skip
     if replay.description is not None:
-        await ctx.conn.execute(q.SET_IMPORTED_DESCRIPTION, issue_id, replay.description)
+        await ctx.conn.execute(iq.SET_IMPORTED_DESCRIPTION, issue_id, replay.description)
     custom = _custom_values.load_values(row["custom_fields"])
     if labels.custom != custom:
         await ctx.conn.execute(
-            q.SET_IMPORTED_CUSTOM_FIELDS, issue_id, _custom_values.dump_values(labels.custom)
+            iq.SET_IMPORTED_CUSTOM_FIELDS, issue_id, _custom_values.dump_values(labels.custom)
         )
     await labels.write(ctx, issue_id)
     await _custom_values.sync_rows(
