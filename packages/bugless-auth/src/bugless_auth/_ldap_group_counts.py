@@ -78,7 +78,8 @@ class GroupCounts:
         :data:`MAX_GROUPS_READ_PER_CALL`, or :data:`MAX_READS_PENDING` reads
         of earlier calls are still going on), or cannot be read at all
         (:class:`GroupCountUnknown`: no ``group_entry_base`` in memberOf
-        mode, more members than ``group_count_limit``).
+        mode, more members than ``group_count_limit`` or than the
+        directory's size limit lets the service account read).
         """
         now = time.monotonic()
         outcomes: dict[str, Outcome] = {}

@@ -195,8 +195,9 @@ class GroupReader:
         Raises:
             GroupCountUnknown: memberOf mode without ``group_entry_base``,
                 several entries named ``group``, a group entry without
-                ``group_member_attribute`` (group-search mode), or more
-                members than ``group_count_limit``.
+                ``group_member_attribute`` (group-search mode), more
+                members than ``group_count_limit``, or more than the
+                directory's size limit lets the service account read.
             Unavailable: no server answered.
         """
         s = self.settings
@@ -286,29 +287,58 @@ class GroupReader:
     async def _matching_users(self, condition: str, url: str) -> set[str]:
         """DNs of the entries :meth:`_count_users` counts, as the server spells them.
 
+        Read as a paged search (RFC 2696) of ``group_count_limit`` + 1
+        entries a page, ended as soon as more than ``group_count_limit`` are
+        in, and without a size limit of the client's own. So a size-limit
+        error can only be the server's limit for the bind account (slapd's
+        default for an account other than the rootdn is 500 entries; with
+        paging, ``size.prtotal``), and more than the limit is known by having
+        read them: bonsai keeps no entries of a search that ends in a
+        size-limit error, so with the limit asked for as the search's size
+        limit the two could not be told apart, and the message blamed
+        ``group_count_limit`` for the server's limit. A search left after its
+        first page (or at the limit) holds only the server's paging state,
+        which the connection's next paged search replaces.
+
         Raises:
-            GroupCountUnknown: more than ``group_count_limit`` of them.
+            GroupCountUnknown: more than ``group_count_limit`` of them, or
+                more than the directory's size limit lets the bind account
+                read.
         """
         s = self.settings
         query = f"(&{s.user_filter.replace('{username}', '*')}{condition})"
+        limit = s.group_count_limit
 
         async def search(conn: Any) -> list[Any]:
-            result: list[Any] = await conn.search(
+            entries: list[Any] = []
+            page = await conn.paged_search(
                 s.base_dn,
                 _SUBTREE,
                 query,
                 ["1.1"],
                 timeout=s.operation_timeout,
-                sizelimit=s.group_count_limit,
+                page_size=limit + 1,
             )
-            return result
+            while True:
+                entries.extend(page)
+                if len(entries) > limit:
+                    return entries
+                message_id = page.acquire_next_page()
+                if message_id is None:
+                    return entries
+                page = await conn.get_result(message_id, timeout=s.operation_timeout)
 
         try:
             _, entries = await self._search(search, prefer=url)
         except bonsai.errors.SizeLimitError:
             raise GroupCountUnknown(
-                f"more members than group_count_limit ({s.group_count_limit})"
+                "more members than the directory's size limit for the bind account "
+                f"{s.bind_dn or '(anonymous)'} lets it read, a limit no higher than "
+                f"group_count_limit ({limit}); raise that account's limit in the directory "
+                "(OpenLDAP: a limits entry with size.prtotal for paged searches)"
             ) from None
+        if len(entries) > limit:
+            raise GroupCountUnknown(f"more members than group_count_limit ({limit})")
         return {str(e["dn"]) for e in entries}
 
     async def _count_member_entries(self, dns: list[str], url: str) -> int:
