@@ -19,10 +19,13 @@ import datetime
 import secrets
 
 import asyncpg
+import pytest
 
 from bugless_core.clients import ActingFor, call
+from bugless_core.grpc import GrpcServerSettings
 from bugless_core.limits import MAX_NOTIFICATION_VIEWS, MAX_USER_LOOKUP
 from bugless_core.notification_channel import NotificationMessage
+from bugless_core.service_address import ServiceAddress
 from bugless_dev.stack import LocalStack
 from bugless_notify._deliveries import NOTIFIER, Batch, IssueDeliveries
 from bugless_notify._recheck import RedactionRecheck
@@ -31,6 +34,7 @@ from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.digest import MAX_ITEMS, DigestStore, digest_items
 from bugless_notify.queue import DeliveryQueue
 from bugless_notify.render import REDACTED, Reason
+from bugless_notify.settings import NotifierSettings
 from bugless_proto import v1
 
 ADMIN = v1.Caller(user_id="test-admin", admin=True)
@@ -374,3 +378,27 @@ async def test_an_import_longer_than_one_call_takes_leaves_the_change_after_it_m
         )
     ]
     assert f"Still happens here {tag}." in batch.deliveries[0].message.text
+
+
+def test_feed_batch_is_bounded_by_what_one_notification_views_call_names() -> None:
+    """--feed-batch takes MAX_NOTIFICATION_VIEWS and refuses one more, naming the bound.
+
+    IssueDeliveries._check names an issue's component moves of a batch in
+    one GetNotificationViews, relying on a batch holding at most that many
+    changes: the bound is the Model's constant, not a copy of its value.
+    """
+    address = ServiceAddress.parse("127.0.0.1:1")
+
+    def settings(feed_batch: int) -> NotifierSettings:
+        return NotifierSettings(
+            model=address,
+            auth=address,
+            database_url="postgresql://nobody@127.0.0.1:1/none",
+            secret_keys=(),
+            feed_batch=feed_batch,
+            grpc=GrpcServerSettings(insecure_local=True),
+        )
+
+    assert settings(MAX_NOTIFICATION_VIEWS).feed_batch == MAX_NOTIFICATION_VIEWS
+    with pytest.raises(ValueError, match=f"between 1 and {MAX_NOTIFICATION_VIEWS}$"):
+        settings(MAX_NOTIFICATION_VIEWS + 1)

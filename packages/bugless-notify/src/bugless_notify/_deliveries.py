@@ -383,8 +383,8 @@ class IssueDeliveries:
         entry, one per issue per feed change (BatchChangeIssues refuses an
         issue listed twice; the entries a relation or hotlist change causes
         on other issues change lists, never the component); and a batch
-        holds at most ``--feed-batch`` changes, at most 1,000 (the settings
-        check), which is :data:`~bugless_core.limits.MAX_NOTIFICATION_VIEWS`.
+        holds at most ``--feed-batch`` changes, which the settings check
+        bounds by :data:`~bugless_core.limits.MAX_NOTIFICATION_VIEWS` itself.
         So at most that many moves of one issue are named. Only an import
         writes more moves of one issue in one change (its whole history, up
         to :data:`~bugless_core.limits.MAX_IMPORTED_ENTRIES`), all

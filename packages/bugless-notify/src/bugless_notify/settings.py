@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bugless_core.grpc import GrpcServerSettings
+from bugless_core.limits import MAX_NOTIFICATION_VIEWS
 from bugless_core.logs import LogSettings
 from bugless_core.networks import parse_networks
 from bugless_core.service_address import ServiceAddress, client_tls_problem
@@ -209,7 +210,10 @@ class NotifierSettings:
     notify_authors: bool = setting(
         False, help="Notify people of their own changes unless their settings say otherwise."
     )
-    feed_batch: int = setting(100, help="Changes read from the Model's feed per transaction.")
+    feed_batch: int = setting(
+        100,
+        help=f"Changes read from the Model's feed per transaction (1 to {MAX_NOTIFICATION_VIEWS}).",
+    )
     concurrency: int = setting(32, help="Deliveries attempted at once by this replica.")
     smtp: SmtpOptions = group(SmtpOptions, env_prefix="BUGLESS_NOTIFY_SMTP_")
     webhook_timeout_seconds: float = setting(10.0, help="Bound on one webhook POST, in seconds.")
@@ -261,8 +265,10 @@ class NotifierSettings:
     def __post_init__(self) -> None:
         # No more than MAX_NOTIFICATION_VIEWS: IssueDeliveries._check names
         # an issue's component moves of a batch in one call, relying on it.
-        if not 1 <= self.feed_batch <= 1000:
-            raise ValueError("feed_batch (--feed-batch) must be between 1 and 1000")
+        if not 1 <= self.feed_batch <= MAX_NOTIFICATION_VIEWS:
+            raise ValueError(
+                f"feed_batch (--feed-batch) must be between 1 and {MAX_NOTIFICATION_VIEWS}"
+            )
         if not 0 <= self.digest_hour_utc <= 23:
             raise ValueError("digest_hour_utc (--digest-hour-utc) must be between 0 and 23")
         if self.digest_interval_seconds < 0:
