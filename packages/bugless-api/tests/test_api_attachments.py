@@ -226,7 +226,11 @@ def test_the_cli_attaches_lists_and_downloads(
 
     # Deleted, its content is gone for good: "not found" (3), which a script
     # does not retry, rather than 1, a server error it might.
-    bugless("attachment", "delete", attached["id"])
+    # The reply names what went, as the history does from then on.
+    said = bugless("attachment", "delete", attached["id"])
+    assert f"deleted  trace.txt (id {attached['id']})" in said.splitlines()
+    history = bugless("issue", "history", str(issue["id"]))
+    assert f"    deleted attachment trace.txt (id {attached['id']})" in history.splitlines()
     gone = subprocess.run(
         [*BUGLESS_COMMAND, "attachment", "get", attached["id"], "-o", str(tmp_path / "again")],
         env=env, capture_output=True, text=True, timeout=180, check=False,

@@ -149,13 +149,24 @@ def entry_line(entry: v1.HistoryEntry) -> str:
     return "  ".join(part for part in parts if part)
 
 
+def deleted_file(entry: v1.HistoryEntry) -> str:
+    """The file an entry deleted as people know it: ``build.log (id 7)``.
+
+    A Model older than ``deleted_attachment_name`` gives only the id, which
+    is then all there is to say.
+    """
+    if entry.deleted_attachment_name:
+        return f"{entry.deleted_attachment_name} (id {entry.deleted_attachment_id})"
+    return str(entry.deleted_attachment_id)
+
+
 def entry_text(entry: v1.HistoryEntry) -> str:
     """The entry line and its comment, indented."""
     text = entry_line(entry)
     for attachment in entry.attachments:
         text += f"\n    attached {attachment.name} ({attachment.size} bytes, id {attachment.id})"
     if entry.deleted_attachment_id:
-        text += f"\n    deleted attachment {entry.deleted_attachment_id}"
+        text += f"\n    deleted attachment {deleted_file(entry)}"
     if entry.comment_redacted:
         return f"{text}\n    (comment redacted)"
     if entry.comment:

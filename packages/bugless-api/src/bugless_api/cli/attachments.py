@@ -13,6 +13,7 @@ import click
 
 from bugless_api.cli._common import ID, Detail, Table, client_options, command
 from bugless_api.cli._option_names import attach_options
+from bugless_api.cli._render import deleted_file
 from bugless_api.cli.groups import attachment_group, issue_group
 from bugless_core.errors import AlreadyExists
 
@@ -203,6 +204,9 @@ async def delete_command(client: BuglessClient, attachment_id: int) -> Detail:
     changed = await client.delete_attachment(attachment_id)
     assert changed.issue is not None
     assert changed.entry is not None
-    return Detail(
-        lines=[("issue", changed.issue.id), ("entry", changed.entry.version)], data=changed
-    )
+    lines: list[tuple[str, object]] = [
+        ("deleted", deleted_file(changed.entry)),
+        ("issue", changed.issue.id),
+        ("entry", changed.entry.version),
+    ]
+    return Detail(lines=lines, data=changed)

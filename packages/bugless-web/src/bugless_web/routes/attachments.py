@@ -344,7 +344,11 @@ async def delete_attachment(
     )
     audit(viewer, "delete attachment", f"attachment {attachment_id}")
     issue_id = reply.issue.id if reply.issue else 0
-    session_of(request).update(notice="Attachment deleted; the history records it.")
+    # The reply's entry names the file (a Model older than the name gives
+    # only its id), so the notice says which one went.
+    entry = reply.entry or v1.HistoryEntry()
+    gone = entry.deleted_attachment_name or str(attachment_id)
+    session_of(request).update(notice=f"Attachment {gone} deleted; the history records it.")
     return redirect(f"/issues/{issue_id}#attachments")
 
 
