@@ -6,6 +6,7 @@ What test modules import is in ``import_support``, not here (see that module).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from litestar.testing import AsyncTestClient
 from trac_web_support import BASE
 
 from bugless_core.clients import ServiceAddress, call
+from bugless_dev.processes import spawn
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import ImportSettings
 from bugless_proto import v1
@@ -24,6 +26,9 @@ from bugless_web import WebSettings, create_app
 
 pytest_plugins = ["bugless_testing.postgres", "bugless_testing.stack"]
 
+#: ``bugless model serve`` as a release before ImportedEntry.files_not_imported
+#: and relations_not_imported.
+EARLIER_MODEL = Path(__file__).with_name("model_before_files_not_imported.py")
 _CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
@@ -97,6 +102,40 @@ def small_model(bugless_stack: LocalStack) -> Iterator[RunningService]:
         name="model-small-files",
         env={"BUGLESS_ATTACHMENT_MAX_FILE_BYTES": str(SMALL_FILE_LIMIT)},
     )
+    try:
+        yield service
+    finally:
+        bugless_stack.stop_service(service)
+
+
+@pytest.fixture(scope="module")
+def earlier_model(
+    bugless_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningService]:
+    """A Model of the release before files_not_imported, with the small per-file limit.
+
+    Its servicer drops ``ImportedEntry.files_not_imported`` and
+    ``relations_not_imported`` unread, as the earlier release's decoder does.
+    """
+    logs = tmp_path_factory.mktemp("earlier-model")
+    ready = logs / "ready.json"
+    process = spawn(
+        "model-before-files-not-imported",
+        [
+            sys.executable,
+            str(EARLIER_MODEL),
+            "model",
+            "serve",
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+        ],
+        {**bugless_stack.env, "BUGLESS_ATTACHMENT_MAX_FILE_BYTES": str(SMALL_FILE_LIMIT)},
+        logs / "model.log",
+        ready_file=ready,
+    )
+    service = bugless_stack.wait_started("model", process)
     try:
         yield service
     finally:

@@ -20,7 +20,6 @@ import io
 import json
 import os
 import re
-import sys
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -47,7 +46,6 @@ from bugless_core.clients import ServiceAddress
 from bugless_core.errors import InvalidArgument
 from bugless_core.importer import SourceIssue
 from bugless_core.issue_references import imported_file_link
-from bugless_dev.processes import spawn
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import run_import
 from bugless_import.files import _refuses_the_file
@@ -62,8 +60,6 @@ with warnings.catch_warnings():
     from trac.ticket.model import Ticket
 
 T0 = datetime(2017, 5, 2, 9, 0, tzinfo=UTC)
-#: ``bugless model serve`` as a release before ImportedEntry.files_not_imported.
-EARLIER_MODEL = Path(__file__).with_name("model_before_files_not_imported.py")
 
 
 def _hours(n: float) -> datetime:
@@ -299,36 +295,6 @@ async def test_a_trac_text_naming_a_file_the_model_refused_says_so_instead_of_li
     (comment,) = [e.comment for e in await history(model, issue.id) if e.created_at == _hours(3)]
     assert comment == f"The core.dump (not imported: {why}) dump (not imported: {why})."
     assert hashlib.sha256(dump).hexdigest() not in issue.description + comment
-
-
-@pytest.fixture(scope="module")
-def earlier_model(
-    bugless_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningService]:
-    """A Model of the release before files_not_imported, with this module's per-file limit."""
-    logs = tmp_path_factory.mktemp("earlier-model")
-    ready = logs / "ready.json"
-    process = spawn(
-        "model-before-files-not-imported",
-        [
-            sys.executable,
-            str(EARLIER_MODEL),
-            "model",
-            "serve",
-            "--port",
-            "0",
-            "--ready-file",
-            str(ready),
-        ],
-        {**bugless_stack.env, "BUGLESS_ATTACHMENT_MAX_FILE_BYTES": str(SMALL_FILE_LIMIT)},
-        logs / "model.log",
-        ready_file=ready,
-    )
-    service = bugless_stack.wait_started("model", process)
-    try:
-        yield service
-    finally:
-        bugless_stack.stop_service(service)
 
 
 @pytest.mark.parametrize("batch_size", [0, 50])

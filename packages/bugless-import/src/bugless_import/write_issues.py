@@ -56,29 +56,67 @@ REFUSED_ISSUE = "refused_issue"
 _WHOLE_ENTRY = re.compile(r"history\[(\d+)\]")
 
 
+def _unknown_to_an_earlier_model(entry: v1.ImportedEntry) -> list[str]:
+    """The fields a Model of an earlier release drops that ``entry`` holds, if it holds no other.
+
+    ``files_not_imported`` and ``relations_not_imported`` came after the
+    other fields of an entry; a Model that does not know them sees an entry
+    holding only them as empty. Anything else it holds (a comment, a file, a
+    change) the earlier Model reads too, so its refusal of that entry is
+    about something else (this release's "a description edit changes no
+    fields", say): [] then.
+    """
+    known = dataclasses.replace(
+        entry,
+        author="",
+        created_at=None,
+        comment=entry.comment.strip(),
+        fields=entry.fields if entry.update_mask and entry.update_mask.paths else None,
+        update_mask=entry.update_mask if entry.update_mask and entry.update_mask.paths else None,
+        files_not_imported=[],
+        relations_not_imported="",
+    )
+    if known != v1.ImportedEntry():
+        return []
+    unknown = []
+    if entry.files_not_imported:
+        unknown.append("files the import could not copy (ImportedEntry.files_not_imported)")
+    if entry.relations_not_imported:
+        unknown.append(
+            "why its relation changes were left out (ImportedEntry.relations_not_imported)"
+        )
+    return unknown
+
+
 def _refused_by_an_earlier_model(
     error: BuglessError, request: v1.ImportIssueRequest
 ) -> BuglessError:
     """``error``, saying "upgrade the Model first" when the Model cannot know what it refused.
 
-    A Model of a release before ``ImportedEntry.files_not_imported`` drops
-    the field unread (protobuf skips fields it does not know), so an entry
-    recording only files the import could not copy is empty to it:
-    INVALID_ARGUMENT naming the entry by its place (``history[3]``). This
-    release's Model never refuses that entry so, and the bare refusal would
-    send the admin to fix a source that is not at fault.
+    A Model of a release before ``ImportedEntry.files_not_imported`` (or
+    ``relations_not_imported``) drops the field unread (protobuf skips
+    fields it does not know), so an entry recording only files the import
+    could not copy (or only why its relation changes were left out) is empty
+    to it: INVALID_ARGUMENT naming the entry by its place (``history[3]``).
+    This release's Model never refuses that entry so, and the bare refusal
+    would send the admin to fix a source that is not at fault. An entry
+    holding anything else besides is refused for something the earlier
+    Model reads too (this release refuses a description edit carrying any
+    change by its place as well): the refusal stands as it is.
     """
     match = _WHOLE_ENTRY.fullmatch(refused_field(error))
     if not isinstance(error, InvalidArgument) or match is None:
         return error
     index = int(match[1])
-    if index >= len(request.history) or not request.history[index].files_not_imported:
+    if index >= len(request.history):
+        return error
+    unknown = _unknown_to_an_earlier_model(request.history[index])
+    if not unknown:
         return error
     return InvalidArgument(
-        f"{error.message}; that entry records only files the import could not copy "
-        "(ImportedEntry.files_not_imported), which a Model of a release before this import's "
-        "does not know: upgrade the Model first, as docs/upgrades.md orders, then run the "
-        "import again",
+        f"{error.message}; that entry records only {' and '.join(unknown)}, which a Model of "
+        "a release before this import's does not know: upgrade the Model first, as "
+        "docs/upgrades.md orders, then run the import again",
         reason=error.reason,
         metadata=error.metadata,
     )
@@ -233,32 +271,41 @@ async def write_issues(
                 bar.advance()
 
     async def second_pass_of(request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
-        """One cut issue's whole history; without its relation changes if only they are refused."""
-        try:
-            return await call(model.import_issue, request)
-        except (FailedPrecondition, InvalidArgument) as exc:
-            if not relation_history.refuses_a_relation_change(exc):
-                # Stop as the first pass would have for that entry; the
-                # message names the issue, which the Model's does not.
-                kind = InvalidArgument if isinstance(exc, InvalidArgument) else FailedPrecondition
-                raise kind(
-                    f"{request.external_id}: {exc.message}",
-                    reason=exc.reason,
-                    metadata=exc.metadata,
-                ) from None
-            report.warnings.append(
-                f"{request.external_id}: the Model refused its relation history "
-                f"({exc.message}); its entries were imported without their relation changes"
-            )
-            counts.refused += relation_history.count_relation_changes(request)
-            stripped = relation_history.without_relations(request, exc.message)
+        """One cut issue's whole history; without its relation changes if only they are refused.
+
+        A refusal stops the run (:func:`_stops_at`), judged against the
+        request the Model refused: the retry's entries may hold only why
+        their relation changes were left out.
+        """
+        with _stops_at(request.external_id, request):
+            try:
+                return await call(model.import_issue, request)
+            except (FailedPrecondition, InvalidArgument) as exc:
+                if not relation_history.refuses_a_relation_change(exc):
+                    # Stop as the first pass would have for that entry; the
+                    # message names the issue, which the Model's does not.
+                    kind = (
+                        InvalidArgument if isinstance(exc, InvalidArgument) else FailedPrecondition
+                    )
+                    raise kind(
+                        f"{request.external_id}: {exc.message}",
+                        reason=exc.reason,
+                        metadata=exc.metadata,
+                    ) from None
+                refusal = exc.message
+        report.warnings.append(
+            f"{request.external_id}: the Model refused its relation history "
+            f"({refusal}); its entries were imported without their relation changes"
+        )
+        counts.refused += relation_history.count_relation_changes(request)
+        stripped = relation_history.without_relations(request, refusal)
+        with _stops_at(request.external_id, stripped):
             return await call(model.import_issue, stripped)
 
     async def second_pass() -> None:
         """The cut issues' whole history, one at a time (each may write the others')."""
         for issue, request in deferred:
-            with _stops_at(request.external_id, request):
-                answer = await second_pass_of(request)
+            answer = await second_pass_of(request)
             report.entries_written += answer.entries_written
             if answer.entries_written and not first_wrote.get(request.external_id, True):
                 report.unchanged -= 1  # the newer history is past the first pass's cut
