@@ -251,6 +251,33 @@ def test_the_group_count_settings_reach_the_ldap_backend() -> None:
     assert "BUGLESS_AUTH_LDAP_GROUP_MEMBER_ATTRIBUTE" not in _env(member_of, "auth")
 
 
+def test_the_ldap_pool_size_and_operation_timeout_reach_the_ldap_backend() -> None:
+    """auth.ldap.poolSize and operationTimeoutSeconds, read by the backend as the chart gives them.
+
+    Group counts take up to half the pool, so a deployment sizes it from the
+    chart, not only from an extraEnv variable; the defaults are the code's.
+    """
+    defaults = _ldap_settings(_env(rendered("values-production.yaml"), "auth"))
+    assert (defaults.pool_size, defaults.operation_timeout) == (4, 5.0)
+    assert (defaults.pool_size, defaults.operation_timeout) == (
+        LdapSettings.pool_size,
+        LdapSettings.operation_timeout,
+    )
+
+    ldap = {
+        "enabled": True,
+        "urls": ["ldaps://ldap.example.com"],
+        "baseDn": "ou=people,dc=example,dc=com",
+        "poolSize": 12,
+        "operationTimeoutSeconds": 2.5,
+    }
+    env = _env(render({"auth": {"backends": ["ldap"], "ldap": ldap}}), "auth")
+    assert env["BUGLESS_AUTH_LDAP_POOL_SIZE"]["value"] == "12"
+    assert env["BUGLESS_AUTH_LDAP_OPERATION_TIMEOUT"]["value"] == "2.5"
+    settings = _ldap_settings(env)
+    assert (settings.pool_size, settings.operation_timeout) == (12, 2.5)
+
+
 def test_ldap_read_replicas_and_oidc_settings_reach_the_authenticator() -> None:
     env = _env(rendered("values-production.yaml"), "auth")
     assert env["BUGLESS_AUTH_LDAP_RESYNC_SECONDS"]["value"] == "300"
