@@ -356,3 +356,57 @@ def test_a_hotlist_page_keeps_its_forms_current_after_a_re_rank_but_not_a_rename
     assert list(iter_console_problems(watcher.console)) == [
         "error: Failed to load resource: the server responded with a status of 409 (Conflict)"
     ]
+
+
+def test_a_hotlist_page_redraws_its_count_and_version_with_its_rows(
+    web_server: RunningService, context: BrowserContext
+) -> None:
+    """The owner line's count and the "Version N · last changed" line follow the rows.
+
+    Before, the rows were drawn again but the page went on saying "0 issues"
+    and the version and time it was drawn at, and the redraw of an empty
+    hotlist's rows left no ``data-rows-drawn`` (it returned first).
+    """
+    word = "livecount" + secrets.token_hex(4)
+    watcher = new_tab(context)
+    sign_in(watcher, web_server, "bob")
+    ids = [create_issue_ui(watcher, web_server, f"{word} {n}") for n in range(2)]
+    page = watcher.page
+    page.goto(f"{web_server.url}/hotlists")
+    page.click("summary:has-text('New hotlist')")
+    page.fill('input[name="name"]', f"Counts {word}")
+    page.click('button:has-text("Create")')
+    expect(page.locator(".hotlist-count")).to_have_text("0 issues")
+    expect(page.locator(".hotlist-search")).to_be_hidden()
+    hotlist_url = page.url
+    page.evaluate("window.buglessNotReloaded = true")
+    # The page asks for its rows every 10 s and when it is shown again.
+    expect(page.locator(".hotlist[data-rows-drawn]")).to_have_count(1, timeout=20_000)
+
+    other = new_tab(context)
+    other.page.goto(hotlist_url)
+    other.page.fill('input[name="issue_ids"]', " ".join(map(str, ids)))
+    other.page.click('.add-items button:has-text("Add")')
+    expect(other.page.locator("table.ranked tbody tr.row")).to_have_count(2)
+    version = other.page.locator(".hotlist-version").inner_text()
+    changed = other.page.locator(".hotlist-changed time").get_attribute("datetime")
+    assert changed is not None
+    page.bring_to_front()
+
+    expect(page.locator("table.ranked tbody tr.row")).to_have_count(2, timeout=20_000)
+    expect(page.locator(".hotlist-count")).to_have_text("2 issues")
+    expect(page.locator(".hotlist-search")).to_be_visible()
+    expect(page.locator(".hotlist-version")).to_have_text(version)
+    when = page.locator(".hotlist-changed time")
+    expect(when).to_have_attribute("datetime", changed)
+    expect(when).to_have_attribute("data-relative", "true")  # in words, as every time is
+
+    other.page.bring_to_front()
+    other.page.get_by_role("button", name=f"Remove issue {ids[0]} from this hotlist").click()
+    expect(other.page.locator("table.ranked tbody tr.row")).to_have_count(1)
+    version = other.page.locator(".hotlist-version").inner_text()
+    page.bring_to_front()
+    expect(page.locator(".hotlist-count")).to_have_text("1 issue", timeout=20_000)
+    expect(page.locator(".hotlist-version")).to_have_text(version)
+    assert page.evaluate("window.buglessNotReloaded") is True
+    assert list(iter_console_problems(watcher.console)) == []

@@ -18,6 +18,7 @@ from web_support import World, create_issue, sign_in
 from bugless_core.clients import call
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+from bugless_web.display import iso_instant
 from bugless_web.routes.hotlists import HOTLIST_HEADER
 
 _ROW_IDS = re.compile(r'<tr class="row" data-href="/issues/(\d+)"')
@@ -118,6 +119,8 @@ async def test_the_rows_carry_the_hotlist_as_its_forms_know_it_and_a_rename_is_n
             caller=alice, hotlist_id=hotlist.id, issue_ids=[issue.id], position=-1
         ),
     )
+    added = await call(model.get_hotlist, v1.GetHotlistRequest(caller=alice, hotlist_id=hotlist.id))
+    assert added.modified_at is not None
     await sign_in(client, "bob")
     url = f"/hotlists/{hotlist.id}/rows"
 
@@ -129,6 +132,7 @@ async def test_the_rows_carry_the_hotlist_as_its_forms_know_it_and_a_rename_is_n
         "name": f"Header {tag} é",
         "description": "<why>",
         "item_count": 1,
+        "modified_at": iso_instant(added.modified_at),  # the page's "last changed"
     }
     renamed = await call(
         model.update_hotlist,
@@ -144,5 +148,9 @@ async def test_the_rows_carry_the_hotlist_as_its_forms_know_it_and_a_rename_is_n
     assert after.text == drawn.text  # the same rows
     assert json.loads(after.headers[HOTLIST_HEADER])["version"] == renamed.version
     assert json.loads(after.headers[HOTLIST_HEADER])["name"] == f"Renamed {tag}"
+    assert renamed.modified_at is not None
+    assert json.loads(after.headers[HOTLIST_HEADER])["modified_at"] == iso_instant(
+        renamed.modified_at
+    )
     unchanged = await client.get(url, headers={"if-none-match": after.headers["etag"]})
     assert unchanged.status_code == 304

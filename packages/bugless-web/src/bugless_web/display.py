@@ -46,6 +46,7 @@ __all__ = [
     "escape_text",
     "holds_people",
     "is_open",
+    "iso_instant",
     "level_label",
     "level_pill",
     "short_status",
@@ -145,12 +146,20 @@ def timestamp(value: datetime.datetime | None) -> Markup:
     return _time_element(value)
 
 
+def iso_instant(value: datetime.datetime) -> str:
+    """The instant in UTC as a ``<time>`` element's ``datetime`` names it (``…Z``, to the second).
+
+    One form for the page and for what its script redraws it with (a
+    hotlist's rows answer), so ``app.js`` reads both alike.
+    """
+    return value.astimezone(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 @functools.lru_cache(maxsize=4096)
 def _time_element(value: datetime.datetime) -> Markup:
     """Kept per instant: list pages show the same issues' times page after page."""
-    utc = value.astimezone(datetime.UTC)
-    iso = utc.isoformat(timespec="seconds").replace("+00:00", "Z")
-    shown = utc.strftime("%Y-%m-%d %H:%M UTC")
+    iso = iso_instant(value)
+    shown = value.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     # Digits, dashes, colons and letters only: nothing to escape (and
     # Markup.format costs more than the rest; a list page has 50 of these).
     return Markup(f'<time datetime="{iso}" title="{iso}">{shown}</time>')

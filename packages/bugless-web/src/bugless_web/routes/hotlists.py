@@ -31,6 +31,7 @@ from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.backends import Backends, Viewer
+from bugless_web.display import iso_instant
 from bugless_web.frontend import (
     audit,
     form_ids,
@@ -49,8 +50,9 @@ from bugless_web.routes.live_list import list_position
 #: int32 counted from 0 (one past the end of any real hotlist: the end).
 MAX_POSITION = 2**31
 
-#: The rows answer's header holding the hotlist as its forms know it, as JSON:
-#: ``version``, ``name``, ``description`` and ``item_count``.
+#: The rows answer's header holding the hotlist as its forms and small print
+#: know it, as JSON: ``version``, ``name``, ``description``, ``item_count`` and
+#: ``modified_at`` (a ``<time datetime>``'s form, or null).
 HOTLIST_HEADER = "x-bugless-hotlist"
 
 
@@ -199,7 +201,8 @@ async def hotlist_rows(
     and what those forms were drawn against (name, description, item
     count), so it can bring their version up to date after a colleague's
     re-rank but not after their rename, which the forms must still be
-    refused against.
+    refused against. The page's count of issues and its "Version N · last
+    changed" line are drawn again from it too, whatever changed.
     """
     hotlist_id = path_id(hotlist_text, "hotlist_id")
     viewer = await viewer_of(request)
@@ -221,6 +224,7 @@ async def hotlist_rows(
             "name": hotlist.name,
             "description": hotlist.description,
             "item_count": hotlist.item_count,
+            "modified_at": iso_instant(hotlist.modified_at) if hotlist.modified_at else None,
         },
         separators=(",", ":"),
     )  # ASCII (json.dumps escapes the rest): a valid header value

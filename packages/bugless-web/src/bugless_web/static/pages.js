@@ -169,10 +169,29 @@
         });
         if (!fresh.length && !old.some(function (row) { return !freshIds[row.getAttribute("data-issue")]; })) {
           rowsBody.innerHTML = html;  // the empty hotlist's one line
-          return;
+        } else {
+          rowsBody.replaceChildren(body);
         }
-        rowsBody.replaceChildren(body);
-        rowsSection.setAttribute("data-rows-drawn", String(Date.now()));
+      }
+      // The owner line's count and the "Version N · last changed" small print
+      // say what the rows answer says, whoever changed it: they are the
+      // hotlist's, drawn with its rows (a rename is for a reload to show).
+      function drawSummary(state) {
+        if (!state || typeof state.version !== "number") return;
+        var count = rowsSection.querySelector(".hotlist-count");
+        if (count) count.textContent = state.item_count + (state.item_count === 1 ? " issue" : " issues");
+        var search = rowsSection.querySelector(".hotlist-search-link");
+        if (search) search.hidden = !state.item_count;
+        var version = rowsSection.querySelector(".hotlist-version");
+        if (version) version.textContent = String(state.version);
+        var when = rowsSection.querySelector(".hotlist-changed time[datetime]");
+        if (when && typeof state.modified_at === "string" && state.modified_at !== when.getAttribute("datetime")) {
+          // As the server writes it (display.timestamp), then in words as app.js shows every time.
+          when.setAttribute("datetime", state.modified_at);
+          when.setAttribute("title", state.modified_at);
+          when.textContent = state.modified_at.slice(0, 10) + " " + state.modified_at.slice(11, 16) + " UTC";
+          showTimes(when.parentNode);
+        }
       }
       // The rename and delete forms carry the version they were drawn at, and a
       // re-rank, an item added or removed or a note moves it. Their version is
@@ -224,6 +243,9 @@
             tag = answer.tag;
             apply(answer.html);
             refreshForms(answer.state);
+            drawSummary(answer.state);
+            // Every answer drawn, an empty hotlist's too: when the page last showed the server's rows.
+            rowsSection.setAttribute("data-rows-drawn", String(Date.now()));
           })
           .catch(function () { /* the next poll asks again */ });
       }
