@@ -153,7 +153,7 @@ def test_files_chosen_on_the_create_form_are_attached_to_the_new_issue(
         page.click('#create-form button:has-text("Create issue")')
         expect(page.locator(".issue-title")).to_have_text(title)
         issue_id = page.url.rsplit("/", 1)[-1].split("#")[0]
-        expect(page.locator("body > .banner.notice")).to_have_text(
+        expect(page.locator(".banner.notice")).to_have_text(
             f"Created issue {issue_id} with 1 file attached."
         )
         warning = page.locator(".banner.warn.save-warning")
