@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import ipaddress
 import json
 import secrets
@@ -394,6 +395,85 @@ async def test_a_redaction_reaches_webhooks_as_its_own_event_without_the_text(
     assert secret not in json.dumps(last)
     assert "redacted a comment of it" in str(chats[2]["text"])
     assert secret not in str(chats[2]["text"])
+
+
+async def test_a_file_deletion_reaches_webhooks_as_its_own_event_naming_file_and_deleter(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    web_to_notifier: v1.NotifierStub,
+    as_person: ActingFor,
+    receiver: WebhookReceiver,
+) -> None:
+    """A deletion is ``issue.attachment_deleted``, naming the file and who deleted it.
+
+    Before, it went out as ``issue.commented`` with an empty comment: a
+    receiver filtering on that event stored an empty comment, and one
+    taking every event could not tell a deletion by its type.
+    """
+    tag = secrets.token_hex(3)
+    alice = await asyncio.to_thread(
+        functools.partial(bugless_stack.add_user, display_name=f"Alice {tag}"),
+        f"alice{tag}",
+        "pw-" + tag * 3,
+    )
+    alice_caller = v1.Caller(user_id=alice["user_id"])
+    acl = [v1.AclEntry(principal=v1.Principal(user=alice["user_id"]), role=v1.Role.ADMIN)]
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"file-hooks-{tag}", acl=acl)
+    )
+    with acting_as(await as_person.assertion(alice["user_id"])):
+        await call(
+            web_to_notifier.add_component_webhook,
+            v1.AddComponentWebhookRequest(
+                component_id=component.id, url=receiver.url("/files"), secret=SECRET
+            ),
+        )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN,
+            fields=v1.IssueFields(title=f"Files {tag}", component_id=component.id),
+            idempotency_key=secrets.token_hex(8),
+        )
+    )
+    header = v1.UploadAttachmentHeader(
+        caller=alice_caller, issue_id=issue.id, name="build.log", size=12
+    )
+    # A stream names its caller in its header only: its assertion goes with
+    # the call, on a channel of its own (the model fixture signs per request).
+    channel = bugless_stack.client_address("model", identity="web").channel()
+    try:
+        with acting_as(bugless_stack.assertion_for(alice["user_id"])):
+            uploaded = await call(
+                v1.ModelStub(channel).upload_attachment,
+                [
+                    v1.UploadAttachmentRequest(header=header),
+                    v1.UploadAttachmentRequest(chunk=b"build output"),
+                ],
+            )
+    finally:
+        channel.close()
+    assert uploaded.attachment is not None
+    file_id = uploaded.attachment.id
+    deleted = await model.delete_attachment(
+        v1.DeleteAttachmentRequest(caller=alice_caller, attachment_id=file_id)
+    )
+    assert deleted.entry is not None
+    assert uploaded.entry is not None
+    bodies = await _wait(receiver, "/files", 3)
+    entries = [b["entry"] for b in bodies]
+    assert all(isinstance(e, dict) for e in entries)
+    events = {e["version"]: b["event"] for e, b in zip(entries, bodies, strict=True)}  # type: ignore[index]
+    # Files attached stay issue.commented (entry.attachments names them).
+    assert events == {
+        1: "issue.created",
+        uploaded.entry.version: "issue.commented",
+        deleted.entry.version: "issue.attachment_deleted",
+    }
+    [entry] = [e for e in entries if e["version"] == deleted.entry.version]  # type: ignore[index]
+    assert isinstance(entry, dict)
+    assert entry["deleted_attachment"] == {"id": file_id, "name": "build.log"}
+    assert entry["author"] == {"name": f"Alice {tag}", "username": f"alice{tag}"}
+    assert (entry["comment"], entry["changes"], entry["attachments"]) == ("", [], [])
 
 
 async def test_an_imported_history_reaches_no_endpoint_and_later_changes_do(

@@ -406,6 +406,7 @@ def test_files_attached_are_named_with_their_size_and_deleted_ones_by_name() -> 
         {"id": 8, "name": "<b>shot</b>.png", "size": 3 * 1024 * 1024},
     ]
     assert message.data["entry"]["deleted_attachment"] is None
+    assert message.data["event"] == "issue.commented"
     deleted = sample_entry()
     deleted.changes = []
     deleted.comment = ""
@@ -418,6 +419,8 @@ def test_files_attached_are_named_with_their_size_and_deleted_ones_by_name() -> 
     assert "  Deleted attachment crash report.log" in gone.text
     assert gone.data["entry"]["deleted_attachment"] == {"id": 7, "name": "crash\nreport.log"}
     assert gone.data["entry"]["attachments"] == []
+    # Its own event: a receiver of issue.commented is not handed an empty comment.
+    assert gone.data["event"] == "issue.attachment_deleted"
     # A Model older than deleted_attachment_name says only the id.
     deleted.deleted_attachment_name = ""
     old = render_notification(

@@ -61,6 +61,9 @@ REDACTION_EVENTS = {
     v1.RedactionTarget.ATTACHMENT: "issue.attachment_redacted",
     v1.RedactionTarget.ATTACHMENT_DESCRIPTION: "issue.attachment_description_redacted",
 }
+#: A file's deletion's webhook event: its own type, as a redaction's is, so a
+#: receiver taking ``issue.commented`` for a comment is not handed an empty one.
+ATTACHMENT_DELETED_EVENT = "issue.attachment_deleted"
 #: What ``entry.redaction.target`` says in the JSON form.
 _REDACTION_TARGET_NAMES = {
     v1.RedactionTarget.COMMENT: "comment",
@@ -326,6 +329,8 @@ class _Renderer:
             return "issue.created"
         if self.entry.redaction_target in REDACTION_EVENTS:
             return REDACTION_EVENTS[self.entry.redaction_target]
+        if self.entry.deleted_attachment_id:
+            return ATTACHMENT_DELETED_EVENT
         return "issue.changed" if self.entry.changes else "issue.commented"
 
     def redaction(self) -> dict[str, Any] | None:
@@ -578,6 +583,7 @@ def render_notification(notice: ChangeNotice, *, webhook_forms: bool = True) -> 
 #: Reason is defined in :mod:`bugless_notify.reasons` and exported here too,
 #: where the consumer, the bench and the tests import it from.
 __all__ = [
+    "ATTACHMENT_DELETED_EVENT",
     "CHAT_COMMENT_CHARS",
     "REDACTED",
     "REDACTION_EVENTS",
