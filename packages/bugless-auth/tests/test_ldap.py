@@ -392,27 +392,86 @@ async def test_bad_settings_name_the_field(config: dict[str, str], message: str)
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"),
+    ("setting", "value", "wrong"),
     [
         # An early ')' closes the filter: AND-ed with a re-sync's or a count's
         # conditions, the rest lands outside the AND and widens what it selects.
-        ("user_filter", "(&(objectClass=inetOrgPerson)(uid={username})))(|(uid=*)"),
-        ("user_filter", "(&(objectClass=inetOrgPerson)(uid={username})"),
-        ("user_filter", "(objectClass=inetOrgPerson)(uid={username})"),
-        ("user_filter", "uid={username}"),
-        ("group_search_filter", "(&(objectClass=groupOfNames)(member={dn})))(|(cn=*)"),
-        ("group_search_filter", "(objectClass=groupOfNames)(member={dn})"),
-        ("group_search_filter", "member={dn}"),
-        ("group_search_filter", ""),
+        (
+            "user_filter",
+            "(&(objectClass=inetOrgPerson)(uid={username})))(|(uid=*)",
+            "text after the filter's closing ')' at character 47",
+        ),
+        (
+            "user_filter",
+            "(&(objectClass=inetOrgPerson)(uid={username})",
+            "expected ')' to close the filter at character 46",
+        ),
+        (
+            "user_filter",
+            "(objectClass=inetOrgPerson)(uid={username})",
+            "text after the filter's closing ')' at character 28",
+        ),
+        ("user_filter", "uid={username}", "expected '(' to open a filter at character 1"),
+        # Balanced, and still refused by the client library or the server.
+        ("user_filter", "(&(uid={username})(|))", "'|' with no filter in it"),
+        ("user_filter", "(&(uid={username})(mail=a\\zz))", "'\\' not followed by two hex"),
+        ("user_filter", "(uid={username}**)", "'**' (an empty substring)"),
+        ("user_filter", "({username}=x)", "'{username}' is not an attribute name"),
+        (
+            "group_search_filter",
+            "(&(objectClass=groupOfNames)(member={dn})))(|(cn=*)",
+            "text after the filter's closing ')'",
+        ),
+        ("group_search_filter", "(objectClass=groupOfNames)(member={dn})", "text after"),
+        ("group_search_filter", "member={dn}", "expected '('"),
+        ("group_search_filter", "", "expected '('"),
+        ("group_search_filter", "(&(objectClass=groupOfNames)(member~={dn}*))", "'*' in a value"),
     ],
 )
-async def test_every_filter_setting_must_be_one_filter(setting: str, value: str) -> None:
+async def test_every_filter_setting_must_be_one_filter(
+    setting: str, value: str, wrong: str
+) -> None:
     config = {"urls": "ldap://127.0.0.1", "base_dn": "dc=x", setting: value}
+    if setting == "group_search_filter":
+        config["group_search_base"] = "ou=groups,dc=x"
     with pytest.raises(InvalidArgument) as info:
         await LdapAuthenticator.open(config)
-    assert info.value.message.startswith(
-        f"ldap {setting}: {value!r} is not one filter in balanced parentheses, e.g. "
+    prefix = f"ldap {setting}: {value!r} is not an LDAP filter (RFC 4515): "
+    assert info.value.message.startswith(prefix), info.value.message
+    assert info.value.message.removeprefix(prefix).startswith(wrong), info.value.message
+
+
+def test_a_user_filter_must_stay_a_filter_with_its_username_as_a_star() -> None:
+    # Sign-ins send (uid>=alice); the re-sync and the counts would send (uid>=*).
+    value = "(&(objectClass=inetOrgPerson)(uid>={username}))"
+    with pytest.raises(InvalidArgument) as info:
+        LdapSettings.from_mapping(
+            {"urls": "ldap://127.0.0.1", "base_dn": "dc=x", "user_filter": value}
+        )
+    assert info.value.message == (
+        f"ldap user_filter: {value!r} becomes "
+        "'(&(objectClass=inetOrgPerson)(uid>=*))' where every user is searched (the re-sync "
+        "and group counts), which is not an LDAP filter: '*' in a value of ~=, >=, <= or := "
+        "(written \\2a) at character 36; {username} must be a whole value that can be '*' "
+        "(an equality, e.g. (uid={username}))"
     )
+
+
+def test_a_filter_setting_nothing_sends_is_not_checked_until_a_base_makes_it_sent() -> None:
+    bad = "(&(objectClass=groupOfNames)"
+    unused = {"urls": "ldap://127.0.0.1", "base_dn": "dc=x", "group_search_filter": bad}
+    assert LdapSettings.from_mapping(unused).group_search_filter == bad
+    with pytest.raises(InvalidArgument, match="ldap group_search_filter: "):
+        LdapSettings.from_mapping({**unused, "group_search_base": "ou=groups,dc=x"})
+    # group_entry_filter: read by group counts, which need a base (either mode).
+    counted_by = [{"group_entry_base": "ou=groups,dc=x"}, {"group_search_base": "ou=groups,dc=x"}]
+    entry = {"urls": "ldap://127.0.0.1", "base_dn": "dc=x", "group_entry_filter": bad}
+    assert LdapSettings.from_mapping(entry).group_entry_filter == bad
+    no_groups = {**entry, "group_entry_base": "ou=groups,dc=x", "group_attribute": ""}
+    assert LdapSettings.from_mapping(no_groups).group_entry_filter == bad
+    for base in counted_by:
+        with pytest.raises(InvalidArgument, match="ldap group_entry_filter: "):
+            LdapSettings.from_mapping({**entry, **base})
 
 
 def test_filter_settings_of_nested_filters_and_escaped_parentheses_are_taken() -> None:
@@ -437,10 +496,15 @@ def test_filter_settings_of_nested_filters_and_escaped_parentheses_are_taken() -
 async def test_a_filter_the_server_rejects_is_unavailable_not_a_wrong_password(
     slapd_server: Slapd,
 ) -> None:
-    backend = LdapAuthenticator(
-        settings_for(slapd_server, user_filter="(&(uid={username})(badattr~~=x))")
-    )
-    with pytest.raises(Unavailable, match="user_filter"):
+    # The start check refuses what it can tell is no filter; a server may
+    # still refuse one it passed (Active Directory refuses (&), which slapd
+    # takes), as slapd refuses a filter nested thousands deep, which the check
+    # would refuse too: it is set past the check here to reach that refusal.
+    settings = settings_for(slapd_server)
+    deep = "(&" * 5000 + "(uid={username})" + ")" * 5000
+    object.__setattr__(settings, "user_filter", deep)
+    backend = LdapAuthenticator(settings)
+    with pytest.raises(Unavailable, match=r"refused the search: .*check user_filter"):
         await backend.authenticate("alice", "alice-pw")
     await backend.close()
 

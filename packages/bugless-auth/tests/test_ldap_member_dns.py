@@ -189,12 +189,19 @@ async def test_an_entry_of_another_kind_named_as_the_group_is_not_taken_for_it(
         "(&(objectClass=group)(cn=a)",
         "(objectClass=group)(cn=a)",
         "()",
+        # Balanced, yet slapd takes '(&)' as every entry and Active Directory refuses it.
+        "(&)",
     ],
 )
 def test_a_group_entry_filter_must_be_one_filter(value: str) -> None:
     with pytest.raises(InvalidArgument, match=f"group_entry_filter: {re.escape(repr(value))}"):
         LdapSettings.from_mapping(
-            {"urls": "ldap://127.0.0.1", "base_dn": PEOPLE_DN, "group_entry_filter": value}
+            {
+                "urls": "ldap://127.0.0.1",
+                "base_dn": PEOPLE_DN,
+                "group_entry_base": GROUPS_DN,
+                "group_entry_filter": value,
+            }
         )
 
 

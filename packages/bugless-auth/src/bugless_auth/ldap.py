@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+from bugless_auth._ldap_filter_syntax import FilterSyntaxError, check_filter
 from bugless_core.auth_backend import ExternalIdentity, PasswordAuthenticator
 from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from bugless_core.setting_files import FileContent, pem_certificates
@@ -60,7 +61,9 @@ class LdapSettings:
         bind_password: Password of ``bind_dn``.
         user_filter: Filter selecting one user; ``{username}`` is replaced by
             the login name, escaped per RFC 4515 so ``*`` or ``)(`` in a
-            username matches literally and cannot widen the search.
+            username matches literally and cannot widen the search. With
+            ``{username}`` as ``*`` it must still be a filter: the re-sync
+            and group counts search every user with it so.
         username_attribute: Attribute holding the login name as the directory
             spells it (``uid``; ``sAMAccountName`` on Active Directory).
         display_name_attribute: Attribute shown on user chips.
@@ -210,25 +213,50 @@ class LdapSettings:
             raise InvalidArgument(
                 f"ldap group_count_limit: {self.group_count_limit} is not a positive number"
             )
-        _check_one_filter(
-            "user_filter", self.user_filter, "'(&(objectClass=inetOrgPerson)(uid={username}))'"
-        )
-        _check_one_filter(
-            "group_search_filter",
-            self.group_search_filter,
-            "'(&(objectClass=groupOfNames)(member={dn}))'",
-        )
-        if self.group_entry_filter:
-            _check_one_filter(
-                "group_entry_filter",
-                self.group_entry_filter,
-                "'(objectClass=groupOfNames)' or "
-                "'(|(objectClass=groupOfNames)(objectClass=posixGroup))'",
-                "; empty: the mode's default",
-            )
+        self._check_filters()
         if not self.group_member_attribute:
             raise InvalidArgument(
                 "ldap group_member_attribute: required (member, uniqueMember or memberUid)"
+            )
+
+    def _check_filters(self) -> None:
+        """Refuse a filter setting the code sends that is not one LDAP filter.
+
+        Every filter is combined with others when sent (``user_filter``
+        AND-ed with a re-sync's or a count's conditions, and with its
+        ``{username}`` as ``*`` there; ``group_entry_filter`` with a
+        group's name) or sent at every sign-in, so a malformed one changes
+        what it selects (an early ``)`` closes the AND) or fails every
+        request long after the service started; it is refused at start,
+        naming the setting. Only the filters these settings make the code
+        send are checked: ``group_search_filter`` without
+        ``group_search_base``, and ``group_entry_filter`` where no group is
+        counted (neither base set, or memberOf mode with no
+        ``group_attribute``), are never read, so a value there cannot fail a
+        request; they are checked once a base makes them used.
+        """
+        _check_filter(
+            "user_filter",
+            self.user_filter,
+            "'(&(objectClass=inetOrgPerson)(uid={username}))'",
+            placeholders=("{username}",),
+            sent=self.user_filter.replace("{username}", "*"),
+        )
+        if self.group_search_base:
+            _check_filter(
+                "group_search_filter",
+                self.group_search_filter,
+                "'(&(objectClass=groupOfNames)(member={dn}))'",
+                placeholders=("{dn}", "{username}"),
+            )
+        counted = self.group_search_base or (self.group_attribute and self.group_entry_base)
+        if self.group_entry_filter and counted:
+            _check_filter(
+                "group_entry_filter",
+                self.group_entry_filter,
+                "'(objectClass=groupOfNames)' or "
+                "'(|(objectClass=groupOfNames)(objectClass=posixGroup))' (empty: the mode's "
+                "default)",
             )
 
     @classmethod
@@ -290,50 +318,42 @@ def _format_subject_value(value: Any) -> str:
     return str(value)
 
 
-def _check_one_filter(setting: str, value: str, example: str, note: str = "") -> None:
-    r"""Refuse ``value`` of the filter setting ``setting`` unless it is one filter.
+def _check_filter(
+    setting: str, value: str, example: str, *, placeholders: tuple[str, ...] = (), sent: str = ""
+) -> None:
+    r"""Refuse ``value`` of the filter setting ``setting`` unless it is one LDAP filter.
 
-    Every LDAP filter of the settings is combined with others when used
-    (``user_filter`` AND-ed with a re-sync's or a count's conditions,
-    ``group_entry_filter`` with a group's name) or sent to the server on
-    every sign-in, so a malformed one either changes what it selects or
-    fails every request long after the service started without a word; it
-    is refused at start instead, naming the setting.
+    Args:
+        setting: The setting's name, for the message.
+        value: Its value, placeholders and all.
+        example: A value of the setting's shape, for the message.
+        placeholders: What the code replaces by an escaped value.
+        sent: Where the code sends ``value`` with a placeholder replaced by
+            ``*`` (``user_filter`` in the re-sync and group counts): that
+            text, which must be a filter too; empty: no such use.
 
     Raises:
-        InvalidArgument: ``value`` is not one filter in balanced parentheses
-            (see :func:`_is_one_filter`); the message gives ``example`` and
-            ends with ``note``.
+        InvalidArgument: ``value`` (or ``sent``) is not one filter
+            (:func:`~bugless_auth._ldap_filter_syntax.check_filter`); the
+            message says what is wrong where and gives ``example``.
     """
-    if not _is_one_filter(value):
+    try:
+        check_filter(value, placeholders)
+    except FilterSyntaxError as exc:
         raise InvalidArgument(
-            f"ldap {setting}: {value!r} is not one filter in balanced parentheses, e.g. "
-            f"{example} (a parenthesis in a value is written \\28 or \\29{note})"
-        )
-
-
-def _is_one_filter(value: str) -> bool:
-    r"""Whether ``value`` is one parenthesised filter: its parentheses balance, closing at the end.
-
-    An RFC 4515 value escapes its parentheses (``\28``), so every one left is
-    structure (a ``{username}`` or ``{dn}`` placeholder is replaced by an
-    escaped value, so it adds none). A filter AND-ed with other conditions
-    (a group's name at every count, the re-sync's subjects) must be one: an
-    unbalanced one (``(a))(|(b)``) would close that AND early and put the
-    other condition in another filter, or have the server refuse every
-    request, long after the service started without a word.
-    """
-    depth = 0
-    for position, character in enumerate(value):
-        if character == "(":
-            depth += 1
-        elif character == ")":
-            depth -= 1
-            if depth < 0 or (depth == 0 and position != len(value) - 1):
-                return False
-        elif depth == 0:
-            return False
-    return depth == 0 and len(value) > 2
+            f"ldap {setting}: {value!r} is not an LDAP filter (RFC 4515): {exc}; e.g. {example}"
+            " (a parenthesis in a value is written \\28 or \\29, a '*' \\2a)"
+        ) from None
+    if sent:
+        try:
+            check_filter(sent)
+        except FilterSyntaxError as exc:
+            raise InvalidArgument(
+                f"ldap {setting}: {value!r} becomes {sent!r} where every user is searched "
+                f"(the re-sync and group counts), which is not an LDAP filter: {exc}; "
+                "{username} must be a whole value that can be '*' (an equality, e.g. "
+                "(uid={username}))"
+            ) from None
 
 
 def _is_plausible_username(username: str) -> bool:
