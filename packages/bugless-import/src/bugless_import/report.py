@@ -83,10 +83,15 @@ class ImportReport:
     #: assignee, CC) who cannot view that component (:mod:`.restricted`).
     restricted_unseen: list[tuple[str, str]] = field(default_factory=list)
     #: How many of the other issues were judged (:mod:`.viewers`; 0: not
-    #: checked), and (issue, "component: who and why") of those naming
-    #: people whose accounts their component's access list leaves out.
+    #: checked, or every one was imported by an earlier run), and (issue,
+    #: "component: who and why") of those naming people whose accounts their
+    #: component's access list leaves out.
     viewers_judged: int = 0
     unseen: list[tuple[str, str]] = field(default_factory=list)
+    #: The same, of the issues an earlier run imported (a resumed run, or a
+    #: re-run): judged again as the access lists are now, listed apart.
+    viewers_judged_before: int = 0
+    unseen_before: list[tuple[str, str]] = field(default_factory=list)
     #: (where, what) of records in a shape the importer does not know, left
     #: out (:attr:`Importer.not_understood`).
     not_understood: list[tuple[str, str]] = field(default_factory=list)
@@ -181,6 +186,15 @@ class ImportReport:
                 "restricts it)"
             )
             lines += [f"    {key} in {where_who}" for key, where_who in self.unseen[:200]]
+        if self.viewers_judged_before:
+            lines.append(
+                "  issues an earlier run imported naming people who cannot view them in their "
+                f"component: {counted(len(self.unseen_before), 'issue')} of "
+                f"{counted(self.viewers_judged_before, 'issue')} judged again (as the access "
+                "lists are now: one given access since is not listed; these are in bugless "
+                "already, and this report replaces the earlier run's)"
+            )
+            lines += [f"    {key} in {where_who}" for key, where_who in self.unseen_before[:200]]
         if self.not_understood:
             lines.append(
                 f"  source records in a shape the importer does not know, not imported: "

@@ -45,7 +45,7 @@ from bugless_import.mapping import Mapping, load_mapping
 from bugless_import.people import match_people, person_keys, source_files, unknown_person
 from bugless_import.report import ImportReport
 from bugless_import.settings import ImportSettings
-from bugless_import.state import RefusedFiles, no_redirects_warning, write_outputs
+from bugless_import.state import DoneState, RefusedFiles, no_redirects_warning, write_outputs
 from bugless_import.targets import Components, Labels
 from bugless_import.write_issues import REFUSED_ISSUE, write_issues
 from bugless_proto import v1
@@ -205,7 +205,15 @@ async def _run(
             unseen, cannot_tell = await viewers.unseen_in_components(
                 model, auth, caller, judged, ids
             )
-        report.unseen, report.viewers_judged = unseen, len(judged) if not cannot_tell else 0
+        if not cannot_tell:
+            # A resumed run judges the issues an earlier run imported again,
+            # against the access lists as they are now (the report file is
+            # rewritten each run, so this one is the only list), apart.
+            earlier = DoneState.read(settings.state_dir, importer.name)
+            report.unseen = [line for line in unseen if line[0] not in earlier]
+            report.unseen_before = [line for line in unseen if line[0] in earlier]
+            report.viewers_judged_before = sum(1 for key in judged if key in earlier)
+            report.viewers_judged = len(judged) - report.viewers_judged_before
         report.warnings += [cannot_tell] if cannot_tell else []
         labels = Labels(model, caller, mapping)
         if settings.dry_run:
