@@ -49,11 +49,11 @@ ANSWERED_RENEWED = "was refused (SESSION_ENDED) and not sent again: answered SES
 
 def _end_every_session(stack: LocalStack, username: str) -> int:
     """End ``username``'s live sessions with the CLI, as lost in a restart; how many."""
-    listed = stack.run_bugless("auth", "user", "sessions", username, "--json")
-    ids = [session["session_id"] for session in json.loads(listed.stdout)]
-    ends = [arg for session_id in ids for arg in ("--end", session_id)]
-    stack.run_bugless("auth", "user", "sessions", username, *ends)
-    return len(ids)
+    ended = stack.run_bugless("auth", "user", "sessions", username, "--end-all", "--json")
+    shown = json.loads(ended.stdout)
+    assert shown["sessions"] == [], shown
+    count: int = shown["sessions_ended"]
+    return count
 
 
 async def _watch_once(client: BuglessClient) -> None:
@@ -305,11 +305,6 @@ async def test_an_upload_refused_as_of_its_ended_session_is_sent_again_whole(
             await asyncio.to_thread(stack.stop_service, auth)
 
 
-def _session_ids(stack: LocalStack, username: str) -> list[str]:
-    listed = stack.run_bugless("auth", "user", "sessions", username, "--json")
-    return [session["session_id"] for session in json.loads(listed.stdout)]
-
-
 async def _model_call(client: BuglessClient) -> None:
     """A Model call that names no user (the API asks the Authenticator nothing for it)."""
     with pytest.raises(NotFound):
@@ -351,18 +346,19 @@ class _Renewals:
     async def end_renewals(self, call: asyncio.Future[T], count: int) -> T:
         """Await ``call``, ending the next ``count`` sessions the API starts for the bot first.
 
-        Each is ended while the Authenticator's answer starting it is held;
-        the session after those is let be.
+        Each is ended while the Authenticator's answer starting it is held
+        (the API has asked for that one session: the relay holds its next
+        request's answer); the session after those is let be.
         """
+        stack, username = self.stack, self.username
         self.relay.hold()
         for ended in range(count):
             deadline = time.monotonic() + 30
-            while not (started := await asyncio.to_thread(_session_ids, self.stack, self.username)):
+            while not (ended_now := await asyncio.to_thread(_end_every_session, stack, username)):
                 assert time.monotonic() < deadline, f"no session {ended + 2} was asked for in 30 s"
                 assert not call.done(), call
                 await asyncio.sleep(0.2)
-            ended_now = await asyncio.to_thread(_end_every_session, self.stack, self.username)
-            assert ended_now == len(started)
+            assert ended_now == 1, f"the API started {ended_now} sessions for one renewal"
             await asyncio.sleep(self.learns)
             await _model_call(self.bystander)
             if ended + 1 < count:

@@ -449,3 +449,96 @@ async def test_user_sessions_lists_a_users_live_sessions_and_ends_one(
             assert [s["session_id"] for s in json.loads(shown)] == expected
     finally:
         await store.close()
+
+
+async def test_user_sessions_end_all_ends_every_live_session_of_the_kind_and_says_how_many(
+    cli_env: dict[str, str],
+) -> None:
+    await run(BUGLESS, "auth", "migrate", env=cli_env)
+    for username in ("ann", "bob"):
+        await run(
+            BUGLESS,
+            "auth",
+            "user",
+            "add",
+            username,
+            "--password-stdin",
+            env=cli_env,
+            stdin=b"a-password\n",
+        )
+    store = await IdentityStore.open(
+        cli_env["BUGLESS_AUTH_DATABASE_URL"], cli_env["BUGLESS_AUTH_SCHEMA"], pool_max_size=1
+    )
+    try:
+        users = {user.username: user for user in await store.users_by_usernames(["ann", "bob"])}
+        ann, bob = users["ann"], users["bob"]
+        sessions = SessionStore(store)
+        for session_id, owner, authenticator in (
+            ("ann-laptop", ann, "local"),
+            ("ann-phone", ann, "local"),
+            ("ann-notifier", ann, "service"),
+            ("bob-laptop", bob, "local"),
+        ):
+            refused = await sessions.record(
+                session_id,
+                user_id=owner.user_id,
+                authenticator=authenticator,
+                client_address="192.0.2.1",
+                expires_at=time.time() + 3600,
+            )
+            assert refused is None
+
+        both = ("--end", "ann-laptop", "--end-all")
+        process = await asyncio.create_subprocess_exec(
+            BUGLESS,
+            *("auth", "user", "sessions", "ann", *both),
+            env=cli_env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(180):
+            _, stderr = await process.communicate()
+        assert process.returncode == 2
+        assert "give it or --end, not both" in stderr.decode()
+        assert await sessions.is_live("ann-laptop")  # the refused command ended nothing
+
+        services = json.loads(
+            await run(
+                BUGLESS,
+                *("auth", "user", "sessions", "ann", "--end-all", "--kind", "services", "--json"),
+                env=cli_env,
+            )
+        )
+        assert services == {"sessions_ended": 1, "sessions": []}
+        assert not await sessions.is_live("ann-notifier")
+        assert await sessions.is_live("ann-phone")
+
+        shown = await run(BUGLESS, "auth", "user", "sessions", "ann", "--end-all", env=cli_env)
+        assert "ended 2 session(s) of ann" in shown
+        assert "ann has no live sessions" in shown
+        assert not await sessions.is_live("ann-laptop")
+        assert not await sessions.is_live("ann-phone")
+        assert await sessions.is_live("bob-laptop")  # another user's session stays
+
+        # Each end is recorded with why, as a single --end's is.
+        reasons = await store.run(
+            lambda conn: conn.fetch(
+                "SELECT session_id, revoked_reason FROM sessions ORDER BY session_id"
+            ),
+            transaction=False,
+        )
+        assert {row["session_id"]: row["revoked_reason"] for row in reasons} == {
+            "ann-laptop": "ended with bugless auth user sessions --end-all",
+            "ann-notifier": "ended with bugless auth user sessions --end-all",
+            "ann-phone": "ended with bugless auth user sessions --end-all",
+            "bob-laptop": "",
+        }
+
+        again = json.loads(
+            await run(
+                BUGLESS, "auth", "user", "sessions", "ann", "--end-all", "--json", env=cli_env
+            )
+        )
+        assert again == {"sessions_ended": 0, "sessions": []}
+    finally:
+        await store.close()

@@ -168,6 +168,12 @@ WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now()
   AND ($2 = '' OR user_id = $2)
 RETURNING {COLUMNS}
 """
+#: End user $1's live sessions of kind $2 (:data:`SESSION_KINDS`), giving reason $3:
+#: :data:`LIST_LIVE`'s rows on every page, so the command ends what it would list.
+END_LIVE_OF_KIND = f"""
+UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+WHERE {_LIVE_OF_KIND.format(kind="$2")}
+"""
 REVOKE_ONE = """
 UPDATE sessions SET revoked_at = now(), revoked_reason = $2
 WHERE session_id = $1 AND revoked_at IS NULL

@@ -396,6 +396,25 @@ class SessionStore:
             log_ended(str(row["user_id"]), 1, reason)
         return row
 
+    async def end_all(self, user_id: str, *, kind: str, reason: str) -> int:
+        """End every live session of ``kind`` that ``user_id`` has; how many there were.
+
+        What an operator does when an account may be compromised, in one
+        statement rather than a listing and an end per session (which would
+        miss a session started in between). The sessions ended are those
+        :meth:`list_live` lists for ``kind`` (one of :data:`SESSION_KINDS`).
+        Logged like :meth:`end`'s single ends, with ``reason``.
+        """
+        if kind not in SESSION_KINDS:
+            raise ValueError(f"kind: {kind!r} is not one of {', '.join(SESSION_KINDS)}")
+        status = await self._store.run(
+            lambda conn: conn.execute(sql.END_LIVE_OF_KIND, user_id, kind, reason),
+            transaction=False,
+        )
+        ended = _count(status)
+        log_ended(user_id, ended, reason)
+        return ended
+
     async def revoked_within(self, seconds: float) -> list[str]:
         """Sessions ended in the last ``seconds`` (and not expired): what the Model refuses.
 

@@ -380,7 +380,12 @@ What the web's Sessions page shows its owner: how each was made, from
 which address, when, when last used (to within
 {_minutes_or_seconds(LAST_USED_GRANULARITY_SECONDS)}, plus a frontend's token cache), and
 when it expires. An ended session is refused on its next validation by every
-Authenticator replica; every session at once: `bugless auth user disable`.
+Authenticator replica.
+
+--end-all ends every live session of --kind (all by default) at once, as
+when an account may be compromised; with --json it prints
+{{"sessions_ended": N, "sessions": [those still live]}}. The user can sign in
+again (with a changed password, say); to stop that too: `bugless auth user disable`.
 """
 
 
@@ -394,13 +399,18 @@ Authenticator replica; every session at once: `bugless auth user disable`.
     help="End this session of the user (repeatable); the rest are listed as before.",
 )
 @click.option(
+    "--end-all",
+    is_flag=True,
+    help="End every live session of the user of --kind (default: all); the rest are listed.",
+)
+@click.option(
     "--kind",
     type=click.Choice(["people", "services", "all"]),
     default="all",
     show_default=True,
-    help="Which sessions to list: the user's own sign-ins (people: password, single "
-    "sign-on, client certificates), those of services acting for them (services: the "
-    "notifier, imports), or all.",
+    help="Which sessions to list (and end, with --end-all): the user's own sign-ins "
+    "(people: password, single sign-on, client certificates), those of services acting "
+    "for them (services: the notifier, imports), or all.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @lock_wait_option
@@ -410,6 +420,7 @@ def user_sessions_command(
     *,
     username: str,
     end_ids: tuple[str, ...],
+    end_all: bool,
     kind: str,
     as_json: bool,
     lock_wait_seconds: float,
@@ -417,7 +428,12 @@ def user_sessions_command(
     """List or end USERNAME's live sessions (what the command says: :data:`USER_SESSIONS_HELP`)."""
     from bugless_core.errors import NotFound  # noqa: PLC0415
 
+    if end_all and end_ids:
+        raise click.UsageError("--end-all ends every session: give it or --end, not both")
+    ended_count = 0
+
     async def work(store: IdentityStore) -> list[dict[str, Any]]:
+        nonlocal ended_count
         found = await store.users_by_usernames([username])
         if not found:
             raise NotFound(f"username: no bugless user is called {username!r}")
@@ -432,6 +448,10 @@ def user_sessions_command(
                     f"--end: {username} has no live session {session_id!r} (ended or expired "
                     "already?); sessions before it on the command line were ended"
                 )
+        if end_all:
+            ended_count = await sessions.end_all(
+                user_id, kind=kind, reason="ended with bugless auth user sessions --end-all"
+            )
         rows = await sessions.list_live(user_id, after=None, limit=100_000, kind=kind)
         return [
             {
@@ -453,8 +473,11 @@ def user_sessions_command(
         option_names={"username": "USERNAME"},
     )
     if as_json:
-        click.echo(json.dumps(listed, indent=2))
+        shown: Any = {"sessions_ended": ended_count, "sessions": listed} if end_all else listed
+        click.echo(json.dumps(shown, indent=2))
         return
+    if end_all:
+        click.echo(f"ended {ended_count} session(s) of {username}")
     if not listed:
         of_kind = {"people": " of their own", "services": " of services"}.get(kind, "")
         click.echo(f"{username} has no live sessions{of_kind}")
