@@ -19,7 +19,7 @@ from ldap_support import (
     settings_for,
 )
 
-from bugless_auth._ldap_group_reads import counting_connections
+from bugless_auth._ldap_group_reads import _dn_key, _rdn_filter, counting_connections
 from bugless_auth.ldap import LdapSettings
 from bugless_core.errors import InvalidArgument
 from bugless_testing.slapd import (
@@ -145,6 +145,82 @@ async def test_member_dns_count_the_entries_they_name_however_spelled(
 
     # ann, ben, the former OU's twin and Doe.
     assert await counts(by_dn, f"{team.tag}-mixed") == {f"{team.tag}-mixed": 4}
+
+
+def _hex_form(tag: int, text: str) -> str:
+    """``text`` as RFC 4514's ``#`` form of a BER string of type ``tag``."""
+    octets = text.encode("utf-16-be" if tag == 0x1E else "utf-8")
+    return "#" + bytes([tag, len(octets)]).hex() + octets.hex()
+
+
+@pytest.mark.parametrize(
+    ("dn", "same_as"),
+    [
+        ("uid=#0C03616E6E,ou=p,dc=x", "uid=ann,ou=p,dc=x"),  # UTF8String
+        ("uid=#1303616e6e,ou=p,dc=x", "uid=ann,ou=p,dc=x"),  # PrintableString
+        ("uid=#1603616e6e,ou=p,dc=x", "uid=ann,ou=p,dc=x"),  # IA5String
+        ("uid=#0403616e6e,ou=p,dc=x", "uid=ann,ou=p,dc=x"),  # OCTET STRING
+        ("cn=#1E0400E90061,ou=p,dc=x", r"cn=\C3\A9a,ou=p,dc=x"),  # BMPString: éa
+        ("cn=#1C08000000E900000061,ou=p,dc=x", "cn=éa,ou=p,dc=x"),  # UniversalString
+        ("cn=#0C81036A6F65,ou=p,dc=x", "cn=joe,ou=p,dc=x"),  # long-form length
+        ("cn=#0C00,ou=p,dc=x", "cn=,ou=p,dc=x"),
+    ],
+)
+def test_a_hex_form_dn_value_is_the_string_it_encodes(dn: str, same_as: str) -> None:
+    assert _dn_key(dn) == _dn_key(same_as)
+    assert _rdn_filter(dn) == _rdn_filter(same_as)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "#0C03616E",  # shorter than its length
+        "#0C02616E6E",  # longer
+        "#0C8003616E6E",  # indefinite length
+        "#0201FF",  # an INTEGER: no text
+        "#0C02C328",  # not UTF-8
+        "#0C0",  # odd digits
+        "#ZZ",
+        "#",
+    ],
+)
+def test_a_hex_form_that_is_no_string_is_read_at_its_entry(value: str) -> None:
+    dn = f"uid={value},ou=p,dc=x"
+    assert _rdn_filter(dn) is None
+    assert _dn_key(dn) == f"raw:{dn}"
+
+
+def test_an_escaped_hash_is_a_character_of_the_value() -> None:
+    assert _rdn_filter("uid=\\#0C03616E6E,ou=p,dc=x") == "(uid=#0C03616E6E)"
+
+
+async def test_member_dns_in_hex_form_are_counted_as_the_people_they_name(
+    slapd_server: Slapd,
+) -> None:
+    # slapd keeps a member (DN syntax) only in string form; a member
+    # attribute of a string syntax keeps what it is given, as values from
+    # other directories or tools may come.
+    team = await seed_team(slapd_server)
+    hex_ann = f"uid={_hex_form(0x0C, team.people[0])},{PEOPLE_DN}"
+    hex_ben = f"uid={_hex_form(0x1E, team.people[1])},{PEOPLE_DN}"
+    hex_locked = f"uid={_hex_form(0x13, team.people[2])},{PEOPLE_DN}"
+    listed = [hex_ann, hex_ben, hex_locked, f"uid=#0C99,{PEOPLE_DN}"]
+    descriptions = "".join(f"description: {dn}\n" for dn in listed)
+    await asyncio.to_thread(
+        slapd_server.ldapadd,
+        f"dn: cn={team.tag}-hex,{GROUPS_DN}\nobjectClass: groupOfNames\ncn: {team.tag}-hex\n"
+        f"member: uid={team.people[0]},{PEOPLE_DN}\n{descriptions}",
+    )
+    by_description = settings_for(
+        slapd_server,
+        group_attribute="",
+        group_search_base=GROUPS_DN,
+        group_member_attribute="description",
+    )
+
+    # ann and ben; the locked one is excluded by the user filter, and a value
+    # that is no BER string names nobody.
+    assert await counts(by_description, f"{team.tag}-hex") == {f"{team.tag}-hex": 2}
 
 
 async def test_an_entry_of_another_kind_named_as_the_group_is_not_taken_for_it(

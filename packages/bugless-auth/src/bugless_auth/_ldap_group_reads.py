@@ -43,11 +43,15 @@ _DN_ESCAPE = re.compile(r"\\(?:([0-9A-Fa-f]{2})|(.))", re.DOTALL)
 
 
 def _dn_value(raw: str) -> str | None:
-    r"""An RDN value as bonsai's LDAPDN gives it (escapes kept), unescaped; None if not UTF-8.
+    r"""An RDN value as bonsai's LDAPDN gives it (escapes kept), unescaped; None if not a string.
 
     ``Doe\, Jane`` and ``Doe\2C Jane`` are both ``Doe, Jane``; hex pairs are
-    bytes of UTF-8 (``\C3\A9`` is ``é``).
+    bytes of UTF-8 (``\C3\A9`` is ``é``). A value starting with an unescaped
+    ``#`` is RFC 4514's hex form of the value's BER encoding
+    (``cn=#0C03616E6E`` is ``cn=ann``): :func:`_ber_string`.
     """
+    if raw.startswith("#"):
+        return _ber_string(raw[1:])
     value = bytearray()
     position = 0
     for escape in _DN_ESCAPE.finditer(raw):
@@ -58,6 +62,50 @@ def _dn_value(raw: str) -> str | None:
     value += raw[position:].encode()
     try:
         return value.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+#: The BER string types an attribute value's hex form may hold, by tag, and
+#: how their octets are text: UTF8String, PrintableString, IA5String and an
+#: OCTET STRING (a string attribute's value sent as octets) as UTF-8 (the
+#: first two are ASCII, a subset); BMPString and UniversalString as UCS-2 and
+#: UCS-4, big-endian.
+_BER_STRINGS = {
+    0x0C: "utf-8",
+    0x13: "utf-8",
+    0x16: "utf-8",
+    0x04: "utf-8",
+    0x1E: "utf-16-be",
+    0x1C: "utf-32-be",
+}
+
+
+def _ber_string(hex_digits: str) -> str | None:
+    """The text of one BER-encoded string (RFC 4514 ``#`` form); None if it is not one.
+
+    Not one: odd or non-hex digits, a tag of another type (a number, a
+    sequence: no name a filter can match as text), a length that is not
+    definite or disagrees with the octets, or octets that are not text in
+    the type's encoding. The caller then reads the DN at its own entry,
+    where the server resolves it.
+    """
+    try:
+        octets = bytes.fromhex(hex_digits)
+    except ValueError:
+        return None
+    if len(octets) < 2 or (encoding := _BER_STRINGS.get(octets[0])) is None:
+        return None
+    length, start = octets[1], 2
+    if length > 0x80:  # long form: the next (length & 0x7F) octets, big-endian
+        start = 2 + (length & 0x7F)
+        length = int.from_bytes(octets[2:start])
+    elif length == 0x80:  # indefinite: not for a primitive string
+        return None
+    if start + length != len(octets):
+        return None
+    try:
+        return octets[start:].decode(encoding)
     except UnicodeDecodeError:
         return None
 
