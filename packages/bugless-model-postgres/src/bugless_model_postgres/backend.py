@@ -57,6 +57,7 @@ from bugless_model_postgres import (
     _imports,
     _issues,
     _mentions,
+    _text_rebuilds,
 )
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _queries as q
@@ -176,6 +177,7 @@ class PostgresBackend(
                     pool, settings.schema, cls.migrations(), component=cls.component,
                     lock=cls.migration_lock,
                 )  # fmt: skip
+                await _text_rebuilds.rebuild(pool)
                 await _mentions.backfill(pool)
                 await _field_holders.respell_backfill(pool)
                 await _custom_fields.fill_name_keys(pool)
