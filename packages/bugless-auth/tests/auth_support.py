@@ -34,6 +34,7 @@ from bugless_auth.service import AuthService
 from bugless_auth.settings import AuthSettings, PasswordHashing, ThrottleSettings
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.user_admin import create_local_user
+from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.plugins import load_plugins
 from bugless_proto import v1
@@ -150,6 +151,22 @@ async def set_disabled(store: IdentityStore, username: str, disabled: bool = Tru
 def unique(prefix: str) -> str:
     """A username no other test uses."""
     return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def ldap_identity(
+    name: str, display_name: str = "", *, groups: tuple[str, ...] = ()
+) -> ExternalIdentity:
+    """A person of the ldap backend as it hands them to the store: a subject stable for ``name``.
+
+    ``display_name`` defaults to ``name.title()``; the same ``name`` is the
+    same directory entry, so a second resolve is a returning person.
+    """
+    return ExternalIdentity(
+        subject=f"ldap:{name}-uuid",
+        username=name,
+        display_name=display_name or name.title(),
+        groups=groups,
+    )
 
 
 @contextlib.asynccontextmanager

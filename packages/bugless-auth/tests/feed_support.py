@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bugless_core.auth_backend import ExternalIdentity
 from bugless_proto import v1
 
 if TYPE_CHECKING:
@@ -35,11 +34,6 @@ def exact(reply: v1.UserChanges) -> v1.UserChanges:
     return v1.UserChanges(
         user_ids=list(reply.user_ids), version=reply.version, reset=reply.reset, more=reply.more
     )
-
-
-def ldap_identity(name: str, display_name: str) -> ExternalIdentity:
-    """A person of the ldap backend as it hands them to the store (a stable subject)."""
-    return ExternalIdentity(subject=f"ldap:{name}-uuid", username=name, display_name=display_name)
 
 
 async def polled(auth: AuthServer) -> int:

@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-from auth_support import TEST_ENDS, KeyFiles, StartAuth, set_disabled, start_auth_servers
+from auth_support import (
+    TEST_ENDS,
+    KeyFiles,
+    StartAuth,
+    ldap_identity,
+    set_disabled,
+    start_auth_servers,
+)
 from test_auth_conformance import TestLocalPasswords, password_backend_case
 from test_certificate_sessions import (
     people,
@@ -93,7 +100,6 @@ from bugless_auth.settings import AuthSettings, ThrottleSettings
 from bugless_auth.store import IdentityStore
 from bugless_auth.throttle import LoginThrottle
 from bugless_auth.user_feed import prune_user_changes, read_user_changes
-from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.errors import InvalidArgument
 from bugless_core.settings import declared_env_vars, settings_from_environ
 from bugless_core.transactions import CockroachRetryPolicy
@@ -190,17 +196,11 @@ async def open_store(url: str, dialect: str, *, pool_max_size: int = 4) -> Ident
     return await IdentityStore.open(url, schema, dialect=dialect, pool_max_size=pool_max_size)
 
 
-def ldap_identity(name: str) -> ExternalIdentity:
-    return ExternalIdentity(
-        subject=f"ldap:{name}-uuid", username=name, display_name=name.title(), groups=("eng",)
-    )
-
-
 async def exercise(store: IdentityStore) -> None:
     """Every statement of the store, the sessions and the throttle, once."""
     name = f"all-{secrets.token_hex(3)}"
-    record, _ = await store.resolve(ldap_identity(name), "ldap")
-    await store.resolve(ldap_identity(name), "ldap")  # the existing-subject path
+    record, _ = await store.resolve(ldap_identity(name, groups=("eng",)), "ldap")
+    await store.resolve(ldap_identity(name, groups=("eng",)), "ldap")  # the existing-subject path
     local = await store.create_local_user(
         username=f"{name}-local", display_name="", email="", groups=(), password_hash="x"
     )
@@ -212,7 +212,7 @@ async def exercise(store: IdentityStore) -> None:
     await store.subjects_of("ldap")
     await disabling.directory_disable(store, record.user_id, TEST_ENDS)
     await store.directory_enable(record.user_id)
-    await store.resolve(ldap_identity(name), "ldap", sign_in=False)
+    await store.resolve(ldap_identity(name, groups=("eng",)), "ldap", sign_in=False)
     sessions = SessionStore(store)
     recorded = await sessions.record(
         "s1" + name, user_id=record.user_id, authenticator="ldap", client_address="", expires_at=1
@@ -269,7 +269,7 @@ async def test_the_postgres_dialect_is_what_the_check_would_refuse(
     """The recorder sees the store's own pools: the postgres dialect's locks are flagged."""
     store = await open_store(auth_database, "postgres")
     try:
-        await store.resolve(ldap_identity(f"pg-{secrets.token_hex(3)}"), "ldap")
+        await store.resolve(ldap_identity(f"pg-{secrets.token_hex(3)}", groups=("eng",)), "ldap")
     finally:
         await store.close()
     flagged = {name for found in statements.incompatibilities().values() for name in found}
@@ -311,7 +311,7 @@ async def test_first_sign_ins_racing_without_a_lock_make_one_user_through_real_4
     name = f"race-{secrets.token_hex(3)}"
     try:
         records = await asyncio.gather(
-            *(store.resolve(ldap_identity(name), "ldap") for _ in range(8))
+            *(store.resolve(ldap_identity(name, groups=("eng",)), "ldap") for _ in range(8))
         )
         users = await store.users_by_usernames([name])
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 
 import bonsai
 import pytest
+from ldap_support import settings_for
 from prometheus_client import REGISTRY
 
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
@@ -29,20 +29,6 @@ from bugless_testing.slapd import (
     READER_PASSWORD,
     Slapd,
 )
-
-# Fixtures of slapd.py (until tests/conftest.py lists it in pytest_plugins).
-
-
-def settings_for(server: Slapd, **overrides: Any) -> LdapSettings:
-    base = LdapSettings(
-        urls=(server.url,),
-        base_dn=PEOPLE_DN,
-        bind_dn=READER_DN,
-        bind_password=READER_PASSWORD,
-        connect_timeout=2.0,
-        operation_timeout=2.0,
-    )
-    return dataclasses.replace(base, **overrides)
 
 
 @pytest.fixture

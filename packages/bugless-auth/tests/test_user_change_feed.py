@@ -17,10 +17,11 @@ from auth_support import (
     StartAuth,
     admin_token,
     eventually,
+    ldap_identity,
     set_disabled,
     unique,
 )
-from feed_support import changes_after, exact, ldap_identity
+from feed_support import changes_after, exact
 from grpc_errors import expect_status
 from grpclib.const import Status
 

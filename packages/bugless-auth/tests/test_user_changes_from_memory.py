@@ -18,8 +18,15 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from auth_support import AuthServer, StartAuth, eventually, set_disabled, unique
-from feed_support import changes_after, exact, ldap_identity, polled
+from auth_support import (
+    AuthServer,
+    StartAuth,
+    eventually,
+    ldap_identity,
+    set_disabled,
+    unique,
+)
+from feed_support import changes_after, exact, polled
 from prometheus_client import CollectorRegistry
 
 from bugless_auth.user_feed import RecentChanges, prune_user_changes, read_user_changes
