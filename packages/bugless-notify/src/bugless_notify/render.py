@@ -14,16 +14,18 @@ their ACLs hide, such as hotlists they may not view), drops changes the
 recipient may not see, and resolves people, components and hotlists to names
 as that recipient. A person, component or hotlist the caller did not name is
 shown as "unknown user" or by its number, never by an opaque id.
+
+This module holds the forms (mail text and HTML, chat line, JSON); what a
+notice is and how an issue is named are :mod:`bugless_notify._notice`, the
+JSON form's event types :mod:`bugless_notify._events`, and the site's links
+in a comment :mod:`bugless_notify._site_links`. The public names stay
+importable from here, where the consumer, the bench and the tests take them.
 """
 
 from __future__ import annotations
 
-import datetime
-import functools
 import html
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 from bugless_core.blobs import describe_size
@@ -38,9 +40,25 @@ from bugless_core.issue_labels import (
     status_label,
     type_label,
 )
-from bugless_core.markdown import markdown_parser
 from bugless_core.notification_channel import NotificationMessage
 from bugless_notify._diff import Line, Value, html_diff, json_line, text_diff
+from bugless_notify._events import (
+    ATTACHMENT_DELETED_EVENT,
+    REDACTION_EVENTS,
+    deleted_attachment_json,
+    event_type,
+    iso,
+    redaction_json,
+)
+from bugless_notify._notice import (
+    ChangeNotice,
+    Person,
+    issue_ref,
+    issue_url,
+    one_line,
+    settings_url,
+)
+from bugless_notify._site_links import with_site_links
 from bugless_notify.reasons import FORMER_TEXT, REASON_TEXT, Reason
 from bugless_proto import v1
 
@@ -53,164 +71,8 @@ _REDACTED_WHAT = {
     v1.RedactionTarget.ATTACHMENT: "an attachment",
     v1.RedactionTarget.ATTACHMENT_DESCRIPTION: "an attachment's description",
 }
-#: A redaction's webhook event, by what it removed: its own type, so that a
-#: receiver taking ``issue.commented`` for a comment never mistakes one for it.
-REDACTION_EVENTS = {
-    v1.RedactionTarget.COMMENT: "issue.comment_redacted",
-    v1.RedactionTarget.DESCRIPTION: "issue.description_redacted",
-    v1.RedactionTarget.ATTACHMENT: "issue.attachment_redacted",
-    v1.RedactionTarget.ATTACHMENT_DESCRIPTION: "issue.attachment_description_redacted",
-}
-#: A file's deletion's webhook event: its own type, as a redaction's is, so a
-#: receiver taking ``issue.commented`` for a comment is not handed an empty one.
-ATTACHMENT_DELETED_EVENT = "issue.attachment_deleted"
-#: What ``entry.redaction.target`` says in the JSON form.
-_REDACTION_TARGET_NAMES = {
-    v1.RedactionTarget.COMMENT: "comment",
-    v1.RedactionTarget.DESCRIPTION: "description",
-    v1.RedactionTarget.ATTACHMENT: "attachment",
-    v1.RedactionTarget.ATTACHMENT_DESCRIPTION: "attachment_description",
-}
 #: How many characters of a comment a chat message quotes.
 CHAT_COMMENT_CHARS = 500
-_WHITESPACE = re.compile(r"\s+")
-
-
-@dataclass(frozen=True)
-class Person:
-    """A person as the recipient may see them.
-
-    Attributes:
-        display_name: The name shown ("Alice Smith").
-        username: The login name, shown when there is no display name and
-            given to webhooks; may be empty.
-    """
-
-    display_name: str
-    username: str = ""
-
-    @property
-    def shown(self) -> str:
-        """The display name, else the username."""
-        return self.display_name or self.username or "unknown user"
-
-
-@dataclass(frozen=True)
-class ChangeNotice:
-    """Everything one notification is rendered from (see the module docstring).
-
-    Attributes:
-        issue: The issue after the change, as the recipient may see it.
-        entry: The history entry of the change, with only the field changes
-            the recipient may see.
-        reason: Why the recipient is notified.
-        reason_detail: What the reason refers to, shown with it: the saved
-            search's name, or the id (decimal) of the component a component
-            subscription is on, named from ``components``; may be empty.
-        former: The recipient held the reason's role (assignee, verifier,
-            CC) until this change took it from them.
-        people: User reference -> person, for the author and every person in
-            the issue and the changes.
-        components: Component id -> path ("Platform>Storage"), for the
-            components the recipient may see.
-        hotlists: Hotlist id -> name, for the hotlists the recipient may see.
-        public_url: The web UI's base URL (``https://bugs.example.com``).
-        unsubscribe_url: The recipient's one-click link muting this issue
-            (``{public_url}/unsubscribe/<token>``, RFC 8058); empty for none
-            (a webhook, a renderer's test).
-    """
-
-    issue: v1.Issue
-    entry: v1.HistoryEntry
-    reason: Reason
-    public_url: str
-    reason_detail: str = ""
-    former: bool = False
-    people: Mapping[str, Person] = field(default_factory=dict)
-    components: Mapping[int, str] = field(default_factory=dict)
-    hotlists: Mapping[int, str] = field(default_factory=dict)
-    unsubscribe_url: str = ""
-
-
-def settings_url(public_url: str) -> str:
-    """The page where a person changes what notifies them."""
-    return f"{public_url.rstrip('/')}/settings/notifications"
-
-
-def issue_url(public_url: str, issue_id: int) -> str:
-    """The web page of an issue (``{public_url}/issues/{id}``)."""
-    return f"{public_url.rstrip('/')}/issues/{issue_id}"
-
-
-def issue_ref(issue_id: int) -> str:
-    """How an issue is named in a notification: ``b/123``."""
-    return f"b/{issue_id}"
-
-
-def one_line(text: str) -> str:
-    """``text`` with every run of whitespace (newlines included) made one space."""
-    return _WHITESPACE.sub(" ", text).strip()
-
-
-#: A backslash escape (``\\``, ``\```, ``\]``: the character after it is
-#: text; read as one, so a backtick after an escaped backslash opens code,
-#: as CommonMark reads it), or inline code (a run of backticks to
-#: the same run within a paragraph), both left as written; else a Markdown
-#: link's target on this site (``](/attachments/3/x.log``), not one on
-#: another (``](//host``).
-_SITE_LINK = re.compile(
-    r"(\\[\s\S]|(?<!`)(`+)(?!`)(?:(?!\n[ \t]*\n)[\s\S])*?(?<!`)\2(?!`))|\]\((/(?!/))"
-)
-#: A line's end as markdown-it counts lines (``map``).
-_LINE_END = re.compile(r"\r\n?|\n")
-
-
-@functools.lru_cache(maxsize=256)
-def _code_blocks(text: str) -> tuple[tuple[int, int], ...]:
-    """The lines ``[start, end)`` of ``text``'s fenced and indented code blocks.
-
-    Read by the parse the web renders comments with, so what the issue
-    page shows as code (a ```` ``` ```` or ``~~~`` fence, in a list or a
-    quote too, or four spaces in) is what a mail leaves as typed. Cached: a
-    change's comment is rendered once per recipient and form.
-    """
-    return tuple(
-        (token.map[0], token.map[1])
-        for token in markdown_parser().parse(text)
-        if token.type in ("fence", "code_block") and token.map
-    )
-
-
-def with_site_links(text: str, base: str) -> str:
-    """``text`` with its links to the site's own pages made absolute under ``base``.
-
-    The web writes links into comments relative to itself (a dropped file is
-    ``[x.log](/attachments/3/x.log)``, an import's reference
-    ``[#1](/imported?id=trac%3A1)``): the page resolves them, a mail client
-    has nothing to resolve them against. Code (blocks and spans) is left as
-    it was typed: a ``](/path`` there is text the author wrote, not a link.
-    """
-
-    def absolute(match: re.Match[str]) -> str:
-        return match.group(1) or f"]({base}/"
-
-    blocks = _code_blocks(text)
-    if not blocks:
-        return _SITE_LINK.sub(absolute, text)
-    ends = [m.end() for m in _LINE_END.finditer(text)]
-    starts = [0, *ends]
-
-    def offset(line: int) -> int:
-        return starts[line] if line < len(starts) else len(text)
-
-    out: list[str] = []
-    at = 0
-    for first, end in blocks:
-        out.append(_SITE_LINK.sub(absolute, text[at : offset(first)]))
-        out.append(text[offset(first) : offset(end)])
-        at = offset(end)
-    out.append(_SITE_LINK.sub(absolute, text[at:]))
-    return "".join(out)
 
 
 class _Renderer:
@@ -322,26 +184,6 @@ class _Renderer:
                 f"Deleted attachment {one_line(gone) if gone else self.entry.deleted_attachment_id}"
             )
         return lines
-
-    @property
-    def event(self) -> str:
-        if self.created:
-            return "issue.created"
-        if self.entry.redaction_target in REDACTION_EVENTS:
-            return REDACTION_EVENTS[self.entry.redaction_target]
-        if self.entry.deleted_attachment_id:
-            return ATTACHMENT_DELETED_EVENT
-        return "issue.changed" if self.entry.changes else "issue.commented"
-
-    def redaction(self) -> dict[str, Any] | None:
-        """What a redaction entry removed (never the content), for the JSON form."""
-        target = self.entry.redaction_target
-        if target not in _REDACTION_TARGET_NAMES:
-            return None
-        if target in (v1.RedactionTarget.ATTACHMENT, v1.RedactionTarget.ATTACHMENT_DESCRIPTION):
-            name = _REDACTION_TARGET_NAMES[target]
-            return {"target": name, "attachment_id": self.entry.redacted_attachment_id}
-        return {"target": _REDACTION_TARGET_NAMES[target], "version": self.entry.redacted_version}
 
     @property
     def reason_text(self) -> str:
@@ -495,7 +337,7 @@ class _Renderer:
         issue = self.issue
         component = self.value("component_id", str(issue.component_id or ""))
         return {
-            "event": self.event,
+            "event": event_type(self.entry),
             "reason": str(self.notice.reason),
             "reason_detail": self.notice.reason_detail,
             "issue": {
@@ -515,44 +357,23 @@ class _Renderer:
             "entry": {
                 "version": self.entry.version,
                 "author": self.person(self.entry.author).json,
-                "created_at": _iso(self.entry.created_at),
+                "created_at": iso(self.entry.created_at),
                 "comment": self.entry.comment,
                 "comment_redacted": self.entry.comment_redacted,
-                "redaction": self.redaction(),
+                "redaction": redaction_json(self.entry),
                 "caused_by_issue_id": self.entry.caused_by_issue_id or None,
                 "changes": [json_line(line) for line in self.lines],
                 "attachments": [
                     {"id": a.id, "name": a.name, "size": a.size} for a in self.entry.attachments
                 ],
-                "deleted_attachment": self.deleted_attachment(),
+                "deleted_attachment": deleted_attachment_json(self.entry),
             },
-        }
-
-    def deleted_attachment(self) -> dict[str, Any] | None:
-        """The file the entry deleted, for the JSON form (None: it deleted none).
-
-        The name is what the mail says ("Deleted attachment build.log"): a
-        receiver posting the event to a chat has nothing else to place the id
-        by. A Model older than ``deleted_attachment_name`` gives only the id
-        (``name`` null), as the mail then says the id.
-        """
-        if not self.entry.deleted_attachment_id:
-            return None
-        return {
-            "id": self.entry.deleted_attachment_id,
-            "name": self.entry.deleted_attachment_name or None,
         }
 
 
 def _chat_escape(text: str) -> str:
     """Escape what Slack and Google Chat read as markup in ``text``."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _iso(value: datetime.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def render_notification(notice: ChangeNotice, *, webhook_forms: bool = True) -> NotificationMessage:
@@ -580,8 +401,10 @@ def render_notification(notice: ChangeNotice, *, webhook_forms: bool = True) -> 
     )
 
 
-#: Reason is defined in :mod:`bugless_notify.reasons` and exported here too,
-#: where the consumer, the bench and the tests import it from.
+#: Reason (:mod:`bugless_notify.reasons`), the notice and its naming helpers
+#: (:mod:`._notice`), the event types (:mod:`._events`) and with_site_links
+#: (:mod:`._site_links`) are defined apart and exported here too, where the
+#: consumer, the bench and the tests import them from.
 __all__ = [
     "ATTACHMENT_DELETED_EVENT",
     "CHAT_COMMENT_CHARS",
