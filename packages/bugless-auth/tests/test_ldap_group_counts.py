@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 from typing import TYPE_CHECKING
 
-import pytest
-import trustme
 from auth_support import unique
 from ldap_support import (
     OPEN_ACCOUNTS,
-    add_person,
     counts,
     ldap_options,
     seed_team,
@@ -22,20 +18,15 @@ from ldap_support import (
 )
 
 from bugless_auth._ldap_group_counts import MAX_GROUPS_READ_PER_CALL
-from bugless_auth.ldap import LdapAuthenticator, LdapSettings
+from bugless_auth.ldap import LdapAuthenticator
 from bugless_proto import v1
 from bugless_testing.slapd import (
     GROUPS_DN,
     PEOPLE_DN,
-    READER_DN,
     Slapd,
-    new_slapd,
-    seed,
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from auth_support import StartAuth
 
 
@@ -84,51 +75,6 @@ async def test_a_group_bigger_than_the_limit_is_unknown(slapd_server: Slapd) -> 
     # Three member values, more than 2; two open members, more than 1.
     assert await counts(by_dn, team.group) == {team.group: None}
     assert await counts(members_of, team.group) == {team.group: None}
-
-
-async def test_the_directory_s_own_size_limit_is_named_not_group_count_limit(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # The reader may read 3 entries a search here (slapd's default is 500).
-    server = new_slapd(
-        tmp_path,
-        trustme.CA(),
-        database=f'overlay memberof\nmemberof-refint TRUE\nlimits dn.exact="{READER_DN}" size=3\n',
-    )
-    try:
-        server.start()
-        seed(server)
-        big, small = await seed_team(server), await seed_team(server)
-        joined = [f"{big.tag}-{n}" for n in range(3)]
-        for uid in joined:
-            await add_person(server, uid, uid)
-        await asyncio.to_thread(
-            server.ldapmodify,
-            f"dn: cn={big.group},{GROUPS_DN}\nchangetype: modify\nadd: member\n"
-            + "".join(f"member: uid={uid},{PEOPLE_DN}\n" for uid in joined),
-        )
-
-        def settings(limit: int) -> LdapSettings:
-            return settings_for(server, group_entry_base=GROUPS_DN, group_count_limit=limit)
-
-        with caplog.at_level(logging.INFO, logger="bugless_auth.ldap"):
-            # Two open members fit the server's limit; five do not, and neither
-            # group_count_limit (1000, 4) is what stopped the search.
-            assert await counts(settings(1000), small.group, big.group) == {
-                small.group: 2,
-                big.group: None,
-            }
-            assert await counts(settings(4), big.group) == {big.group: None}
-            # Three read, more than group_count_limit 2: that limit is named.
-            assert await counts(settings(2), big.group) == {big.group: None}
-    finally:
-        server.close()
-    said = [r.getMessage() for r in caplog.records if big.group in r.getMessage()]
-    assert len(said) == 3, said
-    for message in said[:2]:
-        assert f"the directory's size limit for the bind account {READER_DN}" in message
-        assert "more members than group_count_limit" not in message
-    assert said[2].endswith("more members than group_count_limit (2)")
 
 
 async def test_a_count_is_kept_for_group_count_seconds(slapd_server: Slapd) -> None:

@@ -18,6 +18,7 @@ import bonsai
 import bonsai.errors
 
 from bugless_auth._ldap_directory import LdapDirectory, escape_filter_exp, group_name
+from bugless_auth._ldap_pool import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
     from bugless_auth.ldap import LdapSettings
@@ -192,6 +193,17 @@ class GroupCountUnknown(Exception):
     """The directory holds a group (or may) whose members it cannot count now; says why."""
 
 
+class _PagingRefused(Exception):
+    """The server refused a paged search of a query it had just answered; its message."""
+
+
+#: What a paged search raises that is not a refusal of its paging.
+_NOT_A_PAGING_REFUSAL: tuple[type[BaseException], ...] = (
+    bonsai.errors.SizeLimitError,
+    *CONNECTION_ERRORS,
+)
+
+
 def _normalised_rdns(dn: str) -> tuple[tuple[tuple[str, str], ...], ...] | None:
     try:
         rdns = bonsai.LDAPDN(dn).rdns
@@ -335,59 +347,106 @@ class GroupReader:
     async def _matching_users(self, condition: str, url: str) -> set[str]:
         """DNs of the entries :meth:`_count_users` counts, as the server spells them.
 
-        Read as a paged search (RFC 2696) of ``group_count_limit`` + 1
-        entries a page, ended as soon as more than ``group_count_limit`` are
-        in, and without a size limit of the client's own. So a size-limit
-        error can only be the server's limit for the bind account (slapd's
-        default for an account other than the rootdn is 500 entries; with
-        paging, ``size.prtotal``), and more than the limit is known by having
-        read them: bonsai keeps no entries of a search that ends in a
-        size-limit error, so with the limit asked for as the search's size
-        limit the two could not be told apart, and the message blamed
-        ``group_count_limit`` for the server's limit. A search left after its
-        first page (or at the limit) holds only the server's paging state,
-        which the connection's next paged search replaces.
+        One search with a size limit of ``group_count_limit`` + 1: more than
+        the limit is known by having read them. A size-limit error there is
+        either limit, the search's or the server's for the bind account
+        (slapd's default for an account other than the rootdn is 500
+        entries; Active Directory's MaxPageSize, 1,000), and bonsai keeps no
+        entries of a search that ends in it, so :meth:`_read_paged` reads them
+        again in pages to tell which, and counts them when paging lets the
+        account read past its limit.
 
         Raises:
             GroupCountUnknown: more than ``group_count_limit`` of them, or
                 more than the directory's size limit lets the bind account
-                read.
+                read (or one of the two, where the server refuses the paging
+                that would tell).
         """
         s = self.settings
         query = f"(&{s.user_filter.replace('{username}', '*')}{condition})"
         limit = s.group_count_limit
 
         async def search(conn: Any) -> list[Any]:
-            entries: list[Any] = []
-            page = await conn.paged_search(
+            result: list[Any] = await conn.search(
                 s.base_dn,
                 _SUBTREE,
                 query,
                 ["1.1"],
                 timeout=s.operation_timeout,
-                page_size=limit + 1,
+                sizelimit=limit + 1,
             )
-            while True:
-                entries.extend(page)
-                if len(entries) > limit:
-                    return entries
-                message_id = page.acquire_next_page()
-                if message_id is None:
-                    return entries
-                page = await conn.get_result(message_id, timeout=s.operation_timeout)
+            return result
+
+        try:
+            _, entries = await self._search(search, prefer=url)
+        except bonsai.errors.SizeLimitError:
+            entries = await self._read_paged(query, url)
+        if len(entries) > limit:
+            raise GroupCountUnknown(f"more members than group_count_limit ({limit})")
+        return {str(e["dn"]) for e in entries}
+
+    async def _read_paged(self, query: str, url: str) -> list[Any]:
+        """The entries of ``query`` as a paged search (RFC 2696), at most ``group_count_limit`` + 1.
+
+        Pages of ``group_count_limit`` + 1 entries, read until more than the
+        limit are in, and no size limit of the client's own: a size-limit
+        error can only be the server's for paged searches (slapd's
+        ``size.prtotal``, by default its ``size.hard``), which stopped it
+        before ``group_count_limit`` + 1 entries. A search left after a page
+        holds only the server's paging state, which the connection's next
+        paged search replaces.
+
+        Raises:
+            GroupCountUnknown: the server's size limit stopped the search, or
+                the server refused the paging (slapd's ``size.pr`` below the
+                page size: adminLimitExceeded), so the limit that stopped the
+                plain search cannot be told.
+        """
+        s = self.settings
+        limit = s.group_count_limit
+        account = s.bind_dn or "(anonymous)"
+
+        async def search(conn: Any) -> list[Any]:
+            entries: list[Any] = []
+            try:
+                page = await conn.paged_search(
+                    s.base_dn,
+                    _SUBTREE,
+                    query,
+                    ["1.1"],
+                    timeout=s.operation_timeout,
+                    page_size=limit + 1,
+                )
+                while True:
+                    entries.extend(page)
+                    if len(entries) > limit:
+                        return entries
+                    message_id = page.acquire_next_page()
+                    if message_id is None:
+                        return entries
+                    page = await conn.get_result(message_id, timeout=s.operation_timeout)
+            except _NOT_A_PAGING_REFUSAL:
+                raise
+            except bonsai.errors.LDAPError as exc:
+                # The same query was just searched: the control is what it refused.
+                raise _PagingRefused(str(exc)) from exc
 
         try:
             _, entries = await self._search(search, prefer=url)
         except bonsai.errors.SizeLimitError:
             raise GroupCountUnknown(
                 "more members than the directory's size limit for the bind account "
-                f"{s.bind_dn or '(anonymous)'} lets it read, a limit no higher than "
-                f"group_count_limit ({limit}); raise that account's limit in the directory "
-                "(OpenLDAP: a limits entry with size.prtotal for paged searches)"
+                f"{account} lets it read, a limit no higher than group_count_limit ({limit}); "
+                "raise that account's limit in the directory (OpenLDAP: a limits entry with "
+                "size.prtotal for paged searches)"
             ) from None
-        if len(entries) > limit:
-            raise GroupCountUnknown(f"more members than group_count_limit ({limit})")
-        return {str(e["dn"]) for e in entries}
+        except _PagingRefused as refused:
+            raise GroupCountUnknown(
+                f"more members than group_count_limit ({limit}) or than the directory's size "
+                f"limit for the bind account {account} lets it read in one search; the paged "
+                f"search that would tell which was refused ({refused})"
+            ) from None
+        return entries
 
     async def _count_member_entries(self, dns: list[str], url: str) -> int:
         """How many of ``dns`` are entries the user filter admits.
