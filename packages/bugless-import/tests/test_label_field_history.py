@@ -287,28 +287,9 @@ class _Trac37(TracImporter):
     name = "trac37"
 
 
-async def test_a_move_into_a_component_whose_required_field_has_no_value_refuses_naming_the_entry(
-    make_settings: MakeSettings,
-    model: v1.ModelStub,
-    tmp_path: Path,
-) -> None:
-    # Gates37 requires Risk37, which has no default and no label gives: a
-    # live move there is refused, and so is the ticket's move in Trac's log
-    # (its second entry), by its place in the history, nothing written,
-    # though the ticket ends in Pipes37, where nothing is required.
-    for name in ("Pipes37", "Gates37"):
-        await call(model.create_component, v1.CreateComponentRequest(caller=ADMIN, name=name))
-    gates = await call(model.get_component, v1.GetComponentRequest(caller=ADMIN, path="Gates37"))
-    await call(
-        model.create_custom_field,
-        v1.CreateCustomFieldRequest(
-            caller=ADMIN, component_id=gates.id, name="Risk37",
-            type=v1.CustomFieldType.ENUM, options=["High", "Low"], required=True,
-        ),
-    )  # fmt: skip
-    env = Environment(
-        str(tmp_path / "env"), create=True, options=[("trac", "database", "sqlite:db/trac.db")]
-    )
+def _gates_and_pipes(path: Path, *, ends_in: str) -> Environment:
+    """Ticket 1, created in pipes, moved to gates, then (unless it ends there) back to pipes."""
+    env = Environment(str(path), create=True, options=[("trac", "database", "sqlite:db/trac.db")])
     for name in ("pipes", "gates"):
         component = Component(env)
         component.name = name
@@ -322,15 +303,65 @@ async def test_a_move_into_a_component_whose_required_field_has_no_value_refuses
     ticket.save_changes("tom", "Looking.", when=_hours(1))
     ticket["component"] = "gates"
     ticket.save_changes("tom", "It is the gate.", when=_hours(2))
-    ticket["component"] = "pipes"
-    ticket.save_changes("ann", "The pipe after all.", when=_hours(3))
+    if ends_in == "pipes":
+        ticket["component"] = "pipes"
+        ticket.save_changes("ann", "The pipe after all.", when=_hours(3))
+    return env
+
+
+async def test_a_history_passing_through_a_component_requiring_a_field_is_history_not_an_edit(
+    make_settings: MakeSettings,
+    model: v1.ModelStub,
+    tmp_path: Path,
+) -> None:
+    """Gates37 requires Risk37 today; a ticket that was there once and left is imported.
+
+    Its states are history: Trac let it sit in "gates" without a Risk37
+    (there was none then), and it ends in Pipes37, where nothing is
+    required. Before, the Model refused the issue at the move into Gates37
+    ("give it a value", which no value of the ticket's last state could
+    answer). A ticket that ends in Gates37 is refused, naming the field, the
+    component it ends in and what to do, nothing written.
+    """
+    for name in ("Pipes37", "Gates37"):
+        await call(model.create_component, v1.CreateComponentRequest(caller=ADMIN, name=name))
+    gates = await call(model.get_component, v1.GetComponentRequest(caller=ADMIN, path="Gates37"))
+    pipes = await call(model.get_component, v1.GetComponentRequest(caller=ADMIN, path="Pipes37"))
+    risk = await call(
+        model.create_custom_field,
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN, component_id=gates.id, name="Risk37",
+            type=v1.CustomFieldType.ENUM, options=["High", "Low"], required=True,
+        ),
+    )  # fmt: skip
     mapping = tmp_path / "mapping.toml"
     mapping.write_text('[components]\npipes = "Pipes37"\ngates = "Gates37"\n', encoding="utf-8")
+    settings = make_settings(mapping=mapping)
 
+    passed = _gates_and_pipes(tmp_path / "passed", ends_in="pipes")
+    report = await run_import(_Trac37(passed.path, {"project": "passed"}), settings)
+    assert report.created == 1
+    (issue,) = await find(model, "trac37:passed#1")
+    assert (issue.component_id, list(issue.custom_fields)) == (pipes.id, [])
+    entries = await history(model, issue.id)
+    moves = [
+        (c.old_value, c.new_value)
+        for e in entries[1:]
+        for c in e.changes
+        if c.field == "component_id"
+    ]
+    assert moves == [(str(pipes.id), str(gates.id)), (str(gates.id), str(pipes.id))]
+    assert [_custom_changes(e) for e in entries[1:]] == [[], [], []]
+
+    ended = _gates_and_pipes(tmp_path / "ended", ends_in="gates")
     with pytest.raises(InvalidArgument) as refused:
-        await run_import(_Trac37(env.path, {}), make_settings(mapping=mapping))
-
-    assert refused.value.metadata[REFUSED_ISSUE] == "trac37:1"
-    assert "history[1].custom_fields: custom field 'Risk37'" in refused.value.message
-    assert "is required and has no default" in refused.value.message
-    assert await find(model, "trac37:1") == []
+        await run_import(_Trac37(ended.path, {"project": "ended"}), make_settings(mapping=mapping))
+    assert refused.value.metadata[REFUSED_ISSUE] == "trac37:ended#1"
+    assert refused.value.metadata["field"] == "history"
+    assert refused.value.message == (
+        f"trac37:ended#1: history: custom field 'Risk37' (id {risk.id}) is required in Gates37, "
+        "where the issue ends, and it ends without a value for it (one required only where its "
+        "history passed through is not asked for): give its last state a value (a source label "
+        "the mapping maps to it), or the field a default, then import again"
+    )
+    assert await find(model, "trac37:ended#1") == []

@@ -29,6 +29,7 @@ from bugless_testing.model_contracts import (
     HotlistContract,
     ImportContract,
     ImportedFileContract,
+    ImportedLabelContract,
     ImportedRelationContract,
     IssueContract,
     NotificationSettingsContract,
@@ -139,6 +140,9 @@ class TestImportedFile(ImportedFileContract): ...
 
 
 class TestImportedRelation(ImportedRelationContract): ...
+
+
+class TestImportedLabel(ImportedLabelContract): ...
 
 
 class TestFeed(FeedContract): ...

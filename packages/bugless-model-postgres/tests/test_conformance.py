@@ -24,6 +24,7 @@ from bugless_testing.model_contracts import (
     HotlistContract,
     ImportContract,
     ImportedFileContract,
+    ImportedLabelContract,
     ImportedRelationContract,
     IssueContract,
     NotificationSettingsContract,
@@ -136,6 +137,9 @@ class TestImportedFile(ImportedFileContract): ...
 
 
 class TestImportedRelation(ImportedRelationContract): ...
+
+
+class TestImportedLabel(ImportedLabelContract): ...
 
 
 class TestFeed(FeedContract): ...

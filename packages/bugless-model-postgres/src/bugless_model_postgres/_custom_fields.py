@@ -212,12 +212,16 @@ async def plan_values(
     path: str,
     fields: Mapping[int, v1.CustomField] | None = None,
     names: Mapping[int, tuple[str, int]] | None = None,
+    check_required: bool = True,
 ) -> tuple[dict[str, Any], list[v1.FieldChange], dict[int, tuple[str, int]]]:
     """The issue's values after a create or delta, with one change per field.
 
     Values of fields that no longer apply (the issue moved) leave the issue;
     fields left without a value take their default on create or move, and a
-    required field must end with a value. ``fields``: what :func:`applicable`
+    required field must end with a value (unless not ``check_required``: an
+    import's replay of a state its history only passes through, whose final
+    state is checked instead, :meth:`._import_labels.LabelReplay.check_final`).
+    ``fields``: what :func:`applicable`
     returns for ``component_id``, when the caller read it already (a batch
     of creates reads it once per component). ``names``: the names and types
     of the fields ``current`` holds, when the caller read them with the
@@ -258,7 +262,7 @@ async def plan_values(
             )
         stored = cf.to_stored(field, cf.normalize_values(field, item.values, f"{where}.values"))
         if stored is None:
-            if field.required:
+            if field.required and check_required:
                 raise InvalidArgument(
                     f"{where}.values: custom field {field.name!r} is required; it cannot be "
                     "cleared",
@@ -274,7 +278,7 @@ async def plan_values(
             if key in new or field.id in set_here or not field.default_values:
                 continue
             new[key] = cf.to_stored(field, field.default_values)
-    for field in fields.values():
+    for field in fields.values() if check_required else ():
         if field.required and str(field.id) not in new:
             raise InvalidArgument(
                 f"{path}: custom field {field.name!r} (id {field.id}) is required and has no "

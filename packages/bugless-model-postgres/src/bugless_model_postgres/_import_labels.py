@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bugless_core.errors import InvalidArgument
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _custom_fields
 from bugless_model_postgres import _import_queries as iq
+from bugless_model_postgres._components import seen_path
 from bugless_model_postgres._context import WriteContext, hotlist_not_found, hotlist_visible
 from bugless_model_postgres._issue_plan import lock_editable_hotlists
 from bugless_model_postgres._issues import append_to_hotlist
@@ -54,6 +56,8 @@ class LabelReplay:
     custom_replayed: bool = True
     #: Every hotlist a change of an entry names (:meth:`check_hotlists`).
     named: set[int] = field(default_factory=set)
+    #: Whether the call planned custom values (:meth:`check_final` then checks them).
+    planned: bool = False
 
     def __post_init__(self) -> None:
         self.before = set(self.hotlists)
@@ -73,9 +77,12 @@ class LabelReplay:
         the source's labels are mapped to the fields of the component the
         issue is in after the entry's move. ``moved``: the item moves the
         issue there, and its values follow as in a live ChangeIssue move:
-        those of fields that do not apply there leave the issue, its fields
-        without a value take their defaults, and a required one must end
-        with a value.
+        those of fields that do not apply there leave the issue and its
+        fields without a value take their defaults. A required field may
+        be without a value here: the entry is history, a state the issue
+        passed through (an admin may have made the field required since),
+        not an edit made now; the state the issue ends in must hold one
+        (:meth:`check_final`).
         """
         changes: list[v1.FieldChange] = []
         added = sorted(set(item.hotlist_add) - self.hotlists) if self.hotlists_replayed else []
@@ -94,9 +101,40 @@ class LabelReplay:
             self.custom, custom_changes, _ = await _custom_fields.plan_values(
                 ctx, component_id=component_id, current=self.custom, given=item.custom_fields,
                 creating=False, moved=moved, path=f"history[{index}].custom_fields",
+                check_required=False,
             )  # fmt: skip
+            self.planned = True
             changes.extend(custom_changes)
         return changes
+
+    async def check_final(self, ctx: WriteContext, component_id: int, path: str) -> None:
+        """The issue's values as it ends (in ``component_id``) hold every field required there.
+
+        Only when the call planned values (:attr:`planned`), as a native
+        create or change checks them only then. The states the history only
+        passed through are not checked (:meth:`apply`): a component the
+        issue left requiring a field today does not refuse it.
+
+        Raises:
+            InvalidArgument: a required field of ``component_id`` has no
+                value, naming the field, the component and what to do.
+        """
+        if not self.planned:
+            return
+        fields = await _custom_fields.applicable(ctx.conn, component_id)
+        for required in (f for f in fields.values() if f.required):
+            if str(required.id) in self.custom:
+                continue
+            row = await ctx.conn.fetchrow(iq.IMPORT_COMPONENTS, [component_id])
+            where = await seen_path(ctx.conn, ctx.caller, row) if row else str(component_id)
+            raise InvalidArgument(
+                f"{path}: custom field {required.name!r} (id {required.id}) is required in "
+                f"{where}, where the issue ends, and it ends without a value for it (one "
+                "required only where its history passed through is not asked for): give its "
+                "last state a value (a source label the mapping maps to it), or the field a "
+                "default, then import again",
+                metadata={"field": path, "custom_field_id": str(required.id)},
+            )
 
     async def check_hotlists(self, ctx: WriteContext, changed: set[int], path: str) -> None:
         """Lock ``changed``, the hotlists whose items the call changes; check the others named.

@@ -361,16 +361,19 @@ async def _create(
     custom: dict[str, Any] = {}
     if given:
         path = "initial_custom_fields" if replayed else "custom_fields"
+        # The initial values of a replayed history are its first state,
+        # checked for required fields where the issue ends (check_final).
         custom, custom_changes, _ = await _custom_fields.plan_values(
             ctx, component_id=state["component_id"], current={}, given=given,
-            creating=True, moved=False, path=path,
+            creating=True, moved=False, path=path, check_required=not replayed,
         )  # fmt: skip
         first.changes.extend(custom_changes)
     on_hotlists = request.hotlists_replayed
     initial = request.initial_hotlist_ids if on_hotlists else request.hotlist_ids
     labels = LabelReplay(
-        custom, set(initial), hotlists_replayed=on_hotlists, custom_replayed=replayed
-    )
+        custom, set(initial), hotlists_replayed=on_hotlists, custom_replayed=replayed,
+        planned=bool(given) and replayed,
+    )  # fmt: skip
     for index, item in items:
         extra: list[v1.FieldChange] = []
         after = _component_after(item, replay.state["component_id"])
@@ -380,6 +383,8 @@ async def _create(
         ):
             extra = await labels.apply(ctx, item, after, index, moved=moved)
         replay.apply(index, item, extra)
+    final_path = "history" if items else "initial_custom_fields"
+    await labels.check_final(ctx, replay.state["component_id"], final_path)
     custom = labels.custom
     if initial:
         first.changes.append(
@@ -469,6 +474,7 @@ async def _extend(
         return issue_id, False, 0
     if replay.components:
         await _check_components(ctx, replay.components, request.external_id)
+    await labels.check_final(ctx, replay.state["component_id"], "history")
     final = replay.state
     closed_at = replay.closed_at
     if not is_open(v1.Status(final["status"])):

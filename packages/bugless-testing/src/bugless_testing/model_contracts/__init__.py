@@ -27,6 +27,7 @@ from bugless_testing.model_contracts._follow import FollowContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
 from bugless_testing.model_contracts._import_files import ImportedFileContract
+from bugless_testing.model_contracts._import_labels import ImportedLabelContract
 from bugless_testing.model_contracts._import_relations import ImportedRelationContract
 from bugless_testing.model_contracts._imports import ImportContract
 from bugless_testing.model_contracts._issues import IssueContract
@@ -67,6 +68,7 @@ __all__ = [
     "HotlistContract",
     "ImportContract",
     "ImportedFileContract",
+    "ImportedLabelContract",
     "ImportedRelationContract",
     "IssueContract",
     "NotificationSettingsContract",
