@@ -11,7 +11,12 @@ and values are always ``$n`` parameters.
 
 from __future__ import annotations
 
-from bugless_model_postgres._visibility import COMPONENT_VISIBLE, HOTLIST_VISIBLE, SEEN_PATH
+from bugless_model_postgres._visibility import (
+    COMPONENT_VISIBLE,
+    HOTLIST_VISIBLE,
+    SEEN_PATH,
+    TYPED_PATH,
+)
 
 # ---- components ----
 
@@ -30,8 +35,15 @@ _SEEN_COLUMNS = (
 )
 #: The component $1, with its path as the caller ($2, $3) sees it.
 COMPONENT_SEEN_BY_ID = f"SELECT {_SEEN_COLUMNS} FROM components c WHERE c.id = $1"
-#: The component whose ``path_key`` is $1, with its path as the caller ($2, $3) sees it.
-COMPONENT_SEEN_BY_PATH = f"SELECT {_SEEN_COLUMNS} FROM components c WHERE c.path_key = $1::text[]"
+#: The components path $1 (folded names joined by ``>``) names for the caller
+#: ($2, $3): the path they are shown (:data:`._visibility.TYPED_PATH`), with
+#: it. A whole path names one component; a shortened one (``…>Net``) may
+#: name a few, below different components the caller may not view.
+COMPONENT_SEEN_BY_PATH = (
+    f"SELECT {_SEEN_COLUMNS} FROM components c WHERE "
+    + TYPED_PATH.format(c="c", k="$1::text", admin="$2::boolean", principals="$3::text[]")
+    + " ORDER BY c.id LIMIT 10"
+)
 #: Only the path of component $1 as the caller ($2, $3) sees it (to name it in a refusal).
 SEEN_PATH_OF = (
     "SELECT "

@@ -22,6 +22,8 @@ import asyncpg
 from bugless_core.errors import (
     AlreadyExists,
     FailedPrecondition,
+    InvalidArgument,
+    NotFound,
     PermissionDenied,
     VersionConflict,
 )
@@ -37,8 +39,10 @@ from bugless_model_postgres._convert import (
     Row,
     acl_to_json,
     caller_role,
+    principals_of,
     template_to_json,
 )
+from bugless_model_postgres._visibility import ELIDED, ELIDED_TYPED
 from bugless_proto import v1
 
 
@@ -71,6 +75,41 @@ async def visible_component(
     if row is None or role is None:
         raise component_not_found(component_id, field)
     return row, role
+
+
+async def seen_by_path(conn: Conn, caller: v1.Caller, path: str) -> tuple[Row, v1.Role]:
+    """The component ``path`` names for ``caller`` (GetComponent by path), with their role.
+
+    ``path`` names a component as the caller is shown it
+    (``_visibility.TYPED_PATH``): whole when they may view every component
+    above it, else shortened (``…>Net``). A whole path through a component
+    they may not view is refused in the words of a path of nothing, so the
+    answer does not confirm the name it passes through.
+
+    Raises:
+        NotFound: no component they may view has that path as they see it.
+        InvalidArgument: a shortened path that is the path they are shown of
+            more than one (below different components they may not view).
+    """
+    rows = await conn.fetch(
+        cq.COMPONENT_SEEN_BY_PATH, ">".join(path_key(path)), caller.admin, principals_of(caller)
+    )
+    found = [
+        (row, role)
+        for row in rows
+        if (role := caller_role(caller, row["effective_acl"])) is not None
+    ]
+    if not found:
+        shortened = ELIDED_TYPED if path.startswith(ELIDED) else ""
+        raise NotFound(f"component {path!r} not found{shortened}", metadata={"path": path})
+    if len(found) > 1:
+        ids = ", ".join(str(row["id"]) for row, _ in found)
+        raise InvalidArgument(
+            f"path: {path!r} is the path you are shown of more than one component "
+            f"(ids {ids}): give the id of the one you mean",
+            metadata={"field": "path", "path": path},
+        )
+    return found[0]
 
 
 def path_key(path: str) -> list[str]:

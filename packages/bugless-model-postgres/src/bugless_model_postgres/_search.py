@@ -69,6 +69,10 @@ class Params:
 
     values: list[Any] = field(default_factory=list)
     user_id: str = ""
+    #: The placeholders of the caller's admin flag and principals (a
+    #: component path names a component as the caller is shown it).
+    admin: str = ""
+    viewers: str = ""
     _user: str = ""
     #: Definitions of the custom fields the query names.
     catalog: CustomCatalog = field(default_factory=CustomCatalog)
@@ -234,8 +238,8 @@ def compile_search(
     query = query or v1.StructuredQuery()
     params = Params(user_id=caller.user_id, catalog=catalog or CustomCatalog())
     params.row_state = row_state
-    admin = params.add(caller.admin, "boolean")
-    viewers = params.add(principals, "text[]")
+    admin = params.admin = params.add(caller.admin, "boolean")
+    viewers = params.viewers = params.add(principals, "text[]")
     where = _node(query.filter, params, admin) if query.filter is not None else "TRUE"
     columns = sort_columns(list(query.order_by), params.catalog)
     source = "issues" if issues_from is None else issues_from(params.add)
@@ -380,7 +384,7 @@ def _node(
             rows = "".join(
                 " AND "
                 + (
-                    component_term(t, params.add, "v.component_id")
+                    component_term(t, params.add, "v.component_id", params.admin, params.viewers)
                     if t.field is F.COMPONENT
                     else _status(t, params, "v.status")
                 )
@@ -496,7 +500,7 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
     if f is F.COMPONENT:
         if op in (Op.ANY, Op.NONE):
             return "TRUE" if op is Op.ANY else "FALSE"
-        return component_term(term, params.add, "i.component_id")
+        return component_term(term, params.add, "i.component_id", params.admin, params.viewers)
     if f is F.HOTLIST:
         visible = HOTLIST_VISIBLE.format(h="h", admin=admin, user=params.user())
         hotlists = _HOTLISTS_OF[params.row_state]

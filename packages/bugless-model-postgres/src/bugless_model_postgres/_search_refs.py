@@ -4,11 +4,17 @@ Also the SQL of a component term (:func:`component_term`), where the naming
 rule is used.
 
 A component is named by id (``componentid:12``) or by name
-(``component:Rocket``, a text value): its own name, or its path from the
-top (``Rocket>Engine``), compared as ``path_key`` folds names
-(:func:`name_key`, :data:`NAMED`). A name names every component of that
-name (siblings' names differ, cousins' may not); ``+`` adds the components
-below each, as for an id.
+(``component:Rocket``, a text value): its own name, or its path as the
+caller is shown it (``Rocket>Engine``; ``…>Engine`` below a component they
+may not view), compared as ``path_key`` folds names (:func:`name_key`,
+:data:`NAMED`). A whole path through a component the caller may not view
+names nothing, as a path of nothing does: were it to find the component
+below, it would confirm the hidden name. A name names every component of
+that name (siblings' names differ, cousins' may not); ``+`` adds the
+components below each, as for an id. An id is no name: ``c:12+`` of a
+component the caller may not view, with one below it they may, finds the
+ones they may view (scripts name components so), and says nothing of 12's
+name.
 
 ``componentid:999999`` or ``hotlistid:12`` of a hotlist no one made matched
 nothing, silently, which reads as "no such issues" when the query itself was
@@ -51,6 +57,7 @@ from bugless_model_postgres._visibility import (
     ELIDED_TYPED,
     HOTLIST_VISIBLE,
     SEEN_PATH,
+    TYPED_PATH,
 )
 from bugless_proto import v1
 
@@ -58,18 +65,28 @@ F = v1.SearchField
 #: Binds a value, returns its placeholder (``Params.add`` of the compiler).
 Bind = Callable[[Any, str], str]
 
-#: Component ``{c}`` is the one key ``{k}`` names (:func:`name_key`): for a
-#: key with ``>``, its path from the top, else its own name (the last of its
-#: path's names), as its ``path_key`` holds them folded. Each arm is one an
-#: index serves, per key: the path through ``components_path_key``, the own
-#: name through ``components_own_name_key`` (migration 0032), so a term
-#: naming a component reads the few components of that name, not them all
-#: (``test_search_refs_plans``). No name holds ``>``, so the path's split is
-#: its segments.
+#: Component ``{c}`` is one key ``{k}`` names (:func:`name_key`) for the
+#: caller (``{admin}``, ``{viewers}``): for a key with ``>``, a path as the
+#: caller is shown it (:data:`._visibility.TYPED_PATH`: whole only when they
+#: may view every component above, else shortened, ``…>Net``), else its own
+#: name (the last of its path's names), as its ``path_key`` holds them
+#: folded. Each arm is one an index serves, per key: the path through
+#: ``components_path_key``, the own name through ``components_own_name_key``
+#: (migration 0032), so a term naming a component reads the few components
+#: of that name, not them all (``test_search_refs_plans``). No name holds
+#: ``>``, so the path's split is its segments. A ``str.format`` template.
 NAMED = (
-    "((strpos({k}, '>') > 0 AND {c}.path_key = string_to_array({k}, '>')) "
-    "OR (strpos({k}, '>') = 0 AND {c}.path_key[cardinality({c}.path_key)] = {k}))"
+    "((strpos({k}, '>') > 0 AND "
+    + TYPED_PATH.replace("{principals}", "{viewers}")
+    + ") OR (strpos({k}, '>') = 0 AND {c}.path_key[cardinality({c}.path_key)] = {k}))"
 )
+
+
+def _named(c: str, k: str) -> str:
+    """:data:`NAMED` of component alias ``c`` and key ``k``, still a template of the caller."""
+    return NAMED.replace("{c}", c).replace("{k}", k)
+
+
 #: The caller may view component ``{c}`` (``{admin}``, ``{viewers}``: the
 #: caller's admin flag and principals): the rule the search's rows use, so a
 #: hidden id is refused exactly as a missing one (:mod:`._visibility`).
@@ -91,12 +108,12 @@ _SEEN = (
     "WHERE h.id = ANY ({hotlists}) AND " + _HOTLIST_SEEN + ") "
     "|| ARRAY(SELECT 'name:' || n.key FROM unnest({names}) AS n(key) "
     "WHERE EXISTS (SELECT 1 FROM components nc WHERE "
-    + NAMED.format(c="nc", k="n.key")
+    + _named("nc", "n.key")
     + " AND "
     + _VIEWS.replace("{c}", "nc")
     + ")) || ARRAY(SELECT 'nametree:' || n.key FROM unnest({name_trees}) AS n(key) "
     "WHERE EXISTS (SELECT 1 FROM components nc JOIN components s ON s.path_ids @> ARRAY[nc.id] "
-    "WHERE " + NAMED.format(c="nc", k="n.key") + " AND " + _VIEWS.replace("{c}", "s") + ")))"
+    "WHERE " + _named("nc", "n.key") + " AND " + _VIEWS.replace("{c}", "s") + ")))"
 )
 #: Every component the caller may view ($1 admin, $2 principals), by its
 #: path as they see it (:data:`._visibility.SEEN_PATH`): the names a refused
@@ -270,18 +287,17 @@ async def name_refusal(conn: Conn, unseen: UnseenName, caller: v1.Caller) -> Inv
     """The refusal of a name no component the caller may view has, with the ones it may mean.
 
     The close names are those of components the caller may view (their own
-    names, or their paths for a path), so it offers nothing they may not see:
-    a path is offered only whole, when the caller may view every component
-    on it (the path they see of one below a component they may not view,
-    ``…>Net``, names no component when typed back; its own name does).
+    names, or their paths for a path), each path as they are shown it
+    (``…>Net`` below a component they may not view: the path that names it
+    for them, :data:`NAMED`), so it offers nothing they may not see. What is
+    offered depends on what they may view and what they typed, never on
+    what exists beyond: a whole path through a component they may not view
+    is refused in the words of a path of nothing.
     """
     paths = [
         row["path"] for row in await conn.fetch(_VIEWED_PATHS, caller.admin, principals_of(caller))
     ]
-    if ">" in unseen.typed:
-        offered = [p for p in paths if not p.startswith(ELIDED)]
-    else:
-        offered = sorted({p.rsplit(">", 1)[-1] for p in paths})
+    offered = paths if ">" in unseen.typed else sorted({p.rsplit(">", 1)[-1] for p in paths})
     hint = did_you_mean(unseen.typed, offered)
     if unseen.typed.startswith(ELIDED):
         hint += ELIDED_TYPED
@@ -319,17 +335,19 @@ async def check_references(conn: Conn, query: v1.StructuredQuery, caller: v1.Cal
         raise await name_refusal(conn, unseen, caller) from None
 
 
-def component_term(term: v1.SearchTerm, bind: Bind, column: str) -> str:
+def component_term(term: v1.SearchTerm, bind: Bind, column: str, admin: str, viewers: str) -> str:
     """SQL of a COMPONENT term on ``column``: ids, names, or both, each with its subtree or not.
 
     ``bind`` binds a value and returns its placeholder (``Params.add`` of the
-    compiler). Ids compare directly; names are looked up in the statement
-    (:data:`NAMED`), so a kept plan follows a rename.
+    compiler); ``admin`` and ``viewers`` are the placeholders of the caller's
+    admin flag and principals, which a path names a component by (the path
+    they are shown, :data:`NAMED`). Ids compare directly; names are looked up
+    in the statement, so a kept plan follows a rename.
     """
     values = [betterproto2.which_one_of(v, "kind")[1] for v in term.values]
     keys = [name_key(v) for v in values if isinstance(v, str)]
     if keys:
-        named = NAMED.format(c="nc", k="n.key")
+        named = _named("nc", "n.key").format(admin=admin, viewers=viewers)
         found = (
             f"ARRAY(SELECT nc.id FROM components nc, unnest({bind(keys, 'text[]')}) "
             f"AS n(key) WHERE {named})"

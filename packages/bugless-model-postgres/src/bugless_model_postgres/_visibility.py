@@ -25,13 +25,36 @@ HOTLIST_VISIBLE = "(NOT {h}.private OR {admin} OR {h}.owner = {user} OR {user} =
 #: What a path shows in place of the components above that the caller may
 #: not view (:data:`SEEN_PATH`): no name holds ``>``, so no path begins so.
 ELIDED = "…>"
-#: What a refusal of a path typed as it is shown (:data:`ELIDED` first) adds:
-#: copied from a listing, it names no component (GetComponent by path, a
-#: search's ``component:`` term), and the reader is told why and what does.
+#: What a refusal of a path beginning :data:`ELIDED` adds (GetComponent by
+#: path, a search's ``component:`` term): such a path names a component only
+#: as the caller is shown it (:data:`TYPED_PATH`), so one copied from another
+#: person's listing, or typed by someone who may view the whole path, names
+#: none. The text depends on what was typed alone, never on what exists.
 ELIDED_TYPED = (
     "; a path beginning '…>' is shown shortened where it runs below a component "
-    "you may not view, and names no component: give the component's own name or its id"
+    "you may not view, and names a component only as you are shown it: "
+    "give it as shown, the component's own name or its id"
 )
+
+
+def _seen(c: str, names: str) -> str:
+    """``{c}``'s path as the caller sees it, made of ``names`` (its path's names, in order).
+
+    The one rule behind :data:`SEEN_PATH` (the names as written) and
+    :data:`SEEN_KEY` (as ``path_key`` folds them): whole when the caller may
+    view every component above ``{c}``, else :data:`ELIDED` and the names
+    below the lowest one they may not view.
+    """
+    return (
+        f"(SELECT CASE WHEN max(u.ord) IS NULL THEN array_to_string({names}, '>') ELSE '"
+        + ELIDED
+        + f"' || array_to_string(({names})[max(u.ord) + 1:], '>') END "
+        f"FROM unnest({c}.path_ids) WITH ORDINALITY AS u(aid, ord) "
+        "JOIN components above ON above.id = u.aid "
+        f"WHERE u.aid <> {c}.id AND NOT " + COMPONENT_VISIBLE.replace("{c}", "above") + ")"
+    )
+
+
 #: The path of component ``{c}`` as the caller sees it (``{admin}``,
 #: ``{principals}`` as above): whole when they may view every component
 #: above it, else :data:`ELIDED` and the names below the lowest one they may
@@ -41,11 +64,31 @@ ELIDED_TYPED = (
 #: may not see, which no listing of theirs shows. Every path the Model gives
 #: a caller (GetComponent, ListComponents, a refusal's "did you mean") is
 #: this one. A ``str.format`` template, one row per component.
-SEEN_PATH = (
-    "(SELECT CASE WHEN max(u.ord) IS NULL THEN {c}.path ELSE '"
+SEEN_PATH = _seen("{c}", "string_to_array({c}.path, '>')")
+#: :data:`SEEN_PATH` as ``path_key`` folds it (``…>net>deep``), one text:
+#: what a typed path is compared with (:data:`TYPED_PATH`).
+SEEN_KEY = _seen("{c}", "{c}.path_key")
+#: Typed path ``{k}`` (folded as ``path_key`` folds names, joined by ``>``)
+#: names component ``{c}`` for the caller (``{admin}``, ``{principals}``):
+#: it is :data:`SEEN_KEY`, the path they are shown. So a whole path resolves
+#: only when the caller may view every component above, and ``Open>Secret>Net``
+#: typed by someone who may view Net but not Secret reads as a path of
+#: nothing (as GetComponent and a search then say: the same words as for an
+#: unknown path), where it would confirm that Secret exists; the shortened
+#: ``…>Net`` they are shown resolves. Each arm starts with what an index
+#: serves (``components_path_key``; for a shortened path, the own name
+#: through ``components_own_name_key``, migration 0032), so the seen path is
+#: computed only for the few components of that path or name. A path of one
+#: name is a top-level component's. Whether the caller may view ``{c}``
+#: itself is the reader's check, as for a component named by id. A
+#: ``str.format`` template.
+TYPED_PATH = (
+    "(({c}.path_key = string_to_array({k}, '>') OR (left({k}, "
+    + str(len(ELIDED))
+    + ") = '"
     + ELIDED
-    + "' || array_to_string((string_to_array({c}.path, '>'))[max(u.ord) + 1:], '>') END "
-    "FROM unnest({c}.path_ids) WITH ORDINALITY AS u(aid, ord) "
-    "JOIN components above ON above.id = u.aid "
-    "WHERE u.aid <> {c}.id AND NOT " + COMPONENT_VISIBLE.replace("{c}", "above") + ")"
+    + "' AND {c}.path_key[cardinality({c}.path_key)] = "
+    "(string_to_array({k}, '>'))[cardinality(string_to_array({k}, '>'))])) AND "
+    + SEEN_KEY
+    + " = {k})"
 )

@@ -25,7 +25,6 @@ import asyncpg
 
 from bugless_core.errors import (
     BuglessError,
-    NotFound,
 )
 from bugless_core.migrations import (
     AdvisoryLock,
@@ -96,7 +95,6 @@ from bugless_model_postgres._notify_views import NotificationViewCalls
 from bugless_model_postgres._paging import KeysetPage, caller_key
 from bugless_model_postgres._search_calls import SearchCalls
 from bugless_model_postgres._viewer_checks import ViewerCheckCalls
-from bugless_model_postgres._visibility import ELIDED, ELIDED_TYPED
 from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
@@ -528,17 +526,7 @@ class PostgresBackend(
         if request.component_id:
             return await self._component(caller, request.component_id)
         async with translated_errors(), self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                cq.COMPONENT_SEEN_BY_PATH,
-                _components.path_key(request.path or ""),
-                caller.admin,
-                principals_of(caller),
-            )
-        role = caller_role(caller, row["effective_acl"]) if row else None
-        if row is None or role is None:
-            path = request.path or ""
-            shortened = ELIDED_TYPED if path.startswith(ELIDED) else ""
-            raise NotFound(f"component {path!r} not found{shortened}", metadata={"path": path})
+            row, role = await _components.seen_by_path(conn, caller, request.path or "")
         return component_from_row(row, role)
 
     async def list_components(self, request: v1.ListComponentsRequest) -> v1.ListComponentsResponse:

@@ -100,11 +100,12 @@ _USER_VALUES = "a username or me"
 _NOTES: dict[Field | TextField, str] = {
     Field.STATUS: f"{{choices}}; is:{' / is:'.join(STATUS_CLASS_NAMES)} for either group",
     Field.COMPONENT: (
-        "a component id; id+ adds the components below it; "
-        "an id of no component you may view is an error"
+        "a component id; id+ adds the components below it (those you may view, "
+        "even below one you may not); an id of no component you may view is an error"
     ),
     Field.COMPONENT_NAME: (
-        "a component's name, or its path from the top (Rocket>Engine), in any case; "
+        "a component's name, or its path as you are shown it (Rocket>Engine; "
+        "…>Engine below a component you may not view), in any case; "
         "name+ adds the components below it; a name no component you may view has is an error"
     ),
     Field.HOTLIST: "a hotlist id; an id of no hotlist you may see is an error",

@@ -147,10 +147,12 @@ class ComponentContract:
         A path from the top would tell him Secret's name, which no listing of
         his shows: the components from the top to the lowest one he may not
         view are left out, in every answer giving the path (GetComponent by
-        id or by path, ListComponents, CheckViewers). Alice, who may view
-        them all, and an admin read it whole.
+        id or by path, ListComponents, CheckViewers), and the path he is
+        shown is the one that names it (the whole one names nothing for him:
+        ``SearchComponentNameContract::test_a_path_names_a_component_only_as_the_caller_is_shown_it``).
+        Alice, who may view them all, and an admin read it whole.
         """
-        top = await make_component(model, name=unique("Open"))
+        top, net_name = await make_component(model, name=unique("Open")), unique("Net")
         secret = await make_component(
             model, parent_id=top.id, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
         )
@@ -158,20 +160,23 @@ class ComponentContract:
             v1.CreateComponentRequest(
                 caller=ALICE,
                 parent_id=secret.id,
-                name="Net",
+                name=net_name,
                 acl=[user_entry("bob", v1.Role.ADMIN)],
             )
         )
         deep = await make_component(model, parent_id=net.id, name="Deep")
-        whole = f"{top.name}>{secret.name}>Net>Deep"
-        assert (await get_component(model, net.id, caller=BOB)).path == "…>Net"
-        assert (await get_component(model, deep.id, caller=BOB)).path == "…>Net>Deep"
-        assert (await _by_path(model, whole, caller=BOB)).path == "…>Net>Deep"
-        assert [c.path for c in await _children(model, net.id, caller=BOB)] == ["…>Net>Deep"]
+        whole = f"{top.name}>{secret.name}>{net_name}>Deep"
+        assert (await get_component(model, net.id, caller=BOB)).path == f"…>{net_name}"
+        assert (await get_component(model, deep.id, caller=BOB)).path == f"…>{net_name}>Deep"
+        assert (await _by_path(model, f"…>{net_name}>Deep", caller=BOB)).id == deep.id
+        await expect_error(_by_path(model, whole, caller=BOB), Status.NOT_FOUND)
+        assert [c.path for c in await _children(model, net.id, caller=BOB)] == [
+            f"…>{net_name}>Deep"
+        ]
         checked = await model.check_viewers(
             v1.CheckViewersRequest(caller=BOB, component_id=deep.id, user_ids=["carol"])
         )
-        assert checked.component_path == "…>Net>Deep"
+        assert checked.component_path == f"…>{net_name}>Deep"
         assert (await get_component(model, top.id, caller=BOB)).path == top.name
         for caller in (ALICE, ADMIN):
             assert (await get_component(model, deep.id, caller=caller)).path == whole
@@ -238,6 +243,7 @@ class ComponentContract:
         comment on an issue filed there, or redact it, he reads ``…>Logs``,
         never Secret's name (both refusals spelled the whole path before).
         """
+        logs_name = unique("Logs")
         secret = await make_component(
             model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
         )
@@ -245,7 +251,7 @@ class ComponentContract:
             v1.CreateComponentRequest(
                 caller=ALICE,
                 parent_id=secret.id,
-                name="Logs",
+                name=logs_name,
                 acl=[user_entry("bob", v1.Role.VIEWER)],
             )
         )
@@ -261,7 +267,7 @@ class ComponentContract:
                 )
             ),
             Status.PERMISSION_DENIED,
-            f"editor role on component …>Logs needed to change issue {issue.id}",
+            f"editor role on component …>{logs_name} needed to change issue {issue.id}",
         )
         redacting = await expect_error(
             model.redact(
@@ -273,15 +279,16 @@ class ComponentContract:
                 )
             ),
             Status.PERMISSION_DENIED,
-            f"admin role on component …>Logs needed to redact issue {issue.id}",
+            f"admin role on component …>{logs_name} needed to redact issue {issue.id}",
         )
         for refusal in (changing, redacting):
             assert secret.name not in (refusal.message or "")
-        # The path bob is shown, typed back: it names nothing, and he is told why.
+        # The path bob is shown, typed back, names Logs; mistyped, he is told how it names one.
+        assert (await _by_path(model, f"…>{logs_name}", caller=BOB)).id == logs.id
         await expect_error(
-            _by_path(model, "…>Logs", caller=BOB),
+            _by_path(model, "…>Lgs", caller=BOB),
             Status.NOT_FOUND,
-            "component '…>Logs' not found; a path beginning '…>' is shown shortened",
+            "component '…>Lgs' not found; a path beginning '…>' is shown shortened",
         )
 
     async def test_rename_changes_paths_of_the_subtree(self, model: v1.ModelStub) -> None:

@@ -157,6 +157,20 @@ def _named(*names: str, subtree: bool = False) -> v1.SearchNode:
     return term(F.COMPONENT, v1.SearchOperator.EQ, *names, include_subtree=subtree)
 
 
+async def _opened_to_bob(model: v1.ModelStub, parent_id: int, name: str) -> v1.Component:
+    """Component ``name`` made by alice below ``parent_id``, with bob its admin by its own entry."""
+    return await model.create_component(
+        v1.CreateComponentRequest(
+            caller=ALICE, parent_id=parent_id, name=name, acl=[user_entry("bob", v1.Role.ADMIN)]
+        )
+    )
+
+
+async def _path(model: v1.ModelStub, path: str, caller: v1.Caller) -> v1.Component:
+    """GetComponent of ``path`` as ``caller``."""
+    return await model.get_component(v1.GetComponentRequest(caller=caller, path=path))
+
+
 class SearchComponentNameContract:
     """``component:Name`` finds a component's issues by its name or path, in any case."""
 
@@ -219,12 +233,13 @@ class SearchComponentNameContract:
     async def test_a_close_path_is_offered_only_when_the_caller_may_view_all_of_it(
         self, model: v1.ModelStub
     ) -> None:
-        """A path bob mistypes is answered with close paths he may view whole.
+        """A path bob mistypes is answered with close paths as he is shown them.
 
         Net is his (its own entry) below Secret, which he may not view: its
-        path would name Secret, and the path he sees (``…>Net``) names no
-        component when typed back, so neither is offered; its own name is,
-        for a name, and a path he may view whole is, for a path.
+        whole path would name Secret, so it is never offered; the path he is
+        shown (``…>Netwrk``) names it for him, and is offered for a mistyped
+        one; its own name is, for a name, and a path he may view whole is,
+        for a path.
         """
         secret = await make_component(
             model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
@@ -246,8 +261,82 @@ class SearchComponentNameContract:
         near = f"{rocket.name}>Netwerk"
         await _refused(model, _named(near), BOB, f"did you mean '{rocket.name}>Netwrk'")
         await _refused(model, _named("Netwerk"), BOB, "did you mean 'Netwrk'")
-        # The path he is shown, typed back: it names nothing, and he is told why.
-        await _refused(model, _named("…>Netwrk"), BOB, "names no component: give the")
+        # The path he is shown, mistyped: he is told how such a path names one.
+        await _refused(
+            model,
+            _named("…>Netwerk"),
+            BOB,
+            "did you mean '…>Netwrk'",
+            "names a component only as you are shown it: give it as shown",
+        )
+
+    async def test_a_path_names_a_component_only_as_the_caller_is_shown_it(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``Open>Secret>Net`` names nothing for bob, who may view Net but not Secret.
+
+        Found, it would confirm that Secret exists, a name no answer of the
+        Model shows him: a search's ``component:`` term and GetComponent by
+        path refuse it in the words of a path of nothing (same status, same
+        message but for the path). ``…>Net``, the path he is shown, names
+        Net, and its own name does; ``c:N+`` by Secret's id finds Net's
+        issues, as ids are no names. Alice, who may view Secret, names Net by
+        its whole path, and ``…>Net`` names nothing for her.
+        """
+        top, name, leaf = (unique(n) for n in ("Open", "Net", "Deep"))
+        top_id = (await make_component(model, name=top)).id
+        secret = await make_component(
+            model, parent_id=top_id, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        net = await _opened_to_bob(model, secret.id, name)
+        deep = await make_component(model, parent_id=net.id, name=leaf, caller=BOB)
+        issue = await make_issue(model, deep.id, caller=BOB)
+        ghost = unique("Secret")
+        whole, unknown = (f"{top}>{above}>{name}>{leaf}" for above in (secret.name, ghost))
+        for hidden, missing in ((whole, unknown), (whole.upper(), unknown.upper())):
+            for subtree in (False, True):
+                said = await _refused(model, _named(hidden, subtree=subtree), BOB)
+                told = await _refused(model, _named(missing, subtree=subtree), BOB)
+                assert secret.name.casefold() not in said.casefold().replace(hidden.casefold(), "")
+                assert said.split("; did you mean")[0].replace(hidden, "P") == told.split(
+                    "; did you mean"
+                )[0].replace(missing, "P")
+        by_path = await expect_error(_path(model, whole, BOB), Status.NOT_FOUND)
+        nowhere = await expect_error(_path(model, unknown, BOB), Status.NOT_FOUND)
+        assert (by_path.message or "").replace(whole, "P") == (nowhere.message or "").replace(
+            unknown, "P"
+        )
+        shown = f"…>{name}>{leaf}"
+        for spelled in (shown, f"…>{name.lower()} > {leaf.upper()}", leaf):
+            assert await search_ids(model, _named(spelled), caller=BOB) == [issue.id]
+        assert await search_ids(model, _named(f"…>{name}", subtree=True), caller=BOB) == [issue.id]
+        assert await search_ids(model, in_subtree(secret.id), caller=BOB) == [issue.id]
+        got = await _path(model, shown, BOB)
+        assert (got.id, got.path) == (deep.id, shown)
+        assert (await _path(model, f"…>{name.upper()}", BOB)).id == net.id
+        # Alice may view every component on the whole path: it is hers to type, not …>.
+        assert await search_ids(model, _named(whole), caller=ALICE) == [issue.id]
+        assert (await _path(model, whole, ALICE)).id == deep.id
+        await _refused(model, _named(shown), ALICE, "give it as shown")
+        await expect_error(
+            _path(model, shown, ALICE),
+            Status.NOT_FOUND,
+            "names a component only as you are shown it",
+        )
+        # Shown for two components (below two he may not view), a path names both in a
+        # search, and GetComponent, which answers one, asks for the id.
+        other = await make_component(
+            model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        twin = await _opened_to_bob(model, other.id, name)
+        second = await make_issue(model, twin.id, caller=BOB)
+        both = await search_ids(model, _named(f"…>{name}", subtree=True), caller=BOB)
+        assert sorted(both) == sorted([issue.id, second.id])
+        await expect_error(
+            _path(model, f"…>{name}", BOB),
+            Status.INVALID_ARGUMENT,
+            f"of more than one component (ids {min(net.id, twin.id)}, {max(net.id, twin.id)})",
+        )
 
     async def test_the_first_unseen_reference_in_the_query_is_the_one_refused(
         self, model: v1.ModelStub

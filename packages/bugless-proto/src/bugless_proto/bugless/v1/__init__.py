@@ -1981,9 +1981,10 @@ class Component(betterproto2.Message):
     Names from the root joined by ">", e.g. "Platform>Storage>Disk", as the
     caller may see them: below a component the caller may not view (one whose
     own ACL opens it below a closed parent), "…>" and the names below the
-    lowest such one ("…>Net" for "Secret>Net"). A path beginning "…>" names
-    no component when given back (GetComponentRequest.path, a search's
-    component term): use the id or the component's own name.
+    lowest such one ("…>Net" for "Secret>Net"). Given back
+    (GetComponentRequest.path, a search's component term), a path names a
+    component only as it is shown to the caller: "…>Net" names Net, and
+    "Secret>Net" names nothing for someone who may not view Secret.
     """
 
     description: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
@@ -3042,7 +3043,9 @@ class GetComponentRequest(betterproto2.Message):
 
     path: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group="key")
     """
-    "Platform>Storage>Disk"
+    "Platform>Storage>Disk": the path as the caller is shown it
+    (Component.path); NOT_FOUND when it is no component's, or one through a
+    component they may not view.
     """
 
 
