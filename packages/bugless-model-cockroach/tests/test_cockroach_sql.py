@@ -87,6 +87,7 @@ def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
                 "issue_mentions_pending",
                 "custom_value_spellings_pending",
                 "issue_mention_scans",
+                "issue_text_rebuilds",
             )
         ),
     ]

@@ -77,11 +77,13 @@ IN_PRIMARY_REGION = (
     "saved_search_subscriptions",
     "notification_settings",
     "issue_mutes",
-    # Migrations 0011's and 0018's backfill queues, and 0028's scans that
-    # fill the first: written by migrate, drained after migrating.
+    # Migrations 0011's and 0018's backfill queues, 0028's scans that fill
+    # the first, and 0033's text vectors queue: written by migrate, drained
+    # after migrating.
     "issue_mentions_pending",
     "custom_value_spellings_pending",
     "issue_mention_scans",
+    "issue_text_rebuilds",
 )
 
 
