@@ -81,3 +81,24 @@ def test_a_reason_is_cut_between_characters_never_inside_one() -> None:
         within_reason_length(long_words)
         == "ü" * (MAX_IMPORT_REASON_LENGTH - 1) + "\N{HORIZONTAL ELLIPSIS}"
     )
+
+
+def test_a_cut_keeps_marks_of_class_0_and_emoji_sequences_whole() -> None:
+    """Indic vowel signs, variation selectors and joined emoji have combining class 0.
+
+    Before, only marks of a non-zero combining class moved the cut, so a
+    Devanagari syllable lost its vowel sign and a joined emoji its tail.
+    """
+    head = "a" * (MAX_IMPORT_REASON_LENGTH - 2)
+    ellipsis = "\N{HORIZONTAL ELLIPSIS}"
+    for cluster in (
+        "\u0915\u0947",  # KA + VOWEL SIGN E (Mn, class 0)
+        "\u0915\u093f",  # KA + VOWEL SIGN I (Mc)
+        "\u2764\ufe0f",  # heart + VARIATION SELECTOR-16
+        "\U0001f44d\U0001f3fd",  # thumbs up + a skin tone
+        "\U0001f469\u200d\U0001f52c",  # woman, joiner, microscope
+    ):
+        assert within_reason_length(head + cluster + "tail") == head + ellipsis, cluster
+    # A cluster that fits before the cut is kept whole.
+    fits = "a" * (MAX_IMPORT_REASON_LENGTH - 4) + "\u0915\u0947" + "tail"
+    assert within_reason_length(fits) == fits[: MAX_IMPORT_REASON_LENGTH - 1] + ellipsis

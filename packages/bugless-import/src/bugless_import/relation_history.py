@@ -186,6 +186,26 @@ def refuses_a_relation_change(error: BuglessError) -> bool:
     return bool(_RELATION_FIELD.fullmatch(refused_field(error)))
 
 
+#: Unicode categories of the marks that belong to the character before them.
+_MARKS = frozenset({"Mn", "Mc", "Me"})
+_JOINER = "\N{ZERO WIDTH JOINER}"
+
+
+def _belongs_to_previous(previous: str, char: str) -> bool:
+    """Whether ``char`` is part of the character ``previous`` starts, as a reader sees it.
+
+    A mark (an accent, an Indic vowel sign, a variation selector: the
+    categories Mn, Mc and Me, whatever their combining class, which is 0
+    for many of them), an emoji's skin tone, a zero width joiner, or the
+    character a joiner joins on.
+    """
+    return (
+        unicodedata.category(char) in _MARKS
+        or _JOINER in (char, previous)
+        or "\U0001f3fb" <= char <= "\U0001f3ff"
+    )
+
+
 def within_reason_length(reason: str) -> str:
     """``reason``, cut to what the Model accepts as an import's reason.
 
@@ -196,14 +216,15 @@ def within_reason_length(reason: str) -> str:
     meant to import the issue without its relations would fail on it. A
     longer one keeps its start (what was refused and why) and ends with an
     ellipsis, cut between characters (Python counts them as the Model does)
-    and never after a lone base of combining marks it loses.
+    and never inside one a reader sees as one (:func:`_belongs_to_previous`):
+    a base losing its marks, an emoji sequence losing its tail.
     """
     cap = limits.MAX_IMPORT_REASON_LENGTH
     if len(reason) <= cap:
         return reason
     kept = reason[: cap - 1]
-    while kept and unicodedata.combining(reason[len(kept)]):
-        kept = kept[:-1]  # the marks after the cut belong to the base before it
+    while kept and _belongs_to_previous(kept[-1], reason[len(kept)]):
+        kept = kept[:-1]  # what follows the cut belongs to the character before it
     return kept.rstrip() + "\N{HORIZONTAL ELLIPSIS}"
 
 
