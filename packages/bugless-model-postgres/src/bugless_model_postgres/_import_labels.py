@@ -110,10 +110,13 @@ class LabelReplay:
     async def check_final(self, ctx: WriteContext, component_id: int, path: str) -> None:
         """The issue's values as it ends (in ``component_id``) hold every field required there.
 
-        Only when the call planned values (:attr:`planned`), as a native
-        create or change checks them only then. The states the history only
-        passed through are not checked (:meth:`apply`): a component the
-        issue left requiring a field today does not refuse it.
+        Only when the call planned values (:attr:`planned`: initial values,
+        an entry's values, a move), as a native change checks them only
+        then; an import that sets none and moves nothing is not checked, as
+        before (unlike a native create, which plans whenever the component
+        has fields). The states the history only passed through are not
+        checked (:meth:`apply`): a component the issue left requiring a
+        field today does not refuse it.
 
         Raises:
             InvalidArgument: a required field of ``component_id`` has no
