@@ -82,6 +82,7 @@ def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
                 "issue_stars",
                 "component_subscriptions",
                 "saved_search_subscriptions",
+                "saved_search_subscriptions_version",
                 "notification_settings",
                 "issue_mutes",
                 "issue_mentions_pending",

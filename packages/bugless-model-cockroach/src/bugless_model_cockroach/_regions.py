@@ -75,6 +75,7 @@ IN_PRIMARY_REGION = (
     "issue_stars",
     "component_subscriptions",
     "saved_search_subscriptions",
+    "saved_search_subscriptions_version",
     "notification_settings",
     "issue_mutes",
     # Migrations 0011's and 0018's backfill queues, 0028's scans that fill

@@ -245,6 +245,13 @@ UPDATE saved_searches
 RETURNING *
 """
 DELETE_SAVED_SEARCH = "DELETE FROM saved_searches WHERE id = $1"
+#: Moves the subscriptions' version (0035), last in the transaction of every
+#: subscribe, unsubscribe, and edit or deletion of a saved search: the
+#: notifier re-lists the subscriptions only when it moved.
+BUMP_SUBSCRIPTIONS_VERSION = (
+    "UPDATE saved_search_subscriptions_version SET version = version + 1 WHERE only_row"
+)
+SUBSCRIPTIONS_VERSION = "SELECT version FROM saved_search_subscriptions_version WHERE only_row"
 #: The caller's own ($1 user) plus, unless $3, those shared with principals $2.
 LIST_SAVED_SEARCHES = """
 SELECT * FROM saved_searches

@@ -306,6 +306,7 @@ class FollowCalls(BackendCalls):
             user = ctx.caller.user_id
             if not request.subscribed:
                 await ctx.conn.execute(UNSUBSCRIBE_SAVED_SEARCH, user, request.saved_search_id)
+                await ctx.conn.execute(cq.BUMP_SUBSCRIPTIONS_VERSION)
                 return await self._subscriptions(ctx.conn, user)
             row = await ctx.conn.fetchrow(cq.SAVED_SEARCH_BY_ID, request.saved_search_id)
             if row is None or not saved_search_visible(ctx.caller, ctx.principals, row):
@@ -314,6 +315,7 @@ class FollowCalls(BackendCalls):
                     metadata={"saved_search_id": str(request.saved_search_id)},
                 )
             await ctx.conn.execute(SUBSCRIBE_SAVED_SEARCH, user, row["id"], ctx.now)
+            await ctx.conn.execute(cq.BUMP_SUBSCRIPTIONS_VERSION)
             return await self._subscriptions(ctx.conn, user)
 
         subscriptions, _ = await self._write(request.caller, work)
@@ -391,7 +393,12 @@ class FollowCalls(BackendCalls):
     async def list_saved_search_subscriptions(
         self, request: v1.ListSavedSearchSubscriptionsRequest
     ) -> v1.ListSavedSearchSubscriptionsResponse:
-        """Every saved-search subscription with its search (admin callers), paged."""
+        """Every saved-search subscription with its search (admin callers), paged.
+
+        The subscriptions' version is read before the page, so the page
+        holds every change the version counts; a caller holding the list of
+        the current version (``changed_after``) gets it alone, no rows.
+        """
         caller = request.caller or v1.Caller()
         _admin_only(caller, "ListSavedSearchSubscriptions")
         page = KeysetPage.of(
@@ -399,6 +406,9 @@ class FollowCalls(BackendCalls):
         )
         after = (int(page.position[0]), str(page.position[1])) if page.position else (0, "")
         async with translated_errors(), self._pool.acquire() as conn:
+            version = int(await conn.fetchval(cq.SUBSCRIPTIONS_VERSION))
+            if request.changed_after == version:
+                return v1.ListSavedSearchSubscriptionsResponse(version=version)
             fetched = await conn.fetch(LIST_SAVED_SEARCH_SUBSCRIPTIONS, *after, page.size + 1)
         rows, more = page.cut(fetched)
         token = page.next_token(rows, more, lambda r: [r["id"], r["user_id"]])
@@ -410,4 +420,5 @@ class FollowCalls(BackendCalls):
                 for r in rows
             ],
             next_page_token=token,
+            version=version,
         )

@@ -312,6 +312,7 @@ async def update_saved_search(
         ctx.now,
         list(change.columns) if "columns" in paths else row["columns"],
     )
+    await ctx.conn.execute(cq.BUMP_SUBSCRIPTIONS_VERSION)
     return one_row(updated)
 
 
@@ -319,3 +320,4 @@ async def delete_saved_search(ctx: WriteContext, saved_search_id: int) -> None:
     """Delete a saved search the caller owns."""
     await owned_saved_search(ctx, saved_search_id)
     await ctx.conn.execute(cq.DELETE_SAVED_SEARCH, saved_search_id)
+    await ctx.conn.execute(cq.BUMP_SUBSCRIPTIONS_VERSION)

@@ -32,7 +32,9 @@ rounds after. So a seed holds up no one else's mail for long, since the feed is 
 seeds, and one raised would fail every round before the feed is read again.
 A subscription no longer listed (unsubscribed,
 deleted) is forgotten, its matches with it, so subscribing again seeds
-afresh.
+afresh. An idle round costs one small call: a round that leaves nothing to
+seed is reused while the Model's version of the subscriptions stays the same
+(:meth:`SavedSearchMatcher.prepare`), at most :data:`RELIST_SECONDS`.
 
 A query the Model refuses as written (INVALID_ARGUMENT: a hotlist its owner
 deleted or made private since, a component the subscriber may no longer
@@ -92,6 +94,12 @@ RESOLVED_SECONDS = 60.0
 #: tried again: not at every round, which would log its warning every two
 #: seconds while the notifier is idle.
 RESEED_SECONDS = 60.0
+#: How long a list of the subscriptions is used while the Model says they
+#: have not changed (its version, :meth:`SavedSearchMatcher.prepare`):
+#: after this it is read whole again anyway, so a change the version missed
+#: (written by a Model replica of a release before it, during a rolling
+#: upgrade) counts within a minute.
+RELIST_SECONDS = 60.0
 
 MatchKey = tuple[int, str, int]
 
@@ -118,6 +126,18 @@ class Prepared:
     subscriptions: list[v1.SavedSearchSubscription]
     #: Seeds of new subscriptions and forgotten ones, to commit before the feed is read.
     seeds: MatchChanges
+
+
+@dataclass
+class _Settled:
+    """A round's subscriptions, reused while none changed (:meth:`SavedSearchMatcher.prepare`)."""
+
+    #: The Model's version of the subscriptions they were listed at.
+    version: int
+    #: When they were listed (the matcher's clock).
+    listed_at: float
+    #: Every subscription listed was seeded or waits for its reseed: the ones seeded.
+    ready: list[v1.SavedSearchSubscription]
 
 
 class MatchStore:
@@ -185,18 +205,38 @@ class SavedSearchMatcher:
         self._resolved: dict[tuple[str, str], tuple[float, v1.SearchNode | None]] = {}
         #: By subscription, when a seed that could not be taken is tried again.
         self._reseed_at: dict[tuple[int, str], float] = {}
+        #: The last round's subscriptions when nothing was left to seed (see :meth:`prepare`).
+        self._settled: _Settled | None = None
         self._clock = clock
 
-    async def subscriptions(self) -> list[v1.SavedSearchSubscription]:
-        """Every saved-search subscription (pages of 500)."""
+    def forget_settled(self) -> None:
+        """Read the subscriptions and what is seeded whole at the next round.
+
+        For the consumer taking its lock (again): while another replica
+        consumed, what is seeded may have changed under this one's memory.
+        """
+        self._settled = None
+
+    async def _listed(self, unless: int) -> tuple[int, list[v1.SavedSearchSubscription]] | None:
+        """The Model's version of the subscriptions and every one (pages of 500).
+
+        None when the version is still ``unless`` (0: list whatever the
+        version): the Model then sends no rows. A Model before the version
+        answers 0 with the list, whatever ``unless`` is.
+        """
         out: list[v1.SavedSearchSubscription] = []
+        version: int | None = None
         async for page in every_page(
             self._model.list_saved_search_subscriptions,
-            v1.ListSavedSearchSubscriptionsRequest(caller=self._notifier),
+            v1.ListSavedSearchSubscriptionsRequest(caller=self._notifier, changed_after=unless),
             page_size=500,
         ):
+            if version is None:
+                if unless and page.version == unless:
+                    return None
+                version = page.version
             out += [s for s in page.subscriptions if s.saved_search is not None]
-        return out
+        return version or 0, out
 
     async def _filter(self, query: str, user: str) -> v1.SearchNode | None:
         """The subscriber's query as a filter (None: it does not parse or resolve).
@@ -299,14 +339,37 @@ class SavedSearchMatcher:
         round while it lasted, so one subscriber's slow search stopped the
         mail of everyone.
 
+        An idle round is cheap: once a round leaves nothing to seed (each
+        subscription seeded, or waiting for its reseed), the next ones ask
+        the Model only whether the subscriptions changed since
+        (``changed_after`` its version: one call, no rows) and reuse that
+        round's, reading nothing from ``conn``. That is what a full round
+        would find: the list is the Model's at that version, and what is
+        seeded changes only by this consumer's own seeds, of which such a
+        round has none. The list is read whole again when the version moved,
+        when a reseed is due, after :data:`RELIST_SECONDS`, after
+        :meth:`forget_settled`, and at every round from a Model before the
+        version (it answers 0).
+
         Raises:
             Unavailable: the subscriptions could not be listed (tried again).
         """
-        subscriptions = await self.subscriptions()
+        now = self._clock()
+        settled = self._settled
+        if settled is not None and (
+            not 0 <= now - settled.listed_at < RELIST_SECONDS
+            or any(t <= now for t in self._reseed_at.values())
+        ):
+            settled = None
+        answer = await self._listed(settled.version if settled else 0)
+        if answer is None:
+            assert settled is not None
+            return Prepared(subscriptions=list(settled.ready), seeds=MatchChanges())
+        version, subscriptions = answer
+        self._settled = None
         seen = {(r["saved_search_id"], r["user_id"]) for r in await conn.fetch(self._seen_sql)}
         listed = {(s.saved_search.id, s.user_id): s for s in subscriptions if s.saved_search}
         seeds = MatchChanges(forgotten=seen - set(listed))
-        now = self._clock()
         self._reseed_at = {k: t for k, t in self._reseed_at.items() if k in listed and t > now}
         new = [s for k, s in listed.items() if k not in seen and k not in self._reseed_at]
         new = new[:SEEDS_PER_ROUND]
@@ -342,6 +405,13 @@ class SavedSearchMatcher:
             seeds.seeded.add(key)
             seeds.added |= {(*key, issue_id) for issue_id in found}
         ready = [s for k, s in listed.items() if k in seen or k in seeds.seeded]
+        if (
+            version
+            and not seeds.seeded
+            and not seeds.forgotten
+            and all(k in seen or k in self._reseed_at for k in listed)
+        ):
+            self._settled = _Settled(version, now, ready)
         return Prepared(subscriptions=ready, seeds=seeds)
 
     async def changes(

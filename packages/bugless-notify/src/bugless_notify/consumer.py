@@ -177,6 +177,7 @@ class FeedConsumer:
             self.supervised.succeeded()  # the database answered: another replica consumes
             await self._sleep(1.0)
             return
+        self._searches.forget_settled()  # another replica may have seeded meanwhile
         try:
             while not self._stopping.is_set() and not conn.is_closed():
                 await self._step()

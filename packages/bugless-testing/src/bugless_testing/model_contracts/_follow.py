@@ -53,6 +53,8 @@ class FollowContract:
     (reads by id, masked or not, search results, the reply of a change);
     subscriptions need a visible component or a readable saved search, but
     anyone may unstar and unsubscribe whatever became hidden from them; the
+    subscriptions' version moves with every change the notifier's list of
+    them shows, and a caller holding the current one gets no rows; the
     audience call answers admins only and lists starrers, subtree
     subscribers of ancestors and muters; GetNotificationViews (admins only)
     names exactly the candidate recipients whose principals (user or group)
@@ -308,6 +310,61 @@ class FollowContract:
             if not token:
                 break
         assert [s.saved_search.query for s in found if s.saved_search] == ["is:open"]
+
+    async def test_the_subscriptions_version_moves_with_every_change_the_list_shows(
+        self, model: v1.ModelStub
+    ) -> None:
+        """A caller holding the list of the current version (changed_after) gets no rows.
+
+        The version moves on subscribing, unsubscribing, and an edit or a
+        deletion of a saved search (the notifier lists again only then), and
+        a caller holding an older version gets the list.
+        """
+        person = fresh_caller("watcher")
+        search = await model.create_saved_search(
+            v1.CreateSavedSearchRequest(caller=person, name="watched", query="is:open")
+        )
+
+        async def listed(changed_after: int = 0) -> v1.ListSavedSearchSubscriptionsResponse:
+            return await model.list_saved_search_subscriptions(
+                v1.ListSavedSearchSubscriptionsRequest(
+                    caller=ADMIN, page=v1.PageRequest(page_size=1), changed_after=changed_after
+                )
+            )
+
+        async def subscribe(subscribed: bool) -> None:
+            await model.set_saved_search_subscription(
+                v1.SetSavedSearchSubscriptionRequest(
+                    caller=person, saved_search_id=search.id, subscribed=subscribed
+                )
+            )
+
+        versions = [(await listed()).version]
+        assert versions[0] > 0
+        assert await listed(versions[0]) == v1.ListSavedSearchSubscriptionsResponse(
+            version=versions[0]
+        ), "unchanged: the version alone"
+        await subscribe(True)
+        versions.append((await listed()).version)
+        moved = await listed(versions[0])
+        assert moved.version == versions[1] > versions[0]
+        assert moved.subscriptions, "an older version gets the list"
+        await model.update_saved_search(
+            v1.UpdateSavedSearchRequest(
+                caller=person,
+                saved_search=v1.SavedSearch(id=search.id, query="is:closed"),
+                update_mask=FieldMask(paths=["query"]),
+            )
+        )
+        versions.append((await listed()).version)
+        await subscribe(False)
+        versions.append((await listed()).version)
+        await subscribe(True)
+        await model.delete_saved_search(
+            v1.DeleteSavedSearchRequest(caller=person, saved_search_id=search.id)
+        )
+        versions.append((await listed()).version)
+        assert versions == sorted(set(versions)), "each change moved the version"
 
     async def test_the_audience_lists_starrers_subscribers_and_muters_for_admins(
         self, model: v1.ModelStub
