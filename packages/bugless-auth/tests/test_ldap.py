@@ -12,7 +12,8 @@ from typing import Any
 
 import bonsai
 import pytest
-from ldap_support import settings_for
+from auth_support import unique
+from ldap_support import add_person, settings_for
 from prometheus_client import REGISTRY
 
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
@@ -113,6 +114,37 @@ async def test_groups_come_from_a_group_search_when_configured(slapd_server: Sla
     assert alice.groups == ("admins", "engineers")
     assert bob is not None
     assert bob.groups == ("engineers",)
+
+
+async def test_a_group_name_with_escaped_characters_is_the_same_in_both_modes(
+    slapd_server: Slapd,
+) -> None:
+    """memberOf mode reads a group's name from its DN, group-search mode from its entry.
+
+    slapd writes ``Sales, EMEA+R&D #1`` in a DN as ``Sales\\2C EMEA\\2BR&D #1``: the
+    name a sign-in records, an access list matches and a count looks up is
+    the entry's own, in either mode.
+    """
+    uid = unique("sales")
+    await add_person(slapd_server, uid, "pw")
+    name = f"Sales, EMEA+R&D {uid}"
+    escaped = name.replace(",", "\\,").replace("+", "\\+")
+    await asyncio.to_thread(
+        slapd_server.ldapadd,
+        f"dn: cn={escaped},{GROUPS_DN}\nobjectClass: groupOfNames\ncn: {name}\n"
+        f"member: uid={uid},{PEOPLE_DN}\n",
+    )
+    member_of = settings_for(slapd_server, group_entry_base=GROUPS_DN)
+    searched = settings_for(slapd_server, group_attribute="", group_search_base=GROUPS_DN)
+    for settings in (member_of, searched):
+        backend = LdapAuthenticator(settings)
+        try:
+            identity = await backend.authenticate(uid, "pw")
+            assert identity is not None
+            assert identity.groups == (name,)
+            assert dict(await backend.group_member_counts([name])) == {name: 1}
+        finally:
+            await backend.close()
 
 
 async def test_a_renamed_user_keeps_their_subject(

@@ -19,6 +19,7 @@ import bonsai.errors
 from prometheus_client import Counter
 
 from bugless_auth._ldap_breaker import ServerBreakers
+from bugless_auth._ldap_dn import parse_dn
 from bugless_auth._ldap_pool import CONNECTION_ERRORS, PoolExhausted, ServiceConnectionPool
 from bugless_auth._ldap_probe import ldap_answers, probe_ssl_context
 from bugless_core.errors import Unavailable
@@ -60,15 +61,19 @@ class UserEntry:
 
 
 def group_name(dn: str, name_attribute: str) -> str:
-    """``cn=engineers,ou=groups,...`` → ``engineers`` (the whole DN if not parseable)."""
-    try:
-        rdn = bonsai.LDAPDN(dn).rdns[0]
-    except (bonsai.errors.InvalidDN, IndexError, TypeError):
+    r"""``cn=engineers,ou=groups,...`` → ``engineers`` (the whole DN if not readable).
+
+    The value as the group's entry holds it (:func:`~bugless_auth._ldap_dn.parse_dn`):
+    ``cn=Sales\2C EMEA`` is ``Sales, EMEA``, the name group-search mode
+    reads from the entry's attribute, so a group is one name in both modes.
+    """
+    rdns = parse_dn(dn)
+    if not rdns:
         return dn
-    for attribute, value in rdn:
+    for attribute, value in rdns[0]:
         if attribute.lower() == name_attribute.lower():
-            return str(value)
-    return str(rdn[0][1])
+            return value
+    return rdns[0][0][1]
 
 
 #: RFC 4515's escapes of an assertion value: every character a filter reads

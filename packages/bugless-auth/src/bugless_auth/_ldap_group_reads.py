@@ -10,7 +10,6 @@ search here goes through.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +17,7 @@ import bonsai
 import bonsai.errors
 
 from bugless_auth._ldap_directory import LdapDirectory, escape_filter_exp, group_name
+from bugless_auth._ldap_dn import parse_dn
 from bugless_auth._ldap_pool import CONNECTION_ERRORS
 
 if TYPE_CHECKING:
@@ -29,9 +29,6 @@ _SUBTREE = 2
 #: as the re-sync batches subjects: 1,000 members are 20 searches.
 _NAMES_PER_SEARCH = 50
 
-#: An attribute type as a filter may name it (RFC 4512: a descr or a numericoid).
-_ATTRIBUTE_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*")
-
 T = TypeVar("T")
 
 
@@ -39,117 +36,31 @@ def _batches(items: Sequence[T]) -> list[Sequence[T]]:
     return [items[i : i + _NAMES_PER_SEARCH] for i in range(0, len(items), _NAMES_PER_SEARCH)]
 
 
-#: An escape in a DN's attribute value (RFC 4514): two hex digits, or one character.
-_DN_ESCAPE = re.compile(r"\\(?:([0-9A-Fa-f]{2})|(.))", re.DOTALL)
-
-
-def _dn_value(raw: str) -> str | None:
-    r"""An RDN value as bonsai's LDAPDN gives it (escapes kept), unescaped; None if not a string.
-
-    ``Doe\, Jane`` and ``Doe\2C Jane`` are both ``Doe, Jane``; hex pairs are
-    bytes of UTF-8 (``\C3\A9`` is ``é``). A value starting with an unescaped
-    ``#`` is RFC 4514's hex form of the value's BER encoding
-    (``cn=#0C03616E6E`` is ``cn=ann``): :func:`_ber_string`.
-    """
-    if raw.startswith("#"):
-        return _ber_string(raw[1:])
-    value = bytearray()
-    position = 0
-    for escape in _DN_ESCAPE.finditer(raw):
-        value += raw[position : escape.start()].encode()
-        hex_pair, character = escape.groups()
-        value += bytes.fromhex(hex_pair) if hex_pair else character.encode()
-        position = escape.end()
-    value += raw[position:].encode()
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return None
-
-
-#: The BER string types an attribute value's hex form may hold, by tag, and
-#: how their octets are text: UTF8String, PrintableString, IA5String and an
-#: OCTET STRING (a string attribute's value sent as octets) as UTF-8 (the
-#: first two are ASCII, a subset); BMPString and UniversalString as UCS-2 and
-#: UCS-4, big-endian.
-_BER_STRINGS = {
-    0x0C: "utf-8",
-    0x13: "utf-8",
-    0x16: "utf-8",
-    0x04: "utf-8",
-    0x1E: "utf-16-be",
-    0x1C: "utf-32-be",
-}
-
-
-def _ber_string(hex_digits: str) -> str | None:
-    """The text of one BER-encoded string (RFC 4514 ``#`` form); None if it is not one.
-
-    Not one: odd or non-hex digits, a tag of another type (a number, a
-    sequence: no name a filter can match as text), a length that is not
-    definite or disagrees with the octets, or octets that are not text in
-    the type's encoding. The caller then reads the DN at its own entry,
-    where the server resolves it.
-    """
-    try:
-        octets = bytes.fromhex(hex_digits)
-    except ValueError:
-        return None
-    if len(octets) < 2 or (encoding := _BER_STRINGS.get(octets[0])) is None:
-        return None
-    length, start = octets[1], 2
-    if length > 0x80:  # long form: the next (length & 0x7F) octets, big-endian
-        start = 2 + (length & 0x7F)
-        length = int.from_bytes(octets[2:start])
-    elif length == 0x80:  # indefinite: not for a primitive string
-        return None
-    if start + length != len(octets):
-        return None
-    try:
-        return octets[start:].decode(encoding)
-    except UnicodeDecodeError:
-        return None
-
-
 def _dn_key(dn: str) -> str:
-    """``dn`` spelled one way: attribute types lower-cased, values unescaped and compared exactly.
+    """``dn`` spelled one way: attribute types lower-cased, values as text, compared exactly.
 
-    Two DNs of one key name one entry (the server's equality of values is
-    as strict or looser), so matching keys never counts an entry the group
-    does not list; a DN it cannot decode is its own key.
+    Values are read by :func:`~bugless_auth._ldap_dn.parse_dn` (escapes and
+    RFC 4514's ``#`` form decoded). Two DNs of one key name one entry (the
+    server's equality of values is as strict or looser), so matching keys
+    never counts an entry the group does not list; a DN it cannot read is
+    its own key.
     """
-    try:
-        rdns = bonsai.LDAPDN(dn).rdns
-    except (bonsai.errors.InvalidDN, TypeError):
+    rdns = parse_dn(dn)
+    if rdns is None:
         return f"raw:{dn}"
-    canonical = []
-    for rdn in rdns:
-        avas = []
-        for attribute, raw in rdn:
-            value = _dn_value(str(raw))
-            if value is None:
-                return f"raw:{dn}"
-            avas.append((attribute.lower(), value))
-        canonical.append(tuple(sorted(avas)))
-    return repr(tuple(canonical))
+    return repr(tuple(tuple(sorted((a.lower(), v) for a, v in rdn)) for rdn in rdns))
 
 
 def _rdn_filter(dn: str) -> str | None:
     """A filter for the entries holding ``dn``'s RDN values (``(uid=ann)``); None if unusable.
 
     Only a narrowing (the caller compares the DNs of the entries found): a
-    value unescaped wrongly matches nothing, and its DN is read at its entry.
+    DN it cannot read is read at its entry.
     """
-    try:
-        rdn = bonsai.LDAPDN(dn).rdns[0]
-    except (bonsai.errors.InvalidDN, IndexError, TypeError):
+    rdns = parse_dn(dn)
+    if not rdns:
         return None
-    parts = []
-    for attribute, raw in rdn:
-        value = _dn_value(str(raw))
-        if value is None or not _ATTRIBUTE_TYPE.fullmatch(attribute):
-            return None
-        parts.append(f"({attribute}={escape_filter_exp(value)})")
+    parts = [f"({attribute}={escape_filter_exp(value)})" for attribute, value in rdns[0]]
     return parts[0] if len(parts) == 1 else f"(&{''.join(parts)})"
 
 
@@ -205,11 +116,10 @@ _NOT_A_PAGING_REFUSAL: tuple[type[BaseException], ...] = (
 
 
 def _normalised_rdns(dn: str) -> tuple[tuple[tuple[str, str], ...], ...] | None:
-    try:
-        rdns = bonsai.LDAPDN(dn).rdns
-    except (bonsai.errors.InvalidDN, TypeError):
+    rdns = parse_dn(dn)
+    if rdns is None:
         return None
-    return tuple(tuple((a.lower(), str(v).lower()) for a, v in rdn) for rdn in rdns)
+    return tuple(tuple((a.lower(), v.lower()) for a, v in rdn) for rdn in rdns)
 
 
 def is_under(dn: str, base: str) -> bool:
