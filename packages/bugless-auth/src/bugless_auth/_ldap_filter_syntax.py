@@ -35,7 +35,7 @@ _ATTRIBUTE = re.compile(
 #: An extensible match's left side (RFC 4515): attr [":dn"] [":" rule], or [":dn"] ":" rule.
 _EXTENSIBLE = re.compile(
     r"(?:(?P<attribute>[A-Za-z0-9][A-Za-z0-9.;-]*)(?::dn)?(?::(?P<rule>[A-Za-z0-9.-]+))?"
-    r"|(?::dn)?:(?P<only_rule>[A-Za-z0-9.-]+))",
+    r"|(?P<dn>:dn)?:(?P<only_rule>[A-Za-z0-9.-]+))",
     re.ASCII | re.IGNORECASE,
 )
 _OID = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*", re.ASCII)
@@ -128,6 +128,12 @@ class _Parser:
             ):
                 raise FilterSyntaxError(
                     f"{left!r} is not an extensible match (attribute[:dn][:rule]:=)", start
+                )
+            if (match["only_rule"] or "").lower() == "dn" and not match["dn"]:
+                # The grammar reads ":dn:=" as a rule named "dn"; libldap
+                # reads it as ":dn" with neither attribute nor rule.
+                raise FilterSyntaxError(
+                    "':dn' with no attribute needs a matching rule (:dn:rule:=)", start
                 )
             if match["attribute"] and not _ATTRIBUTE.fullmatch(match["attribute"]):
                 raise FilterSyntaxError(f"{match['attribute']!r} is not an attribute name", start)
