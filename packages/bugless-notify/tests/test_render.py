@@ -7,6 +7,7 @@ import pytest
 from notify_support import PUBLIC_URL, notice, sample_entry, sample_issue
 
 from bugless_core.notification_channel import NotificationMessage
+from bugless_notify.reasons import message_subject
 from bugless_notify.render import (
     ChangeNotice,
     Person,
@@ -109,10 +110,41 @@ def test_a_mails_foot_offers_its_one_click_link_beside_the_mute_button() -> None
 
 
 def test_the_reason_is_said_in_words_and_given_as_a_key() -> None:
-    message = render_notification(notice(reason=Reason.SAVED_SEARCH, reason_detail="P0 storage"))
+    message = render_notification(notice(reason=Reason.SAVED_SEARCH, saved_search="P0 storage"))
     assert "You receive this because you subscribed to a saved search (P0 storage)." in message.text
     assert message.reason == "saved_search"
     assert message.data["reason"] == "saved_search"
+
+
+def test_what_the_reason_refers_to_is_kept_in_a_field_of_its_own_kind() -> None:
+    """A saved search's name and a subscribed component's id are two fields, not one string.
+
+    ``reason_detail`` held either, told apart only by the reason: a search
+    named "3" read the same as component 3. The message keeps each in its
+    own field, and ``reason_detail`` as before for notifiers of the
+    earlier release reading the queue during a rollout.
+    """
+    search = render_notification(notice(reason=Reason.SAVED_SEARCH, saved_search="3"))
+    assert (search.saved_search, search.subscribed_component_id) == ("3", 0)
+    component = render_notification(notice(reason=Reason.COMPONENT, subscribed_component_id=3))
+    assert (component.saved_search, component.subscribed_component_id) == ("", 3)
+    assert (search.reason_detail, component.reason_detail) == ("3", "3")
+    assert search.data["reason_detail"] == component.data["reason_detail"] == "3"
+    for message in (search, component):
+        again = NotificationMessage.from_json(json.loads(json.dumps(message.to_json())))
+        assert again == message
+        assert message_subject(again) == (message.saved_search, message.subscribed_component_id)
+    # A message an earlier notifier queued has only reason_detail: read by its reason.
+    for message, subject in ((search, ("3", 0)), (component, ("", 3))):
+        stored = message.to_json()
+        del stored["saved_search"], stored["subscribed_component_id"]
+        assert message_subject(NotificationMessage.from_json(stored)) == subject
+    # What the mail says is what it said.
+    assert "you subscribed to a saved search (3)." in search.text
+    assert (
+        "you subscribed to its component, Platform>Storage."
+        in render_notification(notice(reason=Reason.COMPONENT, subscribed_component_id=7)).text
+    )
 
 
 def test_a_creation_lists_the_fields_it_set_and_the_description() -> None:
@@ -149,19 +181,19 @@ def test_a_creation_lists_the_fields_it_set_and_the_description() -> None:
 def test_a_component_subscription_names_the_component_it_is_on() -> None:
     """An ancestor's subscription says which: "its component" left the reader guessing.
 
-    The detail is the subscribed component's id, named from the paths the
+    The subscribed component's id is named from the paths the
     recipient may see; without it (an older Model) or without its path
     (a component hidden from the recipient), the general wording.
     """
     paths = {3: "Infra<&>", 7: "Infra<&>>Net"}
 
-    def reason(detail: str, components: dict[int, str]) -> tuple[str, str]:
+    def reason(subscribed: int, components: dict[int, str]) -> tuple[str, str]:
         message = render_notification(
             ChangeNotice(
                 issue=sample_issue(),
                 entry=sample_entry(),
                 reason=Reason.COMPONENT,
-                reason_detail=detail,
+                subscribed_component_id=subscribed,
                 public_url=PUBLIC_URL,
                 components=components,
             )
@@ -171,7 +203,7 @@ def test_a_component_subscription_names_the_component_it_is_on() -> None:
 
     issue = sample_issue()
     assert issue.component_id == 7
-    text, html = reason("3", paths)
+    text, html = reason(3, paths)
     assert (
         text
         == "You receive this because you subscribed to Infra<&> (this issue is in Infra<&>>Net)."
@@ -179,16 +211,16 @@ def test_a_component_subscription_names_the_component_it_is_on() -> None:
     assert (
         "you subscribed to Infra&lt;&amp;&gt; (this issue is in Infra&lt;&amp;&gt;&gt;Net)." in html
     )
-    assert reason("7", paths)[0] == (
+    assert reason(7, paths)[0] == (
         "You receive this because you subscribed to its component, Infra<&>>Net."
     )
-    assert reason("3", {3: "Infra<&>"})[0] == (
+    assert reason(3, {3: "Infra<&>"})[0] == (
         "You receive this because you subscribed to Infra<&>, which holds its component."
     )
-    for detail, components in (("", paths), ("3", {7: "Infra<&>>Net"}), ("x", paths)):
-        assert reason(detail, components)[0] == (
+    for subscribed, components in ((0, paths), (3, {7: "Infra<&>>Net"}), (9, paths)):
+        assert reason(subscribed, components)[0] == (
             "You receive this because you subscribed to its component."
-        ), detail
+        ), subscribed
 
 
 def test_a_person_the_caller_did_not_resolve_is_unknown_never_an_opaque_id() -> None:
@@ -453,7 +485,7 @@ def test_a_saved_search_mail_says_how_to_unsubscribe_from_the_search() -> None:
     mail (unsubscribing on the saved searches page) went unsaid.
     """
     searches = f"{PUBLIC_URL}/searches"
-    message = render_notification(notice(reason=Reason.SAVED_SEARCH, reason_detail="P1 in Storage"))
+    message = render_notification(notice(reason=Reason.SAVED_SEARCH, saved_search="P1 in Storage"))
     assert "you subscribed to a saved search (P1 in Storage)." in message.text
     assert f"To stop mail from the search, unsubscribe from it: {searches}\n" in message.text
     assert f'To stop mail from the search, <a href="{searches}">unsubscribe from it</a>.' in (

@@ -89,8 +89,18 @@ class NotificationMessage:
         data: The structured form (a JSON object) for JSON webhooks.
         reason: Why this recipient gets it (``assignee``, ``cc``, ...),
             shown to them and usable for mail filters.
-        reason_detail: What the reason refers to (a saved search's name), kept
-            so that a message rendered again (a redaction) says it again.
+        reason_detail: Legacy: one string for two things, by ``reason``: the
+            saved search's name (``saved_search``), or the decimal id of the
+            component a subscription is on (``component``); empty for every
+            other reason. Read :attr:`saved_search` and
+            :attr:`subscribed_component_id` instead: this stays filled as
+            before for one release, for notifiers of the earlier release
+            sharing the queue during a rollout, and is then dropped.
+        saved_search: For reason ``saved_search``: the search's name, kept so
+            that a message rendered again (a redaction) says it again.
+        subscribed_component_id: For reason ``component``: the component
+            whose subscription brought it (the issue's, or an ancestor's),
+            kept so that a message rendered again names it again; 0 for none.
         settings_url: The page where the recipient changes what notifies
             them (``https://bugs.example.com/settings/notifications``); the
             e-mail channel names it in ``List-Unsubscribe`` (RFC 2369), which
@@ -116,6 +126,8 @@ class NotificationMessage:
     data: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
     reason_detail: str = ""
+    saved_search: str = ""
+    subscribed_component_id: int = 0
     settings_url: str = ""
     quoted_versions: tuple[int, ...] = ()
     unsubscribe_url: str = ""
@@ -142,6 +154,8 @@ class NotificationMessage:
             "data": dict(self.data),
             "reason": self.reason,
             "reason_detail": self.reason_detail,
+            "saved_search": self.saved_search,
+            "subscribed_component_id": self.subscribed_component_id,
             "settings_url": self.settings_url,
             "quoted_versions": list(self.quoted_versions),
             "unsubscribe_url": self.unsubscribe_url,
@@ -159,6 +173,8 @@ class NotificationMessage:
             data=value.get("data", {}),
             reason=value.get("reason", ""),
             reason_detail=value.get("reason_detail", ""),
+            saved_search=value.get("saved_search", ""),
+            subscribed_component_id=value.get("subscribed_component_id", 0),
             settings_url=value.get("settings_url", ""),
             quoted_versions=tuple(value.get("quoted_versions", ())),
             unsubscribe_url=value.get("unsubscribe_url", ""),

@@ -46,9 +46,11 @@ class ChangeNotice:
         entry: The history entry of the change, with only the field changes
             the recipient may see.
         reason: Why the recipient is notified.
-        reason_detail: What the reason refers to, shown with it: the saved
-            search's name, or the id (decimal) of the component a component
-            subscription is on, named from ``components``; may be empty.
+        saved_search: For reason ``saved_search``: the search's name,
+            shown with the reason.
+        subscribed_component_id: For reason ``component``: the component
+            the subscription is on (the issue's or an ancestor's), named
+            from ``components``; 0 for none (an older Model).
         former: The recipient held the reason's role (assignee, verifier,
             CC) until this change took it from them.
         people: User reference -> person, for the author and every person in
@@ -66,7 +68,8 @@ class ChangeNotice:
     entry: v1.HistoryEntry
     reason: Reason
     public_url: str
-    reason_detail: str = ""
+    saved_search: str = ""
+    subscribed_component_id: int = 0
     former: bool = False
     people: Mapping[str, Person] = field(default_factory=dict)
     components: Mapping[int, str] = field(default_factory=dict)

@@ -46,6 +46,7 @@ from bugless_notify._redactions import Waiting, change_entry
 from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.digest import digest_again, digest_items
 from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, NewDelivery
+from bugless_notify.reasons import message_subject
 from bugless_proto import v1
 
 #: Issues whose entries are read at once.
@@ -114,7 +115,7 @@ class RedactionRecheck:
                     continue
                 issue_id, version = entry
                 stale.setdefault(issue_id, {}).setdefault(version, []).append(
-                    Waiting(item_id, message.reason, message.reason_detail)
+                    Waiting(item_id, message.reason, *message_subject(message))
                 )
                 stale_ids.add(item_id)
         if not stale:

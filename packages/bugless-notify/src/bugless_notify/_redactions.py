@@ -38,7 +38,7 @@ from bugless_core.migrations import quote_schema
 from bugless_core.notification_channel import NotificationMessage
 from bugless_notify.digest import digest_again, digest_items
 from bugless_notify.queue import NewDelivery
-from bugless_notify.reasons import Reason
+from bugless_notify.reasons import Reason, message_subject, reason_subject
 from bugless_notify.recipients import Candidate
 from bugless_proto import v1
 
@@ -78,13 +78,15 @@ def text_redactions(entries: Iterable[v1.HistoryEntry]) -> list[Redaction]:
 class Waiting:
     """A message still waiting: its id and the reason it was rendered with.
 
-    ``detail`` is what the reason referred to (a saved search's name), told
-    again in the new rendering: the rules computed again name no saved search.
+    ``saved_search`` and ``component_id`` are what the reason referred to
+    (the saved search's name, the subscribed component), told again in the
+    new rendering: the rules computed again name no saved search.
     """
 
     id: str
     reason: str
-    detail: str = ""
+    saved_search: str = ""
+    component_id: int = 0
 
 
 def kept_candidates(waiting: Mapping[int, Sequence[Waiting]]) -> dict[int, list[Candidate]]:
@@ -106,8 +108,22 @@ def kept_candidates(waiting: Mapping[int, Sequence[Waiting]]) -> dict[int, list[
                 continue
             if reason in (Reason.MENTIONED, Reason.WEBHOOK):
                 continue
-            kept.setdefault(version, []).append(Candidate(parts[2], reason, message.detail))
+            kept.setdefault(version, []).append(
+                Candidate(parts[2], reason, message.saved_search, message.component_id)
+            )
     return kept
+
+
+def _row_subject(row: Any) -> tuple[str, int]:
+    """What a waiting row's reason referred to (:func:`~bugless_notify.reasons.message_subject`).
+
+    A row an earlier notifier queued has only ``reason_detail``.
+    """
+    search = str(row["search"] or "")
+    component = int(row["component"]) if str(row["component"] or "").isdigit() else 0
+    if search or component:
+        return search, component
+    return reason_subject(row["reason"] or "", row["detail"] or "")
 
 
 def change_entry(message_id: str) -> tuple[int, int] | None:
@@ -155,12 +171,15 @@ class WaitingMessages:
         # Pending and dead deliveries (an operator may retry a dead letter),
         # and the items kept for a digest. Read through the queue's partial
         # indexes on state; a redaction is rare.
+        said = (
+            "message ->> 'reason' AS reason, message ->> 'reason_detail' AS detail, "
+            "message ->> 'saved_search' AS search, "
+            "message ->> 'subscribed_component_id' AS component"
+        )
         self._list_sql = (
-            f"SELECT delivery_id AS id, message ->> 'reason' AS reason, "
-            f"message ->> 'reason_detail' AS detail FROM {s}.deliveries "
+            f"SELECT delivery_id AS id, {said} FROM {s}.deliveries "
             "WHERE state IN ('pending', 'dead') AND delivery_id LIKE $1 "
-            "UNION ALL SELECT item_id, message ->> 'reason', message ->> 'reason_detail' "
-            f"FROM {s}.digest_items "
+            f"UNION ALL SELECT item_id, {said} FROM {s}.digest_items "
             "WHERE item_id LIKE $1"
         )
         # Digest mails listing an item of the issue (digest.digest_message
@@ -196,18 +215,18 @@ class WaitingMessages:
         pattern = f"change-{redaction.issue_id}-%"
         found: dict[int, list[Waiting]] = {}
 
-        def add(message_id: str, reason: str, detail: str) -> bool:
+        def add(message_id: str, reason: str, subject: tuple[str, int]) -> bool:
             entry = change_entry(message_id)
             if entry is None or entry[0] != redaction.issue_id:
                 return False
             version = entry[1]
             if not redaction.redacted_version <= version < redaction.version:
                 return False
-            found.setdefault(version, []).append(Waiting(message_id, reason, detail))
+            found.setdefault(version, []).append(Waiting(message_id, reason, *subject))
             return True
 
         for row in await conn.fetch(self._list_sql, pattern):
-            add(row["id"], row["reason"] or "", row["detail"] or "")
+            add(row["id"], row["reason"] or "", _row_subject(row))
         digests: list[WaitingDigest] = []
         for row in await conn.fetch(self._digests_sql, pattern):
             try:
@@ -217,7 +236,7 @@ class WaitingMessages:
                 # sending (bugless_notify._recheck) finds it unreadable too.
                 _log.warning("digest %s cannot be read: %s", row["delivery_id"], exc)
                 continue
-            touched = [add(i, m.reason, m.reason_detail) for i, m in items]
+            touched = [add(i, m.reason, message_subject(m)) for i, m in items]
             if any(touched):
                 digests.append(WaitingDigest(row["delivery_id"], items))
         return found, digests

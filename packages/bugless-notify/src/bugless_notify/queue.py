@@ -187,11 +187,15 @@ def _read_message(message: str) -> NotificationMessage:
         "chat_text",
         "reason",
         "reason_detail",
+        "saved_search",
         "settings_url",
         "unsubscribe_url",
     ):
         if name in value and not isinstance(value[name], str):
             raise TypeError(f"message.{name} is not a string")
+    component = value.get("subscribed_component_id", 0)
+    if not isinstance(component, int) or isinstance(component, bool):
+        raise TypeError("message.subscribed_component_id is not an integer")
     if not isinstance(value.get("data", {}), dict):
         raise TypeError("message.data is not an object")
     quoted = value.get("quoted_versions", [])

@@ -99,15 +99,18 @@ class Candidate:
     Attributes:
         user_id: Opaque user id.
         reason: The first rule that applies (the module's order).
-        detail: What the reason refers to: a saved search's name, or the
-            id of the component a subscription is on (decimal).
+        saved_search: For :attr:`Reason.SAVED_SEARCH`: the search's name.
+        component_id: For :attr:`Reason.COMPONENT`: the component the
+            subscription is on (the issue's or an ancestor's); 0 for none
+            (an older Model).
         former: The person held the role (assignee, verifier, CC) until this
             change took it from them: told, so that they know, and told so.
     """
 
     user_id: str
     reason: Reason
-    detail: str = ""
+    saved_search: str = ""
+    component_id: int = 0
     former: bool = False
 
 
@@ -182,11 +185,11 @@ def candidates(
     for people, reason, former in ordered:
         for user in people:
             if user and user not in found:
-                # A component subscriber's detail is the component their
-                # subscription is on (an id: the renderer names it, if the
+                # A component subscriber is told the component their
+                # subscription is on (the renderer names it, if the
                 # recipient may see it); none from an older Model.
                 on = subscribed.get(user, 0) if reason == Reason.COMPONENT else 0
-                found[user] = Candidate(user, reason, str(on) if on else "", former=former)
+                found[user] = Candidate(user, reason, component_id=on, former=former)
     for user, name in saved_searches:
         if user and user not in found:
             found[user] = Candidate(user, Reason.SAVED_SEARCH, name)

@@ -59,7 +59,7 @@ from bugless_notify._notice import (
     settings_url,
 )
 from bugless_notify._site_links import with_site_links
-from bugless_notify.reasons import FORMER_TEXT, REASON_TEXT, Reason
+from bugless_notify.reasons import FORMER_TEXT, REASON_TEXT, Reason, legacy_detail
 from bugless_proto import v1
 
 #: What a mail says where the text of a redacted comment (or description) was.
@@ -191,8 +191,8 @@ class _Renderer:
         if notice.reason == Reason.COMPONENT:
             return self.component_reason
         text = FORMER_TEXT[notice.reason] if notice.former else REASON_TEXT[notice.reason]
-        detail = self.notice.reason_detail
-        return f"{text} ({detail})" if detail else text
+        search = notice.saved_search if notice.reason == Reason.SAVED_SEARCH else ""
+        return f"{text} ({search})" if search else text
 
     @property
     def component_reason(self) -> str:
@@ -204,11 +204,11 @@ class _Renderer:
         the component (an older Model, or one the recipient may not see), the
         general wording.
         """
-        raw = self.notice.reason_detail
-        on = self.notice.components.get(int(raw)) if raw.isdigit() else None
+        subscribed = self.notice.subscribed_component_id
+        on = self.notice.components.get(subscribed) if subscribed else None
         if on is None:
             return REASON_TEXT[Reason.COMPONENT]
-        if int(raw) == self.issue.component_id:
+        if subscribed == self.issue.component_id:
             return f"you subscribed to its component, {one_line(on)}"
         inside = self.notice.components.get(self.issue.component_id)
         if inside is None:
@@ -339,7 +339,9 @@ class _Renderer:
         return {
             "event": event_type(self.entry),
             "reason": str(self.notice.reason),
-            "reason_detail": self.notice.reason_detail,
+            "reason_detail": legacy_detail(
+                self.notice.saved_search, self.notice.subscribed_component_id
+            ),
             "issue": {
                 "id": issue.id,
                 "url": self.url,
@@ -394,7 +396,9 @@ def render_notification(notice: ChangeNotice, *, webhook_forms: bool = True) -> 
         chat_text=renderer.chat() if webhook_forms else "",
         data=renderer.data() if webhook_forms else {},
         reason=str(notice.reason),
-        reason_detail=notice.reason_detail,
+        reason_detail=legacy_detail(notice.saved_search, notice.subscribed_component_id),
+        saved_search=notice.saved_search,
+        subscribed_component_id=notice.subscribed_component_id,
         settings_url=settings_url(notice.public_url),
         quoted_versions=(notice.entry.version,) if notice.entry.comment else (),
         unsubscribe_url=notice.unsubscribe_url,
