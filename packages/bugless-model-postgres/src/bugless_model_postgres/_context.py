@@ -19,6 +19,7 @@ import asyncpg
 from bugless_core.errors import NotFound, PermissionDenied
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _queries as q
+from bugless_model_postgres import _visibility
 from bugless_model_postgres._convert import Conn, Row, caller_role, issue_from_row, principals_of
 from bugless_model_postgres._custom_values import attach_values, value_messages
 from bugless_model_postgres._dialect import POSTGRES, Dialect
@@ -228,12 +229,17 @@ def hotlist_not_found(hotlist_id: int, field_name: str = "") -> NotFound:
 
 
 def hotlist_visible(caller: v1.Caller, row: Row) -> bool:
-    """Private hotlists are visible to owner, editors and admins only."""
-    return (
-        not row["private"]
-        or caller.admin
-        or row["owner"] == caller.user_id
-        or caller.user_id in row["editors"]
+    """Whether ``caller`` may see hotlist ``row``: :func:`._visibility.hotlist_visible`.
+
+    Private hotlists are visible to owner, editors and admins only, as the
+    statements' rule (``HOTLIST_VISIBLE``) has it.
+    """
+    return _visibility.hotlist_visible(
+        caller.admin,
+        caller.user_id,
+        private=bool(row["private"]),
+        owner=str(row["owner"]),
+        editors=row["editors"],
     )
 
 

@@ -19,6 +19,7 @@ import asyncpg.pool
 import betterproto2
 
 from bugless_core.issue_fields import ENUM_FIELDS
+from bugless_model_postgres._visibility import component_visible
 from bugless_proto import v1
 from bugless_proto.wire import message_from_fields
 
@@ -72,17 +73,23 @@ def principal_message(key: str) -> v1.Principal:
 def caller_role(caller: v1.Caller, effective_acl: Mapping[str, int] | str) -> v1.Role | None:
     """The caller's role from a component's effective ACL; None means no view.
 
-    An empty effective ACL is an open component: every caller is an editor.
+    Whether they may view it is :func:`._visibility.component_visible`, the
+    rule the statements use (the ACL's principals are the row's
+    ``viewers``); then an admin is an admin, an open component (empty ACL)
+    makes every caller an editor, else the highest role the ACL gives one
+    of their principals.
     """
-    if caller.admin:
-        return v1.Role.ADMIN
     acl: Mapping[str, int] = (
         json.loads(effective_acl) if isinstance(effective_acl, str) else effective_acl
     )
+    principals = principals_of(caller)
+    if not component_visible(caller.admin, acl.keys(), principals):
+        return None
+    if caller.admin:
+        return v1.Role.ADMIN
     if not acl:
         return v1.Role.EDITOR
-    best = max((acl.get(p, 0) for p in principals_of(caller)), default=0)
-    return v1.Role(best) if best else None
+    return v1.Role(max(v1.Role.VIEWER, *(acl.get(p, 0) for p in principals)))
 
 
 def acl_to_json(entries: Iterable[v1.AclEntry]) -> str:

@@ -1,4 +1,4 @@
-"""Who may see a component or a hotlist: the one SQL rule every statement uses.
+"""Who may see a component or a hotlist: the one rule, in SQL and in Python.
 
 A search's rows (:mod:`._search`), the references its first page checks
 (:mod:`._search_refs`), the hotlists an issue is shown on (:mod:`._queries`),
@@ -9,19 +9,52 @@ visible: were the check of a query's references to admit a component or
 hotlist the rows' rule hides (or ListComponents to list one a search hides),
 a hidden id would answer otherwise than a missing one, telling a caller that
 something they may not see exists.
+
+Where a row is already in hand (GetComponent's role, a hotlist read by id, a
+write's checks), Python judges it: :func:`component_visible` and
+:func:`hotlist_visible` are the same rule, clause for clause, kept beside
+the templates so that a change to one is made to the other in the same
+place; ``test_visibility_rules`` evaluates both over every kind of grant on
+PostgreSQL and fails when they disagree. ``_convert.caller_role`` and
+``_context.hotlist_visible`` read them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection, Iterable
 
 #: The caller may view component ``{c}`` and its issues: ``{admin}`` (their
 #: admin flag), an open component (no viewers), or one of their
 #: ``{principals}`` among its viewers. A ``str.format`` template (``'{{}}'``
 #: is the empty array).
 COMPONENT_VISIBLE = "({admin} OR {c}.viewers = '{{}}' OR {c}.viewers && {principals})"
+
+
+def component_visible(admin: bool, viewers: Collection[str], principals: Iterable[str]) -> bool:
+    """:data:`COMPONENT_VISIBLE` of a row in hand: whether the caller may view the component.
+
+    Args:
+        admin: The caller's admin flag.
+        viewers: The component's ``viewers`` (every principal its effective
+            ACL names; the keys of ``effective_acl``).
+        principals: The caller's (``_convert.principals_of``).
+    """
+    return admin or not viewers or not set(viewers).isdisjoint(principals)
+
+
 #: The caller may see hotlist ``{h}``: a shared one, ``{admin}``, its owner or
 #: one of its editors (``{user}``: the caller's user id), as ListHotlists
 #: shows them. A ``str.format`` template.
 HOTLIST_VISIBLE = "(NOT {h}.private OR {admin} OR {h}.owner = {user} OR {user} = ANY ({h}.editors))"
+
+
+def hotlist_visible(
+    admin: bool, user: str, *, private: bool, owner: str, editors: Collection[str]
+) -> bool:
+    """:data:`HOTLIST_VISIBLE` of a row in hand: whether caller ``user`` may see the hotlist."""
+    return not private or admin or owner == user or user in editors
+
+
 #: What a path shows in place of the components above that the caller may
 #: not view (:data:`SEEN_PATH`): no name holds ``>``, so no path begins so.
 ELIDED = "…>"
