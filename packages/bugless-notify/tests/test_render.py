@@ -431,6 +431,11 @@ def test_files_attached_are_named_with_their_size_and_deleted_ones_by_name() -> 
     )
     assert "attached files to b/123" in message.text
     assert "  Attached: crash report.log (2 KiB)" in message.text
+    # A chat channel is told which files too, escaped as the rest of its text.
+    assert (
+        "Attached: crash report.log (2 KiB); Attached: &lt;b&gt;shot&lt;/b&gt;.png (3 MiB)"
+        in message.chat_text.splitlines()
+    )
     assert "Attached: &lt;b&gt;shot&lt;/b&gt;.png (3 MiB)" in message.html
     # A webhook receiver is told the files by id and name, as stored.
     assert message.data["entry"]["attachments"] == [
@@ -449,6 +454,7 @@ def test_files_attached_are_named_with_their_size_and_deleted_ones_by_name() -> 
     )
     assert "deleted an attachment of b/123" in gone.text
     assert "  Deleted attachment crash report.log" in gone.text
+    assert gone.chat_text.splitlines()[1:] == ["Deleted attachment crash report.log"]
     assert gone.data["entry"]["deleted_attachment"] == {"id": 7, "name": "crash\nreport.log"}
     assert gone.data["entry"]["attachments"] == []
     # Its own event: a receiver of issue.commented is not handed an empty comment.

@@ -325,6 +325,11 @@ class _Renderer:
         out = [head]
         if diffs:
             out.append(_chat_escape("; ".join(diffs)))
+        # Which files: "deleted an attachment of it" alone left a channel
+        # asking which, as the mail's first wording did.
+        files = self.attachment_lines()
+        if files:
+            out.append(_chat_escape("; ".join(files)))
         comment = self.entry.comment.strip()
         if comment:
             clipped = comment[:CHAT_COMMENT_CHARS] + (
