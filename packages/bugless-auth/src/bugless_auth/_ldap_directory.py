@@ -18,6 +18,7 @@ import bonsai
 import bonsai.errors
 from prometheus_client import Counter
 
+from bugless_auth._bonsai_compat import allow_hash_inside_values
 from bugless_auth._ldap_breaker import ServerBreakers
 from bugless_auth._ldap_dn import parse_dn
 from bugless_auth._ldap_pool import CONNECTION_ERRORS, PoolExhausted, ServiceConnectionPool
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from bugless_auth.ldap import LdapSettings
 
 _log = logging.getLogger("bugless_auth.ldap")
+
+# Before any search: an entry named with a '#' (cn=C# developers) would fail it.
+allow_hash_inside_values()
 
 #: Requests that found a server's service-account pool busy for all of
 #: ``pool_wait_seconds``. On the process's default registry, which the
