@@ -384,8 +384,12 @@ Authenticator replica.
 
 --end-all ends every live session of --kind (all by default) at once, as
 when an account may be compromised; with --json it prints
-{{"sessions_ended": N, "sessions": [those still live]}}. The user can sign in
-again (with a changed password, say); to stop that too: `bugless auth user disable`.
+{{"sessions_ended": N, "sessions": [those still live]}}. It revokes nothing
+else: the user can sign in again (with a changed password, say), and a
+certificate of theirs from `bugless login` that is still valid opens a new
+session at its next connection to the API. `bugless auth user disable` ends
+the sessions and revokes those certificates too (they stay revoked after
+--enable).
 """
 
 
