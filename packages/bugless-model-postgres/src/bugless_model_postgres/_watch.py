@@ -113,9 +113,13 @@ _WATCH_BATCH = 200
 #: lists many): the issues, entries and attachments of at most this many.
 _EVENT_BATCH = limits.MAX_BATCH_GET
 #: A query watch naming components or hotlists checks them again at least
-#: this often while no change comes (and before each batch of changes): see
-#: :meth:`ChangeFeed.watch`.
+#: this often while no change comes: see :meth:`ChangeFeed.watch`.
 REFERENCES_RECHECK_SECONDS = 30.0
+#: ... and at most this often while changes come: a batch of changes is
+#: followed by a check once this long has passed since the last, so a
+#: reference hidden under a busy watch ends it within this bound, and a
+#: stream of small batches costs one check per interval, not one per batch.
+REFERENCES_THROTTLE_SECONDS = 3.0
 #: What a watcher resuming below the retention must do.
 _WATCH_REMEDY = (
     "the changes since are gone: re-read the current state (the issue, or a search) "
@@ -353,13 +357,19 @@ class ChangeFeed:
                 ``WATCHED_FIELD_CHANGED``, see :func:`fields_gone`).
 
         The components and hotlists a query names are checked again while
-        the stream runs, as a new watch would check them: before each batch
-        of changes is judged, and every :data:`REFERENCES_RECHECK_SECONDS`
-        while none comes (a hotlist's privacy is no change of the feed).
-        One made private, restricted or deleted under an open watch ends it
-        with the INVALID_ARGUMENT a new watch would get, naming the term; it
-        used to match nothing from then on, silently, which a watcher reads
-        as "no such changes". One statement per batch, or per interval.
+        the stream runs, as a new watch would check them: once changes have
+        come, as soon as :data:`REFERENCES_THROTTLE_SECONDS` have passed
+        since the last check (at once, when they have), and every
+        :data:`REFERENCES_RECHECK_SECONDS` while none comes (a hotlist's
+        privacy is no change of the feed). One made private, restricted or
+        deleted under an open watch ends it with the INVALID_ARGUMENT a new
+        watch would get, naming the term, within that bound; it used to
+        match nothing from then on, silently, which a watcher reads as "no
+        such changes". Until then the events are what the caller may see
+        anyway: the issues are read with their visibility, and a hidden
+        component's or hotlist's term matches none. One statement per
+        interval, however many batches come in it (it was one per batch:
+        a busy feed read in batches of a few rows paid it for each).
         """
         caller = request.caller or v1.Caller()
         await self._listen()
@@ -380,6 +390,8 @@ class ChangeFeed:
         # The query whose references are checked again (None: it names none).
         recheck = request.query if _named_references(request) else None
         checked_at = time.monotonic()
+        # Changes came since the last check: one is owed once the throttle allows.
+        owed = False
         self.streams += 1
         try:
             yield v1.WatchEvent(subscribed=True, position=head)
@@ -391,10 +403,14 @@ class ChangeFeed:
                     if rows and rows[0]["position"] != position + 1:
                         head, pruned = await self._state(conn)
                         _check_position(position, head, pruned, _WATCH_REMEDY)
-                    due = time.monotonic() - checked_at >= REFERENCES_RECHECK_SECONDS
-                    if recheck is not None and (rows or due):
+                    owed = owed or bool(rows)
+                    since = time.monotonic() - checked_at
+                    if recheck is not None and (
+                        since >= REFERENCES_RECHECK_SECONDS
+                        or (owed and since >= REFERENCES_THROTTLE_SECONDS)
+                    ):
                         await check_references(conn, recheck, caller)
-                        checked_at = time.monotonic()
+                        checked_at, owed = time.monotonic(), False
                 wanted = [
                     (row["position"], issue_id, version)
                     for row in rows
@@ -410,7 +426,12 @@ class ChangeFeed:
                     position = rows[-1]["position"]
                 else:
                     await self._listen()
-                    await self._wait(changed, self._poll_seconds())
+                    wait = self._poll_seconds()
+                    if recheck is not None and owed:
+                        # Wake for the check owed, though no change comes.
+                        owed_in = checked_at + REFERENCES_THROTTLE_SECONDS - time.monotonic()
+                        wait = min(wait, max(owed_in, 0.0))
+                    await self._wait(changed, wait)
         finally:
             self.streams -= 1
 

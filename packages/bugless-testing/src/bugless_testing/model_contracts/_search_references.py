@@ -414,7 +414,8 @@ class WatchReferenceContract:
         """Not a stream silently matching nothing from then on.
 
         A hotlist's privacy is no change of the feed: the watch learns of it
-        at the next change it judges (here, an issue it does not watch) and
+        after the next change it reads (here, an issue it does not watch; a
+        backend may space its checks by a few seconds) and
         ends with the INVALID_ARGUMENT a new watch of the query gets.
         """
         root = await make_component(model)
