@@ -12,12 +12,13 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import asyncpg.pool
+from grpclib.exceptions import GRPCError
 
 from bench._search_floor import CALLER, PAGE_SIZE, PRINCIPALS, floor_call
 from bench._search_queries import BenchQuery
@@ -133,6 +134,27 @@ async def _prepare_served(served: ServedModel, stub: v1.ModelStub, q: BenchQuery
         raise RuntimeError(msg)
 
 
+async def before_answers_alike(
+    served: ServedModel, stub: v1.ModelStub, q: BenchQuery, label: str
+) -> bool:
+    """Whether the older code's Model ``label`` answers the measured page as the backend does.
+
+    It is asked with the current Model's page token (both sign with the
+    stack's one secret). An older Model that refuses the query (a term it
+    does not know) or answers otherwise is not measured on it: its figures
+    would be another page's.
+    """
+    try:
+        response = await served.call(stub, _request(q, served=True))()
+    except GRPCError as exc:
+        print(f"  {q.name}: the {label} Model refuses it ({exc.status.name}); not measured")
+        return False
+    if ([i.id for i in response.issues], response.total_count) != q.expected:
+        print(f"  {q.name}: the {label} Model answers another page; not measured")
+        return False
+    return True
+
+
 async def explain(conn: asyncpg.pool.PoolConnectionProxy, q: BenchQuery) -> str:
     """EXPLAIN (ANALYZE, BUFFERS) of the one statement the backend runs for the page."""
     position = None
@@ -166,6 +188,17 @@ class _Targets:
     channels: list[Any]
     served: ServedModel | None
     served_channels: list[Any]
+    #: Each older Model's channels, by label (``--before``).
+    before_channels: dict[str, list[Any]] = field(default_factory=dict)
+    #: The older Models that answer each query alike (:func:`before_answers_alike`).
+    before_queries: dict[str, set[str]] = field(default_factory=dict)
+
+    def model_pids(self, mode: str) -> list[int]:
+        """The Model processes whose CPU mode ``mode`` is charged (none: not a served mode)."""
+        if self.served is None or not mode.startswith("served"):
+            return []
+        _, _, label = mode.partition("@")
+        return [self.served.befores[label].process.pid] if label else self.served.pids
 
     def modes(self, q: BenchQuery, clients: int, *, web_mask: bool) -> dict[str, Calls]:
         """Each mode's calls for ``clients`` clients (one channel each where there are any)."""
@@ -178,6 +211,11 @@ class _Targets:
                 modes["served" + suffix] = [
                     served.call(v1.ModelStub(ch), request) for ch in self.served_channels[:clients]
                 ]
+                for label, channels in self.before_channels.items():
+                    if q.name in self.before_queries.get(label, set()):
+                        modes[f"served{suffix}@{label}"] = [
+                            served.call(v1.ModelStub(ch), request) for ch in channels[:clients]
+                        ]
             if self.channels:
                 request = _request(q, mask)
                 modes["grpc" + suffix] = [

@@ -136,6 +136,10 @@ async def build_queries(conn: asyncpg.Connection) -> tuple[list[BenchQuery], dic
             _structured("is:open sort:-modified"),
         ),
     ]
+    # The compound query with the subtree named, not numbered: the Model looks
+    # the name up (component:Name, ae811eaf; through migration 0032's index).
+    named_text = f"is:open component:{data.TEN_PERCENT_SUBTREE}+ p<=p1 {word}"
+    queries.append(BenchQuery("named", named_text, 1, queries[0].floor, _structured(named_text)))
     custom_field = info.get("custom_fields", {}).get(data.TEN_PERCENT_SUBTREE)
     if custom_field is not None:
         custom_text = f'"{data.CUSTOM_FIELD_NAME}":{data.BENCH_CUSTOM_VALUE} is:open c:{subtree}+'

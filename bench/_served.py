@@ -25,7 +25,7 @@ import functools
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,17 +72,32 @@ class ServedModel:
     stack: LocalStack
     models: list[RunningService]
     assertion: str
+    #: Models of older checkouts on the same database, by label (``--before``).
+    befores: dict[str, RunningService]
     _server_url: str
     _auth_database: str
     _temporary: tempfile.TemporaryDirectory[str]
 
     @classmethod
     async def start(
-        cls, database_url: str, caller: v1.Caller, *, processes: int = 1, env: dict[str, str]
+        cls,
+        database_url: str,
+        caller: v1.Caller,
+        *,
+        processes: int = 1,
+        env: dict[str, str],
+        befores: Mapping[str, tuple[str, str]] | None = None,
     ) -> ServedModel:
         """The Authenticator, then ``processes`` Model processes on ``database_url``.
 
         ``env`` adds to the services' environment (``BUGLESS_LOG_LEVEL``...).
+        ``befores`` maps a label to an older checkout's ``packages/*/src`` (a
+        ``PYTHONPATH``) and a database URL: one more Model process each
+        (``model-LABEL``), that code on that database ("": this one), so old
+        and new are measured under the same load. A Model serves only the
+        schema version its code ships, so a checkout before a migration needs
+        a database of its own, seeded by its own ``bench.seed`` (the same
+        data: the seed is a pure function of ``--seed``).
         """
         auth_database = f"bench_search_auth_{int(time.time())}"
         auth_url = await fresh_database(database_url, auth_database)
@@ -91,22 +106,38 @@ class ServedModel:
         stack = seeded_stack(directory, database_url, auth_url, env)
         try:
             models = await asyncio.to_thread(_start, stack, processes)
+            started = {
+                label: await asyncio.to_thread(
+                    stack.start,
+                    "model",
+                    ["model", "serve", "--port", "0"],
+                    name=f"model-{label}",
+                    env={"PYTHONPATH": path, "BUGLESS_DATABASE_URL": url or database_url},
+                )
+                for label, (path, url) in (befores or {}).items()
+            }
         except BaseException:
             await asyncio.to_thread(stack.stop)
             temporary.cleanup()
             await drop_database(database_url, auth_database)
             raise
         assertion = stack.assertion_for(caller.user_id, groups=list(caller.groups))
-        return cls(stack, models, assertion, database_url, auth_database, temporary)
+        return cls(stack, models, assertion, started, database_url, auth_database, temporary)
 
     @property
     def pids(self) -> list[int]:
         """The Model processes' ids (for their CPU time)."""
         return [m.process.pid for m in self.models]
 
-    def channels(self, count: int) -> list[Channel]:
-        """``count`` channels to the Model as the web tier opens them (mutual TLS, corked)."""
-        address = self.stack.client_address("model", "web")
+    def channels(self, count: int, before: str = "") -> list[Channel]:
+        """``count`` channels to the Model as the web tier opens them (mutual TLS, corked).
+
+        ``before`` names one of :attr:`befores` ("" the current code's Model).
+        """
+        address = (
+            self.befores[before].address if before else self.stack.client_address("model", "web")
+        )
+        assert address is not None
         return [address.channel() for _ in range(count)]
 
     def call(
@@ -177,10 +208,15 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-async def postgres_cpu(conn: asyncpg.Connection) -> dict[int, float]:
-    """CPU seconds of each server process serving this database (but ``conn``'s own)."""
+async def postgres_cpu(conn: asyncpg.Connection, databases: Sequence[str] = ()) -> dict[int, float]:
+    """CPU seconds of each server process serving this database (but ``conn``'s own).
+
+    ``databases`` names more databases of the server to count (the older
+    Models' of ``bench.search --before``).
+    """
     pids = await conn.fetch(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid()"
+        "SELECT pid FROM pg_stat_activity WHERE (datname = current_database() "
+        "OR datname = ANY ($1::text[])) AND pid <> pg_backend_pid()",
+        list(databases),
     )
     return {r["pid"]: process_cpu(r["pid"]) for r in pids}

@@ -9,6 +9,9 @@ translated with ``to_structured`` as a frontend would):
 * ``phrase``: ``"connection reset by peer"`` (full-text phrase);
 * ``modified-p3``: ``is:open sort:-modified``, page 3 (the page token of
   page 2 is fetched once and reused);
+* ``named``: ``compound`` with the subtree named, ``component:Infra+``: the
+  Model looks the name up (``component:Name``, through migration 0032's
+  index) and checks it on the first page;
 * ``custom``: ``"Found In":4.2 is:open c:<Infra>+`` -- one custom-field term
   by name (custom values on 20% of issues, this one on ~2%; the name means
   the field of every top-level component, so the Model looks up seven field
@@ -42,6 +45,15 @@ clients:
   asks for (``bugless_web.result_columns.read_mask``): no hotlists, star or
   relation lists, so fewer columns than the floor reads.
 
+``--before [LABEL=]PATH`` (repeatable) adds mode ``served@LABEL``: a Model
+running an older checkout's code (``PATH``: its ``packages/*/src``, as a
+``PYTHONPATH``) on ``--before-database-url LABEL=URL``, a database its own
+``bench.seed`` seeded alike (a Model serves only the schema version its code
+ships), its PostgreSQL sessions counted with the others; ``--repeat N`` runs
+each query's modes N times, in the reverse order every other time, so old
+and new code take the machine's load alike. A query an older Model refuses
+or answers otherwise is not measured on it.
+
 CPU milliseconds per request are printed for each process: the bench
 process (the clients; in modes ``grpc``/``backend`` also the Model's work),
 the Model processes (mode ``served``), PostgreSQL (every backend serving the
@@ -50,12 +62,14 @@ database), all from ``/proc``.
 Every mode must return the same ids and total, or the run stops.
 
     python -m bench.search --database-url URL [--requests 300] [--explain] [--served N]
+        [--before [LABEL=]PATH ...] [--repeat N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import time
 
@@ -63,7 +77,15 @@ import asyncpg
 
 import bugless_model_postgres.plugin
 from bench._search_floor import CALLER
-from bench._search_modes import Stats, _prepare_pages, _prepare_served, _Targets, explain, measure
+from bench._search_modes import (
+    Stats,
+    _prepare_pages,
+    _prepare_served,
+    _Targets,
+    before_answers_alike,
+    explain,
+    measure,
+)
 from bench._search_queries import _structured, build_queries
 from bench._served import ServedModel, postgres_cpu, process_cpu
 from bench._web_page import WEB_QUERY, measure_web_page
@@ -94,11 +116,19 @@ async def run_search(
     web_mask: bool = False,
     served_processes: int = 1,
     in_process: bool = True,
+    befores: dict[str, tuple[str, str]] | None = None,
+    repeat: int = 1,
 ) -> list[tuple[str, str, int, Stats]]:
     """Benchmark every query (or those named in ``only``) in every mode; print the figures.
 
     ``served_processes`` Model processes serve mode ``served`` (0: no such
     mode); ``in_process`` adds mode ``grpc`` (the Model inside this process).
+    ``befores`` (label: an older checkout's ``packages/*/src`` and its
+    database, "" for this one) adds mode ``served@LABEL`` per label, that
+    code's Model on that database (seeded alike; PostgreSQL's CPU counts
+    every database's sessions);
+    ``repeat`` runs every query's modes that many times, in the reverse
+    order every other time, so old and new take the machine's load alike.
     """
     settings = model_settings(database_url, schema, pool=10)
     conn = await connect(settings)
@@ -137,6 +167,7 @@ async def run_search(
     )
     direct = await PostgresBackend.open(settings)
     meter = await connect(settings)
+    databases = [url.rpartition("/")[2] for _, url in (befores or {}).values() if url]
     served = None
     if served_processes:
         served = await ServedModel.start(
@@ -144,6 +175,7 @@ async def run_search(
             CALLER,
             processes=served_processes,
             env={"BUGLESS_DATABASE_SCHEMA": schema},
+            befores=befores,
         )
     # As the frontends reach the Model: the corked transport and the upb codec
     # (grpclib's own Channel would decode with betterproto2's pure Python).
@@ -153,14 +185,17 @@ async def run_search(
         [CorkedChannel("127.0.0.1", started[1].port) for _ in range(8)] if started else [],
         served,
         served.channels(8) if served is not None else [],
+        {label: served.channels(8, label) for label in served.befores} if served else {},
     )
-    model_pids = served.pids if served is not None else []
     results: list[tuple[str, str, int, Stats]] = []
     try:
         for q in queries:
             await _prepare_pages(direct, pool, q)
             if served is not None:
                 await _prepare_served(served, v1.ModelStub(targets.served_channels[0]), q)
+                for label, channels in targets.before_channels.items():
+                    if await before_answers_alike(served, v1.ModelStub(channels[0]), q, label):
+                        targets.before_queries.setdefault(label, set()).add(q.name)
         if show_plans:
             async with pool.acquire() as plan_conn:
                 for q in queries:
@@ -171,19 +206,21 @@ async def run_search(
             "postgres; load"
         )
         for q in queries:
-            for clients in client_counts:
+            for clients, round_ in itertools.product(client_counts, range(repeat)):
                 per_client = max(requests // clients, 20)
-                for mode, calls in targets.modes(q, clients, web_mask=web_mask).items():
-                    own, server = time.process_time(), await postgres_cpu(meter)
+                modes = list(targets.modes(q, clients, web_mask=web_mask).items())
+                for mode, calls in modes[:: -1 if round_ % 2 else 1]:
+                    model_pids = targets.model_pids(mode)
+                    own, server = time.process_time(), await postgres_cpu(meter, databases)
                     model = sum(process_cpu(pid) for pid in model_pids)
                     stats = await measure(calls, per_client)
                     own = time.process_time() - own
                     model = sum(process_cpu(pid) for pid in model_pids) - model
-                    after = await postgres_cpu(meter)
+                    after = await postgres_cpu(meter, databases)
                     database = sum(cpu - server.get(pid, 0.0) for pid, cpu in after.items())
                     done = per_client * clients + 10 * clients
                     results.append((q.name, mode, clients, stats))
-                    shown = f"{model * 1000 / done:.2f}" if mode.startswith("served") else "-"
+                    shown = f"{model * 1000 / done:.2f}" if model_pids else "-"
                     print(
                         f"{q.name:<12} {mode:<10} {clients:>7} {stats.p50:>8.2f} "
                         f"{stats.p95:>8.2f} {stats.p99:>8.2f} {stats.rps:>8.1f}  "
@@ -197,7 +234,8 @@ async def run_search(
                 v1.ModelStub(targets.channels[0]), _structured(WEB_QUERY), web_pages
             )
     finally:
-        for ch in [*targets.channels, *targets.served_channels]:
+        befores_channels = [ch for chs in targets.before_channels.values() for ch in chs]
+        for ch in [*targets.channels, *targets.served_channels, *befores_channels]:
             ch.close()
         if served is not None:
             await served.stop()
@@ -230,6 +268,12 @@ def _print_ratios(results: list[tuple[str, str, int, Stats]]) -> None:
             f"  {name:<12} {mode:<10} {clients} client(s): "
             f"{stats.p50 / floor.p50:.2f}x / {stats.p95 / floor.p95:.2f}x{verdict}"
         )
+
+
+def _labelled(given: str) -> tuple[str, str]:
+    """``LABEL=VALUE`` as (label, value); a bare value is labelled ``before``."""
+    label, _, value = given.partition("=")
+    return (label, value) if value else ("before", given)
 
 
 def main() -> None:
@@ -269,7 +313,31 @@ def main() -> None:
         action="store_true",
         help="also time gRPC with the read mask of the web's default result table (grpc-web)",
     )
+    parser.add_argument(
+        "--before",
+        action="append",
+        default=[],
+        metavar="[LABEL=]PATH",
+        help="also mode served@LABEL (default label: before): a Model running an older "
+        "checkout's code, PATH its packages/*/src as a PYTHONPATH (repeatable)",
+    )
+    parser.add_argument(
+        "--before-database-url",
+        action="append",
+        default=[],
+        metavar="[LABEL=]URL",
+        help="the database of --before's LABEL (default: --database-url); an older "
+        "schema version needs its own, seeded by that checkout's bench.seed",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each query's modes, in the reverse order every other run",
+    )
     args = parser.parse_args()
+    urls = dict(_labelled(given) for given in args.before_database_url)
+    befores = {label: (path, urls.get(label, "")) for label, path in map(_labelled, args.before)}
     asyncio.run(
         run_search(
             args.database_url,
@@ -282,6 +350,8 @@ def main() -> None:
             web_mask=args.web_mask,
             served_processes=args.served,
             in_process=args.in_process,
+            befores=befores,
+            repeat=args.repeat,
         )
     )
 

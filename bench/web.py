@@ -13,7 +13,14 @@ so the load generator takes little of the 2 cores) hammers, with the session
 cookie, each ``--repeat`` times with 1 and 32 connections:
 
 * ``list``: ``/search?q=is:open`` -- 50 rows, people and component paths joined;
-* ``issue``: ``/issues/<id>`` -- the issue with its 30 history entries.
+* ``issue``: ``/issues/<id>`` -- the issue with its 30 history entries;
+
+and with ``--pages``, on a hotlist of the viewer's holding 50 issues:
+
+* ``hotlist``: ``/hotlists/<id>`` -- the whole page;
+* ``rows``: ``/hotlists/<id>/rows`` -- the rows its page polls every 10 s;
+* ``rows304``: the same poll with the ``If-None-Match`` of the rows it drew,
+  the answer of a poll while nothing changed (a 304).
 
 Each row prints the 1-minute load average, the CPU milliseconds each
 service spent per request (from /proc) and the gRPC calls one page made to
@@ -58,6 +65,9 @@ from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
 LIST_PATH = "/search?q=is%3Aopen"
+#: Issues on the bench's hotlist (``--pages hotlist,rows,rows304``).
+HOTLIST_ITEMS = 50
+PAGES = ("list", "issue", "hotlist", "rows", "rows304")
 HISTORY_ENTRIES = 30
 CONNECTIONS = (1, 32)
 
@@ -74,8 +84,8 @@ class WrkResult:
     load: str
 
 
-async def _prepare(bench: BenchStack, issues: int) -> int:
-    """Seed, add the people, write the 30-entry issue; return its id."""
+async def _prepare(bench: BenchStack, issues: int) -> tuple[int, int]:
+    """Seed, add the people, write the 30-entry issue and the hotlist; their ids."""
     await seed_and_verify(
         bench.stack.model_database_url, "bugless", SeedOptions(issues=issues), check=False
     )
@@ -87,9 +97,40 @@ async def _prepare(bench: BenchStack, issues: int) -> int:
         component_id = await conn.fetchval(
             "SELECT id FROM components WHERE viewers = '{}' AND parent_id <> 0 ORDER BY id LIMIT 1"
         )
+        listed = await conn.fetch(
+            "SELECT id FROM issues WHERE component_id = $1 ORDER BY id LIMIT $2",
+            component_id,
+            HOTLIST_ITEMS,
+        )
     finally:
         await conn.close()
-    return await _long_issue(bench, int(component_id))
+    issue_id = await _long_issue(bench, int(component_id))
+    return issue_id, await _hotlist(bench, [r["id"] for r in listed])
+
+
+async def _hotlist(bench: BenchStack, issue_ids: list[int]) -> int:
+    """The viewer's hotlist of ``issue_ids``, each with a note; its id."""
+    channel = bench.stack.model.channel()
+    model = v1.ModelStub(channel)
+    caller = v1.Caller(user_id=VIEWER, groups=["eng"])
+    try:
+        with acting_as(bench.stack.assertion_for(VIEWER, groups=["eng"])):
+            hotlist = await model.create_hotlist(
+                v1.CreateHotlistRequest(caller=caller, name="Release blockers")
+            )
+            for n, issue_id in enumerate(issue_ids):
+                await model.add_hotlist_items(
+                    v1.AddHotlistItemsRequest(
+                        caller=caller,
+                        hotlist_id=hotlist.id,
+                        issue_ids=[issue_id],
+                        position=-1,
+                        note=f"blocks rollout step {n}",
+                    )
+                )
+    finally:
+        channel.close()
+    return hotlist.id
 
 
 async def _long_issue(bench: BenchStack, component_id: int) -> int:
@@ -225,6 +266,19 @@ def _check_pages(url: str, cookie: str, issue_id: int) -> dict[str, int]:
     return sizes
 
 
+def _rows_tag(url: str, cookie: str, path: str) -> str:
+    """The ETag of the hotlist's rows as the viewer's page drew them (what it polls with)."""
+    with httpx.Client(base_url=url, headers={"Cookie": cookie}, timeout=60) as client:
+        reply = client.get(path)
+        tag = str(reply.headers.get("etag", ""))
+        again = client.get(path, headers={"If-None-Match": tag})
+    if reply.status_code != 200 or reply.text.count('class="row') < HOTLIST_ITEMS:
+        raise RuntimeError(f"{path}: {reply.status_code}, not the {HOTLIST_ITEMS} rows")
+    if again.status_code != 304:
+        raise RuntimeError(f"{path} with its own ETag answered {again.status_code}, not 304")
+    return tag
+
+
 def calls_per_page(before: dict[str, float], after: dict[str, float], pages: int) -> str:
     """``model.SearchIssues 1.00 ...``: the backend calls one page made, on average."""
     diff = {k: after[k] - before.get(k, 0.0) for k in after}
@@ -252,8 +306,10 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def run_wrk(url: str, cookie: str, connections: int, seconds: float) -> WrkResult:
-    """One wrk run; parse its report."""
+def run_wrk(
+    url: str, cookie: str, connections: int, seconds: float, headers: tuple[str, ...] = ()
+) -> WrkResult:
+    """One wrk run (``headers``: more ``Name: value`` request headers); parse its report."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed: apt-get install wrk")
@@ -269,6 +325,7 @@ def run_wrk(url: str, cookie: str, connections: int, seconds: float) -> WrkResul
             "30s",
             "-H",
             f"Cookie: {cookie}",
+            *itertools.chain.from_iterable(("-H", h) for h in headers),
             url,
         ],
         capture_output=True,
@@ -298,6 +355,7 @@ def run(
     *,
     configs: dict[str, str] | None = None,
     profile_dir: Path | None = None,
+    measured: tuple[str, ...] = ("list", "issue"),
 ) -> None:
     """Start everything, measure, profile, stop everything.
 
@@ -309,7 +367,7 @@ def run(
     bench = BenchStack.start(extra_env=METRICS_ENV)
     try:
         started = time.perf_counter()
-        issue_id = asyncio.run(_prepare(bench, issues))
+        issue_id, hotlist_id = asyncio.run(_prepare(bench, issues))
         print(f"prepared in {time.perf_counter() - started:.0f} s", flush=True)
         urls = {label: _start_web(bench, flags) for label, flags in configs.items()}
         cookies = {label: _sign_in(url) for label, url in urls.items()}
@@ -325,15 +383,28 @@ def run(
             f"{'bad':>4} {'load':>5}  CPU ms/request by service",
             flush=True,
         )
-        for _ in range(repeat):
-            for (label, url), name in itertools.product(urls.items(), ("list", "issue")):
-                page = f"{url}{LIST_PATH}" if name == "list" else f"{url}/issues/{issue_id}"
+        paths = {
+            "list": LIST_PATH,
+            "issue": f"/issues/{issue_id}",
+            "hotlist": f"/hotlists/{hotlist_id}",
+            "rows": f"/hotlists/{hotlist_id}/rows",
+            "rows304": f"/hotlists/{hotlist_id}/rows",
+        }
+        tags = {
+            label: _rows_tag(url, cookies[label], paths["rows"]) if "rows304" in measured else ""
+            for label, url in urls.items()
+        }
+        for round_ in range(repeat):
+            configs_now = list(urls.items())[:: -1 if round_ % 2 else 1]
+            for (label, url), name in itertools.product(configs_now, measured):
+                page = f"{url}{paths[name]}"
                 cookie = cookies[label]
+                sent = (f"If-None-Match: {tags[label]}",) if name == "rows304" else ()
                 for count in connections:
                     meter = CpuMeter(bench.service_pids())
                     calls = grpc_calls(bench.stack)
                     meter.start()
-                    result = run_wrk(page, cookie, count, seconds)
+                    result = run_wrk(page, cookie, count, seconds, sent)
                     cpu = meter.stop()
                     asked = calls_per_page(calls, grpc_calls(bench.stack), result.requests)
                     done = max(1, result.requests)
@@ -414,6 +485,11 @@ def main() -> None:
         "are its environment ('before=PYTHONPATH=<an older checkout>/packages/bugless-web/src')",
     )
     parser.add_argument(
+        "--pages",
+        default="list,issue",
+        help=f"pages measured, comma-separated, of {', '.join(PAGES)}",
+    )
+    parser.add_argument(
         "--profile-dir",
         type=Path,
         default=None,
@@ -422,6 +498,10 @@ def main() -> None:
     args = parser.parse_args()
     connections = tuple(int(c) for c in args.connections.split(","))
     configs = dict(c.partition("=")[::2] for c in args.config)
+    measured = tuple(args.pages.split(","))
+    unknown = sorted(set(measured) - set(PAGES))
+    if unknown:
+        parser.error(f"--pages: no page {', '.join(unknown)}; pages are {', '.join(PAGES)}")
     run(
         args.issues,
         args.seconds,
@@ -430,6 +510,7 @@ def main() -> None:
         connections,
         configs=configs,
         profile_dir=args.profile_dir,
+        measured=measured,
     )
 
 
