@@ -7,7 +7,11 @@ Its rows are drawn again in place from ``/hotlists/N/rows``
 (:func:`hotlist_rows`): at once when an event says an issue changed, and
 every few seconds while the page is shown, since re-ranks and notes change
 the hotlist, not its issues, and the feed does not carry them; the answer
-is a 304 while the rows are as the page drew them (``ETag``).
+is a 304 while the rows are as the page drew them (``ETag``). While the
+page hears its issues change (the Model follows changes: ``watch``), that
+304 costs one GetHotlist: the ``ETag`` is then the hotlist's version (item
+changes move it) as this viewer and session see it, and the redraw an
+event asks for is asked without ``If-None-Match``.
 
 Every change is a plain form POST (works without JavaScript); the drag-and-drop
 re-rank in ``pages.js`` posts the same form with ``fetch`` and the CSRF token in
@@ -125,12 +129,23 @@ class _Ranked:
     can_edit: bool
 
 
-async def _ranked(backends: Backends, viewer: Viewer, hotlist_id: int) -> _Ranked:
-    """The hotlist and its items as ``viewer`` may see them, and the people they name."""
-    hotlist = await call(
+async def _hotlist(backends: Backends, viewer: Viewer, hotlist_id: int) -> v1.Hotlist:
+    """The hotlist as ``viewer`` may see it (NotFound: not theirs to see)."""
+    return await call(
         backends.model.get_hotlist,
         v1.GetHotlistRequest(caller=viewer.caller, hotlist_id=hotlist_id),
     )
+
+
+async def _ranked(
+    backends: Backends, viewer: Viewer, hotlist_id: int, hotlist: v1.Hotlist | None = None
+) -> _Ranked:
+    """The hotlist and its items as ``viewer`` may see them, and the people they name.
+
+    ``hotlist``: the hotlist as just read (its items are read after it).
+    """
+    if hotlist is None:
+        hotlist = await _hotlist(backends, viewer, hotlist_id)
     items: list[tuple[v1.HotlistItem, v1.Issue]] = []
     async for response in every_page(
         backends.model.list_hotlist_items,
@@ -188,13 +203,21 @@ async def hotlist_rows(
     """The hotlist page's rows as they are now: what ``pages.js`` redraws the table with.
 
     The same template as the page, as the viewer (only the issues they may
-    see; the note and rank forms only for those who may edit). Its ``ETag``
-    is a digest of the rows and of :data:`HOTLIST_HEADER`: a page that sends
-    the one it drew (``If-None-Match``) gets a 304 while nothing it shows or
-    holds changed, so polling for re-ranks and notes, which no event
-    announces, costs the browser nothing. Rendered without the page's
+    see; the note and rank forms only for those who may edit). A page that
+    sends the ``ETag`` it drew (``If-None-Match``) gets a 304 while nothing
+    it shows or holds changed, so polling for re-ranks and notes, which no
+    event announces, costs the browser nothing. Rendered without the page's
     layout, so the session's one-shot notice and warning are left for the
     next page.
+
+    While the Model follows changes (``watch``), the page hears each of its
+    issues change and asks for its rows then without ``If-None-Match``; the
+    polls are for what changes the hotlist, and every such change moves its
+    version (ec84b392). So the ``ETag`` is :func:`_version_tag`, and a poll
+    while nothing changed is answered after one GetHotlist, without reading
+    its items, their issues and people, or rendering them: a page polls
+    every 10 s while it is shown, each tab on its own. Without ``watch`` no
+    event comes, and the ``ETag`` is a digest of the rows as rendered.
 
     Item changes move the hotlist's version, which the page's rename and
     delete forms carry; :data:`HOTLIST_HEADER` gives the page the version
@@ -207,17 +230,9 @@ async def hotlist_rows(
     hotlist_id = path_id(hotlist_text, "hotlist_id")
     viewer = await viewer_of(request)
     frontend = frontend_of(request)
-    ranked = await _ranked(frontend.backends, viewer, hotlist_id)
-    html = frontend.templates.get_template("_hotlist_rows.html").render(
-        {
-            "hotlist": ranked.hotlist,
-            "items": ranked.items,
-            "users": ranked.users,
-            "can_edit": ranked.can_edit,
-            "csrf_token": session_of(request).csrf,
-        }
-    )
-    hotlist = ranked.hotlist
+    backends = frontend.backends
+    csrf = session_of(request).csrf
+    hotlist = await _hotlist(backends, viewer, hotlist_id)
     state = json.dumps(
         {
             "version": hotlist.version,
@@ -228,11 +243,49 @@ async def hotlist_rows(
         },
         separators=(",", ":"),
     )  # ASCII (json.dumps escapes the rest): a valid header value
-    tag = '"' + hashlib.sha256(f"{state}\n{html}".encode()).hexdigest()[:32] + '"'
-    headers = {"cache-control": "private, no-store", "etag": tag, HOTLIST_HEADER: state}
-    if request.headers.get("if-none-match") == tag:
-        return Response(b"", status_code=304, headers=headers)
-    return Response(html, media_type=MediaType.HTML, headers=headers)
+    asked = request.headers.get("if-none-match")
+    versioned = "watch" in await backends.capabilities()
+    if versioned:
+        tag = _version_tag(hotlist.id, state, viewer, csrf)
+        if asked == tag:
+            return Response(b"", status_code=304, headers=_rows_headers(tag, state))
+    ranked = await _ranked(backends, viewer, hotlist_id, hotlist)
+    html = frontend.templates.get_template("_hotlist_rows.html").render(
+        {
+            "hotlist": hotlist,
+            "items": ranked.items,
+            "users": ranked.users,
+            "can_edit": ranked.can_edit,
+            "csrf_token": csrf,
+        }
+    )
+    if not versioned:
+        tag = '"' + hashlib.sha256(f"{state}\n{html}".encode()).hexdigest()[:32] + '"'
+        if asked == tag:
+            return Response(b"", status_code=304, headers=_rows_headers(tag, state))
+    return Response(html, media_type=MediaType.HTML, headers=_rows_headers(tag, state))
+
+
+def _version_tag(hotlist_id: int, state: str, viewer: Viewer, csrf: str) -> str:
+    """The rows' ``ETag`` from the hotlist as read, not from its rows (see :func:`hotlist_rows`).
+
+    The hotlist's version and :data:`HOTLIST_HEADER`'s ``state`` move with
+    its items, notes, order, name, editors; the viewer (who they are, their
+    groups: which issues and forms they are shown) and the session (its CSRF
+    token is in the forms) are in it too, so rows drawn for another sign-in
+    are never taken as current. Read before the items, so a change made
+    while they are read makes the next poll's tag differ.
+    """
+    caller = viewer.caller
+    seen = json.dumps(
+        [hotlist_id, state, caller.user_id, sorted(caller.groups), viewer.is_admin, csrf]
+    )
+    return '"v' + hashlib.sha256(seen.encode()).hexdigest()[:32] + '"'
+
+
+def _rows_headers(tag: str, state: str) -> dict[str, str]:
+    """The rows answer's headers, a 304's too (the page reads the hotlist's from either)."""
+    return {"cache-control": "private, no-store", "etag": tag, HOTLIST_HEADER: state}
 
 
 @post("/hotlists/{hotlist_text:str}/items")

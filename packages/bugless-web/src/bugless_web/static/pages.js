@@ -109,7 +109,9 @@
   // Re-ranks and notes change the hotlist, not its issues, so no event says
   // they happened: the rows are asked for every ROWS_POLL_MS while the page is
   // shown (a 304 while nothing changed: the ETag), and at once when the live
-  // list hears an issue change. A note being typed in is never lost: while one
+  // list hears an issue change; that ask sends no If-None-Match, since the
+  // server's ETag follows the hotlist's version, which an issue's change
+  // does not move (a poll costs it one read). A note being typed in is never lost: while one
   // has the focus, or a row is dragged, the redraw waits; a note typed and not
   // saved keeps its text in the redrawn row. Rows marked by the live list keep
   // their mark, and a row that left the hotlist stays, faded, until Refresh.
@@ -120,7 +122,8 @@
   if (rowsBody && window.fetch) {
     hotlistRows = (function () {
       var url = rowsSection.getAttribute("data-rows-url");
-      var tag = null, waiting = false, timer = null, soon = null, stopped = false;
+      var tag = null, waiting = false, waitingFresh = false, timer = null, soon = null;
+      var stopped = false;
       var api = { markOf: function () { return null; } };
       function busy() {
         var active = document.activeElement;
@@ -219,12 +222,15 @@
           if (count) count.textContent = String(state.item_count);
         });
       }
-      function load() {
+      // fresh: an issue changed; its rows are drawn whatever the ETag says.
+      function load(fresh) {
         if (stopped) return;
-        if (busy()) { waiting = true; return; }
+        if (busy()) { waiting = true; waitingFresh = waitingFresh || !!fresh; return; }
+        fresh = fresh || waitingFresh;
         waiting = false;
+        waitingFresh = false;
         var headers = { Accept: "text/html" };
-        if (tag) headers["If-None-Match"] = tag;
+        if (tag && !fresh) headers["If-None-Match"] = tag;
         fetch(url, { credentials: "same-origin", headers: headers, cache: "no-store" })
           .then(function (response) {
             if (response.status === 304) return null;
@@ -239,7 +245,7 @@
           .then(function (answer) {
             if (answer === null) return;
             // Not drawn: the ETag is kept only for what was drawn, or the next ask is a 304.
-            if (busy()) { waiting = true; return; }
+            if (busy()) { waiting = true; waitingFresh = true; return; }
             tag = answer.tag;
             apply(answer.html);
             refreshForms(answer.state);
@@ -249,27 +255,28 @@
           })
           .catch(function () { /* the next poll asks again */ });
       }
+      function loadWaiting() { load(false); }
       rowsBody.addEventListener("focusout", function () {
-        if (waiting) window.setTimeout(load, 0);
+        if (waiting) window.setTimeout(loadWaiting, 0);
       });
       rowsBody.addEventListener("dragend", function () {
-        if (waiting) window.setTimeout(load, 0);
+        if (waiting) window.setTimeout(loadWaiting, 0);
       });
       function poll() {
         window.clearTimeout(timer);
         timer = window.setTimeout(function () {
-          if (document.visibilityState === "visible") load();
+          if (document.visibilityState === "visible") load(false);
           poll();
         }, ROWS_POLL_MS);
       }
       document.addEventListener("visibilitychange", function () {
-        if (document.visibilityState === "visible") { load(); poll(); }
+        if (document.visibilityState === "visible") { load(false); poll(); }
       });
       poll();
       // An issue on the page changed: draw the rows now (several events, one fetch).
       api.soon = function () {
         window.clearTimeout(soon);
-        soon = window.setTimeout(load, 150);
+        soon = window.setTimeout(function () { load(true); }, 150);
       };
       return api;
     })();
