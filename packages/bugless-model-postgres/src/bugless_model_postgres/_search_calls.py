@@ -163,7 +163,8 @@ class _PageRead:
                 counted=counted,
                 from_matches=from_matches,
                 guarded=guarded,
-                checked=checked,
+                # The references are the query's: the same for every statement of its plan.
+                checked=self.refs if checked else None,
             )
             if (
                 self.statements is not None

@@ -25,7 +25,7 @@ from bugless_model_postgres._custom_search import CATALOG_FINGERPRINT, CatalogKe
 from bugless_model_postgres._custom_values import load_values, value_messages
 from bugless_model_postgres._issue_projection import projection
 from bugless_model_postgres._search import CompiledSearch
-from bugless_model_postgres._search_refs import seen_column
+from bugless_model_postgres._search_refs import QueryReferences, seen_column
 from bugless_proto import v1
 
 T = TypeVar("T")
@@ -39,7 +39,7 @@ def page_statement(
     counted: bool = True,
     from_matches: bool | None = None,
     guarded: bool = False,
-    checked: bool = False,
+    checked: QueryReferences | None = None,
 ) -> tuple[str, int]:
     """The statement of one page and the number of parameters it takes before its own three.
 
@@ -79,10 +79,10 @@ def page_statement(
     in the statement's own snapshot. It takes three parameters more (see
     :func:`page_arguments`).
 
-    ``checked``: a first page of a query naming components or hotlists; the
+    ``checked``: the components and hotlists a first page's query names; the
     rows carry ``refs_seen``, those the caller may see
-    (:func:`._search_refs.seen_column`), three parameters more after the
-    others (:func:`page_arguments`).
+    (:func:`._search_refs.seen_column`), a parameter more per kind of
+    reference after the others (:func:`._search_refs.seen_arguments`).
     """
     n = len(compiled.page_params)
     # compiled.page_sql binds the page size plus one at $n+1 already.
@@ -115,7 +115,7 @@ def page_statement(
         fingerprint = CATALOG_FINGERPRINT.format(ids=f"${n + 4}", names=f"${n + 5}")
         fresh = f"({fingerprint} IS NOT DISTINCT FROM ${n + 6}::text) AS catalog_fresh, "
     if checked:
-        seen = seen_column(admin, compiled.viewers, user, n + (7 if guarded else 4))
+        seen = seen_column(admin, compiled.viewers, user, n + (7 if guarded else 4), checked)
         fresh += f"{seen} AS refs_seen, "
     shared = ", ".join(c for c in (compiled.ctes, hits) if c)
     shared += ", " if shared else ""

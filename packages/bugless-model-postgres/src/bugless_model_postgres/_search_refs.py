@@ -93,28 +93,51 @@ def _named(c: str, k: str) -> str:
 _VIEWS = COMPONENT_VISIBLE.replace("{principals}", "{viewers}")
 #: The caller may see hotlist ``h``, likewise the rows' rule.
 _HOTLIST_SEEN = HOTLIST_VISIBLE.replace("{h}", "h")
-#: Of the ids at ``{components}``, ``{subtrees}`` (components with the ones
-#: below) and ``{hotlists}``, those the caller may see, as ``kind:id`` texts
-#: (``{user}``: the caller's user id): a component they may view, a subtree
-#: with one they may view (a component's own entries may open it below a
-#: parent they may not view), a hotlist as ListHotlists shows them.
-_SEEN = (
-    "(ARRAY(SELECT 'component:' || c.id::text FROM components c "
-    "WHERE c.id = ANY ({components}) AND " + _VIEWS.replace("{c}", "c") + ") "
-    "|| ARRAY(SELECT 'subtree:' || t.id::text FROM unnest({subtrees}) AS t(id) "
-    "WHERE EXISTS (SELECT 1 FROM components s WHERE s.path_ids @> ARRAY[t.id] AND "
-    + _VIEWS.replace("{c}", "s")
-    + ")) || ARRAY(SELECT 'hotlist:' || h.id::text FROM hotlists h "
-    "WHERE h.id = ANY ({hotlists}) AND " + _HOTLIST_SEEN + ") "
-    "|| ARRAY(SELECT 'name:' || n.key FROM unnest({names}) AS n(key) "
-    "WHERE EXISTS (SELECT 1 FROM components nc WHERE "
-    + _named("nc", "n.key")
-    + " AND "
-    + _VIEWS.replace("{c}", "nc")
-    + ")) || ARRAY(SELECT 'nametree:' || n.key FROM unnest({name_trees}) AS n(key) "
-    "WHERE EXISTS (SELECT 1 FROM components nc JOIN components s ON s.path_ids @> ARRAY[nc.id] "
-    "WHERE " + _named("nc", "n.key") + " AND " + _VIEWS.replace("{c}", "s") + ")))"
-)
+#: Of the ids or name keys at ``{values}``, those the caller may see, as
+#: ``kind:value`` texts, one arm per kind of reference (``{user}``: the
+#: caller's user id): a component they may view, a subtree with one they may
+#: view (a component's own entries may open it below a parent they may not
+#: view), a hotlist as ListHotlists shows them, a name (with the components
+#: below it) naming one they may view. Each arm with the array type of its
+#: values.
+_SEEN_ARMS: dict[str, tuple[str, str]] = {
+    "component": (
+        "ARRAY(SELECT 'component:' || c.id::text FROM components c "
+        "WHERE c.id = ANY ({values}) AND " + _VIEWS.replace("{c}", "c") + ")",
+        "bigint[]",
+    ),
+    "subtree": (
+        "ARRAY(SELECT 'subtree:' || t.id::text FROM unnest({values}) AS t(id) "
+        "WHERE EXISTS (SELECT 1 FROM components s WHERE s.path_ids @> ARRAY[t.id] AND "
+        + _VIEWS.replace("{c}", "s")
+        + "))",
+        "bigint[]",
+    ),
+    "hotlist": (
+        "ARRAY(SELECT 'hotlist:' || h.id::text FROM hotlists h "
+        "WHERE h.id = ANY ({values}) AND " + _HOTLIST_SEEN + ")",
+        "bigint[]",
+    ),
+    "name": (
+        "ARRAY(SELECT 'name:' || n.key FROM unnest({values}) AS n(key) "
+        "WHERE EXISTS (SELECT 1 FROM components nc WHERE "
+        + _named("nc", "n.key")
+        + " AND "
+        + _VIEWS.replace("{c}", "nc")
+        + "))",
+        "text[]",
+    ),
+    "nametree": (
+        "ARRAY(SELECT 'nametree:' || n.key FROM unnest({values}) AS n(key) "
+        "WHERE EXISTS (SELECT 1 FROM components nc JOIN components s "
+        "ON s.path_ids @> ARRAY[nc.id] WHERE "
+        + _named("nc", "n.key")
+        + " AND "
+        + _VIEWS.replace("{c}", "s")
+        + "))",
+        "text[]",
+    ),
+}
 #: Every component the caller may view ($1 admin, $2 principals), by its
 #: path as they see it (:data:`._visibility.SEEN_PATH`): the names a refused
 #: name is offered in its stead.
@@ -219,34 +242,66 @@ def _terms(node: v1.SearchNode, where: str) -> Iterator[tuple[v1.SearchTerm, str
             yield value, f"{path}.term"
 
 
-def seen_column(admin: str, viewers: str, user: str, first: int) -> str:
-    """The expression of a page's ``refs_seen`` column: which references the caller may see.
+def seen_column(admin: str, viewers: str, user: str, first: int, refs: QueryReferences) -> str:
+    """The expression of a page's ``refs_seen`` column: which of ``refs`` the caller may see.
 
     ``admin``, ``viewers`` and ``user`` are the placeholders of the caller's
     admin flag, principals and user id in the statement; the references
-    are bound at ``$first`` and the four after it (:func:`seen_arguments`).
+    are bound at ``$first`` and after it (:func:`seen_arguments`). Only the
+    kinds ``refs`` holds have an arm: each arm is planned with the page
+    (InitPlans of subqueries under the visibility rule), and a first page is
+    planned every time it runs, so the four arms a ``c:12+`` query has no
+    use for cost it planning time on every first page (bench/JOURNAL.md,
+    "perf41").
     """
-    return _SEEN.format(
-        admin=admin,
-        viewers=viewers,
-        user=user,
-        components=f"${first}::bigint[]",
-        subtrees=f"${first + 1}::bigint[]",
-        hotlists=f"${first + 2}::bigint[]",
-        names=f"${first + 3}::text[]",
-        name_trees=f"${first + 4}::text[]",
+    arms = [
+        _SEEN_ARMS[kind][0].format(
+            admin=admin,
+            viewers=viewers,
+            user=user,
+            values=f"${first + n}::{_SEEN_ARMS[kind][1]}",
+        )
+        for n, kind in enumerate(_seen_kinds(refs))
+    ]
+    return "(" + " || ".join(arms) + ")" if arms else "ARRAY[]::text[]"
+
+
+def seen_statement(refs: QueryReferences) -> str:
+    """A statement of ``refs``' ``refs_seen`` alone: $1 admin, $2 principals, $3 user id.
+
+    The caller's three are typed in a row of their own: an arm may use none
+    of them (only the hotlists' reads the user id).
+    """
+    seen = seen_column("caller.admin", "caller.viewers", "caller.user_id", 4, refs)
+    return (
+        f"SELECT {seen} AS refs_seen "
+        "FROM (SELECT $1::boolean AS admin, $2::text[] AS viewers, $3::text AS user_id) AS caller"
     )
 
 
 def seen_arguments(refs: QueryReferences) -> list[list[int] | list[str]]:
-    """The arguments :func:`seen_column` binds, in its order."""
-    return [
-        list(refs.components),
-        list(refs.subtrees),
-        list(refs.hotlists),
-        list(refs.names),
-        list(refs.name_trees),
-    ]
+    """The arguments :func:`seen_column` of ``refs`` binds, in its order."""
+    ids = {"component": refs.components, "subtree": refs.subtrees, "hotlist": refs.hotlists}
+    names = {"name": refs.names, "nametree": refs.name_trees}
+    out: list[list[int] | list[str]] = []
+    for kind in _seen_kinds(refs):
+        if kind in ids:
+            out.append(list(ids[kind]))
+        else:
+            out.append(list(names[kind]))
+    return out
+
+
+def _seen_kinds(refs: QueryReferences) -> list[str]:
+    """The kinds of reference ``refs`` holds, in :data:`_SEEN_ARMS`' order."""
+    held = {
+        "component": refs.components,
+        "subtree": refs.subtrees,
+        "hotlist": refs.hotlists,
+        "name": refs.names,
+        "nametree": refs.name_trees,
+    }
+    return [kind for kind in _SEEN_ARMS if held[kind]]
 
 
 def refuse_unseen(refs: QueryReferences, seen: Sequence[str]) -> None:
@@ -321,9 +376,8 @@ async def check_references(conn: Conn, query: v1.StructuredQuery, caller: v1.Cal
     refs = references_of(query)
     if not refs:
         return
-    seen = seen_column("$1::boolean", "$2::text[]", "$3::text", 4)
     row = await conn.fetchrow(
-        f"SELECT {seen} AS refs_seen",
+        seen_statement(refs),
         caller.admin,
         principals_of(caller),
         caller.user_id,
