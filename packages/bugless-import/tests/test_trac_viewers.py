@@ -95,14 +95,14 @@ async def test_a_resumed_run_lists_the_earlier_runs_issues_apart(
     rewritten by each run, so ticket 1 stays in it, judged as the access
     list is now, under a heading of its own.
     """
-    bugless_stack.add_user("rv-ann", "pw-rv-ann", groups=["rv-core"])
-    bugless_stack.add_user("rv-tom", "pw-rv-tom")
-    await _component(model, "TracResumeCore", "rv-core")
+    bugless_stack.add_user("rsm-ann", "pw-rsm-ann", groups=["rsm-core"])
+    bugless_stack.add_user("rsm-tom", "pw-rsm-tom")
+    await _component(model, "TracResumeCore", "rsm-core")
     mapping = tmp_path / "mapping.toml"
     mapping.write_text('[components]\ncomponent1 = "TracResumeCore"\n', encoding="utf-8")
     path = tmp_path / "env"
     env = Environment(str(path), create=True, options=[("trac", "database", "sqlite:db/trac.db")])
-    for number, reporter in ((1, "rv-tom"), (2, "rv-tom"), (3, "rv-ann")):
+    for number, reporter in ((1, "rsm-tom"), (2, "rsm-tom"), (3, "rsm-ann")):
         ticket = Ticket(env)
         ticket.populate(
             {"summary": f"Ticket {number}", "description": "Details.", "reporter": reporter,
@@ -110,39 +110,39 @@ async def test_a_resumed_run_lists_the_earlier_runs_issues_apart(
         )  # fmt: skip
         ticket.insert()
         if number == 2:  # over the Model's limit: the first run stops here
-            ticket.save_changes("rv-ann", "x" * (MAX_COMMENT_LENGTH + 1))
+            ticket.save_changes("rsm-ann", "x" * (MAX_COMMENT_LENGTH + 1))
     env.shutdown()
-    importer = TracImporter(str(path), {"project": "rv"})
+    importer = TracImporter(str(path), {"project": "rsm"})
     settings = make_settings(mapping=mapping, batch_size=50, concurrency=1)
 
     with pytest.raises(InvalidArgument):
         await run_import(importer, settings)
-    assert len(await find(model, "trac:rv#1")) == 1
-    assert await find(model, "trac:rv#2") == []
+    assert len(await find(model, "trac:rsm#1")) == 1
+    assert await find(model, "trac:rsm#2") == []
     env = Environment(str(path))
     with env.db_transaction as db:
         db("UPDATE ticket_change SET newvalue='Shorter.' WHERE ticket=2 AND field='comment'")
     env.shutdown()
 
-    report = await run_import(TracImporter(str(path), {"project": "rv"}), settings)
+    report = await run_import(TracImporter(str(path), {"project": "rsm"}), settings)
     # Ticket 3 landed in the stopped run's batch, unrecorded: found as it is.
     assert (report.done_before, report.created, report.unchanged) == (1, 1, 1)
-    no_access = "TracResumeCore: rv-tom (reporter): no access"
-    assert (report.unseen, report.viewers_judged) == ([("trac:rv#2", no_access)], 2)
-    assert (report.unseen_before, report.viewers_judged_before) == ([("trac:rv#1", no_access)], 1)
+    no_access = "TracResumeCore: rsm-tom (reporter): no access"
+    assert (report.unseen, report.viewers_judged) == ([("trac:rsm#2", no_access)], 2)
+    assert (report.unseen_before, report.viewers_judged_before) == ([("trac:rsm#1", no_access)], 1)
     lines = report.render().splitlines()
     (heading,) = [line for line in lines if line.startswith("  issues naming people")]
     assert heading.startswith(
         "  issues naming people who cannot view them in their component: 1 issue of 2 issues "
         "judged ("
     )
-    assert lines[lines.index(heading) + 1] == f"    trac:rv#2 in {no_access}"
+    assert lines[lines.index(heading) + 1] == f"    trac:rsm#2 in {no_access}"
     (earlier,) = [line for line in lines if line.startswith("  issues an earlier run imported")]
     assert earlier.startswith(
         "  issues an earlier run imported naming people who cannot view them in their "
         "component: 1 issue of 1 issue judged again (as the access lists are now"
     )
-    assert lines[lines.index(earlier) + 1] == f"    trac:rv#1 in {no_access}"
+    assert lines[lines.index(earlier) + 1] == f"    trac:rsm#1 in {no_access}"
     assert (settings.state_dir / "trac-report.txt").read_text(encoding="utf-8").count(
-        "trac:rv#1 in"
+        "trac:rsm#1 in"
     ) == 1
