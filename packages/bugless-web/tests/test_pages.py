@@ -203,6 +203,10 @@ async def test_an_imported_persons_page_says_they_cannot_sign_in_and_how_to_merg
     await sign_in(client, "alice")
     page = html.unescape((await client.get(f"/users/cyd{tag}@trac")).text)
     assert f"<code>bugless auth user merge cyd{tag}@trac USERNAME</code>" in page
+    # A permanent note, not the one-shot notice base.html draws after an action:
+    # `.banner.notice` must find only that notice.
+    assert '<p class="banner placeholder-note">' in page
+    assert not re.search(r'class="[^"]*\bbanner notice\b', page)
     assert "placeholder-note" not in (await client.get("/users/carol")).text
 
 
