@@ -278,6 +278,46 @@ def test_the_ldap_pool_size_and_operation_timeout_reach_the_ldap_backend() -> No
     assert (settings.pool_size, settings.operation_timeout) == (12, 2.5)
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("poolSize", 0, 'auth.ldap.poolSize: "0" is not a whole number of connections'),
+        ("poolSize", -2, 'auth.ldap.poolSize: "-2" is not a whole number'),
+        ("poolSize", 2.5, 'auth.ldap.poolSize: "2.5" is not a whole number'),
+        ("poolSize", "four", 'auth.ldap.poolSize: "four" is not a whole number'),
+        ("operationTimeoutSeconds", 0, 'auth.ldap.operationTimeoutSeconds: "0" is not a positive'),
+        ("operationTimeoutSeconds", -1.5, 'operationTimeoutSeconds: "-1.5" is not a positive'),
+        ("operationTimeoutSeconds", "5s", 'operationTimeoutSeconds: "5s" is not a positive'),
+        ("operationTimeoutSeconds", "", 'operationTimeoutSeconds: "" is not a positive'),
+    ],
+)
+def test_a_bad_ldap_pool_size_or_operation_timeout_is_refused_at_render(
+    setting: str, value: object, message: str
+) -> None:
+    """The Authenticator refuses these when its pod starts; the chart refuses them first.
+
+    Without the check a pool of 0 or a timeout of "5s" rendered, and the
+    rollout's new pods failed at start (CrashLoopBackOff) with the old ones
+    still serving: the mistake was found in the cluster, not by ``helm``.
+    """
+    ldap = {"enabled": True, "urls": ["ldaps://ldap.example.com"], "baseDn": "dc=example"}
+    with pytest.raises(helm_python.HelmError, match=re.escape(message)):
+        render({"auth": {"backends": ["ldap"], "ldap": {**ldap, setting: value}}})
+
+
+def test_ldap_pool_size_and_operation_timeout_given_as_strings_still_render() -> None:
+    """A value quoted in a values file ("8", "0.5") is what the backend reads, so it is taken."""
+    ldap = {
+        "enabled": True,
+        "urls": ["ldaps://ldap.example.com"],
+        "baseDn": "ou=people,dc=example,dc=com",
+        "poolSize": "8",
+        "operationTimeoutSeconds": ".5",
+    }
+    settings = _ldap_settings(_env(render({"auth": {"backends": ["ldap"], "ldap": ldap}}), "auth"))
+    assert (settings.pool_size, settings.operation_timeout) == (8, 0.5)
+
+
 def test_ldap_read_replicas_and_oidc_settings_reach_the_authenticator() -> None:
     env = _env(rendered("values-production.yaml"), "auth")
     assert env["BUGLESS_AUTH_LDAP_RESYNC_SECONDS"]["value"] == "300"
