@@ -459,20 +459,18 @@ async def test_every_filter_setting_must_be_one_filter(
     assert info.value.message.removeprefix(prefix).startswith(wrong), info.value.message
 
 
-def test_a_user_filter_must_stay_a_filter_with_its_username_as_a_star() -> None:
-    # Sign-ins send (uid>=alice); the re-sync and the counts would send (uid>=*).
-    value = "(&(objectClass=inetOrgPerson)(uid>={username}))"
-    with pytest.raises(InvalidArgument) as info:
-        LdapSettings.from_mapping(
+def test_a_user_filter_with_the_username_where_no_star_can_be_is_taken() -> None:
+    # Sign-ins send (uid:caseExactMatch:=alice); the re-sync and the counts
+    # send (uid=*) for it, where a '*' for {username} would be no filter.
+    for value, every_user in [
+        ("(&(objectClass=inetOrgPerson)(uid:caseExactMatch:={username}))", "(uid=*)"),
+        ("(&(objectClass=inetOrgPerson)(uid>={username}))", "(uid=*)"),
+        ("(&(objectClass=inetOrgPerson)(uid=*{username}))", "(uid=*)"),
+    ]:
+        settings = LdapSettings.from_mapping(
             {"urls": "ldap://127.0.0.1", "base_dn": "dc=x", "user_filter": value}
         )
-    assert info.value.message == (
-        f"ldap user_filter: {value!r} becomes "
-        "'(&(objectClass=inetOrgPerson)(uid>=*))' where every user is searched (the re-sync "
-        "and group counts), which is not an LDAP filter: '*' in a value of ~=, >=, <= or := "
-        "(written \\2a) at character 36; {username} must be a whole value that can be '*' "
-        "(an equality, e.g. (uid={username}))"
-    )
+        assert settings.every_user_filter == f"(&(objectClass=inetOrgPerson){every_user})"
 
 
 def test_a_filter_setting_nothing_sends_is_not_checked_until_a_base_makes_it_sent() -> None:

@@ -8,7 +8,7 @@ import bonsai
 import bonsai.errors
 import pytest
 
-from bugless_auth._ldap_filter_syntax import FilterSyntaxError, check_filter
+from bugless_auth._ldap_filter_syntax import FilterSyntaxError, check_filter, with_every_value
 from bugless_testing.slapd import PEOPLE_DN, READER_DN, READER_PASSWORD, Slapd
 
 #: Filters libldap (as bonsai sends them) takes, and so must the check.
@@ -145,3 +145,50 @@ def test_a_placeholder_is_a_value_and_nothing_else() -> None:
         check_filter("({username}=x)", ("{username}",))
     # Unnamed, the braces are plain characters of a value.
     check_filter("(uid={dn})")
+
+
+#: Filters with {username}, and what they are for every username.
+EVERY_VALUE = [
+    ("(uid={username})", "(uid=*)"),
+    ("(mail={username}@example.com)", "(mail=*@example.com)"),
+    ("(cn=*{username}*)", "(cn=*)"),
+    ("(cn=a\\2a{username}\\*b)", "(cn=a\\2a*\\*b)"),
+    ("(uid={username}{username})", "(uid=*)"),
+    ("(uid:caseExactMatch:={username})", "(uid=*)"),
+    ("(uid:caseExactMatch:=a{username})", "(uid=*)"),
+    ("(cn;lang-en:={username})", "(cn;lang-en=*)"),
+    ("(uid~={username})", "(uid=*)"),
+    ("(uidNumber>={username})", "(uidNumber=*)"),
+    ("( uid<={username})", "(uid=*)"),
+    ("(ou:dn:={username})", "(objectClass=*)"),
+    ("(:dn:2.5.13.5:={username})", "(objectClass=*)"),
+    ("(&(uid=a)(!(|(uid={username})(!(cn={username})))))", "(&(uid=a)(objectClass=*))"),
+    (
+        "(&(objectClass=inetOrgPerson)(uid:caseExactMatch:={username})(!(employeeType=x)))",
+        "(&(objectClass=inetOrgPerson)(uid=*)(!(employeeType=x)))",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "every_user"), EVERY_VALUE)
+def test_an_item_holding_the_placeholder_becomes_one_taking_every_value(
+    text: str, every_user: str
+) -> None:
+    check_filter(text, ("{username}",))
+    assert with_every_value(text, "{username}") == every_user
+
+
+def test_every_value_of_a_filter_that_is_no_filter_is_refused() -> None:
+    with pytest.raises(FilterSyntaxError, match="expected '\\)' to close the filter"):
+        with_every_value("(&(uid={username})", "{username}")
+
+
+async def test_libldap_takes_every_filter_made_for_every_value_and_the_items_as_sign_ins_send_them(
+    slapd_server: Slapd,
+) -> None:
+    client = bonsai.LDAPClient(slapd_server.url)
+    client.set_credentials("SIMPLE", user=READER_DN, password=READER_PASSWORD)
+    async with client.connect(is_async=True, timeout=2) as conn:
+        for text, every_user in EVERY_VALUE:
+            assert await _libldap_takes(conn, every_user), every_user
+            assert await _libldap_takes(conn, text.replace("{username}", "x")), text

@@ -77,6 +77,29 @@ async def test_a_group_bigger_than_the_limit_is_unknown(slapd_server: Slapd) -> 
     assert await counts(members_of, team.group) == {team.group: None}
 
 
+async def test_a_user_filter_matching_the_username_by_a_rule_counts_its_open_members(
+    slapd_server: Slapd,
+) -> None:
+    """``{username}`` as an extensible match's value: a count searches ``(uid=*)`` there.
+
+    With ``*`` for ``{username}`` the count's search would be
+    ``(uid:caseExactMatch:=*)``, no filter; the settings were refused.
+    """
+    team = await seed_team(slapd_server)
+    exact = OPEN_ACCOUNTS.replace("(uid={username})", "(uid:caseExactMatch:={username})")
+    settings = settings_for(slapd_server, user_filter=exact, group_entry_base=GROUPS_DN)
+    by_dn = settings_for(
+        slapd_server, user_filter=exact, group_attribute="", group_search_base=GROUPS_DN
+    )
+
+    assert settings.every_user_filter == (
+        "(&(objectClass=inetOrgPerson)(!(description=locked))(uid=*))"
+    )
+    # ann and ben; the locked member is not counted.
+    assert await counts(settings, team.group) == {team.group: 2}
+    assert await counts(by_dn, team.group) == {team.group: 2}
+
+
 async def test_a_count_is_kept_for_group_count_seconds(slapd_server: Slapd) -> None:
     team = await seed_team(slapd_server)
     kept = LdapAuthenticator(settings_for(slapd_server, group_entry_base=GROUPS_DN))

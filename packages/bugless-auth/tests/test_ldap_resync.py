@@ -22,7 +22,7 @@ from auth_support import certificate_der, eventually, person_csr, terminate_the_
 from grpc_errors import expect_status
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from ldap_support import add_person, ldap_options, rename, who
+from ldap_support import add_person, ldap_options, rename, start_with_ldap, who
 
 from bugless_auth.ldap import LdapSettings
 from bugless_auth.settings import PeopleCaSettings
@@ -449,6 +449,39 @@ async def test_a_round_that_fails_unexpectedly_is_logged_counted_and_the_rounds_
     assert all(r.exc_info is not None for r in logged)
     assert "UndefinedTable" in repr(logged[0].exc_info)
     assert registry.get_sample_value("bugless_background_consecutive_failures", labels) == 0
+
+
+async def test_a_user_filter_matching_the_username_by_a_rule_signs_in_and_re_syncs(
+    start_auth_server: StartAuth, slapd_server: Slapd
+) -> None:
+    """``{username}`` as an extensible match's value: a round searches ``(uid=*)`` there.
+
+    With ``*`` for ``{username}`` the round's search would be
+    ``(uid:caseExactMatch:=*)``, no filter; the service refused to start.
+    """
+    exact = (
+        "(&(objectClass=inetOrgPerson)(uid:caseExactMatch:={username})(!(employeeType=disabled)))"
+    )
+    options = ldap_options(slapd_server, user_filter=exact, resync_seconds="1")
+    auth = await start_with_ldap(start_auth_server, options)
+    (resync,) = auth.service.resyncs
+    await resync.stop()  # rounds are driven by the test from here
+    tag = secrets.token_hex(3)
+    staying, leaving = f"exact-{tag}", f"exact-leaver-{tag}"
+    for uid in (staying, leaving):
+        await add_person(slapd_server, uid, f"{uid}-pw")
+    stays = await auth.sign_in(staying, f"{staying}-pw")
+    leaves = await auth.sign_in(leaving, f"{leaving}-pw")
+    await modify(
+        slapd_server, f"uid={leaving},{PEOPLE_DN}", "add: employeeType\nemployeeType: disabled"
+    )
+
+    await resync.run_once()
+
+    assert (await user(auth, who(leaves)[1].user_id)).disabled
+    assert await refused(auth, leaves.token)
+    assert not (await user(auth, who(stays)[1].user_id)).disabled
+    assert not await refused(auth, stays.token)
 
 
 def test_the_interval_is_an_ldap_setting_defaulting_to_five_minutes() -> None:

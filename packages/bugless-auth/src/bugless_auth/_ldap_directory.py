@@ -185,8 +185,9 @@ class LdapDirectory:
     async def users_with_subjects(self, values: list[str]) -> list[UserEntry]:
         """The entries ``user_filter`` admits whose subject attribute is one of ``values``.
 
-        One search (``values`` should be a batch of tens): the user filter with
-        ``{username}`` as ``*``, and an OR of the subject values. An entry
+        One search (``values`` should be a batch of tens): the user filter
+        for every username (``LdapSettings.every_user_filter``), and an OR of
+        the subject values. An entry
         that was deleted, or that no longer matches the filter (an account
         lock the filter excludes), is simply not among the results.
 
@@ -198,7 +199,7 @@ class LdapDirectory:
             f"({s.subject_attribute}={_subject_filter_value(s.subject_attribute, v)})"
             for v in values
         )
-        query = f"(&{s.user_filter.replace('{username}', '*')}(|{wanted}))"
+        query = f"(&{s.every_user_filter}(|{wanted}))"
         attributes = self._user_attributes()
 
         async def search(conn: Any) -> list[Any]:

@@ -22,6 +22,13 @@ recursive descent over the RFC's grammar, as libldap reads it:
   anything a filter setting means; ``(objectClass=*)`` is every entry.
 
 The tests compare its verdicts with libldap's on one list of filters.
+
+:func:`with_every_value` writes the filter a setting with a placeholder
+becomes where the code asks for every entry it admits for any value (the
+re-sync and group counts search every user with ``user_filter``):
+putting ``*`` for ``{username}`` makes no filter where the placeholder is the
+value of an extensible match, ``~=``, ``>=`` or ``<=``, nor where it sits next
+to a ``*``.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ _ATTRIBUTE = re.compile(
 )
 #: An extensible match's left side (RFC 4515): attr [":dn"] [":" rule], or [":dn"] ":" rule.
 _EXTENSIBLE = re.compile(
-    r"(?:(?P<attribute>[A-Za-z0-9][A-Za-z0-9.;-]*)(?::dn)?(?::(?P<rule>[A-Za-z0-9.-]+))?"
+    r"(?:(?P<attribute>[A-Za-z0-9][A-Za-z0-9.;-]*)(?P<attribute_dn>:dn)?(?::(?P<rule>[A-Za-z0-9.-]+))?"
     r"|(?P<dn>:dn)?:(?P<only_rule>[A-Za-z0-9.-]+))",
     re.ASCII | re.IGNORECASE,
 )
@@ -74,10 +81,57 @@ def check_filter(text: str, placeholders: tuple[str, ...] = ()) -> None:
         raise FilterSyntaxError("text after the filter's closing ')'", end)
 
 
+def with_every_value(text: str, placeholder: str) -> str:
+    """The filter ``text`` becomes for every value of ``placeholder``, as one filter.
+
+    It admits every entry ``text`` admits for some value put for
+    ``placeholder`` (a non-empty string, escaped), and is always a filter:
+
+    * an equality or substring item holding it keeps its other parts, the
+      placeholder a ``*`` (``(mail={username}@example.com)`` becomes
+      ``(mail=*@example.com)``), runs of ``*`` made one (``(uid=*{username})``
+      becomes the presence test ``(uid=*)``);
+    * an extensible match, ``~=``, ``>=`` or ``<=`` item holding it becomes
+      the presence test of its attribute (``(uid:caseExactMatch:={username})``
+      becomes ``(uid=*)``); an extensible match with no attribute, or with
+      ``:dn`` (which also matches the entry's DN), becomes
+      ``(objectClass=*)``;
+    * a ``!`` holding it becomes ``(objectClass=*)``: some value makes the
+      negated filter false for an entry, another true, so no narrower filter
+      is right for every entry.
+
+    Args:
+        text: The filter, ``placeholder`` where a value is put.
+        placeholder: What the code replaces by a value (``{username}``).
+
+    Raises:
+        FilterSyntaxError: ``text`` is not one filter (:func:`check_filter`).
+    """
+    parser = _Parser(text, (placeholder,))
+    end = parser.filter(0)
+    if end != len(text):
+        raise FilterSyntaxError("text after the filter's closing ')'", end)
+    pieces: list[str] = []
+    done = 0
+    for start, stop, replacement in sorted(parser.every_value):
+        if start < done:  # inside a '!' already replaced
+            continue
+        pieces += [text[done:start], replacement]
+        done = stop
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
 class _Parser:
     def __init__(self, text: str, placeholders: tuple[str, ...]) -> None:
         self.text = text
         self.placeholders = placeholders
+        #: (start, end, filter): what each filter holding a placeholder, from
+        #: its '(' to after its ')', becomes for every value of it.
+        self.every_value: list[tuple[int, int, str]] = []
+
+    def _holds_placeholder(self, start: int, end: int) -> bool:
+        return any(p in self.text[start:end] for p in self.placeholders)
 
     def _skip_spaces(self, position: int) -> int:
         while position < len(self.text) and self.text[position] in _SPACES:
@@ -87,6 +141,7 @@ class _Parser:
     def filter(self, position: int, depth: int = 1) -> int:
         """Read the filter starting at ``position``; the position after its ``)``."""
         text = self.text
+        start = position
         if position >= len(text) or text[position] != "(":
             raise FilterSyntaxError("expected '(' to open a filter", position)
         if depth > MAX_DEPTH:
@@ -105,14 +160,25 @@ class _Parser:
                 )
         elif kind == "!":
             position = self.filter(self._skip_spaces(position + 1), depth + 1)
+            if self._holds_placeholder(start, position):
+                self.every_value.append((start, position + 1, "(objectClass=*)"))
         else:
-            position = self._item(position)
+            item_start = position
+            position, every_value = self._item(position)
+            if self._holds_placeholder(item_start, position):
+                self.every_value.append((start, position + 1, f"({every_value})"))
         if text[position : position + 1] != ")":
             raise FilterSyntaxError("expected ')' to close the filter", position)
         return position + 1
 
-    def _item(self, start: int) -> int:
-        """Read ``attr OP value`` from ``start``; the position of the ``)`` that ends it."""
+    def _item(self, start: int) -> tuple[int, str]:
+        """Read ``attr OP value`` from ``start``.
+
+        Returns:
+            The position of the ``)`` that ends it, and the item (without
+            parentheses) it becomes for every value of the placeholders
+            (:func:`with_every_value`), read only where it holds one.
+        """
         text = self.text
         equals = text.find("=", start)
         closing = text.find(")", start)
@@ -137,26 +203,43 @@ class _Parser:
                 )
             if match["attribute"] and not _ATTRIBUTE.fullmatch(match["attribute"]):
                 raise FilterSyntaxError(f"{match['attribute']!r} is not an attribute name", start)
+            present = "" if match["attribute_dn"] else (match["attribute"] or "")
         elif not _ATTRIBUTE.fullmatch(described):
             what = repr(described) if described else "nothing"
             raise FilterSyntaxError(f"{what} is not an attribute name", start)
-        return self._value(equals + 1, substrings_allowed=not operator)
+        else:
+            present = described
+        end, every_value = self._value(equals + 1, substrings_allowed=not operator)
+        if not operator:
+            return end, f"{described}={every_value}"
+        return end, f"{present or 'objectClass'}=*"
 
-    def _value(self, position: int, *, substrings_allowed: bool) -> int:
-        """Read an assertion value; the position of the ``)`` after it."""
+    def _value(self, position: int, *, substrings_allowed: bool) -> tuple[int, str]:
+        """Read an assertion value.
+
+        Returns:
+            The position of the ``)`` after it, and the value with each
+            placeholder a ``*`` and runs of ``*`` made one (meant for an
+            equality or substring item only).
+        """
         text = self.text
+        every_value: list[str] = []
         while position < len(text) and text[position] != ")":
             character = text[position]
             placeholder = next((p for p in self.placeholders if text.startswith(p, position)), "")
+            if (placeholder or character == "*") and every_value[-1:] != ["*"]:
+                every_value.append("*")
             if placeholder:
                 position += len(placeholder)
                 continue
             if character == "\\":
                 pair = text[position + 1 : position + 3]
                 if len(pair) == 2 and set(pair) <= _HEX:
+                    every_value.append(text[position : position + 3])
                     position += 3
                     continue
                 if pair[:1] and pair[0] in _OLD_ESCAPES:
+                    every_value.append(text[position : position + 2])
                     position += 2
                     continue
                 raise FilterSyntaxError("'\\' not followed by two hex digits", position)
@@ -174,7 +257,9 @@ class _Parser:
                 )
             if character == "*" and text[position + 1 : position + 2] == "*":
                 raise FilterSyntaxError("'**' (an empty substring)", position)
+            if character != "*":
+                every_value.append(character)
             position += 1
         if position == len(text):
             raise FilterSyntaxError("expected ')' to close the filter", position)
-        return position
+        return position, "".join(every_value)

@@ -273,7 +273,7 @@ class GroupReader:
                 that would tell).
         """
         s = self.settings
-        query = f"(&{s.user_filter.replace('{username}', '*')}{condition})"
+        query = f"(&{s.every_user_filter}{condition})"
         limit = s.group_count_limit
 
         async def search(conn: Any) -> list[Any]:
@@ -396,7 +396,7 @@ class GroupReader:
                     unresolved.append(dn)
 
         await self._each_in_turn(_batches(named), find)
-        query = s.user_filter.replace("{username}", "*")
+        query = s.every_user_filter
 
         async def read(dn: str) -> None:
             async def search(conn: Any) -> list[Any]:

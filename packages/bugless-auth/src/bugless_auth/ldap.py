@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from bugless_auth._ldap_filter_syntax import FilterSyntaxError, check_filter
+from bugless_auth._ldap_filter_syntax import FilterSyntaxError, check_filter, with_every_value
 from bugless_core.auth_backend import ExternalIdentity, PasswordAuthenticator
 from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from bugless_core.setting_files import FileContent, pem_certificates
@@ -61,9 +61,9 @@ class LdapSettings:
         bind_password: Password of ``bind_dn``.
         user_filter: Filter selecting one user; ``{username}`` is replaced by
             the login name, escaped per RFC 4515 so ``*`` or ``)(`` in a
-            username matches literally and cannot widen the search. With
-            ``{username}`` as ``*`` it must still be a filter: the re-sync
-            and group counts search every user with it so.
+            username matches literally and cannot widen the search. The
+            re-sync and group counts search every user with
+            :attr:`every_user_filter`, the filter it is for any username.
         username_attribute: Attribute holding the login name as the directory
             spells it (``uid``; ``sAMAccountName`` on Active Directory).
         display_name_attribute: Attribute shown on user chips.
@@ -223,8 +223,8 @@ class LdapSettings:
         """Refuse a filter setting the code sends that is not one LDAP filter.
 
         Every filter is combined with others when sent (``user_filter``
-        AND-ed with a re-sync's or a count's conditions, and with its
-        ``{username}`` as ``*`` there; ``group_entry_filter`` with a
+        AND-ed with a re-sync's or a count's conditions, as
+        :attr:`every_user_filter` there; ``group_entry_filter`` with a
         group's name) or sent at every sign-in, so a malformed one changes
         what it selects (an early ``)`` closes the AND) or fails every
         request long after the service started; it is refused at start,
@@ -240,7 +240,6 @@ class LdapSettings:
             self.user_filter,
             "'(&(objectClass=inetOrgPerson)(uid={username}))'",
             placeholders=("{username}",),
-            sent=self.user_filter.replace("{username}", "*"),
         )
         if self.group_search_base:
             _check_filter(
@@ -258,6 +257,18 @@ class LdapSettings:
                 "'(|(objectClass=groupOfNames)(objectClass=posixGroup))' (empty: the mode's "
                 "default)",
             )
+
+    @property
+    def every_user_filter(self) -> str:
+        """``user_filter`` for every username: what the re-sync and group counts search.
+
+        Putting ``*`` for ``{username}`` would make no filter where it is
+        the value of an extensible match (``(uid:caseExactMatch:={username})``)
+        or ``~=``, or next to a ``*``; :func:`with_every_value` makes that
+        item a presence test instead, so every filter sign-ins take is also
+        sent here, selecting every entry it admits for some username.
+        """
+        return with_every_value(self.user_filter, "{username}")
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> LdapSettings:
@@ -319,7 +330,7 @@ def _format_subject_value(value: Any) -> str:
 
 
 def _check_filter(
-    setting: str, value: str, example: str, *, placeholders: tuple[str, ...] = (), sent: str = ""
+    setting: str, value: str, example: str, *, placeholders: tuple[str, ...] = ()
 ) -> None:
     r"""Refuse ``value`` of the filter setting ``setting`` unless it is one LDAP filter.
 
@@ -327,13 +338,12 @@ def _check_filter(
         setting: The setting's name, for the message.
         value: Its value, placeholders and all.
         example: A value of the setting's shape, for the message.
-        placeholders: What the code replaces by an escaped value.
-        sent: Where the code sends ``value`` with a placeholder replaced by
-            ``*`` (``user_filter`` in the re-sync and group counts): that
-            text, which must be a filter too; empty: no such use.
+        placeholders: What the code replaces by an escaped value: taken as
+            a value (a non-empty one, as any username or DN is) wherever a
+            value may be.
 
     Raises:
-        InvalidArgument: ``value`` (or ``sent``) is not one filter
+        InvalidArgument: ``value`` is not one filter
             (:func:`~bugless_auth._ldap_filter_syntax.check_filter`); the
             message says what is wrong where and gives ``example``.
     """
@@ -344,16 +354,6 @@ def _check_filter(
             f"ldap {setting}: {value!r} is not an LDAP filter (RFC 4515): {exc}; e.g. {example}"
             " (a parenthesis in a value is written \\28 or \\29, a '*' \\2a)"
         ) from None
-    if sent:
-        try:
-            check_filter(sent)
-        except FilterSyntaxError as exc:
-            raise InvalidArgument(
-                f"ldap {setting}: {value!r} becomes {sent!r} where every user is searched "
-                f"(the re-sync and group counts), which is not an LDAP filter: {exc}; "
-                "{username} must be a whole value that can be '*' (an equality, e.g. "
-                "(uid={username}))"
-            ) from None
 
 
 def _is_plausible_username(username: str) -> bool:
