@@ -409,7 +409,7 @@ async def seed_round(
 ) -> list[v1.SavedSearchSubscription]:
     """What the consumer's rounds do until every new subscription is seeded, each committed.
 
-    A round seeds at most ``SEEDS_PER_ROUND`` (f769d6af); the tests' Model
+    A round seeds what its ``SeedBudget`` allows (f769d6af); the tests' Model
     holds the subscriptions of every test before this one, each new to this
     test's queue, so one round may leave the test's own unseeded (ci88: the
     renamed-user test's batch judged against none). Rounds go on until one

@@ -29,6 +29,7 @@ from bugless_notify._saved_searches import (
     MatchChanges,
     MatchStore,
     SavedSearchMatcher,
+    SeedBudget,
 )
 from bugless_notify.queue import DeliveryQueue
 from bugless_proto import v1
@@ -161,7 +162,13 @@ async def test_a_seed_that_cannot_be_answered_now_holds_up_no_other_subscription
         notifier_model = v1.ModelStub(channels[0])
         auth, auth_away = (v1.AuthenticatorStub(c) for c in channels[1:])
         acting = acting_model(notifier_model, ActingFor(auth))
-        names_away = SavedSearchMatcher(notifier_model, acting, auth_away, NOTIFIER, queue.schema)
+        # Time to seed every subscription new to this queue in one round: the
+        # session's earlier tests' come first (lower ids), and a budget spent
+        # before sam's (test_saved_search_backlog's 400) left it unseeded.
+        whole = SeedBudget(seconds=600.0)
+        names_away = SavedSearchMatcher(
+            notifier_model, acting, auth_away, NOTIFIER, queue.schema, seed_budget=whole
+        )
         async with pool.acquire() as conn:
             prepared = await names_away.prepare(conn)
             ready = {
@@ -176,7 +183,9 @@ async def test_a_seed_that_cannot_be_answered_now_holds_up_no_other_subscription
             again = await names_away.prepare(conn)
             assert cora_key not in again.seeds.seeded
             # Once the names resolve again, a later round seeds it.
-            answered = SavedSearchMatcher(notifier_model, acting, auth, NOTIFIER, queue.schema)
+            answered = SavedSearchMatcher(
+                notifier_model, acting, auth, NOTIFIER, queue.schema, seed_budget=whole
+            )
             later = await answered.prepare(conn)
             assert cora_key in later.seeds.seeded
             assert (*cora_key, issue.id) in later.seeds.added
@@ -188,12 +197,14 @@ async def test_a_seed_that_cannot_be_answered_now_holds_up_no_other_subscription
 async def test_a_burst_of_new_subscriptions_is_seeded_a_wave_per_round(
     bugless_stack: LocalStack, model: v1.ModelStub, pool: asyncpg.Pool, queue: DeliveryQueue
 ) -> None:
-    """A round seeds at most SEEDS_PER_ROUND new subscriptions before its feed read.
+    """A round whose SeedBudget is spent after its first wave seeds SEEDS_PER_ROUND at most.
 
     Each seed searches every issue as its subscriber; seeding a burst of new
     subscriptions (a script subscribing a team, a notifier database restored)
     in one round held every mail of the notifier until the last was done.
-    The rest are seeded in the rounds after, and each is judged once seeded.
+    The rest are seeded in the rounds after, and each is judged once seeded
+    (how much more a round seeds while its budget lasts:
+    ``test_saved_search_backlog.py``).
     """
     tag = secrets.token_hex(3)
     created = await asyncio.to_thread(bugless_stack.add_user, f"burst{tag}", "pw-" + tag * 3)
@@ -221,7 +232,9 @@ async def test_a_burst_of_new_subscriptions_is_seeded_a_wave_per_round(
     try:
         notifier_model, auth = v1.ModelStub(channels[0]), v1.AuthenticatorStub(channels[1])
         acting = acting_model(notifier_model, ActingFor(auth))
-        matcher = SavedSearchMatcher(notifier_model, acting, auth, NOTIFIER, queue.schema)
+        matcher = SavedSearchMatcher(
+            notifier_model, acting, auth, NOTIFIER, queue.schema, seed_budget=SeedBudget(0.0)
+        )
         seeded: set[tuple[int, str]] = set()
         async with pool.acquire() as conn:
             for _ in range(200):  # the session's other subscriptions are new here too

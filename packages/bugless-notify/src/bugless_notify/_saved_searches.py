@@ -27,9 +27,12 @@ issue it touched as new. A seed the Model refuses, that does not resolve,
 or that cannot be answered now (the Model or the Authenticator away, the
 search timing out over every issue), is tried again a minute later
 (:data:`RESEED_SECONDS`), and its subscription judged once it is seeded;
-at most :data:`SEEDS_PER_ROUND` are seeded in a round, the rest in the
-rounds after. So a seed holds up no one else's mail for long, since the feed is read only after the
-seeds, and one raised would fail every round before the feed is read again.
+a round seeds :data:`SEEDS_PER_ROUND` and more while its
+:class:`SeedBudget` lasts (about a second), the rest in the rounds after: so
+a queue database started empty with thousands of subscriptions is seeded in
+a few rounds, and a seed holds up no one else's mail for long, since the
+feed is read only after the seeds (one raised would fail every round before
+the feed is read again).
 A subscription no longer listed (unsubscribed,
 deleted) is forgotten, its matches with it, so subscribing again seeds
 afresh. An idle round costs one small call: a round that leaves nothing to
@@ -77,11 +80,10 @@ from bugless_proto import v1
 
 #: Subscriptions searched at once.
 SEARCHES_AT_ONCE = 16
-#: New subscriptions seeded in one round, before its feed read: one wave of
-#: :data:`SEARCHES_AT_ONCE`. Each seed searches every issue, so a burst of
-#: subscriptions (a script subscribing a team, a notifier database
-#: restored) seeded all at once held up every mail until the last was done;
-#: the rest are seeded in the rounds after, each judged once seeded.
+#: New subscriptions a round always tries to seed before its feed read (when
+#: that many are new): one wave of :data:`SEARCHES_AT_ONCE`. More are seeded
+#: in the same round while its :class:`SeedBudget` lasts; the rest in the
+#: rounds after, each judged once seeded.
 SEEDS_PER_ROUND = SEARCHES_AT_ONCE
 #: Resolved queries kept (by query text and subscriber).
 _RESOLVED_CACHE = 10_000
@@ -102,6 +104,30 @@ RESEED_SECONDS = 60.0
 RELIST_SECONDS = 60.0
 
 MatchKey = tuple[int, str, int]
+
+
+@dataclass(frozen=True)
+class SeedBudget:
+    """How much seeding one round does beyond its first wave, before it reads the feed.
+
+    Each seed searches every issue, so a burst of new subscriptions (a
+    script subscribing a team; a notifier starting on an empty queue
+    database, restored or new, with thousands) seeded all at once held up
+    every mail until the last was done; one wave a round (~2 s) took
+    minutes for thousands, and an unseeded subscription mails nothing
+    meanwhile. A round goes on starting seeds, :data:`SEARCHES_AT_ONCE` in
+    flight, until ``seconds`` have passed since its first or its seeds have
+    found ``rows`` matches (committed in one transaction with the round's
+    cursor check); the seeds begun run to their end. So a backlog is seeded
+    at about ``seconds`` per round of work, and the batch after it is read
+    at most that (and one seed) later.
+    """
+
+    #: Seconds after which a round starts no more seeds (its first wave aside).
+    seconds: float = 1.0
+    #: Matches after which a round starts no more seeds (its first wave aside).
+    rows: int = 100_000
+
 
 _log = logging.getLogger(__name__)
 
@@ -186,10 +212,12 @@ class SavedSearchMatcher:
         schema: str,
         *,
         clock: Callable[[], float] = time.time,
+        seed_budget: SeedBudget = SeedBudget(),
     ) -> None:
         """Read subscriptions with ``model`` as ``notifier``; search with ``acting_model``.
 
-        ``clock`` (POSIX seconds) says what day ``today`` is in the queries.
+        ``clock`` (POSIX seconds) says what day ``today`` is in the queries;
+        ``seed_budget`` how much a round seeds beyond its first wave.
         """
         self._model = model
         self._acting = acting_model
@@ -208,6 +236,7 @@ class SavedSearchMatcher:
         #: The last round's subscriptions when nothing was left to seed (see :meth:`prepare`).
         self._settled: _Settled | None = None
         self._clock = clock
+        self._seed_budget = seed_budget
 
     def forget_settled(self) -> None:
         """Read the subscriptions and what is seeded whole at the next round.
@@ -372,13 +401,23 @@ class SavedSearchMatcher:
         seeds = MatchChanges(forgotten=seen - set(listed))
         self._reseed_at = {k: t for k, t in self._reseed_at.items() if k in listed and t > now}
         new = [s for k, s in listed.items() if k not in seen and k not in self._reseed_at]
-        new = new[:SEEDS_PER_ROUND]
         limit = asyncio.Semaphore(SEARCHES_AT_ONCE)
+        until = time.monotonic() + self._seed_budget.seconds
+        begun = 0
+        found_rows = 0
 
-        async def one(subscription: v1.SavedSearchSubscription) -> set[int] | None:
+        async def one(subscription: v1.SavedSearchSubscription) -> set[int] | _NotBegun | None:
+            nonlocal begun, found_rows
             async with limit:
+                if begun >= SEEDS_PER_ROUND and (
+                    time.monotonic() >= until or found_rows >= self._seed_budget.rows
+                ):
+                    return _NOT_BEGUN  # the budget is spent: a later round's
+                begun += 1
                 try:
-                    return await self._seed(subscription)
+                    found = await self._seed(subscription)
+                    found_rows += len(found or ())
+                    return found
                 except Unavailable as exc:
                     assert subscription.saved_search is not None
                     _log.warning(
@@ -399,6 +438,8 @@ class SavedSearchMatcher:
         ):
             assert subscription.saved_search is not None
             key = (subscription.saved_search.id, subscription.user_id)
+            if isinstance(found, _NotBegun):
+                continue
             if found is None:  # which match is not known: judged once seeded
                 self._reseed_at[key] = now + RESEED_SECONDS
                 continue
@@ -455,6 +496,13 @@ class SavedSearchMatcher:
                 (changes.added if now else changes.removed).add(key)
                 out.setdefault(issue_id, []).append((subscription.user_id, search.name))
         return out
+
+
+class _NotBegun:
+    """A seed a round's :class:`SeedBudget` left to a later round."""
+
+
+_NOT_BEGUN = _NotBegun()
 
 
 async def _answer(
