@@ -149,3 +149,19 @@ def create_issue_ui(
     # next step may need them.
     page.wait_for_load_state()
     return int(page.url.rsplit("/", 1)[1].split("#")[0])
+
+
+#: The innermost elements whose right edge is past the window's (five at most).
+_WIDEST = """() => {
+  const limit = document.documentElement.clientWidth;
+  return Array.from(document.querySelectorAll("body *"))
+    .filter((el) => el.getBoundingClientRect().right > limit + 1)
+    .slice(-5)
+    .map((el) => el.tagName.toLowerCase() + "." + el.className);
+}"""
+
+
+def wider_than_window(page: Page) -> list[str]:
+    """The innermost elements sticking out on the right (for the failure message)."""
+    found: list[str] = page.evaluate(_WIDEST)
+    return found

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from typing import Any
-from urllib.parse import quote
 
 from litestar.testing import AsyncTestClient
-from web_support import World, create_issue, sign_in
+from web_support import World, create_issue, sign_in, upload_attachment
 
 from bugless_core.clients import call
 from bugless_proto import v1
@@ -16,26 +15,6 @@ from bugless_web import WebSettings, create_app
 
 PNG = b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(300)
 HTML = b"<!doctype html><html><script>document.title='pwned'</script></html>"
-
-
-async def _upload(
-    client: AsyncTestClient[Any],
-    csrf: str,
-    issue_id: int,
-    content: bytes,
-    name: str,
-    *,
-    content_type: str = "application/octet-stream",
-) -> Any:
-    return await client.post(
-        f"/issues/{issue_id}/attachments",
-        content=content,
-        headers={
-            "x-csrf-token": csrf,
-            "x-file-name": quote(name),
-            "content-type": content_type,
-        },
-    )
 
 
 async def test_upload_then_download_with_safe_headers(
@@ -55,7 +34,9 @@ async def test_upload_then_download_with_safe_headers(
     ]  # fmt: skip
     for content, name, served_type, disposition in cases:
         # Declared as an image: the Model sniffs, and the page serves what it found.
-        response = await _upload(client, csrf, issue.id, content, name, content_type="image/png")
+        response = await upload_attachment(
+            client, csrf, issue.id, content, name, content_type="image/png"
+        )
         assert response.status_code == 201, response.text
         created = response.json()
         assert created["size"] == len(content)
@@ -91,7 +72,9 @@ async def test_hostile_names_and_hidden_issues(
         ),
     )
     csrf = await sign_in(client, "alice")
-    response = await _upload(client, csrf, secret.id, b"\x00\x01", '..\\..\\evil"\u202egnp.exe')
+    response = await upload_attachment(
+        client, csrf, secret.id, b"\x00\x01", '..\\..\\evil"\u202egnp.exe'
+    )
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["name"] == 'evil"gnp.exe'
@@ -104,7 +87,7 @@ async def test_hostile_names_and_hidden_issues(
     csrf = await sign_in(client, "bob")
     hidden = await client.get(created["url"])
     assert hidden.status_code == 404
-    refused = await _upload(client, csrf, secret.id, b"x", "y.txt")
+    refused = await upload_attachment(client, csrf, secret.id, b"x", "y.txt")
     assert refused.status_code == 404
     assert "not found" in refused.json()["error"]
     deleted = await client.post(
@@ -118,9 +101,9 @@ async def test_delete_by_the_uploader_and_csrf_is_required(
 ) -> None:
     issue = await create_issue(model, world, "Delete an attachment")
     csrf = await sign_in(client, "bob")
-    forged = await _upload(client, "not-the-token", issue.id, b"x", "a.txt")
+    forged = await upload_attachment(client, "not-the-token", issue.id, b"x", "a.txt")
     assert forged.status_code == 403
-    created = (await _upload(client, csrf, issue.id, b"hello", "a.txt")).json()
+    created = (await upload_attachment(client, csrf, issue.id, b"hello", "a.txt")).json()
     page = (await client.get(f"/issues/{issue.id}")).text
     assert f'action="/attachments/{created["id"]}/delete"' in page
     response = await client.post(
@@ -144,7 +127,7 @@ async def test_a_download_host_serves_by_short_lived_link_without_cookies(
     issue = await create_issue(model, world, "Downloads from another host")
     async with AsyncTestClient(app, base_url="http://testserver.local") as client:
         csrf = await sign_in(client, "bob")
-        created = (await _upload(client, csrf, issue.id, PNG, "shot.png")).json()
+        created = (await upload_attachment(client, csrf, issue.id, PNG, "shot.png")).json()
         page = await client.get(f"/issues/{issue.id}")
         assert (
             "img-src 'self' data: http://files.testserver.local"
@@ -218,7 +201,7 @@ async def test_ranges_are_answered_as_rfc_9110_says(
     issue = await create_issue(model, world, "Ranges of a download")
     csrf = await sign_in(client, "bob")
     content = b"0123456789abcdef"
-    url = (await _upload(client, csrf, issue.id, content, "r.bin")).json()["url"]
+    url = (await upload_attachment(client, csrf, issue.id, content, "r.bin")).json()["url"]
     satisfiable = {
         "bytes=3-5": (3, 5),
         "bytes=10-99": (10, 15),
@@ -244,7 +227,7 @@ async def test_ranges_are_answered_as_rfc_9110_says(
         assert (whole.status_code, whole.content) == (200, content), header
         assert "content-range" not in whole.headers, header
 
-    empty = (await _upload(client, csrf, issue.id, b"", "empty.txt")).json()["url"]
+    empty = (await upload_attachment(client, csrf, issue.id, b"", "empty.txt")).json()["url"]
     assert (await client.get(empty)).status_code == 200
     for header in ("bytes=0-", "bytes=-5"):
         refused = await client.get(empty, headers={"range": header})

@@ -16,6 +16,7 @@ from browser_support import (
     new_tab,
     save_screenshot,
     sign_in,
+    wider_than_window,
 )
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 from web_support import World
@@ -40,21 +41,6 @@ def overflow(page: Page) -> int:
     return int(
         page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     )
-
-
-_WIDEST = """() => {
-  const limit = document.documentElement.clientWidth;
-  return Array.from(document.querySelectorAll("body *"))
-    .filter((el) => el.getBoundingClientRect().right > limit + 1)
-    .slice(-5)
-    .map((el) => el.tagName.toLowerCase() + "." + el.className);
-}"""
-
-
-def wider_than_window(page: Page) -> list[str]:
-    """The innermost elements sticking out on the right (for the failure message)."""
-    found: list[str] = page.evaluate(_WIDEST)
-    return found
 
 
 def test_bulk_edit_bar_sits_above_the_table_and_counts_the_selection(

@@ -5,9 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from browser_support import iter_console_problems, new_tab, save_screenshot, sign_in
+from browser_support import (
+    iter_console_problems,
+    new_tab,
+    save_screenshot,
+    sign_in,
+    wider_than_window,
+)
 from playwright.sync_api import Browser, expect
-from test_browser_lists import wider_than_window
 
 from bugless_dev.stack import RunningService
 

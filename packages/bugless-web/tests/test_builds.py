@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from litestar.testing import AsyncTestClient
-from test_issues import _form_of
-from web_support import World, create_issue, sign_in
+from web_support import World, create_issue, issue_form_of, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
@@ -120,7 +119,7 @@ async def test_a_form_from_another_contract_changes_nothing_and_gives_the_text_b
 ) -> None:
     issue = await create_issue(model, world, "Rolled over")
     await sign_in(client, "bob")
-    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    form = issue_form_of((await client.get(f"/issues/{issue.id}")).text)
     form["_build"] = OTHER_CONTRACT
     form["comment"] = "A long comment <b>typed</b> on the old page"
     response = await client.post(

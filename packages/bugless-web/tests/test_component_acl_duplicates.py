@@ -15,8 +15,7 @@ from typing import Any
 
 import asyncpg
 from litestar.testing import AsyncTestClient
-from test_component_admin import create_component, version_of
-from web_support import World, sign_in
+from web_support import World, create_component, sign_in, version_of
 
 from bugless_core.clients import call
 from bugless_model_postgres import PostgresBackend

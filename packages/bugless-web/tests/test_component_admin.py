@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from web_support import World, create_issue, sign_in
+from web_support import World, create_component, create_issue, sign_in, version_of
 
 from bugless_core.clients import call
 from bugless_proto import v1
@@ -32,29 +32,6 @@ async def other_client(web_settings: WebSettings) -> AsyncIterator[AsyncTestClie
         create_app(web_settings), base_url="http://testserver.local"
     ) as second:
         yield second
-
-
-async def create_component(
-    client: AsyncTestClient[Any], token: str, name: str, parent_id: int = 0
-) -> int:
-    response = await client.post(
-        "/components",
-        data={
-            "_csrf": token,
-            "name": name,
-            "description": "made in a test",
-            "parent_id": parent_id,
-        },
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    return int(response.headers["location"].rsplit("/", 1)[1])
-
-
-def version_of(html: str) -> str:
-    match = re.search(r'name="version" value="(\d+)"', html)
-    assert match, "the page has no admin form"
-    return match.group(1)
 
 
 async def test_top_level_component_needs_the_create_component_permission(

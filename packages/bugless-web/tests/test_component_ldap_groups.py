@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from test_component_admin import create_component, version_of
-from web_support import SESSION_KEY, World, sign_in
+from web_support import SESSION_KEY, World, create_component, sign_in, version_of
 
 from bugless_dev.stack import RunningService
 from bugless_testing.slapd import GROUPS_DN, PEOPLE_DN, READER_DN, READER_PASSWORD, Slapd

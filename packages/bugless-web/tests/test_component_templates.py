@@ -11,8 +11,7 @@ import secrets
 from typing import Any
 
 from litestar.testing import AsyncTestClient
-from test_component_admin import create_component, version_of
-from web_support import World, sign_in
+from web_support import World, create_component, sign_in, version_of
 
 from bugless_core.clients import call
 from bugless_proto import v1

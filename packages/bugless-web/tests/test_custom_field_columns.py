@@ -11,8 +11,8 @@ import re
 import secrets
 from typing import Any
 
+from custom_field_support import define_field, file_issue, fresh_component
 from litestar.testing import AsyncTestClient
-from test_custom_fields import _component, _define, _issue
 from web_support import SESSION_KEY, World, grpc_calls, own_model_replica, sign_in
 
 from bugless_core.clients import acting_as, call
@@ -26,13 +26,13 @@ from bugless_web.result_columns import DEFAULT_COLUMNS, read_mask
 async def test_a_custom_field_is_a_sortable_list_column_and_a_csv_column(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
     name = f"Effort {secrets.token_hex(3)}"
-    effort = await _define(client, csrf, component.id, name=name, type="integer")
-    owner = await _define(client, csrf, component.id, name="Owner", type="user")
+    effort = await define_field(client, csrf, component.id, name=name, type="integer")
+    owner = await define_field(client, csrf, component.id, name="Owner", type="user")
     for title, value in (("Small job", "2"), ("Big job", "30")):
-        issue = await _issue(model, world, component.id, title)
+        issue = await file_issue(model, world, component.id, title)
         await call(
             model.change_issue,
             v1.ChangeIssueRequest(
@@ -70,11 +70,11 @@ async def test_the_picker_offers_the_fields_of_the_pages_components_without_aski
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
     """Rows carry custom values only for a custom column shown; the picker needs none."""
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
     name = f"Rollout {secrets.token_hex(3)}"
-    rollout = await _define(client, csrf, component.id, name=name, type="text")
-    await _issue(model, world, component.id, "No value set yet")
+    rollout = await define_field(client, csrf, component.id, name=name, type="text")
+    await file_issue(model, world, component.id, "No value set yet")
     assert "custom_fields" not in read_mask(DEFAULT_COLUMNS).paths
     assert "custom_fields" in read_mask((*DEFAULT_COLUMNS, f"customfield{rollout}")).paths
     query = f"componentid:{component.id}"
@@ -96,10 +96,10 @@ async def test_a_chosen_custom_column_is_named_also_when_no_row_is_of_its_compon
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
     """Before, an empty result's header, and its CSV's, said ``customfield<ID>``."""
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
     name = f"Window {secrets.token_hex(3)}"
-    window = await _define(client, csrf, component.id, name=name, type="text")
+    window = await define_field(client, csrf, component.id, name=name, type="text")
     query = f"componentid:{component.id}"
     columns = f"id,customfield{window},customfield999999"
     page = await client.get("/search", params={"q": query, "columns": columns})
@@ -116,10 +116,10 @@ async def test_a_user_fields_history_shows_people_also_after_the_field_is_delete
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
     """The change says its field is a USER field, so the timeline needs no definition."""
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
-    field_id = await _define(client, csrf, component.id, name="Reviewer", type="user")
-    issue = await _issue(model, world, component.id, "Reviewed by a person")
+    field_id = await define_field(client, csrf, component.id, name="Reviewer", type="user")
+    issue = await file_issue(model, world, component.id, "Reviewed by a person")
     await call(
         model.change_issue,
         v1.ChangeIssueRequest(
@@ -155,10 +155,10 @@ async def test_a_column_of_a_field_no_result_row_has_is_named_from_the_viewers_f
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
     """An empty result's custom column is named from every field the viewer sees."""
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
     name = f"Late {secrets.token_hex(3)}"
-    late = await _define(client, csrf, component.id, name=name, type="text")
+    late = await define_field(client, csrf, component.id, name=name, type="text")
     query = f"componentid:{component.id}"
     export = await client.get(
         "/search.csv", params={"q": query, "columns": f"id,customfield{late}"}
@@ -336,7 +336,7 @@ async def test_the_search_pages_bulk_fields_take_one_call_however_many_component
     hidden = await component(0, f"Hid{secrets.token_hex(4)}", [alice])
     under_hidden = await component(hidden.id, "seen", [bob])
     on_page = [*leaves[:24], under_hidden]
-    await asyncio.gather(*(_issue(model, world, c.id, "Menu row", by="alice") for c in on_page))
+    await asyncio.gather(*(file_issue(model, world, c.id, "Menu row", by="alice") for c in on_page))
     offered = {
         await define(top.id),
         await define(leaves[0].id),
@@ -414,7 +414,7 @@ async def test_the_issue_form_reads_the_fields_the_search_page_cached_root_first
     top_field = await define(top.id)
     hidden_field = await define(hidden.id)
     issues = [
-        await _issue(model, world, c.id, "Form row", by="alice")
+        await file_issue(model, world, c.id, "Form row", by="alice")
         for c in (first, second, under_hidden)
     ]
     query = " OR ".join(f"componentid:{c.id}" for c in (first, second, under_hidden))

@@ -6,47 +6,12 @@ import re
 import secrets
 from typing import Any
 
+from custom_field_support import define_field, file_issue, fresh_component
 from litestar.testing import AsyncTestClient
-from test_issues import _form_of
-from web_support import World, sign_in
+from web_support import World, issue_form_of, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
-
-
-async def _component(model: v1.ModelStub, world: World, parent: str = "Platform") -> v1.Component:
-    """A fresh component (so fields defined in one test apply to no other test's issues)."""
-    return await call(
-        model.create_component,
-        v1.CreateComponentRequest(
-            caller=world.admin,
-            parent_id=world.components[parent],
-            name=f"CF{secrets.token_hex(4)}",
-        ),
-    )
-
-
-async def _define(client: AsyncTestClient[Any], csrf: str, component_id: int, **form: str) -> int:
-    response = await client.post(
-        f"/components/{component_id}/fields", data={"_csrf": csrf, **form}, follow_redirects=False
-    )
-    assert response.status_code == 303, response.text
-    match = re.search(r"#field-(\d+)$", response.headers["location"])
-    assert match, response.headers["location"]
-    return int(match.group(1))
-
-
-async def _issue(
-    model: v1.ModelStub, world: World, component_id: int, title: str, by: str = "bob"
-) -> v1.Issue:
-    return await call(
-        model.create_issue,
-        v1.CreateIssueRequest(
-            caller=world.caller(by),
-            fields=v1.IssueFields(title=title, component_id=component_id),
-            idempotency_key=secrets.token_hex(8),
-        ),
-    )
 
 
 def _values(issue: v1.Issue) -> dict[int, list[str]]:
@@ -56,7 +21,7 @@ def _values(issue: v1.Issue) -> dict[int, list[str]]:
 async def test_admins_define_fields_of_every_type_and_the_subtree_inherits_them(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    parent = await _component(model, world)
+    parent = await fresh_component(model, world)
     child = await call(
         model.create_component,
         v1.CreateComponentRequest(caller=world.admin, parent_id=parent.id, name="Leaf"),
@@ -65,7 +30,7 @@ async def test_admins_define_fields_of_every_type_and_the_subtree_inherits_them(
     empty = await client.get(f"/components/{parent.id}/fields")
     assert "new-field-form" in empty.text
     assert "fields-admins-only" not in empty.text
-    found_in = await _define(
+    found_in = await define_field(
         client,
         csrf,
         parent.id,
@@ -75,13 +40,13 @@ async def test_admins_define_fields_of_every_type_and_the_subtree_inherits_them(
         default="4.2",
         required="yes",
     )
-    oses = await _define(
+    oses = await define_field(
         client, csrf, parent.id, name="OS", type="multi-enum", options="linux\nmac"
     )
-    notes = await _define(client, csrf, parent.id, name="Notes", type="text")
-    cost = await _define(client, csrf, parent.id, name="Cost", type="integer")
-    due = await _define(client, csrf, parent.id, name="Due", type="date")
-    owner = await _define(client, csrf, child.id, name="Owner", type="user", default="carol")
+    notes = await define_field(client, csrf, parent.id, name="Notes", type="text")
+    cost = await define_field(client, csrf, parent.id, name="Cost", type="integer")
+    due = await define_field(client, csrf, parent.id, name="Due", type="date")
+    owner = await define_field(client, csrf, child.id, name="Owner", type="user", default="carol")
     page = await client.get(f"/components/{child.id}/fields")
     assert page.status_code == 200
     for field_id in (found_in, oses, notes, cost, due, owner):
@@ -124,7 +89,7 @@ async def test_admins_define_fields_of_every_type_and_the_subtree_inherits_them(
 async def test_non_admins_see_the_fields_but_cannot_define_them(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "bob")
     page = await client.get(f"/components/{component.id}/fields")
     assert page.status_code == 200
@@ -154,7 +119,7 @@ async def test_a_refused_definition_shows_the_form_again_as_typed_with_the_reaso
     It used to answer "That did not work (400)" with the request's path
     (``default_values: ...``) and a link home, and what was typed was gone.
     """
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
     typed = {
         "name": "Story points",
@@ -185,7 +150,7 @@ async def test_a_refused_definition_shows_the_form_again_as_typed_with_the_reaso
     )
     assert list(listed.custom_fields) == []  # nothing was defined
 
-    await _define(client, csrf, component.id, name="Story points", type="integer")
+    await define_field(client, csrf, component.id, name="Story points", type="integer")
     taken = await client.post(
         f"/components/{component.id}/fields",
         data={"_csrf": csrf, "name": "story POINTS", "type": "text"},
@@ -198,9 +163,9 @@ async def test_a_refused_definition_shows_the_form_again_as_typed_with_the_reaso
 async def test_a_refused_change_of_a_field_shows_its_form_open_as_typed(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
-    points = await _define(client, csrf, component.id, name="Points", type="integer")
+    points = await define_field(client, csrf, component.id, name="Points", type="integer")
     page = (await client.get(f"/components/{component.id}/fields")).text
     version = re.search(
         rf'action="/components/{component.id}/fields/{points}" method="post".*?'
@@ -239,19 +204,19 @@ async def test_a_refused_change_of_a_field_shows_its_form_open_as_typed(
 async def test_values_show_on_the_issue_and_change_through_the_versioned_form(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
-    found_in = await _define(
+    found_in = await define_field(
         client, csrf, component.id, name="Found In", type="enum", options="4.1\n4.2"
     )
-    oses = await _define(
+    oses = await define_field(
         client, csrf, component.id, name="OS", type="multi-enum", options="linux\nmac"
     )
-    cost = await _define(client, csrf, component.id, name="Cost", type="integer")
-    owner = await _define(client, csrf, component.id, name="Owner", type="user")
-    issue = await _issue(model, world, component.id, "Custom values on the page")
+    cost = await define_field(client, csrf, component.id, name="Cost", type="integer")
+    owner = await define_field(client, csrf, component.id, name="Owner", type="user")
+    issue = await file_issue(model, world, component.id, "Custom values on the page")
     page = await client.get(f"/issues/{issue.id}")
-    form = _form_of(page.text)
+    form = issue_form_of(page.text)
     assert form["cf_fields"] == f"{found_in} {oses} {cost} {owner}"
     form.update(
         {"_csrf": csrf, f"cf_{found_in}": "4.2", f"cf_{cost}": "17", f"cf_{owner}": "carol"}
@@ -274,7 +239,7 @@ async def test_values_show_on_the_issue_and_change_through_the_versioned_form(
     assert '<span class="field">Found In</span>' in history
     assert '<span class="field">Owner</span>' in history
     # A bad integer is a 400 naming the field; nothing is written.
-    form = _form_of(html)
+    form = issue_form_of(html)
     form.update({"_csrf": csrf, f"cf_{cost}": "seventeen"})
     bad = await client.post(f"/issues/{issue.id}", data=form)
     assert bad.status_code == 400
@@ -295,12 +260,14 @@ async def test_moving_an_issue_to_a_component_requiring_a_field_asks_for_it_in_t
     refusal was a bare 400 page (the comment typed lost), and no form could
     ever give the destination's field, so the web could not move the issue.
     """
-    here = await _component(model, world)
-    there = await _component(model, world)
+    here = await fresh_component(model, world)
+    there = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
-    cause = await _define(client, csrf, there.id, name="Root cause", type="text", required="yes")
-    issue = await _issue(model, world, here.id, "Move me where a cause is required")
-    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    cause = await define_field(
+        client, csrf, there.id, name="Root cause", type="text", required="yes"
+    )
+    issue = await file_issue(model, world, here.id, "Move me where a cause is required")
+    form = issue_form_of((await client.get(f"/issues/{issue.id}")).text)
     assert f"cf_{cause}" not in form
     form.update({"_csrf": csrf, "component_id": str(there.id), "comment": "Belongs over there"})
     refused = await client.post(f"/issues/{issue.id}", data=form)
@@ -314,7 +281,7 @@ async def test_moving_an_issue_to_a_component_requiring_a_field_asks_for_it_in_t
         model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id)
     )
     assert (unchanged.component_id, unchanged.version) == (here.id, issue.version)
-    again = _form_of(refused.text)
+    again = issue_form_of(refused.text)
     assert again["component_id"] == str(there.id)
     again.update({"_csrf": csrf, f"cf_{cause}": "a loose cable", "comment": "Belongs over there"})
     moved = await client.post(f"/issues/{issue.id}", data=again, follow_redirects=False)
@@ -327,12 +294,12 @@ async def test_moving_an_issue_to_a_component_requiring_a_field_asks_for_it_in_t
 async def test_a_stale_form_keeps_my_custom_change_and_their_other_changes(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
-    notes = await _define(client, csrf, component.id, name="Notes", type="text")
-    cost = await _define(client, csrf, component.id, name="Cost", type="integer")
-    issue = await _issue(model, world, component.id, "Stale custom edit")
-    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    notes = await define_field(client, csrf, component.id, name="Notes", type="text")
+    cost = await define_field(client, csrf, component.id, name="Cost", type="integer")
+    issue = await file_issue(model, world, component.id, "Stale custom edit")
+    form = issue_form_of((await client.get(f"/issues/{issue.id}")).text)
     await call(
         model.change_issue,
         v1.ChangeIssueRequest(
@@ -347,7 +314,7 @@ async def test_a_stale_form_keeps_my_custom_change_and_their_other_changes(
     form.update({"_csrf": csrf, f"cf_{notes}": "mine"})
     conflict = await client.post(f"/issues/{issue.id}", data=form)
     assert conflict.status_code == 409
-    again = _form_of(conflict.text)
+    again = issue_form_of(conflict.text)
     assert again[f"cf_{notes}"] == "mine"
     assert again[f"cf_{cost}"] == "5"
     again["_csrf"] = csrf
@@ -360,9 +327,9 @@ async def test_a_stale_form_keeps_my_custom_change_and_their_other_changes(
 async def test_the_create_form_shows_defaults_and_sends_values(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
-    found_in = await _define(
+    found_in = await define_field(
         client,
         csrf,
         component.id,
@@ -372,7 +339,7 @@ async def test_the_create_form_shows_defaults_and_sends_values(
         default="4.1",
         required="yes",
     )
-    due = await _define(client, csrf, component.id, name="Due", type="date")
+    due = await define_field(client, csrf, component.id, name="Due", type="date")
     page = await client.get("/issues/new", params={"component": str(component.id)})
     assert '<option value="4.1" selected>4.1</option>' in page.text
     assert f'name="cf_{due}"' in page.text
@@ -411,9 +378,9 @@ async def test_a_required_field_left_empty_on_create_shows_the_form_with_the_rea
     custom_fields list): the page was the bare 400 error page, the title and
     description typed into the form gone.
     """
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
-    cause = await _define(
+    cause = await define_field(
         client, csrf, component.id, name="Root cause", type="text", required="yes"
     )
     form = {
@@ -450,11 +417,11 @@ async def test_a_required_field_left_empty_on_create_shows_the_form_with_the_rea
 async def test_bulk_edit_search_and_sort_by_a_custom_field(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
     name = f"Build {secrets.token_hex(3)}"
-    build = await _define(client, csrf, component.id, name=name, type="integer")
-    issues = [await _issue(model, world, component.id, f"Bulk custom {n}") for n in range(3)]
+    build = await define_field(client, csrf, component.id, name=name, type="integer")
+    issues = [await file_issue(model, world, component.id, f"Bulk custom {n}") for n in range(3)]
     page = await client.get("/search", params={"q": f"componentid:{component.id}"})
     assert f'<option value="{build}:INTEGER">' in page.text
     response = await client.post(
@@ -503,12 +470,12 @@ async def test_a_bulk_edit_says_which_issues_a_field_does_not_apply_to(
     path the Model starts it with (it read 'delta.custom_fields_set[0].field_id:
     custom field 7 does not apply to component 12').
     """
-    component = await _component(model, world)
-    elsewhere = await _component(model, world)
+    component = await fresh_component(model, world)
+    elsewhere = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
-    build = await _define(client, csrf, component.id, name="Build", type="integer")
-    inside = await _issue(model, world, component.id, "Bulk mixed inside")
-    outside = await _issue(model, world, elsewhere.id, "Bulk mixed outside")
+    build = await define_field(client, csrf, component.id, name="Build", type="integer")
+    inside = await file_issue(model, world, component.id, "Bulk mixed inside")
+    outside = await file_issue(model, world, elsewhere.id, "Bulk mixed outside")
     response = await client.post(
         "/issues/bulk",
         data={
@@ -538,10 +505,10 @@ async def test_a_bulk_edit_says_which_issues_a_field_does_not_apply_to(
 async def test_deleting_a_field_keeps_its_old_values_readable_in_history(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
-    field_id = await _define(client, csrf, component.id, name="Doomed Field", type="text")
-    issue = await _issue(model, world, component.id, "History outlives the field")
+    field_id = await define_field(client, csrf, component.id, name="Doomed Field", type="text")
+    issue = await file_issue(model, world, component.id, "History outlives the field")
     await call(
         model.change_issue,
         v1.ChangeIssueRequest(

@@ -13,8 +13,15 @@ from collections.abc import AsyncIterator
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from test_attachments import _upload
-from web_support import SESSION_KEY, World, create_issue, grpc_calls, own_model_replica, sign_in
+from web_support import (
+    SESSION_KEY,
+    World,
+    create_issue,
+    grpc_calls,
+    own_model_replica,
+    sign_in,
+    upload_attachment,
+)
 
 from bugless_core.clients import call
 from bugless_core.model.backend import Capability
@@ -59,7 +66,7 @@ async def test_attachments_are_asked_once_per_issue_version_and_changes_show_at_
     assert (await client.get(f"/issues/{issue.id}")).status_code == 200
     assert await listed() == start + 1  # the same version: the list is reused
 
-    uploaded = await _upload(client, csrf, issue.id, b"notes", "notes.txt")
+    uploaded = await upload_attachment(client, csrf, issue.id, b"notes", "notes.txt")
     assert uploaded.status_code == 201, uploaded.text
     created = uploaded.json()
     page = (await client.get(f"/issues/{issue.id}")).text

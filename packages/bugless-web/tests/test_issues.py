@@ -8,25 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar.testing import AsyncTestClient
-from web_support import World, create_issue, sign_in
+from web_support import World, create_issue, issue_form_of, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
-
-
-def _form_of(html: str) -> dict[str, str]:
-    """The edit form's current values, as a browser would submit them."""
-    form = html.split('id="issue-form"', 1)[1].split("</form>", 1)[0]
-    values: dict[str, str] = {}
-    for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form):
-        values.setdefault(name, value)
-    for name, body in re.findall(r'<select name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
-        chosen = re.search(r'<option value="([^"]*)" selected>', body)
-        values[name] = chosen.group(1) if chosen else ""
-    values["comment"] = ""
-    values.pop("hotlist_remove", None)
-    return values
 
 
 async def test_search_shows_count_columns_and_people(
@@ -250,7 +236,7 @@ async def test_edit_fields_and_comment_is_one_history_entry(
     issue = await create_issue(model, world, "Edit me")
     await sign_in(client, "bob")
     page = await client.get(f"/issues/{issue.id}")
-    form = _form_of(page.text)
+    form = issue_form_of(page.text)
     form.update(
         {
             "status": "ACCEPTED",
@@ -281,7 +267,7 @@ async def test_setting_duplicate_of_in_the_form_closes_the_issue_as_duplicate(
     original = await create_issue(model, world, "The first report")
     issue = await create_issue(model, world, "The same, again")
     await sign_in(client, "bob")
-    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    form = issue_form_of((await client.get(f"/issues/{issue.id}")).text)
     form["duplicate_of_id"] = str(original.id)
     marked = await client.post(f"/issues/{issue.id}", data=form, follow_redirects=False)
     assert marked.status_code == 303, marked.text
@@ -291,7 +277,7 @@ async def test_setting_duplicate_of_in_the_form_closes_the_issue_as_duplicate(
     assert '<option value="DUPLICATE" selected' in page
 
     # Reopening it in the form ends the link.
-    form = _form_of(page)
+    form = issue_form_of(page)
     form["status"] = "NEW"
     reopened = await client.post(f"/issues/{issue.id}", data=form, follow_redirects=False)
     assert reopened.status_code == 303, reopened.text
@@ -304,7 +290,7 @@ async def test_comment_only_and_empty_submission(
 ) -> None:
     issue = await create_issue(model, world, "Comment me")
     await sign_in(client, "bob")
-    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    form = issue_form_of((await client.get(f"/issues/{issue.id}")).text)
     empty = await client.post(f"/issues/{issue.id}", data=form)
     assert "Nothing to save" in empty.text
     form["comment"] = "Just a note"
@@ -319,7 +305,7 @@ async def test_stale_edit_shows_changes_meanwhile_and_can_be_reapplied(
 ) -> None:
     issue = await create_issue(model, world, "Contested")
     await sign_in(client, "bob")
-    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    form = issue_form_of((await client.get(f"/issues/{issue.id}")).text)
     await call(
         model.change_issue,
         v1.ChangeIssueRequest(
@@ -342,7 +328,7 @@ async def test_stale_edit_shows_changes_meanwhile_and_can_be_reapplied(
     current = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
     assert current.version == 2
     assert current.priority == v1.Priority.P2  # nothing overwritten
-    reapply = _form_of(conflict.text)
+    reapply = issue_form_of(conflict.text)
     assert reapply["version"] == "2"
     assert reapply["priority"] == "P0"  # Bob's change kept
     assert reapply["title"] == "Contested (renamed by Carol)"  # Carol's kept too
@@ -360,7 +346,7 @@ async def test_unknown_assignee_is_a_400_naming_it(
 ) -> None:
     issue = await create_issue(model, world, "Assign me")
     await sign_in(client, "bob")
-    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    form = issue_form_of((await client.get(f"/issues/{issue.id}")).text)
     form["assignee"] = "ghost"
     response = await client.post(f"/issues/{issue.id}", data=form)
     assert response.status_code == 400

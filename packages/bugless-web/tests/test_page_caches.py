@@ -15,8 +15,8 @@ import secrets
 from typing import Any
 
 import pytest
+from custom_field_support import define_field, file_issue, fresh_component
 from litestar.testing import AsyncTestClient
-from test_custom_fields import _component, _define, _issue
 from web_support import SESSION_KEY, World, create_issue, csrf_of, sign_in
 
 from bugless_core.clients import call
@@ -89,10 +89,10 @@ async def test_hotlists_are_reused_until_the_viewer_changes_one(
 async def test_custom_fields_are_reused_until_one_is_defined_through_this_replica(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    component = await _component(model, world)
+    component = await fresh_component(model, world)
     csrf = await sign_in(client, "alice")
-    first = await _define(client, csrf, component.id, name="First", type="text")
-    issue = await _issue(model, world, component.id, "Field cache")
+    first = await define_field(client, csrf, component.id, name="First", type="text")
+    issue = await file_issue(model, world, component.id, "Field cache")
     listed = await client.get("/search", params={"q": f"componentid:{component.id}"})
     assert f'<option value="{first}:TEXT">' in listed.text
     # The issue form and the bulk bar both read the viewer's one cached list of
@@ -112,7 +112,7 @@ async def test_custom_fields_are_reused_until_one_is_defined_through_this_replic
     assert f'<option value="{elsewhere.id}:TEXT">' not in cached.text
     assert f'name="cf_{elsewhere.id}"' not in (await client.get(f"/issues/{issue.id}")).text
     # A field defined through this replica shows on the next page, with the other.
-    third = await _define(client, csrf, component.id, name="Third", type="text")
+    third = await define_field(client, csrf, component.id, name="Third", type="text")
     fresh = await client.get("/search", params={"q": f"componentid:{component.id}"})
     for field_id in (first, elsewhere.id, third):
         assert f'<option value="{field_id}:TEXT">' in fresh.text

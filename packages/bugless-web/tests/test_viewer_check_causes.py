@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from test_viewer_warnings import _signed_in
+from viewer_check_support import signed_in_viewer
 from web_support import SESSION_KEY, World
 
 from bugless_core.clients import call
@@ -41,7 +41,7 @@ async def test_a_check_that_fails_at_once_is_not_said_to_be_slow(
     """
     backends = Backends(dataclasses.replace(web_settings, call_timeout_seconds=30.0))
     try:
-        viewer = await _signed_in(backends, "bob")
+        viewer = await signed_in_viewer(backends, "bob")
         carol = world.users["carol"]
         with caplog.at_level(logging.WARNING, logger="bugless.web"):
             warning = await viewer_warning(
@@ -145,7 +145,7 @@ async def test_a_bulk_edit_warns_of_the_components_that_answered_and_counts_thos
     loop = asyncio.get_running_loop()
     backends = Backends(settings)
     try:
-        viewer = await _signed_in(backends, "alice")
+        viewer = await signed_in_viewer(backends, "alice")
         # Each pooled connection prepares the component's statement at its
         # first check (more round trips): done before the link is slowed.
         await viewer_warning(backends, viewer, {c: [bob] for c in components})

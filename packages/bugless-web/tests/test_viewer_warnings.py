@@ -21,15 +21,22 @@ from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
-from test_issues import _form_of
-from web_support import PASSWORD, SESSION_KEY, World, bulk_form_fields, create_issue, sign_in
+from viewer_check_support import signed_in_viewer
+from web_support import (
+    SESSION_KEY,
+    World,
+    bulk_form_fields,
+    create_issue,
+    issue_form_of,
+    sign_in,
+)
 
-from bugless_core.clients import CURRENT_ASSERTION, call
+from bugless_core.clients import call
 from bugless_core.limits import MAX_VIEWER_CHECK
 from bugless_proto import v1
 from bugless_testing.tcp_relay import TcpRelay
 from bugless_web import WebSettings, create_app
-from bugless_web.backends import Backends, Viewer
+from bugless_web.backends import Backends
 from bugless_web.form_errors import input_name
 from bugless_web.viewer_warnings import (
     CHECK_SECONDS,
@@ -51,7 +58,7 @@ def _warning(page: str) -> str:
 
 async def _edit(client: AsyncTestClient[Any], issue_id: int, **changes: str) -> tuple[int, str]:
     """Post the issue's edit form with ``changes``; the status and the page it leads to."""
-    form = _form_of((await client.get(f"/issues/{issue_id}")).text)
+    form = issue_form_of((await client.get(f"/issues/{issue_id}")).text)
     form.update(changes)
     response = await client.post(f"/issues/{issue_id}", data=form, follow_redirects=False)
     page = await client.get(response.headers.get("location", f"/issues/{issue_id}"))
@@ -498,21 +505,6 @@ async def test_a_check_that_fails_saves_without_a_warning_and_logs_why(
     ), [r.getMessage() for r in caplog.records]
 
 
-async def _signed_in(backends: Backends, username: str) -> Viewer:
-    """``username`` signed in on ``backends``, their assertion on this task's Model calls.
-
-    What the web does for each request (``optional_viewer``), for tests
-    that time :func:`viewer_warning` itself rather than a whole save.
-    """
-    signed = await call(
-        backends.auth.authenticate_password,
-        v1.AuthenticatePasswordRequest(username=username, password=PASSWORD),
-    )
-    viewer = await backends.viewer(signed.token)
-    CURRENT_ASSERTION.set(viewer.identity.assertion)
-    return viewer
-
-
 async def test_a_check_of_more_people_than_one_call_takes_makes_its_calls_at_once(
     world: World, model_behind_relay: tuple[WebSettings, TcpRelay]
 ) -> None:
@@ -529,7 +521,7 @@ async def test_a_check_of_more_people_than_one_call_takes_makes_its_calls_at_onc
     secret = world.components["Secret"]
     backends = Backends(dataclasses.replace(settings, call_timeout_seconds=30.0))
     try:
-        viewer = await _signed_in(backends, "alice")
+        viewer = await signed_in_viewer(backends, "alice")
         assert "Bob Builder (bob) cannot view" in await viewer_warning(
             backends, viewer, {secret: [world.users["bob"]]}
         )
@@ -572,7 +564,7 @@ async def test_the_names_of_those_who_cannot_view_are_looked_up_within_the_same_
     )
     backends = Backends(relayed)
     try:
-        viewer = await _signed_in(backends, "alice")
+        viewer = await signed_in_viewer(backends, "alice")
         relay.hold()
 
         started = time.monotonic()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from litestar.testing import AsyncTestClient
 
@@ -216,3 +217,63 @@ async def own_model_replica(
         yield replica.address, replica.metrics_port
     finally:
         await asyncio.to_thread(stack.stop_service, replica)
+
+
+async def create_component(
+    client: AsyncTestClient[Any], token: str, name: str, parent_id: int = 0
+) -> int:
+    """Create component ``name`` with the web's admin form (as ``client``); its id."""
+    response = await client.post(
+        "/components",
+        data={
+            "_csrf": token,
+            "name": name,
+            "description": "made in a test",
+            "parent_id": parent_id,
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    return int(response.headers["location"].rsplit("/", 1)[1])
+
+
+def version_of(html: str) -> str:
+    """The version an admin page's form sends (what a stale save is told apart by)."""
+    match = re.search(r'name="version" value="(\d+)"', html)
+    assert match, "the page has no admin form"
+    return match.group(1)
+
+
+def issue_form_of(html: str) -> dict[str, str]:
+    """The edit form's current values, as a browser would submit them."""
+    form = html.split('id="issue-form"', 1)[1].split("</form>", 1)[0]
+    values: dict[str, str] = {}
+    for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form):
+        values.setdefault(name, value)
+    for name, body in re.findall(r'<select name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+        chosen = re.search(r'<option value="([^"]*)" selected>', body)
+        values[name] = chosen.group(1) if chosen else ""
+    values["comment"] = ""
+    values.pop("hotlist_remove", None)
+    return values
+
+
+async def upload_attachment(
+    client: AsyncTestClient[Any],
+    csrf: str,
+    issue_id: int,
+    content: bytes,
+    name: str,
+    *,
+    content_type: str = "application/octet-stream",
+) -> Any:
+    """Upload ``content`` as the issue page's script does (one body, its name in a header)."""
+    return await client.post(
+        f"/issues/{issue_id}/attachments",
+        content=content,
+        headers={
+            "x-csrf-token": csrf,
+            "x-file-name": quote(name),
+            "content-type": content_type,
+        },
+    )
