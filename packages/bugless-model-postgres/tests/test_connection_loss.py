@@ -9,13 +9,13 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from connection_proxy_support import CuttableProxy, _via
 
 from bugless_core.errors import NotFound, Unavailable
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres._database import translated_errors
 from bugless_proto import v1
+from bugless_testing.cuttable_proxy import CuttableProxy, via_proxy
 
 ADMIN = v1.Caller(user_id="root", admin=True)
 
@@ -38,7 +38,7 @@ async def test_losing_the_connection_is_unavailable_and_recovers(
     await proxy.start()
     settings = dataclasses.replace(
         model_settings,
-        database_url=_via(model_settings.database_url, proxy.port),
+        database_url=via_proxy(model_settings.database_url, proxy.port),
         pool_min_size=1,
         pool_max_size=1,
     )

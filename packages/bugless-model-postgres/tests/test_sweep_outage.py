@@ -18,12 +18,12 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
-from connection_proxy_support import CuttableProxy, _via
 
 from bugless_core.attachments import AttachmentSettings
 from bugless_core.model.backend import ModelSettings
 from bugless_core.model.runner import sweep_periodically
 from bugless_model_postgres import DatabaseBlobStore, PostgresBackend
+from bugless_testing.cuttable_proxy import CuttableProxy, via_proxy
 from bugless_testing.model_backends import opened_model
 
 #: Failed sweeps the outage lasts.
@@ -49,7 +49,7 @@ async def test_a_sweep_outage_of_many_rounds_is_one_warning_and_its_end_one_info
     await proxy.start()
     settings = dataclasses.replace(
         model_settings,
-        database_url=_via(model_settings.database_url, proxy.port),
+        database_url=via_proxy(model_settings.database_url, proxy.port),
         pool_min_size=1,
         pool_max_size=2,
     )
