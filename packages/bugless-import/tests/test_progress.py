@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from import_support import MakeSettings, redmine_tree
+from import_support import BUGLESS, MakeSettings, redmine_tree
 
 from bugless_dev.stack import LocalStack
 from bugless_import import run_import
 from bugless_import.progress import default_progress_stream
 from bugless_import.sources.redmine import RedmineImporter
 
-BUGLESS = str(Path(sys.executable).with_name("bugless"))
 SHOWN = re.compile(r"importing redmine \[(#*) *\] (\d+)/(\d+) [\d.]+ issues?/s")
 
 

@@ -6,15 +6,13 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
-from import_support import find, history
+from import_support import BUGLESS, find, history
 
 from bugless_dev.stack import LocalStack
 from bugless_proto import v1
 
-BUGLESS = str(Path(sys.executable).with_name("bugless"))
 ISSUES = 240
 
 

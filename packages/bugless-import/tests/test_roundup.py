@@ -17,14 +17,13 @@ import csv
 import json
 import os
 import signal
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from import_support import MakeSettings, find, history, usernames
+from import_support import BUGLESS, MakeSettings, find, history, usernames
 from roundup_support import (
     ADMIN_PASSWORD,
     _as,
@@ -40,7 +39,6 @@ from bugless_import import run_import
 from bugless_import.sources.roundup import RoundupImporter
 from bugless_proto import v1
 
-BUGLESS = str(Path(sys.executable).with_name("bugless"))
 #: Issues made in bulk besides the three detailed ones (for the resume test).
 BULK = 27
 STATUS = {

@@ -11,11 +11,10 @@ import asyncio
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from import_support import PASSWORD, MakeSettings, find, redmine_tree
+from import_support import BUGLESS, PASSWORD, MakeSettings, find, redmine_tree
 
 from bugless_core.errors import PermissionDenied, Unauthenticated, Unavailable
 from bugless_core.service_address import ServiceAddress
@@ -24,8 +23,6 @@ from bugless_import import run_import
 from bugless_import.sources.redmine import RedmineImporter
 from bugless_proto import v1
 from bugless_testing.ports import refused_port
-
-BUGLESS = str(Path(sys.executable).with_name("bugless"))
 
 
 async def test_a_user_and_password_sign_the_import_in(
