@@ -27,11 +27,15 @@ MISSING = 8_999_999_999_999
 
 
 @pytest.fixture
-async def cli_bot(connect_as: ConnectAs) -> BuglessClient:
-    """cli-bot's client, its notification settings back at the defaults."""
-    (client,) = await signed_in(connect_as, "cli-bot")
-    await client.update_notification_settings()
-    return client
+async def follower(cli_bot: BuglessClient) -> BuglessClient:
+    """cli-bot's client (the conftest's), its notification settings back at the defaults.
+
+    The tests before may have changed them (all run as cli-bot, whom the
+    ``bugless`` subprocesses act as); a name of its own, not the conftest's
+    ``cli_bot`` shadowed, so a reader finds one definition of each.
+    """
+    await cli_bot.update_notification_settings()
+    return cli_bot
 
 
 async def _issues(client: BuglessClient, count: int) -> list[v1.Issue]:
@@ -104,11 +108,11 @@ async def test_an_issue_failing_after_the_check_is_its_rows_and_the_rest_are_don
 
 
 async def test_star_and_unstar_say_per_issue_what_happened(
-    served_api: dict[str, str], cli_bot: BuglessClient
+    served_api: dict[str, str], follower: BuglessClient
 ) -> None:
-    first, second = await _issues(cli_bot, 2)
+    first, second = await _issues(follower, 2)
     ids = [str(first.id), str(second.id)]
-    await cli_bot.star_issue(second.id)
+    await follower.star_issue(second.id)
 
     starred = cli_json(served_api, "issue", "star", *ids)
     assert [
@@ -118,7 +122,7 @@ async def test_star_and_unstar_say_per_issue_what_happened(
         (ids[1], "already starred", True, 1),
     ]
     assert starred["results"][0]["title"] == "followed 0"
-    found = await cli_bot.search_issues(f"c:{first.component_id} is:starred")
+    found = await follower.search_issues(f"c:{first.component_id} is:starred")
     assert sorted(i.id for i in found.issues) == sorted([first.id, second.id])
 
     table = bugless_cli(served_api, "issue", "unstar", ids[0], ids[0]).stdout.splitlines()
@@ -127,13 +131,13 @@ async def test_star_and_unstar_say_per_issue_what_happened(
     assert len(table) == 2  # an id given twice is done once
     again = cli_json(served_api, "issue", "unstar", ids[0])
     assert again["results"][0]["result"] == "was not starred"
-    assert (await cli_bot.get_issue(first.id)).starred is False
+    assert (await follower.get_issue(first.id)).starred is False
 
 
 async def test_a_missing_or_hidden_issue_stars_and_mutes_none(
-    served_api: dict[str, str], cli_bot: BuglessClient, connect_as: ConnectAs
+    served_api: dict[str, str], follower: BuglessClient, connect_as: ConnectAs
 ) -> None:
-    (issue,) = await _issues(cli_bot, 1)
+    (issue,) = await _issues(follower, 1)
     (boss,) = await signed_in(connect_as, "boss")
     secret = await boss.create_component(
         f"Hidden-{secrets.token_hex(3)}", acl=[acl(v1.Principal(user="boss"), v1.Role.ADMIN)]
@@ -148,8 +152,8 @@ async def test_a_missing_or_hidden_issue_stars_and_mutes_none(
         assert f"issues {MISSING}, {hidden.id} not found (or not visible to you)" in refused.stderr
         assert f"nothing was {done}" in refused.stderr
         assert "Traceback" not in refused.stderr
-    assert (await cli_bot.get_issue(issue.id)).starred is False
-    assert (await cli_bot.get_notification_settings()).muted_issue_ids == []
+    assert (await follower.get_issue(issue.id)).starred is False
+    assert (await follower.get_notification_settings()).muted_issue_ids == []
 
     bad_id = bugless_cli(served_api, "issue", "star", "12x", check=False)
     assert bad_id.returncode == 2
@@ -157,16 +161,16 @@ async def test_a_missing_or_hidden_issue_stars_and_mutes_none(
 
 
 async def test_an_issue_starred_then_hidden_can_still_be_unstarred(
-    served_api: dict[str, str], cli_bot: BuglessClient, connect_as: ConnectAs
+    served_api: dict[str, str], follower: BuglessClient, connect_as: ConnectAs
 ) -> None:
     hidden = await _soon_hidden(connect_as)
     boss, component, issue = hidden.boss, hidden.component, hidden.issue
-    (visible,) = await _issues(cli_bot, 1)
+    (visible,) = await _issues(follower, 1)
     starred = cli_json(served_api, "issue", "star", str(issue.id), str(visible.id))
     assert [r["result"] for r in starred["results"]] == ["starred", "starred"]
     await hidden.hide()
     with pytest.raises(NotFound):
-        await cli_bot.get_issue(issue.id)
+        await follower.get_issue(issue.id)
 
     unstarred = cli_json(served_api, "issue", "unstar", str(issue.id), str(visible.id))
     assert [
@@ -197,15 +201,15 @@ async def test_an_issue_starred_then_hidden_can_still_be_unstarred(
 
 
 async def test_mute_and_unmute_and_show_lists_the_mutes_by_title(
-    served_api: dict[str, str], cli_bot: BuglessClient
+    served_api: dict[str, str], follower: BuglessClient
 ) -> None:
-    first, second = await _issues(cli_bot, 2)
+    first, second = await _issues(follower, 2)
     muted = cli_json(served_api, "issue", "mute", str(first.id), str(second.id))
     assert [(r["result"], r["muted"]) for r in muted["results"]] == [
         ("muted", True),
         ("muted", True),
     ]
-    assert sorted((await cli_bot.get_notification_settings()).muted_issue_ids) == sorted(
+    assert sorted((await follower.get_notification_settings()).muted_issue_ids) == sorted(
         [first.id, second.id]
     )
     shown = cli_json(served_api, "notifications", "show")
@@ -223,12 +227,12 @@ async def test_mute_and_unmute_and_show_lists_the_mutes_by_title(
         "was not muted",
         False,
     )
-    assert (await cli_bot.get_notification_settings()).muted_issue_ids == [second.id]
-    await cli_bot.mute_issue(second.id, muted=False)
+    assert (await follower.get_notification_settings()).muted_issue_ids == [second.id]
+    await follower.mute_issue(second.id, muted=False)
 
 
 async def test_an_issue_muted_then_hidden_can_still_be_unmuted(
-    served_api: dict[str, str], cli_bot: BuglessClient, connect_as: ConnectAs
+    served_api: dict[str, str], follower: BuglessClient, connect_as: ConnectAs
 ) -> None:
     hidden = await _soon_hidden(connect_as)
     issue = hidden.issue
@@ -240,21 +244,21 @@ async def test_an_issue_muted_then_hidden_can_still_be_unmuted(
     assert "(not visible to you)" in bugless_cli(served_api, "notifications", "show").stdout
     unmuted = cli_json(served_api, "issue", "unmute", str(issue.id))
     assert unmuted["results"][0]["result"] == "unmuted"
-    assert (await cli_bot.get_notification_settings()).muted_issue_ids == []
+    assert (await follower.get_notification_settings()).muted_issue_ids == []
     refused = bugless_cli(served_api, "issue", "unmute", str(issue.id), check=False)
     assert refused.returncode == 3, refused.stderr  # no longer muted, and not visible
 
 
 async def test_component_subscriptions_by_path_with_and_without_subtree(
-    served_api: dict[str, str], cli_bot: BuglessClient
+    served_api: dict[str, str], follower: BuglessClient
 ) -> None:
     admin = [acl(v1.Principal(user="cli-bot"), v1.Role.ADMIN)]
-    parent = await cli_bot.create_component(f"Subs-{secrets.token_hex(3)}", acl=admin)
-    child = await cli_bot.create_component("Child", parent_id=parent.id)
+    parent = await follower.create_component(f"Subs-{secrets.token_hex(3)}", acl=admin)
+    child = await follower.create_component("Child", parent_id=parent.id)
 
     done = bugless_cli(served_api, "component", "subscribe", parent.path, "--subtree").stdout
     assert done.strip() == f"subscribed to {parent.path} and its subtree"
-    subs = (await cli_bot.list_subscriptions()).components
+    subs = (await follower.list_subscriptions()).components
     assert v1.ComponentSubscription(component_id=parent.id, include_subtree=True) in subs
     again = bugless_cli(served_api, "component", "subscribe", parent.path, "--subtree").stdout
     assert again.strip() == f"already subscribed to {parent.path} and its subtree"
@@ -271,21 +275,21 @@ async def test_component_subscriptions_by_path_with_and_without_subtree(
     assert (gone["subscribed"], gone["changed"]) == (False, True)
     text = bugless_cli(served_api, "component", "unsubscribe", parent.path).stdout
     assert text.strip() == f"was not subscribed to {parent.path}"
-    before = await cli_bot.list_subscriptions()
+    before = await follower.list_subscriptions()
     unknown = bugless_cli(
         served_api, "component", "subscribe", f"{parent.path}>Nope", "--subtree", check=False
     )
     assert unknown.returncode == 3, unknown.stderr
     assert "Nope" in unknown.stderr
     assert "Traceback" not in unknown.stderr
-    assert await cli_bot.list_subscriptions() == before
+    assert await follower.list_subscriptions() == before
 
 
 async def test_saved_search_subscriptions_are_for_searches_you_may_read(
-    served_api: dict[str, str], cli_bot: BuglessClient, connect_as: ConnectAs
+    served_api: dict[str, str], follower: BuglessClient, connect_as: ConnectAs
 ) -> None:
     (robot,) = await signed_in(connect_as, "robot")
-    mine = await cli_bot.create_saved_search(f"mine-{secrets.token_hex(3)}", "is:open")
+    mine = await follower.create_saved_search(f"mine-{secrets.token_hex(3)}", "is:open")
     shared = await robot.create_saved_search(
         f"shared-{secrets.token_hex(3)}", "is:open", readers=[v1.Principal(user="cli-bot")]
     )
@@ -298,22 +302,22 @@ async def test_saved_search_subscriptions_are_for_searches_you_may_read(
     shown = cli_json(served_api, "notifications", "show")
     assert {"saved_search_id": str(shared.id), "name": shared.name} in shown["saved_searches"]
 
-    before = await cli_bot.list_subscriptions()
+    before = await follower.list_subscriptions()
     refused = bugless_cli(served_api, "saved-search", "subscribe", str(private.id), check=False)
     assert refused.returncode == 3, refused.stderr
     assert f"saved search {private.id} not found" in refused.stderr
-    assert await cli_bot.list_subscriptions() == before
+    assert await follower.list_subscriptions() == before
 
     gone = cli_json(served_api, "saved-search", "unsubscribe", str(mine.id))
     assert (gone["subscribed"], gone["changed"]) == (False, True)
-    assert mine.id not in (await cli_bot.list_subscriptions()).saved_search_ids
-    await cli_bot.subscribe_saved_search(shared.id, subscribed=False)
+    assert mine.id not in (await follower.list_subscriptions()).saved_search_ids
+    await follower.subscribe_saved_search(shared.id, subscribed=False)
 
 
 async def test_set_changes_the_named_settings_and_keeps_the_others(
-    served_api: dict[str, str], cli_bot: BuglessClient
+    served_api: dict[str, str], follower: BuglessClient
 ) -> None:
-    await cli_bot.update_notification_settings(
+    await follower.update_notification_settings(
         disabled_events=[v1.NotificationEvent.MENTIONED], digest=v1.DigestMode.DAILY
     )
     changed = cli_json(served_api, "notifications", "set", "--disable", "starred", "--own")
@@ -325,7 +329,7 @@ async def test_set_changes_the_named_settings_and_keeps_the_others(
         "notify_own_changes": True,
     }
     assert changed["changed"] == ["disabled_events", "notify_own_changes"]
-    saved = await cli_bot.get_notification_settings()
+    saved = await follower.get_notification_settings()
     assert set(saved.disabled_events) == {
         v1.NotificationEvent.MENTIONED,
         v1.NotificationEvent.STARRED,
@@ -345,10 +349,10 @@ async def test_set_changes_the_named_settings_and_keeps_the_others(
 
 
 async def test_bad_settings_exit_2_and_change_nothing(
-    served_api: dict[str, str], cli_bot: BuglessClient
+    served_api: dict[str, str], follower: BuglessClient
 ) -> None:
-    await cli_bot.update_notification_settings(digest=v1.DigestMode.DAILY)
-    before = await cli_bot.get_notification_settings()
+    await follower.update_notification_settings(digest=v1.DigestMode.DAILY)
+    before = await follower.get_notification_settings()
     cases = {
         ("--digest", "weekly"): "'weekly' is not one of 'immediate', 'daily'",
         ("--channel", "pigeon"): "'pigeon' is not one of 'email', 'none'",
@@ -360,7 +364,7 @@ async def test_bad_settings_exit_2_and_change_nothing(
         refused = bugless_cli(served_api, "notifications", "set", *args, check=False)
         assert refused.returncode == 2, (args, refused.stderr)
         assert message in refused.stderr, (args, refused.stderr)
-    assert await cli_bot.get_notification_settings() == before
+    assert await follower.get_notification_settings() == before
 
 
 async def test_the_client_changes_named_settings_only(connect_as: ConnectAs) -> None:
