@@ -240,9 +240,13 @@ async def test_an_upload_in_progress_when_its_replica_drains_finishes_there(
 
         upload = asyncio.create_task(robot.issues.upload_attachment(slowly(), timeout=60))
         await header_sent.wait()
-        await asyncio.sleep(0.05)  # the replica reads it: the call is in flight there
-        assert replica.runner.in_flight == 1
         loop = asyncio.get_running_loop()
+        # The replica reads it: the call is in flight there. Waited for, not
+        # slept on: on a loaded machine the header can take longer to be read.
+        reached_by = loop.time() + 10
+        while replica.runner.in_flight != 1:
+            assert loop.time() < reached_by, f"{replica.runner.in_flight} calls in flight"
+            await asyncio.sleep(0.01)
         started = loop.time()
         draining = asyncio.create_task(replica.runner.drain())
 

@@ -122,7 +122,11 @@ async def test_a_connections_identity_is_looked_up_again_once_its_ttl_ran_out(
     # asking (IdentityResolver.cached); past identity_ttl_seconds the next call
     # asks the Authenticator again, so a disabled user or a removed mapping
     # stops working on a long-lived connection.
-    async with extra_api(bots, identity_ttl_seconds=0.5) as running:
+    #
+    # The TTL is long enough for the calls within it to be made within it on
+    # a loaded machine (at 0.5 s, three calls over mutual TLS could outlast it).
+    ttl = 3.0
+    async with extra_api(bots, identity_ttl_seconds=ttl) as running:
         client = connect_as("robot", port=running.port)
         await client.whoami()
         before = running.gateway.identities.lookups
@@ -130,7 +134,7 @@ async def test_a_connections_identity_is_looked_up_again_once_its_ttl_ran_out(
             await client.whoami()
         assert running.gateway.identities.lookups == before
 
-        await asyncio.sleep(0.7)
+        await asyncio.sleep(ttl + 0.2)
         await client.whoami()
         await client.whoami()
 
