@@ -245,7 +245,9 @@ async def test_a_transfer_outlasting_its_bound_is_cancelled_and_counted_once(
 
     await asyncio.wait_for(runner.drain(), timeout=5)
 
-    assert 0.79 <= loop.time() - started < 2.0  # its bound, a float's hair allowed
+    # Its bound, a float's hair allowed; above, a margin for a loaded machine
+    # well short of the upload's 30 s, which a drain ignoring the bound would take.
+    assert 0.79 <= loop.time() - started < 5.0
     with pytest.raises((StreamTerminatedError, GRPCError)):
         await asyncio.wait_for(upload, timeout=2)
     stopped = [r.getMessage() for r in caplog.records if " stopped; " in r.getMessage()]
@@ -278,7 +280,7 @@ async def test_calls_beside_a_transfer_are_cancelled_at_the_grace_not_at_its_end
         await asyncio.wait_for(stuck, timeout=5)
     # At the grace (0.3 s), not the transfer's 30 s; the loop may run a timer
     # a hair early and the difference of two floats came out 0.29999… once.
-    assert 0.29 <= loop.time() - started < 1.5
+    assert 0.29 <= loop.time() - started < 5.0  # the transfer's bound is 30 s
     assert not upload.done()
     reply = await upload
     assert reply.attachment is not None
