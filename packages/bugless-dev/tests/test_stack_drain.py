@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from bugless_core.clients import acting_as
 from bugless_dev.stack import LocalStack
 from bugless_proto import v1
+from bugless_testing.metrics import metric_total
 
 #: How long the upload goes on after the signal: past the stack's 5 s grace.
 UPLOAD_SECONDS = 7.0
@@ -33,7 +34,7 @@ async def test_an_upload_outlasts_the_grace_of_a_draining_stack_model(
     assert stack.config.grace_seconds < UPLOAD_SECONDS
     admin = await asyncio.to_thread(stack.add_user, f"drainer-{secrets.token_hex(3)}", admin=True)
     caller = v1.Caller(user_id=admin["user_id"], admin=True)
-    model = await asyncio.to_thread(stack.start_model, name="model-drained")
+    model = await asyncio.to_thread(stack.start_model, "--metrics-port", "0", name="model-drained")
     assert model.address is not None
     channel = model.address.channel()
     try:
@@ -63,7 +64,15 @@ async def test_an_upload_outlasts_the_grace_of_a_draining_stack_model(
 
             upload = asyncio.create_task(stub.upload_attachment(slowly(), timeout=60))
         await header_sent.wait()
-        await asyncio.sleep(0.2)  # the Model has the call in flight
+        # The Model must have the call in flight before the signal (the stack
+        # drains with no --drain-seconds, so a call arriving after it is
+        # refused): asked of the Model, not guessed from a pause, which a
+        # loaded machine can outlast before the Model reads the header.
+        async with asyncio.timeout(20):
+            while not await metric_total(  # noqa: ASYNC110 - polls a process, which has no event
+                model.metrics_port, "grpc_server_in_flight_calls", grpc_method="UploadAttachment"
+            ):
+                await asyncio.sleep(0.02)
         loop = asyncio.get_running_loop()
         signalled = loop.time()
         model.process.signal(signal.SIGTERM)
