@@ -33,6 +33,8 @@ async def test_a_statement_past_the_setting_is_cancelled_as_unavailable(
         began = time.monotonic()
         with pytest.raises(Unavailable, match="ran too long"):
             async with translated_errors():
-                await conn.execute("SELECT pg_sleep(5)")
-        assert 0.3 <= time.monotonic() - began < 4
+                await conn.execute("SELECT pg_sleep(30)")
+        # Cut at the setting: far short of the statement's 30 s, with room
+        # for a loaded machine (the cut arriving late is no failure of it).
+        assert 0.3 <= time.monotonic() - began < 15
         assert await conn.fetchval("SELECT pg_sleep(0.05) IS NOT NULL")
