@@ -9,9 +9,11 @@ each session in a fresh schema.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -72,13 +74,48 @@ async def bugless_model_backend(
         yield backend
 
 
+#: The session's recorder (:func:`cockroach_statements`), once a test asked for it.
+_SESSION_RECORDER: list[StatementRecorder] = []
+
+
 @pytest.fixture(scope="session")
 def cockroach_statements() -> Iterator[StatementRecorder]:
     """Every statement the session's backend sends; none may be one CockroachDB lacks.
 
     Checked when the session ends (a failure shows as an error in the
-    teardown of the last test that used the backend).
+    teardown of the session's last test). It records only while this
+    directory's tests run (:func:`pytest_runtest_setup`,
+    :func:`pytest_runtest_teardown`): a recorder records every asyncpg
+    connection opened while it is active, so left on past them it took in the
+    PostgreSQL backend's own statements when the model-postgres tests ran in
+    the same pytest, and failed their last test's teardown.
     """
     with StatementRecorder() as recorder:
-        yield recorder
+        _SESSION_RECORDER.append(recorder)
+        try:
+            yield recorder
+        finally:
+            _SESSION_RECORDER.remove(recorder)
     assert recorder.incompatibilities() == {}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Record again as one of this directory's tests starts (before its fixtures open connections).
+
+    A conftest's hooks are called for the tests under it only, so this and
+    :func:`pytest_runtest_teardown` bracket this package's tests.
+    """
+    for recorder in _SESSION_RECORDER:
+        with contextlib.suppress(RuntimeError):  # recording already
+            recorder.__enter__()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop recording new connections when the next test is another directory's.
+
+    Connections opened here keep being recorded: they are this package's.
+    """
+    if nextitem is not None and nextitem.path.is_relative_to(Path(__file__).parent):
+        return
+    for recorder in _SESSION_RECORDER:
+        recorder.__exit__(None, None, None)
