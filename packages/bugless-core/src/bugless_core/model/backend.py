@@ -312,7 +312,14 @@ class ModelBackend(ABC):
     async def list_saved_search_subscriptions(
         self, request: v1.ListSavedSearchSubscriptionsRequest
     ) -> v1.ListSavedSearchSubscriptionsResponse:
-        """Every saved-search subscription with its search (admin callers only)."""
+        """Every saved-search subscription with its search (admin callers only).
+
+        The answer's ``version`` moves in the transaction of every subscribe,
+        unsubscribe, and edit or deletion of a saved search, and is read
+        before the page; asked with the current one (``changed_after``), the
+        answer is that version alone, no rows. The notifier lists the whole
+        set again only when it moved (``FollowContract``).
+        """
 
     # ---- edits and redaction ----
 
