@@ -10,8 +10,11 @@ may not view), compared as ``path_key`` folds names (:func:`name_key`,
 :data:`NAMED`). A whole path through a component the caller may not view
 names nothing, as a path of nothing does: were it to find the component
 below, it would confirm the hidden name. A name names every component of
-that name (siblings' names differ, cousins' may not); ``+`` adds the
-components below each, as for an id. An id is no name: ``c:12+`` of a
+that name the caller may view (siblings' names differ, cousins' may not);
+``+`` adds the components below each, as for an id. The name or path of a
+component the caller may not view names nothing, with ``+`` too: finding the
+ones below that they may view would confirm its name, which no answer shows
+them. An id is no name: ``c:12+`` of a
 component the caller may not view, with one below it they may, finds the
 ones they may view (scripts name components so), and says nothing of 12's
 name.
@@ -74,11 +77,16 @@ Bind = Callable[[Any, str], str]
 #: ``components_path_key``, the own name through ``components_own_name_key``
 #: (migration 0032), so a term naming a component reads the few components
 #: of that name, not them all (``test_search_refs_plans``). No name holds
-#: ``>``, so the path's split is its segments. A ``str.format`` template.
+#: ``>``, so the path's split is its segments. Only a component the caller
+#: may view is named: a hidden one's name is no name of theirs, and
+#: ``component:Secret+`` finding the issues below it would confirm that
+#: Secret exists. A ``str.format`` template.
 NAMED = (
-    "((strpos({k}, '>') > 0 AND "
+    "(((strpos({k}, '>') > 0 AND "
     + TYPED_PATH.replace("{principals}", "{viewers}")
-    + ") OR (strpos({k}, '>') = 0 AND {c}.path_key[cardinality({c}.path_key)] = {k}))"
+    + ") OR (strpos({k}, '>') = 0 AND {c}.path_key[cardinality({c}.path_key)] = {k})) AND "
+    + COMPONENT_VISIBLE.replace("{principals}", "{viewers}")
+    + ")"
 )
 
 
@@ -98,7 +106,8 @@ _HOTLIST_SEEN = HOTLIST_VISIBLE.replace("{h}", "h")
 #: caller's user id): a component they may view, a subtree with one they may
 #: view (a component's own entries may open it below a parent they may not
 #: view), a hotlist as ListHotlists shows them, a name (with the components
-#: below it) naming one they may view. Each arm with the array type of its
+#: below it or not) naming one they may view (:data:`NAMED`: a hidden one's
+#: name names nothing, with ``+`` too). Each arm with the array type of its
 #: values.
 _SEEN_ARMS: dict[str, tuple[str, str]] = {
     "component": (
@@ -120,21 +129,12 @@ _SEEN_ARMS: dict[str, tuple[str, str]] = {
     ),
     "name": (
         "ARRAY(SELECT 'name:' || n.key FROM unnest({values}) AS n(key) "
-        "WHERE EXISTS (SELECT 1 FROM components nc WHERE "
-        + _named("nc", "n.key")
-        + " AND "
-        + _VIEWS.replace("{c}", "nc")
-        + "))",
+        "WHERE EXISTS (SELECT 1 FROM components nc WHERE " + _named("nc", "n.key") + "))",
         "text[]",
     ),
     "nametree": (
         "ARRAY(SELECT 'nametree:' || n.key FROM unnest({values}) AS n(key) "
-        "WHERE EXISTS (SELECT 1 FROM components nc JOIN components s "
-        "ON s.path_ids @> ARRAY[nc.id] WHERE "
-        + _named("nc", "n.key")
-        + " AND "
-        + _VIEWS.replace("{c}", "s")
-        + "))",
+        "WHERE EXISTS (SELECT 1 FROM components nc WHERE " + _named("nc", "n.key") + "))",
         "text[]",
     ),
 }

@@ -338,6 +338,35 @@ class SearchComponentNameContract:
             f"of more than one component (ids {min(net.id, twin.id)}, {max(net.id, twin.id)})",
         )
 
+    async def test_a_hidden_components_name_with_the_ones_below_reads_as_an_unknown_one(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``component:Secret+`` names nothing for bob, who may view Net below but not Secret.
+
+        Taken, and finding Net's issues, it would tell him that a component
+        named Secret exists above what he may view (he is shown ``…>Net``),
+        and that ``Open>Secret`` is its path, where ``component:Ghost+`` is
+        refused: the same refusal for both, by its own name and by its path.
+        ``c:N+`` by Secret's id still finds Net's issues (ids are no names),
+        and alice, who may view Secret, names it with the ones below.
+        """
+        top = await make_component(model, name=unique("Open"))
+        secret = await make_component(
+            model, parent_id=top.id, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        net = await _opened_to_bob(model, secret.id, unique("Net"))
+        issue = await make_issue(model, net.id, caller=BOB)
+        ghost = unique("Secret")
+        for hidden, missing in (
+            (secret.name, ghost),
+            (f"{top.name}>{secret.name}", f"{top.name}>{ghost}"),
+        ):
+            said = await _refused(model, _named(hidden, subtree=True), BOB)
+            told = await _refused(model, _named(missing, subtree=True), BOB)
+            assert said.replace(hidden, "P") == told.replace(missing, "P")
+            assert await search_ids(model, _named(hidden, subtree=True), caller=ALICE) == [issue.id]
+        assert await search_ids(model, in_subtree(secret.id), caller=BOB) == [issue.id]
+
     async def test_the_first_unseen_reference_in_the_query_is_the_one_refused(
         self, model: v1.ModelStub
     ) -> None:
