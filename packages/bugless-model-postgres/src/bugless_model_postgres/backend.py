@@ -9,9 +9,10 @@ history entries to change listeners only after the commit; every write
 transaction also appends its change-feed row (:mod:`._watch`), which ReadFeed
 and Watch read. Groups of calls with a seam of their own are mixins kept in
 their own modules: SearchIssues (:mod:`._search_calls`), hotlists and saved
-searches (:mod:`._hotlist_calls`), attachments, edits and custom fields
-(:mod:`._attachment_calls`, :mod:`._edit_calls`), stars and subscriptions
-(:mod:`._follow`) and the notifier's view (:mod:`._notify_views`).
+searches (:mod:`._hotlist_calls`), components (:mod:`._component_calls`),
+attachments, edits and custom fields (:mod:`._attachment_calls`,
+:mod:`._edit_calls`), stars and subscriptions (:mod:`._follow`) and the
+notifier's view (:mod:`._notify_views`).
 """
 
 from __future__ import annotations
@@ -58,25 +59,21 @@ from bugless_model_postgres import (
     _mentions,
     _text_rebuilds,
 )
-from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
 from bugless_model_postgres._attachment_calls import AttachmentCalls
 from bugless_model_postgres._attachments import attachment_from_row, fill_entries
+from bugless_model_postgres._component_calls import ComponentCalls
 from bugless_model_postgres._context import (
     IssueIdSource,
     WriteContext,
-    component_not_found,
     fetch_issue_rows,
     fetch_issues,
     issue_not_found,
 )
 from bugless_model_postgres._convert import (
-    caller_role,
-    component_from_row,
     entry_from_row,
     one_row,
-    principals_of,
 )
 from bugless_model_postgres._database import (
     default_isolation,
@@ -106,6 +103,7 @@ _ADMIN = v1.Caller(user_id="bugless-model", admin=True)
 
 class PostgresBackend(
     AttachmentCalls,
+    ComponentCalls,
     FollowCalls,
     NotificationViewCalls,
     HotlistCalls,
@@ -495,80 +493,6 @@ class PostgresBackend(
     async def read_feed(self, request: v1.ReadFeedRequest) -> v1.ReadFeedResponse:
         """Changes after a position, in commit order (see :mod:`._watch`)."""
         return await self._feed.read_feed(request)
-
-    # ---- components ----
-
-    async def _component(
-        self, caller: v1.Caller, component_id: int, *, written: bool = False
-    ) -> v1.Component:
-        """The component as ``caller`` sees it (written by them: no NOT_FOUND, role 0)."""
-        async with translated_errors(), self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                cq.COMPONENT_SEEN_BY_ID, component_id, caller.admin, principals_of(caller)
-            )
-        role = caller_role(caller, row["effective_acl"]) if row else None
-        if row is not None and role is None and written:
-            role = v1.Role.UNSPECIFIED
-        if row is None or role is None:
-            raise component_not_found(component_id)
-        return component_from_row(row, role)
-
-    async def create_component(self, request: v1.CreateComponentRequest) -> v1.Component:
-        """Create a component (admin on the parent; anyone at the top level)."""
-        component_id, _ = await self._write(
-            request.caller, lambda ctx: _components.create_component(ctx, request)
-        )
-        return await self._component(request.caller or v1.Caller(), component_id, written=True)
-
-    async def get_component(self, request: v1.GetComponentRequest) -> v1.Component:
-        """By id or by path; NotFound when not visible."""
-        caller = request.caller or v1.Caller()
-        if request.component_id:
-            return await self._component(caller, request.component_id)
-        async with translated_errors(), self._pool.acquire() as conn:
-            row, role = await _components.seen_by_path(conn, caller, request.path or "")
-        return component_from_row(row, role)
-
-    async def list_components(self, request: v1.ListComponentsRequest) -> v1.ListComponentsResponse:
-        """Visible components in tree (path) order, keyset-paged by path."""
-        caller = request.caller or v1.Caller()
-        page = KeysetPage.of(
-            self._tokens,
-            request.page,
-            "components",
-            request.parent_id,
-            request.include_archived,
-            caller_key(caller),
-        )
-        if request.parent_id:
-            await self._component(caller, request.parent_id)
-        async with translated_errors(), self._pool.acquire() as conn:
-            fetched = await conn.fetch(
-                cq.LIST_COMPONENTS,
-                caller.admin,
-                principals_of(caller),
-                request.parent_id,
-                request.include_archived,
-                page.position,
-                page.size + 1,
-            )
-        rows, more = page.cut(fetched)
-        components = []
-        for row in rows:
-            role = caller_role(caller, row["effective_acl"])
-            if role is not None:
-                components.append(component_from_row(row, role))
-        return v1.ListComponentsResponse(
-            components=components,
-            next_page_token=page.next_token(rows, more, lambda r: list(r["path_key"])),
-        )
-
-    async def update_component(self, request: v1.UpdateComponentRequest) -> v1.Component:
-        """Rename, move, archive, describe, re-template or re-ACL (admin)."""
-        component_id, _ = await self._write(
-            request.caller, lambda ctx: _components.update_component(ctx, request)
-        )
-        return await self._component(request.caller or v1.Caller(), component_id, written=True)
 
 
 async def _migration_pool(settings: ModelSettings) -> asyncpg.Pool:
