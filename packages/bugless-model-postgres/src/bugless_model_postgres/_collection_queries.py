@@ -38,10 +38,15 @@ COMPONENT_SEEN_BY_ID = f"SELECT {_SEEN_COLUMNS} FROM components c WHERE c.id = $
 #: The components path $1 (folded names joined by ``>``) names for the caller
 #: ($2, $3): the path they are shown (:data:`._visibility.TYPED_PATH`), with
 #: it. A whole path names one component; a shortened one (``…>Net``) may
-#: name a few, below different components the caller may not view.
+#: name a few, below different components the caller may not view. Only
+#: components the caller may view, before the limit: hidden ones are
+#: ``…>Net`` as far as the path goes, and a dozen of them would otherwise
+#: fill the limit and leave the caller's own out.
 COMPONENT_SEEN_BY_PATH = (
     f"SELECT {_SEEN_COLUMNS} FROM components c WHERE "
     + TYPED_PATH.format(c="c", k="$1::text", admin="$2::boolean", principals="$3::text[]")
+    + " AND "
+    + COMPONENT_VISIBLE.format(c="c", admin="$2::boolean", principals="$3::text[]")
     + " ORDER BY c.id LIMIT 10"
 )
 #: Only the path of component $1 as the caller ($2, $3) sees it (to name it in a refusal).

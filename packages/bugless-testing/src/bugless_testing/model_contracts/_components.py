@@ -182,6 +182,35 @@ class ComponentContract:
             assert (await get_component(model, deep.id, caller=caller)).path == whole
             assert [c.path for c in await _children(model, net.id, caller=caller)] == [whole]
 
+    async def test_a_shortened_path_names_the_callers_component_past_hidden_ones_so_named(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``…>Net`` finds bob's Net however many Nets he may not view are below hidden parents.
+
+        Each of those is ``…>Net`` too as far as the path goes, but not his
+        to name: the path is judged among the ones he may view, so a dozen
+        hidden ones made earlier neither hide his (NOT_FOUND for the path he
+        is shown) nor make it ambiguous.
+        """
+        net_name = unique("Net")
+        for _ in range(11):
+            hidden = await make_component(
+                model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
+            )
+            await make_component(model, parent_id=hidden.id, name=net_name, caller=ALICE)
+        secret = await make_component(
+            model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        net = await model.create_component(
+            v1.CreateComponentRequest(
+                caller=ALICE,
+                parent_id=secret.id,
+                name=net_name,
+                acl=[user_entry("bob", v1.Role.ADMIN)],
+            )
+        )
+        assert (await _by_path(model, f"…>{net_name}", caller=BOB)).id == net.id
+
     async def test_a_refusal_names_a_component_by_the_path_the_caller_sees(
         self, model: v1.ModelStub
     ) -> None:
