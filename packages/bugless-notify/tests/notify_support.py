@@ -413,14 +413,16 @@ async def seed_round(
     holds the subscriptions of every test before this one, each new to this
     test's queue, so one round may leave the test's own unseeded (ci88: the
     renamed-user test's batch judged against none). Rounds go on until one
-    seeds nothing more, as the consumer's later rounds would.
+    seeds nothing more and leaves no backlog, as the consumer's later
+    rounds would: a round whose budget was spent on seeds that failed
+    (put off for a minute) seeds nothing, yet leaves others unbegun.
 
     Returns the subscriptions a batch is then judged against.
     """
     while True:
         prepared = await matcher.prepare(conn)
         await MatchStore(schema).write(conn, prepared.seeds)
-        if not prepared.seeds.seeded:
+        if not prepared.seeds.seeded and not prepared.backlog:
             return prepared.subscriptions
 
 

@@ -93,6 +93,8 @@ async def _rounds_until_seeded(
                 prepared = await matcher.prepare(conn)
                 await MatchStore(queue.schema).write(conn, prepared.seeds)
                 per_round.append(len(prepared.seeds.seeded & mine))
+                unseeded = mine - seeded - prepared.seeds.seeded
+                assert prepared.backlog >= len(unseeded), "what is left is counted"
                 seeded |= prepared.seeds.seeded
         return per_round
     finally:

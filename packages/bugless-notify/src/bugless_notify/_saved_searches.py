@@ -152,6 +152,8 @@ class Prepared:
     subscriptions: list[v1.SavedSearchSubscription]
     #: Seeds of new subscriptions and forgotten ones, to commit before the feed is read.
     seeds: MatchChanges
+    #: New subscriptions the round's :class:`SeedBudget` left to the rounds after.
+    backlog: int = 0
 
 
 @dataclass
@@ -433,12 +435,14 @@ class SavedSearchMatcher:
                     )
                     return None
 
+        backlog = 0
         for subscription, found in zip(
             new, await asyncio.gather(*(one(s) for s in new)), strict=True
         ):
             assert subscription.saved_search is not None
             key = (subscription.saved_search.id, subscription.user_id)
             if isinstance(found, _NotBegun):
+                backlog += 1
                 continue
             if found is None:  # which match is not known: judged once seeded
                 self._reseed_at[key] = now + RESEED_SECONDS
@@ -453,7 +457,14 @@ class SavedSearchMatcher:
             and all(k in seen or k in self._reseed_at for k in listed)
         ):
             self._settled = _Settled(version, now, ready)
-        return Prepared(subscriptions=ready, seeds=seeds)
+        if backlog:
+            _log.info(
+                "saved searches: %d subscriptions seeded, %d left to the next rounds",
+                len(seeds.seeded),
+                backlog,
+                extra={"seeded": len(seeds.seeded), "backlog": backlog},
+            )
+        return Prepared(subscriptions=ready, seeds=seeds, backlog=backlog)
 
     async def changes(
         self,
