@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from bugless_testing.cockroach_sql import StatementRecorder
+from bugless_testing.cockroach_sql import StatementRecorder, cockroach_incompatibilities
 from bugless_testing.postgres import ThrowawayPostgres
 
 POSTGRES_ONLY = "SELECT pg_advisory_unlock_all()"
@@ -48,3 +48,17 @@ def test_a_recorder_is_not_reentrant() -> None:
         recorder.__enter__()
     with recorder:  # again, once it is done
         pass
+
+
+def test_an_array_slice_is_named_and_a_subscript_or_cast_is_not() -> None:
+    """CockroachDB has no array slices (cockroachdb/cockroach#32551).
+
+    The Model's component moves and seen paths sliced arrays, which
+    compatibility mode ran and a cluster would refuse; they read elements
+    by ordinal now, and the session's recorder names any slice sent.
+    """
+    assert cockroach_incompatibilities("SELECT (a)[n + 1:], b[2:3] FROM t") == [
+        "array slice [n + 1:]",
+        "array slice [2:3]",
+    ]
+    assert cockroach_incompatibilities("SELECT a[1], ARRAY[$1::bigint], $2::text[], '[1:2]'") == []

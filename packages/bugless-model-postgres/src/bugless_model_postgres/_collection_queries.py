@@ -84,10 +84,14 @@ UPDATE components
  WHERE id = $1
 """
 
-#: Re-root the subtree of $1 under the path_ids $2 of its new parent.
+#: Re-root the subtree of $1 under the path_ids $2 of its new parent: each
+#: row keeps its ids from $1 down (by their ordinal: CockroachDB has no
+#: array slices, cockroachdb/cockroach#32551).
 MOVE_SUBTREE = """
 UPDATE components
-   SET path_ids = $2::bigint[] || path_ids[array_position(path_ids, $1::bigint):]
+   SET path_ids = $2::bigint[] || ARRAY(
+           SELECT u.aid FROM unnest(path_ids) WITH ORDINALITY AS u(aid, ord)
+            WHERE u.ord >= array_position(path_ids, $1::bigint) ORDER BY u.ord)
  WHERE path_ids @> ARRAY[$1::bigint]
 """
 

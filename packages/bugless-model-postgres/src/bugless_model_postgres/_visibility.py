@@ -76,15 +76,20 @@ def _seen(c: str, names: str) -> str:
     The one rule behind :data:`SEEN_PATH` (the names as written) and
     :data:`SEEN_KEY` (as ``path_key`` folds them): whole when the caller may
     view every component above ``{c}``, else :data:`ELIDED` and the names
-    below the lowest one they may not view.
+    below the lowest one they may not view (``hidden.cut``, its place on the
+    path). The names below are taken by their ordinal, not by an array
+    slice, which CockroachDB lacks (cockroachdb/cockroach#32551).
     """
     return (
-        f"(SELECT CASE WHEN max(u.ord) IS NULL THEN array_to_string({names}, '>') ELSE '"
+        f"(SELECT CASE WHEN hidden.cut IS NULL THEN array_to_string({names}, '>') ELSE '"
         + ELIDED
-        + f"' || array_to_string(({names})[max(u.ord) + 1:], '>') END "
-        f"FROM unnest({c}.path_ids) WITH ORDINALITY AS u(aid, ord) "
+        + f"' || array_to_string(ARRAY(SELECT n.name FROM unnest({names}) WITH ORDINALITY "
+        "AS n(name, ord) WHERE n.ord > hidden.cut ORDER BY n.ord), '>') END "
+        f"FROM (SELECT max(u.ord) AS cut FROM unnest({c}.path_ids) WITH ORDINALITY AS u(aid, ord) "
         "JOIN components above ON above.id = u.aid "
-        f"WHERE u.aid <> {c}.id AND NOT " + COMPONENT_VISIBLE.replace("{c}", "above") + ")"
+        f"WHERE u.aid <> {c}.id AND NOT "
+        + COMPONENT_VISIBLE.replace("{c}", "above")
+        + ") AS hidden)"
     )
 
 

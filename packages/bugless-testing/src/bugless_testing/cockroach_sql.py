@@ -25,6 +25,9 @@ provide, from its "Functions and Operators" reference and known gaps:
   ``pg_current_xact_id`` (the Model's PostgreSQL watch feed).
 * user-defined aggregates (``CREATE AGGREGATE``; the "SQL Feature Support"
   page lists none): the Model's migration 13 makes one on PostgreSQL only.
+* array slices (``a[2:]``, ``a[i:j]``): cockroachdb/cockroach#32551, open;
+  a subscript of one element (``a[2]``) is supported, and ``unnest(a) WITH
+  ORDINALITY`` filtered by the ordinal gives a slice's elements.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ _STATEMENT = re.compile(
     + r")\b",
     re.IGNORECASE,
 )
+#: An array subscript holding a lone ``:`` (not a ``::`` cast): a slice.
+_SLICE = re.compile(r"\[[^\[\]]*?(?<!:):(?!:)[^\[\]]*\]")
 _STRING_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
 
 
@@ -91,6 +96,7 @@ def cockroach_incompatibilities(statement: str) -> list[str]:
     code = _STRING_OR_COMMENT.sub(_blank, statement)
     found = [m.group(1).lower() + "()" for m in _FUNCTION_CALL.finditer(code)]
     found += [" ".join(m.group(1).upper().split()) for m in _STATEMENT.finditer(code)]
+    found += ["array slice " + " ".join(m.group(0).split()) for m in _SLICE.finditer(code)]
     return found
 
 
