@@ -18,7 +18,7 @@ from litestar.testing import AsyncTestClient
 from trac_web_support import BASE
 
 from bugless_core.clients import ServiceAddress, call
-from bugless_dev.processes import spawn
+from bugless_dev.processes import ServiceFailed, spawn
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import ImportSettings
 from bugless_proto import v1
@@ -37,7 +37,14 @@ async def import_token(bugless_stack: LocalStack) -> str:
     """A session token of ``importer`` (group importers: admin + import_issues)."""
     bugless_stack.add_user("importer", PASSWORD, groups=["importers"], email="importer@example.com")
     bugless_stack.add_user("ann", PASSWORD, email="ann@example.com", display_name="Ann Real")
-    bugless_stack.add_user("bob", PASSWORD, display_name="Bob Real")
+    try:
+        bugless_stack.add_user("bob", PASSWORD, display_name="Bob Real")
+    except ServiceFailed as exc:
+        # The web tests' world has a bob when they ran first in this pytest
+        # (one session stack for every package's tests): the imports match
+        # bob by username only, so theirs serves.
+        if "'bob' is taken" not in str(exc):
+            raise
     channel = bugless_stack.auth.channel()
     try:
         auth = v1.AuthenticatorStub(channel)

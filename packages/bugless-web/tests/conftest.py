@@ -47,9 +47,7 @@ async def world(bugless_stack: LocalStack) -> World:
         "mallory": ("Mallory <script>alert(1)</script>", False),
     }
     for username, (display, admin) in people.items():
-        bugless_stack.add_user(
-            username, PASSWORD, display_name=display, admin=admin, email=f"{username}@example.com"
-        )
+        _seed_person(bugless_stack, username, display, admin=admin)
     auth_channel = bugless_stack.auth.channel()
     model_channel = bugless_stack.model.channel()
     try:
@@ -96,6 +94,31 @@ async def world(bugless_stack: LocalStack) -> World:
         auth_channel.close()
         model_channel.close()
     return world
+
+
+def _seed_person(stack: LocalStack, username: str, display: str, *, admin: bool) -> None:
+    """Add ``username`` as the world has them, or make an existing one so.
+
+    The session stack is shared by every package's tests in one pytest, and
+    bugless-import's conftest adds a bob of its own (another password and
+    name): when those tests ran first, bob is taken, and is given the world's
+    password, name, mail and groups (the imports only matched bob by username).
+    """
+    # Imported here, not at the top: see the TYPE_CHECKING block.
+    from bugless_dev.processes import ServiceFailed
+
+    email = f"{username}@example.com"
+    try:
+        stack.add_user(username, PASSWORD, display_name=display, admin=admin, email=email)
+    except ServiceFailed as exc:
+        if f"{username!r} is taken" not in str(exc):
+            raise
+        stack.run_bugless(
+            "auth", "user", "set-password", username, "--password-stdin", input_text=PASSWORD + "\n"
+        )
+        groups = "admins" if admin else ""
+        update = ("--display-name", display, "--email", email, "--groups", groups)
+        stack.run_bugless("auth", "user", "update", username, *update)
 
 
 @pytest.fixture(scope="session")
