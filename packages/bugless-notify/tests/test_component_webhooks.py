@@ -463,10 +463,10 @@ async def test_a_file_deletion_reaches_webhooks_as_its_own_event_naming_file_and
     entries = [b["entry"] for b in bodies]
     assert all(isinstance(e, dict) for e in entries)
     events = {e["version"]: b["event"] for e, b in zip(entries, bodies, strict=True)}  # type: ignore[index]
-    # Files attached stay issue.commented (entry.attachments names them).
+    # Files attached with no comment are issue.attachment_added (the next test).
     assert events == {
         1: "issue.created",
-        uploaded.entry.version: "issue.commented",
+        uploaded.entry.version: "issue.attachment_added",
         deleted.entry.version: "issue.attachment_deleted",
     }
     [entry] = [e for e in entries if e["version"] == deleted.entry.version]  # type: ignore[index]
@@ -474,6 +474,106 @@ async def test_a_file_deletion_reaches_webhooks_as_its_own_event_naming_file_and
     assert entry["deleted_attachment"] == {"id": file_id, "name": "build.log"}
     assert entry["author"] == {"name": f"Alice {tag}", "username": f"alice{tag}"}
     assert (entry["comment"], entry["changes"], entry["attachments"]) == ("", [], [])
+
+
+async def test_files_attached_without_a_comment_reach_webhooks_as_their_own_event_with_links(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    web_to_notifier: v1.NotifierStub,
+    as_person: ActingFor,
+    receiver: WebhookReceiver,
+) -> None:
+    """An upload with no comment is ``issue.attachment_added``, listing the files to fetch.
+
+    Before, it went out as ``issue.commented`` with an empty comment, as a
+    deletion did: a receiver storing comments stored an empty one. An upload
+    with a comment stays ``issue.commented`` and lists its files the same way;
+    the chat form keeps its wording ("attached a file to it", the file line).
+    """
+    tag = secrets.token_hex(3)
+    alice = await asyncio.to_thread(
+        functools.partial(bugless_stack.add_user, display_name=f"Alice {tag}"),
+        f"alice{tag}",
+        "pw-" + tag * 3,
+    )
+    alice_caller = v1.Caller(user_id=alice["user_id"])
+    acl = [v1.AclEntry(principal=v1.Principal(user=alice["user_id"]), role=v1.Role.ADMIN)]
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"upload-hooks-{tag}", acl=acl)
+    )
+    with acting_as(await as_person.assertion(alice["user_id"])):
+        for path, form in (("/json", "json"), ("/chat", "chat")):
+            await call(
+                web_to_notifier.add_component_webhook,
+                v1.AddComponentWebhookRequest(
+                    component_id=component.id,
+                    url=receiver.url(path),
+                    secret=SECRET,
+                    payload_format=form,
+                ),
+            )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN,
+            fields=v1.IssueFields(title=f"Uploads {tag}", component_id=component.id),
+            idempotency_key=secrets.token_hex(8),
+        )
+    )
+    uploads = []
+    for name, comment in (("crash report.log", ""), ("core.txt", "The core it left.")):
+        header = v1.UploadAttachmentHeader(
+            caller=alice_caller, issue_id=issue.id, name=name, size=12, comment=comment
+        )
+        channel = bugless_stack.client_address("model", identity="web").channel()
+        try:
+            with acting_as(bugless_stack.assertion_for(alice["user_id"])):
+                uploads.append(
+                    await call(
+                        v1.ModelStub(channel).upload_attachment,
+                        [
+                            v1.UploadAttachmentRequest(header=header),
+                            v1.UploadAttachmentRequest(chunk=b"build output"),
+                        ],
+                    )
+                )
+        finally:
+            channel.close()
+    bodies = await _wait(receiver, "/json", 3)
+    entries = {e["version"]: (b["event"], e) for b in bodies if isinstance(e := b["entry"], dict)}
+    assert len(entries) == 3
+    alone, commented = uploads
+    assert alone.entry is not None
+    assert alone.attachment is not None
+    assert commented.entry is not None
+    assert commented.attachment is not None
+    event, entry = entries[alone.entry.version]
+    assert event == "issue.attachment_added"
+    assert entry["author"] == {"name": f"Alice {tag}", "username": f"alice{tag}"}
+    assert (entry["comment"], entry["changes"], entry["deleted_attachment"]) == ("", [], None)
+    assert alone.attachment.content_type  # sniffed by the Model
+    assert entry["attachments"] == [
+        {
+            "id": alone.attachment.id,
+            "name": "crash report.log",
+            "size": 12,
+            "content_type": alone.attachment.content_type,
+            "url": f"https://bugs.example.test/attachments/{alone.attachment.id}/crash%20report.log",
+        }
+    ]
+    event, entry = entries[commented.entry.version]
+    assert (event, entry["comment"]) == ("issue.commented", "The core it left.")
+    assert entry["attachments"] == [
+        {
+            "id": commented.attachment.id,
+            "name": "core.txt",
+            "size": 12,
+            "content_type": commented.attachment.content_type,
+            "url": f"https://bugs.example.test/attachments/{commented.attachment.id}/core.txt",
+        }
+    ]
+    chats = [str(b["text"]) for b in await _wait(receiver, "/chat", 3)]
+    [alone_chat] = [c for c in chats if "attached a file to it" in c]
+    assert alone_chat.splitlines()[1:] == ["Attached: crash report.log (12 bytes)"]
 
 
 async def test_an_imported_history_reaches_no_endpoint_and_later_changes_do(

@@ -423,8 +423,8 @@ def test_files_attached_are_named_with_their_size_and_deleted_ones_by_name() -> 
     entry.changes = []
     entry.comment = ""
     entry.attachments = [
-        v1.Attachment(id=7, name="crash\nreport.log", size=2048),
-        v1.Attachment(id=8, name="<b>shot</b>.png", size=3 * 1024 * 1024),
+        v1.Attachment(id=7, name="crash\nreport.log", size=2048, content_type="text/plain"),
+        v1.Attachment(id=8, name="<b>shot</b>.png", size=3 * 1024 * 1024, content_type="image/png"),
     ]
     message = render_notification(
         ChangeNotice(issue=sample_issue(), entry=entry, reason=Reason.CC, public_url=PUBLIC_URL)
@@ -437,13 +437,47 @@ def test_files_attached_are_named_with_their_size_and_deleted_ones_by_name() -> 
         in message.chat_text.splitlines()
     )
     assert "Attached: &lt;b&gt;shot&lt;/b&gt;.png (3 MiB)" in message.html
-    # A webhook receiver is told the files by id and name, as stored.
-    assert message.data["entry"]["attachments"] == [
-        {"id": 7, "name": "crash\nreport.log", "size": 2048},
-        {"id": 8, "name": "<b>shot</b>.png", "size": 3 * 1024 * 1024},
+    # A webhook receiver is told the files by id and name, as stored, with
+    # their type and the web's download link (the name quoted, last).
+    files = [
+        {
+            "id": 7,
+            "name": "crash\nreport.log",
+            "size": 2048,
+            "content_type": "text/plain",
+            "url": f"{PUBLIC_URL}/attachments/7/crash%0Areport.log",
+        },
+        {
+            "id": 8,
+            "name": "<b>shot</b>.png",
+            "size": 3 * 1024 * 1024,
+            "content_type": "image/png",
+            "url": f"{PUBLIC_URL}/attachments/8/%3Cb%3Eshot%3C%2Fb%3E.png",
+        },
     ]
+    assert message.data["entry"]["attachments"] == files
     assert message.data["entry"]["deleted_attachment"] is None
-    assert message.data["event"] == "issue.commented"
+    # Its own event: a receiver of issue.commented is not handed an empty comment.
+    assert message.data["event"] == "issue.attachment_added"
+    # With a comment, the comment is the news: issue.commented, the files listed
+    # (and a comment redacted since was one); with field changes, issue.changed.
+    for comment, redacted, changes, event in (
+        ("Logs attached.", False, [], "issue.commented"),
+        ("", True, [], "issue.commented"),
+        ("", False, sample_entry().changes, "issue.changed"),
+    ):
+        said = dataclasses.replace(
+            entry, comment=comment, comment_redacted=redacted, changes=changes
+        )
+        rendered = render_notification(
+            ChangeNotice(issue=sample_issue(), entry=said, reason=Reason.CC, public_url=PUBLIC_URL)
+        )
+        assert (rendered.data["event"], rendered.data["entry"]["attachments"]) == (event, files)
+    # A notifier that knows no web base URL gives no link.
+    unlinked = render_notification(
+        ChangeNotice(issue=sample_issue(), entry=entry, reason=Reason.CC, public_url="")
+    )
+    assert [f["url"] for f in unlinked.data["entry"]["attachments"]] == [None, None]
     deleted = sample_entry()
     deleted.changes = []
     deleted.comment = ""

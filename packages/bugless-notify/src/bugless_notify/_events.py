@@ -1,9 +1,9 @@
 """The webhook JSON form's words for an entry: its event type and what it removed.
 
 One type per kind of change (``issue.created``, ``issue.changed``,
-``issue.commented``, a redaction's, a file's deletion), so a receiver that
-filters by type is never handed one kind as another (the notify README's
-event table); and the ``entry.redaction`` and ``entry.deleted_attachment``
+``issue.commented``, a redaction's, files attached, a file's deletion), so a
+receiver that filters by type is never handed one kind as another (the notify
+README's event table); and the ``entry.redaction`` and ``entry.deleted_attachment``
 objects, which name what went without its content.
 """
 
@@ -25,6 +25,11 @@ REDACTION_EVENTS = {
 #: A file's deletion's webhook event: its own type, as a redaction's is, so a
 #: receiver taking ``issue.commented`` for a comment is not handed an empty one.
 ATTACHMENT_DELETED_EVENT = "issue.attachment_deleted"
+#: Files attached with no comment: their own type too, for the same receiver.
+#: Files attached with a comment stay ``issue.commented`` (the comment is the
+#: news, ``entry.attachments`` lists the files), and with field changes
+#: ``issue.changed``, so a receiver following status changes misses none.
+ATTACHMENT_ADDED_EVENT = "issue.attachment_added"
 #: What ``entry.redaction.target`` says in the JSON form.
 _REDACTION_TARGET_NAMES = {
     v1.RedactionTarget.COMMENT: "comment",
@@ -42,7 +47,13 @@ def event_type(entry: v1.HistoryEntry) -> str:
         return REDACTION_EVENTS[entry.redaction_target]
     if entry.deleted_attachment_id:
         return ATTACHMENT_DELETED_EVENT
-    return "issue.changed" if entry.changes else "issue.commented"
+    if entry.changes:
+        return "issue.changed"
+    # A comment redacted since (a waiting delivery rendered again) had text:
+    # its type stays the one its first rendering gave.
+    if entry.attachments and not entry.comment and not entry.comment_redacted:
+        return ATTACHMENT_ADDED_EVENT
+    return "issue.commented"
 
 
 def redaction_json(entry: v1.HistoryEntry) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ every form and in the code that fills a notice.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -85,6 +86,19 @@ def settings_url(public_url: str) -> str:
 def issue_url(public_url: str, issue_id: int) -> str:
     """The web page of an issue (``{public_url}/issues/{id}``)."""
     return f"{public_url.rstrip('/')}/issues/{issue_id}"
+
+
+def attachment_url(public_url: str, attachment: v1.Attachment) -> str | None:
+    """Where the web UI serves a file (``{public_url}/attachments/{id}/{name}``).
+
+    The web's own download route, the file's name last as the web writes it,
+    so a browser saves it under that name. None without a base URL: a link
+    relative to nothing is no link a receiver can follow.
+    """
+    base = public_url.rstrip("/")
+    if not base:
+        return None
+    return f"{base}/attachments/{attachment.id}/{urllib.parse.quote(attachment.name, safe='')}"
 
 
 def issue_ref(issue_id: int) -> str:

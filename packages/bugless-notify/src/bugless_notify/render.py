@@ -43,6 +43,7 @@ from bugless_core.issue_labels import (
 from bugless_core.notification_channel import NotificationMessage
 from bugless_notify._diff import Line, Value, html_diff, json_line, text_diff
 from bugless_notify._events import (
+    ATTACHMENT_ADDED_EVENT,
     ATTACHMENT_DELETED_EVENT,
     REDACTION_EVENTS,
     deleted_attachment_json,
@@ -53,6 +54,7 @@ from bugless_notify._events import (
 from bugless_notify._notice import (
     ChangeNotice,
     Person,
+    attachment_url,
     issue_ref,
     issue_url,
     one_line,
@@ -370,11 +372,23 @@ class _Renderer:
                 "redaction": redaction_json(self.entry),
                 "caused_by_issue_id": self.entry.caused_by_issue_id or None,
                 "changes": [json_line(line) for line in self.lines],
-                "attachments": [
-                    {"id": a.id, "name": a.name, "size": a.size} for a in self.entry.attachments
-                ],
+                "attachments": [self.attachment_json(a) for a in self.entry.attachments],
                 "deleted_attachment": deleted_attachment_json(self.entry),
             },
+        }
+
+    def attachment_json(self, attachment: v1.Attachment) -> dict[str, Any]:
+        """A file the entry attached, for the JSON form: enough to fetch or list it.
+
+        ``url`` is the web's download link (null without a base URL): the
+        receiver's reader signs in there, as for any page of the issue.
+        """
+        return {
+            "id": attachment.id,
+            "name": attachment.name,
+            "size": attachment.size,
+            "content_type": attachment.content_type,
+            "url": attachment_url(self.base, attachment),
         }
 
 
@@ -415,6 +429,7 @@ def render_notification(notice: ChangeNotice, *, webhook_forms: bool = True) -> 
 #: (:mod:`._site_links`) are defined apart and exported here too, where the
 #: consumer, the bench and the tests import them from.
 __all__ = [
+    "ATTACHMENT_ADDED_EVENT",
     "ATTACHMENT_DELETED_EVENT",
     "CHAT_COMMENT_CHARS",
     "REDACTED",
