@@ -317,6 +317,40 @@ class CustomFieldContract:
         await define(model, strict.id, T.TEXT, required=True)
         await expect_error(create(model, strict.id), Status.INVALID_ARGUMENT, "required")
 
+    async def test_a_move_into_a_component_requiring_a_field_needs_its_value(
+        self, model: v1.ModelStub
+    ) -> None:
+        """A live move, one by one or in a batch, is an edit made now: the field must get a value.
+
+        An import's history may pass through such a component
+        (``ImportedLabelContract``); a native change may not end in it
+        without the value, and is refused with nothing written.
+        """
+        loose = await make_component(model)
+        strict = await make_component(model)
+        risk = await define(model, strict.id, T.TEXT, required=True)
+        issue = await create(model, loose.id)
+        moved = v1.IssueDelta(
+            fields=v1.IssueFields(component_id=strict.id),
+            update_mask=FieldMask(paths=["component_id"]),
+        )
+        await expect_error(change(model, issue, moved), Status.INVALID_ARGUMENT, "required")
+        batch = await model.batch_change_issues(
+            v1.BatchChangeIssuesRequest(
+                caller=ALICE,
+                issues=[v1.IssueVersion(issue_id=issue.id, expected_version=issue.version)],
+                delta=moved,
+            )
+        )
+        assert [(r.code, "required" in r.message) for r in batch.results] == [
+            (Status.INVALID_ARGUMENT.value, True)
+        ]
+        kept = await get_issue(model, issue.id)
+        assert (kept.component_id, kept.version) == (loose.id, issue.version)
+        moved.custom_fields_set = [values(risk.id, "low")]
+        done = await change(model, issue, moved)
+        assert (done.issue.component_id, custom_of(done.issue)) == (strict.id, {risk.id: ["low"]})
+
     async def test_bulk_edits_set_custom_fields(self, model: v1.ModelStub) -> None:
         component = await make_component(model)
         flag = await define(model, component.id, T.TEXT)
