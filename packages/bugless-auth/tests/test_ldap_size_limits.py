@@ -13,14 +13,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
 import trustme
+from auth_support import eventually
 from ldap_support import Team, add_person, counts, seed_team, settings_for
 
-from bugless_auth.ldap import LdapSettings
+from bugless_auth.ldap import LdapAuthenticator, LdapSettings
 from bugless_testing.slapd import GROUPS_DN, PEOPLE_DN, READER_DN, Slapd, new_slapd, seed
 
 if TYPE_CHECKING:
@@ -43,11 +45,16 @@ class Limited:
 
 
 @contextlib.asynccontextmanager
-async def limited(root: Path, limits: str) -> AsyncIterator[Limited]:
+async def limited(
+    root: Path, limits: str, *, log_operations: bool = False
+) -> AsyncIterator[Limited]:
     """A started, seeded slapd in ``root`` whose reader has ``limits`` (slapd.conf syntax)."""
     overlay = "overlay memberof\nmemberof-refint TRUE\n"
     server = new_slapd(
-        root, trustme.CA(), database=f'{overlay}limits dn.exact="{READER_DN}" {limits}\n'
+        root,
+        trustme.CA(),
+        log_operations=log_operations,
+        database=f'{overlay}limits dn.exact="{READER_DN}" {limits}\n',
     )
     try:
         server.start()
@@ -127,3 +134,40 @@ async def test_a_directory_refusing_the_paging_leaves_both_limits_named(
         "search; the paged search that would tell which was refused ("
     )
     assert "Administrative limit exceeded" in message
+
+
+async def test_a_paged_read_stopped_past_the_limit_ends_its_connection_and_the_paging_with_it(
+    tmp_path: Path,
+) -> None:
+    """The server's paging state of a search left after a page is not kept open.
+
+    Five members, pages of 5 with group_count_limit 4: the first page is
+    enough, and the search is left with more to read on the server's side
+    (Active Directory refuses more than MaxResultSetsPerConn such searches
+    on a connection). RFC 2696's abandon (page size 0 and the cookie) is not
+    one bonsai can send, so the connection is closed, and the next count
+    opens another.
+    """
+    async with limited(tmp_path, "size=3 size.prtotal=unlimited", log_operations=True) as directory:
+        big, small = directory.big.group, directory.small.group
+        backend = LdapAuthenticator(directory.settings(4))
+        try:
+            assert dict(await backend.group_member_counts([big])) == {big: None}
+            log = directory.server.root / "slapd.log"
+            searches = re.findall(
+                r"conn=(\d+) op=\d+ SRCH base=.*filter=\"[^\"]*memberof=",
+                log.read_text(errors="replace"),
+                re.IGNORECASE,
+            )
+            assert len(searches) == 2, directory.server.log  # the plain search, then the paged
+            paged = searches[-1]
+            closed = re.compile(rf"conn={paged} fd=\d+ closed")
+
+            async def its_connection_closed() -> bool:
+                return bool(closed.search(log.read_text(errors="replace")))
+
+            await eventually(its_connection_closed, "the paged search's connection closed")
+            # The pool keeps no closed connection: the next count reads as before.
+            assert dict(await backend.group_member_counts([small])) == {small: 2}
+        finally:
+            await backend.close()

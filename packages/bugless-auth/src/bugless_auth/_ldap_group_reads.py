@@ -302,9 +302,17 @@ class GroupReader:
         limit are in, and no size limit of the client's own: a size-limit
         error can only be the server's for paged searches (slapd's
         ``size.prtotal``, by default its ``size.hard``), which stopped it
-        before ``group_count_limit`` + 1 entries. A search left after a page
-        holds only the server's paging state, which the connection's next
-        paged search replaces.
+        before ``group_count_limit`` + 1 entries.
+
+        A search stopped before its last page leaves the server's paging
+        state on the connection (Active Directory keeps a few such result
+        sets per connection, MaxResultSetsPerConn, and refuses more). RFC
+        2696 ends one with a request of page size 0 and the cookie, which
+        bonsai cannot send: it adds the paging control only while the page
+        size it keeps (in C, with the cookie, neither readable nor settable)
+        is above 0, and ``acquire_next_page`` resends that size. So the
+        connection is closed instead, which ends the state on any server,
+        and the pool opens another for the next search.
 
         Raises:
             GroupCountUnknown: the server's size limit stopped the search, or
@@ -330,6 +338,7 @@ class GroupReader:
                 while True:
                     entries.extend(page)
                     if len(entries) > limit:
+                        conn.close()  # its paging state goes with it (see above)
                         return entries
                     message_id = page.acquire_next_page()
                     if message_id is None:

@@ -68,10 +68,11 @@ class ServiceConnectionPool:
     async def run(self, operation: Callable[[Any], Awaitable[T]], *, acquire_timeout: float) -> T:
         """Run ``operation`` on a pooled connection and return its result.
 
-        A connection that raised is closed, never returned to the pool. A
-        connection error (not a timeout) on a reused connection drops every
-        idle connection (they share the dead server) and retries once on a
-        fresh one.
+        A connection that raised is closed, never returned to the pool, and
+        so is one ``operation`` closed itself (it left state of its own on
+        the server: a paged search stopped early). A connection error (not
+        a timeout) on a reused connection drops every idle connection (they
+        share the dead server) and retries once on a fresh one.
 
         Raises:
             PoolExhausted: no connection became free within ``acquire_timeout``.
@@ -103,7 +104,7 @@ class ServiceConnectionPool:
                 raise
             if self._closed:
                 conn.close()
-            else:
+            elif not conn.closed:
                 self._idle.append(conn)
             return result
         finally:
