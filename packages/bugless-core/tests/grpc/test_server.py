@@ -34,6 +34,10 @@ from bugless_core.grpc import GrpcServerSettings, TransferServerSettings
 from bugless_proto import v1
 
 MODEL = "bugless.v1.Model"
+#: How long "at once" may take (a drain ending, a cut call failing): room for
+#: a loaded machine's event loop, well short of the 10 s to 60 s bounds
+#: (grace, transfer bound, call timeout) a drain getting it wrong would wait out.
+PROMPTLY = 5.0
 
 
 async def _wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
@@ -142,7 +146,7 @@ async def test_drain_reports_not_serving_finishes_in_flight_calls_and_refuses_ne
     servicer.release_held()
     reply = await slow_call
     assert reply.backend == "test"
-    await asyncio.wait_for(drain, timeout=2)
+    await asyncio.wait_for(drain, timeout=PROMPTLY)
 
 
 async def test_drain_pushes_not_serving_to_watchers_without_waiting_for_their_stream(
@@ -163,7 +167,7 @@ async def test_drain_pushes_not_serving_to_watchers_without_waiting_for_their_st
         assert second is not None
         assert second.status == NOT_SERVING
         # A Watch never ends by itself: the drain must not spend its grace on it.
-        await asyncio.wait_for(drain, timeout=2)
+        await asyncio.wait_for(drain, timeout=PROMPTLY)
         with pytest.raises(StreamTerminatedError):
             await stream.recv_message()
 
@@ -178,10 +182,10 @@ async def test_calls_still_running_after_the_grace_period_are_cancelled(
     stuck_call = asyncio.create_task(stub.get_server_info(timeout=10, metadata={DELAY_KEY: "30"}))
     await _wait_until(lambda: runner.in_flight == 1)
 
-    await asyncio.wait_for(runner.drain(), timeout=2)
+    await asyncio.wait_for(runner.drain(), timeout=PROMPTLY)
 
     with pytest.raises(StreamTerminatedError):
-        await asyncio.wait_for(stuck_call, timeout=2)
+        await asyncio.wait_for(stuck_call, timeout=PROMPTLY)
     assert runner.in_flight == 0
 
 
@@ -223,7 +227,7 @@ async def test_drain_lets_a_transfer_outlast_the_grace_and_closes_when_it_ends(
     assert reply.attachment is not None
     assert reply.attachment.size == 15 * len(PIECE)
     assert answered - started > 0.3  # past the grace: the case this is about
-    await asyncio.wait_for(drain, timeout=2)  # at once, not at the 30 s bound
+    await asyncio.wait_for(drain, timeout=PROMPTLY)  # at once, not at the 30 s bound
     with pytest.raises(ConnectionRefusedError):
         await v1.ModelStub(open_channel(runner.port)).get_server_info(timeout=5)
 
@@ -249,7 +253,7 @@ async def test_a_transfer_outlasting_its_bound_is_cancelled_and_counted_once(
     # well short of the upload's 30 s, which a drain ignoring the bound would take.
     assert 0.79 <= loop.time() - started < 5.0
     with pytest.raises((StreamTerminatedError, GRPCError)):
-        await asyncio.wait_for(upload, timeout=2)
+        await asyncio.wait_for(upload, timeout=PROMPTLY)
     stopped = [r.getMessage() for r in caplog.records if " stopped; " in r.getMessage()]
     assert stopped == ["test-model stopped; 1 calls were cancelled, 1 of them transfers"]
 
@@ -285,7 +289,7 @@ async def test_calls_beside_a_transfer_are_cancelled_at_the_grace_not_at_its_end
     reply = await upload
     assert reply.attachment is not None
     assert reply.attachment.size == 25 * len(PIECE)
-    await asyncio.wait_for(drain, timeout=2)
+    await asyncio.wait_for(drain, timeout=PROMPTLY)
     messages = [r.getMessage() for r in caplog.records]
     assert (
         "test-model: 1 transfer(s) still running after the grace; waiting up to 29.7s more;"
@@ -315,7 +319,7 @@ async def test_a_transfer_bound_below_the_grace_counts_as_the_grace(
     reply = await upload
     assert reply.attachment is not None
     assert reply.attachment.size == 5 * len(PIECE)
-    await asyncio.wait_for(drain, timeout=2)
+    await asyncio.wait_for(drain, timeout=PROMPTLY)
 
 
 async def test_stop_now_cuts_a_drain_short(start_runner: StartRunner) -> None:
@@ -327,7 +331,7 @@ async def test_stop_now_cuts_a_drain_short(start_runner: StartRunner) -> None:
 
     runner.stop_now()
 
-    await asyncio.wait_for(drain, timeout=2)
+    await asyncio.wait_for(drain, timeout=PROMPTLY)
     assert runner.draining
 
 
