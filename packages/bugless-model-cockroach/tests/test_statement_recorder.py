@@ -62,3 +62,19 @@ def test_an_array_slice_is_named_and_a_subscript_or_cast_is_not() -> None:
         "array slice [2:3]",
     ]
     assert cockroach_incompatibilities("SELECT a[1], ARRAY[$1::bigint], $2::text[], '[1:2]'") == []
+
+
+def test_a_slice_whose_bound_holds_brackets_is_named_and_a_named_argument_is_not() -> None:
+    """A slice's bound may hold a subscript or an array: the brackets are matched.
+
+    A pattern of one bracket level read ``a[b[1]:]`` as the subscript
+    ``[1]`` and let the slice through; ``f(a := 1)`` in an array is no slice.
+    """
+    assert cockroach_incompatibilities(
+        "SELECT a[b[1]:], c[:cardinality(ARRAY[1, 2])], d[$1::int:$2::int][3] FROM t"
+    ) == [
+        "array slice [b[1]:]",
+        "array slice [:cardinality(ARRAY[1, 2])]",
+        "array slice [$1::int:$2::int]",
+    ]
+    assert cockroach_incompatibilities("SELECT ARRAY[f(a := 1)], x[y[2]], z::int[][]") == []

@@ -76,8 +76,6 @@ _STATEMENT = re.compile(
     + r")\b",
     re.IGNORECASE,
 )
-#: An array subscript holding a lone ``:`` (not a ``::`` cast): a slice.
-_SLICE = re.compile(r"\[[^\[\]]*?(?<!:):(?!:)[^\[\]]*\]")
 _STRING_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
 
 
@@ -96,8 +94,36 @@ def cockroach_incompatibilities(statement: str) -> list[str]:
     code = _STRING_OR_COMMENT.sub(_blank, statement)
     found = [m.group(1).lower() + "()" for m in _FUNCTION_CALL.finditer(code)]
     found += [" ".join(m.group(1).upper().split()) for m in _STATEMENT.finditer(code)]
-    found += ["array slice " + " ".join(m.group(0).split()) for m in _SLICE.finditer(code)]
+    found += ["array slice " + " ".join(text.split()) for text in _array_slices(code)]
     return found
+
+
+def _array_slices(code: str) -> list[str]:
+    """Each subscript of ``code`` (from ``[`` to its ``]``) that is a slice, in order.
+
+    A slice is a subscript holding a lone ``:`` at its own level: not a
+    ``::`` cast, not a ``:=`` named argument, not one inside a subscript or
+    an ``ARRAY[...]`` within it. Brackets are matched, since a slice's bound
+    may hold a subscript or an array (``a[b[1]:]``,
+    ``a[:cardinality(ARRAY[1])]``), which a pattern of one level missed.
+    """
+    found: list[tuple[int, int]] = []
+    opened: list[list[int]] = []  # [start, holds a lone ':'] of each open '['
+    for position, character in enumerate(code):
+        if character == "[":
+            opened.append([position, 0])
+        elif character == "]" and opened:
+            start, sliced = opened.pop()
+            if sliced:
+                found.append((start, position + 1))
+        elif (
+            character == ":"
+            and opened
+            and code[position - 1 : position] != ":"
+            and code[position + 1 : position + 2] not in (":", "=")
+        ):
+            opened[-1][1] = 1
+    return [code[start:end] for start, end in sorted(found)]
 
 
 #: The recorders active now, outermost first; a new connection goes to the last.
