@@ -27,13 +27,16 @@ after :mod:`._mention_scans` has queued them.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from bugless_core.mentions import mentioned_usernames
-from bugless_core.transactions import COCKROACH_RETRIES, retrying
+from bugless_core.transactions import COCKROACH_RETRIES
 from bugless_model_postgres import _mention_scans
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._convert import NOT_IMPORTED_FIELD
+from bugless_model_postgres._mention_scans import PROGRESS_SECONDS
+from bugless_model_postgres._queue_drains import Queue, drain
 
 __all__ = [
     "STORED",
@@ -45,6 +48,8 @@ __all__ = [
     "sync_many",
     "title_change_only_adds",
 ]
+
+_log = logging.getLogger(__name__)
 
 
 def not_imported_texts(issues: str) -> str:
@@ -108,11 +113,13 @@ INSERT INTO issue_mentions (issue_id, username)
 SELECT k.issue_id, k.username FROM unnest($1::bigint[], $2::text[]) AS k(issue_id, username)
 ON CONFLICT DO NOTHING
 """
-#: The next queued issues no other backfill's batch holds.
-_NEXT_PENDING = """
-SELECT issue_id FROM issue_mentions_pending ORDER BY issue_id LIMIT $1 FOR UPDATE SKIP LOCKED
-"""
-_DONE = "DELETE FROM issue_mentions_pending WHERE issue_id = ANY ($1::bigint[])"
+_QUEUE = Queue(
+    table="issue_mentions_pending",
+    name="the mention backfill",
+    done="filled",
+    doing="recomputing the mentions of",
+    log=_log,
+)
 #: Issues per backfill transaction.
 BACKFILL_BATCH = 500
 #: The backfill runs beside writers and other replicas' backfills, on either
@@ -183,35 +190,37 @@ async def sync_many(conn: Any, issue_ids: list[int]) -> None:
         await conn.execute(_INSERT_PAIRS, ids, names)
 
 
-async def backfill(pool: Any) -> int:
+async def backfill(
+    pool: Any, *, batch: int = BACKFILL_BATCH, progress_seconds: float = PROGRESS_SECONDS
+) -> int:
     """Queue what the recorded scans still have to, then fill the queue's mentions; how many.
 
     The scans (:func:`._mention_scans.queue_registered`, migration 0028)
-    queue first, so the queue this drains is whole. Batches of
-    :data:`BACKFILL_BATCH` issues, each in one transaction that locks its
-    issues first (one statement, in id order as every writer locks them),
-    so a write racing it recomputes after (or before) it, never in between,
-    and recomputes them together (:func:`sync_many`: six statements a batch
-    with its queue's, where an issue at a time sent four an issue); a batch
-    that lost a conflict is run again
+    queue first, so the queue this drains is whole. Batches of ``batch``
+    issues (:func:`._queue_drains.drain`), each in one transaction that
+    locks its issues first (one statement, in id order as every writer
+    locks them), so a write racing it recomputes after (or before) it,
+    never in between, and recomputes them together (:func:`sync_many`: six
+    statements a batch with its queue's, where an issue at a time sent four
+    an issue); a batch that lost a conflict is run again
     (:data:`BACKFILL_RETRIES`). Several replicas may run it at once: each
     batch takes queued issues no other batch holds (a batch done twice
     would write the same rows, but the two would wait on each other's
     locks). Stopped part-way, the next run goes on from what the committed
-    batches left.
+    batches left. A batch cancelled by ``statement_timeout`` is taken again
+    half as large; an issue that alone runs past it stops the migrate.
+
+    Raises:
+        Unavailable: one issue alone ran past ``statement_timeout``: the
+            message names it and ``statement_timeout_seconds``; the issues
+            before it are filled and it stays queued for the next migrate.
     """
     await _mention_scans.queue_registered(pool, BACKFILL_RETRIES)
-    done = 0
-
-    async def one_batch() -> int:
-        async with pool.acquire() as conn, conn.transaction():
-            ids = [int(r["issue_id"]) for r in await conn.fetch(_NEXT_PENDING, BACKFILL_BATCH)]
-            if ids:
-                await conn.fetch(q.LOCK_ISSUES, ids)
-                await sync_many(conn, ids)
-                await conn.execute(_DONE, ids)
-        return len(ids)
-
-    while count := await retrying(BACKFILL_RETRIES, one_batch):
-        done += count
-    return done
+    return await drain(
+        pool,
+        _QUEUE,
+        sync_many,
+        batch=batch,
+        retries=BACKFILL_RETRIES,
+        progress_seconds=progress_seconds,
+    )

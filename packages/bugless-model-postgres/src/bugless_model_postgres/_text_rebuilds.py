@@ -12,27 +12,19 @@ transaction that locks its issues in id order, as every writer does, so a
 write waits for a batch at most, and a migrate stopped part-way leaves the
 rest queued for the next one.
 
-A batch runs under the migrate pool's ``statement_timeout``
-(``statement_timeout_seconds``, 30 s by default). Issues with very long
-histories can make a batch of :data:`REBUILD_BATCH` run past it, and the
-next migrate would take the same batch and fail on it again; so a batch the
-server cancelled is taken again half as large, down to one issue, and only
-an issue that alone runs past the timeout stops the migrate, naming the
-issue and the setting to raise.
+A batch the server cancels for running past ``statement_timeout`` is taken
+again half as large, down to one issue (:func:`._queue_drains.drain`, the
+one loop every such queue shares).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-import asyncpg
-
-from bugless_core.errors import Unavailable
-from bugless_core.transactions import COCKROACH_RETRIES, retrying
-from bugless_model_postgres import _queries as q
+from bugless_core.transactions import COCKROACH_RETRIES
 from bugless_model_postgres._mention_scans import PROGRESS_SECONDS
+from bugless_model_postgres._queue_drains import Queue, drain
 
 __all__ = ["REBUILD_BATCH", "rebuild"]
 
@@ -41,11 +33,13 @@ _log = logging.getLogger(__name__)
 #: Issues per transaction: each reads its issues' whole history.
 REBUILD_BATCH = 200
 
-_NEXT = """
-SELECT issue_id FROM issue_text_rebuilds ORDER BY issue_id LIMIT $1 FOR UPDATE SKIP LOCKED
-"""
-_DONE = "DELETE FROM issue_text_rebuilds WHERE issue_id = ANY ($1::bigint[])"
-_LEFT = "SELECT count(*) FROM issue_text_rebuilds"
+_QUEUE = Queue(
+    table="issue_text_rebuilds",
+    name="migration 0033's text rebuild",
+    done="remade",
+    doing="remaking the text vectors of",
+    log=_log,
+)
 #: The vectors of the issues ``$1`` names, as an edit on CockroachDB makes
 #: them: each entry's latest text (a redacted one is blank), then the
 #: descriptions of the files it attached, in entry order. 0033's first
@@ -97,77 +91,15 @@ async def rebuild(
             message names it and ``statement_timeout_seconds``; the issues
             before it are done and it stays queued for the next migrate.
     """
-    done = batches = 0
-    size = batch
-    said = started = time.monotonic()
-    left = int(await pool.fetchval(_LEFT))
-    if left:
-        _log.info(
-            "migration 0033's text rebuild: %d issues queued, %d a transaction",
-            left,
-            size,
-            extra={"left": left},
-        )
 
-    taken: list[int] = []  # the batch being made, for the error of a slow one
+    async def remake(conn: Any, ids: list[int]) -> None:
+        await conn.execute(_REMAKE, ids)
 
-    async def one_batch() -> list[int]:
-        taken.clear()
-        async with pool.acquire() as conn, conn.transaction():
-            ids = [int(r["issue_id"]) for r in await conn.fetch(_NEXT, size)]
-            taken[:] = ids
-            if ids:
-                await conn.fetch(q.LOCK_ISSUES, ids)
-                await conn.execute(_REMAKE, ids)
-                await conn.execute(_DONE, ids)
-        return ids
-
-    while True:
-        try:
-            ids = await retrying(COCKROACH_RETRIES, one_batch)
-        except asyncpg.QueryCanceledError as exc:
-            if size == 1:
-                raise await _too_slow_alone(pool, taken) from exc
-            size = max(1, size // 2)
-            _log.warning(
-                "migration 0033's text rebuild: a batch ran past statement_timeout and was "
-                "cancelled; taking %d issues a transaction from here",
-                size,
-                extra={"batch": size},
-            )
-            continue
-        if not ids:
-            break
-        done += len(ids)
-        batches += 1
-        if time.monotonic() - said >= progress_seconds:
-            said = time.monotonic()
-            left = int(await pool.fetchval(_LEFT))
-            _log.info(
-                "migration 0033's text rebuild: %d issues remade, %d left",
-                done,
-                left,
-                extra={"remade": done, "left": left},
-            )
-    if done:
-        _log.info(
-            "migration 0033's text rebuild: done, %d issues remade in %d batches in %.0f s",
-            done,
-            batches,
-            time.monotonic() - started,
-            extra={"remade": done},
-        )
-    return done
-
-
-async def _too_slow_alone(pool: Any, taken: list[int]) -> Unavailable:
-    """The error of an issue whose rebuild alone runs past ``statement_timeout``."""
-    timeout = await pool.fetchval("SHOW statement_timeout")
-    issue = f"issue {taken[0]}" if taken else "the next queued issue"
-    return Unavailable(
-        f"migration 0033's text rebuild: remaking the text vectors of {issue} alone "
-        f"ran past the database's statement_timeout ({timeout}), or waited that long for a "
-        "lock on it; nothing of that issue changed. Raise statement_timeout_seconds "
-        "(--statement-timeout-seconds, BUGLESS_STATEMENT_TIMEOUT_SECONDS) for the migrate and "
-        "run it again: the issues before it are done, it and those after it stay queued"
+    return await drain(
+        pool,
+        _QUEUE,
+        remake,
+        batch=batch,
+        retries=COCKROACH_RETRIES,
+        progress_seconds=progress_seconds,
     )
