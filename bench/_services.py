@@ -61,6 +61,25 @@ def load_average() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
 
+def notify_source_at(ref: str, directory: Path) -> str:
+    """``bugless_notify``'s source of git revision ``ref``, unpacked under ``directory``.
+
+    The notifier benchmarks' ``--before REF`` puts the returned directory first
+    on the notifier's ``PYTHONPATH``, so the old and the new notifier are
+    measured in one run on the same services.
+    """
+    root = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "-C", root, "archive", ref, "packages/bugless-notify/src"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    return str(directory / "packages" / "bugless-notify" / "src")
+
+
 @dataclass
 class BenchStack:
     """PostgreSQL, the Model, the Authenticator and the frontends, all running."""

@@ -31,8 +31,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench._services import METRICS_ENV, BenchStack, grpc_calls, load_average
-from bench.notify_latency import _before_tree
+from bench._services import METRICS_ENV, BenchStack, grpc_calls, load_average, notify_source_at
 from bugless_core.migrations import quote_schema
 from bugless_notify.queue import DeliveryQueue
 
@@ -139,7 +138,9 @@ async def _run(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(prefix="bench-notify-idle-before-") as before:
             variants: list[tuple[str, dict[str, str]]] = []
             if args.before:
-                variants.append(("before", {"PYTHONPATH": _before_tree(args.before, Path(before))}))
+                variants.append(
+                    ("before", {"PYTHONPATH": notify_source_at(args.before, Path(before))})
+                )
             variants.append(("after", {}))
             print(f"{args.subscriptions} subscriptions, all seeded", flush=True)
             for label, env in variants:

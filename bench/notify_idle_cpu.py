@@ -41,8 +41,14 @@ from pathlib import Path
 
 import asyncpg
 
-from bench._services import METRICS_ENV, BenchStack, CpuMeter, grpc_calls, load_average
-from bench.notify_latency import _before_tree
+from bench._services import (
+    METRICS_ENV,
+    BenchStack,
+    CpuMeter,
+    grpc_calls,
+    load_average,
+    notify_source_at,
+)
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
 
@@ -165,7 +171,9 @@ async def _run(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(prefix="bench-notify-idle-") as before:
             variants: list[tuple[str, dict[str, str]]] = [("after", {})]
             if args.before:
-                variants.append(("before", {"PYTHONPATH": _before_tree(args.before, Path(before))}))
+                variants.append(
+                    ("before", {"PYTHONPATH": notify_source_at(args.before, Path(before))})
+                )
             print(
                 f"{'notifier':<8} {'subs':>6}  rounds  CPU ms/round and ms/s: "
                 f"{' · '.join(PROCESSES)}",

@@ -34,14 +34,13 @@ import argparse
 import asyncio
 import secrets
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench._services import BenchStack, CpuMeter, load_average
+from bench._services import BenchStack, CpuMeter, load_average, notify_source_at
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
 from bugless_testing.smtp import SmtpSink
@@ -174,20 +173,6 @@ async def _variant(rig: _Rig, label: str, env: dict[str, str], args: argparse.Na
     stack.stop_service(notifier)
 
 
-def _before_tree(ref: str, directory: Path) -> str:
-    """``bugless_notify`` of git revision ``ref``, unpacked under ``directory``."""
-    root = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    archive = subprocess.run(
-        ["git", "-C", root, "archive", ref, "packages/bugless-notify/src"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
-    return str(directory / "packages" / "bugless-notify" / "src")
-
-
 async def _run(args: argparse.Namespace) -> None:
     bench = BenchStack.start()
     sink = SmtpSink().start()
@@ -228,7 +213,9 @@ async def _run(args: argparse.Namespace) -> None:
         variants: list[tuple[str, dict[str, str]]] = []
         with tempfile.TemporaryDirectory(prefix="bench-notify-before-") as before:
             if args.before:
-                variants.append(("before", {"PYTHONPATH": _before_tree(args.before, Path(before))}))
+                variants.append(
+                    ("before", {"PYTHONPATH": notify_source_at(args.before, Path(before))})
+                )
             variants.append(("after", {}))
             for label, env in variants:
                 await _variant(rig, label, env, args)
