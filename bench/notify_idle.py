@@ -60,7 +60,9 @@ async def _seeded_queue(database_url: str, schema: str) -> None:
         await DeliveryQueue(schema).migrate(pool)
         await pool.execute(
             f"INSERT INTO {quote_schema(schema)}.saved_search_seen "
-            "SELECT saved_search_id, user_id FROM bugless.saved_search_subscriptions "
+            "SELECT s.saved_search_id, s.user_id, ss.query "
+            "FROM bugless.saved_search_subscriptions s "
+            "JOIN bugless.saved_searches ss ON ss.id = s.saved_search_id "
             "ON CONFLICT DO NOTHING"
         )
     finally:

@@ -35,9 +35,16 @@ feed is read only after the seeds (one raised would fail every round before
 the feed is read again).
 A subscription no longer listed (unsubscribed,
 deleted) is forgotten, its matches with it, so subscribing again seeds
-afresh. An idle round costs one small call: a round that leaves nothing to
-seed is reused while the Model's version of the subscriptions stays the same
-(:meth:`SavedSearchMatcher.prepare`), at most :data:`RELIST_SECONDS`.
+afresh. A subscription whose query is not the one it was seeded with
+(``saved_search_seen.query``: its owner edited it) is seeded again, the old
+query's matches forgotten in the same commit, and judged once seeded, as a
+new one is: its matches were the old query's, so the first change to each
+issue the new query matched all along was mailed as a new match. One an
+earlier notifier seeded (no query recorded) is taken as seeded with the
+query it has now, which is recorded. An idle round costs one small call: a
+round that leaves nothing to seed is reused while the Model's version of the
+subscriptions stays the same (:meth:`SavedSearchMatcher.prepare`), at most
+:data:`RELIST_SECONDS`.
 
 A query the Model refuses as written (INVALID_ARGUMENT: a hotlist its owner
 deleted or made private since, a component the subscriber may no longer
@@ -141,7 +148,16 @@ class MatchChanges:
     #: ``(saved search id, user id)`` seeded now.
     seeded: set[tuple[int, str]] = field(default_factory=set)
     #: ``(saved search id, user id)`` no longer subscribed: forgotten with their matches.
+    #: Also one seeded again (its query edited): forgotten first, then seeded.
     forgotten: set[tuple[int, str]] = field(default_factory=set)
+    #: ``(saved search id, user id)``: the query it is seeded with, recorded
+    #: (``saved_search_seen.query``) for the ones seeded now and for seeded
+    #: ones whose query was not recorded (an earlier notifier's).
+    queries: dict[tuple[int, str], str] = field(default_factory=dict)
+
+    def seeds_anything(self) -> bool:
+        """Whether there is a seed to commit before the feed is read."""
+        return bool(self.seeded or self.forgotten or self.queries)
 
 
 @dataclass
@@ -182,7 +198,12 @@ class MatchStore:
             "WHERE saved_search_id = $1 AND user_id = $2 AND issue_id = $3"
         )
         self._seen_sql = (
-            f"INSERT INTO {schema}.saved_search_seen VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            f"INSERT INTO {schema}.saved_search_seen (saved_search_id, user_id, query) "
+            "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+        )
+        self._query_sql = (
+            f"UPDATE {schema}.saved_search_seen SET query = $3 "
+            "WHERE saved_search_id = $1 AND user_id = $2"
         )
         self._forget_sqls = [
             f"DELETE FROM {schema}.{table} WHERE saved_search_id = $1 AND user_id = $2"
@@ -195,7 +216,10 @@ class MatchStore:
             if changes.forgotten:
                 await conn.executemany(forget, sorted(changes.forgotten))
         if changes.seeded:
-            await conn.executemany(self._seen_sql, sorted(changes.seeded))
+            seeded = [(*key, changes.queries.get(key)) for key in sorted(changes.seeded)]
+            await conn.executemany(self._seen_sql, seeded)
+        if recorded := sorted(k for k in changes.queries if k not in changes.seeded):
+            await conn.executemany(self._query_sql, [(*k, changes.queries[k]) for k in recorded])
         if changes.added:
             await conn.executemany(self._add_sql, sorted(changes.added))
         if changes.removed:
@@ -230,7 +254,7 @@ class SavedSearchMatcher:
             f"{quote_schema(schema)}.saved_search_matches WHERE issue_id = ANY ($1::bigint[])"
         )
         self._seen_sql = (
-            f"SELECT saved_search_id, user_id FROM {quote_schema(schema)}.saved_search_seen"
+            f"SELECT saved_search_id, user_id, query FROM {quote_schema(schema)}.saved_search_seen"
         )
         self._resolved: dict[tuple[str, str], tuple[float, v1.SearchNode | None]] = {}
         #: By subscription, when a seed that could not be taken is tried again.
@@ -398,9 +422,26 @@ class SavedSearchMatcher:
             return Prepared(subscriptions=list(settled.ready), seeds=MatchChanges())
         version, subscriptions = answer
         self._settled = None
-        seen = {(r["saved_search_id"], r["user_id"]) for r in await conn.fetch(self._seen_sql)}
+        seeded_with = {
+            (r["saved_search_id"], r["user_id"]): r["query"]
+            for r in await conn.fetch(self._seen_sql)
+        }
         listed = {(s.saved_search.id, s.user_id): s for s in subscriptions if s.saved_search}
-        seeds = MatchChanges(forgotten=seen - set(listed))
+        seeds = MatchChanges(forgotten=set(seeded_with) - set(listed))
+        # Seeded with the query as it is now; one whose query was edited
+        # since is seeded again (its matches were the old query's), and one
+        # an earlier notifier seeded (no query recorded) is taken as is.
+        seen: set[tuple[int, str]] = set()
+        for key, subscription in listed.items():
+            if key not in seeded_with:
+                continue
+            query = subscription.saved_search.query if subscription.saved_search else ""
+            if seeded_with[key] is None:
+                seeds.queries[key] = query
+            elif seeded_with[key] != query:
+                continue
+            seen.add(key)
+        edited = set(listed).intersection(seeded_with) - seen
         self._reseed_at = {k: t for k, t in self._reseed_at.items() if k in listed and t > now}
         new = [s for k, s in listed.items() if k not in seen and k not in self._reseed_at]
         limit = asyncio.Semaphore(SEARCHES_AT_ONCE)
@@ -448,12 +489,14 @@ class SavedSearchMatcher:
                 self._reseed_at[key] = now + RESEED_SECONDS
                 continue
             seeds.seeded.add(key)
+            seeds.queries[key] = subscription.saved_search.query
+            if key in edited:
+                seeds.forgotten.add(key)  # the old query's matches go first
             seeds.added |= {(*key, issue_id) for issue_id in found}
         ready = [s for k, s in listed.items() if k in seen or k in seeds.seeded]
         if (
             version
-            and not seeds.seeded
-            and not seeds.forgotten
+            and not seeds.seeds_anything()
             and all(k in seen or k in self._reseed_at for k in listed)
         ):
             self._settled = _Settled(version, now, ready)

@@ -239,7 +239,7 @@ class FeedConsumer:
         position = await self.ensure_cursor()
         async with self._pool.acquire() as conn:
             prepared = await self._searches.prepare(conn)
-        if prepared.seeds.seeded or prepared.seeds.forgotten:
+        if prepared.seeds.seeds_anything():
             await self._commit(position, position, Batch(), prepared.seeds)
         request = v1.ReadFeedRequest(
             caller=NOTIFIER,
