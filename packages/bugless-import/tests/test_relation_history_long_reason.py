@@ -102,3 +102,25 @@ def test_a_cut_keeps_marks_of_class_0_and_emoji_sequences_whole() -> None:
     # A cluster that fits before the cut is kept whole.
     fits = "a" * (MAX_IMPORT_REASON_LENGTH - 4) + "\u0915\u0947" + "tail"
     assert within_reason_length(fits) == fits[: MAX_IMPORT_REASON_LENGTH - 1] + ellipsis
+
+
+def test_a_cut_keeps_a_flag_whole() -> None:
+    """A flag is a pair of regional indicators, paired from the start of their run.
+
+    Before, neither letter of a flag belonged to the other, so a cut between
+    them kept the first letter alone (a lone regional indicator) before the
+    ellipsis.
+    """
+    ellipsis = "\N{HORIZONTAL ELLIPSIS}"
+    france, japan = "\U0001f1eb\U0001f1f7", "\U0001f1ef\U0001f1f5"
+    head = "a" * (MAX_IMPORT_REASON_LENGTH - 2)
+    assert within_reason_length(head + france + "tail") == head + ellipsis
+    # Flags before the cut are kept; the one it would halve is left out whole,
+    # however many flags run up to it.
+    for flags in (1, 2, 5):
+        head = "a" * (MAX_IMPORT_REASON_LENGTH - 2 - 2 * flags)
+        reason = head + france * flags + japan + "tail"
+        assert within_reason_length(reason) == head + france * flags + ellipsis, flags
+    # A cut right after a whole flag leaves it alone.
+    head = "a" * (MAX_IMPORT_REASON_LENGTH - 3)
+    assert within_reason_length(head + france + japan) == head + france + ellipsis

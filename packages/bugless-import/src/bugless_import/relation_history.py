@@ -206,6 +206,23 @@ def _belongs_to_previous(previous: str, char: str) -> bool:
     )
 
 
+#: The regional indicator symbols (U+1F1E6..U+1F1FF), a flag's two letters.
+_REGIONAL_INDICATORS = "".join(map(chr, range(0x1F1E6, 0x1F200)))
+
+
+def _cuts_a_flag(kept: str, following: str) -> bool:
+    """Whether a cut after ``kept``, before ``following``, splits a flag in two.
+
+    A flag is a pair of regional indicators (U+1F1E6..U+1F1FF, the letters of
+    its country code), paired from the start of their run: one ending an odd
+    run is the first half of the flag ``following`` completes.
+    """
+    if following not in _REGIONAL_INDICATORS:
+        return False
+    run = len(kept) - len(kept.rstrip(_REGIONAL_INDICATORS))
+    return run % 2 == 1
+
+
 def within_reason_length(reason: str) -> str:
     """``reason``, cut to what the Model accepts as an import's reason.
 
@@ -217,13 +234,16 @@ def within_reason_length(reason: str) -> str:
     longer one keeps its start (what was refused and why) and ends with an
     ellipsis, cut between characters (Python counts them as the Model does)
     and never inside one a reader sees as one (:func:`_belongs_to_previous`):
-    a base losing its marks, an emoji sequence losing its tail.
+    a base losing its marks, an emoji sequence losing its tail, a flag
+    losing its second letter (:func:`_cuts_a_flag`).
     """
     cap = limits.MAX_IMPORT_REASON_LENGTH
     if len(reason) <= cap:
         return reason
     kept = reason[: cap - 1]
-    while kept and _belongs_to_previous(kept[-1], reason[len(kept)]):
+    while kept and (
+        _belongs_to_previous(kept[-1], reason[len(kept)]) or _cuts_a_flag(kept, reason[len(kept)])
+    ):
         kept = kept[:-1]  # what follows the cut belongs to the character before it
     return kept.rstrip() + "\N{HORIZONTAL ELLIPSIS}"
 
