@@ -409,6 +409,23 @@ async def test_bad_settings_name_the_field(config: dict[str, str], message: str)
         await LdapAuthenticator.open(config)
 
 
+@pytest.mark.parametrize("setting", ["connect_timeout", "operation_timeout"])
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan"])
+def test_a_bad_timeout_is_refused_naming_the_setting_and_its_value(
+    setting: str, value: str
+) -> None:
+    """Before, both were "ldap timeouts: must be positive", and inf and nan were taken.
+
+    An infinite connect timeout waits forever on a hung server instead of
+    trying the next; a NaN one compares false with everything.
+    """
+    with pytest.raises(InvalidArgument) as info:
+        LdapSettings.from_mapping({"urls": "ldap://x", "base_dn": "dc=x", setting: value})
+    assert info.value.message == (
+        f"ldap {setting}: {float(value)} is not a positive number of seconds"
+    )
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "wrong"),
     [

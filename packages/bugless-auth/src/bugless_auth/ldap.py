@@ -186,8 +186,12 @@ class LdapSettings:
             )
         if self.pool_size < 1:
             raise InvalidArgument(f"ldap pool_size: {self.pool_size} is not a positive number")
-        if self.connect_timeout <= 0 or self.operation_timeout <= 0:
-            raise InvalidArgument("ldap timeouts: must be positive numbers of seconds")
+        for name, seconds in (
+            ("connect_timeout", self.connect_timeout),
+            ("operation_timeout", self.operation_timeout),
+        ):
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise InvalidArgument(f"ldap {name}: {seconds} is not a positive number of seconds")
         if not math.isfinite(self.pool_wait_seconds) or self.pool_wait_seconds <= 0:
             raise InvalidArgument(
                 f"ldap pool_wait_seconds: {self.pool_wait_seconds} is not a positive "
