@@ -8,7 +8,12 @@ import bonsai
 import bonsai.errors
 import pytest
 
-from bugless_auth._ldap_filter_syntax import FilterSyntaxError, check_filter, with_every_value
+from bugless_auth._ldap_filter_syntax import (
+    FilterSyntaxError,
+    check_filter,
+    substring_tests,
+    with_every_value,
+)
 from bugless_testing.slapd import PEOPLE_DN, READER_DN, READER_PASSWORD, Slapd
 
 #: Filters libldap (as bonsai sends them) takes, and so must the check.
@@ -176,6 +181,19 @@ def test_an_item_holding_the_placeholder_becomes_one_taking_every_value(
 ) -> None:
     check_filter(text, ("{username}",))
     assert with_every_value(text, "{username}") == every_user
+
+
+def test_the_equality_items_made_substring_tests_for_every_value_are_named() -> None:
+    """Those match nothing on an attribute with no substring rule; the re-sync's error says so."""
+    text = (
+        "(&(mail={username}@example.com)(uid={username})(cn=a\\2a{username}\\*b)"
+        "(sn=*{username}x)(uid:caseExactMatch:=a{username})(homeDirectory=/home/{username}))"
+    )
+    assert substring_tests(text, "{username}") == [
+        ("mail", "(mail=*@example.com)"),
+        ("cn", "(cn=a\\2a*\\*b)"),
+        ("homeDirectory", "(homeDirectory=/home/*)"),
+    ]
 
 
 def test_every_value_of_a_filter_that_is_no_filter_is_refused() -> None:

@@ -29,7 +29,7 @@ from bugless_auth.settings import PeopleCaSettings
 from bugless_core.errors import Unavailable
 from bugless_core.migrations import quote_schema
 from bugless_proto import v1
-from bugless_testing.slapd import BASE_DN, GROUPS_DN, PEOPLE_DN, Slapd
+from bugless_testing.slapd import BASE_DN, GROUPS_DN, PEOPLE_DN, Slapd, ssha
 
 if TYPE_CHECKING:
     from auth_support import AuthServer, StartAuth
@@ -482,6 +482,52 @@ async def test_a_user_filter_matching_the_username_by_a_rule_signs_in_and_re_syn
     assert await refused(auth, leaves.token)
     assert not (await user(auth, who(stays)[1].user_id)).disabled
     assert not await refused(auth, stays.token)
+
+
+async def test_a_directory_listing_nobody_for_the_every_user_filter_disables_nobody(
+    start_auth_server: StartAuth, slapd_server: Slapd, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``(homeDirectory=/home/{username})`` signs in; its every-user form matches no entry.
+
+    homeDirectory has an equality rule and no substring rule (nis.schema),
+    so the re-sync's ``(homeDirectory=/home/*)`` is Undefined for every
+    entry and slapd lists nobody. The round is refused (Unavailable, an
+    error naming the filter), not taken as every user gone: before, each of
+    the three users (a batch too small for the half-vanished guard) was
+    disabled and signed out.
+    """
+    home = "(&(objectClass=inetOrgPerson)(homeDirectory=/home/{username}))"
+    options = ldap_options(slapd_server, user_filter=home, resync_seconds="1")
+    auth = await start_with_ldap(start_auth_server, options)
+    (resync,) = auth.service.resyncs
+    await resync.stop()  # rounds are driven by the test from here
+    signed_in = []
+    for n in range(3):
+        uid = f"home-{n}-{secrets.token_hex(3)}"
+        ldif = (
+            f"dn: uid={uid},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n"
+            f"uid: {uid}\ncn: {uid}\nsn: {uid}\nuidNumber: {5000 + n}\ngidNumber: 5000\n"
+            f"homeDirectory: /home/{uid}\nuserPassword: {ssha(f'{uid}-pw')}\n"
+        )
+        await asyncio.to_thread(slapd_server.ldapadd, ldif)
+        signed_in.append(await auth.sign_in(uid, f"{uid}-pw"))
+
+    with (
+        caplog.at_level(logging.ERROR, logger="bugless_auth.ldap"),
+        pytest.raises(Unavailable, match=r"lists no entry under .*disables nobody"),
+    ):
+        await resync.run_once()
+
+    for result in signed_in:
+        assert not (await user(auth, who(result)[1].user_id)).disabled
+        assert not await refused(auth, result.token)
+    (said,) = [r.getMessage() for r in caplog.records if r.name == "bugless_auth.ldap"]
+    assert said.startswith(
+        "ldap re-sync: user_filter for every username, "
+        "(&(objectClass=inetOrgPerson)(homeDirectory=/home/*)), lists no entry under "
+        f"{PEOPLE_DN}, so the 3 known users asked for would all be disabled; refused"
+    ), said
+    assert "(homeDirectory=/home/*) is a substring test there" in said
 
 
 def test_the_interval_is_an_ldap_setting_defaulting_to_five_minutes() -> None:

@@ -211,6 +211,37 @@ class LdapDirectory:
         url, entries = await self.on_any_server(search)
         return [UserEntry(url=url, dn=str(e["dn"]), attributes=e) for e in entries]
 
+    async def lists_anyone(self) -> bool:
+        """Whether ``user_filter`` for every username admits any entry under ``base_dn``.
+
+        The re-sync asks when a batch of known users found nobody: a filter
+        or base that lists no one at all is a misconfiguration (or an
+        equality item the every-user form makes a substring test the
+        attribute cannot match), not every user gone. One search, no
+        attributes, at most one entry.
+
+        Raises:
+            Unavailable: no server answered.
+        """
+        s = self.settings
+
+        async def search(conn: Any) -> list[Any]:
+            try:
+                result: list[Any] = await conn.search(
+                    s.base_dn,
+                    _SUBTREE,
+                    s.every_user_filter,
+                    ["1.1"],
+                    timeout=s.operation_timeout,
+                    sizelimit=1,
+                )
+            except bonsai.errors.SizeLimitError:
+                return [True]  # more than one
+            return result
+
+        _, entries = await self.on_any_server(search)
+        return bool(entries)
+
     async def find_user(self, username: str) -> UserEntry | None:
         """Search for the user as the service account; None unless exactly one matches."""
         s = self.settings

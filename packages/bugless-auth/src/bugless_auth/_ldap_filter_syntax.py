@@ -122,6 +122,23 @@ def with_every_value(text: str, placeholder: str) -> str:
     return "".join(pieces)
 
 
+def substring_tests(text: str, placeholder: str) -> list[tuple[str, str]]:
+    """The equality items of ``text`` that :func:`with_every_value` makes substring tests.
+
+    ``(mail={username}@example.com)`` is an equality test at sign-in and
+    ``(mail=*@example.com)`` for every value: on an attribute whose schema
+    gives no substring matching rule the server evaluates that as Undefined
+    and it matches no entry, though sign-ins work. Each item as
+    (attribute, the substring test), in filter order.
+
+    Raises:
+        FilterSyntaxError: ``text`` is not one filter (:func:`check_filter`).
+    """
+    parser = _Parser(text, (placeholder,))
+    parser.filter(0)
+    return parser.substring_tests
+
+
 class _Parser:
     def __init__(self, text: str, placeholders: tuple[str, ...]) -> None:
         self.text = text
@@ -129,6 +146,9 @@ class _Parser:
         #: (start, end, filter): what each filter holding a placeholder, from
         #: its '(' to after its ')', becomes for every value of it.
         self.every_value: list[tuple[int, int, str]] = []
+        #: (attribute, item): equality items holding a placeholder that
+        #: become substring tests for every value (:func:`substring_tests`).
+        self.substring_tests: list[tuple[str, str]] = []
 
     def _holds_placeholder(self, start: int, end: int) -> bool:
         return any(p in self.text[start:end] for p in self.placeholders)
@@ -211,6 +231,9 @@ class _Parser:
             present = described
         end, every_value = self._value(equals + 1, substrings_allowed=not operator)
         if not operator:
+            equality = "*" not in re.sub(r"\\.", "", text[equals + 1 : end])  # no unescaped *
+            if equality and self._holds_placeholder(start, end) and every_value != "*":
+                self.substring_tests.append((described, f"({described}={every_value})"))
             return end, f"{described}={every_value}"
         return end, f"{present or 'objectClass'}=*"
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import math
 import secrets
 import statistics
@@ -30,7 +31,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from bugless_auth._ldap_filter_syntax import FilterSyntaxError, check_filter, with_every_value
+from bugless_auth._ldap_filter_syntax import (
+    FilterSyntaxError,
+    check_filter,
+    substring_tests,
+    with_every_value,
+)
 from bugless_core.auth_backend import ExternalIdentity, PasswordAuthenticator
 from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from bugless_core.setting_files import FileContent, pem_certificates
@@ -38,6 +44,8 @@ from bugless_core.setting_files import FileContent, pem_certificates
 if TYPE_CHECKING:
     from bugless_auth._ldap_directory import LdapDirectory, UserEntry
     from bugless_auth._ldap_group_counts import GroupCounts
+
+_log = logging.getLogger("bugless_auth.ldap")
 
 
 @dataclass(frozen=True)
@@ -432,14 +440,51 @@ class LdapAuthenticator(PasswordAuthenticator):
         values = [s.removeprefix(prefix) for s in subjects if s.startswith(prefix)]
         if not values:
             return {}
+        entries = await self._directory.users_with_subjects(values)
+        if not entries and not await self._directory.lists_anyone():
+            raise self._lists_nobody(len(values))
         found: dict[str, ExternalIdentity] = {}
-        for entry in await self._directory.users_with_subjects(values):
+        for entry in entries:
             username = str(entry.first(self.settings.username_attribute) or "")
             if not username:
                 continue
             identity = await self._identity(entry, username)
             found[identity.subject] = identity
         return found
+
+    def _lists_nobody(self, known: int) -> Unavailable:
+        """The error of a directory whose every-user search lists no entry at all.
+
+        Taken as "every user gone", the re-sync would disable all of them
+        (its own guard spares only batches of several users): a wrong
+        ``base_dn``, a service account that lost read access, or an
+        equality item of ``user_filter`` that the every-user form makes a
+        substring test the attribute has no rule for. So the round stops
+        here, logged as an error naming the filter.
+        """
+        s = self.settings
+        every = s.every_user_filter
+        tests = substring_tests(s.user_filter, "{username}")
+        hint = (
+            f"; {', '.join(item for _, item in tests)} is a substring test there (for "
+            "{username} at sign-in an equality test), which matches no entry where the "
+            "server's schema gives the attribute no substring matching rule"
+            if tests
+            else ""
+        )
+        _log.error(
+            "ldap re-sync: user_filter for every username, %s, lists no entry under %s, so "
+            "the %d known users asked for would all be disabled; refused, nobody disabled "
+            "(check base_dn, user_filter and the service account's read access%s)",
+            every,
+            s.base_dn,
+            known,
+            hint,
+        )
+        return Unavailable(
+            f"ldap: user_filter for every username, {every}, lists no entry under "
+            f"{s.base_dn}; the re-sync disables nobody until it does{hint}"
+        )
 
     async def group_member_counts(self, groups: Sequence[str]) -> Mapping[str, int | None]:
         """Enabled directory members of each group it holds; None where it cannot tell now.

@@ -42,6 +42,10 @@ An outage never disables anyone: a round whose searches fail is abandoned
 (logged, retried next interval), and a round in which more than half of at
 least :data:`SAFETY_MIN_USERS` users would vanish at once is refused as a
 misconfiguration (a wrong base DN, a service account that lost read access).
+The LDAP backend also refuses to answer "none of them" when its every-user
+filter lists no entry at all (``LdapBackend.current_identities``): that
+stops the round before a small batch (fewer than :data:`SAFETY_MIN_USERS`)
+is disabled whole.
 A round that fails on an error nobody expected (a bug, an untranslated
 database error) is supervised as ``auth.directory_resync:<backend>``
 (:class:`~bugless_core.supervision.SupervisedLoop`: logged once with its
