@@ -22,7 +22,7 @@ from bugless_model_postgres import _import_queries as iq
 from bugless_model_postgres._components import seen_path
 from bugless_model_postgres._context import WriteContext, hotlist_not_found, hotlist_visible
 from bugless_model_postgres._issue_plan import lock_editable_hotlists
-from bugless_model_postgres._issues import append_to_hotlist
+from bugless_model_postgres._issues import append_to_hotlist, leave_hotlist
 from bugless_proto import v1
 
 
@@ -164,5 +164,4 @@ class LabelReplay:
         for hotlist_id in joined:
             await append_to_hotlist(ctx, hotlist_id, issue_id, "")
         for hotlist_id in left:
-            await ctx.conn.execute(cq.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
-            await ctx.conn.execute(cq.COMPACT_RANKS, hotlist_id)
+            await leave_hotlist(ctx, hotlist_id, issue_id)

@@ -80,11 +80,30 @@ class Created(NamedTuple):
 
 
 async def append_to_hotlist(ctx: WriteContext, hotlist_id: int, issue_id: int, note: str) -> None:
-    """Add an item at the end of a (locked) hotlist."""
+    """Add an item at the end of a (locked) hotlist, which moves its version.
+
+    The items are the hotlist's content whichever call changes them (a
+    create's ``hotlist_ids``, a delta's ``hotlist_add``, an import), so its
+    version and last change move as AddHotlistItems moves them
+    (:data:`cq.TOUCH_HOTLIST`): a delete confirmed against the items it
+    showed is refused after, and the web's hotlist rows, whose ``ETag`` is
+    that version, are drawn again.
+    """
     rank = await ctx.conn.fetchval(cq.COUNT_HOTLIST_ITEMS, hotlist_id)
     await ctx.conn.execute(
         cq.INSERT_HOTLIST_ITEM, hotlist_id, issue_id, rank, note, ctx.caller.user_id, ctx.now
     )
+    await ctx.conn.execute(cq.TOUCH_HOTLIST, hotlist_id, ctx.now)
+
+
+async def leave_hotlist(ctx: WriteContext, hotlist_id: int, issue_id: int) -> None:
+    """Take an issue off a (locked) hotlist, closing the rank gap; its version moves.
+
+    As :func:`append_to_hotlist`: RemoveHotlistItems's effect, by the issue's own change.
+    """
+    await ctx.conn.execute(cq.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
+    await ctx.conn.execute(cq.COMPACT_RANKS, hotlist_id)
+    await ctx.conn.execute(cq.TOUCH_HOTLIST, hotlist_id, ctx.now)
 
 
 async def _write_other_sides(
@@ -511,8 +530,7 @@ async def change_issue(
     for hotlist_id in plan.hotlists_added:
         await append_to_hotlist(ctx, hotlist_id, issue_id, "")
     for hotlist_id in plan.hotlists_removed:
-        await ctx.conn.execute(cq.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
-        await ctx.conn.execute(cq.COMPACT_RANKS, hotlist_id)
+        await leave_hotlist(ctx, hotlist_id, issue_id)
     # Built before the entry: the last write takes the change feed's row lock,
     # which every writer queues for, and holds it to the commit; nothing more
     # should run in between.

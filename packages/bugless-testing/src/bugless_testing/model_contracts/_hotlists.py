@@ -368,6 +368,51 @@ class HotlistContract:
             before.version,
         )
 
+    async def test_an_issue_joining_or_leaving_by_its_own_change_moves_the_hotlist_version(
+        self, model: v1.ModelStub
+    ) -> None:
+        """An issue created on a hotlist, or changed onto or off it, changes the hotlist too.
+
+        The hotlist's items are its content whichever call changes them: a
+        create with ``hotlist_ids`` or a ChangeIssue's ``hotlist_add`` and
+        ``hotlist_remove`` (the issue page's, the CLI's, a bulk edit's) move
+        ``version`` and ``modified_at`` as AddHotlistItems and
+        RemoveHotlistItems do, so a delete confirmed against the issues it
+        showed is refused after them, and the web's rows, whose ``ETag`` is
+        the version, are drawn again.
+        """
+        comp = await make_component(model)
+        hot = await make_hotlist(model)
+
+        async def now() -> v1.Hotlist:
+            return await model.get_hotlist(v1.GetHotlistRequest(caller=ALICE, hotlist_id=hot.id))
+
+        async def moved(before: v1.Hotlist) -> v1.Hotlist:
+            after = await now()
+            assert after.version == before.version + 1
+            assert after.modified_at is not None
+            assert before.modified_at is not None
+            assert after.modified_at > before.modified_at
+            return after
+
+        first = await now()
+        created = await make_issue(model, comp.id, hotlist_ids=[hot.id])
+        joined = await moved(first)
+        other = await make_issue(model, comp.id)
+        await change_issue(model, other, v1.IssueDelta(hotlist_add=[hot.id]))
+        before = await moved(joined)
+        await change_issue(model, created, v1.IssueDelta(hotlist_remove=[hot.id]), comment="off")
+        after = await moved(before)
+        assert after.item_count == 1
+        await expect_stale_version(
+            model.delete_hotlist(
+                v1.DeleteHotlistRequest(
+                    caller=ALICE, hotlist_id=hot.id, expected_version=before.version
+                )
+            ),
+            after.version,
+        )
+
     async def test_strangers_may_not_change_items(self, model: v1.ModelStub) -> None:
         (issue,) = await _issues(model, 1)
         hot = await make_hotlist(model)
