@@ -1,8 +1,8 @@
 """``bugless auth``: the group, its commands named by reference, and what they share.
 
 ``bugless auth serve|migrate|keygen`` are in :mod:`bugless_auth.serve_commands`,
-``bugless auth user add|update|set-password|disable|sessions`` in
-:mod:`bugless_auth.user_commands`, ``bugless auth bot issue`` in
+``bugless auth user add|update|set-password|disable|sessions|certificates``
+in :mod:`bugless_auth.user_commands`, ``bugless auth bot issue`` in
 :mod:`bugless_auth.bot_commands`. The group names them by reference, so
 ``bugless auth --help`` imports neither, and each imports the Authenticator's
 store (asyncpg), password hashing and token keys only in the command that

@@ -1,5 +1,8 @@
 """``bugless auth user`` add, update, rename, merge, set-password, disable, sessions: the store.
 
+``bugless auth user certificates`` is in
+:mod:`bugless_auth.user_certificate_commands`, added to the group at the end.
+
 The user commands talk to the database directly: they are how the first
 administrator exists, before anyone could call CreateLocalUser with a token.
 Named by reference from :mod:`bugless_auth.commands`; this module imports
@@ -27,6 +30,7 @@ import click
 from bugless_auth.commands import DATABASE_SETTINGS, ENV_PREFIX, HASHING_SETTINGS
 from bugless_auth.sessions import LAST_USED_GRANULARITY_SECONDS, SessionStore
 from bugless_auth.settings import AuthSettings
+from bugless_auth.user_certificate_commands import user_certificates_command
 from bugless_auth.user_command_store import (
     chosen_password,
     lock_wait_option,
@@ -387,7 +391,9 @@ when an account may be compromised; with --json it prints
 {{"sessions_ended": N, "sessions": [those still live]}}. It revokes nothing
 else: the user can sign in again (with a changed password, say), and a
 certificate of theirs from `bugless login` that is still valid opens a new
-session at its next connection to the API. `bugless auth user disable` ends
+session at its next connection to the API: revoke them with `bugless auth
+user certificates USERNAME --revoke-all`, which with --end-all locks the
+person out without disabling the account. `bugless auth user disable` ends
 the sessions and revokes those certificates too (they stay revoked after
 --enable).
 """
@@ -491,3 +497,6 @@ def user_sessions_command(
             f"signed in {row['created_at']}  last used {row['last_used_at']}  "
             f"expires {row['expires_at']}"
         )
+
+
+user_group.add_command(user_certificates_command)
