@@ -169,6 +169,50 @@ async def test_group_entries_roles_and_removal(
     ]
 
 
+async def test_a_group_named_with_spaces_is_added_as_typed(
+    client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
+) -> None:
+    """Directory groups often have spaces (``Domain Users``; LDAP's ``Sales, EMEA``).
+
+    The form refused any group name with a space, though the Model takes
+    one and sign-ins record them so: such a group could be granted only from
+    the CLI. A name with a control character is still refused, nothing saved.
+    """
+    token = await sign_in(client, dora)
+    component_id = await create_component(client, token, f"Spaced {secrets.token_hex(3)}")
+    group = f"Sales, EMEA {secrets.token_hex(3)}"
+
+    async def add(name: str) -> Any:
+        page = await client.get(f"/components/{component_id}")
+        return await client.post(
+            f"/components/{component_id}/acl",
+            data={
+                "_csrf": token,
+                "version": version_of(page.text),
+                "principal": f"userid:{world.users['dora']}",
+                "role": "admin",
+                "new_kind": "group",
+                "new_name": f"  {name} ",
+                "new_role": "viewer",
+            },
+        )
+
+    refused = await add("two\nlines")
+    assert refused.status_code == 400
+    assert "is not a group name" in refused.text
+    await add(group)
+    stored = await call(
+        model.get_component,
+        v1.GetComponentRequest(caller=world.admin, component_id=component_id),
+    )
+    assert sorted(
+        ((e.principal.group or "") if e.principal else "", e.role) for e in stored.acl
+    ) == [
+        ("", v1.Role.ADMIN),
+        (group, v1.Role.VIEWER),
+    ]
+
+
 async def test_a_group_nobody_is_in_is_marked_and_warned_of(
     client: AsyncTestClient[Any], dora: str, world: World
 ) -> None:

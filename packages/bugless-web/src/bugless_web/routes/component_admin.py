@@ -13,6 +13,7 @@ each other.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -235,8 +236,15 @@ async def _acl_from_form(backends: Backends, form: Any) -> list[v1.AclEntry]:
     if new_name:
         new_role = enum_by_name(v1.Role, str(form.get("new_role", "")), "role")
         if form.get("new_kind") == "group":
-            if len(new_name) > _MAX_GROUP or any(ch.isspace() for ch in new_name):
-                msg = f"group: {new_name[:40]!r} is not a group name (no spaces, at most 200)"
+            # Spaces are a directory group's (Domain Users; LDAP's "Sales, EMEA"),
+            # as the Model takes them; a line break or other control character no one's.
+            if len(new_name) > _MAX_GROUP or any(
+                not ch.isprintable() and unicodedata.category(ch) != "Zs" for ch in new_name
+            ):
+                msg = (
+                    f"group: {new_name[:40]!r} is not a group name "
+                    "(no line breaks or control characters, at most 200)"
+                )
                 raise InvalidArgument(msg)
             key = ("group", new_name)
         else:
