@@ -242,6 +242,35 @@ class LdapDirectory:
         _, entries = await self.on_any_server(search)
         return bool(entries)
 
+    async def attribute_types(self) -> list[str]:
+        """The server's ``attributeTypes`` (RFC 4512 subschema): two base searches.
+
+        Empty where the server names no subschema entry or the service
+        account may not read it.
+
+        Raises:
+            Unavailable: no server answered.
+        """
+        timeout = self.settings.operation_timeout
+
+        async def search(conn: Any) -> list[Any]:
+            try:
+                (root,) = await conn.search(
+                    "", 0, "(objectClass=*)", ["subschemaSubentry"], timeout=timeout
+                )
+                (dn,) = root["subschemaSubentry"]
+                result: list[Any] = await conn.search(
+                    str(dn), 0, "(objectClass=subschema)", ["attributeTypes"], timeout=timeout
+                )
+            except (bonsai.errors.NoSuchObjectError, bonsai.errors.InsufficientAccess):
+                return []  # the service account may not read it: nothing to tell
+            except (KeyError, ValueError):
+                return []  # no root DSE, or one naming no single subschema entry
+            return result
+
+        _, entries = await self.on_any_server(search)
+        return [str(v) for e in entries for v in e.get("attributeTypes", [])]
+
     async def find_user(self, username: str) -> UserEntry | None:
         """Search for the user as the service account; None unless exactly one matches."""
         s = self.settings

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 import secrets
@@ -37,6 +38,7 @@ from bugless_auth._ldap_filter_syntax import (
     substring_tests,
     with_every_value,
 )
+from bugless_auth._ldap_schema import warn_of_substring_tests
 from bugless_core.auth_backend import ExternalIdentity, PasswordAuthenticator
 from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from bugless_core.setting_files import FileContent, pem_certificates
@@ -405,6 +407,8 @@ class LdapAuthenticator(PasswordAuthenticator):
         self._group_counts: GroupCounts = GroupCounts(self._directory, settings)
         #: How long recent wrong passwords of existing users took (seconds).
         self._refusals: collections.deque[float] = collections.deque(maxlen=_REFUSALS_KEPT)
+        #: The start's schema check of ``user_filter`` (only for a filter that needs one).
+        self._schema_check: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, config: Mapping[str, Any]) -> Self:
@@ -413,10 +417,19 @@ class LdapAuthenticator(PasswordAuthenticator):
         A directory that is down at start-up must not stop the Authenticator
         (other backends still work); it surfaces as ``Unavailable`` per login.
         """
-        return cls(LdapSettings.from_mapping(config))
+        backend = cls(LdapSettings.from_mapping(config))
+        if substring_tests(backend.settings.user_filter, "{username}"):
+            backend._schema_check = asyncio.create_task(
+                warn_of_substring_tests(backend._directory, backend.settings.user_filter)
+            )
+        return backend
 
     async def close(self) -> None:
         """Stop the background probes and counts, and close every pooled connection."""
+        if self._schema_check is not None:
+            self._schema_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._schema_check
         await self._group_counts.close()
         await self._directory.close()
 
