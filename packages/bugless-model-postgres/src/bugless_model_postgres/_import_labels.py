@@ -110,13 +110,15 @@ class LabelReplay:
     async def check_final(self, ctx: WriteContext, component_id: int, path: str) -> None:
         """The issue's values as it ends (in ``component_id``) hold every field required there.
 
-        Only when the call planned values (:attr:`planned`: initial values,
-        an entry's values, a move), as a native change checks them only
-        then; an import that sets none and moves nothing is not checked, as
-        before (unlike a native create, which plans whenever the component
-        has fields). The states the history only passed through are not
-        checked (:meth:`apply`): a component the issue left requiring a
-        field today does not refuse it.
+        Only when the call planned values (:attr:`planned`): a creation
+        replaying custom fields always (its state is new, as a native
+        create's, which plans whenever the component has fields: created
+        where a field is required, it needs the value as one moved there
+        does); a refresh when it sets values or moves the issue, as a native
+        change checks them only then (new comments on an issue imported
+        before a field became required are taken). The states the history
+        only passed through are not checked (:meth:`apply`): a component the
+        issue left requiring a field today does not refuse it.
 
         Raises:
             InvalidArgument: a required field of ``component_id`` has no

@@ -370,9 +370,13 @@ async def _create(
         first.changes.extend(custom_changes)
     on_hotlists = request.hotlists_replayed
     initial = request.initial_hotlist_ids if on_hotlists else request.hotlist_ids
+    # A creation replaying custom fields ends in a state it made: checked
+    # (check_final) however it got there, as a native create in a component
+    # with fields is, so one created where a field is required needs it as
+    # one moved there does.
     labels = LabelReplay(
         custom, set(initial), hotlists_replayed=on_hotlists, custom_replayed=replayed,
-        planned=bool(given) and replayed,
+        planned=replayed,
     )  # fmt: skip
     for index, item in items:
         extra: list[v1.FieldChange] = []

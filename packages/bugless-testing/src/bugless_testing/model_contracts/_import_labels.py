@@ -126,3 +126,60 @@ class ImportedLabelContract:
         assert refreshed.issue is not None
         kept = await get_issue(model, refreshed.issue.id)
         assert (kept.component_id, kept.version) == (pipes.id, refreshed.issue.version)
+
+    async def test_an_issue_created_where_a_field_is_required_needs_its_value_there(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Created in Gates and never moved, it ends in Gates: the same rule as one moved there.
+
+        The call replays custom fields (the importer's calls all do), so the
+        state it ends in is checked whether or not an entry set a value or
+        moved it: as a native create in a component with fields is, and as
+        the same ticket moved into Gates by its history is.
+        """
+        _, gates, risk = await _gates_and_pipes(model)
+        said = f"custom field {risk.name!r} (id {risk.id}) is required in {gates.path}"
+        await expect_error(
+            model.import_issue(_request(gates.id)),
+            Status.INVALID_ARGUMENT,
+            f"initial_custom_fields: {said}",
+        )
+        comment = v1.ImportedEntry(
+            author="src-qa", created_at=T0 + timedelta(hours=1), comment="still leaking"
+        )
+        await expect_error(
+            model.import_issue(_request(gates.id, comment)),
+            Status.INVALID_ARGUMENT,
+            f"history: {said}",
+        )
+        high = v1.CustomFieldValue(field_id=risk.id, values=["High"])
+        created = await model.import_issue(_request(gates.id, comment, initial=[high]))
+        assert created.created
+        assert created.issue is not None
+        assert [v.values for v in created.issue.custom_fields] == [["High"]]
+
+    async def test_a_refresh_adding_comments_is_taken_after_a_field_became_required(
+        self, model: v1.ModelStub
+    ) -> None:
+        """A refresh that sets no value and moves nothing is checked as a native comment is: not.
+
+        The issue was imported before the field was required; its new
+        comments change nothing of its values, so they are appended.
+        """
+        later = await make_component(model)
+        request = _request(later.id)
+        first = await model.import_issue(request)
+        assert first.issue is not None
+        await model.create_custom_field(
+            v1.CreateCustomFieldRequest(
+                caller=ADMIN, component_id=later.id, name=unique("Risk"),
+                type=v1.CustomFieldType.TEXT, required=True,
+            )
+        )  # fmt: skip
+        request.history = [
+            v1.ImportedEntry(author="src-qa", created_at=T0 + timedelta(hours=1), comment="again")
+        ]
+        refreshed = await model.import_issue(request)
+        assert refreshed.entries_written == 1
+        assert refreshed.issue is not None
+        assert refreshed.issue.version == first.issue.version + 1
