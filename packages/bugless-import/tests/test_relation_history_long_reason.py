@@ -104,6 +104,19 @@ def test_a_cut_keeps_marks_of_class_0_and_emoji_sequences_whole() -> None:
     assert within_reason_length(fits) == fits[: MAX_IMPORT_REASON_LENGTH - 1] + ellipsis
 
 
+def test_a_cut_keeps_a_subdivision_flag_with_its_tags() -> None:
+    """Scotland's flag is a black flag and six tag characters (category Cf).
+
+    Before, a cut inside the tags kept the black flag alone, another flag to
+    its reader, before the ellipsis.
+    """
+    scotland = "\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in "gbsct") + "\U000e007f"
+    for before in range(1, len(scotland)):
+        head = "a" * (MAX_IMPORT_REASON_LENGTH - 1 - before)
+        cut = within_reason_length(head + scotland + "tail")
+        assert cut == head + "\N{HORIZONTAL ELLIPSIS}", before
+
+
 def test_a_cut_keeps_a_flag_whole() -> None:
     """A flag is a pair of regional indicators, paired from the start of their run.
 

@@ -196,13 +196,16 @@ def _belongs_to_previous(previous: str, char: str) -> bool:
 
     A mark (an accent, an Indic vowel sign, a variation selector: the
     categories Mn, Mc and Me, whatever their combining class, which is 0
-    for many of them), an emoji's skin tone, a zero width joiner, or the
-    character a joiner joins on.
+    for many of them), an emoji's skin tone, a zero width joiner, the
+    character a joiner joins on, or a tag character (U+E0020..U+E007F: a
+    subdivision flag is a black flag followed by tags spelling it, ``gbsct``
+    and CANCEL TAG for Scotland's, and without them it is a plain black flag).
     """
     return (
         unicodedata.category(char) in _MARKS
         or _JOINER in (char, previous)
         or "\U0001f3fb" <= char <= "\U0001f3ff"
+        or "\U000e0020" <= char <= "\U000e007f"
     )
 
 
