@@ -318,6 +318,43 @@ def test_ldap_pool_size_and_operation_timeout_given_as_strings_still_render() ->
     assert (settings.pool_size, settings.operation_timeout) == (8, 0.5)
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        (setting, value)
+        for setting in ("groupCountSeconds", "resyncSeconds")
+        for value in (-1, -0.5, "1m", "", "inf", "nan")
+    ],
+)
+def test_a_bad_ldap_group_count_or_resync_interval_is_refused_at_render(
+    setting: str, value: object
+) -> None:
+    """As poolSize and operationTimeoutSeconds: refused by ``helm``, not by a crash-looping pod.
+
+    Both take 0 (no caching of counts; no re-sync) and any finite number of
+    seconds above it, as ``LdapSettings`` does; before, "1m" or -1 rendered
+    and the Authenticator refused it at start.
+    """
+    ldap = {"enabled": True, "urls": ["ldaps://ldap.example.com"], "baseDn": "dc=example"}
+    message = f'auth.ldap.{setting}: "{value}" is not a number of seconds, 0 or more'
+    with pytest.raises(helm_python.HelmError, match=re.escape(message)):
+        render({"auth": {"backends": ["ldap"], "ldap": {**ldap, setting: value}}})
+
+
+def test_ldap_group_count_and_resync_intervals_the_backend_takes_render() -> None:
+    """0 turns each off; a fraction, a quoted number and a big one (Helm writes 1e+06) render."""
+    ldap = {"enabled": True, "urls": ["ldaps://ldap.example.com"], "baseDn": "dc=example"}
+    for group_count, resync, expected in [
+        (0, 0, (0.0, 0.0)),
+        (0.5, "600", (0.5, 600.0)),
+        (1_000_000, 86400, (1_000_000.0, 86400.0)),
+    ]:
+        values = {**ldap, "groupCountSeconds": group_count, "resyncSeconds": resync}
+        env = _env(render({"auth": {"backends": ["ldap"], "ldap": values}}), "auth")
+        settings = _ldap_settings(env)
+        assert (settings.group_count_seconds, settings.resync_seconds) == expected
+
+
 def test_ldap_read_replicas_and_oidc_settings_reach_the_authenticator() -> None:
     env = _env(rendered("values-production.yaml"), "auth")
     assert env["BUGLESS_AUTH_LDAP_RESYNC_SECONDS"]["value"] == "300"
