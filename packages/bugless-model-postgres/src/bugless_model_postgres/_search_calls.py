@@ -130,7 +130,7 @@ class _PageRead:
         rows = await conn.fetch(statement, *args, *self._seen(checked))
         return self._fresh(rows, checked), above
 
-    def _seen(self, checked: bool) -> list[list[int] | list[str]]:
+    def _seen(self, checked: bool) -> list[_search_refs.SeenArgument]:
         """The arguments of a checked statement's ``refs_seen`` (none if unchecked)."""
         return _search_refs.seen_arguments(self.refs) if checked and self.refs else []
 

@@ -107,8 +107,9 @@ _HOTLIST_SEEN = HOTLIST_VISIBLE.replace("{h}", "h")
 #: view (a component's own entries may open it below a parent they may not
 #: view), a hotlist as ListHotlists shows them, a name (with the components
 #: below it or not) naming one they may view (:data:`NAMED`: a hidden one's
-#: name names nothing, with ``+`` too). Each arm with the array type of its
-#: values.
+#: name names nothing, with ``+`` too). Each arm with the type of its
+#: values: an array of ids bound as one, or a name key bound each on its
+#: own (:data:`_ONE_BY_ONE`).
 _SEEN_ARMS: dict[str, tuple[str, str]] = {
     "component": (
         "ARRAY(SELECT 'component:' || c.id::text FROM components c "
@@ -130,14 +131,29 @@ _SEEN_ARMS: dict[str, tuple[str, str]] = {
     "name": (
         "ARRAY(SELECT 'name:' || n.key FROM unnest({values}) AS n(key) "
         "WHERE EXISTS (SELECT 1 FROM components nc WHERE " + _named("nc", "n.key") + "))",
-        "text[]",
+        "text",
     ),
     "nametree": (
         "ARRAY(SELECT 'nametree:' || n.key FROM unnest({values}) AS n(key) "
         "WHERE EXISTS (SELECT 1 FROM components nc WHERE " + _named("nc", "n.key") + "))",
-        "text[]",
+        "text",
     ),
 }
+#: The kinds whose values are bound one placeholder each, ``{values}``
+#: being ``ARRAY[$7::text, $8::text]``: the planner then knows how many
+#: rows the ``unnest`` gives (its length), in a prepared statement's
+#: generic plan too. Over one array of unknown length it guessed 10, each a
+#: lookup under :data:`NAMED` (the seen path of each component of that
+#: name), so the generic plan of a page naming a component by name looked
+#: dearer than the custom plans it could replace: the Model's prepared page
+#: statement stayed on custom plans, planned at every run (~1.3 ms of a
+#: ~3 ms first page at 100,000 issues, against ~1.2 ms all told on a
+#: generic plan; bench/JOURNAL.md, "plan41"). A query names a handful of
+#: components, so a statement per count of names is a handful too. Ids keep
+#: one array: their arms cost little per id, and a script may name many.
+_ONE_BY_ONE = frozenset({"name", "nametree"})
+#: A ``refs_seen`` argument: an array of ids, or one name key.
+SeenArgument = list[int] | str
 #: Every component the caller may view ($1 admin, $2 principals), by its
 #: path as they see it (:data:`._visibility.SEEN_PATH`): the names a refused
 #: name is offered in its stead.
@@ -249,20 +265,22 @@ def seen_column(admin: str, viewers: str, user: str, first: int, refs: QueryRefe
     admin flag, principals and user id in the statement; the references
     are bound at ``$first`` and after it (:func:`seen_arguments`). Only the
     kinds ``refs`` holds have an arm: each arm is planned with the page
-    (InitPlans of subqueries under the visibility rule), and a first page is
-    planned every time it runs, so the four arms a ``c:12+`` query has no
-    use for cost it planning time on every first page (bench/JOURNAL.md,
-    "perf41").
+    (InitPlans of subqueries under the visibility rule), so the four arms a
+    ``c:12+`` query has no use for cost it planning time, and their
+    estimates kept its prepared statement on custom plans, planned at every
+    run (bench/JOURNAL.md, "perf41"). A name's arm binds each name on its
+    own for the same reason (:data:`_ONE_BY_ONE`).
     """
-    arms = [
-        _SEEN_ARMS[kind][0].format(
-            admin=admin,
-            viewers=viewers,
-            user=user,
-            values=f"${first + n}::{_SEEN_ARMS[kind][1]}",
-        )
-        for n, kind in enumerate(_seen_kinds(refs))
-    ]
+    arms = []
+    n = first
+    for kind, values in _seen_values(refs):
+        sql, typed = _SEEN_ARMS[kind]
+        if kind in _ONE_BY_ONE:
+            held = [f"${n + i}::{typed}" for i in range(len(values))]
+            placeholders, n = "ARRAY[" + ", ".join(held) + "]", n + len(values)
+        else:
+            placeholders, n = f"${n}::{typed}", n + 1
+        arms.append(sql.format(admin=admin, viewers=viewers, user=user, values=placeholders))
     return "(" + " || ".join(arms) + ")" if arms else "ARRAY[]::text[]"
 
 
@@ -279,29 +297,30 @@ def seen_statement(refs: QueryReferences) -> str:
     )
 
 
-def seen_arguments(refs: QueryReferences) -> list[list[int] | list[str]]:
-    """The arguments :func:`seen_column` of ``refs`` binds, in its order."""
-    ids = {"component": refs.components, "subtree": refs.subtrees, "hotlist": refs.hotlists}
-    names = {"name": refs.names, "nametree": refs.name_trees}
-    out: list[list[int] | list[str]] = []
-    for kind in _seen_kinds(refs):
-        if kind in ids:
-            out.append(list(ids[kind]))
+def seen_arguments(refs: QueryReferences) -> list[SeenArgument]:
+    """The arguments :func:`seen_column` of ``refs`` binds, in its order.
+
+    An array of ids per kind of id, each name key on its own (:data:`_ONE_BY_ONE`).
+    """
+    out: list[SeenArgument] = []
+    for kind, values in _seen_values(refs):
+        if kind in _ONE_BY_ONE:
+            out.extend(str(value) for value in values)
         else:
-            out.append(list(names[kind]))
+            out.append([int(value) for value in values])
     return out
 
 
-def _seen_kinds(refs: QueryReferences) -> list[str]:
-    """The kinds of reference ``refs`` holds, in :data:`_SEEN_ARMS`' order."""
-    held = {
-        "component": refs.components,
-        "subtree": refs.subtrees,
-        "hotlist": refs.hotlists,
-        "name": refs.names,
-        "nametree": refs.name_trees,
+def _seen_values(refs: QueryReferences) -> list[tuple[str, list[int] | list[str]]]:
+    """The kinds of reference ``refs`` holds with their values, in :data:`_SEEN_ARMS`' order."""
+    held: dict[str, list[int] | list[str]] = {
+        "component": list(refs.components),
+        "subtree": list(refs.subtrees),
+        "hotlist": list(refs.hotlists),
+        "name": list(refs.names),
+        "nametree": list(refs.name_trees),
     }
-    return [kind for kind in _SEEN_ARMS if held[kind]]
+    return [(kind, held[kind]) for kind in _SEEN_ARMS if held[kind]]
 
 
 def refuse_unseen(refs: QueryReferences, seen: Sequence[str]) -> None:
@@ -402,9 +421,10 @@ def component_term(term: v1.SearchTerm, bind: Bind, column: str, admin: str, vie
     keys = [name_key(v) for v in values if isinstance(v, str)]
     if keys:
         named = _named("nc", "n.key").format(admin=admin, viewers=viewers)
+        # Each key bound on its own: the planner knows how many (_ONE_BY_ONE).
+        held = ", ".join(bind(key, "text") for key in keys)
         found = (
-            f"ARRAY(SELECT nc.id FROM components nc, unnest({bind(keys, 'text[]')}) "
-            f"AS n(key) WHERE {named})"
+            f"ARRAY(SELECT nc.id FROM components nc, unnest(ARRAY[{held}]) AS n(key) WHERE {named})"
         )
         ids = [v for v in values if not isinstance(v, str)]
         if ids:
