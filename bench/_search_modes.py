@@ -25,7 +25,13 @@ from bench._search_queries import BenchQuery
 from bench._served import ServedModel
 from bugless_core import limits
 from bugless_core.list_columns import DEFAULT_COLUMNS
-from bugless_model_postgres import PostgresBackend, _custom_search, _search, _search_page
+from bugless_model_postgres import (
+    PostgresBackend,
+    _custom_search,
+    _search,
+    _search_page,
+    _search_refs,
+)
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -156,24 +162,75 @@ async def before_answers_alike(
 
 
 async def explain(conn: asyncpg.pool.PoolConnectionProxy, q: BenchQuery) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of the one statement the backend runs for the page."""
+    """The plans of the statement the Model runs for the page, custom and generic.
+
+    A first page naming components or hotlists runs the checked statement
+    (its ``refs_seen`` arms, :func:`._search_refs.seen_column`), and the
+    Model runs it prepared: PostgreSQL plans it with its values each time
+    (a custom plan) until, after five runs, a generic plan looks no dearer,
+    then keeps that one. EXPLAIN (ANALYZE) of the statement text alone
+    always shows a custom plan, so the generic one is shown too, with its
+    estimated cost against the custom plan's: whether the cache would move
+    to it (bench/JOURNAL.md, "plan41").
+    """
     position = None
     if q.position is not None:
         position = [v.isoformat() if isinstance(v, datetime) else v for v in q.position]
     catalog = await _custom_search.load_catalog(conn, q.structured)
     compiled = _search.compile_search(q.structured, CALLER, PRINCIPALS, position, catalog)
+    refs = _search_refs.references_of(q.structured) if position is None else None
     # A later page's token carries the first page's total: that page does not count.
-    sql, _ = _search_page.page_statement(compiled, summary=True, counted=position is None)
+    sql, _ = _search_page.page_statement(
+        compiled, summary=True, counted=position is None, checked=refs or None
+    )
     args = _search_page.page_arguments(compiled, PAGE_SIZE, limits.SEARCH_COUNT_CAP, CALLER.user_id)
-    out = [f"== {q.name}: {q.text}", sql.strip()]
-    plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)
-    out += [r[0] for r in plan]
+    args += _search_refs.seen_arguments(refs) if refs else []
+    out = [f"== {q.name}: {q.text}", sql.strip(), "-- custom plan (its values planned in):"]
+    out += [r[0] for r in await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)]
+    out += await _generic_plan(conn, sql, args)
     f = q.floor
     head = [CALLER.user_id, PRINCIPALS, *f.params, PAGE_SIZE + 1]
     tail = [limits.SEARCH_COUNT_CAP + 1] if f.one_pass else (q.position or [])
     out += [f"-- the floor's page: {f.page}"]
     out += [r[0] for r in await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {f.page}", *head, *tail)]
     return "\n".join(out)
+
+
+async def _generic_plan(
+    conn: asyncpg.pool.PoolConnectionProxy, sql: str, args: list[Any]
+) -> list[str]:
+    """How a prepared ``sql`` is planned over 10 runs, and EXPLAIN (ANALYZE) of its generic plan.
+
+    EXPLAIN of a statement with its values (as the other plans here) plans
+    them in, whatever ``plan_cache_mode`` says; only EXECUTE of a prepared
+    statement runs a generic plan. Its values are given as literals, each
+    quoted by PostgreSQL as the type the statement takes it as.
+    """
+    parameters = (await conn.prepare(sql)).get_parameters()
+    literals = [
+        str(await conn.fetchval(f"SELECT quote_nullable($1::{t.schema}.{t.name})", arg))
+        for t, arg in zip(parameters, args, strict=True)
+    ]
+    execute = f"EXECUTE bench_explained ({', '.join(literals)})"
+    await conn.execute(f"PREPARE bench_explained AS {sql}")
+    try:
+        for _ in range(10):
+            await conn.execute(execute)
+        generic, custom = await conn.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE name = 'bench_explained'"
+        ) or (0, 0)
+        out = [
+            f"-- prepared, 10 runs as the Model's (plan_cache_mode auto): "
+            f"{generic} on the generic plan, {custom} custom",
+            "-- generic plan (what a prepared statement keeps once it looks no dearer):",
+        ]
+        async with conn.transaction():
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            out += [r[0] for r in await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {execute}")]
+    finally:
+        await conn.execute("DEALLOCATE bench_explained")
+    return out
 
 
 Calls = list[Callable[[], Awaitable[Any]]]

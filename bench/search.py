@@ -281,7 +281,12 @@ def main() -> None:
     parser.add_argument("--database-url", required=True, help="a database seeded by bench.seed")
     parser.add_argument("--schema", default="bugless")
     parser.add_argument("--requests", type=int, default=300, help="timed requests per run")
-    parser.add_argument("--explain", action="store_true", help="print EXPLAIN (ANALYZE, BUFFERS)")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print EXPLAIN (ANALYZE, BUFFERS) of each page's statement as the Model runs it: "
+        "its custom plan, its generic plan and which of the two 10 prepared runs used",
+    )
     parser.add_argument(
         "--only", action="append", default=[], help="measure only this query (repeatable)"
     )
