@@ -478,6 +478,20 @@ def test_files_attached_are_named_with_their_size_and_deleted_ones_by_name() -> 
         ChangeNotice(issue=sample_issue(), entry=entry, reason=Reason.CC, public_url="")
     )
     assert [f["url"] for f in unlinked.data["entry"]["attachments"]] == [None, None]
+    # Nor for a file deleted, or its content redacted, before the payload was
+    # made (a delivery retried later): there is nothing to download.
+    removed = dataclasses.replace(
+        entry,
+        attachments=[
+            dataclasses.replace(entry.attachments[0], deleted_in_version=9),
+            dataclasses.replace(entry.attachments[1], redacted=True),
+        ],
+    )
+    late = render_notification(
+        ChangeNotice(issue=sample_issue(), entry=removed, reason=Reason.CC, public_url=PUBLIC_URL)
+    )
+    assert [f["url"] for f in late.data["entry"]["attachments"]] == [None, None]
+    assert [f["name"] for f in late.data["entry"]["attachments"]] == [f["name"] for f in files]
     deleted = sample_entry()
     deleted.changes = []
     deleted.comment = ""

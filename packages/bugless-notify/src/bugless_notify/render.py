@@ -381,14 +381,18 @@ class _Renderer:
         """A file the entry attached, for the JSON form: enough to fetch or list it.
 
         ``url`` is the web's download link (null without a base URL): the
-        receiver's reader signs in there, as for any page of the issue.
+        receiver's reader signs in there, as for any page of the issue. Null
+        too for a file deleted or redacted by the time the payload is made
+        (a delivery retried later is rendered again): its content is gone,
+        and a link to it would only fail for whoever follows it.
         """
+        gone = bool(attachment.deleted_in_version) or attachment.redacted
         return {
             "id": attachment.id,
             "name": attachment.name,
             "size": attachment.size,
             "content_type": attachment.content_type,
-            "url": attachment_url(self.base, attachment),
+            "url": None if gone else attachment_url(self.base, attachment),
         }
 
 
