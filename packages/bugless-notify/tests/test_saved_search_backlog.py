@@ -17,6 +17,8 @@ import math
 import secrets
 
 import asyncpg
+from notify_support import until
+from prometheus_client import CollectorRegistry
 
 from bugless_core.clients import ActingFor, acting_model
 from bugless_dev.stack import LocalStack
@@ -27,6 +29,7 @@ from bugless_notify._saved_searches import (
     SavedSearchMatcher,
     SeedBudget,
 )
+from bugless_notify.consumer import ConsumerOptions, FeedConsumer
 from bugless_notify.queue import DeliveryQueue
 from bugless_proto import v1
 
@@ -133,3 +136,60 @@ async def test_a_round_starts_no_more_seeds_once_its_seeds_found_the_rows_it_all
     assert sum(per_round) == SUBSCRIPTIONS
     assert per_round[0] < SUBSCRIPTIONS, "the first round stopped at its rows"
     assert len(per_round) > 1
+
+
+async def test_the_consumer_exports_its_seed_backlog_until_it_is_seeded(
+    bugless_stack: LocalStack, model: v1.ModelStub, pool: asyncpg.Pool, queue: DeliveryQueue
+) -> None:
+    """bugless_notify_saved_search_seed_backlog: what an operator watches shrink.
+
+    Before, the backlog a round left was an info log line only: a restored
+    queue database's subscriptions mailing nothing until seeded showed on no
+    dashboard. The real consumer, on the test's own registry, with room for
+    150 matches a round: the 200 subscriptions (one match each, and the module's
+    others) take rounds.
+    """
+    mine = await _subscribed(bugless_stack, model)
+    registry = CollectorRegistry()
+    channels = [
+        bugless_stack.client_address(name, identity="notify").channel()
+        for name in ("model", "auth")
+    ]
+    consumer = FeedConsumer(
+        pool,
+        queue,
+        v1.ModelStub(channels[0]),
+        v1.AuthenticatorStub(channels[1]),
+        ConsumerOptions(public_url="https://bugs.example.test", schema=queue.schema),
+        metrics_registry=registry,
+        seed_budget=SeedBudget(seconds=600.0, rows=150),
+    )
+    seen: list[float] = []
+
+    def backlog() -> float:
+        value = registry.get_sample_value("bugless_notify_saved_search_seed_backlog")
+        assert value is not None, "the gauge is registered with the consumer"
+        if not seen or seen[-1] != value:
+            seen.append(value)
+        return value
+
+    assert backlog() == 0
+    running = asyncio.ensure_future(consumer.run())
+    try:
+        await until(lambda: backlog() > 0, "a backlog left by the first round")
+        await until(lambda: backlog() == 0, "the backlog seeded")
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(running, 30)
+        for channel in channels:
+            channel.close()
+    # 0 before the first round, then shrinking round by round, then 0.
+    assert seen[0] == seen[-1] == 0, seen
+    assert seen[1:-1] == sorted(seen[1:-1], reverse=True), seen
+    seeded = {
+        (row["saved_search_id"], row["user_id"])
+        for row in await pool.fetch(
+            f"SELECT saved_search_id, user_id FROM {queue.schema}.saved_search_seen"
+        )
+    }
+    assert mine <= seeded

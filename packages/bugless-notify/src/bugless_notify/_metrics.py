@@ -9,6 +9,8 @@ gone), so "deliveries that will never arrive" is one query:
 ``bugless_notify_dead_letters_total{channel, reason}`` (``rejected``,
 ``gave_up``, or ``unreadable``: a queued row no delivery could be made of,
 which never reaches an attempt and so is in no ``deliveries_total``).
+The feed consumer's ``bugless_notify_saved_search_seed_backlog`` is
+:func:`seed_backlog_gauge`'s.
 """
 
 from __future__ import annotations
@@ -21,6 +23,28 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, DeliveryMetrics] = (
     weakref.WeakKeyDictionary()
 )
+_SEED_BACKLOG: weakref.WeakKeyDictionary[CollectorRegistry, Gauge] = weakref.WeakKeyDictionary()
+
+
+def seed_backlog_gauge(registry: CollectorRegistry) -> Gauge:
+    """``bugless_notify_saved_search_seed_backlog`` in ``registry``, registered the first time.
+
+    New saved-search subscriptions the consumer's last round left unseeded
+    (its seed budget spent): each mails nothing until seeded, so a backlog
+    that does not shrink (a restored queue database, a script subscribing
+    thousands) is mail held back. Set by the replica that consumes the feed;
+    the others report 0.
+    """
+    gauge = _SEED_BACKLOG.get(registry)
+    if gauge is None:
+        gauge = Gauge(
+            "bugless_notify_saved_search_seed_backlog",
+            "New saved-search subscriptions the feed consumer's last round left unseeded "
+            "(they mail nothing until seeded).",
+            registry=registry,
+        )
+        _SEED_BACKLOG[registry] = gauge
+    return gauge
 
 
 @dataclasses.dataclass(frozen=True)

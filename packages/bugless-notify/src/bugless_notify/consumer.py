@@ -51,8 +51,14 @@ from bugless_core.errors import BuglessError, FailedPrecondition, InvalidArgumen
 from bugless_core.migrations import quote_schema
 from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_notify._deliveries import NOTIFIER, Batch, IssueDeliveries
+from bugless_notify._metrics import seed_backlog_gauge
 from bugless_notify._redactions import WaitingMessages
-from bugless_notify._saved_searches import MatchChanges, MatchStore, SavedSearchMatcher
+from bugless_notify._saved_searches import (
+    MatchChanges,
+    MatchStore,
+    SavedSearchMatcher,
+    SeedBudget,
+)
 from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.digest import DigestStore
 from bugless_notify.queue import DeliveryQueue
@@ -96,19 +102,29 @@ class FeedConsumer:
         options: ConsumerOptions,
         *,
         metrics_registry: CollectorRegistry = REGISTRY,
+        seed_budget: SeedBudget | None = None,
     ) -> None:
         """Work on ``pool`` (the notifier's database) with the given stubs.
 
         ``metrics_registry`` is where the loop's ``bugless_background_*``
-        metrics go (the process registry unless a test has its own).
+        metrics and ``bugless_notify_saved_search_seed_backlog`` go (the
+        process registry unless a test has its own); ``seed_budget`` is how
+        much seeding of new saved-search subscriptions a round does (None:
+        :class:`~bugless_notify._saved_searches.SeedBudget`'s defaults).
         """
         self._pool = pool
         self._queue = queue
         self._model = model
         acting_for = ActingFor(auth)
         self._searches = SavedSearchMatcher(
-            model, acting_model(model, acting_for), auth, NOTIFIER, options.schema
+            model,
+            acting_model(model, acting_for),
+            auth,
+            NOTIFIER,
+            options.schema,
+            seed_budget=seed_budget or SeedBudget(),
         )
+        self._seed_backlog = seed_backlog_gauge(metrics_registry)
         self._deliveries = IssueDeliveries(
             model,
             auth,
@@ -175,6 +191,7 @@ class FeedConsumer:
         )
         if not got:
             self.supervised.succeeded()  # the database answered: another replica consumes
+            self._seed_backlog.set(0)  # the consuming replica's is the one to read
             await self._sleep(1.0)
             return
         self._searches.forget_settled()  # another replica may have seeded meanwhile
@@ -239,6 +256,7 @@ class FeedConsumer:
         position = await self.ensure_cursor()
         async with self._pool.acquire() as conn:
             prepared = await self._searches.prepare(conn)
+        self._seed_backlog.set(prepared.backlog)
         if prepared.seeds.seeds_anything():
             await self._commit(position, position, Batch(), prepared.seeds)
         request = v1.ReadFeedRequest(
