@@ -578,7 +578,10 @@ async def test_the_names_of_those_who_cannot_view_are_looked_up_within_the_same_
         relay.stop()
 
     assert warning == ""
-    assert took < CHECK_SECONDS + 1.0, f"the check took {took:.1f} s"
+    # What this tells apart is the check's own deadline (3 s) from the call
+    # timeout (30 s) the look-up would otherwise wait: half the call timeout does,
+    # and leaves a loaded machine's event loop room that 1 s past 3 s did not.
+    assert took < relayed.call_timeout_seconds / 2, f"the check took {took:.1f} s"
     assert any(
         "could not look up the people who cannot view the issue just saved" in r.getMessage()
         for r in caplog.records
