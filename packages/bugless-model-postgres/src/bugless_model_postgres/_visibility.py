@@ -56,7 +56,11 @@ def hotlist_visible(
 
 
 #: What a path shows in place of the components above that the caller may
-#: not view (:data:`SEEN_PATH`): no name holds ``>``, so no path begins so.
+#: not view (:data:`SEEN_PATH`). A whole path begins so too when its
+#: top-level component is named ``…`` (a name holds no ``>``, but may be
+#: that): neither is told from the other by its text, and need not be, as a
+#: typed path is judged by the path the caller is shown (:data:`TYPED_PATH`),
+#: so one that both kinds show them is refused as naming more than one.
 ELIDED = "…>"
 #: What a refusal of a path beginning :data:`ELIDED` adds (GetComponent by
 #: path, a search's ``component:`` term): such a path names a component only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 
 from bugless_proto import v1
 from bugless_testing.model_contracts._support import (
@@ -210,6 +211,45 @@ class ComponentContract:
             )
         )
         assert (await _by_path(model, f"…>{net_name}", caller=BOB)).id == net.id
+
+    async def test_a_component_named_an_ellipsis_is_named_by_its_whole_path_as_shown(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``…>Net`` is the whole path of Net below a top-level component named ``…``.
+
+        A path that begins so is judged as any other: by the path the caller
+        is shown. Alice, who may view both Nets, is shown only the first so;
+        bob is shown both so, and is asked for an id, not given one of them.
+        """
+        try:
+            ellipsis = await _by_path(model, "…")
+        except GRPCError as exc:  # the first run in the session makes it
+            if exc.status is not Status.NOT_FOUND:
+                raise
+            ellipsis = await make_component(model, name="…")
+        net_name = unique("Net")
+        net = await make_component(model, parent_id=ellipsis.id, name=net_name)
+        secret = await make_component(
+            model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        hidden_net = await model.create_component(
+            v1.CreateComponentRequest(
+                caller=ALICE,
+                parent_id=secret.id,
+                name=net_name,
+                acl=[user_entry("bob", v1.Role.ADMIN)],
+            )
+        )
+        for caller in (ALICE, ADMIN):
+            assert (await _by_path(model, f"…>{net_name}", caller=caller)).id == net.id
+        assert (await get_component(model, hidden_net.id, caller=BOB)).path == f"…>{net_name}"
+        await expect_error(
+            _by_path(model, f"…>{net_name}", caller=BOB),
+            Status.INVALID_ARGUMENT,
+            "is the path you are shown of more than one component",
+            str(net.id),
+            str(hidden_net.id),
+        )
 
     async def test_a_refusal_names_a_component_by_the_path_the_caller_sees(
         self, model: v1.ModelStub
