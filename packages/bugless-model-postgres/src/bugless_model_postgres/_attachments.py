@@ -15,6 +15,7 @@ removal finds the content gone and is told to send the file again.
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import asyncpg
@@ -38,6 +39,8 @@ from bugless_model_postgres._context import (
     seen_component_path,
 )
 from bugless_model_postgres._convert import Conn, Row, caller_role, entry_from_row, one_row
+from bugless_model_postgres._halving import Fold, fold
+from bugless_model_postgres._mention_scans import PROGRESS_SECONDS
 from bugless_proto import v1
 
 #: An upload's refusal when its content was removed before its lock was taken.
@@ -117,14 +120,14 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 """
 #: Up to $1 attachments without their folded name (made before migration
 #: 0022, or by a replica of the release before it since).
-UNFOLDED_NAMES = "SELECT id, name FROM attachments WHERE folded_name IS NULL LIMIT $1"
+UNFOLDED_NAMES = "SELECT id, name FROM attachments WHERE folded_name IS NULL ORDER BY id LIMIT $1"
 #: Attachments $1 named $2 take folded names $3, unless folded since.
 SET_FOLDED_NAMES = """
 UPDATE attachments a SET folded_name = k.folded_name
   FROM unnest($1::bigint[], $2::text[], $3::text[]) AS k(id, name, folded_name)
  WHERE a.id = k.id AND a.name = k.name AND a.folded_name IS NULL
 """
-#: Names folded per statement by :func:`fold_names`.
+#: Names folded per statement by :func:`fold_names` (fewer past ``statement_timeout``).
 FOLD_BATCH = 5000
 #: An upload's attachment (``$13`` name, ``$14`` size, ``$15`` content type,
 #: ``$16`` declared content type, ``$17`` sha256, ``$18`` the name folded as
@@ -561,15 +564,31 @@ async def fill_feed_entries(conn: Conn, entries: list[v1.FeedEntry]) -> None:
             entry.deleted_attachment_id = row["deleted_attachment_id"]
 
 
-async def fold_names(pool: asyncpg.Pool) -> int:
+async def fold_names(
+    pool: asyncpg.Pool, *, batch: int = FOLD_BATCH, progress_seconds: float = PROGRESS_SECONDS
+) -> int:
     """Fold the names of the attachments migration 0022 left without; how many were.
 
-    The Model runs it right after migrating, a batch per statement. Names
-    are folded by ``str.casefold``, as every upload writes them.
+    The Model runs it right after migrating, ``batch`` names a statement,
+    fewer past ``statement_timeout`` (:func:`._halving.fold`). Names are
+    folded by ``str.casefold``, as every upload writes them.
+
+    Raises:
+        Unavailable: one name alone ran past ``statement_timeout``.
     """
-    done = 0
-    while rows := await pool.fetch(UNFOLDED_NAMES, FOLD_BATCH):
-        ids, names = [r["id"] for r in rows], [r["name"] for r in rows]
-        await pool.execute(SET_FOLDED_NAMES, ids, names, [n.casefold() for n in names])
-        done += len(rows)
-    return done
+    return await fold(pool, _UNFOLDED, batch=batch, progress_seconds=progress_seconds)
+
+
+_UNFOLDED = Fold(
+    name="migration 0022's fold of attachment names",
+    count="SELECT count(*) FROM attachments WHERE folded_name IS NULL",
+    select=UNFOLDED_NAMES,
+    update=SET_FOLDED_NAMES,
+    arguments=lambda rows: (
+        [r["id"] for r in rows],
+        [r["name"] for r in rows],
+        [r["name"].casefold() for r in rows],
+    ),
+    row=lambda r: f"the name of attachment {r['id']}",
+    log=logging.getLogger(__name__),
+)

@@ -8,6 +8,7 @@ importing the write side.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ import asyncpg
 
 from bugless_core import custom_fields as cf
 from bugless_model_postgres._convert import Conn, Row
+from bugless_model_postgres._halving import Fold, fold
+from bugless_model_postgres._mention_scans import PROGRESS_SECONDS
 from bugless_proto import v1
 
 FIELD_NAMES = "SELECT id, name, type FROM custom_fields WHERE id = ANY ($1::bigint[])"
@@ -35,7 +38,8 @@ SELECT $1, r.field_id, r.value, r.number, $5, $6, r.folded
 #: Up to $1 search rows written without their folded value (before migration
 #: 0021, or by a replica of the release before it since).
 UNFOLDED_ROWS = """
-SELECT issue_id, field_id, value FROM issue_custom_values WHERE folded IS NULL LIMIT $1
+SELECT issue_id, field_id, value FROM issue_custom_values WHERE folded IS NULL
+ ORDER BY issue_id LIMIT $1
 """
 #: Rows (issue, field, value) $1..$3 take folded values $4, unless folded since.
 SET_FOLDED = """
@@ -45,7 +49,7 @@ UPDATE issue_custom_values v SET folded = k.folded
  WHERE v.issue_id = k.issue_id AND v.field_id = k.field_id AND v.value = k.value
    AND v.folded IS NULL
 """
-#: Rows folded per statement by :func:`fold_rows`.
+#: Rows folded per statement by :func:`fold_rows` (fewer past ``statement_timeout``).
 FOLD_BATCH = 5000
 #: Issue $1's search rows not yet in its component $2 with its status $3 take them.
 RESTATUS_ROWS = """
@@ -199,17 +203,34 @@ def attach_values(issues: Mapping[int, v1.Issue], rows: Mapping[int, Row]) -> No
             issue.custom_fields = value_messages(stored, known)
 
 
-async def fold_rows(pool: asyncpg.Pool) -> int:
+async def fold_rows(
+    pool: asyncpg.Pool, *, batch: int = FOLD_BATCH, progress_seconds: float = PROGRESS_SECONDS
+) -> int:
     """Fold the values of the search rows migration 0021 left without; how many were.
 
-    The Model runs it right after migrating, a batch per statement (each
-    committed on its own: a large table is never held in one transaction).
+    The Model runs it right after migrating, ``batch`` rows a statement
+    (each committed on its own: a large table is never held in one
+    transaction), fewer past ``statement_timeout`` (:func:`._halving.fold`).
     Values are folded by ``str.casefold``, as :func:`search_rows` folds them
     on every write; a row rewritten meanwhile keeps what its write folded.
+
+    Raises:
+        Unavailable: one row alone ran past ``statement_timeout``.
     """
-    done = 0
-    while rows := await pool.fetch(UNFOLDED_ROWS, FOLD_BATCH):
-        issues, fields, values = ([r[c] for r in rows] for c in ("issue_id", "field_id", "value"))
-        await pool.execute(SET_FOLDED, issues, fields, values, [v.casefold() for v in values])
-        done += len(rows)
-    return done
+    return await fold(pool, _UNFOLDED, batch=batch, progress_seconds=progress_seconds)
+
+
+_UNFOLDED = Fold(
+    name="migration 0021's fold of custom field values",
+    count="SELECT count(*) FROM issue_custom_values WHERE folded IS NULL",
+    select=UNFOLDED_ROWS,
+    update=SET_FOLDED,
+    arguments=lambda rows: (
+        [r["issue_id"] for r in rows],
+        [r["field_id"] for r in rows],
+        [r["value"] for r in rows],
+        [r["value"].casefold() for r in rows],
+    ),
+    row=lambda r: f"issue {r['issue_id']}'s value of field {r['field_id']}",
+    log=logging.getLogger(__name__),
+)

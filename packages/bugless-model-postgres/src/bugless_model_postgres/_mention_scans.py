@@ -19,7 +19,9 @@ range and records the range's end, so a migrate stopped part-way (a killed
 Job, a failover) continues from the last batch that committed, and the
 queue it leaves is the one statement's. The ids need not be dense
 (CockroachDB's are Snowflake ids): a batch's range ends at the id of its
-:data:`SCAN_BATCH`-th issue.
+:data:`SCAN_BATCH`-th issue. A range the server cancels past
+``statement_timeout`` is taken again half as long (:mod:`._halving`), down
+to one issue.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import logging
 import time
 from typing import Any
 
+from bugless_core.errors import Unavailable
 from bugless_core.transactions import RetryPolicy, retrying
+from bugless_model_postgres._halving import Halving, alone_past_timeout
 
 __all__ = ["PROGRESS_SECONDS", "RESCAN", "RULES", "SCAN_BATCH", "queue_registered"]
 
@@ -92,7 +96,13 @@ _ADVANCE = "UPDATE issue_mention_scans SET scanned_to = $2 WHERE version = $1"
 _FINISHED = "DELETE FROM issue_mention_scans WHERE version = $1"
 
 
-async def queue_registered(pool: Any, policy: RetryPolicy) -> int:
+async def queue_registered(
+    pool: Any,
+    policy: RetryPolicy,
+    *,
+    batch: int = SCAN_BATCH,
+    progress_seconds: float = PROGRESS_SECONDS,
+) -> int:
     """Run every scan 0028 (or an operator) recorded to its end; how many issues it queued.
 
     Each batch is one transaction, re-run under ``policy`` when it loses a
@@ -103,44 +113,72 @@ async def queue_registered(pool: Any, policy: RetryPolicy) -> int:
     should the holder stop, the next migrate finishes the scan. A finished
     scan's row is deleted.
 
+    A range the server cancelled (``statement_timeout``: issues with long
+    histories, or a wait that long for a writer's uncommitted queue row)
+    recorded nothing and is taken again half as many issues long
+    (:class:`._halving.Halving`), that size kept for the rest of the scan.
+    How far it got is logged every ``progress_seconds``.
+
     Raises:
-        Unavailable: the database went away, or a batch kept conflicting
-            (what the batches before it queued stays queued and recorded).
+        Unavailable: the database went away, a batch kept conflicting
+            (what the batches before it queued stays queued and recorded),
+            or one issue alone ran past ``statement_timeout`` (the message
+            names it and ``statement_timeout_seconds``; the scan goes on from
+            it at the next migrate).
     """
     queued = 0
     async with pool.acquire() as conn:
         versions = [int(r["version"]) for r in await conn.fetch(_SCANS)]
     for version in versions:
-        queued += await _scan(pool, version, policy)
+        queued += await _scan(pool, version, policy, batch, progress_seconds)
     return queued
 
 
-async def _scan(pool: Any, version: int, policy: RetryPolicy) -> int:
+async def _scan(
+    pool: Any, version: int, policy: RetryPolicy, batch: int, progress_seconds: float
+) -> int:
     """Run migration ``version``'s scan from where it stopped to its end (or to another's)."""
     queue = _QUEUE.format(rule=RULES[version])
+    name = f"migration {version:04d}'s mention scan"
+    halving = Halving(name, batch, "issues a transaction", _log)
     started: tuple[int, int] | None = None
     queued = batches = 0
     held_elsewhere = False
+    taken: list[int] = []  # the range being scanned (after, end), for the error of a slow one
 
-    async def one_batch() -> tuple[int, int, int, int] | None:
+    async def one_batch(size: int) -> tuple[int, int, int, int] | None:
         """Queue the next range: (scanned_to before, after, through_id, queued); None at the end."""
         nonlocal held_elsewhere
+        taken.clear()
         async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(_LOCK_SCAN, version)
             if row is None:  # finished, or another migrate's batch holds it
                 held_elsewhere = bool(await conn.fetchval(_RECORDED, version))
                 return None
             after, through = int(row["scanned_to"]), int(row["through_id"])
-            end = await conn.fetchval(_BATCH_END, after, through, SCAN_BATCH)
+            end = await conn.fetchval(_BATCH_END, after, through, size)
             if end is None:
                 await conn.execute(_FINISHED, version)
                 return None
+            taken[:] = [after, int(end)]
             status = await conn.execute(queue, after, end)
             await conn.execute(_ADVANCE, version, end)
             return after, int(end), through, int(status.rsplit(" ", 1)[-1])
 
+    async def alone() -> Unavailable:
+        issue = f"issue {taken[1]}" if taken else "the next issue"
+        scanned = f" (scanned up to id {taken[0]})" if taken else ""
+        return await alone_past_timeout(
+            pool,
+            f"{name}: scanning {issue}{scanned}",
+            "the scan",
+            "the issues before it are queued, the scan goes on from it",
+        )
+
     said = time.monotonic()
-    while (done := await retrying(policy, one_batch)) is not None:
+    while (
+        done := await halving.run(lambda size: retrying(policy, lambda: one_batch(size)), alone)
+    ) is not None:
         after, end, through, count = done
         if started is None:
             started = (after, through)
@@ -153,7 +191,7 @@ async def _scan(pool: Any, version: int, policy: RetryPolicy) -> int:
             )
         queued += count
         batches += 1
-        if time.monotonic() - said >= PROGRESS_SECONDS:
+        if time.monotonic() - said >= progress_seconds:
             said = time.monotonic()
             _log.info(
                 "migration %04d's mention scan: at id %d of %d, %d issues queued so far",

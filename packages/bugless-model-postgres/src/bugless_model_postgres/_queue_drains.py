@@ -14,9 +14,10 @@ histories can make a fixed batch run past it, and the next migrate would
 take the same batch and fail on it again, for ever, until an operator
 guessed to raise the timeout. So :func:`drain` takes a batch the server
 cancelled (rolled back, nothing changed) again half as large, down to one
-issue, and only an issue that alone runs past the timeout stops the
-migrate, naming the issue and the setting to raise. One loop for every
-queue, so each says the same things the same way.
+issue (:class:`._halving.Halving`, as every pass after migrating does), and
+only an issue that alone runs past the timeout stops the migrate, naming
+the issue and the setting to raise. One loop for every queue, so each says
+the same things the same way.
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from bugless_core.errors import Unavailable
 from bugless_core.transactions import RetryPolicy, retrying
 from bugless_model_postgres import _queries as q
+from bugless_model_postgres._halving import Halving, alone_past_timeout
 from bugless_model_postgres._mention_scans import PROGRESS_SECONDS
 
 __all__ = ["Queue", "drain"]
@@ -92,7 +92,7 @@ async def drain(
     count = f"SELECT count(*) FROM {queue.table}"
     log = queue.log
     done = batches = 0
-    size = batch
+    halving = Halving(queue.name, batch, "issues a transaction", log)
     said = started = time.monotonic()
     left = int(await pool.fetchval(count))
     if left:
@@ -100,13 +100,13 @@ async def drain(
             "%s: %d issues queued, %d a transaction",
             queue.name,
             left,
-            size,
+            halving.size,
             extra={"left": left},
         )
 
     taken: list[int] = []  # the batch being done, for the error of a slow one
 
-    async def one_batch() -> list[int]:
+    async def one_batch(size: int) -> list[int]:
         taken.clear()
         async with pool.acquire() as conn, conn.transaction():
             ids = [int(r["issue_id"]) for r in await conn.fetch(take, size)]
@@ -118,20 +118,10 @@ async def drain(
         return ids
 
     while True:
-        try:
-            ids = await retrying(retries, one_batch)
-        except asyncpg.QueryCanceledError as exc:
-            if size == 1:
-                raise await _too_slow_alone(pool, queue, taken) from exc
-            size = max(1, size // 2)
-            log.warning(
-                "%s: a batch ran past statement_timeout and was cancelled; "
-                "taking %d issues a transaction from here",
-                queue.name,
-                size,
-                extra={"batch": size},
-            )
-            continue
+        ids = await halving.run(
+            lambda size: retrying(retries, lambda: one_batch(size)),
+            lambda: _too_slow_alone(pool, queue, taken),
+        )
         if not ids:
             break
         done += len(ids)
@@ -162,12 +152,10 @@ async def drain(
 
 async def _too_slow_alone(pool: Any, queue: Queue, taken: list[int]) -> Unavailable:
     """The error of an issue whose work alone runs past ``statement_timeout``."""
-    timeout = await pool.fetchval("SHOW statement_timeout")
     issue = f"issue {taken[0]}" if taken else "the next queued issue"
-    return Unavailable(
-        f"{queue.name}: {queue.doing} {issue} alone "
-        f"ran past the database's statement_timeout ({timeout}), or waited that long for a "
-        "lock on it; nothing of that issue changed. Raise statement_timeout_seconds "
-        "(--statement-timeout-seconds, BUGLESS_STATEMENT_TIMEOUT_SECONDS) for the migrate and "
-        "run it again: the issues before it are done, it and those after it stay queued"
+    return await alone_past_timeout(
+        pool,
+        f"{queue.name}: {queue.doing} {issue}",
+        "that issue",
+        "the issues before it are done, it and those after it stay queued",
     )
