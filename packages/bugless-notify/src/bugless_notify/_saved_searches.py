@@ -34,10 +34,12 @@ a few rounds, and a seed holds up no one else's mail for long, since the
 feed is read only after the seeds (one raised would fail every round before
 the feed is read again).
 A subscription no longer listed (unsubscribed,
-deleted) is forgotten, its matches with it, so subscribing again seeds
-afresh. A subscription whose query is not the one it was seeded with
-(``saved_search_seen.query``: its owner edited it) is seeded again, the old
-query's matches forgotten in the same commit, and judged once seeded, as a
+deleted), or whose subscriber may no longer read it
+(:mod:`bugless_notify._readable`), is forgotten, its matches with it, so
+subscribing again seeds afresh. A subscription whose query is not the one
+it was seeded with (``saved_search_seen.query``: its owner edited it) is
+seeded again, the old query's matches forgotten in the same commit, and
+judged once seeded, as a
 new one is: its matches were the old query's, so the first change to each
 issue the new query matched all along was mailed as a new match. One an
 earlier notifier seeded (no query recorded) is taken as seeded with the
@@ -83,6 +85,7 @@ from bugless_core.errors import (
 from bugless_core.migrations import quote_schema
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of, term
+from bugless_notify._readable import readable
 from bugless_proto import v1
 
 #: Subscriptions searched at once.
@@ -107,7 +110,8 @@ RESEED_SECONDS = 60.0
 #: have not changed (its version, :meth:`SavedSearchMatcher.prepare`):
 #: after this it is read whole again anyway, so a change the version missed
 #: (written by a Model replica of a release before it, during a rolling
-#: upgrade) counts within a minute.
+#: upgrade) counts within a minute; so does a subscriber who left a group
+#: that was a reader (:mod:`bugless_notify._readable`: no version moves).
 RELIST_SECONDS = 60.0
 
 MatchKey = tuple[int, str, int]
@@ -420,8 +424,9 @@ class SavedSearchMatcher:
         if answer is None:
             assert settled is not None
             return Prepared(subscriptions=list(settled.ready), seeds=MatchChanges())
-        version, subscriptions = answer
+        version, listed_now = answer
         self._settled = None
+        subscriptions = await readable(self._acting, listed_now, at_once=SEARCHES_AT_ONCE)
         seeded_with = {
             (r["saved_search_id"], r["user_id"]): r["query"]
             for r in await conn.fetch(self._seen_sql)

@@ -93,7 +93,8 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         "SetHotlistItemNote": _FRONTENDS,
         "ListHotlistItems": _READERS,
         "CreateSavedSearch": _FRONTENDS,
-        "ListSavedSearches": _FRONTENDS,
+        # The notifier, as a subscriber (their assertion): which they may still read.
+        "ListSavedSearches": _READERS,
         "UpdateSavedSearch": _FRONTENDS,
         "DeleteSavedSearch": _FRONTENDS,
         "EditComment": _FRONTENDS,

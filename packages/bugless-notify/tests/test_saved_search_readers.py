@@ -1,0 +1,150 @@
+"""A subscriber who may no longer read a shared saved search is told nothing more of it.
+
+The Model keeps a subscription when its subscriber stops being a reader
+(the owner takes them out of ``readers``, or they leave the group that was
+one): it cannot tell who is in a group. The notifier judged it anyway and
+mailed them the matches of a query they could no longer read. Now each
+listing asks, as each subscriber, which searches they may read
+(``bugless_notify._readable``), and leaves the others out: not judged,
+their matches forgotten. Real Model, Authenticator (its CLI moves the
+group) and PostgreSQL queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+import asyncpg
+from notify_support import judge_batch, seed_round
+
+from bugless_core.clients import ActingFor, acting_model
+from bugless_dev.stack import LocalStack
+from bugless_notify._deliveries import NOTIFIER
+from bugless_notify._saved_searches import SavedSearchMatcher
+from bugless_notify.queue import DeliveryQueue
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+ADMIN = v1.Caller(user_id="test-admin", admin=True)
+
+
+async def test_a_reader_taken_out_directly_or_by_leaving_the_group_is_told_no_more(
+    bugless_stack: LocalStack, model: v1.ModelStub, pool: asyncpg.Pool, queue: DeliveryQueue
+) -> None:
+    tag = secrets.token_hex(3)
+    group = f"readers-{tag}"
+    ids = {
+        name: bugless_stack.add_user(
+            f"{name}{tag}",
+            "pw-" + secrets.token_hex(8),
+            email=f"{name}{tag}@example.test",
+            groups=[group] if name in ("carol", "dave") else [],
+        )["user_id"]
+        for name in ("sam", "bob", "carol", "dave")
+    }
+    sam = v1.Caller(user_id=ids["sam"])
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"readers-{tag}")
+    )
+    search = await model.create_saved_search(
+        v1.CreateSavedSearchRequest(
+            caller=sam,
+            name=f"shared-{tag}",
+            query=f"componentid:{component.id} p:p1",
+            readers=[v1.Principal(user=ids["bob"]), v1.Principal(group=group)],
+        )
+    )
+    for name, user_id in ids.items():  # the fixture's Model signs the groups the caller names
+        groups = [group] if name in ("carol", "dave") else []
+        await model.set_saved_search_subscription(
+            v1.SetSavedSearchSubscriptionRequest(
+                caller=v1.Caller(user_id=user_id, groups=groups),
+                saved_search_id=search.id,
+                subscribed=True,
+            )
+        )
+    seen = f'"{queue.schema}".saved_search_seen'
+    channels = [
+        bugless_stack.client_address("model", identity="notify").channel(),
+        bugless_stack.client_address("auth", identity="notify").channel(),
+    ]
+    try:
+        stub = v1.ModelStub(channels[0])
+        auth = v1.AuthenticatorStub(channels[1])
+        matcher = SavedSearchMatcher(
+            stub, acting_model(stub, ActingFor(auth)), auth, NOTIFIER, queue.schema
+        )
+        async with pool.acquire() as conn:
+
+            async def subscribers() -> set[str]:
+                subscriptions = await seed_round(matcher, conn, queue.schema)
+                return {
+                    s.user_id
+                    for s in subscriptions
+                    if s.saved_search is not None and s.saved_search.id == search.id
+                }
+
+            assert await subscribers() == set(ids.values())
+
+            # The owner takes bob out; carol leaves the group (her sessions end).
+            await model.update_saved_search(
+                v1.UpdateSavedSearchRequest(
+                    caller=sam,
+                    saved_search=v1.SavedSearch(id=search.id, readers=[v1.Principal(group=group)]),
+                    update_mask=FieldMask(paths=["readers"]),
+                )
+            )
+            assert ids["bob"] not in await subscribers(), "the edit moves the version: next round"
+            bugless_stack.run_bugless(
+                "auth", "user", "update", f"carol{tag}", "--remove-group", group
+            )
+            # The notifier's cached assertion for carol still names the group
+            # until the Model learns her sessions ended (its assertion refresh,
+            # seconds); no version moves, so the relist after that counts it.
+            deadline = time.monotonic() + 30
+            while ids["carol"] in await subscribers():
+                assert time.monotonic() < deadline, "carol still judged 30 s after leaving"
+                await asyncio.sleep(1)
+                matcher.forget_settled()  # as RELIST_SECONDS would, without the minute
+            subscriptions = await seed_round(matcher, conn, queue.schema)
+            still = {
+                r["user_id"]
+                for r in await conn.fetch(
+                    f"SELECT user_id FROM {seen} WHERE saved_search_id = $1", search.id
+                )
+            }
+            assert still == {ids["sam"], ids["dave"]}, "bob's and carol's matches are forgotten"
+
+            issue = await model.create_issue(
+                v1.CreateIssueRequest(
+                    caller=sam,
+                    fields=v1.IssueFields(
+                        title=f"urgent {tag}", component_id=component.id, priority=v1.Priority.P1
+                    ),
+                )
+            )
+            told, _ = await judge_batch(matcher, conn, queue.schema, [issue.id], subscriptions)
+            assert sorted(who for who, name in told.get(issue.id, []) if name == search.name) == (
+                sorted([ids["sam"], ids["dave"]])
+            ), "the owner and the remaining reader are told; bob and carol are not"
+
+            # Shared with bob again: seeded afresh (no mail for what already matched).
+            await model.update_saved_search(
+                v1.UpdateSavedSearchRequest(
+                    caller=sam,
+                    saved_search=v1.SavedSearch(
+                        id=search.id,
+                        readers=[v1.Principal(user=ids["bob"]), v1.Principal(group=group)],
+                    ),
+                    update_mask=FieldMask(paths=["readers"]),
+                )
+            )
+            assert ids["bob"] in await subscribers()
+            again = await seed_round(matcher, conn, queue.schema)
+            told, _ = await judge_batch(matcher, conn, queue.schema, [issue.id], again)
+            assert [who for who, _ in told.get(issue.id, [])] == []
+    finally:
+        for channel in channels:
+            channel.close()
