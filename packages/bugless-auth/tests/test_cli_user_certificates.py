@@ -202,3 +202,66 @@ async def _session(store: IdentityStore, session_id: str) -> Any:
         ),
         transaction=False,
     )
+
+
+async def test_an_operators_actions_on_a_person_are_logged_where_the_services_log(
+    cli_env: dict[str, str],
+) -> None:
+    await ok("auth", "migrate", env=cli_env)
+    await ok("auth", "user", "add", "ann", "--password-stdin", env=cli_env)
+    store = await IdentityStore.open(
+        cli_env["BUGLESS_AUTH_DATABASE_URL"], cli_env["BUGLESS_AUTH_SCHEMA"], pool_max_size=1
+    )
+    try:
+        [user] = await store.users_by_usernames(["ann"])
+        ann = user.user_id
+        laptop = await add_certificate(store, ann, "a1", label="laptop", expires_in=3600)
+        sessions = SessionStore(store)
+        for session_id, certificate in (("ann-cert", laptop), ("ann-web", None)):
+            refused = await sessions.record(
+                session_id,
+                user_id=ann,
+                authenticator="people-ca" if certificate else "local",
+                client_address="192.0.2.1",
+                expires_at=time.time() + 600,
+                certificate=certificate,
+                certificate_until=time.time() + 3600 if certificate else None,
+            )
+            assert refused is None
+    finally:
+        await store.close()
+    as_json = {**cli_env, "BUGLESS_LOG_JSON": "true"}
+
+    code, stdout, stderr = await bugless(
+        "auth", "user", "certificates", "ann", "--revoke", "a1", "--json", env=as_json
+    )
+    assert code == 0, stderr
+    assert json.loads(stdout)["certificates_revoked"] == 1  # stdout holds the answer alone
+    logged = [json.loads(line) for line in stderr.splitlines()]
+    revoked = [line for line in logged if line.get("audit") == "person_certificate_revoked"]
+    assert [(r["serial"], r["user_id"], r["by"]) for r in revoked] == [("a1", ann, REVOKED_BY)]
+    assert f"ended 1 session(s) of {ann}: certificate a1 revoked" in [
+        line["message"] for line in logged
+    ]
+
+    code, stdout, stderr = await bugless(
+        "auth", "user", "sessions", "ann", "--end-all", "--json", env=as_json
+    )
+    assert code == 0, stderr
+    assert json.loads(stdout)["sessions_ended"] == 1
+    assert [json.loads(line)["message"] for line in stderr.splitlines()] == [
+        f"ended 1 session(s) of {ann}: ended with bugless auth user sessions --end-all"
+    ]
+
+    # Text by default, at --log-level's level.
+    code, _, stderr = await bugless(
+        "auth", "user", "rename", "ann", "anna", "--log-level", "WARNING", env=cli_env
+    )
+    assert (code, stderr) == (0, "")
+    code, stdout, stderr = await bugless("auth", "user", "rename", "anna", "ann", env=cli_env)
+    assert code == 0, stderr
+    assert f"user {ann} renamed from anna to ann with bugless auth user rename" in stderr
+    assert "with bugless auth user rename" not in stdout
+    code, _, stderr = await bugless("auth", "user", "disable", "ann", env=cli_env)
+    assert code == 0, stderr
+    assert f"ended 0 session(s) of {ann}: " in stderr

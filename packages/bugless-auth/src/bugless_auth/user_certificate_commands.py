@@ -16,7 +16,7 @@ import click
 
 from bugless_auth.commands import DATABASE_SETTINGS, ENV_PREFIX
 from bugless_auth.settings import AuthSettings
-from bugless_auth.user_command_store import lock_wait_option, with_store
+from bugless_auth.user_command_store import lock_wait_option, log_options, with_store
 from bugless_core.settings import settings_command
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ The person gets a new certificate with `bugless login` once signed in.
     help="Revoke every live certificate of the user; then list.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@log_options
 @lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_certificates_command(

@@ -3,13 +3,16 @@
 A command's work runs on a one-connection store of the settings' database
 (:func:`with_store`), waiting for a lock as long as ``--lock-wait-seconds``
 says and naming the field at fault by the command's argument or option;
-the options several commands take and the user they print are here too.
+the options several commands take (``--log-*``, :func:`log_options`, which
+every one of them has) and the user they print are here too.
 Like :mod:`bugless_auth.user_commands`, it imports the store (asyncpg) and
 the lock waits only when a command runs, so ``--help`` loads neither.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import secrets
 import sys
@@ -18,9 +21,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from bugless_auth.commands import run
+from bugless_auth.commands import ENV_PREFIX, run
 from bugless_auth.settings import AuthSettings
 from bugless_core.errors import BuglessError
+from bugless_core.logs import LogSettings
+from bugless_core.settings import group, settings_command
 
 if TYPE_CHECKING:
     from bugless_auth.store import IdentityStore, UserRecord
@@ -157,6 +162,40 @@ def lock_wait_option(fn: F) -> F:
         help="How long to wait for a lock another transaction holds (naming it on stderr) "
         "before giving up, changing nothing.",
     )(fn)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CommandLogSettings:
+    """How a ``bugless auth user`` command logs (``--log-level``, ``--log-json/--log-text``).
+
+    Attributes:
+        log: The serve commands' log settings (and variables), so that a
+            deployment that sets ``BUGLESS_LOG_JSON`` for its services gets
+            the same lines from the commands its operators run.
+    """
+
+    log: LogSettings = group(LogSettings)
+
+
+def log_options(fn: Callable[..., T]) -> Callable[..., T]:
+    """Give a user command the ``--log-*`` options and log as they say before it runs.
+
+    What these commands do to a person (a session ended, a certificate
+    revoked, an account disabled, renamed or merged) is logged at INFO as
+    when the Authenticator does it for an RPC; without a handler those lines
+    reached only Python's last resort, which drops INFO, and the only record
+    of an operator's action was the database row. They go to stderr, as the
+    services' do, so that stdout keeps the command's answer (``--json``).
+    Apply it above the command's ``settings_command``.
+    """
+
+    @functools.wraps(fn)
+    def configured(*args: Any, **params: Any) -> T:
+        *passed, settings = args
+        settings.log.configure()
+        return fn(*passed, **params)
+
+    return settings_command(CommandLogSettings, env_prefix=ENV_PREFIX)(configured)
 
 
 def password_options(fn: F) -> F:

@@ -34,6 +34,7 @@ from bugless_auth.user_certificate_commands import user_certificates_command
 from bugless_auth.user_command_store import (
     chosen_password,
     lock_wait_option,
+    log_options,
     password_option,
     password_options,
     print_user,
@@ -47,7 +48,12 @@ if TYPE_CHECKING:
 
 @click.group("user")
 def user_group() -> None:
-    """Manage users of the local store (connects to the database directly)."""
+    """Manage users of the local store (connects to the database directly).
+
+    What a command does to a person (sessions ended, certificates revoked, a
+    disable, a rename or merge) is logged on stderr as the services log
+    (--log-level, --log-json); stdout holds the command's answer.
+    """
 
 
 @user_group.command("add")
@@ -61,6 +67,7 @@ def user_group() -> None:
 @click.option("--bot", is_flag=True, help="Mark as a machine account.")
 @password_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@log_options
 @lock_wait_option
 @settings_command(
     AuthSettings,
@@ -118,6 +125,7 @@ def user_add_command(
 @click.argument("username")
 @password_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@log_options
 @lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=(*DATABASE_SETTINGS, *HASHING_SETTINGS))
 def user_passwd_command(
@@ -163,6 +171,7 @@ user_group.add_command(_PASSWD_ALIAS, "passwd")
 @click.argument("username")
 @click.option("--enable", is_flag=True, help="Re-enable instead.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@log_options
 @lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_disable_command(
@@ -219,6 +228,7 @@ def _group_list(value: str) -> list[str]:
     "ends the user's sessions.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@log_options
 @lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_update_command(
@@ -283,6 +293,7 @@ def user_update_command(
 @click.argument("old")
 @click.argument("new")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@log_options
 @lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_rename_command(
@@ -332,6 +343,7 @@ def user_rename_command(
 @click.argument("placeholder")
 @click.argument("into")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@log_options
 @lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_merge_command(
@@ -423,6 +435,7 @@ the sessions and revokes those certificates too (they stay revoked after
     "for them (services: the notifier, imports), or all.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@log_options
 @lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_sessions_command(
