@@ -265,3 +265,46 @@ async def test_an_operators_actions_on_a_person_are_logged_where_the_services_lo
     code, _, stderr = await bugless("auth", "user", "disable", "ann", env=cli_env)
     assert code == 0, stderr
     assert f"ended 0 session(s) of {ann}: " in stderr
+
+
+async def test_a_people_ca_session_is_listed_with_its_certificates_serial(
+    cli_env: dict[str, str],
+) -> None:
+    await ok("auth", "migrate", env=cli_env)
+    await ok("auth", "user", "add", "ann", "--password-stdin", env=cli_env)
+    store = await IdentityStore.open(
+        cli_env["BUGLESS_AUTH_DATABASE_URL"], cli_env["BUGLESS_AUTH_SCHEMA"], pool_max_size=1
+    )
+    try:
+        [user] = await store.users_by_usernames(["ann"])
+        laptop = await add_certificate(store, user.user_id, "0c1", label="laptop", expires_in=3600)
+        sessions = SessionStore(store)
+        for session_id, certificate in (("ann-web", None), ("ann-cert", laptop)):
+            refused = await sessions.record(
+                session_id,
+                user_id=user.user_id,
+                authenticator="people-ca" if certificate else "local",
+                client_address="192.0.2.1",
+                expires_at=time.time() + 600,
+                certificate=certificate,
+                certificate_until=time.time() + 3600 if certificate else None,
+            )
+            assert refused is None
+            await asyncio.sleep(0.01)  # the certificate's session is the newest
+    finally:
+        await store.close()
+
+    listed = json.loads(await ok("auth", "user", "sessions", "ann", "--json", env=cli_env))
+    assert [(s["session_id"], s["certificate_serial"]) for s in listed] == [
+        ("ann-cert", "0c1"),
+        ("ann-web", None),
+    ]
+    cert_line, web_line = (await ok("auth", "user", "sessions", "ann", env=cli_env)).splitlines()
+    assert cert_line.startswith("ann-cert  people-ca")
+    assert cert_line.endswith("  certificate 0c1")
+    assert "certificate" not in web_line
+    # The serial is the one the certificates command lists and revokes.
+    certificates = json.loads(
+        await ok("auth", "user", "certificates", "ann", "--json", env=cli_env)
+    )
+    assert [c["serial"] for c in certificates] == ["0c1"]

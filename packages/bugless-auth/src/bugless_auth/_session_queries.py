@@ -151,9 +151,14 @@ AND ({{kind}}::text = '{ALL_SESSIONS}'
 #: Those of kind $5, newest first, after the position ($2, $3) (created_at,
 #: session_id; NULL: from the start), at most $4. The kind is in the query, not
 #: a filter of its pages, so a page holds that many of that kind whatever the
-#: other kind's count.
+#: other kind's count. A people-CA session's certificate is named by its serial
+#: (``certificate_serial``; NULL for other sessions, and once the certificate's
+#: row is purged), which ``bugless auth user certificates`` lists and revokes.
 LIST_LIVE = f"""
-SELECT {COLUMNS} FROM sessions
+SELECT {COLUMNS},
+       (SELECT c.serial FROM people_certificates c
+        WHERE c.fingerprint = sessions.certificate) AS certificate_serial
+FROM sessions
 WHERE {_LIVE_OF_KIND.format(kind="$5")}
   AND ($2::timestamptz IS NULL OR (created_at, session_id) < ($2::timestamptz, $3::text))
 ORDER BY created_at DESC, session_id DESC

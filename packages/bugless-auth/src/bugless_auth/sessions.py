@@ -360,8 +360,9 @@ class SessionStore:
         """``user_id``'s live sessions, newest first, after a position, at most ``limit``.
 
         Only those of ``kind`` (one of :data:`SESSION_KINDS`). Each row has
-        the columns of :data:`sql.COLUMNS`; a row's position for the next page
-        is ``(created_at, session_id)``.
+        the columns of :data:`sql.COLUMNS` and ``certificate_serial`` (the
+        people-CA certificate's serial, else None); a row's position for the
+        next page is ``(created_at, session_id)``.
         """
         if kind not in SESSION_KINDS:
             raise ValueError(f"kind: {kind!r} is not one of {', '.join(SESSION_KINDS)}")

@@ -395,8 +395,10 @@ USER_SESSIONS_HELP = f"""List USERNAME's live sessions (newest first), or end so
 What the web's Sessions page shows its owner: how each was made, from
 which address, when, when last used (to within
 {_minutes_or_seconds(LAST_USED_GRANULARITY_SECONDS)}, plus a frontend's token cache), and
-when it expires. An ended session is refused on its next validation by every
-Authenticator replica.
+when it expires; and a people-ca session's certificate by the serial that
+`bugless auth user certificates` lists (certificate_serial with --json).
+An ended session is refused on its next validation by every Authenticator
+replica.
 
 --end-all ends every live session of --kind (all by default) at once, as
 when an account may be compromised; with --json it prints
@@ -484,6 +486,7 @@ def user_sessions_command(
                 "created_at": row["created_at"].isoformat(),
                 "last_used_at": row["last_used_at"].isoformat(),
                 "expires_at": row["expires_at"].isoformat(),
+                "certificate_serial": row["certificate_serial"],
             }
             for row in rows
         ]
@@ -505,10 +508,11 @@ def user_sessions_command(
         of_kind = {"people": " of their own", "services": " of services"}.get(kind, "")
         click.echo(f"{username} has no live sessions{of_kind}")
     for row in listed:
+        serial = row["certificate_serial"]
         click.echo(
             f"{row['session_id']}  {row['authenticator']:<10} {row['client_address'] or '-':<20} "
             f"signed in {row['created_at']}  last used {row['last_used_at']}  "
-            f"expires {row['expires_at']}"
+            f"expires {row['expires_at']}" + ("" if serial is None else f"  certificate {serial}")
         )
 
 
