@@ -359,10 +359,12 @@ async def _create(
     replayed = request.custom_fields_replayed
     given = request.initial_custom_fields if replayed else request.custom_fields
     custom: dict[str, Any] = {}
-    if given:
+    if given or replayed:
         path = "initial_custom_fields" if replayed else "custom_fields"
         # The initial values of a replayed history are its first state,
-        # checked for required fields where the issue ends (check_final).
+        # checked for required fields where the issue ends (check_final);
+        # planned without values too, so its fields take their defaults as
+        # a native create's do (check_final refuses a required one without).
         custom, custom_changes, _ = await _custom_fields.plan_values(
             ctx, component_id=state["component_id"], current={}, given=given,
             creating=True, moved=False, path=path, check_required=not replayed,

@@ -21,6 +21,7 @@ from bugless_testing.model_contracts._support import (
     get_issue,
     history,
     make_component,
+    make_issue,
     unique,
 )
 
@@ -183,3 +184,38 @@ class ImportedLabelContract:
         assert refreshed.entries_written == 1
         assert refreshed.issue is not None
         assert refreshed.issue.version == first.issue.version + 1
+
+    async def test_an_issue_created_where_a_required_field_has_a_default_takes_it(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Created in a component whose required field has a default: the default, as natively.
+
+        The refusal of one created without a value tells the operator to
+        give the field a default; with one, the import takes it, as a native
+        create there does (and as a move there in the history does), and
+        the creation entry records it.
+        """
+        gates = await make_component(model)
+        risk = await model.create_custom_field(
+            v1.CreateCustomFieldRequest(
+                caller=ADMIN, component_id=gates.id, name=unique("Risk"),
+                type=v1.CustomFieldType.ENUM, options=["High", "Low"], required=True,
+                default_values=["Low"],
+            )
+        )  # fmt: skip
+        native = await make_issue(model, gates.id, caller=ADMIN)
+        assert [(v.field_id, v.values) for v in native.custom_fields] == [(risk.id, ["Low"])]
+        comment = v1.ImportedEntry(
+            author="src-qa", created_at=T0 + timedelta(hours=1), comment="still leaking"
+        )
+        for items in ((), (comment,)):
+            created = await model.import_issue(_request(gates.id, *items))
+            assert created.created
+            assert created.issue is not None
+            assert [(v.field_id, v.values) for v in created.issue.custom_fields] == [
+                (risk.id, ["Low"])
+            ]
+            entries = await history(model, created.issue.id)
+            assert [(c.old_value, c.new_value) for c in entries[0].changes if c.field_name] == [
+                ("", "Low")
+            ]
