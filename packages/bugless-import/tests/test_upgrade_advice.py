@@ -28,7 +28,8 @@ from relation_support import KEY, REX, _detail, _journal
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import InvalidArgument
 from bugless_dev.stack import LocalStack, RunningService
-from bugless_import import run_import
+from bugless_import import run_import, runner
+from bugless_import.report import ImportReport
 from bugless_import.sources.redmine import RedmineImporter
 from bugless_import.write_issues import REFUSED_ISSUE, _stops_at
 from bugless_proto import v1
@@ -139,3 +140,41 @@ async def test_an_earlier_model_refusing_an_entry_left_without_its_relations_is_
     )
     (issue,) = await find(model, "redmine:7402")
     assert issue.parent_id == 0
+
+
+async def test_a_refused_retry_leaves_no_warning_that_the_issue_was_imported(
+    redmine: Redmine,
+    earlier_model: RunningService,
+    make_settings: MakeSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "imported without their relation changes" is said only once the retry is written.
+
+    The earlier Model refuses 7402's retry, so nothing of 7402 is imported.
+    Before, the warning (and the count of refused relation changes) was
+    added before the retry was sent, so the run's report said it was. The
+    report the run fills is read by keeping it as it is made.
+    """
+    made: list[ImportReport] = []
+
+    class KeptReport(ImportReport):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(runner, "ImportReport", KeptReport)
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY, encoding="utf-8")
+    address = earlier_model.address
+    assert address is not None
+    settings = make_settings(model=ServiceAddress(address.host, address.port))
+
+    with pytest.raises(InvalidArgument) as refused:
+        await run_import(RedmineImporter(redmine.url, {"api-key-file": str(key_file)}), settings)
+
+    assert refused.value.metadata[REFUSED_ISSUE] == "redmine:7402"
+    (report,) = made
+    assert not [w for w in report.warnings if "without their relation changes" in w], (
+        report.warnings
+    )

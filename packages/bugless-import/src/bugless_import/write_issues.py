@@ -293,14 +293,16 @@ async def write_issues(
                         metadata=exc.metadata,
                     ) from None
                 refusal = exc.message
+        stripped = relation_history.without_relations(request, refusal)
+        with _stops_at(request.external_id, stripped):
+            answer = await call(model.import_issue, stripped)
+        # Said once it is so: a refused retry stops the run, nothing imported.
         report.warnings.append(
             f"{request.external_id}: the Model refused its relation history "
             f"({refusal}); its entries were imported without their relation changes"
         )
         counts.refused += relation_history.count_relation_changes(request)
-        stripped = relation_history.without_relations(request, refusal)
-        with _stops_at(request.external_id, stripped):
-            return await call(model.import_issue, stripped)
+        return answer
 
     async def second_pass() -> None:
         """The cut issues' whole history, one at a time (each may write the others')."""
