@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 import secrets
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,7 @@ from bugless_proto import v1
 from bugless_testing.events import EventStream
 from bugless_testing.goaway import without_goaway
 from bugless_testing.metrics import metric_total
+from bugless_testing.polling import eventually
 
 #: An issue that does not exist.
 MISSING_ISSUE = 999_999_999
@@ -56,12 +57,6 @@ async def _metric(replica: RunningService, name: str, **labels: str) -> int:
 
 async def _handled(replica: RunningService, method: str, code: str = "OK") -> int:
     return await _metric(replica, "grpc_server_handled_total", grpc_method=method, grpc_code=code)
-
-
-async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
-    async with asyncio.timeout(20):
-        while not await condition():  # noqa: ASYNC110 - polls a process, which has no event
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)
@@ -103,13 +98,13 @@ async def test_an_upload_refused_by_a_draining_model_is_sent_again_and_attached_
         async def watching() -> bool:
             return await _metric(old, "grpc_server_in_flight_calls", grpc_method="Watch") > 0
 
-        await _until(watching)
+        await eventually(watching, "the Watch open on the old replica", within=20)
         old.process.signal(signal.SIGTERM)
 
         async def refusing() -> bool:
             return "stopped accepting" in old.process.output()
 
-        await _until(refusing)
+        await eventually(refusing, "the old replica refusing calls", within=20)
         new = await asyncio.to_thread(_start_model, bots, old.port, "model-new")
         path = tmp_path / "rolled.bin"
         path.write_bytes(CONTENT)
@@ -189,13 +184,13 @@ async def test_a_download_and_a_watch_refused_by_a_draining_model_are_opened_aga
             )
             return watches > 0 and downloads > 0
 
-        await _until(pinned)
+        await eventually(pinned, "the API's connection pinned to the old replica", within=20)
         old.process.signal(signal.SIGTERM)
 
         async def refusing() -> bool:
             return "stopped accepting" in old.process.output()
 
-        await _until(refusing)
+        await eventually(refusing, "the old replica refusing calls", within=20)
         new = await asyncio.to_thread(_start_model, bots, old.port, "model-new")
 
         got = await robot.download_attachment(attached.attachment.id, tmp_path / "got.bin")

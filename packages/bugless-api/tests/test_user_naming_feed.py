@@ -38,24 +38,15 @@ from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import Unavailable
 from bugless_proto import v1
 from bugless_testing.metrics import metric_total
+from bugless_testing.polling import eventually
 
 if TYPE_CHECKING:
     from bugless_dev.pki import CertificateFiles
     from bugless_dev.stack import RunningService
 
-#: How long a change may take to show: a few polls on a loaded machine.
-WITHIN_SECONDS = 15.0
 LONG_CACHE = 600.0
 #: How long a frontend that must not read the feed is watched not reading it.
 QUIET_SECONDS = 1.0
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WITHIN_SECONDS
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"not within {WITHIN_SECONDS} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -38,13 +38,11 @@ from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.plugins import load_plugins
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 
 #: The ``bugless`` command of the environment the tests run in.
 BUGLESS = str(Path(sys.executable).with_name("bugless"))
 
-#: How long a change may take to show (a few polls, or a directory's 1 s
-#: intervals, on a loaded machine): :func:`eventually`'s bound.
-WITHIN_SECONDS = 15.0
 
 #: Backends of the test's database waiting for a lock another one holds: the
 #: lock's holder is $1 (its ``pg_backend_pid()``). ``pg_blocking_pids`` names
@@ -251,17 +249,6 @@ class UserCommands:
             stdout, stderr = await process.communicate()
         assert process.returncode == status, (args, stdout.decode(), stderr.decode())
         return stdout.decode(), stderr.decode()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], what: str, *, every: float = 0.05
-) -> None:
-    """Return once ``check()`` is true; fail naming ``what`` after :data:`WITHIN_SECONDS`."""
-    deadline = asyncio.get_running_loop().time() + WITHIN_SECONDS
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"not within {WITHIN_SECONDS} s: {what}")
-        await asyncio.sleep(every)
 
 
 def person_csr(

@@ -19,18 +19,12 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 import trustme
-from auth_support import (
-    AuthServer,
-    KeyFiles,
-    StartAuth,
-    UserCommands,
-    eventually,
-    start_auth_servers,
-)
+from auth_support import AuthServer, KeyFiles, StartAuth, UserCommands, start_auth_servers
 
 from bugless_auth.settings import PeopleCaSettings
 from bugless_auth.tokens import generate_ed25519_pem
 from bugless_core.migrations import quote_schema
+from bugless_testing.polling import eventually
 
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres

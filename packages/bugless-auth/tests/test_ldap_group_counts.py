@@ -7,7 +7,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING
 
-from auth_support import eventually, unique
+from auth_support import unique
 from ldap_support import (
     OPEN_ACCOUNTS,
     counts,
@@ -20,6 +20,7 @@ from ldap_support import (
 from bugless_auth._ldap_group_counts import MAX_GROUPS_READ_PER_CALL
 from bugless_auth.ldap import LdapAuthenticator
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 from bugless_testing.slapd import (
     GROUPS_DN,
     PEOPLE_DN,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-from auth_support import certificate_der, eventually, person_csr, terminate_the_waiter
+from auth_support import certificate_der, person_csr, terminate_the_waiter
 from grpc_errors import expect_status
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -29,6 +29,7 @@ from bugless_auth.settings import PeopleCaSettings
 from bugless_core.errors import Unavailable
 from bugless_core.migrations import quote_schema
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 from bugless_testing.slapd import BASE_DN, GROUPS_DN, PEOPLE_DN, Slapd, ssha
 
 if TYPE_CHECKING:

@@ -12,12 +12,12 @@ import logging
 from typing import TYPE_CHECKING
 
 import pytest
-from auth_support import eventually
 from ldap_support import ldap_options, start_with_ldap
 
 from bugless_auth._ldap_directory import LdapDirectory
 from bugless_auth._ldap_schema import warn_of_substring_tests, without_substring_rule
 from bugless_auth.ldap import LdapSettings
+from bugless_testing.polling import eventually
 from bugless_testing.slapd import Slapd
 
 if TYPE_CHECKING:

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trustme
-from auth_support import eventually
 from ldap_support import Team, add_person, counts, seed_team, settings_for
 
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
+from bugless_testing.polling import eventually
 from bugless_testing.slapd import GROUPS_DN, PEOPLE_DN, READER_DN, Slapd, new_slapd, seed
 
 if TYPE_CHECKING:

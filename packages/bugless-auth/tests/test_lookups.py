@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import asyncpg
-from auth_support import AuthServer, StartAuth, eventually, set_disabled, unique
+from auth_support import AuthServer, StartAuth, set_disabled, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
@@ -19,6 +19,7 @@ from bugless_core.hookspecs import hookimpl
 from bugless_core.migrations import quote_schema
 from bugless_core.registry import AuthenticatorRegistrar
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 
 
 class FakeDirectory(PasswordAuthenticator):

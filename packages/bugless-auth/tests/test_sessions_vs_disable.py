@@ -31,7 +31,6 @@ from auth_support import (
     PASSWORD,
     WAITERS,
     AuthServer,
-    eventually,
     person_csr,
     unique,
 )
@@ -46,6 +45,7 @@ from bugless_auth.store import UserRecord
 from bugless_auth.user_writes import UserWrites
 from bugless_core.usernames import username_key
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 
 T = TypeVar("T")
 

@@ -16,7 +16,6 @@ from auth_support import (
     AuthServer,
     StartAuth,
     admin_token,
-    eventually,
     ldap_identity,
     set_disabled,
     unique,
@@ -31,6 +30,7 @@ from bugless_auth import disabling
 from bugless_auth.user_feed import prune_user_changes, read_user_changes
 from bugless_auth.user_writes import UserWrites
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 
 
 async def start_following(start_auth_server: StartAuth, **extra: object) -> AuthServer:

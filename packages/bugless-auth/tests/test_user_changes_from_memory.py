@@ -18,14 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from auth_support import (
-    AuthServer,
-    StartAuth,
-    eventually,
-    ldap_identity,
-    set_disabled,
-    unique,
-)
+from auth_support import AuthServer, StartAuth, ldap_identity, set_disabled, unique
 from feed_support import changes_after, exact, polled
 from prometheus_client import CollectorRegistry
 
@@ -38,6 +31,7 @@ from bugless_core.user_cache import (
     get_users,
 )
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 
 #: A poll interval no test outlasts: the follower reads once at start, then on request.
 SLOW_POLL_SECONDS = 30.0

@@ -18,12 +18,13 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from auth_support import AuthServer, StartAuth, eventually, unique
+from auth_support import AuthServer, StartAuth, unique
 from feed_support import LOCK_WAITERS
 
 from bugless_auth.user_feed import FRESH_POLLS, LAGGING_POLLS
 from bugless_core.user_cache import UserCache, get_user_changes, get_users
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 
 #: The follower's poll: long enough that a loaded machine's scheduling is well inside half of it.
 POLL_SECONDS = 1.0

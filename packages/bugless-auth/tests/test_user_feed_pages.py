@@ -23,6 +23,7 @@ from bugless_auth.directory import UserDirectory
 from bugless_auth.store import IdentityStore
 from bugless_auth.user_feed import UserFeedFollower, read_user_changes
 from bugless_core.errors import Unavailable
+from bugless_testing.polling import eventually
 
 #: The cache's TTL (trusted this long without the feed; 10 minutes with it).
 TTL_SECONDS = 2.0
@@ -37,14 +38,6 @@ LOCK_WAITERS = """
 SELECT DISTINCT pid FROM pg_locks
  WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))
 """
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(400):
-        if await check():
-            return
-        await asyncio.sleep(0.025)
-    pytest.fail(f"not within 10 s: {what}")
 
 
 @pytest.fixture
@@ -116,14 +109,16 @@ async def test_a_read_ended_between_pages_leaves_the_feed_read_at_the_last_compl
         async def waiting(locker: asyncpg.Connection, *pids: int) -> bool:
             return {row["pid"] for row in await locker.fetch(LOCK_WAITERS)} >= set(pids)
 
-        await until(lambda: waiting(holder, pid), "page one waits for the lock")
+        await eventually(lambda: waiting(holder, pid), "page one waits for the lock", within=10)
         locking = queued.transaction()
         await locking.start()
         queued_lock = asyncio.create_task(
             queued.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         )
-        await until(
-            lambda: waiting(holder, pid, queued.get_server_pid()), "the lock queued behind it"
+        await eventually(
+            lambda: waiting(holder, pid, queued.get_server_pid()),
+            "the lock queued behind it",
+            within=10,
         )
         await holding.rollback()
         await queued_lock
@@ -131,7 +126,7 @@ async def test_a_read_ended_between_pages_leaves_the_feed_read_at_the_last_compl
         async def page_two_waits() -> bool:
             return directory.version == start + 1 and await waiting(queued, pid)
 
-        await until(page_two_waits, "page one applied, page two waiting")
+        await eventually(page_two_waits, "page one applied, page two waiting", within=10)
         assert _sample(metrics, "bugless_auth_user_changes_versions_behind") == 1, (
             "page one's read saw the head a version past it"
         )
@@ -199,7 +194,9 @@ async def test_polls_asked_at_once_read_the_feed_one_after_the_other(
         async def waiting() -> int:
             return len(await holder.fetch(LOCK_WAITERS))
 
-        await until(lambda: _at_least(waiting, 1), "the first poll waits for the table")
+        await eventually(
+            lambda: _at_least(waiting, 1), "the first poll waits for the table", within=10
+        )
         # The pool has a second connection: a second read in flight would queue
         # behind the lock at once. Time for it to (not) show up:
         await asyncio.sleep(0.5)

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from auth_support import AuthServer, StartAuth, eventually, set_disabled, unique
+from auth_support import AuthServer, StartAuth, set_disabled, unique
 from feed_support import LOCK_WAITERS, polled
 
 from bugless_auth import _queries as sql
@@ -29,6 +29,7 @@ from bugless_core.migrations import quote_schema
 from bugless_core.user_cache import UserCache, get_user_changes, get_users
 from bugless_core.usernames import username_key
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 
 #: Longer than any test here: the replica's follower reads at its start, then not again.
 SLOW_POLL_SECONDS = 60.0

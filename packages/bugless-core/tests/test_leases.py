@@ -7,7 +7,7 @@ import contextlib
 import logging
 import secrets
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -22,6 +22,7 @@ from bugless_core.leases import (
     renew_every,
 )
 from bugless_dev.postgres import ThrowawayPostgres
+from bugless_testing.polling import eventually
 from bugless_testing.ports import refused_port
 
 #: A third of it between renewals: the test sees several rounds at once.
@@ -51,14 +52,6 @@ async def _renewing(
             await task
 
 
-async def _until(check: Callable[[], bool], what: str) -> None:
-    for _ in range(3000):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
-
-
 @pytest.mark.parametrize("passed", [False, True], ids=["unexpected", "expected"])
 async def test_a_bug_in_a_renewal_is_supervised_unless_the_caller_expects_the_error(
     database: str, caplog: pytest.LogCaptureFixture, *, passed: bool
@@ -80,7 +73,9 @@ async def test_a_bug_in_a_renewal_is_supervised_unless_the_caller_expects_the_er
 
     with caplog.at_level(logging.DEBUG):
         async with _renewing(closed, "closed", registry, expected):
-            await _until(lambda: failures() + outage_lines() >= 2, "two failed renewals")
+            await eventually(
+                lambda: failures() + outage_lines() >= 2, "two failed renewals", within=30
+            )
     logged = [r for r in caplog.records if r.name == "bugless.supervision"]
     if passed:
         assert logged == []
@@ -115,8 +110,10 @@ async def test_a_database_outage_during_renewal_is_one_warning_and_renewal_goes_
         try:
             with caplog.at_level(logging.DEBUG, logger="bugless_core.leases"):
                 async with _renewing(away, "outage", registry):
-                    await _until(
-                        lambda: len(_renewal_records(caplog, "outage")) >= 10, "ten failed renewals"
+                    await eventually(
+                        lambda: len(_renewal_records(caplog, "outage")) >= 10,
+                        "ten failed renewals",
+                        within=30,
                     )
         finally:
             await away.close()
@@ -160,8 +157,10 @@ async def test_renewals_refused_for_many_rounds_log_one_warning_and_their_end_on
         with caplog.at_level(logging.DEBUG, logger="bugless_core.leases"):
             async with _renewing(renewing, "refused", CollectorRegistry()):
                 await admin.execute(f"ALTER ROLE {role} NOLOGIN")
-                await _until(
-                    lambda: len(_renewal_records(caplog, "refused")) >= 10, "ten failed renewals"
+                await eventually(
+                    lambda: len(_renewal_records(caplog, "refused")) >= 10,
+                    "ten failed renewals",
+                    within=30,
                 )
                 await admin.execute(f"ALTER ROLE {role} LOGIN")
 
@@ -170,7 +169,7 @@ async def test_renewals_refused_for_many_rounds_log_one_warning_and_their_end_on
                         r.levelno == logging.INFO for r in _renewal_records(caplog, "refused")
                     )
 
-                await _until(ended, "a renewal getting through")
+                await eventually(ended, "a renewal getting through", within=30)
     finally:
         if renewing is not None:
             await renewing.close()

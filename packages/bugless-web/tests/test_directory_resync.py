@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import html
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from web_support import SESSION_KEY, World, csrf_of, sign_in
 from bugless_core.clients import call
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 from bugless_testing.slapd import PEOPLE_DN, READER_DN, READER_PASSWORD, Slapd, ssha
 from bugless_web import WebSettings, create_app
 
@@ -75,14 +76,6 @@ async def client(
         yield c
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WITHIN_SECONDS
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"not within {WITHIN_SECONDS} s: {what}")
-        await asyncio.sleep(0.3)
-
-
 def change(server: Slapd, ldif: str) -> Awaitable[None]:
     return asyncio.to_thread(server.ldapmodify, ldif)
 
@@ -127,7 +120,9 @@ async def test_a_rename_shows_and_a_lock_signs_the_person_out_leaving_their_issu
             shown = await client.get(f"/issues/{issue.id}")
             return shown.status_code == 200 and "Dana Katherine" in shown.text
 
-        await eventually(renamed, "the new name on the issue page")
+        await eventually(
+            renamed, "the new name on the issue page", within=WITHIN_SECONDS, every=0.3
+        )
 
         await change(
             slapd_server,
@@ -138,7 +133,9 @@ async def test_a_rename_shows_and_a_lock_signs_the_person_out_leaving_their_issu
             response = await client.get("/issues/new", follow_redirects=False)
             return response.status_code == 303 and "/signin" in response.headers["location"]
 
-        await eventually(signed_out, "the locked person's web session refused")
+        await eventually(
+            signed_out, "the locked person's web session refused", within=WITHIN_SECONDS, every=0.3
+        )
         kept = await call(
             model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id)
         )

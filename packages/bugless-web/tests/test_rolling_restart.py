@@ -18,8 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -35,6 +34,7 @@ from bugless_dev.processes import ServiceProcess
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
 from bugless_testing.goaway import without_goaway
+from bugless_testing.polling import eventually
 from bugless_web import WebSettings, create_app
 
 
@@ -57,13 +57,6 @@ def _start_model(world: World, port: int, name: str) -> Replica:
     args = ["model", "serve", "--port", str(port), "--metrics-port", "0"]
     args += ["--drain-seconds", "0", "--grace-seconds", "60"]
     return Replica(world.stack.start("model", args, name=name))
-
-
-async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + 20.0
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -106,9 +99,11 @@ class Restart:
                 raise AssertionError("the Watch ended")
             return await grpc_in_flight(metrics, "Watch") > 0
 
-        await _until(watching, "the Watch")
+        await eventually(watching, "the Watch", within=20)
         self.old.process.signal(signal.SIGTERM)
-        await _until(lambda: _logged(self.old, "stopped accepting"), "the old replica to drain")
+        await eventually(
+            lambda: _logged(self.old, "stopped accepting"), "the old replica to drain", within=20
+        )
         self.new = await asyncio.to_thread(_start_model, self.world, self.port, "model-new")
         return self.new
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -36,14 +36,9 @@ from bugless_core.grpc._cork import CorkedH2Protocol
 from bugless_core.grpc._metrics import GrpcServerMetrics
 from bugless_core.grpc._peer import ConnectionRegistry
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 
 GET_SERVER_INFO = "/bugless.v1.Model/GetServerInfo"
-
-
-async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - polls state that has no event
-            await asyncio.sleep(0.01)
 
 
 def _settings(port: int = 0) -> GrpcServerSettings:
@@ -75,7 +70,10 @@ class Replicas:
         assert self.first is not None
         await self._start_runner(_settings(self.first.port), servicer=self.second_model)
         self.drain = asyncio.create_task(self.first.drain())
-        await _until(lambda: "stopped accepting calls" in self._caplog.text)
+        await eventually(
+            lambda: "stopped accepting calls" in self._caplog.text,
+            "'stopped accepting calls' in self._caplog.text",
+        )
 
     def answered(self) -> tuple[int, int]:
         """Calls each replica's handler ran."""
@@ -108,7 +106,7 @@ async def test_a_grpcio_client_finishes_its_call_and_sends_the_next_to_another_r
         held = asyncio.ensure_future(
             get_server_info(v1.GetServerInfoRequest(), timeout=30, metadata=((HOLD_KEY, "1"),))
         )
-        await _until(lambda: replicas.answered() == (1, 0))
+        await eventually(lambda: replicas.answered() == (1, 0), "replicas.answered() == (1, 0)")
 
         await replicas.drain_first()
         reply = await get_server_info(v1.GetServerInfoRequest(), timeout=10)
@@ -135,7 +133,7 @@ async def test_a_bugless_channel_finishes_its_call_and_sends_the_next_to_another
     try:
         stub = v1.ModelStub(channel, timeout=30)
         held = asyncio.create_task(stub.get_server_info(metadata={HOLD_KEY: "1"}))
-        await _until(lambda: replicas.answered() == (1, 0))
+        await eventually(lambda: replicas.answered() == (1, 0), "replicas.answered() == (1, 0)")
 
         await replicas.drain_first()
         assert (await stub.get_server_info()).backend == "test"
@@ -162,7 +160,7 @@ async def test_a_bare_grpclib_client_is_sent_no_goaway_and_keeps_its_call(
     port = await replicas.start(start_runner)
     stub = v1.ModelStub(open_channel(port), timeout=30)
     held = asyncio.create_task(stub.get_server_info(metadata={HOLD_KEY: "1"}))
-    await _until(lambda: replicas.answered() == (1, 0))
+    await eventually(lambda: replicas.answered() == (1, 0), "replicas.answered() == (1, 0)")
 
     await replicas.drain_first()
     assert "GOAWAY" not in replicas._caplog.text

@@ -28,6 +28,7 @@ from bugless_core.failover import (
 )
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 
 MODEL = "bugless.v1.Model"
 #: An issue :class:`UploadingModel` refuses uploads to, after reading their header.
@@ -115,12 +116,6 @@ async def replicas(
         await balancer.close()
 
 
-async def _wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - polls a counter that has no event
-            await asyncio.sleep(0.01)
-
-
 async def test_a_call_refused_by_a_draining_replica_goes_to_another_on_a_new_connection(
     replicas: tuple[list[GrpcServiceRunner], list[UploadingModel], ServiceAddress],
     open_channel: OpenChannel,
@@ -133,7 +128,7 @@ async def test_a_call_refused_by_a_draining_replica_goes_to_another_on_a_new_con
     # Held until the test has seen the refusal and the other replica: a 1.5 s
     # delay could end it, and the drain with it, first on a loaded machine.
     slow = asyncio.create_task(stub.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
-    await _wait_until(lambda: runners[pinned].in_flight == 1)
+    await eventually(lambda: runners[pinned].in_flight == 1, "runners[pinned].in_flight == 1")
 
     drain = asyncio.create_task(runners[pinned].drain())
     await asyncio.sleep(0.5)  # past drain_seconds: it refuses new calls
@@ -208,7 +203,7 @@ async def test_an_upload_refused_by_a_draining_replica_is_sent_again_whole_and_l
     pinned = 0 if servicers[0].seen_connection_ids else 1
     # Held, not a 3 s delay: the pinned replica drains (refuses) until the upload is done.
     slow = asyncio.create_task(plain.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
-    await _wait_until(lambda: runners[pinned].in_flight == 1)
+    await eventually(lambda: runners[pinned].in_flight == 1, "runners[pinned].in_flight == 1")
     drain = asyncio.create_task(runners[pinned].drain())
 
     async def refused() -> bool:

@@ -12,7 +12,7 @@ address) and takes the connections it no longer accepts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from grpclib.events import SendRequest, listen
@@ -23,6 +23,7 @@ from bugless_core._compat.grpclib import GracefulGoawayProcessor, channel_protoc
 from bugless_core.failover import DrainAwareModelStub, refused_while_draining
 from bugless_core.grpc import CorkedChannel, CorkedServer
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 
 
 class HeldModel(v1.ModelBase):
@@ -89,12 +90,6 @@ async def replicas() -> AsyncIterator[tuple[Replica, Replica]]:
             await replica.server.wait_closed()
 
 
-async def until(condition: Callable[[], bool], *, within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-
-
 async def test_calls_a_graceful_goaway_answers_finish_and_the_others_are_sent_elsewhere(
     replicas: tuple[Replica, Replica],
 ) -> None:
@@ -109,9 +104,9 @@ async def test_calls_a_graceful_goaway_answers_finish_and_the_others_are_sent_el
     try:
         stub = DrainAwareModelStub(channel, timeout=10)
         answered = asyncio.create_task(stub.get_server_info())
-        await until(lambda: first.model.started == 1)
+        await eventually(lambda: first.model.started == 1, "first.model.started == 1")
         not_processed = asyncio.create_task(stub.get_server_info())
-        await until(lambda: first.model.started == 2)
+        await eventually(lambda: first.model.started == 2, "first.model.started == 2")
         assert len(first.transports) == 1
 
         await second.start(port)
@@ -127,7 +122,7 @@ async def test_calls_a_graceful_goaway_answers_finish_and_the_others_are_sent_el
         assert second.model.answered == 1
         # The old connection closed once its last call ended; the channel's
         # next call goes to the new one.
-        await until(first.transports[0].is_closing)
+        await eventually(first.transports[0].is_closing, "the first connection closing")
         assert (await stub.get_server_info()).backend == "second"
         assert len(second.transports) == 1
     finally:
@@ -145,9 +140,9 @@ async def test_without_failover_the_unprocessed_call_fails_as_a_draining_refusal
     try:
         stub = v1.ModelStub(channel, timeout=10)
         answered = asyncio.create_task(stub.get_server_info())
-        await until(lambda: first.model.started == 1)
+        await eventually(lambda: first.model.started == 1, "first.model.started == 1")
         not_processed = asyncio.create_task(stub.get_server_info())
-        await until(lambda: first.model.started == 2)
+        await eventually(lambda: first.model.started == 2, "first.model.started == 2")
 
         first.go_away(last_stream_id=1)
         with pytest.raises(GRPCError) as refused:
@@ -170,7 +165,7 @@ async def test_a_goaway_with_an_error_still_ends_every_call(
     try:
         stub = v1.ModelStub(channel, timeout=10)
         call = asyncio.create_task(stub.get_server_info())
-        await until(lambda: first.model.started == 1)
+        await eventually(lambda: first.model.started == 1, "first.model.started == 1")
         [transport] = first.transports
         assert isinstance(transport, asyncio.WriteTransport)
         transport.write(GoAwayFrame(stream_id=0, last_stream_id=1, error_code=2).serialize())
@@ -192,7 +187,7 @@ async def test_a_call_refused_by_a_goaway_stays_refused_when_the_server_closes_a
     try:
         stub = v1.ModelStub(channel, timeout=10)
         not_processed = asyncio.create_task(stub.get_server_info())
-        await until(lambda: first.model.started == 1)
+        await eventually(lambda: first.model.started == 1, "first.model.started == 1")
 
         first.go_away(last_stream_id=0)
         first.transports[0].close()
@@ -235,7 +230,7 @@ async def test_a_call_opened_after_a_goaway_that_still_acts_on_it_is_answered_th
     try:
         stub = DrainAwareModelStub(channel, timeout=10)
         answered = asyncio.create_task(stub.get_server_info())
-        await until(lambda: first.model.started == 1)
+        await eventually(lambda: first.model.started == 1, "first.model.started == 1")
         late = asyncio.create_task(stub.get_server_info())
         await opening.wait()
         protocol = channel_protocol(channel)
@@ -246,15 +241,18 @@ async def test_a_call_opened_after_a_goaway_that_still_acts_on_it_is_answered_th
         await second.start(port)
         first.stop_accepting()
         first.go_away(last_stream_id=ALL_STREAMS)
-        await until(lambda: processor.last_stream_id == ALL_STREAMS)
+        await eventually(
+            lambda: processor.last_stream_id == ALL_STREAMS,
+            "processor.last_stream_id == ALL_STREAMS",
+        )
         may_open.set()
-        await until(lambda: first.model.started == 2)
+        await eventually(lambda: first.model.started == 2, "first.model.started == 2")
         first.model.release()
         assert (await answered).backend == "first"
         assert (await late).backend == "first"
         assert (first.model.answered, first.model.cancelled) == (2, 0)
         assert second.model.started == 0
-        await until(first.transports[0].is_closing)
+        await eventually(first.transports[0].is_closing, "the first connection closing")
     finally:
         channel.close()
 
@@ -272,7 +270,7 @@ async def test_closing_the_channel_closes_the_connection_a_goaway_left_to_its_ca
     try:
         stub = v1.ModelStub(channel, timeout=10)
         held = asyncio.create_task(stub.get_server_info())
-        await until(lambda: first.model.started == 1)
+        await eventually(lambda: first.model.started == 1, "first.model.started == 1")
         protocol = channel_protocol(channel)
         assert protocol is not None
         processor = protocol.processor
@@ -280,12 +278,12 @@ async def test_closing_the_channel_closes_the_connection_a_goaway_left_to_its_ca
         await second.start(port)
         first.stop_accepting()
         first.go_away(last_stream_id=1)
-        await until(lambda: processor.last_stream_id == 1)
+        await eventually(lambda: processor.last_stream_id == 1, "processor.last_stream_id == 1")
         assert (await stub.get_server_info()).backend == "second"
         assert not held.done()
     finally:
         channel.close()
     with pytest.raises(StreamTerminatedError):
         await asyncio.wait_for(held, timeout=5)
-    await until(first.transports[0].is_closing)
-    await until(lambda: first.model.cancelled == 1)
+    await eventually(first.transports[0].is_closing, "the first connection closing")
+    await eventually(lambda: first.model.cancelled == 1, "first.model.cancelled == 1")

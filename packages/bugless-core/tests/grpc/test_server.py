@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +32,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from bugless_core.errors import Unavailable, from_grpc_error
 from bugless_core.grpc import GrpcServerSettings, TransferServerSettings
 from bugless_proto import v1
+from bugless_testing.polling import eventually
 
 MODEL = "bugless.v1.Model"
 #: How long "at once" may take (a drain ending, a cut call failing): room for
 #: a loaded machine's event loop, well short of the 10 s to 60 s bounds
 #: (grace, transfer bound, call timeout) a drain getting it wrong would wait out.
 PROMPTLY = 5.0
-
-
-async def _wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - polls a counter that has no event
-            await asyncio.sleep(0.01)
 
 
 async def test_call_is_served_on_the_port_picked_at_start(
@@ -121,7 +116,7 @@ async def test_drain_reports_not_serving_finishes_in_flight_calls_and_refuses_ne
     # Held until the refusals were seen: a 1 s delay ended it (and the drain)
     # first when the steps between took 0.4 s longer than usual.
     slow_call = asyncio.create_task(stub.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
-    await _wait_until(lambda: runner.in_flight == 1)
+    await eventually(lambda: runner.in_flight == 1, "runner.in_flight == 1")
 
     drain = asyncio.create_task(runner.drain())
     await asyncio.sleep(0.1)
@@ -180,7 +175,7 @@ async def test_calls_still_running_after_the_grace_period_are_cancelled(
     )
     stub = v1.ModelStub(open_channel(runner.port))
     stuck_call = asyncio.create_task(stub.get_server_info(timeout=10, metadata={DELAY_KEY: "30"}))
-    await _wait_until(lambda: runner.in_flight == 1)
+    await eventually(lambda: runner.in_flight == 1, "runner.in_flight == 1")
 
     await asyncio.wait_for(runner.drain(), timeout=PROMPTLY)
 
@@ -217,7 +212,7 @@ async def test_drain_lets_a_transfer_outlast_the_grace_and_closes_when_it_ends(
     )
     stub = v1.ModelStub(open_channel(runner.port))
     upload = asyncio.create_task(stub.upload_attachment(_pieces(15), timeout=30))
-    await _wait_until(lambda: runner.in_flight == 1)
+    await eventually(lambda: runner.in_flight == 1, "runner.in_flight == 1")
     loop = asyncio.get_running_loop()
     started = loop.time()
     drain = asyncio.create_task(runner.drain())
@@ -243,7 +238,7 @@ async def test_a_transfer_outlasting_its_bound_is_cancelled_and_counted_once(
     caplog.set_level(logging.INFO, logger="bugless_core.grpc")
     stub = v1.ModelStub(open_channel(runner.port))
     upload = asyncio.create_task(stub.upload_attachment(_pieces(None), timeout=30))
-    await _wait_until(lambda: runner.in_flight == 1)
+    await eventually(lambda: runner.in_flight == 1, "runner.in_flight == 1")
     loop = asyncio.get_running_loop()
     started = loop.time()
 
@@ -275,7 +270,7 @@ async def test_calls_beside_a_transfer_are_cancelled_at_the_grace_not_at_its_end
     stub = v1.ModelStub(open_channel(runner.port))
     upload = asyncio.create_task(stub.upload_attachment(_pieces(25), timeout=30))
     stuck = asyncio.create_task(stub.get_server_info(timeout=30, metadata={DELAY_KEY: "30"}))
-    await _wait_until(lambda: runner.in_flight == 2)
+    await eventually(lambda: runner.in_flight == 2, "runner.in_flight == 2")
     loop = asyncio.get_running_loop()
     started = loop.time()
     drain = asyncio.create_task(runner.drain())
@@ -313,7 +308,7 @@ async def test_a_transfer_bound_below_the_grace_counts_as_the_grace(
     )
     stub = v1.ModelStub(open_channel(runner.port))
     upload = asyncio.create_task(stub.upload_attachment(_pieces(5), timeout=30))
-    await _wait_until(lambda: runner.in_flight == 1)
+    await eventually(lambda: runner.in_flight == 1, "runner.in_flight == 1")
     drain = asyncio.create_task(runner.drain())
 
     reply = await upload
@@ -343,7 +338,7 @@ async def test_stop_now_counts_the_calls_it_cut(
     )
     stub = v1.ModelStub(open_channel(runner.port))
     held = asyncio.create_task(stub.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
-    await _wait_until(lambda: runner.in_flight == 1)
+    await eventually(lambda: runner.in_flight == 1, "runner.in_flight == 1")
     drain = asyncio.create_task(runner.drain())
     await asyncio.sleep(0.05)
 
@@ -364,7 +359,7 @@ async def test_calls_cut_at_the_drains_own_grace_are_not_counted_as_cut_at_signa
     )
     stub = v1.ModelStub(open_channel(runner.port))
     held = asyncio.create_task(stub.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
-    await _wait_until(lambda: runner.in_flight == 1)
+    await eventually(lambda: runner.in_flight == 1, "runner.in_flight == 1")
 
     await asyncio.wait_for(runner.drain(), timeout=5)
 
@@ -388,7 +383,7 @@ async def test_failed_calls_are_logged_by_severity_and_successes_are_not(
 
     assert crashed.value.status is Status.UNKNOWN
     assert rejected.value.status is Status.INVALID_ARGUMENT
-    await _wait_until(lambda: runner.in_flight == 0)
+    await eventually(lambda: runner.in_flight == 0, "runner.in_flight == 0")
     records = [r for r in caplog.records if getattr(r, "grpc_method", None) == "GetServerInfo"]
     assert [(r.levelno, r.__dict__["grpc_code"]) for r in records] == [
         (logging.ERROR, "UNKNOWN"),
@@ -405,11 +400,11 @@ async def test_a_call_the_client_cancels_ends_as_cancelled_not_as_a_server_fault
     stub = v1.ModelStub(open_channel(runner.port))
     caplog.set_level(logging.DEBUG, logger="bugless_core.grpc")
     call = asyncio.create_task(stub.get_server_info(timeout=10, metadata={DELAY_KEY: "30"}))
-    await _wait_until(lambda: runner.in_flight == 1)
+    await eventually(lambda: runner.in_flight == 1, "runner.in_flight == 1")
 
     call.cancel()  # the client resets the stream while the handler still works
 
-    await _wait_until(lambda: runner.in_flight == 0)
+    await eventually(lambda: runner.in_flight == 0, "runner.in_flight == 0")
     records = [r for r in caplog.records if getattr(r, "grpc_method", None) == "GetServerInfo"]
     assert [(r.levelno, r.__dict__["grpc_code"]) for r in records] == [(logging.DEBUG, "CANCELLED")]
 
@@ -425,7 +420,7 @@ async def test_metrics_endpoint_counts_calls_by_method_and_code(
     await stub.get_server_info(timeout=5)
     with pytest.raises(GRPCError):
         await stub.get_server_info(timeout=5, metadata={FAIL_KEY: "grpc"})
-    await _wait_until(lambda: runner.in_flight == 0)
+    await eventually(lambda: runner.in_flight == 0, "runner.in_flight == 0")
 
     assert runner.metrics_port is not None
     url = f"http://127.0.0.1:{runner.metrics_port}/metrics"
@@ -459,7 +454,7 @@ async def test_a_call_refused_while_draining_is_counted_as_unavailable(
     stub = v1.ModelStub(open_channel(runner.port))
     # Held (not a 0.6 s delay, which could end it and the drain before the refusal).
     slow_call = asyncio.create_task(stub.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
-    await _wait_until(lambda: runner.in_flight == 1)
+    await eventually(lambda: runner.in_flight == 1, "runner.in_flight == 1")
     drain = asyncio.create_task(runner.drain())
     await asyncio.sleep(0.1)
     with pytest.raises(GRPCError) as refused:
@@ -496,15 +491,18 @@ async def test_the_in_flight_gauge_counts_the_calls_running_on_every_runner_of_a
         )
         for runner in (*runners, runners[0])
     ]
-    await _wait_until(lambda: sum(runner.in_flight for runner in runners) == 3)
+    await eventually(
+        lambda: sum(runner.in_flight for runner in runners) == 3,
+        "sum(runner.in_flight for runner in runners) == 3",
+    )
     assert registry.get_sample_value("grpc_server_in_flight_calls", labels) == 3
     first.release_held()
     await asyncio.gather(held[0], held[2])
-    await _wait_until(lambda: runners[0].in_flight == 0)
+    await eventually(lambda: runners[0].in_flight == 0, "runners[0].in_flight == 0")
     assert registry.get_sample_value("grpc_server_in_flight_calls", labels) == 1
     second.release_held()
     await held[1]
-    await _wait_until(lambda: runners[1].in_flight == 0)
+    await eventually(lambda: runners[1].in_flight == 0, "runners[1].in_flight == 0")
     assert registry.get_sample_value("grpc_server_in_flight_calls", labels) == 0
 
 
