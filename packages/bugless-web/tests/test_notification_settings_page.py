@@ -153,11 +153,36 @@ async def test_the_settings_page_names_what_one_follows_and_stops_each(
         ),
     )
     bob = world.caller("bob")
+    unshared = await call(
+        model.create_saved_search,
+        v1.CreateSavedSearchRequest(
+            caller=world.caller("alice"),
+            name=f"Shared, then not {secrets.token_hex(3)}",
+            query="is:open",
+            readers=[v1.Principal(user=bob.user_id)],
+        ),
+    )
     try:
         await call(
             model.set_component_subscription,
             v1.SetComponentSubscriptionRequest(
                 caller=bob, component_id=component, subscribed=True, include_subtree=True
+            ),
+        )
+        # Subscribed while shared with bob, then alice stops sharing it: the
+        # notifier mails him nothing more of it (bugless_notify._readable).
+        await call(
+            model.set_saved_search_subscription,
+            v1.SetSavedSearchSubscriptionRequest(
+                caller=bob, saved_search_id=unshared.id, subscribed=True
+            ),
+        )
+        await call(
+            model.update_saved_search,
+            v1.UpdateSavedSearchRequest(
+                caller=world.caller("alice"),
+                saved_search=v1.SavedSearch(id=unshared.id),
+                update_mask=FieldMask(paths=["readers"]),
             ),
         )
         await call(
@@ -211,6 +236,9 @@ async def test_the_settings_page_names_what_one_follows_and_stops_each(
         assert "(no longer visible to you)" in row
         row = _row(page, "data-saved-search", saved.id)
         assert f">{saved.name.replace(chr(39), '&#39;')}</a>" in row
+        row = _row(page, "data-saved-search", unshared.id)
+        assert "Shared, then not" not in row
+        assert "(no longer shared with you: it mails you nothing)" in row
         row = _row(page, "data-issue", issue.id)
         assert f'<a href="/issues/{issue.id}">{issue.id}</a> Too noisy to follow' in row
         row = _row(page, "data-issue", moved.id)
@@ -220,6 +248,7 @@ async def test_the_settings_page_names_what_one_follows_and_stops_each(
             (f"/components/{component}/subscribe", "subscribed"),
             (f"/components/{hidden.id}/subscribe", "subscribed"),
             (f"/searches/{saved.id}/subscribe", "subscribed"),
+            (f"/searches/{unshared.id}/subscribe", "subscribed"),
             (f"/issues/{issue.id}/mute", "muted"),
             (f"/issues/{moved.id}/mute", "muted"),
         ):
@@ -238,7 +267,7 @@ async def test_the_settings_page_names_what_one_follows_and_stops_each(
         assert "Nothing yet: subscribe from a component" in page
     finally:
         await unfollow_everything(model, world, "bob")
-        await delete_saved_searches(model, saved)
+        await delete_saved_searches(model, saved, unshared)
 
 
 async def test_starred_issues_are_listed_with_what_one_follows_and_unstarred_there(
