@@ -46,6 +46,7 @@ EXPORTERS: dict[str, frozenset[str]] = {
     # (bugless_web/server.py; the outage itself: bugless-web's test_web_metrics).
     "bugless_background_outage_seconds": ALL,
     "bugless_notify_dead_letters_total": frozenset({"notify"}),
+    "bugless_notify_saved_search_seed_backlog": frozenset({"notify"}),
     "bugless_schema_version_skew": frozenset({"model", "auth", "notify"}),
     "bugless_grpc_connection_window_bytes": ALL,
     "bugless_user_feed_last_read_timestamp_seconds": frozenset({"api", "web", "web-workers"}),
