@@ -80,6 +80,37 @@ async def add_certificate(
     return fingerprint
 
 
+async def test_a_serial_pasted_as_openssl_or_a_browser_shows_it_is_revoked(
+    cli_env: dict[str, str],
+) -> None:
+    """Serials are stored lower-case, unpadded; openssl and viewers pad, colon and shout them.
+
+    ``openssl x509 -serial`` prints whole bytes in upper case, ``-text`` and a
+    browser's certificate viewer colon-separated bytes: an operator pasting
+    either during a compromise must revoke the certificate, not be told the
+    person has none while it stays valid.
+    """
+    await ok("auth", "migrate", env=cli_env)
+    await ok("auth", "user", "add", "cy", "--password-stdin", env=cli_env)
+    store = await IdentityStore.open(
+        cli_env["BUGLESS_AUTH_DATABASE_URL"], cli_env["BUGLESS_AUTH_SCHEMA"], pool_max_size=1
+    )
+    try:
+        (cy,) = await store.users_by_usernames(["cy"])
+        await add_certificate(store, cy.user_id, "c1d2", label="laptop", expires_in=3600)
+        await add_certificate(store, cy.user_id, "a1", label="phone", expires_in=3600)
+        await add_certificate(store, cy.user_id, "f3", label="tablet", expires_in=3600)
+        pasted = ("--revoke", "00:C1:D2", "--revoke", "0x0A 1")
+        answer = json.loads(
+            await ok("auth", "user", "certificates", "cy", "--json", *pasted, env=cli_env)
+        )
+        assert answer["certificates_revoked"] == 2
+        revoked = (REVOKED_BY, REVOKED_REASON)
+        assert await _states(store) == {"c1d2": revoked, "a1": revoked, "f3": None}
+    finally:
+        await store.close()
+
+
 async def test_certificates_are_listed_and_revoked_one_or_all_with_their_sessions(
     cli_env: dict[str, str],
 ) -> None:

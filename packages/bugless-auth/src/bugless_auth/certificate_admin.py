@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bugless_auth.people_ca import normalise_serial
 from bugless_auth.sessions import end_certificate_sessions, log_ended
 from bugless_core.errors import NotFound
 
@@ -75,11 +76,6 @@ class RevokedCertificate:
 
     serial: str
     sessions_ended: int
-
-
-def normalise_serial(serial: str) -> str:
-    """A serial as typed (``0x``, upper case, spaces) in its stored form (lower-case hex)."""
-    return serial.strip().lower().removeprefix("0x")
 
 
 def certificate_state(row: Any) -> str:

@@ -31,6 +31,7 @@ from bugless_auth.people_ca import (
     check_csr_key,
     issued_by,
     load_ca_certificate,
+    normalise_serial,
     parse_csr,
     person_of,
 )
@@ -278,7 +279,7 @@ class PeopleCertificates:
         Raises:
             NotFound: no certificate has that serial.
         """
-        serial = serial.strip().lower().removeprefix("0x")
+        serial = normalise_serial(serial)
         row = await self._store.run(
             lambda conn: conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM people_certificates WHERE serial = $1", serial

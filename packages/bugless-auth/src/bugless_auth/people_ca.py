@@ -194,6 +194,20 @@ class PeopleCa:
         return issued_by(cert, self.certificate)
 
 
+def normalise_serial(serial: str) -> str:
+    """A serial as an operator pastes it, in the form it is stored in (``format(n, "x")``).
+
+    Lower-case hex without leading zeros is what :meth:`PeopleCa.issue`
+    records; ``openssl x509 -serial`` prints it in upper case padded to whole
+    bytes (``0C1D2``), ``openssl x509 -text`` and browsers' certificate
+    viewers as colon-separated bytes (``0c:1d:2``), and some with ``0x``.
+    Each is the same certificate, so a revocation asked in any of them finds
+    it, rather than refusing it as unknown while it stays valid.
+    """
+    text = "".join(serial.split()).replace(":", "").lower().removeprefix("0x")
+    return text.lstrip("0") or text[:1]
+
+
 def load_ca_certificate(cert_file: Path) -> x509.Certificate:
     """A people CA's certificate from a PEM file (the current one, or an earlier one).
 
