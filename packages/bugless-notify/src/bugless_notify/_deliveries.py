@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bugless_core import limits
 from bugless_core.clients import ActingFor, call
-from bugless_core.errors import MethodNotServed, NotFound, PermissionDenied
+from bugless_core.errors import MethodNotServed, NotFound, PermissionDenied, Unauthenticated
 from bugless_core.issue_labels import holds_people
 from bugless_notify._messages import delivery, nothing_seen, rendered
 from bugless_notify._parts import in_parts
@@ -399,10 +400,47 @@ class IssueDeliveries:
         known = [(u, a) for u, a in zip(ids, assertions, strict=True) if a is not None]
         versions = sorted({e.version for e in entries if any(_moves(c) for c in e.changes)})
         parts = in_parts(known, limits.MAX_NOTIFICATION_VIEWS) or [[]]
-        merged = await self._views(issue_id, parts[0], versions)
+        merged = await self._views_renewing(issue_id, parts[0], versions)
         for part in parts[1:]:
-            merged = _merged(merged, await self._views(issue_id, part, versions))
+            merged = _merged(merged, await self._views_renewing(issue_id, part, versions))
         return merged
+
+    async def _views_renewing(
+        self, issue_id: int, part: Sequence[tuple[str, str]], versions: Sequence[int]
+    ) -> v1.NotificationViews:
+        """:meth:`_views`, asking again for each recipient's assertion the Model refused.
+
+        The notifier holds a recipient's assertion until shortly before it
+        expires (``--assertion-ttl-seconds``, 5 minutes). An operator's
+        ``bugless auth user sessions --end-all`` or ``disable`` ends its
+        session too, and the Model then refuses the whole call, naming
+        ``viewer_assertions[n]``; sent again as it was, that failed the
+        batch at every try and held up every issue's mail after it until the
+        held assertion ran out. The refused one is forgotten and asked for
+        again (a disabled person gets none and is no recipient), at most once
+        a recipient; another refusal is raised.
+        """
+        part = list(part)
+        renewed: set[str] = set()
+        while True:
+            try:
+                return await self._views(issue_id, part, versions)
+            except Unauthenticated as exc:
+                user_id = _refused_viewer(exc, part)
+                if user_id is None or user_id in renewed:
+                    raise
+            renewed.add(user_id)
+            self._acting_for.forget(user_id)
+            again = await self._assertion(user_id)
+            _log.info(
+                "the Model refused the assertion held for %s (its session ended): %s",
+                user_id,
+                "asked for a new one" if again is not None else "no longer a recipient",
+                extra={"user_id": user_id},
+            )
+            part = [(u, a) for u, a in part if u != user_id]
+            if again is not None:
+                part.append((user_id, again))
 
     async def _views(
         self, issue_id: int, part: Sequence[tuple[str, str]], versions: Sequence[int]
@@ -522,3 +560,16 @@ def _people_named(issue: v1.Issue, entry: v1.HistoryEntry) -> set[str]:
 def _moves(change: v1.FieldChange) -> bool:
     """Whether ``change`` moves the issue to another component."""
     return change.field == "component_id"
+
+
+#: Where the Model says which viewer's assertion it refused (``field`` metadata).
+_REFUSED_VIEWER = re.compile(r"viewer_assertions\[(\d+)\]")
+
+
+def _refused_viewer(refused: Unauthenticated, part: Sequence[tuple[str, str]]) -> str | None:
+    """The user id of the assertion of ``part`` the Model refused; None: not a viewer's."""
+    found = _REFUSED_VIEWER.fullmatch(refused.metadata.get("field", ""))
+    signed = [user_id for user_id, assertion in part if assertion]
+    if found is None or int(found.group(1)) >= len(signed):
+        return None
+    return signed[int(found.group(1))]
