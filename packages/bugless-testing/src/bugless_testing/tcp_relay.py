@@ -42,7 +42,6 @@ class TcpRelay:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
-        self._relaying: set[asyncio.Task[None]] = set()
         #: Set while bytes flow; cleared by :meth:`hold`. Used on the relay's loop only.
         self._flowing = asyncio.Event()
         self._flowing.set()
@@ -57,10 +56,6 @@ class TcpRelay:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._relaying.add(task)
-        task.add_done_callback(self._relaying.discard)
         target_reader, target_writer = await asyncio.open_connection("127.0.0.1", self._target)
         self._writers += [writer, target_writer]
 
@@ -91,12 +86,21 @@ class TcpRelay:
     async def _cut(self) -> None:
         if self._server is not None:
             self._server.close()
-        for writer in self._writers:
-            writer.close()
         self._flowing.set()
-        for task in self._relaying:
-            task.cancel()
-        await asyncio.gather(*self._relaying, return_exceptions=True)
+        for writer in self._writers:
+            # abort, not close: close waits to flush what the peer has not
+            # read, so a delivery blocked in drain() (a peer that stopped
+            # reading) kept its relay pending, and stop() then closed the loop
+            # under it ("Task was destroyed but it is pending!", reported by
+            # pytest at a later test's setup). A cut path loses what it held.
+            writer.transport.abort()
+        # Every task of this loop but this one: the relays (one whose
+        # connection was just accepted too) and their deliver() tasks.
+        this = asyncio.current_task()
+        while pending := [task for task in asyncio.all_tasks() if task is not this]:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _hold(self) -> None:
         self._flowing.clear()
