@@ -81,7 +81,7 @@ def _refusal(error: str, code: str | None) -> bytes:
             "Bad Request",
             _refusal("label: at most 100 characters", "INVALID_ARGUMENT"),
             EXIT_ERROR,
-            "--label: at most 100 characters; give a shorter --label, or none "
+            "--label: at most 100 characters; give another --label, or none "
             "(this machine's name is used)",
             id="a field refused: the service refused the request",
         ),

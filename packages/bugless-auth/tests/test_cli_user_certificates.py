@@ -111,6 +111,34 @@ async def test_a_serial_pasted_as_openssl_or_a_browser_shows_it_is_revoked(
         await store.close()
 
 
+async def test_a_stored_label_with_control_characters_is_listed_escaped(
+    cli_env: dict[str, str],
+) -> None:
+    """A label stored before labels were checked reaches the terminal escaped.
+
+    The people CA refuses such labels now (test_people_ca); a row written
+    before, or by hand, must still not clear the operator's screen, move the
+    cursor (CR) or reorder the line (U+202E) when the list is printed.
+    """
+    await ok("auth", "migrate", env=cli_env)
+    await ok("auth", "user", "add", "eve", "--password-stdin", env=cli_env)
+    store = await IdentityStore.open(
+        cli_env["BUGLESS_AUTH_DATABASE_URL"], cli_env["BUGLESS_AUTH_SCHEMA"], pool_max_size=1
+    )
+    try:
+        (eve,) = await store.users_by_usernames(["eve"])
+        label = "lap\x1b[2J\x1b]0;owned\x07top\rroot\u202eok"
+        await add_certificate(store, eve.user_id, "e1", label=label, expires_in=3600)
+    finally:
+        await store.close()
+    listing = await ok("auth", "user", "certificates", "eve", env=cli_env)
+    for raw in ("\x1b", "\x07", "\r", "\u202e"):
+        assert raw not in listing, repr(raw)
+    assert "e1  live    device lap\\x1b[2J\\x1b]0;owned\\x07top\\rroot\\u202eok  " in listing
+    shown = json.loads(await ok("auth", "user", "certificates", "eve", "--json", env=cli_env))
+    assert [c["label"] for c in shown] == [label]  # JSON escapes them itself
+
+
 async def test_certificates_are_listed_and_revoked_one_or_all_with_their_sessions(
     cli_env: dict[str, str],
 ) -> None:

@@ -482,3 +482,65 @@ async def test_device_login_refuses_a_weak_key_at_once(
         transaction=False,
     )
     assert recorded == 0
+
+
+@pytest.mark.parametrize(
+    ("label", "named"),
+    [
+        ("laptop\x1b[2J", "U+001B (a control character)"),
+        ("work\rphone", "U+000D (a control character)"),
+        ("bell\x07", "U+0007 (a control character)"),
+        ("\u202eexe.txt", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+    ],
+)
+async def test_a_label_with_a_control_character_is_refused_naming_it(
+    people: AuthServer, label: str, named: str
+) -> None:
+    """A label reaches an operator's terminal (``bugless auth user certificates``).
+
+    Before, ESC, BEL and U+202E were stored as given (CR was made a space):
+    listing the person's certificates sent them to the operator's terminal.
+    Both ways a label is set refuse it and record nothing.
+    """
+    token = await new_user_token(people, unique("ctl"))
+    error = await expect_status(
+        people.stub.issue_person_certificate(
+            v1.IssuePersonCertificateRequest(token=token, csr_pem=person_csr(), label=label)
+        ),
+        Status.INVALID_ARGUMENT,
+    )
+    assert f"label: {label!r} contains {named}" in (error.message or "")
+    listed = await people.stub.list_person_certificates(
+        v1.ListPersonCertificatesRequest(token=token, include_inactive=True)
+    )
+    assert not listed.certificates
+
+    address = unique("ctl-device")
+    error = await expect_status(
+        people.stub.start_device_login(
+            v1.StartDeviceLoginRequest(csr_pem=person_csr(), label=label, client_address=address)
+        ),
+        Status.INVALID_ARGUMENT,
+    )
+    assert f"label: {label!r} contains {named}" in (error.message or "")
+    recorded = await people.store.run(
+        lambda conn: conn.fetchval(
+            "SELECT count(*) FROM device_logins WHERE client_address = $1", address
+        ),
+        transaction=False,
+    )
+    assert recorded == 0
+
+
+async def test_a_label_keeps_its_spaces_made_one(people: AuthServer) -> None:
+    """Spaces (no-break ones too) are not refused: runs of them are stored as one."""
+    token = await new_user_token(people, unique("spaces"))
+    issued = await people.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(
+            token=token, csr_pem=person_csr(), label="  home\u00a0 laptop é "
+        )
+    )
+    listed = await people.stub.list_person_certificates(
+        v1.ListPersonCertificatesRequest(token=token)
+    )
+    assert [(c.serial, c.label) for c in listed.certificates] == [(issued.serial, "home laptop é")]

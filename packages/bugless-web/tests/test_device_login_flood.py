@@ -170,7 +170,7 @@ def test_login_says_which_option_the_web_refused_and_what_to_give(
     done = _login(device_web, "--label", "x" * (MAX_LABEL + 1), config=tmp_path / "c.toml")
     assert done.returncode == 1
     assert done.stderr == (
-        f"error: --label: at most {MAX_LABEL} characters; give a shorter --label, or none "
+        f"error: --label: at most {MAX_LABEL} characters; give another --label, or none "
         "(this machine's name is used)\n"
     )
     assert not (tmp_path / "c.toml").exists()

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,22 @@ def normalise_user_code(text: str) -> str:
 
 
 def _label(label: str) -> str:
+    """``label`` as stored: spaces made one; control and format characters refused, named.
+
+    Labels reach terminals and logs: ESC, CR or BEL would rewrite what an
+    operator reads there, U+202E reorder it.
+    """
+    bad = next(
+        (ch for ch in label if not ch.isprintable() and unicodedata.category(ch) != "Zs"), None
+    )
+    if bad is not None:
+        kind = "a control character" if unicodedata.category(bad) == "Cc" else "not printable"
+        name = unicodedata.name(bad, kind)
+        shown = label if len(label) <= MAX_LABEL else label[:MAX_LABEL] + "..."
+        raise InvalidArgument(
+            f"label: {shown!r} contains U+{ord(bad):04X} ({name}); "
+            "a label is printable text on one line"
+        )
     label = " ".join(label.split())
     if len(label) > MAX_LABEL:
         raise InvalidArgument(f"label: at most {MAX_LABEL} characters")

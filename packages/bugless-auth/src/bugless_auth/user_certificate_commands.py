@@ -151,14 +151,28 @@ def _shown(row: Any, state: str) -> dict[str, Any]:
     }
 
 
+def printable(text: str) -> str:
+    r"""``text`` with what is not printable escaped as ``repr`` escapes it (``\x1b``).
+
+    A label is a person's text, printed to the operator's terminal: one
+    stored before labels were checked (or written to the table by hand)
+    could hold ESC, CR or U+202E and rewrite or reorder what the operator
+    reads. The JSON output needs none of this (``json.dumps`` escapes them).
+    """
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
 def _line(row: dict[str, Any]) -> str:
     """One certificate as a line of the text output."""
+    label = printable(row["label"]) if row["label"] else "-"
     line = (
-        f"{row['serial']}  {row['state']:<7} {row['source']:<6} {row['label'] or '-'}  "
+        f"{row['serial']}  {row['state']:<7} {row['source']:<6} {label}  "
         f"issued {row['issued_at']}  expires {row['expires_at']}  "
         f"last used {row['last_used_at'] or 'not recorded'}"
     )
     if row["revoked_at"] is not None:
-        why = f": {row['revoked_reason']}" if row["revoked_reason"] else ""
+        why = f": {printable(row['revoked_reason'])}" if row["revoked_reason"] else ""
         line += f"  revoked {row['revoked_at']} by {row['revoked_by'] or '-'}{why}"
     return line

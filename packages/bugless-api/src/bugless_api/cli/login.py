@@ -55,7 +55,7 @@ def _write_private(path: Path, data: bytes) -> None:
 #: What the person must do when the web UI refuses a request field ``bugless login``
 #: filled: the option it came from (None: the command's own doing) and the advice.
 _FIELD_ADVICE: dict[str, tuple[str | None, str]] = {
-    "label": ("--label", "give a shorter --label, or none (this machine's name is used)"),
+    "label": ("--label", "give another --label, or none (this machine's name is used)"),
     "validity_seconds": (
         "--hours",
         "give --hours as a number of hours above 0, or leave it out for the server's default",
