@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bugless_api.client import BuglessClient
 from bugless_core.errors import InvalidArgument
-
-BUGLESS = str(Path(sys.executable).with_name("bugless"))
+from bugless_testing.program import BUGLESS_SCRIPT
 
 
 def _whoami(
@@ -29,7 +27,7 @@ def _whoami(
         "BUGLESS_CLIENT_CONFIG": str(config),
     }
     return subprocess.run(
-        [BUGLESS, "whoami", *args], env=env, capture_output=True, text=True, check=False
+        [BUGLESS_SCRIPT, "whoami", *args], env=env, capture_output=True, text=True, check=False
     )
 
 

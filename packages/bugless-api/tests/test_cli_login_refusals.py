@@ -13,7 +13,6 @@ import http.server
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +27,7 @@ from bugless_core.cli import (
     EXIT_USAGE,
     exit_status_of,
 )
-
-BUGLESS = str(Path(sys.executable).with_name("bugless"))
+from bugless_testing.program import BUGLESS_SCRIPT
 
 
 @pytest.mark.parametrize(
@@ -255,7 +253,7 @@ def test_a_server_failure_that_is_no_bugless_answer_is_not_blamed_on_web(
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
     env["BUGLESS_CLIENT_CONFIG"] = str(tmp_path / "client.toml")
     done = subprocess.run(
-        [BUGLESS, "login", "--web", failing_proxy, "--no-browser"],
+        [BUGLESS_SCRIPT, "login", "--web", failing_proxy, "--no-browser"],
         env=env,
         capture_output=True,
         text=True,
@@ -296,7 +294,7 @@ def test_a_config_the_login_could_not_be_saved_in_is_refused_before_the_web_ui_i
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
     env["BUGLESS_CLIENT_CONFIG"] = str(config)
     done = subprocess.run(
-        [BUGLESS, "login", "--web", failing_proxy, "--no-browser"],
+        [BUGLESS_SCRIPT, "login", "--web", failing_proxy, "--no-browser"],
         env=env,
         capture_output=True,
         text=True,

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +38,7 @@ from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.plugins import load_plugins
 from bugless_proto import v1
 from bugless_testing.polling import eventually
-
-#: The ``bugless`` command of the environment the tests run in.
-BUGLESS = str(Path(sys.executable).with_name("bugless"))
-
+from bugless_testing.program import BUGLESS_SCRIPT
 
 #: Backends of the test's database waiting for a lock another one holds: the
 #: lock's holder is $1 (its ``pg_backend_pid()``). ``pg_blocking_pids`` names
@@ -232,7 +228,7 @@ class UserCommands:
     async def start(self, command: str, *args: str) -> asyncio.subprocess.Process:
         """``bugless auth user COMMAND ARGS`` started, its output piped (for a test that waits)."""
         return await asyncio.create_subprocess_exec(
-            BUGLESS,
+            BUGLESS_SCRIPT,
             "auth",
             "user",
             command,

@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from auth_support import BUGLESS, AuthServer, StartAuth
+from auth_support import AuthServer, StartAuth
 from certificates import Pki, make_pki
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bugless_proto import v1
+from bugless_testing.program import BUGLESS_SCRIPT
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def _issue(pki: Pki, directory: Path, *arguments: str) -> subprocess.CompletedPr
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
     ca = ["--ca-cert", str(pki.ca_file), "--ca-key", str(ca_key)]
     return subprocess.run(
-        [BUGLESS, "auth", "bot", "issue", *arguments, *ca],
+        [BUGLESS_SCRIPT, "auth", "bot", "issue", *arguments, *ca],
         env=env,
         capture_output=True,
         text=True,
@@ -366,7 +367,16 @@ def test_a_missing_option_or_file_is_bad_usage_naming_the_option(
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
     flags = [part for pair in given.items() for part in pair]
     done = subprocess.run(
-        [BUGLESS, "auth", "bot", "issue", "nightly-bot", *flags, "--mapping-file", str(mapping)],
+        [
+            BUGLESS_SCRIPT,
+            "auth",
+            "bot",
+            "issue",
+            "nightly-bot",
+            *flags,
+            "--mapping-file",
+            str(mapping),
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from auth_support import BUGLESS, KeyFiles, unique
+from auth_support import KeyFiles, unique
 
 from bugless_auth.sessions import SessionStore
 from bugless_auth.store import IdentityStore
 from bugless_core.migrations import load_migrations
+from bugless_testing.program import BUGLESS_SCRIPT
 
 BIN = Path(sys.executable).parent
 GRPCURL = shutil.which("grpcurl", path=str(BIN)) or "grpcurl"
@@ -56,10 +57,10 @@ async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
     cli_env: dict[str, str], key_files: KeyFiles
 ) -> None:
     latest = load_migrations("bugless_auth")[-1].version
-    assert f"is at version {latest}" in await run(BUGLESS, "auth", "migrate", env=cli_env)
+    assert f"is at version {latest}" in await run(BUGLESS_SCRIPT, "auth", "migrate", env=cli_env)
     added = json.loads(
         await run(
-            BUGLESS,
+            BUGLESS_SCRIPT,
             "auth",
             "user",
             "add",
@@ -74,7 +75,7 @@ async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
     assert added["groups"] == ["ops", "admins"]
     generated = added["password"]
     await run(
-        BUGLESS,
+        BUGLESS_SCRIPT,
         "auth",
         "user",
         "add",
@@ -85,7 +86,7 @@ async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
     )
 
     server = await asyncio.create_subprocess_exec(
-        BUGLESS,
+        BUGLESS_SCRIPT,
         "auth",
         "serve",
         "--insecure-local",
@@ -141,11 +142,20 @@ async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
         )
         assert health["status"] == "SERVING"
 
-        await run(BUGLESS, "auth", "user", "disable", "ann", env=cli_env)
+        await run(BUGLESS_SCRIPT, "auth", "user", "disable", "ann", env=cli_env)
         await run(
-            BUGLESS, "auth", "user", "set-password", "root", "--password", "changed-pw", env=cli_env
+            BUGLESS_SCRIPT,
+            "auth",
+            "user",
+            "set-password",
+            "root",
+            "--password",
+            "changed-pw",
+            env=cli_env,
         )
-        await run(BUGLESS, "auth", "user", "passwd", "root", "--password", "again-pw", env=cli_env)
+        await run(
+            BUGLESS_SCRIPT, "auth", "user", "passwd", "root", "--password", "again-pw", env=cli_env
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         async with asyncio.timeout(180):
@@ -156,7 +166,7 @@ async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
 async def test_migrate_logs_each_migration_it_applies(cli_env: dict[str, str]) -> None:
     latest = load_migrations("bugless_auth")
     first = await asyncio.create_subprocess_exec(
-        BUGLESS, "auth", "migrate", env=cli_env,
+        BUGLESS_SCRIPT, "auth", "migrate", env=cli_env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     async with asyncio.timeout(180):
@@ -166,7 +176,7 @@ async def test_migrate_logs_each_migration_it_applies(cli_env: dict[str, str]) -
     for migration in latest:
         assert f"applied migration {migration.version:04d}_{migration.name}" in err.decode()
     again = await asyncio.create_subprocess_exec(
-        BUGLESS, "auth", "migrate", "--log-json", env=cli_env,
+        BUGLESS_SCRIPT, "auth", "migrate", "--log-json", env=cli_env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     async with asyncio.timeout(180):
@@ -181,10 +191,10 @@ async def test_migrate_logs_each_migration_it_applies(cli_env: dict[str, str]) -
 async def test_user_add_refuses_a_look_alike_name_and_writes_nothing(
     cli_env: dict[str, str],
 ) -> None:
-    await run(BUGLESS, "auth", "migrate", env=cli_env)
+    await run(BUGLESS_SCRIPT, "auth", "migrate", env=cli_env)
     name = "p\u0430ul"  # a Cyrillic "a" among Latin letters: passes for "paul"
     process = await asyncio.create_subprocess_exec(
-        BUGLESS,
+        BUGLESS_SCRIPT,
         "auth",
         "user",
         "add",
@@ -275,7 +285,7 @@ async def test_serve_on_a_dialect_the_server_cannot_run_is_bad_configuration(
 async def _refused(*args: str, env: dict[str, str], stdin: bytes = b"", status: int) -> str:
     """``bugless ARGS`` that must fail with exit ``status``: its error line."""
     process = await asyncio.create_subprocess_exec(
-        BUGLESS,
+        BUGLESS_SCRIPT,
         *args,
         env=env,
         stdin=asyncio.subprocess.PIPE,
@@ -292,7 +302,7 @@ async def test_user_commands_name_the_argument_or_option_a_refusal_is_about(
     cli_env: dict[str, str],
 ) -> None:
     """``USERNAME: ...``, ``--password-stdin: ...``, not the gRPC field (``username: ...``)."""
-    await run(BUGLESS, "auth", "migrate", env=cli_env)
+    await run(BUGLESS_SCRIPT, "auth", "migrate", env=cli_env)
     nobody = unique("nobody")
     add = ("auth", "user", "add", unique("ann"))
     short = await _refused(*add, "--password-stdin", env=cli_env, stdin=b"short\n", status=2)
@@ -322,10 +332,17 @@ async def test_user_add_of_a_taken_name_exits_with_the_conflict_status(
     It used to exit 1, the status of a service that failed, where the
     documented table (``bugless --help``, docs/cli.md) gives a name taken 4.
     """
-    await run(BUGLESS, "auth", "migrate", env=cli_env)
+    await run(BUGLESS_SCRIPT, "auth", "migrate", env=cli_env)
     name = unique("zoe")
     await run(
-        BUGLESS, "auth", "user", "add", name, "--password-stdin", env=cli_env, stdin=b"zoe-pass1\n"
+        BUGLESS_SCRIPT,
+        "auth",
+        "user",
+        "add",
+        name,
+        "--password-stdin",
+        env=cli_env,
+        stdin=b"zoe-pass1\n",
     )
     said = await _refused(
         "auth", "user", "add", name.upper(), "--password", "other-pass", env=cli_env, status=4
@@ -345,7 +362,7 @@ async def test_serve_refuses_an_unknown_authenticator(
     cli_env: dict[str, str], key_files: KeyFiles
 ) -> None:
     process = await asyncio.create_subprocess_exec(
-        BUGLESS,
+        BUGLESS_SCRIPT,
         "auth",
         "serve",
         "--insecure-local",
@@ -366,9 +383,9 @@ async def test_serve_refuses_an_unknown_authenticator(
 async def test_user_sessions_lists_a_users_live_sessions_and_ends_one(
     cli_env: dict[str, str],
 ) -> None:
-    await run(BUGLESS, "auth", "migrate", env=cli_env)
+    await run(BUGLESS_SCRIPT, "auth", "migrate", env=cli_env)
     await run(
-        BUGLESS,
+        BUGLESS_SCRIPT,
         "auth",
         "user",
         "add",
@@ -395,7 +412,7 @@ async def test_user_sessions_lists_a_users_live_sessions_and_ends_one(
             await asyncio.sleep(0.01)  # phone signed in last: listed first
 
         listed = json.loads(
-            await run(BUGLESS, "auth", "user", "sessions", "ann", "--json", env=cli_env)
+            await run(BUGLESS_SCRIPT, "auth", "user", "sessions", "ann", "--json", env=cli_env)
         )
         assert [(s["session_id"], s["client_address"]) for s in listed] == [
             ("phone-session", ""),
@@ -403,7 +420,14 @@ async def test_user_sessions_lists_a_users_live_sessions_and_ends_one(
         ]
         assert listed[0]["authenticator"] == "local"
         shown = await run(
-            BUGLESS, "auth", "user", "sessions", "ann", "--end", "laptop-session", env=cli_env
+            BUGLESS_SCRIPT,
+            "auth",
+            "user",
+            "sessions",
+            "ann",
+            "--end",
+            "laptop-session",
+            env=cli_env,
         )
         assert "phone-session" in shown
         assert "laptop-session" not in shown
@@ -411,7 +435,7 @@ async def test_user_sessions_lists_a_users_live_sessions_and_ends_one(
         assert await sessions.is_live("phone-session")
 
         process = await asyncio.create_subprocess_exec(
-            BUGLESS,
+            BUGLESS_SCRIPT,
             "auth",
             "user",
             "sessions",
@@ -444,7 +468,15 @@ async def test_user_sessions_lists_a_users_live_sessions_and_ends_one(
             ("all", ["notifier-session", "phone-session"]),
         ):
             shown = await run(
-                BUGLESS, "auth", "user", "sessions", "ann", "--kind", kind, "--json", env=cli_env
+                BUGLESS_SCRIPT,
+                "auth",
+                "user",
+                "sessions",
+                "ann",
+                "--kind",
+                kind,
+                "--json",
+                env=cli_env,
             )
             assert [s["session_id"] for s in json.loads(shown)] == expected
     finally:
@@ -454,10 +486,10 @@ async def test_user_sessions_lists_a_users_live_sessions_and_ends_one(
 async def test_user_sessions_end_all_ends_every_live_session_of_the_kind_and_says_how_many(
     cli_env: dict[str, str],
 ) -> None:
-    await run(BUGLESS, "auth", "migrate", env=cli_env)
+    await run(BUGLESS_SCRIPT, "auth", "migrate", env=cli_env)
     for username in ("ann", "bob"):
         await run(
-            BUGLESS,
+            BUGLESS_SCRIPT,
             "auth",
             "user",
             "add",
@@ -490,7 +522,7 @@ async def test_user_sessions_end_all_ends_every_live_session_of_the_kind_and_say
 
         both = ("--end", "ann-laptop", "--end-all")
         process = await asyncio.create_subprocess_exec(
-            BUGLESS,
+            BUGLESS_SCRIPT,
             *("auth", "user", "sessions", "ann", *both),
             env=cli_env,
             stdout=asyncio.subprocess.PIPE,
@@ -504,7 +536,7 @@ async def test_user_sessions_end_all_ends_every_live_session_of_the_kind_and_say
 
         services = json.loads(
             await run(
-                BUGLESS,
+                BUGLESS_SCRIPT,
                 *("auth", "user", "sessions", "ann", "--end-all", "--kind", "services", "--json"),
                 env=cli_env,
             )
@@ -513,7 +545,9 @@ async def test_user_sessions_end_all_ends_every_live_session_of_the_kind_and_say
         assert not await sessions.is_live("ann-notifier")
         assert await sessions.is_live("ann-phone")
 
-        shown = await run(BUGLESS, "auth", "user", "sessions", "ann", "--end-all", env=cli_env)
+        shown = await run(
+            BUGLESS_SCRIPT, "auth", "user", "sessions", "ann", "--end-all", env=cli_env
+        )
         assert "ended 2 session(s) of ann" in shown
         assert "ann has no live sessions" in shown
         assert not await sessions.is_live("ann-laptop")
@@ -536,7 +570,14 @@ async def test_user_sessions_end_all_ends_every_live_session_of_the_kind_and_say
 
         again = json.loads(
             await run(
-                BUGLESS, "auth", "user", "sessions", "ann", "--end-all", "--json", env=cli_env
+                BUGLESS_SCRIPT,
+                "auth",
+                "user",
+                "sessions",
+                "ann",
+                "--end-all",
+                "--json",
+                env=cli_env,
             )
         )
         assert again == {"sessions_ended": 0, "sessions": []}

@@ -16,11 +16,12 @@ import time
 from typing import Any
 
 import pytest
-from auth_support import BUGLESS, unique
+from auth_support import unique
 
 from bugless_auth.sessions import SessionStore
 from bugless_auth.store import IdentityStore
 from bugless_auth.user_certificate_commands import REVOKED_BY, REVOKED_REASON
+from bugless_testing.program import BUGLESS_SCRIPT
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def cli_env(auth_database: str) -> dict[str, str]:
 async def bugless(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     """Run the CLI: exit status, stdout, stderr."""
     process = await asyncio.create_subprocess_exec(
-        BUGLESS,
+        BUGLESS_SCRIPT,
         *args,
         env=env,
         stdin=asyncio.subprocess.PIPE,

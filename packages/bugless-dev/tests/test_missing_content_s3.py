@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import html
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,6 +24,7 @@ from s3_drill_support import BUCKET, PREFIX, make_bucket, s3_client, s3_environm
 from bugless_core.errors import NotFound
 from bugless_dev.pki import LocalPki
 from bugless_dev.postgres import ThrowawayPostgres
+from bugless_testing.program import BUGLESS_SCRIPT
 from bugless_testing.s3 import S3TestServer
 
 MISSING = "the file's content is missing from storage; tell the operator"
@@ -75,7 +75,7 @@ async def test_content_missing_from_the_bucket_is_a_clear_not_found_for_api_cli_
             assert [a.id for a in await client.list_attachments(issue.id)] == [attachment.id]
             assert (await client.get_issue(issue.id)).title == "The restore lost a file"
 
-        bugless = str(Path(sys.executable).with_name("bugless"))
+        bugless = BUGLESS_SCRIPT
         cli = await asyncio.to_thread(
             subprocess.run,
             [bugless, "attachment", "get", str(attachment.id)],

@@ -27,8 +27,8 @@ import trustme
 
 from bugless_auth.tokens import generate_ed25519_pem
 from bugless_dev._state import VERSION_FILE, open_state_dir
+from bugless_dev.processes import BUGLESS_COMMAND
 from bugless_testing.start_refusals import (
-    BUGLESS,
     assert_one_line_refusal,
     assert_unvisited,
     canary_socket,
@@ -231,7 +231,12 @@ def test_the_canary_sees_a_command_given_good_files(files: Files) -> None:
         address = f"127.0.0.1:{listener.getsockname()[1]}"
         flags = _base("model", files, address)
         process = subprocess.Popen(
-            [*BUGLESS, "model", "serve", *(part for flag in flags.items() for part in flag)],
+            [
+                *BUGLESS_COMMAND,
+                "model",
+                "serve",
+                *(part for flag in flags.items() for part in flag),
+            ],
             env=clean_environment(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

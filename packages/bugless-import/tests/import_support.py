@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,11 +21,10 @@ from bugless_core.importer import SourceAttachment
 from bugless_dev.stack import LocalStack
 from bugless_import import ImportSettings
 from bugless_proto import v1
+from bugless_testing.program import BUGLESS_SCRIPT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PASSWORD = "import-test-password"
-#: The ``bugless`` command of this environment, for the tests that run it.
-BUGLESS = str(Path(sys.executable).with_name("bugless"))
 #: The GitHub token the loopback GitHub servers expect.
 TOKEN = "ghp_loopback0123456789"
 
@@ -184,7 +182,7 @@ def _labels_of(entry: v1.HistoryEntry) -> list[tuple[str, list[str], list[str], 
 async def _bugless(*args: str, token: str) -> tuple[int, str, str]:
     """Run ``bugless args`` with ``token`` as its import token: exit status, stdout, stderr."""
     process = await asyncio.create_subprocess_exec(
-        BUGLESS,
+        BUGLESS_SCRIPT,
         *args,
         env={**os.environ, "BUGLESS_IMPORT_TOKEN": token},
         stdout=asyncio.subprocess.PIPE,

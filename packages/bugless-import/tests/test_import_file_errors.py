@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from bugless_dev.processes import BUGLESS_COMMAND
 from bugless_testing.start_refusals import (
-    BUGLESS,
     assert_one_line_refusal,
     assert_unvisited,
     canary_socket,
@@ -119,7 +119,7 @@ def test_the_canary_sees_an_import_given_good_files(files: Files, tmp_path: Path
     with socket.create_server(("127.0.0.1", 0)) as listener:
         address = f"127.0.0.1:{listener.getsockname()[1]}"
         process = subprocess.Popen(
-            [*BUGLESS, *_args(files, address, tmp_path / "state")],
+            [*BUGLESS_COMMAND, *_args(files, address, tmp_path / "state")],
             env=clean_environment(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from import_support import BUGLESS, MakeSettings, redmine_tree
+from import_support import MakeSettings, redmine_tree
 
 from bugless_dev.stack import LocalStack
 from bugless_import import run_import
 from bugless_import.progress import default_progress_stream
 from bugless_import.sources.redmine import RedmineImporter
+from bugless_testing.program import BUGLESS_SCRIPT
 
 SHOWN = re.compile(r"importing redmine \[(#*) *\] (\d+)/(\d+) [\d.]+ issues?/s")
 
@@ -84,7 +85,7 @@ async def test_the_command_shows_the_bar_on_a_terminal(
 ) -> None:
     files = bugless_stack.pki.service_certificate("import")
     args = [
-        BUGLESS, "import", "redmine", str(redmine_tree(tmp_path, 9012)),
+        BUGLESS_SCRIPT, "import", "redmine", str(redmine_tree(tmp_path, 9012)),
         "--model", f"{bugless_stack.model.host}:{bugless_stack.model.port}",
         "--auth", f"{bugless_stack.auth.host}:{bugless_stack.auth.port}",
         "--state-dir", str(tmp_path / "state"),

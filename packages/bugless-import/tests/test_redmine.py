@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from import_support import (
-    BUGLESS,
     FIXTURES,
     MakeSettings,
     _bugless,
@@ -34,6 +33,7 @@ from bugless_import import run_import
 from bugless_import.sources.redmine import RedmineImporter
 from bugless_proto import v1
 from bugless_testing.ports import refused_port
+from bugless_testing.program import BUGLESS_SCRIPT
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
 URL = "https://redmine.example.org"
@@ -282,7 +282,7 @@ def test_a_location_the_source_answers_404_for_exits_3_naming_it(
     state = tmp_path / "state"
     done = subprocess.run(
         [
-            BUGLESS, "import", "redmine", wrong, "--dry-run", "--state-dir", str(state),
+            BUGLESS_SCRIPT, "import", "redmine", wrong, "--dry-run", "--state-dir", str(state),
             "--option", f"api-key-file={key_file}", "--option", f"project={PROJECT}",
         ],
         capture_output=True, text=True, check=False, timeout=120,

@@ -8,10 +8,11 @@ import os
 import signal
 from pathlib import Path
 
-from import_support import BUGLESS, find, history
+from import_support import find, history
 
 from bugless_dev.stack import LocalStack
 from bugless_proto import v1
+from bugless_testing.program import BUGLESS_SCRIPT
 
 ISSUES = 240
 
@@ -58,7 +59,11 @@ def _write_repository(root: Path) -> None:
 
 async def _run(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        BUGLESS, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        BUGLESS_SCRIPT,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 

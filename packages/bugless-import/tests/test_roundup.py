@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from import_support import BUGLESS, MakeSettings, find, history, usernames
+from import_support import MakeSettings, find, history, usernames
 from roundup_support import (
     ADMIN_PASSWORD,
     _as,
@@ -38,6 +38,7 @@ from bugless_dev.stack import LocalStack
 from bugless_import import run_import
 from bugless_import.sources.roundup import RoundupImporter
 from bugless_proto import v1
+from bugless_testing.program import BUGLESS_SCRIPT
 
 #: Issues made in bulk besides the three detailed ones (for the resume test).
 BULK = 27
@@ -328,7 +329,11 @@ async def test_ctrl_c_then_the_same_command_imports_the_rest_exactly_once(
     env = {**os.environ, "BUGLESS_IMPORT_TOKEN": import_token}
     done = state / "roundup-done.jsonl"
     first = await asyncio.create_subprocess_exec(
-        BUGLESS, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        BUGLESS_SCRIPT,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     async with asyncio.timeout(180):
         while not done.exists() or len(done.read_text().splitlines()) < 5:
@@ -340,7 +345,11 @@ async def test_ctrl_c_then_the_same_command_imports_the_rest_exactly_once(
     assert first.returncode == 130, err.decode()
     assert 5 <= halfway < 3 + BULK, "stopped partway"
     second = await asyncio.create_subprocess_exec(
-        BUGLESS, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        BUGLESS_SCRIPT,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await second.communicate()
     assert second.returncode == 0, err.decode()

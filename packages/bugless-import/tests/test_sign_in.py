@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from import_support import BUGLESS, PASSWORD, MakeSettings, find, redmine_tree
+from import_support import PASSWORD, MakeSettings, find, redmine_tree
 
 from bugless_core.errors import PermissionDenied, Unauthenticated, Unavailable
 from bugless_core.service_address import ServiceAddress
@@ -23,6 +23,7 @@ from bugless_import import run_import
 from bugless_import.sources.redmine import RedmineImporter
 from bugless_proto import v1
 from bugless_testing.ports import refused_port
+from bugless_testing.program import BUGLESS_SCRIPT
 
 
 async def test_a_user_and_password_sign_the_import_in(
@@ -57,7 +58,8 @@ async def test_the_command_reads_the_password_from_standard_input(
 ) -> None:
     files = bugless_stack.pki.service_certificate("import")
     args = [
-        BUGLESS, "import", "redmine", str(redmine_tree(tmp_path, 9142)), "--user", "importer",
+        BUGLESS_SCRIPT, "import", "redmine", str(redmine_tree(tmp_path, 9142)),
+        "--user", "importer",
         "--model", f"{bugless_stack.model.host}:{bugless_stack.model.port}",
         "--auth", f"{bugless_stack.auth.host}:{bugless_stack.auth.port}",
         "--state-dir", str(tmp_path / "state"), "--quiet",

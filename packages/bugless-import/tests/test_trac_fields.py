@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from bugless_core.errors import FailedPrecondition
 from bugless_import import run_import
 from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
+from bugless_testing.program import BUGLESS_SCRIPT
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
@@ -166,7 +166,7 @@ def test_the_command_says_nothing_about_pkg_resources(tmp_path: Path) -> None:
     """Before, every ``bugless import trac`` began with Trac's pkg_resources warning."""
     env = _one_ticket(tmp_path / "quiet", "Quiet", _hours(0))
     done = subprocess.run(
-        [str(Path(sys.executable).with_name("bugless")), "import", "trac", env, "--dry-run",
+        [BUGLESS_SCRIPT, "import", "trac", env, "--dry-run",
          "--state-dir", str(tmp_path / "state")],
         capture_output=True, text=True, check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith(("BUGLESS_", "PYTHONWARN"))},

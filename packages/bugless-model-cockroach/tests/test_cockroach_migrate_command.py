@@ -16,27 +16,25 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 
 from bugless_dev.processes import unused_port
+from bugless_testing.program import BUGLESS_SCRIPT
 
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres
 
-BUGLESS = str(Path(sys.executable).with_name("bugless"))
 SCHEMA = "never_made"
 
 
 async def _migrate(url: str, *options: str) -> subprocess.CompletedProcess[str]:
     """The command as an operator runs it, with no BUGLESS_ variable of this process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
-    command = [BUGLESS, "model", "migrate", "--model", "cockroach", "--database-url", url]
+    command = [BUGLESS_SCRIPT, "model", "migrate", "--model", "cockroach", "--database-url", url]
     return await asyncio.to_thread(
         subprocess.run,
         [*command, "--schema", SCHEMA, *options],
@@ -113,7 +111,7 @@ async def test_serving_with_a_locality_on_postgresql_is_bad_configuration_as_mig
     url = await make_serializable_database("cockroach_cli_serve_locality")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
     serve = [
-        BUGLESS, "model", "serve", "--model", "cockroach", "--schema", SCHEMA, "--migrate",
+        BUGLESS_SCRIPT, "model", "serve", "--model", "cockroach", "--schema", SCHEMA, "--migrate",
         "--insecure-local", "--host", "127.0.0.1", "--port", "0",
         "--page-token-secret", "a-secret-of-sixteen-or-more",
         "--locality", "region=us-east1,zone=us-east1-b",

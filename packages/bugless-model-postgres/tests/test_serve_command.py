@@ -20,10 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from bugless_dev.processes import BUGLESS_COMMAND
+
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres
 
-BUGLESS = [sys.executable, "-c", "from bugless_core.cli import main; main()"]
 GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
 CALLER = {"user_id": "u-ops", "groups": ["eng"]}
 
@@ -48,7 +49,7 @@ def database_url(postgres_server: ThrowawayPostgres) -> str:
 def served_model(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     env = {**os.environ, "BUGLESS_DATABASE_URL": database_url}
     migrate = subprocess.run(
-        [*BUGLESS, "model", "migrate"], env=env, capture_output=True, text=True, check=False
+        [*BUGLESS_COMMAND, "model", "migrate"], env=env, capture_output=True, text=True, check=False
     )
     assert migrate.returncode == 0, migrate.stderr
     assert "is at version" in migrate.stdout
@@ -61,7 +62,7 @@ def served_model(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
     # start always says so (checked when it stops).
     serve = ["model", "serve", "--port", "0", "--ready-file", str(ready_file), "--insecure-local"]
     process = subprocess.Popen(
-        [*BUGLESS, *serve, "--drain-seconds", "0.2"],
+        [*BUGLESS_COMMAND, *serve, "--drain-seconds", "0.2"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -91,7 +92,7 @@ def served_model(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
 def test_migrate_is_idempotent(database_url: str, served_model: int) -> None:
     env = {**os.environ, "BUGLESS_DATABASE_URL": database_url}
     again = subprocess.run(
-        [*BUGLESS, "model", "migrate"], env=env, capture_output=True, text=True, check=False
+        [*BUGLESS_COMMAND, "model", "migrate"], env=env, capture_output=True, text=True, check=False
     )
     assert again.returncode == 0, again.stderr
 
@@ -148,7 +149,15 @@ def test_bad_input_is_a_clear_status_not_a_traceback(served_model: int) -> None:
 
 def test_unknown_backend_name_is_a_usage_error_listing_installed_ones() -> None:
     result = subprocess.run(
-        [*BUGLESS, "model", "migrate", "--model", "oracle", "--database-url", "postgresql://x/y"],
+        [
+            *BUGLESS_COMMAND,
+            "model",
+            "migrate",
+            "--model",
+            "oracle",
+            "--database-url",
+            "postgresql://x/y",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -170,7 +179,7 @@ def test_a_database_url_with_credentials_the_database_refuses_is_one_line_not_a_
         ["model", "serve", "--port", "0", "--insecure-local", "--drain-seconds", "0.2"],
     ):
         result = subprocess.run(
-            [*BUGLESS, *command, "--database-url", refused],
+            [*BUGLESS_COMMAND, *command, "--database-url", refused],
             env=env,
             capture_output=True,
             text=True,

@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from web_support import World
 from bugless_auth.people import MAX_LABEL, MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS
 from bugless_auth.throttle import DEVICE_STARTS_PER_WINDOW
 from bugless_dev.stack import RunningService
+from bugless_testing.program import BUGLESS_SCRIPT
 
 ATTACKER = "203.0.113.66"
 SOMEONE_ELSE = "198.51.100.7"
@@ -148,7 +148,7 @@ def _login(web_url: str, *arguments: str, config: Path) -> subprocess.CompletedP
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
     env["BUGLESS_CLIENT_CONFIG"] = str(config)
     return subprocess.run(
-        [str(Path(sys.executable).with_name("bugless")), "login", "--web", web_url, *arguments],
+        [BUGLESS_SCRIPT, "login", "--web", web_url, *arguments],
         env=env,
         capture_output=True,
         text=True,

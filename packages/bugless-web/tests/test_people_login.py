@@ -17,7 +17,6 @@ import shlex
 import shutil
 import stat
 import subprocess
-import sys
 import threading
 import time
 import tomllib
@@ -38,11 +37,9 @@ from web_support import PASSWORD, World
 from bugless_api.client import BuglessClient, RetryPolicy
 from bugless_core.clients import call
 from bugless_core.errors import BuglessError
-from bugless_dev.processes import run_in_thread
+from bugless_dev.processes import BUGLESS_COMMAND, run_in_thread
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
-
-BUGLESS = [sys.executable, "-c", "from bugless_core.cli import main; main()"]
 
 
 class RecordingProxy:
@@ -154,7 +151,7 @@ def _cli_env(config: Path) -> dict[str, str]:
 
 def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*BUGLESS, *args],
+        [*BUGLESS_COMMAND, *args],
         env=_cli_env(config),
         capture_output=True,
         text=True,
@@ -212,7 +209,7 @@ def _login(
     if arguments is None:
         arguments = ["--web", people.proxy.url, *api]
     process = subprocess.Popen(
-        [*BUGLESS, "login", *arguments, "--no-browser", "--hours", hours],
+        [*BUGLESS_COMMAND, "login", *arguments, "--no-browser", "--hours", hours],
         env=_cli_env(config),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -7,13 +7,13 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BUGLESS = (sys.executable, "-c", "from bugless_core.cli import main; main()")
+from bugless_dev.processes import BUGLESS_COMMAND
+
 #: Generous: a first start creates a cluster, runs migrations and starts five
 #: servers, on CI machines that run other suites at the same time.
 START_TIMEOUT = 300.0
@@ -33,7 +33,7 @@ def run_bugless(
 ) -> subprocess.CompletedProcess[str]:
     """Run a ``bugless`` command to completion."""
     return subprocess.run(
-        [*BUGLESS, *args],
+        [*BUGLESS_COMMAND, *args],
         env=env or clean_env(),
         capture_output=True,
         text=True,
@@ -54,7 +54,7 @@ class DevProcess:
     def start(cls, state_dir: Path, *args: str) -> DevProcess:
         """Start ``bugless dev --state-dir STATE ARGS...`` in its own session."""
         process = subprocess.Popen(
-            [*BUGLESS, "dev", "--state-dir", str(state_dir), *args],
+            [*BUGLESS_COMMAND, "dev", "--state-dir", str(state_dir), *args],
             env=clean_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

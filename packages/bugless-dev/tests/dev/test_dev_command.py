@@ -31,10 +31,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dev_process import BUGLESS, IMPORT_EXPORT_LINE, DevProcess, clean_env, run_bugless
+from dev_process import IMPORT_EXPORT_LINE, DevProcess, clean_env, run_bugless
 
 from bugless_dev._stack_config import SERVICE_KINDS
 from bugless_dev.command import REQUIRED_COMMANDS
+from bugless_dev.processes import BUGLESS_COMMAND
 from bugless_testing.smtp import SmtpSink
 
 #: Exported GitHub issues (the importer's own test fixtures).
@@ -207,7 +208,7 @@ def _import_as_printed(
     line = re.search(r"^ +(\S+ import trac \S+ --user admin --dry-run)$", dev.output, re.M)
     assert line, dev.output
     return subprocess.run(
-        [*BUGLESS, "import", "github", str(GITHUB_EXPORT), "--user", "admin", "--quiet",
+        [*BUGLESS_COMMAND, "import", "github", str(GITHUB_EXPORT), "--user", "admin", "--quiet",
          "--state-dir", str(state_root / "import-state")],
         input=f"{password}\n", env=dev.client_env(IMPORT_EXPORT_LINE), capture_output=True,
         text=True, timeout=300, check=False,

@@ -14,13 +14,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-#: The ``bugless`` command of this interpreter (no console script needed).
-BUGLESS = (sys.executable, "-c", "from bugless_core.cli import main; main()")
+from bugless_dev.processes import BUGLESS_COMMAND
 
 
 def clean_environment(added: Mapping[str, str] = {}) -> dict[str, str]:
@@ -34,7 +32,7 @@ def run_bugless(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``bugless args`` to its end in :func:`clean_environment` with ``env`` added."""
     return subprocess.run(
-        [*BUGLESS, *args],
+        [*BUGLESS_COMMAND, *args],
         env=clean_environment(env),
         capture_output=True,
         text=True,
