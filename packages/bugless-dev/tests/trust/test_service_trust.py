@@ -27,6 +27,7 @@ from bugless_api.server import SERVICE_CLASSES
 from bugless_auth.servicer import AuthenticatorServicer
 from bugless_core.assertions import METADATA_KEY, sign_assertion
 from bugless_core.clients import ActingFor, ServiceAddress, acting_model
+from bugless_core.errors import from_grpc_error
 from bugless_core.grpc import ANY_CLIENT, SERVICE_IDENTITIES
 from bugless_core.model.servicer import ModelServicer
 from bugless_dev.stack import LocalStack
@@ -188,6 +189,55 @@ async def test_the_notifier_cannot_name_groups_only_assertions_carry_them(
         )
     assert forged.value.status is Status.UNAUTHENTICATED
     assert "viewer_assertions[1]" in (forged.value.message or "")
+    refusal = from_grpc_error(forged.value)
+    assert (refusal.reason, refusal.metadata.get("field")) == (
+        "INVALID_ASSERTION",
+        "viewer_assertions[1]",
+    )
+
+
+async def test_a_viewer_whose_session_ended_is_refused_with_the_reason_and_the_field(
+    bugless_stack: LocalStack, people: Assertions, channels: list[Channel]
+) -> None:
+    """The notifier learns which viewer's assertion was refused, and that its session ended.
+
+    The reason (SESSION_ENDED, not INVALID_ASSERTION) says a new assertion
+    may do; the ``field`` metadata says for which recipient.
+    """
+    carol = bugless_stack.add_user(f"trust-carol-{secrets.token_hex(3)}", PASSWORD)
+    web_auth = v1.AuthenticatorStub(_as(bugless_stack, "auth", "web", channels))
+    signed_in = await web_auth.authenticate_password(
+        v1.AuthenticatePasswordRequest(username=carol["username"], password=PASSWORD),
+        timeout=30,
+    )
+    assert signed_in.identity is not None
+    notify_auth = v1.AuthenticatorStub(_as(bugless_stack, "auth", "notify", channels))
+    admin = (
+        await notify_auth.issue_assertion(
+            v1.IssueAssertionRequest(user_id=people.admin_id), timeout=10
+        )
+    ).assertion
+    model = v1.ModelStub(_as(bugless_stack, "model", "notify", channels))
+    request = v1.GetNotificationViewsRequest(
+        caller=v1.Caller(user_id="bugless-notify", admin=True),
+        issue_id=people.secret_issue,
+        viewer_assertions=[admin, signed_in.identity.assertion],
+    )
+
+    async def views() -> None:
+        await model.get_notification_views(request, timeout=10)
+
+    await views()
+    await web_auth.revoke_sessions(v1.RevokeSessionsRequest(token=signed_in.token), timeout=10)
+    refused = await _refused_within(views)
+    assert refused is not None, "an ended session's assertion still stands for a viewer"
+    assert refused.status is Status.UNAUTHENTICATED
+    refusal = from_grpc_error(refused)
+    assert (refusal.reason, refusal.metadata.get("field")) == (
+        "SESSION_ENDED",
+        "viewer_assertions[1]",
+    )
+    assert "viewer_assertions[1]" in refusal.message
 
 
 async def test_only_the_api_may_run_the_certificate_flow(

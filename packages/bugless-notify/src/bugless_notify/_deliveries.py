@@ -429,14 +429,16 @@ class IssueDeliveries:
                 user_id = _refused_viewer(exc, part)
                 if user_id is None or user_id in renewed:
                     raise
+                reason = exc.reason
             renewed.add(user_id)
             self._acting_for.forget(user_id)
             again = await self._assertion(user_id)
             _log.info(
-                "the Model refused the assertion held for %s (its session ended): %s",
+                "the Model refused the assertion held for %s (%s): %s",
                 user_id,
+                reason,
                 "asked for a new one" if again is not None else "no longer a recipient",
-                extra={"user_id": user_id},
+                extra={"user_id": user_id, "reason": reason},
             )
             part = [(u, a) for u, a in part if u != user_id]
             if again is not None:

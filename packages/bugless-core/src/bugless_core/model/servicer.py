@@ -416,9 +416,12 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
                 try:
                     claims = await self.assertions.claims(assertion)
                 except Unauthenticated as exc:
-                    msg = f"viewer_assertions[{n}]: {exc.message}"
+                    # The reason (SESSION_ENDED, INVALID_ASSERTION) tells the
+                    # notifier whether a new assertion may help; the field which.
                     raise Unauthenticated(
-                        msg, metadata={"field": f"viewer_assertions[{n}]"}
+                        f"viewer_assertions[{n}]: {exc.message}",
+                        reason=exc.reason,
+                        metadata={**exc.metadata, "field": f"viewer_assertions[{n}]"},
                     ) from exc
                 if claims.scope is not None:
                     # Good for one call, not for reading as its person.
