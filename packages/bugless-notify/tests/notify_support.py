@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from bugless_core.grpc import GrpcServerSettings
-from bugless_notify._saved_searches import MatchChanges, MatchStore, SavedSearchMatcher
+from bugless_notify._saved_search_store import MatchChanges, MatchStore
+from bugless_notify._saved_searches import SavedSearchMatcher
 from bugless_notify.queue import NewDelivery
 from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
 from bugless_notify.settings import NotifierSettings, SmtpOptions

@@ -23,12 +23,8 @@ from prometheus_client import CollectorRegistry
 from bugless_core.clients import ActingFor, acting_model
 from bugless_dev.stack import LocalStack
 from bugless_notify._deliveries import NOTIFIER
-from bugless_notify._saved_searches import (
-    SEEDS_PER_ROUND,
-    MatchStore,
-    SavedSearchMatcher,
-    SeedBudget,
-)
+from bugless_notify._saved_search_store import MatchStore
+from bugless_notify._saved_searches import SEEDS_PER_ROUND, SavedSearchMatcher, SeedBudget
 from bugless_notify.consumer import ConsumerOptions, FeedConsumer
 from bugless_notify.queue import DeliveryQueue
 from bugless_proto import v1

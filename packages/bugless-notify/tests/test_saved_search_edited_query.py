@@ -21,7 +21,8 @@ from notify_support import judge_batch, seed_round
 from bugless_core.clients import ActingFor, acting_model
 from bugless_dev.stack import LocalStack
 from bugless_notify._deliveries import NOTIFIER
-from bugless_notify._saved_searches import MatchStore, SavedSearchMatcher
+from bugless_notify._saved_search_store import MatchStore
+from bugless_notify._saved_searches import SavedSearchMatcher
 from bugless_notify.queue import DeliveryQueue
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask

@@ -31,12 +31,8 @@ from bugless_core.clients import ActingFor, acting_model
 from bugless_dev.processes import spawn
 from bugless_dev.stack import LocalStack
 from bugless_notify._deliveries import NOTIFIER
-from bugless_notify._saved_searches import (
-    RELIST_SECONDS,
-    MatchStore,
-    Prepared,
-    SavedSearchMatcher,
-)
+from bugless_notify._saved_search_store import MatchStore
+from bugless_notify._saved_searches import RELIST_SECONDS, Prepared, SavedSearchMatcher
 from bugless_notify.queue import DeliveryQueue
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask

@@ -24,13 +24,8 @@ from bugless_core.clients import ActingFor, acting_model
 from bugless_core.errors import Unavailable
 from bugless_dev.stack import LocalStack
 from bugless_notify._deliveries import NOTIFIER
-from bugless_notify._saved_searches import (
-    SEEDS_PER_ROUND,
-    MatchChanges,
-    MatchStore,
-    SavedSearchMatcher,
-    SeedBudget,
-)
+from bugless_notify._saved_search_store import MatchChanges, MatchStore
+from bugless_notify._saved_searches import SEEDS_PER_ROUND, SavedSearchMatcher, SeedBudget
 from bugless_notify.queue import DeliveryQueue
 from bugless_proto import v1
 

@@ -53,12 +53,8 @@ from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_notify._deliveries import NOTIFIER, Batch, IssueDeliveries
 from bugless_notify._metrics import seed_backlog_gauge
 from bugless_notify._redactions import WaitingMessages
-from bugless_notify._saved_searches import (
-    MatchChanges,
-    MatchStore,
-    SavedSearchMatcher,
-    SeedBudget,
-)
+from bugless_notify._saved_search_store import MatchChanges, MatchStore
+from bugless_notify._saved_searches import SavedSearchMatcher, SeedBudget
 from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.digest import DigestStore
 from bugless_notify.queue import DeliveryQueue
