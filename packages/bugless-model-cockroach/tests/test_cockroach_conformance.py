@@ -19,6 +19,7 @@ from bugless_testing.model_contracts import (
     BatchCreateContract,
     ChangeContract,
     ComponentContract,
+    ComponentShownPathContract,
     ConcurrencyContract,
     CustomFieldContract,
     CustomFieldSearchContract,
@@ -68,6 +69,9 @@ class TestChange(ChangeContract): ...
 
 
 class TestComponent(ComponentContract): ...
+
+
+class TestComponentShownPath(ComponentShownPathContract): ...
 
 
 class TestConcurrency(ConcurrencyContract): ...

@@ -14,6 +14,7 @@ from bugless_testing.model_contracts import (
     BatchCreateContract,
     ChangeContract,
     ComponentContract,
+    ComponentShownPathContract,
     ConcurrencyContract,
     CustomFieldContract,
     CustomFieldSearchContract,
@@ -65,6 +66,9 @@ class TestChange(ChangeContract): ...
 
 
 class TestComponent(ComponentContract): ...
+
+
+class TestComponentShownPath(ComponentShownPathContract): ...
 
 
 class TestConcurrency(ConcurrencyContract): ...

@@ -17,6 +17,7 @@ from bugless_testing.model_contracts._bad_reads import BadReadContract
 from bugless_testing.model_contracts._batch_changes import BatchChangeContract
 from bugless_testing.model_contracts._batch_creates import BatchCreateContract
 from bugless_testing.model_contracts._changes import ChangeContract
+from bugless_testing.model_contracts._component_paths import ComponentShownPathContract
 from bugless_testing.model_contracts._components import ComponentContract
 from bugless_testing.model_contracts._concurrency import ConcurrencyContract
 from bugless_testing.model_contracts._custom_field_search import CustomFieldSearchContract
@@ -58,6 +59,7 @@ __all__ = [
     "BatchCreateContract",
     "ChangeContract",
     "ComponentContract",
+    "ComponentShownPathContract",
     "ConcurrencyContract",
     "CustomFieldContract",
     "CustomFieldSearchContract",

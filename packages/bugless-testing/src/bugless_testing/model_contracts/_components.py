@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
 
 from bugless_proto import v1
 from bugless_testing.model_contracts._support import (
@@ -11,6 +10,8 @@ from bugless_testing.model_contracts._support import (
     ALICE,
     BOB,
     UNKNOWN_ID,
+    component_by_path,
+    component_children,
     expect_error,
     expect_stale_version,
     get_component,
@@ -22,24 +23,6 @@ from bugless_testing.model_contracts._support import (
     user_entry,
     within,
 )
-
-
-async def _children(
-    model: v1.ModelStub, parent_id: int, *, caller: v1.Caller = ADMIN, archived: bool = False
-) -> list[v1.Component]:
-    response = await model.list_components(
-        v1.ListComponentsRequest(
-            caller=caller,
-            parent_id=parent_id,
-            include_archived=archived,
-            page=v1.PageRequest(page_size=1000),
-        )
-    )
-    return response.components
-
-
-async def _by_path(model: v1.ModelStub, path: str, caller: v1.Caller = ADMIN) -> v1.Component:
-    return await model.get_component(v1.GetComponentRequest(caller=caller, path=path))
 
 
 class ComponentContract:
@@ -78,13 +61,13 @@ class ComponentContract:
     async def test_get_by_path_finds_the_component(self, model: v1.ModelStub) -> None:
         top = await make_component(model)
         leaf = await make_component(model, parent_id=top.id, name="Disk")
-        got = await _by_path(model, f"{top.name}>Disk", caller=ALICE)
+        got = await component_by_path(model, f"{top.name}>Disk", caller=ALICE)
         assert got.id == leaf.id
         assert got == await get_component(model, leaf.id, caller=ALICE)
 
     async def test_unknown_path_and_id_are_not_found(self, model: v1.ModelStub) -> None:
         top = await make_component(model)
-        await expect_error(_by_path(model, f"{top.name}>Nope"), Status.NOT_FOUND, "Nope")
+        await expect_error(component_by_path(model, f"{top.name}>Nope"), Status.NOT_FOUND, "Nope")
         await expect_error(get_component(model, UNKNOWN_ID), Status.NOT_FOUND, str(UNKNOWN_ID))
 
     async def test_own_acl_and_template_are_returned(self, model: v1.ModelStub) -> None:
@@ -114,7 +97,7 @@ class ComponentContract:
         top = await make_component(model)
         for name in ("Beta", "Alpha", "Gamma"):
             await make_component(model, parent_id=top.id, name=name)
-        kids = await _children(model, top.id)
+        kids = await component_children(model, top.id)
         assert [c.name for c in kids] == ["Alpha", "Beta", "Gamma"]
 
     async def test_whole_tree_listing_includes_descendants_in_path_order(
@@ -124,7 +107,7 @@ class ComponentContract:
         a = await make_component(model, parent_id=top.id, name="A")
         await make_component(model, parent_id=a.id, name="Deep")
         await make_component(model, parent_id=top.id, name="B")
-        tree = await _children(model, 0)
+        tree = await component_children(model, 0)
         ours = [c.path for c in tree if c.path == top.name or c.path.startswith(top.name + ">")]
         assert ours == [top.name, f"{top.name}>A", f"{top.name}>A>Deep", f"{top.name}>B"]
 
@@ -134,231 +117,11 @@ class ComponentContract:
             model, parent_id=top.id, name="Secret", acl=[user_entry("alice", v1.Role.ADMIN)]
         )
         await make_component(model, parent_id=top.id, name="Public")
-        assert [c.name for c in await _children(model, top.id, caller=BOB)] == ["Public"]
-        assert [c.name for c in await _children(model, top.id, caller=ALICE)] == [
+        assert [c.name for c in await component_children(model, top.id, caller=BOB)] == ["Public"]
+        assert [c.name for c in await component_children(model, top.id, caller=ALICE)] == [
             "Public",
             "Secret",
         ]
-
-    async def test_a_path_names_no_component_above_that_the_caller_may_not_view(
-        self, model: v1.ModelStub
-    ) -> None:
-        """``…>Net`` for bob, whose own entry opens Net below Secret, which he may not view.
-
-        A path from the top would tell him Secret's name, which no listing of
-        his shows: the components from the top to the lowest one he may not
-        view are left out, in every answer giving the path (GetComponent by
-        id or by path, ListComponents, CheckViewers), and the path he is
-        shown is the one that names it (the whole one names nothing for him:
-        ``SearchComponentNameContract::test_a_path_names_a_component_only_as_the_caller_is_shown_it``).
-        Alice, who may view them all, and an admin read it whole.
-        """
-        top, net_name = await make_component(model, name=unique("Open")), unique("Net")
-        secret = await make_component(
-            model, parent_id=top.id, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
-        )
-        net = await model.create_component(
-            v1.CreateComponentRequest(
-                caller=ALICE,
-                parent_id=secret.id,
-                name=net_name,
-                acl=[user_entry("bob", v1.Role.ADMIN)],
-            )
-        )
-        deep = await make_component(model, parent_id=net.id, name="Deep")
-        whole = f"{top.name}>{secret.name}>{net_name}>Deep"
-        assert (await get_component(model, net.id, caller=BOB)).path == f"…>{net_name}"
-        assert (await get_component(model, deep.id, caller=BOB)).path == f"…>{net_name}>Deep"
-        assert (await _by_path(model, f"…>{net_name}>Deep", caller=BOB)).id == deep.id
-        await expect_error(_by_path(model, whole, caller=BOB), Status.NOT_FOUND)
-        assert [c.path for c in await _children(model, net.id, caller=BOB)] == [
-            f"…>{net_name}>Deep"
-        ]
-        checked = await model.check_viewers(
-            v1.CheckViewersRequest(caller=BOB, component_id=deep.id, user_ids=["carol"])
-        )
-        assert checked.component_path == f"…>{net_name}>Deep"
-        assert (await get_component(model, top.id, caller=BOB)).path == top.name
-        for caller in (ALICE, ADMIN):
-            assert (await get_component(model, deep.id, caller=caller)).path == whole
-            assert [c.path for c in await _children(model, net.id, caller=caller)] == [whole]
-
-    async def test_a_shortened_path_names_the_callers_component_past_hidden_ones_so_named(
-        self, model: v1.ModelStub
-    ) -> None:
-        """``…>Net`` finds bob's Net however many Nets he may not view are below hidden parents.
-
-        Each of those is ``…>Net`` too as far as the path goes, but not his
-        to name: the path is judged among the ones he may view, so a dozen
-        hidden ones made earlier neither hide his (NOT_FOUND for the path he
-        is shown) nor make it ambiguous.
-        """
-        net_name = unique("Net")
-        for _ in range(11):
-            hidden = await make_component(
-                model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
-            )
-            await make_component(model, parent_id=hidden.id, name=net_name, caller=ALICE)
-        secret = await make_component(
-            model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
-        )
-        net = await model.create_component(
-            v1.CreateComponentRequest(
-                caller=ALICE,
-                parent_id=secret.id,
-                name=net_name,
-                acl=[user_entry("bob", v1.Role.ADMIN)],
-            )
-        )
-        assert (await _by_path(model, f"…>{net_name}", caller=BOB)).id == net.id
-
-    async def test_a_component_named_an_ellipsis_is_named_by_its_whole_path_as_shown(
-        self, model: v1.ModelStub
-    ) -> None:
-        """``…>Net`` is the whole path of Net below a top-level component named ``…``.
-
-        A path that begins so is judged as any other: by the path the caller
-        is shown. Alice, who may view both Nets, is shown only the first so;
-        bob is shown both so, and is asked for an id, not given one of them.
-        """
-        try:
-            ellipsis = await _by_path(model, "…")
-        except GRPCError as exc:  # the first run in the session makes it
-            if exc.status is not Status.NOT_FOUND:
-                raise
-            ellipsis = await make_component(model, name="…")
-        net_name = unique("Net")
-        net = await make_component(model, parent_id=ellipsis.id, name=net_name)
-        secret = await make_component(
-            model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
-        )
-        hidden_net = await model.create_component(
-            v1.CreateComponentRequest(
-                caller=ALICE,
-                parent_id=secret.id,
-                name=net_name,
-                acl=[user_entry("bob", v1.Role.ADMIN)],
-            )
-        )
-        for caller in (ALICE, ADMIN):
-            assert (await _by_path(model, f"…>{net_name}", caller=caller)).id == net.id
-        assert (await get_component(model, hidden_net.id, caller=BOB)).path == f"…>{net_name}"
-        await expect_error(
-            _by_path(model, f"…>{net_name}", caller=BOB),
-            Status.INVALID_ARGUMENT,
-            "is the path you are shown of more than one component",
-            str(net.id),
-            str(hidden_net.id),
-        )
-
-    async def test_a_refusal_names_a_component_by_the_path_the_caller_sees(
-        self, model: v1.ModelStub
-    ) -> None:
-        """Refusals name a component by the path GetComponent gives the caller.
-
-        Bob may read Logs (its own entry), below Secret: told why he may not
-        file in it or add below it, he reads ``…>Logs``; and ``…>Ops`` when a
-        name he gives below Ops (his to administer) is taken.
-        """
-        secret = await make_component(
-            model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
-        )
-        logs = await model.create_component(
-            v1.CreateComponentRequest(
-                caller=ALICE,
-                parent_id=secret.id,
-                name="Logs",
-                acl=[user_entry("bob", v1.Role.VIEWER)],
-            )
-        )
-        filing = await expect_error(
-            make_issue(model, logs.id, caller=BOB),
-            Status.PERMISSION_DENIED,
-            "editor role on component …>Logs needed",
-        )
-        below = await expect_error(
-            make_component(model, parent_id=logs.id, caller=BOB),
-            Status.PERMISSION_DENIED,
-            "role on component …>Logs needed to create a subcomponent",
-        )
-        ops = await model.create_component(
-            v1.CreateComponentRequest(
-                caller=ALICE,
-                parent_id=secret.id,
-                name="Ops",
-                acl=[user_entry("bob", v1.Role.ADMIN)],
-            )
-        )
-        await make_component(model, parent_id=ops.id, name="Twice", caller=BOB)
-        taken = await expect_error(
-            make_component(model, parent_id=ops.id, name="twice", caller=BOB),
-            Status.ALREADY_EXISTS,
-            "a component named 'twice' already exists under …>Ops",
-        )
-        for refusal in (filing, below, taken):
-            assert secret.name not in (refusal.message or "")
-        await expect_error(
-            make_issue(model, logs.id, caller=v1.Caller(user_id="carl")),
-            Status.NOT_FOUND,
-            f"component {logs.id} not found",
-        )
-
-    async def test_a_refusal_to_change_or_redact_an_issue_names_its_component_as_seen(
-        self, model: v1.ModelStub
-    ) -> None:
-        """A viewer refused a change or a redaction of an issue reads its component's path as seen.
-
-        Bob may read Logs (its own entry), below Secret: told why he may not
-        comment on an issue filed there, or redact it, he reads ``…>Logs``,
-        never Secret's name (both refusals spelled the whole path before).
-        """
-        logs_name = unique("Logs")
-        secret = await make_component(
-            model, name=unique("Secret"), acl=[user_entry("alice", v1.Role.ADMIN)]
-        )
-        logs = await model.create_component(
-            v1.CreateComponentRequest(
-                caller=ALICE,
-                parent_id=secret.id,
-                name=logs_name,
-                acl=[user_entry("bob", v1.Role.VIEWER)],
-            )
-        )
-        issue = await make_issue(model, logs.id, caller=ALICE)
-        changing = await expect_error(
-            model.change_issue(
-                v1.ChangeIssueRequest(
-                    caller=BOB,
-                    issue_id=issue.id,
-                    expected_version=issue.version,
-                    delta=v1.IssueDelta(),
-                    comment="let me in",
-                )
-            ),
-            Status.PERMISSION_DENIED,
-            f"editor role on component …>{logs_name} needed to change issue {issue.id}",
-        )
-        redacting = await expect_error(
-            model.redact(
-                v1.RedactRequest(
-                    caller=BOB,
-                    issue_id=issue.id,
-                    expected_version=issue.version,
-                    target=v1.RedactionTarget.DESCRIPTION,
-                )
-            ),
-            Status.PERMISSION_DENIED,
-            f"admin role on component …>{logs_name} needed to redact issue {issue.id}",
-        )
-        for refusal in (changing, redacting):
-            assert secret.name not in (refusal.message or "")
-        # The path bob is shown, typed back, names Logs; mistyped, he is told how it names one.
-        assert (await _by_path(model, f"…>{logs_name}", caller=BOB)).id == logs.id
-        await expect_error(
-            _by_path(model, "…>Lgs", caller=BOB),
-            Status.NOT_FOUND,
-            "component '…>Lgs' not found; a path beginning '…>' is shown shortened",
-        )
 
     async def test_rename_changes_paths_of_the_subtree(self, model: v1.ModelStub) -> None:
         top = await make_component(model)
@@ -369,8 +132,8 @@ class ComponentContract:
         assert renamed.path == f"{top.name}>New"
         assert renamed.version == mid.version + 1
         assert (await get_component(model, leaf.id)).path == f"{top.name}>New>Leaf"
-        assert (await _by_path(model, f"{top.name}>New>Leaf")).id == leaf.id
-        await expect_error(_by_path(model, f"{top.name}>Old>Leaf"), Status.NOT_FOUND)
+        assert (await component_by_path(model, f"{top.name}>New>Leaf")).id == leaf.id
+        await expect_error(component_by_path(model, f"{top.name}>Old>Leaf"), Status.NOT_FOUND)
 
     async def test_move_changes_parent_and_paths(self, model: v1.ModelStub) -> None:
         first = await make_component(model)
@@ -415,7 +178,7 @@ class ComponentContract:
             Status.ALREADY_EXISTS,
             "storage",
         )
-        assert [c.name for c in await _children(model, top.id)] == ["Storage"]
+        assert [c.name for c in await component_children(model, top.id)] == ["Storage"]
 
     async def test_names_compare_by_case_folding(self, model: v1.ModelStub) -> None:
         """Sibling names and paths compare by Unicode case folding, before and after a rename.
@@ -435,7 +198,7 @@ class ComponentContract:
                 ("Äpfel", apples.id), ("ÄPFEL", apples.id), ("äpfel", apples.id),
                 ("STRASSE", street.id), ("strasse", street.id), ("οδος", road.id),
             ):  # fmt: skip
-                assert (await _by_path(model, f"{top.name}>{name}")).id == expected, name
+                assert (await component_by_path(model, f"{top.name}>{name}")).id == expected, name
             for clash in ("äpfel", "STRASSE", "οδοσ"):
                 await expect_error(
                     make_component(model, parent_id=top.id, name=clash),
@@ -444,7 +207,7 @@ class ComponentContract:
                 )
             await update_component(model, v1.Component(id=top.id, name=renamed), "name")
             top = await get_component(model, top.id)
-        assert sorted(c.name for c in await _children(model, top.id)) == sorted(
+        assert sorted(c.name for c in await component_children(model, top.id)) == sorted(
             ["Äpfel", "Straße", "ΟΔΟΣ"]
         )
         await expect_error(
@@ -496,7 +259,7 @@ class ComponentContract:
         )
         made = await make_component(model, parent_id=top.id, caller=ALICE)
         assert made.parent_id == top.id
-        assert [c.id for c in await _children(model, top.id)] == [made.id]
+        assert [c.id for c in await component_children(model, top.id)] == [made.id]
 
     async def test_open_component_needs_an_admin_for_subcomponents(
         self, model: v1.ModelStub
@@ -590,13 +353,16 @@ class ComponentContract:
         old = await make_component(model, parent_id=top.id, name="Old")
         await make_component(model, parent_id=top.id, name="New")
         await update_component(model, v1.Component(id=old.id, archived=True), "archived")
-        assert [c.name for c in await _children(model, top.id)] == ["New"]
-        assert [c.name for c in await _children(model, top.id, archived=True)] == ["New", "Old"]
+        assert [c.name for c in await component_children(model, top.id)] == ["New"]
+        assert [c.name for c in await component_children(model, top.id, archived=True)] == [
+            "New",
+            "Old",
+        ]
         unarchived = await update_component(
             model, v1.Component(id=old.id, archived=False), "archived"
         )
         assert unarchived.archived is False
-        assert len(await _children(model, top.id)) == 2
+        assert len(await component_children(model, top.id)) == 2
 
     async def test_component_pages_cover_every_child_once(self, model: v1.ModelStub) -> None:
         top = await make_component(model)

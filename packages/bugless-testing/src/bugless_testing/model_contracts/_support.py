@@ -120,6 +120,28 @@ async def get_component(
     )
 
 
+async def component_children(
+    model: v1.ModelStub, parent_id: int, *, caller: v1.Caller = ADMIN, archived: bool = False
+) -> list[v1.Component]:
+    """The components below ``parent_id`` (0: the whole tree) as ``caller`` lists them."""
+    response = await model.list_components(
+        v1.ListComponentsRequest(
+            caller=caller,
+            parent_id=parent_id,
+            include_archived=archived,
+            page=v1.PageRequest(page_size=1000),
+        )
+    )
+    return response.components
+
+
+async def component_by_path(
+    model: v1.ModelStub, path: str, caller: v1.Caller = ADMIN
+) -> v1.Component:
+    """Read a component by path as ``caller``."""
+    return await model.get_component(v1.GetComponentRequest(caller=caller, path=path))
+
+
 async def update_component(
     model: v1.ModelStub,
     component: v1.Component,
