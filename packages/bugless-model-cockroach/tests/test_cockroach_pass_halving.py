@@ -20,4 +20,4 @@ def pass_halving_backend() -> SqlBackendClass:
 
 
 class TestCockroachPassHalving(PassHalvingChecks):
-    pass
+    """The checks of :class:`PassHalvingChecks`, on this package's backend."""

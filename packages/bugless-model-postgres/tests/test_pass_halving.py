@@ -59,7 +59,7 @@ def pass_halving_backend() -> SqlBackendClass:
 
 
 class TestPassHalving(PassHalvingChecks):
-    pass
+    """The checks of :class:`PassHalvingChecks`, on this package's backend."""
 
 
 @asynccontextmanager
